@@ -1,0 +1,311 @@
+//! The broker: listens, keeps the published sessions, routes calls.
+//!
+//! It re-creates POEx::ProxySession's server with the port decisions of
+//! DESIGN.md: it sees disconnects (a gone publisher's sessions are
+//! removed, its pending deliveries answered `publisher_gone` and its
+//! subscribers told; a gone caller's deliveries are cancelled at the
+//! publisher); routing ids are assigned by the broker, so two callers'
+//! ids never collide; only the publisher may rescind; a deliver naming an
+//! unknown method fails with `no_such_method`.
+//!
+//! Every lookup is a hash lookup: sessions by name, routes by route id,
+//! a caller's calls by its own id. A disconnect costs what that
+//! connection held, never a scan of everything.
+
+mod peer;
+mod registry;
+
+use crate::error::{Error, ErrorCode};
+use crate::event_loop::{EventLoop, Flush, Readiness, Source};
+use crate::transport::{Address, Listener};
+use crate::wire::DEFAULT_MAX_FRAME;
+use mio::Interest;
+use peer::Core;
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+/// The broker's number for a connection.
+pub(crate) type ConnId = u64;
+
+/// Limits the broker enforces per connection. Going over one is an error
+/// to whoever went over (or, for a peer that does not read, a disconnect);
+/// never a crash or a silent drop.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest frame body accepted or sent, in bytes (default 16 MiB).
+    pub max_frame: usize,
+    /// Longest session or method name, in bytes (default 256).
+    pub max_name: usize,
+    /// Most methods in one published session (default 4096).
+    pub max_methods: usize,
+    /// Most sessions one connection may publish (default 4096).
+    pub max_sessions_per_connection: usize,
+    /// Most calls one connection may have waiting for a result
+    /// (default 262144).
+    pub max_pending_per_connection: usize,
+    /// Most bytes queued for one connection before it is disconnected as
+    /// a peer that does not read (default 64 MiB).
+    pub max_queued_bytes: usize,
+    /// Most connections at once; more are closed on accept (default 65536).
+    pub max_connections: usize,
+    /// How long a new connection may take to say hello (default 10 s).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame: DEFAULT_MAX_FRAME,
+            max_name: 256,
+            max_methods: 4096,
+            max_sessions_per_connection: 4096,
+            max_pending_per_connection: 1 << 18,
+            max_queued_bytes: 64 << 20,
+            max_connections: 1 << 16,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How to run a broker.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerConfig {
+    /// Where to listen (TCP and/or Unix). At least one.
+    pub listen: Vec<Address>,
+    /// A shared secret clients must present in their hello.
+    pub token: Option<String>,
+    /// Per-connection limits.
+    pub limits: Limits,
+}
+
+/// Counters, for tests, benchmarks and operators.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BrokerStats {
+    /// Open connections (handshaken or not).
+    pub connections: usize,
+    /// Published sessions.
+    pub sessions: usize,
+    /// Deliveries waiting for their result.
+    pub pending_calls: usize,
+    /// Results, emits and recalls that arrived for no live call (answered
+    /// after a cancel, or forged) and were dropped.
+    pub dropped_stray: u64,
+    /// Connections closed for breaking the protocol.
+    pub protocol_errors: u64,
+    /// Connections closed for not reading their output.
+    pub slow_consumers: u64,
+}
+
+/// A running broker. It lives on its loop until [`Broker::close`] or until
+/// the last handle is dropped.
+pub struct Broker {
+    shared: Rc<Shared>,
+}
+
+impl fmt::Debug for Broker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broker")
+            .field("addresses", &self.local_addresses())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+pub(crate) struct Shared {
+    lp: EventLoop,
+    core: RefCell<Core>,
+    me: Weak<Shared>,
+}
+
+struct ListenerSource {
+    shared: Weak<Shared>,
+    index: usize,
+}
+
+struct PeerSource {
+    shared: Weak<Shared>,
+    id: ConnId,
+}
+
+impl Broker {
+    /// Binds every address of `config` and starts serving on `lp`.
+    ///
+    /// Fails without side effects if any address cannot be bound.
+    pub fn new(lp: &EventLoop, config: BrokerConfig) -> Result<Broker, Error> {
+        if config.listen.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                "a broker needs at least one address to listen on",
+            ));
+        }
+        let mut listeners = Vec::new();
+        for address in &config.listen {
+            match Listener::bind(address) {
+                Ok(l) => listeners.push(l),
+                Err(e) => {
+                    listeners.iter().for_each(Listener::unlink);
+                    return Err(e);
+                }
+            }
+        }
+        let shared = Rc::new_cyclic(|me| Shared {
+            lp: lp.clone(),
+            core: RefCell::new(Core::new(config)),
+            me: me.clone(),
+        });
+        for (index, mut listener) in listeners.into_iter().enumerate() {
+            let source = Rc::new(ListenerSource {
+                shared: Rc::downgrade(&shared),
+                index,
+            });
+            let token = lp
+                .register(&mut listener, Interest::READABLE, source)
+                .map_err(|e| Error::io("cannot register listener", &e))?;
+            shared.core.borrow_mut().add_listener(listener, token);
+        }
+        Ok(Broker { shared })
+    }
+
+    /// The addresses listened on, with kernel-chosen ports filled in.
+    pub fn local_addresses(&self) -> Vec<Address> {
+        self.shared.core.borrow().local_addresses()
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> BrokerStats {
+        self.shared.core.borrow().stats()
+    }
+
+    /// Stops listening and closes every connection (publishers' callers
+    /// see `broker_gone`). Idempotent.
+    pub fn close(&self) {
+        let (listeners, peers) = self.shared.core.borrow_mut().take_all();
+        for (mut l, token) in listeners {
+            self.shared.lp.deregister(&mut l, token);
+            l.unlink();
+        }
+        for (mut stream, token) in peers {
+            self.shared.lp.deregister(&mut stream, token);
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Shared {
+    fn accept(&self, index: usize) {
+        loop {
+            let accepted = self.core.borrow().accept(index);
+            let stream = match accepted {
+                Some(Ok(s)) => s,
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // Would block, or a transient accept error (EMFILE, …):
+                // stop and wait for the next readiness.
+                _ => return,
+            };
+            let id = self.core.borrow_mut().next_conn_id();
+            let source = Rc::new(PeerSource {
+                shared: self.me.clone(),
+                id,
+            });
+            let mut stream = stream;
+            let token =
+                match self
+                    .lp
+                    .register(&mut stream, Interest::READABLE | Interest::WRITABLE, source)
+                {
+                    Ok(t) => t,
+                    Err(_) => continue,
+                };
+            if !self.core.borrow_mut().add_peer(id, stream, token) {
+                // Over the connection limit: closed at once.
+                if let Some((mut s, t)) = self.core.borrow_mut().remove_peer_io(id) {
+                    self.lp.deregister(&mut s, t);
+                }
+                continue;
+            }
+            let timeout = self.core.borrow().config.limits.handshake_timeout;
+            let weak = self.me.clone();
+            self.lp.add_timer(timeout, move |_| {
+                if let Some(shared) = weak.upgrade() {
+                    shared.handshake_expired(id);
+                }
+            });
+        }
+    }
+
+    fn handshake_expired(&self, id: ConnId) {
+        let expired = self.core.borrow().is_unhandshaken(id);
+        if expired {
+            self.core.borrow_mut().close_peer(id, None);
+            self.finish_closes();
+        }
+    }
+
+    fn peer_ready(&self, id: ConnId, readiness: Readiness) {
+        let more = {
+            let mut core = self.core.borrow_mut();
+            let more = if readiness.readable {
+                core.read_peer(id)
+            } else {
+                false
+            };
+            if readiness.writable {
+                core.mark_dirty(id);
+            }
+            more
+        };
+        if more {
+            if let Some(token) = self.core.borrow().token_of(id) {
+                self.lp.again(token);
+            }
+        }
+        self.finish_closes();
+        self.schedule_flush();
+    }
+
+    /// Deregisters the sockets of connections closed during this turn.
+    fn finish_closes(&self) {
+        let closed = self.core.borrow_mut().take_closed();
+        for (mut stream, token) in closed {
+            self.lp.deregister(&mut stream, token);
+        }
+    }
+
+    fn schedule_flush(&self) {
+        if self.core.borrow_mut().take_flush_request() {
+            let me: Weak<dyn Flush> = self.me.clone();
+            self.lp.want_flush(me);
+        }
+    }
+}
+
+impl Flush for Shared {
+    fn flush(&self, _lp: &EventLoop) {
+        self.core.borrow_mut().flush_dirty();
+        self.finish_closes();
+        self.schedule_flush();
+    }
+}
+
+impl Source for ListenerSource {
+    fn ready(&self, _lp: &EventLoop, _readiness: Readiness) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.accept(self.index);
+        }
+    }
+}
+
+impl Source for PeerSource {
+    fn ready(&self, _lp: &EventLoop, readiness: Readiness) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.peer_ready(self.id, readiness);
+        }
+    }
+}

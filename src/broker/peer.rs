@@ -1,0 +1,617 @@
+//! The broker's state and what it does with each frame.
+
+use super::registry::{check_name, NameLimits, Registry};
+use super::{BrokerConfig, BrokerStats, ConnId};
+use crate::error::{Error, ErrorCode};
+use crate::transport::{Address, Connection, Listener, ReadOutcome, Stream};
+use crate::wire::{Frame, Reply, MAGIC, PROTOCOL_VERSION};
+use mio::Token;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+/// One connection as the broker sees it.
+struct Peer {
+    conn: Connection,
+    token: Token,
+    handshaken: bool,
+    /// In the dirty list already.
+    dirty: bool,
+    /// A final notice is queued; close once it is written.
+    closing: bool,
+    /// Calls this peer made: its call id → route id.
+    calls: HashMap<u64, u64>,
+    /// Routes this peer serves as publisher.
+    serving: HashSet<u64>,
+    published: HashSet<String>,
+    subscribed: HashSet<String>,
+}
+
+/// A delivery in flight: who asked, under which id, and who answers.
+struct Route {
+    caller: ConnId,
+    caller_id: u64,
+    publisher: ConnId,
+    session: Rc<str>,
+}
+
+pub(super) struct Core {
+    pub config: BrokerConfig,
+    listeners: Vec<(Listener, Token)>,
+    peers: HashMap<ConnId, Peer>,
+    next_conn: ConnId,
+    registry: Registry,
+    routes: HashMap<u64, Route>,
+    next_route: u64,
+    dirty: Vec<ConnId>,
+    flush_requested: bool,
+    /// Peers to close once the current frame is handled.
+    to_close: Vec<(ConnId, Option<Error>)>,
+    /// Sockets of closed peers, for the loop to deregister.
+    closed: Vec<(Stream, Token)>,
+    stats: BrokerStats,
+}
+
+impl Core {
+    pub fn new(config: BrokerConfig) -> Core {
+        Core {
+            config,
+            listeners: Vec::new(),
+            peers: HashMap::new(),
+            next_conn: 1,
+            registry: Registry::default(),
+            routes: HashMap::new(),
+            next_route: 1,
+            dirty: Vec::new(),
+            flush_requested: false,
+            to_close: Vec::new(),
+            closed: Vec::new(),
+            stats: BrokerStats::default(),
+        }
+    }
+
+    pub fn add_listener(&mut self, listener: Listener, token: Token) {
+        self.listeners.push((listener, token));
+    }
+
+    pub fn local_addresses(&self) -> Vec<Address> {
+        self.listeners
+            .iter()
+            .map(|(l, _)| l.local_address())
+            .collect()
+    }
+
+    pub fn stats(&self) -> BrokerStats {
+        BrokerStats {
+            connections: self.peers.len(),
+            sessions: self.registry.len(),
+            pending_calls: self.routes.len(),
+            ..self.stats
+        }
+    }
+
+    pub fn accept(&self, index: usize) -> Option<std::io::Result<Stream>> {
+        let (listener, _) = self.listeners.get(index)?;
+        match listener.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            other => Some(other),
+        }
+    }
+
+    pub fn next_conn_id(&mut self) -> ConnId {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        id
+    }
+
+    /// Adds an accepted connection; false (and kept only for removal) when
+    /// over the connection limit.
+    pub fn add_peer(&mut self, id: ConnId, stream: Stream, token: Token) -> bool {
+        let limits = &self.config.limits;
+        let over = self.peers.len() >= limits.max_connections;
+        self.peers.insert(
+            id,
+            Peer {
+                conn: Connection::new(stream, limits.max_frame, limits.max_queued_bytes),
+                token,
+                handshaken: false,
+                dirty: false,
+                closing: false,
+                calls: HashMap::new(),
+                serving: HashSet::new(),
+                published: HashSet::new(),
+                subscribed: HashSet::new(),
+            },
+        );
+        !over
+    }
+
+    pub fn remove_peer_io(&mut self, id: ConnId) -> Option<(Stream, Token)> {
+        self.peers.remove(&id).map(|p| (p.conn.stream, p.token))
+    }
+
+    pub fn token_of(&self, id: ConnId) -> Option<Token> {
+        self.peers.get(&id).map(|p| p.token)
+    }
+
+    pub fn is_unhandshaken(&self, id: ConnId) -> bool {
+        self.peers.get(&id).is_some_and(|p| !p.handshaken)
+    }
+
+    pub fn take_closed(&mut self) -> Vec<(Stream, Token)> {
+        std::mem::take(&mut self.closed)
+    }
+
+    pub fn take_flush_request(&mut self) -> bool {
+        std::mem::replace(&mut self.flush_requested, false)
+    }
+
+    /// Everything the loop must deregister when the broker closes.
+    pub fn take_all(&mut self) -> (Vec<(Listener, Token)>, Vec<(Stream, Token)>) {
+        let listeners = std::mem::take(&mut self.listeners);
+        let mut socks = std::mem::take(&mut self.closed);
+        socks.extend(self.peers.drain().map(|(_, p)| (p.conn.stream, p.token)));
+        self.routes.clear();
+        self.registry = Registry::default();
+        self.dirty.clear();
+        (listeners, socks)
+    }
+
+    pub fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            if !peer.dirty {
+                peer.dirty = true;
+                self.dirty.push(id);
+                self.flush_requested = true;
+            }
+        }
+    }
+
+    /// Reads and handles what a peer sent. Returns true when the read
+    /// budget ran out with more to read.
+    pub fn read_peer(&mut self, id: ConnId) -> bool {
+        let mut frames = Vec::new();
+        let outcome = match self.peers.get_mut(&id) {
+            Some(peer) if !peer.closing => peer.conn.read_frames(&mut frames),
+            _ => return false,
+        };
+        for frame in frames {
+            if !self.peers.get(&id).is_some_and(|p| !p.closing) {
+                break;
+            }
+            self.handle(id, frame);
+            self.process_closes();
+        }
+        let more = match outcome {
+            ReadOutcome::Drained => false,
+            ReadOutcome::More => true,
+            ReadOutcome::Closed(e) if e.code == ErrorCode::Protocol => {
+                self.stats.protocol_errors += 1;
+                self.refuse(id, e);
+                false
+            }
+            ReadOutcome::Closed(_) => {
+                self.close_peer(id, None);
+                false
+            }
+        };
+        self.process_closes();
+        more
+    }
+
+    pub fn flush_dirty(&mut self) {
+        for id in std::mem::take(&mut self.dirty) {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            peer.dirty = false;
+            match peer.conn.flush() {
+                Err(e) => self.to_close.push((id, Some(e))),
+                Ok(()) if peer.closing && peer.conn.queued() == 0 => self.to_close.push((id, None)),
+                Ok(()) => {}
+            }
+        }
+        self.process_closes();
+    }
+
+    pub fn close_peer(&mut self, id: ConnId, reason: Option<Error>) {
+        self.to_close.push((id, reason));
+        self.process_closes();
+    }
+
+    fn process_closes(&mut self) {
+        while let Some((id, _reason)) = self.to_close.pop() {
+            self.close_one(id);
+        }
+    }
+
+    /// Sends a last notice, then closes once it is written.
+    fn refuse(&mut self, id: ConnId, error: Error) {
+        self.send(id, &Frame::Refused { error });
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.closing = true;
+        }
+        self.mark_dirty(id);
+    }
+
+    fn send(&mut self, to: ConnId, frame: &Frame) {
+        let Some(peer) = self.peers.get_mut(&to) else {
+            return;
+        };
+        match peer.conn.send(frame) {
+            Ok(()) => self.mark_dirty(to),
+            Err(e) => {
+                if e.code == ErrorCode::LimitExceeded {
+                    self.stats.slow_consumers += 1;
+                }
+                self.to_close.push((to, Some(e)));
+            }
+        }
+    }
+
+    fn reply(&mut self, to: ConnId, id: u64, outcome: Result<Reply, Error>) {
+        self.send(to, &Frame::Result { id, outcome });
+    }
+
+    fn handle(&mut self, id: ConnId, frame: Frame) {
+        let handshaken = self.peers.get(&id).is_some_and(|p| p.handshaken);
+        if !handshaken {
+            return self.handshake(id, frame);
+        }
+        match frame {
+            Frame::Publish {
+                id: op,
+                session,
+                methods,
+            } => {
+                let result = self.publish(id, &session, methods);
+                self.reply(id, op, result.map(|()| Reply::Done));
+            }
+            Frame::Rescind { id: op, session } => {
+                let result = self.rescind(id, &session);
+                self.reply(id, op, result.map(|()| Reply::Done));
+            }
+            Frame::Listing { id: op } => {
+                let list = self.registry.listing();
+                self.reply(id, op, Ok(Reply::Sessions(list)));
+            }
+            Frame::Subscribe { id: op, session } => {
+                let result = self.subscribe(id, &session);
+                self.reply(id, op, result.map(Reply::Methods));
+            }
+            Frame::Unsubscribe { id: op, session } => {
+                let result = self.unsubscribe(id, &session);
+                self.reply(id, op, result.map(|()| Reply::Done));
+            }
+            Frame::Deliver {
+                id: call,
+                session,
+                method,
+                payload,
+            } => match self.route(id, call, &session, &method) {
+                Ok((publisher, route)) => self.send(
+                    publisher,
+                    &Frame::Deliver {
+                        id: route,
+                        session,
+                        method,
+                        payload,
+                    },
+                ),
+                Err(e) => self.reply(id, call, Err(e)),
+            },
+            Frame::Emit {
+                id: route,
+                kind,
+                payload,
+            } => match self.routes.get(&route) {
+                Some(r) if r.publisher == id => {
+                    let (caller, call) = (r.caller, r.caller_id);
+                    self.send(
+                        caller,
+                        &Frame::Emit {
+                            id: call,
+                            kind,
+                            payload,
+                        },
+                    );
+                }
+                _ => self.stats.dropped_stray += 1,
+            },
+            Frame::Result { id: route, outcome } => match self.routes.get(&route) {
+                Some(r) if r.publisher == id => {
+                    let r = self.routes.remove(&route).expect("checked above");
+                    if let Some(p) = self.peers.get_mut(&id) {
+                        p.serving.remove(&route);
+                    }
+                    if let Some(c) = self.peers.get_mut(&r.caller) {
+                        c.calls.remove(&r.caller_id);
+                    }
+                    self.reply(r.caller, r.caller_id, outcome);
+                }
+                _ => self.stats.dropped_stray += 1,
+            },
+            Frame::Recall {
+                id: call,
+                method,
+                payload,
+            } => {
+                let route = self
+                    .peers
+                    .get(&id)
+                    .and_then(|p| p.calls.get(&call))
+                    .copied();
+                match route.and_then(|r| self.routes.get(&r).map(|x| (r, x.publisher))) {
+                    Some((route, publisher)) => self.send(
+                        publisher,
+                        &Frame::Recall {
+                            id: route,
+                            method,
+                            payload,
+                        },
+                    ),
+                    None => self.stats.dropped_stray += 1,
+                }
+            }
+            Frame::Cancel { id: call } => {
+                let route = self.peers.get_mut(&id).and_then(|p| p.calls.remove(&call));
+                if let Some(r) =
+                    route.and_then(|route| self.routes.remove(&route).map(|r| (route, r)))
+                {
+                    let (route, r) = r;
+                    if let Some(p) = self.peers.get_mut(&r.publisher) {
+                        p.serving.remove(&route);
+                    }
+                    self.send(r.publisher, &Frame::Cancel { id: route });
+                }
+            }
+            Frame::Custom { kind, id: op, .. } => {
+                let e = Error::new(
+                    ErrorCode::Protocol,
+                    format!("Unknown message type '{kind}'"),
+                );
+                self.reply(id, op, Err(e));
+            }
+            other @ (Frame::Hello { .. }
+            | Frame::Welcome { .. }
+            | Frame::Refused { .. }
+            | Frame::SessionGone { .. }) => {
+                self.stats.protocol_errors += 1;
+                let e = Error::new(
+                    ErrorCode::Protocol,
+                    format!("a client may not send '{}' here", other.kind_name()),
+                );
+                self.refuse(id, e);
+            }
+        }
+    }
+
+    fn handshake(&mut self, id: ConnId, frame: Frame) {
+        let refusal = match frame {
+            Frame::Hello {
+                magic,
+                version,
+                token,
+            } => {
+                if magic != MAGIC {
+                    Some(Error::new(ErrorCode::Protocol, "bad magic in hello"))
+                } else if version != PROTOCOL_VERSION {
+                    Some(Error::new(
+                        ErrorCode::Refused,
+                        format!(
+                            "protocol version {version} is not supported (this broker speaks {PROTOCOL_VERSION})"
+                        ),
+                    ))
+                } else if self.config.token.is_some() && token != self.config.token {
+                    Some(Error::new(ErrorCode::Refused, "wrong or missing token"))
+                } else {
+                    None
+                }
+            }
+            other => Some(Error::new(
+                ErrorCode::Protocol,
+                format!("expected hello, got '{}'", other.kind_name()),
+            )),
+        };
+        match refusal {
+            Some(e) => {
+                if e.code == ErrorCode::Protocol {
+                    self.stats.protocol_errors += 1;
+                }
+                self.refuse(id, e);
+            }
+            None => {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.handshaken = true;
+                }
+                self.send(
+                    id,
+                    &Frame::Welcome {
+                        version: PROTOCOL_VERSION,
+                        connection_id: id,
+                    },
+                );
+            }
+        }
+    }
+
+    fn name_limits(&self) -> NameLimits {
+        NameLimits {
+            max_name: self.config.limits.max_name,
+            max_methods: self.config.limits.max_methods,
+        }
+    }
+
+    fn publish(&mut self, id: ConnId, session: &str, methods: Vec<String>) -> Result<(), Error> {
+        let max = self.config.limits.max_sessions_per_connection;
+        let count = self.peers.get(&id).map_or(0, |p| p.published.len());
+        if count >= max && !session.is_empty() && self.registry.get(session).is_none() {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!("this connection already publishes {count} sessions (limit {max})"),
+            ));
+        }
+        let limits = self.name_limits();
+        self.registry.publish(session, methods, id, limits)?;
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.published.insert(session.to_string());
+        }
+        Ok(())
+    }
+
+    fn rescind(&mut self, id: ConnId, session: &str) -> Result<(), Error> {
+        let removed = self.registry.rescind(session, id)?;
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.published.remove(session);
+        }
+        let reason = Error::new(
+            ErrorCode::NoSuchSession,
+            format!("Session '{session}' was rescinded"),
+        );
+        self.tell_subscribers(session, removed.subscribers, reason);
+        Ok(())
+    }
+
+    fn tell_subscribers(&mut self, session: &str, subscribers: HashSet<ConnId>, reason: Error) {
+        for sub in subscribers {
+            if let Some(p) = self.peers.get_mut(&sub) {
+                p.subscribed.remove(session);
+            }
+            self.send(
+                sub,
+                &Frame::SessionGone {
+                    session: session.to_string(),
+                    reason: reason.clone(),
+                },
+            );
+        }
+    }
+
+    fn subscribe(&mut self, id: ConnId, session: &str) -> Result<Vec<String>, Error> {
+        check_name("session name", session, self.config.limits.max_name)?;
+        let s = self
+            .registry
+            .get_mut(session)
+            .ok_or_else(|| Error::no_such_session(session))?;
+        s.subscribers.insert(id);
+        let methods = s.methods.clone();
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.subscribed.insert(session.to_string());
+        }
+        Ok(methods)
+    }
+
+    fn unsubscribe(&mut self, id: ConnId, session: &str) -> Result<(), Error> {
+        let was = self
+            .peers
+            .get_mut(&id)
+            .is_some_and(|p| p.subscribed.remove(session));
+        if !was {
+            return Err(Error::new(
+                ErrorCode::NotSubscribed,
+                format!("Unknown session '{session}'"),
+            ));
+        }
+        if let Some(s) = self.registry.get_mut(session) {
+            s.subscribers.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Checks a deliver and records its route.
+    fn route(
+        &mut self,
+        id: ConnId,
+        call: u64,
+        session: &str,
+        method: &str,
+    ) -> Result<(ConnId, u64), Error> {
+        let max = self.config.limits.max_pending_per_connection;
+        let caller = self.peers.get(&id).expect("handled peers exist");
+        if caller.calls.contains_key(&call) {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!("call id {call} is already in flight on this connection"),
+            ));
+        }
+        if caller.calls.len() >= max {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!("{max} calls are already waiting for results on this connection"),
+            ));
+        }
+        let s = self
+            .registry
+            .get(session)
+            .ok_or_else(|| Error::no_such_session(session))?;
+        if !s.has_method(method) {
+            return Err(Error::new(
+                ErrorCode::NoSuchMethod,
+                format!("Session '{session}' has no method '{method}'"),
+            ));
+        }
+        let publisher = s.publisher;
+        let route = self.next_route;
+        self.next_route += 1;
+        self.routes.insert(
+            route,
+            Route {
+                caller: id,
+                caller_id: call,
+                publisher,
+                session: Rc::from(session),
+            },
+        );
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.calls.insert(call, route);
+        }
+        if let Some(p) = self.peers.get_mut(&publisher) {
+            p.serving.insert(route);
+        }
+        Ok((publisher, route))
+    }
+
+    /// Forgets a connection and settles everything it was part of.
+    fn close_one(&mut self, id: ConnId) {
+        let Some(peer) = self.peers.remove(&id) else {
+            return;
+        };
+        for name in peer.published {
+            if let Some(s) = self.registry.remove(&name) {
+                let reason = Error::new(
+                    ErrorCode::PublisherGone,
+                    format!("the publisher of '{name}' disconnected"),
+                );
+                self.tell_subscribers(&name, s.subscribers, reason);
+            }
+        }
+        for route in peer.serving {
+            if let Some(r) = self.routes.remove(&route) {
+                if let Some(c) = self.peers.get_mut(&r.caller) {
+                    c.calls.remove(&r.caller_id);
+                }
+                let e = Error::new(
+                    ErrorCode::PublisherGone,
+                    format!(
+                        "the publisher of '{}' disconnected before answering",
+                        r.session
+                    ),
+                );
+                self.reply(r.caller, r.caller_id, Err(e));
+            }
+        }
+        for (_, route) in peer.calls {
+            if let Some(r) = self.routes.remove(&route) {
+                if let Some(p) = self.peers.get_mut(&r.publisher) {
+                    p.serving.remove(&route);
+                }
+                self.send(r.publisher, &Frame::Cancel { id: route });
+            }
+        }
+        for name in peer.subscribed {
+            if let Some(s) = self.registry.get_mut(&name) {
+                s.subscribers.remove(&id);
+            }
+        }
+        self.closed.push((peer.conn.stream, peer.token));
+    }
+}

@@ -1,0 +1,192 @@
+//! The client's bookkeeping: pending operations, calls, publications.
+
+use super::{CallEvent, CallFn, CallId, ConnectionInfo, Delivery, Inbound, ServeFn, Shared};
+use crate::error::Error;
+use crate::event_loop::EventLoop;
+use crate::transport::{Address, Connection};
+use crate::wire::{Frame, SessionInfo};
+use mio::Token;
+use std::collections::{HashMap, HashSet};
+use std::rc::{Rc, Weak};
+
+#[derive(Debug)]
+pub(super) enum Status {
+    Connecting,
+    Ready(ConnectionInfo),
+    Closed(Error),
+}
+
+type Done<T> = Box<dyn FnOnce(Result<T, Error>)>;
+
+/// A broker operation waiting for its result.
+pub(super) enum Op {
+    Publish {
+        session: String,
+        serve: ServeFn,
+        done: Done<()>,
+    },
+    Rescind {
+        session: String,
+        done: Done<()>,
+    },
+    Listing {
+        done: Done<Vec<SessionInfo>>,
+    },
+    Subscribe {
+        session: String,
+        done: Done<Vec<String>>,
+    },
+    Unsubscribe {
+        session: String,
+        done: Done<()>,
+    },
+}
+
+impl Op {
+    /// Completes the operation with an error.
+    pub fn fail(self, e: Error) {
+        match self {
+            Op::Publish { done, .. } | Op::Rescind { done, .. } | Op::Unsubscribe { done, .. } => {
+                done(Err(e))
+            }
+            Op::Listing { done } => done(Err(e)),
+            Op::Subscribe { done, .. } => done(Err(e)),
+        }
+    }
+}
+
+pub(super) struct State {
+    pub address: Address,
+    pub status: Status,
+    pub conn: Option<Connection>,
+    pub token: Option<Token>,
+    pub flush_pending: bool,
+    /// Whether the connect outcome was already handed to a handler.
+    pub connect_reported: bool,
+    next_id: u64,
+    pub ops: HashMap<u64, Op>,
+    pub calls: HashMap<u64, CallFn>,
+    /// Published here: name → (shared name, handler).
+    pub publications: HashMap<String, (Rc<str>, ServeFn)>,
+    /// Rescinded sessions whose deliveries are still being served.
+    pub retired: HashMap<String, ServeFn>,
+    /// Deliveries being served: route id → session.
+    pub serving: HashMap<u64, Rc<str>>,
+    pub subscriptions: HashSet<String>,
+    pub on_connect: Option<Box<dyn FnOnce(Result<ConnectionInfo, Error>)>>,
+    pub on_disconnect: Option<Box<dyn FnMut(&Error)>>,
+    pub on_session_gone: Option<Box<dyn FnMut(&str, &Error)>>,
+    pub on_unknown: Option<Box<dyn FnMut(&str, u64, &[u8])>>,
+}
+
+impl State {
+    pub fn new(address: Address) -> State {
+        State {
+            address,
+            status: Status::Connecting,
+            conn: None,
+            token: None,
+            flush_pending: false,
+            connect_reported: false,
+            next_id: 1,
+            ops: HashMap::new(),
+            calls: HashMap::new(),
+            publications: HashMap::new(),
+            retired: HashMap::new(),
+            serving: HashMap::new(),
+            subscriptions: HashSet::new(),
+            on_connect: None,
+            on_disconnect: None,
+            on_session_gone: None,
+            on_unknown: None,
+        }
+    }
+
+    pub fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Queues a frame for the broker.
+    pub fn send(&mut self, frame: &Frame) -> Result<(), Error> {
+        match self.conn.as_mut() {
+            Some(conn) => conn.send(frame),
+            None => Err(match &self.status {
+                Status::Closed(e) => Error::broker_gone(&e.message),
+                _ => Error::broker_gone("not connected"),
+            }),
+        }
+    }
+
+    /// Empties every table, for [`Settle::run`] to complete.
+    pub fn take_all(&mut self, was_ready: bool, notify: bool) -> Settle {
+        let serve_of = |session: &Rc<str>| {
+            self.publications
+                .get(&**session)
+                .map(|(_, f)| f.clone())
+                .or_else(|| self.retired.get(&**session).cloned())
+        };
+        let serving = self
+            .serving
+            .drain()
+            .filter_map(|(route, session)| serve_of(&session).map(|f| (route, session, f)))
+            .collect::<Vec<_>>();
+        self.publications.clear();
+        self.retired.clear();
+        self.subscriptions.clear();
+        Settle {
+            on_connect: self.on_connect.take(),
+            on_disconnect: if was_ready && notify {
+                self.on_disconnect.take()
+            } else {
+                None
+            },
+            ops: self.ops.drain().map(|(_, op)| op).collect(),
+            calls: self.calls.drain().collect(),
+            serving,
+        }
+    }
+}
+
+/// Everything a closing client still owes its callbacks.
+pub(super) struct Settle {
+    on_connect: Option<Box<dyn FnOnce(Result<ConnectionInfo, Error>)>>,
+    on_disconnect: Option<Box<dyn FnMut(&Error)>>,
+    ops: Vec<Op>,
+    calls: Vec<(u64, CallFn)>,
+    serving: Vec<(u64, Rc<str>, ServeFn)>,
+}
+
+impl Settle {
+    /// Runs the callbacks on the next turn, never inside the caller.
+    pub fn run(self, lp: &EventLoop, error: &Error, client: &Weak<Shared>) {
+        let error = error.clone();
+        let client = client.clone();
+        lp.defer(move |_| {
+            let gone = Error::broker_gone(&error.message);
+            if let Some(f) = self.on_connect {
+                f(Err(error.clone()));
+            }
+            if let Some(mut f) = self.on_disconnect {
+                f(&error);
+            }
+            for op in self.ops {
+                op.fail(gone.clone());
+            }
+            let mut calls = self.calls;
+            calls.sort_by_key(|(id, _)| *id);
+            for (id, call) in calls {
+                (call.borrow_mut())(CallId(id), CallEvent::Error(gone.clone()));
+            }
+            for (route, session, serve) in self.serving {
+                let delivery = Delivery {
+                    client: client.clone(),
+                    route,
+                    session,
+                };
+                (serve.borrow_mut())(&delivery, Inbound::Cancel);
+            }
+        });
+    }
+}

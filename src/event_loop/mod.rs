@@ -1,0 +1,481 @@
+//! The loop: one mio `Poll`, its timers, and every object created on it.
+//!
+//! An [`EventLoop`] is single-threaded: it and everything created on it
+//! (brokers, clients, stages, requests) belong to the thread that created
+//! it, and every user callback runs on that thread, inside [`EventLoop::run`]
+//! or [`EventLoop::dispatch`]. The only thread-safe piece is
+//! [`LoopRemote`], which other threads use to wake the loop or post a
+//! closure to it.
+//!
+//! # Driving the loop
+//!
+//! * **Run**: [`EventLoop::run`] blocks until [`EventLoop::stop`].
+//! * **Embedded** in a host loop (libevent, libev, GLib, POE, AnyEvent):
+//!   the host watches [`EventLoop::fd`] for reading (it is level-readable
+//!   for the host while work is waiting) and arms a timer of
+//!   [`EventLoop::timeout_ms`]; when either fires it calls
+//!   [`EventLoop::dispatch`], which never blocks, and then asks for the
+//!   timeout again. `dispatch` drains every edge-triggered source; when it
+//!   stops early (work queued by callbacks during the turn) the timeout it
+//!   leaves is zero. Work queued by API calls made outside `dispatch` makes
+//!   the fd readable, so the host needs no other hook.
+//! * **From other threads**: [`LoopRemote::wake`] and [`LoopRemote::post`].
+
+mod timers;
+
+pub use timers::TimerId;
+
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::rc::{Rc, Weak};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use timers::Timers;
+
+const WAKER: Token = Token(0);
+
+/// A closure run on the loop thread.
+type Task = Box<dyn FnOnce(&EventLoop)>;
+/// A closure posted from another thread.
+type RemoteTask = Box<dyn FnOnce(&EventLoop) + Send>;
+
+/// What a readiness event says about a source.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Readiness {
+    pub readable: bool,
+    pub writable: bool,
+}
+
+/// Something registered with the loop's poll that wants its events.
+pub(crate) trait Source {
+    /// Called once per readiness event, and again on the next turn when
+    /// the source asked for it with [`EventLoop::again`].
+    fn ready(&self, lp: &EventLoop, readiness: Readiness);
+}
+
+/// Something with buffered output to write before the loop sleeps.
+pub(crate) trait Flush {
+    /// Writes what can be written now.
+    fn flush(&self, lp: &EventLoop);
+}
+
+struct Inner {
+    poll: RefCell<Poll>,
+    registry: Registry,
+    events: RefCell<Events>,
+    waker: Arc<Waker>,
+    remote: Arc<Mutex<Vec<RemoteTask>>>,
+    sources: RefCell<Vec<Option<Rc<dyn Source>>>>,
+    free_tokens: RefCell<Vec<usize>>,
+    timers: RefCell<Timers<Task>>,
+    deferred: RefCell<VecDeque<Task>>,
+    again: RefCell<Vec<Token>>,
+    flush: RefCell<Vec<Weak<dyn Flush>>>,
+    dispatch_depth: Cell<u32>,
+    wake_pending: Cell<bool>,
+    stopped: Cell<bool>,
+}
+
+/// The event loop. Cloning gives another handle to the same loop.
+#[derive(Clone)]
+pub struct EventLoop {
+    inner: Rc<Inner>,
+}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("fd", &self.fd())
+            .field("timers", &self.inner.timers.borrow().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The thread-safe handle of a loop: wake it or post closures to it.
+#[derive(Clone)]
+pub struct LoopRemote {
+    waker: Arc<Waker>,
+    remote: Arc<Mutex<Vec<RemoteTask>>>,
+}
+
+impl fmt::Debug for LoopRemote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopRemote").finish_non_exhaustive()
+    }
+}
+
+impl LoopRemote {
+    /// Makes the loop's fd readable so that a blocked `run` returns from
+    /// its poll, or an embedding host calls `dispatch`.
+    pub fn wake(&self) -> io::Result<()> {
+        self.waker.wake()
+    }
+
+    /// Runs `task` on the loop thread during its next turn.
+    pub fn post(&self, task: impl FnOnce(&EventLoop) + Send + 'static) -> io::Result<()> {
+        self.remote
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(Box::new(task));
+        self.waker.wake()
+    }
+}
+
+impl EventLoop {
+    /// Creates a loop (an epoll instance and a waker).
+    pub fn new() -> io::Result<EventLoop> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok(EventLoop {
+            inner: Rc::new(Inner {
+                poll: RefCell::new(poll),
+                registry,
+                events: RefCell::new(Events::with_capacity(256)),
+                waker,
+                remote: Arc::new(Mutex::new(Vec::new())),
+                // Slot 0 is the waker's token.
+                sources: RefCell::new(vec![None]),
+                free_tokens: RefCell::new(Vec::new()),
+                timers: RefCell::new(Timers::new()),
+                deferred: RefCell::new(VecDeque::new()),
+                again: RefCell::new(Vec::new()),
+                flush: RefCell::new(Vec::new()),
+                dispatch_depth: Cell::new(0),
+                wake_pending: Cell::new(false),
+                stopped: Cell::new(false),
+            }),
+        })
+    }
+
+    /// The fd a host loop watches for reading.
+    pub fn fd(&self) -> RawFd {
+        self.inner.poll.borrow().as_raw_fd()
+    }
+
+    /// The thread-safe handle for other threads.
+    pub fn remote(&self) -> LoopRemote {
+        LoopRemote {
+            waker: self.inner.waker.clone(),
+            remote: self.inner.remote.clone(),
+        }
+    }
+
+    /// How long a host may wait before calling [`EventLoop::dispatch`]:
+    /// `None` for no deadline (wait for the fd), `Some(0)` for "now";
+    /// otherwise whole milliseconds, rounded up so that a host never wakes
+    /// a little early and spins.
+    pub fn timeout_ms(&self) -> Option<u64> {
+        self.next_timeout().map(|d| {
+            let ms = d.as_nanos().div_ceil(1_000_000);
+            u64::try_from(ms).unwrap_or(u64::MAX)
+        })
+    }
+
+    /// One non-blocking turn: handles every ready source, due timer,
+    /// deferred task and posted closure, then writes buffered output.
+    pub fn dispatch(&self) -> io::Result<()> {
+        self.turn(Some(Duration::ZERO))
+    }
+
+    /// Runs until [`EventLoop::stop`] is called (from a callback or
+    /// posted from another thread).
+    pub fn run(&self) -> io::Result<()> {
+        self.inner.stopped.set(false);
+        while !self.inner.stopped.get() {
+            self.turn(self.next_timeout())?;
+        }
+        Ok(())
+    }
+
+    /// Runs until `done` returns true (checked after every turn) or
+    /// `limit` passes; returns whether `done` became true. Meant for
+    /// tests and command-line tools that wait for one outcome.
+    pub fn run_until(&self, limit: Duration, mut done: impl FnMut() -> bool) -> io::Result<bool> {
+        let deadline = Instant::now() + limit;
+        self.inner.stopped.set(false);
+        loop {
+            if done() {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline || self.inner.stopped.get() {
+                return Ok(done());
+            }
+            let wait = deadline - now;
+            let timeout = self.next_timeout().map_or(wait, |t| t.min(wait));
+            self.turn(Some(timeout))?;
+        }
+    }
+
+    /// Makes [`EventLoop::run`] return after the current turn.
+    pub fn stop(&self) {
+        self.inner.stopped.set(true);
+        self.poke();
+    }
+
+    /// Runs `task` once, after `delay`, on this loop.
+    pub fn add_timer(&self, delay: Duration, task: impl FnOnce(&EventLoop) + 'static) -> TimerId {
+        let id = self
+            .inner
+            .timers
+            .borrow_mut()
+            .insert(Instant::now() + delay, Box::new(task));
+        self.poke();
+        id
+    }
+
+    /// Cancels a timer; returns whether it had not fired yet.
+    pub fn cancel_timer(&self, id: TimerId) -> bool {
+        self.inner.timers.borrow_mut().cancel(id)
+    }
+
+    /// Runs `task` on this loop in the current or next turn, after what is
+    /// already deferred (FIFO). Never runs it before returning.
+    pub fn defer(&self, task: impl FnOnce(&EventLoop) + 'static) {
+        self.inner.deferred.borrow_mut().push_back(Box::new(task));
+        self.poke();
+    }
+
+    /// Registers `source`'s I/O object for `interest` under a new token.
+    pub(crate) fn register<S: mio::event::Source + ?Sized>(
+        &self,
+        io: &mut S,
+        interest: Interest,
+        source: Rc<dyn Source>,
+    ) -> io::Result<Token> {
+        let token = {
+            let mut sources = self.inner.sources.borrow_mut();
+            match self.inner.free_tokens.borrow_mut().pop() {
+                Some(i) => {
+                    sources[i] = Some(source);
+                    Token(i)
+                }
+                None => {
+                    sources.push(Some(source));
+                    Token(sources.len() - 1)
+                }
+            }
+        };
+        if let Err(e) = self.inner.registry.register(io, token, interest) {
+            self.release_token(token);
+            return Err(e);
+        }
+        Ok(token)
+    }
+
+    /// Deregisters an I/O object and frees its token.
+    pub(crate) fn deregister<S: mio::event::Source + ?Sized>(&self, io: &mut S, token: Token) {
+        let _ = self.inner.registry.deregister(io);
+        self.release_token(token);
+    }
+
+    fn release_token(&self, token: Token) {
+        let mut sources = self.inner.sources.borrow_mut();
+        if let Some(slot) = sources.get_mut(token.0) {
+            if slot.take().is_some() {
+                self.inner.free_tokens.borrow_mut().push(token.0);
+            }
+        }
+    }
+
+    /// Asks for another `ready` call on the next turn: the source stopped
+    /// before draining (a fairness budget), and an edge-triggered poll
+    /// would not report it again.
+    pub(crate) fn again(&self, token: Token) {
+        self.inner.again.borrow_mut().push(token);
+        self.poke();
+    }
+
+    /// Asks for `f.flush()` before the loop next sleeps.
+    pub(crate) fn want_flush(&self, f: Weak<dyn Flush>) {
+        self.inner.flush.borrow_mut().push(f);
+        self.poke();
+    }
+
+    /// Outside dispatch, new work must make the fd readable so that an
+    /// embedding host calls `dispatch`; inside, the turn handles it.
+    fn poke(&self) {
+        if self.inner.dispatch_depth.get() == 0 && !self.inner.wake_pending.get() {
+            self.inner.wake_pending.set(true);
+            let _ = self.inner.waker.wake();
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Duration> {
+        let inner = &self.inner;
+        if !inner.deferred.borrow().is_empty()
+            || !inner.again.borrow().is_empty()
+            || !inner.flush.borrow().is_empty()
+        {
+            return Some(Duration::ZERO);
+        }
+        let deadline = inner.timers.borrow_mut().next_deadline()?;
+        Some(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    fn turn(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let inner = &self.inner;
+        let mut ready: Vec<(Token, Readiness)> = Vec::new();
+        {
+            let mut events = inner.events.borrow_mut();
+            match inner.poll.borrow_mut().poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                ready.push((
+                    ev.token(),
+                    Readiness {
+                        readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                        writable: ev.is_writable() || ev.is_write_closed(),
+                    },
+                ));
+            }
+        }
+        inner.dispatch_depth.set(inner.dispatch_depth.get() + 1);
+        let result = self.handle(ready);
+        inner.dispatch_depth.set(inner.dispatch_depth.get() - 1);
+        result
+    }
+
+    fn handle(&self, mut ready: Vec<(Token, Readiness)>) -> io::Result<()> {
+        let inner = &self.inner;
+        // Sources that asked to be run again go first, in the order asked.
+        let again = std::mem::take(&mut *inner.again.borrow_mut());
+        let again_events = again.into_iter().map(|t| {
+            (
+                t,
+                Readiness {
+                    readable: true,
+                    writable: true,
+                },
+            )
+        });
+        ready.splice(0..0, again_events);
+        for (token, readiness) in ready {
+            if token == WAKER {
+                inner.wake_pending.set(false);
+                self.run_remote();
+                continue;
+            }
+            // Snapshot the source: a callback may close anything, including
+            // this source, while it runs.
+            let source = inner.sources.borrow().get(token.0).and_then(|s| s.clone());
+            if let Some(source) = source {
+                source.ready(self, readiness);
+            }
+        }
+        let now = Instant::now();
+        loop {
+            let task = inner.timers.borrow_mut().pop_due(now);
+            match task {
+                Some(task) => task(self),
+                None => break,
+            }
+        }
+        // Only the tasks present now: tasks they defer wait for the next
+        // turn, so a task that re-defers itself cannot starve the poll.
+        let count = inner.deferred.borrow().len();
+        for _ in 0..count {
+            let task = inner.deferred.borrow_mut().pop_front();
+            match task {
+                Some(task) => task(self),
+                None => break,
+            }
+        }
+        self.flush_all();
+        Ok(())
+    }
+
+    fn run_remote(&self) {
+        let tasks = std::mem::take(
+            &mut *self
+                .inner
+                .remote
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for task in tasks {
+            task(self);
+        }
+    }
+
+    fn flush_all(&self) {
+        loop {
+            let pending = std::mem::take(&mut *self.inner.flush.borrow_mut());
+            if pending.is_empty() {
+                return;
+            }
+            for f in pending {
+                if let Some(f) = f.upgrade() {
+                    f.flush(self);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deferred_tasks_run_in_order_and_never_inline() {
+        let lp = EventLoop::new().unwrap();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        for i in 0..3 {
+            let log = log.clone();
+            lp.defer(move |_| log.borrow_mut().push(i));
+        }
+        assert!(log.borrow().is_empty());
+        assert_eq!(lp.timeout_ms(), Some(0));
+        lp.dispatch().unwrap();
+        assert_eq!(*log.borrow(), vec![0, 1, 2]);
+        assert_eq!(lp.timeout_ms(), None);
+    }
+
+    #[test]
+    fn timeout_rounds_up_to_whole_milliseconds() {
+        let lp = EventLoop::new().unwrap();
+        lp.add_timer(Duration::from_micros(1500), |_| {});
+        let ms = lp.timeout_ms().unwrap();
+        assert!((1..=2).contains(&ms), "{ms}");
+    }
+
+    #[test]
+    fn remote_post_runs_on_the_loop_and_stops_run() {
+        let lp = EventLoop::new().unwrap();
+        let remote = lp.remote();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            remote.post(|lp| lp.stop()).unwrap();
+        });
+        lp.run().unwrap();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn work_queued_outside_dispatch_makes_the_fd_readable() {
+        let lp = EventLoop::new().unwrap();
+        lp.dispatch().unwrap();
+        let mut pfd = libc::pollfd {
+            fd: lp.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0);
+        lp.defer(|_| {});
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 1);
+        lp.dispatch().unwrap();
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0);
+    }
+}

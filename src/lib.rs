@@ -1,0 +1,31 @@
+//! stagebus: an embeddable message broker and request/response library.
+//!
+//! It re-creates two Perl systems as one library with a C ABI:
+//! POEx::ProxySession (a [`Broker`] where programs publish named sessions
+//! with their methods, list them, subscribe to them and deliver calls) and
+//! POE::Request / POE::Stage (requests between stages with emit, return,
+//! recall and cascading cancel).
+//!
+//! Everything lives on an [`EventLoop`]: single-threaded, drivable by
+//! `run`, by a host loop (fd + timeout + `dispatch`), or woken from other
+//! threads. See the module docs of [`event_loop`] for the contract.
+
+#![deny(missing_docs, missing_debug_implementations)]
+
+pub mod broker;
+pub mod client;
+pub mod error;
+pub mod event_loop;
+pub mod transport;
+pub mod value;
+pub mod wire;
+
+pub use broker::{Broker, BrokerConfig, BrokerStats, Limits};
+pub use client::{CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound};
+pub use error::{Error, ErrorCode, Result};
+pub use event_loop::{EventLoop, LoopRemote, TimerId};
+pub use transport::Address;
+pub use value::{Args, Value};
+
+/// The library's version, from Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

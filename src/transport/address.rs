@@ -1,0 +1,263 @@
+//! Where a broker listens: `tcp://HOST:PORT` or `unix:PATH`.
+
+use crate::error::{Error, ErrorCode};
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A broker address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// TCP, written `tcp://127.0.0.1:5000` (port 0 picks a free port).
+    Tcp(SocketAddr),
+    /// A Unix stream socket, written `unix:/path/to/socket`.
+    Unix(PathBuf),
+}
+
+impl FromStr for Address {
+    type Err = Error;
+
+    /// Parses `tcp://HOST:PORT` (HOST may be a name such as `localhost`),
+    /// `unix:PATH` or `unix://PATH`.
+    fn from_str(s: &str) -> Result<Address, Error> {
+        let bad = |why: &str| {
+            Error::new(
+                ErrorCode::InvalidArgument,
+                format!("bad address '{s}': {why} (expected tcp://HOST:PORT or unix:PATH)"),
+            )
+        };
+        if let Some(rest) = s.strip_prefix("tcp://") {
+            if let Ok(addr) = rest.parse::<SocketAddr>() {
+                return Ok(Address::Tcp(addr));
+            }
+            let mut addrs = rest.to_socket_addrs().map_err(|e| bad(&e.to_string()))?;
+            return addrs
+                .next()
+                .map(Address::Tcp)
+                .ok_or_else(|| bad("the host has no address"));
+        }
+        if let Some(rest) = s.strip_prefix("unix:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(bad("empty path"));
+            }
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        Err(bad("unknown scheme"))
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => write!(f, "tcp://{addr}"),
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A connected socket of either kind.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Starts a non-blocking connect; completion shows as writability.
+    pub fn connect(address: &Address) -> io::Result<Stream> {
+        match address {
+            Address::Tcp(addr) => {
+                let s = TcpStream::connect(*addr)?;
+                Ok(Stream::Tcp(s))
+            }
+            Address::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path)?)),
+        }
+    }
+
+    /// A pending connect's error, if it failed.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Stream::Tcp(s) => s.take_error(),
+            Stream::Unix(s) => s.take_error(),
+        }
+    }
+
+    /// Turns off Nagle's algorithm: we batch per loop turn ourselves.
+    pub fn set_nodelay(&self) {
+        if let Stream::Tcp(s) = self {
+            let _ = s.set_nodelay(true);
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl mio::event::Source for Stream {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(registry, token, interests),
+            Stream::Unix(s) => s.register(registry, token, interests),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(registry, token, interests),
+            Stream::Unix(s) => s.reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(registry),
+            Stream::Unix(s) => s.deregister(registry),
+        }
+    }
+}
+
+/// A listening socket of either kind.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Binds `address`. A Unix path that exists but where nobody listens
+    /// (a stale socket of a dead broker) is replaced; a live one is not.
+    pub fn bind(address: &Address) -> Result<Listener, Error> {
+        let fail = |e: &io::Error| Error::io(format_args!("cannot listen on {address}"), e);
+        match address {
+            Address::Tcp(addr) => Ok(Listener::Tcp(
+                TcpListener::bind(*addr).map_err(|e| fail(&e))?,
+            )),
+            Address::Unix(path) => match UnixListener::bind(path) {
+                Ok(l) => Ok(Listener::Unix(l, path.clone())),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                    let live = std::os::unix::net::UnixStream::connect(path).is_ok();
+                    let is_socket = std::fs::symlink_metadata(path)
+                        .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                        .unwrap_or(false);
+                    if live || !is_socket {
+                        return Err(fail(&e));
+                    }
+                    std::fs::remove_file(path).map_err(|e| fail(&e))?;
+                    let l = UnixListener::bind(path).map_err(|e| fail(&e))?;
+                    Ok(Listener::Unix(l, path.clone()))
+                }
+                Err(e) => Err(fail(&e)),
+            },
+        }
+    }
+
+    /// The address actually bound (with the port the kernel chose).
+    pub fn local_address(&self) -> Address {
+        match self {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(addr) => Address::Tcp(addr),
+                Err(_) => Address::Tcp(SocketAddr::from(([0, 0, 0, 0], 0))),
+            },
+            Listener::Unix(_, path) => Address::Unix(path.clone()),
+        }
+    }
+
+    /// Accepts one pending connection.
+    pub fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+            Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+        }
+    }
+
+    /// Removes the socket file of a Unix listener.
+    pub fn unlink(&self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl mio::event::Source for Listener {
+    fn register(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.register(registry, token, interests),
+            Listener::Unix(l, _) => l.register(registry, token, interests),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &mio::Registry,
+        token: mio::Token,
+        interests: mio::Interest,
+    ) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.reregister(registry, token, interests),
+            Listener::Unix(l, _) => l.reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.deregister(registry),
+            Listener::Unix(l, _) => l.deregister(registry),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_and_print() {
+        let a: Address = "tcp://127.0.0.1:56789".parse().unwrap();
+        assert_eq!(a.to_string(), "tcp://127.0.0.1:56789");
+        let u: Address = "unix:/tmp/x.sock".parse().unwrap();
+        assert_eq!(u, Address::Unix("/tmp/x.sock".into()));
+        assert_eq!("unix:///tmp/x.sock".parse::<Address>().unwrap(), u);
+        for bad in ["", "http://x", "tcp://nope", "unix:", "127.0.0.1:80"] {
+            let e = bad.parse::<Address>().unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidArgument, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Transport: addresses, sockets and framed, buffered connections.
+//!
+//! Shared by the broker and the client. A [`Connection`] reads frames
+//! until the socket would block and queues output that the loop writes
+//! once per turn, so many frames produced in one turn leave in one
+//! `write`.
+
+mod address;
+mod connection;
+
+pub use address::Address;
+pub(crate) use address::{Listener, Stream};
+pub(crate) use connection::{Connection, ReadOutcome};

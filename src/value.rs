@@ -1,0 +1,283 @@
+//! Args: named, typed values carried by requests and responses.
+//!
+//! A [`Value`] is null, a bool, a 64-bit integer, a float, a UTF-8 string,
+//! a byte string, a list or a map; [`Args`] is a map from names to values,
+//! kept sorted by name so that printing and comparing are deterministic.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+
+/// One typed value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub enum Value {
+    /// No value (Perl's undef, C's NULL).
+    #[default]
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A signed 64-bit integer.
+    Int(i64),
+    /// A 64-bit float.
+    Float(f64),
+    /// A UTF-8 string.
+    Str(String),
+    /// Arbitrary bytes.
+    Bytes(#[serde(with = "crate::wire::bytes")] Vec<u8>),
+    /// An ordered list.
+    List(Vec<Value>),
+    /// A map from names to values.
+    Map(Args),
+}
+
+/// Named values: the arguments of a request, emit, recall or return.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Args(BTreeMap<String, Value>);
+
+impl Args {
+    /// An empty map.
+    pub fn new() -> Self {
+        Args(BTreeMap::new())
+    }
+
+    /// Builder form of [`Args::insert`].
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.insert(name, value);
+        self
+    }
+
+    /// Sets `name` to `value`, returning the previous value.
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Value>) -> Option<Value> {
+        self.0.insert(name.into(), value.into())
+    }
+
+    /// The value named `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
+    /// Removes and returns the value named `name`.
+    pub fn remove(&mut self, name: &str) -> Option<Value> {
+        self.0.remove(name)
+    }
+
+    /// How many values there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.0.iter()
+    }
+
+    /// The args as compact JSON (bytes become `{"$bytes":"<hex>"}`).
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        write_json_map(&mut out, self);
+        out
+    }
+}
+
+impl FromIterator<(String, Value)> for Args {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        Args(iter.into_iter().collect())
+    }
+}
+
+impl IntoIterator for Args {
+    type Item = (String, Value);
+    type IntoIter = std::collections::btree_map::IntoIter<String, Value>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl Value {
+    /// The integer, if this is an `Int`.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The string, if this is a `Str`.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The bool, if this is a `Bool`.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// Parses a command-line word: `null`, `true`, `false`, an integer, a
+    /// float, or else the word itself as a string.
+    pub fn parse_word(word: &str) -> Value {
+        match word {
+            "null" => Value::Null,
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => {
+                if let Ok(n) = word.parse::<i64>() {
+                    Value::Int(n)
+                } else if let Some(f) = word
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite() && word.contains(['.', 'e', 'E']))
+                {
+                    Value::Float(f)
+                } else {
+                    Value::Str(word.to_string())
+                }
+            }
+        }
+    }
+
+    /// The value as compact JSON.
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        write_json(&mut out, self);
+        out
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_json())
+    }
+}
+
+fn write_json(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::Float(x) if x.is_finite() => {
+            let _ = write!(out, "{x:?}");
+        }
+        Value::Float(_) => out.push_str("null"),
+        Value::Str(s) => write_json_str(out, s),
+        Value::Bytes(b) => {
+            out.push_str("{\"$bytes\":\"");
+            for byte in b {
+                let _ = write!(out, "{byte:02x}");
+            }
+            out.push_str("\"}");
+        }
+        Value::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(out, item);
+            }
+            out.push(']');
+        }
+        Value::Map(map) => write_json_map(out, map),
+    }
+}
+
+fn write_json_map(out: &mut String, map: &Args) {
+    out.push('{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_str(out, k);
+        out.push(':');
+        write_json(out, v);
+    }
+    out.push('}');
+}
+
+/// Writes `s` as a JSON string literal.
+pub(crate) fn write_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+macro_rules! value_from {
+    ($($t:ty => $arm:ident via $conv:expr),* $(,)?) => {
+        $(impl From<$t> for Value {
+            fn from(v: $t) -> Value {
+                Value::$arm($conv(v))
+            }
+        })*
+    };
+}
+
+value_from! {
+    bool => Bool via |v| v,
+    i32 => Int via i64::from,
+    i64 => Int via |v| v,
+    u32 => Int via i64::from,
+    f64 => Float via |v| v,
+    String => Str via |v| v,
+    &str => Str via |v: &str| v.to_string(),
+    Vec<u8> => Bytes via |v| v,
+    Vec<Value> => List via |v| v,
+    Args => Map via |v| v,
+}
+
+impl From<()> for Value {
+    fn from(_: ()) -> Value {
+        Value::Null
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_parse_to_the_narrowest_type() {
+        assert_eq!(Value::parse_word("42"), Value::Int(42));
+        assert_eq!(Value::parse_word("-1.5"), Value::Float(-1.5));
+        assert_eq!(Value::parse_word("true"), Value::Bool(true));
+        assert_eq!(Value::parse_word("null"), Value::Null);
+        assert_eq!(Value::parse_word("inf"), Value::Str("inf".into()));
+        assert_eq!(Value::parse_word("x y"), Value::Str("x y".into()));
+    }
+
+    #[test]
+    fn json_escapes_and_orders_keys() {
+        let args = Args::new()
+            .with("b", "q\"uote\n")
+            .with("a", vec![Value::Int(1), Value::Null])
+            .with("c", vec![0xffu8, 0]);
+        assert_eq!(
+            args.to_json(),
+            r#"{"a":[1,null],"b":"q\"uote\n","c":{"$bytes":"ff00"}}"#
+        );
+    }
+}

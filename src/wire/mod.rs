@@ -1,0 +1,270 @@
+//! The wire protocol: what travels between clients and the broker.
+//!
+//! A connection is a byte stream of frames. A frame is a `u32`
+//! little-endian body length followed by that many bytes: one [`Frame`]
+//! encoded with bincode (standard configuration, varint integers). The
+//! first frame on every connection is the client's [`Frame::Hello`];
+//! the broker answers [`Frame::Welcome`] or [`Frame::Refused`] and closes.
+//!
+//! This module is pure: bytes in, frames out ([`FrameDecoder`]) and frames
+//! in, bytes out ([`encode_frame`]). It never touches a socket, so it is
+//! tested with input split at every offset.
+//!
+//! Message kinds keep the original ProxySession's names (publish, rescind,
+//! listing, subscribe, unsubscribe, deliver, result) and add what requests
+//! need (emit, recall, cancel) and the broker's notice that a subscribed
+//! session went away.
+
+mod codec;
+
+pub use codec::{encode_frame, FrameDecoder, WireError, DECODE_LIMIT, DEFAULT_MAX_FRAME};
+
+use crate::error::Error;
+use serde::{Deserialize, Serialize};
+
+/// The first four bytes of every `Hello`.
+pub const MAGIC: [u8; 4] = *b"STGB";
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// An opaque payload: encoded [`crate::Args`]. The broker forwards it
+/// without decoding it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Payload(#[serde(with = "bytes")] pub Vec<u8>);
+
+impl Payload {
+    /// Encodes args into a payload.
+    pub fn encode(args: &crate::Args) -> Payload {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for our types.
+        let _ = bincode::serde::encode_into_std_write(args, &mut out, codec::config());
+        Payload(out)
+    }
+
+    /// Decodes the args of a payload.
+    pub fn decode(&self) -> Result<crate::Args, Error> {
+        match bincode::serde::decode_from_slice(&self.0, codec::config()) {
+            Ok((args, used)) if used == self.0.len() => Ok(args),
+            Ok(_) => Err(Error::new(
+                crate::ErrorCode::Protocol,
+                "payload has trailing bytes",
+            )),
+            Err(e) => Err(Error::new(
+                crate::ErrorCode::Protocol,
+                format!("malformed payload: {e}"),
+            )),
+        }
+    }
+}
+
+/// A published session as the broker lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The published name.
+    pub name: String,
+    /// Its methods, in the order the publisher gave them.
+    pub methods: Vec<String>,
+}
+
+/// What a successful `result` carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Publish, rescind, unsubscribe: nothing more to say.
+    Done,
+    /// Listing: every published session.
+    Sessions(Vec<SessionInfo>),
+    /// Subscribe: the session's methods.
+    Methods(Vec<String>),
+    /// The final response of a deliver: its type and args.
+    Return {
+        /// The response type chosen by the callee (default `return`).
+        kind: String,
+        /// The encoded args.
+        payload: Payload,
+    },
+}
+
+/// One message. `id` correlates a `Result` with what it answers; on
+/// deliveries the broker rewrites it (see [`Frame::Deliver`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Frame {
+    /// Client → broker, first frame: magic, protocol version, optional
+    /// token.
+    Hello {
+        /// Always [`MAGIC`].
+        magic: [u8; 4],
+        /// The client's [`PROTOCOL_VERSION`].
+        version: u16,
+        /// The shared secret, if the broker requires one.
+        token: Option<String>,
+    },
+    /// Broker → client: handshake accepted.
+    Welcome {
+        /// The broker's protocol version.
+        version: u16,
+        /// The broker's number for this connection.
+        connection_id: u64,
+    },
+    /// Broker → client: handshake refused; the broker closes after it.
+    Refused {
+        /// Why.
+        error: Error,
+    },
+    /// Client → broker: publish a session under `session` with `methods`.
+    Publish {
+        /// Correlation id.
+        id: u64,
+        /// The published name (the original's alias).
+        session: String,
+        /// The methods callers may deliver.
+        methods: Vec<String>,
+    },
+    /// Client → broker: withdraw a session this connection published.
+    Rescind {
+        /// Correlation id.
+        id: u64,
+        /// The published name.
+        session: String,
+    },
+    /// Client → broker: list published sessions.
+    Listing {
+        /// Correlation id.
+        id: u64,
+    },
+    /// Client → broker: subscribe to a session (answered with its methods).
+    Subscribe {
+        /// Correlation id.
+        id: u64,
+        /// The published name.
+        session: String,
+    },
+    /// Client → broker: end a subscription.
+    Unsubscribe {
+        /// Correlation id.
+        id: u64,
+        /// The published name.
+        session: String,
+    },
+    /// A call. Caller → broker with the caller's own call id; broker →
+    /// publisher with a route id the broker assigned, unique on the broker.
+    Deliver {
+        /// Call id (caller side) or route id (publisher side).
+        id: u64,
+        /// The published name.
+        session: String,
+        /// The method.
+        method: String,
+        /// The encoded args.
+        payload: Payload,
+    },
+    /// An interim response of a call, publisher → broker → caller.
+    Emit {
+        /// Route id (publisher side) or call id (caller side).
+        id: u64,
+        /// The response type (default `emit`).
+        kind: String,
+        /// The encoded args.
+        payload: Payload,
+    },
+    /// The caller's answer to an emit, caller → broker → publisher.
+    Recall {
+        /// Call id (caller side) or route id (publisher side).
+        id: u64,
+        /// The method of the callee to run.
+        method: String,
+        /// The encoded args.
+        payload: Payload,
+    },
+    /// The caller gave up on a call, caller → broker → publisher; also
+    /// sent by the broker when the caller disconnects.
+    Cancel {
+        /// Call id (caller side) or route id (publisher side).
+        id: u64,
+    },
+    /// The final answer to any operation or call.
+    Result {
+        /// The id of what it answers.
+        id: u64,
+        /// Success with a reply, or an error.
+        outcome: Result<Reply, Error>,
+    },
+    /// Broker → subscriber: a subscribed session was rescinded or its
+    /// publisher disconnected.
+    SessionGone {
+        /// The published name.
+        session: String,
+        /// Why.
+        reason: Error,
+    },
+    /// A message kind of the application's own (the original's custom
+    /// types). The broker answers it with an error; a client hands it to
+    /// its unknown-message handler.
+    Custom {
+        /// The application's kind name.
+        kind: String,
+        /// Correlation id.
+        id: u64,
+        /// Opaque bytes.
+        payload: Payload,
+    },
+}
+
+impl Frame {
+    /// The original's name of the message kind, for diagnostics.
+    pub fn kind_name(&self) -> &str {
+        match self {
+            Frame::Hello { .. } => "hello",
+            Frame::Welcome { .. } => "welcome",
+            Frame::Refused { .. } => "refused",
+            Frame::Publish { .. } => "publish",
+            Frame::Rescind { .. } => "rescind",
+            Frame::Listing { .. } => "listing",
+            Frame::Subscribe { .. } => "subscribe",
+            Frame::Unsubscribe { .. } => "unsubscribe",
+            Frame::Deliver { .. } => "deliver",
+            Frame::Emit { .. } => "emit",
+            Frame::Recall { .. } => "recall",
+            Frame::Cancel { .. } => "cancel",
+            Frame::Result { .. } => "result",
+            Frame::SessionGone { .. } => "session_gone",
+            Frame::Custom { kind, .. } => kind,
+        }
+    }
+}
+
+/// Serde helper: byte vectors as one length-prefixed blob, not as a
+/// sequence of numbers (bincode then copies them in one go).
+pub(crate) mod bytes {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct BytesVisitor;
+        impl<'de> Visitor<'de> for BytesVisitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+}
