@@ -284,6 +284,7 @@ impl Core {
             }
             Frame::Deliver {
                 id: call,
+                origin,
                 session,
                 method,
                 payload,
@@ -292,6 +293,7 @@ impl Core {
                     publisher,
                     &Frame::Deliver {
                         id: route,
+                        origin,
                         session,
                         method,
                         payload,

@@ -146,6 +146,7 @@ pub(crate) struct Shared {
 pub struct Delivery {
     client: Weak<Shared>,
     route: u64,
+    origin: u64,
     session: Rc<str>,
 }
 
@@ -246,6 +247,11 @@ impl Client {
     /// Without it they are ignored.
     pub fn on_unknown_message(&self, f: impl FnMut(&str, u64, &[u8]) + 'static) {
         self.shared.state.borrow_mut().on_unknown = Some(Box::new(f));
+    }
+
+    /// The loop this client lives on.
+    pub fn event_loop(&self) -> &EventLoop {
+        &self.shared.lp
     }
 
     /// The broker's address.
@@ -390,6 +396,19 @@ impl Client {
         args: &Args,
         on_event: impl FnMut(CallId, CallEvent) + 'static,
     ) -> Result<CallId, Error> {
+        self.call_as(None, session, method, args, on_event)
+    }
+
+    /// [`Client::call`] naming the request `origin`, which the publisher
+    /// reads back as [`Delivery::origin`] (the call id when `None`).
+    pub fn call_as(
+        &self,
+        origin: Option<u64>,
+        session: &str,
+        method: &str,
+        args: &Args,
+        on_event: impl FnMut(CallId, CallEvent) + 'static,
+    ) -> Result<CallId, Error> {
         if session.is_empty() || method.is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
@@ -397,6 +416,7 @@ impl Client {
             ));
         }
         self.shared.start_call(
+            origin,
             session,
             method,
             Payload::encode(args),
@@ -476,6 +496,11 @@ impl Delivery {
     /// The broker's id of this call, unique on that broker.
     pub fn id(&self) -> u64 {
         self.route
+    }
+
+    /// The caller's own id of the request (see [`Client::call_as`]).
+    pub fn origin(&self) -> u64 {
+        self.origin
     }
 
     /// The session the call was delivered to.
@@ -590,6 +615,7 @@ impl Shared {
 
     fn start_call(
         &self,
+        origin: Option<u64>,
         session: &str,
         method: &str,
         payload: Payload,
@@ -606,6 +632,7 @@ impl Shared {
         }
         st.send(&Frame::Deliver {
             id,
+            origin: origin.unwrap_or(id),
             session: session.to_string(),
             method: method.to_string(),
             payload,
@@ -740,6 +767,7 @@ impl Shared {
             }
             Frame::Deliver {
                 id,
+                origin,
                 session,
                 method,
                 payload,
@@ -757,11 +785,12 @@ impl Shared {
                 let delivery = Delivery {
                     client: self.me.clone(),
                     route: id,
+                    origin,
                     session: name.clone(),
                 };
                 match payload.decode() {
                     Ok(args) => {
-                        self.state.borrow_mut().serving.insert(id, name);
+                        self.state.borrow_mut().serving.insert(id, (name, origin));
                         (serve.borrow_mut())(&delivery, Inbound::Call { method, args });
                     }
                     Err(e) => {
@@ -835,7 +864,7 @@ impl Shared {
     /// The delivery and handler of a call being served.
     fn serving(&self, route: u64) -> Option<(Delivery, ServeFn)> {
         let st = self.state.borrow();
-        let session = st.serving.get(&route)?.clone();
+        let (session, origin) = st.serving.get(&route)?.clone();
         let serve = st
             .publications
             .get(&*session)
@@ -845,6 +874,7 @@ impl Shared {
             Delivery {
                 client: self.me.clone(),
                 route,
+                origin,
                 session,
             },
             serve,
@@ -881,7 +911,7 @@ impl Shared {
                     if let Some((_, serve)) = st.publications.remove(&session) {
                         // Deliveries already in progress may still be
                         // answered or cancelled.
-                        if st.serving.values().any(|s| **s == *session) {
+                        if st.serving.values().any(|(s, _)| **s == *session) {
                             st.retired.insert(session.clone(), serve);
                         }
                     }

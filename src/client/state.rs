@@ -70,8 +70,8 @@ pub(super) struct State {
     pub publications: HashMap<String, (Rc<str>, ServeFn)>,
     /// Rescinded sessions whose deliveries are still being served.
     pub retired: HashMap<String, ServeFn>,
-    /// Deliveries being served: route id → session.
-    pub serving: HashMap<u64, Rc<str>>,
+    /// Deliveries being served: route id → (session, origin).
+    pub serving: HashMap<u64, (Rc<str>, u64)>,
     pub subscriptions: HashSet<String>,
     pub on_connect: Option<Box<dyn FnOnce(Result<ConnectionInfo, Error>)>>,
     pub on_disconnect: Option<Box<dyn FnMut(&Error)>>,
@@ -130,7 +130,9 @@ impl State {
         let serving = self
             .serving
             .drain()
-            .filter_map(|(route, session)| serve_of(&session).map(|f| (route, session, f)))
+            .filter_map(|(route, (session, origin))| {
+                serve_of(&session).map(|f| (route, session, origin, f))
+            })
             .collect::<Vec<_>>();
         self.publications.clear();
         self.retired.clear();
@@ -155,7 +157,7 @@ pub(super) struct Settle {
     on_disconnect: Option<Box<dyn FnMut(&Error)>>,
     ops: Vec<Op>,
     calls: Vec<(u64, CallFn)>,
-    serving: Vec<(u64, Rc<str>, ServeFn)>,
+    serving: Vec<(u64, Rc<str>, u64, ServeFn)>,
 }
 
 impl Settle {
@@ -179,10 +181,11 @@ impl Settle {
             for (id, call) in calls {
                 (call.borrow_mut())(CallId(id), CallEvent::Error(gone.clone()));
             }
-            for (route, session, serve) in self.serving {
+            for (route, session, origin, serve) in self.serving {
                 let delivery = Delivery {
                     client: client.clone(),
                     route,
+                    origin,
                     session,
                 };
                 (serve.borrow_mut())(&delivery, Inbound::Cancel);

@@ -199,6 +199,7 @@ mod tests {
             },
             Frame::Deliver {
                 id: 7,
+                origin: 3,
                 session: "FooSession".into(),
                 method: "foo".into(),
                 payload: Payload::encode(&crate::Args::new().with("x", 1)),

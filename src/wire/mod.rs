@@ -151,6 +151,9 @@ pub enum Frame {
     Deliver {
         /// Call id (caller side) or route id (publisher side).
         id: u64,
+        /// The caller's own id of the request, passed through unchanged
+        /// so that both sides of a transaction name it alike.
+        origin: u64,
         /// The published name.
         session: String,
         /// The method.
