@@ -16,6 +16,7 @@ pub mod broker;
 pub mod client;
 pub mod error;
 pub mod event_loop;
+pub mod request;
 pub mod transport;
 pub mod value;
 pub mod wire;
@@ -24,6 +25,7 @@ pub use broker::{Broker, BrokerConfig, BrokerStats, Limits};
 pub use client::{CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound};
 pub use error::{Error, ErrorCode, Result};
 pub use event_loop::{EventLoop, LoopRemote, TimerId};
+pub use request::{Ctx, RemoteStage, Request, Response, Scope, ServedRequest, Stage, Target};
 pub use transport::Address;
 pub use value::{Args, Value};
 

@@ -1,0 +1,127 @@
+//! Remote stages: sessions behind a broker, used like local stages.
+
+use super::stage::Stage;
+use super::transaction::{run_method, ServedLink, ServedRequest};
+use crate::client::{Client, Inbound};
+use crate::error::Error;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
+
+/// A session subscribed through a client: requests to it travel through
+/// the broker and behave exactly like requests to a local stage.
+#[derive(Clone)]
+pub struct RemoteStage {
+    client: Client,
+    session: Rc<str>,
+    methods: Rc<[String]>,
+}
+
+impl fmt::Debug for RemoteStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteStage")
+            .field("session", &self.session)
+            .field("methods", &self.methods)
+            .finish()
+    }
+}
+
+impl RemoteStage {
+    /// Subscribes to `session`; `done` gets the remote stage, or
+    /// `no_such_session`.
+    pub fn subscribe(
+        client: &Client,
+        session: &str,
+        done: impl FnOnce(Result<RemoteStage, Error>) + 'static,
+    ) {
+        let c = client.clone();
+        let name: Rc<str> = Rc::from(session);
+        client.subscribe(session, move |result| {
+            done(result.map(|methods| RemoteStage {
+                client: c,
+                session: name,
+                methods: methods.into(),
+            }))
+        });
+    }
+
+    /// The session's name.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// The methods the publisher offers.
+    pub fn methods(&self) -> &[String] {
+        &self.methods
+    }
+
+    /// The client requests travel through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Ends the subscription (see [`Client::unsubscribe`]).
+    pub fn unsubscribe(&self, done: impl FnOnce(Result<(), Error>) + 'static) -> Result<(), Error> {
+        self.client.unsubscribe(&self.session, done)
+    }
+}
+
+impl Stage {
+    /// Publishes this stage on a broker as `session`, offering `methods`
+    /// (every handler name without its `on_` prefix when empty). Calls
+    /// from other programs then run its handlers exactly as local
+    /// requests do.
+    pub fn publish(
+        &self,
+        client: &Client,
+        session: &str,
+        methods: &[&str],
+        done: impl FnOnce(Result<(), Error>) + 'static,
+    ) {
+        let names = if methods.is_empty() {
+            self.method_names()
+        } else {
+            methods.iter().map(|m| m.to_string()).collect()
+        };
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let stage = self.clone();
+        let serving: Rc<RefCell<HashMap<u64, ServedRequest>>> = Rc::default();
+        client.publish(
+            session,
+            &names,
+            move |delivery, inbound| match inbound {
+                Inbound::Call { method, args } => {
+                    let served = ServedRequest::new(
+                        delivery.origin(),
+                        stage.clone(),
+                        method.clone(),
+                        ServedLink::Remote(delivery.clone()),
+                    );
+                    let table = Rc::downgrade(&serving);
+                    let route = delivery.id();
+                    served.set_on_end(move || {
+                        if let Some(t) = table.upgrade() {
+                            t.borrow_mut().remove(&route);
+                        }
+                    });
+                    serving.borrow_mut().insert(route, served.clone());
+                    run_method(&served, &method, &args);
+                }
+                Inbound::Recall { method, args } => {
+                    let served = serving.borrow().get(&delivery.id()).cloned();
+                    if let Some(served) = served {
+                        run_method(&served, &method, &args);
+                    }
+                }
+                Inbound::Cancel => {
+                    let served = serving.borrow_mut().remove(&delivery.id());
+                    if let Some(served) = served {
+                        served.cancelled();
+                    }
+                }
+            },
+            done,
+        );
+    }
+}

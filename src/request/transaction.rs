@@ -1,0 +1,918 @@
+//! Transactions: the caller's half ([`Request`]), the callee's half
+//! ([`ServedRequest`]) and what travels between them ([`Response`]).
+//!
+//! Both halves are the same whether the callee is a stage on this loop or
+//! a session behind a broker; only the link between them differs (a
+//! deferred task on the loop, or a call through a [`Client`]).
+
+use super::remote::RemoteStage;
+use super::scope::Scope;
+use super::stage::{Ctx, HandlerFn, Stage, StageInner};
+use crate::client::{CallEvent, CallId, Client, Delivery};
+use crate::error::{Error, ErrorCode};
+use crate::event_loop::{EventLoop, TimerId};
+use crate::value::{Args, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+/// Where a request goes: a stage on this loop, or a remote stage.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A stage on the same loop.
+    Local(Stage),
+    /// A session subscribed through a broker.
+    Remote(RemoteStage),
+}
+
+impl From<&Stage> for Target {
+    fn from(stage: &Stage) -> Target {
+        Target::Local(stage.clone())
+    }
+}
+
+impl From<&RemoteStage> for Target {
+    fn from(stage: &RemoteStage) -> Target {
+        Target::Remote(stage.clone())
+    }
+}
+
+impl From<Stage> for Target {
+    fn from(stage: Stage) -> Target {
+        Target::Local(stage)
+    }
+}
+
+impl From<RemoteStage> for Target {
+    fn from(stage: RemoteStage) -> Target {
+        Target::Remote(stage)
+    }
+}
+
+impl Target {
+    fn event_loop(&self) -> &EventLoop {
+        match self {
+            Target::Local(s) => s.event_loop(),
+            Target::Remote(r) => r.client().event_loop(),
+        }
+    }
+}
+
+/// A response handler of a request: a closure, or the name of a handler
+/// of the requesting stage.
+#[derive(Clone)]
+enum HandlerRef {
+    Closure(HandlerFn),
+    Method(String),
+}
+
+/// One entry of the request stack: the stage whose handler runs, and the
+/// request it serves.
+type StackFrame = (Option<Stage>, Option<ServedRequest>);
+
+thread_local! {
+    static NEXT_ID: Cell<u64> = const { Cell::new(1) };
+    /// The handlers running now, innermost last: POE's request stack.
+    static CURRENT: RefCell<Vec<StackFrame>> =
+        const { RefCell::new(Vec::new()) };
+    static UNHANDLED: Cell<u64> = const { Cell::new(0) };
+    static DIAGNOSTIC: RefCell<Option<Rc<dyn Fn(&str)>>> = const { RefCell::new(None) };
+}
+
+fn next_id() -> u64 {
+    NEXT_ID.with(|n| {
+        let id = n.get();
+        n.set(id + 1);
+        id
+    })
+}
+
+/// How many responses found no handler on this thread (each is also
+/// reported through the diagnostic hook).
+pub fn unhandled_responses() -> u64 {
+    UNHANDLED.with(Cell::get)
+}
+
+/// Replaces where diagnostics go (unhandled responses, handler errors
+/// with nobody to tell). The default writes one line to stderr.
+pub fn set_diagnostic_hook(hook: impl Fn(&str) + 'static) {
+    DIAGNOSTIC.with(|d| *d.borrow_mut() = Some(Rc::new(hook)));
+}
+
+fn diagnose(message: &str) {
+    let hook = DIAGNOSTIC.with(|d| d.borrow().clone());
+    match hook {
+        Some(hook) => hook(message),
+        None => eprintln!("stagebus: {message}"),
+    }
+}
+
+/// Pops the request stack even if a handler panics.
+struct FrameGuard;
+
+impl Drop for FrameGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.borrow_mut().pop());
+    }
+}
+
+/// The stage and request whose handler is running now.
+fn current() -> StackFrame {
+    CURRENT.with(|c| c.borrow().last().cloned().unwrap_or((None, None)))
+}
+
+/// Runs a handler with its frame on the request stack. An error ends the
+/// request being served with it; with no open request it is reported.
+fn run_handler(
+    handler: &HandlerFn,
+    stage: Option<&Stage>,
+    name: &str,
+    args: &Args,
+    req: Option<&ServedRequest>,
+    rsp: Option<&Response>,
+) {
+    CURRENT.with(|c| c.borrow_mut().push((stage.cloned(), req.cloned())));
+    let guard = FrameGuard;
+    let ctx = Ctx {
+        stage,
+        name,
+        args,
+        req,
+        rsp,
+    };
+    let result = handler(&ctx);
+    drop(guard);
+    if let Err(e) = result {
+        match req.filter(|r| r.is_open()) {
+            Some(r) => {
+                let _ = r.fail(e);
+            }
+            None => diagnose(&format!(
+                "handler '{name}' of stage '{}' failed with nobody to answer: {e}",
+                stage.map_or("(none)", Stage::name)
+            )),
+        }
+    }
+}
+
+/// The args of an error response: `code` and `message`.
+fn error_args(e: &Error) -> Args {
+    Args::new()
+        .with("code", e.code.as_str())
+        .with("message", e.message.as_str())
+}
+
+/// Runs a downward message (request or recall) on the serving stage.
+pub(crate) fn run_method(served: &ServedRequest, method: &str, args: &Args) {
+    let stage = served.0.stage.clone();
+    match stage.resolve(method) {
+        Some(h) => run_handler(&h, Some(&stage), method, args, Some(served), None),
+        None => {
+            let e = Error::new(
+                ErrorCode::NoSuchMethod,
+                format!("Stage '{}' has no method '{method}'", stage.name()),
+            );
+            let _ = served.fail(e);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------
+// The caller's half.
+
+enum CallerLink {
+    None,
+    Local(ServedRequest),
+    Remote { client: Client, call: CallId },
+}
+
+pub(crate) struct CallerRec {
+    id: u64,
+    method: String,
+    lp: EventLoop,
+    open: Cell<bool>,
+    handlers: HashMap<String, HandlerRef>,
+    fallback: Option<HandlerFn>,
+    role: Option<String>,
+    requester: Option<Weak<StageInner>>,
+    parent: Option<ServedRequest>,
+    data: Scope,
+    link: RefCell<CallerLink>,
+    timer: Cell<Option<TimerId>>,
+}
+
+impl CallerRec {
+    /// Ends the caller's half without a response: the callee is told.
+    fn cancel(&self) -> bool {
+        if !self.open.replace(false) {
+            return false;
+        }
+        self.stop_timer();
+        self.cut_link();
+        self.data.clear();
+        true
+    }
+
+    fn stop_timer(&self) {
+        if let Some(t) = self.timer.take() {
+            self.lp.cancel_timer(t);
+        }
+    }
+
+    /// Tells the callee the transaction is over on this side.
+    fn cut_link(&self) {
+        let link = std::mem::replace(&mut *self.link.borrow_mut(), CallerLink::None);
+        match link {
+            CallerLink::None => {}
+            CallerLink::Local(served) => served.cancelled(),
+            CallerLink::Remote { client, call } => {
+                client.cancel(call);
+            }
+        }
+    }
+
+    /// Ends the transaction with an error of this side's making (timeout):
+    /// the callee is cancelled, the caller's error handler runs.
+    fn fail_here(self: &Rc<Self>, e: Error) {
+        if !self.open.get() {
+            return;
+        }
+        self.timer.take();
+        self.cut_link();
+        self.receive("error".to_string(), error_args(&e), true, Some(e));
+    }
+
+    /// A response arrived. Dropped when this side has ended (responses in
+    /// flight for a cancelled request are never delivered).
+    fn receive(self: &Rc<Self>, kind: String, args: Args, last: bool, error: Option<Error>) {
+        if !self.open.get() {
+            return;
+        }
+        if last {
+            self.open.set(false);
+            self.stop_timer();
+            *self.link.borrow_mut() = CallerLink::None;
+        }
+        let rsp = Response {
+            caller: self.clone(),
+            kind,
+            last,
+            error,
+        };
+        let requester = self.requester.as_ref().and_then(Stage::from_weak);
+        match self.resolve(&rsp.kind, requester.as_ref()) {
+            Some(h) => run_handler(
+                &h,
+                requester.as_ref(),
+                &rsp.kind,
+                &args,
+                self.parent.as_ref(),
+                Some(&rsp),
+            ),
+            None => {
+                UNHANDLED.with(|n| n.set(n.get() + 1));
+                let what = match &rsp.error {
+                    Some(e) => format!(" ({e})"),
+                    None => String::new(),
+                };
+                diagnose(&format!(
+                    "unhandled '{}' response to request {} ({}){what}",
+                    rsp.kind, self.id, self.method
+                ));
+            }
+        }
+        if last {
+            self.data.clear();
+        }
+    }
+
+    /// Explicit `on_<type>`, then the requester's `on_<role>_<type>`, then
+    /// the fallback.
+    fn resolve(&self, kind: &str, requester: Option<&Stage>) -> Option<HandlerFn> {
+        if let Some(h) = self.handlers.get(kind) {
+            let found = match h {
+                HandlerRef::Closure(f) => Some(f.clone()),
+                HandlerRef::Method(name) => requester.and_then(|s| s.handler(name)),
+            };
+            return found.or_else(|| self.fallback.clone());
+        }
+        if let (Some(role), Some(stage)) = (&self.role, requester) {
+            if let Some(h) = stage.handler(&format!("on_{role}_{kind}")) {
+                return Some(h);
+            }
+        }
+        self.fallback.clone()
+    }
+}
+
+/// The caller's handle on a transaction (POE::Request). Dropping it
+/// cancels the transaction if it is still open.
+pub struct Request(Rc<CallerRec>);
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("id", &self.0.id)
+            .field("method", &self.0.method)
+            .field("open", &self.0.open.get())
+            .finish()
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl Request {
+    /// Starts building a request of `method` to `target`.
+    pub fn to(target: impl Into<Target>, method: &str) -> RequestBuilder {
+        RequestBuilder {
+            target: target.into(),
+            method: method.to_string(),
+            args: Args::new(),
+            handlers: HashMap::new(),
+            fallback: None,
+            role: None,
+            timeout: None,
+            parent: None,
+        }
+    }
+
+    /// The request's id; its responses carry the same id.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// Whether the transaction is still open on the caller's side.
+    pub fn is_open(&self) -> bool {
+        self.0.open.get()
+    }
+
+    /// The caller's data for this request (POE's expose): readable as
+    /// `rsp.data()` in every response handler; dropped when the caller's
+    /// side ends.
+    pub fn data(&self) -> &Scope {
+        &self.0.data
+    }
+
+    /// Cancels the transaction and every request made on its behalf; the
+    /// callee's on-cancel runs, and no response arrives afterwards.
+    /// Returns whether it was open; cancelling twice is harmless.
+    pub fn cancel(&self) -> bool {
+        self.0.cancel()
+    }
+}
+
+/// Builds a [`Request`]; [`RequestBuilder::send`] posts it.
+pub struct RequestBuilder {
+    target: Target,
+    method: String,
+    args: Args,
+    handlers: HashMap<String, HandlerRef>,
+    fallback: Option<HandlerFn>,
+    role: Option<String>,
+    timeout: Option<Duration>,
+    parent: Option<Option<ServedRequest>>,
+}
+
+impl fmt::Debug for RequestBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBuilder")
+            .field("target", &self.target)
+            .field("method", &self.method)
+            .field("args", &self.args)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+fn response_type(on: &str) -> String {
+    on.strip_prefix("on_").unwrap_or(on).to_string()
+}
+
+impl RequestBuilder {
+    /// Sets the args.
+    pub fn args(mut self, args: Args) -> Self {
+        self.args = args;
+        self
+    }
+
+    /// Sets one arg.
+    pub fn arg(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.args.insert(name, value);
+        self
+    }
+
+    /// Handles responses of type `kind` (`return`, `emit`, `error`, or a
+    /// type of the callee's choosing; a leading `on_` is ignored) with a
+    /// closure.
+    pub fn on(
+        mut self,
+        kind: &str,
+        handler: impl Fn(&Ctx<'_>) -> Result<(), Error> + 'static,
+    ) -> Self {
+        self.handlers
+            .insert(response_type(kind), HandlerRef::Closure(Rc::new(handler)));
+        self
+    }
+
+    /// Handles responses of type `kind` with an already shared closure.
+    pub fn on_handler(mut self, kind: &str, handler: HandlerFn) -> Self {
+        self.handlers
+            .insert(response_type(kind), HandlerRef::Closure(handler));
+        self
+    }
+
+    /// Handles responses of type `kind` with the requesting stage's
+    /// handler named `method` (used verbatim).
+    pub fn on_method(mut self, kind: &str, method: &str) -> Self {
+        self.handlers
+            .insert(response_type(kind), HandlerRef::Method(method.to_string()));
+        self
+    }
+
+    /// Handles every response type that no other mapping handles.
+    pub fn fallback(mut self, handler: impl Fn(&Ctx<'_>) -> Result<(), Error> + 'static) -> Self {
+        self.fallback = Some(Rc::new(handler));
+        self
+    }
+
+    /// Names the request's purpose: a response of type T then runs the
+    /// requesting stage's `on_<role>_<T>` unless `on(T)` maps it.
+    pub fn role(mut self, role: &str) -> Self {
+        self.role = Some(role.to_string());
+        self
+    }
+
+    /// Ends the transaction with a `timeout` error if no final response
+    /// came within `after`; the callee is cancelled.
+    pub fn timeout(mut self, after: Duration) -> Self {
+        self.timeout = Some(after);
+        self
+    }
+
+    /// Makes the request a child of `parent` instead of the request being
+    /// served now, so cancelling `parent` cancels it.
+    pub fn parent(mut self, parent: &ServedRequest) -> Self {
+        self.parent = Some(Some(parent.clone()));
+        self
+    }
+
+    /// Makes the request a child of nothing, even inside a handler.
+    pub fn detached(mut self) -> Self {
+        self.parent = Some(None);
+        self
+    }
+
+    /// Posts the request. The callee runs it on a later turn, after the
+    /// requests posted to it before (FIFO).
+    ///
+    /// Fails at once with `invalid_argument` for an empty method and with
+    /// `cancelled` when the parent has already ended.
+    pub fn send(self) -> Result<Request, Error> {
+        if self.method.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                "Request is missing the 'method' parameter",
+            ));
+        }
+        let (stage_now, req_now) = current();
+        let parent = match self.parent {
+            Some(explicit) => explicit,
+            None => req_now,
+        };
+        if let Some(p) = &parent {
+            if !p.is_open() {
+                return Err(Error::new(
+                    ErrorCode::Cancelled,
+                    format!("the parent request {} has ended", p.id()),
+                ));
+            }
+        }
+        let lp = self.target.event_loop().clone();
+        let rec = Rc::new(CallerRec {
+            id: next_id(),
+            method: self.method.clone(),
+            lp: lp.clone(),
+            open: Cell::new(true),
+            handlers: self.handlers,
+            fallback: self.fallback,
+            role: self.role,
+            requester: stage_now.as_ref().map(Stage::downgrade),
+            parent: parent.clone(),
+            data: Scope::default(),
+            link: RefCell::new(CallerLink::None),
+            timer: Cell::new(None),
+        });
+        let link = match &self.target {
+            Target::Local(stage) => {
+                let served = ServedRequest::new(
+                    rec.id,
+                    stage.clone(),
+                    self.method.clone(),
+                    ServedLink::Local(Rc::downgrade(&rec)),
+                );
+                let (s, method, args) = (served.clone(), self.method, self.args);
+                lp.defer(move |_| {
+                    if s.is_open() {
+                        run_method(&s, &method, &args);
+                    }
+                });
+                CallerLink::Local(served)
+            }
+            Target::Remote(remote) => {
+                let weak = Rc::downgrade(&rec);
+                let call = remote.client().call_as(
+                    Some(rec.id),
+                    remote.session(),
+                    &self.method,
+                    &self.args,
+                    move |_, event| {
+                        let Some(rec) = weak.upgrade() else { return };
+                        match event {
+                            CallEvent::Emit { kind, args } => rec.receive(kind, args, false, None),
+                            CallEvent::Return { kind, args } => rec.receive(kind, args, true, None),
+                            CallEvent::Error(e) => {
+                                rec.receive("error".to_string(), error_args(&e), true, Some(e))
+                            }
+                        }
+                    },
+                )?;
+                CallerLink::Remote {
+                    client: remote.client().clone(),
+                    call,
+                }
+            }
+        };
+        *rec.link.borrow_mut() = link;
+        if let Some(p) = &parent {
+            p.adopt(&rec);
+        }
+        if let Some(after) = self.timeout {
+            let weak = Rc::downgrade(&rec);
+            let timer = lp.add_timer(after, move |_| {
+                if let Some(rec) = weak.upgrade() {
+                    let e = Error::new(
+                        ErrorCode::Timeout,
+                        format!(
+                            "request {} ({}) got no final response within {after:?}",
+                            rec.id, rec.method
+                        ),
+                    );
+                    rec.fail_here(e);
+                }
+            });
+            rec.timer.set(Some(timer));
+        }
+        Ok(Request(rec))
+    }
+}
+
+// ---------------------------------------------------------------------
+// What the caller receives.
+
+/// A response as its handler sees it (POE's Emit / Return, or an error).
+pub struct Response {
+    caller: Rc<CallerRec>,
+    kind: String,
+    last: bool,
+    error: Option<Error>,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("id", &self.caller.id)
+            .field("kind", &self.kind)
+            .field("final", &self.last)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl Response {
+    /// The id of the request this answers.
+    pub fn id(&self) -> u64 {
+        self.caller.id
+    }
+
+    /// The response type (`emit`, `return`, `error`, or the callee's own).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// Whether it ends the transaction (a return or an error).
+    pub fn is_final(&self) -> bool {
+        self.last
+    }
+
+    /// The error, for error responses.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    /// The data the caller attached to the request (POE's rsp scope).
+    pub fn data(&self) -> &Scope {
+        &self.caller.data
+    }
+
+    /// Answers an emit: runs `method` of the callee within the same
+    /// transaction, where it sees the same request and its data.
+    ///
+    /// Fails with `invalid_state` on a final response or an ended
+    /// transaction.
+    pub fn recall(&self, method: &str, args: &Args) -> Result<(), Error> {
+        if self.last {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                format!("cannot recall from upward '{}' response", self.kind),
+            ));
+        }
+        if method.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                "Message must have a 'method' parameter",
+            ));
+        }
+        if !self.caller.open.get() {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                "Cannot recall message: The requester has no context",
+            ));
+        }
+        match &*self.caller.link.borrow() {
+            CallerLink::Local(served) => {
+                let (served, method, args) = (served.clone(), method.to_string(), args.clone());
+                self.caller.lp.defer(move |_| {
+                    if served.is_open() {
+                        run_method(&served, &method, &args);
+                    }
+                });
+                Ok(())
+            }
+            CallerLink::Remote { client, call } => client.recall(*call, method, args),
+            CallerLink::None => Err(Error::new(
+                ErrorCode::InvalidState,
+                "Cannot recall message: The requester has no context",
+            )),
+        }
+    }
+
+    /// Cancels the transaction from inside a response handler.
+    pub fn cancel(&self) -> bool {
+        self.caller.cancel()
+    }
+}
+
+// ---------------------------------------------------------------------
+// The callee's half.
+
+pub(crate) enum ServedLink {
+    Local(Weak<CallerRec>),
+    Remote(Delivery),
+}
+
+pub(crate) struct ServedRec {
+    id: u64,
+    stage: Stage,
+    method: String,
+    open: Cell<bool>,
+    data: Scope,
+    children: RefCell<Vec<Weak<CallerRec>>>,
+    link: ServedLink,
+    on_cancel: RefCell<Option<Box<dyn FnOnce()>>>,
+    on_end: RefCell<Option<Box<dyn FnOnce()>>>,
+}
+
+/// The callee's view of a request it serves. Clone it to answer later (a
+/// slow method): it stays answerable until it returns or is cancelled.
+#[derive(Clone)]
+pub struct ServedRequest(Rc<ServedRec>);
+
+impl fmt::Debug for ServedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServedRequest")
+            .field("id", &self.0.id)
+            .field("stage", &self.0.stage.name())
+            .field("method", &self.0.method)
+            .field("open", &self.0.open.get())
+            .finish()
+    }
+}
+
+impl ServedRequest {
+    pub(crate) fn new(id: u64, stage: Stage, method: String, link: ServedLink) -> ServedRequest {
+        ServedRequest(Rc::new(ServedRec {
+            id,
+            stage,
+            method,
+            open: Cell::new(true),
+            data: Scope::default(),
+            children: RefCell::new(Vec::new()),
+            link,
+            on_cancel: RefCell::new(None),
+            on_end: RefCell::new(None),
+        }))
+    }
+
+    /// The request's id: the caller's id of it, also across a broker.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The method the caller asked for.
+    pub fn method(&self) -> &str {
+        &self.0.method
+    }
+
+    /// The serving stage.
+    pub fn stage(&self) -> &Stage {
+        &self.0.stage
+    }
+
+    /// Whether it can still be answered.
+    pub fn is_open(&self) -> bool {
+        self.0.open.get()
+    }
+
+    /// The callee's data for this request (POE's req scope): seen again by
+    /// recalls; dropped when the callee's side ends.
+    pub fn data(&self) -> &Scope {
+        &self.0.data
+    }
+
+    /// Sets what runs if the caller cancels (or times out, or goes away)
+    /// before the request is answered. Without it the stage's `on_cancel`
+    /// handler runs, if it has one.
+    pub fn on_cancel(&self, f: impl FnOnce() + 'static) {
+        *self.0.on_cancel.borrow_mut() = Some(Box::new(f));
+    }
+
+    /// Sends an interim response of type `kind` (default name: `emit`).
+    pub fn emit(&self, kind: &str, args: &Args) -> Result<(), Error> {
+        self.respond(kind, args, false)
+    }
+
+    /// Sends the final response of type `kind` (default name: `return`);
+    /// the request ends and every request made on its behalf is
+    /// cancelled.
+    pub fn ret(&self, kind: &str, args: &Args) -> Result<(), Error> {
+        self.respond(kind, args, true)
+    }
+
+    /// Ends the request with an error for the caller.
+    pub fn fail(&self, error: Error) -> Result<(), Error> {
+        self.check_open()?;
+        match &self.0.link {
+            ServedLink::Local(weak) => {
+                let weak = weak.clone();
+                self.0.stage.event_loop().defer(move |_| {
+                    if let Some(c) = weak.upgrade() {
+                        c.receive("error".to_string(), error_args(&error), true, Some(error));
+                    }
+                });
+            }
+            ServedLink::Remote(d) => {
+                let _ = d.fail(error);
+            }
+        }
+        self.end();
+        Ok(())
+    }
+
+    /// Gives up serving: the caller gets a `cancelled` error.
+    pub fn cancel(&self) -> Result<(), Error> {
+        self.fail(Error::new(
+            ErrorCode::Cancelled,
+            format!("request {} was cancelled by its callee", self.0.id),
+        ))
+    }
+
+    /// Runs another method of the same stage on this request now, with
+    /// new args (POE's pass_to).
+    pub fn pass_to(&self, method: &str, args: &Args) -> Result<(), Error> {
+        self.check_open()?;
+        run_method(self, method, args);
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self.is_open() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorCode::InvalidState,
+                "Cannot emit message: The requester has no context",
+            ))
+        }
+    }
+
+    fn respond(&self, kind: &str, args: &Args, last: bool) -> Result<(), Error> {
+        self.check_open()?;
+        let kind = if kind.is_empty() {
+            if last {
+                "return"
+            } else {
+                "emit"
+            }
+        } else {
+            kind
+        };
+        let stage = self.0.stage.clone();
+        if let Some(h) = stage.handler(&format!("on_my_{kind}")) {
+            // Self-interception: nothing reaches the caller. A final one
+            // still ends the request, and the caller must hear that.
+            run_handler(&h, Some(&stage), kind, args, Some(self), None);
+            if last && self.is_open() {
+                self.fail(Error::new(
+                    ErrorCode::Cancelled,
+                    format!("the callee intercepted its own '{kind}' response"),
+                ))?;
+            }
+            return Ok(());
+        }
+        match &self.0.link {
+            ServedLink::Local(weak) => {
+                let (weak, kind, args) = (weak.clone(), kind.to_string(), args.clone());
+                stage.event_loop().defer(move |_| {
+                    if let Some(c) = weak.upgrade() {
+                        c.receive(kind, args, last, None);
+                    }
+                });
+            }
+            ServedLink::Remote(d) => {
+                if last {
+                    d.respond(kind, args)?;
+                } else {
+                    d.emit(kind, args)?;
+                }
+            }
+        }
+        if last {
+            self.end();
+        }
+        Ok(())
+    }
+
+    /// Records a request made on this one's behalf.
+    fn adopt(&self, child: &Rc<CallerRec>) {
+        let mut children = self.0.children.borrow_mut();
+        if children.len() >= 32 && children.len().is_power_of_two() {
+            children.retain(|c| c.upgrade().is_some_and(|c| c.open.get()));
+        }
+        children.push(Rc::downgrade(child));
+    }
+
+    /// The callee's side ends: children cancelled, data dropped.
+    fn end(&self) {
+        self.0.open.set(false);
+        self.cancel_children();
+        self.0.on_cancel.borrow_mut().take();
+        self.0.data.clear();
+        let on_end = self.0.on_end.borrow_mut().take();
+        if let Some(f) = on_end {
+            f();
+        }
+    }
+
+    fn cancel_children(&self) {
+        let children = std::mem::take(&mut *self.0.children.borrow_mut());
+        for child in children {
+            if let Some(child) = child.upgrade() {
+                child.cancel();
+            }
+        }
+    }
+
+    /// The caller cancelled: cascade, tell the callee, drop its data.
+    pub(crate) fn cancelled(&self) {
+        if !self.0.open.replace(false) {
+            return;
+        }
+        self.cancel_children();
+        let hook = self.0.on_cancel.borrow_mut().take();
+        match hook {
+            Some(f) => f(),
+            None => {
+                let stage = self.0.stage.clone();
+                if let Some(h) = stage.handler("on_cancel") {
+                    run_handler(&h, Some(&stage), "cancel", &Args::new(), Some(self), None);
+                }
+            }
+        }
+        self.0.data.clear();
+        let on_end = self.0.on_end.borrow_mut().take();
+        if let Some(f) = on_end {
+            f();
+        }
+    }
+
+    /// Internal hook run once when the callee's side ends, either way.
+    pub(crate) fn set_on_end(&self, f: impl FnOnce() + 'static) {
+        *self.0.on_end.borrow_mut() = Some(Box::new(f));
+    }
+}
