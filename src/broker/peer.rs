@@ -34,6 +34,9 @@ struct Route {
     session: Rc<str>,
 }
 
+/// What the loop must deregister when the broker closes.
+pub(super) type Sockets = (Vec<(Listener, Token)>, Vec<(Stream, Token)>);
+
 pub(super) struct Core {
     pub config: BrokerConfig,
     listeners: Vec<(Listener, Token)>,
@@ -146,7 +149,7 @@ impl Core {
     }
 
     /// Everything the loop must deregister when the broker closes.
-    pub fn take_all(&mut self) -> (Vec<(Listener, Token)>, Vec<(Stream, Token)>) {
+    pub fn take_all(&mut self) -> Sockets {
         let listeners = std::mem::take(&mut self.listeners);
         let mut socks = std::mem::take(&mut self.closed);
         socks.extend(self.peers.drain().map(|(_, p)| (p.conn.stream, p.token)));

@@ -17,6 +17,10 @@ pub(super) enum Status {
 }
 
 type Done<T> = Box<dyn FnOnce(Result<T, Error>)>;
+type ConnectFn = Box<dyn FnOnce(Result<ConnectionInfo, Error>)>;
+type DisconnectFn = Box<dyn FnMut(&Error)>;
+type SessionGoneFn = Box<dyn FnMut(&str, &Error)>;
+type UnknownFn = Box<dyn FnMut(&str, u64, &[u8])>;
 
 /// A broker operation waiting for its result.
 pub(super) enum Op {
@@ -73,10 +77,10 @@ pub(super) struct State {
     /// Deliveries being served: route id → (session, origin).
     pub serving: HashMap<u64, (Rc<str>, u64)>,
     pub subscriptions: HashSet<String>,
-    pub on_connect: Option<Box<dyn FnOnce(Result<ConnectionInfo, Error>)>>,
-    pub on_disconnect: Option<Box<dyn FnMut(&Error)>>,
-    pub on_session_gone: Option<Box<dyn FnMut(&str, &Error)>>,
-    pub on_unknown: Option<Box<dyn FnMut(&str, u64, &[u8])>>,
+    pub on_connect: Option<ConnectFn>,
+    pub on_disconnect: Option<DisconnectFn>,
+    pub on_session_gone: Option<SessionGoneFn>,
+    pub on_unknown: Option<UnknownFn>,
 }
 
 impl State {
@@ -153,8 +157,8 @@ impl State {
 
 /// Everything a closing client still owes its callbacks.
 pub(super) struct Settle {
-    on_connect: Option<Box<dyn FnOnce(Result<ConnectionInfo, Error>)>>,
-    on_disconnect: Option<Box<dyn FnMut(&Error)>>,
+    on_connect: Option<ConnectFn>,
+    on_disconnect: Option<DisconnectFn>,
     ops: Vec<Op>,
     calls: Vec<(u64, CallFn)>,
     serving: Vec<(u64, Rc<str>, u64, ServeFn)>,

@@ -71,6 +71,7 @@ enum HandlerRef {
 /// One entry of the request stack: the stage whose handler runs, and the
 /// request it serves.
 type StackFrame = (Option<Stage>, Option<ServedRequest>);
+type DiagnosticFn = Rc<dyn Fn(&str)>;
 
 thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
@@ -78,7 +79,7 @@ thread_local! {
     static CURRENT: RefCell<Vec<StackFrame>> =
         const { RefCell::new(Vec::new()) };
     static UNHANDLED: Cell<u64> = const { Cell::new(0) };
-    static DIAGNOSTIC: RefCell<Option<Rc<dyn Fn(&str)>>> = const { RefCell::new(None) };
+    static DIAGNOSTIC: RefCell<Option<DiagnosticFn>> = const { RefCell::new(None) };
 }
 
 fn next_id() -> u64 {
