@@ -218,6 +218,27 @@ impl EventLoop {
         self.poke();
     }
 
+    /// Drops every pending timer, deferred task and posted closure without
+    /// running them. Closures often hold objects that hold the loop, so
+    /// this breaks those cycles when the owner is done with the loop
+    /// (`sb_loop_free` calls it).
+    pub fn shutdown(&self) {
+        let timers = std::mem::replace(&mut *self.inner.timers.borrow_mut(), Timers::new());
+        let deferred = std::mem::take(&mut *self.inner.deferred.borrow_mut());
+        let remote = std::mem::take(
+            &mut *self
+                .inner
+                .remote
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        self.inner.flush.borrow_mut().clear();
+        self.inner.again.borrow_mut().clear();
+        // Dropped outside every borrow: their destructors may use the loop.
+        drop((timers, deferred, remote));
+        self.inner.stopped.set(true);
+    }
+
     /// Runs `task` once, after `delay`, on this loop.
     pub fn add_timer(&self, delay: Duration, task: impl FnOnce(&EventLoop) + 'static) -> TimerId {
         let id = self

@@ -8,6 +8,18 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerId(u64);
 
+impl TimerId {
+    /// The id as a number (for the C API).
+    pub fn to_raw(self) -> u64 {
+        self.0
+    }
+
+    /// An id from [`TimerId::to_raw`].
+    pub fn from_raw(raw: u64) -> TimerId {
+        TimerId(raw)
+    }
+}
+
 pub(crate) struct Timers<T> {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
     live: HashMap<u64, T>,
@@ -71,6 +83,8 @@ impl<T> Timers<T> {
     pub fn len(&self) -> usize {
         self.live.len()
     }
+
+
 }
 
 #[cfg(test)]
