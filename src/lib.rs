@@ -16,6 +16,7 @@ pub mod broker;
 pub mod client;
 pub mod error;
 pub mod event_loop;
+pub mod ffi;
 pub mod request;
 pub mod transport;
 pub mod value;

@@ -1,0 +1,367 @@
+//! The panic boundary, status codes, the last-error detail, strings and
+//! user data.
+
+use crate::error::{Error, ErrorCode};
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The outcome of a call. Numbers are stable and never reused; 1–17 are
+/// the library's error codes (the same numbers travel on the wire), 100
+/// and up are errors of the C call itself.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum sb_status {
+    /// Success.
+    SB_OK = 0,
+    /// No session is published under that name.
+    SB_NO_SUCH_SESSION = 1,
+    /// The session or stage has no such method.
+    SB_NO_SUCH_METHOD = 2,
+    /// The publisher disconnected before answering.
+    SB_PUBLISHER_GONE = 3,
+    /// The connection to the broker is closed.
+    SB_BROKER_GONE = 4,
+    /// The request timed out.
+    SB_TIMEOUT = 5,
+    /// A configured limit would be exceeded.
+    SB_LIMIT_EXCEEDED = 6,
+    /// A peer broke the wire protocol.
+    SB_PROTOCOL = 7,
+    /// A session of that name is already published.
+    SB_ALREADY_EXISTS = 8,
+    /// An argument is empty or malformed.
+    SB_INVALID_ARGUMENT = 9,
+    /// Only the publisher may rescind a session.
+    SB_NOT_PUBLISHER = 10,
+    /// The session is not subscribed here.
+    SB_NOT_SUBSCRIBED = 11,
+    /// The broker refused the handshake.
+    SB_REFUSED = 12,
+    /// An operating-system error.
+    SB_IO = 13,
+    /// The request was cancelled.
+    SB_CANCELLED = 14,
+    /// A response found no handler.
+    SB_UNHANDLED = 15,
+    /// A handler failed.
+    SB_HANDLER_FAILED = 16,
+    /// Not valid in the object's current state (answered twice, …).
+    SB_INVALID_STATE = 17,
+    /// A required pointer argument was NULL.
+    SB_NULL_ARGUMENT = 100,
+    /// A string argument was not valid UTF-8.
+    SB_INVALID_UTF8 = 101,
+    /// The library panicked; the operation did not happen.
+    SB_PANIC = 102,
+    /// A value is not of the type asked for.
+    SB_WRONG_TYPE = 103,
+    /// No value under that key or index.
+    SB_NOT_FOUND = 104,
+    /// An error code this build does not know.
+    SB_UNKNOWN = 65535,
+}
+
+impl From<ErrorCode> for sb_status {
+    fn from(code: ErrorCode) -> sb_status {
+        sb_status::from_u32(code as u16 as u32)
+    }
+}
+
+impl sb_status {
+    /// Converts a number (from the wire or a C callback) with a fallback
+    /// arm: never a transmute.
+    pub fn from_u32(n: u32) -> sb_status {
+        use sb_status::*;
+        match n {
+            0 => SB_OK,
+            1 => SB_NO_SUCH_SESSION,
+            2 => SB_NO_SUCH_METHOD,
+            3 => SB_PUBLISHER_GONE,
+            4 => SB_BROKER_GONE,
+            5 => SB_TIMEOUT,
+            6 => SB_LIMIT_EXCEEDED,
+            7 => SB_PROTOCOL,
+            8 => SB_ALREADY_EXISTS,
+            9 => SB_INVALID_ARGUMENT,
+            10 => SB_NOT_PUBLISHER,
+            11 => SB_NOT_SUBSCRIBED,
+            12 => SB_REFUSED,
+            13 => SB_IO,
+            14 => SB_CANCELLED,
+            15 => SB_UNHANDLED,
+            16 => SB_HANDLER_FAILED,
+            17 => SB_INVALID_STATE,
+            100 => SB_NULL_ARGUMENT,
+            101 => SB_INVALID_UTF8,
+            102 => SB_PANIC,
+            103 => SB_WRONG_TYPE,
+            104 => SB_NOT_FOUND,
+            _ => SB_UNKNOWN,
+        }
+    }
+
+    /// The library error code for a status returned by C code.
+    pub(crate) fn to_error_code(self) -> ErrorCode {
+        match self as u32 {
+            n @ 1..=17 => ErrorCode::from(n as u16),
+            _ => ErrorCode::HandlerFailed,
+        }
+    }
+}
+
+/// The static name of a status code, e.g. `"no_such_session"`. Never NULL.
+#[no_mangle]
+pub extern "C" fn sb_strerror(code: sb_status) -> *const c_char {
+    use sb_status::*;
+    let s: &'static CStr = match code {
+        SB_OK => c"ok",
+        SB_NO_SUCH_SESSION => c"no_such_session",
+        SB_NO_SUCH_METHOD => c"no_such_method",
+        SB_PUBLISHER_GONE => c"publisher_gone",
+        SB_BROKER_GONE => c"broker_gone",
+        SB_TIMEOUT => c"timeout",
+        SB_LIMIT_EXCEEDED => c"limit_exceeded",
+        SB_PROTOCOL => c"protocol",
+        SB_ALREADY_EXISTS => c"already_exists",
+        SB_INVALID_ARGUMENT => c"invalid_argument",
+        SB_NOT_PUBLISHER => c"not_publisher",
+        SB_NOT_SUBSCRIBED => c"not_subscribed",
+        SB_REFUSED => c"refused",
+        SB_IO => c"io",
+        SB_CANCELLED => c"cancelled",
+        SB_UNHANDLED => c"unhandled",
+        SB_HANDLER_FAILED => c"handler_failed",
+        SB_INVALID_STATE => c"invalid_state",
+        SB_NULL_ARGUMENT => c"null_argument",
+        SB_INVALID_UTF8 => c"invalid_utf8",
+        SB_PANIC => c"panic",
+        SB_WRONG_TYPE => c"wrong_type",
+        SB_NOT_FOUND => c"not_found",
+        SB_UNKNOWN => c"unknown",
+    };
+    s.as_ptr()
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// The detail of the last failure on this thread ("" if none): a
+/// NUL-terminated string valid until the next failing call on this
+/// thread. Never NULL.
+///
+/// Decision: the detail is kept per thread rather than per loop, so that
+/// calls without a loop (args, values) have one too; a loop's calls and
+/// callbacks all run on its thread.
+#[no_mangle]
+pub extern "C" fn sb_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+pub(crate) fn set_last_error(message: &str) {
+    let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+/// A failure of a C call: its status and detail.
+pub(crate) struct Fail(pub sb_status, pub String);
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Fail {
+        Fail(e.code.into(), e.message)
+    }
+}
+
+pub(crate) fn fail(status: sb_status, message: impl Into<String>) -> Fail {
+    Fail(status, message.into())
+}
+
+/// Runs an entry point: its error becomes a status and the last-error
+/// detail; a panic becomes `SB_PANIC`.
+pub(crate) fn status(f: impl FnOnce() -> Result<(), Fail>) -> sb_status {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => sb_status::SB_OK,
+        Ok(Err(Fail(code, message))) => {
+            set_last_error(&message);
+            code
+        }
+        Err(panic) => {
+            set_last_error(&format!("panic inside stagebus: {}", panic_message(&panic)));
+            sb_status::SB_PANIC
+        }
+    }
+}
+
+/// Runs an entry point returning a value; `fallback` on error or panic.
+pub(crate) fn value_or<T>(fallback: T, f: impl FnOnce() -> Result<T, Fail>) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(Fail(_, message))) => {
+            set_last_error(&message);
+            fallback
+        }
+        Err(panic) => {
+            set_last_error(&format!("panic inside stagebus: {}", panic_message(&panic)));
+            fallback
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
+/// Binds an opaque C handle type to the Rust type behind it, so that a
+/// pointer can only be read as what it really is. Handle types are
+/// written `pub struct sb_x { _private: [u8; 0] }` (spelled out, not made
+/// by a macro, so that cbindgen sees them) and emitted as incomplete
+/// structs.
+pub(crate) trait Handle {
+    /// The Rust type a pointer of this handle points to.
+    type Target;
+}
+
+/// Moves `value` to the heap and returns it as an owned handle.
+pub(crate) fn boxed<H: Handle>(value: H::Target) -> *mut H {
+    Box::into_raw(Box::new(value)).cast()
+}
+
+/// A borrowed handle for a Rust reference (valid while the reference is).
+pub(crate) fn borrowed<H: Handle>(value: &H::Target) -> *const H {
+    (value as *const H::Target).cast()
+}
+
+/// Takes back an owned handle; `None` for NULL.
+///
+/// # Safety
+/// `p` must be NULL or come from [`boxed`] for the same `H`, not yet
+/// taken back.
+pub(crate) unsafe fn take<H: Handle>(p: *mut H) -> Option<Box<H::Target>> {
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: per the contract, p came from Box::into_raw of H::Target.
+        Some(unsafe { Box::from_raw(p.cast::<H::Target>()) })
+    }
+}
+
+/// A required reference from a handle.
+///
+/// # Safety
+/// `p` must be NULL or a live handle of type `H`.
+pub(crate) unsafe fn arg<'a, H: Handle>(p: *const H, name: &str) -> Result<&'a H::Target, Fail> {
+    // SAFETY: the caller guarantees p is NULL or points to a live Target.
+    unsafe { p.cast::<H::Target>().as_ref() }
+        .ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, format!("{name} is NULL")))
+}
+
+/// A required mutable reference from a handle.
+///
+/// # Safety
+/// `p` must be NULL or a live handle of type `H`, not aliased during the
+/// call.
+pub(crate) unsafe fn arg_mut<'a, H: Handle>(
+    p: *mut H,
+    name: &str,
+) -> Result<&'a mut H::Target, Fail> {
+    // SAFETY: the caller guarantees p is NULL or valid and unaliased.
+    unsafe { p.cast::<H::Target>().as_mut() }
+        .ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, format!("{name} is NULL")))
+}
+
+/// A required string.
+///
+/// # Safety
+/// `p` must be NULL or a NUL-terminated string alive for the call.
+pub(crate) unsafe fn text<'a>(p: *const c_char, name: &str) -> Result<&'a str, Fail> {
+    if p.is_null() {
+        return Err(fail(sb_status::SB_NULL_ARGUMENT, format!("{name} is NULL")));
+    }
+    // SAFETY: non-NULL and NUL-terminated per the caller's contract.
+    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| {
+        fail(
+            sb_status::SB_INVALID_UTF8,
+            format!("{name} is not valid UTF-8"),
+        )
+    })
+}
+
+/// An optional string (NULL = none).
+///
+/// # Safety
+/// As for [`text`].
+pub(crate) unsafe fn opt_text<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>, Fail> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { text(p, name) }.map(Some)
+    }
+}
+
+/// Writes an out-param (only on success, by the conventions).
+///
+/// # Safety
+/// `out` must be NULL or writable.
+pub(crate) unsafe fn put<T>(out: *mut T, value: T, name: &str) -> Result<(), Fail> {
+    if out.is_null() {
+        return Err(fail(sb_status::SB_NULL_ARGUMENT, format!("{name} is NULL")));
+    }
+    // SAFETY: non-NULL and writable per the caller's contract.
+    unsafe { out.write(value) };
+    Ok(())
+}
+
+/// Frees the user data of a registration.
+pub type sb_free_fn = Option<unsafe extern "C" fn(user: *mut c_void)>;
+
+/// A C user pointer with its optional free function, called exactly once
+/// when this is dropped (the registration has ended).
+pub(crate) struct UserData {
+    pub user: *mut c_void,
+    free: sb_free_fn,
+}
+
+impl UserData {
+    pub fn new(user: *mut c_void, free: sb_free_fn) -> UserData {
+        UserData { user, free }
+    }
+}
+
+impl Drop for UserData {
+    fn drop(&mut self) {
+        if let Some(free) = self.free.take() {
+            // SAFETY: the C caller registered this function for this
+            // pointer and asked for exactly one call.
+            unsafe { free(self.user) };
+        }
+    }
+}
+
+/// A user pointer that may cross threads: the C caller promised so by
+/// handing it to a thread-safe function.
+pub(crate) struct SendUserData(pub UserData);
+
+// SAFETY: only used by sb_remote_post, whose contract requires `user` to
+// be usable from the loop's thread.
+unsafe impl Send for SendUserData {}
+
+/// A NUL-terminated copy of `s` for a callback (interior NULs replaced).
+pub(crate) fn c_string(s: &str) -> CString {
+    CString::new(s.replace('\0', " ")).unwrap_or_default()
+}
+
+/// Forces a panic inside an entry point, so that tests can prove it comes
+/// back as `SB_PANIC`. Compiled only with the `testing` feature.
+#[cfg(feature = "testing")]
+#[no_mangle]
+pub extern "C" fn sb_debug_panic() -> sb_status {
+    status(|| panic!("forced by sb_debug_panic"))
+}

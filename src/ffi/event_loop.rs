@@ -1,0 +1,233 @@
+//! `sb_loop` and `sb_waker`: the loop and its thread-safe handle.
+
+use super::boundary::*;
+use crate::event_loop::{EventLoop, LoopRemote, TimerId};
+use std::ffi::c_void;
+use std::time::Duration;
+
+/// An event loop (see the conventions for its thread rule).
+#[derive(Debug)]
+pub struct sb_loop {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_loop {
+    type Target = EventLoop;
+}
+
+/// The thread-safe handle of a loop: wake it or post a function to it
+/// from any thread.
+#[derive(Debug)]
+pub struct sb_waker {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_waker {
+    type Target = LoopRemote;
+}
+
+/// A function run on the loop thread: by a timer or a post.
+pub type sb_loop_fn = Option<unsafe extern "C" fn(user: *mut c_void, lp: *mut sb_loop)>;
+
+/// The loop as a C callback sees it: borrowed for the call.
+fn loop_ptr(lp: &EventLoop) -> *mut sb_loop {
+    borrowed::<sb_loop>(lp).cast_mut()
+}
+
+/// Creates a loop in `*out`. Free with `sb_loop_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_new(out: *mut *mut sb_loop) -> sb_status {
+    status(|| {
+        let lp = EventLoop::new()
+            .map_err(|e| fail(sb_status::SB_IO, format!("cannot create a loop: {e}")))?;
+        if out.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
+        }
+        // SAFETY: checked non-NULL; writable per the conventions.
+        unsafe { out.write(boxed::<sb_loop>(lp)) };
+        Ok(())
+    })
+}
+
+/// Frees a loop. Pending timers, deferred work and posted functions are
+/// dropped without running (their `free_user` runs). Objects created on
+/// the loop may be freed before or after it, but not used after it.
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_free(lp: *mut sb_loop) {
+    // SAFETY: NULL or an owned sb_loop from sb_loop_new, freed once.
+    if let Some(lp) = unsafe { take(lp) } {
+        let _ = status(|| {
+            lp.shutdown();
+            Ok(())
+        });
+    }
+}
+
+/// The fd a host loop watches for reading; -1 if `lp` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_fd(lp: *const sb_loop) -> i32 {
+    // SAFETY: NULL or a live sb_loop.
+    value_or(-1, || Ok(unsafe { arg(lp, "loop") }?.fd()))
+}
+
+/// How long a host may wait before calling `sb_loop_dispatch`: -1 for no
+/// deadline (wait for the fd), 0 for now, else whole milliseconds rounded
+/// up. Ask again after every dispatch.
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_timeout_ms(lp: *const sb_loop) -> i64 {
+    value_or(-1, || {
+        // SAFETY: NULL or a live sb_loop.
+        let lp = unsafe { arg(lp, "loop") }?;
+        Ok(lp
+            .timeout_ms()
+            .map_or(-1, |ms| ms.min(i64::MAX as u64) as i64))
+    })
+}
+
+/// One non-blocking turn: runs everything ready; callbacks run inside.
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_dispatch(lp: *mut sb_loop) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_loop.
+        let lp = unsafe { arg(lp, "loop") }?;
+        lp.dispatch()
+            .map_err(|e| fail(sb_status::SB_IO, format!("poll failed: {e}")))
+    })
+}
+
+/// Runs until `sb_loop_stop` (from a callback, or posted by a waker).
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_run(lp: *mut sb_loop) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_loop.
+        let lp = unsafe { arg(lp, "loop") }?;
+        lp.run()
+            .map_err(|e| fail(sb_status::SB_IO, format!("poll failed: {e}")))
+    })
+}
+
+/// Runs until `sb_loop_stop` or until `ms` milliseconds have passed.
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_run_for(lp: *mut sb_loop, ms: u64) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_loop.
+        let lp = unsafe { arg(lp, "loop") }?;
+        lp.run_until(Duration::from_millis(ms), || false)
+            .map(|_| ())
+            .map_err(|e| fail(sb_status::SB_IO, format!("poll failed: {e}")))
+    })
+}
+
+/// Makes `sb_loop_run` return after the current turn.
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_stop(lp: *mut sb_loop) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_loop.
+        unsafe { arg(lp, "loop") }?.stop();
+        Ok(())
+    })
+}
+
+/// Runs `f(user, loop)` once after `ms` milliseconds; `*out_id` names the
+/// timer for `sb_loop_cancel_timer`. `free_user` runs once after `f` ran
+/// or the timer was cancelled.
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_add_timer(
+    lp: *mut sb_loop,
+    ms: u64,
+    f: sb_loop_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+    out_id: *mut u64,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or a live sb_loop.
+        let lp = unsafe { arg(lp, "loop") }?;
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        if out_id.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "out_id is NULL"));
+        }
+        let id = lp.add_timer(Duration::from_millis(ms), move |lp| {
+            // SAFETY: the C caller's function with its own user pointer;
+            // the loop pointer is valid for the call.
+            unsafe { f(user.user, loop_ptr(lp)) };
+        });
+        // SAFETY: checked non-NULL above.
+        unsafe { out_id.write(id.to_raw()) };
+        Ok(())
+    })
+}
+
+/// Cancels a timer; `SB_NOT_FOUND` if it already ran or was cancelled.
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_cancel_timer(lp: *mut sb_loop, id: u64) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_loop.
+        let lp = unsafe { arg(lp, "loop") }?;
+        if lp.cancel_timer(TimerId::from_raw(id)) {
+            Ok(())
+        } else {
+            Err(fail(
+                sb_status::SB_NOT_FOUND,
+                format!("timer {id} is not pending"),
+            ))
+        }
+    })
+}
+
+/// The loop's thread-safe handle. Free with `sb_waker_free` (from any
+/// thread).
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_waker(lp: *const sb_loop) -> *mut sb_waker {
+    value_or(std::ptr::null_mut(), || {
+        // SAFETY: NULL or a live sb_loop.
+        let lp = unsafe { arg(lp, "loop") }?;
+        Ok(boxed::<sb_waker>(lp.remote()))
+    })
+}
+
+/// Frees a waker. NULL is a no-op. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn sb_waker_free(waker: *mut sb_waker) {
+    // SAFETY: NULL or an owned sb_waker, freed once.
+    drop(unsafe { take(waker) });
+}
+
+/// Makes the loop's fd readable (wakes `sb_loop_run`). Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn sb_waker_wake(waker: *const sb_waker) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_waker.
+        let waker = unsafe { arg(waker, "waker") }?;
+        waker
+            .wake()
+            .map_err(|e| fail(sb_status::SB_IO, format!("wake failed: {e}")))
+    })
+}
+
+/// Runs `f(user, loop)` on the loop thread during its next turn.
+/// Thread-safe; `user` must be usable on the loop thread. `free_user`
+/// runs once, on the loop thread, after `f` (or when the loop is freed).
+#[no_mangle]
+pub unsafe extern "C" fn sb_waker_post(
+    waker: *const sb_waker,
+    f: sb_loop_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = SendUserData(UserData::new(user, free_user));
+    status(|| {
+        // SAFETY: NULL or a live sb_waker.
+        let waker = unsafe { arg(waker, "waker") }?;
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        waker
+            .post(move |lp| {
+                let user = user;
+                // SAFETY: the C caller's function with its own user
+                // pointer; the loop pointer is valid for the call.
+                unsafe { f(user.0.user, loop_ptr(lp)) };
+            })
+            .map_err(|e| fail(sb_status::SB_IO, format!("wake failed: {e}")))
+    })
+}

@@ -1,0 +1,49 @@
+//! The C API: `extern "C"` functions over the Rust API, and nothing else.
+//!
+//! This layer converts handles, strings and callbacks, catches panics and
+//! maps errors to status codes. It holds no logic of its own: every
+//! function forwards to the Rust API. All `unsafe` of the crate lives
+//! here (and in the few libc calls of the command line), each block with
+//! a `// SAFETY:` line.
+//!
+//! # API conventions (referred to by every function's docs)
+//!
+//! * **Handles** are opaque pointers created by `sb_*_new` (or another
+//!   named constructor) and released by the matching `sb_*_free`, exactly
+//!   once. `sb_*_free(NULL)` does nothing. Handles may be freed in any
+//!   order: an object keeps what it needs alive.
+//! * **Borrowed pointers** given to callbacks (`sb_ctx`, the `sb_served`
+//!   and `sb_response` of a context, `sb_args`/`sb_value` read from them)
+//!   are valid only during that callback; never free them. Take an owned
+//!   reference with `sb_served_ref` to answer a request later.
+//! * **Status**: every fallible function returns an `sb_status`
+//!   (`SB_OK` = 0; numbers are stable). `sb_strerror(code)` names a code;
+//!   `sb_last_error()` gives the detail of the last failure on this
+//!   thread. Out-params are written only on success.
+//! * **NULL and bad strings**: a NULL argument is `SB_NULL_ARGUMENT`;
+//!   strings are NUL-terminated UTF-8, else `SB_INVALID_UTF8`. Nothing
+//!   crashes on them.
+//! * **Panics** never cross into C: a panic inside the library becomes
+//!   `SB_PANIC` (or NULL / 0 where a function returns no status).
+//! * **Callbacks** take `void *user` first. Every registration takes
+//!   `user` and an optional `free_user`, which is called exactly once
+//!   when the library no longer needs `user` (after the last callback).
+//! * **Threads**: a loop and every object created on it belong to the
+//!   thread that created the loop; callbacks run only on that thread,
+//!   inside `sb_loop_run` / `sb_loop_dispatch`. Only `sb_remote_*`
+//!   functions may be called from other threads.
+
+#![allow(non_camel_case_types)]
+#![allow(clippy::missing_safety_doc)]
+
+mod boundary;
+mod event_loop;
+mod net;
+mod stages;
+mod values;
+
+pub use boundary::*;
+pub use event_loop::*;
+pub use net::*;
+pub use stages::*;
+pub use values::*;

@@ -1,0 +1,393 @@
+//! `sb_broker` and `sb_client`.
+
+use super::boundary::*;
+use super::event_loop::sb_loop;
+use super::values::sb_value;
+use crate::broker::{Broker, BrokerConfig};
+use crate::client::{Client, ClientConfig};
+use crate::transport::Address;
+use crate::value::{Args, Value};
+use std::ffi::{c_char, c_void};
+
+/// A broker serving on a loop.
+#[derive(Debug)]
+pub struct sb_broker {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_broker {
+    type Target = Broker;
+}
+
+/// A connection to a broker.
+#[derive(Debug)]
+pub struct sb_client {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_client {
+    type Target = Client;
+}
+
+/// Completion of an operation: `SB_OK` with an empty message, or an error
+/// status with its message (valid during the call).
+pub type sb_done_fn =
+    Option<unsafe extern "C" fn(user: *mut c_void, status: sb_status, message: *const c_char)>;
+
+/// Completion of a connect: the broker's connection id on success.
+pub type sb_connect_fn = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        status: sb_status,
+        connection_id: u64,
+        message: *const c_char,
+    ),
+>;
+
+/// A subscribed session went away (rescinded, or its publisher left).
+pub type sb_session_gone_fn = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        session: *const c_char,
+        status: sb_status,
+        message: *const c_char,
+    ),
+>;
+
+/// Completion of a listing: on success a list value of maps
+/// `{name: string, methods: [string…]}`, borrowed for the call.
+pub type sb_listing_fn = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        status: sb_status,
+        sessions: *const sb_value,
+        message: *const c_char,
+    ),
+>;
+
+/// Wraps a C completion as a Rust closure; `free_user` runs after it.
+pub(crate) fn done_closure(f: sb_done_fn, user: UserData) -> impl FnOnce(Result<(), crate::Error>) {
+    move |result| {
+        if let Some(f) = f {
+            let (code, message) = match &result {
+                Ok(()) => (sb_status::SB_OK, c_string("")),
+                Err(e) => (e.code.into(), c_string(&e.message)),
+            };
+            // SAFETY: the C caller's function with its own user pointer.
+            unsafe { f(user.user, code, message.as_ptr()) };
+        }
+        drop(user);
+    }
+}
+
+/// # Safety
+/// `p` NULL or an array of `n` NUL-terminated strings.
+pub(crate) unsafe fn text_array<'a>(
+    p: *const *const c_char,
+    n: usize,
+    name: &str,
+) -> Result<Vec<&'a str>, Fail> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if p.is_null() {
+        return Err(fail(sb_status::SB_NULL_ARGUMENT, format!("{name} is NULL")));
+    }
+    // SAFETY: n readable pointers per the caller's contract.
+    let items = unsafe { std::slice::from_raw_parts(p, n) };
+    items
+        .iter()
+        // SAFETY: each is NULL or NUL-terminated.
+        .map(|s| unsafe { text(*s, name) })
+        .collect()
+}
+
+fn parse_address(s: &str) -> Result<Address, Fail> {
+    s.parse::<Address>().map_err(Fail::from)
+}
+
+/// Starts a broker on `lp` listening on `n_listen` addresses
+/// (`tcp://127.0.0.1:PORT`, port 0 for a free one; `unix:/path`), with an
+/// optional `token` (NULL for none). Free with `sb_broker_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_new(
+    lp: *mut sb_loop,
+    listen: *const *const c_char,
+    n_listen: usize,
+    token: *const c_char,
+    out: *mut *mut sb_broker,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or live / valid strings per the conventions.
+        let (lp, listen, token) = unsafe {
+            (
+                arg(lp, "loop")?,
+                text_array(listen, n_listen, "listen")?,
+                opt_text(token, "token")?,
+            )
+        };
+        if out.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
+        }
+        let config = BrokerConfig {
+            listen: listen
+                .into_iter()
+                .map(parse_address)
+                .collect::<Result<_, _>>()?,
+            token: token.map(str::to_string),
+            ..BrokerConfig::default()
+        };
+        let broker = Broker::new(lp, config)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(boxed::<sb_broker>(broker)) };
+        Ok(())
+    })
+}
+
+/// Closes the broker (every connection) and frees it. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_free(broker: *mut sb_broker) {
+    // SAFETY: NULL or an owned sb_broker, freed once.
+    if let Some(broker) = unsafe { take(broker) } {
+        let _ = status(|| {
+            drop(broker);
+            Ok(())
+        });
+    }
+}
+
+/// How many addresses the broker listens on.
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_address_count(broker: *const sb_broker) -> usize {
+    // SAFETY: NULL or a live sb_broker.
+    value_or(0, || {
+        Ok(unsafe { arg(broker, "broker") }?.local_addresses().len())
+    })
+}
+
+/// Writes address `index` (with the real port) as a NUL-terminated
+/// string into `buf` of `cap` bytes; `SB_LIMIT_EXCEEDED` if it does not
+/// fit.
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_address(
+    broker: *const sb_broker,
+    index: usize,
+    buf: *mut c_char,
+    cap: usize,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_broker.
+        let broker = unsafe { arg(broker, "broker") }?;
+        let addr = broker
+            .local_addresses()
+            .get(index)
+            .map(ToString::to_string)
+            .ok_or_else(|| {
+                fail(
+                    sb_status::SB_NOT_FOUND,
+                    format!("no address at index {index}"),
+                )
+            })?;
+        if buf.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "buf is NULL"));
+        }
+        if addr.len() + 1 > cap {
+            return Err(fail(
+                sb_status::SB_LIMIT_EXCEEDED,
+                format!("the address needs {} bytes", addr.len() + 1),
+            ));
+        }
+        // SAFETY: buf has cap >= len + 1 writable bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(addr.as_ptr(), buf.cast(), addr.len());
+            buf.add(addr.len()).write(0);
+        }
+        Ok(())
+    })
+}
+
+/// Deliveries waiting for their result on this broker.
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_pending_calls(broker: *const sb_broker) -> usize {
+    // SAFETY: NULL or a live sb_broker.
+    value_or(0, || {
+        Ok(unsafe { arg(broker, "broker") }?.stats().pending_calls)
+    })
+}
+
+/// Starts connecting to the broker at `address` with an optional `token`.
+/// `on_connect` runs once with the outcome (then `free_user`).
+/// Operations may be started at once. Free with `sb_client_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_connect(
+    lp: *mut sb_loop,
+    address: *const c_char,
+    token: *const c_char,
+    on_connect: sb_connect_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+    out: *mut *mut sb_client,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or live / valid strings per the conventions.
+        let (lp, addr, token) = unsafe {
+            (
+                arg(lp, "loop")?,
+                text(address, "address")?,
+                opt_text(token, "token")?,
+            )
+        };
+        let addr = parse_address(addr)?;
+        if out.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
+        }
+        let config = ClientConfig {
+            token: token.map(str::to_string),
+            ..ClientConfig::default()
+        };
+        let client = Client::connect(lp, &addr, config);
+        client.on_connect(move |result| {
+            if let Some(f) = on_connect {
+                let (code, id, message) = match &result {
+                    Ok(info) => (sb_status::SB_OK, info.connection_id, c_string("")),
+                    Err(e) => (e.code.into(), 0, c_string(&e.message)),
+                };
+                // SAFETY: the C caller's function with its own user pointer.
+                unsafe { f(user.user, code, id, message.as_ptr()) };
+            }
+            drop(user);
+        });
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(boxed::<sb_client>(client)) };
+        Ok(())
+    })
+}
+
+/// Sets what runs when an established connection is lost (replacing and
+/// freeing a previous registration).
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_on_disconnect(
+    client: *const sb_client,
+    f: sb_done_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or a live sb_client.
+        let client = unsafe { arg(client, "client") }?;
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        client.on_disconnect(move |e| {
+            let message = c_string(&e.message);
+            // SAFETY: the C caller's function with its own user pointer.
+            unsafe { f(user.user, e.code.into(), message.as_ptr()) };
+        });
+        Ok(())
+    })
+}
+
+/// Sets what runs when a subscribed session goes away.
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_on_session_gone(
+    client: *const sb_client,
+    f: sb_session_gone_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or a live sb_client.
+        let client = unsafe { arg(client, "client") }?;
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        client.on_session_gone(move |session, e| {
+            let (session, message) = (c_string(session), c_string(&e.message));
+            // SAFETY: the C caller's function with its own user pointer.
+            unsafe { f(user.user, session.as_ptr(), e.code.into(), message.as_ptr()) };
+        });
+        Ok(())
+    })
+}
+
+/// Lists the published sessions; `f` runs once with the listing.
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_listing(
+    client: *const sb_client,
+    f: sb_listing_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or a live sb_client.
+        let client = unsafe { arg(client, "client") }?;
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        client.listing(move |result| {
+            let (code, list, message) = match result {
+                Ok(sessions) => {
+                    let list = sessions
+                        .into_iter()
+                        .map(|s| {
+                            let methods = s.methods.into_iter().map(Value::Str).collect::<Vec<_>>();
+                            Value::Map(Args::new().with("name", s.name).with("methods", methods))
+                        })
+                        .collect::<Vec<_>>();
+                    (sb_status::SB_OK, Value::List(list), c_string(""))
+                }
+                Err(e) => (e.code.into(), Value::Null, c_string(&e.message)),
+            };
+            let list_ptr = if code == sb_status::SB_OK {
+                borrowed::<sb_value>(&list)
+            } else {
+                std::ptr::null()
+            };
+            // SAFETY: the C caller's function with its own user pointer;
+            // the list lives until the call returns.
+            unsafe { f(user.user, code, list_ptr, message.as_ptr()) };
+            drop(user);
+        });
+        Ok(())
+    })
+}
+
+/// Withdraws a session this client published; `done` runs once.
+/// `SB_NOT_PUBLISHER` at once (no callback) if it is not published here.
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_rescind(
+    client: *const sb_client,
+    session: *const c_char,
+    done: sb_done_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or a live sb_client / NUL-terminated string.
+        let (client, session) = unsafe { (arg(client, "client")?, text(session, "session")?) };
+        Ok(client.rescind(session, done_closure(done, user))?)
+    })
+}
+
+/// Closes the connection; pending operations complete with
+/// `SB_BROKER_GONE`. The handle stays valid until `sb_client_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_close(client: *const sb_client) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_client.
+        unsafe { arg(client, "client") }?.close();
+        Ok(())
+    })
+}
+
+/// Closes and frees a client. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_free(client: *mut sb_client) {
+    // SAFETY: NULL or an owned sb_client, freed once.
+    if let Some(client) = unsafe { take(client) } {
+        let _ = status(|| {
+            client.close();
+            drop(client);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,842 @@
+//! Stages, requests, the callee's view of a request, responses, and
+//! remote stages.
+
+use super::boundary::*;
+use super::event_loop::sb_loop;
+use super::net::{done_closure, sb_client, sb_done_fn, text_array};
+use super::values::{args_or_empty, sb_args};
+use crate::error::Error;
+use crate::request::{
+    Ctx, RemoteStage, Request, RequestBuilder, Response, ServedRequest, Stage, Target,
+};
+use std::ffi::{c_char, c_void, CString};
+use std::time::Duration;
+
+/// A stage: a named table of handlers.
+#[derive(Debug)]
+pub struct sb_stage {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_stage {
+    type Target = Stage;
+}
+
+/// A session subscribed through a client, used as a request target.
+#[derive(Debug)]
+pub struct sb_remote {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_remote {
+    type Target = RemoteStage;
+}
+
+/// The caller's handle on a request; freeing it cancels the request.
+#[derive(Debug)]
+pub struct sb_request {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_request {
+    type Target = Request;
+}
+
+/// A request being built; `sb_request_send` consumes it.
+#[derive(Debug)]
+pub struct sb_request_builder {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_request_builder {
+    type Target = Option<RequestBuilder>;
+}
+
+/// The callee's view of a request. Borrowed in a handler
+/// (`sb_ctx_req`); owned after `sb_served_ref` (free with
+/// `sb_served_free`).
+#[derive(Debug)]
+pub struct sb_served {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_served {
+    type Target = ServedRequest;
+}
+
+/// A response, borrowed in a response handler (`sb_ctx_rsp`).
+#[derive(Debug)]
+pub struct sb_response {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_response {
+    type Target = ResponseView;
+}
+
+/// What a handler sees, borrowed for the call.
+#[derive(Debug)]
+pub struct sb_ctx {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_ctx {
+    type Target = CtxView;
+}
+
+/// A response with the C strings its accessors hand out.
+pub(crate) struct ResponseView {
+    rsp: *const Response,
+    kind: CString,
+    message: CString,
+}
+
+/// A handler context with the C strings its accessors hand out.
+pub(crate) struct CtxView {
+    ctx: *const Ctx<'static>,
+    name: CString,
+    rsp: Option<ResponseView>,
+}
+
+/// A handler: return `SB_OK` (0) to carry on; any other status ends the
+/// request being served with that error (`sb_last_error()` is not read:
+/// call `sb_served_fail` first for a message of your own).
+pub type sb_handler_fn = Option<unsafe extern "C" fn(user: *mut c_void, ctx: *const sb_ctx) -> i32>;
+
+/// A notification with no arguments (on-cancel).
+pub type sb_notify_fn = Option<unsafe extern "C" fn(user: *mut c_void)>;
+
+/// Completion of a subscribe: an owned remote stage on success (free with
+/// `sb_remote_free`), NULL and an error otherwise.
+pub type sb_subscribed_fn = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        status: sb_status,
+        remote: *mut sb_remote,
+        message: *const c_char,
+    ),
+>;
+
+/// The key under which the C data slot lives in a scope.
+const C_DATA: &str = "stagebus.c.data";
+
+/// Wraps a C handler as a Rust handler. `free_user` runs when the
+/// handler is dropped (replaced, or its stage or request is gone).
+fn c_handler(
+    f: unsafe extern "C" fn(*mut c_void, *const sb_ctx) -> i32,
+    user: UserData,
+) -> crate::request::HandlerFn {
+    std::rc::Rc::new(move |ctx: &Ctx<'_>| {
+        let rsp = ctx.rsp().map(|r| ResponseView {
+            rsp: r,
+            kind: c_string(r.kind()),
+            message: c_string(r.error().map_or("", |e| e.message.as_str())),
+        });
+        let c = CtxView {
+            // Lifetime erased: the pointer is only used during this call.
+            ctx: (ctx as *const Ctx<'_>).cast(),
+            name: c_string(ctx.name()),
+            rsp,
+        };
+        // SAFETY: the C caller's handler with its own user pointer; the
+        // context lives until it returns.
+        let rc = unsafe { f(user.user, borrowed::<sb_ctx>(&c)) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            let st = sb_status::from_u32(rc as u32);
+            Err(Error::new(
+                st.to_error_code(),
+                format!("handler '{}' returned status {rc}", ctx.name()),
+            ))
+        }
+    })
+}
+
+/// # Safety
+/// `ctx` NULL or a live context inside its handler call.
+unsafe fn ctx_ref<'a>(ctx: *const sb_ctx) -> Result<(&'a CtxView, &'a Ctx<'a>), Fail> {
+    // SAFETY: forwarded contract.
+    let c = unsafe { arg(ctx, "ctx") }?;
+    // SAFETY: set from a live &Ctx for the duration of the handler call.
+    Ok((c, unsafe { &*c.ctx.cast::<Ctx<'a>>() }))
+}
+
+fn get_data(scope: &crate::request::Scope) -> *mut c_void {
+    scope
+        .with(C_DATA, |u: &mut UserData| u.user)
+        .unwrap_or(std::ptr::null_mut())
+}
+
+// --- stages ------------------------------------------------------------
+
+/// Creates a stage named `name` on `lp`. Free with `sb_stage_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_stage_new(
+    lp: *mut sb_loop,
+    name: *const c_char,
+    out: *mut *mut sb_stage,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or live / NUL-terminated per the conventions.
+        let (lp, name) = unsafe { (arg(lp, "loop")?, text(name, "name")?) };
+        if out.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
+        }
+        let stage = Stage::new(lp, name);
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(boxed::<sb_stage>(stage)) };
+        Ok(())
+    })
+}
+
+/// Frees a stage handle. The stage lives on while requests to it or a
+/// publication of it need it. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn sb_stage_free(stage: *mut sb_stage) {
+    // SAFETY: NULL or an owned sb_stage, freed once.
+    drop(unsafe { take(stage) });
+}
+
+/// Registers (or replaces) the handler `name`: a method (`foo` or
+/// `on_foo`), a response handler (`on_return`, `on_<role>_<type>`),
+/// `on_my_<type>` or `on_cancel`. `free_user` runs once when the handler
+/// is replaced or the stage is gone.
+#[no_mangle]
+pub unsafe extern "C" fn sb_stage_on(
+    stage: *const sb_stage,
+    name: *const c_char,
+    f: sb_handler_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or live / NUL-terminated per the conventions.
+        let (stage, name) = unsafe { (arg(stage, "stage")?, text(name, "name")?) };
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        stage.set_handler(name, c_handler(f, user));
+        Ok(())
+    })
+}
+
+/// Publishes the stage on a broker through `client` as `session`,
+/// offering `n_methods` methods (all its handler names when 0). `done`
+/// runs once with the broker's answer.
+#[no_mangle]
+pub unsafe extern "C" fn sb_stage_publish(
+    stage: *const sb_stage,
+    client: *const sb_client,
+    session: *const c_char,
+    methods: *const *const c_char,
+    n_methods: usize,
+    done: sb_done_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or live / valid strings per the conventions.
+        let (stage, client, session, methods) = unsafe {
+            (
+                arg(stage, "stage")?,
+                arg(client, "client")?,
+                text(session, "session")?,
+                text_array(methods, n_methods, "methods")?,
+            )
+        };
+        stage.publish(client, session, &methods, done_closure(done, user));
+        Ok(())
+    })
+}
+
+/// Sets the stage's own data slot (freed with `free` when replaced or
+/// when the stage is gone).
+#[no_mangle]
+pub unsafe extern "C" fn sb_stage_set_data(
+    stage: *const sb_stage,
+    data: *mut c_void,
+    free: sb_free_fn,
+) -> sb_status {
+    let keep = UserData::new(data, free);
+    status(|| {
+        // SAFETY: NULL or a live sb_stage.
+        let stage = unsafe { arg(stage, "stage") }?;
+        stage.data().set(C_DATA, keep);
+        Ok(())
+    })
+}
+
+/// The stage's data slot (NULL if unset).
+#[no_mangle]
+pub unsafe extern "C" fn sb_stage_data(stage: *const sb_stage) -> *mut c_void {
+    // SAFETY: NULL or a live sb_stage.
+    value_or(std::ptr::null_mut(), || {
+        Ok(get_data(unsafe { arg(stage, "stage") }?.data()))
+    })
+}
+
+// --- remote stages -------------------------------------------------------
+
+/// Subscribes to `session` through `client`; `f` runs once with an owned
+/// remote stage or an error (`SB_NO_SUCH_SESSION`).
+#[no_mangle]
+pub unsafe extern "C" fn sb_remote_subscribe(
+    client: *const sb_client,
+    session: *const c_char,
+    f: sb_subscribed_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or live / NUL-terminated per the conventions.
+        let (client, session) = unsafe { (arg(client, "client")?, text(session, "session")?) };
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        RemoteStage::subscribe(client, session, move |result| {
+            let (code, remote, message) = match result {
+                Ok(r) => (sb_status::SB_OK, boxed::<sb_remote>(r), c_string("")),
+                Err(e) => (e.code.into(), std::ptr::null_mut(), c_string(&e.message)),
+            };
+            // SAFETY: the C caller's function with its own user pointer;
+            // it takes ownership of `remote`.
+            unsafe { f(user.user, code, remote, message.as_ptr()) };
+            drop(user);
+        });
+        Ok(())
+    })
+}
+
+/// Ends the subscription; `done` runs once.
+#[no_mangle]
+pub unsafe extern "C" fn sb_remote_unsubscribe(
+    remote: *const sb_remote,
+    done: sb_done_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or a live sb_remote.
+        let remote = unsafe { arg(remote, "remote") }?;
+        Ok(remote.unsubscribe(done_closure(done, user))?)
+    })
+}
+
+/// Frees a remote stage handle (the subscription stays). NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn sb_remote_free(remote: *mut sb_remote) {
+    // SAFETY: NULL or an owned sb_remote, freed once.
+    drop(unsafe { take(remote) });
+}
+
+// --- building and sending requests ----------------------------------------
+
+fn builder(target: Target, method: &str) -> *mut sb_request_builder {
+    boxed::<sb_request_builder>(Some(Request::to(target, method)))
+}
+
+/// Starts a request of `method` to a stage on the same loop. NULL on a
+/// bad argument. Send with `sb_request_send` or free with
+/// `sb_request_builder_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_to_stage(
+    stage: *const sb_stage,
+    method: *const c_char,
+) -> *mut sb_request_builder {
+    value_or(std::ptr::null_mut(), || {
+        // SAFETY: NULL or live / NUL-terminated per the conventions.
+        let (stage, method) = unsafe { (arg(stage, "stage")?, text(method, "method")?) };
+        Ok(builder(Target::Local(stage.clone()), method))
+    })
+}
+
+/// Starts a request of `method` to a remote stage.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_to_remote(
+    remote: *const sb_remote,
+    method: *const c_char,
+) -> *mut sb_request_builder {
+    value_or(std::ptr::null_mut(), || {
+        // SAFETY: NULL or live / NUL-terminated per the conventions.
+        let (remote, method) = unsafe { (arg(remote, "remote")?, text(method, "method")?) };
+        Ok(builder(Target::Remote(remote.clone()), method))
+    })
+}
+
+/// Frees an unsent builder (and its handlers' user data). NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_builder_free(b: *mut sb_request_builder) {
+    // SAFETY: NULL or an owned builder, freed once.
+    drop(unsafe { take(b) });
+}
+
+fn edit(
+    b: *mut sb_request_builder,
+    f: impl FnOnce(RequestBuilder) -> Result<RequestBuilder, Fail>,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live, unaliased builder.
+        let b = unsafe { arg_mut(b, "builder") }?;
+        let inner = b
+            .take()
+            .ok_or_else(|| fail(sb_status::SB_INVALID_STATE, "the builder was already sent"))?;
+        *b = Some(f(inner)?);
+        Ok(())
+    })
+}
+
+/// Sets the request's args (copied; NULL for none).
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_builder_args(
+    b: *mut sb_request_builder,
+    args: *const sb_args,
+) -> sb_status {
+    // SAFETY: NULL or a live sb_args.
+    let args = unsafe { args_or_empty(args) };
+    edit(b, |r| Ok(r.args(args)))
+}
+
+/// Handles responses of type `kind` (`return`, `emit`, `error`, …) with
+/// `f`. `free_user` runs once when the request has ended.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_builder_on(
+    b: *mut sb_request_builder,
+    kind: *const c_char,
+    f: sb_handler_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    edit(b, |r| {
+        // SAFETY: NULL or NUL-terminated.
+        let kind = unsafe { text(kind, "kind") }?;
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        Ok(r.on_handler(kind, c_handler(f, user)))
+    })
+}
+
+/// Handles responses of type `kind` with the requesting stage's handler
+/// named `method`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_builder_on_method(
+    b: *mut sb_request_builder,
+    kind: *const c_char,
+    method: *const c_char,
+) -> sb_status {
+    edit(b, |r| {
+        // SAFETY: NULL or NUL-terminated.
+        let (kind, method) = unsafe { (text(kind, "kind")?, text(method, "method")?) };
+        Ok(r.on_method(kind, method))
+    })
+}
+
+/// Handles every response type no other mapping handles.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_builder_fallback(
+    b: *mut sb_request_builder,
+    f: sb_handler_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    edit(b, |r| {
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        let h = c_handler(f, user);
+        Ok(r.fallback(move |ctx| h(ctx)))
+    })
+}
+
+/// Sets the role: responses of type T run the requester's `on_<role>_T`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_builder_role(
+    b: *mut sb_request_builder,
+    role: *const c_char,
+) -> sb_status {
+    edit(b, |r| {
+        // SAFETY: NULL or NUL-terminated.
+        Ok(r.role(unsafe { text(role, "role") }?))
+    })
+}
+
+/// Ends the request with `SB_TIMEOUT` if no final response came within
+/// `ms` milliseconds.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_builder_timeout_ms(
+    b: *mut sb_request_builder,
+    ms: u64,
+) -> sb_status {
+    edit(b, |r| Ok(r.timeout(Duration::from_millis(ms))))
+}
+
+/// Makes the request a child of `parent` (a request being served).
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_builder_parent(
+    b: *mut sb_request_builder,
+    parent: *const sb_served,
+) -> sb_status {
+    edit(b, |r| {
+        // SAFETY: NULL or a live sb_served.
+        Ok(r.parent(unsafe { arg(parent, "parent") }?))
+    })
+}
+
+/// Sends the request, consuming the builder (also on failure). On
+/// success `*out` is the request; free it (which cancels it if still
+/// open) with `sb_request_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_send(
+    b: *mut sb_request_builder,
+    out: *mut *mut sb_request,
+) -> sb_status {
+    // SAFETY: NULL or an owned builder, consumed here.
+    let b = unsafe { take(b) };
+    status(|| {
+        let b = b.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "builder is NULL"))?;
+        if out.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
+        }
+        let builder =
+            b.ok_or_else(|| fail(sb_status::SB_INVALID_STATE, "the builder was already sent"))?;
+        let request = builder.send()?;
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(boxed::<sb_request>(request)) };
+        Ok(())
+    })
+}
+
+/// Frees a request, cancelling it (and everything made on its behalf) if
+/// it is still open. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_free(req: *mut sb_request) {
+    // SAFETY: NULL or an owned sb_request, freed once.
+    if let Some(req) = unsafe { take(req) } {
+        let _ = status(|| {
+            drop(req);
+            Ok(())
+        });
+    }
+}
+
+/// Cancels a request; returns whether it was open. Cancelling twice is
+/// harmless.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_cancel(req: *const sb_request) -> bool {
+    // SAFETY: NULL or a live sb_request.
+    value_or(false, || Ok(unsafe { arg(req, "request") }?.cancel()))
+}
+
+/// The request's id (0 for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_id(req: *const sb_request) -> u64 {
+    // SAFETY: NULL or a live sb_request.
+    value_or(0, || Ok(unsafe { arg(req, "request") }?.id()))
+}
+
+/// Whether the request is still open on the caller's side.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_is_open(req: *const sb_request) -> bool {
+    // SAFETY: NULL or a live sb_request.
+    value_or(false, || Ok(unsafe { arg(req, "request") }?.is_open()))
+}
+
+/// Attaches the caller's data to the request (readable in response
+/// handlers through `sb_response_data`); `free` runs once when the
+/// caller's side ends.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_set_data(
+    req: *const sb_request,
+    data: *mut c_void,
+    free: sb_free_fn,
+) -> sb_status {
+    let keep = UserData::new(data, free);
+    status(|| {
+        // SAFETY: NULL or a live sb_request.
+        let req = unsafe { arg(req, "request") }?;
+        req.data().set(C_DATA, keep);
+        Ok(())
+    })
+}
+
+// --- contexts ------------------------------------------------------------
+
+/// The method (downward) or response type (upward) being handled; valid
+/// during the handler.
+#[no_mangle]
+pub unsafe extern "C" fn sb_ctx_name(ctx: *const sb_ctx) -> *const c_char {
+    // SAFETY: NULL or a live sb_ctx.
+    value_or(c"".as_ptr(), || {
+        Ok(unsafe { arg(ctx, "ctx") }?.name.as_ptr())
+    })
+}
+
+/// The message's args, borrowed for the handler.
+#[no_mangle]
+pub unsafe extern "C" fn sb_ctx_args(ctx: *const sb_ctx) -> *const sb_args {
+    value_or(std::ptr::null(), || {
+        // SAFETY: NULL or a live sb_ctx.
+        let (_, ctx) = unsafe { ctx_ref(ctx) }?;
+        Ok(borrowed::<sb_args>(ctx.args()))
+    })
+}
+
+/// The request being served (borrowed), or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn sb_ctx_req(ctx: *const sb_ctx) -> *const sb_served {
+    value_or(std::ptr::null(), || {
+        // SAFETY: NULL or a live sb_ctx.
+        let (_, ctx) = unsafe { ctx_ref(ctx) }?;
+        Ok(ctx.req().map_or(std::ptr::null(), borrowed::<sb_served>))
+    })
+}
+
+/// The response being handled (borrowed), or NULL in method handlers.
+#[no_mangle]
+pub unsafe extern "C" fn sb_ctx_rsp(ctx: *const sb_ctx) -> *const sb_response {
+    value_or(std::ptr::null(), || {
+        // SAFETY: NULL or a live sb_ctx.
+        let (c, _) = unsafe { ctx_ref(ctx) }?;
+        Ok(c.rsp
+            .as_ref()
+            .map_or(std::ptr::null(), borrowed::<sb_response>))
+    })
+}
+
+/// The stage whose handler runs (borrowed), or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn sb_ctx_stage(ctx: *const sb_ctx) -> *const sb_stage {
+    value_or(std::ptr::null(), || {
+        // SAFETY: NULL or a live sb_ctx.
+        let (_, ctx) = unsafe { ctx_ref(ctx) }?;
+        Ok(ctx.stage().map_or(std::ptr::null(), borrowed::<sb_stage>))
+    })
+}
+
+// --- the callee's view -------------------------------------------------------
+
+/// # Safety
+/// `s` NULL or a live sb_served.
+unsafe fn served<'a>(s: *const sb_served) -> Result<&'a ServedRequest, Fail> {
+    // SAFETY: forwarded contract.
+    unsafe { arg(s, "served") }
+}
+
+/// An owned reference to a served request, to answer it after the
+/// handler returned. Free with `sb_served_free`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_served_ref(s: *const sb_served) -> *mut sb_served {
+    value_or(std::ptr::null_mut(), || {
+        // SAFETY: NULL or a live sb_served.
+        Ok(boxed::<sb_served>(unsafe { served(s) }?.clone()))
+    })
+}
+
+/// Frees an owned reference from `sb_served_ref`. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn sb_served_free(s: *mut sb_served) {
+    // SAFETY: NULL or an owned sb_served, freed once.
+    drop(unsafe { take(s) });
+}
+
+/// The request's id (the caller's id of it).
+#[no_mangle]
+pub unsafe extern "C" fn sb_served_id(s: *const sb_served) -> u64 {
+    // SAFETY: NULL or a live sb_served.
+    value_or(0, || Ok(unsafe { served(s) }?.id()))
+}
+
+/// Whether the request can still be answered.
+#[no_mangle]
+pub unsafe extern "C" fn sb_served_is_open(s: *const sb_served) -> bool {
+    // SAFETY: NULL or a live sb_served.
+    value_or(false, || Ok(unsafe { served(s) }?.is_open()))
+}
+
+/// Sends an interim response of type `kind` (NULL: `emit`) with `args`
+/// (copied; NULL for none).
+#[no_mangle]
+pub unsafe extern "C" fn sb_served_emit(
+    s: *const sb_served,
+    kind: *const c_char,
+    args: *const sb_args,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or live / NUL-terminated per the conventions.
+        let (s, kind, args) = unsafe { (served(s)?, opt_text(kind, "kind")?, args_or_empty(args)) };
+        Ok(s.emit(kind.unwrap_or("emit"), &args)?)
+    })
+}
+
+/// Sends the final response of type `kind` (NULL: `return`); the request
+/// ends and requests made on its behalf are cancelled.
+#[no_mangle]
+pub unsafe extern "C" fn sb_served_return(
+    s: *const sb_served,
+    kind: *const c_char,
+    args: *const sb_args,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or live / NUL-terminated per the conventions.
+        let (s, kind, args) = unsafe { (served(s)?, opt_text(kind, "kind")?, args_or_empty(args)) };
+        Ok(s.ret(kind.unwrap_or("return"), &args)?)
+    })
+}
+
+/// Ends the request with an error `code` and `message` for the caller.
+#[no_mangle]
+pub unsafe extern "C" fn sb_served_fail(
+    s: *const sb_served,
+    code: sb_status,
+    message: *const c_char,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or live / NUL-terminated per the conventions.
+        let (s, message) = unsafe { (served(s)?, text(message, "message")?) };
+        Ok(s.fail(Error::new(code.to_error_code(), message))?)
+    })
+}
+
+/// Sets what runs if the caller cancels before the request is answered;
+/// `free_user` runs once either way.
+#[no_mangle]
+pub unsafe extern "C" fn sb_served_on_cancel(
+    s: *const sb_served,
+    f: sb_notify_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or a live sb_served.
+        let s = unsafe { served(s) }?;
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        s.on_cancel(move || {
+            // SAFETY: the C caller's function with its own user pointer.
+            unsafe { f(user.user) };
+        });
+        Ok(())
+    })
+}
+
+/// Sets the callee's data slot for this request (seen again by recalls);
+/// `free` runs once when the callee's side ends.
+#[no_mangle]
+pub unsafe extern "C" fn sb_served_set_data(
+    s: *const sb_served,
+    data: *mut c_void,
+    free: sb_free_fn,
+) -> sb_status {
+    let keep = UserData::new(data, free);
+    status(|| {
+        // SAFETY: NULL or a live sb_served.
+        let s = unsafe { served(s) }?;
+        s.data().set(C_DATA, keep);
+        Ok(())
+    })
+}
+
+/// The callee's data slot (NULL if unset).
+#[no_mangle]
+pub unsafe extern "C" fn sb_served_data(s: *const sb_served) -> *mut c_void {
+    // SAFETY: NULL or a live sb_served.
+    value_or(std::ptr::null_mut(), || {
+        Ok(get_data(unsafe { served(s) }?.data()))
+    })
+}
+
+// --- responses ---------------------------------------------------------------
+
+/// # Safety
+/// `r` NULL or a live sb_response inside its handler call.
+unsafe fn response<'a>(r: *const sb_response) -> Result<(&'a ResponseView, &'a Response), Fail> {
+    // SAFETY: forwarded contract.
+    let c = unsafe { arg(r, "response") }?;
+    // SAFETY: set from a live &Response for the handler call.
+    Ok((c, unsafe { &*c.rsp }))
+}
+
+/// The id of the request this response answers.
+#[no_mangle]
+pub unsafe extern "C" fn sb_response_id(r: *const sb_response) -> u64 {
+    // SAFETY: NULL or a live sb_response.
+    value_or(0, || Ok(unsafe { response(r) }?.1.id()))
+}
+
+/// The response type (`emit`, `return`, `error`, …), valid during the
+/// handler.
+#[no_mangle]
+pub unsafe extern "C" fn sb_response_kind(r: *const sb_response) -> *const c_char {
+    // SAFETY: NULL or a live sb_response.
+    value_or(c"".as_ptr(), || Ok(unsafe { response(r) }?.0.kind.as_ptr()))
+}
+
+/// Whether the response ends the request.
+#[no_mangle]
+pub unsafe extern "C" fn sb_response_is_final(r: *const sb_response) -> bool {
+    // SAFETY: NULL or a live sb_response.
+    value_or(false, || Ok(unsafe { response(r) }?.1.is_final()))
+}
+
+/// The error code of an error response, `SB_OK` otherwise.
+#[no_mangle]
+pub unsafe extern "C" fn sb_response_error(r: *const sb_response) -> sb_status {
+    value_or(sb_status::SB_NULL_ARGUMENT, || {
+        // SAFETY: NULL or a live sb_response.
+        let (_, r) = unsafe { response(r) }?;
+        Ok(r.error().map_or(sb_status::SB_OK, |e| e.code.into()))
+    })
+}
+
+/// The error message of an error response ("" otherwise), valid during
+/// the handler.
+#[no_mangle]
+pub unsafe extern "C" fn sb_response_message(r: *const sb_response) -> *const c_char {
+    // SAFETY: NULL or a live sb_response.
+    value_or(c"".as_ptr(), || {
+        Ok(unsafe { response(r) }?.0.message.as_ptr())
+    })
+}
+
+/// The caller's data slot of the request (`sb_request_set_data`).
+#[no_mangle]
+pub unsafe extern "C" fn sb_response_data(r: *const sb_response) -> *mut c_void {
+    // SAFETY: NULL or a live sb_response.
+    value_or(std::ptr::null_mut(), || {
+        Ok(get_data(unsafe { response(r) }?.1.data()))
+    })
+}
+
+/// Answers an emit by running `method` of the callee within the same
+/// request, with `args` (copied; NULL for none).
+#[no_mangle]
+pub unsafe extern "C" fn sb_response_recall(
+    r: *const sb_response,
+    method: *const c_char,
+    args: *const sb_args,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or live / NUL-terminated per the conventions.
+        let ((_, r), method, args) =
+            unsafe { (response(r)?, text(method, "method")?, args_or_empty(args)) };
+        Ok(r.recall(method, &args)?)
+    })
+}
+
+/// Cancels the request from inside one of its response handlers.
+#[no_mangle]
+pub unsafe extern "C" fn sb_response_cancel(r: *const sb_response) -> bool {
+    // SAFETY: NULL or a live sb_response.
+    value_or(false, || Ok(unsafe { response(r) }?.1.cancel()))
+}
+
+/// The library's version, e.g. "0.1.0". Never NULL.
+#[no_mangle]
+pub extern "C" fn sb_version() -> *const c_char {
+    static VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+    ) {
+        Ok(v) => v,
+        Err(_) => c"unknown",
+    };
+    VERSION.as_ptr()
+}

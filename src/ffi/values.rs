@@ -1,0 +1,548 @@
+//! Args and values: built and read through typed functions.
+
+use super::boundary::*;
+use crate::value::{Args, Value};
+use std::ffi::c_char;
+
+/// A map of named values (a request's or response's args). Owned when
+/// made by `sb_args_new`/`sb_args_clone`; borrowed when read from a
+/// context or a value.
+#[derive(Debug)]
+pub struct sb_args {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_args {
+    type Target = Args;
+}
+
+/// One typed value. Owned when made by `sb_value_new_*`; borrowed when
+/// read from args or a list.
+#[derive(Debug)]
+pub struct sb_value {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_value {
+    type Target = Value;
+}
+
+/// The type of a value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum sb_value_type {
+    /// No value.
+    SB_VALUE_NULL = 0,
+    /// `bool`.
+    SB_VALUE_BOOL = 1,
+    /// `int64_t`.
+    SB_VALUE_INT = 2,
+    /// `double`.
+    SB_VALUE_FLOAT = 3,
+    /// UTF-8 text.
+    SB_VALUE_STRING = 4,
+    /// Bytes.
+    SB_VALUE_BYTES = 5,
+    /// A list of values.
+    SB_VALUE_LIST = 6,
+    /// A map (an `sb_args`).
+    SB_VALUE_MAP = 7,
+}
+
+/// Optional args: NULL means none.
+///
+/// # Safety
+/// `p` must be NULL or a live `sb_args`.
+pub(crate) unsafe fn args_or_empty(p: *const sb_args) -> Args {
+    // SAFETY: forwarded contract.
+    unsafe { p.cast::<Args>().as_ref() }
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Makes empty args. Free with `sb_args_free` (or hand to a function
+/// that takes ownership). Never NULL except on allocation panic.
+#[no_mangle]
+pub extern "C" fn sb_args_new() -> *mut sb_args {
+    value_or(std::ptr::null_mut(), || Ok(boxed::<sb_args>(Args::new())))
+}
+
+/// Copies args (for example ones borrowed in a callback).
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_clone(args: *const sb_args) -> *mut sb_args {
+    value_or(std::ptr::null_mut(), || {
+        // SAFETY: NULL or a live sb_args, per the conventions.
+        let args = unsafe { arg(args, "args") }?;
+        Ok(boxed::<sb_args>(args.clone()))
+    })
+}
+
+/// Frees args made by `sb_args_new` or `sb_args_clone`. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_free(args: *mut sb_args) {
+    // SAFETY: NULL or an owned sb_args, freed once.
+    drop(unsafe { take(args) });
+}
+
+fn set(
+    args: *mut sb_args,
+    key: *const c_char,
+    value: impl FnOnce() -> Result<Value, Fail>,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live, unaliased sb_args.
+        let args = unsafe { arg_mut(args, "args") }?;
+        // SAFETY: NULL or a NUL-terminated string.
+        let key = unsafe { text(key, "key") }?;
+        args.insert(key, value()?);
+        Ok(())
+    })
+}
+
+/// Sets `key` to null.
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_set_null(args: *mut sb_args, key: *const c_char) -> sb_status {
+    set(args, key, || Ok(Value::Null))
+}
+
+/// Sets `key` to a bool.
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_set_bool(
+    args: *mut sb_args,
+    key: *const c_char,
+    value: bool,
+) -> sb_status {
+    set(args, key, || Ok(Value::Bool(value)))
+}
+
+/// Sets `key` to an integer.
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_set_int(
+    args: *mut sb_args,
+    key: *const c_char,
+    value: i64,
+) -> sb_status {
+    set(args, key, || Ok(Value::Int(value)))
+}
+
+/// Sets `key` to a float.
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_set_float(
+    args: *mut sb_args,
+    key: *const c_char,
+    value: f64,
+) -> sb_status {
+    set(args, key, || Ok(Value::Float(value)))
+}
+
+/// Sets `key` to a copy of the NUL-terminated UTF-8 string `value`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_set_string(
+    args: *mut sb_args,
+    key: *const c_char,
+    value: *const c_char,
+) -> sb_status {
+    set(args, key, || {
+        // SAFETY: NULL or a NUL-terminated string.
+        Ok(Value::Str(unsafe { text(value, "value") }?.to_string()))
+    })
+}
+
+/// Sets `key` to a copy of `len` bytes at `data` (`data` may be NULL when
+/// `len` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_set_bytes(
+    args: *mut sb_args,
+    key: *const c_char,
+    data: *const u8,
+    len: usize,
+) -> sb_status {
+    set(args, key, || {
+        // SAFETY: data points to len readable bytes per the contract.
+        Ok(Value::Bytes(unsafe { bytes_arg(data, len) }?.to_vec()))
+    })
+}
+
+/// Sets `key` to `value`, taking ownership of it (also on failure).
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_set_value(
+    args: *mut sb_args,
+    key: *const c_char,
+    value: *mut sb_value,
+) -> sb_status {
+    // Take ownership first, so that the value is freed whatever happens.
+    // SAFETY: NULL or an owned sb_value.
+    let owned = unsafe { take(value) }.map(|b| *b);
+    set(args, key, || {
+        owned.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "value is NULL"))
+    })
+}
+
+/// How many values the args hold.
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_len(args: *const sb_args) -> usize {
+    // SAFETY: NULL or a live sb_args.
+    value_or(0, || Ok(unsafe { arg(args, "args") }?.len()))
+}
+
+/// The value under `key`, borrowed from `args`; NULL if there is none
+/// (`sb_last_error` says why).
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_get(args: *const sb_args, key: *const c_char) -> *const sb_value {
+    value_or(std::ptr::null(), || {
+        // SAFETY: NULL or a live sb_args / NUL-terminated key.
+        let (args, key) = unsafe { (arg(args, "args")?, text(key, "key")?) };
+        let v = args
+            .get(key)
+            .ok_or_else(|| fail(sb_status::SB_NOT_FOUND, format!("no value named '{key}'")))?;
+        Ok(borrowed::<sb_value>(v))
+    })
+}
+
+/// The entry at `index` (in name order): its name (not NUL-terminated,
+/// `key_len` bytes) and value, both borrowed from `args`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_entry(
+    args: *const sb_args,
+    index: usize,
+    key: *mut *const c_char,
+    key_len: *mut usize,
+    value: *mut *const sb_value,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_args.
+        let args = unsafe { arg(args, "args") }?;
+        if key.is_null() || key_len.is_null() || value.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "an out-param is NULL"));
+        }
+        let (k, v) = args.iter().nth(index).ok_or_else(|| {
+            fail(
+                sb_status::SB_NOT_FOUND,
+                format!("no entry at index {index}"),
+            )
+        })?;
+        // SAFETY: all three out-params were checked non-NULL above.
+        unsafe {
+            key.write(k.as_ptr().cast());
+            key_len.write(k.len());
+            value.write(borrowed::<sb_value>(v));
+        }
+        Ok(())
+    })
+}
+
+/// Reads the integer under `key`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_get_int(
+    args: *const sb_args,
+    key: *const c_char,
+    out: *mut i64,
+) -> sb_status {
+    // SAFETY: forwarded contracts.
+    status(|| unsafe { put(out, typed(args, key, |v| v.as_int())?, "out") })
+}
+
+/// Reads the float under `key` (an integer is converted).
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_get_float(
+    args: *const sb_args,
+    key: *const c_char,
+    out: *mut f64,
+) -> sb_status {
+    status(|| {
+        let f = |v: &Value| match v {
+            Value::Float(x) => Some(*x),
+            Value::Int(n) => Some(*n as f64),
+            _ => None,
+        };
+        // SAFETY: forwarded contracts.
+        unsafe { put(out, typed(args, key, f)?, "out") }
+    })
+}
+
+/// Reads the bool under `key`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_get_bool(
+    args: *const sb_args,
+    key: *const c_char,
+    out: *mut bool,
+) -> sb_status {
+    // SAFETY: forwarded contracts.
+    status(|| unsafe { put(out, typed(args, key, |v| v.as_bool())?, "out") })
+}
+
+/// Reads the string under `key`: a pointer borrowed from `args` and its
+/// length in bytes (the text is not NUL-terminated).
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_get_string(
+    args: *const sb_args,
+    key: *const c_char,
+    ptr: *mut *const c_char,
+    len: *mut usize,
+) -> sb_status {
+    status(|| {
+        // SAFETY: forwarded contracts.
+        let (p, n) = unsafe { typed(args, key, |v| v.as_str().map(|s| (s.as_ptr(), s.len()))) }?;
+        if len.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "len is NULL"));
+        }
+        // SAFETY: ptr checked by put; len checked above.
+        unsafe {
+            put(ptr, p.cast(), "ptr")?;
+            len.write(n);
+        }
+        Ok(())
+    })
+}
+
+/// # Safety
+/// `args` NULL or live; `key` NULL or NUL-terminated.
+unsafe fn typed<T>(
+    args: *const sb_args,
+    key: *const c_char,
+    f: impl FnOnce(&Value) -> Option<T>,
+) -> Result<T, Fail> {
+    // SAFETY: forwarded contracts.
+    let (args, key) = unsafe { (arg(args, "args")?, text(key, "key")?) };
+    let v = args
+        .get(key)
+        .ok_or_else(|| fail(sb_status::SB_NOT_FOUND, format!("no value named '{key}'")))?;
+    f(v).ok_or_else(|| {
+        fail(
+            sb_status::SB_WRONG_TYPE,
+            format!("'{key}' holds {}, not the type asked for", v.to_json()),
+        )
+    })
+}
+
+/// # Safety
+/// `data` must point to `len` readable bytes unless `len` is 0.
+unsafe fn bytes_arg<'a>(data: *const u8, len: usize) -> Result<&'a [u8], Fail> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if data.is_null() {
+        return Err(fail(sb_status::SB_NULL_ARGUMENT, "data is NULL"));
+    }
+    // SAFETY: non-NULL and len bytes readable per the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(data, len) })
+}
+
+fn new_value(v: Value) -> *mut sb_value {
+    boxed::<sb_value>(v)
+}
+
+/// A new null value. Owned: free with `sb_value_free` or hand it over.
+#[no_mangle]
+pub extern "C" fn sb_value_new_null() -> *mut sb_value {
+    new_value(Value::Null)
+}
+
+/// A new bool value.
+#[no_mangle]
+pub extern "C" fn sb_value_new_bool(b: bool) -> *mut sb_value {
+    new_value(Value::Bool(b))
+}
+
+/// A new integer value.
+#[no_mangle]
+pub extern "C" fn sb_value_new_int(n: i64) -> *mut sb_value {
+    new_value(Value::Int(n))
+}
+
+/// A new float value.
+#[no_mangle]
+pub extern "C" fn sb_value_new_float(x: f64) -> *mut sb_value {
+    new_value(Value::Float(x))
+}
+
+/// A new string value copied from a NUL-terminated UTF-8 string; NULL on
+/// a bad argument.
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_new_string(s: *const c_char) -> *mut sb_value {
+    value_or(std::ptr::null_mut(), || {
+        // SAFETY: NULL or NUL-terminated.
+        Ok(new_value(Value::Str(unsafe { text(s, "s") }?.to_string())))
+    })
+}
+
+/// A new bytes value copied from `len` bytes at `data`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_new_bytes(data: *const u8, len: usize) -> *mut sb_value {
+    value_or(std::ptr::null_mut(), || {
+        // SAFETY: len readable bytes at data.
+        Ok(new_value(Value::Bytes(
+            unsafe { bytes_arg(data, len) }?.to_vec(),
+        )))
+    })
+}
+
+/// A new empty list value; add items with `sb_value_list_push`.
+#[no_mangle]
+pub extern "C" fn sb_value_new_list() -> *mut sb_value {
+    new_value(Value::List(Vec::new()))
+}
+
+/// A new map value, taking ownership of `args`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_new_map(args: *mut sb_args) -> *mut sb_value {
+    value_or(std::ptr::null_mut(), || {
+        // SAFETY: NULL or an owned sb_args.
+        let args = unsafe { take(args) }
+            .ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "args is NULL"))?;
+        Ok(new_value(Value::Map(*args)))
+    })
+}
+
+/// Appends `item` to the list value `list`, taking ownership of `item`
+/// (also on failure).
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_list_push(list: *mut sb_value, item: *mut sb_value) -> sb_status {
+    // SAFETY: NULL or an owned sb_value.
+    let item = unsafe { take(item) }.map(|b| *b);
+    status(|| {
+        // SAFETY: NULL or a live, unaliased sb_value.
+        let list = unsafe { arg_mut(list, "list") }?;
+        let item = item.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "item is NULL"))?;
+        match list {
+            Value::List(items) => {
+                items.push(item);
+                Ok(())
+            }
+            _ => Err(fail(sb_status::SB_WRONG_TYPE, "list is not a list value")),
+        }
+    })
+}
+
+/// Frees an owned value. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_free(value: *mut sb_value) {
+    // SAFETY: NULL or an owned sb_value, freed once.
+    drop(unsafe { take(value) });
+}
+
+/// The type of a value (`SB_VALUE_NULL` for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_type_of(value: *const sb_value) -> sb_value_type {
+    use sb_value_type::*;
+    value_or(SB_VALUE_NULL, || {
+        // SAFETY: NULL or a live sb_value.
+        Ok(match unsafe { arg(value, "value") }? {
+            Value::Null => SB_VALUE_NULL,
+            Value::Bool(_) => SB_VALUE_BOOL,
+            Value::Int(_) => SB_VALUE_INT,
+            Value::Float(_) => SB_VALUE_FLOAT,
+            Value::Str(_) => SB_VALUE_STRING,
+            Value::Bytes(_) => SB_VALUE_BYTES,
+            Value::List(_) => SB_VALUE_LIST,
+            Value::Map(_) => SB_VALUE_MAP,
+        })
+    })
+}
+
+fn read<T>(value: *const sb_value, out: *mut T, f: impl FnOnce(&Value) -> Option<T>) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_value.
+        let v = unsafe { arg(value, "value") }?;
+        let x = f(v).ok_or_else(|| fail(sb_status::SB_WRONG_TYPE, "value is of another type"))?;
+        // SAFETY: NULL or writable.
+        unsafe { put(out, x, "out") }
+    })
+}
+
+/// Reads a bool value.
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_bool(value: *const sb_value, out: *mut bool) -> sb_status {
+    read(value, out, Value::as_bool)
+}
+
+/// Reads an integer value.
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_int(value: *const sb_value, out: *mut i64) -> sb_status {
+    read(value, out, Value::as_int)
+}
+
+/// Reads a float value (an integer is converted).
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_float(value: *const sb_value, out: *mut f64) -> sb_status {
+    read(value, out, |v| match v {
+        Value::Float(x) => Some(*x),
+        Value::Int(n) => Some(*n as f64),
+        _ => None,
+    })
+}
+
+/// Reads a string or bytes value: a pointer borrowed from the value and
+/// its length (not NUL-terminated).
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_bytes(
+    value: *const sb_value,
+    ptr: *mut *const u8,
+    len: *mut usize,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_value.
+        let v = unsafe { arg(value, "value") }?;
+        let bytes: &[u8] = match v {
+            Value::Str(s) => s.as_bytes(),
+            Value::Bytes(b) => b,
+            _ => {
+                return Err(fail(
+                    sb_status::SB_WRONG_TYPE,
+                    "value is not a string or bytes",
+                ))
+            }
+        };
+        if len.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "len is NULL"));
+        }
+        // SAFETY: ptr checked by put, len checked above.
+        unsafe {
+            put(ptr, bytes.as_ptr(), "ptr")?;
+            len.write(bytes.len());
+        }
+        Ok(())
+    })
+}
+
+/// The number of items of a list value (0 for other types).
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_list_len(value: *const sb_value) -> usize {
+    value_or(0, || {
+        // SAFETY: NULL or a live sb_value.
+        Ok(match unsafe { arg(value, "value") }? {
+            Value::List(items) => items.len(),
+            _ => 0,
+        })
+    })
+}
+
+/// Item `index` of a list value, borrowed; NULL if out of range.
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_list_get(
+    value: *const sb_value,
+    index: usize,
+) -> *const sb_value {
+    value_or(std::ptr::null(), || {
+        // SAFETY: NULL or a live sb_value.
+        match unsafe { arg(value, "value") }? {
+            Value::List(items) => items
+                .get(index)
+                .map(borrowed::<sb_value>)
+                .ok_or_else(|| fail(sb_status::SB_NOT_FOUND, format!("no item at index {index}"))),
+            _ => Err(fail(sb_status::SB_WRONG_TYPE, "value is not a list")),
+        }
+    })
+}
+
+/// The args inside a map value, borrowed; NULL for other types.
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_map(value: *const sb_value) -> *const sb_args {
+    value_or(std::ptr::null(), || {
+        // SAFETY: NULL or a live sb_value.
+        match unsafe { arg(value, "value") }? {
+            Value::Map(args) => Ok(borrowed::<sb_args>(args)),
+            _ => Err(fail(sb_status::SB_WRONG_TYPE, "value is not a map")),
+        }
+    })
+}
