@@ -14,6 +14,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod demo;
 pub mod error;
 pub mod event_loop;
 pub mod ffi;
