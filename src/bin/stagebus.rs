@@ -1,1 +1,638 @@
-fn main() {}
+//! The `stagebus` command line: run a broker, list what is published on one.
+//!
+//! ```text
+//! stagebus broker --listen tcp://127.0.0.1:56789 [--listen unix:/path] [--token T]
+//! stagebus list --broker ADDR [--token T] [--json] [--timeout SECS]
+//! ```
+//!
+//! Exit status: 0 on success, 1 when the operation failed (the reason is
+//! printed to stderr as `stagebus: <error>`), 2 when the command line is
+//! wrong (a message and the usage go to stderr).
+//!
+//! Adding a command: write `fn cmd_NAME(args: &Parsed) -> Result<(), Failure>`
+//! and add one [`Command`] entry to [`COMMANDS`] naming its flags; the
+//! shared parser, the usage text and the dispatch pick it up from there.
+
+use stagebus::wire::SessionInfo;
+use stagebus::{Address, Broker, BrokerConfig, Client, ClientConfig, Error, EventLoop, Value};
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How long `list` waits for the broker unless told otherwise.
+const DEFAULT_TIMEOUT_SECS: f64 = 10.0;
+
+/// Why a command did not succeed; decides the exit status.
+#[derive(Debug)]
+enum Failure {
+    /// The command line is wrong: exit 2 with the usage.
+    Usage(String),
+    /// The operation failed: exit 1.
+    Failed(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Failed(e.to_string())
+    }
+}
+
+/// One flag a command accepts.
+struct Flag {
+    /// Its name without the leading dashes.
+    name: &'static str,
+    /// The placeholder of its value, or `None` for a switch.
+    value: Option<&'static str>,
+    /// Whether it may be given more than once.
+    repeat: bool,
+    /// Whether the command refuses to run without it.
+    required: bool,
+    /// One line for the usage text.
+    help: &'static str,
+}
+
+/// One subcommand.
+struct Command {
+    name: &'static str,
+    /// What it does, in a few words, for the usage text.
+    summary: &'static str,
+    /// Its positional arguments as shown in the usage (empty: none taken).
+    positionals: &'static str,
+    flags: &'static [Flag],
+    run: fn(&Parsed) -> Result<(), Failure>,
+}
+
+const TOKEN: Flag = Flag {
+    name: "token",
+    value: Some("T"),
+    repeat: false,
+    required: false,
+    help: "the broker's shared secret",
+};
+
+const COMMANDS: &[Command] = &[
+    Command {
+        name: "broker",
+        summary: "run a broker until SIGINT or SIGTERM",
+        positionals: "",
+        flags: &[
+            Flag {
+                name: "listen",
+                value: Some("ADDR"),
+                repeat: true,
+                required: true,
+                help: "tcp://HOST:PORT or unix:PATH; repeat for more (port 0 picks one)",
+            },
+            Flag {
+                help: "require this shared secret from clients",
+                ..TOKEN
+            },
+        ],
+        run: cmd_broker,
+    },
+    Command {
+        name: "list",
+        summary: "print the sessions published on a broker",
+        positionals: "",
+        flags: &[
+            Flag {
+                name: "broker",
+                value: Some("ADDR"),
+                repeat: false,
+                required: true,
+                help: "the broker to ask",
+            },
+            TOKEN,
+            Flag {
+                name: "json",
+                value: None,
+                repeat: false,
+                required: false,
+                help: "print one JSON array [{\"name\":…,\"methods\":[…]}]",
+            },
+            Flag {
+                name: "timeout",
+                value: Some("SECS"),
+                repeat: false,
+                required: false,
+                help: "give up after this many seconds (default 10)",
+            },
+        ],
+        run: cmd_list,
+    },
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Failed(message)) => {
+            eprintln!("stagebus: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(message)) => {
+            eprintln!("stagebus: {message}\n\n{}", usage());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), Failure> {
+    let Some(first) = args.first() else {
+        return Err(Failure::Usage("no command given".into()));
+    };
+    match first.as_str() {
+        "-h" | "--help" => return print_out(&usage()),
+        "help" => {
+            return match args.get(1) {
+                None => print_out(&usage()),
+                Some(name) => print_out(&command_usage(find_command(name)?)),
+            }
+        }
+        "-V" | "--version" | "version" => {
+            return print_out(&format!("stagebus {}", stagebus::VERSION))
+        }
+        _ => {}
+    }
+    let command = find_command(first)?;
+    let parsed = Parsed::parse(command, &args[1..])?;
+    if parsed.help {
+        return print_out(&command_usage(command));
+    }
+    (command.run)(&parsed)
+}
+
+fn find_command(name: &str) -> Result<&'static Command, Failure> {
+    COMMANDS
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| Failure::Usage(format!("unknown command '{name}'")))
+}
+
+fn print_out(text: &str) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}", text.trim_end())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::Failed(format!("cannot write to stdout: {e}")))
+}
+
+fn usage() -> String {
+    let mut text = String::from(
+        "usage: stagebus <command> [options]\n       stagebus help [command] | --help | --version\n\ncommands:\n",
+    );
+    for c in COMMANDS {
+        let _ = writeln!(text, "  {:<8} {}", c.name, c.summary);
+    }
+    for c in COMMANDS {
+        text.push('\n');
+        text.push_str(&command_usage(c));
+    }
+    text.push_str("\nexit status: 0 success, 1 the operation failed, 2 bad command line");
+    text
+}
+
+fn command_usage(c: &Command) -> String {
+    let mut text = format!("stagebus {}", c.name);
+    for f in c.flags {
+        let mut word = match f.value {
+            Some(v) => format!("--{} {v}", f.name),
+            None => format!("--{}", f.name),
+        };
+        if f.repeat {
+            word.push_str("...");
+        }
+        let _ = if f.required {
+            write!(text, " {word}")
+        } else {
+            write!(text, " [{word}]")
+        };
+    }
+    if !c.positionals.is_empty() {
+        let _ = write!(text, " {}", c.positionals);
+    }
+    let _ = writeln!(text, "\n  {}", c.summary);
+    for f in c.flags {
+        let left = match f.value {
+            Some(v) => format!("--{} {v}", f.name),
+            None => format!("--{}", f.name),
+        };
+        let _ = writeln!(text, "    {left:<16} {}", f.help);
+    }
+    text
+}
+
+/// A command line parsed against one command's flags.
+struct Parsed {
+    command: &'static str,
+    /// Flag values in the order given, by flag name; switches get "".
+    values: Vec<(&'static str, String)>,
+    positionals: Vec<String>,
+    /// `-h` or `--help` was given where a flag may stand.
+    help: bool,
+}
+
+impl Parsed {
+    /// Accepts `--name value`, `--name=value`, switches, positionals,
+    /// `-h`/`--help`, and `--` ending the flags (so a positional may start
+    /// with a dash).
+    fn parse(command: &'static Command, args: &[String]) -> Result<Parsed, Failure> {
+        let mut parsed = Parsed {
+            command: command.name,
+            values: Vec::new(),
+            positionals: Vec::new(),
+            help: false,
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            if arg == "-h" || arg == "--help" {
+                parsed.help = true;
+                continue;
+            }
+            if arg == "--" {
+                parsed.positionals.extend(args.by_ref().cloned());
+                break;
+            }
+            let Some(body) = arg.strip_prefix("--") else {
+                if arg.starts_with('-') && arg.len() > 1 {
+                    return Err(parsed.usage(format!("unknown flag '{arg}'")));
+                }
+                parsed.positionals.push(arg.clone());
+                continue;
+            };
+            let (name, inline) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (body, None),
+            };
+            let Some(flag) = command.flags.iter().find(|f| f.name == name) else {
+                return Err(parsed.usage(format!("unknown flag '--{name}'")));
+            };
+            let value = match (flag.value, inline) {
+                (None, None) => String::new(),
+                (None, Some(_)) => {
+                    return Err(parsed.usage(format!("--{name} takes no value")));
+                }
+                (Some(_), Some(v)) => v,
+                (Some(placeholder), None) => args.next().cloned().ok_or_else(|| {
+                    parsed.usage(format!("--{name} needs a value ({placeholder})"))
+                })?,
+            };
+            if !flag.repeat && parsed.has(flag.name) {
+                return Err(parsed.usage(format!("--{name} given more than once")));
+            }
+            parsed.values.push((flag.name, value));
+        }
+        // Help wins over whatever else is missing.
+        if parsed.help {
+            return Ok(parsed);
+        }
+        if let Some(missing) = command
+            .flags
+            .iter()
+            .find(|f| f.required && !parsed.has(f.name))
+        {
+            return Err(parsed.usage(format!("--{} is required", missing.name)));
+        }
+        if command.positionals.is_empty() {
+            if let Some(extra) = parsed.positionals.first() {
+                return Err(parsed.usage(format!("unexpected argument '{extra}'")));
+            }
+        }
+        Ok(parsed)
+    }
+
+    fn usage(&self, message: String) -> Failure {
+        Failure::Usage(format!("{}: {message}", self.command))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.values.iter().any(|(n, _)| *n == name)
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.values
+            .iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn required(&self, name: &str) -> Result<&str, Failure> {
+        self.get(name)
+            .ok_or_else(|| self.usage(format!("--{name} is required")))
+    }
+
+    fn address(&self, text: &str) -> Result<Address, Failure> {
+        text.parse::<Address>().map_err(|e| self.usage(e.message))
+    }
+
+    fn token(&self) -> Option<String> {
+        self.get("token").map(str::to_string)
+    }
+
+    fn timeout(&self) -> Result<Duration, Failure> {
+        let Some(text) = self.get("timeout") else {
+            return Ok(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS));
+        };
+        text.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| {
+                self.usage(format!(
+                    "--timeout wants a positive number of seconds, not '{text}'"
+                ))
+            })
+    }
+}
+
+// ---- broker ----------------------------------------------------------
+
+fn cmd_broker(args: &Parsed) -> Result<(), Failure> {
+    let listen = args
+        .all("listen")
+        .map(|a| args.address(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Blocked before any thread exists, so every thread inherits the mask
+    // and the signals can only be taken by sigwait in the signal thread.
+    let signals = block_stop_signals()?;
+    let lp =
+        EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
+    let broker = Broker::new(
+        &lp,
+        BrokerConfig {
+            listen,
+            token: args.token(),
+            ..Default::default()
+        },
+    )?;
+    let remote = lp.remote();
+    std::thread::Builder::new()
+        .name("stagebus-signals".into())
+        .spawn(move || {
+            if wait_for_signal(&signals).is_some() {
+                // A failed post means the loop is gone, so it has stopped.
+                let _ = remote.post(|lp| lp.stop());
+            }
+        })
+        .map_err(|e| Failure::Failed(format!("cannot start the signal thread: {e}")))?;
+    {
+        // Scripts wait for these lines to know the broker is ready; a
+        // reader that went away must not stop the broker, so write errors
+        // are ignored.
+        let mut out = io::stdout().lock();
+        for address in broker.local_addresses() {
+            let _ = writeln!(out, "listening on {address}");
+        }
+        let _ = out.flush();
+    }
+    let outcome = lp.run();
+    broker.close();
+    lp.shutdown();
+    outcome.map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))
+}
+
+/// The set {SIGINT, SIGTERM}, blocked in the calling thread.
+fn block_stop_signals() -> Result<libc::sigset_t, Failure> {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before
+    // any other use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset_t and the signal numbers
+    // are valid; these calls only write into `set`.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+    }
+    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(Failure::Failed(format!(
+            "cannot block SIGINT/SIGTERM: {}",
+            io::Error::from_raw_os_error(rc)
+        )));
+    }
+    Ok(set)
+}
+
+/// Blocks until a signal of `set` arrives; `None` if sigwait fails.
+fn wait_for_signal(set: &libc::sigset_t) -> Option<libc::c_int> {
+    loop {
+        let mut signal: libc::c_int = 0;
+        // SAFETY: `set` is an initialised sigset_t and `signal` a valid
+        // place for the result.
+        let rc = unsafe { libc::sigwait(set, &mut signal) };
+        match rc {
+            0 => return Some(signal),
+            libc::EINTR => continue,
+            _ => return None,
+        }
+    }
+}
+
+// ---- list ------------------------------------------------------------
+
+fn cmd_list(args: &Parsed) -> Result<(), Failure> {
+    let address = args.address(args.required("broker")?)?;
+    let timeout = args.timeout()?;
+    let sessions = fetch_listing(&address, args.token(), timeout)?;
+    let text = if args.has("json") {
+        listing_json(&sessions)
+    } else {
+        listing_text(&sessions)
+    };
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::Failed(format!("cannot write to stdout: {e}")))
+}
+
+/// Connects, asks for the listing and waits for it, at most `timeout`.
+fn fetch_listing(
+    address: &Address,
+    token: Option<String>,
+    timeout: Duration,
+) -> Result<Vec<SessionInfo>, Failure> {
+    let lp =
+        EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
+    let client = Client::connect(
+        &lp,
+        address,
+        ClientConfig {
+            token,
+            ..Default::default()
+        },
+    );
+    // A failed connect also fails the listing, but only with a generic
+    // `broker_gone`; the connect error says why (refused, wrong token).
+    let connect_error = Rc::new(RefCell::new(None));
+    let listing = Rc::new(RefCell::new(None));
+    {
+        let connect_error = connect_error.clone();
+        client.on_connect(move |r| *connect_error.borrow_mut() = r.err());
+    }
+    {
+        let listing = listing.clone();
+        client.listing(move |r| *listing.borrow_mut() = Some(r));
+    }
+    let finished = lp
+        .run_until(timeout, || listing.borrow().is_some())
+        .map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))?;
+    client.close();
+    lp.shutdown();
+    if let Some(e) = connect_error.borrow_mut().take() {
+        return Err(e.into());
+    }
+    if !finished {
+        return Err(Failure::Failed(format!(
+            "timeout: no listing from {address} within {} s",
+            timeout.as_secs_f64()
+        )));
+    }
+    let result = listing.borrow_mut().take();
+    result
+        .expect("run_until returned true only once the listing arrived")
+        .map_err(Failure::from)
+}
+
+/// One session per line, `NAME method1 method2 …`. Control characters are
+/// escaped so that a name cannot forge extra lines or drive the terminal;
+/// programs should read `--json`.
+fn listing_text(sessions: &[SessionInfo]) -> String {
+    let mut text = String::new();
+    for s in sessions {
+        push_printable(&mut text, &s.name);
+        for m in &s.methods {
+            text.push(' ');
+            push_printable(&mut text, m);
+        }
+        text.push('\n');
+    }
+    text
+}
+
+fn push_printable(out: &mut String, s: &str) {
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+fn listing_json(sessions: &[SessionInfo]) -> String {
+    let json_str = |s: &str| Value::from(s).to_json();
+    let mut text = String::from("[");
+    for (i, s) in sessions.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        let methods: Vec<String> = s.methods.iter().map(|m| json_str(m)).collect();
+        let _ = write!(
+            text,
+            "{{\"name\":{},\"methods\":[{}]}}",
+            json_str(&s.name),
+            methods.join(",")
+        );
+    }
+    text.push_str("]\n");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    fn parse(command: &str, words: &[&str]) -> Result<Parsed, Failure> {
+        Parsed::parse(find_command(command).unwrap(), &args(words))
+    }
+
+    #[test]
+    fn flags_take_values_inline_or_separately() {
+        let p = parse(
+            "broker",
+            &[
+                "--listen",
+                "tcp://127.0.0.1:0",
+                "--listen=unix:/tmp/x",
+                "--token=a=b",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            p.all("listen").collect::<Vec<_>>(),
+            ["tcp://127.0.0.1:0", "unix:/tmp/x"]
+        );
+        assert_eq!(p.get("token"), Some("a=b"));
+    }
+
+    #[test]
+    fn bad_command_lines_are_usage_errors() {
+        for (command, words) in [
+            ("broker", &["--listen"][..]),
+            ("broker", &["--nope"]),
+            ("broker", &["-x"]),
+            ("broker", &["stray"]),
+            ("list", &["--json=yes"]),
+            ("list", &["--token", "a", "--token", "b"]),
+        ] {
+            assert!(
+                matches!(parse(command, words), Err(Failure::Usage(_))),
+                "{command} {words:?}"
+            );
+        }
+        assert!(matches!(run(&args(&["frob"])), Err(Failure::Usage(_))));
+        assert!(matches!(run(&args(&[])), Err(Failure::Usage(_))));
+        let p = parse("list", &["--timeout", "0"]).unwrap();
+        assert!(matches!(p.timeout(), Err(Failure::Usage(_))));
+        let p = parse("list", &["--broker", "http://x"]).unwrap();
+        assert!(matches!(
+            p.address(p.get("broker").unwrap()),
+            Err(Failure::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn listing_prints_as_text_and_escaped_json() {
+        let sessions = vec![
+            SessionInfo {
+                name: "Foo".into(),
+                methods: vec!["a".into(), "b".into()],
+            },
+            SessionInfo {
+                name: "q\"\\\n".into(),
+                methods: vec![],
+            },
+        ];
+        assert_eq!(listing_text(&sessions), "Foo a b\nq\"\\\\n\n");
+        assert_eq!(
+            listing_json(&sessions),
+            "[{\"name\":\"Foo\",\"methods\":[\"a\",\"b\"]},{\"name\":\"q\\\"\\\\\\n\",\"methods\":[]}]\n"
+        );
+        assert_eq!(listing_json(&[]), "[]\n");
+    }
+
+    #[test]
+    fn usage_names_every_command_and_flag() {
+        let text = usage();
+        for c in COMMANDS {
+            assert!(text.contains(&format!("stagebus {}", c.name)));
+            for f in c.flags {
+                assert!(text.contains(&format!("--{}", f.name)), "{}", f.name);
+            }
+        }
+    }
+}
