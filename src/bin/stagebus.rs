@@ -472,23 +472,26 @@ fn fetch_listing(
         },
     );
     // A failed connect also fails the listing, but only with a generic
-    // `broker_gone`; the connect error says why (refused, wrong token).
-    let connect_error = Rc::new(RefCell::new(None));
+    // `broker_gone`, and its own report (which says why: refused, wrong
+    // token) may come a turn later; so wait for both outcomes.
+    let connected = Rc::new(RefCell::new(None));
     let listing = Rc::new(RefCell::new(None));
     {
-        let connect_error = connect_error.clone();
-        client.on_connect(move |r| *connect_error.borrow_mut() = r.err());
+        let connected = connected.clone();
+        client.on_connect(move |r| *connected.borrow_mut() = Some(r.map(|_| ())));
     }
     {
         let listing = listing.clone();
         client.listing(move |r| *listing.borrow_mut() = Some(r));
     }
     let finished = lp
-        .run_until(timeout, || listing.borrow().is_some())
+        .run_until(timeout, || {
+            connected.borrow().is_some() && listing.borrow().is_some()
+        })
         .map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))?;
     client.close();
     lp.shutdown();
-    if let Some(e) = connect_error.borrow_mut().take() {
+    if let Some(Err(e)) = connected.borrow_mut().take() {
         return Err(e.into());
     }
     if !finished {
@@ -499,7 +502,7 @@ fn fetch_listing(
     }
     let result = listing.borrow_mut().take();
     result
-        .expect("run_until returned true only once the listing arrived")
+        .expect("run_until returns true only once the listing arrived")
         .map_err(Failure::from)
 }
 

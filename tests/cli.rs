@@ -1,0 +1,404 @@
+//! The `stagebus` binary, run as a user runs it: a broker in a child
+//! process, `list` against it, signals, exit statuses and messages.
+//!
+//! Every wait is bounded by [`LIMIT`], readiness is awaited by reading the
+//! broker's `listening on …` line (never by sleeping), and every child is
+//! killed when its guard drops, so a failing test leaves no process behind.
+
+use stagebus::{Client, ClientConfig, EventLoop};
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::rc::Rc;
+use std::sync::mpsc::{self, Receiver};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// The longest any single step may take before the test fails.
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn stagebus() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_stagebus"))
+}
+
+/// A running child; killed and reaped on drop unless it already exited.
+struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut child = stagebus()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the stagebus binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Proc {
+            child,
+            lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The next line of stdout, or `None` once stdout is closed.
+    #[track_caller]
+    fn next_line(&self) -> Option<String> {
+        match self.lines.recv_timeout(LIMIT) {
+            Ok(line) => Some(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("no output within {LIMIT:?}"),
+        }
+    }
+
+    /// Sends `signal` to the child.
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill has no memory effects; the pid is our own child,
+        // not yet reaped (we only reap in `wait` and `drop`).
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits (bounded) for the child to exit; its status and its stderr.
+    #[track_caller]
+    fn wait(&mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + LIMIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the child did not exit within {LIMIT:?}"
+            );
+            // A bounded poll for exit: std offers no wait with a timeout.
+            thread::sleep(Duration::from_millis(5));
+        };
+        let stderr = self.stderr.take().map(|h| h.join().unwrap());
+        (status, stderr.unwrap_or_default())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What a short-lived command printed.
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `stagebus args…` to completion (bounded).
+#[track_caller]
+fn run(args: &[&str]) -> Output {
+    let mut p = Proc::spawn(args);
+    let mut stdout = String::new();
+    while let Some(line) = p.next_line() {
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let (status, stderr) = p.wait();
+    Output {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+/// Starts a broker with `args` and returns it with the addresses it
+/// printed (as many as it was given `--listen`s).
+#[track_caller]
+fn broker(args: &[&str]) -> (Proc, Vec<String>) {
+    let mut all = vec!["broker"];
+    all.extend_from_slice(args);
+    let p = Proc::spawn(&all);
+    let count = args.iter().filter(|a| **a == "--listen").count();
+    let addresses = (0..count)
+        .map(|_| {
+            let line = p.next_line().expect("the broker prints its addresses");
+            line.strip_prefix("listening on ")
+                .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+                .to_string()
+        })
+        .collect();
+    (p, addresses)
+}
+
+fn tcp_broker(extra: &[&str]) -> (Proc, String) {
+    let mut args = vec!["--listen", "tcp://127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let (p, mut addresses) = broker(&args);
+    (p, addresses.remove(0))
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("stagebus-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Connects to `address` on `lp` and publishes every `(name, methods)`,
+/// driving the test thread's loop until the broker has accepted them.
+#[track_caller]
+fn publish(lp: &EventLoop, address: &str, sessions: &[(&str, &[&str])]) -> Client {
+    let client = Client::connect(lp, &address.parse().unwrap(), ClientConfig::default());
+    let outcomes = Rc::new(RefCell::new(Vec::new()));
+    for (name, methods) in sessions {
+        let outcomes = outcomes.clone();
+        client.publish(
+            name,
+            methods,
+            |_, _| {},
+            move |r| outcomes.borrow_mut().push(r),
+        );
+    }
+    let all_done = lp
+        .run_until(LIMIT, || outcomes.borrow().len() == sessions.len())
+        .unwrap();
+    assert!(all_done, "the broker did not answer the publishes");
+    for outcome in outcomes.borrow().iter() {
+        outcome.as_ref().expect("publish succeeds");
+    }
+    client
+}
+
+#[test]
+fn broker_prints_its_real_port_and_exits_0_on_sigint() {
+    let (mut p, address) = tcp_broker(&[]);
+    let port: u16 = address
+        .strip_prefix("tcp://127.0.0.1:")
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("not a tcp address: {address}"));
+    assert_ne!(port, 0);
+    p.signal(libc::SIGINT);
+    let (status, stderr) = p.wait();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn list_prints_published_sessions_as_text_and_json() {
+    let (_broker, address) = tcp_broker(&[]);
+
+    let empty = run(&["list", "--broker", &address]);
+    assert_eq!(empty.code, Some(0), "stderr: {}", empty.stderr);
+    assert_eq!(empty.stdout, "");
+    let empty = run(&["list", "--broker", &address, "--json"]);
+    assert_eq!(empty.code, Some(0), "stderr: {}", empty.stderr);
+    assert_eq!(empty.stdout, "[]\n");
+
+    let lp = EventLoop::new().unwrap();
+    let _publisher = publish(
+        &lp,
+        &address,
+        &[("Foo", &["m1", "m2"]), ("we\"ird\\name", &["x"])],
+    );
+
+    let text = run(&["list", "--broker", &address]);
+    assert_eq!(text.code, Some(0), "stderr: {}", text.stderr);
+    assert_eq!(text.stdout, "Foo m1 m2\nwe\"ird\\name x\n");
+
+    let json = run(&["list", "--json", "--broker", &address]);
+    assert_eq!(json.code, Some(0), "stderr: {}", json.stderr);
+    assert_eq!(
+        json.stdout,
+        r#"[{"name":"Foo","methods":["m1","m2"]},{"name":"we\"ird\\name","methods":["x"]}]"#
+            .to_string()
+            + "\n"
+    );
+}
+
+#[test]
+fn unix_broker_serves_and_removes_its_socket_on_sigterm() {
+    let dir = TempDir::new("unix");
+    let socket = dir.path().join("broker.sock");
+    let wanted = format!("unix:{}", socket.display());
+    let (mut p, addresses) = broker(&["--listen", &wanted, "--listen", "tcp://127.0.0.1:0"]);
+    assert_eq!(addresses[0], wanted);
+    assert!(
+        addresses[1].starts_with("tcp://127.0.0.1:"),
+        "{addresses:?}"
+    );
+    assert!(socket.exists(), "the socket file exists while it runs");
+
+    let lp = EventLoop::new().unwrap();
+    let _publisher = publish(&lp, &wanted, &[("Bar", &["go"])]);
+    // Both addresses reach the same broker.
+    for address in &addresses {
+        let out = run(&["list", "--broker", address]);
+        assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+        assert_eq!(out.stdout, "Bar go\n");
+    }
+
+    p.signal(libc::SIGTERM);
+    let (status, stderr) = p.wait();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(!socket.exists(), "the socket file is removed on exit");
+}
+
+#[test]
+fn bad_command_lines_exit_2_with_usage_on_stderr() {
+    let cases: &[&[&str]] = &[
+        &[],
+        &["frobnicate"],
+        &["broker"],
+        &["broker", "--listen"],
+        &["broker", "--listen", "bogus://x"],
+        &["broker", "--listen", "tcp://127.0.0.1:0", "--nope"],
+        &["list"],
+        &["list", "--broker", "tcp://127.0.0.1:1", "--nope"],
+        &["list", "--broker", "tcp://127.0.0.1:1", "extra"],
+        &["list", "--broker", "tcp://127.0.0.1:1", "--timeout", "soon"],
+    ];
+    for args in cases {
+        let out = run(args);
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with("stagebus: "),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("usage: stagebus"), "{args:?}");
+        assert_eq!(out.stdout, "", "{args:?}");
+    }
+    let out = run(&["broker", "--listen", "bogus://x"]);
+    assert!(
+        out.stderr.contains("bad address 'bogus://x'"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn help_and_version_go_to_stdout() {
+    for args in [&["--help"][..], &["help"], &["-h"]] {
+        let out = run(args);
+        assert_eq!(out.code, Some(0), "{args:?}");
+        assert!(out.stdout.contains("usage: stagebus"), "{args:?}");
+        assert!(out.stdout.contains("stagebus list --broker ADDR"));
+    }
+    let out = run(&["list", "--help"]);
+    assert_eq!(out.code, Some(0));
+    assert!(out.stdout.starts_with("stagebus list --broker ADDR"));
+    let out = run(&["--version"]);
+    assert_eq!(out.code, Some(0));
+    assert_eq!(
+        out.stdout,
+        format!("stagebus {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn list_against_a_closed_port_or_absent_socket_exits_1() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = TempDir::new("absent");
+    let absent = format!("unix:{}", dir.path().join("nobody.sock").display());
+    for address in [format!("tcp://127.0.0.1:{port}"), absent] {
+        let out = run(&["list", "--broker", &address]);
+        assert_eq!(out.code, Some(1), "{}", out.stderr);
+        // The connect error itself, not a generic "connection closed".
+        assert!(
+            out.stderr
+                .starts_with(&format!("stagebus: io: cannot connect to {address}")),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(out.stdout, "");
+    }
+}
+
+#[test]
+fn list_gives_up_on_a_silent_peer_after_its_timeout() {
+    // The kernel accepts the connection into the backlog; nobody answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("tcp://{}", silent.local_addr().unwrap());
+    let started = Instant::now();
+    let out = run(&["list", "--broker", &address, "--timeout", "0.2"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("stagebus: timeout"),
+        "{}",
+        out.stderr
+    );
+    assert!(started.elapsed() < LIMIT);
+}
+
+#[test]
+fn second_broker_on_a_taken_port_exits_1() {
+    let (_first, address) = tcp_broker(&[]);
+    let out = run(&["broker", "--listen", &address]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("stagebus: io: cannot listen on"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn broker_with_a_token_refuses_list_without_it() {
+    let (_broker, address) = tcp_broker(&["--token", "s3cret"]);
+
+    for wrong in [&[][..], &["--token", "guess"]] {
+        let mut args = vec!["list", "--broker", &address];
+        args.extend_from_slice(wrong);
+        let out = run(&args);
+        assert_eq!(out.code, Some(1), "{wrong:?}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with("stagebus: refused"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(out.stdout, "");
+    }
+
+    let out = run(&["list", "--broker", &address, "--token", "s3cret"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+}
