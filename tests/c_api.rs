@@ -1,0 +1,333 @@
+//! The C API, proven from real C: every `tests/c/*.c` program is built
+//! against the shared library the way a C user would build it, run, and
+//! run again under valgrind.
+//!
+//! Set-up, done once per test binary:
+//!
+//! 1. `cargo build --lib --features testing` (same profile as this test)
+//!    into its own target dir, `<target>/c-api`, so that the `testing`
+//!    entry points (`sb_debug_panic`) exist without disturbing the main
+//!    build.
+//! 2. A lib dir `<target>/tmp/c-api-<profile>/lib` holding
+//!    `libstagebus.so.MAJOR.MINOR` (the SONAME, see build.rs) and the
+//!    link-time name `libstagebus.so`, both symlinks to the built library.
+//! 3. `stagebus.pc` made from `bindings/pkgconfig/stagebus.pc.in`, pointing
+//!    at the repository's `include/` and that lib dir.
+//!
+//! Each program is compiled with `cc -std=c99 -Wall -Wextra -Werror -g
+//! -pthread $(pkg-config --cflags --libs stagebus) -Wl,-rpath,<libdir>`,
+//! run (exit 0 expected), then run under `valgrind --error-exitcode=1
+//! --leak-check=full --errors-for-leak-kinds=definite,indirect`. Without
+//! valgrind that second run is skipped with a notice on stderr (the CI
+//! script installs it); `STAGEBUS_NO_VALGRIND=1` skips it on purpose.
+//! `CC` picks another compiler.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The longest a program may run (valgrind included) before it is killed.
+const RUN_LIMIT: Duration = Duration::from_secs(90);
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn soname() -> String {
+    format!(
+        "libstagebus.so.{}.{}",
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MINOR")
+    )
+}
+
+/// What the set-up made.
+struct Setup {
+    /// Holds the SONAME and link-time symlinks.
+    libdir: PathBuf,
+    /// Holds stagebus.pc.
+    pc_dir: PathBuf,
+    /// Where compiled programs go.
+    bin_dir: PathBuf,
+    /// `pkg-config --cflags --libs stagebus`, split.
+    flags: Vec<String>,
+}
+
+fn setup() -> &'static Setup {
+    static SETUP: OnceLock<Result<Setup, String>> = OnceLock::new();
+    match SETUP.get_or_init(make_setup) {
+        Ok(s) => s,
+        Err(e) => panic!("C API test set-up failed: {e}"),
+    }
+}
+
+fn make_setup() -> Result<Setup, String> {
+    let release = !cfg!(debug_assertions);
+    let profile = if release { "release" } else { "debug" };
+    // CARGO_TARGET_TMPDIR is <target>/tmp, wherever the target dir is.
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let target = tmp.parent().unwrap_or(tmp).join("c-api");
+
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .arg("build")
+        .arg("--lib")
+        .args(["--features", "testing"])
+        .arg("--manifest-path")
+        .arg(root().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target);
+    if release {
+        build.arg("--release");
+    }
+    let out = build
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build --features testing failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let built = target.join(profile).join("libstagebus.so");
+    if !built.exists() {
+        return Err(format!("{} was not built", built.display()));
+    }
+
+    let work = tmp.join(format!("c-api-{profile}"));
+    let _ = std::fs::remove_dir_all(&work);
+    let libdir = work.join("lib");
+    let pc_dir = work.join("pkgconfig");
+    let bin_dir = work.join("bin");
+    for d in [&libdir, &pc_dir, &bin_dir] {
+        std::fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+    }
+    let link = |name: &str| {
+        std::os::unix::fs::symlink(&built, libdir.join(name))
+            .map_err(|e| format!("symlink {name}: {e}"))
+    };
+    link(&soname())?;
+    link("libstagebus.so")?;
+
+    let template = std::fs::read_to_string(root().join("bindings/pkgconfig/stagebus.pc.in"))
+        .map_err(|e| format!("cannot read the pkg-config template: {e}"))?;
+    let pc = template
+        .replace("@PREFIX@", &root().display().to_string())
+        .replace("@LIBDIR@", &libdir.display().to_string())
+        .replace(
+            "@INCLUDEDIR@",
+            &root().join("include").display().to_string(),
+        )
+        .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
+    if pc.contains('@') {
+        return Err("the pkg-config template has an unreplaced @NAME@".into());
+    }
+    std::fs::write(pc_dir.join("stagebus.pc"), pc).map_err(|e| format!("write .pc: {e}"))?;
+
+    let flags = pkg_config(&pc_dir, &["--cflags", "--libs", "stagebus"])?;
+    Ok(Setup {
+        libdir,
+        pc_dir,
+        bin_dir,
+        flags: flags.split_whitespace().map(str::to_string).collect(),
+    })
+}
+
+fn pkg_config(pc_dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("pkg-config")
+        .args(args)
+        .env("PKG_CONFIG_PATH", pc_dir)
+        .output()
+        .map_err(|e| format!("cannot run pkg-config: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "pkg-config {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Compiles tests/c/<name>.c into the program `exe_name`; returns its
+/// path.
+fn compile(name: &str, exe_name: &str) -> PathBuf {
+    let s = setup();
+    let src = root().join("tests/c").join(format!("{name}.c"));
+    let exe = s.bin_dir.join(exe_name);
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let out = Command::new(&cc)
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-pthread"])
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .args(&s.flags)
+        .arg(format!("-Wl,-rpath,{}", s.libdir.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cc}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cc} rejects {}:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+/// Runs a command to completion, killing it after RUN_LIMIT.
+fn run_bounded(cmd: &mut Command) -> (Output, Duration) {
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    // Read both pipes on threads so that a chatty program cannot block.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut v);
+        v
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut v);
+        v
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the program") {
+            break status;
+        }
+        if start.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} ran longer than {RUN_LIMIT:?} and was killed");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let output = Output {
+        status,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    };
+    (output, start.elapsed())
+}
+
+fn assert_passed(what: &str, out: &Output, took: Duration) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n--- stdout\n{stdout}--- stderr\n{stderr}",
+        out.status
+    );
+    // Keep the TAP lines visible with --nocapture.
+    println!("{what}: passed in {took:.2?}\n{stdout}");
+    if !stderr.trim().is_empty() {
+        println!("{what}: stderr:\n{stderr}");
+    }
+}
+
+fn valgrind_available() -> bool {
+    Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Compiles, runs, and runs under valgrind one program.
+fn check_program(name: &str) {
+    let exe = compile(name, name);
+    let (out, took) = run_bounded(&mut Command::new(&exe));
+    assert_passed(name, &out, took);
+
+    if std::env::var_os("STAGEBUS_NO_VALGRIND").is_some() {
+        eprintln!("SKIP valgrind run of {name}: STAGEBUS_NO_VALGRIND is set");
+        return;
+    }
+    if !valgrind_available() {
+        eprintln!(
+            "SKIP valgrind run of {name}: valgrind is not installed \
+             (the project's test script installs it)"
+        );
+        return;
+    }
+    let (out, took) = run_bounded(
+        Command::new("valgrind")
+            .args([
+                "--quiet",
+                "--error-exitcode=1",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite,indirect",
+            ])
+            .arg(&exe),
+    );
+    assert_passed(&format!("{name} under valgrind"), &out, took);
+}
+
+/// One test per C program of tests/c, named like it, and the list of
+/// them all (checked against the directory).
+macro_rules! c_programs {
+    ($($name:ident),* $(,)?) => {
+        const PROGRAMS: &[&str] = &[$(stringify!($name)),*];
+        $(
+            #[test]
+            fn $name() {
+                check_program(stringify!($name));
+            }
+        )*
+    };
+}
+
+c_programs!(proxysession_basic);
+
+#[test]
+fn every_c_program_has_a_test() {
+    let mut found: Vec<String> = std::fs::read_dir(root().join("tests/c"))
+        .expect("tests/c exists")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".c").map(str::to_string)
+        })
+        .collect();
+    found.sort();
+    let mut listed: Vec<String> = PROGRAMS.iter().map(|s| s.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        found, listed,
+        "tests/c/*.c and the programs tests/c_api.rs runs differ"
+    );
+}
+
+#[test]
+fn pkg_config_reports_the_crate_version() {
+    let s = setup();
+    let version = pkg_config(&s.pc_dir, &["--modversion", "stagebus"]).unwrap();
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    let cflags = pkg_config(&s.pc_dir, &["--cflags", "stagebus"]).unwrap();
+    assert!(cflags.contains(&root().join("include").display().to_string()));
+}
+
+#[test]
+fn programs_record_the_soname() {
+    // Under another name: the program's own test builds it concurrently.
+    let exe = compile(PROGRAMS[0], "soname-check");
+    let out = match Command::new("readelf").arg("-d").arg(&exe).output() {
+        Ok(out) if out.status.success() => out,
+        _ => {
+            eprintln!("SKIP programs_record_the_soname: readelf is not available");
+            return;
+        }
+    };
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dynamic.contains(&format!("Shared library: [{}]", soname())),
+        "{} does not need {}:\n{dynamic}",
+        exe.display(),
+        soname()
+    );
+}
