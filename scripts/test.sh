@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs every test of stagebus, cheapest first, and stops at the first
+# failure. This is the one test command: README.md names it and .ci/run
+# calls it, so what passes here is what passes in CI.
+#
+# Missing system packages are installed (as root, through apt-get, one
+# update and one install) before any step runs; a new suite that needs a
+# package adds a `require` or `require_pkg` line below.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() {
+    printf '\n==> %s\n' "$*"
+}
+
+fail() {
+    echo "scripts/test.sh: $*" >&2
+    exit 1
+}
+
+missing_packages=()
+
+# require COMMAND PACKAGE: PACKAGE provides COMMAND.
+require() {
+    command -v "$1" >/dev/null 2>&1 || missing_packages+=("$2")
+}
+
+# require_pkg PACKAGE: for packages that install no command (libraries,
+# Perl modules). The exact status is compared because dpkg also knows
+# removed packages whose config files remain.
+require_pkg() {
+    local status
+    status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)
+    [ "$status" = "install ok installed" ] || missing_packages+=("$1")
+}
+
+# require_component SUBCOMMAND COMPONENT: `cargo SUBCOMMAND` comes with
+# the rustup component COMPONENT, added at once when missing.
+require_component() {
+    cargo "$1" --version >/dev/null 2>&1 && return 0
+    command -v rustup >/dev/null 2>&1 ||
+        fail "cargo $1 is missing and there is no rustup to add $2"
+    rustup component add "$2"
+}
+
+install_missing() {
+    if [ "${#missing_packages[@]}" -eq 0 ]; then
+        return 0
+    fi
+    step "installing ${missing_packages[*]}"
+    [ "$(id -u)" -eq 0 ] || fail "missing ${missing_packages[*]}; run as root or install them"
+    command -v apt-get >/dev/null 2>&1 ||
+        fail "missing ${missing_packages[*]} and no apt-get to install them"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing_packages[@]}"
+}
+
+step "checking tools"
+command -v cargo >/dev/null 2>&1 || fail "cargo not found; install Rust from https://rustup.rs"
+require_component fmt rustfmt
+require_component clippy clippy
+# tests/header.rs compiles the C header as C99 and C++17; tests/c_api.rs
+# builds C programs through pkg-config, checks their SONAME with readelf
+# and runs them again under valgrind (skipped, not failed, without it).
+require cc gcc
+require c++ g++
+require pkg-config pkg-config
+require readelf binutils
+require valgrind valgrind
+install_missing
+
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo build --all-targets"
+cargo build --all-targets
+
+step "cargo test (debug)"
+cargo test
+
+step "cargo test --release"
+cargo test --release
+
+step "all tests passed"
