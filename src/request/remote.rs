@@ -86,7 +86,7 @@ impl Stage {
         };
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let stage = self.clone();
-        let serving: Rc<RefCell<HashMap<u64, ServedRequest>>> = Rc::default();
+        let serving: Rc<Serving> = Rc::default();
         client.publish(
             session,
             &names,
@@ -102,20 +102,20 @@ impl Stage {
                     let route = delivery.id();
                     served.set_on_end(move || {
                         if let Some(t) = table.upgrade() {
-                            t.borrow_mut().remove(&route);
+                            t.0.borrow_mut().remove(&route);
                         }
                     });
-                    serving.borrow_mut().insert(route, served.clone());
+                    serving.0.borrow_mut().insert(route, served.clone());
                     run_method(&served, &method, &args);
                 }
                 Inbound::Recall { method, args } => {
-                    let served = serving.borrow().get(&delivery.id()).cloned();
+                    let served = serving.0.borrow().get(&delivery.id()).cloned();
                     if let Some(served) = served {
                         run_method(&served, &method, &args);
                     }
                 }
                 Inbound::Cancel => {
-                    let served = serving.borrow_mut().remove(&delivery.id());
+                    let served = serving.0.borrow_mut().remove(&delivery.id());
                     if let Some(served) = served {
                         served.cancelled();
                     }
@@ -123,5 +123,23 @@ impl Stage {
             },
             done,
         );
+    }
+}
+
+/// The requests a publication is serving, by the broker's route id.
+///
+/// The client drops it with the publication. A client closed with
+/// [`Client::close`] cancels every delivery first; one whose last handle
+/// is dropped does not, so whatever is still served then is cancelled on
+/// the next turn: the callee hears of every request it started.
+#[derive(Default)]
+struct Serving(RefCell<HashMap<u64, ServedRequest>>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        for (_, served) in self.0.get_mut().drain() {
+            let lp = served.stage().event_loop().clone();
+            lp.defer(move |_| served.cancelled());
+        }
     }
 }
