@@ -324,14 +324,25 @@ pub type sb_free_fn = Option<unsafe extern "C" fn(user: *mut c_void)>;
 
 /// A C user pointer with its optional free function, called exactly once
 /// when this is dropped (the registration has ended).
+///
+/// The pointer is read through [`UserData::get`], never as a field: a
+/// `move` closure that named the field would capture only the raw
+/// pointer (edition 2021 captures disjoint fields) and drop the
+/// `UserData`, running `free_user` at registration time.
 pub(crate) struct UserData {
-    pub user: *mut c_void,
+    user: *mut c_void,
     free: sb_free_fn,
 }
 
 impl UserData {
     pub fn new(user: *mut c_void, free: sb_free_fn) -> UserData {
         UserData { user, free }
+    }
+
+    /// The user pointer. Using it in a closure captures the whole
+    /// `UserData`, so `free_user` runs when the closure is dropped.
+    pub fn get(&self) -> *mut c_void {
+        self.user
     }
 }
 

@@ -151,7 +151,7 @@ pub unsafe extern "C" fn sb_loop_add_timer(
         let id = lp.add_timer(Duration::from_millis(ms), move |lp| {
             // SAFETY: the C caller's function with its own user pointer;
             // the loop pointer is valid for the call.
-            unsafe { f(user.user, loop_ptr(lp)) };
+            unsafe { f(user.get(), loop_ptr(lp)) };
         });
         // SAFETY: checked non-NULL above.
         unsafe { out_id.write(id.to_raw()) };
@@ -226,7 +226,7 @@ pub unsafe extern "C" fn sb_waker_post(
                 let user = user;
                 // SAFETY: the C caller's function with its own user
                 // pointer; the loop pointer is valid for the call.
-                unsafe { f(user.0.user, loop_ptr(lp)) };
+                unsafe { f(user.0.get(), loop_ptr(lp)) };
             })
             .map_err(|e| fail(sb_status::SB_IO, format!("wake failed: {e}")))
     })

@@ -74,7 +74,7 @@ pub(crate) fn done_closure(f: sb_done_fn, user: UserData) -> impl FnOnce(Result<
                 Err(e) => (e.code.into(), c_string(&e.message)),
             };
             // SAFETY: the C caller's function with its own user pointer.
-            unsafe { f(user.user, code, message.as_ptr()) };
+            unsafe { f(user.get(), code, message.as_ptr()) };
         }
         drop(user);
     }
@@ -254,7 +254,7 @@ pub unsafe extern "C" fn sb_client_connect(
                     Err(e) => (e.code.into(), 0, c_string(&e.message)),
                 };
                 // SAFETY: the C caller's function with its own user pointer.
-                unsafe { f(user.user, code, id, message.as_ptr()) };
+                unsafe { f(user.get(), code, id, message.as_ptr()) };
             }
             drop(user);
         });
@@ -281,7 +281,7 @@ pub unsafe extern "C" fn sb_client_on_disconnect(
         client.on_disconnect(move |e| {
             let message = c_string(&e.message);
             // SAFETY: the C caller's function with its own user pointer.
-            unsafe { f(user.user, e.code.into(), message.as_ptr()) };
+            unsafe { f(user.get(), e.code.into(), message.as_ptr()) };
         });
         Ok(())
     })
@@ -303,7 +303,14 @@ pub unsafe extern "C" fn sb_client_on_session_gone(
         client.on_session_gone(move |session, e| {
             let (session, message) = (c_string(session), c_string(&e.message));
             // SAFETY: the C caller's function with its own user pointer.
-            unsafe { f(user.user, session.as_ptr(), e.code.into(), message.as_ptr()) };
+            unsafe {
+                f(
+                    user.get(),
+                    session.as_ptr(),
+                    e.code.into(),
+                    message.as_ptr(),
+                )
+            };
         });
         Ok(())
     })
@@ -343,7 +350,7 @@ pub unsafe extern "C" fn sb_client_listing(
             };
             // SAFETY: the C caller's function with its own user pointer;
             // the list lives until the call returns.
-            unsafe { f(user.user, code, list_ptr, message.as_ptr()) };
+            unsafe { f(user.get(), code, list_ptr, message.as_ptr()) };
             drop(user);
         });
         Ok(())

@@ -140,7 +140,7 @@ fn c_handler(
         };
         // SAFETY: the C caller's handler with its own user pointer; the
         // context lives until it returns.
-        let rc = unsafe { f(user.user, borrowed::<sb_ctx>(&c)) };
+        let rc = unsafe { f(user.get(), borrowed::<sb_ctx>(&c)) };
         if rc == 0 {
             Ok(())
         } else {
@@ -164,7 +164,7 @@ unsafe fn ctx_ref<'a>(ctx: *const sb_ctx) -> Result<(&'a CtxView, &'a Ctx<'a>), 
 
 fn get_data(scope: &crate::request::Scope) -> *mut c_void {
     scope
-        .with(C_DATA, |u: &mut UserData| u.user)
+        .with(C_DATA, |u: &mut UserData| u.get())
         .unwrap_or(std::ptr::null_mut())
 }
 
@@ -300,7 +300,7 @@ pub unsafe extern "C" fn sb_remote_subscribe(
             };
             // SAFETY: the C caller's function with its own user pointer;
             // it takes ownership of `remote`.
-            unsafe { f(user.user, code, remote, message.as_ptr()) };
+            unsafe { f(user.get(), code, remote, message.as_ptr()) };
             drop(user);
         });
         Ok(())
@@ -712,7 +712,7 @@ pub unsafe extern "C" fn sb_served_on_cancel(
         let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
         s.on_cancel(move || {
             // SAFETY: the C caller's function with its own user pointer.
-            unsafe { f(user.user) };
+            unsafe { f(user.get()) };
         });
         Ok(())
     })

@@ -186,8 +186,21 @@ static inline void cb_check_all_freed(void)
     OK("every free_user ran exactly once (%d registrations)", cb_used);
 }
 
+/*
+ * Called by every callback that gets a record as its user: a callback
+ * running after its free_user is a use after free.
+ */
+#define cb_alive(c)                                                         \
+    do {                                                                    \
+        const cb *alive_ = (c);                                             \
+        if (alive_->frees != 0)                                             \
+            FAILF("a callback of '%s' ran after its free_user",             \
+                  alive_->name);                                            \
+    } while (0)
+
 static inline void cb_note(cb *c, sb_status st, const char *message)
 {
+    cb_alive(c);
     c->calls++;
     c->status = st;
     snprintf(c->message, sizeof c->message, "%s", message ? message : "");
@@ -234,12 +247,14 @@ static inline void cb_session_gone(void *user, const char *session,
 static inline void cb_loop(void *user, sb_loop *lp)
 {
     (void)lp;
+    cb_alive((cb *)user);
     ((cb *)user)->calls++;
 }
 
 /* sb_notify_fn */
 static inline void cb_notify(void *user)
 {
+    cb_alive((cb *)user);
     ((cb *)user)->calls++;
 }
 

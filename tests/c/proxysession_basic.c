@@ -42,6 +42,7 @@ static int32_t foo(void *user, const sb_ctx *ctx)
     const sb_served *req = sb_ctx_req(ctx);
     char s[64];
     sb_args *ret;
+    cb_alive(c);
     c->calls++;
     c->id = sb_served_id(req);
     CHECK_STR(sb_ctx_name(ctx), "foo");
@@ -63,6 +64,7 @@ static int32_t bar(void *user, const sb_ctx *ctx)
     cb *c = (cb *)user;
     int64_t n = -1;
     sb_args *ret;
+    cb_alive(c);
     c->calls++;
     c->id = sb_served_id(sb_ctx_req(ctx));
     CHECK_STR(sb_ctx_name(ctx), "bar");
@@ -81,6 +83,7 @@ static int32_t yar(void *user, const sb_ctx *ctx)
     cb *c = (cb *)user;
     bool b = true;
     sb_args *ret;
+    cb_alive(c);
     c->calls++;
     c->id = sb_served_id(sb_ctx_req(ctx));
     CHECK_STR(sb_ctx_name(ctx), "yar");
@@ -102,6 +105,7 @@ static int32_t on_return(void *user, const sb_ctx *ctx)
     cb *c = (cb *)user;
     const sb_response *rsp = sb_ctx_rsp(ctx);
     char method[64];
+    cb_alive(c);
     c->calls++;
     CHECK(rsp != NULL);
     CHECK_STR(sb_response_kind(rsp), "return");
@@ -118,6 +122,7 @@ static int32_t on_return(void *user, const sb_ctx *ctx)
 static int32_t on_unexpected(void *user, const sb_ctx *ctx)
 {
     const sb_response *rsp = sb_ctx_rsp(ctx);
+    cb_alive((cb *)user);
     FAILF("request '%s' got an unexpected '%s' response: %s (%s)",
           ((cb *)user)->name, sb_response_kind(rsp),
           sb_strerror(sb_response_error(rsp)), sb_response_message(rsp));
