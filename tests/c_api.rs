@@ -283,7 +283,7 @@ macro_rules! c_programs {
     };
 }
 
-c_programs!(proxysession_basic);
+c_programs!(proxysession_basic, dialogue);
 
 #[test]
 fn every_c_program_has_a_test() {
