@@ -1,0 +1,865 @@
+// stagebus.hpp: a header-only C++17 wrapper over the stagebus C API.
+//
+// It adds no behaviour of its own; every call forwards to one sb_*
+// function. What it adds is C++ shape:
+//
+// * RAII: each class owns one C handle, frees it in its destructor and is
+//   move-only. A default-constructed (or moved-from) object holds no
+//   handle; `explicit operator bool` tells. `raw()` gives the C handle.
+// * Errors: a failing status is thrown as `stagebus::Error`, carrying the
+//   sb_status and the detail of sb_last_error().
+// * Callbacks are std::function objects. Each one lives in a heap object
+//   handed to the C registration as `user`, with a `free_user` that
+//   deletes it; the library calls that exactly once when it no longer
+//   needs the callback (also when the registration fails).
+// * Handlers (stage methods and response handlers) get a `Ctx&`. An
+//   exception escaping a handler ends the request it serves with an
+//   error: an `Error` with its own code and text, anything else as
+//   handler_failed (the C convention: sb_served_fail, then return).
+//   Other callbacks (timers, completions, on-cancel) must not throw: an
+//   exception cannot cross the C library, so escaping one terminates
+//   the program (they are noexcept).
+//
+// Borrowed views (ArgsRef, ValueRef, Ctx, Served, Response) are valid
+// only during the callback that gave them, like their C counterparts;
+// Served::ref() makes an owned ServedRef to answer later.
+//
+// Threads: as in C, every object belongs to the loop's thread; only
+// Waker may be used from other threads.
+//
+// Lifetimes: objects may be destroyed in any order, but none may be used
+// after its Loop is gone; declaring the Loop first does that.
+#ifndef STAGEBUS_HPP
+#define STAGEBUS_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "stagebus.h"
+
+namespace stagebus {
+
+// ---------------------------------------------------------------------
+// Errors
+
+// A failed call: the sb_status and the library's detail.
+class Error : public std::runtime_error {
+public:
+    Error(sb_status status, const std::string &detail)
+        : std::runtime_error(std::string(sb_strerror(status)) + ": " + detail), status_(status),
+          detail_(detail) {}
+
+    // The status code (SB_NO_SUCH_METHOD, SB_NOT_FOUND, ...).
+    sb_status status() const noexcept { return status_; }
+    // The text without the code's name.
+    const std::string &detail() const noexcept { return detail_; }
+
+private:
+    sb_status status_;
+    std::string detail_;
+};
+
+// The static name of a status code ("no_such_method").
+inline const char *strerror(sb_status status) noexcept { return sb_strerror(status); }
+
+// The library's version, e.g. "0.1.0".
+inline const char *version() noexcept { return sb_version(); }
+
+namespace detail {
+
+// Throws the last error of this thread if `status` is not SB_OK.
+inline void check(sb_status status) {
+    if (status != SB_OK) {
+        throw Error(status, sb_last_error());
+    }
+}
+
+// For the functions that answer NULL instead of a status.
+template <class T> T *check_ptr(T *p, sb_status status_if_null) {
+    if (p == nullptr) {
+        throw Error(status_if_null, sb_last_error());
+    }
+    return p;
+}
+
+// A move-only owner of one C handle.
+template <class T, void (*Free)(T *)> class Handle {
+public:
+    Handle() noexcept = default;
+    explicit Handle(T *p) noexcept : p_(p) {}
+    ~Handle() { Free(p_); }
+    Handle(Handle &&o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+    Handle &operator=(Handle &&o) noexcept {
+        if (this != &o) {
+            Free(std::exchange(p_, std::exchange(o.p_, nullptr)));
+        }
+        return *this;
+    }
+    Handle(const Handle &) = delete;
+    Handle &operator=(const Handle &) = delete;
+
+    // The C handle (NULL when empty); still owned by this object.
+    T *raw() const noexcept { return p_; }
+    // Gives up ownership of the C handle.
+    T *release() noexcept { return std::exchange(p_, nullptr); }
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+
+private:
+    T *p_ = nullptr;
+};
+
+// `user` for a C registration: a heap copy of the callback, and the
+// `free_user` that deletes it.
+template <class Fn> void delete_fn(void *user) noexcept { delete static_cast<Fn *>(user); }
+
+template <class Fn> Fn &fn(void *user) noexcept { return *static_cast<Fn *>(user); }
+
+} // namespace detail
+
+// A key or name: a C string or a std::string, passed on without a copy.
+class CStr {
+public:
+    CStr(const char *s) noexcept : p_(s) {}
+    CStr(const std::string &s) noexcept : p_(s.c_str()) {}
+    const char *c_str() const noexcept { return p_; }
+
+private:
+    const char *p_;
+};
+
+class Ctx;
+class ArgsRef;
+class Args;
+class Value;
+
+// ---------------------------------------------------------------------
+// Values and args
+
+// A borrowed value (read from args, a list or a listing).
+class ValueRef {
+public:
+    explicit ValueRef(const sb_value *p = nullptr) noexcept : p_(p) {}
+    const sb_value *raw() const noexcept { return p_; }
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+
+    sb_value_type type() const noexcept { return sb_value_type_of(p_); }
+    bool is_null() const noexcept { return type() == SB_VALUE_NULL; }
+
+    // The value as T: bool, an integer type, a floating type,
+    // std::string_view (borrowed) or std::string (a copy; also reads
+    // bytes). Throws SB_WRONG_TYPE when it is not one.
+    template <class T> T as() const {
+        if constexpr (std::is_same_v<T, bool>) {
+            bool v = false;
+            detail::check(sb_value_bool(p_, &v));
+            return v;
+        } else if constexpr (std::is_integral_v<T>) {
+            std::int64_t v = 0;
+            detail::check(sb_value_int(p_, &v));
+            return static_cast<T>(v);
+        } else if constexpr (std::is_floating_point_v<T>) {
+            double v = 0;
+            detail::check(sb_value_float(p_, &v));
+            return static_cast<T>(v);
+        } else if constexpr (std::is_same_v<T, std::string_view> ||
+                             std::is_same_v<T, std::string>) {
+            const std::uint8_t *s = nullptr;
+            std::size_t n = 0;
+            detail::check(sb_value_bytes(p_, &s, &n));
+            return T(reinterpret_cast<const char *>(s), n);
+        } else {
+            static_assert(!sizeof(T *), "as<T>: T must be bool, a number or a string");
+        }
+    }
+
+    // Lists: the number of items (0 for other types) and item `i`.
+    std::size_t size() const noexcept { return sb_value_list_len(p_); }
+    ValueRef operator[](std::size_t i) const {
+        return ValueRef(detail::check_ptr(sb_value_list_get(p_, i), SB_NOT_FOUND));
+    }
+
+    // Maps: the args inside. Throws SB_WRONG_TYPE for other types.
+    inline ArgsRef map() const;
+
+private:
+    const sb_value *p_;
+};
+
+// Borrowed args: a request's or response's, or a map value's.
+class ArgsRef {
+public:
+    explicit ArgsRef(const sb_args *p = nullptr) noexcept : p_(p) {}
+    const sb_args *raw() const noexcept { return p_; }
+
+    std::size_t size() const noexcept { return sb_args_len(p_); }
+    bool has(CStr key) const noexcept { return sb_args_get(p_, key.c_str()) != nullptr; }
+
+    // The value under `key`; throws SB_NOT_FOUND when there is none.
+    ValueRef value(CStr key) const {
+        return ValueRef(detail::check_ptr(sb_args_get(p_, key.c_str()), SB_NOT_FOUND));
+    }
+
+    // The value under `key` as T (see ValueRef::as). Throws SB_NOT_FOUND
+    // or SB_WRONG_TYPE.
+    template <class T> T get(CStr key) const { return value(key).as<T>(); }
+
+    // The value under `key` as T, or `otherwise` when there is none.
+    template <class T> T get_or(CStr key, T otherwise) const {
+        return has(key) ? get<T>(key) : otherwise;
+    }
+
+    // Entry `i` in name order: its name and value.
+    std::pair<std::string_view, ValueRef> entry(std::size_t i) const {
+        const char *key = nullptr;
+        std::size_t len = 0;
+        const sb_value *v = nullptr;
+        detail::check(sb_args_entry(p_, i, &key, &len, &v));
+        return {std::string_view(key, len), ValueRef(v)};
+    }
+
+private:
+    const sb_args *p_;
+};
+
+inline ArgsRef ValueRef::map() const {
+    return ArgsRef(detail::check_ptr(sb_value_map(p_), SB_WRONG_TYPE));
+}
+
+// An owned value, for lists and maps inside args.
+class Value : public detail::Handle<sb_value, sb_value_free> {
+public:
+    using Handle::Handle;
+    static Value null() { return Value(detail::check_ptr(sb_value_new_null(), SB_PANIC)); }
+    static Value boolean(bool b) { return Value(detail::check_ptr(sb_value_new_bool(b), SB_PANIC)); }
+    static Value integer(std::int64_t n) {
+        return Value(detail::check_ptr(sb_value_new_int(n), SB_PANIC));
+    }
+    static Value number(double x) {
+        return Value(detail::check_ptr(sb_value_new_float(x), SB_PANIC));
+    }
+    static Value string(CStr s) {
+        return Value(detail::check_ptr(sb_value_new_string(s.c_str()), SB_INVALID_ARGUMENT));
+    }
+    static Value bytes(const void *data, std::size_t len) {
+        return Value(detail::check_ptr(
+            sb_value_new_bytes(static_cast<const std::uint8_t *>(data), len), SB_NULL_ARGUMENT));
+    }
+    static Value list() { return Value(detail::check_ptr(sb_value_new_list(), SB_PANIC)); }
+    static inline Value map(Args &&args);
+
+    // Appends `item` to this list value.
+    Value &push(Value &&item) {
+        detail::check(sb_value_list_push(raw(), item.release()));
+        return *this;
+    }
+
+    ValueRef view() const noexcept { return ValueRef(raw()); }
+};
+
+// Owned args, to send: set typed values, read them back.
+class Args : public detail::Handle<sb_args, sb_args_free> {
+public:
+    Args() : Handle(detail::check_ptr(sb_args_new(), SB_PANIC)) {}
+    explicit Args(sb_args *owned) noexcept : Handle(owned) {}
+    // A copy of borrowed args.
+    static Args clone(ArgsRef from) {
+        return Args(detail::check_ptr(sb_args_clone(from.raw()), SB_NULL_ARGUMENT));
+    }
+
+    ArgsRef view() const noexcept { return ArgsRef(raw()); }
+    operator ArgsRef() const noexcept { return view(); }
+
+    // Sets `key` to `value`: nullptr, bool, an integer, a floating
+    // number, a string (const char *, std::string, std::string_view) or
+    // a Value (moved in).
+    template <class T> Args &set(CStr key, T &&value) {
+        using V = std::decay_t<T>;
+        if constexpr (std::is_same_v<V, std::nullptr_t>) {
+            detail::check(sb_args_set_null(raw(), key.c_str()));
+        } else if constexpr (std::is_same_v<V, bool>) {
+            detail::check(sb_args_set_bool(raw(), key.c_str(), value));
+        } else if constexpr (std::is_integral_v<V>) {
+            detail::check(sb_args_set_int(raw(), key.c_str(), static_cast<std::int64_t>(value)));
+        } else if constexpr (std::is_floating_point_v<V>) {
+            detail::check(sb_args_set_float(raw(), key.c_str(), static_cast<double>(value)));
+        } else if constexpr (std::is_same_v<V, std::string>) {
+            detail::check(sb_args_set_string(raw(), key.c_str(), value.c_str()));
+        } else if constexpr (std::is_convertible_v<const V &, const char *>) {
+            detail::check(sb_args_set_string(raw(), key.c_str(), value));
+        } else if constexpr (std::is_convertible_v<const V &, std::string_view>) {
+            const std::string copy{std::string_view(value)}; // NUL-terminated
+            detail::check(sb_args_set_string(raw(), key.c_str(), copy.c_str()));
+        } else if constexpr (std::is_same_v<V, Value>) {
+            static_assert(!std::is_lvalue_reference_v<T>, "set(key, Value): move the Value in");
+            detail::check(sb_args_set_value(raw(), key.c_str(), value.release()));
+        } else {
+            static_assert(!sizeof(V *), "set: unsupported value type");
+        }
+        return *this;
+    }
+
+    // Sets `key` to a copy of `len` bytes.
+    Args &set_bytes(CStr key, const void *data, std::size_t len) {
+        detail::check(sb_args_set_bytes(raw(), key.c_str(),
+                                        static_cast<const std::uint8_t *>(data), len));
+        return *this;
+    }
+
+    std::size_t size() const noexcept { return view().size(); }
+    bool has(CStr key) const noexcept { return view().has(key); }
+    ValueRef value(CStr key) const { return view().value(key); }
+    template <class T> T get(CStr key) const { return view().get<T>(key); }
+    template <class T> T get_or(CStr key, T otherwise) const {
+        return view().get_or<T>(key, std::move(otherwise));
+    }
+};
+
+inline Value Value::map(Args &&args) {
+    return Value(detail::check_ptr(sb_value_new_map(args.release()), SB_NULL_ARGUMENT));
+}
+
+// ---------------------------------------------------------------------
+// Callback types
+
+// A stage method or a response handler.
+using Handler = std::function<void(Ctx &)>;
+// A timer, a posted function, an on-cancel notification.
+using Callback = std::function<void()>;
+// Completion of an operation: SB_OK and "", or an error and its text.
+using DoneFn = std::function<void(sb_status, std::string_view message)>;
+// Completion of a connect.
+using ConnectFn =
+    std::function<void(sb_status, std::uint64_t connection_id, std::string_view message)>;
+// A subscribed session went away.
+using SessionGoneFn =
+    std::function<void(std::string_view session, sb_status, std::string_view message)>;
+// Completion of a listing: a list of maps {name, methods}.
+using ListingFn = std::function<void(sb_status, ValueRef sessions, std::string_view message)>;
+
+namespace detail {
+
+// The C trampolines. Each finds its std::function in `user`.
+
+inline int32_t run_handler(void *user, const sb_ctx *ctx) noexcept;
+
+inline void run_loop_fn(void *user, sb_loop *) noexcept { fn<Callback>(user)(); }
+
+inline void run_notify(void *user) noexcept { fn<Callback>(user)(); }
+
+inline void run_done(void *user, sb_status status, const char *message) noexcept {
+    fn<DoneFn>(user)(status, message);
+}
+
+inline void run_connect(void *user, sb_status status, uint64_t id, const char *message) noexcept {
+    fn<ConnectFn>(user)(status, id, message);
+}
+
+inline void run_session_gone(void *user, const char *session, sb_status status,
+                             const char *message) noexcept {
+    fn<SessionGoneFn>(user)(session, status, message);
+}
+
+inline void run_listing(void *user, sb_status status, const sb_value *sessions,
+                        const char *message) noexcept {
+    fn<ListingFn>(user)(status, ValueRef(sessions), message);
+}
+
+// Calls `reg(c_function, user, free_user)` with a heap copy of `f`. The
+// library owns the copy from then on, also when the call fails. An empty
+// `f` is passed as a NULL function (an SB_NULL_ARGUMENT error).
+template <class Fn, class CFn, class Register>
+sb_status register_fn(Fn f, CFn trampoline, Register reg) {
+    const bool empty = !f;
+    Fn *user = new Fn(std::move(f));
+    return reg(empty ? nullptr : trampoline, static_cast<void *>(user), &delete_fn<Fn>);
+}
+
+// Like register_fn for optional completions: an empty `f` registers no
+// callback at all.
+template <class Fn, class CFn, class Register>
+sb_status register_optional(Fn f, CFn trampoline, Register reg) {
+    if (!f) {
+        return reg(nullptr, nullptr, nullptr);
+    }
+    return register_fn(std::move(f), trampoline, reg);
+}
+
+} // namespace detail
+
+// ---------------------------------------------------------------------
+// The loop
+
+// The thread-safe handle of a loop. The only object usable from other
+// threads.
+class Waker : public detail::Handle<sb_waker, sb_waker_free> {
+public:
+    using Handle::Handle;
+
+    // Makes the loop's fd readable.
+    void wake() const { detail::check(sb_waker_wake(raw())); }
+
+    // Runs `f` on the loop thread during its next turn. `f` (and what it
+    // captures) is destroyed on the loop thread.
+    void post(Callback f) const {
+        detail::check(detail::register_fn(
+            std::move(f), &detail::run_loop_fn,
+            [&](sb_loop_fn c, void *user, sb_free_fn free_user) {
+                return sb_waker_post(raw(), c, user, free_user);
+            }));
+    }
+};
+
+// An event loop.
+class Loop : public detail::Handle<sb_loop, sb_loop_free> {
+public:
+    Loop() {
+        sb_loop *lp = nullptr;
+        detail::check(sb_loop_new(&lp));
+        Handle::operator=(Handle(lp));
+    }
+    explicit Loop(sb_loop *owned) noexcept : Handle(owned) {}
+
+    // Runs until stop().
+    void run() { detail::check(sb_loop_run(raw())); }
+    // Runs until stop() or until `ms` milliseconds have passed.
+    void run_for(std::uint64_t ms) { detail::check(sb_loop_run_for(raw(), ms)); }
+    // Makes run() return after the current turn.
+    void stop() { detail::check(sb_loop_stop(raw())); }
+
+    // Embedding: the fd to watch for reading, the timeout (-1 none,
+    // 0 now, else ms), and one non-blocking turn.
+    int fd() const noexcept { return sb_loop_fd(raw()); }
+    std::int64_t timeout_ms() const noexcept { return sb_loop_timeout_ms(raw()); }
+    void dispatch() { detail::check(sb_loop_dispatch(raw())); }
+
+    // Runs `f` once after `ms` milliseconds; the id cancels it.
+    std::uint64_t add_timer(std::uint64_t ms, Callback f) {
+        std::uint64_t id = 0;
+        detail::check(detail::register_fn(std::move(f), &detail::run_loop_fn,
+                                          [&](sb_loop_fn c, void *user, sb_free_fn free_user) {
+                                              return sb_loop_add_timer(raw(), ms, c, user,
+                                                                       free_user, &id);
+                                          }));
+        return id;
+    }
+    // Cancels a timer; throws SB_NOT_FOUND if it already ran.
+    void cancel_timer(std::uint64_t id) { detail::check(sb_loop_cancel_timer(raw(), id)); }
+
+    Waker waker() const {
+        return Waker(detail::check_ptr(sb_loop_waker(raw()), SB_NULL_ARGUMENT));
+    }
+};
+
+// ---------------------------------------------------------------------
+// Broker and client
+
+class RemoteStage;
+
+// Completion of a subscribe: on success an owned remote stage.
+using SubscribedFn =
+    std::function<void(sb_status, RemoteStage remote, std::string_view message)>;
+
+// A broker serving on a loop.
+class Broker : public detail::Handle<sb_broker, sb_broker_free> {
+public:
+    using Handle::Handle;
+    // Listens on every address ("tcp://127.0.0.1:0", "unix:/path").
+    Broker(Loop &loop, const std::vector<std::string> &listen, const char *token = nullptr) {
+        std::vector<const char *> addrs;
+        addrs.reserve(listen.size());
+        for (const std::string &a : listen) {
+            addrs.push_back(a.c_str());
+        }
+        sb_broker *b = nullptr;
+        detail::check(sb_broker_new(loop.raw(), addrs.data(), addrs.size(), token, &b));
+        Handle::operator=(Handle(b));
+    }
+
+    std::size_t address_count() const noexcept { return sb_broker_address_count(raw()); }
+
+    // Address `index`, with the real port.
+    std::string address(std::size_t index = 0) const {
+        std::vector<char> buf(256);
+        sb_status st = sb_broker_address(raw(), index, buf.data(), buf.size());
+        if (st == SB_LIMIT_EXCEEDED) {
+            buf.resize(65536);
+            st = sb_broker_address(raw(), index, buf.data(), buf.size());
+        }
+        detail::check(st);
+        return std::string(buf.data());
+    }
+
+    std::size_t pending_calls() const noexcept { return sb_broker_pending_calls(raw()); }
+};
+
+// A connection to a broker.
+class Client : public detail::Handle<sb_client, sb_client_free> {
+public:
+    using Handle::Handle;
+    // Starts connecting; `on_connect` (optional) hears the outcome.
+    // Operations may be started at once.
+    Client(Loop &loop, CStr address, ConnectFn on_connect = {}, const char *token = nullptr) {
+        sb_client *c = nullptr;
+        detail::check(detail::register_optional(
+            std::move(on_connect), &detail::run_connect,
+            [&](sb_connect_fn f, void *user, sb_free_fn free_user) {
+                return sb_client_connect(loop.raw(), address.c_str(), token, f, user, free_user,
+                                         &c);
+            }));
+        Handle::operator=(Handle(c));
+    }
+
+    void on_disconnect(DoneFn f) const {
+        detail::check(detail::register_fn(std::move(f), &detail::run_done,
+                                          [&](sb_done_fn c, void *user, sb_free_fn free_user) {
+                                              return sb_client_on_disconnect(raw(), c, user,
+                                                                             free_user);
+                                          }));
+    }
+
+    void on_session_gone(SessionGoneFn f) const {
+        detail::check(detail::register_fn(
+            std::move(f), &detail::run_session_gone,
+            [&](sb_session_gone_fn c, void *user, sb_free_fn free_user) {
+                return sb_client_on_session_gone(raw(), c, user, free_user);
+            }));
+    }
+
+    void listing(ListingFn f) const {
+        detail::check(detail::register_fn(std::move(f), &detail::run_listing,
+                                          [&](sb_listing_fn c, void *user, sb_free_fn free_user) {
+                                              return sb_client_listing(raw(), c, user, free_user);
+                                          }));
+    }
+
+    // Subscribes to `session`; `f` gets the remote stage or an error.
+    inline void subscribe(CStr session, SubscribedFn f) const;
+
+    // Withdraws a session this client published.
+    void rescind(CStr session, DoneFn done = {}) const {
+        detail::check(detail::register_optional(
+            std::move(done), &detail::run_done,
+            [&](sb_done_fn c, void *user, sb_free_fn free_user) {
+                return sb_client_rescind(raw(), session.c_str(), c, user, free_user);
+            }));
+    }
+
+    // Closes the connection (the object stays valid).
+    void close() const { detail::check(sb_client_close(raw())); }
+};
+
+// A session subscribed through a client: a target for requests.
+class RemoteStage : public detail::Handle<sb_remote, sb_remote_free> {
+public:
+    using Handle::Handle;
+
+    void unsubscribe(DoneFn done = {}) const {
+        detail::check(detail::register_optional(
+            std::move(done), &detail::run_done,
+            [&](sb_done_fn c, void *user, sb_free_fn free_user) {
+                return sb_remote_unsubscribe(raw(), c, user, free_user);
+            }));
+    }
+};
+
+namespace detail {
+inline void run_subscribed(void *user, sb_status status, sb_remote *remote,
+                           const char *message) noexcept {
+    fn<SubscribedFn>(user)(status, RemoteStage(remote), message);
+}
+} // namespace detail
+
+inline void Client::subscribe(CStr session, SubscribedFn f) const {
+    detail::check(detail::register_fn(std::move(f), &detail::run_subscribed,
+                                      [&](sb_subscribed_fn c, void *user, sb_free_fn free_user) {
+                                          return sb_remote_subscribe(raw(), session.c_str(), c,
+                                                                     user, free_user);
+                                      }));
+}
+
+// ---------------------------------------------------------------------
+// What handlers see
+
+class ServedRef;
+
+// The callee's view of a request it serves (borrowed in a handler).
+class Served {
+public:
+    explicit Served(const sb_served *p = nullptr) noexcept : p_(p) {}
+    const sb_served *raw() const noexcept { return p_; }
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+
+    std::uint64_t id() const noexcept { return sb_served_id(p_); }
+    bool is_open() const noexcept { return sb_served_is_open(p_); }
+
+    // An interim response: type "emit", or `kind`.
+    void emit(ArgsRef args = ArgsRef()) const {
+        detail::check(sb_served_emit(p_, nullptr, args.raw()));
+    }
+    void emit(CStr kind, ArgsRef args = ArgsRef()) const {
+        detail::check(sb_served_emit(p_, kind.c_str(), args.raw()));
+    }
+
+    // The final response: type "return", or `kind`.
+    void ret(ArgsRef args = ArgsRef()) const {
+        detail::check(sb_served_return(p_, nullptr, args.raw()));
+    }
+    void ret(CStr kind, ArgsRef args) const {
+        detail::check(sb_served_return(p_, kind.c_str(), args.raw()));
+    }
+
+    // Ends the request with an error for the caller.
+    void fail(sb_status code, CStr message) const {
+        detail::check(sb_served_fail(p_, code, message.c_str()));
+    }
+
+    // What runs if the caller cancels first.
+    void on_cancel(Callback f) const {
+        detail::check(detail::register_fn(std::move(f), &detail::run_notify,
+                                          [&](sb_notify_fn c, void *user, sb_free_fn free_user) {
+                                              return sb_served_on_cancel(p_, c, user, free_user);
+                                          }));
+    }
+
+    // An owned reference, to answer after the handler returned.
+    inline ServedRef ref() const;
+
+protected:
+    const sb_served *p_;
+};
+
+// An owned reference to a served request (Served::ref()).
+class ServedRef : public Served {
+public:
+    ServedRef() noexcept = default;
+    explicit ServedRef(sb_served *owned) noexcept : Served(owned) {}
+    ~ServedRef() { sb_served_free(const_cast<sb_served *>(p_)); }
+    ServedRef(ServedRef &&o) noexcept : Served(std::exchange(o.p_, nullptr)) {}
+    ServedRef &operator=(ServedRef &&o) noexcept {
+        if (this != &o) {
+            sb_served_free(const_cast<sb_served *>(std::exchange(p_, std::exchange(o.p_, nullptr))));
+        }
+        return *this;
+    }
+    ServedRef(const ServedRef &) = delete;
+    ServedRef &operator=(const ServedRef &) = delete;
+};
+
+inline ServedRef Served::ref() const {
+    return ServedRef(detail::check_ptr(sb_served_ref(p_), SB_NULL_ARGUMENT));
+}
+
+// A response, in a response handler (borrowed).
+class Response {
+public:
+    explicit Response(const sb_response *p = nullptr) noexcept : p_(p) {}
+    const sb_response *raw() const noexcept { return p_; }
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+
+    std::uint64_t id() const noexcept { return sb_response_id(p_); }
+    // "emit", "return", "error" or the callee's own type.
+    std::string_view kind() const noexcept { return sb_response_kind(p_); }
+    bool is_final() const noexcept { return sb_response_is_final(p_); }
+    // The error code of an error response, SB_OK otherwise.
+    sb_status error() const noexcept { return sb_response_error(p_); }
+    // The error message of an error response, "" otherwise.
+    std::string_view message() const noexcept { return sb_response_message(p_); }
+
+    // Answers an emit: runs `method` of the callee in the same request.
+    void recall(CStr method, ArgsRef args = ArgsRef()) const {
+        detail::check(sb_response_recall(p_, method.c_str(), args.raw()));
+    }
+    // Cancels the request; whether it was open.
+    bool cancel() const noexcept { return sb_response_cancel(p_); }
+
+private:
+    const sb_response *p_;
+};
+
+// What a handler sees (borrowed for the call).
+class Ctx {
+public:
+    explicit Ctx(const sb_ctx *p) noexcept : p_(p) {}
+    const sb_ctx *raw() const noexcept { return p_; }
+
+    // The method (downward) or response type (upward).
+    std::string_view name() const noexcept { return sb_ctx_name(p_); }
+    ArgsRef args() const noexcept { return ArgsRef(sb_ctx_args(p_)); }
+    // The request being served (empty if none).
+    Served req() const noexcept { return Served(sb_ctx_req(p_)); }
+    // The response being handled (empty in method handlers).
+    Response rsp() const noexcept { return Response(sb_ctx_rsp(p_)); }
+    // The stage whose handler runs (borrowed; NULL if none).
+    const sb_stage *stage() const noexcept { return sb_ctx_stage(p_); }
+
+private:
+    const sb_ctx *p_;
+};
+
+namespace detail {
+
+// Ends the request being served with `code` and `message`, as a failing
+// C handler would; the status to return to the library.
+inline int32_t handler_failed(const sb_ctx *ctx, sb_status code, const char *message) noexcept {
+    const sb_served *req = sb_ctx_req(ctx);
+    if (req != nullptr && sb_served_is_open(req) && sb_served_fail(req, code, message) == SB_OK) {
+        return SB_OK;
+    }
+    return static_cast<int32_t>(code); // nobody to tell: the library reports it
+}
+
+inline int32_t run_handler(void *user, const sb_ctx *ctx) noexcept {
+    try {
+        Ctx c(ctx);
+        fn<Handler>(user)(c);
+        return SB_OK;
+    } catch (const Error &e) {
+        return handler_failed(ctx, e.status() == SB_OK ? SB_HANDLER_FAILED : e.status(),
+                              e.detail().c_str());
+    } catch (const std::exception &e) {
+        return handler_failed(ctx, SB_HANDLER_FAILED, e.what());
+    } catch (...) {
+        return handler_failed(ctx, SB_HANDLER_FAILED, "unknown C++ exception");
+    }
+}
+
+} // namespace detail
+
+// ---------------------------------------------------------------------
+// Stages and requests
+
+class Client;
+
+// A named table of handlers.
+class Stage : public detail::Handle<sb_stage, sb_stage_free> {
+public:
+    using Handle::Handle;
+    Stage(Loop &loop, CStr name) {
+        sb_stage *s = nullptr;
+        detail::check(sb_stage_new(loop.raw(), name.c_str(), &s));
+        Handle::operator=(Handle(s));
+    }
+
+    // Registers (or replaces) the handler `name`: a method, a response
+    // handler (on_return, on_<role>_<type>), on_my_<type>, on_cancel.
+    Stage &on(CStr name, Handler f) {
+        detail::check(detail::register_fn(std::move(f), &detail::run_handler,
+                                          [&](sb_handler_fn c, void *user, sb_free_fn free_user) {
+                                              return sb_stage_on(raw(), name.c_str(), c, user,
+                                                                 free_user);
+                                          }));
+        return *this;
+    }
+
+    // Publishes the stage through `client` as `session`, offering
+    // `methods` (every handler name when empty).
+    void publish(const Client &client, CStr session, const std::vector<std::string> &methods,
+                 DoneFn done = {}) const {
+        std::vector<const char *> names;
+        names.reserve(methods.size());
+        for (const std::string &m : methods) {
+            names.push_back(m.c_str());
+        }
+        detail::check(detail::register_optional(
+            std::move(done), &detail::run_done,
+            [&](sb_done_fn c, void *user, sb_free_fn free_user) {
+                return sb_stage_publish(raw(), client.raw(), session.c_str(), names.data(),
+                                        names.size(), c, user, free_user);
+            }));
+    }
+};
+
+class Request;
+
+// A request being built; send() consumes it.
+class RequestBuilder : public detail::Handle<sb_request_builder, sb_request_builder_free> {
+public:
+    using Handle::Handle;
+    RequestBuilder(const Stage &to, CStr method)
+        : Handle(detail::check_ptr(sb_request_to_stage(to.raw(), method.c_str()),
+                                   SB_INVALID_ARGUMENT)) {}
+    RequestBuilder(const RemoteStage &to, CStr method)
+        : Handle(detail::check_ptr(sb_request_to_remote(to.raw(), method.c_str()),
+                                   SB_INVALID_ARGUMENT)) {}
+
+    RequestBuilder &args(ArgsRef args) {
+        detail::check(sb_request_builder_args(raw(), args.raw()));
+        return *this;
+    }
+    // Handles responses of type `kind` ("return", "emit", "error", ...).
+    RequestBuilder &on(CStr kind, Handler f) {
+        detail::check(detail::register_fn(std::move(f), &detail::run_handler,
+                                          [&](sb_handler_fn c, void *user, sb_free_fn free_user) {
+                                              return sb_request_builder_on(raw(), kind.c_str(), c,
+                                                                           user, free_user);
+                                          }));
+        return *this;
+    }
+    // Handles responses of type `kind` with the requesting stage's
+    // handler `method`.
+    RequestBuilder &on_method(CStr kind, CStr method) {
+        detail::check(sb_request_builder_on_method(raw(), kind.c_str(), method.c_str()));
+        return *this;
+    }
+    // Handles every response type nothing else handles.
+    RequestBuilder &fallback(Handler f) {
+        detail::check(detail::register_fn(std::move(f), &detail::run_handler,
+                                          [&](sb_handler_fn c, void *user, sb_free_fn free_user) {
+                                              return sb_request_builder_fallback(raw(), c, user,
+                                                                                 free_user);
+                                          }));
+        return *this;
+    }
+    RequestBuilder &role(CStr role) {
+        detail::check(sb_request_builder_role(raw(), role.c_str()));
+        return *this;
+    }
+    RequestBuilder &timeout_ms(std::uint64_t ms) {
+        detail::check(sb_request_builder_timeout_ms(raw(), ms));
+        return *this;
+    }
+    RequestBuilder &parent(const Served &parent) {
+        detail::check(sb_request_builder_parent(raw(), parent.raw()));
+        return *this;
+    }
+
+    // Sends the request (consuming the builder, also on failure).
+    inline Request send();
+};
+
+// The caller's handle on a request; destroying it cancels the request if
+// it is still open.
+class Request : public detail::Handle<sb_request, sb_request_free> {
+public:
+    using Handle::Handle;
+
+    static RequestBuilder to(const Stage &stage, CStr method) {
+        return RequestBuilder(stage, method);
+    }
+    static RequestBuilder to(const RemoteStage &remote, CStr method) {
+        return RequestBuilder(remote, method);
+    }
+
+    std::uint64_t id() const noexcept { return sb_request_id(raw()); }
+    bool is_open() const noexcept { return sb_request_is_open(raw()); }
+    // Cancels the request and what was made on its behalf; whether it
+    // was open.
+    bool cancel() const noexcept { return sb_request_cancel(raw()); }
+};
+
+inline Request RequestBuilder::send() {
+    sb_request *out = nullptr;
+    detail::check(sb_request_send(release(), &out));
+    return Request(out);
+}
+
+} // namespace stagebus
+
+#endif // STAGEBUS_HPP
