@@ -283,7 +283,12 @@ macro_rules! c_programs {
     };
 }
 
-c_programs!(proxysession_basic, dialogue);
+c_programs!(
+    proxysession_basic,
+    dialogue,
+    cancel_cascade,
+    publisher_killed,
+);
 
 #[test]
 fn every_c_program_has_a_test() {

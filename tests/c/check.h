@@ -40,18 +40,20 @@
 static int test_count;
 static const char *test_file = "?";
 
-#define FAILF(...)                                                          \
+#define FAILF_AT(file, line, ...)                                           \
     do {                                                                    \
         fflush(stdout);                                                     \
-        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                     \
+        fprintf(stderr, "%s:%d: ", (file), (line));                         \
         fprintf(stderr, __VA_ARGS__);                                       \
         fprintf(stderr, "\n    [pid %d] sb_last_error(): \"%s\"\n",         \
                 (int)getpid(), sb_last_error());                            \
-        printf("not ok %d - %s:%d\n", test_count + 1, __FILE__, __LINE__);  \
+        printf("not ok %d - %s:%d\n", test_count + 1, (file), (line));      \
         fflush(stdout);                                                     \
         fflush(stderr);                                                     \
         exit(1);                                                            \
     } while (0)
+
+#define FAILF(...) FAILF_AT(__FILE__, __LINE__, __VA_ARGS__)
 
 #define CHECK(cond)                                                         \
     do {                                                                    \
@@ -87,10 +89,16 @@ static const char *test_file = "?";
                   b_ ? b_ : "(null)");                                      \
     } while (0)
 
+/* Set in child processes: their steps are comments, not TAP lines. */
+static int test_in_child;
+
 /* Records one passing step. */
 #define OK(...)                                                             \
     do {                                                                    \
-        printf("ok %d - ", ++test_count);                                   \
+        if (test_in_child)                                                  \
+            printf("# child %d: ok - ", (int)getpid());                     \
+        else                                                                \
+            printf("ok %d - ", ++test_count);                               \
         printf(__VA_ARGS__);                                                \
         printf("\n");                                                       \
         fflush(stdout);                                                     \
@@ -170,19 +178,24 @@ static inline void cb_free(void *user)
         FAILF("free_user of '%s' ran %d times", c->name, c->frees);
 }
 
-static inline void cb_check_freed(const cb *c, int want)
+static inline void cb_check_freed_at(const cb *c, int want, const char *file,
+                                     int line)
 {
     if (c->frees != want)
-        FAILF("free_user of '%s' ran %d times, want %d", c->name, c->frees,
-              want);
+        FAILF_AT(file, line, "free_user of '%s' ran %d times, want %d",
+                 c->name, c->frees, want);
 }
+
+/* free_user of c ran exactly `want` times so far. */
+#define cb_check_freed(c, want)                                             \
+    cb_check_freed_at((c), (want), __FILE__, __LINE__)
 
 /* Every record of the pool was freed exactly once. */
 static inline void cb_check_all_freed(void)
 {
     int i;
     for (i = 0; i < cb_used; i++)
-        cb_check_freed(&cb_pool[i], 1);
+        cb_check_freed_at(&cb_pool[i], 1, test_file, 0);
     OK("every free_user ran exactly once (%d registrations)", cb_used);
 }
 
@@ -398,8 +411,9 @@ static inline const char *listing_wait(sb_loop *lp, const sb_client *client)
  */
 typedef struct child {
     pid_t pid;
-    int ctl;     /* parent: write end; child: read end */
-    int report;  /* parent: read end; child: write end */
+    int ctl;        /* parent: write end; child: read end */
+    int report;     /* parent: read end; child: write end */
+    char got[128];  /* parent: what the child reported so far */
 } child;
 
 /* Parent-side fds of earlier children, closed in every later child. */
@@ -420,6 +434,7 @@ static inline child spawn_child(int (*body)(child *self, void *arg),
     CHECK(pipe(report) == 0);
     fflush(stdout);
     fflush(stderr);
+    memset(&c, 0, sizeof c);
     c.pid = fork();
     CHECK(c.pid >= 0);
     if (c.pid == 0) {
@@ -428,6 +443,7 @@ static inline child spawn_child(int (*body)(child *self, void *arg),
             close(child_fds[i]);
         close(ctl[1]);
         close(report[0]);
+        test_in_child = 1;
         c.pid = getpid();
         c.ctl = ctl[0];
         c.report = report[1];
@@ -516,6 +532,28 @@ static inline size_t read_available(int fd, char *buf, size_t cap)
     }
     buf[n] = '\0';
     return n;
+}
+
+/* Appends what the child reported since the last call to c->got;
+ * returns its length. Meant for RUN_UNTIL conditions. */
+static inline size_t child_reports(child *c)
+{
+    size_t n = strlen(c->got);
+    read_available(c->report, c->got + n, sizeof c->got - n);
+    return strlen(c->got);
+}
+
+/* The parent tells a child the broker address. */
+static inline void child_send_address(const child *c, const char *addr)
+{
+    write_all(c->ctl, addr, strlen(addr));
+    write_all(c->ctl, "\n", 1);
+}
+
+/* The child reports one byte to its parent. */
+static inline void child_report(const child *c, char what)
+{
+    write_all(c->report, &what, 1);
 }
 
 /* Waits (bounded) for the child to exit; returns its exit status. */
