@@ -10,7 +10,7 @@
 //! wrong (a message and the usage go to stderr).
 //!
 //! Adding a command: write `fn cmd_NAME(args: &Parsed) -> Result<(), Failure>`
-//! and add one [`Command`] entry to [`COMMANDS`] naming its flags; the
+//! and add one `Command` entry to `COMMANDS` naming its flags; the
 //! shared parser, the usage text and the dispatch pick it up from there.
 
 use stagebus::wire::SessionInfo;
