@@ -620,7 +620,9 @@ fn s12_cancel_cascades_down_the_call_tree(mode: Mode) {
             .on("working", |ctx| ctx.emit("working", ctx.args()))
             .send()?;
         sub.data().on_end("end", l.sub_end.hook());
-        req.data().set("sub", sub);
+        // Kept in B's own data, not R2's: only R3's implicit parent link
+        // to R2 can cancel it (A keeps R2 in R1's data).
+        ctx.stage().unwrap().data().set("r3", sub);
         Ok(())
     });
     let to_b = fx.target(&stage_b);

@@ -47,6 +47,7 @@ impl Mode {
 /// `fn name(mode: Mode)`: `name::local` and `name::remote` (and
 /// `name::remote_unix` with `all:`). Use with `#[macro_use] mod
 /// common_requests;`.
+#[allow(unused_macros)]
 macro_rules! in_modes {
     ($($name:ident),* $(,)?) => {
         $(
