@@ -1,0 +1,574 @@
+//! The C and C++ examples, built the way a user builds them and run.
+//!
+//! * `examples/c/broker.c`, `service.c`, `caller.c`: the broker runs as a
+//!   child on `tcp://127.0.0.1:0` (its printed address is read back), the
+//!   service publishes against it (its "ready" is awaited), the caller
+//!   runs its transcript to completion (exit 0 and the key lines are
+//!   checked), then the service and the broker are stopped with SIGTERM
+//!   and must exit 0. A caller started before the service must fail.
+//! * `examples/c/*_embed.c` (libevent, libev, GLib) and
+//!   `examples/cpp/dialogue.cpp`: run alone, exit 0 expected.
+//!
+//! Set-up: `cargo build --lib` (the test's profile) into its own target
+//! dir, `<target>/examples-lib`, so that the C library is fresh without
+//! waiting for the build lock of the outer `cargo test`. Each test then
+//! makes a temporary directory holding `libstagebus.so` and a symlink
+//! named after the library's SONAME (read with `readelf -d`, else
+//! `objdump -p`), compiles with `cc -std=c99` / `c++ -std=c++17` and
+//! `-Wall -Wextra -Werror -L<dir> -lstagebus -Wl,-rpath,<dir>`, and
+//! removes the directory when it ends. `CC` / `CXX` pick other
+//! compilers.
+//!
+//! System packages (Debian): `libevent-dev`, `libev-dev`,
+//! `libglib2.0-dev`, and `pkg-config`; a missing one fails its test
+//! with the package's name.
+//!
+//! Every child is killed when its test fails (a guard), and every wait
+//! is bounded.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The longest an example may run, or a line may take to appear.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+/// The longest a compiler or pkg-config may take.
+const COMPILE_LIMIT: Duration = Duration::from_secs(300);
+/// The longest the library build may take.
+const BUILD_LIMIT: Duration = Duration::from_secs(900);
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---------------------------------------------------------------------
+// Running commands with bounded waits
+
+/// A child process that is killed (and reaped) when dropped, with its
+/// stdout read line by line and its stderr collected, on threads.
+struct Proc {
+    name: String,
+    child: Child,
+    lines: Receiver<String>,
+    /// Every stdout line received so far.
+    seen: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&text);
+            }
+        });
+        Proc {
+            name: name.to_string(),
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// What it printed so far, for failure messages.
+    fn transcript(&self) -> String {
+        let stderr = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        format!(
+            "--- {} stdout\n{}\n--- {} stderr\n{}",
+            self.name,
+            self.seen.join("\n"),
+            self.name,
+            stderr
+        )
+    }
+
+    /// Waits (bounded) for a stdout line that `wanted` accepts; returns it.
+    fn wait_line(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + RUN_LIMIT;
+        if let Some(line) = self.seen.iter().find(|l| wanted(l)) {
+            return line.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{} printed no {what} within {RUN_LIMIT:?}\n{}",
+                    self.name,
+                    self.transcript()
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "{} closed its output before printing {what} ({:?})\n{}",
+                    self.name,
+                    self.child.try_wait(),
+                    self.transcript()
+                ),
+            }
+        }
+    }
+
+    /// Waits (bounded) for the process to exit, then for the rest of its
+    /// output.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + RUN_LIMIT;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                Ok(None) => panic!(
+                    "{} ran longer than {RUN_LIMIT:?}\n{}",
+                    self.name,
+                    self.transcript()
+                ),
+                Err(e) => panic!("cannot wait for {}: {e}", self.name),
+            }
+        };
+        // The reader ends at EOF; a grandchild holding the pipe open
+        // cannot make this hang past the deadline.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self
+                .lines
+                .recv_timeout(left.max(Duration::from_millis(100)))
+            {
+                Ok(line) => self.seen.push(line),
+                Err(_) => break,
+            }
+        }
+        status
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) on our own child, which is not reaped yet (it
+        // is reaped only by wait_exit or Drop), so the pid is its own.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "cannot signal {}", self.name);
+    }
+
+    fn output(&self) -> String {
+        self.seen.join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command to completion (bounded by `limit`); its status, stdout
+/// and stderr.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> (ExitStatus, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut out_pipe = child.stdout.take().expect("piped stdout");
+    let mut err_pipe = child.stderr.take().expect("piped stderr");
+    let out = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() < limit => thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{cmd:?} ran longer than {limit:?} and was killed");
+            }
+        }
+    };
+    (
+        status,
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    )
+}
+
+// ---------------------------------------------------------------------
+// The library and a place to build against it
+
+/// Builds the C library once per test binary; its path.
+fn library() -> &'static Path {
+    static LIB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match LIB.get_or_init(build_library) {
+        Ok(p) => p,
+        Err(e) => panic!("cannot build the C library: {e}"),
+    }
+}
+
+fn build_library() -> Result<PathBuf, String> {
+    let release = !cfg!(debug_assertions);
+    let profile = if release { "release" } else { "debug" };
+    // CARGO_TARGET_TMPDIR is <target>/tmp, wherever the target dir is.
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let target = tmp.parent().unwrap_or(tmp).join("examples-lib");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--lib", "--manifest-path"])
+        .arg(root().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target);
+    if release {
+        cmd.arg("--release");
+    }
+    let (status, _, stderr) = run_bounded(&mut cmd, BUILD_LIMIT);
+    if !status.success() {
+        return Err(format!("cargo build --lib failed:\n{stderr}"));
+    }
+    let lib = target.join(profile).join("libstagebus.so");
+    if lib.exists() {
+        Ok(lib)
+    } else {
+        Err(format!("{} was not built", lib.display()))
+    }
+}
+
+/// The SONAME recorded in the library, if any (readelf, else objdump).
+fn soname(lib: &Path) -> Option<String> {
+    let tools: [(&str, &[&str]); 2] = [("readelf", &["-d"]), ("objdump", &["-p"])];
+    for (tool, args) in tools {
+        let Ok(out) = Command::new(tool).args(args).arg(lib).output() else {
+            continue;
+        };
+        if !out.status.success() {
+            continue;
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // readelf: "... (SONAME)  Library soname: [libstagebus.so.0.1]"
+            if let Some(rest) = line.split("Library soname: [").nth(1) {
+                return rest.split(']').next().map(str::to_string);
+            }
+            // objdump: "  SONAME               libstagebus.so.0.1"
+            let mut words = line.split_whitespace();
+            if words.next() == Some("SONAME") {
+                return words.next().map(str::to_string);
+            }
+        }
+        return None; // the tool ran: there is no SONAME
+    }
+    None
+}
+
+/// A temporary directory for one test, removed when dropped: `lib/`
+/// holds the library under its link-time name and its SONAME; programs
+/// are compiled into it.
+struct Work {
+    dir: PathBuf,
+    lib: PathBuf,
+}
+
+impl Work {
+    fn new(name: &str) -> Work {
+        let library = library();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "stagebus-examples-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        let lib = dir.join("lib");
+        std::fs::create_dir_all(&lib).unwrap_or_else(|e| panic!("mkdir {}: {e}", lib.display()));
+        let work = Work { dir, lib };
+        let mut names = vec!["libstagebus.so".to_string()];
+        names.extend(soname(library).filter(|s| s != "libstagebus.so"));
+        for n in names {
+            std::os::unix::fs::symlink(library, work.lib.join(&n))
+                .unwrap_or_else(|e| panic!("symlink {n}: {e}"));
+        }
+        work
+    }
+
+    /// Compiles one example with `compiler` and `std`, plus `extra`
+    /// flags after the library; the program's path.
+    fn compile(&self, compiler: &str, std: &str, src: &str, extra: &[String]) -> PathBuf {
+        let src = root().join(src);
+        let stem = src.file_stem().expect("a file name").to_string_lossy();
+        let exe = self.dir.join(stem.as_ref());
+        let mut cmd = Command::new(compiler);
+        cmd.arg(format!("-std={std}"))
+            .args(["-Wall", "-Wextra", "-Werror", "-g", "-pthread"])
+            .arg("-I")
+            .arg(root().join("include"))
+            .arg("-I")
+            .arg(root().join("bindings/cpp"))
+            .arg(&src)
+            .arg("-o")
+            .arg(&exe)
+            .arg("-L")
+            .arg(&self.lib)
+            .arg("-lstagebus")
+            .args(extra)
+            .arg(format!("-Wl,-rpath,{}", self.lib.display()));
+        let (status, stdout, stderr) = run_bounded(&mut cmd, COMPILE_LIMIT);
+        assert!(
+            status.success(),
+            "{compiler} rejects {}:\n{stdout}{stderr}",
+            src.display()
+        );
+        exe
+    }
+
+    fn cc(&self, src: &str, extra: &[String]) -> PathBuf {
+        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+        self.compile(&cc, "c99", src, extra)
+    }
+
+    fn cxx(&self, src: &str) -> PathBuf {
+        let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+        self.compile(&cxx, "c++17", src, &[])
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `pkg-config --cflags --libs <module>`, split; fails naming the Debian
+/// package that provides it.
+fn pkg_config(module: &str, package: &str) -> Vec<String> {
+    let (status, stdout, stderr) = run_bounded(
+        Command::new("pkg-config").args(["--cflags", "--libs", module]),
+        COMPILE_LIMIT,
+    );
+    assert!(
+        status.success(),
+        "pkg-config knows no {module}: install {package} (apt-get install {package})\n{stderr}"
+    );
+    stdout.split_whitespace().map(str::to_string).collect()
+}
+
+// ---------------------------------------------------------------------
+// The tests
+
+#[test]
+fn broker_service_caller() {
+    let work = Work::new("bsc");
+    let broker_exe = work.cc("examples/c/broker.c", &[]);
+    let service_exe = work.cc("examples/c/service.c", &[]);
+    let caller_exe = work.cc("examples/c/caller.c", &[]);
+
+    let mut broker = Proc::spawn("broker", Command::new(&broker_exe).arg("tcp://127.0.0.1:0"));
+    let line = broker.wait_line("its address", |l| l.starts_with("listening on "));
+    let address = line["listening on ".len()..].trim().to_string();
+    assert!(address.starts_with("tcp://127.0.0.1:"), "{line}");
+    assert!(!address.ends_with(":0"), "the real port is printed: {line}");
+
+    // Without the service the caller must notice and fail.
+    let mut early = Proc::spawn("early caller", Command::new(&caller_exe).arg(&address));
+    let status = early.wait_exit();
+    assert_eq!(status.code(), Some(1), "{}", early.transcript());
+    assert!(
+        early.output().contains("no_such_session"),
+        "{}",
+        early.transcript()
+    );
+
+    let mut service = Proc::spawn("service", Command::new(&service_exe).arg(&address));
+    service.wait_line("\"ready\"", |l| l == "ready");
+
+    let mut caller = Proc::spawn("caller", Command::new(&caller_exe).arg(&address));
+    let status = caller.wait_exit();
+    let transcript = caller.output();
+    println!("{transcript}");
+    assert!(
+        status.success(),
+        "caller: {status}\n{}",
+        caller.transcript()
+    );
+    for wanted in [
+        "subscribed to Greeter",
+        "hello <- return greeting=\"Hello, caller!\"",
+        "count <- emit i=1",
+        "count <- emit i=2",
+        "count <- emit i=3",
+        "count <- return total=3 after 3 emits",
+        "ask <- emit question=\"What is your name?\"",
+        "ask -> recall answer name=\"caller\"",
+        "ask <- return reply=\"Nice to meet you, caller.\"",
+        "slow -> cancel after 100 ms (the request was open)",
+        "slow: no response after the cancel, as expected",
+        "nosuch <- error no_such_method:",
+        "caller: 5 of 5 steps passed",
+    ] {
+        assert!(
+            transcript.lines().any(|l| l.starts_with(wanted)),
+            "the caller's transcript lacks {wanted:?}\n{}",
+            caller.transcript()
+        );
+    }
+
+    // The service saw the cancel of the very request it was holding.
+    let held = service.wait_line("the slow request", |l| {
+        l.starts_with("slow: holding request ")
+    });
+    let id = held
+        .trim_start_matches("slow: holding request ")
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let wanted = format!("slow: on_cancel ran (request {id})");
+    service.wait_line(&wanted, |l| l == wanted);
+
+    // Both stop cleanly on SIGTERM.
+    service.signal(libc::SIGTERM);
+    let status = service.wait_exit();
+    assert!(
+        status.success(),
+        "service: {status}\n{}",
+        service.transcript()
+    );
+    assert!(service.output().contains("stopping on signal"));
+    broker.signal(libc::SIGTERM);
+    let status = broker.wait_exit();
+    assert!(
+        status.success(),
+        "broker: {status}\n{}",
+        broker.transcript()
+    );
+    assert!(broker.output().contains("stopping on signal"));
+}
+
+/// Runs one program alone: exit 0 and `wanted` printed.
+fn run_alone(exe: &Path, wanted: &str) -> String {
+    let mut p = Proc::spawn(&exe.display().to_string(), &mut Command::new(exe));
+    let status = p.wait_exit();
+    println!("{}", p.output());
+    assert!(status.success(), "{status}\n{}", p.transcript());
+    assert!(
+        p.seen.iter().any(|l| l == wanted),
+        "no {wanted:?} line\n{}",
+        p.transcript()
+    );
+    p.output()
+}
+
+/// An embedding example: it also says its host timer ticked.
+fn check_embed(src: &str, host: &str, extra: &[String]) {
+    let work = Work::new(host);
+    let exe = work.cc(src, extra);
+    let out = run_alone(&exe, &format!("{host}: OK"));
+    let prefix = format!("{host}: host ticks during the round: ");
+    let ticks: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no tick count in\n{out}"));
+    assert!(ticks > 0, "{out}");
+}
+
+#[test]
+fn libevent_embed() {
+    check_embed(
+        "examples/c/libevent_embed.c",
+        "libevent",
+        &pkg_config("libevent", "libevent-dev"),
+    );
+}
+
+#[test]
+fn libev_embed() {
+    // libev ships no pkg-config file.
+    check_embed("examples/c/libev_embed.c", "libev", &["-lev".to_string()]);
+}
+
+#[test]
+fn glib_embed() {
+    check_embed(
+        "examples/c/glib_embed.c",
+        "glib",
+        &pkg_config("glib-2.0", "libglib2.0-dev"),
+    );
+}
+
+#[test]
+fn cpp_dialogue() {
+    let work = Work::new("cpp");
+    let exe = work.cxx("examples/cpp/dialogue.cpp");
+    run_alone(&exe, "dialogue: 5 of 5 steps passed");
+}
+
+/// Every C and C++ example is run by one of the tests above.
+#[test]
+fn every_example_is_run() {
+    let tested = [
+        "c/broker.c",
+        "c/caller.c",
+        "c/glib_embed.c",
+        "c/libev_embed.c",
+        "c/libevent_embed.c",
+        "c/service.c",
+        "cpp/dialogue.cpp",
+    ];
+    let mut found = Vec::new();
+    for dir in ["c", "cpp"] {
+        let Ok(entries) = std::fs::read_dir(root().join("examples").join(dir)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".c") || name.ends_with(".cpp") {
+                found.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    found.sort();
+    assert_eq!(
+        found, tested,
+        "examples/c and examples/cpp differ from the tested list"
+    );
+}
