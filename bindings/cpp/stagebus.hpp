@@ -255,9 +255,14 @@ public:
     static inline Value map(Args &&args);
 
     // Appends `item` to this list value.
-    Value &push(Value &&item) {
+    Value &push(Value &&item) & {
         detail::check(sb_value_list_push(raw(), item.release()));
         return *this;
+    }
+    // On a temporary: Value::list().push(a).push(b) stays movable.
+    Value &&push(Value &&item) && {
+        detail::check(sb_value_list_push(raw(), item.release()));
+        return std::move(*this);
     }
 
     ValueRef view() const noexcept { return ValueRef(raw()); }

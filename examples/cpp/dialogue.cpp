@@ -272,9 +272,9 @@ int main() {
                             say("service: Greeter published");
                             caller_client.subscribe(
                                 "Greeter",
-                                [&](sb_status st, sb::RemoteStage remote, std::string_view m) {
-                                    if (st != SB_OK) {
-                                        caller.fail("subscribe: " + std::string(m));
+                                [&](sb_status sub, sb::RemoteStage remote, std::string_view why) {
+                                    if (sub != SB_OK) {
+                                        caller.fail("subscribe: " + std::string(why));
                                         return;
                                     }
                                     say("caller: subscribed to Greeter");
