@@ -189,8 +189,12 @@ typedef void (*sb_notify_fn)(void *user);
 extern "C" {
 #endif // __cplusplus
 
-// The static name of a status code, e.g. `"no_such_session"`. Never NULL.
-const char *sb_strerror(enum sb_status code);
+// The static name of a status code, e.g. `"no_such_session"`;
+// `"unknown"` for a number that is no `sb_status`. Never NULL.
+//
+// Takes any integer (a handler's return value, say): a C enum variable
+// may hold numbers outside its list.
+const char *sb_strerror(int32_t code);
 
 // The detail of the last failure on this thread ("" if none): a
 // NUL-terminated string valid until the next failing call on this
@@ -500,8 +504,10 @@ enum sb_status sb_served_return(const struct sb_served *s,
                                 const char *kind,
                                 const struct sb_args *args);
 
-// Ends the request with an error `code` and `message` for the caller.
-enum sb_status sb_served_fail(const struct sb_served *s, enum sb_status code, const char *message);
+// Ends the request with an error `code` (an `sb_status`; a number that
+// is no library error code, 1–17, becomes `SB_HANDLER_FAILED`) and
+// `message` for the caller.
+enum sb_status sb_served_fail(const struct sb_served *s, int32_t code, const char *message);
 
 // Sets what runs if the caller cancels before the request is answered;
 // `free_user` runs once either way.

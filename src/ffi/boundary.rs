@@ -110,11 +110,17 @@ impl sb_status {
     }
 }
 
-/// The static name of a status code, e.g. `"no_such_session"`. Never NULL.
+/// The static name of a status code, e.g. `"no_such_session"`;
+/// `"unknown"` for a number that is no `sb_status`. Never NULL.
+///
+/// Takes any integer (a handler's return value, say): a C enum variable
+/// may hold numbers outside its list.
 #[no_mangle]
-pub extern "C" fn sb_strerror(code: sb_status) -> *const c_char {
+pub extern "C" fn sb_strerror(code: i32) -> *const c_char {
     use sb_status::*;
-    let s: &'static CStr = match code {
+    // Read as a number and converted: an enum parameter holding a number
+    // outside its list would be undefined behaviour on the Rust side.
+    let s: &'static CStr = match sb_status::from_u32(code as u32) {
         SB_OK => c"ok",
         SB_NO_SUCH_SESSION => c"no_such_session",
         SB_NO_SUCH_METHOD => c"no_such_method",

@@ -682,17 +682,21 @@ pub unsafe extern "C" fn sb_served_return(
     })
 }
 
-/// Ends the request with an error `code` and `message` for the caller.
+/// Ends the request with an error `code` (an `sb_status`; a number that
+/// is no library error code, 1–17, becomes `SB_HANDLER_FAILED`) and
+/// `message` for the caller.
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_fail(
     s: *const sb_served,
-    code: sb_status,
+    code: i32,
     message: *const c_char,
 ) -> sb_status {
     status(|| {
         // SAFETY: NULL or live / NUL-terminated per the conventions.
         let (s, message) = unsafe { (served(s)?, text(message, "message")?) };
-        Ok(s.fail(Error::new(code.to_error_code(), message))?)
+        // A number, converted: C may pass any int here.
+        let code = sb_status::from_u32(code as u32).to_error_code();
+        Ok(s.fail(Error::new(code, message))?)
     })
 }
 
