@@ -288,6 +288,7 @@ c_programs!(
     dialogue,
     cancel_cascade,
     publisher_killed,
+    errors,
 );
 
 #[test]
