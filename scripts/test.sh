@@ -68,6 +68,11 @@ require c++ g++
 require pkg-config pkg-config
 require readelf binutils
 require valgrind valgrind
+# tests/examples.rs builds the examples that embed the loop in libevent,
+# libev and GLib.
+require_pkg libevent-dev
+require_pkg libev-dev
+require_pkg libglib2.0-dev
 install_missing
 
 step "cargo fmt --all -- --check"
