@@ -83,8 +83,6 @@ impl<T> Timers<T> {
     pub fn len(&self) -> usize {
         self.live.len()
     }
-
-
 }
 
 #[cfg(test)]
