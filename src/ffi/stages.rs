@@ -371,17 +371,25 @@ pub unsafe extern "C" fn sb_request_builder_free(b: *mut sb_request_builder) {
     drop(unsafe { take(b) });
 }
 
-fn edit(
+/// Changes a builder: `check` reads the C arguments (and may fail), then
+/// `apply` changes the builder. A failed call leaves the builder as it
+/// was, so the C caller may go on with it.
+fn edit<A>(
     b: *mut sb_request_builder,
-    f: impl FnOnce(RequestBuilder) -> Result<RequestBuilder, Fail>,
+    check: impl FnOnce() -> Result<A, Fail>,
+    apply: impl FnOnce(RequestBuilder, A) -> RequestBuilder,
 ) -> sb_status {
     status(|| {
         // SAFETY: NULL or a live, unaliased builder.
         let b = unsafe { arg_mut(b, "builder") }?;
-        let inner = b
-            .take()
-            .ok_or_else(|| fail(sb_status::SB_INVALID_STATE, "the builder was already sent"))?;
-        *b = Some(f(inner)?);
+        if b.is_none() {
+            // Only after a panic inside `apply` below.
+            return Err(fail(sb_status::SB_INVALID_STATE, "the builder is unusable"));
+        }
+        let a = check()?;
+        if let Some(inner) = b.take() {
+            *b = Some(apply(inner, a));
+        }
         Ok(())
     })
 }
@@ -394,7 +402,7 @@ pub unsafe extern "C" fn sb_request_builder_args(
 ) -> sb_status {
     // SAFETY: NULL or a live sb_args.
     let args = unsafe { args_or_empty(args) };
-    edit(b, |r| Ok(r.args(args)))
+    edit(b, || Ok(args), |r, args| r.args(args))
 }
 
 /// Handles responses of type `kind` (`return`, `emit`, `error`, …) with
@@ -408,12 +416,16 @@ pub unsafe extern "C" fn sb_request_builder_on(
     free_user: sb_free_fn,
 ) -> sb_status {
     let user = UserData::new(user, free_user);
-    edit(b, |r| {
-        // SAFETY: NULL or NUL-terminated.
-        let kind = unsafe { text(kind, "kind") }?;
-        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
-        Ok(r.on_handler(kind, c_handler(f, user)))
-    })
+    edit(
+        b,
+        || {
+            // SAFETY: NULL or NUL-terminated.
+            let kind = unsafe { text(kind, "kind") }?;
+            let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+            Ok((kind, c_handler(f, user)))
+        },
+        |r, (kind, h)| r.on_handler(kind, h),
+    )
 }
 
 /// Handles responses of type `kind` with the requesting stage's handler
@@ -424,11 +436,12 @@ pub unsafe extern "C" fn sb_request_builder_on_method(
     kind: *const c_char,
     method: *const c_char,
 ) -> sb_status {
-    edit(b, |r| {
+    edit(
+        b,
         // SAFETY: NULL or NUL-terminated.
-        let (kind, method) = unsafe { (text(kind, "kind")?, text(method, "method")?) };
-        Ok(r.on_method(kind, method))
-    })
+        || unsafe { Ok((text(kind, "kind")?, text(method, "method")?)) },
+        |r, (kind, method)| r.on_method(kind, method),
+    )
 }
 
 /// Handles every response type no other mapping handles.
@@ -440,11 +453,14 @@ pub unsafe extern "C" fn sb_request_builder_fallback(
     free_user: sb_free_fn,
 ) -> sb_status {
     let user = UserData::new(user, free_user);
-    edit(b, |r| {
-        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
-        let h = c_handler(f, user);
-        Ok(r.fallback(move |ctx| h(ctx)))
-    })
+    edit(
+        b,
+        || {
+            let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+            Ok(c_handler(f, user))
+        },
+        |r, h| r.fallback(move |ctx| h(ctx)),
+    )
 }
 
 /// Sets the role: responses of type T run the requester's `on_<role>_T`.
@@ -453,10 +469,12 @@ pub unsafe extern "C" fn sb_request_builder_role(
     b: *mut sb_request_builder,
     role: *const c_char,
 ) -> sb_status {
-    edit(b, |r| {
+    edit(
+        b,
         // SAFETY: NULL or NUL-terminated.
-        Ok(r.role(unsafe { text(role, "role") }?))
-    })
+        || unsafe { text(role, "role") },
+        |r, role| r.role(role),
+    )
 }
 
 /// Ends the request with `SB_TIMEOUT` if no final response came within
@@ -466,7 +484,7 @@ pub unsafe extern "C" fn sb_request_builder_timeout_ms(
     b: *mut sb_request_builder,
     ms: u64,
 ) -> sb_status {
-    edit(b, |r| Ok(r.timeout(Duration::from_millis(ms))))
+    edit(b, || Ok(()), |r, ()| r.timeout(Duration::from_millis(ms)))
 }
 
 /// Makes the request a child of `parent` (a request being served).
@@ -475,10 +493,12 @@ pub unsafe extern "C" fn sb_request_builder_parent(
     b: *mut sb_request_builder,
     parent: *const sb_served,
 ) -> sb_status {
-    edit(b, |r| {
+    edit(
+        b,
         // SAFETY: NULL or a live sb_served.
-        Ok(r.parent(unsafe { arg(parent, "parent") }?))
-    })
+        || unsafe { arg(parent, "parent") },
+        |r, parent| r.parent(parent),
+    )
 }
 
 /// Sends the request, consuming the builder (also on failure). On
