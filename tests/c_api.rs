@@ -289,6 +289,7 @@ c_programs!(
     cancel_cascade,
     publisher_killed,
     errors,
+    robustness,
 );
 
 #[test]
@@ -335,5 +336,46 @@ fn programs_record_the_soname() {
         "{} does not need {}:\n{dynamic}",
         exe.display(),
         soname()
+    );
+}
+
+/// The functions the header declares.
+fn header_functions() -> Vec<String> {
+    let header = std::fs::read_to_string(root().join("include/stagebus.h")).unwrap();
+    let mut names = Vec::new();
+    for line in header.lines() {
+        let line = line.trim_start();
+        if line.starts_with("//") || line.starts_with("typedef") || line.starts_with('#') {
+            continue;
+        }
+        if let Some((before, _)) = line.split_once('(') {
+            let name: String = before
+                .chars()
+                .rev()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            if name.starts_with("sb_") {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn robustness_calls_every_entry_point() {
+    let names = header_functions();
+    assert!(names.len() > 100, "found only {names:?}");
+    let source = std::fs::read_to_string(root().join("tests/c/robustness.c")).unwrap();
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !source.contains(&format!("{n}(")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "tests/c/robustness.c never calls {missing:?}: give each a NULL test"
     );
 }
