@@ -402,3 +402,144 @@ fn broker_with_a_token_refuses_list_without_it() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(out.stdout, "");
 }
+
+/// `stagebus serve` against a broker, answered by `stagebus call`.
+#[test]
+fn call_against_serve_prints_one_json_line_per_response() {
+    let (_broker, address) = tcp_broker(&[]);
+    let mut service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    let ready = service.next_line().expect("serve says it is serving");
+    assert!(ready.starts_with("serving Demo on "), "{ready}");
+
+    let out = run(&[
+        "call", "--broker", &address, "Demo", "echo", "text=hi", "n=2",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "{\"type\":\"return\",\"args\":{\"n\":2,\"text\":\"hi\"}}\n"
+    );
+
+    let out = run(&["call", "--broker", &address, "Demo", "count", "n=2"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "{\"type\":\"tick\",\"args\":{\"i\":1}}\n\
+         {\"type\":\"tick\",\"args\":{\"i\":2}}\n\
+         {\"type\":\"return\",\"args\":{\"count\":2}}\n"
+    );
+
+    let out = run(&[
+        "call",
+        "--broker",
+        &address,
+        "--recall",
+        "answer name=Rocco",
+        "Demo",
+        "ask",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "{\"type\":\"question\",\"args\":{\"text\":\"What is your name?\"}}\n\
+         {\"type\":\"return\",\"args\":{\"greeting\":\"Hello, Rocco!\"}}\n"
+    );
+
+    // A slow call past its timeout is cancelled; the service says so.
+    let out = run(&[
+        "call",
+        "--broker",
+        &address,
+        "--timeout",
+        "0.2",
+        "Demo",
+        "slow",
+    ]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.starts_with("stagebus: timeout:"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        service.next_line().as_deref(),
+        Some("slow: cancelled by the caller, timer stopped")
+    );
+
+    let out = run(&["call", "--broker", &address, "Demo", "nope"]);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("no_such_method"), "{}", out.stderr);
+    let out = run(&["call", "--broker", &address, "Nobody", "echo"]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr
+            .contains("no_such_session: Session 'Nobody' doesn't exist"),
+        "{}",
+        out.stderr
+    );
+
+    service.signal(libc::SIGTERM);
+    let (status, stderr) = service.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn call_rejects_bad_arguments_with_usage() {
+    for args in [
+        &["call", "--broker", "tcp://127.0.0.1:1", "Demo"][..],
+        &[
+            "call",
+            "--broker",
+            "tcp://127.0.0.1:1",
+            "Demo",
+            "echo",
+            "novalue",
+        ][..],
+        &[
+            "call",
+            "--broker",
+            "tcp://127.0.0.1:1",
+            "Demo",
+            "echo",
+            "=x",
+        ][..],
+        &["serve", "--broker", "tcp://127.0.0.1:1"][..],
+        &["demo", "extra"][..],
+    ] {
+        let out = run(args);
+        assert_eq!(out.code, Some(2), "{args:?}");
+        assert!(out.stderr.contains("usage:"), "{args:?}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn serve_exits_1_when_its_broker_goes_away() {
+    let (mut broker, address) = tcp_broker(&[]);
+    let mut service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    assert!(service.next_line().unwrap().starts_with("serving Demo"));
+    broker.signal(libc::SIGTERM);
+    let _ = broker.wait();
+    let (status, stderr) = service.wait();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lost the broker"), "{stderr}");
+}
+
+#[test]
+fn demo_prints_a_transcript_and_exits_0() {
+    let out = run(&["demo"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for expected in [
+        "caller: <- question {\"text\":\"What is your name?\"}",
+        "caller: recall answer {\"name\":\"POE\"}",
+        "caller: <- return {\"greeting\":\"Hello, POE!\"}",
+        "service: slow: cancelled by the caller, timer stopped",
+        "caller: <- error no_such_method",
+        "done",
+    ] {
+        assert!(
+            out.stdout.contains(expected),
+            "missing {expected:?} in\n{}",
+            out.stdout
+        );
+    }
+}

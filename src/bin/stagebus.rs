@@ -1,8 +1,12 @@
-//! The `stagebus` command line: run a broker, list what is published on one.
+//! The `stagebus` command line: run a broker, list what is published on
+//! one, call a method, serve the demo stage, or watch the in-process demo.
 //!
 //! ```text
 //! stagebus broker --listen tcp://127.0.0.1:56789 [--listen unix:/path] [--token T]
 //! stagebus list --broker ADDR [--token T] [--json] [--timeout SECS]
+//! stagebus call --broker ADDR [--token T] [--timeout SECS] SESSION METHOD [key=value…]
+//! stagebus serve --broker ADDR --name NAME [--token T]
+//! stagebus demo
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the operation failed (the reason is
@@ -14,7 +18,9 @@
 //! shared parser, the usage text and the dispatch pick it up from there.
 
 use stagebus::wire::SessionInfo;
-use stagebus::{Address, Broker, BrokerConfig, Client, ClientConfig, Error, EventLoop, Value};
+use stagebus::{
+    Address, Args, Broker, BrokerConfig, CallEvent, Client, ClientConfig, Error, EventLoop, Value,
+};
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -122,6 +128,66 @@ const COMMANDS: &[Command] = &[
             },
         ],
         run: cmd_list,
+    },
+    Command {
+        name: "call",
+        summary: "call METHOD of SESSION; print one JSON line per response",
+        positionals: "SESSION METHOD [key=value...]",
+        flags: &[
+            Flag {
+                name: "broker",
+                value: Some("ADDR"),
+                repeat: false,
+                required: true,
+                help: "the broker to call through",
+            },
+            TOKEN,
+            Flag {
+                name: "timeout",
+                value: Some("SECS"),
+                repeat: false,
+                required: false,
+                help: "cancel the call after this many seconds (default 10)",
+            },
+            Flag {
+                name: "recall",
+                value: Some("'M k=v…'"),
+                repeat: false,
+                required: false,
+                help: "answer the first emit by recalling method M with those args",
+            },
+        ],
+        run: cmd_call,
+    },
+    Command {
+        name: "serve",
+        summary: "publish the demo stage (echo, count, ask/answer, slow) until SIGINT or SIGTERM",
+        positionals: "",
+        flags: &[
+            Flag {
+                name: "broker",
+                value: Some("ADDR"),
+                repeat: false,
+                required: true,
+                help: "the broker to publish on",
+            },
+            Flag {
+                name: "name",
+                value: Some("NAME"),
+                repeat: false,
+                required: true,
+                help: "the session name to publish as",
+            },
+            TOKEN,
+        ],
+        run: cmd_serve,
+    },
+    Command {
+        name: "demo",
+        summary: "run a broker, a service and a caller in one process and print what happens",
+        positionals: "",
+        flags: &[],
+        run: cmd_demo,
     },
 ];
 
@@ -504,6 +570,197 @@ fn fetch_listing(
     result
         .expect("run_until returns true only once the listing arrived")
         .map_err(Failure::from)
+}
+
+// ---- call ------------------------------------------------------------
+
+/// Connects and waits for the handshake, at most `timeout`.
+fn connect(
+    address: &Address,
+    token: Option<String>,
+    timeout: Duration,
+) -> Result<(EventLoop, Client), Failure> {
+    let lp =
+        EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
+    let client = Client::connect(
+        &lp,
+        address,
+        ClientConfig {
+            token,
+            ..Default::default()
+        },
+    );
+    let connected = Rc::new(RefCell::new(None));
+    let c = connected.clone();
+    client.on_connect(move |r| *c.borrow_mut() = Some(r.map(|_| ())));
+    let finished = lp
+        .run_until(timeout, || connected.borrow().is_some())
+        .map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))?;
+    if !finished {
+        return Err(Failure::Failed(format!(
+            "timeout: no answer from {address} within {} s",
+            timeout.as_secs_f64()
+        )));
+    }
+    let outcome = connected.borrow_mut().take();
+    outcome.expect("checked above")?;
+    Ok((lp, client))
+}
+
+/// `key=value` words as args; values parse as null, bools, numbers or
+/// else strings.
+fn parse_args(parsed: &Parsed, words: &[String]) -> Result<Args, Failure> {
+    let mut args = Args::new();
+    for word in words {
+        let (key, value) = word
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| parsed.usage(format!("'{word}' is not key=value")))?;
+        args.insert(key, Value::parse_word(value));
+    }
+    Ok(args)
+}
+
+/// One response as a JSON line.
+fn response_line(kind: &str, args: &Args) -> String {
+    format!(
+        "{{\"type\":{},\"args\":{}}}",
+        Value::from(kind).to_json(),
+        args.to_json()
+    )
+}
+
+fn cmd_call(args: &Parsed) -> Result<(), Failure> {
+    let address = args.address(args.required("broker")?)?;
+    let timeout = args.timeout()?;
+    let (session, method, rest) = match args.positionals.as_slice() {
+        [session, method, rest @ ..] => (session, method, rest),
+        _ => return Err(args.usage("SESSION and METHOD are required".into())),
+    };
+    let call_args = parse_args(args, rest)?;
+    let recall = match args.get("recall") {
+        None => None,
+        Some(text) => {
+            let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+            let (m, rest) = words
+                .split_first()
+                .ok_or_else(|| args.usage("--recall needs a method".into()))?;
+            Some((m.clone(), parse_args(args, rest)?))
+        }
+    };
+    let (lp, client) = connect(&address, args.token(), timeout)?;
+    let outcome: Rc<RefCell<Option<Result<(), Failure>>>> = Rc::default();
+    let o = outcome.clone();
+    let caller = client.clone();
+    let mut recall = recall;
+    let call = client.call(session, method, &call_args, move |id, event| {
+        let line = match &event {
+            CallEvent::Emit { kind, args } | CallEvent::Return { kind, args } => {
+                response_line(kind, args)
+            }
+            CallEvent::Error(e) => {
+                *o.borrow_mut() = Some(Err(Failure::Failed(e.to_string())));
+                return;
+            }
+        };
+        let mut out = io::stdout().lock();
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            *o.borrow_mut() = Some(Err(Failure::Failed(format!("cannot write to stdout: {e}"))));
+        } else if matches!(event, CallEvent::Return { .. }) {
+            *o.borrow_mut() = Some(Ok(()));
+        } else if let Some((method, args)) = recall.take() {
+            if let Err(e) = caller.recall(id, &method, &args) {
+                *o.borrow_mut() = Some(Err(e.into()));
+            }
+        }
+    })?;
+    let finished = lp
+        .run_until(timeout, || outcome.borrow().is_some())
+        .map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))?;
+    if !finished {
+        // Tell the publisher to stop working on it, and let that leave.
+        client.cancel(call);
+        let _ = lp.run_until(Duration::from_millis(100), || false);
+    }
+    client.close();
+    lp.shutdown();
+    if !finished {
+        return Err(Failure::Failed(format!(
+            "timeout: {session}.{method} did not return within {} s (cancelled)",
+            timeout.as_secs_f64()
+        )));
+    }
+    let result = outcome.borrow_mut().take();
+    result.expect("checked above")
+}
+
+// ---- serve -----------------------------------------------------------
+
+fn cmd_serve(args: &Parsed) -> Result<(), Failure> {
+    let address = args.address(args.required("broker")?)?;
+    let name = args.required("name")?.to_string();
+    let signals = block_stop_signals()?;
+    let (lp, client) = connect(
+        &address,
+        args.token(),
+        Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
+    )?;
+    let stage = stagebus::demo::stage(&lp, |line| say(line));
+    let published = Rc::new(RefCell::new(None));
+    let p = published.clone();
+    stage.publish(&client, &name, &stagebus::demo::METHODS, move |r| {
+        *p.borrow_mut() = Some(r)
+    });
+    lp.run_until(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS), || {
+        published.borrow().is_some()
+    })
+    .map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))?;
+    let outcome = published.borrow_mut().take();
+    outcome.ok_or_else(|| {
+        Failure::Failed("timeout: the broker did not answer the publish".into())
+    })??;
+    let lost: Rc<RefCell<Option<Error>>> = Rc::default();
+    let disconnect_stopper = lp.clone();
+    let l = lost.clone();
+    client.on_disconnect(move |e| {
+        *l.borrow_mut() = Some(e.clone());
+        disconnect_stopper.stop();
+    });
+    let remote = lp.remote();
+    std::thread::Builder::new()
+        .name("stagebus-signals".into())
+        .spawn(move || {
+            if wait_for_signal(&signals).is_some() {
+                let _ = remote.post(|lp| lp.stop());
+            }
+        })
+        .map_err(|e| Failure::Failed(format!("cannot start the signal thread: {e}")))?;
+    say(&format!(
+        "serving {name} on {address}: {}",
+        stagebus::demo::METHODS.join(" ")
+    ));
+    let outcome = lp.run();
+    client.close();
+    lp.shutdown();
+    outcome.map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))?;
+    let lost = lost.borrow_mut().take();
+    match lost {
+        Some(e) => Err(Failure::Failed(format!("lost the broker: {e}"))),
+        None => Ok(()),
+    }
+}
+
+/// Prints a line to stdout at once; a reader that went away is ignored.
+fn say(line: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+// ---- demo ------------------------------------------------------------
+
+fn cmd_demo(_args: &Parsed) -> Result<(), Failure> {
+    stagebus::demo::transcript(say).map_err(Failure::from)
 }
 
 /// One session per line, `NAME method1 method2 …`. Control characters are
