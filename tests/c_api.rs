@@ -290,6 +290,7 @@ c_programs!(
     publisher_killed,
     errors,
     robustness,
+    threads,
 );
 
 #[test]
