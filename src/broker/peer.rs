@@ -229,30 +229,67 @@ impl Core {
 
     /// Sends a last notice, then closes once it is written.
     fn refuse(&mut self, id: ConnId, error: Error) {
-        self.send(id, &Frame::Refused { error });
+        let _ = self.send(id, &Frame::Refused { error });
         if let Some(peer) = self.peers.get_mut(&id) {
             peer.closing = true;
         }
         self.mark_dirty(id);
     }
 
-    fn send(&mut self, to: ConnId, frame: &Frame) {
+    /// Queues a frame for `to`. A peer whose queue is over its limit does
+    /// not read: it is cut off. A frame too large to send (a listing over
+    /// `max_frame`, or a forwarded frame that grew with the broker's own
+    /// ids) is returned as an error, for the caller to report to whoever
+    /// asked for it: the receiver did nothing wrong.
+    fn send(&mut self, to: ConnId, frame: &Frame) -> Result<(), Error> {
         let Some(peer) = self.peers.get_mut(&to) else {
-            return;
+            return Ok(());
         };
         match peer.conn.send(frame) {
-            Ok(()) => self.mark_dirty(to),
-            Err(e) => {
-                if e.code == ErrorCode::LimitExceeded {
-                    self.stats.slow_consumers += 1;
-                }
-                self.to_close.push((to, Some(e)));
+            Ok(()) => {
+                self.mark_dirty(to);
+                Ok(())
             }
+            Err(e) if peer.conn.queued() > self.config.limits.max_queued_bytes => {
+                self.stats.slow_consumers += 1;
+                self.to_close.push((to, Some(e)));
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 
+    /// Answers `id` on `to`; an answer too large to send becomes that
+    /// error.
     fn reply(&mut self, to: ConnId, id: u64, outcome: Result<Reply, Error>) {
-        self.send(to, &Frame::Result { id, outcome });
+        if let Err(e) = self.send(to, &Frame::Result { id, outcome }) {
+            let _ = self.send(
+                to,
+                &Frame::Result {
+                    id,
+                    outcome: Err(e),
+                },
+            );
+        }
+    }
+
+    /// Ends a call that cannot go on because one of its frames is too
+    /// large to forward: the caller gets `error`, and the publisher, if
+    /// it already has the call, a cancel.
+    fn abort_route(&mut self, route: u64, error: Error, tell_publisher: bool) {
+        let Some(r) = self.routes.remove(&route) else {
+            return;
+        };
+        if let Some(c) = self.peers.get_mut(&r.caller) {
+            c.calls.remove(&r.caller_id);
+        }
+        if let Some(p) = self.peers.get_mut(&r.publisher) {
+            p.serving.remove(&route);
+        }
+        if tell_publisher {
+            let _ = self.send(r.publisher, &Frame::Cancel { id: route });
+        }
+        self.reply(r.caller, r.caller_id, Err(error));
     }
 
     fn handle(&mut self, id: ConnId, frame: Frame) {
@@ -292,16 +329,18 @@ impl Core {
                 method,
                 payload,
             } => match self.route(id, call, &session, &method) {
-                Ok((publisher, route)) => self.send(
-                    publisher,
-                    &Frame::Deliver {
+                Ok((publisher, route)) => {
+                    let frame = Frame::Deliver {
                         id: route,
                         origin,
                         session,
                         method,
                         payload,
-                    },
-                ),
+                    };
+                    if let Err(e) = self.send(publisher, &frame) {
+                        self.abort_route(route, e, false);
+                    }
+                }
                 Err(e) => self.reply(id, call, Err(e)),
             },
             Frame::Emit {
@@ -311,14 +350,14 @@ impl Core {
             } => match self.routes.get(&route) {
                 Some(r) if r.publisher == id => {
                     let (caller, call) = (r.caller, r.caller_id);
-                    self.send(
-                        caller,
-                        &Frame::Emit {
-                            id: call,
-                            kind,
-                            payload,
-                        },
-                    );
+                    let frame = Frame::Emit {
+                        id: call,
+                        kind,
+                        payload,
+                    };
+                    if let Err(e) = self.send(caller, &frame) {
+                        self.abort_route(route, e, true);
+                    }
                 }
                 _ => self.stats.dropped_stray += 1,
             },
@@ -346,14 +385,16 @@ impl Core {
                     .and_then(|p| p.calls.get(&call))
                     .copied();
                 match route.and_then(|r| self.routes.get(&r).map(|x| (r, x.publisher))) {
-                    Some((route, publisher)) => self.send(
-                        publisher,
-                        &Frame::Recall {
+                    Some((route, publisher)) => {
+                        let frame = Frame::Recall {
                             id: route,
                             method,
                             payload,
-                        },
-                    ),
+                        };
+                        if let Err(e) = self.send(publisher, &frame) {
+                            self.abort_route(route, e, true);
+                        }
+                    }
                     None => self.stats.dropped_stray += 1,
                 }
             }
@@ -366,7 +407,7 @@ impl Core {
                     if let Some(p) = self.peers.get_mut(&r.publisher) {
                         p.serving.remove(&route);
                     }
-                    self.send(r.publisher, &Frame::Cancel { id: route });
+                    let _ = self.send(r.publisher, &Frame::Cancel { id: route });
                 }
             }
             Frame::Custom { kind, id: op, .. } => {
@@ -428,7 +469,7 @@ impl Core {
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.handshaken = true;
                 }
-                self.send(
+                let _ = self.send(
                     id,
                     &Frame::Welcome {
                         version: PROTOCOL_VERSION,
@@ -481,7 +522,7 @@ impl Core {
             if let Some(p) = self.peers.get_mut(&sub) {
                 p.subscribed.remove(session);
             }
-            self.send(
+            let _ = self.send(
                 sub,
                 &Frame::SessionGone {
                     session: session.to_string(),
@@ -609,7 +650,7 @@ impl Core {
                 if let Some(p) = self.peers.get_mut(&r.publisher) {
                     p.serving.remove(&route);
                 }
-                self.send(r.publisher, &Frame::Cancel { id: route });
+                let _ = self.send(r.publisher, &Frame::Cancel { id: route });
             }
         }
         for name in peer.subscribed {
