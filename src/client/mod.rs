@@ -487,8 +487,9 @@ impl Client {
     /// with `broker_gone`; deliveries being served see `Cancel`.
     /// Idempotent.
     pub fn close(&self) {
+        // Not `Error::broker_gone`: settling wraps the reason in it.
         self.shared
-            .shut_quietly(Error::broker_gone("closed by this client"));
+            .shut_quietly(Error::new(ErrorCode::BrokerGone, "closed by this client"));
     }
 }
 
