@@ -471,14 +471,21 @@ impl Client {
 
     /// Sends a message of an application-defined kind. The broker answers
     /// it with a `protocol` error result (`Unknown message type 'KIND'`),
-    /// which reaches [`Client::on_unknown_message`] as kind `result`.
+    /// which reaches [`Client::on_unknown_message`] as kind `result`, with
+    /// this `id` and the error as text (`protocol: Unknown message type
+    /// 'KIND'`). The id is the application's own: on the wire the message
+    /// travels under an id of the client's, so that its answer is never
+    /// taken for the answer of one of the client's operations.
     pub fn send_custom(&self, kind: &str, id: u64, payload: &[u8]) -> Result<(), Error> {
-        let frame = Frame::Custom {
+        let mut st = self.shared.state.borrow_mut();
+        let wire_id = st.next_id();
+        st.send(&Frame::Custom {
             kind: kind.to_string(),
-            id,
+            id: wire_id,
             payload: Payload(payload.to_vec()),
-        };
-        self.shared.state.borrow_mut().send(&frame)?;
+        })?;
+        st.customs.insert(wire_id, id);
+        drop(st);
         self.shared.want_flush();
         Ok(())
     }
@@ -750,6 +757,12 @@ impl Shared {
                         Err(e) => CallEvent::Error(e),
                     };
                     (call.borrow_mut())(CallId(id), event);
+                    return;
+                }
+                let custom = self.state.borrow_mut().customs.remove(&id);
+                if let Some(app_id) = custom {
+                    let text = outcome.err().map(|e| e.to_string()).unwrap_or_default();
+                    self.unknown_message("result", app_id, text.as_bytes());
                 }
                 // Otherwise the call was cancelled: its result is dropped.
             }
@@ -839,16 +852,7 @@ impl Shared {
                     }
                 }
             }
-            Frame::Custom { kind, id, payload } => {
-                let f = self.state.borrow_mut().on_unknown.take();
-                if let Some(mut f) = f {
-                    f(&kind, id, &payload.0);
-                    let mut st = self.state.borrow_mut();
-                    if st.on_unknown.is_none() {
-                        st.on_unknown = Some(f);
-                    }
-                }
-            }
+            Frame::Custom { kind, id, payload } => self.unknown_message(&kind, id, &payload.0),
             other => {
                 let e = Error::new(
                     ErrorCode::Protocol,
@@ -858,6 +862,18 @@ impl Shared {
                     ),
                 );
                 self.shut(e);
+            }
+        }
+    }
+
+    /// Hands a message of an application-defined kind to its handler.
+    fn unknown_message(&self, kind: &str, id: u64, payload: &[u8]) {
+        let f = self.state.borrow_mut().on_unknown.take();
+        if let Some(mut f) = f {
+            f(kind, id, payload);
+            let mut st = self.state.borrow_mut();
+            if st.on_unknown.is_none() {
+                st.on_unknown = Some(f);
             }
         }
     }

@@ -70,6 +70,8 @@ pub(super) struct State {
     next_id: u64,
     pub ops: HashMap<u64, Op>,
     pub calls: HashMap<u64, CallFn>,
+    /// Application-defined messages sent: wire id → the application's id.
+    pub customs: HashMap<u64, u64>,
     /// Published here: name → (shared name, handler).
     pub publications: HashMap<String, (Rc<str>, ServeFn)>,
     /// Rescinded sessions whose deliveries are still being served.
@@ -95,6 +97,7 @@ impl State {
             next_id: 1,
             ops: HashMap::new(),
             calls: HashMap::new(),
+            customs: HashMap::new(),
             publications: HashMap::new(),
             retired: HashMap::new(),
             serving: HashMap::new(),
