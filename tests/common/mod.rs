@@ -460,10 +460,15 @@ pub enum RawStream {
 
 impl RawStream {
     /// A blocking connect to `addr` (the broker's listen backlog accepts
-    /// it even while its loop is not running).
+    /// it even while its loop is not running), without Nagle's delay.
     pub fn connect(addr: &Address) -> RawStream {
         match addr {
-            Address::Tcp(sa) => RawStream::Tcp(std::net::TcpStream::connect(sa).unwrap()),
+            Address::Tcp(sa) => {
+                let s = std::net::TcpStream::connect(sa).unwrap();
+                // Small pieces leave at once, as the test splits them.
+                s.set_nodelay(true).unwrap();
+                RawStream::Tcp(s)
+            }
             Address::Unix(p) => {
                 RawStream::Unix(std::os::unix::net::UnixStream::connect(p).unwrap())
             }
