@@ -1554,3 +1554,42 @@ fn error_publisher_gone_when_the_publisher_is_dropped_mid_call() {
     assert_eq!(cancelled.get(), 2);
     expect_both(&seen, ErrorCode::PublisherGone);
 }
+
+in_modes!(cancel_before_delivery_runs_neither_method_nor_on_cancel_or_both);
+
+/// A request cancelled right after it was sent, before the callee ran:
+/// whether the callee's method still runs depends on where it lives (a
+/// local stage skips it; through a broker the call is already on its
+/// way), but the stage's `on_cancel` pairs with it: it runs once for a
+/// request whose method ran and never for one the stage never saw.
+fn cancel_before_delivery_runs_neither_method_nor_on_cancel_or_both(mode: Mode) {
+    let fx = Fixture::new(mode);
+    let stage = Stage::new(&fx.lp, "Callee");
+    let log = Log::new();
+    let l = log.clone();
+    stage.on("hold", move |ctx| {
+        l.push(format!("hold {}", ctx.req().unwrap().id()));
+        Ok(())
+    });
+    let l = log.clone();
+    stage.on("on_cancel", move |ctx| {
+        l.push(format!("cancel {}", ctx.req().unwrap().id()));
+        Ok(())
+    });
+    let target = fx.target(&stage);
+    let req = Request::to(target, "hold").send().unwrap();
+    let id = req.id();
+    assert!(req.cancel());
+    fx.barrier();
+    let lines = log.lines();
+    let started = lines.iter().filter(|l| l.starts_with("hold")).count();
+    if mode == Mode::Local {
+        assert_eq!(started, 0, "{lines:?}");
+    }
+    let expected: Vec<String> = if started == 1 {
+        vec![format!("hold {id}"), format!("cancel {id}")]
+    } else {
+        Vec::new()
+    };
+    assert_eq!(lines, expected);
+}

@@ -167,6 +167,7 @@ fn error_args(e: &Error) -> Args {
 
 /// Runs a downward message (request or recall) on the serving stage.
 pub(crate) fn run_method(served: &ServedRequest, method: &str, args: &Args) {
+    served.0.started.set(true);
     let stage = served.0.stage.clone();
     match stage.resolve(method) {
         Some(h) => run_handler(&h, Some(&stage), method, args, Some(served), None),
@@ -686,6 +687,9 @@ pub(crate) struct ServedRec {
     children: RefCell<Vec<Weak<CallerRec>>>,
     link: ServedLink,
     on_cancel: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// Whether a method of the stage ran on it (a local request cancelled
+    /// before its turn never starts).
+    started: Cell<bool>,
     on_end: RefCell<Option<Box<dyn FnOnce()>>>,
 }
 
@@ -716,6 +720,7 @@ impl ServedRequest {
             children: RefCell::new(Vec::new()),
             link,
             on_cancel: RefCell::new(None),
+            started: Cell::new(false),
             on_end: RefCell::new(None),
         }))
     }
@@ -748,7 +753,9 @@ impl ServedRequest {
 
     /// Sets what runs if the caller cancels (or times out, or goes away)
     /// before the request is answered. Without it the stage's `on_cancel`
-    /// handler runs, if it has one.
+    /// handler runs, if it has one and one of its methods ran on the
+    /// request: a stage never hears of the cancel of a request it never
+    /// saw (a local request cancelled before its turn).
     pub fn on_cancel(&self, f: impl FnOnce() + 'static) {
         *self.0.on_cancel.borrow_mut() = Some(Box::new(f));
     }
@@ -898,12 +905,13 @@ impl ServedRequest {
         let hook = self.0.on_cancel.borrow_mut().take();
         match hook {
             Some(f) => f(),
-            None => {
+            None if self.0.started.get() => {
                 let stage = self.0.stage.clone();
                 if let Some(h) = stage.handler("on_cancel") {
                     run_handler(&h, Some(&stage), "cancel", &Args::new(), Some(self), None);
                 }
             }
+            None => {}
         }
         self.0.data.clear();
         let on_end = self.0.on_end.borrow_mut().take();
