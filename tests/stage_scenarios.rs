@@ -1593,3 +1593,108 @@ fn cancel_before_delivery_runs_neither_method_nor_on_cancel_or_both(mode: Mode) 
     };
     assert_eq!(lines, expected);
 }
+
+in_modes!(
+    explicit_parent_and_detached_requests,
+    recall_of_a_missing_method_ends_the_request_with_no_such_method,
+    response_handler_error_fails_the_requesters_own_request,
+);
+
+/// A request made with `.parent(p)` outside every handler is cancelled
+/// when `p` ends; one made with `.detached()` inside a handler is not;
+/// a request under an ended parent is refused with `cancelled`.
+fn explicit_parent_and_detached_requests(mode: Mode) {
+    let fx = Fixture::new(mode);
+    let (worker, delivered, cancelled) = holding_stage(&fx.lp, "Worker");
+    let to_worker = fx.target(&worker);
+    let parent_stage = Stage::new(&fx.lp, "Parent");
+    let held = Rc::new(RefCell::new(None));
+    let kept = Rc::new(RefCell::new(Vec::new()));
+    let (h, k, t) = (held.clone(), kept.clone(), to_worker.clone());
+    parent_stage.on("run", move |ctx| {
+        *h.borrow_mut() = Some(ctx.req().unwrap().clone());
+        // Kept outside the request's data: only links could cancel them.
+        k.borrow_mut()
+            .push(Request::to(t.clone(), "hold").detached().send()?);
+        Ok(())
+    });
+    let to_parent = fx.target(&parent_stage);
+    let (top, _) = send_recorded(to_parent, "run", Args::new());
+    run_until(&fx.lp, "the parent to run", || held.borrow().is_some());
+    let parent = held.borrow().clone().unwrap();
+    let adopted = Request::to(to_worker.clone(), "hold")
+        .parent(&parent)
+        .send()
+        .unwrap();
+    run_until(&fx.lp, "both deliveries", || delivered.get() == 2);
+    assert!(top.cancel());
+    run_until(&fx.lp, "the adopted request to be cancelled", || {
+        cancelled.get() == 1
+    });
+    fx.barrier();
+    assert!(!adopted.is_open());
+    assert_eq!(cancelled.get(), 1, "the detached request was cancelled");
+    assert!(kept.borrow()[0].is_open());
+    let refused = Request::to(to_worker, "hold")
+        .parent(&parent)
+        .send()
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Cancelled);
+}
+
+/// A recall naming a method the callee lacks ends the request with
+/// `no_such_method` (the broker does not check recalls; the callee
+/// does).
+fn recall_of_a_missing_method_ends_the_request_with_no_such_method(mode: Mode) {
+    let fx = Fixture::new(mode);
+    let cancelled = Counter::new();
+    let stage = Stage::new(&fx.lp, "Callee");
+    let c = cancelled.clone();
+    stage.on("work", move |ctx| {
+        ctx.req().unwrap().on_cancel(c.hook());
+        ctx.emit("emit", &Args::new())
+    });
+    let target = fx.target(&stage);
+    let got = Log::new();
+    let g = got.clone();
+    let req = Request::to(target, "work")
+        .on("emit", |ctx| {
+            ctx.rsp().unwrap().recall("nowhere", &Args::new())
+        })
+        .on("error", move |ctx| {
+            g.push(ctx.rsp().unwrap().error().unwrap().code.as_str());
+            Ok(())
+        })
+        .send()
+        .unwrap();
+    run_until(&fx.lp, "the error", || !got.is_empty());
+    fx.barrier();
+    assert!(!req.is_open());
+    assert_eq!(got.lines(), ["no_such_method"]);
+    assert_eq!(cancelled.get(), 0, "the callee ended it, nobody cancelled");
+}
+
+/// An error returned by a response handler ends the requester's own
+/// request (the one it serves) with that error, like a failing method.
+fn response_handler_error_fails_the_requesters_own_request(mode: Mode) {
+    let fx = Fixture::new(mode);
+    let callee = Stage::new(&fx.lp, "Callee");
+    callee.on("work", |ctx| ctx.ret("return", &Args::new()));
+    let target = fx.target(&callee);
+    let app = Stage::new(&fx.lp, "App");
+    app.on("run", move |ctx| {
+        let sub = Request::to(target.clone(), "work")
+            .on("return", |_| {
+                Err(Error::new(ErrorCode::HandlerFailed, "bad answer"))
+            })
+            .send()?;
+        ctx.req().unwrap().data().set("sub", sub);
+        Ok(())
+    });
+    let out = call(&fx.lp, &app, "run", Args::new());
+    let (_, _, error) = out.last.unwrap();
+    assert_eq!(
+        error,
+        Some(Error::new(ErrorCode::HandlerFailed, "bad answer"))
+    );
+}
