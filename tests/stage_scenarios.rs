@@ -1698,3 +1698,32 @@ fn response_handler_error_fails_the_requesters_own_request(mode: Mode) {
         Some(Error::new(ErrorCode::HandlerFailed, "bad answer"))
     );
 }
+
+/// The loop is shut down first (as `sb_loop_free` does), then the
+/// publishing client's last handle goes: the callee's requests are still
+/// cancelled and their data freed, nothing is left queued on the dead
+/// loop holding them.
+#[test]
+fn publisher_dropped_after_loop_shutdown_frees_served_data() {
+    let fx = Fixture::new(Mode::Remote);
+    let live = Rc::new(Cell::new(0i64));
+    let (stage, delivered, cancelled) = holding_stage(&fx.lp, "Slow");
+    let l = live.clone();
+    stage.on("keep", move |ctx| {
+        ctx.req().unwrap().data().set("live", Live::new(&l));
+        Ok(())
+    });
+    let own = fx.client();
+    publish(&fx.lp, &own, &stage, "Slow");
+    let target = Target::Remote(subscribe(&fx.lp, fx.subscriber.as_ref().unwrap(), "Slow"));
+    let (_req, _) = send_recorded(target.clone(), "keep", Args::new());
+    run_until(&fx.lp, "the delivery", || live.get() == 1);
+    let _ = (delivered, cancelled);
+    fx.lp.shutdown();
+    drop(own);
+    assert_eq!(
+        live.get(),
+        0,
+        "the served request's data outlived its client"
+    );
+}

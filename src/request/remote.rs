@@ -130,16 +130,18 @@ impl Stage {
 ///
 /// The client drops it with the publication. A client closed with
 /// [`Client::close`] cancels every delivery first; one whose last handle
-/// is dropped does not, so whatever is still served then is cancelled on
-/// the next turn: the callee hears of every request it started.
+/// is dropped does not, so whatever is still served then is cancelled
+/// here, at once (as a local caller's cancel is): the callee hears of
+/// every request it started, and nothing is queued on a loop that may
+/// already be shut down.
 #[derive(Default)]
 struct Serving(RefCell<HashMap<u64, ServedRequest>>);
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        for (_, served) in self.0.get_mut().drain() {
-            let lp = served.stage().event_loop().clone();
-            lp.defer(move |_| served.cancelled());
+        let left: Vec<ServedRequest> = self.0.get_mut().drain().map(|(_, s)| s).collect();
+        for served in left {
+            served.cancelled();
         }
     }
 }
