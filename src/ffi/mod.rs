@@ -30,8 +30,9 @@
 //!   when the library no longer needs `user` (after the last callback).
 //! * **Threads**: a loop and every object created on it belong to the
 //!   thread that created the loop; callbacks run only on that thread,
-//!   inside `sb_loop_run` / `sb_loop_dispatch`. Only `sb_remote_*`
-//!   functions may be called from other threads.
+//!   inside `sb_loop_run` / `sb_loop_dispatch`. Only `sb_waker_*`
+//!   functions (`sb_waker_wake`, `sb_waker_post`, `sb_waker_free`) may be
+//!   called from other threads.
 
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
