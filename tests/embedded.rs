@@ -1,0 +1,256 @@
+//! Embedding: a host loop that only knows `poll(2)` drives the library
+//! through [`EventLoop::fd`], [`EventLoop::timeout_ms`] and
+//! [`EventLoop::dispatch`], as libevent, libev, GLib or POE would. The
+//! same publish/subscribe/call flow (with an emit, a recall and a timer)
+//! driven that way and driven by `run_until` gives the same transcript.
+//! And work started outside `dispatch` by an API call makes the fd
+//! readable, so the host needs no other hook.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use stagebus::*;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+over_both!(
+    poll_driven_flow_matches_run_until,
+    api_calls_outside_dispatch_make_the_fd_readable,
+);
+
+/// Whether the loop's fd is readable now (a zero-timeout poll).
+fn fd_readable(lp: &EventLoop) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: lp.fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
+    n == 1
+}
+
+/// What a host loop does: wait for the fd or the timeout, then dispatch.
+/// Nothing else drives the library. Returns how many times it dispatched.
+#[track_caller]
+fn host_loop(lp: &EventLoop, done: impl Fn() -> bool) -> u32 {
+    let deadline = Instant::now() + LIMIT;
+    let mut dispatches = 0;
+    while !done() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "the host loop timed out");
+        // No deadline from the library: wait for the fd alone (bounded
+        // here only so that a broken test ends).
+        let wait_ms = lp
+            .timeout_ms()
+            .unwrap_or(u64::MAX)
+            .min(left.as_millis() as u64 + 1);
+        let mut pfd = libc::pollfd {
+            fd: lp.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; the timeout fits an i32.
+        let n = unsafe { libc::poll(&mut pfd, 1, wait_ms.min(i32::MAX as u64) as i32) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "poll: {e}");
+            continue;
+        }
+        // Readable or timed out: either way the library gets its turn.
+        lp.dispatch().unwrap();
+        dispatches += 1;
+    }
+    dispatches
+}
+
+/// Sets up the whole flow as a chain of completions on `lp`; the
+/// transcript fills as it runs, `done` is set at the end. Everything
+/// the flow needs is kept alive by the returned objects.
+fn start_flow(lp: &EventLoop, addr: &Address) -> (Log<String>, Rc<Cell<bool>>, Vec<Client>) {
+    let say: Log<String> = log();
+    let done = Rc::new(Cell::new(false));
+    let publisher = Client::connect(lp, addr, ClientConfig::default());
+    let caller = Client::connect(lp, addr, ClientConfig::default());
+
+    let s = say.clone();
+    let serve = move |d: &Delivery, inbound: Inbound| {
+        s.borrow_mut().push(format!(
+            "publisher: {inbound:?} (route {}, origin {})",
+            d.id(),
+            d.origin()
+        ));
+        match inbound {
+            Inbound::Call { args, .. } => {
+                let a = args.get("a").and_then(Value::as_int).unwrap();
+                let b = args.get("b").and_then(Value::as_int).unwrap();
+                d.emit("need_more", &arg("sum", a + b)).unwrap();
+            }
+            Inbound::Recall { args, .. } => {
+                let c = args.get("c").and_then(Value::as_int).unwrap();
+                d.respond("return", &arg("total", 5 + c)).unwrap();
+            }
+            Inbound::Cancel => {}
+        }
+    };
+
+    let (s, d) = (say.clone(), done.clone());
+    caller.on_session_gone(move |name, e| {
+        s.borrow_mut().push(format!("caller: {name} gone: {e}"));
+        d.set(true);
+    });
+
+    let (s, p, c, lp2) = (say.clone(), publisher.clone(), caller.clone(), lp.clone());
+    publisher.on_connect(move |r| {
+        s.borrow_mut()
+            .push(format!("publisher connected: {}", r.unwrap().connection_id));
+        let (s, p2) = (s.clone(), p.clone());
+        p.publish("Calc", &["add", "more"], serve, move |r| {
+            s.borrow_mut().push(format!("published: {r:?}"));
+            let (s2, c1) = (s.clone(), c.clone());
+            c1.on_connect(move |r| {
+                s2.borrow_mut()
+                    .push(format!("caller connected: {}", r.unwrap().connection_id));
+                let (s3, c3) = (s2.clone(), c.clone());
+                c.subscribe("Calc", move |r| {
+                    s3.borrow_mut().push(format!("subscribed: {r:?}"));
+                    let (s4, c4) = (s3.clone(), c3.clone());
+                    c3.listing(move |r| {
+                        s4.borrow_mut().push(format!("listing: {r:?}"));
+                        let (s5, c5) = (s4.clone(), c4.clone());
+                        let args = Args::new().with("a", 2).with("b", 3);
+                        c4.call("Calc", "add", &args, move |id, ev| {
+                            s5.borrow_mut().push(format!("caller: {id:?} {ev:?}"));
+                            match ev {
+                                CallEvent::Emit { .. } => {
+                                    c5.recall(id, "more", &arg("c", 4)).unwrap();
+                                }
+                                CallEvent::Return { .. } => {
+                                    // A timer between steps: the host must
+                                    // honour timeout_ms, not only the fd.
+                                    let (s6, p6) = (s5.clone(), p2.clone());
+                                    let armed = Instant::now();
+                                    lp2.add_timer(Duration::from_millis(5), move |_| {
+                                        assert!(armed.elapsed() >= Duration::from_millis(5));
+                                        s6.borrow_mut().push("timer fired".into());
+                                        p6.rescind("Calc", |r| r.unwrap()).unwrap();
+                                    });
+                                }
+                                CallEvent::Error(e) => panic!("{e}"),
+                            }
+                        })
+                        .unwrap();
+                    });
+                });
+            });
+        });
+    });
+    (say, done, vec![publisher, caller])
+}
+
+fn poll_driven_flow_matches_run_until(t: Transport) {
+    // Driven by run_until.
+    let h = Harness::new(t);
+    let (expected, done, _keep) = start_flow(&h.lp, &h.addr);
+    h.until("the flow to finish", || done.get());
+    let expected = expected.borrow().clone();
+    assert_eq!(expected.len(), 11, "{expected:#?}");
+
+    // Driven by poll(2) + timeout_ms + dispatch only, on a fresh loop and
+    // broker (the same ids: connection and route numbers start afresh).
+    let h2 = Harness::new(t);
+    let (got, done2, _keep2) = start_flow(&h2.lp, &h2.addr);
+    let dispatches = host_loop(&h2.lp, || done2.get());
+    assert!(dispatches > 0);
+    assert_eq!(*got.borrow(), expected);
+    assert_eq!(h2.broker.stats().pending_calls, 0);
+}
+
+/// Dispatches until the loop has nothing to do now: the fd is quiet and
+/// the timeout is not zero. (It need not be `None`: the broker keeps a
+/// handshake deadline per connection for a while.)
+#[track_caller]
+fn settle(lp: &EventLoop) {
+    for _ in 0..100 {
+        if !fd_readable(lp) && lp.timeout_ms() != Some(0) {
+            return;
+        }
+        lp.dispatch().unwrap();
+    }
+    panic!("the loop never went quiet");
+}
+
+fn api_calls_outside_dispatch_make_the_fd_readable(t: Transport) {
+    let h = Harness::new(t);
+    let publisher = h.client();
+    let caller = h.client();
+
+    // Each kind of API call, made while the host is idle, wakes the host;
+    // the host's loop then completes it with nothing but poll + dispatch.
+    type Start = Box<dyn Fn(Rc<Cell<bool>>)>;
+    let (p, c) = (publisher.clone(), caller.clone());
+    let steps: Vec<(&str, Start)> = vec![
+        (
+            "publish",
+            Box::new(move |f| p.publish("A", &["echo"], echo(), move |r| f.set(r.is_ok()))),
+        ),
+        ("listing", {
+            let c = c.clone();
+            Box::new(move |f| c.listing(move |r| f.set(r.unwrap().len() == 1)))
+        }),
+        ("subscribe", {
+            let c = c.clone();
+            Box::new(move |f| c.subscribe("A", move |r| f.set(r.is_ok())))
+        }),
+        ("call", {
+            let c = c.clone();
+            Box::new(move |f| {
+                c.call("A", "echo", &arg("x", 1), move |_, ev| {
+                    f.set(matches!(ev, CallEvent::Return { .. }))
+                })
+                .unwrap();
+            })
+        }),
+        ("timer", {
+            let lp = h.lp.clone();
+            Box::new(move |f| {
+                lp.add_timer(Duration::from_millis(1), move |_| f.set(true));
+            })
+        }),
+        ("defer", {
+            let lp = h.lp.clone();
+            Box::new(move |f| lp.defer(move |_| f.set(true)))
+        }),
+        ("post from another thread", {
+            let remote = h.lp.remote();
+            Box::new(move |f| {
+                // The flag is not Send: the other thread posts a plain
+                // wake-up and the check happens here, in the closure
+                // that the loop runs.
+                let r = remote.clone();
+                std::thread::spawn(move || r.post(|_| {}).unwrap())
+                    .join()
+                    .unwrap();
+                f.set(true);
+            })
+        }),
+        ("close", {
+            let c = c.clone();
+            Box::new(move |f| {
+                c.listing(move |r| f.set(r.is_err()));
+                c.close();
+            })
+        }),
+    ];
+    for (what, start) in steps {
+        settle(&h.lp);
+        assert!(!fd_readable(&h.lp), "{what}: idle before");
+        let flag = Rc::new(Cell::new(false));
+        start(flag.clone());
+        assert!(fd_readable(&h.lp), "{what}: the fd is readable at once");
+        host_loop(&h.lp, || flag.get());
+    }
+}
