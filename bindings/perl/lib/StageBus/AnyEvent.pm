@@ -1,0 +1,96 @@
+package StageBus::AnyEvent;
+
+use strict;
+use warnings;
+
+use AnyEvent ();
+use Scalar::Util ();
+
+our $VERSION = '0.01';
+
+sub new {
+    my ($class, @args) = @_;
+    my $a = StageBus::_named('StageBus::AnyEvent->new', \@args, 'loop');
+    my $loop = $a->{loop};
+    # A duplicate of the loop's fd: the watcher may close its handle
+    # without closing the library's epoll fd.
+    open(my $fh, '<&', $loop->fd)
+        or StageBus::_croak(io => "cannot duplicate the loop's fd: $!");
+    my $self = bless { loop => $loop, fh => $fh }, $class;
+    my $weak = $self;
+    Scalar::Util::weaken($weak);
+    $self->{io} = AnyEvent->io(fh => $fh, poll => 'r', cb => sub { $weak->_dispatch if $weak });
+    $self->_arm;
+    return $self;
+}
+
+sub loop { $_[0]{loop} }
+
+sub _dispatch {
+    my ($self) = @_;
+    my $loop = $self->{loop};
+    return unless $loop->alive;
+    # A nested AnyEvent wait inside one of the loop's callbacks must not
+    # dispatch it again.
+    return if $loop->in_dispatch;
+    $loop->dispatch;
+    $self->_arm;
+}
+
+# The library's timeout, asked again after every dispatch.
+sub _arm {
+    my ($self) = @_;
+    my $loop = $self->{loop};
+    return unless $loop->alive && $self->{io};
+    my $t = $loop->timeout_ms;
+    if ($t < 0) {
+        delete $self->{timer};
+        return;
+    }
+    my $weak = $self;
+    Scalar::Util::weaken($weak);
+    $self->{timer} = AnyEvent->timer(after => $t / 1000, cb => sub { $weak->_dispatch if $weak });
+}
+
+# Stops watching (dropping the object does it too).
+sub stop {
+    my ($self) = @_;
+    delete @$self{qw(io timer)};
+    close delete $self->{fh} if $self->{fh};
+    return;
+}
+
+sub DESTROY { local ($@, $?); $_[0]->stop }
+
+1;
+
+__END__
+
+=head1 NAME
+
+StageBus::AnyEvent - run a stagebus loop inside AnyEvent
+
+=head1 SYNOPSIS
+
+    use AnyEvent;
+    use StageBus;
+    use StageBus::AnyEvent;
+
+    my $loop = StageBus::Loop->new;
+    my $host = StageBus::AnyEvent->new(loop => $loop);   # keep it
+    ...
+    AnyEvent->condvar->recv;
+
+=head1 DESCRIPTION
+
+An AnyEvent I/O watcher on the loop's fd and an AnyEvent timer of the
+loop's C<timeout_ms>, re-armed after every dispatch: stagebus runs in
+AnyEvent's thread with no thread or loop of its own, with any AnyEvent
+backend (EV, the pure-Perl one, ...). Work queued by calls made from
+AnyEvent callbacks makes the fd readable, so nothing else is needed.
+
+The watchers live as long as the object (C<stop> or dropping it ends
+them). Do not block on a condvar inside a stagebus handler: the loop is
+not dispatched again until the handler returns.
+
+=cut

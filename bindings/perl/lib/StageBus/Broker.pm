@@ -1,0 +1,91 @@
+package StageBus::Broker;
+
+use strict;
+use warnings;
+
+use FFI::Platypus::Buffer qw(scalar_to_buffer);
+
+our $VERSION = '0.01';
+
+sub new {
+    my ($class, @args) = @_;
+    my $a = StageBus::_named('StageBus::Broker->new', \@args, 'loop', 'listen');
+    my $loop = $a->{loop};
+    my @listen = ref $a->{listen} eq 'ARRAY' ? @{ $a->{listen} } : ($a->{listen});
+    @listen or StageBus::_croak(invalid_argument => 'StageBus::Broker->new: listen on at least one address');
+    my @c = map { StageBus::_to_c($_, 'a listen address') } @listen;
+    my $p;
+    StageBus::_check(
+        StageBus::_C::sb_broker_new($loop->_p, \@c, scalar @c, StageBus::_to_c($a->{token}, 'the token'), \$p),
+        'broker');
+    return StageBus::_track(bless { p => $p, loop => $loop, pid => $$ }, $class);
+}
+
+sub _p {
+    my ($self) = @_;
+    $self->{loop}->_p;
+    return $self->{p} // StageBus::_croak(invalid_state => 'the broker was closed');
+}
+
+sub loop { $_[0]{loop} }
+
+# Every address it listens on, with the real port.
+sub addresses {
+    my ($self) = @_;
+    my $p = $self->_p;
+    my @out;
+    for my $i (0 .. StageBus::_C::sb_broker_address_count($p) - 1) {
+        my $buf = "\0" x 4096;
+        my ($ptr, $len) = scalar_to_buffer($buf);
+        StageBus::_check(StageBus::_C::sb_broker_address($p, $i, $ptr, $len), 'broker address');
+        $buf =~ s/\0.*//s;
+        push @out, StageBus::_from_c($buf);
+    }
+    return @out;
+}
+
+sub address { ($_[0]->addresses)[0] }
+
+sub pending_calls { StageBus::_C::sb_broker_pending_calls($_[0]->_p) }
+
+# Closes every connection and stops listening (DESTROY does it otherwise).
+sub close { $_[0]->_free; return }
+
+sub _free {
+    my ($self) = @_;
+    StageBus::_untrack($self);
+    my $p = delete $self->{p};
+    StageBus::_C::sb_broker_free($p) if $p && $self->{pid} == $$;
+    StageBus::_bury();
+}
+
+sub DESTROY {
+    return if StageBus::_in_global_destruction();
+    local ($@, $?);
+    $_[0]->_free;
+}
+
+1;
+
+__END__
+
+=head1 NAME
+
+StageBus::Broker - a stagebus broker on a loop
+
+=head1 SYNOPSIS
+
+    my $broker = StageBus::Broker->new(
+        loop   => $loop,
+        listen => ['tcp://127.0.0.1:0', 'unix:/tmp/bus.sock'],
+        token  => 'secret',              # optional
+    );
+    print "listening on $_\n" for $broker->addresses;
+
+=head1 METHODS
+
+C<new(loop, listen =E<gt> ADDRESS | [ADDRESS...], token)>, C<addresses>
+(with the real ports), C<address> (the first), C<pending_calls>,
+C<close> (DESTROY closes it too), C<loop>.
+
+=cut

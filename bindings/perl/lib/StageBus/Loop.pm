@@ -1,0 +1,206 @@
+package StageBus::Loop;
+
+use strict;
+use warnings;
+
+use Scalar::Util ();
+use Time::HiRes ();
+
+our $VERSION = '0.01';
+
+sub new {
+    my ($class, @args) = @_;
+    StageBus::_named('StageBus::Loop->new', \@args);
+    my $p;
+    StageBus::_check(StageBus::_C::sb_loop_new(\$p), 'sb_loop_new');
+    return StageBus::_track(bless { p => $p, pid => $$, dispatching => 0, stopped => 0 }, $class);
+}
+
+sub _p {
+    my ($self) = @_;
+    return $self->{p} if defined $self->{p};
+    StageBus::_croak(invalid_state => 'the loop was destroyed');
+}
+
+sub alive { defined $_[0]{p} }
+
+sub fd { StageBus::_C::sb_loop_fd($_[0]->_p) }
+
+sub timeout_ms { StageBus::_C::sb_loop_timeout_ms($_[0]->_p) }
+
+sub dispatch {
+    my ($self) = @_;
+    my $p = $self->_p;
+    $self->{dispatching}
+        and StageBus::_croak(invalid_state => 'the loop is already dispatching (a nested run from one of its callbacks)');
+    local $self->{dispatching} = 1;
+    my $st = StageBus::_C::sb_loop_dispatch($p);
+    StageBus::_check($st, 'dispatch');
+    return;
+}
+
+sub in_dispatch { $_[0]{dispatching} }
+
+# Waits for the fd (at most $limit_ms, undef: no limit besides the
+# loop's own timeout), then runs one turn. Perl signal handlers run
+# while waiting (select returns on EINTR).
+sub _turn {
+    my ($self, $limit_ms) = @_;
+    my $t = $self->timeout_ms;
+    $t = $limit_ms if defined $limit_ms && ($t < 0 || $t > $limit_ms);
+    if ($t != 0) {
+        my $rin = '';
+        vec($rin, $self->fd, 1) = 1;
+        select(my $rout = $rin, undef, undef, $t < 0 ? undef : $t / 1000);
+    }
+    $self->dispatch;
+}
+
+sub run {
+    my ($self) = @_;
+    $self->{stopped} = 0;
+    $self->_turn(undef) until $self->{stopped};
+    return;
+}
+
+sub run_for {
+    my ($self, $ms) = @_;
+    defined $ms && $ms >= 0 or StageBus::_croak(invalid_argument => 'run_for needs a number of milliseconds');
+    my $deadline = Time::HiRes::time() + $ms / 1000;
+    $self->{stopped} = 0;
+    while (!$self->{stopped}) {
+        my $left = ($deadline - Time::HiRes::time()) * 1000;
+        last if $left <= 0;
+        $self->_turn(int($left) + 1);
+    }
+    return;
+}
+
+sub run_until {
+    my ($self, $cond, @args) = @_;
+    ref $cond eq 'CODE' or StageBus::_croak(invalid_argument => 'run_until needs a code ref');
+    my $a = StageBus::_named('run_until', \@args);
+    my $deadline = defined $a->{timeout_ms} ? Time::HiRes::time() + $a->{timeout_ms} / 1000 : undef;
+    $self->{stopped} = 0;
+    while (1) {
+        return 1 if $cond->();
+        my $left;
+        if (defined $deadline) {
+            $left = ($deadline - Time::HiRes::time()) * 1000;
+            return !!$cond->() if $left <= 0;
+        }
+        return !!$cond->() if $self->{stopped};
+        $self->_turn(defined $left ? int($left) + 1 : undef);
+    }
+}
+
+sub stop {
+    my ($self) = @_;
+    $self->{stopped} = 1;
+    StageBus::_C::sb_loop_stop($self->{p}) if defined $self->{p};
+    return;
+}
+
+sub timer {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('timer', \@args, 'cb');
+    my $ms = $a->{after_ms} // 0;
+    my $p = $self->_p;
+    my ($fn, $user, $free) = StageBus::_cb_args(loop_fn => $a->{cb}, loop => $self);
+    my $id;
+    StageBus::_check(StageBus::_C::sb_loop_add_timer($p, $ms, $fn, $user, $free, \$id), 'timer');
+    return $id;
+}
+
+sub cancel_timer {
+    my ($self, $id) = @_;
+    my $st = StageBus::_C::sb_loop_cancel_timer($self->_p, $id);
+    return 0 if $st == $StageBus::Error::CODE_OF{not_found};
+    StageBus::_check($st, 'cancel_timer');
+    return 1;
+}
+
+sub destroy {
+    my ($self) = @_;
+    $self->{dispatching}
+        and StageBus::_croak(invalid_state => 'cannot destroy the loop from inside its own dispatch');
+    $self->_free;
+    return;
+}
+
+sub _free {
+    my ($self) = @_;
+    StageBus::_untrack($self);
+    my $p = delete $self->{p};
+    StageBus::_C::sb_loop_free($p) if $p && $self->{pid} == $$;
+    StageBus::_bury();
+}
+
+sub DESTROY {
+    return if StageBus::_in_global_destruction();
+    local ($@, $?);
+    $_[0]->_free;
+}
+
+1;
+
+__END__
+
+=head1 NAME
+
+StageBus::Loop - the stagebus event loop
+
+=head1 SYNOPSIS
+
+    my $loop = StageBus::Loop->new;
+    my $id = $loop->timer(after_ms => 100, cb => sub { my ($loop) = @_; $loop->stop });
+    $loop->run;                                   # until ->stop
+    $loop->run_for(250);                          # at most 250 ms (or ->stop)
+    my $ok = $loop->run_until(sub { $done }, timeout_ms => 5000);
+
+=head1 DESCRIPTION
+
+A loop owns everything made on it; callbacks run only inside its
+C<dispatch> (and so inside C<run>, C<run_for> and C<run_until>, which
+wait on C<fd> with C<select> and dispatch, so that Perl signal handlers
+run while the loop waits: C<$SIG{TERM} = sub { $loop-E<gt>stop }> works).
+
+To run inside another event loop, watch C<fd> for reading and arm a
+timer of C<timeout_ms> (-1: none, 0: now), call C<dispatch> when either
+fires and ask for the timeout again: L<StageBus::AnyEvent> and
+L<StageBus::POE> do exactly that.
+
+=head1 METHODS
+
+=over
+
+=item new
+
+=item run, run_for($ms), run_until($cond, timeout_ms => $ms)
+
+C<run_until> returns whether C<$cond> became true (it is checked before
+every turn); without C<timeout_ms> it waits as long as needed. All three
+return early after C<stop>.
+
+=item stop
+
+=item dispatch
+
+One non-blocking turn. Calling it (or a run method) from inside one of
+the loop's own callbacks dies with C<invalid_state>.
+
+=item fd, timeout_ms, in_dispatch, alive
+
+=item timer(after_ms => $ms, cb => sub { my ($loop) = @_ })
+
+Returns an id for C<cancel_timer($id)>, which returns whether the timer
+was still pending.
+
+=item destroy
+
+Frees the loop now (C<DESTROY> does it otherwise, once nothing made on
+the loop holds it). Objects made on it can then only be dropped.
+
+=back
+
+=cut

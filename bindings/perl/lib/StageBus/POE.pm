@@ -1,0 +1,101 @@
+package StageBus::POE;
+
+use strict;
+use warnings;
+
+use POE qw(Session);
+
+our $VERSION = '0.01';
+
+sub new {
+    my ($class, @args) = @_;
+    my $a = StageBus::_named('StageBus::POE->new', \@args, 'loop');
+    my $loop = $a->{loop};
+    open(my $fh, '<&', $loop->fd)
+        or StageBus::_croak(io => "cannot duplicate the loop's fd: $!");
+    my $self = bless { loop => $loop, fh => $fh, alias => $a->{alias} }, $class;
+    $self->{session_id} = POE::Session->create(
+        inline_states => {
+            _start => sub {
+                my $kernel = $_[KERNEL];
+                $kernel->alias_set($self->{alias}) if defined $self->{alias};
+                $kernel->select_read($fh, 'sb_ready');
+                _arm($self, $kernel);
+            },
+            sb_ready    => sub { _dispatch($self, $_[KERNEL]) },
+            sb_timeout  => sub { _dispatch($self, $_[KERNEL]) },
+            sb_shutdown => sub {
+                my $kernel = $_[KERNEL];
+                $kernel->select_read($fh);
+                $kernel->delay('sb_timeout');
+                $kernel->alias_remove($self->{alias}) if defined $self->{alias};
+                close $fh;
+                $self->{stopped} = 1;
+            },
+            _stop => sub { },
+        },
+    )->ID;
+    return $self;
+}
+
+sub loop       { $_[0]{loop} }
+sub session_id { $_[0]{session_id} }
+
+sub _dispatch {
+    my ($self, $kernel) = @_;
+    return if $self->{stopped};
+    my $loop = $self->{loop};
+    return unless $loop->alive;
+    return if $loop->in_dispatch;
+    $loop->dispatch;
+    _arm($self, $kernel);
+}
+
+# The library's timeout as a POE delay, replaced after every dispatch.
+sub _arm {
+    my ($self, $kernel) = @_;
+    my $t = $self->{loop}->timeout_ms;
+    if ($t < 0) {
+        $kernel->delay('sb_timeout');
+    }
+    else {
+        $kernel->delay(sb_timeout => $t / 1000);
+    }
+}
+
+# Stops watching: the session ends, so POE::Kernel->run can return.
+sub shutdown {
+    my ($self) = @_;
+    return if $self->{stopped};
+    $poe_kernel->call($self->{session_id}, 'sb_shutdown');
+    return;
+}
+
+1;
+
+__END__
+
+=head1 NAME
+
+StageBus::POE - run a stagebus loop inside POE
+
+=head1 SYNOPSIS
+
+    use POE;
+    use StageBus;
+    use StageBus::POE;
+
+    my $loop = StageBus::Loop->new;
+    my $host = StageBus::POE->new(loop => $loop, alias => 'stagebus');
+    ...   # sessions of your own, calling stagebus from their handlers
+    POE::Kernel->run;      # returns after $host->shutdown and your sessions end
+
+=head1 DESCRIPTION
+
+A POE::Session that watches the loop's fd with C<select_read> and keeps
+a C<delay> of the loop's C<timeout_ms>, replaced after every dispatch:
+stagebus runs inside POE's loop, with no thread of its own. The
+session keeps POE running until C<shutdown> (or a post of
+C<sb_shutdown> to its alias) ends it.
+
+=cut

@@ -1,0 +1,77 @@
+package StageBus::Remote;
+
+use strict;
+use warnings;
+
+our $VERSION = '0.01';
+
+sub _wrap {
+    my ($class, $p, $loop, $session) = @_;
+    return StageBus::_track(bless { p => $p, loop => $loop, pid => $$, session => $session }, $class);
+}
+
+sub _p {
+    my ($self) = @_;
+    $self->{loop}->_p if $self->{loop};
+    return $self->{p} // StageBus::_croak(invalid_state => 'the remote stage was freed');
+}
+
+sub session { $_[0]{session} }
+sub name    { $_[0]{session} }
+sub loop    { $_[0]{loop} }
+
+sub unsubscribe {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('unsubscribe', \@args);
+    my @cb = StageBus::_cb_args(done => $a->{on_done} // sub { }, loop => $self->{loop}, what => 'on_done (unsubscribe)');
+    StageBus::_check(StageBus::_C::sb_remote_unsubscribe($self->_p, @cb), "unsubscribe '$self->{session}'");
+    return;
+}
+
+sub request {
+    my ($self, @args) = @_;
+    return StageBus::Request->new(to => $self, @args);
+}
+
+sub _free {
+    my ($self) = @_;
+    StageBus::_untrack($self);
+    my $p = delete $self->{p};
+    StageBus::_C::sb_remote_free($p) if $p && $self->{pid} == $$;
+    StageBus::_bury();
+}
+
+sub DESTROY {
+    return if StageBus::_in_global_destruction();
+    local ($@, $?);
+    $_[0]->_free;
+}
+
+1;
+
+__END__
+
+=head1 NAME
+
+StageBus::Remote - a session subscribed through a client
+
+=head1 SYNOPSIS
+
+    my $req = $remote->request(method => 'foo', args => { arg => 'string' },
+                               on_return => sub { my ($ctx) = @_ });
+    $remote->unsubscribe(on_done => sub { my ($err) = @_ });
+
+=head1 DESCRIPTION
+
+What L<StageBus::Client/subscribe> gives: a request target that works
+like a local L<StageBus::Stage> (same handlers, same emit, recall,
+return and errors). Dropping it keeps the subscription;
+C<unsubscribe> ends it (C<not_subscribed> is thrown at once if it
+already ended, for example because the session was rescinded).
+
+=head1 METHODS
+
+C<request(...)> (L<StageBus::Request/new> with C<to> set),
+C<unsubscribe(on_done =E<gt> $code)>, C<session>, C<loop>.
+
+=cut

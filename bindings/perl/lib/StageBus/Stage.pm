@@ -1,0 +1,154 @@
+package StageBus::Stage;
+
+use strict;
+use warnings;
+
+our $VERSION = '0.01';
+
+sub new {
+    my ($class, @args) = @_;
+    my $a = StageBus::_named('StageBus::Stage->new', \@args, 'loop', 'name');
+    my $loop = $a->{loop};
+    my $p;
+    StageBus::_check(StageBus::_C::sb_stage_new($loop->_p, StageBus::_to_c($a->{name}, 'the stage name'), \$p),
+        "stage '$a->{name}'");
+    my $self = StageBus::_track(bless { p => $p, loop => $loop, pid => $$, name => $a->{name}, owned => 1 }, $class);
+    # The stage's data slot: its data hash and its name, so that the
+    # borrowed stage a handler sees ($ctx->stage) has both too.
+    my $id = StageBus::_register({ data => {}, name => $a->{name} });
+    StageBus::_check(StageBus::_C::sb_stage_set_data($p, $id, StageBus::_fn('free')), 'stage data');
+    my $h = $a->{handlers} || {};
+    ref $h eq 'HASH' or StageBus::_croak(invalid_argument => 'handlers must be a hash ref of code refs');
+    $self->on($_ => $h->{$_}) for sort keys %$h;
+    return $self;
+}
+
+# The stage a handler runs on, valid during the handler.
+sub _borrow {
+    my ($class, $p, $loop) = @_;
+    return bless { p => $p, loop => $loop, borrowed => 1 }, $class;
+}
+
+sub _invalidate { $_[0]{p} = undef }
+
+sub _p {
+    my ($self) = @_;
+    $self->{loop}->_p if $self->{loop};
+    return $self->{p} if defined $self->{p};
+    StageBus::_croak(invalid_state => $self->{borrowed}
+        ? 'this stage was borrowed by a handler that has returned'
+        : 'the stage was freed');
+}
+
+sub loop { $_[0]{loop} }
+
+sub name {
+    my ($self) = @_;
+    return $self->{name} if defined $self->{name};
+    my $id = StageBus::_C::sb_stage_data($self->_p);
+    my $rec = $id && $StageBus::REG{$id};
+    return $rec ? $rec->{name} : undef;
+}
+
+# Registers (or replaces) the handler $name: a method, a response
+# handler (on_return, on_<role>_<type>), on_my_<type> or on_cancel.
+sub on {
+    my ($self, $name, $code) = @_;
+    defined $name or StageBus::_croak(invalid_argument => 'on: a handler name is needed');
+    my @cb = StageBus::_cb_args(handler => $code, loop => $self->{loop}, what => "handler '$name'");
+    StageBus::_check(StageBus::_C::sb_stage_on($self->_p, StageBus::_to_c($name, 'the handler name'), @cb),
+        "handler '$name'");
+    return $self;
+}
+
+sub publish {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('publish', \@args, 'client', 'session');
+    my @methods = map { StageBus::_to_c($_, 'a method name') } @{ $a->{methods} || [] };
+    my @cb = StageBus::_cb_args(done => $a->{on_done} // sub { }, loop => $self->{loop}, what => 'on_done (publish)');
+    StageBus::_check(
+        StageBus::_C::sb_stage_publish(
+            $self->_p, $a->{client}->_p, StageBus::_to_c($a->{session}, 'the session'),
+            \@methods, scalar @methods, @cb),
+        "publish '$a->{session}'");
+    return;
+}
+
+# The stage's own data (a hash ref, POE::Stage's $self scope).
+sub data {
+    my ($self) = @_;
+    return StageBus::_data_slot(\&StageBus::_C::sb_stage_data, \&StageBus::_C::sb_stage_set_data, $self->_p);
+}
+
+sub request {
+    my ($self, @args) = @_;
+    return StageBus::Request->new(to => $self, @args);
+}
+
+sub _free {
+    my ($self) = @_;
+    return unless $self->{owned};
+    StageBus::_untrack($self);
+    my $p = delete $self->{p};
+    StageBus::_C::sb_stage_free($p) if $p && $self->{pid} == $$;
+    StageBus::_bury();
+}
+
+sub DESTROY {
+    return if StageBus::_in_global_destruction();
+    local ($@, $?);
+    $_[0]->_free;
+}
+
+1;
+
+__END__
+
+=head1 NAME
+
+StageBus::Stage - a named table of handlers (POE::Stage)
+
+=head1 SYNOPSIS
+
+    my $stage = StageBus::Stage->new(
+        loop     => $loop,
+        name     => 'Counter',
+        handlers => {
+            count => sub {
+                my ($ctx) = @_;
+                my $req = $ctx->req;
+                $req->emit(type => 'tick', args => { i => $_ }) for 1 .. $ctx->args->{n};
+                $req->return(args => { total => $ctx->args->{n} });
+            },
+        },
+    );
+    $stage->on(on_cancel => sub { ... });
+    $stage->publish(client => $client, session => 'Counter',
+                    methods => ['count'],       # default: every handler
+                    on_done => sub { my ($err) = @_ });
+    my $req = $stage->request(method => 'count', args => { n => 3 },
+                              on_tick => sub { ... }, on_return => sub { ... });
+
+=head1 DESCRIPTION
+
+A handler gets one argument, a L<StageBus::Context>. Method handlers
+answer through C<< $ctx->req >> (L<StageBus::Served>): any number of
+C<emit>s, then one C<return> or C<fail>, now or later (keep
+C<< $ctx->req->keep >>). A method handler that dies answers its
+request with C<handler_failed> (or the code of a L<StageBus::Error>).
+
+Handler names follow the C API: C<foo> or C<on_foo> for method C<foo>;
+C<on_return>, C<on_E<lt>roleE<gt>_E<lt>typeE<gt>> for responses to
+requests this stage makes; C<on_my_E<lt>typeE<gt>> to intercept the
+stage's own responses; C<on_cancel>.
+
+The stage lives on in the library while requests to it or a
+publication of it need it, even after its object is dropped.
+
+=head1 METHODS
+
+C<new(loop, name, handlers =E<gt> {...})>, C<on($name, $code)>,
+C<publish(client, session, methods, on_done)>, C<data> (a hash ref kept
+with the stage), C<request(...)>, C<name>, C<loop>.
+
+=cut
