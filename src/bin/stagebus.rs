@@ -705,7 +705,7 @@ fn cmd_serve(args: &Parsed) -> Result<(), Failure> {
         args.token(),
         Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
     )?;
-    let stage = stagebus::demo::stage(&lp, |line| say(line));
+    let stage = stagebus::demo::stage(&lp, say);
     let published = Rc::new(RefCell::new(None));
     let p = published.clone();
     stage.publish(&client, &name, &stagebus::demo::METHODS, move |r| {

@@ -78,6 +78,7 @@ struct Inner {
     dispatch_depth: Cell<u32>,
     wake_pending: Cell<bool>,
     stopped: Cell<bool>,
+    shut: Cell<bool>,
 }
 
 /// The event loop. Cloning gives another handle to the same loop.
@@ -148,6 +149,7 @@ impl EventLoop {
                 dispatch_depth: Cell::new(0),
                 wake_pending: Cell::new(false),
                 stopped: Cell::new(false),
+                shut: Cell::new(false),
             }),
         })
     }
@@ -222,7 +224,11 @@ impl EventLoop {
     /// running them. Closures often hold objects that hold the loop, so
     /// this breaks those cycles when the owner is done with the loop
     /// (`sb_loop_free` calls it).
+    ///
+    /// Afterwards the loop accepts no new work: `defer` and `add_timer`
+    /// drop their task at once.
     pub fn shutdown(&self) {
+        self.inner.shut.set(true);
         let timers = std::mem::replace(&mut *self.inner.timers.borrow_mut(), Timers::new());
         let deferred = std::mem::take(&mut *self.inner.deferred.borrow_mut());
         let remote = std::mem::take(
@@ -241,6 +247,12 @@ impl EventLoop {
 
     /// Runs `task` once, after `delay`, on this loop.
     pub fn add_timer(&self, delay: Duration, task: impl FnOnce(&EventLoop) + 'static) -> TimerId {
+        if self.inner.shut.get() {
+            // Nothing runs after shutdown; holding the task would only keep
+            // what it captures alive.
+            drop(task);
+            return TimerId::from_raw(0);
+        }
         let id = self
             .inner
             .timers
@@ -258,6 +270,10 @@ impl EventLoop {
     /// Runs `task` on this loop in the current or next turn, after what is
     /// already deferred (FIFO). Never runs it before returning.
     pub fn defer(&self, task: impl FnOnce(&EventLoop) + 'static) {
+        if self.inner.shut.get() {
+            drop(task);
+            return;
+        }
         self.inner.deferred.borrow_mut().push_back(Box::new(task));
         self.poke();
     }
