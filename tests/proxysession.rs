@@ -2055,3 +2055,21 @@ fn slow_consumer(t: Transport) {
     assert_eq!(names(&bystander).len(), 8);
     returned(&call(&bystander, "Session0", "method_number_0", &Args::new()).last);
 }
+
+/// An immediate connect failure (no such Unix socket) closes the client at
+/// once: an operation started right after fails with the real reason.
+#[test]
+fn operations_after_an_immediate_connect_failure_carry_its_reason() {
+    let lp = EventLoop::new().unwrap();
+    let path = std::env::temp_dir().join(format!("stagebus-absent-{}.sock", std::process::id()));
+    let client = Client::connect(&lp, &Address::Unix(path), ClientConfig::default());
+    let got = Rc::new(RefCell::new(None));
+    let g = got.clone();
+    client.listing(move |r| *g.borrow_mut() = Some(r));
+    assert!(lp
+        .run_until(std::time::Duration::from_secs(5), || got.borrow().is_some())
+        .unwrap());
+    let err = got.borrow_mut().take().unwrap().unwrap_err();
+    assert_eq!(err.code, ErrorCode::BrokerGone);
+    assert!(err.message.contains("cannot connect to unix:"), "{err}");
+}

@@ -195,13 +195,11 @@ impl Client {
                 st.token = Some(token);
             }
             Err(e) => {
+                // Closed at once, so that operations started before the
+                // failure is reported fail with its reason; the callbacks
+                // still run on a later turn.
                 let error = Error::io(format_args!("cannot connect to {address}"), &e);
-                let weak = Rc::downgrade(&shared);
-                lp.defer(move |_| {
-                    if let Some(shared) = weak.upgrade() {
-                        shared.shut(error);
-                    }
-                });
+                shared.shut(error);
             }
         }
         shared.want_flush();
