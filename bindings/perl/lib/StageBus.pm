@@ -286,11 +286,14 @@ my @FREE_ORDER = qw(StageBus::Request StageBus::Served StageBus::Remote StageBus
 
 sub _free_all {
     local ($@, $?);
+    # Strong copies: freeing one object may drop others.
+    my @all = grep { defined } values %LIVE;
     for my $class (@FREE_ORDER) {
-        for my $obj (grep { defined $_ && $_->isa($class) } values %LIVE) {
+        for my $obj (grep { $_->isa($class) } @all) {
             eval { $obj->_free; 1 } or warn "stagebus: freeing $obj at exit failed: $@";
         }
     }
+    @all = ();
     _bury();
 }
 

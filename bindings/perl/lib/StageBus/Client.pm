@@ -11,17 +11,16 @@ sub new {
     my ($class, @args) = @_;
     my $a = StageBus::_named('StageBus::Client->new', \@args, 'loop', 'address');
     my $loop = $a->{loop};
+    my $lp = $loop->_p;
+    my $address = StageBus::_to_c($a->{address}, 'the address');
+    my $token = StageBus::_to_c($a->{token}, 'the token');
+    # Registered last: the library owns it from the call on, even if the
+    # call fails (its free_user runs then).
     my ($fn, $user, $free) = $a->{on_connect}
         ? StageBus::_cb_args(connect => $a->{on_connect}, loop => $loop, what => 'on_connect')
         : (undef, undef, undef);
     my $p;
-    StageBus::_check(
-        StageBus::_C::sb_client_connect(
-            $loop->_p,
-            StageBus::_to_c($a->{address}, 'the address'),
-            StageBus::_to_c($a->{token}, 'the token'),
-            $fn, $user, $free, \$p),
-        'connect');
+    StageBus::_check(StageBus::_C::sb_client_connect($lp, $address, $token, $fn, $user, $free, \$p), 'connect');
     my $self = StageBus::_track(bless { p => $p, loop => $loop, pid => $$, address => $a->{address} }, $class);
     $self->on_disconnect($a->{on_disconnect})     if $a->{on_disconnect};
     $self->on_session_gone($a->{on_session_gone}) if $a->{on_session_gone};
@@ -39,44 +38,47 @@ sub address { $_[0]{address} }
 
 sub on_disconnect {
     my ($self, $code) = @_;
+    my $p = $self->_p;
     my @cb = StageBus::_cb_args(done => $code, loop => $self->{loop}, what => 'on_disconnect');
-    StageBus::_check(StageBus::_C::sb_client_on_disconnect($self->_p, @cb), 'on_disconnect');
+    StageBus::_check(StageBus::_C::sb_client_on_disconnect($p, @cb), 'on_disconnect');
     return;
 }
 
 sub on_session_gone {
     my ($self, $code) = @_;
+    my $p = $self->_p;
     my @cb = StageBus::_cb_args(session_gone => $code, loop => $self->{loop}, what => 'on_session_gone');
-    StageBus::_check(StageBus::_C::sb_client_on_session_gone($self->_p, @cb), 'on_session_gone');
+    StageBus::_check(StageBus::_C::sb_client_on_session_gone($p, @cb), 'on_session_gone');
     return;
 }
 
 sub listing {
     my ($self, @args) = @_;
     my $a = StageBus::_named('listing', \@args, 'on_listing');
+    my $p = $self->_p;
     my @cb = StageBus::_cb_args(listing => $a->{on_listing}, loop => $self->{loop}, what => 'on_listing');
-    StageBus::_check(StageBus::_C::sb_client_listing($self->_p, @cb), 'listing');
+    StageBus::_check(StageBus::_C::sb_client_listing($p, @cb), 'listing');
     return;
 }
 
 sub rescind {
     my ($self, @args) = @_;
     my $a = StageBus::_named('rescind', \@args, 'session');
+    my $p = $self->_p;
+    my $session = StageBus::_to_c($a->{session}, 'the session');
     my @cb = StageBus::_cb_args(done => $a->{on_done} // sub { }, loop => $self->{loop}, what => 'on_done (rescind)');
-    StageBus::_check(
-        StageBus::_C::sb_client_rescind($self->_p, StageBus::_to_c($a->{session}, 'the session'), @cb),
-        "rescind '$a->{session}'");
+    StageBus::_check(StageBus::_C::sb_client_rescind($p, $session, @cb), "rescind '$a->{session}'");
     return;
 }
 
 sub subscribe {
     my ($self, @args) = @_;
     my $a = StageBus::_named('subscribe', \@args, 'session', 'on_subscribed');
+    my $p = $self->_p;
+    my $session = StageBus::_to_c($a->{session}, 'the session');
     my @cb = StageBus::_cb_args(subscribed => $a->{on_subscribed}, loop => $self->{loop},
         session => $a->{session}, what => 'on_subscribed');
-    StageBus::_check(
-        StageBus::_C::sb_remote_subscribe($self->_p, StageBus::_to_c($a->{session}, 'the session'), @cb),
-        "subscribe '$a->{session}'");
+    StageBus::_check(StageBus::_C::sb_remote_subscribe($p, $session, @cb), "subscribe '$a->{session}'");
     return;
 }
 

@@ -151,8 +151,9 @@ sub fail {
 # Runs $code if the caller cancels before the request is answered.
 sub on_cancel {
     my ($self, $code) = @_;
+    my $p = $self->_p;
     my @cb = StageBus::_cb_args(notify => $code, loop => $self->{loop}, what => 'on_cancel');
-    StageBus::_check(StageBus::_C::sb_served_on_cancel($self->_p, @cb), 'on_cancel');
+    StageBus::_check(StageBus::_C::sb_served_on_cancel($p, @cb), 'on_cancel');
     return;
 }
 

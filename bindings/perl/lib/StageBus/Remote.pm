@@ -23,8 +23,9 @@ sub loop    { $_[0]{loop} }
 sub unsubscribe {
     my ($self, @args) = @_;
     my $a = StageBus::_named('unsubscribe', \@args);
+    my $p = $self->_p;
     my @cb = StageBus::_cb_args(done => $a->{on_done} // sub { }, loop => $self->{loop}, what => 'on_done (unsubscribe)');
-    StageBus::_check(StageBus::_C::sb_remote_unsubscribe($self->_p, @cb), "unsubscribe '$self->{session}'");
+    StageBus::_check(StageBus::_C::sb_remote_unsubscribe($p, @cb), "unsubscribe '$self->{session}'");
     return;
 }
 

@@ -97,9 +97,10 @@ sub cancel {
 sub data {
     my ($self) = @_;
     return $self->{data} if $self->{data};
+    my $p = $self->_p;
     my $h = {};
     my $id = StageBus::_register({ data => $h });
-    StageBus::_check(StageBus::_C::sb_request_set_data($self->_p, $id, StageBus::_fn('free')), 'request data');
+    StageBus::_check(StageBus::_C::sb_request_set_data($p, $id, StageBus::_fn('free')), 'request data');
     return $self->{data} = $h;
 }
 

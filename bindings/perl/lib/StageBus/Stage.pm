@@ -55,9 +55,10 @@ sub name {
 sub on {
     my ($self, $name, $code) = @_;
     defined $name or StageBus::_croak(invalid_argument => 'on: a handler name is needed');
+    my $p = $self->_p;
+    my $cname = StageBus::_to_c($name, 'the handler name');
     my @cb = StageBus::_cb_args(handler => $code, loop => $self->{loop}, what => "handler '$name'");
-    StageBus::_check(StageBus::_C::sb_stage_on($self->_p, StageBus::_to_c($name, 'the handler name'), @cb),
-        "handler '$name'");
+    StageBus::_check(StageBus::_C::sb_stage_on($p, $cname, @cb), "handler '$name'");
     return $self;
 }
 
@@ -65,11 +66,10 @@ sub publish {
     my ($self, @args) = @_;
     my $a = StageBus::_named('publish', \@args, 'client', 'session');
     my @methods = map { StageBus::_to_c($_, 'a method name') } @{ $a->{methods} || [] };
+    my ($p, $cp) = ($self->_p, $a->{client}->_p);
+    my $session = StageBus::_to_c($a->{session}, 'the session');
     my @cb = StageBus::_cb_args(done => $a->{on_done} // sub { }, loop => $self->{loop}, what => 'on_done (publish)');
-    StageBus::_check(
-        StageBus::_C::sb_stage_publish(
-            $self->_p, $a->{client}->_p, StageBus::_to_c($a->{session}, 'the session'),
-            \@methods, scalar @methods, @cb),
+    StageBus::_check(StageBus::_C::sb_stage_publish($p, $cp, $session, \@methods, scalar @methods, @cb),
         "publish '$a->{session}'");
     return;
 }

@@ -1,0 +1,36 @@
+#!/usr/bin/perl
+# The same dialogue as 02 (POE::Stage t/01_all_call_types.t, 19 checks
+# per mode) under AnyEvent, with whatever backend AnyEvent picks (set
+# PERL_ANYEVENT_MODEL to choose one; tests/perl.rs also runs it with the
+# pure-Perl backend). An AnyEvent timer of our own keeps ticking while
+# stagebus runs, proving it does not hold the loop.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+
+use Test::More tests => 3 * 19 + 2;
+use AnyEvent;
+use StageBus;
+use StageBus::AnyEvent;
+use AllCallTypes;
+
+alarm 60;
+
+my $loop = StageBus::Loop->new;
+my $host = StageBus::AnyEvent->new(loop => $loop);
+my $ticks = 0;
+my $ticker = AnyEvent->timer(after => 0.001, interval => 0.001, cb => sub { $ticks++ });
+
+for my $mode (qw(local tcp unix)) {
+    my $cv = AnyEvent->condvar;
+    my $timeout = AnyEvent->timer(after => 20, cb => sub { fail("[$mode] finished in time"); $cv->send });
+    my $dialogue = AllCallTypes::start(loop => $loop, mode => $mode, on_done => sub { $cv->send });
+    $cv->recv;
+}
+ok($ticks > 0, "AnyEvent's own timer kept ticking ($ticks ticks, backend " . AnyEvent::detect() . ')');
+undef $host;
+my $cv = AnyEvent->condvar;
+my $t = AnyEvent->timer(after => 0.01, cb => sub { $cv->send });
+$cv->recv;
+ok(1, 'dropping the host stops watching; AnyEvent goes on');
