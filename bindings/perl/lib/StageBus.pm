@@ -356,7 +356,7 @@ sub _to_c {
 sub _err {
     my ($status, $message) = @_;
     return undef if !$status;
-    return StageBus::Error->new(code => $status, message => _from_c($message));
+    return StageBus::Error->new(code => $status, message => _from_c($message), async => 1);
 }
 
 my %CLOSURES;
@@ -426,7 +426,7 @@ _closure(session_gone => '(opaque,string,sint32,string)->void', sub {
     local $@;
     eval {
         my $rec = $REG{$id} or return;
-        my $err = StageBus::Error->new(code => $status, message => _from_c($message));
+        my $err = StageBus::Error->new(code => $status, message => _from_c($message), async => 1);
         _run_cb('on_session_gone', $rec->{code}, _from_c($session), $err);
         1;
     } or eval { warn "stagebus: session-gone callback failed: $@" };

@@ -215,7 +215,7 @@ sub error {
     my $code = StageBus::_C::sb_response_error($self->_p);
     return undef unless $code;
     return StageBus::Error->new(code => $code,
-        message => StageBus::_from_c(StageBus::_C::sb_response_message($self->_p)));
+        message => StageBus::_from_c(StageBus::_C::sb_response_message($self->_p)), async => 1);
 }
 
 # The caller's data of the request (StageBus::Request::data), or undef.

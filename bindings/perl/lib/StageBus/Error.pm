@@ -66,7 +66,9 @@ sub new {
     else {
         ($num, $name) = ($CODE_OF{unknown}, $code);
     }
-    my ($file, $line) = defined $a{file} ? ($a{file}, $a{line}) : _location();
+    # Errors reported by a completion or a response carry no location:
+    # where the event loop happened to be is of no use.
+    my ($file, $line) = $a{async} ? (undef, undef) : defined $a{file} ? ($a{file}, $a{line}) : _location();
     my $message = defined $a{message} ? "$a{message}" : '';
     return bless {
         code    => $num,
@@ -96,7 +98,8 @@ sub is {
 sub as_string {
     my $self = shift;
     my $msg = length $self->{message} ? ": $self->{message}" : '';
-    return "stagebus: $self->{name} ($self->{code})$msg at $self->{file} line $self->{line}.\n";
+    my $at = defined $self->{file} ? " at $self->{file} line $self->{line}." : '';
+    return "stagebus: $self->{name} ($self->{code})$msg$at\n";
 }
 
 1;
@@ -127,6 +130,9 @@ message). It stringifies as
     stagebus: NAME (CODE): MESSAGE at FILE line LINE.
 
 where FILE and LINE are those of the first caller outside StageBus.
+Errors handed to callbacks (a failed completion, an error response, a
+session gone) have no location (C<file> and C<line> are undef) and
+stringify without the C<at ...> part.
 
 Error responses (type C<error>) are handed to response handlers as
 these objects too (C<< $rsp->error >>), and a handler may C<die> with one
