@@ -1,0 +1,582 @@
+//! The cases: what each measures, and the driver that runs it once.
+//!
+//! A driver starts the processes of its case (the C peers, or the
+//! `stagebus broker` binary plus publisher and caller roles of this
+//! program), collects what the measuring process printed, and prints
+//! `SAMPLES <ns per operation> …` and `INFO KEY VALUE` lines.
+
+use crate::{fail, limit_secs, now_ns, payload, SLICE};
+use stagebus::{EventLoop, Request, Stage};
+use std::cell::Cell;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// What a sample measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One round trip, one at a time.
+    Latency,
+    /// Time per operation while many are in flight (1/rate).
+    Throughput,
+}
+
+/// One case of the table.
+#[derive(Debug)]
+pub struct CaseDef {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub kind: Kind,
+    /// The floor case its ratio is taken against.
+    pub floor: &'static str,
+}
+
+const fn def(name: &'static str, what: &'static str, kind: Kind, floor: &'static str) -> CaseDef {
+    CaseDef {
+        name,
+        what,
+        kind,
+        floor,
+    }
+}
+
+use Kind::{Latency, Throughput};
+
+/// Every case, in the order they run and print.
+pub const CASES: &[CaseDef] = &[
+    def("floor.unix", "raw relay caller->middle->callee, Unix, poll()", Latency, "floor.unix"),
+    def("floor.tcp", "raw relay caller->middle->callee, TCP loopback, poll()", Latency, "floor.tcp"),
+    def("floor.pipe64", "raw relay, Unix, 64 in flight (time per call)", Throughput, "floor.pipe64"),
+    def("rtt.unix", "stagebus brokered call, sequential, Unix", Latency, "floor.unix"),
+    def("rtt.tcp", "stagebus brokered call, sequential, TCP", Latency, "floor.tcp"),
+    def("rtt.request", "same through Request/RemoteStage/Stage, Unix", Latency, "floor.unix"),
+    def("embedded", "rtt.unix with the caller on a host poll() loop", Latency, "floor.unix"),
+    def("scaled", "rtt.unix, broker holding 100k sessions + 100k pending", Latency, "floor.unix"),
+    def("pipe.1", "brokered calls, 1 in flight, one caller (per call)", Throughput, "floor.unix"),
+    def("pipe.16", "brokered calls, 16 in flight, one caller", Throughput, "floor.pipe64"),
+    def("pipe.64", "brokered calls, 64 in flight, one caller", Throughput, "floor.pipe64"),
+    def("pipe.256", "brokered calls, 256 in flight, one caller", Throughput, "floor.pipe64"),
+    def("pipe.8x8", "brokered calls, 8 callers x 8 in flight", Throughput, "floor.pipe64"),
+    def("stream", "100,000 emits to one request (per emit, slices of 10k)", Throughput, "floor.pipe64"),
+    def("local", "in-process request+return, 1000 in flight (per pair)", Throughput, "floor.pipe64"),
+    def("dbus", "dbus-daemon method call, private bus, libdbus", Latency, "floor.unix"),
+    def("zmq.ipc", "libzmq REQ->ROUTER/proxy/DEALER->REP, ipc", Latency, "floor.unix"),
+    def("zmq.tcp", "libzmq REQ->ROUTER/proxy/DEALER->REP, TCP", Latency, "floor.tcp"),
+];
+
+/// Counts for one run: full or quick.
+struct Counts {
+    seq_warm: u64,
+    seq_n: u64,
+    pipe_warm: u64,
+    pipe_n: u64,
+    pipe1_n: u64,
+    floor_pipe_n: u64,
+    multi_n: u64,
+    stream_n: u64,
+    local_batches: u64,
+    idle_conns: u64,
+}
+
+const FULL: Counts = Counts {
+    seq_warm: 1000,
+    seq_n: 20_000,
+    pipe_warm: 5000,
+    pipe_n: 200_000,
+    pipe1_n: 30_000,
+    floor_pipe_n: 500_000,
+    multi_n: 25_000,
+    stream_n: 100_000,
+    local_batches: 300,
+    idle_conns: 2000,
+};
+
+const QUICK: Counts = Counts {
+    seq_warm: 300,
+    seq_n: 3000,
+    pipe_warm: 2000,
+    pipe_n: 30_000,
+    pipe1_n: 4000,
+    floor_pipe_n: 100_000,
+    multi_n: 4000,
+    stream_n: 100_000,
+    local_batches: 50,
+    idle_conns: 1000,
+};
+
+/// What the scaling case loads into the broker.
+const SCALE_SESSIONS: u64 = 100_000;
+const SCALE_PENDING: u64 = 100_000;
+
+fn env_path(var: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| fail(format!("{var} is not set (bench/run sets it)")))
+}
+
+/// A command whose process dies with us and after the time limit.
+fn bounded(prog: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(prog);
+    let limit = limit_secs();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            libc::alarm(limit);
+            Ok(())
+        });
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    cmd
+}
+
+/// A child with its stdout as lines.
+struct Proc {
+    child: Child,
+    out: BufReader<ChildStdout>,
+    input: Option<ChildStdin>,
+    what: String,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, what: &str, with_stdin: bool) -> Proc {
+        if with_stdin {
+            cmd.stdin(Stdio::piped());
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| fail(format!("cannot start {what}: {e}")));
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let input = child.stdin.take();
+        Proc {
+            child,
+            out,
+            input,
+            what: what.to_string(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line, or fail at end of output.
+    fn line(&mut self) -> String {
+        let mut s = String::new();
+        match self.out.read_line(&mut s) {
+            Ok(n) if n > 0 => s.trim_end().to_string(),
+            _ => fail(format!("{} ended without the expected output", self.what)),
+        }
+    }
+
+    /// Waits for a line starting with `prefix`, skipping others.
+    fn expect(&mut self, prefix: &str) -> String {
+        loop {
+            let l = self.line();
+            if let Some(rest) = l.strip_prefix(prefix) {
+                return rest.trim().to_string();
+            }
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        let input = self.input.as_mut().expect("spawned with stdin");
+        if writeln!(input, "{line}").and_then(|_| input.flush()).is_err() {
+            fail(format!("{} stopped reading", self.what));
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not gone within 5 s.
+    fn stop(mut self) {
+        drop(self.input.take());
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.reap();
+    }
+
+    /// Waits up to 5 s for it to exit by itself, then kills it.
+    fn reap(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits for it to exit by itself; fails unless it succeeded.
+    fn finish(mut self) {
+        drop(self.input.take());
+        match self.child.wait() {
+            Ok(s) if s.success() => {}
+            other => fail(format!("{} failed: {other:?}", self.what)),
+        }
+    }
+}
+
+/// A fresh directory for Unix sockets, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("sbbench-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| fail(format!("temp dir: {e}")));
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `stagebus broker`.
+struct BrokerProc {
+    proc: Proc,
+    addr: String,
+    _dir: TempDir,
+}
+
+fn start_broker(tcp: bool) -> BrokerProc {
+    let dir = TempDir::new();
+    let listen = if tcp {
+        "tcp://127.0.0.1:0".to_string()
+    } else {
+        format!("unix:{}", dir.0.join("broker.sock").display())
+    };
+    let mut cmd = bounded(env_path("SBBENCH_STAGEBUS"));
+    cmd.args(["broker", "--listen", &listen]);
+    let mut proc = Proc::spawn(cmd, "stagebus broker", false);
+    let addr = proc.expect("listening on");
+    BrokerProc {
+        proc,
+        addr,
+        _dir: dir,
+    }
+}
+
+fn self_cmd() -> Command {
+    bounded(std::env::current_exe().unwrap_or_else(|e| fail(e)))
+}
+
+fn start_publisher(addr: &str) -> Proc {
+    let mut cmd = self_cmd();
+    cmd.args(["publisher", addr]);
+    let mut p = Proc::spawn(cmd, "publisher", false);
+    p.expect("ready");
+    p
+}
+
+fn caller_cmd(addr: &str, mode: &str, warm: u64, n: u64, k: u64) -> Command {
+    let mut cmd = self_cmd();
+    cmd.args([
+        "caller",
+        addr,
+        mode,
+        &warm.to_string(),
+        &n.to_string(),
+        &k.to_string(),
+    ]);
+    cmd
+}
+
+fn parse_list(line: &str) -> Vec<u64> {
+    line.split_whitespace()
+        .map(|x| x.parse().unwrap_or_else(|_| fail(format!("bad number '{x}'"))))
+        .collect()
+}
+
+/// Runs a caller to the end and returns the numbers after `tag`.
+fn run_caller(cmd: Command, tag: &str) -> Vec<u64> {
+    let mut p = Proc::spawn(cmd, "caller", false);
+    let v = parse_list(&p.expect(tag));
+    p.finish();
+    v
+}
+
+/// Time per operation over consecutive windows of `w` checkpoints, each
+/// checkpoint standing for SLICE operations.
+fn per_op(checkpoints: &[u64], w: usize) -> Vec<u64> {
+    checkpoints
+        .windows(w + 1)
+        .step_by(w)
+        .map(|c| (c[w] - c[0]) / (w as u64 * SLICE))
+        .collect()
+}
+
+fn print_samples(v: &[u64]) {
+    let mut s = String::from("SAMPLES");
+    for x in v {
+        s.push(' ');
+        s.push_str(&x.to_string());
+    }
+    println!("{s}");
+}
+
+/// Resident set size of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| fail(format!("cannot read the broker's status: {e}")));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or_else(|| fail("no VmRSS"))
+}
+
+/// `case NAME [--quick]`.
+pub fn case(args: &[String]) -> ExitCode {
+    let Some(name) = args.first() else {
+        fail("case: which one? (sbbench list)");
+    };
+    let c = if args.iter().any(|a| a == "--quick") {
+        &QUICK
+    } else {
+        &FULL
+    };
+    let peer = |prog: &str| bounded(env_path("SBBENCH_PEERS").join(prog));
+    let samples = match name.as_str() {
+        "floor.unix" | "floor.tcp" => {
+            let mut cmd = peer("relay");
+            let t = if name == "floor.tcp" { "tcp" } else { "unix" };
+            cmd.args([t, "seq", &c.seq_warm.to_string(), &c.seq_n.to_string()]);
+            run_caller(cmd, "SAMPLES")
+        }
+        "floor.pipe64" => {
+            let mut cmd = peer("relay");
+            cmd.args([
+                "unix",
+                "pipe",
+                &c.pipe_warm.to_string(),
+                &c.floor_pipe_n.to_string(),
+                "64",
+            ]);
+            run_caller(cmd, "SAMPLES")
+        }
+        "dbus" => {
+            let mut cmd = peer("dbus_rtt");
+            cmd.args([c.seq_warm.to_string(), c.seq_n.to_string()]);
+            run_caller(cmd, "SAMPLES")
+        }
+        "zmq.ipc" | "zmq.tcp" => {
+            let mut cmd = peer("zmq_rtt");
+            let t = if name == "zmq.tcp" { "tcp" } else { "ipc" };
+            cmd.args([t, &c.seq_warm.to_string(), &c.seq_n.to_string()]);
+            run_caller(cmd, "SAMPLES")
+        }
+        "rtt.unix" | "rtt.tcp" | "rtt.request" | "embedded" => {
+            let broker = start_broker(name == "rtt.tcp");
+            let publisher = start_publisher(&broker.addr);
+            let mode = match name.as_str() {
+                "rtt.request" => "request",
+                "embedded" => "embedded",
+                _ => "seq",
+            };
+            let v = run_caller(
+                caller_cmd(&broker.addr, mode, c.seq_warm, c.seq_n, 1),
+                "SAMPLES",
+            );
+            broker.proc.stop();
+            publisher.finish();
+            v
+        }
+        "pipe.1" | "pipe.16" | "pipe.64" | "pipe.256" => {
+            let k: u64 = name[5..].parse().unwrap();
+            let n = if k == 1 { c.pipe1_n } else { c.pipe_n };
+            let broker = start_broker(false);
+            let publisher = start_publisher(&broker.addr);
+            let cps = run_caller(
+                caller_cmd(&broker.addr, "pipe", c.pipe_warm, n, k),
+                "CHECKPOINTS",
+            );
+            broker.proc.stop();
+            publisher.finish();
+            println!("INFO calls_per_s {}", rate(&cps));
+            per_op(&cps[1..], 1)
+        }
+        "pipe.8x8" => {
+            let broker = start_broker(false);
+            let publisher = start_publisher(&broker.addr);
+            let mut callers: Vec<Proc> = (0..8)
+                .map(|_| {
+                    let mut cmd = caller_cmd(&broker.addr, "pipe", c.pipe_warm / 8, c.multi_n, 8);
+                    cmd.arg("--barrier");
+                    Proc::spawn(cmd, "caller", true)
+                })
+                .collect();
+            for p in &mut callers {
+                p.expect("ready");
+            }
+            for p in &mut callers {
+                p.send("go");
+            }
+            let lists: Vec<Vec<u64>> = callers
+                .iter_mut()
+                .map(|p| parse_list(&p.expect("CHECKPOINTS")))
+                .collect();
+            for p in callers {
+                p.finish();
+            }
+            broker.proc.stop();
+            publisher.finish();
+            // Only while all eight run: from the last start to the first end.
+            let start = lists.iter().map(|l| l[0]).max().unwrap();
+            let end = lists.iter().map(|l| *l.last().unwrap()).min().unwrap();
+            let mut merged: Vec<u64> = lists
+                .iter()
+                .flat_map(|l| l[1..].iter().copied())
+                .filter(|&t| t >= start && t <= end)
+                .collect();
+            merged.sort_unstable();
+            let calls = merged.len() as u64 * SLICE;
+            let secs = (end - start) as f64 / 1e9;
+            println!("INFO calls_per_s {:.0}", calls as f64 / secs);
+            per_op(&merged, 8)
+        }
+        "stream" => {
+            let broker = start_broker(false);
+            let publisher = start_publisher(&broker.addr);
+            let cps = run_caller(
+                caller_cmd(&broker.addr, "stream", 10_000, c.stream_n, 1),
+                "CHECKPOINTS",
+            );
+            broker.proc.stop();
+            publisher.finish();
+            println!("INFO emits_per_s {}", rate(&cps));
+            // Emits arrive in bursts of a read's worth (up to 1 MiB), so
+            // slices of 1000 swing between bursts and gaps: 10,000 per
+            // sample.
+            per_op(&cps[1..], 10)
+        }
+        "local" => local(c.local_batches),
+        "scaled" => scaled(c),
+        other => fail(format!("unknown case '{other}' (sbbench list)")),
+    };
+    print_samples(&samples);
+    ExitCode::SUCCESS
+}
+
+/// Operations per second over a checkpoint list whose first entry is the
+/// start and whose others stand for SLICE operations each.
+fn rate(cps: &[u64]) -> u64 {
+    if cps.len() < 2 {
+        return 0;
+    }
+    let ops = (cps.len() as u64 - 1) * SLICE;
+    let ns = cps[cps.len() - 1] - cps[0];
+    (ops as f64 * 1e9 / ns as f64) as u64
+}
+
+/// Local dispatch: batches of 1000 requests to a stage on the same loop,
+/// each answered with a return; time per request+return pair.
+fn local(batches: u64) -> Vec<u64> {
+    const BATCH: u64 = 1000;
+    let lp = EventLoop::new().unwrap();
+    let stage = Stage::new(&lp, "local");
+    stage.on("echo", |ctx| ctx.ret("return", ctx.args()));
+    let args = payload();
+    let done = Rc::new(Cell::new(0u64));
+    let warm = 20;
+    let mut out = Vec::with_capacity(batches as usize);
+    let mut held: Vec<Request> = Vec::with_capacity(BATCH as usize);
+    for b in 0..warm + batches {
+        let t0 = now_ns();
+        done.set(0);
+        for _ in 0..BATCH {
+            let d = done.clone();
+            let r = Request::to(&stage, "echo")
+                .args(args.clone())
+                .on("return", move |_| {
+                    d.set(d.get() + 1);
+                    Ok(())
+                })
+                .send()
+                .unwrap_or_else(|e| fail(format!("send: {e}")));
+            held.push(r);
+        }
+        if !lp
+            .run_until(Duration::from_secs(10), || done.get() == BATCH)
+            .unwrap()
+        {
+            fail("local requests did not return");
+        }
+        held.clear();
+        if b >= warm {
+            out.push((now_ns() - t0) / BATCH);
+        }
+    }
+    let rate = 1e9 / (out.iter().sum::<u64>() as f64 / out.len() as f64);
+    println!("INFO pairs_per_s {rate:.0}");
+    out
+}
+
+/// The scaling case: the sequential round trip while the broker holds
+/// 100,000 sessions and 100,000 pending calls of other clients; the
+/// broker's RSS before and after each load gives the memory per session,
+/// per pending call and (after the round trips) per idle connection.
+fn scaled(c: &Counts) -> Vec<u64> {
+    let broker = start_broker(false);
+    let pid = broker.proc.pid();
+    let publisher = start_publisher(&broker.addr);
+    let mut cmd = self_cmd();
+    cmd.args(["loader", &broker.addr]);
+    let mut loader = Proc::spawn(cmd, "loader", true);
+    let settle = || std::thread::sleep(Duration::from_millis(50));
+    settle();
+    let rss0 = rss(pid);
+    loader.send(&format!("sessions {SCALE_SESSIONS}"));
+    loader.expect("ok");
+    settle();
+    let rss1 = rss(pid);
+    loader.send(&format!("pending {SCALE_PENDING}"));
+    loader.expect("ok");
+    settle();
+    let rss2 = rss(pid);
+    let v = run_caller(
+        caller_cmd(&broker.addr, "seq", c.seq_warm, c.seq_n, 1),
+        "SAMPLES",
+    );
+    settle();
+    let rss3 = rss(pid);
+    loader.send(&format!("conns {}", c.idle_conns));
+    loader.expect("ok");
+    settle();
+    let rss4 = rss(pid);
+    loader.send("quit");
+    loader.finish();
+    broker.proc.stop();
+    publisher.finish();
+    let per = |a: u64, b: u64, n: u64| b.saturating_sub(a) as f64 / n as f64;
+    println!("INFO rss_empty_bytes {rss0}");
+    println!("INFO rss_loaded_bytes {rss2}");
+    println!(
+        "INFO bytes_per_session {:.0}",
+        per(rss0, rss1, SCALE_SESSIONS)
+    );
+    println!(
+        "INFO bytes_per_pending {:.0}",
+        per(rss1, rss2, SCALE_PENDING)
+    );
+    println!(
+        "INFO bytes_per_idle_conn {:.0}",
+        per(rss3, rss4, c.idle_conns)
+    );
+    v
+}
