@@ -561,12 +561,16 @@ sub _number_kind {
     my $sv = B::svref_2object(\$_[0]);
     my $f  = $sv->FLAGS;
     return undef if !($f & $NUM_FLAGS) || ($f & B::SVf_POK);
-    if ($f & (B::SVf_IOK | B::SVp_IOK)) {
+    # A public IOK is an exact integer (an int, or a float whose integral
+    # value Perl also used as an integer); a float used in integer
+    # context (2.5 == 2) gets only the private IOK and stays a float.
+    if ($f & B::SVf_IOK) {
         # An unsigned integer above the int64 range is sent as a float.
         return 'float' if ($f & B::SVf_IVisUV) && $_[0] > 9223372036854775807;
         return 'int';
     }
-    return 'float';
+    return 'float' if $f & (B::SVf_NOK | B::SVp_NOK);
+    return 'int';
 }
 
 my $MAX_DEPTH = 64;
@@ -930,7 +934,10 @@ with C<invalid_argument>; send such data as bytes.
 
 A number is a scalar whose last assignment was numeric (C<42>,
 C<$n + 1>; printing a number does not make it a string; C<"42"> is a
-string). Integers beyond the signed 64-bit range are sent as floats.
+string, even after it was used as a number). Integers beyond the signed
+64-bit range are sent as floats; a float with an integral value that
+Perl also used as an integer (C<int>, array indexes) may be sent as an
+int.
 
 =head2 Callbacks
 

@@ -60,6 +60,11 @@ for my $name (sort keys %cases) {
     my $s = '7';
     my $used = $s + 0;
     is(shape(StageBus::roundtrip({ n => $n, s => $s })), '{n=>int:7,s=>str:37}', 'printing a number or adding a string keeps their types');
+    my ($f, $i) = (2.5, 5);
+    my $cmp = ($f == 2) + ($f > 1) + int($f);
+    my $g = $i * 1.5 + sqrt($i);
+    is(shape(StageBus::roundtrip({ f => $f, i => $i })), '{f=>float:2.5,i=>int:5}',
+        'a float compared with integers stays a float; an int used in float arithmetic stays an int');
 }
 
 # What comes back compares as expected in plain Perl.

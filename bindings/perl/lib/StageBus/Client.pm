@@ -138,9 +138,10 @@ started before the connection is up. Errors the library reports at
 once (C<rescind> of a session not published here: C<not_publisher>)
 are thrown and the callback is not called.
 
-stagebus has no "unknown message" notification: the wire protocol is a
-closed set of message kinds, and a peer sending anything else is
-disconnected with a C<protocol> error.
+There is no "unknown message" notification (POEx::ProxySession's
+C<unknown_message_event>) yet: the Rust client has one
+(C<Client::on_unknown_message>, C<Client::send_custom>), but the C API
+this binding is built on does not expose it.
 
 =head1 METHODS
 
