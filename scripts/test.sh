@@ -73,6 +73,12 @@ require valgrind valgrind
 require_pkg libevent-dev
 require_pkg libev-dev
 require_pkg libglib2.0-dev
+# tests/perl.rs runs the Perl binding (FFI::Platypus) under POE and
+# AnyEvent; without these modules its tests would only skip.
+require prove perl
+require_pkg libffi-platypus-perl
+require_pkg libpoe-perl
+require_pkg libanyevent-perl
 install_missing
 
 step "cargo fmt --all -- --check"
