@@ -839,7 +839,7 @@ POE::Request-style requests (emit, recall, return, cascading cancel)
         handlers => {
             hello => sub {
                 my ($ctx) = @_;
-                $ctx->req->return(args => { greeting => "Hello, $ctx->args->{name}!" });
+                $ctx->req->return(args => { greeting => 'Hello, ' . $ctx->args->{name} . '!' });
             },
         },
     );

@@ -54,6 +54,7 @@ sub _dispatch {
 # The library's timeout as a POE delay, replaced after every dispatch.
 sub _arm {
     my ($self, $kernel) = @_;
+    return if $self->{stopped} || !$self->{loop}->alive;
     my $t = $self->{loop}->timeout_ms;
     if ($t < 0) {
         $kernel->delay('sb_timeout');
