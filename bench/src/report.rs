@@ -176,7 +176,7 @@ pub fn run(args: &[String]) -> ExitCode {
             _ => return usage(),
         }
     }
-    let rounds: u32 = rounds.unwrap_or(if quick { 2 } else { 5 });
+    let rounds: u32 = rounds.unwrap_or(if quick { 3 } else { 7 });
     let cases: Vec<_> = CASES
         .iter()
         .filter(|c| only.as_ref().is_none_or(|o| o.iter().any(|n| n == c.name)))
