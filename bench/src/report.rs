@@ -83,12 +83,15 @@ fn per_s(r: f64) -> String {
     }
 }
 
+/// `INFO KEY VALUE` lines of one run.
+type Info = Vec<(String, f64)>;
+
 /// Runs one case once; returns its samples and info, or why it failed.
 fn run_once(
     mode: Mode,
     name: &str,
     quick: bool,
-) -> Result<(Vec<u64>, Vec<(String, f64)>), String> {
+) -> Result<(Vec<u64>, Info), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = match mode {
         Mode::Unpinned => Command::new(&exe),

@@ -181,7 +181,7 @@ impl Burst {
         }
         let done = self.done.get() + 1;
         self.done.set(done);
-        if done % SLICE == 0 {
+        if done.is_multiple_of(SLICE) {
             self.checkpoints.borrow_mut().push(now);
         }
         if self.issued.get() < self.total {
@@ -385,7 +385,7 @@ fn run_stream(lp: &EventLoop, client: &Client, n: u64) -> Vec<u64> {
                 CallEvent::Emit { .. } => {
                     let done = k.get() + 1;
                     k.set(done);
-                    if done % SLICE == 0 {
+                    if done.is_multiple_of(SLICE) {
                         c.borrow_mut().push(now_ns());
                     }
                 }
