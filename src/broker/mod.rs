@@ -17,7 +17,7 @@ mod registry;
 
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Flush, Readiness, Source};
-use crate::transport::{Address, Listener};
+use crate::transport::{Address, Connection, Listener};
 use crate::wire::DEFAULT_MAX_FRAME;
 use mio::Interest;
 use peer::Core;
@@ -186,8 +186,8 @@ impl Broker {
             self.shared.lp.deregister(&mut l, token);
             l.unlink();
         }
-        for (mut stream, token) in peers {
-            self.shared.lp.deregister(&mut stream, token);
+        for conn in peers {
+            conn.close(&self.shared.lp);
         }
     }
 }
@@ -214,19 +214,18 @@ impl Shared {
                 shared: self.me.clone(),
                 id,
             });
-            let mut stream = stream;
-            let token =
-                match self
-                    .lp
-                    .register(&mut stream, Interest::READABLE | Interest::WRITABLE, source)
-                {
-                    Ok(t) => t,
-                    Err(_) => continue,
-                };
-            if !self.core.borrow_mut().add_peer(id, stream, token) {
+            let (max_frame, max_queued) = {
+                let limits = &self.core.borrow().config.limits;
+                (limits.max_frame, limits.max_queued_bytes)
+            };
+            let Ok(conn) = Connection::open(stream, &self.lp, source, false, max_frame, max_queued)
+            else {
+                continue;
+            };
+            if !self.core.borrow_mut().add_peer(id, conn) {
                 // Over the connection limit: closed at once.
-                if let Some((mut s, t)) = self.core.borrow_mut().remove_peer_io(id) {
-                    self.lp.deregister(&mut s, t);
+                if let Some(conn) = self.core.borrow_mut().remove_peer_io(id) {
+                    conn.close(&self.lp);
                 }
                 continue;
             }
@@ -252,7 +251,7 @@ impl Shared {
         let more = {
             let mut core = self.core.borrow_mut();
             let more = if readiness.readable {
-                core.read_peer(id)
+                core.read_peer(id, readiness.hangup)
             } else {
                 false
             };
@@ -273,8 +272,8 @@ impl Shared {
     /// Deregisters the sockets of connections closed during this turn.
     fn finish_closes(&self) {
         let closed = self.core.borrow_mut().take_closed();
-        for (mut stream, token) in closed {
-            self.lp.deregister(&mut stream, token);
+        for conn in closed {
+            conn.close(&self.lp);
         }
     }
 
@@ -287,8 +286,8 @@ impl Shared {
 }
 
 impl Flush for Shared {
-    fn flush(&self, _lp: &EventLoop) {
-        self.core.borrow_mut().flush_dirty();
+    fn flush(&self, lp: &EventLoop) {
+        self.core.borrow_mut().flush_dirty(lp);
         self.finish_closes();
         self.schedule_flush();
     }

@@ -3,6 +3,7 @@
 use super::registry::{check_name, NameLimits, Registry};
 use super::{BrokerConfig, BrokerStats, ConnId};
 use crate::error::{Error, ErrorCode};
+use crate::event_loop::EventLoop;
 use crate::transport::{Address, Connection, Listener, ReadOutcome, Stream};
 use crate::wire::{Frame, Reply, MAGIC, PROTOCOL_VERSION};
 use mio::Token;
@@ -12,7 +13,6 @@ use std::rc::Rc;
 /// One connection as the broker sees it.
 struct Peer {
     conn: Connection,
-    token: Token,
     handshaken: bool,
     /// In the dirty list already.
     dirty: bool,
@@ -35,7 +35,7 @@ struct Route {
 }
 
 /// What the loop must deregister when the broker closes.
-pub(super) type Sockets = (Vec<(Listener, Token)>, Vec<(Stream, Token)>);
+pub(super) type Sockets = (Vec<(Listener, Token)>, Vec<Connection>);
 
 pub(super) struct Core {
     pub config: BrokerConfig,
@@ -49,8 +49,8 @@ pub(super) struct Core {
     flush_requested: bool,
     /// Peers to close once the current frame is handled.
     to_close: Vec<(ConnId, Option<Error>)>,
-    /// Sockets of closed peers, for the loop to deregister.
-    closed: Vec<(Stream, Token)>,
+    /// Connections of closed peers, for the loop to deregister.
+    closed: Vec<Connection>,
     stats: BrokerStats,
 }
 
@@ -108,14 +108,12 @@ impl Core {
 
     /// Adds an accepted connection; false (and kept only for removal) when
     /// over the connection limit.
-    pub fn add_peer(&mut self, id: ConnId, stream: Stream, token: Token) -> bool {
-        let limits = &self.config.limits;
-        let over = self.peers.len() >= limits.max_connections;
+    pub fn add_peer(&mut self, id: ConnId, conn: Connection) -> bool {
+        let over = self.peers.len() >= self.config.limits.max_connections;
         self.peers.insert(
             id,
             Peer {
-                conn: Connection::new(stream, limits.max_frame, limits.max_queued_bytes),
-                token,
+                conn,
                 handshaken: false,
                 dirty: false,
                 closing: false,
@@ -128,19 +126,19 @@ impl Core {
         !over
     }
 
-    pub fn remove_peer_io(&mut self, id: ConnId) -> Option<(Stream, Token)> {
-        self.peers.remove(&id).map(|p| (p.conn.stream, p.token))
+    pub fn remove_peer_io(&mut self, id: ConnId) -> Option<Connection> {
+        self.peers.remove(&id).map(|p| p.conn)
     }
 
     pub fn token_of(&self, id: ConnId) -> Option<Token> {
-        self.peers.get(&id).map(|p| p.token)
+        self.peers.get(&id).map(|p| p.conn.token())
     }
 
     pub fn is_unhandshaken(&self, id: ConnId) -> bool {
         self.peers.get(&id).is_some_and(|p| !p.handshaken)
     }
 
-    pub fn take_closed(&mut self) -> Vec<(Stream, Token)> {
+    pub fn take_closed(&mut self) -> Vec<Connection> {
         std::mem::take(&mut self.closed)
     }
 
@@ -152,7 +150,7 @@ impl Core {
     pub fn take_all(&mut self) -> Sockets {
         let listeners = std::mem::take(&mut self.listeners);
         let mut socks = std::mem::take(&mut self.closed);
-        socks.extend(self.peers.drain().map(|(_, p)| (p.conn.stream, p.token)));
+        socks.extend(self.peers.drain().map(|(_, p)| p.conn));
         self.routes.clear();
         self.registry = Registry::default();
         self.dirty.clear();
@@ -171,10 +169,10 @@ impl Core {
 
     /// Reads and handles what a peer sent. Returns true when the read
     /// budget ran out with more to read.
-    pub fn read_peer(&mut self, id: ConnId) -> bool {
+    pub fn read_peer(&mut self, id: ConnId, hangup: bool) -> bool {
         let mut frames = Vec::new();
         let outcome = match self.peers.get_mut(&id) {
-            Some(peer) if !peer.closing => peer.conn.read_frames(&mut frames),
+            Some(peer) if !peer.closing => peer.conn.read_frames(&mut frames, hangup),
             _ => return false,
         };
         for frame in frames {
@@ -201,13 +199,13 @@ impl Core {
         more
     }
 
-    pub fn flush_dirty(&mut self) {
+    pub fn flush_dirty(&mut self, lp: &EventLoop) {
         for id in std::mem::take(&mut self.dirty) {
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
             peer.dirty = false;
-            match peer.conn.flush() {
+            match peer.conn.flush(lp) {
                 Err(e) => self.to_close.push((id, Some(e))),
                 Ok(()) if peer.closing && peer.conn.queued() == 0 => self.to_close.push((id, None)),
                 Ok(()) => {}
@@ -658,6 +656,6 @@ impl Core {
                 s.subscribers.remove(&id);
             }
         }
-        self.closed.push((peer.conn.stream, peer.token));
+        self.closed.push(peer.conn);
     }
 }

@@ -24,7 +24,6 @@ use crate::event_loop::{EventLoop, Flush, Readiness, Source};
 use crate::transport::{Address, Connection, Stream};
 use crate::value::Args;
 use crate::wire::{Frame, Payload, SessionInfo, DEFAULT_MAX_FRAME, MAGIC, PROTOCOL_VERSION};
-use mio::Interest;
 use state::{Op, State, Status};
 use std::cell::RefCell;
 use std::fmt;
@@ -178,21 +177,18 @@ impl Client {
             version: PROTOCOL_VERSION,
             token: config.token.clone(),
         };
-        let attempt = Stream::connect(address).and_then(|mut stream| {
+        let attempt = Stream::connect(address).and_then(|stream| {
             let source = Rc::new(ClientSource(Rc::downgrade(&shared)));
-            let token =
-                lp.register(&mut stream, Interest::READABLE | Interest::WRITABLE, source)?;
-            Ok((stream, token))
+            // A TCP connect completes later; a Unix one at once.
+            let connecting = matches!(address, Address::Tcp(_));
+            let (max_frame, max_queued) = (config.max_frame, config.max_queued_bytes);
+            Connection::open(stream, lp, source, connecting, max_frame, max_queued)
         });
         match attempt {
-            Ok((stream, token)) => {
-                let mut conn = Connection::new(stream, config.max_frame, config.max_queued_bytes);
-                conn.connecting = matches!(address, Address::Tcp(_));
+            Ok(mut conn) => {
                 // The hello goes first; operations queue behind it.
                 let _ = conn.send(&hello);
-                let mut st = shared.state.borrow_mut();
-                st.conn = Some(conn);
-                st.token = Some(token);
+                shared.state.borrow_mut().conn = Some(conn);
             }
             Err(e) => {
                 // Closed at once, so that operations started before the
@@ -656,24 +652,21 @@ impl Shared {
             let Some(conn) = st.conn.as_mut() else {
                 return;
             };
-            if readiness.writable && conn.connecting {
-                match conn.stream.take_error() {
-                    Ok(None) => conn.connecting = false,
-                    Ok(Some(e)) | Err(e) => {
-                        let address = st.address.clone();
-                        drop(st);
-                        self.shut(Error::io(format_args!("cannot connect to {address}"), &e));
-                        return;
-                    }
+            if readiness.writable {
+                if let Err(e) = conn.finish_connect() {
+                    let address = st.address.clone();
+                    drop(st);
+                    self.shut(Error::io(format_args!("cannot connect to {address}"), &e));
+                    return;
                 }
             }
             let outcome = if readiness.readable {
-                Some(conn.read_frames(&mut frames))
+                Some(conn.read_frames(&mut frames, readiness.hangup))
             } else {
                 None
             };
             if readiness.writable {
-                if let Err(e) = conn.flush() {
+                if let Err(e) = conn.flush(&self.lp) {
                     drop(st);
                     self.shut(e);
                     return;
@@ -689,7 +682,8 @@ impl Shared {
         }
         match outcome {
             Some(crate::transport::ReadOutcome::More) => {
-                if let Some(token) = self.state.borrow().token {
+                let token = self.state.borrow().conn.as_ref().map(Connection::token);
+                if let Some(token) = token {
                     self.lp.again(token);
                 }
             }
@@ -699,7 +693,7 @@ impl Shared {
                     .borrow()
                     .conn
                     .as_ref()
-                    .is_some_and(|c| c.connecting);
+                    .is_some_and(|c| c.connecting());
                 let e = if connecting {
                     let address = self.state.borrow().address.clone();
                     Error::new(
@@ -979,8 +973,8 @@ impl Shared {
             }
             let was_ready = matches!(st.status, Status::Ready(_));
             st.status = Status::Closed(error.clone());
-            if let (Some(mut conn), Some(token)) = (st.conn.take(), st.token.take()) {
-                self.lp.deregister(&mut conn.stream, token);
+            if let Some(conn) = st.conn.take() {
+                conn.close(&self.lp);
             }
             st.take_all(was_ready, notify)
         };
@@ -991,8 +985,8 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         let st = self.state.get_mut();
-        if let (Some(mut conn), Some(token)) = (st.conn.take(), st.token.take()) {
-            self.lp.deregister(&mut conn.stream, token);
+        if let Some(conn) = st.conn.take() {
+            conn.close(&self.lp);
         }
     }
 }
@@ -1003,7 +997,7 @@ impl Flush for Shared {
             let mut st = self.state.borrow_mut();
             st.flush_pending = false;
             match st.conn.as_mut() {
-                Some(conn) => conn.flush(),
+                Some(conn) => conn.flush(&self.lp),
                 None => Ok(()),
             }
         };

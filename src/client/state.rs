@@ -5,7 +5,6 @@ use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::transport::{Address, Connection};
 use crate::wire::{Frame, SessionInfo};
-use mio::Token;
 use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
@@ -63,7 +62,6 @@ pub(super) struct State {
     pub address: Address,
     pub status: Status,
     pub conn: Option<Connection>,
-    pub token: Option<Token>,
     pub flush_pending: bool,
     /// Whether the connect outcome was already handed to a handler.
     pub connect_reported: bool,
@@ -91,7 +89,6 @@ impl State {
             address,
             status: Status::Connecting,
             conn: None,
-            token: None,
             flush_pending: false,
             connect_reported: false,
             next_id: 1,

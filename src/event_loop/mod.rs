@@ -48,6 +48,9 @@ type RemoteTask = Box<dyn FnOnce(&EventLoop) + Send>;
 pub(crate) struct Readiness {
     pub readable: bool,
     pub writable: bool,
+    /// The peer closed its side or the socket failed: a reader must read
+    /// to the end, since no later edge will tell it again.
+    pub hangup: bool,
 }
 
 /// Something registered with the loop's poll that wants its events.
@@ -305,6 +308,16 @@ impl EventLoop {
         Ok(token)
     }
 
+    /// Changes the interest of an I/O object registered under `token`.
+    pub(crate) fn reregister<S: mio::event::Source + ?Sized>(
+        &self,
+        io: &mut S,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.inner.registry.reregister(io, token, interest)
+    }
+
     /// Deregisters an I/O object and frees its token.
     pub(crate) fn deregister<S: mio::event::Source + ?Sized>(&self, io: &mut S, token: Token) {
         let _ = self.inner.registry.deregister(io);
@@ -371,6 +384,7 @@ impl EventLoop {
                     Readiness {
                         readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                         writable: ev.is_writable() || ev.is_write_closed(),
+                        hangup: ev.is_read_closed() || ev.is_error(),
                     },
                 ));
             }
@@ -391,6 +405,7 @@ impl EventLoop {
                 Readiness {
                     readable: true,
                     writable: true,
+                    hangup: true,
                 },
             )
         });

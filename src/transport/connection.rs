@@ -2,8 +2,11 @@
 
 use super::Stream;
 use crate::error::{Error, ErrorCode};
-use crate::wire::{encode_frame, Frame, FrameDecoder};
+use crate::event_loop::{EventLoop, Source};
+use crate::wire::{encode_frame, Frame, FrameDecoder, READ_CHUNK};
+use mio::{Interest, Token};
 use std::io::{self, Write};
+use std::rc::Rc;
 
 /// How many bytes one `read_frames` call reads before it yields to other
 /// sources (the caller then asks the loop to call it again).
@@ -20,36 +23,94 @@ pub(crate) enum ReadOutcome {
     Closed(Error),
 }
 
+/// A framed connection registered with a loop.
+///
+/// It asks the loop for writability only while output waits for room in
+/// the socket (or a connect is in progress): an always-on interest costs a
+/// wake-up after every write that drains the socket buffer, which on a
+/// request/response pattern is two extra wake-ups per round trip.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    pub stream: Stream,
+    stream: Stream,
+    token: Token,
     decoder: FrameDecoder,
     out: Vec<u8>,
     out_pos: usize,
     max_frame: usize,
     max_queued: usize,
     /// Set while a connect is in progress: writes wait for it.
-    pub connecting: bool,
+    connecting: bool,
+    /// Registered for writability as well as readability.
+    write_interest: bool,
 }
 
 impl Connection {
-    pub fn new(stream: Stream, max_frame: usize, max_queued: usize) -> Self {
+    /// Registers `stream` with `lp` for `source`. `connecting` marks a
+    /// connect still in progress: its completion shows as writability.
+    pub fn open(
+        mut stream: Stream,
+        lp: &EventLoop,
+        source: Rc<dyn Source>,
+        connecting: bool,
+        max_frame: usize,
+        max_queued: usize,
+    ) -> io::Result<Connection> {
         stream.set_nodelay();
-        Connection {
+        let interest = if connecting {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let token = lp.register(&mut stream, interest, source)?;
+        Ok(Connection {
             stream,
+            token,
             decoder: FrameDecoder::new(max_frame),
             out: Vec::new(),
             out_pos: 0,
             max_frame,
             max_queued,
-            connecting: false,
+            connecting,
+            write_interest: connecting,
+        })
+    }
+
+    /// The loop token this connection's events arrive under.
+    pub fn token(&self) -> Token {
+        self.token
+    }
+
+    /// Whether a connect is still in progress.
+    pub fn connecting(&self) -> bool {
+        self.connecting
+    }
+
+    /// Settles a connect in progress once the socket reported
+    /// writability: `Err` with the connect's error if it failed.
+    pub fn finish_connect(&mut self) -> io::Result<()> {
+        if self.connecting {
+            if let Some(e) = self.stream.take_error()? {
+                return Err(e);
+            }
+            self.connecting = false;
         }
+        Ok(())
+    }
+
+    /// Deregisters the socket; dropping the connection then closes it.
+    pub fn close(mut self, lp: &EventLoop) {
+        lp.deregister(&mut self.stream, self.token);
     }
 
     /// Reads and decodes into `frames` until the socket would block, the
     /// peer closes, or the read budget is spent. Frames decoded before a
     /// close or a protocol error are still returned.
-    pub fn read_frames(&mut self, frames: &mut Vec<Frame>) -> ReadOutcome {
+    ///
+    /// Without `hangup` a read shorter than offered ends the call: it
+    /// emptied the socket, and bytes arriving later raise a new edge. With
+    /// `hangup` (the peer closed; no new edge will come) it reads on to
+    /// the end of the stream.
+    pub fn read_frames(&mut self, frames: &mut Vec<Frame>, hangup: bool) -> ReadOutcome {
         let mut read = 0;
         loop {
             match self.decoder.read_from(&mut self.stream) {
@@ -68,6 +129,9 @@ impl Connection {
                     read += n;
                     if let Err(e) = self.decode_into(frames) {
                         return ReadOutcome::Closed(e);
+                    }
+                    if n < READ_CHUNK && !hangup {
+                        return ReadOutcome::Drained;
                     }
                     if read >= READ_BUDGET {
                         return ReadOutcome::More;
@@ -112,8 +176,25 @@ impl Connection {
         self.out.len() - self.out_pos
     }
 
-    /// Writes queued bytes until done or the socket would block.
-    pub fn flush(&mut self) -> Result<(), Error> {
+    /// Writes queued bytes until done or the socket would block, and
+    /// asks for writability exactly while bytes remain.
+    pub fn flush(&mut self, lp: &EventLoop) -> Result<(), Error> {
+        self.write_queued()?;
+        let want = self.connecting || self.queued() > 0;
+        if want != self.write_interest {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            lp.reregister(&mut self.stream, self.token, interest)
+                .map_err(|e| Error::io("cannot change the socket's interest", &e))?;
+            self.write_interest = want;
+        }
+        Ok(())
+    }
+
+    fn write_queued(&mut self) -> Result<(), Error> {
         if self.connecting {
             return Ok(());
         }

@@ -3,6 +3,7 @@
 use super::Frame;
 use crate::error::{Error, ErrorCode};
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
+use std::cell::RefCell;
 
 /// The default maximum frame body, 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
@@ -74,20 +75,32 @@ pub fn encode_frame(frame: &Frame, out: &mut Vec<u8>, max_frame: usize) -> Resul
 
 /// Turns a byte stream, fed in pieces split anywhere, into frames.
 ///
+/// Reads land in one scratch buffer per thread; a decoder keeps only the
+/// bytes of frames not yet complete, so an idle connection holds no read
+/// buffer at all.
+///
 /// After the first error the decoder stays failed: a stream that lost
 /// framing cannot be trusted again, so the connection must be closed.
 #[derive(Debug)]
 pub struct FrameDecoder {
-    /// Initialised storage; bytes `start..end` are received, not decoded.
+    /// Bytes `start..` are received and not yet decoded.
     buf: Vec<u8>,
     start: usize,
-    end: usize,
     max_frame: usize,
     failed: Option<WireError>,
 }
 
-/// How much room a read asks for at least.
-const READ_CHUNK: usize = 64 * 1024;
+/// How much one read offers the kernel.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+
+/// What an idle decoder may keep of the memory a burst needed.
+const KEEP_IDLE: usize = 4 * 1024;
+
+thread_local! {
+    /// The room every read of this thread uses before its bytes are
+    /// decoded: one per loop thread instead of one per connection.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+}
 
 impl FrameDecoder {
     /// A decoder accepting bodies of at most `max_frame` bytes.
@@ -95,7 +108,6 @@ impl FrameDecoder {
         FrameDecoder {
             buf: Vec::new(),
             start: 0,
-            end: 0,
             max_frame,
             failed: None,
         }
@@ -103,23 +115,26 @@ impl FrameDecoder {
 
     /// Appends received bytes.
     pub fn push(&mut self, data: &[u8]) {
-        self.make_room(data.len());
-        self.buf[self.end..self.end + data.len()].copy_from_slice(data);
-        self.end += data.len();
+        if self.failed.is_none() {
+            self.buf.extend_from_slice(data);
+        }
     }
 
-    /// Reads once from `r` straight into the buffer (no extra copy) and
-    /// returns what `read` returned.
+    /// Reads once from `r`, offering it [`READ_CHUNK`] bytes, and keeps
+    /// what arrived for [`FrameDecoder::next_frame`]. Returns what `read`
+    /// returned: fewer bytes than offered means the socket is drained.
     pub fn read_from<R: std::io::Read>(&mut self, r: &mut R) -> std::io::Result<usize> {
-        self.make_room(READ_CHUNK);
-        let n = r.read(&mut self.buf[self.end..])?;
-        self.end += n;
-        Ok(n)
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let n = r.read(&mut scratch)?;
+            self.push(&scratch[..n]);
+            Ok(n)
+        })
     }
 
     /// Bytes buffered and not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.end - self.start
+        self.buf.len() - self.start
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed.
@@ -127,8 +142,9 @@ impl FrameDecoder {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let avail = &self.buf[self.start..self.end];
+        let avail = &self.buf[self.start..];
         if avail.len() < 4 {
+            self.compact();
             return Ok(None);
         }
         let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
@@ -139,16 +155,13 @@ impl FrameDecoder {
             }));
         }
         if avail.len() < 4 + len {
+            self.compact();
             return Ok(None);
         }
         let body = &avail[4..4 + len];
         match bincode::serde::decode_from_slice::<Frame, _>(body, config()) {
             Ok((frame, used)) if used == len => {
                 self.start += 4 + len;
-                if self.start == self.end {
-                    self.start = 0;
-                    self.end = 0;
-                }
                 Ok(Some(frame))
             }
             Ok((_, used)) => Err(self.fail(WireError::Malformed(format!(
@@ -164,24 +177,18 @@ impl FrameDecoder {
         self.failed = Some(e.clone());
         self.buf = Vec::new();
         self.start = 0;
-        self.end = 0;
         e
     }
 
-    /// Ensures `want` bytes of room after `end`, moving undecoded bytes to
-    /// the front first so the buffer only grows for frames that need it.
-    fn make_room(&mut self, want: usize) {
-        if self.buf.len() - self.end >= want {
-            return;
+    /// Drops decoded bytes once every complete frame is out, and gives
+    /// back what a burst needed once nothing is pending.
+    fn compact(&mut self) {
+        if self.start == self.buf.len() && self.buf.capacity() > KEEP_IDLE {
+            self.buf = Vec::new();
+        } else {
+            self.buf.drain(..self.start);
         }
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.buf.len() - self.end < want {
-            self.buf.resize(self.end + want.max(READ_CHUNK), 0);
-        }
+        self.start = 0;
     }
 }
 

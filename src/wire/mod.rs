@@ -17,6 +17,7 @@
 
 mod codec;
 
+pub(crate) use codec::READ_CHUNK;
 pub use codec::{encode_frame, FrameDecoder, WireError, DECODE_LIMIT, DEFAULT_MAX_FRAME};
 
 use crate::error::Error;
