@@ -18,6 +18,7 @@ pub mod demo;
 pub mod error;
 pub mod event_loop;
 pub mod ffi;
+mod id_hash;
 pub mod request;
 pub mod transport;
 pub mod value;

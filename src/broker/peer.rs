@@ -4,10 +4,13 @@ use super::registry::{check_name, NameLimits, Registry};
 use super::{BrokerConfig, BrokerStats, ConnId};
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;
+use crate::id_hash::{IdMap, IdSet};
 use crate::transport::{Address, Connection, Listener, ReadOutcome, Stream};
-use crate::wire::{Frame, Reply, MAGIC, PROTOCOL_VERSION};
+use crate::wire::{
+    encode_frame, Frame, Inbound, Reply, Routed, RoutedKind, MAGIC, PROTOCOL_VERSION,
+};
 use mio::Token;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::rc::Rc;
 
 /// One connection as the broker sees it.
@@ -19,9 +22,9 @@ struct Peer {
     /// A final notice is queued; close once it is written.
     closing: bool,
     /// Calls this peer made: its call id → route id.
-    calls: HashMap<u64, u64>,
+    calls: IdMap<u64, u64>,
     /// Routes this peer serves as publisher.
-    serving: HashSet<u64>,
+    serving: IdSet<u64>,
     published: HashSet<String>,
     subscribed: HashSet<String>,
 }
@@ -40,15 +43,19 @@ pub(super) type Sockets = (Vec<(Listener, Token)>, Vec<Connection>);
 pub(super) struct Core {
     pub config: BrokerConfig,
     listeners: Vec<(Listener, Token)>,
-    peers: HashMap<ConnId, Peer>,
+    peers: IdMap<ConnId, Peer>,
     next_conn: ConnId,
     registry: Registry,
-    routes: HashMap<u64, Route>,
+    routes: IdMap<u64, Route>,
     next_route: u64,
     dirty: Vec<ConnId>,
     flush_requested: bool,
     /// Peers to close once the current frame is handled.
     to_close: Vec<(ConnId, Option<Error>)>,
+    /// Bodies of the frames read in one go, back to back (reused).
+    inbox: Vec<u8>,
+    /// Where each body in `inbox` ends.
+    inbox_ends: Vec<usize>,
     /// Connections of closed peers, for the loop to deregister.
     closed: Vec<Connection>,
     stats: BrokerStats,
@@ -59,14 +66,16 @@ impl Core {
         Core {
             config,
             listeners: Vec::new(),
-            peers: HashMap::new(),
+            peers: IdMap::default(),
             next_conn: 1,
             registry: Registry::default(),
-            routes: HashMap::new(),
+            routes: IdMap::default(),
             next_route: 1,
             dirty: Vec::new(),
             flush_requested: false,
             to_close: Vec::new(),
+            inbox: Vec::new(),
+            inbox_ends: Vec::new(),
             closed: Vec::new(),
             stats: BrokerStats::default(),
         }
@@ -117,8 +126,8 @@ impl Core {
                 handshaken: false,
                 dirty: false,
                 closing: false,
-                calls: HashMap::new(),
-                serving: HashSet::new(),
+                calls: IdMap::default(),
+                serving: IdSet::default(),
                 published: HashSet::new(),
                 subscribed: HashSet::new(),
             },
@@ -170,18 +179,35 @@ impl Core {
     /// Reads and handles what a peer sent. Returns true when the read
     /// budget ran out with more to read.
     pub fn read_peer(&mut self, id: ConnId, hangup: bool) -> bool {
-        let mut frames = Vec::new();
+        // The bodies are copied out of the connection so that handling
+        // them may touch every peer, this one included.
+        let mut inbox = std::mem::take(&mut self.inbox);
+        let mut ends = std::mem::take(&mut self.inbox_ends);
         let outcome = match self.peers.get_mut(&id) {
-            Some(peer) if !peer.closing => peer.conn.read_frames(&mut frames, hangup),
-            _ => return false,
+            Some(peer) if !peer.closing => peer.conn.read_bodies(hangup, |body| {
+                inbox.extend_from_slice(body);
+                ends.push(inbox.len());
+                Ok(())
+            }),
+            _ => ReadOutcome::Drained,
         };
-        for frame in frames {
+        let mut start = 0;
+        for &end in &ends {
             if !self.peers.get(&id).is_some_and(|p| !p.closing) {
                 break;
             }
-            self.handle(id, frame);
+            self.handle_body(id, &inbox[start..end]);
             self.process_closes();
+            start = end;
         }
+        inbox.clear();
+        ends.clear();
+        // Keep the room a usual turn needs, not what one large frame did.
+        if inbox.capacity() > 1 << 20 {
+            inbox = Vec::new();
+        }
+        self.inbox = inbox;
+        self.inbox_ends = ends;
         let more = match outcome {
             ReadOutcome::Drained => false,
             ReadOutcome::More => true,
@@ -240,10 +266,26 @@ impl Core {
     /// ids) is returned as an error, for the caller to report to whoever
     /// asked for it: the receiver did nothing wrong.
     fn send(&mut self, to: ConnId, frame: &Frame) -> Result<(), Error> {
+        self.send_with(to, |out, max_frame| encode_frame(frame, out, max_frame))
+    }
+
+    /// Forwards a routed frame to `to` under the id `to` knows it by, with
+    /// the errors of [`Core::send`].
+    fn forward(&mut self, to: ConnId, frame: &Routed<'_>, id: u64) -> Result<(), Error> {
+        self.send_with(to, |out, max_frame| {
+            frame.encode_with_id(id, out, max_frame)
+        })
+    }
+
+    fn send_with(
+        &mut self,
+        to: ConnId,
+        encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let Some(peer) = self.peers.get_mut(&to) else {
             return Ok(());
         };
-        match peer.conn.send(frame) {
+        match peer.conn.send_with(encode) {
             Ok(()) => {
                 self.mark_dirty(to);
                 Ok(())
@@ -290,6 +332,78 @@ impl Core {
         self.reply(r.caller, r.caller_id, Err(error));
     }
 
+    fn handle_body(&mut self, id: ConnId, body: &[u8]) {
+        match Inbound::parse(body) {
+            Ok(Inbound::Routed(frame)) => self.handle_routed(id, frame),
+            Ok(Inbound::Other(frame)) => self.handle(id, frame),
+            Err(e) => {
+                self.stats.protocol_errors += 1;
+                self.refuse(id, e.into());
+            }
+        }
+    }
+
+    /// A call's frames: checked against the route, then forwarded with
+    /// only the id rewritten.
+    fn handle_routed(&mut self, id: ConnId, frame: Routed<'_>) {
+        if !self.peers.get(&id).is_some_and(|p| p.handshaken) {
+            self.stats.protocol_errors += 1;
+            return self.refuse(id, expected_hello(frame.kind_name()));
+        }
+        match frame.kind {
+            RoutedKind::Deliver { session, method } => {
+                match self.route(id, frame.id, session, method) {
+                    Ok((publisher, route)) => {
+                        if let Err(e) = self.forward(publisher, &frame, route) {
+                            self.abort_route(route, e, false);
+                        }
+                    }
+                    Err(e) => self.reply(id, frame.id, Err(e)),
+                }
+            }
+            RoutedKind::Emit => match self.routes.get(&frame.id) {
+                Some(r) if r.publisher == id => {
+                    let (caller, call) = (r.caller, r.caller_id);
+                    if let Err(e) = self.forward(caller, &frame, call) {
+                        self.abort_route(frame.id, e, true);
+                    }
+                }
+                _ => self.stats.dropped_stray += 1,
+            },
+            RoutedKind::Result => match self.routes.get(&frame.id) {
+                Some(r) if r.publisher == id => {
+                    let route = frame.id;
+                    let r = self.routes.remove(&route).expect("checked above");
+                    if let Some(p) = self.peers.get_mut(&id) {
+                        p.serving.remove(&route);
+                    }
+                    if let Some(c) = self.peers.get_mut(&r.caller) {
+                        c.calls.remove(&r.caller_id);
+                    }
+                    if let Err(e) = self.forward(r.caller, &frame, r.caller_id) {
+                        self.reply(r.caller, r.caller_id, Err(e));
+                    }
+                }
+                _ => self.stats.dropped_stray += 1,
+            },
+            RoutedKind::Recall => {
+                let route = self
+                    .peers
+                    .get(&id)
+                    .and_then(|p| p.calls.get(&frame.id))
+                    .copied();
+                match route.and_then(|r| self.routes.get(&r).map(|x| (r, x.publisher))) {
+                    Some((route, publisher)) => {
+                        if let Err(e) = self.forward(publisher, &frame, route) {
+                            self.abort_route(route, e, true);
+                        }
+                    }
+                    None => self.stats.dropped_stray += 1,
+                }
+            }
+        }
+    }
+
     fn handle(&mut self, id: ConnId, frame: Frame) {
         let handshaken = self.peers.get(&id).is_some_and(|p| p.handshaken);
         if !handshaken {
@@ -320,81 +434,11 @@ impl Core {
                 let result = self.unsubscribe(id, &session);
                 self.reply(id, op, result.map(|()| Reply::Done));
             }
-            Frame::Deliver {
-                id: call,
-                origin,
-                session,
-                method,
-                payload,
-            } => match self.route(id, call, &session, &method) {
-                Ok((publisher, route)) => {
-                    let frame = Frame::Deliver {
-                        id: route,
-                        origin,
-                        session,
-                        method,
-                        payload,
-                    };
-                    if let Err(e) = self.send(publisher, &frame) {
-                        self.abort_route(route, e, false);
-                    }
-                }
-                Err(e) => self.reply(id, call, Err(e)),
-            },
-            Frame::Emit {
-                id: route,
-                kind,
-                payload,
-            } => match self.routes.get(&route) {
-                Some(r) if r.publisher == id => {
-                    let (caller, call) = (r.caller, r.caller_id);
-                    let frame = Frame::Emit {
-                        id: call,
-                        kind,
-                        payload,
-                    };
-                    if let Err(e) = self.send(caller, &frame) {
-                        self.abort_route(route, e, true);
-                    }
-                }
-                _ => self.stats.dropped_stray += 1,
-            },
-            Frame::Result { id: route, outcome } => match self.routes.get(&route) {
-                Some(r) if r.publisher == id => {
-                    let r = self.routes.remove(&route).expect("checked above");
-                    if let Some(p) = self.peers.get_mut(&id) {
-                        p.serving.remove(&route);
-                    }
-                    if let Some(c) = self.peers.get_mut(&r.caller) {
-                        c.calls.remove(&r.caller_id);
-                    }
-                    self.reply(r.caller, r.caller_id, outcome);
-                }
-                _ => self.stats.dropped_stray += 1,
-            },
-            Frame::Recall {
-                id: call,
-                method,
-                payload,
-            } => {
-                let route = self
-                    .peers
-                    .get(&id)
-                    .and_then(|p| p.calls.get(&call))
-                    .copied();
-                match route.and_then(|r| self.routes.get(&r).map(|x| (r, x.publisher))) {
-                    Some((route, publisher)) => {
-                        let frame = Frame::Recall {
-                            id: route,
-                            method,
-                            payload,
-                        };
-                        if let Err(e) = self.send(publisher, &frame) {
-                            self.abort_route(route, e, true);
-                        }
-                    }
-                    None => self.stats.dropped_stray += 1,
-                }
+            Frame::Deliver { .. }
+            | Frame::Emit { .. }
+            | Frame::Recall { .. }
+            | Frame::Result { .. } => {
+                unreachable!("Inbound::parse hands these kinds over as routed frames")
             }
             Frame::Cancel { id: call } => {
                 let route = self.peers.get_mut(&id).and_then(|p| p.calls.remove(&call));
@@ -451,10 +495,7 @@ impl Core {
                     None
                 }
             }
-            other => Some(Error::new(
-                ErrorCode::Protocol,
-                format!("expected hello, got '{}'", other.kind_name()),
-            )),
+            other => Some(expected_hello(other.kind_name())),
         };
         match refusal {
             Some(e) => {
@@ -515,7 +556,7 @@ impl Core {
         Ok(())
     }
 
-    fn tell_subscribers(&mut self, session: &str, subscribers: HashSet<ConnId>, reason: Error) {
+    fn tell_subscribers(&mut self, session: &str, subscribers: IdSet<ConnId>, reason: Error) {
         for sub in subscribers {
             if let Some(p) = self.peers.get_mut(&sub) {
                 p.subscribed.remove(session);
@@ -593,7 +634,7 @@ impl Core {
                 format!("Session '{session}' has no method '{method}'"),
             ));
         }
-        let publisher = s.publisher;
+        let (publisher, session) = (s.publisher, s.name.clone());
         let route = self.next_route;
         self.next_route += 1;
         self.routes.insert(
@@ -602,7 +643,7 @@ impl Core {
                 caller: id,
                 caller_id: call,
                 publisher,
-                session: Rc::from(session),
+                session,
             },
         );
         if let Some(p) = self.peers.get_mut(&id) {
@@ -658,4 +699,9 @@ impl Core {
         }
         self.closed.push(peer.conn);
     }
+}
+
+/// Why a connection that sent `kind` before its hello is refused.
+fn expected_hello(kind: &str) -> Error {
+    Error::new(ErrorCode::Protocol, format!("expected hello, got '{kind}'"))
 }

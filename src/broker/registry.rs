@@ -2,15 +2,19 @@
 
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
+use crate::id_hash::IdSet;
 use crate::wire::SessionInfo;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 #[derive(Debug)]
 pub(super) struct Session {
+    /// The published name, shared with the routes of calls to it.
+    pub name: Rc<str>,
     pub methods: Vec<String>,
     method_set: HashSet<String>,
     pub publisher: ConnId,
-    pub subscribers: HashSet<ConnId>,
+    pub subscribers: IdSet<ConnId>,
 }
 
 impl Session {
@@ -95,10 +99,11 @@ impl Registry {
         self.sessions.insert(
             name.to_string(),
             Session {
+                name: Rc::from(name),
                 methods,
                 method_set,
                 publisher,
-                subscribers: HashSet::new(),
+                subscribers: IdSet::default(),
             },
         );
         Ok(())

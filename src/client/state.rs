@@ -3,6 +3,7 @@
 use super::{CallEvent, CallFn, CallId, ConnectionInfo, Delivery, Inbound, ServeFn, Shared};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
+use crate::id_hash::IdMap;
 use crate::transport::{Address, Connection};
 use crate::wire::{Frame, SessionInfo};
 use std::collections::{HashMap, HashSet};
@@ -66,16 +67,16 @@ pub(super) struct State {
     /// Whether the connect outcome was already handed to a handler.
     pub connect_reported: bool,
     next_id: u64,
-    pub ops: HashMap<u64, Op>,
-    pub calls: HashMap<u64, CallFn>,
+    pub ops: IdMap<u64, Op>,
+    pub calls: IdMap<u64, CallFn>,
     /// Application-defined messages sent: wire id → the application's id.
-    pub customs: HashMap<u64, u64>,
+    pub customs: IdMap<u64, u64>,
     /// Published here: name → (shared name, handler).
     pub publications: HashMap<String, (Rc<str>, ServeFn)>,
     /// Rescinded sessions whose deliveries are still being served.
     pub retired: HashMap<String, ServeFn>,
     /// Deliveries being served: route id → (session, origin).
-    pub serving: HashMap<u64, (Rc<str>, u64)>,
+    pub serving: IdMap<u64, (Rc<str>, u64)>,
     pub subscriptions: HashSet<String>,
     pub on_connect: Option<ConnectFn>,
     pub on_disconnect: Option<DisconnectFn>,
@@ -92,12 +93,12 @@ impl State {
             flush_pending: false,
             connect_reported: false,
             next_id: 1,
-            ops: HashMap::new(),
-            calls: HashMap::new(),
-            customs: HashMap::new(),
+            ops: IdMap::default(),
+            calls: IdMap::default(),
+            customs: IdMap::default(),
             publications: HashMap::new(),
             retired: HashMap::new(),
-            serving: HashMap::new(),
+            serving: IdMap::default(),
             subscriptions: HashSet::new(),
             on_connect: None,
             on_disconnect: None,

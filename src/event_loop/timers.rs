@@ -1,7 +1,8 @@
 //! Timers: a min-heap of deadlines with lazy cancellation.
 
+use crate::id_hash::IdMap;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::time::Instant;
 
 /// Identifies a scheduled timer so that it can be cancelled.
@@ -22,7 +23,7 @@ impl TimerId {
 
 pub(crate) struct Timers<T> {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
-    live: HashMap<u64, T>,
+    live: IdMap<u64, T>,
     next_id: u64,
 }
 
@@ -30,7 +31,7 @@ impl<T> Timers<T> {
     pub fn new() -> Self {
         Timers {
             heap: BinaryHeap::new(),
-            live: HashMap::new(),
+            live: IdMap::default(),
             next_id: 1,
         }
     }

@@ -3,7 +3,7 @@
 use super::Stream;
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Source};
-use crate::wire::{encode_frame, Frame, FrameDecoder, READ_CHUNK};
+use crate::wire::{decode_body, encode_frame, Frame, FrameDecoder, WireError, READ_CHUNK};
 use mio::{Interest, Token};
 use std::io::{self, Write};
 use std::rc::Rc;
@@ -102,22 +102,31 @@ impl Connection {
         lp.deregister(&mut self.stream, self.token);
     }
 
-    /// Reads and decodes into `frames` until the socket would block, the
-    /// peer closes, or the read budget is spent. Frames decoded before a
-    /// close or a protocol error are still returned.
+    /// Reads until the socket would block, the peer closes, or the read
+    /// budget is spent, handing each complete frame body to `on_body`.
+    /// Bodies read before a close are still handed over; an error from
+    /// `on_body` ends the stream as a protocol error.
     ///
     /// Without `hangup` a read shorter than offered ends the call: it
     /// emptied the socket, and bytes arriving later raise a new edge. With
     /// `hangup` (the peer closed; no new edge will come) it reads on to
     /// the end of the stream.
-    pub fn read_frames(&mut self, frames: &mut Vec<Frame>, hangup: bool) -> ReadOutcome {
+    pub fn read_bodies(
+        &mut self,
+        hangup: bool,
+        mut on_body: impl FnMut(&[u8]) -> Result<(), WireError>,
+    ) -> ReadOutcome {
         let mut read = 0;
         loop {
-            match self.decoder.read_from(&mut self.stream) {
+            let got = self.decoder.read_from(&mut self.stream);
+            if let Ok(n) = got {
+                read += n;
+                if let Err(e) = self.drain_bodies(&mut on_body) {
+                    return ReadOutcome::Closed(e);
+                }
+            }
+            match got {
                 Ok(0) => {
-                    if let Err(e) = self.decode_into(frames) {
-                        return ReadOutcome::Closed(e);
-                    }
                     let detail = if self.decoder.buffered() > 0 {
                         "peer closed the connection in the middle of a frame"
                     } else {
@@ -125,18 +134,9 @@ impl Connection {
                     };
                     return ReadOutcome::Closed(Error::new(ErrorCode::BrokerGone, detail));
                 }
-                Ok(n) => {
-                    read += n;
-                    if let Err(e) = self.decode_into(frames) {
-                        return ReadOutcome::Closed(e);
-                    }
-                    if n < READ_CHUNK && !hangup {
-                        return ReadOutcome::Drained;
-                    }
-                    if read >= READ_BUDGET {
-                        return ReadOutcome::More;
-                    }
-                }
+                Ok(n) if n < READ_CHUNK && !hangup => return ReadOutcome::Drained,
+                Ok(_) if read >= READ_BUDGET => return ReadOutcome::More,
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::NotConnected && self.connecting => {
@@ -147,9 +147,22 @@ impl Connection {
         }
     }
 
-    fn decode_into(&mut self, frames: &mut Vec<Frame>) -> Result<(), Error> {
-        while let Some(frame) = self.decoder.next_frame()? {
-            frames.push(frame);
+    /// [`Connection::read_bodies`], decoding each body into `frames`.
+    pub fn read_frames(&mut self, frames: &mut Vec<Frame>, hangup: bool) -> ReadOutcome {
+        self.read_bodies(hangup, |body| {
+            frames.push(decode_body(body)?);
+            Ok(())
+        })
+    }
+
+    fn drain_bodies(
+        &mut self,
+        on_body: &mut impl FnMut(&[u8]) -> Result<(), WireError>,
+    ) -> Result<(), Error> {
+        while let Some(body) = self.decoder.next_body()? {
+            if let Err(e) = on_body(body) {
+                return Err(self.decoder.poison(e).into());
+            }
         }
         Ok(())
     }
@@ -158,6 +171,17 @@ impl Connection {
     /// the frame is too large or the queue is over its limit: a peer that
     /// does not read is not buffered for forever.
     pub fn send(&mut self, frame: &Frame) -> Result<(), Error> {
+        self.send_with(|out, max_frame| encode_frame(frame, out, max_frame))
+    }
+
+    /// Queues what `encode` appends to the output (one or more whole
+    /// frames, each at most the maximum frame size it is given), under
+    /// the same limits as [`Connection::send`]. `encode` must leave the
+    /// output as it was when it fails.
+    pub fn send_with(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         if self.queued() > self.max_queued {
             return Err(Error::new(
                 ErrorCode::LimitExceeded,
@@ -168,7 +192,7 @@ impl Connection {
                 ),
             ));
         }
-        encode_frame(frame, &mut self.out, self.max_frame)
+        encode(&mut self.out, self.max_frame)
     }
 
     /// Bytes queued and not yet written.

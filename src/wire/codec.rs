@@ -73,6 +73,20 @@ pub fn encode_frame(frame: &Frame, out: &mut Vec<u8>, max_frame: usize) -> Resul
     Ok(())
 }
 
+/// Decodes one frame body (without its length prefix), which must be
+/// consumed exactly.
+pub fn decode_body(body: &[u8]) -> Result<Frame, WireError> {
+    match bincode::serde::decode_from_slice::<Frame, _>(body, config()) {
+        Ok((frame, used)) if used == body.len() => Ok(frame),
+        Ok((_, used)) => Err(WireError::Malformed(format!(
+            "{} trailing bytes after a {} byte frame",
+            body.len() - used,
+            used
+        ))),
+        Err(e) => Err(WireError::Malformed(e.to_string())),
+    }
+}
+
 /// Turns a byte stream, fed in pieces split anywhere, into frames.
 ///
 /// Reads land in one scratch buffer per thread; a decoder keeps only the
@@ -137,8 +151,9 @@ impl FrameDecoder {
         self.buf.len() - self.start
     }
 
-    /// The next complete frame, `Ok(None)` if more bytes are needed.
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
+    /// The body of the next complete frame, `Ok(None)` if more bytes are
+    /// needed. The body is not checked: see [`decode_body`].
+    pub fn next_body(&mut self) -> Result<Option<&[u8]>, WireError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -149,7 +164,7 @@ impl FrameDecoder {
         }
         let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
         if len > self.max_frame {
-            return Err(self.fail(WireError::Oversize {
+            return Err(self.poison(WireError::Oversize {
                 len,
                 max: self.max_frame,
             }));
@@ -158,22 +173,23 @@ impl FrameDecoder {
             self.compact();
             return Ok(None);
         }
-        let body = &avail[4..4 + len];
-        match bincode::serde::decode_from_slice::<Frame, _>(body, config()) {
-            Ok((frame, used)) if used == len => {
-                self.start += 4 + len;
-                Ok(Some(frame))
-            }
-            Ok((_, used)) => Err(self.fail(WireError::Malformed(format!(
-                "{} trailing bytes after a {} byte frame",
-                len - used,
-                used
-            )))),
-            Err(e) => Err(self.fail(WireError::Malformed(e.to_string()))),
-        }
+        let body = self.start + 4..self.start + 4 + len;
+        self.start = body.end;
+        Ok(Some(&self.buf[body]))
     }
 
-    fn fail(&mut self, e: WireError) -> WireError {
+    /// The next complete frame, `Ok(None)` if more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
+        let decoded = match self.next_body()? {
+            None => return Ok(None),
+            Some(body) => decode_body(body),
+        };
+        decoded.map(Some).map_err(|e| self.poison(e))
+    }
+
+    /// Marks the stream as failed with `e` and returns it: after a body
+    /// that does not decode, the stream cannot be trusted any more.
+    pub fn poison(&mut self, e: WireError) -> WireError {
         self.failed = Some(e.clone());
         self.buf = Vec::new();
         self.start = 0;

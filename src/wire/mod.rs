@@ -16,9 +16,13 @@
 //! session went away.
 
 mod codec;
+mod routed;
 
 pub(crate) use codec::READ_CHUNK;
-pub use codec::{encode_frame, FrameDecoder, WireError, DECODE_LIMIT, DEFAULT_MAX_FRAME};
+pub use codec::{
+    decode_body, encode_frame, FrameDecoder, WireError, DECODE_LIMIT, DEFAULT_MAX_FRAME,
+};
+pub(crate) use routed::{Inbound, Routed, RoutedKind};
 
 use crate::error::Error;
 use serde::{Deserialize, Serialize};

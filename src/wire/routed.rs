@@ -1,0 +1,369 @@
+//! The frames the broker forwards, checked in place and forwarded with
+//! only their id rewritten.
+//!
+//! A call's deliver, emits, recalls and result pass through the broker,
+//! which needs of them only the id (and a deliver's session and method).
+//! Decoding them into owned [`Frame`]s and encoding them again spent most
+//! of the broker's time in allocation and copying; a [`Routed`] borrows
+//! the received body instead. The whole body is still checked against the
+//! frame's layout, so a malformed frame is refused at the broker and never
+//! reaches the other side.
+
+use super::codec::{config, decode_body};
+use super::{Frame, WireError};
+use crate::error::{Error, ErrorCode};
+use serde::Deserialize;
+
+/// Variant numbers of [`Frame`] in its serde encoding (declaration order).
+const DELIVER: u32 = 8;
+const EMIT: u32 = 9;
+const RECALL: u32 = 10;
+const RESULT: u32 = 12;
+
+/// What kind of routed frame, with what the broker needs to route it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RoutedKind<'a> {
+    /// [`Frame::Deliver`] with its session and method.
+    Deliver {
+        /// The published name.
+        session: &'a str,
+        /// The method.
+        method: &'a str,
+    },
+    /// [`Frame::Emit`].
+    Emit,
+    /// [`Frame::Recall`].
+    Recall,
+    /// [`Frame::Result`].
+    Result,
+}
+
+/// A checked frame the broker forwards, borrowed from its body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Routed<'a> {
+    /// The kind, with its routing fields.
+    pub kind: RoutedKind<'a>,
+    /// The id as received.
+    pub id: u64,
+    /// The variant number's bytes, which precede the id.
+    tag: &'a [u8],
+    /// Every byte after the id, forwarded unchanged.
+    tail: &'a [u8],
+}
+
+/// A received frame body as the broker reads it.
+#[derive(Debug)]
+pub(crate) enum Inbound<'a> {
+    /// A frame to forward.
+    Routed(Routed<'a>),
+    /// Any other frame, decoded.
+    Other(Frame),
+}
+
+impl<'a> Inbound<'a> {
+    /// Parses one frame body (without its length prefix), which must be
+    /// one well-formed frame.
+    pub fn parse(body: &'a [u8]) -> Result<Inbound<'a>, WireError> {
+        let malformed = |e: bincode::error::DecodeError| WireError::Malformed(e.to_string());
+        let (tag, tag_len): (u32, usize) =
+            bincode::decode_from_slice(body, config()).map_err(malformed)?;
+        if !matches!(tag, DELIVER | EMIT | RECALL | RESULT) {
+            return decode_body(body).map(Inbound::Other);
+        }
+        let (id, id_len): (u64, usize) =
+            bincode::decode_from_slice(&body[tag_len..], config()).map_err(malformed)?;
+        let tail = &body[tag_len + id_len..];
+        let kind = match tag {
+            DELIVER => {
+                let fields: mirror::DeliverRest<'a> = decode_exactly(tail)?;
+                RoutedKind::Deliver {
+                    session: fields.session,
+                    method: fields.method,
+                }
+            }
+            EMIT | RECALL => {
+                decode_exactly::<mirror::NamedPayload<'a>>(tail)?;
+                if tag == EMIT {
+                    RoutedKind::Emit
+                } else {
+                    RoutedKind::Recall
+                }
+            }
+            _ => {
+                decode_exactly::<mirror::Outcome<'a>>(tail)?;
+                RoutedKind::Result
+            }
+        };
+        Ok(Inbound::Routed(Routed {
+            kind,
+            id,
+            tag: &body[..tag_len],
+            tail,
+        }))
+    }
+}
+
+impl Routed<'_> {
+    /// The original's name of the message kind, for diagnostics.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            RoutedKind::Deliver { .. } => "deliver",
+            RoutedKind::Emit => "emit",
+            RoutedKind::Recall => "recall",
+            RoutedKind::Result => "result",
+        }
+    }
+
+    /// Appends the frame with its id replaced by `id` (length prefix and
+    /// body) to `out`. Fails with `limit_exceeded`, leaving `out` as it
+    /// was, when the body would exceed `max_frame`.
+    pub fn encode_with_id(
+        &self,
+        id: u64,
+        out: &mut Vec<u8>,
+        max_frame: usize,
+    ) -> Result<(), Error> {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(self.tag);
+        if let Err(e) = bincode::encode_into_std_write(id, out, config()) {
+            out.truncate(start);
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!("cannot encode frame: {e}"),
+            ));
+        }
+        out.extend_from_slice(self.tail);
+        let len = out.len() - start - 4;
+        if len > max_frame || len > u32::MAX as usize {
+            out.truncate(start);
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!("frame of {len} bytes exceeds the maximum of {max_frame}"),
+            ));
+        }
+        out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+        Ok(())
+    }
+}
+
+fn decode_exactly<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, WireError> {
+    match bincode::serde::borrow_decode_from_slice::<T, _>(bytes, config()) {
+        Ok((value, used)) if used == bytes.len() => Ok(value),
+        Ok((_, used)) => Err(WireError::Malformed(format!(
+            "{} trailing bytes after a {} byte frame",
+            bytes.len() - used,
+            used
+        ))),
+        Err(e) => Err(WireError::Malformed(e.to_string())),
+    }
+}
+
+/// Borrowed mirrors of the fields after the id, in the order and with the
+/// types [`Frame`] declares them (`tests::mirrors_match_the_frames` keeps
+/// them in step). Decoding them is the check; their fields are never read
+/// but for a deliver's session and method.
+#[allow(dead_code)]
+mod mirror {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) struct DeliverRest<'a> {
+        pub origin: u64,
+        pub session: &'a str,
+        pub method: &'a str,
+        pub payload: &'a [u8],
+    }
+
+    /// The rest of an emit (kind, payload) or a recall (method, payload).
+    #[derive(Deserialize)]
+    pub(super) struct NamedPayload<'a> {
+        pub name: &'a str,
+        pub payload: &'a [u8],
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Outcome<'a>(#[serde(borrow)] pub Result<Reply<'a>, Error<'a>>);
+
+    #[derive(Deserialize)]
+    pub(super) enum Reply<'a> {
+        Done,
+        Sessions(#[serde(borrow)] Vec<SessionInfo<'a>>),
+        Methods(#[serde(borrow)] Vec<&'a str>),
+        Return { kind: &'a str, payload: &'a [u8] },
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct SessionInfo<'a> {
+        pub name: &'a str,
+        #[serde(borrow)]
+        pub methods: Vec<&'a str>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Error<'a> {
+        pub code: u16,
+        pub message: &'a str,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{encode_frame, Payload, Reply, SessionInfo, DEFAULT_MAX_FRAME};
+    use crate::Args;
+
+    fn body(frame: &Frame) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(frame, &mut out, DEFAULT_MAX_FRAME).unwrap();
+        out.split_off(4)
+    }
+
+    fn with_id(frame: &Frame, new: u64) -> Frame {
+        let mut f = frame.clone();
+        match &mut f {
+            Frame::Deliver { id, .. }
+            | Frame::Emit { id, .. }
+            | Frame::Recall { id, .. }
+            | Frame::Result { id, .. } => *id = new,
+            _ => unreachable!(),
+        }
+        f
+    }
+
+    fn frame_id(frame: &Frame) -> u64 {
+        match frame {
+            Frame::Deliver { id, .. }
+            | Frame::Emit { id, .. }
+            | Frame::Recall { id, .. }
+            | Frame::Result { id, .. } => *id,
+            _ => unreachable!(),
+        }
+    }
+
+    fn routed_frames() -> Vec<Frame> {
+        let payload = Payload::encode(&Args::new().with("x", 1).with("name", "ü"));
+        let mut frames = Vec::new();
+        for id in [
+            0,
+            1,
+            250,
+            251,
+            65_535,
+            65_536,
+            u32::MAX as u64 + 1,
+            u64::MAX,
+        ] {
+            frames.push(Frame::Deliver {
+                id,
+                origin: id ^ 7,
+                session: "FooSession".into(),
+                method: "on_foo".into(),
+                payload: payload.clone(),
+            });
+            frames.push(Frame::Emit {
+                id,
+                kind: "emit".into(),
+                payload: payload.clone(),
+            });
+            frames.push(Frame::Recall {
+                id,
+                method: "answer".into(),
+                payload: Payload::default(),
+            });
+            for outcome in [
+                Ok(Reply::Done),
+                Ok(Reply::Return {
+                    kind: "return".into(),
+                    payload: payload.clone(),
+                }),
+                Ok(Reply::Methods(vec!["a".into(), "b".into()])),
+                Ok(Reply::Sessions(vec![SessionInfo {
+                    name: "s".into(),
+                    methods: vec!["m".into()],
+                }])),
+                Err(Error::new(ErrorCode::PublisherGone, "gone")),
+            ] {
+                frames.push(Frame::Result { id, outcome });
+            }
+        }
+        frames
+    }
+
+    #[test]
+    fn mirrors_match_the_frames() {
+        for frame in routed_frames() {
+            let bytes = body(&frame);
+            let Ok(Inbound::Routed(r)) = Inbound::parse(&bytes) else {
+                panic!("not routed: {frame:?}");
+            };
+            assert_eq!(r.kind_name(), frame.kind_name());
+            assert_eq!(r.id, frame_id(&frame));
+            for new in [0, 3, 251, 70_000, u64::MAX] {
+                let mut out = Vec::new();
+                r.encode_with_id(new, &mut out, DEFAULT_MAX_FRAME).unwrap();
+                let mut expected = Vec::new();
+                encode_frame(&with_id(&frame, new), &mut expected, DEFAULT_MAX_FRAME).unwrap();
+                assert_eq!(out, expected, "{frame:?} with id {new}");
+            }
+        }
+    }
+
+    #[test]
+    fn deliver_exposes_its_routing_fields() {
+        let frame = Frame::Deliver {
+            id: 9,
+            origin: 4,
+            session: "S".into(),
+            method: "m".into(),
+            payload: Payload::default(),
+        };
+        let bytes = body(&frame);
+        let Ok(Inbound::Routed(r)) = Inbound::parse(&bytes) else {
+            panic!("not routed");
+        };
+        assert_eq!(r.id, 9);
+        assert_eq!(
+            r.kind,
+            RoutedKind::Deliver {
+                session: "S",
+                method: "m"
+            }
+        );
+    }
+
+    #[test]
+    fn other_frames_are_decoded() {
+        let frame = Frame::Cancel { id: 3 };
+        assert!(matches!(Inbound::parse(&body(&frame)), Ok(Inbound::Other(f)) if f == frame));
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_refused() {
+        for frame in routed_frames() {
+            let bytes = body(&frame);
+            for cut in 0..bytes.len() {
+                assert!(
+                    Inbound::parse(&bytes[..cut]).is_err(),
+                    "{frame:?} cut at {cut}"
+                );
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(Inbound::parse(&longer).is_err(), "{frame:?} extended");
+        }
+    }
+
+    #[test]
+    fn bad_utf8_in_a_routed_frame_is_refused() {
+        let frame = Frame::Emit {
+            id: 1,
+            kind: "ab".into(),
+            payload: Payload::default(),
+        };
+        let mut bytes = body(&frame);
+        let at = bytes.iter().position(|&b| b == b'a').unwrap();
+        bytes[at] = 0xff;
+        assert!(Inbound::parse(&bytes).is_err());
+    }
+}
