@@ -38,6 +38,9 @@
 //! top-level request) may receive responses through closures mapped with
 //! `on`; only role mapping needs a requesting stage.
 
+mod handlers;
+mod mappings;
+mod names;
 mod remote;
 mod scope;
 mod stage;

@@ -95,7 +95,7 @@ impl Stage {
                     let served = ServedRequest::new(
                         delivery.origin(),
                         stage.clone(),
-                        method.clone(),
+                        Rc::from(method),
                         ServedLink::Remote(delivery.clone()),
                     );
                     let table = Rc::downgrade(&serving);
@@ -106,7 +106,7 @@ impl Stage {
                         }
                     });
                     serving.0.borrow_mut().insert(route, served.clone());
-                    run_method(&served, &method, &args);
+                    run_method(&served, served.method(), &args);
                 }
                 Inbound::Recall { method, args } => {
                     let served = serving.0.borrow().get(&delivery.id()).cloned();

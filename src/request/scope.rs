@@ -11,13 +11,18 @@ use std::fmt;
 /// one.
 #[derive(Default)]
 pub struct Scope {
-    values: RefCell<HashMap<String, Box<dyn Any>>>,
+    /// Created on first use: every request has a scope on each side, and
+    /// most never store anything, so an empty scope costs no hash map
+    /// (whose creation seeds its hasher).
+    values: RefCell<Option<Values>>,
 }
+
+type Values = HashMap<String, Box<dyn Any>>;
 
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let values = self.values.borrow();
-        let mut keys: Vec<_> = values.keys().collect();
+        let mut keys: Vec<_> = values.iter().flat_map(HashMap::keys).collect();
         keys.sort();
         f.debug_struct("Scope").field("keys", &keys).finish()
     }
@@ -40,6 +45,7 @@ impl Scope {
         let old = self
             .values
             .borrow_mut()
+            .get_or_insert_with(HashMap::new)
             .insert(key.to_string(), Box::new(value));
         // Dropped here, after the borrow ends: its Drop may use this scope.
         drop(old);
@@ -49,6 +55,7 @@ impl Scope {
     pub fn get<T: Any + Clone>(&self, key: &str) -> Option<T> {
         self.values
             .borrow()
+            .as_ref()?
             .get(key)
             .and_then(|v| v.downcast_ref::<T>())
             .cloned()
@@ -58,32 +65,43 @@ impl Scope {
     ///
     /// The value is taken out while `f` runs, so `f` may use this scope.
     pub fn with<T: Any, R>(&self, key: &str, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        let mut value = self.values.borrow_mut().remove(key)?;
+        let mut value = self.values.borrow_mut().as_mut()?.remove(key)?;
         let result = value.downcast_mut::<T>().map(f);
-        let replaced = self.values.borrow_mut().insert(key.to_string(), value);
+        let replaced = self
+            .values
+            .borrow_mut()
+            .get_or_insert_with(HashMap::new)
+            .insert(key.to_string(), value);
         drop(replaced);
         result
     }
 
     /// Whether `key` holds a value.
     pub fn contains(&self, key: &str) -> bool {
-        self.values.borrow().contains_key(key)
+        self.values
+            .borrow()
+            .as_ref()
+            .is_some_and(|v| v.contains_key(key))
     }
 
     /// Removes and drops the value under `key`; returns whether there was one.
     pub fn remove(&self, key: &str) -> bool {
-        let old = self.values.borrow_mut().remove(key);
+        let old = self
+            .values
+            .borrow_mut()
+            .as_mut()
+            .and_then(|v| v.remove(key));
         old.is_some()
     }
 
     /// How many values are stored.
     pub fn len(&self) -> usize {
-        self.values.borrow().len()
+        self.values.borrow().as_ref().map_or(0, HashMap::len)
     }
 
     /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
-        self.values.borrow().is_empty()
+        self.len() == 0
     }
 
     /// Runs `f` once, when this scope's side of the transaction ends (or
@@ -95,7 +113,7 @@ impl Scope {
     /// Drops every value, outside the borrow so that their `Drop` may
     /// touch this scope.
     pub(crate) fn clear(&self) {
-        let values = std::mem::take(&mut *self.values.borrow_mut());
+        let values = self.values.borrow_mut().take();
         drop(values);
     }
 }

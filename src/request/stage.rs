@@ -1,13 +1,14 @@
 //! Stages: named tables of handlers on a loop, and the context a handler
 //! runs in.
 
+use super::handlers::HandlerTable;
+use super::names::strip_on;
 use super::scope::Scope;
 use super::transaction::{Response, ServedRequest};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::value::{Args, Value};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt;
 use std::rc::{Rc, Weak};
 
@@ -32,13 +33,14 @@ pub struct Stage {
 pub(crate) struct StageInner {
     name: String,
     lp: EventLoop,
-    handlers: RefCell<HashMap<String, HandlerFn>>,
+    handlers: RefCell<HandlerTable>,
     data: Scope,
 }
 
 impl fmt::Debug for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut names: Vec<String> = self.inner.handlers.borrow().keys().cloned().collect();
+        let handlers = self.inner.handlers.borrow();
+        let mut names: Vec<&str> = handlers.names().collect();
         names.sort();
         f.debug_struct("Stage")
             .field("name", &self.inner.name)
@@ -54,7 +56,7 @@ impl Stage {
             inner: Rc::new(StageInner {
                 name: name.to_string(),
                 lp: lp.clone(),
-                handlers: RefCell::new(HashMap::new()),
+                handlers: RefCell::new(HandlerTable::default()),
                 data: Scope::default(),
             }),
         }
@@ -82,10 +84,9 @@ impl Stage {
 
     /// Registers an already shared handler.
     pub fn set_handler(&self, name: &str, handler: HandlerFn) {
-        self.inner
-            .handlers
-            .borrow_mut()
-            .insert(name.to_string(), handler);
+        let old = self.inner.handlers.borrow_mut().insert(name, handler);
+        // Dropped after the borrow: a closure's captures may use the stage.
+        drop(old);
     }
 
     /// Removes the handler named `name`; returns whether there was one.
@@ -96,7 +97,7 @@ impl Stage {
 
     /// Whether a handler is registered under exactly `name`.
     pub fn has_handler(&self, name: &str) -> bool {
-        self.inner.handlers.borrow().contains_key(name)
+        self.inner.handlers.borrow().get(name).is_some()
     }
 
     /// Whether a request for `method` would find a handler.
@@ -116,8 +117,8 @@ impl Stage {
             .inner
             .handlers
             .borrow()
-            .keys()
-            .map(|k| k.strip_prefix("on_").unwrap_or(k).to_string())
+            .names()
+            .map(|k| strip_on(k).to_string())
             .collect();
         names.sort();
         names.dedup();
@@ -132,12 +133,19 @@ impl Stage {
     /// The handler for a request of `method`: strip an optional `on_`,
     /// then try `on_<name>`, then `<name>`.
     pub(crate) fn resolve(&self, method: &str) -> Option<HandlerFn> {
-        let bare = method.strip_prefix("on_").unwrap_or(method);
-        let handlers = self.inner.handlers.borrow();
-        handlers
-            .get(&format!("on_{bare}"))
-            .or_else(|| handlers.get(bare))
-            .cloned()
+        self.inner.handlers.borrow().method(method).cloned()
+    }
+
+    /// The `on_my_<kind>` handler that intercepts this stage's own
+    /// responses of type `kind`.
+    pub(crate) fn intercept(&self, kind: &str) -> Option<HandlerFn> {
+        self.inner.handlers.borrow().intercept(kind).cloned()
+    }
+
+    /// The `on_<role>_<kind>` handler for responses to this stage's
+    /// requests made with `role`.
+    pub(crate) fn role_handler(&self, role: &str, kind: &str) -> Option<HandlerFn> {
+        self.inner.handlers.borrow().role(role, kind).cloned()
     }
 
     pub(crate) fn downgrade(&self) -> Weak<StageInner> {

@@ -5,6 +5,8 @@
 //! a session behind a broker; only the link between them differs (a
 //! deferred task on the loop, or a call through a [`Client`]).
 
+use super::mappings::{HandlerRef, ResponseHandlers};
+use super::names::{type_name, TypeName};
 use super::remote::RemoteStage;
 use super::scope::Scope;
 use super::stage::{Ctx, HandlerFn, Stage, StageInner};
@@ -12,8 +14,8 @@ use crate::client::{CallEvent, CallId, Client, Delivery};
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, TimerId};
 use crate::value::{Args, Value};
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::fmt;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -58,14 +60,6 @@ impl Target {
             Target::Remote(r) => r.client().event_loop(),
         }
     }
-}
-
-/// A response handler of a request: a closure, or the name of a handler
-/// of the requesting stage.
-#[derive(Clone)]
-enum HandlerRef {
-    Closure(HandlerFn),
-    Method(String),
 }
 
 /// One entry of the request stack: the stage whose handler runs, and the
@@ -192,12 +186,10 @@ enum CallerLink {
 
 pub(crate) struct CallerRec {
     id: u64,
-    method: String,
+    method: Rc<str>,
     lp: EventLoop,
     open: Cell<bool>,
-    handlers: HashMap<String, HandlerRef>,
-    fallback: Option<HandlerFn>,
-    role: Option<String>,
+    handlers: ResponseHandlers,
     requester: Option<Weak<StageInner>>,
     parent: Option<ServedRequest>,
     data: Scope,
@@ -243,12 +235,12 @@ impl CallerRec {
         }
         self.timer.take();
         self.cut_link();
-        self.receive("error".to_string(), error_args(&e), true, Some(e));
+        self.receive(Cow::Borrowed("error"), error_args(&e), true, Some(e));
     }
 
     /// A response arrived. Dropped when this side has ended (responses in
     /// flight for a cancelled request are never delivered).
-    fn receive(self: &Rc<Self>, kind: String, args: Args, last: bool, error: Option<Error>) {
+    fn receive(self: &Rc<Self>, kind: TypeName, args: Args, last: bool, error: Option<Error>) {
         if !self.open.get() {
             return;
         }
@@ -264,7 +256,7 @@ impl CallerRec {
             error,
         };
         let requester = self.requester.as_ref().and_then(Stage::from_weak);
-        match self.resolve(&rsp.kind, requester.as_ref()) {
+        match self.handlers.choose(&rsp.kind, requester.as_ref()) {
             Some(h) => run_handler(
                 &h,
                 requester.as_ref(),
@@ -288,24 +280,6 @@ impl CallerRec {
         if last {
             self.data.clear();
         }
-    }
-
-    /// Explicit `on_<type>`, then the requester's `on_<role>_<type>`, then
-    /// the fallback.
-    fn resolve(&self, kind: &str, requester: Option<&Stage>) -> Option<HandlerFn> {
-        if let Some(h) = self.handlers.get(kind) {
-            let found = match h {
-                HandlerRef::Closure(f) => Some(f.clone()),
-                HandlerRef::Method(name) => requester.and_then(|s| s.handler(name)),
-            };
-            return found.or_else(|| self.fallback.clone());
-        }
-        if let (Some(role), Some(stage)) = (&self.role, requester) {
-            if let Some(h) = stage.handler(&format!("on_{role}_{kind}")) {
-                return Some(h);
-            }
-        }
-        self.fallback.clone()
     }
 }
 
@@ -334,11 +308,9 @@ impl Request {
     pub fn to(target: impl Into<Target>, method: &str) -> RequestBuilder {
         RequestBuilder {
             target: target.into(),
-            method: method.to_string(),
+            method: Rc::from(method),
             args: Args::new(),
-            handlers: HashMap::new(),
-            fallback: None,
-            role: None,
+            handlers: ResponseHandlers::default(),
             timeout: None,
             parent: None,
         }
@@ -372,11 +344,9 @@ impl Request {
 /// Builds a [`Request`]; [`RequestBuilder::send`] posts it.
 pub struct RequestBuilder {
     target: Target,
-    method: String,
+    method: Rc<str>,
     args: Args,
-    handlers: HashMap<String, HandlerRef>,
-    fallback: Option<HandlerFn>,
-    role: Option<String>,
+    handlers: ResponseHandlers,
     timeout: Option<Duration>,
     parent: Option<Option<ServedRequest>>,
 }
@@ -387,13 +357,9 @@ impl fmt::Debug for RequestBuilder {
             .field("target", &self.target)
             .field("method", &self.method)
             .field("args", &self.args)
-            .field("role", &self.role)
+            .field("handlers", &self.handlers)
             .finish_non_exhaustive()
     }
-}
-
-fn response_type(on: &str) -> String {
-    on.strip_prefix("on_").unwrap_or(on).to_string()
 }
 
 impl RequestBuilder {
@@ -418,35 +384,33 @@ impl RequestBuilder {
         handler: impl Fn(&Ctx<'_>) -> Result<(), Error> + 'static,
     ) -> Self {
         self.handlers
-            .insert(response_type(kind), HandlerRef::Closure(Rc::new(handler)));
+            .map(kind, HandlerRef::Closure(Rc::new(handler)));
         self
     }
 
     /// Handles responses of type `kind` with an already shared closure.
     pub fn on_handler(mut self, kind: &str, handler: HandlerFn) -> Self {
-        self.handlers
-            .insert(response_type(kind), HandlerRef::Closure(handler));
+        self.handlers.map(kind, HandlerRef::Closure(handler));
         self
     }
 
     /// Handles responses of type `kind` with the requesting stage's
     /// handler named `method` (used verbatim).
     pub fn on_method(mut self, kind: &str, method: &str) -> Self {
-        self.handlers
-            .insert(response_type(kind), HandlerRef::Method(method.to_string()));
+        self.handlers.map(kind, HandlerRef::Method(method.into()));
         self
     }
 
     /// Handles every response type that no other mapping handles.
     pub fn fallback(mut self, handler: impl Fn(&Ctx<'_>) -> Result<(), Error> + 'static) -> Self {
-        self.fallback = Some(Rc::new(handler));
+        self.handlers.set_fallback(Rc::new(handler));
         self
     }
 
     /// Names the request's purpose: a response of type T then runs the
     /// requesting stage's `on_<role>_<T>` unless `on(T)` maps it.
     pub fn role(mut self, role: &str) -> Self {
-        self.role = Some(role.to_string());
+        self.handlers.set_role(role);
         self
     }
 
@@ -502,8 +466,6 @@ impl RequestBuilder {
             lp: lp.clone(),
             open: Cell::new(true),
             handlers: self.handlers,
-            fallback: self.fallback,
-            role: self.role,
             requester: stage_now.as_ref().map(Stage::downgrade),
             parent: parent.clone(),
             data: Scope::default(),
@@ -518,10 +480,10 @@ impl RequestBuilder {
                     self.method.clone(),
                     ServedLink::Local(Rc::downgrade(&rec)),
                 );
-                let (s, method, args) = (served.clone(), self.method, self.args);
+                let (s, args) = (served.clone(), self.args);
                 lp.defer(move |_| {
                     if s.is_open() {
-                        run_method(&s, &method, &args);
+                        run_method(&s, s.method(), &args);
                     }
                 });
                 CallerLink::Local(served)
@@ -536,10 +498,14 @@ impl RequestBuilder {
                     move |_, event| {
                         let Some(rec) = weak.upgrade() else { return };
                         match event {
-                            CallEvent::Emit { kind, args } => rec.receive(kind, args, false, None),
-                            CallEvent::Return { kind, args } => rec.receive(kind, args, true, None),
+                            CallEvent::Emit { kind, args } => {
+                                rec.receive(Cow::Owned(kind), args, false, None)
+                            }
+                            CallEvent::Return { kind, args } => {
+                                rec.receive(Cow::Owned(kind), args, true, None)
+                            }
                             CallEvent::Error(e) => {
-                                rec.receive("error".to_string(), error_args(&e), true, Some(e))
+                                rec.receive(Cow::Borrowed("error"), error_args(&e), true, Some(e))
                             }
                         }
                     },
@@ -580,7 +546,7 @@ impl RequestBuilder {
 /// A response as its handler sees it (POE's Emit / Return, or an error).
 pub struct Response {
     caller: Rc<CallerRec>,
-    kind: String,
+    kind: TypeName,
     last: bool,
     error: Option<Error>,
 }
@@ -681,7 +647,7 @@ pub(crate) enum ServedLink {
 pub(crate) struct ServedRec {
     id: u64,
     stage: Stage,
-    method: String,
+    method: Rc<str>,
     open: Cell<bool>,
     data: Scope,
     children: RefCell<Vec<Weak<CallerRec>>>,
@@ -710,7 +676,7 @@ impl fmt::Debug for ServedRequest {
 }
 
 impl ServedRequest {
-    pub(crate) fn new(id: u64, stage: Stage, method: String, link: ServedLink) -> ServedRequest {
+    pub(crate) fn new(id: u64, stage: Stage, method: Rc<str>, link: ServedLink) -> ServedRequest {
         ServedRequest(Rc::new(ServedRec {
             id,
             stage,
@@ -780,7 +746,12 @@ impl ServedRequest {
                 let weak = weak.clone();
                 self.0.stage.event_loop().defer(move |_| {
                     if let Some(c) = weak.upgrade() {
-                        c.receive("error".to_string(), error_args(&error), true, Some(error));
+                        c.receive(
+                            Cow::Borrowed("error"),
+                            error_args(&error),
+                            true,
+                            Some(error),
+                        );
                     }
                 });
             }
@@ -831,7 +802,7 @@ impl ServedRequest {
             kind
         };
         let stage = self.0.stage.clone();
-        if let Some(h) = stage.handler(&format!("on_my_{kind}")) {
+        if let Some(h) = stage.intercept(kind) {
             // Self-interception: nothing reaches the caller. A final one
             // still ends the request, and the caller must hear that.
             run_handler(&h, Some(&stage), kind, args, Some(self), None);
@@ -845,7 +816,7 @@ impl ServedRequest {
         }
         match &self.0.link {
             ServedLink::Local(weak) => {
-                let (weak, kind, args) = (weak.clone(), kind.to_string(), args.clone());
+                let (weak, kind, args) = (weak.clone(), type_name(kind), args.clone());
                 stage.event_loop().defer(move |_| {
                     if let Some(c) = weak.upgrade() {
                         c.receive(kind, args, last, None);

@@ -1,0 +1,87 @@
+//! Handler and message names: the `on_` prefix rule, lookup keys built
+//! without allocating, and cheap owned names for response types.
+//!
+//! Every local request and response looks a handler up by a name derived
+//! from the message (`on_<method>`, `on_my_<type>`, `on_<role>_<type>`).
+//! Building those keys with `format!` cost an allocation per lookup, about
+//! a tenth of a local request+return pair, so keys are built on the stack.
+
+use std::borrow::Cow;
+
+/// The prefix of handler names (`on_foo` handles `foo`).
+pub(crate) const ON: &str = "on_";
+
+/// The prefix of a stage's handlers for its own responses (`on_my_T`).
+pub(crate) const ON_MY: &str = "on_my_";
+
+/// Keys up to this many bytes are built on the stack; longer ones (rare:
+/// names are identifiers) in a `String`.
+const STACK_KEY: usize = 128;
+
+/// `name` without one leading `on_`.
+pub(crate) fn strip_on(name: &str) -> &str {
+    name.strip_prefix(ON).unwrap_or(name)
+}
+
+/// Runs `f` on the concatenation of `parts`, without allocating when it is
+/// at most [`STACK_KEY`] bytes long.
+pub(crate) fn with_joined<R>(parts: &[&str], f: impl FnOnce(&str) -> R) -> R {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > STACK_KEY {
+        return f(&parts.concat());
+    }
+    let mut buf = [0u8; STACK_KEY];
+    let mut at = 0;
+    for part in parts {
+        buf[at..at + part.len()].copy_from_slice(part.as_bytes());
+        at += part.len();
+    }
+    // Whole strings laid end to end are valid UTF-8; the check only keeps
+    // this module free of `unsafe`.
+    match std::str::from_utf8(&buf[..len]) {
+        Ok(key) => f(key),
+        Err(_) => f(&parts.concat()),
+    }
+}
+
+/// A response type (`return`, `emit`, `error`, or one of the callee's
+/// choosing) as the caller's side keeps it: the usual types are static
+/// strings, so the common response allocates no name.
+pub(crate) type TypeName = Cow<'static, str>;
+
+/// The [`TypeName`] for `kind`.
+pub(crate) fn type_name(kind: &str) -> TypeName {
+    match kind {
+        "return" => Cow::Borrowed("return"),
+        "emit" => Cow::Borrowed("emit"),
+        "error" => Cow::Borrowed("error"),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joined_keys_match_concat_at_every_length() {
+        for n in [0, 1, STACK_KEY - 4, STACK_KEY - 3, STACK_KEY + 10] {
+            let tail = "x".repeat(n);
+            let parts = ["on_", tail.as_str()];
+            with_joined(&parts, |k| assert_eq!(k, parts.concat()));
+        }
+        with_joined(&["on_", "rôle", "_", "ret"], |k| {
+            assert_eq!(k, "on_rôle_ret")
+        });
+    }
+
+    #[test]
+    fn usual_type_names_are_static() {
+        assert!(matches!(type_name("return"), Cow::Borrowed("return")));
+        assert!(matches!(type_name("emit"), Cow::Borrowed("emit")));
+        assert!(matches!(type_name("error"), Cow::Borrowed("error")));
+        assert_eq!(type_name("knock"), "knock");
+        assert_eq!(strip_on("on_on_x"), "on_x");
+        assert_eq!(strip_on("x"), "x");
+    }
+}
