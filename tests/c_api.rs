@@ -285,6 +285,8 @@ macro_rules! c_programs {
 
 c_programs!(
     proxysession_basic,
+    custom_messages,
+    accessors,
     dialogue,
     cancel_cascade,
     publisher_killed,
