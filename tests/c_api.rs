@@ -1,6 +1,6 @@
-//! The C API, proven from real C: every `tests/c/*.c` program is built
-//! against the shared library the way a C user would build it, run, and
-//! run again under valgrind.
+//! The C API, proven from real C: every `tests/c/*.c` program (and the
+//! C++ wrapper's `tests/c/*.cpp`) is built against the shared library
+//! the way a user would build it, run, and run again under valgrind.
 //!
 //! Set-up, done once per test binary:
 //!
@@ -20,7 +20,8 @@
 //! --leak-check=full --errors-for-leak-kinds=definite,indirect`. Without
 //! valgrind that second run is skipped with a notice on stderr (the CI
 //! script installs it); `STAGEBUS_NO_VALGRIND=1` skips it on purpose.
-//! `CC` picks another compiler.
+//! `CC` picks another compiler. A `.cpp` program is compiled the same
+//! way with `c++ -std=c++17` (`CXX`) and `-I bindings/cpp`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -149,15 +150,26 @@ fn pkg_config(pc_dir: &Path, args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Compiles tests/c/<name>.c into the program `exe_name`; returns its
-/// path.
+/// Compiles tests/c/<name>.c (as C99) or tests/c/<name>.cpp (as C++17,
+/// with the C++ wrapper on the include path) into the program
+/// `exe_name`; returns its path.
 fn compile(name: &str, exe_name: &str) -> PathBuf {
     let s = setup();
-    let src = root().join("tests/c").join(format!("{name}.c"));
+    let c_src = root().join("tests/c").join(format!("{name}.c"));
+    let (src, cc, std) = if c_src.exists() {
+        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+        (c_src, cc, "-std=c99")
+    } else {
+        let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+        let src = root().join("tests/c").join(format!("{name}.cpp"));
+        (src, cxx, "-std=c++17")
+    };
     let exe = s.bin_dir.join(exe_name);
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
     let out = Command::new(&cc)
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-pthread"])
+        .arg(std)
+        .args(["-Wall", "-Wextra", "-Werror", "-g", "-pthread"])
+        .arg("-I")
+        .arg(root().join("bindings/cpp"))
         .arg("-o")
         .arg(&exe)
         .arg(&src)
@@ -287,6 +299,7 @@ c_programs!(
     proxysession_basic,
     custom_messages,
     accessors,
+    cpp_wrapper,
     dialogue,
     cancel_cascade,
     publisher_killed,
@@ -301,7 +314,9 @@ fn every_c_program_has_a_test() {
         .expect("tests/c exists")
         .filter_map(|e| {
             let name = e.ok()?.file_name().into_string().ok()?;
-            name.strip_suffix(".c").map(str::to_string)
+            name.strip_suffix(".c")
+                .or_else(|| name.strip_suffix(".cpp"))
+                .map(str::to_string)
         })
         .collect();
     found.sort();
@@ -309,7 +324,7 @@ fn every_c_program_has_a_test() {
     listed.sort();
     assert_eq!(
         found, listed,
-        "tests/c/*.c and the programs tests/c_api.rs runs differ"
+        "tests/c/*.c, tests/c/*.cpp and the programs tests/c_api.rs runs differ"
     );
 }
 
