@@ -163,6 +163,21 @@ typedef void (*sb_session_gone_fn)(void *user,
                                    enum sb_status status,
                                    const char *message);
 
+// A message of an application-defined kind reached the client (the
+// original's unknown_message_event): its `kind` (NUL-terminated; a NUL
+// inside it arrives as a space), the `id` it carries, and `len` payload
+// bytes at `payload` (do not read it when `len` is 0). Everything is
+// borrowed for the call.
+//
+// The broker's answer to `sb_client_send_custom` arrives here too, as
+// kind `"result"` with the id given to that call and the broker's error
+// text as the payload.
+typedef void (*sb_unknown_message_fn)(void *user,
+                                      const char *kind,
+                                      uint64_t id,
+                                      const uint8_t *payload,
+                                      size_t len);
+
 // Completion of a listing: on success a list value of maps
 // `{name: string, methods: [string…]}`, borrowed for the call.
 typedef void (*sb_listing_fn)(void *user,
@@ -320,6 +335,36 @@ enum sb_status sb_client_on_session_gone(const struct sb_client *client,
                                          void *user,
                                          sb_free_fn free_user);
 
+// Sets what receives messages of application-defined kinds, replacing
+// (and freeing, with its `free_user`) a previous registration; without
+// one they are ignored. `f` runs for every such message, on the loop's
+// thread; `free_user` runs once, when the registration is replaced or
+// the client is gone, or at once if this call fails (`SB_NULL_ARGUMENT`
+// for a NULL `client` or `f`).
+enum sb_status sb_client_on_unknown_message(const struct sb_client *client,
+                                            sb_unknown_message_fn f,
+                                            void *user,
+                                            sb_free_fn free_user);
+
+// Sends a message of the application-defined kind `kind` (NUL-terminated
+// UTF-8) with the application's own correlation `id` and a copy of
+// `len` bytes at `payload` (`payload` may be NULL when `len` is 0). The
+// broker knows no such kind: it answers with a `protocol` error, which
+// reaches the `sb_client_on_unknown_message` handler as kind `"result"`
+// with this `id` (the message travels under an id of the client's own,
+// so the answer is never mistaken for one of the client's operations).
+//
+// `SB_NULL_ARGUMENT` for a NULL `client` or `kind`, or a NULL `payload`
+// with a length; `SB_INVALID_UTF8` for a `kind` that is not UTF-8;
+// the client's error (`SB_BROKER_GONE` once the connection is closed,
+// `SB_LIMIT_EXCEEDED` when over a limit) if it cannot be queued.
+// Nothing is sent on failure.
+enum sb_status sb_client_send_custom(const struct sb_client *client,
+                                     const char *kind,
+                                     uint64_t id,
+                                     const uint8_t *payload,
+                                     size_t len);
+
 // Lists the published sessions; `f` runs once with the listing.
 enum sb_status sb_client_listing(const struct sb_client *client,
                                  sb_listing_fn f,
@@ -376,6 +421,13 @@ enum sb_status sb_stage_set_data(const struct sb_stage *stage, void *data, sb_fr
 
 // The stage's data slot (NULL if unset).
 void *sb_stage_data(const struct sb_stage *stage);
+
+// The stage's name (as given to `sb_stage_new`): `*ptr` points to its
+// `*len` bytes of UTF-8, not NUL-terminated, borrowed from the stage and
+// valid while the stage lives (for a stage from `sb_ctx_stage`: during
+// the handler). Never free it. `SB_NULL_ARGUMENT` if any argument is
+// NULL; the out-params are written only on success.
+enum sb_status sb_stage_name(const struct sb_stage *stage, const char **ptr, size_t *len);
 
 // Subscribes to `session` through `client`; `f` runs once with an owned
 // remote stage or an error (`SB_NO_SUCH_SESSION`).
@@ -462,6 +514,13 @@ bool sb_request_is_open(const struct sb_request *req);
 // handlers through `sb_response_data`); `free` runs once when the
 // caller's side ends.
 enum sb_status sb_request_set_data(const struct sb_request *req, void *data, sb_free_fn free);
+
+// The caller's data slot of the request, as set by
+// `sb_request_set_data` (the same pointer `sb_response_data` gives in
+// its response handlers); NULL if unset, after the caller's side ended
+// (the slot was freed then), or for a NULL `req` (`sb_last_error` says
+// so). The library keeps owning it: do not free it.
+void *sb_request_data(const struct sb_request *req);
 
 // The method (downward) or response type (upward) being handled; valid
 // during the handler.
@@ -577,8 +636,22 @@ enum sb_status sb_args_set_int(struct sb_args *args, const char *key, int64_t va
 // Sets `key` to a float.
 enum sb_status sb_args_set_float(struct sb_args *args, const char *key, double value);
 
-// Sets `key` to a copy of the NUL-terminated UTF-8 string `value`.
+// Sets `key` to a copy of the NUL-terminated UTF-8 string `value`
+// (`sb_args_set_string_n` takes text holding NUL characters).
 enum sb_status sb_args_set_string(struct sb_args *args, const char *key, const char *value);
+
+// Sets `key` to a string copied from `len` bytes of UTF-8 at `value`
+// (not NUL-terminated; the text may hold NUL characters, which
+// `sb_args_set_string` cannot take). `value` may be NULL when `len` is
+// 0 (an empty string). `SB_NULL_ARGUMENT` for a NULL `args`, `key`, or
+// `value` with a length; `SB_INVALID_UTF8` when the bytes or the key are
+// not UTF-8; `args` is unchanged on failure. Read it back, NULs
+// included, with `sb_args_get_string` or `sb_value_bytes`, which give
+// the length.
+enum sb_status sb_args_set_string_n(struct sb_args *args,
+                                    const char *key,
+                                    const char *value,
+                                    size_t len);
 
 // Sets `key` to a copy of `len` bytes at `data` (`data` may be NULL when
 // `len` is 0).
@@ -634,8 +707,16 @@ struct sb_value *sb_value_new_int(int64_t n);
 struct sb_value *sb_value_new_float(double x);
 
 // A new string value copied from a NUL-terminated UTF-8 string; NULL on
-// a bad argument.
+// a bad argument (`sb_value_new_string_n` takes text holding NULs).
 struct sb_value *sb_value_new_string(const char *s);
+
+// A new string value copied from `len` bytes of UTF-8 at `s` (not
+// NUL-terminated; NUL characters are kept). `s` may be NULL when `len`
+// is 0 (an empty string). NULL on a bad argument (`s` NULL with a
+// length: `SB_NULL_ARGUMENT`; not UTF-8: `SB_INVALID_UTF8`), with
+// `sb_last_error` saying why. Owned: free with `sb_value_free` or hand
+// it over.
+struct sb_value *sb_value_new_string_n(const char *s, size_t len);
 
 // A new bytes value copied from `len` bytes at `data`.
 struct sb_value *sb_value_new_bytes(const uint8_t *data, size_t len);

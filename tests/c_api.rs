@@ -1,13 +1,13 @@
-//! The C API, proven from real C: every `tests/c/*.c` program is built
-//! against the shared library the way a C user would build it, run, and
-//! run again under valgrind.
+//! The C API, proven from real C: every `tests/c/*.c` program (and the
+//! C++ wrapper's `tests/c/*.cpp`) is built against the shared library
+//! the way a user would build it, run, and run again under valgrind.
 //!
 //! Set-up, done once per test binary:
 //!
 //! 1. `cargo build --lib --features testing` (same profile as this test)
 //!    into its own target dir, `<target>/c-api`, so that the `testing`
 //!    entry points (`sb_debug_panic`) exist without disturbing the main
-//!    build.
+//!    build (`tests/support`, shared with examples.rs and perl.rs).
 //! 2. A lib dir `<target>/tmp/c-api-<profile>/lib` holding
 //!    `libstagebus.so.MAJOR.MINOR` (the SONAME, see build.rs) and the
 //!    link-time name `libstagebus.so`, both symlinks to the built library.
@@ -20,19 +20,19 @@
 //! --leak-check=full --errors-for-leak-kinds=definite,indirect`. Without
 //! valgrind that second run is skipped with a notice on stderr (the CI
 //! script installs it); `STAGEBUS_NO_VALGRIND=1` skips it on purpose.
-//! `CC` picks another compiler.
+//! `CC` picks another compiler. A `.cpp` program is compiled the same
+//! way with `c++ -std=c++17` (`CXX`) and `-I bindings/cpp`.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::root;
 
 /// The longest a program may run (valgrind included) before it is killed.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn soname() -> String {
     format!(
@@ -63,38 +63,10 @@ fn setup() -> &'static Setup {
 }
 
 fn make_setup() -> Result<Setup, String> {
-    let release = !cfg!(debug_assertions);
-    let profile = if release { "release" } else { "debug" };
+    let profile = support::profile();
+    let built = support::build_library("c-api", &["testing"])?;
     // CARGO_TARGET_TMPDIR is <target>/tmp, wherever the target dir is.
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let target = tmp.parent().unwrap_or(tmp).join("c-api");
-
-    let mut build = Command::new(env!("CARGO"));
-    build
-        .arg("build")
-        .arg("--lib")
-        .args(["--features", "testing"])
-        .arg("--manifest-path")
-        .arg(root().join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target);
-    if release {
-        build.arg("--release");
-    }
-    let out = build
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cargo build --features testing failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let built = target.join(profile).join("libstagebus.so");
-    if !built.exists() {
-        return Err(format!("{} was not built", built.display()));
-    }
-
     let work = tmp.join(format!("c-api-{profile}"));
     let _ = std::fs::remove_dir_all(&work);
     let libdir = work.join("lib");
@@ -149,15 +121,26 @@ fn pkg_config(pc_dir: &Path, args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Compiles tests/c/<name>.c into the program `exe_name`; returns its
-/// path.
+/// Compiles tests/c/<name>.c (as C99) or tests/c/<name>.cpp (as C++17,
+/// with the C++ wrapper on the include path) into the program
+/// `exe_name`; returns its path.
 fn compile(name: &str, exe_name: &str) -> PathBuf {
     let s = setup();
-    let src = root().join("tests/c").join(format!("{name}.c"));
+    let c_src = root().join("tests/c").join(format!("{name}.c"));
+    let (src, cc, std) = if c_src.exists() {
+        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+        (c_src, cc, "-std=c99")
+    } else {
+        let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+        let src = root().join("tests/c").join(format!("{name}.cpp"));
+        (src, cxx, "-std=c++17")
+    };
     let exe = s.bin_dir.join(exe_name);
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
     let out = Command::new(&cc)
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-g", "-pthread"])
+        .arg(std)
+        .args(["-Wall", "-Wextra", "-Werror", "-g", "-pthread"])
+        .arg("-I")
+        .arg(root().join("bindings/cpp"))
         .arg("-o")
         .arg(&exe)
         .arg(&src)
@@ -176,43 +159,7 @@ fn compile(name: &str, exe_name: &str) -> PathBuf {
 
 /// Runs a command to completion, killing it after RUN_LIMIT.
 fn run_bounded(cmd: &mut Command) -> (Output, Duration) {
-    let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    // Read both pipes on threads so that a chatty program cannot block.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_thread = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stdout, &mut v);
-        v
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut stderr, &mut v);
-        v
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the program") {
-            break status;
-        }
-        if start.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} ran longer than {RUN_LIMIT:?} and was killed");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let output = Output {
-        status,
-        stdout: out_thread.join().unwrap_or_default(),
-        stderr: err_thread.join().unwrap_or_default(),
-    };
-    (output, start.elapsed())
+    support::run_bounded(cmd, RUN_LIMIT)
 }
 
 fn assert_passed(what: &str, out: &Output, took: Duration) {
@@ -285,6 +232,9 @@ macro_rules! c_programs {
 
 c_programs!(
     proxysession_basic,
+    custom_messages,
+    accessors,
+    cpp_wrapper,
     dialogue,
     cancel_cascade,
     publisher_killed,
@@ -299,7 +249,9 @@ fn every_c_program_has_a_test() {
         .expect("tests/c exists")
         .filter_map(|e| {
             let name = e.ok()?.file_name().into_string().ok()?;
-            name.strip_suffix(".c").map(str::to_string)
+            name.strip_suffix(".c")
+                .or_else(|| name.strip_suffix(".cpp"))
+                .map(str::to_string)
         })
         .collect();
     found.sort();
@@ -307,7 +259,7 @@ fn every_c_program_has_a_test() {
     listed.sort();
     assert_eq!(
         found, listed,
-        "tests/c/*.c and the programs tests/c_api.rs runs differ"
+        "tests/c/*.c, tests/c/*.cpp and the programs tests/c_api.rs runs differ"
     );
 }
 

@@ -11,7 +11,8 @@
 //!
 //! Set-up: `cargo build --lib` (the test's profile) into its own target
 //! dir, `<target>/examples-lib`, so that the C library is fresh without
-//! waiting for the build lock of the outer `cargo test`. Each test then
+//! waiting for the build lock of the outer `cargo test` (the build, the
+//! bounded runs and the child-process guard are `tests/support`). Each test then
 //! makes a temporary directory holding `libstagebus.so` and a symlink
 //! named after the library's SONAME (read with `readelf -d`, else
 //! `objdump -p`), compiles with `cc -std=c99` / `c++ -std=c++17` and
@@ -26,215 +27,16 @@
 //! Every child is killed when its test fails (a guard), and every wait
 //! is bounded.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod support;
 
-/// The longest an example may run, or a line may take to appear.
-const RUN_LIMIT: Duration = Duration::from_secs(60);
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::{root, run_bounded_text, Proc};
+
 /// The longest a compiler or pkg-config may take.
 const COMPILE_LIMIT: Duration = Duration::from_secs(300);
-/// The longest the library build may take.
-const BUILD_LIMIT: Duration = Duration::from_secs(900);
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-// ---------------------------------------------------------------------
-// Running commands with bounded waits
-
-/// A child process that is killed (and reaped) when dropped, with its
-/// stdout read line by line and its stderr collected, on threads.
-struct Proc {
-    name: String,
-    child: Child,
-    lines: Receiver<String>,
-    /// Every stdout line received so far.
-    seen: Vec<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr_pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push_str(&text);
-            }
-        });
-        Proc {
-            name: name.to_string(),
-            child,
-            lines,
-            seen: Vec::new(),
-            stderr,
-        }
-    }
-
-    /// What it printed so far, for failure messages.
-    fn transcript(&self) -> String {
-        let stderr = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
-        format!(
-            "--- {} stdout\n{}\n--- {} stderr\n{}",
-            self.name,
-            self.seen.join("\n"),
-            self.name,
-            stderr
-        )
-    }
-
-    /// Waits (bounded) for a stdout line that `wanted` accepts; returns it.
-    fn wait_line(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + RUN_LIMIT;
-        if let Some(line) = self.seen.iter().find(|l| wanted(l)) {
-            return line.clone();
-        }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if wanted(&line) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{} printed no {what} within {RUN_LIMIT:?}\n{}",
-                    self.name,
-                    self.transcript()
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "{} closed its output before printing {what} ({:?})\n{}",
-                    self.name,
-                    self.child.try_wait(),
-                    self.transcript()
-                ),
-            }
-        }
-    }
-
-    /// Waits (bounded) for the process to exit, then for the rest of its
-    /// output.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + RUN_LIMIT;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-                Ok(None) => panic!(
-                    "{} ran longer than {RUN_LIMIT:?}\n{}",
-                    self.name,
-                    self.transcript()
-                ),
-                Err(e) => panic!("cannot wait for {}: {e}", self.name),
-            }
-        };
-        // The reader ends at EOF; a grandchild holding the pipe open
-        // cannot make this hang past the deadline.
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self
-                .lines
-                .recv_timeout(left.max(Duration::from_millis(100)))
-            {
-                Ok(line) => self.seen.push(line),
-                Err(_) => break,
-            }
-        }
-        status
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
-        // SAFETY: kill(2) on our own child, which is not reaped yet (it
-        // is reaped only by wait_exit or Drop), so the pid is its own.
-        let rc = unsafe { libc::kill(pid, sig) };
-        assert_eq!(rc, 0, "cannot signal {}", self.name);
-    }
-
-    fn output(&self) -> String {
-        self.seen.join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs a command to completion (bounded by `limit`); its status, stdout
-/// and stderr.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> (ExitStatus, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let mut out_pipe = child.stdout.take().expect("piped stdout");
-    let mut err_pipe = child.stderr.take().expect("piped stderr");
-    let out = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if start.elapsed() < limit => thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{cmd:?} ran longer than {limit:?} and was killed");
-            }
-        }
-    };
-    (
-        status,
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    )
-}
 
 // ---------------------------------------------------------------------
 // The library and a place to build against it
@@ -242,35 +44,9 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> (ExitStatus, String, Strin
 /// Builds the C library once per test binary; its path.
 fn library() -> &'static Path {
     static LIB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match LIB.get_or_init(build_library) {
+    match LIB.get_or_init(|| support::build_library("examples-lib", &[])) {
         Ok(p) => p,
         Err(e) => panic!("cannot build the C library: {e}"),
-    }
-}
-
-fn build_library() -> Result<PathBuf, String> {
-    let release = !cfg!(debug_assertions);
-    let profile = if release { "release" } else { "debug" };
-    // CARGO_TARGET_TMPDIR is <target>/tmp, wherever the target dir is.
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let target = tmp.parent().unwrap_or(tmp).join("examples-lib");
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--lib", "--manifest-path"])
-        .arg(root().join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target);
-    if release {
-        cmd.arg("--release");
-    }
-    let (status, _, stderr) = run_bounded(&mut cmd, BUILD_LIMIT);
-    if !status.success() {
-        return Err(format!("cargo build --lib failed:\n{stderr}"));
-    }
-    let lib = target.join(profile).join("libstagebus.so");
-    if lib.exists() {
-        Ok(lib)
-    } else {
-        Err(format!("{} was not built", lib.display()))
     }
 }
 
@@ -351,7 +127,7 @@ impl Work {
             .arg("-lstagebus")
             .args(extra)
             .arg(format!("-Wl,-rpath,{}", self.lib.display()));
-        let (status, stdout, stderr) = run_bounded(&mut cmd, COMPILE_LIMIT);
+        let (status, stdout, stderr) = run_bounded_text(&mut cmd, COMPILE_LIMIT);
         assert!(
             status.success(),
             "{compiler} rejects {}:\n{stdout}{stderr}",
@@ -380,7 +156,7 @@ impl Drop for Work {
 /// `pkg-config --cflags --libs <module>`, split; fails naming the Debian
 /// package that provides it.
 fn pkg_config(module: &str, package: &str) -> Vec<String> {
-    let (status, stdout, stderr) = run_bounded(
+    let (status, stdout, stderr) = run_bounded_text(
         Command::new("pkg-config").args(["--cflags", "--libs", module]),
         COMPILE_LIMIT,
     );
@@ -465,7 +241,7 @@ fn broker_service_caller() {
     service.wait_line(&wanted, |l| l == wanted);
 
     // Both stop cleanly on SIGTERM.
-    service.signal(libc::SIGTERM);
+    service.terminate();
     let status = service.wait_exit();
     assert!(
         status.success(),
@@ -473,7 +249,7 @@ fn broker_service_caller() {
         service.transcript()
     );
     assert!(service.output().contains("stopping on signal"));
-    broker.signal(libc::SIGTERM);
+    broker.terminate();
     let status = broker.wait_exit();
     assert!(
         status.success(),

@@ -15,7 +15,8 @@
 //!
 //! Set-up: `cargo build --lib` (the test's profile) into its own target
 //! dir, `<target>/perl-lib`, so that the library is fresh without waiting
-//! for the build lock of the outer `cargo test`; the binding loads it by
+//! for the build lock of the outer `cargo test` (the build, the bounded
+//! runs and the child-process guard are `tests/support`); the binding loads it by
 //! absolute path from `STAGEBUS_LIB` (`libstagebus.so`, whatever SONAME
 //! it records).
 //!
@@ -27,20 +28,16 @@
 //! Every wait is bounded and every child is killed when its test fails
 //! (a guard).
 
-use std::io::{BufRead, BufReader, Read};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+use support::{root, run_bounded_text, Proc};
 
 /// The longest `prove` may run (the 100k-request leak check included).
 const PROVE_LIMIT: Duration = Duration::from_secs(600);
-/// The longest an example may run, or a line may take to appear.
-const RUN_LIMIT: Duration = Duration::from_secs(60);
-/// The longest the library build may take.
-const BUILD_LIMIT: Duration = Duration::from_secs(900);
 
 /// The Perl modules the binding and its tests need, and their packages.
 const MODULES: [(&str, &str); 3] = [
@@ -48,200 +45,6 @@ const MODULES: [(&str, &str); 3] = [
     ("POE", "libpoe-perl"),
     ("AnyEvent", "libanyevent-perl"),
 ];
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-// ---------------------------------------------------------------------
-// Running commands with bounded waits
-
-/// Runs a command to completion (bounded by `limit`, killed after it);
-/// its status, stdout and stderr.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> (ExitStatus, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let mut out_pipe = child.stdout.take().expect("piped stdout");
-    let mut err_pipe = child.stderr.take().expect("piped stderr");
-    let out = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if start.elapsed() < limit => thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{cmd:?} ran longer than {limit:?} and was killed");
-            }
-        }
-    };
-    (
-        status,
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    )
-}
-
-/// A child process that is killed (and reaped) when dropped, with its
-/// stdout read line by line and its stderr collected, on threads.
-struct Proc {
-    name: String,
-    child: Child,
-    lines: Receiver<String>,
-    /// Every stdout line received so far.
-    seen: Vec<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut stderr_pipe = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr_pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                sink.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push_str(&text);
-            }
-        });
-        Proc {
-            name: name.to_string(),
-            child,
-            lines,
-            seen: Vec::new(),
-            stderr,
-        }
-    }
-
-    /// What it printed so far, for failure messages.
-    fn transcript(&self) -> String {
-        let stderr = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
-        format!(
-            "--- {} stdout\n{}\n--- {} stderr\n{}",
-            self.name,
-            self.seen.join("\n"),
-            self.name,
-            stderr
-        )
-    }
-
-    /// Waits (bounded) for a stdout line that `wanted` accepts; returns it.
-    fn wait_line(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + RUN_LIMIT;
-        if let Some(line) = self.seen.iter().find(|l| wanted(l)) {
-            return line.clone();
-        }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if wanted(&line) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{} printed no {what} within {RUN_LIMIT:?}\n{}",
-                    self.name,
-                    self.transcript()
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "{} closed its output before printing {what} ({:?})\n{}",
-                    self.name,
-                    self.child.try_wait(),
-                    self.transcript()
-                ),
-            }
-        }
-    }
-
-    /// Waits (bounded) for the process to exit, then for the rest of its
-    /// output.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + RUN_LIMIT;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-                Ok(None) => panic!(
-                    "{} ran longer than {RUN_LIMIT:?}\n{}",
-                    self.name,
-                    self.transcript()
-                ),
-                Err(e) => panic!("cannot wait for {}: {e}", self.name),
-            }
-        };
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self
-                .lines
-                .recv_timeout(left.max(Duration::from_millis(100)))
-            {
-                Ok(line) => self.seen.push(line),
-                Err(_) => break,
-            }
-        }
-        status
-    }
-
-    /// Sends SIGTERM.
-    fn terminate(&self) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
-        // SAFETY: kill(2) on our own child, which is not reaped yet (it
-        // is reaped only by wait_exit or Drop), so the pid is its own.
-        let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(rc, 0, "cannot signal {}", self.name);
-    }
-
-    fn output(&self) -> String {
-        self.seen.join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------
 // Set-up: Perl and its modules, the library
@@ -301,30 +104,11 @@ fn library() -> &'static Path {
 }
 
 fn build_library() -> Result<PathBuf, String> {
-    let release = !cfg!(debug_assertions);
-    let profile = if release { "release" } else { "debug" };
-    // CARGO_TARGET_TMPDIR is <target>/tmp, wherever the target dir is.
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let target = tmp.parent().unwrap_or(tmp).join("perl-lib");
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--lib", "--manifest-path"])
-        .arg(root().join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target);
-    if release {
-        cmd.arg("--release");
-    }
-    let (status, _, stderr) = run_bounded(&mut cmd, BUILD_LIMIT);
-    if !status.success() {
-        return Err(format!("cargo build --lib failed:\n{stderr}"));
-    }
+    let lib = support::build_library("perl-lib", &[])?;
     // The link-time name: whatever SONAME the library records, loading it
     // by this absolute path works.
-    let lib = target.join(profile).join("libstagebus.so");
-    let lib = lib
-        .canonicalize()
-        .map_err(|e| format!("{} was not built: {e}", lib.display()))?;
-    Ok(lib)
+    lib.canonicalize()
+        .map_err(|e| format!("{} was not built: {e}", lib.display()))
 }
 
 /// `perl` with the binding on @INC and the library chosen, run from the
@@ -348,7 +132,7 @@ fn prove(args: &[&str], env: &[(&str, &str)]) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let (status, stdout, stderr) = run_bounded(&mut cmd, PROVE_LIMIT);
+    let (status, stdout, stderr) = run_bounded_text(&mut cmd, PROVE_LIMIT);
     assert!(
         status.success(),
         "prove {args:?} failed ({status})\n--- stdout\n{stdout}\n--- stderr\n{stderr}"

@@ -244,8 +244,15 @@ public:
     static Value number(double x) {
         return Value(detail::check_ptr(sb_value_new_float(x), SB_PANIC));
     }
-    static Value string(CStr s) {
-        return Value(detail::check_ptr(sb_value_new_string(s.c_str()), SB_INVALID_ARGUMENT));
+    // A string value from a NUL-terminated C string.
+    static Value string(const char *s) {
+        return Value(detail::check_ptr(sb_value_new_string(s), SB_INVALID_ARGUMENT));
+    }
+    // A string value from a std::string or std::string_view, whole: NUL
+    // characters inside are kept (sb_value_new_string_n).
+    static Value string(std::string_view s) {
+        return Value(
+            detail::check_ptr(sb_value_new_string_n(s.data(), s.size()), SB_INVALID_ARGUMENT));
     }
     static Value bytes(const void *data, std::size_t len) {
         return Value(detail::check_ptr(
@@ -283,7 +290,9 @@ public:
 
     // Sets `key` to `value`: nullptr, bool, an integer, a floating
     // number, a string (const char *, std::string, std::string_view) or
-    // a Value (moved in).
+    // a Value (moved in). A std::string or std::string_view is taken
+    // whole, NUL characters included (sb_args_set_string_n); a const
+    // char * ends at its NUL.
     template <class T> Args &set(CStr key, T &&value) {
         using V = std::decay_t<T>;
         if constexpr (std::is_same_v<V, std::nullptr_t>) {
@@ -295,12 +304,12 @@ public:
         } else if constexpr (std::is_floating_point_v<V>) {
             detail::check(sb_args_set_float(raw(), key.c_str(), static_cast<double>(value)));
         } else if constexpr (std::is_same_v<V, std::string>) {
-            detail::check(sb_args_set_string(raw(), key.c_str(), value.c_str()));
+            detail::check(sb_args_set_string_n(raw(), key.c_str(), value.data(), value.size()));
         } else if constexpr (std::is_convertible_v<const V &, const char *>) {
             detail::check(sb_args_set_string(raw(), key.c_str(), value));
         } else if constexpr (std::is_convertible_v<const V &, std::string_view>) {
-            const std::string copy{std::string_view(value)}; // NUL-terminated
-            detail::check(sb_args_set_string(raw(), key.c_str(), copy.c_str()));
+            const std::string_view view(value);
+            detail::check(sb_args_set_string_n(raw(), key.c_str(), view.data(), view.size()));
         } else if constexpr (std::is_same_v<V, Value>) {
             static_assert(!std::is_lvalue_reference_v<T>, "set(key, Value): move the Value in");
             detail::check(sb_args_set_value(raw(), key.c_str(), value.release()));
@@ -347,6 +356,11 @@ using SessionGoneFn =
     std::function<void(std::string_view session, sb_status, std::string_view message)>;
 // Completion of a listing: a list of maps {name, methods}.
 using ListingFn = std::function<void(sb_status, ValueRef sessions, std::string_view message)>;
+// A message of an application-defined kind: its kind, id and payload
+// bytes (borrowed for the call). The broker's answer to
+// Client::send_custom arrives as kind "result" with the id sent.
+using UnknownMessageFn =
+    std::function<void(std::string_view kind, std::uint64_t id, std::string_view payload)>;
 
 namespace detail {
 
@@ -374,6 +388,14 @@ inline void run_session_gone(void *user, const char *session, sb_status status,
 inline void run_listing(void *user, sb_status status, const sb_value *sessions,
                         const char *message) noexcept {
     fn<ListingFn>(user)(status, ValueRef(sessions), message);
+}
+
+inline void run_unknown_message(void *user, const char *kind, uint64_t id,
+                                const uint8_t *payload, size_t len) noexcept {
+    const std::string_view bytes =
+        len == 0 ? std::string_view()
+                 : std::string_view(reinterpret_cast<const char *>(payload), len);
+    fn<UnknownMessageFn>(user)(kind, id, bytes);
 }
 
 // Calls `reg(c_function, user, free_user)` with a heap copy of `f`. The
@@ -535,6 +557,26 @@ public:
             [&](sb_session_gone_fn c, void *user, sb_free_fn free_user) {
                 return sb_client_on_session_gone(raw(), c, user, free_user);
             }));
+    }
+
+    // Sets what receives messages of application-defined kinds
+    // (replacing the previous handler).
+    void on_unknown_message(UnknownMessageFn f) const {
+        detail::check(detail::register_fn(
+            std::move(f), &detail::run_unknown_message,
+            [&](sb_unknown_message_fn c, void *user, sb_free_fn free_user) {
+                return sb_client_on_unknown_message(raw(), c, user, free_user);
+            }));
+    }
+
+    // Sends a message of the application-defined kind `kind` with the
+    // application's `id` and `payload` bytes. The broker answers it with
+    // a protocol error, which reaches on_unknown_message as kind
+    // "result" with this id.
+    void send_custom(CStr kind, std::uint64_t id, std::string_view payload = {}) const {
+        detail::check(sb_client_send_custom(raw(), kind.c_str(), id,
+                                            reinterpret_cast<const std::uint8_t *>(payload.data()),
+                                            payload.size()));
     }
 
     void listing(ListingFn f) const {
@@ -750,6 +792,14 @@ public:
         sb_stage *s = nullptr;
         detail::check(sb_stage_new(loop.raw(), name.c_str(), &s));
         Handle::operator=(Handle(s));
+    }
+
+    // The stage's name (borrowed from the stage).
+    std::string_view name() const {
+        const char *p = nullptr;
+        std::size_t len = 0;
+        detail::check(sb_stage_name(raw(), &p, &len));
+        return std::string_view(p, len);
     }
 
     // Registers (or replaces) the handler `name`: a method, a response

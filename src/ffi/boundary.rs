@@ -299,6 +299,34 @@ pub(crate) unsafe fn text<'a>(p: *const c_char, name: &str) -> Result<&'a str, F
     })
 }
 
+/// A required string given as `len` bytes at `p` (not NUL-terminated;
+/// it may hold NUL characters). `p` may be NULL only when `len` is 0.
+///
+/// # Safety
+/// `p` must be NULL or point to `len` readable bytes alive for the call.
+pub(crate) unsafe fn text_n<'a>(p: *const c_char, len: usize, name: &str) -> Result<&'a str, Fail> {
+    if len == 0 {
+        return Ok("");
+    }
+    if p.is_null() {
+        return Err(fail(
+            sb_status::SB_NULL_ARGUMENT,
+            format!("{name} is NULL (with a length of {len})"),
+        ));
+    }
+    // SAFETY: non-NULL and `len` readable bytes per the caller's contract.
+    let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) };
+    std::str::from_utf8(bytes).map_err(|e| {
+        fail(
+            sb_status::SB_INVALID_UTF8,
+            format!(
+                "{name} is not valid UTF-8 (at byte {} of {len})",
+                e.valid_up_to()
+            ),
+        )
+    })
+}
+
 /// An optional string (NULL = none).
 ///
 /// # Safety

@@ -21,8 +21,12 @@
 //!   `sb_last_error()` gives the detail of the last failure on this
 //!   thread. Out-params are written only on success.
 //! * **NULL and bad strings**: a NULL argument is `SB_NULL_ARGUMENT`;
-//!   strings are NUL-terminated UTF-8, else `SB_INVALID_UTF8`. Nothing
-//!   crashes on them.
+//!   strings are NUL-terminated UTF-8, else `SB_INVALID_UTF8`. The `_n`
+//!   functions (`sb_args_set_string_n`, `sb_value_new_string_n`) take a
+//!   pointer and a length instead, so text may hold NUL characters; their
+//!   pointer may be NULL only with a length of 0; `sb_args_get_string`,
+//!   `sb_value_bytes` and `sb_stage_name` give text back as a pointer
+//!   and a length. Nothing crashes on them.
 //! * **Panics** never cross into C: a panic inside the library becomes
 //!   `SB_PANIC` (or NULL / 0 where a function returns no status).
 //! * **Callbacks** take `void *user` first. Every registration takes

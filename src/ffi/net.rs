@@ -65,6 +65,25 @@ pub type sb_listing_fn = Option<
     ),
 >;
 
+/// A message of an application-defined kind reached the client (the
+/// original's unknown_message_event): its `kind` (NUL-terminated; a NUL
+/// inside it arrives as a space), the `id` it carries, and `len` payload
+/// bytes at `payload` (do not read it when `len` is 0). Everything is
+/// borrowed for the call.
+///
+/// The broker's answer to `sb_client_send_custom` arrives here too, as
+/// kind `"result"` with the id given to that call and the broker's error
+/// text as the payload.
+pub type sb_unknown_message_fn = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        kind: *const c_char,
+        id: u64,
+        payload: *const u8,
+        len: usize,
+    ),
+>;
+
 /// Wraps a C completion as a Rust closure; `free_user` runs after it.
 pub(crate) fn done_closure(f: sb_done_fn, user: UserData) -> impl FnOnce(Result<(), crate::Error>) {
     move |result| {
@@ -313,6 +332,81 @@ pub unsafe extern "C" fn sb_client_on_session_gone(
             };
         });
         Ok(())
+    })
+}
+
+/// Sets what receives messages of application-defined kinds, replacing
+/// (and freeing, with its `free_user`) a previous registration; without
+/// one they are ignored. `f` runs for every such message, on the loop's
+/// thread; `free_user` runs once, when the registration is replaced or
+/// the client is gone, or at once if this call fails (`SB_NULL_ARGUMENT`
+/// for a NULL `client` or `f`).
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_on_unknown_message(
+    client: *const sb_client,
+    f: sb_unknown_message_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or a live sb_client.
+        let client = unsafe { arg(client, "client") }?;
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        client.on_unknown_message(move |kind, id, payload| {
+            let kind = c_string(kind);
+            // SAFETY: the C caller's function with its own user pointer;
+            // kind and payload live until it returns.
+            unsafe {
+                f(
+                    user.get(),
+                    kind.as_ptr(),
+                    id,
+                    payload.as_ptr(),
+                    payload.len(),
+                )
+            };
+        });
+        Ok(())
+    })
+}
+
+/// Sends a message of the application-defined kind `kind` (NUL-terminated
+/// UTF-8) with the application's own correlation `id` and a copy of
+/// `len` bytes at `payload` (`payload` may be NULL when `len` is 0). The
+/// broker knows no such kind: it answers with a `protocol` error, which
+/// reaches the `sb_client_on_unknown_message` handler as kind `"result"`
+/// with this `id` (the message travels under an id of the client's own,
+/// so the answer is never mistaken for one of the client's operations).
+///
+/// `SB_NULL_ARGUMENT` for a NULL `client` or `kind`, or a NULL `payload`
+/// with a length; `SB_INVALID_UTF8` for a `kind` that is not UTF-8;
+/// the client's error (`SB_BROKER_GONE` once the connection is closed,
+/// `SB_LIMIT_EXCEEDED` when over a limit) if it cannot be queued.
+/// Nothing is sent on failure.
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_send_custom(
+    client: *const sb_client,
+    kind: *const c_char,
+    id: u64,
+    payload: *const u8,
+    len: usize,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_client / NUL-terminated string.
+        let (client, kind) = unsafe { (arg(client, "client")?, text(kind, "kind")?) };
+        let payload = if len == 0 {
+            &[][..]
+        } else if payload.is_null() {
+            return Err(fail(
+                sb_status::SB_NULL_ARGUMENT,
+                format!("payload is NULL (with a length of {len})"),
+            ));
+        } else {
+            // SAFETY: non-NULL and len readable bytes per the contract.
+            unsafe { std::slice::from_raw_parts(payload, len) }
+        };
+        Ok(client.send_custom(kind, id, payload)?)
     })
 }
 

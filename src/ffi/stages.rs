@@ -276,6 +276,34 @@ pub unsafe extern "C" fn sb_stage_data(stage: *const sb_stage) -> *mut c_void {
     })
 }
 
+/// The stage's name (as given to `sb_stage_new`): `*ptr` points to its
+/// `*len` bytes of UTF-8, not NUL-terminated, borrowed from the stage and
+/// valid while the stage lives (for a stage from `sb_ctx_stage`: during
+/// the handler). Never free it. `SB_NULL_ARGUMENT` if any argument is
+/// NULL; the out-params are written only on success.
+#[no_mangle]
+pub unsafe extern "C" fn sb_stage_name(
+    stage: *const sb_stage,
+    ptr: *mut *const c_char,
+    len: *mut usize,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_stage.
+        let stage = unsafe { arg(stage, "stage") }?;
+        if ptr.is_null() || len.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "an out-param is NULL"));
+        }
+        let name = stage.name();
+        // SAFETY: both out-params were checked non-NULL above; the name
+        // lives as long as the stage, which the handle keeps alive.
+        unsafe {
+            ptr.write(name.as_ptr().cast());
+            len.write(name.len());
+        }
+        Ok(())
+    })
+}
+
 // --- remote stages -------------------------------------------------------
 
 /// Subscribes to `session` through `client`; `f` runs once with an owned
@@ -575,6 +603,19 @@ pub unsafe extern "C" fn sb_request_set_data(
         let req = unsafe { arg(req, "request") }?;
         req.data().set(C_DATA, keep);
         Ok(())
+    })
+}
+
+/// The caller's data slot of the request, as set by
+/// `sb_request_set_data` (the same pointer `sb_response_data` gives in
+/// its response handlers); NULL if unset, after the caller's side ended
+/// (the slot was freed then), or for a NULL `req` (`sb_last_error` says
+/// so). The library keeps owning it: do not free it.
+#[no_mangle]
+pub unsafe extern "C" fn sb_request_data(req: *const sb_request) -> *mut c_void {
+    // SAFETY: NULL or a live sb_request.
+    value_or(std::ptr::null_mut(), || {
+        Ok(get_data(unsafe { arg(req, "request") }?.data()))
     })
 }
 

@@ -135,7 +135,8 @@ pub unsafe extern "C" fn sb_args_set_float(
     set(args, key, || Ok(Value::Float(value)))
 }
 
-/// Sets `key` to a copy of the NUL-terminated UTF-8 string `value`.
+/// Sets `key` to a copy of the NUL-terminated UTF-8 string `value`
+/// (`sb_args_set_string_n` takes text holding NUL characters).
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_set_string(
     args: *mut sb_args,
@@ -145,6 +146,30 @@ pub unsafe extern "C" fn sb_args_set_string(
     set(args, key, || {
         // SAFETY: NULL or a NUL-terminated string.
         Ok(Value::Str(unsafe { text(value, "value") }?.to_string()))
+    })
+}
+
+/// Sets `key` to a string copied from `len` bytes of UTF-8 at `value`
+/// (not NUL-terminated; the text may hold NUL characters, which
+/// `sb_args_set_string` cannot take). `value` may be NULL when `len` is
+/// 0 (an empty string). `SB_NULL_ARGUMENT` for a NULL `args`, `key`, or
+/// `value` with a length; `SB_INVALID_UTF8` when the bytes or the key are
+/// not UTF-8; `args` is unchanged on failure. Read it back, NULs
+/// included, with `sb_args_get_string` or `sb_value_bytes`, which give
+/// the length.
+#[no_mangle]
+pub unsafe extern "C" fn sb_args_set_string_n(
+    args: *mut sb_args,
+    key: *const c_char,
+    value: *const c_char,
+    len: usize,
+) -> sb_status {
+    set(args, key, || {
+        // SAFETY: NULL (only with len 0) or len readable bytes, per the
+        // contract above.
+        Ok(Value::Str(
+            unsafe { text_n(value, len, "value") }?.to_string(),
+        ))
     })
 }
 
@@ -357,12 +382,28 @@ pub extern "C" fn sb_value_new_float(x: f64) -> *mut sb_value {
 }
 
 /// A new string value copied from a NUL-terminated UTF-8 string; NULL on
-/// a bad argument.
+/// a bad argument (`sb_value_new_string_n` takes text holding NULs).
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_new_string(s: *const c_char) -> *mut sb_value {
     value_or(std::ptr::null_mut(), || {
         // SAFETY: NULL or NUL-terminated.
         Ok(new_value(Value::Str(unsafe { text(s, "s") }?.to_string())))
+    })
+}
+
+/// A new string value copied from `len` bytes of UTF-8 at `s` (not
+/// NUL-terminated; NUL characters are kept). `s` may be NULL when `len`
+/// is 0 (an empty string). NULL on a bad argument (`s` NULL with a
+/// length: `SB_NULL_ARGUMENT`; not UTF-8: `SB_INVALID_UTF8`), with
+/// `sb_last_error` saying why. Owned: free with `sb_value_free` or hand
+/// it over.
+#[no_mangle]
+pub unsafe extern "C" fn sb_value_new_string_n(s: *const c_char, len: usize) -> *mut sb_value {
+    value_or(std::ptr::null_mut(), || {
+        // SAFETY: NULL (only with len 0) or len readable bytes.
+        Ok(new_value(Value::Str(
+            unsafe { text_n(s, len, "s") }?.to_string(),
+        )))
     })
 }
 

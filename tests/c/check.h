@@ -256,6 +256,31 @@ static inline void cb_session_gone(void *user, const char *session,
     cb_note(c, st, session);
 }
 
+/*
+ * sb_unknown_message_fn: the id goes to id, "kind|payload" to message,
+ * with a NUL byte of the payload written as "\\0".
+ */
+static inline void cb_unknown(void *user, const char *kind, uint64_t id,
+                              const uint8_t *payload, size_t len)
+{
+    cb *c = (cb *)user;
+    size_t i, n;
+    cb_note(c, SB_OK, kind);
+    c->id = id;
+    n = strlen(c->message);
+    if (n + 1 < sizeof c->message)
+        c->message[n++] = '|';
+    for (i = 0; i < len && n + 3 < sizeof c->message; i++) {
+        if (payload[i] == 0) {
+            c->message[n++] = '\\';
+            c->message[n++] = '0';
+        } else {
+            c->message[n++] = (char)payload[i];
+        }
+    }
+    c->message[n] = '\0';
+}
+
 /* sb_loop_fn */
 static inline void cb_loop(void *user, sb_loop *lp)
 {

@@ -150,6 +150,14 @@ static void nulls_outside_handlers(void)
               sb_client_rescind(client, NULL, cb_done, U, cb_free));
     REG_FAILS(SB_INVALID_UTF8,
               sb_client_rescind(client, bad, cb_done, U, cb_free));
+    REG_FAILS(SB_NULL_ARGUMENT,
+              sb_client_on_unknown_message(NULL, cb_unknown, U, cb_free));
+    REG_FAILS(SB_NULL_ARGUMENT,
+              sb_client_on_unknown_message(client, NULL, U, cb_free));
+    NULLARG(sb_client_send_custom(NULL, "k", 1, (const uint8_t *)"x", 1));
+    NULLARG(sb_client_send_custom(client, NULL, 1, (const uint8_t *)"x", 1));
+    NULLARG(sb_client_send_custom(client, "k", 1, NULL, 2));
+    BADUTF8(sb_client_send_custom(client, bad, 1, NULL, 0));
     NULLARG(sb_client_close(NULL));
 
     /* stage */
@@ -180,6 +188,9 @@ static void nulls_outside_handlers(void)
                                                 cb_done, U, cb_free));
     REG_FAILS(SB_NULL_ARGUMENT, sb_stage_set_data(NULL, U, cb_free));
     CHECK(sb_stage_data(NULL) == NULL);
+    NULLARG(sb_stage_name(NULL, &p, &len));
+    NULLARG(sb_stage_name(stage, NULL, &len));
+    NULLARG(sb_stage_name(stage, &p, NULL));
 
     /* remote */
     REG_FAILS(SB_NULL_ARGUMENT,
@@ -232,6 +243,7 @@ static void nulls_outside_handlers(void)
     CHECK_INT(sb_request_id(NULL), 0);
     CHECK(!sb_request_is_open(NULL));
     REG_FAILS(SB_NULL_ARGUMENT, sb_request_set_data(NULL, U, cb_free));
+    CHECK(sb_request_data(NULL) == NULL);
 
     /* contexts, served requests and responses (NULL handles) */
     CHECK(sb_ctx_name(NULL) != NULL && sb_ctx_name(NULL)[0] == '\0');
@@ -274,6 +286,11 @@ static void nulls_outside_handlers(void)
     NULLARG(sb_args_set_string(a, "k", NULL));
     BADUTF8(sb_args_set_string(a, "k", bad));
     BADUTF8(sb_args_set_string(a, bad, "v"));
+    NULLARG(sb_args_set_string_n(NULL, "k", "v", 1));
+    NULLARG(sb_args_set_string_n(a, NULL, "v", 1));
+    NULLARG(sb_args_set_string_n(a, "k", NULL, 1));
+    BADUTF8(sb_args_set_string_n(a, "k", bad, 2));
+    BADUTF8(sb_args_set_string_n(a, bad, "v", 1));
     NULLARG(sb_args_set_bytes(NULL, "k", (const uint8_t *)"ab", 2));
     NULLARG(sb_args_set_bytes(a, NULL, (const uint8_t *)"ab", 2));
     NULLARG(sb_args_set_bytes(a, "k", NULL, 2));
@@ -322,6 +339,8 @@ static void nulls_outside_handlers(void)
     }
     CHECK(sb_value_new_string(NULL) == NULL);
     CHECK(sb_value_new_string(bad) == NULL);
+    CHECK(sb_value_new_string_n(NULL, 3) == NULL);
+    CHECK(sb_value_new_string_n(bad, 2) == NULL);
     CHECK(sb_value_new_bytes(NULL, 3) == NULL);
     {
         sb_value *empty = sb_value_new_bytes(NULL, 0);
@@ -608,6 +627,10 @@ static void make_world(world *w)
     CHECK_OK(sb_waker_post(w->waker, cb_loop, cb_new("post"), cb_free));
     CHECK_OK(sb_client_listing(w->sub, cb_listing, cb_new("listing"),
                                cb_free));
+    CHECK_OK(sb_client_on_unknown_message(w->sub, cb_unknown,
+                                          cb_new("unknown message"),
+                                          cb_free));
+    CHECK_OK(sb_client_send_custom(w->sub, "frob", 1, NULL, 0));
 }
 
 static void free_one(world *w, char which)

@@ -81,6 +81,8 @@ my @FUNCTIONS = (
     [sb_client_connect         => ['opaque', 'string', 'string', 'opaque', 'opaque', 'opaque', 'opaque*'] => 'sint32'],
     [sb_client_on_disconnect   => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_on_session_gone => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_client_on_unknown_message => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_client_send_custom     => ['opaque', 'string', 'uint64', 'opaque', 'size_t'] => 'sint32'],
     [sb_client_listing         => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_rescind         => ['opaque', 'string', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_close           => ['opaque'] => 'sint32'],
@@ -92,6 +94,7 @@ my @FUNCTIONS = (
     [sb_stage_publish  => ['opaque', 'opaque', 'string', 'string[]', 'size_t', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_stage_set_data => ['opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_stage_data     => ['opaque'] => 'opaque'],
+    [sb_stage_name     => ['opaque', 'opaque*', 'size_t*'] => 'sint32'],
 
     [sb_remote_subscribe   => ['opaque', 'string', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_remote_unsubscribe => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
@@ -147,6 +150,7 @@ my @FUNCTIONS = (
     [sb_args_set_int   => ['opaque', 'string', 'sint64'] => 'sint32'],
     [sb_args_set_float => ['opaque', 'string', 'double'] => 'sint32'],
     [sb_args_set_string => ['opaque', 'string', 'string'] => 'sint32'],
+    [sb_args_set_string_n => ['opaque', 'string', 'opaque', 'size_t'] => 'sint32'],
     [sb_args_set_bytes => ['opaque', 'string', 'opaque', 'size_t'] => 'sint32'],
     [sb_args_set_value => ['opaque', 'string', 'opaque'] => 'sint32'],
     [sb_args_len       => ['opaque'] => 'size_t'],
@@ -157,6 +161,7 @@ my @FUNCTIONS = (
     [sb_value_new_int    => ['sint64'] => 'opaque'],
     [sb_value_new_float  => ['double'] => 'opaque'],
     [sb_value_new_string => ['string'] => 'opaque'],
+    [sb_value_new_string_n => ['opaque', 'size_t'] => 'opaque'],
     [sb_value_new_bytes  => ['opaque', 'size_t'] => 'opaque'],
     [sb_value_new_list   => [] => 'opaque'],
     [sb_value_new_map    => ['opaque'] => 'opaque'],
@@ -353,6 +358,15 @@ sub _to_c {
     return $s;
 }
 
+# A Perl string to UTF-8 octets for the functions taking text with a
+# length (sb_args_set_string_n, sb_value_new_string_n): NULs included.
+sub _text_octets {
+    my ($s) = @_;
+    $s = "$s";
+    utf8::encode($s);
+    return $s;
+}
+
 sub _err {
     my ($status, $message) = @_;
     return undef if !$status;
@@ -460,6 +474,20 @@ _closure(subscribed => '(opaque,sint32,opaque,string)->void', sub {
         _run_cb('on_subscribed', $rec->{code}, _err($status, $message), $r) if $rec;
         1;
     } or eval { warn "stagebus: subscribe callback failed: $@" };
+    return;
+});
+
+# sb_unknown_message_fn: kind, id and the payload as an octet string.
+_closure(unknown_message => '(opaque,string,uint64,opaque,size_t)->void', sub {
+    my ($id, $kind, $msg_id, $payload, $len) = @_;
+    local $DEPTH = $DEPTH + 1;
+    local $@;
+    eval {
+        my $rec = $REG{$id} or return;
+        my $octets = $len ? buffer_to_scalar($payload, $len) : '';
+        _run_cb('on_unknown_message', $rec->{code}, _from_c($kind), $msg_id, $octets);
+        1;
+    } or eval { warn "stagebus: unknown-message callback failed: $@" };
     return;
 });
 
@@ -613,7 +641,9 @@ sub _to_value {
     my $kind = _number_kind($v);
     return _new_or_die(StageBus::_C::sb_value_new_int($v), 'int') if defined $kind && $kind eq 'int';
     return _new_or_die(StageBus::_C::sb_value_new_float($v), 'float') if defined $kind;
-    return _new_or_die(StageBus::_C::sb_value_new_string(_to_c($v, 'a string value')), 'string');
+    my $text = _text_octets($v);
+    my ($p, $n) = scalar_to_buffer($text);
+    return _new_or_die(StageBus::_C::sb_value_new_string_n($p, $n), 'string');
 }
 
 sub _new_or_die {
@@ -668,7 +698,9 @@ sub _encode_args {
                     : StageBus::_C::sb_args_set_float($args, $ck, $v);
             }
             else {
-                $st = StageBus::_C::sb_args_set_string($args, $ck, _to_c($v, "the string under '$k'"));
+                my $text = _text_octets($v);
+                my ($p, $n) = scalar_to_buffer($text);
+                $st = StageBus::_C::sb_args_set_string_n($args, $ck, $p, $n);
             }
             _check($st, "args key '$k'") if $st;
         }
@@ -928,9 +960,11 @@ to tell text from bytes, because plain ASCII literals never have it and
 Perl turns it on and off as it likes; binary data is marked explicitly
 with C<StageBus::bytes($octets)> and arrives as a L<StageBus::Bytes>
 object, which stringifies (and compares with C<eq>) as its octets and is
-sent back as bytes. So both round-trip exactly. Text cannot hold a NUL
-character (the C API takes NUL-terminated strings): sending one dies
-with C<invalid_argument>; send such data as bytes.
+sent back as bytes. So both round-trip exactly, NUL characters
+included (text values go through the C API with their length). Names
+cannot hold a NUL character (args keys, method, stage and session
+names are NUL-terminated strings in the C API): one dies with
+C<invalid_argument>.
 
 A number is a scalar whose last assignment was numeric (C<42>,
 C<$n + 1>; printing a number does not make it a string; C<"42"> is a

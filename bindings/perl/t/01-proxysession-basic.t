@@ -6,9 +6,16 @@
 # yar, unsubscribe. Tags are what closures capture.
 #
 # Port differences, each checked:
-#  * checks 5-6 (unknown message): the Rust client has it
-#    (Client::on_unknown_message, Client::send_custom), but the C API does
-#    not expose it, so the binding cannot: skipped until it does.
+#  * checks 5-6 (unknown message): the original pushed a fake message
+#    {type: unknown, id: -1, payload: 'test_unknown'} straight into the
+#    Client's inbound handler. A binding cannot reach inside the client,
+#    so Tester sends that message to the broker with send_custom (kind
+#    'unknown', id 2**64-1 for -1, payload 'test_unknown'); the broker
+#    knows no such type and answers with a protocol error, which reaches
+#    the Client's unknown-message handler (Tester::unknown_event) as
+#    kind 'result' with the same id and the broker's text naming type
+#    'unknown'. unknown_event posts Foo's setup, so the checks keep the
+#    original's numbering.
 #  * proxied calls carry return values; both sides see them in order.
 #  * the rescind in yar tells the subscriber (session gone) and ends
 #    its subscription, so Tester's unsubscribe of it is refused
@@ -34,6 +41,7 @@ my $client;                  # "Client"
 my @ran;                     # the methods Foo ran, in order
 my @returned;                # the answers Tester got, in order
 my @gone;                    # sessions the client was told are gone
+my $UNKNOWN_ID = 18446744073709551615;   # the original's id -1, as a u64
 
 sub shutdown_all {
     $host->shutdown;
@@ -126,6 +134,7 @@ POE::Session->create(
                 address         => $server->address,
                 on_connect      => sub { $kernel->post(Tester => post_connect => @_, $tag) },
                 on_session_gone => sub { push @gone, $_[0] },
+                on_unknown_message => sub { $kernel->post(Tester => unknown_event => @_) },
             );
         },
         timeout => sub {
@@ -139,11 +148,16 @@ POE::Session->create(
                 or diag("connect: " . ($err // 'no id'));
             is($$tag, 'connect_tag', 'connect tag round-trips');                # 4
             $heap->{connection_id} = $connection_id;
-            SKIP: {
-                skip 'the C API has no unknown-message hook (the Rust Client::on_unknown_message '
-                    . 'and send_custom are not exposed), so the binding has none', 2;  # 5, 6
-            }
-            $kernel->post(foo => setup => $connection_id);
+            $client->send_custom(kind => 'unknown', id => $UNKNOWN_ID, payload => 'test_unknown');
+        },
+        unknown_event => sub {
+            my ($kernel, $heap, $kind, $id, $payload) = @_[KERNEL, HEAP, ARG0 .. ARG2];
+            pass('unknown_event called');                                       # 5
+            ok($kind eq 'result' && $id == $UNKNOWN_ID
+                && $payload eq "protocol: Unknown message type 'unknown'",
+                "the answer to message type 'unknown' came back with its id")   # 6
+                or diag("kind '$kind', id $id, payload '$payload'");
+            $kernel->post(foo => setup => $heap->{connection_id});
         },
         continue => sub {
             my ($kernel, $heap) = @_[KERNEL, HEAP];

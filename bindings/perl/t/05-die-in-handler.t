@@ -142,8 +142,8 @@ $err = do { local $@; eval { StageBus::Client->new(loop => $loop) }; $@ };
 ok(blessed($err) && $err->is('invalid_argument') && $err->message =~ /'address' is required/,
     "a missing named argument: " . line($err));
 
-$err = do { local $@; eval { $stage->request(method => 'fine', args => { s => "a\0b" }) }; $@ };
-ok(blessed($err) && $err->is('invalid_argument') && $err->message =~ /NUL/, "text with a NUL: " . line($err));
+$err = do { local $@; eval { $stage->request(method => 'fine', args => { "a\0b" => 'text' }) }; $@ };
+ok(blessed($err) && $err->is('invalid_argument') && $err->message =~ /NUL/, "an args key with a NUL: " . line($err));
 
 my $kept_ctx;
 my $ctx_done;

@@ -1,9 +1,10 @@
 #!/usr/bin/perl
 # Args round-trip exactly: nested hashes and arrays of strings (ASCII
-# and not), numbers (int64 limits, floats), undef, booleans and binary
-# bytes, through the library alone, through a local stage and through a
-# broker (an echo handler decodes and re-encodes what it got). Text and
-# bytes stay apart: plain scalars are text, StageBus::bytes marks bytes.
+# and not, NUL characters included), numbers (int64 limits, floats),
+# undef, booleans and binary bytes, through the library alone, through a
+# local stage and through a broker (an echo handler decodes and
+# re-encodes what it got). Text and bytes stay apart: plain scalars are
+# text, StageBus::bytes marks bytes. Keys cannot hold a NUL.
 use strict;
 use warnings;
 use utf8;
@@ -42,6 +43,8 @@ my %cases = (
     bytes      => { all => StageBus::bytes($binary), empty => StageBus::bytes(''), nul => StageBus::bytes("\0"),
                     ascii => StageBus::bytes('abc') },
     nested     => { list => [1, 'two', [3, [4.5, undef]], { five => 5 }], map => { a => { b => { c => [] } } } },
+    nul_text   => { mid => "a\0b", only => "\0", ends => "\0x\0", wide => "ü\0☃\0😀",
+                    list => ["\0", ["a\0"]], map => { k => "\0\0" } },
     keys       => { 'ключ' => 'значение', '' => 'empty key', 'a b' => 1 },
     big        => { blob => StageBus::bytes(join '', map { chr($_ % 256) } 1 .. 200_000), text => 'x' x 100_000 },
 );
@@ -85,7 +88,7 @@ for my $name (sort keys %cases) {
 for my $bad (
     [code  => { c => sub { } },          qr/cannot send a CODE reference/],
     [glob  => { g => \*STDOUT },         qr/cannot send a GLOB reference/],
-    [nul   => { s => "a\0b" },           qr/NUL/],
+    [nul_key => { "a\0b" => 1 },        qr/NUL/],
     [wide  => undef,                     qr/wide character/],
     )
 {

@@ -24,6 +24,7 @@ sub new {
     my $self = StageBus::_track(bless { p => $p, loop => $loop, pid => $$, address => $a->{address} }, $class);
     $self->on_disconnect($a->{on_disconnect})     if $a->{on_disconnect};
     $self->on_session_gone($a->{on_session_gone}) if $a->{on_session_gone};
+    $self->on_unknown_message($a->{on_unknown_message}) if $a->{on_unknown_message};
     return $self;
 }
 
@@ -50,6 +51,47 @@ sub on_session_gone {
     my @cb = StageBus::_cb_args(session_gone => $code, loop => $self->{loop}, what => 'on_session_gone');
     StageBus::_check(StageBus::_C::sb_client_on_session_gone($p, @cb), 'on_session_gone');
     return;
+}
+
+# Messages of application-defined kinds: $code->($kind, $id, $payload),
+# the payload an octet string.
+sub on_unknown_message {
+    my ($self, $code) = @_;
+    my $p = $self->_p;
+    my @cb = StageBus::_cb_args(unknown_message => $code, loop => $self->{loop}, what => 'on_unknown_message');
+    StageBus::_check(StageBus::_C::sb_client_on_unknown_message($p, @cb), 'on_unknown_message');
+    return;
+}
+
+# Sends a message of an application-defined kind. The broker answers it
+# with a protocol error, which reaches on_unknown_message as kind
+# 'result' with this id.
+sub send_custom {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('send_custom', \@args, 'kind', 'id');
+    my $p = $self->_p;
+    my $kind = StageBus::_to_c($a->{kind}, 'the kind');
+    my $id = _u64($a->{id})
+        // StageBus::_croak(invalid_argument => "send_custom: the id must be an integer from 0 to 2**64-1, not '$a->{id}'");
+    my $payload = $a->{payload} // '';
+    $payload = $payload->octets if Scalar::Util::blessed($payload) && $payload->isa('StageBus::Bytes');
+    $payload = "$payload";
+    utf8::downgrade($payload, 1)
+        or StageBus::_croak(invalid_argument => 'send_custom: wide character (above 0xFF) in the payload; '
+            . 'encode the text first');
+    my ($pp, $n) = FFI::Platypus::Buffer::scalar_to_buffer($payload);
+    StageBus::_check(StageBus::_C::sb_client_send_custom($p, $kind, $id, $pp, $n), "send_custom '$a->{kind}'");
+    return;
+}
+
+# A decimal integer from 0 to 2**64-1 (compared as a string, so that a
+# number just above the range is not rounded into it), or undef.
+sub _u64 {
+    my ($v) = @_;
+    return undef unless defined $v && !ref $v && "$v" =~ /\A0*([0-9]+)\z/;
+    my $digits = $1;
+    return undef if length($digits) > 20 || (length($digits) == 20 && $digits gt '18446744073709551615');
+    return $digits;
 }
 
 sub listing {
@@ -120,6 +162,7 @@ StageBus::Client - a connection to a stagebus broker
         on_connect      => sub { my ($err, $connection_id) = @_ },
         on_disconnect   => sub { my ($err) = @_ },
         on_session_gone => sub { my ($session, $err) = @_ },
+        on_unknown_message => sub { my ($kind, $id, $payload) = @_ },
     );
     $client->listing(on_listing => sub {
         my ($err, $sessions) = @_;      # [ { name => 'Foo', methods => [...] }, ... ]
@@ -128,6 +171,7 @@ StageBus::Client - a connection to a stagebus broker
         my ($err, $remote) = @_;        # a StageBus::Remote on success
     });
     $client->rescind(session => 'Foo', on_done => sub { my ($err) = @_ });
+    $client->send_custom(kind => 'frob', id => 42, payload => $octets);
 
 =head1 DESCRIPTION
 
@@ -138,15 +182,20 @@ started before the connection is up. Errors the library reports at
 once (C<rescind> of a session not published here: C<not_publisher>)
 are thrown and the callback is not called.
 
-There is no "unknown message" notification (POEx::ProxySession's
-C<unknown_message_event>) yet: the Rust client has one
-(C<Client::on_unknown_message>, C<Client::send_custom>), but the C API
-this binding is built on does not expose it.
+C<on_unknown_message> is POEx::ProxySession's C<unknown_message_event>:
+it gets messages of application-defined kinds as C<($kind, $id,
+$payload)>, the payload an octet string. C<send_custom> sends one (kind,
+id from 0 to 2**64-1, payload octets or a L<StageBus::Bytes>); the
+broker knows no such kind and answers with a protocol error, which
+arrives at C<on_unknown_message> as kind C<result>, with the same id and
+the broker's text (C<protocol: Unknown message type 'KIND'>) as
+payload.
 
 =head1 METHODS
 
-C<new>, C<on_disconnect($code)>, C<on_session_gone($code)> (replacing
-the previous one), C<listing>, C<subscribe>, C<rescind>, C<close>,
+C<new>, C<on_disconnect($code)>, C<on_session_gone($code)>,
+C<on_unknown_message($code)> (each replacing the previous one),
+C<listing>, C<subscribe>, C<rescind>, C<send_custom>, C<close>,
 C<loop>, C<address>. Publishing is L<StageBus::Stage/publish>.
 
 =cut

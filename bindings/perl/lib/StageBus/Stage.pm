@@ -13,9 +13,10 @@ sub new {
     StageBus::_check(StageBus::_C::sb_stage_new($loop->_p, StageBus::_to_c($a->{name}, 'the stage name'), \$p),
         "stage '$a->{name}'");
     my $self = StageBus::_track(bless { p => $p, loop => $loop, pid => $$, name => $a->{name}, owned => 1 }, $class);
-    # The stage's data slot: its data hash and its name, so that the
-    # borrowed stage a handler sees ($ctx->stage) has both too.
-    my $id = StageBus::_register({ data => {}, name => $a->{name} });
+    # The stage's data slot, so that the borrowed stage a handler sees
+    # ($ctx->stage) has the same data hash (its name comes from
+    # sb_stage_name).
+    my $id = StageBus::_register({ data => {} });
     StageBus::_check(StageBus::_C::sb_stage_set_data($p, $id, StageBus::_fn('free')), 'stage data');
     my $h = $a->{handlers} || {};
     ref $h eq 'HASH' or StageBus::_croak(invalid_argument => 'handlers must be a hash ref of code refs');
@@ -45,9 +46,10 @@ sub loop { $_[0]{loop} }
 sub name {
     my ($self) = @_;
     return $self->{name} if defined $self->{name};
-    my $id = StageBus::_C::sb_stage_data($self->_p);
-    my $rec = $id && $StageBus::REG{$id};
-    return $rec ? $rec->{name} : undef;
+    my ($ptr, $len);
+    StageBus::_check(StageBus::_C::sb_stage_name($self->_p, \$ptr, \$len), 'stage name');
+    my $name = $len ? FFI::Platypus::Buffer::buffer_to_scalar($ptr, $len) : '';
+    return StageBus::_from_c($name);
 }
 
 # Registers (or replaces) the handler $name: a method, a response

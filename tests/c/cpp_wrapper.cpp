@@ -1,0 +1,131 @@
+// cpp_wrapper.cpp: the C++ wrapper (bindings/cpp/stagebus.hpp) over the
+// newer entry points, built as C++17 with warnings as errors.
+//
+//  1. Client::on_unknown_message and Client::send_custom: the broker's
+//     answer to a custom message reaches the handler as kind "result"
+//     with the id sent; replacing the handler destroys the old one.
+//  2. Args::set with a std::string / std::string_view and
+//     Value::string(std::string_view) keep NUL characters (the _n
+//     setters); a const char * still ends at its NUL.
+//  3. Stage::name.
+#include "check.h"
+#include "stagebus.hpp"
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+using namespace std::string_literals;
+
+namespace {
+
+struct Seen {
+    std::string kind;
+    std::uint64_t id = 0;
+    std::string payload;
+};
+
+void unknown_messages()
+{
+    stagebus::Loop loop;
+    stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"});
+    bool connected = false;
+    stagebus::Client client(loop, broker.address(),
+                            [&](sb_status st, std::uint64_t, std::string_view) {
+                                CHECK_ST(st, SB_OK);
+                                connected = true;
+                            });
+    RUN_UNTIL(loop.raw(), connected);
+
+    std::vector<Seen> first, second;
+    // The handler's captures are destroyed when it is replaced.
+    auto alive = std::make_shared<int>(0);
+    std::weak_ptr<int> watch = alive;
+    client.on_unknown_message(
+        [&first, alive](std::string_view kind, std::uint64_t id, std::string_view payload) {
+            first.push_back(Seen{std::string(kind), id, std::string(payload)});
+        });
+    alive.reset();
+    client.send_custom("frob", 42, "a\0b"s);
+    client.send_custom("frob", UINT64_MAX);
+    RUN_UNTIL(loop.raw(), first.size() == 2);
+    CHECK_STR(first[0].kind.c_str(), "result");
+    CHECK(first[0].id == 42);
+    CHECK_STR(first[0].payload.c_str(), "protocol: Unknown message type 'frob'");
+    CHECK(first[1].id == UINT64_MAX);
+    OK("Client::send_custom's answer reaches Client::on_unknown_message as 'result' "
+       "with the id sent");
+
+    CHECK(!watch.expired());
+    client.on_unknown_message(
+        [&second](std::string_view kind, std::uint64_t id, std::string_view payload) {
+            second.push_back(Seen{std::string(kind), id, std::string(payload)});
+        });
+    CHECK(watch.expired());
+    client.send_custom("again", 7);
+    RUN_UNTIL(loop.raw(), second.size() == 1);
+    CHECK(first.size() == 2 && second[0].id == 7);
+    OK("replacing the handler destroys the old one; only the new one hears later answers");
+
+    bool threw = false;
+    try {
+        client.on_unknown_message({});
+    } catch (const stagebus::Error &e) {
+        threw = e.status() == SB_NULL_ARGUMENT;
+    }
+    CHECK(threw);
+    client.close();
+    threw = false;
+    try {
+        client.send_custom("frob", 1);
+    } catch (const stagebus::Error &e) {
+        threw = e.status() == SB_BROKER_GONE;
+    }
+    CHECK(threw);
+    OK("an empty handler throws SB_NULL_ARGUMENT; send_custom after close throws "
+       "SB_BROKER_GONE");
+}
+
+void strings_and_names()
+{
+    const std::string with_nul = "a\0b\0\xc3\xa9"s;
+    CHECK(with_nul.size() == 6);
+
+    stagebus::Args args;
+    args.set("string", with_nul);
+    args.set("view", std::string_view(with_nul));
+    args.set("c string", with_nul.c_str());
+    args.set("value", stagebus::Value::string(std::string_view(with_nul)));
+    args.set("plain", stagebus::Value::string("plain"));
+    CHECK(args.get<std::string>("string") == with_nul);
+    CHECK(args.get<std::string>("view") == with_nul);
+    CHECK(args.get<std::string>("c string") == "a");
+    CHECK(args.get<std::string>("value") == with_nul);
+    CHECK(args.get<std::string>("plain") == "plain");
+    OK("std::string / string_view text keeps its NULs; a const char * ends at the first");
+
+    bool threw = false;
+    try {
+        stagebus::Value::string(std::string_view("\xff", 1));
+    } catch (const stagebus::Error &e) {
+        threw = e.status() == SB_INVALID_ARGUMENT;
+    }
+    CHECK(threw);
+    OK("Value::string of bytes that are not UTF-8 throws");
+
+    stagebus::Loop loop;
+    stagebus::Stage stage(loop, "Greeter \xe2\x9c\x93");
+    CHECK(stage.name() == "Greeter \xe2\x9c\x93");
+    OK("Stage::name");
+}
+
+} // namespace
+
+int main()
+{
+    test_begin(__FILE__);
+    unknown_messages();
+    strings_and_names();
+    return test_end();
+}
