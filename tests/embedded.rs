@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 over_both!(
     poll_driven_flow_matches_run_until,
     api_calls_outside_dispatch_make_the_fd_readable,
+    connected_and_idle_the_loop_has_no_deadline,
 );
 
 /// Whether the loop's fd is readable now (a zero-timeout poll).
@@ -170,8 +171,7 @@ fn poll_driven_flow_matches_run_until(t: Transport) {
 }
 
 /// Dispatches until the loop has nothing to do now: the fd is quiet and
-/// the timeout is not zero. (It need not be `None`: the broker keeps a
-/// handshake deadline per connection for a while.)
+/// the timeout is not zero.
 #[track_caller]
 fn settle(lp: &EventLoop) {
     for _ in 0..100 {
@@ -181,6 +181,16 @@ fn settle(lp: &EventLoop) {
         lp.dispatch().unwrap();
     }
     panic!("the loop never went quiet");
+}
+
+/// Once every connection said hello, nothing is due: a host sleeps on the
+/// fd alone instead of waking for the broker's handshake deadlines.
+fn connected_and_idle_the_loop_has_no_deadline(t: Transport) {
+    let h = Harness::new(t);
+    let clients = [h.client(), h.client()];
+    settle(&h.lp);
+    assert!(clients.iter().all(Client::is_connected));
+    assert_eq!(h.lp.timeout_ms(), None);
 }
 
 fn api_calls_outside_dispatch_make_the_fd_readable(t: Transport) {

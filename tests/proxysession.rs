@@ -457,6 +457,7 @@ over_both!(
     p17_rescind_of_a_name_not_published_here_is_refused_at_once,
     p18_raw_rescind_of_an_unknown_or_empty_name_fails,
     p19_calls_after_rescind_fail_with_no_such_session,
+    deliveries_in_progress_outlive_a_rescind,
     p20_unknown_message_type_to_the_broker_fails_with_the_same_id,
     p21_unknown_message_type_to_the_client_reaches_its_handler_or_is_ignored,
     p22_results_nobody_waits_for_are_dropped,
@@ -591,6 +592,39 @@ fn p19_calls_after_rescind_fail_with_no_such_session(t: Transport) {
     // No harm done: the connection serves other calls.
     assert!(sub.is_connected());
     returned(&call(&sub, "B", "foo", &Args::new()).last);
+}
+
+/// A delivery that was in progress when its session was rescinded can
+/// still be answered, and the session's handler is let go with it.
+fn deliveries_in_progress_outlive_a_rescind(t: Transport) {
+    let h = Harness::new(t);
+    let publisher = h.client();
+    let (served, mut hold) = holder();
+    let alive = Rc::new(());
+    let handler_alive = alive.clone();
+    publish(&publisher, "A", &["foo"], move |d, inbound| {
+        let _ = &handler_alive;
+        hold(d, inbound)
+    })
+    .unwrap();
+    let caller = h.client();
+    let (_, done) = start_call(&caller, "A", "foo", &arg("n", 1));
+    h.until("the delivery", || served.borrow().len() == 1);
+    rescind(&publisher, "A").unwrap();
+    assert_eq!(Rc::strong_count(&alive), 2, "kept while a delivery is open");
+    let delivery = served.borrow()[0].0.clone();
+    delivery.respond("return", &arg("n", 2)).unwrap();
+    let out = wait(&h.lp, &done);
+    assert_eq!(
+        out.last,
+        CallEvent::Return {
+            kind: "return".into(),
+            args: arg("n", 2)
+        }
+    );
+    served.borrow_mut().clear();
+    assert_eq!(Rc::strong_count(&alive), 1, "let go with the last delivery");
+    assert!(publisher.is_connected());
 }
 
 fn p20_unknown_message_type_to_the_broker_fails_with_the_same_id(t: Transport) {
@@ -1233,6 +1267,7 @@ fn tester_finish(ch: &Checks, c: &Client, finished: &Rc<Cell<bool>>) {
 over_both!(
     p31_publisher_closed_with_pending_deliveries,
     p31_publisher_dropped_with_pending_deliveries,
+    p31_caller_dropped_with_pending_calls,
     p31_publisher_process_killed_with_sigkill,
 );
 
@@ -1324,6 +1359,36 @@ fn p31_publisher_closed_with_pending_deliveries(t: Transport) {
 
 fn p31_publisher_dropped_with_pending_deliveries(t: Transport) {
     p31_in_process(t, true);
+}
+
+/// A caller that lets go of its last client handle without closing it:
+/// its pending call and operation still complete once, with
+/// `broker_gone`, on a later turn; the publisher sees the call cancelled.
+fn p31_caller_dropped_with_pending_calls(t: Transport) {
+    let h = Harness::new(t);
+    let publisher = h.client();
+    let (served, hold) = holder();
+    publish(&publisher, "A", &["foo"], hold).unwrap();
+    let caller = h.client();
+    let (_, call_done) = start_call(&caller, "A", "foo", &Args::new());
+    h.until("the delivery", || served.borrow().len() == 1);
+    let listed = Slot::new();
+    caller.listing(listed.setter());
+    drop(caller);
+    let out = wait(&h.lp, &call_done);
+    let e = call_error(&out.last);
+    assert_eq!(e.code, ErrorCode::BrokerGone);
+    assert!(e.message.contains("the client was dropped"), "{e:?}");
+    assert_eq!(
+        wait(&h.lp, &listed).unwrap_err().code,
+        ErrorCode::BrokerGone
+    );
+    h.until("the publisher sees the cancel", || {
+        served
+            .borrow()
+            .iter()
+            .any(|(_, inbound)| matches!(inbound, Inbound::Cancel))
+    });
 }
 
 const P31_CHILD: &str = "STAGEBUS_P31_CHILD_BROKER";

@@ -231,11 +231,12 @@ impl Shared {
             }
             let timeout = self.core.borrow().config.limits.handshake_timeout;
             let weak = self.me.clone();
-            self.lp.add_timer(timeout, move |_| {
+            let timer = self.lp.add_timer(timeout, move |_| {
                 if let Some(shared) = weak.upgrade() {
                     shared.handshake_expired(id);
                 }
             });
+            self.core.borrow_mut().set_handshake_timer(id, timer);
         }
     }
 
@@ -269,11 +270,17 @@ impl Shared {
         self.schedule_flush();
     }
 
-    /// Deregisters the sockets of connections closed during this turn.
+    /// Deregisters the sockets of connections closed during this turn,
+    /// and cancels handshake timers that are no longer needed (so that an
+    /// embedding host is not woken for them).
     fn finish_closes(&self) {
         let closed = self.core.borrow_mut().take_closed();
         for conn in closed {
             conn.close(&self.lp);
+        }
+        let spent = self.core.borrow_mut().take_spent_timers();
+        for timer in spent {
+            self.lp.cancel_timer(timer);
         }
     }
 

@@ -3,7 +3,7 @@
 use super::registry::{check_name, NameLimits, Registry};
 use super::{BrokerConfig, BrokerStats, ConnId};
 use crate::error::{Error, ErrorCode};
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, TimerId};
 use crate::id_hash::{IdMap, IdSet};
 use crate::transport::{Address, Connection, Listener, ReadOutcome, Stream};
 use crate::wire::{
@@ -17,6 +17,8 @@ use std::rc::Rc;
 struct Peer {
     conn: Connection,
     handshaken: bool,
+    /// Closes the connection if no hello comes in time.
+    handshake_timer: Option<TimerId>,
     /// In the dirty list already.
     dirty: bool,
     /// A final notice is queued; close once it is written.
@@ -56,6 +58,8 @@ pub(super) struct Core {
     inbox: Vec<u8>,
     /// Where each body in `inbox` ends.
     inbox_ends: Vec<usize>,
+    /// Handshake timers no longer needed, for the loop to cancel.
+    spent_timers: Vec<TimerId>,
     /// Connections of closed peers, for the loop to deregister.
     closed: Vec<Connection>,
     stats: BrokerStats,
@@ -76,6 +80,7 @@ impl Core {
             to_close: Vec::new(),
             inbox: Vec::new(),
             inbox_ends: Vec::new(),
+            spent_timers: Vec::new(),
             closed: Vec::new(),
             stats: BrokerStats::default(),
         }
@@ -124,6 +129,7 @@ impl Core {
             Peer {
                 conn,
                 handshaken: false,
+                handshake_timer: None,
                 dirty: false,
                 closing: false,
                 calls: IdMap::default(),
@@ -149,6 +155,18 @@ impl Core {
 
     pub fn take_closed(&mut self) -> Vec<Connection> {
         std::mem::take(&mut self.closed)
+    }
+
+    /// Remembers the timer that closes `id` if it sends no hello in time.
+    pub fn set_handshake_timer(&mut self, id: ConnId, timer: TimerId) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.handshake_timer = Some(timer);
+        }
+    }
+
+    /// Handshake timers whose connection said hello or closed.
+    pub fn take_spent_timers(&mut self) -> Vec<TimerId> {
+        std::mem::take(&mut self.spent_timers)
     }
 
     pub fn take_flush_request(&mut self) -> bool {
@@ -507,6 +525,7 @@ impl Core {
             None => {
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.handshaken = true;
+                    self.spent_timers.extend(p.handshake_timer.take());
                 }
                 let _ = self.send(
                     id,
@@ -660,6 +679,7 @@ impl Core {
         let Some(peer) = self.peers.remove(&id) else {
             return;
         };
+        self.spent_timers.extend(peer.handshake_timer);
         for name in peer.published {
             if let Some(s) = self.registry.remove(&name) {
                 let reason = Error::new(

@@ -115,7 +115,8 @@ type ServeFn = Rc<RefCell<dyn FnMut(&Delivery, Inbound)>>;
 
 /// A connection to a broker. Cloning gives another handle to the same
 /// connection; it closes when [`Client::close`] is called or the last
-/// handle is dropped.
+/// handle is dropped. Either way, what is still pending completes on a
+/// later turn of the loop, with `broker_gone`.
 #[derive(Clone)]
 pub struct Client {
     shared: Rc<Shared>,
@@ -562,7 +563,7 @@ impl Delivery {
         {
             let mut st = shared.state.borrow_mut();
             let open = if last {
-                st.serving.remove(&self.route).is_some()
+                st.end_serving(self.route)
             } else {
                 st.serving.contains_key(&self.route)
             };
@@ -827,7 +828,7 @@ impl Shared {
                 let Some((delivery, serve)) = self.serving(id) else {
                     return;
                 };
-                self.state.borrow_mut().serving.remove(&id);
+                self.state.borrow_mut().end_serving(id);
                 (serve.borrow_mut())(&delivery, Inbound::Cancel);
             }
             Frame::SessionGone { session, reason } => {
@@ -984,10 +985,9 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let st = self.state.get_mut();
-        if let Some(conn) = st.conn.take() {
-            conn.close(&self.lp);
-        }
+        // As close(): every operation completes exactly once, also when
+        // the application let go of the client without closing it.
+        self.shut_quietly(Error::new(ErrorCode::BrokerGone, "the client was dropped"));
     }
 }
 

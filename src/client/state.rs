@@ -113,6 +113,21 @@ impl State {
         id
     }
 
+    /// Ends serving the delivery `route`; returns whether it was being
+    /// served. A rescinded session's handler is let go with its last
+    /// delivery.
+    pub fn end_serving(&mut self, route: u64) -> bool {
+        let Some((session, _)) = self.serving.remove(&route) else {
+            return false;
+        };
+        if self.retired.contains_key(&*session)
+            && !self.serving.values().any(|(s, _)| *s == session)
+        {
+            self.retired.remove(&*session);
+        }
+        true
+    }
+
     /// Queues a frame for the broker.
     pub fn send(&mut self, frame: &Frame) -> Result<(), Error> {
         match self.conn.as_mut() {
