@@ -402,7 +402,11 @@ pub unsafe extern "C" fn sb_request_builder_free(b: *mut sb_request_builder) {
 /// Changes a builder: `check` reads the C arguments (and may fail), then
 /// `apply` changes the builder. A failed call leaves the builder as it
 /// was, so the C caller may go on with it.
-fn edit<A>(
+/// Applies one setting to a builder.
+///
+/// # Safety
+/// `b` is NULL or a live builder not used elsewhere during the call.
+unsafe fn edit<A>(
     b: *mut sb_request_builder,
     check: impl FnOnce() -> Result<A, Fail>,
     apply: impl FnOnce(RequestBuilder, A) -> RequestBuilder,
@@ -430,7 +434,8 @@ pub unsafe extern "C" fn sb_request_builder_args(
 ) -> sb_status {
     // SAFETY: NULL or a live sb_args.
     let args = unsafe { args_or_empty(args) };
-    edit(b, || Ok(args), |r, args| r.args(args))
+    // SAFETY: the caller's builder, as this function's contract asks.
+    unsafe { edit(b, || Ok(args), |r, args| r.args(args)) }
 }
 
 /// Handles responses of type `kind` (`return`, `emit`, `error`, …) with
@@ -444,16 +449,14 @@ pub unsafe extern "C" fn sb_request_builder_on(
     free_user: sb_free_fn,
 ) -> sb_status {
     let user = UserData::new(user, free_user);
-    edit(
-        b,
-        || {
-            // SAFETY: NULL or NUL-terminated.
-            let kind = unsafe { text(kind, "kind") }?;
-            let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
-            Ok((kind, c_handler(f, user)))
-        },
-        |r, (kind, h)| r.on_handler(kind, h),
-    )
+    let check = || {
+        // SAFETY: NULL or NUL-terminated.
+        let kind = unsafe { text(kind, "kind") }?;
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        Ok((kind, c_handler(f, user)))
+    };
+    // SAFETY: the caller's builder, as this function's contract asks.
+    unsafe { edit(b, check, |r, (kind, h)| r.on_handler(kind, h)) }
 }
 
 /// Handles responses of type `kind` with the requesting stage's handler
@@ -464,12 +467,10 @@ pub unsafe extern "C" fn sb_request_builder_on_method(
     kind: *const c_char,
     method: *const c_char,
 ) -> sb_status {
-    edit(
-        b,
-        // SAFETY: NULL or NUL-terminated.
-        || unsafe { Ok((text(kind, "kind")?, text(method, "method")?)) },
-        |r, (kind, method)| r.on_method(kind, method),
-    )
+    // SAFETY: NULL or NUL-terminated.
+    let check = || unsafe { Ok((text(kind, "kind")?, text(method, "method")?)) };
+    // SAFETY: the caller's builder, as this function's contract asks.
+    unsafe { edit(b, check, |r, (kind, method)| r.on_method(kind, method)) }
 }
 
 /// Handles every response type no other mapping handles.
@@ -481,14 +482,17 @@ pub unsafe extern "C" fn sb_request_builder_fallback(
     free_user: sb_free_fn,
 ) -> sb_status {
     let user = UserData::new(user, free_user);
-    edit(
-        b,
-        || {
-            let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
-            Ok(c_handler(f, user))
-        },
-        |r, h| r.fallback(move |ctx| h(ctx)),
-    )
+    // SAFETY: the caller's builder, as this function's contract asks.
+    unsafe {
+        edit(
+            b,
+            || {
+                let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+                Ok(c_handler(f, user))
+            },
+            |r, h| r.fallback(move |ctx| h(ctx)),
+        )
+    }
 }
 
 /// Sets the role: responses of type T run the requester's `on_<role>_T`.
@@ -497,12 +501,10 @@ pub unsafe extern "C" fn sb_request_builder_role(
     b: *mut sb_request_builder,
     role: *const c_char,
 ) -> sb_status {
-    edit(
-        b,
-        // SAFETY: NULL or NUL-terminated.
-        || unsafe { text(role, "role") },
-        |r, role| r.role(role),
-    )
+    // SAFETY: NULL or NUL-terminated.
+    let check = || unsafe { text(role, "role") };
+    // SAFETY: the caller's builder, as this function's contract asks.
+    unsafe { edit(b, check, |r, role| r.role(role)) }
 }
 
 /// Ends the request with `SB_TIMEOUT` if no final response came within
@@ -512,7 +514,8 @@ pub unsafe extern "C" fn sb_request_builder_timeout_ms(
     b: *mut sb_request_builder,
     ms: u64,
 ) -> sb_status {
-    edit(b, || Ok(()), |r, ()| r.timeout(Duration::from_millis(ms)))
+    // SAFETY: the caller's builder, as this function's contract asks.
+    unsafe { edit(b, || Ok(()), |r, ()| r.timeout(Duration::from_millis(ms))) }
 }
 
 /// Makes the request a child of `parent` (a request being served).
@@ -521,12 +524,10 @@ pub unsafe extern "C" fn sb_request_builder_parent(
     b: *mut sb_request_builder,
     parent: *const sb_served,
 ) -> sb_status {
-    edit(
-        b,
-        // SAFETY: NULL or a live sb_served.
-        || unsafe { arg(parent, "parent") },
-        |r, parent| r.parent(parent),
-    )
+    // SAFETY: NULL or a live sb_served.
+    let check = || unsafe { arg(parent, "parent") };
+    // SAFETY: the caller's builder, as this function's contract asks.
+    unsafe { edit(b, check, |r, parent| r.parent(parent)) }
 }
 
 /// Sends the request, consuming the builder (also on failure). On

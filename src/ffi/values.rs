@@ -84,7 +84,12 @@ pub unsafe extern "C" fn sb_args_free(args: *mut sb_args) {
     drop(unsafe { take(args) });
 }
 
-fn set(
+/// Sets `key` of `args` to what `value` makes.
+///
+/// # Safety
+/// `args` is NULL or a live sb_args not used elsewhere during the call;
+/// `key` is NULL or a NUL-terminated string.
+unsafe fn set(
     args: *mut sb_args,
     key: *const c_char,
     value: impl FnOnce() -> Result<Value, Fail>,
@@ -102,7 +107,8 @@ fn set(
 /// Sets `key` to null.
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_set_null(args: *mut sb_args, key: *const c_char) -> sb_status {
-    set(args, key, || Ok(Value::Null))
+    // SAFETY: the caller's pointers, as this function's contract asks.
+    unsafe { set(args, key, || Ok(Value::Null)) }
 }
 
 /// Sets `key` to a bool.
@@ -112,7 +118,8 @@ pub unsafe extern "C" fn sb_args_set_bool(
     key: *const c_char,
     value: bool,
 ) -> sb_status {
-    set(args, key, || Ok(Value::Bool(value)))
+    // SAFETY: the caller's pointers, as this function's contract asks.
+    unsafe { set(args, key, || Ok(Value::Bool(value))) }
 }
 
 /// Sets `key` to an integer.
@@ -122,7 +129,8 @@ pub unsafe extern "C" fn sb_args_set_int(
     key: *const c_char,
     value: i64,
 ) -> sb_status {
-    set(args, key, || Ok(Value::Int(value)))
+    // SAFETY: the caller's pointers, as this function's contract asks.
+    unsafe { set(args, key, || Ok(Value::Int(value))) }
 }
 
 /// Sets `key` to a float.
@@ -132,7 +140,8 @@ pub unsafe extern "C" fn sb_args_set_float(
     key: *const c_char,
     value: f64,
 ) -> sb_status {
-    set(args, key, || Ok(Value::Float(value)))
+    // SAFETY: the caller's pointers, as this function's contract asks.
+    unsafe { set(args, key, || Ok(Value::Float(value))) }
 }
 
 /// Sets `key` to a copy of the NUL-terminated UTF-8 string `value`
@@ -143,10 +152,10 @@ pub unsafe extern "C" fn sb_args_set_string(
     key: *const c_char,
     value: *const c_char,
 ) -> sb_status {
-    set(args, key, || {
-        // SAFETY: NULL or a NUL-terminated string.
-        Ok(Value::Str(unsafe { text(value, "value") }?.to_string()))
-    })
+    // SAFETY: NULL or a NUL-terminated string.
+    let value = || Ok(Value::Str(unsafe { text(value, "value") }?.to_string()));
+    // SAFETY: the caller's pointers, as this function's contract asks.
+    unsafe { set(args, key, value) }
 }
 
 /// Sets `key` to a string copied from `len` bytes of UTF-8 at `value`
@@ -164,13 +173,15 @@ pub unsafe extern "C" fn sb_args_set_string_n(
     value: *const c_char,
     len: usize,
 ) -> sb_status {
-    set(args, key, || {
-        // SAFETY: NULL (only with len 0) or len readable bytes, per the
-        // contract above.
+    // SAFETY: NULL (only with len 0) or len readable bytes, per the
+    // contract above.
+    let value = || {
         Ok(Value::Str(
             unsafe { text_n(value, len, "value") }?.to_string(),
         ))
-    })
+    };
+    // SAFETY: the caller's pointers, as this function's contract asks.
+    unsafe { set(args, key, value) }
 }
 
 /// Sets `key` to a copy of `len` bytes at `data` (`data` may be NULL when
@@ -182,10 +193,10 @@ pub unsafe extern "C" fn sb_args_set_bytes(
     data: *const u8,
     len: usize,
 ) -> sb_status {
-    set(args, key, || {
-        // SAFETY: data points to len readable bytes per the contract.
-        Ok(Value::Bytes(unsafe { bytes_arg(data, len) }?.to_vec()))
-    })
+    // SAFETY: data points to len readable bytes per the contract.
+    let value = || Ok(Value::Bytes(unsafe { bytes_arg(data, len) }?.to_vec()));
+    // SAFETY: the caller's pointers, as this function's contract asks.
+    unsafe { set(args, key, value) }
 }
 
 /// Sets `key` to `value`, taking ownership of it (also on failure).
@@ -198,9 +209,12 @@ pub unsafe extern "C" fn sb_args_set_value(
     // Take ownership first, so that the value is freed whatever happens.
     // SAFETY: NULL or an owned sb_value.
     let owned = unsafe { take(value) }.map(|b| *b);
-    set(args, key, || {
-        owned.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "value is NULL"))
-    })
+    // SAFETY: the caller's pointers, as this function's contract asks.
+    unsafe {
+        set(args, key, || {
+            owned.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "value is NULL"))
+        })
+    }
 }
 
 /// How many values the args hold.
@@ -481,7 +495,15 @@ pub unsafe extern "C" fn sb_value_type_of(value: *const sb_value) -> sb_value_ty
     })
 }
 
-fn read<T>(value: *const sb_value, out: *mut T, f: impl FnOnce(&Value) -> Option<T>) -> sb_status {
+/// Reads `value` through `f` into `out`.
+///
+/// # Safety
+/// `value` is NULL or a live sb_value; `out` is NULL or writable.
+unsafe fn read<T>(
+    value: *const sb_value,
+    out: *mut T,
+    f: impl FnOnce(&Value) -> Option<T>,
+) -> sb_status {
     status(|| {
         // SAFETY: NULL or a live sb_value.
         let v = unsafe { arg(value, "value") }?;
@@ -494,23 +516,28 @@ fn read<T>(value: *const sb_value, out: *mut T, f: impl FnOnce(&Value) -> Option
 /// Reads a bool value.
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_bool(value: *const sb_value, out: *mut bool) -> sb_status {
-    read(value, out, Value::as_bool)
+    // SAFETY: the caller's pointers, as this function's contract asks.
+    unsafe { read(value, out, Value::as_bool) }
 }
 
 /// Reads an integer value.
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_int(value: *const sb_value, out: *mut i64) -> sb_status {
-    read(value, out, Value::as_int)
+    // SAFETY: the caller's pointers, as this function's contract asks.
+    unsafe { read(value, out, Value::as_int) }
 }
 
 /// Reads a float value (an integer is converted).
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_float(value: *const sb_value, out: *mut f64) -> sb_status {
-    read(value, out, |v| match v {
-        Value::Float(x) => Some(*x),
-        Value::Int(n) => Some(*n as f64),
-        _ => None,
-    })
+    // SAFETY: the caller's pointers, as this function's contract asks.
+    unsafe {
+        read(value, out, |v| match v {
+            Value::Float(x) => Some(*x),
+            Value::Int(n) => Some(*n as f64),
+            _ => None,
+        })
+    }
 }
 
 /// Reads a string or bytes value: a pointer borrowed from the value and
