@@ -152,6 +152,8 @@ pub struct Proc {
     pub seen: Vec<String>,
     /// Everything it wrote to stderr so far.
     pub stderr: Arc<Mutex<String>>,
+    /// Disconnects once stderr reached its end.
+    stderr_done: Receiver<()>,
 }
 
 impl Proc {
@@ -176,7 +178,9 @@ impl Proc {
         });
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
+        let (done, stderr_done) = mpsc::channel::<()>();
         thread::spawn(move || {
+            let _done = done;
             let mut buf = [0u8; 4096];
             while let Ok(n) = stderr_pipe.read(&mut buf) {
                 if n == 0 {
@@ -194,6 +198,7 @@ impl Proc {
             lines,
             seen: Vec::new(),
             stderr,
+            stderr_done,
         }
     }
 
@@ -267,6 +272,12 @@ impl Proc {
                 Err(_) => break,
             }
         }
+        // An exited process's stderr may still be in the pipe: callers
+        // read it right after this returns.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = self
+            .stderr_done
+            .recv_timeout(left.max(Duration::from_millis(100)));
         status
     }
 
