@@ -4,6 +4,7 @@
 //! a byte string, a list or a map; [`Args`] is a map from names to values,
 //! kept sorted by name so that printing and comparing are deterministic.
 
+use crate::wire::text::Text;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -21,7 +22,7 @@ pub enum Value {
     /// A 64-bit float.
     Float(f64),
     /// A UTF-8 string.
-    Str(String),
+    Str(#[serde(deserialize_with = "crate::wire::text::deserialize")] String),
     /// Arbitrary bytes.
     Bytes(#[serde(with = "crate::wire::bytes")] Vec<u8>),
     /// An ordered list.
@@ -31,9 +32,32 @@ pub enum Value {
 }
 
 /// Named values: the arguments of a request, emit, recall or return.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(transparent)]
 pub struct Args(BTreeMap<String, Value>);
+
+impl<'de> Deserialize<'de> for Args {
+    /// A map, as the derived form would read it, with the names read
+    /// through `wire::text` (one copy each, not a zero-filled buffer
+    /// first). A repeated name keeps its last value.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Args, D::Error> {
+        struct ArgsVisitor;
+        impl<'de> serde::de::Visitor<'de> for ArgsVisitor {
+            type Value = Args;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of names to values")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Args, M::Error> {
+                let mut args = BTreeMap::new();
+                while let Some((Text(name), value)) = map.next_entry::<Text, Value>()? {
+                    args.insert(name, value);
+                }
+                Ok(Args(args))
+            }
+        }
+        d.deserialize_map(ArgsVisitor)
+    }
+}
 
 impl Args {
     /// An empty map.

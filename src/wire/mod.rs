@@ -41,7 +41,9 @@ pub struct Payload(#[serde(with = "bytes")] pub Vec<u8>);
 impl Payload {
     /// Encodes args into a payload.
     pub fn encode(args: &crate::Args) -> Payload {
-        let mut out = Vec::new();
+        // Room for typical small args at once, rather than growing
+        // through 8, 16, 32… bytes with a reallocation each.
+        let mut out = Vec::with_capacity(128);
         // Encoding into a Vec cannot fail for our types.
         let _ = bincode::serde::encode_into_std_write(args, &mut out, codec::config());
         Payload(out)
@@ -84,6 +86,7 @@ pub enum Reply {
     /// The final response of a deliver: its type and args.
     Return {
         /// The response type chosen by the callee (default `return`).
+        #[serde(deserialize_with = "text::deserialize")]
         kind: String,
         /// The encoded args.
         payload: Payload,
@@ -160,8 +163,10 @@ pub enum Frame {
         /// so that both sides of a transaction name it alike.
         origin: u64,
         /// The published name.
+        #[serde(deserialize_with = "text::deserialize")]
         session: String,
         /// The method.
+        #[serde(deserialize_with = "text::deserialize")]
         method: String,
         /// The encoded args.
         payload: Payload,
@@ -171,6 +176,7 @@ pub enum Frame {
         /// Route id (publisher side) or call id (caller side).
         id: u64,
         /// The response type (default `emit`).
+        #[serde(deserialize_with = "text::deserialize")]
         kind: String,
         /// The encoded args.
         payload: Payload,
@@ -180,6 +186,7 @@ pub enum Frame {
         /// Call id (caller side) or route id (publisher side).
         id: u64,
         /// The method of the callee to run.
+        #[serde(deserialize_with = "text::deserialize")]
         method: String,
         /// The encoded args.
         payload: Payload,
@@ -210,6 +217,7 @@ pub enum Frame {
     /// its unknown-message handler.
     Custom {
         /// The application's kind name.
+        #[serde(deserialize_with = "text::deserialize")]
         kind: String,
         /// Correlation id.
         id: u64,
@@ -273,6 +281,47 @@ pub(crate) mod bytes {
                 Ok(out)
             }
         }
-        d.deserialize_byte_buf(BytesVisitor)
+        // Asked for as borrowed bytes: bincode then copies them once,
+        // where its owned path first zero-fills a buffer of their size.
+        d.deserialize_bytes(BytesVisitor)
+    }
+}
+
+/// Serde helper: strings read as borrowed text and copied once, for the
+/// same reason as [`bytes`] (bincode's owned-string path zero-fills a
+/// buffer first). Other formats hand over owned strings as they like.
+pub(crate) mod text {
+    use serde::de::{Error, Visitor};
+    use serde::Deserializer;
+    use std::fmt;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        d.deserialize_str(TextVisitor)
+    }
+
+    struct TextVisitor;
+
+    impl Visitor<'_> for TextVisitor {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_string<E: Error>(self, v: String) -> Result<String, E> {
+            Ok(v)
+        }
+    }
+
+    /// A string that deserializes through [`deserialize`], for places
+    /// where no field attribute reaches (map keys).
+    #[derive(Debug)]
+    pub struct Text(pub String);
+
+    impl<'de> serde::Deserialize<'de> for Text {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+            deserialize(d).map(Text)
+        }
     }
 }
