@@ -1726,3 +1726,62 @@ fn publisher_dropped_after_loop_shutdown_frees_served_data() {
         "the served request's data outlived its client"
     );
 }
+
+/// A published stage's session is rescinded while it serves a request;
+/// the stage answers later, from a timer. The caller gets that answer,
+/// and the request hears no cancel: the client lets go of the handler
+/// only after the answer is through.
+fn a_request_served_across_a_rescind_returns_without_a_cancel(mode: Mode) {
+    let fx = Fixture::new(mode);
+    let stage = Stage::new(&fx.lp, "Rescinded");
+    let held: Rc<RefCell<Option<ServedRequest>>> = Rc::default();
+    let cancelled = Counter::new();
+    let (h, c) = (held.clone(), cancelled.clone());
+    stage.on("slow", move |ctx| {
+        let req = ctx.req().unwrap();
+        req.on_cancel(c.hook());
+        *h.borrow_mut() = Some(req.clone());
+        Ok(())
+    });
+    let target = fx.target(&stage);
+    drop(stage);
+    let (_req, outcome) = send_recorded(target, "slow", Args::new());
+    run_until(&fx.lp, "the delivery", || held.borrow().is_some());
+
+    let publisher = fx.publisher.as_ref().unwrap();
+    let rescinded = Rc::new(Cell::new(false));
+    let r = rescinded.clone();
+    publisher
+        .rescind("Rescinded", move |res| r.set(res.is_ok()))
+        .unwrap();
+    run_until(&fx.lp, "the rescind", || rescinded.get());
+
+    let h = held.clone();
+    fx.lp.add_timer(Duration::from_millis(1), move |_| {
+        let served = h.borrow_mut().take().unwrap();
+        served
+            .ret("return", &Args::new().with("late", true))
+            .unwrap();
+    });
+    run_until(&fx.lp, "the late answer", || {
+        outcome.borrow().last.is_some()
+    });
+    fx.barrier();
+    assert_eq!(outcome.borrow().kind(), Some("return"));
+    assert_eq!(outcome.borrow().code(), None);
+    assert_eq!(
+        cancelled.get(),
+        0,
+        "on_cancel ran for a request that returned"
+    );
+}
+
+#[test]
+fn a_request_served_across_a_rescind_returns_without_a_cancel_tcp() {
+    a_request_served_across_a_rescind_returns_without_a_cancel(Mode::Remote);
+}
+
+#[test]
+fn a_request_served_across_a_rescind_returns_without_a_cancel_unix() {
+    a_request_served_across_a_rescind_returns_without_a_cancel(Mode::RemoteUnix);
+}

@@ -560,12 +560,13 @@ impl Delivery {
             .client
             .upgrade()
             .ok_or_else(|| Error::broker_gone("the client was dropped"))?;
-        {
+        let ended = {
             let mut st = shared.state.borrow_mut();
-            let open = if last {
-                st.end_serving(self.route)
+            let (open, ended) = if last {
+                let ended = st.serving.remove(&self.route);
+                (ended.is_some(), ended)
             } else {
-                st.serving.contains_key(&self.route)
+                (st.serving.contains_key(&self.route), None)
             };
             if !open {
                 return Err(Error::new(
@@ -577,8 +578,12 @@ impl Delivery {
                 ));
             }
             st.send(&frame)?;
-        }
+            ended
+        };
         shared.want_flush();
+        if let Some((_, _, serve)) = ended {
+            shared.release(serve);
+        }
         Ok(())
     }
 }
@@ -797,7 +802,8 @@ impl Shared {
                 };
                 match payload.decode() {
                     Ok(args) => {
-                        self.state.borrow_mut().serving.insert(id, (name, origin));
+                        let entry = (name, origin, serve.clone());
+                        self.state.borrow_mut().serving.insert(id, entry);
                         (serve.borrow_mut())(&delivery, Inbound::Call { method, args });
                     }
                     Err(e) => {
@@ -828,7 +834,7 @@ impl Shared {
                 let Some((delivery, serve)) = self.serving(id) else {
                     return;
                 };
-                self.state.borrow_mut().end_serving(id);
+                self.state.borrow_mut().serving.remove(&id);
                 (serve.borrow_mut())(&delivery, Inbound::Cancel);
             }
             Frame::SessionGone { session, reason } => {
@@ -874,12 +880,7 @@ impl Shared {
     /// The delivery and handler of a call being served.
     fn serving(&self, route: u64) -> Option<(Delivery, ServeFn)> {
         let st = self.state.borrow();
-        let (session, origin) = st.serving.get(&route)?.clone();
-        let serve = st
-            .publications
-            .get(&*session)
-            .map(|(_, f)| f.clone())
-            .or_else(|| st.retired.get(&*session).cloned())?;
+        let (session, origin, serve) = st.serving.get(&route)?.clone();
         Some((
             Delivery {
                 client: self.me.clone(),
@@ -889,6 +890,16 @@ impl Shared {
             },
             serve,
         ))
+    }
+
+    /// Lets go of a finished delivery's handler. When the delivery was
+    /// the last owner (its session was rescinded), the handler is dropped
+    /// on a later turn: whoever answered is still inside its own call,
+    /// which must finish before what the handler owns goes away.
+    fn release(&self, serve: ServeFn) {
+        if Rc::strong_count(&serve) == 1 {
+            self.lp.defer(move |_| drop(serve));
+        }
     }
 
     fn complete(&self, op: Op, outcome: Result<crate::wire::Reply, Error>) {
@@ -917,15 +928,12 @@ impl Shared {
             },
             Op::Rescind { session, done } => match outcome {
                 Ok(Reply::Done) => {
-                    let mut st = self.state.borrow_mut();
-                    if let Some((_, serve)) = st.publications.remove(&session) {
-                        // Deliveries already in progress may still be
-                        // answered or cancelled.
-                        if st.serving.values().any(|(s, _)| **s == *session) {
-                            st.retired.insert(session.clone(), serve);
-                        }
+                    // Deliveries in progress keep their own handle on
+                    // the handler; this one may be the last.
+                    let serve = self.state.borrow_mut().publications.remove(&session);
+                    if let Some((_, serve)) = serve {
+                        self.release(serve);
                     }
-                    drop(st);
                     done(Ok(()))
                 }
                 Ok(other) => done(Err(unexpected("rescind", &other))),

@@ -73,10 +73,11 @@ pub(super) struct State {
     pub customs: IdMap<u64, u64>,
     /// Published here: name → (shared name, handler).
     pub publications: HashMap<String, (Rc<str>, ServeFn)>,
-    /// Rescinded sessions whose deliveries are still being served.
-    pub retired: HashMap<String, ServeFn>,
-    /// Deliveries being served: route id → (session, origin).
-    pub serving: IdMap<u64, (Rc<str>, u64)>,
+    /// Deliveries being served: route id → (session, origin, handler).
+    /// Each keeps the handler it arrived at, so that it can still be
+    /// answered or cancelled after a rescind, and a session published
+    /// again under the same name never sees the old one's routes.
+    pub serving: IdMap<u64, (Rc<str>, u64, ServeFn)>,
     pub subscriptions: HashSet<String>,
     pub on_connect: Option<ConnectFn>,
     pub on_disconnect: Option<DisconnectFn>,
@@ -97,7 +98,6 @@ impl State {
             calls: IdMap::default(),
             customs: IdMap::default(),
             publications: HashMap::new(),
-            retired: HashMap::new(),
             serving: IdMap::default(),
             subscriptions: HashSet::new(),
             on_connect: None,
@@ -113,21 +113,6 @@ impl State {
         id
     }
 
-    /// Ends serving the delivery `route`; returns whether it was being
-    /// served. A rescinded session's handler is let go with its last
-    /// delivery.
-    pub fn end_serving(&mut self, route: u64) -> bool {
-        let Some((session, _)) = self.serving.remove(&route) else {
-            return false;
-        };
-        if self.retired.contains_key(&*session)
-            && !self.serving.values().any(|(s, _)| *s == session)
-        {
-            self.retired.remove(&*session);
-        }
-        true
-    }
-
     /// Queues a frame for the broker.
     pub fn send(&mut self, frame: &Frame) -> Result<(), Error> {
         match self.conn.as_mut() {
@@ -141,21 +126,12 @@ impl State {
 
     /// Empties every table, for [`Settle::run`] to complete.
     pub fn take_all(&mut self, was_ready: bool, notify: bool) -> Settle {
-        let serve_of = |session: &Rc<str>| {
-            self.publications
-                .get(&**session)
-                .map(|(_, f)| f.clone())
-                .or_else(|| self.retired.get(&**session).cloned())
-        };
         let serving = self
             .serving
             .drain()
-            .filter_map(|(route, (session, origin))| {
-                serve_of(&session).map(|f| (route, session, origin, f))
-            })
+            .map(|(route, (session, origin, serve))| (route, session, origin, serve))
             .collect::<Vec<_>>();
         self.publications.clear();
-        self.retired.clear();
         self.subscriptions.clear();
         Settle {
             on_connect: self.on_connect.take(),

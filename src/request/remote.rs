@@ -128,12 +128,11 @@ impl Stage {
 
 /// The requests a publication is serving, by the broker's route id.
 ///
-/// The client drops it with the publication. A client closed with
-/// [`Client::close`] cancels every delivery first; one whose last handle
-/// is dropped does not, so whatever is still served then is cancelled
-/// here, at once (as a local caller's cancel is): the callee hears of
-/// every request it started, and nothing is queued on a loop that may
-/// already be shut down.
+/// The client drops it with the publication, once no delivery of it is
+/// left. A client that closes, or whose last handle is dropped, cancels
+/// every delivery on a later turn; if the loop is shut down before that
+/// turn, whatever is still served is cancelled here, at once (as a local
+/// caller's cancel is): the callee hears of every request it started.
 #[derive(Default)]
 struct Serving(RefCell<HashMap<u64, ServedRequest>>);
 
