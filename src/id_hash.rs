@@ -1,11 +1,12 @@
 //! Hash maps keyed by numeric ids (connections, routes, calls, timers).
 //!
 //! The standard SipHash resists keys chosen to collide, at a cost that
-//! showed as a quarter of the broker's time per forwarded frame. Numeric
-//! ids here are either assigned by us or, for a connection's own call ids,
-//! only able to slow that connection's own (bounded) table; so a folded
-//! 128-bit multiply, which spreads every key bit into the bucket bits, is
-//! enough. String keys (session and method names) keep SipHash.
+//! showed as a quarter of the broker's time per forwarded frame. The ids
+//! these maps hold are assigned by this process (connections, routes,
+//! timers, a client's own call ids), so nobody can choose them to collide
+//! and a folded 128-bit multiply, which spreads every key bit into the
+//! bucket bits, is enough. Keys a peer chooses (its call ids at the
+//! broker) and names keep SipHash.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};

@@ -189,6 +189,7 @@ impl Broker {
         for conn in peers {
             conn.close(&self.shared.lp);
         }
+        self.shared.finish_closes();
     }
 }
 

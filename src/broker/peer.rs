@@ -10,7 +10,7 @@ use crate::wire::{
     encode_frame, Frame, Inbound, Reply, Routed, RoutedKind, MAGIC, PROTOCOL_VERSION,
 };
 use mio::Token;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 /// One connection as the broker sees it.
@@ -23,8 +23,10 @@ struct Peer {
     dirty: bool,
     /// A final notice is queued; close once it is written.
     closing: bool,
-    /// Calls this peer made: its call id → route id.
-    calls: IdMap<u64, u64>,
+    /// Calls this peer made: its call id → route id. The peer chooses
+    /// these ids, so this map keeps the keyed SipHash: colliding ids
+    /// would otherwise slow the one-threaded broker for everyone.
+    calls: HashMap<u64, u64>,
     /// Routes this peer serves as publisher.
     serving: IdSet<u64>,
     published: HashSet<String>,
@@ -132,7 +134,7 @@ impl Core {
                 handshake_timer: None,
                 dirty: false,
                 closing: false,
-                calls: IdMap::default(),
+                calls: HashMap::new(),
                 serving: IdSet::default(),
                 published: HashSet::new(),
                 subscribed: HashSet::new(),
@@ -177,7 +179,10 @@ impl Core {
     pub fn take_all(&mut self) -> Sockets {
         let listeners = std::mem::take(&mut self.listeners);
         let mut socks = std::mem::take(&mut self.closed);
-        socks.extend(self.peers.drain().map(|(_, p)| p.conn));
+        for (_, p) in self.peers.drain() {
+            self.spent_timers.extend(p.handshake_timer);
+            socks.push(p.conn);
+        }
         self.routes.clear();
         self.registry = Registry::default();
         self.dirty.clear();
@@ -226,6 +231,12 @@ impl Core {
         }
         self.inbox = inbox;
         self.inbox_ends = ends;
+        // A peer closed or refused by one of these frames is finished
+        // with; what its read ended with no longer matters.
+        if !self.peers.get(&id).is_some_and(|p| !p.closing) {
+            self.process_closes();
+            return false;
+        }
         let more = match outcome {
             ReadOutcome::Drained => false,
             ReadOutcome::More => true,
