@@ -22,6 +22,11 @@
 #define STAGEBUS_VERSION_NUMBER ((STAGEBUS_VERSION_MAJOR << 16) | (STAGEBUS_VERSION_MINOR << 8) | STAGEBUS_VERSION_PATCH)
 
 
+// How deep lists and maps may nest in a value received from another
+// program: deeper payloads are refused (`SB_PROTOCOL`) rather than
+// decoded.
+#define SB_MAX_VALUE_DEPTH 128
+
 // The outcome of a call. Numbers are stable and never reused; 1–17 are
 // the library's error codes (the same numbers travel on the wire), 100
 // and up are errors of the C call itself.

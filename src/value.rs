@@ -26,9 +26,59 @@ pub enum Value {
     /// Arbitrary bytes.
     Bytes(#[serde(with = "crate::wire::bytes")] Vec<u8>),
     /// An ordered list.
-    List(Vec<Value>),
+    List(#[serde(deserialize_with = "nesting::list")] Vec<Value>),
     /// A map from names to values.
-    Map(Args),
+    Map(#[serde(deserialize_with = "nesting::map")] Args),
+}
+
+/// How deep lists and maps may nest in a decoded value. Decoding
+/// recurses once per level, so without a bound a peer's payload of a few
+/// hundred kilobytes of nested lists would overflow the receiver's stack.
+pub const MAX_DEPTH: usize = 128;
+
+/// Counts the nesting of the value being decoded on this thread.
+mod nesting {
+    use super::{Args, Value, MAX_DEPTH};
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+    use std::cell::Cell;
+
+    thread_local! {
+        static DEPTH: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// One level of nesting, left when dropped (also on error).
+    struct Level;
+
+    impl Level {
+        fn enter<E: Error>() -> Result<Level, E> {
+            DEPTH.with(|depth| {
+                if depth.get() >= MAX_DEPTH {
+                    return Err(E::custom(format!(
+                        "values nested deeper than {MAX_DEPTH} levels"
+                    )));
+                }
+                depth.set(depth.get() + 1);
+                Ok(Level)
+            })
+        }
+    }
+
+    impl Drop for Level {
+        fn drop(&mut self) {
+            DEPTH.with(|depth| depth.set(depth.get() - 1));
+        }
+    }
+
+    pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+        let _level = Level::enter()?;
+        Vec::deserialize(d)
+    }
+
+    pub fn map<'de, D: Deserializer<'de>>(d: D) -> Result<Args, D::Error> {
+        let _level = Level::enter()?;
+        Args::deserialize(d)
+    }
 }
 
 /// Named values: the arguments of a request, emit, recall or return.
@@ -281,6 +331,35 @@ impl From<()> for Value {
 
 #[cfg(test)]
 mod tests {
+    /// Args `{x: [[[…null…]]]}` nested `depth` lists deep, as bytes:
+    /// built by hand, since building and dropping such a value would
+    /// itself recurse that deep.
+    fn nested_lists(depth: usize) -> Vec<u8> {
+        let mut bytes = vec![1, 1, b'x'];
+        for _ in 0..depth {
+            bytes.extend_from_slice(&[6, 1]);
+        }
+        bytes.push(0);
+        bytes
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let ok = crate::wire::Payload(nested_lists(MAX_DEPTH)).decode();
+        assert!(ok.is_ok(), "{ok:?}");
+        for depth in [MAX_DEPTH + 1, 1_000_000] {
+            let e = crate::wire::Payload(nested_lists(depth))
+                .decode()
+                .unwrap_err();
+            assert_eq!(e.code, crate::ErrorCode::Protocol);
+            assert!(e.message.contains("nested deeper than 128"), "{e:?}");
+        }
+        // The count is back to zero after an error.
+        assert!(crate::wire::Payload(nested_lists(MAX_DEPTH))
+            .decode()
+            .is_ok());
+    }
+
     use super::*;
 
     #[test]

@@ -458,6 +458,7 @@ over_both!(
     p18_raw_rescind_of_an_unknown_or_empty_name_fails,
     p19_calls_after_rescind_fail_with_no_such_session,
     deliveries_in_progress_outlive_a_rescind,
+    deeply_nested_payloads_are_refused_not_decoded,
     p20_unknown_message_type_to_the_broker_fails_with_the_same_id,
     p21_unknown_message_type_to_the_client_reaches_its_handler_or_is_ignored,
     p22_results_nobody_waits_for_are_dropped,
@@ -625,6 +626,44 @@ fn deliveries_in_progress_outlive_a_rescind(t: Transport) {
     served.borrow_mut().clear();
     assert_eq!(Rc::strong_count(&alive), 1, "let go with the last delivery");
     assert!(publisher.is_connected());
+}
+
+/// A caller sends a payload of lists nested a million deep: the
+/// publisher refuses it with a protocol error for that call instead of
+/// recursing until its stack overflows, and goes on serving.
+fn deeply_nested_payloads_are_refused_not_decoded(t: Transport) {
+    let h = Harness::new(t);
+    let publisher = h.client();
+    publish(&publisher, "A", &["foo"], echo()).unwrap();
+    let mut deep = vec![1, 1, b'x'];
+    for _ in 0..1_000_000 {
+        deep.extend_from_slice(&[6, 1]);
+    }
+    deep.push(0);
+    let mut raw = Raw::handshaken(&h.lp, &h.addr);
+    raw.send(
+        &h.lp,
+        &Frame::Deliver {
+            id: 7,
+            origin: 7,
+            session: "A".into(),
+            method: "foo".into(),
+            payload: Payload(deep),
+        },
+    );
+    match raw.next(&h.lp) {
+        Frame::Result {
+            id: 7,
+            outcome: Err(e),
+        } => {
+            assert_eq!(e.code, ErrorCode::Protocol);
+            assert!(e.message.contains("nested deeper than 128"), "{e:?}");
+        }
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    assert!(publisher.is_connected());
+    let caller = h.client();
+    returned(&call(&caller, "A", "foo", &arg("n", 1)).last);
 }
 
 fn p20_unknown_message_type_to_the_broker_fails_with_the_same_id(t: Transport) {

@@ -1,8 +1,14 @@
 //! Args and values: built and read through typed functions.
 
 use super::boundary::*;
-use crate::value::{Args, Value};
+use crate::value::{Args, Value, MAX_DEPTH};
 use std::ffi::c_char;
+
+/// How deep lists and maps may nest in a value received from another
+/// program: deeper payloads are refused (`SB_PROTOCOL`) rather than
+/// decoded.
+pub const SB_MAX_VALUE_DEPTH: u32 = 128;
+const _: () = assert!(SB_MAX_VALUE_DEPTH as usize == MAX_DEPTH);
 
 /// A map of named values (a request's or response's args). Owned when
 /// made by `sb_args_new`/`sb_args_clone`; borrowed when read from a
