@@ -255,7 +255,8 @@ impl Core {
     }
 
     pub fn flush_dirty(&mut self, lp: &EventLoop) {
-        for id in std::mem::take(&mut self.dirty) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for id in dirty.drain(..) {
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
@@ -266,6 +267,8 @@ impl Core {
                 Ok(()) => {}
             }
         }
+        // Flushing marks nothing dirty: the list keeps its room.
+        self.dirty = dirty;
         self.process_closes();
     }
 

@@ -78,6 +78,8 @@ struct Inner {
     deferred: RefCell<VecDeque<Task>>,
     again: RefCell<Vec<Token>>,
     flush: RefCell<Vec<Weak<dyn Flush>>>,
+    /// The events of a turn, kept between turns for their room.
+    ready: Cell<Vec<(Token, Readiness)>>,
     dispatch_depth: Cell<u32>,
     wake_pending: Cell<bool>,
     stopped: Cell<bool>,
@@ -149,6 +151,7 @@ impl EventLoop {
                 deferred: RefCell::new(VecDeque::new()),
                 again: RefCell::new(Vec::new()),
                 flush: RefCell::new(Vec::new()),
+                ready: Cell::new(Vec::new()),
                 dispatch_depth: Cell::new(0),
                 wake_pending: Cell::new(false),
                 stopped: Cell::new(false),
@@ -370,7 +373,7 @@ impl EventLoop {
 
     fn turn(&self, timeout: Option<Duration>) -> io::Result<()> {
         let inner = &self.inner;
-        let mut ready: Vec<(Token, Readiness)> = Vec::new();
+        let mut ready = inner.ready.take();
         {
             let mut events = inner.events.borrow_mut();
             match inner.poll.borrow_mut().poll(&mut events, timeout) {
@@ -390,12 +393,14 @@ impl EventLoop {
             }
         }
         inner.dispatch_depth.set(inner.dispatch_depth.get() + 1);
-        let result = self.handle(ready);
+        let result = self.handle(&mut ready);
         inner.dispatch_depth.set(inner.dispatch_depth.get() - 1);
+        ready.clear();
+        inner.ready.set(ready);
         result
     }
 
-    fn handle(&self, mut ready: Vec<(Token, Readiness)>) -> io::Result<()> {
+    fn handle(&self, ready: &mut Vec<(Token, Readiness)>) -> io::Result<()> {
         let inner = &self.inner;
         // Sources that asked to be run again go first, in the order asked.
         let again = std::mem::take(&mut *inner.again.borrow_mut());
@@ -410,7 +415,7 @@ impl EventLoop {
             )
         });
         ready.splice(0..0, again_events);
-        for (token, readiness) in ready {
+        for (token, readiness) in ready.drain(..) {
             if token == WAKER {
                 inner.wake_pending.set(false);
                 self.run_remote();
@@ -460,14 +465,21 @@ impl EventLoop {
 
     fn flush_all(&self) {
         loop {
-            let pending = std::mem::take(&mut *self.inner.flush.borrow_mut());
+            let mut pending = std::mem::take(&mut *self.inner.flush.borrow_mut());
             if pending.is_empty() {
+                *self.inner.flush.borrow_mut() = pending;
                 return;
             }
-            for f in pending {
+            for f in pending.drain(..) {
                 if let Some(f) = f.upgrade() {
                     f.flush(self);
                 }
+            }
+            // The emptied list keeps its room for the next turn, unless
+            // flushing asked for more flushes (then it is taken next).
+            let mut slot = self.inner.flush.borrow_mut();
+            if slot.is_empty() {
+                *slot = pending;
             }
         }
     }
