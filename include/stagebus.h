@@ -27,7 +27,7 @@
 // decoded.
 #define SB_MAX_VALUE_DEPTH 128
 
-// The outcome of a call. Numbers are stable and never reused; 1–17 are
+// The outcome of a call. Numbers are stable and never reused; 1–99 are
 // the library's error codes (the same numbers travel on the wire), 100
 // and up are errors of the C call itself.
 typedef enum sb_status {
@@ -67,6 +67,8 @@ typedef enum sb_status {
   SB_HANDLER_FAILED = 16,
   // Not valid in the object's current state (answered twice, …).
   SB_INVALID_STATE = 17,
+  // The callee let go of the request without a final answer.
+  SB_UNANSWERED = 18,
   // A required pointer argument was NULL.
   SB_NULL_ARGUMENT = 100,
   // A string argument was not valid UTF-8.
@@ -77,6 +79,8 @@ typedef enum sb_status {
   SB_WRONG_TYPE = 103,
   // No value under that key or index.
   SB_NOT_FOUND = 104,
+  // A loop's object was used from a thread other than the loop's own.
+  SB_WRONG_THREAD = 105,
   // An error code this build does not know.
   SB_UNKNOWN = 65535,
 } sb_status;
@@ -569,7 +573,7 @@ enum sb_status sb_served_return(const struct sb_served *s,
                                 const struct sb_args *args);
 
 // Ends the request with an error `code` (an `sb_status`; a number that
-// is no library error code, 1–17, becomes `SB_HANDLER_FAILED`) and
+// is no library error code (1–99) becomes `SB_HANDLER_FAILED`) and
 // `message` for the caller.
 enum sb_status sb_served_fail(const struct sb_served *s, int32_t code, const char *message);
 

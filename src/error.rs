@@ -9,102 +9,88 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// What went wrong, as a stable number. Numbers are part of the wire
-/// protocol and of the C ABI: a retired number is never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(from = "u16", into = "u16")]
-#[non_exhaustive]
-pub enum ErrorCode {
+/// Declares [`ErrorCode`] from one table: variant, stable number, stable
+/// name and doc. Everything that lists the codes (the name, the number
+/// conversions, [`ErrorCode::ALL`], and through it the C status checks
+/// and the Perl table's test) is derived from this one list.
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])+ $variant:ident = $number:literal, $name:literal;)+) => {
+        /// What went wrong, as a stable number. Numbers are part of the wire
+        /// protocol and of the C ABI: a retired number is never reused.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(from = "u16", into = "u16")]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])+ $variant = $number,)+
+            /// A code this build does not know (sent by a newer peer).
+            Unknown = 0xffff,
+        }
+
+        impl ErrorCode {
+            /// Every code but [`ErrorCode::Unknown`], in number order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)+];
+
+            /// The stable snake_case name of the code (`no_such_session`, …).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)+
+                    ErrorCode::Unknown => "unknown",
+                }
+            }
+        }
+
+        impl From<u16> for ErrorCode {
+            fn from(n: u16) -> Self {
+                match n {
+                    $($number => ErrorCode::$variant,)+
+                    _ => ErrorCode::Unknown,
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
     /// No session is published under that name.
-    NoSuchSession = 1,
+    NoSuchSession = 1, "no_such_session";
     /// The session (or stage) has no such method.
-    NoSuchMethod = 2,
+    NoSuchMethod = 2, "no_such_method";
     /// The publisher disconnected before answering.
-    PublisherGone = 3,
+    PublisherGone = 3, "publisher_gone";
     /// The connection to the broker is closed or never opened.
-    BrokerGone = 4,
+    BrokerGone = 4, "broker_gone";
     /// The request's timeout fired before its final response.
-    Timeout = 5,
+    Timeout = 5, "timeout";
     /// A configured limit (frame size, pending requests, queued bytes,
     /// name length, sessions) would be exceeded.
-    LimitExceeded = 6,
+    LimitExceeded = 6, "limit_exceeded";
     /// A peer broke the wire protocol (bad frame, bad handshake).
-    Protocol = 7,
+    Protocol = 7, "protocol";
     /// A session of that name is already published.
-    AlreadyExists = 8,
+    AlreadyExists = 8, "already_exists";
     /// An argument is missing, empty or malformed.
-    InvalidArgument = 9,
+    InvalidArgument = 9, "invalid_argument";
     /// Only the connection that published a session may rescind it.
-    NotPublisher = 10,
+    NotPublisher = 10, "not_publisher";
     /// The session is not subscribed on this client.
-    NotSubscribed = 11,
+    NotSubscribed = 11, "not_subscribed";
     /// The broker refused the handshake (wrong token or version).
-    Refused = 12,
+    Refused = 12, "refused";
     /// An operating-system I/O error (connect refused, bind failed, …).
-    Io = 13,
+    Io = 13, "io";
     /// The request was cancelled (reported to the callee, and to callers
     /// that operate on a cancelled request).
-    Cancelled = 14,
+    Cancelled = 14, "cancelled";
     /// A response found no handler on the requester.
-    Unhandled = 15,
+    Unhandled = 15, "unhandled";
     /// A handler failed while serving the request.
-    HandlerFailed = 16,
+    HandlerFailed = 16, "handler_failed";
     /// The operation is not valid in the object's current state (answering
     /// twice, recalling a finished request, …).
-    InvalidState = 17,
-    /// A code this build does not know (sent by a newer peer).
-    Unknown = 0xffff,
-}
-
-impl ErrorCode {
-    /// The stable snake_case name of the code (`no_such_session`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::NoSuchSession => "no_such_session",
-            ErrorCode::NoSuchMethod => "no_such_method",
-            ErrorCode::PublisherGone => "publisher_gone",
-            ErrorCode::BrokerGone => "broker_gone",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::LimitExceeded => "limit_exceeded",
-            ErrorCode::Protocol => "protocol",
-            ErrorCode::AlreadyExists => "already_exists",
-            ErrorCode::InvalidArgument => "invalid_argument",
-            ErrorCode::NotPublisher => "not_publisher",
-            ErrorCode::NotSubscribed => "not_subscribed",
-            ErrorCode::Refused => "refused",
-            ErrorCode::Io => "io",
-            ErrorCode::Cancelled => "cancelled",
-            ErrorCode::Unhandled => "unhandled",
-            ErrorCode::HandlerFailed => "handler_failed",
-            ErrorCode::InvalidState => "invalid_state",
-            ErrorCode::Unknown => "unknown",
-        }
-    }
-}
-
-impl From<u16> for ErrorCode {
-    fn from(n: u16) -> Self {
-        match n {
-            1 => ErrorCode::NoSuchSession,
-            2 => ErrorCode::NoSuchMethod,
-            3 => ErrorCode::PublisherGone,
-            4 => ErrorCode::BrokerGone,
-            5 => ErrorCode::Timeout,
-            6 => ErrorCode::LimitExceeded,
-            7 => ErrorCode::Protocol,
-            8 => ErrorCode::AlreadyExists,
-            9 => ErrorCode::InvalidArgument,
-            10 => ErrorCode::NotPublisher,
-            11 => ErrorCode::NotSubscribed,
-            12 => ErrorCode::Refused,
-            13 => ErrorCode::Io,
-            14 => ErrorCode::Cancelled,
-            15 => ErrorCode::Unhandled,
-            16 => ErrorCode::HandlerFailed,
-            17 => ErrorCode::InvalidState,
-            _ => ErrorCode::Unknown,
-        }
-    }
+    InvalidState = 17, "invalid_state";
+    /// The callee let go of the request without a final answer: its last
+    /// reference went away while it was still open.
+    Unanswered = 18, "unanswered";
 }
 
 impl From<ErrorCode> for u16 {

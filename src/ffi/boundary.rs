@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// The outcome of a call. Numbers are stable and never reused; 1–17 are
+/// The outcome of a call. Numbers are stable and never reused; 1–99 are
 /// the library's error codes (the same numbers travel on the wire), 100
 /// and up are errors of the C call itself.
 #[repr(C)]
@@ -48,6 +48,8 @@ pub enum sb_status {
     SB_HANDLER_FAILED = 16,
     /// Not valid in the object's current state (answered twice, …).
     SB_INVALID_STATE = 17,
+    /// The callee let go of the request without a final answer.
+    SB_UNANSWERED = 18,
     /// A required pointer argument was NULL.
     SB_NULL_ARGUMENT = 100,
     /// A string argument was not valid UTF-8.
@@ -58,6 +60,8 @@ pub enum sb_status {
     SB_WRONG_TYPE = 103,
     /// No value under that key or index.
     SB_NOT_FOUND = 104,
+    /// A loop's object was used from a thread other than the loop's own.
+    SB_WRONG_THREAD = 105,
     /// An error code this build does not know.
     SB_UNKNOWN = 65535,
 }
@@ -92,20 +96,22 @@ impl sb_status {
             15 => SB_UNHANDLED,
             16 => SB_HANDLER_FAILED,
             17 => SB_INVALID_STATE,
+            18 => SB_UNANSWERED,
             100 => SB_NULL_ARGUMENT,
             101 => SB_INVALID_UTF8,
             102 => SB_PANIC,
             103 => SB_WRONG_TYPE,
             104 => SB_NOT_FOUND,
+            105 => SB_WRONG_THREAD,
             _ => SB_UNKNOWN,
         }
     }
 
     /// The library error code for a status returned by C code.
     pub(crate) fn to_error_code(self) -> ErrorCode {
-        match self as u32 {
-            n @ 1..=17 => ErrorCode::from(n as u16),
-            _ => ErrorCode::HandlerFailed,
+        match ErrorCode::from(self as u32 as u16) {
+            ErrorCode::Unknown => ErrorCode::HandlerFailed,
+            code => code,
         }
     }
 }
@@ -139,11 +145,13 @@ pub extern "C" fn sb_strerror(code: i32) -> *const c_char {
         SB_UNHANDLED => c"unhandled",
         SB_HANDLER_FAILED => c"handler_failed",
         SB_INVALID_STATE => c"invalid_state",
+        SB_UNANSWERED => c"unanswered",
         SB_NULL_ARGUMENT => c"null_argument",
         SB_INVALID_UTF8 => c"invalid_utf8",
         SB_PANIC => c"panic",
         SB_WRONG_TYPE => c"wrong_type",
         SB_NOT_FOUND => c"not_found",
+        SB_WRONG_THREAD => c"wrong_thread",
         SB_UNKNOWN => c"unknown",
     };
     s.as_ptr()
@@ -409,4 +417,65 @@ pub(crate) fn c_string(s: &str) -> CString {
 #[no_mangle]
 pub extern "C" fn sb_debug_panic() -> sb_status {
     status(|| panic!("forced by sb_debug_panic"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Every status number and name, as `sb_strerror` gives them.
+    fn statuses() -> BTreeMap<String, u32> {
+        (0..=0xffffu32)
+            .filter(|&n| n == 0 || sb_status::from_u32(n) != sb_status::SB_UNKNOWN || n == 0xffff)
+            .map(|n| {
+                // SAFETY: sb_strerror returns a static NUL-terminated string.
+                let name = unsafe { CStr::from_ptr(sb_strerror(n as i32)) };
+                (name.to_str().unwrap().to_string(), n)
+            })
+            .collect()
+    }
+
+    /// `name => number` pairs of a text, read with a pattern per line.
+    fn pairs(text: &str, parse: impl Fn(&str) -> Option<(String, u32)>) -> BTreeMap<String, u32> {
+        text.lines().filter_map(parse).collect()
+    }
+
+    #[test]
+    fn every_error_code_is_a_status_of_the_same_number_and_name() {
+        for &code in ErrorCode::ALL {
+            let status = sb_status::from(code);
+            assert_eq!(status as u32, code as u32, "{code}");
+            assert_eq!(status.to_error_code(), code);
+            // SAFETY: sb_strerror returns a static NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(sb_strerror(code as i32)) };
+            assert_eq!(name.to_str().unwrap(), code.as_str());
+        }
+    }
+
+    #[test]
+    fn the_header_and_the_perl_table_list_the_same_statuses() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let want = statuses();
+        let header = std::fs::read_to_string(root.join("include/stagebus.h")).unwrap();
+        let start = header.find("typedef enum sb_status {").unwrap();
+        let end = start + header[start..].find("} sb_status;").unwrap();
+        let in_header = pairs(&header[start..end], |line| {
+            let (name, n) = line.trim().strip_prefix("SB_")?.split_once(" = ")?;
+            let n = n.trim_end_matches(',').parse().ok()?;
+            Some((name.to_ascii_lowercase(), n))
+        });
+        assert_eq!(in_header, want, "include/stagebus.h against sb_strerror");
+        let perl =
+            std::fs::read_to_string(root.join("bindings/perl/lib/StageBus/Error.pm")).unwrap();
+        let in_perl = pairs(&perl, |line| {
+            let (name, n) = line.trim().split_once("=>")?;
+            let n = n.trim().trim_end_matches(',').parse().ok()?;
+            Some((name.trim().to_string(), n))
+        });
+        assert_eq!(
+            in_perl, want,
+            "StageBus::Error's %CODE_OF against sb_strerror"
+        );
+    }
 }

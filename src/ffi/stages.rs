@@ -745,7 +745,7 @@ pub unsafe extern "C" fn sb_served_return(
 }
 
 /// Ends the request with an error `code` (an `sb_status`; a number that
-/// is no library error code, 1–17, becomes `SB_HANDLER_FAILED`) and
+/// is no library error code (1–99) becomes `SB_HANDLER_FAILED`) and
 /// `message` for the caller.
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_fail(

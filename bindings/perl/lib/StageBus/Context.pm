@@ -32,7 +32,7 @@ sub _died {
     my ($code, $msg);
     if (Scalar::Util::blessed($err) && $err->isa('StageBus::Error')) {
         ($code, $msg) = ($err->code, $err->message);
-        $code = $StageBus::Error::CODE_OF{handler_failed} unless $code >= 1 && $code <= 17;
+        $code = $StageBus::Error::CODE_OF{handler_failed} unless $code >= 1 && $code <= 99;
     }
     else {
         ($code, $msg) = ($StageBus::Error::CODE_OF{handler_failed}, "$err");

@@ -31,11 +31,13 @@ our %CODE_OF = (
     unhandled        => 15,
     handler_failed   => 16,
     invalid_state    => 17,
+    unanswered       => 18,
     null_argument    => 100,
     invalid_utf8     => 101,
     panic            => 102,
     wrong_type       => 103,
     not_found        => 104,
+    wrong_thread     => 105,
     unknown          => 65535,
 );
 our %NAME_OF = reverse %CODE_OF;
