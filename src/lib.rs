@@ -9,19 +9,74 @@
 //! Everything lives on an [`EventLoop`]: single-threaded, drivable by
 //! `run`, by a host loop (fd + timeout + `dispatch`), or woken from other
 //! threads. See the module docs of [`event_loop`] for the contract.
+//!
+//! # Quick start
+//!
+//! A broker, a service publishing a stage, and a caller, all on one loop
+//! (they would usually be three programs, each with its own loop):
+//!
+//! ```
+//! use stagebus::{Args, Broker, BrokerConfig, Client, ClientConfig, EventLoop};
+//! use stagebus::{RemoteStage, Request, Stage, Value};
+//! use std::{cell::RefCell, rc::Rc, time::Duration};
+//!
+//! # fn main() -> Result<(), stagebus::Error> {
+//! let lp = EventLoop::new().expect("a loop");
+//! let broker = Broker::new(&lp, BrokerConfig {
+//!     listen: vec!["tcp://127.0.0.1:0".parse()?],
+//!     ..BrokerConfig::default()
+//! })?;
+//! let address = broker.local_addresses()[0].clone();
+//!
+//! // The service: a stage with one method, published as `Greeter`.
+//! let service = Client::connect(&lp, &address, ClientConfig::default());
+//! let greeter = Stage::new(&lp, "Greeter");
+//! greeter.on("hello", |ctx| {
+//!     let name = ctx.arg("name").and_then(Value::as_str).unwrap_or("stranger");
+//!     ctx.ret("return", &Args::new().with("greeting", format!("Hello, {name}!")))
+//! });
+//! greeter.publish(&service, "Greeter", &["hello"], |r| r.expect("published"));
+//!
+//! // The caller: subscribe, then request as if the stage were local.
+//! let caller = Client::connect(&lp, &address, ClientConfig::default());
+//! let remote = Rc::new(RefCell::new(None));
+//! let slot = remote.clone();
+//! RemoteStage::subscribe(&caller, "Greeter", move |r| *slot.borrow_mut() = r.ok());
+//! lp.run_until(Duration::from_secs(5), || remote.borrow().is_some()).unwrap();
+//! let remote = remote.take().expect("subscribed");
+//!
+//! let greeting = Rc::new(RefCell::new(None));
+//! let got = greeting.clone();
+//! let _request = Request::to(&remote, "hello")
+//!     .arg("name", "Ada")
+//!     .on("return", move |ctx| {
+//!         *got.borrow_mut() = ctx.arg("greeting").and_then(Value::as_str).map(String::from);
+//!         Ok(())
+//!     })
+//!     .send()?;
+//! lp.run_until(Duration::from_secs(5), || greeting.borrow().is_some()).unwrap();
+//! assert_eq!(greeting.borrow().as_deref(), Some("Hello, Ada!"));
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs, missing_debug_implementations)]
 
 pub mod broker;
 pub mod client;
+#[doc(hidden)]
 pub mod demo;
 pub mod error;
 pub mod event_loop;
-pub mod ffi;
+// The C ABI: its `#[no_mangle]` functions are exported from the cdylib
+// and read by cbindgen, but are no part of the Rust API.
+mod ffi;
 mod id_hash;
 pub mod request;
-pub mod transport;
+mod transport;
 pub mod value;
+// Public for the wire tests and the benchmarks' peers only.
+#[doc(hidden)]
 pub mod wire;
 
 pub use broker::{Broker, BrokerConfig, BrokerStats, Limits};

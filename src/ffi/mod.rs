@@ -46,9 +46,3 @@ mod event_loop;
 mod net;
 mod stages;
 mod values;
-
-pub use boundary::*;
-pub use event_loop::*;
-pub use net::*;
-pub use stages::*;
-pub use values::*;
