@@ -506,7 +506,10 @@ enum sb_status sb_request_builder_parent(struct sb_request_builder *b,
 enum sb_status sb_request_send(struct sb_request_builder *b, struct sb_request **out);
 
 // Frees a request, cancelling it (and everything made on its behalf) if
-// it is still open. NULL is a no-op.
+// it is still open. NULL is a no-op. A request freed before the loop
+// runs again after `sb_request_send` (in the same callback) never
+// reaches its callee, local or remote; later, the callee may have
+// started it and then sees the cancel.
 void sb_request_free(struct sb_request *req);
 
 // Cancels a request; returns whether it was open. Cancelling twice is

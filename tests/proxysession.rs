@@ -1650,13 +1650,16 @@ fn cancel_after_the_publisher_answered_drops_the_result(t: Transport) {
     let caller = h.client();
     let events: Log<CallEvent> = log();
     let e = events.clone();
-    // Call and cancel in the same turn: both frames leave in one write,
-    // so the broker cancels before the publisher's answer comes back.
+    // The call leaves in one turn's flush (cancelled in that turn it
+    // would never leave); the cancel follows it on the next, so the
+    // broker sees it before the publisher's answer, which needs a turn
+    // more to come back.
     let id = caller
         .call("A", "echo", &Args::new(), move |_, ev| {
             e.borrow_mut().push(ev)
         })
         .unwrap();
+    h.lp.dispatch().unwrap();
     assert!(caller.cancel(id));
     h.until("the broker to drop the answers", || {
         h.broker.stats().dropped_stray == 2

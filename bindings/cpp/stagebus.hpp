@@ -890,7 +890,9 @@ public:
 };
 
 // The caller's handle on a request; destroying it cancels the request if
-// it is still open.
+// it is still open. Destroyed before the loop runs again after send(), it
+// never reaches its callee, local or remote; later, the callee may have
+// started it and then sees the cancel.
 class Request : public detail::Handle<sb_request, sb_request_free> {
 public:
     using Handle::Handle;

@@ -450,12 +450,20 @@ impl Client {
     /// Cancels a call: the publisher is told, and nothing more arrives
     /// for it, not even responses already on their way. Returns whether
     /// the call was still in progress; cancelling twice is harmless.
+    ///
+    /// A call cancelled in the loop turn it was made in (before the loop
+    /// flushed this client's output) never leaves this process: the
+    /// publisher never sees it and the broker keeps no route for it.
+    /// Later, the publisher may have started it and then sees `Cancel`.
     pub fn cancel(&self, call: CallId) -> bool {
         let mut st = self.shared.state.borrow_mut();
         if st.calls.remove(&call.0).is_none() {
             return false;
         }
         if matches!(st.status, Status::Closed(_)) {
+            return true;
+        }
+        if st.conn.as_mut().is_some_and(|c| c.retract(call.0)) {
             return true;
         }
         let _ = st.send(&Frame::Cancel { id: call.0 });
@@ -638,13 +646,19 @@ impl Shared {
                 .defer(move |_| (handler.borrow_mut())(CallId(id), CallEvent::Error(e)));
             return Ok(CallId(id));
         }
-        st.send(&Frame::Deliver {
+        // Until the end of this turn's flush the deliver may be taken
+        // back: a call cancelled before the loop turns never reaches the
+        // broker, as a local request cancelled at once never runs.
+        st.send_call(
             id,
-            origin: origin.unwrap_or(id),
-            session: session.to_string(),
-            method: method.to_string(),
-            payload,
-        })?;
+            &Frame::Deliver {
+                id,
+                origin: origin.unwrap_or(id),
+                session: session.to_string(),
+                method: method.to_string(),
+                payload,
+            },
+        )?;
         st.calls.insert(id, handler);
         drop(st);
         self.want_flush();

@@ -124,6 +124,15 @@ impl State {
         }
     }
 
+    /// Queues a call's deliver so that [`Connection::retract`] can take
+    /// it back under the call's id until the next flush.
+    pub fn send_call(&mut self, id: u64, deliver: &Frame) -> Result<(), Error> {
+        match self.conn.as_mut() {
+            Some(conn) => conn.send_retractable(id, deliver),
+            None => self.send(deliver),
+        }
+    }
+
     /// Empties every table, for [`Settle::run`] to complete.
     pub fn take_all(&mut self, was_ready: bool, notify: bool) -> Settle {
         let serving = self

@@ -555,7 +555,10 @@ pub unsafe extern "C" fn sb_request_send(
 }
 
 /// Frees a request, cancelling it (and everything made on its behalf) if
-/// it is still open. NULL is a no-op.
+/// it is still open. NULL is a no-op. A request freed before the loop
+/// runs again after `sb_request_send` (in the same callback) never
+/// reaches its callee, local or remote; later, the callee may have
+/// started it and then sees the cancel.
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_free(req: *mut sb_request) {
     // SAFETY: NULL or an owned sb_request, freed once.

@@ -17,6 +17,13 @@
 //!   its caller's disconnect) cancels every descendant, locally and
 //!   across processes; each callee's on-cancel runs once; responses in
 //!   flight for a cancelled request are dropped, never delivered.
+//! * Location transparency, cancel included: a request cancelled or
+//!   dropped before its sender returns to the loop (in the same handler
+//!   or callback, or before the loop first runs) never reaches its
+//!   callee, on this loop or behind a broker: the callee's method and
+//!   on-cancel never run, and the broker keeps no route for it. Once the
+//!   sender has returned to the loop, the callee may have started the
+//!   request; it then sees the cancel (its on-cancel runs once).
 //! * Order: requests to one stage run in the order they were sent, and
 //!   the messages of one transaction arrive in order.
 //! * Per-request data on both sides ([`Request::data`] / [`Response::data`]

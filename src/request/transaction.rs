@@ -435,7 +435,9 @@ impl RequestBuilder {
     }
 
     /// Posts the request. The callee runs it on a later turn, after the
-    /// requests posted to it before (FIFO).
+    /// requests posted to it before (FIFO). Cancelled or dropped before
+    /// the sender returns to the loop, it never reaches the callee, local
+    /// or remote (see the module's guarantees).
     ///
     /// Fails at once with `invalid_argument` for an empty method and with
     /// `cancelled` when the parent has already ended.

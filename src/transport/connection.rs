@@ -42,6 +42,15 @@ pub(crate) struct Connection {
     connecting: bool,
     /// Registered for writability as well as readability.
     write_interest: bool,
+    /// Frames queued since the last write that may still be taken back
+    /// whole: (key, start, end) in `out`, in increasing key order; `start
+    /// == end` once taken back. Emptied by every write, which is the
+    /// moment they may start to leave.
+    retractable: Vec<(u64, usize, usize)>,
+    /// Ranges of `out` taken back, cut out before the next write.
+    holes: Vec<(usize, usize)>,
+    /// Bytes in `holes`.
+    hole_bytes: usize,
 }
 
 impl Connection {
@@ -72,6 +81,9 @@ impl Connection {
             max_queued,
             connecting,
             write_interest: connecting,
+            retractable: Vec::new(),
+            holes: Vec::new(),
+            hole_bytes: 0,
         })
     }
 
@@ -195,14 +207,53 @@ impl Connection {
         encode(&mut self.out, self.max_frame)
     }
 
+    /// [`Connection::send`] for a frame that [`Connection::retract`] may
+    /// take back under `key` until the next [`Connection::flush`]. Keys
+    /// must increase from one call to the next (the client's call ids
+    /// do). The frame is encoded at once, so that its errors are
+    /// immediate and its bytes count against the queue limit like any
+    /// other; keeping it costs no allocation beyond the list's room.
+    pub fn send_retractable(&mut self, key: u64, frame: &Frame) -> Result<(), Error> {
+        debug_assert!(self.retractable.last().map_or(true, |&(k, _, _)| k < key));
+        let start = self.out.len();
+        self.send(frame)?;
+        self.retractable.push((key, start, self.out.len()));
+        Ok(())
+    }
+
+    /// Takes back the frame queued under `key` by
+    /// [`Connection::send_retractable`] if no write has happened since:
+    /// the peer will never see any of its bytes. Returns whether it did.
+    pub fn retract(&mut self, key: u64) -> bool {
+        let Ok(i) = self.retractable.binary_search_by_key(&key, |&(k, _, _)| k) else {
+            return false;
+        };
+        let (_, start, end) = self.retractable[i];
+        if start == end {
+            return false;
+        }
+        self.retractable[i].2 = start;
+        if end == self.out.len() {
+            // The newest frame (sent and dropped at once): cut it off.
+            self.out.truncate(start);
+        } else {
+            self.holes.push((start, end));
+            self.hole_bytes += end - start;
+        }
+        true
+    }
+
     /// Bytes queued and not yet written.
     pub fn queued(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.len() - self.out_pos - self.hole_bytes
     }
 
     /// Writes queued bytes until done or the socket would block, and
-    /// asks for writability exactly while bytes remain.
+    /// asks for writability exactly while bytes remain. Frames queued
+    /// before it can no longer be taken back.
     pub fn flush(&mut self, lp: &EventLoop) -> Result<(), Error> {
+        self.close_holes();
+        self.retractable.clear();
         self.write_queued()?;
         let want = self.connecting || self.queued() > 0;
         if want != self.write_interest {
@@ -216,6 +267,24 @@ impl Connection {
             self.write_interest = want;
         }
         Ok(())
+    }
+
+    /// Cuts the frames taken back out of `out`, in one pass.
+    fn close_holes(&mut self) {
+        if self.holes.is_empty() {
+            return;
+        }
+        self.holes.sort_unstable();
+        let mut to = self.holes[0].0;
+        for i in 0..self.holes.len() {
+            let from = self.holes[i].1;
+            let next = self.holes.get(i + 1).map_or(self.out.len(), |h| h.0);
+            self.out.copy_within(from..next, to);
+            to += next - from;
+        }
+        self.out.truncate(to);
+        self.holes.clear();
+        self.hole_bytes = 0;
     }
 
     fn write_queued(&mut self) -> Result<(), Error> {

@@ -158,7 +158,9 @@ other processes.
 
 B<Dropping the object cancels the request> if it is still open, as in
 POE::Request: keep it until its final response (a top-level variable,
-or C<< $ctx->req->data >> from a handler).
+or C<< $ctx->req->data >> from a handler). A request dropped before the
+code that sent it returns to the loop never reaches its callee, local or
+remote; later, the callee may have started it and then sees the cancel.
 
 =head1 METHODS
 
