@@ -179,6 +179,68 @@ fn p03_only_the_published_methods_are_exported(t: Transport) {
     returned(&call(&sub, "A", "foo", &Args::new()).last);
     returned(&call(&sub, "A", "on_bar", &Args::new()).last);
     assert_eq!(*calls.borrow(), vec!["foo", "on_bar"]);
+
+    // The same with a published stage and no method list: the stage's
+    // request methods are exported, never its response and interception
+    // handlers, nor the ones it marks internal (the original's ordinary
+    // events; a role handler, whose name looks like a method's).
+    let stage = Stage::new(&h.lp, "Foo");
+    let ran = log();
+    for name in [
+        "on_foo",
+        "bar",
+        "yar",
+        "setup",
+        "handle_publish",
+        "on_cancel",
+        "on_return",
+        "on_emit",
+        "on_error",
+        "on_my_return",
+        "on_knock_hello",
+    ] {
+        let r = ran.clone();
+        let method = ["on_foo", "bar", "yar"].contains(&name);
+        stage.on(name, move |ctx| {
+            r.borrow_mut().push(name.to_string());
+            // Only the methods answer: the others would answer the request
+            // they were (wrongly) run for, or loop (`on_my_return`).
+            match ctx.req() {
+                Some(req) if method => req.ret("other", &Args::new()),
+                _ => Ok(()),
+            }
+        });
+    }
+    for internal in ["setup", "handle_publish", "on_knock_hello"] {
+        stage.set_kind(internal, HandlerKind::Internal);
+    }
+    let published = Slot::new();
+    stage.publish(&publisher, "B", &[], published.setter());
+    assert_eq!(wait(&h.lp, &published), Ok(()));
+    let exported = methods_of(&["bar", "foo", "yar"]);
+    assert_eq!(subscribe(&sub, "B").unwrap(), exported);
+    assert_eq!(stage.method_names(), exported);
+    for hidden in [
+        "setup",
+        "handle_publish",
+        "cancel",
+        "on_cancel",
+        "return",
+        "emit",
+        "error",
+        "my_return",
+        "on_my_return",
+        "knock_hello",
+        "on_knock_hello",
+    ] {
+        let out = call(&sub, "B", hidden, &Args::new());
+        let e = call_error(&out.last);
+        assert_eq!(e.code, ErrorCode::NoSuchMethod, "{hidden}");
+    }
+    for m in ["foo", "bar", "on_yar"] {
+        returned(&call(&sub, "B", m, &Args::new()).last);
+    }
+    assert_eq!(*ran.borrow(), vec!["on_foo", "bar", "yar"]);
 }
 
 fn p04_duplicate_alias_fails_and_keeps_the_first(t: Transport) {
