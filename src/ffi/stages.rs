@@ -261,7 +261,7 @@ pub unsafe extern "C" fn sb_stage_set_kind(
             other => {
                 return Err(fail(
                     sb_status::SB_INVALID_ARGUMENT,
-                    &format!("{other} is not an sb_handler_kind"),
+                    format!("{other} is not an sb_handler_kind"),
                 ))
             }
         };
