@@ -105,6 +105,22 @@ typedef enum sb_value_type {
   SB_VALUE_MAP = 7,
 } sb_value_type;
 
+// What a stage's handler is for, as far as other programs are concerned
+// (`sb_stage_set_kind`). Passed to C functions as a `uint32_t`.
+typedef enum sb_handler_kind {
+  // A request method: exported by `sb_stage_publish` without a method
+  // list; reached by requests and recalls. The default for every name
+  // but the ones below.
+  SB_HANDLER_METHOD = 0,
+  // Reached by a recall inside a transaction only (the answer of a
+  // dialogue), never by a request from another program.
+  SB_HANDLER_RECALL_ONLY = 1,
+  // Not a method (a response handler such as `on_<role>_<type>`,
+  // `on_cancel`, `on_my_<type>`): never reached from another program.
+  // The default for `cancel`, `return`, `emit`, `error` and `my_*`.
+  SB_HANDLER_INTERNAL = 2,
+} sb_handler_kind;
+
 // A map of named values (a request's or response's args). Owned when
 // made by `sb_args_new`/`sb_args_clone`; borrowed when read from a
 // context or a value.
@@ -412,9 +428,20 @@ enum sb_status sb_stage_on(const struct sb_stage *stage,
                            void *user,
                            sb_free_fn free_user);
 
+// Marks what the handler(s) of method `name` (`foo` or `on_foo`) are
+// for: `kind` is an `sb_handler_kind`. Other programs reach a published
+// stage's exported methods (the list given to `sb_stage_publish`, or
+// without one its `SB_HANDLER_METHOD` names) by request and recall, and
+// its `SB_HANDLER_RECALL_ONLY` methods by recall; anything else is
+// `SB_NO_SUCH_METHOD`. Requests on the same loop are not filtered.
+// `SB_INVALID_ARGUMENT` for an unknown kind or an empty name.
+enum sb_status sb_stage_set_kind(const struct sb_stage *stage, const char *name, uint32_t kind);
+
 // Publishes the stage on a broker through `client` as `session`,
-// offering `n_methods` methods (all its handler names when 0). `done`
-// runs once with the broker's answer.
+// exporting `n_methods` methods, or when 0 the stage's request methods
+// (its `SB_HANDLER_METHOD` handler names, without `on_`; never
+// `on_cancel`, `on_my_<type>` or a handler marked otherwise with
+// `sb_stage_set_kind`). `done` runs once with the broker's answer.
 enum sb_status sb_stage_publish(const struct sb_stage *stage,
                                 const struct sb_client *client,
                                 const char *session,
@@ -446,7 +473,10 @@ enum sb_status sb_remote_subscribe(const struct sb_client *client,
                                    void *user,
                                    sb_free_fn free_user);
 
-// Ends the subscription; `done` runs once.
+// Ends the subscription; `done` runs once. From this call on, requests
+// through the remote stage (and any other of the same client and
+// session) fail at once in `sb_request_send` with `SB_NOT_SUBSCRIBED`,
+// as they do once the session went away.
 enum sb_status sb_remote_unsubscribe(const struct sb_remote *remote,
                                      sb_done_fn done,
                                      void *user,
@@ -557,8 +587,14 @@ struct sb_served *sb_served_ref(const struct sb_served *s);
 // Frees an owned reference from `sb_served_ref`. NULL is a no-op.
 void sb_served_free(struct sb_served *s);
 
-// The request's id (the caller's id of it).
+// The request's id in this process (shared by its recalls): for a
+// request from this loop the caller's `sb_request_id`, for one from
+// another program a fresh id of this process, so live ids are distinct.
 uint64_t sb_served_id(const struct sb_served *s);
+
+// The caller's id of the request (its `sb_request_id` in the calling
+// process; unique only there). 0 for NULL.
+uint64_t sb_served_caller_id(const struct sb_served *s);
 
 // Whether the request can still be answered.
 bool sb_served_is_open(const struct sb_served *s);

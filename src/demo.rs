@@ -6,7 +6,8 @@
 //! * `count`: emits `tick` {i} `n` times (default 3), then returns
 //!   {count: n};
 //! * `ask`: emits `question` {text}, and returns {greeting} once the
-//!   caller recalls `answer` {name};
+//!   caller recalls `answer` {name} (a recall-only method: a request for
+//!   `answer` from another program is `no_such_method`);
 //! * `slow`: returns {slept_ms} after `ms` milliseconds (default 10000)
 //!   unless cancelled first, in which case it stops its timer.
 
@@ -20,8 +21,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// The methods the demo stage publishes.
-pub const METHODS: [&str; 5] = ["echo", "count", "ask", "answer", "slow"];
+/// The methods the demo stage publishes (`answer` is reached by recall
+/// only, see [`stage`]).
+pub const METHODS: [&str; 4] = ["echo", "count", "ask", "slow"];
 
 fn int_arg(ctx: &Ctx<'_>, name: &str, default: i64) -> Result<i64, Error> {
     match ctx.arg(name) {
@@ -56,6 +58,8 @@ pub fn stage(lp: &EventLoop, log: impl Fn(&str) + 'static) -> Stage {
     stage.on("ask", |ctx| {
         ctx.emit("question", &Args::new().with("text", "What is your name?"))
     });
+    // Only the second half of `ask`'s dialogue: never a request of its own.
+    stage.set_kind("answer", crate::request::HandlerKind::RecallOnly);
     stage.on("answer", |ctx| {
         let name = ctx
             .arg("name")
@@ -125,7 +129,7 @@ pub fn transcript(out: impl FnMut(&str) + 'static) -> Result<(), Error> {
     let s = step.clone();
     demo.publish(&service, "Demo", &METHODS, move |r| finish(&s, r));
     wait("publish")?;
-    say("service: published Demo (echo, count, ask, answer, slow)");
+    say("service: published Demo (echo, count, ask/answer, slow)");
 
     let remote: Rc<RefCell<Option<RemoteStage>>> = Rc::default();
     let (s, r2) = (step.clone(), remote.clone());

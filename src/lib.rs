@@ -83,7 +83,9 @@ pub use broker::{Broker, BrokerConfig, BrokerStats, Limits};
 pub use client::{CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound};
 pub use error::{Error, ErrorCode, Result};
 pub use event_loop::{EventLoop, LoopRemote, TimerId};
-pub use request::{Ctx, RemoteStage, Request, Response, Scope, ServedRequest, Stage, Target};
+pub use request::{
+    Ctx, HandlerKind, RemoteStage, Request, Response, Scope, ServedRequest, Stage, Target,
+};
 pub use transport::Address;
 pub use value::{Args, Value};
 

@@ -37,8 +37,8 @@ fn all_call_types(mode: Mode) {
         check(
             &c,
             2,
-            req.id() == go,
-            format!("do_emit: req id {} == go id {go}", req.id()),
+            req.caller_id() == go,
+            format!("do_emit: req id {} == go id {go}", req.caller_id()),
         );
         check(&c, 3, ctx.rsp().is_none(), "do_emit: no rsp".into());
         check(
@@ -63,8 +63,8 @@ fn all_call_types(mode: Mode) {
         check(
             &c,
             11,
-            req.id() == go,
-            format!("recall: req id {} == go id {go}", req.id()),
+            req.caller_id() == go,
+            format!("recall: req id {} == go id {go}", req.caller_id()),
         );
         check(&c, 12, ctx.rsp().is_none(), "recall: no rsp".into());
         check(

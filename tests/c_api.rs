@@ -242,6 +242,7 @@ c_programs!(
     robustness,
     threads,
     dropped_at_once,
+    exports,
 );
 
 #[test]

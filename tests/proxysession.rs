@@ -19,7 +19,7 @@ use common::*;
 use stagebus::wire::{Frame, Payload, Reply, MAGIC};
 use stagebus::*;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 fn methods_of(list: &[&str]) -> Vec<String> {
@@ -179,6 +179,68 @@ fn p03_only_the_published_methods_are_exported(t: Transport) {
     returned(&call(&sub, "A", "foo", &Args::new()).last);
     returned(&call(&sub, "A", "on_bar", &Args::new()).last);
     assert_eq!(*calls.borrow(), vec!["foo", "on_bar"]);
+
+    // The same with a published stage and no method list: the stage's
+    // request methods are exported, never its response and interception
+    // handlers, nor the ones it marks internal (the original's ordinary
+    // events; a role handler, whose name looks like a method's).
+    let stage = Stage::new(&h.lp, "Foo");
+    let ran = log();
+    for name in [
+        "on_foo",
+        "bar",
+        "yar",
+        "setup",
+        "handle_publish",
+        "on_cancel",
+        "on_return",
+        "on_emit",
+        "on_error",
+        "on_my_return",
+        "on_knock_hello",
+    ] {
+        let r = ran.clone();
+        let method = ["on_foo", "bar", "yar"].contains(&name);
+        stage.on(name, move |ctx| {
+            r.borrow_mut().push(name.to_string());
+            // Only the methods answer: the others would answer the request
+            // they were (wrongly) run for, or loop (`on_my_return`).
+            match ctx.req() {
+                Some(req) if method => req.ret("other", &Args::new()),
+                _ => Ok(()),
+            }
+        });
+    }
+    for internal in ["setup", "handle_publish", "on_knock_hello"] {
+        stage.set_kind(internal, HandlerKind::Internal);
+    }
+    let published = Slot::new();
+    stage.publish(&publisher, "B", &[], published.setter());
+    assert_eq!(wait(&h.lp, &published), Ok(()));
+    let exported = methods_of(&["bar", "foo", "yar"]);
+    assert_eq!(subscribe(&sub, "B").unwrap(), exported);
+    assert_eq!(stage.method_names(), exported);
+    for hidden in [
+        "setup",
+        "handle_publish",
+        "cancel",
+        "on_cancel",
+        "return",
+        "emit",
+        "error",
+        "my_return",
+        "on_my_return",
+        "knock_hello",
+        "on_knock_hello",
+    ] {
+        let out = call(&sub, "B", hidden, &Args::new());
+        let e = call_error(&out.last);
+        assert_eq!(e.code, ErrorCode::NoSuchMethod, "{hidden}");
+    }
+    for m in ["foo", "bar", "on_yar"] {
+        returned(&call(&sub, "B", m, &Args::new()).last);
+    }
+    assert_eq!(*ran.borrow(), vec!["on_foo", "bar", "yar"]);
 }
 
 fn p04_duplicate_alias_fails_and_keeps_the_first(t: Transport) {
@@ -841,59 +903,118 @@ fn p23_unsubscribe_unknown_fails_and_existing_ends_the_subscription(t: Transport
 
 /// The original passed an opaque tag through every operation; here the
 /// completion is a closure, and whatever it captures is the tag: a
-/// scalar, a structure, or nothing.
+/// scalar, a structure, or nothing. What can go wrong is a completion
+/// running with another operation's outcome (or twice, or never), so
+/// every operation of a kind runs twice with different tags, and each
+/// tag must come back with the outcome of its own operation: its client's
+/// connection id, its session's name and methods, its call's echoed args.
 fn p25_tags_come_back_unchanged(t: Transport) {
     #[derive(Debug, Clone, PartialEq)]
     struct Deep {
         list: Vec<Args>,
-        map: HashMap<String, Option<i64>>,
+        map: BTreeMap<String, Option<i64>>,
     }
-    let deep = Deep {
-        list: vec![arg("k", vec![Value::Int(1), Value::Null])],
-        map: [("a".to_string(), Some(1)), ("b".to_string(), None)].into(),
+    let deep = |n: i64| Deep {
+        list: vec![arg("k", vec![Value::Int(n), Value::Null])],
+        map: [("a".to_string(), Some(n)), ("b".to_string(), None)].into(),
     };
     let h = Harness::new(t);
-    let c = Client::connect(&h.lp, &h.addr, ClientConfig::default());
-    let tags: Log<String> = log();
+    // (operation, tag as text, what the completion observed)
+    let seen: Log<(String, String, String)> = log();
+    let clients: Vec<Client> = (0..2)
+        .map(|i| {
+            let c = Client::connect(&h.lp, &h.addr, ClientConfig::default());
+            let (s, tag) = (seen.clone(), deep(i));
+            c.on_connect(move |r| {
+                let id = r.unwrap().connection_id;
+                s.borrow_mut()
+                    .push(("connect".into(), format!("{tag:?}"), id.to_string()));
+            });
+            c
+        })
+        .collect();
+    h.until("both connects", || seen.borrow().len() == 2);
+    for (i, c) in clients.iter().enumerate() {
+        let want = format!("{:?}", deep(i as i64));
+        let got = seen
+            .borrow()
+            .iter()
+            .find(|(_, tag, _)| *tag == want)
+            .map(|(_, _, id)| id.clone());
+        assert_eq!(
+            got,
+            c.connection_id().map(|id| id.to_string()),
+            "client {i}"
+        );
+    }
+    seen.borrow_mut().clear();
 
-    let (tg, d2) = (tags.clone(), deep.clone());
-    c.on_connect(move |r| {
-        r.unwrap();
-        tg.borrow_mut().push(format!("{d2:?}"));
-    });
-    let tg = tags.clone();
-    let scalar = 42u64;
-    c.publish("A", &["foo"], echo(), move |r| {
-        r.unwrap();
-        tg.borrow_mut().push(scalar.to_string());
-    });
-    let tg = tags.clone();
-    c.subscribe("A", move |r| {
-        r.unwrap();
-        tg.borrow_mut().push("absent".into()); // no tag at all
-    });
-    let (tg, d2) = (tags.clone(), deep.clone());
-    c.listing(move |r| {
-        r.unwrap();
-        tg.borrow_mut().push(format!("{d2:?}"));
-    });
-    let tg = tags.clone();
-    let text = String::from("tag_text");
-    c.call("A", "foo", &Args::new(), move |_, _| {
-        tg.borrow_mut().push(text.clone())
-    })
-    .unwrap();
-    h.until("five completions", || tags.borrow().len() == 5);
+    let c = &clients[0];
+    for (session, scalar) in [("A", 42u64), ("B", 43)] {
+        let s = seen.clone();
+        c.publish(session, &[session], echo(), move |r| {
+            r.unwrap();
+            s.borrow_mut()
+                .push(("publish".into(), scalar.to_string(), String::new()));
+        });
+    }
+    h.until("both publishes", || seen.borrow().len() == 2);
+    let mut tags: Vec<String> = seen.borrow().iter().map(|(_, t, _)| t.clone()).collect();
+    tags.sort();
     assert_eq!(
-        *tags.borrow(),
-        vec![
-            format!("{deep:?}"),
-            "42".to_string(),
-            "absent".to_string(),
-            format!("{deep:?}"),
-            "tag_text".to_string()
-        ]
+        tags,
+        ["42", "43"],
+        "each publish completes once with its tag"
     );
+    seen.borrow_mut().clear();
+
+    // Subscribes: one with a structure, one with no tag at all; each
+    // completion carries its own session's methods.
+    let s = seen.clone();
+    let tag = deep(7);
+    c.subscribe("A", move |r| {
+        s.borrow_mut()
+            .push(("subscribe".into(), format!("{tag:?}"), r.unwrap().join(",")));
+    });
+    let s = seen.clone();
+    c.subscribe("B", move |r| {
+        s.borrow_mut()
+            .push(("subscribe".into(), "absent".into(), r.unwrap().join(",")));
+    });
+    let s = seen.clone();
+    let tag = String::from("tag_listing");
+    c.listing(move |r| {
+        let names: Vec<String> = r.unwrap().into_iter().map(|i| i.name).collect();
+        s.borrow_mut()
+            .push(("listing".into(), tag.clone(), names.join(",")));
+    });
+    for (n, text) in [(1i64, "tag_one"), (2, "tag_two")] {
+        let s = seen.clone();
+        let text = String::from(text);
+        c.call("A", "A", &arg("n", n), move |_, ev| {
+            let got = int_of(returned(&ev), "n");
+            s.borrow_mut()
+                .push(("call".into(), text.clone(), got.to_string()));
+        })
+        .unwrap();
+    }
+    h.until("five completions", || seen.borrow().len() == 5);
+    let mut got = seen.borrow().clone();
+    got.sort();
+    let line = |op: &str, tag: String, out: &str| (op.to_string(), tag, out.to_string());
+    let mut want = vec![
+        line("subscribe", format!("{:?}", deep(7)), "A"),
+        line("subscribe", "absent".into(), "B"),
+        line("listing", "tag_listing".into(), "A,B"),
+        line("call", "tag_one".into(), "1"),
+        line("call", "tag_two".into(), "2"),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+fn int_of(args: &Args, name: &str) -> i64 {
+    args.get(name).and_then(Value::as_int).unwrap_or(-1)
 }
 
 fn p26_ids_increase_and_results_carry_their_request_id(t: Transport) {

@@ -204,6 +204,9 @@ fn send(
     }
     let req = match builder.send() {
         Ok(req) => req,
+        // Once the publisher went away the subscription has ended, and a
+        // remote stage refuses requests at once: no transaction starts.
+        Err(e) if e.code == ErrorCode::NotSubscribed => return None,
         Err(e) => {
             sh.violation(format!("send failed: {e}"));
             return None;
@@ -237,14 +240,14 @@ fn stage(sh: &Shared) -> Stage {
         let track = Rc::new(CalleeTrack::default());
         if s.callees
             .borrow_mut()
-            .insert(req.id(), track.clone())
+            .insert(req.caller_id(), track.clone())
             .is_some()
         {
-            s.violation(format!("{}: delivered twice", req.id()));
+            s.violation(format!("{}: delivered twice", req.caller_id()));
         }
         let t = track.clone();
         req.on_cancel(move || bump(&t.cancelled));
-        let (t, s2, id) = (track.clone(), s.clone(), req.id());
+        let (t, s2, id) = (track.clone(), s.clone(), req.caller_id());
         req.data().on_end("end", move || {
             bump(&t.data_ended);
             if t.data_ended.get() > 1 {
@@ -285,7 +288,10 @@ fn stage(sh: &Shared) -> Stage {
         let req = ctx.req().unwrap();
         s.recalls.set(s.recalls.get() + 1);
         let Some(track) = req.data().get::<Rc<CalleeTrack>>("track") else {
-            s.violation(format!("{}: a recall without the request's data", req.id()));
+            s.violation(format!(
+                "{}: a recall without the request's data",
+                req.caller_id()
+            ));
             return Ok(());
         };
         match ctx.arg("act").and_then(Value::as_int).unwrap_or(0) {
@@ -346,19 +352,23 @@ fn episode(mode: Mode, seed: u64, tally: &mut Tally) -> Vec<String> {
             }
             25..=39 => {
                 if let Some((s, t)) = pick_open(&sh) {
-                    steps.push(format!("emit {}", s.id()));
+                    steps.push(format!("emit {}", s.caller_id()));
                     let _ = emit_next(&s, &t);
                 }
             }
             40..=49 => {
                 if let Some((s, t)) = pick_open(&sh) {
-                    steps.push(format!("return {}", s.id()));
+                    steps.push(format!("return {}", s.caller_id()));
                     ret(&s, &t, "return");
                 }
             }
             50..=57 => {
                 if let Some((s, t)) = pick_open(&sh) {
-                    steps.push(format!("fail {} own_cancel={}", s.id(), action >= 55));
+                    steps.push(format!(
+                        "fail {} own_cancel={}",
+                        s.caller_id(),
+                        action >= 55
+                    ));
                     fail(&s, &t, action >= 55);
                 }
             }
@@ -428,8 +438,8 @@ fn episode(mode: Mode, seed: u64, tally: &mut Tally) -> Vec<String> {
         sh.served
             .borrow()
             .iter()
-            .filter(|(s, _)| s.is_open() && caller_ended(s.id()))
-            .map(|(s, _)| s.id())
+            .filter(|(s, _)| s.is_open() && caller_ended(s.caller_id()))
+            .map(|(s, _)| s.caller_id())
             .collect()
     };
     let told = fx

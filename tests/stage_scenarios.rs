@@ -199,7 +199,7 @@ fn s04_dialogue_emit_recall_return(mode: Mode) {
     let l = log.clone();
     callee.on("chat", move |ctx| {
         let req = ctx.req().unwrap();
-        l.push(format!("chat req={}", req.id()));
+        l.push(format!("chat req={}", req.caller_id()));
         req.data().set("round", 0i64);
         req.data().set("first_id", req.id());
         ctx.emit("ask", &Args::new().with("round", 0))
@@ -211,7 +211,7 @@ fn s04_dialogue_emit_recall_return(mode: Mode) {
         req.data().set("round", round);
         l.push(format!(
             "answer req={} same={} said={} round={round}",
-            req.id(),
+            req.caller_id(),
             req.data().get::<u64>("first_id") == Some(req.id()),
             text(ctx, "said")
         ));
@@ -221,7 +221,7 @@ fn s04_dialogue_emit_recall_return(mode: Mode) {
     callee.on("finish", move |ctx| {
         let req = ctx.req().unwrap();
         let rounds = req.data().get::<i64>("round").unwrap();
-        l.push(format!("finish req={} rounds={rounds}", req.id()));
+        l.push(format!("finish req={} rounds={rounds}", req.caller_id()));
         ctx.ret("done", &Args::new().with("rounds", rounds))
     });
     let target = fx.target(&callee);
@@ -938,22 +938,29 @@ fn s16_req_data_persists_per_transaction(mode: Mode) {
     }
 }
 
-/// S17: a transaction's request, responses and recalls share its id, on
-/// the callee too (also across the broker); live requests have distinct
-/// ids; ids are never reused (a 64-bit counter per thread), which is
-/// stricter than POE's "reusable once every holder is gone".
+/// S17: a transaction's request, responses and recalls share its id;
+/// live requests have distinct ids; ids are never reused (a 64-bit
+/// counter per thread), which is stricter than POE's "reusable once every
+/// holder is gone". On the callee, a request and its recalls share one
+/// id, distinct among the callee's live requests: a local request's is
+/// the caller's id; one from another program gets the callee's own, and
+/// the caller's id is [`ServedRequest::caller_id`].
 fn s17_ids_are_shared_by_a_transaction_and_never_reused(mode: Mode) {
     let fx = Fixture::new(mode);
     let callee = Stage::new(&fx.lp, "Callee");
-    let seen = Rc::new(RefCell::new(Vec::new()));
+    // (what, id seen, caller's id seen): on the caller both are rsp.id().
+    type Seen = Rc<RefCell<Vec<(&'static str, u64, u64)>>>;
+    let seen: Seen = Rc::default();
     let s = seen.clone();
     callee.on("work", move |ctx| {
-        s.borrow_mut().push(("served", ctx.req().unwrap().id()));
+        let req = ctx.req().unwrap();
+        s.borrow_mut().push(("served", req.id(), req.caller_id()));
         ctx.emit("emit", &Args::new())
     });
     let s = seen.clone();
     callee.on("again", move |ctx| {
-        s.borrow_mut().push(("recalled", ctx.req().unwrap().id()));
+        let req = ctx.req().unwrap();
+        s.borrow_mut().push(("recalled", req.id(), req.caller_id()));
         ctx.ret("return", &Args::new())
     });
     let target = fx.target(&callee);
@@ -965,11 +972,12 @@ fn s17_ids_are_shared_by_a_transaction_and_never_reused(mode: Mode) {
             Request::to(target.clone(), "work")
                 .on("emit", move |ctx| {
                     let rsp = ctx.rsp().unwrap();
-                    s1.borrow_mut().push(("emit", rsp.id()));
+                    s1.borrow_mut().push(("emit", rsp.id(), rsp.id()));
                     rsp.recall("again", &Args::new())
                 })
                 .on("return", move |ctx| {
-                    s2.borrow_mut().push(("return", ctx.rsp().unwrap().id()));
+                    let id = ctx.rsp().unwrap().id();
+                    s2.borrow_mut().push(("return", id, id));
                     Ok(())
                 })
                 .send()
@@ -978,22 +986,122 @@ fn s17_ids_are_shared_by_a_transaction_and_never_reused(mode: Mode) {
         let (r1, r2) = (send(), send());
         assert_ne!(r1.id(), r2.id(), "live requests have distinct ids");
         run_until(&fx.lp, "both returns", || !r1.is_open() && !r2.is_open());
+        let mut served_ids = Vec::new();
         for r in [&r1, &r2] {
-            let mut kinds: Vec<&str> = seen
+            let of_r: Vec<(&str, u64)> = seen
                 .borrow()
                 .iter()
-                .filter(|(_, id)| *id == r.id())
-                .map(|(k, _)| *k)
+                .filter(|(_, _, caller)| *caller == r.id())
+                .map(|(k, id, _)| (*k, *id))
                 .collect();
+            let mut kinds: Vec<&str> = of_r.iter().map(|(k, _)| *k).collect();
             kinds.sort();
             assert_eq!(kinds, ["emit", "recalled", "return", "served"]);
+            let id_of = |what: &str| of_r.iter().find(|(k, _)| *k == what).unwrap().1;
+            assert_eq!(id_of("emit"), r.id());
+            assert_eq!(id_of("return"), r.id());
+            assert_eq!(
+                id_of("recalled"),
+                id_of("served"),
+                "a recall sees the id of the request it belongs to"
+            );
+            if mode == Mode::Local {
+                assert_eq!(id_of("served"), r.id(), "a local request keeps its id");
+            }
+            served_ids.push(id_of("served"));
         }
+        assert_ne!(served_ids[0], served_ids[1], "the callee's live ids differ");
         ids.extend([r1.id(), r2.id()]);
+        seen.borrow_mut().clear();
     }
     let mut sorted = ids.clone();
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted, ids, "ids increase and are never reused");
+}
+
+in_modes!(s17_live_ids_are_distinct_at_a_callee_of_two_caller_programs);
+
+/// S17 across programs: two callers whose request ids come from
+/// independent counters (each its own thread with its own loop, as two
+/// processes would be: the counter is per thread) both call one
+/// publisher and wait. Their requests carry the same caller id (each is
+/// its program's first), yet the two live requests the publisher serves
+/// have distinct ids, and each keeps its caller's id as `caller_id`.
+fn s17_live_ids_are_distinct_at_a_callee_of_two_caller_programs(mode: Mode) {
+    if !mode.is_remote() {
+        return; // one loop has one counter: covered by the test above
+    }
+    let fx = Fixture::new(mode);
+    let stage = Stage::new(&fx.lp, "Held");
+    let held: Rc<RefCell<Vec<ServedRequest>>> = Rc::default();
+    let h = held.clone();
+    stage.on("hold", move |ctx| {
+        h.borrow_mut().push(ctx.req().unwrap().clone());
+        Ok(())
+    });
+    publish(&fx.lp, fx.publisher.as_ref().unwrap(), &stage, "Held");
+    let address = fx.address.clone().unwrap();
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            let address = address.clone();
+            std::thread::spawn(move || -> (u64, bool) {
+                let lp = EventLoop::new().unwrap();
+                let client = Client::connect(&lp, &address, ClientConfig::default());
+                let remote = subscribe(&lp, &client, "Held");
+                let answered = Rc::new(Cell::new(false));
+                let a = answered.clone();
+                let req = Request::to(remote, "hold")
+                    .on("return", move |_| {
+                        a.set(true);
+                        Ok(())
+                    })
+                    .send()
+                    .unwrap();
+                let reached = lp.run_until(LIMIT * 2, || answered.get()).unwrap();
+                let id = req.id();
+                drop(req);
+                client.close();
+                lp.shutdown();
+                (id, reached)
+            })
+        })
+        .collect();
+    run_until(&fx.lp, "both callers' requests", || {
+        held.borrow().len() == 2
+    });
+    let (a, b) = (held.borrow()[0].clone(), held.borrow()[1].clone());
+    assert!(a.is_open() && b.is_open());
+    assert_eq!(
+        a.caller_id(),
+        b.caller_id(),
+        "each caller's first request has the same id in its own program"
+    );
+    assert_ne!(
+        a.id(),
+        b.id(),
+        "live requests served here have distinct ids"
+    );
+    for r in [&a, &b] {
+        r.ret("return", &Args::new()).unwrap();
+    }
+    let mut caller_ids = Vec::new();
+    let finished = Rc::new(Cell::new(0));
+    for t in callers {
+        while !t.is_finished() {
+            fx.lp
+                .run_until(Duration::from_millis(20), || false)
+                .unwrap();
+        }
+        let (id, reached) = t.join().unwrap();
+        assert!(reached, "the caller got its return");
+        caller_ids.push(id);
+        finished.set(finished.get() + 1);
+    }
+    caller_ids.sort();
+    let mut served = vec![a.caller_id(), b.caller_id()];
+    served.sort();
+    assert_eq!(caller_ids, served, "caller_id is the caller's own id");
 }
 
 /// S20 (examples/candygram): two knocks with role `knock` are handled and
@@ -1176,7 +1284,7 @@ fn s23_pass_to_redelivers_synchronously(mode: Mode) {
     stage.on("start", move |ctx| {
         let req = ctx.req().unwrap();
         req.data().set("seen", "start".to_string());
-        l.push(format!("start req={} x={}", req.id(), int(ctx, "x")));
+        l.push(format!("start req={} x={}", req.caller_id(), int(ctx, "x")));
         let to = text(ctx, "to");
         req.pass_to(&to, &Args::new().with("x", 2))?;
         l.push(format!("after pass_to open={}", req.is_open()));
@@ -1191,7 +1299,7 @@ fn s23_pass_to_redelivers_synchronously(mode: Mode) {
         let req = ctx.req().unwrap();
         l.push(format!(
             "finish req={} x={} seen={:?}",
-            req.id(),
+            req.caller_id(),
             int(ctx, "x"),
             req.data().get::<String>("seen")
         ));
@@ -1458,13 +1566,16 @@ fn error_from_a_handler_is_the_final_response(mode: Mode) {
 // ---------------------------------------------------------------------
 // Errors that only a broker can cause.
 
-/// `no_such_session`: the session was rescinded after the subscribe.
+/// The session was rescinded after the subscribe: once the subscriber
+/// heard of it, requests through its remote stage fail at once.
 #[test]
-fn error_no_such_session_when_the_session_is_gone() {
+fn error_not_subscribed_once_the_session_is_gone() {
     let fx = Fixture::new(Mode::Remote);
     let stage = Stage::new(&fx.lp, "Gone");
     stage.on("work", |ctx| ctx.ret("", &Args::new()));
-    let target = fx.target(&stage);
+    let Target::Remote(remote) = fx.target(&stage) else {
+        unreachable!()
+    };
     let done = Rc::new(Cell::new(false));
     let d = done.clone();
     fx.publisher
@@ -1476,9 +1587,47 @@ fn error_no_such_session_when_the_session_is_gone() {
         })
         .unwrap();
     run_until(&fx.lp, "the rescind", || done.get());
-    let (_reqs, seen) = send_both_ways(&target, "work", |b| b);
-    run_until(&fx.lp, "both errors", || seen.borrow().len() == 2);
-    expect_both(&seen, ErrorCode::NoSuchSession);
+    run_until(&fx.lp, "the session-gone notice", || {
+        !remote.is_subscribed()
+    });
+    let e = Request::to(&remote, "work").send().unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotSubscribed);
+    assert!(e.message.contains("'Gone'"), "{}", e.message);
+}
+
+/// Item 6 of issue 10: after `unsubscribe` a remote stage refuses
+/// requests at once (`not_subscribed`, naming the session) instead of
+/// still delivering them; the publisher never sees them.
+#[test]
+fn requests_through_an_unsubscribed_remote_stage_fail_at_once() {
+    let fx = Fixture::new(Mode::Remote);
+    let stage = Stage::new(&fx.lp, "Unsub");
+    let ran = Counter::new();
+    let r = ran.clone();
+    stage.on("work", move |ctx| {
+        r.bump();
+        ctx.ret("", &Args::new())
+    });
+    let Target::Remote(remote) = fx.target(&stage) else {
+        unreachable!()
+    };
+    let other = remote.clone();
+    let done = Rc::new(RefCell::new(None));
+    let d = done.clone();
+    remote
+        .unsubscribe(move |r| *d.borrow_mut() = Some(r))
+        .unwrap();
+    for through in [&remote, &other] {
+        let e = Request::to(through, "work").send().unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotSubscribed);
+        assert!(e.message.contains("'Unsub'"), "{}", e.message);
+    }
+    run_until(&fx.lp, "the unsubscribe", || done.borrow().is_some());
+    assert_eq!(done.borrow_mut().take().unwrap(), Ok(()));
+    let e = Request::to(&remote, "work").send().unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotSubscribed);
+    fx.barrier();
+    assert_eq!(ran.get(), 0, "nothing was delivered");
 }
 
 /// `publisher_gone`: the publishing client closes mid-call; the callee
@@ -1568,12 +1717,12 @@ fn cancel_before_delivery_runs_neither_method_nor_on_cancel_or_both(mode: Mode) 
     let log = Log::new();
     let l = log.clone();
     stage.on("hold", move |ctx| {
-        l.push(format!("hold {}", ctx.req().unwrap().id()));
+        l.push(format!("hold {}", ctx.req().unwrap().caller_id()));
         Ok(())
     });
     let l = log.clone();
     stage.on("on_cancel", move |ctx| {
-        l.push(format!("cancel {}", ctx.req().unwrap().id()));
+        l.push(format!("cancel {}", ctx.req().unwrap().caller_id()));
         Ok(())
     });
     let target = fx.target(&stage);
@@ -1784,4 +1933,86 @@ fn a_request_served_across_a_rescind_returns_without_a_cancel_tcp() {
 #[test]
 fn a_request_served_across_a_rescind_returns_without_a_cancel_unix() {
     a_request_served_across_a_rescind_returns_without_a_cancel(Mode::RemoteUnix);
+}
+
+/// Item 2 of issue 10: a recall from another program reaches only what
+/// the publication exports and what the stage marks recall-only. A
+/// recall of an unexported handler (`secret_admin`) ends the request with
+/// `no_such_method` and never runs it; the recall-only `answer` works
+/// after `ask` emits, but a request for it is `no_such_method`. On the
+/// same loop nothing is filtered (documented in src/request/mod.rs).
+#[test]
+fn recall_reaches_only_exported_and_recall_only_methods() {
+    for mode in [Mode::Remote, Mode::Local] {
+        let fx = Fixture::new(mode);
+        let stage = Stage::new(&fx.lp, "Dialogue");
+        let log = Log::new();
+        stage.on("ask", |ctx| ctx.emit("question", &Args::new()));
+        let l = log.clone();
+        stage.on("answer", move |ctx| {
+            l.push("answer");
+            ctx.ret("greeting", &Args::new().with("name", text(ctx, "name")))
+        });
+        stage.set_kind("answer", HandlerKind::RecallOnly);
+        let l = log.clone();
+        stage.on("secret_admin", move |ctx| {
+            l.push("secret_admin");
+            ctx.ret("secret", &Args::new())
+        });
+        let target = match mode {
+            Mode::Local => Target::Local(stage.clone()),
+            _ => {
+                let done = Rc::new(RefCell::new(None));
+                let d = done.clone();
+                let publisher = fx.publisher.as_ref().unwrap();
+                stage.publish(publisher, "Dialogue", &["ask"], move |r| {
+                    *d.borrow_mut() = Some(r)
+                });
+                run_until(&fx.lp, "the publish", || done.borrow().is_some());
+                assert_eq!(done.borrow_mut().take().unwrap(), Ok(()));
+                let sub = fx.subscriber.as_ref().unwrap();
+                Target::Remote(subscribe(&fx.lp, sub, "Dialogue"))
+            }
+        };
+        let dialogue = |recall: &'static str| {
+            let out = Rc::new(RefCell::new(None));
+            let (o1, o2) = (out.clone(), out.clone());
+            let req = Request::to(target.clone(), "ask")
+                .on("question", move |ctx| {
+                    let name = Args::new().with("name", "Ann");
+                    ctx.rsp().unwrap().recall(recall, &name)
+                })
+                .on("error", move |ctx| {
+                    *o1.borrow_mut() = Some(Err(ctx.rsp().unwrap().error().unwrap().clone()));
+                    Ok(())
+                })
+                .fallback(move |ctx| {
+                    *o2.borrow_mut() = Some(Ok(ctx.rsp().unwrap().kind().to_string()));
+                    Ok(())
+                })
+                .send()
+                .unwrap();
+            run_until(&fx.lp, "the end of the dialogue", || !req.is_open());
+            let outcome = out.borrow_mut().take().unwrap();
+            outcome
+        };
+        let secret = dialogue("secret_admin");
+        let answer = dialogue("answer");
+        assert_eq!(answer, Ok("greeting".to_string()), "{mode:?}");
+        match mode {
+            Mode::Local => {
+                assert_eq!(secret, Ok("secret".to_string()));
+                assert_eq!(log.lines(), ["secret_admin", "answer"]);
+            }
+            _ => {
+                let e = secret.unwrap_err();
+                assert_eq!(e.code, ErrorCode::NoSuchMethod);
+                assert!(e.message.contains("secret_admin"), "{}", e.message);
+                assert_eq!(log.lines(), ["answer"], "secret_admin never ran");
+                let direct = call(&fx.lp, target.clone(), "answer", Args::new());
+                assert_eq!(direct.code(), Some(ErrorCode::NoSuchMethod));
+                assert_eq!(log.lines(), ["answer"]);
+            }
+        }
+    }
 }

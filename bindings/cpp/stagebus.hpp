@@ -643,7 +643,10 @@ public:
     const sb_served *raw() const noexcept { return p_; }
     explicit operator bool() const noexcept { return p_ != nullptr; }
 
+    // The request's id in this process (distinct among live requests).
     std::uint64_t id() const noexcept { return sb_served_id(p_); }
+    // The caller's id of the request (unique only in the caller's process).
+    std::uint64_t caller_id() const noexcept { return sb_served_caller_id(p_); }
     bool is_open() const noexcept { return sb_served_is_open(p_); }
 
     // An interim response: type "emit", or `kind`.
@@ -813,8 +816,21 @@ public:
         return *this;
     }
 
-    // Publishes the stage through `client` as `session`, offering
-    // `methods` (every handler name when empty).
+    // Marks what the handler(s) of method `name` are for: a request
+    // method (SB_HANDLER_METHOD, the default), reached by recall only
+    // (SB_HANDLER_RECALL_ONLY, a dialogue's answer), or not a method at
+    // all (SB_HANDLER_INTERNAL, e.g. a role handler). Other programs
+    // reach only exported methods by request, and those plus the
+    // recall-only ones by recall; anything else is no_such_method.
+    Stage &set_kind(CStr name, sb_handler_kind kind) {
+        detail::check(sb_stage_set_kind(raw(), name.c_str(), static_cast<std::uint32_t>(kind)));
+        return *this;
+    }
+
+    // Publishes the stage through `client` as `session`, exporting
+    // `methods`, or when empty the stage's request methods (its
+    // SB_HANDLER_METHOD names; never on_cancel, on_my_<type> or a name
+    // marked otherwise with set_kind).
     void publish(const Client &client, CStr session, const std::vector<std::string> &methods,
                  DoneFn done = {}) const {
         std::vector<const char *> names;

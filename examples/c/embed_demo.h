@@ -253,6 +253,8 @@ static int demo_start(struct demo *d) {
            demo_check(d, sb_stage_on(d->greeter, "hello", svc_hello, NULL, NULL), "hello") &&
            demo_check(d, sb_stage_on(d->greeter, "ask", svc_ask, NULL, NULL), "ask") &&
            demo_check(d, sb_stage_on(d->greeter, "answer", svc_answer, NULL, NULL), "answer") &&
+           demo_check(d, sb_stage_set_kind(d->greeter, "answer", SB_HANDLER_RECALL_ONLY),
+                      "answer kind") &&
            demo_check(d, sb_stage_publish(d->greeter, d->service_client, "Greeter", methods, 2,
                                           published, d, NULL),
                       "publish");

@@ -260,12 +260,14 @@ int main(int argc, char **argv) {
         !check(sb_stage_on(stage, "count", on_count, NULL, NULL), "count") ||
         !check(sb_stage_on(stage, "ask", on_ask, NULL, NULL), "ask") ||
         !check(sb_stage_on(stage, "answer", on_answer, NULL, NULL), "answer") ||
+        /* Reached by a recall inside an `ask` only, never requested. */
+        !check(sb_stage_set_kind(stage, "answer", SB_HANDLER_RECALL_ONLY), "answer kind") ||
         !check(sb_stage_on(stage, "slow", on_slow, NULL, NULL), "slow")) {
         svc.exit_code = 1;
         goto out;
     }
     /* The methods callers may request. `answer` is left out on purpose:
-     * it is only reached by a recall inside an `ask` request. */
+     * it is recall-only, reached by a recall inside an `ask` request. */
     {
         const char *methods[] = {"hello", "count", "ask", "slow"};
         if (!check(sb_stage_publish(stage, client, "Greeter", methods, 4, published, &svc, NULL),

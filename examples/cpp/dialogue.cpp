@@ -263,6 +263,7 @@ int main() {
         });
 
         // --- go -----------------------------------------------------------------
+        greeter.set_kind("answer", SB_HANDLER_RECALL_ONLY); // reached by recall only
         greeter.publish(service_client, "Greeter", {"hello", "ask", "slow", "strict"},
                         [&](sb_status st, std::string_view m) {
                             if (st != SB_OK) {

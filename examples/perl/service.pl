@@ -33,9 +33,10 @@ my $host = StageBus::POE->new(loop => $loop, alias => 'stagebus');
 my ($client, $exit_code) = (undef, 0);
 
 my $greeter = StageBus::Stage->new(
-    loop     => $loop,
-    name     => 'Greeter',
-    handlers => {
+    loop        => $loop,
+    name        => 'Greeter',
+    recall_only => ['answer'],    # reached by a recall inside an `ask` only
+    handlers    => {
         hello => sub {
             my ($ctx) = @_;
             my $name = $ctx->args->{name} // 'world';

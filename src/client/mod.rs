@@ -267,6 +267,18 @@ impl Client {
         matches!(self.shared.state.borrow().status, Status::Ready(_))
     }
 
+    /// Whether this client is subscribed to `session`: from a successful
+    /// subscribe until [`Client::unsubscribe`] is called, the session goes
+    /// away, or the connection closes.
+    pub fn is_subscribed(&self, session: &str) -> bool {
+        self.shared.state.borrow().subscriptions.contains(session)
+    }
+
+    /// Whether the connection has closed (or failed to open).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.shared.state.borrow().status, Status::Closed(_))
+    }
+
     /// Publishes a session named `session` with `methods`. Calls to it
     /// run `serve`; `done` gets the broker's answer (`already_exists`,
     /// `invalid_argument`, `limit_exceeded`, …).
@@ -356,13 +368,15 @@ impl Client {
     }
 
     /// Ends a subscription. Fails at once (no callback) if there is none:
-    /// `Unknown session 'X'`.
+    /// `Unknown session 'X'`. The subscription ends here at once (remote
+    /// stages of it refuse requests from now on); `done` reports the
+    /// broker's answer.
     pub fn unsubscribe(
         &self,
         session: &str,
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) -> Result<(), Error> {
-        if !self.shared.state.borrow().subscriptions.contains(session) {
+        if !self.shared.state.borrow_mut().subscriptions.remove(session) {
             return Err(Error::new(
                 ErrorCode::NotSubscribed,
                 format!("Unknown session '{session}'"),

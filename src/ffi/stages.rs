@@ -7,7 +7,7 @@ use super::net::{done_closure, sb_client, sb_done_fn, text_array};
 use super::values::{args_or_empty, sb_args};
 use crate::error::Error;
 use crate::request::{
-    Ctx, RemoteStage, Request, RequestBuilder, Response, ServedRequest, Stage, Target,
+    Ctx, HandlerKind, RemoteStage, Request, RequestBuilder, Response, ServedRequest, Stage, Target,
 };
 use std::ffi::{c_char, c_void, CString};
 use std::time::Duration;
@@ -220,9 +220,64 @@ pub unsafe extern "C" fn sb_stage_on(
     })
 }
 
+/// What a stage's handler is for, as far as other programs are concerned
+/// (`sb_stage_set_kind`). Passed to C functions as a `uint32_t`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum sb_handler_kind {
+    /// A request method: exported by `sb_stage_publish` without a method
+    /// list; reached by requests and recalls. The default for every name
+    /// but the ones below.
+    SB_HANDLER_METHOD = 0,
+    /// Reached by a recall inside a transaction only (the answer of a
+    /// dialogue), never by a request from another program.
+    SB_HANDLER_RECALL_ONLY = 1,
+    /// Not a method (a response handler such as `on_<role>_<type>`,
+    /// `on_cancel`, `on_my_<type>`): never reached from another program.
+    /// The default for `cancel`, `return`, `emit`, `error` and `my_*`.
+    SB_HANDLER_INTERNAL = 2,
+}
+
+/// Marks what the handler(s) of method `name` (`foo` or `on_foo`) are
+/// for: `kind` is an `sb_handler_kind`. Other programs reach a published
+/// stage's exported methods (the list given to `sb_stage_publish`, or
+/// without one its `SB_HANDLER_METHOD` names) by request and recall, and
+/// its `SB_HANDLER_RECALL_ONLY` methods by recall; anything else is
+/// `SB_NO_SUCH_METHOD`. Requests on the same loop are not filtered.
+/// `SB_INVALID_ARGUMENT` for an unknown kind or an empty name.
+#[no_mangle]
+pub unsafe extern "C" fn sb_stage_set_kind(
+    stage: *const sb_stage,
+    name: *const c_char,
+    kind: u32,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or live / NUL-terminated per the conventions.
+        let (stage, name) = unsafe { (arg(stage, "stage")?, text(name, "name")?) };
+        let kind = match kind {
+            0 => HandlerKind::Method,
+            1 => HandlerKind::RecallOnly,
+            2 => HandlerKind::Internal,
+            other => {
+                return Err(fail(
+                    sb_status::SB_INVALID_ARGUMENT,
+                    format!("{other} is not an sb_handler_kind"),
+                ))
+            }
+        };
+        if name.is_empty() {
+            return Err(fail(sb_status::SB_INVALID_ARGUMENT, "the name is empty"));
+        }
+        stage.set_kind(name, kind);
+        Ok(())
+    })
+}
+
 /// Publishes the stage on a broker through `client` as `session`,
-/// offering `n_methods` methods (all its handler names when 0). `done`
-/// runs once with the broker's answer.
+/// exporting `n_methods` methods, or when 0 the stage's request methods
+/// (its `SB_HANDLER_METHOD` handler names, without `on_`; never
+/// `on_cancel`, `on_my_<type>` or a handler marked otherwise with
+/// `sb_stage_set_kind`). `done` runs once with the broker's answer.
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_publish(
     stage: *const sb_stage,
@@ -335,7 +390,10 @@ pub unsafe extern "C" fn sb_remote_subscribe(
     })
 }
 
-/// Ends the subscription; `done` runs once.
+/// Ends the subscription; `done` runs once. From this call on, requests
+/// through the remote stage (and any other of the same client and
+/// session) fail at once in `sb_request_send` with `SB_NOT_SUBSCRIBED`,
+/// as they do once the session went away.
 #[no_mangle]
 pub unsafe extern "C" fn sb_remote_unsubscribe(
     remote: *const sb_remote,
@@ -703,11 +761,21 @@ pub unsafe extern "C" fn sb_served_free(s: *mut sb_served) {
     drop(unsafe { take(s) });
 }
 
-/// The request's id (the caller's id of it).
+/// The request's id in this process (shared by its recalls): for a
+/// request from this loop the caller's `sb_request_id`, for one from
+/// another program a fresh id of this process, so live ids are distinct.
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_id(s: *const sb_served) -> u64 {
     // SAFETY: NULL or a live sb_served.
     value_or(0, || Ok(unsafe { served(s) }?.id()))
+}
+
+/// The caller's id of the request (its `sb_request_id` in the calling
+/// process; unique only there). 0 for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn sb_served_caller_id(s: *const sb_served) -> u64 {
+    // SAFETY: NULL or a live sb_served.
+    value_or(0, || Ok(unsafe { served(s) }?.caller_id()))
 }
 
 /// Whether the request can still be answered.

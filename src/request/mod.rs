@@ -30,6 +30,48 @@
 //!   for the caller, [`ServedRequest::data`] for the callee) is dropped
 //!   exactly once, when that side ends.
 //!
+//! # What a publication exports
+//!
+//! [`Stage::publish`] exports the method list given, or without one the
+//! stage's request methods: its handlers of kind [`HandlerKind::Method`]
+//! ([`Stage::method_names`]). `on_cancel`, `on_return`, `on_emit`,
+//! `on_error` and `on_my_<type>` are [`HandlerKind::Internal`] by their
+//! names; every other name is a method unless [`Stage::set_kind`] says
+//! otherwise, because a name cannot tell a role handler
+//! (`on_knock_hello`) or a name mapped with
+//! [`RequestBuilder::on_method`] from a method: the stage knows only what
+//! it is told, so mark those `Internal`. Another program then reaches:
+//!
+//! * by request, the exported methods only; anything else is
+//!   `no_such_method`, refused by the broker (and by the publisher again);
+//! * by recall, the exported methods and those marked
+//!   [`HandlerKind::RecallOnly`] (a dialogue's answer, reached only after
+//!   an emit); anything else ends the request with `no_such_method`,
+//!   refused by the publisher.
+//!
+//! Requests and recalls on the same loop are not filtered: they may run
+//! any handler by name, as in POE::Stage. The program owns both sides;
+//! kinds guard only the boundary to other programs.
+//!
+//! # Ids
+//!
+//! Every id a thread's loop shows comes from one counter: its own
+//! requests ([`Request::id`]), and the requests it serves
+//! ([`ServedRequest::id`]): one from this loop keeps its caller's id, one
+//! from another program gets a fresh one, so live ids seen in a process
+//! are distinct however many programs call it. Recalls see the id of the
+//! request they belong to. The caller's own id of a request served for
+//! another program is [`ServedRequest::caller_id`] (unique only in the
+//! caller's process).
+//!
+//! # Remote stages and subscriptions
+//!
+//! A [`RemoteStage`] sends requests while its client is subscribed to its
+//! session. After [`RemoteStage::unsubscribe`], or once the session went
+//! away (rescinded, its publisher gone), sending through it fails at once
+//! with `not_subscribed` naming the session; on a closed client the
+//! request ends with `broker_gone` as before.
+//!
 //! # Handler choice for a response of type T
 //!
 //! 1. the callee's own `on_my_T` intercepts it (nothing is sent; a final
@@ -55,7 +97,7 @@ mod transaction;
 
 pub use remote::RemoteStage;
 pub use scope::Scope;
-pub use stage::{Ctx, HandlerFn, Stage};
+pub use stage::{Ctx, HandlerFn, HandlerKind, Stage};
 pub use transaction::{
     set_diagnostic_hook, unhandled_responses, Request, RequestBuilder, Response, ServedRequest,
     Target,

@@ -1,11 +1,12 @@
 //! Remote stages: sessions behind a broker, used like local stages.
 
-use super::stage::Stage;
-use super::transaction::{run_method, ServedLink, ServedRequest};
+use super::names::strip_on;
+use super::stage::{HandlerKind, Stage};
+use super::transaction::{next_id, run_method, ServedLink, ServedRequest};
 use crate::client::{Client, Inbound};
 use crate::error::Error;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 
@@ -61,17 +62,36 @@ impl RemoteStage {
         &self.client
     }
 
-    /// Ends the subscription (see [`Client::unsubscribe`]).
+    /// Whether requests may go through this remote stage: its client is
+    /// subscribed to the session. After [`RemoteStage::unsubscribe`], or
+    /// once the session went away (rescinded, its publisher gone, the
+    /// client closed), requests through it fail at once.
+    pub fn is_subscribed(&self) -> bool {
+        self.client.is_subscribed(&self.session)
+    }
+
+    /// Ends the subscription (see [`Client::unsubscribe`]); from this
+    /// call on, requests through this remote stage (and every other of
+    /// the same client and session: the subscription is the client's)
+    /// fail at once with `not_subscribed`.
     pub fn unsubscribe(&self, done: impl FnOnce(Result<(), Error>) + 'static) -> Result<(), Error> {
         self.client.unsubscribe(&self.session, done)
     }
 }
 
 impl Stage {
-    /// Publishes this stage on a broker as `session`, offering `methods`
-    /// (every handler name without its `on_` prefix when empty). Calls
-    /// from other programs then run its handlers exactly as local
-    /// requests do.
+    /// Publishes this stage on a broker as `session`, exporting `methods`,
+    /// or when it is empty the stage's request methods
+    /// ([`Stage::method_names`]: handlers of kind
+    /// [`HandlerKind::Method`], never `on_cancel`, `on_my_<type>` or a
+    /// handler marked [`HandlerKind::Internal`]). Calls from other
+    /// programs then run its handlers exactly as local requests do.
+    ///
+    /// Other programs reach only what is exported: a request for any other
+    /// name is refused with `no_such_method` (by the broker, and again
+    /// here); a recall reaches the exported methods and those marked
+    /// [`HandlerKind::RecallOnly`] (as marked when the recall arrives),
+    /// and any other name ends the request with `no_such_method`.
     pub fn publish(
         &self,
         client: &Client,
@@ -84,15 +104,34 @@ impl Stage {
         } else {
             methods.iter().map(|m| m.to_string()).collect()
         };
+        let exported: HashSet<String> = names.iter().map(|m| strip_on(m).to_string()).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let stage = self.clone();
         let serving: Rc<Serving> = Rc::default();
+        let unexported = |stage: &Stage, method: &str| {
+            Error::new(
+                crate::ErrorCode::NoSuchMethod,
+                format!(
+                    "Session of stage '{}' does not export method '{method}'",
+                    stage.name()
+                ),
+            )
+        };
         client.publish(
             session,
             &names,
             move |delivery, inbound| match inbound {
                 Inbound::Call { method, args } => {
+                    if !exported.contains(strip_on(&method)) {
+                        // The broker checks this already; a publisher does
+                        // not rely on it for what it exposes.
+                        let _ = delivery.fail(unexported(&stage, &method));
+                        return;
+                    }
+                    // Ids seen in this process come from its own counter;
+                    // the caller's id of the request is kept apart.
                     let served = ServedRequest::new(
+                        next_id(),
                         delivery.origin(),
                         stage.clone(),
                         Rc::from(method),
@@ -111,7 +150,13 @@ impl Stage {
                 Inbound::Recall { method, args } => {
                     let served = serving.0.borrow().get(&delivery.id()).cloned();
                     if let Some(served) = served {
-                        run_method(&served, &method, &args);
+                        let reachable = exported.contains(strip_on(&method))
+                            || stage.kind(&method) == HandlerKind::RecallOnly;
+                        if reachable {
+                            run_method(&served, &method, &args);
+                        } else {
+                            let _ = served.fail(unexported(&stage, &method));
+                        }
                     }
                 }
                 Inbound::Cancel => {

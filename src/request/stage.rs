@@ -2,13 +2,14 @@
 //! runs in.
 
 use super::handlers::HandlerTable;
-use super::names::strip_on;
+use super::names::{strip_on, ON, ON_MY};
 use super::scope::Scope;
 use super::transaction::{Response, ServedRequest};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::value::{Args, Value};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::rc::{Rc, Weak};
 
@@ -25,6 +26,33 @@ pub type HandlerFn = Rc<dyn Fn(&Ctx<'_>) -> Result<(), Error>>;
 /// name a request maps a type to); `on_my_<type>` intercepts the stage's
 /// own responses; `on_cancel` hears of cancelled requests. Cloning gives
 /// another handle to the same stage.
+///
+/// # Which handlers other programs may reach
+///
+/// Every handler has a [`HandlerKind`], kept per method name (the name
+/// without a leading `on_`, so `foo` and `on_foo` share one):
+///
+/// * `cancel`, `return`, `emit`, `error` and every `my_<type>` (that is
+///   `on_cancel`, `on_return`, `on_emit`, `on_error`, `on_my_<type>`)
+///   are [`HandlerKind::Internal`] unless marked otherwise;
+/// * every other name is a [`HandlerKind::Method`] unless marked
+///   otherwise with [`Stage::set_kind`]. A name cannot tell a role
+///   handler (`on_knock_hello`) or a name mapped with
+///   [`RequestBuilder::on_method`](super::RequestBuilder::on_method)
+///   from a method, so a stage that publishes without a method list
+///   marks those [`HandlerKind::Internal`]; a method reached only by a
+///   recall inside a dialogue is marked [`HandlerKind::RecallOnly`].
+///
+/// A publication exports the method list given to [`Stage::publish`], or
+/// without one the stage's [`HandlerKind::Method`] names. Another program
+/// reaches only those: a request for anything else is `no_such_method`
+/// (refused by the broker), and a recall reaches the exported methods and
+/// the [`HandlerKind::RecallOnly`] ones, anything else is
+/// `no_such_method` (refused by the publisher, ending the request).
+///
+/// On the same loop nothing is filtered: a local request or recall may
+/// run any handler by name, as in POE::Stage (the program owns both
+/// sides; kinds guard the boundary to other programs only).
 #[derive(Clone)]
 pub struct Stage {
     pub(crate) inner: Rc<StageInner>,
@@ -34,7 +62,41 @@ pub(crate) struct StageInner {
     name: String,
     lp: EventLoop,
     handlers: RefCell<HandlerTable>,
+    /// Kinds set with [`Stage::set_kind`], by method name (no `on_`).
+    kinds: RefCell<HashMap<String, HandlerKind>>,
     data: Scope,
+}
+
+/// What a handler is for, as far as other programs are concerned (see
+/// [`Stage`], "Which handlers other programs may reach").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HandlerKind {
+    /// A request method: exported by a publication without a method
+    /// list; reached by requests and recalls.
+    Method,
+    /// Reached by a recall inside a transaction only (the answer of a
+    /// dialogue), never by a request from another program; never in a
+    /// default export list.
+    RecallOnly,
+    /// Not a method (a response handler, `on_cancel`, `on_my_<type>`):
+    /// never reached from another program.
+    Internal,
+}
+
+impl HandlerKind {
+    /// The kind a method name has until [`Stage::set_kind`] says
+    /// otherwise: `Internal` for the names of the stage's own hooks and
+    /// the standard response handlers, `Method` for everything else.
+    pub fn default_for(name: &str) -> HandlerKind {
+        let bare = strip_on(name);
+        let internal = matches!(bare, "cancel" | "return" | "emit" | "error")
+            || bare.starts_with(&ON_MY[ON.len()..]);
+        if internal {
+            HandlerKind::Internal
+        } else {
+            HandlerKind::Method
+        }
+    }
 }
 
 impl fmt::Debug for Stage {
@@ -57,6 +119,7 @@ impl Stage {
                 name: name.to_string(),
                 lp: lp.clone(),
                 handlers: RefCell::new(HandlerTable::default()),
+                kinds: RefCell::new(HashMap::new()),
                 data: Scope::default(),
             }),
         }
@@ -110,9 +173,37 @@ impl Stage {
         &self.inner.data
     }
 
-    /// Every handler name with a leading `on_` removed, sorted: what a
-    /// publication of this stage offers by default.
+    /// Marks what the handler(s) of method `name` are for (`foo` and
+    /// `on_foo` name the same method). Takes effect for publications made
+    /// afterwards (their export list) and for recalls arriving afterwards.
+    /// May be set before or after the handler is registered.
+    pub fn set_kind(&self, name: &str, kind: HandlerKind) -> &Stage {
+        let bare = strip_on(name).to_string();
+        self.inner.kinds.borrow_mut().insert(bare, kind);
+        self
+    }
+
+    /// The kind of method `name`: as set with [`Stage::set_kind`], else
+    /// [`HandlerKind::default_for`].
+    pub fn kind(&self, name: &str) -> HandlerKind {
+        let bare = strip_on(name);
+        self.inner
+            .kinds
+            .borrow()
+            .get(bare)
+            .copied()
+            .unwrap_or_else(|| HandlerKind::default_for(bare))
+    }
+
+    /// The stage's request methods ([`HandlerKind::Method`]), without a
+    /// leading `on_`, sorted: what a publication of this stage exports
+    /// when it is given no method list.
     pub fn method_names(&self) -> Vec<String> {
+        self.names_of_kind(HandlerKind::Method)
+    }
+
+    /// The registered method names (without `on_`, sorted) of `kind`.
+    pub(crate) fn names_of_kind(&self, kind: HandlerKind) -> Vec<String> {
         let mut names: Vec<String> = self
             .inner
             .handlers
@@ -122,6 +213,7 @@ impl Stage {
             .collect();
         names.sort();
         names.dedup();
+        names.retain(|n| self.kind(n) == kind);
         names
     }
 

@@ -76,7 +76,10 @@ thread_local! {
     static DIAGNOSTIC: RefCell<Option<DiagnosticFn>> = const { RefCell::new(None) };
 }
 
-fn next_id() -> u64 {
+/// The next request id of this thread: every id a program sees (its own
+/// requests, and the requests it serves for other programs) comes from
+/// this one counter, so live ids are distinct within the process's loop.
+pub(crate) fn next_id() -> u64 {
     NEXT_ID.with(|n| {
         let id = n.get();
         n.set(id + 1);
@@ -439,8 +442,10 @@ impl RequestBuilder {
     /// the sender returns to the loop, it never reaches the callee, local
     /// or remote (see the module's guarantees).
     ///
-    /// Fails at once with `invalid_argument` for an empty method and with
-    /// `cancelled` when the parent has already ended.
+    /// Fails at once with `invalid_argument` for an empty method, with
+    /// `cancelled` when the parent has already ended, and with
+    /// `not_subscribed` for a remote stage whose subscription has ended
+    /// (see [`RemoteStage::is_subscribed`]).
     pub fn send(self) -> Result<Request, Error> {
         if self.method.is_empty() {
             return Err(Error::new(
@@ -461,6 +466,19 @@ impl RequestBuilder {
                 ));
             }
         }
+        if let Target::Remote(remote) = &self.target {
+            // A closed client still takes the call and ends it with
+            // `broker_gone`, the reason that matters more.
+            if !remote.is_subscribed() && !remote.client().is_closed() {
+                return Err(Error::new(
+                    ErrorCode::NotSubscribed,
+                    format!(
+                        "not subscribed to session '{}' (unsubscribed, or the session went away)",
+                        remote.session()
+                    ),
+                ));
+            }
+        }
         let lp = self.target.event_loop().clone();
         let rec = Rc::new(CallerRec {
             id: next_id(),
@@ -477,6 +495,7 @@ impl RequestBuilder {
         let link = match &self.target {
             Target::Local(stage) => {
                 let served = ServedRequest::new(
+                    rec.id,
                     rec.id,
                     stage.clone(),
                     self.method.clone(),
@@ -648,6 +667,7 @@ pub(crate) enum ServedLink {
 
 pub(crate) struct ServedRec {
     id: u64,
+    caller_id: u64,
     stage: Stage,
     method: Rc<str>,
     open: Cell<bool>,
@@ -670,6 +690,7 @@ impl fmt::Debug for ServedRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServedRequest")
             .field("id", &self.0.id)
+            .field("caller_id", &self.0.caller_id)
             .field("stage", &self.0.stage.name())
             .field("method", &self.0.method)
             .field("open", &self.0.open.get())
@@ -678,9 +699,16 @@ impl fmt::Debug for ServedRequest {
 }
 
 impl ServedRequest {
-    pub(crate) fn new(id: u64, stage: Stage, method: Rc<str>, link: ServedLink) -> ServedRequest {
+    pub(crate) fn new(
+        id: u64,
+        caller_id: u64,
+        stage: Stage,
+        method: Rc<str>,
+        link: ServedLink,
+    ) -> ServedRequest {
         ServedRequest(Rc::new(ServedRec {
             id,
+            caller_id,
             stage,
             method,
             open: Cell::new(true),
@@ -693,9 +721,20 @@ impl ServedRequest {
         }))
     }
 
-    /// The request's id: the caller's id of it, also across a broker.
+    /// The request's id in this process, shared by its recalls: for a
+    /// request from this loop the caller's [`Request::id`]; for one from
+    /// another program a fresh id from this process's counter, so that
+    /// live ids seen here are distinct even when several programs call.
     pub fn id(&self) -> u64 {
         self.0.id
+    }
+
+    /// The caller's id of the request: its [`Request::id`] in the calling
+    /// process (equal to [`ServedRequest::id`] for a request from this
+    /// loop). Unique only within the caller's process; useful to match
+    /// logs of both sides.
+    pub fn caller_id(&self) -> u64 {
+        self.0.caller_id
     }
 
     /// The method the caller asked for.

@@ -44,7 +44,7 @@ static int32_t foo(void *user, const sb_ctx *ctx)
     sb_args *ret;
     cb_alive(c);
     c->calls++;
-    c->id = sb_served_id(req);
+    c->id = sb_served_caller_id(req);
     CHECK_STR(sb_ctx_name(ctx), "foo");
     CHECK(sb_ctx_rsp(ctx) == NULL);
     CHECK(sb_ctx_stage(ctx) != NULL);
@@ -66,7 +66,7 @@ static int32_t bar(void *user, const sb_ctx *ctx)
     sb_args *ret;
     cb_alive(c);
     c->calls++;
-    c->id = sb_served_id(sb_ctx_req(ctx));
+    c->id = sb_served_caller_id(sb_ctx_req(ctx));
     CHECK_STR(sb_ctx_name(ctx), "bar");
     CHECK_OK(sb_args_get_int(sb_ctx_args(ctx), "arg", &n));
     CHECK_INT(n, 1);
@@ -85,7 +85,7 @@ static int32_t yar(void *user, const sb_ctx *ctx)
     sb_args *ret;
     cb_alive(c);
     c->calls++;
-    c->id = sb_served_id(sb_ctx_req(ctx));
+    c->id = sb_served_caller_id(sb_ctx_req(ctx));
     CHECK_STR(sb_ctx_name(ctx), "yar");
     CHECK_OK(sb_args_get_bool(sb_ctx_args(ctx), "arg", &b));
     CHECK(b == false);
@@ -227,7 +227,7 @@ static void flow(const char *listen)
     CHECK_INT(m_yar->calls, 1);
     CHECK_STR(order, "foo,bar,yar");
     CHECK_STR(returns, "foo,bar,yar");
-    /* Both sides name the transaction alike. */
+    /* The callee sees the caller's id of the transaction as caller_id. */
     CHECK_INT(m_foo->id, r_foo->id);
     CHECK_INT(m_bar->id, r_bar->id);
     CHECK_INT(m_yar->id, r_yar->id);

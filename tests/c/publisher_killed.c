@@ -142,15 +142,16 @@ int main(void)
     sb_request_free(req);
     cb_check_freed(err, 1);
 
-    err = cb_new("error after");
-    req = call_remote(remote, "hang", err);
-    RUN_UNTIL(lp, err->calls == 1);
-    CHECK_ST(err->status, SB_NO_SUCH_SESSION);
-    sb_request_free(req);
+    /* The subscription ended with the session: requests through its
+     * remote stage fail at once. */
+    req = NULL;
+    CHECK_ST(sb_request_send(sb_request_to_remote(remote, "hang"), &req),
+             SB_NOT_SUBSCRIBED);
+    CHECK(req == NULL);
     again = subscribe_wait(lp, client, "Victim", &st);
     CHECK_ST(st, SB_NO_SUCH_SESSION);
     CHECK(again == NULL);
-    OK("later calls and subscriptions get no_such_session");
+    OK("later calls fail with not_subscribed, subscriptions with no_such_session");
 
     close(p.ctl);
     close(p.report);

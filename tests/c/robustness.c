@@ -171,6 +171,11 @@ static void nulls_outside_handlers(void)
     REG_FAILS(SB_NULL_ARGUMENT, sb_stage_on(stage, NULL, h_noop, U, cb_free));
     REG_FAILS(SB_NULL_ARGUMENT, sb_stage_on(stage, "m", NULL, U, cb_free));
     REG_FAILS(SB_INVALID_UTF8, sb_stage_on(stage, bad, h_noop, U, cb_free));
+    CHECK_ST(sb_stage_set_kind(NULL, "m", SB_HANDLER_INTERNAL), SB_NULL_ARGUMENT);
+    CHECK_ST(sb_stage_set_kind(stage, NULL, SB_HANDLER_INTERNAL), SB_NULL_ARGUMENT);
+    CHECK_ST(sb_stage_set_kind(stage, bad, SB_HANDLER_INTERNAL), SB_INVALID_UTF8);
+    CHECK_ST(sb_stage_set_kind(stage, "m", 7), SB_INVALID_ARGUMENT);
+    CHECK_ST(sb_stage_set_kind(stage, "", SB_HANDLER_METHOD), SB_INVALID_ARGUMENT);
     REG_FAILS(SB_NULL_ARGUMENT, sb_stage_publish(NULL, client, "S", NULL, 0,
                                                  cb_done, U, cb_free));
     REG_FAILS(SB_NULL_ARGUMENT, sb_stage_publish(stage, NULL, "S", NULL, 0,
@@ -253,6 +258,7 @@ static void nulls_outside_handlers(void)
     CHECK(sb_ctx_stage(NULL) == NULL);
     CHECK(sb_served_ref(NULL) == NULL);
     CHECK_INT(sb_served_id(NULL), 0);
+    CHECK_INT(sb_served_caller_id(NULL), 0);
     CHECK(!sb_served_is_open(NULL));
     NULLARG(sb_served_emit(NULL, NULL, NULL));
     NULLARG(sb_served_return(NULL, NULL, NULL));

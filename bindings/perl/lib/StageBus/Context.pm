@@ -120,7 +120,10 @@ sub _p {
         : 'the served request reference was freed');
 }
 
-sub id      { StageBus::_C::sb_served_id($_[0]->_p) }
+# The request's id in this process (distinct among live requests); the
+# caller's own id of it (unique only in the caller's process).
+sub id        { StageBus::_C::sb_served_id($_[0]->_p) }
+sub caller_id { StageBus::_C::sb_served_caller_id($_[0]->_p) }
 sub is_open { StageBus::_C::sb_served_is_open($_[0]->_p) ? 1 : 0 }
 
 sub _answer {

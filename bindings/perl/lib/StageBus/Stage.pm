@@ -21,6 +21,29 @@ sub new {
     my $h = $a->{handlers} || {};
     ref $h eq 'HASH' or StageBus::_croak(invalid_argument => 'handlers must be a hash ref of code refs');
     $self->on($_ => $h->{$_}) for sort keys %$h;
+    for my $opt (qw(recall_only internal)) {
+        my $names = $a->{$opt} || [];
+        ref $names eq 'ARRAY' or StageBus::_croak(invalid_argument => "$opt must be an array ref of names");
+        $self->set_kind($_ => $opt) for @$names;
+    }
+    return $self;
+}
+
+my %KIND = (method => 0, recall_only => 1, internal => 2);
+
+# Marks what the handler(s) of method $name are for: 'method' (the
+# default), 'recall_only' (reached by a recall inside a transaction only,
+# a dialogue's answer) or 'internal' (not a method: a role handler, ...).
+# Other programs reach a published stage's exported methods by request,
+# and those plus the recall-only ones by recall; anything else is
+# no_such_method.
+sub set_kind {
+    my ($self, $name, $kind) = @_;
+    defined $name or StageBus::_croak(invalid_argument => 'set_kind: a handler name is needed');
+    defined $kind && exists $KIND{$kind}
+        or StageBus::_croak(invalid_argument => "set_kind: kind must be method, recall_only or internal");
+    StageBus::_check(StageBus::_C::sb_stage_set_kind($self->_p, StageBus::_to_c($name, 'the handler name'), $KIND{$kind}),
+        "set_kind '$name'");
     return $self;
 }
 
@@ -125,8 +148,9 @@ StageBus::Stage - a named table of handlers (POE::Stage)
         },
     );
     $stage->on(on_cancel => sub { ... });
+    $stage->set_kind(answer => 'recall_only');  # a dialogue's answer
     $stage->publish(client => $client, session => 'Counter',
-                    methods => ['count'],       # default: every handler
+                    methods => ['count'],       # default: the request methods
                     on_done => sub { my ($err) = @_ });
     my $req = $stage->request(method => 'count', args => { n => 3 },
                               on_tick => sub { ... }, on_return => sub { ... });
@@ -147,9 +171,24 @@ stage's own responses; C<on_cancel>.
 The stage lives on in the library while requests to it or a
 publication of it need it, even after its object is dropped.
 
+=head2 What other programs may call
+
+A publication exports the C<methods> given, or without them the
+stage's request methods: every handler name (without C<on_>) of kind
+C<method>. C<on_cancel>, C<on_return>, C<on_emit>, C<on_error> and
+C<on_my_E<lt>typeE<gt>> are of kind C<internal>; every other name is a
+C<method> unless marked with C<set_kind> (or the C<recall_only> and
+C<internal> lists of C<new>). A name cannot tell a role handler
+(C<on_knock_hello>) from a method, so mark it C<internal>. Other
+programs reach only exported methods by request, and exported plus
+C<recall_only> methods by recall; anything else is C<no_such_method>.
+Requests from the same loop are not filtered.
+
 =head1 METHODS
 
-C<new(loop, name, handlers =E<gt> {...})>, C<on($name, $code)>,
+C<new(loop, name, handlers =E<gt> {...}, recall_only =E<gt> [...],
+internal =E<gt> [...])>, C<on($name, $code)>, C<set_kind($name, $kind)>
+(C<method>, C<recall_only>, C<internal>),
 C<publish(client, session, methods, on_done)>, C<data> (a hash ref kept
 with the stage), C<request(...)>, C<name>, C<loop>.
 

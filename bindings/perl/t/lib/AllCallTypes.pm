@@ -29,7 +29,7 @@ sub start {
                 my ($ctx) = @_;
                 my $req = $ctx->req;
                 ok(blessed($req) && $req->isa('StageBus::Served'), "$t 1 do_emit: req is a request");
-                is($req->id, $ids->{go}, "$t 2 do_emit: req id is go's id");
+                is($req->caller_id, $ids->{go}, "$t 2 do_emit: req caller_id is go's id");
                 ok(!defined $ctx->rsp, "$t 3 do_emit: no rsp");
                 ok(!defined $req->data->{key}, "$t 4 do_emit: own req-scope key is undefined (no bleed)");
                 $req->data->{newkey} = 8675;
@@ -40,7 +40,7 @@ sub start {
                 my ($ctx) = @_;
                 my $req = $ctx->req;
                 ok(blessed($req) && $req->isa('StageBus::Served'), "$t 10 recall: req is a request");
-                is($req->id, $ids->{go}, "$t 11 recall: req id is go's id");
+                is($req->caller_id, $ids->{go}, "$t 11 recall: req caller_id is go's id");
                 ok(!defined $ctx->rsp, "$t 12 recall: no rsp");
                 ok(!defined $req->data->{key}, "$t 13 recall: req-scope key is undefined");
                 ok($req->data->{newkey} == 8675 && $ctx->stage->data->{newkey} == 8675,
