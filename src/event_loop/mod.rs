@@ -321,6 +321,17 @@ impl EventLoop {
         self.inner.registry.reregister(io, token, interest)
     }
 
+    /// Hands the events of `token` to `source` from now on (an object that
+    /// outlives the one that registered it, such as a lingering close).
+    pub(crate) fn replace_source(&self, token: Token, source: Rc<dyn Source>) {
+        let old = match self.inner.sources.borrow_mut().get_mut(token.0) {
+            Some(slot) if slot.is_some() => slot.replace(source),
+            _ => None,
+        };
+        // Dropped outside the borrow: a destructor may use the loop.
+        drop(old);
+    }
+
     /// Deregisters an I/O object and frees its token.
     pub(crate) fn deregister<S: mio::event::Source + ?Sized>(&self, io: &mut S, token: Token) {
         let _ = self.inner.registry.deregister(io);
