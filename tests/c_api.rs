@@ -241,6 +241,7 @@ c_programs!(
     errors,
     robustness,
     threads,
+    answer_then_close,
 );
 
 #[test]

@@ -125,8 +125,10 @@ type ServeFn = Rc<RefCell<dyn FnMut(&Delivery, Inbound)>>;
 
 /// A connection to a broker. Cloning gives another handle to the same
 /// connection; it closes when [`Client::close`] is called or the last
-/// handle is dropped. Either way, what is still pending completes on a
-/// later turn of the loop, with `broker_gone`.
+/// handle is dropped. Either way, what it already accepted for sending
+/// is written out first (bounded by [`ClientConfig::linger`]), and what
+/// is still pending completes on a later turn of the loop, with
+/// `broker_gone`.
 #[derive(Clone)]
 pub struct Client {
     shared: Rc<Shared>,

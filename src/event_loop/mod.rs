@@ -220,7 +220,10 @@ impl EventLoop {
         }
     }
 
-    /// Makes [`EventLoop::run`] return after the current turn.
+    /// Makes [`EventLoop::run`] return after the current turn. Nothing is
+    /// dropped: output that closed clients are still flushing (see
+    /// [`Client::close`](crate::Client::close)) waits for the next run or
+    /// dispatch.
     pub fn stop(&self) {
         self.inner.stopped.set(true);
         self.poke();
@@ -230,6 +233,11 @@ impl EventLoop {
     /// running them. Closures often hold objects that hold the loop, so
     /// this breaks those cycles when the owner is done with the loop
     /// (`sb_loop_free` calls it).
+    ///
+    /// Output that closed clients were still flushing (see
+    /// [`Client::close`](crate::Client::close)) is dropped with their
+    /// connections, and the completion of a graceful close that has not
+    /// run yet is dropped without running.
     ///
     /// Afterwards the loop accepts no new work: `defer` and `add_timer`
     /// drop their task at once.
