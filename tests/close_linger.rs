@@ -324,3 +324,17 @@ fn broker_forwards_a_result_sent_just_before_the_publisher_closed(t: Transport) 
 }
 
 over_both!(broker_forwards_a_result_sent_just_before_the_publisher_closed);
+
+/// A linger time too long to be a deadline (`Duration::MAX`) lingers as
+/// long as needed; it is not an overflow.
+#[test]
+fn a_linger_of_duration_max_closes_normally() {
+    let h = Harness::new(Transport::Unix);
+    let c = h.client_with(ClientConfig {
+        linger: Duration::MAX,
+        ..ClientConfig::default()
+    });
+    let done = Slot::new();
+    c.close_gracefully(done.setter());
+    assert_eq!(wait(&h.lp, &done), Ok(()));
+}

@@ -50,6 +50,8 @@ pub(crate) fn linger(conn: Connection, lp: &EventLoop, limit: Duration, done: Op
     // The timer owns the lingering connection: it ends at the deadline at
     // the latest, and a loop shut down drops it with its timers.
     let owner = linger.clone();
+    // A year is forever here, and a deadline that far cannot overflow.
+    let limit = limit.min(Duration::from_secs(365 * 24 * 3600));
     let timer = lp.add_timer(limit, move |lp| owner.expire(lp));
     if timer.to_raw() == 0 {
         // The loop was shut down: nothing runs on it any more.
