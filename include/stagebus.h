@@ -255,8 +255,12 @@ enum sb_status sb_debug_panic(void);
 enum sb_status sb_loop_new(struct sb_loop **out);
 
 // Frees a loop. Pending timers, deferred work and posted functions are
-// dropped without running (their `free_user` runs). Objects created on
-// the loop may be freed before or after it, but not used after it.
+// dropped without running (their `free_user` runs). Output that closed
+// clients were still flushing (see `sb_client_close`) is dropped, and
+// the `done` of a graceful close that has not run yet never runs (its
+// `free_user` does): to be sure an answer left, run the loop until
+// `sb_client_close_graceful` reports. Objects created on the loop may be
+// freed before or after it, but not used after it.
 void sb_loop_free(struct sb_loop *lp);
 
 // The fd a host loop watches for reading; -1 if `lp` is NULL.
@@ -276,7 +280,9 @@ enum sb_status sb_loop_run(struct sb_loop *lp);
 // Runs until `sb_loop_stop` or until `ms` milliseconds have passed.
 enum sb_status sb_loop_run_for(struct sb_loop *lp, uint64_t ms);
 
-// Makes `sb_loop_run` return after the current turn.
+// Makes `sb_loop_run` return after the current turn. Nothing is
+// dropped: output closed clients are still flushing waits for the next
+// run or dispatch.
 enum sb_status sb_loop_stop(struct sb_loop *lp);
 
 // Runs `f(user, loop)` once after `ms` milliseconds; `*out_id` names the
@@ -405,10 +411,37 @@ enum sb_status sb_client_rescind(const struct sb_client *client,
                                  sb_free_fn free_user);
 
 // Closes the connection; pending operations complete with
-// `SB_BROKER_GONE`. The handle stays valid until `sb_client_free`.
+// `SB_BROKER_GONE`, deliveries being served see a cancel. What the
+// client already accepted for sending (answers given with
+// `sb_served_return` and the like, emits, calls) is still written out
+// first, on the loop, for at most the linger time (`sb_client_set_linger`,
+// default 5 s): the connection outlives the close (and `sb_client_free`)
+// until then. A stopped loop keeps that output for its next run;
+// `sb_loop_free` drops it. Idempotent. The handle stays valid until
+// `sb_client_free`.
 enum sb_status sb_client_close(const struct sb_client *client);
 
-// Closes and frees a client. NULL is a no-op.
+// `sb_client_close`, then `done` once the output left: `SB_OK` when
+// everything queued was written and the stream ended, `SB_TIMEOUT` when
+// the linger time passed first (the rest is dropped), `SB_BROKER_GONE` or
+// `SB_IO` when the connection failed first, `SB_INVALID_STATE` when the
+// client was closed already. `done` (may be NULL) runs at most once, on
+// the loop, never inside this call; it does not run if the loop is freed
+// first. `free_user` runs exactly once either way. The usual way to
+// answer, then exit: close gracefully and stop the loop from `done`.
+enum sb_status sb_client_close_graceful(const struct sb_client *client,
+                                        sb_done_fn done,
+                                        void *user,
+                                        sb_free_fn free_user);
+
+// Sets how long a later close (`sb_client_close`, `sb_client_free`,
+// `sb_client_close_graceful`) may take to write out what was accepted
+// for sending, in milliseconds (default 5000). 0 writes what the socket
+// takes at once and drops the rest.
+enum sb_status sb_client_set_linger(const struct sb_client *client, uint64_t ms);
+
+// Closes (as `sb_client_close`, flushing what was accepted for sending)
+// and frees a client. NULL is a no-op.
 void sb_client_free(struct sb_client *client);
 
 // Creates a stage named `name` on `lp`. Free with `sb_stage_free`.

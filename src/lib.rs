@@ -59,6 +59,16 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Closing
+//!
+//! Closing a [`Client`] ([`Client::close`], or dropping its last handle)
+//! first writes out what it already accepted for sending, so an answer
+//! given just before a close still reaches its caller; the flush runs on
+//! the loop, bounded by [`ClientConfig::linger`].
+//! [`Client::close_gracefully`] reports when it is done. A stopped loop
+//! keeps such output for its next run; [`EventLoop::shutdown`] (what
+//! `sb_loop_free` does) drops it.
 
 #![deny(missing_docs, missing_debug_implementations)]
 

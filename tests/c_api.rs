@@ -243,6 +243,7 @@ c_programs!(
     threads,
     dropped_at_once,
     exports,
+    answer_then_close,
 );
 
 #[test]

@@ -32,6 +32,7 @@
 #ifndef STAGEBUS_HPP
 #define STAGEBUS_HPP
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -598,8 +599,25 @@ public:
             }));
     }
 
-    // Closes the connection (the object stays valid).
+    // Closes the connection (the object stays valid). What was accepted
+    // for sending still leaves first, within the linger time; destroying
+    // the last Client does the same.
     void close() const { detail::check(sb_client_close(raw())); }
+
+    // close(), then `done` once the output left: SB_OK, or SB_TIMEOUT
+    // when the linger time passed first (see sb_client_close_graceful).
+    void close_gracefully(DoneFn done = {}) const {
+        detail::check(detail::register_optional(
+            std::move(done), &detail::run_done,
+            [&](sb_done_fn c, void *user, sb_free_fn free_user) {
+                return sb_client_close_graceful(raw(), c, user, free_user);
+            }));
+    }
+
+    // How long a later close may take to flush (default 5000 ms).
+    void set_linger(std::chrono::milliseconds linger) const {
+        detail::check(sb_client_set_linger(raw(), static_cast<std::uint64_t>(linger.count())));
+    }
 };
 
 // A session subscribed through a client: a target for requests.

@@ -21,13 +21,14 @@ mod state;
 
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Flush, Readiness, Source};
-use crate::transport::{Address, Connection, Stream};
+use crate::transport::{linger, Address, CloseFn, Connection, Stream};
 use crate::value::Args;
 use crate::wire::{Frame, Payload, SessionInfo, DEFAULT_MAX_FRAME, MAGIC, PROTOCOL_VERSION};
 use state::{Op, State, Status};
 use std::cell::RefCell;
 use std::fmt;
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 /// How to connect.
 #[derive(Debug, Clone)]
@@ -39,7 +40,15 @@ pub struct ClientConfig {
     /// Most bytes queued for the broker before operations fail with
     /// `limit_exceeded` (default 64 MiB).
     pub max_queued_bytes: usize,
+    /// How long closing the client (or dropping its last handle) may take
+    /// to write out what it already accepted for sending: answers,
+    /// emits, calls (default [`DEFAULT_LINGER`]). Zero writes what the
+    /// socket takes at once and drops the rest. See [`Client::close`].
+    pub linger: Duration,
 }
+
+/// The default [`ClientConfig::linger`]: 5 seconds.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -47,6 +56,7 @@ impl Default for ClientConfig {
             token: None,
             max_frame: DEFAULT_MAX_FRAME,
             max_queued_bytes: 64 << 20,
+            linger: DEFAULT_LINGER,
         }
     }
 }
@@ -115,8 +125,10 @@ type ServeFn = Rc<RefCell<dyn FnMut(&Delivery, Inbound)>>;
 
 /// A connection to a broker. Cloning gives another handle to the same
 /// connection; it closes when [`Client::close`] is called or the last
-/// handle is dropped. Either way, what is still pending completes on a
-/// later turn of the loop, with `broker_gone`.
+/// handle is dropped. Either way, what it already accepted for sending
+/// is written out first (bounded by [`ClientConfig::linger`]), and what
+/// is still pending completes on a later turn of the loop, with
+/// `broker_gone`.
 #[derive(Clone)]
 pub struct Client {
     shared: Rc<Shared>,
@@ -170,7 +182,7 @@ impl Client {
     pub fn connect(lp: &EventLoop, address: &Address, config: ClientConfig) -> Client {
         let shared = Rc::new_cyclic(|me: &Weak<Shared>| Shared {
             lp: lp.clone(),
-            state: RefCell::new(State::new(address.clone())),
+            state: RefCell::new(State::new(address.clone(), config.linger)),
             me: me.clone(),
         });
         let hello = Frame::Hello {
@@ -507,13 +519,38 @@ impl Client {
         Ok(())
     }
 
-    /// Closes the connection. Every pending operation and call completes
-    /// with `broker_gone`; deliveries being served see `Cancel`.
-    /// Idempotent.
+    /// Closes the connection. What this client already accepted for
+    /// sending (answers and emits of deliveries, calls, operations) is
+    /// still written out first, for at most the linger time
+    /// ([`ClientConfig::linger`]); the connection outlives the client for
+    /// that long if it must, owned by the loop. Every pending operation
+    /// and call completes with `broker_gone` on a later turn; deliveries
+    /// being served see `Cancel`. Idempotent. Dropping the last handle of
+    /// a client closes it the same way.
+    ///
+    /// The flush happens on the loop: a loop that is stopped keeps the
+    /// output for its next run; [`EventLoop::shutdown`] (`sb_loop_free`)
+    /// drops it. Output the socket takes at once leaves in this call.
     pub fn close(&self) {
-        // Not `Error::broker_gone`: settling wraps the reason in it.
+        self.shared.close_by_owner("closed by this client", None);
+    }
+
+    /// [`Client::close`], then `done` once the output left: `Ok(())` when
+    /// everything queued was written and the stream ended; `timeout` when
+    /// the linger time passed first (the rest is dropped); `broker_gone`
+    /// or `io` when the connection failed first; `invalid_state` when the
+    /// client was closed already. `done` runs exactly once, on a later
+    /// turn, unless the loop is shut down first (then it is dropped
+    /// without running).
+    pub fn close_gracefully(&self, done: impl FnOnce(Result<(), Error>) + 'static) {
         self.shared
-            .shut_quietly(Error::new(ErrorCode::BrokerGone, "closed by this client"));
+            .close_by_owner("closed by this client", Some(Box::new(done)));
+    }
+
+    /// Changes how long a later close may flush (see
+    /// [`ClientConfig::linger`]).
+    pub fn set_linger(&self, linger: Duration) {
+        self.shared.state.borrow_mut().linger = linger;
     }
 }
 
@@ -998,10 +1035,6 @@ impl Shared {
         self.shut_with(error, true);
     }
 
-    fn shut_quietly(&self, error: Error) {
-        self.shut_with(error, false);
-    }
-
     fn shut_with(&self, error: Error, notify: bool) {
         let settled = {
             let mut st = self.state.borrow_mut();
@@ -1017,13 +1050,52 @@ impl Shared {
         };
         settled.run(&self.lp, &error, &self.me);
     }
+
+    /// Closes at the owner's request ([`Client::close`], the last handle
+    /// dropped): settles everything as [`Shared::shut`] does, without the
+    /// disconnect handler, but hands an established connection to a
+    /// lingering close, so that what was accepted for sending still
+    /// leaves. Before the handshake nothing accepted can be an answer, and
+    /// operations fail anyway: the connection closes at once.
+    fn close_by_owner(&self, reason: &str, done: Option<CloseFn>) {
+        // Not `Error::broker_gone`: settling wraps the reason in it.
+        let error = Error::new(ErrorCode::BrokerGone, reason);
+        let (settled, conn, limit) = {
+            let mut st = self.state.borrow_mut();
+            if matches!(st.status, Status::Closed(_)) {
+                drop(st);
+                if let Some(done) = done {
+                    let e = Error::new(ErrorCode::InvalidState, "the client is already closed");
+                    self.lp.defer(move |_| done(Err(e)));
+                }
+                return;
+            }
+            let was_ready = matches!(st.status, Status::Ready(_));
+            st.status = Status::Closed(error.clone());
+            let conn = st.conn.take().map(|conn| (conn, was_ready));
+            (st.take_all(was_ready, false), conn, st.linger)
+        };
+        match conn {
+            Some((conn, true)) => linger(conn, &self.lp, limit, done),
+            other => {
+                if let Some((conn, _)) = other {
+                    conn.close(&self.lp);
+                }
+                if let Some(done) = done {
+                    self.lp.defer(move |_| done(Ok(())));
+                }
+            }
+        }
+        settled.run(&self.lp, &error, &self.me);
+    }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         // As close(): every operation completes exactly once, also when
-        // the application let go of the client without closing it.
-        self.shut_quietly(Error::new(ErrorCode::BrokerGone, "the client was dropped"));
+        // the application let go of the client without closing it, and
+        // what it accepted for sending still leaves.
+        self.close_by_owner("the client was dropped", None);
     }
 }
 

@@ -8,6 +8,7 @@ use crate::transport::{Address, Connection};
 use crate::wire::{Frame, SessionInfo};
 use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 #[derive(Debug)]
 pub(super) enum Status {
@@ -62,6 +63,8 @@ impl Op {
 pub(super) struct State {
     pub address: Address,
     pub status: Status,
+    /// How long a close may take to flush what was accepted for sending.
+    pub linger: Duration,
     pub conn: Option<Connection>,
     pub flush_pending: bool,
     /// Whether the connect outcome was already handed to a handler.
@@ -86,9 +89,10 @@ pub(super) struct State {
 }
 
 impl State {
-    pub fn new(address: Address) -> State {
+    pub fn new(address: Address, linger: Duration) -> State {
         State {
             address,
+            linger,
             status: Status::Connecting,
             conn: None,
             flush_pending: false,

@@ -220,7 +220,10 @@ impl EventLoop {
         }
     }
 
-    /// Makes [`EventLoop::run`] return after the current turn.
+    /// Makes [`EventLoop::run`] return after the current turn. Nothing is
+    /// dropped: output that closed clients are still flushing (see
+    /// [`Client::close`](crate::Client::close)) waits for the next run or
+    /// dispatch.
     pub fn stop(&self) {
         self.inner.stopped.set(true);
         self.poke();
@@ -230,6 +233,11 @@ impl EventLoop {
     /// running them. Closures often hold objects that hold the loop, so
     /// this breaks those cycles when the owner is done with the loop
     /// (`sb_loop_free` calls it).
+    ///
+    /// Output that closed clients were still flushing (see
+    /// [`Client::close`](crate::Client::close)) is dropped with their
+    /// connections, and the completion of a graceful close that has not
+    /// run yet is dropped without running.
     ///
     /// Afterwards the loop accepts no new work: `defer` and `add_timer`
     /// drop their task at once.
@@ -319,6 +327,17 @@ impl EventLoop {
         interest: Interest,
     ) -> io::Result<()> {
         self.inner.registry.reregister(io, token, interest)
+    }
+
+    /// Hands the events of `token` to `source` from now on (an object that
+    /// outlives the one that registered it, such as a lingering close).
+    pub(crate) fn replace_source(&self, token: Token, source: Rc<dyn Source>) {
+        let old = match self.inner.sources.borrow_mut().get_mut(token.0) {
+            Some(slot) if slot.is_some() => slot.replace(source),
+            _ => None,
+        };
+        // Dropped outside the borrow: a destructor may use the loop.
+        drop(old);
     }
 
     /// Deregisters an I/O object and frees its token.

@@ -50,8 +50,12 @@ pub unsafe extern "C" fn sb_loop_new(out: *mut *mut sb_loop) -> sb_status {
 }
 
 /// Frees a loop. Pending timers, deferred work and posted functions are
-/// dropped without running (their `free_user` runs). Objects created on
-/// the loop may be freed before or after it, but not used after it.
+/// dropped without running (their `free_user` runs). Output that closed
+/// clients were still flushing (see `sb_client_close`) is dropped, and
+/// the `done` of a graceful close that has not run yet never runs (its
+/// `free_user` does): to be sure an answer left, run the loop until
+/// `sb_client_close_graceful` reports. Objects created on the loop may be
+/// freed before or after it, but not used after it.
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_free(lp: *mut sb_loop) {
     // SAFETY: NULL or an owned sb_loop from sb_loop_new, freed once.
@@ -118,7 +122,9 @@ pub unsafe extern "C" fn sb_loop_run_for(lp: *mut sb_loop, ms: u64) -> sb_status
     })
 }
 
-/// Makes `sb_loop_run` return after the current turn.
+/// Makes `sb_loop_run` return after the current turn. Nothing is
+/// dropped: output closed clients are still flushing waits for the next
+/// run or dispatch.
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_stop(lp: *mut sb_loop) -> sb_status {
     status(|| {

@@ -470,7 +470,14 @@ pub unsafe extern "C" fn sb_client_rescind(
 }
 
 /// Closes the connection; pending operations complete with
-/// `SB_BROKER_GONE`. The handle stays valid until `sb_client_free`.
+/// `SB_BROKER_GONE`, deliveries being served see a cancel. What the
+/// client already accepted for sending (answers given with
+/// `sb_served_return` and the like, emits, calls) is still written out
+/// first, on the loop, for at most the linger time (`sb_client_set_linger`,
+/// default 5 s): the connection outlives the close (and `sb_client_free`)
+/// until then. A stopped loop keeps that output for its next run;
+/// `sb_loop_free` drops it. Idempotent. The handle stays valid until
+/// `sb_client_free`.
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_close(client: *const sb_client) -> sb_status {
     status(|| {
@@ -480,7 +487,46 @@ pub unsafe extern "C" fn sb_client_close(client: *const sb_client) -> sb_status 
     })
 }
 
-/// Closes and frees a client. NULL is a no-op.
+/// `sb_client_close`, then `done` once the output left: `SB_OK` when
+/// everything queued was written and the stream ended, `SB_TIMEOUT` when
+/// the linger time passed first (the rest is dropped), `SB_BROKER_GONE` or
+/// `SB_IO` when the connection failed first, `SB_INVALID_STATE` when the
+/// client was closed already. `done` (may be NULL) runs at most once, on
+/// the loop, never inside this call; it does not run if the loop is freed
+/// first. `free_user` runs exactly once either way. The usual way to
+/// answer, then exit: close gracefully and stop the loop from `done`.
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_close_graceful(
+    client: *const sb_client,
+    done: sb_done_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or a live sb_client.
+        let client = unsafe { arg(client, "client") }?;
+        client.close_gracefully(done_closure(done, user));
+        Ok(())
+    })
+}
+
+/// Sets how long a later close (`sb_client_close`, `sb_client_free`,
+/// `sb_client_close_graceful`) may take to write out what was accepted
+/// for sending, in milliseconds (default 5000). 0 writes what the socket
+/// takes at once and drops the rest.
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_set_linger(client: *const sb_client, ms: u64) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_client.
+        let client = unsafe { arg(client, "client") }?;
+        client.set_linger(std::time::Duration::from_millis(ms));
+        Ok(())
+    })
+}
+
+/// Closes (as `sb_client_close`, flushing what was accepted for sending)
+/// and frees a client. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_free(client: *mut sb_client) {
     // SAFETY: NULL or an owned sb_client, freed once.

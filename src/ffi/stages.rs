@@ -255,9 +255,9 @@ pub unsafe extern "C" fn sb_stage_set_kind(
         // SAFETY: NULL or live / NUL-terminated per the conventions.
         let (stage, name) = unsafe { (arg(stage, "stage")?, text(name, "name")?) };
         let kind = match kind {
-            0 => HandlerKind::Method,
-            1 => HandlerKind::RecallOnly,
-            2 => HandlerKind::Internal,
+            n if n == sb_handler_kind::SB_HANDLER_METHOD as u32 => HandlerKind::Method,
+            n if n == sb_handler_kind::SB_HANDLER_RECALL_ONLY as u32 => HandlerKind::RecallOnly,
+            n if n == sb_handler_kind::SB_HANDLER_INTERNAL as u32 => HandlerKind::Internal,
             other => {
                 return Err(fail(
                     sb_status::SB_INVALID_ARGUMENT,

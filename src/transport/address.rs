@@ -86,6 +86,15 @@ impl Stream {
         }
     }
 
+    /// Sends the end of the stream (a FIN) after what was written; reading
+    /// goes on.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        }
+    }
+
     /// Turns off Nagle's algorithm: we batch per loop turn ourselves.
     pub fn set_nodelay(&self) {
         if let Stream::Tcp(s) = self {

@@ -5,7 +5,7 @@ use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Source};
 use crate::wire::{decode_body, encode_frame, Frame, FrameDecoder, WireError, READ_CHUNK};
 use mio::{Interest, Token};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::rc::Rc;
 
 /// How many bytes one `read_frames` call reads before it yields to other
@@ -241,6 +241,43 @@ impl Connection {
             self.hole_bytes += end - start;
         }
         true
+    }
+
+    /// Reads and throws away what the peer sends, until the socket would
+    /// block, the peer closes, or the read budget is spent. A lingering
+    /// connection does this: what its client no longer wants must still
+    /// be read, since closing a socket with unread input resets the
+    /// connection, and a reset can discard what was sent before it.
+    pub fn discard_input(&mut self) -> ReadOutcome {
+        let mut buf = [0u8; 16 * 1024];
+        let mut read = 0;
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    return ReadOutcome::Closed(Error::new(
+                        ErrorCode::BrokerGone,
+                        "peer closed the connection",
+                    ))
+                }
+                Ok(n) => {
+                    read += n;
+                    if read >= READ_BUDGET {
+                        return ReadOutcome::More;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return ReadOutcome::Closed(Error::io("read failed", &e)),
+            }
+        }
+    }
+
+    /// Ends the output stream (the peer reads to its end, then sees the
+    /// end of the stream) once everything queued was written.
+    pub fn shutdown_write(&self) -> Result<(), Error> {
+        self.stream
+            .shutdown_write()
+            .map_err(|e| Error::io("cannot end the output", &e))
     }
 
     /// Bytes queued and not yet written.

@@ -7,7 +7,9 @@
 
 mod address;
 mod connection;
+mod linger;
 
 pub use address::Address;
 pub(crate) use address::{Listener, Stream};
 pub(crate) use connection::{Connection, ReadOutcome};
+pub(crate) use linger::{linger, CloseFn};

@@ -75,7 +75,19 @@ void unknown_messages()
         threw = e.status() == SB_NULL_ARGUMENT;
     }
     CHECK(threw);
-    client.close();
+    // The last answer request goes out before the close completes.
+    client.set_linger(std::chrono::milliseconds(2000));
+    client.send_custom("last", 8);
+    int closed = 0;
+    sb_status close_status = SB_PANIC;
+    client.close_gracefully([&](sb_status st, std::string_view) {
+        close_status = st;
+        closed++;
+    });
+    CHECK(closed == 0);
+    RUN_UNTIL(loop.raw(), closed == 1);
+    CHECK_ST(close_status, SB_OK);
+    OK("Client::close_gracefully reports SB_OK once the output left");
     threw = false;
     try {
         client.send_custom("frob", 1);

@@ -159,6 +159,9 @@ static void nulls_outside_handlers(void)
     NULLARG(sb_client_send_custom(client, "k", 1, NULL, 2));
     BADUTF8(sb_client_send_custom(client, bad, 1, NULL, 0));
     NULLARG(sb_client_close(NULL));
+    REG_FAILS(SB_NULL_ARGUMENT,
+              sb_client_close_graceful(NULL, cb_done, U, cb_free));
+    NULLARG(sb_client_set_linger(NULL, 100));
 
     /* stage */
     NULLARG(sb_stage_new(NULL, "S", &stage_out));

@@ -86,6 +86,8 @@ my @FUNCTIONS = (
     [sb_client_listing         => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_rescind         => ['opaque', 'string', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_close           => ['opaque'] => 'sint32'],
+    [sb_client_close_graceful  => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_client_set_linger      => ['opaque', 'uint64'] => 'sint32'],
     [sb_client_free            => ['opaque'] => 'void'],
 
     [sb_stage_new      => ['opaque', 'string', 'opaque*'] => 'sint32'],

@@ -125,9 +125,32 @@ sub subscribe {
 }
 
 # Closes the connection; pending operations complete with broker_gone.
+# What was accepted for sending still leaves first (within the linger
+# time), also when the client is just dropped.
 sub close {
     my ($self) = @_;
     StageBus::_check(StageBus::_C::sb_client_close($self->_p), 'close');
+    return;
+}
+
+# close, then on_done->($err) once the output left ($err undef), or with
+# the reason it did not (timeout, broker_gone, io, invalid_state).
+sub close_gracefully {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('close_gracefully', \@args);
+    my $p = $self->_p;
+    my @cb = StageBus::_cb_args(done => $a->{on_done} // sub { }, loop => $self->{loop}, what => 'on_done (close_gracefully)');
+    StageBus::_check(StageBus::_C::sb_client_close_graceful($p, @cb), 'close_gracefully');
+    return;
+}
+
+# How long a later close may take to flush, in milliseconds.
+sub set_linger {
+    my ($self, $ms) = @_;
+    my $p = $self->_p;
+    my $n = _u64($ms)
+        // StageBus::_croak(invalid_argument => "set_linger: the time must be a whole number of milliseconds, not '" . ($ms // 'undef') . "'");
+    StageBus::_check(StageBus::_C::sb_client_set_linger($p, $n), 'set_linger');
     return;
 }
 
@@ -196,6 +219,21 @@ payload.
 C<new>, C<on_disconnect($code)>, C<on_session_gone($code)>,
 C<on_unknown_message($code)> (each replacing the previous one),
 C<listing>, C<subscribe>, C<rescind>, C<send_custom>, C<close>,
+C<close_gracefully(on_done =E<gt> $code)>, C<set_linger($ms)>,
 C<loop>, C<address>. Publishing is L<StageBus::Stage/publish>.
+
+=head2 Closing
+
+C<close>, and dropping the last reference to the client, first write
+out what the client already accepted for sending (an answer given just
+before, emits, calls), for at most the linger time (C<set_linger>,
+default 5000 ms); pending operations and calls complete with
+C<broker_gone>. The flush runs on the loop: a stopped loop keeps the
+output for its next run, a freed loop drops it. Output the socket takes
+at once leaves during C<close>. C<close_gracefully(on_done =E<gt> sub {
+my ($err) = @_ })> closes the same way and then reports: C<undef> once
+everything was written, else a L<StageBus::Error> (C<timeout> when the
+linger time passed first). To answer and then exit, stop the loop from
+C<on_done>.
 
 =cut
