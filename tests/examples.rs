@@ -1,5 +1,8 @@
-//! The C and C++ examples, built the way a user builds them and run.
+//! The C, C++ and Rust examples, built the way a user builds them and
+//! run.
 //!
+//! * `examples/rust/`: the service, the host loop and the caller against
+//!   the command-line broker on a Unix socket in a temporary directory.
 //! * `examples/c/broker.c`, `service.c`, `caller.c`: the broker runs as a
 //!   child on `tcp://127.0.0.1:0` (its printed address is read back), the
 //!   service publishes against it (its "ready" is awaited), the caller
@@ -41,13 +44,24 @@ const COMPILE_LIMIT: Duration = Duration::from_secs(300);
 // ---------------------------------------------------------------------
 // The library and a place to build against it
 
-/// Builds the C library once per test binary; its path.
-fn library() -> &'static Path {
-    static LIB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match LIB.get_or_init(|| support::build_library("examples-lib", &[])) {
+/// Builds the C library and the Rust examples once per test binary; the
+/// directory they are in.
+fn built() -> &'static Path {
+    static OUT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match OUT.get_or_init(|| support::build("examples-lib", &[], &["--lib", "--examples"])) {
         Ok(p) => p,
-        Err(e) => panic!("cannot build the C library: {e}"),
+        Err(e) => panic!("cannot build the C library and the Rust examples: {e}"),
     }
+}
+
+/// The C library's path.
+fn library() -> PathBuf {
+    built().join("libstagebus.so")
+}
+
+/// A Rust example's program (built by `cargo build --examples`).
+fn rust_example(name: &str) -> PathBuf {
+    built().join("examples").join(name)
 }
 
 /// The SONAME recorded in the library, if any (readelf, else objdump).
@@ -86,7 +100,7 @@ struct Work {
 
 impl Work {
     fn new(name: &str) -> Work {
-        let library = library();
+        let library = &library();
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -318,7 +332,71 @@ fn cpp_dialogue() {
     run_alone(&exe, "dialogue: 5 of 5 steps passed");
 }
 
-/// Every C and C++ example is run by one of the tests above.
+/// The Rust examples against the command-line broker on a Unix socket:
+/// the service publishes `Greeter`, the host loop greets three times
+/// while its own timer ticks, the caller follows a countdown and asks the
+/// service to quit, and the service exits 0 after its last answer.
+#[test]
+fn rust_greeter_service_host_loop_and_caller() {
+    let service_exe = rust_example("greeter_service");
+    let dir = std::env::temp_dir().join(format!("stagebus-rust-examples-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let address = format!("unix:{}", dir.join("broker.sock").display());
+    let mut broker = Proc::spawn(
+        "broker",
+        Command::new(env!("CARGO_BIN_EXE_stagebus")).args(["broker", "--listen", &address]),
+    );
+    broker.wait_line("its address", |l| l.starts_with("listening on "));
+    let mut service = Proc::spawn("service", Command::new(&service_exe).arg(&address));
+    service.wait_line("\"ready\"", |l| l == "ready");
+
+    let mut host = Proc::spawn(
+        "host_loop",
+        Command::new(rust_example("host_loop")).arg(&address),
+    );
+    let status = host.wait_exit();
+    assert!(status.success(), "{}", host.transcript());
+    let out = host.output();
+    assert_eq!(
+        out.matches("return {\"greeting\":\"Hello, host loop!\"}")
+            .count(),
+        3,
+        "{out}"
+    );
+    assert!(out.contains("3 greetings while the host ticked"), "{out}");
+
+    let mut caller = Proc::spawn(
+        "greeter_call",
+        Command::new(rust_example("greeter_call")).args([&address, "Ada"]),
+    );
+    let status = caller.wait_exit();
+    assert!(status.success(), "{}", caller.transcript());
+    let want = [
+        "return {\"greeting\":\"Hello, Ada!\"}",
+        "tick {\"n\":3}",
+        "tick {\"n\":2}",
+        "tick {\"n\":1}",
+        "return {\"liftoff\":true}",
+        "return {\"bye\":true}",
+    ];
+    assert_eq!(
+        caller.output().lines().collect::<Vec<_>>(),
+        want,
+        "{}",
+        caller.transcript()
+    );
+
+    // Answering `quit` and closing in the same turn still delivered the
+    // answer (above); the service then ends by itself.
+    let status = service.wait_exit();
+    assert!(status.success(), "{}", service.transcript());
+    assert!(service.output().contains("bye"), "{}", service.transcript());
+    broker.terminate();
+    assert!(broker.wait_exit().success(), "{}", broker.transcript());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every C, C++ and Rust example is run by one of the tests above.
 #[test]
 fn every_example_is_run() {
     let tested = [
@@ -329,15 +407,18 @@ fn every_example_is_run() {
         "c/libevent_embed.c",
         "c/service.c",
         "cpp/dialogue.cpp",
+        "rust/greeter_call.rs",
+        "rust/greeter_service.rs",
+        "rust/host_loop.rs",
     ];
     let mut found = Vec::new();
-    for dir in ["c", "cpp"] {
+    for dir in ["c", "cpp", "rust"] {
         let Ok(entries) = std::fs::read_dir(root().join("examples").join(dir)) else {
             continue;
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".c") || name.ends_with(".cpp") {
+            if name.ends_with(".c") || name.ends_with(".cpp") || name.ends_with(".rs") {
                 found.push(format!("{dir}/{name}"));
             }
         }

@@ -50,11 +50,25 @@ pub fn profile() -> &'static str {
 /// `features`) into `<target>/<dir>`, bounded by [`BUILD_LIMIT`]; the
 /// path of the `libstagebus.so` it made.
 pub fn build_library(dir: &str, features: &[&str]) -> Result<PathBuf, String> {
+    let out = build(dir, features, &["--lib"])?;
+    let lib = out.join("libstagebus.so");
+    if lib.exists() {
+        Ok(lib)
+    } else {
+        Err(format!("{} was not built", lib.display()))
+    }
+}
+
+/// Runs `cargo build TARGETS…` (the tests' profile, with `features`)
+/// into its own target dir `<target>/<dir>`, so that it never waits for
+/// the build lock of the outer `cargo test`, bounded by [`BUILD_LIMIT`];
+/// the directory its artifacts are in (`<target>/<dir>/<profile>`).
+pub fn build(dir: &str, features: &[&str], targets: &[&str]) -> Result<PathBuf, String> {
     // CARGO_TARGET_TMPDIR is <target>/tmp, wherever the target dir is.
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let target = tmp.parent().unwrap_or(tmp).join(dir);
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--lib"]);
+    cmd.arg("build").args(targets);
     if !features.is_empty() {
         cmd.arg("--features").arg(features.join(","));
     }
@@ -69,12 +83,7 @@ pub fn build_library(dir: &str, features: &[&str]) -> Result<PathBuf, String> {
     if !status.success() {
         return Err(format!("{cmd:?} failed:\n{stderr}"));
     }
-    let lib = target.join(profile()).join("libstagebus.so");
-    if lib.exists() {
-        Ok(lib)
-    } else {
-        Err(format!("{} was not built", lib.display()))
-    }
+    Ok(target.join(profile()))
 }
 
 // ---------------------------------------------------------------------
