@@ -161,6 +161,17 @@ impl fmt::Debug for Delivery {
 
 struct ClientSource(Weak<Shared>);
 
+/// An empty session name is `invalid_argument`, here as at the broker.
+fn refuse_empty(session: &str) -> Result<(), Error> {
+    if session.is_empty() {
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            "the session name is empty",
+        ));
+    }
+    Ok(())
+}
+
 impl Client {
     /// Starts connecting to the broker at `address`.
     ///
@@ -301,6 +312,7 @@ impl Client {
         session: &str,
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) -> Result<(), Error> {
+        refuse_empty(session)?;
         if !self
             .shared
             .state
@@ -362,6 +374,7 @@ impl Client {
         session: &str,
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) -> Result<(), Error> {
+        refuse_empty(session)?;
         if !self.shared.state.borrow().subscriptions.contains(session) {
             return Err(Error::new(
                 ErrorCode::NotSubscribed,
@@ -750,7 +763,7 @@ impl Shared {
                         }
                         Ok(other) => CallEvent::Error(Error::new(
                             ErrorCode::Protocol,
-                            format!("a call was answered with {other:?}"),
+                            format!("a call was answered with {}", other.describe()),
                         )),
                         Err(e) => CallEvent::Error(e),
                     };
@@ -907,7 +920,7 @@ impl Shared {
         let unexpected = |what: &str, got: &Reply| {
             Error::new(
                 ErrorCode::Protocol,
-                format!("the broker answered {what} with {got:?}"),
+                format!("the broker answered {what} with {}", got.describe()),
             )
         };
         match op {
