@@ -302,7 +302,9 @@ enum sb_status sb_loop_cancel_timer(struct sb_loop *lp, uint64_t id);
 // thread).
 struct sb_waker *sb_loop_waker(const struct sb_loop *lp);
 
-// Frees a waker. NULL is a no-op. Thread-safe.
+// Frees a waker. NULL is a no-op. Thread-safe. It holds nothing posted:
+// posts not yet run belong to the loop, and freeing the loop drops them
+// (running their `free_user` on the loop's thread).
 void sb_waker_free(struct sb_waker *waker);
 
 // Makes the loop's fd readable (wakes `sb_loop_run`). Thread-safe.
@@ -310,7 +312,12 @@ enum sb_status sb_waker_wake(const struct sb_waker *waker);
 
 // Runs `f(user, loop)` on the loop thread during its next turn.
 // Thread-safe; `user` must be usable on the loop thread. `free_user`
-// runs once, on the loop thread, after `f` (or when the loop is freed).
+// runs once, on the loop thread, after `f` (or, without `f`, when the
+// loop is freed before its next turn).
+//
+// After the loop was freed nothing would run `f`: the post fails with
+// `SB_INVALID_STATE`, keeps nothing, and runs `free_user` at once, on
+// the calling thread (as on every failure of this call).
 enum sb_status sb_waker_post(const struct sb_waker *waker,
                              sb_loop_fn f,
                              void *user,
@@ -445,6 +452,7 @@ enum sb_status sb_client_set_linger(const struct sb_client *client, uint64_t ms)
 void sb_client_free(struct sb_client *client);
 
 // Creates a stage named `name` on `lp`. Free with `sb_stage_free`.
+// `SB_INVALID_ARGUMENT` for an empty name.
 enum sb_status sb_stage_new(struct sb_loop *lp, const char *name, struct sb_stage **out);
 
 // Frees a stage handle. The stage lives on while requests to it or a
@@ -563,7 +571,8 @@ enum sb_status sb_request_builder_timeout_ms(struct sb_request_builder *b, uint6
 enum sb_status sb_request_builder_parent(struct sb_request_builder *b,
                                          const struct sb_served *parent);
 
-// Sends the request, consuming the builder (also on failure). On
+// Sends the request, consuming the builder (also on failure, except
+// `SB_WRONG_THREAD`, which leaves everything alone). On
 // success `*out` is the request; free it (which cancels it if still
 // open) with `sb_request_free`.
 enum sb_status sb_request_send(struct sb_request_builder *b, struct sb_request **out);
@@ -673,7 +682,8 @@ const char *sb_response_kind(const struct sb_response *r);
 // Whether the response ends the request.
 bool sb_response_is_final(const struct sb_response *r);
 
-// The error code of an error response, `SB_OK` otherwise.
+// The error code of an error response, `SB_OK` otherwise; the call's
+// own error (`SB_NULL_ARGUMENT`, `SB_WRONG_THREAD`, …) if it fails.
 enum sb_status sb_response_error(const struct sb_response *r);
 
 // The error message of an error response ("" otherwise), valid during

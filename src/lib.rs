@@ -99,5 +99,81 @@ pub use request::{
 pub use transport::Address;
 pub use value::{Args, Value};
 
+/// The loop's objects are single-threaded, and the compiler holds them
+/// to it: none is `Send` (nor `Sync`), so safe Rust cannot hand one to
+/// another thread. Only [`LoopRemote`] crosses threads. (The C API,
+/// which the compiler cannot see through, checks the thread at run time
+/// and returns `SB_WRONG_THREAD`.)
+///
+/// ```
+/// fn send<T: Send + Sync>() {}
+/// send::<stagebus::LoopRemote>();
+/// // Every type named below exists (so each compile_fail test fails
+/// // for the missing `Send` alone).
+/// fn named<T>() {}
+/// named::<stagebus::EventLoop>();
+/// named::<stagebus::Broker>();
+/// named::<stagebus::Client>();
+/// named::<stagebus::Delivery>();
+/// named::<stagebus::Stage>();
+/// named::<stagebus::RemoteStage>();
+/// named::<stagebus::Request>();
+/// named::<stagebus::request::RequestBuilder>();
+/// named::<stagebus::ServedRequest>();
+/// named::<stagebus::Response>();
+/// named::<stagebus::Scope>();
+/// named::<stagebus::Target>();
+/// ```
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<stagebus::EventLoop>();
+/// ```
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<stagebus::Broker>();
+/// ```
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<stagebus::Client>();
+/// ```
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<stagebus::Delivery>();
+/// ```
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<stagebus::Stage>();
+/// ```
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<stagebus::RemoteStage>();
+/// ```
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<stagebus::Request>();
+/// ```
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<stagebus::request::RequestBuilder>();
+/// ```
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<stagebus::ServedRequest>();
+/// ```
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<stagebus::Response>();
+/// ```
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<stagebus::Scope>();
+/// ```
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<stagebus::Target>();
+/// ```
+#[allow(dead_code)]
+const LOOP_OBJECTS_ARE_NOT_SEND: () = ();
+
 /// The library's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -25,10 +25,14 @@
 // Served::ref() makes an owned ServedRef to answer later.
 //
 // Threads: as in C, every object belongs to the loop's thread; only
-// Waker may be used from other threads.
+// Waker may be used from other threads. A call from another thread
+// throws stagebus::Error with SB_WRONG_THREAD and does nothing; a
+// destructor running there frees nothing (the object is leaked).
 //
 // Lifetimes: objects may be destroyed in any order, but none may be used
-// after its Loop is gone; declaring the Loop first does that.
+// after its Loop is gone (that throws SB_INVALID_STATE); declaring the
+// Loop first does that. Waker::post after the Loop is gone throws
+// SB_INVALID_STATE and destroys `f` at once.
 #ifndef STAGEBUS_HPP
 #define STAGEBUS_HPP
 
@@ -434,7 +438,8 @@ public:
     void wake() const { detail::check(sb_waker_wake(raw())); }
 
     // Runs `f` on the loop thread during its next turn. `f` (and what it
-    // captures) is destroyed on the loop thread.
+    // captures) is destroyed on the loop thread; if the loop is gone this
+    // throws SB_INVALID_STATE and `f` is destroyed at once, here.
     void post(Callback f) const {
         detail::check(detail::register_fn(
             std::move(f), &detail::run_loop_fn,

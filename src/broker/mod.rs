@@ -168,6 +168,11 @@ impl Broker {
         Ok(Broker { shared })
     }
 
+    /// The loop the broker serves on.
+    pub fn event_loop(&self) -> &EventLoop {
+        &self.shared.lp
+    }
+
     /// The addresses listened on, with kernel-chosen ports filled in.
     pub fn local_addresses(&self) -> Vec<Address> {
         self.shared.core.borrow().local_addresses()

@@ -619,6 +619,12 @@ impl Core {
     }
 
     fn unsubscribe(&mut self, id: ConnId, session: &str) -> Result<(), Error> {
+        if session.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                "the session name is empty",
+            ));
+        }
         let was = self
             .peers
             .get_mut(&id)
@@ -643,6 +649,13 @@ impl Core {
         session: &str,
         method: &str,
     ) -> Result<(ConnId, u64), Error> {
+        // A hostile or broken peer may send what a client refuses to.
+        if session.is_empty() || method.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                "a call needs a session and a method (a name is empty)",
+            ));
+        }
         let max = self.config.limits.max_pending_per_connection;
         let caller = self.peers.get(&id).expect("handled peers exist");
         if caller.calls.contains_key(&call) {

@@ -149,6 +149,12 @@ impl Registry {
 
 /// Rejects names over the limit.
 pub(super) fn check_name(what: &str, name: &str, max: usize) -> Result<(), Error> {
+    if name.is_empty() {
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!("the {what} is empty"),
+        ));
+    }
     if name.len() > max {
         return Err(Error::new(
             ErrorCode::LimitExceeded,

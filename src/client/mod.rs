@@ -173,6 +173,17 @@ impl fmt::Debug for Delivery {
 
 struct ClientSource(Weak<Shared>);
 
+/// An empty session name is `invalid_argument`, here as at the broker.
+fn refuse_empty(session: &str) -> Result<(), Error> {
+    if session.is_empty() {
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            "the session name is empty",
+        ));
+    }
+    Ok(())
+}
+
 impl Client {
     /// Starts connecting to the broker at `address`.
     ///
@@ -325,6 +336,7 @@ impl Client {
         session: &str,
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) -> Result<(), Error> {
+        refuse_empty(session)?;
         if !self
             .shared
             .state
@@ -388,6 +400,7 @@ impl Client {
         session: &str,
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) -> Result<(), Error> {
+        refuse_empty(session)?;
         if !self.shared.state.borrow_mut().subscriptions.remove(session) {
             return Err(Error::new(
                 ErrorCode::NotSubscribed,
@@ -815,7 +828,7 @@ impl Shared {
                         }
                         Ok(other) => CallEvent::Error(Error::new(
                             ErrorCode::Protocol,
-                            format!("a call was answered with {other:?}"),
+                            format!("a call was answered with {}", other.describe()),
                         )),
                         Err(e) => CallEvent::Error(e),
                     };
@@ -972,7 +985,7 @@ impl Shared {
         let unexpected = |what: &str, got: &Reply| {
             Error::new(
                 ErrorCode::Protocol,
-                format!("the broker answered {what} with {got:?}"),
+                format!("the broker answered {what} with {}", got.describe()),
             )
         };
         match op {

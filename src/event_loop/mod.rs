@@ -25,6 +25,7 @@ mod timers;
 
 pub use timers::TimerId;
 
+use crate::error::{Error, ErrorCode};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -32,6 +33,7 @@ use std::fmt;
 use std::io;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timers::Timers;
@@ -42,6 +44,32 @@ const WAKER: Token = Token(0);
 type Task = Box<dyn FnOnce(&EventLoop)>;
 /// A closure posted from another thread.
 type RemoteTask = Box<dyn FnOnce(&EventLoop) + Send>;
+
+/// The closures posted from other threads, shared with every
+/// [`LoopRemote`].
+#[derive(Default)]
+struct RemoteQueue {
+    tasks: Vec<RemoteTask>,
+    /// The loop was shut down or dropped: nothing will run a task again,
+    /// so a post is refused rather than kept.
+    closed: bool,
+}
+
+/// A number naming the calling thread, distinct for every thread the
+/// process ever ran (unlike a thread-local's address, which a later
+/// thread may reuse): comparing two is the whole thread check.
+fn thread_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static TOKEN: Cell<u64> = const { Cell::new(0) };
+    }
+    TOKEN.with(|t| {
+        if t.get() == 0 {
+            t.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        t.get()
+    })
+}
 
 /// What a readiness event says about a source.
 #[derive(Debug, Clone, Copy, Default)]
@@ -71,7 +99,10 @@ struct Inner {
     registry: Registry,
     events: RefCell<Events>,
     waker: Arc<Waker>,
-    remote: Arc<Mutex<Vec<RemoteTask>>>,
+    remote: Arc<Mutex<RemoteQueue>>,
+    /// The [`thread_token`] of the thread that created the loop; never
+    /// changes, so reading it from another thread is no data race.
+    owner: u64,
     sources: RefCell<Vec<Option<Rc<dyn Source>>>>,
     free_tokens: RefCell<Vec<usize>>,
     timers: RefCell<Timers<Task>>,
@@ -86,7 +117,33 @@ struct Inner {
     shut: Cell<bool>,
 }
 
+impl Inner {
+    /// Refuses every later post and hands back the tasks already posted,
+    /// to be dropped by the caller outside the lock.
+    fn close_remote(&self) -> Vec<RemoteTask> {
+        let mut queue = self
+            .remote
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        queue.closed = true;
+        std::mem::take(&mut queue.tasks)
+    }
+}
+
+impl Drop for Inner {
+    /// A loop dropped without a shutdown refuses posts too: the wakers
+    /// outlive it, and would otherwise keep what is posted to it for as
+    /// long as they live. Runs on the loop's thread (the loop is not
+    /// `Send`), where the tasks' destructors belong.
+    fn drop(&mut self) {
+        drop(self.close_remote());
+    }
+}
+
 /// The event loop. Cloning gives another handle to the same loop.
+///
+/// Not `Send` nor `Sync`: a loop and everything created on it stay on the
+/// thread that created it.
 #[derive(Clone)]
 pub struct EventLoop {
     inner: Rc<Inner>,
@@ -105,7 +162,7 @@ impl fmt::Debug for EventLoop {
 #[derive(Clone)]
 pub struct LoopRemote {
     waker: Arc<Waker>,
-    remote: Arc<Mutex<Vec<RemoteTask>>>,
+    remote: Arc<Mutex<RemoteQueue>>,
 }
 
 impl fmt::Debug for LoopRemote {
@@ -122,12 +179,35 @@ impl LoopRemote {
     }
 
     /// Runs `task` on the loop thread during its next turn.
-    pub fn post(&self, task: impl FnOnce(&EventLoop) + Send + 'static) -> io::Result<()> {
-        self.remote
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(Box::new(task));
-        self.waker.wake()
+    ///
+    /// Once the loop was shut down ([`EventLoop::shutdown`]) or dropped,
+    /// nothing would ever run `task`: the post fails with
+    /// `invalid_state` and `task` is dropped at once, on the calling
+    /// thread, so that nothing posted to a gone loop is kept. A task
+    /// accepted before the shutdown is dropped by the shutdown, on the
+    /// loop's thread. `io` if the wake-up fails (the task then still
+    /// runs on the loop's next turn).
+    pub fn post(&self, task: impl FnOnce(&EventLoop) + Send + 'static) -> Result<(), Error> {
+        {
+            let mut queue = self
+                .remote
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !queue.closed {
+                queue.tasks.push(Box::new(task));
+                drop(queue);
+                return self
+                    .waker
+                    .wake()
+                    .map_err(|e| Error::io("cannot wake the loop", &e));
+            }
+        }
+        // Outside the lock: dropping the task runs the caller's code.
+        drop(task);
+        Err(Error::new(
+            ErrorCode::InvalidState,
+            "cannot post to the loop: it was freed (shut down), so the function would never run",
+        ))
     }
 }
 
@@ -143,7 +223,8 @@ impl EventLoop {
                 registry,
                 events: RefCell::new(Events::with_capacity(256)),
                 waker,
-                remote: Arc::new(Mutex::new(Vec::new())),
+                remote: Arc::new(Mutex::new(RemoteQueue::default())),
+                owner: thread_token(),
                 // Slot 0 is the waker's token.
                 sources: RefCell::new(vec![None]),
                 free_tokens: RefCell::new(Vec::new()),
@@ -158,6 +239,21 @@ impl EventLoop {
                 shut: Cell::new(false),
             }),
         })
+    }
+
+    /// Whether the calling thread is the loop's own, the thread that
+    /// created it: the only one on which the loop and its objects may be
+    /// used. Cheap (a thread-local read and a compare), and safe to call
+    /// from any thread through a shared reference: it reads nothing that
+    /// ever changes.
+    pub fn is_own_thread(&self) -> bool {
+        self.inner.owner == thread_token()
+    }
+
+    /// Whether [`EventLoop::shutdown`] has run: the loop accepts no new
+    /// work, and its objects are done with.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shut.get()
     }
 
     /// The fd a host loop watches for reading.
@@ -240,18 +336,12 @@ impl EventLoop {
     /// run yet is dropped without running.
     ///
     /// Afterwards the loop accepts no new work: `defer` and `add_timer`
-    /// drop their task at once.
+    /// drop their task at once, and [`LoopRemote::post`] fails.
     pub fn shutdown(&self) {
         self.inner.shut.set(true);
         let timers = std::mem::replace(&mut *self.inner.timers.borrow_mut(), Timers::new());
         let deferred = std::mem::take(&mut *self.inner.deferred.borrow_mut());
-        let remote = std::mem::take(
-            &mut *self
-                .inner
-                .remote
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+        let remote = self.inner.close_remote();
         self.inner.flush.borrow_mut().clear();
         self.inner.again.borrow_mut().clear();
         // Dropped outside every borrow: their destructors may use the loop.
@@ -471,11 +561,12 @@ impl EventLoop {
 
     fn run_remote(&self) {
         let tasks = std::mem::take(
-            &mut *self
+            &mut self
                 .inner
                 .remote
                 .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .tasks,
         );
         for task in tasks {
             task(self);
@@ -541,6 +632,74 @@ mod tests {
         });
         lp.run().unwrap();
         t.join().unwrap();
+    }
+
+    /// Counts its drops: a posted task's captured state.
+    struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_post_to_a_freed_loop_fails_and_keeps_nothing() {
+        let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let lp = EventLoop::new().unwrap();
+        let remote = lp.remote();
+        let before = Counted(drops.clone());
+        remote.post(move |_| drop(before)).unwrap();
+        lp.shutdown();
+        // Accepted before the shutdown: dropped by it, unrun.
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        for i in 0..1000 {
+            let c = Counted(drops.clone());
+            let e = remote
+                .post(move |_| {
+                    drop(c);
+                    panic!("a task posted to a freed loop ran");
+                })
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidState);
+            assert!(e.message.contains("freed"), "{e}");
+            // Dropped at once, on this thread: nothing is kept.
+            assert_eq!(drops.load(Ordering::SeqCst), i + 2);
+        }
+        assert_eq!(remote.remote.lock().unwrap().tasks.len(), 0);
+
+        // A loop dropped without a shutdown refuses posts the same way.
+        let lp = EventLoop::new().unwrap();
+        let remote = lp.remote();
+        let c = Counted(drops.clone());
+        remote.post(move |_| drop(c)).unwrap();
+        drop(lp);
+        assert_eq!(drops.load(Ordering::SeqCst), 1002);
+        let c = Counted(drops.clone());
+        let e = remote.post(move |_| drop(c)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidState);
+        assert_eq!(drops.load(Ordering::SeqCst), 1003);
+    }
+
+    #[test]
+    fn only_the_creating_thread_is_the_loops_own() {
+        let lp = EventLoop::new().unwrap();
+        assert!(lp.is_own_thread());
+        // A shared reference to the loop cannot cross threads (it is not
+        // Sync), so the check is read through the raw address, as the C
+        // API reads it.
+        let addr = &lp as *const EventLoop as usize;
+        let other = std::thread::spawn(move || {
+            // SAFETY: the loop outlives the join below, and is_own_thread
+            // reads only a field that never changes.
+            unsafe { &*(addr as *const EventLoop) }.is_own_thread()
+        })
+        .join()
+        .unwrap();
+        assert!(!other);
+        assert!(!lp.is_shut_down());
+        lp.shutdown();
+        assert!(lp.is_shut_down());
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub struct sb_loop {
 
 impl Handle for sb_loop {
     type Target = EventLoop;
+    fn home(lp: &EventLoop) -> Option<&EventLoop> {
+        Some(lp)
+    }
 }
 
 /// The thread-safe handle of a loop: wake it or post a function to it
@@ -24,6 +27,10 @@ pub struct sb_waker {
 
 impl Handle for sb_waker {
     type Target = LoopRemote;
+    /// Thread-safe: usable from any thread.
+    fn home(_: &LoopRemote) -> Option<&EventLoop> {
+        None
+    }
 }
 
 /// A function run on the loop thread: by a timer or a post.
@@ -193,7 +200,9 @@ pub unsafe extern "C" fn sb_loop_waker(lp: *const sb_loop) -> *mut sb_waker {
     })
 }
 
-/// Frees a waker. NULL is a no-op. Thread-safe.
+/// Frees a waker. NULL is a no-op. Thread-safe. It holds nothing posted:
+/// posts not yet run belong to the loop, and freeing the loop drops them
+/// (running their `free_user` on the loop's thread).
 #[no_mangle]
 pub unsafe extern "C" fn sb_waker_free(waker: *mut sb_waker) {
     // SAFETY: NULL or an owned sb_waker, freed once.
@@ -214,7 +223,12 @@ pub unsafe extern "C" fn sb_waker_wake(waker: *const sb_waker) -> sb_status {
 
 /// Runs `f(user, loop)` on the loop thread during its next turn.
 /// Thread-safe; `user` must be usable on the loop thread. `free_user`
-/// runs once, on the loop thread, after `f` (or when the loop is freed).
+/// runs once, on the loop thread, after `f` (or, without `f`, when the
+/// loop is freed before its next turn).
+///
+/// After the loop was freed nothing would run `f`: the post fails with
+/// `SB_INVALID_STATE`, keeps nothing, and runs `free_user` at once, on
+/// the calling thread (as on every failure of this call).
 #[no_mangle]
 pub unsafe extern "C" fn sb_waker_post(
     waker: *const sb_waker,
@@ -234,6 +248,6 @@ pub unsafe extern "C" fn sb_waker_post(
                 // pointer; the loop pointer is valid for the call.
                 unsafe { f(user.0.get(), loop_ptr(lp)) };
             })
-            .map_err(|e| fail(sb_status::SB_IO, format!("wake failed: {e}")))
+            .map_err(Fail::from)
     })
 }

@@ -36,7 +36,18 @@
 //!   thread that created the loop; callbacks run only on that thread,
 //!   inside `sb_loop_run` / `sb_loop_dispatch`. Only `sb_waker_*`
 //!   functions (`sb_waker_wake`, `sb_waker_post`, `sb_waker_free`) may be
-//!   called from other threads.
+//!   called from other threads, and args and values (plain data) belong
+//!   to no loop. Every other function checks the calling thread first
+//!   (a compare, no lock): from another thread it does nothing and
+//!   returns `SB_WRONG_THREAD` (NULL / 0 / false where it returns no
+//!   status), with `sb_last_error()` saying so. A `_free` from another
+//!   thread frees nothing: the object is leaked, since freeing it there
+//!   would run its destructors (and `free_user` hooks) on the wrong
+//!   thread; `sb_last_error()` says so.
+//! * **After `sb_loop_free`** its objects may still be freed, in any
+//!   order, but every other use fails with `SB_INVALID_STATE` ("its loop
+//!   was freed") and does nothing; `sb_waker_post` fails the same way
+//!   and runs `free_user` at once.
 
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]

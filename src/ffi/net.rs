@@ -5,6 +5,7 @@ use super::event_loop::sb_loop;
 use super::values::sb_value;
 use crate::broker::{Broker, BrokerConfig};
 use crate::client::{Client, ClientConfig};
+use crate::event_loop::EventLoop;
 use crate::transport::Address;
 use crate::value::{Args, Value};
 use std::ffi::{c_char, c_void};
@@ -17,6 +18,9 @@ pub struct sb_broker {
 
 impl Handle for sb_broker {
     type Target = Broker;
+    fn home(broker: &Broker) -> Option<&EventLoop> {
+        Some(broker.event_loop())
+    }
 }
 
 /// A connection to a broker.
@@ -27,6 +31,9 @@ pub struct sb_client {
 
 impl Handle for sb_client {
     type Target = Client;
+    fn home(client: &Client) -> Option<&EventLoop> {
+        Some(client.event_loop())
+    }
 }
 
 /// Completion of an operation: `SB_OK` with an empty message, or an error

@@ -6,6 +6,7 @@ use super::event_loop::sb_loop;
 use super::net::{done_closure, sb_client, sb_done_fn, text_array};
 use super::values::{args_or_empty, sb_args};
 use crate::error::Error;
+use crate::event_loop::EventLoop;
 use crate::request::{
     Ctx, HandlerKind, RemoteStage, Request, RequestBuilder, Response, ServedRequest, Stage, Target,
 };
@@ -20,6 +21,9 @@ pub struct sb_stage {
 
 impl Handle for sb_stage {
     type Target = Stage;
+    fn home(stage: &Stage) -> Option<&EventLoop> {
+        Some(stage.event_loop())
+    }
 }
 
 /// A session subscribed through a client, used as a request target.
@@ -30,6 +34,9 @@ pub struct sb_remote {
 
 impl Handle for sb_remote {
     type Target = RemoteStage;
+    fn home(remote: &RemoteStage) -> Option<&EventLoop> {
+        Some(remote.client().event_loop())
+    }
 }
 
 /// The caller's handle on a request; freeing it cancels the request.
@@ -40,6 +47,9 @@ pub struct sb_request {
 
 impl Handle for sb_request {
     type Target = Request;
+    fn home(req: &Request) -> Option<&EventLoop> {
+        Some(req.event_loop())
+    }
 }
 
 /// A request being built; `sb_request_send` consumes it.
@@ -50,6 +60,9 @@ pub struct sb_request_builder {
 
 impl Handle for sb_request_builder {
     type Target = Option<RequestBuilder>;
+    fn home(b: &Option<RequestBuilder>) -> Option<&EventLoop> {
+        b.as_ref().map(RequestBuilder::event_loop)
+    }
 }
 
 /// The callee's view of a request. Borrowed in a handler
@@ -62,6 +75,9 @@ pub struct sb_served {
 
 impl Handle for sb_served {
     type Target = ServedRequest;
+    fn home(s: &ServedRequest) -> Option<&EventLoop> {
+        Some(s.stage().event_loop())
+    }
 }
 
 /// A response, borrowed in a response handler (`sb_ctx_rsp`).
@@ -72,6 +88,9 @@ pub struct sb_response {
 
 impl Handle for sb_response {
     type Target = ResponseView;
+    fn home(view: &ResponseView) -> Option<&EventLoop> {
+        Some(view.response().event_loop())
+    }
 }
 
 /// What a handler sees, borrowed for the call.
@@ -82,6 +101,9 @@ pub struct sb_ctx {
 
 impl Handle for sb_ctx {
     type Target = CtxView;
+    fn home(view: &CtxView) -> Option<&EventLoop> {
+        view.ctx().event_loop()
+    }
 }
 
 /// A response with the C strings its accessors hand out.
@@ -96,6 +118,31 @@ pub(crate) struct CtxView {
     ctx: *const Ctx<'static>,
     name: CString,
     rsp: Option<ResponseView>,
+}
+
+impl ResponseView {
+    fn response(&self) -> &Response {
+        // SAFETY: a view exists only during the handler call its response
+        // is borrowed for (it is built in `c_handler` for that call).
+        unsafe { &*self.rsp }
+    }
+}
+
+impl CtxView {
+    fn ctx(&self) -> &Ctx<'_> {
+        // SAFETY: as for `ResponseView::response`.
+        unsafe { &*self.ctx }
+    }
+}
+
+impl Ctx<'_> {
+    /// The loop the handler runs on: its stage's, else its request's.
+    fn event_loop(&self) -> Option<&EventLoop> {
+        self.stage()
+            .map(Stage::event_loop)
+            .or_else(|| self.req().map(|r| r.stage().event_loop()))
+            .or_else(|| self.rsp().map(Response::event_loop))
+    }
 }
 
 /// A handler: return `SB_OK` (0) to carry on; any other status ends the
@@ -171,6 +218,7 @@ fn get_data(scope: &crate::request::Scope) -> *mut c_void {
 // --- stages ------------------------------------------------------------
 
 /// Creates a stage named `name` on `lp`. Free with `sb_stage_free`.
+/// `SB_INVALID_ARGUMENT` for an empty name.
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_new(
     lp: *mut sb_loop,
@@ -183,7 +231,7 @@ pub unsafe extern "C" fn sb_stage_new(
         if out.is_null() {
             return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
         }
-        let stage = Stage::new(lp, name);
+        let stage = Stage::try_new(lp, name)?;
         // SAFETY: checked non-NULL above.
         unsafe { out.write(boxed::<sb_stage>(stage)) };
         Ok(())
@@ -588,7 +636,8 @@ pub unsafe extern "C" fn sb_request_builder_parent(
     unsafe { edit(b, check, |r, parent| r.parent(parent)) }
 }
 
-/// Sends the request, consuming the builder (also on failure). On
+/// Sends the request, consuming the builder (also on failure, except
+/// `SB_WRONG_THREAD`, which leaves everything alone). On
 /// success `*out` is the request; free it (which cancels it if still
 /// open) with `sb_request_free`.
 #[no_mangle]
@@ -596,9 +645,10 @@ pub unsafe extern "C" fn sb_request_send(
     b: *mut sb_request_builder,
     out: *mut *mut sb_request,
 ) -> sb_status {
-    // SAFETY: NULL or an owned builder, consumed here.
-    let b = unsafe { take(b) };
     status(|| {
+        // SAFETY: NULL or an owned builder, consumed here (unless it is
+        // refused for the calling thread).
+        let b = unsafe { take_checked(b, "builder") }?;
         let b = b.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "builder is NULL"))?;
         if out.is_null() {
             return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
@@ -914,14 +964,23 @@ pub unsafe extern "C" fn sb_response_is_final(r: *const sb_response) -> bool {
     value_or(false, || Ok(unsafe { response(r) }?.1.is_final()))
 }
 
-/// The error code of an error response, `SB_OK` otherwise.
+/// The error code of an error response, `SB_OK` otherwise; the call's
+/// own error (`SB_NULL_ARGUMENT`, `SB_WRONG_THREAD`, …) if it fails.
 #[no_mangle]
 pub unsafe extern "C" fn sb_response_error(r: *const sb_response) -> sb_status {
-    value_or(sb_status::SB_NULL_ARGUMENT, || {
+    let mut code = sb_status::SB_OK;
+    // The call's own failure (NULL, wrong thread) is its value too.
+    let call = status(|| {
         // SAFETY: NULL or a live sb_response.
         let (_, r) = unsafe { response(r) }?;
-        Ok(r.error().map_or(sb_status::SB_OK, |e| e.code.into()))
-    })
+        code = r.error().map_or(sb_status::SB_OK, |e| e.code.into());
+        Ok(())
+    });
+    if call == sb_status::SB_OK {
+        code
+    } else {
+        call
+    }
 }
 
 /// The error message of an error response ("" otherwise), valid during

@@ -1,6 +1,7 @@
 //! Args and values: built and read through typed functions.
 
 use super::boundary::*;
+use crate::event_loop::EventLoop;
 use crate::value::{Args, Value, MAX_DEPTH};
 use std::ffi::c_char;
 
@@ -20,6 +21,10 @@ pub struct sb_args {
 
 impl Handle for sb_args {
     type Target = Args;
+    /// Plain data: usable from any thread.
+    fn home(_: &Args) -> Option<&EventLoop> {
+        None
+    }
 }
 
 /// One typed value. Owned when made by `sb_value_new_*`; borrowed when
@@ -31,6 +36,10 @@ pub struct sb_value {
 
 impl Handle for sb_value {
     type Target = Value;
+    /// Plain data: usable from any thread.
+    fn home(_: &Value) -> Option<&EventLoop> {
+        None
+    }
 }
 
 /// The type of a value.

@@ -113,8 +113,27 @@ impl fmt::Debug for Stage {
 
 impl Stage {
     /// A stage with no handlers, on `lp`.
+    ///
+    /// # Panics
+    /// If `name` is empty: a stage needs a name (it names it in every
+    /// message about it). [`Stage::try_new`] returns the error instead.
     pub fn new(lp: &EventLoop, name: &str) -> Stage {
-        Stage {
+        match Stage::try_new(lp, name) {
+            Ok(stage) => stage,
+            Err(e) => panic!("Stage::new: {}", e.message),
+        }
+    }
+
+    /// A stage with no handlers, on `lp`; `invalid_argument` for an empty
+    /// name.
+    pub fn try_new(lp: &EventLoop, name: &str) -> Result<Stage, Error> {
+        if name.is_empty() {
+            return Err(Error::new(
+                crate::ErrorCode::InvalidArgument,
+                "a stage needs a name (it is empty)",
+            ));
+        }
+        Ok(Stage {
             inner: Rc::new(StageInner {
                 name: name.to_string(),
                 lp: lp.clone(),
@@ -122,7 +141,7 @@ impl Stage {
                 kinds: RefCell::new(HashMap::new()),
                 data: Scope::default(),
             }),
-        }
+        })
     }
 
     /// The stage's name.

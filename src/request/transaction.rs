@@ -54,7 +54,8 @@ impl From<RemoteStage> for Target {
 }
 
 impl Target {
-    fn event_loop(&self) -> &EventLoop {
+    /// The loop the target lives on (a remote stage's: its client's).
+    pub fn event_loop(&self) -> &EventLoop {
         match self {
             Target::Local(s) => s.event_loop(),
             Target::Remote(r) => r.client().event_loop(),
@@ -324,6 +325,11 @@ impl Request {
         self.0.id
     }
 
+    /// The loop the request lives on (its target's).
+    pub fn event_loop(&self) -> &EventLoop {
+        &self.0.lp
+    }
+
     /// Whether the transaction is still open on the caller's side.
     pub fn is_open(&self) -> bool {
         self.0.open.get()
@@ -366,6 +372,11 @@ impl fmt::Debug for RequestBuilder {
 }
 
 impl RequestBuilder {
+    /// The loop the request will live on (its target's).
+    pub fn event_loop(&self) -> &EventLoop {
+        self.target.event_loop()
+    }
+
     /// Sets the args.
     pub fn args(mut self, args: Args) -> Self {
         self.args = args;
@@ -445,12 +456,22 @@ impl RequestBuilder {
     /// Fails at once with `invalid_argument` for an empty method, with
     /// `cancelled` when the parent has already ended, and with
     /// `not_subscribed` for a remote stage whose subscription has ended
-    /// (see [`RemoteStage::is_subscribed`]).
+    /// (see [`RemoteStage::is_subscribed`]), and with `invalid_state` when
+    /// the loop was shut down (freed): nothing would ever deliver it.
     pub fn send(self) -> Result<Request, Error> {
         if self.method.is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
                 "Request is missing the 'method' parameter",
+            ));
+        }
+        if self.event_loop().is_shut_down() {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "cannot send '{}': the target's loop was freed (shut down)",
+                    self.method
+                ),
             ));
         }
         let (stage_now, req_now) = current();
@@ -548,8 +569,10 @@ impl RequestBuilder {
                     let e = Error::new(
                         ErrorCode::Timeout,
                         format!(
-                            "request {} ({}) got no final response within {after:?}",
-                            rec.id, rec.method
+                            "request {} ({}) got no final response within {} ms",
+                            rec.id,
+                            rec.method,
+                            after.as_millis()
                         ),
                     );
                     rec.fail_here(e);
@@ -584,6 +607,11 @@ impl fmt::Debug for Response {
 }
 
 impl Response {
+    /// The loop the request it answers lives on.
+    pub fn event_loop(&self) -> &EventLoop {
+        &self.caller.lp
+    }
+
     /// The id of the request this answers.
     pub fn id(&self) -> u64 {
         self.caller.id

@@ -47,6 +47,53 @@ impl From<WireError> for Error {
     }
 }
 
+/// Plain words for a decoding failure. bincode's own `Display` prints
+/// its `Debug` form (`OtherString("…")`, `UnexpectedEnd { additional: 3 }`),
+/// which must not reach a user's error message.
+pub(crate) fn decode_error_text(e: &bincode::error::DecodeError) -> String {
+    use bincode::error::DecodeError as D;
+    match e {
+        D::UnexpectedEnd { additional } => {
+            format!("it ends {additional} bytes too early")
+        }
+        D::LimitExceeded => "it exceeds the size limit".to_string(),
+        D::InvalidIntegerType { .. } | D::NonZeroTypeIsZero { .. } => {
+            "it holds an invalid integer".to_string()
+        }
+        D::UnexpectedVariant {
+            type_name, found, ..
+        } => format!("it holds an unknown kind {found} of {}", short(type_name)),
+        D::Utf8 { .. } => "it holds text that is not valid UTF-8".to_string(),
+        D::InvalidCharEncoding(_) => "it holds an invalid character".to_string(),
+        D::InvalidBooleanValue(b) => format!("it holds {b} where a boolean (0 or 1) belongs"),
+        D::ArrayLengthMismatch { required, found } => {
+            format!("it holds {found} items where {required} belong")
+        }
+        D::OutsideUsizeRange(n) => format!("it announces a length of {n}, too large"),
+        D::Other(why) => why.to_string(),
+        D::OtherString(why) => why.clone(),
+        D::Io { inner, .. } => format!("reading it failed: {inner}"),
+        _ => "it is not a well-formed value of the protocol".to_string(),
+    }
+}
+
+/// Plain words for an encoding failure (see [`decode_error_text`]).
+pub(crate) fn encode_error_text(e: &bincode::error::EncodeError) -> String {
+    use bincode::error::EncodeError as E;
+    match e {
+        E::UnexpectedEnd => "the output ended early".to_string(),
+        E::Other(why) => why.to_string(),
+        E::OtherString(why) => why.clone(),
+        E::Io { inner, .. } => format!("writing failed: {inner}"),
+        _ => "a value cannot be written in the protocol's format".to_string(),
+    }
+}
+
+/// A type's name without its module path.
+fn short(type_name: &str) -> &str {
+    type_name.rsplit("::").next().unwrap_or(type_name)
+}
+
 /// Appends one frame (length prefix and body) to `out`.
 ///
 /// Fails with `limit_exceeded`, leaving `out` as it was, when the body
@@ -58,7 +105,7 @@ pub fn encode_frame(frame: &Frame, out: &mut Vec<u8>, max_frame: usize) -> Resul
         out.truncate(start);
         return Err(Error::new(
             ErrorCode::InvalidArgument,
-            format!("cannot encode frame: {e}"),
+            format!("cannot encode frame: {}", encode_error_text(&e)),
         ));
     }
     let len = out.len() - start - 4;
@@ -83,7 +130,7 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, WireError> {
             body.len() - used,
             used
         ))),
-        Err(e) => Err(WireError::Malformed(e.to_string())),
+        Err(e) => Err(WireError::Malformed(decode_error_text(&e))),
     }
 }
 

@@ -59,7 +59,7 @@ impl Payload {
             )),
             Err(e) => Err(Error::new(
                 crate::ErrorCode::Protocol,
-                format!("malformed payload: {e}"),
+                format!("malformed payload: {}", codec::decode_error_text(&e)),
             )),
         }
     }
@@ -91,6 +91,20 @@ pub enum Reply {
         /// The encoded args.
         payload: Payload,
     },
+}
+
+impl Reply {
+    /// What the reply is, in words for an error message (never its
+    /// `Debug` form, which would put Rust's notation and the payload
+    /// in front of a user).
+    pub fn describe(&self) -> String {
+        match self {
+            Reply::Done => "a plain acknowledgement".to_string(),
+            Reply::Sessions(s) => format!("a listing of {} sessions", s.len()),
+            Reply::Methods(m) => format!("a list of {} methods", m.len()),
+            Reply::Return { kind, .. } => format!("a '{kind}' result"),
+        }
+    }
 }
 
 /// One message. `id` correlates a `Result` with what it answers; on

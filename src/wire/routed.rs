@@ -9,7 +9,7 @@
 //! frame's layout, so a malformed frame is refused at the broker and never
 //! reaches the other side.
 
-use super::codec::{config, decode_body};
+use super::codec::{config, decode_body, decode_error_text, encode_error_text};
 use super::{Frame, WireError};
 use crate::error::{Error, ErrorCode};
 use serde::Deserialize;
@@ -64,7 +64,8 @@ impl<'a> Inbound<'a> {
     /// Parses one frame body (without its length prefix), which must be
     /// one well-formed frame.
     pub fn parse(body: &'a [u8]) -> Result<Inbound<'a>, WireError> {
-        let malformed = |e: bincode::error::DecodeError| WireError::Malformed(e.to_string());
+        let malformed =
+            |e: bincode::error::DecodeError| WireError::Malformed(decode_error_text(&e));
         let (tag, tag_len): (u32, usize) =
             bincode::decode_from_slice(body, config()).map_err(malformed)?;
         if !matches!(tag, DELIVER | EMIT | RECALL | RESULT) {
@@ -130,7 +131,7 @@ impl Routed<'_> {
             out.truncate(start);
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
-                format!("cannot encode frame: {e}"),
+                format!("cannot encode frame: {}", encode_error_text(&e)),
             ));
         }
         out.extend_from_slice(self.tail);
@@ -155,7 +156,7 @@ fn decode_exactly<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, WireErro
             bytes.len() - used,
             used
         ))),
-        Err(e) => Err(WireError::Malformed(e.to_string())),
+        Err(e) => Err(WireError::Malformed(decode_error_text(&e))),
     }
 }
 

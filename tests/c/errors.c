@@ -421,6 +421,57 @@ static void strerror_names(void)
        (int)n);
 }
 
+static int32_t never_called(void *user, const sb_ctx *ctx)
+{
+    (void)user;
+    (void)ctx;
+    FAILF("a handler registered after its loop was freed ran");
+    return 0;
+}
+
+/* Objects used after their loop was freed: refused, and still freeable. */
+static void used_after_loop_freed(void)
+{
+    sb_loop *l = NULL;
+    sb_stage *st = NULL;
+    sb_client *client = NULL;
+    sb_request_builder *b;
+    sb_request *req = NULL;
+    const char *name;
+    size_t len;
+    cb *c = cb_new("handler after free");
+
+    CHECK_OK(sb_loop_new(&l));
+    CHECK_OK(sb_stage_new(l, "Orphan", &st));
+    CHECK_OK(sb_client_connect(l, "tcp://127.0.0.1:1", NULL, NULL, NULL, NULL,
+                               &client));
+    b = sb_request_to_stage(st, "work");
+    CHECK(b != NULL);
+    sb_loop_free(l);
+
+#define FREED(expr)                                                         \
+    do {                                                                    \
+        CHECK_ST(expr, SB_INVALID_STATE);                                   \
+        CHECK(strstr(sb_last_error(), "loop was freed") != NULL);           \
+    } while (0)
+    FREED(sb_stage_on(st, "work", never_called, c, cb_free));
+    cb_check_freed(c, 1);
+    FREED(sb_stage_name(st, &name, &len));
+    FREED(sb_request_builder_role(b, "r"));
+    FREED(sb_request_send(b, &req));
+    CHECK(req == NULL);
+    FREED(sb_client_listing(client, cb_listing, NULL, NULL));
+    FREED(sb_client_close(client));
+    CHECK(sb_request_to_stage(st, "work") == NULL);
+    CHECK(strstr(sb_last_error(), "loop was freed") != NULL);
+#undef FREED
+    OK("objects used after sb_loop_free: SB_INVALID_STATE \"its loop was "
+       "freed\", nothing done");
+
+    sb_client_free(client);
+    sb_stage_free(st);
+}
+
 int main(void)
 {
     sb_stage *s = NULL, *interceptor = NULL;
@@ -492,6 +543,18 @@ int main(void)
     CHECK(subscribe_wait(lp, other, "Nobody", &st) == NULL);
     CHECK_ST(st, SB_NO_SUCH_SESSION);
     OK("SB_NO_SUCH_SESSION subscribing to an unknown name");
+    CHECK(subscribe_wait(lp, other, "", &st) == NULL);
+    CHECK_ST(st, SB_INVALID_ARGUMENT);
+    CHECK_ST(sb_client_rescind(other, "", cb_done, cb_new("rescind ''"),
+                               cb_free),
+             SB_INVALID_ARGUMENT);
+    {
+        sb_stage *unnamed = NULL;
+        CHECK_ST(sb_stage_new(lp, "", &unnamed), SB_INVALID_ARGUMENT);
+        CHECK(unnamed == NULL);
+    }
+    OK("SB_INVALID_ARGUMENT for an empty session name (subscribe, rescind) "
+       "and an empty stage name");
     none = subscribe_wait(lp, other, "S", &st);
     CHECK_ST(st, SB_OK);
     unsub = cb_new("unsubscribe");
@@ -560,6 +623,7 @@ int main(void)
     sb_stage_free(interceptor);
     sb_stage_free(s);
     sb_loop_free(lp);
+    used_after_loop_freed();
     cb_check_all_freed();
     return test_end();
 }

@@ -571,6 +571,7 @@ typedef struct world {
     sb_request_builder *b;   /* D: never sent */
     sb_served *served;       /* F: the publisher's view of Q */
     sb_waker *waker;         /* W */
+    int loop_freed;
 } world;
 
 static sb_served *hung;
@@ -645,7 +646,10 @@ static void make_world(world *w)
 static void free_one(world *w, char which)
 {
     switch (which) {
-    case 'L': sb_loop_free(w->lp); break;
+    case 'L':
+        sb_loop_free(w->lp);
+        w->loop_freed = 1;
+        break;
     case 'B': sb_broker_free(w->broker); break;
     case 'P': sb_client_free(w->pub); break;
     case 'U': sb_client_free(w->sub); break;
@@ -656,9 +660,14 @@ static void free_one(world *w, char which)
     case 'D': sb_request_builder_free(w->b); break;
     case 'F': sb_served_free(w->served); break;
     case 'W':
-        /* A post after the loop is gone is harmless, and freed once. */
-        CHECK_OK(sb_waker_post(w->waker, cb_loop, cb_new("late post"),
-                               cb_free));
+        /* A post after the loop is gone is refused, and freed at once. */
+        {
+            cb *late = cb_new("late post");
+            CHECK_ST(sb_waker_post(w->waker, cb_loop, late, cb_free),
+                     w->loop_freed ? SB_INVALID_STATE : SB_OK);
+            if (w->loop_freed)
+                cb_check_freed(late, 1);
+        }
         sb_waker_free(w->waker);
         break;
     default: FAILF("no handle '%c'", which);

@@ -138,6 +138,14 @@ undef $client;
 $err = do { local $@; eval { StageBus::Broker->new(loop => $loop, listen => 'bogus://x') }; $@ };
 ok(blessed($err) && $err->code == 9, "a bad listen address: " . line($err));
 
+$err = do { local $@; eval { StageBus::Stage->new(loop => $loop, name => '') }; $@ };
+ok(blessed($err) && $err->is('invalid_argument'), "an empty stage name: " . line($err));
+
+# A call from a thread other than the loop's (the C API's
+# SB_WRONG_THREAD) is thrown like every other status: named wrong_thread.
+$err = do { local $@; eval { StageBus::_check(105, 'from another thread') }; $@ };
+ok(blessed($err) && $err->is('wrong_thread') && $err->code == 105, "SB_WRONG_THREAD: " . line($err));
+
 $err = do { local $@; eval { StageBus::Client->new(loop => $loop) }; $@ };
 ok(blessed($err) && $err->is('invalid_argument') && $err->message =~ /'address' is required/,
     "a missing named argument: " . line($err));

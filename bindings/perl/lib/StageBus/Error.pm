@@ -140,6 +140,11 @@ Error responses (type C<error>) are handed to response handlers as
 these objects too (C<< $rsp->error >>), and a handler may C<die> with one
 to answer its request with that code instead of C<handler_failed>.
 
+A loop and its objects belong to the thread that created the loop: a
+call from another thread does nothing and dies with C<wrong_thread>.
+After the loop was destroyed, using one of its objects dies with
+C<invalid_state>.
+
 =head1 METHODS
 
 C<new(code =E<gt> NUMBER|NAME, message =E<gt> TEXT)>, C<throw(...)>
