@@ -236,8 +236,60 @@ fn the_queue_limit_holds_for_calls_and_forgets_those_taken_back(mode: Mode) {
     assert_eq!(*seen.borrow(), vec![3]);
 }
 
+/// A client closed in the turn it made calls settles them with
+/// `broker_gone` and sends none of them: no publisher starts a call whose
+/// caller was told it failed. Frames that are no calls still leave.
+fn calls_made_in_the_turn_of_a_close_never_leave(mode: Mode) {
+    let fx = Fixture::new(mode);
+    let publisher = fx.client();
+    let seen = publish_echo(&fx, &publisher);
+    let caller = fx.client();
+    let log = Log::new();
+    // One call answered first: the caller is connected and handshaken,
+    // so the close lingers rather than dropping its output.
+    echo_call(&caller, 1, &log).unwrap();
+    run_until(&fx.lp, "the first answer", || log.len() == 1);
+    let connections = fx.broker.as_ref().unwrap().stats().connections;
+
+    for n in 2..=4 {
+        echo_call(&caller, n, &log).unwrap();
+    }
+    caller.close();
+    run_until(&fx.lp, "the settled calls", || log.len() == 4);
+    assert_eq!(
+        log.lines(),
+        vec![
+            "1:return",
+            "2:broker_gone",
+            "3:broker_gone",
+            "4:broker_gone"
+        ]
+    );
+    // A round trip of the publisher's own proves the broker has seen the
+    // caller's close and everything it sent before.
+    let listed = Rc::new(RefCell::new(None));
+    let l = listed.clone();
+    publisher.listing(move |r| *l.borrow_mut() = Some(r.is_ok()));
+    run_until(&fx.lp, "the listing", || listed.borrow().is_some());
+    run_until(&fx.lp, "the caller's close at the broker", || {
+        fx.broker.as_ref().unwrap().stats().connections == connections - 1
+    });
+    assert_eq!(*seen.borrow(), vec![1], "no call of a closed caller ran");
+    assert_eq!(broker_counts(&fx).0, 0, "no route left at the broker");
+}
+
 mod through_the_client {
     use super::*;
+
+    #[test]
+    fn calls_made_in_the_turn_of_a_close_never_leave_tcp() {
+        calls_made_in_the_turn_of_a_close_never_leave(Mode::Remote);
+    }
+
+    #[test]
+    fn calls_made_in_the_turn_of_a_close_never_leave_unix() {
+        calls_made_in_the_turn_of_a_close_never_leave(Mode::RemoteUnix);
+    }
 
     #[test]
     fn calls_cancelled_before_the_flush_leave_nothing_tcp() {

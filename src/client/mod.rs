@@ -1085,7 +1085,14 @@ impl Shared {
             }
             let was_ready = matches!(st.status, Status::Ready(_));
             st.status = Status::Closed(error.clone());
-            let conn = st.conn.take().map(|conn| (conn, was_ready));
+            let mut conn = st.conn.take().map(|conn| (conn, was_ready));
+            if let Some((conn, _)) = conn.as_mut() {
+                // Calls settled here with `broker_gone` whose delivers
+                // have not left yet never will: no publisher starts them.
+                for &id in st.calls.keys() {
+                    conn.retract(id);
+                }
+            }
             (st.take_all(was_ready, false), conn, st.linger)
         };
         match conn {
