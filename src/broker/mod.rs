@@ -145,7 +145,7 @@ impl Broker {
             match Listener::bind(address) {
                 Ok(l) => listeners.push(l),
                 Err(e) => {
-                    listeners.iter().for_each(Listener::unlink);
+                    listeners.iter_mut().for_each(Listener::unlink);
                     return Err(e);
                 }
             }

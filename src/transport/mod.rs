@@ -7,6 +7,7 @@
 
 mod address;
 mod connection;
+mod socket_file;
 
 pub use address::Address;
 pub(crate) use address::{Listener, Stream};
