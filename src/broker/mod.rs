@@ -49,6 +49,12 @@ pub struct Limits {
     /// a peer that does not read (default 64 MiB).
     pub max_queued_bytes: usize,
     /// Most connections at once; more are closed on accept (default 65536).
+    ///
+    /// Each connection is a file descriptor, so this should stay below
+    /// the process's open-file limit (the CLI derives it from that
+    /// limit). If descriptors run out all the same, further connections
+    /// wait in the kernel's backlog and are accepted as descriptors come
+    /// free.
     pub max_connections: usize,
     /// How long a new connection may take to say hello (default 10 s).
     pub handshake_timeout: Duration,
@@ -73,6 +79,13 @@ impl Default for Limits {
 #[derive(Debug, Clone, Default)]
 pub struct BrokerConfig {
     /// Where to listen (TCP and/or Unix). At least one.
+    ///
+    /// On a Unix path the broker holds an exclusive lock on `PATH.lock`
+    /// while it listens, so a second broker on the path fails with an
+    /// error naming it; an existing socket is replaced only when a
+    /// connect to it is refused (nobody listens: left by a broker that
+    /// died); at close the socket file is removed only if it is still
+    /// the one this broker bound.
     pub listen: Vec<Address>,
     /// A shared secret clients must present in their hello.
     pub token: Option<String>,
