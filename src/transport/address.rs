@@ -170,16 +170,16 @@ impl Listener {
             )),
             Address::Unix(path) => {
                 let mut file = SocketFile::take(path).map_err(|e| match e {
-                    TakeError::Locked { lock } => Error::io(
-                        format_args!(
+                    TakeError::Locked { lock } => Error::new(
+                        ErrorCode::Io,
+                        format!(
                             "cannot listen on {address}: another broker is listening there (it holds {})",
                             lock.display()
                         ),
-                        &io::Error::from(io::ErrorKind::AddrInUse),
                     ),
-                    TakeError::InUse { why } => Error::io(
-                        format_args!("cannot listen on {address}: {why}"),
-                        &io::Error::from(io::ErrorKind::AddrInUse),
+                    TakeError::InUse { why } => Error::new(
+                        ErrorCode::Io,
+                        format!("cannot listen on {address}: {why}"),
                     ),
                     TakeError::Os { what, err } => Error::io(
                         format_args!("cannot listen on {address}: {what}"),
