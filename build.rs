@@ -5,6 +5,14 @@
 //! 0.x), so programs linked against 0.1 must not load 0.2. From 1.0 on
 //! the minor part could be dropped; until then both parts are kept.
 //!
+//! A program linked with `-lstagebus` records the SONAME and loads it at
+//! start, but cargo makes only `libstagebus.so`; so `make` (the Makefile)
+//! runs `cargo build --release` and adds `target/release/libstagebus.so.0.1`
+//! as a symlink to it, which is the README's recipe. A build script
+//! cannot do that: it runs before the library is linked, and where the
+//! final artifacts go is not its to know or write. The Makefile derives
+//! the same MAJOR.MINOR from Cargo.toml.
+//!
 //! Installing: put `libstagebus.so` under that name
 //! (`libstagebus.so.0.1`), with `libstagebus.so` as a symlink to it for
 //! the link editor; programs then record `libstagebus.so.0.1`.

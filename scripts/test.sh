@@ -67,6 +67,8 @@ require cc gcc
 require c++ g++
 require pkg-config pkg-config
 require readelf binutils
+# tests/readme_recipe.rs runs the README's C recipe, which starts with make.
+require make make
 require valgrind valgrind
 # tests/examples.rs builds the examples that embed the loop in libevent,
 # libev and GLib.

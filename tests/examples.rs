@@ -9,8 +9,8 @@
 //!   runs its transcript to completion (exit 0 and the key lines are
 //!   checked), then the service and the broker are stopped with SIGTERM
 //!   and must exit 0. A caller started before the service must fail.
-//! * `examples/c/*_embed.c` (libevent, libev, GLib) and
-//!   `examples/cpp/dialogue.cpp`: run alone, exit 0 expected.
+//! * `examples/c/*_embed.c` (libevent, libev, GLib), `examples/c/hello.c`
+//!   and `examples/cpp/dialogue.cpp`: run alone, exit 0 expected.
 //!
 //! Set-up: `cargo build --lib` (the test's profile) into its own target
 //! dir, `<target>/examples-lib`, so that the C library is fresh without
@@ -396,6 +396,15 @@ fn rust_greeter_service_host_loop_and_caller() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The README's first program (`tests/readme_recipe.rs` also builds it
+/// exactly as the README says): it runs alone and exits 0.
+#[test]
+fn hello() {
+    let work = Work::new("hello");
+    let exe = work.cc("examples/c/hello.c", &[]);
+    run_alone(&exe, &format!("stagebus {}", env!("CARGO_PKG_VERSION")));
+}
+
 /// Every C, C++ and Rust example is run by one of the tests above.
 #[test]
 fn every_example_is_run() {
@@ -403,6 +412,7 @@ fn every_example_is_run() {
         "c/broker.c",
         "c/caller.c",
         "c/glib_embed.c",
+        "c/hello.c",
         "c/libev_embed.c",
         "c/libevent_embed.c",
         "c/service.c",
@@ -426,6 +436,6 @@ fn every_example_is_run() {
     found.sort();
     assert_eq!(
         found, tested,
-        "examples/c and examples/cpp differ from the tested list"
+        "examples/c, examples/cpp and examples/rust differ from the tested list"
     );
 }

@@ -2,7 +2,7 @@
 //! one, call a method, serve the demo stage, or watch the in-process demo.
 //!
 //! ```text
-//! stagebus broker --listen tcp://127.0.0.1:56789 [--listen unix:/path] [--token T]
+//! stagebus broker --listen tcp://127.0.0.1:56789 [--listen unix:/path] [--token T] [--max-connections N]
 //! stagebus list --broker ADDR [--token T] [--json] [--timeout SECS]
 //! stagebus call --broker ADDR [--token T] [--timeout SECS] SESSION METHOD [key=value…]
 //! stagebus serve --broker ADDR --name NAME [--token T]
@@ -19,7 +19,8 @@
 
 use stagebus::wire::SessionInfo;
 use stagebus::{
-    Address, Args, Broker, BrokerConfig, CallEvent, Client, ClientConfig, Error, EventLoop, Value,
+    Address, Args, Broker, BrokerConfig, CallEvent, Client, ClientConfig, Error, EventLoop, Limits,
+    Value,
 };
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -95,6 +96,13 @@ const COMMANDS: &[Command] = &[
             Flag {
                 help: "require this shared secret from clients",
                 ..TOKEN
+            },
+            Flag {
+                name: "max-connections",
+                value: Some("N"),
+                repeat: false,
+                required: false,
+                help: "most connections at once (default: the open-file limit, raised to the hard limit at start, less 32 + 2 per address)",
             },
         ],
         run: cmd_broker,
@@ -427,6 +435,21 @@ fn cmd_broker(args: &Parsed) -> Result<(), Failure> {
         .all("listen")
         .map(|a| args.address(a))
         .collect::<Result<Vec<_>, _>>()?;
+    let max_connections = match args.get("max-connections") {
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                args.usage(format!(
+                    "--max-connections wants a positive whole number, not '{text}'"
+                ))
+            })?,
+        None => {
+            let files = raise_open_file_limit();
+            connections_for(files, listen.len())
+        }
+    };
     // Blocked before any thread exists, so every thread inherits the mask
     // and the signals can only be taken by sigwait in the signal thread.
     let signals = block_stop_signals()?;
@@ -437,7 +460,10 @@ fn cmd_broker(args: &Parsed) -> Result<(), Failure> {
         BrokerConfig {
             listen,
             token: args.token(),
-            ..Default::default()
+            limits: Limits {
+                max_connections,
+                ..Limits::default()
+            },
         },
     )?;
     let remote = lp.remote();
@@ -464,6 +490,44 @@ fn cmd_broker(args: &Parsed) -> Result<(), Failure> {
     broker.close();
     lp.shutdown();
     outcome.map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))
+}
+
+/// Raises the soft limit on open files to the hard limit, since every
+/// connection is a descriptor; the soft limit now in force (`None` if it
+/// cannot be read). A failed raise keeps the old soft limit.
+fn raise_open_file_limit() -> Option<u64> {
+    // SAFETY: rlimit is plain data, fully written by getrlimit below.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit; setrlimit only reads it.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    #[allow(clippy::useless_conversion)] // rlim_t is not u64 everywhere
+    Some(u64::from(limit.rlim_cur))
+}
+
+/// The default connection limit for `files` open files (unknown: the
+/// library's default): what is left after the broker's own descriptors
+/// (standard streams, the poll and waker, each listener and its lock,
+/// and slack), so that it refuses connections before it runs out of
+/// descriptors.
+fn connections_for(files: Option<u64>, addresses: usize) -> usize {
+    let Some(files) = files else {
+        return Limits::default().max_connections;
+    };
+    let own = 32 + 2 * addresses as u64;
+    // An unlimited or huge limit is capped: memory runs out first.
+    usize::try_from(files.saturating_sub(own).clamp(1, 1 << 24)).unwrap_or(1 << 24)
 }
 
 /// The set {SIGINT, SIGTERM}, blocked in the calling thread.

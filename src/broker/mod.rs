@@ -16,7 +16,7 @@ mod peer;
 mod registry;
 
 use crate::error::{Error, ErrorCode};
-use crate::event_loop::{EventLoop, Flush, Readiness, Source};
+use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
 use crate::transport::{Address, Connection, Listener};
 use crate::wire::DEFAULT_MAX_FRAME;
 use mio::Interest;
@@ -49,6 +49,12 @@ pub struct Limits {
     /// a peer that does not read (default 64 MiB).
     pub max_queued_bytes: usize,
     /// Most connections at once; more are closed on accept (default 65536).
+    ///
+    /// Each connection is a file descriptor, so this should stay below
+    /// the process's open-file limit (the CLI derives it from that
+    /// limit). If descriptors run out all the same, further connections
+    /// wait in the kernel's backlog and are accepted as descriptors come
+    /// free.
     pub max_connections: usize,
     /// How long a new connection may take to say hello (default 10 s).
     pub handshake_timeout: Duration,
@@ -73,6 +79,13 @@ impl Default for Limits {
 #[derive(Debug, Clone, Default)]
 pub struct BrokerConfig {
     /// Where to listen (TCP and/or Unix). At least one.
+    ///
+    /// On a Unix path the broker holds an exclusive lock on `PATH.lock`
+    /// while it listens, so a second broker on the path fails with an
+    /// error naming it; an existing socket is replaced only when a
+    /// connect to it is refused (nobody listens: left by a broker that
+    /// died); at close the socket file is removed only if it is still
+    /// the one this broker bound.
     pub listen: Vec<Address>,
     /// A shared secret clients must present in their hello.
     pub token: Option<String>,
@@ -117,7 +130,36 @@ pub(crate) struct Shared {
     lp: EventLoop,
     core: RefCell<Core>,
     me: Weak<Shared>,
+    /// Accepting is paused for lack of descriptors or memory.
+    accept_retry: RefCell<AcceptRetry>,
 }
+
+/// When accepting failed for lack of resources (EMFILE, ENFILE, ENOBUFS,
+/// ENOMEM), the connections stay in the kernel's backlog, and the
+/// listener, being edge-triggered, would not report them again until yet
+/// another connection arrives. So accepting is retried: at once when one
+/// of the broker's own connections closes (a descriptor came free), and
+/// from a timer with back-off for descriptors freed elsewhere in the
+/// process or system.
+///
+/// No reserve descriptor is kept to accept-and-close the excess (as
+/// libev and nginx may): waiting clients are served, in order, as soon as
+/// descriptors come free, instead of being dropped; the kernel bounds the
+/// backlog, and the connection limit ([`Limits::max_connections`], which
+/// the CLI derives from its descriptor limit) closes excess connections
+/// before descriptors run out.
+#[derive(Default)]
+struct AcceptRetry {
+    /// Armed while paused.
+    timer: Option<TimerId>,
+    /// The next timer's delay.
+    delay: Duration,
+}
+
+/// The first retry's delay, doubled on each failed retry up to
+/// [`ACCEPT_RETRY_MAX`].
+const ACCEPT_RETRY_FIRST: Duration = Duration::from_millis(10);
+const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
 
 struct ListenerSource {
     shared: Weak<Shared>,
@@ -145,7 +187,7 @@ impl Broker {
             match Listener::bind(address) {
                 Ok(l) => listeners.push(l),
                 Err(e) => {
-                    listeners.iter().for_each(Listener::unlink);
+                    listeners.iter_mut().for_each(Listener::unlink);
                     return Err(e);
                 }
             }
@@ -154,6 +196,7 @@ impl Broker {
             lp: lp.clone(),
             core: RefCell::new(Core::new(config)),
             me: me.clone(),
+            accept_retry: RefCell::new(AcceptRetry::default()),
         });
         for (index, mut listener) in listeners.into_iter().enumerate() {
             let source = Rc::new(ListenerSource {
@@ -187,6 +230,9 @@ impl Broker {
     /// see `broker_gone`). Idempotent.
     pub fn close(&self) {
         let (listeners, peers) = self.shared.core.borrow_mut().take_all();
+        if let Some(timer) = self.shared.accept_retry.borrow_mut().timer.take() {
+            self.shared.lp.cancel_timer(timer);
+        }
         for (mut l, token) in listeners {
             self.shared.lp.deregister(&mut l, token);
             l.unlink();
@@ -205,15 +251,21 @@ impl Drop for Broker {
 }
 
 impl Shared {
-    fn accept(&self, index: usize) {
+    /// Accepts every pending connection of listener `index`; false if it
+    /// had to stop for lack of resources (the rest wait in the backlog).
+    fn accept(&self, index: usize) -> bool {
         loop {
             let accepted = self.core.borrow().accept(index);
             let stream = match accepted {
+                None => return true,
                 Some(Ok(s)) => s,
-                Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // Would block, or a transient accept error (EMFILE, …):
-                // stop and wait for the next readiness.
-                _ => return,
+                Some(Err(e)) => match accept_failure(&e) {
+                    AcceptFailure::Retry => continue,
+                    AcceptFailure::Pause => {
+                        self.pause_accepting();
+                        return false;
+                    }
+                },
             };
             let id = self.core.borrow_mut().next_conn_id();
             let source = Rc::new(PeerSource {
@@ -244,6 +296,34 @@ impl Shared {
             });
             self.core.borrow_mut().set_handshake_timer(id, timer);
         }
+    }
+
+    /// Arms the retry timer unless it is armed already.
+    fn pause_accepting(&self) {
+        let mut retry = self.accept_retry.borrow_mut();
+        if retry.timer.is_some() {
+            return;
+        }
+        let delay = retry.delay.max(ACCEPT_RETRY_FIRST);
+        retry.delay = (delay * 2).min(ACCEPT_RETRY_MAX);
+        let weak = self.me.clone();
+        retry.timer = Some(self.lp.add_timer(delay, move |_| {
+            if let Some(shared) = weak.upgrade() {
+                shared.accept_retry.borrow_mut().timer = None;
+                shared.retry_accepting();
+            }
+        }));
+    }
+
+    /// Tries every listener again after accepting was paused; the back-off
+    /// starts over once every backlog is drained.
+    fn retry_accepting(&self) {
+        let count = self.core.borrow().listener_count();
+        // Stop at the first that fails: the others would fail alike.
+        if (0..count).all(|index| self.accept(index)) {
+            *self.accept_retry.borrow_mut() = AcceptRetry::default();
+        }
+        self.schedule_flush();
     }
 
     fn handshake_expired(&self, id: ConnId) {
@@ -281,12 +361,21 @@ impl Shared {
     /// embedding host is not woken for them).
     fn finish_closes(&self) {
         let closed = self.core.borrow_mut().take_closed();
+        let freed = !closed.is_empty();
         for conn in closed {
             conn.close(&self.lp);
         }
         let spent = self.core.borrow_mut().take_spent_timers();
         for timer in spent {
             self.lp.cancel_timer(timer);
+        }
+        // Descriptors came free: the backlog need not wait for the timer.
+        if freed {
+            let paused = self.accept_retry.borrow_mut().timer.take();
+            if let Some(timer) = paused {
+                self.lp.cancel_timer(timer);
+                self.retry_accepting();
+            }
         }
     }
 
@@ -295,6 +384,39 @@ impl Shared {
             let me: Weak<dyn Flush> = self.me.clone();
             self.lp.want_flush(me);
         }
+    }
+}
+
+/// What to do after a failed `accept`.
+enum AcceptFailure {
+    /// The failure belonged to that one connection (or to the call):
+    /// go on with the next.
+    Retry,
+    /// Out of descriptors or memory, or an unexpected error: stop, and
+    /// try again later.
+    Pause,
+}
+
+fn accept_failure(e: &std::io::Error) -> AcceptFailure {
+    // Linux reports a pending connection's network error from accept
+    // itself (accept(2), "Error handling"); the connection is gone and
+    // the next one may be fine.
+    match e.raw_os_error() {
+        Some(
+            libc::EINTR
+            | libc::ECONNABORTED
+            | libc::EPROTO
+            | libc::EPERM
+            | libc::ENETDOWN
+            | libc::ENOPROTOOPT
+            | libc::EHOSTDOWN
+            | libc::EHOSTUNREACH
+            | libc::EOPNOTSUPP
+            | libc::ENETUNREACH,
+        ) => AcceptFailure::Retry,
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        Some(libc::ENONET) => AcceptFailure::Retry,
+        _ => AcceptFailure::Pause,
     }
 }
 

@@ -116,6 +116,10 @@ impl Core {
         }
     }
 
+    pub fn listener_count(&self) -> usize {
+        self.listeners.len()
+    }
+
     pub fn next_conn_id(&mut self) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;

@@ -1,5 +1,6 @@
 //! Where a broker listens: `tcp://HOST:PORT` or `unix:PATH`.
 
+use super::socket_file::{SocketFile, TakeError};
 use crate::error::{Error, ErrorCode};
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use std::fmt;
@@ -162,34 +163,42 @@ impl mio::event::Source for Stream {
 #[derive(Debug)]
 pub(crate) enum Listener {
     Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
+    Unix(UnixListener, SocketFile),
 }
 
 impl Listener {
-    /// Binds `address`. A Unix path that exists but where nobody listens
-    /// (a stale socket of a dead broker) is replaced; a live one is not.
+    /// Binds `address`. For a Unix path, see [`SocketFile`]: the path is
+    /// locked (`PATH.lock`) for the listener's life, so a second broker on
+    /// it fails; an existing socket is replaced only when nobody listens
+    /// on it (the probe connect is refused).
     pub fn bind(address: &Address) -> Result<Listener, Error> {
         let fail = |e: &io::Error| Error::io(format_args!("cannot listen on {address}"), e);
         match address {
             Address::Tcp(addr) => Ok(Listener::Tcp(
                 TcpListener::bind(*addr).map_err(|e| fail(&e))?,
             )),
-            Address::Unix(path) => match UnixListener::bind(path) {
-                Ok(l) => Ok(Listener::Unix(l, path.clone())),
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                    let live = std::os::unix::net::UnixStream::connect(path).is_ok();
-                    let is_socket = std::fs::symlink_metadata(path)
-                        .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
-                        .unwrap_or(false);
-                    if live || !is_socket {
-                        return Err(fail(&e));
-                    }
-                    std::fs::remove_file(path).map_err(|e| fail(&e))?;
-                    let l = UnixListener::bind(path).map_err(|e| fail(&e))?;
-                    Ok(Listener::Unix(l, path.clone()))
-                }
-                Err(e) => Err(fail(&e)),
-            },
+            Address::Unix(path) => {
+                let mut file = SocketFile::take(path).map_err(|e| match e {
+                    TakeError::Locked { lock } => Error::new(
+                        ErrorCode::Io,
+                        format!(
+                            "cannot listen on {address}: another broker is listening there (it holds {})",
+                            lock.display()
+                        ),
+                    ),
+                    TakeError::InUse { why } => Error::new(
+                        ErrorCode::Io,
+                        format!("cannot listen on {address}: {why}"),
+                    ),
+                    TakeError::Os { what, err } => Error::io(
+                        format_args!("cannot listen on {address}: {what}"),
+                        &err,
+                    ),
+                })?;
+                let l = UnixListener::bind(path).map_err(|e| fail(&e))?;
+                file.bound().map_err(|e| fail(&e))?;
+                Ok(Listener::Unix(l, file))
+            }
         }
     }
 
@@ -200,7 +209,7 @@ impl Listener {
                 Ok(addr) => Address::Tcp(addr),
                 Err(_) => Address::Tcp(SocketAddr::from(([0, 0, 0, 0], 0))),
             },
-            Listener::Unix(_, path) => Address::Unix(path.clone()),
+            Listener::Unix(_, file) => Address::Unix(file.path().to_path_buf()),
         }
     }
 
@@ -212,10 +221,11 @@ impl Listener {
         }
     }
 
-    /// Removes the socket file of a Unix listener.
-    pub fn unlink(&self) {
-        if let Listener::Unix(_, path) = self {
-            let _ = std::fs::remove_file(path);
+    /// Removes the socket file of a Unix listener if it is still the one
+    /// bound (a path replaced meanwhile stays), and releases its lock.
+    pub fn unlink(&mut self) {
+        if let Listener::Unix(_, file) = self {
+            file.release();
         }
     }
 }

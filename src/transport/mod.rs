@@ -8,6 +8,7 @@
 mod address;
 mod connection;
 mod linger;
+mod socket_file;
 
 pub use address::Address;
 pub(crate) use address::{Listener, Stream};

@@ -1,0 +1,25 @@
+# Builds the C library the way C programs link and load it.
+#
+#   make        cargo build --release, then target/release/$(SONAME), a
+#               symlink to libstagebus.so
+#
+# The library records its SONAME, libstagebus.so.MAJOR.MINOR (see
+# build.rs), and a program linked with -lstagebus records that name and
+# loads it at start; cargo itself only makes libstagebus.so. The same
+# pair of names is what an installed copy has (the real file under the
+# SONAME, libstagebus.so for the link editor).
+
+CARGO ?= cargo
+# The version parts of the SONAME, from the package version in Cargo.toml.
+MAJOR_MINOR := $(shell sed -n 's/^version *= *"\([0-9]*\)\.\([0-9]*\)\..*/\1.\2/p' Cargo.toml | head -n 1)
+SONAME := libstagebus.so.$(MAJOR_MINOR)
+# Where cargo puts the release build.
+LIBDIR := $(or $(CARGO_TARGET_DIR),target)/release
+
+.PHONY: all lib
+
+all: lib
+
+lib:
+	$(CARGO) build --release
+	ln -sf libstagebus.so $(LIBDIR)/$(SONAME)
