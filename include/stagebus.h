@@ -61,8 +61,6 @@ typedef enum sb_status {
   SB_IO = 13,
   // The request was cancelled.
   SB_CANCELLED = 14,
-  // A response found no handler.
-  SB_UNHANDLED = 15,
   // A handler failed.
   SB_HANDLER_FAILED = 16,
   // Not valid in the object's current state (answered twice, …).

@@ -16,7 +16,9 @@ use std::fmt;
 macro_rules! error_codes {
     ($($(#[doc = $doc:literal])+ $variant:ident = $number:literal, $name:literal;)+) => {
         /// What went wrong, as a stable number. Numbers are part of the wire
-        /// protocol and of the C ABI: a retired number is never reused.
+        /// protocol and of the C ABI: a retired number is never reused
+        /// (15, `unhandled`, was never produced: a response without a
+        /// handler has nobody to be reported to but the diagnostics).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(from = "u16", into = "u16")]
         #[non_exhaustive]
@@ -81,8 +83,6 @@ error_codes! {
     /// The request was cancelled (reported to the callee, and to callers
     /// that operate on a cancelled request).
     Cancelled = 14, "cancelled";
-    /// A response found no handler on the requester.
-    Unhandled = 15, "unhandled";
     /// A handler failed while serving the request.
     HandlerFailed = 16, "handler_failed";
     /// The operation is not valid in the object's current state (answering

@@ -43,8 +43,6 @@ pub enum sb_status {
     SB_IO = 13,
     /// The request was cancelled.
     SB_CANCELLED = 14,
-    /// A response found no handler.
-    SB_UNHANDLED = 15,
     /// A handler failed.
     SB_HANDLER_FAILED = 16,
     /// Not valid in the object's current state (answered twice, …).
@@ -94,7 +92,6 @@ impl sb_status {
             12 => SB_REFUSED,
             13 => SB_IO,
             14 => SB_CANCELLED,
-            15 => SB_UNHANDLED,
             16 => SB_HANDLER_FAILED,
             17 => SB_INVALID_STATE,
             18 => SB_UNANSWERED,
@@ -143,7 +140,6 @@ pub extern "C" fn sb_strerror(code: i32) -> *const c_char {
         SB_REFUSED => c"refused",
         SB_IO => c"io",
         SB_CANCELLED => c"cancelled",
-        SB_UNHANDLED => c"unhandled",
         SB_HANDLER_FAILED => c"handler_failed",
         SB_INVALID_STATE => c"invalid_state",
         SB_UNANSWERED => c"unanswered",

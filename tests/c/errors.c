@@ -5,9 +5,9 @@
  *
  * Request errors are checked on a local stage and again through a broker
  * (location transparency: the same codes and messages). SB_NULL_ARGUMENT,
- * SB_INVALID_UTF8 and SB_PANIC are robustness.c's. SB_UNHANDLED is never
- * produced by the library itself; it travels like any code a callee
- * chooses (shown here through sb_served_fail).
+ * SB_INVALID_UTF8 and SB_PANIC are robustness.c's. A callee may also fail
+ * with any library code of its choosing (shown with SB_LIMIT_EXCEEDED
+ * through sb_served_fail).
  */
 #include "check.h"
 
@@ -43,10 +43,10 @@ static int32_t s_fail_cancelled(void *user, const sb_ctx *ctx)
     return 0;
 }
 
-static int32_t s_fail_unhandled(void *user, const sb_ctx *ctx)
+static int32_t s_fail_chosen(void *user, const sb_ctx *ctx)
 {
     (void)user;
-    CHECK_OK(sb_served_fail(sb_ctx_req(ctx), SB_UNHANDLED, "passed on"));
+    CHECK_OK(sb_served_fail(sb_ctx_req(ctx), SB_LIMIT_EXCEEDED, "passed on"));
     return 0;
 }
 
@@ -180,7 +180,7 @@ static void request_errors(const sb_stage *s, const sb_remote *r,
     OK("%s: SB_NO_SUCH_METHOD", where);
     EXPECT_CALL(s, r, "fail_cancelled", SB_CANCELLED, "callee gave up");
     OK("%s: SB_CANCELLED from the callee, with its message", where);
-    EXPECT_CALL(s, r, "fail_unhandled", SB_UNHANDLED, "passed on");
+    EXPECT_CALL(s, r, "fail_chosen", SB_LIMIT_EXCEEDED, "passed on");
     EXPECT_CALL(s, r, "fail_odd", SB_HANDLER_FAILED, "odd code");
     OK("%s: the callee's own code travels; an unknown one is handler_failed",
        where);
@@ -395,7 +395,7 @@ static const sb_status all_codes[] = {
     SB_OK, SB_NO_SUCH_SESSION, SB_NO_SUCH_METHOD, SB_PUBLISHER_GONE,
     SB_BROKER_GONE, SB_TIMEOUT, SB_LIMIT_EXCEEDED, SB_PROTOCOL,
     SB_ALREADY_EXISTS, SB_INVALID_ARGUMENT, SB_NOT_PUBLISHER,
-    SB_NOT_SUBSCRIBED, SB_REFUSED, SB_IO, SB_CANCELLED, SB_UNHANDLED,
+    SB_NOT_SUBSCRIBED, SB_REFUSED, SB_IO, SB_CANCELLED,
     SB_HANDLER_FAILED, SB_INVALID_STATE, SB_UNANSWERED, SB_NULL_ARGUMENT,
     SB_INVALID_UTF8, SB_PANIC, SB_WRONG_TYPE, SB_NOT_FOUND, SB_WRONG_THREAD,
     SB_UNKNOWN};
@@ -403,7 +403,7 @@ static const sb_status all_codes[] = {
 static void strerror_names(void)
 {
     size_t n = sizeof all_codes / sizeof all_codes[0], i, j;
-    static const int32_t strangers[] = {19, 42, 99, 106, 1000, -1, 65534,
+    static const int32_t strangers[] = {15, 19, 42, 99, 106, 1000, -1, 65534,
                                         65536, 2147483647};
     for (i = 0; i < n; i++) {
         const char *s = sb_strerror(all_codes[i]);
@@ -482,7 +482,7 @@ int main(void)
     sb_status st;
     char addr[256], small[8], longname[300];
     const char *const s_methods[] = {
-        "twice", "fail_cancelled", "fail_unhandled", "fail_odd", "rc_limit",
+        "twice", "fail_cancelled", "fail_chosen", "fail_odd", "rc_limit",
         "rc_minus", "rc_not_found", "fail_then_rc", "hang", "nope"};
 
     test_begin(__FILE__);
@@ -492,7 +492,7 @@ int main(void)
     CHECK_OK(sb_stage_new(lp, "S", &s));
     CHECK_OK(sb_stage_on(s, "twice", s_twice, NULL, NULL));
     CHECK_OK(sb_stage_on(s, "fail_cancelled", s_fail_cancelled, NULL, NULL));
-    CHECK_OK(sb_stage_on(s, "fail_unhandled", s_fail_unhandled, NULL, NULL));
+    CHECK_OK(sb_stage_on(s, "fail_chosen", s_fail_chosen, NULL, NULL));
     CHECK_OK(sb_stage_on(s, "fail_odd", s_fail_odd, NULL, NULL));
     CHECK_OK(sb_stage_on(s, "rc_limit", s_rc_limit, NULL, NULL));
     CHECK_OK(sb_stage_on(s, "rc_minus", s_rc_minus, NULL, NULL));

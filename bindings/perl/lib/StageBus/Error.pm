@@ -28,7 +28,6 @@ our %CODE_OF = (
     refused          => 12,
     io               => 13,
     cancelled        => 14,
-    unhandled        => 15,
     handler_failed   => 16,
     invalid_state    => 17,
     unanswered       => 18,
