@@ -54,7 +54,7 @@ impl Handle for sb_request_builder {
 
 /// The callee's view of a request. Borrowed in a handler
 /// (`sb_ctx_req`); owned after `sb_served_ref` (free with
-/// `sb_served_free`).
+/// `sb_served_free`), which keeps the request open past its handler.
 #[derive(Debug)]
 pub struct sb_served {
     _private: [u8; 0],
@@ -190,8 +190,10 @@ pub unsafe extern "C" fn sb_stage_new(
     })
 }
 
-/// Frees a stage handle. The stage lives on while requests to it or a
-/// publication of it need it. NULL is a no-op.
+/// Frees a stage handle. The stage lives on while other handles or
+/// open requests to it need it; a publication does not keep it: when
+/// the stage goes, its sessions are rescinded. Keep the stage for as
+/// long as it should be served. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_free(stage: *mut sb_stage) {
     // SAFETY: NULL or an owned sb_stage, freed once.
@@ -222,7 +224,9 @@ pub unsafe extern "C" fn sb_stage_on(
 
 /// Publishes the stage on a broker through `client` as `session`,
 /// offering `n_methods` methods (all its handler names when 0). `done`
-/// runs once with the broker's answer.
+/// runs once with the broker's answer. The publication does not keep
+/// the stage: freeing the stage's last handle rescinds the session (so
+/// handlers may use the client without keeping it open forever).
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_publish(
     stage: *const sb_stage,
@@ -685,6 +689,11 @@ unsafe fn served<'a>(s: *const sb_served) -> Result<&'a ServedRequest, Fail> {
 
 /// An owned reference to a served request, to answer it after the
 /// handler returned. Free with `sb_served_free`.
+///
+/// A request its handler neither answered nor kept this way (nor
+/// emitted on, nor made a still open request on behalf of) ends when the
+/// handler returns: the caller gets `SB_UNANSWERED`. Likewise when the
+/// last reference is freed while the request is still open.
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_ref(s: *const sb_served) -> *mut sb_served {
     value_or(std::ptr::null_mut(), || {

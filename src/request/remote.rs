@@ -1,9 +1,9 @@
 //! Remote stages: sessions behind a broker, used like local stages.
 
 use super::stage::Stage;
-use super::transaction::{run_method, ServedLink, ServedRequest};
-use crate::client::{Client, Inbound};
-use crate::error::Error;
+use super::transaction::{run_method, Served, ServedLink};
+use crate::client::{Client, Delivery, Inbound};
+use crate::error::{Error, ErrorCode};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -72,6 +72,13 @@ impl Stage {
     /// (every handler name without its `on_` prefix when empty). Calls
     /// from other programs then run its handlers exactly as local
     /// requests do.
+    ///
+    /// The publication does not keep the stage alive: it is served while
+    /// the program (or a request it serves) holds it, and when the stage
+    /// goes away its sessions are rescinded (a call arriving meanwhile
+    /// gets `no_such_session`). So a handler may hold the client, or a
+    /// [`RemoteStage`] on it, without keeping the client open forever
+    /// (see the crate docs' ownership rules).
     pub fn publish(
         &self,
         client: &Client,
@@ -85,44 +92,53 @@ impl Stage {
             methods.iter().map(|m| m.to_string()).collect()
         };
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let stage = self.clone();
+        // Weakly: the program's handles keep the stage served (see the
+        // crate docs' ownership rules).
+        let stage = self.downgrade();
         let serving: Rc<Serving> = Rc::default();
-        client.publish(
-            session,
-            &names,
-            move |delivery, inbound| match inbound {
-                Inbound::Call { method, args } => {
-                    let served = ServedRequest::new(
-                        delivery.origin(),
-                        stage.clone(),
-                        Rc::from(method),
-                        ServedLink::Remote(delivery.clone()),
+        let serve = move |delivery: &Delivery, inbound| match inbound {
+            Inbound::Call { method, args } => {
+                let Some(stage) = Stage::from_weak(&stage) else {
+                    // Between the stage's end and its rescind.
+                    let e = Error::new(
+                        ErrorCode::NoSuchSession,
+                        format!("Session '{}' is no longer served", delivery.session()),
                     );
-                    let table = Rc::downgrade(&serving);
-                    let route = delivery.id();
-                    served.set_on_end(move || {
-                        if let Some(t) = table.upgrade() {
-                            t.0.borrow_mut().remove(&route);
-                        }
-                    });
-                    serving.0.borrow_mut().insert(route, served.clone());
-                    run_method(&served, served.method(), &args);
-                }
-                Inbound::Recall { method, args } => {
-                    let served = serving.0.borrow().get(&delivery.id()).cloned();
-                    if let Some(served) = served {
-                        run_method(&served, &method, &args);
+                    let _ = delivery.fail(e);
+                    return;
+                };
+                let served = Served::new(
+                    delivery.origin(),
+                    stage,
+                    Rc::from(method),
+                    ServedLink::Remote(delivery.clone()),
+                );
+                let table = Rc::downgrade(&serving);
+                let route = delivery.id();
+                served.set_on_end(move || {
+                    if let Some(t) = table.upgrade() {
+                        t.0.borrow_mut().remove(&route);
                     }
+                });
+                serving.0.borrow_mut().insert(route, served.clone());
+                run_method(&served, served.method(), &args);
+            }
+            Inbound::Recall { method, args } => {
+                let served = serving.0.borrow().get(&delivery.id()).cloned();
+                if let Some(served) = served {
+                    run_method(&served, &method, &args);
                 }
-                Inbound::Cancel => {
-                    let served = serving.0.borrow_mut().remove(&delivery.id());
-                    if let Some(served) = served {
-                        served.cancelled();
-                    }
+            }
+            Inbound::Cancel => {
+                let served = serving.0.borrow_mut().remove(&delivery.id());
+                if let Some(served) = served {
+                    served.cancelled();
                 }
-            },
-            done,
-        );
+            }
+        };
+        let publication =
+            client.publish_serving(session, &names, Rc::new(RefCell::new(serve)), done);
+        self.add_publication(publication);
     }
 }
 
@@ -134,11 +150,11 @@ impl Stage {
 /// turn, whatever is still served is cancelled here, at once (as a local
 /// caller's cancel is): the callee hears of every request it started.
 #[derive(Default)]
-struct Serving(RefCell<HashMap<u64, ServedRequest>>);
+struct Serving(RefCell<HashMap<u64, Served>>);
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        let left: Vec<ServedRequest> = self.0.get_mut().drain().map(|(_, s)| s).collect();
+        let left: Vec<Served> = self.0.get_mut().drain().map(|(_, s)| s).collect();
         for served in left {
             served.cancelled();
         }

@@ -5,6 +5,7 @@ use super::handlers::HandlerTable;
 use super::names::strip_on;
 use super::scope::Scope;
 use super::transaction::{Response, ServedRequest};
+use crate::client::Publication;
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::value::{Args, Value};
@@ -35,6 +36,17 @@ pub(crate) struct StageInner {
     lp: EventLoop,
     handlers: RefCell<HandlerTable>,
     data: Scope,
+    /// Where the stage is published. A publication holds its stage
+    /// weakly; the stage withdraws them when it goes.
+    publications: RefCell<Vec<Publication>>,
+}
+
+impl Drop for StageInner {
+    fn drop(&mut self) {
+        for publication in self.publications.get_mut().drain(..) {
+            publication.withdraw();
+        }
+    }
 }
 
 impl fmt::Debug for Stage {
@@ -58,6 +70,7 @@ impl Stage {
                 lp: lp.clone(),
                 handlers: RefCell::new(HandlerTable::default()),
                 data: Scope::default(),
+                publications: RefCell::new(Vec::new()),
             }),
         }
     }
@@ -146,6 +159,13 @@ impl Stage {
     /// requests made with `role`.
     pub(crate) fn role_handler(&self, role: &str, kind: &str) -> Option<HandlerFn> {
         self.inner.handlers.borrow().role(role, kind).cloned()
+    }
+
+    /// Records a publication, to be withdrawn when the stage goes.
+    pub(crate) fn add_publication(&self, publication: Publication) {
+        let mut list = self.inner.publications.borrow_mut();
+        list.retain(Publication::is_live);
+        list.push(publication);
     }
 
     pub(crate) fn downgrade(&self) -> Weak<StageInner> {
