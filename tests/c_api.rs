@@ -241,6 +241,7 @@ c_programs!(
     errors,
     robustness,
     threads,
+    unanswered,
 );
 
 #[test]
