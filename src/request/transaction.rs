@@ -830,7 +830,10 @@ impl ServedRec {
     fn end(&self) {
         self.open.set(false);
         self.cancel_children();
-        self.on_cancel.borrow_mut().take();
+        // Dropped outside the borrow: it may hold a reference to this
+        // request (a C on-cancel's user data, say).
+        let on_cancel = self.on_cancel.borrow_mut().take();
+        drop(on_cancel);
         self.data.clear();
         self.run_on_end();
     }

@@ -87,11 +87,19 @@ static int32_t s_fail_then_rc(void *user, const sb_ctx *ctx)
     return SB_IO;
 }
 
+static void free_served(void *user)
+{
+    sb_served_free((sb_served *)user);
+}
+
 static int32_t s_hang(void *user, const sb_ctx *ctx)
 {
+    const sb_served *req = sb_ctx_req(ctx);
     (void)user;
-    CHECK_OK(sb_served_on_cancel(sb_ctx_req(ctx), cb_notify, hang_cancel,
-                                 cb_free));
+    CHECK_OK(sb_served_on_cancel(req, cb_notify, hang_cancel, cb_free));
+    /* Kept in its own data slot (freed when it ends): a request neither
+     * answered nor kept ends at once with SB_UNANSWERED. */
+    CHECK_OK(sb_served_set_data(req, sb_served_ref(req), free_served));
     return 0;
 }
 
@@ -396,13 +404,14 @@ static const sb_status all_codes[] = {
     SB_BROKER_GONE, SB_TIMEOUT, SB_LIMIT_EXCEEDED, SB_PROTOCOL,
     SB_ALREADY_EXISTS, SB_INVALID_ARGUMENT, SB_NOT_PUBLISHER,
     SB_NOT_SUBSCRIBED, SB_REFUSED, SB_IO, SB_CANCELLED, SB_UNHANDLED,
-    SB_HANDLER_FAILED, SB_INVALID_STATE, SB_NULL_ARGUMENT, SB_INVALID_UTF8,
-    SB_PANIC, SB_WRONG_TYPE, SB_NOT_FOUND, SB_UNKNOWN};
+    SB_HANDLER_FAILED, SB_INVALID_STATE, SB_UNANSWERED, SB_NULL_ARGUMENT,
+    SB_INVALID_UTF8, SB_PANIC, SB_WRONG_TYPE, SB_NOT_FOUND, SB_WRONG_THREAD,
+    SB_UNKNOWN};
 
 static void strerror_names(void)
 {
     size_t n = sizeof all_codes / sizeof all_codes[0], i, j;
-    static const int32_t strangers[] = {18, 42, 99, 105, 1000, -1, 65534,
+    static const int32_t strangers[] = {19, 42, 99, 106, 1000, -1, 65534,
                                         65536, 2147483647};
     for (i = 0; i < n; i++) {
         const char *s = sb_strerror(all_codes[i]);
