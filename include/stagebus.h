@@ -150,7 +150,7 @@ typedef struct sb_response sb_response;
 
 // The callee's view of a request. Borrowed in a handler
 // (`sb_ctx_req`); owned after `sb_served_ref` (free with
-// `sb_served_free`).
+// `sb_served_free`), which keeps the request open past its handler.
 typedef struct sb_served sb_served;
 
 // A stage: a named table of handlers.
@@ -453,8 +453,10 @@ void sb_client_free(struct sb_client *client);
 // `SB_INVALID_ARGUMENT` for an empty name.
 enum sb_status sb_stage_new(struct sb_loop *lp, const char *name, struct sb_stage **out);
 
-// Frees a stage handle. The stage lives on while requests to it or a
-// publication of it need it. NULL is a no-op.
+// Frees a stage handle. The stage lives on while other handles or
+// open requests to it need it; a publication does not keep it: when
+// the stage goes, its sessions are rescinded. Keep the stage for as
+// long as it should be served. NULL is a no-op.
 void sb_stage_free(struct sb_stage *stage);
 
 // Registers (or replaces) the handler `name`: a method (`foo` or
@@ -481,6 +483,9 @@ enum sb_status sb_stage_set_kind(const struct sb_stage *stage, const char *name,
 // (its `SB_HANDLER_METHOD` handler names, without `on_`; never
 // `on_cancel`, `on_my_<type>` or a handler marked otherwise with
 // `sb_stage_set_kind`). `done` runs once with the broker's answer.
+// The publication does not keep the stage: freeing the stage's last
+// handle rescinds the session (so handlers may use the client without
+// keeping it open forever).
 enum sb_status sb_stage_publish(const struct sb_stage *stage,
                                 const struct sb_client *client,
                                 const char *session,
@@ -622,6 +627,11 @@ const struct sb_stage *sb_ctx_stage(const struct sb_ctx *ctx);
 
 // An owned reference to a served request, to answer it after the
 // handler returned. Free with `sb_served_free`.
+//
+// A request its handler neither answered nor kept this way (nor
+// emitted on, nor made a still open request on behalf of) ends when the
+// handler returns: the caller gets `SB_UNANSWERED`. Likewise when the
+// last reference is freed while the request is still open.
 struct sb_served *sb_served_ref(const struct sb_served *s);
 
 // Frees an owned reference from `sb_served_ref`. NULL is a no-op.

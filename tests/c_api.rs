@@ -244,6 +244,7 @@ c_programs!(
     dropped_at_once,
     exports,
     answer_then_close,
+    unanswered,
 );
 
 #[test]

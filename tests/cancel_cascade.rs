@@ -125,6 +125,10 @@ fn stage_a(lp: &EventLoop, to_b: Target, report: Report, at: CancelAt, heard: He
         let req = ctx.req().unwrap();
         let (r1, r2) = (r.clone(), r.clone());
         req.data().on_end("end", move || r1("A served_end"));
+        // Kept until it ends: once A cancels its request to B inside a
+        // handler, nothing else refers to it, and a request let go
+        // unanswered fails at once.
+        req.data().set("kept", req.clone());
         let h = heard.clone();
         let sub = Request::to(to.clone(), "work")
             .fallback(move |ctx| {

@@ -719,6 +719,7 @@ fn s13_dropping_the_request_cancels_and_frees_its_data(mode: Mode) {
         req.on_cancel(cn.hook());
         req.data().on_end("end", se.hook());
         req.data().set("live", Live::new(&lv));
+        req.data().set("kept", req.clone());
         let fi = fi.clone();
         let id = lp.add_timer(Duration::from_secs(30), move |_| fi.bump());
         req.data().set(
@@ -1522,7 +1523,10 @@ fn holding_stage(lp: &EventLoop, name: &str) -> (Stage, Counter, Counter) {
     let (d, c) = (delivered.clone(), cancelled.clone());
     stage.on("hold", move |ctx| {
         d.bump();
-        ctx.req().unwrap().on_cancel(c.hook());
+        let req = ctx.req().unwrap();
+        req.on_cancel(c.hook());
+        // Kept until it ends: a request let go unanswered fails at once.
+        req.data().set("kept", req.clone());
         Ok(())
     });
     (stage, delivered, cancelled)
@@ -1717,7 +1721,9 @@ fn cancel_before_delivery_runs_neither_method_nor_on_cancel_or_both(mode: Mode) 
     let log = Log::new();
     let l = log.clone();
     stage.on("hold", move |ctx| {
-        l.push(format!("hold {}", ctx.req().unwrap().caller_id()));
+        let req = ctx.req().unwrap();
+        l.push(format!("hold {}", req.caller_id()));
+        req.data().set("kept", req.clone());
         Ok(())
     });
     let l = log.clone();
@@ -1859,7 +1865,9 @@ fn publisher_dropped_after_loop_shutdown_frees_served_data() {
     let stage = Stage::new(&fx.lp, "Slow");
     let l = live.clone();
     stage.on("keep", move |ctx| {
-        ctx.req().unwrap().data().set("live", Live::new(&l));
+        let req = ctx.req().unwrap();
+        req.data().set("live", Live::new(&l));
+        req.data().set("kept", req.clone());
         Ok(())
     });
     let own = fx.client();

@@ -22,7 +22,11 @@
 //
 // Borrowed views (ArgsRef, ValueRef, Ctx, Served, Response) are valid
 // only during the callback that gave them, like their C counterparts;
-// Served::ref() makes an owned ServedRef to answer later.
+// Served::ref() makes an owned ServedRef to answer later; a request
+// neither answered nor kept (nor emitted on, nor the parent of an open
+// request) when its handler returns, or whose last ServedRef goes while
+// it is open, ends with SB_UNANSWERED for its caller. A publication does
+// not keep its Stage: keep the Stage as long as it should be served.
 //
 // Threads: as in C, every object belongs to the loop's thread; only
 // Waker may be used from other threads. A call from another thread
@@ -701,7 +705,8 @@ public:
                                           }));
     }
 
-    // An owned reference, to answer after the handler returned.
+    // An owned reference, to answer after the handler returned (without
+    // one, an unanswered request ends with SB_UNANSWERED).
     inline ServedRef ref() const;
 
 protected:

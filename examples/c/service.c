@@ -149,22 +149,37 @@ static int32_t on_answer(void *user, const sb_ctx *ctx) {
     return return_text(req, "reply", reply);
 }
 
+struct slow {
+    uint64_t id;
+    sb_served *kept;
+};
+
 static void slow_cancelled(void *user) {
-    uint64_t *id = user;
-    say("slow: on_cancel ran (request %" PRIu64 ")", *id);
+    struct slow *s = user;
+    say("slow: on_cancel ran (request %" PRIu64 ")", s->id);
+}
+
+static void slow_free(void *user) {
+    struct slow *s = user;
+    sb_served_free(s->kept);
+    free(s);
 }
 
 static int32_t on_slow(void *user, const sb_ctx *ctx) {
     (void)user;
     const sb_served *req = sb_ctx_req(ctx);
-    uint64_t *id = malloc(sizeof *id);
-    if (id == NULL) {
+    struct slow *s = malloc(sizeof *s);
+    if (s == NULL) {
         return SB_HANDLER_FAILED;
     }
-    *id = sb_served_id(req);
-    say("slow: holding request %" PRIu64 " until it is cancelled", *id);
-    /* free() runs once when the request ends, cancelled or not. */
-    return (int32_t)sb_served_on_cancel(req, slow_cancelled, id, free);
+    s->id = sb_served_id(req);
+    /* Kept: a request its handler neither answers nor keeps ends at once
+     * with SB_UNANSWERED for the caller. */
+    s->kept = sb_served_ref(req);
+    say("slow: holding request %" PRIu64 " until it is cancelled", s->id);
+    /* slow_free runs once when the request ends, cancelled or not, and
+     * lets go of the reference. */
+    return (int32_t)sb_served_on_cancel(req, slow_cancelled, s, slow_free);
 }
 
 /* --- connection ------------------------------------------------------ */

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -123,7 +124,11 @@ int main() {
                 [&](sb::Ctx &ctx) {
                     std::uint64_t id = ctx.req().id();
                     say("service: slow holds request %llu", static_cast<unsigned long long>(id));
-                    ctx.req().on_cancel([&caller, id] {
+                    // Kept: a request its handler neither answers nor keeps
+                    // ends at once with SB_UNANSWERED. The on-cancel callback
+                    // owns the reference; it goes when the request ends.
+                    auto kept = std::make_shared<sb::ServedRef>(ctx.req().ref());
+                    ctx.req().on_cancel([&caller, id, kept] {
                         say("service: on_cancel ran for request %llu",
                             static_cast<unsigned long long>(id));
                         caller.slow_cancelled_on_service = true;

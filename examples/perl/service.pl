@@ -75,6 +75,9 @@ my $greeter = StageBus::Stage->new(
             my $id = $ctx->req->id;
             say_line("slow: holding request $id until it is cancelled");
             $ctx->req->on_cancel(sub { say_line("slow: on_cancel ran (request $id)") });
+            # Kept (its data goes when it ends): a request its handler
+            # neither answers nor keeps ends at once with 'unanswered'.
+            $ctx->req->data->{kept} = $ctx->req->keep;
         },
     },
 );

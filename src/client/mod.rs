@@ -121,7 +121,40 @@ pub enum Inbound {
 }
 
 type CallFn = Rc<RefCell<dyn FnMut(CallId, CallEvent)>>;
-type ServeFn = Rc<RefCell<dyn FnMut(&Delivery, Inbound)>>;
+type ServeCell = RefCell<dyn FnMut(&Delivery, Inbound)>;
+type ServeFn = Rc<ServeCell>;
+
+/// Names one publication of a client without keeping the client or the
+/// publication's handler alive, so that whoever published (a stage) can
+/// withdraw it when it goes away.
+pub(crate) struct Publication {
+    client: Weak<Shared>,
+    session: String,
+    serve: Weak<ServeCell>,
+}
+
+impl Publication {
+    /// Whether the client and the publication's handler still exist.
+    pub(crate) fn is_live(&self) -> bool {
+        self.client.strong_count() > 0 && self.serve.strong_count() > 0
+    }
+
+    /// Rescinds the session on a later turn, if the client is still
+    /// there and the session is still this publication (one published
+    /// again under the same name is left alone). A publish still on its
+    /// way is rescinded as soon as the broker accepts it.
+    pub(crate) fn withdraw(self) {
+        let Some(shared) = self.client.upgrade() else {
+            return;
+        };
+        // Later: the client may be in the middle of changing its tables.
+        shared.lp.clone().defer(move |_| {
+            if let (Some(shared), Some(serve)) = (self.client.upgrade(), self.serve.upgrade()) {
+                shared.withdraw(&self.session, &serve);
+            }
+        });
+    }
+}
 
 /// A connection to a broker. Cloning gives another handle to the same
 /// connection; it closes when [`Client::close`] is called or the last
@@ -312,8 +345,23 @@ impl Client {
         serve: impl FnMut(&Delivery, Inbound) + 'static,
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) {
+        self.publish_serving(session, methods, Rc::new(RefCell::new(serve)), done);
+    }
+
+    /// [`Client::publish`], naming the publication for its publisher.
+    pub(crate) fn publish_serving(
+        &self,
+        session: &str,
+        methods: &[&str],
+        serve: ServeFn,
+        done: impl FnOnce(Result<(), Error>) + 'static,
+    ) -> Publication {
         let frame_methods = methods.iter().map(|m| m.to_string()).collect();
-        let serve: ServeFn = Rc::new(RefCell::new(serve));
+        let publication = Publication {
+            client: Rc::downgrade(&self.shared),
+            session: session.to_string(),
+            serve: Rc::downgrade(&serve),
+        };
         self.shared.start_op(
             |id| Frame::Publish {
                 id,
@@ -323,9 +371,11 @@ impl Client {
             Op::Publish {
                 session: session.to_string(),
                 serve,
+                withdrawn: false,
                 done: Box::new(done),
             },
         );
+        publication
     }
 
     /// Withdraws a session this client published. Fails at once (no
@@ -661,6 +711,46 @@ impl Delivery {
 }
 
 impl Shared {
+    /// Rescinds `session` if `serve` is what it runs now; marks a publish
+    /// of it still waiting for the broker to be rescinded once accepted.
+    fn withdraw(&self, session: &str, serve: &ServeFn) {
+        let published = {
+            let mut st = self.state.borrow_mut();
+            if matches!(st.status, Status::Closed(_)) {
+                return;
+            }
+            let published = st
+                .publications
+                .get(session)
+                .is_some_and(|(_, f)| Rc::ptr_eq(f, serve));
+            for op in st.ops.values_mut() {
+                if let Op::Publish {
+                    serve: f,
+                    withdrawn,
+                    ..
+                } = op
+                {
+                    if Rc::ptr_eq(f, serve) {
+                        *withdrawn = true;
+                    }
+                }
+            }
+            published
+        };
+        if published {
+            self.start_op(
+                |id| Frame::Rescind {
+                    id,
+                    session: session.to_string(),
+                },
+                Op::Rescind {
+                    session: session.to_string(),
+                    done: Box::new(|_| {}),
+                },
+            );
+        }
+    }
+
     fn want_flush(&self) {
         let mut st = self.state.borrow_mut();
         if !st.flush_pending && st.conn.is_some() {
@@ -992,13 +1082,17 @@ impl Shared {
             Op::Publish {
                 session,
                 serve,
+                withdrawn,
                 done,
             } => match outcome {
                 Ok(Reply::Done) => {
                     self.state
                         .borrow_mut()
                         .publications
-                        .insert(session.clone(), (Rc::from(session.as_str()), serve));
+                        .insert(session.clone(), (Rc::from(session.as_str()), serve.clone()));
+                    if withdrawn {
+                        self.withdraw(&session, &serve);
+                    }
                     done(Ok(()))
                 }
                 Ok(other) => done(Err(unexpected("publish", &other))),

@@ -28,6 +28,9 @@ pub(super) enum Op {
     Publish {
         session: String,
         serve: ServeFn,
+        /// Its publisher went away before the broker answered: rescind
+        /// it once accepted.
+        withdrawn: bool,
         done: Done<()>,
     },
     Rescind {

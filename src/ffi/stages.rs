@@ -67,7 +67,7 @@ impl Handle for sb_request_builder {
 
 /// The callee's view of a request. Borrowed in a handler
 /// (`sb_ctx_req`); owned after `sb_served_ref` (free with
-/// `sb_served_free`).
+/// `sb_served_free`), which keeps the request open past its handler.
 #[derive(Debug)]
 pub struct sb_served {
     _private: [u8; 0],
@@ -76,7 +76,7 @@ pub struct sb_served {
 impl Handle for sb_served {
     type Target = ServedRequest;
     fn home(s: &ServedRequest) -> Option<&EventLoop> {
-        Some(s.stage().event_loop())
+        Some(s.event_loop())
     }
 }
 
@@ -140,7 +140,7 @@ impl Ctx<'_> {
     fn event_loop(&self) -> Option<&EventLoop> {
         self.stage()
             .map(Stage::event_loop)
-            .or_else(|| self.req().map(|r| r.stage().event_loop()))
+            .or_else(|| self.req().map(ServedRequest::event_loop))
             .or_else(|| self.rsp().map(Response::event_loop))
     }
 }
@@ -238,8 +238,10 @@ pub unsafe extern "C" fn sb_stage_new(
     })
 }
 
-/// Frees a stage handle. The stage lives on while requests to it or a
-/// publication of it need it. NULL is a no-op.
+/// Frees a stage handle. The stage lives on while other handles or
+/// open requests to it need it; a publication does not keep it: when
+/// the stage goes, its sessions are rescinded. Keep the stage for as
+/// long as it should be served. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_free(stage: *mut sb_stage) {
     // SAFETY: NULL or an owned sb_stage, freed once.
@@ -326,6 +328,9 @@ pub unsafe extern "C" fn sb_stage_set_kind(
 /// (its `SB_HANDLER_METHOD` handler names, without `on_`; never
 /// `on_cancel`, `on_my_<type>` or a handler marked otherwise with
 /// `sb_stage_set_kind`). `done` runs once with the broker's answer.
+/// The publication does not keep the stage: freeing the stage's last
+/// handle rescinds the session (so handlers may use the client without
+/// keeping it open forever).
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_publish(
     stage: *const sb_stage,
@@ -796,6 +801,11 @@ unsafe fn served<'a>(s: *const sb_served) -> Result<&'a ServedRequest, Fail> {
 
 /// An owned reference to a served request, to answer it after the
 /// handler returned. Free with `sb_served_free`.
+///
+/// A request its handler neither answered nor kept this way (nor
+/// emitted on, nor made a still open request on behalf of) ends when the
+/// handler returns: the caller gets `SB_UNANSWERED`. Likewise when the
+/// last reference is freed while the request is still open.
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_ref(s: *const sb_served) -> *mut sb_served {
     value_or(std::ptr::null_mut(), || {

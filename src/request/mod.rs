@@ -26,6 +26,16 @@
 //!   request; it then sees the cancel (its on-cancel runs once).
 //! * Order: requests to one stage run in the order they were sent, and
 //!   the messages of one transaction arrive in order.
+//! * No caller waits on a request nobody can answer: a served request
+//!   whose last reference goes away while it is open ends with an
+//!   `unanswered` error for its caller, once. The callee's references
+//!   are its [`ServedRequest`] handles (keep a clone to answer later),
+//!   the open requests made on its behalf (their response handlers may
+//!   answer it), and any emit already sent: like POE's emits, which hold
+//!   the request's id, it keeps the request open for the caller's
+//!   recall until the transaction ends. The machinery's own records (the
+//!   caller's link, a publication's table of calls, queued tasks) do not
+//!   count. Locally and through a broker alike.
 //! * Per-request data on both sides ([`Request::data`] / [`Response::data`]
 //!   for the caller, [`ServedRequest::data`] for the callee) is dropped
 //!   exactly once, when that side ends.

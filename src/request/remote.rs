@@ -2,9 +2,9 @@
 
 use super::names::strip_on;
 use super::stage::{HandlerKind, Stage};
-use super::transaction::{next_id, run_method, ServedLink, ServedRequest};
-use crate::client::{Client, Inbound};
-use crate::error::Error;
+use super::transaction::{next_id, run_method, Served, ServedLink};
+use crate::client::{Client, Delivery, Inbound};
+use crate::error::{Error, ErrorCode};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -92,6 +92,13 @@ impl Stage {
     /// here); a recall reaches the exported methods and those marked
     /// [`HandlerKind::RecallOnly`] (as marked when the recall arrives),
     /// and any other name ends the request with `no_such_method`.
+    ///
+    /// The publication does not keep the stage alive: it is served while
+    /// the program (or a request it serves) holds it, and when the stage
+    /// goes away its sessions are rescinded (a call arriving meanwhile
+    /// gets `no_such_session`). So a handler may hold the client, or a
+    /// [`RemoteStage`] on it, without keeping the client open forever
+    /// (see the crate docs' ownership rules).
     pub fn publish(
         &self,
         client: &Client,
@@ -106,68 +113,79 @@ impl Stage {
         };
         let exported: HashSet<String> = names.iter().map(|m| strip_on(m).to_string()).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let stage = self.clone();
+        // Weakly: the program's handles keep the stage served (see the
+        // crate docs' ownership rules).
+        let stage = self.downgrade();
         let serving: Rc<Serving> = Rc::default();
         let unexported = |stage: &Stage, method: &str| {
             Error::new(
-                crate::ErrorCode::NoSuchMethod,
+                ErrorCode::NoSuchMethod,
                 format!(
                     "Session of stage '{}' does not export method '{method}'",
                     stage.name()
                 ),
             )
         };
-        client.publish(
-            session,
-            &names,
-            move |delivery, inbound| match inbound {
-                Inbound::Call { method, args } => {
-                    if !exported.contains(strip_on(&method)) {
-                        // The broker checks this already; a publisher does
-                        // not rely on it for what it exposes.
-                        let _ = delivery.fail(unexported(&stage, &method));
-                        return;
-                    }
-                    // Ids seen in this process come from its own counter;
-                    // the caller's id of the request is kept apart.
-                    let served = ServedRequest::new(
-                        next_id(),
-                        delivery.origin(),
-                        stage.clone(),
-                        Rc::from(method),
-                        ServedLink::Remote(delivery.clone()),
+        let serve = move |delivery: &Delivery, inbound| match inbound {
+            Inbound::Call { method, args } => {
+                let Some(stage) = Stage::from_weak(&stage) else {
+                    // Between the stage's end and its rescind.
+                    let e = Error::new(
+                        ErrorCode::NoSuchSession,
+                        format!("Session '{}' is no longer served", delivery.session()),
                     );
-                    let table = Rc::downgrade(&serving);
-                    let route = delivery.id();
-                    served.set_on_end(move || {
-                        if let Some(t) = table.upgrade() {
-                            t.0.borrow_mut().remove(&route);
-                        }
-                    });
-                    serving.0.borrow_mut().insert(route, served.clone());
-                    run_method(&served, served.method(), &args);
+                    let _ = delivery.fail(e);
+                    return;
+                };
+                if !exported.contains(strip_on(&method)) {
+                    // The broker checks this already; a publisher does not
+                    // rely on it for what it exposes.
+                    let _ = delivery.fail(unexported(&stage, &method));
+                    return;
                 }
-                Inbound::Recall { method, args } => {
-                    let served = serving.0.borrow().get(&delivery.id()).cloned();
-                    if let Some(served) = served {
-                        let reachable = exported.contains(strip_on(&method))
-                            || stage.kind(&method) == HandlerKind::RecallOnly;
-                        if reachable {
-                            run_method(&served, &method, &args);
-                        } else {
-                            let _ = served.fail(unexported(&stage, &method));
-                        }
+                // Ids seen in this process come from its own counter; the
+                // caller's id of the request is kept apart.
+                let served = Served::new(
+                    next_id(),
+                    delivery.origin(),
+                    stage,
+                    Rc::from(method),
+                    ServedLink::Remote(delivery.clone()),
+                );
+                let table = Rc::downgrade(&serving);
+                let route = delivery.id();
+                served.set_on_end(move || {
+                    if let Some(t) = table.upgrade() {
+                        t.0.borrow_mut().remove(&route);
                     }
+                });
+                serving.0.borrow_mut().insert(route, served.clone());
+                run_method(&served, served.method(), &args);
+            }
+            Inbound::Recall { method, args } => {
+                let served = serving.0.borrow().get(&delivery.id()).cloned();
+                let Some(served) = served else { return };
+                let Some(stage) = Stage::from_weak(&stage) else {
+                    return;
+                };
+                let reachable = exported.contains(strip_on(&method))
+                    || stage.kind(&method) == HandlerKind::RecallOnly;
+                if reachable {
+                    run_method(&served, &method, &args);
+                } else {
+                    let _ = served.fail(unexported(&stage, &method));
                 }
-                Inbound::Cancel => {
-                    let served = serving.0.borrow_mut().remove(&delivery.id());
-                    if let Some(served) = served {
-                        served.cancelled();
-                    }
+            }
+            Inbound::Cancel => {
+                let served = serving.0.borrow_mut().remove(&delivery.id());
+                if let Some(served) = served {
+                    served.cancelled();
                 }
-            },
-            done,
-        );
+            }
+        };
+        let publication =
+            client.publish_serving(session, &names, Rc::new(RefCell::new(serve)), done);
+        self.add_publication(publication);
     }
 }
 
@@ -179,11 +197,11 @@ impl Stage {
 /// turn, whatever is still served is cancelled here, at once (as a local
 /// caller's cancel is): the callee hears of every request it started.
 #[derive(Default)]
-struct Serving(RefCell<HashMap<u64, ServedRequest>>);
+struct Serving(RefCell<HashMap<u64, Served>>);
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        let left: Vec<ServedRequest> = self.0.get_mut().drain().map(|(_, s)| s).collect();
+        let left: Vec<Served> = self.0.get_mut().drain().map(|(_, s)| s).collect();
         for served in left {
             served.cancelled();
         }

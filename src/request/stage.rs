@@ -5,6 +5,7 @@ use super::handlers::HandlerTable;
 use super::names::{strip_on, ON, ON_MY};
 use super::scope::Scope;
 use super::transaction::{Response, ServedRequest};
+use crate::client::Publication;
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::value::{Args, Value};
@@ -65,6 +66,17 @@ pub(crate) struct StageInner {
     /// Kinds set with [`Stage::set_kind`], by method name (no `on_`).
     kinds: RefCell<HashMap<String, HandlerKind>>,
     data: Scope,
+    /// Where the stage is published. A publication holds its stage
+    /// weakly; the stage withdraws them when it goes.
+    publications: RefCell<Vec<Publication>>,
+}
+
+impl Drop for StageInner {
+    fn drop(&mut self) {
+        for publication in self.publications.get_mut().drain(..) {
+            publication.withdraw();
+        }
+    }
 }
 
 /// What a handler is for, as far as other programs are concerned (see
@@ -140,6 +152,7 @@ impl Stage {
                 handlers: RefCell::new(HandlerTable::default()),
                 kinds: RefCell::new(HashMap::new()),
                 data: Scope::default(),
+                publications: RefCell::new(Vec::new()),
             }),
         })
     }
@@ -257,6 +270,13 @@ impl Stage {
     /// requests made with `role`.
     pub(crate) fn role_handler(&self, role: &str, kind: &str) -> Option<HandlerFn> {
         self.inner.handlers.borrow().role(role, kind).cloned()
+    }
+
+    /// Records a publication, to be withdrawn when the stage goes.
+    pub(crate) fn add_publication(&self, publication: Publication) {
+        let mut list = self.inner.publications.borrow_mut();
+        list.retain(Publication::is_live);
+        list.push(publication);
     }
 
     pub(crate) fn downgrade(&self) -> Weak<StageInner> {

@@ -113,7 +113,11 @@ struct FrameGuard;
 
 impl Drop for FrameGuard {
     fn drop(&mut self) {
-        CURRENT.with(|c| c.borrow_mut().pop());
+        // Dropped after the borrow ends: letting go of a served request
+        // may answer it (`unanswered`), which runs code that uses the
+        // stack.
+        let frame = CURRENT.with(|c| c.borrow_mut().pop());
+        drop(frame);
     }
 }
 
@@ -164,17 +168,26 @@ fn error_args(e: &Error) -> Args {
 }
 
 /// Runs a downward message (request or recall) on the serving stage.
-pub(crate) fn run_method(served: &ServedRequest, method: &str, args: &Args) {
+///
+/// The handler gets a handle on the request; if it neither answers nor
+/// keeps one (and nothing else references the request), dropping that
+/// handle here ends the request with `unanswered`.
+pub(crate) fn run_method(served: &Served, method: &str, args: &Args) {
+    let Some(stage) = served.0.stage() else {
+        return;
+    };
     served.0.started.set(true);
-    let stage = served.0.stage.clone();
     match stage.resolve(method) {
-        Some(h) => run_handler(&h, Some(&stage), method, args, Some(served), None),
+        Some(h) => {
+            let handle = served.handle();
+            run_handler(&h, Some(&stage), method, args, Some(&handle), None);
+        }
         None => {
             let e = Error::new(
                 ErrorCode::NoSuchMethod,
                 format!("Stage '{}' has no method '{method}'", stage.name()),
             );
-            let _ = served.fail(e);
+            let _ = served.0.fail(e);
         }
     }
 }
@@ -184,7 +197,7 @@ pub(crate) fn run_method(served: &ServedRequest, method: &str, args: &Args) {
 
 enum CallerLink {
     None,
-    Local(ServedRequest),
+    Local(Served),
     Remote { client: Client, call: CallId },
 }
 
@@ -195,7 +208,10 @@ pub(crate) struct CallerRec {
     open: Cell<bool>,
     handlers: ResponseHandlers,
     requester: Option<Weak<StageInner>>,
-    parent: Option<ServedRequest>,
+    /// The request this one was made on behalf of: a reference to it
+    /// while this one is open (its response handlers may answer it), let
+    /// go when this one ends.
+    parent: RefCell<Option<ServedRequest>>,
     data: Scope,
     link: RefCell<CallerLink>,
     timer: Cell<Option<TimerId>>,
@@ -210,7 +226,14 @@ impl CallerRec {
         self.stop_timer();
         self.cut_link();
         self.data.clear();
+        self.release_parent();
         true
+    }
+
+    /// Lets go of the parent request: this one can no longer answer it.
+    fn release_parent(&self) {
+        let parent = self.parent.borrow_mut().take();
+        drop(parent);
     }
 
     fn stop_timer(&self) {
@@ -260,13 +283,14 @@ impl CallerRec {
             error,
         };
         let requester = self.requester.as_ref().and_then(Stage::from_weak);
+        let parent = self.parent.borrow().clone();
         match self.handlers.choose(&rsp.kind, requester.as_ref()) {
             Some(h) => run_handler(
                 &h,
                 requester.as_ref(),
                 &rsp.kind,
                 &args,
-                self.parent.as_ref(),
+                parent.as_ref(),
                 Some(&rsp),
             ),
             None => {
@@ -281,8 +305,10 @@ impl CallerRec {
                 ));
             }
         }
+        drop(parent);
         if last {
             self.data.clear();
+            self.release_parent();
         }
     }
 }
@@ -508,14 +534,14 @@ impl RequestBuilder {
             open: Cell::new(true),
             handlers: self.handlers,
             requester: stage_now.as_ref().map(Stage::downgrade),
-            parent: parent.clone(),
+            parent: RefCell::new(None),
             data: Scope::default(),
             link: RefCell::new(CallerLink::None),
             timer: Cell::new(None),
         });
         let link = match &self.target {
             Target::Local(stage) => {
-                let served = ServedRequest::new(
+                let served = Served::new(
                     rec.id,
                     rec.id,
                     stage.clone(),
@@ -560,8 +586,9 @@ impl RequestBuilder {
         };
         *rec.link.borrow_mut() = link;
         if let Some(p) = &parent {
-            p.adopt(&rec);
+            p.0.adopt(&rec);
         }
+        *rec.parent.borrow_mut() = parent;
         if let Some(after) = self.timeout {
             let weak = Rc::downgrade(&rec);
             let timer = lp.add_timer(after, move |_| {
@@ -696,7 +723,15 @@ pub(crate) enum ServedLink {
 pub(crate) struct ServedRec {
     id: u64,
     caller_id: u64,
-    stage: Stage,
+    /// The serving stage's loop, kept apart from the stage (which may be
+    /// gone once the request ended).
+    lp: EventLoop,
+    stage: Weak<StageInner>,
+    /// The stage, held while the request is open (a request being served
+    /// keeps its stage alive, as a local request keeps its target) and
+    /// let go when it ends: a handle the stage's own handlers keep after
+    /// the end forms no lasting cycle.
+    holds: RefCell<Option<Stage>>,
     method: Rc<str>,
     open: Cell<bool>,
     data: Scope,
@@ -707,37 +742,40 @@ pub(crate) struct ServedRec {
     /// before its turn never starts).
     started: Cell<bool>,
     on_end: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// How many [`ServedRequest`] handles exist: the callee's references.
+    handles: Cell<usize>,
+    /// Whether an emit reached the caller. From then on the caller may
+    /// recall into the request, so the emit counts as a reference until
+    /// the transaction ends (POE's emits hold the request's id).
+    emitted: Cell<bool>,
 }
 
-/// The callee's view of a request it serves. Clone it to answer later (a
-/// slow method): it stays answerable until it returns or is cancelled.
+/// The machinery's hold on a served request: the caller's link, a
+/// publication's table of calls and queued tasks keep one. It is not a
+/// reference of the callee's (see [`ServedRequest`]): holding it never
+/// keeps an unanswered request open.
 #[derive(Clone)]
-pub struct ServedRequest(Rc<ServedRec>);
+pub(crate) struct Served(Rc<ServedRec>);
 
-impl fmt::Debug for ServedRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServedRequest")
-            .field("id", &self.0.id)
-            .field("caller_id", &self.0.caller_id)
-            .field("stage", &self.0.stage.name())
-            .field("method", &self.0.method)
-            .field("open", &self.0.open.get())
-            .finish()
+impl Served {
+    /// Ends the request with an error for the caller.
+    pub(crate) fn fail(&self, error: Error) -> Result<(), Error> {
+        self.0.fail(error)
     }
-}
 
-impl ServedRequest {
     pub(crate) fn new(
         id: u64,
         caller_id: u64,
         stage: Stage,
         method: Rc<str>,
         link: ServedLink,
-    ) -> ServedRequest {
-        ServedRequest(Rc::new(ServedRec {
+    ) -> Served {
+        Served(Rc::new(ServedRec {
             id,
             caller_id,
-            stage,
+            lp: stage.event_loop().clone(),
+            stage: stage.downgrade(),
+            holds: RefCell::new(Some(stage)),
             method,
             open: Cell::new(true),
             data: Scope::default(),
@@ -746,7 +784,214 @@ impl ServedRequest {
             on_cancel: RefCell::new(None),
             started: Cell::new(false),
             on_end: RefCell::new(None),
+            handles: Cell::new(0),
+            emitted: Cell::new(false),
         }))
+    }
+
+    /// A new reference of the callee's, for a handler.
+    pub(crate) fn handle(&self) -> ServedRequest {
+        ServedRequest::hold(&self.0)
+    }
+
+    pub(crate) fn method(&self) -> &str {
+        &self.0.method
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.0.open.get()
+    }
+
+    /// The caller cancelled: cascade, tell the callee, drop its data.
+    pub(crate) fn cancelled(&self) {
+        if !self.0.open.replace(false) {
+            return;
+        }
+        self.0.cancel_children();
+        let hook = self.0.on_cancel.borrow_mut().take();
+        match hook {
+            Some(f) => f(),
+            None if self.0.started.get() => {
+                let stage = self.0.stage();
+                let handler = stage.as_ref().and_then(|s| s.handler("on_cancel"));
+                if let Some(h) = handler {
+                    let handle = self.handle();
+                    run_handler(
+                        &h,
+                        stage.as_ref(),
+                        "cancel",
+                        &Args::new(),
+                        Some(&handle),
+                        None,
+                    );
+                }
+            }
+            None => {}
+        }
+        self.0.data.clear();
+        self.0.run_on_end();
+    }
+
+    /// Internal hook run once when the callee's side ends, either way.
+    pub(crate) fn set_on_end(&self, f: impl FnOnce() + 'static) {
+        *self.0.on_end.borrow_mut() = Some(Box::new(f));
+    }
+}
+
+impl ServedRec {
+    /// The serving stage: always there while the request is open.
+    fn stage(&self) -> Option<Stage> {
+        Stage::from_weak(&self.stage)
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self.open.get() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorCode::InvalidState,
+                "Cannot emit message: The requester has no context",
+            ))
+        }
+    }
+
+    /// Ends the request with an error for the caller.
+    fn fail(&self, error: Error) -> Result<(), Error> {
+        self.check_open()?;
+        match &self.link {
+            ServedLink::Local(weak) => {
+                // A caller already gone has nobody to tell.
+                if let Some(caller) = weak.upgrade() {
+                    let weak = weak.clone();
+                    caller.lp.defer(move |_| {
+                        if let Some(c) = weak.upgrade() {
+                            c.receive(
+                                Cow::Borrowed("error"),
+                                error_args(&error),
+                                true,
+                                Some(error),
+                            );
+                        }
+                    });
+                }
+            }
+            ServedLink::Remote(d) => {
+                let _ = d.fail(error);
+            }
+        }
+        self.end();
+        Ok(())
+    }
+
+    /// Records a request made on this one's behalf.
+    fn adopt(&self, child: &Rc<CallerRec>) {
+        let mut children = self.children.borrow_mut();
+        if children.len() >= 32 && children.len().is_power_of_two() {
+            children.retain(|c| c.upgrade().is_some_and(|c| c.open.get()));
+        }
+        children.push(Rc::downgrade(child));
+    }
+
+    /// The callee's side ends: children cancelled, data dropped.
+    fn end(&self) {
+        self.open.set(false);
+        self.cancel_children();
+        // Dropped outside the borrow: it may hold a reference to this
+        // request (a C on-cancel's user data, say).
+        let on_cancel = self.on_cancel.borrow_mut().take();
+        drop(on_cancel);
+        self.data.clear();
+        self.run_on_end();
+    }
+
+    /// The last step of either end: the internal hook, then the stage is
+    /// let go.
+    fn run_on_end(&self) {
+        let on_end = self.on_end.borrow_mut().take();
+        if let Some(f) = on_end {
+            f();
+        }
+        let stage = self.holds.borrow_mut().take();
+        drop(stage);
+    }
+
+    fn cancel_children(&self) {
+        let children = std::mem::take(&mut *self.children.borrow_mut());
+        for child in children {
+            if let Some(child) = child.upgrade() {
+                child.cancel();
+            }
+        }
+    }
+
+    /// The callee's last reference went away: an open request that no
+    /// emit keeps open can never be answered now.
+    fn unreferenced(&self) {
+        if !self.open.get() || self.emitted.get() {
+            return;
+        }
+        let e = Error::new(
+            ErrorCode::Unanswered,
+            format!(
+                "request {} ('{}' of stage '{}') was let go without an answer",
+                self.id,
+                self.method,
+                self.stage().as_ref().map_or("", Stage::name)
+            ),
+        );
+        let _ = self.fail(e);
+    }
+}
+
+/// The callee's view of a request it serves: a counted reference.
+///
+/// A handler gets one for the request it serves ([`Ctx::req`]); clone it
+/// to answer later (a slow method): the request stays answerable until
+/// it returns, fails or is cancelled. When the last reference goes away
+/// while the request is still open, the caller gets an `unanswered`
+/// error (once), and the requests made on its behalf are cancelled: a
+/// handler that neither answers nor keeps its request does not leave its
+/// caller waiting.
+///
+/// References besides clones of this handle: an open request made on
+/// its behalf (its response handlers may answer it), and an emit that
+/// reached the caller, which may recall into the request until the
+/// transaction ends (the caller's cancel or the callee's answer ends
+/// it).
+pub struct ServedRequest(Rc<ServedRec>);
+
+impl Clone for ServedRequest {
+    fn clone(&self) -> Self {
+        ServedRequest::hold(&self.0)
+    }
+}
+
+impl Drop for ServedRequest {
+    fn drop(&mut self) {
+        let left = self.0.handles.get() - 1;
+        self.0.handles.set(left);
+        if left == 0 {
+            self.0.unreferenced();
+        }
+    }
+}
+
+impl fmt::Debug for ServedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServedRequest")
+            .field("id", &self.0.id)
+            .field("caller_id", &self.0.caller_id)
+            .field("stage", &self.0.stage().as_ref().map(Stage::name))
+            .field("method", &self.0.method)
+            .field("open", &self.0.open.get())
+            .finish()
+    }
+}
+
+impl ServedRequest {
+    fn hold(rec: &Rc<ServedRec>) -> ServedRequest {
+        rec.handles.set(rec.handles.get() + 1);
+        ServedRequest(rec.clone())
     }
 
     /// The request's id in this process, shared by its recalls: for a
@@ -770,9 +1015,15 @@ impl ServedRequest {
         &self.0.method
     }
 
-    /// The serving stage.
-    pub fn stage(&self) -> &Stage {
-        &self.0.stage
+    /// The serving stage. A request holds its stage while it is open;
+    /// afterwards this is `None` once the stage is gone.
+    pub fn stage(&self) -> Option<Stage> {
+        self.0.stage()
+    }
+
+    /// The loop the request is served on.
+    pub(crate) fn event_loop(&self) -> &EventLoop {
+        &self.0.lp
     }
 
     /// Whether it can still be answered.
@@ -796,6 +1047,8 @@ impl ServedRequest {
     }
 
     /// Sends an interim response of type `kind` (default name: `emit`).
+    /// Once one reached the caller, the request stays open without a
+    /// reference of the callee's (the caller may recall into it).
     pub fn emit(&self, kind: &str, args: &Args) -> Result<(), Error> {
         self.respond(kind, args, false)
     }
@@ -809,27 +1062,7 @@ impl ServedRequest {
 
     /// Ends the request with an error for the caller.
     pub fn fail(&self, error: Error) -> Result<(), Error> {
-        self.check_open()?;
-        match &self.0.link {
-            ServedLink::Local(weak) => {
-                let weak = weak.clone();
-                self.0.stage.event_loop().defer(move |_| {
-                    if let Some(c) = weak.upgrade() {
-                        c.receive(
-                            Cow::Borrowed("error"),
-                            error_args(&error),
-                            true,
-                            Some(error),
-                        );
-                    }
-                });
-            }
-            ServedLink::Remote(d) => {
-                let _ = d.fail(error);
-            }
-        }
-        self.end();
-        Ok(())
+        self.0.fail(error)
     }
 
     /// Gives up serving: the caller gets a `cancelled` error.
@@ -843,24 +1076,13 @@ impl ServedRequest {
     /// Runs another method of the same stage on this request now, with
     /// new args (POE's pass_to).
     pub fn pass_to(&self, method: &str, args: &Args) -> Result<(), Error> {
-        self.check_open()?;
-        run_method(self, method, args);
+        self.0.check_open()?;
+        run_method(&Served(self.0.clone()), method, args);
         Ok(())
     }
 
-    fn check_open(&self) -> Result<(), Error> {
-        if self.is_open() {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorCode::InvalidState,
-                "Cannot emit message: The requester has no context",
-            ))
-        }
-    }
-
     fn respond(&self, kind: &str, args: &Args, last: bool) -> Result<(), Error> {
-        self.check_open()?;
+        self.0.check_open()?;
         let kind = if kind.is_empty() {
             if last {
                 "return"
@@ -870,7 +1092,10 @@ impl ServedRequest {
         } else {
             kind
         };
-        let stage = self.0.stage.clone();
+        // Open, so its stage is held.
+        let Some(stage) = self.0.stage() else {
+            return Err(Error::new(ErrorCode::InvalidState, "the stage is gone"));
+        };
         if let Some(h) = stage.intercept(kind) {
             // Self-interception: nothing reaches the caller. A final one
             // still ends the request, and the caller must hear that.
@@ -901,67 +1126,10 @@ impl ServedRequest {
             }
         }
         if last {
-            self.end();
+            self.0.end();
+        } else {
+            self.0.emitted.set(true);
         }
         Ok(())
-    }
-
-    /// Records a request made on this one's behalf.
-    fn adopt(&self, child: &Rc<CallerRec>) {
-        let mut children = self.0.children.borrow_mut();
-        if children.len() >= 32 && children.len().is_power_of_two() {
-            children.retain(|c| c.upgrade().is_some_and(|c| c.open.get()));
-        }
-        children.push(Rc::downgrade(child));
-    }
-
-    /// The callee's side ends: children cancelled, data dropped.
-    fn end(&self) {
-        self.0.open.set(false);
-        self.cancel_children();
-        self.0.on_cancel.borrow_mut().take();
-        self.0.data.clear();
-        let on_end = self.0.on_end.borrow_mut().take();
-        if let Some(f) = on_end {
-            f();
-        }
-    }
-
-    fn cancel_children(&self) {
-        let children = std::mem::take(&mut *self.0.children.borrow_mut());
-        for child in children {
-            if let Some(child) = child.upgrade() {
-                child.cancel();
-            }
-        }
-    }
-
-    /// The caller cancelled: cascade, tell the callee, drop its data.
-    pub(crate) fn cancelled(&self) {
-        if !self.0.open.replace(false) {
-            return;
-        }
-        self.cancel_children();
-        let hook = self.0.on_cancel.borrow_mut().take();
-        match hook {
-            Some(f) => f(),
-            None if self.0.started.get() => {
-                let stage = self.0.stage.clone();
-                if let Some(h) = stage.handler("on_cancel") {
-                    run_handler(&h, Some(&stage), "cancel", &Args::new(), Some(self), None);
-                }
-            }
-            None => {}
-        }
-        self.0.data.clear();
-        let on_end = self.0.on_end.borrow_mut().take();
-        if let Some(f) = on_end {
-            f();
-        }
-    }
-
-    /// Internal hook run once when the callee's side ends, either way.
-    pub(crate) fn set_on_end(&self, f: impl FnOnce() + 'static) {
-        *self.0.on_end.borrow_mut() = Some(Box::new(f));
     }
 }

@@ -87,11 +87,19 @@ static int32_t s_fail_then_rc(void *user, const sb_ctx *ctx)
     return SB_IO;
 }
 
+static void free_served(void *user)
+{
+    sb_served_free((sb_served *)user);
+}
+
 static int32_t s_hang(void *user, const sb_ctx *ctx)
 {
+    const sb_served *req = sb_ctx_req(ctx);
     (void)user;
-    CHECK_OK(sb_served_on_cancel(sb_ctx_req(ctx), cb_notify, hang_cancel,
-                                 cb_free));
+    CHECK_OK(sb_served_on_cancel(req, cb_notify, hang_cancel, cb_free));
+    /* Kept in its own data slot (freed when it ends): a request neither
+     * answered nor kept ends at once with SB_UNANSWERED. */
+    CHECK_OK(sb_served_set_data(req, sb_served_ref(req), free_served));
     return 0;
 }
 

@@ -11,11 +11,19 @@
 
 static child *self_p;
 
+static void free_served(void *user)
+{
+    sb_served_free((sb_served *)user);
+}
+
 static int32_t victim_hang(void *user, const sb_ctx *ctx)
 {
+    const sb_served *req = sb_ctx_req(ctx);
     (void)user;
-    (void)ctx;
-    /* Never answers: the call stays pending until we die. */
+    /* Never answers: the call stays pending until we die. Kept in its
+     * own data slot: a request neither answered nor kept ends at once
+     * with SB_UNANSWERED. */
+    CHECK_OK(sb_served_set_data(req, sb_served_ref(req), free_served));
     child_report(self_p, 'C');
     return 0;
 }

@@ -139,6 +139,9 @@ pub struct Fixture {
     /// The client that subscribes to them.
     pub subscriber: Option<Client>,
     barrier: Option<Target>,
+    /// Every stage [`Fixture::target`] published, kept as a program keeps
+    /// the stages it serves: a publication does not keep its stage.
+    published: RefCell<Vec<Stage>>,
     _dir: Option<TempDir>,
 }
 
@@ -164,6 +167,7 @@ impl Fixture {
             publisher: None,
             subscriber: None,
             barrier: None,
+            published: RefCell::default(),
             _dir: None,
         };
         let listen: Option<Address> = match mode {
@@ -213,7 +217,8 @@ impl Fixture {
 
     /// `stage` as a target in this fixture's mode. Remote: published on
     /// the publisher client under the stage's name (offering every
-    /// handler registered so far) and subscribed through the subscriber.
+    /// handler registered so far) and subscribed through the subscriber;
+    /// the fixture keeps the stage so that it stays served.
     #[track_caller]
     pub fn target(&self, stage: &Stage) -> Target {
         match self.mode {
@@ -222,6 +227,7 @@ impl Fixture {
                 let publisher = self.publisher.as_ref().unwrap();
                 let subscriber = self.subscriber.as_ref().unwrap();
                 publish(&self.lp, publisher, stage, stage.name());
+                self.published.borrow_mut().push(stage.clone());
                 Target::Remote(subscribe(&self.lp, subscriber, stage.name()))
             }
         }

@@ -996,7 +996,15 @@ C<< $ctx->req >>, or a weakened copy.
 
 Objects handed to a handler (the context, its served request, response
 and stage) are valid only during the call; keep C<< $ctx->req->keep >>
-to answer later.
+to answer later. A request that is neither answered nor kept (nor
+emitted on, nor the parent of a request still open) when its handler
+returns, or whose last kept object is dropped while open, ends with an
+C<unanswered> error for its caller.
+
+A publication does not keep its stage: keep the stage object for as
+long as it should be served (dropping it rescinds its sessions). So a
+handler may use the client (or a remote stage on it) without keeping
+the client, and its session, alive after the program dropped them.
 
 =head2 Lifetimes
 

@@ -117,6 +117,9 @@ my $leaf = StageBus::Stage->new(
             my $via = $ctx->args->{via};
             $waiting{$via}++;
             $ctx->req->on_cancel(sub { $leaf_cancelled{$via}++ });
+            # Kept until it ends (its data goes then): a request neither
+            # answered nor kept ends at once with 'unanswered'.
+            $ctx->req->data->{kept} = $ctx->req->keep;
         },
     },
 );

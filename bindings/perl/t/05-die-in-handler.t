@@ -41,7 +41,11 @@ my $stage = StageBus::Stage->new(
                 on_return => sub { die "the response handler failed\n" },
             );
         },
-        on_cancel_dies => sub { $_[0]->req->on_cancel(sub { die "on_cancel died\n" }) },
+        on_cancel_dies => sub {
+            $_[0]->req->on_cancel(sub { die "on_cancel died\n" });
+            # Kept until it ends: unkept, it would end with 'unanswered'.
+            $_[0]->req->data->{kept} = $_[0]->req->keep;
+        },
     },
 );
 

@@ -29,12 +29,18 @@ sub build {
         on_disconnect => sub { }, on_session_gone => sub { });
     $o{sub} = StageBus::Client->new(loop => $loop, address => $o{broker}->address,
         on_session_gone => sub { });
-    my $kept;
+    my ($kept, @slow);
     $o{stage} = StageBus::Stage->new(
         loop     => $loop,
         name     => 'Slow',
         handlers => {
-            slow => sub { $_[0]->req->on_cancel(sub { }); $_[0]->req->data->{x} = [1] },
+            # Kept (moved to slow_kept below): unkept, it would end at
+            # once with 'unanswered'.
+            slow => sub {
+                $_[0]->req->on_cancel(sub { });
+                $_[0]->req->data->{x} = [1];
+                push @slow, $_[0]->req->keep;
+            },
             keep => sub { $kept = $_[0]->req->keep },
             echo => sub { $_[0]->req->return(args => $_[0]->args) },
         },
@@ -50,9 +56,10 @@ sub build {
     $o{remote_req} = $remote->request(method => 'slow', on_return => sub { });
     $o{keep_req} = $o{stage}->request(method => 'keep', on_return => sub { });
     $o{timer} = $loop->timer(after_ms => 60_000, cb => sub { });
-    $loop->run_until(sub { $kept }, timeout_ms => 5000) or die "keep failed\n";
+    $loop->run_until(sub { $kept && @slow == 2 }, timeout_ms => 5000) or die "keep failed\n";
     $o{kept} = $kept;
     undef $kept;    # the handler's closure must not hold it (a cycle through the stage)
+    $o{slow_kept} = [splice @slow];    # likewise; dropped last (it is in no order)
     $loop->run_for(20);
     return \%o;
 }
@@ -119,7 +126,7 @@ $loop = StageBus::Loop->new;
 $broker = StageBus::Broker->new(loop => $loop, listen => 'tcp://127.0.0.1:0');
 $client = StageBus::Client->new(loop => $loop, address => $broker->address);
 $stage = StageBus::Stage->new(loop => $loop, name => 'S',
-    handlers => { m => sub { $_[0]->req->data->{loop} = $loop; $keep{served} = $_[0]->req->keep } });
+    handlers => { m => sub { $_[0]->req->data->{loop} = $loop; push @{ $keep{served} }, $_[0]->req->keep } });
 %keep = (stage => $stage, client => $client);
 $req = $stage->request(method => 'm', on_return => sub { $keep{x} = $req });
 $stage->publish(client => $client, session => 'S', on_done => sub {

@@ -281,6 +281,9 @@ StageBus::Context, StageBus::Served, StageBus::Response - what a handler sees
 The context and the objects it hands out are valid only during the
 handler; using them later dies with C<invalid_state>. C<keep> gives an
 owned L<StageBus::Served> that stays valid (it is freed with its
-object).
+object). A request with no kept object, no emit sent and no open
+request made on its behalf cannot be answered any more: it ends with
+an C<unanswered> error for its caller when its handler returns, or when
+its last kept object is dropped.
 
 =cut

@@ -168,8 +168,10 @@ C<on_return>, C<on_E<lt>roleE<gt>_E<lt>typeE<gt>> for responses to
 requests this stage makes; C<on_my_E<lt>typeE<gt>> to intercept the
 stage's own responses; C<on_cancel>.
 
-The stage lives on in the library while requests to it or a
-publication of it need it, even after its object is dropped.
+The stage lives on in the library while requests to it need it, even
+after its object is dropped. A publication does not keep it: when the
+stage goes, its sessions are rescinded, so keep the stage object for
+as long as it should be served.
 
 =head2 What other programs may call
 
