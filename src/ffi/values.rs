@@ -303,15 +303,8 @@ pub unsafe extern "C" fn sb_args_get_float(
     key: *const c_char,
     out: *mut f64,
 ) -> sb_status {
-    status(|| {
-        let f = |v: &Value| match v {
-            Value::Float(x) => Some(*x),
-            Value::Int(n) => Some(*n as f64),
-            _ => None,
-        };
-        // SAFETY: forwarded contracts.
-        unsafe { put(out, typed(args, key, f)?, "out") }
-    })
+    // SAFETY: forwarded contracts.
+    status(|| unsafe { put(out, typed(args, key, Value::as_float)?, "out") })
 }
 
 /// Reads the bool under `key`.
@@ -546,13 +539,7 @@ pub unsafe extern "C" fn sb_value_int(value: *const sb_value, out: *mut i64) -> 
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_float(value: *const sb_value, out: *mut f64) -> sb_status {
     // SAFETY: the caller's pointers, as this function's contract asks.
-    unsafe {
-        read(value, out, |v| match v {
-            Value::Float(x) => Some(*x),
-            Value::Int(n) => Some(*n as f64),
-            _ => None,
-        })
-    }
+    unsafe { read(value, out, Value::as_float) }
 }
 
 /// Reads a string or bytes value: a pointer borrowed from the value and
@@ -566,16 +553,9 @@ pub unsafe extern "C" fn sb_value_bytes(
     status(|| {
         // SAFETY: NULL or a live sb_value.
         let v = unsafe { arg(value, "value") }?;
-        let bytes: &[u8] = match v {
-            Value::Str(s) => s.as_bytes(),
-            Value::Bytes(b) => b,
-            _ => {
-                return Err(fail(
-                    sb_status::SB_WRONG_TYPE,
-                    "value is not a string or bytes",
-                ))
-            }
-        };
+        let bytes = v
+            .as_bytes()
+            .ok_or_else(|| fail(sb_status::SB_WRONG_TYPE, "value is not a string or bytes"))?;
         if len.is_null() {
             return Err(fail(sb_status::SB_NULL_ARGUMENT, "len is NULL"));
         }
