@@ -1,6 +1,8 @@
 //! `sb_loop` and `sb_waker`: the loop and its thread-safe handle.
 
 use super::boundary::*;
+use super::callbacks::*;
+use super::handles::*;
 use crate::event_loop::{EventLoop, LoopRemote, TimerId};
 use std::ffi::c_void;
 use std::time::Duration;

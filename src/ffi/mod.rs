@@ -53,7 +53,10 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod boundary;
+mod callbacks;
+mod convert;
 mod event_loop;
+mod handles;
 mod net;
 mod stages;
 mod values;

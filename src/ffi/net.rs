@@ -1,7 +1,10 @@
 //! `sb_broker` and `sb_client`.
 
 use super::boundary::*;
+use super::callbacks::*;
+use super::convert::*;
 use super::event_loop::sb_loop;
+use super::handles::*;
 use super::values::sb_value;
 use crate::broker::{Broker, BrokerConfig};
 use crate::client::{Client, ClientConfig};
@@ -35,11 +38,6 @@ impl Handle for sb_client {
         Some(client.event_loop())
     }
 }
-
-/// Completion of an operation: `SB_OK` with an empty message, or an error
-/// status with its message (valid during the call).
-pub type sb_done_fn =
-    Option<unsafe extern "C" fn(user: *mut c_void, status: sb_status, message: *const c_char)>;
 
 /// Completion of a connect: the broker's connection id on success.
 pub type sb_connect_fn = Option<
@@ -90,43 +88,6 @@ pub type sb_unknown_message_fn = Option<
         len: usize,
     ),
 >;
-
-/// Wraps a C completion as a Rust closure; `free_user` runs after it.
-pub(crate) fn done_closure(f: sb_done_fn, user: UserData) -> impl FnOnce(Result<(), crate::Error>) {
-    move |result| {
-        if let Some(f) = f {
-            let (code, message) = match &result {
-                Ok(()) => (sb_status::SB_OK, c_string("")),
-                Err(e) => (e.code.into(), c_string(&e.message)),
-            };
-            // SAFETY: the C caller's function with its own user pointer.
-            unsafe { f(user.get(), code, message.as_ptr()) };
-        }
-        drop(user);
-    }
-}
-
-/// # Safety
-/// `p` NULL or an array of `n` NUL-terminated strings.
-pub(crate) unsafe fn text_array<'a>(
-    p: *const *const c_char,
-    n: usize,
-    name: &str,
-) -> Result<Vec<&'a str>, Fail> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    if p.is_null() {
-        return Err(fail(sb_status::SB_NULL_ARGUMENT, format!("{name} is NULL")));
-    }
-    // SAFETY: n readable pointers per the caller's contract.
-    let items = unsafe { std::slice::from_raw_parts(p, n) };
-    items
-        .iter()
-        // SAFETY: each is NULL or NUL-terminated.
-        .map(|s| unsafe { text(*s, name) })
-        .collect()
-}
 
 fn parse_address(s: &str) -> Result<Address, Fail> {
     s.parse::<Address>().map_err(Fail::from)
@@ -402,17 +363,8 @@ pub unsafe extern "C" fn sb_client_send_custom(
     status(|| {
         // SAFETY: NULL or a live sb_client / NUL-terminated string.
         let (client, kind) = unsafe { (arg(client, "client")?, text(kind, "kind")?) };
-        let payload = if len == 0 {
-            &[][..]
-        } else if payload.is_null() {
-            return Err(fail(
-                sb_status::SB_NULL_ARGUMENT,
-                format!("payload is NULL (with a length of {len})"),
-            ));
-        } else {
-            // SAFETY: non-NULL and len readable bytes per the contract.
-            unsafe { std::slice::from_raw_parts(payload, len) }
-        };
+        // SAFETY: NULL (only with len 0) or len readable bytes.
+        let payload = unsafe { bytes(payload, len, "payload") }?;
         Ok(client.send_custom(kind, id, payload)?)
     })
 }

@@ -2,8 +2,11 @@
 //! remote stages.
 
 use super::boundary::*;
+use super::callbacks::*;
+use super::convert::*;
 use super::event_loop::sb_loop;
-use super::net::{done_closure, sb_client, sb_done_fn, text_array};
+use super::handles::*;
+use super::net::sb_client;
 use super::values::{args_or_empty, sb_args};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
@@ -164,9 +167,6 @@ pub type sb_subscribed_fn = Option<
     ),
 >;
 
-/// The key under which the C data slot lives in a scope.
-const C_DATA: &str = "stagebus.c.data";
-
 /// Wraps a C handler as a Rust handler. `free_user` runs when the
 /// handler is dropped (replaced, or its stage or request is gone).
 fn c_handler(
@@ -207,12 +207,6 @@ unsafe fn ctx_ref<'a>(ctx: *const sb_ctx) -> Result<(&'a CtxView, &'a Ctx<'a>), 
     let c = unsafe { arg(ctx, "ctx") }?;
     // SAFETY: set from a live &Ctx for the duration of the handler call.
     Ok((c, unsafe { &*c.ctx.cast::<Ctx<'a>>() }))
-}
-
-fn get_data(scope: &crate::request::Scope) -> *mut c_void {
-    scope
-        .with(C_DATA, |u: &mut UserData| u.get())
-        .unwrap_or(std::ptr::null_mut())
 }
 
 // --- stages ------------------------------------------------------------
@@ -370,7 +364,7 @@ pub unsafe extern "C" fn sb_stage_set_data(
     status(|| {
         // SAFETY: NULL or a live sb_stage.
         let stage = unsafe { arg(stage, "stage") }?;
-        stage.data().set(C_DATA, keep);
+        set_data(stage.data(), keep);
         Ok(())
     })
 }
@@ -718,7 +712,7 @@ pub unsafe extern "C" fn sb_request_set_data(
     status(|| {
         // SAFETY: NULL or a live sb_request.
         let req = unsafe { arg(req, "request") }?;
-        req.data().set(C_DATA, keep);
+        set_data(req.data(), keep);
         Ok(())
     })
 }
@@ -927,7 +921,7 @@ pub unsafe extern "C" fn sb_served_set_data(
     status(|| {
         // SAFETY: NULL or a live sb_served.
         let s = unsafe { served(s) }?;
-        s.data().set(C_DATA, keep);
+        set_data(s.data(), keep);
         Ok(())
     })
 }

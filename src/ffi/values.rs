@@ -1,6 +1,8 @@
 //! Args and values: built and read through typed functions.
 
 use super::boundary::*;
+use super::convert::*;
+use super::handles::*;
 use crate::event_loop::EventLoop;
 use crate::value::{Args, Value, MAX_DEPTH};
 use std::ffi::c_char;
@@ -209,7 +211,7 @@ pub unsafe extern "C" fn sb_args_set_bytes(
     len: usize,
 ) -> sb_status {
     // SAFETY: data points to len readable bytes per the contract.
-    let value = || Ok(Value::Bytes(unsafe { bytes_arg(data, len) }?.to_vec()));
+    let value = || Ok(Value::Bytes(unsafe { bytes(data, len, "data") }?.to_vec()));
     // SAFETY: the caller's pointers, as this function's contract asks.
     unsafe { set(args, key, value) }
 }
@@ -362,19 +364,6 @@ unsafe fn typed<T>(
     })
 }
 
-/// # Safety
-/// `data` must point to `len` readable bytes unless `len` is 0.
-unsafe fn bytes_arg<'a>(data: *const u8, len: usize) -> Result<&'a [u8], Fail> {
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if data.is_null() {
-        return Err(fail(sb_status::SB_NULL_ARGUMENT, "data is NULL"));
-    }
-    // SAFETY: non-NULL and len bytes readable per the caller's contract.
-    Ok(unsafe { std::slice::from_raw_parts(data, len) })
-}
-
 fn new_value(v: Value) -> *mut sb_value {
     boxed::<sb_value>(v)
 }
@@ -435,7 +424,7 @@ pub unsafe extern "C" fn sb_value_new_bytes(data: *const u8, len: usize) -> *mut
     value_or(std::ptr::null_mut(), || {
         // SAFETY: len readable bytes at data.
         Ok(new_value(Value::Bytes(
-            unsafe { bytes_arg(data, len) }?.to_vec(),
+            unsafe { bytes(data, len, "data") }?.to_vec(),
         )))
     })
 }
