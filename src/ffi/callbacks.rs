@@ -2,7 +2,7 @@
 //! once, strings handed to a callback are NUL-terminated copies, and a
 //! scope's data slot holds the C caller's pointer.
 
-use super::boundary::sb_status;
+use super::status::sb_status;
 use crate::error::Error;
 use crate::request::Scope;
 use std::ffi::{c_char, c_void, CString};

@@ -1,8 +1,8 @@
 //! Plain C arguments in and out: strings, string arrays, byte ranges and
 //! out-params, each checked for NULL (and strings for UTF-8).
 
-use super::boundary::sb_status;
 use super::boundary::{fail, Fail};
+use super::status::sb_status;
 use std::ffi::{c_char, CStr};
 
 /// A required string.

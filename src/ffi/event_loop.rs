@@ -1,8 +1,9 @@
 //! `sb_loop` and `sb_waker`: the loop and its thread-safe handle.
 
-use super::boundary::*;
-use super::callbacks::*;
-use super::handles::*;
+use super::boundary::{fail, status, value_or, Fail};
+use super::callbacks::{sb_free_fn, SendUserData, UserData};
+use super::handles::{arg, borrowed, boxed, take, Handle};
+use super::status::sb_status;
 use crate::event_loop::{EventLoop, LoopRemote, TimerId};
 use std::ffi::c_void;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! with the owner-thread check on every read.
 
 use super::boundary::{fail, Fail};
-use super::boundary::{sb_status, set_last_error};
+use super::status::{sb_status, set_last_error};
 use crate::event_loop::EventLoop;
 
 /// Binds an opaque C handle type to the Rust type behind it, so that a

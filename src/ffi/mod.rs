@@ -52,11 +52,20 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
+mod status;
+
 mod boundary;
-mod callbacks;
-mod convert;
-mod event_loop;
+
 mod handles;
+
+mod convert;
+
+mod callbacks;
+
+mod event_loop;
+
 mod net;
+
 mod stages;
+
 mod values;

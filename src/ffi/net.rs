@@ -5,6 +5,7 @@ use super::callbacks::*;
 use super::convert::*;
 use super::event_loop::sb_loop;
 use super::handles::*;
+use super::status::*;
 use super::values::sb_value;
 use crate::broker::{Broker, BrokerConfig};
 use crate::client::{Client, ClientConfig};

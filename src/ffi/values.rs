@@ -3,6 +3,7 @@
 use super::boundary::*;
 use super::convert::*;
 use super::handles::*;
+use super::status::*;
 use crate::event_loop::EventLoop;
 use crate::value::{Args, Value, MAX_DEPTH};
 use std::ffi::c_char;
