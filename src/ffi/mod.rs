@@ -64,7 +64,9 @@ mod callbacks;
 
 mod event_loop;
 
-mod net;
+mod broker;
+
+mod client;
 
 mod stages;
 

@@ -3,10 +3,10 @@
 
 use super::boundary::*;
 use super::callbacks::*;
+use super::client::sb_client;
 use super::convert::*;
 use super::event_loop::sb_loop;
 use super::handles::*;
-use super::net::sb_client;
 use super::status::*;
 use super::values::{args_or_empty, sb_args};
 use crate::error::Error;
