@@ -68,6 +68,18 @@ mod broker;
 
 mod client;
 
-mod stages;
+mod stage;
+
+mod remote;
+
+mod request;
+
+mod context;
+
+mod served;
+
+mod response;
+
+mod version;
 
 mod values;
