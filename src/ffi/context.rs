@@ -1,5 +1,6 @@
 //! `sb_ctx`: what a handler sees, and how a C handler becomes a Rust one.
 
+use super::args::sb_args;
 use super::boundary::{value_or, Fail};
 use super::callbacks::{c_string, UserData};
 use super::handles::{arg, borrowed, Handle};
@@ -7,7 +8,6 @@ use super::response::{sb_response, ResponseView};
 use super::served::sb_served;
 use super::stage::sb_stage;
 use super::status::sb_status;
-use super::values::sb_args;
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::request::{Ctx, Response, ServedRequest, Stage};

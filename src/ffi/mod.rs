@@ -82,4 +82,6 @@ mod response;
 
 mod version;
 
+mod args;
+
 mod values;

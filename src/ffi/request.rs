@@ -1,6 +1,7 @@
 //! `sb_request_builder` and `sb_request`: the caller's side of a request,
 //! built, sent, and held until it ends.
 
+use super::args::{args_or_empty, sb_args};
 use super::boundary::{fail, status, value_or, Fail};
 use super::callbacks::{get_data, sb_free_fn, set_data, UserData};
 use super::context::{c_handler, sb_handler_fn};
@@ -10,7 +11,6 @@ use super::remote::sb_remote;
 use super::served::sb_served;
 use super::stage::sb_stage;
 use super::status::sb_status;
-use super::values::{args_or_empty, sb_args};
 use crate::event_loop::EventLoop;
 use crate::request::{Request, RequestBuilder, Target};
 use std::ffi::{c_char, c_void};

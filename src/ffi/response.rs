@@ -1,11 +1,11 @@
 //! `sb_response`: a response as its handler on the caller's side sees it.
 
+use super::args::{args_or_empty, sb_args};
 use super::boundary::{status, value_or, Fail};
 use super::callbacks::{c_string, get_data};
 use super::convert::text;
 use super::handles::{arg, Handle};
 use super::status::sb_status;
-use super::values::{args_or_empty, sb_args};
 use crate::event_loop::EventLoop;
 use crate::request::Response;
 use std::ffi::{c_char, c_void, CString};

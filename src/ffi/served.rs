@@ -1,12 +1,12 @@
 //! `sb_served`: the callee's side of a request, answered from a handler
 //! or, after `sb_served_ref`, later.
 
+use super::args::{args_or_empty, sb_args};
 use super::boundary::{fail, status, value_or, Fail};
 use super::callbacks::{get_data, sb_free_fn, set_data, UserData};
 use super::convert::{opt_text, text};
 use super::handles::{arg, boxed, take, Handle};
 use super::status::sb_status;
-use super::values::{args_or_empty, sb_args};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::request::ServedRequest;
