@@ -6,6 +6,31 @@
 //! here (and in the few libc calls of the command line), each block with
 //! a `// SAFETY:` line.
 //!
+//! # Layout
+//!
+//! One module per C type family, and below them the machinery every
+//! entry point shares:
+//!
+//! * `status`: `sb_status`, `sb_strerror`, `sb_last_error`.
+//! * `boundary`: the panic boundary (`status`, `value_or`) and `Fail`.
+//! * `handles`: the `Handle` trait binding each opaque type to its Rust
+//!   type; reading, boxing and freeing handles, with the thread check.
+//! * `convert`: plain arguments (strings, arrays, byte ranges,
+//!   out-params), checked for NULL and UTF-8.
+//! * `callbacks`: user pointers and `free_user`, completion callbacks,
+//!   the C data slot of a scope.
+//! * `event_loop`: `sb_loop` (timers, dispatch) and `sb_waker`.
+//! * `broker`: `sb_broker`. `client`: `sb_client`.
+//! * `stage`: `sb_stage`, `sb_handler_kind`. `remote`: `sb_remote`.
+//! * `request`: `sb_request_builder`, `sb_request` (the caller's side).
+//! * `context`: `sb_ctx` and the wrapping of a C handler.
+//! * `served`: `sb_served` (the callee's side). `response`: `sb_response`.
+//! * `version`: `sb_version`. `args`: `sb_args`. `values`: `sb_value`.
+//!
+//! cbindgen writes the entry points into the header in the order the
+//! modules are declared below, so that order is the header's: keep it
+//! (the blank lines stop rustfmt from sorting the declarations).
+//!
 //! # API conventions (referred to by every function's docs)
 //!
 //! * **Handles** are opaque pointers created by `sb_*_new` (or another
