@@ -45,6 +45,7 @@ pub extern "C" fn sb_args_new() -> *mut sb_args {
 }
 
 /// Copies args (for example ones borrowed in a callback).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_clone(args: *const sb_args) -> *mut sb_args {
     value_or(std::ptr::null_mut(), || {
@@ -55,6 +56,7 @@ pub unsafe extern "C" fn sb_args_clone(args: *const sb_args) -> *mut sb_args {
 }
 
 /// Frees args made by `sb_args_new` or `sb_args_clone`. NULL is a no-op.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_free(args: *mut sb_args) {
     // SAFETY: NULL or an owned sb_args, freed once.
@@ -82,6 +84,7 @@ unsafe fn set(
 }
 
 /// Sets `key` to null.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_set_null(args: *mut sb_args, key: *const c_char) -> sb_status {
     // SAFETY: the caller's pointers, as this function's contract asks.
@@ -89,6 +92,7 @@ pub unsafe extern "C" fn sb_args_set_null(args: *mut sb_args, key: *const c_char
 }
 
 /// Sets `key` to a bool.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_set_bool(
     args: *mut sb_args,
@@ -100,6 +104,7 @@ pub unsafe extern "C" fn sb_args_set_bool(
 }
 
 /// Sets `key` to an integer.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_set_int(
     args: *mut sb_args,
@@ -111,6 +116,7 @@ pub unsafe extern "C" fn sb_args_set_int(
 }
 
 /// Sets `key` to a float.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_set_float(
     args: *mut sb_args,
@@ -123,6 +129,7 @@ pub unsafe extern "C" fn sb_args_set_float(
 
 /// Sets `key` to a copy of the NUL-terminated UTF-8 string `value`
 /// (`sb_args_set_string_n` takes text holding NUL characters).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_set_string(
     args: *mut sb_args,
@@ -143,6 +150,7 @@ pub unsafe extern "C" fn sb_args_set_string(
 /// not UTF-8; `args` is unchanged on failure. Read it back, NULs
 /// included, with `sb_args_get_string` or `sb_value_bytes`, which give
 /// the length.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_set_string_n(
     args: *mut sb_args,
@@ -150,12 +158,11 @@ pub unsafe extern "C" fn sb_args_set_string_n(
     value: *const c_char,
     len: usize,
 ) -> sb_status {
-    // SAFETY: NULL (only with len 0) or len readable bytes, per the
-    // contract above.
     let value = || {
-        Ok(Value::Str(
-            unsafe { text_n(value, len, "value") }?.to_string(),
-        ))
+        // SAFETY: NULL (only with len 0) or len readable bytes, per the
+        // contract above.
+        let text = unsafe { text_n(value, len, "value") }?;
+        Ok(Value::Str(text.to_string()))
     };
     // SAFETY: the caller's pointers, as this function's contract asks.
     unsafe { set(args, key, value) }
@@ -163,6 +170,7 @@ pub unsafe extern "C" fn sb_args_set_string_n(
 
 /// Sets `key` to a copy of `len` bytes at `data` (`data` may be NULL when
 /// `len` is 0).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_set_bytes(
     args: *mut sb_args,
@@ -177,6 +185,7 @@ pub unsafe extern "C" fn sb_args_set_bytes(
 }
 
 /// Sets `key` to `value`, taking ownership of it (also on failure).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_set_value(
     args: *mut sb_args,
@@ -195,6 +204,7 @@ pub unsafe extern "C" fn sb_args_set_value(
 }
 
 /// How many values the args hold.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_len(args: *const sb_args) -> usize {
     // SAFETY: NULL or a live sb_args.
@@ -203,6 +213,7 @@ pub unsafe extern "C" fn sb_args_len(args: *const sb_args) -> usize {
 
 /// The value under `key`, borrowed from `args`; NULL if there is none
 /// (`sb_last_error` says why).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_get(args: *const sb_args, key: *const c_char) -> *const sb_value {
     value_or(std::ptr::null(), || {
@@ -217,6 +228,7 @@ pub unsafe extern "C" fn sb_args_get(args: *const sb_args, key: *const c_char) -
 
 /// The entry at `index` (in name order): its name (not NUL-terminated,
 /// `key_len` bytes) and value, both borrowed from `args`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_entry(
     args: *const sb_args,
@@ -248,6 +260,7 @@ pub unsafe extern "C" fn sb_args_entry(
 }
 
 /// Reads the integer under `key`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_get_int(
     args: *const sb_args,
@@ -259,6 +272,7 @@ pub unsafe extern "C" fn sb_args_get_int(
 }
 
 /// Reads the float under `key` (an integer is converted).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_get_float(
     args: *const sb_args,
@@ -270,6 +284,7 @@ pub unsafe extern "C" fn sb_args_get_float(
 }
 
 /// Reads the bool under `key`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_get_bool(
     args: *const sb_args,
@@ -282,6 +297,7 @@ pub unsafe extern "C" fn sb_args_get_bool(
 
 /// Reads the string under `key`: a pointer borrowed from `args` and its
 /// length in bytes (the text is not NUL-terminated).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_args_get_string(
     args: *const sb_args,

@@ -26,6 +26,7 @@ impl Handle for sb_broker {
 /// Starts a broker on `lp` listening on `n_listen` addresses
 /// (`tcp://127.0.0.1:PORT`, port 0 for a free one; `unix:/path`), with an
 /// optional `token` (NULL for none). Free with `sb_broker_free`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_broker_new(
     lp: *mut sb_loop,
@@ -62,6 +63,7 @@ pub unsafe extern "C" fn sb_broker_new(
 }
 
 /// Closes the broker (every connection) and frees it. NULL is a no-op.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_broker_free(broker: *mut sb_broker) {
     // SAFETY: NULL or an owned sb_broker, freed once.
@@ -74,10 +76,11 @@ pub unsafe extern "C" fn sb_broker_free(broker: *mut sb_broker) {
 }
 
 /// How many addresses the broker listens on.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_broker_address_count(broker: *const sb_broker) -> usize {
-    // SAFETY: NULL or a live sb_broker.
     value_or(0, || {
+        // SAFETY: NULL or a live sb_broker.
         Ok(unsafe { arg(broker, "broker") }?.local_addresses().len())
     })
 }
@@ -85,6 +88,7 @@ pub unsafe extern "C" fn sb_broker_address_count(broker: *const sb_broker) -> us
 /// Writes address `index` (with the real port) as a NUL-terminated
 /// string into `buf` of `cap` bytes; `SB_LIMIT_EXCEEDED` if it does not
 /// fit.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_broker_address(
     broker: *const sb_broker,
@@ -124,10 +128,11 @@ pub unsafe extern "C" fn sb_broker_address(
 }
 
 /// Deliveries waiting for their result on this broker.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_broker_pending_calls(broker: *const sb_broker) -> usize {
-    // SAFETY: NULL or a live sb_broker.
     value_or(0, || {
+        // SAFETY: NULL or a live sb_broker.
         Ok(unsafe { arg(broker, "broker") }?.stats().pending_calls)
     })
 }

@@ -80,6 +80,7 @@ pub type sb_unknown_message_fn = Option<
 /// Starts connecting to the broker at `address` with an optional `token`.
 /// `on_connect` runs once with the outcome (then `free_user`).
 /// Operations may be started at once. Free with `sb_client_free`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_connect(
     lp: *mut sb_loop,
@@ -128,6 +129,7 @@ pub unsafe extern "C" fn sb_client_connect(
 
 /// Sets what runs when an established connection is lost (replacing and
 /// freeing a previous registration).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_on_disconnect(
     client: *const sb_client,
@@ -150,6 +152,7 @@ pub unsafe extern "C" fn sb_client_on_disconnect(
 }
 
 /// Sets what runs when a subscribed session goes away.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_on_session_gone(
     client: *const sb_client,
@@ -184,6 +187,7 @@ pub unsafe extern "C" fn sb_client_on_session_gone(
 /// thread; `free_user` runs once, when the registration is replaced or
 /// the client is gone, or at once if this call fails (`SB_NULL_ARGUMENT`
 /// for a NULL `client` or `f`).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_on_unknown_message(
     client: *const sb_client,
@@ -227,6 +231,7 @@ pub unsafe extern "C" fn sb_client_on_unknown_message(
 /// the client's error (`SB_BROKER_GONE` once the connection is closed,
 /// `SB_LIMIT_EXCEEDED` when over a limit) if it cannot be queued.
 /// Nothing is sent on failure.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_send_custom(
     client: *const sb_client,
@@ -245,6 +250,7 @@ pub unsafe extern "C" fn sb_client_send_custom(
 }
 
 /// Lists the published sessions; `f` runs once with the listing.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_listing(
     client: *const sb_client,
@@ -287,6 +293,7 @@ pub unsafe extern "C" fn sb_client_listing(
 
 /// Withdraws a session this client published; `done` runs once.
 /// `SB_NOT_PUBLISHER` at once (no callback) if it is not published here.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_rescind(
     client: *const sb_client,
@@ -312,6 +319,7 @@ pub unsafe extern "C" fn sb_client_rescind(
 /// until then. A stopped loop keeps that output for its next run;
 /// `sb_loop_free` drops it. Idempotent. The handle stays valid until
 /// `sb_client_free`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_close(client: *const sb_client) -> sb_status {
     status(|| {
@@ -329,6 +337,7 @@ pub unsafe extern "C" fn sb_client_close(client: *const sb_client) -> sb_status 
 /// the loop, never inside this call; it does not run if the loop is freed
 /// first. `free_user` runs exactly once either way. The usual way to
 /// answer, then exit: close gracefully and stop the loop from `done`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_close_graceful(
     client: *const sb_client,
@@ -349,6 +358,7 @@ pub unsafe extern "C" fn sb_client_close_graceful(
 /// `sb_client_close_graceful`) may take to write out what was accepted
 /// for sending, in milliseconds (default 5000). 0 writes what the socket
 /// takes at once and drops the rest.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_set_linger(client: *const sb_client, ms: u64) -> sb_status {
     status(|| {
@@ -361,6 +371,7 @@ pub unsafe extern "C" fn sb_client_set_linger(client: *const sb_client, ms: u64)
 
 /// Closes (as `sb_client_close`, flushing what was accepted for sending)
 /// and frees a client. NULL is a no-op.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_free(client: *mut sb_client) {
     // SAFETY: NULL or an owned sb_client, freed once.

@@ -95,15 +95,17 @@ unsafe fn ctx_ref<'a>(ctx: *const sb_ctx) -> Result<(&'a CtxView, &'a Ctx<'a>), 
 
 /// The method (downward) or response type (upward) being handled; valid
 /// during the handler.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_ctx_name(ctx: *const sb_ctx) -> *const c_char {
-    // SAFETY: NULL or a live sb_ctx.
     value_or(c"".as_ptr(), || {
+        // SAFETY: NULL or a live sb_ctx.
         Ok(unsafe { arg(ctx, "ctx") }?.name.as_ptr())
     })
 }
 
 /// The message's args, borrowed for the handler.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_ctx_args(ctx: *const sb_ctx) -> *const sb_args {
     value_or(std::ptr::null(), || {
@@ -114,6 +116,7 @@ pub unsafe extern "C" fn sb_ctx_args(ctx: *const sb_ctx) -> *const sb_args {
 }
 
 /// The request being served (borrowed), or NULL.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_ctx_req(ctx: *const sb_ctx) -> *const sb_served {
     value_or(std::ptr::null(), || {
@@ -124,6 +127,7 @@ pub unsafe extern "C" fn sb_ctx_req(ctx: *const sb_ctx) -> *const sb_served {
 }
 
 /// The response being handled (borrowed), or NULL in method handlers.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_ctx_rsp(ctx: *const sb_ctx) -> *const sb_response {
     value_or(std::ptr::null(), || {
@@ -136,6 +140,7 @@ pub unsafe extern "C" fn sb_ctx_rsp(ctx: *const sb_ctx) -> *const sb_response {
 }
 
 /// The stage whose handler runs (borrowed), or NULL.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_ctx_stage(ctx: *const sb_ctx) -> *const sb_stage {
     value_or(std::ptr::null(), || {

@@ -75,7 +75,25 @@
 //!   and runs `free_user` at once.
 
 #![allow(non_camel_case_types)]
-#![allow(clippy::missing_safety_doc)]
+// Every `unsafe` block says why it is sound (`// SAFETY:`); clippy checks.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+/// The `# Safety` section of every entry point that takes pointers,
+/// attached as `#[doc = safety!()]`. It is Rust's reading of the API
+/// conventions above, which C programs already have at the top of the
+/// header: cbindgen copies only literal doc strings, so this one stays
+/// out of the header.
+macro_rules! safety {
+    () => {
+        "# Safety
+
+Every pointer argument is NULL or as the API conventions (`src/ffi/mod.rs`)
+require: a live handle of its type (owned, or borrowed for the callback that
+gave it), freed at most once and not used after; a NUL-terminated string, or
+with a length that many readable bytes; a writable out-param; a callback safe
+to call with its `user` until `free_user` ran."
+    };
+}
 
 mod status;
 

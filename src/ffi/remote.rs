@@ -37,6 +37,7 @@ pub type sb_subscribed_fn = Option<
 
 /// Subscribes to `session` through `client`; `f` runs once with an owned
 /// remote stage or an error (`SB_NO_SUCH_SESSION`).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_remote_subscribe(
     client: *const sb_client,
@@ -68,6 +69,7 @@ pub unsafe extern "C" fn sb_remote_subscribe(
 /// through the remote stage (and any other of the same client and
 /// session) fail at once in `sb_request_send` with `SB_NOT_SUBSCRIBED`,
 /// as they do once the session went away.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_remote_unsubscribe(
     remote: *const sb_remote,
@@ -84,6 +86,7 @@ pub unsafe extern "C" fn sb_remote_unsubscribe(
 }
 
 /// Frees a remote stage handle (the subscription stays). NULL is a no-op.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_remote_free(remote: *mut sb_remote) {
     // SAFETY: NULL or an owned sb_remote, freed once.

@@ -49,6 +49,7 @@ fn builder(target: Target, method: &str) -> *mut sb_request_builder {
 /// Starts a request of `method` to a stage on the same loop. NULL on a
 /// bad argument. Send with `sb_request_send` or free with
 /// `sb_request_builder_free`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_to_stage(
     stage: *const sb_stage,
@@ -62,6 +63,7 @@ pub unsafe extern "C" fn sb_request_to_stage(
 }
 
 /// Starts a request of `method` to a remote stage.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_to_remote(
     remote: *const sb_remote,
@@ -75,6 +77,7 @@ pub unsafe extern "C" fn sb_request_to_remote(
 }
 
 /// Frees an unsent builder (and its handlers' user data). NULL is a no-op.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_builder_free(b: *mut sb_request_builder) {
     // SAFETY: NULL or an owned builder, freed once.
@@ -108,6 +111,7 @@ unsafe fn edit<A>(
 }
 
 /// Sets the request's args (copied; NULL for none).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_builder_args(
     b: *mut sb_request_builder,
@@ -121,6 +125,7 @@ pub unsafe extern "C" fn sb_request_builder_args(
 
 /// Handles responses of type `kind` (`return`, `emit`, `error`, …) with
 /// `f`. `free_user` runs once when the request has ended.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_builder_on(
     b: *mut sb_request_builder,
@@ -142,6 +147,7 @@ pub unsafe extern "C" fn sb_request_builder_on(
 
 /// Handles responses of type `kind` with the requesting stage's handler
 /// named `method`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_builder_on_method(
     b: *mut sb_request_builder,
@@ -155,6 +161,7 @@ pub unsafe extern "C" fn sb_request_builder_on_method(
 }
 
 /// Handles every response type no other mapping handles.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_builder_fallback(
     b: *mut sb_request_builder,
@@ -177,6 +184,7 @@ pub unsafe extern "C" fn sb_request_builder_fallback(
 }
 
 /// Sets the role: responses of type T run the requester's `on_<role>_T`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_builder_role(
     b: *mut sb_request_builder,
@@ -190,6 +198,7 @@ pub unsafe extern "C" fn sb_request_builder_role(
 
 /// Ends the request with `SB_TIMEOUT` if no final response came within
 /// `ms` milliseconds.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_builder_timeout_ms(
     b: *mut sb_request_builder,
@@ -200,6 +209,7 @@ pub unsafe extern "C" fn sb_request_builder_timeout_ms(
 }
 
 /// Makes the request a child of `parent` (a request being served).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_builder_parent(
     b: *mut sb_request_builder,
@@ -215,6 +225,7 @@ pub unsafe extern "C" fn sb_request_builder_parent(
 /// `SB_WRONG_THREAD`, which leaves everything alone). On
 /// success `*out` is the request; free it (which cancels it if still
 /// open) with `sb_request_free`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_send(
     b: *mut sb_request_builder,
@@ -242,6 +253,7 @@ pub unsafe extern "C" fn sb_request_send(
 /// runs again after `sb_request_send` (in the same callback) never
 /// reaches its callee, local or remote; later, the callee may have
 /// started it and then sees the cancel.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_free(req: *mut sb_request) {
     // SAFETY: NULL or an owned sb_request, freed once.
@@ -255,6 +267,7 @@ pub unsafe extern "C" fn sb_request_free(req: *mut sb_request) {
 
 /// Cancels a request; returns whether it was open. Cancelling twice is
 /// harmless.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_cancel(req: *const sb_request) -> bool {
     // SAFETY: NULL or a live sb_request.
@@ -262,6 +275,7 @@ pub unsafe extern "C" fn sb_request_cancel(req: *const sb_request) -> bool {
 }
 
 /// The request's id (0 for NULL).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_id(req: *const sb_request) -> u64 {
     // SAFETY: NULL or a live sb_request.
@@ -269,6 +283,7 @@ pub unsafe extern "C" fn sb_request_id(req: *const sb_request) -> u64 {
 }
 
 /// Whether the request is still open on the caller's side.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_is_open(req: *const sb_request) -> bool {
     // SAFETY: NULL or a live sb_request.
@@ -278,6 +293,7 @@ pub unsafe extern "C" fn sb_request_is_open(req: *const sb_request) -> bool {
 /// Attaches the caller's data to the request (readable in response
 /// handlers through `sb_response_data`); `free` runs once when the
 /// caller's side ends.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_set_data(
     req: *const sb_request,
@@ -298,10 +314,11 @@ pub unsafe extern "C" fn sb_request_set_data(
 /// its response handlers); NULL if unset, after the caller's side ended
 /// (the slot was freed then), or for a NULL `req` (`sb_last_error` says
 /// so). The library keeps owning it: do not free it.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_data(req: *const sb_request) -> *mut c_void {
-    // SAFETY: NULL or a live sb_request.
     value_or(std::ptr::null_mut(), || {
+        // SAFETY: NULL or a live sb_request.
         Ok(get_data(unsafe { arg(req, "request") }?.data()))
     })
 }

@@ -57,6 +57,7 @@ unsafe fn response<'a>(r: *const sb_response) -> Result<(&'a ResponseView, &'a R
 }
 
 /// The id of the request this response answers.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_response_id(r: *const sb_response) -> u64 {
     // SAFETY: NULL or a live sb_response.
@@ -65,6 +66,7 @@ pub unsafe extern "C" fn sb_response_id(r: *const sb_response) -> u64 {
 
 /// The response type (`emit`, `return`, `error`, …), valid during the
 /// handler.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_response_kind(r: *const sb_response) -> *const c_char {
     // SAFETY: NULL or a live sb_response.
@@ -72,6 +74,7 @@ pub unsafe extern "C" fn sb_response_kind(r: *const sb_response) -> *const c_cha
 }
 
 /// Whether the response ends the request.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_response_is_final(r: *const sb_response) -> bool {
     // SAFETY: NULL or a live sb_response.
@@ -80,6 +83,7 @@ pub unsafe extern "C" fn sb_response_is_final(r: *const sb_response) -> bool {
 
 /// The error code of an error response, `SB_OK` otherwise; the call's
 /// own error (`SB_NULL_ARGUMENT`, `SB_WRONG_THREAD`, …) if it fails.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_response_error(r: *const sb_response) -> sb_status {
     let mut code = sb_status::SB_OK;
@@ -99,25 +103,28 @@ pub unsafe extern "C" fn sb_response_error(r: *const sb_response) -> sb_status {
 
 /// The error message of an error response ("" otherwise), valid during
 /// the handler.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_response_message(r: *const sb_response) -> *const c_char {
-    // SAFETY: NULL or a live sb_response.
     value_or(c"".as_ptr(), || {
+        // SAFETY: NULL or a live sb_response.
         Ok(unsafe { response(r) }?.0.message.as_ptr())
     })
 }
 
 /// The caller's data slot of the request (`sb_request_set_data`).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_response_data(r: *const sb_response) -> *mut c_void {
-    // SAFETY: NULL or a live sb_response.
     value_or(std::ptr::null_mut(), || {
+        // SAFETY: NULL or a live sb_response.
         Ok(get_data(unsafe { response(r) }?.1.data()))
     })
 }
 
 /// Answers an emit by running `method` of the callee within the same
 /// request, with `args` (copied; NULL for none).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_response_recall(
     r: *const sb_response,
@@ -133,6 +140,7 @@ pub unsafe extern "C" fn sb_response_recall(
 }
 
 /// Cancels the request from inside one of its response handlers.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_response_cancel(r: *const sb_response) -> bool {
     // SAFETY: NULL or a live sb_response.

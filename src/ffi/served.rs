@@ -44,6 +44,7 @@ unsafe fn served<'a>(s: *const sb_served) -> Result<&'a ServedRequest, Fail> {
 /// emitted on, nor made a still open request on behalf of) ends when the
 /// handler returns: the caller gets `SB_UNANSWERED`. Likewise when the
 /// last reference is freed while the request is still open.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_ref(s: *const sb_served) -> *mut sb_served {
     value_or(std::ptr::null_mut(), || {
@@ -53,6 +54,7 @@ pub unsafe extern "C" fn sb_served_ref(s: *const sb_served) -> *mut sb_served {
 }
 
 /// Frees an owned reference from `sb_served_ref`. NULL is a no-op.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_free(s: *mut sb_served) {
     // SAFETY: NULL or an owned sb_served, freed once.
@@ -62,6 +64,7 @@ pub unsafe extern "C" fn sb_served_free(s: *mut sb_served) {
 /// The request's id in this process (shared by its recalls): for a
 /// request from this loop the caller's `sb_request_id`, for one from
 /// another program a fresh id of this process, so live ids are distinct.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_id(s: *const sb_served) -> u64 {
     // SAFETY: NULL or a live sb_served.
@@ -70,6 +73,7 @@ pub unsafe extern "C" fn sb_served_id(s: *const sb_served) -> u64 {
 
 /// The caller's id of the request (its `sb_request_id` in the calling
 /// process; unique only there). 0 for NULL.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_caller_id(s: *const sb_served) -> u64 {
     // SAFETY: NULL or a live sb_served.
@@ -77,6 +81,7 @@ pub unsafe extern "C" fn sb_served_caller_id(s: *const sb_served) -> u64 {
 }
 
 /// Whether the request can still be answered.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_is_open(s: *const sb_served) -> bool {
     // SAFETY: NULL or a live sb_served.
@@ -85,6 +90,7 @@ pub unsafe extern "C" fn sb_served_is_open(s: *const sb_served) -> bool {
 
 /// Sends an interim response of type `kind` (NULL: `emit`) with `args`
 /// (copied; NULL for none).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_emit(
     s: *const sb_served,
@@ -100,6 +106,7 @@ pub unsafe extern "C" fn sb_served_emit(
 
 /// Sends the final response of type `kind` (NULL: `return`); the request
 /// ends and requests made on its behalf are cancelled.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_return(
     s: *const sb_served,
@@ -116,6 +123,7 @@ pub unsafe extern "C" fn sb_served_return(
 /// Ends the request with an error `code` (an `sb_status`; a number that
 /// is no library error code (1–99) becomes `SB_HANDLER_FAILED`) and
 /// `message` for the caller.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_fail(
     s: *const sb_served,
@@ -133,6 +141,7 @@ pub unsafe extern "C" fn sb_served_fail(
 
 /// Sets what runs if the caller cancels before the request is answered;
 /// `free_user` runs once either way.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_on_cancel(
     s: *const sb_served,
@@ -155,6 +164,7 @@ pub unsafe extern "C" fn sb_served_on_cancel(
 
 /// Sets the callee's data slot for this request (seen again by recalls);
 /// `free` runs once when the callee's side ends.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_set_data(
     s: *const sb_served,
@@ -171,10 +181,11 @@ pub unsafe extern "C" fn sb_served_set_data(
 }
 
 /// The callee's data slot (NULL if unset).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_served_data(s: *const sb_served) -> *mut c_void {
-    // SAFETY: NULL or a live sb_served.
     value_or(std::ptr::null_mut(), || {
+        // SAFETY: NULL or a live sb_served.
         Ok(get_data(unsafe { served(s) }?.data()))
     })
 }

@@ -27,6 +27,7 @@ impl Handle for sb_stage {
 
 /// Creates a stage named `name` on `lp`. Free with `sb_stage_free`.
 /// `SB_INVALID_ARGUMENT` for an empty name.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_new(
     lp: *mut sb_loop,
@@ -50,6 +51,7 @@ pub unsafe extern "C" fn sb_stage_new(
 /// open requests to it need it; a publication does not keep it: when
 /// the stage goes, its sessions are rescinded. Keep the stage for as
 /// long as it should be served. NULL is a no-op.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_free(stage: *mut sb_stage) {
     // SAFETY: NULL or an owned sb_stage, freed once.
@@ -60,6 +62,7 @@ pub unsafe extern "C" fn sb_stage_free(stage: *mut sb_stage) {
 /// `on_foo`), a response handler (`on_return`, `on_<role>_<type>`),
 /// `on_my_<type>` or `on_cancel`. `free_user` runs once when the handler
 /// is replaced or the stage is gone.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_on(
     stage: *const sb_stage,
@@ -103,6 +106,7 @@ pub enum sb_handler_kind {
 /// its `SB_HANDLER_RECALL_ONLY` methods by recall; anything else is
 /// `SB_NO_SUCH_METHOD`. Requests on the same loop are not filtered.
 /// `SB_INVALID_ARGUMENT` for an unknown kind or an empty name.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_set_kind(
     stage: *const sb_stage,
@@ -139,6 +143,7 @@ pub unsafe extern "C" fn sb_stage_set_kind(
 /// The publication does not keep the stage: freeing the stage's last
 /// handle rescinds the session (so handlers may use the client without
 /// keeping it open forever).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_publish(
     stage: *const sb_stage,
@@ -168,6 +173,7 @@ pub unsafe extern "C" fn sb_stage_publish(
 
 /// Sets the stage's own data slot (freed with `free` when replaced or
 /// when the stage is gone).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_set_data(
     stage: *const sb_stage,
@@ -184,10 +190,11 @@ pub unsafe extern "C" fn sb_stage_set_data(
 }
 
 /// The stage's data slot (NULL if unset).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_data(stage: *const sb_stage) -> *mut c_void {
-    // SAFETY: NULL or a live sb_stage.
     value_or(std::ptr::null_mut(), || {
+        // SAFETY: NULL or a live sb_stage.
         Ok(get_data(unsafe { arg(stage, "stage") }?.data()))
     })
 }
@@ -197,6 +204,7 @@ pub unsafe extern "C" fn sb_stage_data(stage: *const sb_stage) -> *mut c_void {
 /// valid while the stage lives (for a stage from `sb_ctx_stage`: during
 /// the handler). Never free it. `SB_NULL_ARGUMENT` if any argument is
 /// NULL; the out-params are written only on success.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_stage_name(
     stage: *const sb_stage,

@@ -83,6 +83,7 @@ pub extern "C" fn sb_value_new_float(x: f64) -> *mut sb_value {
 
 /// A new string value copied from a NUL-terminated UTF-8 string; NULL on
 /// a bad argument (`sb_value_new_string_n` takes text holding NULs).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_new_string(s: *const c_char) -> *mut sb_value {
     value_or(std::ptr::null_mut(), || {
@@ -97,6 +98,7 @@ pub unsafe extern "C" fn sb_value_new_string(s: *const c_char) -> *mut sb_value 
 /// length: `SB_NULL_ARGUMENT`; not UTF-8: `SB_INVALID_UTF8`), with
 /// `sb_last_error` saying why. Owned: free with `sb_value_free` or hand
 /// it over.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_new_string_n(s: *const c_char, len: usize) -> *mut sb_value {
     value_or(std::ptr::null_mut(), || {
@@ -108,6 +110,7 @@ pub unsafe extern "C" fn sb_value_new_string_n(s: *const c_char, len: usize) -> 
 }
 
 /// A new bytes value copied from `len` bytes at `data`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_new_bytes(data: *const u8, len: usize) -> *mut sb_value {
     value_or(std::ptr::null_mut(), || {
@@ -125,6 +128,7 @@ pub extern "C" fn sb_value_new_list() -> *mut sb_value {
 }
 
 /// A new map value, taking ownership of `args`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_new_map(args: *mut sb_args) -> *mut sb_value {
     value_or(std::ptr::null_mut(), || {
@@ -137,6 +141,7 @@ pub unsafe extern "C" fn sb_value_new_map(args: *mut sb_args) -> *mut sb_value {
 
 /// Appends `item` to the list value `list`, taking ownership of `item`
 /// (also on failure).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_list_push(list: *mut sb_value, item: *mut sb_value) -> sb_status {
     // SAFETY: NULL or an owned sb_value.
@@ -156,6 +161,7 @@ pub unsafe extern "C" fn sb_value_list_push(list: *mut sb_value, item: *mut sb_v
 }
 
 /// Frees an owned value. NULL is a no-op.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_free(value: *mut sb_value) {
     // SAFETY: NULL or an owned sb_value, freed once.
@@ -163,6 +169,7 @@ pub unsafe extern "C" fn sb_value_free(value: *mut sb_value) {
 }
 
 /// The type of a value (`SB_VALUE_NULL` for NULL).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_type_of(value: *const sb_value) -> sb_value_type {
     use sb_value_type::*;
@@ -200,6 +207,7 @@ unsafe fn read<T>(
 }
 
 /// Reads a bool value.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_bool(value: *const sb_value, out: *mut bool) -> sb_status {
     // SAFETY: the caller's pointers, as this function's contract asks.
@@ -207,6 +215,7 @@ pub unsafe extern "C" fn sb_value_bool(value: *const sb_value, out: *mut bool) -
 }
 
 /// Reads an integer value.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_int(value: *const sb_value, out: *mut i64) -> sb_status {
     // SAFETY: the caller's pointers, as this function's contract asks.
@@ -214,6 +223,7 @@ pub unsafe extern "C" fn sb_value_int(value: *const sb_value, out: *mut i64) -> 
 }
 
 /// Reads a float value (an integer is converted).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_float(value: *const sb_value, out: *mut f64) -> sb_status {
     // SAFETY: the caller's pointers, as this function's contract asks.
@@ -222,6 +232,7 @@ pub unsafe extern "C" fn sb_value_float(value: *const sb_value, out: *mut f64) -
 
 /// Reads a string or bytes value: a pointer borrowed from the value and
 /// its length (not NUL-terminated).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_bytes(
     value: *const sb_value,
@@ -247,6 +258,7 @@ pub unsafe extern "C" fn sb_value_bytes(
 }
 
 /// The number of items of a list value (0 for other types).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_list_len(value: *const sb_value) -> usize {
     value_or(0, || {
@@ -259,6 +271,7 @@ pub unsafe extern "C" fn sb_value_list_len(value: *const sb_value) -> usize {
 }
 
 /// Item `index` of a list value, borrowed; NULL if out of range.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_list_get(
     value: *const sb_value,
@@ -277,6 +290,7 @@ pub unsafe extern "C" fn sb_value_list_get(
 }
 
 /// The args inside a map value, borrowed; NULL for other types.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_map(value: *const sb_value) -> *const sb_args {
     value_or(std::ptr::null(), || {
