@@ -198,6 +198,28 @@ impl Value {
         }
     }
 
+    /// The number as a float, if this is a `Float` or an `Int` (converted,
+    /// with the rounding of `as f64` for integers beyond 2^53): a reader
+    /// asking for a float takes an integer too, since other programs
+    /// (Perl, C) send whole numbers as integers.
+    pub fn as_float(&self) -> Option<f64> {
+        match self {
+            Value::Float(x) => Some(*x),
+            Value::Int(n) => Some(*n as f64),
+            _ => None,
+        }
+    }
+
+    /// The bytes of a `Bytes` value, or the UTF-8 bytes of a `Str`: the
+    /// raw reading of either kind of text.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Str(s) => Some(s.as_bytes()),
+            Value::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
     /// Parses a command-line word: `null`, `true`, `false`, an integer, a
     /// float, or else the word itself as a string.
     pub fn parse_word(word: &str) -> Value {
@@ -370,6 +392,16 @@ mod tests {
         assert_eq!(Value::parse_word("null"), Value::Null);
         assert_eq!(Value::parse_word("inf"), Value::Str("inf".into()));
         assert_eq!(Value::parse_word("x y"), Value::Str("x y".into()));
+    }
+
+    #[test]
+    fn a_float_reading_takes_an_integer_and_a_bytes_reading_takes_text() {
+        assert_eq!(Value::Float(1.5).as_float(), Some(1.5));
+        assert_eq!(Value::Int(-3).as_float(), Some(-3.0));
+        assert_eq!(Value::Str("1".into()).as_float(), None);
+        assert_eq!(Value::Str("a\0b".into()).as_bytes(), Some(&b"a\0b"[..]));
+        assert_eq!(Value::Bytes(vec![0xff]).as_bytes(), Some(&[0xffu8][..]));
+        assert_eq!(Value::Int(1).as_bytes(), None);
     }
 
     #[test]

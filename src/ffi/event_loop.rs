@@ -1,6 +1,9 @@
 //! `sb_loop` and `sb_waker`: the loop and its thread-safe handle.
 
-use super::boundary::*;
+use super::boundary::{fail, status, value_or, Fail};
+use super::callbacks::{sb_free_fn, SendUserData, UserData};
+use super::handles::{arg, borrowed, boxed, take, Handle};
+use super::status::sb_status;
 use crate::event_loop::{EventLoop, LoopRemote, TimerId};
 use std::ffi::c_void;
 use std::time::Duration;
@@ -42,6 +45,7 @@ fn loop_ptr(lp: &EventLoop) -> *mut sb_loop {
 }
 
 /// Creates a loop in `*out`. Free with `sb_loop_free`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_new(out: *mut *mut sb_loop) -> sb_status {
     status(|| {
@@ -63,6 +67,7 @@ pub unsafe extern "C" fn sb_loop_new(out: *mut *mut sb_loop) -> sb_status {
 /// `free_user` does): to be sure an answer left, run the loop until
 /// `sb_client_close_graceful` reports. Objects created on the loop may be
 /// freed before or after it, but not used after it.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_free(lp: *mut sb_loop) {
     // SAFETY: NULL or an owned sb_loop from sb_loop_new, freed once.
@@ -75,6 +80,7 @@ pub unsafe extern "C" fn sb_loop_free(lp: *mut sb_loop) {
 }
 
 /// The fd a host loop watches for reading; -1 if `lp` is NULL.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_fd(lp: *const sb_loop) -> i32 {
     // SAFETY: NULL or a live sb_loop.
@@ -84,6 +90,7 @@ pub unsafe extern "C" fn sb_loop_fd(lp: *const sb_loop) -> i32 {
 /// How long a host may wait before calling `sb_loop_dispatch`: -1 for no
 /// deadline (wait for the fd), 0 for now, else whole milliseconds rounded
 /// up. Ask again after every dispatch.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_timeout_ms(lp: *const sb_loop) -> i64 {
     value_or(-1, || {
@@ -96,6 +103,7 @@ pub unsafe extern "C" fn sb_loop_timeout_ms(lp: *const sb_loop) -> i64 {
 }
 
 /// One non-blocking turn: runs everything ready; callbacks run inside.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_dispatch(lp: *mut sb_loop) -> sb_status {
     status(|| {
@@ -107,6 +115,7 @@ pub unsafe extern "C" fn sb_loop_dispatch(lp: *mut sb_loop) -> sb_status {
 }
 
 /// Runs until `sb_loop_stop` (from a callback, or posted by a waker).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_run(lp: *mut sb_loop) -> sb_status {
     status(|| {
@@ -118,6 +127,7 @@ pub unsafe extern "C" fn sb_loop_run(lp: *mut sb_loop) -> sb_status {
 }
 
 /// Runs until `sb_loop_stop` or until `ms` milliseconds have passed.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_run_for(lp: *mut sb_loop, ms: u64) -> sb_status {
     status(|| {
@@ -132,6 +142,7 @@ pub unsafe extern "C" fn sb_loop_run_for(lp: *mut sb_loop, ms: u64) -> sb_status
 /// Makes `sb_loop_run` return after the current turn. Nothing is
 /// dropped: output closed clients are still flushing waits for the next
 /// run or dispatch.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_stop(lp: *mut sb_loop) -> sb_status {
     status(|| {
@@ -144,6 +155,7 @@ pub unsafe extern "C" fn sb_loop_stop(lp: *mut sb_loop) -> sb_status {
 /// Runs `f(user, loop)` once after `ms` milliseconds; `*out_id` names the
 /// timer for `sb_loop_cancel_timer`. `free_user` runs once after `f` ran
 /// or the timer was cancelled.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_add_timer(
     lp: *mut sb_loop,
@@ -173,6 +185,7 @@ pub unsafe extern "C" fn sb_loop_add_timer(
 }
 
 /// Cancels a timer; `SB_NOT_FOUND` if it already ran or was cancelled.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_cancel_timer(lp: *mut sb_loop, id: u64) -> sb_status {
     status(|| {
@@ -191,6 +204,7 @@ pub unsafe extern "C" fn sb_loop_cancel_timer(lp: *mut sb_loop, id: u64) -> sb_s
 
 /// The loop's thread-safe handle. Free with `sb_waker_free` (from any
 /// thread).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_waker(lp: *const sb_loop) -> *mut sb_waker {
     value_or(std::ptr::null_mut(), || {
@@ -203,6 +217,7 @@ pub unsafe extern "C" fn sb_loop_waker(lp: *const sb_loop) -> *mut sb_waker {
 /// Frees a waker. NULL is a no-op. Thread-safe. It holds nothing posted:
 /// posts not yet run belong to the loop, and freeing the loop drops them
 /// (running their `free_user` on the loop's thread).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_waker_free(waker: *mut sb_waker) {
     // SAFETY: NULL or an owned sb_waker, freed once.
@@ -210,6 +225,7 @@ pub unsafe extern "C" fn sb_waker_free(waker: *mut sb_waker) {
 }
 
 /// Makes the loop's fd readable (wakes `sb_loop_run`). Thread-safe.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_waker_wake(waker: *const sb_waker) -> sb_status {
     status(|| {
@@ -229,6 +245,7 @@ pub unsafe extern "C" fn sb_waker_wake(waker: *const sb_waker) -> sb_status {
 /// After the loop was freed nothing would run `f`: the post fails with
 /// `SB_INVALID_STATE`, keeps nothing, and runs `free_user` at once, on
 /// the calling thread (as on every failure of this call).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_waker_post(
     waker: *const sb_waker,

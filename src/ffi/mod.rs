@@ -6,6 +6,31 @@
 //! here (and in the few libc calls of the command line), each block with
 //! a `// SAFETY:` line.
 //!
+//! # Layout
+//!
+//! One module per C type family, and below them the machinery every
+//! entry point shares:
+//!
+//! * `status`: `sb_status`, `sb_strerror`, `sb_last_error`.
+//! * `boundary`: the panic boundary (`status`, `value_or`) and `Fail`.
+//! * `handles`: the `Handle` trait binding each opaque type to its Rust
+//!   type; reading, boxing and freeing handles, with the thread check.
+//! * `convert`: plain arguments (strings, arrays, byte ranges,
+//!   out-params), checked for NULL and UTF-8.
+//! * `callbacks`: user pointers and `free_user`, completion callbacks,
+//!   the C data slot of a scope.
+//! * `event_loop`: `sb_loop` (timers, dispatch) and `sb_waker`.
+//! * `broker`: `sb_broker`. `client`: `sb_client`.
+//! * `stage`: `sb_stage`, `sb_handler_kind`. `remote`: `sb_remote`.
+//! * `request`: `sb_request_builder`, `sb_request` (the caller's side).
+//! * `context`: `sb_ctx` and the wrapping of a C handler.
+//! * `served`: `sb_served` (the callee's side). `response`: `sb_response`.
+//! * `version`: `sb_version`. `args`: `sb_args`. `values`: `sb_value`.
+//!
+//! cbindgen writes the entry points into the header in the order the
+//! modules are declared below, so that order is the header's: keep it
+//! (the blank lines stop rustfmt from sorting the declarations).
+//!
 //! # API conventions (referred to by every function's docs)
 //!
 //! * **Handles** are opaque pointers created by `sb_*_new` (or another
@@ -50,10 +75,56 @@
 //!   and runs `free_user` at once.
 
 #![allow(non_camel_case_types)]
-#![allow(clippy::missing_safety_doc)]
+// Every `unsafe` block says why it is sound (`// SAFETY:`); clippy checks.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+/// The `# Safety` section of every entry point that takes pointers,
+/// attached as `#[doc = safety!()]`. It is Rust's reading of the API
+/// conventions above, which C programs already have at the top of the
+/// header: cbindgen copies only literal doc strings, so this one stays
+/// out of the header.
+macro_rules! safety {
+    () => {
+        "# Safety
+
+Every pointer argument is NULL or as the API conventions (`src/ffi/mod.rs`)
+require: a live handle of its type (owned, or borrowed for the callback that
+gave it), freed at most once and not used after; a NUL-terminated string, or
+with a length that many readable bytes; a writable out-param; a callback safe
+to call with its `user` until `free_user` ran."
+    };
+}
+
+mod status;
 
 mod boundary;
+
+mod handles;
+
+mod convert;
+
+mod callbacks;
+
 mod event_loop;
-mod net;
-mod stages;
+
+mod broker;
+
+mod client;
+
+mod stage;
+
+mod remote;
+
+mod request;
+
+mod context;
+
+mod served;
+
+mod response;
+
+mod version;
+
+mod args;
+
 mod values;

@@ -1,8 +1,13 @@
-//! Args and values: built and read through typed functions.
+//! `sb_value` and `sb_value_type`: one typed value, built and read
+//! through typed functions.
 
-use super::boundary::*;
+use super::args::sb_args;
+use super::boundary::{fail, status, value_or};
+use super::convert::{bytes, put, text, text_n};
+use super::handles::{arg, arg_mut, borrowed, boxed, take, Handle};
+use super::status::sb_status;
 use crate::event_loop::EventLoop;
-use crate::value::{Args, Value, MAX_DEPTH};
+use crate::value::{Value, MAX_DEPTH};
 use std::ffi::c_char;
 
 /// How deep lists and maps may nest in a value received from another
@@ -10,22 +15,6 @@ use std::ffi::c_char;
 /// decoded.
 pub const SB_MAX_VALUE_DEPTH: u32 = 128;
 const _: () = assert!(SB_MAX_VALUE_DEPTH as usize == MAX_DEPTH);
-
-/// A map of named values (a request's or response's args). Owned when
-/// made by `sb_args_new`/`sb_args_clone`; borrowed when read from a
-/// context or a value.
-#[derive(Debug)]
-pub struct sb_args {
-    _private: [u8; 0],
-}
-
-impl Handle for sb_args {
-    type Target = Args;
-    /// Plain data: usable from any thread.
-    fn home(_: &Args) -> Option<&EventLoop> {
-        None
-    }
-}
 
 /// One typed value. Owned when made by `sb_value_new_*`; borrowed when
 /// read from args or a list.
@@ -64,324 +53,6 @@ pub enum sb_value_type {
     SB_VALUE_MAP = 7,
 }
 
-/// Optional args: NULL means none.
-///
-/// # Safety
-/// `p` must be NULL or a live `sb_args`.
-pub(crate) unsafe fn args_or_empty(p: *const sb_args) -> Args {
-    // SAFETY: forwarded contract.
-    unsafe { p.cast::<Args>().as_ref() }
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// Makes empty args. Free with `sb_args_free` (or hand to a function
-/// that takes ownership). Never NULL except on allocation panic.
-#[no_mangle]
-pub extern "C" fn sb_args_new() -> *mut sb_args {
-    value_or(std::ptr::null_mut(), || Ok(boxed::<sb_args>(Args::new())))
-}
-
-/// Copies args (for example ones borrowed in a callback).
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_clone(args: *const sb_args) -> *mut sb_args {
-    value_or(std::ptr::null_mut(), || {
-        // SAFETY: NULL or a live sb_args, per the conventions.
-        let args = unsafe { arg(args, "args") }?;
-        Ok(boxed::<sb_args>(args.clone()))
-    })
-}
-
-/// Frees args made by `sb_args_new` or `sb_args_clone`. NULL is a no-op.
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_free(args: *mut sb_args) {
-    // SAFETY: NULL or an owned sb_args, freed once.
-    drop(unsafe { take(args) });
-}
-
-/// Sets `key` of `args` to what `value` makes.
-///
-/// # Safety
-/// `args` is NULL or a live sb_args not used elsewhere during the call;
-/// `key` is NULL or a NUL-terminated string.
-unsafe fn set(
-    args: *mut sb_args,
-    key: *const c_char,
-    value: impl FnOnce() -> Result<Value, Fail>,
-) -> sb_status {
-    status(|| {
-        // SAFETY: NULL or a live, unaliased sb_args.
-        let args = unsafe { arg_mut(args, "args") }?;
-        // SAFETY: NULL or a NUL-terminated string.
-        let key = unsafe { text(key, "key") }?;
-        args.insert(key, value()?);
-        Ok(())
-    })
-}
-
-/// Sets `key` to null.
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_set_null(args: *mut sb_args, key: *const c_char) -> sb_status {
-    // SAFETY: the caller's pointers, as this function's contract asks.
-    unsafe { set(args, key, || Ok(Value::Null)) }
-}
-
-/// Sets `key` to a bool.
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_set_bool(
-    args: *mut sb_args,
-    key: *const c_char,
-    value: bool,
-) -> sb_status {
-    // SAFETY: the caller's pointers, as this function's contract asks.
-    unsafe { set(args, key, || Ok(Value::Bool(value))) }
-}
-
-/// Sets `key` to an integer.
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_set_int(
-    args: *mut sb_args,
-    key: *const c_char,
-    value: i64,
-) -> sb_status {
-    // SAFETY: the caller's pointers, as this function's contract asks.
-    unsafe { set(args, key, || Ok(Value::Int(value))) }
-}
-
-/// Sets `key` to a float.
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_set_float(
-    args: *mut sb_args,
-    key: *const c_char,
-    value: f64,
-) -> sb_status {
-    // SAFETY: the caller's pointers, as this function's contract asks.
-    unsafe { set(args, key, || Ok(Value::Float(value))) }
-}
-
-/// Sets `key` to a copy of the NUL-terminated UTF-8 string `value`
-/// (`sb_args_set_string_n` takes text holding NUL characters).
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_set_string(
-    args: *mut sb_args,
-    key: *const c_char,
-    value: *const c_char,
-) -> sb_status {
-    // SAFETY: NULL or a NUL-terminated string.
-    let value = || Ok(Value::Str(unsafe { text(value, "value") }?.to_string()));
-    // SAFETY: the caller's pointers, as this function's contract asks.
-    unsafe { set(args, key, value) }
-}
-
-/// Sets `key` to a string copied from `len` bytes of UTF-8 at `value`
-/// (not NUL-terminated; the text may hold NUL characters, which
-/// `sb_args_set_string` cannot take). `value` may be NULL when `len` is
-/// 0 (an empty string). `SB_NULL_ARGUMENT` for a NULL `args`, `key`, or
-/// `value` with a length; `SB_INVALID_UTF8` when the bytes or the key are
-/// not UTF-8; `args` is unchanged on failure. Read it back, NULs
-/// included, with `sb_args_get_string` or `sb_value_bytes`, which give
-/// the length.
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_set_string_n(
-    args: *mut sb_args,
-    key: *const c_char,
-    value: *const c_char,
-    len: usize,
-) -> sb_status {
-    // SAFETY: NULL (only with len 0) or len readable bytes, per the
-    // contract above.
-    let value = || {
-        Ok(Value::Str(
-            unsafe { text_n(value, len, "value") }?.to_string(),
-        ))
-    };
-    // SAFETY: the caller's pointers, as this function's contract asks.
-    unsafe { set(args, key, value) }
-}
-
-/// Sets `key` to a copy of `len` bytes at `data` (`data` may be NULL when
-/// `len` is 0).
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_set_bytes(
-    args: *mut sb_args,
-    key: *const c_char,
-    data: *const u8,
-    len: usize,
-) -> sb_status {
-    // SAFETY: data points to len readable bytes per the contract.
-    let value = || Ok(Value::Bytes(unsafe { bytes_arg(data, len) }?.to_vec()));
-    // SAFETY: the caller's pointers, as this function's contract asks.
-    unsafe { set(args, key, value) }
-}
-
-/// Sets `key` to `value`, taking ownership of it (also on failure).
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_set_value(
-    args: *mut sb_args,
-    key: *const c_char,
-    value: *mut sb_value,
-) -> sb_status {
-    // Take ownership first, so that the value is freed whatever happens.
-    // SAFETY: NULL or an owned sb_value.
-    let owned = unsafe { take(value) }.map(|b| *b);
-    // SAFETY: the caller's pointers, as this function's contract asks.
-    unsafe {
-        set(args, key, || {
-            owned.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "value is NULL"))
-        })
-    }
-}
-
-/// How many values the args hold.
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_len(args: *const sb_args) -> usize {
-    // SAFETY: NULL or a live sb_args.
-    value_or(0, || Ok(unsafe { arg(args, "args") }?.len()))
-}
-
-/// The value under `key`, borrowed from `args`; NULL if there is none
-/// (`sb_last_error` says why).
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_get(args: *const sb_args, key: *const c_char) -> *const sb_value {
-    value_or(std::ptr::null(), || {
-        // SAFETY: NULL or a live sb_args / NUL-terminated key.
-        let (args, key) = unsafe { (arg(args, "args")?, text(key, "key")?) };
-        let v = args
-            .get(key)
-            .ok_or_else(|| fail(sb_status::SB_NOT_FOUND, format!("no value named '{key}'")))?;
-        Ok(borrowed::<sb_value>(v))
-    })
-}
-
-/// The entry at `index` (in name order): its name (not NUL-terminated,
-/// `key_len` bytes) and value, both borrowed from `args`.
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_entry(
-    args: *const sb_args,
-    index: usize,
-    key: *mut *const c_char,
-    key_len: *mut usize,
-    value: *mut *const sb_value,
-) -> sb_status {
-    status(|| {
-        // SAFETY: NULL or a live sb_args.
-        let args = unsafe { arg(args, "args") }?;
-        if key.is_null() || key_len.is_null() || value.is_null() {
-            return Err(fail(sb_status::SB_NULL_ARGUMENT, "an out-param is NULL"));
-        }
-        let (k, v) = args.iter().nth(index).ok_or_else(|| {
-            fail(
-                sb_status::SB_NOT_FOUND,
-                format!("no entry at index {index}"),
-            )
-        })?;
-        // SAFETY: all three out-params were checked non-NULL above.
-        unsafe {
-            key.write(k.as_ptr().cast());
-            key_len.write(k.len());
-            value.write(borrowed::<sb_value>(v));
-        }
-        Ok(())
-    })
-}
-
-/// Reads the integer under `key`.
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_get_int(
-    args: *const sb_args,
-    key: *const c_char,
-    out: *mut i64,
-) -> sb_status {
-    // SAFETY: forwarded contracts.
-    status(|| unsafe { put(out, typed(args, key, |v| v.as_int())?, "out") })
-}
-
-/// Reads the float under `key` (an integer is converted).
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_get_float(
-    args: *const sb_args,
-    key: *const c_char,
-    out: *mut f64,
-) -> sb_status {
-    status(|| {
-        let f = |v: &Value| match v {
-            Value::Float(x) => Some(*x),
-            Value::Int(n) => Some(*n as f64),
-            _ => None,
-        };
-        // SAFETY: forwarded contracts.
-        unsafe { put(out, typed(args, key, f)?, "out") }
-    })
-}
-
-/// Reads the bool under `key`.
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_get_bool(
-    args: *const sb_args,
-    key: *const c_char,
-    out: *mut bool,
-) -> sb_status {
-    // SAFETY: forwarded contracts.
-    status(|| unsafe { put(out, typed(args, key, |v| v.as_bool())?, "out") })
-}
-
-/// Reads the string under `key`: a pointer borrowed from `args` and its
-/// length in bytes (the text is not NUL-terminated).
-#[no_mangle]
-pub unsafe extern "C" fn sb_args_get_string(
-    args: *const sb_args,
-    key: *const c_char,
-    ptr: *mut *const c_char,
-    len: *mut usize,
-) -> sb_status {
-    status(|| {
-        // SAFETY: forwarded contracts.
-        let (p, n) = unsafe { typed(args, key, |v| v.as_str().map(|s| (s.as_ptr(), s.len()))) }?;
-        if len.is_null() {
-            return Err(fail(sb_status::SB_NULL_ARGUMENT, "len is NULL"));
-        }
-        // SAFETY: ptr checked by put; len checked above.
-        unsafe {
-            put(ptr, p.cast(), "ptr")?;
-            len.write(n);
-        }
-        Ok(())
-    })
-}
-
-/// # Safety
-/// `args` NULL or live; `key` NULL or NUL-terminated.
-unsafe fn typed<T>(
-    args: *const sb_args,
-    key: *const c_char,
-    f: impl FnOnce(&Value) -> Option<T>,
-) -> Result<T, Fail> {
-    // SAFETY: forwarded contracts.
-    let (args, key) = unsafe { (arg(args, "args")?, text(key, "key")?) };
-    let v = args
-        .get(key)
-        .ok_or_else(|| fail(sb_status::SB_NOT_FOUND, format!("no value named '{key}'")))?;
-    f(v).ok_or_else(|| {
-        fail(
-            sb_status::SB_WRONG_TYPE,
-            format!("'{key}' holds {}, not the type asked for", v.to_json()),
-        )
-    })
-}
-
-/// # Safety
-/// `data` must point to `len` readable bytes unless `len` is 0.
-unsafe fn bytes_arg<'a>(data: *const u8, len: usize) -> Result<&'a [u8], Fail> {
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if data.is_null() {
-        return Err(fail(sb_status::SB_NULL_ARGUMENT, "data is NULL"));
-    }
-    // SAFETY: non-NULL and len bytes readable per the caller's contract.
-    Ok(unsafe { std::slice::from_raw_parts(data, len) })
-}
-
 fn new_value(v: Value) -> *mut sb_value {
     boxed::<sb_value>(v)
 }
@@ -412,6 +83,7 @@ pub extern "C" fn sb_value_new_float(x: f64) -> *mut sb_value {
 
 /// A new string value copied from a NUL-terminated UTF-8 string; NULL on
 /// a bad argument (`sb_value_new_string_n` takes text holding NULs).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_new_string(s: *const c_char) -> *mut sb_value {
     value_or(std::ptr::null_mut(), || {
@@ -426,6 +98,7 @@ pub unsafe extern "C" fn sb_value_new_string(s: *const c_char) -> *mut sb_value 
 /// length: `SB_NULL_ARGUMENT`; not UTF-8: `SB_INVALID_UTF8`), with
 /// `sb_last_error` saying why. Owned: free with `sb_value_free` or hand
 /// it over.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_new_string_n(s: *const c_char, len: usize) -> *mut sb_value {
     value_or(std::ptr::null_mut(), || {
@@ -437,12 +110,13 @@ pub unsafe extern "C" fn sb_value_new_string_n(s: *const c_char, len: usize) -> 
 }
 
 /// A new bytes value copied from `len` bytes at `data`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_new_bytes(data: *const u8, len: usize) -> *mut sb_value {
     value_or(std::ptr::null_mut(), || {
         // SAFETY: len readable bytes at data.
         Ok(new_value(Value::Bytes(
-            unsafe { bytes_arg(data, len) }?.to_vec(),
+            unsafe { bytes(data, len, "data") }?.to_vec(),
         )))
     })
 }
@@ -454,6 +128,7 @@ pub extern "C" fn sb_value_new_list() -> *mut sb_value {
 }
 
 /// A new map value, taking ownership of `args`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_new_map(args: *mut sb_args) -> *mut sb_value {
     value_or(std::ptr::null_mut(), || {
@@ -466,6 +141,7 @@ pub unsafe extern "C" fn sb_value_new_map(args: *mut sb_args) -> *mut sb_value {
 
 /// Appends `item` to the list value `list`, taking ownership of `item`
 /// (also on failure).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_list_push(list: *mut sb_value, item: *mut sb_value) -> sb_status {
     // SAFETY: NULL or an owned sb_value.
@@ -485,6 +161,7 @@ pub unsafe extern "C" fn sb_value_list_push(list: *mut sb_value, item: *mut sb_v
 }
 
 /// Frees an owned value. NULL is a no-op.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_free(value: *mut sb_value) {
     // SAFETY: NULL or an owned sb_value, freed once.
@@ -492,6 +169,7 @@ pub unsafe extern "C" fn sb_value_free(value: *mut sb_value) {
 }
 
 /// The type of a value (`SB_VALUE_NULL` for NULL).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_type_of(value: *const sb_value) -> sb_value_type {
     use sb_value_type::*;
@@ -529,6 +207,7 @@ unsafe fn read<T>(
 }
 
 /// Reads a bool value.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_bool(value: *const sb_value, out: *mut bool) -> sb_status {
     // SAFETY: the caller's pointers, as this function's contract asks.
@@ -536,6 +215,7 @@ pub unsafe extern "C" fn sb_value_bool(value: *const sb_value, out: *mut bool) -
 }
 
 /// Reads an integer value.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_int(value: *const sb_value, out: *mut i64) -> sb_status {
     // SAFETY: the caller's pointers, as this function's contract asks.
@@ -543,20 +223,16 @@ pub unsafe extern "C" fn sb_value_int(value: *const sb_value, out: *mut i64) -> 
 }
 
 /// Reads a float value (an integer is converted).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_float(value: *const sb_value, out: *mut f64) -> sb_status {
     // SAFETY: the caller's pointers, as this function's contract asks.
-    unsafe {
-        read(value, out, |v| match v {
-            Value::Float(x) => Some(*x),
-            Value::Int(n) => Some(*n as f64),
-            _ => None,
-        })
-    }
+    unsafe { read(value, out, Value::as_float) }
 }
 
 /// Reads a string or bytes value: a pointer borrowed from the value and
 /// its length (not NUL-terminated).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_bytes(
     value: *const sb_value,
@@ -566,16 +242,9 @@ pub unsafe extern "C" fn sb_value_bytes(
     status(|| {
         // SAFETY: NULL or a live sb_value.
         let v = unsafe { arg(value, "value") }?;
-        let bytes: &[u8] = match v {
-            Value::Str(s) => s.as_bytes(),
-            Value::Bytes(b) => b,
-            _ => {
-                return Err(fail(
-                    sb_status::SB_WRONG_TYPE,
-                    "value is not a string or bytes",
-                ))
-            }
-        };
+        let bytes = v
+            .as_bytes()
+            .ok_or_else(|| fail(sb_status::SB_WRONG_TYPE, "value is not a string or bytes"))?;
         if len.is_null() {
             return Err(fail(sb_status::SB_NULL_ARGUMENT, "len is NULL"));
         }
@@ -589,6 +258,7 @@ pub unsafe extern "C" fn sb_value_bytes(
 }
 
 /// The number of items of a list value (0 for other types).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_list_len(value: *const sb_value) -> usize {
     value_or(0, || {
@@ -601,6 +271,7 @@ pub unsafe extern "C" fn sb_value_list_len(value: *const sb_value) -> usize {
 }
 
 /// Item `index` of a list value, borrowed; NULL if out of range.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_list_get(
     value: *const sb_value,
@@ -619,6 +290,7 @@ pub unsafe extern "C" fn sb_value_list_get(
 }
 
 /// The args inside a map value, borrowed; NULL for other types.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_value_map(value: *const sb_value) -> *const sb_args {
     value_or(std::ptr::null(), || {

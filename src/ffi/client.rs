@@ -1,27 +1,18 @@
-//! `sb_broker` and `sb_client`.
+//! `sb_client`: a connection to a broker, and the callbacks it reports
+//! through.
 
-use super::boundary::*;
+use super::boundary::{fail, status};
+use super::callbacks::{c_string, done_closure, sb_done_fn, sb_free_fn, UserData};
+use super::convert::{bytes, opt_text, text};
 use super::event_loop::sb_loop;
+use super::handles::{arg, borrowed, boxed, take, Handle};
+use super::status::sb_status;
 use super::values::sb_value;
-use crate::broker::{Broker, BrokerConfig};
 use crate::client::{Client, ClientConfig};
 use crate::event_loop::EventLoop;
 use crate::transport::Address;
 use crate::value::{Args, Value};
 use std::ffi::{c_char, c_void};
-
-/// A broker serving on a loop.
-#[derive(Debug)]
-pub struct sb_broker {
-    _private: [u8; 0],
-}
-
-impl Handle for sb_broker {
-    type Target = Broker;
-    fn home(broker: &Broker) -> Option<&EventLoop> {
-        Some(broker.event_loop())
-    }
-}
 
 /// A connection to a broker.
 #[derive(Debug)]
@@ -35,11 +26,6 @@ impl Handle for sb_client {
         Some(client.event_loop())
     }
 }
-
-/// Completion of an operation: `SB_OK` with an empty message, or an error
-/// status with its message (valid during the call).
-pub type sb_done_fn =
-    Option<unsafe extern "C" fn(user: *mut c_void, status: sb_status, message: *const c_char)>;
 
 /// Completion of a connect: the broker's connection id on success.
 pub type sb_connect_fn = Option<
@@ -91,159 +77,10 @@ pub type sb_unknown_message_fn = Option<
     ),
 >;
 
-/// Wraps a C completion as a Rust closure; `free_user` runs after it.
-pub(crate) fn done_closure(f: sb_done_fn, user: UserData) -> impl FnOnce(Result<(), crate::Error>) {
-    move |result| {
-        if let Some(f) = f {
-            let (code, message) = match &result {
-                Ok(()) => (sb_status::SB_OK, c_string("")),
-                Err(e) => (e.code.into(), c_string(&e.message)),
-            };
-            // SAFETY: the C caller's function with its own user pointer.
-            unsafe { f(user.get(), code, message.as_ptr()) };
-        }
-        drop(user);
-    }
-}
-
-/// # Safety
-/// `p` NULL or an array of `n` NUL-terminated strings.
-pub(crate) unsafe fn text_array<'a>(
-    p: *const *const c_char,
-    n: usize,
-    name: &str,
-) -> Result<Vec<&'a str>, Fail> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    if p.is_null() {
-        return Err(fail(sb_status::SB_NULL_ARGUMENT, format!("{name} is NULL")));
-    }
-    // SAFETY: n readable pointers per the caller's contract.
-    let items = unsafe { std::slice::from_raw_parts(p, n) };
-    items
-        .iter()
-        // SAFETY: each is NULL or NUL-terminated.
-        .map(|s| unsafe { text(*s, name) })
-        .collect()
-}
-
-fn parse_address(s: &str) -> Result<Address, Fail> {
-    s.parse::<Address>().map_err(Fail::from)
-}
-
-/// Starts a broker on `lp` listening on `n_listen` addresses
-/// (`tcp://127.0.0.1:PORT`, port 0 for a free one; `unix:/path`), with an
-/// optional `token` (NULL for none). Free with `sb_broker_free`.
-#[no_mangle]
-pub unsafe extern "C" fn sb_broker_new(
-    lp: *mut sb_loop,
-    listen: *const *const c_char,
-    n_listen: usize,
-    token: *const c_char,
-    out: *mut *mut sb_broker,
-) -> sb_status {
-    status(|| {
-        // SAFETY: NULL or live / valid strings per the conventions.
-        let (lp, listen, token) = unsafe {
-            (
-                arg(lp, "loop")?,
-                text_array(listen, n_listen, "listen")?,
-                opt_text(token, "token")?,
-            )
-        };
-        if out.is_null() {
-            return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
-        }
-        let config = BrokerConfig {
-            listen: listen
-                .into_iter()
-                .map(parse_address)
-                .collect::<Result<_, _>>()?,
-            token: token.map(str::to_string),
-            ..BrokerConfig::default()
-        };
-        let broker = Broker::new(lp, config)?;
-        // SAFETY: checked non-NULL above.
-        unsafe { out.write(boxed::<sb_broker>(broker)) };
-        Ok(())
-    })
-}
-
-/// Closes the broker (every connection) and frees it. NULL is a no-op.
-#[no_mangle]
-pub unsafe extern "C" fn sb_broker_free(broker: *mut sb_broker) {
-    // SAFETY: NULL or an owned sb_broker, freed once.
-    if let Some(broker) = unsafe { take(broker) } {
-        let _ = status(|| {
-            drop(broker);
-            Ok(())
-        });
-    }
-}
-
-/// How many addresses the broker listens on.
-#[no_mangle]
-pub unsafe extern "C" fn sb_broker_address_count(broker: *const sb_broker) -> usize {
-    // SAFETY: NULL or a live sb_broker.
-    value_or(0, || {
-        Ok(unsafe { arg(broker, "broker") }?.local_addresses().len())
-    })
-}
-
-/// Writes address `index` (with the real port) as a NUL-terminated
-/// string into `buf` of `cap` bytes; `SB_LIMIT_EXCEEDED` if it does not
-/// fit.
-#[no_mangle]
-pub unsafe extern "C" fn sb_broker_address(
-    broker: *const sb_broker,
-    index: usize,
-    buf: *mut c_char,
-    cap: usize,
-) -> sb_status {
-    status(|| {
-        // SAFETY: NULL or a live sb_broker.
-        let broker = unsafe { arg(broker, "broker") }?;
-        let addr = broker
-            .local_addresses()
-            .get(index)
-            .map(ToString::to_string)
-            .ok_or_else(|| {
-                fail(
-                    sb_status::SB_NOT_FOUND,
-                    format!("no address at index {index}"),
-                )
-            })?;
-        if buf.is_null() {
-            return Err(fail(sb_status::SB_NULL_ARGUMENT, "buf is NULL"));
-        }
-        if addr.len() + 1 > cap {
-            return Err(fail(
-                sb_status::SB_LIMIT_EXCEEDED,
-                format!("the address needs {} bytes", addr.len() + 1),
-            ));
-        }
-        // SAFETY: buf has cap >= len + 1 writable bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(addr.as_ptr(), buf.cast(), addr.len());
-            buf.add(addr.len()).write(0);
-        }
-        Ok(())
-    })
-}
-
-/// Deliveries waiting for their result on this broker.
-#[no_mangle]
-pub unsafe extern "C" fn sb_broker_pending_calls(broker: *const sb_broker) -> usize {
-    // SAFETY: NULL or a live sb_broker.
-    value_or(0, || {
-        Ok(unsafe { arg(broker, "broker") }?.stats().pending_calls)
-    })
-}
-
 /// Starts connecting to the broker at `address` with an optional `token`.
 /// `on_connect` runs once with the outcome (then `free_user`).
 /// Operations may be started at once. Free with `sb_client_free`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_connect(
     lp: *mut sb_loop,
@@ -264,7 +101,7 @@ pub unsafe extern "C" fn sb_client_connect(
                 opt_text(token, "token")?,
             )
         };
-        let addr = parse_address(addr)?;
+        let addr = addr.parse::<Address>()?;
         if out.is_null() {
             return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
         }
@@ -292,6 +129,7 @@ pub unsafe extern "C" fn sb_client_connect(
 
 /// Sets what runs when an established connection is lost (replacing and
 /// freeing a previous registration).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_on_disconnect(
     client: *const sb_client,
@@ -314,6 +152,7 @@ pub unsafe extern "C" fn sb_client_on_disconnect(
 }
 
 /// Sets what runs when a subscribed session goes away.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_on_session_gone(
     client: *const sb_client,
@@ -348,6 +187,7 @@ pub unsafe extern "C" fn sb_client_on_session_gone(
 /// thread; `free_user` runs once, when the registration is replaced or
 /// the client is gone, or at once if this call fails (`SB_NULL_ARGUMENT`
 /// for a NULL `client` or `f`).
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_on_unknown_message(
     client: *const sb_client,
@@ -391,6 +231,7 @@ pub unsafe extern "C" fn sb_client_on_unknown_message(
 /// the client's error (`SB_BROKER_GONE` once the connection is closed,
 /// `SB_LIMIT_EXCEEDED` when over a limit) if it cannot be queued.
 /// Nothing is sent on failure.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_send_custom(
     client: *const sb_client,
@@ -402,22 +243,14 @@ pub unsafe extern "C" fn sb_client_send_custom(
     status(|| {
         // SAFETY: NULL or a live sb_client / NUL-terminated string.
         let (client, kind) = unsafe { (arg(client, "client")?, text(kind, "kind")?) };
-        let payload = if len == 0 {
-            &[][..]
-        } else if payload.is_null() {
-            return Err(fail(
-                sb_status::SB_NULL_ARGUMENT,
-                format!("payload is NULL (with a length of {len})"),
-            ));
-        } else {
-            // SAFETY: non-NULL and len readable bytes per the contract.
-            unsafe { std::slice::from_raw_parts(payload, len) }
-        };
+        // SAFETY: NULL (only with len 0) or len readable bytes.
+        let payload = unsafe { bytes(payload, len, "payload") }?;
         Ok(client.send_custom(kind, id, payload)?)
     })
 }
 
 /// Lists the published sessions; `f` runs once with the listing.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_listing(
     client: *const sb_client,
@@ -460,6 +293,7 @@ pub unsafe extern "C" fn sb_client_listing(
 
 /// Withdraws a session this client published; `done` runs once.
 /// `SB_NOT_PUBLISHER` at once (no callback) if it is not published here.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_rescind(
     client: *const sb_client,
@@ -485,6 +319,7 @@ pub unsafe extern "C" fn sb_client_rescind(
 /// until then. A stopped loop keeps that output for its next run;
 /// `sb_loop_free` drops it. Idempotent. The handle stays valid until
 /// `sb_client_free`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_close(client: *const sb_client) -> sb_status {
     status(|| {
@@ -502,6 +337,7 @@ pub unsafe extern "C" fn sb_client_close(client: *const sb_client) -> sb_status 
 /// the loop, never inside this call; it does not run if the loop is freed
 /// first. `free_user` runs exactly once either way. The usual way to
 /// answer, then exit: close gracefully and stop the loop from `done`.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_close_graceful(
     client: *const sb_client,
@@ -522,6 +358,7 @@ pub unsafe extern "C" fn sb_client_close_graceful(
 /// `sb_client_close_graceful`) may take to write out what was accepted
 /// for sending, in milliseconds (default 5000). 0 writes what the socket
 /// takes at once and drops the rest.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_set_linger(client: *const sb_client, ms: u64) -> sb_status {
     status(|| {
@@ -534,6 +371,7 @@ pub unsafe extern "C" fn sb_client_set_linger(client: *const sb_client, ms: u64)
 
 /// Closes (as `sb_client_close`, flushing what was accepted for sending)
 /// and frees a client. NULL is a no-op.
+#[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_free(client: *mut sb_client) {
     // SAFETY: NULL or an owned sb_client, freed once.

@@ -1,0 +1,138 @@
+//! `sb_broker`: a broker serving on a loop.
+
+use super::boundary::{fail, status, value_or, Fail};
+use super::convert::{opt_text, text_array};
+use super::event_loop::sb_loop;
+use super::handles::{arg, boxed, take, Handle};
+use super::status::sb_status;
+use crate::broker::{Broker, BrokerConfig};
+use crate::event_loop::EventLoop;
+use crate::transport::Address;
+use std::ffi::c_char;
+
+/// A broker serving on a loop.
+#[derive(Debug)]
+pub struct sb_broker {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_broker {
+    type Target = Broker;
+    fn home(broker: &Broker) -> Option<&EventLoop> {
+        Some(broker.event_loop())
+    }
+}
+
+/// Starts a broker on `lp` listening on `n_listen` addresses
+/// (`tcp://127.0.0.1:PORT`, port 0 for a free one; `unix:/path`), with an
+/// optional `token` (NULL for none). Free with `sb_broker_free`.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_new(
+    lp: *mut sb_loop,
+    listen: *const *const c_char,
+    n_listen: usize,
+    token: *const c_char,
+    out: *mut *mut sb_broker,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or live / valid strings per the conventions.
+        let (lp, listen, token) = unsafe {
+            (
+                arg(lp, "loop")?,
+                text_array(listen, n_listen, "listen")?,
+                opt_text(token, "token")?,
+            )
+        };
+        if out.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
+        }
+        let config = BrokerConfig {
+            listen: listen
+                .into_iter()
+                .map(|a| a.parse::<Address>().map_err(Fail::from))
+                .collect::<Result<_, _>>()?,
+            token: token.map(str::to_string),
+            ..BrokerConfig::default()
+        };
+        let broker = Broker::new(lp, config)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(boxed::<sb_broker>(broker)) };
+        Ok(())
+    })
+}
+
+/// Closes the broker (every connection) and frees it. NULL is a no-op.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_free(broker: *mut sb_broker) {
+    // SAFETY: NULL or an owned sb_broker, freed once.
+    if let Some(broker) = unsafe { take(broker) } {
+        let _ = status(|| {
+            drop(broker);
+            Ok(())
+        });
+    }
+}
+
+/// How many addresses the broker listens on.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_address_count(broker: *const sb_broker) -> usize {
+    value_or(0, || {
+        // SAFETY: NULL or a live sb_broker.
+        Ok(unsafe { arg(broker, "broker") }?.local_addresses().len())
+    })
+}
+
+/// Writes address `index` (with the real port) as a NUL-terminated
+/// string into `buf` of `cap` bytes; `SB_LIMIT_EXCEEDED` if it does not
+/// fit.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_address(
+    broker: *const sb_broker,
+    index: usize,
+    buf: *mut c_char,
+    cap: usize,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_broker.
+        let broker = unsafe { arg(broker, "broker") }?;
+        let addr = broker
+            .local_addresses()
+            .get(index)
+            .map(ToString::to_string)
+            .ok_or_else(|| {
+                fail(
+                    sb_status::SB_NOT_FOUND,
+                    format!("no address at index {index}"),
+                )
+            })?;
+        if buf.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "buf is NULL"));
+        }
+        if addr.len() + 1 > cap {
+            return Err(fail(
+                sb_status::SB_LIMIT_EXCEEDED,
+                format!("the address needs {} bytes", addr.len() + 1),
+            ));
+        }
+        // SAFETY: buf has cap >= len + 1 writable bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(addr.as_ptr(), buf.cast(), addr.len());
+            buf.add(addr.len()).write(0);
+        }
+        Ok(())
+    })
+}
+
+/// Deliveries waiting for their result on this broker.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_pending_calls(broker: *const sb_broker) -> usize {
+    value_or(0, || {
+        // SAFETY: NULL or a live sb_broker.
+        Ok(unsafe { arg(broker, "broker") }?.stats().pending_calls)
+    })
+}

@@ -1,0 +1,94 @@
+//! `sb_remote`: a session subscribed through a client, used as a request
+//! target.
+
+use super::boundary::{fail, status};
+use super::callbacks::{c_string, done_closure, sb_done_fn, sb_free_fn, UserData};
+use super::client::sb_client;
+use super::convert::text;
+use super::handles::{arg, boxed, take, Handle};
+use super::status::sb_status;
+use crate::event_loop::EventLoop;
+use crate::request::RemoteStage;
+use std::ffi::{c_char, c_void};
+
+/// A session subscribed through a client, used as a request target.
+#[derive(Debug)]
+pub struct sb_remote {
+    _private: [u8; 0],
+}
+
+impl Handle for sb_remote {
+    type Target = RemoteStage;
+    fn home(remote: &RemoteStage) -> Option<&EventLoop> {
+        Some(remote.client().event_loop())
+    }
+}
+
+/// Completion of a subscribe: an owned remote stage on success (free with
+/// `sb_remote_free`), NULL and an error otherwise.
+pub type sb_subscribed_fn = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        status: sb_status,
+        remote: *mut sb_remote,
+        message: *const c_char,
+    ),
+>;
+
+/// Subscribes to `session` through `client`; `f` runs once with an owned
+/// remote stage or an error (`SB_NO_SUCH_SESSION`).
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_remote_subscribe(
+    client: *const sb_client,
+    session: *const c_char,
+    f: sb_subscribed_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or live / NUL-terminated per the conventions.
+        let (client, session) = unsafe { (arg(client, "client")?, text(session, "session")?) };
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        RemoteStage::subscribe(client, session, move |result| {
+            let (code, remote, message) = match result {
+                Ok(r) => (sb_status::SB_OK, boxed::<sb_remote>(r), c_string("")),
+                Err(e) => (e.code.into(), std::ptr::null_mut(), c_string(&e.message)),
+            };
+            // SAFETY: the C caller's function with its own user pointer;
+            // it takes ownership of `remote`.
+            unsafe { f(user.get(), code, remote, message.as_ptr()) };
+            drop(user);
+        });
+        Ok(())
+    })
+}
+
+/// Ends the subscription; `done` runs once. From this call on, requests
+/// through the remote stage (and any other of the same client and
+/// session) fail at once in `sb_request_send` with `SB_NOT_SUBSCRIBED`,
+/// as they do once the session went away.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_remote_unsubscribe(
+    remote: *const sb_remote,
+    done: sb_done_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or a live sb_remote.
+        let remote = unsafe { arg(remote, "remote") }?;
+        Ok(remote.unsubscribe(done_closure(done, user))?)
+    })
+}
+
+/// Frees a remote stage handle (the subscription stays). NULL is a no-op.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_remote_free(remote: *mut sb_remote) {
+    // SAFETY: NULL or an owned sb_remote, freed once.
+    drop(unsafe { take(remote) });
+}
