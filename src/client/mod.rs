@@ -31,6 +31,8 @@ mod effects;
 mod ops;
 mod serving;
 mod shell;
+#[cfg(test)]
+mod tests;
 
 pub use serving::Delivery;
 pub(crate) use serving::Publication;
