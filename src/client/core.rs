@@ -117,16 +117,19 @@ impl Core {
         Some(Effect::Connected(f, outcome))
     }
 
-    pub fn on_disconnect(&mut self, f: DisconnectFn) {
-        self.on_disconnect = Some(f);
+    // The setters hand back the handler they replace, for the shell to
+    // drop once it no longer borrows the core.
+
+    pub fn on_disconnect(&mut self, f: DisconnectFn) -> Option<DisconnectFn> {
+        self.on_disconnect.replace(f)
     }
 
-    pub fn on_session_gone(&mut self, f: SessionGoneFn) {
-        self.on_session_gone = Some(f);
+    pub fn on_session_gone(&mut self, f: SessionGoneFn) -> Option<SessionGoneFn> {
+        self.on_session_gone.replace(f)
     }
 
-    pub fn on_unknown(&mut self, f: UnknownFn) {
-        self.on_unknown = Some(f);
+    pub fn on_unknown(&mut self, f: UnknownFn) -> Option<UnknownFn> {
+        self.on_unknown.replace(f)
     }
 
     fn next_id(&mut self) -> u64 {

@@ -42,6 +42,7 @@ use crate::event_loop::EventLoop;
 use crate::transport::Address;
 use crate::value::Args;
 use crate::wire::{Frame, Payload, SessionInfo, DEFAULT_MAX_FRAME};
+use calls::CallFn;
 use ops::Op;
 use serving::ServeFn;
 use shell::Shared;
@@ -197,14 +198,16 @@ impl Client {
     /// Sets what runs when an established connection is lost (the
     /// original's socket_error_event). Not called after [`Client::close`].
     pub fn on_disconnect(&self, f: impl FnMut(&Error) + 'static) {
-        self.shared.with(|core, _| core.on_disconnect(Box::new(f)));
+        let replaced = self.shared.with(|core, _| core.on_disconnect(Box::new(f)));
+        drop(replaced);
     }
 
     /// Sets what runs when a subscribed session is rescinded or its
     /// publisher disconnects. The subscription has ended when it runs.
     pub fn on_session_gone(&self, f: impl FnMut(&str, &Error) + 'static) {
         let f = Rc::new(RefCell::new(f));
-        self.shared.with(|core, _| core.on_session_gone(f));
+        let replaced = self.shared.with(|core, _| core.on_session_gone(f));
+        drop(replaced);
     }
 
     /// Sets what receives messages of application-defined kinds (the
@@ -212,7 +215,8 @@ impl Client {
     /// Without it they are ignored.
     pub fn on_unknown_message(&self, f: impl FnMut(&str, u64, &[u8]) + 'static) {
         let f = Rc::new(RefCell::new(f));
-        self.shared.with(|core, _| core.on_unknown(f));
+        let replaced = self.shared.with(|core, _| core.on_unknown(f));
+        drop(replaced);
     }
 
     /// The loop this client lives on.
@@ -406,10 +410,15 @@ impl Client {
             ));
         }
         let payload = Payload::encode(args);
-        let handler = Rc::new(RefCell::new(on_event));
-        let (id, failed) = self
+        let handler: CallFn = Rc::new(RefCell::new(on_event));
+        // Held here too, so that a call the send refuses drops its handler
+        // after the client's borrow ended.
+        let kept = handler.clone();
+        let started = self
             .shared
-            .with(|core, io| core.start_call(origin, session, method, payload, handler, io))?;
+            .with(|core, io| core.start_call(origin, session, method, payload, handler, io));
+        drop(kept);
+        let (id, failed) = started?;
         if let Some(effect) = failed {
             self.shared.defer(effect);
         }

@@ -109,15 +109,15 @@ impl Fixture {
             })))
             .is_none());
         let l = log.clone();
-        core.on_disconnect(Box::new(move |e| {
+        let _ = core.on_disconnect(Box::new(move |e| {
             l.borrow_mut().push(format!("disconnected {}", e.code))
         }));
         let l = log.clone();
-        core.on_session_gone(Rc::new(RefCell::new(move |s: &str, e: &Error| {
+        let _ = core.on_session_gone(Rc::new(RefCell::new(move |s: &str, e: &Error| {
             l.borrow_mut().push(format!("gone {s} {}", e.code))
         })));
         let l = log.clone();
-        core.on_unknown(Rc::new(RefCell::new(move |k: &str, id, p: &[u8]| {
+        let _ = core.on_unknown(Rc::new(RefCell::new(move |k: &str, id, p: &[u8]| {
             let text = String::from_utf8_lossy(p);
             l.borrow_mut().push(format!("unknown {k} {id} {text}"))
         })));
