@@ -71,6 +71,9 @@ fn not_connected() -> Error {
     Error::broker_gone("not connected")
 }
 
+/// Most frames whose room [`Io::frames`] keeps between readiness events.
+const KEPT_FRAMES: usize = 256;
+
 /// The loop's handle on a client's socket, which does not keep it alive.
 struct ClientSource(Weak<Shared>);
 
@@ -221,7 +224,8 @@ impl Shared {
         }
         let outcome = {
             let mut inner = self.inner.borrow_mut();
-            if inner.io.frames.capacity() == 0 {
+            // Room for a usual batch is kept; a burst's is given back.
+            if inner.io.frames.capacity() == 0 && frames.capacity() <= KEPT_FRAMES {
                 inner.io.frames = frames;
             }
             match outcome {
