@@ -1,0 +1,540 @@
+//! The client's core: a state machine without I/O.
+//!
+//! It takes the broker's frames ([`Core::on_frame`]) and the owner's
+//! orders (start an operation or a call, recall, cancel, answer a
+//! delivery, close) and keeps every table: the operations waiting for a
+//! result, the calls in progress, the sessions published here and the
+//! deliveries being served, the subscriptions. What it decides comes out
+//! two ways:
+//!
+//! * frames to send go into an [`Outbox`] handed to each method (the
+//!   shell's connection, or a test's list), so that a send refused for a
+//!   full queue is an immediate error to whoever asked;
+//! * callbacks to run come back as an [`Effect`]: the callback itself,
+//!   taken out of the tables, with its arguments. The shell runs it after
+//!   its borrow of the core ended, so a callback may call the client
+//!   again, close it or drop it.
+//!
+//! The core never touches a socket, the loop or a timer, and never runs a
+//! callback: it is driven in unit tests frame by frame.
+
+use super::calls::{final_event, CallFn, Calls};
+use super::effects::{
+    Closer, ConnectFn, DisconnectFn, Effect, Outbox, SessionGoneFn, Settle, UnknownFn,
+};
+use super::ops::{expect_done, expect_methods, expect_sessions, Completion, Op, Ops};
+use super::serving::{Route, ServeFn, Serving};
+use super::{CallEvent, CallId, ConnectionInfo, Inbound};
+use crate::error::{Error, ErrorCode};
+use crate::transport::Address;
+use crate::value::Args;
+use crate::wire::{Frame, Payload, Reply};
+use std::collections::HashSet;
+
+/// Where the connection stands.
+#[derive(Debug)]
+pub(super) enum Status {
+    Connecting,
+    Ready(ConnectionInfo),
+    Closed(Error),
+}
+
+/// The client's state machine (see the module docs).
+pub(super) struct Core {
+    address: Address,
+    status: Status,
+    next_id: u64,
+    ops: Ops,
+    calls: Calls,
+    serving: Serving,
+    subscriptions: HashSet<String>,
+    on_connect: Option<ConnectFn>,
+    on_disconnect: Option<DisconnectFn>,
+    on_session_gone: Option<SessionGoneFn>,
+    on_unknown: Option<UnknownFn>,
+}
+
+impl Core {
+    pub fn new(address: Address) -> Core {
+        Core {
+            address,
+            status: Status::Connecting,
+            next_id: 1,
+            ops: Ops::default(),
+            calls: Calls::default(),
+            serving: Serving::default(),
+            subscriptions: HashSet::new(),
+            on_connect: None,
+            on_disconnect: None,
+            on_session_gone: None,
+            on_unknown: None,
+        }
+    }
+
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// The broker's number for this connection, once handshaken.
+    pub fn connection_id(&self) -> Option<u64> {
+        match &self.status {
+            Status::Ready(info) => Some(info.connection_id),
+            _ => None,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.status, Status::Closed(_))
+    }
+
+    pub fn is_subscribed(&self, session: &str) -> bool {
+        self.subscriptions.contains(session)
+    }
+
+    pub fn is_published(&self, session: &str) -> bool {
+        self.serving.is_published(session)
+    }
+
+    pub fn is_serving(&self, route: u64) -> bool {
+        self.serving.is_open(route)
+    }
+
+    /// Keeps the connect handler, or (the outcome is known) hands it back
+    /// with the outcome, for the shell to run on a later turn.
+    pub fn on_connect(&mut self, f: ConnectFn) -> Option<Effect> {
+        let outcome = match &self.status {
+            Status::Connecting => {
+                self.on_connect = Some(f);
+                return None;
+            }
+            Status::Ready(info) => Ok(info.clone()),
+            Status::Closed(e) => Err(e.clone()),
+        };
+        Some(Effect::Connected(f, outcome))
+    }
+
+    // The setters hand back the handler they replace, for the shell to
+    // drop once it no longer borrows the core.
+
+    pub fn on_disconnect(&mut self, f: DisconnectFn) -> Option<DisconnectFn> {
+        self.on_disconnect.replace(f)
+    }
+
+    pub fn on_session_gone(&mut self, f: SessionGoneFn) -> Option<SessionGoneFn> {
+        self.on_session_gone.replace(f)
+    }
+
+    pub fn on_unknown(&mut self, f: UnknownFn) -> Option<UnknownFn> {
+        self.on_unknown.replace(f)
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Why nothing can be sent any more, once closed.
+    fn gone(&self) -> Option<Error> {
+        match &self.status {
+            Status::Closed(e) => Some(Error::broker_gone(&e.message)),
+            _ => None,
+        }
+    }
+
+    fn send(&self, out: &mut impl Outbox, frame: &Frame) -> Result<(), Error> {
+        match self.gone() {
+            Some(e) => Err(e),
+            None => out.send(frame),
+        }
+    }
+
+    /// Sends an operation under a new id and keeps it until its result.
+    /// When the client is closed or the send fails, hands back its
+    /// failure, for the shell to run on a later turn.
+    pub fn start_op(
+        &mut self,
+        frame: impl FnOnce(u64) -> Frame,
+        op: Op,
+        out: &mut impl Outbox,
+    ) -> Option<Completion> {
+        if let Some(e) = self.gone() {
+            return op.fail(e);
+        }
+        let id = self.next_id();
+        match out.send(&frame(id)) {
+            Ok(()) => {
+                self.ops.insert(id, op);
+                None
+            }
+            Err(e) => op.fail(e),
+        }
+    }
+
+    /// Ends a subscription here at once (before the broker answers);
+    /// false if there was none.
+    pub fn unsubscribe_now(&mut self, session: &str) -> bool {
+        self.subscriptions.remove(session)
+    }
+
+    /// Sends a call under a new id, the call's only id. On a closed
+    /// client the call still gets an id, and its failure comes back for
+    /// the shell to run on a later turn; a send that fails is an error
+    /// here, and no call is kept.
+    pub fn start_call(
+        &mut self,
+        origin: Option<u64>,
+        session: &str,
+        method: &str,
+        payload: Payload,
+        handler: CallFn,
+        out: &mut impl Outbox,
+    ) -> Result<(CallId, Option<Effect>), Error> {
+        let id = self.next_id();
+        if let Some(e) = self.gone() {
+            return Ok((
+                CallId(id),
+                Some(Effect::Call(handler, CallId(id), CallEvent::Error(e))),
+            ));
+        }
+        // Until the output is next written the deliver may be taken back:
+        // a call cancelled before the loop turns never reaches the
+        // broker, as a local request cancelled at once never runs.
+        let deliver = Frame::Deliver {
+            id,
+            origin: origin.unwrap_or(id),
+            session: session.to_string(),
+            method: method.to_string(),
+            payload,
+        };
+        out.send_retractable(id, &deliver)?;
+        self.calls.insert(id, handler);
+        Ok((CallId(id), None))
+    }
+
+    /// Sends a recall of a call in progress.
+    pub fn recall(
+        &mut self,
+        call: CallId,
+        method: &str,
+        args: &Args,
+        out: &mut impl Outbox,
+    ) -> Result<(), Error> {
+        if !self.calls.contains(call.0) {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                format!("call {} has ended", call.0),
+            ));
+        }
+        let frame = Frame::Recall {
+            id: call.0,
+            method: method.to_string(),
+            payload: Payload::encode(args),
+        };
+        self.send(out, &frame)
+    }
+
+    /// Ends a call at its caller's request: its deliver is taken back if
+    /// it has not left, else the publisher is told. Hands back the
+    /// handler (to drop outside any borrow), or `None` if the call had
+    /// ended already.
+    pub fn cancel(&mut self, call: CallId, out: &mut impl Outbox) -> Option<CallFn> {
+        let handler = self.calls.remove(call.0)?;
+        if !self.is_closed() && !out.retract(call.0) {
+            let _ = out.send(&Frame::Cancel { id: call.0 });
+        }
+        Some(handler)
+    }
+
+    /// Sends a message of an application-defined kind under a wire id of
+    /// the client's, remembering the application's id for its result.
+    pub fn send_custom(
+        &mut self,
+        kind: &str,
+        app_id: u64,
+        payload: &[u8],
+        out: &mut impl Outbox,
+    ) -> Result<(), Error> {
+        let id = self.next_id();
+        let frame = Frame::Custom {
+            kind: kind.to_string(),
+            id,
+            payload: Payload(payload.to_vec()),
+        };
+        self.send(out, &frame)?;
+        self.ops.insert(id, Op::Custom { app_id });
+        Ok(())
+    }
+
+    /// Sends an answer of a delivery being served; a final one (`last`)
+    /// ends it. Hands back the handler of a delivery that ended, for the
+    /// shell to let go of, also when the send failed.
+    pub fn answer(
+        &mut self,
+        route: u64,
+        frame: &Frame,
+        last: bool,
+        out: &mut impl Outbox,
+    ) -> (Result<(), Error>, Option<ServeFn>) {
+        let (open, ended) = if last {
+            let ended = self.serving.end(route).map(|(_, serve)| serve);
+            (ended.is_some(), ended)
+        } else {
+            (self.serving.is_open(route), None)
+        };
+        if !open {
+            let e = Error::new(
+                ErrorCode::InvalidState,
+                format!("delivery {route} has ended (answered, cancelled or disconnected)"),
+            );
+            return (Err(e), None);
+        }
+        (self.send(out, frame), ended)
+    }
+
+    /// Rescinds `session` if `serve` is what it runs now; marks a publish
+    /// of it still waiting for the broker to be rescinded once accepted.
+    pub fn withdraw(&mut self, session: &str, serve: &ServeFn, out: &mut impl Outbox) {
+        if self.is_closed() {
+            return;
+        }
+        self.ops.withdraw_publishes(serve);
+        if self.serving.is_published_with(session, serve) {
+            let rescind = Op::Rescind {
+                session: session.to_string(),
+                done: Box::new(|_| {}),
+            };
+            // A failure's completion does nothing: it is dropped.
+            let make = |id| Frame::Rescind {
+                id,
+                session: session.to_string(),
+            };
+            let _ = self.start_op(make, rescind, out);
+        }
+    }
+
+    /// Takes one frame from the broker.
+    pub fn on_frame(&mut self, frame: Frame, out: &mut impl Outbox) -> Option<Effect> {
+        if self.is_closed() {
+            return None;
+        }
+        match frame {
+            Frame::Welcome { connection_id, .. } => {
+                let info = ConnectionInfo {
+                    connection_id,
+                    address: self.address.clone(),
+                };
+                self.status = Status::Ready(info.clone());
+                let f = self.on_connect.take()?;
+                Some(Effect::Connected(f, Ok(info)))
+            }
+            Frame::Refused { error } => Some(Effect::Shut(error)),
+            Frame::Result { id, outcome } => self.on_result(id, outcome, out),
+            Frame::Emit { id, kind, payload } => {
+                let call = self.calls.get(id)?;
+                let event = match payload.decode() {
+                    Ok(args) => CallEvent::Emit { kind, args },
+                    Err(e) => {
+                        self.calls.remove(id);
+                        let _ = out.send(&Frame::Cancel { id });
+                        CallEvent::Error(e)
+                    }
+                };
+                Some(Effect::Call(call, CallId(id), event))
+            }
+            Frame::Deliver {
+                id,
+                origin,
+                session,
+                method,
+                payload,
+            } => {
+                let Some((session, serve)) = self.serving.publication(&session) else {
+                    let e = Error::new(ErrorCode::NoSuchSession, "Unknown recipient");
+                    let _ = out.send(&Frame::Result {
+                        id,
+                        outcome: Err(e),
+                    });
+                    return None;
+                };
+                match payload.decode() {
+                    Ok(args) => {
+                        let route = Route {
+                            id,
+                            origin,
+                            session,
+                        };
+                        self.serving.open(route.clone(), serve.clone());
+                        Some(Effect::Serve(serve, route, Inbound::Call { method, args }))
+                    }
+                    Err(e) => {
+                        let _ = out.send(&Frame::Result {
+                            id,
+                            outcome: Err(e),
+                        });
+                        None
+                    }
+                }
+            }
+            Frame::Recall {
+                id,
+                method,
+                payload,
+            } => {
+                let (route, serve) = self.serving.get(id)?;
+                match payload.decode() {
+                    Ok(args) => Some(Effect::Serve(
+                        serve,
+                        route,
+                        Inbound::Recall { method, args },
+                    )),
+                    Err(e) => {
+                        drop(serve);
+                        let failure = Frame::Result {
+                            id,
+                            outcome: Err(e),
+                        };
+                        let (_, ended) = self.answer(id, &failure, true, out);
+                        ended.map(Effect::Release)
+                    }
+                }
+            }
+            Frame::Cancel { id } => {
+                let (route, serve) = self.serving.end(id)?;
+                Some(Effect::Serve(serve, route, Inbound::Cancel))
+            }
+            Frame::SessionGone { session, reason } => {
+                self.subscriptions.remove(&session);
+                let f = self.on_session_gone.clone()?;
+                Some(Effect::SessionGone(f, session, reason))
+            }
+            Frame::Custom { kind, id, payload } => {
+                let f = self.on_unknown.clone()?;
+                Some(Effect::Unknown(f, kind, id, payload.0))
+            }
+            other => Some(Effect::Shut(Error::new(
+                ErrorCode::Protocol,
+                format!(
+                    "the broker sent '{}', which a client never expects",
+                    other.kind_name()
+                ),
+            ))),
+        }
+    }
+
+    /// A result: of an operation, of a call, of an application-defined
+    /// message, or of a call cancelled meanwhile (dropped).
+    fn on_result(
+        &mut self,
+        id: u64,
+        outcome: Result<Reply, Error>,
+        out: &mut impl Outbox,
+    ) -> Option<Effect> {
+        if let Some(call) = self.calls.remove(id) {
+            return Some(Effect::Call(call, CallId(id), final_event(outcome)));
+        }
+        let (done, release) = match self.ops.remove(id)? {
+            Op::Publish {
+                session,
+                serve,
+                withdrawn,
+                done,
+            } => {
+                let outcome = expect_done("publish", outcome);
+                if outcome.is_ok() {
+                    self.serving.publish(session.clone(), serve.clone());
+                    if withdrawn {
+                        self.withdraw(&session, &serve, out);
+                    }
+                }
+                (Completion::Unit(done, outcome), None)
+            }
+            Op::Rescind { session, done } => {
+                let outcome = expect_done("rescind", outcome);
+                // Deliveries in progress keep their own handle on the
+                // handler; this one may be the last.
+                let released = match outcome {
+                    Ok(()) => self.serving.unpublish(&session),
+                    Err(_) => None,
+                };
+                (Completion::Unit(done, outcome), released)
+            }
+            Op::Listing { done } => (Completion::Sessions(done, expect_sessions(outcome)), None),
+            Op::Subscribe { session, done } => {
+                let outcome = expect_methods(outcome);
+                if outcome.is_ok() {
+                    self.subscriptions.insert(session);
+                }
+                (Completion::Methods(done, outcome), None)
+            }
+            Op::Unsubscribe { session, done } => {
+                let outcome = expect_done("unsubscribe", outcome);
+                if outcome.is_ok() {
+                    self.subscriptions.remove(&session);
+                }
+                (Completion::Unit(done, outcome), None)
+            }
+            Op::Custom { app_id } => {
+                let f = self.on_unknown.clone()?;
+                let text = outcome.err().map(|e| e.to_string()).unwrap_or_default();
+                return Some(Effect::Unknown(
+                    f,
+                    "result".into(),
+                    app_id,
+                    text.into_bytes(),
+                ));
+            }
+        };
+        Some(Effect::Completed(done, release))
+    }
+
+    /// Closes because of `error` and empties every table into what the
+    /// shell still has to run; `None` if closed already. The owner's close
+    /// takes back the delivers of the calls it settles that have not
+    /// left: no publisher starts a call its caller was told failed.
+    pub fn close(&mut self, error: Error, by: Closer, out: &mut impl Outbox) -> Option<Settle> {
+        if self.is_closed() {
+            return None;
+        }
+        let was_ready = matches!(self.status, Status::Ready(_));
+        self.status = Status::Closed(error.clone());
+        if by == Closer::Owner {
+            for id in self.calls.ids() {
+                out.retract(id);
+            }
+        }
+        let gone = Error::broker_gone(&error.message);
+        let mut effects = Vec::new();
+        if let Some(f) = self.on_connect.take() {
+            effects.push(Effect::Connected(f, Err(error.clone())));
+        }
+        if was_ready && by == Closer::Failure {
+            if let Some(f) = self.on_disconnect.take() {
+                effects.push(Effect::Disconnected(f, error));
+            }
+        }
+        for op in self.ops.drain_in_order() {
+            effects.extend(op.fail(gone.clone()).map(|c| Effect::Completed(c, None)));
+        }
+        for (id, call) in self.calls.drain_in_order() {
+            effects.push(Effect::Call(
+                call,
+                CallId(id),
+                CallEvent::Error(gone.clone()),
+            ));
+        }
+        let (publications, routes) = self.serving.take_all();
+        for (route, serve) in routes {
+            effects.push(Effect::Serve(serve, route, Inbound::Cancel));
+        }
+        self.subscriptions.clear();
+        Some(Settle {
+            effects,
+            publications,
+        })
+    }
+}

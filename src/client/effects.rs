@@ -1,0 +1,78 @@
+//! The client core's seam: what it sends through ([`Outbox`]) and what it
+//! hands back to the shell to carry out ([`Effect`], [`Settle`]).
+//!
+//! An effect owns the callback it names, taken out of (or cloned from)
+//! the core's tables, so that running it needs no access to the core.
+
+use super::calls::CallFn;
+use super::ops::Completion;
+use super::serving::{Route, ServeFn};
+use super::{CallEvent, CallId, ConnectionInfo, Inbound};
+use crate::error::Error;
+use crate::wire::Frame;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Where the core's frames go: the connection to the broker.
+pub(super) trait Outbox {
+    /// Queues a frame; fails (nothing queued) when it is too large or the
+    /// queue is full.
+    fn send(&mut self, frame: &Frame) -> Result<(), Error>;
+    /// Queues a call's deliver so that [`Outbox::retract`] can take it
+    /// back under `key` until the output is next written.
+    fn send_retractable(&mut self, key: u64, frame: &Frame) -> Result<(), Error>;
+    /// Takes back the frame queued under `key` if none of it has left.
+    fn retract(&mut self, key: u64) -> bool;
+}
+
+pub(super) type ConnectFn = Box<dyn FnOnce(Result<ConnectionInfo, Error>)>;
+pub(super) type DisconnectFn = Box<dyn FnMut(&Error)>;
+pub(super) type SessionGoneFn = Rc<RefCell<dyn FnMut(&str, &Error)>>;
+pub(super) type UnknownFn = Rc<RefCell<dyn FnMut(&str, u64, &[u8])>>;
+
+/// A callback to run, with its arguments, or a close to carry out.
+pub(super) enum Effect {
+    /// The connect's outcome.
+    Connected(ConnectFn, Result<ConnectionInfo, Error>),
+    /// An established connection was lost.
+    Disconnected(DisconnectFn, Error),
+    /// An event of a call.
+    Call(CallFn, CallId, CallEvent),
+    /// An operation completed; a rescind hands back the handler of the
+    /// session it withdrew, for the shell to let go of.
+    Completed(Completion, Option<ServeFn>),
+    /// An event of a delivery.
+    Serve(ServeFn, Route, Inbound),
+    /// A delivery ended here; the shell lets go of its handler.
+    Release(ServeFn),
+    /// A subscribed session went away.
+    SessionGone(SessionGoneFn, String, Error),
+    /// A message of an application-defined kind (or the result of one
+    /// sent, as kind `result`): kind, id, payload.
+    Unknown(UnknownFn, String, u64, Vec<u8>),
+    /// The broker refused or broke the protocol: close with this error.
+    Shut(Error),
+}
+
+/// What a close leaves to do.
+pub(super) struct Settle {
+    /// Everything the client still owes its callbacks, in order: the
+    /// connect or disconnect handler, operations and calls (oldest
+    /// first, `broker_gone`), deliveries being served (`Cancel`). Run on
+    /// a later turn, never inside the close.
+    pub effects: Vec<Effect>,
+    /// The handlers of the sessions published here, to drop once the
+    /// shell no longer borrows the core.
+    pub publications: Vec<ServeFn>,
+}
+
+/// Who closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Closer {
+    /// The connection failed or the broker broke it: the disconnect
+    /// handler hears of it.
+    Failure,
+    /// The owner closed or dropped the client: calls whose deliver has
+    /// not left are taken back, and no disconnect handler runs.
+    Owner,
+}

@@ -1,0 +1,401 @@
+//! The client's shell: everything of a client that touches the outside.
+//!
+//! It owns the connection (registered with the loop, flushed at the end of
+//! a turn, handed to a lingering close when the owner closes) and runs
+//! what the [`Core`] decides. Every method borrows the core for the time
+//! of one core call, through [`Shared::with`], and runs the [`Effect`]
+//! that comes back after the borrow ended: a callback may call the client
+//! again, close it, or drop its last handle.
+
+use super::core::{Core, Status};
+use super::effects::{Closer, Effect, Outbox, Settle};
+use super::ops::Op;
+use super::serving::{Delivery, ServeFn};
+use super::ClientConfig;
+use crate::error::{Error, ErrorCode};
+use crate::event_loop::{EventLoop, Flush, Readiness, Source};
+use crate::transport::{linger, Address, CloseFn, Connection, ReadOutcome, Stream};
+use crate::wire::{Frame, MAGIC, PROTOCOL_VERSION};
+use std::cell::{Ref, RefCell};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+/// One client: the core and the connection, behind every handle.
+pub(crate) struct Shared {
+    pub(super) lp: EventLoop,
+    inner: RefCell<Inner>,
+    me: Weak<Shared>,
+}
+
+struct Inner {
+    core: Core,
+    io: Io,
+}
+
+/// The connection and its bookkeeping; the core's [`Outbox`].
+pub(super) struct Io {
+    /// Open from the connect until the close (`None` iff the core is
+    /// closed, once the connect returned).
+    conn: Option<Connection>,
+    /// A frame was queued since the last flush request.
+    queued: bool,
+    /// The loop will flush this client at the end of the turn.
+    flush_pending: bool,
+    /// How long a close may take to flush what was accepted for sending.
+    linger: Duration,
+    /// Frames read in one readiness event, kept for the next one's room.
+    frames: Vec<Frame>,
+}
+
+impl Outbox for Io {
+    fn send(&mut self, frame: &Frame) -> Result<(), Error> {
+        let conn = self.conn.as_mut().ok_or_else(not_connected)?;
+        conn.send(frame)?;
+        self.queued = true;
+        Ok(())
+    }
+
+    fn send_retractable(&mut self, key: u64, frame: &Frame) -> Result<(), Error> {
+        let conn = self.conn.as_mut().ok_or_else(not_connected)?;
+        conn.send_retractable(key, frame)?;
+        self.queued = true;
+        Ok(())
+    }
+
+    fn retract(&mut self, key: u64) -> bool {
+        self.conn.as_mut().is_some_and(|c| c.retract(key))
+    }
+}
+
+fn not_connected() -> Error {
+    Error::broker_gone("not connected")
+}
+
+/// Most frames whose room [`Io::frames`] keeps between readiness events.
+const KEPT_FRAMES: usize = 256;
+
+/// The loop's handle on a client's socket, which does not keep it alive.
+struct ClientSource(Weak<Shared>);
+
+impl Shared {
+    /// Starts connecting; a failure to start closes the client at once
+    /// (its callbacks still run on a later turn).
+    pub fn connect(lp: &EventLoop, address: &Address, config: ClientConfig) -> Rc<Shared> {
+        let shared = Rc::new_cyclic(|me: &Weak<Shared>| Shared {
+            lp: lp.clone(),
+            inner: RefCell::new(Inner {
+                core: Core::new(address.clone()),
+                io: Io {
+                    conn: None,
+                    queued: false,
+                    flush_pending: false,
+                    linger: config.linger,
+                    frames: Vec::new(),
+                },
+            }),
+            me: me.clone(),
+        });
+        let hello = Frame::Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            token: config.token.clone(),
+        };
+        let attempt = Stream::connect(address).and_then(|stream| {
+            let source = Rc::new(ClientSource(Rc::downgrade(&shared)));
+            // A TCP connect completes later; a Unix one at once.
+            let connecting = matches!(address, Address::Tcp(_));
+            let (max_frame, max_queued) = (config.max_frame, config.max_queued_bytes);
+            Connection::open(stream, lp, source, connecting, max_frame, max_queued)
+        });
+        match attempt {
+            Ok(conn) => shared.with(|_, io| {
+                io.conn = Some(conn);
+                // The hello goes first; operations queue behind it.
+                let _ = io.send(&hello);
+            }),
+            Err(e) => {
+                let error = Error::io(format_args!("cannot connect to {address}"), &e);
+                shared.shut(error);
+            }
+        }
+        shared
+    }
+
+    /// Runs `f` on the core and the connection, then asks the loop for a
+    /// flush if `f` queued output. Never call it from inside `f`.
+    pub(super) fn with<R>(&self, f: impl FnOnce(&mut Core, &mut Io) -> R) -> R {
+        let (result, flush) = {
+            let mut inner = self.inner.borrow_mut();
+            let Inner { core, io } = &mut *inner;
+            let result = f(core, io);
+            let flush = io.queued && !io.flush_pending && io.conn.is_some();
+            io.queued = false;
+            io.flush_pending |= flush;
+            (result, flush)
+        };
+        if flush {
+            let me: Weak<dyn Flush> = self.me.clone();
+            self.lp.want_flush(me);
+        }
+        result
+    }
+
+    /// The core, to read.
+    pub(super) fn core(&self) -> Ref<'_, Core> {
+        Ref::map(self.inner.borrow(), |inner| &inner.core)
+    }
+
+    /// Runs an effect now.
+    pub(super) fn run(&self, effect: Effect) {
+        dispatch(&self.lp, &self.me, effect);
+    }
+
+    /// Runs an effect on a later turn.
+    pub(super) fn defer(&self, effect: Effect) {
+        let me = self.me.clone();
+        self.lp.defer(move |lp| dispatch(lp, &me, effect));
+    }
+
+    /// Sends an operation; its failure, if any, completes on a later turn.
+    pub(super) fn start_op(&self, frame: impl FnOnce(u64) -> Frame, op: Op) {
+        if let Some(failed) = self.with(|core, io| core.start_op(frame, op, io)) {
+            self.lp.defer(move |_| failed.run());
+        }
+    }
+
+    pub(super) fn set_linger(&self, linger: Duration) {
+        self.inner.borrow_mut().io.linger = linger;
+    }
+
+    /// Whether the delivery of `route` is still being served.
+    pub(super) fn is_serving(&self, route: u64) -> bool {
+        self.core().is_serving(route)
+    }
+
+    /// Sends an answer of a delivery (see [`Core::answer`]).
+    pub(super) fn answer(&self, route: u64, frame: &Frame, last: bool) -> Result<(), Error> {
+        let (result, ended) = self.with(|core, io| core.answer(route, frame, last, io));
+        if let Some(serve) = ended {
+            release(&self.lp, serve);
+        }
+        result
+    }
+
+    /// See [`Core::withdraw`].
+    pub(super) fn withdraw(&self, session: &str, serve: &ServeFn) {
+        self.with(|core, io| core.withdraw(session, serve, io));
+    }
+
+    fn ready(&self, readiness: Readiness) {
+        let (mut frames, outcome) = {
+            let mut inner = self.inner.borrow_mut();
+            let Inner { core, io } = &mut *inner;
+            let Some(conn) = io.conn.as_mut() else {
+                return;
+            };
+            if readiness.writable {
+                if let Err(e) = conn.finish_connect() {
+                    let address = core.address().clone();
+                    drop(inner);
+                    self.shut(Error::io(format_args!("cannot connect to {address}"), &e));
+                    return;
+                }
+            }
+            let mut frames = std::mem::take(&mut io.frames);
+            let outcome = if readiness.readable {
+                Some(conn.read_frames(&mut frames, readiness.hangup))
+            } else {
+                None
+            };
+            if readiness.writable {
+                if let Err(e) = conn.flush(&self.lp) {
+                    drop(inner);
+                    self.shut(e);
+                    return;
+                }
+            }
+            (frames, outcome)
+        };
+        for frame in frames.drain(..) {
+            // A closed core takes no more frames: they are dropped.
+            if let Some(effect) = self.with(|core, io| core.on_frame(frame, io)) {
+                self.run(effect);
+            }
+        }
+        let outcome = {
+            let mut inner = self.inner.borrow_mut();
+            // Room for a usual batch is kept; a burst's is given back.
+            if inner.io.frames.capacity() == 0 && frames.capacity() <= KEPT_FRAMES {
+                inner.io.frames = frames;
+            }
+            match outcome {
+                Some(ReadOutcome::More) => match inner.io.conn.as_ref() {
+                    Some(conn) => {
+                        self.lp.again(conn.token());
+                        return;
+                    }
+                    None => return,
+                },
+                Some(ReadOutcome::Closed(e)) => {
+                    let connecting = inner.io.conn.as_ref().is_some_and(|c| c.connecting());
+                    if connecting {
+                        let address = inner.core.address();
+                        Error::new(
+                            e.code,
+                            format!("cannot connect to {address}: {}", e.message),
+                        )
+                    } else {
+                        e
+                    }
+                }
+                _ => return,
+            }
+        };
+        self.shut(outcome);
+    }
+
+    /// Closes the connection because of `error` and settles everything:
+    /// the connect or disconnect handler, pending operations and calls
+    /// (`broker_gone`), deliveries being served (`Cancel`).
+    pub(super) fn shut(&self, error: Error) {
+        let closed = self.with(|core, io| {
+            let settle = core.close(error, Closer::Failure, io)?;
+            Some((settle, io.conn.take()))
+        });
+        let Some((settle, conn)) = closed else { return };
+        if let Some(conn) = conn {
+            conn.close(&self.lp);
+        }
+        self.settle(settle);
+    }
+
+    /// Closes at the owner's request ([`Client::close`](super::Client::close),
+    /// the last handle dropped): settles everything as [`Shared::shut`]
+    /// does, without the disconnect handler, but hands an established
+    /// connection to a lingering close, so that what was accepted for
+    /// sending still leaves. Before the handshake nothing accepted can be
+    /// an answer, and operations fail anyway: the connection closes at
+    /// once.
+    pub(super) fn close_by_owner(&self, reason: &str, done: Option<CloseFn>) {
+        // Not `Error::broker_gone`: settling wraps the reason in it.
+        let error = Error::new(ErrorCode::BrokerGone, reason);
+        let closed = self.with(|core, io| {
+            let was_ready = matches!(core.status(), Status::Ready(_));
+            let settle = core.close(error, Closer::Owner, io)?;
+            Some((settle, io.conn.take(), was_ready, io.linger))
+        });
+        let Some((settle, conn, was_ready, limit)) = closed else {
+            if let Some(done) = done {
+                let e = Error::new(ErrorCode::InvalidState, "the client is already closed");
+                self.lp.defer(move |_| done(Err(e)));
+            }
+            return;
+        };
+        match conn {
+            Some(conn) if was_ready => linger(conn, &self.lp, limit, done),
+            other => {
+                if let Some(conn) = other {
+                    conn.close(&self.lp);
+                }
+                if let Some(done) = done {
+                    self.lp.defer(move |_| done(Ok(())));
+                }
+            }
+        }
+        self.settle(settle);
+    }
+
+    /// Lets go of the publications' handlers now, outside any borrow, and
+    /// runs what the close still owes on the next turn, never inside the
+    /// caller.
+    fn settle(&self, settle: Settle) {
+        drop(settle.publications);
+        let me = self.me.clone();
+        let effects = settle.effects;
+        self.lp.defer(move |lp| {
+            for effect in effects {
+                dispatch(lp, &me, effect);
+            }
+        });
+    }
+}
+
+/// Runs one effect of the core of the client `me`.
+fn dispatch(lp: &EventLoop, me: &Weak<Shared>, effect: Effect) {
+    match effect {
+        Effect::Connected(f, outcome) => f(outcome),
+        Effect::Disconnected(mut f, error) => f(&error),
+        Effect::Call(f, id, event) => (f.borrow_mut())(id, event),
+        Effect::Completed(completion, released) => {
+            if let Some(serve) = released {
+                release(lp, serve);
+            }
+            completion.run();
+        }
+        Effect::Serve(f, route, inbound) => {
+            let delivery = Delivery::new(me.clone(), route);
+            (f.borrow_mut())(&delivery, inbound);
+        }
+        Effect::Release(serve) => release(lp, serve),
+        // A handler is never entered again while it runs: a nested
+        // event for it is skipped.
+        Effect::SessionGone(f, session, reason) => {
+            if let Ok(mut f) = f.try_borrow_mut() {
+                f(&session, &reason);
+            }
+        }
+        Effect::Unknown(f, kind, id, payload) => {
+            if let Ok(mut f) = f.try_borrow_mut() {
+                f(&kind, id, &payload);
+            }
+        }
+        Effect::Shut(error) => {
+            if let Some(shared) = me.upgrade() {
+                shared.shut(error);
+            }
+        }
+    }
+}
+
+/// Lets go of a finished delivery's handler. When the delivery was the
+/// last owner (its session was rescinded), the handler is dropped on a
+/// later turn: whoever answered is still inside its own call, which must
+/// finish before what the handler owns goes away.
+fn release(lp: &EventLoop, serve: ServeFn) {
+    if Rc::strong_count(&serve) == 1 {
+        lp.defer(move |_| drop(serve));
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // As close(): every operation completes exactly once, also when
+        // the application let go of the client without closing it, and
+        // what it accepted for sending still leaves.
+        self.close_by_owner("the client was dropped", None);
+    }
+}
+
+impl Flush for Shared {
+    fn flush(&self, _lp: &EventLoop) {
+        let result = {
+            let mut inner = self.inner.borrow_mut();
+            inner.io.flush_pending = false;
+            match inner.io.conn.as_mut() {
+                Some(conn) => conn.flush(&self.lp),
+                None => Ok(()),
+            }
+        };
+        if let Err(e) = result {
+            self.shut(e);
+        }
+    }
+}
+
+impl Source for ClientSource {
+    fn ready(&self, _lp: &EventLoop, readiness: Readiness) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.ready(readiness);
+        }
+    }
+}
