@@ -1,0 +1,97 @@
+//! `stagebus broker`: run a broker until SIGINT or SIGTERM, with a
+//! connection limit drawn from the open-file limit unless one is given.
+
+use crate::command_line::Parsed;
+use crate::{stop_signals, Failure};
+use stagebus::{Broker, BrokerConfig, EventLoop, Limits};
+use std::io::{self, Write};
+
+pub(crate) fn cmd_broker(args: &Parsed) -> Result<(), Failure> {
+    let listen = args
+        .all("listen")
+        .map(|a| args.address(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_connections = match args.get("max-connections") {
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                args.usage(format!(
+                    "--max-connections wants a positive whole number, not '{text}'"
+                ))
+            })?,
+        None => {
+            let files = raise_open_file_limit();
+            connections_for(files, listen.len())
+        }
+    };
+    // Blocked before any thread exists (see stop_signals::block).
+    let signals = stop_signals::block()?;
+    let lp =
+        EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
+    let broker = Broker::new(
+        &lp,
+        BrokerConfig {
+            listen,
+            token: args.token(),
+            limits: Limits {
+                max_connections,
+                ..Limits::default()
+            },
+        },
+    )?;
+    stop_signals::stop_loop_on(&lp, signals)?;
+    {
+        // Scripts wait for these lines to know the broker is ready; a
+        // reader that went away must not stop the broker, so write errors
+        // are ignored.
+        let mut out = io::stdout().lock();
+        for address in broker.local_addresses() {
+            let _ = writeln!(out, "listening on {address}");
+        }
+        let _ = out.flush();
+    }
+    let outcome = lp.run();
+    broker.close();
+    lp.shutdown();
+    outcome.map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))
+}
+
+/// Raises the soft limit on open files to the hard limit, since every
+/// connection is a descriptor; the soft limit now in force (`None` if it
+/// cannot be read). A failed raise keeps the old soft limit.
+fn raise_open_file_limit() -> Option<u64> {
+    // SAFETY: rlimit is plain data, fully written by getrlimit below.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit; setrlimit only reads it.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    #[allow(clippy::useless_conversion)] // rlim_t is not u64 everywhere
+    Some(u64::from(limit.rlim_cur))
+}
+
+/// The default connection limit for `files` open files (unknown: the
+/// library's default): what is left after the broker's own descriptors
+/// (standard streams, the poll and waker, each listener and its lock,
+/// and slack), so that it refuses connections before it runs out of
+/// descriptors.
+fn connections_for(files: Option<u64>, addresses: usize) -> usize {
+    let Some(files) = files else {
+        return Limits::default().max_connections;
+    };
+    let own = 32 + 2 * addresses as u64;
+    // An unlimited or huge limit is capped: memory runs out first.
+    usize::try_from(files.saturating_sub(own).clamp(1, 1 << 24)).unwrap_or(1 << 24)
+}

@@ -1,0 +1,148 @@
+//! `stagebus list`: print the sessions published on a broker, as text
+//! or as JSON.
+
+use crate::command_line::Parsed;
+use crate::Failure;
+use stagebus::wire::SessionInfo;
+use stagebus::{Address, Client, ClientConfig, EventLoop, Value};
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::rc::Rc;
+use std::time::Duration;
+
+pub(crate) fn cmd_list(args: &Parsed) -> Result<(), Failure> {
+    let address = args.address(args.required("broker")?)?;
+    let timeout = args.timeout()?;
+    let sessions = fetch_listing(&address, args.token(), timeout)?;
+    let text = if args.has("json") {
+        listing_json(&sessions)
+    } else {
+        listing_text(&sessions)
+    };
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::Failed(format!("cannot write to stdout: {e}")))
+}
+
+/// Connects, asks for the listing and waits for it, at most `timeout`.
+fn fetch_listing(
+    address: &Address,
+    token: Option<String>,
+    timeout: Duration,
+) -> Result<Vec<SessionInfo>, Failure> {
+    let lp =
+        EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
+    let client = Client::connect(
+        &lp,
+        address,
+        ClientConfig {
+            token,
+            ..Default::default()
+        },
+    );
+    // A failed connect also fails the listing, but only with a generic
+    // `broker_gone`, and its own report (which says why: refused, wrong
+    // token) may come a turn later; so wait for both outcomes.
+    let connected = Rc::new(RefCell::new(None));
+    let listing = Rc::new(RefCell::new(None));
+    {
+        let connected = connected.clone();
+        client.on_connect(move |r| *connected.borrow_mut() = Some(r.map(|_| ())));
+    }
+    {
+        let listing = listing.clone();
+        client.listing(move |r| *listing.borrow_mut() = Some(r));
+    }
+    let finished = lp
+        .run_until(timeout, || {
+            connected.borrow().is_some() && listing.borrow().is_some()
+        })
+        .map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))?;
+    client.close();
+    lp.shutdown();
+    if let Some(Err(e)) = connected.borrow_mut().take() {
+        return Err(e.into());
+    }
+    if !finished {
+        return Err(Failure::Failed(format!(
+            "timeout: no listing from {address} within {} s",
+            timeout.as_secs_f64()
+        )));
+    }
+    let result = listing.borrow_mut().take();
+    result
+        .expect("run_until returns true only once the listing arrived")
+        .map_err(Failure::from)
+}
+
+/// One session per line, `NAME method1 method2 …`. Control characters are
+/// escaped so that a name cannot forge extra lines or drive the terminal;
+/// programs should read `--json`.
+fn listing_text(sessions: &[SessionInfo]) -> String {
+    let mut text = String::new();
+    for s in sessions {
+        push_printable(&mut text, &s.name);
+        for m in &s.methods {
+            text.push(' ');
+            push_printable(&mut text, m);
+        }
+        text.push('\n');
+    }
+    text
+}
+
+fn push_printable(out: &mut String, s: &str) {
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+fn listing_json(sessions: &[SessionInfo]) -> String {
+    let json_str = |s: &str| Value::from(s).to_json();
+    let mut text = String::from("[");
+    for (i, s) in sessions.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        let methods: Vec<String> = s.methods.iter().map(|m| json_str(m)).collect();
+        let _ = write!(
+            text,
+            "{{\"name\":{},\"methods\":[{}]}}",
+            json_str(&s.name),
+            methods.join(",")
+        );
+    }
+    text.push_str("]\n");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_prints_as_text_and_escaped_json() {
+        let sessions = vec![
+            SessionInfo {
+                name: "Foo".into(),
+                methods: vec!["a".into(), "b".into()],
+            },
+            SessionInfo {
+                name: "q\"\\\n".into(),
+                methods: vec![],
+            },
+        ];
+        assert_eq!(listing_text(&sessions), "Foo a b\nq\"\\\\n\n");
+        assert_eq!(
+            listing_json(&sessions),
+            "[{\"name\":\"Foo\",\"methods\":[\"a\",\"b\"]},{\"name\":\"q\\\"\\\\\\n\",\"methods\":[]}]\n"
+        );
+        assert_eq!(listing_json(&[]), "[]\n");
+    }
+}
