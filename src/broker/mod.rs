@@ -15,6 +15,8 @@
 mod accept;
 mod calls;
 mod core;
+#[cfg(test)]
+mod core_tests;
 mod handshake;
 mod peer;
 mod registry;
