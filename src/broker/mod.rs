@@ -11,6 +11,27 @@
 //! Every lookup is a hash lookup: sessions by name, routes by route id,
 //! a caller's calls by its own id. A disconnect costs what that
 //! connection held, never a scan of everything.
+//!
+//! # Layout
+//!
+//! A core without I/O under a shell that owns the I/O (the split of
+//! dbus-broker's bus, peers and replies):
+//!
+//! * `shell`: listeners, sockets, their registration with the loop,
+//!   timers; feeds the core and carries out what it asks.
+//! * `accept`: what a failed accept means, and the retry back-off.
+//! * `core`: the state machine: frame bodies in per connection; output
+//!   bytes per connection, handshake deadlines and closes (each with its
+//!   reason) out. Never touches a socket, a clock or the loop.
+//! * `calls`, `sessions`: the core's operations on calls (deliver, emit,
+//!   recall, result, cancel) and on sessions (publish, rescind,
+//!   subscribe, unsubscribe, the notices that a session went away).
+//! * `handshake`: the hello check.
+//! * `peer`: one connection's state and queued output, and why it
+//!   closed.
+//! * `routes`: calls in flight, each linked to its caller and its
+//!   publisher; opened and ended in one place.
+//! * `registry`: the published sessions and their subscribers.
 
 mod accept;
 mod calls;
