@@ -12,20 +12,29 @@ pub(super) struct Session {
     /// The published name, shared with the routes of calls to it.
     pub name: Rc<str>,
     pub methods: Vec<String>,
-    method_set: HashSet<String>,
+    /// The names a deliver may give: every method, and every method
+    /// published as `on_foo` once more as `foo` (see
+    /// [`Session::has_method`]).
+    accepted: HashSet<String>,
     pub publisher: ConnId,
     pub subscribers: IdSet<ConnId>,
 }
 
 impl Session {
     /// Whether a deliver naming `method` may go through. Like the stage's
-    /// own lookup, `on_foo` and `foo` name the same method.
+    /// own lookup, `on_foo` and `foo` name the same method: `method`
+    /// passes if it is published, if it is `on_` and a published name,
+    /// or if `on_` and it is published. The last test, which would build
+    /// the name `on_{method}` on every deliver, is a lookup of `method`
+    /// itself among the published names stripped of their `on_`, which
+    /// `accepted` holds beside the names themselves; the second test may
+    /// look in `accepted` too, since a stripped name `x` found there
+    /// means that `on_x`, the method asked for, is published.
     pub fn has_method(&self, method: &str) -> bool {
-        self.method_set.contains(method)
+        self.accepted.contains(method)
             || method
                 .strip_prefix("on_")
-                .is_some_and(|m| self.method_set.contains(m))
-            || self.method_set.contains(&format!("on_{method}"))
+                .is_some_and(|m| self.accepted.contains(m))
     }
 }
 
@@ -85,7 +94,7 @@ impl Registry {
                 ),
             ));
         }
-        let mut method_set = HashSet::with_capacity(methods.len());
+        let mut accepted = HashSet::with_capacity(methods.len());
         for m in &methods {
             if m.is_empty() {
                 return Err(Error::new(
@@ -94,14 +103,17 @@ impl Registry {
                 ));
             }
             check_name("method name", m, limits.max_name)?;
-            method_set.insert(m.clone());
+            accepted.insert(m.clone());
+            if let Some(bare) = m.strip_prefix("on_") {
+                accepted.insert(bare.to_string());
+            }
         }
         self.sessions.insert(
             name.to_string(),
             Session {
                 name: Rc::from(name),
                 methods,
-                method_set,
+                accepted,
                 publisher,
                 subscribers: IdSet::default(),
             },
@@ -223,5 +235,41 @@ mod tests {
         assert!(s.has_method("foo") && s.has_method("on_foo"));
         assert!(s.has_method("bar") && s.has_method("on_bar"));
         assert!(!s.has_method("baz"));
+    }
+
+    /// The rule as first written, building `on_{method}` on every call.
+    fn has_method_by_formatting(published: &[&str], method: &str) -> bool {
+        let set: HashSet<String> = published.iter().map(|s| s.to_string()).collect();
+        set.contains(method)
+            || method.strip_prefix("on_").is_some_and(|m| set.contains(m))
+            || set.contains(&format!("on_{method}"))
+    }
+
+    #[test]
+    fn the_name_rule_without_allocation_agrees_with_the_formatted_one() {
+        let names = [
+            "x", "on_x", "on_on_x", "on_", "on_on_", "o", "on", "y", "on_y",
+        ];
+        let limits = NameLimits {
+            max_name: 16,
+            max_methods: 16,
+        };
+        // Every subset of the names published, every name asked for.
+        for mask in 0u32..(1 << names.len()) {
+            let published: Vec<&str> = (0..names.len())
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| names[i])
+                .collect();
+            let mut r = Registry::default();
+            r.publish("S", methods(&published), 1, limits).unwrap();
+            let s = r.get("S").unwrap();
+            for asked in names.iter().chain(&["z", "on_z", "on_on_on_x"]) {
+                assert_eq!(
+                    s.has_method(asked),
+                    has_method_by_formatting(&published, asked),
+                    "{asked} against {published:?}"
+                );
+            }
+        }
     }
 }

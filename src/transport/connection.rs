@@ -292,7 +292,35 @@ impl Connection {
         self.close_holes();
         self.retractable.clear();
         self.write_queued()?;
-        let want = self.connecting || self.queued() > 0;
+        self.want_writable(lp, self.connecting || self.queued() > 0)
+    }
+
+    /// Writes `bytes`, output that the caller keeps itself instead of
+    /// queueing it here (the broker's core holds its peers' output), until
+    /// all are written or the socket would block, and asks for
+    /// writability exactly while some remain. Returns how many were
+    /// written.
+    pub fn write_from(&mut self, lp: &EventLoop, bytes: &[u8]) -> Result<usize, Error> {
+        debug_assert!(self.queued() == 0 && !self.connecting);
+        let mut written = 0;
+        while written < bytes.len() {
+            match self.stream.write(&bytes[written..]) {
+                Ok(0) => {
+                    return Err(Error::new(ErrorCode::BrokerGone, "peer stopped reading"));
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("write failed", &e)),
+            }
+        }
+        self.want_writable(lp, written < bytes.len())?;
+        Ok(written)
+    }
+
+    /// Registers for writability as well as readability, or readability
+    /// alone, when that changes.
+    fn want_writable(&mut self, lp: &EventLoop, want: bool) -> Result<(), Error> {
         if want != self.write_interest {
             let interest = if want {
                 Interest::READABLE | Interest::WRITABLE

@@ -1,0 +1,121 @@
+//! A call's frames through the core: a deliver opens a route, emits and
+//! recalls pass along it, a result or a cancel ends it. Each frame is
+//! checked against its route and forwarded with only its id rewritten:
+//! the caller's call id towards the publisher becomes the route id, and
+//! back.
+
+use super::core::Core;
+use super::routes::{Route, RouteId};
+use super::ConnId;
+use crate::error::{Error, ErrorCode};
+use crate::wire::{Frame, Routed, RoutedKind};
+
+impl Core {
+    /// A deliver, emit, recall or result from `id`.
+    pub(super) fn handle_routed(&mut self, id: ConnId, frame: Routed<'_>) {
+        if !self.check_handshaken(id, frame.kind_name()) {
+            return;
+        }
+        match frame.kind {
+            RoutedKind::Deliver { session, method } => {
+                match self.open_route(id, frame.id, session, method) {
+                    Ok((publisher, route)) => {
+                        if let Err(e) = self.forward(publisher, &frame, route) {
+                            self.abort_route(route, e, false);
+                        }
+                    }
+                    Err(e) => self.reply(id, frame.id, Err(e)),
+                }
+            }
+            RoutedKind::Emit => match self.routes.get(frame.id) {
+                Some(r) if r.publisher == id => {
+                    let (caller, call) = (r.caller, r.caller_id);
+                    if let Err(e) = self.forward(caller, &frame, call) {
+                        self.abort_route(frame.id, e, true);
+                    }
+                }
+                _ => self.stats.dropped_stray += 1,
+            },
+            RoutedKind::Result => match self.routes.get(frame.id) {
+                Some(r) if r.publisher == id => {
+                    let r = self.routes.close(frame.id).expect("checked above");
+                    if let Err(e) = self.forward(r.caller, &frame, r.caller_id) {
+                        self.reply(r.caller, r.caller_id, Err(e));
+                    }
+                }
+                _ => self.stats.dropped_stray += 1,
+            },
+            RoutedKind::Recall => match self.routes.of_call(id, frame.id) {
+                Some((route, r)) => {
+                    let publisher = r.publisher;
+                    if let Err(e) = self.forward(publisher, &frame, route) {
+                        self.abort_route(route, e, true);
+                    }
+                }
+                None => self.stats.dropped_stray += 1,
+            },
+        }
+    }
+
+    /// `id` gives up its call `call`: the publisher is told, if the call
+    /// is still in flight.
+    pub(super) fn cancel(&mut self, id: ConnId, call: u64) {
+        let Some((route, _)) = self.routes.of_call(id, call) else {
+            return;
+        };
+        if let Some(r) = self.routes.close(route) {
+            let _ = self.send(r.publisher, &Frame::Cancel { id: route });
+        }
+    }
+
+    /// Checks a deliver and opens its route: the publisher and the route
+    /// id to forward it under.
+    fn open_route(
+        &mut self,
+        id: ConnId,
+        call: u64,
+        session: &str,
+        method: &str,
+    ) -> Result<(ConnId, RouteId), Error> {
+        // A hostile or broken peer may send what a client refuses to.
+        if session.is_empty() || method.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                "a call needs a session and a method (a name is empty)",
+            ));
+        }
+        let max = self.limits().max_pending_per_connection;
+        self.routes.admit(id, call, max)?;
+        let s = self
+            .registry
+            .get(session)
+            .ok_or_else(|| Error::no_such_session(session))?;
+        if !s.has_method(method) {
+            return Err(Error::new(
+                ErrorCode::NoSuchMethod,
+                format!("Session '{session}' has no method '{method}'"),
+            ));
+        }
+        let publisher = s.publisher;
+        let route = self.routes.open(Route {
+            caller: id,
+            caller_id: call,
+            publisher,
+            session: s.name.clone(),
+        });
+        Ok((publisher, route))
+    }
+
+    /// Ends a call that cannot go on because one of its frames is too
+    /// large to forward: the caller gets `error`, and the publisher, if
+    /// it already has the call, a cancel.
+    fn abort_route(&mut self, route: RouteId, error: Error, tell_publisher: bool) {
+        let Some(r) = self.routes.close(route) else {
+            return;
+        };
+        if tell_publisher {
+            let _ = self.send(r.publisher, &Frame::Cancel { id: route });
+        }
+        self.reply(r.caller, r.caller_id, Err(error));
+    }
+}

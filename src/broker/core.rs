@@ -1,0 +1,461 @@
+//! The broker's core: every connection's state and what the broker does
+//! with each frame, without I/O.
+//!
+//! The core never touches a socket, a clock or the loop; the shell
+//! (`super::shell`) does, and feeds it:
+//!
+//! * **In**: a connection accepted ([`Core::connect`]), each frame body it
+//!   sent ([`Core::receive`]), the end of its input ([`Core::input_ended`]),
+//!   its handshake deadline passing ([`Core::deadline_passed`]), room in
+//!   its socket again ([`Core::writable`]), the broker closing
+//!   ([`Core::shut_down`]).
+//! * **Out**: the bytes to write to each connection
+//!   ([`Core::write_output`], asked for by [`Core::take_flush_request`]),
+//!   and [`Effect`]s ([`Core::take_effects`]): a handshake deadline to arm
+//!   or disarm, a connection closed with its reason.
+//!
+//! The handshake and every operation live here (calls in `calls.rs`,
+//! session operations in `sessions.rs`), so they are unit-tested with
+//! frames as bytes. A call's frames keep the fast path: checked in place,
+//! forwarded with only the id rewritten, into output buffers and lists
+//! that keep their room, with no allocation per frame.
+
+use super::handshake::{check_hello, expected_hello};
+use super::peer::{CloseReason, Full, Peer};
+use super::registry::Registry;
+use super::routes::Routes;
+use super::{BrokerConfig, BrokerStats, ConnId, Limits};
+use crate::error::{Error, ErrorCode};
+use crate::id_hash::IdMap;
+use crate::wire::{encode_frame, Frame, Inbound, Reply, Routed, PROTOCOL_VERSION};
+use std::time::Duration;
+
+/// What the core asks of its shell, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Effect {
+    /// Call [`Core::deadline_passed`] for `conn` after `after`, unless
+    /// disarmed or closed first.
+    ArmDeadline { conn: ConnId, after: Duration },
+    /// `conn` said hello: its deadline is no longer needed.
+    DisarmDeadline { conn: ConnId },
+    /// `conn` is closed and forgotten (with its deadline, if armed): its
+    /// socket goes. Everything it was part of is settled already.
+    Close { conn: ConnId, reason: CloseReason },
+}
+
+/// The broker's state machine.
+pub(super) struct Core {
+    config: BrokerConfig,
+    pub(super) peers: IdMap<ConnId, Peer>,
+    next_conn: ConnId,
+    pub(super) registry: Registry,
+    pub(super) routes: Routes,
+    /// Connections with output to write.
+    dirty: Vec<ConnId>,
+    flush_requested: bool,
+    /// Connections to close once the current input is handled.
+    to_close: Vec<(ConnId, CloseReason)>,
+    effects: Vec<Effect>,
+    pub(super) stats: BrokerStats,
+}
+
+impl Core {
+    pub fn new(config: BrokerConfig) -> Core {
+        Core {
+            config,
+            peers: IdMap::default(),
+            next_conn: 1,
+            registry: Registry::default(),
+            routes: Routes::default(),
+            dirty: Vec::new(),
+            flush_requested: false,
+            to_close: Vec::new(),
+            effects: Vec::new(),
+            stats: BrokerStats::default(),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    pub fn stats(&self) -> BrokerStats {
+        BrokerStats {
+            connections: self.peers.len(),
+            sessions: self.registry.len(),
+            pending_calls: self.routes.len(),
+            ..self.stats
+        }
+    }
+
+    /// A new connection: its number, and a deadline for its hello. None
+    /// when over the connection limit: the shell closes it at once.
+    pub fn connect(&mut self) -> Option<ConnId> {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        if self.peers.len() >= self.config.limits.max_connections {
+            return None;
+        }
+        self.peers.insert(id, Peer::default());
+        self.effects.push(Effect::ArmDeadline {
+            conn: id,
+            after: self.config.limits.handshake_timeout,
+        });
+        Some(id)
+    }
+
+    /// Whether input from `id` is still wanted (it is open and was not
+    /// refused).
+    pub fn reads(&self, id: ConnId) -> bool {
+        self.peers.get(&id).is_some_and(Peer::reads)
+    }
+
+    /// Handles one frame body (without its length prefix) from `id`.
+    pub fn receive(&mut self, id: ConnId, body: &[u8]) {
+        if !self.reads(id) {
+            return;
+        }
+        match Inbound::parse(body) {
+            Ok(Inbound::Routed(frame)) => self.handle_routed(id, frame),
+            Ok(Inbound::Other(frame)) => self.handle(id, frame),
+            Err(e) => self.refuse(id, CloseReason::Protocol(e.into())),
+        }
+        self.process_closes();
+    }
+
+    /// The input of `id` ended: the peer closed, reading failed, or (an
+    /// error of code `protocol`) its framing broke.
+    pub fn input_ended(&mut self, id: ConnId, error: Error) {
+        if !self.reads(id) {
+            return;
+        }
+        if error.code == ErrorCode::Protocol {
+            self.refuse(id, CloseReason::Protocol(error));
+        } else {
+            self.condemn(id, CloseReason::Ended(error));
+        }
+        self.process_closes();
+    }
+
+    /// The handshake deadline of `id` passed: closed if it has not said
+    /// hello (even when refused and its refusal is not written yet).
+    pub fn deadline_passed(&mut self, id: ConnId) {
+        if self.peers.get(&id).is_some_and(|p| !p.handshaken) {
+            self.condemn(id, CloseReason::HandshakeTimeout);
+            self.process_closes();
+        }
+    }
+
+    /// The socket of `id` has room again: its output is to be written.
+    pub fn writable(&mut self, id: ConnId) {
+        self.mark_dirty(id);
+    }
+
+    /// Closes `id` for a reason the shell found.
+    pub fn close(&mut self, id: ConnId, reason: CloseReason) {
+        self.condemn(id, reason);
+        self.process_closes();
+    }
+
+    /// The broker closes: every connection is closed as it stands (what
+    /// it was owed is not sent: nothing would write it) and every state
+    /// forgotten.
+    pub fn shut_down(&mut self) {
+        for (conn, _) in self.peers.drain() {
+            self.effects.push(Effect::Close {
+                conn,
+                reason: CloseReason::BrokerClosed,
+            });
+        }
+        self.routes.clear();
+        self.registry = Registry::default();
+        self.dirty.clear();
+        self.to_close.clear();
+        self.flush_requested = false;
+    }
+
+    /// Whether output was queued since the last call: the shell is to
+    /// call [`Core::write_output`] before the loop sleeps.
+    pub fn take_flush_request(&mut self) -> bool {
+        std::mem::replace(&mut self.flush_requested, false)
+    }
+
+    /// Hands every connection's queued output to `write`, which returns
+    /// how many bytes it wrote (fewer when the socket is full; the shell
+    /// then reports [`Core::writable`] later) or fails (the connection is
+    /// closed). A refused connection closes once its output is written.
+    pub fn write_output(&mut self, mut write: impl FnMut(ConnId, &[u8]) -> Result<usize, Error>) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for id in dirty.drain(..) {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            peer.dirty = false;
+            if peer.condemned {
+                continue;
+            }
+            let n = match write(id, peer.outbox.pending()) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.condemn(id, CloseReason::WriteFailed(e));
+                    continue;
+                }
+            };
+            peer.outbox.consume(n);
+            if peer.outbox.queued() == 0 {
+                if let Some(reason) = peer.closing.take() {
+                    peer.condemned = true;
+                    self.to_close.push((id, reason));
+                }
+            }
+        }
+        // Writing marks nothing dirty: the list keeps its room.
+        self.dirty = dirty;
+        self.process_closes();
+    }
+
+    /// Moves the effects produced so far to the end of `into`.
+    pub fn take_effects(&mut self, into: &mut Vec<Effect>) {
+        into.append(&mut self.effects);
+    }
+
+    fn handle(&mut self, id: ConnId, frame: Frame) {
+        let handshaken = self.peers.get(&id).is_some_and(|p| p.handshaken);
+        if !handshaken {
+            return self.handshake(id, frame);
+        }
+        match frame {
+            Frame::Publish {
+                id: op,
+                session,
+                methods,
+            } => {
+                let result = self.publish(id, &session, methods);
+                self.reply(id, op, result.map(|()| Reply::Done));
+            }
+            Frame::Rescind { id: op, session } => {
+                let result = self.rescind(id, &session);
+                self.reply(id, op, result.map(|()| Reply::Done));
+            }
+            Frame::Listing { id: op } => {
+                let list = self.registry.listing();
+                self.reply(id, op, Ok(Reply::Sessions(list)));
+            }
+            Frame::Subscribe { id: op, session } => {
+                let result = self.subscribe(id, &session);
+                self.reply(id, op, result.map(Reply::Methods));
+            }
+            Frame::Unsubscribe { id: op, session } => {
+                let result = self.unsubscribe(id, &session);
+                self.reply(id, op, result.map(|()| Reply::Done));
+            }
+            Frame::Deliver { .. }
+            | Frame::Emit { .. }
+            | Frame::Recall { .. }
+            | Frame::Result { .. } => {
+                unreachable!("Inbound::parse hands these kinds over as routed frames")
+            }
+            Frame::Cancel { id: call } => self.cancel(id, call),
+            Frame::Custom { kind, id: op, .. } => {
+                let e = Error::new(
+                    ErrorCode::Protocol,
+                    format!("Unknown message type '{kind}'"),
+                );
+                self.reply(id, op, Err(e));
+            }
+            other @ (Frame::Hello { .. }
+            | Frame::Welcome { .. }
+            | Frame::Refused { .. }
+            | Frame::SessionGone { .. }) => {
+                let e = Error::new(
+                    ErrorCode::Protocol,
+                    format!("a client may not send '{}' here", other.kind_name()),
+                );
+                self.refuse(id, CloseReason::Protocol(e));
+            }
+        }
+    }
+
+    fn handshake(&mut self, id: ConnId, frame: Frame) {
+        if let Err(reason) = check_hello(&frame, self.config.token.as_deref()) {
+            return self.refuse(id, reason);
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.handshaken = true;
+            self.effects.push(Effect::DisarmDeadline { conn: id });
+        }
+        let _ = self.send(
+            id,
+            &Frame::Welcome {
+                version: PROTOCOL_VERSION,
+                connection_id: id,
+            },
+        );
+    }
+
+    /// Whether `id` said hello; if not, it is refused for sending `kind`.
+    pub(super) fn check_handshaken(&mut self, id: ConnId, kind: &str) -> bool {
+        if self.peers.get(&id).is_some_and(|p| p.handshaken) {
+            return true;
+        }
+        self.refuse(id, CloseReason::Protocol(expected_hello(kind)));
+        false
+    }
+
+    /// Counts a close decided for `reason`, once per connection.
+    fn count(&mut self, reason: &CloseReason) {
+        match reason {
+            CloseReason::Protocol(_) => self.stats.protocol_errors += 1,
+            CloseReason::SlowConsumer(_) => self.stats.slow_consumers += 1,
+            _ => {}
+        }
+    }
+
+    /// Tells `id` why it is refused, then closes it once that is written;
+    /// its input is no longer read.
+    fn refuse(&mut self, id: ConnId, reason: CloseReason) {
+        self.count(&reason);
+        if let Some(error) = reason.refusal() {
+            let _ = self.send(
+                id,
+                &Frame::Refused {
+                    error: error.clone(),
+                },
+            );
+        }
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.closing = Some(reason);
+        }
+        self.mark_dirty(id);
+    }
+
+    /// Closes `id` once the current input is handled, without a word.
+    fn condemn(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if peer.condemned {
+            return;
+        }
+        peer.condemned = true;
+        self.count(&reason);
+        self.to_close.push((id, reason));
+    }
+
+    fn process_closes(&mut self) {
+        while let Some((id, reason)) = self.to_close.pop() {
+            self.close_one(id, reason);
+        }
+    }
+
+    /// Forgets a connection and settles everything it was part of: its
+    /// sessions' subscribers are told, its callers answered
+    /// `publisher_gone`, its calls cancelled at their publishers.
+    fn close_one(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(peer) = self.peers.remove(&id) else {
+            return;
+        };
+        for name in peer.published {
+            if let Some(s) = self.registry.remove(&name) {
+                let reason = Error::new(
+                    ErrorCode::PublisherGone,
+                    format!("the publisher of '{name}' disconnected"),
+                );
+                self.tell_subscribers(&name, s.subscribers, reason);
+            }
+        }
+        let ended = self.routes.end_connection(id);
+        for r in ended.served {
+            let e = Error::new(
+                ErrorCode::PublisherGone,
+                format!(
+                    "the publisher of '{}' disconnected before answering",
+                    r.session
+                ),
+            );
+            self.reply(r.caller, r.caller_id, Err(e));
+        }
+        for (route, r) in ended.called {
+            let _ = self.send(r.publisher, &Frame::Cancel { id: route });
+        }
+        for name in peer.subscribed {
+            if let Some(s) = self.registry.get_mut(&name) {
+                s.subscribers.remove(&id);
+            }
+        }
+        self.effects.push(Effect::Close { conn: id, reason });
+    }
+
+    fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            if !peer.dirty {
+                peer.dirty = true;
+                self.dirty.push(id);
+                self.flush_requested = true;
+            }
+        }
+    }
+
+    /// Queues a frame for `to`. A peer whose queue is over its limit does
+    /// not read: it is cut off. A frame too large to send (a listing over
+    /// `max_frame`, or a forwarded frame that grew with the broker's own
+    /// ids) is returned as an error, for the caller to report to whoever
+    /// asked for it: the receiver did nothing wrong.
+    pub(super) fn send(&mut self, to: ConnId, frame: &Frame) -> Result<(), Error> {
+        self.send_with(to, |out, max_frame| encode_frame(frame, out, max_frame))
+    }
+
+    /// Forwards a routed frame to `to` under the id `to` knows it by, with
+    /// the errors of [`Core::send`].
+    pub(super) fn forward(&mut self, to: ConnId, frame: &Routed<'_>, id: u64) -> Result<(), Error> {
+        self.send_with(to, |out, max_frame| {
+            frame.encode_with_id(id, out, max_frame)
+        })
+    }
+
+    fn send_with(
+        &mut self,
+        to: ConnId,
+        encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let Some(peer) = self.peers.get_mut(&to) else {
+            return Ok(());
+        };
+        if peer.condemned {
+            return Ok(());
+        }
+        let limits = &self.config.limits;
+        match peer
+            .outbox
+            .append(limits.max_frame, limits.max_queued_bytes, encode)
+        {
+            Ok(()) => {
+                if !peer.dirty {
+                    peer.dirty = true;
+                    self.dirty.push(to);
+                    self.flush_requested = true;
+                }
+                Ok(())
+            }
+            Err(Full::Queue(e)) => {
+                self.condemn(to, CloseReason::SlowConsumer(e));
+                Ok(())
+            }
+            Err(Full::Frame(e)) => Err(e),
+        }
+    }
+
+    /// Answers `id` on `to`; an answer too large to send becomes that
+    /// error.
+    pub(super) fn reply(&mut self, to: ConnId, id: u64, outcome: Result<Reply, Error>) {
+        if let Err(e) = self.send(to, &Frame::Result { id, outcome }) {
+            let _ = self.send(
+                to,
+                &Frame::Result {
+                    id,
+                    outcome: Err(e),
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Calls in flight: each route links a caller's call to its publisher.
+//!
+//! A route is known three ways: by its own id (the id the publisher sees),
+//! from its caller (the caller's call id, which the caller chose), and from
+//! its publisher (the routes it owes an answer). [`Routes`] keeps all three
+//! and is the only place that changes them: [`Routes::open`] makes all
+//! three links, [`Routes::close`] and [`Routes::end_connection`] remove all
+//! three, so no link outlives its route.
+
+use super::ConnId;
+use crate::error::{Error, ErrorCode};
+use crate::id_hash::{IdMap, IdSet};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// The broker's number for a call in flight, unique on the broker: what
+/// the publisher knows the call by.
+pub(super) type RouteId = u64;
+
+/// A call in flight: who asked, under which id, and who answers.
+#[derive(Debug)]
+pub(super) struct Route {
+    pub caller: ConnId,
+    /// The caller's own id of the call.
+    pub caller_id: u64,
+    pub publisher: ConnId,
+    /// The session called, for the message when its publisher goes.
+    pub session: Rc<str>,
+}
+
+/// One connection's links to routes.
+#[derive(Debug, Default)]
+struct Links {
+    /// Calls the connection made: its call id → route. The peer chooses
+    /// these ids, so this map keeps the keyed SipHash: colliding ids
+    /// would otherwise slow the one-threaded broker for everyone.
+    calls: HashMap<u64, RouteId>,
+    /// Routes the connection owes an answer, as publisher.
+    serving: IdSet<RouteId>,
+}
+
+/// The routes a closed connection was part of, already unlinked.
+#[derive(Debug, Default)]
+pub(super) struct Ended {
+    /// Calls it owed an answer: their callers are to be told.
+    pub served: Vec<Route>,
+    /// Calls it made: their publishers are to be told.
+    pub called: Vec<(RouteId, Route)>,
+}
+
+/// Every call in flight, with its three links.
+#[derive(Debug)]
+pub(super) struct Routes {
+    table: IdMap<RouteId, Route>,
+    /// Per connection that made or serves a call; kept until the
+    /// connection ends, so that its maps keep their room between calls.
+    links: IdMap<ConnId, Links>,
+    next: RouteId,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes {
+            table: IdMap::default(),
+            links: IdMap::default(),
+            next: 1,
+        }
+    }
+}
+
+impl Routes {
+    /// Calls in flight.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether `caller` may start a call under `caller_id`: the id is not
+    /// in flight already, and `caller` has fewer than `max_pending` calls
+    /// in flight.
+    pub fn admit(&self, caller: ConnId, caller_id: u64, max_pending: usize) -> Result<(), Error> {
+        let Some(links) = self.links.get(&caller) else {
+            return Ok(());
+        };
+        if links.calls.contains_key(&caller_id) {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!("call id {caller_id} is already in flight on this connection"),
+            ));
+        }
+        if links.calls.len() >= max_pending {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!("{max_pending} calls are already waiting for results on this connection"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Opens a route for a call [`Routes::admit`] let through, linked to
+    /// its caller and its publisher; returns the route's id.
+    pub fn open(&mut self, route: Route) -> RouteId {
+        let id = self.next;
+        self.next += 1;
+        let replaced = self
+            .links
+            .entry(route.caller)
+            .or_default()
+            .calls
+            .insert(route.caller_id, id);
+        debug_assert!(replaced.is_none(), "admit checks the call id");
+        self.links
+            .entry(route.publisher)
+            .or_default()
+            .serving
+            .insert(id);
+        self.table.insert(id, route);
+        id
+    }
+
+    /// The route `id`, if it is in flight.
+    pub fn get(&self, id: RouteId) -> Option<&Route> {
+        self.table.get(&id)
+    }
+
+    /// The route of `caller`'s call `caller_id`, if it is in flight.
+    pub fn of_call(&self, caller: ConnId, caller_id: u64) -> Option<(RouteId, &Route)> {
+        let id = *self.links.get(&caller)?.calls.get(&caller_id)?;
+        self.table.get(&id).map(|r| (id, r))
+    }
+
+    /// Ends the route `id` (answered, cancelled or aborted): removes it
+    /// and both its links. None if it was not in flight.
+    pub fn close(&mut self, id: RouteId) -> Option<Route> {
+        let route = self.table.remove(&id)?;
+        if let Some(links) = self.links.get_mut(&route.caller) {
+            links.calls.remove(&route.caller_id);
+        }
+        if let Some(links) = self.links.get_mut(&route.publisher) {
+            links.serving.remove(&id);
+        }
+        Some(route)
+    }
+
+    /// Ends every route `conn` is part of, as caller or as publisher, and
+    /// forgets `conn`. A call a connection made to itself is counted as
+    /// served (its caller is gone too, so it only needs removing).
+    pub fn end_connection(&mut self, conn: ConnId) -> Ended {
+        let mut ended = Ended::default();
+        let Some(links) = self.links.remove(&conn) else {
+            return ended;
+        };
+        for id in links.serving {
+            if let Some(route) = self.table.remove(&id) {
+                if let Some(caller) = self.links.get_mut(&route.caller) {
+                    caller.calls.remove(&route.caller_id);
+                }
+                ended.served.push(route);
+            }
+        }
+        for (_, id) in links.calls {
+            if let Some(route) = self.table.remove(&id) {
+                if let Some(publisher) = self.links.get_mut(&route.publisher) {
+                    publisher.serving.remove(&id);
+                }
+                ended.called.push((id, route));
+            }
+        }
+        ended
+    }
+
+    /// Forgets every route (the broker closed).
+    pub fn clear(&mut self) {
+        self.table.clear();
+        self.links.clear();
+    }
+
+    /// Whether no route and no link is left; for tests of teardown.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+            && self
+                .links
+                .values()
+                .all(|l| l.calls.is_empty() && l.serving.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(caller: ConnId, caller_id: u64, publisher: ConnId) -> Route {
+        Route {
+            caller,
+            caller_id,
+            publisher,
+            session: Rc::from("S"),
+        }
+    }
+
+    #[test]
+    fn close_removes_all_three_links() {
+        let mut r = Routes::default();
+        let id = r.open(route(1, 7, 2));
+        assert_eq!(r.of_call(1, 7).map(|(i, _)| i), Some(id));
+        assert!(r.admit(1, 7, 10).is_err());
+        assert_eq!(r.close(id).map(|x| x.caller_id), Some(7));
+        assert!(r.of_call(1, 7).is_none() && r.get(id).is_none());
+        assert!(r.close(id).is_none());
+        assert!(r.admit(1, 7, 10).is_ok());
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn admit_checks_the_id_then_the_limit() {
+        let mut r = Routes::default();
+        r.open(route(1, 1, 2));
+        r.open(route(1, 2, 2));
+        let e = r.admit(1, 2, 2).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        let e = r.admit(1, 3, 2).unwrap_err();
+        assert_eq!(e.code, ErrorCode::LimitExceeded);
+        assert!(r.admit(2, 1, 2).is_ok());
+    }
+
+    #[test]
+    fn a_connection_that_ends_takes_its_routes_on_both_sides() {
+        let mut r = Routes::default();
+        let served = r.open(route(1, 10, 2));
+        let called = r.open(route(2, 20, 3));
+        let own = r.open(route(2, 21, 2));
+        let other = r.open(route(1, 11, 3));
+        let ended = r.end_connection(2);
+        assert_eq!(ended.served.len(), 2, "the call to 2 and its own call");
+        assert_eq!(
+            ended.called.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![called]
+        );
+        for id in [served, called, own] {
+            assert!(r.get(id).is_none());
+        }
+        assert!(r.of_call(1, 10).is_none());
+        assert_eq!(r.len(), 1);
+        r.close(other);
+        assert!(r.is_empty());
+    }
+}

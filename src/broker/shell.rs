@@ -1,0 +1,359 @@
+//! The broker's shell: listeners, sockets, their registration with the
+//! loop, timers, accepting. It feeds the core (`core.rs`) what the
+//! sockets read and carries out what the core asks: writes its output,
+//! arms and disarms handshake deadlines, closes connections.
+//!
+//! Every entry from the loop (a socket ready, a timer, a flush) ends by
+//! applying the core's effects, so a connection the core closed loses
+//! its socket in the same turn, and by asking for a flush when the core
+//! queued output, so a turn's frames to one connection leave in one
+//! write.
+
+use super::accept::{accept_failure, AcceptFailure, AcceptRetry};
+use super::core::{Core, Effect};
+use super::peer::CloseReason;
+use super::{BrokerConfig, BrokerStats, ConnId};
+use crate::error::{Error, ErrorCode};
+use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
+use crate::id_hash::IdMap;
+use crate::transport::{Address, Connection, Listener, ReadOutcome};
+use mio::{Interest, Token};
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+/// A running broker's I/O and its core.
+pub(super) struct Shell {
+    lp: EventLoop,
+    core: RefCell<Core>,
+    io: RefCell<Io>,
+    /// Accepting is paused for lack of descriptors or memory.
+    accept_retry: RefCell<AcceptRetry>,
+    /// The core's effects being applied (kept for its room).
+    effects: RefCell<Vec<Effect>>,
+    me: Weak<Shell>,
+}
+
+#[derive(Default)]
+struct Io {
+    listeners: Vec<(Listener, Token)>,
+    sockets: IdMap<ConnId, Socket>,
+}
+
+/// A connection's socket and its handshake deadline.
+struct Socket {
+    conn: Connection,
+    deadline: Option<TimerId>,
+}
+
+struct ListenerSource {
+    shell: Weak<Shell>,
+    index: usize,
+}
+
+struct PeerSource {
+    shell: Weak<Shell>,
+    id: ConnId,
+}
+
+impl Shell {
+    /// Binds every address of `config` and starts serving on `lp`.
+    /// Fails without side effects if any address cannot be bound.
+    pub fn start(lp: &EventLoop, config: BrokerConfig) -> Result<Rc<Shell>, Error> {
+        let mut listeners = Vec::new();
+        for address in &config.listen {
+            match Listener::bind(address) {
+                Ok(l) => listeners.push(l),
+                Err(e) => {
+                    listeners.iter_mut().for_each(Listener::unlink);
+                    return Err(e);
+                }
+            }
+        }
+        let shell = Rc::new_cyclic(|me| Shell {
+            lp: lp.clone(),
+            core: RefCell::new(Core::new(config)),
+            io: RefCell::new(Io::default()),
+            accept_retry: RefCell::new(AcceptRetry::default()),
+            effects: RefCell::new(Vec::new()),
+            me: me.clone(),
+        });
+        for (index, mut listener) in listeners.into_iter().enumerate() {
+            let source = Rc::new(ListenerSource {
+                shell: Rc::downgrade(&shell),
+                index,
+            });
+            let token = lp
+                .register(&mut listener, Interest::READABLE, source)
+                .map_err(|e| Error::io("cannot register listener", &e))?;
+            shell.io.borrow_mut().listeners.push((listener, token));
+        }
+        Ok(shell)
+    }
+
+    pub fn event_loop(&self) -> &EventLoop {
+        &self.lp
+    }
+
+    pub fn local_addresses(&self) -> Vec<Address> {
+        let io = self.io.borrow();
+        io.listeners
+            .iter()
+            .map(|(l, _)| l.local_address())
+            .collect()
+    }
+
+    pub fn stats(&self) -> BrokerStats {
+        self.core.borrow().stats()
+    }
+
+    /// Stops listening and closes every connection. Idempotent.
+    pub fn close(&self) {
+        let listeners = std::mem::take(&mut self.io.borrow_mut().listeners);
+        if let Some(timer) = self.accept_retry.borrow_mut().timer.take() {
+            self.lp.cancel_timer(timer);
+        }
+        for (mut l, token) in listeners {
+            self.lp.deregister(&mut l, token);
+            l.unlink();
+        }
+        self.core.borrow_mut().shut_down();
+        self.apply_effects();
+        let rest: Vec<Socket> = self
+            .io
+            .borrow_mut()
+            .sockets
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        debug_assert!(rest.is_empty(), "the core knows every socket");
+        for socket in rest {
+            self.drop_socket(socket);
+        }
+    }
+
+    /// Accepts every pending connection of listener `index`; false if it
+    /// had to stop for lack of resources (the rest wait in the backlog).
+    fn accept(&self, index: usize) -> bool {
+        loop {
+            let accepted = match self.io.borrow().listeners.get(index) {
+                Some((listener, _)) => listener.accept(),
+                None => return true,
+            };
+            let stream = match accepted {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) => match accept_failure(&e) {
+                    AcceptFailure::Retry => continue,
+                    AcceptFailure::Pause => {
+                        self.pause_accepting();
+                        return false;
+                    }
+                },
+            };
+            // Over the connection limit, the stream is dropped: closed.
+            let Some(id) = self.core.borrow_mut().connect() else {
+                continue;
+            };
+            let source = Rc::new(PeerSource {
+                shell: self.me.clone(),
+                id,
+            });
+            let (max_frame, max_queued) = {
+                let core = self.core.borrow();
+                (core.limits().max_frame, core.limits().max_queued_bytes)
+            };
+            match Connection::open(stream, &self.lp, source, false, max_frame, max_queued) {
+                Ok(conn) => {
+                    let socket = Socket {
+                        conn,
+                        deadline: None,
+                    };
+                    self.io.borrow_mut().sockets.insert(id, socket);
+                }
+                Err(e) => {
+                    let e = Error::io("cannot register a connection", &e);
+                    self.core
+                        .borrow_mut()
+                        .close(id, CloseReason::Unregistered(e));
+                }
+            }
+            self.apply_effects();
+        }
+    }
+
+    /// Arms the retry timer unless it is armed already.
+    fn pause_accepting(&self) {
+        let mut retry = self.accept_retry.borrow_mut();
+        if retry.timer.is_some() {
+            return;
+        }
+        let delay = retry.next_delay();
+        let weak = self.me.clone();
+        retry.timer = Some(self.lp.add_timer(delay, move |_| {
+            if let Some(shell) = weak.upgrade() {
+                shell.accept_retry.borrow_mut().timer = None;
+                shell.retry_accepting();
+            }
+        }));
+    }
+
+    /// Tries every listener again after accepting was paused; the back-off
+    /// starts over once every backlog is drained.
+    fn retry_accepting(&self) {
+        let count = self.io.borrow().listeners.len();
+        // Stop at the first that fails: the others would fail alike.
+        if (0..count).all(|index| self.accept(index)) {
+            *self.accept_retry.borrow_mut() = AcceptRetry::default();
+        }
+        self.schedule_flush();
+    }
+
+    fn deadline_passed(&self, id: ConnId) {
+        if let Some(socket) = self.io.borrow_mut().sockets.get_mut(&id) {
+            socket.deadline = None;
+        }
+        self.core.borrow_mut().deadline_passed(id);
+        self.apply_effects();
+        self.schedule_flush();
+    }
+
+    fn peer_ready(&self, id: ConnId, readiness: Readiness) {
+        if readiness.readable {
+            self.read(id, readiness.hangup);
+        }
+        if readiness.writable {
+            self.core.borrow_mut().writable(id);
+        }
+        self.apply_effects();
+        self.schedule_flush();
+    }
+
+    /// Hands what connection `id` sent to the core, frame by frame, as it
+    /// is read.
+    fn read(&self, id: ConnId, hangup: bool) {
+        let mut io = self.io.borrow_mut();
+        let Some(socket) = io.sockets.get_mut(&id) else {
+            return;
+        };
+        let mut core = self.core.borrow_mut();
+        if !core.reads(id) {
+            return;
+        }
+        let outcome = socket.conn.read_bodies(hangup, |body| {
+            core.receive(id, body);
+            Ok(())
+        });
+        // A connection closed or refused by one of its frames is finished
+        // with; what its read ended with no longer matters.
+        match outcome {
+            ReadOutcome::Drained => {}
+            ReadOutcome::More if core.reads(id) => self.lp.again(socket.conn.token()),
+            ReadOutcome::More => {}
+            ReadOutcome::Closed(e) => core.input_ended(id, e),
+        }
+    }
+
+    /// Carries out what the core asked since the last call: deadlines
+    /// armed and disarmed, sockets of closed connections deregistered and
+    /// closed. A closed socket freed a descriptor, so a paused accept is
+    /// retried at once.
+    fn apply_effects(&self) {
+        let mut effects = std::mem::take(&mut *self.effects.borrow_mut());
+        self.core.borrow_mut().take_effects(&mut effects);
+        let mut freed = false;
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::ArmDeadline { conn, after } => {
+                    if let Some(socket) = self.io.borrow_mut().sockets.get_mut(&conn) {
+                        let weak = self.me.clone();
+                        socket.deadline = Some(self.lp.add_timer(after, move |_| {
+                            if let Some(shell) = weak.upgrade() {
+                                shell.deadline_passed(conn);
+                            }
+                        }));
+                    }
+                }
+                Effect::DisarmDeadline { conn } => {
+                    let timer = self
+                        .io
+                        .borrow_mut()
+                        .sockets
+                        .get_mut(&conn)
+                        .and_then(|s| s.deadline.take());
+                    if let Some(timer) = timer {
+                        // Cancelled, so that an embedding host is not
+                        // woken for it.
+                        self.lp.cancel_timer(timer);
+                    }
+                }
+                Effect::Close { conn, reason: _ } => {
+                    // The reason is counted in the core's stats; here it
+                    // would reach a log.
+                    let socket = self.io.borrow_mut().sockets.remove(&conn);
+                    if let Some(socket) = socket {
+                        self.drop_socket(socket);
+                        freed = true;
+                    }
+                }
+            }
+        }
+        *self.effects.borrow_mut() = effects;
+        // Descriptors came free: the backlog need not wait for the timer.
+        if freed {
+            let paused = self.accept_retry.borrow_mut().timer.take();
+            if let Some(timer) = paused {
+                self.lp.cancel_timer(timer);
+                self.retry_accepting();
+            }
+        }
+    }
+
+    fn drop_socket(&self, socket: Socket) {
+        if let Some(timer) = socket.deadline {
+            self.lp.cancel_timer(timer);
+        }
+        socket.conn.close(&self.lp);
+    }
+
+    fn schedule_flush(&self) {
+        if self.core.borrow_mut().take_flush_request() {
+            let me: Weak<dyn Flush> = self.me.clone();
+            self.lp.want_flush(me);
+        }
+    }
+}
+
+impl Flush for Shell {
+    fn flush(&self, lp: &EventLoop) {
+        {
+            let mut io = self.io.borrow_mut();
+            self.core
+                .borrow_mut()
+                .write_output(|id, bytes| match io.sockets.get_mut(&id) {
+                    Some(socket) => socket.conn.write_from(lp, bytes),
+                    None => Err(Error::new(
+                        ErrorCode::BrokerGone,
+                        "the connection has no socket",
+                    )),
+                });
+        }
+        self.apply_effects();
+        self.schedule_flush();
+    }
+}
+
+impl Source for ListenerSource {
+    fn ready(&self, _lp: &EventLoop, _readiness: Readiness) {
+        if let Some(shell) = self.shell.upgrade() {
+            shell.accept(self.index);
+        }
+    }
+}
+
+impl Source for PeerSource {
+    fn ready(&self, _lp: &EventLoop, readiness: Readiness) {
+        if let Some(shell) = self.shell.upgrade() {
+            shell.peer_ready(self.id, readiness);
+        }
+    }
+}
