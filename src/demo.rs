@@ -100,13 +100,7 @@ pub fn transcript(out: impl FnMut(&str) + 'static) -> Result<(), Error> {
     let lp = EventLoop::new().map_err(|e| Error::io("cannot create a loop", &e))?;
     let out = RefCell::new(out);
     let say: Say = Rc::new(move |line: &str| (out.borrow_mut())(line));
-    let broker = Broker::new(
-        &lp,
-        BrokerConfig {
-            listen: vec!["tcp://127.0.0.1:0".parse()?],
-            ..BrokerConfig::default()
-        },
-    )?;
+    let broker = Broker::new(&lp, BrokerConfig::listening(["tcp://127.0.0.1:0".parse()?]))?;
     let address = broker.local_addresses()[0].clone();
     say(&format!("broker listening on {address}"));
     let service = Client::connect(&lp, &address, ClientConfig::default());

@@ -22,10 +22,7 @@
 //!
 //! # fn main() -> Result<(), stagebus::Error> {
 //! let lp = EventLoop::new().expect("a loop");
-//! let broker = Broker::new(&lp, BrokerConfig {
-//!     listen: vec!["tcp://127.0.0.1:0".parse()?],
-//!     ..BrokerConfig::default()
-//! })?;
+//! let broker = Broker::new(&lp, BrokerConfig::listening(["tcp://127.0.0.1:0".parse()?]))?;
 //! let address = broker.local_addresses()[0].clone();
 //!
 //! // The service: a stage with one method, published as `Greeter`.

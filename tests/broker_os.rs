@@ -281,13 +281,7 @@ fn unix(path: &Path) -> Address {
 }
 
 fn broker_on(lp: &EventLoop, path: &Path) -> Result<Broker, stagebus::Error> {
-    Broker::new(
-        lp,
-        BrokerConfig {
-            listen: vec![unix(path)],
-            ..Default::default()
-        },
-    )
+    Broker::new(lp, BrokerConfig::listening([unix(path)]))
 }
 
 /// Item 12: a second broker on a live broker's path fails with an error

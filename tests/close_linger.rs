@@ -203,10 +203,7 @@ fn linger_is_bounded_by_a_peer_that_never_reads(t: Transport) {
     let dir = TempDir::new("linger");
     let (addr, accept) = deaf_broker(t, &dir);
     let lp = EventLoop::new().unwrap();
-    let config = ClientConfig {
-        linger: Duration::from_millis(200),
-        ..ClientConfig::default()
-    };
+    let config = ClientConfig::default().with_linger(Duration::from_millis(200));
     let client = Client::connect(&lp, &addr, config);
     let connected = Slot::new();
     client.on_connect(connected.setter());
@@ -330,10 +327,7 @@ over_both!(broker_forwards_a_result_sent_just_before_the_publisher_closed);
 #[test]
 fn a_linger_of_duration_max_closes_normally() {
     let h = Harness::new(Transport::Unix);
-    let c = h.client_with(ClientConfig {
-        linger: Duration::MAX,
-        ..ClientConfig::default()
-    });
+    let c = h.client_with(ClientConfig::default().with_linger(Duration::MAX));
     let done = Slot::new();
     c.close_gracefully(done.setter());
     assert_eq!(wait(&h.lp, &done), Ok(()));

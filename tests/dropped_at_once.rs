@@ -200,14 +200,9 @@ fn the_queue_limit_holds_for_calls_and_forgets_those_taken_back(mode: Mode) {
     let fx = Fixture::new(mode);
     let publisher = fx.client();
     let seen = publish_echo(&fx, &publisher);
-    let caller = Client::connect(
-        &fx.lp,
-        fx.address.as_ref().unwrap(),
-        ClientConfig {
-            max_queued_bytes: 1000,
-            ..Default::default()
-        },
-    );
+    let mut config = ClientConfig::default();
+    config.max_queued_bytes = 1000;
+    let caller = Client::connect(&fx.lp, fx.address.as_ref().unwrap(), config);
     let ok = Rc::new(RefCell::new(None));
     let o = ok.clone();
     caller.on_connect(move |r| *o.borrow_mut() = Some(r.is_ok()));

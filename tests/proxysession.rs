@@ -2022,14 +2022,9 @@ fn closing_the_client_completes_everything_once(t: Transport) {
 fn broker_with_a_token_refuses_a_client_without_it(t: Transport) {
     let h = Harness::with(t, |c| c.token = Some("s3cret".into()));
     for token in [None, Some("wrong".to_string())] {
-        let c = Client::connect(
-            &h.lp,
-            &h.addr,
-            ClientConfig {
-                token: token.clone(),
-                ..Default::default()
-            },
-        );
+        let mut config = ClientConfig::default();
+        config.token = token.clone();
+        let c = Client::connect(&h.lp, &h.addr, config);
         let outcome = Slot::new();
         c.on_connect(outcome.setter());
         let op = Slot::new();
@@ -2045,10 +2040,7 @@ fn broker_with_a_token_refuses_a_client_without_it(t: Transport) {
         );
         assert!(!c.is_connected());
     }
-    let good = h.client_with(ClientConfig {
-        token: Some("s3cret".into()),
-        ..Default::default()
-    });
+    let good = h.client_with(ClientConfig::default().with_token("s3cret"));
     assert_eq!(listing(&good), Ok(vec![]));
     // A refused token is no protocol error.
     assert_eq!(h.broker.stats().protocol_errors, 0);
@@ -2070,10 +2062,9 @@ over_both!(
 
 fn limit_frame_over_the_client_max_frame_is_limit_exceeded(t: Transport) {
     let h = Harness::new(t);
-    let c = h.client_with(ClientConfig {
-        max_frame: 512,
-        ..Default::default()
-    });
+    let mut config = ClientConfig::default();
+    config.max_frame = 512;
+    let c = h.client_with(config);
     publish(&c, "A", &["foo"], echo()).unwrap();
     let big = arg("blob", vec![7u8; 1024]);
     let e = c

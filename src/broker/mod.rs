@@ -60,7 +60,11 @@ pub(crate) type ConnId = u64;
 /// Limits the broker enforces per connection. Going over one is an error
 /// to whoever went over (or, for a peer that does not read, a disconnect);
 /// never a crash or a silent drop.
+///
+/// Not exhaustive: start from [`Limits::default`] and set the fields to
+/// change, so that a later limit is no breaking change.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest frame body accepted or sent, in bytes (default 16 MiB).
     pub max_frame: usize,
@@ -104,7 +108,11 @@ impl Default for Limits {
 }
 
 /// How to run a broker.
+///
+/// Not exhaustive: build it with [`BrokerConfig::listening`] and the
+/// `with_` methods, or set fields of a default one.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct BrokerConfig {
     /// Where to listen (TCP and/or Unix). At least one.
     ///
@@ -119,6 +127,29 @@ pub struct BrokerConfig {
     pub token: Option<String>,
     /// Per-connection limits.
     pub limits: Limits,
+}
+
+impl BrokerConfig {
+    /// A broker listening on `addresses`, with default limits and no
+    /// token.
+    pub fn listening(addresses: impl IntoIterator<Item = Address>) -> BrokerConfig {
+        BrokerConfig {
+            listen: addresses.into_iter().collect(),
+            ..BrokerConfig::default()
+        }
+    }
+
+    /// The same, requiring `token` from every client.
+    pub fn with_token(mut self, token: impl Into<String>) -> BrokerConfig {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The same, with `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> BrokerConfig {
+        self.limits = limits;
+        self
+    }
 }
 
 /// Counters, for tests, benchmarks and operators.

@@ -52,7 +52,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 /// How to connect.
+///
+/// Not exhaustive: start from [`ClientConfig::default`] and set the
+/// fields to change (or use the `with_` methods), so that a later setting
+/// is no breaking change.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// The broker's shared secret, if it requires one.
     pub token: Option<String>,
@@ -79,6 +84,21 @@ impl Default for ClientConfig {
             max_queued_bytes: 64 << 20,
             linger: DEFAULT_LINGER,
         }
+    }
+}
+
+impl ClientConfig {
+    /// The same, presenting `token` to the broker.
+    pub fn with_token(mut self, token: impl Into<String>) -> ClientConfig {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The same, with `linger` as the longest a close may take to write
+    /// out what was accepted (see [`ClientConfig::linger`]).
+    pub fn with_linger(mut self, linger: Duration) -> ClientConfig {
+        self.linger = linger;
+        self
     }
 }
 

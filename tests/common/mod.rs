@@ -132,17 +132,14 @@ impl Harness {
     /// A broker listening on every transport of `ts`, in that order.
     pub fn listening(ts: &[Transport], adjust: impl FnOnce(&mut BrokerConfig)) -> Harness {
         let dir = TempDir::new("broker");
-        let listen = ts
+        let listen: Vec<Address> = ts
             .iter()
             .map(|t| match t {
                 Transport::Tcp => tcp_any(),
                 Transport::Unix => Address::Unix(dir.path().join("broker.sock")),
             })
             .collect();
-        let mut config = BrokerConfig {
-            listen,
-            ..Default::default()
-        };
+        let mut config = BrokerConfig::listening(listen);
         adjust(&mut config);
         let lp = EventLoop::new().unwrap();
         let broker = Broker::new(&lp, config).unwrap();

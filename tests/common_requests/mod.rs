@@ -181,14 +181,8 @@ impl Fixture {
             }
         };
         if let Some(listen) = listen {
-            let broker = Broker::new(
-                &fx.lp,
-                BrokerConfig {
-                    listen: vec![listen],
-                    ..Default::default()
-                },
-            )
-            .expect("cannot start a broker");
+            let broker = Broker::new(&fx.lp, BrokerConfig::listening([listen]))
+                .expect("cannot start a broker");
             let address = broker.local_addresses()[0].clone();
             fx.broker = Some(broker);
             fx.address = Some(address);

@@ -30,17 +30,11 @@ pub(crate) fn cmd_broker(args: &Parsed) -> Result<(), Failure> {
     let signals = stop_signals::block()?;
     let lp =
         EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
-    let broker = Broker::new(
-        &lp,
-        BrokerConfig {
-            listen,
-            token: args.token(),
-            limits: Limits {
-                max_connections,
-                ..Limits::default()
-            },
-        },
-    )?;
+    let mut limits = Limits::default();
+    limits.max_connections = max_connections;
+    let mut config = BrokerConfig::listening(listen).with_limits(limits);
+    config.token = args.token();
+    let broker = Broker::new(&lp, config)?;
     stop_signals::stop_loop_on(&lp, signals)?;
     {
         // Scripts wait for these lines to know the broker is ready; a

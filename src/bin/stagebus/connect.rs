@@ -14,14 +14,9 @@ pub(crate) fn connect(
 ) -> Result<(EventLoop, Client), Failure> {
     let lp =
         EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
-    let client = Client::connect(
-        &lp,
-        address,
-        ClientConfig {
-            token,
-            ..Default::default()
-        },
-    );
+    let mut config = ClientConfig::default();
+    config.token = token;
+    let client = Client::connect(&lp, address, config);
     let connected = Rc::new(RefCell::new(None));
     let c = connected.clone();
     client.on_connect(move |r| *c.borrow_mut() = Some(r.map(|_| ())));

@@ -34,14 +34,9 @@ fn fetch_listing(
 ) -> Result<Vec<SessionInfo>, Failure> {
     let lp =
         EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
-    let client = Client::connect(
-        &lp,
-        address,
-        ClientConfig {
-            token,
-            ..Default::default()
-        },
-    );
+    let mut config = ClientConfig::default();
+    config.token = token;
+    let client = Client::connect(&lp, address, config);
     // A failed connect also fails the listing, but only with a generic
     // `broker_gone`, and its own report (which says why: refused, wrong
     // token) may come a turn later; so wait for both outcomes.
