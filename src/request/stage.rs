@@ -2,6 +2,7 @@
 //! runs in.
 
 use super::handlers::HandlerTable;
+use super::mappings::Requester;
 use super::names::{strip_on, ON, ON_MY};
 use super::scope::Scope;
 use super::transaction::{Response, ServedRequest};
@@ -62,7 +63,7 @@ pub struct Stage {
 pub(crate) struct StageInner {
     name: String,
     lp: EventLoop,
-    handlers: RefCell<HandlerTable>,
+    handlers: RefCell<HandlerTable<HandlerFn>>,
     /// Kinds set with [`Stage::set_kind`], by method name (no `on_`).
     kinds: RefCell<HashMap<String, HandlerKind>>,
     data: Scope,
@@ -285,6 +286,18 @@ impl Stage {
 
     pub(crate) fn from_weak(weak: &Weak<StageInner>) -> Option<Stage> {
         weak.upgrade().map(|inner| Stage { inner })
+    }
+}
+
+/// A stage that sent a request, as the choice of a response's handler
+/// sees it.
+impl Requester<HandlerFn> for Stage {
+    fn handler(&self, name: &str) -> Option<HandlerFn> {
+        Stage::handler(self, name)
+    }
+
+    fn role_handler(&self, role: &str, kind: &str) -> Option<HandlerFn> {
+        Stage::role_handler(self, role, kind)
     }
 }
 

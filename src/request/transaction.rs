@@ -206,7 +206,7 @@ pub(crate) struct CallerRec {
     method: Rc<str>,
     lp: EventLoop,
     open: Cell<bool>,
-    handlers: ResponseHandlers,
+    handlers: ResponseHandlers<HandlerFn>,
     requester: Option<Weak<StageInner>>,
     /// The request this one was made on behalf of: a reference to it
     /// while this one is open (its response handlers may answer it), let
@@ -381,7 +381,7 @@ pub struct RequestBuilder {
     target: Target,
     method: Rc<str>,
     args: Args,
-    handlers: ResponseHandlers,
+    handlers: ResponseHandlers<HandlerFn>,
     timeout: Option<Duration>,
     parent: Option<Option<ServedRequest>>,
 }
