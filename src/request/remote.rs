@@ -1,9 +1,9 @@
 //! Remote stages: sessions behind a broker, used like local stages.
 
 use super::names::strip_on;
-use super::stage::{HandlerKind, Stage};
+use super::stage::{HandlerKind, Stage, Withdraw};
 use super::transaction::{next_id, run_method, Served, ServedLink};
-use crate::client::{Client, Delivery, Inbound};
+use crate::client::{Client, Delivery, Inbound, Publication};
 use crate::error::{Error, ErrorCode};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -185,7 +185,7 @@ impl Stage {
         };
         let publication =
             client.publish_serving(session, &names, Rc::new(RefCell::new(serve)), done);
-        self.add_publication(publication);
+        self.add_publication(Box::new(publication));
     }
 }
 
@@ -205,5 +205,17 @@ impl Drop for Serving {
         for served in left {
             served.cancelled();
         }
+    }
+}
+
+/// A stage withdraws its publications when it goes (it knows them only
+/// as something to withdraw).
+impl Withdraw for Publication {
+    fn is_live(&self) -> bool {
+        Publication::is_live(self)
+    }
+
+    fn withdraw(self: Box<Self>) {
+        Publication::withdraw(*self);
     }
 }

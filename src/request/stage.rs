@@ -6,7 +6,6 @@ use super::mappings::Requester;
 use super::names::{strip_on, ON, ON_MY};
 use super::scope::Scope;
 use super::transaction::{Response, ServedRequest};
-use crate::client::Publication;
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::value::{Args, Value};
@@ -69,7 +68,17 @@ pub(crate) struct StageInner {
     data: Scope,
     /// Where the stage is published. A publication holds its stage
     /// weakly; the stage withdraws them when it goes.
-    publications: RefCell<Vec<Publication>>,
+    publications: RefCell<Vec<Box<dyn Withdraw>>>,
+}
+
+/// Something to undo when the stage goes: a publication (the remote
+/// link's), which the stage knows only as this.
+pub(crate) trait Withdraw {
+    /// Whether there is still something to withdraw.
+    fn is_live(&self) -> bool;
+    /// Withdraws it (on a later turn: the stage may be going in the
+    /// middle of anything).
+    fn withdraw(self: Box<Self>);
 }
 
 impl Drop for StageInner {
@@ -274,9 +283,9 @@ impl Stage {
     }
 
     /// Records a publication, to be withdrawn when the stage goes.
-    pub(crate) fn add_publication(&self, publication: Publication) {
+    pub(crate) fn add_publication(&self, publication: Box<dyn Withdraw>) {
         let mut list = self.inner.publications.borrow_mut();
-        list.retain(Publication::is_live);
+        list.retain(|p| p.is_live());
         list.push(publication);
     }
 
