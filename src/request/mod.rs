@@ -97,6 +97,7 @@
 //! top-level request) may receive responses through closures mapped with
 //! `on`; only role mapping needs a requesting stage.
 
+mod dispatch;
 mod handlers;
 mod mappings;
 mod names;
@@ -105,10 +106,8 @@ mod scope;
 mod stage;
 mod transaction;
 
+pub use dispatch::{set_diagnostic_hook, unhandled_responses};
 pub use remote::RemoteStage;
 pub use scope::Scope;
 pub use stage::{Ctx, HandlerFn, HandlerKind, Stage};
-pub use transaction::{
-    set_diagnostic_hook, unhandled_responses, Request, RequestBuilder, Response, ServedRequest,
-    Target,
-};
+pub use transaction::{Request, RequestBuilder, Response, ServedRequest, Target};

@@ -1,8 +1,9 @@
 //! Remote stages: sessions behind a broker, used like local stages.
 
+use super::dispatch::{next_id, run_method};
 use super::names::strip_on;
 use super::stage::{HandlerKind, Stage, Withdraw};
-use super::transaction::{next_id, run_method, Served, ServedLink};
+use super::transaction::{Served, ServedLink};
 use crate::client::{Client, Delivery, Inbound, Publication};
 use crate::error::{Error, ErrorCode};
 use std::cell::RefCell;

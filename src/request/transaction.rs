@@ -5,6 +5,7 @@
 //! a session behind a broker; only the link between them differs (a
 //! deferred task on the loop, or a call through a [`Client`]).
 
+use super::dispatch::{current, next_id, run_handler, run_method, unhandled};
 use super::mappings::{HandlerRef, ResponseHandlers};
 use super::names::{type_name, TypeName};
 use super::remote::RemoteStage;
@@ -63,133 +64,11 @@ impl Target {
     }
 }
 
-/// One entry of the request stack: the stage whose handler runs, and the
-/// request it serves.
-type StackFrame = (Option<Stage>, Option<ServedRequest>);
-type DiagnosticFn = Rc<dyn Fn(&str)>;
-
-thread_local! {
-    static NEXT_ID: Cell<u64> = const { Cell::new(1) };
-    /// The handlers running now, innermost last: POE's request stack.
-    static CURRENT: RefCell<Vec<StackFrame>> =
-        const { RefCell::new(Vec::new()) };
-    static UNHANDLED: Cell<u64> = const { Cell::new(0) };
-    static DIAGNOSTIC: RefCell<Option<DiagnosticFn>> = const { RefCell::new(None) };
-}
-
-/// The next request id of this thread: every id a program sees (its own
-/// requests, and the requests it serves for other programs) comes from
-/// this one counter, so live ids are distinct within the process's loop.
-pub(crate) fn next_id() -> u64 {
-    NEXT_ID.with(|n| {
-        let id = n.get();
-        n.set(id + 1);
-        id
-    })
-}
-
-/// How many responses found no handler on this thread (each is also
-/// reported through the diagnostic hook).
-pub fn unhandled_responses() -> u64 {
-    UNHANDLED.with(Cell::get)
-}
-
-/// Replaces where diagnostics go (unhandled responses, handler errors
-/// with nobody to tell). The default writes one line to stderr.
-pub fn set_diagnostic_hook(hook: impl Fn(&str) + 'static) {
-    DIAGNOSTIC.with(|d| *d.borrow_mut() = Some(Rc::new(hook)));
-}
-
-fn diagnose(message: &str) {
-    let hook = DIAGNOSTIC.with(|d| d.borrow().clone());
-    match hook {
-        Some(hook) => hook(message),
-        None => eprintln!("stagebus: {message}"),
-    }
-}
-
-/// Pops the request stack even if a handler panics.
-struct FrameGuard;
-
-impl Drop for FrameGuard {
-    fn drop(&mut self) {
-        // Dropped after the borrow ends: letting go of a served request
-        // may answer it (`unanswered`), which runs code that uses the
-        // stack.
-        let frame = CURRENT.with(|c| c.borrow_mut().pop());
-        drop(frame);
-    }
-}
-
-/// The stage and request whose handler is running now.
-fn current() -> StackFrame {
-    CURRENT.with(|c| c.borrow().last().cloned().unwrap_or((None, None)))
-}
-
-/// Runs a handler with its frame on the request stack. An error ends the
-/// request being served with it; with no open request it is reported.
-fn run_handler(
-    handler: &HandlerFn,
-    stage: Option<&Stage>,
-    name: &str,
-    args: &Args,
-    req: Option<&ServedRequest>,
-    rsp: Option<&Response>,
-) {
-    CURRENT.with(|c| c.borrow_mut().push((stage.cloned(), req.cloned())));
-    let guard = FrameGuard;
-    let ctx = Ctx {
-        stage,
-        name,
-        args,
-        req,
-        rsp,
-    };
-    let result = handler(&ctx);
-    drop(guard);
-    if let Err(e) = result {
-        match req.filter(|r| r.is_open()) {
-            Some(r) => {
-                let _ = r.fail(e);
-            }
-            None => diagnose(&format!(
-                "handler '{name}' of stage '{}' failed with nobody to answer: {e}",
-                stage.map_or("(none)", Stage::name)
-            )),
-        }
-    }
-}
-
 /// The args of an error response: `code` and `message`.
 fn error_args(e: &Error) -> Args {
     Args::new()
         .with("code", e.code.as_str())
         .with("message", e.message.as_str())
-}
-
-/// Runs a downward message (request or recall) on the serving stage.
-///
-/// The handler gets a handle on the request; if it neither answers nor
-/// keeps one (and nothing else references the request), dropping that
-/// handle here ends the request with `unanswered`.
-pub(crate) fn run_method(served: &Served, method: &str, args: &Args) {
-    let Some(stage) = served.0.stage() else {
-        return;
-    };
-    served.0.started.set(true);
-    match stage.resolve(method) {
-        Some(h) => {
-            let handle = served.handle();
-            run_handler(&h, Some(&stage), method, args, Some(&handle), None);
-        }
-        None => {
-            let e = Error::new(
-                ErrorCode::NoSuchMethod,
-                format!("Stage '{}' has no method '{method}'", stage.name()),
-            );
-            let _ = served.0.fail(e);
-        }
-    }
 }
 
 // ---------------------------------------------------------------------
@@ -294,12 +173,11 @@ impl CallerRec {
                 Some(&rsp),
             ),
             None => {
-                UNHANDLED.with(|n| n.set(n.get() + 1));
                 let what = match &rsp.error {
                     Some(e) => format!(" ({e})"),
                     None => String::new(),
                 };
-                diagnose(&format!(
+                unhandled(&format!(
                     "unhandled '{}' response to request {} ({}){what}",
                     rsp.kind, self.id, self.method
                 ));
@@ -796,6 +674,17 @@ impl Served {
 
     pub(crate) fn method(&self) -> &str {
         &self.0.method
+    }
+
+    /// The serving stage: always there while the request is open.
+    pub(crate) fn stage(&self) -> Option<Stage> {
+        self.0.stage()
+    }
+
+    /// Records that a method of the stage ran on the request: from now
+    /// on a cancel runs the stage's `on_cancel`.
+    pub(crate) fn mark_started(&self) {
+        self.0.started.set(true);
     }
 
     pub(crate) fn is_open(&self) -> bool {
