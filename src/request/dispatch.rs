@@ -3,8 +3,9 @@
 //! from a handler takes as its parent and requester), gives every id of
 //! the thread, and reports what has nobody to tell.
 
+use super::callee::{Served, ServedRequest};
+use super::caller::Response;
 use super::stage::{Ctx, HandlerFn, Stage};
-use super::transaction::{Response, Served, ServedRequest};
 use crate::error::{Error, ErrorCode};
 use crate::value::Args;
 use std::cell::{Cell, RefCell};

@@ -1,11 +1,12 @@
 //! Stages: named tables of handlers on a loop, and the context a handler
 //! runs in.
 
+use super::callee::ServedRequest;
+use super::caller::Response;
 use super::handlers::HandlerTable;
 use super::mappings::Requester;
 use super::names::{strip_on, ON, ON_MY};
 use super::scope::Scope;
-use super::transaction::{Response, ServedRequest};
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::value::{Args, Value};
