@@ -70,3 +70,71 @@ impl Up {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The local link against stand-in ends: no stage, no request.
+
+    use super::*;
+    use crate::error::ErrorCode;
+    use std::cell::RefCell;
+
+    type Log = Rc<RefCell<Vec<String>>>;
+
+    /// An end of either kind that logs what reaches it.
+    struct End(Log);
+
+    impl CalleeEnd for End {
+        fn run(self: Rc<Self>, method: Option<&str>, _: &Args) {
+            let what = method.unwrap_or("(its method)").to_string();
+            self.0.borrow_mut().push(what);
+        }
+        fn cancelled(self: Rc<Self>) {
+            self.0.borrow_mut().push("cancelled".into());
+        }
+    }
+
+    impl CallerEnd for End {
+        fn receive(self: Rc<Self>, answer: Answer) {
+            let what = format!("{} last={}", answer.kind, answer.last);
+            self.0.borrow_mut().push(what);
+        }
+        fn is_open(&self) -> bool {
+            true
+        }
+        fn cancel(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn messages_down_run_on_later_turns_in_order_and_a_cancel_at_once() {
+        let lp = EventLoop::new().unwrap();
+        let log = Log::default();
+        let down = Down::start(&lp, Rc::new(End(log.clone())), Args::new());
+        down.recall(&lp, "again", &Args::new());
+        assert!(log.borrow().is_empty(), "nothing runs inline");
+        lp.dispatch().unwrap();
+        assert_eq!(*log.borrow(), ["(its method)", "again"]);
+        down.cancel();
+        assert_eq!(log.borrow().last().unwrap(), "cancelled");
+    }
+
+    #[test]
+    fn answers_up_run_on_later_turns_and_none_reach_a_caller_gone() {
+        let lp = EventLoop::new().unwrap();
+        let log = Log::default();
+        let caller = Rc::new(End(log.clone()));
+        let up = Up::new(Rc::<End>::downgrade(&caller));
+        up.respond(&lp, "emit", &Args::new(), false);
+        up.fail(&lp, Error::new(ErrorCode::Timeout, "late"));
+        assert!(log.borrow().is_empty(), "nothing runs inline");
+        lp.dispatch().unwrap();
+        assert_eq!(*log.borrow(), ["emit last=false", "error last=true"]);
+        up.respond(&lp, "return", &Args::new(), true);
+        drop(caller);
+        up.fail(&lp, Error::new(ErrorCode::Timeout, "later"));
+        lp.dispatch().unwrap();
+        assert_eq!(log.borrow().len(), 2, "{:?}", log.borrow());
+    }
+}
