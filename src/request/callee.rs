@@ -85,27 +85,32 @@ impl Served {
     }
 
     /// A new reference of the callee's, for a handler.
+    #[inline]
     pub(crate) fn handle(&self) -> ServedRequest {
         ServedRequest::hold(&self.0)
     }
 
     /// The method the caller asked for.
+    #[inline]
     pub(crate) fn method(&self) -> &str {
         &self.0.method
     }
 
     /// The serving stage: always there while the request is open.
+    #[inline]
     pub(crate) fn stage(&self) -> Option<Stage> {
         self.0.stage()
     }
 
     /// Records that a method of the stage ran on the request: from now
     /// on a cancel runs the stage's `on_cancel`.
+    #[inline]
     pub(crate) fn mark_started(&self) {
         self.0.started.set(true);
     }
 
     /// The callee's half as the link sees it.
+    #[inline]
     pub(crate) fn callee_end(&self) -> Rc<dyn CalleeEnd> {
         self.0.clone()
     }
@@ -292,6 +297,7 @@ impl ServedRequest {
 
     /// Makes `child` (a request sent on this one's behalf) end with it:
     /// cancelling this request, or its end, cancels the child.
+    #[inline]
     pub(crate) fn adopt(&self, child: Weak<dyn CallerEnd>) {
         self.0.adopt(child);
     }

@@ -39,6 +39,7 @@ pub(crate) struct CallerRec {
 
 impl CallerRec {
     /// An open request of `method` on `lp`, not linked yet.
+    #[inline]
     pub(crate) fn new(
         id: u64,
         method: Rc<str>,
@@ -60,22 +61,26 @@ impl CallerRec {
         })
     }
 
+    #[inline]
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
 
+    #[inline]
     pub(crate) fn method(&self) -> &str {
         &self.method
     }
 
     /// Links the request to its callee, and to the request it was made
     /// on behalf of.
+    #[inline]
     pub(crate) fn link(&self, link: Down, parent: Option<ServedRequest>) {
         *self.link.borrow_mut() = link;
         *self.parent.borrow_mut() = parent;
     }
 
     /// Ends the transaction with `timeout` when `timer` fires first.
+    #[inline]
     pub(crate) fn set_timer(&self, timer: TimerId) {
         self.timer.set(Some(timer));
     }
@@ -205,6 +210,7 @@ impl Drop for Request {
 
 impl Request {
     /// The caller's handle on a request just linked.
+    #[inline]
     pub(crate) fn from_rec(rec: Rc<CallerRec>) -> Request {
         Request(rec)
     }

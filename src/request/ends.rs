@@ -24,6 +24,7 @@ pub(crate) struct Answer {
 
 impl Answer {
     /// An emit (`last` false) or a return (`last` true) of type `kind`.
+    #[inline]
     pub(crate) fn new(kind: TypeName, args: Args, last: bool) -> Answer {
         Answer {
             kind,

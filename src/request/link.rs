@@ -27,6 +27,7 @@ pub(crate) enum Down {
 
 impl Down {
     /// Posts a request to a callee on `lp` (see [`local::Down::start`]).
+    #[inline]
     pub(crate) fn local(lp: &EventLoop, callee: Rc<dyn CalleeEnd>, args: Args) -> Down {
         Down::Local(local::Down::start(lp, callee, args))
     }
@@ -44,6 +45,7 @@ impl Down {
     }
 
     /// Tells the callee the transaction is over on the caller's side.
+    #[inline]
     pub(crate) fn cancel(self) {
         match self {
             Down::None => {}
@@ -54,6 +56,7 @@ impl Down {
 
     /// Runs `method` of the callee within the transaction (the caller's
     /// loop is `lp`).
+    #[inline]
     pub(crate) fn recall(&self, lp: &EventLoop, method: &str, args: &Args) -> Result<(), Error> {
         match self {
             Down::Local(down) => {
@@ -79,12 +82,14 @@ pub(crate) enum Up {
 
 impl Up {
     /// The way up to a caller on this loop.
+    #[inline]
     pub(crate) fn local(caller: Weak<dyn CallerEnd>) -> Up {
         Up::Local(local::Up::new(caller))
     }
 
     /// Sends an emit (`last` false) or the return of type `kind` (the
     /// callee's loop is `lp`).
+    #[inline]
     pub(crate) fn respond(
         &self,
         lp: &EventLoop,
@@ -102,6 +107,7 @@ impl Up {
     }
 
     /// Ends the transaction with `error` for the caller.
+    #[inline]
     pub(crate) fn fail(&self, lp: &EventLoop, error: Error) {
         match self {
             Up::Local(up) => up.fail(lp, error),

@@ -16,6 +16,7 @@ pub(crate) struct Down(Rc<dyn CalleeEnd>);
 impl Down {
     /// Posts the request: the callee's method runs on a later turn, after
     /// the tasks posted before it (requests to one stage stay in order).
+    #[inline]
     pub(crate) fn start(lp: &EventLoop, callee: Rc<dyn CalleeEnd>, args: Args) -> Down {
         let first = callee.clone();
         lp.defer(move |_| first.run(None, &args));
@@ -24,11 +25,13 @@ impl Down {
 
     /// The caller ended the transaction: the callee hears it now (its
     /// on-cancel runs only if its method ran).
+    #[inline]
     pub(crate) fn cancel(self) {
         self.0.cancelled();
     }
 
     /// Runs `method` of the callee on a later turn, within the request.
+    #[inline]
     pub(crate) fn recall(&self, lp: &EventLoop, method: &str, args: &Args) {
         let (callee, method, args) = (self.0.clone(), method.to_string(), args.clone());
         lp.defer(move |_| callee.run(Some(&method), &args));
@@ -40,11 +43,13 @@ impl Down {
 pub(crate) struct Up(Weak<dyn CallerEnd>);
 
 impl Up {
+    #[inline]
     pub(crate) fn new(caller: Weak<dyn CallerEnd>) -> Up {
         Up(caller)
     }
 
     /// Sends an emit (`last` false) or a return of type `kind`.
+    #[inline]
     pub(crate) fn respond(&self, lp: &EventLoop, kind: &str, args: &Args, last: bool) {
         let (caller, answer) = (
             self.0.clone(),
@@ -58,6 +63,7 @@ impl Up {
     }
 
     /// Ends the transaction with `error` for the caller.
+    #[inline]
     pub(crate) fn fail(&self, lp: &EventLoop, error: Error) {
         if self.0.strong_count() == 0 {
             return;
