@@ -63,9 +63,7 @@ fn request_imports(rel: &str, text: &str) -> Vec<String> {
 }
 
 fn segment(path: &str) -> &str {
-    path.split(|c: char| c == ':' || c == ';' || c == '{')
-        .next()
-        .unwrap()
+    path.split([':', ';', '{']).next().unwrap()
 }
 
 #[test]
