@@ -3,28 +3,38 @@
 //! costs one hash lookup and a response none.
 
 use super::names::{strip_on, with_joined, ON, ON_MY};
-use super::stage::HandlerFn;
 use std::collections::HashMap;
 
-/// Handlers by name, with the method index derived from them.
+/// Handlers by name, with the method index derived from them. `H` is a
+/// shared handler (a stage's [`HandlerFn`](super::HandlerFn)); the table
+/// only stores and finds it.
 ///
 /// Invariant: for every key `m`, `methods[m]` is `by_name["on_" + m]` if
 /// that exists, else `by_name[m]`, and there is no entry when neither
 /// exists; `intercepts` counts the names that start with `on_my_`.
-#[derive(Default)]
-pub(crate) struct HandlerTable {
-    by_name: HashMap<String, HandlerFn>,
+pub(crate) struct HandlerTable<H> {
+    by_name: HashMap<String, H>,
     /// What a request for method `m` runs, under `m` without a leading
     /// `on_` (POE::Stage 0.05's rule: `on_m`, else `m`).
-    methods: HashMap<String, HandlerFn>,
+    methods: HashMap<String, H>,
     /// When zero (the usual case) no response can be intercepted by its
     /// own stage, and the `on_my_<type>` lookup is skipped.
     intercepts: usize,
 }
 
-impl HandlerTable {
+impl<H> Default for HandlerTable<H> {
+    fn default() -> Self {
+        HandlerTable {
+            by_name: HashMap::new(),
+            methods: HashMap::new(),
+            intercepts: 0,
+        }
+    }
+}
+
+impl<H: Clone> HandlerTable<H> {
     /// Registers `handler` under `name`; returns the one it replaces.
-    pub(crate) fn insert(&mut self, name: &str, handler: HandlerFn) -> Option<HandlerFn> {
+    pub(crate) fn insert(&mut self, name: &str, handler: H) -> Option<H> {
         let old = self.by_name.insert(name.to_string(), handler);
         if old.is_none() && name.starts_with(ON_MY) {
             self.intercepts += 1;
@@ -34,7 +44,7 @@ impl HandlerTable {
     }
 
     /// Removes the handler under `name`; returns it.
-    pub(crate) fn remove(&mut self, name: &str) -> Option<HandlerFn> {
+    pub(crate) fn remove(&mut self, name: &str) -> Option<H> {
         let old = self.by_name.remove(name);
         if old.is_some() {
             if name.starts_with(ON_MY) {
@@ -46,7 +56,7 @@ impl HandlerTable {
     }
 
     /// The handler registered under exactly `name`.
-    pub(crate) fn get(&self, name: &str) -> Option<&HandlerFn> {
+    pub(crate) fn get(&self, name: &str) -> Option<&H> {
         self.by_name.get(name)
     }
 
@@ -57,13 +67,13 @@ impl HandlerTable {
 
     /// The handler for a request of `method`: strip an optional `on_`,
     /// then `on_<name>`, else `<name>`.
-    pub(crate) fn method(&self, method: &str) -> Option<&HandlerFn> {
+    pub(crate) fn method(&self, method: &str) -> Option<&H> {
         self.methods.get(strip_on(method))
     }
 
     /// The stage's `on_my_<kind>` handler, which intercepts its own
     /// responses of type `kind`.
-    pub(crate) fn intercept(&self, kind: &str) -> Option<&HandlerFn> {
+    pub(crate) fn intercept(&self, kind: &str) -> Option<&H> {
         if self.intercepts == 0 {
             return None;
         }
@@ -72,7 +82,7 @@ impl HandlerTable {
 
     /// The stage's `on_<role>_<kind>` handler, for responses to its
     /// requests with a role.
-    pub(crate) fn role(&self, role: &str, kind: &str) -> Option<&HandlerFn> {
+    pub(crate) fn role(&self, role: &str, kind: &str) -> Option<&H> {
         with_joined(&[ON, role, "_", kind], |key| self.by_name.get(key))
     }
 
@@ -106,8 +116,11 @@ mod tests {
     use super::*;
     use std::rc::Rc;
 
+    /// A handler stand-in: the table compares them by identity only.
+    type HandlerFn = Rc<u8>;
+
     fn handler() -> HandlerFn {
-        Rc::new(|_| Ok(()))
+        Rc::new(0)
     }
 
     fn same(a: Option<&HandlerFn>, b: &HandlerFn) -> bool {
@@ -116,7 +129,7 @@ mod tests {
 
     #[test]
     fn on_form_wins_and_removal_falls_back() {
-        let mut t = HandlerTable::default();
+        let mut t = HandlerTable::<HandlerFn>::default();
         let (bare, on) = (handler(), handler());
         t.insert("foo", bare.clone());
         assert!(same(t.method("foo"), &bare));
@@ -132,7 +145,7 @@ mod tests {
 
     #[test]
     fn only_one_on_is_stripped() {
-        let mut t = HandlerTable::default();
+        let mut t = HandlerTable::<HandlerFn>::default();
         let (x, onx, ononx) = (handler(), handler(), handler());
         t.insert("on_x", onx.clone());
         assert!(same(t.method("x"), &onx));
@@ -146,7 +159,7 @@ mod tests {
 
     #[test]
     fn intercepts_are_counted() {
-        let mut t = HandlerTable::default();
+        let mut t = HandlerTable::<HandlerFn>::default();
         let my = handler();
         assert!(t.intercept("return").is_none());
         t.insert("on_my_return", my.clone());

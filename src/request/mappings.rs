@@ -3,15 +3,23 @@
 //! step 1, interception by the callee, happens on the callee's side).
 
 use super::names::{strip_on, type_name, TypeName};
-use super::stage::{HandlerFn, Stage};
 use std::fmt;
+
+/// The requesting stage as the choice sees it: its handlers by exact
+/// name and by role. (A [`Stage`](super::Stage) of handlers `H`.)
+pub(crate) trait Requester<H> {
+    /// The handler registered under exactly `name`.
+    fn handler(&self, name: &str) -> Option<H>;
+    /// The `on_<role>_<kind>` handler.
+    fn role_handler(&self, role: &str, kind: &str) -> Option<H>;
+}
 
 /// A response handler of a request: a closure, or the name of a handler
 /// of the requesting stage.
 #[derive(Clone)]
-pub(crate) enum HandlerRef {
+pub(crate) enum HandlerRef<H> {
     /// Runs as it is.
-    Closure(HandlerFn),
+    Closure(H),
     /// The requesting stage's handler of this exact name, looked up when
     /// the response arrives.
     Method(Box<str>),
@@ -23,15 +31,31 @@ pub(crate) enum HandlerRef {
 /// mappings are a list searched linearly, and the first one is kept
 /// inline, so the usual request allocates nothing here (a hash map per
 /// request was 6% of a local request+return pair).
-#[derive(Default)]
-pub(crate) struct ResponseHandlers {
-    first: Option<(TypeName, HandlerRef)>,
-    rest: Vec<(TypeName, HandlerRef)>,
-    fallback: Option<HandlerFn>,
+pub(crate) struct ResponseHandlers<H> {
+    first: Option<(TypeName, HandlerRef<H>)>,
+    rest: Vec<(TypeName, HandlerRef<H>)>,
+    fallback: Option<H>,
     role: Option<Box<str>>,
 }
 
-impl fmt::Debug for ResponseHandlers {
+impl<H> Default for ResponseHandlers<H> {
+    fn default() -> Self {
+        ResponseHandlers {
+            first: None,
+            rest: Vec::new(),
+            fallback: None,
+            role: None,
+        }
+    }
+}
+
+impl<H> ResponseHandlers<H> {
+    fn entries(&self) -> impl Iterator<Item = &(TypeName, HandlerRef<H>)> {
+        self.first.iter().chain(self.rest.iter())
+    }
+}
+
+impl<H> fmt::Debug for ResponseHandlers<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let types: Vec<&str> = self.entries().map(|(t, _)| &**t).collect();
         f.debug_struct("ResponseHandlers")
@@ -42,10 +66,10 @@ impl fmt::Debug for ResponseHandlers {
     }
 }
 
-impl ResponseHandlers {
+impl<H: Clone> ResponseHandlers<H> {
     /// Maps responses of type `kind` (a leading `on_` is ignored) to
     /// `handler`, replacing an earlier mapping of the same type.
-    pub(crate) fn map(&mut self, kind: &str, handler: HandlerRef) {
+    pub(crate) fn map(&mut self, kind: &str, handler: HandlerRef<H>) {
         let kind = strip_on(kind);
         let slot = self
             .first
@@ -62,7 +86,7 @@ impl ResponseHandlers {
     }
 
     /// Sets the handler of every type that nothing else handles.
-    pub(crate) fn set_fallback(&mut self, handler: HandlerFn) {
+    pub(crate) fn set_fallback(&mut self, handler: H) {
         self.fallback = Some(handler);
     }
 
@@ -72,14 +96,10 @@ impl ResponseHandlers {
         self.role = Some(role.into());
     }
 
-    fn entries(&self) -> impl Iterator<Item = &(TypeName, HandlerRef)> {
-        self.first.iter().chain(self.rest.iter())
-    }
-
     /// The handler of a response of type `kind`: its `on(T)` mapping (the
     /// fallback when that names a handler the requester lacks), else the
     /// requester's `on_<role>_<kind>`, else the fallback.
-    pub(crate) fn choose(&self, kind: &str, requester: Option<&Stage>) -> Option<HandlerFn> {
+    pub(crate) fn choose(&self, kind: &str, requester: Option<&impl Requester<H>>) -> Option<H> {
         if let Some((_, h)) = self.entries().find(|(t, _)| t == kind) {
             let found = match h {
                 HandlerRef::Closure(f) => Some(f.clone()),
@@ -101,12 +121,27 @@ mod tests {
     use super::*;
     use std::rc::Rc;
 
-    fn closure() -> HandlerFn {
-        Rc::new(|_| Ok(()))
+    /// A handler stand-in: compared by identity only.
+    type HandlerFn = Rc<u8>;
+
+    /// A requester without handlers.
+    struct Nobody;
+
+    impl Requester<HandlerFn> for Nobody {
+        fn handler(&self, _: &str) -> Option<HandlerFn> {
+            None
+        }
+        fn role_handler(&self, _: &str, _: &str) -> Option<HandlerFn> {
+            None
+        }
     }
 
-    fn chosen(h: &ResponseHandlers, kind: &str, want: &HandlerFn) -> bool {
-        h.choose(kind, None)
+    fn closure() -> HandlerFn {
+        Rc::new(0)
+    }
+
+    fn chosen(h: &ResponseHandlers<HandlerFn>, kind: &str, want: &HandlerFn) -> bool {
+        h.choose(kind, None::<&Nobody>)
             .is_some_and(|got| Rc::ptr_eq(&got, want))
     }
 
@@ -121,7 +156,7 @@ mod tests {
         assert!(chosen(&h, "return", &c));
         assert!(chosen(&h, "emit", &b));
         assert!(chosen(&h, "knock", &a));
-        assert!(h.choose("error", None).is_none());
+        assert!(h.choose("error", None::<&Nobody>).is_none());
         h.set_fallback(fb.clone());
         assert!(chosen(&h, "error", &fb));
         // A method mapping without a requesting stage falls back.

@@ -97,18 +97,56 @@
 //! top-level request) may receive responses through closures mapped with
 //! `on`; only role mapping needs a requesting stage.
 
+// The machinery, one concept per file; after "->", what a file imports
+// from src/request.
+//
+//   names, scope, handlers, mappings  leaves: names, data, lookup tables
+//   ends      the halves as the link sees them (CallerEnd, CalleeEnd,
+//             Answer)                                   -> names
+//   local     the local link: deferred tasks            -> ends names
+//   remote/   the remote link, the only files that know the client:
+//     mod.rs     RemoteStage, a request target          -> ends remote/call
+//     call.rs    Call (call, recall, cancel), Reply (a delivery's
+//                answers)                               -> ends
+//     publish.rs Stage::publish, the export rule        -> callee dispatch
+//                                      link names stage remote/call
+//   link      Down (cancel, recall) and Up (emit, return, fail), each
+//             local or remote                           -> ends local remote
+//   callee    ServedRec, Served, ServedRequest          -> dispatch ends link
+//                                                          scope stage
+//   caller    CallerRec, Request, Response              -> callee dispatch
+//                            ends link mappings names scope stage
+//   builder   Target, RequestBuilder::send              -> caller callee
+//                     dispatch ends link mappings remote stage
+//   dispatch  request stack, run_handler, run_method,   -> callee caller
+//             ids, diagnostics                             stage
+//   stage     Stage, HandlerKind, HandlerFn, Ctx        -> callee caller
+//                                handlers mappings names scope
+//
+// The link layer (ends, local, link, remote/ but publish.rs) imports
+// neither half. The one cycle left is in the public types: Ctx names
+// Stage, ServedRequest and Response, which name Stage, and the
+// dispatcher runs both halves' handlers with a Ctx; so stage, dispatch,
+// callee and caller import each other. tests/request_layout.rs pins the
+// rest.
+mod builder;
+mod callee;
+mod caller;
+mod dispatch;
+mod ends;
 mod handlers;
+mod link;
+mod local;
 mod mappings;
 mod names;
 mod remote;
 mod scope;
 mod stage;
-mod transaction;
 
+pub use builder::{RequestBuilder, Target};
+pub use callee::ServedRequest;
+pub use caller::{Request, Response};
+pub use dispatch::{set_diagnostic_hook, unhandled_responses};
 pub use remote::RemoteStage;
 pub use scope::Scope;
 pub use stage::{Ctx, HandlerFn, HandlerKind, Stage};
-pub use transaction::{
-    set_diagnostic_hook, unhandled_responses, Request, RequestBuilder, Response, ServedRequest,
-    Target,
-};

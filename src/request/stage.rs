@@ -1,11 +1,12 @@
 //! Stages: named tables of handlers on a loop, and the context a handler
 //! runs in.
 
+use super::callee::ServedRequest;
+use super::caller::Response;
 use super::handlers::HandlerTable;
+use super::mappings::Requester;
 use super::names::{strip_on, ON, ON_MY};
 use super::scope::Scope;
-use super::transaction::{Response, ServedRequest};
-use crate::client::Publication;
 use crate::error::Error;
 use crate::event_loop::EventLoop;
 use crate::value::{Args, Value};
@@ -62,13 +63,23 @@ pub struct Stage {
 pub(crate) struct StageInner {
     name: String,
     lp: EventLoop,
-    handlers: RefCell<HandlerTable>,
+    handlers: RefCell<HandlerTable<HandlerFn>>,
     /// Kinds set with [`Stage::set_kind`], by method name (no `on_`).
     kinds: RefCell<HashMap<String, HandlerKind>>,
     data: Scope,
     /// Where the stage is published. A publication holds its stage
     /// weakly; the stage withdraws them when it goes.
-    publications: RefCell<Vec<Publication>>,
+    publications: RefCell<Vec<Box<dyn Withdraw>>>,
+}
+
+/// Something to undo when the stage goes: a publication (the remote
+/// link's), which the stage knows only as this.
+pub(crate) trait Withdraw {
+    /// Whether there is still something to withdraw.
+    fn is_live(&self) -> bool;
+    /// Withdraws it (on a later turn: the stage may be going in the
+    /// middle of anything).
+    fn withdraw(self: Box<Self>);
 }
 
 impl Drop for StageInner {
@@ -273,9 +284,9 @@ impl Stage {
     }
 
     /// Records a publication, to be withdrawn when the stage goes.
-    pub(crate) fn add_publication(&self, publication: Publication) {
+    pub(crate) fn add_publication(&self, publication: Box<dyn Withdraw>) {
         let mut list = self.inner.publications.borrow_mut();
-        list.retain(Publication::is_live);
+        list.retain(|p| p.is_live());
         list.push(publication);
     }
 
@@ -285,6 +296,18 @@ impl Stage {
 
     pub(crate) fn from_weak(weak: &Weak<StageInner>) -> Option<Stage> {
         weak.upgrade().map(|inner| Stage { inner })
+    }
+}
+
+/// A stage that sent a request, as the choice of a response's handler
+/// sees it.
+impl Requester<HandlerFn> for Stage {
+    fn handler(&self, name: &str) -> Option<HandlerFn> {
+        Stage::handler(self, name)
+    }
+
+    fn role_handler(&self, role: &str, kind: &str) -> Option<HandlerFn> {
+        Stage::role_handler(self, role, kind)
     }
 }
 

@@ -1,83 +1,18 @@
-//! Remote stages: sessions behind a broker, used like local stages.
+//! Publishing a stage: a publication's deliveries become requests the
+//! stage serves, answered up through the remote link. The export rule is
+//! checked here, at the publisher, whatever the broker checked before.
 
-use super::names::strip_on;
-use super::stage::{HandlerKind, Stage};
-use super::transaction::{next_id, run_method, Served, ServedLink};
-use crate::client::{Client, Delivery, Inbound};
+use super::call::Reply;
+use crate::client::{Client, Delivery, Inbound, Publication};
 use crate::error::{Error, ErrorCode};
+use crate::request::callee::Served;
+use crate::request::dispatch::{next_id, run_method};
+use crate::request::link::Up;
+use crate::request::names::strip_on;
+use crate::request::stage::{HandlerKind, Stage, Withdraw};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::rc::Rc;
-
-/// A session subscribed through a client: requests to it travel through
-/// the broker and behave exactly like requests to a local stage.
-#[derive(Clone)]
-pub struct RemoteStage {
-    client: Client,
-    session: Rc<str>,
-    methods: Rc<[String]>,
-}
-
-impl fmt::Debug for RemoteStage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteStage")
-            .field("session", &self.session)
-            .field("methods", &self.methods)
-            .finish()
-    }
-}
-
-impl RemoteStage {
-    /// Subscribes to `session`; `done` gets the remote stage, or
-    /// `no_such_session`.
-    pub fn subscribe(
-        client: &Client,
-        session: &str,
-        done: impl FnOnce(Result<RemoteStage, Error>) + 'static,
-    ) {
-        let c = client.clone();
-        let name: Rc<str> = Rc::from(session);
-        client.subscribe(session, move |result| {
-            done(result.map(|methods| RemoteStage {
-                client: c,
-                session: name,
-                methods: methods.into(),
-            }))
-        });
-    }
-
-    /// The session's name.
-    pub fn session(&self) -> &str {
-        &self.session
-    }
-
-    /// The methods the publisher offers.
-    pub fn methods(&self) -> &[String] {
-        &self.methods
-    }
-
-    /// The client requests travel through.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// Whether requests may go through this remote stage: its client is
-    /// subscribed to the session. After [`RemoteStage::unsubscribe`], or
-    /// once the session went away (rescinded, its publisher gone, the
-    /// client closed), requests through it fail at once.
-    pub fn is_subscribed(&self) -> bool {
-        self.client.is_subscribed(&self.session)
-    }
-
-    /// Ends the subscription (see [`Client::unsubscribe`]); from this
-    /// call on, requests through this remote stage (and every other of
-    /// the same client and session: the subscription is the client's)
-    /// fail at once with `not_subscribed`.
-    pub fn unsubscribe(&self, done: impl FnOnce(Result<(), Error>) + 'static) -> Result<(), Error> {
-        self.client.unsubscribe(&self.session, done)
-    }
-}
 
 impl Stage {
     /// Publishes this stage on a broker as `session`, exporting `methods`,
@@ -97,7 +32,7 @@ impl Stage {
     /// the program (or a request it serves) holds it, and when the stage
     /// goes away its sessions are rescinded (a call arriving meanwhile
     /// gets `no_such_session`). So a handler may hold the client, or a
-    /// [`RemoteStage`] on it, without keeping the client open forever
+    /// [`RemoteStage`](super::RemoteStage) on it, without keeping the client open forever
     /// (see the crate docs' ownership rules).
     pub fn publish(
         &self,
@@ -150,7 +85,7 @@ impl Stage {
                     delivery.origin(),
                     stage,
                     Rc::from(method),
-                    ServedLink::Remote(delivery.clone()),
+                    Up::Remote(Reply::new(delivery.clone())),
                 );
                 let table = Rc::downgrade(&serving);
                 let route = delivery.id();
@@ -185,7 +120,7 @@ impl Stage {
         };
         let publication =
             client.publish_serving(session, &names, Rc::new(RefCell::new(serve)), done);
-        self.add_publication(publication);
+        self.add_publication(Box::new(publication));
     }
 }
 
@@ -205,5 +140,17 @@ impl Drop for Serving {
         for served in left {
             served.cancelled();
         }
+    }
+}
+
+/// A stage withdraws its publications when it goes (it knows them only
+/// as something to withdraw).
+impl Withdraw for Publication {
+    fn is_live(&self) -> bool {
+        Publication::is_live(self)
+    }
+
+    fn withdraw(self: Box<Self>) {
+        Publication::withdraw(*self);
     }
 }

@@ -1,0 +1,267 @@
+//! How a request is made: its target ([`Target`]), its builder
+//! ([`RequestBuilder`]), and [`RequestBuilder::send`], which checks it,
+//! records the caller's half, links it to its callee (a local or a remote
+//! link) and to the request it is made on behalf of.
+
+use super::callee::{Served, ServedRequest};
+use super::caller::{CallerRec, Request};
+use super::dispatch::{current, next_id};
+use super::ends::CallerEnd;
+use super::link::{Down, Up};
+use super::mappings::{HandlerRef, ResponseHandlers};
+use super::remote::RemoteStage;
+use super::stage::{Ctx, HandlerFn, Stage};
+use crate::error::{Error, ErrorCode};
+use crate::event_loop::EventLoop;
+use crate::value::{Args, Value};
+use std::fmt;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+/// Where a request goes: a stage on this loop, or a remote stage.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A stage on the same loop.
+    Local(Stage),
+    /// A session subscribed through a broker.
+    Remote(RemoteStage),
+}
+
+impl From<&Stage> for Target {
+    fn from(stage: &Stage) -> Target {
+        Target::Local(stage.clone())
+    }
+}
+
+impl From<&RemoteStage> for Target {
+    fn from(stage: &RemoteStage) -> Target {
+        Target::Remote(stage.clone())
+    }
+}
+
+impl From<Stage> for Target {
+    fn from(stage: Stage) -> Target {
+        Target::Local(stage)
+    }
+}
+
+impl From<RemoteStage> for Target {
+    fn from(stage: RemoteStage) -> Target {
+        Target::Remote(stage)
+    }
+}
+
+impl Target {
+    /// The loop the target lives on (a remote stage's: its client's).
+    pub fn event_loop(&self) -> &EventLoop {
+        match self {
+            Target::Local(s) => s.event_loop(),
+            Target::Remote(r) => r.event_loop(),
+        }
+    }
+}
+
+impl Request {
+    /// Starts building a request of `method` to `target`.
+    pub fn to(target: impl Into<Target>, method: &str) -> RequestBuilder {
+        RequestBuilder {
+            target: target.into(),
+            method: Rc::from(method),
+            args: Args::new(),
+            handlers: ResponseHandlers::default(),
+            timeout: None,
+            parent: None,
+        }
+    }
+}
+
+/// Builds a [`Request`]; [`RequestBuilder::send`] posts it.
+pub struct RequestBuilder {
+    target: Target,
+    method: Rc<str>,
+    args: Args,
+    handlers: ResponseHandlers<HandlerFn>,
+    timeout: Option<Duration>,
+    parent: Option<Option<ServedRequest>>,
+}
+
+impl fmt::Debug for RequestBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBuilder")
+            .field("target", &self.target)
+            .field("method", &self.method)
+            .field("args", &self.args)
+            .field("handlers", &self.handlers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestBuilder {
+    /// The loop the request will live on (its target's).
+    pub fn event_loop(&self) -> &EventLoop {
+        self.target.event_loop()
+    }
+
+    /// Sets the args.
+    pub fn args(mut self, args: Args) -> Self {
+        self.args = args;
+        self
+    }
+
+    /// Sets one arg.
+    pub fn arg(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.args.insert(name, value);
+        self
+    }
+
+    /// Handles responses of type `kind` (`return`, `emit`, `error`, or a
+    /// type of the callee's choosing; a leading `on_` is ignored) with a
+    /// closure.
+    pub fn on(
+        mut self,
+        kind: &str,
+        handler: impl Fn(&Ctx<'_>) -> Result<(), Error> + 'static,
+    ) -> Self {
+        self.handlers
+            .map(kind, HandlerRef::Closure(Rc::new(handler)));
+        self
+    }
+
+    /// Handles responses of type `kind` with an already shared closure.
+    pub fn on_handler(mut self, kind: &str, handler: HandlerFn) -> Self {
+        self.handlers.map(kind, HandlerRef::Closure(handler));
+        self
+    }
+
+    /// Handles responses of type `kind` with the requesting stage's
+    /// handler named `method` (used verbatim).
+    pub fn on_method(mut self, kind: &str, method: &str) -> Self {
+        self.handlers.map(kind, HandlerRef::Method(method.into()));
+        self
+    }
+
+    /// Handles every response type that no other mapping handles.
+    pub fn fallback(mut self, handler: impl Fn(&Ctx<'_>) -> Result<(), Error> + 'static) -> Self {
+        self.handlers.set_fallback(Rc::new(handler));
+        self
+    }
+
+    /// Names the request's purpose: a response of type T then runs the
+    /// requesting stage's `on_<role>_<T>` unless `on(T)` maps it.
+    pub fn role(mut self, role: &str) -> Self {
+        self.handlers.set_role(role);
+        self
+    }
+
+    /// Ends the transaction with a `timeout` error if no final response
+    /// came within `after`; the callee is cancelled.
+    pub fn timeout(mut self, after: Duration) -> Self {
+        self.timeout = Some(after);
+        self
+    }
+
+    /// Makes the request a child of `parent` instead of the request being
+    /// served now, so cancelling `parent` cancels it.
+    pub fn parent(mut self, parent: &ServedRequest) -> Self {
+        self.parent = Some(Some(parent.clone()));
+        self
+    }
+
+    /// Makes the request a child of nothing, even inside a handler.
+    pub fn detached(mut self) -> Self {
+        self.parent = Some(None);
+        self
+    }
+
+    /// Posts the request. The callee runs it on a later turn, after the
+    /// requests posted to it before (FIFO). Cancelled or dropped before
+    /// the sender returns to the loop, it never reaches the callee, local
+    /// or remote (see the module's guarantees).
+    ///
+    /// Fails at once with `invalid_argument` for an empty method, with
+    /// `cancelled` when the parent has already ended, and with
+    /// `not_subscribed` for a remote stage whose subscription has ended
+    /// (see [`RemoteStage::is_subscribed`]), and with `invalid_state` when
+    /// the loop was shut down (freed): nothing would ever deliver it.
+    pub fn send(self) -> Result<Request, Error> {
+        if self.method.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                "Request is missing the 'method' parameter",
+            ));
+        }
+        if self.event_loop().is_shut_down() {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                format!(
+                    "cannot send '{}': the target's loop was freed (shut down)",
+                    self.method
+                ),
+            ));
+        }
+        let (stage_now, req_now) = current();
+        let parent = match self.parent {
+            Some(explicit) => explicit,
+            None => req_now,
+        };
+        if let Some(p) = &parent {
+            if !p.is_open() {
+                return Err(Error::new(
+                    ErrorCode::Cancelled,
+                    format!("the parent request {} has ended", p.id()),
+                ));
+            }
+        }
+        if let Target::Remote(remote) = &self.target {
+            remote.check_sendable()?;
+        }
+        let lp = self.target.event_loop().clone();
+        let rec = CallerRec::new(
+            next_id(),
+            self.method.clone(),
+            lp.clone(),
+            self.handlers,
+            stage_now.as_ref(),
+        );
+        let caller: Weak<dyn CallerEnd> = Rc::<CallerRec>::downgrade(&rec);
+        let link = match &self.target {
+            Target::Local(stage) => {
+                // A request from this loop keeps its caller's id.
+                let served = Served::new(
+                    rec.id(),
+                    rec.id(),
+                    stage.clone(),
+                    self.method.clone(),
+                    Up::local(caller.clone()),
+                );
+                Down::local(&lp, served.callee_end(), self.args)
+            }
+            Target::Remote(remote) => {
+                Down::remote(remote, rec.id(), &self.method, &self.args, caller.clone())?
+            }
+        };
+        if let Some(p) = &parent {
+            p.adopt(caller);
+        }
+        rec.link(link, parent);
+        if let Some(after) = self.timeout {
+            let weak = Rc::downgrade(&rec);
+            let timer = lp.add_timer(after, move |_| {
+                if let Some(rec) = weak.upgrade() {
+                    let e = Error::new(
+                        ErrorCode::Timeout,
+                        format!(
+                            "request {} ({}) got no final response within {} ms",
+                            rec.id(),
+                            rec.method(),
+                            after.as_millis()
+                        ),
+                    );
+                    rec.fail_here(e);
+                }
+            });
+            rec.set_timer(timer);
+        }
+        Ok(Request::from_rec(rec))
+    }
+}

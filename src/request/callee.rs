@@ -1,0 +1,434 @@
+//! The callee's half of a transaction: the request a stage serves.
+//!
+//! [`ServedRequest`] is the callee's counted handle; [`Served`] is the
+//! machinery's hold, which does not count (the caller's link, a
+//! publication's table of calls and queued tasks keep one). Answers go up
+//! through the request's [`Up`] link, whatever is at its other end.
+
+use super::dispatch::{run_handler, run_method};
+use super::ends::{CalleeEnd, CallerEnd};
+use super::link::Up;
+use super::scope::Scope;
+use super::stage::{Stage, StageInner};
+use crate::error::{Error, ErrorCode};
+use crate::event_loop::EventLoop;
+use crate::value::Args;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::rc::{Rc, Weak};
+
+/// The callee's record of a request.
+pub(crate) struct ServedRec {
+    id: u64,
+    caller_id: u64,
+    /// The serving stage's loop, kept apart from the stage (which may be
+    /// gone once the request ended).
+    lp: EventLoop,
+    stage: Weak<StageInner>,
+    /// The stage, held while the request is open (a request being served
+    /// keeps its stage alive, as a local request keeps its target) and
+    /// let go when it ends: a handle the stage's own handlers keep after
+    /// the end forms no lasting cycle.
+    holds: RefCell<Option<Stage>>,
+    method: Rc<str>,
+    open: Cell<bool>,
+    data: Scope,
+    /// The requests made on this one's behalf, cancelled when it ends.
+    children: RefCell<Vec<Weak<dyn CallerEnd>>>,
+    link: Up,
+    on_cancel: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// Whether a method of the stage ran on it (a local request cancelled
+    /// before its turn never starts).
+    started: Cell<bool>,
+    on_end: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// How many [`ServedRequest`] handles exist: the callee's references.
+    handles: Cell<usize>,
+    /// Whether an emit reached the caller. From then on the caller may
+    /// recall into the request, so the emit counts as a reference until
+    /// the transaction ends (POE's emits hold the request's id).
+    emitted: Cell<bool>,
+}
+
+/// The machinery's hold on a served request: the caller's link, a
+/// publication's table of calls and queued tasks keep one. It is not a
+/// reference of the callee's (see [`ServedRequest`]): holding it never
+/// keeps an unanswered request open.
+#[derive(Clone)]
+pub(crate) struct Served(Rc<ServedRec>);
+
+impl Served {
+    /// Ends the request with an error for the caller.
+    pub(crate) fn fail(&self, error: Error) -> Result<(), Error> {
+        self.0.fail(error)
+    }
+
+    /// An open request of `method` served by `stage`, answered through
+    /// `link`: `id` is its id in this process, `caller_id` its caller's.
+    pub(crate) fn new(id: u64, caller_id: u64, stage: Stage, method: Rc<str>, link: Up) -> Served {
+        Served(Rc::new(ServedRec {
+            id,
+            caller_id,
+            lp: stage.event_loop().clone(),
+            stage: stage.downgrade(),
+            holds: RefCell::new(Some(stage)),
+            method,
+            open: Cell::new(true),
+            data: Scope::default(),
+            children: RefCell::new(Vec::new()),
+            link,
+            on_cancel: RefCell::new(None),
+            started: Cell::new(false),
+            on_end: RefCell::new(None),
+            handles: Cell::new(0),
+            emitted: Cell::new(false),
+        }))
+    }
+
+    /// A new reference of the callee's, for a handler.
+    #[inline]
+    pub(crate) fn handle(&self) -> ServedRequest {
+        ServedRequest::hold(&self.0)
+    }
+
+    /// The method the caller asked for.
+    #[inline]
+    pub(crate) fn method(&self) -> &str {
+        &self.0.method
+    }
+
+    /// The serving stage: always there while the request is open.
+    #[inline]
+    pub(crate) fn stage(&self) -> Option<Stage> {
+        self.0.stage()
+    }
+
+    /// Records that a method of the stage ran on the request: from now
+    /// on a cancel runs the stage's `on_cancel`.
+    #[inline]
+    pub(crate) fn mark_started(&self) {
+        self.0.started.set(true);
+    }
+
+    /// The callee's half as the link sees it.
+    #[inline]
+    pub(crate) fn callee_end(&self) -> Rc<dyn CalleeEnd> {
+        self.0.clone()
+    }
+
+    /// The caller cancelled: cascade, tell the callee, drop its data.
+    pub(crate) fn cancelled(&self) {
+        if !self.0.open.replace(false) {
+            return;
+        }
+        self.0.cancel_children();
+        let hook = self.0.on_cancel.borrow_mut().take();
+        match hook {
+            Some(f) => f(),
+            None if self.0.started.get() => {
+                let stage = self.0.stage();
+                let handler = stage.as_ref().and_then(|s| s.handler("on_cancel"));
+                if let Some(h) = handler {
+                    let handle = self.handle();
+                    run_handler(
+                        &h,
+                        stage.as_ref(),
+                        "cancel",
+                        &Args::new(),
+                        Some(&handle),
+                        None,
+                    );
+                }
+            }
+            None => {}
+        }
+        self.0.data.clear();
+        self.0.run_on_end();
+    }
+
+    /// Internal hook run once when the callee's side ends, either way.
+    pub(crate) fn set_on_end(&self, f: impl FnOnce() + 'static) {
+        *self.0.on_end.borrow_mut() = Some(Box::new(f));
+    }
+}
+
+impl ServedRec {
+    /// The serving stage: always there while the request is open.
+    fn stage(&self) -> Option<Stage> {
+        Stage::from_weak(&self.stage)
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self.open.get() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorCode::InvalidState,
+                "Cannot emit message: The requester has no context",
+            ))
+        }
+    }
+
+    /// Ends the request with an error for the caller.
+    fn fail(&self, error: Error) -> Result<(), Error> {
+        self.check_open()?;
+        self.link.fail(&self.lp, error);
+        self.end();
+        Ok(())
+    }
+
+    /// Records a request made on this one's behalf.
+    fn adopt(&self, child: Weak<dyn CallerEnd>) {
+        let mut children = self.children.borrow_mut();
+        if children.len() >= 32 && children.len().is_power_of_two() {
+            children.retain(|c| c.upgrade().is_some_and(|c| c.is_open()));
+        }
+        children.push(child);
+    }
+
+    /// The callee's side ends: children cancelled, data dropped.
+    fn end(&self) {
+        self.open.set(false);
+        self.cancel_children();
+        // Dropped outside the borrow: it may hold a reference to this
+        // request (a C on-cancel's user data, say).
+        let on_cancel = self.on_cancel.borrow_mut().take();
+        drop(on_cancel);
+        self.data.clear();
+        self.run_on_end();
+    }
+
+    /// The last step of either end: the internal hook, then the stage is
+    /// let go.
+    fn run_on_end(&self) {
+        let on_end = self.on_end.borrow_mut().take();
+        if let Some(f) = on_end {
+            f();
+        }
+        let stage = self.holds.borrow_mut().take();
+        drop(stage);
+    }
+
+    fn cancel_children(&self) {
+        let children = std::mem::take(&mut *self.children.borrow_mut());
+        for child in children {
+            if let Some(child) = child.upgrade() {
+                child.cancel();
+            }
+        }
+    }
+
+    /// The callee's last reference went away: an open request that no
+    /// emit keeps open can never be answered now.
+    fn unreferenced(&self) {
+        if !self.open.get() || self.emitted.get() {
+            return;
+        }
+        let e = Error::new(
+            ErrorCode::Unanswered,
+            format!(
+                "request {} ('{}' of stage '{}') was let go without an answer",
+                self.id,
+                self.method,
+                self.stage().as_ref().map_or("", Stage::name)
+            ),
+        );
+        let _ = self.fail(e);
+    }
+}
+
+/// The callee's view of a request it serves: a counted reference.
+///
+/// A handler gets one for the request it serves ([`Ctx::req`](super::Ctx::req)); clone it
+/// to answer later (a slow method): the request stays answerable until
+/// it returns, fails or is cancelled. When the last reference goes away
+/// while the request is still open, the caller gets an `unanswered`
+/// error (once), and the requests made on its behalf are cancelled: a
+/// handler that neither answers nor keeps its request does not leave its
+/// caller waiting.
+///
+/// References besides clones of this handle: an open request made on
+/// its behalf (its response handlers may answer it), and an emit that
+/// reached the caller, which may recall into the request until the
+/// transaction ends (the caller's cancel or the callee's answer ends
+/// it).
+pub struct ServedRequest(Rc<ServedRec>);
+
+impl Clone for ServedRequest {
+    fn clone(&self) -> Self {
+        ServedRequest::hold(&self.0)
+    }
+}
+
+impl Drop for ServedRequest {
+    fn drop(&mut self) {
+        let left = self.0.handles.get() - 1;
+        self.0.handles.set(left);
+        if left == 0 {
+            self.0.unreferenced();
+        }
+    }
+}
+
+impl fmt::Debug for ServedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServedRequest")
+            .field("id", &self.0.id)
+            .field("caller_id", &self.0.caller_id)
+            .field("stage", &self.0.stage().as_ref().map(Stage::name))
+            .field("method", &self.0.method)
+            .field("open", &self.0.open.get())
+            .finish()
+    }
+}
+
+impl ServedRequest {
+    fn hold(rec: &Rc<ServedRec>) -> ServedRequest {
+        rec.handles.set(rec.handles.get() + 1);
+        ServedRequest(rec.clone())
+    }
+
+    /// The request's id in this process, shared by its recalls: for a
+    /// request from this loop the caller's [`Request::id`](super::Request::id); for one from
+    /// another program a fresh id from this process's counter, so that
+    /// live ids seen here are distinct even when several programs call.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// Makes `child` (a request sent on this one's behalf) end with it:
+    /// cancelling this request, or its end, cancels the child.
+    #[inline]
+    pub(crate) fn adopt(&self, child: Weak<dyn CallerEnd>) {
+        self.0.adopt(child);
+    }
+
+    /// The caller's id of the request: its [`Request::id`](super::Request::id) in the calling
+    /// process (equal to [`ServedRequest::id`] for a request from this
+    /// loop). Unique only within the caller's process; useful to match
+    /// logs of both sides.
+    pub fn caller_id(&self) -> u64 {
+        self.0.caller_id
+    }
+
+    /// The method the caller asked for.
+    pub fn method(&self) -> &str {
+        &self.0.method
+    }
+
+    /// The serving stage. A request holds its stage while it is open;
+    /// afterwards this is `None` once the stage is gone.
+    pub fn stage(&self) -> Option<Stage> {
+        self.0.stage()
+    }
+
+    /// The loop the request is served on.
+    pub(crate) fn event_loop(&self) -> &EventLoop {
+        &self.0.lp
+    }
+
+    /// Whether it can still be answered.
+    pub fn is_open(&self) -> bool {
+        self.0.open.get()
+    }
+
+    /// The callee's data for this request (POE's req scope): seen again by
+    /// recalls; dropped when the callee's side ends.
+    pub fn data(&self) -> &Scope {
+        &self.0.data
+    }
+
+    /// Sets what runs if the caller cancels (or times out, or goes away)
+    /// before the request is answered. Without it the stage's `on_cancel`
+    /// handler runs, if it has one and one of its methods ran on the
+    /// request: a stage never hears of the cancel of a request it never
+    /// saw (a local request cancelled before its turn).
+    pub fn on_cancel(&self, f: impl FnOnce() + 'static) {
+        *self.0.on_cancel.borrow_mut() = Some(Box::new(f));
+    }
+
+    /// Sends an interim response of type `kind` (default name: `emit`).
+    /// Once one reached the caller, the request stays open without a
+    /// reference of the callee's (the caller may recall into it).
+    pub fn emit(&self, kind: &str, args: &Args) -> Result<(), Error> {
+        self.respond(kind, args, false)
+    }
+
+    /// Sends the final response of type `kind` (default name: `return`);
+    /// the request ends and every request made on its behalf is
+    /// cancelled.
+    pub fn ret(&self, kind: &str, args: &Args) -> Result<(), Error> {
+        self.respond(kind, args, true)
+    }
+
+    /// Ends the request with an error for the caller.
+    pub fn fail(&self, error: Error) -> Result<(), Error> {
+        self.0.fail(error)
+    }
+
+    /// Gives up serving: the caller gets a `cancelled` error.
+    pub fn cancel(&self) -> Result<(), Error> {
+        self.fail(Error::new(
+            ErrorCode::Cancelled,
+            format!("request {} was cancelled by its callee", self.0.id),
+        ))
+    }
+
+    /// Runs another method of the same stage on this request now, with
+    /// new args (POE's pass_to).
+    pub fn pass_to(&self, method: &str, args: &Args) -> Result<(), Error> {
+        self.0.check_open()?;
+        run_method(&Served(self.0.clone()), method, args);
+        Ok(())
+    }
+
+    fn respond(&self, kind: &str, args: &Args, last: bool) -> Result<(), Error> {
+        self.0.check_open()?;
+        let kind = if kind.is_empty() {
+            if last {
+                "return"
+            } else {
+                "emit"
+            }
+        } else {
+            kind
+        };
+        // Open, so its stage is held.
+        let Some(stage) = self.0.stage() else {
+            return Err(Error::new(ErrorCode::InvalidState, "the stage is gone"));
+        };
+        if let Some(h) = stage.intercept(kind) {
+            // Self-interception: nothing reaches the caller. A final one
+            // still ends the request, and the caller must hear that.
+            run_handler(&h, Some(&stage), kind, args, Some(self), None);
+            if last && self.is_open() {
+                self.fail(Error::new(
+                    ErrorCode::Cancelled,
+                    format!("the callee intercepted its own '{kind}' response"),
+                ))?;
+            }
+            return Ok(());
+        }
+        self.0.link.respond(&self.0.lp, kind, args, last)?;
+        if last {
+            self.0.end();
+        } else {
+            self.0.emitted.set(true);
+        }
+        Ok(())
+    }
+}
+
+impl CalleeEnd for ServedRec {
+    fn run(self: Rc<Self>, method: Option<&str>, args: &Args) {
+        if !self.open.get() {
+            return;
+        }
+        let served = Served(self);
+        let method = method.unwrap_or(&served.0.method);
+        run_method(&served, method, args);
+    }
+
+    fn cancelled(self: Rc<Self>) {
+        Served(self).cancelled();
+    }
+}

@@ -1,0 +1,332 @@
+//! The caller's half of a transaction: its record ([`CallerRec`]), the
+//! caller's handle ([`Request`]) and what its response handlers see
+//! ([`Response`]). Cancels and recalls go down through the request's
+//! [`Down`] link, whatever is at its other end.
+
+use super::callee::ServedRequest;
+use super::dispatch::{run_handler, unhandled};
+use super::ends::{Answer, CallerEnd};
+use super::link::Down;
+use super::mappings::ResponseHandlers;
+use super::names::TypeName;
+use super::scope::Scope;
+use super::stage::{HandlerFn, Stage, StageInner};
+use crate::error::{Error, ErrorCode};
+use crate::event_loop::{EventLoop, TimerId};
+use crate::value::Args;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::rc::{Rc, Weak};
+
+/// The caller's record of a request.
+pub(crate) struct CallerRec {
+    id: u64,
+    method: Rc<str>,
+    lp: EventLoop,
+    open: Cell<bool>,
+    handlers: ResponseHandlers<HandlerFn>,
+    /// The stage whose handler sent the request: its handlers may take
+    /// the responses (by role, or by a name mapped with `on_method`).
+    requester: Option<Weak<StageInner>>,
+    /// The request this one was made on behalf of: a reference to it
+    /// while this one is open (its response handlers may answer it), let
+    /// go when this one ends.
+    parent: RefCell<Option<ServedRequest>>,
+    data: Scope,
+    link: RefCell<Down>,
+    timer: Cell<Option<TimerId>>,
+}
+
+impl CallerRec {
+    /// An open request of `method` on `lp`, not linked yet.
+    #[inline]
+    pub(crate) fn new(
+        id: u64,
+        method: Rc<str>,
+        lp: EventLoop,
+        handlers: ResponseHandlers<HandlerFn>,
+        requester: Option<&Stage>,
+    ) -> Rc<CallerRec> {
+        Rc::new(CallerRec {
+            id,
+            method,
+            lp,
+            open: Cell::new(true),
+            handlers,
+            requester: requester.map(Stage::downgrade),
+            parent: RefCell::new(None),
+            data: Scope::default(),
+            link: RefCell::new(Down::None),
+            timer: Cell::new(None),
+        })
+    }
+
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    #[inline]
+    pub(crate) fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// Links the request to its callee, and to the request it was made
+    /// on behalf of.
+    #[inline]
+    pub(crate) fn link(&self, link: Down, parent: Option<ServedRequest>) {
+        *self.link.borrow_mut() = link;
+        *self.parent.borrow_mut() = parent;
+    }
+
+    /// Ends the transaction with `timeout` when `timer` fires first.
+    #[inline]
+    pub(crate) fn set_timer(&self, timer: TimerId) {
+        self.timer.set(Some(timer));
+    }
+
+    /// Ends the caller's half without a response: the callee is told.
+    fn cancel(&self) -> bool {
+        if !self.open.replace(false) {
+            return false;
+        }
+        self.stop_timer();
+        self.cut_link();
+        self.data.clear();
+        self.release_parent();
+        true
+    }
+
+    /// Lets go of the parent request: this one can no longer answer it.
+    fn release_parent(&self) {
+        let parent = self.parent.borrow_mut().take();
+        drop(parent);
+    }
+
+    fn stop_timer(&self) {
+        if let Some(t) = self.timer.take() {
+            self.lp.cancel_timer(t);
+        }
+    }
+
+    /// Tells the callee the transaction is over on this side.
+    fn cut_link(&self) {
+        let link = std::mem::replace(&mut *self.link.borrow_mut(), Down::None);
+        link.cancel();
+    }
+
+    /// Ends the transaction with an error of this side's making (timeout):
+    /// the callee is cancelled, the caller's error handler runs.
+    pub(crate) fn fail_here(self: Rc<Self>, e: Error) {
+        if !self.open.get() {
+            return;
+        }
+        self.timer.take();
+        self.cut_link();
+        self.receive(Answer::error(e));
+    }
+}
+
+impl CallerEnd for CallerRec {
+    fn receive(self: Rc<Self>, answer: Answer) {
+        if !self.open.get() {
+            return;
+        }
+        let Answer {
+            kind,
+            args,
+            last,
+            error,
+        } = answer;
+        if last {
+            self.open.set(false);
+            self.stop_timer();
+            *self.link.borrow_mut() = Down::None;
+        }
+        let rsp = Response {
+            caller: self,
+            kind,
+            last,
+            error,
+        };
+        let rec = &rsp.caller;
+        let requester = rec.requester.as_ref().and_then(Stage::from_weak);
+        let parent = rec.parent.borrow().clone();
+        match rec.handlers.choose(&rsp.kind, requester.as_ref()) {
+            Some(h) => run_handler(
+                &h,
+                requester.as_ref(),
+                &rsp.kind,
+                &args,
+                parent.as_ref(),
+                Some(&rsp),
+            ),
+            None => {
+                let what = match &rsp.error {
+                    Some(e) => format!(" ({e})"),
+                    None => String::new(),
+                };
+                unhandled(&format!(
+                    "unhandled '{}' response to request {} ({}){what}",
+                    rsp.kind, rec.id, rec.method
+                ));
+            }
+        }
+        drop(parent);
+        if last {
+            rec.data.clear();
+            rec.release_parent();
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.get()
+    }
+
+    fn cancel(&self) -> bool {
+        CallerRec::cancel(self)
+    }
+}
+
+/// The caller's handle on a transaction (POE::Request). Dropping it
+/// cancels the transaction if it is still open.
+pub struct Request(Rc<CallerRec>);
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("id", &self.0.id)
+            .field("method", &self.0.method)
+            .field("open", &self.0.open.get())
+            .finish()
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl Request {
+    /// The caller's handle on a request just linked.
+    #[inline]
+    pub(crate) fn from_rec(rec: Rc<CallerRec>) -> Request {
+        Request(rec)
+    }
+
+    /// The request's id; its responses carry the same id.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The loop the request lives on (its target's).
+    pub fn event_loop(&self) -> &EventLoop {
+        &self.0.lp
+    }
+
+    /// Whether the transaction is still open on the caller's side.
+    pub fn is_open(&self) -> bool {
+        self.0.open.get()
+    }
+
+    /// The caller's data for this request (POE's expose): readable as
+    /// `rsp.data()` in every response handler; dropped when the caller's
+    /// side ends.
+    pub fn data(&self) -> &Scope {
+        &self.0.data
+    }
+
+    /// Cancels the transaction and every request made on its behalf; the
+    /// callee's on-cancel runs, and no response arrives afterwards.
+    /// Returns whether it was open; cancelling twice is harmless.
+    pub fn cancel(&self) -> bool {
+        self.0.cancel()
+    }
+}
+
+/// A response as its handler sees it (POE's Emit / Return, or an error).
+pub struct Response {
+    caller: Rc<CallerRec>,
+    kind: TypeName,
+    last: bool,
+    error: Option<Error>,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("id", &self.caller.id)
+            .field("kind", &self.kind)
+            .field("final", &self.last)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl Response {
+    /// The loop the request it answers lives on.
+    pub fn event_loop(&self) -> &EventLoop {
+        &self.caller.lp
+    }
+
+    /// The id of the request this answers.
+    pub fn id(&self) -> u64 {
+        self.caller.id
+    }
+
+    /// The response type (`emit`, `return`, `error`, or the callee's own).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// Whether it ends the transaction (a return or an error).
+    pub fn is_final(&self) -> bool {
+        self.last
+    }
+
+    /// The error, for error responses.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    /// The data the caller attached to the request (POE's rsp scope).
+    pub fn data(&self) -> &Scope {
+        &self.caller.data
+    }
+
+    /// Answers an emit: runs `method` of the callee within the same
+    /// transaction, where it sees the same request and its data.
+    ///
+    /// Fails with `invalid_state` on a final response or an ended
+    /// transaction.
+    pub fn recall(&self, method: &str, args: &Args) -> Result<(), Error> {
+        if self.last {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                format!("cannot recall from upward '{}' response", self.kind),
+            ));
+        }
+        if method.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                "Message must have a 'method' parameter",
+            ));
+        }
+        if !self.caller.open.get() {
+            return Err(Error::new(
+                ErrorCode::InvalidState,
+                "Cannot recall message: The requester has no context",
+            ));
+        }
+        self.caller
+            .link
+            .borrow()
+            .recall(&self.caller.lp, method, args)
+    }
+
+    /// Cancels the transaction from inside a response handler.
+    pub fn cancel(&self) -> bool {
+        self.caller.cancel()
+    }
+}

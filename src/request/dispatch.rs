@@ -1,0 +1,141 @@
+//! The dispatcher: runs handlers. It keeps the request stack (which
+//! stage's handler runs now, serving which request: what a request sent
+//! from a handler takes as its parent and requester), gives every id of
+//! the thread, and reports what has nobody to tell.
+
+use super::callee::{Served, ServedRequest};
+use super::caller::Response;
+use super::stage::{Ctx, HandlerFn, Stage};
+use crate::error::{Error, ErrorCode};
+use crate::value::Args;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// One entry of the request stack: the stage whose handler runs, and the
+/// request it serves.
+pub(crate) type StackFrame = (Option<Stage>, Option<ServedRequest>);
+type DiagnosticFn = Rc<dyn Fn(&str)>;
+
+thread_local! {
+    static NEXT_ID: Cell<u64> = const { Cell::new(1) };
+    /// The handlers running now, innermost last: POE's request stack.
+    static CURRENT: RefCell<Vec<StackFrame>> =
+        const { RefCell::new(Vec::new()) };
+    static UNHANDLED: Cell<u64> = const { Cell::new(0) };
+    static DIAGNOSTIC: RefCell<Option<DiagnosticFn>> = const { RefCell::new(None) };
+}
+
+/// The next request id of this thread: every id a program sees (its own
+/// requests, and the requests it serves for other programs) comes from
+/// this one counter, so live ids are distinct within the process's loop.
+pub(crate) fn next_id() -> u64 {
+    NEXT_ID.with(|n| {
+        let id = n.get();
+        n.set(id + 1);
+        id
+    })
+}
+
+/// How many responses found no handler on this thread (each is also
+/// reported through the diagnostic hook).
+pub fn unhandled_responses() -> u64 {
+    UNHANDLED.with(Cell::get)
+}
+
+/// Replaces where diagnostics go (unhandled responses, handler errors
+/// with nobody to tell). The default writes one line to stderr.
+pub fn set_diagnostic_hook(hook: impl Fn(&str) + 'static) {
+    DIAGNOSTIC.with(|d| *d.borrow_mut() = Some(Rc::new(hook)));
+}
+
+/// Reports what has nobody to tell.
+pub(crate) fn diagnose(message: &str) {
+    let hook = DIAGNOSTIC.with(|d| d.borrow().clone());
+    match hook {
+        Some(hook) => hook(message),
+        None => eprintln!("stagebus: {message}"),
+    }
+}
+
+/// Counts and reports a response no handler took.
+pub(crate) fn unhandled(message: &str) {
+    UNHANDLED.with(|n| n.set(n.get() + 1));
+    diagnose(message);
+}
+
+/// Pops the request stack even if a handler panics.
+struct FrameGuard;
+
+impl Drop for FrameGuard {
+    fn drop(&mut self) {
+        // Dropped after the borrow ends: letting go of a served request
+        // may answer it (`unanswered`), which runs code that uses the
+        // stack.
+        let frame = CURRENT.with(|c| c.borrow_mut().pop());
+        drop(frame);
+    }
+}
+
+/// The stage and request whose handler is running now.
+pub(crate) fn current() -> StackFrame {
+    CURRENT.with(|c| c.borrow().last().cloned().unwrap_or((None, None)))
+}
+
+/// Runs a handler with its frame on the request stack. An error ends the
+/// request being served with it; with no open request it is reported.
+pub(crate) fn run_handler(
+    handler: &HandlerFn,
+    stage: Option<&Stage>,
+    name: &str,
+    args: &Args,
+    req: Option<&ServedRequest>,
+    rsp: Option<&Response>,
+) {
+    CURRENT.with(|c| c.borrow_mut().push((stage.cloned(), req.cloned())));
+    let guard = FrameGuard;
+    let ctx = Ctx {
+        stage,
+        name,
+        args,
+        req,
+        rsp,
+    };
+    let result = handler(&ctx);
+    drop(guard);
+    if let Err(e) = result {
+        match req.filter(|r| r.is_open()) {
+            Some(r) => {
+                let _ = r.fail(e);
+            }
+            None => diagnose(&format!(
+                "handler '{name}' of stage '{}' failed with nobody to answer: {e}",
+                stage.map_or("(none)", Stage::name)
+            )),
+        }
+    }
+}
+
+/// Runs a downward message (request or recall) on the serving stage.
+///
+/// The handler gets a handle on the request; if it neither answers nor
+/// keeps one (and nothing else references the request), dropping that
+/// handle here ends the request with `unanswered`.
+pub(crate) fn run_method(served: &Served, method: &str, args: &Args) {
+    let Some(stage) = served.stage() else {
+        return;
+    };
+    served.mark_started();
+    match stage.resolve(method) {
+        Some(h) => {
+            let handle = served.handle();
+            run_handler(&h, Some(&stage), method, args, Some(&handle), None);
+        }
+        None => {
+            let e = Error::new(
+                ErrorCode::NoSuchMethod,
+                format!("Stage '{}' has no method '{method}'", stage.name()),
+            );
+            let _ = served.fail(e);
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Both ends of the remote link on the wire: a request travels as a call
+//! of a [`Client`] ([`Call`]: calls, recalls, cancels), and its callee
+//! answers through the publisher's [`Delivery`] ([`Reply`]: emits,
+//! returns, failures).
+
+use crate::client::{CallEvent, CallId, Client, Delivery};
+use crate::error::Error;
+use crate::request::ends::{Answer, CallerEnd};
+use crate::value::Args;
+use std::borrow::Cow;
+use std::rc::Weak;
+
+/// The caller's way down to a session behind a broker: one call of its
+/// client.
+pub(crate) struct Call {
+    client: Client,
+    id: CallId,
+}
+
+impl Call {
+    /// Delivers a call of `method` on `session`, naming the request
+    /// `origin` (its id in this process). Its events reach `caller` as
+    /// answers, unless the caller has gone.
+    pub(crate) fn start(
+        client: &Client,
+        session: &str,
+        origin: u64,
+        method: &str,
+        args: &Args,
+        caller: Weak<dyn CallerEnd>,
+    ) -> Result<Call, Error> {
+        let id = client.call_as(Some(origin), session, method, args, move |_, event| {
+            let Some(caller) = caller.upgrade() else {
+                return;
+            };
+            caller.receive(match event {
+                CallEvent::Emit { kind, args } => Answer::new(Cow::Owned(kind), args, false),
+                CallEvent::Return { kind, args } => Answer::new(Cow::Owned(kind), args, true),
+                CallEvent::Error(e) => Answer::error(e),
+            });
+        })?;
+        Ok(Call {
+            client: client.clone(),
+            id,
+        })
+    }
+
+    /// Tells the publisher the caller ended the transaction. A call
+    /// cancelled before the client flushed it never leaves the process.
+    pub(crate) fn cancel(self) {
+        self.client.cancel(self.id);
+    }
+
+    /// Runs `method` of the callee within the call.
+    pub(crate) fn recall(&self, method: &str, args: &Args) -> Result<(), Error> {
+        self.client.recall(self.id, method, args)
+    }
+}
+
+/// The callee's way up to a caller in another program: the delivery of
+/// its call.
+pub(crate) struct Reply(Delivery);
+
+impl Reply {
+    pub(crate) fn new(delivery: Delivery) -> Reply {
+        Reply(delivery)
+    }
+
+    /// Sends an emit (`last` false) or the return of type `kind`.
+    pub(crate) fn respond(&self, kind: &str, args: &Args, last: bool) -> Result<(), Error> {
+        if last {
+            self.0.respond(kind, args)
+        } else {
+            self.0.emit(kind, args)
+        }
+    }
+
+    /// Ends the call with `error` for the caller. A delivery already
+    /// ended (the connection closed) has nobody to tell.
+    pub(crate) fn fail(&self, error: Error) {
+        let _ = self.0.fail(error);
+    }
+}

@@ -1,0 +1,125 @@
+//! The remote link: requests between programs, through a [`Client`].
+//!
+//! The only part of the request machinery that knows the client:
+//!
+//! * this file: [`RemoteStage`], a subscribed session used as a request
+//!   target;
+//! * `call.rs`: the link's two ends on the wire, a client's call for the
+//!   caller's half and a delivery for the callee's half;
+//! * `publish.rs`: [`Stage::publish`](super::Stage::publish), which turns
+//!   a publication's deliveries into requests its stage serves.
+
+mod call;
+mod publish;
+
+pub(crate) use call::{Call, Reply};
+
+use super::ends::CallerEnd;
+use crate::client::Client;
+use crate::error::{Error, ErrorCode};
+use crate::event_loop::EventLoop;
+use crate::value::Args;
+use std::fmt;
+use std::rc::{Rc, Weak};
+
+/// A session subscribed through a client: requests to it travel through
+/// the broker and behave exactly like requests to a local stage.
+#[derive(Clone)]
+pub struct RemoteStage {
+    client: Client,
+    session: Rc<str>,
+    methods: Rc<[String]>,
+}
+
+impl fmt::Debug for RemoteStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteStage")
+            .field("session", &self.session)
+            .field("methods", &self.methods)
+            .finish()
+    }
+}
+
+impl RemoteStage {
+    /// Subscribes to `session`; `done` gets the remote stage, or
+    /// `no_such_session`.
+    pub fn subscribe(
+        client: &Client,
+        session: &str,
+        done: impl FnOnce(Result<RemoteStage, Error>) + 'static,
+    ) {
+        let c = client.clone();
+        let name: Rc<str> = Rc::from(session);
+        client.subscribe(session, move |result| {
+            done(result.map(|methods| RemoteStage {
+                client: c,
+                session: name,
+                methods: methods.into(),
+            }))
+        });
+    }
+
+    /// The session's name.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// The methods the publisher offers.
+    pub fn methods(&self) -> &[String] {
+        &self.methods
+    }
+
+    /// The client requests travel through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Whether requests may go through this remote stage: its client is
+    /// subscribed to the session. After [`RemoteStage::unsubscribe`], or
+    /// once the session went away (rescinded, its publisher gone, the
+    /// client closed), requests through it fail at once.
+    pub fn is_subscribed(&self) -> bool {
+        self.client.is_subscribed(&self.session)
+    }
+
+    /// Ends the subscription (see [`Client::unsubscribe`]); from this
+    /// call on, requests through this remote stage (and every other of
+    /// the same client and session: the subscription is the client's)
+    /// fail at once with `not_subscribed`.
+    pub fn unsubscribe(&self, done: impl FnOnce(Result<(), Error>) + 'static) -> Result<(), Error> {
+        self.client.unsubscribe(&self.session, done)
+    }
+
+    /// The loop requests through it live on: its client's.
+    pub(crate) fn event_loop(&self) -> &EventLoop {
+        self.client.event_loop()
+    }
+
+    /// Refuses a request while the client is not subscribed to the
+    /// session (`not_subscribed`). A closed client still takes the call
+    /// and ends it with `broker_gone`, the reason that matters more.
+    pub(crate) fn check_sendable(&self) -> Result<(), Error> {
+        if !self.is_subscribed() && !self.client.is_closed() {
+            return Err(Error::new(
+                ErrorCode::NotSubscribed,
+                format!(
+                    "not subscribed to session '{}' (unsubscribed, or the session went away)",
+                    self.session
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends a request of `method` to the session as request `origin`;
+    /// its answers reach `caller`.
+    pub(crate) fn call(
+        &self,
+        origin: u64,
+        method: &str,
+        args: &Args,
+        caller: Weak<dyn CallerEnd>,
+    ) -> Result<Call, Error> {
+        Call::start(&self.client, &self.session, origin, method, args, caller)
+    }
+}
