@@ -138,14 +138,19 @@ pub mod value;
 pub mod wire;
 
 pub use broker::{Broker, BrokerConfig, BrokerStats, Limits};
-pub use client::{CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound};
+pub use client::{
+    CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound, DEFAULT_LINGER,
+};
 pub use error::{Error, ErrorCode, Result};
 pub use event_loop::{EventLoop, LoopRemote, TimerId};
 pub use request::{
-    Ctx, HandlerKind, RemoteStage, Request, Response, Scope, ServedRequest, Stage, Target,
+    set_diagnostic_hook, unhandled_responses, Ctx, HandlerFn, HandlerKind, RemoteStage, Request,
+    RequestBuilder, Response, Scope, ServedRequest, Stage, Target,
 };
 pub use transport::Address;
-pub use value::{Args, Value};
+pub use value::{Args, Value, MAX_DEPTH};
+/// A published session as a listing reports it (see [`Client::listing`]).
+pub use wire::SessionInfo;
 
 /// The loop's objects are single-threaded, and the compiler holds them
 /// to it: none is `Send` (nor `Sync`), so safe Rust cannot hand one to

@@ -3,8 +3,7 @@
 
 use crate::command_line::Parsed;
 use crate::Failure;
-use stagebus::wire::SessionInfo;
-use stagebus::{Address, Client, ClientConfig, EventLoop, Value};
+use stagebus::{Address, Client, ClientConfig, EventLoop, SessionInfo, Value};
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::{self, Write};
