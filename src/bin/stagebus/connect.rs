@@ -6,17 +6,27 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// Connects and waits for the handshake, at most `timeout`.
-pub(crate) fn connect(
+/// A loop and a client on it, starting to connect (see
+/// [`Client::connect`]): nothing has been waited for.
+pub(crate) fn start_client(
     address: &Address,
     token: Option<String>,
-    timeout: Duration,
 ) -> Result<(EventLoop, Client), Failure> {
     let lp =
         EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
     let mut config = ClientConfig::default();
     config.token = token;
     let client = Client::connect(&lp, address, config);
+    Ok((lp, client))
+}
+
+/// Connects and waits for the handshake, at most `timeout`.
+pub(crate) fn connect(
+    address: &Address,
+    token: Option<String>,
+    timeout: Duration,
+) -> Result<(EventLoop, Client), Failure> {
+    let (lp, client) = start_client(address, token)?;
     let connected = Rc::new(RefCell::new(None));
     let c = connected.clone();
     client.on_connect(move |r| *c.borrow_mut() = Some(r.map(|_| ())));

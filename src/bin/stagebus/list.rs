@@ -2,8 +2,9 @@
 //! or as JSON.
 
 use crate::command_line::Parsed;
+use crate::connect::start_client;
 use crate::Failure;
-use stagebus::{Address, Client, ClientConfig, EventLoop, SessionInfo, Value};
+use stagebus::{Address, SessionInfo, Value};
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -31,11 +32,7 @@ fn fetch_listing(
     token: Option<String>,
     timeout: Duration,
 ) -> Result<Vec<SessionInfo>, Failure> {
-    let lp =
-        EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
-    let mut config = ClientConfig::default();
-    config.token = token;
-    let client = Client::connect(&lp, address, config);
+    let (lp, client) = start_client(address, token)?;
     // A failed connect also fails the listing, but only with a generic
     // `broker_gone`, and its own report (which says why: refused, wrong
     // token) may come a turn later; so wait for both outcomes.
