@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 4] = *b"STGB";
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// An opaque payload: encoded [`crate::Args`]. The broker forwards it
 /// without decoding it.
