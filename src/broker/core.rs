@@ -24,6 +24,7 @@ use super::handshake::{check_hello, expected_hello};
 use super::peer::{CloseReason, Full, Peer};
 use super::registry::Registry;
 use super::routes::Routes;
+use super::waiters::{WaitId, Waiters};
 use super::{BrokerConfig, BrokerStats, ConnId, Limits};
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdMap;
@@ -41,6 +42,11 @@ pub(super) enum Effect {
     /// `conn` is closed and forgotten (with its deadline, if armed): its
     /// socket goes. Everything it was part of is settled already.
     Close { conn: ConnId, reason: CloseReason },
+    /// Call [`Core::wait_expired`] for `wait` after `after`, unless
+    /// disarmed first.
+    ArmWait { wait: WaitId, after: Duration },
+    /// The wait `wait` was answered or forgotten: its timer is not needed.
+    DisarmWait { wait: WaitId },
 }
 
 /// The broker's state machine.
@@ -50,12 +56,14 @@ pub(super) struct Core {
     next_conn: ConnId,
     pub(super) registry: Registry,
     pub(super) routes: Routes,
+    /// Subscribes waiting for their name to be published.
+    pub(super) waiters: Waiters,
     /// Connections with output to write.
     dirty: Vec<ConnId>,
     flush_requested: bool,
     /// Connections to close once the current input is handled.
     to_close: Vec<(ConnId, CloseReason)>,
-    effects: Vec<Effect>,
+    pub(super) effects: Vec<Effect>,
     pub(super) stats: BrokerStats,
 }
 
@@ -67,6 +75,7 @@ impl Core {
             next_conn: 1,
             registry: Registry::default(),
             routes: Routes::default(),
+            waiters: Waiters::default(),
             dirty: Vec::new(),
             flush_requested: false,
             to_close: Vec::new(),
@@ -168,6 +177,7 @@ impl Core {
             });
         }
         self.routes.clear();
+        self.drop_all_waiters();
         self.registry = Registry::default();
         self.dirty.clear();
         self.to_close.clear();
@@ -231,7 +241,13 @@ impl Core {
                 methods,
             } => {
                 let result = self.publish(id, &session, methods);
+                let published = result.is_ok();
                 self.reply(id, op, result.map(|()| Reply::Done));
+                if published {
+                    // After the publisher's answer: its waiters may
+                    // deliver at once, and it learns of its session first.
+                    self.wake_waiters(&session);
+                }
             }
             Frame::Rescind { id: op, session } => {
                 let result = self.rescind(id, &session);
@@ -245,6 +261,11 @@ impl Core {
                 let result = self.subscribe(id, &session);
                 self.reply(id, op, result.map(Reply::Methods));
             }
+            Frame::SubscribeWait {
+                id: op,
+                session,
+                wait_ms,
+            } => self.subscribe_waiting(id, op, &session, Duration::from_millis(wait_ms)),
             Frame::Unsubscribe { id: op, session } => {
                 let result = self.unsubscribe(id, &session);
                 self.reply(id, op, result.map(|()| Reply::Done));
@@ -342,7 +363,7 @@ impl Core {
         self.to_close.push((id, reason));
     }
 
-    fn process_closes(&mut self) {
+    pub(super) fn process_closes(&mut self) {
         while let Some((id, reason)) = self.to_close.pop() {
             self.close_one(id, reason);
         }
@@ -383,6 +404,7 @@ impl Core {
                 s.subscribers.remove(&id);
             }
         }
+        self.drop_waiters(id);
         self.effects.push(Effect::Close { conn: id, reason });
     }
 

@@ -44,6 +44,7 @@ mod registry;
 mod routes;
 mod sessions;
 mod shell;
+mod waiters;
 
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;
@@ -90,6 +91,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long a new connection may take to say hello (default 10 s).
     pub handshake_timeout: Duration,
+    /// Most subscribes one connection may have waiting for their name to
+    /// be published (default 4096); one more is answered
+    /// `limit_exceeded`.
+    pub max_waiters_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -103,6 +108,7 @@ impl Default for Limits {
             max_queued_bytes: 64 << 20,
             max_connections: 1 << 16,
             handshake_timeout: Duration::from_secs(10),
+            max_waiters_per_connection: 4096,
         }
     }
 }

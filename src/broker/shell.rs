@@ -12,6 +12,7 @@
 use super::accept::{accept_failure, AcceptFailure, AcceptRetry};
 use super::core::{Core, Effect};
 use super::peer::CloseReason;
+use super::waiters::WaitId;
 use super::{BrokerConfig, BrokerStats, ConnId};
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
@@ -37,6 +38,8 @@ pub(super) struct Shell {
 struct Io {
     listeners: Vec<(Listener, Token)>,
     sockets: IdMap<ConnId, Socket>,
+    /// The timers of subscribes waiting for a name.
+    waits: IdMap<WaitId, TimerId>,
 }
 
 /// A connection's socket and its handshake deadline.
@@ -217,6 +220,13 @@ impl Shell {
         self.schedule_flush();
     }
 
+    fn wait_expired(&self, wait: WaitId) {
+        self.io.borrow_mut().waits.remove(&wait);
+        self.core.borrow_mut().wait_expired(wait);
+        self.apply_effects();
+        self.schedule_flush();
+    }
+
     fn peer_ready(&self, id: ConnId, readiness: Readiness) {
         if readiness.readable {
             self.read(id, readiness.hangup);
@@ -283,6 +293,21 @@ impl Shell {
                     if let Some(timer) = timer {
                         // Cancelled, so that an embedding host is not
                         // woken for it.
+                        self.lp.cancel_timer(timer);
+                    }
+                }
+                Effect::ArmWait { wait, after } => {
+                    let weak = self.me.clone();
+                    let timer = self.lp.add_timer(after, move |_| {
+                        if let Some(shell) = weak.upgrade() {
+                            shell.wait_expired(wait);
+                        }
+                    });
+                    self.io.borrow_mut().waits.insert(wait, timer);
+                }
+                Effect::DisarmWait { wait } => {
+                    let timer = self.io.borrow_mut().waits.remove(&wait);
+                    if let Some(timer) = timer {
                         self.lp.cancel_timer(timer);
                     }
                 }

@@ -371,6 +371,40 @@ impl Client {
         );
     }
 
+    /// Subscribes to `session`, waiting up to `wait` for it to be
+    /// published if it is not yet, so that a caller and its service may
+    /// start in any order. `done` gets the methods as soon as the session
+    /// is published (or at once if it is), or `no_such_session`
+    /// (`Session 'X' was not published within 5 s`) when the wait
+    /// expires; `broker_gone` if the connection ends first. The broker
+    /// times the wait, so `done` runs exactly once and the client is
+    /// subscribed exactly when it reports methods. A zero `wait` is
+    /// [`Client::subscribe`]; `wait` is counted in whole milliseconds,
+    /// rounded up. Each connection may have a limited number of waits
+    /// at once (the broker's `max_waiters_per_connection`).
+    pub fn subscribe_waiting(
+        &self,
+        session: &str,
+        wait: Duration,
+        done: impl FnOnce(Result<Vec<String>, Error>) + 'static,
+    ) {
+        let wait_ms = wait_millis(wait);
+        if wait_ms == 0 {
+            return self.subscribe(session, done);
+        }
+        self.shared.start_op(
+            |id| Frame::SubscribeWait {
+                id,
+                session: session.to_string(),
+                wait_ms,
+            },
+            Op::Subscribe {
+                session: session.to_string(),
+                done: Box::new(done),
+            },
+        );
+    }
+
     /// Ends a subscription. Fails at once (no callback) if there is none:
     /// `Unknown session 'X'`. The subscription ends here at once (remote
     /// stages of it refuse requests from now on); `done` reports the
@@ -517,4 +551,11 @@ impl Client {
     pub fn set_linger(&self, linger: Duration) {
         self.shared.set_linger(linger);
     }
+}
+
+/// A wait in whole milliseconds, rounded up so that a wait below one
+/// millisecond still waits.
+fn wait_millis(wait: Duration) -> u64 {
+    let ms = wait.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }

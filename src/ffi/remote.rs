@@ -10,6 +10,7 @@ use super::status::sb_status;
 use crate::event_loop::EventLoop;
 use crate::request::RemoteStage;
 use std::ffi::{c_char, c_void};
+use std::time::Duration;
 
 /// A session subscribed through a client, used as a request target.
 #[derive(Debug)]
@@ -46,12 +47,46 @@ pub unsafe extern "C" fn sb_remote_subscribe(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
+    // SAFETY: the caller's arguments, as this function's contract asks.
+    unsafe { subscribe(client, session, 0, f, user, free_user) }
+}
+
+/// Subscribes to `session` through `client`, waiting up to `wait_ms`
+/// milliseconds for it to be published if it is not yet (services and
+/// callers may start in any order). `f` runs exactly once: with an owned
+/// remote stage as soon as the session is published (or at once if it
+/// is), or `SB_NO_SUCH_SESSION` when the wait expires (the broker times
+/// it). `wait_ms` 0 is `sb_remote_subscribe`.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_remote_subscribe_wait(
+    client: *const sb_client,
+    session: *const c_char,
+    wait_ms: u64,
+    f: sb_subscribed_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    // SAFETY: the caller's arguments, as this function's contract asks.
+    unsafe { subscribe(client, session, wait_ms, f, user, free_user) }
+}
+
+/// # Safety
+/// As `sb_remote_subscribe`.
+unsafe fn subscribe(
+    client: *const sb_client,
+    session: *const c_char,
+    wait_ms: u64,
+    f: sb_subscribed_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
     let user = UserData::new(user, free_user);
     status(|| {
         // SAFETY: NULL or live / NUL-terminated per the conventions.
         let (client, session) = unsafe { (arg(client, "client")?, text(session, "session")?) };
         let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
-        RemoteStage::subscribe(client, session, move |result| {
+        let done = move |result: Result<RemoteStage, crate::Error>| {
             let (code, remote, message) = match result {
                 Ok(r) => (sb_status::SB_OK, boxed::<sb_remote>(r), c_string("")),
                 Err(e) => (e.code.into(), std::ptr::null_mut(), c_string(&e.message)),
@@ -60,7 +95,8 @@ pub unsafe extern "C" fn sb_remote_subscribe(
             // it takes ownership of `remote`.
             unsafe { f(user.get(), code, remote, message.as_ptr()) };
             drop(user);
-        });
+        };
+        RemoteStage::subscribe_waiting(client, session, Duration::from_millis(wait_ms), done);
         Ok(())
     })
 }

@@ -238,6 +238,21 @@ pub enum Frame {
         /// Opaque bytes.
         payload: Payload,
     },
+    /// Client → broker: subscribe to a session, waiting up to `wait_ms`
+    /// milliseconds for it to be published if it is not yet. Answered
+    /// exactly once: with its methods as soon as it is published (the
+    /// subscription then stands as after [`Frame::Subscribe`]), or with
+    /// `no_such_session` when the wait expires. The broker times the
+    /// wait, so the answer and the subscription cannot disagree. A
+    /// `wait_ms` of 0 is a plain subscribe.
+    SubscribeWait {
+        /// Correlation id.
+        id: u64,
+        /// The published name.
+        session: String,
+        /// How long to wait for it, in milliseconds.
+        wait_ms: u64,
+    },
 }
 
 impl Frame {
@@ -259,6 +274,7 @@ impl Frame {
             Frame::Result { .. } => "result",
             Frame::SessionGone { .. } => "session_gone",
             Frame::Custom { kind, .. } => kind,
+            Frame::SubscribeWait { .. } => "subscribe_wait",
         }
     }
 }

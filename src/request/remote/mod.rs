@@ -21,6 +21,7 @@ use crate::event_loop::EventLoop;
 use crate::value::Args;
 use std::fmt;
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 /// A session subscribed through a client: requests to it travel through
 /// the broker and behave exactly like requests to a local stage.
@@ -51,6 +52,28 @@ impl RemoteStage {
         let c = client.clone();
         let name: Rc<str> = Rc::from(session);
         client.subscribe(session, move |result| {
+            done(result.map(|methods| RemoteStage {
+                client: c,
+                session: name,
+                methods: methods.into(),
+            }))
+        });
+    }
+
+    /// Subscribes to `session` through `client` like
+    /// [`RemoteStage::subscribe`], waiting up to `wait` for the session
+    /// to be published if it is not yet (see
+    /// [`Client::subscribe_waiting`]): `done` runs exactly once, with the
+    /// remote stage or `no_such_session` when the wait expired.
+    pub fn subscribe_waiting(
+        client: &Client,
+        session: &str,
+        wait: Duration,
+        done: impl FnOnce(Result<RemoteStage, Error>) + 'static,
+    ) {
+        let c = client.clone();
+        let name: Rc<str> = Rc::from(session);
+        client.subscribe_waiting(session, wait, move |result| {
             done(result.map(|methods| RemoteStage {
                 client: c,
                 session: name,
