@@ -483,6 +483,45 @@ fn call_against_serve_prints_one_json_line_per_response() {
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
 
+/// `stagebus call --wait` started before `stagebus serve`: the broker
+/// holds its subscribe until the service publishes, then the call runs.
+/// A wait that expires is an error naming the session.
+#[test]
+fn call_with_wait_started_before_serve_succeeds() {
+    let (_broker, address) = tcp_broker(&[]);
+    let out = run(&[
+        "call", "--broker", &address, "--wait", "0.2", "Demo", "echo",
+    ]);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("Session 'Demo' was not published within 200 ms"),
+        "{}",
+        out.stderr
+    );
+
+    let mut caller = Proc::spawn(&[
+        "call", "--broker", &address, "--wait", "5", "Demo", "echo", "text=hi",
+    ]);
+    let service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    let ready = service.next_line().expect("serve says it is serving");
+    assert!(ready.starts_with("serving Demo on "), "{ready}");
+    assert_eq!(
+        caller.next_line().as_deref(),
+        Some("{\"type\":\"return\",\"args\":{\"text\":\"hi\"}}")
+    );
+    let (status, stderr) = caller.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+
+    let out = run(&[
+        "call", "--broker", &address, "--wait", "soon", "Demo", "echo",
+    ]);
+    assert_eq!(out.code, Some(2));
+    assert!(out
+        .stderr
+        .contains("--wait wants a positive number of seconds"));
+}
+
 #[test]
 fn call_rejects_bad_arguments_with_usage() {
     for args in [

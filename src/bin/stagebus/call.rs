@@ -4,7 +4,7 @@
 use crate::command_line::Parsed;
 use crate::connect::connect;
 use crate::Failure;
-use stagebus::{Args, CallEvent, Value};
+use stagebus::{Args, CallEvent, Client, EventLoop, Value};
 use std::cell::RefCell;
 use std::io::{self, Write};
 use std::rc::Rc;
@@ -51,7 +51,11 @@ pub(crate) fn cmd_call(args: &Parsed) -> Result<(), Failure> {
             Some((m.clone(), parse_args(args, rest)?))
         }
     };
+    let wait = args.wait()?;
     let (lp, client) = connect(&address, args.token(), timeout)?;
+    if let Some(wait) = wait {
+        wait_for(&lp, &client, session, wait, timeout)?;
+    }
     let outcome: Rc<RefCell<Option<Result<(), Failure>>>> = Rc::default();
     let o = outcome.clone();
     let caller = client.clone();
@@ -94,5 +98,37 @@ pub(crate) fn cmd_call(args: &Parsed) -> Result<(), Failure> {
         )));
     }
     let result = outcome.borrow_mut().take();
+    result.expect("checked above")
+}
+
+/// Waits up to `wait` for `session` to be published (subscribing to it),
+/// so that a caller may start before its service. The broker times the
+/// wait and answers once; `timeout` more bounds a broker that does not
+/// answer.
+fn wait_for(
+    lp: &EventLoop,
+    client: &Client,
+    session: &str,
+    wait: Duration,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let answer: Rc<RefCell<Option<Result<(), Failure>>>> = Rc::default();
+    let a = answer.clone();
+    client.subscribe_waiting(session, wait, move |result| {
+        *a.borrow_mut() = Some(
+            result
+                .map(|_| ())
+                .map_err(|e| Failure::Failed(e.to_string())),
+        );
+    });
+    let finished = lp
+        .run_until(wait + timeout, || answer.borrow().is_some())
+        .map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))?;
+    if !finished {
+        return Err(Failure::Failed(format!(
+            "timeout: the broker did not answer the wait for '{session}'"
+        )));
+    }
+    let result = answer.borrow_mut().take();
     result.expect("checked above")
 }

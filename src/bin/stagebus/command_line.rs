@@ -123,6 +123,13 @@ const COMMANDS: &[Command] = &[
                 help: "cancel the call after this many seconds (default 10)",
             },
             Flag {
+                name: "wait",
+                value: Some("SECS"),
+                repeat: false,
+                required: false,
+                help: "first wait up to this many seconds for SESSION to be published",
+            },
+            Flag {
                 name: "recall",
                 value: Some("'M k=v…'"),
                 repeat: false,
@@ -331,16 +338,28 @@ impl Parsed {
     }
 
     pub(crate) fn timeout(&self) -> Result<Duration, Failure> {
-        let Some(text) = self.get("timeout") else {
-            return Ok(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS));
+        Ok(self
+            .seconds("timeout")?
+            .unwrap_or(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS)))
+    }
+
+    /// `--wait`, if given.
+    pub(crate) fn wait(&self) -> Result<Option<Duration>, Failure> {
+        self.seconds("wait")
+    }
+
+    /// A flag's value as a positive number of seconds, if given.
+    fn seconds(&self, flag: &str) -> Result<Option<Duration>, Failure> {
+        let Some(text) = self.get(flag) else {
+            return Ok(None);
         };
         text.parse::<f64>()
             .ok()
             .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
-            .map(Duration::from_secs_f64)
+            .map(|s| Some(Duration::from_secs_f64(s)))
             .ok_or_else(|| {
                 self.usage(format!(
-                    "--timeout wants a positive number of seconds, not '{text}'"
+                    "--{flag} wants a positive number of seconds, not '{text}'"
                 ))
             })
     }
