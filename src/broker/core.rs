@@ -93,6 +93,7 @@ impl Core {
             connections: self.peers.len(),
             sessions: self.registry.len(),
             pending_calls: self.routes.len(),
+            waiting_subscribes: self.waiters.len(),
             ..self.stats
         }
     }

@@ -167,6 +167,8 @@ pub struct BrokerStats {
     pub sessions: usize,
     /// Deliveries waiting for their result.
     pub pending_calls: usize,
+    /// Subscribes waiting for their session to be published.
+    pub waiting_subscribes: usize,
     /// Results, emits and recalls that arrived for no live call (answered
     /// after a cancel, or forged) and were dropped.
     pub dropped_stray: u64,

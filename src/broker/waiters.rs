@@ -48,6 +48,11 @@ pub(super) struct Waiters {
 }
 
 impl Waiters {
+    /// How many waits there are in all.
+    pub fn len(&self) -> usize {
+        self.waits.len()
+    }
+
     /// Whether nobody waits.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
