@@ -517,6 +517,19 @@ enum sb_status sb_remote_subscribe(const struct sb_client *client,
                                    void *user,
                                    sb_free_fn free_user);
 
+// Subscribes to `session` through `client`, waiting up to `wait_ms`
+// milliseconds for it to be published if it is not yet (services and
+// callers may start in any order). `f` runs exactly once: with an owned
+// remote stage as soon as the session is published (or at once if it
+// is), or `SB_NO_SUCH_SESSION` when the wait expires (the broker times
+// it). `wait_ms` 0 is `sb_remote_subscribe`.
+enum sb_status sb_remote_subscribe_wait(const struct sb_client *client,
+                                        const char *session,
+                                        uint64_t wait_ms,
+                                        sb_subscribed_fn f,
+                                        void *user,
+                                        sb_free_fn free_user);
+
 // Ends the subscription; `done` runs once. From this call on, requests
 // through the remote stage (and any other of the same client and
 // session) fail at once in `sb_request_send` with `SB_NOT_SUBSCRIBED`,
