@@ -209,6 +209,16 @@ static void nulls_outside_handlers(void)
               sb_remote_subscribe(client, "S", NULL, U, cb_free));
     REG_FAILS(SB_INVALID_UTF8,
               sb_remote_subscribe(client, bad, cb_subscribed, U, cb_free));
+    REG_FAILS(SB_NULL_ARGUMENT, sb_remote_subscribe_wait(NULL, "S", 1, cb_subscribed,
+                                                         U, cb_free));
+    REG_FAILS(SB_NULL_ARGUMENT, sb_remote_subscribe_wait(client, NULL, 1,
+                                                         cb_subscribed, U,
+                                                         cb_free));
+    REG_FAILS(SB_NULL_ARGUMENT,
+              sb_remote_subscribe_wait(client, "S", 1, NULL, U, cb_free));
+    REG_FAILS(SB_INVALID_UTF8, sb_remote_subscribe_wait(client, bad, 1,
+                                                        cb_subscribed, U,
+                                                        cb_free));
     REG_FAILS(SB_NULL_ARGUMENT,
               sb_remote_unsubscribe(NULL, cb_done, U, cb_free));
 
