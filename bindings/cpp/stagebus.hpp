@@ -599,6 +599,13 @@ public:
     // Subscribes to `session`; `f` gets the remote stage or an error.
     inline void subscribe(CStr session, SubscribedFn f) const;
 
+    // Subscribes to `session`, waiting up to `wait` for it to be
+    // published if it is not yet; `f` runs once: with the remote stage as
+    // soon as it is published, or SB_NO_SUCH_SESSION when the wait expires
+    // (sb_remote_subscribe_wait).
+    inline void subscribe_waiting(CStr session, std::chrono::milliseconds wait,
+                                  SubscribedFn f) const;
+
     // Withdraws a session this client published.
     void rescind(CStr session, DoneFn done = {}) const {
         detail::check(detail::register_optional(
@@ -655,6 +662,18 @@ inline void Client::subscribe(CStr session, SubscribedFn f) const {
                                       [&](sb_subscribed_fn c, void *user, sb_free_fn free_user) {
                                           return sb_remote_subscribe(raw(), session.c_str(), c,
                                                                      user, free_user);
+                                      }));
+}
+
+inline void Client::subscribe_waiting(CStr session, std::chrono::milliseconds wait,
+                                      SubscribedFn f) const {
+    if (wait.count() < 0)
+        throw std::invalid_argument("stagebus: the wait must not be negative");
+    const auto ms = static_cast<std::uint64_t>(wait.count());
+    detail::check(detail::register_fn(std::move(f), &detail::run_subscribed,
+                                      [&](sb_subscribed_fn c, void *user, sb_free_fn free_user) {
+                                          return sb_remote_subscribe_wait(
+                                              raw(), session.c_str(), ms, c, user, free_user);
                                       }));
 }
 

@@ -8,6 +8,9 @@
 //     Value::string(std::string_view) keep NUL characters (the _n
 //     setters); a const char * still ends at its NUL.
 //  3. Stage::name.
+//  4. Client::subscribe_waiting: a wait that expires is
+//     SB_NO_SUCH_SESSION; a subscribe made before the session is
+//     published is answered once it is.
 #include "check.h"
 #include "stagebus.hpp"
 
@@ -132,6 +135,44 @@ void strings_and_names()
     OK("Stage::name");
 }
 
+void waiting_for_a_name()
+{
+    stagebus::Loop loop;
+    stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"});
+    stagebus::Client caller(loop, broker.address());
+    stagebus::Client service(loop, broker.address());
+
+    int expired = 0;
+    std::string message;
+    caller.subscribe_waiting("Never", std::chrono::milliseconds(30),
+                             [&](sb_status st, stagebus::RemoteStage remote,
+                                 std::string_view m) {
+                                 CHECK_ST(st, SB_NO_SUCH_SESSION);
+                                 CHECK(!remote);
+                                 message = std::string(m);
+                                 expired++;
+                             });
+    RUN_UNTIL(loop.raw(), expired > 0);
+    CHECK(expired == 1);
+    CHECK_STR(message.c_str(), "Session 'Never' was not published within 30 ms");
+    OK("Client::subscribe_waiting: an expired wait is SB_NO_SUCH_SESSION");
+
+    int answered = 0;
+    caller.subscribe_waiting("Svc", std::chrono::milliseconds(60000),
+                             [&](sb_status st, stagebus::RemoteStage remote,
+                                 std::string_view) {
+                                 CHECK_ST(st, SB_OK);
+                                 CHECK(remote);
+                                 answered++;
+                             });
+    stagebus::Stage stage(loop, "Svc");
+    stage.on("echo", [](stagebus::Ctx &) {});
+    stage.publish(service, "Svc", {"echo"});
+    RUN_UNTIL(loop.raw(), answered > 0);
+    CHECK(answered == 1);
+    OK("Client::subscribe_waiting made before the publish is answered once it comes");
+}
+
 } // namespace
 
 int main()
@@ -139,5 +180,6 @@ int main()
     test_begin(__FILE__);
     unknown_messages();
     strings_and_names();
+    waiting_for_a_name();
     return test_end();
 }

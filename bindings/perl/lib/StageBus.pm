@@ -100,6 +100,7 @@ my @FUNCTIONS = (
     [sb_stage_name     => ['opaque', 'opaque*', 'size_t*'] => 'sint32'],
 
     [sb_remote_subscribe   => ['opaque', 'string', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_remote_subscribe_wait => ['opaque', 'string', 'uint64', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_remote_unsubscribe => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_remote_free        => ['opaque'] => 'void'],
 

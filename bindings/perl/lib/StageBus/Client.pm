@@ -3,6 +3,7 @@ package StageBus::Client;
 use strict;
 use warnings;
 
+use POSIX ();
 use Scalar::Util ();
 
 our $VERSION = '0.01';
@@ -118,9 +119,17 @@ sub subscribe {
     my $a = StageBus::_named('subscribe', \@args, 'session', 'on_subscribed');
     my $p = $self->_p;
     my $session = StageBus::_to_c($a->{session}, 'the session');
+    my $wait_ms = 0;
+    if (defined $a->{wait}) {
+        my $w = $a->{wait};
+        ($w =~ /\A\s*(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*\z/ && $w >= 0 && $w < 1e9)
+            or StageBus::_croak(invalid_argument => "subscribe: 'wait' wants a number of seconds, not '$w'");
+        $wait_ms = POSIX::ceil($w * 1000);
+    }
     my @cb = StageBus::_cb_args(subscribed => $a->{on_subscribed}, loop => $self->{loop},
         session => $a->{session}, what => 'on_subscribed');
-    StageBus::_check(StageBus::_C::sb_remote_subscribe($p, $session, @cb), "subscribe '$a->{session}'");
+    StageBus::_check(StageBus::_C::sb_remote_subscribe_wait($p, $session, $wait_ms, @cb),
+        "subscribe '$a->{session}'");
     return;
 }
 
@@ -193,6 +202,9 @@ StageBus::Client - a connection to a stagebus broker
     $client->subscribe(session => 'Foo', on_subscribed => sub {
         my ($err, $remote) = @_;        # a StageBus::Remote on success
     });
+    $client->subscribe(session => 'Foo', wait => 5, on_subscribed => sub {
+        my ($err, $remote) = @_;        # waits up to 5 s for Foo to be published
+    });
     $client->rescind(session => 'Foo', on_done => sub { my ($err) = @_ });
     $client->send_custom(kind => 'frob', id => 42, payload => $octets);
 
@@ -204,6 +216,14 @@ completion needs (POEx::ProxySession's C<tag>). Operations may be
 started before the connection is up. Errors the library reports at
 once (C<rescind> of a session not published here: C<not_publisher>)
 are thrown and the callback is not called.
+
+C<subscribe> with C<wait =E<gt> SECS> waits up to that many seconds
+(fractions allowed) for the session to be published if it is not yet,
+so that a caller may start before its service: C<on_subscribed> runs
+once, with the remote stage as soon as the session is published, or a
+C<no_such_session> error when the wait expires (the broker times the
+wait). Without C<wait> (or with 0) a session not published is
+C<no_such_session> at once.
 
 C<on_unknown_message> is POEx::ProxySession's C<unknown_message_event>:
 it gets messages of application-defined kinds as C<($kind, $id,
