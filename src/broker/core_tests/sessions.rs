@@ -253,8 +253,10 @@ fn a_waiter_that_disconnects_leaves_nothing_behind() {
 
 #[test]
 fn waits_count_against_the_per_connection_limit() {
-    let mut limits = Limits::default();
-    limits.max_waiters_per_connection = 1;
+    let limits = Limits {
+        max_waiters_per_connection: 1,
+        ..Limits::default()
+    };
     let mut h = Harness::with(config(limits, None));
     let s = h.client();
     h.send(s, &subscribe_wait(2, "S", 5000));
