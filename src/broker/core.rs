@@ -6,13 +6,15 @@
 //!
 //! * **In**: a connection accepted ([`Core::connect`]), each frame body it
 //!   sent ([`Core::receive`]), the end of its input ([`Core::input_ended`]),
-//!   its handshake deadline passing ([`Core::deadline_passed`]), room in
+//!   its handshake deadline passing ([`Core::deadline_passed`]), the wait
+//!   of a subscribe for its name expiring ([`Core::wait_expired`]), room in
 //!   its socket again ([`Core::writable`]), the broker closing
 //!   ([`Core::shut_down`]).
 //! * **Out**: the bytes to write to each connection
 //!   ([`Core::write_output`], asked for by [`Core::take_flush_request`]),
 //!   and [`Effect`]s ([`Core::take_effects`]): a handshake deadline to arm
-//!   or disarm, a connection closed with its reason.
+//!   or disarm, a wait's timer to arm or disarm (`waiters.rs`), a
+//!   connection closed with its reason.
 //!
 //! The handshake and every operation live here (calls in `calls.rs`,
 //! session operations in `sessions.rs`), so they are unit-tested with

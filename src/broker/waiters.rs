@@ -24,6 +24,10 @@ use crate::wire::Reply;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// The longest wait timed: a longer one (a client's "forever") is cut
+/// to it, so that no deadline overflows the clock.
+const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// The broker's number for one wait, unique while the broker runs.
 pub(super) type WaitId = u64;
 
@@ -147,6 +151,7 @@ impl Core {
             );
             return self.reply(id, op, Err(e));
         }
+        let wait = wait.min(MAX_WAIT);
         let wait_id = self.waiters.add(Waiter {
             conn: id,
             op,

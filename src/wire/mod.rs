@@ -244,7 +244,8 @@ pub enum Frame {
     /// subscription then stands as after [`Frame::Subscribe`]), or with
     /// `no_such_session` when the wait expires. The broker times the
     /// wait, so the answer and the subscription cannot disagree. A
-    /// `wait_ms` of 0 is a plain subscribe.
+    /// `wait_ms` of 0 is a plain subscribe; a wait over a year is cut to
+    /// a year.
     SubscribeWait {
         /// Correlation id.
         id: u64,

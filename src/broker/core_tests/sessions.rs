@@ -274,3 +274,15 @@ fn waits_count_against_the_per_connection_limit() {
     h.send(t, &subscribe_wait(2, "T", 5000));
     assert_eq!(h.frames(t), []);
 }
+
+#[test]
+fn a_wait_of_forever_is_cut_to_a_year() {
+    let mut h = Harness::new();
+    let s = h.client();
+    h.send(s, &subscribe_wait(2, "S", u64::MAX));
+    let armed = wait_effects(&mut h);
+    let [Effect::ArmWait { after, .. }] = armed.as_slice() else {
+        panic!("expected one armed wait, got {armed:?}");
+    };
+    assert_eq!(*after, std::time::Duration::from_secs(365 * 24 * 3600));
+}
