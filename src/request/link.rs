@@ -37,11 +37,14 @@ impl Down {
     pub(crate) fn remote(
         stage: &RemoteStage,
         origin: u64,
+        timeout_ms: u32,
         method: &str,
         args: &Args,
         caller: Weak<dyn CallerEnd>,
     ) -> Result<Down, Error> {
-        Ok(Down::Remote(stage.call(origin, method, args, caller)?))
+        Ok(Down::Remote(
+            stage.call(origin, timeout_ms, method, args, caller)?,
+        ))
     }
 
     /// Tells the callee the transaction is over on the caller's side.

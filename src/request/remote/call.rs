@@ -25,11 +25,12 @@ impl Call {
         client: &Client,
         session: &str,
         origin: u64,
+        timeout_ms: u32,
         method: &str,
         args: &Args,
         caller: Weak<dyn CallerEnd>,
     ) -> Result<Call, Error> {
-        let id = client.call_as(Some(origin), session, method, args, move |_, event| {
+        let on_event = move |_, event| {
             let Some(caller) = caller.upgrade() else {
                 return;
             };
@@ -38,7 +39,8 @@ impl Call {
                 CallEvent::Return { kind, args } => Answer::new(Cow::Owned(kind), args, true),
                 CallEvent::Error(e) => Answer::error(e),
             });
-        })?;
+        };
+        let id = client.start_call(Some(origin), timeout_ms, session, method, args, on_event)?;
         Ok(Call {
             client: client.clone(),
             id,

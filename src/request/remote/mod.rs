@@ -116,10 +116,19 @@ impl RemoteStage {
     pub(crate) fn call(
         &self,
         origin: u64,
+        timeout_ms: u32,
         method: &str,
         args: &Args,
         caller: Weak<dyn CallerEnd>,
     ) -> Result<Call, Error> {
-        Call::start(&self.client, &self.session, origin, method, args, caller)
+        Call::start(
+            &self.client,
+            &self.session,
+            origin,
+            timeout_ms,
+            method,
+            args,
+            caller,
+        )
     }
 }
