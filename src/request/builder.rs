@@ -229,7 +229,7 @@ impl RequestBuilder {
         // its client's default. No clock is read without a deadline.
         let inherited = parent.as_ref().and_then(ServedRequest::deadline);
         let own = self.timeout.or_else(|| match &self.target {
-            Target::Remote(r) if inherited.is_none() => r.client().default_timeout(),
+            Target::Remote(r) if inherited.is_none() => r.default_timeout(),
             _ => None,
         });
         let now = (own.is_some() || inherited.is_some()).then(Instant::now);
@@ -266,7 +266,7 @@ impl RequestBuilder {
                 Down::remote(
                     remote,
                     rec.id(),
-                    crate::client::timeout_ms(left),
+                    left,
                     &self.method,
                     &self.args,
                     caller.clone(),

@@ -3,12 +3,13 @@
 //! answers through the publisher's [`Delivery`] ([`Reply`]: emits,
 //! returns, failures).
 
-use crate::client::{CallEvent, CallId, Client, Delivery};
+use crate::client::{timeout_ms, CallEvent, CallId, Client, Delivery};
 use crate::error::Error;
 use crate::request::ends::{Answer, CallerEnd};
 use crate::value::Args;
 use std::borrow::Cow;
 use std::rc::Weak;
+use std::time::Duration;
 
 /// The caller's way down to a session behind a broker: one call of its
 /// client.
@@ -25,7 +26,7 @@ impl Call {
         client: &Client,
         session: &str,
         origin: u64,
-        timeout_ms: u32,
+        left: Option<Duration>,
         method: &str,
         args: &Args,
         caller: Weak<dyn CallerEnd>,
@@ -40,7 +41,14 @@ impl Call {
                 CallEvent::Error(e) => Answer::error(e),
             });
         };
-        let id = client.start_call(Some(origin), timeout_ms, session, method, args, on_event)?;
+        let id = client.start_call(
+            Some(origin),
+            timeout_ms(left),
+            session,
+            method,
+            args,
+            on_event,
+        )?;
         Ok(Call {
             client: client.clone(),
             id,

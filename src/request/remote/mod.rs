@@ -21,6 +21,7 @@ use crate::event_loop::EventLoop;
 use crate::value::Args;
 use std::fmt;
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 /// A session subscribed through a client: requests to it travel through
 /// the broker and behave exactly like requests to a local stage.
@@ -111,12 +112,13 @@ impl RemoteStage {
         Ok(())
     }
 
-    /// Sends a request of `method` to the session as request `origin`;
-    /// its answers reach `caller`.
+    /// Sends a request of `method` to the session as request `origin`,
+    /// telling the publisher it has `left` (if it has a deadline); its
+    /// answers reach `caller`.
     pub(crate) fn call(
         &self,
         origin: u64,
-        timeout_ms: u32,
+        left: Option<Duration>,
         method: &str,
         args: &Args,
         caller: Weak<dyn CallerEnd>,
@@ -125,10 +127,16 @@ impl RemoteStage {
             &self.client,
             &self.session,
             origin,
-            timeout_ms,
+            left,
             method,
             args,
             caller,
         )
+    }
+
+    /// The deadline its client gives requests that set none.
+    #[inline]
+    pub(crate) fn default_timeout(&self) -> Option<Duration> {
+        self.client.default_timeout()
     }
 }
