@@ -445,6 +445,12 @@ enum sb_status sb_client_close_graceful(const struct sb_client *client,
 // takes at once and drops the rest.
 enum sb_status sb_client_set_linger(const struct sb_client *client, uint64_t ms);
 
+// Sets the deadline, in milliseconds, of later requests through this
+// client that set none (neither their own timeout nor one inherited
+// from the request they are made for); 0 turns it off, the default:
+// long calls and streams of emits are legitimate.
+enum sb_status sb_client_set_default_timeout_ms(const struct sb_client *client, uint64_t ms);
+
 // Closes (as `sb_client_close`, flushing what was accepted for sending)
 // and frees a client. NULL is a no-op.
 void sb_client_free(struct sb_client *client);
@@ -580,7 +586,9 @@ enum sb_status sb_request_builder_fallback(struct sb_request_builder *b,
 enum sb_status sb_request_builder_role(struct sb_request_builder *b, const char *role);
 
 // Ends the request with `SB_TIMEOUT` if no final response came within
-// `ms` milliseconds.
+// `ms` milliseconds. The deadline travels with the request
+// (`sb_served_time_left_ms`); a request made while serving one inherits
+// that one's deadline, and its own applies only when it is earlier.
 enum sb_status sb_request_builder_timeout_ms(struct sb_request_builder *b, uint64_t ms);
 
 // Makes the request a child of `parent` (a request being served).
@@ -658,6 +666,14 @@ uint64_t sb_served_id(const struct sb_served *s);
 // The caller's id of the request (its `sb_request_id` in the calling
 // process; unique only there). 0 for NULL.
 uint64_t sb_served_caller_id(const struct sb_served *s);
+
+// The milliseconds left before the request's deadline (rounded down;
+// 0 once it passed) in `*out`, or -1 when it has none. The deadline is
+// the caller's timeout (its own, inherited from the request it was made
+// for, or its client's default), sent along with the request; requests
+// made on this one's behalf inherit it. The request is not ended here
+// when it passes: the caller times out and cancels it.
+enum sb_status sb_served_time_left_ms(const struct sb_served *s, int64_t *out);
 
 // Whether the request can still be answered.
 bool sb_served_is_open(const struct sb_served *s);

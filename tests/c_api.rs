@@ -246,6 +246,7 @@ c_programs!(
     answer_then_close,
     unanswered,
     wait_for_name,
+    deadlines,
 );
 
 #[test]

@@ -68,6 +68,7 @@ fn empty_names_in_frames_from_the_network_are_invalid_argument(t: Transport) {
             &Frame::Deliver {
                 id,
                 origin: id,
+                timeout_ms: 0,
                 session: session.into(),
                 method: method.into(),
                 payload: Payload::encode(&Args::new()),

@@ -478,6 +478,7 @@ fn p12_call_to_an_unpublished_name_fails(t: Transport) {
         &Frame::Deliver {
             id: 77,
             origin: 5,
+            timeout_ms: 0,
             session: "Z".into(),
             method: "foo".into(),
             payload: Payload::encode(&Args::new()),
@@ -504,6 +505,7 @@ fn p13_deliver_for_a_name_the_client_does_not_publish_is_unknown_recipient(t: Tr
     relay.inject(&Frame::Deliver {
         id: 4242,
         origin: 1,
+        timeout_ms: 0,
         session: "NotMine".into(),
         method: "foo".into(),
         payload: Payload::encode(&Args::new()),
@@ -729,6 +731,7 @@ fn deeply_nested_payloads_are_refused_not_decoded(t: Transport) {
         &Frame::Deliver {
             id: 7,
             origin: 7,
+            timeout_ms: 0,
             session: "A".into(),
             method: "foo".into(),
             payload: Payload(deep),
@@ -1098,6 +1101,7 @@ fn p27_malformed_frames_are_protocol_errors(t: Transport) {
     let deliver = Frame::Deliver {
         id: 1,
         origin: 1,
+        timeout_ms: 0,
         session: "A".into(),
         method: "foo".into(),
         payload: Payload::encode(&arg("x", 1)),
@@ -2172,6 +2176,7 @@ fn limit_forwarded_result_over_the_broker_max_frame_fails_the_call(t: Transport)
         &Frame::Deliver {
             id: u64::MAX,
             origin: 1,
+            timeout_ms: 0,
             session: "Big".into(),
             method: "fill".into(),
             payload: Payload::encode(&Args::new()),

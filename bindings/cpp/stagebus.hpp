@@ -44,6 +44,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -634,6 +635,14 @@ public:
     void set_linger(std::chrono::milliseconds linger) const {
         detail::check(sb_client_set_linger(raw(), static_cast<std::uint64_t>(linger.count())));
     }
+
+    // The deadline of later requests that set none (neither their own
+    // timeout nor an inherited one); zero turns it off, the default: long
+    // calls and streams are legitimate.
+    void set_default_timeout(std::chrono::milliseconds timeout) const {
+        detail::check(sb_client_set_default_timeout_ms(
+            raw(), static_cast<std::uint64_t>(timeout.count())));
+    }
 };
 
 // A session subscribed through a client: a target for requests.
@@ -694,6 +703,15 @@ public:
     // The caller's id of the request (unique only in the caller's process).
     std::uint64_t caller_id() const noexcept { return sb_served_caller_id(p_); }
     bool is_open() const noexcept { return sb_served_is_open(p_); }
+    // The time left before the caller's deadline (zero once it passed),
+    // or none without one. Requests made while serving inherit it.
+    std::optional<std::chrono::milliseconds> time_left() const {
+        std::int64_t ms = 0;
+        detail::check(sb_served_time_left_ms(p_, &ms));
+        if (ms < 0)
+            return std::nullopt;
+        return std::chrono::milliseconds(ms);
+    }
 
     // An interim response: type "emit", or `kind`.
     void emit(ArgsRef args = ArgsRef()) const {

@@ -30,6 +30,16 @@ use crate::transport::Address;
 use crate::value::Args;
 use crate::wire::{Frame, Payload, Reply};
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// What a call tells the publisher besides its session, method and args.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CallMeta {
+    /// The caller's id of the request (the call id when `None`).
+    pub origin: Option<u64>,
+    /// The deliver's `timeout_ms` (0: no deadline).
+    pub timeout_ms: u32,
+}
 
 /// Where the connection stands.
 #[derive(Debug)]
@@ -187,7 +197,7 @@ impl Core {
     /// here, and no call is kept.
     pub fn start_call(
         &mut self,
-        origin: Option<u64>,
+        meta: CallMeta,
         session: &str,
         method: &str,
         payload: Payload,
@@ -206,7 +216,8 @@ impl Core {
         // broker, as a local request cancelled at once never runs.
         let deliver = Frame::Deliver {
             id,
-            origin: origin.unwrap_or(id),
+            origin: meta.origin.unwrap_or(id),
+            timeout_ms: meta.timeout_ms,
             session: session.to_string(),
             method: method.to_string(),
             payload,
@@ -349,6 +360,7 @@ impl Core {
             Frame::Deliver {
                 id,
                 origin,
+                timeout_ms,
                 session,
                 method,
                 payload,
@@ -363,10 +375,15 @@ impl Core {
                 };
                 match payload.decode() {
                     Ok(args) => {
+                        // Taken on receipt, from this host's clock: the
+                        // caller's clock may read differently.
+                        let deadline = (timeout_ms != 0)
+                            .then(|| Instant::now() + Duration::from_millis(u64::from(timeout_ms)));
                         let route = Route {
                             id,
                             origin,
                             session,
+                            deadline,
                         };
                         self.serving.open(route.clone(), serve.clone());
                         Some(Effect::Serve(serve, route, Inbound::Call { method, args }))

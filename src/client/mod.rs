@@ -43,6 +43,7 @@ use crate::transport::Address;
 use crate::value::Args;
 use crate::wire::{Frame, Payload, SessionInfo, DEFAULT_MAX_FRAME};
 use calls::CallFn;
+use core::CallMeta;
 use ops::Op;
 use serving::ServeFn;
 use shell::Shared;
@@ -71,6 +72,12 @@ pub struct ClientConfig {
     /// emits, calls (default [`DEFAULT_LINGER`]). Zero writes what the
     /// socket takes at once and drops the rest. See [`Client::close`].
     pub linger: Duration,
+    /// The deadline given to a request sent through this client that has
+    /// none of its own (neither its own timeout nor one inherited from the
+    /// request it is made for); `None`, the default, gives none. Off by
+    /// default because long calls and streams of emits are legitimate:
+    /// set it to bound every call, as libdbus's 25 s default does.
+    pub default_timeout: Option<Duration>,
 }
 
 /// The default [`ClientConfig::linger`]: 5 seconds.
@@ -83,6 +90,7 @@ impl Default for ClientConfig {
             max_frame: DEFAULT_MAX_FRAME,
             max_queued_bytes: 64 << 20,
             linger: DEFAULT_LINGER,
+            default_timeout: None,
         }
     }
 }
@@ -98,6 +106,13 @@ impl ClientConfig {
     /// out what was accepted (see [`ClientConfig::linger`]).
     pub fn with_linger(mut self, linger: Duration) -> ClientConfig {
         self.linger = linger;
+        self
+    }
+
+    /// The same, with `timeout` as the deadline of requests that set none
+    /// (see [`ClientConfig::default_timeout`]).
+    pub fn with_default_timeout(mut self, timeout: Duration) -> ClientConfig {
+        self.default_timeout = Some(timeout);
         self
     }
 }
@@ -447,11 +462,40 @@ impl Client {
         self.call_as(None, session, method, args, on_event)
     }
 
+    /// [`Client::call`] telling the publisher it has `timeout` left
+    /// ([`Delivery::time_left`]); `None` tells it of no deadline. The
+    /// client does not end the call when the time is up: the caller's own
+    /// timer does (a request's timeout does it for requests). The
+    /// client's [`ClientConfig::default_timeout`] does not apply here.
+    pub fn call_within(
+        &self,
+        origin: Option<u64>,
+        timeout: Option<Duration>,
+        session: &str,
+        method: &str,
+        args: &Args,
+        on_event: impl FnMut(CallId, CallEvent) + 'static,
+    ) -> Result<CallId, Error> {
+        self.start_call(origin, timeout_ms(timeout), session, method, args, on_event)
+    }
+
     /// [`Client::call`] naming the request `origin`, which the publisher
     /// reads back as [`Delivery::origin`] (the call id when `None`).
     pub fn call_as(
         &self,
         origin: Option<u64>,
+        session: &str,
+        method: &str,
+        args: &Args,
+        on_event: impl FnMut(CallId, CallEvent) + 'static,
+    ) -> Result<CallId, Error> {
+        self.start_call(origin, 0, session, method, args, on_event)
+    }
+
+    pub(crate) fn start_call(
+        &self,
+        origin: Option<u64>,
+        timeout_ms: u32,
         session: &str,
         method: &str,
         args: &Args,
@@ -468,9 +512,16 @@ impl Client {
         // Held here too, so that a call the send refuses drops its handler
         // after the client's borrow ended.
         let kept = handler.clone();
-        let started = self
-            .shared
-            .with(|core, io| core.start_call(origin, session, method, payload, handler, io));
+        let started = self.shared.with(|core, io| {
+            core.start_call(
+                CallMeta { origin, timeout_ms },
+                session,
+                method,
+                payload,
+                handler,
+                io,
+            )
+        });
         drop(kept);
         let (id, failed) = started?;
         if let Some(effect) = failed {
@@ -550,6 +601,31 @@ impl Client {
     /// [`ClientConfig::linger`]).
     pub fn set_linger(&self, linger: Duration) {
         self.shared.set_linger(linger);
+    }
+
+    /// Changes the deadline of later requests that set none (see
+    /// [`ClientConfig::default_timeout`]); `None` turns it off.
+    pub fn set_default_timeout(&self, timeout: Option<Duration>) {
+        self.shared.default_timeout.set(timeout);
+    }
+
+    /// The deadline given to requests that set none, if any (see
+    /// [`ClientConfig::default_timeout`]).
+    pub fn default_timeout(&self) -> Option<Duration> {
+        self.shared.default_timeout.get()
+    }
+}
+
+/// A deliver's `timeout_ms` for the time left: 0 for none, rounded up so
+/// that less than a millisecond left is not taken for no deadline, and at
+/// least 1 once the time is up (the caller's timer ends the call then).
+pub(crate) fn timeout_ms(left: Option<Duration>) -> u32 {
+    match left {
+        None => 0,
+        Some(d) => {
+            let ms = d.as_nanos().div_ceil(1_000_000);
+            u32::try_from(ms).unwrap_or(u32::MAX).max(1)
+        }
     }
 }
 

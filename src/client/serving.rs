@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
 
 /// What a published session runs for each delivery's events.
 pub(crate) type ServeCell = RefCell<dyn FnMut(&Delivery, Inbound)>;
@@ -28,6 +29,9 @@ pub(super) struct Route {
     pub origin: u64,
     /// The session it was delivered to.
     pub session: Rc<str>,
+    /// When the caller stops waiting, as this host's clock reads it: the
+    /// receipt time plus the time the caller still gave the call.
+    pub deadline: Option<Instant>,
 }
 
 /// The sessions published here and the deliveries being served.
@@ -142,6 +146,7 @@ pub struct Delivery {
     route: u64,
     origin: u64,
     session: Rc<str>,
+    deadline: Option<Instant>,
 }
 
 impl fmt::Debug for Delivery {
@@ -160,6 +165,7 @@ impl Delivery {
             route: route.id,
             origin: route.origin,
             session: route.session,
+            deadline: route.deadline,
         }
     }
 
@@ -177,6 +183,20 @@ impl Delivery {
     /// The session the call was delivered to.
     pub fn session(&self) -> &str {
         &self.session
+    }
+
+    /// When the caller stops waiting for this call (its timeout, sent
+    /// along with the call as the time left and taken from the moment
+    /// the call arrived here), or `None` if the caller set no deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The time left before [`Delivery::deadline`] (zero once it
+    /// passed), or `None` without a deadline.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// Whether the call can still be answered.

@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Flush, Readiness, Source};
 use crate::transport::{linger, Address, CloseFn, Connection, ReadOutcome, Stream};
 use crate::wire::{Frame, MAGIC, PROTOCOL_VERSION};
-use std::cell::{Ref, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub(super) lp: EventLoop,
     inner: RefCell<Inner>,
     me: Weak<Shared>,
+    /// [`ClientConfig::default_timeout`], changeable later.
+    pub(super) default_timeout: Cell<Option<Duration>>,
 }
 
 struct Inner {
@@ -94,6 +96,7 @@ impl Shared {
                 },
             }),
             me: me.clone(),
+            default_timeout: Cell::new(config.default_timeout),
         });
         let hello = Frame::Hello {
             magic: MAGIC,

@@ -369,6 +369,25 @@ pub unsafe extern "C" fn sb_client_set_linger(client: *const sb_client, ms: u64)
     })
 }
 
+/// Sets the deadline, in milliseconds, of later requests through this
+/// client that set none (neither their own timeout nor one inherited
+/// from the request they are made for); 0 turns it off, the default:
+/// long calls and streams of emits are legitimate.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_set_default_timeout_ms(
+    client: *const sb_client,
+    ms: u64,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_client.
+        let client = unsafe { arg(client, "client") }?;
+        let timeout = (ms != 0).then(|| std::time::Duration::from_millis(ms));
+        client.set_default_timeout(timeout);
+        Ok(())
+    })
+}
+
 /// Closes (as `sb_client_close`, flushing what was accepted for sending)
 /// and frees a client. NULL is a no-op.
 #[doc = safety!()]

@@ -197,7 +197,9 @@ pub unsafe extern "C" fn sb_request_builder_role(
 }
 
 /// Ends the request with `SB_TIMEOUT` if no final response came within
-/// `ms` milliseconds.
+/// `ms` milliseconds. The deadline travels with the request
+/// (`sb_served_time_left_ms`); a request made while serving one inherits
+/// that one's deadline, and its own applies only when it is earlier.
 #[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_request_builder_timeout_ms(

@@ -4,7 +4,7 @@
 use super::args::{args_or_empty, sb_args};
 use super::boundary::{fail, status, value_or, Fail};
 use super::callbacks::{get_data, sb_free_fn, set_data, UserData};
-use super::convert::{opt_text, text};
+use super::convert::{opt_text, put, text};
 use super::handles::{arg, boxed, take, Handle};
 use super::status::sb_status;
 use crate::error::Error;
@@ -78,6 +78,24 @@ pub unsafe extern "C" fn sb_served_id(s: *const sb_served) -> u64 {
 pub unsafe extern "C" fn sb_served_caller_id(s: *const sb_served) -> u64 {
     // SAFETY: NULL or a live sb_served.
     value_or(0, || Ok(unsafe { served(s) }?.caller_id()))
+}
+
+/// The milliseconds left before the request's deadline (rounded down;
+/// 0 once it passed) in `*out`, or -1 when it has none. The deadline is
+/// the caller's timeout (its own, inherited from the request it was made
+/// for, or its client's default), sent along with the request; requests
+/// made on this one's behalf inherit it. The request is not ended here
+/// when it passes: the caller times out and cancels it.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_served_time_left_ms(s: *const sb_served, out: *mut i64) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_served.
+        let left = unsafe { served(s) }?.time_left();
+        let ms = left.map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        // SAFETY: NULL or writable per the conventions.
+        unsafe { put(out, ms, "out") }
+    })
 }
 
 /// Whether the request can still be answered.

@@ -16,7 +16,7 @@ use crate::event_loop::EventLoop;
 use crate::value::{Args, Value};
 use std::fmt;
 use std::rc::{Rc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where a request goes: a stage on this loop, or a remote stage.
 #[derive(Debug, Clone)]
@@ -155,6 +155,16 @@ impl RequestBuilder {
 
     /// Ends the transaction with a `timeout` error if no final response
     /// came within `after`; the callee is cancelled.
+    ///
+    /// The deadline travels with the request: its callee reads the time
+    /// left ([`ServedRequest::time_left`], [`Ctx::time_left`]), in
+    /// another program too. A request made while serving one (its child)
+    /// inherits the parent's deadline; a timeout of its own applies only
+    /// when it ends sooner (as in gRPC, the earlier deadline wins), and a
+    /// child whose inherited deadline passes fails with `timeout` like
+    /// the parent. A request with neither gets its client's
+    /// [`ClientConfig::default_timeout`](crate::ClientConfig::default_timeout)
+    /// if it goes to a remote stage (off by default).
     pub fn timeout(mut self, after: Duration) -> Self {
         self.timeout = Some(after);
         self
@@ -215,6 +225,18 @@ impl RequestBuilder {
         if let Target::Remote(remote) = &self.target {
             remote.check_sendable()?;
         }
+        // The earlier of its own deadline and its parent's; with neither,
+        // its client's default. No clock is read without a deadline.
+        let inherited = parent.as_ref().and_then(ServedRequest::deadline);
+        let own = self.timeout.or_else(|| match &self.target {
+            Target::Remote(r) if inherited.is_none() => r.default_timeout(),
+            _ => None,
+        });
+        let now = (own.is_some() || inherited.is_some()).then(Instant::now);
+        let deadline = match (now.zip(own).map(|(n, t)| n + t), inherited) {
+            (Some(mine), Some(theirs)) => Some(mine.min(theirs)),
+            (mine, theirs) => mine.or(theirs),
+        };
         let lp = self.target.event_loop().clone();
         let rec = CallerRec::new(
             next_id(),
@@ -233,25 +255,42 @@ impl RequestBuilder {
                     stage.clone(),
                     self.method.clone(),
                     Up::local(caller.clone()),
+                    deadline,
                 );
                 Down::local(&lp, served.callee_end(), self.args)
             }
             Target::Remote(remote) => {
-                Down::remote(remote, rec.id(), &self.method, &self.args, caller.clone())?
+                let left = now
+                    .zip(deadline)
+                    .map(|(n, d)| d.saturating_duration_since(n));
+                Down::remote(
+                    remote,
+                    rec.id(),
+                    left,
+                    &self.method,
+                    &self.args,
+                    caller.clone(),
+                )?
             }
         };
         if let Some(p) = &parent {
             p.adopt(caller);
         }
         rec.link(link, parent);
-        if let Some(after) = self.timeout {
+        if let Some((now, deadline)) = now.zip(deadline) {
+            let after = deadline.saturating_duration_since(now);
+            let whose = if own.is_some_and(|t| now + t <= deadline) {
+                ""
+            } else {
+                " (the deadline of the request it was made for)"
+            };
             let weak = Rc::downgrade(&rec);
             let timer = lp.add_timer(after, move |_| {
                 if let Some(rec) = weak.upgrade() {
                     let e = Error::new(
                         ErrorCode::Timeout,
                         format!(
-                            "request {} ({}) got no final response within {} ms",
+                            "request {} ({}) got no final response within {} ms{whose}",
                             rec.id(),
                             rec.method(),
                             after.as_millis()

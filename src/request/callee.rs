@@ -16,6 +16,7 @@ use crate::value::Args;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
 
 /// The callee's record of a request.
 pub(crate) struct ServedRec {
@@ -41,6 +42,9 @@ pub(crate) struct ServedRec {
     /// before its turn never starts).
     started: Cell<bool>,
     on_end: RefCell<Option<Box<dyn FnOnce()>>>,
+    /// When the caller stops waiting (its timeout, on this host's clock),
+    /// inherited by the requests made on this one's behalf.
+    deadline: Option<Instant>,
     /// How many [`ServedRequest`] handles exist: the callee's references.
     handles: Cell<usize>,
     /// Whether an emit reached the caller. From then on the caller may
@@ -63,8 +67,16 @@ impl Served {
     }
 
     /// An open request of `method` served by `stage`, answered through
-    /// `link`: `id` is its id in this process, `caller_id` its caller's.
-    pub(crate) fn new(id: u64, caller_id: u64, stage: Stage, method: Rc<str>, link: Up) -> Served {
+    /// `link`: `id` is its id in this process, `caller_id` its caller's,
+    /// `deadline` when its caller stops waiting.
+    pub(crate) fn new(
+        id: u64,
+        caller_id: u64,
+        stage: Stage,
+        method: Rc<str>,
+        link: Up,
+        deadline: Option<Instant>,
+    ) -> Served {
         Served(Rc::new(ServedRec {
             id,
             caller_id,
@@ -79,6 +91,7 @@ impl Served {
             on_cancel: RefCell::new(None),
             started: Cell::new(false),
             on_end: RefCell::new(None),
+            deadline,
             handles: Cell::new(0),
             emitted: Cell::new(false),
         }))
@@ -313,6 +326,26 @@ impl ServedRequest {
     /// The method the caller asked for.
     pub fn method(&self) -> &str {
         &self.0.method
+    }
+
+    /// When the caller stops waiting for this request, or `None` if it
+    /// has no deadline. It is the caller's timeout (its own, inherited,
+    /// or its client's default), travelling with the request; for a
+    /// request from another program, the time it had left when sent,
+    /// counted from its arrival here. The request is not ended here when
+    /// it passes: the caller's side times out and cancels it. Requests
+    /// made on this one's behalf inherit it (see
+    /// [`RequestBuilder::timeout`](super::RequestBuilder::timeout)).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.0.deadline
+    }
+
+    /// The time left before [`ServedRequest::deadline`] (zero once it
+    /// passed), or `None` without a deadline.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.0
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// The serving stage. A request holds its stage while it is open;

@@ -14,6 +14,7 @@ use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;
 use crate::value::Args;
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 /// The caller's half's way to its callee.
 pub(crate) enum Down {
@@ -37,11 +38,14 @@ impl Down {
     pub(crate) fn remote(
         stage: &RemoteStage,
         origin: u64,
+        left: Option<Duration>,
         method: &str,
         args: &Args,
         caller: Weak<dyn CallerEnd>,
     ) -> Result<Down, Error> {
-        Ok(Down::Remote(stage.call(origin, method, args, caller)?))
+        Ok(Down::Remote(
+            stage.call(origin, left, method, args, caller)?,
+        ))
     }
 
     /// Tells the callee the transaction is over on the caller's side.

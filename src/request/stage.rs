@@ -367,6 +367,13 @@ impl<'a> Ctx<'a> {
         self.req
     }
 
+    /// The time left before the deadline of the request being served
+    /// (see [`ServedRequest::time_left`]); `None` when no request is
+    /// served or it has no deadline.
+    pub fn time_left(&self) -> Option<std::time::Duration> {
+        self.req.and_then(ServedRequest::time_left)
+    }
+
     /// The response being handled, in response handlers.
     pub fn rsp(&self) -> Option<&'a Response> {
         self.rsp

@@ -270,6 +270,7 @@ mod tests {
             Frame::Deliver {
                 id: 7,
                 origin: 3,
+                timeout_ms: 250,
                 session: "FooSession".into(),
                 method: "foo".into(),
                 payload: Payload::encode(&crate::Args::new().with("x", 1)),

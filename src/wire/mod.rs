@@ -176,6 +176,13 @@ pub enum Frame {
         /// The caller's own id of the request, passed through unchanged
         /// so that both sides of a transaction name it alike.
         origin: u64,
+        /// The time the caller still gives the call, in milliseconds
+        /// when it was sent (0: no deadline). Relative, not a point in
+        /// time: the hosts' clocks need not agree, so the publisher takes
+        /// its deadline as its own receipt time plus this (the time in
+        /// transit is not counted, which errs on the callee's side; the
+        /// caller's own timer still ends the call on time).
+        timeout_ms: u32,
         /// The published name.
         #[serde(deserialize_with = "text::deserialize")]
         session: String,

@@ -171,6 +171,7 @@ mod mirror {
     #[derive(Deserialize)]
     pub(super) struct DeliverRest<'a> {
         pub origin: u64,
+        pub timeout_ms: u32,
         pub session: &'a str,
         pub method: &'a str,
         pub payload: &'a [u8],
@@ -258,6 +259,7 @@ mod tests {
             frames.push(Frame::Deliver {
                 id,
                 origin: id ^ 7,
+                timeout_ms: (id as u32) ^ 0x55,
                 session: "FooSession".into(),
                 method: "on_foo".into(),
                 payload: payload.clone(),
@@ -315,6 +317,7 @@ mod tests {
         let frame = Frame::Deliver {
             id: 9,
             origin: 4,
+            timeout_ms: 1500,
             session: "S".into(),
             method: "m".into(),
             payload: Payload::default(),

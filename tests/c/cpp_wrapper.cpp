@@ -14,7 +14,9 @@
 #include "check.h"
 #include "stagebus.hpp"
 
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -173,6 +175,49 @@ void waiting_for_a_name()
     OK("Client::subscribe_waiting made before the publish is answered once it comes");
 }
 
+
+// Served::time_left reads the caller's timeout; without one it is empty;
+// a child made while serving inherits it (issue 12, item 3).
+void deadlines()
+{
+    stagebus::Loop loop;
+    stagebus::Stage stage(loop, "Clock");
+    std::optional<std::chrono::milliseconds> seen, child_seen;
+    stagebus::Request child;
+    int answers = 0;
+    stage.on("look", [&](const stagebus::Ctx &ctx) {
+        seen = ctx.req().time_left();
+        ctx.req().ret();
+    });
+    stage.on("inner", [&](const stagebus::Ctx &ctx) {
+        child_seen = ctx.req().time_left();
+        ctx.req().ret();
+    });
+    stage.on("run", [&](const stagebus::Ctx &ctx) {
+        seen = ctx.req().time_left();
+        child = stagebus::RequestBuilder(stage, "inner")
+                    .on("return", [&](const stagebus::Ctx &c) { c.req().ret(); })
+                    .send();
+    });
+    auto ask = [&](const char *method, std::uint64_t timeout_ms) {
+        seen.reset();
+        child_seen.reset();
+        int before = answers;
+        stagebus::RequestBuilder b(stage, method);
+        if (timeout_ms > 0)
+            b.timeout_ms(timeout_ms);
+        auto req = b.fallback([&](const stagebus::Ctx &) { answers++; }).send();
+        RUN_UNTIL(loop.raw(), answers == before + 1);
+    };
+    ask("look", 20000);
+    CHECK(seen && seen->count() > 0 && seen->count() <= 20000);
+    ask("look", 0);
+    CHECK(!seen);
+    OK("Served::time_left reads the caller's timeout, empty without one");
+    ask("run", 20000);
+    CHECK(seen && child_seen && child_seen->count() > 0 && *child_seen <= *seen);
+    OK("a request made while serving inherits the deadline");
+}
 } // namespace
 
 int main()
@@ -181,5 +226,6 @@ int main()
     unknown_messages();
     strings_and_names();
     waiting_for_a_name();
+    deadlines();
     return test_end();
 }

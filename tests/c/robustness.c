@@ -162,6 +162,7 @@ static void nulls_outside_handlers(void)
     REG_FAILS(SB_NULL_ARGUMENT,
               sb_client_close_graceful(NULL, cb_done, U, cb_free));
     NULLARG(sb_client_set_linger(NULL, 100));
+    NULLARG(sb_client_set_default_timeout_ms(NULL, 100));
 
     /* stage */
     NULLARG(sb_stage_new(NULL, "S", &stage_out));
@@ -273,6 +274,11 @@ static void nulls_outside_handlers(void)
     CHECK_INT(sb_served_id(NULL), 0);
     CHECK_INT(sb_served_caller_id(NULL), 0);
     CHECK(!sb_served_is_open(NULL));
+    {
+        int64_t left = 7;
+        NULLARG(sb_served_time_left_ms(NULL, &left));
+        CHECK_INT(left, 7);
+    }
     NULLARG(sb_served_emit(NULL, NULL, NULL));
     NULLARG(sb_served_return(NULL, NULL, NULL));
     NULLARG(sb_served_fail(NULL, SB_TIMEOUT, "m"));

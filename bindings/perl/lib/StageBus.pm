@@ -88,6 +88,7 @@ my @FUNCTIONS = (
     [sb_client_close           => ['opaque'] => 'sint32'],
     [sb_client_close_graceful  => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_set_linger      => ['opaque', 'uint64'] => 'sint32'],
+    [sb_client_set_default_timeout_ms => ['opaque', 'uint64'] => 'sint32'],
     [sb_client_free            => ['opaque'] => 'void'],
 
     [sb_stage_new      => ['opaque', 'string', 'opaque*'] => 'sint32'],
@@ -132,6 +133,7 @@ my @FUNCTIONS = (
     [sb_served_id        => ['opaque'] => 'uint64'],
     [sb_served_caller_id => ['opaque'] => 'uint64'],
     [sb_served_is_open   => ['opaque'] => 'bool'],
+    [sb_served_time_left_ms => ['opaque', 'sint64*'] => 'sint32'],
     [sb_served_emit      => ['opaque', 'string', 'opaque'] => 'sint32'],
     [sb_served_return    => ['opaque', 'string', 'opaque'] => 'sint32'],
     [sb_served_fail      => ['opaque', 'sint32', 'string'] => 'sint32'],

@@ -60,27 +60,36 @@ pub(crate) fn cmd_call(args: &Parsed) -> Result<(), Failure> {
     let o = outcome.clone();
     let caller = client.clone();
     let mut recall = recall;
-    let call = client.call(session, method, &call_args, move |id, event| {
-        let line = match &event {
-            CallEvent::Emit { kind, args } | CallEvent::Return { kind, args } => {
-                response_line(kind, args)
+    // The publisher learns how long the call is waited for.
+    let call = client.call_within(
+        None,
+        Some(timeout),
+        session,
+        method,
+        &call_args,
+        move |id, event| {
+            let line = match &event {
+                CallEvent::Emit { kind, args } | CallEvent::Return { kind, args } => {
+                    response_line(kind, args)
+                }
+                CallEvent::Error(e) => {
+                    *o.borrow_mut() = Some(Err(Failure::Failed(e.to_string())));
+                    return;
+                }
+            };
+            let mut out = io::stdout().lock();
+            if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+                *o.borrow_mut() =
+                    Some(Err(Failure::Failed(format!("cannot write to stdout: {e}"))));
+            } else if matches!(event, CallEvent::Return { .. }) {
+                *o.borrow_mut() = Some(Ok(()));
+            } else if let Some((method, args)) = recall.take() {
+                if let Err(e) = caller.recall(id, &method, &args) {
+                    *o.borrow_mut() = Some(Err(e.into()));
+                }
             }
-            CallEvent::Error(e) => {
-                *o.borrow_mut() = Some(Err(Failure::Failed(e.to_string())));
-                return;
-            }
-        };
-        let mut out = io::stdout().lock();
-        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
-            *o.borrow_mut() = Some(Err(Failure::Failed(format!("cannot write to stdout: {e}"))));
-        } else if matches!(event, CallEvent::Return { .. }) {
-            *o.borrow_mut() = Some(Ok(()));
-        } else if let Some((method, args)) = recall.take() {
-            if let Err(e) = caller.recall(id, &method, &args) {
-                *o.borrow_mut() = Some(Err(e.into()));
-            }
-        }
-    })?;
+        },
+    )?;
     let finished = lp
         .run_until(timeout, || outcome.borrow().is_some())
         .map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))?;

@@ -234,6 +234,7 @@ fn a_frame_too_large_to_forward_fails_the_call() {
     let call = Frame::Deliver {
         id: u64::MAX,
         origin: 0,
+        timeout_ms: u32::MAX,
         session: "S".into(),
         method: "m".into(),
         payload: Payload::default(),

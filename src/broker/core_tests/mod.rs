@@ -62,6 +62,7 @@ fn deliver(id: u64, session: &str, method: &str) -> Frame {
     Frame::Deliver {
         id,
         origin: id + 1000,
+        timeout_ms: 0,
         session: session.into(),
         method: method.into(),
         payload: payload(id as i64),

@@ -61,9 +61,14 @@ fn a_full_queue_fails_an_operation_and_refuses_a_call() {
     failed.expect("a failure to run later").run();
     assert_eq!(f.take_log(), ["listing limit_exceeded: queue full"]);
     let handler = Rc::new(RefCell::new(|_: CallId, _: CallEvent| {}));
-    let refused = f
-        .core
-        .start_call(None, "S", "m", payload(1), handler, &mut f.out);
+    let refused = f.core.start_call(
+        CallMeta::default(),
+        "S",
+        "m",
+        payload(1),
+        handler,
+        &mut f.out,
+    );
     assert_eq!(refused.err().unwrap().code, ErrorCode::LimitExceeded);
 }
 
@@ -78,6 +83,7 @@ fn a_call_gets_its_emits_then_one_final_event() {
         [Frame::Deliver {
             id: call.0,
             origin: call.0,
+            timeout_ms: 0,
             session: "S".into(),
             method: "m".into(),
             payload: payload(1),

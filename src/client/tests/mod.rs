@@ -8,7 +8,7 @@ mod calls;
 mod close;
 mod serving;
 
-use super::core::{Core, Status};
+use super::core::{CallMeta, Core, Status};
 use super::effects::{Closer, Effect, Outbox};
 use super::ops::Op;
 use super::serving::{Delivery, ServeFn};
@@ -196,7 +196,14 @@ impl Fixture {
         }));
         let (id, failed) = self
             .core
-            .start_call(None, session, method, payload(1), handler, &mut self.out)
+            .start_call(
+                CallMeta::default(),
+                session,
+                method,
+                payload(1),
+                handler,
+                &mut self.out,
+            )
             .unwrap();
         if let Some(effect) = failed {
             self.run(effect);
@@ -309,6 +316,7 @@ impl Fixture {
         self.frame(Frame::Deliver {
             id: route,
             origin: route + 1000,
+            timeout_ms: 0,
             session: session.into(),
             method: method.into(),
             payload: payload(5),
@@ -424,6 +432,7 @@ fn frames_split_at_every_byte_give_the_same_effects() {
             Frame::Deliver {
                 id: 90,
                 origin: 4,
+                timeout_ms: 0,
                 session: "S".into(),
                 method: "m".into(),
                 payload: payload(2),

@@ -63,6 +63,7 @@ fn a_malformed_deliver_or_recall_is_answered_with_an_error() {
     f.frame(Frame::Deliver {
         id: 50,
         origin: 1,
+        timeout_ms: 0,
         session: "S".into(),
         method: "m".into(),
         payload: garbage(),

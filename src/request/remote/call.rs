@@ -3,12 +3,13 @@
 //! answers through the publisher's [`Delivery`] ([`Reply`]: emits,
 //! returns, failures).
 
-use crate::client::{CallEvent, CallId, Client, Delivery};
+use crate::client::{timeout_ms, CallEvent, CallId, Client, Delivery};
 use crate::error::Error;
 use crate::request::ends::{Answer, CallerEnd};
 use crate::value::Args;
 use std::borrow::Cow;
 use std::rc::Weak;
+use std::time::Duration;
 
 /// The caller's way down to a session behind a broker: one call of its
 /// client.
@@ -25,11 +26,12 @@ impl Call {
         client: &Client,
         session: &str,
         origin: u64,
+        left: Option<Duration>,
         method: &str,
         args: &Args,
         caller: Weak<dyn CallerEnd>,
     ) -> Result<Call, Error> {
-        let id = client.call_as(Some(origin), session, method, args, move |_, event| {
+        let on_event = move |_, event| {
             let Some(caller) = caller.upgrade() else {
                 return;
             };
@@ -38,7 +40,15 @@ impl Call {
                 CallEvent::Return { kind, args } => Answer::new(Cow::Owned(kind), args, true),
                 CallEvent::Error(e) => Answer::error(e),
             });
-        })?;
+        };
+        let id = client.start_call(
+            Some(origin),
+            timeout_ms(left),
+            session,
+            method,
+            args,
+            on_event,
+        )?;
         Ok(Call {
             client: client.clone(),
             id,

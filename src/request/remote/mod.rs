@@ -134,15 +134,31 @@ impl RemoteStage {
         Ok(())
     }
 
-    /// Sends a request of `method` to the session as request `origin`;
-    /// its answers reach `caller`.
+    /// Sends a request of `method` to the session as request `origin`,
+    /// telling the publisher it has `left` (if it has a deadline); its
+    /// answers reach `caller`.
     pub(crate) fn call(
         &self,
         origin: u64,
+        left: Option<Duration>,
         method: &str,
         args: &Args,
         caller: Weak<dyn CallerEnd>,
     ) -> Result<Call, Error> {
-        Call::start(&self.client, &self.session, origin, method, args, caller)
+        Call::start(
+            &self.client,
+            &self.session,
+            origin,
+            left,
+            method,
+            args,
+            caller,
+        )
+    }
+
+    /// The deadline its client gives requests that set none.
+    #[inline]
+    pub(crate) fn default_timeout(&self) -> Option<Duration> {
+        self.client.default_timeout()
     }
 }

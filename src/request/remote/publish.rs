@@ -86,6 +86,7 @@ impl Stage {
                     stage,
                     Rc::from(method),
                     Up::Remote(Reply::new(delivery.clone())),
+                    delivery.deadline(),
                 );
                 let table = Rc::downgrade(&serving);
                 let route = delivery.id();

@@ -163,6 +163,17 @@ sub set_linger {
     return;
 }
 
+# The deadline, in milliseconds, of later requests that set none; 0
+# turns it off.
+sub set_default_timeout {
+    my ($self, $ms) = @_;
+    my $p = $self->_p;
+    my $n = _u64($ms)
+        // StageBus::_croak(invalid_argument => "set_default_timeout: the time must be a whole number of milliseconds, not '" . ($ms // 'undef') . "'");
+    StageBus::_check(StageBus::_C::sb_client_set_default_timeout_ms($p, $n), 'set_default_timeout');
+    return;
+}
+
 sub _free {
     my ($self) = @_;
     StageBus::_untrack($self);
@@ -240,7 +251,14 @@ C<new>, C<on_disconnect($code)>, C<on_session_gone($code)>,
 C<on_unknown_message($code)> (each replacing the previous one),
 C<listing>, C<subscribe>, C<rescind>, C<send_custom>, C<close>,
 C<close_gracefully(on_done =E<gt> $code)>, C<set_linger($ms)>,
-C<loop>, C<address>. Publishing is L<StageBus::Stage/publish>.
+C<set_default_timeout($ms)>, C<loop>, C<address>. Publishing is L<StageBus::Stage/publish>.
+
+=head2 Default deadline
+
+C<set_default_timeout($ms)> gives requests through this client that set
+no C<timeout_ms> (and inherit none from the request they are made for)
+a deadline of C<$ms> milliseconds; 0, the default, gives none: long
+calls and streams of emits are legitimate.
 
 =head2 Closing
 

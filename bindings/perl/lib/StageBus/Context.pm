@@ -126,6 +126,14 @@ sub id        { StageBus::_C::sb_served_id($_[0]->_p) }
 sub caller_id { StageBus::_C::sb_served_caller_id($_[0]->_p) }
 sub is_open { StageBus::_C::sb_served_is_open($_[0]->_p) ? 1 : 0 }
 
+# Milliseconds left before the caller's deadline (0 once it passed), or
+# undef without one.
+sub time_left_ms {
+    my $ms;
+    StageBus::_check(StageBus::_C::sb_served_time_left_ms($_[0]->_p, \$ms), 'time_left_ms');
+    return $ms < 0 ? undef : $ms;
+}
+
 sub _answer {
     my ($self, $fn, $what, @args) = @_;
     my $a = StageBus::_named($what, \@args);
@@ -267,6 +275,7 @@ StageBus::Context, StageBus::Served, StageBus::Response - what a handler sees
         $req->return(args => { total => 3 });      # type => 'return' by default
         $req->fail(code => 'no_such_method', message => 'nope');
         $req->on_cancel(sub { ... });
+        $req->time_left_ms;                        # undef: no deadline
         $req->data->{seen}++;
         my $later = $req->keep;                    # answer after returning
 
@@ -277,6 +286,13 @@ StageBus::Context, StageBus::Served, StageBus::Response - what a handler sees
     }
 
 =head1 DESCRIPTION
+
+A request's timeout (C<timeout_ms> of L<StageBus::Request>) travels
+with it, also to other programs: C<time_left_ms> of the request being
+served reads the milliseconds left (C<undef> when the caller set none).
+Requests made while serving it inherit that deadline; their own
+C<timeout_ms> applies only when it ends sooner, and a child whose
+inherited deadline passes fails with C<timeout>.
 
 The context and the objects it hands out are valid only during the
 handler; using them later dies with C<invalid_state>. C<keep> gives an

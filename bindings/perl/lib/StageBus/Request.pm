@@ -156,6 +156,13 @@ Requests made while a handler serves a request are its children:
 cancelling, timing out or ending the parent cancels them, here and in
 other processes.
 
+C<timeout_ms> travels with the request: the callee reads the time left
+with C<< $ctx->req->time_left_ms >>, in other processes too. A child
+inherits its parent's deadline; its own C<timeout_ms> applies only when
+it ends sooner. With neither, a request through a client gets the
+client's default (L<StageBus::Client/set_default_timeout>, off by
+default).
+
 B<Dropping the object cancels the request> if it is still open, as in
 POE::Request: keep it until its final response (a top-level variable,
 or C<< $ctx->req->data >> from a handler). A request dropped before the
