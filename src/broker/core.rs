@@ -41,6 +41,12 @@ pub(super) enum Effect {
     /// `conn` is closed and forgotten (with its deadline, if armed): its
     /// socket goes. Everything it was part of is settled already.
     Close { conn: ConnId, reason: CloseReason },
+    /// Call [`Core::tick`] for `conn` after `after` (its ping interval).
+    ArmTick { conn: ConnId, after: Duration },
+    /// The broker closed: `conn` is forgotten, but its socket still
+    /// writes `rest` (ending with the going-away notice) before it
+    /// closes: a lingering close.
+    Linger { conn: ConnId, rest: Vec<u8> },
 }
 
 /// The broker's state machine.
@@ -137,13 +143,69 @@ impl Core {
         self.process_closes();
     }
 
-    /// The handshake deadline of `id` passed: closed if it has not said
-    /// hello (even when refused and its refusal is not written yet).
+    /// The deadline of `id` passed: closed if it has not said hello
+    /// (even when refused and its refusal is not written yet), or if the
+    /// frame it started is still not complete.
     pub fn deadline_passed(&mut self, id: ConnId) {
-        if self.peers.get(&id).is_some_and(|p| !p.handshaken) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if !peer.handshaken {
             self.condemn(id, CloseReason::HandshakeTimeout);
-            self.process_closes();
+        } else if std::mem::take(&mut peer.frame_deadline) {
+            self.condemn(id, CloseReason::FrameTimeout);
         }
+        self.process_closes();
+    }
+
+    /// A read of `id` ended (once per read, not per frame): it was heard
+    /// from, and `mid_frame` says whether it stopped inside a frame,
+    /// which must then complete within [`Limits::frame_timeout`]. Before
+    /// its hello the handshake deadline covers it.
+    pub fn read_done(&mut self, id: ConnId, mid_frame: bool) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        peer.liveness.heard();
+        if !peer.handshaken || peer.frame_deadline == mid_frame {
+            return;
+        }
+        peer.frame_deadline = mid_frame;
+        self.effects.push(if mid_frame {
+            Effect::ArmDeadline {
+                conn: id,
+                after: self.config.limits.frame_timeout,
+            }
+        } else {
+            Effect::DisarmDeadline { conn: id }
+        });
+    }
+
+    /// The ping interval of `id` passed: a silent connection is pinged,
+    /// one that left its pings unanswered is closed like a disconnect.
+    pub fn tick(&mut self, id: ConnId) {
+        let max = self.config.limits.ping_max;
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if !peer.reads() {
+            return;
+        }
+        match peer.liveness.tick(max) {
+            crate::liveness::Tick::Alive => {}
+            crate::liveness::Tick::Ping => {
+                let _ = self.send(id, &Frame::Ping);
+            }
+            crate::liveness::Tick::Dead => {
+                self.condemn(id, CloseReason::Unresponsive);
+                self.process_closes();
+                return;
+            }
+        }
+        self.effects.push(Effect::ArmTick {
+            conn: id,
+            after: self.config.limits.ping_interval,
+        });
     }
 
     /// The socket of `id` has room again: its output is to be written.
@@ -157,15 +219,36 @@ impl Core {
         self.process_closes();
     }
 
-    /// The broker closes: every connection is closed as it stands (what
-    /// it was owed is not sent: nothing would write it) and every state
-    /// forgotten.
-    pub fn shut_down(&mut self) {
-        for (conn, _) in self.peers.drain() {
-            self.effects.push(Effect::Close {
-                conn,
-                reason: CloseReason::BrokerClosed,
-            });
+    /// The broker closes: every handshaken connection is told it is
+    /// going away, after what was queued for it already; each is then
+    /// forgotten, its socket left to write that out (a lingering close),
+    /// and every state forgotten. The notice settles each client's calls
+    /// (`broker_gone`), so no per-call answer is sent.
+    pub fn shut_down(&mut self, reason: &str) {
+        let notice = Frame::GoingAway {
+            reason: Error::new(ErrorCode::BrokerGone, reason),
+        };
+        let ids: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in ids {
+            if self
+                .peers
+                .get(&conn)
+                .is_some_and(|p| p.handshaken && p.reads())
+            {
+                let _ = self.send(conn, &notice);
+            }
+        }
+        for (conn, mut peer) in self.peers.drain() {
+            let rest = peer.outbox.pending().to_vec();
+            if peer.condemned || rest.is_empty() {
+                self.effects.push(Effect::Close {
+                    conn,
+                    reason: CloseReason::BrokerClosed,
+                });
+            } else {
+                peer.outbox.consume(rest.len());
+                self.effects.push(Effect::Linger { conn, rest });
+            }
         }
         self.routes.clear();
         self.registry = Registry::default();
@@ -256,6 +339,11 @@ impl Core {
                 unreachable!("Inbound::parse hands these kinds over as routed frames")
             }
             Frame::Cancel { id: call } => self.cancel(id, call),
+            Frame::Ping => {
+                let _ = self.send(id, &Frame::Pong);
+            }
+            // Being heard from is all a pong says; the read noted it.
+            Frame::Pong => {}
             Frame::Custom { kind, id: op, .. } => {
                 let e = Error::new(
                     ErrorCode::Protocol,
@@ -266,7 +354,8 @@ impl Core {
             other @ (Frame::Hello { .. }
             | Frame::Welcome { .. }
             | Frame::Refused { .. }
-            | Frame::SessionGone { .. }) => {
+            | Frame::SessionGone { .. }
+            | Frame::GoingAway { .. }) => {
                 let e = Error::new(
                     ErrorCode::Protocol,
                     format!("a client may not send '{}' here", other.kind_name()),
@@ -283,6 +372,13 @@ impl Core {
         if let Some(p) = self.peers.get_mut(&id) {
             p.handshaken = true;
             self.effects.push(Effect::DisarmDeadline { conn: id });
+            let interval = self.config.limits.ping_interval;
+            if !interval.is_zero() {
+                self.effects.push(Effect::ArmTick {
+                    conn: id,
+                    after: interval,
+                });
+            }
         }
         let _ = self.send(
             id,

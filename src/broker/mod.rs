@@ -90,6 +90,19 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long a new connection may take to say hello (default 10 s).
     pub handshake_timeout: Duration,
+    /// How long a connection may stay silent before the broker pings it
+    /// (default 2 minutes, as NATS). Zero turns pinging off (TCP
+    /// keepalive still runs on TCP connections).
+    pub ping_interval: Duration,
+    /// How many pings may go unanswered: a connection silent for this
+    /// many pings and one more interval is closed as a disconnect (its
+    /// sessions leave the listing, calls to it end `publisher_gone`).
+    /// Default 2, as NATS.
+    pub ping_max: u32,
+    /// How long a frame may take to arrive once its first byte did
+    /// (default 10 s): a peer that stops in the middle of a frame is
+    /// closed.
+    pub frame_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -103,6 +116,9 @@ impl Default for Limits {
             max_queued_bytes: 64 << 20,
             max_connections: 1 << 16,
             handshake_timeout: Duration::from_secs(10),
+            ping_interval: crate::liveness::DEFAULT_PING_INTERVAL,
+            ping_max: crate::liveness::DEFAULT_PING_MAX,
+            frame_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -142,6 +158,15 @@ impl BrokerConfig {
     /// The same, requiring `token` from every client.
     pub fn with_token(mut self, token: impl Into<String>) -> BrokerConfig {
         self.token = Some(token.into());
+        self
+    }
+
+    /// The same, pinging connections silent for `interval` and closing
+    /// those that leave `max` pings unanswered (see
+    /// [`Limits::ping_interval`]).
+    pub fn with_ping(mut self, interval: Duration, max: u32) -> BrokerConfig {
+        self.limits.ping_interval = interval;
+        self.limits.ping_max = max;
         self
     }
 
@@ -216,10 +241,22 @@ impl Broker {
         self.shell.stats()
     }
 
-    /// Stops listening and closes every connection (publishers' callers
-    /// see `broker_gone`). Idempotent.
+    /// Stops listening and closes every connection: each client is told
+    /// the broker is going away (a `going_away` notice; its calls end
+    /// with `broker_gone`), and the notice and what was queued before it
+    /// are still written on later turns of the loop (a lingering close,
+    /// bounded by [`crate::DEFAULT_LINGER`]); see
+    /// [`Broker::closing_connections`]. Idempotent.
     pub fn close(&self) {
         self.shell.close();
+    }
+
+    /// Connections of a closed broker still writing their last output;
+    /// a program that stops its loop after [`Broker::close`] runs it
+    /// until this is zero (or for a bounded time) so that the notices
+    /// leave.
+    pub fn closing_connections(&self) -> usize {
+        self.shell.closing_connections()
     }
 }
 

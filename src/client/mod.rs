@@ -71,6 +71,16 @@ pub struct ClientConfig {
     /// emits, calls (default [`DEFAULT_LINGER`]). Zero writes what the
     /// socket takes at once and drops the rest. See [`Client::close`].
     pub linger: Duration,
+    /// How long the broker may stay silent before the client pings it
+    /// (default 2 minutes, as NATS clients). Zero turns pinging off.
+    pub ping_interval: Duration,
+    /// How many pings may go unanswered: a broker silent for this many
+    /// pings and one more interval is taken for gone, exactly as a
+    /// disconnect (`broker_gone`). Default 2, as NATS clients.
+    pub ping_max: u32,
+    /// How long connecting and the handshake may take before the connect
+    /// fails with `broker_gone` (default 10 s). Zero waits forever.
+    pub connect_timeout: Duration,
 }
 
 /// The default [`ClientConfig::linger`]: 5 seconds.
@@ -83,6 +93,9 @@ impl Default for ClientConfig {
             max_frame: DEFAULT_MAX_FRAME,
             max_queued_bytes: 64 << 20,
             linger: DEFAULT_LINGER,
+            ping_interval: crate::liveness::DEFAULT_PING_INTERVAL,
+            ping_max: crate::liveness::DEFAULT_PING_MAX,
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -91,6 +104,22 @@ impl ClientConfig {
     /// The same, presenting `token` to the broker.
     pub fn with_token(mut self, token: impl Into<String>) -> ClientConfig {
         self.token = Some(token.into());
+        self
+    }
+
+    /// The same, pinging a broker silent for `interval` and taking it for
+    /// gone after `max` unanswered pings (see
+    /// [`ClientConfig::ping_interval`]).
+    pub fn with_ping(mut self, interval: Duration, max: u32) -> ClientConfig {
+        self.ping_interval = interval;
+        self.ping_max = max;
+        self
+    }
+
+    /// The same, with `timeout` for the connect and handshake (see
+    /// [`ClientConfig::connect_timeout`]).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> ClientConfig {
+        self.connect_timeout = timeout;
         self
     }
 

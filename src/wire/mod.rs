@@ -238,6 +238,18 @@ pub enum Frame {
         /// Opaque bytes.
         payload: Payload,
     },
+    /// Either way, on a connection that was silent for a ping interval:
+    /// is the peer alive? Answered with [`Frame::Pong`].
+    Ping,
+    /// The answer to a [`Frame::Ping`].
+    Pong,
+    /// Broker → client: the broker is closing. Every call the client has
+    /// in flight ends with `broker_gone`; the broker closes the
+    /// connection after this frame.
+    GoingAway {
+        /// Why (code `broker_gone`).
+        reason: Error,
+    },
 }
 
 impl Frame {
@@ -259,6 +271,9 @@ impl Frame {
             Frame::Result { .. } => "result",
             Frame::SessionGone { .. } => "session_gone",
             Frame::Custom { kind, .. } => kind,
+            Frame::Ping => "ping",
+            Frame::Pong => "pong",
+            Frame::GoingAway { .. } => "going_away",
         }
     }
 }

@@ -51,7 +51,7 @@ pub(crate) fn cmd_call(args: &Parsed) -> Result<(), Failure> {
             Some((m.clone(), parse_args(args, rest)?))
         }
     };
-    let (lp, client) = connect(&address, args.token(), timeout)?;
+    let (lp, client) = connect(&address, args.client_config()?, timeout)?;
     let outcome: Rc<RefCell<Option<Result<(), Failure>>>> = Rc::default();
     let o = outcome.clone();
     let caller = client.clone();
