@@ -245,6 +245,7 @@ c_programs!(
     exports,
     answer_then_close,
     unanswered,
+    liveness,
 );
 
 #[test]

@@ -534,6 +534,13 @@ public:
     }
 
     std::size_t pending_calls() const noexcept { return sb_broker_pending_calls(raw()); }
+
+    // Pings connections silent for `interval`; one that leaves `max`
+    // pings unanswered is closed as a disconnect. Defaults 120 s and 2;
+    // zero turns pinging off (see sb_broker_set_ping).
+    void set_ping(std::chrono::milliseconds interval, std::uint32_t max) const {
+        detail::check(sb_broker_set_ping(raw(), static_cast<std::uint64_t>(interval.count()), max));
+    }
 };
 
 // A connection to a broker.
@@ -626,6 +633,13 @@ public:
     // How long a later close may take to flush (default 5000 ms).
     void set_linger(std::chrono::milliseconds linger) const {
         detail::check(sb_client_set_linger(raw(), static_cast<std::uint64_t>(linger.count())));
+    }
+
+    // Pings a broker silent for `interval`; after `max` unanswered pings
+    // it is taken for gone (calls end with broker_gone). Defaults 120 s
+    // and 2; zero turns pinging off (see sb_client_set_ping).
+    void set_ping(std::chrono::milliseconds interval, std::uint32_t max) const {
+        detail::check(sb_client_set_ping(raw(), static_cast<std::uint64_t>(interval.count()), max));
     }
 };
 

@@ -85,6 +85,12 @@ impl Core {
         &self.config.limits
     }
 
+    /// New liveness settings, taken by each connection at its next tick.
+    pub fn set_ping(&mut self, interval: Duration, max: u32) {
+        self.config.limits.ping_interval = interval;
+        self.config.limits.ping_max = max;
+    }
+
     pub fn stats(&self) -> BrokerStats {
         BrokerStats {
             connections: self.peers.len(),
@@ -202,10 +208,13 @@ impl Core {
                 return;
             }
         }
-        self.effects.push(Effect::ArmTick {
-            conn: id,
-            after: self.config.limits.ping_interval,
-        });
+        let interval = self.config.limits.ping_interval;
+        if !interval.is_zero() {
+            self.effects.push(Effect::ArmTick {
+                conn: id,
+                after: interval,
+            });
+        }
     }
 
     /// The socket of `id` has room again: its output is to be written.

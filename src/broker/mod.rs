@@ -251,6 +251,14 @@ impl Broker {
         self.shell.close();
     }
 
+    /// Changes the liveness settings (see [`Limits::ping_interval`] and
+    /// [`Limits::ping_max`]): connections take them at their next tick,
+    /// and those that say hello later from the start. A connection that
+    /// said hello while pinging was off is not pinged.
+    pub fn set_ping(&self, interval: Duration, max: u32) {
+        self.shell.set_ping(interval, max);
+    }
+
     /// Connections of a closed broker still writing their last output;
     /// a program that stops its loop after [`Broker::close`] runs it
     /// until this is zero (or for a bounded time) so that the notices

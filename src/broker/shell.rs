@@ -112,6 +112,10 @@ impl Shell {
         self.core.borrow().stats()
     }
 
+    pub fn set_ping(&self, interval: std::time::Duration, max: u32) {
+        self.core.borrow_mut().set_ping(interval, max);
+    }
+
     pub fn closing_connections(&self) -> usize {
         self.lingering.get()
     }

@@ -546,4 +546,12 @@ impl Client {
     pub fn set_linger(&self, linger: Duration) {
         self.shared.set_linger(linger);
     }
+
+    /// Changes the liveness settings (see [`ClientConfig::ping_interval`]
+    /// and [`ClientConfig::ping_max`]); the count of unanswered pings
+    /// carries on, and the next ping comes one new interval from now.
+    /// Zero turns pinging off.
+    pub fn set_ping(&self, interval: Duration, max: u32) {
+        self.shared.set_ping(interval, max);
+    }
 }

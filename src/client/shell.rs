@@ -247,6 +247,21 @@ impl Shared {
         self.inner.borrow_mut().io.linger = linger;
     }
 
+    pub(super) fn set_ping(&self, interval: Duration, max: u32) {
+        let (old, closed) = {
+            let mut inner = self.inner.borrow_mut();
+            inner.io.ping_interval = interval;
+            inner.io.ping_max = max;
+            (inner.io.tick.take(), inner.core.is_closed())
+        };
+        if let Some(timer) = old {
+            self.lp.cancel_timer(timer);
+        }
+        if !closed && !interval.is_zero() {
+            self.arm_tick(interval);
+        }
+    }
+
     /// Whether the delivery of `route` is still being served.
     pub(super) fn is_serving(&self, route: u64) -> bool {
         self.core().is_serving(route)
