@@ -320,6 +320,13 @@ impl Shared {
         }
         let outcome = {
             let mut inner = self.inner.borrow_mut();
+            // Welcomed: the connect timer is cancelled, so that an
+            // embedding host is not woken for it.
+            if inner.io.connect_timer.is_some() && matches!(inner.core.status(), Status::Ready(_)) {
+                if let Some(timer) = inner.io.connect_timer.take() {
+                    self.lp.cancel_timer(timer);
+                }
+            }
             // Room for a usual batch is kept; a burst's is given back.
             if inner.io.frames.capacity() == 0 && frames.capacity() <= KEPT_FRAMES {
                 inner.io.frames = frames;
