@@ -158,6 +158,13 @@ impl Core {
         };
         if !peer.handshaken {
             self.condemn(id, CloseReason::HandshakeTimeout);
+        } else if std::mem::take(&mut peer.frame_progress) {
+            // Frames kept completing (a busy stream whose reads end
+            // inside frames): the one in progress gets a new deadline.
+            self.effects.push(Effect::ArmDeadline {
+                conn: id,
+                after: self.config.limits.frame_timeout,
+            });
         } else if std::mem::take(&mut peer.frame_deadline) {
             self.condemn(id, CloseReason::FrameTimeout);
         }
@@ -165,17 +172,24 @@ impl Core {
     }
 
     /// A read of `id` ended (once per read, not per frame): it was heard
-    /// from, and `mid_frame` says whether it stopped inside a frame,
-    /// which must then complete within [`Limits::frame_timeout`]. Before
-    /// its hello the handshake deadline covers it.
-    pub fn read_done(&mut self, id: ConnId, mid_frame: bool) {
+    /// from, `completed` says whether a frame completed in it, and
+    /// `mid_frame` whether it stopped inside a frame, which must then
+    /// complete within [`Limits::frame_timeout`] (a frame started after
+    /// others completed under an armed deadline gets at most twice
+    /// that). Before its hello the handshake deadline covers it.
+    pub fn read_done(&mut self, id: ConnId, completed: bool, mid_frame: bool) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
         peer.liveness.heard();
-        if !peer.handshaken || peer.frame_deadline == mid_frame {
+        if !peer.handshaken {
             return;
         }
+        if peer.frame_deadline == mid_frame {
+            peer.frame_progress |= mid_frame && completed;
+            return;
+        }
+        peer.frame_progress = false;
         peer.frame_deadline = mid_frame;
         self.effects.push(if mid_frame {
             Effect::ArmDeadline {

@@ -135,6 +135,9 @@ pub(super) struct Peer {
     pub liveness: crate::liveness::Liveness,
     /// Its deadline is armed for a frame in progress.
     pub frame_deadline: bool,
+    /// A frame completed since the deadline was armed: the frame in
+    /// progress is a later one.
+    pub frame_progress: bool,
 }
 
 impl Peer {

@@ -266,12 +266,14 @@ impl Shell {
         if !core.reads(id) {
             return;
         }
+        let mut completed = false;
         let outcome = socket.conn.read_bodies(hangup, |body| {
+            completed = true;
             core.receive(id, body);
             Ok(())
         });
         // Once per read: the liveness mark and the frame deadline.
-        core.read_done(id, socket.conn.mid_frame());
+        core.read_done(id, completed, socket.conn.mid_frame());
         // A connection closed or refused by one of its frames is finished
         // with; what its read ended with no longer matters.
         match outcome {

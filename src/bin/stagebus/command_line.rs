@@ -474,6 +474,34 @@ mod tests {
     }
 
     #[test]
+    fn ping_flags_set_the_liveness_and_bad_ones_are_usage_errors() {
+        let l = "--listen=tcp://127.0.0.1:0";
+        let p = parse("broker", &[l, "--ping-interval", "0.25", "--ping-max", "3"]).unwrap();
+        assert_eq!(
+            p.ping().ok(),
+            Some((Some(Duration::from_millis(250)), Some(3)))
+        );
+        let b = "--broker=tcp://127.0.0.1:1";
+        let c = parse("serve", &[b, "--name=X", "--ping-interval=0"])
+            .unwrap()
+            .client_config()
+            .ok()
+            .unwrap();
+        assert_eq!((c.ping_interval, c.ping_max), (Duration::ZERO, 2));
+        for words in [
+            &[l, "--ping-interval", "-1"][..],
+            &[l, "--ping-interval", "soon"],
+            &[l, "--ping-max", "1.5"],
+        ] {
+            let p = parse("broker", words).unwrap();
+            match p.ping() {
+                Err(Failure::Usage(m)) => assert!(m.contains("--ping-"), "{m}"),
+                _ => panic!("{words:?} is not a usage error"),
+            }
+        }
+    }
+
+    #[test]
     fn usage_names_every_command_and_flag() {
         let text = usage();
         for c in COMMANDS {

@@ -20,7 +20,7 @@ fn an_idle_connection_is_pinged_and_a_busy_one_is_not() {
     let c = h.client();
     h.effects();
     // Heard from since the handshake: no ping, the tick is re-armed.
-    h.core.read_done(c, false);
+    h.core.read_done(c, true, false);
     h.core.tick(c);
     assert_eq!(h.frames(c), []);
     let tick = Effect::ArmTick {
@@ -42,7 +42,7 @@ fn a_peer_that_answers_its_pings_stays() {
         h.core.tick(c);
         assert_eq!(h.frames(c), [Frame::Ping]);
         h.send(c, &Frame::Pong);
-        h.core.read_done(c, false);
+        h.core.read_done(c, true, false);
         h.core.tick(c);
         assert_eq!(h.frames(c), []);
     }
@@ -104,20 +104,41 @@ fn a_frame_in_progress_has_a_deadline() {
     let mut h = pinging();
     let c = h.client();
     h.effects();
-    h.core.read_done(c, true);
+    h.core.read_done(c, false, true);
     let arm = Effect::ArmDeadline {
         conn: c,
         after: Duration::from_millis(300),
     };
     assert_eq!(h.effects(), std::slice::from_ref(&arm));
     // Still in a frame: armed once only.
-    h.core.read_done(c, true);
+    h.core.read_done(c, false, true);
     assert!(h.effects().is_empty());
     // The frame completed: disarmed.
-    h.core.read_done(c, false);
+    h.core.read_done(c, true, false);
     assert_eq!(h.effects(), [Effect::DisarmDeadline { conn: c }]);
-    h.core.read_done(c, true);
+    h.core.read_done(c, false, true);
     assert_eq!(h.effects(), [arm]);
+    h.core.deadline_passed(c);
+    assert_eq!(h.closes(), [(c, CloseReason::FrameTimeout)]);
+}
+
+#[test]
+fn a_busy_stream_whose_reads_end_inside_frames_is_not_closed() {
+    let mut h = pinging();
+    let c = h.client();
+    h.effects();
+    h.core.read_done(c, true, true);
+    let arm = Effect::ArmDeadline {
+        conn: c,
+        after: Duration::from_millis(300),
+    };
+    assert_eq!(h.effects(), std::slice::from_ref(&arm));
+    // Frames completed meanwhile: the deadline is renewed, not fatal.
+    h.core.read_done(c, true, true);
+    h.core.deadline_passed(c);
+    assert_eq!(h.effects(), std::slice::from_ref(&arm));
+    // Then nothing more completes: closed at the renewed deadline.
+    h.core.read_done(c, false, true);
     h.core.deadline_passed(c);
     assert_eq!(h.closes(), [(c, CloseReason::FrameTimeout)]);
 }
