@@ -1,6 +1,6 @@
-//! Liveness of a connection, decided without a clock: the owner calls
-//! [`Liveness::tick`] once per ping interval and [`Liveness::heard`]
-//! whenever input arrived (once per read, not per frame). A connection
+//! Liveness of a connection, decided without a clock: the owner ticks
+//! the state once per ping interval and marks it heard whenever input
+//! arrived (once per read, not per frame). A connection
 //! that sent nothing for an interval is pinged; one that stays silent
 //! through `max_missed` pings and one more interval is dead (the scheme
 //! of NATS's ping interval and maximum outstanding pings).
