@@ -27,6 +27,9 @@
 // decoded.
 #define SB_MAX_VALUE_DEPTH 128
 
+// See [`DEFAULT_PING_INTERVAL`].
+#define DEFAULT_PING_MAX 2
+
 // The outcome of a call. Numbers are stable and never reused; 1–99 are
 // the library's error codes (the same numbers travel on the wire), 100
 // and up are errors of the C call itself.
@@ -330,7 +333,10 @@ enum sb_status sb_broker_new(struct sb_loop *lp,
                              const char *token,
                              struct sb_broker **out);
 
-// Closes the broker (every connection) and frees it. NULL is a no-op.
+// Closes the broker and frees it: every client is told the broker is
+// going away (its calls end with `SB_BROKER_GONE`), and the notices
+// are written on later turns of the loop (at most 5 s; run the loop on
+// for them to leave). NULL is a no-op.
 void sb_broker_free(struct sb_broker *broker);
 
 // How many addresses the broker listens on.
@@ -343,6 +349,17 @@ enum sb_status sb_broker_address(const struct sb_broker *broker,
                                  size_t index,
                                  char *buf,
                                  size_t cap);
+
+// Sets the broker's liveness: a connection silent for `interval_ms` is
+// pinged, and one that leaves `max` pings unanswered (and one more
+// interval) is closed exactly as a disconnect: its sessions leave the
+// listing and calls to it end with `SB_PUBLISHER_GONE`. Defaults
+// 120000 ms and 2 (as NATS); 0 ms turns pinging off. Connections take
+// the new settings at their next tick; one that said hello while
+// pinging was off is not pinged.
+enum sb_status sb_broker_set_ping(const struct sb_broker *broker,
+                                  uint64_t interval_ms,
+                                  uint32_t max);
 
 // Deliveries waiting for their result on this broker.
 size_t sb_broker_pending_calls(const struct sb_broker *broker);
@@ -450,6 +467,15 @@ enum sb_status sb_client_set_linger(const struct sb_client *client, uint64_t ms)
 // from the request they are made for); 0 turns it off, the default:
 // long calls and streams of emits are legitimate.
 enum sb_status sb_client_set_default_timeout_ms(const struct sb_client *client, uint64_t ms);
+
+// Sets the client's liveness: a broker silent for `interval_ms` is
+// pinged, and one that leaves `max` pings unanswered (and one more
+// interval) is taken for gone exactly as a disconnect: every call ends
+// with `SB_BROKER_GONE`. Defaults 120000 ms and 2 (as NATS clients); 0 ms
+// turns pinging off. The next ping comes one new interval from now.
+enum sb_status sb_client_set_ping(const struct sb_client *client,
+                                  uint64_t interval_ms,
+                                  uint32_t max);
 
 // Closes (as `sb_client_close`, flushing what was accepted for sending)
 // and frees a client. NULL is a no-op.

@@ -130,6 +130,7 @@ pub mod event_loop;
 // and read by cbindgen, but are no part of the Rust API.
 mod ffi;
 mod id_hash;
+pub mod liveness;
 pub mod request;
 mod transport;
 pub mod value;

@@ -247,6 +247,7 @@ c_programs!(
     unanswered,
     wait_for_name,
     deadlines,
+    liveness,
 );
 
 #[test]

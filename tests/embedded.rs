@@ -183,14 +183,25 @@ fn settle(lp: &EventLoop) {
     panic!("the loop never went quiet");
 }
 
-/// Once every connection said hello, nothing is due: a host sleeps on the
-/// fd alone instead of waking for the broker's handshake deadlines.
+/// Once every connection said hello, nothing is due but the pings of
+/// idle connections: a host does not wake for the broker's handshake
+/// deadlines or the clients' connect timeouts, and with pinging off it
+/// sleeps on the fd alone.
 fn connected_and_idle_the_loop_has_no_deadline(t: Transport) {
+    let h = Harness::with(t, |c| c.limits.ping_interval = Duration::ZERO);
+    let quiet = ClientConfig::default().with_ping(Duration::ZERO, 2);
+    let clients = [h.client_with(quiet.clone()), h.client_with(quiet)];
+    settle(&h.lp);
+    assert!(clients.iter().all(Client::is_connected));
+    assert_eq!(h.lp.timeout_ms(), None);
+    // With the default pings, the next wake-up is a ping tick, far beyond
+    // the handshake and connect deadlines (10 s).
     let h = Harness::new(t);
     let clients = [h.client(), h.client()];
     settle(&h.lp);
     assert!(clients.iter().all(Client::is_connected));
-    assert_eq!(h.lp.timeout_ms(), None);
+    let next = h.lp.timeout_ms().expect("a ping tick");
+    assert!(next > 60_000, "{next} ms");
 }
 
 fn api_calls_outside_dispatch_make_the_fd_readable(t: Transport) {

@@ -535,6 +535,13 @@ public:
     }
 
     std::size_t pending_calls() const noexcept { return sb_broker_pending_calls(raw()); }
+
+    // Pings connections silent for `interval`; one that leaves `max`
+    // pings unanswered is closed as a disconnect. Defaults 120 s and 2;
+    // zero turns pinging off (see sb_broker_set_ping).
+    void set_ping(std::chrono::milliseconds interval, std::uint32_t max) const {
+        detail::check(sb_broker_set_ping(raw(), static_cast<std::uint64_t>(interval.count()), max));
+    }
 };
 
 // A connection to a broker.
@@ -642,6 +649,13 @@ public:
     void set_default_timeout(std::chrono::milliseconds timeout) const {
         detail::check(sb_client_set_default_timeout_ms(
             raw(), static_cast<std::uint64_t>(timeout.count())));
+    }
+
+    // Pings a broker silent for `interval`; after `max` unanswered pings
+    // it is taken for gone (calls end with broker_gone). Defaults 120 s
+    // and 2; zero turns pinging off (see sb_client_set_ping).
+    void set_ping(std::chrono::milliseconds interval, std::uint32_t max) const {
+        detail::check(sb_client_set_ping(raw(), static_cast<std::uint64_t>(interval.count()), max));
     }
 };
 

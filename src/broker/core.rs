@@ -49,6 +49,12 @@ pub(super) enum Effect {
     ArmWait { wait: WaitId, after: Duration },
     /// The wait `wait` was answered or forgotten: its timer is not needed.
     DisarmWait { wait: WaitId },
+    /// Call [`Core::tick`] for `conn` after `after` (its ping interval).
+    ArmTick { conn: ConnId, after: Duration },
+    /// The broker closed: `conn` is forgotten, but its socket still
+    /// writes `rest` (ending with the going-away notice) before it
+    /// closes: a lingering close.
+    Linger { conn: ConnId, rest: Vec<u8> },
 }
 
 /// The broker's state machine.
@@ -88,6 +94,12 @@ impl Core {
 
     pub fn limits(&self) -> &Limits {
         &self.config.limits
+    }
+
+    /// New liveness settings, taken by each connection at its next tick.
+    pub fn set_ping(&mut self, interval: Duration, max: u32) {
+        self.config.limits.ping_interval = interval;
+        self.config.limits.ping_max = max;
     }
 
     pub fn stats(&self) -> BrokerStats {
@@ -149,12 +161,85 @@ impl Core {
         self.process_closes();
     }
 
-    /// The handshake deadline of `id` passed: closed if it has not said
-    /// hello (even when refused and its refusal is not written yet).
+    /// The deadline of `id` passed: closed if it has not said hello
+    /// (even when refused and its refusal is not written yet), or if the
+    /// frame it started is still not complete.
     pub fn deadline_passed(&mut self, id: ConnId) {
-        if self.peers.get(&id).is_some_and(|p| !p.handshaken) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if !peer.handshaken {
             self.condemn(id, CloseReason::HandshakeTimeout);
-            self.process_closes();
+        } else if std::mem::take(&mut peer.frame_progress) {
+            // Frames kept completing (a busy stream whose reads end
+            // inside frames): the one in progress gets a new deadline.
+            self.effects.push(Effect::ArmDeadline {
+                conn: id,
+                after: self.config.limits.frame_timeout,
+            });
+        } else if std::mem::take(&mut peer.frame_deadline) {
+            self.condemn(id, CloseReason::FrameTimeout);
+        }
+        self.process_closes();
+    }
+
+    /// A read of `id` ended (once per read, not per frame): it was heard
+    /// from, `completed` says whether a frame completed in it, and
+    /// `mid_frame` whether it stopped inside a frame, which must then
+    /// complete within [`Limits::frame_timeout`] (a frame started after
+    /// others completed under an armed deadline gets at most twice
+    /// that). Before its hello the handshake deadline covers it.
+    pub fn read_done(&mut self, id: ConnId, completed: bool, mid_frame: bool) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        peer.liveness.heard();
+        if !peer.handshaken {
+            return;
+        }
+        if peer.frame_deadline == mid_frame {
+            peer.frame_progress |= mid_frame && completed;
+            return;
+        }
+        peer.frame_progress = false;
+        peer.frame_deadline = mid_frame;
+        self.effects.push(if mid_frame {
+            Effect::ArmDeadline {
+                conn: id,
+                after: self.config.limits.frame_timeout,
+            }
+        } else {
+            Effect::DisarmDeadline { conn: id }
+        });
+    }
+
+    /// The ping interval of `id` passed: a silent connection is pinged,
+    /// one that left its pings unanswered is closed like a disconnect.
+    pub fn tick(&mut self, id: ConnId) {
+        let max = self.config.limits.ping_max;
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if !peer.reads() {
+            return;
+        }
+        match peer.liveness.tick(max) {
+            crate::liveness::Tick::Alive => {}
+            crate::liveness::Tick::Ping => {
+                let _ = self.send(id, &Frame::Ping);
+            }
+            crate::liveness::Tick::Dead => {
+                self.condemn(id, CloseReason::Unresponsive);
+                self.process_closes();
+                return;
+            }
+        }
+        let interval = self.config.limits.ping_interval;
+        if !interval.is_zero() {
+            self.effects.push(Effect::ArmTick {
+                conn: id,
+                after: interval,
+            });
         }
     }
 
@@ -169,15 +254,36 @@ impl Core {
         self.process_closes();
     }
 
-    /// The broker closes: every connection is closed as it stands (what
-    /// it was owed is not sent: nothing would write it) and every state
-    /// forgotten.
-    pub fn shut_down(&mut self) {
-        for (conn, _) in self.peers.drain() {
-            self.effects.push(Effect::Close {
-                conn,
-                reason: CloseReason::BrokerClosed,
-            });
+    /// The broker closes: every handshaken connection is told it is
+    /// going away, after what was queued for it already; each is then
+    /// forgotten, its socket left to write that out (a lingering close),
+    /// and every state forgotten. The notice settles each client's calls
+    /// (`broker_gone`), so no per-call answer is sent.
+    pub fn shut_down(&mut self, reason: &str) {
+        let notice = Frame::GoingAway {
+            reason: Error::new(ErrorCode::BrokerGone, reason),
+        };
+        let ids: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in ids {
+            if self
+                .peers
+                .get(&conn)
+                .is_some_and(|p| p.handshaken && p.reads())
+            {
+                let _ = self.send(conn, &notice);
+            }
+        }
+        for (conn, mut peer) in self.peers.drain() {
+            let rest = peer.outbox.pending().to_vec();
+            if peer.condemned || rest.is_empty() {
+                self.effects.push(Effect::Close {
+                    conn,
+                    reason: CloseReason::BrokerClosed,
+                });
+            } else {
+                peer.outbox.consume(rest.len());
+                self.effects.push(Effect::Linger { conn, rest });
+            }
         }
         self.routes.clear();
         self.drop_all_waiters();
@@ -280,6 +386,11 @@ impl Core {
                 unreachable!("Inbound::parse hands these kinds over as routed frames")
             }
             Frame::Cancel { id: call } => self.cancel(id, call),
+            Frame::Ping => {
+                let _ = self.send(id, &Frame::Pong);
+            }
+            // Being heard from is all a pong says; the read noted it.
+            Frame::Pong => {}
             Frame::Custom { kind, id: op, .. } => {
                 let e = Error::new(
                     ErrorCode::Protocol,
@@ -290,7 +401,8 @@ impl Core {
             other @ (Frame::Hello { .. }
             | Frame::Welcome { .. }
             | Frame::Refused { .. }
-            | Frame::SessionGone { .. }) => {
+            | Frame::SessionGone { .. }
+            | Frame::GoingAway { .. }) => {
                 let e = Error::new(
                     ErrorCode::Protocol,
                     format!("a client may not send '{}' here", other.kind_name()),
@@ -307,6 +419,13 @@ impl Core {
         if let Some(p) = self.peers.get_mut(&id) {
             p.handshaken = true;
             self.effects.push(Effect::DisarmDeadline { conn: id });
+            let interval = self.config.limits.ping_interval;
+            if !interval.is_zero() {
+                self.effects.push(Effect::ArmTick {
+                    conn: id,
+                    after: interval,
+                });
+            }
         }
         let _ = self.send(
             id,

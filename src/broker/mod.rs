@@ -95,6 +95,19 @@ pub struct Limits {
     /// be published (default 4096); one more is answered
     /// `limit_exceeded`.
     pub max_waiters_per_connection: usize,
+    /// How long a connection may stay silent before the broker pings it
+    /// (default 2 minutes, as NATS). Zero turns pinging off (TCP
+    /// keepalive still runs on TCP connections).
+    pub ping_interval: Duration,
+    /// How many pings may go unanswered: a connection silent for this
+    /// many pings and one more interval is closed as a disconnect (its
+    /// sessions leave the listing, calls to it end `publisher_gone`).
+    /// Default 2, as NATS.
+    pub ping_max: u32,
+    /// How long a frame may take to arrive once its first byte did
+    /// (default 10 s): a peer that stops in the middle of a frame is
+    /// closed.
+    pub frame_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -109,6 +122,9 @@ impl Default for Limits {
             max_connections: 1 << 16,
             handshake_timeout: Duration::from_secs(10),
             max_waiters_per_connection: 4096,
+            ping_interval: crate::liveness::DEFAULT_PING_INTERVAL,
+            ping_max: crate::liveness::DEFAULT_PING_MAX,
+            frame_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -148,6 +164,15 @@ impl BrokerConfig {
     /// The same, requiring `token` from every client.
     pub fn with_token(mut self, token: impl Into<String>) -> BrokerConfig {
         self.token = Some(token.into());
+        self
+    }
+
+    /// The same, pinging connections silent for `interval` and closing
+    /// those that leave `max` pings unanswered (see
+    /// [`Limits::ping_interval`]).
+    pub fn with_ping(mut self, interval: Duration, max: u32) -> BrokerConfig {
+        self.limits.ping_interval = interval;
+        self.limits.ping_max = max;
         self
     }
 
@@ -224,10 +249,30 @@ impl Broker {
         self.shell.stats()
     }
 
-    /// Stops listening and closes every connection (publishers' callers
-    /// see `broker_gone`). Idempotent.
+    /// Stops listening and closes every connection: each client is told
+    /// the broker is going away (a `going_away` notice; its calls end
+    /// with `broker_gone`), and the notice and what was queued before it
+    /// are still written on later turns of the loop (a lingering close,
+    /// bounded by [`crate::DEFAULT_LINGER`]); see
+    /// [`Broker::closing_connections`]. Idempotent.
     pub fn close(&self) {
         self.shell.close();
+    }
+
+    /// Changes the liveness settings (see [`Limits::ping_interval`] and
+    /// [`Limits::ping_max`]): connections take them at their next tick,
+    /// and those that say hello later from the start. A connection that
+    /// said hello while pinging was off is not pinged.
+    pub fn set_ping(&self, interval: Duration, max: u32) {
+        self.shell.set_ping(interval, max);
+    }
+
+    /// Connections of a closed broker still writing their last output;
+    /// a program that stops its loop after [`Broker::close`] runs it
+    /// until this is zero (or for a bounded time) so that the notices
+    /// leave.
+    pub fn closing_connections(&self) -> usize {
+        self.shell.closing_connections()
     }
 }
 

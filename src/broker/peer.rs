@@ -19,6 +19,10 @@ pub(crate) enum CloseReason {
     HelloRefused(Error),
     /// It sent no hello in time.
     HandshakeTimeout,
+    /// It left its pings unanswered.
+    Unresponsive,
+    /// It started a frame and did not finish it in time.
+    FrameTimeout,
     /// It did not read its output, which went over the queue limit.
     SlowConsumer(Error),
     /// Its socket could not be set up.
@@ -127,6 +131,13 @@ pub(super) struct Peer {
     pub published: HashSet<String>,
     /// Sessions it subscribes to.
     pub subscribed: HashSet<String>,
+    /// Whether it is heard from.
+    pub liveness: crate::liveness::Liveness,
+    /// Its deadline is armed for a frame in progress.
+    pub frame_deadline: bool,
+    /// A frame completed since the deadline was armed: the frame in
+    /// progress is a later one.
+    pub frame_progress: bool,
 }
 
 impl Peer {

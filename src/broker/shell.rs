@@ -17,7 +17,8 @@ use super::{BrokerConfig, BrokerStats, ConnId};
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
 use crate::id_hash::IdMap;
-use crate::transport::{Address, Connection, Listener, ReadOutcome};
+use crate::transport::{linger, Address, CloseFn, Connection, Listener, ReadOutcome};
+use crate::DEFAULT_LINGER;
 use mio::{Interest, Token};
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -31,6 +32,8 @@ pub(super) struct Shell {
     accept_retry: RefCell<AcceptRetry>,
     /// The core's effects being applied (kept for its room).
     effects: RefCell<Vec<Effect>>,
+    /// Connections of the closed broker still writing their last output.
+    lingering: Rc<std::cell::Cell<usize>>,
     me: Weak<Shell>,
 }
 
@@ -42,10 +45,12 @@ struct Io {
     waits: IdMap<WaitId, TimerId>,
 }
 
-/// A connection's socket and its handshake deadline.
+/// A connection's socket, its deadline (handshake, or a frame in
+/// progress) and its ping timer.
 struct Socket {
     conn: Connection,
     deadline: Option<TimerId>,
+    tick: Option<TimerId>,
 }
 
 struct ListenerSource {
@@ -78,6 +83,7 @@ impl Shell {
             io: RefCell::new(Io::default()),
             accept_retry: RefCell::new(AcceptRetry::default()),
             effects: RefCell::new(Vec::new()),
+            lingering: Rc::default(),
             me: me.clone(),
         });
         for (index, mut listener) in listeners.into_iter().enumerate() {
@@ -109,7 +115,16 @@ impl Shell {
         self.core.borrow().stats()
     }
 
-    /// Stops listening and closes every connection. Idempotent.
+    pub fn set_ping(&self, interval: std::time::Duration, max: u32) {
+        self.core.borrow_mut().set_ping(interval, max);
+    }
+
+    pub fn closing_connections(&self) -> usize {
+        self.lingering.get()
+    }
+
+    /// Stops listening and closes every connection, telling each client
+    /// the broker is going away. Idempotent.
     pub fn close(&self) {
         let listeners = std::mem::take(&mut self.io.borrow_mut().listeners);
         if let Some(timer) = self.accept_retry.borrow_mut().timer.take() {
@@ -119,7 +134,9 @@ impl Shell {
             self.lp.deregister(&mut l, token);
             l.unlink();
         }
-        self.core.borrow_mut().shut_down();
+        self.core
+            .borrow_mut()
+            .shut_down("the broker is shutting down");
         self.apply_effects();
         let rest: Vec<Socket> = self
             .io
@@ -170,6 +187,7 @@ impl Shell {
                     let socket = Socket {
                         conn,
                         deadline: None,
+                        tick: None,
                     };
                     self.io.borrow_mut().sockets.insert(id, socket);
                 }
@@ -223,6 +241,13 @@ impl Shell {
     fn wait_expired(&self, wait: WaitId) {
         self.io.borrow_mut().waits.remove(&wait);
         self.core.borrow_mut().wait_expired(wait);
+    }
+
+    fn tick(&self, id: ConnId) {
+        if let Some(socket) = self.io.borrow_mut().sockets.get_mut(&id) {
+            socket.tick = None;
+        }
+        self.core.borrow_mut().tick(id);
         self.apply_effects();
         self.schedule_flush();
     }
@@ -249,10 +274,14 @@ impl Shell {
         if !core.reads(id) {
             return;
         }
+        let mut completed = false;
         let outcome = socket.conn.read_bodies(hangup, |body| {
+            completed = true;
             core.receive(id, body);
             Ok(())
         });
+        // Once per read: the liveness mark and the frame deadline.
+        core.read_done(id, completed, socket.conn.mid_frame());
         // A connection closed or refused by one of its frames is finished
         // with; what its read ended with no longer matters.
         match outcome {
@@ -311,6 +340,35 @@ impl Shell {
                         self.lp.cancel_timer(timer);
                     }
                 }
+                Effect::ArmTick { conn, after } => {
+                    if let Some(socket) = self.io.borrow_mut().sockets.get_mut(&conn) {
+                        let weak = self.me.clone();
+                        socket.tick = Some(self.lp.add_timer(after, move |_| {
+                            if let Some(shell) = weak.upgrade() {
+                                shell.tick(conn);
+                            }
+                        }));
+                    }
+                }
+                Effect::Linger { conn, rest } => {
+                    let socket = self.io.borrow_mut().sockets.remove(&conn);
+                    if let Some(mut socket) = socket {
+                        self.cancel_timers(&mut socket);
+                        let queued = socket.conn.send_with(|out, _| {
+                            out.extend_from_slice(&rest);
+                            Ok(())
+                        });
+                        if queued.is_err() {
+                            socket.conn.close(&self.lp);
+                        } else {
+                            let count = self.lingering.clone();
+                            count.set(count.get() + 1);
+                            let done: CloseFn = Box::new(move |_| count.set(count.get() - 1));
+                            linger(socket.conn, &self.lp, DEFAULT_LINGER, Some(done));
+                        }
+                        freed = true;
+                    }
+                }
                 Effect::Close { conn, reason: _ } => {
                     // The reason is counted in the core's stats; here it
                     // would reach a log.
@@ -333,11 +391,18 @@ impl Shell {
         }
     }
 
-    fn drop_socket(&self, socket: Socket) {
-        if let Some(timer) = socket.deadline {
+    fn drop_socket(&self, mut socket: Socket) {
+        self.cancel_timers(&mut socket);
+        socket.conn.close(&self.lp);
+    }
+
+    fn cancel_timers(&self, socket: &mut Socket) {
+        for timer in [socket.deadline.take(), socket.tick.take()]
+            .into_iter()
+            .flatten()
+        {
             self.lp.cancel_timer(timer);
         }
-        socket.conn.close(&self.lp);
     }
 
     fn schedule_flush(&self) {

@@ -62,6 +62,7 @@ pub(super) struct Core {
     on_disconnect: Option<DisconnectFn>,
     on_session_gone: Option<SessionGoneFn>,
     on_unknown: Option<UnknownFn>,
+    liveness: crate::liveness::Liveness,
 }
 
 impl Core {
@@ -78,6 +79,7 @@ impl Core {
             on_disconnect: None,
             on_session_gone: None,
             on_unknown: None,
+            liveness: crate::liveness::Liveness::default(),
         }
     }
 
@@ -328,6 +330,33 @@ impl Core {
         }
     }
 
+    /// Input arrived from the broker (once per read, not per frame).
+    #[inline]
+    pub fn heard(&mut self) {
+        self.liveness.heard();
+    }
+
+    /// A ping interval passed: a silent broker is pinged; one that left
+    /// `max` pings unanswered is dead, and the client closes as on a
+    /// disconnect (the effect to run is handed back). Before the
+    /// handshake the connect timeout rules instead.
+    pub fn tick(&mut self, max: u32, out: &mut impl Outbox) -> Option<Effect> {
+        if !matches!(self.status, Status::Ready(_)) {
+            return None;
+        }
+        match self.liveness.tick(max) {
+            crate::liveness::Tick::Alive => None,
+            crate::liveness::Tick::Ping => {
+                let _ = out.send(&Frame::Ping);
+                None
+            }
+            crate::liveness::Tick::Dead => Some(Effect::Shut(Error::new(
+                ErrorCode::BrokerGone,
+                format!("the broker left {max} pings unanswered"),
+            ))),
+        }
+    }
+
     /// Takes one frame from the broker.
     pub fn on_frame(&mut self, frame: Frame, out: &mut impl Outbox) -> Option<Effect> {
         if self.is_closed() {
@@ -433,6 +462,18 @@ impl Core {
                 let f = self.on_unknown.clone()?;
                 Some(Effect::Unknown(f, kind, id, payload.0))
             }
+            Frame::Ping => {
+                let _ = out.send(&Frame::Pong);
+                None
+            }
+            // Being heard from is all a pong says; the read noted it.
+            Frame::Pong => None,
+            // The broker closes: everything settles now, with its reason
+            // (the shell wraps it as `broker_gone`).
+            Frame::GoingAway { reason } => Some(Effect::Shut(Error::new(
+                ErrorCode::BrokerGone,
+                format!("the broker is going away: {}", reason.message),
+            ))),
             other => Some(Effect::Shut(Error::new(
                 ErrorCode::Protocol,
                 format!(

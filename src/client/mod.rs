@@ -78,6 +78,16 @@ pub struct ClientConfig {
     /// default because long calls and streams of emits are legitimate:
     /// set it to bound every call, as libdbus's 25 s default does.
     pub default_timeout: Option<Duration>,
+    /// How long the broker may stay silent before the client pings it
+    /// (default 2 minutes, as NATS clients). Zero turns pinging off.
+    pub ping_interval: Duration,
+    /// How many pings may go unanswered: a broker silent for this many
+    /// pings and one more interval is taken for gone, exactly as a
+    /// disconnect (`broker_gone`). Default 2, as NATS clients.
+    pub ping_max: u32,
+    /// How long connecting and the handshake may take before the connect
+    /// fails with `broker_gone` (default 10 s). Zero waits forever.
+    pub connect_timeout: Duration,
 }
 
 /// The default [`ClientConfig::linger`]: 5 seconds.
@@ -91,6 +101,9 @@ impl Default for ClientConfig {
             max_queued_bytes: 64 << 20,
             linger: DEFAULT_LINGER,
             default_timeout: None,
+            ping_interval: crate::liveness::DEFAULT_PING_INTERVAL,
+            ping_max: crate::liveness::DEFAULT_PING_MAX,
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -99,6 +112,22 @@ impl ClientConfig {
     /// The same, presenting `token` to the broker.
     pub fn with_token(mut self, token: impl Into<String>) -> ClientConfig {
         self.token = Some(token.into());
+        self
+    }
+
+    /// The same, pinging a broker silent for `interval` and taking it for
+    /// gone after `max` unanswered pings (see
+    /// [`ClientConfig::ping_interval`]).
+    pub fn with_ping(mut self, interval: Duration, max: u32) -> ClientConfig {
+        self.ping_interval = interval;
+        self.ping_max = max;
+        self
+    }
+
+    /// The same, with `timeout` for the connect and handshake (see
+    /// [`ClientConfig::connect_timeout`]).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> ClientConfig {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -613,6 +642,14 @@ impl Client {
     /// [`ClientConfig::default_timeout`]).
     pub fn default_timeout(&self) -> Option<Duration> {
         self.shared.default_timeout.get()
+    }
+
+    /// Changes the liveness settings (see [`ClientConfig::ping_interval`]
+    /// and [`ClientConfig::ping_max`]); the count of unanswered pings
+    /// carries on, and the next ping comes one new interval from now.
+    /// Zero turns pinging off.
+    pub fn set_ping(&self, interval: Duration, max: u32) {
+        self.shared.set_ping(interval, max);
     }
 }
 

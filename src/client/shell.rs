@@ -13,7 +13,7 @@ use super::ops::Op;
 use super::serving::{Delivery, ServeFn};
 use super::ClientConfig;
 use crate::error::{Error, ErrorCode};
-use crate::event_loop::{EventLoop, Flush, Readiness, Source};
+use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
 use crate::transport::{linger, Address, CloseFn, Connection, ReadOutcome, Stream};
 use crate::wire::{Frame, MAGIC, PROTOCOL_VERSION};
 use std::cell::{Cell, Ref, RefCell};
@@ -47,6 +47,22 @@ pub(super) struct Io {
     linger: Duration,
     /// Frames read in one readiness event, kept for the next one's room.
     frames: Vec<Frame>,
+    /// The ping timer and the connect timer, while armed.
+    tick: Option<TimerId>,
+    connect_timer: Option<TimerId>,
+    ping_interval: Duration,
+    ping_max: u32,
+}
+
+impl Io {
+    fn cancel_timers(&mut self, lp: &EventLoop) {
+        for timer in [self.tick.take(), self.connect_timer.take()]
+            .into_iter()
+            .flatten()
+        {
+            lp.cancel_timer(timer);
+        }
+    }
 }
 
 impl Outbox for Io {
@@ -93,6 +109,10 @@ impl Shared {
                     flush_pending: false,
                     linger: config.linger,
                     frames: Vec::new(),
+                    tick: None,
+                    connect_timer: None,
+                    ping_interval: config.ping_interval,
+                    ping_max: config.ping_max,
                 },
             }),
             me: me.clone(),
@@ -111,17 +131,77 @@ impl Shared {
             Connection::open(stream, lp, source, connecting, max_frame, max_queued)
         });
         match attempt {
-            Ok(conn) => shared.with(|_, io| {
-                io.conn = Some(conn);
-                // The hello goes first; operations queue behind it.
-                let _ = io.send(&hello);
-            }),
+            Ok(conn) => {
+                shared.with(|_, io| {
+                    io.conn = Some(conn);
+                    // The hello goes first; operations queue behind it.
+                    let _ = io.send(&hello);
+                });
+                shared.arm_timers(config.connect_timeout);
+            }
             Err(e) => {
                 let error = Error::io(format_args!("cannot connect to {address}"), &e);
                 shared.shut(error);
             }
         }
         shared
+    }
+
+    fn arm_timers(&self, connect_timeout: Duration) {
+        let interval = self.inner.borrow().io.ping_interval;
+        if !connect_timeout.is_zero() {
+            let me = self.me.clone();
+            let timer = self.lp.add_timer(connect_timeout, move |_| {
+                if let Some(shared) = me.upgrade() {
+                    shared.connect_timed_out(connect_timeout);
+                }
+            });
+            self.inner.borrow_mut().io.connect_timer = Some(timer);
+        }
+        if !interval.is_zero() {
+            self.arm_tick(interval);
+        }
+    }
+
+    fn arm_tick(&self, interval: Duration) {
+        let me = self.me.clone();
+        let timer = self.lp.add_timer(interval, move |_| {
+            if let Some(shared) = me.upgrade() {
+                shared.tick();
+            }
+        });
+        self.inner.borrow_mut().io.tick = Some(timer);
+    }
+
+    fn connect_timed_out(&self, limit: Duration) {
+        let waiting = {
+            let mut inner = self.inner.borrow_mut();
+            inner.io.connect_timer = None;
+            matches!(inner.core.status(), Status::Connecting)
+        };
+        if waiting {
+            let address = self.core().address().clone();
+            self.shut(Error::new(
+                ErrorCode::BrokerGone,
+                format!(
+                    "cannot connect to {address}: no answer within {} ms",
+                    limit.as_millis()
+                ),
+            ));
+        }
+    }
+
+    fn tick(&self) {
+        let (effect, interval) = self.with(|core, io| {
+            io.tick = None;
+            let effect = core.tick(io.ping_max, io);
+            (effect, io.ping_interval)
+        });
+        match effect {
+            Some(effect) => self.run(effect),
+            None if !self.core().is_closed() => self.arm_tick(interval),
+            None => {}
+        }
     }
 
     /// Runs `f` on the core and the connection, then asks the loop for a
@@ -170,6 +250,21 @@ impl Shared {
         self.inner.borrow_mut().io.linger = linger;
     }
 
+    pub(super) fn set_ping(&self, interval: Duration, max: u32) {
+        let (old, closed) = {
+            let mut inner = self.inner.borrow_mut();
+            inner.io.ping_interval = interval;
+            inner.io.ping_max = max;
+            (inner.io.tick.take(), inner.core.is_closed())
+        };
+        if let Some(timer) = old {
+            self.lp.cancel_timer(timer);
+        }
+        if !closed && !interval.is_zero() {
+            self.arm_tick(interval);
+        }
+    }
+
     /// Whether the delivery of `route` is still being served.
     pub(super) fn is_serving(&self, route: u64) -> bool {
         self.core().is_serving(route)
@@ -206,6 +301,7 @@ impl Shared {
             }
             let mut frames = std::mem::take(&mut io.frames);
             let outcome = if readiness.readable {
+                core.heard();
                 Some(conn.read_frames(&mut frames, readiness.hangup))
             } else {
                 None
@@ -227,6 +323,13 @@ impl Shared {
         }
         let outcome = {
             let mut inner = self.inner.borrow_mut();
+            // Welcomed: the connect timer is cancelled, so that an
+            // embedding host is not woken for it.
+            if inner.io.connect_timer.is_some() && matches!(inner.core.status(), Status::Ready(_)) {
+                if let Some(timer) = inner.io.connect_timer.take() {
+                    self.lp.cancel_timer(timer);
+                }
+            }
             // Room for a usual batch is kept; a burst's is given back.
             if inner.io.frames.capacity() == 0 && frames.capacity() <= KEPT_FRAMES {
                 inner.io.frames = frames;
@@ -263,6 +366,7 @@ impl Shared {
     pub(super) fn shut(&self, error: Error) {
         let closed = self.with(|core, io| {
             let settle = core.close(error, Closer::Failure, io)?;
+            io.cancel_timers(&self.lp);
             Some((settle, io.conn.take()))
         });
         let Some((settle, conn)) = closed else { return };
@@ -285,6 +389,7 @@ impl Shared {
         let closed = self.with(|core, io| {
             let was_ready = matches!(core.status(), Status::Ready(_));
             let settle = core.close(error, Closer::Owner, io)?;
+            io.cancel_timers(&self.lp);
             Some((settle, io.conn.take(), was_ready, io.linger))
         });
         let Some((settle, conn, was_ready, limit)) = closed else {

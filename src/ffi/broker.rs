@@ -62,7 +62,10 @@ pub unsafe extern "C" fn sb_broker_new(
     })
 }
 
-/// Closes the broker (every connection) and frees it. NULL is a no-op.
+/// Closes the broker and frees it: every client is told the broker is
+/// going away (its calls end with `SB_BROKER_GONE`), and the notices
+/// are written on later turns of the loop (at most 5 s; run the loop on
+/// for them to leave). NULL is a no-op.
 #[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_broker_free(broker: *mut sb_broker) {
@@ -123,6 +126,28 @@ pub unsafe extern "C" fn sb_broker_address(
             std::ptr::copy_nonoverlapping(addr.as_ptr(), buf.cast(), addr.len());
             buf.add(addr.len()).write(0);
         }
+        Ok(())
+    })
+}
+
+/// Sets the broker's liveness: a connection silent for `interval_ms` is
+/// pinged, and one that leaves `max` pings unanswered (and one more
+/// interval) is closed exactly as a disconnect: its sessions leave the
+/// listing and calls to it end with `SB_PUBLISHER_GONE`. Defaults
+/// 120000 ms and 2 (as NATS); 0 ms turns pinging off. Connections take
+/// the new settings at their next tick; one that said hello while
+/// pinging was off is not pinged.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_set_ping(
+    broker: *const sb_broker,
+    interval_ms: u64,
+    max: u32,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_broker.
+        let broker = unsafe { arg(broker, "broker") }?;
+        broker.set_ping(std::time::Duration::from_millis(interval_ms), max);
         Ok(())
     })
 }

@@ -388,6 +388,26 @@ pub unsafe extern "C" fn sb_client_set_default_timeout_ms(
     })
 }
 
+/// Sets the client's liveness: a broker silent for `interval_ms` is
+/// pinged, and one that leaves `max` pings unanswered (and one more
+/// interval) is taken for gone exactly as a disconnect: every call ends
+/// with `SB_BROKER_GONE`. Defaults 120000 ms and 2 (as NATS clients); 0 ms
+/// turns pinging off. The next ping comes one new interval from now.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_set_ping(
+    client: *const sb_client,
+    interval_ms: u64,
+    max: u32,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_client.
+        let client = unsafe { arg(client, "client") }?;
+        client.set_ping(std::time::Duration::from_millis(interval_ms), max);
+        Ok(())
+    })
+}
+
 /// Closes (as `sb_client_close`, flushing what was accepted for sending)
 /// and frees a client. NULL is a no-op.
 #[doc = safety!()]

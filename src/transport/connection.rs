@@ -87,6 +87,11 @@ impl Connection {
         })
     }
 
+    /// Whether part of a frame was read and the rest has not arrived.
+    pub fn mid_frame(&self) -> bool {
+        self.decoder.buffered() > 0
+    }
+
     /// The loop token this connection's events arrive under.
     pub fn token(&self) -> Token {
         self.token

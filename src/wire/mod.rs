@@ -261,6 +261,18 @@ pub enum Frame {
         /// How long to wait for it, in milliseconds.
         wait_ms: u64,
     },
+    /// Either way, on a connection that was silent for a ping interval:
+    /// is the peer alive? Answered with [`Frame::Pong`].
+    Ping,
+    /// The answer to a [`Frame::Ping`].
+    Pong,
+    /// Broker → client: the broker is closing. Every call the client has
+    /// in flight ends with `broker_gone`; the broker closes the
+    /// connection after this frame.
+    GoingAway {
+        /// Why (code `broker_gone`).
+        reason: Error,
+    },
 }
 
 impl Frame {
@@ -283,6 +295,9 @@ impl Frame {
             Frame::SessionGone { .. } => "session_gone",
             Frame::Custom { kind, .. } => kind,
             Frame::SubscribeWait { .. } => "subscribe_wait",
+            Frame::Ping => "ping",
+            Frame::Pong => "pong",
+            Frame::GoingAway { .. } => "going_away",
         }
     }
 }

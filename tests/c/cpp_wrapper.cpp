@@ -35,6 +35,7 @@ void unknown_messages()
 {
     stagebus::Loop loop;
     stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"});
+    broker.set_ping(std::chrono::milliseconds(100), 2);
     bool connected = false;
     stagebus::Client client(loop, broker.address(),
                             [&](sb_status st, std::uint64_t, std::string_view) {
@@ -80,6 +81,9 @@ void unknown_messages()
         threw = e.status() == SB_NULL_ARGUMENT;
     }
     CHECK(threw);
+    // Liveness settings reach the client; an idle client answering the
+    // broker's pings stays connected.
+    client.set_ping(std::chrono::milliseconds(100), 2);
     // The last answer request goes out before the close completes.
     client.set_linger(std::chrono::milliseconds(2000));
     client.send_custom("last", 8);

@@ -163,6 +163,8 @@ static void nulls_outside_handlers(void)
               sb_client_close_graceful(NULL, cb_done, U, cb_free));
     NULLARG(sb_client_set_linger(NULL, 100));
     NULLARG(sb_client_set_default_timeout_ms(NULL, 100));
+    NULLARG(sb_client_set_ping(NULL, 100, 2));
+    NULLARG(sb_broker_set_ping(NULL, 100, 2));
 
     /* stage */
     NULLARG(sb_stage_new(NULL, "S", &stage_out));

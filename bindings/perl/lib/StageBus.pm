@@ -77,6 +77,7 @@ my @FUNCTIONS = (
     [sb_broker_address_count => ['opaque'] => 'size_t'],
     [sb_broker_address       => ['opaque', 'size_t', 'opaque', 'size_t'] => 'sint32'],
     [sb_broker_pending_calls => ['opaque'] => 'size_t'],
+    [sb_broker_set_ping      => ['opaque', 'uint64', 'uint32'] => 'sint32'],
 
     [sb_client_connect         => ['opaque', 'string', 'string', 'opaque', 'opaque', 'opaque', 'opaque*'] => 'sint32'],
     [sb_client_on_disconnect   => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
@@ -89,6 +90,7 @@ my @FUNCTIONS = (
     [sb_client_close_graceful  => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_set_linger      => ['opaque', 'uint64'] => 'sint32'],
     [sb_client_set_default_timeout_ms => ['opaque', 'uint64'] => 'sint32'],
+    [sb_client_set_ping        => ['opaque', 'uint64', 'uint32'] => 'sint32'],
     [sb_client_free            => ['opaque'] => 'void'],
 
     [sb_stage_new      => ['opaque', 'string', 'opaque*'] => 'sint32'],

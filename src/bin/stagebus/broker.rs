@@ -32,6 +32,13 @@ pub(crate) fn cmd_broker(args: &Parsed) -> Result<(), Failure> {
         EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
     let mut limits = Limits::default();
     limits.max_connections = max_connections;
+    let (interval, max) = args.ping()?;
+    if let Some(interval) = interval {
+        limits.ping_interval = interval;
+    }
+    if let Some(max) = max {
+        limits.ping_max = max;
+    }
     let mut config = BrokerConfig::listening(listen).with_limits(limits);
     config.token = args.token();
     let broker = Broker::new(&lp, config)?;
@@ -47,7 +54,12 @@ pub(crate) fn cmd_broker(args: &Parsed) -> Result<(), Failure> {
         let _ = out.flush();
     }
     let outcome = lp.run();
+    // Clients are told the broker is going away; the loop runs on until
+    // those notices are written (bounded by the lingering close).
     broker.close();
+    let _ = lp.run_until(stagebus::DEFAULT_LINGER, || {
+        broker.closing_connections() == 0
+    });
     lp.shutdown();
     outcome.map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))
 }

@@ -52,7 +52,7 @@ pub(crate) fn cmd_call(args: &Parsed) -> Result<(), Failure> {
         }
     };
     let wait = args.wait()?;
-    let (lp, client) = connect(&address, args.token(), timeout)?;
+    let (lp, client) = connect(&address, args.client_config()?, timeout)?;
     if let Some(wait) = wait {
         wait_for(&lp, &client, session, wait, timeout)?;
     }

@@ -4,7 +4,7 @@
 
 use crate::Failure;
 use crate::{broker::cmd_broker, call::cmd_call, demo::cmd_demo, list::cmd_list, serve::cmd_serve};
-use stagebus::Address;
+use stagebus::{Address, ClientConfig};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -45,6 +45,22 @@ const TOKEN: Flag = Flag {
     help: "the broker's shared secret",
 };
 
+const PING_INTERVAL: Flag = Flag {
+    name: "ping-interval",
+    value: Some("SECS"),
+    repeat: false,
+    required: false,
+    help: "ping a peer silent this long (default 120; 0: never)",
+};
+
+const PING_MAX: Flag = Flag {
+    name: "ping-max",
+    value: Some("N"),
+    repeat: false,
+    required: false,
+    help: "unanswered pings before the peer is taken for gone (default 2)",
+};
+
 const COMMANDS: &[Command] = &[
     Command {
         name: "broker",
@@ -69,6 +85,8 @@ const COMMANDS: &[Command] = &[
                 required: false,
                 help: "most connections at once (default: the open-file limit, raised to the hard limit at start, less 32 + 2 per address)",
             },
+            PING_INTERVAL,
+            PING_MAX,
         ],
         run: cmd_broker,
     },
@@ -85,6 +103,8 @@ const COMMANDS: &[Command] = &[
                 help: "the broker to ask",
             },
             TOKEN,
+            PING_INTERVAL,
+            PING_MAX,
             Flag {
                 name: "json",
                 value: None,
@@ -115,6 +135,8 @@ const COMMANDS: &[Command] = &[
                 help: "the broker to call through",
             },
             TOKEN,
+            PING_INTERVAL,
+            PING_MAX,
             Flag {
                 name: "timeout",
                 value: Some("SECS"),
@@ -159,6 +181,8 @@ const COMMANDS: &[Command] = &[
                 help: "the session name to publish as",
             },
             TOKEN,
+            PING_INTERVAL,
+            PING_MAX,
         ],
         run: cmd_serve,
     },
@@ -337,6 +361,47 @@ impl Parsed {
         self.get("token").map(str::to_string)
     }
 
+    /// `--ping-interval` and `--ping-max`, each `None` when not given.
+    pub(crate) fn ping(&self) -> Result<(Option<Duration>, Option<u32>), Failure> {
+        let interval = match self.get("ping-interval") {
+            None => None,
+            Some(text) => Some(
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        self.usage(format!(
+                            "--ping-interval wants a number of seconds (0: never), not '{text}'"
+                        ))
+                    })?,
+            ),
+        };
+        let max = match self.get("ping-max") {
+            None => None,
+            Some(text) => Some(text.parse::<u32>().ok().ok_or_else(|| {
+                self.usage(format!(
+                    "--ping-max wants a whole number of pings, not '{text}'"
+                ))
+            })?),
+        };
+        Ok((interval, max))
+    }
+
+    /// A client's settings from `--token` and the ping flags.
+    pub(crate) fn client_config(&self) -> Result<ClientConfig, Failure> {
+        let mut config = ClientConfig::default();
+        config.token = self.token();
+        let (interval, max) = self.ping()?;
+        if let Some(interval) = interval {
+            config.ping_interval = interval;
+        }
+        if let Some(max) = max {
+            config.ping_max = max;
+        }
+        Ok(config)
+    }
+
     pub(crate) fn timeout(&self) -> Result<Duration, Failure> {
         Ok(self
             .seconds("timeout")?
@@ -425,6 +490,34 @@ mod tests {
         let p = parse("list", &[b, "--timeout", "0"]).unwrap();
         assert!(matches!(p.timeout(), Err(Failure::Usage(_))));
         assert!(matches!(p.address("http://x"), Err(Failure::Usage(_))));
+    }
+
+    #[test]
+    fn ping_flags_set_the_liveness_and_bad_ones_are_usage_errors() {
+        let l = "--listen=tcp://127.0.0.1:0";
+        let p = parse("broker", &[l, "--ping-interval", "0.25", "--ping-max", "3"]).unwrap();
+        assert_eq!(
+            p.ping().ok(),
+            Some((Some(Duration::from_millis(250)), Some(3)))
+        );
+        let b = "--broker=tcp://127.0.0.1:1";
+        let c = parse("serve", &[b, "--name=X", "--ping-interval=0"])
+            .unwrap()
+            .client_config()
+            .ok()
+            .unwrap();
+        assert_eq!((c.ping_interval, c.ping_max), (Duration::ZERO, 2));
+        for words in [
+            &[l, "--ping-interval", "-1"][..],
+            &[l, "--ping-interval", "soon"],
+            &[l, "--ping-max", "1.5"],
+        ] {
+            let p = parse("broker", words).unwrap();
+            match p.ping() {
+                Err(Failure::Usage(m)) => assert!(m.contains("--ping-"), "{m}"),
+                _ => panic!("{words:?} is not a usage error"),
+            }
+        }
     }
 
     #[test]

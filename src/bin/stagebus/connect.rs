@@ -10,12 +10,10 @@ use std::time::Duration;
 /// [`Client::connect`]): nothing has been waited for.
 pub(crate) fn start_client(
     address: &Address,
-    token: Option<String>,
+    config: ClientConfig,
 ) -> Result<(EventLoop, Client), Failure> {
     let lp =
         EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
-    let mut config = ClientConfig::default();
-    config.token = token;
     let client = Client::connect(&lp, address, config);
     Ok((lp, client))
 }
@@ -23,10 +21,10 @@ pub(crate) fn start_client(
 /// Connects and waits for the handshake, at most `timeout`.
 pub(crate) fn connect(
     address: &Address,
-    token: Option<String>,
+    config: ClientConfig,
     timeout: Duration,
 ) -> Result<(EventLoop, Client), Failure> {
-    let (lp, client) = start_client(address, token)?;
+    let (lp, client) = start_client(address, config)?;
     let connected = Rc::new(RefCell::new(None));
     let c = connected.clone();
     client.on_connect(move |r| *c.borrow_mut() = Some(r.map(|_| ())));

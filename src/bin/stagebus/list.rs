@@ -4,7 +4,7 @@
 use crate::command_line::Parsed;
 use crate::connect::start_client;
 use crate::Failure;
-use stagebus::{Address, SessionInfo, Value};
+use stagebus::{Address, ClientConfig, SessionInfo, Value};
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -14,7 +14,7 @@ use std::time::Duration;
 pub(crate) fn cmd_list(args: &Parsed) -> Result<(), Failure> {
     let address = args.address(args.required("broker")?)?;
     let timeout = args.timeout()?;
-    let sessions = fetch_listing(&address, args.token(), timeout)?;
+    let sessions = fetch_listing(&address, args.client_config()?, timeout)?;
     let text = if args.has("json") {
         listing_json(&sessions)
     } else {
@@ -29,10 +29,10 @@ pub(crate) fn cmd_list(args: &Parsed) -> Result<(), Failure> {
 /// Connects, asks for the listing and waits for it, at most `timeout`.
 fn fetch_listing(
     address: &Address,
-    token: Option<String>,
+    config: ClientConfig,
     timeout: Duration,
 ) -> Result<Vec<SessionInfo>, Failure> {
-    let (lp, client) = start_client(address, token)?;
+    let (lp, client) = start_client(address, config)?;
     // A failed connect also fails the listing, but only with a generic
     // `broker_gone`, and its own report (which says why: refused, wrong
     // token) may come a turn later; so wait for both outcomes.

@@ -15,7 +15,7 @@ pub(crate) fn cmd_serve(args: &Parsed) -> Result<(), Failure> {
     let signals = stop_signals::block()?;
     let (lp, client) = connect(
         &address,
-        args.token(),
+        args.client_config()?,
         Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
     )?;
     let stage = stagebus::demo::stage(&lp, say);

@@ -21,7 +21,16 @@ fn a_good_hello_is_welcomed_and_its_deadline_disarmed() {
             connection_id: id
         }]
     );
-    assert_eq!(h.effects(), [Effect::DisarmDeadline { conn: id }]);
+    assert_eq!(
+        h.effects(),
+        [
+            Effect::DisarmDeadline { conn: id },
+            Effect::ArmTick {
+                conn: id,
+                after: Limits::default().ping_interval
+            }
+        ]
+    );
     // A deadline that fires all the same closes nothing.
     h.core.deadline_passed(id);
     assert!(h.effects().is_empty());
@@ -255,31 +264,49 @@ fn output_written_in_pieces_arrives_whole_and_a_failed_write_closes() {
 }
 
 #[test]
-fn shutting_down_closes_every_connection_and_forgets_everything() {
+fn shutting_down_tells_every_client_it_is_going_away_and_forgets_everything() {
     let mut h = Harness::new();
     let p = h.publisher("S", &["m"]);
     let c = h.client();
     let waiting = h.connect();
+    // The publisher does not read: its deliver stays queued.
+    h.stalled.push(p);
     h.send(c, &deliver(1, "S", "m"));
     h.effects();
-    h.core.shut_down();
-    let mut closed: Vec<_> = h
-        .closes()
-        .into_iter()
-        .map(|(id, reason)| {
-            assert_eq!(reason, CloseReason::BrokerClosed);
-            id
-        })
-        .collect();
-    closed.sort_unstable();
-    assert_eq!(closed, [p, c, waiting]);
+    h.core.shut_down("closing");
+    let mut lingering = Vec::new();
+    for effect in h.effects() {
+        match effect {
+            // Not handshaken: nothing to tell.
+            Effect::Close { conn, reason } => {
+                assert_eq!((conn, reason), (waiting, CloseReason::BrokerClosed));
+            }
+            Effect::Linger { conn, rest } => {
+                let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+                decoder.push(&rest);
+                let mut frames = Vec::new();
+                while let Some(f) = decoder.next_frame().unwrap() {
+                    frames.push(f);
+                }
+                // The notice comes last, after what was queued already
+                // (the publisher's deliver is still written).
+                let Some(Frame::GoingAway { reason }) = frames.last() else {
+                    panic!("no notice last: {frames:?}");
+                };
+                assert_eq!(reason.code, ErrorCode::BrokerGone);
+                assert_eq!(reason.message, "closing");
+                lingering.push((conn, frames.len()));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    lingering.sort_unstable();
+    assert_eq!(lingering, [(p, 2), (c, 1)]);
     assert_eq!(
         h.core.stats(),
         BrokerStats::default(),
         "nothing left, nothing counted"
     );
     assert!(h.core.routes.is_empty());
-    // Nothing left to write either.
     assert!(!h.core.take_flush_request());
-    assert_eq!(h.frames(c), Vec::<Frame>::new());
 }

@@ -4,6 +4,7 @@
 
 mod calls;
 mod connections;
+mod liveness;
 mod sessions;
 
 use super::core::{Core, Effect};

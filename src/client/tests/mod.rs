@@ -6,6 +6,7 @@
 
 mod calls;
 mod close;
+mod liveness;
 mod serving;
 
 use super::core::{CallMeta, Core, Status};

@@ -48,7 +48,23 @@ sub address { ($_[0]->addresses)[0] }
 
 sub pending_calls { StageBus::_C::sb_broker_pending_calls($_[0]->_p) }
 
-# Closes every connection and stops listening (DESTROY does it otherwise).
+# Pings connections silent for $interval_ms; one that leaves $max pings
+# unanswered is closed as a disconnect. 0 ms: never.
+sub set_ping {
+    my ($self, $interval_ms, $max) = @_;
+    my $p = $self->_p;
+    my $n = StageBus::Client::_u64($interval_ms)
+        // StageBus::_croak(invalid_argument => "set_ping: the interval must be a whole number of milliseconds, not '" . ($interval_ms // 'undef') . "'");
+    my $m = StageBus::Client::_u64($max);
+    StageBus::_croak(invalid_argument => "set_ping: the most unanswered pings must be a whole number below 2**32, not '" . ($max // 'undef') . "'")
+        unless defined $m && $m < 4294967296;
+    StageBus::_check(StageBus::_C::sb_broker_set_ping($p, $n, $m), 'set_ping');
+    return;
+}
+
+# Tells every client the broker is going away (their calls end with
+# broker_gone), stops listening; the notices leave on later turns of the
+# loop (DESTROY does it otherwise).
 sub close { $_[0]->_free; return }
 
 sub _free {
@@ -86,6 +102,10 @@ StageBus::Broker - a stagebus broker on a loop
 
 C<new(loop, listen =E<gt> ADDRESS | [ADDRESS...], token)>, C<addresses>
 (with the real ports), C<address> (the first), C<pending_calls>,
-C<close> (DESTROY closes it too), C<loop>.
+C<set_ping($interval_ms, $max)> (liveness: a connection silent that long
+is pinged, one that leaves C<$max> pings unanswered is closed as a
+disconnect; defaults 120000 ms and 2; 0 ms: never),
+C<close> (DESTROY closes it too; clients are told the broker is going
+away and their calls end with C<broker_gone>), C<loop>.
 
 =cut

@@ -174,6 +174,20 @@ sub set_default_timeout {
     return;
 }
 
+# Pings a broker silent for $interval_ms; after $max unanswered pings it
+# is taken for gone (calls end with broker_gone). 0 ms: never.
+sub set_ping {
+    my ($self, $interval_ms, $max) = @_;
+    my $p = $self->_p;
+    my $n = _u64($interval_ms)
+        // StageBus::_croak(invalid_argument => "set_ping: the interval must be a whole number of milliseconds, not '" . ($interval_ms // 'undef') . "'");
+    my $m = _u64($max);
+    StageBus::_croak(invalid_argument => "set_ping: the most unanswered pings must be a whole number below 2**32, not '" . ($max // 'undef') . "'")
+        unless defined $m && $m < 4294967296;
+    StageBus::_check(StageBus::_C::sb_client_set_ping($p, $n, $m), 'set_ping');
+    return;
+}
+
 sub _free {
     my ($self) = @_;
     StageBus::_untrack($self);
@@ -251,7 +265,10 @@ C<new>, C<on_disconnect($code)>, C<on_session_gone($code)>,
 C<on_unknown_message($code)> (each replacing the previous one),
 C<listing>, C<subscribe>, C<rescind>, C<send_custom>, C<close>,
 C<close_gracefully(on_done =E<gt> $code)>, C<set_linger($ms)>,
-C<set_default_timeout($ms)>, C<loop>, C<address>. Publishing is L<StageBus::Stage/publish>.
+C<set_default_timeout($ms)>, C<set_ping($interval_ms, $max)> (a broker
+silent that long is pinged; after C<$max> unanswered pings it is taken
+for gone, as a disconnect; defaults 120000 ms and 2; 0 ms: never),
+C<loop>, C<address>. Publishing is L<StageBus::Stage/publish>.
 
 =head2 Default deadline
 
