@@ -241,6 +241,8 @@ impl Shell {
     fn wait_expired(&self, wait: WaitId) {
         self.io.borrow_mut().waits.remove(&wait);
         self.core.borrow_mut().wait_expired(wait);
+        self.apply_effects();
+        self.schedule_flush();
     }
 
     fn tick(&self, id: ConnId) {
