@@ -58,9 +58,11 @@ use std::time::Duration;
 /// The broker's number for a connection.
 pub(crate) type ConnId = u64;
 
-/// Limits the broker enforces per connection. Going over one is an error
-/// to whoever went over (or, for a peer that does not read, a disconnect);
-/// never a crash or a silent drop.
+/// Limits the broker enforces, most of them per connection, and its
+/// liveness settings (how silent a peer may stay, how long a frame may
+/// take). Going over a limit is an error to whoever went over (or, for a
+/// peer that does not read or answer, a disconnect); never a crash or a
+/// silent drop.
 ///
 /// Not exhaustive: start from [`Limits::default`] and set the fields to
 /// change, so that a later limit is no breaking change.
