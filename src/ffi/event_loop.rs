@@ -107,8 +107,10 @@ pub unsafe extern "C" fn sb_loop_timeout_ms(lp: *const sb_loop) -> i64 {
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_dispatch(lp: *mut sb_loop) -> sb_status {
     status(|| {
-        // SAFETY: NULL or a live sb_loop.
-        let lp = unsafe { arg(lp, "loop") }?;
+        // SAFETY: NULL or a live sb_loop. Driven through a handle of its
+        // own: a callback may free the caller's (`sb_loop_free`), and the
+        // turn must not go on reading freed memory.
+        let lp = unsafe { arg(lp, "loop") }?.clone();
         lp.dispatch()
             .map_err(|e| fail(sb_status::SB_IO, format!("poll failed: {e}")))
     })
@@ -119,8 +121,9 @@ pub unsafe extern "C" fn sb_loop_dispatch(lp: *mut sb_loop) -> sb_status {
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_run(lp: *mut sb_loop) -> sb_status {
     status(|| {
-        // SAFETY: NULL or a live sb_loop.
-        let lp = unsafe { arg(lp, "loop") }?;
+        // SAFETY: NULL or a live sb_loop; driven through a handle of its
+        // own, as in sb_loop_dispatch.
+        let lp = unsafe { arg(lp, "loop") }?.clone();
         lp.run()
             .map_err(|e| fail(sb_status::SB_IO, format!("poll failed: {e}")))
     })
@@ -131,8 +134,9 @@ pub unsafe extern "C" fn sb_loop_run(lp: *mut sb_loop) -> sb_status {
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_run_for(lp: *mut sb_loop, ms: u64) -> sb_status {
     status(|| {
-        // SAFETY: NULL or a live sb_loop.
-        let lp = unsafe { arg(lp, "loop") }?;
+        // SAFETY: NULL or a live sb_loop; driven through a handle of its
+        // own, as in sb_loop_dispatch.
+        let lp = unsafe { arg(lp, "loop") }?.clone();
         lp.run_until(Duration::from_millis(ms), || false)
             .map(|_| ())
             .map_err(|e| fail(sb_status::SB_IO, format!("poll failed: {e}")))

@@ -720,6 +720,47 @@ static void free_orders(void)
     }
 }
 
+/* A timer frees the loop it runs on (its handle was the program's): the
+ * run ends and nothing reads the freed handle (valgrind checks). */
+static sb_loop *self_freeing;
+static int self_freed;
+
+static void free_own_loop(void *user, sb_loop *lp)
+{
+    (void)user;
+    (void)lp;
+    sb_loop_free(self_freeing);
+    self_freeing = NULL;
+    self_freed++;
+}
+
+static void loop_freed_inside_its_own_callback(void)
+{
+    uint64_t id = 0;
+    int way;
+    for (way = 0; way < 3; way++) {
+        self_freeing = NULL;
+        CHECK_OK(sb_loop_new(&self_freeing));
+        self_freed = 0;
+        CHECK_OK(sb_loop_add_timer(self_freeing, 0, free_own_loop, NULL, NULL, &id));
+        /* The handle is gone once the callback returns: each call gets
+         * its own copy of the pointer, freed inside. */
+        if (way == 0)
+            CHECK_OK(sb_loop_run(self_freeing));
+        else if (way == 1)
+            CHECK_OK(sb_loop_run_for(self_freeing, 1000));
+        else {
+            sb_loop *lp = self_freeing;
+            while (self_freed == 0)
+                CHECK_OK(sb_loop_dispatch(lp));
+        }
+        CHECK(self_freed == 1);
+        CHECK(self_freeing == NULL);
+    }
+    OK("a loop freed inside its own callback ends sb_loop_run, sb_loop_run_for "
+       "and sb_loop_dispatch cleanly");
+}
+
 int main(void)
 {
     test_begin(__FILE__);
@@ -728,6 +769,7 @@ int main(void)
     builder_failures();
     panics();
     free_orders();
+    loop_freed_inside_its_own_callback();
     cb_check_all_freed();
     return test_end();
 }
