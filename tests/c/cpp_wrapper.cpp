@@ -221,6 +221,36 @@ void deadlines()
     ask("run", 20000);
     CHECK(seen && child_seen && child_seen->count() > 0 && *child_seen <= *seen);
     OK("a request made while serving inherits the deadline");
+
+    // Through a broker: the client's default deadline reaches the callee,
+    // which also sees the caller's own id of the request.
+    stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"});
+    stagebus::Client service(loop, broker.address());
+    stagebus::Client caller(loop, broker.address());
+    std::uint64_t served_caller_id = 0;
+    stage.on("whose", [&](const stagebus::Ctx &ctx) {
+        seen = ctx.req().time_left();
+        served_caller_id = ctx.req().caller_id();
+        ctx.req().ret();
+    });
+    stage.publish(service, "Clock", {"whose"});
+    stagebus::RemoteStage remote;
+    caller.subscribe_waiting("Clock", std::chrono::milliseconds(20000),
+                             [&](sb_status st, stagebus::RemoteStage r, std::string_view) {
+                                 CHECK_ST(st, SB_OK);
+                                 remote = std::move(r);
+                             });
+    RUN_UNTIL(loop.raw(), bool(remote));
+    caller.set_default_timeout(std::chrono::milliseconds(20000));
+    seen.reset();
+    int before = answers;
+    auto req = stagebus::RequestBuilder(remote, "whose")
+                   .fallback([&](const stagebus::Ctx &) { answers++; })
+                   .send();
+    RUN_UNTIL(loop.raw(), answers == before + 1);
+    CHECK(seen && seen->count() > 0 && seen->count() <= 20000);
+    CHECK(served_caller_id == req.id());
+    OK("Client::set_default_timeout reaches the callee; Served::caller_id is the caller's id");
 }
 } // namespace
 
