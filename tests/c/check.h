@@ -606,4 +606,54 @@ static inline int wait_child(child *c)
     return WEXITSTATUS(status);
 }
 
+/* ---- a publisher child that never answers --------------------------------- */
+
+/* The child running hanging_publisher, for never_answer to report to
+ * (NULL in the parent). */
+static child *hanging_self;
+
+static inline void free_kept_served(void *user)
+{
+    sb_served_free((sb_served *)user);
+}
+
+/* A handler that never answers: the request is kept in its own data slot
+ * (a request neither answered nor kept ends at once with SB_UNANSWERED),
+ * so the call stays pending; a child reports 'C' for each. */
+static inline int32_t never_answer(void *user, const sb_ctx *ctx)
+{
+    const sb_served *req = sb_ctx_req(ctx);
+    (void)user;
+    CHECK_OK(sb_served_set_data(req, sb_served_ref(req), free_kept_served));
+    if (hanging_self)
+        child_report(hanging_self, 'C');
+    return 0;
+}
+
+/* A child body (spawn_child): reads the broker's address, publishes the
+ * session named by `session` (a const char *) with one method, `hang`,
+ * that never answers, reports 'P', and runs until it is stopped, killed,
+ * or its parent closes ctl (then exits 3). */
+static inline int hanging_publisher(child *self, void *session)
+{
+    const char *name = (const char *)session;
+    sb_loop *lp = NULL;
+    sb_client *client;
+    sb_stage *stage = NULL;
+    char addr[256];
+    hanging_self = self;
+    read_line(self->ctl, addr, sizeof addr);
+    CHECK_OK(sb_loop_new(&lp));
+    client = connect_client(lp, addr, NULL);
+    CHECK_OK(sb_stage_new(lp, name, &stage));
+    CHECK_OK(sb_stage_on(stage, "hang", never_answer, NULL, NULL));
+    CHECK_OK(publish_wait(lp, stage, client, name, NULL, 0));
+    child_report(self, 'P');
+    RUN_UNTIL(lp, fd_readable(self->ctl));
+    sb_stage_free(stage);
+    sb_client_free(client);
+    sb_loop_free(lp);
+    return 3;
+}
+
 #endif /* STAGEBUS_TEST_CHECK_H */

@@ -12,49 +12,7 @@
  */
 #include "check.h"
 
-/* ---- the publisher child ------------------------------------------------ */
-
-static child *self_p;
-
-static void free_served(void *user)
-{
-    sb_served_free((sb_served *)user);
-}
-
-/* Never answers: kept in its data slot, the call stays pending. */
-static int32_t hang(void *user, const sb_ctx *ctx)
-{
-    const sb_served *req = sb_ctx_req(ctx);
-    (void)user;
-    CHECK_OK(sb_served_set_data(req, sb_served_ref(req), free_served));
-    if (self_p)
-        child_report(self_p, 'C');
-    return 0;
-}
-
-static int body_publisher(child *self, void *arg)
-{
-    sb_loop *lp = NULL;
-    sb_client *client;
-    sb_stage *stage = NULL;
-    char addr[256];
-    (void)arg;
-    self_p = self;
-    read_line(self->ctl, addr, sizeof addr);
-    CHECK_OK(sb_loop_new(&lp));
-    client = connect_client(lp, addr, NULL);
-    CHECK_OK(sb_stage_new(lp, "Frozen", &stage));
-    CHECK_OK(sb_stage_on(stage, "hang", hang, NULL, NULL));
-    CHECK_OK(publish_wait(lp, stage, client, "Frozen", NULL, 0));
-    child_report(self, 'P');
-    /* Stopped and killed in here. Should the parent fail first, it
-     * closes ctl. */
-    RUN_UNTIL(lp, fd_readable(self->ctl));
-    sb_stage_free(stage);
-    sb_client_free(client);
-    sb_loop_free(lp);
-    return 3;
-}
+/* The publisher child is check.h's hanging_publisher. */
 
 /* ---- the caller ------------------------------------------------------------ */
 
@@ -100,7 +58,7 @@ int main(void)
     double idle_until;
 
     test_begin(__FILE__);
-    p = spawn_child(body_publisher, NULL);
+    p = spawn_child(hanging_publisher, (void *)"Frozen");
 
     CHECK_OK(sb_loop_new(&lp));
     broker = start_broker(lp, "tcp://127.0.0.1:0", NULL, addr, sizeof addr);
@@ -143,8 +101,8 @@ int main(void)
     OK("an idle caller that answers pings stays connected");
 
     CHECK_OK(sb_stage_new(lp, "Own", &own));
-    CHECK_OK(sb_stage_on(own, "hang", hang, NULL, NULL));
-    self_p = NULL;
+    CHECK_OK(sb_stage_on(own, "hang", never_answer, NULL, NULL));
+    hanging_self = NULL;
     CHECK_OK(publish_wait(lp, own, client, "Own", NULL, 0));
     remote = subscribe_wait(lp, client, "Own", &st);
     CHECK_ST(st, SB_OK);

@@ -7,49 +7,7 @@
  */
 #include "check.h"
 
-/* ---- the publisher child ------------------------------------------------ */
-
-static child *self_p;
-
-static void free_served(void *user)
-{
-    sb_served_free((sb_served *)user);
-}
-
-static int32_t victim_hang(void *user, const sb_ctx *ctx)
-{
-    const sb_served *req = sb_ctx_req(ctx);
-    (void)user;
-    /* Never answers: the call stays pending until we die. Kept in its
-     * own data slot: a request neither answered nor kept ends at once
-     * with SB_UNANSWERED. */
-    CHECK_OK(sb_served_set_data(req, sb_served_ref(req), free_served));
-    child_report(self_p, 'C');
-    return 0;
-}
-
-static int body_publisher(child *self, void *arg)
-{
-    sb_loop *lp = NULL;
-    sb_client *client;
-    sb_stage *stage = NULL;
-    char addr[256];
-    (void)arg;
-    self_p = self;
-    read_line(self->ctl, addr, sizeof addr);
-    CHECK_OK(sb_loop_new(&lp));
-    client = connect_client(lp, addr, NULL);
-    CHECK_OK(sb_stage_new(lp, "Victim", &stage));
-    CHECK_OK(sb_stage_on(stage, "hang", victim_hang, NULL, NULL));
-    CHECK_OK(publish_wait(lp, stage, client, "Victim", NULL, 0));
-    child_report(self, 'P');
-    /* Killed in here. Should the parent fail first, it closes ctl. */
-    RUN_UNTIL(lp, fd_readable(self->ctl));
-    sb_stage_free(stage);
-    sb_client_free(client);
-    sb_loop_free(lp);
-    return 3;
-}
+/* The publisher child is check.h's hanging_publisher. */
 
 /* ---- the caller ------------------------------------------------------------ */
 
@@ -108,7 +66,7 @@ int main(void)
     char addr[256];
 
     test_begin(__FILE__);
-    p = spawn_child(body_publisher, NULL);
+    p = spawn_child(hanging_publisher, (void *)"Victim");
     err = cb_new("error");
     gone = cb_new("session gone");
 
