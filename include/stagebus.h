@@ -106,6 +106,22 @@ typedef enum sb_value_type {
   SB_VALUE_MAP = 7,
 } sb_value_type;
 
+// How severe a log record is. A handler set at one level gets that
+// level and every more severe one.
+typedef enum sb_log_level {
+  // Something failed that the library could not report to a caller.
+  SB_LOG_ERROR = 1,
+  // A peer or the program misbehaved: a refusal, a limit breach, a
+  // response nobody handled.
+  SB_LOG_WARN = 2,
+  // A connection's life: accepted, closed, reconnected.
+  SB_LOG_INFO = 3,
+  // Detail for finding a problem.
+  SB_LOG_DEBUG = 4,
+  // Everything.
+  SB_LOG_TRACE = 5,
+} sb_log_level;
+
 // What a stage's handler is for, as far as other programs are concerned
 // (`sb_stage_set_kind`). Passed to C functions as a `uint32_t`.
 typedef enum sb_handler_kind {
@@ -225,6 +241,26 @@ typedef void (*sb_subscribed_fn)(void *user,
 
 // A notification with no arguments (on-cancel).
 typedef void (*sb_notify_fn)(void *user);
+
+// One key-value field of a log record (`conn` = `3`, `reason` =
+// `slow_consumer`). Both strings are valid during the handler's call.
+typedef struct sb_log_field {
+  // The field's name.
+  const char *key;
+  // Its value as text.
+  const char *value;
+} sb_log_field;
+
+// Receives one log record. `target` names what logged it
+// (`stagebus::broker`, `stagebus::client`, `stagebus::request`);
+// `message` is the text without the fields; `fields` has `n_fields`
+// entries. Every string is valid during the call only.
+typedef void (*sb_log_fn)(void *user,
+                          enum sb_log_level level,
+                          const char *target,
+                          const char *message,
+                          const struct sb_log_field *fields,
+                          size_t n_fields);
 
 #ifdef __cplusplus
 extern "C" {
@@ -912,6 +948,25 @@ const struct sb_value *sb_value_list_get(const struct sb_value *value, size_t in
 
 // The args inside a map value, borrowed; NULL for other types.
 const struct sb_args *sb_value_map(const struct sb_value *value);
+
+// Sends the library's log records at `max_level` (an `sb_log_level`) or
+// more severe to `handler`, replacing the handler set before, whose
+// `free_user` then runs once; `handler` NULL stops logging. The library
+// never writes to stderr itself: with no handler its records go nowhere.
+//
+// The setting is process-wide. The handler runs on the thread that
+// logged, which is a thread driving a loop (a broker's or a client's),
+// so with loops on several threads it must be thread-safe; it may log
+// nothing back and must not call `sb_set_log_handler`.
+//
+// Fails with `SB_INVALID_ARGUMENT` for a level out of range and with
+// `SB_INVALID_STATE` when the program's Rust side installed another
+// `log` logger; either way nothing changes and `free_user` is not called.
+// With `handler` NULL, a `free_user` given runs at once.
+enum sb_status sb_set_log_handler(sb_log_fn handler,
+                                  int32_t max_level,
+                                  void *user,
+                                  sb_free_fn free_user);
 
 #ifdef __cplusplus
 }  // extern "C"

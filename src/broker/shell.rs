@@ -159,12 +159,17 @@ impl Shell {
                 Some((listener, _)) => listener.accept(),
                 None => return true,
             };
-            let stream = match accepted {
-                Ok(s) => s,
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
                 Err(e) => match accept_failure(&e) {
                     AcceptFailure::Retry => continue,
                     AcceptFailure::Pause => {
+                        log::warn!(
+                            target: "stagebus::broker",
+                            error:% = e;
+                            "cannot accept connections for now; accepting paused: {e}"
+                        );
                         self.pause_accepting();
                         return false;
                     }
@@ -172,8 +177,14 @@ impl Shell {
             };
             // Over the connection limit, the stream is dropped: closed.
             let Some(id) = self.core.borrow_mut().connect() else {
+                log::warn!(
+                    target: "stagebus::broker",
+                    peer = peer.as_str(), reason = "connection_limit";
+                    "connection from {peer} refused: the broker is at its connection limit"
+                );
                 continue;
             };
+            log::debug!(target: "stagebus::broker", conn = id, peer = peer.as_str(); "connection {id} from {peer}");
             let source = Rc::new(PeerSource {
                 shell: self.me.clone(),
                 id,
@@ -371,9 +382,8 @@ impl Shell {
                         freed = true;
                     }
                 }
-                Effect::Close { conn, reason: _ } => {
-                    // The reason is counted in the core's stats; here it
-                    // would reach a log.
+                Effect::Close { conn, reason } => {
+                    reason.log(conn);
                     let socket = self.io.borrow_mut().sockets.remove(&conn);
                     if let Some(socket) = socket {
                         self.drop_socket(socket);
