@@ -431,6 +431,44 @@ sb_status register_optional(Fn f, CFn trampoline, Register reg) {
 } // namespace detail
 
 // ---------------------------------------------------------------------
+// Logging
+
+// One key-value field of a log record ("conn" = "3").
+struct LogField {
+    std::string_view key;
+    std::string_view value;
+};
+
+// Receives one log record; every view is valid during the call only.
+using LogFn = std::function<void(sb_log_level level, std::string_view target,
+                                 std::string_view message, const std::vector<LogField> &fields)>;
+
+namespace detail {
+
+inline void run_log(void *user, sb_log_level level, const char *target, const char *message,
+                    const sb_log_field *fields, size_t n_fields) noexcept {
+    std::vector<LogField> kv;
+    kv.reserve(n_fields);
+    for (size_t i = 0; i < n_fields; i++) {
+        kv.push_back(LogField{fields[i].key, fields[i].value});
+    }
+    fn<LogFn>(user)(level, target, message, kv);
+}
+
+} // namespace detail
+
+// Sends the library's log records at `max_level` or more severe to `f`
+// (process-wide; it replaces the handler set before). The library never
+// writes to stderr itself. `f` runs on the thread that logged (a thread
+// driving a loop) and must not throw; an empty `f` stops logging.
+inline void set_log_handler(LogFn f, sb_log_level max_level = SB_LOG_WARN) {
+    detail::check(detail::register_optional(
+        std::move(f), &detail::run_log, [&](sb_log_fn c, void *user, sb_free_fn free_user) {
+            return sb_set_log_handler(c, static_cast<int32_t>(max_level), user, free_user);
+        }));
+}
+
+// ---------------------------------------------------------------------
 // The loop
 
 // The thread-safe handle of a loop. The only object usable from other

@@ -127,8 +127,9 @@ impl CHandler {
 ///
 /// Fails with `SB_INVALID_ARGUMENT` for a level out of range and with
 /// `SB_INVALID_STATE` when the program's Rust side installed another
-/// `log` logger; either way nothing changes and `free_user` is not called.
-/// With `handler` NULL, a `free_user` given runs at once.
+/// `log` logger; either way nothing else changes. `free_user` runs
+/// exactly once: when the handler is replaced or removed, at once when
+/// `handler` is NULL, and at once on failure.
 #[no_mangle]
 pub extern "C" fn sb_set_log_handler(
     handler: sb_log_fn,
@@ -137,6 +138,8 @@ pub extern "C" fn sb_set_log_handler(
     free_user: sb_free_fn,
 ) -> sb_status {
     status(|| {
+        // Made first: free_user runs exactly once, also on failure.
+        let user = UserData::new(user, free_user);
         let Some(level) = LogLevel::from_raw(max_level) else {
             return Err(fail(
                 sb_status::SB_INVALID_ARGUMENT,
@@ -144,7 +147,6 @@ pub extern "C" fn sb_set_log_handler(
             ));
         };
         crate::logging::install().map_err(|e| fail(sb_status::SB_INVALID_STATE, e.to_string()))?;
-        let user = UserData::new(user, free_user);
         let forward: Option<LogHandler> = handler.map(|f| {
             let c = CHandler { f, user };
             Arc::new(move |entry: &LogEntry| c.call(entry)) as LogHandler

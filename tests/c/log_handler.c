@@ -8,7 +8,7 @@
  *    request, its method and the response type as fields;
  *  - records finer than the level asked for do not arrive;
  *  - replacing the handler frees the old user data once; a bad level is
- *    refused and changes nothing.
+ *    refused, changes nothing and frees its user data at once.
  */
 #include "check.h"
 
@@ -128,18 +128,20 @@ int main(void)
     const struct record *r;
     cb *first = cb_new("first handler");
     cb *second = cb_new("second handler");
-    cb *refused = cb_new("refused handler");
+    cb *refused_low = cb_new("handler refused for level 0");
+    cb *refused_high = cb_new("handler refused for level 6");
 
     test_begin(__FILE__);
     CHECK_OK(sb_loop_new(&lp));
     lp_of_test = lp;
 
-    CHECK_ST(sb_set_log_handler(on_log, 0, refused, cb_free),
+    CHECK_ST(sb_set_log_handler(on_log, 0, refused_low, cb_free),
              SB_INVALID_ARGUMENT);
-    CHECK_ST(sb_set_log_handler(on_log, 6, refused, cb_free),
+    CHECK_ST(sb_set_log_handler(on_log, 6, refused_high, cb_free),
              SB_INVALID_ARGUMENT);
-    cb_check_freed(refused, 0);
-    OK("a level out of range is refused and keeps the user data");
+    cb_check_freed(refused_low, 1);
+    cb_check_freed(refused_high, 1);
+    OK("a level out of range is refused; the user data is freed at once");
 
     CHECK_OK(sb_set_log_handler(on_log, SB_LOG_WARN, first, cb_free));
 
@@ -182,7 +184,6 @@ int main(void)
     sb_stage_free(stage);
     sb_broker_free(broker);
     sb_loop_free(lp);
-    cb_free(refused); /* never handed over */
     cb_check_all_freed();
     return test_end();
 }
