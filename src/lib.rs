@@ -132,6 +132,7 @@ mod ffi;
 mod id_hash;
 pub mod liveness;
 pub mod logging;
+pub mod report;
 pub mod request;
 mod transport;
 pub mod value;
@@ -146,6 +147,7 @@ pub use client::{
 pub use error::{Error, ErrorCode, Result};
 pub use event_loop::{EventLoop, LoopRemote, TimerId};
 pub use logging::{set_log_handler, LogEntry, LogHandler, LogLevel};
+pub use report::StatsReport;
 pub use request::{
     unhandled_responses, Ctx, HandlerFn, HandlerKind, RemoteStage, Request, RequestBuilder,
     Response, Scope, ServedRequest, Stage, Target,
