@@ -227,6 +227,14 @@ typedef void (*sb_listing_fn)(void *user,
                               const struct sb_value *sessions,
                               const char *message);
 
+// Receives the broker's report of itself: `SB_OK` with the report (the
+// map value `sb_broker_report` describes; borrowed, valid during the
+// call) and an empty message, or an error status, NULL and its message.
+typedef void (*sb_stats_fn)(void *user,
+                            enum sb_status status,
+                            const struct sb_value *report,
+                            const char *message);
+
 // A handler: return `SB_OK` (0) to carry on; any other status ends the
 // request being served with that error (`sb_last_error()` is not read:
 // call `sb_served_fail` first for a message of your own).
@@ -400,6 +408,27 @@ enum sb_status sb_broker_set_ping(const struct sb_broker *broker,
 // Deliveries waiting for their result on this broker.
 size_t sb_broker_pending_calls(const struct sb_broker *broker);
 
+// Writes the broker's report of itself to `*out`: a map value with
+// `uptime_ms`, `totals` (connections, sessions, pending_calls,
+// waiting_subscribes, calls, dropped_stray, protocol_errors,
+// slow_consumers, refused_connections), `errors` (code name → count),
+// `connections` (a list of maps: id, peer, handshaken, sessions,
+// calls_in_flight, serving, bytes_queued) and `sessions` (a list of
+// maps: name, publisher, calls, errors, in_flight). Owned: free it with
+// `sb_value_free`.
+enum sb_status sb_broker_report(const struct sb_broker *broker, struct sb_value **out);
+
+// Writes the broker's report in the Prometheus text exposition format
+// (NUL-terminated) into `buf` of `cap` bytes, and its length (without
+// the NUL) to `*len` if `len` is not NULL. When it does not fit, the
+// result is `SB_LIMIT_EXCEEDED`, nothing is written to `buf`, and
+// `*len` still tells the length: call again with a larger buffer (the
+// figures may have grown meanwhile).
+enum sb_status sb_broker_report_prometheus(const struct sb_broker *broker,
+                                           char *buf,
+                                           size_t cap,
+                                           size_t *len);
+
 // Starts connecting to the broker at `address` with an optional `token`.
 // `on_connect` runs once with the outcome (then `free_user`).
 // Operations may be started at once. Free with `sb_client_free`.
@@ -459,6 +488,12 @@ enum sb_status sb_client_listing(const struct sb_client *client,
                                  sb_listing_fn f,
                                  void *user,
                                  sb_free_fn free_user);
+
+// Asks the broker for its report of itself; `f` runs once with it.
+enum sb_status sb_client_stats(const struct sb_client *client,
+                               sb_stats_fn f,
+                               void *user,
+                               sb_free_fn free_user);
 
 // Withdraws a session this client published; `done` runs once.
 // `SB_NOT_PUBLISHER` at once (no callback) if it is not published here.
@@ -961,8 +996,9 @@ const struct sb_args *sb_value_map(const struct sb_value *value);
 //
 // Fails with `SB_INVALID_ARGUMENT` for a level out of range and with
 // `SB_INVALID_STATE` when the program's Rust side installed another
-// `log` logger; either way nothing changes and `free_user` is not called.
-// With `handler` NULL, a `free_user` given runs at once.
+// `log` logger; either way nothing else changes. `free_user` runs
+// exactly once: when the handler is replaced or removed, at once when
+// `handler` is NULL, and at once on failure.
 enum sb_status sb_set_log_handler(sb_log_fn handler,
                                   int32_t max_level,
                                   void *user,

@@ -5,6 +5,7 @@
 //! ([`crate::Client::stats`]).
 
 use crate::error::ErrorCode;
+use crate::value::{Args, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -239,6 +240,85 @@ impl StatsReport {
         );
         out
     }
+}
+
+impl StatsReport {
+    /// The report as a map value, the shape C, Perl and the command
+    /// line's JSON see: `uptime_ms`, `totals` (a map of every
+    /// [`crate::BrokerStats`] figure), `errors` (code name → count),
+    /// `connections` and `sessions` (lists of maps, keys as the fields
+    /// of [`ConnectionReport`] and [`SessionReport`]).
+    pub fn to_value(&self) -> Value {
+        let t = &self.totals;
+        let totals = Args::new()
+            .with("connections", count(t.connections))
+            .with("sessions", count(t.sessions))
+            .with("pending_calls", count(t.pending_calls))
+            .with("waiting_subscribes", count(t.waiting_subscribes))
+            .with("calls", count(t.calls))
+            .with("dropped_stray", count(t.dropped_stray))
+            .with("protocol_errors", count(t.protocol_errors))
+            .with("slow_consumers", count(t.slow_consumers))
+            .with("refused_connections", count(t.refused_connections));
+        let connections = self
+            .connections
+            .iter()
+            .map(|c| {
+                Value::Map(
+                    Args::new()
+                        .with("id", count(c.id))
+                        .with("peer", c.peer.as_str())
+                        .with("handshaken", c.handshaken)
+                        .with("sessions", count(c.sessions))
+                        .with("calls_in_flight", count(c.calls_in_flight))
+                        .with("serving", count(c.serving))
+                        .with("bytes_queued", count(c.bytes_queued)),
+                )
+            })
+            .collect::<Vec<_>>();
+        let sessions = self
+            .sessions
+            .iter()
+            .map(|s| {
+                Value::Map(
+                    Args::new()
+                        .with("name", s.name.as_str())
+                        .with("publisher", count(s.publisher))
+                        .with("calls", count(s.calls))
+                        .with("errors", s.errors.to_value())
+                        .with("in_flight", count(s.in_flight)),
+                )
+            })
+            .collect::<Vec<_>>();
+        Value::Map(
+            Args::new()
+                .with("uptime_ms", count(self.uptime.as_millis()))
+                .with("totals", totals)
+                .with("errors", self.errors.to_value())
+                .with("connections", connections)
+                .with("sessions", sessions),
+        )
+    }
+}
+
+impl ErrorCounts {
+    /// Code name → count, as a map value (`code_N` for a code this
+    /// build does not know).
+    pub fn to_value(&self) -> Value {
+        let mut map = Args::new();
+        for (number, name, n) in self.nonzero() {
+            match ErrorCode::from(number) {
+                ErrorCode::Unknown => map.insert(format!("code_{number}"), count(n)),
+                _ => map.insert(name, count(n)),
+            };
+        }
+        Value::Map(map)
+    }
+}
+
+/// A count as an int value, saturating (no count comes near 2^63).
+fn count(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
 }
 
 /// A label value escaped as the exposition format asks (backslash,

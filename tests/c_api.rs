@@ -249,6 +249,7 @@ c_programs!(
     deadlines,
     liveness,
     log_handler,
+    stats,
 );
 
 #[test]

@@ -253,6 +253,21 @@ void deadlines()
     CHECK(seen && seen->count() > 0 && seen->count() <= 20000);
     CHECK(served_caller_id == req.id());
     OK("Client::set_default_timeout reaches the callee; Served::caller_id is the caller's id");
+
+    stagebus::Value local = broker.report();
+    CHECK(local.view().map().get<std::int64_t>("uptime_ms") >= 0);
+    std::int64_t calls = local.view().map().value("totals").map().get<std::int64_t>("calls");
+    CHECK(calls >= 1);
+    std::int64_t remote_calls = -1;
+    caller.stats([&](sb_status st, stagebus::ValueRef report, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        remote_calls = report.map().value("totals").map().get<std::int64_t>("calls");
+    });
+    RUN_UNTIL(loop.raw(), remote_calls >= 0);
+    CHECK(remote_calls == calls);
+    std::string text = broker.report_prometheus();
+    CHECK(text.find("\nstagebus_calls_total " + std::to_string(calls) + "\n") != std::string::npos);
+    OK("Broker::report, Client::stats and Broker::report_prometheus agree");
 }
 
 void logging()

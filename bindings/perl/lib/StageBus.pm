@@ -78,6 +78,8 @@ my @FUNCTIONS = (
     [sb_broker_address_count => ['opaque'] => 'size_t'],
     [sb_broker_address       => ['opaque', 'size_t', 'opaque', 'size_t'] => 'sint32'],
     [sb_broker_pending_calls => ['opaque'] => 'size_t'],
+    [sb_broker_report        => ['opaque', 'opaque*'] => 'sint32'],
+    [sb_broker_report_prometheus => ['opaque', 'opaque', 'size_t', 'size_t*'] => 'sint32'],
     [sb_broker_set_ping      => ['opaque', 'uint64', 'uint32'] => 'sint32'],
 
     [sb_client_connect         => ['opaque', 'string', 'string', 'opaque', 'opaque', 'opaque', 'opaque*'] => 'sint32'],
@@ -86,6 +88,7 @@ my @FUNCTIONS = (
     [sb_client_on_unknown_message => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_send_custom     => ['opaque', 'string', 'uint64', 'opaque', 'size_t'] => 'sint32'],
     [sb_client_listing         => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_client_stats           => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_rescind         => ['opaque', 'string', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_close           => ['opaque'] => 'sint32'],
     [sb_client_close_graceful  => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
