@@ -2,6 +2,7 @@
 //! connection limit drawn from the open-file limit unless one is given.
 
 use crate::command_line::{address, PingFlags};
+use crate::logging::LogFlags;
 use crate::{stop_signals, Failure};
 use stagebus::{Address, Broker, BrokerConfig, EventLoop, Limits};
 use std::io::{self, Write};
@@ -20,6 +21,8 @@ pub(crate) struct BrokerArgs {
     pub(crate) max_connections: Option<usize>,
     #[command(flatten)]
     pub(crate) ping: PingFlags,
+    #[command(flatten)]
+    pub(crate) log: LogFlags,
 }
 
 fn positive_count(text: &str) -> Result<usize, String> {
@@ -30,6 +33,7 @@ fn positive_count(text: &str) -> Result<usize, String> {
 }
 
 pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
+    args.log.install();
     let listen = args.listen.clone();
     let max_connections = match args.max_connections {
         Some(n) => n,

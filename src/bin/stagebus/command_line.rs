@@ -13,6 +13,7 @@ use crate::demo::DemoArgs;
 use crate::generate::GenerateArgs;
 use crate::list::ListArgs;
 use crate::serve::ServeArgs;
+use crate::stats::StatsArgs;
 use crate::Failure;
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use stagebus::{Address, ClientConfig};
@@ -51,6 +52,8 @@ pub(crate) enum Cmd {
     Call(CallArgs),
     /// publish the demo stage (echo, count, ask/answer, slow) until SIGINT or SIGTERM
     Serve(ServeArgs),
+    /// print a broker's report of itself: totals, errors, connections, sessions
+    Stats(StatsArgs),
     /// run a broker, a service and a caller in one process and print what happens
     Demo(DemoArgs),
     /// print the version (as --version does)

@@ -6,6 +6,7 @@
 //! stagebus list --broker ADDR [--token T] [--json] [--timeout SECS]
 //! stagebus call --broker ADDR [--token T] [--timeout SECS] [--json-args JSON] SESSION METHOD [key=value…]
 //! stagebus serve --broker ADDR --name NAME [--token T]
+//! stagebus stats --broker ADDR [--token T] [--json | --prometheus] [--timeout SECS]
 //! stagebus demo
 //! ```
 //!
@@ -35,7 +36,9 @@ mod connect;
 mod demo;
 mod generate;
 mod list;
+mod logging;
 mod serve;
+mod stats;
 mod stop_signals;
 
 use clap::error::ErrorKind;
@@ -100,6 +103,7 @@ fn dispatch(command: &Cmd) -> Result<(), Failure> {
         Cmd::List(args) => list::cmd_list(args),
         Cmd::Call(args) => call::cmd_call(args),
         Cmd::Serve(args) => serve::cmd_serve(args),
+        Cmd::Stats(args) => stats::cmd_stats(args),
         Cmd::Demo(args) => demo::cmd_demo(args),
         Cmd::Version => print_out(&format!("stagebus {}", stagebus::VERSION)),
         Cmd::Generate(args) => generate::cmd_generate(args),
