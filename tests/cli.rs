@@ -636,7 +636,7 @@ fn call_sends_lists_maps_and_bytes_as_json_args() {
 #[test]
 fn stats_prints_the_brokers_report_as_text_json_and_prometheus() {
     let (_broker, address) = tcp_broker(&[]);
-    let mut service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    let service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
     let ready = service.next_line().expect("serve says it is serving");
     assert!(ready.starts_with("serving Demo on "), "{ready}");
     for _ in 0..2 {
