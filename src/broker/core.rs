@@ -23,6 +23,7 @@
 //! that keep their room, with no allocation per frame.
 
 use super::handshake::{check_hello, expected_hello};
+use super::monitor::Monitor;
 use super::peer::{CloseReason, Full, Peer};
 use super::registry::Registry;
 use super::routes::Routes;
@@ -78,6 +79,11 @@ pub(super) struct Core {
     pub(super) effects: Vec<Effect>,
     pub(super) stats: BrokerStats,
     pub(super) counters: Counters,
+    /// Connections monitoring the traffic (`monitor.rs`).
+    pub(super) monitors: Vec<Monitor>,
+    /// The wall clock for taps, in ms since the Unix epoch (kept by the
+    /// shell while anyone monitors).
+    pub(super) clock_ms: u64,
 }
 
 impl Core {
@@ -95,6 +101,8 @@ impl Core {
             effects: Vec::new(),
             stats: BrokerStats::default(),
             counters: Counters::default(),
+            monitors: Vec::new(),
+            clock_ms: 0,
         }
     }
 
@@ -147,8 +155,15 @@ impl Core {
             return;
         }
         match Inbound::parse(body) {
-            Ok(Inbound::Routed(frame)) => self.handle_routed(id, frame),
-            Ok(Inbound::Other(frame)) => self.handle(id, frame),
+            Ok(inbound) => {
+                if !self.monitors.is_empty() {
+                    self.tap(id, &inbound, body.len());
+                }
+                match inbound {
+                    Inbound::Routed(frame) => self.handle_routed(id, frame),
+                    Inbound::Other(frame) => self.handle(id, frame),
+                }
+            }
             Err(e) => self.refuse(id, CloseReason::Protocol(e.into())),
         }
         self.process_closes();
@@ -374,6 +389,14 @@ impl Core {
                 self.reply(id, op, Ok(Reply::Sessions(list)));
             }
             Frame::Stats { id: op } => self.effects.push(Effect::Report { conn: id, op }),
+            Frame::Monitor {
+                id: op,
+                session,
+                payload,
+            } => {
+                self.start_monitor(id, session, payload);
+                self.reply(id, op, Ok(Reply::Done));
+            }
             Frame::Subscribe { id: op, session } => {
                 let result = self.subscribe(id, &session);
                 self.reply(id, op, result.map(Reply::Methods));
@@ -410,7 +433,8 @@ impl Core {
             | Frame::Welcome { .. }
             | Frame::Refused { .. }
             | Frame::SessionGone { .. }
-            | Frame::GoingAway { .. }) => {
+            | Frame::GoingAway { .. }
+            | Frame::Tap(_)) => {
                 let e = Error::new(
                     ErrorCode::Protocol,
                     format!("a client may not send '{}' here", other.kind_name()),
@@ -507,6 +531,7 @@ impl Core {
         let Some(peer) = self.peers.remove(&id) else {
             return;
         };
+        self.end_monitor(id);
         for name in peer.published {
             if let Some(s) = self.registry.remove(&name) {
                 let reason = Error::new(

@@ -39,6 +39,7 @@ mod core;
 #[cfg(test)]
 mod core_tests;
 mod handshake;
+mod monitor;
 mod peer;
 mod registry;
 mod routes;

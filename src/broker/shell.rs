@@ -304,6 +304,12 @@ impl Shell {
         if !core.reads(id) {
             return;
         }
+        if core.monitoring() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            core.set_clock(u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
+        }
         let mut completed = false;
         let outcome = socket.conn.read_bodies(hangup, |body| {
             completed = true;

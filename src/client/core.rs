@@ -20,7 +20,7 @@
 
 use super::calls::{final_event, CallFn, Calls};
 use super::effects::{
-    Closer, ConnectFn, DisconnectFn, Effect, Outbox, SessionGoneFn, Settle, UnknownFn,
+    Closer, ConnectFn, DisconnectFn, Effect, Outbox, SessionGoneFn, Settle, TapFn, UnknownFn,
 };
 use super::ops::{expect_done, expect_methods, expect_sessions, expect_stats, Completion, Op, Ops};
 use super::serving::{Route, ServeFn, Serving};
@@ -61,6 +61,8 @@ pub(super) struct Core {
     on_connect: Option<ConnectFn>,
     on_disconnect: Option<DisconnectFn>,
     on_session_gone: Option<SessionGoneFn>,
+    /// Where the broker's taps go once this client monitors.
+    on_tap: Option<TapFn>,
     on_unknown: Option<UnknownFn>,
     liveness: crate::liveness::Liveness,
 }
@@ -78,6 +80,7 @@ impl Core {
             on_connect: None,
             on_disconnect: None,
             on_session_gone: None,
+            on_tap: None,
             on_unknown: None,
             liveness: crate::liveness::Liveness::default(),
         }
@@ -138,6 +141,11 @@ impl Core {
 
     pub fn on_session_gone(&mut self, f: SessionGoneFn) -> Option<SessionGoneFn> {
         self.on_session_gone.replace(f)
+    }
+
+    /// Sets where taps go; the one it replaces.
+    pub fn on_tap(&mut self, f: TapFn) -> Option<TapFn> {
+        self.on_tap.replace(f)
     }
 
     pub fn on_unknown(&mut self, f: UnknownFn) -> Option<UnknownFn> {
@@ -462,6 +470,10 @@ impl Core {
                 let f = self.on_unknown.clone()?;
                 Some(Effect::Unknown(f, kind, id, payload.0))
             }
+            Frame::Tap(event) => {
+                let f = self.on_tap.clone()?;
+                Some(Effect::Tap(f, event))
+            }
             Frame::Ping => {
                 let _ = out.send(&Frame::Pong);
                 None
@@ -523,6 +535,10 @@ impl Core {
             }
             Op::Listing { done } => (Completion::Sessions(done, expect_sessions(outcome)), None),
             Op::Stats { done } => (Completion::Stats(done, expect_stats(outcome)), None),
+            Op::Monitor { done } => (
+                Completion::Unit(done, expect_done("monitor", outcome)),
+                None,
+            ),
             Op::Subscribe { session, done } => {
                 let outcome = expect_methods(outcome);
                 if outcome.is_ok() {

@@ -9,7 +9,7 @@ use super::ops::Completion;
 use super::serving::{Route, ServeFn};
 use super::{CallEvent, CallId, ConnectionInfo, Inbound};
 use crate::error::Error;
-use crate::wire::Frame;
+use crate::wire::{Frame, TapEvent};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -29,6 +29,7 @@ pub(super) type ConnectFn = Box<dyn FnOnce(Result<ConnectionInfo, Error>)>;
 pub(super) type DisconnectFn = Box<dyn FnMut(&Error)>;
 pub(super) type SessionGoneFn = Rc<RefCell<dyn FnMut(&str, &Error)>>;
 pub(super) type UnknownFn = Rc<RefCell<dyn FnMut(&str, u64, &[u8])>>;
+pub(super) type TapFn = Rc<RefCell<dyn FnMut(&TapEvent)>>;
 
 /// A callback to run, with its arguments, or a close to carry out.
 pub(super) enum Effect {
@@ -50,6 +51,8 @@ pub(super) enum Effect {
     /// A message of an application-defined kind (or the result of one
     /// sent, as kind `result`): kind, id, payload.
     Unknown(UnknownFn, String, u64, Vec<u8>),
+    /// A frame the broker saw, for this monitoring client.
+    Tap(TapFn, Box<TapEvent>),
     /// The broker refused or broke the protocol: close with this error.
     Shut(Error),
 }

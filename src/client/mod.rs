@@ -42,7 +42,7 @@ use crate::event_loop::EventLoop;
 use crate::report::StatsReport;
 use crate::transport::Address;
 use crate::value::Args;
-use crate::wire::{Frame, Payload, SessionInfo, DEFAULT_MAX_FRAME};
+use crate::wire::{Frame, Payload, SessionInfo, TapEvent, DEFAULT_MAX_FRAME};
 use calls::CallFn;
 use core::CallMeta;
 use ops::Op;
@@ -404,6 +404,36 @@ impl Client {
         self.shared.start_op(
             |id| Frame::Stats { id },
             Op::Stats {
+                done: Box::new(done),
+            },
+        );
+    }
+
+    /// Monitors the broker's traffic: from the broker's answer on, `on_tap`
+    /// gets every frame the broker receives from other connections (only
+    /// those of `session` if given; with their payloads if `payload`),
+    /// until this client closes. Asking again replaces the filter and
+    /// `on_tap`. A monitor that cannot keep up is disconnected by the
+    /// broker's output limits, never slowing it. `done` gets the
+    /// broker's answer.
+    pub fn monitor(
+        &self,
+        session: Option<&str>,
+        payload: bool,
+        on_tap: impl FnMut(&TapEvent) + 'static,
+        done: impl FnOnce(Result<(), Error>) + 'static,
+    ) {
+        let f = Rc::new(RefCell::new(on_tap));
+        let replaced = self.shared.with(|core, _| core.on_tap(f));
+        drop(replaced);
+        let session = session.map(str::to_string);
+        self.shared.start_op(
+            move |id| Frame::Monitor {
+                id,
+                session,
+                payload,
+            },
+            Op::Monitor {
                 done: Box::new(done),
             },
         );

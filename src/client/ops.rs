@@ -32,6 +32,9 @@ pub(super) enum Op {
     Stats {
         done: Done<StatsReport>,
     },
+    Monitor {
+        done: Done<()>,
+    },
     Subscribe {
         session: String,
         done: Done<Vec<String>>,
@@ -53,9 +56,10 @@ impl Op {
     /// application-defined message, which has no callback of its own).
     pub fn fail(self, e: Error) -> Option<Completion> {
         Some(match self {
-            Op::Publish { done, .. } | Op::Rescind { done, .. } | Op::Unsubscribe { done, .. } => {
-                Completion::Unit(done, Err(e))
-            }
+            Op::Publish { done, .. }
+            | Op::Rescind { done, .. }
+            | Op::Unsubscribe { done, .. }
+            | Op::Monitor { done } => Completion::Unit(done, Err(e)),
             Op::Listing { done } => Completion::Sessions(done, Err(e)),
             Op::Stats { done } => Completion::Stats(done, Err(e)),
             Op::Subscribe { done, .. } => Completion::Methods(done, Err(e)),

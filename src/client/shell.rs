@@ -457,6 +457,11 @@ fn dispatch(lp: &EventLoop, me: &Weak<Shared>, effect: Effect) {
                 f(&kind, id, &payload);
             }
         }
+        Effect::Tap(f, event) => {
+            if let Ok(mut f) = f.try_borrow_mut() {
+                f(&event);
+            }
+        }
         Effect::Shut(error) => {
             if let Some(shared) = me.upgrade() {
                 shared.shut(error);

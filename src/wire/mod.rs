@@ -282,6 +282,56 @@ pub enum Frame {
         /// Correlation id.
         id: u64,
     },
+    /// Client → broker: from now on, send me a [`Frame::Tap`] for every
+    /// frame the broker receives from other connections (calls, their
+    /// emits, recalls, results and cancels, and session operations),
+    /// only those naming `session` if given, with their payloads if
+    /// `payload`. Answered with [`Reply::Done`]. A monitor that falls
+    /// behind is cut off by its output limits, like any slow reader.
+    Monitor {
+        /// Correlation id.
+        id: u64,
+        /// Only frames of this session.
+        session: Option<String>,
+        /// Include each frame's payload (its encoded args).
+        payload: bool,
+    },
+    /// Broker → monitor: one frame the broker received.
+    Tap(Box<TapEvent>),
+}
+
+impl TapEvent {
+    /// The payload decoded as args, when it was sent along.
+    pub fn args(&self) -> Option<Result<crate::Args, Error>> {
+        self.payload.as_ref().map(Payload::decode)
+    }
+}
+
+/// What a monitor is told of one frame the broker received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TapEvent {
+    /// When the broker read it, in milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// The connection that sent it.
+    pub from: u64,
+    /// The connection it goes to (0: the broker itself, or nobody).
+    pub to: u64,
+    /// Its kind (`deliver`, `emit`, `recall`, `result`, `cancel`,
+    /// `publish`, …).
+    pub kind: String,
+    /// The session it concerns ("" if none).
+    pub session: String,
+    /// The method (deliver, recall) or response type (emit, a result's
+    /// return type); "" if none.
+    pub name: String,
+    /// The id as its sender used it.
+    pub id: u64,
+    /// Its size in bytes, without the length prefix.
+    pub size: u32,
+    /// The error code of an error result.
+    pub error: Option<Error>,
+    /// Its payload, when the monitor asked for payloads and it has one.
+    pub payload: Option<Payload>,
 }
 
 impl Frame {
@@ -308,6 +358,8 @@ impl Frame {
             Frame::Pong => "pong",
             Frame::GoingAway { .. } => "going_away",
             Frame::Stats { .. } => "stats",
+            Frame::Monitor { .. } => "monitor",
+            Frame::Tap(_) => "tap",
         }
     }
 }

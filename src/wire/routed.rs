@@ -109,6 +109,37 @@ impl<'a> Inbound<'a> {
     }
 }
 
+impl<'a> Routed<'a> {
+    /// What a monitor shows of the frame, decoded again from the checked
+    /// body (only monitoring asks): the name (deliver, recall: the
+    /// method; emit, a return: its type), the payload, and an error
+    /// result's error.
+    pub fn details(&self) -> (&'a str, Option<&'a [u8]>, Option<Error>) {
+        match self.kind {
+            RoutedKind::Deliver { method, .. } => {
+                let rest = decode_exactly::<mirror::DeliverRest<'a>>(self.tail).ok();
+                (method, rest.map(|f| f.payload), None)
+            }
+            RoutedKind::Emit | RoutedKind::Recall => {
+                match decode_exactly::<mirror::NamedPayload<'a>>(self.tail) {
+                    Ok(f) => (f.name, Some(f.payload), None),
+                    Err(_) => ("", None, None),
+                }
+            }
+            RoutedKind::Result { .. } => match decode_exactly::<mirror::Outcome<'a>>(self.tail) {
+                Ok(mirror::Outcome(Ok(mirror::Reply::Return { kind, payload }))) => {
+                    (kind, Some(payload), None)
+                }
+                Ok(mirror::Outcome(Err(e))) => {
+                    let error = Error::new(ErrorCode::from(e.code), e.message);
+                    ("", None, Some(error))
+                }
+                _ => ("", None, None),
+            },
+        }
+    }
+}
+
 impl Routed<'_> {
     /// The original's name of the message kind, for diagnostics.
     pub fn kind_name(&self) -> &'static str {
