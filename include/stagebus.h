@@ -235,6 +235,12 @@ typedef void (*sb_stats_fn)(void *user,
                             const struct sb_value *report,
                             const char *message);
 
+// Receives one frame the broker saw (see `sb_client_monitor`): a map
+// value (`time_ms`, `from`, `to`, `kind`, `session`, `name`, `id`,
+// `size`; `error` {code, message} for an error result; `args` when
+// payloads were asked for), borrowed during the call.
+typedef void (*sb_tap_fn)(void *user, const struct sb_value *event);
+
 // A handler: return `SB_OK` (0) to carry on; any other status ends the
 // request being served with that error (`sb_last_error()` is not read:
 // call `sb_served_fail` first for a message of your own).
@@ -494,6 +500,22 @@ enum sb_status sb_client_stats(const struct sb_client *client,
                                sb_stats_fn f,
                                void *user,
                                sb_free_fn free_user);
+
+// Monitors the broker's traffic: `on_tap` gets every frame the broker
+// receives from other connections (only those of `session`, unless it
+// is NULL; with their args if `payload`), from the broker's answer
+// until the client closes; `done` (optional) gets that answer once.
+// Both get `user`; `free_user` runs once when neither can run again
+// (the client closed, or a later `sb_client_monitor` replaced
+// `on_tap`). A monitor that cannot keep up is disconnected by the
+// broker, never slowing it.
+enum sb_status sb_client_monitor(const struct sb_client *client,
+                                 const char *session,
+                                 bool payload,
+                                 sb_tap_fn on_tap,
+                                 sb_done_fn done,
+                                 void *user,
+                                 sb_free_fn free_user);
 
 // Withdraws a session this client published; `done` runs once.
 // `SB_NOT_PUBLISHER` at once (no callback) if it is not published here.

@@ -250,6 +250,7 @@ c_programs!(
     liveness,
     log_handler,
     stats,
+    monitor,
 );
 
 #[test]

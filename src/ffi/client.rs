@@ -336,6 +336,62 @@ pub unsafe extern "C" fn sb_client_stats(
     })
 }
 
+/// Receives one frame the broker saw (see `sb_client_monitor`): a map
+/// value (`time_ms`, `from`, `to`, `kind`, `session`, `name`, `id`,
+/// `size`; `error` {code, message} for an error result; `args` when
+/// payloads were asked for), borrowed during the call.
+pub type sb_tap_fn = Option<unsafe extern "C" fn(user: *mut c_void, event: *const sb_value)>;
+
+/// Monitors the broker's traffic: `on_tap` gets every frame the broker
+/// receives from other connections (only those of `session`, unless it
+/// is NULL; with their args if `payload`), from the broker's answer
+/// until the client closes; `done` (optional) gets that answer once.
+/// Both get `user`; `free_user` runs once when neither can run again
+/// (the client closed, or a later `sb_client_monitor` replaced
+/// `on_tap`). A monitor that cannot keep up is disconnected by the
+/// broker, never slowing it.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_monitor(
+    client: *const sb_client,
+    session: *const c_char,
+    payload: bool,
+    on_tap: sb_tap_fn,
+    done: sb_done_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = std::rc::Rc::new(UserData::new(user, free_user));
+    status(|| {
+        // SAFETY: NULL or a live sb_client / a valid string.
+        let (client, session) = unsafe { (arg(client, "client")?, opt_text(session, "session")?) };
+        let on_tap = on_tap.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "on_tap is NULL"))?;
+        let tap_user = user.clone();
+        client.monitor(
+            session,
+            payload,
+            move |event| {
+                let value = event.to_value();
+                // SAFETY: the C caller's function with its own user
+                // pointer; the value lives until it returns.
+                unsafe { on_tap(tap_user.get(), borrowed::<sb_value>(&value)) };
+            },
+            move |outcome| {
+                if let Some(done) = done {
+                    let (code, message) = match &outcome {
+                        Ok(()) => (sb_status::SB_OK, c_string("")),
+                        Err(e) => (e.code.into(), c_string(&e.message)),
+                    };
+                    // SAFETY: the C caller's function with its own user
+                    // pointer.
+                    unsafe { done(user.get(), code, message.as_ptr()) };
+                }
+            },
+        );
+        Ok(())
+    })
+}
+
 /// Withdraws a session this client published; `done` runs once.
 /// `SB_NOT_PUBLISHER` at once (no callback) if it is not published here.
 #[doc = safety!()]

@@ -305,6 +305,40 @@ impl TapEvent {
     pub fn args(&self) -> Option<Result<crate::Args, Error>> {
         self.payload.as_ref().map(Payload::decode)
     }
+
+    /// The event as a map value, the shape C, Perl and the command
+    /// line's JSON see: `time_ms`, `from`, `to`, `kind`, `session`,
+    /// `name`, `id`, `size`, with `error` (a map of `code` and
+    /// `message`) for an error result and `args` when the payload came
+    /// along (`args_error` instead if it does not decode).
+    pub fn to_value(&self) -> crate::Value {
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let mut map = crate::Args::new()
+            .with("time_ms", int(self.time_ms))
+            .with("from", int(self.from))
+            .with("to", int(self.to))
+            .with("kind", self.kind.as_str())
+            .with("session", self.session.as_str())
+            .with("name", self.name.as_str())
+            .with("id", int(self.id))
+            .with("size", self.size);
+        if let Some(e) = &self.error {
+            let error = crate::Args::new()
+                .with("code", e.code.as_str())
+                .with("message", e.message.as_str());
+            map.insert("error", error);
+        }
+        match self.args() {
+            Some(Ok(args)) => {
+                map.insert("args", args);
+            }
+            Some(Err(e)) => {
+                map.insert("args_error", e.message);
+            }
+            None => {}
+        }
+        crate::Value::Map(map)
+    }
 }
 
 /// What a monitor is told of one frame the broker received.
