@@ -733,3 +733,45 @@ fn broker_logs_refusals_as_text_or_json_at_the_level_asked() {
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("--log-level"), "{}", out.stderr);
 }
+
+#[test]
+fn monitor_prints_a_calls_frames_as_json_lines_until_sigint() {
+    let (_broker, address) = tcp_broker(&[]);
+    let service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    let ready = service.next_line().expect("serve says it is serving");
+    assert!(ready.starts_with("serving Demo on "), "{ready}");
+    let mut monitor = Proc::spawn(&[
+        "monitor",
+        "--broker",
+        &address,
+        "--json",
+        "--payload",
+        "--session",
+        "Demo",
+    ]);
+    // The monitor is taken on before its first line can come: poll with
+    // calls until the first deliver shows.
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        let out = run(&["call", "--broker", &address, "Demo", "echo", "text=hi"]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let line = monitor.next_line().expect("a line per frame");
+        lines.push(line);
+        if lines.len() >= 2 {
+            break;
+        }
+    }
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    assert_eq!(events[0]["kind"], "deliver", "{lines:?}");
+    assert_eq!(events[0]["session"], "Demo");
+    assert_eq!(events[0]["name"], "echo");
+    assert_eq!(events[0]["args"]["text"], "hi");
+    assert_eq!(events[1]["kind"], "result", "{lines:?}");
+    assert_eq!(events[1]["from"], events[0]["to"]);
+    monitor.signal(libc::SIGINT);
+    let (status, stderr) = monitor.wait();
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+}

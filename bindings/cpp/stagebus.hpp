@@ -397,6 +397,22 @@ inline void run_session_gone(void *user, const char *session, sb_status status,
     fn<SessionGoneFn>(user)(session, status, message);
 }
 
+// The two callbacks of a monitor, sharing one `user`.
+struct MonitorFns {
+    std::function<void(ValueRef event)> tap;
+    DoneFn done;
+};
+
+inline void run_tap(void *user, const sb_value *event) noexcept {
+    fn<MonitorFns>(user).tap(ValueRef(event));
+}
+
+inline void run_monitor_done(void *user, sb_status status, const char *message) noexcept {
+    if (fn<MonitorFns>(user).done) {
+        fn<MonitorFns>(user).done(status, message);
+    }
+}
+
 inline void run_stats(void *user, sb_status status, const sb_value *report,
                       const char *message) noexcept {
     fn<StatsFn>(user)(status, ValueRef(report), message);
@@ -670,6 +686,21 @@ public:
                                           [&](sb_listing_fn c, void *user, sb_free_fn free_user) {
                                               return sb_client_listing(raw(), c, user, free_user);
                                           }));
+    }
+
+    // Monitors the broker's traffic (see sb_client_monitor): `tap` gets
+    // each frame the broker saw as a map value; `done` (optional) the
+    // broker's answer. An empty `session` monitors every session.
+    void monitor(std::string_view session, bool payload, std::function<void(ValueRef event)> tap,
+                 DoneFn done = nullptr) const {
+        if (!tap) {
+            throw Error(SB_NULL_ARGUMENT, "monitor: an empty tap handler");
+        }
+        std::string name(session);
+        auto *fns = new detail::MonitorFns{std::move(tap), std::move(done)};
+        detail::check(sb_client_monitor(raw(), name.empty() ? nullptr : name.c_str(), payload,
+                                        &detail::run_tap, &detail::run_monitor_done, fns,
+                                        &detail::delete_fn<detail::MonitorFns>));
     }
 
     // Asks the broker for its report of itself (see sb_client_stats).

@@ -268,6 +268,27 @@ void deadlines()
     std::string text = broker.report_prometheus();
     CHECK(text.find("\nstagebus_calls_total " + std::to_string(calls) + "\n") != std::string::npos);
     OK("Broker::report, Client::stats and Broker::report_prometheus agree");
+
+    stagebus::Client watcher(loop, broker.address());
+    std::vector<std::string> taps;
+    sb_status answer = SB_PANIC;
+    watcher.monitor(
+        "Clock", true,
+        [&](stagebus::ValueRef e) {
+            taps.push_back(std::string(e.map().get<std::string_view>("kind")) + " " +
+                           std::string(e.map().get<std::string_view>("name")));
+        },
+        [&](sb_status st, std::string_view) { answer = st; });
+    RUN_UNTIL(loop.raw(), answer != SB_PANIC);
+    CHECK_ST(answer, SB_OK);
+    before = answers;
+    auto watched = stagebus::RequestBuilder(remote, "whose")
+                       .fallback([&](const stagebus::Ctx &) { answers++; })
+                       .send();
+    RUN_UNTIL(loop.raw(), answers == before + 1 && taps.size() >= 2);
+    CHECK(taps[0] == "deliver whose");
+    CHECK(taps[1] == "result return");
+    OK("Client::monitor sees a call's deliver and result");
 }
 
 void logging()

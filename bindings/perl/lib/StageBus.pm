@@ -89,6 +89,7 @@ my @FUNCTIONS = (
     [sb_client_send_custom     => ['opaque', 'string', 'uint64', 'opaque', 'size_t'] => 'sint32'],
     [sb_client_listing         => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_stats           => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_client_monitor         => ['opaque', 'string', 'bool', 'opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_rescind         => ['opaque', 'string', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_close           => ['opaque'] => 'sint32'],
     [sb_client_close_graceful  => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
@@ -558,6 +559,19 @@ _closure(loop_fn => '(opaque,opaque)->void', sub {
         _run_cb('timer', $rec->{code}, $rec->{loop});
         1;
     } or eval { warn "stagebus: timer callback failed: $@" };
+    return;
+});
+
+# sb_tap_fn: a monitor's event, as a hash; the record's `tap` code.
+_closure(tap => '(opaque,opaque)->void', sub {
+    my ($id, $event) = @_;
+    local $DEPTH = $DEPTH + 1;
+    local $@;
+    eval {
+        my $rec = $REG{$id} or return;
+        _run_cb('on_tap', $rec->{tap}, _decode_value($event));
+        1;
+    } or eval { warn "stagebus: tap callback failed: $@" };
     return;
 });
 

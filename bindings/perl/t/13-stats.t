@@ -54,4 +54,23 @@ my $text = $broker->report_prometheus;
 like($text, qr/^stagebus_calls_total 3$/m, 'the Prometheus text has the calls');
 like($text, qr/^stagebus_errors_total\{code="handler_failed"\} 2$/m, 'and the errors by code');
 
+# Monitoring: a call's frames in order, with their args.
+my $watcher = StageBus::Client->new(loop => $loop, address => $broker->address);
+my (@taps, $watching, $monitor_err);
+$watcher->monitor(
+    session => 'Clock',
+    payload => 1,
+    on_tap  => sub { push @taps, $_[0] },
+    on_done => sub { $monitor_err = $_[0]; $watching = 1 },
+);
+$loop->run_until(sub { $watching }, timeout_ms => 5000);
+ok(!$monitor_err, 'the broker takes the monitor on');
+my $done;
+my $req = $remote->request(method => 'time', args => { x => 'y' }, on_return => sub { $done = 1 });
+$loop->run_until(sub { $done && @taps >= 2 }, timeout_ms => 5000);
+is_deeply([ map { "$_->{kind} $_->{session}" } @taps[0, 1] ], ['deliver Clock', 'result Clock'],
+    'the monitor sees the deliver, then the result');
+is($taps[0]{name}, 'time', 'the deliver names its method');
+is($taps[0]{args}{x}, 'y', 'and carries its args');
+
 done_testing;

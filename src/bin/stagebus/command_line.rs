@@ -12,6 +12,7 @@ use crate::call::CallArgs;
 use crate::demo::DemoArgs;
 use crate::generate::GenerateArgs;
 use crate::list::ListArgs;
+use crate::monitor::MonitorArgs;
 use crate::serve::ServeArgs;
 use crate::stats::StatsArgs;
 use crate::Failure;
@@ -54,6 +55,8 @@ pub(crate) enum Cmd {
     Serve(ServeArgs),
     /// print a broker's report of itself: totals, errors, connections, sessions
     Stats(StatsArgs),
+    /// print every frame a broker receives until SIGINT or SIGTERM
+    Monitor(MonitorArgs),
     /// run a broker, a service and a caller in one process and print what happens
     Demo(DemoArgs),
     /// print the version (as --version does)

@@ -7,6 +7,7 @@
 //! stagebus call --broker ADDR [--token T] [--timeout SECS] [--json-args JSON] SESSION METHOD [key=value…]
 //! stagebus serve --broker ADDR --name NAME [--token T]
 //! stagebus stats --broker ADDR [--token T] [--json | --prometheus] [--timeout SECS]
+//! stagebus monitor --broker ADDR [--token T] [--session NAME] [--json] [--payload]
 //! stagebus demo
 //! ```
 //!
@@ -37,6 +38,7 @@ mod demo;
 mod generate;
 mod list;
 mod logging;
+mod monitor;
 mod serve;
 mod stats;
 mod stop_signals;
@@ -104,6 +106,7 @@ fn dispatch(command: &Cmd) -> Result<(), Failure> {
         Cmd::Call(args) => call::cmd_call(args),
         Cmd::Serve(args) => serve::cmd_serve(args),
         Cmd::Stats(args) => stats::cmd_stats(args),
+        Cmd::Monitor(args) => monitor::cmd_monitor(args),
         Cmd::Demo(args) => demo::cmd_demo(args),
         Cmd::Version => print_out(&format!("stagebus {}", stagebus::VERSION)),
         Cmd::Generate(args) => generate::cmd_generate(args),

@@ -104,6 +104,27 @@ sub listing {
     return;
 }
 
+# Monitors the broker's traffic: on_tap gets each frame the broker saw
+# as a hash; on_done (optional) the broker's answer ($error or undef).
+sub monitor {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('monitor', \@args, 'on_tap');
+    my $p = $self->_p;
+    ref $a->{on_tap} eq 'CODE'
+        or StageBus::_croak(invalid_argument => 'monitor: on_tap needs a code ref');
+    my $session = defined $a->{session} ? StageBus::_to_c($a->{session}, 'the session') : undef;
+    my ($done, $user, $free) = StageBus::_cb_args(
+        done => $a->{on_done} // sub { },
+        tap  => $a->{on_tap},
+        loop => $self->{loop},
+        what => 'on_done (monitor)',
+    );
+    StageBus::_check(
+        StageBus::_C::sb_client_monitor($p, $session, $a->{payload} ? 1 : 0, StageBus::_fn('tap'), $done, $user, $free),
+        'monitor');
+    return;
+}
+
 # The broker's report of itself: on_stats gets ($error, $report hash).
 sub stats {
     my ($self, @args) = @_;
@@ -273,7 +294,11 @@ payload.
 
 C<new>, C<on_disconnect($code)>, C<on_session_gone($code)>,
 C<on_unknown_message($code)> (each replacing the previous one),
-C<listing>, C<stats(on_stats =E<gt> sub { my ($err, $report) = @_ })>
+C<listing>, C<monitor(session =E<gt> NAME, payload =E<gt> 1, on_tap =E<gt>
+sub { my ($event) = @_ }, on_done =E<gt> sub { my ($err) = @_ })> (every
+frame the broker receives from other connections, as a hash: C<time_ms>,
+C<from>, C<to>, C<kind>, C<session>, C<name>, C<id>, C<size>, C<error>,
+C<args> with C<payload>), C<stats(on_stats =E<gt> sub { my ($err, $report) = @_ })>
 (the broker's report of itself, the hash L<StageBus::Broker/report>
 returns), C<subscribe>, C<rescind>, C<send_custom>, C<close>,
 C<close_gracefully(on_done =E<gt> $code)>, C<set_linger($ms)>,
