@@ -62,7 +62,7 @@ impl Core {
         let monitors: Vec<(ConnId, bool)> = self
             .monitors
             .iter()
-            .filter(|m| m.session.as_deref().is_none_or(|s| s == event.session))
+            .filter(|m| m.session.as_deref().map_or(true, |s| s == event.session))
             .map(|m| (m.conn, m.payload))
             .collect();
         for (conn, with_payload) in monitors {

@@ -166,6 +166,7 @@ impl Fixture {
             Effect::Release(_) => self.push("release".into()),
             Effect::SessionGone(f, s, e) => (f.borrow_mut())(&s, &e),
             Effect::Unknown(f, k, id, p) => (f.borrow_mut())(&k, id, &p),
+            Effect::Tap(f, event) => (f.borrow_mut())(&event),
             Effect::Shut(e) => self.push(format!("shut {}: {}", e.code, e.message)),
         }
     }
