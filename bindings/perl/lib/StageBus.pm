@@ -35,21 +35,50 @@ sub _find_library {
             or StageBus::Error->throw(code => 'io', message => "STAGEBUS_LIB: $env does not exist");
         return $env;
     }
-    # bindings/perl/lib -> the repository root.
-    my $root = Cwd::abs_path(File::Spec->catdir($MODULE_DIR, (File::Spec->updir) x 3));
-    my @found;
-    for my $profile (qw(release debug)) {
-        next unless defined $root;
-        my $p = File::Spec->catfile($root, 'target', $profile, 'libstagebus.so');
-        push @found, $p if -e $p;
+    # bindings/perl/lib (or bindings/perl/blib/lib, under 'make test')
+    # -> the repository root: the library built there.
+    my ($root, @found);
+    for my $up (3, 4) {
+        my $dir = Cwd::abs_path(File::Spec->catdir($MODULE_DIR, (File::Spec->updir) x $up));
+        next unless defined $dir && -e File::Spec->catfile($dir, 'Cargo.toml');
+        $root //= $dir;
+        for my $profile (qw(release debug)) {
+            my $p = File::Spec->catfile($dir, 'target', $profile, 'libstagebus.so');
+            push @found, $p if -e $p;
+        }
+        last if @found;
     }
+    # Installed (outside a source tree): the system's libstagebus.
+    @found or push @found, _installed_library();
     @found or StageBus::Error->throw(code => 'io',
         message => "cannot find libstagebus.so (looked in target/release and target/debug under "
             . ($root // $MODULE_DIR)
-            . "); build it with 'cargo build --lib' or set STAGEBUS_LIB to its absolute path");
+            . ", then for an installed libstagebus"
+            . ($StageBus::HAVE_CHECKLIB ? '' : ' (without FFI::CheckLib: in the usual library directories)')
+            . "); build it with 'cargo build --lib', install it, or set STAGEBUS_LIB to its absolute path");
     # Both profiles built: the newer one.
     @found = sort { (stat $b)[9] <=> (stat $a)[9] } @found;
     return $found[0];
+}
+
+# An installed libstagebus: FFI::CheckLib's search (the system's library
+# path, LD_LIBRARY_PATH, ...) when it is there, else the usual
+# directories by hand.
+our $HAVE_CHECKLIB = eval { require FFI::CheckLib; 1 } ? 1 : 0;
+
+sub _installed_library {
+    if ($HAVE_CHECKLIB) {
+        my @libs = FFI::CheckLib::find_lib(lib => 'stagebus');
+        return $libs[0] if @libs;
+        return ();
+    }
+    my @dirs = (split(/:/, $ENV{LD_LIBRARY_PATH} // ''),
+        qw(/usr/local/lib /usr/local/lib64 /usr/lib /usr/lib64), glob('/usr/lib/*-linux-gnu'));
+    for my $dir (grep { length } @dirs) {
+        my ($lib) = grep { -e } map { File::Spec->catfile($dir, $_) } qw(libstagebus.so), glob("$dir/libstagebus.so.*");
+        return $lib if $lib;
+    }
+    return ();
 }
 
 our $LIBRARY = _find_library();
@@ -528,12 +557,18 @@ _closure(loop_fn => '(opaque,opaque)->void', sub {
 
 sub _fn { $FN{ $_[0] } }
 
+# Set by StageBus::POE::Callback: code ref -> the code ref to register.
+our $WRAP_CALLBACK;
+
 # Registers a callback; returns (fn, user, free_user). The record's
 # loop is a weak reference: the registry must not keep a loop alive.
 sub _cb_args {
     my ($kind, $code, %rec) = @_;
     ref $code eq 'CODE'
         or _croak(invalid_argument => ($rec{what} // $kind) . ' needs a code ref');
+    # StageBus::POE::Callback: the callback runs in the POE session that
+    # registered it.
+    $code = $WRAP_CALLBACK->($code) if $WRAP_CALLBACK && $kind ne 'free';
     my $rec = { code => $code, %rec };
     Scalar::Util::weaken($rec->{loop}) if ref $rec->{loop};
     return ($FN{$kind}, _register($rec), $FN{free});

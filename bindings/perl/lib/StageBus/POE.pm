@@ -4,6 +4,7 @@ use strict;
 use warnings;
 
 use POE qw(Session);
+use StageBus::POE::Callback;
 
 our $VERSION = '0.01';
 
@@ -31,10 +32,12 @@ sub new {
                 $kernel->alias_remove($self->{alias}) if defined $self->{alias};
                 close $fh;
                 $self->{stopped} = 1;
+                delete $StageBus::POE::Callback::HOST_SESSIONS{ $self->{session_id} };
             },
             _stop => sub { },
         },
     )->ID;
+    $StageBus::POE::Callback::HOST_SESSIONS{ $self->{session_id} } = 1;
     return $self;
 }
 
