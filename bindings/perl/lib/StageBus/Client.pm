@@ -49,6 +49,13 @@ sub on_disconnect {
 sub on_session_gone {
     my ($self, $code) = @_;
     my $p = $self->_p;
+    # StageBus::POE::Proxy watches the notice and runs this code after.
+    if ($self->{session_gone_mux}) {
+        ref $code eq 'CODE' or StageBus::_croak(invalid_argument => 'on_session_gone needs a code ref');
+        $self->{session_gone_user} = $StageBus::WRAP_CALLBACK ? $StageBus::WRAP_CALLBACK->($code) : $code;
+        return;
+    }
+    $self->{session_gone_user} = $StageBus::WRAP_CALLBACK ? $StageBus::WRAP_CALLBACK->($code) : $code;
     my @cb = StageBus::_cb_args(session_gone => $code, loop => $self->{loop}, what => 'on_session_gone');
     StageBus::_check(StageBus::_C::sb_client_on_session_gone($p, @cb), 'on_session_gone');
     return;

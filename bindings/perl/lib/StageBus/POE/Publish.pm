@@ -39,7 +39,8 @@ sub _completion {
     my ($what, $a) = @_;
     return { code => $a->{on_done}, tag => $a->{tag} } if $a->{on_done};
     return undef unless defined $a->{return_event};
-    return { session => _session_id($what, $a->{return_session}), event => $a->{return_event}, tag => $a->{tag} };
+    my $sid = _session_id($what, $a->{return_session});
+    return { session => $sid, event => $a->{return_event}, tag => $a->{tag}, hold => StageBus::POE::Hold->new($sid) };
 }
 
 sub _complete {
@@ -49,7 +50,27 @@ sub _complete {
     $result{success} = $result{error} ? 0 : 1;
     return $c->{code}->(\%result) if $c->{code};
     _kernel()->post($c->{session}, $c->{event}, \%result);
+    delete $c->{hold};
 }
+
+# Keeps a POE session alive while stagebus owes it an event (a POE
+# reference count, dropped with the object).
+package StageBus::POE::Hold;
+
+sub new {
+    my ($class, $sid) = @_;
+    return undef unless defined $sid && $POE::Kernel::poe_kernel->refcount_increment($sid, 'stagebus');
+    return bless { sid => $sid, pid => $$ }, $class;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    return if ${^GLOBAL_PHASE} eq 'DESTRUCT' || $self->{pid} != $$;
+    local ($@, $!);
+    $POE::Kernel::poe_kernel->refcount_decrement($self->{sid}, 'stagebus');
+}
+
+package StageBus::POE::Publish;
 
 sub new {
     my ($class, @args) = @_;
