@@ -11,6 +11,8 @@ sub new {
     my ($class, @args) = @_;
     my $a = StageBus::_named('StageBus::Request->new', \@args, 'method');
     my $to = $a->{to} // $a->{stage};
+    # A POE::Stage-style stage object (StageBus::POE::Stage) stands for its stage.
+    $to = $to->_stagebus_stage if Scalar::Util::blessed($to) && $to->can('_stagebus_stage');
     Scalar::Util::blessed($to) && ($to->isa('StageBus::Stage') || $to->isa('StageBus::Remote'))
         or StageBus::_croak(invalid_argument => 'StageBus::Request->new: to => a StageBus::Stage or StageBus::Remote is needed');
     my $loop = $to->{loop};
