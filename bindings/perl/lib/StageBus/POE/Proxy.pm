@@ -11,7 +11,7 @@ use StageBus::POE::Callback;
 
 our $VERSION = '0.01';
 
-our %BY_ALIAS;     # alias => the proxy (while its session has the alias)
+our %BY_ALIAS;     # alias => the proxy (until unsubscribed, or replaced by a new one)
 our %LIVE;         # refaddr => the proxy (until gone and drained)
 my %WATCHED;       # refaddr(client) => { session name => { refaddr => weak proxy } }
 
@@ -81,7 +81,7 @@ sub _create {
         inline_states => {
             %states,
             _start => sub { $alias_rc = $_[POE::Session::KERNEL()]->alias_set($o{alias}) },
-            shutdown => sub { $weak->_end if $weak },
+            shutdown => sub { $_[POE::Session::KERNEL()]->alias_remove($o{alias}); $weak->_end if $weak },
             _stop    => sub { },
         },
     )->ID;
@@ -176,7 +176,6 @@ sub _respond {
 sub _gone {
     my ($self, $err) = @_;
     return if $self->{ended}++;
-    delete $BY_ALIAS{ $self->{alias} } if ($BY_ALIAS{ $self->{alias} } // 0) == $self;
     _kernel()->alias_remove($self->{alias}) if _in_own_session($self);
     _kernel()->post($self->{session_id}, 'shutdown') unless _in_own_session($self);
     if (my $g = $self->{gone}) {
@@ -199,8 +198,6 @@ sub _in_own_session {
 sub _end {
     my ($self) = @_;
     $self->{ended}++;
-    delete $BY_ALIAS{ $self->{alias} } if ($BY_ALIAS{ $self->{alias} } // 0) == $self;
-    _kernel()->alias_remove($self->{alias});
     $self->_drained;
 }
 
@@ -220,12 +217,18 @@ sub unsubscribe {
         unless ref $self;
     my $done = _completion('unsubscribe', $a);
     my ($name, $alias) = @$self{qw(name alias)};
+    delete $BY_ALIAS{$alias} if ($BY_ALIAS{$alias} // 0) == $self;
+    # Already gone (rescinded, publisher gone): nothing is left to end.
+    if ($self->{ended}) {
+        _complete($done, session_name => $name, alias => $alias);
+        return;
+    }
     local $StageBus::POE::Callback::DISABLED = 1;
     my $weak = $self;
     Scalar::Util::weaken($weak);
+    $self->{gone} = undef;    # asked for: no gone event
     $self->{remote}->unsubscribe(on_done => sub {
         my ($err) = @_;
-        $weak->{gone} = undef if $weak;    # asked for: no gone event
         $weak->_gone(undef) if $weak;
         _complete($done, error => $err, session_name => $name, alias => $alias);
     });
