@@ -141,9 +141,10 @@ sub _deliver {
     my ($ok, $value) = @$r;
     return unless $h->is_open;
     if (!$ok) {
-        my $msg = "$value";
+        my $is_error = Scalar::Util::blessed($value) && $value->isa('StageBus::Error');
+        my $msg = $is_error ? $value->message : "$value";
         chomp $msg;
-        my $code = Scalar::Util::blessed($value) && $value->isa('StageBus::Error') ? $value->code : 'handler_failed';
+        my $code = $is_error ? $value->code : 'handler_failed';
         $h->fail(code => $code, message => $msg);
         return;
     }
