@@ -227,11 +227,21 @@ sub unsubscribe {
     my $weak = $self;
     Scalar::Util::weaken($weak);
     $self->{gone} = undef;    # asked for: no gone event
-    $self->{remote}->unsubscribe(on_done => sub {
-        my ($err) = @_;
-        $weak->_gone(undef) if $weak;
-        _complete($done, error => $err, session_name => $name, alias => $alias);
-    });
+    my $ok = eval {
+        $self->{remote}->unsubscribe(on_done => sub {
+            my ($err) = @_;
+            $weak->_gone(undef) if $weak;
+            _complete($done, error => $err, session_name => $name, alias => $alias);
+        });
+        1;
+    };
+    return if $ok;
+    my $err = $@;
+    die $err unless Scalar::Util::blessed($err) && $err->isa('StageBus::Error') && $err->is('not_subscribed');
+    # The subscription had ended already (another proxy of the same
+    # client and session unsubscribed it, ...).
+    $self->_gone(undef);
+    _complete($done, session_name => $name, alias => $alias);
     return;
 }
 
