@@ -91,7 +91,15 @@ StageBus::POE - run a stagebus loop inside POE
 
     my $loop = StageBus::Loop->new;
     my $host = StageBus::POE->new(loop => $loop, alias => 'stagebus');
-    ...   # sessions of your own, calling stagebus from their handlers
+    my $stage = StageBus::Stage->new(loop => $loop, name => 'Echo',
+        handlers => { echo => sub { $_[0]->req->return(args => $_[0]->args) } });
+    POE::Session->create(inline_states => {   # sessions of your own, calling stagebus
+        _start => sub {
+            $_[HEAP]{req} = $stage->request(method => 'echo', args => { said => 'hi' },
+                on_return => sub { $poe_kernel->yield(answered => $_[0]->args->{said}) });
+        },
+        answered => sub { print "$_[ARG0]\n"; $_[KERNEL]->post(stagebus => 'sb_shutdown') },
+    });
     POE::Kernel->run;      # returns after $host->shutdown and your sessions end
 
 =head1 DESCRIPTION
