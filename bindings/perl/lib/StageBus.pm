@@ -67,12 +67,15 @@ sub _find_library {
 our $HAVE_CHECKLIB = eval { require FFI::CheckLib; 1 } ? 1 : 0;
 
 sub _installed_library {
+    # Installed under one prefix (INSTALL_BASE=P: P/lib/perl5/StageBus.pm
+    # and P/lib/libstagebus.so): the lib dir above the modules too.
+    my @prefix = grep { defined && -d } map { Cwd::abs_path(File::Spec->catdir($MODULE_DIR, (File::Spec->updir) x $_)) } 1, 2;
     if ($HAVE_CHECKLIB) {
-        my @libs = FFI::CheckLib::find_lib(lib => 'stagebus');
+        my @libs = FFI::CheckLib::find_lib(lib => 'stagebus', libpath => \@prefix);
         return $libs[0] if @libs;
         return ();
     }
-    my @dirs = (split(/:/, $ENV{LD_LIBRARY_PATH} // ''),
+    my @dirs = (@prefix, split(/:/, $ENV{LD_LIBRARY_PATH} // ''),
         qw(/usr/local/lib /usr/local/lib64 /usr/lib /usr/lib64), glob('/usr/lib/*-linux-gnu'));
     for my $dir (grep { length } @dirs) {
         my ($lib) = grep { -e } map { File::Spec->catfile($dir, $_) } qw(libstagebus.so), glob("$dir/libstagebus.so.*");
