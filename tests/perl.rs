@@ -29,8 +29,9 @@
 //!
 //! Perl modules (Debian): `libffi-platypus-perl`, `libpoe-perl`,
 //! `libanyevent-perl` (and `perl` for `prove`; `libffi-checklib-perl`,
-//! which an installed binding uses to find the library, is optional). Without them every test
-//! here is skipped with a message naming the packages; `scripts/test.sh`
+//! which an installed binding uses to find the library, is optional).
+//! Without them every test here is skipped with a message naming the
+//! packages; `scripts/test.sh`
 //! installs them.
 //!
 //! Every wait is bounded and every child is killed when its test fails
