@@ -112,7 +112,7 @@ sub caller_states {
                 return;
             }
             $kernel->post(Calc => concat => { x => $who, y => 'z' }, StageBus::POE::Proxy->reply_to(event => 'joined'));
-            $kernel->post(Calc => count => 3, StageBus::POE::Proxy->reply_to(event => 'counted'));
+            $heap->{count_id} = $kernel->call(Calc => count => 3, StageBus::POE::Proxy->reply_to(event => 'counted'));
             $kernel->post(Calc => boom => "$who failed", StageBus::POE::Proxy->reply_to(event => 'boomed'));
         },
         added => sub {
@@ -122,6 +122,7 @@ sub caller_states {
         joined  => sub { $got{$who}{joined} = $_[ARG1]{joined} },
         counted => sub {
             my $rsp = $_[ARG0];
+            $got{$who}{count_ids}{ $rsp->id == $_[HEAP]{count_id} ? 'same' : 'other' }++;
             push @{ $got{$who}{counted} }, $rsp->type eq 'tick' ? "tick $rsp->{args}{i}" : "$rsp->{type} $rsp->{args}{total}";
             $_[KERNEL]->yield('check') if $rsp->is_final;
         },
@@ -140,6 +141,7 @@ sub caller_states {
                 is($got{$w}{joined}, "$w-z", "$w: named args went as a hash and came back");
                 is_deeply($got{$w}{counted}, ['tick 1', 'tick 2', 'tick 3', 'return 3'],
                     "$w: the emits of count reached $w, then its return");
+                is_deeply($got{$w}{count_ids}, { same => 4 }, "$w: a call of the proxy returned the id its responses carry");
                 is_deeply($got{$w}{boom}, ['error', 'handler_failed', "$w failed"], "$w: the die in boom is handler_failed");
             }
             # Ends the publisher: the proxy must go away with an event.

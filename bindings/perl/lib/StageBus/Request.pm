@@ -35,6 +35,8 @@ sub new {
             my $h = $on{$kind};
             my $ckind = StageBus::_to_c($kind, 'a response type');
             if (ref $h eq 'CODE') {
+                # Inside a StageBus::POE::Stage handler: called as a method.
+                $h = $StageBus::WRAP_RESPONSE->($h) if $StageBus::WRAP_RESPONSE;
                 my @cb = StageBus::_cb_args(handler => $h, loop => $loop, what => "on_$kind");
                 StageBus::_check(StageBus::_C::sb_request_builder_on($b, $ckind, @cb), "on_$kind");
             }

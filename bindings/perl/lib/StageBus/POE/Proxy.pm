@@ -152,7 +152,9 @@ sub _call {
     $key = Scalar::Util::refaddr($req);
     # The posting session lives until the call's final response.
     $self->{calls}{$key} = [$req, $target && StageBus::POE::Hold->new($target->{session})];
-    return;
+    # What a $kernel->call of the proxy returns: the request's id (the
+    # id of its responses).
+    return $req->id;
 }
 
 # A response (or an error of the call itself) as an event to $target.
@@ -367,7 +369,8 @@ StageBus::POE::Proxy - a POE session standing for a subscribed session
 C<subscribe> subscribes to a published session and, on success,
 creates a POE session under the published name (or C<alias>) with one
 event per exported method: C<< $kernel->post($alias, $method, @args) >>
-and C<call> deliver the request to the publisher. Positional arguments
+and C<call> deliver the request to the publisher (a C<call> returns
+the request's id, which its responses carry as C<id>). Positional arguments
 travel as C<ARG0>, C<ARG1>, ...; one plain hash ref as the args
 themselves (L<StageBus::POE::Args>).
 

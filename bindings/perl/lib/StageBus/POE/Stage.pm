@@ -71,10 +71,24 @@ sub handler_names {
 # Runs the handler $name: ($self, $args), with req and rsp set.
 sub _handle {
     my ($self, $name, $ctx) = @_;
-    local $self->{_ctx} = $ctx;
-    local $self->{_req};
     my $code = $self->can($name)
         or StageBus::_croak(no_such_method => ref($self) . " has no method '$name'");
+    return $self->_run($code, $ctx);
+}
+
+# Runs $code as a handler of the stage: $self->$code($args), with req,
+# rsp and the scopes of $ctx; code refs given as response handlers of
+# requests made meanwhile are called the same way.
+sub _run {
+    my ($self, $code, $ctx) = @_;
+    local $self->{_ctx} = $ctx;
+    local $self->{_req};
+    my $weak = $self;
+    Scalar::Util::weaken($weak);
+    local $StageBus::WRAP_RESPONSE = sub {
+        my ($h) = @_;
+        return sub { my ($c) = @_; $weak ? $weak->_run($h, $c) : $h->($c) };
+    };
     return $self->$code($ctx->args);
 }
 
@@ -256,7 +270,7 @@ defines itself, except names starting with C<_> and C<new>, C<init>,
 C<on_init>, C<DESTROY>, ... A request for method C<foo> runs C<on_foo>
 if the class has it, else C<foo> (the rule of POE::Stage 0.05). A
 response of type T runs the request's C<on_T> (a method name of the
-requesting stage or a code ref, which gets a L<StageBus::Context>),
+requesting stage or a code ref, called like a method: C<($self, $args)>),
 else, with C<role =E<gt> R>, the method C<on_R_T>; C<on_my_T> of the
 callee intercepts its own emits. Handlers are called as
 C<< $self->$method($args) >>.
