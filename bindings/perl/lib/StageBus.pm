@@ -974,6 +974,15 @@ being handled (the caller's side: recall, cancel, data).
 
 the exception class.
 
+=item L<StageBus::POE::Proxy>, L<StageBus::POE::Publish>, L<StageBus::POE::Stage>
+
+the POE layer: proxy sessions standing for subscribed sessions (posts
+to them run remotely, responses come back as events), existing POE
+sessions published (their events are the methods), and
+POE::Stage-style stage classes. L<StageBus::POE::Callback> makes every
+callback run in the POE session that registered it;
+L<StageBus::POE::Args> is how POE arguments travel.
+
 =back
 
 =head2 Loading the library
@@ -982,8 +991,13 @@ C<libstagebus.so> is loaded by absolute path: C<$ENV{STAGEBUS_LIB}> if
 set (it must be absolute), else F<target/release/libstagebus.so> or
 F<target/debug/libstagebus.so> of the repository this module lies in
 (found from the module file's own location, never from the current
-directory; the newer of the two when both exist). The library must be a
-0.1.x version.
+directory, also from F<blib/lib> under C<make test>; the newer of the
+two when both exist), else an installed libstagebus: found by
+L<FFI::CheckLib> (the loader's path, C<LD_LIBRARY_PATH>, and the lib
+directory of the prefix the module was installed under), or, without
+FFI::CheckLib, by looking in those directories and the usual ones
+itself. The library must be a 0.1.x version; C<$StageBus::LIBRARY> is
+the one loaded.
 
 =head2 Args
 
