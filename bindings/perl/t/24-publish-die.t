@@ -108,7 +108,21 @@ POE::Session->create(
             is_deeply($got->{later}, ['return', { when => 'later' }], 'a kept handle answers later');
             is_deeply($got->{slow}, ['started', {}], 'the emit of slow arrived');
             is_deeply($seen{cancelled}, ['slow', $worker_id], "the caller's cancel is the cancel event, in the session");
-            delete @$heap{qw(remote reqs slow)};
+            delete @$heap{qw(reqs slow)};
+            # A second publication of the name fails, and leaves the first alone.
+            StageBus::POE::Publish->new(client => $caller_client, name => 'Worker', events => ['go'],
+                return_event => 'dup');
+        },
+        dup => sub {
+            my ($kernel, $heap, $r) = @_[KERNEL, HEAP, ARG0];
+            ok(!$r->{success} && $r->{error}->is('already_exists'), 'publishing the name again fails: already_exists');
+            $heap->{again} = $heap->{remote}->request(method => 'fine', args => { ARG0 => 'again' },
+                on_return => sub { $kernel->yield(still_served => $_[0]->args->{result}) });
+        },
+        still_served => sub {
+            my ($kernel, $heap, $result) = @_[KERNEL, HEAP, ARG0];
+            is($result, 'fine again', 'the first publication still serves');
+            delete @$heap{qw(remote again)};
             $kernel->delay('timeout');
             $kernel->alias_remove('tester');
             $kernel->post(worker => 'done');

@@ -18,6 +18,7 @@ our $VERSION = '0.01';
 use constant DELIVER => '_stagebus_deliver';
 
 our %PUBLISHED;    # published name => the publication (kept until rescinded)
+our %PENDING;      # refaddr => a publication waiting for its completion
 
 sub _kernel { $POE::Kernel::poe_kernel }
 
@@ -105,12 +106,16 @@ sub new {
             methods => $self->{events},
             on_done => sub {
                 my ($err) = @_;
-                delete $PUBLISHED{$name} if $err && $weak && ($PUBLISHED{$name} // 0) == $weak;
+                # Published: kept under its name until rescinded. A
+                # failed publish never replaces the publication it
+                # collided with.
+                my $me = $weak && delete $PENDING{ Scalar::Util::refaddr($weak) };
+                $PUBLISHED{$name} = $me if $me && !$err;
                 _complete($done, error => $err, session_name => $name);
             },
         );
     }
-    $PUBLISHED{$name} = $self;
+    $PENDING{ Scalar::Util::refaddr($self) } = $self;
     return $self;
 }
 
