@@ -110,4 +110,12 @@ stagebus runs inside POE's loop, with no thread of its own. The
 session keeps POE running until C<shutdown> (or a post of
 C<sb_shutdown> to its alias) ends it.
 
+Loading this module loads L<StageBus::POE::Callback>: a callback
+registered from inside one of your sessions (a response handler, a
+completion, a stage handler) runs inside that session, so C<yield>,
+C<delay> and C<post> from it act on it. The POE layer on top:
+L<StageBus::POE::Proxy> (a POE session per subscribed session),
+L<StageBus::POE::Publish> (an existing POE session published),
+L<StageBus::POE::Stage> (POE::Stage-style stage classes).
+
 =cut
