@@ -41,7 +41,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use support::{root, run_bounded_text, Proc};
 
@@ -155,9 +155,21 @@ fn prove(args: &[&str], env: &[(&str, &str)]) {
 // ---------------------------------------------------------------------
 // The tests
 
+/// Held by the tests that run the whole Perl suite (its 100k-request
+/// leak check included), so that two of them never load the machine at
+/// once.
+static WHOLE_SUITE: Mutex<()> = Mutex::new(());
+
+fn whole_suite() -> MutexGuard<'static, ()> {
+    WHOLE_SUITE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 fn prove_bindings_perl_t() {
     require_perl!();
+    let _suite = whole_suite();
     prove(&["bindings/perl/t"], &[]);
 }
 
@@ -351,6 +363,7 @@ fn distribution_make_test_from_clean_copy() {
         eprintln!("SKIPPED: no make");
         return;
     }
+    let _suite = whole_suite();
     let dist = clean_copy(&fresh_dir("perl-dist-test"));
     let lib = library().to_str().expect("a UTF-8 path").to_string();
     make_step(&dist, "perl", &["Makefile.PL"], &[]);
