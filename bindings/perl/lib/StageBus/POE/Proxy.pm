@@ -8,6 +8,7 @@ use POE::Session ();
 use Scalar::Util ();
 use StageBus::POE::Args;
 use StageBus::POE::Callback;
+use StageBus::POE::Publish;
 
 our $VERSION = '0.01';
 
@@ -23,7 +24,6 @@ sub _complete   { StageBus::POE::Publish::_complete(@_) }
 
 sub subscribe {
     my ($class, @args) = @_;
-    require StageBus::POE::Publish;
     my $a = StageBus::_named('StageBus::POE::Proxy->subscribe', \@args, 'client', 'session');
     my ($client, $name) = @$a{qw(client session)};
     my $alias = $a->{alias} // $name;
@@ -401,6 +401,10 @@ C<gone_event> is posted to the subscriber with a hash ref
 C<StageBus::POE::Proxy-E<gt>unsubscribe(alias =E<gt> ...)>, completion
 as above) ends it on purpose, without a gone event. Calls in flight
 still get their responses.
+
+The proxy session's own events C<_start>, C<_stop> and C<shutdown>
+(which ends the proxy, as a post of it does) take precedence over
+methods of those names.
 
 The proxy watches the client's session-gone notice; a handler set with
 L<StageBus::Client/on_session_gone> still runs.
