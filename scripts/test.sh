@@ -81,6 +81,9 @@ require prove perl
 require_pkg libffi-platypus-perl
 require_pkg libpoe-perl
 require_pkg libanyevent-perl
+# The installed Perl distribution finds libstagebus with FFI::CheckLib
+# (bindings/perl/t/26-library-lookup.t checks both ways).
+require_pkg libffi-checklib-perl
 install_missing
 
 step "cargo fmt --all -- --check"

@@ -35,21 +35,53 @@ sub _find_library {
             or StageBus::Error->throw(code => 'io', message => "STAGEBUS_LIB: $env does not exist");
         return $env;
     }
-    # bindings/perl/lib -> the repository root.
-    my $root = Cwd::abs_path(File::Spec->catdir($MODULE_DIR, (File::Spec->updir) x 3));
-    my @found;
-    for my $profile (qw(release debug)) {
-        next unless defined $root;
-        my $p = File::Spec->catfile($root, 'target', $profile, 'libstagebus.so');
-        push @found, $p if -e $p;
+    # bindings/perl/lib (or bindings/perl/blib/lib, under 'make test')
+    # -> the repository root: the library built there.
+    my ($root, @found);
+    for my $up (3, 4) {
+        my $dir = Cwd::abs_path(File::Spec->catdir($MODULE_DIR, (File::Spec->updir) x $up));
+        next unless defined $dir && -e File::Spec->catfile($dir, 'Cargo.toml');
+        $root //= $dir;
+        for my $profile (qw(release debug)) {
+            my $p = File::Spec->catfile($dir, 'target', $profile, 'libstagebus.so');
+            push @found, $p if -e $p;
+        }
+        last if @found;
     }
+    # Installed (outside a source tree): the system's libstagebus.
+    @found or push @found, _installed_library();
     @found or StageBus::Error->throw(code => 'io',
         message => "cannot find libstagebus.so (looked in target/release and target/debug under "
             . ($root // $MODULE_DIR)
-            . "); build it with 'cargo build --lib' or set STAGEBUS_LIB to its absolute path");
+            . ", then for an installed libstagebus"
+            . ($StageBus::HAVE_CHECKLIB ? '' : ' (without FFI::CheckLib: in the usual library directories)')
+            . "); build it with 'cargo build --lib', install it, or set STAGEBUS_LIB to its absolute path");
     # Both profiles built: the newer one.
     @found = sort { (stat $b)[9] <=> (stat $a)[9] } @found;
     return $found[0];
+}
+
+# An installed libstagebus: FFI::CheckLib's search (the system's library
+# path, LD_LIBRARY_PATH, ...) when it is there, else the usual
+# directories by hand.
+our $HAVE_CHECKLIB = eval { require FFI::CheckLib; 1 } ? 1 : 0;
+
+sub _installed_library {
+    # Installed under one prefix (INSTALL_BASE=P: P/lib/perl5/StageBus.pm
+    # and P/lib/libstagebus.so): the lib dir above the modules too.
+    my @prefix = grep { defined && -d } map { Cwd::abs_path(File::Spec->catdir($MODULE_DIR, (File::Spec->updir) x $_)) } 1, 2;
+    if ($HAVE_CHECKLIB) {
+        my @libs = FFI::CheckLib::find_lib(lib => 'stagebus', libpath => \@prefix);
+        return $libs[0] if @libs;
+        return ();
+    }
+    my @dirs = (@prefix, split(/:/, $ENV{LD_LIBRARY_PATH} // ''),
+        qw(/usr/local/lib /usr/local/lib64 /usr/lib /usr/lib64), glob('/usr/lib/*-linux-gnu'));
+    for my $dir (grep { length } @dirs) {
+        my ($lib) = grep { -e } map { File::Spec->catfile($dir, $_) } qw(libstagebus.so), glob("$dir/libstagebus.so.*");
+        return $lib if $lib;
+    }
+    return ();
 }
 
 our $LIBRARY = _find_library();
@@ -598,12 +630,18 @@ _closure(log => '(opaque,sint32,string,string,opaque,size_t)->void', sub {
 
 sub _fn { $FN{ $_[0] } }
 
+# Set by StageBus::POE::Callback: code ref -> the code ref to register.
+our $WRAP_CALLBACK;
+
 # Registers a callback; returns (fn, user, free_user). The record's
 # loop is a weak reference: the registry must not keep a loop alive.
 sub _cb_args {
     my ($kind, $code, %rec) = @_;
     ref $code eq 'CODE'
         or _croak(invalid_argument => ($rec{what} // $kind) . ' needs a code ref');
+    # StageBus::POE::Callback: the callback runs in the POE session that
+    # registered it.
+    $code = $WRAP_CALLBACK->($code) if $WRAP_CALLBACK && $kind ne 'free';
     my $rec = { code => $code, %rec };
     Scalar::Util::weaken($rec->{loop}) if ref $rec->{loop};
     return ($FN{$kind}, _register($rec), $FN{free});
@@ -1006,6 +1044,15 @@ being handled (the caller's side: recall, cancel, data).
 
 the exception class.
 
+=item L<StageBus::POE::Proxy>, L<StageBus::POE::Publish>, L<StageBus::POE::Stage>
+
+the POE layer: proxy sessions standing for subscribed sessions (posts
+to them run remotely, responses come back as events), existing POE
+sessions published (their events are the methods), and
+POE::Stage-style stage classes. L<StageBus::POE::Callback> makes every
+callback run in the POE session that registered it;
+L<StageBus::POE::Args> is how POE arguments travel.
+
 =back
 
 =head2 Loading the library
@@ -1014,8 +1061,13 @@ C<libstagebus.so> is loaded by absolute path: C<$ENV{STAGEBUS_LIB}> if
 set (it must be absolute), else F<target/release/libstagebus.so> or
 F<target/debug/libstagebus.so> of the repository this module lies in
 (found from the module file's own location, never from the current
-directory; the newer of the two when both exist). The library must be a
-0.1.x version.
+directory, also from F<blib/lib> under C<make test>; the newer of the
+two when both exist), else an installed libstagebus: found by
+L<FFI::CheckLib> (the loader's path, C<LD_LIBRARY_PATH>, and the lib
+directory of the prefix the module was installed under), or, without
+FFI::CheckLib, by looking in those directories and the usual ones
+itself. The library must be a 0.1.x version; C<$StageBus::LIBRARY> is
+the one loaded.
 
 =head2 Args
 

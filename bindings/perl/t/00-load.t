@@ -13,6 +13,7 @@ use Cwd ();
 BEGIN { use_ok('StageBus') }
 use_ok('StageBus::AnyEvent');
 use_ok('StageBus::POE');
+use_ok($_) for qw(StageBus::POE::Proxy StageBus::POE::Publish StageBus::POE::Stage StageBus::POE::Args StageBus::POE::Callback);
 
 ok(File::Spec->file_name_is_absolute($StageBus::LIBRARY), "loaded by absolute path: $StageBus::LIBRARY");
 like(StageBus::version(), qr/^0\.1\.\d+/, 'library version ' . StageBus::version());

@@ -78,8 +78,13 @@ StageBus::AnyEvent - run a stagebus loop inside AnyEvent
 
     my $loop = StageBus::Loop->new;
     my $host = StageBus::AnyEvent->new(loop => $loop);   # keep it
-    ...
-    AnyEvent->condvar->recv;
+    my $stage = StageBus::Stage->new(loop => $loop, name => 'Echo',
+        handlers => { echo => sub { $_[0]->req->return(args => $_[0]->args) } });
+    my $cv = AnyEvent->condvar;
+    my $req = $stage->request(method => 'echo', args => { said => 'hi' },
+                              on_return => sub { $cv->send($_[0]->args->{said}) });
+    my $w = AnyEvent->timer(after => 10, cb => sub { $cv->croak('timed out') });
+    print $cv->recv, "\n";
 
 =head1 DESCRIPTION
 

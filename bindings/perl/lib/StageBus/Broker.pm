@@ -121,12 +121,27 @@ StageBus::Broker - a stagebus broker on a loop
 
 =head1 SYNOPSIS
 
+    use StageBus;
+    use File::Temp ();
+
+    my $loop = StageBus::Loop->new;
+    my $dir  = File::Temp->newdir;
     my $broker = StageBus::Broker->new(
         loop   => $loop,
-        listen => ['tcp://127.0.0.1:0', 'unix:/tmp/bus.sock'],
-        token  => 'secret',              # optional
+        listen => ['tcp://127.0.0.1:0', "unix:$dir/bus.sock"],
+        token  => 'secret',              # optional: clients must present it
     );
     print "listening on $_\n" for $broker->addresses;
+    my $client = StageBus::Client->new(loop => $loop, address => $broker->address, token => 'secret');
+    $loop->run_for(50);
+
+=head1 DESCRIPTION
+
+A broker, run by the loop it was made on: it keeps the published
+sessions and routes requests between its clients (in this process or
+others, over TCP or Unix sockets). Port 0 picks a free port;
+C<address> and C<addresses> give the real ones. Dropping the object
+closes the listeners and the broker's connections.
 
 =head1 METHODS
 

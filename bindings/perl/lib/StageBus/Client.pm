@@ -49,6 +49,13 @@ sub on_disconnect {
 sub on_session_gone {
     my ($self, $code) = @_;
     my $p = $self->_p;
+    # StageBus::POE::Proxy watches the notice and runs this code after.
+    if ($self->{session_gone_mux}) {
+        ref $code eq 'CODE' or StageBus::_croak(invalid_argument => 'on_session_gone needs a code ref');
+        $self->{session_gone_user} = $StageBus::WRAP_CALLBACK ? $StageBus::WRAP_CALLBACK->($code) : $code;
+        return;
+    }
+    $self->{session_gone_user} = $StageBus::WRAP_CALLBACK ? $StageBus::WRAP_CALLBACK->($code) : $code;
     my @cb = StageBus::_cb_args(session_gone => $code, loop => $self->{loop}, what => 'on_session_gone');
     StageBus::_check(StageBus::_C::sb_client_on_session_gone($p, @cb), 'on_session_gone');
     return;
@@ -243,26 +250,38 @@ StageBus::Client - a connection to a stagebus broker
 
 =head1 SYNOPSIS
 
+    use StageBus;
+
+    my $loop   = StageBus::Loop->new;
+    my $broker = StageBus::Broker->new(loop => $loop, listen => ['tcp://127.0.0.1:0']);
+    my ($connected, $listed, $answered);
+
     my $client = StageBus::Client->new(
         loop            => $loop,
-        address         => 'tcp://127.0.0.1:7000',
+        address         => $broker->address,        # tcp://127.0.0.1:PORT
         token           => undef,
-        on_connect      => sub { my ($err, $connection_id) = @_ },
+        on_connect      => sub { my ($err, $connection_id) = @_; $connected = $connection_id },
         on_disconnect   => sub { my ($err) = @_ },
         on_session_gone => sub { my ($session, $err) = @_ },
-        on_unknown_message => sub { my ($kind, $id, $payload) = @_ },
+        on_unknown_message => sub { my ($kind, $id, $payload) = @_; $answered = $payload },
     );
-    $client->listing(on_listing => sub {
-        my ($err, $sessions) = @_;      # [ { name => 'Foo', methods => [...] }, ... ]
-    });
-    $client->subscribe(session => 'Foo', on_subscribed => sub {
-        my ($err, $remote) = @_;        # a StageBus::Remote on success
+    my $stage = StageBus::Stage->new(loop => $loop, name => 'Foo',
+        handlers => { ping => sub { $_[0]->req->return } });
+    $stage->publish(client => $client, session => 'Foo', on_done => sub {
+        $client->listing(on_listing => sub {
+            my ($err, $sessions) = @_;      # [ { name => 'Foo', methods => ['ping'] } ]
+            $listed = $sessions;
+        });
     });
     $client->subscribe(session => 'Foo', wait => 5, on_subscribed => sub {
-        my ($err, $remote) = @_;        # waits up to 5 s for Foo to be published
+        my ($err, $remote) = @_;            # waits up to 5 s for Foo to be published
     });
+    $client->send_custom(kind => 'frob', id => 42, payload => "\x01\x02");
+    $loop->run_until(sub { $connected && $listed && $answered }, timeout_ms => 5000) or die 'no answers';
+    print "connection $connected; sessions: ", join(', ', map { $_->{name} } @$listed), "\n";
+    print "the broker says: $answered\n";
     $client->rescind(session => 'Foo', on_done => sub { my ($err) = @_ });
-    $client->send_custom(kind => 'frob', id => 42, payload => $octets);
+    $loop->run_for(50);
 
 =head1 DESCRIPTION
 

@@ -261,29 +261,44 @@ StageBus::Context, StageBus::Served, StageBus::Response - what a handler sees
 
 =head1 SYNOPSIS
 
-    sub {
-        my ($ctx) = @_;
-        $ctx->name;                 # method, or response type
-        $ctx->args;                 # hash ref
-        my $req = $ctx->req;        # StageBus::Served or undef
-        my $rsp = $ctx->rsp;        # StageBus::Response or undef
-        $ctx->stage;                # StageBus::Stage or undef
-        $ctx->loop;
+    use StageBus;
 
-        # callee's side
-        $req->emit(type => 'ask', args => { n => 1 });
-        $req->return(args => { total => 3 });      # type => 'return' by default
-        $req->fail(code => 'no_such_method', message => 'nope');
-        $req->on_cancel(sub { ... });
-        $req->time_left_ms;                        # undef: no deadline
-        $req->data->{seen}++;
-        my $later = $req->keep;                    # answer after returning
+    my $loop = StageBus::Loop->new;
+    our %name_of;
+    my $stage = StageBus::Stage->new(loop => $loop, name => 'Greeter', handlers => {
+        greet => sub {
+            my ($ctx) = @_;
+            $ctx->name;                 # 'greet': the method, or the response type
+            $ctx->args;                 # hash ref
+            $ctx->stage;                # StageBus::Stage or undef
+            my $req = $ctx->req;        # StageBus::Served: the callee's side
+            $req->on_cancel(sub { });
+            $req->time_left_ms;         # undef: no deadline
+            $req->data->{seen}++;       # kept for the recalls of this request
+            $req->emit(type => 'ask', args => { question => 'name?' });
+        },
+        answer => sub {
+            my ($ctx) = @_;
+            my $later = $ctx->req->keep;               # answer after returning
+            $loop->timer(after_ms => 1, cb => sub {
+                $later->return(args => { greeting => "Hello, $name_of{$later}!" });
+            });
+            $name_of{$later} = $ctx->args->{name};
+        },
+        nope => sub { $_[0]->req->fail(code => 'no_such_method', message => 'nope') },
+    });
 
-        # caller's side
-        $rsp->type; $rsp->id; $rsp->is_final; $rsp->error; $rsp->data;
-        $rsp->recall(method => 'answer', args => { name => 'Ann' });
-        $rsp->cancel;
-    }
+    my $greeting;
+    my $req = $stage->request(method => 'greet',
+        on_ask => sub {
+            my ($ctx) = @_;
+            my $rsp = $ctx->rsp;        # StageBus::Response: the caller's side
+            $rsp->type; $rsp->id; $rsp->is_final; $rsp->error; $rsp->data;
+            $rsp->recall(method => 'answer', args => { name => 'Ann' });
+        },
+        on_return => sub { $greeting = $_[0]->args->{greeting} });
+    $loop->run_until(sub { $greeting }, timeout_ms => 5000) or die 'no answer';
+    print "$greeting\n";
 
 =head1 DESCRIPTION
 

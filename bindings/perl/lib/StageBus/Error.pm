@@ -113,6 +113,12 @@ StageBus::Error - the exception thrown by StageBus
 
 =head1 SYNOPSIS
 
+    use StageBus;
+
+    my $loop   = StageBus::Loop->new;
+    my $broker = StageBus::Broker->new(loop => $loop, listen => ['tcp://127.0.0.1:0']);
+    my $client = StageBus::Client->new(loop => $loop, address => $broker->address);
+
     use Scalar::Util qw(blessed);
     eval { $client->rescind(session => 'Nope', on_done => sub {}) };
     if (blessed $@ && $@->isa('StageBus::Error')) {

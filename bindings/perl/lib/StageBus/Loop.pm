@@ -152,11 +152,16 @@ StageBus::Loop - the stagebus event loop
 
 =head1 SYNOPSIS
 
+    use StageBus;
+
     my $loop = StageBus::Loop->new;
     my $id = $loop->timer(after_ms => 100, cb => sub { my ($loop) = @_; $loop->stop });
     $loop->run;                                   # until ->stop
-    $loop->run_for(250);                          # at most 250 ms (or ->stop)
+    $loop->run_for(50);                           # at most 50 ms (or ->stop)
+    my $done;
+    $loop->timer(after_ms => 10, cb => sub { $done = 1 });
     my $ok = $loop->run_until(sub { $done }, timeout_ms => 5000);
+    print "timer fired: $ok\n";
 
 =head1 DESCRIPTION
 

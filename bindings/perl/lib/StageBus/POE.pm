@@ -4,6 +4,7 @@ use strict;
 use warnings;
 
 use POE qw(Session);
+use StageBus::POE::Callback;
 
 our $VERSION = '0.01';
 
@@ -31,10 +32,12 @@ sub new {
                 $kernel->alias_remove($self->{alias}) if defined $self->{alias};
                 close $fh;
                 $self->{stopped} = 1;
+                delete $StageBus::POE::Callback::HOST_SESSIONS{ $self->{session_id} };
             },
             _stop => sub { },
         },
     )->ID;
+    $StageBus::POE::Callback::HOST_SESSIONS{ $self->{session_id} } = 1;
     return $self;
 }
 
@@ -88,7 +91,15 @@ StageBus::POE - run a stagebus loop inside POE
 
     my $loop = StageBus::Loop->new;
     my $host = StageBus::POE->new(loop => $loop, alias => 'stagebus');
-    ...   # sessions of your own, calling stagebus from their handlers
+    my $stage = StageBus::Stage->new(loop => $loop, name => 'Echo',
+        handlers => { echo => sub { $_[0]->req->return(args => $_[0]->args) } });
+    POE::Session->create(inline_states => {   # sessions of your own, calling stagebus
+        _start => sub {
+            $_[HEAP]{req} = $stage->request(method => 'echo', args => { said => 'hi' },
+                on_return => sub { $poe_kernel->yield(answered => $_[0]->args->{said}) });
+        },
+        answered => sub { print "$_[ARG0]\n"; $_[KERNEL]->post(stagebus => 'sb_shutdown') },
+    });
     POE::Kernel->run;      # returns after $host->shutdown and your sessions end
 
 =head1 DESCRIPTION
@@ -98,5 +109,13 @@ a C<delay> of the loop's C<timeout_ms>, replaced after every dispatch:
 stagebus runs inside POE's loop, with no thread of its own. The
 session keeps POE running until C<shutdown> (or a post of
 C<sb_shutdown> to its alias) ends it.
+
+Loading this module loads L<StageBus::POE::Callback>: a callback
+registered from inside one of your sessions (a response handler, a
+completion, a stage handler) runs inside that session, so C<yield>,
+C<delay> and C<post> from it act on it. The POE layer on top:
+L<StageBus::POE::Proxy> (a POE session per subscribed session),
+L<StageBus::POE::Publish> (an existing POE session published),
+L<StageBus::POE::Stage> (POE::Stage-style stage classes).
 
 =cut

@@ -58,9 +58,26 @@ StageBus::Remote - a session subscribed through a client
 
 =head1 SYNOPSIS
 
-    my $req = $remote->request(method => 'foo', args => { arg => 'string' },
-                               on_return => sub { my ($ctx) = @_ });
-    $remote->unsubscribe(on_done => sub { my ($err) = @_ });
+    use StageBus;
+
+    my $loop   = StageBus::Loop->new;
+    my $broker = StageBus::Broker->new(loop => $loop, listen => ['tcp://127.0.0.1:0']);
+    my $client = StageBus::Client->new(loop => $loop, address => $broker->address);
+
+    my $foo = StageBus::Stage->new(loop => $loop, name => 'Foo',
+        handlers => { foo => sub { my ($ctx) = @_; $ctx->req->return(args => { got => $ctx->args->{arg} }) } });
+    $foo->publish(client => $client, session => 'Foo');
+
+    my ($req, $got, $unsubscribed);
+    $client->subscribe(session => 'Foo', wait => 5, on_subscribed => sub {
+        my ($err, $remote) = @_;
+        die $err if $err;
+        $req = $remote->request(method => 'foo', args => { arg => 'string' },
+                                on_return => sub { my ($ctx) = @_; $got = $ctx->args->{got} });
+        $remote->unsubscribe(on_done => sub { my ($err) = @_; $unsubscribed = !$err });
+    });
+    $loop->run_until(sub { $got && $unsubscribed }, timeout_ms => 5000) or die 'no answer';
+    print "foo returned $got\n";
 
 =head1 DESCRIPTION
 

@@ -11,6 +11,8 @@ sub new {
     my ($class, @args) = @_;
     my $a = StageBus::_named('StageBus::Request->new', \@args, 'method');
     my $to = $a->{to} // $a->{stage};
+    # A POE::Stage-style stage object (StageBus::POE::Stage) stands for its stage.
+    $to = $to->_stagebus_stage if Scalar::Util::blessed($to) && $to->can('_stagebus_stage');
     Scalar::Util::blessed($to) && ($to->isa('StageBus::Stage') || $to->isa('StageBus::Remote'))
         or StageBus::_croak(invalid_argument => 'StageBus::Request->new: to => a StageBus::Stage or StageBus::Remote is needed');
     my $loop = $to->{loop};
@@ -33,6 +35,8 @@ sub new {
             my $h = $on{$kind};
             my $ckind = StageBus::_to_c($kind, 'a response type');
             if (ref $h eq 'CODE') {
+                # Inside a StageBus::POE::Stage handler: called as a method.
+                $h = $StageBus::WRAP_RESPONSE->($h) if $StageBus::WRAP_RESPONSE;
                 my @cb = StageBus::_cb_args(handler => $h, loop => $loop, what => "on_$kind");
                 StageBus::_check(StageBus::_C::sb_request_builder_on($b, $ckind, @cb), "on_$kind");
             }
@@ -129,20 +133,31 @@ StageBus::Request - a request to a stage (POE::Request)
 
 =head1 SYNOPSIS
 
+    use StageBus;
+
+    my $loop = StageBus::Loop->new;
+    my $knocker = StageBus::Stage->new(loop => $loop, name => 'Door', handlers => {
+        do_emit   => sub { my ($ctx) = @_; $ctx->req->emit(args => { key => $ctx->args->{key} }) },
+        do_recall => sub { my ($ctx) = @_; $ctx->req->return(type => 'hello', args => {}) },
+    });
+    my $stage_or_remote = $knocker;                 # or a StageBus::Remote
+    my ($emits, $done);
     my $req = StageBus::Request->new(
         to         => $stage_or_remote,        # or stage => ...
         method     => 'do_emit',
         args       => { key => 'value' },
-        on_emit    => 'do_recall',             # a method of the requesting stage
-        on_return  => sub { my ($ctx) = @_ },  # or a code ref
-        on         => { error => sub { ... } },
-        fallback   => sub { ... },             # every other response type
+        on_emit    => sub { my ($ctx) = @_; $emits++; $ctx->rsp->recall(method => 'do_recall') },
+        on_return  => sub { my ($ctx) = @_ },  # or a method name of the requesting stage
+        on         => { error => sub { my ($ctx) = @_; die $ctx->rsp->error } },
+        fallback   => sub { my ($ctx) = @_ },  # every other response type
         role       => 'knock',                 # responses of type T run on_knock_T
         timeout_ms => 5000,
-        parent     => $ctx->req,               # default: the request being served now
+        on_hello   => sub { my ($ctx) = @_; $done = $ctx->rsp->data->{key} },
     );
     $req->data->{key} = 309;                   # seen as $ctx->rsp->data->{key}
-    $req->cancel;
+    $loop->run_until(sub { $done }, timeout_ms => 5000) or die 'no answer';
+    print "$emits emit, then hello; rsp data $done\n";
+    $req->cancel;                              # 0: it had ended
 
 =head1 DESCRIPTION
 

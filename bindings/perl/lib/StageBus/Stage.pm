@@ -135,6 +135,12 @@ StageBus::Stage - a named table of handlers (POE::Stage)
 
 =head1 SYNOPSIS
 
+    use StageBus;
+
+    my $loop   = StageBus::Loop->new;
+    my $broker = StageBus::Broker->new(loop => $loop, listen => ['tcp://127.0.0.1:0']);
+    my $client = StageBus::Client->new(loop => $loop, address => $broker->address);
+
     my $stage = StageBus::Stage->new(
         loop     => $loop,
         name     => 'Counter',
@@ -147,13 +153,16 @@ StageBus::Stage - a named table of handlers (POE::Stage)
             },
         },
     );
-    $stage->on(on_cancel => sub { ... });
+    $stage->on(on_cancel => sub { });
     $stage->set_kind(answer => 'recall_only');  # a dialogue's answer
     $stage->publish(client => $client, session => 'Counter',
                     methods => ['count'],       # default: the request methods
                     on_done => sub { my ($err) = @_ });
+    my ($ticks, $total);
     my $req = $stage->request(method => 'count', args => { n => 3 },
-                              on_tick => sub { ... }, on_return => sub { ... });
+                              on_tick => sub { $ticks++ }, on_return => sub { $total = $_[0]->args->{total} });
+    $loop->run_until(sub { defined $total }, timeout_ms => 5000) or die 'no answer';
+    print "$ticks ticks, total $total\n";
 
 =head1 DESCRIPTION
 
