@@ -22,6 +22,7 @@
 //! forwarded with only the id rewritten, into output buffers and lists
 //! that keep their room, with no allocation per frame.
 
+use super::budget::Budget;
 use super::handshake::{check_hello, expected_hello};
 use super::peer::{CloseReason, Full, Peer};
 use super::registry::Registry;
@@ -55,6 +56,9 @@ pub(super) enum Effect {
     /// writes `rest` (ending with the going-away notice) before it
     /// closes: a lingering close.
     Linger { conn: ConnId, rest: Vec<u8> },
+    /// `conn` read its output down: read its input again (bodies held
+    /// back first), as a source that stopped early.
+    Resume { conn: ConnId },
 }
 
 /// The broker's state machine.
@@ -73,6 +77,10 @@ pub(super) struct Core {
     to_close: Vec<(ConnId, CloseReason)>,
     pub(super) effects: Vec<Effect>,
     pub(super) stats: BrokerStats,
+    /// Bytes held, for the memory budget.
+    pub(super) budget: Budget,
+    /// Connections that have not said hello.
+    unauthenticated: usize,
 }
 
 impl Core {
@@ -89,6 +97,8 @@ impl Core {
             to_close: Vec::new(),
             effects: Vec::new(),
             stats: BrokerStats::default(),
+            budget: Budget::default(),
+            unauthenticated: 0,
         }
     }
 
@@ -108,6 +118,7 @@ impl Core {
             sessions: self.registry.len(),
             pending_calls: self.routes.len(),
             waiting_subscribes: self.waiters.len(),
+            memory_used: self.memory_used(),
             ..self.stats
         }
     }
@@ -117,9 +128,14 @@ impl Core {
     pub fn connect(&mut self) -> Option<ConnId> {
         let id = self.next_conn;
         self.next_conn += 1;
-        if self.peers.len() >= self.config.limits.max_connections {
+        let limits = &self.config.limits;
+        if self.peers.len() >= limits.max_connections
+            || self.unauthenticated >= limits.max_unauthenticated
+        {
+            self.stats.connections_refused += 1;
             return None;
         }
+        self.unauthenticated += 1;
         self.peers.insert(id, Peer::default());
         self.effects.push(Effect::ArmDeadline {
             conn: id,
@@ -288,6 +304,8 @@ impl Core {
         self.routes.clear();
         self.drop_all_waiters();
         self.registry = Registry::default();
+        self.budget = Budget::default();
+        self.unauthenticated = 0;
         self.dirty.clear();
         self.to_close.clear();
         self.flush_requested = false;
@@ -321,6 +339,12 @@ impl Core {
                 }
             };
             peer.outbox.consume(n);
+            self.budget.output = self.budget.output.saturating_sub(n);
+            if peer.read_paused && peer.outbox.queued() <= self.config.limits.output_high_water / 2
+            {
+                peer.read_paused = false;
+                self.effects.push(Effect::Resume { conn: id });
+            }
             if peer.outbox.queued() == 0 {
                 if let Some(reason) = peer.closing.take() {
                     peer.condemned = true;
@@ -349,7 +373,9 @@ impl Core {
                 session,
                 methods,
             } => {
-                let result = self.publish(id, &session, methods);
+                let result = self
+                    .admit("a publish")
+                    .and_then(|()| self.publish(id, &session, methods));
                 let published = result.is_ok();
                 self.reply(id, op, result.map(|()| Reply::Done));
                 if published {
@@ -363,18 +389,25 @@ impl Core {
                 self.reply(id, op, result.map(|()| Reply::Done));
             }
             Frame::Listing { id: op } => {
-                let list = self.registry.listing();
-                self.reply(id, op, Ok(Reply::Sessions(list)));
+                let result = self
+                    .admit("a listing")
+                    .map(|()| Reply::Sessions(self.registry.listing()));
+                self.reply(id, op, result);
             }
             Frame::Subscribe { id: op, session } => {
-                let result = self.subscribe(id, &session);
+                let result = self
+                    .admit("a subscribe")
+                    .and_then(|()| self.subscribe(id, &session));
                 self.reply(id, op, result.map(Reply::Methods));
             }
             Frame::SubscribeWait {
                 id: op,
                 session,
                 wait_ms,
-            } => self.subscribe_waiting(id, op, &session, Duration::from_millis(wait_ms)),
+            } => match self.admit("a subscribe") {
+                Ok(()) => self.subscribe_waiting(id, op, &session, Duration::from_millis(wait_ms)),
+                Err(e) => self.reply(id, op, Err(e)),
+            },
             Frame::Unsubscribe { id: op, session } => {
                 let result = self.unsubscribe(id, &session);
                 self.reply(id, op, result.map(|()| Reply::Done));
@@ -418,6 +451,7 @@ impl Core {
         }
         if let Some(p) = self.peers.get_mut(&id) {
             p.handshaken = true;
+            self.unauthenticated = self.unauthenticated.saturating_sub(1);
             self.effects.push(Effect::DisarmDeadline { conn: id });
             let interval = self.config.limits.ping_interval;
             if !interval.is_zero() {
@@ -449,14 +483,17 @@ impl Core {
     fn count(&mut self, reason: &CloseReason) {
         match reason {
             CloseReason::Protocol(_) => self.stats.protocol_errors += 1,
-            CloseReason::SlowConsumer(_) => self.stats.slow_consumers += 1,
+            CloseReason::SlowConsumer(_) => {
+                self.stats.slow_consumers += 1;
+                self.stats.limits_exceeded += 1;
+            }
             _ => {}
         }
     }
 
     /// Tells `id` why it is refused, then closes it once that is written;
     /// its input is no longer read.
-    fn refuse(&mut self, id: ConnId, reason: CloseReason) {
+    pub(super) fn refuse(&mut self, id: ConnId, reason: CloseReason) {
         self.count(&reason);
         if let Some(error) = reason.refusal() {
             let _ = self.send(
@@ -498,6 +535,12 @@ impl Core {
         let Some(peer) = self.peers.remove(&id) else {
             return;
         };
+        if !peer.handshaken {
+            self.unauthenticated = self.unauthenticated.saturating_sub(1);
+        }
+        Budget::adjust(&mut self.budget.input, peer.input, 0);
+        Budget::adjust(&mut self.budget.output, peer.outbox.queued(), 0);
+        Budget::adjust(&mut self.budget.registry, peer.registry, 0);
         for name in peer.published {
             if let Some(s) = self.registry.remove(&name) {
                 let reason = Error::new(
@@ -569,11 +612,13 @@ impl Core {
             return Ok(());
         }
         let limits = &self.config.limits;
+        let before = peer.outbox.queued();
         match peer
             .outbox
             .append(limits.max_frame, limits.max_queued_bytes, encode)
         {
             Ok(()) => {
+                Budget::adjust(&mut self.budget.output, before, peer.outbox.queued());
                 if !peer.dirty {
                     peer.dirty = true;
                     self.dirty.push(to);
@@ -592,6 +637,9 @@ impl Core {
     /// Answers `id` on `to`; an answer too large to send becomes that
     /// error.
     pub(super) fn reply(&mut self, to: ConnId, id: u64, outcome: Result<Reply, Error>) {
+        if matches!(&outcome, Err(e) if e.code == ErrorCode::LimitExceeded) {
+            self.stats.limits_exceeded += 1;
+        }
         if let Err(e) = self.send(to, &Frame::Result { id, outcome }) {
             let _ = self.send(
                 to,

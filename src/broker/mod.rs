@@ -34,6 +34,7 @@
 //! * `registry`: the published sessions and their subscribers.
 
 mod accept;
+mod budget;
 mod calls;
 mod core;
 #[cfg(test)]
@@ -110,6 +111,40 @@ pub struct Limits {
     /// (default 10 s): a peer that stops in the middle of a frame is
     /// closed.
     pub frame_timeout: Duration,
+    /// Largest frame accepted before the hello, in bytes (default 512):
+    /// the hello is small, so a connection that announces more is
+    /// refused at once instead of being buffered.
+    pub max_hello_frame: usize,
+    /// Most connections that have not said hello yet (default 1024);
+    /// more are closed on accept and counted in
+    /// [`BrokerStats::connections_refused`].
+    pub max_unauthenticated: usize,
+    /// Most registry bytes (session and method names, each with a fixed
+    /// cost for its entry) one connection may publish (default 4 MiB); a
+    /// publish past it is answered `limit_exceeded`.
+    pub max_registry_bytes_per_connection: usize,
+    /// Most registry bytes on the broker (default 12 MiB); a publish past
+    /// it is answered `limit_exceeded`. The broker keeps it under
+    /// [`Limits::max_frame`] (less a margin), so that a listing of every
+    /// session always fits in one frame.
+    pub max_registry_bytes: usize,
+    /// Output queued for a connection past which the broker stops reading
+    /// its input until that output is down to half of it (default
+    /// 1 MiB): a client that asks faster than it reads is slowed down,
+    /// not cut off.
+    pub output_high_water: usize,
+    /// How long queued output may make no progress before the connection
+    /// is closed as a peer that does not read (default 30 s).
+    pub write_timeout: Duration,
+    /// Most bytes of unfinished input frames over all connections
+    /// (default 256 MiB): the connection whose frame in progress goes
+    /// past it is refused with `limit_exceeded`.
+    pub max_input_bytes: usize,
+    /// The broker's memory budget in bytes (default 1 GiB), over input
+    /// buffers, output queues, registry, connections and calls in flight:
+    /// when it is reached, new work (publish, subscribe, listing,
+    /// deliver) is answered `limit_exceeded` while calls in flight go on.
+    pub max_memory: usize,
 }
 
 impl Default for Limits {
@@ -127,6 +162,14 @@ impl Default for Limits {
             ping_interval: crate::liveness::DEFAULT_PING_INTERVAL,
             ping_max: crate::liveness::DEFAULT_PING_MAX,
             frame_timeout: Duration::from_secs(10),
+            max_hello_frame: 512,
+            max_unauthenticated: 1024,
+            max_registry_bytes_per_connection: 4 << 20,
+            max_registry_bytes: 12 << 20,
+            output_high_water: 1 << 20,
+            write_timeout: Duration::from_secs(30),
+            max_input_bytes: 256 << 20,
+            max_memory: 1 << 30,
         }
     }
 }
@@ -203,6 +246,18 @@ pub struct BrokerStats {
     pub protocol_errors: u64,
     /// Connections closed for not reading their output.
     pub slow_consumers: u64,
+    /// Connections closed on accept: over [`Limits::max_connections`] or
+    /// [`Limits::max_unauthenticated`].
+    pub connections_refused: u64,
+    /// Requests answered `limit_exceeded` and connections closed for
+    /// going over a limit (queues, budgets).
+    pub limits_exceeded: u64,
+    /// Times the broker stopped reading a connection whose output was
+    /// over [`Limits::output_high_water`].
+    pub reads_paused: u64,
+    /// Bytes the broker's memory budget counts now (input buffers,
+    /// output queues, registry, connections, calls in flight).
+    pub memory_used: usize,
 }
 
 /// A running broker. It lives on its loop until [`Broker::close`] or until

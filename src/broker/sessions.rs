@@ -2,12 +2,17 @@
 //! unsubscribe, and the notice to subscribers that a session is gone.
 //! Each keeps the registry and the connections' own lists in step.
 
+use super::budget::session_cost;
 use super::core::Core;
 use super::registry::{check_name, NameLimits};
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdSet;
 use crate::wire::Frame;
+
+/// Room kept in a listing frame besides the registry's bytes (which
+/// count more than their encoding: each name counts a fixed cost too).
+const LISTING_MARGIN: usize = 64;
 
 impl Core {
     pub(super) fn publish(
@@ -29,17 +34,56 @@ impl Core {
                 format!("this connection already publishes {count} sessions (limit {max})"),
             ));
         }
+        let cost = session_cost(session, &methods);
+        if self.registry.get(session).is_none() {
+            self.check_registry_budget(id, cost)?;
+        }
         self.registry.publish(session, methods, id, names)?;
+        self.budget.registry += cost;
         if let Some(p) = self.peers.get_mut(&id) {
             p.published.insert(session.to_string());
+            p.registry += cost;
+        }
+        Ok(())
+    }
+
+    /// Whether `id` may add `cost` registry bytes: within its own budget
+    /// and the broker's (kept under the frame limit, so that a listing
+    /// of everything fits in one frame).
+    fn check_registry_budget(&self, id: ConnId, cost: usize) -> Result<(), Error> {
+        let limits = self.limits();
+        let own = self.peers.get(&id).map_or(0, |p| p.registry);
+        let max_own = limits.max_registry_bytes_per_connection;
+        if own + cost > max_own {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "this session's names cost {cost} registry bytes; this connection holds {own} of its {max_own}"
+                ),
+            ));
+        }
+        let max = limits
+            .max_registry_bytes
+            .min(limits.max_frame.saturating_sub(LISTING_MARGIN));
+        let all = self.budget.registry;
+        if all + cost > max {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "this session's names cost {cost} registry bytes; the broker holds {all} of its {max}"
+                ),
+            ));
         }
         Ok(())
     }
 
     pub(super) fn rescind(&mut self, id: ConnId, session: &str) -> Result<(), Error> {
         let removed = self.registry.rescind(session, id)?;
+        let cost = session_cost(session, &removed.methods);
+        self.budget.registry = self.budget.registry.saturating_sub(cost);
         if let Some(p) = self.peers.get_mut(&id) {
             p.published.remove(session);
+            p.registry = p.registry.saturating_sub(cost);
         }
         let reason = Error::new(
             ErrorCode::NoSuchSession,
