@@ -138,7 +138,7 @@ pub mod value;
 #[doc(hidden)]
 pub mod wire;
 
-pub use broker::{Broker, BrokerConfig, BrokerStats, Limits};
+pub use broker::{Broker, BrokerConfig, BrokerStats, Limit, Limits};
 pub use client::{
     CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound, DEFAULT_LINGER,
 };

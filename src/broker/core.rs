@@ -106,6 +106,10 @@ impl Core {
         &self.config.limits
     }
 
+    pub fn limits_mut(&mut self) -> &mut Limits {
+        &mut self.config.limits
+    }
+
     /// New liveness settings, taken by each connection at its next tick.
     pub fn set_ping(&mut self, interval: Duration, max: u32) {
         self.config.limits.ping_interval = interval;

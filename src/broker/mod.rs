@@ -40,6 +40,7 @@ mod core;
 #[cfg(test)]
 mod core_tests;
 mod handshake;
+mod limit;
 mod peer;
 mod registry;
 mod routes;
@@ -51,6 +52,7 @@ use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;
 use crate::transport::Address;
 use crate::wire::DEFAULT_MAX_FRAME;
+pub use limit::Limit;
 use shell::Shell;
 use std::fmt;
 use std::rc::Rc;
@@ -322,6 +324,20 @@ impl Broker {
     /// said hello while pinging was off is not pinged.
     pub fn set_ping(&self, interval: Duration, max: u32) {
         self.shell.set_ping(interval, max);
+    }
+
+    /// Sets one of the broker's limits while it runs (see [`Limit`] and
+    /// [`Limits::set`]; durations in milliseconds). Budgets, caps and
+    /// timeouts apply from the next check; the frame size limits
+    /// (`max-frame`, `max-queued-bytes`, `max-hello-frame`) apply to
+    /// connections accepted afterwards.
+    pub fn set_limit(&self, limit: Limit, value: u64) -> Result<(), Error> {
+        self.shell.set_limit(limit, value)
+    }
+
+    /// The current value of one of the broker's limits.
+    pub fn limit(&self, limit: Limit) -> u64 {
+        self.shell.limit(limit)
     }
 
     /// Connections of a closed broker still writing their last output;

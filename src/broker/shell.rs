@@ -128,6 +128,14 @@ impl Shell {
         self.core.borrow_mut().set_ping(interval, max);
     }
 
+    pub fn set_limit(&self, limit: super::Limit, value: u64) -> Result<(), Error> {
+        self.core.borrow_mut().limits_mut().set(limit, value)
+    }
+
+    pub fn limit(&self, limit: super::Limit) -> u64 {
+        self.core.borrow().limits().get(limit)
+    }
+
     pub fn closing_connections(&self) -> usize {
         self.lingering.get()
     }
