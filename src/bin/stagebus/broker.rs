@@ -39,6 +39,19 @@ pub(crate) fn cmd_broker(args: &Parsed) -> Result<(), Failure> {
     if let Some(max) = max {
         limits.ping_max = max;
     }
+    for setting in args.all("limit") {
+        let (name, value) = setting.split_once('=').ok_or_else(|| {
+            args.usage(format!("--limit wants NAME=N, not '{setting}'"))
+        })?;
+        let value = value.parse::<u64>().map_err(|_| {
+            args.usage(format!(
+                "--limit {name} wants a whole number, not '{value}'"
+            ))
+        })?;
+        limits
+            .set_named(name, value)
+            .map_err(|e| args.usage(format!("--limit: {}", e.message)))?;
+    }
     let mut config = BrokerConfig::listening(listen).with_limits(limits);
     config.token = args.token();
     let broker = Broker::new(&lp, config)?;

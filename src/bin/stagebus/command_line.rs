@@ -87,6 +87,13 @@ const COMMANDS: &[Command] = &[
             },
             PING_INTERVAL,
             PING_MAX,
+            Flag {
+                name: "limit",
+                value: Some("NAME=N"),
+                repeat: true,
+                required: false,
+                help: "set a broker limit (max-hello-frame, max-unauthenticated, max-memory, write-timeout-ms, ...; a wrong name lists them all); repeat for more",
+            },
         ],
         run: cmd_broker,
     },
