@@ -34,6 +34,21 @@ pub(super) fn session_cost(name: &str, methods: &[String]) -> usize {
     NAME_COST + name.len() + methods.iter().map(|m| NAME_COST + m.len()).sum::<usize>()
 }
 
+/// Hands the memory the allocator holds free back to the system, after a
+/// table that a burst grew was shrunk: glibc keeps freed heap memory (and
+/// raises its mmap threshold after the first large free, so later large
+/// tables come from the heap too) unless asked. Costs a walk of the
+/// heap, so it is called only when a large table shrank (at most a few
+/// times per burst, each shrink halving the table).
+pub(super) fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator; it
+    // takes no pointer and is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The bytes counted against the budget, by kind.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Budget {
@@ -43,7 +58,14 @@ pub(super) struct Budget {
     pub output: usize,
     /// Registry bytes (see [`session_cost`]).
     pub registry: usize,
+    /// The most used since the last burst began.
+    pub peak: usize,
+    /// What was used at the last trim of the heap (or at the peak).
+    pub trimmed_at: usize,
 }
+
+/// The peak past which a fall to a quarter of it trims the heap.
+const TRIM_PEAK: usize = 8 << 20;
 
 impl Budget {
     /// The total, with `routes` calls in flight and `peers` connections.
@@ -76,6 +98,24 @@ impl Core {
     /// Bytes the memory budget counts now.
     pub(super) fn memory_used(&self) -> usize {
         self.budget.used(self.routes.len(), self.peers.len())
+    }
+
+    /// Gives memory back to the system once what the budget counts fell
+    /// to a quarter of a peak of some MiB (a burst of calls cancelled, a
+    /// large frame written), and again at each further fall to a
+    /// quarter: called after each write of the output.
+    pub(super) fn trim_after_burst(&mut self) {
+        let used = self.memory_used();
+        let b = &mut self.budget;
+        if used > b.peak {
+            b.peak = used;
+            b.trimmed_at = used;
+        } else if b.peak >= TRIM_PEAK && used < b.trimmed_at / 4 {
+            // At a quarter of the peak, then of each level trimmed at: a
+            // few trims per burst, down to what stays.
+            trim_heap();
+            b.trimmed_at = used;
+        }
     }
 
     /// Whether new work may start under the memory budget; Err is the
@@ -136,6 +176,7 @@ mod tests {
             input: 1,
             output: 2,
             registry: 3,
+            ..Budget::default()
         };
         assert_eq!(b.used(2, 1), 6 + 2 * ROUTE_COST + PEER_COST);
     }

@@ -359,6 +359,7 @@ impl Core {
         // Writing marks nothing dirty: the list keeps its room.
         self.dirty = dirty;
         self.process_closes();
+        self.trim_after_burst();
     }
 
     /// Moves the effects produced so far to the end of `into`.

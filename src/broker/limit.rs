@@ -246,7 +246,11 @@ mod tests {
         assert_eq!(e.code, ErrorCode::InvalidArgument);
         assert!(e.message.contains("'max-frames'") && e.message.contains("max-frame,"));
         let e = limits.set(Limit::MaxMemory, 0).unwrap_err();
-        assert!(e.message.contains("'max-memory' must be above 0"), "{}", e.message);
+        assert!(
+            e.message.contains("'max-memory' must be above 0"),
+            "{}",
+            e.message
+        );
         assert!(limits.set(Limit::PingMax, u64::from(u32::MAX) + 1).is_err());
         assert_eq!(limits.max_memory, Limits::default().max_memory);
         limits.set(Limit::PingIntervalMs, 0).unwrap();

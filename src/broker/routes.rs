@@ -25,8 +25,14 @@ fn give_back<T: Shrink>(table: &mut T) {
     let (len, room) = (table.len(), table.room());
     if room > KEEP_ROOM && len * 4 < room {
         table.shrink_to((len * 2).max(KEEP_ROOM / 2));
+        if room >= TRIM_ROOM {
+            super::budget::trim_heap();
+        }
     }
 }
+
+/// The room of a shrunk table past which the heap is trimmed too.
+const TRIM_ROOM: usize = 1 << 16;
 
 /// The tables [`give_back`] shrinks.
 trait Shrink {

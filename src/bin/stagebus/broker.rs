@@ -40,9 +40,9 @@ pub(crate) fn cmd_broker(args: &Parsed) -> Result<(), Failure> {
         limits.ping_max = max;
     }
     for setting in args.all("limit") {
-        let (name, value) = setting.split_once('=').ok_or_else(|| {
-            args.usage(format!("--limit wants NAME=N, not '{setting}'"))
-        })?;
+        let (name, value) = setting
+            .split_once('=')
+            .ok_or_else(|| args.usage(format!("--limit wants NAME=N, not '{setting}'")))?;
         let value = value.parse::<u64>().map_err(|_| {
             args.usage(format!(
                 "--limit {name} wants a whole number, not '{value}'"
