@@ -49,6 +49,13 @@ pub(super) fn trim_heap() {
     }
 }
 
+/// The bytes a session with `name` and `methods` adds to a listing frame
+/// (an upper bound of its encoding: each length takes at most 5 bytes
+/// here, names being far below 4 GiB).
+pub(super) fn listing_cost(name: &str, methods: &[String]) -> usize {
+    10 + name.len() + methods.iter().map(|m| 5 + m.len()).sum::<usize>()
+}
+
 /// The bytes counted against the budget, by kind.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Budget {
@@ -58,6 +65,9 @@ pub(super) struct Budget {
     pub output: usize,
     /// Registry bytes (see [`session_cost`]).
     pub registry: usize,
+    /// What a listing of every session takes (see [`listing_cost`]):
+    /// not memory, a bound kept under the frame limit.
+    pub listing: usize,
     /// The most used since the last burst began.
     pub peak: usize,
     /// What was used at the last trim of the heap (or at the peak).

@@ -546,6 +546,7 @@ impl Core {
         Budget::adjust(&mut self.budget.input, peer.input, 0);
         Budget::adjust(&mut self.budget.output, peer.outbox.queued(), 0);
         Budget::adjust(&mut self.budget.registry, peer.registry, 0);
+        Budget::adjust(&mut self.budget.listing, peer.listing, 0);
         for name in peer.published {
             if let Some(s) = self.registry.remove(&name) {
                 let reason = Error::new(

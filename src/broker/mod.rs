@@ -125,10 +125,11 @@ pub struct Limits {
     /// cost for its entry) one connection may publish (default 4 MiB); a
     /// publish past it is answered `limit_exceeded`.
     pub max_registry_bytes_per_connection: usize,
-    /// Most registry bytes on the broker (default 12 MiB); a publish past
-    /// it is answered `limit_exceeded`. The broker keeps it under
-    /// [`Limits::max_frame`] (less a margin), so that a listing of every
-    /// session always fits in one frame.
+    /// Most registry bytes on the broker (default 64 MiB); a publish past
+    /// it is answered `limit_exceeded`. Independently, a publish that
+    /// would make the listing of every session larger than
+    /// [`Limits::max_frame`] is answered `limit_exceeded`, so that a
+    /// listing never fails for being large.
     pub max_registry_bytes: usize,
     /// Output queued for a connection past which the broker stops reading
     /// its input until that output is down to half of it (default
@@ -167,7 +168,7 @@ impl Default for Limits {
             max_hello_frame: 512,
             max_unauthenticated: 1024,
             max_registry_bytes_per_connection: 4 << 20,
-            max_registry_bytes: 12 << 20,
+            max_registry_bytes: 64 << 20,
             output_high_water: 1 << 20,
             write_timeout: Duration::from_secs(30),
             max_input_bytes: 256 << 20,

@@ -148,6 +148,8 @@ pub(super) struct Peer {
     pub input: usize,
     /// Registry bytes of the sessions it publishes.
     pub registry: usize,
+    /// What its sessions take in a listing.
+    pub listing: usize,
     /// Its input is not read until its output is down (see
     /// `Core::over_high_water`).
     pub read_paused: bool,

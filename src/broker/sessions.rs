@@ -2,7 +2,7 @@
 //! unsubscribe, and the notice to subscribers that a session is gone.
 //! Each keeps the registry and the connections' own lists in step.
 
-use super::budget::session_cost;
+use super::budget::{listing_cost, session_cost};
 use super::core::Core;
 use super::registry::{check_name, NameLimits};
 use super::ConnId;
@@ -10,9 +10,9 @@ use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdSet;
 use crate::wire::Frame;
 
-/// Room kept in a listing frame besides the registry's bytes (which
-/// count more than their encoding: each name counts a fixed cost too).
-const LISTING_MARGIN: usize = 64;
+/// Room kept in a listing frame besides its sessions: the result's id
+/// and kinds, the list's length.
+const LISTING_MARGIN: usize = 32;
 
 impl Core {
     pub(super) fn publish(
@@ -35,22 +35,25 @@ impl Core {
             ));
         }
         let cost = session_cost(session, &methods);
+        let listed = listing_cost(session, &methods);
         if self.registry.get(session).is_none() {
-            self.check_registry_budget(id, cost)?;
+            self.check_registry_budget(id, cost, listed)?;
         }
         self.registry.publish(session, methods, id, names)?;
         self.budget.registry += cost;
+        self.budget.listing += listed;
         if let Some(p) = self.peers.get_mut(&id) {
             p.published.insert(session.to_string());
             p.registry += cost;
+            p.listing += listed;
         }
         Ok(())
     }
 
-    /// Whether `id` may add `cost` registry bytes: within its own budget
-    /// and the broker's (kept under the frame limit, so that a listing
-    /// of everything fits in one frame).
-    fn check_registry_budget(&self, id: ConnId, cost: usize) -> Result<(), Error> {
+    /// Whether `id` may add `cost` registry bytes and `listed` bytes of
+    /// listing: within its own budget and the broker's, and with the
+    /// listing of everything still within one frame.
+    fn check_registry_budget(&self, id: ConnId, cost: usize, listed: usize) -> Result<(), Error> {
         let limits = self.limits();
         let own = self.peers.get(&id).map_or(0, |p| p.registry);
         let max_own = limits.max_registry_bytes_per_connection;
@@ -62,9 +65,18 @@ impl Core {
                 ),
             ));
         }
-        let max = limits
-            .max_registry_bytes
-            .min(limits.max_frame.saturating_sub(LISTING_MARGIN));
+        let max_listing = limits.max_frame.saturating_sub(LISTING_MARGIN);
+        let listing = self.budget.listing;
+        if listing + listed > max_listing {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "a listing would exceed the maximum frame of {} bytes with this session ({listed} bytes listed) besides the {listing} listed",
+                    limits.max_frame
+                ),
+            ));
+        }
+        let max = limits.max_registry_bytes;
         let all = self.budget.registry;
         if all + cost > max {
             return Err(Error::new(
@@ -80,10 +92,13 @@ impl Core {
     pub(super) fn rescind(&mut self, id: ConnId, session: &str) -> Result<(), Error> {
         let removed = self.registry.rescind(session, id)?;
         let cost = session_cost(session, &removed.methods);
+        let listed = listing_cost(session, &removed.methods);
         self.budget.registry = self.budget.registry.saturating_sub(cost);
+        self.budget.listing = self.budget.listing.saturating_sub(listed);
         if let Some(p) = self.peers.get_mut(&id) {
             p.published.remove(session);
             p.registry = p.registry.saturating_sub(cost);
+            p.listing = p.listing.saturating_sub(listed);
         }
         let reason = Error::new(
             ErrorCode::NoSuchSession,
