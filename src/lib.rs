@@ -139,6 +139,9 @@ pub mod value;
 pub mod wire;
 
 pub use broker::{Broker, BrokerConfig, BrokerStats, Limit, Limits};
+
+#[doc(hidden)]
+pub mod fuzzing;
 pub use client::{
     CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound, DEFAULT_LINGER,
 };

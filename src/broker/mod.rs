@@ -58,6 +58,33 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
+/// The core fed `bytes` as the input of one connection from its first
+/// byte, framed as the shell frames it (the hello's small limit first),
+/// and its output written; for the fuzz targets (`crate::fuzzing`).
+pub(crate) fn fuzz_connection(bytes: &[u8]) {
+    let limits = Limits {
+        max_frame: 64 * 1024,
+        ..Limits::default()
+    };
+    let mut core = core::Core::new(BrokerConfig::default().with_limits(limits));
+    let Some(id) = core.connect() else {
+        return;
+    };
+    let mut decoder = crate::wire::FrameDecoder::new(64 * 1024);
+    decoder.limit_first_frame(core.limits().max_hello_frame);
+    decoder.push(bytes);
+    while core.reads(id) {
+        match decoder.next_body() {
+            Ok(Some(body)) => core.receive(id, body),
+            Ok(None) => break,
+            Err(e) => core.input_ended(id, e.into()),
+        }
+    }
+    core.write_output(|_, out| Ok(out.len()));
+    let mut effects = Vec::new();
+    core.take_effects(&mut effects);
+}
+
 /// The broker's number for a connection.
 pub(crate) type ConnId = u64;
 
