@@ -39,6 +39,7 @@ mod calls;
 mod core;
 #[cfg(test)]
 mod core_tests;
+mod deadlines;
 mod handshake;
 mod limit;
 mod peer;

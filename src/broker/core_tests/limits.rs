@@ -46,7 +46,7 @@ fn connections_not_yet_authenticated_are_capped() {
 #[test]
 fn registry_bytes_are_budgeted_per_connection_and_given_back() {
     let name = "m".repeat(100);
-    let cost = super::super::budget::session_cost("S", &[name.clone()]);
+    let cost = super::super::budget::session_cost("S", std::slice::from_ref(&name));
     let mut h = Harness::with(config(
         Limits {
             max_registry_bytes_per_connection: 2 * cost,
