@@ -582,3 +582,154 @@ fn demo_prints_a_transcript_and_exits_0() {
         );
     }
 }
+
+/// `--json-args` sends what words cannot (lists, maps, bytes), words add
+/// to it, and what `echo` answers prints back in the same JSON form.
+#[test]
+fn call_sends_lists_maps_and_bytes_as_json_args() {
+    let (_broker, address) = tcp_broker(&[]);
+    let service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    assert!(service.next_line().unwrap().starts_with("serving Demo"));
+
+    let json = r#"{"xs":[1,2.5,"three",null,[true]],"m":{"k":"v","n":{"deep":-7}},"b":{"$bytes":"00ff7F"}}"#;
+    let out = run(&[
+        "call",
+        "--broker",
+        &address,
+        "--json-args",
+        json,
+        "Demo",
+        "echo",
+        "w=word",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "{\"type\":\"return\",\"args\":{\"b\":{\"$bytes\":\"00ff7f\"},\
+         \"m\":{\"k\":\"v\",\"n\":{\"deep\":-7}},\"w\":\"word\",\
+         \"xs\":[1,2.5,\"three\",null,[true]]}}\n"
+    );
+
+    // Bad JSON, a non-object, bad bytes, a name given twice: usage errors.
+    for (json, why) in [
+        ("{\"a\":", "bad JSON"),
+        ("[1]", "must be a JSON object"),
+        ("{\"b\":{\"$bytes\":\"f\"}}", "hex digits"),
+        ("{\"w\":1}", "'w' is given twice"),
+    ] {
+        let out = run(&[
+            "call",
+            "--broker",
+            &address,
+            "--json-args",
+            json,
+            "Demo",
+            "echo",
+            "w=2",
+        ]);
+        assert_eq!(out.code, Some(2), "{json}: {}", out.stderr);
+        assert!(out.stderr.contains(why), "{json}: {}", out.stderr);
+        assert!(out.stderr.contains("usage: stagebus"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn stats_prints_the_brokers_report_as_text_json_and_prometheus() {
+    let (_broker, address) = tcp_broker(&[]);
+    let service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    let ready = service.next_line().expect("serve says it is serving");
+    assert!(ready.starts_with("serving Demo on "), "{ready}");
+    for _ in 0..2 {
+        let out = run(&["call", "--broker", &address, "Demo", "echo", "text=hi"]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+    }
+    let out = run(&["call", "--broker", &address, "Demo", "nope"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+
+    let json = run(&["stats", "--broker", &address, "--json"]);
+    assert_eq!(json.code, Some(0), "{}", json.stderr);
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).expect("one JSON object");
+    assert_eq!(report["totals"]["calls"], 2, "{report}");
+    assert_eq!(report["errors"]["no_such_method"], 1, "{report}");
+    assert_eq!(report["sessions"][0]["name"], "Demo", "{report}");
+    assert_eq!(report["sessions"][0]["calls"], 2, "{report}");
+    // serve and this stats client.
+    assert_eq!(report["totals"]["connections"], 2, "{report}");
+
+    let prom = run(&["stats", "--broker", &address, "--prometheus"]);
+    assert_eq!(prom.code, Some(0), "{}", prom.stderr);
+    assert!(
+        prom.stdout.contains("\nstagebus_calls_total 2\n"),
+        "{}",
+        prom.stdout
+    );
+    assert!(
+        prom.stdout
+            .contains("stagebus_errors_total{code=\"no_such_method\"} 1\n"),
+        "{}",
+        prom.stdout
+    );
+
+    let text = run(&["stats", "--broker", &address]);
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    assert!(
+        text.stdout.contains("calls 2 (0 in flight)"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("session Demo"), "{}", text.stdout);
+
+    let both = run(&["stats", "--broker", &address, "--json", "--prometheus"]);
+    assert_eq!(both.code, Some(2), "{}", both.stderr);
+}
+
+#[test]
+fn broker_logs_refusals_as_text_or_json_at_the_level_asked() {
+    use std::io::Write as _;
+    for (format, level) in [("json", "debug"), ("text", "warn")] {
+        let (mut p, address) = tcp_broker(&["--log-format", format, "--log-level", level]);
+        let port = address.rsplit(':').next().unwrap();
+        let mut junk = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        junk.write_all(&[12, 0, 0, 0]).unwrap();
+        junk.write_all(b"not a hello!").unwrap();
+        // The broker answers with a refusal and closes: read to the end.
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut junk, &mut rest);
+        p.signal(libc::SIGTERM);
+        let (status, stderr) = p.wait();
+        assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        if format == "json" {
+            let records: Vec<serde_json::Value> = lines
+                .iter()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+                .collect();
+            let refused = records
+                .iter()
+                .find(|r| r["fields"]["reason"] == "protocol")
+                .unwrap_or_else(|| panic!("no protocol refusal in {stderr}"));
+            assert_eq!(refused["level"], "warn");
+            assert_eq!(refused["target"], "stagebus::broker");
+            assert!(
+                records.iter().any(|r| r["fields"]["peer"].is_string()),
+                "debug shows the accept with the peer: {stderr}"
+            );
+        } else {
+            let refused = lines
+                .iter()
+                .find(|l| l.contains("reason=protocol"))
+                .unwrap_or_else(|| panic!("no protocol refusal in {stderr}"));
+            assert!(refused.contains(" WARN stagebus::broker "), "{refused}");
+            assert!(!stderr.contains("peer="), "warn hides the accept: {stderr}");
+        }
+    }
+    let out = run(&[
+        "broker",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--log-level",
+        "loud",
+    ]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--log-level"), "{}", out.stderr);
+}

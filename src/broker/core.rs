@@ -27,6 +27,7 @@ use super::handshake::{check_hello, expected_hello};
 use super::peer::{CloseReason, Full, Peer};
 use super::registry::Registry;
 use super::routes::Routes;
+use super::stats::Counters;
 use super::waiters::{WaitId, Waiters};
 use super::{BrokerConfig, BrokerStats, ConnId, Limits};
 use crate::error::{Error, ErrorCode};
@@ -59,6 +60,9 @@ pub(super) enum Effect {
     /// `conn` read its output down: read its input again (bodies held
     /// back first), as a source that stopped early.
     Resume { conn: ConnId },
+    /// `conn` asked for the broker's report under `op`: answer it with
+    /// [`Core::answer_report`] (the shell knows the uptime and addresses).
+    Report { conn: ConnId, op: u64 },
 }
 
 /// The broker's state machine.
@@ -81,6 +85,7 @@ pub(super) struct Core {
     pub(super) budget: Budget,
     /// Connections that have not said hello.
     unauthenticated: usize,
+    pub(super) counters: Counters,
 }
 
 impl Core {
@@ -99,6 +104,7 @@ impl Core {
             stats: BrokerStats::default(),
             budget: Budget::default(),
             unauthenticated: 0,
+            counters: Counters::default(),
         }
     }
 
@@ -136,7 +142,7 @@ impl Core {
         if self.peers.len() >= limits.max_connections
             || self.unauthenticated >= limits.max_unauthenticated
         {
-            self.stats.connections_refused += 1;
+            self.stats.refused_connections += 1;
             return None;
         }
         self.unauthenticated += 1;
@@ -317,6 +323,7 @@ impl Core {
                     .map(|()| Reply::Sessions(self.registry.listing()));
                 self.reply(id, op, result);
             }
+            Frame::Stats { id: op } => self.effects.push(Effect::Report { conn: id, op }),
             Frame::Subscribe { id: op, session } => {
                 let result = self
                     .admit("a subscribe")
@@ -410,6 +417,7 @@ impl Core {
                 self.stats.slow_consumers += 1;
                 self.stats.limits_exceeded += 1;
             }
+            CloseReason::HelloRefused(_) => self.stats.refused_connections += 1,
             _ => {}
         }
     }
@@ -561,8 +569,11 @@ impl Core {
     /// Answers `id` on `to`; an answer too large to send becomes that
     /// error.
     pub(super) fn reply(&mut self, to: ConnId, id: u64, outcome: Result<Reply, Error>) {
-        if matches!(&outcome, Err(e) if e.code == ErrorCode::LimitExceeded) {
-            self.stats.limits_exceeded += 1;
+        if let Err(e) = &outcome {
+            self.counters.errors.add(e.code);
+            if e.code == ErrorCode::LimitExceeded {
+                self.stats.limits_exceeded += 1;
+            }
         }
         if let Err(e) = self.send(to, &Frame::Result { id, outcome }) {
             let _ = self.send(

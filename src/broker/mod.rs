@@ -47,6 +47,7 @@ mod registry;
 mod routes;
 mod sessions;
 mod shell;
+mod stats;
 mod waiters;
 
 use crate::error::{Error, ErrorCode};
@@ -147,7 +148,7 @@ pub struct Limits {
     pub max_hello_frame: usize,
     /// Most connections that have not said hello yet (default 1024);
     /// more are closed on accept and counted in
-    /// [`BrokerStats::connections_refused`].
+    /// [`BrokerStats::refused_connections`].
     pub max_unauthenticated: usize,
     /// Most registry bytes (session and method names, each with a fixed
     /// cost for its entry) one connection may publish (default 4 MiB); a
@@ -260,7 +261,7 @@ impl BrokerConfig {
 }
 
 /// Counters, for tests, benchmarks and operators.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BrokerStats {
     /// Open connections (handshaken or not).
     pub connections: usize,
@@ -277,9 +278,11 @@ pub struct BrokerStats {
     pub protocol_errors: u64,
     /// Connections closed for not reading their output.
     pub slow_consumers: u64,
-    /// Connections closed on accept: over [`Limits::max_connections`] or
-    /// [`Limits::max_unauthenticated`].
-    pub connections_refused: u64,
+    /// Calls delivered to publishers.
+    pub calls: u64,
+    /// Connections refused: over the connection limit, or their hello
+    /// refused (token, protocol version).
+    pub refused_connections: u64,
     /// Requests answered `limit_exceeded` and connections closed for
     /// going over a limit (queues, budgets).
     pub limits_exceeded: u64,
@@ -335,6 +338,14 @@ impl Broker {
     /// Current counters.
     pub fn stats(&self) -> BrokerStats {
         self.shell.stats()
+    }
+
+    /// Everything the broker reports about itself now: totals, errors by
+    /// code, each connection and each session
+    /// ([`crate::report::StatsReport::to_prometheus`] renders it for a
+    /// scrape).
+    pub fn report(&self) -> crate::report::StatsReport {
+        self.shell.report()
     }
 
     /// Stops listening and closes every connection: each client is told

@@ -128,3 +128,5 @@ mod version;
 mod args;
 
 mod values;
+
+mod log;

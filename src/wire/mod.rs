@@ -120,6 +120,8 @@ pub enum Reply {
         /// The encoded args.
         payload: Payload,
     },
+    /// Stats: the broker's report of itself.
+    Stats(Box<crate::report::StatsReport>),
 }
 
 impl Reply {
@@ -132,6 +134,7 @@ impl Reply {
             Reply::Sessions(s) => format!("a listing of {} sessions", s.len()),
             Reply::Methods(m) => format!("a list of {} methods", m.len()),
             Reply::Return { kind, .. } => format!("a '{kind}' result"),
+            Reply::Stats(_) => "a stats report".to_string(),
         }
     }
 }
@@ -302,6 +305,12 @@ pub enum Frame {
         /// Why (code `broker_gone`).
         reason: Error,
     },
+    /// Client → broker: report yourself. Answered with
+    /// [`Reply::Stats`].
+    Stats {
+        /// Correlation id.
+        id: u64,
+    },
 }
 
 impl Frame {
@@ -327,6 +336,7 @@ impl Frame {
             Frame::Ping => "ping",
             Frame::Pong => "pong",
             Frame::GoingAway { .. } => "going_away",
+            Frame::Stats { .. } => "stats",
         }
     }
 }

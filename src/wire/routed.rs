@@ -34,8 +34,11 @@ pub(crate) enum RoutedKind<'a> {
     Emit,
     /// [`Frame::Recall`].
     Recall,
-    /// [`Frame::Result`].
-    Result,
+    /// [`Frame::Result`], with its error's code when it is an error.
+    Result {
+        /// The code of an error result; `None` for a success.
+        error: Option<ErrorCode>,
+    },
 }
 
 /// A checked frame the broker forwards, borrowed from its body.
@@ -91,8 +94,10 @@ impl<'a> Inbound<'a> {
                 }
             }
             _ => {
-                decode_exactly::<mirror::Outcome<'a>>(tail)?;
-                RoutedKind::Result
+                let outcome: mirror::Outcome<'a> = decode_exactly(tail)?;
+                RoutedKind::Result {
+                    error: outcome.0.err().map(|e| ErrorCode::from(e.code)),
+                }
             }
         };
         Ok(Inbound::Routed(Routed {
@@ -111,7 +116,7 @@ impl Routed<'_> {
             RoutedKind::Deliver { .. } => "deliver",
             RoutedKind::Emit => "emit",
             RoutedKind::Recall => "recall",
-            RoutedKind::Result => "result",
+            RoutedKind::Result { .. } => "result",
         }
     }
 

@@ -32,7 +32,7 @@ fn connections_not_yet_authenticated_are_capped() {
     let a = h.connect();
     let _b = h.connect();
     assert_eq!(h.core.connect(), None, "a third waits for no hello");
-    assert_eq!(h.core.stats().connections_refused, 1);
+    assert_eq!(h.core.stats().refused_connections, 1);
     // One says hello: room for another.
     h.send(a, &hello(None));
     let c = h.connect();
@@ -40,7 +40,7 @@ fn connections_not_yet_authenticated_are_capped() {
     // One closes without a hello: room again.
     h.core.close(c, CloseReason::HandshakeTimeout);
     assert!(h.core.connect().is_some());
-    assert_eq!(h.core.stats().connections_refused, 2);
+    assert_eq!(h.core.stats().refused_connections, 2);
 }
 
 #[test]
