@@ -4,7 +4,7 @@
 use crate::command_line::{address, PingFlags};
 use crate::logging::LogFlags;
 use crate::{stop_signals, Failure};
-use stagebus::{Address, Broker, BrokerConfig, EventLoop, Limits};
+use stagebus::{Address, Broker, BrokerConfig, EventLoop, Limit, Limits};
 use std::io::{self, Write};
 
 /// `stagebus broker`'s flags.
@@ -19,6 +19,9 @@ pub(crate) struct BrokerArgs {
     /// most connections at once (default: the open-file limit, raised to the hard limit at start, less 32 + 2 per address)
     #[arg(long, value_name = "N", value_parser = positive_count)]
     pub(crate) max_connections: Option<usize>,
+    /// set a broker limit by name (max-hello-frame, max-unauthenticated, max-memory, write-timeout-ms, ...; a wrong name lists them all); repeat for more
+    #[arg(long = "limit", value_name = "NAME=N", value_parser = limit_setting)]
+    pub(crate) limits: Vec<(Limit, u64)>,
     #[command(flatten)]
     pub(crate) ping: PingFlags,
     #[command(flatten)]
@@ -30,6 +33,19 @@ fn positive_count(text: &str) -> Result<usize, String> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("--max-connections wants a positive whole number, not '{text}'"))
+}
+
+/// One `--limit NAME=N`, checked against the limits' own rules.
+fn limit_setting(text: &str) -> Result<(Limit, u64), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--limit wants NAME=N, not '{text}'"))?;
+    let limit = Limit::from_name(name).map_err(|e| e.message)?;
+    let value = value
+        .parse::<u64>()
+        .map_err(|_| format!("--limit {name} wants a whole number, not '{value}'"))?;
+    Limits::default().set(limit, value).map_err(|e| e.message)?;
+    Ok((limit, value))
 }
 
 pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
@@ -53,6 +69,11 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
     }
     if let Some(max) = args.ping.ping_max {
         limits.ping_max = max;
+    }
+    for &(limit, value) in &args.limits {
+        limits
+            .set(limit, value)
+            .map_err(|e| Failure::Failed(e.message))?;
     }
     let mut config = BrokerConfig::listening(listen).with_limits(limits);
     config.token = args.token.clone();
