@@ -2,17 +2,25 @@
 //! connection limit drawn from the open-file limit unless one is given.
 
 use crate::command_line::{address, PingFlags};
+use crate::config_file::{self, BrokerFile};
 use crate::logging::LogFlags;
 use crate::{stop_signals, Failure};
 use stagebus::{Address, Broker, BrokerConfig, EventLoop, Limit, Limits};
 use std::io::{self, Write};
+use std::path::PathBuf;
 
 /// `stagebus broker`'s flags.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BrokerArgs {
-    /// tcp://HOST:PORT or unix:PATH; repeat for more (port 0 picks one)
-    #[arg(long, value_name = "ADDR", required = true, value_parser = address)]
+    /// tcp://HOST:PORT or unix:PATH; repeat for more (port 0 picks one); replaces the config file's
+    #[arg(long, value_name = "ADDR", required_unless_present_any = ["config", "check_config"], value_parser = address)]
     pub(crate) listen: Vec<Address>,
+    /// read listeners, token, limits and logging from this TOML file; flags override it
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// check this config file, print what is wrong (with its line) or "ok", and exit
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub(crate) check_config: Option<PathBuf>,
     /// require this shared secret from clients
     #[arg(long, value_name = "T")]
     pub(crate) token: Option<String>,
@@ -49,8 +57,26 @@ fn limit_setting(text: &str) -> Result<(Limit, u64), String> {
 }
 
 pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
-    args.log.install();
-    let listen = args.listen.clone();
+    if let Some(path) = &args.check_config {
+        config_file::read(path).map_err(Failure::Failed)?;
+        crate::say(&format!("{}: ok", path.display()));
+        return Ok(());
+    }
+    let file = match &args.config {
+        Some(path) => config_file::read(path).map_err(Failure::Failed)?,
+        None => BrokerFile::default(),
+    };
+    args.log.install_over(file.log_level, file.log_format);
+    let listen = if args.listen.is_empty() {
+        file.listen.clone()
+    } else {
+        args.listen.clone()
+    };
+    if listen.is_empty() {
+        return Err(Failure::Usage(
+            "nothing to listen on: give --listen or `listen` in the config file".into(),
+        ));
+    }
     let max_connections = match args.max_connections {
         Some(n) => n,
         None => {
@@ -62,21 +88,25 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
     let signals = stop_signals::block()?;
     let lp =
         EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
+    // The file, then the flags: each later one wins.
     let mut limits = Limits::default();
     limits.max_connections = max_connections;
+    for &(limit, value) in file.limits.iter().chain(&args.limits) {
+        limits
+            .set(limit, value)
+            .map_err(|e| Failure::Failed(e.message))?;
+    }
+    if let Some(n) = args.max_connections {
+        limits.max_connections = n;
+    }
     if let Some(interval) = args.ping.ping_interval {
         limits.ping_interval = interval;
     }
     if let Some(max) = args.ping.ping_max {
         limits.ping_max = max;
     }
-    for &(limit, value) in &args.limits {
-        limits
-            .set(limit, value)
-            .map_err(|e| Failure::Failed(e.message))?;
-    }
     let mut config = BrokerConfig::listening(listen).with_limits(limits);
-    config.token = args.token.clone();
+    config.token = args.token.clone().or(file.token);
     let broker = Broker::new(&lp, config)?;
     stop_signals::stop_loop_on(&lp, signals)?;
     {
