@@ -30,6 +30,16 @@
 // See [`DEFAULT_PING_INTERVAL`].
 #define DEFAULT_PING_MAX 2
 
+// How many times its size a payload may take once decoded (see
+// [`Payload::decode_within`]): enough for any payload of ordinary
+// values (an integer of one byte on the wire takes a slot of
+// `size_of::<Value>()`), far below what tiny elements would take.
+#define DECODE_FACTOR 80
+
+// The most bytes one payload may take once decoded by
+// [`Payload::decode`] (64 MiB).
+#define DEFAULT_MAX_DECODED (64 << 20)
+
 // The outcome of a call. Numbers are stable and never reused; 1–99 are
 // the library's error codes (the same numbers travel on the wire), 100
 // and up are errors of the C call itself.
@@ -434,6 +444,32 @@ enum sb_status sb_broker_report_prometheus(const struct sb_broker *broker,
                                            char *buf,
                                            size_t cap,
                                            size_t *len);
+
+// Sets one of the broker's limits by name while it runs: the names
+// and meanings are those of the command line's `--limit NAME=N` and of
+// Rust's `Limit` (`"max-hello-frame"`, `"max-unauthenticated"`,
+// `"max-registry-bytes-per-connection"`, `"max-registry-bytes"`,
+// `"output-high-water"`, `"write-timeout-ms"`, `"max-input-bytes"`,
+// `"max-memory"`, `"max-frame"`, ...; durations in milliseconds).
+// `SB_INVALID_ARGUMENT`, with nothing changed, for an unknown name (the
+// message lists every name) or a 0 that would refuse everything.
+// Budgets, caps and timeouts apply from the next check; the frame size
+// limits to connections accepted afterwards. Going over a limit is an
+// error to whoever went over (`SB_LIMIT_EXCEEDED`, or a refusal and a
+// close for a peer that floods or does not read), counted in
+// `sb_broker_limits_exceeded`.
+enum sb_status sb_broker_set_limit(const struct sb_broker *broker,
+                                   const char *name,
+                                   uint64_t value);
+
+// Writes the current value of the broker's limit `name` (see
+// `sb_broker_set_limit`) to `out`.
+enum sb_status sb_broker_limit(const struct sb_broker *broker, const char *name, uint64_t *out);
+
+// How many times a client went over one of the broker's limits: requests
+// answered `SB_LIMIT_EXCEEDED`, and connections refused or closed for a
+// limit (the input budget, a peer that does not read).
+uint64_t sb_broker_limits_exceeded(const struct sb_broker *broker);
 
 // Starts connecting to the broker at `address` with an optional `token`.
 // `on_connect` runs once with the outcome (then `free_user`).

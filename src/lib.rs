@@ -140,7 +140,10 @@ pub mod value;
 #[doc(hidden)]
 pub mod wire;
 
-pub use broker::{Broker, BrokerConfig, BrokerStats, Limits};
+pub use broker::{Broker, BrokerConfig, BrokerStats, Limit, Limits};
+
+#[doc(hidden)]
+pub mod fuzzing;
 pub use client::{
     CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound, DEFAULT_LINGER,
 };

@@ -44,9 +44,15 @@ pub enum Value {
     /// A 64-bit float.
     Float(f64),
     /// A UTF-8 string.
-    Str(#[serde(deserialize_with = "crate::wire::text::deserialize")] String),
+    Str(#[serde(deserialize_with = "nesting::text")] String),
     /// Arbitrary bytes.
-    Bytes(#[serde(with = "crate::wire::bytes")] Vec<u8>),
+    Bytes(
+        #[serde(
+            serialize_with = "crate::wire::bytes::serialize",
+            deserialize_with = "nesting::bytes"
+        )]
+        Vec<u8>,
+    ),
     /// An ordered list.
     List(#[serde(deserialize_with = "nesting::list")] Vec<Value>),
     /// A map from names to values.
@@ -57,6 +63,13 @@ pub enum Value {
 /// recurses once per level, so without a bound a peer's payload of a few
 /// hundred kilobytes of nested lists would overflow the receiver's stack.
 pub const MAX_DEPTH: usize = 128;
+
+/// Runs `decode` (a decoding of args on this thread) with `max` bytes
+/// of decoded size to spend: lists, maps, strings and bytes charge what
+/// they take, and the decoding fails once it is spent.
+pub(crate) fn decode_budget<T>(max: usize, decode: impl FnOnce() -> T) -> T {
+    nesting::within(max, decode)
+}
 
 /// Counts the nesting of the value being decoded on this thread.
 mod nesting {
@@ -92,9 +105,84 @@ mod nesting {
         }
     }
 
+    thread_local! {
+        /// Bytes the value being decoded on this thread may still take
+        /// (None: unbounded), set by [`within`].
+        static BUDGET: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    /// Runs `decode` with `max` bytes of decoded size to spend (see
+    /// [`charge`]); the budget before it is restored after.
+    pub fn within<T>(max: usize, decode: impl FnOnce() -> T) -> T {
+        let outer = BUDGET.with(|b| b.replace(Some(max)));
+        let out = decode();
+        BUDGET.with(|b| b.set(outer));
+        out
+    }
+
+    /// Spends `n` bytes of the decoding budget, if one is set: an error
+    /// once it is spent, so that a payload of tiny elements (a million
+    /// nulls) cannot make the receiver hold many times its size.
+    pub fn charge<E: Error>(n: usize) -> Result<(), E> {
+        BUDGET.with(|b| match b.get() {
+            None => Ok(()),
+            Some(left) if left >= n => {
+                b.set(Some(left - n));
+                Ok(())
+            }
+            Some(_) => Err(E::custom(
+                "its values decode to more than the decoding limit (a small multiple of the payload, and at most the receiver's limit)",
+            )),
+        })
+    }
+
+    /// What one element of a list costs: its slot, twice (a growing
+    /// vector's room).
+    pub const ELEMENT: usize = 2 * std::mem::size_of::<Value>();
+
+    /// What one entry of a map costs: its key and value and the tree's
+    /// node around them.
+    pub const ENTRY: usize = std::mem::size_of::<(String, Value)>() + 16;
+
     pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+        struct ListVisitor;
+        impl<'de> serde::de::Visitor<'de> for ListVisitor {
+            type Value = Vec<Value>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of values")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Vec<Value>, A::Error> {
+                // Room as announced, but never more than a small first
+                // batch: the announced length is the peer's word.
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                loop {
+                    charge::<A::Error>(ELEMENT)?;
+                    match seq.next_element::<Value>()? {
+                        Some(v) => out.push(v),
+                        None => return Ok(out),
+                    }
+                }
+            }
+        }
         let _level = Level::enter()?;
-        Vec::deserialize(d)
+        d.deserialize_seq(ListVisitor)
+    }
+
+    /// A string, charged its length.
+    pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let s = crate::wire::text::deserialize(d)?;
+        charge::<D::Error>(s.len())?;
+        Ok(s)
+    }
+
+    /// Bytes, charged their length.
+    pub fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let b = crate::wire::bytes::deserialize(d)?;
+        charge::<D::Error>(b.len())?;
+        Ok(b)
     }
 
     pub fn map<'de, D: Deserializer<'de>>(d: D) -> Result<Args, D::Error> {
@@ -121,7 +209,12 @@ impl<'de> Deserialize<'de> for Args {
             }
             fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Args, M::Error> {
                 let mut args = BTreeMap::new();
-                while let Some((Text(name), value)) = map.next_entry::<Text, Value>()? {
+                loop {
+                    nesting::charge::<M::Error>(nesting::ENTRY)?;
+                    let Some((Text(name), value)) = map.next_entry::<Text, Value>()? else {
+                        break;
+                    };
+                    nesting::charge::<M::Error>(name.len())?;
                     args.insert(name, value);
                 }
                 Ok(Args(args))
@@ -306,6 +399,45 @@ mod tests {
         }
         bytes.push(0);
         bytes
+    }
+
+    /// Args `{x: [null; n]}` as bytes.
+    fn nulls(n: u32) -> Vec<u8> {
+        let mut bytes = vec![1, 1, b'x', 6, 0xfc];
+        bytes.extend_from_slice(&n.to_le_bytes());
+        bytes.resize(bytes.len() + n as usize, 0);
+        bytes
+    }
+
+    #[test]
+    fn decoded_size_is_bounded_by_the_payload_and_a_limit() {
+        use crate::wire::{Payload, DECODE_FACTOR};
+        let small = Payload(nulls(1000)).decode().unwrap();
+        assert_eq!(
+            small
+                .get("x")
+                .map(|v| matches!(v, Value::List(l) if l.len() == 1000)),
+            Some(true)
+        );
+        // Over the receiver's limit: a protocol error, not a huge value.
+        let e = Payload(nulls(1 << 20)).decode_within(8 << 20).unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::Protocol);
+        assert!(e.message.contains("decoding limit"), "{}", e.message);
+        // 16 million nulls under the default limit.
+        let e = Payload(nulls(16 << 20)).decode().unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::Protocol);
+        // Ordinary values of every kind fit the multiple of their size.
+        let mut args = Args::new();
+        let list: Vec<Value> = (0..10_000).map(Value::Int).collect();
+        args.insert("ints", Value::List(list));
+        let mut inner = Args::new();
+        for i in 0..1000 {
+            inner.insert(format!("k{i}"), Value::Null);
+        }
+        args.insert("map", Value::Map(inner));
+        args.insert("s", Value::Str("x".repeat(1000)));
+        let p = Payload::encode(&args);
+        assert_eq!(p.decode_within(p.0.len() * DECODE_FACTOR).unwrap(), args);
     }
 
     #[test]

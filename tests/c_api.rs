@@ -251,6 +251,7 @@ c_programs!(
     log_handler,
     stats,
     monitor,
+    limits,
 );
 
 #[test]

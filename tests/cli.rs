@@ -775,3 +775,86 @@ fn monitor_prints_a_calls_frames_as_json_lines_until_sigint() {
     let (status, stderr) = monitor.wait();
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");
 }
+
+#[test]
+fn broker_reads_a_config_file_that_flags_override_and_rejects_a_misspelt_key() {
+    let dir = TempDir::new("config");
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "listen = [\"tcp://127.0.0.1:0\"]\n\
+         token = \"from-file\"\n\
+         [limits]\n\
+         max-connections = 3\n\
+         [log]\n\
+         level = \"debug\"\n\
+         format = \"json\"\n",
+    )
+    .unwrap();
+    let checked = run(&["broker", "--check-config", good.to_str().unwrap()]);
+    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+    assert_eq!(checked.stdout, format!("{}: ok\n", good.display()));
+
+    // The file's token and limit apply; its JSON logging at debug too.
+    let (mut p, addresses) = broker(&[
+        "--config",
+        good.to_str().unwrap(),
+        "--listen",
+        "tcp://127.0.0.1:0",
+    ]);
+    let address = &addresses[0];
+    let refused = run(&["list", "--broker", address]);
+    assert_eq!(
+        refused.code,
+        Some(1),
+        "the file's token is required: {}",
+        refused.stdout
+    );
+    let listed = run(&["list", "--broker", address, "--token", "from-file"]);
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    p.signal(libc::SIGTERM);
+    let (status, stderr) = p.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let first = stderr.lines().next().expect("debug logging from the file");
+    let record: serde_json::Value = serde_json::from_str(first).expect("JSON from the file");
+    assert_eq!(record["target"], "stagebus::broker", "{first}");
+
+    // A flag beats the file: text logging at warn shows no accepts.
+    let (mut p, addresses) = broker(&[
+        "--config",
+        good.to_str().unwrap(),
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--log-format",
+        "text",
+        "--log-level",
+        "warn",
+        "--token",
+        "from-flag",
+    ]);
+    let listed = run(&["list", "--broker", &addresses[0], "--token", "from-flag"]);
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    p.signal(libc::SIGTERM);
+    let (_, stderr) = p.wait();
+    assert!(!stderr.contains("peer="), "{stderr}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "listen = [\"tcp://127.0.0.1:0\"]\n[limits]\nmax-conections = 3\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["broker", "--check-config", bad.to_str().unwrap()],
+        vec!["broker", "--config", bad.to_str().unwrap()],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.stdout);
+        assert!(out.stderr.contains("line 3"), "{}", out.stderr);
+        assert!(out.stderr.contains("max-conections"), "{}", out.stderr);
+    }
+    let missing = run(&["broker", "--config", "/nonexistent/stagebus.toml"]);
+    assert_eq!(missing.code, Some(1), "{}", missing.stderr);
+    let nothing = run(&["broker"]);
+    assert_eq!(nothing.code, Some(2), "{}", nothing.stderr);
+}

@@ -543,6 +543,16 @@ fn scaled(c: &Counts) -> Vec<u64> {
     let mut loader = Proc::spawn(cmd, "loader", true);
     let settle = || std::thread::sleep(Duration::from_millis(50));
     settle();
+    let rss_fresh = rss(pid);
+    // Unauthenticated connections first, under the broker's cap.
+    let raw = c.idle_conns.min(1000);
+    loader.send(&format!("raw {raw}"));
+    loader.expect("ok");
+    settle();
+    let rss_raw = rss(pid);
+    loader.send("unraw");
+    loader.expect("ok");
+    settle();
     let rss0 = rss(pid);
     loader.send(&format!("conns {}", c.idle_conns));
     loader.expect("ok");
@@ -565,7 +575,11 @@ fn scaled(c: &Counts) -> Vec<u64> {
     broker.proc.stop();
     publisher.finish();
     let per = |a: u64, b: u64, n: u64| b.saturating_sub(a) as f64 / n as f64;
-    println!("INFO rss_empty_bytes {rss0}");
+    println!("INFO rss_empty_bytes {rss_fresh}");
+    println!(
+        "INFO bytes_per_unauthenticated_conn {:.0}",
+        per(rss_fresh, rss_raw, raw)
+    );
     println!("INFO rss_loaded_bytes {rss3}");
     println!(
         "INFO bytes_per_idle_conn {:.0}",

@@ -292,7 +292,11 @@ pub fn run(args: &[String]) -> ExitCode {
                 .and_then(|v| median_f(v))
         };
         let rss_lines = [
-            ("bytes_per_idle_conn", "broker RSS per idle connection"),
+            (
+                "bytes_per_unauthenticated_conn",
+                "broker RSS per unauthenticated connection",
+            ),
+            ("bytes_per_idle_conn", "broker RSS per authenticated idle connection"),
             ("bytes_per_pending", "broker RSS per pending call"),
             ("bytes_per_session", "broker RSS per published session"),
         ];

@@ -415,11 +415,13 @@ const CONNECT_BATCH: u64 = 100;
 /// `sessions N` (N published sessions over N/4000 connections),
 /// `pending N` (a `sink` session whose publisher never answers, and N
 /// calls to it from another connection, all delivered), `conns N` (N
-/// idle, handshaken connections), `quit`.
+/// idle, handshaken connections), `raw N` (N connections that never say
+/// hello), `unraw` (closes those), `quit`.
 pub fn loader(args: &[String]) -> ExitCode {
     let addr = address(args.first());
     let lp = EventLoop::new().unwrap();
     let mut keep: Vec<Client> = Vec::new();
+    let mut raw: Vec<Box<dyn std::any::Any>> = Vec::new();
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
@@ -517,6 +519,25 @@ pub fn loader(args: &[String]) -> ExitCode {
                     left -= batch;
                 }
             }
+            "raw" => {
+                // Connections that never say hello, held open (the
+                // broker caps them at its max-unauthenticated, 1024 by
+                // default).
+                for _ in 0..n {
+                    let stream: Box<dyn std::any::Any> = match &addr {
+                        Address::Tcp(a) => Box::new(
+                            std::net::TcpStream::connect(a)
+                                .unwrap_or_else(|e| fail(format!("raw connect: {e}"))),
+                        ),
+                        Address::Unix(p) => Box::new(
+                            std::os::unix::net::UnixStream::connect(p)
+                                .unwrap_or_else(|e| fail(format!("raw connect: {e}"))),
+                        ),
+                    };
+                    raw.push(stream);
+                }
+            }
+            "unraw" => raw.clear(),
             "quit" => break,
             other => fail(format!("loader: unknown command '{other}'")),
         }

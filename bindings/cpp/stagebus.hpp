@@ -626,6 +626,23 @@ public:
     void set_ping(std::chrono::milliseconds interval, std::uint32_t max) const {
         detail::check(sb_broker_set_ping(raw(), static_cast<std::uint64_t>(interval.count()), max));
     }
+
+    // Sets one of the broker's limits by name ("max-hello-frame",
+    // "max-memory", "write-timeout-ms", ...; see sb_broker_set_limit);
+    // throws Error (invalid_argument) for an unknown name or a bad value.
+    void set_limit(CStr name, std::uint64_t value) const {
+        detail::check(sb_broker_set_limit(raw(), name.c_str(), value));
+    }
+
+    // The current value of the broker's limit `name`.
+    std::uint64_t limit(CStr name) const {
+        std::uint64_t value = 0;
+        detail::check(sb_broker_limit(raw(), name.c_str(), &value));
+        return value;
+    }
+
+    // How many times a client went over one of the broker's limits.
+    std::uint64_t limits_exceeded() const noexcept { return sb_broker_limits_exceeded(raw()); }
 };
 
 // A connection to a broker.

@@ -90,6 +90,7 @@ impl Core {
                 "a call needs a session and a method (a name is empty)",
             ));
         }
+        self.admit("a call")?;
         let max = self.limits().max_pending_per_connection;
         self.routes.admit(id, call, max)?;
         let s = self

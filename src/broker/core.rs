@@ -22,6 +22,7 @@
 //! forwarded with only the id rewritten, into output buffers and lists
 //! that keep their room, with no allocation per frame.
 
+use super::budget::Budget;
 use super::handshake::{check_hello, expected_hello};
 use super::monitor::Monitor;
 use super::peer::{CloseReason, Full, Peer};
@@ -57,6 +58,9 @@ pub(super) enum Effect {
     /// writes `rest` (ending with the going-away notice) before it
     /// closes: a lingering close.
     Linger { conn: ConnId, rest: Vec<u8> },
+    /// `conn` read its output down: read its input again (bodies held
+    /// back first), as a source that stopped early.
+    Resume { conn: ConnId },
     /// `conn` asked for the broker's report under `op`: answer it with
     /// [`Core::answer_report`] (the shell knows the uptime and addresses).
     Report { conn: ConnId, op: u64 },
@@ -78,6 +82,10 @@ pub(super) struct Core {
     to_close: Vec<(ConnId, CloseReason)>,
     pub(super) effects: Vec<Effect>,
     pub(super) stats: BrokerStats,
+    /// Bytes held, for the memory budget.
+    pub(super) budget: Budget,
+    /// Connections that have not said hello.
+    unauthenticated: usize,
     pub(super) counters: Counters,
     /// Connections monitoring the traffic (`monitor.rs`).
     pub(super) monitors: Vec<Monitor>,
@@ -100,6 +108,8 @@ impl Core {
             to_close: Vec::new(),
             effects: Vec::new(),
             stats: BrokerStats::default(),
+            budget: Budget::default(),
+            unauthenticated: 0,
             counters: Counters::default(),
             monitors: Vec::new(),
             clock_ms: 0,
@@ -108,6 +118,10 @@ impl Core {
 
     pub fn limits(&self) -> &Limits {
         &self.config.limits
+    }
+
+    pub fn limits_mut(&mut self) -> &mut Limits {
+        &mut self.config.limits
     }
 
     /// New liveness settings, taken by each connection at its next tick.
@@ -122,6 +136,7 @@ impl Core {
             sessions: self.registry.len(),
             pending_calls: self.routes.len(),
             waiting_subscribes: self.waiters.len(),
+            memory_used: self.memory_used(),
             ..self.stats
         }
     }
@@ -131,10 +146,14 @@ impl Core {
     pub fn connect(&mut self) -> Option<ConnId> {
         let id = self.next_conn;
         self.next_conn += 1;
-        if self.peers.len() >= self.config.limits.max_connections {
+        let limits = &self.config.limits;
+        if self.peers.len() >= limits.max_connections
+            || self.unauthenticated >= limits.max_unauthenticated
+        {
             self.stats.refused_connections += 1;
             return None;
         }
+        self.unauthenticated += 1;
         self.peers.insert(id, Peer::default());
         self.effects.push(Effect::ArmDeadline {
             conn: id,
@@ -183,88 +202,6 @@ impl Core {
         self.process_closes();
     }
 
-    /// The deadline of `id` passed: closed if it has not said hello
-    /// (even when refused and its refusal is not written yet), or if the
-    /// frame it started is still not complete.
-    pub fn deadline_passed(&mut self, id: ConnId) {
-        let Some(peer) = self.peers.get_mut(&id) else {
-            return;
-        };
-        if !peer.handshaken {
-            self.condemn(id, CloseReason::HandshakeTimeout);
-        } else if std::mem::take(&mut peer.frame_progress) {
-            // Frames kept completing (a busy stream whose reads end
-            // inside frames): the one in progress gets a new deadline.
-            self.effects.push(Effect::ArmDeadline {
-                conn: id,
-                after: self.config.limits.frame_timeout,
-            });
-        } else if std::mem::take(&mut peer.frame_deadline) {
-            self.condemn(id, CloseReason::FrameTimeout);
-        }
-        self.process_closes();
-    }
-
-    /// A read of `id` ended (once per read, not per frame): it was heard
-    /// from, `completed` says whether a frame completed in it, and
-    /// `mid_frame` whether it stopped inside a frame, which must then
-    /// complete within [`Limits::frame_timeout`] (a frame started after
-    /// others completed under an armed deadline gets at most twice
-    /// that). Before its hello the handshake deadline covers it.
-    pub fn read_done(&mut self, id: ConnId, completed: bool, mid_frame: bool) {
-        let Some(peer) = self.peers.get_mut(&id) else {
-            return;
-        };
-        peer.liveness.heard();
-        if !peer.handshaken {
-            return;
-        }
-        if peer.frame_deadline == mid_frame {
-            peer.frame_progress |= mid_frame && completed;
-            return;
-        }
-        peer.frame_progress = false;
-        peer.frame_deadline = mid_frame;
-        self.effects.push(if mid_frame {
-            Effect::ArmDeadline {
-                conn: id,
-                after: self.config.limits.frame_timeout,
-            }
-        } else {
-            Effect::DisarmDeadline { conn: id }
-        });
-    }
-
-    /// The ping interval of `id` passed: a silent connection is pinged,
-    /// one that left its pings unanswered is closed like a disconnect.
-    pub fn tick(&mut self, id: ConnId) {
-        let max = self.config.limits.ping_max;
-        let Some(peer) = self.peers.get_mut(&id) else {
-            return;
-        };
-        if !peer.reads() {
-            return;
-        }
-        match peer.liveness.tick(max) {
-            crate::liveness::Tick::Alive => {}
-            crate::liveness::Tick::Ping => {
-                let _ = self.send(id, &Frame::Ping);
-            }
-            crate::liveness::Tick::Dead => {
-                self.condemn(id, CloseReason::Unresponsive);
-                self.process_closes();
-                return;
-            }
-        }
-        let interval = self.config.limits.ping_interval;
-        if !interval.is_zero() {
-            self.effects.push(Effect::ArmTick {
-                conn: id,
-                after: interval,
-            });
-        }
-    }
-
     /// The socket of `id` has room again: its output is to be written.
     pub fn writable(&mut self, id: ConnId) {
         self.mark_dirty(id);
@@ -310,6 +247,8 @@ impl Core {
         self.routes.clear();
         self.drop_all_waiters();
         self.registry = Registry::default();
+        self.budget = Budget::default();
+        self.unauthenticated = 0;
         self.dirty.clear();
         self.to_close.clear();
         self.flush_requested = false;
@@ -343,6 +282,12 @@ impl Core {
                 }
             };
             peer.outbox.consume(n);
+            self.budget.output = self.budget.output.saturating_sub(n);
+            if peer.read_paused && peer.outbox.queued() <= self.config.limits.output_high_water / 2
+            {
+                peer.read_paused = false;
+                self.effects.push(Effect::Resume { conn: id });
+            }
             if peer.outbox.queued() == 0 {
                 if let Some(reason) = peer.closing.take() {
                     peer.condemned = true;
@@ -353,6 +298,7 @@ impl Core {
         // Writing marks nothing dirty: the list keeps its room.
         self.dirty = dirty;
         self.process_closes();
+        self.trim_after_burst();
     }
 
     /// Moves the effects produced so far to the end of `into`.
@@ -371,7 +317,9 @@ impl Core {
                 session,
                 methods,
             } => {
-                let result = self.publish(id, &session, methods);
+                let result = self
+                    .admit("a publish")
+                    .and_then(|()| self.publish(id, &session, methods));
                 let published = result.is_ok();
                 self.reply(id, op, result.map(|()| Reply::Done));
                 if published {
@@ -385,8 +333,10 @@ impl Core {
                 self.reply(id, op, result.map(|()| Reply::Done));
             }
             Frame::Listing { id: op } => {
-                let list = self.registry.listing();
-                self.reply(id, op, Ok(Reply::Sessions(list)));
+                let result = self
+                    .admit("a listing")
+                    .map(|()| Reply::Sessions(self.registry.listing()));
+                self.reply(id, op, result);
             }
             Frame::Stats { id: op } => self.effects.push(Effect::Report { conn: id, op }),
             Frame::Monitor {
@@ -398,14 +348,19 @@ impl Core {
                 self.reply(id, op, Ok(Reply::Done));
             }
             Frame::Subscribe { id: op, session } => {
-                let result = self.subscribe(id, &session);
+                let result = self
+                    .admit("a subscribe")
+                    .and_then(|()| self.subscribe(id, &session));
                 self.reply(id, op, result.map(Reply::Methods));
             }
             Frame::SubscribeWait {
                 id: op,
                 session,
                 wait_ms,
-            } => self.subscribe_waiting(id, op, &session, Duration::from_millis(wait_ms)),
+            } => match self.admit("a subscribe") {
+                Ok(()) => self.subscribe_waiting(id, op, &session, Duration::from_millis(wait_ms)),
+                Err(e) => self.reply(id, op, Err(e)),
+            },
             Frame::Unsubscribe { id: op, session } => {
                 let result = self.unsubscribe(id, &session);
                 self.reply(id, op, result.map(|()| Reply::Done));
@@ -450,6 +405,7 @@ impl Core {
         }
         if let Some(p) = self.peers.get_mut(&id) {
             p.handshaken = true;
+            self.unauthenticated = self.unauthenticated.saturating_sub(1);
             self.effects.push(Effect::DisarmDeadline { conn: id });
             let interval = self.config.limits.ping_interval;
             if !interval.is_zero() {
@@ -481,7 +437,10 @@ impl Core {
     fn count(&mut self, reason: &CloseReason) {
         match reason {
             CloseReason::Protocol(_) => self.stats.protocol_errors += 1,
-            CloseReason::SlowConsumer(_) => self.stats.slow_consumers += 1,
+            CloseReason::SlowConsumer(_) => {
+                self.stats.slow_consumers += 1;
+                self.stats.limits_exceeded += 1;
+            }
             CloseReason::HelloRefused(_) => self.stats.refused_connections += 1,
             _ => {}
         }
@@ -489,7 +448,7 @@ impl Core {
 
     /// Tells `id` why it is refused, then closes it once that is written;
     /// its input is no longer read.
-    fn refuse(&mut self, id: ConnId, reason: CloseReason) {
+    pub(super) fn refuse(&mut self, id: ConnId, reason: CloseReason) {
         self.count(&reason);
         if let Some(error) = reason.refusal() {
             let _ = self.send(
@@ -506,7 +465,7 @@ impl Core {
     }
 
     /// Closes `id` once the current input is handled, without a word.
-    fn condemn(&mut self, id: ConnId, reason: CloseReason) {
+    pub(super) fn condemn(&mut self, id: ConnId, reason: CloseReason) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
@@ -532,6 +491,13 @@ impl Core {
             return;
         };
         self.end_monitor(id);
+        if !peer.handshaken {
+            self.unauthenticated = self.unauthenticated.saturating_sub(1);
+        }
+        Budget::adjust(&mut self.budget.input, peer.input, 0);
+        Budget::adjust(&mut self.budget.output, peer.outbox.queued(), 0);
+        Budget::adjust(&mut self.budget.registry, peer.registry, 0);
+        Budget::adjust(&mut self.budget.listing, peer.listing, 0);
         for name in peer.published {
             if let Some(s) = self.registry.remove(&name) {
                 let reason = Error::new(
@@ -603,11 +569,13 @@ impl Core {
             return Ok(());
         }
         let limits = &self.config.limits;
+        let before = peer.outbox.queued();
         match peer
             .outbox
             .append(limits.max_frame, limits.max_queued_bytes, encode)
         {
             Ok(()) => {
+                Budget::adjust(&mut self.budget.output, before, peer.outbox.queued());
                 if !peer.dirty {
                     peer.dirty = true;
                     self.dirty.push(to);
@@ -628,6 +596,9 @@ impl Core {
     pub(super) fn reply(&mut self, to: ConnId, id: u64, outcome: Result<Reply, Error>) {
         if let Err(e) = &outcome {
             self.counters.errors.add(e.code);
+            if e.code == ErrorCode::LimitExceeded {
+                self.stats.limits_exceeded += 1;
+            }
         }
         if let Err(e) = self.send(to, &Frame::Result { id, outcome }) {
             let _ = self.send(

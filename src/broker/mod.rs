@@ -34,11 +34,14 @@
 //! * `registry`: the published sessions and their subscribers.
 
 mod accept;
+mod budget;
 mod calls;
 mod core;
 #[cfg(test)]
 mod core_tests;
+mod deadlines;
 mod handshake;
+mod limit;
 mod monitor;
 mod peer;
 mod registry;
@@ -52,10 +55,38 @@ use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;
 use crate::transport::Address;
 use crate::wire::DEFAULT_MAX_FRAME;
+pub use limit::Limit;
 use shell::Shell;
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
+
+/// The core fed `bytes` as the input of one connection from its first
+/// byte, framed as the shell frames it (the hello's small limit first),
+/// and its output written; for the fuzz targets (`crate::fuzzing`).
+pub(crate) fn fuzz_connection(bytes: &[u8]) {
+    let limits = Limits {
+        max_frame: 64 * 1024,
+        ..Limits::default()
+    };
+    let mut core = core::Core::new(BrokerConfig::default().with_limits(limits));
+    let Some(id) = core.connect() else {
+        return;
+    };
+    let mut decoder = crate::wire::FrameDecoder::new(64 * 1024);
+    decoder.limit_first_frame(core.limits().max_hello_frame);
+    decoder.push(bytes);
+    while core.reads(id) {
+        match decoder.next_body() {
+            Ok(Some(body)) => core.receive(id, body),
+            Ok(None) => break,
+            Err(e) => core.input_ended(id, e.into()),
+        }
+    }
+    core.write_output(|_, out| Ok(out.len()));
+    let mut effects = Vec::new();
+    core.take_effects(&mut effects);
+}
 
 /// The broker's number for a connection.
 pub(crate) type ConnId = u64;
@@ -112,6 +143,41 @@ pub struct Limits {
     /// (default 10 s): a peer that stops in the middle of a frame is
     /// closed.
     pub frame_timeout: Duration,
+    /// Largest frame accepted before the hello, in bytes (default 512):
+    /// the hello is small, so a connection that announces more is
+    /// refused at once instead of being buffered.
+    pub max_hello_frame: usize,
+    /// Most connections that have not said hello yet (default 1024);
+    /// more are closed on accept and counted in
+    /// [`BrokerStats::refused_connections`].
+    pub max_unauthenticated: usize,
+    /// Most registry bytes (session and method names, each with a fixed
+    /// cost for its entry) one connection may publish (default 4 MiB); a
+    /// publish past it is answered `limit_exceeded`.
+    pub max_registry_bytes_per_connection: usize,
+    /// Most registry bytes on the broker (default 64 MiB); a publish past
+    /// it is answered `limit_exceeded`. Independently, a publish that
+    /// would make the listing of every session larger than
+    /// [`Limits::max_frame`] is answered `limit_exceeded`, so that a
+    /// listing never fails for being large.
+    pub max_registry_bytes: usize,
+    /// Output queued for a connection past which the broker stops reading
+    /// its input until that output is down to half of it (default
+    /// 1 MiB): a client that asks faster than it reads is slowed down,
+    /// not cut off.
+    pub output_high_water: usize,
+    /// How long queued output may make no progress before the connection
+    /// is closed as a peer that does not read (default 30 s).
+    pub write_timeout: Duration,
+    /// Most bytes of unfinished input frames over all connections
+    /// (default 256 MiB): the connection whose frame in progress goes
+    /// past it is refused with `limit_exceeded`.
+    pub max_input_bytes: usize,
+    /// The broker's memory budget in bytes (default 1 GiB), over input
+    /// buffers, output queues, registry, connections and calls in flight:
+    /// when it is reached, new work (publish, subscribe, listing,
+    /// deliver) is answered `limit_exceeded` while calls in flight go on.
+    pub max_memory: usize,
 }
 
 impl Default for Limits {
@@ -129,6 +195,14 @@ impl Default for Limits {
             ping_interval: crate::liveness::DEFAULT_PING_INTERVAL,
             ping_max: crate::liveness::DEFAULT_PING_MAX,
             frame_timeout: Duration::from_secs(10),
+            max_hello_frame: 512,
+            max_unauthenticated: 1024,
+            max_registry_bytes_per_connection: 4 << 20,
+            max_registry_bytes: 64 << 20,
+            output_high_water: 1 << 20,
+            write_timeout: Duration::from_secs(30),
+            max_input_bytes: 256 << 20,
+            max_memory: 1 << 30,
         }
     }
 }
@@ -210,6 +284,15 @@ pub struct BrokerStats {
     /// Connections refused: over the connection limit, or their hello
     /// refused (token, protocol version).
     pub refused_connections: u64,
+    /// Requests answered `limit_exceeded` and connections closed for
+    /// going over a limit (queues, budgets).
+    pub limits_exceeded: u64,
+    /// Times the broker stopped reading a connection whose output was
+    /// over [`Limits::output_high_water`].
+    pub reads_paused: u64,
+    /// Bytes the broker's memory budget counts now (input buffers,
+    /// output queues, registry, connections, calls in flight).
+    pub memory_used: usize,
 }
 
 /// A running broker. It lives on its loop until [`Broker::close`] or until
@@ -282,6 +365,20 @@ impl Broker {
     /// said hello while pinging was off is not pinged.
     pub fn set_ping(&self, interval: Duration, max: u32) {
         self.shell.set_ping(interval, max);
+    }
+
+    /// Sets one of the broker's limits while it runs (see [`Limit`] and
+    /// [`Limits::set`]; durations in milliseconds). Budgets, caps and
+    /// timeouts apply from the next check; the frame size limits
+    /// (`max-frame`, `max-queued-bytes`, `max-hello-frame`) apply to
+    /// connections accepted afterwards.
+    pub fn set_limit(&self, limit: Limit, value: u64) -> Result<(), Error> {
+        self.shell.set_limit(limit, value)
+    }
+
+    /// The current value of one of the broker's limits.
+    pub fn limit(&self, limit: Limit) -> u64 {
+        self.shell.limit(limit)
     }
 
     /// Connections of a closed broker still writing their last output;

@@ -23,12 +23,16 @@ pub(crate) enum CloseReason {
     Unresponsive,
     /// It started a frame and did not finish it in time.
     FrameTimeout,
-    /// It did not read its output, which went over the queue limit.
+    /// It did not read its output, which went over the queue limit or
+    /// made no progress within the write timeout.
     SlowConsumer(Error),
     /// Its socket could not be set up.
     Unregistered(Error),
     /// The broker closed.
     BrokerClosed,
+    /// It went over a limit that ends the connection (the broker's input
+    /// budget) and was told so in a `refused` frame.
+    OverLimit(Error),
 }
 
 impl CloseReason {
@@ -45,6 +49,7 @@ impl CloseReason {
             CloseReason::SlowConsumer(_) => "slow_consumer",
             CloseReason::Unregistered(_) => "unregistered",
             CloseReason::BrokerClosed => "broker_closed",
+            CloseReason::OverLimit(_) => "over_limit",
         }
     }
 
@@ -61,7 +66,8 @@ impl CloseReason {
             }
             CloseReason::Protocol(e)
             | CloseReason::HelloRefused(e)
-            | CloseReason::SlowConsumer(e) => (log::Level::Warn, Some(e)),
+            | CloseReason::SlowConsumer(e)
+            | CloseReason::OverLimit(e) => (log::Level::Warn, Some(e)),
             CloseReason::HandshakeTimeout
             | CloseReason::Unresponsive
             | CloseReason::FrameTimeout => (log::Level::Warn, None),
@@ -86,7 +92,9 @@ impl CloseReason {
     /// is closed.
     pub fn refusal(&self) -> Option<&Error> {
         match self {
-            CloseReason::Protocol(e) | CloseReason::HelloRefused(e) => Some(e),
+            CloseReason::Protocol(e) | CloseReason::HelloRefused(e) | CloseReason::OverLimit(e) => {
+                Some(e)
+            }
             _ => None,
         }
     }
@@ -188,6 +196,15 @@ pub(super) struct Peer {
     /// A frame completed since the deadline was armed: the frame in
     /// progress is a later one.
     pub frame_progress: bool,
+    /// Bytes read from it and not yet handed over, as last reported.
+    pub input: usize,
+    /// Registry bytes of the sessions it publishes.
+    pub registry: usize,
+    /// What its sessions take in a listing.
+    pub listing: usize,
+    /// Its input is not read until its output is down (see
+    /// `Core::over_high_water`).
+    pub read_paused: bool,
 }
 
 impl Peer {

@@ -4,7 +4,7 @@ use super::ConnId;
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdSet;
 use crate::wire::SessionInfo;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 #[derive(Debug)]
@@ -12,10 +12,11 @@ pub(super) struct Session {
     /// The published name, shared with the routes of calls to it.
     pub name: Rc<str>,
     pub methods: Vec<String>,
-    /// The names a deliver may give: every method, and every method
-    /// published as `on_foo` once more as `foo` (see
-    /// [`Session::has_method`]).
-    accepted: HashSet<String>,
+    /// The names a deliver may give, as an index into `methods` sorted by
+    /// name: every method, and every method published as `on_foo` once
+    /// more as `foo` (see [`Session::has_method`]). The names are stored
+    /// once, in `methods`; the index holds 8 bytes per name.
+    accepted: Vec<Accepted>,
     pub publisher: ConnId,
     pub subscribers: IdSet<ConnId>,
 }
@@ -31,10 +32,33 @@ impl Session {
     /// look in `accepted` too, since a stripped name `x` found there
     /// means that `on_x`, the method asked for, is published.
     pub fn has_method(&self, method: &str) -> bool {
-        self.accepted.contains(method)
-            || method
-                .strip_prefix("on_")
-                .is_some_and(|m| self.accepted.contains(m))
+        self.accepts(method) || method.strip_prefix("on_").is_some_and(|m| self.accepts(m))
+    }
+
+    /// Whether `name` is in the index.
+    fn accepts(&self, name: &str) -> bool {
+        self.accepted
+            .binary_search_by(|a| a.name(&self.methods).cmp(name))
+            .is_ok()
+    }
+}
+
+/// One entry of a session's index of accepted names: a method, whole or
+/// without its `on_`.
+#[derive(Debug, Clone, Copy)]
+struct Accepted {
+    method: u32,
+    stripped: bool,
+}
+
+impl Accepted {
+    fn name(self, methods: &[String]) -> &str {
+        let m = &methods[self.method as usize];
+        if self.stripped {
+            &m[3..]
+        } else {
+            m
+        }
     }
 }
 
@@ -99,8 +123,8 @@ impl Registry {
                 ),
             ));
         }
-        let mut accepted = HashSet::with_capacity(methods.len());
-        for m in &methods {
+        let mut accepted = Vec::with_capacity(methods.len());
+        for (i, m) in methods.iter().enumerate() {
             if m.is_empty() {
                 return Err(Error::new(
                     ErrorCode::InvalidArgument,
@@ -108,11 +132,23 @@ impl Registry {
                 ));
             }
             check_name("method name", m, limits.max_name)?;
-            accepted.insert(m.clone());
-            if let Some(bare) = m.strip_prefix("on_") {
-                accepted.insert(bare.to_string());
+            // Fits: the methods are at most `max_methods`, checked above
+            // against a count far below u32::MAX in any sane setting.
+            let method = u32::try_from(i).map_err(|_| {
+                Error::new(ErrorCode::LimitExceeded, "too many methods in one session")
+            })?;
+            accepted.push(Accepted {
+                method,
+                stripped: false,
+            });
+            if m.starts_with("on_") {
+                accepted.push(Accepted {
+                    method,
+                    stripped: true,
+                });
             }
         }
+        accepted.sort_unstable_by(|a, b| a.name(&methods).cmp(b.name(&methods)));
         self.sessions.insert(
             name.to_string(),
             Session {
@@ -244,7 +280,8 @@ mod tests {
 
     /// The rule as first written, building `on_{method}` on every call.
     fn has_method_by_formatting(published: &[&str], method: &str) -> bool {
-        let set: HashSet<String> = published.iter().map(|s| s.to_string()).collect();
+        let set: std::collections::HashSet<String> =
+            published.iter().map(|s| s.to_string()).collect();
         set.contains(method)
             || method.strip_prefix("on_").is_some_and(|m| set.contains(m))
             || set.contains(&format!("on_{method}"))

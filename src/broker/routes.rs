@@ -13,6 +13,60 @@ use crate::id_hash::{IdMap, IdSet};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+/// The room a table keeps however empty it gets: a usual load never
+/// reallocates.
+const KEEP_ROOM: usize = 1024;
+
+/// Gives back the room of a table that a burst grew and that is now
+/// mostly empty: past [`KEEP_ROOM`] and under a quarter full, it shrinks
+/// to twice its length. Each shrink halves the room at least, so its cost
+/// is paid for by the removals before it.
+fn give_back<T: Shrink>(table: &mut T) {
+    let (len, room) = (table.len(), table.room());
+    if room > KEEP_ROOM && len * 4 < room {
+        table.shrink_to((len * 2).max(KEEP_ROOM / 2));
+        if room >= TRIM_ROOM {
+            super::budget::trim_heap();
+        }
+    }
+}
+
+/// The room of a shrunk table past which the heap is trimmed too.
+const TRIM_ROOM: usize = 1 << 16;
+
+/// The tables [`give_back`] shrinks.
+trait Shrink {
+    fn len(&self) -> usize;
+    fn room(&self) -> usize;
+    fn shrink_to(&mut self, n: usize);
+}
+
+impl<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher> Shrink for HashMap<K, V, S> {
+    fn len(&self) -> usize {
+        HashMap::len(self)
+    }
+    fn room(&self) -> usize {
+        self.capacity()
+    }
+    fn shrink_to(&mut self, n: usize) {
+        HashMap::shrink_to(self, n);
+    }
+}
+
+impl<K: std::hash::Hash + Eq, S: std::hash::BuildHasher> Shrink
+    for std::collections::HashSet<K, S>
+{
+    fn len(&self) -> usize {
+        std::collections::HashSet::len(self)
+    }
+    fn room(&self) -> usize {
+        self.capacity()
+    }
+    fn shrink_to(&mut self, n: usize) {
+        std::collections::HashSet::shrink_to(self, n);
+    }
+}
+
 /// The broker's number for a call in flight, unique on the broker: what
 /// the publisher knows the call by.
 pub(super) type RouteId = u64;
@@ -151,10 +205,13 @@ impl Routes {
         let route = self.table.remove(&id)?;
         if let Some(links) = self.links.get_mut(&route.caller) {
             links.calls.remove(&route.caller_id);
+            give_back(&mut links.calls);
         }
         if let Some(links) = self.links.get_mut(&route.publisher) {
             links.serving.remove(&id);
+            give_back(&mut links.serving);
         }
+        give_back(&mut self.table);
         Some(route)
     }
 
@@ -226,6 +283,25 @@ mod tests {
         assert!(r.close(id).is_none());
         assert!(r.admit(1, 7, 10).is_ok());
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_burst_of_calls_gives_its_room_back_once_ended() {
+        let mut r = Routes::default();
+        let ids: Vec<RouteId> = (0..100_000).map(|i| r.open(route(1, i, 2))).collect();
+        assert!(r.table.capacity() >= 100_000);
+        for id in ids {
+            r.close(id);
+        }
+        assert!(r.is_empty());
+        assert!(
+            r.table.capacity() <= KEEP_ROOM * 2,
+            "{}",
+            r.table.capacity()
+        );
+        let links = &r.links[&1];
+        assert!(links.calls.capacity() <= KEEP_ROOM * 2);
+        assert!(r.links[&2].serving.capacity() <= KEEP_ROOM * 2);
     }
 
     #[test]

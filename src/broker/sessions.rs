@@ -2,12 +2,17 @@
 //! unsubscribe, and the notice to subscribers that a session is gone.
 //! Each keeps the registry and the connections' own lists in step.
 
+use super::budget::{listing_cost, session_cost};
 use super::core::Core;
 use super::registry::{check_name, NameLimits};
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdSet;
 use crate::wire::Frame;
+
+/// Room kept in a listing frame besides its sessions: the result's id
+/// and kinds, the list's length.
+const LISTING_MARGIN: usize = 32;
 
 impl Core {
     pub(super) fn publish(
@@ -29,17 +34,71 @@ impl Core {
                 format!("this connection already publishes {count} sessions (limit {max})"),
             ));
         }
+        let cost = session_cost(session, &methods);
+        let listed = listing_cost(session, &methods);
+        if self.registry.get(session).is_none() {
+            self.check_registry_budget(id, cost, listed)?;
+        }
         self.registry.publish(session, methods, id, names)?;
+        self.budget.registry += cost;
+        self.budget.listing += listed;
         if let Some(p) = self.peers.get_mut(&id) {
             p.published.insert(session.to_string());
+            p.registry += cost;
+            p.listing += listed;
+        }
+        Ok(())
+    }
+
+    /// Whether `id` may add `cost` registry bytes and `listed` bytes of
+    /// listing: within its own budget and the broker's, and with the
+    /// listing of everything still within one frame.
+    fn check_registry_budget(&self, id: ConnId, cost: usize, listed: usize) -> Result<(), Error> {
+        let limits = self.limits();
+        let own = self.peers.get(&id).map_or(0, |p| p.registry);
+        let max_own = limits.max_registry_bytes_per_connection;
+        if own + cost > max_own {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "this session's names cost {cost} registry bytes; this connection holds {own} of its {max_own}"
+                ),
+            ));
+        }
+        let max_listing = limits.max_frame.saturating_sub(LISTING_MARGIN);
+        let listing = self.budget.listing;
+        if listing + listed > max_listing {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "a listing would exceed the maximum frame of {} bytes with this session ({listed} bytes listed) besides the {listing} listed",
+                    limits.max_frame
+                ),
+            ));
+        }
+        let max = limits.max_registry_bytes;
+        let all = self.budget.registry;
+        if all + cost > max {
+            return Err(Error::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "this session's names cost {cost} registry bytes; the broker holds {all} of its {max}"
+                ),
+            ));
         }
         Ok(())
     }
 
     pub(super) fn rescind(&mut self, id: ConnId, session: &str) -> Result<(), Error> {
         let removed = self.registry.rescind(session, id)?;
+        let cost = session_cost(session, &removed.methods);
+        let listed = listing_cost(session, &removed.methods);
+        self.budget.registry = self.budget.registry.saturating_sub(cost);
+        self.budget.listing = self.budget.listing.saturating_sub(listed);
         if let Some(p) = self.peers.get_mut(&id) {
             p.published.remove(session);
+            p.registry = p.registry.saturating_sub(cost);
+            p.listing = p.listing.saturating_sub(listed);
         }
         let reason = Error::new(
             ErrorCode::NoSuchSession,

@@ -23,7 +23,7 @@ use crate::DEFAULT_LINGER;
 use mio::{Interest, Token};
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A running broker's I/O and its core.
 pub(super) struct Shell {
@@ -49,14 +49,22 @@ struct Io {
 }
 
 /// A connection's socket, its deadline (handshake, or a frame in
-/// progress) and its ping timer.
+/// progress), its ping timer and its write deadline (armed while output
+/// waits for room in the socket, re-armed on each write that makes
+/// progress).
 struct Socket {
     conn: Connection,
     /// The peer's address, for reports.
     peer: String,
     deadline: Option<TimerId>,
     tick: Option<TimerId>,
+    write_deadline: Option<TimerId>,
 }
+
+/// How many frames one read of a connection hands to the core before the
+/// loop turns to other sources (it comes back on the next turn): a
+/// peer that pipelines many small requests does not hold up the rest.
+const BODIES_PER_READ: usize = 256;
 
 struct ListenerSource {
     shell: Weak<Shell>,
@@ -135,6 +143,14 @@ impl Shell {
         self.core.borrow_mut().set_ping(interval, max);
     }
 
+    pub fn set_limit(&self, limit: super::Limit, value: u64) -> Result<(), Error> {
+        self.core.borrow_mut().limits_mut().set(limit, value)
+    }
+
+    pub fn limit(&self, limit: super::Limit) -> u64 {
+        self.core.borrow().limits().get(limit)
+    }
+
     pub fn closing_connections(&self) -> usize {
         self.lingering.get()
     }
@@ -205,17 +221,25 @@ impl Shell {
                 shell: self.me.clone(),
                 id,
             });
-            let (max_frame, max_queued) = {
+            let (max_frame, max_queued, max_hello) = {
                 let core = self.core.borrow();
-                (core.limits().max_frame, core.limits().max_queued_bytes)
+                let limits = core.limits();
+                (
+                    limits.max_frame,
+                    limits.max_queued_bytes,
+                    limits.max_hello_frame,
+                )
             };
             match Connection::open(stream, &self.lp, source, false, max_frame, max_queued) {
-                Ok(conn) => {
+                Ok(mut conn) => {
+                    // Until the hello, frames are small.
+                    conn.limit_first_frame(max_hello);
                     let socket = Socket {
                         conn,
                         peer,
                         deadline: None,
                         tick: None,
+                        write_deadline: None,
                     };
                     self.io.borrow_mut().sockets.insert(id, socket);
                 }
@@ -304,23 +328,36 @@ impl Shell {
         if !core.reads(id) {
             return;
         }
+        // Backpressure: a peer with too much output waiting is not read
+        // (its requests stay in its socket) until it reads that output;
+        // the core then asks for a resume.
+        if core.over_high_water(id) {
+            return;
+        }
         if core.monitoring() {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
             core.set_clock(u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
         }
-        let mut completed = false;
-        let outcome = socket.conn.read_bodies(hangup, |body| {
-            completed = true;
+        let mut completed = 0;
+        let mut paused = false;
+        let outcome = socket.conn.read_bodies_while(hangup, |body| {
+            completed += 1;
             core.receive(id, body);
-            Ok(())
+            paused = core.over_high_water(id);
+            Ok(!paused && completed < BODIES_PER_READ)
         });
-        // Once per read: the liveness mark and the frame deadline.
-        core.read_done(id, completed, socket.conn.mid_frame());
+        let held_back = !paused && completed >= BODIES_PER_READ;
+        // Once per read: the liveness mark, the frame deadline (not for
+        // whole frames held back) and the input budget.
+        let mid_frame = socket.conn.mid_frame() && !paused && !held_back;
+        core.read_done(id, completed > 0, mid_frame);
+        core.input_buffered(id, socket.conn.buffered());
         // A connection closed or refused by one of its frames is finished
         // with; what its read ended with no longer matters.
         match outcome {
+            _ if held_back && core.reads(id) => self.lp.again(socket.conn.token()),
             ReadOutcome::Drained => {}
             ReadOutcome::More if core.reads(id) => self.lp.again(socket.conn.token()),
             ReadOutcome::More => {}
@@ -407,6 +444,11 @@ impl Shell {
                         freed = true;
                     }
                 }
+                Effect::Resume { conn } => {
+                    if let Some(socket) = self.io.borrow().sockets.get(&conn) {
+                        self.lp.again(socket.conn.token());
+                    }
+                }
                 Effect::Close { conn, reason } => {
                     reason.log(conn);
                     let socket = self.io.borrow_mut().sockets.remove(&conn);
@@ -442,9 +484,13 @@ impl Shell {
     }
 
     fn cancel_timers(&self, socket: &mut Socket) {
-        for timer in [socket.deadline.take(), socket.tick.take()]
-            .into_iter()
-            .flatten()
+        for timer in [
+            socket.deadline.take(),
+            socket.tick.take(),
+            socket.write_deadline.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             self.lp.cancel_timer(timer);
         }
@@ -456,16 +502,67 @@ impl Shell {
             self.lp.want_flush(me);
         }
     }
+    /// Output of `id` made no progress within the write timeout: it is
+    /// closed as a peer that does not read.
+    fn write_stalled(&self, id: ConnId) {
+        if let Some(socket) = self.io.borrow_mut().sockets.get_mut(&id) {
+            socket.write_deadline = None;
+        }
+        let timeout = self.core.borrow().limits().write_timeout;
+        let e = Error::new(
+            ErrorCode::LimitExceeded,
+            format!(
+                "no output could be written for {} ms: the peer does not read",
+                timeout.as_millis()
+            ),
+        );
+        self.core
+            .borrow_mut()
+            .close(id, CloseReason::SlowConsumer(e));
+        self.apply_effects();
+        self.schedule_flush();
+    }
+
+    /// After a write to `socket` (of `id`) that wrote `n` of `len`
+    /// bytes: the write deadline is disarmed when all left, armed when
+    /// bytes stay behind, and re-armed when some of them left.
+    fn write_deadline(
+        &self,
+        id: ConnId,
+        socket: &mut Socket,
+        n: usize,
+        len: usize,
+        after: Duration,
+    ) {
+        if n == len || n > 0 {
+            if let Some(timer) = socket.write_deadline.take() {
+                self.lp.cancel_timer(timer);
+            }
+        }
+        if n < len && socket.write_deadline.is_none() {
+            let weak = self.me.clone();
+            socket.write_deadline = Some(self.lp.add_timer(after, move |_| {
+                if let Some(shell) = weak.upgrade() {
+                    shell.write_stalled(id);
+                }
+            }));
+        }
+    }
 }
 
 impl Flush for Shell {
     fn flush(&self, lp: &EventLoop) {
         {
+            let timeout = self.core.borrow().limits().write_timeout;
             let mut io = self.io.borrow_mut();
             self.core
                 .borrow_mut()
                 .write_output(|id, bytes| match io.sockets.get_mut(&id) {
-                    Some(socket) => socket.conn.write_from(lp, bytes),
+                    Some(socket) => {
+                        let n = socket.conn.write_from(lp, bytes)?;
+                        self.write_deadline(id, socket, n, bytes.len(), timeout);
+                        Ok(n)
+                    }
                     None => Err(Error::new(
                         ErrorCode::BrokerGone,
                         "the connection has no socket",

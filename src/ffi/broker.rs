@@ -1,12 +1,12 @@
 //! `sb_broker`: a broker serving on a loop.
 
 use super::boundary::{fail, status, value_or, Fail};
-use super::convert::{opt_text, text_array};
+use super::convert::{opt_text, put, text, text_array};
 use super::event_loop::sb_loop;
 use super::handles::{arg, boxed, take, Handle};
 use super::status::sb_status;
 use super::values::sb_value;
-use crate::broker::{Broker, BrokerConfig};
+use crate::broker::{Broker, BrokerConfig, Limit};
 use crate::event_loop::EventLoop;
 use crate::transport::Address;
 use std::ffi::c_char;
@@ -227,5 +227,63 @@ pub unsafe extern "C" fn sb_broker_report_prometheus(
             buf.add(text.len()).write(0);
         }
         Ok(())
+    })
+}
+
+/// Sets one of the broker's limits by name while it runs: the names
+/// and meanings are those of the command line's `--limit NAME=N` and of
+/// Rust's `Limit` (`"max-hello-frame"`, `"max-unauthenticated"`,
+/// `"max-registry-bytes-per-connection"`, `"max-registry-bytes"`,
+/// `"output-high-water"`, `"write-timeout-ms"`, `"max-input-bytes"`,
+/// `"max-memory"`, `"max-frame"`, ...; durations in milliseconds).
+/// `SB_INVALID_ARGUMENT`, with nothing changed, for an unknown name (the
+/// message lists every name) or a 0 that would refuse everything.
+/// Budgets, caps and timeouts apply from the next check; the frame size
+/// limits to connections accepted afterwards. Going over a limit is an
+/// error to whoever went over (`SB_LIMIT_EXCEEDED`, or a refusal and a
+/// close for a peer that floods or does not read), counted in
+/// `sb_broker_limits_exceeded`.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_set_limit(
+    broker: *const sb_broker,
+    name: *const c_char,
+    value: u64,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_broker; NULL or a valid string.
+        let (broker, name) = unsafe { (arg(broker, "broker")?, text(name, "name")?) };
+        broker.set_limit(Limit::from_name(name)?, value)?;
+        Ok(())
+    })
+}
+
+/// Writes the current value of the broker's limit `name` (see
+/// `sb_broker_set_limit`) to `out`.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_limit(
+    broker: *const sb_broker,
+    name: *const c_char,
+    out: *mut u64,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_broker; NULL or a valid string.
+        let (broker, name) = unsafe { (arg(broker, "broker")?, text(name, "name")?) };
+        let value = broker.limit(Limit::from_name(name)?);
+        // SAFETY: NULL (refused) or a writable u64.
+        unsafe { put(out, value, "out") }
+    })
+}
+
+/// How many times a client went over one of the broker's limits: requests
+/// answered `SB_LIMIT_EXCEEDED`, and connections refused or closed for a
+/// limit (the input budget, a peer that does not read).
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_limits_exceeded(broker: *const sb_broker) -> u64 {
+    value_or(0, || {
+        // SAFETY: NULL or a live sb_broker.
+        Ok(unsafe { arg(broker, "broker") }?.stats().limits_exceeded)
     })
 }

@@ -87,6 +87,18 @@ impl Connection {
         })
     }
 
+    /// Limits the first frame read to `max` bytes (see
+    /// [`FrameDecoder::limit_first_frame`]).
+    pub fn limit_first_frame(&mut self, max: usize) {
+        self.decoder.limit_first_frame(max);
+    }
+
+    /// Bytes read and not yet handed over: the frame in progress, and
+    /// complete frames held back by a paused read.
+    pub fn buffered(&self) -> usize {
+        self.decoder.buffered()
+    }
+
     /// Whether part of a frame was read and the rest has not arrived.
     pub fn mid_frame(&self) -> bool {
         self.decoder.buffered() > 0
@@ -133,13 +145,33 @@ impl Connection {
         hangup: bool,
         mut on_body: impl FnMut(&[u8]) -> Result<(), WireError>,
     ) -> ReadOutcome {
+        self.read_bodies_while(hangup, |body| on_body(body).map(|()| true))
+    }
+
+    /// [`Connection::read_bodies`], where `on_body` also says whether to
+    /// go on: after a `false` the rest stays buffered, unread bodies
+    /// included, and the call returns [`ReadOutcome::Drained`]; the next
+    /// call hands over the buffered bodies before it reads again. The
+    /// broker stops so on a peer that asks faster than it reads.
+    pub fn read_bodies_while(
+        &mut self,
+        hangup: bool,
+        mut on_body: impl FnMut(&[u8]) -> Result<bool, WireError>,
+    ) -> ReadOutcome {
+        match self.drain_bodies(&mut on_body) {
+            Err(e) => return ReadOutcome::Closed(e),
+            Ok(false) => return ReadOutcome::Drained,
+            Ok(true) => {}
+        }
         let mut read = 0;
         loop {
             let got = self.decoder.read_from(&mut self.stream);
             if let Ok(n) = got {
                 read += n;
-                if let Err(e) = self.drain_bodies(&mut on_body) {
-                    return ReadOutcome::Closed(e);
+                match self.drain_bodies(&mut on_body) {
+                    Err(e) => return ReadOutcome::Closed(e),
+                    Ok(false) => return ReadOutcome::Drained,
+                    Ok(true) => {}
                 }
             }
             match got {
@@ -172,16 +204,19 @@ impl Connection {
         })
     }
 
+    /// Hands over every complete body; false if `on_body` asked to stop.
     fn drain_bodies(
         &mut self,
-        on_body: &mut impl FnMut(&[u8]) -> Result<(), WireError>,
-    ) -> Result<(), Error> {
+        on_body: &mut impl FnMut(&[u8]) -> Result<bool, WireError>,
+    ) -> Result<bool, Error> {
         while let Some(body) = self.decoder.next_body()? {
-            if let Err(e) = on_body(body) {
-                return Err(self.decoder.poison(e).into());
+            match on_body(body) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) => return Err(self.decoder.poison(e).into()),
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Queues a frame. Fails with `limit_exceeded` (nothing queued) when

@@ -148,6 +148,9 @@ pub struct FrameDecoder {
     buf: Vec<u8>,
     start: usize,
     max_frame: usize,
+    /// A smaller maximum for the first frame only (the broker's limit
+    /// before the hello), dropped once the first body is out.
+    first_max: Option<usize>,
     failed: Option<WireError>,
 }
 
@@ -170,7 +173,18 @@ impl FrameDecoder {
             buf: Vec::new(),
             start: 0,
             max_frame,
+            first_max: None,
             failed: None,
+        }
+    }
+
+    /// Limits the first frame to `max` bytes (when below the maximum):
+    /// a peer whose first frame must be small (a hello) is refused as
+    /// soon as its length prefix announces more, before any of it is
+    /// buffered. Has no effect once a body was taken.
+    pub fn limit_first_frame(&mut self, max: usize) {
+        if max < self.max_frame {
+            self.first_max = Some(max);
         }
     }
 
@@ -210,11 +224,9 @@ impl FrameDecoder {
             return Ok(None);
         }
         let len = u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
-        if len > self.max_frame {
-            return Err(self.poison(WireError::Oversize {
-                len,
-                max: self.max_frame,
-            }));
+        let max = self.first_max.unwrap_or(self.max_frame);
+        if len > max {
+            return Err(self.poison(WireError::Oversize { len, max }));
         }
         if avail.len() < 4 + len {
             self.compact();
@@ -222,6 +234,7 @@ impl FrameDecoder {
         }
         let body = self.start + 4..self.start + 4 + len;
         self.start = body.end;
+        self.first_max = None;
         Ok(Some(&self.buf[body]))
     }
 
@@ -339,6 +352,24 @@ mod tests {
         // Stays failed.
         dec.push(&[0; 8]);
         assert!(dec.next_frame().is_err());
+    }
+
+    #[test]
+    fn the_first_frame_has_its_own_limit() {
+        let mut dec = FrameDecoder::new(1024);
+        dec.limit_first_frame(16);
+        dec.push(&17u32.to_le_bytes());
+        assert_eq!(
+            dec.next_body(),
+            Err(WireError::Oversize { len: 17, max: 16 })
+        );
+        let mut dec = FrameDecoder::new(1024);
+        dec.limit_first_frame(16);
+        dec.push(&2u32.to_le_bytes());
+        dec.push(&[1, 2]);
+        dec.push(&100u32.to_le_bytes());
+        assert_eq!(dec.next_body(), Ok(Some(&[1u8, 2][..])));
+        assert_eq!(dec.next_body(), Ok(None), "later frames take the maximum");
     }
 
     #[test]

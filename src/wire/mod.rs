@@ -27,6 +27,16 @@ pub(crate) use routed::{Inbound, Routed, RoutedKind};
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
 
+/// How many times its size a payload may take once decoded (see
+/// [`Payload::decode_within`]): enough for any payload of ordinary
+/// values (an integer of one byte on the wire takes a slot of
+/// `size_of::<Value>()`), far below what tiny elements would take.
+pub const DECODE_FACTOR: usize = 80;
+
+/// The most bytes one payload may take once decoded by
+/// [`Payload::decode`] (64 MiB).
+pub const DEFAULT_MAX_DECODED: usize = 64 << 20;
+
 /// The first four bytes of every `Hello`.
 pub const MAGIC: [u8; 4] = *b"STGB";
 
@@ -49,9 +59,28 @@ impl Payload {
         Payload(out)
     }
 
-    /// Decodes the args of a payload.
+    /// Decodes the args of a payload, within the default decoding limit
+    /// ([`Payload::decode_within`] with [`DEFAULT_MAX_DECODED`]).
     pub fn decode(&self) -> Result<crate::Args, Error> {
-        match bincode::serde::decode_from_slice(&self.0, codec::config()) {
+        self.decode_within(DEFAULT_MAX_DECODED)
+    }
+
+    /// Decodes the args of a payload, failing with a `protocol` error
+    /// when they would take more than [`DECODE_FACTOR`] times the
+    /// payload's size (plus 4 KiB), or more than `max` bytes, in memory:
+    /// a payload of tiny elements (16 million nulls) is refused instead
+    /// of growing to many times its size.
+    pub fn decode_within(&self, max: usize) -> Result<crate::Args, Error> {
+        let budget = self
+            .0
+            .len()
+            .saturating_mul(DECODE_FACTOR)
+            .saturating_add(4096)
+            .min(max);
+        let decoded = crate::value::decode_budget(budget, || {
+            bincode::serde::decode_from_slice(&self.0, codec::config())
+        });
+        match decoded {
             Ok((args, used)) if used == self.0.len() => Ok(args),
             Ok(_) => Err(Error::new(
                 crate::ErrorCode::Protocol,

@@ -38,6 +38,20 @@ void unknown_messages()
     stagebus::Loop loop;
     stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"});
     broker.set_ping(std::chrono::milliseconds(100), 2);
+    // Limits by name: set, read, and a bad name thrown as an Error.
+    CHECK_INT(broker.limit("max-hello-frame"), 512);
+    broker.set_limit("max-unauthenticated", 64);
+    CHECK_INT(broker.limit("max-unauthenticated"), 64);
+    CHECK_INT(broker.limits_exceeded(), 0);
+    {
+        bool refused = false;
+        try {
+            broker.set_limit("max-nothing", 1);
+        } catch (const stagebus::Error &e) {
+            refused = e.status() == SB_INVALID_ARGUMENT;
+        }
+        CHECK(refused);
+    }
     bool connected = false;
     stagebus::Client client(loop, broker.address(),
                             [&](sb_status st, std::uint64_t, std::string_view) {

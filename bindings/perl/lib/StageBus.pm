@@ -113,6 +113,9 @@ my @FUNCTIONS = (
     [sb_broker_report        => ['opaque', 'opaque*'] => 'sint32'],
     [sb_broker_report_prometheus => ['opaque', 'opaque', 'size_t', 'size_t*'] => 'sint32'],
     [sb_broker_set_ping      => ['opaque', 'uint64', 'uint32'] => 'sint32'],
+    [sb_broker_set_limit     => ['opaque', 'string', 'uint64'] => 'sint32'],
+    [sb_broker_limit         => ['opaque', 'string', 'uint64*'] => 'sint32'],
+    [sb_broker_limits_exceeded => ['opaque'] => 'uint64'],
 
     [sb_client_connect         => ['opaque', 'string', 'string', 'opaque', 'opaque', 'opaque', 'opaque*'] => 'sint32'],
     [sb_client_on_disconnect   => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],

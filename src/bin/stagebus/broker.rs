@@ -2,23 +2,34 @@
 //! connection limit drawn from the open-file limit unless one is given.
 
 use crate::command_line::{address, PingFlags};
+use crate::config_file::{self, BrokerFile};
 use crate::logging::LogFlags;
 use crate::{stop_signals, Failure};
-use stagebus::{Address, Broker, BrokerConfig, EventLoop, Limits};
+use stagebus::{Address, Broker, BrokerConfig, EventLoop, Limit, Limits};
 use std::io::{self, Write};
+use std::path::PathBuf;
 
 /// `stagebus broker`'s flags.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BrokerArgs {
-    /// tcp://HOST:PORT or unix:PATH; repeat for more (port 0 picks one)
-    #[arg(long, value_name = "ADDR", required = true, value_parser = address)]
+    /// tcp://HOST:PORT or unix:PATH; repeat for more (port 0 picks one); replaces the config file's
+    #[arg(long, value_name = "ADDR", required_unless_present_any = ["config", "check_config"], value_parser = address)]
     pub(crate) listen: Vec<Address>,
+    /// read listeners, token, limits and logging from this TOML file; flags override it
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// check this config file, print what is wrong (with its line) or "ok", and exit
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    pub(crate) check_config: Option<PathBuf>,
     /// require this shared secret from clients
     #[arg(long, value_name = "T")]
     pub(crate) token: Option<String>,
     /// most connections at once (default: the open-file limit, raised to the hard limit at start, less 32 + 2 per address)
     #[arg(long, value_name = "N", value_parser = positive_count)]
     pub(crate) max_connections: Option<usize>,
+    /// set a broker limit by name (max-hello-frame, max-unauthenticated, max-memory, write-timeout-ms, ...; a wrong name lists them all); repeat for more
+    #[arg(long = "limit", value_name = "NAME=N", value_parser = limit_setting)]
+    pub(crate) limits: Vec<(Limit, u64)>,
     #[command(flatten)]
     pub(crate) ping: PingFlags,
     #[command(flatten)]
@@ -32,9 +43,40 @@ fn positive_count(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("--max-connections wants a positive whole number, not '{text}'"))
 }
 
+/// One `--limit NAME=N`, checked against the limits' own rules.
+fn limit_setting(text: &str) -> Result<(Limit, u64), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--limit wants NAME=N, not '{text}'"))?;
+    let limit = Limit::from_name(name).map_err(|e| e.message)?;
+    let value = value
+        .parse::<u64>()
+        .map_err(|_| format!("--limit {name} wants a whole number, not '{value}'"))?;
+    Limits::default().set(limit, value).map_err(|e| e.message)?;
+    Ok((limit, value))
+}
+
 pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
-    args.log.install();
-    let listen = args.listen.clone();
+    if let Some(path) = &args.check_config {
+        config_file::read(path).map_err(Failure::Failed)?;
+        crate::say(&format!("{}: ok", path.display()));
+        return Ok(());
+    }
+    let file = match &args.config {
+        Some(path) => config_file::read(path).map_err(Failure::Failed)?,
+        None => BrokerFile::default(),
+    };
+    args.log.install_over(file.log_level, file.log_format);
+    let listen = if args.listen.is_empty() {
+        file.listen.clone()
+    } else {
+        args.listen.clone()
+    };
+    if listen.is_empty() {
+        return Err(Failure::Usage(
+            "nothing to listen on: give --listen or `listen` in the config file".into(),
+        ));
+    }
     let max_connections = match args.max_connections {
         Some(n) => n,
         None => {
@@ -46,8 +88,17 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
     let signals = stop_signals::block()?;
     let lp =
         EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
+    // The file, then the flags: each later one wins.
     let mut limits = Limits::default();
     limits.max_connections = max_connections;
+    for &(limit, value) in file.limits.iter().chain(&args.limits) {
+        limits
+            .set(limit, value)
+            .map_err(|e| Failure::Failed(e.message))?;
+    }
+    if let Some(n) = args.max_connections {
+        limits.max_connections = n;
+    }
     if let Some(interval) = args.ping.ping_interval {
         limits.ping_interval = interval;
     }
@@ -55,7 +106,7 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
         limits.ping_max = max;
     }
     let mut config = BrokerConfig::listening(listen).with_limits(limits);
-    config.token = args.token.clone();
+    config.token = args.token.clone().or(file.token);
     let broker = Broker::new(&lp, config)?;
     stop_signals::stop_loop_on(&lp, signals)?;
     {

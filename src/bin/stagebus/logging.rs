@@ -34,10 +34,12 @@ fn level(text: &str) -> Result<LevelFilter, String> {
 }
 
 impl LogFlags {
-    /// Installs the logger these flags describe (once per process).
-    pub(crate) fn install(&self) {
-        let level = self.log_level.unwrap_or(LevelFilter::Info);
-        let format = self.log_format.unwrap_or(LogFormat::Text);
+    /// Installs the logger these flags describe over the level and
+    /// format a config file gave (the flags win; the defaults are info
+    /// and text).
+    pub(crate) fn install_over(&self, level: Option<LevelFilter>, format: Option<LogFormat>) {
+        let level = self.log_level.or(level).unwrap_or(LevelFilter::Info);
+        let format = self.log_format.or(format).unwrap_or(LogFormat::Text);
         let logger: &'static StderrLogger = Box::leak(Box::new(StderrLogger { format }));
         if log::set_logger(logger).is_ok() {
             log::set_max_level(level);

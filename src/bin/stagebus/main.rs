@@ -33,6 +33,7 @@
 mod broker;
 mod call;
 mod command_line;
+mod config_file;
 mod connect;
 mod demo;
 mod generate;

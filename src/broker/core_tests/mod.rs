@@ -4,6 +4,7 @@
 
 mod calls;
 mod connections;
+mod limits;
 mod liveness;
 mod sessions;
 

@@ -92,6 +92,37 @@ sub set_ping {
     return;
 }
 
+# Sets one of the broker's limits by name while it runs: max-hello-frame,
+# max-unauthenticated, max-registry-bytes-per-connection,
+# max-registry-bytes, output-high-water, write-timeout-ms,
+# max-input-bytes, max-memory, max-frame, ... (durations in ms; the
+# names of `stagebus broker --limit` and sb_broker_set_limit). Croaks
+# invalid_argument for an unknown name (the message lists them all) or a
+# bad value.
+sub set_limit {
+    my ($self, $name, $value) = @_;
+    my $p = $self->_p;
+    my $n = StageBus::Client::_u64($value)
+        // StageBus::_croak(invalid_argument => "set_limit: the value must be a whole number from 0 to 2**64-1, not '" . ($value // 'undef') . "'");
+    my $c = StageBus::_to_c($name, 'the limit name');
+    StageBus::_check(StageBus::_C::sb_broker_set_limit($p, $c, $n), 'set_limit');
+    return;
+}
+
+# The current value of the broker's limit $name (see set_limit).
+sub limit {
+    my ($self, $name) = @_;
+    my $p = $self->_p;
+    my $c = StageBus::_to_c($name, 'the limit name');
+    my $value = 0;
+    StageBus::_check(StageBus::_C::sb_broker_limit($p, $c, \$value), 'limit');
+    return $value;
+}
+
+# How many times a client went over one of the broker's limits (requests
+# answered limit_exceeded, connections refused or closed for a limit).
+sub limits_exceeded { StageBus::_C::sb_broker_limits_exceeded($_[0]->_p) }
+
 # Tells every client the broker is going away (their calls end with
 # broker_gone), stops listening; the notices leave on later turns of the
 # loop (DESTROY does it otherwise).

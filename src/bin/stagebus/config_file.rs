@@ -1,0 +1,187 @@
+//! The broker's config file (`stagebus broker --config FILE`), in TOML:
+//!
+//! ```toml
+//! listen = ["tcp://127.0.0.1:7400", "unix:/run/stagebus/bus.sock"]
+//! token = "secret"          # better kept out of the file's readers' reach
+//!
+//! [limits]                  # any limit by its name (`--limit NAME=N`)
+//! max-connections = 4096
+//! ping-interval-ms = 30000
+//! max-memory = 1073741824
+//!
+//! [log]
+//! level = "info"            # off, error, warn, info, debug, trace
+//! format = "json"           # text, json
+//! ```
+//!
+//! Every key is checked: an unknown key, a value of the wrong type or out
+//! of range is an error naming the file, the line and the column.
+//! Command-line flags override what the file says.
+
+use crate::logging::LogFormat;
+use log::LevelFilter;
+use serde::Deserialize;
+use stagebus::{Address, Limit, Limits};
+use std::collections::BTreeMap;
+use std::path::Path;
+use toml::Spanned;
+
+/// What a config file says, checked.
+#[derive(Debug, Default)]
+pub(crate) struct BrokerFile {
+    pub(crate) listen: Vec<Address>,
+    pub(crate) token: Option<String>,
+    /// Limits in the order the file gives them.
+    pub(crate) limits: Vec<(Limit, u64)>,
+    pub(crate) log_level: Option<LevelFilter>,
+    pub(crate) log_format: Option<LogFormat>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Option<Vec<Spanned<String>>>,
+    token: Option<String>,
+    limits: Option<BTreeMap<Spanned<String>, Spanned<u64>>>,
+    log: Option<RawLog>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+}
+
+/// Reads and checks the config file at `path`.
+pub(crate) fn read(path: &Path) -> Result<BrokerFile, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Checks a config file's text.
+pub(crate) fn parse(text: &str) -> Result<BrokerFile, String> {
+    let raw: Raw = toml::from_str(text).map_err(|e| one_line(&e, text))?;
+    let at = |span: std::ops::Range<usize>| position(text, span.start);
+    let mut file = BrokerFile {
+        token: raw.token,
+        ..BrokerFile::default()
+    };
+    for address in raw.listen.unwrap_or_default() {
+        let parsed = address
+            .get_ref()
+            .parse::<Address>()
+            .map_err(|e| format!("{}: listen: {}", at(address.span()), e.message))?;
+        file.listen.push(parsed);
+    }
+    // A BTreeMap orders by name; the file's order decides nothing,
+    // since each limit is set once.
+    for (name, value) in raw.limits.unwrap_or_default() {
+        let limit = Limit::from_name(name.get_ref())
+            .map_err(|e| format!("{}: limits: {}", at(name.span()), e.message))?;
+        Limits::default()
+            .set(limit, *value.get_ref())
+            .map_err(|e| format!("{}: limits: {}", at(value.span()), e.message))?;
+        file.limits.push((limit, *value.get_ref()));
+    }
+    if let Some(log) = raw.log {
+        if let Some(level) = log.level {
+            let parsed = level.get_ref().parse::<LevelFilter>().map_err(|_| {
+                format!(
+                    "{}: log.level: '{}' is none of off, error, warn, info, debug, trace",
+                    at(level.span()),
+                    level.get_ref()
+                )
+            })?;
+            file.log_level = Some(parsed);
+        }
+        if let Some(format) = log.format {
+            let parsed = match format.get_ref().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(format!(
+                        "{}: log.format: '{other}' is neither text nor json",
+                        at(format.span())
+                    ))
+                }
+            };
+            file.log_format = Some(parsed);
+        }
+    }
+    Ok(file)
+}
+
+/// "line L, column C" of byte `offset` in `text` (both from 1).
+fn position(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}")
+}
+
+/// toml's error, whose text spans several lines (a snippet of the file),
+/// as one line that names the position.
+fn one_line(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim();
+    match e.span() {
+        Some(span) => format!("{}: {message}", position(text, span.start)),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_reads() {
+        let file = parse(
+            "listen = [\"tcp://127.0.0.1:0\", \"unix:/tmp/x.sock\"]\n\
+             token = \"t\"\n\
+             [limits]\n\
+             max-connections = 7\n\
+             ping-interval-ms = 1500\n\
+             [log]\n\
+             level = \"debug\"\n\
+             format = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(file.listen.len(), 2);
+        assert_eq!(file.token.as_deref(), Some("t"));
+        assert_eq!(file.limits.len(), 2);
+        assert!(file.limits.contains(&(Limit::MaxConnections, 7)));
+        assert!(file.limits.contains(&(Limit::PingIntervalMs, 1500)));
+        assert_eq!(file.log_level, Some(LevelFilter::Debug));
+        assert_eq!(file.log_format, Some(LogFormat::Json));
+        assert!(parse("").unwrap().listen.is_empty());
+    }
+
+    #[test]
+    fn mistakes_name_their_line() {
+        let cases = [
+            ("listen = [\"tcp://x:1\"]\nlisten_typo = 1\n", "line 2"),
+            (
+                "token = \"t\"\n\n[limits]\nmax-conections = 3\n",
+                "line 4, column 1",
+            ),
+            ("[limits]\nmax-frame = 0\n", "line 2, column 13"),
+            ("[limits]\nmax-frame = -1\n", "line 2"),
+            ("listen = [\"nowhere\"]\n", "line 1, column 11"),
+            ("[log]\nlevel = \"loud\"\n", "line 2"),
+            ("[log]\nformat = \"xml\"\n", "line 2"),
+            ("[log]\ncolour = true\n", "line 2"),
+            ("listen = 3\n", "line 1"),
+            ("[limits\n", "line 1"),
+        ];
+        for (text, wanted) in cases {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(wanted), "{text:?}: {e}");
+            assert!(!e.contains('\n'), "{text:?}: one line: {e}");
+        }
+        assert!(parse("[limits]\nmax-conections = 3\n")
+            .unwrap_err()
+            .contains("max-conections"));
+    }
+}
