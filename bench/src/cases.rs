@@ -54,6 +54,7 @@ pub const CASES: &[CaseDef] = &[
     def("rtt.tcp", "stagebus brokered call, sequential, TCP", Latency, "floor.tcp"),
     def("rtt.request", "same through Request/RemoteStage/Stage, Unix", Latency, "floor.unix"),
     def("embedded", "rtt.unix with the caller on a host poll() loop", Latency, "floor.unix"),
+    def("rtt.monitored", "rtt.unix with `stagebus monitor --payload` attached", Latency, "floor.unix"),
     def("scaled", "rtt.unix, broker holding 100k sessions + 100k pending", Latency, "floor.unix"),
     def("pipe.1", "brokered calls, 1 in flight, one caller (per call)", Throughput, "floor.unix"),
     def("pipe.16", "brokered calls, 16 in flight, one caller", Throughput, "floor.pipe64"),
@@ -381,9 +382,20 @@ pub fn case(args: &[String]) -> ExitCode {
             cmd.args([t, &c.seq_warm.to_string(), &c.seq_n.to_string()]);
             run_caller(cmd, "SAMPLES")
         }
-        "rtt.unix" | "rtt.tcp" | "rtt.request" | "embedded" => {
+        "rtt.unix" | "rtt.tcp" | "rtt.request" | "embedded" | "rtt.monitored" => {
             let broker = start_broker(name == "rtt.tcp");
             let publisher = start_publisher(&broker.addr);
+            // A monitor printing every frame with its args to nowhere.
+            let monitor = (name == "rtt.monitored").then(|| {
+                let mut cmd = bounded(env_path("SBBENCH_STAGEBUS"));
+                cmd.args(["monitor", "--payload", "--broker", &broker.addr]);
+                cmd.stdout(Stdio::null());
+                let child = cmd
+                    .spawn()
+                    .unwrap_or_else(|e| fail(format!("cannot start stagebus monitor: {e}")));
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                child
+            });
             let mode = match name.as_str() {
                 "rtt.request" => "request",
                 "embedded" => "embedded",
@@ -393,6 +405,10 @@ pub fn case(args: &[String]) -> ExitCode {
                 caller_cmd(&broker.addr, mode, c.seq_warm, c.seq_n, 1),
                 "SAMPLES",
             );
+            if let Some(mut monitor) = monitor {
+                let _ = monitor.kill();
+                let _ = monitor.wait();
+            }
             broker.proc.stop();
             publisher.finish();
             v
