@@ -23,17 +23,20 @@
 // * calls: the caller's side, one table of calls under one id each;
 // * ops: operations on the broker waiting for their result;
 // * serving: the publisher's side (publications, deliveries, `Delivery`);
+// * reconnect: the reconnect policy and the core's side of reconnecting;
 // * shell: the connection, the loop and the linger; runs the effects;
 // * this file: the public API, each method a call into the shell.
 mod calls;
 mod core;
 mod effects;
 mod ops;
+mod reconnect;
 mod serving;
 mod shell;
 #[cfg(test)]
 mod tests;
 
+pub use reconnect::{ConnectionEvent, ReconnectPolicy, WhileReconnecting};
 pub use serving::Delivery;
 pub(crate) use serving::Publication;
 
@@ -88,6 +91,9 @@ pub struct ClientConfig {
     /// How long connecting and the handshake may take before the connect
     /// fails with `broker_gone` (default 10 s). Zero waits forever.
     pub connect_timeout: Duration,
+    /// How to reconnect after losing the broker; `None`, the default,
+    /// closes the client on the first loss (see [`ReconnectPolicy`]).
+    pub reconnect: Option<ReconnectPolicy>,
 }
 
 /// The default [`ClientConfig::linger`]: 5 seconds.
@@ -104,6 +110,7 @@ impl Default for ClientConfig {
             ping_interval: crate::liveness::DEFAULT_PING_INTERVAL,
             ping_max: crate::liveness::DEFAULT_PING_MAX,
             connect_timeout: Duration::from_secs(10),
+            reconnect: None,
         }
     }
 }
@@ -128,6 +135,13 @@ impl ClientConfig {
     /// [`ClientConfig::connect_timeout`]).
     pub fn with_connect_timeout(mut self, timeout: Duration) -> ClientConfig {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The same, reconnecting after a loss as `policy` says (see
+    /// [`ClientConfig::reconnect`]).
+    pub fn with_reconnect(mut self, policy: ReconnectPolicy) -> ClientConfig {
+        self.reconnect = Some(policy);
         self
     }
 
@@ -261,9 +275,35 @@ impl Client {
 
     /// Sets what runs when an established connection is lost (the
     /// original's socket_error_event). Not called after [`Client::close`].
+    /// With a reconnect policy it runs only when the client gives up
+    /// (its attempts ran out); each loss is a
+    /// [`ConnectionEvent::Disconnected`] instead.
     pub fn on_disconnect(&self, f: impl FnMut(&Error) + 'static) {
         let replaced = self.shared.with(|core, _| core.on_disconnect(Box::new(f)));
         drop(replaced);
+    }
+
+    /// Sets what hears of a reconnecting client's connection: lost,
+    /// back, a session that could not be published again (see
+    /// [`ReconnectPolicy`]). Runs on the loop, never inside a call of
+    /// the client; replaces the previous handler.
+    pub fn on_connection_event(&self, f: impl FnMut(&ConnectionEvent) + 'static) {
+        let f = Rc::new(RefCell::new(f));
+        let replaced = self.shared.with(|core, _| core.on_connection_event(f));
+        drop(replaced);
+    }
+
+    /// Sets (or with `None` removes) the reconnect policy; it applies
+    /// from the next loss, and to a first connect still under way. Set
+    /// right after [`Client::connect`], it also covers a connect that
+    /// failed at once (that failure is handled on the next turn).
+    pub fn set_reconnect(&self, policy: Option<ReconnectPolicy>) {
+        self.shared.with(|core, _| core.set_reconnect(policy));
+    }
+
+    /// The reconnect policy, if any.
+    pub fn reconnect_policy(&self) -> Option<ReconnectPolicy> {
+        self.shared.core().reconnect_policy().cloned()
     }
 
     /// Sets what runs when a subscribed session is rescinded or its
@@ -288,7 +328,8 @@ impl Client {
         &self.shared.lp
     }
 
-    /// The broker's address.
+    /// The broker's address (the one in use or being tried, when
+    /// reconnecting through a list).
     pub fn address(&self) -> Address {
         self.shared.core().address().clone()
     }
@@ -350,6 +391,7 @@ impl Client {
             },
             Op::Publish {
                 session: session.to_string(),
+                methods: methods.iter().map(|m| m.to_string()).collect(),
                 serve,
                 withdrawn: false,
                 done: Box::new(done),
