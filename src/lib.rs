@@ -140,7 +140,8 @@ pub mod wire;
 
 pub use broker::{Broker, BrokerConfig, BrokerStats, Limits};
 pub use client::{
-    CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound, DEFAULT_LINGER,
+    CallEvent, CallId, Client, ClientConfig, ConnectionEvent, ConnectionInfo, Delivery, Inbound,
+    ReconnectPolicy, WhileReconnecting, DEFAULT_LINGER,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use event_loop::{EventLoop, LoopRemote, TimerId};

@@ -48,7 +48,12 @@ impl Calls {
     /// Ends every call but those of `kept` ids (held, never sent),
     /// oldest first.
     pub fn drain_except(&mut self, kept: &[u64]) -> Vec<(u64, CallFn)> {
-        let mut ids: Vec<u64> = self.0.keys().copied().filter(|id| !kept.contains(id)).collect();
+        let mut ids: Vec<u64> = self
+            .0
+            .keys()
+            .copied()
+            .filter(|id| !kept.contains(id))
+            .collect();
         ids.sort_unstable();
         ids.into_iter()
             .filter_map(|id| self.0.remove(&id).map(|f| (id, f)))

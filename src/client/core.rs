@@ -23,8 +23,8 @@ use super::effects::{
     Closer, ConnectFn, ConnectionEventFn, DisconnectFn, Effect, Outbox, SessionGoneFn, Settle,
     UnknownFn,
 };
-use super::reconnect::Reconnect;
 use super::ops::{expect_done, expect_methods, expect_sessions, Completion, Op, Ops};
+use super::reconnect::Reconnect;
 use super::serving::{Route, ServeFn, Serving};
 use super::{CallEvent, CallId, ConnectionInfo, Inbound};
 use crate::error::{Error, ErrorCode};
@@ -562,7 +562,8 @@ impl Core {
                 let outcome = expect_done("publish", outcome);
                 let mut released = None;
                 if outcome.is_ok() {
-                    self.serving.publish(session.clone(), methods, serve.clone());
+                    self.serving
+                        .publish(session.clone(), methods, serve.clone());
                     if withdrawn {
                         released = self.withdraw(&session, &serve, out);
                     }

@@ -128,9 +128,16 @@ impl Ops {
     /// Ends every operation but those of `kept` ids (held, never sent),
     /// oldest first.
     pub fn drain_except(&mut self, kept: &[u64]) -> Vec<Op> {
-        let mut ids: Vec<u64> = self.0.keys().copied().filter(|id| !kept.contains(id)).collect();
+        let mut ids: Vec<u64> = self
+            .0
+            .keys()
+            .copied()
+            .filter(|id| !kept.contains(id))
+            .collect();
         ids.sort_unstable();
-        ids.into_iter().filter_map(|id| self.0.remove(&id)).collect()
+        ids.into_iter()
+            .filter_map(|id| self.0.remove(&id))
+            .collect()
     }
 
     /// Ends every operation, oldest first.

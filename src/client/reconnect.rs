@@ -147,8 +147,10 @@ impl ReconnectPolicy {
     }
 }
 
-/// A change in a reconnecting client's connection.
+/// A change in a reconnecting client's connection. Not exhaustive:
+/// later versions may report more.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum ConnectionEvent {
     /// The connection was lost; the client reconnects. Every call that
     /// was in flight has ended with `broker_gone`.
@@ -229,7 +231,6 @@ impl Reconnect {
         self.held.retain(|h| h.key != key);
         self.held.len() < before
     }
-
 }
 
 /// What a lost connection leads to.
@@ -297,7 +298,13 @@ impl Core {
     /// still allows an attempt, ends what was in flight and hands back
     /// the delay before the next attempt; otherwise closes.
     /// A `refused` handshake is never retried.
-    pub fn lost(&mut self, error: Error, refused: bool, random: f64, out: &mut impl Outbox) -> Lost {
+    pub fn lost(
+        &mut self,
+        error: Error,
+        refused: bool,
+        random: f64,
+        out: &mut impl Outbox,
+    ) -> Lost {
         let closed = self.is_closed();
         let retry = match &mut self.reconnect {
             Some(r) if !closed && !refused => {
@@ -325,12 +332,20 @@ impl Core {
             "the connection to the broker was lost ({}); the publisher may or may not have run the call",
             error.message
         ));
-        let held: Vec<u64> = self.reconnect.iter().flat_map(|r| r.held.iter().map(|h| h.key)).collect();
+        let held: Vec<u64> = self
+            .reconnect
+            .iter()
+            .flat_map(|r| r.held.iter().map(|h| h.key))
+            .collect();
         for op in self.ops.drain_except(&held) {
             effects.extend(op.fail(gone.clone()).map(|c| Effect::Completed(c, None)));
         }
         for (id, call) in self.calls.drain_except(&held) {
-            effects.push(Effect::Call(call, CallId(id), CallEvent::Error(gone.clone())));
+            effects.push(Effect::Call(
+                call,
+                CallId(id),
+                CallEvent::Error(gone.clone()),
+            ));
         }
         for (route, serve) in self.serving.end_all() {
             effects.push(Effect::Serve(serve, route, super::Inbound::Cancel));
@@ -379,7 +394,13 @@ impl Core {
                     session: session.clone(),
                     wait_ms: wait_ms.max(1),
                 };
-                let _ = self.start_op(make, Op::Resubscribe { session: session.clone() }, out);
+                let _ = self.start_op(
+                    make,
+                    Op::Resubscribe {
+                        session: session.clone(),
+                    },
+                    out,
+                );
             }
         }
         for Held { key, frame } in held {
@@ -455,9 +476,12 @@ impl Core {
             }
             Ok(()) => None,
             Err(e) if e.code == ErrorCode::AlreadyExists && Instant::now() < until => {
-                let delay = self.reconnect.as_ref().map_or(Duration::from_millis(100), |r| {
-                    r.policy.initial_delay.max(Duration::from_millis(10))
-                });
+                let delay = self
+                    .reconnect
+                    .as_ref()
+                    .map_or(Duration::from_millis(100), |r| {
+                        r.policy.initial_delay.max(Duration::from_millis(10))
+                    });
                 Some(Effect::RetryRepublish(session, serve, until, delay))
             }
             Err(error) => {
@@ -465,7 +489,11 @@ impl Core {
                 let event = ConnectionEvent::RepublishFailed { session, error };
                 let event = self.connection_event(event);
                 Some(Effect::Many(
-                    released.map(Effect::Release).into_iter().chain(event).collect(),
+                    released
+                        .map(Effect::Release)
+                        .into_iter()
+                        .chain(event)
+                        .collect(),
                 ))
             }
         }
@@ -500,7 +528,11 @@ impl Core {
 
     /// A re-subscribe was answered: a failure ends the subscription as a
     /// session gone.
-    pub(super) fn resubscribed(&mut self, session: String, outcome: Result<(), Error>) -> Option<Effect> {
+    pub(super) fn resubscribed(
+        &mut self,
+        session: String,
+        outcome: Result<(), Error>,
+    ) -> Option<Effect> {
         let error = outcome.err()?;
         if !self.subscriptions.remove(&session) {
             return None;

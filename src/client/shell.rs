@@ -9,8 +9,8 @@
 
 use super::core::{Core, Status};
 use super::effects::{Closer, Effect, Outbox, Settle};
-use super::reconnect::Lost;
 use super::ops::Op;
+use super::reconnect::Lost;
 use super::serving::{Delivery, ServeFn};
 use super::ClientConfig;
 use crate::error::{Error, ErrorCode};
@@ -87,8 +87,8 @@ impl Io {
             self.connect_timer.take(),
             self.retry_timer.take(),
         ]
-            .into_iter()
-            .flatten()
+        .into_iter()
+        .flatten()
         {
             lp.cancel_timer(timer);
         }
