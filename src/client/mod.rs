@@ -301,6 +301,21 @@ impl Client {
         self.shared.with(|core, _| core.set_reconnect(policy));
     }
 
+    /// Changes the reconnect policy in place (see
+    /// [`Client::set_reconnect`]); `invalid_state` when reconnecting is
+    /// off, so that a change never turns it on by accident.
+    pub fn update_reconnect(&self, f: impl FnOnce(&mut ReconnectPolicy)) -> Result<(), Error> {
+        let mut policy = self.reconnect_policy().ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidState,
+                "reconnecting is off for this client: turn it on first",
+            )
+        })?;
+        f(&mut policy);
+        self.set_reconnect(Some(policy));
+        Ok(())
+    }
+
     /// The reconnect policy, if any.
     pub fn reconnect_policy(&self) -> Option<ReconnectPolicy> {
         self.shared.core().reconnect_policy().cloned()
