@@ -122,6 +122,21 @@ typedef enum sb_handler_kind {
   SB_HANDLER_INTERNAL = 2,
 } sb_handler_kind;
 
+// What an `sb_connection_event_fn` reports. Passed as a `uint32_t`.
+typedef enum sb_connection_event {
+  // The connection was lost; the client reconnects. Every call that
+  // was in flight has ended with `SB_BROKER_GONE` (the publisher may
+  // or may not have run it). `status` and `message` say why.
+  SB_CONNECTION_DISCONNECTED = 1,
+  // Connected again; sessions are being published again and
+  // subscriptions renewed. `status` is `SB_OK`.
+  SB_CONNECTION_RECONNECTED = 2,
+  // Publishing `session` again failed (another client holds the name,
+  // or the broker refused it): it is no longer published by this
+  // client. `status` and `message` say why.
+  SB_CONNECTION_REPUBLISH_FAILED = 3,
+} sb_connection_event;
+
 // A map of named values (a request's or response's args). Owned when
 // made by `sb_args_new`/`sb_args_clone`; borrowed when read from a
 // context or a value.
