@@ -4,7 +4,7 @@
 
 use crate::Failure;
 use crate::{broker::cmd_broker, call::cmd_call, demo::cmd_demo, list::cmd_list, serve::cmd_serve};
-use stagebus::{Address, ClientConfig};
+use stagebus::{Address, ClientConfig, ReconnectPolicy};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -183,6 +183,20 @@ const COMMANDS: &[Command] = &[
             TOKEN,
             PING_INTERVAL,
             PING_MAX,
+            Flag {
+                name: "no-reconnect",
+                value: None,
+                repeat: false,
+                required: false,
+                help: "exit when the broker goes away instead of reconnecting",
+            },
+            Flag {
+                name: "reconnect-max-delay",
+                value: Some("SECS"),
+                repeat: false,
+                required: false,
+                help: "the longest wait between reconnect attempts (default 5)",
+            },
         ],
         run: cmd_serve,
     },
@@ -411,6 +425,26 @@ impl Parsed {
     /// `--wait`, if given.
     pub(crate) fn wait(&self) -> Result<Option<Duration>, Failure> {
         self.seconds("wait")
+    }
+
+    /// `serve`'s reconnect policy: on unless `--no-reconnect`, its
+    /// longest delay from `--reconnect-max-delay`.
+    pub(crate) fn reconnect(&self) -> Result<Option<ReconnectPolicy>, Failure> {
+        let max = self.seconds("reconnect-max-delay")?;
+        if self.has("no-reconnect") {
+            if max.is_some() {
+                return Err(self.usage(
+                    "--reconnect-max-delay and --no-reconnect contradict each other".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let mut policy = ReconnectPolicy::default();
+        if let Some(max) = max {
+            policy.max_delay = max;
+            policy.initial_delay = policy.initial_delay.min(max);
+        }
+        Ok(Some(policy))
     }
 
     /// A flag's value as a positive number of seconds, if given.

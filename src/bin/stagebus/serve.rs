@@ -1,10 +1,12 @@
 //! `stagebus serve`: publish the demo stage on a broker until SIGINT or
-//! SIGTERM, or until the broker goes away.
+//! SIGTERM. When the broker goes away it reconnects to the address it was
+//! given and publishes again (unless `--no-reconnect`: then it exits);
+//! it exits when its name could not be published again.
 
 use crate::command_line::{Parsed, DEFAULT_TIMEOUT_SECS};
 use crate::connect::connect;
 use crate::{say, stop_signals, Failure};
-use stagebus::Error;
+use stagebus::{ConnectionEvent, Error};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -12,10 +14,12 @@ use std::time::Duration;
 pub(crate) fn cmd_serve(args: &Parsed) -> Result<(), Failure> {
     let address = args.address(args.required("broker")?)?;
     let name = args.required("name")?.to_string();
+    let mut config = args.client_config()?;
+    config.reconnect = args.reconnect()?;
     let signals = stop_signals::block()?;
     let (lp, client) = connect(
         &address,
-        args.client_config()?,
+        config,
         Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
     )?;
     let stage = stagebus::demo::stage(&lp, say);
@@ -38,6 +42,23 @@ pub(crate) fn cmd_serve(args: &Parsed) -> Result<(), Failure> {
     client.on_disconnect(move |e| {
         *l.borrow_mut() = Some(e.clone());
         disconnect_stopper.stop();
+    });
+    let event_stopper = lp.clone();
+    let l = lost.clone();
+    client.on_connection_event(move |event| match event {
+        ConnectionEvent::Disconnected(e) => say(&format!("lost the broker ({e}); reconnecting")),
+        ConnectionEvent::Reconnected(info) => say(&format!(
+            "reconnected to {} as connection {}",
+            info.address, info.connection_id
+        )),
+        ConnectionEvent::RepublishFailed { session, error } => {
+            *l.borrow_mut() = Some(Error::new(
+                error.code,
+                format!("cannot publish {session} again: {}", error.message),
+            ));
+            event_stopper.stop();
+        }
+        other => say(&format!("{other:?}")),
     });
     stop_signals::stop_loop_on(&lp, signals)?;
     say(&format!(
