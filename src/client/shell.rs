@@ -8,10 +8,11 @@
 //! again, close it, or drop its last handle.
 
 use super::core::{Core, Status};
+use super::dispatch::{dispatch, release};
 use super::effects::{Closer, Effect, Outbox, Settle};
 use super::ops::Op;
 use super::reconnect::Lost;
-use super::serving::{Delivery, ServeFn};
+use super::serving::ServeFn;
 use super::ClientConfig;
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
@@ -451,7 +452,7 @@ impl Shared {
     }
 
     /// [`Shared::shut`]; a `refused` handshake is never retried.
-    fn lose(&self, error: Error, refused: bool) {
+    pub(super) fn lose(&self, error: Error, refused: bool) {
         let lost = self.with(|core, io| {
             let random = io.next_random();
             let lost = core.lost(error, refused, random, io);
@@ -530,76 +531,6 @@ impl Shared {
                 dispatch(lp, &me, effect);
             }
         });
-    }
-}
-
-/// Runs one effect of the core of the client `me`.
-fn dispatch(lp: &EventLoop, me: &Weak<Shared>, effect: Effect) {
-    match effect {
-        Effect::Connected(f, outcome) => f(outcome),
-        Effect::Disconnected(mut f, error) => f(&error),
-        Effect::Call(f, id, event) => (f.borrow_mut())(id, event),
-        Effect::Completed(completion, released) => {
-            if let Some(serve) = released {
-                release(lp, serve);
-            }
-            completion.run();
-        }
-        Effect::Serve(f, route, inbound) => {
-            let delivery = Delivery::new(me.clone(), route);
-            (f.borrow_mut())(&delivery, inbound);
-        }
-        Effect::Release(serve) => release(lp, serve),
-        // A handler is never entered again while it runs: a nested
-        // event for it is skipped.
-        Effect::SessionGone(f, session, reason) => {
-            if let Ok(mut f) = f.try_borrow_mut() {
-                f(&session, &reason);
-            }
-        }
-        Effect::Unknown(f, kind, id, payload) => {
-            if let Ok(mut f) = f.try_borrow_mut() {
-                f(&kind, id, &payload);
-            }
-        }
-        Effect::Shut(error) => {
-            if let Some(shared) = me.upgrade() {
-                shared.shut(error);
-            }
-        }
-        Effect::Refused(error) => {
-            if let Some(shared) = me.upgrade() {
-                shared.lose(error, true);
-            }
-        }
-        Effect::Connection(f, event) => {
-            if let Ok(mut f) = f.try_borrow_mut() {
-                f(&event);
-            }
-        }
-        Effect::RetryRepublish(session, serve, until, delay) => {
-            let me = me.clone();
-            lp.add_timer(delay, move |_| {
-                if let Some(shared) = me.upgrade() {
-                    shared.with(|core, io| core.retry_republish(session, serve, until, io));
-                }
-            });
-        }
-        Effect::Many(effects) => {
-            for effect in effects {
-                dispatch(lp, me, effect);
-            }
-        }
-    }
-}
-
-/// Lets go of a finished delivery's handler. When the delivery was the
-/// last owner (its session was rescinded), the handler is dropped on a
-/// later turn: whoever answered is still inside its own call, which must
-/// finish before what the handler owns goes away.
-fn release(lp: &EventLoop, serve: ServeFn) {
-    if Rc::strong_count(&serve) == 1 {
-        lp.defer(move |_| drop(serve));
     }
 }
 
