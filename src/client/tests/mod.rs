@@ -7,6 +7,7 @@
 mod calls;
 mod close;
 mod liveness;
+mod reconnect;
 mod serving;
 
 use super::core::{CallMeta, Core, Status};
