@@ -79,6 +79,9 @@ pub(super) struct Io {
     ping_max: u32,
     /// Xorshift state for the jitter of reconnect delays.
     random: u64,
+    /// Why the first connect could not start, until its failure is
+    /// handled on the next turn: what sends fail with meanwhile.
+    open_error: Option<Error>,
 }
 
 impl Io {
@@ -110,14 +113,16 @@ impl Io {
 
 impl Outbox for Io {
     fn send(&mut self, frame: &Frame) -> Result<(), Error> {
-        let conn = self.conn.as_mut().ok_or_else(not_connected)?;
+        let down = &self.open_error;
+        let conn = self.conn.as_mut().ok_or_else(|| not_connected(down))?;
         conn.send(frame)?;
         self.queued = true;
         Ok(())
     }
 
     fn send_retractable(&mut self, key: u64, frame: &Frame) -> Result<(), Error> {
-        let conn = self.conn.as_mut().ok_or_else(not_connected)?;
+        let down = &self.open_error;
+        let conn = self.conn.as_mut().ok_or_else(|| not_connected(down))?;
         conn.send_retractable(key, frame)?;
         self.queued = true;
         Ok(())
@@ -128,8 +133,13 @@ impl Outbox for Io {
     }
 }
 
-fn not_connected() -> Error {
-    Error::broker_gone("not connected")
+/// Why a frame cannot be sent without a connection: the first
+/// connect's failure while it waits to be handled, else "not connected".
+fn not_connected(open_error: &Option<Error>) -> Error {
+    match open_error {
+        Some(e) => Error::broker_gone(&e.message),
+        None => Error::broker_gone("not connected"),
+    }
 }
 
 /// Most frames whose room [`Io::frames`] keeps between readiness events.
@@ -161,6 +171,7 @@ impl Shared {
                     ping_interval: config.ping_interval,
                     ping_max: config.ping_max,
                     random: seed(address),
+                    open_error: None,
                 },
             }),
             me: me.clone(),
@@ -173,6 +184,7 @@ impl Shared {
             },
         });
         if let Err(error) = shared.open(address) {
+            shared.inner.borrow_mut().io.open_error = Some(error.clone());
             let me = Rc::downgrade(&shared);
             lp.defer(move |_| {
                 if let Some(shared) = me.upgrade() {
@@ -201,6 +213,7 @@ impl Shared {
             Ok(conn) => {
                 self.with(|_, io| {
                     io.conn = Some(conn);
+                    io.open_error = None;
                     // The hello goes first; operations queue behind it.
                     let _ = io.send(&hello);
                 });
