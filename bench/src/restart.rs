@@ -69,21 +69,23 @@ fn say(line: &str) {
 /// Calls `bench.echo` until one is answered, then says `UP <ns>`.
 fn issue(state: &Rc<State>) {
     let s = state.clone();
-    let sent = state.client.call("bench", "echo", &payload(), move |_, event| match event {
-        CallEvent::Return { .. } => {
-            if s.need_up.replace(false) {
-                say(&format!("UP {}", now_ns()));
+    let sent = state
+        .client
+        .call("bench", "echo", &payload(), move |_, event| match event {
+            CallEvent::Return { .. } => {
+                if s.need_up.replace(false) {
+                    say(&format!("UP {}", now_ns()));
+                }
             }
-        }
-        // broker_gone (in flight at the loss) or no_such_session (the
-        // publisher is not back yet): again.
-        CallEvent::Error(_) => {
-            if s.need_up.get() {
-                issue(&s);
+            // broker_gone (in flight at the loss) or no_such_session (the
+            // publisher is not back yet): again.
+            CallEvent::Error(_) => {
+                if s.need_up.get() {
+                    issue(&s);
+                }
             }
-        }
-        CallEvent::Emit { .. } => {}
-    });
+            CallEvent::Emit { .. } => {}
+        });
     if let Err(e) = sent {
         fail(format!("call: {e}"));
     }
@@ -97,7 +99,11 @@ pub fn caller(args: &[String]) -> ExitCode {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| fail("restart-caller: missing or bad broker address"));
     let lp = EventLoop::new().unwrap();
-    let client = connect_with(&lp, &addr, config().with_reconnect(ReconnectPolicy::default()));
+    let client = connect_with(
+        &lp,
+        &addr,
+        config().with_reconnect(ReconnectPolicy::default()),
+    );
     let state = Rc::new(State {
         client: client.clone(),
         need_up: Cell::new(false),
