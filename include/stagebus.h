@@ -148,6 +148,21 @@ typedef enum sb_handler_kind {
   SB_HANDLER_INTERNAL = 2,
 } sb_handler_kind;
 
+// What an `sb_connection_event_fn` reports. Passed as a `uint32_t`.
+typedef enum sb_connection_event {
+  // The connection was lost; the client reconnects. Every call that
+  // was in flight has ended with `SB_BROKER_GONE` (the publisher may
+  // or may not have run it). `status` and `message` say why.
+  SB_CONNECTION_DISCONNECTED = 1,
+  // Connected again; sessions are being published again and
+  // subscriptions renewed. `status` is `SB_OK`.
+  SB_CONNECTION_RECONNECTED = 2,
+  // Publishing `session` again failed (another client holds the name,
+  // or the broker refused it): it is no longer published by this
+  // client. `status` and `message` say why.
+  SB_CONNECTION_REPUBLISH_FAILED = 3,
+} sb_connection_event;
+
 // A map of named values (a request's or response's args). Owned when
 // made by `sb_args_new`/`sb_args_clone`; borrowed when read from a
 // context or a value.
@@ -250,6 +265,16 @@ typedef void (*sb_stats_fn)(void *user,
 // `size`; `error` {code, message} for an error result; `args` when
 // payloads were asked for), borrowed during the call.
 typedef void (*sb_tap_fn)(void *user, const struct sb_value *event);
+
+// A reconnecting client's connection changed: `event` is an
+// `sb_connection_event`; `session` is the session's name for
+// `SB_CONNECTION_REPUBLISH_FAILED`, else NULL. Strings are borrowed for
+// the call.
+typedef void (*sb_connection_event_fn)(void *user,
+                                       uint32_t event,
+                                       const char *session,
+                                       enum sb_status status,
+                                       const char *message);
 
 // A handler: return `SB_OK` (0) to carry on; any other status ends the
 // request being served with that error (`sb_last_error()` is not read:
@@ -609,6 +634,59 @@ enum sb_status sb_client_set_ping(const struct sb_client *client,
 // Closes (as `sb_client_close`, flushing what was accepted for sending)
 // and frees a client. NULL is a no-op.
 void sb_client_free(struct sb_client *client);
+
+// Turns reconnecting on (or changes its delays): after a loss the client
+// waits `initial_delay_ms` (doubling per failed attempt up to
+// `max_delay_ms`, each with up to 20% taken off at random), then
+// connects to the next address (the connect address, then those of
+// `sb_client_add_address`, round and round). `max_attempts` after one
+// loss before the client gives up and closes (its disconnect handler
+// runs); 0 tries forever. On every loss each call in flight ends once
+// with `SB_BROKER_GONE`; sessions are published again and
+// subscriptions renewed once connected. Off by default. Set right after
+// `sb_client_connect`, it covers that connect too.
+// `SB_INVALID_ARGUMENT` when `initial_delay_ms` exceeds `max_delay_ms`.
+enum sb_status sb_client_set_reconnect(const struct sb_client *client,
+                                       uint64_t initial_delay_ms,
+                                       uint64_t max_delay_ms,
+                                       uint32_t max_attempts);
+
+// Turns reconnecting off: the next loss closes the client.
+enum sb_status sb_client_disable_reconnect(const struct sb_client *client);
+
+// Adds a broker address tried in turn after the ones given so far.
+// `SB_INVALID_STATE` while reconnecting is off (`sb_client_set_reconnect`
+// first); `SB_INVALID_ARGUMENT` for an address that does not parse.
+enum sb_status sb_client_add_address(const struct sb_client *client, const char *address);
+
+// What calls and operations made while reconnecting do: with
+// `fail_fast` false they are held (at most `buffer_limit`; over it they
+// fail with `SB_LIMIT_EXCEEDED`) and sent once connected, bounded by
+// their own timeout; with `fail_fast` true they fail at once with
+// `SB_BROKER_GONE`. Default: held, 1024. `SB_INVALID_STATE` while
+// reconnecting is off.
+enum sb_status sb_client_set_reconnect_buffer(const struct sb_client *client,
+                                              bool fail_fast,
+                                              size_t buffer_limit);
+
+// How long, once reconnected, publishing a session again retries while
+// the broker still holds its name (`republish_window_ms`, default
+// 10000; after it: `SB_CONNECTION_REPUBLISH_FAILED`), and how long a
+// renewed subscription waits for its session to be published again
+// (`resubscribe_wait_ms`, default 60000; after it the session-gone
+// handler runs). `SB_INVALID_STATE` while reconnecting is off.
+enum sb_status sb_client_set_reconnect_restore(const struct sb_client *client,
+                                               uint64_t republish_window_ms,
+                                               uint64_t resubscribe_wait_ms);
+
+// Sets what hears of a reconnecting client's connection (replacing and
+// freeing a previous registration): see `sb_connection_event`.
+// `free_user` runs exactly once, when the registration is replaced or
+// the client is freed.
+enum sb_status sb_client_on_connection_event(const struct sb_client *client,
+                                             sb_connection_event_fn f,
+                                             void *user,
+                                             sb_free_fn free_user);
 
 // Creates a stage named `name` on `lp`. Free with `sb_stage_free`.
 // `SB_INVALID_ARGUMENT` for an empty name.

@@ -145,7 +145,8 @@ pub use broker::{Broker, BrokerConfig, BrokerStats, Limit, Limits};
 #[doc(hidden)]
 pub mod fuzzing;
 pub use client::{
-    CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound, DEFAULT_LINGER,
+    CallEvent, CallId, Client, ClientConfig, ConnectionEvent, ConnectionInfo, Delivery, Inbound,
+    ReconnectPolicy, WhileReconnecting, DEFAULT_LINGER,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use event_loop::{EventLoop, LoopRemote, TimerId};

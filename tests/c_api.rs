@@ -252,6 +252,7 @@ c_programs!(
     stats,
     monitor,
     limits,
+    reconnect,
 );
 
 #[test]

@@ -543,6 +543,25 @@ fn call_rejects_bad_arguments_with_usage() {
             "=x",
         ][..],
         &["serve", "--broker", "tcp://127.0.0.1:1"][..],
+        &[
+            "serve",
+            "--broker",
+            "tcp://127.0.0.1:1",
+            "--name",
+            "D",
+            "--reconnect-max-delay",
+            "0",
+        ][..],
+        &[
+            "serve",
+            "--broker",
+            "tcp://127.0.0.1:1",
+            "--name",
+            "D",
+            "--no-reconnect",
+            "--reconnect-max-delay",
+            "2",
+        ][..],
         &["demo", "extra"][..],
     ] {
         let out = run(args);
@@ -551,10 +570,19 @@ fn call_rejects_bad_arguments_with_usage() {
     }
 }
 
+/// `serve` reconnects by default (tests/reconnect.rs); `--no-reconnect`
+/// makes it exit when the broker goes.
 #[test]
-fn serve_exits_1_when_its_broker_goes_away() {
+fn serve_no_reconnect_exits_1_when_its_broker_goes_away() {
     let (mut broker, address) = tcp_broker(&[]);
-    let mut service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    let mut service = Proc::spawn(&[
+        "serve",
+        "--broker",
+        &address,
+        "--name",
+        "Demo",
+        "--no-reconnect",
+    ]);
     assert!(service.next_line().unwrap().starts_with("serving Demo"));
     broker.signal(libc::SIGTERM);
     let _ = broker.wait();

@@ -64,11 +64,21 @@ fn broker_proc(t: Transport, dir: &TempDir) -> (Proc, String) {
     (broker, address)
 }
 
-/// `stagebus serve` publishing the demo stage as `Demo` on `address`.
+/// `stagebus serve --no-reconnect` publishing the demo stage as `Demo` on
+/// `address`.
 fn serve_proc(address: &str) -> Proc {
     let mut service = Proc::spawn(
         "serve",
-        &mut stagebus(&["serve", "--broker", address, "--name", "Demo"]),
+        // Without reconnecting: a thawed publisher finds its connection
+        // closed and exits (tests/reconnect.rs has the reconnecting one).
+        &mut stagebus(&[
+            "serve",
+            "--broker",
+            address,
+            "--name",
+            "Demo",
+            "--no-reconnect",
+        ]),
     );
     service.wait_line("that it serves", |l| l.starts_with("serving Demo"));
     service

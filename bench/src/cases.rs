@@ -51,6 +51,7 @@ pub const CASES: &[CaseDef] = &[
     def("floor.tcp", "raw relay caller->middle->callee, TCP loopback, poll()", Latency, "floor.tcp"),
     def("floor.pipe64", "raw relay, Unix, 64 in flight (time per call)", Throughput, "floor.pipe64"),
     def("rtt.unix", "stagebus brokered call, sequential, Unix", Latency, "floor.unix"),
+    def("rtt.unix.noping", "rtt.unix with heartbeats off (broker and clients)", Latency, "floor.unix"),
     def("rtt.tcp", "stagebus brokered call, sequential, TCP", Latency, "floor.tcp"),
     def("rtt.request", "same through Request/RemoteStage/Stage, Unix", Latency, "floor.unix"),
     def("embedded", "rtt.unix with the caller on a host poll() loop", Latency, "floor.unix"),
@@ -66,6 +67,7 @@ pub const CASES: &[CaseDef] = &[
     def("dbus", "dbus-daemon method call, private bus, libdbus", Latency, "floor.unix"),
     def("zmq.ipc", "libzmq REQ->ROUTER/proxy/DEALER->REP, ipc", Latency, "floor.unix"),
     def("zmq.tcp", "libzmq REQ->ROUTER/proxy/DEALER->REP, TCP", Latency, "floor.tcp"),
+    def("reconnect", "broker killed -9 and restarted -> first call answered again", Latency, "floor.unix"),
 ];
 
 /// Counts for one run: full or quick.
@@ -112,14 +114,14 @@ const QUICK: Counts = Counts {
 const SCALE_SESSIONS: u64 = 100_000;
 const SCALE_PENDING: u64 = 100_000;
 
-fn env_path(var: &str) -> PathBuf {
+pub(crate) fn env_path(var: &str) -> PathBuf {
     std::env::var_os(var)
         .map(PathBuf::from)
         .unwrap_or_else(|| fail(format!("{var} is not set (bench/run sets it)")))
 }
 
 /// A command whose process dies with us and after the time limit.
-fn bounded(prog: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(crate) fn bounded(prog: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(prog);
     let limit = limit_secs();
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -137,7 +139,7 @@ fn bounded(prog: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 /// A child with its stdout as lines.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     out: BufReader<ChildStdout>,
     input: Option<ChildStdin>,
@@ -145,7 +147,7 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command, what: &str, with_stdin: bool) -> Proc {
+    pub(crate) fn spawn(mut cmd: Command, what: &str, with_stdin: bool) -> Proc {
         if with_stdin {
             cmd.stdin(Stdio::piped());
         }
@@ -162,7 +164,7 @@ impl Proc {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -176,7 +178,7 @@ impl Proc {
     }
 
     /// Waits for a line starting with `prefix`, skipping others.
-    fn expect(&mut self, prefix: &str) -> String {
+    pub(crate) fn expect(&mut self, prefix: &str) -> String {
         loop {
             let l = self.line();
             if let Some(rest) = l.strip_prefix(prefix) {
@@ -193,7 +195,7 @@ impl Proc {
     }
 
     /// SIGTERM, then SIGKILL if it has not gone within 5 s.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         drop(self.input.take());
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -201,7 +203,7 @@ impl Proc {
     }
 
     /// Waits up to 5 s for it to exit by itself, then kills it.
-    fn reap(&mut self) {
+    pub(crate) fn reap(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             match self.child.try_wait() {
@@ -219,7 +221,7 @@ impl Proc {
     }
 
     /// Waits for it to exit by itself; fails unless it succeeded.
-    fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         drop(self.input.take());
         match self.child.wait() {
             Ok(s) if s.success() => {}
@@ -229,10 +231,10 @@ impl Proc {
 }
 
 /// A fresh directory for Unix sockets, removed on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new() -> TempDir {
+    pub(crate) fn new() -> TempDir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = std::env::temp_dir().join(format!("sbbench-{}-{n}", std::process::id()));
@@ -261,10 +263,7 @@ fn start_broker(tcp: bool) -> BrokerProc {
     } else {
         format!("unix:{}", dir.0.join("broker.sock").display())
     };
-    let mut cmd = bounded(env_path("SBBENCH_STAGEBUS"));
-    cmd.args(["broker", "--listen", &listen]);
-    let mut proc = Proc::spawn(cmd, "stagebus broker", false);
-    let addr = proc.expect("listening on");
+    let (proc, addr) = broker_on(&listen);
     BrokerProc {
         proc,
         addr,
@@ -272,7 +271,20 @@ fn start_broker(tcp: bool) -> BrokerProc {
     }
 }
 
-fn self_cmd() -> Command {
+/// `stagebus broker` listening on `listen` (without pings when
+/// `SBBENCH_NOPING` is set), and the address it printed.
+pub(crate) fn broker_on(listen: &str) -> (Proc, String) {
+    let mut cmd = bounded(env_path("SBBENCH_STAGEBUS"));
+    cmd.args(["broker", "--listen", listen]);
+    if std::env::var_os("SBBENCH_NOPING").is_some() {
+        cmd.args(["--ping-interval", "0"]);
+    }
+    let mut proc = Proc::spawn(cmd, "stagebus broker", false);
+    let addr = proc.expect("listening on");
+    (proc, addr)
+}
+
+pub(crate) fn self_cmd() -> Command {
     bounded(std::env::current_exe().unwrap_or_else(|e| fail(e)))
 }
 
@@ -382,7 +394,13 @@ pub fn case(args: &[String]) -> ExitCode {
             cmd.args([t, &c.seq_warm.to_string(), &c.seq_n.to_string()]);
             run_caller(cmd, "SAMPLES")
         }
-        "rtt.unix" | "rtt.tcp" | "rtt.request" | "embedded" | "rtt.monitored" => {
+        "rtt.unix" | "rtt.unix.noping" | "rtt.tcp" | "rtt.request" | "embedded"
+        | "rtt.monitored" => {
+            if name == "rtt.unix.noping" {
+                // Inherited by the broker, publisher and caller started
+                // below: each turns its pings off.
+                std::env::set_var("SBBENCH_NOPING", "1");
+            }
             let broker = start_broker(name == "rtt.tcp");
             let publisher = start_publisher(&broker.addr);
             // A monitor printing every frame with its args to nowhere.
@@ -483,6 +501,7 @@ pub fn case(args: &[String]) -> ExitCode {
         }
         "local" => local(c.local_batches),
         "scaled" => scaled(c),
+        "reconnect" => crate::restart::case(if c.seq_n > 5000 { 30 } else { 10 }),
         other => fail(format!("unknown case '{other}' (sbbench list)")),
     };
     print_samples(&samples);

@@ -21,6 +21,7 @@
 
 mod cases;
 mod report;
+mod restart;
 mod roles;
 
 use std::process::ExitCode;
@@ -91,6 +92,10 @@ fn main() -> ExitCode {
         "caller" => {
             bound_self();
             roles::caller(rest)
+        }
+        "restart-caller" => {
+            bound_self();
+            restart::caller(rest)
         }
         "loader" => {
             bound_self();

@@ -404,6 +404,13 @@ pub fn run(args: &[String]) -> ExitCode {
             "",
         );
         line(
+            "heartbeats on / off rtt (rtt.unix vs rtt.unix.noping)",
+            ratio("rtt.unix", "rtt.unix.noping"),
+            |v| v <= 1.02,
+            "<= 1.02",
+            "",
+        );
+        line(
             "local request+return pairs/s (local)",
             rate("local"),
             |v| v >= 2_000_000.0,

@@ -27,9 +27,23 @@ fn arg_u64(args: &[String], i: usize, what: &str) -> u64 {
         .unwrap_or_else(|| fail(format!("missing or bad {what}")))
 }
 
+/// The roles' client settings: pings off when `SBBENCH_NOPING` is set.
+pub(crate) fn config() -> ClientConfig {
+    let mut config = ClientConfig::default();
+    if std::env::var_os("SBBENCH_NOPING").is_some() {
+        config.ping_interval = Duration::ZERO;
+    }
+    config
+}
+
 /// Connects and waits for the handshake.
-fn connect(lp: &EventLoop, addr: &Address) -> Client {
-    let client = Client::connect(lp, addr, ClientConfig::default());
+pub(crate) fn connect(lp: &EventLoop, addr: &Address) -> Client {
+    connect_with(lp, addr, config())
+}
+
+/// Connects with `config` and waits for the handshake.
+pub(crate) fn connect_with(lp: &EventLoop, addr: &Address, config: ClientConfig) -> Client {
+    let client = Client::connect(lp, addr, config);
     let ok = Rc::new(Cell::new(false));
     let o = ok.clone();
     client.on_connect(move |r| match r {
@@ -64,10 +78,17 @@ fn print_list(tag: &str, v: &[u64]) {
 /// Publishes session `bench` (echo, stream, hold) through the raw client
 /// API and stage `bench_stage` (echo) through the request machinery,
 /// prints `ready`, and serves until the broker goes away.
+///
+/// With `--reconnect` it reconnects (default policy) and publishes again
+/// when the broker comes back, as `stagebus serve` does.
 pub fn publisher(args: &[String]) -> ExitCode {
     let addr = address(args.first());
     let lp = EventLoop::new().unwrap();
-    let client = connect(&lp, &addr);
+    let mut config = config();
+    if args.iter().any(|a| a == "--reconnect") {
+        config = config.with_reconnect(stagebus::ReconnectPolicy::default());
+    }
+    let client = connect_with(&lp, &addr, config);
     client.on_disconnect(|_| std::process::exit(0));
     let published = Rc::new(Cell::new(0));
     let lp2 = lp.clone();
@@ -502,7 +523,7 @@ pub fn loader(args: &[String]) -> ExitCode {
                     let batch = left.min(CONNECT_BATCH);
                     let ok = Rc::new(Cell::new(0u64));
                     for _ in 0..batch {
-                        let client = Client::connect(&lp, &addr, ClientConfig::default());
+                        let client = Client::connect(&lp, &addr, config());
                         let o = ok.clone();
                         client.on_connect(move |r| {
                             r.unwrap_or_else(|e| fail(format!("connect: {e}")));

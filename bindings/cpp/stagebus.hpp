@@ -373,6 +373,11 @@ using StatsFn = std::function<void(sb_status, ValueRef report, std::string_view 
 // Client::send_custom arrives as kind "result" with the id sent.
 using UnknownMessageFn =
     std::function<void(std::string_view kind, std::uint64_t id, std::string_view payload)>;
+// A reconnecting client's connection changed: `event` is an
+// sb_connection_event; `session` names the session of
+// SB_CONNECTION_REPUBLISH_FAILED (empty otherwise).
+using ConnectionEventFn = std::function<void(sb_connection_event event, std::string_view session,
+                                             sb_status, std::string_view message)>;
 
 namespace detail {
 
@@ -390,6 +395,13 @@ inline void run_done(void *user, sb_status status, const char *message) noexcept
 
 inline void run_connect(void *user, sb_status status, uint64_t id, const char *message) noexcept {
     fn<ConnectFn>(user)(status, id, message);
+}
+
+inline void run_connection_event(void *user, uint32_t event, const char *session,
+                                 sb_status status, const char *message) noexcept {
+    fn<ConnectionEventFn>(user)(static_cast<sb_connection_event>(event),
+                                session ? std::string_view(session) : std::string_view(), status,
+                                message);
 }
 
 inline void run_session_gone(void *user, const char *session, sb_status status,
@@ -780,6 +792,52 @@ public:
     // and 2; zero turns pinging off (see sb_client_set_ping).
     void set_ping(std::chrono::milliseconds interval, std::uint32_t max) const {
         detail::check(sb_client_set_ping(raw(), static_cast<std::uint64_t>(interval.count()), max));
+    }
+
+    // Turns reconnecting on (off by default): after a loss, wait
+    // `initial` (doubling up to `max`, with jitter) and connect again to
+    // the next address; `max_attempts` 0 tries forever. Every call in
+    // flight at a loss ends once with broker_gone (the publisher may or
+    // may not have run it); sessions are published again and
+    // subscriptions renewed (see sb_client_set_reconnect).
+    void set_reconnect(std::chrono::milliseconds initial, std::chrono::milliseconds max,
+                       std::uint32_t max_attempts = 0) const {
+        detail::check(sb_client_set_reconnect(raw(), static_cast<std::uint64_t>(initial.count()),
+                                              static_cast<std::uint64_t>(max.count()),
+                                              max_attempts));
+    }
+
+    // Turns reconnecting off: the next loss closes the client.
+    void disable_reconnect() const { detail::check(sb_client_disable_reconnect(raw())); }
+
+    // Adds a broker address tried in turn (reconnecting must be on).
+    void add_address(CStr address) const {
+        detail::check(sb_client_add_address(raw(), address.c_str()));
+    }
+
+    // Calls made while reconnecting are held (at most `limit`) or, with
+    // `fail_fast`, fail at once with broker_gone.
+    void set_reconnect_buffer(bool fail_fast, std::size_t limit) const {
+        detail::check(sb_client_set_reconnect_buffer(raw(), fail_fast, limit));
+    }
+
+    // How long a republish retries while the name is still held, and
+    // how long a renewed subscription waits for its session.
+    void set_reconnect_restore(std::chrono::milliseconds republish_window,
+                               std::chrono::milliseconds resubscribe_wait) const {
+        detail::check(sb_client_set_reconnect_restore(
+            raw(), static_cast<std::uint64_t>(republish_window.count()),
+            static_cast<std::uint64_t>(resubscribe_wait.count())));
+    }
+
+    // Sets what hears of disconnects, reconnects and failed republishes
+    // (replacing the previous handler).
+    void on_connection_event(ConnectionEventFn f) const {
+        detail::check(detail::register_fn(
+            std::move(f), &detail::run_connection_event,
+            [&](sb_connection_event_fn c, void *user, sb_free_fn free_user) {
+                return sb_client_on_connection_event(raw(), c, user, free_user);
+            }));
     }
 };
 

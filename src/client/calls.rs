@@ -45,6 +45,21 @@ impl Calls {
         self.0.keys().copied()
     }
 
+    /// Ends every call but those of `kept` ids (held, never sent),
+    /// oldest first.
+    pub fn drain_except(&mut self, kept: &[u64]) -> Vec<(u64, CallFn)> {
+        let mut ids: Vec<u64> = self
+            .0
+            .keys()
+            .copied()
+            .filter(|id| !kept.contains(id))
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| self.0.remove(&id).map(|f| (id, f)))
+            .collect()
+    }
+
     /// Ends every call, oldest first.
     pub fn drain_in_order(&mut self) -> Vec<(u64, CallFn)> {
         let mut calls: Vec<_> = self.0.drain().collect();

@@ -18,17 +18,19 @@
 //! The core never touches a socket, the loop or a timer, and never runs a
 //! callback: it is driven in unit tests frame by frame.
 
-use super::calls::{final_event, CallFn, Calls};
+use super::calls::{CallFn, Calls};
 use super::effects::{
-    Closer, ConnectFn, DisconnectFn, Effect, Outbox, SessionGoneFn, Settle, TapFn, UnknownFn,
+    Closer, ConnectFn, ConnectionEventFn, DisconnectFn, Effect, Outbox, SessionGoneFn, Settle,
+    TapFn, UnknownFn,
 };
-use super::ops::{expect_done, expect_methods, expect_sessions, expect_stats, Completion, Op, Ops};
+use super::ops::{Completion, Op, Ops};
+use super::reconnect::Reconnect;
 use super::serving::{Route, ServeFn, Serving};
 use super::{CallEvent, CallId, ConnectionInfo, Inbound};
 use crate::error::{Error, ErrorCode};
 use crate::transport::Address;
 use crate::value::Args;
-use crate::wire::{Frame, Payload, Reply};
+use crate::wire::{Frame, Payload};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -46,25 +48,30 @@ pub(crate) struct CallMeta {
 pub(super) enum Status {
     Connecting,
     Ready(ConnectionInfo),
+    /// Lost, waiting for the next attempt of a reconnect policy.
+    Waiting,
     Closed(Error),
 }
 
 /// The client's state machine (see the module docs).
 pub(super) struct Core {
-    address: Address,
-    status: Status,
+    pub(super) address: Address,
+    pub(super) status: Status,
     next_id: u64,
-    ops: Ops,
-    calls: Calls,
-    serving: Serving,
-    subscriptions: HashSet<String>,
+    pub(super) ops: Ops,
+    pub(super) calls: Calls,
+    pub(super) serving: Serving,
+    pub(super) subscriptions: HashSet<String>,
     on_connect: Option<ConnectFn>,
     on_disconnect: Option<DisconnectFn>,
-    on_session_gone: Option<SessionGoneFn>,
+    pub(super) on_session_gone: Option<SessionGoneFn>,
     /// Where the broker's taps go once this client monitors.
-    on_tap: Option<TapFn>,
-    on_unknown: Option<UnknownFn>,
-    liveness: crate::liveness::Liveness,
+    pub(super) on_tap: Option<TapFn>,
+    pub(super) on_unknown: Option<UnknownFn>,
+    pub(super) on_connection_event: Option<ConnectionEventFn>,
+    pub(super) liveness: crate::liveness::Liveness,
+    /// The reconnect policy and its state, if any.
+    pub(super) reconnect: Option<Reconnect>,
 }
 
 impl Core {
@@ -82,7 +89,9 @@ impl Core {
             on_session_gone: None,
             on_tap: None,
             on_unknown: None,
+            on_connection_event: None,
             liveness: crate::liveness::Liveness::default(),
+            reconnect: None,
         }
     }
 
@@ -128,6 +137,10 @@ impl Core {
             }
             Status::Ready(info) => Ok(info.clone()),
             Status::Closed(e) => Err(e.clone()),
+            Status::Waiting => {
+                self.on_connect = Some(f);
+                return None;
+            }
         };
         Some(Effect::Connected(f, outcome))
     }
@@ -182,11 +195,15 @@ impl Core {
         op: Op,
         out: &mut impl Outbox,
     ) -> Option<Completion> {
-        if let Some(e) = self.gone() {
+        if let Some(e) = self.gone().or_else(|| self.fails_fast()) {
             return op.fail(e);
         }
         let id = self.next_id();
-        match out.send(&frame(id)) {
+        let sent = match self.holder() {
+            Some(r) => r.hold(id, frame(id)),
+            _ => out.send(&frame(id)),
+        };
+        match sent {
             Ok(()) => {
                 self.ops.insert(id, op);
                 None
@@ -215,7 +232,7 @@ impl Core {
         out: &mut impl Outbox,
     ) -> Result<(CallId, Option<Effect>), Error> {
         let id = self.next_id();
-        if let Some(e) = self.gone() {
+        if let Some(e) = self.gone().or_else(|| self.fails_fast()) {
             return Ok((
                 CallId(id),
                 Some(Effect::Call(handler, CallId(id), CallEvent::Error(e))),
@@ -232,7 +249,10 @@ impl Core {
             method: method.to_string(),
             payload,
         };
-        out.send_retractable(id, &deliver)?;
+        match self.holder() {
+            Some(r) => r.hold(id, deliver)?,
+            _ => out.send_retractable(id, &deliver)?,
+        }
         self.calls.insert(id, handler);
         Ok((CallId(id), None))
     }
@@ -256,7 +276,28 @@ impl Core {
             method: method.to_string(),
             payload: Payload::encode(args),
         };
-        self.send(out, &frame)
+        self.send_or_hold(call.0, out, frame)
+    }
+
+    /// Whether frames are held now rather than sent (see
+    /// [`Core::holding`]), cheaply.
+    #[inline]
+    fn holding_now(&self) -> bool {
+        self.reconnect.is_some() && self.holding()
+    }
+
+    /// The reconnect state while frames are held (see [`Core::holding`]).
+    fn holder(&mut self) -> Option<&mut Reconnect> {
+        let ready = matches!(self.status, Status::Ready(_));
+        self.reconnect.as_mut().filter(|_| !ready)
+    }
+
+    /// Sends `frame`, or holds it under `key` while not connected.
+    fn send_or_hold(&mut self, key: u64, out: &mut impl Outbox, frame: Frame) -> Result<(), Error> {
+        match self.holder() {
+            Some(r) => r.hold(key, frame),
+            _ => self.send(out, &frame),
+        }
     }
 
     /// Ends a call at its caller's request: its deliver is taken back if
@@ -265,7 +306,8 @@ impl Core {
     /// ended already.
     pub fn cancel(&mut self, call: CallId, out: &mut impl Outbox) -> Option<CallFn> {
         let handler = self.calls.remove(call.0)?;
-        if !self.is_closed() && !out.retract(call.0) {
+        let unheld = self.reconnect.as_mut().is_some_and(|r| r.unhold(call.0));
+        if !unheld && !self.holding_now() && !self.is_closed() && !out.retract(call.0) {
             let _ = out.send(&Frame::Cancel { id: call.0 });
         }
         Some(handler)
@@ -286,7 +328,7 @@ impl Core {
             id,
             payload: Payload(payload.to_vec()),
         };
-        self.send(out, &frame)?;
+        self.send_or_hold(id, out, frame)?;
         self.ops.insert(id, Op::Custom { app_id });
         Ok(())
     }
@@ -319,11 +361,21 @@ impl Core {
 
     /// Rescinds `session` if `serve` is what it runs now; marks a publish
     /// of it still waiting for the broker to be rescinded once accepted.
-    pub fn withdraw(&mut self, session: &str, serve: &ServeFn, out: &mut impl Outbox) {
+    /// While reconnecting, the publication is simply forgotten (the
+    /// broker has none to rescind): its handler is handed back.
+    pub fn withdraw(
+        &mut self,
+        session: &str,
+        serve: &ServeFn,
+        out: &mut impl Outbox,
+    ) -> Option<ServeFn> {
         if self.is_closed() {
-            return;
+            return None;
         }
         self.ops.withdraw_publishes(serve);
+        if self.holding_now() && self.serving.is_published_with(session, serve) {
+            return self.serving.unpublish(session);
+        }
         if self.serving.is_published_with(session, serve) {
             let rescind = Op::Rescind {
                 session: session.to_string(),
@@ -336,6 +388,7 @@ impl Core {
             };
             let _ = self.start_op(make, rescind, out);
         }
+        None
     }
 
     /// Input arrived from the broker (once per read, not per frame).
@@ -377,10 +430,13 @@ impl Core {
                     address: self.address.clone(),
                 };
                 self.status = Status::Ready(info.clone());
-                let f = self.on_connect.take()?;
-                Some(Effect::Connected(f, Ok(info)))
+                let mut effects = self.restore(&info, out);
+                if let Some(f) = self.on_connect.take() {
+                    effects.insert(0, Effect::Connected(f, Ok(info)));
+                }
+                Effect::many(effects)
             }
-            Frame::Refused { error } => Some(Effect::Shut(error)),
+            Frame::Refused { error } => Some(Effect::Refused(error)),
             Frame::Result { id, outcome } => self.on_result(id, outcome, out),
             Frame::Emit { id, kind, payload } => {
                 let call = self.calls.get(id)?;
@@ -496,87 +552,31 @@ impl Core {
         }
     }
 
-    /// A result: of an operation, of a call, of an application-defined
-    /// message, or of a call cancelled meanwhile (dropped).
-    fn on_result(
-        &mut self,
-        id: u64,
-        outcome: Result<Reply, Error>,
-        out: &mut impl Outbox,
-    ) -> Option<Effect> {
-        if let Some(call) = self.calls.remove(id) {
-            return Some(Effect::Call(call, CallId(id), final_event(outcome)));
-        }
-        let (done, release) = match self.ops.remove(id)? {
-            Op::Publish {
-                session,
-                serve,
-                withdrawn,
-                done,
-            } => {
-                let outcome = expect_done("publish", outcome);
-                if outcome.is_ok() {
-                    self.serving.publish(session.clone(), serve.clone());
-                    if withdrawn {
-                        self.withdraw(&session, &serve, out);
-                    }
-                }
-                (Completion::Unit(done, outcome), None)
-            }
-            Op::Rescind { session, done } => {
-                let outcome = expect_done("rescind", outcome);
-                // Deliveries in progress keep their own handle on the
-                // handler; this one may be the last.
-                let released = match outcome {
-                    Ok(()) => self.serving.unpublish(&session),
-                    Err(_) => None,
-                };
-                (Completion::Unit(done, outcome), released)
-            }
-            Op::Listing { done } => (Completion::Sessions(done, expect_sessions(outcome)), None),
-            Op::Stats { done } => (Completion::Stats(done, expect_stats(outcome)), None),
-            Op::Monitor { done } => (
-                Completion::Unit(done, expect_done("monitor", outcome)),
-                None,
-            ),
-            Op::Subscribe { session, done } => {
-                let outcome = expect_methods(outcome);
-                if outcome.is_ok() {
-                    self.subscriptions.insert(session);
-                }
-                (Completion::Methods(done, outcome), None)
-            }
-            Op::Unsubscribe { session, done } => {
-                let outcome = expect_done("unsubscribe", outcome);
-                if outcome.is_ok() {
-                    self.subscriptions.remove(&session);
-                }
-                (Completion::Unit(done, outcome), None)
-            }
-            Op::Custom { app_id } => {
-                let f = self.on_unknown.clone()?;
-                let text = outcome.err().map(|e| e.to_string()).unwrap_or_default();
-                return Some(Effect::Unknown(
-                    f,
-                    "result".into(),
-                    app_id,
-                    text.into_bytes(),
-                ));
-            }
-        };
-        Some(Effect::Completed(done, release))
-    }
-
     /// Closes because of `error` and empties every table into what the
     /// shell still has to run; `None` if closed already. The owner's close
     /// takes back the delivers of the calls it settles that have not
     /// left: no publisher starts a call its caller was told failed.
     pub fn close(&mut self, error: Error, by: Closer, out: &mut impl Outbox) -> Option<Settle> {
+        let was_ready = matches!(self.status, Status::Ready(_))
+            || self.reconnect.as_ref().is_some_and(|r| r.welcomed);
+        self.close_as(error, by, was_ready, out)
+    }
+
+    /// [`Core::close`], telling the disconnect handler if `was_ready`.
+    pub(super) fn close_as(
+        &mut self,
+        error: Error,
+        by: Closer,
+        was_ready: bool,
+        out: &mut impl Outbox,
+    ) -> Option<Settle> {
         if self.is_closed() {
             return None;
         }
-        let was_ready = matches!(self.status, Status::Ready(_));
         self.status = Status::Closed(error.clone());
+        if let Some(r) = self.reconnect.as_mut() {
+            r.held.clear();
+        }
         if by == Closer::Owner {
             for id in self.calls.ids() {
                 out.retract(id);

@@ -7,7 +7,7 @@
 use super::calls::CallFn;
 use super::ops::Completion;
 use super::serving::{Route, ServeFn};
-use super::{CallEvent, CallId, ConnectionInfo, Inbound};
+use super::{CallEvent, CallId, ConnectionEvent, ConnectionInfo, Inbound};
 use crate::error::Error;
 use crate::wire::{Frame, TapEvent};
 use std::cell::RefCell;
@@ -30,6 +30,7 @@ pub(super) type DisconnectFn = Box<dyn FnMut(&Error)>;
 pub(super) type SessionGoneFn = Rc<RefCell<dyn FnMut(&str, &Error)>>;
 pub(super) type UnknownFn = Rc<RefCell<dyn FnMut(&str, u64, &[u8])>>;
 pub(super) type TapFn = Rc<RefCell<dyn FnMut(&TapEvent)>>;
+pub(super) type ConnectionEventFn = Rc<RefCell<dyn FnMut(&ConnectionEvent)>>;
 
 /// A callback to run, with its arguments, or a close to carry out.
 pub(super) enum Effect {
@@ -53,8 +54,29 @@ pub(super) enum Effect {
     Unknown(UnknownFn, String, u64, Vec<u8>),
     /// A frame the broker saw, for this monitoring client.
     Tap(TapFn, Box<TapEvent>),
-    /// The broker refused or broke the protocol: close with this error.
+    /// The broker broke the protocol or went away: the connection is
+    /// lost with this error (a reconnect policy tries again).
     Shut(Error),
+    /// The broker refused the handshake: close for good, never retried.
+    Refused(Error),
+    /// A reconnecting client's connection changed.
+    Connection(ConnectionEventFn, ConnectionEvent),
+    /// Publish a session again after this delay, unless it is
+    /// withdrawn meanwhile or the window (the instant) closes.
+    RetryRepublish(String, ServeFn, std::time::Instant, std::time::Duration),
+    /// Several effects, in order.
+    Many(Vec<Effect>),
+}
+
+impl Effect {
+    /// One effect for `effects`: none, the one, or [`Effect::Many`].
+    pub fn many(mut effects: Vec<Effect>) -> Option<Effect> {
+        match effects.len() {
+            0 => None,
+            1 => effects.pop(),
+            _ => Some(Effect::Many(effects)),
+        }
+    }
 }
 
 /// What a close leaves to do.

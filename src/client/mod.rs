@@ -20,20 +20,28 @@
 // Layout, one concept a module:
 // * core: the state machine; frames and orders in, effects out, no I/O;
 // * effects: the core's seam (its outbox, the effects and a close's settle);
+// * config: how to connect (`ClientConfig`);
 // * calls: the caller's side, one table of calls under one id each;
 // * ops: operations on the broker waiting for their result;
 // * serving: the publisher's side (publications, deliveries, `Delivery`);
+// * reconnect: the reconnect policy and the core's side of reconnecting;
 // * shell: the connection, the loop and the linger; runs the effects;
 // * this file: the public API, each method a call into the shell.
 mod calls;
+mod config;
 mod core;
+mod dispatch;
 mod effects;
 mod ops;
+mod reconnect;
+mod results;
 mod serving;
 mod shell;
 #[cfg(test)]
 mod tests;
 
+pub use config::{ClientConfig, DEFAULT_LINGER};
+pub use reconnect::{ConnectionEvent, ReconnectPolicy, WhileReconnecting};
 pub use serving::Delivery;
 pub(crate) use serving::Publication;
 
@@ -42,7 +50,7 @@ use crate::event_loop::EventLoop;
 use crate::report::StatsReport;
 use crate::transport::Address;
 use crate::value::Args;
-use crate::wire::{Frame, Payload, SessionInfo, TapEvent, DEFAULT_MAX_FRAME};
+use crate::wire::{Frame, Payload, SessionInfo, TapEvent};
 use calls::CallFn;
 use core::CallMeta;
 use ops::Op;
@@ -52,100 +60,6 @@ use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
-
-/// How to connect.
-///
-/// Not exhaustive: start from [`ClientConfig::default`] and set the
-/// fields to change (or use the `with_` methods), so that a later setting
-/// is no breaking change.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ClientConfig {
-    /// The broker's shared secret, if it requires one.
-    pub token: Option<String>,
-    /// Largest frame body sent or accepted (default 16 MiB).
-    pub max_frame: usize,
-    /// Most bytes queued for the broker before operations fail with
-    /// `limit_exceeded` (default 64 MiB).
-    pub max_queued_bytes: usize,
-    /// How long closing the client (or dropping its last handle) may take
-    /// to write out what it already accepted for sending: answers,
-    /// emits, calls (default [`DEFAULT_LINGER`]). Zero writes what the
-    /// socket takes at once and drops the rest. See [`Client::close`].
-    pub linger: Duration,
-    /// The deadline given to a request sent through this client that has
-    /// none of its own (neither its own timeout nor one inherited from the
-    /// request it is made for); `None`, the default, gives none. Off by
-    /// default because long calls and streams of emits are legitimate:
-    /// set it to bound every call, as libdbus's 25 s default does.
-    pub default_timeout: Option<Duration>,
-    /// How long the broker may stay silent before the client pings it
-    /// (default 2 minutes, as NATS clients). Zero turns pinging off.
-    pub ping_interval: Duration,
-    /// How many pings may go unanswered: a broker silent for this many
-    /// pings and one more interval is taken for gone, exactly as a
-    /// disconnect (`broker_gone`). Default 2, as NATS clients.
-    pub ping_max: u32,
-    /// How long connecting and the handshake may take before the connect
-    /// fails with `broker_gone` (default 10 s). Zero waits forever.
-    pub connect_timeout: Duration,
-}
-
-/// The default [`ClientConfig::linger`]: 5 seconds.
-pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        ClientConfig {
-            token: None,
-            max_frame: DEFAULT_MAX_FRAME,
-            max_queued_bytes: 64 << 20,
-            linger: DEFAULT_LINGER,
-            default_timeout: None,
-            ping_interval: crate::liveness::DEFAULT_PING_INTERVAL,
-            ping_max: crate::liveness::DEFAULT_PING_MAX,
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl ClientConfig {
-    /// The same, presenting `token` to the broker.
-    pub fn with_token(mut self, token: impl Into<String>) -> ClientConfig {
-        self.token = Some(token.into());
-        self
-    }
-
-    /// The same, pinging a broker silent for `interval` and taking it for
-    /// gone after `max` unanswered pings (see
-    /// [`ClientConfig::ping_interval`]).
-    pub fn with_ping(mut self, interval: Duration, max: u32) -> ClientConfig {
-        self.ping_interval = interval;
-        self.ping_max = max;
-        self
-    }
-
-    /// The same, with `timeout` for the connect and handshake (see
-    /// [`ClientConfig::connect_timeout`]).
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> ClientConfig {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// The same, with `linger` as the longest a close may take to write
-    /// out what was accepted (see [`ClientConfig::linger`]).
-    pub fn with_linger(mut self, linger: Duration) -> ClientConfig {
-        self.linger = linger;
-        self
-    }
-
-    /// The same, with `timeout` as the deadline of requests that set none
-    /// (see [`ClientConfig::default_timeout`]).
-    pub fn with_default_timeout(mut self, timeout: Duration) -> ClientConfig {
-        self.default_timeout = Some(timeout);
-        self
-    }
-}
 
 /// What a successful connect reports (the original's connect completion).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,9 +176,50 @@ impl Client {
 
     /// Sets what runs when an established connection is lost (the
     /// original's socket_error_event). Not called after [`Client::close`].
+    /// With a reconnect policy it runs only when the client gives up
+    /// (its attempts ran out); each loss is a
+    /// [`ConnectionEvent::Disconnected`] instead.
     pub fn on_disconnect(&self, f: impl FnMut(&Error) + 'static) {
         let replaced = self.shared.with(|core, _| core.on_disconnect(Box::new(f)));
         drop(replaced);
+    }
+
+    /// Sets what hears of a reconnecting client's connection: lost,
+    /// back, a session that could not be published again (see
+    /// [`ReconnectPolicy`]). Runs on the loop, never inside a call of
+    /// the client; replaces the previous handler.
+    pub fn on_connection_event(&self, f: impl FnMut(&ConnectionEvent) + 'static) {
+        let f = Rc::new(RefCell::new(f));
+        let replaced = self.shared.with(|core, _| core.on_connection_event(f));
+        drop(replaced);
+    }
+
+    /// Sets (or with `None` removes) the reconnect policy; it applies
+    /// from the next loss, and to a first connect still under way. Set
+    /// right after [`Client::connect`], it also covers a connect that
+    /// failed at once (that failure is handled on the next turn).
+    pub fn set_reconnect(&self, policy: Option<ReconnectPolicy>) {
+        self.shared.with(|core, _| core.set_reconnect(policy));
+    }
+
+    /// Changes the reconnect policy in place (see
+    /// [`Client::set_reconnect`]); `invalid_state` when reconnecting is
+    /// off, so that a change never turns it on by accident.
+    pub fn update_reconnect(&self, f: impl FnOnce(&mut ReconnectPolicy)) -> Result<(), Error> {
+        let mut policy = self.reconnect_policy().ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidState,
+                "reconnecting is off for this client: turn it on first",
+            )
+        })?;
+        f(&mut policy);
+        self.set_reconnect(Some(policy));
+        Ok(())
+    }
+
+    /// The reconnect policy, if any.
+    pub fn reconnect_policy(&self) -> Option<ReconnectPolicy> {
+        self.shared.core().reconnect_policy().cloned()
     }
 
     /// Sets what runs when a subscribed session is rescinded or its
@@ -289,7 +244,8 @@ impl Client {
         &self.shared.lp
     }
 
-    /// The broker's address.
+    /// The broker's address (the one in use or being tried, when
+    /// reconnecting through a list).
     pub fn address(&self) -> Address {
         self.shared.core().address().clone()
     }
@@ -351,6 +307,7 @@ impl Client {
             },
             Op::Publish {
                 session: session.to_string(),
+                methods: methods.iter().map(|m| m.to_string()).collect(),
                 serve,
                 withdrawn: false,
                 done: Box::new(done),

@@ -16,6 +16,7 @@ pub(super) type Done<T> = Box<dyn FnOnce(Result<T, Error>)>;
 pub(super) enum Op {
     Publish {
         session: String,
+        methods: Vec<String>,
         serve: ServeFn,
         /// Its publisher went away before the broker answered: rescind
         /// it once accepted.
@@ -49,6 +50,19 @@ pub(super) enum Op {
     Custom {
         app_id: u64,
     },
+    /// A session published again after a reconnect; retried while the
+    /// broker still holds the name, until `until`. Reported through the
+    /// connection events, never to a callback of its own.
+    Republish {
+        session: String,
+        serve: ServeFn,
+        until: std::time::Instant,
+        withdrawn: bool,
+    },
+    /// A subscription renewed after a reconnect; a failure ends it.
+    Resubscribe {
+        session: String,
+    },
 }
 
 impl Op {
@@ -63,7 +77,7 @@ impl Op {
             Op::Listing { done } => Completion::Sessions(done, Err(e)),
             Op::Stats { done } => Completion::Stats(done, Err(e)),
             Op::Subscribe { done, .. } => Completion::Methods(done, Err(e)),
-            Op::Custom { .. } => return None,
+            Op::Custom { .. } | Op::Republish { .. } | Op::Resubscribe { .. } => return None,
         })
     }
 }
@@ -108,6 +122,11 @@ impl Ops {
                 serve: f,
                 withdrawn,
                 ..
+            }
+            | Op::Republish {
+                serve: f,
+                withdrawn,
+                ..
             } = op
             {
                 if std::rc::Rc::ptr_eq(f, serve) {
@@ -115,6 +134,21 @@ impl Ops {
                 }
             }
         }
+    }
+
+    /// Ends every operation but those of `kept` ids (held, never sent),
+    /// oldest first.
+    pub fn drain_except(&mut self, kept: &[u64]) -> Vec<Op> {
+        let mut ids: Vec<u64> = self
+            .0
+            .keys()
+            .copied()
+            .filter(|id| !kept.contains(id))
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| self.0.remove(&id))
+            .collect()
     }
 
     /// Ends every operation, oldest first.

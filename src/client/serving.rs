@@ -39,6 +39,9 @@ pub(super) struct Route {
 pub(super) struct Serving {
     /// Published here: name → (shared name, handler).
     publications: HashMap<String, (Rc<str>, ServeFn)>,
+    /// The methods each was published with (to publish it again after a
+    /// reconnect).
+    methods: HashMap<String, Vec<String>>,
     /// Deliveries being served, by route id. Each keeps the handler it
     /// arrived at, so that it can still be answered or cancelled after a
     /// rescind, and a session published again under the same name never
@@ -48,9 +51,33 @@ pub(super) struct Serving {
 
 impl Serving {
     /// Records a publication the broker accepted.
-    pub fn publish(&mut self, session: String, serve: ServeFn) {
+    pub fn publish(&mut self, session: String, methods: Vec<String>, serve: ServeFn) {
         let name = Rc::from(session.as_str());
+        self.methods.insert(session.clone(), methods);
         self.publications.insert(session, (name, serve));
+    }
+
+    /// The methods `session` was published with.
+    pub fn methods(&self, session: &str) -> Vec<String> {
+        self.methods.get(session).cloned().unwrap_or_default()
+    }
+
+    /// Every publication, sorted by name.
+    pub fn publications(&self) -> Vec<(String, ServeFn)> {
+        let mut all: Vec<_> = self
+            .publications
+            .iter()
+            .map(|(name, (_, serve))| (name.clone(), serve.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Ends every delivery (oldest first), keeping the publications.
+    pub fn end_all(&mut self) -> Vec<(Route, ServeFn)> {
+        let mut routes: Vec<_> = self.routes.drain().map(|(_, entry)| entry).collect();
+        routes.sort_by_key(|(route, _)| route.id);
+        routes
     }
 
     pub fn is_published(&self, session: &str) -> bool {
@@ -67,6 +94,7 @@ impl Serving {
     /// Forgets a publication the broker rescinded, handing back its
     /// handler (deliveries in progress keep their own handle on it).
     pub fn unpublish(&mut self, session: &str) -> Option<ServeFn> {
+        self.methods.remove(session);
         self.publications.remove(session).map(|(_, serve)| serve)
     }
 
@@ -97,6 +125,7 @@ impl Serving {
     /// Ends everything: the publications' handlers, and every delivery
     /// (oldest first).
     pub fn take_all(&mut self) -> (Vec<ServeFn>, Vec<(Route, ServeFn)>) {
+        self.methods.clear();
         let publications = self.publications.drain().map(|(_, (_, f))| f).collect();
         let mut routes: Vec<_> = self.routes.drain().map(|(_, entry)| entry).collect();
         routes.sort_by_key(|(route, _)| route.id);

@@ -8,9 +8,11 @@
 //! again, close it, or drop its last handle.
 
 use super::core::{Core, Status};
+use super::dispatch::{dispatch, release};
 use super::effects::{Closer, Effect, Outbox, Settle};
 use super::ops::Op;
-use super::serving::{Delivery, ServeFn};
+use super::reconnect::Lost;
+use super::serving::ServeFn;
 use super::ClientConfig;
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
@@ -27,6 +29,27 @@ pub(crate) struct Shared {
     me: Weak<Shared>,
     /// [`ClientConfig::default_timeout`], changeable later.
     pub(super) default_timeout: Cell<Option<Duration>>,
+    /// How every connection (the first and each reconnect) is opened.
+    settings: Settings,
+}
+
+/// What opening a connection needs, from the [`ClientConfig`].
+struct Settings {
+    token: Option<String>,
+    max_frame: usize,
+    max_queued: usize,
+    connect_timeout: Duration,
+}
+
+/// A seed for the jitter of reconnect delays: the clock, the process
+/// and the address, so that clients started together spread apart.
+fn seed(address: &Address) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    address.to_string().hash(&mut h);
+    std::process::id().hash(&mut h);
+    std::time::SystemTime::now().hash(&mut h);
+    h.finish() | 1
 }
 
 struct Inner {
@@ -50,31 +73,56 @@ pub(super) struct Io {
     /// The ping timer and the connect timer, while armed.
     tick: Option<TimerId>,
     connect_timer: Option<TimerId>,
+    /// The reconnect policy's back-off timer, while armed.
+    retry_timer: Option<TimerId>,
     ping_interval: Duration,
     ping_max: u32,
+    /// Xorshift state for the jitter of reconnect delays.
+    random: u64,
+    /// Why the first connect could not start, until its failure is
+    /// handled on the next turn: what sends fail with meanwhile.
+    open_error: Option<Error>,
 }
 
 impl Io {
     fn cancel_timers(&mut self, lp: &EventLoop) {
-        for timer in [self.tick.take(), self.connect_timer.take()]
-            .into_iter()
-            .flatten()
+        for timer in [
+            self.tick.take(),
+            self.connect_timer.take(),
+            self.retry_timer.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             lp.cancel_timer(timer);
         }
     }
 }
 
+impl Io {
+    /// A uniform pick in `[0, 1)` (xorshift64; jitter needs no more).
+    fn next_random(&mut self) -> f64 {
+        let mut x = self.random;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.random = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 impl Outbox for Io {
     fn send(&mut self, frame: &Frame) -> Result<(), Error> {
-        let conn = self.conn.as_mut().ok_or_else(not_connected)?;
+        let down = &self.open_error;
+        let conn = self.conn.as_mut().ok_or_else(|| not_connected(down))?;
         conn.send(frame)?;
         self.queued = true;
         Ok(())
     }
 
     fn send_retractable(&mut self, key: u64, frame: &Frame) -> Result<(), Error> {
-        let conn = self.conn.as_mut().ok_or_else(not_connected)?;
+        let down = &self.open_error;
+        let conn = self.conn.as_mut().ok_or_else(|| not_connected(down))?;
         conn.send_retractable(key, frame)?;
         self.queued = true;
         Ok(())
@@ -85,8 +133,13 @@ impl Outbox for Io {
     }
 }
 
-fn not_connected() -> Error {
-    Error::broker_gone("not connected")
+/// Why a frame cannot be sent without a connection: the first
+/// connect's failure while it waits to be handled, else "not connected".
+fn not_connected(open_error: &Option<Error>) -> Error {
+    match open_error {
+        Some(e) => Error::broker_gone(&e.message),
+        None => Error::broker_gone("not connected"),
+    }
 }
 
 /// Most frames whose room [`Io::frames`] keeps between readiness events.
@@ -96,13 +149,16 @@ const KEPT_FRAMES: usize = 256;
 struct ClientSource(Weak<Shared>);
 
 impl Shared {
-    /// Starts connecting; a failure to start closes the client at once
-    /// (its callbacks still run on a later turn).
+    /// Starts connecting. A failure to start is handled on the next turn
+    /// (closing the client, or with a reconnect policy set by then, trying
+    /// again); its callbacks run on a later turn anyway.
     pub fn connect(lp: &EventLoop, address: &Address, config: ClientConfig) -> Rc<Shared> {
+        let mut core = Core::new(address.clone());
+        core.set_reconnect(config.reconnect.clone());
         let shared = Rc::new_cyclic(|me: &Weak<Shared>| Shared {
             lp: lp.clone(),
             inner: RefCell::new(Inner {
-                core: Core::new(address.clone()),
+                core,
                 io: Io {
                     conn: None,
                     queued: false,
@@ -111,40 +167,75 @@ impl Shared {
                     frames: Vec::new(),
                     tick: None,
                     connect_timer: None,
+                    retry_timer: None,
                     ping_interval: config.ping_interval,
                     ping_max: config.ping_max,
+                    random: seed(address),
+                    open_error: None,
                 },
             }),
             me: me.clone(),
             default_timeout: Cell::new(config.default_timeout),
+            settings: Settings {
+                token: config.token,
+                max_frame: config.max_frame,
+                max_queued: config.max_queued_bytes,
+                connect_timeout: config.connect_timeout,
+            },
         });
+        if let Err(error) = shared.open(address) {
+            shared.inner.borrow_mut().io.open_error = Some(error.clone());
+            let me = Rc::downgrade(&shared);
+            lp.defer(move |_| {
+                if let Some(shared) = me.upgrade() {
+                    shared.shut(error);
+                }
+            });
+        }
+        shared
+    }
+
+    /// Opens a connection to `address` and queues the hello.
+    fn open(&self, address: &Address) -> Result<(), Error> {
         let hello = Frame::Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
-            token: config.token.clone(),
+            token: self.settings.token.clone(),
         };
         let attempt = Stream::connect(address).and_then(|stream| {
-            let source = Rc::new(ClientSource(Rc::downgrade(&shared)));
+            let source = Rc::new(ClientSource(self.me.clone()));
             // A TCP connect completes later; a Unix one at once.
             let connecting = matches!(address, Address::Tcp(_));
-            let (max_frame, max_queued) = (config.max_frame, config.max_queued_bytes);
-            Connection::open(stream, lp, source, connecting, max_frame, max_queued)
+            let (max_frame, max_queued) = (self.settings.max_frame, self.settings.max_queued);
+            Connection::open(stream, &self.lp, source, connecting, max_frame, max_queued)
         });
         match attempt {
             Ok(conn) => {
-                shared.with(|_, io| {
+                self.with(|_, io| {
                     io.conn = Some(conn);
+                    io.open_error = None;
                     // The hello goes first; operations queue behind it.
                     let _ = io.send(&hello);
                 });
-                shared.arm_timers(config.connect_timeout);
+                self.arm_timers(self.settings.connect_timeout);
+                Ok(())
             }
-            Err(e) => {
-                let error = Error::io(format_args!("cannot connect to {address}"), &e);
-                shared.shut(error);
+            Err(e) => Err(Error::io(format_args!("cannot connect to {address}"), &e)),
+        }
+    }
+
+    /// The back-off delay of a reconnect policy passed: the next attempt.
+    fn next_attempt(&self) {
+        let address = {
+            let mut inner = self.inner.borrow_mut();
+            inner.io.retry_timer = None;
+            inner.core.next_attempt()
+        };
+        if let Some(address) = address {
+            if let Err(error) = self.open(&address) {
+                self.shut(error);
             }
         }
-        shared
     }
 
     fn arm_timers(&self, connect_timeout: Duration) {
@@ -281,7 +372,9 @@ impl Shared {
 
     /// See [`Core::withdraw`].
     pub(super) fn withdraw(&self, session: &str, serve: &ServeFn) {
-        self.with(|core, io| core.withdraw(session, serve, io));
+        if let Some(released) = self.with(|core, io| core.withdraw(session, serve, io)) {
+            release(&self.lp, released);
+        }
     }
 
     fn ready(&self, readiness: Readiness) {
@@ -363,17 +456,43 @@ impl Shared {
     /// Closes the connection because of `error` and settles everything:
     /// the connect or disconnect handler, pending operations and calls
     /// (`broker_gone`), deliveries being served (`Cancel`).
+    ///
+    /// With a reconnect policy that allows another attempt, the client
+    /// stays open: what was in flight is settled, and the next attempt is
+    /// timed.
     pub(super) fn shut(&self, error: Error) {
-        let closed = self.with(|core, io| {
-            let settle = core.close(error, Closer::Failure, io)?;
+        self.lose(error, false);
+    }
+
+    /// [`Shared::shut`]; a `refused` handshake is never retried.
+    pub(super) fn lose(&self, error: Error, refused: bool) {
+        let lost = self.with(|core, io| {
+            let random = io.next_random();
+            let lost = core.lost(error, refused, random, io);
             io.cancel_timers(&self.lp);
-            Some((settle, io.conn.take()))
+            (lost, io.conn.take())
         });
-        let Some((settle, conn)) = closed else { return };
+        let (lost, conn) = lost;
         if let Some(conn) = conn {
             conn.close(&self.lp);
         }
-        self.settle(settle);
+        match lost {
+            Lost::Closed(Some(settle)) => self.settle(settle),
+            Lost::Closed(None) => {}
+            Lost::Retry { effects, delay } => {
+                let me = self.me.clone();
+                let timer = self.lp.add_timer(delay, move |_| {
+                    if let Some(shared) = me.upgrade() {
+                        shared.next_attempt();
+                    }
+                });
+                self.inner.borrow_mut().io.retry_timer = Some(timer);
+                self.settle(Settle {
+                    effects,
+                    publications: Vec::new(),
+                });
+            }
+        }
     }
 
     /// Closes at the owner's request ([`Client::close`](super::Client::close),
@@ -425,58 +544,6 @@ impl Shared {
                 dispatch(lp, &me, effect);
             }
         });
-    }
-}
-
-/// Runs one effect of the core of the client `me`.
-fn dispatch(lp: &EventLoop, me: &Weak<Shared>, effect: Effect) {
-    match effect {
-        Effect::Connected(f, outcome) => f(outcome),
-        Effect::Disconnected(mut f, error) => f(&error),
-        Effect::Call(f, id, event) => (f.borrow_mut())(id, event),
-        Effect::Completed(completion, released) => {
-            if let Some(serve) = released {
-                release(lp, serve);
-            }
-            completion.run();
-        }
-        Effect::Serve(f, route, inbound) => {
-            let delivery = Delivery::new(me.clone(), route);
-            (f.borrow_mut())(&delivery, inbound);
-        }
-        Effect::Release(serve) => release(lp, serve),
-        // A handler is never entered again while it runs: a nested
-        // event for it is skipped.
-        Effect::SessionGone(f, session, reason) => {
-            if let Ok(mut f) = f.try_borrow_mut() {
-                f(&session, &reason);
-            }
-        }
-        Effect::Unknown(f, kind, id, payload) => {
-            if let Ok(mut f) = f.try_borrow_mut() {
-                f(&kind, id, &payload);
-            }
-        }
-        Effect::Tap(f, event) => {
-            if let Ok(mut f) = f.try_borrow_mut() {
-                f(&event);
-            }
-        }
-        Effect::Shut(error) => {
-            if let Some(shared) = me.upgrade() {
-                shared.shut(error);
-            }
-        }
-    }
-}
-
-/// Lets go of a finished delivery's handler. When the delivery was the
-/// last owner (its session was rescinded), the handler is dropped on a
-/// later turn: whoever answered is still inside its own call, which must
-/// finish before what the handler owns goes away.
-fn release(lp: &EventLoop, serve: ServeFn) {
-    if Rc::strong_count(&serve) == 1 {
-        lp.defer(move |_| drop(serve));
     }
 }
 

@@ -111,6 +111,8 @@ mod broker;
 
 mod client;
 
+mod reconnect;
+
 mod stage;
 
 mod remote;

@@ -13,6 +13,10 @@
 //     published is answered once it is.
 //  5. set_log_handler: a record with its level, target, message and
 //     fields; an empty handler stops logging.
+//  6. Client::set_reconnect, add_address, set_reconnect_buffer,
+//     set_reconnect_restore, on_connection_event: the broker is freed and
+//     a new one listens on the same address; the service comes back by
+//     itself and the caller's RemoteStage works again.
 #include "check.h"
 #include "stagebus.hpp"
 
@@ -342,6 +346,85 @@ void logging()
     OK("set_log_handler gets an unhandled response with its fields; an empty handler "
        "stops logging and destroys the old one");
 }
+
+void reconnect()
+{
+    stagebus::Loop loop;
+    auto broker = std::make_unique<stagebus::Broker>(
+        loop, std::vector<std::string>{"tcp://127.0.0.1:0"});
+    const std::string address = broker->address();
+    stagebus::Client service(loop, address);
+    stagebus::Client caller(loop, address);
+    for (const stagebus::Client *c : {&service, &caller}) {
+        c->set_reconnect(std::chrono::milliseconds(20), std::chrono::milliseconds(200));
+        c->set_reconnect_buffer(false, 64);
+        c->set_reconnect_restore(std::chrono::milliseconds(5000),
+                                 std::chrono::milliseconds(20000));
+    }
+    caller.add_address(address);
+    std::vector<std::string> events;
+    caller.on_connection_event([&](sb_connection_event event, std::string_view session,
+                                   sb_status st, std::string_view) {
+        CHECK(session.empty());
+        events.push_back(event == SB_CONNECTION_DISCONNECTED   ? "disconnected"
+                         : event == SB_CONNECTION_RECONNECTED ? "reconnected"
+                                                                : "other");
+        if (event == SB_CONNECTION_RECONNECTED)
+            CHECK_ST(st, SB_OK);
+    });
+    stagebus::Stage stage(loop, "Echo");
+    stage.on("echo", [](const stagebus::Ctx &ctx) { ctx.req().ret(); });
+    stage.publish(service, "Echo", {"echo"});
+    stagebus::RemoteStage remote;
+    caller.subscribe_waiting("Echo", std::chrono::milliseconds(20000),
+                             [&](sb_status st, stagebus::RemoteStage r, std::string_view) {
+                                 CHECK_ST(st, SB_OK);
+                                 remote = std::move(r);
+                             });
+    RUN_UNTIL(loop.raw(), bool(remote));
+    int answers = 0;
+    sb_status last = SB_PANIC;
+    auto ask = [&]() {
+        int before = answers;
+        auto req = stagebus::RequestBuilder(remote, "echo")
+                       .fallback([&](const stagebus::Ctx &ctx) {
+                           last = ctx.rsp().error();
+                           answers++;
+                       })
+                       .send();
+        RUN_UNTIL(loop.raw(), answers == before + 1);
+    };
+    ask();
+    CHECK_ST(last, SB_OK);
+
+    broker.reset();
+    RUN_UNTIL(loop.raw(), events.size() == 1);
+    broker = std::make_unique<stagebus::Broker>(loop, std::vector<std::string>{address});
+    RUN_UNTIL(loop.raw(), events.size() == 2);
+    CHECK(events[0] == "disconnected" && events[1] == "reconnected");
+    // The service may come back after the caller: ask until it answers.
+    for (int i = 0; i < 1000; i++) {
+        ask();
+        if (last == SB_OK)
+            break;
+        CHECK_ST(last, SB_NO_SUCH_SESSION);
+        double until = now_ms() + 10;
+        RUN_UNTIL(loop.raw(), now_ms() >= until);
+    }
+    CHECK_ST(last, SB_OK);
+    OK("Client::set_reconnect: the broker came back on the same address, the service "
+       "published again, the old RemoteStage answers");
+
+    caller.disable_reconnect();
+    bool threw = false;
+    try {
+        caller.add_address(address);
+    } catch (const stagebus::Error &e) {
+        threw = e.status() == SB_INVALID_STATE;
+    }
+    CHECK(threw);
+    OK("Client::add_address with reconnecting off throws SB_INVALID_STATE");
+}
 } // namespace
 
 int main()
@@ -352,5 +435,6 @@ int main()
     waiting_for_a_name();
     deadlines();
     logging();
+    reconnect();
     return test_end();
 }

@@ -164,6 +164,12 @@ static void nulls_outside_handlers(void)
     NULLARG(sb_client_set_linger(NULL, 100));
     NULLARG(sb_client_set_default_timeout_ms(NULL, 100));
     NULLARG(sb_client_set_ping(NULL, 100, 2));
+    NULLARG(sb_client_set_reconnect(NULL, 100, 200, 0));
+    NULLARG(sb_client_disable_reconnect(NULL));
+    NULLARG(sb_client_add_address(NULL, "unix:/nowhere"));
+    NULLARG(sb_client_set_reconnect_buffer(NULL, false, 1));
+    NULLARG(sb_client_set_reconnect_restore(NULL, 1, 1));
+    NULLARG(sb_client_on_connection_event(NULL, NULL, NULL, NULL));
     NULLARG(sb_broker_set_ping(NULL, 100, 2));
 
     /* stage */

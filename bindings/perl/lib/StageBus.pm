@@ -131,6 +131,12 @@ my @FUNCTIONS = (
     [sb_client_set_linger      => ['opaque', 'uint64'] => 'sint32'],
     [sb_client_set_default_timeout_ms => ['opaque', 'uint64'] => 'sint32'],
     [sb_client_set_ping        => ['opaque', 'uint64', 'uint32'] => 'sint32'],
+    [sb_client_set_reconnect   => ['opaque', 'uint64', 'uint64', 'uint32'] => 'sint32'],
+    [sb_client_disable_reconnect => ['opaque'] => 'sint32'],
+    [sb_client_add_address     => ['opaque', 'string'] => 'sint32'],
+    [sb_client_set_reconnect_buffer => ['opaque', 'bool', 'size_t'] => 'sint32'],
+    [sb_client_set_reconnect_restore => ['opaque', 'uint64', 'uint64'] => 'sint32'],
+    [sb_client_on_connection_event => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_free            => ['opaque'] => 'void'],
 
     [sb_stage_new      => ['opaque', 'string', 'opaque*'] => 'sint32'],
@@ -524,6 +530,23 @@ _closure(session_gone => '(opaque,string,sint32,string)->void', sub {
         _run_cb('on_session_gone', $rec->{code}, _from_c($session), $err);
         1;
     } or eval { warn "stagebus: session-gone callback failed: $@" };
+    return;
+});
+
+# sb_connection_event_fn: $code->($event, $session, $err), $event one of
+# disconnected, reconnected, republish_failed.
+my %CONNECTION_EVENT = (1 => 'disconnected', 2 => 'reconnected', 3 => 'republish_failed');
+_closure(connection_event => '(opaque,uint32,string,sint32,string)->void', sub {
+    my ($id, $event, $session, $status, $message) = @_;
+    local $DEPTH = $DEPTH + 1;
+    local $@;
+    eval {
+        my $rec = $REG{$id} or return;
+        my $name = $CONNECTION_EVENT{$event} // "event $event";
+        _run_cb('on_connection_event', $rec->{code}, $name,
+            defined $session ? _from_c($session) : undef, _err($status, $message));
+        1;
+    } or eval { warn "stagebus: connection-event callback failed: $@" };
     return;
 });
 

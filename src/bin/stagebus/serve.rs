@@ -1,10 +1,12 @@
 //! `stagebus serve`: publish the demo stage on a broker until SIGINT or
-//! SIGTERM, or until the broker goes away.
+//! SIGTERM. When the broker goes away it reconnects to the address it was
+//! given and publishes again (unless `--no-reconnect`: then it exits);
+//! it exits when its name could not be published again.
 
-use crate::command_line::{address, ClientFlags, DEFAULT_TIMEOUT_SECS};
+use crate::command_line::{address, positive_seconds, ClientFlags, DEFAULT_TIMEOUT_SECS};
 use crate::connect::connect;
 use crate::{say, stop_signals, Failure};
-use stagebus::{Address, Error};
+use stagebus::{Address, ConnectionEvent, Error, ReconnectPolicy};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -20,15 +22,39 @@ pub(crate) struct ServeArgs {
     pub(crate) name: String,
     #[command(flatten)]
     pub(crate) client: ClientFlags,
+    /// exit when the broker goes away instead of reconnecting
+    #[arg(long, conflicts_with = "reconnect_max_delay")]
+    pub(crate) no_reconnect: bool,
+    /// the longest wait between reconnect attempts (default 5)
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds("--reconnect-max-delay"))]
+    pub(crate) reconnect_max_delay: Option<Duration>,
+}
+
+impl ServeArgs {
+    /// The reconnect policy: on unless `--no-reconnect`, its longest
+    /// delay from `--reconnect-max-delay`.
+    fn reconnect(&self) -> Option<ReconnectPolicy> {
+        if self.no_reconnect {
+            return None;
+        }
+        let mut policy = ReconnectPolicy::default();
+        if let Some(max) = self.reconnect_max_delay {
+            policy.max_delay = max;
+            policy.initial_delay = policy.initial_delay.min(max);
+        }
+        Some(policy)
+    }
 }
 
 pub(crate) fn cmd_serve(args: &ServeArgs) -> Result<(), Failure> {
     let address = &args.broker;
     let name = &args.name;
+    let mut config = args.client.config();
+    config.reconnect = args.reconnect();
     let signals = stop_signals::block()?;
     let (lp, client) = connect(
         address,
-        args.client.config(),
+        config,
         Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
     )?;
     let stage = stagebus::demo::stage(&lp, say);
@@ -51,6 +77,23 @@ pub(crate) fn cmd_serve(args: &ServeArgs) -> Result<(), Failure> {
     client.on_disconnect(move |e| {
         *l.borrow_mut() = Some(e.clone());
         disconnect_stopper.stop();
+    });
+    let event_stopper = lp.clone();
+    let l = lost.clone();
+    client.on_connection_event(move |event| match event {
+        ConnectionEvent::Disconnected(e) => say(&format!("lost the broker ({e}); reconnecting")),
+        ConnectionEvent::Reconnected(info) => say(&format!(
+            "reconnected to {} as connection {}",
+            info.address, info.connection_id
+        )),
+        ConnectionEvent::RepublishFailed { session, error } => {
+            *l.borrow_mut() = Some(Error::new(
+                error.code,
+                format!("cannot publish {session} again: {}", error.message),
+            ));
+            event_stopper.stop();
+        }
+        other => say(&format!("{other:?}")),
     });
     stop_signals::stop_loop_on(&lp, signals)?;
     say(&format!(

@@ -7,6 +7,7 @@
 mod calls;
 mod close;
 mod liveness;
+mod reconnect;
 mod serving;
 
 use super::core::{CallMeta, Core, Status};
@@ -168,6 +169,14 @@ impl Fixture {
             Effect::Unknown(f, k, id, p) => (f.borrow_mut())(&k, id, &p),
             Effect::Tap(f, event) => (f.borrow_mut())(&event),
             Effect::Shut(e) => self.push(format!("shut {}: {}", e.code, e.message)),
+            Effect::Refused(e) => self.push(format!("refused {}: {}", e.code, e.message)),
+            Effect::Connection(f, event) => (f.borrow_mut())(&event),
+            Effect::RetryRepublish(session, _, _, _) => self.push(format!("retry {session}")),
+            Effect::Many(effects) => {
+                for effect in effects {
+                    self.run(effect);
+                }
+            }
         }
     }
 
@@ -244,6 +253,7 @@ impl Fixture {
     fn publish(&mut self, session: &str, serve: ServeFn) {
         let op = Op::Publish {
             session: session.into(),
+            methods: vec!["m".into()],
             serve,
             withdrawn: false,
             done: self.done("publish"),
@@ -363,7 +373,7 @@ fn a_refusal_closes_with_the_brokers_reason() {
     f.frame(Frame::Refused {
         error: Error::new(ErrorCode::Refused, "bad token"),
     });
-    assert_eq!(f.take_log(), ["shut refused: bad token"]);
+    assert_eq!(f.take_log(), ["refused refused: bad token"]);
     // The shell closes with it: the connect handler hears the reason.
     let error = Error::new(ErrorCode::Refused, "bad token");
     let settle = f.core.close(error, Closer::Failure, &mut f.out).unwrap();

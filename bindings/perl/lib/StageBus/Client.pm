@@ -26,6 +26,8 @@ sub new {
     $self->on_disconnect($a->{on_disconnect})     if $a->{on_disconnect};
     $self->on_session_gone($a->{on_session_gone}) if $a->{on_session_gone};
     $self->on_unknown_message($a->{on_unknown_message}) if $a->{on_unknown_message};
+    $self->on_connection_event($a->{on_connection_event}) if $a->{on_connection_event};
+    $self->set_reconnect(%{ $a->{reconnect} }) if $a->{reconnect};
     return $self;
 }
 
@@ -226,6 +228,66 @@ sub set_ping {
     return;
 }
 
+# Reconnecting (off by default): set_reconnect(initial_delay_ms => 100,
+# max_delay_ms => 5000, max_attempts => 0 (forever), addresses => [...],
+# fail_fast => 0, buffer_limit => 1024, republish_window_ms => 10000,
+# resubscribe_wait_ms => 60000), every key optional.
+sub set_reconnect {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('set_reconnect', \@args);
+    my $p = $self->_p;
+    my %num;
+    for my $k (qw(initial_delay_ms max_delay_ms max_attempts buffer_limit republish_window_ms resubscribe_wait_ms)) {
+        next unless exists $a->{$k};
+        $num{$k} = _u64($a->{$k})
+            // StageBus::_croak(invalid_argument => "set_reconnect: '$k' must be a whole number, not '" . ($a->{$k} // 'undef') . "'");
+    }
+    StageBus::_croak(invalid_argument => "set_reconnect: 'max_attempts' must be below 2**32")
+        if defined $num{max_attempts} && $num{max_attempts} >= 4294967296;
+    StageBus::_check(StageBus::_C::sb_client_set_reconnect($p,
+        $num{initial_delay_ms} // 100, $num{max_delay_ms} // 5000, $num{max_attempts} // 0), 'set_reconnect');
+    if (exists $a->{fail_fast} || exists $a->{buffer_limit}) {
+        StageBus::_check(StageBus::_C::sb_client_set_reconnect_buffer($p,
+            $a->{fail_fast} ? 1 : 0, $num{buffer_limit} // 1024), 'set_reconnect');
+    }
+    if (exists $a->{republish_window_ms} || exists $a->{resubscribe_wait_ms}) {
+        StageBus::_check(StageBus::_C::sb_client_set_reconnect_restore($p,
+            $num{republish_window_ms} // 10000, $num{resubscribe_wait_ms} // 60000), 'set_reconnect');
+    }
+    if (defined $a->{addresses}) {
+        ref $a->{addresses} eq 'ARRAY'
+            or StageBus::_croak(invalid_argument => "set_reconnect: 'addresses' must be an array reference");
+        $self->add_address($_) for @{ $a->{addresses} };
+    }
+    return;
+}
+
+sub disable_reconnect {
+    my ($self) = @_;
+    StageBus::_check(StageBus::_C::sb_client_disable_reconnect($self->_p), 'disable_reconnect');
+    return;
+}
+
+# A broker address tried in turn after the ones given so far
+# (reconnecting must be on: invalid_state otherwise).
+sub add_address {
+    my ($self, $address) = @_;
+    my $p = $self->_p;
+    my $c = StageBus::_to_c($address, 'the address');
+    StageBus::_check(StageBus::_C::sb_client_add_address($p, $c), 'add_address');
+    return;
+}
+
+# $code->($event, $session, $err): $event is disconnected, reconnected
+# or republish_failed ($session names the session then).
+sub on_connection_event {
+    my ($self, $code) = @_;
+    my $p = $self->_p;
+    my @cb = StageBus::_cb_args(connection_event => $code, loop => $self->{loop}, what => 'on_connection_event');
+    StageBus::_check(StageBus::_C::sb_client_on_connection_event($p, @cb), 'on_connection_event');
+    return;
+}
+
 sub _free {
     my ($self) = @_;
     StageBus::_untrack($self);
@@ -283,6 +345,16 @@ StageBus::Client - a connection to a stagebus broker
     $client->rescind(session => 'Foo', on_done => sub { my ($err) = @_ });
     $loop->run_for(50);
 
+    # Reconnecting (off by default; every key optional):
+    $client->set_reconnect(
+        initial_delay_ms => 100, max_delay_ms => 5000, max_attempts => 0,
+        addresses => ['unix:/run/other.sock'], fail_fast => 0, buffer_limit => 1024,
+        republish_window_ms => 10000, resubscribe_wait_ms => 60000,
+    );
+    $client->on_connection_event(sub {
+        my ($event, $session, $err) = @_;   # disconnected / reconnected / republish_failed
+    });
+
 =head1 DESCRIPTION
 
 Completion callbacks get the error first: C<undef> on success, else a
@@ -299,6 +371,22 @@ once, with the remote stage as soon as the session is published, or a
 C<no_such_session> error when the wait expires (the broker times the
 wait). Without C<wait> (or with 0) a session not published is
 C<no_such_session> at once.
+
+C<set_reconnect> turns reconnecting on (also as C<reconnect =E<gt>
+{...}> to C<new>; C<disable_reconnect> turns it off). After a lost
+connection the client waits C<initial_delay_ms> (doubling per failed
+attempt up to C<max_delay_ms>, with jitter) and connects to the next
+address: the one given to C<new>, then C<addresses> (C<add_address>
+adds one), round and round; C<max_attempts> 0 tries forever. At every
+loss each call in flight ends once with C<broker_gone>: the publisher
+may or may not have run it. Calls made meanwhile are held (at most
+C<buffer_limit>, then C<limit_exceeded>) or with C<fail_fast> fail at
+once with C<broker_gone>. Once connected again the client publishes its
+sessions again (retrying for C<republish_window_ms> while the broker
+still holds a name) and renews its subscriptions, so remote stages keep
+working. C<on_connection_event> hears C<disconnected>, C<reconnected>
+and C<republish_failed> (with the session's name and the error).
+C<on_disconnect> then runs only when the client gives up.
 
 C<on_unknown_message> is POEx::ProxySession's C<unknown_message_event>:
 it gets messages of application-defined kinds as C<($kind, $id,
@@ -324,6 +412,8 @@ C<close_gracefully(on_done =E<gt> $code)>, C<set_linger($ms)>,
 C<set_default_timeout($ms)>, C<set_ping($interval_ms, $max)> (a broker
 silent that long is pinged; after C<$max> unanswered pings it is taken
 for gone, as a disconnect; defaults 120000 ms and 2; 0 ms: never),
+C<set_reconnect(%settings)>, C<disable_reconnect>, C<add_address($address)>,
+C<on_connection_event($code)> (see the DESCRIPTION),
 C<loop>, C<address>. Publishing is L<StageBus::Stage/publish>.
 
 =head2 Default deadline
