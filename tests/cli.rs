@@ -777,22 +777,25 @@ fn monitor_prints_a_calls_frames_as_json_lines_until_sigint() {
         "--session",
         "Demo",
     ]);
-    // The monitor is taken on before its first line can come: poll with
-    // calls until the first deliver shows.
+    let start: serde_json::Value =
+        serde_json::from_str(&monitor.next_line().expect("the start line")).unwrap();
+    assert_eq!(start["kind"], "monitoring", "{start}");
+    assert_eq!(start["session"], "Demo", "{start}");
+    let out = run(&["call", "--broker", &address, "Demo", "echo", "text=hi"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // `call` subscribes first, which is traffic of the session too.
     let mut lines = Vec::new();
-    for _ in 0..50 {
-        let out = run(&["call", "--broker", &address, "Demo", "echo", "text=hi"]);
-        assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    while events.len() < 2 {
         let line = monitor.next_line().expect("a line per frame");
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         lines.push(line);
-        if lines.len() >= 2 {
-            break;
+        if matches!(event["kind"].as_str(), Some("deliver" | "result")) {
+            events.push(event);
         }
     }
-    let events: Vec<serde_json::Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
-        .collect();
+    assert_eq!(events.len(), 2, "{lines:?}");
     assert_eq!(events[0]["kind"], "deliver", "{lines:?}");
     assert_eq!(events[0]["session"], "Demo");
     assert_eq!(events[0]["name"], "echo");

@@ -1,6 +1,7 @@
 //! `stagebus monitor`: print every frame a broker receives, one line
 //! each, until SIGINT or SIGTERM, or until the broker goes away (like
-//! `busctl monitor`).
+//! `busctl monitor`). The first line (`monitoring ADDR`, or a JSON
+//! object of kind `monitoring`) says the broker took the monitor on.
 
 use crate::command_line::{address, ClientFlags, DEFAULT_TIMEOUT_SECS};
 use crate::connect::connect;
@@ -54,6 +55,23 @@ pub(crate) fn cmd_monitor(args: &MonitorArgs) -> Result<(), Failure> {
         stopper.stop();
     });
     stop_signals::stop_loop_on(&lp, signals)?;
+    // The first line says the broker took the monitor on: what follows
+    // is every frame from here.
+    let session = args.session.as_deref();
+    say(&if json {
+        let mut start = stagebus::Args::new()
+            .with("kind", "monitoring")
+            .with("broker", args.broker.to_string());
+        if let Some(s) = session {
+            start.insert("session", s);
+        }
+        start.to_json()
+    } else {
+        match session {
+            Some(s) => format!("monitoring {} (session {})", args.broker, s.escape_debug()),
+            None => format!("monitoring {}", args.broker),
+        }
+    });
     let outcome = lp.run();
     client.close();
     lp.shutdown();
