@@ -145,8 +145,8 @@ pub use client::{
 pub use error::{Error, ErrorCode, Result};
 pub use event_loop::{EventLoop, LoopRemote, TimerId};
 pub use request::{
-    set_diagnostic_hook, unhandled_responses, Ctx, HandlerFn, HandlerKind, RemoteStage, Request,
-    RequestBuilder, Response, Scope, ServedRequest, Stage, Target,
+    set_diagnostic_hook, unhandled_responses, CallReply, Ctx, HandlerFn, HandlerKind, RemoteStage,
+    Request, RequestBuilder, Response, Scope, ServedRequest, Stage, Target,
 };
 pub use transport::Address;
 pub use value::{Args, Value, MAX_DEPTH};

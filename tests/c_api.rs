@@ -248,6 +248,7 @@ c_programs!(
     wait_for_name,
     deadlines,
     liveness,
+    call_sync,
 );
 
 #[test]

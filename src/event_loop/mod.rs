@@ -175,6 +175,13 @@ impl EventLoop {
         self.inner.shut.get()
     }
 
+    /// Whether one of the loop's callbacks is running now (the loop is
+    /// inside a turn of `run`, `run_until` or `dispatch`): blocking calls
+    /// that would have to run the loop themselves refuse to run then.
+    pub fn is_dispatching(&self) -> bool {
+        self.inner.dispatch_depth.get() > 0
+    }
+
     /// The fd a host loop watches for reading.
     pub fn fd(&self) -> RawFd {
         self.inner.poll.borrow().as_raw_fd()

@@ -35,6 +35,9 @@ pub(crate) struct CallerRec {
     data: Scope,
     link: RefCell<Down>,
     timer: Cell<Option<TimerId>>,
+    /// The record itself, while its caller let go of the handle with
+    /// [`Request::keep`]: the request lives until it ends.
+    kept: RefCell<Option<Rc<CallerRec>>>,
 }
 
 impl CallerRec {
@@ -58,6 +61,7 @@ impl CallerRec {
             data: Scope::default(),
             link: RefCell::new(Down::None),
             timer: Cell::new(None),
+            kept: RefCell::new(None),
         })
     }
 
@@ -94,7 +98,15 @@ impl CallerRec {
         self.cut_link();
         self.data.clear();
         self.release_parent();
+        self.release_kept();
         true
+    }
+
+    /// Lets go of the record's hold on itself ([`Request::keep`]); the
+    /// caller of this method holds another reference.
+    fn release_kept(&self) {
+        let kept = self.kept.borrow_mut().take();
+        drop(kept);
     }
 
     /// Lets go of the parent request: this one can no longer answer it.
@@ -176,6 +188,7 @@ impl CallerEnd for CallerRec {
         if last {
             rec.data.clear();
             rec.release_parent();
+            rec.release_kept();
         }
     }
 
@@ -204,7 +217,9 @@ impl fmt::Debug for Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
-        self.0.cancel();
+        if self.0.kept.borrow().is_none() {
+            self.0.cancel();
+        }
     }
 }
 
@@ -242,6 +257,23 @@ impl Request {
     /// Returns whether it was open; cancelling twice is harmless.
     pub fn cancel(&self) -> bool {
         self.0.cancel()
+    }
+
+    /// Lets go of the handle without cancelling: the request runs to its
+    /// end (its final response, its timeout, a cancel from one of its
+    /// handlers through [`Response::cancel`], the end of the request it
+    /// was made for, or its client closing), and its handlers run as
+    /// before. Fire and forget, for callers with nowhere to keep the
+    /// handle (`sb_client_call`).
+    ///
+    /// Until it ends the request keeps what it uses alive, its client
+    /// among them: give it a timeout (or its client a default timeout)
+    /// if its callee might never answer. An ended request is simply
+    /// dropped.
+    pub fn keep(self) {
+        if self.0.open.get() {
+            *self.0.kept.borrow_mut() = Some(self.0.clone());
+        }
     }
 }
 
