@@ -85,6 +85,8 @@ my @FUNCTIONS = (
     [sb_client_on_unknown_message => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_send_custom     => ['opaque', 'string', 'uint64', 'opaque', 'size_t'] => 'sint32'],
     [sb_client_listing         => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_client_call            => ['opaque', 'string', 'string', 'opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_client_call_sync       => ['opaque', 'string', 'string', 'opaque', 'uint64', 'opaque*'] => 'sint32'],
     [sb_client_rescind         => ['opaque', 'string', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_close           => ['opaque'] => 'sint32'],
     [sb_client_close_graceful  => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
