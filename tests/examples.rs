@@ -397,7 +397,8 @@ fn rust_greeter_service_host_loop_and_caller() {
 }
 
 /// `examples/c/call_echo.c`, the simplest call with a reply (at most 15
-/// lines without its includes and comments), against the command-line
+/// lines without its includes and comments, shown whole in the README),
+/// against the command-line
 /// broker and `stagebus serve`: the answer is printed, exit 0; with no
 /// service it exits 1 naming `no_such_session`.
 #[test]

@@ -25,6 +25,10 @@ use StageBus::Error;
 # the current directory later.
 my $MODULE_DIR = File::Basename::dirname(File::Spec->rel2abs(__FILE__));
 
+# The installed library (its SONAME's path): scripts/install.sh writes it
+# into the installed copy of this file; undef in the source tree.
+my $INSTALLED_LIBRARY;
+
 sub _find_library {
     my $env = $ENV{STAGEBUS_LIB};
     if (defined $env && length $env) {
@@ -34,6 +38,12 @@ sub _find_library {
         -e $env
             or StageBus::Error->throw(code => 'io', message => "STAGEBUS_LIB: $env does not exist");
         return $env;
+    }
+    if (defined $INSTALLED_LIBRARY) {
+        -e $INSTALLED_LIBRARY
+            or StageBus::Error->throw(code => 'io',
+                message => "the installed library $INSTALLED_LIBRARY is gone; reinstall, or set STAGEBUS_LIB");
+        return $INSTALLED_LIBRARY;
     }
     # bindings/perl/lib -> the repository root.
     my $root = Cwd::abs_path(File::Spec->catdir($MODULE_DIR, (File::Spec->updir) x 3));
@@ -943,7 +953,9 @@ the exception class.
 =head2 Loading the library
 
 C<libstagebus.so> is loaded by absolute path: C<$ENV{STAGEBUS_LIB}> if
-set (it must be absolute), else F<target/release/libstagebus.so> or
+set (it must be absolute); else, in a copy installed by
+F<scripts/install.sh>, the installed library (F<PREFIX/lib/libstagebus.so.0.1>);
+else F<target/release/libstagebus.so> or
 F<target/debug/libstagebus.so> of the repository this module lies in
 (found from the module file's own location, never from the current
 directory; the newer of the two when both exist). The library must be a
