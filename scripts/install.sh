@@ -34,6 +34,8 @@
 #   share/bash-completion/completions/stagebus
 #   share/zsh/site-functions/_stagebus
 #   share/fish/vendor_completions.d/stagebus.fish
+#   lib/systemd/system/stagebus-broker.service, stagebus-broker.socket
+#                                      (Type=notify, socket activation)
 #   PERL-DIR/StageBus.pm, PERL-DIR/StageBus/*.pm (loading the installed
 #                                      library unless STAGEBUS_LIB says)
 #
@@ -140,7 +142,8 @@ install -d "$(stage "$libdir")" "$(stage "$libdir/pkgconfig")" "$(stage "$includ
     "$(stage "$bindir")" "$(stage "$mandir/man1")" \
     "$(stage "$prefix/share/bash-completion/completions")" \
     "$(stage "$prefix/share/zsh/site-functions")" \
-    "$(stage "$prefix/share/fish/vendor_completions.d")"
+    "$(stage "$prefix/share/fish/vendor_completions.d")" \
+    "$(stage "$prefix/lib/systemd/system")"
 
 # The library under its full version, the SONAME and the link editor's
 # name as links.
@@ -175,6 +178,14 @@ chmod 0644 "$(stage "$mandir/man1/stagebus.1")" \
     "$(stage "$prefix/share/zsh/site-functions/_stagebus")" \
     "$(stage "$prefix/share/fish/vendor_completions.d/stagebus.fish")"
 
+# The systemd units (not enabled: `systemctl enable --now
+# stagebus-broker.socket` does that).
+sed -e "s|@BINDIR@|$(escape_sed "$bindir")|g" bindings/systemd/stagebus-broker.service.in \
+    >"$(stage "$prefix/lib/systemd/system/stagebus-broker.service")"
+install -m 0644 bindings/systemd/stagebus-broker.socket \
+    "$(stage "$prefix/lib/systemd/system/stagebus-broker.socket")"
+chmod 0644 "$(stage "$prefix/lib/systemd/system/stagebus-broker.service")"
+
 if [ "$perl" = yes ]; then
     if [ -z "$perl_dir" ]; then
         site_prefix=$(perl -MConfig -e 'print $Config{siteprefix}' 2>/dev/null || true)
@@ -201,6 +212,7 @@ echo "installed:"
 echo "  $libdir/libstagebus.so.$version ($soname, libstagebus.so), libstagebus.a"
 echo "  $libdir/pkgconfig/stagebus.pc, $includedir/stagebus.h, $includedir/stagebus.hpp"
 echo "  $bindir/stagebus, $mandir/man1/stagebus.1, bash/zsh/fish completions"
+echo "  $prefix/lib/systemd/system/stagebus-broker.{service,socket}"
 [ "$perl" = yes ] && echo "  $perl_dir/StageBus.pm (Perl; needs FFI::Platypus)"
 if [ -z "$destdir" ]; then
     case "$libdir" in

@@ -148,7 +148,7 @@ pub use request::{
     set_diagnostic_hook, unhandled_responses, CallReply, Ctx, HandlerFn, HandlerKind, RemoteStage,
     Request, RequestBuilder, Response, Scope, ServedRequest, Stage, Target,
 };
-pub use transport::Address;
+pub use transport::{Address, InheritedListener};
 pub use value::{Args, Value, MAX_DEPTH};
 /// A published session as a listing reports it (see [`Client::listing`]).
 pub use wire::SessionInfo;

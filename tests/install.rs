@@ -3,7 +3,8 @@
 //! * the files land where they should: the library under its full
 //!   version, its SONAME and `libstagebus.so` as links, the static
 //!   library, both headers, `stagebus.pc`, the binary, the man page, the
-//!   bash, zsh and fish completions, the Perl binding;
+//!   bash, zsh and fish completions, the Perl binding, the systemd units
+//!   (the service's ExecStart naming the installed binary);
 //! * a C program (`examples/c/call_echo.c`) built with nothing but
 //!   `pkg-config --cflags --libs stagebus` (`PKG_CONFIG_PATH` into the
 //!   prefix, an rpath to its lib) calls the installed `stagebus serve`
@@ -117,6 +118,8 @@ fn install_into_a_prefix_then_build_and_call_with_pkg_config() {
         "share/fish/vendor_completions.d/stagebus.fish".into(),
         "share/perl5/StageBus.pm".into(),
         "share/perl5/StageBus/Client.pm".into(),
+        "lib/systemd/system/stagebus-broker.service".into(),
+        "lib/systemd/system/stagebus-broker.socket".into(),
     ] {
         assert!(prefix.join(&f).is_file(), "{f} is not installed");
     }
@@ -128,7 +131,31 @@ fn install_into_a_prefix_then_build_and_call_with_pkg_config() {
     assert_eq!(link("libstagebus.so"), PathBuf::from(soname()));
     let pc = std::fs::read_to_string(lib.join("pkgconfig/stagebus.pc")).unwrap();
     assert!(pc.contains(&format!("prefix={p}\n")), "{pc}");
+    let unit = std::fs::read_to_string(lib.join("systemd/system/stagebus-broker.service")).unwrap();
+    assert!(unit.contains("\nType=notify\n"), "{unit}");
+    assert!(
+        unit.contains(&format!("\nExecStart={p}/bin/stagebus broker\n")),
+        "{unit}"
+    );
     assert!(pc.contains(&format!("Version: {version}\n")), "{pc}");
+
+    // systemd accepts the units, where it can be asked.
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let units = lib.join("systemd/system");
+        must(
+            Command::new("systemd-analyze")
+                .args(["verify", "--man=no"])
+                .arg(units.join("stagebus-broker.socket"))
+                .arg(units.join("stagebus-broker.service")),
+            "systemd",
+        );
+    } else {
+        eprintln!("SKIP systemd-analyze verify of the units: systemd-analyze is not installed");
+    }
 
     // A C program built with nothing but pkg-config.
     let pc_path = lib.join("pkgconfig");

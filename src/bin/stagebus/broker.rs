@@ -1,16 +1,18 @@
 //! `stagebus broker`: run a broker until SIGINT or SIGTERM, with a
 //! connection limit drawn from the open-file limit unless one is given.
+//! Under systemd it serves the sockets it was handed (socket activation)
+//! and reports readiness (`Type=notify`); see `systemd`.
 
-use crate::command_line::{address, PingFlags};
-use crate::{stop_signals, Failure};
+use crate::command_line::{address, usage_error, PingFlags};
+use crate::{stop_signals, systemd, Failure};
 use stagebus::{Address, Broker, BrokerConfig, EventLoop, Limits};
 use std::io::{self, Write};
 
 /// `stagebus broker`'s flags.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BrokerArgs {
-    /// tcp://HOST:PORT or unix:PATH; repeat for more (port 0 picks one)
-    #[arg(long, value_name = "ADDR", required = true, value_parser = address)]
+    /// tcp://HOST:PORT or unix:PATH; repeat for more (port 0 picks one); needed unless systemd passes sockets (LISTEN_FDS)
+    #[arg(long, value_name = "ADDR", value_parser = address)]
     pub(crate) listen: Vec<Address>,
     /// require this shared secret from clients
     #[arg(long, value_name = "T")]
@@ -31,11 +33,18 @@ fn positive_count(text: &str) -> Result<usize, String> {
 
 pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
     let listen = args.listen.clone();
+    let inherited = systemd::listen_fds()?;
+    if listen.is_empty() && inherited.is_empty() {
+        return Err(usage_error(
+            "broker",
+            "--listen is required (unless systemd passes sockets: LISTEN_FDS)",
+        ));
+    }
     let max_connections = match args.max_connections {
         Some(n) => n,
         None => {
             let files = raise_open_file_limit();
-            connections_for(files, listen.len())
+            connections_for(files, listen.len() + inherited.len())
         }
     };
     // Blocked before any thread exists (see stop_signals::block).
@@ -51,6 +60,7 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
         limits.ping_max = max;
     }
     let mut config = BrokerConfig::listening(listen).with_limits(limits);
+    config.inherited = inherited;
     config.token = args.token.clone();
     let broker = Broker::new(&lp, config)?;
     stop_signals::stop_loop_on(&lp, signals)?;
@@ -59,12 +69,23 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
         // reader that went away must not stop the broker, so write errors
         // are ignored.
         let mut out = io::stdout().lock();
-        for address in broker.local_addresses() {
+        let addresses: Vec<String> = broker
+            .local_addresses()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        for address in &addresses {
             let _ = writeln!(out, "listening on {address}");
         }
         let _ = out.flush();
+        systemd::notify_or_warn(&format!(
+            "READY=1\nSTATUS=listening on {}\nMAINPID={}",
+            addresses.join(" "),
+            std::process::id()
+        ));
     }
     let outcome = lp.run();
+    systemd::notify_or_warn("STOPPING=1");
     // Clients are told the broker is going away; the loop runs on until
     // those notices are written (bounded by the lingering close).
     broker.close();
