@@ -497,12 +497,12 @@ void sb_client_free(struct sb_client *client);
 // The call runs to its end without a handle to hold: its final
 // response, the client's default timeout
 // (`sb_client_set_default_timeout_ms`; none by default), a cancel from
-// `on_response`, the end
-// of the request being served when it was made (inside a method
-// handler it is that request's child), or the client closing
-// (`SB_BROKER_GONE`). Until then it keeps the client alive. For a
-// handle (to cancel or time it), use `sb_request_to_remote` after
-// `sb_remote_subscribe`.
+// `on_response`, the end of the request being served when it was made
+// (inside a method handler it is that request's child), or the client
+// closing (`SB_BROKER_GONE`). Until then it keeps the client alive; a
+// call still pending at `sb_loop_free` is dropped without a response
+// (`free_user` still runs). For a handle (to cancel or time it), use
+// `sb_request_to_remote` after `sb_remote_subscribe`.
 enum sb_status sb_client_call(const struct sb_client *client,
                               const char *session,
                               const char *method,

@@ -171,6 +171,25 @@ fn a_kept_request_by_name_runs_to_its_end_and_is_then_dropped() {
     let _ = h.lp.run_until(Duration::from_millis(200), || false);
     assert_eq!(*got.borrow(), 1, "nothing arrives after the cancel");
 
+    // A kept request still open when the loop shuts down is dropped then,
+    // handlers and all.
+    let witness = Rc::new(());
+    let w = witness.clone();
+    caller
+        .request("Demo", "slow")
+        .arg("ms", 60_000)
+        .fallback(move |_| {
+            let _ = &w;
+            Ok(())
+        })
+        .send()
+        .unwrap()
+        .keep();
+    let _ = h.lp.run_until(Duration::from_millis(100), || false);
+    assert_eq!(Rc::strong_count(&witness), 2, "held while open");
+    h.lp.shutdown();
+    assert_eq!(Rc::strong_count(&witness), 1, "dropped at shutdown");
+
     // A named remote stage is a request target like a subscribed one.
     let remote = RemoteStage::named(&caller, "Demo");
     assert!(remote.methods().is_empty());

@@ -35,9 +35,10 @@ pub(crate) struct CallerRec {
     data: Scope,
     link: RefCell<Down>,
     timer: Cell<Option<TimerId>>,
-    /// The record itself, while its caller let go of the handle with
-    /// [`Request::keep`]: the request lives until it ends.
-    kept: RefCell<Option<Rc<CallerRec>>>,
+    /// While its caller let go of the handle with [`Request::keep`]: the
+    /// key under which the loop holds the record until the request ends
+    /// (or the loop shuts down).
+    kept: Cell<Option<u64>>,
 }
 
 impl CallerRec {
@@ -61,7 +62,7 @@ impl CallerRec {
             data: Scope::default(),
             link: RefCell::new(Down::None),
             timer: Cell::new(None),
-            kept: RefCell::new(None),
+            kept: Cell::new(None),
         })
     }
 
@@ -102,11 +103,13 @@ impl CallerRec {
         true
     }
 
-    /// Lets go of the record's hold on itself ([`Request::keep`]); the
-    /// caller of this method holds another reference.
+    /// Has the loop let go of the record ([`Request::keep`]); the caller
+    /// of this method holds another reference.
     fn release_kept(&self) {
-        let kept = self.kept.borrow_mut().take();
-        drop(kept);
+        if let Some(key) = self.kept.take() {
+            let held = self.lp.release(key);
+            drop(held);
+        }
     }
 
     /// Lets go of the parent request: this one can no longer answer it.
@@ -217,7 +220,7 @@ impl fmt::Debug for Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if self.0.kept.borrow().is_none() {
+        if self.0.kept.get().is_none() {
             self.0.cancel();
         }
     }
@@ -266,13 +269,18 @@ impl Request {
     /// before. Fire and forget, for callers with nowhere to keep the
     /// handle (`sb_client_call`).
     ///
-    /// Until it ends the request keeps what it uses alive, its client
-    /// among them: give it a timeout (or its client a default timeout)
-    /// if its callee might never answer. An ended request is simply
-    /// dropped.
+    /// The loop holds the request until it ends, and with it what it
+    /// uses, its client among them: give it a timeout (or its client a
+    /// default timeout) if its callee might never answer.
+    /// [`EventLoop::shutdown`] (`sb_loop_free`) drops a request still
+    /// open then, with its handlers, without a response. An ended
+    /// request is simply dropped.
     pub fn keep(self) {
         if self.0.open.get() {
-            *self.0.kept.borrow_mut() = Some(self.0.clone());
+            let key = self.0.lp.keep(self.0.clone());
+            if key != 0 {
+                self.0.kept.set(Some(key));
+            }
         }
     }
 }

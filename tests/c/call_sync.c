@@ -5,7 +5,9 @@
  * SB_NO_SUCH_METHOD, the service's own error, SB_TIMEOUT (the service
  * sees the cancel); inside a callback of its loop it is refused with
  * SB_INVALID_STATE. sb_client_call delivers every response to one
- * handler and frees its user data once after the last.
+ * handler and frees its user data once after the last; a call still
+ * pending when everything is freed has its user data freed once and
+ * leaks nothing (under valgrind).
  */
 #include "check.h"
 
@@ -40,10 +42,13 @@ static void cancelled(void *user)
     ((cb *)user)->calls++;
 }
 
+static int hangs;
+
 /* Never answers: kept in its own data slot until the caller cancels. */
 static int32_t hang(void *user, const sb_ctx *ctx)
 {
     const sb_served *req = sb_ctx_req(ctx);
+    hangs++;
     CHECK_OK(sb_served_on_cancel(req, cancelled, user, NULL));
     CHECK_OK(sb_served_set_data(req, sb_served_ref(req), free_kept_served));
     return 0;
@@ -97,6 +102,7 @@ int main(void)
     cb *seen_cancel = cb_new("cancel seen");
     cb *async = cb_new("async call"), *unknown = cb_new("async, no session");
     cb *ignored = cb_new("async, no handler");
+    cb *pending = cb_new("async, pending at the end");
 
     test_begin(__FILE__);
     CHECK_OK(sb_loop_new(&lp));
@@ -182,11 +188,20 @@ int main(void)
              SB_NULL_ARGUMENT);
     OK("sb_client_call delivers every response and frees user data once");
 
+    /* Still pending when everything is freed. */
+    CHECK_OK(sb_client_call(caller, "Svc", "hang", NULL, on_response, pending,
+                            cb_free));
+    RUN_UNTIL(lp, hangs == 2);
+    CHECK_INT(pending->frees, 0);
+
     sb_stage_free(stage);
     sb_client_free(caller);
     sb_client_free(service);
     sb_broker_free(broker);
     sb_loop_free(lp);
+    cb_check_freed(pending, 1);
+    CHECK_INT(pending->id, 0);
+    OK("a call pending at sb_loop_free is dropped, its user data freed once");
     cb_check_all_freed();
     return test_end();
 }
