@@ -2,6 +2,8 @@
 #
 #   make        cargo build --release, then target/release/$(SONAME), a
 #               symlink to libstagebus.so
+#   make install  scripts/install.sh --prefix $(PREFIX) (default
+#               /usr/local; DESTDIR stages the files for a package)
 #
 # The library records its SONAME, libstagebus.so.MAJOR.MINOR (see
 # build.rs), and a program linked with -lstagebus records that name and
@@ -16,10 +18,16 @@ SONAME := libstagebus.so.$(MAJOR_MINOR)
 # Where cargo puts the release build.
 LIBDIR := $(or $(CARGO_TARGET_DIR),target)/release
 
-.PHONY: all lib
+# Where `make install` installs.
+PREFIX ?= /usr/local
+
+.PHONY: all lib install
 
 all: lib
 
 lib:
 	$(CARGO) build --release
 	ln -sf libstagebus.so $(LIBDIR)/$(SONAME)
+
+install:
+	scripts/install.sh --prefix "$(PREFIX)" $(if $(DESTDIR),--destdir "$(DESTDIR)")

@@ -688,6 +688,60 @@ enum sb_status sb_client_on_connection_event(const struct sb_client *client,
                                              void *user,
                                              sb_free_fn free_user);
 
+// Calls `method` of the session published as `session`, by name: no
+// subscribe first (`SB_NO_SUCH_SESSION` reaches `on_response` if
+// nobody publishes it when the call arrives). `args` is copied (NULL
+// for none).
+//
+// `on_response` runs for every response, as a request's fallback
+// handler does: each emit, then exactly one final response (the
+// return, or an error: `sb_response_error(sb_ctx_rsp(ctx))` is its
+// status, `sb_response_message` its text). NULL ignores the responses.
+// `free_user` runs once after the last of them (also when this
+// function fails). From a handler, `sb_response_recall` answers an emit
+// and `sb_response_cancel` ends the call.
+//
+// The call runs to its end without a handle to hold: its final
+// response, the client's default timeout
+// (`sb_client_set_default_timeout_ms`; none by default), a cancel from
+// `on_response`, the end of the request being served when it was made
+// (inside a method handler it is that request's child), or the client
+// closing (`SB_BROKER_GONE`). Until then it keeps the client alive; a
+// call still pending at `sb_loop_free` is dropped without a response
+// (`free_user` still runs). For a handle (to cancel or time it), use
+// `sb_request_to_remote` after `sb_remote_subscribe`.
+enum sb_status sb_client_call(const struct sb_client *client,
+                              const char *session,
+                              const char *method,
+                              const struct sb_args *args,
+                              sb_handler_fn on_response,
+                              void *user,
+                              sb_free_fn free_user);
+
+// Calls `method` of `session` by name (as `sb_client_call`) and runs
+// the client's loop until the final answer, for programs without a
+// loop of their own. On a return `SB_OK`, and `*reply` (if `reply` is
+// not NULL) is the return's args, owned: free them with
+// `sb_args_free`. Otherwise the error that ended the call
+// (`SB_NO_SUCH_SESSION`, `SB_NO_SUCH_METHOD`, the service's error,
+// `SB_TIMEOUT`, `SB_BROKER_GONE`, …), with `sb_last_error()` saying
+// why, and `*reply` untouched.
+//
+// `timeout_ms` bounds the wait (the call is cancelled at the service
+// when it passes); 0 takes the client's default timeout, and with none
+// waits as long as the connection lasts. Emits are passed over, so a
+// service that waits for a recall times out.
+//
+// Inside a callback of the client's loop (a handler, a completion, a
+// timer) it does nothing and returns `SB_INVALID_STATE`: it would have
+// to run the loop from inside itself. Use `sb_client_call` there.
+enum sb_status sb_client_call_sync(const struct sb_client *client,
+                                   const char *session,
+                                   const char *method,
+                                   const struct sb_args *args,
+                                   uint64_t timeout_ms,
+                                   struct sb_args **reply);
+
 // Creates a stage named `name` on `lp`. Free with `sb_stage_free`.
 // `SB_INVALID_ARGUMENT` for an empty name.
 enum sb_status sb_stage_new(struct sb_loop *lp, const char *name, struct sb_stage **out);

@@ -78,6 +78,10 @@ require_pkg libglib2.0-dev
 # tests/perl.rs runs the Perl binding (FFI::Platypus) under POE and
 # AnyEvent; without these modules its tests would only skip.
 require prove perl
+# tests/install.rs runs scripts/install.sh, renders the installed man
+# page with `man -l` and loads the bash completions.
+require man man-db
+require bash bash
 require_pkg libffi-platypus-perl
 require_pkg libpoe-perl
 require_pkg libanyevent-perl

@@ -153,10 +153,10 @@ pub use event_loop::{EventLoop, LoopRemote, TimerId};
 pub use logging::{set_log_handler, LogEntry, LogHandler, LogLevel};
 pub use report::StatsReport;
 pub use request::{
-    unhandled_responses, Ctx, HandlerFn, HandlerKind, RemoteStage, Request, RequestBuilder,
-    Response, Scope, ServedRequest, Stage, Target,
+    unhandled_responses, CallReply, Ctx, HandlerFn, HandlerKind, RemoteStage, Request,
+    RequestBuilder, Response, Scope, ServedRequest, Stage, Target,
 };
-pub use transport::Address;
+pub use transport::{Address, InheritedListener};
 pub use value::{Args, Value, MAX_DEPTH};
 /// A published session as a listing reports it (see [`Client::listing`]).
 pub use wire::SessionInfo;

@@ -253,6 +253,7 @@ c_programs!(
     monitor,
     limits,
     reconnect,
+    call_sync,
 );
 
 #[test]

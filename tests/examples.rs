@@ -396,6 +396,58 @@ fn rust_greeter_service_host_loop_and_caller() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `examples/c/call_echo.c`, the simplest call with a reply (at most 15
+/// lines without its includes and comments, shown whole in the README),
+/// against the command-line
+/// broker and `stagebus serve`: the answer is printed, exit 0; with no
+/// service it exits 1 naming `no_such_session`.
+#[test]
+fn call_echo() {
+    let source = std::fs::read_to_string(root().join("examples/c/call_echo.c")).unwrap();
+    let body = source
+        .split("*/")
+        .nth(1)
+        .expect("a header comment")
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("#include"))
+        .count();
+    assert!(
+        body <= 15,
+        "call_echo.c has {body} lines of code, more than 15"
+    );
+
+    let work = Work::new("call_echo");
+    let exe = work.cc("examples/c/call_echo.c", &[]);
+    let stagebus = env!("CARGO_BIN_EXE_stagebus");
+    let mut broker = Proc::spawn(
+        "broker",
+        Command::new(stagebus).args(["broker", "--listen", "tcp://127.0.0.1:0"]),
+    );
+    let line = broker.wait_line("its address", |l| l.starts_with("listening on "));
+    let address = line["listening on ".len()..].trim().to_string();
+
+    let mut early = Proc::spawn("early call_echo", Command::new(&exe).arg(&address));
+    assert_eq!(early.wait_exit().code(), Some(1), "{}", early.transcript());
+    assert!(
+        early.transcript().contains("no_such_session"),
+        "{}",
+        early.transcript()
+    );
+
+    let mut service = Proc::spawn(
+        "serve",
+        Command::new(stagebus).args(["serve", "--broker", &address, "--name", "Demo"]),
+    );
+    service.wait_line("serving", |l| l.starts_with("serving Demo"));
+    let mut call = Proc::spawn("call_echo", Command::new(&exe).arg(&address));
+    assert!(call.wait_exit().success(), "{}", call.transcript());
+    assert_eq!(call.output().trim(), "Demo.echo returned text=hello");
+    service.terminate();
+    assert!(service.wait_exit().success(), "{}", service.transcript());
+    broker.terminate();
+    assert!(broker.wait_exit().success(), "{}", broker.transcript());
+}
+
 /// The README's first program (`tests/readme_recipe.rs` also builds it
 /// exactly as the README says): it runs alone and exits 0.
 #[test]
@@ -410,6 +462,7 @@ fn hello() {
 fn every_example_is_run() {
     let tested = [
         "c/broker.c",
+        "c/call_echo.c",
         "c/caller.c",
         "c/glib_embed.c",
         "c/hello.c",

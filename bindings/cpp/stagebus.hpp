@@ -750,6 +750,24 @@ public:
     inline void subscribe_waiting(CStr session, std::chrono::milliseconds wait,
                                   SubscribedFn f) const;
 
+    // Calls `method` of the session published as `session`, by name,
+    // without subscribing (sb_client_call). `on_response` (empty: the
+    // responses are ignored) runs for each emit and then the final
+    // response (Ctx::rsp(): its kind, error() and message()); it is
+    // destroyed after the last. The call runs to its end with no object
+    // to hold: its final response, the client's default timeout, a
+    // cancel from `on_response`, or the client closing.
+    inline void call(CStr session, CStr method, ArgsRef args = ArgsRef(),
+                     Handler on_response = {}) const;
+
+    // Calls `method` of `session` by name and runs the loop until the
+    // final answer (sb_client_call_sync): the return's args, or an Error
+    // with the status that ended the call (SB_NO_SUCH_SESSION,
+    // SB_TIMEOUT, ...). `timeout` 0: the client's default timeout, if
+    // any. Throws SB_INVALID_STATE inside a callback of the loop.
+    inline Args call_sync(CStr session, CStr method, ArgsRef args = ArgsRef(),
+                          std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const;
+
     // Withdraws a session this client published.
     void rescind(CStr session, DoneFn done = {}) const {
         detail::check(detail::register_optional(
@@ -1192,6 +1210,25 @@ inline Request RequestBuilder::send() {
     sb_request *out = nullptr;
     detail::check(sb_request_send(release(), &out));
     return Request(out);
+}
+
+inline void Client::call(CStr session, CStr method, ArgsRef args, Handler on_response) const {
+    detail::check(detail::register_optional(
+        std::move(on_response), &detail::run_handler,
+        [&](sb_handler_fn c, void *user, sb_free_fn free_user) {
+            return sb_client_call(raw(), session.c_str(), method.c_str(), args.raw(), c, user,
+                                  free_user);
+        }));
+}
+
+inline Args Client::call_sync(CStr session, CStr method, ArgsRef args,
+                              std::chrono::milliseconds timeout) const {
+    if (timeout.count() < 0)
+        throw std::invalid_argument("stagebus: the timeout must not be negative");
+    sb_args *reply = nullptr;
+    detail::check(sb_client_call_sync(raw(), session.c_str(), method.c_str(), args.raw(),
+                                      static_cast<std::uint64_t>(timeout.count()), &reply));
+    return Args(reply);
 }
 
 } // namespace stagebus

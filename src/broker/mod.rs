@@ -53,7 +53,7 @@ mod waiters;
 
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;
-use crate::transport::Address;
+use crate::transport::{Address, InheritedListener};
 use crate::wire::DEFAULT_MAX_FRAME;
 pub use limit::Limit;
 use shell::Shell;
@@ -223,6 +223,10 @@ pub struct BrokerConfig {
     /// died); at close the socket file is removed only if it is still
     /// the one this broker bound.
     pub listen: Vec<Address>,
+    /// Listening sockets the process was handed (systemd's socket
+    /// activation), served after the addresses of `listen`, in this
+    /// order. See [`InheritedListener`].
+    pub inherited: Vec<InheritedListener>,
     /// A shared secret clients must present in their hello.
     pub token: Option<String>,
     /// Per-connection limits.
@@ -237,6 +241,13 @@ impl BrokerConfig {
             listen: addresses.into_iter().collect(),
             ..BrokerConfig::default()
         }
+    }
+
+    /// The same, also serving a listening socket the process was handed
+    /// (see [`InheritedListener`]).
+    pub fn with_inherited(mut self, listener: impl Into<InheritedListener>) -> BrokerConfig {
+        self.inherited.push(listener.into());
+        self
     }
 
     /// The same, requiring `token` from every client.
@@ -311,11 +322,13 @@ impl fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// Binds every address of `config` and starts serving on `lp`.
+    /// Binds every address of `config`, takes over its inherited
+    /// sockets, and starts serving on `lp`.
     ///
-    /// Fails without side effects if any address cannot be bound.
+    /// Fails without side effects if any address cannot be bound or any
+    /// inherited socket cannot be served.
     pub fn new(lp: &EventLoop, config: BrokerConfig) -> Result<Broker, Error> {
-        if config.listen.is_empty() {
+        if config.listen.is_empty() && config.inherited.is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
                 "a broker needs at least one address to listen on",

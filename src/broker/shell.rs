@@ -90,6 +90,15 @@ impl Shell {
                 }
             }
         }
+        for inherited in &config.inherited {
+            match Listener::adopt(inherited) {
+                Ok(l) => listeners.push(l),
+                Err(e) => {
+                    listeners.iter_mut().for_each(Listener::unlink);
+                    return Err(e);
+                }
+            }
+        }
         let shell = Rc::new_cyclic(|me| Shell {
             lp: lp.clone(),
             core: RefCell::new(Core::new(config)),

@@ -84,6 +84,11 @@ struct Inner {
     /// The events of a turn, kept between turns for their room.
     ready: Cell<Vec<(Token, Readiness)>>,
     dispatch_depth: Cell<u32>,
+    /// What the loop keeps alive for objects nobody holds (a request let
+    /// go with `Request::keep`) until they release it or the loop shuts
+    /// down, by key.
+    kept: RefCell<std::collections::HashMap<u64, Rc<dyn std::any::Any>>>,
+    next_kept: Cell<u64>,
     wake_pending: Cell<bool>,
     stopped: Cell<bool>,
     shut: Cell<bool>,
@@ -153,6 +158,8 @@ impl EventLoop {
                 flush: RefCell::new(Vec::new()),
                 ready: Cell::new(Vec::new()),
                 dispatch_depth: Cell::new(0),
+                kept: RefCell::default(),
+                next_kept: Cell::new(1),
                 wake_pending: Cell::new(false),
                 stopped: Cell::new(false),
                 shut: Cell::new(false),
@@ -173,6 +180,33 @@ impl EventLoop {
     /// work, and its objects are done with.
     pub fn is_shut_down(&self) -> bool {
         self.inner.shut.get()
+    }
+
+    /// Keeps `value` alive until [`EventLoop::release`] with the key
+    /// returned, or until [`EventLoop::shutdown`] drops it. After the
+    /// shutdown it is dropped at once (key 0).
+    pub(crate) fn keep(&self, value: Rc<dyn std::any::Any>) -> u64 {
+        if self.inner.shut.get() {
+            drop(value);
+            return 0;
+        }
+        let key = self.inner.next_kept.get();
+        self.inner.next_kept.set(key + 1);
+        self.inner.kept.borrow_mut().insert(key, value);
+        key
+    }
+
+    /// Hands back what [`EventLoop::keep`] kept under `key` (to be
+    /// dropped by the caller, outside the loop's borrow).
+    pub(crate) fn release(&self, key: u64) -> Option<Rc<dyn std::any::Any>> {
+        self.inner.kept.borrow_mut().remove(&key)
+    }
+
+    /// Whether one of the loop's callbacks is running now (the loop is
+    /// inside a turn of `run`, `run_until` or `dispatch`): blocking calls
+    /// that would have to run the loop themselves refuse to run then.
+    pub fn is_dispatching(&self) -> bool {
+        self.inner.dispatch_depth.get() > 0
     }
 
     /// The fd a host loop watches for reading.
@@ -258,10 +292,11 @@ impl EventLoop {
         let timers = std::mem::replace(&mut *self.inner.timers.borrow_mut(), Timers::new());
         let deferred = std::mem::take(&mut *self.inner.deferred.borrow_mut());
         let remote = self.inner.close_remote();
+        let kept = std::mem::take(&mut *self.inner.kept.borrow_mut());
         self.inner.flush.borrow_mut().clear();
         self.inner.again.borrow_mut().clear();
         // Dropped outside every borrow: their destructors may use the loop.
-        drop((timers, deferred, remote));
+        drop((timers, deferred, remote, kept));
         self.inner.stopped.set(true);
     }
 

@@ -20,7 +20,8 @@
 //! * `callbacks`: user pointers and `free_user`, completion callbacks,
 //!   the C data slot of a scope.
 //! * `event_loop`: `sb_loop` (timers, dispatch) and `sb_waker`.
-//! * `broker`: `sb_broker`. `client`: `sb_client`.
+//! * `broker`: `sb_broker`. `client`: `sb_client`. `call`:
+//!   `sb_client_call`, `sb_client_call_sync` (calls by session name).
 //! * `stage`: `sb_stage`, `sb_handler_kind`. `remote`: `sb_remote`.
 //! * `request`: `sb_request_builder`, `sb_request` (the caller's side).
 //! * `context`: `sb_ctx` and the wrapping of a C handler.
@@ -112,6 +113,7 @@ mod broker;
 mod client;
 
 mod reconnect;
+mod call;
 
 mod stage;
 

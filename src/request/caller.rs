@@ -35,6 +35,10 @@ pub(crate) struct CallerRec {
     data: Scope,
     link: RefCell<Down>,
     timer: Cell<Option<TimerId>>,
+    /// While its caller let go of the handle with [`Request::keep`]: the
+    /// key under which the loop holds the record until the request ends
+    /// (or the loop shuts down).
+    kept: Cell<Option<u64>>,
 }
 
 impl CallerRec {
@@ -58,6 +62,7 @@ impl CallerRec {
             data: Scope::default(),
             link: RefCell::new(Down::None),
             timer: Cell::new(None),
+            kept: Cell::new(None),
         })
     }
 
@@ -94,7 +99,17 @@ impl CallerRec {
         self.cut_link();
         self.data.clear();
         self.release_parent();
+        self.release_kept();
         true
+    }
+
+    /// Has the loop let go of the record ([`Request::keep`]); the caller
+    /// of this method holds another reference.
+    fn release_kept(&self) {
+        if let Some(key) = self.kept.take() {
+            let held = self.lp.release(key);
+            drop(held);
+        }
     }
 
     /// Lets go of the parent request: this one can no longer answer it.
@@ -167,6 +182,7 @@ impl CallerEnd for CallerRec {
         if last {
             rec.data.clear();
             rec.release_parent();
+            rec.release_kept();
         }
     }
 
@@ -195,7 +211,9 @@ impl fmt::Debug for Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
-        self.0.cancel();
+        if self.0.kept.get().is_none() {
+            self.0.cancel();
+        }
     }
 }
 
@@ -233,6 +251,28 @@ impl Request {
     /// Returns whether it was open; cancelling twice is harmless.
     pub fn cancel(&self) -> bool {
         self.0.cancel()
+    }
+
+    /// Lets go of the handle without cancelling: the request runs to its
+    /// end (its final response, its timeout, a cancel from one of its
+    /// handlers through [`Response::cancel`], the end of the request it
+    /// was made for, or its client closing), and its handlers run as
+    /// before. Fire and forget, for callers with nowhere to keep the
+    /// handle (`sb_client_call`).
+    ///
+    /// The loop holds the request until it ends, and with it what it
+    /// uses, its client among them: give it a timeout (or its client a
+    /// default timeout) if its callee might never answer.
+    /// [`EventLoop::shutdown`] (`sb_loop_free`) drops a request still
+    /// open then, with its handlers, without a response. An ended
+    /// request is simply dropped.
+    pub fn keep(self) {
+        if self.0.open.get() {
+            let key = self.0.lp.keep(self.0.clone());
+            if key != 0 {
+                self.0.kept.set(Some(key));
+            }
+        }
     }
 }
 

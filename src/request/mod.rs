@@ -147,6 +147,6 @@ pub use builder::{RequestBuilder, Target};
 pub use callee::ServedRequest;
 pub use caller::{Request, Response};
 pub use dispatch::unhandled_responses;
-pub use remote::RemoteStage;
+pub use remote::{CallReply, RemoteStage};
 pub use scope::Scope;
 pub use stage::{Ctx, HandlerFn, HandlerKind, Stage};

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// A broker address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -160,11 +161,42 @@ impl mio::event::Source for Stream {
     }
 }
 
-/// A listening socket of either kind.
+/// A listening socket the process was handed rather than one it binds:
+/// by systemd's socket activation (`LISTEN_FDS`), or by any parent that
+/// passes it open. [`BrokerConfig::with_inherited`] serves it.
+///
+/// The broker takes its own duplicate of the socket when it starts, so
+/// this value may be dropped (closing the original) or kept. An
+/// inherited Unix socket's file belongs to whoever bound it: the broker
+/// neither locks it nor removes it when it stops.
+///
+/// [`BrokerConfig::with_inherited`]: crate::BrokerConfig::with_inherited
+#[derive(Debug, Clone)]
+pub enum InheritedListener {
+    /// A listening TCP socket.
+    Tcp(Arc<std::net::TcpListener>),
+    /// A listening Unix stream socket.
+    Unix(Arc<std::os::unix::net::UnixListener>),
+}
+
+impl From<std::net::TcpListener> for InheritedListener {
+    fn from(l: std::net::TcpListener) -> InheritedListener {
+        InheritedListener::Tcp(Arc::new(l))
+    }
+}
+
+impl From<std::os::unix::net::UnixListener> for InheritedListener {
+    fn from(l: std::os::unix::net::UnixListener) -> InheritedListener {
+        InheritedListener::Unix(Arc::new(l))
+    }
+}
+
+/// A listening socket of either kind; a Unix one this process bound
+/// holds its socket file (the lock, and the removal at close).
 #[derive(Debug)]
 pub(crate) enum Listener {
     Tcp(TcpListener),
-    Unix(UnixListener, SocketFile),
+    Unix(UnixListener, Option<SocketFile>),
 }
 
 impl Listener {
@@ -198,7 +230,37 @@ impl Listener {
                 })?;
                 let l = UnixListener::bind(path).map_err(|e| fail(&e))?;
                 file.bound().map_err(|e| fail(&e))?;
-                Ok(Listener::Unix(l, file))
+                Ok(Listener::Unix(l, Some(file)))
+            }
+        }
+    }
+
+    /// Serves a socket the process was handed: a non-blocking duplicate
+    /// of it (the original stays the caller's). Fails if it is not a
+    /// listening socket of its kind.
+    pub fn adopt(inherited: &InheritedListener) -> Result<Listener, Error> {
+        let fail = |what: &str, e: &io::Error| Error::io(format_args!("cannot serve {what}"), e);
+        match inherited {
+            InheritedListener::Tcp(l) => {
+                let what = match l.local_addr() {
+                    Ok(a) => format!("the inherited socket tcp://{a}"),
+                    Err(e) => return Err(fail("an inherited socket: it is no TCP socket", &e)),
+                };
+                let dup = l.try_clone().map_err(|e| fail(&what, &e))?;
+                dup.set_nonblocking(true).map_err(|e| fail(&what, &e))?;
+                Ok(Listener::Tcp(TcpListener::from_std(dup)))
+            }
+            InheritedListener::Unix(l) => {
+                let what = match l.local_addr() {
+                    Ok(a) => match a.as_pathname() {
+                        Some(p) => format!("the inherited socket unix:{}", p.display()),
+                        None => "an inherited unnamed Unix socket".to_string(),
+                    },
+                    Err(e) => return Err(fail("an inherited socket: it is no Unix socket", &e)),
+                };
+                let dup = l.try_clone().map_err(|e| fail(&what, &e))?;
+                dup.set_nonblocking(true).map_err(|e| fail(&what, &e))?;
+                Ok(Listener::Unix(UnixListener::from_std(dup), None))
             }
         }
     }
@@ -210,7 +272,13 @@ impl Listener {
                 Ok(addr) => Address::Tcp(addr),
                 Err(_) => Address::Tcp(SocketAddr::from(([0, 0, 0, 0], 0))),
             },
-            Listener::Unix(_, file) => Address::Unix(file.path().to_path_buf()),
+            Listener::Unix(_, Some(file)) => Address::Unix(file.path().to_path_buf()),
+            Listener::Unix(l, None) => Address::Unix(
+                l.local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(PathBuf::from))
+                    .unwrap_or_default(),
+            ),
         }
     }
 
@@ -235,7 +303,7 @@ impl Listener {
     /// Removes the socket file of a Unix listener if it is still the one
     /// bound (a path replaced meanwhile stays), and releases its lock.
     pub fn unlink(&mut self) {
-        if let Listener::Unix(_, file) = self {
+        if let Listener::Unix(_, Some(file)) = self {
             file.release();
         }
     }

@@ -10,7 +10,7 @@ mod connection;
 mod linger;
 mod socket_file;
 
-pub use address::Address;
+pub use address::{Address, InheritedListener};
 pub(crate) use address::{Listener, Stream};
 pub(crate) use connection::{Connection, ReadOutcome};
 pub(crate) use linger::{linger, CloseFn};

@@ -17,6 +17,10 @@
 //     set_reconnect_restore, on_connection_event: the broker is freed and
 //     a new one listens on the same address; the service comes back by
 //     itself and the caller's RemoteStage works again.
+//  7. Client::call and Client::call_sync: calls by name without a
+//     subscribe; the answer, the error statuses as Error, a timeout, the
+//     refusal inside a callback; the handler is destroyed after the last
+//     response.
 #include "check.h"
 #include "stagebus.hpp"
 
@@ -425,6 +429,76 @@ void reconnect()
     CHECK(threw);
     OK("Client::add_address with reconnecting off throws SB_INVALID_STATE");
 }
+
+void calls_by_name()
+{
+    stagebus::Loop loop;
+    stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"});
+    stagebus::Client service(loop, broker.address());
+    stagebus::Client caller(loop, broker.address());
+    stagebus::Stage stage(loop, "Svc");
+    std::optional<stagebus::ServedRef> kept;
+    sb_status nested = SB_OK;
+    stage.on("echo", [](const stagebus::Ctx &ctx) { ctx.req().ret(ctx.args()); });
+    stage.on("hang", [&](const stagebus::Ctx &ctx) { kept = ctx.req().ref(); });
+    stage.on("nested", [&](const stagebus::Ctx &ctx) {
+        try {
+            caller.call_sync("Svc", "echo");
+        } catch (const stagebus::Error &e) {
+            nested = e.status();
+        }
+        ctx.req().ret();
+    });
+    bool published = false;
+    stage.publish(service, "Svc", {"echo", "hang", "nested"}, [&](sb_status st, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        published = true;
+    });
+    RUN_UNTIL(loop.raw(), published);
+
+    stagebus::Args a;
+    a.set("text", "hi");
+    stagebus::Args reply = caller.call_sync("Svc", "echo", a, std::chrono::milliseconds(20000));
+    CHECK_STR(reply.get<std::string>("text").c_str(), "hi");
+    OK("Client::call_sync returns the return's args");
+
+    auto status_of = [&](const char *session, const char *method, std::int64_t ms) {
+        try {
+            caller.call_sync(session, method, stagebus::ArgsRef(), std::chrono::milliseconds(ms));
+        } catch (const stagebus::Error &e) {
+            return e.status();
+        }
+        return SB_OK;
+    };
+    CHECK_ST(status_of("Nobody", "echo", 20000), SB_NO_SUCH_SESSION);
+    CHECK_ST(status_of("Svc", "nope", 20000), SB_NO_SUCH_METHOD);
+    CHECK_ST(status_of("Svc", "hang", 100), SB_TIMEOUT);
+    kept.reset();
+    caller.call_sync("Svc", "nested", stagebus::ArgsRef(), std::chrono::milliseconds(20000));
+    CHECK_ST(nested, SB_INVALID_STATE);
+    OK("Client::call_sync throws the status; SB_INVALID_STATE inside a callback");
+
+    int emits = 0;
+    std::string final_kind;
+    auto alive = std::make_shared<int>(0);
+    std::weak_ptr<int> watch = alive;
+    caller.call("Svc", "echo", a, [&, alive](const stagebus::Ctx &ctx) {
+        if (ctx.rsp().is_final())
+            final_kind = std::string(ctx.rsp().kind());
+        else
+            emits++;
+    });
+    alive.reset();
+    RUN_UNTIL(loop.raw(), !final_kind.empty() && watch.expired());
+    CHECK_STR(final_kind.c_str(), "return");
+    CHECK(emits == 0);
+    sb_status unknown = SB_OK;
+    caller.call("Nobody", "echo", stagebus::ArgsRef(),
+                [&](const stagebus::Ctx &ctx) { unknown = ctx.rsp().error(); });
+    RUN_UNTIL(loop.raw(), unknown != SB_OK);
+    CHECK_ST(unknown, SB_NO_SUCH_SESSION);
+    OK("Client::call delivers the final response and destroys the handler after it");
+}
 } // namespace
 
 int main()
@@ -436,5 +510,6 @@ int main()
     deadlines();
     logging();
     reconnect();
+    calls_by_name();
     return test_end();
 }

@@ -157,6 +157,12 @@ static void nulls_outside_handlers(void)
     NULLARG(sb_client_send_custom(NULL, "k", 1, (const uint8_t *)"x", 1));
     NULLARG(sb_client_send_custom(client, NULL, 1, (const uint8_t *)"x", 1));
     NULLARG(sb_client_send_custom(client, "k", 1, NULL, 2));
+    NULLARG(sb_client_call(NULL, "S", "m", NULL, NULL, NULL, NULL));
+    NULLARG(sb_client_call(client, NULL, "m", NULL, NULL, NULL, NULL));
+    NULLARG(sb_client_call(client, "S", NULL, NULL, NULL, NULL, NULL));
+    NULLARG(sb_client_call_sync(NULL, "S", "m", NULL, 0, NULL));
+    NULLARG(sb_client_call_sync(client, NULL, "m", NULL, 0, NULL));
+    NULLARG(sb_client_call_sync(client, "S", NULL, NULL, 0, NULL));
     BADUTF8(sb_client_send_custom(client, bad, 1, NULL, 0));
     NULLARG(sb_client_close(NULL));
     REG_FAILS(SB_NULL_ARGUMENT,

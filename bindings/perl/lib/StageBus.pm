@@ -25,6 +25,10 @@ use StageBus::Error;
 # the current directory later.
 my $MODULE_DIR = File::Basename::dirname(File::Spec->rel2abs(__FILE__));
 
+# The installed library (its SONAME's path): scripts/install.sh writes it
+# into the installed copy of this file; undef in the source tree.
+my $INSTALLED_LIBRARY;
+
 sub _find_library {
     my $env = $ENV{STAGEBUS_LIB};
     if (defined $env && length $env) {
@@ -34,6 +38,13 @@ sub _find_library {
         -e $env
             or StageBus::Error->throw(code => 'io', message => "STAGEBUS_LIB: $env does not exist");
         return $env;
+    }
+    # Installed by scripts/install.sh: the library it installed.
+    if (defined $INSTALLED_LIBRARY) {
+        -e $INSTALLED_LIBRARY
+            or StageBus::Error->throw(code => 'io',
+                message => "the installed library $INSTALLED_LIBRARY is gone; reinstall, or set STAGEBUS_LIB");
+        return $INSTALLED_LIBRARY;
     }
     # bindings/perl/lib (or bindings/perl/blib/lib, under 'make test')
     # -> the repository root: the library built there.
@@ -125,6 +136,8 @@ my @FUNCTIONS = (
     [sb_client_listing         => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_stats           => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_monitor         => ['opaque', 'string', 'bool', 'opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_client_call            => ['opaque', 'string', 'string', 'opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_client_call_sync       => ['opaque', 'string', 'string', 'opaque', 'uint64', 'opaque*'] => 'sint32'],
     [sb_client_rescind         => ['opaque', 'string', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_close           => ['opaque'] => 'sint32'],
     [sb_client_close_graceful  => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
@@ -1084,7 +1097,9 @@ L<StageBus::POE::Args> is how POE arguments travel.
 =head2 Loading the library
 
 C<libstagebus.so> is loaded by absolute path: C<$ENV{STAGEBUS_LIB}> if
-set (it must be absolute), else F<target/release/libstagebus.so> or
+set (it must be absolute); else, in a copy installed by
+F<scripts/install.sh>, the installed library (F<PREFIX/lib/libstagebus.so.0.1>);
+else F<target/release/libstagebus.so> or
 F<target/debug/libstagebus.so> of the repository this module lies in
 (found from the module file's own location, never from the current
 directory, also from F<blib/lib> under C<make test>; the newer of the

@@ -1,10 +1,12 @@
 //! `stagebus broker`: run a broker until SIGINT or SIGTERM, with a
 //! connection limit drawn from the open-file limit unless one is given.
+//! Under systemd it serves the sockets it was handed (socket activation)
+//! and reports readiness (`Type=notify`); see `systemd`.
 
-use crate::command_line::{address, PingFlags};
+use crate::command_line::{address, usage_error, PingFlags};
 use crate::config_file::{self, BrokerFile};
 use crate::logging::LogFlags;
-use crate::{stop_signals, Failure};
+use crate::{stop_signals, systemd, Failure};
 use stagebus::{Address, Broker, BrokerConfig, EventLoop, Limit, Limits};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -12,8 +14,8 @@ use std::path::PathBuf;
 /// `stagebus broker`'s flags.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BrokerArgs {
-    /// tcp://HOST:PORT or unix:PATH; repeat for more (port 0 picks one); replaces the config file's
-    #[arg(long, value_name = "ADDR", required_unless_present_any = ["config", "check_config"], value_parser = address)]
+    /// tcp://HOST:PORT or unix:PATH; repeat for more (port 0 picks one); replaces the config file's; needed unless the config file or systemd (LISTEN_FDS) gives sockets
+    #[arg(long, value_name = "ADDR", value_parser = address)]
     pub(crate) listen: Vec<Address>,
     /// read listeners, token, limits and logging from this TOML file; flags override it
     #[arg(long, value_name = "FILE")]
@@ -72,16 +74,18 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
     } else {
         args.listen.clone()
     };
-    if listen.is_empty() {
-        return Err(Failure::Usage(
-            "nothing to listen on: give --listen or `listen` in the config file".into(),
+    let inherited = systemd::listen_fds()?;
+    if listen.is_empty() && inherited.is_empty() {
+        return Err(usage_error(
+            "broker",
+            "nothing to listen on: give --listen or `listen` in the config file (or let systemd pass sockets: LISTEN_FDS)",
         ));
     }
     let max_connections = match args.max_connections {
         Some(n) => n,
         None => {
             let files = raise_open_file_limit();
-            connections_for(files, listen.len())
+            connections_for(files, listen.len() + inherited.len())
         }
     };
     // Blocked before any thread exists (see stop_signals::block).
@@ -106,6 +110,7 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
         limits.ping_max = max;
     }
     let mut config = BrokerConfig::listening(listen).with_limits(limits);
+    config.inherited = inherited;
     config.token = args.token.clone().or(file.token);
     let broker = Broker::new(&lp, config)?;
     stop_signals::stop_loop_on(&lp, signals)?;
@@ -114,12 +119,23 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
         // reader that went away must not stop the broker, so write errors
         // are ignored.
         let mut out = io::stdout().lock();
-        for address in broker.local_addresses() {
+        let addresses: Vec<String> = broker
+            .local_addresses()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        for address in &addresses {
             let _ = writeln!(out, "listening on {address}");
         }
         let _ = out.flush();
+        systemd::notify_or_warn(&format!(
+            "READY=1\nSTATUS=listening on {}\nMAINPID={}",
+            addresses.join(" "),
+            std::process::id()
+        ));
     }
     let outcome = lp.run();
+    systemd::notify_or_warn("STOPPING=1");
     // Clients are told the broker is going away; the loop runs on until
     // those notices are written (bounded by the lingering close).
     broker.close();

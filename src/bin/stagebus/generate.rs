@@ -51,9 +51,18 @@ pub(crate) fn cmd_generate(args: &GenerateArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Failed(format!("cannot write to stdout: {e}")))
 }
 
-/// The command line without its hidden commands.
+/// The command line without its hidden commands (`version`,
+/// `generate`), which the bash completions would otherwise offer.
 fn public_command() -> clap::Command {
-    base_command()
+    let full = base_command();
+    let mut cmd = clap::Command::new("stagebus")
+        .version(stagebus::VERSION)
+        .subcommand_required(true)
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    if let Some(about) = full.get_about() {
+        cmd = cmd.about(about.clone());
+    }
+    cmd
 }
 
 /// stagebus(1): the top level page, then one section per command with its

@@ -22,8 +22,10 @@
 //! (`broker`, `list`, `call`, `serve`, `demo`) holding its flags (a
 //! `clap::Args` struct) and its `cmd_NAME`; `generate` prints the man page
 //! and the shell completions; `connect` is the client connection that
-//! `list`, `call` and `serve` share, and `stop_signals` turns SIGINT and
-//! SIGTERM into a stop of the loop for `broker` and `serve`.
+//! `list`, `call` and `serve` share, `stop_signals` turns SIGINT and
+//! SIGTERM into a stop of the loop for `broker` and `serve`, and
+//! `systemd` holds the broker's socket activation and readiness
+//! notification.
 //!
 //! Adding a command: write a module with a `#[derive(clap::Args)]` struct
 //! of its flags and `fn cmd_NAME(args: &NameArgs) -> Result<(), Failure>`,
@@ -43,6 +45,7 @@ mod monitor;
 mod serve;
 mod stats;
 mod stop_signals;
+mod systemd;
 
 use clap::error::ErrorKind;
 use clap::FromArgMatches;

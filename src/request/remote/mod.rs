@@ -9,8 +9,11 @@
 //! * `publish.rs`: [`Stage::publish`](super::Stage::publish), which turns
 //!   a publication's deliveries into requests its stage serves.
 
+mod by_name;
 mod call;
 mod publish;
+
+pub use by_name::CallReply;
 
 pub(crate) use call::{Call, Reply};
 
@@ -30,6 +33,9 @@ pub struct RemoteStage {
     client: Client,
     session: Rc<str>,
     methods: Rc<[String]>,
+    /// Addressed by name without a subscription
+    /// ([`RemoteStage::named`]): requests are never refused here.
+    by_name: bool,
 }
 
 impl fmt::Debug for RemoteStage {
@@ -37,6 +43,7 @@ impl fmt::Debug for RemoteStage {
         f.debug_struct("RemoteStage")
             .field("session", &self.session)
             .field("methods", &self.methods)
+            .field("by_name", &self.by_name)
             .finish()
     }
 }
@@ -56,6 +63,7 @@ impl RemoteStage {
                 client: c,
                 session: name,
                 methods: methods.into(),
+                by_name: false,
             }))
         });
     }
@@ -78,6 +86,7 @@ impl RemoteStage {
                 client: c,
                 session: name,
                 methods: methods.into(),
+                by_name: false,
             }))
         });
     }
@@ -122,7 +131,7 @@ impl RemoteStage {
     /// session (`not_subscribed`). A closed client still takes the call
     /// and ends it with `broker_gone`, the reason that matters more.
     pub(crate) fn check_sendable(&self) -> Result<(), Error> {
-        if !self.is_subscribed() && !self.client.is_closed() {
+        if !self.by_name && !self.is_subscribed() && !self.client.is_closed() {
             return Err(Error::new(
                 ErrorCode::NotSubscribed,
                 format!(

@@ -144,6 +144,59 @@ sub stats {
     return;
 }
 
+# Calls a session by name, without subscribing: every response (each
+# emit, then the final one) runs on_response($ctx); the call runs to its
+# end with nothing to hold.
+sub call {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('call', \@args, 'session', 'method');
+    my $p = $self->_p;
+    my $session = StageBus::_to_c($a->{session}, 'the session');
+    my $method = StageBus::_to_c($a->{method}, 'the method');
+    !defined $a->{on_response} || ref $a->{on_response} eq 'CODE'
+        or StageBus::_croak(invalid_argument => 'call: on_response must be a code ref');
+    StageBus::_with_args($a->{args}, sub {
+        my ($args) = @_;
+        # Registered last: the library owns it from the call on.
+        my @cb = $a->{on_response}
+            ? StageBus::_cb_args(handler => $a->{on_response}, loop => $self->{loop}, what => 'on_response')
+            : (undef, undef, undef);
+        StageBus::_check(StageBus::_C::sb_client_call($p, $session, $method, $args, @cb),
+            "call '$a->{session}.$a->{method}'");
+    });
+    return;
+}
+
+# Calls a session by name and runs the loop until the final answer: the
+# return's args as a hash ref, or dies with the StageBus::Error that
+# ended the call. 'timeout' in seconds (default: the client's default
+# timeout, if any).
+sub call_sync {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('call_sync', \@args, 'session', 'method');
+    my $p = $self->_p;
+    my $session = StageBus::_to_c($a->{session}, 'the session');
+    my $method = StageBus::_to_c($a->{method}, 'the method');
+    my $timeout_ms = 0;
+    if (defined $a->{timeout}) {
+        my $t = $a->{timeout};
+        ($t =~ /\A\s*(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*\z/ && $t > 0 && $t < 1e9)
+            or StageBus::_croak(invalid_argument => "call_sync: 'timeout' wants a positive number of seconds, not '$t'");
+        $timeout_ms = POSIX::ceil($t * 1000);
+    }
+    my $reply;
+    StageBus::_with_args($a->{args}, sub {
+        StageBus::_check(
+            StageBus::_C::sb_client_call_sync($p, $session, $method, $_[0], $timeout_ms, \$reply),
+            "call_sync '$a->{session}.$a->{method}'");
+    });
+    my $h = eval { StageBus::_decode_args($reply) };
+    my $e = $@;
+    StageBus::_C::sb_args_free($reply) if $reply;
+    die $e if $e;
+    return $h;
+}
+
 sub rescind {
     my ($self, @args) = @_;
     my $a = StageBus::_named('rescind', \@args, 'session');
@@ -355,6 +408,13 @@ StageBus::Client - a connection to a stagebus broker
         my ($event, $session, $err) = @_;   # disconnected / reconnected / republish_failed
     });
 
+    # Calls by name, without a subscribe:
+    $client->call(session => 'Foo', method => 'bar', args => { x => 1 },
+                  on_response => sub { my ($ctx) = @_ });
+    my $reply = $client->call_sync(session => 'Foo', method => 'bar',
+                                   args => { x => 1 }, timeout => 5);
+    $client->send_custom(kind => 'frob', id => 42, payload => $octets);
+
 =head1 DESCRIPTION
 
 Completion callbacks get the error first: C<undef> on success, else a
@@ -408,6 +468,8 @@ C<from>, C<to>, C<kind>, C<session>, C<name>, C<id>, C<size>, C<error>,
 C<args> with C<payload>), C<stats(on_stats =E<gt> sub { my ($err, $report) = @_ })>
 (the broker's report of itself, the hash L<StageBus::Broker/report>
 returns), C<subscribe>, C<rescind>, C<send_custom>, C<close>,
+C<listing>, C<subscribe>, C<call>, C<call_sync>, C<rescind>,
+C<send_custom>, C<close>,
 C<close_gracefully(on_done =E<gt> $code)>, C<set_linger($ms)>,
 C<set_default_timeout($ms)>, C<set_ping($interval_ms, $max)> (a broker
 silent that long is pinged; after C<$max> unanswered pings it is taken
@@ -415,6 +477,25 @@ for gone, as a disconnect; defaults 120000 ms and 2; 0 ms: never),
 C<set_reconnect(%settings)>, C<disable_reconnect>, C<add_address($address)>,
 C<on_connection_event($code)> (see the DESCRIPTION),
 C<loop>, C<address>. Publishing is L<StageBus::Stage/publish>.
+
+=head2 Calls by name
+
+C<call(session =E<gt> $name, method =E<gt> $m, args =E<gt> \%args,
+on_response =E<gt> $code)> calls a session by its name, without a
+subscribe (C<sb_client_call>): C<$code-E<gt>($ctx)> runs for each emit
+and then the final response (C<$ctx-E<gt>rsp-E<gt>is_final>,
+C<-E<gt>error>, C<-E<gt>recall>, C<-E<gt>cancel>); the call runs to its
+end with nothing to hold (its final response, the client's default
+timeout, a cancel, or the client closing).
+
+C<call_sync(session =E<gt> $name, method =E<gt> $m, args =E<gt> \%args,
+timeout =E<gt> $seconds)> makes the same call and runs the loop until
+the final answer (C<sb_client_call_sync>): it returns the return's args
+as a hash ref, or dies with the L<StageBus::Error> that ended the call
+(C<no_such_session>, C<no_such_method>, the service's error, C<timeout>,
+C<broker_gone>). Without C<timeout> the client's default timeout
+applies, if any. Emits are passed over. Inside a callback of the loop
+it dies with C<invalid_state>: use C<call> there.
 
 =head2 Default deadline
 
