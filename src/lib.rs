@@ -131,6 +131,7 @@ pub mod event_loop;
 mod ffi;
 mod id_hash;
 pub mod liveness;
+pub mod pattern;
 pub mod request;
 mod transport;
 pub mod value;
@@ -140,7 +141,8 @@ pub mod wire;
 
 pub use broker::{Broker, BrokerConfig, BrokerStats, Limits};
 pub use client::{
-    CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound, DEFAULT_LINGER,
+    CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound, MatchId, Signal,
+    DEFAULT_LINGER,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use event_loop::{EventLoop, LoopRemote, TimerId};

@@ -26,6 +26,7 @@ use super::handshake::{check_hello, expected_hello};
 use super::peer::{CloseReason, Full, Peer};
 use super::registry::Registry;
 use super::routes::Routes;
+use super::signals::Matches;
 use super::waiters::{WaitId, Waiters};
 use super::{BrokerConfig, BrokerStats, ConnId, Limits};
 use crate::error::{Error, ErrorCode};
@@ -66,6 +67,8 @@ pub(super) struct Core {
     pub(super) routes: Routes,
     /// Subscribes waiting for their name to be published.
     pub(super) waiters: Waiters,
+    /// Who listens for which signals.
+    pub(super) signals: Matches,
     /// Connections with output to write.
     dirty: Vec<ConnId>,
     flush_requested: bool,
@@ -84,6 +87,7 @@ impl Core {
             registry: Registry::default(),
             routes: Routes::default(),
             waiters: Waiters::default(),
+            signals: Matches::default(),
             dirty: Vec::new(),
             flush_requested: false,
             to_close: Vec::new(),
@@ -108,6 +112,7 @@ impl Core {
             sessions: self.registry.len(),
             pending_calls: self.routes.len(),
             waiting_subscribes: self.waiters.len(),
+            signal_matches: self.signals.len(),
             ..self.stats
         }
     }
@@ -141,6 +146,11 @@ impl Core {
         }
         match Inbound::parse(body) {
             Ok(Inbound::Routed(frame)) => self.handle_routed(id, frame),
+            Ok(Inbound::Signal {
+                session,
+                signal,
+                body,
+            }) => self.handle_signal(id, session, signal, body),
             Ok(Inbound::Other(frame)) => self.handle(id, frame),
             Err(e) => self.refuse(id, CloseReason::Protocol(e.into())),
         }
@@ -287,6 +297,7 @@ impl Core {
         }
         self.routes.clear();
         self.drop_all_waiters();
+        self.drop_all_matches();
         self.registry = Registry::default();
         self.dirty.clear();
         self.to_close.clear();
@@ -379,7 +390,25 @@ impl Core {
                 let result = self.unsubscribe(id, &session);
                 self.reply(id, op, result.map(|()| Reply::Done));
             }
+            Frame::AddMatch {
+                id: op,
+                session,
+                signal,
+            } => {
+                let result = self.add_match(id, &session, &signal);
+                self.reply(id, op, result.map(|()| Reply::Done));
+            }
+            Frame::RemoveMatch {
+                id: op,
+                session,
+                signal,
+            } => {
+                let result = self.remove_match(id, &session, &signal);
+                self.reply(id, op, result.map(|()| Reply::Done));
+            }
             Frame::Deliver { .. }
+            | Frame::Post { .. }
+            | Frame::Signal { .. }
             | Frame::Emit { .. }
             | Frame::Recall { .. }
             | Frame::Result { .. } => {
@@ -527,6 +556,7 @@ impl Core {
             }
         }
         self.drop_waiters(id);
+        self.drop_matches(id);
         self.effects.push(Effect::Close { conn: id, reason });
     }
 
@@ -555,6 +585,18 @@ impl Core {
         self.send_with(to, |out, max_frame| {
             frame.encode_with_id(id, out, max_frame)
         })
+    }
+
+    /// Queues bytes framed already (a signal's, the same for every
+    /// listener) for `to`; whether they were queued (not when `to` is
+    /// gone, condemned, or cut off now for not reading).
+    pub(super) fn send_bytes(&mut self, to: ConnId, framed: &[u8]) -> bool {
+        let live = self.peers.get(&to).is_some_and(|p| !p.condemned);
+        let sent = self.send_with(to, |out, _| {
+            out.extend_from_slice(framed);
+            Ok(())
+        });
+        live && sent.is_ok() && self.peers.get(&to).is_some_and(|p| !p.condemned)
     }
 
     fn send_with(

@@ -32,6 +32,8 @@
 //! * `routes`: calls in flight, each linked to its caller and its
 //!   publisher; opened and ended in one place.
 //! * `registry`: the published sessions and their subscribers.
+//! * `signals`: who listens for which signals, and a signal's fan-out
+//!   (the same bytes to every listener).
 
 mod accept;
 mod calls;
@@ -44,6 +46,7 @@ mod registry;
 mod routes;
 mod sessions;
 mod shell;
+mod signals;
 mod waiters;
 
 use crate::error::{Error, ErrorCode};
@@ -110,6 +113,9 @@ pub struct Limits {
     /// (default 10 s): a peer that stops in the middle of a frame is
     /// closed.
     pub frame_timeout: Duration,
+    /// Most signal matches one connection may hold (default 4096); one
+    /// more is answered `limit_exceeded`.
+    pub max_matches_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -127,6 +133,7 @@ impl Default for Limits {
             ping_interval: crate::liveness::DEFAULT_PING_INTERVAL,
             ping_max: crate::liveness::DEFAULT_PING_MAX,
             frame_timeout: Duration::from_secs(10),
+            max_matches_per_connection: 4096,
         }
     }
 }
@@ -203,6 +210,23 @@ pub struct BrokerStats {
     pub protocol_errors: u64,
     /// Connections closed for not reading their output.
     pub slow_consumers: u64,
+    /// One-way calls forwarded to their publisher (no route kept).
+    pub oneway_calls: u64,
+    /// One-way calls that could not be delivered (no such session or
+    /// method, a bad name, a frame too large) and were dropped: nobody
+    /// waits for their answer.
+    pub dropped_oneway: u64,
+    /// Signals emitted by their session's publisher and fanned out.
+    pub signals: u64,
+    /// Signal copies queued for listeners (one per listener a signal
+    /// matched).
+    pub signal_deliveries: u64,
+    /// Signals dropped because their sender did not publish their
+    /// session (a signal crossing its rescind, or forged) or named no
+    /// proper signal.
+    pub dropped_signals: u64,
+    /// Signal matches held by connections.
+    pub signal_matches: usize,
 }
 
 /// A running broker. It lives on its loop until [`Broker::close`] or until

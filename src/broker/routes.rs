@@ -117,6 +117,14 @@ impl Routes {
         id
     }
 
+    /// A fresh id from the routes' counter for a one-way call, which
+    /// opens no route: an answer sent under it finds none.
+    pub fn unrouted_id(&mut self) -> RouteId {
+        let id = self.next;
+        self.next += 1;
+        id
+    }
+
     /// The route `id`, if it is in flight.
     pub fn get(&self, id: RouteId) -> Option<&Route> {
         self.table.get(&id)

@@ -23,14 +23,15 @@ use super::effects::{
     Closer, ConnectFn, DisconnectFn, Effect, Outbox, SessionGoneFn, Settle, UnknownFn,
 };
 use super::ops::{expect_done, expect_methods, expect_sessions, Completion, Op, Ops};
-use super::serving::{Route, ServeFn, Serving};
+use super::oneway::Incoming;
+use super::serving::{ServeFn, Serving};
+use super::signals::Listeners;
 use super::{CallEvent, CallId, ConnectionInfo, Inbound};
 use crate::error::{Error, ErrorCode};
 use crate::transport::Address;
 use crate::value::Args;
 use crate::wire::{Frame, Payload, Reply};
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
 
 /// What a call tells the publisher besides its session, method and args.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,8 +57,12 @@ pub(super) struct Core {
     next_id: u64,
     ops: Ops,
     calls: Calls,
-    serving: Serving,
+    pub(super) serving: Serving,
     subscriptions: HashSet<String>,
+    /// Signal matches and their handlers.
+    pub(super) listeners: Listeners,
+    /// Answers of one-way deliveries, dropped here.
+    pub(super) dropped_answers: u64,
     on_connect: Option<ConnectFn>,
     on_disconnect: Option<DisconnectFn>,
     on_session_gone: Option<SessionGoneFn>,
@@ -75,6 +80,8 @@ impl Core {
             calls: Calls::default(),
             serving: Serving::default(),
             subscriptions: HashSet::new(),
+            listeners: Listeners::default(),
+            dropped_answers: 0,
             on_connect: None,
             on_disconnect: None,
             on_session_gone: None,
@@ -144,21 +151,21 @@ impl Core {
         self.on_unknown.replace(f)
     }
 
-    fn next_id(&mut self) -> u64 {
+    pub(super) fn next_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         id
     }
 
     /// Why nothing can be sent any more, once closed.
-    fn gone(&self) -> Option<Error> {
+    pub(super) fn gone(&self) -> Option<Error> {
         match &self.status {
             Status::Closed(e) => Some(Error::broker_gone(&e.message)),
             _ => None,
         }
     }
 
-    fn send(&self, out: &mut impl Outbox, frame: &Frame) -> Result<(), Error> {
+    pub(super) fn send(&self, out: &mut impl Outbox, frame: &Frame) -> Result<(), Error> {
         match self.gone() {
             Some(e) => Err(e),
             None => out.send(frame),
@@ -293,6 +300,7 @@ impl Core {
         last: bool,
         out: &mut impl Outbox,
     ) -> (Result<(), Error>, Option<ServeFn>) {
+        let silent = self.serving.is_open(route) && !self.serving.expects_answer(route);
         let (open, ended) = if last {
             let ended = self.serving.end(route).map(|(_, serve)| serve);
             (ended.is_some(), ended)
@@ -305,6 +313,11 @@ impl Core {
                 format!("delivery {route} has ended (answered, cancelled or disconnected)"),
             );
             return (Err(e), None);
+        }
+        if silent {
+            // Nobody waits for it: dropped here, never sent.
+            self.dropped_answers += 1;
+            return (Ok(()), ended);
         }
         (self.send(out, frame), ended)
     }
@@ -394,38 +407,39 @@ impl Core {
                 method,
                 payload,
             } => {
-                let Some((session, serve)) = self.serving.publication(&session) else {
-                    let e = Error::new(ErrorCode::NoSuchSession, "Unknown recipient");
-                    let _ = out.send(&Frame::Result {
-                        id,
-                        outcome: Err(e),
-                    });
-                    return None;
+                let call = Incoming {
+                    id,
+                    origin,
+                    timeout_ms,
+                    session,
+                    method,
+                    payload,
                 };
-                match payload.decode() {
-                    Ok(args) => {
-                        // Taken on receipt, from this host's clock: the
-                        // caller's clock may read differently.
-                        let deadline = (timeout_ms != 0)
-                            .then(|| Instant::now() + Duration::from_millis(u64::from(timeout_ms)));
-                        let route = Route {
-                            id,
-                            origin,
-                            session,
-                            deadline,
-                        };
-                        self.serving.open(route.clone(), serve.clone());
-                        Some(Effect::Serve(serve, route, Inbound::Call { method, args }))
-                    }
-                    Err(e) => {
-                        let _ = out.send(&Frame::Result {
-                            id,
-                            outcome: Err(e),
-                        });
-                        None
-                    }
-                }
+                self.on_deliver(call, true, out)
             }
+            Frame::Post {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+            } => {
+                let call = Incoming {
+                    id,
+                    origin,
+                    timeout_ms,
+                    session,
+                    method,
+                    payload,
+                };
+                self.on_deliver(call, false, out)
+            }
+            Frame::Signal {
+                session,
+                signal,
+                payload,
+            } => self.on_signal(session, signal, payload),
             Frame::Recall {
                 id,
                 method,
@@ -536,6 +550,9 @@ impl Core {
                 }
                 (Completion::Unit(done, outcome), None)
             }
+            op @ (Op::AddMatch { .. } | Op::RemoveMatch { .. }) => {
+                (self.match_result(op, outcome), None)
+            }
             Op::Custom { app_id } => {
                 let f = self.on_unknown.clone()?;
                 let text = outcome.err().map(|e| e.to_string()).unwrap_or_default();
@@ -593,6 +610,7 @@ impl Core {
         Some(Settle {
             effects,
             publications,
+            listeners: self.listeners.take_all(),
         })
     }
 }

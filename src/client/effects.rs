@@ -7,6 +7,7 @@
 use super::calls::CallFn;
 use super::ops::Completion;
 use super::serving::{Route, ServeFn};
+use super::signals::{Signal, SignalFn};
 use super::{CallEvent, CallId, ConnectionInfo, Inbound};
 use crate::error::Error;
 use crate::wire::Frame;
@@ -52,6 +53,8 @@ pub(super) enum Effect {
     Unknown(UnknownFn, String, u64, Vec<u8>),
     /// The broker refused or broke the protocol: close with this error.
     Shut(Error),
+    /// A signal, for the handlers of the matches it satisfies.
+    Signal(Vec<SignalFn>, Rc<Signal>),
 }
 
 /// What a close leaves to do.
@@ -64,6 +67,8 @@ pub(super) struct Settle {
     /// The handlers of the sessions published here, to drop once the
     /// shell no longer borrows the core.
     pub publications: Vec<ServeFn>,
+    /// The handlers of the signal matches, likewise.
+    pub listeners: Vec<SignalFn>,
 }
 
 /// Who closes.

@@ -23,18 +23,23 @@
 // * calls: the caller's side, one table of calls under one id each;
 // * ops: operations on the broker waiting for their result;
 // * serving: the publisher's side (publications, deliveries, `Delivery`);
+// * oneway: one-way calls (post), sent and served, answers dropped;
+// * signals: emitting signals, matches and their handlers;
 // * shell: the connection, the loop and the linger; runs the effects;
 // * this file: the public API, each method a call into the shell.
 mod calls;
 mod core;
 mod effects;
+mod oneway;
 mod ops;
 mod serving;
 mod shell;
+mod signals;
 #[cfg(test)]
 mod tests;
 
 pub use serving::Delivery;
+pub use signals::{MatchId, Signal};
 pub(crate) use serving::Publication;
 
 use crate::error::{Error, ErrorCode};

@@ -42,6 +42,14 @@ pub(super) enum Op {
     Custom {
         app_id: u64,
     },
+    /// A signal match, whose listener becomes active when confirmed.
+    AddMatch {
+        listener: u64,
+        done: Done<()>,
+    },
+    RemoveMatch {
+        done: Done<()>,
+    },
 }
 
 impl Op {
@@ -49,9 +57,11 @@ impl Op {
     /// application-defined message, which has no callback of its own).
     pub fn fail(self, e: Error) -> Option<Completion> {
         Some(match self {
-            Op::Publish { done, .. } | Op::Rescind { done, .. } | Op::Unsubscribe { done, .. } => {
-                Completion::Unit(done, Err(e))
-            }
+            Op::Publish { done, .. }
+            | Op::Rescind { done, .. }
+            | Op::Unsubscribe { done, .. }
+            | Op::AddMatch { done, .. }
+            | Op::RemoveMatch { done } => Completion::Unit(done, Err(e)),
             Op::Listing { done } => Completion::Sessions(done, Err(e)),
             Op::Subscribe { done, .. } => Completion::Methods(done, Err(e)),
             Op::Custom { .. } => return None,

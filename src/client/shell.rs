@@ -418,6 +418,7 @@ impl Shared {
     /// caller.
     fn settle(&self, settle: Settle) {
         drop(settle.publications);
+        drop(settle.listeners);
         let me = self.me.clone();
         let effects = settle.effects;
         self.lp.defer(move |lp| {
@@ -455,6 +456,13 @@ fn dispatch(lp: &EventLoop, me: &Weak<Shared>, effect: Effect) {
         Effect::Unknown(f, kind, id, payload) => {
             if let Ok(mut f) = f.try_borrow_mut() {
                 f(&kind, id, &payload);
+            }
+        }
+        Effect::Signal(fs, signal) => {
+            for f in fs {
+                if let Ok(mut f) = f.try_borrow_mut() {
+                    f(&signal);
+                }
             }
         }
         Effect::Shut(error) => {

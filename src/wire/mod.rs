@@ -273,6 +273,68 @@ pub enum Frame {
         /// Why (code `broker_gone`).
         reason: Error,
     },
+    /// A one-way call (D-Bus's NO_REPLY_EXPECTED, POE's `post`): caller
+    /// → broker with the caller's id (only for diagnostics), broker →
+    /// publisher with an id the broker assigned, unique on the broker,
+    /// under which it keeps no route. Nothing ever answers it: the
+    /// broker drops (and counts) a one-way call it cannot deliver, and
+    /// the publisher's client drops (and counts) what its callee answers.
+    /// The fields are those of [`Frame::Deliver`], in its order.
+    Post {
+        /// Caller's id (caller side) or the broker's id (publisher side).
+        id: u64,
+        /// The caller's own id of the request.
+        origin: u64,
+        /// The time the caller still gives the call, in milliseconds (0:
+        /// no deadline), as in [`Frame::Deliver`].
+        timeout_ms: u32,
+        /// The published name.
+        #[serde(deserialize_with = "text::deserialize")]
+        session: String,
+        /// The method.
+        #[serde(deserialize_with = "text::deserialize")]
+        method: String,
+        /// The encoded args.
+        payload: Payload,
+    },
+    /// A signal: publisher → broker, then broker → every connection with
+    /// a matching [`Frame::AddMatch`], the same bytes forwarded unchanged
+    /// (encoded once, never per listener). Only the publisher of
+    /// `session` may emit it; a signal from anyone else is dropped and
+    /// counted. No reply.
+    Signal {
+        /// The session it is emitted for.
+        #[serde(deserialize_with = "text::deserialize")]
+        session: String,
+        /// The signal's name.
+        #[serde(deserialize_with = "text::deserialize")]
+        signal: String,
+        /// The encoded args.
+        payload: Payload,
+    },
+    /// Client → broker: receive the signals whose session and signal
+    /// names match these patterns (see [`crate::pattern`]; `*` for
+    /// every name, `prefix*`, or an exact name); answered
+    /// with a `Done` result once in place.
+    AddMatch {
+        /// Correlation id.
+        id: u64,
+        /// The session name pattern.
+        session: String,
+        /// The signal name pattern.
+        signal: String,
+    },
+    /// Client → broker: withdraw one match added with the same patterns;
+    /// answered with a `Done` result, or `invalid_argument` if there is
+    /// no such match.
+    RemoveMatch {
+        /// Correlation id.
+        id: u64,
+        /// The session name pattern.
+        session: String,
+        /// The signal name pattern.
+        signal: String,
+    },
 }
 
 impl Frame {
@@ -298,6 +360,10 @@ impl Frame {
             Frame::Ping => "ping",
             Frame::Pong => "pong",
             Frame::GoingAway { .. } => "going_away",
+            Frame::Post { .. } => "post",
+            Frame::Signal { .. } => "signal",
+            Frame::AddMatch { .. } => "add_match",
+            Frame::RemoveMatch { .. } => "remove_match",
         }
     }
 }
