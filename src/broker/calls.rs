@@ -115,11 +115,7 @@ impl Core {
 
     /// Who serves a call of `method` on `session`, and the session's
     /// shared name.
-    fn target(
-        &self,
-        session: &str,
-        method: &str,
-    ) -> Result<(ConnId, std::rc::Rc<str>), Error> {
+    fn target(&self, session: &str, method: &str) -> Result<(ConnId, std::rc::Rc<str>), Error> {
         if session.is_empty() || method.is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,

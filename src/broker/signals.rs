@@ -172,7 +172,12 @@ impl Core {
     }
 
     /// `id` adds a match.
-    pub(super) fn add_match(&mut self, id: ConnId, session: &str, signal: &str) -> Result<(), Error> {
+    pub(super) fn add_match(
+        &mut self,
+        id: ConnId,
+        session: &str,
+        signal: &str,
+    ) -> Result<(), Error> {
         let rule = self.rule(session, signal)?;
         let max = self.limits().max_matches_per_connection;
         let count = self.signals.count_of(id);

@@ -22,8 +22,8 @@ use super::calls::{final_event, CallFn, Calls};
 use super::effects::{
     Closer, ConnectFn, DisconnectFn, Effect, Outbox, SessionGoneFn, Settle, UnknownFn,
 };
-use super::ops::{expect_done, expect_methods, expect_sessions, Completion, Op, Ops};
 use super::oneway::Incoming;
+use super::ops::{expect_done, expect_methods, expect_sessions, Completion, Op, Ops};
 use super::serving::{ServeFn, Serving};
 use super::signals::Listeners;
 use super::{CallEvent, CallId, ConnectionInfo, Inbound};

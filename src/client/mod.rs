@@ -39,8 +39,8 @@ mod signals;
 mod tests;
 
 pub use serving::Delivery;
-pub use signals::{MatchId, Signal};
 pub(crate) use serving::Publication;
+pub use signals::{MatchId, Signal};
 
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;

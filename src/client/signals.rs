@@ -116,7 +116,9 @@ impl Core {
                 }
                 Completion::Unit(done, outcome)
             }
-            Op::RemoveMatch { done } => Completion::Unit(done, expect_done("remove_match", outcome)),
+            Op::RemoveMatch { done } => {
+                Completion::Unit(done, expect_done("remove_match", outcome))
+            }
             _ => unreachable!("only match operations come here"),
         }
     }

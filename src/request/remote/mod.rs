@@ -197,7 +197,8 @@ impl RemoteStage {
         on_signal: impl FnMut(&crate::client::Signal) + 'static,
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) -> Result<crate::client::MatchId, Error> {
-        self.client.add_match(&self.session, signal, on_signal, done)
+        self.client
+            .add_match(&self.session, signal, on_signal, done)
     }
 
     /// The deadline its client gives requests that set none.
