@@ -226,6 +226,14 @@ typedef void (*sb_subscribed_fn)(void *user,
 // A notification with no arguments (on-cancel).
 typedef void (*sb_notify_fn)(void *user);
 
+// A signal for a match: its session and signal names (valid during the
+// call) and its args (borrowed for the call; copy with `sb_args_clone`
+// to keep them).
+typedef void (*sb_signal_fn)(void *user,
+                             const char *session,
+                             const char *signal,
+                             const struct sb_args *args);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -571,6 +579,16 @@ enum sb_status sb_remote_unsubscribe(const struct sb_remote *remote,
                                      void *user,
                                      sb_free_fn free_user);
 
+// Sends a one-way request of `method` with `args` (copied; NULL for
+// none): the callee runs it with `sb_served_expects_answer` false, and
+// nothing comes back, not even an error; the broker keeps no route.
+// Made inside a handler serving a request, it carries that request's
+// deadline. `SB_NOT_SUBSCRIBED` once the subscription ended,
+// `SB_BROKER_GONE` on a closed client.
+enum sb_status sb_remote_post(const struct sb_remote *remote,
+                              const char *method,
+                              const struct sb_args *args);
+
 // Frees a remote stage handle (the subscription stays). NULL is a no-op.
 void sb_remote_free(struct sb_remote *remote);
 
@@ -700,6 +718,11 @@ uint64_t sb_served_caller_id(const struct sb_served *s);
 // made on this one's behalf inherit it. The request is not ended here
 // when it passes: the caller times out and cancels it.
 enum sb_status sb_served_time_left_ms(const struct sb_served *s, int64_t *out);
+
+// Whether the caller waits for an answer: false for a one-way request
+// (`sb_remote_post`), whose emits, return and errors are accepted and
+// dropped (counted by `sb_client_dropped_answers`). false for NULL.
+bool sb_served_expects_answer(const struct sb_served *s);
 
 // Whether the request can still be answered.
 bool sb_served_is_open(const struct sb_served *s);
@@ -912,6 +935,53 @@ const struct sb_value *sb_value_list_get(const struct sb_value *value, size_t in
 
 // The args inside a map value, borrowed; NULL for other types.
 const struct sb_args *sb_value_map(const struct sb_value *value);
+
+// Emits `signal` with `args` (copied; NULL for none) for `session`,
+// which this client must publish: every connection with a matching
+// match receives it, in the order this client emitted its signals.
+// Nothing answers. `SB_NOT_PUBLISHER` when `session` is not published
+// by this client; `SB_INVALID_ARGUMENT` for an empty signal name or one
+// holding `*`.
+enum sb_status sb_client_emit_signal(const struct sb_client *client,
+                                     const char *session,
+                                     const char *signal,
+                                     const struct sb_args *args);
+
+// Listens for signals whose session matches `session` and whose name
+// matches `signal`, each a pattern: an exact name, `prefix*`, or `*`
+// for every name (`SB_INVALID_ARGUMENT` otherwise, and nothing is
+// registered). `f` runs for every matching signal, in the order they
+// were emitted, once the broker confirmed the match: `done` (optional)
+// runs once with that confirmation or the broker's refusal
+// (`SB_LIMIT_EXCEEDED` over its match limit). The match's number goes
+// to `*out_match` (for `sb_client_remove_match`). `free_user` runs once,
+// when the match has ended (removed, refused, or the client closed)
+// and `done` has run; at once if this call fails.
+enum sb_status sb_client_add_match(const struct sb_client *client,
+                                   const char *session,
+                                   const char *signal,
+                                   sb_signal_fn f,
+                                   sb_done_fn done,
+                                   void *user,
+                                   sb_free_fn free_user,
+                                   uint64_t *out_match);
+
+// Ends a match of this client: its `f` runs no more from this call on;
+// `done` (optional) runs once with the broker's answer, and the match's
+// `free_user` runs once nothing of it is left. `SB_INVALID_ARGUMENT`
+// (no callback) when `match_id` is not one of this client's matches.
+// `free_user` of this call runs once, after `done` (at once if this
+// call fails).
+enum sb_status sb_client_remove_match(const struct sb_client *client,
+                                      uint64_t match_id,
+                                      sb_done_fn done,
+                                      void *user,
+                                      sb_free_fn free_user);
+
+// How many answers of one-way requests served through this client were
+// dropped (their callees' emits, returns and errors, which nobody
+// waits for). 0 for NULL.
+uint64_t sb_client_dropped_answers(const struct sb_client *client);
 
 #ifdef __cplusplus
 }  // extern "C"
