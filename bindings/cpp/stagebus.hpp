@@ -372,7 +372,18 @@ using ListingFn = std::function<void(sb_status, ValueRef sessions, std::string_v
 using UnknownMessageFn =
     std::function<void(std::string_view kind, std::uint64_t id, std::string_view payload)>;
 
+// A signal for a match: its session and signal names and its args
+// (all borrowed for the call).
+using SignalFn =
+    std::function<void(std::string_view session, std::string_view signal, ArgsRef args)>;
+
 namespace detail {
+
+// The two callbacks of a match share one user pointer.
+struct MatchFns {
+    SignalFn on_signal;
+    DoneFn done;
+};
 
 // The C trampolines. Each finds its std::function in `user`.
 
@@ -406,6 +417,17 @@ inline void run_unknown_message(void *user, const char *kind, uint64_t id,
         len == 0 ? std::string_view()
                  : std::string_view(reinterpret_cast<const char *>(payload), len);
     fn<UnknownMessageFn>(user)(kind, id, bytes);
+}
+
+inline void run_match_signal(void *user, const char *session, const char *signal,
+                             const sb_args *args) noexcept {
+    static_cast<MatchFns *>(user)->on_signal(session, signal, ArgsRef(args));
+}
+
+inline void run_match_done(void *user, sb_status status, const char *message) noexcept {
+    const DoneFn &done = static_cast<MatchFns *>(user)->done;
+    if (done)
+        done(status, message);
 }
 
 // Calls `reg(c_function, user, free_user)` with a heap copy of `f`. The
@@ -657,6 +679,40 @@ public:
     void set_ping(std::chrono::milliseconds interval, std::uint32_t max) const {
         detail::check(sb_client_set_ping(raw(), static_cast<std::uint64_t>(interval.count()), max));
     }
+
+    // Emits `signal` with `args` for `session`, which this client
+    // publishes; every matching listener receives it, in order. Throws
+    // SB_NOT_PUBLISHER otherwise (sb_client_emit_signal).
+    void emit_signal(CStr session, CStr signal, ArgsRef args = ArgsRef()) const {
+        detail::check(sb_client_emit_signal(raw(), session.c_str(), signal.c_str(), args.raw()));
+    }
+
+    // Listens for signals matching `session` and `signal` (exact,
+    // "prefix*" or "*"): `f` runs for each, in order, once the broker
+    // confirmed the match (`done`, optional). Returns the match's number
+    // for remove_match (sb_client_add_match).
+    std::uint64_t add_match(CStr session, CStr signal, SignalFn f, DoneFn done = {}) const {
+        if (!f)
+            throw std::invalid_argument("stagebus: a match needs a signal function");
+        auto *fns = new detail::MatchFns{std::move(f), std::move(done)};
+        std::uint64_t id = 0;
+        detail::check(sb_client_add_match(raw(), session.c_str(), signal.c_str(),
+                                          &detail::run_match_signal, &detail::run_match_done,
+                                          fns, &detail::delete_fn<detail::MatchFns>, &id));
+        return id;
+    }
+
+    // Ends a match: its function runs no more (sb_client_remove_match).
+    void remove_match(std::uint64_t id, DoneFn done = {}) const {
+        detail::check(detail::register_optional(
+            std::move(done), &detail::run_done,
+            [&](sb_done_fn c, void *user, sb_free_fn free_user) {
+                return sb_client_remove_match(raw(), id, c, user, free_user);
+            }));
+    }
+
+    // Answers of one-way requests served here that were dropped.
+    std::uint64_t dropped_answers() const noexcept { return sb_client_dropped_answers(raw()); }
 };
 
 // A session subscribed through a client: a target for requests.
@@ -670,6 +726,12 @@ public:
             [&](sb_done_fn c, void *user, sb_free_fn free_user) {
                 return sb_remote_unsubscribe(raw(), c, user, free_user);
             }));
+    }
+
+    // A one-way request: the callee runs `method`, nothing comes back
+    // (sb_remote_post).
+    void post(CStr method, ArgsRef args = ArgsRef()) const {
+        detail::check(sb_remote_post(raw(), method.c_str(), args.raw()));
     }
 };
 
@@ -717,6 +779,8 @@ public:
     // The caller's id of the request (unique only in the caller's process).
     std::uint64_t caller_id() const noexcept { return sb_served_caller_id(p_); }
     bool is_open() const noexcept { return sb_served_is_open(p_); }
+    // False for a one-way request, whose answers are dropped.
+    bool expects_answer() const noexcept { return sb_served_expects_answer(p_); }
     // The time left before the caller's deadline (zero once it passed),
     // or none without one. Requests made while serving inherit it.
     std::optional<std::chrono::milliseconds> time_left() const {

@@ -8,6 +8,8 @@
 //     Value::string(std::string_view) keep NUL characters (the _n
 //     setters); a const char * still ends at its NUL.
 //  3. Stage::name.
+//  5. Signals and one-way requests: Client::add_match / remove_match /
+//     emit_signal, RemoteStage::post, Served::expects_answer.
 //  4. Client::subscribe_waiting: a wait that expires is
 //     SB_NO_SUCH_SESSION; a subscribe made before the session is
 //     published is answered once it is.
@@ -252,6 +254,93 @@ void deadlines()
     CHECK(served_caller_id == req.id());
     OK("Client::set_default_timeout reaches the callee; Served::caller_id is the caller's id");
 }
+
+// Signals and one-way requests (issue 14): Client::add_match with exact
+// and wildcard patterns gets the matching signals in order;
+// remove_match stops them; RemoteStage::post runs the callee, which
+// sees Served::expects_answer false, and its answer is dropped.
+void signals_and_posts()
+{
+    stagebus::Loop loop;
+    stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"});
+    stagebus::Client service(loop, broker.address());
+    stagebus::Client listener(loop, broker.address());
+    stagebus::Stage stage(loop, "Src");
+    int posted = 0;
+    bool expected = true;
+    stage.on("work", [&](const stagebus::Ctx &ctx) {
+        posted++;
+        expected = ctx.req().expects_answer();
+        ctx.req().ret();
+    });
+    int published = 0;
+    stage.publish(service, "Src", {"work"}, [&](sb_status st, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        published++;
+    });
+    RUN_UNTIL(loop.raw(), published == 1);
+
+    std::vector<std::string> exact, wild;
+    int confirmed = 0;
+    auto confirm = [&](sb_status st, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        confirmed++;
+    };
+    const std::uint64_t m1 = listener.add_match(
+        "Src", "tick",
+        [&](std::string_view session, std::string_view signal, stagebus::ArgsRef args) {
+            CHECK_STR(std::string(session).c_str(), "Src");
+            exact.push_back(std::string(signal) + std::to_string(args.get<std::int64_t>("n")));
+        },
+        confirm);
+    listener.add_match(
+        "*", "*",
+        [&](std::string_view, std::string_view signal, stagebus::ArgsRef args) {
+            wild.push_back(std::string(signal) + std::to_string(args.get<std::int64_t>("n")));
+        },
+        confirm);
+    RUN_UNTIL(loop.raw(), confirmed == 2);
+    for (std::int64_t n = 0; n < 4; n++) {
+        stagebus::Args a;
+        a.set("n", n);
+        service.emit_signal("Src", n % 2 == 0 ? "tick" : "tock", a);
+    }
+    RUN_UNTIL(loop.raw(), wild.size() == 4 && exact.size() == 2);
+    CHECK_STR(exact[0].c_str(), "tick0");
+    CHECK_STR(exact[1].c_str(), "tick2");
+    CHECK_STR(wild[3].c_str(), "tock3");
+    OK("Client::add_match: exact and wildcard matches get their signals in order");
+
+    bool refused = false;
+    try {
+        listener.emit_signal("Src", "tick");
+    } catch (const stagebus::Error &e) {
+        refused = e.status() == SB_NOT_PUBLISHER;
+    }
+    CHECK(refused);
+    int removed = 0;
+    listener.remove_match(m1, [&](sb_status st, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        removed++;
+    });
+    RUN_UNTIL(loop.raw(), removed == 1);
+    service.emit_signal("Src", "tick", stagebus::Args().set("n", std::int64_t(9)));
+    RUN_UNTIL(loop.raw(), wild.size() == 5);
+    CHECK(exact.size() == 2);
+    OK("only the publisher emits; a removed match gets nothing more");
+
+    stagebus::RemoteStage remote;
+    listener.subscribe("Src", [&](sb_status st, stagebus::RemoteStage r, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        remote = std::move(r);
+    });
+    RUN_UNTIL(loop.raw(), bool(remote));
+    remote.post("work");
+    RUN_UNTIL(loop.raw(), posted == 1 && service.dropped_answers() == 1);
+    CHECK(!expected);
+    CHECK(broker.pending_calls() == 0);
+    OK("RemoteStage::post: the callee expects no answer; it is dropped; no route stays");
+}
 } // namespace
 
 int main()
@@ -261,5 +350,6 @@ int main()
     strings_and_names();
     waiting_for_a_name();
     deadlines();
+    signals_and_posts();
     return test_end();
 }
