@@ -184,6 +184,13 @@ my @FUNCTIONS = (
     [sb_value_list_len   => ['opaque'] => 'size_t'],
     [sb_value_list_get   => ['opaque', 'size_t'] => 'opaque'],
     [sb_value_map        => ['opaque'] => 'opaque'],
+
+    [sb_client_emit_signal     => ['opaque', 'string', 'string', 'opaque'] => 'sint32'],
+    [sb_client_add_match       => ['opaque', 'string', 'string', 'opaque', 'opaque', 'opaque', 'opaque', 'uint64*'] => 'sint32'],
+    [sb_client_remove_match    => ['opaque', 'uint64', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_client_dropped_answers => ['opaque'] => 'uint64'],
+    [sb_remote_post            => ['opaque', 'string', 'opaque'] => 'sint32'],
+    [sb_served_expects_answer  => ['opaque'] => 'bool'],
 );
 
 for my $f (@FUNCTIONS) {
@@ -497,6 +504,19 @@ _closure(unknown_message => '(opaque,string,uint64,opaque,size_t)->void', sub {
         _run_cb('on_unknown_message', $rec->{code}, _from_c($kind), $msg_id, $octets);
         1;
     } or eval { warn "stagebus: unknown-message callback failed: $@" };
+    return;
+});
+
+# sb_signal_fn: a signal for a match, its args decoded.
+_closure(signal => '(opaque,string,string,opaque)->void', sub {
+    my ($id, $session, $signal, $args) = @_;
+    local $DEPTH = $DEPTH + 1;
+    local $@;
+    eval {
+        my $rec = $REG{$id} or return;
+        _run_cb('on_signal', $rec->{on_signal}, _from_c($session), _from_c($signal), _decode_args($args));
+        1;
+    } or eval { warn "stagebus: signal callback failed: $@" };
     return;
 });
 
