@@ -141,8 +141,8 @@ pub mod wire;
 
 pub use broker::{Broker, BrokerConfig, BrokerStats, Limits};
 pub use client::{
-    CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound, MatchId, Signal,
-    DEFAULT_LINGER,
+    CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound, MatchId, NameEvent,
+    Signal, WatchId, DEFAULT_LINGER,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use event_loop::{EventLoop, LoopRemote, TimerId};

@@ -28,10 +28,11 @@ use super::registry::Registry;
 use super::routes::Routes;
 use super::signals::Matches;
 use super::waiters::{WaitId, Waiters};
+use super::watches::Watches;
 use super::{BrokerConfig, BrokerStats, ConnId, Limits};
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdMap;
-use crate::wire::{encode_frame, Frame, Inbound, Reply, Routed, PROTOCOL_VERSION};
+use crate::wire::{encode_frame, Frame, Inbound, NameChange, Reply, Routed, PROTOCOL_VERSION};
 use std::time::Duration;
 
 /// What the core asks of its shell, in order.
@@ -69,6 +70,8 @@ pub(super) struct Core {
     pub(super) waiters: Waiters,
     /// Who listens for which signals.
     pub(super) signals: Matches,
+    /// Who watches which names (clients, and subscribes waiting).
+    pub(super) watches: Watches,
     /// Connections with output to write.
     dirty: Vec<ConnId>,
     flush_requested: bool,
@@ -88,6 +91,7 @@ impl Core {
             routes: Routes::default(),
             waiters: Waiters::default(),
             signals: Matches::default(),
+            watches: Watches::default(),
             dirty: Vec::new(),
             flush_requested: false,
             to_close: Vec::new(),
@@ -113,6 +117,7 @@ impl Core {
             pending_calls: self.routes.len(),
             waiting_subscribes: self.waiters.len(),
             signal_matches: self.signals.len(),
+            name_watches: self.watches.clients(),
             ..self.stats
         }
     }
@@ -366,7 +371,7 @@ impl Core {
                 if published {
                     // After the publisher's answer: its waiters may
                     // deliver at once, and it learns of its session first.
-                    self.wake_waiters(&session);
+                    self.appeared(&session);
                 }
             }
             Frame::Rescind { id: op, session } => {
@@ -406,6 +411,11 @@ impl Core {
                 let result = self.remove_match(id, &session, &signal);
                 self.reply(id, op, result.map(|()| Reply::Done));
             }
+            Frame::Watch { id: op, pattern } => self.watch(id, op, &pattern),
+            Frame::Unwatch { id: op, watch } => {
+                let result = self.unwatch(id, watch);
+                self.reply(id, op, result.map(|()| Reply::Done));
+            }
             Frame::Deliver { .. }
             | Frame::Post { .. }
             | Frame::Signal { .. }
@@ -431,6 +441,7 @@ impl Core {
             | Frame::Welcome { .. }
             | Frame::Refused { .. }
             | Frame::SessionGone { .. }
+            | Frame::NameChanged { .. }
             | Frame::GoingAway { .. }) => {
                 let e = Error::new(
                     ErrorCode::Protocol,
@@ -533,7 +544,8 @@ impl Core {
                     ErrorCode::PublisherGone,
                     format!("the publisher of '{name}' disconnected"),
                 );
-                self.tell_subscribers(&name, s.subscribers, reason);
+                self.tell_subscribers(&name, s.subscribers, reason.clone());
+                self.name_changed(&name, NameChange::Gone { reason });
             }
         }
         let ended = self.routes.end_connection(id);
@@ -557,6 +569,7 @@ impl Core {
         }
         self.drop_waiters(id);
         self.drop_matches(id);
+        self.drop_watches(id);
         self.effects.push(Effect::Close { conn: id, reason });
     }
 

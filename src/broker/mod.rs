@@ -32,6 +32,9 @@
 //! * `routes`: calls in flight, each linked to its caller and its
 //!   publisher; opened and ended in one place.
 //! * `registry`: the published sessions and their subscribers.
+//! * `watches`: who watches which names (clients' watches, and the
+//!   subscribes of `waiters` waiting for their name), told of every
+//!   appearance, change of owner and end.
 //! * `signals`: who listens for which signals, and a signal's fan-out
 //!   (the same bytes to every listener).
 
@@ -48,6 +51,7 @@ mod sessions;
 mod shell;
 mod signals;
 mod waiters;
+mod watches;
 
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;
@@ -116,6 +120,9 @@ pub struct Limits {
     /// Most signal matches one connection may hold (default 4096); one
     /// more is answered `limit_exceeded`.
     pub max_matches_per_connection: usize,
+    /// Most name watches one connection may hold (default 4096); one
+    /// more is answered `limit_exceeded`.
+    pub max_watches_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -134,6 +141,7 @@ impl Default for Limits {
             ping_max: crate::liveness::DEFAULT_PING_MAX,
             frame_timeout: Duration::from_secs(10),
             max_matches_per_connection: 4096,
+            max_watches_per_connection: 4096,
         }
     }
 }
@@ -227,6 +235,9 @@ pub struct BrokerStats {
     pub dropped_signals: u64,
     /// Signal matches held by connections.
     pub signal_matches: usize,
+    /// Name watches held by connections (waiting subscribes not
+    /// counted: see `waiting_subscribes`).
+    pub name_watches: usize,
 }
 
 /// A running broker. It lives on its loop until [`Broker::close`] or until

@@ -7,7 +7,7 @@ use super::registry::{check_name, NameLimits};
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdSet;
-use crate::wire::Frame;
+use crate::wire::{Frame, NameChange};
 
 impl Core {
     pub(super) fn publish(
@@ -45,8 +45,18 @@ impl Core {
             ErrorCode::NoSuchSession,
             format!("Session '{session}' was rescinded"),
         );
-        self.tell_subscribers(session, removed.subscribers, reason);
+        self.tell_subscribers(session, removed.subscribers, reason.clone());
+        self.name_changed(session, NameChange::Gone { reason });
         Ok(())
+    }
+
+    /// `session` was just published: its watchers hear it appeared (with
+    /// its methods), and the subscribes waiting for it are answered.
+    pub(super) fn appeared(&mut self, session: &str) {
+        let Some(methods) = self.registry.get(session).map(|s| s.methods.clone()) else {
+            return;
+        };
+        self.name_changed(session, NameChange::Appeared { methods });
     }
 
     /// Tells every subscriber of a session that went away, and why.

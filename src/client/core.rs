@@ -26,6 +26,7 @@ use super::oneway::Incoming;
 use super::ops::{expect_done, expect_methods, expect_sessions, Completion, Op, Ops};
 use super::serving::{ServeFn, Serving};
 use super::signals::Listeners;
+use super::watches::Watchers;
 use super::{CallEvent, CallId, ConnectionInfo, Inbound};
 use crate::error::{Error, ErrorCode};
 use crate::transport::Address;
@@ -61,6 +62,8 @@ pub(super) struct Core {
     subscriptions: HashSet<String>,
     /// Signal matches and their handlers.
     pub(super) listeners: Listeners,
+    /// Name watches and their handlers.
+    pub(super) watchers: Watchers,
     /// Answers of one-way deliveries, dropped here.
     pub(super) dropped_answers: u64,
     on_connect: Option<ConnectFn>,
@@ -81,6 +84,7 @@ impl Core {
             serving: Serving::default(),
             subscriptions: HashSet::new(),
             listeners: Listeners::default(),
+            watchers: Watchers::default(),
             dropped_answers: 0,
             on_connect: None,
             on_disconnect: None,
@@ -440,6 +444,11 @@ impl Core {
                 signal,
                 payload,
             } => self.on_signal(session, signal, payload),
+            Frame::NameChanged {
+                watch,
+                name,
+                change,
+            } => self.on_name_changed(watch, name, change),
             Frame::Recall {
                 id,
                 method,
@@ -550,6 +559,7 @@ impl Core {
                 }
                 (Completion::Unit(done, outcome), None)
             }
+            Op::Watch { done } => return self.watch_result(id, done, outcome),
             op @ (Op::AddMatch { .. } | Op::RemoveMatch { .. }) => {
                 (self.match_result(op, outcome), None)
             }
@@ -611,6 +621,7 @@ impl Core {
             effects,
             publications,
             listeners: self.listeners.take_all(),
+            watchers: self.watchers.take_all(),
         })
     }
 }

@@ -8,6 +8,7 @@ use super::calls::CallFn;
 use super::ops::Completion;
 use super::serving::{Route, ServeFn};
 use super::signals::{Signal, SignalFn};
+use super::watches::{NameEvent, WatchFn};
 use super::{CallEvent, CallId, ConnectionInfo, Inbound};
 use crate::error::Error;
 use crate::wire::Frame;
@@ -55,6 +56,9 @@ pub(super) enum Effect {
     Shut(Error),
     /// A signal, for the handlers of the matches it satisfies.
     Signal(Vec<SignalFn>, Rc<Signal>),
+    /// Events of a name watch, then (the watch's current state was
+    /// reported) its completion.
+    Names(WatchFn, Vec<NameEvent>, Option<Completion>),
 }
 
 /// What a close leaves to do.
@@ -69,6 +73,8 @@ pub(super) struct Settle {
     pub publications: Vec<ServeFn>,
     /// The handlers of the signal matches, likewise.
     pub listeners: Vec<SignalFn>,
+    /// The handlers of the name watches, likewise.
+    pub watchers: Vec<WatchFn>,
 }
 
 /// Who closes.

@@ -25,6 +25,7 @@
 // * serving: the publisher's side (publications, deliveries, `Delivery`);
 // * oneway: one-way calls (post), sent and served, answers dropped;
 // * signals: emitting signals, matches and their handlers;
+// * watches: name watches and their handlers;
 // * shell: the connection, the loop and the linger; runs the effects;
 // * this file: the public API, each method a call into the shell.
 mod calls;
@@ -37,10 +38,12 @@ mod shell;
 mod signals;
 #[cfg(test)]
 mod tests;
+mod watches;
 
 pub use serving::Delivery;
 pub(crate) use serving::Publication;
 pub use signals::{MatchId, Signal};
+pub use watches::{NameEvent, WatchId};
 
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;

@@ -47,7 +47,12 @@ pub(super) enum Op {
         listener: u64,
         done: Done<()>,
     },
+    /// Also an unwatch: a plain acknowledgement.
     RemoveMatch {
+        done: Done<()>,
+    },
+    /// A name watch, answered with the current state.
+    Watch {
         done: Done<()>,
     },
 }
@@ -61,7 +66,8 @@ impl Op {
             | Op::Rescind { done, .. }
             | Op::Unsubscribe { done, .. }
             | Op::AddMatch { done, .. }
-            | Op::RemoveMatch { done } => Completion::Unit(done, Err(e)),
+            | Op::RemoveMatch { done }
+            | Op::Watch { done } => Completion::Unit(done, Err(e)),
             Op::Listing { done } => Completion::Sessions(done, Err(e)),
             Op::Subscribe { done, .. } => Completion::Methods(done, Err(e)),
             Op::Custom { .. } => return None,

@@ -419,6 +419,7 @@ impl Shared {
     fn settle(&self, settle: Settle) {
         drop(settle.publications);
         drop(settle.listeners);
+        drop(settle.watchers);
         let me = self.me.clone();
         let effects = settle.effects;
         self.lp.defer(move |lp| {
@@ -463,6 +464,16 @@ fn dispatch(lp: &EventLoop, me: &Weak<Shared>, effect: Effect) {
                 if let Ok(mut f) = f.try_borrow_mut() {
                     f(&signal);
                 }
+            }
+        }
+        Effect::Names(f, events, completion) => {
+            if let Ok(mut f) = f.try_borrow_mut() {
+                for event in &events {
+                    f(event);
+                }
+            }
+            if let Some(completion) = completion {
+                completion.run();
             }
         }
         Effect::Shut(error) => {

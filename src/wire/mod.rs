@@ -335,6 +335,56 @@ pub enum Frame {
         /// The signal name pattern.
         signal: String,
     },
+    /// Client → broker: watch the names matching `pattern` (an exact
+    /// name, `prefix*`, or `*` for all). Answered with the current state
+    /// (`Sessions`: every matching published session, sorted), then every
+    /// change comes as a [`Frame::NameChanged`] naming this `id` as its
+    /// watch, until [`Frame::Unwatch`] or the connection's end.
+    Watch {
+        /// Correlation id, and the watch's id in its events.
+        id: u64,
+        /// Which names.
+        pattern: String,
+    },
+    /// Client → broker: end the watch `watch`; answered `Done`, or
+    /// `invalid_argument` if there is no such watch.
+    Unwatch {
+        /// Correlation id.
+        id: u64,
+        /// The id of the watch's [`Frame::Watch`].
+        watch: u64,
+    },
+    /// Broker → client: a watched name changed.
+    NameChanged {
+        /// The id of the watch's [`Frame::Watch`].
+        watch: u64,
+        /// The name.
+        name: String,
+        /// What happened.
+        change: NameChange,
+    },
+}
+
+/// What happened to a watched name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum NameChange {
+    /// It was published (it had no publisher): its methods.
+    Appeared {
+        /// The methods.
+        methods: Vec<String>,
+    },
+    /// Another publisher took it over (a standby of a `queue` name):
+    /// the methods it offers.
+    OwnerChanged {
+        /// The methods.
+        methods: Vec<String>,
+    },
+    /// It has no publisher any more.
+    Gone {
+        /// Why: `no_such_session` (rescinded) or `publisher_gone` (its
+        /// publisher disconnected).
+        reason: Error,
+    },
 }
 
 impl Frame {
@@ -364,6 +414,9 @@ impl Frame {
             Frame::Signal { .. } => "signal",
             Frame::AddMatch { .. } => "add_match",
             Frame::RemoveMatch { .. } => "remove_match",
+            Frame::Watch { .. } => "watch",
+            Frame::Unwatch { .. } => "unwatch",
+            Frame::NameChanged { .. } => "name_changed",
         }
     }
 }

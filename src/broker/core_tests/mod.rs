@@ -6,6 +6,7 @@ mod calls;
 mod connections;
 mod liveness;
 mod sessions;
+mod watches;
 
 use super::core::{Core, Effect};
 use super::peer::CloseReason;

@@ -167,6 +167,19 @@ impl Fixture {
             Effect::SessionGone(f, s, e) => (f.borrow_mut())(&s, &e),
             Effect::Unknown(f, k, id, p) => (f.borrow_mut())(&k, id, &p),
             Effect::Shut(e) => self.push(format!("shut {}: {}", e.code, e.message)),
+            Effect::Signal(fs, s) => {
+                for f in fs {
+                    (f.borrow_mut())(&s);
+                }
+            }
+            Effect::Names(f, events, completion) => {
+                for e in &events {
+                    (f.borrow_mut())(e);
+                }
+                if let Some(c) = completion {
+                    c.run();
+                }
+            }
         }
     }
 
