@@ -142,7 +142,7 @@ pub mod wire;
 pub use broker::{Broker, BrokerConfig, BrokerStats, Limits};
 pub use client::{
     CallEvent, CallId, Client, ClientConfig, ConnectionInfo, Delivery, Inbound, MatchId, NameEvent,
-    Signal, WatchId, DEFAULT_LINGER,
+    NameMode, Signal, WatchId, DEFAULT_LINGER,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use event_loop::{EventLoop, LoopRemote, TimerId};

@@ -126,13 +126,16 @@ impl Core {
             .registry
             .get(session)
             .ok_or_else(|| Error::no_such_session(session))?;
-        if !s.has_method(method) {
-            return Err(Error::new(
-                ErrorCode::NoSuchMethod,
-                format!("Session '{session}' has no method '{method}'"),
-            ));
-        }
-        Ok((s.publisher, s.name.clone()))
+        let routes = &self.routes;
+        let publisher = s
+            .choose(method, |conn| routes.serving_count(conn))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::NoSuchMethod,
+                    format!("Session '{session}' has no method '{method}'"),
+                )
+            })?;
+        Ok((publisher, s.name.clone()))
     }
 
     /// Ends a call that cannot go on because one of its frames is too

@@ -32,7 +32,7 @@ use super::watches::Watches;
 use super::{BrokerConfig, BrokerStats, ConnId, Limits};
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdMap;
-use crate::wire::{encode_frame, Frame, Inbound, NameChange, Reply, Routed, PROTOCOL_VERSION};
+use crate::wire::{encode_frame, Frame, Inbound, NameMode, Reply, Routed, PROTOCOL_VERSION};
 use std::time::Duration;
 
 /// What the core asks of its shell, in order.
@@ -364,16 +364,13 @@ impl Core {
                 id: op,
                 session,
                 methods,
-            } => {
-                let result = self.publish(id, &session, methods);
-                let published = result.is_ok();
-                self.reply(id, op, result.map(|()| Reply::Done));
-                if published {
-                    // After the publisher's answer: its waiters may
-                    // deliver at once, and it learns of its session first.
-                    self.appeared(&session);
-                }
-            }
+            } => self.publish_frame(id, op, &session, methods, NameMode::Exclusive),
+            Frame::PublishAs {
+                id: op,
+                session,
+                methods,
+                mode,
+            } => self.publish_frame(id, op, &session, methods, mode),
             Frame::Rescind { id: op, session } => {
                 let result = self.rescind(id, &session);
                 self.reply(id, op, result.map(|()| Reply::Done));
@@ -538,17 +535,17 @@ impl Core {
         let Some(peer) = self.peers.remove(&id) else {
             return;
         };
+        // Its calls end first, so that a queue's hand-over finds none.
+        let ended = self.routes.end_connection(id);
         for name in peer.published {
-            if let Some(s) = self.registry.remove(&name) {
+            if let Some(left) = self.registry.leave(&name, id) {
                 let reason = Error::new(
                     ErrorCode::PublisherGone,
                     format!("the publisher of '{name}' disconnected"),
                 );
-                self.tell_subscribers(&name, s.subscribers, reason.clone());
-                self.name_changed(&name, NameChange::Gone { reason });
+                self.publisher_left(&name, id, left, reason);
             }
         }
-        let ended = self.routes.end_connection(id);
         for r in ended.served {
             let e = Error::new(
                 ErrorCode::PublisherGone,

@@ -1,26 +1,116 @@
 //! The published sessions and who subscribes to them (pure state).
+//!
+//! A name may have several publishers, as its mode says (the first
+//! publisher fixes it; see [`NameMode`]): `exclusive` has one; `queue`
+//! keeps later publishers in line behind the owner, the first taking
+//! over when the owner goes; `balance` lets every publisher serve. The
+//! session as listed and subscribed is one, with its owner's methods
+//! (the first publisher's, under `balance`).
 
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdSet;
-use crate::wire::SessionInfo;
+use crate::wire::{NameMode, SessionInfo};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+
+/// One publisher of a name, with the methods it offers.
+#[derive(Debug)]
+pub(super) struct Publisher {
+    pub conn: ConnId,
+    pub methods: Vec<String>,
+    /// The names a deliver may give: every method, and every method
+    /// published as `on_foo` once more as `foo` (see
+    /// [`Publisher::has_method`]).
+    accepted: HashSet<String>,
+}
 
 #[derive(Debug)]
 pub(super) struct Session {
     /// The published name, shared with the routes of calls to it.
     pub name: Rc<str>,
+    /// The owner's methods (as listed and subscribed).
     pub methods: Vec<String>,
-    /// The names a deliver may give: every method, and every method
-    /// published as `on_foo` once more as `foo` (see
-    /// [`Session::has_method`]).
-    accepted: HashSet<String>,
-    pub publisher: ConnId,
+    pub mode: NameMode,
+    /// The owner first, then (`queue`) the standbys in line, or
+    /// (`balance`) the other publishers.
+    pub publishers: Vec<Publisher>,
     pub subscribers: IdSet<ConnId>,
 }
 
+/// What a publisher's leaving did to a name.
+#[derive(Debug)]
+pub(super) enum Left {
+    /// It was the last publisher: the session is gone.
+    Gone(Session),
+    /// It owned a `queue` name: the next in line took over.
+    OwnerChanged,
+    /// It was a standby or one of several balanced publishers: nothing
+    /// changes for subscribers.
+    Quietly,
+}
+
 impl Session {
+    /// The publisher whose calls it takes (`exclusive`, `queue`), or the
+    /// first of the balanced ones.
+    pub fn owner(&self) -> ConnId {
+        self.publishers[0].conn
+    }
+
+    /// Whether `conn` serves calls to this name now (the owner, or any
+    /// balanced publisher; never a standby).
+    pub fn serves(&self, conn: ConnId) -> bool {
+        match self.mode {
+            NameMode::Balance => self.publishers.iter().any(|p| p.conn == conn),
+            _ => self.owner() == conn,
+        }
+    }
+
+    /// Whether a deliver naming `method` may go through: the owner has
+    /// it (under `balance`, any publisher has it).
+    #[cfg(test)]
+    pub fn has_method(&self, method: &str) -> bool {
+        match self.mode {
+            NameMode::Balance => self.publishers.iter().any(|p| p.has_method(method)),
+            _ => self.publishers[0].has_method(method),
+        }
+    }
+
+    /// Who takes a call of `method`: the owner, or under `balance` the
+    /// publisher offering it with the fewest calls in flight (`load`),
+    /// the earliest on a tie.
+    pub fn choose(&self, method: &str, load: impl Fn(ConnId) -> usize) -> Option<ConnId> {
+        match self.mode {
+            NameMode::Balance => self
+                .publishers
+                .iter()
+                .filter(|p| p.has_method(method))
+                .min_by_key(|p| load(p.conn))
+                .map(|p| p.conn),
+            _ => self.publishers[0].has_method(method).then(|| self.owner()),
+        }
+    }
+
+    /// Takes `conn` out of the publishers.
+    fn leave(mut self, conn: ConnId) -> (Option<Session>, Left) {
+        let Some(at) = self.publishers.iter().position(|p| p.conn == conn) else {
+            return (Some(self), Left::Quietly);
+        };
+        self.publishers.remove(at);
+        if self.publishers.is_empty() {
+            return (None, Left::Gone(self));
+        }
+        if at == 0 {
+            self.methods = self.publishers[0].methods.clone();
+            if self.mode == NameMode::Queue {
+                return (Some(self), Left::OwnerChanged);
+            }
+        }
+        (Some(self), Left::Quietly)
+    }
+}
+
+impl Publisher {
     /// Whether a deliver naming `method` may go through. Like the stage's
     /// own lookup, `on_foo` and `foo` name the same method: `method`
     /// passes if it is published, if it is `on_` and a published name,
@@ -64,6 +154,7 @@ impl Registry {
     }
 
     /// Publishes `name`, with the original's checks in its order.
+    #[cfg(test)]
     pub fn publish(
         &mut self,
         name: &str,
@@ -71,6 +162,21 @@ impl Registry {
         publisher: ConnId,
         limits: NameLimits,
     ) -> Result<(), Error> {
+        self.publish_as(name, methods, publisher, NameMode::Exclusive, limits)
+            .map(|_| ())
+    }
+
+    /// Publishes `name` in `mode`: as its first publisher (true), or
+    /// as one more publisher of a `queue` or `balance` name of the same
+    /// mode (false). Checks in the original's order, then the mode.
+    pub fn publish_as(
+        &mut self,
+        name: &str,
+        methods: Vec<String>,
+        publisher: ConnId,
+        mode: NameMode,
+        limits: NameLimits,
+    ) -> Result<bool, Error> {
         if name.is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
@@ -78,11 +184,23 @@ impl Registry {
             ));
         }
         check_name("session name", name, limits.max_name)?;
-        if self.sessions.contains_key(name) {
-            return Err(Error::new(
-                ErrorCode::AlreadyExists,
-                format!("Session '{name}' already exists"),
-            ));
+        if let Some(s) = self.sessions.get(name) {
+            if s.mode != mode {
+                return Err(Error::new(
+                    ErrorCode::NameModeConflict,
+                    format!(
+                        "Session '{name}' is published in mode '{}', not '{}'",
+                        s.mode.as_str(),
+                        mode.as_str()
+                    ),
+                ));
+            }
+            if mode == NameMode::Exclusive || s.publishers.iter().any(|p| p.conn == publisher) {
+                return Err(Error::new(
+                    ErrorCode::AlreadyExists,
+                    format!("Session '{name}' already exists"),
+                ));
+            }
         }
         if methods.len() > limits.max_methods {
             return Err(Error::new(
@@ -108,21 +226,31 @@ impl Registry {
                 accepted.insert(bare.to_string());
             }
         }
+        let p = Publisher {
+            conn: publisher,
+            methods,
+            accepted,
+        };
+        if let Some(s) = self.sessions.get_mut(name) {
+            s.publishers.push(p);
+            return Ok(false);
+        }
         self.sessions.insert(
             name.to_string(),
             Session {
                 name: Rc::from(name),
-                methods,
-                accepted,
-                publisher,
+                methods: p.methods.clone(),
+                mode,
+                publishers: vec![p],
                 subscribers: IdSet::default(),
             },
         );
-        Ok(())
+        Ok(true)
     }
 
-    /// Checks a rescind by `by`; on success removes and returns the session.
-    pub fn rescind(&mut self, name: &str, by: ConnId) -> Result<Session, Error> {
+    /// Checks a rescind by `by`; on success takes `by` out of the name's
+    /// publishers and says what that did.
+    pub fn rescind(&mut self, name: &str, by: ConnId) -> Result<Left, Error> {
         if name.is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
@@ -131,17 +259,23 @@ impl Registry {
         }
         match self.sessions.get(name) {
             None => Err(Error::no_such_session(name)),
-            Some(s) if s.publisher != by => Err(Error::new(
+            Some(s) if !s.publishers.iter().any(|p| p.conn == by) => Err(Error::new(
                 ErrorCode::NotPublisher,
                 format!("Session '{name}' was published by another connection"),
             )),
-            Some(_) => Ok(self.sessions.remove(name).expect("checked above")),
+            Some(_) => Ok(self.leave(name, by).expect("checked above")),
         }
     }
 
-    /// Removes a session without checks (its publisher is gone).
-    pub fn remove(&mut self, name: &str) -> Option<Session> {
-        self.sessions.remove(name)
+    /// Takes `conn` out of the publishers of `name` without checks (it
+    /// disconnected); None if it was none of them.
+    pub fn leave(&mut self, name: &str, conn: ConnId) -> Option<Left> {
+        let s = self.sessions.remove(name)?;
+        let (kept, left) = s.leave(conn);
+        if let Some(kept) = kept {
+            self.sessions.insert(name.to_string(), kept);
+        }
+        Some(left)
     }
 
     /// Every session, sorted by name.
@@ -180,6 +314,53 @@ pub(super) fn check_name(what: &str, name: &str, max: usize) -> Result<(), Error
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_first_publisher_fixes_the_mode_and_a_queue_hands_over() {
+        let mut r = Registry::default();
+        let m = || methods(&["foo"]);
+        assert!(r.publish_as("Q", m(), 1, NameMode::Queue, LIMITS).unwrap());
+        assert!(!r
+            .publish_as("Q", methods(&["bar"]), 2, NameMode::Queue, LIMITS)
+            .unwrap());
+        let e = r
+            .publish_as("Q", m(), 3, NameMode::Balance, LIMITS)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NameModeConflict);
+        assert_eq!(
+            e.message,
+            "Session 'Q' is published in mode 'queue', not 'balance'"
+        );
+        let e = r
+            .publish_as("Q", m(), 1, NameMode::Queue, LIMITS)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::AlreadyExists);
+        let q = r.get("Q").unwrap();
+        assert!(q.serves(1) && !q.serves(2));
+        assert_eq!(q.choose("foo", |_| 0), Some(1));
+        assert!(matches!(r.leave("Q", 1), Some(Left::OwnerChanged)));
+        let q = r.get("Q").unwrap();
+        assert_eq!((q.owner(), q.methods.clone()), (2, methods(&["bar"])));
+        assert!(matches!(r.leave("Q", 2), Some(Left::Gone(_))));
+        assert!(r.get("Q").is_none());
+    }
+
+    #[test]
+    fn balance_chooses_the_least_loaded_publisher_of_the_method() {
+        let mut r = Registry::default();
+        for (conn, ms) in [(1, &["a"][..]), (2, &["a", "b"][..]), (3, &["a"][..])] {
+            r.publish_as("B", methods(ms), conn, NameMode::Balance, LIMITS)
+                .unwrap();
+        }
+        let b = r.get("B").unwrap();
+        let load = |c: ConnId| [0, 5, 2, 2][c as usize];
+        assert_eq!(b.choose("a", load), Some(2));
+        assert_eq!(b.choose("b", load), Some(2));
+        assert_eq!(b.choose("c", load), None);
+        assert!(b.serves(3) && b.has_method("b"));
+        assert!(matches!(r.leave("B", 2), Some(Left::Quietly)));
+        assert!(!r.get("B").unwrap().has_method("b"));
+    }
+
     const LIMITS: NameLimits = NameLimits {
         max_name: 16,
         max_methods: 2,
@@ -215,6 +396,8 @@ mod tests {
         let mut r = Registry::default();
         r.publish("A", methods(&["foo"]), 1, LIMITS).unwrap();
         assert_eq!(r.rescind("A", 2).unwrap_err().code, ErrorCode::NotPublisher);
+        assert!(matches!(r.rescind("A", 1), Ok(Left::Gone(_))));
+        r.publish("A", methods(&["foo"]), 1, LIMITS).unwrap();
         assert_eq!(
             r.rescind("", 1).unwrap_err().message,
             "Session alias is required"
@@ -232,6 +415,7 @@ mod tests {
         r.publish("A", methods(&["foo", "on_bar"]), 1, LIMITS)
             .unwrap();
         let s = r.get("A").unwrap();
+        assert_eq!(s.owner(), 1);
         assert!(s.has_method("foo") && s.has_method("on_foo"));
         assert!(s.has_method("bar") && s.has_method("on_bar"));
         assert!(!s.has_method("baz"));

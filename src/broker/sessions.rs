@@ -3,19 +3,41 @@
 //! Each keeps the registry and the connections' own lists in step.
 
 use super::core::Core;
-use super::registry::{check_name, NameLimits};
+use super::registry::{check_name, Left, NameLimits};
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdSet;
-use crate::wire::{Frame, NameChange};
+use crate::wire::{Frame, NameChange, NameMode, Reply};
 
 impl Core {
+    /// A publish from `id` under its id `op`, answered; a new name then
+    /// appears to its watchers (after the publisher's answer: its
+    /// waiters may deliver at once, and it learns of its session first).
+    pub(super) fn publish_frame(
+        &mut self,
+        id: ConnId,
+        op: u64,
+        session: &str,
+        methods: Vec<String>,
+        mode: NameMode,
+    ) {
+        let result = self.publish(id, session, methods, mode);
+        let new = matches!(result, Ok(true));
+        self.reply(id, op, result.map(|_| Reply::Done));
+        if new {
+            self.appeared(session);
+        }
+    }
+
+    /// Publishes `session` for `id` in `mode`; true when the name is
+    /// new (it appeared), false when `id` joined its publishers.
     pub(super) fn publish(
         &mut self,
         id: ConnId,
         session: &str,
         methods: Vec<String>,
-    ) -> Result<(), Error> {
+        mode: NameMode,
+    ) -> Result<bool, Error> {
         let limits = self.limits();
         let max = limits.max_sessions_per_connection;
         let names = NameLimits {
@@ -23,21 +45,30 @@ impl Core {
             max_methods: limits.max_methods,
         };
         let count = self.peers.get(&id).map_or(0, |p| p.published.len());
-        if count >= max && !session.is_empty() && self.registry.get(session).is_none() {
+        // Over the limit only if this publish would add a publication
+        // (the registry refuses the others with their own error).
+        let adds = self.registry.get(session).map_or(true, |s| {
+            s.mode != NameMode::Exclusive
+                && s.mode == mode
+                && !s.publishers.iter().any(|p| p.conn == id)
+        });
+        if count >= max && !session.is_empty() && adds {
             return Err(Error::new(
                 ErrorCode::LimitExceeded,
                 format!("this connection already publishes {count} sessions (limit {max})"),
             ));
         }
-        self.registry.publish(session, methods, id, names)?;
+        let new = self
+            .registry
+            .publish_as(session, methods, id, mode, names)?;
         if let Some(p) = self.peers.get_mut(&id) {
             p.published.insert(session.to_string());
         }
-        Ok(())
+        Ok(new)
     }
 
     pub(super) fn rescind(&mut self, id: ConnId, session: &str) -> Result<(), Error> {
-        let removed = self.registry.rescind(session, id)?;
+        let left = self.registry.rescind(session, id)?;
         if let Some(p) = self.peers.get_mut(&id) {
             p.published.remove(session);
         }
@@ -45,9 +76,48 @@ impl Core {
             ErrorCode::NoSuchSession,
             format!("Session '{session}' was rescinded"),
         );
-        self.tell_subscribers(session, removed.subscribers, reason.clone());
-        self.name_changed(session, NameChange::Gone { reason });
+        self.publisher_left(session, id, left, reason);
         Ok(())
+    }
+
+    /// What follows a publisher's leaving `session` (for `reason`): the
+    /// session's end, told to subscribers and watchers; or, when the
+    /// owner of a `queue` name left, the hand-over: its calls of that
+    /// name in flight end with `publisher_gone` (a disconnect ended them
+    /// already), the next in line serves from now on, and watchers hear
+    /// of the new owner. A standby or one of several balanced publishers
+    /// leaves without a word (under `balance`, calls it still serves go
+    /// on until it answers or disconnects).
+    pub(super) fn publisher_left(
+        &mut self,
+        session: &str,
+        conn: ConnId,
+        left: Left,
+        reason: Error,
+    ) {
+        match left {
+            Left::Gone(s) => {
+                self.tell_subscribers(session, s.subscribers, reason.clone());
+                self.name_changed(session, NameChange::Gone { reason });
+            }
+            Left::OwnerChanged => {
+                for (route, r) in self.routes.end_served(conn, session) {
+                    let _ = self.send(conn, &Frame::Cancel { id: route });
+                    let e = Error::new(
+                        ErrorCode::PublisherGone,
+                        format!("the publisher of '{session}' gave the name up before answering"),
+                    );
+                    self.reply(r.caller, r.caller_id, Err(e));
+                }
+                let methods = self
+                    .registry
+                    .get(session)
+                    .map(|s| s.methods.clone())
+                    .unwrap_or_default();
+                self.name_changed(session, NameChange::OwnerChanged { methods });
+            }
+            Left::Quietly => {}
+        }
     }
 
     /// `session` was just published: its watchers hear it appeared (with

@@ -217,10 +217,8 @@ impl Core {
         if !self.check_handshaken(id, "signal") {
             return;
         }
-        let publishes = self
-            .peers
-            .get(&id)
-            .is_some_and(|p| p.published.contains(session));
+        // The owner (or any balanced publisher), never a standby.
+        let publishes = self.registry.get(session).is_some_and(|s| s.serves(id));
         if !publishes || check_matchable("signal name", signal).is_err() {
             self.stats.dropped_signals += 1;
             return;

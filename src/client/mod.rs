@@ -49,6 +49,7 @@ use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;
 use crate::transport::Address;
 use crate::value::Args;
+pub use crate::wire::NameMode;
 use crate::wire::{Frame, Payload, SessionInfo, DEFAULT_MAX_FRAME};
 use calls::CallFn;
 use core::CallMeta;
@@ -333,14 +334,41 @@ impl Client {
         serve: impl FnMut(&Delivery, Inbound) + 'static,
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) {
-        self.publish_serving(session, methods, Rc::new(RefCell::new(serve)), done);
+        self.publish_serving(
+            session,
+            methods,
+            NameMode::Exclusive,
+            Rc::new(RefCell::new(serve)),
+            done,
+        );
     }
 
-    /// [`Client::publish`], naming the publication for its publisher.
+    /// [`Client::publish`] in `mode`: `exclusive` (the default: a second
+    /// publisher of the name is refused with `already_exists`), `queue`
+    /// (later publishers wait in line and the first takes over when the
+    /// owner goes or rescinds; calls in flight to the old owner end with
+    /// `publisher_gone`) or `balance` (every publisher serves; each new
+    /// call goes to the one with the fewest calls in flight, and a
+    /// call's emits, recalls and cancel stay with its publisher). The
+    /// first publisher fixes the name's mode: a publish in another mode
+    /// completes with `name_mode_conflict`. Subscribers see one session.
+    pub fn publish_as(
+        &self,
+        mode: NameMode,
+        session: &str,
+        methods: &[&str],
+        serve: impl FnMut(&Delivery, Inbound) + 'static,
+        done: impl FnOnce(Result<(), Error>) + 'static,
+    ) {
+        self.publish_serving(session, methods, mode, Rc::new(RefCell::new(serve)), done);
+    }
+
+    /// [`Client::publish_as`], naming the publication for its publisher.
     pub(crate) fn publish_serving(
         &self,
         session: &str,
         methods: &[&str],
+        mode: NameMode,
         serve: ServeFn,
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) -> Publication {
@@ -351,10 +379,19 @@ impl Client {
             serve: Rc::downgrade(&serve),
         };
         self.shared.start_op(
-            |id| Frame::Publish {
-                id,
-                session: session.to_string(),
-                methods: frame_methods,
+            |id| match mode {
+                // Understood by every broker.
+                NameMode::Exclusive => Frame::Publish {
+                    id,
+                    session: session.to_string(),
+                    methods: frame_methods,
+                },
+                mode => Frame::PublishAs {
+                    id,
+                    session: session.to_string(),
+                    methods: frame_methods,
+                    mode,
+                },
             },
             Op::Publish {
                 session: session.to_string(),

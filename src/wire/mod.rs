@@ -363,6 +363,55 @@ pub enum Frame {
         /// What happened.
         change: NameChange,
     },
+    /// Client → broker: publish a session in a [`NameMode`] (a
+    /// [`Frame::Publish`] is this with `exclusive`). The first publisher
+    /// of a name fixes its mode; a publish in another mode is refused
+    /// with `name_mode_conflict`.
+    PublishAs {
+        /// Correlation id.
+        id: u64,
+        /// The published name.
+        session: String,
+        /// The methods callers may deliver.
+        methods: Vec<String>,
+        /// How the name takes several publishers.
+        mode: NameMode,
+    },
+}
+
+/// How a name takes several publishers (see [`Frame::PublishAs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum NameMode {
+    /// One publisher; another's publish fails with `already_exists`.
+    #[default]
+    Exclusive,
+    /// Later publishers wait in line; when the owner goes or rescinds,
+    /// the next one takes over.
+    Queue,
+    /// Every publisher serves; each new call goes to the one with the
+    /// fewest calls in flight.
+    Balance,
+}
+
+impl NameMode {
+    /// Its name: `exclusive`, `queue` or `balance`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameMode::Exclusive => "exclusive",
+            NameMode::Queue => "queue",
+            NameMode::Balance => "balance",
+        }
+    }
+
+    /// Reads a mode by its name.
+    pub fn parse(text: &str) -> Option<NameMode> {
+        match text {
+            "exclusive" => Some(NameMode::Exclusive),
+            "queue" => Some(NameMode::Queue),
+            "balance" => Some(NameMode::Balance),
+            _ => None,
+        }
+    }
 }
 
 /// What happened to a watched name.
@@ -417,6 +466,7 @@ impl Frame {
             Frame::Watch { .. } => "watch",
             Frame::Unwatch { .. } => "unwatch",
             Frame::NameChanged { .. } => "name_changed",
+            Frame::PublishAs { .. } => "publish_as",
         }
     }
 }
