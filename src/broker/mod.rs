@@ -50,6 +50,7 @@ mod routes;
 mod sessions;
 mod shell;
 mod signals;
+mod stats;
 mod waiters;
 mod watches;
 
@@ -201,7 +202,7 @@ impl BrokerConfig {
 }
 
 /// Counters, for tests, benchmarks and operators.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BrokerStats {
     /// Open connections (handshaken or not).
     pub connections: usize,
@@ -218,6 +219,11 @@ pub struct BrokerStats {
     pub protocol_errors: u64,
     /// Connections closed for not reading their output.
     pub slow_consumers: u64,
+    /// Calls delivered to publishers.
+    pub calls: u64,
+    /// Connections refused: over the connection limit, or their hello
+    /// refused (token, protocol version).
+    pub refused_connections: u64,
     /// One-way calls forwarded to their publisher (no route kept).
     pub oneway_calls: u64,
     /// One-way calls that could not be delivered (no such session or
@@ -284,6 +290,14 @@ impl Broker {
     /// Current counters.
     pub fn stats(&self) -> BrokerStats {
         self.shell.stats()
+    }
+
+    /// Everything the broker reports about itself now: totals, errors by
+    /// code, each connection and each session
+    /// ([`crate::report::StatsReport::to_prometheus`] renders it for a
+    /// scrape).
+    pub fn report(&self) -> crate::report::StatsReport {
+        self.shell.report()
     }
 
     /// Stops listening and closes every connection: each client is told

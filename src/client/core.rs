@@ -23,7 +23,7 @@ use super::effects::{
     Closer, ConnectFn, DisconnectFn, Effect, Outbox, SessionGoneFn, Settle, UnknownFn,
 };
 use super::oneway::Incoming;
-use super::ops::{expect_done, expect_methods, expect_sessions, Completion, Op, Ops};
+use super::ops::{expect_done, expect_methods, expect_sessions, expect_stats, Completion, Op, Ops};
 use super::serving::{ServeFn, Serving};
 use super::signals::Listeners;
 use super::watches::Watchers;
@@ -545,6 +545,7 @@ impl Core {
                 (Completion::Unit(done, outcome), released)
             }
             Op::Listing { done } => (Completion::Sessions(done, expect_sessions(outcome)), None),
+            Op::Stats { done } => (Completion::Stats(done, expect_stats(outcome)), None),
             Op::Subscribe { session, done } => {
                 let outcome = expect_methods(outcome);
                 if outcome.is_ok() {

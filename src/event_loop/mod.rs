@@ -216,7 +216,7 @@ impl EventLoop {
     /// `limit` passes; returns whether `done` became true. Meant for
     /// tests and command-line tools that wait for one outcome.
     pub fn run_until(&self, limit: Duration, mut done: impl FnMut() -> bool) -> io::Result<bool> {
-        let deadline = Instant::now() + limit;
+        let deadline = timers::instant_after(limit);
         self.inner.stopped.set(false);
         loop {
             if done() {
@@ -277,7 +277,7 @@ impl EventLoop {
             .inner
             .timers
             .borrow_mut()
-            .insert(Instant::now() + delay, Box::new(task));
+            .insert(timers::instant_after(delay), Box::new(task));
         self.poke();
         id
     }
@@ -536,6 +536,18 @@ mod tests {
         lp.add_timer(Duration::from_micros(1500), |_| {});
         let ms = lp.timeout_ms().unwrap();
         assert!((1..=2).contains(&ms), "{ms}");
+    }
+
+    #[test]
+    fn a_timer_too_far_away_for_the_clock_waits_instead_of_panicking() {
+        let lp = EventLoop::new().unwrap();
+        let fired = Rc::new(Cell::new(false));
+        let flag = fired.clone();
+        lp.add_timer(Duration::MAX, move |_| flag.set(true));
+        assert!(lp.timeout_ms().unwrap() > 1_000_000_000);
+        lp.dispatch().unwrap();
+        assert!(!fired.get());
+        assert!(lp.run_until(Duration::MAX, || true).unwrap());
     }
 
     #[test]

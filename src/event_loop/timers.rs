@@ -3,7 +3,7 @@
 use crate::id_hash::IdMap;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Identifies a scheduled timer so that it can be cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,6 +19,15 @@ impl TimerId {
     pub fn from_raw(raw: u64) -> TimerId {
         TimerId(raw)
     }
+}
+
+/// The instant `delay` from now, saturating: a delay too long for the
+/// clock (such as `Duration::MAX`, meaning "never" to some callers) gives
+/// a deadline about a century away instead of overflowing.
+pub(crate) fn instant_after(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 pub(crate) struct Timers<T> {

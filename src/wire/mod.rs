@@ -91,6 +91,8 @@ pub enum Reply {
         /// The encoded args.
         payload: Payload,
     },
+    /// Stats: the broker's report of itself.
+    Stats(Box<crate::report::StatsReport>),
 }
 
 impl Reply {
@@ -103,6 +105,7 @@ impl Reply {
             Reply::Sessions(s) => format!("a listing of {} sessions", s.len()),
             Reply::Methods(m) => format!("a list of {} methods", m.len()),
             Reply::Return { kind, .. } => format!("a '{kind}' result"),
+            Reply::Stats(_) => "a stats report".to_string(),
         }
     }
 }
@@ -272,6 +275,12 @@ pub enum Frame {
     GoingAway {
         /// Why (code `broker_gone`).
         reason: Error,
+    },
+    /// Client → broker: report yourself. Answered with
+    /// [`Reply::Stats`].
+    Stats {
+        /// Correlation id.
+        id: u64,
     },
     /// A one-way call (D-Bus's NO_REPLY_EXPECTED, POE's `post`): caller
     /// → broker with the caller's id (only for diagnostics), broker →
@@ -459,6 +468,7 @@ impl Frame {
             Frame::Ping => "ping",
             Frame::Pong => "pong",
             Frame::GoingAway { .. } => "going_away",
+            Frame::Stats { .. } => "stats",
             Frame::Post { .. } => "post",
             Frame::Signal { .. } => "signal",
             Frame::AddMatch { .. } => "add_match",

@@ -19,8 +19,8 @@ const DELIVER: u32 = 8;
 const EMIT: u32 = 9;
 const RECALL: u32 = 10;
 const RESULT: u32 = 12;
-const POST: u32 = 19;
-const SIGNAL: u32 = 20;
+const POST: u32 = 20;
+const SIGNAL: u32 = 21;
 
 /// What kind of routed frame, with what the broker needs to route it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +36,11 @@ pub(crate) enum RoutedKind<'a> {
     Emit,
     /// [`Frame::Recall`].
     Recall,
-    /// [`Frame::Result`].
-    Result,
+    /// [`Frame::Result`], with its error's code when it is an error.
+    Result {
+        /// The code of an error result; `None` for a success.
+        error: Option<ErrorCode>,
+    },
     /// [`Frame::Post`] with its session and method.
     Post {
         /// The published name.
@@ -124,8 +127,10 @@ impl<'a> Inbound<'a> {
                 }
             }
             _ => {
-                decode_exactly::<mirror::Outcome<'a>>(tail)?;
-                RoutedKind::Result
+                let outcome: mirror::Outcome<'a> = decode_exactly(tail)?;
+                RoutedKind::Result {
+                    error: outcome.0.err().map(|e| ErrorCode::from(e.code)),
+                }
             }
         };
         Ok(Inbound::Routed(Routed {
@@ -144,7 +149,7 @@ impl Routed<'_> {
             RoutedKind::Deliver { .. } => "deliver",
             RoutedKind::Emit => "emit",
             RoutedKind::Recall => "recall",
-            RoutedKind::Result => "result",
+            RoutedKind::Result { .. } => "result",
             RoutedKind::Post { .. } => "post",
         }
     }
