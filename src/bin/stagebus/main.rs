@@ -4,8 +4,10 @@
 //! ```text
 //! stagebus broker --listen tcp://127.0.0.1:56789 [--listen unix:/path] [--token T] [--max-connections N]
 //! stagebus list --broker ADDR [--token T] [--json] [--timeout SECS]
-//! stagebus call --broker ADDR [--token T] [--timeout SECS] [--json-args JSON] SESSION METHOD [key=value…]
-//! stagebus serve --broker ADDR --name NAME [--token T]
+//! stagebus call --broker ADDR [--token T] [--timeout SECS] [--json-args JSON] [--oneway] SESSION METHOD [key=value…]
+//! stagebus serve --broker ADDR --name NAME [--token T] [--mode exclusive|queue|balance]
+//! stagebus listen --broker ADDR [--token T] [SESSION [SIGNAL]]
+//! stagebus watch --broker ADDR [--token T] [NAME]
 //! stagebus demo
 //! ```
 //!
@@ -35,8 +37,10 @@ mod connect;
 mod demo;
 mod generate;
 mod list;
+mod listen;
 mod serve;
 mod stop_signals;
+mod watch;
 
 use clap::error::ErrorKind;
 use clap::FromArgMatches;
@@ -101,6 +105,8 @@ fn dispatch(command: &Cmd) -> Result<(), Failure> {
         Cmd::Call(args) => call::cmd_call(args),
         Cmd::Serve(args) => serve::cmd_serve(args),
         Cmd::Demo(args) => demo::cmd_demo(args),
+        Cmd::Listen(args) => listen::cmd_listen(args),
+        Cmd::Watch(args) => watch::cmd_watch(args),
         Cmd::Version => print_out(&format!("stagebus {}", stagebus::VERSION)),
         Cmd::Generate(args) => generate::cmd_generate(args),
     }
