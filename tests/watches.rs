@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod common;
+mod support;
 
 use common::*;
 use stagebus::*;
@@ -162,4 +163,86 @@ fn waiting_subscribes_and_watches_share_one_mechanism(t: Transport) {
     });
     assert_eq!(h.broker.stats().waiting_subscribes, 0);
     assert!(w.is_subscribed("Svc"));
+}
+
+/// The command line: `stagebus watch` and `stagebus listen` print one
+/// JSON line per change and per signal; the served demo stage's
+/// `announce` emits `announced`, also when called one-way
+/// (`stagebus call --oneway`); a `serve` killed with -9 is gone with
+/// `publisher_gone`.
+#[test]
+fn watch_and_listen_on_the_command_line() {
+    use std::process::Command;
+    use support::Proc;
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stagebus"));
+        cmd.args(args);
+        cmd
+    };
+    let mut broker = Proc::spawn(
+        "broker",
+        &mut cli(&["broker", "--listen", "tcp://127.0.0.1:0"]),
+    );
+    let line = broker.wait_line("its address", |l| l.starts_with("listening on "));
+    let addr = line["listening on ".len()..].to_string();
+    let mut watch = Proc::spawn("watch", &mut cli(&["watch", "--broker", &addr, "Demo*"]));
+    let mut listen = Proc::spawn(
+        "listen",
+        &mut cli(&["listen", "--broker", &addr, "Demo", "announced"]),
+    );
+    // Each says on stderr when the broker confirmed it.
+    for p in [&watch, &listen] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !p.stderr.lock().unwrap().contains("in place on") {
+            assert!(std::time::Instant::now() < deadline, "{}", p.transcript());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    let mut serve = Proc::spawn(
+        "serve",
+        &mut cli(&["serve", "--broker", &addr, "--name", "Demo"]),
+    );
+    serve.wait_line("that it serves", |l| l.starts_with("serving Demo"));
+    let methods = r#"["echo","count","ask","slow","whoami","announce"]"#;
+    watch.wait_line("the appearance", |l| {
+        l == format!(r#"{{"event":"appeared","name":"Demo","methods":{methods}}}"#)
+    });
+    let mut call = Proc::spawn(
+        "call",
+        &mut cli(&["call", "--broker", &addr, "Demo", "announce", "text=hi"]),
+    );
+    call.wait_line("the return", |l| {
+        l == r#"{"type":"return","args":{"text":"hi"}}"#
+    });
+    assert!(call.wait_exit().success(), "{}", call.transcript());
+    listen.wait_line("the signal", |l| {
+        l == r#"{"session":"Demo","signal":"announced","args":{"text":"hi"}}"#
+    });
+    let mut post = Proc::spawn(
+        "call --oneway",
+        &mut cli(&[
+            "call", "--broker", &addr, "--oneway", "Demo", "announce", "text=ow",
+        ]),
+    );
+    assert!(post.wait_exit().success(), "{}", post.transcript());
+    assert_eq!(post.output(), "", "nothing comes back");
+    listen.wait_line("the one-way call's signal", |l| {
+        l == r#"{"session":"Demo","signal":"announced","args":{"text":"ow"}}"#
+    });
+    // A watch started now gets the current state first.
+    let mut late = Proc::spawn("late watch", &mut cli(&["watch", "--broker", &addr]));
+    late.wait_line("the current state", |l| {
+        l == format!(r#"{{"event":"present","name":"Demo","methods":{methods}}}"#)
+    });
+    serve.signal(libc::SIGKILL);
+    for w in [&mut watch, &mut late] {
+        w.wait_line("the end", |l| {
+            l.starts_with(r#"{"event":"gone","name":"Demo","reason":{"code":"publisher_gone""#)
+        });
+    }
+    // Stopped by SIGTERM, they exit 0.
+    for p in [&mut watch, &mut listen, &mut late] {
+        p.terminate();
+        assert!(p.wait_exit().success(), "{}", p.transcript());
+    }
 }

@@ -11,6 +11,7 @@ use super::ConnId;
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdSet;
 use crate::wire::{NameMode, SessionInfo};
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -36,6 +37,9 @@ pub(super) struct Session {
     /// (`balance`) the other publishers.
     pub publishers: Vec<Publisher>,
     pub subscribers: IdSet<ConnId>,
+    /// Where `balance` starts looking next: of equally loaded
+    /// publishers, the calls go round.
+    cursor: Cell<usize>,
 }
 
 /// What a publisher's leaving did to a name.
@@ -77,16 +81,20 @@ impl Session {
     }
 
     /// Who takes a call of `method`: the owner, or under `balance` the
-    /// publisher offering it with the fewest calls in flight (`load`),
-    /// the earliest on a tie.
+    /// publisher offering it with the fewest calls in flight (`load`);
+    /// of equally loaded ones, the next in turn after the last chosen.
     pub fn choose(&self, method: &str, load: impl Fn(ConnId) -> usize) -> Option<ConnId> {
         match self.mode {
-            NameMode::Balance => self
-                .publishers
-                .iter()
-                .filter(|p| p.has_method(method))
-                .min_by_key(|p| load(p.conn))
-                .map(|p| p.conn),
+            NameMode::Balance => {
+                let n = self.publishers.len();
+                let start = self.cursor.get() % n;
+                let best = (0..n)
+                    .map(|k| (start + k) % n)
+                    .filter(|&i| self.publishers[i].has_method(method))
+                    .min_by_key(|&i| load(self.publishers[i].conn))?;
+                self.cursor.set(best + 1);
+                Some(self.publishers[best].conn)
+            }
             _ => self.publishers[0].has_method(method).then(|| self.owner()),
         }
     }
@@ -248,6 +256,7 @@ impl Registry {
                 mode,
                 publishers: vec![p],
                 subscribers: IdSet::default(),
+                cursor: Cell::new(0),
             },
         );
         Ok(true)
@@ -359,8 +368,13 @@ mod tests {
         let b = r.get("B").unwrap();
         let load = |c: ConnId| [0, 5, 2, 2][c as usize];
         assert_eq!(b.choose("a", load), Some(2));
+        assert_eq!(b.choose("a", load), Some(3), "equal loads take turns");
+        assert_eq!(b.choose("a", load), Some(2));
         assert_eq!(b.choose("b", load), Some(2));
         assert_eq!(b.choose("c", load), None);
+        let even = |_| 0;
+        let turns: Vec<_> = (0..6).map(|_| b.choose("a", even).unwrap()).collect();
+        assert_eq!(turns, [3, 1, 2, 3, 1, 2]);
         assert!(b.serves(3) && b.has_method("b"));
         assert!(matches!(r.leave("B", 2), Some(Left::Quietly)));
         assert!(!r.get("B").unwrap().has_method("b"));

@@ -1,6 +1,7 @@
 //! `stagebus listen`: print every signal matching a session and a signal
 //! pattern, one JSON line each, until SIGINT or SIGTERM, or until the
-//! broker goes away.
+//! broker goes away. Once the broker confirmed the match, a line saying
+//! so goes to stderr (stdout holds only the JSON lines).
 
 use crate::command_line::{address, ClientFlags, DEFAULT_TIMEOUT_SECS};
 use crate::connect::connect;
@@ -78,6 +79,8 @@ pub(crate) fn run_printing(
     outcome.ok_or_else(|| {
         Failure::Failed(format!("timeout: the broker did not confirm the {what}"))
     })??;
+    // On stderr: stdout holds only the JSON lines.
+    eprintln!("stagebus: {what} in place on {address}");
     stop_signals::stop_loop_on(&lp, signals)?;
     let outcome = lp.run();
     client.close();
