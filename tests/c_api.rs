@@ -251,6 +251,7 @@ c_programs!(
     log_handler,
     stats,
     signals,
+    name_modes,
 );
 
 #[test]
