@@ -374,6 +374,11 @@ using StatsFn = std::function<void(sb_status, ValueRef report, std::string_view 
 using UnknownMessageFn =
     std::function<void(std::string_view kind, std::uint64_t id, std::string_view payload)>;
 
+// An event of a name watch: the event, the name, the methods (a list
+// value; null for SB_NAME_GONE) and, for SB_NAME_GONE, the reason.
+using NameEventFn = std::function<void(sb_name_event, std::string_view name, ValueRef methods,
+                                       sb_status reason, std::string_view message)>;
+
 // A signal for a match: its session and signal names and its args
 // (all borrowed for the call).
 using SignalFn =
@@ -384,6 +389,12 @@ namespace detail {
 // The two callbacks of a match share one user pointer.
 struct MatchFns {
     SignalFn on_signal;
+    DoneFn done;
+};
+
+// Likewise for a watch.
+struct WatchFns {
+    NameEventFn on_event;
     DoneFn done;
 };
 
@@ -433,6 +444,18 @@ inline void run_match_signal(void *user, const char *session, const char *signal
 
 inline void run_match_done(void *user, sb_status status, const char *message) noexcept {
     const DoneFn &done = static_cast<MatchFns *>(user)->done;
+    if (done)
+        done(status, message);
+}
+
+inline void run_watch_event(void *user, sb_name_event event, const char *name,
+                            const sb_value *methods, sb_status reason,
+                            const char *message) noexcept {
+    static_cast<WatchFns *>(user)->on_event(event, name, ValueRef(methods), reason, message);
+}
+
+inline void run_watch_done(void *user, sb_status status, const char *message) noexcept {
+    const DoneFn &done = static_cast<WatchFns *>(user)->done;
     if (done)
         done(status, message);
 }
@@ -787,6 +810,30 @@ public:
             }));
     }
 
+    // Watches the names matching `pattern` (a name, "prefix*" or "*"):
+    // `f` gets the current state (SB_NAME_PRESENT each), then `done`
+    // runs, then `f` gets every change. Returns the watch's number for
+    // unwatch (sb_client_watch).
+    std::uint64_t watch(CStr pattern, NameEventFn f, DoneFn done = {}) const {
+        if (!f)
+            throw std::invalid_argument("stagebus: a watch needs an event function");
+        auto *fns = new detail::WatchFns{std::move(f), std::move(done)};
+        std::uint64_t id = 0;
+        detail::check(sb_client_watch(raw(), pattern.c_str(), &detail::run_watch_event,
+                                      &detail::run_watch_done, fns,
+                                      &detail::delete_fn<detail::WatchFns>, &id));
+        return id;
+    }
+
+    // Ends a watch (sb_client_unwatch).
+    void unwatch(std::uint64_t id, DoneFn done = {}) const {
+        detail::check(detail::register_optional(
+            std::move(done), &detail::run_done,
+            [&](sb_done_fn c, void *user, sb_free_fn free_user) {
+                return sb_client_unwatch(raw(), id, c, user, free_user);
+            }));
+    }
+
     // Answers of one-way requests served here that were dropped.
     std::uint64_t dropped_answers() const noexcept { return sb_client_dropped_answers(raw()); }
 };
@@ -1062,6 +1109,25 @@ public:
             [&](sb_done_fn c, void *user, sb_free_fn free_user) {
                 return sb_stage_publish(raw(), client.raw(), session.c_str(), names.data(),
                                         names.size(), c, user, free_user);
+            }));
+    }
+
+    // publish() in a name mode: SB_NAME_QUEUE stands by until the owner
+    // goes; SB_NAME_BALANCE shares the calls. The first publisher fixes
+    // the mode (another is SB_NAME_MODE_CONFLICT; sb_stage_publish_mode).
+    void publish(const Client &client, CStr session, const std::vector<std::string> &methods,
+                 sb_name_mode mode, DoneFn done = {}) const {
+        std::vector<const char *> names;
+        names.reserve(methods.size());
+        for (const std::string &m : methods) {
+            names.push_back(m.c_str());
+        }
+        detail::check(detail::register_optional(
+            std::move(done), &detail::run_done,
+            [&](sb_done_fn c, void *user, sb_free_fn free_user) {
+                return sb_stage_publish_mode(raw(), client.raw(), session.c_str(), names.data(),
+                                             names.size(), static_cast<std::uint32_t>(mode), c,
+                                             user, free_user);
             }));
     }
 };

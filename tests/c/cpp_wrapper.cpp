@@ -14,7 +14,8 @@
 //  5. set_log_handler: a record with its level, target, message and
 //     fields; an empty handler stops logging.
 //  6. Signals and one-way requests: Client::add_match / remove_match /
-//     emit_signal, RemoteStage::post, Served::expects_answer.
+//     emit_signal, RemoteStage::post, Served::expects_answer; watches
+//     and name modes: Client::watch / unwatch, Stage::publish(mode).
 #include "check.h"
 #include "stagebus.hpp"
 
@@ -395,6 +396,52 @@ void signals_and_posts()
     CHECK(!expected);
     CHECK(broker.pending_calls() == 0);
     OK("RemoteStage::post: the callee expects no answer; it is dropped; no route stays");
+
+    // Watches and name modes.
+    std::vector<std::string> seen;
+    int watched = 0;
+    const std::uint64_t w = listener.watch(
+        "Q*",
+        [&](sb_name_event ev, std::string_view name, stagebus::ValueRef methods, sb_status reason,
+            std::string_view) {
+            std::string line = std::string(name) + ":" + std::to_string(int(ev));
+            if (ev == SB_NAME_GONE)
+                line += ":" + std::string(sb_strerror(reason));
+            else
+                line += ":" + std::to_string(methods.size());
+            seen.push_back(line);
+        },
+        [&](sb_status st, std::string_view) {
+            CHECK_ST(st, SB_OK);
+            watched++;
+        });
+    RUN_UNTIL(loop.raw(), watched == 1);
+    stagebus::Client owner(loop, broker.address());
+    stagebus::Client standby(loop, broker.address());
+    int queued = 0;
+    auto queue_done = [&](sb_status st, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        queued++;
+    };
+    stage.publish(owner, "Q", {"work"}, SB_NAME_QUEUE, queue_done);
+    stage.publish(standby, "Q", {"work"}, SB_NAME_QUEUE, queue_done);
+    RUN_UNTIL(loop.raw(), queued == 2);
+    sb_status conflict = SB_OK;
+    stage.publish(listener, "Q", {"work"}, SB_NAME_BALANCE,
+                  [&](sb_status st, std::string_view) { conflict = st; });
+    RUN_UNTIL(loop.raw(), conflict != SB_OK);
+    CHECK_ST(conflict, SB_NAME_MODE_CONFLICT);
+    owner.close();
+    RUN_UNTIL(loop.raw(), seen.size() == 2);
+    CHECK_STR(seen[0].c_str(), "Q:1:1");
+    CHECK_STR(seen[1].c_str(), "Q:2:1");
+    int unwatched = 0;
+    listener.unwatch(w, [&](sb_status st, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        unwatched++;
+    });
+    RUN_UNTIL(loop.raw(), unwatched == 1);
+    OK("Client::watch sees the queue's owner change; another mode is SB_NAME_MODE_CONFLICT");
 }
 } // namespace
 
