@@ -244,6 +244,37 @@ sub remove_match {
     return;
 }
 
+# Watches names: on_event->({ event => 'present'|'appeared'|
+# 'owner_changed'|'gone', name => N, methods => [...] or reason => $err })
+# for the current state, then on_done->($err), then every change.
+# Returns the watch's id.
+sub watch {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('watch', \@args, 'on_event');
+    my $p = $self->_p;
+    my $pattern = StageBus::_to_c($a->{name} // '*', 'the name pattern');
+    ref $a->{on_event} eq 'CODE'
+        or StageBus::_croak(invalid_argument => 'watch: on_event needs a code ref');
+    my ($done_fn, $user, $free) = StageBus::_cb_args(done => $a->{on_done} // sub { },
+        loop => $self->{loop}, what => 'on_done (watch)', on_event => $a->{on_event});
+    my $id;
+    StageBus::_check(StageBus::_C::sb_client_watch($p, $pattern, StageBus::_fn('name_event'),
+        $done_fn, $user, $free, \$id), "watch '" . ($a->{name} // '*') . "'");
+    return $id;
+}
+
+# Ends a watch; its on_event runs no more.
+sub unwatch {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('unwatch', \@args, 'id');
+    my $p = $self->_p;
+    my $id = _u64($a->{id})
+        // StageBus::_croak(invalid_argument => "unwatch: the id must be an integer from 0 to 2**64-1, not '$a->{id}'");
+    my @cb = StageBus::_cb_args(done => $a->{on_done} // sub { }, loop => $self->{loop}, what => 'on_done (unwatch)');
+    StageBus::_check(StageBus::_C::sb_client_unwatch($p, $id, @cb), "unwatch $a->{id}");
+    return;
+}
+
 # Answers of one-way requests served through this client, dropped.
 sub dropped_answers { StageBus::_C::sb_client_dropped_answers($_[0]->_p) }
 
@@ -330,6 +361,24 @@ C<set_default_timeout($ms)>, C<set_ping($interval_ms, $max)> (a broker
 silent that long is pinged; after C<$max> unanswered pings it is taken
 for gone, as a disconnect; defaults 120000 ms and 2; 0 ms: never),
 C<loop>, C<address>. Publishing is L<StageBus::Stage/publish>.
+
+=head2 Name watches
+
+    my $id = $client->watch(
+        name     => 'Foo*',                 # a name, 'prefix*' or '*' (default)
+        on_event => sub {
+            my ($e) = @_;   # { event => 'present'|'appeared'|'owner_changed'|'gone',
+                            #   name => ..., methods => [...] or reason => $err }
+        },
+        on_done  => sub { my ($err) = @_ },  # after the current state
+    );
+    $client->unwatch(id => $id, on_done => sub { my ($err) = @_ });
+
+The current state comes first (a C<present> event per matching published
+session), then C<on_done>, then every change in order: C<appeared> (with
+the methods), C<owner_changed> (a C<queue> name's standby took over),
+C<gone> (with the reason: C<no_such_session> when rescinded,
+C<publisher_gone> when its publisher disconnected).
 
 =head2 Signals
 
