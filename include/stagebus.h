@@ -80,6 +80,8 @@ typedef enum sb_status {
   SB_INVALID_STATE = 17,
   // The callee let go of the request without a final answer.
   SB_UNANSWERED = 18,
+  // A publish named another mode than the name's first publisher.
+  SB_NAME_MODE_CONFLICT = 19,
   // A required pointer argument was NULL.
   SB_NULL_ARGUMENT = 100,
   // A string argument was not valid UTF-8.
@@ -132,6 +134,19 @@ typedef enum sb_log_level {
   SB_LOG_TRACE = 5,
 } sb_log_level;
 
+// What a watch reports about a name (`sb_name_event_fn`).
+typedef enum sb_name_event {
+  // Published when the watch started (the current state).
+  SB_NAME_PRESENT = 0,
+  // Published since.
+  SB_NAME_APPEARED = 1,
+  // Another publisher took it over (a `queue` name's standby).
+  SB_NAME_OWNER_CHANGED = 2,
+  // No longer published; the status says why (`SB_NO_SUCH_SESSION`:
+  // rescinded; `SB_PUBLISHER_GONE`: its publisher disconnected).
+  SB_NAME_GONE = 3,
+} sb_name_event;
+
 // What a stage's handler is for, as far as other programs are concerned
 // (`sb_stage_set_kind`). Passed to C functions as a `uint32_t`.
 typedef enum sb_handler_kind {
@@ -162,6 +177,21 @@ typedef enum sb_connection_event {
   // client. `status` and `message` say why.
   SB_CONNECTION_REPUBLISH_FAILED = 3,
 } sb_connection_event;
+
+// How a name takes several publishers (`sb_stage_publish_mode`).
+// Passed to C functions as a `uint32_t`.
+typedef enum sb_name_mode {
+  // One publisher; another's publish fails with `SB_ALREADY_EXISTS`.
+  SB_NAME_EXCLUSIVE = 0,
+  // Later publishers wait in line; when the owner goes or rescinds,
+  // the next takes over (calls in flight to the old owner end with
+  // `SB_PUBLISHER_GONE`).
+  SB_NAME_QUEUE = 1,
+  // Every publisher serves; each new call goes to the one with the
+  // fewest calls in flight, and stays with it (emits, recalls,
+  // cancel).
+  SB_NAME_BALANCE = 2,
+} sb_name_mode;
 
 // A map of named values (a request's or response's args). Owned when
 // made by `sb_args_new`/`sb_args_clone`; borrowed when read from a
@@ -310,6 +340,25 @@ typedef void (*sb_log_fn)(void *user,
                           const char *message,
                           const struct sb_log_field *fields,
                           size_t n_fields);
+
+// A signal for a match: its session and signal names (valid during the
+// call) and its args (borrowed for the call; copy with `sb_args_clone`
+// to keep them).
+typedef void (*sb_signal_fn)(void *user,
+                             const char *session,
+                             const char *signal,
+                             const struct sb_args *args);
+
+// An event of a watch: the name (valid during the call); for every
+// event but `SB_NAME_GONE` the methods as a list value of strings
+// (borrowed for the call), and `SB_OK` with an empty message; for
+// `SB_NAME_GONE` NULL methods and the reason as a status and message.
+typedef void (*sb_name_event_fn)(void *user,
+                                 enum sb_name_event event,
+                                 const char *name,
+                                 const struct sb_value *methods,
+                                 enum sb_status reason,
+                                 const char *message);
 
 #ifdef __cplusplus
 extern "C" {
@@ -832,6 +881,16 @@ enum sb_status sb_remote_unsubscribe(const struct sb_remote *remote,
                                      void *user,
                                      sb_free_fn free_user);
 
+// Sends a one-way request of `method` with `args` (copied; NULL for
+// none): the callee runs it with `sb_served_expects_answer` false, and
+// nothing comes back, not even an error; the broker keeps no route.
+// Made inside a handler serving a request, it carries that request's
+// deadline. `SB_NOT_SUBSCRIBED` once the subscription ended,
+// `SB_BROKER_GONE` on a closed client.
+enum sb_status sb_remote_post(const struct sb_remote *remote,
+                              const char *method,
+                              const struct sb_args *args);
+
 // Frees a remote stage handle (the subscription stays). NULL is a no-op.
 void sb_remote_free(struct sb_remote *remote);
 
@@ -961,6 +1020,11 @@ uint64_t sb_served_caller_id(const struct sb_served *s);
 // made on this one's behalf inherit it. The request is not ended here
 // when it passes: the caller times out and cancels it.
 enum sb_status sb_served_time_left_ms(const struct sb_served *s, int64_t *out);
+
+// Whether the caller waits for an answer: false for a one-way request
+// (`sb_remote_post`), whose emits, return and errors are accepted and
+// dropped (counted by `sb_client_dropped_answers`). false for NULL.
+bool sb_served_expects_answer(const struct sb_served *s);
 
 // Whether the request can still be answered.
 bool sb_served_is_open(const struct sb_served *s);
@@ -1193,6 +1257,98 @@ enum sb_status sb_set_log_handler(sb_log_fn handler,
                                   int32_t max_level,
                                   void *user,
                                   sb_free_fn free_user);
+
+// Emits `signal` with `args` (copied; NULL for none) for `session`,
+// which this client must publish: every connection with a matching
+// match receives it, in the order this client emitted its signals.
+// Nothing answers. `SB_NOT_PUBLISHER` when `session` is not published
+// by this client; `SB_INVALID_ARGUMENT` for an empty signal name or one
+// holding `*`.
+enum sb_status sb_client_emit_signal(const struct sb_client *client,
+                                     const char *session,
+                                     const char *signal,
+                                     const struct sb_args *args);
+
+// Listens for signals whose session matches `session` and whose name
+// matches `signal`, each a pattern: an exact name, `prefix*`, or `*`
+// for every name (`SB_INVALID_ARGUMENT` otherwise, and nothing is
+// registered). `f` runs for every matching signal, in the order they
+// were emitted, once the broker confirmed the match: `done` (optional)
+// runs once with that confirmation or the broker's refusal
+// (`SB_LIMIT_EXCEEDED` over its match limit). The match's number goes
+// to `*out_match` (for `sb_client_remove_match`). `free_user` runs once,
+// when the match has ended (removed, refused, or the client closed)
+// and `done` has run; at once if this call fails.
+enum sb_status sb_client_add_match(const struct sb_client *client,
+                                   const char *session,
+                                   const char *signal,
+                                   sb_signal_fn f,
+                                   sb_done_fn done,
+                                   void *user,
+                                   sb_free_fn free_user,
+                                   uint64_t *out_match);
+
+// Ends a match of this client: its `f` runs no more from this call on;
+// `done` (optional) runs once with the broker's answer, and the match's
+// `free_user` runs once nothing of it is left. `SB_INVALID_ARGUMENT`
+// (no callback) when `match_id` is not one of this client's matches.
+// `free_user` of this call runs once, after `done` (at once if this
+// call fails).
+enum sb_status sb_client_remove_match(const struct sb_client *client,
+                                      uint64_t match_id,
+                                      sb_done_fn done,
+                                      void *user,
+                                      sb_free_fn free_user);
+
+// How many answers of one-way requests served through this client were
+// dropped (their callees' emits, returns and errors, which nobody
+// waits for). 0 for NULL.
+uint64_t sb_client_dropped_answers(const struct sb_client *client);
+
+// Publishes the stage as `sb_stage_publish` does, in the name mode
+// `mode` (an `sb_name_mode`): the first publisher of a name fixes its
+// mode; a publish in another mode completes with
+// `SB_NAME_MODE_CONFLICT`. Subscribers see one session however many
+// publish it. `SB_INVALID_ARGUMENT` (nothing published) for an unknown
+// mode.
+enum sb_status sb_stage_publish_mode(const struct sb_stage *stage,
+                                     const struct sb_client *client,
+                                     const char *session,
+                                     const char *const *methods,
+                                     size_t n_methods,
+                                     uint32_t mode,
+                                     sb_done_fn done,
+                                     void *user,
+                                     sb_free_fn free_user);
+
+// Watches the names matching `pattern` (a name, `prefix*`, or `*` for
+// every name; `SB_INVALID_ARGUMENT` otherwise, and nothing is
+// registered): `f` gets the current state first (an `SB_NAME_PRESENT`
+// per matching published session), then `done` (optional) runs with
+// `SB_OK`, then `f` gets every change in order, until
+// `sb_client_unwatch` or the client's close. `done` gets the broker's
+// refusal instead (`SB_LIMIT_EXCEEDED` over its watch limit). The
+// watch's number goes to `*out_watch`. `free_user` runs once, when the
+// watch has ended and `done` has run; at once if this call fails.
+enum sb_status sb_client_watch(const struct sb_client *client,
+                               const char *pattern,
+                               sb_name_event_fn f,
+                               sb_done_fn done,
+                               void *user,
+                               sb_free_fn free_user,
+                               uint64_t *out_watch);
+
+// Ends a watch of this client: its `f` runs no more from this call on;
+// `done` (optional) runs once with the broker's answer, and the watch's
+// `free_user` runs once nothing of it is left. `SB_INVALID_ARGUMENT`
+// (no callback) when `watch_id` is not one of this client's watches.
+// `free_user` of this call runs once, after `done` (at once if this
+// call fails).
+enum sb_status sb_client_unwatch(const struct sb_client *client,
+                                 uint64_t watch_id,
+                                 sb_done_fn done,
+                                 void *user,
+                                 sb_free_fn free_user);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -9,7 +9,13 @@
 //!   caller recalls `answer` {name} (a recall-only method: a request for
 //!   `answer` from another program is `no_such_method`);
 //! * `slow`: returns {slept_ms} after `ms` milliseconds (default 10000)
-//!   unless cancelled first, in which case it stops its timer.
+//!   unless cancelled first, in which case it stops its timer;
+//! * `whoami`: returns {pid} of the serving process (so that a caller can
+//!   see which of several publishers of a name served it).
+//!
+//! Published by `stagebus serve` ([`served_stage`]) it also offers
+//! `announce`: emits the signal `announced` {text} for its session, then
+//! returns {text}.
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::client::{Client, ClientConfig};
@@ -23,7 +29,10 @@ use std::time::Duration;
 
 /// The methods the demo stage publishes (`answer` is reached by recall
 /// only, see [`stage`]).
-pub const METHODS: [&str; 4] = ["echo", "count", "ask", "slow"];
+pub const METHODS: [&str; 5] = ["echo", "count", "ask", "slow", "whoami"];
+
+/// The methods `stagebus serve` publishes: [`METHODS`] and `announce`.
+pub const SERVED_METHODS: [&str; 6] = ["echo", "count", "ask", "slow", "whoami", "announce"];
 
 fn int_arg(ctx: &Ctx<'_>, name: &str, default: i64) -> Result<i64, Error> {
     match ctx.arg(name) {
@@ -70,6 +79,12 @@ pub fn stage(lp: &EventLoop, log: impl Fn(&str) + 'static) -> Stage {
             &Args::new().with("greeting", format!("Hello, {name}!")),
         )
     });
+    stage.on("whoami", |ctx| {
+        ctx.ret(
+            "return",
+            &Args::new().with("pid", i64::from(std::process::id())),
+        )
+    });
     stage.on("slow", move |ctx| {
         let ms = int_arg(ctx, "ms", 10_000)?.max(0) as u64;
         let req = ctx.req().expect("methods serve a request").clone();
@@ -88,6 +103,27 @@ pub fn stage(lp: &EventLoop, log: impl Fn(&str) + 'static) -> Stage {
             log("slow: cancelled by the caller, timer stopped");
         });
         Ok(())
+    });
+    stage
+}
+
+/// The demo stage as `stagebus serve` publishes it as `session` through
+/// `client`: [`stage`] with `announce` {text}, which emits the signal
+/// `announced` {text} for `session` and returns {text}.
+pub fn served_stage(
+    lp: &EventLoop,
+    client: &Client,
+    session: &str,
+    log: impl Fn(&str) + 'static,
+) -> Stage {
+    let stage = stage(lp, log);
+    let client = client.clone();
+    let session = session.to_string();
+    stage.on("announce", move |ctx| {
+        let text = ctx.arg("text").cloned().unwrap_or(Value::Null);
+        let args = Args::new().with("text", text);
+        client.emit_signal(&session, "announced", &args)?;
+        ctx.ret("return", &args)
     });
     stage
 }

@@ -91,6 +91,9 @@ error_codes! {
     /// The callee let go of the request without a final answer: its last
     /// reference went away while it was still open.
     Unanswered = 18, "unanswered";
+    /// A publish named another mode (`exclusive`, `queue`, `balance`)
+    /// than the one the name's first publisher fixed.
+    NameModeConflict = 19, "name_mode_conflict";
 }
 
 impl From<ErrorCode> for u16 {

@@ -132,6 +132,7 @@ mod ffi;
 mod id_hash;
 pub mod liveness;
 pub mod logging;
+pub mod pattern;
 pub mod report;
 pub mod request;
 mod transport;
@@ -146,7 +147,8 @@ pub use broker::{Broker, BrokerConfig, BrokerStats, Limit, Limits};
 pub mod fuzzing;
 pub use client::{
     CallEvent, CallId, Client, ClientConfig, ConnectionEvent, ConnectionInfo, Delivery, Inbound,
-    ReconnectPolicy, WhileReconnecting, DEFAULT_LINGER,
+    MatchId, NameEvent, NameMode, ReconnectPolicy, Signal, WatchId, WhileReconnecting,
+    DEFAULT_LINGER,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use event_loop::{EventLoop, LoopRemote, TimerId};

@@ -254,6 +254,8 @@ c_programs!(
     limits,
     reconnect,
     call_sync,
+    signals,
+    name_modes,
 );
 
 #[test]

@@ -62,6 +62,8 @@ pub const CASES: &[CaseDef] = &[
     def("pipe.64", "brokered calls, 64 in flight, one caller", Throughput, "floor.pipe64"),
     def("pipe.256", "brokered calls, 256 in flight, one caller", Throughput, "floor.pipe64"),
     def("pipe.8x8", "brokered calls, 8 callers x 8 in flight", Throughput, "floor.pipe64"),
+    def("balance.pipe64", "pipe.64 to a balance name of 2 publishers (vs pipe.64: 1)", Throughput, "pipe.64"),
+    def("signal.fanout", "1 emitter, 16 listeners: time per signal delivery", Throughput, "floor.pipe64"),
     def("stream", "100,000 emits to one request (per emit, slices of 10k)", Throughput, "floor.pipe64"),
     def("local", "in-process request+return, 1000 in flight (per pair)", Throughput, "floor.pipe64"),
     def("dbus", "dbus-daemon method call, private bus, libdbus", Latency, "floor.unix"),
@@ -82,6 +84,8 @@ struct Counts {
     stream_n: u64,
     local_batches: u64,
     idle_conns: u64,
+    /// Signals per `signal.fanout` run (each to all 16 listeners).
+    fanout_n: u64,
 }
 
 const FULL: Counts = Counts {
@@ -95,6 +99,7 @@ const FULL: Counts = Counts {
     stream_n: 100_000,
     local_batches: 300,
     idle_conns: 2000,
+    fanout_n: 100_000,
 };
 
 const QUICK: Counts = Counts {
@@ -108,6 +113,7 @@ const QUICK: Counts = Counts {
     stream_n: 100_000,
     local_batches: 50,
     idle_conns: 1000,
+    fanout_n: 20_000,
 };
 
 /// What the scaling case loads into the broker.
@@ -498,6 +504,71 @@ pub fn case(args: &[String]) -> ExitCode {
             // slices of 1000 swing between bursts and gaps: 10,000 per
             // sample.
             per_op(&cps[1..], 10)
+        }
+        "balance.pipe64" => {
+            let broker = start_broker(false);
+            let publishers: Vec<Proc> = (0..2)
+                .map(|_| {
+                    let mut cmd = self_cmd();
+                    cmd.args(["balanced", &broker.addr]);
+                    let mut p = Proc::spawn(cmd, "balanced publisher", false);
+                    p.expect("ready");
+                    p
+                })
+                .collect();
+            let mut cmd = caller_cmd(&broker.addr, "pipe", c.pipe_warm, c.pipe_n, 64);
+            cmd.args(["--session", "bench_bal"]);
+            let cps = run_caller(cmd, "CHECKPOINTS");
+            broker.proc.stop();
+            for p in publishers {
+                p.finish();
+            }
+            println!("INFO calls_per_s {}", rate(&cps));
+            per_op(&cps[1..], 1)
+        }
+        "signal.fanout" => {
+            const LISTENERS: usize = 16;
+            let n = c.fanout_n;
+            let broker = start_broker(false);
+            let mut emitter = {
+                let mut cmd = self_cmd();
+                cmd.args(["emitter", &broker.addr, &n.to_string()]);
+                Proc::spawn(cmd, "emitter", true)
+            };
+            emitter.expect("ready");
+            let mut listeners: Vec<Proc> = (0..LISTENERS)
+                .map(|_| {
+                    let mut cmd = self_cmd();
+                    cmd.args(["listener", &broker.addr, &n.to_string()]);
+                    Proc::spawn(cmd, "listener", false)
+                })
+                .collect();
+            for p in &mut listeners {
+                p.expect("ready");
+            }
+            emitter.send("go");
+            let lists: Vec<Vec<u64>> = listeners
+                .iter_mut()
+                .map(|p| parse_list(&p.expect("CHECKPOINTS")))
+                .collect();
+            for p in listeners {
+                p.finish();
+            }
+            emitter.finish();
+            broker.proc.stop();
+            // Deliveries while all sixteen take them.
+            let start = lists.iter().map(|l| l[0]).max().unwrap();
+            let end = lists.iter().map(|l| *l.last().unwrap()).min().unwrap();
+            let mut merged: Vec<u64> = lists
+                .iter()
+                .flat_map(|l| l[1..].iter().copied())
+                .filter(|&t| t >= start && t <= end)
+                .collect();
+            merged.sort_unstable();
+            let deliveries = merged.len() as u64 * SLICE;
+            let secs = (end - start) as f64 / 1e9;
+            println!("INFO deliveries_per_s {:.0}", deliveries as f64 / secs);
+            per_op(&merged, LISTENERS)
         }
         "local" => local(c.local_batches),
         "scaled" => scaled(c),

@@ -7,6 +7,9 @@
 //! sbbench publisher ADDR               role: the echo/stream/hold publisher
 //! sbbench caller ADDR MODE WARM N K [--barrier]
 //! sbbench loader ADDR                  role: fills a broker (stdin commands)
+//! sbbench balanced ADDR                role: one balanced publisher of bench_bal (echo)
+//! sbbench emitter ADDR N               role: emits N signals of sig_src after "go"
+//! sbbench listener ADDR N              role: listens for N signals of sig_src
 //! ```
 //!
 //! `run` runs every case in turn, round after round and mode after mode
@@ -20,6 +23,7 @@
 //! seconds, default 120) and dies with its parent (PR_SET_PDEATHSIG).
 
 mod cases;
+mod fanout;
 mod report;
 mod restart;
 mod roles;
@@ -100,6 +104,18 @@ fn main() -> ExitCode {
         "loader" => {
             bound_self();
             roles::loader(rest)
+        }
+        "balanced" => {
+            bound_self();
+            fanout::balanced(rest)
+        }
+        "emitter" => {
+            bound_self();
+            fanout::emitter(rest)
+        }
+        "listener" => {
+            bound_self();
+            fanout::listener(rest)
         }
         other => {
             eprintln!("sbbench: unknown command '{other}'");

@@ -170,6 +170,8 @@ struct Burst {
     finished: Cell<bool>,
     /// Whether to stop the loop when finished (native driving).
     stop: bool,
+    /// The session called (`bench`, or `bench_bal` with `--session`).
+    session: String,
 }
 
 impl Burst {
@@ -187,7 +189,7 @@ impl Burst {
         }
         let me = self.clone();
         self.client
-            .call("bench", "echo", &self.args, move |_, ev| match ev {
+            .call(&self.session, "echo", &self.args, move |_, ev| match ev {
                 CallEvent::Return { .. } => me.complete(),
                 CallEvent::Error(e) => fail(format!("call: {e}")),
                 CallEvent::Emit { .. } => {}
@@ -261,6 +263,12 @@ pub fn caller(args: &[String]) -> ExitCode {
     let n = arg_u64(args, 3, "N");
     let k = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1u64);
     let with_barrier = args.iter().any(|a| a == "--barrier");
+    let session = args
+        .iter()
+        .position(|a| a == "--session")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "bench".to_string());
     let lp = EventLoop::new().unwrap();
     let client = connect(&lp, &addr);
     match mode {
@@ -283,6 +291,7 @@ pub fn caller(args: &[String]) -> ExitCode {
                     checkpoints: RefCell::new(Vec::new()),
                     finished: Cell::new(false),
                     stop: !embedded,
+                    session: session.clone(),
                 })
             };
             if warm > 0 {

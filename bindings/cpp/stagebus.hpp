@@ -379,7 +379,29 @@ using UnknownMessageFn =
 using ConnectionEventFn = std::function<void(sb_connection_event event, std::string_view session,
                                              sb_status, std::string_view message)>;
 
+// An event of a name watch: the event, the name, the methods (a list
+// value; null for SB_NAME_GONE) and, for SB_NAME_GONE, the reason.
+using NameEventFn = std::function<void(sb_name_event, std::string_view name, ValueRef methods,
+                                       sb_status reason, std::string_view message)>;
+
+// A signal for a match: its session and signal names and its args
+// (all borrowed for the call).
+using SignalFn =
+    std::function<void(std::string_view session, std::string_view signal, ArgsRef args)>;
+
 namespace detail {
+
+// The two callbacks of a match share one user pointer.
+struct MatchFns {
+    SignalFn on_signal;
+    DoneFn done;
+};
+
+// Likewise for a watch.
+struct WatchFns {
+    NameEventFn on_event;
+    DoneFn done;
+};
 
 // The C trampolines. Each finds its std::function in `user`.
 
@@ -441,6 +463,29 @@ inline void run_unknown_message(void *user, const char *kind, uint64_t id,
         len == 0 ? std::string_view()
                  : std::string_view(reinterpret_cast<const char *>(payload), len);
     fn<UnknownMessageFn>(user)(kind, id, bytes);
+}
+
+inline void run_match_signal(void *user, const char *session, const char *signal,
+                             const sb_args *args) noexcept {
+    static_cast<MatchFns *>(user)->on_signal(session, signal, ArgsRef(args));
+}
+
+inline void run_match_done(void *user, sb_status status, const char *message) noexcept {
+    const DoneFn &done = static_cast<MatchFns *>(user)->done;
+    if (done)
+        done(status, message);
+}
+
+inline void run_watch_event(void *user, sb_name_event event, const char *name,
+                            const sb_value *methods, sb_status reason,
+                            const char *message) noexcept {
+    static_cast<WatchFns *>(user)->on_event(event, name, ValueRef(methods), reason, message);
+}
+
+inline void run_watch_done(void *user, sb_status status, const char *message) noexcept {
+    const DoneFn &done = static_cast<WatchFns *>(user)->done;
+    if (done)
+        done(status, message);
 }
 
 // Calls `reg(c_function, user, free_user)` with a heap copy of `f`. The
@@ -857,6 +902,63 @@ public:
                 return sb_client_on_connection_event(raw(), c, user, free_user);
             }));
     }
+    // Emits `signal` with `args` for `session`, which this client
+    // publishes; every matching listener receives it, in order. Throws
+    // SB_NOT_PUBLISHER otherwise (sb_client_emit_signal).
+    void emit_signal(CStr session, CStr signal, ArgsRef args = ArgsRef()) const {
+        detail::check(sb_client_emit_signal(raw(), session.c_str(), signal.c_str(), args.raw()));
+    }
+
+    // Listens for signals matching `session` and `signal` (exact,
+    // "prefix*" or "*"): `f` runs for each, in order, once the broker
+    // confirmed the match (`done`, optional). Returns the match's number
+    // for remove_match (sb_client_add_match).
+    std::uint64_t add_match(CStr session, CStr signal, SignalFn f, DoneFn done = {}) const {
+        if (!f)
+            throw std::invalid_argument("stagebus: a match needs a signal function");
+        auto *fns = new detail::MatchFns{std::move(f), std::move(done)};
+        std::uint64_t id = 0;
+        detail::check(sb_client_add_match(raw(), session.c_str(), signal.c_str(),
+                                          &detail::run_match_signal, &detail::run_match_done,
+                                          fns, &detail::delete_fn<detail::MatchFns>, &id));
+        return id;
+    }
+
+    // Ends a match: its function runs no more (sb_client_remove_match).
+    void remove_match(std::uint64_t id, DoneFn done = {}) const {
+        detail::check(detail::register_optional(
+            std::move(done), &detail::run_done,
+            [&](sb_done_fn c, void *user, sb_free_fn free_user) {
+                return sb_client_remove_match(raw(), id, c, user, free_user);
+            }));
+    }
+
+    // Watches the names matching `pattern` (a name, "prefix*" or "*"):
+    // `f` gets the current state (SB_NAME_PRESENT each), then `done`
+    // runs, then `f` gets every change. Returns the watch's number for
+    // unwatch (sb_client_watch).
+    std::uint64_t watch(CStr pattern, NameEventFn f, DoneFn done = {}) const {
+        if (!f)
+            throw std::invalid_argument("stagebus: a watch needs an event function");
+        auto *fns = new detail::WatchFns{std::move(f), std::move(done)};
+        std::uint64_t id = 0;
+        detail::check(sb_client_watch(raw(), pattern.c_str(), &detail::run_watch_event,
+                                      &detail::run_watch_done, fns,
+                                      &detail::delete_fn<detail::WatchFns>, &id));
+        return id;
+    }
+
+    // Ends a watch (sb_client_unwatch).
+    void unwatch(std::uint64_t id, DoneFn done = {}) const {
+        detail::check(detail::register_optional(
+            std::move(done), &detail::run_done,
+            [&](sb_done_fn c, void *user, sb_free_fn free_user) {
+                return sb_client_unwatch(raw(), id, c, user, free_user);
+            }));
+    }
+
+    // Answers of one-way requests served here that were dropped.
+    std::uint64_t dropped_answers() const noexcept { return sb_client_dropped_answers(raw()); }
 };
 
 // A session subscribed through a client: a target for requests.
@@ -870,6 +972,12 @@ public:
             [&](sb_done_fn c, void *user, sb_free_fn free_user) {
                 return sb_remote_unsubscribe(raw(), c, user, free_user);
             }));
+    }
+
+    // A one-way request: the callee runs `method`, nothing comes back
+    // (sb_remote_post).
+    void post(CStr method, ArgsRef args = ArgsRef()) const {
+        detail::check(sb_remote_post(raw(), method.c_str(), args.raw()));
     }
 };
 
@@ -917,6 +1025,8 @@ public:
     // The caller's id of the request (unique only in the caller's process).
     std::uint64_t caller_id() const noexcept { return sb_served_caller_id(p_); }
     bool is_open() const noexcept { return sb_served_is_open(p_); }
+    // False for a one-way request, whose answers are dropped.
+    bool expects_answer() const noexcept { return sb_served_expects_answer(p_); }
     // The time left before the caller's deadline (zero once it passed),
     // or none without one. Requests made while serving inherit it.
     std::optional<std::chrono::milliseconds> time_left() const {
@@ -1122,6 +1232,25 @@ public:
             [&](sb_done_fn c, void *user, sb_free_fn free_user) {
                 return sb_stage_publish(raw(), client.raw(), session.c_str(), names.data(),
                                         names.size(), c, user, free_user);
+            }));
+    }
+
+    // publish() in a name mode: SB_NAME_QUEUE stands by until the owner
+    // goes; SB_NAME_BALANCE shares the calls. The first publisher fixes
+    // the mode (another is SB_NAME_MODE_CONFLICT; sb_stage_publish_mode).
+    void publish(const Client &client, CStr session, const std::vector<std::string> &methods,
+                 sb_name_mode mode, DoneFn done = {}) const {
+        std::vector<const char *> names;
+        names.reserve(methods.size());
+        for (const std::string &m : methods) {
+            names.push_back(m.c_str());
+        }
+        detail::check(detail::register_optional(
+            std::move(done), &detail::run_done,
+            [&](sb_done_fn c, void *user, sb_free_fn free_user) {
+                return sb_stage_publish_mode(raw(), client.raw(), session.c_str(), names.data(),
+                                             names.size(), static_cast<std::uint32_t>(mode), c,
+                                             user, free_user);
             }));
     }
 };

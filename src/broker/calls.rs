@@ -2,7 +2,8 @@
 //! recalls pass along it, a result or a cancel ends it. Each frame is
 //! checked against its route and forwarded with only its id rewritten:
 //! the caller's call id towards the publisher becomes the route id, and
-//! back.
+//! back. A one-way call (post) is checked the same way and forwarded
+//! under an id of the broker's, but opens no route: nothing answers it.
 
 use super::core::Core;
 use super::routes::{Route, RouteId};
@@ -60,6 +61,22 @@ impl Core {
                 }
                 None => self.stats.dropped_stray += 1,
             },
+            RoutedKind::Post { session, method } => {
+                // No route: nothing will be waited for. The id the
+                // publisher sees is the broker's own, unique, so an
+                // answer sent all the same is dropped as stray.
+                match self.target(session, method) {
+                    Ok((publisher, _)) => {
+                        let id = self.routes.unrouted_id();
+                        if self.forward(publisher, &frame, id).is_ok() {
+                            self.stats.oneway_calls += 1;
+                        } else {
+                            self.stats.dropped_oneway += 1;
+                        }
+                    }
+                    Err(_) => self.stats.dropped_oneway += 1,
+                }
+            }
         }
     }
 
@@ -93,24 +110,39 @@ impl Core {
         self.admit("a call")?;
         let max = self.limits().max_pending_per_connection;
         self.routes.admit(id, call, max)?;
-        let s = self
-            .registry
-            .get(session)
-            .ok_or_else(|| Error::no_such_session(session))?;
-        if !s.has_method(method) {
-            return Err(Error::new(
-                ErrorCode::NoSuchMethod,
-                format!("Session '{session}' has no method '{method}'"),
-            ));
-        }
-        let publisher = s.publisher;
+        let (publisher, name) = self.target(session, method)?;
         let route = self.routes.open(Route {
             caller: id,
             caller_id: call,
             publisher,
-            session: s.name.clone(),
+            session: name,
         });
         Ok((publisher, route))
+    }
+
+    /// Who serves a call of `method` on `session`, and the session's
+    /// shared name.
+    fn target(&self, session: &str, method: &str) -> Result<(ConnId, std::rc::Rc<str>), Error> {
+        if session.is_empty() || method.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                "a call needs a session and a method (a name is empty)",
+            ));
+        }
+        let s = self
+            .registry
+            .get(session)
+            .ok_or_else(|| Error::no_such_session(session))?;
+        let routes = &self.routes;
+        let publisher = s
+            .choose(method, |conn| routes.serving_count(conn))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::NoSuchMethod,
+                    format!("Session '{session}' has no method '{method}'"),
+                )
+            })?;
+        Ok((publisher, s.name.clone()))
     }
 
     /// Ends a call that cannot go on because one of its frames is too

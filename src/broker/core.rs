@@ -28,12 +28,14 @@ use super::monitor::Monitor;
 use super::peer::{CloseReason, Full, Peer};
 use super::registry::Registry;
 use super::routes::Routes;
+use super::signals::Matches;
 use super::stats::Counters;
 use super::waiters::{WaitId, Waiters};
+use super::watches::Watches;
 use super::{BrokerConfig, BrokerStats, ConnId, Limits};
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdMap;
-use crate::wire::{encode_frame, Frame, Inbound, Reply, Routed, PROTOCOL_VERSION};
+use crate::wire::{encode_frame, Frame, Inbound, NameMode, Reply, Routed, PROTOCOL_VERSION};
 use std::time::Duration;
 
 /// What the core asks of its shell, in order.
@@ -75,6 +77,10 @@ pub(super) struct Core {
     pub(super) routes: Routes,
     /// Subscribes waiting for their name to be published.
     pub(super) waiters: Waiters,
+    /// Who listens for which signals.
+    pub(super) signals: Matches,
+    /// Who watches which names (clients, and subscribes waiting).
+    pub(super) watches: Watches,
     /// Connections with output to write.
     dirty: Vec<ConnId>,
     flush_requested: bool,
@@ -103,6 +109,8 @@ impl Core {
             registry: Registry::default(),
             routes: Routes::default(),
             waiters: Waiters::default(),
+            signals: Matches::default(),
+            watches: Watches::default(),
             dirty: Vec::new(),
             flush_requested: false,
             to_close: Vec::new(),
@@ -137,6 +145,8 @@ impl Core {
             pending_calls: self.routes.len(),
             waiting_subscribes: self.waiters.len(),
             memory_used: self.memory_used(),
+            signal_matches: self.signals.len(),
+            name_watches: self.watches.clients(),
             ..self.stats
         }
     }
@@ -180,6 +190,11 @@ impl Core {
                 }
                 match inbound {
                     Inbound::Routed(frame) => self.handle_routed(id, frame),
+                    Inbound::Signal {
+                        session,
+                        signal,
+                        body,
+                    } => self.handle_signal(id, session, signal, body),
                     Inbound::Other(frame) => self.handle(id, frame),
                 }
             }
@@ -246,6 +261,7 @@ impl Core {
         }
         self.routes.clear();
         self.drop_all_waiters();
+        self.drop_all_matches();
         self.registry = Registry::default();
         self.budget = Budget::default();
         self.unauthenticated = 0;
@@ -316,18 +332,13 @@ impl Core {
                 id: op,
                 session,
                 methods,
-            } => {
-                let result = self
-                    .admit("a publish")
-                    .and_then(|()| self.publish(id, &session, methods));
-                let published = result.is_ok();
-                self.reply(id, op, result.map(|()| Reply::Done));
-                if published {
-                    // After the publisher's answer: its waiters may
-                    // deliver at once, and it learns of its session first.
-                    self.wake_waiters(&session);
-                }
-            }
+            } => self.publish_frame(id, op, &session, methods, NameMode::Exclusive),
+            Frame::PublishAs {
+                id: op,
+                session,
+                methods,
+                mode,
+            } => self.publish_frame(id, op, &session, methods, mode),
             Frame::Rescind { id: op, session } => {
                 let result = self.rescind(id, &session);
                 self.reply(id, op, result.map(|()| Reply::Done));
@@ -365,7 +376,30 @@ impl Core {
                 let result = self.unsubscribe(id, &session);
                 self.reply(id, op, result.map(|()| Reply::Done));
             }
+            Frame::AddMatch {
+                id: op,
+                session,
+                signal,
+            } => {
+                let result = self.add_match(id, &session, &signal);
+                self.reply(id, op, result.map(|()| Reply::Done));
+            }
+            Frame::RemoveMatch {
+                id: op,
+                session,
+                signal,
+            } => {
+                let result = self.remove_match(id, &session, &signal);
+                self.reply(id, op, result.map(|()| Reply::Done));
+            }
+            Frame::Watch { id: op, pattern } => self.watch(id, op, &pattern),
+            Frame::Unwatch { id: op, watch } => {
+                let result = self.unwatch(id, watch);
+                self.reply(id, op, result.map(|()| Reply::Done));
+            }
             Frame::Deliver { .. }
+            | Frame::Post { .. }
+            | Frame::Signal { .. }
             | Frame::Emit { .. }
             | Frame::Recall { .. }
             | Frame::Result { .. } => {
@@ -388,6 +422,7 @@ impl Core {
             | Frame::Welcome { .. }
             | Frame::Refused { .. }
             | Frame::SessionGone { .. }
+            | Frame::NameChanged { .. }
             | Frame::GoingAway { .. }
             | Frame::Tap(_)) => {
                 let e = Error::new(
@@ -498,16 +533,17 @@ impl Core {
         Budget::adjust(&mut self.budget.output, peer.outbox.queued(), 0);
         Budget::adjust(&mut self.budget.registry, peer.registry, 0);
         Budget::adjust(&mut self.budget.listing, peer.listing, 0);
+        // Its calls end first, so that a queue's hand-over finds none.
+        let ended = self.routes.end_connection(id);
         for name in peer.published {
-            if let Some(s) = self.registry.remove(&name) {
+            if let Some(left) = self.registry.leave(&name, id) {
                 let reason = Error::new(
                     ErrorCode::PublisherGone,
                     format!("the publisher of '{name}' disconnected"),
                 );
-                self.tell_subscribers(&name, s.subscribers, reason);
+                self.publisher_left(&name, id, left, reason);
             }
         }
-        let ended = self.routes.end_connection(id);
         for r in ended.served {
             let e = Error::new(
                 ErrorCode::PublisherGone,
@@ -527,6 +563,8 @@ impl Core {
             }
         }
         self.drop_waiters(id);
+        self.drop_matches(id);
+        self.drop_watches(id);
         self.effects.push(Effect::Close { conn: id, reason });
     }
 
@@ -555,6 +593,18 @@ impl Core {
         self.send_with(to, |out, max_frame| {
             frame.encode_with_id(id, out, max_frame)
         })
+    }
+
+    /// Queues bytes framed already (a signal's, the same for every
+    /// listener) for `to`; whether they were queued (not when `to` is
+    /// gone, condemned, or cut off now for not reading).
+    pub(super) fn send_bytes(&mut self, to: ConnId, framed: &[u8]) -> bool {
+        let live = self.peers.get(&to).is_some_and(|p| !p.condemned);
+        let sent = self.send_with(to, |out, _| {
+            out.extend_from_slice(framed);
+            Ok(())
+        });
+        live && sent.is_ok() && self.peers.get(&to).is_some_and(|p| !p.condemned)
     }
 
     fn send_with(

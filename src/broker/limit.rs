@@ -54,6 +54,10 @@ pub enum Limit {
     MaxInputBytes,
     /// [`Limits::max_memory`].
     MaxMemory,
+    /// [`Limits::max_matches_per_connection`].
+    MaxMatchesPerConnection,
+    /// [`Limits::max_watches_per_connection`].
+    MaxWatchesPerConnection,
 }
 
 impl Limit {
@@ -79,6 +83,8 @@ impl Limit {
         Limit::WriteTimeoutMs,
         Limit::MaxInputBytes,
         Limit::MaxMemory,
+        Limit::MaxMatchesPerConnection,
+        Limit::MaxWatchesPerConnection,
     ];
 
     /// Its name, as the C API, the bindings and the command line take it
@@ -105,6 +111,8 @@ impl Limit {
             Limit::WriteTimeoutMs => "write-timeout-ms",
             Limit::MaxInputBytes => "max-input-bytes",
             Limit::MaxMemory => "max-memory",
+            Limit::MaxMatchesPerConnection => "max-matches-per-connection",
+            Limit::MaxWatchesPerConnection => "max-watches-per-connection",
         }
     }
 
@@ -184,6 +192,8 @@ impl Limits {
             Limit::WriteTimeoutMs => self.write_timeout = ms,
             Limit::MaxInputBytes => self.max_input_bytes = size(value),
             Limit::MaxMemory => self.max_memory = size(value),
+            Limit::MaxMatchesPerConnection => self.max_matches_per_connection = size(value),
+            Limit::MaxWatchesPerConnection => self.max_watches_per_connection = size(value),
         }
         Ok(())
     }
@@ -212,6 +222,8 @@ impl Limits {
             Limit::WriteTimeoutMs => millis(self.write_timeout),
             Limit::MaxInputBytes => n(self.max_input_bytes),
             Limit::MaxMemory => n(self.max_memory),
+            Limit::MaxMatchesPerConnection => n(self.max_matches_per_connection),
+            Limit::MaxWatchesPerConnection => n(self.max_watches_per_connection),
         }
     }
 

@@ -32,6 +32,11 @@
 //! * `routes`: calls in flight, each linked to its caller and its
 //!   publisher; opened and ended in one place.
 //! * `registry`: the published sessions and their subscribers.
+//! * `watches`: who watches which names (clients' watches, and the
+//!   subscribes of `waiters` waiting for their name), told of every
+//!   appearance, change of owner and end.
+//! * `signals`: who listens for which signals, and a signal's fan-out
+//!   (the same bytes to every listener).
 
 mod accept;
 mod budget;
@@ -48,8 +53,10 @@ mod registry;
 mod routes;
 mod sessions;
 mod shell;
+mod signals;
 mod stats;
 mod waiters;
+mod watches;
 
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;
@@ -178,6 +185,12 @@ pub struct Limits {
     /// when it is reached, new work (publish, subscribe, listing,
     /// deliver) is answered `limit_exceeded` while calls in flight go on.
     pub max_memory: usize,
+    /// Most signal matches one connection may hold (default 4096); one
+    /// more is answered `limit_exceeded`.
+    pub max_matches_per_connection: usize,
+    /// Most name watches one connection may hold (default 4096); one
+    /// more is answered `limit_exceeded`.
+    pub max_watches_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -203,6 +216,8 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(30),
             max_input_bytes: 256 << 20,
             max_memory: 1 << 30,
+            max_matches_per_connection: 4096,
+            max_watches_per_connection: 4096,
         }
     }
 }
@@ -304,6 +319,26 @@ pub struct BrokerStats {
     /// Bytes the broker's memory budget counts now (input buffers,
     /// output queues, registry, connections, calls in flight).
     pub memory_used: usize,
+    /// One-way calls forwarded to their publisher (no route kept).
+    pub oneway_calls: u64,
+    /// One-way calls that could not be delivered (no such session or
+    /// method, a bad name, a frame too large) and were dropped: nobody
+    /// waits for their answer.
+    pub dropped_oneway: u64,
+    /// Signals emitted by their session's publisher and fanned out.
+    pub signals: u64,
+    /// Signal copies queued for listeners (one per listener a signal
+    /// matched).
+    pub signal_deliveries: u64,
+    /// Signals dropped because their sender did not publish their
+    /// session (a signal crossing its rescind, or forged) or named no
+    /// proper signal.
+    pub dropped_signals: u64,
+    /// Signal matches held by connections.
+    pub signal_matches: usize,
+    /// Name watches held by connections (waiting subscribes not
+    /// counted: see `waiting_subscribes`).
+    pub name_watches: usize,
 }
 
 /// A running broker. It lives on its loop until [`Broker::close`] or until

@@ -97,9 +97,9 @@ impl Core {
                 event.error = error;
                 event.payload = payload.map(|p| Payload(p.to_vec()));
                 match frame.kind {
-                    RoutedKind::Deliver { session, .. } => {
+                    RoutedKind::Deliver { session, .. } | RoutedKind::Post { session, .. } => {
                         event.session = session.to_string();
-                        event.to = self.registry.get(session).map_or(0, |s| s.publisher);
+                        event.to = self.registry.get(session).map_or(0, |s| s.owner());
                     }
                     RoutedKind::Emit | RoutedKind::Result { .. } => {
                         if let Some(r) = self.routes.get(frame.id) {
@@ -114,6 +114,13 @@ impl Core {
                         }
                     }
                 }
+            }
+            Inbound::Signal {
+                session, signal, ..
+            } => {
+                event.kind = "signal".to_string();
+                event.session = session.to_string();
+                event.name = signal.to_string();
             }
             Inbound::Other(frame) => {
                 let (id, session) = match frame {

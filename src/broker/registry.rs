@@ -1,27 +1,153 @@
 //! The published sessions and who subscribes to them (pure state).
+//!
+//! A name may have several publishers, as its mode says (the first
+//! publisher fixes it; see [`NameMode`]): `exclusive` has one; `queue`
+//! keeps later publishers in line behind the owner, the first taking
+//! over when the owner goes; `balance` lets every publisher serve. The
+//! session as listed and subscribed is one, with its owner's methods
+//! (the first publisher's, under `balance`).
 
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdSet;
-use crate::wire::SessionInfo;
+use crate::wire::{NameMode, SessionInfo};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
+
+/// One publisher of a name, with the methods it offers.
+#[derive(Debug)]
+pub(super) struct Publisher {
+    pub conn: ConnId,
+    pub methods: Vec<String>,
+    /// The names a deliver may give, as an index into `methods` sorted by
+    /// name: every method, and every method published as `on_foo` once
+    /// more as `foo` (see [`Publisher::has_method`]). The names are
+    /// stored once, in `methods`; the index holds 8 bytes per name.
+    accepted: Vec<Accepted>,
+}
+
+/// One entry of a publisher's index of accepted names: a method, whole
+/// or without its `on_`.
+#[derive(Debug, Clone, Copy)]
+struct Accepted {
+    method: u32,
+    stripped: bool,
+}
+
+impl Accepted {
+    fn name(self, methods: &[String]) -> &str {
+        let m = &methods[self.method as usize];
+        if self.stripped {
+            &m[3..]
+        } else {
+            m
+        }
+    }
+}
 
 #[derive(Debug)]
 pub(super) struct Session {
     /// The published name, shared with the routes of calls to it.
     pub name: Rc<str>,
-    pub methods: Vec<String>,
-    /// The names a deliver may give, as an index into `methods` sorted by
-    /// name: every method, and every method published as `on_foo` once
-    /// more as `foo` (see [`Session::has_method`]). The names are stored
-    /// once, in `methods`; the index holds 8 bytes per name.
-    accepted: Vec<Accepted>,
-    pub publisher: ConnId,
+    pub mode: NameMode,
+    /// The owner first, then (`queue`) the standbys in line, or
+    /// (`balance`) the other publishers.
+    pub publishers: Vec<Publisher>,
     pub subscribers: IdSet<ConnId>,
+    /// Where `balance` starts looking next: of equally loaded
+    /// publishers, the calls go round.
+    cursor: Cell<usize>,
+}
+
+/// What a publisher's leaving did to a name.
+#[derive(Debug)]
+pub(super) enum Left {
+    /// It was the last publisher: the session is gone.
+    Gone(Session),
+    /// It owned a `queue` name: the next in line took over.
+    OwnerChanged,
+    /// It was a standby or one of several balanced publishers: nothing
+    /// changes for subscribers.
+    Quietly,
 }
 
 impl Session {
+    /// The owner's methods (as listed and subscribed).
+    pub fn methods(&self) -> &[String] {
+        &self.publishers[0].methods
+    }
+
+    /// The methods `conn` published under this name (none if it is no
+    /// publisher of it).
+    pub fn methods_of(&self, conn: ConnId) -> &[String] {
+        self.publishers
+            .iter()
+            .find(|p| p.conn == conn)
+            .map_or(&[][..], |p| &p.methods)
+    }
+
+    /// The publisher whose calls it takes (`exclusive`, `queue`), or the
+    /// first of the balanced ones.
+    pub fn owner(&self) -> ConnId {
+        self.publishers[0].conn
+    }
+
+    /// Whether `conn` serves calls to this name now (the owner, or any
+    /// balanced publisher; never a standby).
+    pub fn serves(&self, conn: ConnId) -> bool {
+        match self.mode {
+            NameMode::Balance => self.publishers.iter().any(|p| p.conn == conn),
+            _ => self.owner() == conn,
+        }
+    }
+
+    /// Whether a deliver naming `method` may go through: the owner has
+    /// it (under `balance`, any publisher has it).
+    #[cfg(test)]
+    pub fn has_method(&self, method: &str) -> bool {
+        match self.mode {
+            NameMode::Balance => self.publishers.iter().any(|p| p.has_method(method)),
+            _ => self.publishers[0].has_method(method),
+        }
+    }
+
+    /// Who takes a call of `method`: the owner, or under `balance` the
+    /// publisher offering it with the fewest calls in flight (`load`);
+    /// of equally loaded ones, the next in turn after the last chosen.
+    pub fn choose(&self, method: &str, load: impl Fn(ConnId) -> usize) -> Option<ConnId> {
+        match self.mode {
+            NameMode::Balance => {
+                let n = self.publishers.len();
+                let start = self.cursor.get() % n;
+                let best = (0..n)
+                    .map(|k| (start + k) % n)
+                    .filter(|&i| self.publishers[i].has_method(method))
+                    .min_by_key(|&i| load(self.publishers[i].conn))?;
+                self.cursor.set(best + 1);
+                Some(self.publishers[best].conn)
+            }
+            _ => self.publishers[0].has_method(method).then(|| self.owner()),
+        }
+    }
+
+    /// Takes `conn` out of the publishers.
+    fn leave(mut self, conn: ConnId) -> (Option<Session>, Left) {
+        let Some(at) = self.publishers.iter().position(|p| p.conn == conn) else {
+            return (Some(self), Left::Quietly);
+        };
+        self.publishers.remove(at);
+        if self.publishers.is_empty() {
+            return (None, Left::Gone(self));
+        }
+        if at == 0 && self.mode == NameMode::Queue {
+            return (Some(self), Left::OwnerChanged);
+        }
+        (Some(self), Left::Quietly)
+    }
+}
+
+impl Publisher {
     /// Whether a deliver naming `method` may go through. Like the stage's
     /// own lookup, `on_foo` and `foo` name the same method: `method`
     /// passes if it is published, if it is `on_` and a published name,
@@ -40,25 +166,6 @@ impl Session {
         self.accepted
             .binary_search_by(|a| a.name(&self.methods).cmp(name))
             .is_ok()
-    }
-}
-
-/// One entry of a session's index of accepted names: a method, whole or
-/// without its `on_`.
-#[derive(Debug, Clone, Copy)]
-struct Accepted {
-    method: u32,
-    stripped: bool,
-}
-
-impl Accepted {
-    fn name(self, methods: &[String]) -> &str {
-        let m = &methods[self.method as usize];
-        if self.stripped {
-            &m[3..]
-        } else {
-            m
-        }
     }
 }
 
@@ -93,6 +200,7 @@ impl Registry {
     }
 
     /// Publishes `name`, with the original's checks in its order.
+    #[cfg(test)]
     pub fn publish(
         &mut self,
         name: &str,
@@ -100,6 +208,21 @@ impl Registry {
         publisher: ConnId,
         limits: NameLimits,
     ) -> Result<(), Error> {
+        self.publish_as(name, methods, publisher, NameMode::Exclusive, limits)
+            .map(|_| ())
+    }
+
+    /// Publishes `name` in `mode`: as its first publisher (true), or
+    /// as one more publisher of a `queue` or `balance` name of the same
+    /// mode (false). Checks in the original's order, then the mode.
+    pub fn publish_as(
+        &mut self,
+        name: &str,
+        methods: Vec<String>,
+        publisher: ConnId,
+        mode: NameMode,
+        limits: NameLimits,
+    ) -> Result<bool, Error> {
         if name.is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
@@ -107,11 +230,23 @@ impl Registry {
             ));
         }
         check_name("session name", name, limits.max_name)?;
-        if self.sessions.contains_key(name) {
-            return Err(Error::new(
-                ErrorCode::AlreadyExists,
-                format!("Session '{name}' already exists"),
-            ));
+        if let Some(s) = self.sessions.get(name) {
+            if s.mode != mode {
+                return Err(Error::new(
+                    ErrorCode::NameModeConflict,
+                    format!(
+                        "Session '{name}' is published in mode '{}', not '{}'",
+                        s.mode.as_str(),
+                        mode.as_str()
+                    ),
+                ));
+            }
+            if mode == NameMode::Exclusive || s.publishers.iter().any(|p| p.conn == publisher) {
+                return Err(Error::new(
+                    ErrorCode::AlreadyExists,
+                    format!("Session '{name}' already exists"),
+                ));
+            }
         }
         if methods.len() > limits.max_methods {
             return Err(Error::new(
@@ -149,21 +284,31 @@ impl Registry {
             }
         }
         accepted.sort_unstable_by(|a, b| a.name(&methods).cmp(b.name(&methods)));
+        let p = Publisher {
+            conn: publisher,
+            methods,
+            accepted,
+        };
+        if let Some(s) = self.sessions.get_mut(name) {
+            s.publishers.push(p);
+            return Ok(false);
+        }
         self.sessions.insert(
             name.to_string(),
             Session {
                 name: Rc::from(name),
-                methods,
-                accepted,
-                publisher,
+                mode,
+                publishers: vec![p],
                 subscribers: IdSet::default(),
+                cursor: Cell::new(0),
             },
         );
-        Ok(())
+        Ok(true)
     }
 
-    /// Checks a rescind by `by`; on success removes and returns the session.
-    pub fn rescind(&mut self, name: &str, by: ConnId) -> Result<Session, Error> {
+    /// Checks a rescind by `by`; on success takes `by` out of the name's
+    /// publishers and says what that did.
+    pub fn rescind(&mut self, name: &str, by: ConnId) -> Result<Left, Error> {
         if name.is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
@@ -172,17 +317,23 @@ impl Registry {
         }
         match self.sessions.get(name) {
             None => Err(Error::no_such_session(name)),
-            Some(s) if s.publisher != by => Err(Error::new(
+            Some(s) if !s.publishers.iter().any(|p| p.conn == by) => Err(Error::new(
                 ErrorCode::NotPublisher,
                 format!("Session '{name}' was published by another connection"),
             )),
-            Some(_) => Ok(self.sessions.remove(name).expect("checked above")),
+            Some(_) => Ok(self.leave(name, by).expect("checked above")),
         }
     }
 
-    /// Removes a session without checks (its publisher is gone).
-    pub fn remove(&mut self, name: &str) -> Option<Session> {
-        self.sessions.remove(name)
+    /// Takes `conn` out of the publishers of `name` without checks (it
+    /// disconnected); None if it was none of them.
+    pub fn leave(&mut self, name: &str, conn: ConnId) -> Option<Left> {
+        let s = self.sessions.remove(name)?;
+        let (kept, left) = s.leave(conn);
+        if let Some(kept) = kept {
+            self.sessions.insert(name.to_string(), kept);
+        }
+        Some(left)
     }
 
     /// Every session, sorted by name.
@@ -192,7 +343,7 @@ impl Registry {
             .iter()
             .map(|(name, s)| SessionInfo {
                 name: name.clone(),
-                methods: s.methods.clone(),
+                methods: s.methods().to_vec(),
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -220,6 +371,59 @@ pub(super) fn check_name(what: &str, name: &str, max: usize) -> Result<(), Error
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn the_first_publisher_fixes_the_mode_and_a_queue_hands_over() {
+        let mut r = Registry::default();
+        let m = || methods(&["foo"]);
+        assert!(r.publish_as("Q", m(), 1, NameMode::Queue, LIMITS).unwrap());
+        assert!(!r
+            .publish_as("Q", methods(&["bar"]), 2, NameMode::Queue, LIMITS)
+            .unwrap());
+        let e = r
+            .publish_as("Q", m(), 3, NameMode::Balance, LIMITS)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NameModeConflict);
+        assert_eq!(
+            e.message,
+            "Session 'Q' is published in mode 'queue', not 'balance'"
+        );
+        let e = r
+            .publish_as("Q", m(), 1, NameMode::Queue, LIMITS)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::AlreadyExists);
+        let q = r.get("Q").unwrap();
+        assert!(q.serves(1) && !q.serves(2));
+        assert_eq!(q.choose("foo", |_| 0), Some(1));
+        assert!(matches!(r.leave("Q", 1), Some(Left::OwnerChanged)));
+        let q = r.get("Q").unwrap();
+        assert_eq!((q.owner(), q.methods().to_vec()), (2, methods(&["bar"])));
+        assert!(matches!(r.leave("Q", 2), Some(Left::Gone(_))));
+        assert!(r.get("Q").is_none());
+    }
+
+    #[test]
+    fn balance_chooses_the_least_loaded_publisher_of_the_method() {
+        let mut r = Registry::default();
+        for (conn, ms) in [(1, &["a"][..]), (2, &["a", "b"][..]), (3, &["a"][..])] {
+            r.publish_as("B", methods(ms), conn, NameMode::Balance, LIMITS)
+                .unwrap();
+        }
+        let b = r.get("B").unwrap();
+        let load = |c: ConnId| [0, 5, 2, 2][c as usize];
+        assert_eq!(b.choose("a", load), Some(2));
+        assert_eq!(b.choose("a", load), Some(3), "equal loads take turns");
+        assert_eq!(b.choose("a", load), Some(2));
+        assert_eq!(b.choose("b", load), Some(2));
+        assert_eq!(b.choose("c", load), None);
+        let even = |_| 0;
+        let turns: Vec<_> = (0..6).map(|_| b.choose("a", even).unwrap()).collect();
+        assert_eq!(turns, [3, 1, 2, 3, 1, 2]);
+        assert!(b.serves(3) && b.has_method("b"));
+        assert!(matches!(r.leave("B", 2), Some(Left::Quietly)));
+        assert!(!r.get("B").unwrap().has_method("b"));
+    }
 
     const LIMITS: NameLimits = NameLimits {
         max_name: 16,
@@ -256,6 +460,8 @@ mod tests {
         let mut r = Registry::default();
         r.publish("A", methods(&["foo"]), 1, LIMITS).unwrap();
         assert_eq!(r.rescind("A", 2).unwrap_err().code, ErrorCode::NotPublisher);
+        assert!(matches!(r.rescind("A", 1), Ok(Left::Gone(_))));
+        r.publish("A", methods(&["foo"]), 1, LIMITS).unwrap();
         assert_eq!(
             r.rescind("", 1).unwrap_err().message,
             "Session alias is required"
@@ -273,6 +479,7 @@ mod tests {
         r.publish("A", methods(&["foo", "on_bar"]), 1, LIMITS)
             .unwrap();
         let s = r.get("A").unwrap();
+        assert_eq!(s.owner(), 1);
         assert!(s.has_method("foo") && s.has_method("on_foo"));
         assert!(s.has_method("bar") && s.has_method("on_bar"));
         assert!(!s.has_method("baz"));
@@ -280,8 +487,7 @@ mod tests {
 
     /// The rule as first written, building `on_{method}` on every call.
     fn has_method_by_formatting(published: &[&str], method: &str) -> bool {
-        let set: std::collections::HashSet<String> =
-            published.iter().map(|s| s.to_string()).collect();
+        let set: HashSet<String> = published.iter().map(|s| s.to_string()).collect();
         set.contains(method)
             || method.strip_prefix("on_").is_some_and(|m| set.contains(m))
             || set.contains(&format!("on_{method}"))

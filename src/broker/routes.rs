@@ -188,6 +188,37 @@ impl Routes {
         id
     }
 
+    /// A fresh id from the routes' counter for a one-way call, which
+    /// opens no route: an answer sent under it finds none.
+    pub fn unrouted_id(&mut self) -> RouteId {
+        let id = self.next;
+        self.next += 1;
+        id
+    }
+
+    /// How many calls `conn` serves now (its load, to balance calls).
+    pub fn serving_count(&self, conn: ConnId) -> usize {
+        self.links.get(&conn).map_or(0, |l| l.serving.len())
+    }
+
+    /// Ends every route `conn` serves for `session` (it gave the name
+    /// up), oldest first.
+    pub fn end_served(&mut self, conn: ConnId, session: &str) -> Vec<(RouteId, Route)> {
+        let Some(links) = self.links.get(&conn) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<RouteId> = links
+            .serving
+            .iter()
+            .copied()
+            .filter(|id| self.table.get(id).is_some_and(|r| &*r.session == session))
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| self.close(id).map(|r| (id, r)))
+            .collect()
+    }
+
     /// The route `id`, if it is in flight.
     pub fn get(&self, id: RouteId) -> Option<&Route> {
         self.table.get(&id)

@@ -4,23 +4,48 @@
 
 use super::budget::{listing_cost, session_cost};
 use super::core::Core;
-use super::registry::{check_name, NameLimits};
+use super::registry::{check_name, Left, NameLimits};
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdSet;
-use crate::wire::Frame;
+use crate::wire::{Frame, NameChange, NameMode, Reply};
 
 /// Room kept in a listing frame besides its sessions: the result's id
 /// and kinds, the list's length.
 const LISTING_MARGIN: usize = 32;
 
 impl Core {
+    /// A publish from `id` under its id `op`, answered; a new name then
+    /// appears to its watchers (after the publisher's answer: its
+    /// waiters may deliver at once, and it learns of its session first).
+    pub(super) fn publish_frame(
+        &mut self,
+        id: ConnId,
+        op: u64,
+        session: &str,
+        methods: Vec<String>,
+        mode: NameMode,
+    ) {
+        let result = self
+            .admit("a publish")
+            .and_then(|()| self.publish(id, session, methods, mode));
+        let new = matches!(result, Ok(true));
+        self.reply(id, op, result.map(|_| Reply::Done));
+        if new {
+            self.appeared(session);
+        }
+    }
+
+    /// Publishes `session` for `id` in `mode`; true when the name is
+    /// new (it appeared), false when `id` joined its publishers. Each
+    /// publisher's names count against the registry budgets.
     pub(super) fn publish(
         &mut self,
         id: ConnId,
         session: &str,
         methods: Vec<String>,
-    ) -> Result<(), Error> {
+        mode: NameMode,
+    ) -> Result<bool, Error> {
         let limits = self.limits();
         let max = limits.max_sessions_per_connection;
         let names = NameLimits {
@@ -28,7 +53,14 @@ impl Core {
             max_methods: limits.max_methods,
         };
         let count = self.peers.get(&id).map_or(0, |p| p.published.len());
-        if count >= max && !session.is_empty() && self.registry.get(session).is_none() {
+        // Over the limit only if this publish would add a publication
+        // (the registry refuses the others with their own error).
+        let adds = self.registry.get(session).map_or(true, |s| {
+            s.mode != NameMode::Exclusive
+                && s.mode == mode
+                && !s.publishers.iter().any(|p| p.conn == id)
+        });
+        if count >= max && !session.is_empty() && adds {
             return Err(Error::new(
                 ErrorCode::LimitExceeded,
                 format!("this connection already publishes {count} sessions (limit {max})"),
@@ -36,10 +68,12 @@ impl Core {
         }
         let cost = session_cost(session, &methods);
         let listed = listing_cost(session, &methods);
-        if self.registry.get(session).is_none() {
+        if adds {
             self.check_registry_budget(id, cost, listed)?;
         }
-        self.registry.publish(session, methods, id, names)?;
+        let new = self
+            .registry
+            .publish_as(session, methods, id, mode, names)?;
         self.budget.registry += cost;
         self.budget.listing += listed;
         if let Some(p) = self.peers.get_mut(&id) {
@@ -47,7 +81,7 @@ impl Core {
             p.registry += cost;
             p.listing += listed;
         }
-        Ok(())
+        Ok(new)
     }
 
     /// Whether `id` may add `cost` registry bytes and `listed` bytes of
@@ -89,10 +123,22 @@ impl Core {
         Ok(())
     }
 
+    /// The registry bytes and listing bytes `conn`'s publication of
+    /// `session` costs (what leaving gives back).
+    pub(super) fn publication_cost(&self, session: &str, conn: ConnId) -> (usize, usize) {
+        let methods = self
+            .registry
+            .get(session)
+            .map_or(&[][..], |s| s.methods_of(conn));
+        (
+            session_cost(session, methods),
+            listing_cost(session, methods),
+        )
+    }
+
     pub(super) fn rescind(&mut self, id: ConnId, session: &str) -> Result<(), Error> {
-        let removed = self.registry.rescind(session, id)?;
-        let cost = session_cost(session, &removed.methods);
-        let listed = listing_cost(session, &removed.methods);
+        let (cost, listed) = self.publication_cost(session, id);
+        let left = self.registry.rescind(session, id)?;
         self.budget.registry = self.budget.registry.saturating_sub(cost);
         self.budget.listing = self.budget.listing.saturating_sub(listed);
         if let Some(p) = self.peers.get_mut(&id) {
@@ -104,8 +150,57 @@ impl Core {
             ErrorCode::NoSuchSession,
             format!("Session '{session}' was rescinded"),
         );
-        self.tell_subscribers(session, removed.subscribers, reason);
+        self.publisher_left(session, id, left, reason);
         Ok(())
+    }
+
+    /// What follows a publisher's leaving `session` (for `reason`): the
+    /// session's end, told to subscribers and watchers; or, when the
+    /// owner of a `queue` name left, the hand-over: its calls of that
+    /// name in flight end with `publisher_gone` (a disconnect ended them
+    /// already), the next in line serves from now on, and watchers hear
+    /// of the new owner. A standby or one of several balanced publishers
+    /// leaves without a word (under `balance`, calls it still serves go
+    /// on until it answers or disconnects).
+    pub(super) fn publisher_left(
+        &mut self,
+        session: &str,
+        conn: ConnId,
+        left: Left,
+        reason: Error,
+    ) {
+        match left {
+            Left::Gone(s) => {
+                self.tell_subscribers(session, s.subscribers, reason.clone());
+                self.name_changed(session, NameChange::Gone { reason });
+            }
+            Left::OwnerChanged => {
+                for (route, r) in self.routes.end_served(conn, session) {
+                    let _ = self.send(conn, &Frame::Cancel { id: route });
+                    let e = Error::new(
+                        ErrorCode::PublisherGone,
+                        format!("the publisher of '{session}' gave the name up before answering"),
+                    );
+                    self.reply(r.caller, r.caller_id, Err(e));
+                }
+                let methods = self
+                    .registry
+                    .get(session)
+                    .map(|s| s.methods().to_vec())
+                    .unwrap_or_default();
+                self.name_changed(session, NameChange::OwnerChanged { methods });
+            }
+            Left::Quietly => {}
+        }
+    }
+
+    /// `session` was just published: its watchers hear it appeared (with
+    /// its methods), and the subscribes waiting for it are answered.
+    pub(super) fn appeared(&mut self, session: &str) {
+        let Some(methods) = self.registry.get(session).map(|s| s.methods().to_vec()) else {
+            return;
+        };
+        self.name_changed(session, NameChange::Appeared { methods });
     }
 
     /// Tells every subscriber of a session that went away, and why.
@@ -136,7 +231,7 @@ impl Core {
             .get_mut(session)
             .ok_or_else(|| Error::no_such_session(session))?;
         s.subscribers.insert(id);
-        let methods = s.methods.clone();
+        let methods = s.methods().to_vec();
         if let Some(p) = self.peers.get_mut(&id) {
             p.subscribed.insert(session.to_string());
         }

@@ -71,7 +71,7 @@ impl super::core::Core {
                 let counters = self.counters.sessions.get(&*s.name);
                 SessionReport {
                     name: s.name.to_string(),
-                    publisher: s.publisher,
+                    publisher: s.owner(),
                     calls: counters.map_or(0, |c| c.calls),
                     errors: counters.map(|c| c.errors.clone()).unwrap_or_default(),
                     in_flight: in_flight.get(&*s.name).copied().unwrap_or(0),

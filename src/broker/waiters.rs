@@ -12,16 +12,20 @@
 //! wait ([`Effect::ArmWait`]) and cancels it when the wait ends otherwise
 //! ([`Effect::DisarmWait`]).
 //!
-//! This is the seed of name watches: waiters are kept per name, and the
-//! publish of a name looks them up there.
+//! A waiting subscribe is a name watch (`watches.rs`): an exact watch of
+//! its name whose first appearance wakes it; the watch ends with it.
+//! Waits are kept here by number and by connection (with their timers);
+//! which waits a name wakes, and in what order (oldest first), the
+//! watches decide.
 
 use super::core::{Core, Effect};
 use super::registry::check_name;
+use super::watches::{WatchKey, Watcher};
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::{IdMap, IdSet};
+use crate::pattern::Pattern;
 use crate::wire::Reply;
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// The longest wait timed: a longer one (a client's "forever") is cut
@@ -39,14 +43,14 @@ struct Waiter {
     op: u64,
     session: String,
     wait: Duration,
+    /// Its watch of the name.
+    watch: WatchKey,
 }
 
-/// Every wait, by its number, by name and by connection.
+/// Every wait, by its number and by connection (by name: its watch).
 #[derive(Debug, Default)]
 pub(super) struct Waiters {
     waits: IdMap<WaitId, Waiter>,
-    /// The waits for each name, oldest first.
-    by_name: HashMap<String, Vec<WaitId>>,
     by_conn: IdMap<ConnId, IdSet<WaitId>>,
     next: WaitId,
 }
@@ -60,7 +64,7 @@ impl Waiters {
     /// Whether nobody waits.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.waits.is_empty() && self.by_name.is_empty() && self.by_conn.is_empty()
+        self.waits.is_empty() && self.by_conn.is_empty()
     }
 
     /// How many waits `conn` has.
@@ -68,27 +72,20 @@ impl Waiters {
         self.by_conn.get(&conn).map_or(0, IdSet::len)
     }
 
-    fn add(&mut self, waiter: Waiter) -> WaitId {
+    /// The number the next wait gets.
+    fn next_id(&mut self) -> WaitId {
         self.next += 1;
-        let id = self.next;
-        self.by_name
-            .entry(waiter.session.clone())
-            .or_default()
-            .push(id);
+        self.next
+    }
+
+    fn add(&mut self, id: WaitId, waiter: Waiter) {
         self.by_conn.entry(waiter.conn).or_default().insert(id);
         self.waits.insert(id, waiter);
-        id
     }
 
     /// Forgets one wait and returns it.
     fn remove(&mut self, id: WaitId) -> Option<Waiter> {
         let w = self.waits.remove(&id)?;
-        if let Some(ids) = self.by_name.get_mut(&w.session) {
-            ids.retain(|&i| i != id);
-            if ids.is_empty() {
-                self.by_name.remove(&w.session);
-            }
-        }
         if let Some(ids) = self.by_conn.get_mut(&w.conn) {
             ids.remove(&id);
             if ids.is_empty() {
@@ -98,25 +95,16 @@ impl Waiters {
         Some(w)
     }
 
-    /// Takes every wait for `name`, oldest first.
-    fn take_name(&mut self, name: &str) -> Vec<(WaitId, Waiter)> {
-        let ids = self.by_name.remove(name).unwrap_or_default();
-        ids.into_iter()
-            .filter_map(|id| self.remove(id).map(|w| (id, w)))
-            .collect()
-    }
-
-    /// Takes every wait of `conn`.
-    fn take_conn(&mut self, conn: ConnId) -> Vec<WaitId> {
+    /// Takes every wait of `conn`, with its watch.
+    fn take_conn(&mut self, conn: ConnId) -> Vec<(WaitId, WatchKey)> {
         let ids: Vec<WaitId> = self
             .by_conn
             .remove(&conn)
             .map(|s| s.into_iter().collect())
             .unwrap_or_default();
-        for &id in &ids {
-            self.remove(id);
-        }
-        ids
+        ids.into_iter()
+            .filter_map(|id| self.remove(id).map(|w| (id, w.watch)))
+            .collect()
     }
 
     /// Takes every wait there is.
@@ -152,26 +140,37 @@ impl Core {
             return self.reply(id, op, Err(e));
         }
         let wait = wait.min(MAX_WAIT);
-        let wait_id = self.waiters.add(Waiter {
-            conn: id,
-            op,
-            session: session.to_string(),
-            wait,
-        });
+        let wait_id = self.waiters.next_id();
+        let watch = self.watches.add(
+            Pattern::Exact(session.to_string()),
+            Watcher::Waiter(wait_id),
+        );
+        self.waiters.add(
+            wait_id,
+            Waiter {
+                conn: id,
+                op,
+                session: session.to_string(),
+                wait,
+                watch,
+            },
+        );
         self.effects.push(Effect::ArmWait {
             wait: wait_id,
             after: wait,
         });
     }
 
-    /// `session` was just published: every wait for it is answered with
-    /// its methods, and its waiters are subscribed.
-    pub(super) fn wake_waiters(&mut self, session: &str) {
-        for (wait_id, w) in self.waiters.take_name(session) {
-            self.effects.push(Effect::DisarmWait { wait: wait_id });
-            let result = self.subscribe(w.conn, session);
-            self.reply(w.conn, w.op, result.map(Reply::Methods));
-        }
+    /// The name of the wait `wait_id` was just published (its watch,
+    /// removed already, saw it appear): the wait is answered with its
+    /// methods, and its waiter subscribed.
+    pub(super) fn wake_waiter(&mut self, wait_id: WaitId, session: &str) {
+        let Some(w) = self.waiters.remove(wait_id) else {
+            return;
+        };
+        self.effects.push(Effect::DisarmWait { wait: wait_id });
+        let result = self.subscribe(w.conn, session);
+        self.reply(w.conn, w.op, result.map(Reply::Methods));
     }
 
     /// The timer of a wait fired: unless answered already, it is
@@ -180,6 +179,7 @@ impl Core {
         let Some(w) = self.waiters.remove(wait) else {
             return;
         };
+        self.watches.remove(w.watch);
         let e = Error::new(
             ErrorCode::NoSuchSession,
             format!(
@@ -194,16 +194,19 @@ impl Core {
 
     /// `conn` closed: its waits are forgotten, their timers cancelled.
     pub(super) fn drop_waiters(&mut self, conn: ConnId) {
-        for wait in self.waiters.take_conn(conn) {
+        for (wait, watch) in self.waiters.take_conn(conn) {
+            self.watches.remove(watch);
             self.effects.push(Effect::DisarmWait { wait });
         }
     }
 
-    /// The broker closes: every wait is forgotten, unanswered.
+    /// The broker closes: every wait (and every watch) is forgotten,
+    /// unanswered.
     pub(super) fn drop_all_waiters(&mut self) {
         for wait in self.waiters.take_all() {
             self.effects.push(Effect::DisarmWait { wait });
         }
+        self.watches = Default::default();
     }
 }
 

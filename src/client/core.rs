@@ -23,16 +23,18 @@ use super::effects::{
     Closer, ConnectFn, ConnectionEventFn, DisconnectFn, Effect, Outbox, SessionGoneFn, Settle,
     TapFn, UnknownFn,
 };
+use super::oneway::Incoming;
 use super::ops::{Completion, Op, Ops};
 use super::reconnect::Reconnect;
-use super::serving::{Route, ServeFn, Serving};
+use super::serving::{ServeFn, Serving};
+use super::signals::Listeners;
+use super::watches::Watchers;
 use super::{CallEvent, CallId, ConnectionInfo, Inbound};
 use crate::error::{Error, ErrorCode};
 use crate::transport::Address;
 use crate::value::Args;
 use crate::wire::{Frame, Payload};
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
 
 /// What a call tells the publisher besides its session, method and args.
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,6 +64,12 @@ pub(super) struct Core {
     pub(super) calls: Calls,
     pub(super) serving: Serving,
     pub(super) subscriptions: HashSet<String>,
+    /// Signal matches and their handlers.
+    pub(super) listeners: Listeners,
+    /// Name watches and their handlers.
+    pub(super) watchers: Watchers,
+    /// Answers of one-way deliveries, dropped here.
+    pub(super) dropped_answers: u64,
     on_connect: Option<ConnectFn>,
     on_disconnect: Option<DisconnectFn>,
     pub(super) on_session_gone: Option<SessionGoneFn>,
@@ -84,6 +92,9 @@ impl Core {
             calls: Calls::default(),
             serving: Serving::default(),
             subscriptions: HashSet::new(),
+            listeners: Listeners::default(),
+            watchers: Watchers::default(),
+            dropped_answers: 0,
             on_connect: None,
             on_disconnect: None,
             on_session_gone: None,
@@ -165,21 +176,21 @@ impl Core {
         self.on_unknown.replace(f)
     }
 
-    fn next_id(&mut self) -> u64 {
+    pub(super) fn next_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         id
     }
 
     /// Why nothing can be sent any more, once closed.
-    fn gone(&self) -> Option<Error> {
+    pub(super) fn gone(&self) -> Option<Error> {
         match &self.status {
             Status::Closed(e) => Some(Error::broker_gone(&e.message)),
             _ => None,
         }
     }
 
-    fn send(&self, out: &mut impl Outbox, frame: &Frame) -> Result<(), Error> {
+    pub(super) fn send(&self, out: &mut impl Outbox, frame: &Frame) -> Result<(), Error> {
         match self.gone() {
             Some(e) => Err(e),
             None => out.send(frame),
@@ -343,6 +354,7 @@ impl Core {
         last: bool,
         out: &mut impl Outbox,
     ) -> (Result<(), Error>, Option<ServeFn>) {
+        let silent = self.serving.is_open(route) && !self.serving.expects_answer(route);
         let (open, ended) = if last {
             let ended = self.serving.end(route).map(|(_, serve)| serve);
             (ended.is_some(), ended)
@@ -355,6 +367,11 @@ impl Core {
                 format!("delivery {route} has ended (answered, cancelled or disconnected)"),
             );
             return (Err(e), None);
+        }
+        if silent {
+            // Nobody waits for it: dropped here, never sent.
+            self.dropped_answers += 1;
+            return (Ok(()), ended);
         }
         (self.send(out, frame), ended)
     }
@@ -458,38 +475,44 @@ impl Core {
                 method,
                 payload,
             } => {
-                let Some((session, serve)) = self.serving.publication(&session) else {
-                    let e = Error::new(ErrorCode::NoSuchSession, "Unknown recipient");
-                    let _ = out.send(&Frame::Result {
-                        id,
-                        outcome: Err(e),
-                    });
-                    return None;
+                let call = Incoming {
+                    id,
+                    origin,
+                    timeout_ms,
+                    session,
+                    method,
+                    payload,
                 };
-                match payload.decode() {
-                    Ok(args) => {
-                        // Taken on receipt, from this host's clock: the
-                        // caller's clock may read differently.
-                        let deadline = (timeout_ms != 0)
-                            .then(|| Instant::now() + Duration::from_millis(u64::from(timeout_ms)));
-                        let route = Route {
-                            id,
-                            origin,
-                            session,
-                            deadline,
-                        };
-                        self.serving.open(route.clone(), serve.clone());
-                        Some(Effect::Serve(serve, route, Inbound::Call { method, args }))
-                    }
-                    Err(e) => {
-                        let _ = out.send(&Frame::Result {
-                            id,
-                            outcome: Err(e),
-                        });
-                        None
-                    }
-                }
+                self.on_deliver(call, true, out)
             }
+            Frame::Post {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+            } => {
+                let call = Incoming {
+                    id,
+                    origin,
+                    timeout_ms,
+                    session,
+                    method,
+                    payload,
+                };
+                self.on_deliver(call, false, out)
+            }
+            Frame::Signal {
+                session,
+                signal,
+                payload,
+            } => self.on_signal(session, signal, payload),
+            Frame::NameChanged {
+                watch,
+                name,
+                change,
+            } => self.on_name_changed(watch, name, change),
             Frame::Recall {
                 id,
                 method,
@@ -610,6 +633,8 @@ impl Core {
         Some(Settle {
             effects,
             publications,
+            listeners: self.listeners.take_all(),
+            watchers: self.watchers.take_all(),
         })
     }
 }

@@ -41,6 +41,23 @@ pub(super) fn dispatch(lp: &EventLoop, me: &Weak<Shared>, effect: Effect) {
                 f(&event);
             }
         }
+        Effect::Signal(fs, signal) => {
+            for f in fs {
+                if let Ok(mut f) = f.try_borrow_mut() {
+                    f(&signal);
+                }
+            }
+        }
+        Effect::Names(f, events, completion) => {
+            if let Ok(mut f) = f.try_borrow_mut() {
+                for event in &events {
+                    f(event);
+                }
+            }
+            if let Some(completion) = completion {
+                completion.run();
+            }
+        }
         Effect::Shut(error) => {
             if let Some(shared) = me.upgrade() {
                 shared.shut(error);

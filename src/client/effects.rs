@@ -7,6 +7,8 @@
 use super::calls::CallFn;
 use super::ops::Completion;
 use super::serving::{Route, ServeFn};
+use super::signals::{Signal, SignalFn};
+use super::watches::{NameEvent, WatchFn};
 use super::{CallEvent, CallId, ConnectionEvent, ConnectionInfo, Inbound};
 use crate::error::Error;
 use crate::wire::{Frame, TapEvent};
@@ -57,6 +59,11 @@ pub(super) enum Effect {
     /// The broker broke the protocol or went away: the connection is
     /// lost with this error (a reconnect policy tries again).
     Shut(Error),
+    /// A signal, for the handlers of the matches it satisfies.
+    Signal(Vec<SignalFn>, Rc<Signal>),
+    /// Events of a name watch, then (the watch's current state was
+    /// reported) its completion.
+    Names(WatchFn, Vec<NameEvent>, Option<Completion>),
     /// The broker refused the handshake: close for good, never retried.
     Refused(Error),
     /// A reconnecting client's connection changed.
@@ -89,6 +96,10 @@ pub(super) struct Settle {
     /// The handlers of the sessions published here, to drop once the
     /// shell no longer borrows the core.
     pub publications: Vec<ServeFn>,
+    /// The handlers of the signal matches, likewise.
+    pub listeners: Vec<SignalFn>,
+    /// The handlers of the name watches, likewise.
+    pub watchers: Vec<WatchFn>,
 }
 
 /// Who closes.

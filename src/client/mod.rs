@@ -25,6 +25,9 @@
 // * ops: operations on the broker waiting for their result;
 // * serving: the publisher's side (publications, deliveries, `Delivery`);
 // * reconnect: the reconnect policy and the core's side of reconnecting;
+// * oneway: one-way calls (post), sent and served, answers dropped;
+// * signals: emitting signals, matches and their handlers;
+// * watches: name watches and their handlers;
 // * shell: the connection, the loop and the linger; runs the effects;
 // * this file: the public API, each method a call into the shell.
 mod calls;
@@ -32,24 +35,30 @@ mod config;
 mod core;
 mod dispatch;
 mod effects;
+mod oneway;
 mod ops;
 mod reconnect;
 mod results;
 mod serving;
 mod shell;
+mod signals;
 #[cfg(test)]
 mod tests;
+mod watches;
 
 pub use config::{ClientConfig, DEFAULT_LINGER};
 pub use reconnect::{ConnectionEvent, ReconnectPolicy, WhileReconnecting};
 pub use serving::Delivery;
 pub(crate) use serving::Publication;
+pub use signals::{MatchId, Signal};
+pub use watches::{NameEvent, WatchId};
 
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;
 use crate::report::StatsReport;
 use crate::transport::Address;
 use crate::value::Args;
+pub use crate::wire::NameMode;
 use crate::wire::{Frame, Payload, SessionInfo, TapEvent};
 use calls::CallFn;
 use core::CallMeta;
@@ -282,14 +291,41 @@ impl Client {
         serve: impl FnMut(&Delivery, Inbound) + 'static,
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) {
-        self.publish_serving(session, methods, Rc::new(RefCell::new(serve)), done);
+        self.publish_serving(
+            session,
+            methods,
+            NameMode::Exclusive,
+            Rc::new(RefCell::new(serve)),
+            done,
+        );
     }
 
-    /// [`Client::publish`], naming the publication for its publisher.
+    /// [`Client::publish`] in `mode`: `exclusive` (the default: a second
+    /// publisher of the name is refused with `already_exists`), `queue`
+    /// (later publishers wait in line and the first takes over when the
+    /// owner goes or rescinds; calls in flight to the old owner end with
+    /// `publisher_gone`) or `balance` (every publisher serves; each new
+    /// call goes to the one with the fewest calls in flight, and a
+    /// call's emits, recalls and cancel stay with its publisher). The
+    /// first publisher fixes the name's mode: a publish in another mode
+    /// completes with `name_mode_conflict`. Subscribers see one session.
+    pub fn publish_as(
+        &self,
+        mode: NameMode,
+        session: &str,
+        methods: &[&str],
+        serve: impl FnMut(&Delivery, Inbound) + 'static,
+        done: impl FnOnce(Result<(), Error>) + 'static,
+    ) {
+        self.publish_serving(session, methods, mode, Rc::new(RefCell::new(serve)), done);
+    }
+
+    /// [`Client::publish_as`], naming the publication for its publisher.
     pub(crate) fn publish_serving(
         &self,
         session: &str,
         methods: &[&str],
+        mode: NameMode,
         serve: ServeFn,
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) -> Publication {
@@ -300,10 +336,19 @@ impl Client {
             serve: Rc::downgrade(&serve),
         };
         self.shared.start_op(
-            |id| Frame::Publish {
-                id,
-                session: session.to_string(),
-                methods: frame_methods,
+            |id| match mode {
+                // Understood by every broker.
+                NameMode::Exclusive => Frame::Publish {
+                    id,
+                    session: session.to_string(),
+                    methods: frame_methods,
+                },
+                mode => Frame::PublishAs {
+                    id,
+                    session: session.to_string(),
+                    methods: frame_methods,
+                    mode,
+                },
             },
             Op::Publish {
                 session: session.to_string(),

@@ -63,6 +63,19 @@ pub(super) enum Op {
     Resubscribe {
         session: String,
     },
+    /// A signal match, whose listener becomes active when confirmed.
+    AddMatch {
+        listener: u64,
+        done: Done<()>,
+    },
+    /// Also an unwatch: a plain acknowledgement.
+    RemoveMatch {
+        done: Done<()>,
+    },
+    /// A name watch, answered with the current state.
+    Watch {
+        done: Done<()>,
+    },
 }
 
 impl Op {
@@ -73,7 +86,10 @@ impl Op {
             Op::Publish { done, .. }
             | Op::Rescind { done, .. }
             | Op::Unsubscribe { done, .. }
-            | Op::Monitor { done } => Completion::Unit(done, Err(e)),
+            | Op::Monitor { done }
+            | Op::AddMatch { done, .. }
+            | Op::RemoveMatch { done }
+            | Op::Watch { done } => Completion::Unit(done, Err(e)),
             Op::Listing { done } => Completion::Sessions(done, Err(e)),
             Op::Stats { done } => Completion::Stats(done, Err(e)),
             Op::Subscribe { done, .. } => Completion::Methods(done, Err(e)),
@@ -87,7 +103,8 @@ pub(super) enum Completion {
     Unit(Done<()>, Result<(), Error>),
     Sessions(Done<Vec<SessionInfo>>, Result<Vec<SessionInfo>, Error>),
     Methods(Done<Vec<String>>, Result<Vec<String>, Error>),
-    Stats(Done<StatsReport>, Result<StatsReport, Error>),
+    /// Boxed: a report is large beside the other outcomes.
+    Stats(Done<StatsReport>, Result<Box<StatsReport>, Error>),
 }
 
 impl Completion {
@@ -96,7 +113,7 @@ impl Completion {
             Completion::Unit(done, outcome) => done(outcome),
             Completion::Sessions(done, outcome) => done(outcome),
             Completion::Methods(done, outcome) => done(outcome),
-            Completion::Stats(done, outcome) => done(outcome),
+            Completion::Stats(done, outcome) => done(outcome.map(|report| *report)),
         }
     }
 }
@@ -183,9 +200,9 @@ pub(super) fn expect_sessions(outcome: Result<Reply, Error>) -> Result<Vec<Sessi
 }
 
 /// The outcome of a stats request.
-pub(super) fn expect_stats(outcome: Result<Reply, Error>) -> Result<StatsReport, Error> {
+pub(super) fn expect_stats(outcome: Result<Reply, Error>) -> Result<Box<StatsReport>, Error> {
     match outcome? {
-        Reply::Stats(report) => Ok(*report),
+        Reply::Stats(report) => Ok(report),
         other => Err(unexpected("stats", &other)),
     }
 }

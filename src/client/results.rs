@@ -83,6 +83,10 @@ impl Core {
                 }
                 (Completion::Unit(done, outcome), None)
             }
+            Op::Watch { done } => return self.watch_result(id, done, outcome),
+            op @ (Op::AddMatch { .. } | Op::RemoveMatch { .. }) => {
+                (self.match_result(op, outcome), None)
+            }
             Op::Custom { app_id } => {
                 let f = self.on_unknown.clone()?;
                 let text = outcome.err().map(|e| e.to_string()).unwrap_or_default();

@@ -32,6 +32,8 @@ pub(super) struct Route {
     /// When the caller stops waiting, as this host's clock reads it: the
     /// receipt time plus the time the caller still gave the call.
     pub deadline: Option<Instant>,
+    /// False for a one-way call: its answers are dropped here.
+    pub expects_answer: bool,
 }
 
 /// The sessions published here and the deliveries being served.
@@ -112,6 +114,14 @@ impl Serving {
         self.routes.contains_key(&route)
     }
 
+    /// Whether the delivery `route` is open and its caller waits for an
+    /// answer (it is no one-way call).
+    pub fn expects_answer(&self, route: u64) -> bool {
+        self.routes
+            .get(&route)
+            .is_some_and(|(r, _)| r.expects_answer)
+    }
+
     /// A delivery being served, which stays open.
     pub fn get(&self, route: u64) -> Option<(Route, ServeFn)> {
         self.routes.get(&route).cloned()
@@ -176,6 +186,7 @@ pub struct Delivery {
     origin: u64,
     session: Rc<str>,
     deadline: Option<Instant>,
+    expects_answer: bool,
 }
 
 impl fmt::Debug for Delivery {
@@ -195,7 +206,17 @@ impl Delivery {
             origin: route.origin,
             session: route.session,
             deadline: route.deadline,
+            expects_answer: route.expects_answer,
         }
+    }
+
+    /// Whether the caller waits for an answer: false for a one-way call
+    /// ([`Client::post`](super::Client::post)), whose emits and final
+    /// answer are accepted and dropped here (counted by
+    /// [`Client::dropped_answers`](super::Client::dropped_answers)),
+    /// never sent.
+    pub fn expects_answer(&self) -> bool {
+        self.expects_answer
     }
 
     /// The broker's id of this call, unique on that broker.

@@ -487,9 +487,13 @@ impl Shared {
                     }
                 });
                 self.inner.borrow_mut().io.retry_timer = Some(timer);
+                // Matches and watches stay with the client, as its
+                // publications do.
                 self.settle(Settle {
                     effects,
                     publications: Vec::new(),
+                    listeners: Vec::new(),
+                    watchers: Vec::new(),
                 });
             }
         }
@@ -537,6 +541,8 @@ impl Shared {
     /// caller.
     fn settle(&self, settle: Settle) {
         drop(settle.publications);
+        drop(settle.listeners);
+        drop(settle.watchers);
         let me = self.me.clone();
         let effects = settle.effects;
         self.lp.defer(move |lp| {

@@ -27,6 +27,9 @@
 //! * `context`: `sb_ctx` and the wrapping of a C handler.
 //! * `served`: `sb_served` (the callee's side). `response`: `sb_response`.
 //! * `version`: `sb_version`. `args`: `sb_args`. `values`: `sb_value`.
+//! * `signals`: signals and matches of `sb_client`, and its count of
+//!   dropped one-way answers. `watches`: name watches of `sb_client`,
+//!   and publishing in a name mode (`sb_stage_publish_mode`).
 //!
 //! cbindgen writes the entry points into the header in the order the
 //! modules are declared below, so that order is the header's: keep it
@@ -134,3 +137,7 @@ mod args;
 mod values;
 
 mod log;
+
+mod signals;
+
+mod watches;

@@ -121,6 +121,32 @@ pub unsafe extern "C" fn sb_remote_unsubscribe(
     })
 }
 
+/// Sends a one-way request of `method` with `args` (copied; NULL for
+/// none): the callee runs it with `sb_served_expects_answer` false, and
+/// nothing comes back, not even an error; the broker keeps no route.
+/// Made inside a handler serving a request, it carries that request's
+/// deadline. `SB_NOT_SUBSCRIBED` once the subscription ended,
+/// `SB_BROKER_GONE` on a closed client.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_remote_post(
+    remote: *const sb_remote,
+    method: *const c_char,
+    args: *const super::args::sb_args,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or live / NUL-terminated per the conventions.
+        let (remote, method, args) = unsafe {
+            (
+                arg(remote, "remote")?,
+                text(method, "method")?,
+                super::args::args_or_empty(args),
+            )
+        };
+        Ok(remote.post(method, &args)?)
+    })
+}
+
 /// Frees a remote stage handle (the subscription stays). NULL is a no-op.
 #[doc = safety!()]
 #[no_mangle]

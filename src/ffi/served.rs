@@ -98,6 +98,16 @@ pub unsafe extern "C" fn sb_served_time_left_ms(s: *const sb_served, out: *mut i
     })
 }
 
+/// Whether the caller waits for an answer: false for a one-way request
+/// (`sb_remote_post`), whose emits, return and errors are accepted and
+/// dropped (counted by `sb_client_dropped_answers`). false for NULL.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_served_expects_answer(s: *const sb_served) -> bool {
+    // SAFETY: NULL or a live sb_served.
+    value_or(false, || Ok(unsafe { served(s) }?.expects_answer()))
+}
+
 /// Whether the request can still be answered.
 #[doc = safety!()]
 #[no_mangle]

@@ -359,6 +359,16 @@ impl ServedRequest {
         &self.0.lp
     }
 
+    /// Whether its caller waits for an answer: false for a one-way
+    /// request ([`RemoteStage::post`](super::RemoteStage::post), D-Bus's
+    /// NO_REPLY_EXPECTED), whose emits, return and errors are accepted
+    /// and dropped (nobody receives them; the client counts them in
+    /// [`Client::dropped_answers`](crate::Client::dropped_answers)). A
+    /// callee may skip building an answer then.
+    pub fn expects_answer(&self) -> bool {
+        self.0.link.expects_answer()
+    }
+
     /// Whether it can still be answered.
     pub fn is_open(&self) -> bool {
         self.0.open.get()
@@ -444,7 +454,9 @@ impl ServedRequest {
         self.0.link.respond(&self.0.lp, kind, args, last)?;
         if last {
             self.0.end();
-        } else {
+        } else if self.0.link.expects_answer() {
+            // A one-way request's emits are dropped: no recall can
+            // follow them, so they keep nothing open.
             self.0.emitted.set(true);
         }
         Ok(())

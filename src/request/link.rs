@@ -110,6 +110,15 @@ impl Up {
         }
     }
 
+    /// Whether the caller waits for an answer (not for a one-way call).
+    #[inline]
+    pub(crate) fn expects_answer(&self) -> bool {
+        match self {
+            Up::Local(_) => true,
+            Up::Remote(reply) => reply.expects_answer(),
+        }
+    }
+
     /// Ends the transaction with `error` for the caller.
     #[inline]
     pub(crate) fn fail(&self, lp: &EventLoop, error: Error) {

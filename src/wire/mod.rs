@@ -311,6 +311,110 @@ pub enum Frame {
         /// Correlation id.
         id: u64,
     },
+    /// A one-way call (D-Bus's NO_REPLY_EXPECTED, POE's `post`): caller
+    /// → broker with the caller's id (only for diagnostics), broker →
+    /// publisher with an id the broker assigned, unique on the broker,
+    /// under which it keeps no route. Nothing ever answers it: the
+    /// broker drops (and counts) a one-way call it cannot deliver, and
+    /// the publisher's client drops (and counts) what its callee answers.
+    /// The fields are those of [`Frame::Deliver`], in its order.
+    Post {
+        /// Caller's id (caller side) or the broker's id (publisher side).
+        id: u64,
+        /// The caller's own id of the request.
+        origin: u64,
+        /// The time the caller still gives the call, in milliseconds (0:
+        /// no deadline), as in [`Frame::Deliver`].
+        timeout_ms: u32,
+        /// The published name.
+        #[serde(deserialize_with = "text::deserialize")]
+        session: String,
+        /// The method.
+        #[serde(deserialize_with = "text::deserialize")]
+        method: String,
+        /// The encoded args.
+        payload: Payload,
+    },
+    /// A signal: publisher → broker, then broker → every connection with
+    /// a matching [`Frame::AddMatch`], the same bytes forwarded unchanged
+    /// (encoded once, never per listener). Only the publisher of
+    /// `session` may emit it; a signal from anyone else is dropped and
+    /// counted. No reply.
+    Signal {
+        /// The session it is emitted for.
+        #[serde(deserialize_with = "text::deserialize")]
+        session: String,
+        /// The signal's name.
+        #[serde(deserialize_with = "text::deserialize")]
+        signal: String,
+        /// The encoded args.
+        payload: Payload,
+    },
+    /// Client → broker: receive the signals whose session and signal
+    /// names match these patterns (see [`crate::pattern`]; `*` for
+    /// every name, `prefix*`, or an exact name); answered
+    /// with a `Done` result once in place.
+    AddMatch {
+        /// Correlation id.
+        id: u64,
+        /// The session name pattern.
+        session: String,
+        /// The signal name pattern.
+        signal: String,
+    },
+    /// Client → broker: withdraw one match added with the same patterns;
+    /// answered with a `Done` result, or `invalid_argument` if there is
+    /// no such match.
+    RemoveMatch {
+        /// Correlation id.
+        id: u64,
+        /// The session name pattern.
+        session: String,
+        /// The signal name pattern.
+        signal: String,
+    },
+    /// Client → broker: watch the names matching `pattern` (an exact
+    /// name, `prefix*`, or `*` for all). Answered with the current state
+    /// (`Sessions`: every matching published session, sorted), then every
+    /// change comes as a [`Frame::NameChanged`] naming this `id` as its
+    /// watch, until [`Frame::Unwatch`] or the connection's end.
+    Watch {
+        /// Correlation id, and the watch's id in its events.
+        id: u64,
+        /// Which names.
+        pattern: String,
+    },
+    /// Client → broker: end the watch `watch`; answered `Done`, or
+    /// `invalid_argument` if there is no such watch.
+    Unwatch {
+        /// Correlation id.
+        id: u64,
+        /// The id of the watch's [`Frame::Watch`].
+        watch: u64,
+    },
+    /// Broker → client: a watched name changed.
+    NameChanged {
+        /// The id of the watch's [`Frame::Watch`].
+        watch: u64,
+        /// The name.
+        name: String,
+        /// What happened.
+        change: NameChange,
+    },
+    /// Client → broker: publish a session in a [`NameMode`] (a
+    /// [`Frame::Publish`] is this with `exclusive`). The first publisher
+    /// of a name fixes its mode; a publish in another mode is refused
+    /// with `name_mode_conflict`.
+    PublishAs {
+        /// Correlation id.
+        id: u64,
+        /// The published name.
+        session: String,
+        /// The methods callers may deliver.
+        methods: Vec<String>,
+        /// How the name takes several publishers.
+        mode: NameMode,
+    },
     /// Client → broker: from now on, send me a [`Frame::Tap`] for every
     /// frame the broker receives from other connections (calls, their
     /// emits, recalls, results and cancels, and session operations),
@@ -327,6 +431,63 @@ pub enum Frame {
     },
     /// Broker → monitor: one frame the broker received.
     Tap(Box<TapEvent>),
+}
+
+/// How a name takes several publishers (see [`Frame::PublishAs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum NameMode {
+    /// One publisher; another's publish fails with `already_exists`.
+    #[default]
+    Exclusive,
+    /// Later publishers wait in line; when the owner goes or rescinds,
+    /// the next one takes over.
+    Queue,
+    /// Every publisher serves; each new call goes to the one with the
+    /// fewest calls in flight.
+    Balance,
+}
+
+impl NameMode {
+    /// Its name: `exclusive`, `queue` or `balance`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameMode::Exclusive => "exclusive",
+            NameMode::Queue => "queue",
+            NameMode::Balance => "balance",
+        }
+    }
+
+    /// Reads a mode by its name.
+    pub fn parse(text: &str) -> Option<NameMode> {
+        match text {
+            "exclusive" => Some(NameMode::Exclusive),
+            "queue" => Some(NameMode::Queue),
+            "balance" => Some(NameMode::Balance),
+            _ => None,
+        }
+    }
+}
+
+/// What happened to a watched name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum NameChange {
+    /// It was published (it had no publisher): its methods.
+    Appeared {
+        /// The methods.
+        methods: Vec<String>,
+    },
+    /// Another publisher took it over (a standby of a `queue` name):
+    /// the methods it offers.
+    OwnerChanged {
+        /// The methods.
+        methods: Vec<String>,
+    },
+    /// It has no publisher any more.
+    Gone {
+        /// Why: `no_such_session` (rescinded) or `publisher_gone` (its
+        /// publisher disconnected).
+        reason: Error,
+    },
 }
 
 impl TapEvent {
@@ -421,6 +582,14 @@ impl Frame {
             Frame::Pong => "pong",
             Frame::GoingAway { .. } => "going_away",
             Frame::Stats { .. } => "stats",
+            Frame::Post { .. } => "post",
+            Frame::Signal { .. } => "signal",
+            Frame::AddMatch { .. } => "add_match",
+            Frame::RemoveMatch { .. } => "remove_match",
+            Frame::Watch { .. } => "watch",
+            Frame::Unwatch { .. } => "unwatch",
+            Frame::NameChanged { .. } => "name_changed",
+            Frame::PublishAs { .. } => "publish_as",
             Frame::Monitor { .. } => "monitor",
             Frame::Tap(_) => "tap",
         }

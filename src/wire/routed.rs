@@ -19,6 +19,8 @@ const DELIVER: u32 = 8;
 const EMIT: u32 = 9;
 const RECALL: u32 = 10;
 const RESULT: u32 = 12;
+const POST: u32 = 20;
+const SIGNAL: u32 = 21;
 
 /// What kind of routed frame, with what the broker needs to route it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,13 @@ pub(crate) enum RoutedKind<'a> {
     Result {
         /// The code of an error result; `None` for a success.
         error: Option<ErrorCode>,
+    },
+    /// [`Frame::Post`] with its session and method.
+    Post {
+        /// The published name.
+        session: &'a str,
+        /// The method.
+        method: &'a str,
     },
 }
 
@@ -59,6 +68,15 @@ pub(crate) struct Routed<'a> {
 pub(crate) enum Inbound<'a> {
     /// A frame to forward.
     Routed(Routed<'a>),
+    /// A [`Frame::Signal`], forwarded to its listeners as received.
+    Signal {
+        /// The session it is emitted for.
+        session: &'a str,
+        /// The signal's name.
+        signal: &'a str,
+        /// The whole body, which each listener receives unchanged.
+        body: &'a [u8],
+    },
     /// Any other frame, decoded.
     Other(Frame),
 }
@@ -71,18 +89,33 @@ impl<'a> Inbound<'a> {
             |e: bincode::error::DecodeError| WireError::Malformed(decode_error_text(&e));
         let (tag, tag_len): (u32, usize) =
             bincode::decode_from_slice(body, config()).map_err(malformed)?;
-        if !matches!(tag, DELIVER | EMIT | RECALL | RESULT) {
+        if tag == SIGNAL {
+            let fields: mirror::SignalFields<'a> = decode_exactly(&body[tag_len..])?;
+            return Ok(Inbound::Signal {
+                session: fields.session,
+                signal: fields.signal,
+                body,
+            });
+        }
+        if !matches!(tag, DELIVER | EMIT | RECALL | RESULT | POST) {
             return decode_body(body).map(Inbound::Other);
         }
         let (id, id_len): (u64, usize) =
             bincode::decode_from_slice(&body[tag_len..], config()).map_err(malformed)?;
         let tail = &body[tag_len + id_len..];
         let kind = match tag {
-            DELIVER => {
+            DELIVER | POST => {
                 let fields: mirror::DeliverRest<'a> = decode_exactly(tail)?;
-                RoutedKind::Deliver {
-                    session: fields.session,
-                    method: fields.method,
+                if tag == POST {
+                    RoutedKind::Post {
+                        session: fields.session,
+                        method: fields.method,
+                    }
+                } else {
+                    RoutedKind::Deliver {
+                        session: fields.session,
+                        method: fields.method,
+                    }
                 }
             }
             EMIT | RECALL => {
@@ -116,7 +149,7 @@ impl<'a> Routed<'a> {
     /// result's error.
     pub fn details(&self) -> (&'a str, Option<&'a [u8]>, Option<Error>) {
         match self.kind {
-            RoutedKind::Deliver { method, .. } => {
+            RoutedKind::Deliver { method, .. } | RoutedKind::Post { method, .. } => {
                 let rest = decode_exactly::<mirror::DeliverRest<'a>>(self.tail).ok();
                 (method, rest.map(|f| f.payload), None)
             }
@@ -148,6 +181,7 @@ impl Routed<'_> {
             RoutedKind::Emit => "emit",
             RoutedKind::Recall => "recall",
             RoutedKind::Result { .. } => "result",
+            RoutedKind::Post { .. } => "post",
         }
     }
 
@@ -213,6 +247,14 @@ mod mirror {
         pub payload: &'a [u8],
     }
 
+    /// A signal's fields (it has no id).
+    #[derive(Deserialize)]
+    pub(super) struct SignalFields<'a> {
+        pub session: &'a str,
+        pub signal: &'a str,
+        pub payload: &'a [u8],
+    }
+
     /// The rest of an emit (kind, payload) or a recall (method, payload).
     #[derive(Deserialize)]
     pub(super) struct NamedPayload<'a> {
@@ -261,6 +303,7 @@ mod tests {
         let mut f = frame.clone();
         match &mut f {
             Frame::Deliver { id, .. }
+            | Frame::Post { id, .. }
             | Frame::Emit { id, .. }
             | Frame::Recall { id, .. }
             | Frame::Result { id, .. } => *id = new,
@@ -272,6 +315,7 @@ mod tests {
     fn frame_id(frame: &Frame) -> u64 {
         match frame {
             Frame::Deliver { id, .. }
+            | Frame::Post { id, .. }
             | Frame::Emit { id, .. }
             | Frame::Recall { id, .. }
             | Frame::Result { id, .. } => *id,
@@ -298,6 +342,14 @@ mod tests {
                 timeout_ms: (id as u32) ^ 0x55,
                 session: "FooSession".into(),
                 method: "on_foo".into(),
+                payload: payload.clone(),
+            });
+            frames.push(Frame::Post {
+                id,
+                origin: id ^ 3,
+                timeout_ms: 9,
+                session: "S".into(),
+                method: "m".into(),
                 payload: payload.clone(),
             });
             frames.push(Frame::Emit {
@@ -370,6 +422,32 @@ mod tests {
                 method: "m"
             }
         );
+    }
+
+    #[test]
+    fn a_signal_is_read_in_place_and_forwarded_whole() {
+        let frame = Frame::Signal {
+            session: "S".into(),
+            signal: "changed".into(),
+            payload: Payload::encode(&Args::new().with("x", 1)),
+        };
+        let bytes = body(&frame);
+        let Ok(Inbound::Signal {
+            session,
+            signal,
+            body: whole,
+        }) = Inbound::parse(&bytes)
+        else {
+            panic!("not a signal");
+        };
+        assert_eq!((session, signal), ("S", "changed"));
+        assert_eq!(whole, &bytes[..]);
+        for cut in 0..bytes.len() {
+            assert!(Inbound::parse(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Inbound::parse(&longer).is_err());
     }
 
     #[test]

@@ -21,6 +21,9 @@
 //     subscribe; the answer, the error statuses as Error, a timeout, the
 //     refusal inside a callback; the handler is destroyed after the last
 //     response.
+//  8. Signals and one-way requests: Client::add_match / remove_match /
+//     emit_signal, RemoteStage::post, Served::expects_answer; watches
+//     and name modes: Client::watch / unwatch, Stage::publish(mode).
 #include "check.h"
 #include "stagebus.hpp"
 
@@ -431,6 +434,11 @@ void reconnect()
 }
 
 void calls_by_name()
+// Signals and one-way requests (issue 14): Client::add_match with exact
+// and wildcard patterns gets the matching signals in order;
+// remove_match stops them; RemoteStage::post runs the callee, which
+// sees Served::expects_answer false, and its answer is dropped.
+void signals_and_posts()
 {
     stagebus::Loop loop;
     stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"});
@@ -498,6 +506,128 @@ void calls_by_name()
     RUN_UNTIL(loop.raw(), unknown != SB_OK);
     CHECK_ST(unknown, SB_NO_SUCH_SESSION);
     OK("Client::call delivers the final response and destroys the handler after it");
+    stagebus::Client listener(loop, broker.address());
+    stagebus::Stage stage(loop, "Src");
+    int posted = 0;
+    bool expected = true;
+    stage.on("work", [&](const stagebus::Ctx &ctx) {
+        posted++;
+        expected = ctx.req().expects_answer();
+        ctx.req().ret();
+    });
+    int published = 0;
+    stage.publish(service, "Src", {"work"}, [&](sb_status st, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        published++;
+    });
+    RUN_UNTIL(loop.raw(), published == 1);
+
+    std::vector<std::string> exact, wild;
+    int confirmed = 0;
+    auto confirm = [&](sb_status st, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        confirmed++;
+    };
+    const std::uint64_t m1 = listener.add_match(
+        "Src", "tick",
+        [&](std::string_view session, std::string_view signal, stagebus::ArgsRef args) {
+            CHECK_STR(std::string(session).c_str(), "Src");
+            exact.push_back(std::string(signal) + std::to_string(args.get<std::int64_t>("n")));
+        },
+        confirm);
+    listener.add_match(
+        "*", "*",
+        [&](std::string_view, std::string_view signal, stagebus::ArgsRef args) {
+            wild.push_back(std::string(signal) + std::to_string(args.get<std::int64_t>("n")));
+        },
+        confirm);
+    RUN_UNTIL(loop.raw(), confirmed == 2);
+    for (std::int64_t n = 0; n < 4; n++) {
+        stagebus::Args a;
+        a.set("n", n);
+        service.emit_signal("Src", n % 2 == 0 ? "tick" : "tock", a);
+    }
+    RUN_UNTIL(loop.raw(), wild.size() == 4 && exact.size() == 2);
+    CHECK_STR(exact[0].c_str(), "tick0");
+    CHECK_STR(exact[1].c_str(), "tick2");
+    CHECK_STR(wild[3].c_str(), "tock3");
+    OK("Client::add_match: exact and wildcard matches get their signals in order");
+
+    bool refused = false;
+    try {
+        listener.emit_signal("Src", "tick");
+    } catch (const stagebus::Error &e) {
+        refused = e.status() == SB_NOT_PUBLISHER;
+    }
+    CHECK(refused);
+    int removed = 0;
+    listener.remove_match(m1, [&](sb_status st, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        removed++;
+    });
+    RUN_UNTIL(loop.raw(), removed == 1);
+    service.emit_signal("Src", "tick", stagebus::Args().set("n", std::int64_t(9)));
+    RUN_UNTIL(loop.raw(), wild.size() == 5);
+    CHECK(exact.size() == 2);
+    OK("only the publisher emits; a removed match gets nothing more");
+
+    stagebus::RemoteStage remote;
+    listener.subscribe("Src", [&](sb_status st, stagebus::RemoteStage r, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        remote = std::move(r);
+    });
+    RUN_UNTIL(loop.raw(), bool(remote));
+    remote.post("work");
+    RUN_UNTIL(loop.raw(), posted == 1 && service.dropped_answers() == 1);
+    CHECK(!expected);
+    CHECK(broker.pending_calls() == 0);
+    OK("RemoteStage::post: the callee expects no answer; it is dropped; no route stays");
+
+    // Watches and name modes.
+    std::vector<std::string> seen;
+    int watched = 0;
+    const std::uint64_t w = listener.watch(
+        "Q*",
+        [&](sb_name_event ev, std::string_view name, stagebus::ValueRef methods, sb_status reason,
+            std::string_view) {
+            std::string line = std::string(name) + ":" + std::to_string(int(ev));
+            if (ev == SB_NAME_GONE)
+                line += ":" + std::string(sb_strerror(reason));
+            else
+                line += ":" + std::to_string(methods.size());
+            seen.push_back(line);
+        },
+        [&](sb_status st, std::string_view) {
+            CHECK_ST(st, SB_OK);
+            watched++;
+        });
+    RUN_UNTIL(loop.raw(), watched == 1);
+    stagebus::Client owner(loop, broker.address());
+    stagebus::Client standby(loop, broker.address());
+    int queued = 0;
+    auto queue_done = [&](sb_status st, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        queued++;
+    };
+    stage.publish(owner, "Q", {"work"}, SB_NAME_QUEUE, queue_done);
+    stage.publish(standby, "Q", {"work"}, SB_NAME_QUEUE, queue_done);
+    RUN_UNTIL(loop.raw(), queued == 2);
+    sb_status conflict = SB_OK;
+    stage.publish(listener, "Q", {"work"}, SB_NAME_BALANCE,
+                  [&](sb_status st, std::string_view) { conflict = st; });
+    RUN_UNTIL(loop.raw(), conflict != SB_OK);
+    CHECK_ST(conflict, SB_NAME_MODE_CONFLICT);
+    owner.close();
+    RUN_UNTIL(loop.raw(), seen.size() == 2);
+    CHECK_STR(seen[0].c_str(), "Q:1:1");
+    CHECK_STR(seen[1].c_str(), "Q:2:1");
+    int unwatched = 0;
+    listener.unwatch(w, [&](sb_status st, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        unwatched++;
+    });
+    RUN_UNTIL(loop.raw(), unwatched == 1);
+    OK("Client::watch sees the queue's owner change; another mode is SB_NAME_MODE_CONFLICT");
 }
 } // namespace
 
@@ -511,5 +641,6 @@ int main()
     logging();
     reconnect();
     calls_by_name();
+    signals_and_posts();
     return test_end();
 }

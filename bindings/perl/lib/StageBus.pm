@@ -243,6 +243,16 @@ my @FUNCTIONS = (
     [sb_value_list_len   => ['opaque'] => 'size_t'],
     [sb_value_list_get   => ['opaque', 'size_t'] => 'opaque'],
     [sb_value_map        => ['opaque'] => 'opaque'],
+
+    [sb_client_emit_signal     => ['opaque', 'string', 'string', 'opaque'] => 'sint32'],
+    [sb_client_add_match       => ['opaque', 'string', 'string', 'opaque', 'opaque', 'opaque', 'opaque', 'uint64*'] => 'sint32'],
+    [sb_client_remove_match    => ['opaque', 'uint64', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_client_dropped_answers => ['opaque'] => 'uint64'],
+    [sb_remote_post            => ['opaque', 'string', 'opaque'] => 'sint32'],
+    [sb_served_expects_answer  => ['opaque'] => 'bool'],
+    [sb_client_watch           => ['opaque', 'string', 'opaque', 'opaque', 'opaque', 'opaque', 'uint64*'] => 'sint32'],
+    [sb_client_unwatch         => ['opaque', 'uint64', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_stage_publish_mode     => ['opaque', 'opaque', 'string', 'string[]', 'size_t', 'uint32', 'opaque', 'opaque', 'opaque'] => 'sint32'],
 );
 
 for my $f (@FUNCTIONS) {
@@ -604,6 +614,40 @@ _closure(unknown_message => '(opaque,string,uint64,opaque,size_t)->void', sub {
         _run_cb('on_unknown_message', $rec->{code}, _from_c($kind), $msg_id, $octets);
         1;
     } or eval { warn "stagebus: unknown-message callback failed: $@" };
+    return;
+});
+
+# sb_signal_fn: a signal for a match, its args decoded.
+_closure(signal => '(opaque,string,string,opaque)->void', sub {
+    my ($id, $session, $signal, $args) = @_;
+    local $DEPTH = $DEPTH + 1;
+    local $@;
+    eval {
+        my $rec = $REG{$id} or return;
+        _run_cb('on_signal', $rec->{on_signal}, _from_c($session), _from_c($signal), _decode_args($args));
+        1;
+    } or eval { warn "stagebus: signal callback failed: $@" };
+    return;
+});
+
+# sb_name_event_fn: an event of a name watch.
+my @NAME_EVENTS = qw(present appeared owner_changed gone);
+_closure(name_event => '(opaque,sint32,string,opaque,sint32,string)->void', sub {
+    my ($id, $event, $name, $methods, $reason, $message) = @_;
+    local $DEPTH = $DEPTH + 1;
+    local $@;
+    eval {
+        my $rec = $REG{$id} or return;
+        my %e = (event => $NAME_EVENTS[$event] // 'unknown', name => _from_c($name));
+        if ($methods) {
+            $e{methods} = _decode_value($methods);
+        }
+        else {
+            $e{reason} = StageBus::Error->new(code => $reason, message => _from_c($message), async => 1);
+        }
+        _run_cb('on_event', $rec->{on_event}, \%e);
+        1;
+    } or eval { warn "stagebus: name event callback failed: $@" };
     return;
 });
 

@@ -33,6 +33,9 @@ pub(crate) struct CallArgs {
     /// answer the first emit by recalling method M with those args
     #[arg(long, value_name = "'M k=v…'")]
     pub(crate) recall: Option<String>,
+    /// send a one-way call: the publisher runs it and nothing comes back
+    #[arg(long, conflicts_with_all = ["recall", "wait"])]
+    pub(crate) oneway: bool,
     /// args as one JSON object, e.g. '{"xs":[1,2],"m":{"k":"v"},"b":{"$bytes":"ff00"}}' (bytes as hex); key=value words add to it
     #[arg(long, value_name = "JSON")]
     pub(crate) json_args: Option<String>,
@@ -100,6 +103,9 @@ pub(crate) fn cmd_call(args: &CallArgs) -> Result<(), Failure> {
         }
     };
     let (lp, client) = connect(address, args.client.config(), timeout)?;
+    if args.oneway {
+        return post(&lp, &client, session, method, &call_args, timeout);
+    }
     if let Some(wait) = args.wait {
         wait_for(&lp, &client, session, wait, timeout)?;
     }
@@ -155,6 +161,35 @@ pub(crate) fn cmd_call(args: &CallArgs) -> Result<(), Failure> {
     }
     let result = outcome.borrow_mut().take();
     result.expect("checked above")
+}
+
+/// Sends a one-way call and waits until it left (the client closed
+/// gracefully, its output written); prints nothing, since nothing comes
+/// back.
+fn post(
+    lp: &EventLoop,
+    client: &Client,
+    session: &str,
+    method: &str,
+    args: &Args,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    client.post_within(None, Some(timeout), session, method, args)?;
+    let sent: Rc<RefCell<Option<Result<(), stagebus::Error>>>> = Rc::default();
+    let s = sent.clone();
+    client.close_gracefully(move |r| *s.borrow_mut() = Some(r));
+    let finished = lp
+        .run_until(timeout, || sent.borrow().is_some())
+        .map_err(|e| Failure::Failed(format!("the event loop failed: {e}")))?;
+    lp.shutdown();
+    if !finished {
+        return Err(Failure::Failed(format!(
+            "timeout: the one-way call did not leave within {} s",
+            timeout.as_secs_f64()
+        )));
+    }
+    let result = sent.borrow_mut().take();
+    Ok(result.expect("checked above")?)
 }
 
 /// Waits up to `wait` for `session` to be published (subscribing to it),

@@ -12,9 +12,11 @@ use crate::call::CallArgs;
 use crate::demo::DemoArgs;
 use crate::generate::GenerateArgs;
 use crate::list::ListArgs;
+use crate::listen::ListenArgs;
 use crate::monitor::MonitorArgs;
 use crate::serve::ServeArgs;
 use crate::stats::StatsArgs;
+use crate::watch::WatchArgs;
 use crate::Failure;
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use stagebus::{Address, ClientConfig};
@@ -56,7 +58,7 @@ pub(crate) enum Cmd {
     List(ListArgs),
     /// call METHOD of SESSION; print one JSON line per response
     Call(CallArgs),
-    /// publish the demo stage (echo, count, ask/answer, slow) until SIGINT or SIGTERM
+    /// publish the demo stage (echo, count, ask/answer, slow, whoami, announce) until SIGINT or SIGTERM
     Serve(ServeArgs),
     /// print a broker's report of itself: totals, errors, connections, sessions
     Stats(StatsArgs),
@@ -64,6 +66,10 @@ pub(crate) enum Cmd {
     Monitor(MonitorArgs),
     /// run a broker, a service and a caller in one process and print what happens
     Demo(DemoArgs),
+    /// print every matching signal as a JSON line until SIGINT or SIGTERM
+    Listen(ListenArgs),
+    /// print the matching names now, then every change, as JSON lines
+    Watch(WatchArgs),
     /// print the version (as --version does)
     #[command(hide = true)]
     Version,

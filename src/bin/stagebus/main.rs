@@ -4,10 +4,12 @@
 //! ```text
 //! stagebus broker --listen tcp://127.0.0.1:56789 [--listen unix:/path] [--token T] [--max-connections N]
 //! stagebus list --broker ADDR [--token T] [--json] [--timeout SECS]
-//! stagebus call --broker ADDR [--token T] [--timeout SECS] [--json-args JSON] SESSION METHOD [key=value…]
-//! stagebus serve --broker ADDR --name NAME [--token T]
+//! stagebus call --broker ADDR [--token T] [--timeout SECS] [--json-args JSON] [--oneway] SESSION METHOD [key=value…]
+//! stagebus serve --broker ADDR --name NAME [--token T] [--mode exclusive|queue|balance] [--no-reconnect]
 //! stagebus stats --broker ADDR [--token T] [--json | --prometheus] [--timeout SECS]
 //! stagebus monitor --broker ADDR [--token T] [--session NAME] [--json] [--payload]
+//! stagebus listen --broker ADDR [--token T] [SESSION [SIGNAL]]
+//! stagebus watch --broker ADDR [--token T] [NAME]
 //! stagebus demo
 //! ```
 //!
@@ -40,12 +42,14 @@ mod connect;
 mod demo;
 mod generate;
 mod list;
+mod listen;
 mod logging;
 mod monitor;
 mod serve;
 mod stats;
 mod stop_signals;
 mod systemd;
+mod watch;
 
 use clap::error::ErrorKind;
 use clap::FromArgMatches;
@@ -112,6 +116,8 @@ fn dispatch(command: &Cmd) -> Result<(), Failure> {
         Cmd::Stats(args) => stats::cmd_stats(args),
         Cmd::Monitor(args) => monitor::cmd_monitor(args),
         Cmd::Demo(args) => demo::cmd_demo(args),
+        Cmd::Listen(args) => listen::cmd_listen(args),
+        Cmd::Watch(args) => watch::cmd_watch(args),
         Cmd::Version => print_out(&format!("stagebus {}", stagebus::VERSION)),
         Cmd::Generate(args) => generate::cmd_generate(args),
     }

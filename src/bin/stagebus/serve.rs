@@ -6,7 +6,7 @@
 use crate::command_line::{address, positive_seconds, ClientFlags, DEFAULT_TIMEOUT_SECS};
 use crate::connect::connect;
 use crate::{say, stop_signals, Failure};
-use stagebus::{Address, ConnectionEvent, Error, ReconnectPolicy};
+use stagebus::{Address, ConnectionEvent, Error, NameMode, ReconnectPolicy};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -20,6 +20,9 @@ pub(crate) struct ServeArgs {
     /// the session name to publish as
     #[arg(long, value_name = "NAME")]
     pub(crate) name: String,
+    /// how the name takes other publishers: exclusive (default), queue (stand by), balance (share the calls)
+    #[arg(long, value_name = "MODE", value_parser = mode, default_value = "exclusive")]
+    pub(crate) mode: NameMode,
     #[command(flatten)]
     pub(crate) client: ClientFlags,
     /// exit when the broker goes away instead of reconnecting
@@ -46,6 +49,12 @@ impl ServeArgs {
     }
 }
 
+/// A name mode by its name.
+fn mode(text: &str) -> Result<NameMode, String> {
+    NameMode::parse(text)
+        .ok_or_else(|| format!("'{text}' is no name mode (exclusive, queue or balance)"))
+}
+
 pub(crate) fn cmd_serve(args: &ServeArgs) -> Result<(), Failure> {
     let address = &args.broker;
     let name = &args.name;
@@ -57,12 +66,16 @@ pub(crate) fn cmd_serve(args: &ServeArgs) -> Result<(), Failure> {
         config,
         Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
     )?;
-    let stage = stagebus::demo::stage(&lp, say);
+    let stage = stagebus::demo::served_stage(&lp, &client, name, say);
     let published = Rc::new(RefCell::new(None));
     let p = published.clone();
-    stage.publish(&client, name, &stagebus::demo::METHODS, move |r| {
-        *p.borrow_mut() = Some(r)
-    });
+    stage.publish_as(
+        &client,
+        name,
+        &stagebus::demo::SERVED_METHODS,
+        args.mode,
+        move |r| *p.borrow_mut() = Some(r),
+    );
     lp.run_until(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS), || {
         published.borrow().is_some()
     })
@@ -98,7 +111,7 @@ pub(crate) fn cmd_serve(args: &ServeArgs) -> Result<(), Failure> {
     stop_signals::stop_loop_on(&lp, signals)?;
     say(&format!(
         "serving {name} on {address}: {}",
-        stagebus::demo::METHODS.join(" ")
+        stagebus::demo::SERVED_METHODS.join(" ")
     ));
     let outcome = lp.run();
     client.close();

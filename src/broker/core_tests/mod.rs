@@ -7,6 +7,7 @@ mod connections;
 mod limits;
 mod liveness;
 mod sessions;
+mod watches;
 
 use super::core::{Core, Effect};
 use super::peer::CloseReason;

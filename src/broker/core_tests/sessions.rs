@@ -249,6 +249,7 @@ fn a_waiter_that_disconnects_leaves_nothing_behind() {
     assert_eq!(h.frames(s), []);
     assert_eq!(wait_effects(&mut h), []);
     assert!(h.core.waiters.is_empty());
+    assert!(h.core.watches.is_empty(), "the wait's watch went with it");
 }
 
 #[test]

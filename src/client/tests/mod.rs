@@ -177,6 +177,19 @@ impl Fixture {
                     self.run(effect);
                 }
             }
+            Effect::Signal(fs, s) => {
+                for f in fs {
+                    (f.borrow_mut())(&s);
+                }
+            }
+            Effect::Names(f, events, completion) => {
+                for e in &events {
+                    (f.borrow_mut())(e);
+                }
+                if let Some(c) = completion {
+                    c.run();
+                }
+            }
         }
     }
 

@@ -85,6 +85,11 @@ impl Reply {
         }
     }
 
+    /// Whether the caller waits for an answer (not for a one-way call).
+    pub(crate) fn expects_answer(&self) -> bool {
+        self.0.expects_answer()
+    }
+
     /// Ends the call with `error` for the caller. A delivery already
     /// ended (the connection closed) has nobody to tell.
     pub(crate) fn fail(&self, error: Error) {

@@ -165,6 +165,51 @@ impl RemoteStage {
         )
     }
 
+    /// Sends a one-way request of `method` with `args` (POE's `post`,
+    /// D-Bus's NO_REPLY_EXPECTED): the callee's method runs with
+    /// [`ServedRequest::expects_answer`](super::ServedRequest::expects_answer)
+    /// false, and nothing comes back, not even an error (see
+    /// [`Client::post`]); no route is kept at the broker. Made while a
+    /// handler serves a request, it carries that request's deadline (or
+    /// the client's default timeout) as a call would, but it is nobody's
+    /// child: there is nothing to cancel. Fails at once with
+    /// `not_subscribed` (as a request would), `invalid_argument` for an
+    /// empty method, `broker_gone` on a closed client.
+    pub fn post(&self, method: &str, args: &Args) -> Result<(), Error> {
+        if self.client.is_closed() {
+            return Err(Error::broker_gone("the client is closed"));
+        }
+        self.check_sendable()?;
+        let (_, parent) = super::dispatch::current();
+        let left = parent
+            .as_ref()
+            .and_then(super::ServedRequest::deadline)
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+            .or_else(|| self.default_timeout());
+        self.client.post_within(
+            Some(super::dispatch::next_id()),
+            left,
+            &self.session,
+            method,
+            args,
+        )
+    }
+
+    /// Listens for the signals of this session whose name matches
+    /// `signal` (exact, `prefix*` or `*`): see [`Client::add_match`],
+    /// of which this is the session's shorthand. The match is the
+    /// client's and outlives this handle; end it with
+    /// [`Client::remove_match`].
+    pub fn on_signal(
+        &self,
+        signal: &str,
+        on_signal: impl FnMut(&crate::client::Signal) + 'static,
+        done: impl FnOnce(Result<(), Error>) + 'static,
+    ) -> Result<crate::client::MatchId, Error> {
+        self.client
+            .add_match(&self.session, signal, on_signal, done)
+    }
+
     /// The deadline its client gives requests that set none.
     #[inline]
     pub(crate) fn default_timeout(&self) -> Option<Duration> {

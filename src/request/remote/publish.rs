@@ -3,7 +3,7 @@
 //! checked here, at the publisher, whatever the broker checked before.
 
 use super::call::Reply;
-use crate::client::{Client, Delivery, Inbound, Publication};
+use crate::client::{Client, Delivery, Inbound, NameMode, Publication};
 use crate::error::{Error, ErrorCode};
 use crate::request::callee::Served;
 use crate::request::dispatch::{next_id, run_method};
@@ -39,6 +39,21 @@ impl Stage {
         client: &Client,
         session: &str,
         methods: &[&str],
+        done: impl FnOnce(Result<(), Error>) + 'static,
+    ) {
+        self.publish_as(client, session, methods, NameMode::Exclusive, done);
+    }
+
+    /// [`Stage::publish`] in `mode` (see [`Client::publish_as`]): with
+    /// `queue` this stage stands by until the name's owner goes; with
+    /// `balance` it serves a share of the calls, each call (its emits,
+    /// recalls and cancel) staying with the stage that took it.
+    pub fn publish_as(
+        &self,
+        client: &Client,
+        session: &str,
+        methods: &[&str],
+        mode: NameMode,
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) {
         let names = if methods.is_empty() {
@@ -120,7 +135,7 @@ impl Stage {
             }
         };
         let publication =
-            client.publish_serving(session, &names, Rc::new(RefCell::new(serve)), done);
+            client.publish_serving(session, &names, mode, Rc::new(RefCell::new(serve)), done);
         self.add_publication(Box::new(publication));
     }
 }

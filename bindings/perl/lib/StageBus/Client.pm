@@ -341,6 +341,86 @@ sub on_connection_event {
     return;
 }
 
+# Emits a signal for a session this client publishes; every matching
+# listener receives it, in order. not_publisher otherwise.
+sub emit_signal {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('emit_signal', \@args, 'session', 'signal');
+    my $p = $self->_p;
+    my $session = StageBus::_to_c($a->{session}, 'the session');
+    my $signal = StageBus::_to_c($a->{signal}, 'the signal');
+    StageBus::_with_args($a->{args}, sub {
+        StageBus::_check(StageBus::_C::sb_client_emit_signal($p, $session, $signal, $_[0]),
+            "emit_signal '$a->{signal}'");
+    });
+    return;
+}
+
+# Listens for signals: on_signal->($session, $signal, \%args) for each
+# signal matching both patterns (exact, 'prefix*' or '*'), in order,
+# once the broker confirmed (on_done->($err)). Returns the match's id.
+sub add_match {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('add_match', \@args, 'session', 'signal', 'on_signal');
+    my $p = $self->_p;
+    my $session = StageBus::_to_c($a->{session}, 'the session pattern');
+    my $signal = StageBus::_to_c($a->{signal}, 'the signal pattern');
+    ref $a->{on_signal} eq 'CODE'
+        or StageBus::_croak(invalid_argument => 'add_match: on_signal needs a code ref');
+    my ($done_fn, $user, $free) = StageBus::_cb_args(done => $a->{on_done} // sub { },
+        loop => $self->{loop}, what => 'on_done (add_match)', on_signal => $a->{on_signal});
+    my $id;
+    StageBus::_check(StageBus::_C::sb_client_add_match($p, $session, $signal, StageBus::_fn('signal'),
+        $done_fn, $user, $free, \$id), "add_match '$a->{session}' '$a->{signal}'");
+    return $id;
+}
+
+# Ends a match; its on_signal runs no more.
+sub remove_match {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('remove_match', \@args, 'id');
+    my $p = $self->_p;
+    my $id = _u64($a->{id})
+        // StageBus::_croak(invalid_argument => "remove_match: the id must be an integer from 0 to 2**64-1, not '$a->{id}'");
+    my @cb = StageBus::_cb_args(done => $a->{on_done} // sub { }, loop => $self->{loop}, what => 'on_done (remove_match)');
+    StageBus::_check(StageBus::_C::sb_client_remove_match($p, $id, @cb), "remove_match $a->{id}");
+    return;
+}
+
+# Watches names: on_event->({ event => 'present'|'appeared'|
+# 'owner_changed'|'gone', name => N, methods => [...] or reason => $err })
+# for the current state, then on_done->($err), then every change.
+# Returns the watch's id.
+sub watch {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('watch', \@args, 'on_event');
+    my $p = $self->_p;
+    my $pattern = StageBus::_to_c($a->{name} // '*', 'the name pattern');
+    ref $a->{on_event} eq 'CODE'
+        or StageBus::_croak(invalid_argument => 'watch: on_event needs a code ref');
+    my ($done_fn, $user, $free) = StageBus::_cb_args(done => $a->{on_done} // sub { },
+        loop => $self->{loop}, what => 'on_done (watch)', on_event => $a->{on_event});
+    my $id;
+    StageBus::_check(StageBus::_C::sb_client_watch($p, $pattern, StageBus::_fn('name_event'),
+        $done_fn, $user, $free, \$id), "watch '" . ($a->{name} // '*') . "'");
+    return $id;
+}
+
+# Ends a watch; its on_event runs no more.
+sub unwatch {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('unwatch', \@args, 'id');
+    my $p = $self->_p;
+    my $id = _u64($a->{id})
+        // StageBus::_croak(invalid_argument => "unwatch: the id must be an integer from 0 to 2**64-1, not '$a->{id}'");
+    my @cb = StageBus::_cb_args(done => $a->{on_done} // sub { }, loop => $self->{loop}, what => 'on_done (unwatch)');
+    StageBus::_check(StageBus::_C::sb_client_unwatch($p, $id, @cb), "unwatch $a->{id}");
+    return;
+}
+
+# Answers of one-way requests served through this client, dropped.
+sub dropped_answers { StageBus::_C::sb_client_dropped_answers($_[0]->_p) }
+
 sub _free {
     my ($self) = @_;
     StageBus::_untrack($self);
@@ -496,6 +576,42 @@ as a hash ref, or dies with the L<StageBus::Error> that ended the call
 C<broker_gone>). Without C<timeout> the client's default timeout
 applies, if any. Emits are passed over. Inside a callback of the loop
 it dies with C<invalid_state>: use C<call> there.
+=head2 Name watches
+
+    my $id = $client->watch(
+        name     => 'Foo*',                 # a name, 'prefix*' or '*' (default)
+        on_event => sub {
+            my ($e) = @_;   # { event => 'present'|'appeared'|'owner_changed'|'gone',
+                            #   name => ..., methods => [...] or reason => $err }
+        },
+        on_done  => sub { my ($err) = @_ },  # after the current state
+    );
+    $client->unwatch(id => $id, on_done => sub { my ($err) = @_ });
+
+The current state comes first (a C<present> event per matching published
+session), then C<on_done>, then every change in order: C<appeared> (with
+the methods), C<owner_changed> (a C<queue> name's standby took over),
+C<gone> (with the reason: C<no_such_session> when rescinded,
+C<publisher_gone> when its publisher disconnected).
+
+=head2 Signals
+
+    $client->emit_signal(session => 'Foo', signal => 'changed', args => { n => 1 });
+    my $id = $client->add_match(
+        session   => 'Foo',             # exact, 'prefix*' or '*'
+        signal    => '*',
+        on_signal => sub { my ($session, $signal, $args) = @_ },
+        on_done   => sub { my ($err) = @_ },   # the broker confirmed
+    );
+    $client->remove_match(id => $id, on_done => sub { my ($err) = @_ });
+
+C<emit_signal> sends a signal for a session this client publishes
+(C<not_publisher> otherwise); every connection with a matching match
+receives it, in the order it was emitted. C<add_match> listens from the
+moment C<on_done> reports success; a listener that stops reading is cut
+off by the broker, never slowing the emitter. C<dropped_answers> counts
+the answers of one-way requests (L<StageBus::Remote/post>) served
+through this client, which are dropped.
 
 =head2 Default deadline
 

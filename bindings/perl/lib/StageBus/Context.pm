@@ -125,6 +125,9 @@ sub _p {
 sub id        { StageBus::_C::sb_served_id($_[0]->_p) }
 sub caller_id { StageBus::_C::sb_served_caller_id($_[0]->_p) }
 sub is_open { StageBus::_C::sb_served_is_open($_[0]->_p) ? 1 : 0 }
+# False for a one-way request (StageBus::Remote::post): its answers are
+# dropped.
+sub expects_answer { StageBus::_C::sb_served_expects_answer($_[0]->_p) ? 1 : 0 }
 
 # Milliseconds left before the caller's deadline (0 once it passed), or
 # undef without one.
@@ -274,6 +277,7 @@ StageBus::Context, StageBus::Served, StageBus::Response - what a handler sees
             my $req = $ctx->req;        # StageBus::Served: the callee's side
             $req->on_cancel(sub { });
             $req->time_left_ms;         # undef: no deadline
+            $req->expects_answer;       # 0 for a one-way request
             $req->data->{seen}++;       # kept for the recalls of this request
             $req->emit(type => 'ask', args => { question => 'name?' });
         },

@@ -29,6 +29,19 @@ sub unsubscribe {
     return;
 }
 
+# A one-way request: the callee runs `method` with `args`; nothing comes
+# back, not even an error, and the broker keeps no route.
+sub post {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('post', \@args, 'method');
+    my $p = $self->_p;
+    my $method = StageBus::_to_c($a->{method}, 'the method');
+    StageBus::_with_args($a->{args}, sub {
+        StageBus::_check(StageBus::_C::sb_remote_post($p, $method, $_[0]), "post '$a->{method}'");
+    });
+    return;
+}
+
 sub request {
     my ($self, @args) = @_;
     return StageBus::Request->new(to => $self, @args);
@@ -90,6 +103,10 @@ already ended, for example because the session was rescinded).
 =head1 METHODS
 
 C<request(...)> (L<StageBus::Request/new> with C<to> set),
-C<unsubscribe(on_done =E<gt> $code)>, C<session>, C<loop>.
+C<unsubscribe(on_done =E<gt> $code)>, C<session>, C<loop>,
+C<post(method =E<gt> $m, args =E<gt> \%args)>: a one-way request (POE's
+C<post>, D-Bus's NO_REPLY_EXPECTED): the callee runs it and sees
+C<$req-E<gt>expects_answer> false; nothing comes back, not even an
+error, and the broker keeps no route for it.
 
 =cut

@@ -93,8 +93,11 @@ sub publish {
     my @methods = map { StageBus::_to_c($_, 'a method name') } @{ $a->{methods} || [] };
     my ($p, $cp) = ($self->_p, $a->{client}->_p);
     my $session = StageBus::_to_c($a->{session}, 'the session');
+    my %MODES = (exclusive => 0, queue => 1, balance => 2);
+    my $mode = $MODES{ $a->{mode} // 'exclusive' }
+        // StageBus::_croak(invalid_argument => "publish: 'mode' is exclusive, queue or balance, not '$a->{mode}'");
     my @cb = StageBus::_cb_args(done => $a->{on_done} // sub { }, loop => $self->{loop}, what => 'on_done (publish)');
-    StageBus::_check(StageBus::_C::sb_stage_publish($p, $cp, $session, \@methods, scalar @methods, @cb),
+    StageBus::_check(StageBus::_C::sb_stage_publish_mode($p, $cp, $session, \@methods, scalar @methods, $mode, @cb),
         "publish '$a->{session}'");
     return;
 }
@@ -200,7 +203,15 @@ Requests from the same loop are not filtered.
 C<new(loop, name, handlers =E<gt> {...}, recall_only =E<gt> [...],
 internal =E<gt> [...])>, C<on($name, $code)>, C<set_kind($name, $kind)>
 (C<method>, C<recall_only>, C<internal>),
-C<publish(client, session, methods, on_done)>, C<data> (a hash ref kept
-with the stage), C<request(...)>, C<name>, C<loop>.
+C<publish(client, session, methods, mode, on_done)>, C<data> (a hash
+ref kept with the stage), C<request(...)>, C<name>, C<loop>.
+
+C<mode> says how the name takes several publishers: C<exclusive> (the
+default; another publisher gets C<already_exists>), C<queue> (later
+publishers stand by; when the owner goes or rescinds, the next takes
+over, and calls in flight to the old owner end with C<publisher_gone>),
+C<balance> (every publisher serves; each call goes to the one with the
+fewest calls in flight and stays with it). The first publisher fixes the
+mode: another is C<name_mode_conflict>.
 
 =cut
