@@ -22,6 +22,9 @@
 #define STAGEBUS_VERSION_NUMBER ((STAGEBUS_VERSION_MAJOR << 16) | (STAGEBUS_VERSION_MINOR << 8) | STAGEBUS_VERSION_PATCH)
 
 
+// The default [`BrokerConfig::socket_mode`].
+#define DEFAULT_SOCKET_MODE 432
+
 // How deep lists and maps may nest in a value received from another
 // program: deeper payloads are refused (`SB_PROTOCOL`) rather than
 // decoded.
@@ -70,6 +73,8 @@ typedef enum sb_status {
   SB_INVALID_STATE = 17,
   // The callee let go of the request without a final answer.
   SB_UNANSWERED = 18,
+  // The broker's policy does not allow it.
+  SB_ACCESS_DENIED = 19,
   // A required pointer argument was NULL.
   SB_NULL_ARGUMENT = 100,
   // A string argument was not valid UTF-8.

@@ -91,6 +91,9 @@ error_codes! {
     /// The callee let go of the request without a final answer: its last
     /// reference went away while it was still open.
     Unanswered = 18, "unanswered";
+    /// The broker's policy does not allow this peer to do this (own a
+    /// name, call a session or method, …).
+    AccessDenied = 19, "access_denied";
 }
 
 impl From<ErrorCode> for u16 {

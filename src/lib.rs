@@ -151,7 +151,7 @@ pub use request::{
 pub use transport::Address;
 pub use value::{Args, Value, MAX_DEPTH};
 /// A published session as a listing reports it (see [`Client::listing`]).
-pub use wire::SessionInfo;
+pub use wire::{CallerInfo, SessionInfo};
 
 /// The loop's objects are single-threaded, and the compiler holds them
 /// to it: none is `Send` (nor `Sync`), so safe Rust cannot hand one to

@@ -5,6 +5,7 @@
 //! back.
 
 use super::core::Core;
+use super::policy::Action;
 use super::routes::{Route, RouteId};
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
@@ -20,7 +21,7 @@ impl Core {
             RoutedKind::Deliver { session, method } => {
                 match self.open_route(id, frame.id, session, method) {
                     Ok((publisher, route)) => {
-                        if let Err(e) = self.forward(publisher, &frame, route) {
+                        if let Err(e) = self.forward_deliver(id, publisher, &frame, route) {
                             self.abort_route(route, e, false);
                         }
                     }
@@ -86,6 +87,7 @@ impl Core {
         }
         let max = self.limits().max_pending_per_connection;
         self.routes.admit(id, call, max)?;
+        self.check_access(id, Action::Call, session, method)?;
         let s = self
             .registry
             .get(session)

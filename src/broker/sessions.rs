@@ -3,6 +3,7 @@
 //! Each keeps the registry and the connections' own lists in step.
 
 use super::core::Core;
+use super::policy::Action;
 use super::registry::{check_name, NameLimits};
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
@@ -22,6 +23,9 @@ impl Core {
             max_name: limits.max_name,
             max_methods: limits.max_methods,
         };
+        if !session.is_empty() {
+            self.check_access(id, Action::Own, session, "")?;
+        }
         let count = self.peers.get(&id).map_or(0, |p| p.published.len());
         if count >= max && !session.is_empty() && self.registry.get(session).is_none() {
             return Err(Error::new(

@@ -28,8 +28,9 @@ use super::{CallEvent, CallId, ConnectionInfo, Inbound};
 use crate::error::{Error, ErrorCode};
 use crate::transport::Address;
 use crate::value::Args;
-use crate::wire::{Frame, Payload, Reply};
+use crate::wire::{CallerInfo, Frame, Payload, Reply};
 use std::collections::HashSet;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// What a call tells the publisher besides its session, method and args.
@@ -393,39 +394,25 @@ impl Core {
                 session,
                 method,
                 payload,
-            } => {
-                let Some((session, serve)) = self.serving.publication(&session) else {
-                    let e = Error::new(ErrorCode::NoSuchSession, "Unknown recipient");
-                    let _ = out.send(&Frame::Result {
-                        id,
-                        outcome: Err(e),
-                    });
-                    return None;
-                };
-                match payload.decode() {
-                    Ok(args) => {
-                        // Taken on receipt, from this host's clock: the
-                        // caller's clock may read differently.
-                        let deadline = (timeout_ms != 0)
-                            .then(|| Instant::now() + Duration::from_millis(u64::from(timeout_ms)));
-                        let route = Route {
-                            id,
-                            origin,
-                            session,
-                            deadline,
-                        };
-                        self.serving.open(route.clone(), serve.clone());
-                        Some(Effect::Serve(serve, route, Inbound::Call { method, args }))
-                    }
-                    Err(e) => {
-                        let _ = out.send(&Frame::Result {
-                            id,
-                            outcome: Err(e),
-                        });
-                        None
-                    }
-                }
-            }
+            } => self.on_deliver(id, origin, timeout_ms, session, method, payload, None, out),
+            Frame::DeliverFrom {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+                caller,
+            } => self.on_deliver(
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+                Some(Rc::new(caller)),
+                out,
+            ),
             Frame::Recall {
                 id,
                 method,
@@ -481,6 +468,54 @@ impl Core {
                     other.kind_name()
                 ),
             ))),
+        }
+    }
+
+    /// A call delivered to a publication of this client, with its
+    /// caller's identity when the broker stamped it.
+    #[allow(clippy::too_many_arguments)]
+    fn on_deliver(
+        &mut self,
+        id: u64,
+        origin: u64,
+        timeout_ms: u32,
+        session: String,
+        method: String,
+        payload: Payload,
+        caller: Option<Rc<CallerInfo>>,
+        out: &mut impl Outbox,
+    ) -> Option<Effect> {
+        let Some((session, serve)) = self.serving.publication(&session) else {
+            let e = Error::new(ErrorCode::NoSuchSession, "Unknown recipient");
+            let _ = out.send(&Frame::Result {
+                id,
+                outcome: Err(e),
+            });
+            return None;
+        };
+        match payload.decode() {
+            Ok(args) => {
+                // Taken on receipt, from this host's clock: the
+                // caller's clock may read differently.
+                let deadline = (timeout_ms != 0)
+                    .then(|| Instant::now() + Duration::from_millis(u64::from(timeout_ms)));
+                let route = Route {
+                    id,
+                    origin,
+                    session,
+                    deadline,
+                    caller,
+                };
+                self.serving.open(route.clone(), serve.clone());
+                Some(Effect::Serve(serve, route, Inbound::Call { method, args }))
+            }
+            Err(e) => {
+                let _ = out.send(&Frame::Result {
+                    id,
+                    outcome: Err(e),
+                });
+                None
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use super::Inbound;
 use crate::error::Error;
 use crate::id_hash::IdMap;
 use crate::value::Args;
-use crate::wire::{Frame, Payload, Reply};
+use crate::wire::{CallerInfo, Frame, Payload, Reply};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -32,6 +32,8 @@ pub(super) struct Route {
     /// When the caller stops waiting, as this host's clock reads it: the
     /// receipt time plus the time the caller still gave the call.
     pub deadline: Option<Instant>,
+    /// Who calls, when the broker said.
+    pub caller: Option<Rc<CallerInfo>>,
 }
 
 /// The sessions published here and the deliveries being served.
@@ -147,6 +149,7 @@ pub struct Delivery {
     origin: u64,
     session: Rc<str>,
     deadline: Option<Instant>,
+    caller: Option<Rc<CallerInfo>>,
 }
 
 impl fmt::Debug for Delivery {
@@ -166,7 +169,16 @@ impl Delivery {
             origin: route.origin,
             session: route.session,
             deadline: route.deadline,
+            caller: route.caller,
         }
+    }
+
+    /// Who calls, as the broker knows the caller: its connection, its
+    /// uid, gid and pid on a Unix socket, the name of its token, and the
+    /// name it gave itself. `None` when the broker did not say (a broker
+    /// older than caller identities).
+    pub fn caller(&self) -> Option<&CallerInfo> {
+        self.caller.as_deref()
     }
 
     /// The broker's id of this call, unique on that broker.

@@ -118,10 +118,11 @@ impl Shared {
             me: me.clone(),
             default_timeout: Cell::new(config.default_timeout),
         });
-        let hello = Frame::Hello {
+        let hello = Frame::Greeting {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
             token: config.token.clone(),
+            client_name: config.name.clone(),
         };
         let attempt = Stream::connect(address).and_then(|stream| {
             let source = Rc::new(ClientSource(Rc::downgrade(&shared)));

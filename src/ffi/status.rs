@@ -46,6 +46,8 @@ pub enum sb_status {
     SB_INVALID_STATE = 17,
     /// The callee let go of the request without a final answer.
     SB_UNANSWERED = 18,
+    /// The broker's policy does not allow it.
+    SB_ACCESS_DENIED = 19,
     /// A required pointer argument was NULL.
     SB_NULL_ARGUMENT = 100,
     /// A string argument was not valid UTF-8.
@@ -92,6 +94,7 @@ impl sb_status {
             16 => SB_HANDLER_FAILED,
             17 => SB_INVALID_STATE,
             18 => SB_UNANSWERED,
+            19 => SB_ACCESS_DENIED,
             100 => SB_NULL_ARGUMENT,
             101 => SB_INVALID_UTF8,
             102 => SB_PANIC,
@@ -140,6 +143,7 @@ pub extern "C" fn sb_strerror(code: i32) -> *const c_char {
         SB_HANDLER_FAILED => c"handler_failed",
         SB_INVALID_STATE => c"invalid_state",
         SB_UNANSWERED => c"unanswered",
+        SB_ACCESS_DENIED => c"access_denied",
         SB_NULL_ARGUMENT => c"null_argument",
         SB_INVALID_UTF8 => c"invalid_utf8",
         SB_PANIC => c"panic",

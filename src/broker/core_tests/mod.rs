@@ -37,6 +37,7 @@ fn config(limits: Limits, token: Option<&str>) -> BrokerConfig {
         listen: Vec::new(),
         token: token.map(str::to_string),
         limits,
+        ..BrokerConfig::default()
     }
 }
 

@@ -31,6 +31,7 @@ our %CODE_OF = (
     handler_failed   => 16,
     invalid_state    => 17,
     unanswered       => 18,
+    access_denied    => 19,
     null_argument    => 100,
     invalid_utf8     => 101,
     panic            => 102,
