@@ -248,6 +248,7 @@ c_programs!(
     wait_for_name,
     deadlines,
     liveness,
+    identity,
 );
 
 #[test]

@@ -26,6 +26,8 @@
 //! * `context`: `sb_ctx` and the wrapping of a C handler.
 //! * `served`: `sb_served` (the callee's side). `response`: `sb_response`.
 //! * `version`: `sb_version`. `args`: `sb_args`. `values`: `sb_value`.
+//! * `security`: `sb_broker_options`, `sb_client_options`, and a served
+//!   request's caller identity (`sb_served_caller_*`).
 //!
 //! cbindgen writes the entry points into the header in the order the
 //! modules are declared below, so that order is the header's: keep it
@@ -128,3 +130,5 @@ mod version;
 mod args;
 
 mod values;
+
+mod security;
