@@ -252,6 +252,68 @@ void deadlines()
     CHECK(served_caller_id == req.id());
     OK("Client::set_default_timeout reaches the callee; Served::caller_id is the caller's id");
 }
+
+// Broker and client options; the caller identity a publisher sees; a
+// publish the policy denies.
+void identities()
+{
+    char dir[] = "/tmp/stagebus-cpp-XXXXXX";
+    CHECK(mkdtemp(dir) != nullptr);
+    std::string policy = std::string(dir) + "/policy";
+    FILE *f = fopen(policy.c_str(), "w");
+    CHECK(f != nullptr);
+    fputs("allow token=ops own *\nallow anyone call *\n", f);
+    fclose(f);
+    stagebus::Loop loop;
+    stagebus::Broker broker(loop, {"unix:" + std::string(dir) + "/bus.sock"},
+                            stagebus::BrokerOptions()
+                                .named_token("ops", "o")
+                                .named_token("app", "a")
+                                .socket_mode(0600)
+                                .policy_file(policy.c_str()));
+    stagebus::Client service(loop, broker.address(), stagebus::ClientOptions().token("o"));
+    std::uint64_t caller_conn = 0;
+    stagebus::Client caller(loop, broker.address(),
+                            stagebus::ClientOptions().token("a").name("cpp caller"),
+                            [&](sb_status st, std::uint64_t id, std::string_view) {
+                                CHECK_ST(st, SB_OK);
+                                caller_conn = id;
+                            });
+    stagebus::Stage stage(loop, "Who");
+    std::optional<stagebus::Caller> who;
+    stage.on("who", [&](const stagebus::Ctx &ctx) {
+        who = ctx.req().caller();
+        ctx.req().ret();
+    });
+    bool denied = false;
+    stage.publish(caller, "Who", {"who"}, [&](sb_status st, std::string_view) {
+        denied = st == SB_ACCESS_DENIED;
+        CHECK_ST(st, SB_ACCESS_DENIED);
+    });
+    RUN_UNTIL(loop.raw(), denied);
+    stage.publish(service, "Who", {"who"});
+    stagebus::RemoteStage remote;
+    caller.subscribe_waiting("Who", std::chrono::milliseconds(20000),
+                             [&](sb_status st, stagebus::RemoteStage r, std::string_view) {
+                                 CHECK_ST(st, SB_OK);
+                                 remote = std::move(r);
+                             });
+    RUN_UNTIL(loop.raw(), bool(remote));
+    int answers = 0;
+    auto req = stagebus::RequestBuilder(remote, "who")
+                   .fallback([&](const stagebus::Ctx &) { answers++; })
+                   .send();
+    RUN_UNTIL(loop.raw(), answers == 1);
+    CHECK(broker.access_denied() == 1);
+    CHECK(who.has_value());
+    CHECK(who->uid == std::optional<std::uint32_t>(getuid()));
+    CHECK(who->pid == std::optional<std::uint32_t>(getpid()));
+    CHECK(who->identity == std::optional<std::string>("app"));
+    CHECK(who->client_name == std::optional<std::string>("cpp caller"));
+    CHECK(who->connection == caller_conn && caller_conn != 0);
+    OK("BrokerOptions/ClientOptions; Served::caller() has uid, pid, identity and name");
+    remove(policy.c_str());
+}
 } // namespace
 
 int main()
@@ -261,5 +323,6 @@ int main()
     strings_and_names();
     waiting_for_a_name();
     deadlines();
+    identities();
     return test_end();
 }
