@@ -111,6 +111,22 @@ typedef enum sb_value_type {
   SB_VALUE_MAP = 7,
 } sb_value_type;
 
+// How severe a log record is. A handler set at one level gets that
+// level and every more severe one.
+typedef enum sb_log_level {
+  // Something failed that the library could not report to a caller.
+  SB_LOG_ERROR = 1,
+  // A peer or the program misbehaved: a refusal, a limit breach, a
+  // response nobody handled.
+  SB_LOG_WARN = 2,
+  // A connection's life: accepted, closed, reconnected.
+  SB_LOG_INFO = 3,
+  // Detail for finding a problem.
+  SB_LOG_DEBUG = 4,
+  // Everything.
+  SB_LOG_TRACE = 5,
+} sb_log_level;
+
 // What a stage's handler is for, as far as other programs are concerned
 // (`sb_stage_set_kind`). Passed to C functions as a `uint32_t`.
 typedef enum sb_handler_kind {
@@ -225,6 +241,14 @@ typedef void (*sb_listing_fn)(void *user,
                               const struct sb_value *sessions,
                               const char *message);
 
+// Receives the broker's report of itself: `SB_OK` with the report (the
+// map value `sb_broker_report` describes; borrowed, valid during the
+// call) and an empty message, or an error status, NULL and its message.
+typedef void (*sb_stats_fn)(void *user,
+                            enum sb_status status,
+                            const struct sb_value *report,
+                            const char *message);
+
 // A handler: return `SB_OK` (0) to carry on; any other status ends the
 // request being served with that error (`sb_last_error()` is not read:
 // call `sb_served_fail` first for a message of your own).
@@ -239,6 +263,26 @@ typedef void (*sb_subscribed_fn)(void *user,
 
 // A notification with no arguments (on-cancel).
 typedef void (*sb_notify_fn)(void *user);
+
+// One key-value field of a log record (`conn` = `3`, `reason` =
+// `slow_consumer`). Both strings are valid during the handler's call.
+typedef struct sb_log_field {
+  // The field's name.
+  const char *key;
+  // Its value as text.
+  const char *value;
+} sb_log_field;
+
+// Receives one log record. `target` names what logged it
+// (`stagebus::broker`, `stagebus::client`, `stagebus::request`);
+// `message` is the text without the fields; `fields` has `n_fields`
+// entries. Every string is valid during the call only.
+typedef void (*sb_log_fn)(void *user,
+                          enum sb_log_level level,
+                          const char *target,
+                          const char *message,
+                          const struct sb_log_field *fields,
+                          size_t n_fields);
 
 #ifdef __cplusplus
 extern "C" {
@@ -378,6 +422,27 @@ enum sb_status sb_broker_set_ping(const struct sb_broker *broker,
 // Deliveries waiting for their result on this broker.
 size_t sb_broker_pending_calls(const struct sb_broker *broker);
 
+// Writes the broker's report of itself to `*out`: a map value with
+// `uptime_ms`, `totals` (connections, sessions, pending_calls,
+// waiting_subscribes, calls, dropped_stray, protocol_errors,
+// slow_consumers, refused_connections), `errors` (code name → count),
+// `connections` (a list of maps: id, peer, handshaken, sessions,
+// calls_in_flight, serving, bytes_queued) and `sessions` (a list of
+// maps: name, publisher, calls, errors, in_flight). Owned: free it with
+// `sb_value_free`.
+enum sb_status sb_broker_report(const struct sb_broker *broker, struct sb_value **out);
+
+// Writes the broker's report in the Prometheus text exposition format
+// (NUL-terminated) into `buf` of `cap` bytes, and its length (without
+// the NUL) to `*len` if `len` is not NULL. When it does not fit, the
+// result is `SB_LIMIT_EXCEEDED`, nothing is written to `buf`, and
+// `*len` still tells the length: call again with a larger buffer (the
+// figures may have grown meanwhile).
+enum sb_status sb_broker_report_prometheus(const struct sb_broker *broker,
+                                           char *buf,
+                                           size_t cap,
+                                           size_t *len);
+
 // Starts connecting to the broker at `address` with an optional `token`.
 // `on_connect` runs once with the outcome (then `free_user`).
 // Operations may be started at once. Free with `sb_client_free`.
@@ -437,6 +502,12 @@ enum sb_status sb_client_listing(const struct sb_client *client,
                                  sb_listing_fn f,
                                  void *user,
                                  sb_free_fn free_user);
+
+// Asks the broker for its report of itself; `f` runs once with it.
+enum sb_status sb_client_stats(const struct sb_client *client,
+                               sb_stats_fn f,
+                               void *user,
+                               sb_free_fn free_user);
 
 // Withdraws a session this client published; `done` runs once.
 // `SB_NOT_PUBLISHER` at once (no callback) if it is not published here.
@@ -926,6 +997,26 @@ const struct sb_value *sb_value_list_get(const struct sb_value *value, size_t in
 
 // The args inside a map value, borrowed; NULL for other types.
 const struct sb_args *sb_value_map(const struct sb_value *value);
+
+// Sends the library's log records at `max_level` (an `sb_log_level`) or
+// more severe to `handler`, replacing the handler set before, whose
+// `free_user` then runs once; `handler` NULL stops logging. The library
+// never writes to stderr itself: with no handler its records go nowhere.
+//
+// The setting is process-wide. The handler runs on the thread that
+// logged, which is a thread driving a loop (a broker's or a client's),
+// so with loops on several threads it must be thread-safe; it may log
+// nothing back and must not call `sb_set_log_handler`.
+//
+// Fails with `SB_INVALID_ARGUMENT` for a level out of range and with
+// `SB_INVALID_STATE` when the program's Rust side installed another
+// `log` logger; either way nothing else changes. `free_user` runs
+// exactly once: when the handler is replaced or removed, at once when
+// `handler` is NULL, and at once on failure.
+enum sb_status sb_set_log_handler(sb_log_fn handler,
+                                  int32_t max_level,
+                                  void *user,
+                                  sb_free_fn free_user);
 
 // New broker options: no token, Unix socket files of mode 0660 and the
 // process's group, no policy (everything allowed).

@@ -131,6 +131,8 @@ pub mod event_loop;
 mod ffi;
 mod id_hash;
 pub mod liveness;
+pub mod logging;
+pub mod report;
 pub mod request;
 mod transport;
 pub mod value;
@@ -144,9 +146,11 @@ pub use client::{
 };
 pub use error::{Error, ErrorCode, Result};
 pub use event_loop::{EventLoop, LoopRemote, TimerId};
+pub use logging::{set_log_handler, LogEntry, LogHandler, LogLevel};
+pub use report::StatsReport;
 pub use request::{
-    set_diagnostic_hook, unhandled_responses, Ctx, HandlerFn, HandlerKind, RemoteStage, Request,
-    RequestBuilder, Response, Scope, ServedRequest, Stage, Target,
+    unhandled_responses, Ctx, HandlerFn, HandlerKind, RemoteStage, Request, RequestBuilder,
+    Response, Scope, ServedRequest, Stage, Target,
 };
 pub use transport::Address;
 pub use value::{Args, Value, MAX_DEPTH};

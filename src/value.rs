@@ -3,11 +3,33 @@
 //! A [`Value`] is null, a bool, a 64-bit integer, a float, a UTF-8 string,
 //! a byte string, a list or a map; [`Args`] is a map from names to values,
 //! kept sorted by name so that printing and comparing are deterministic.
+//!
+//! # JSON
+//!
+//! [`Value::to_json`], [`Args::to_json`] and their `from_json`
+//! inverses (serde_json underneath) map values to JSON and back:
+//!
+//! | value            | JSON                                        |
+//! |------------------|---------------------------------------------|
+//! | `Null`           | `null`                                      |
+//! | `Bool`           | `true` / `false`                            |
+//! | `Int`            | an integer (`-3`)                           |
+//! | `Float`          | a number with a fraction or exponent (`1.5`); NaN and infinities print as `null` |
+//! | `Str`            | a string                                    |
+//! | `Bytes`          | `{"$bytes":"<hex>"}` (two lowercase hex digits a byte; either case is read) |
+//! | `List`           | an array                                    |
+//! | `Map`, [`Args`]  | an object, keys in name order               |
+//!
+//! Reading, an integer beyond the 64-bit signed range is refused rather
+//! than rounded to a float, and an object whose only key is `$bytes` is
+//! always bytes (so a map cannot have `$bytes` as its only key).
 
 use crate::wire::text::Text;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
+
+mod json;
 
 /// One typed value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -150,13 +172,6 @@ impl Args {
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
         self.0.iter()
     }
-
-    /// The args as compact JSON (bytes become `{"$bytes":"<hex>"}`).
-    pub fn to_json(&self) -> String {
-        let mut out = String::new();
-        write_json_map(&mut out, self);
-        out
-    }
 }
 
 impl FromIterator<(String, Value)> for Args {
@@ -242,84 +257,12 @@ impl Value {
             }
         }
     }
-
-    /// The value as compact JSON.
-    pub fn to_json(&self) -> String {
-        let mut out = String::new();
-        write_json(&mut out, self);
-        out
-    }
 }
 
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_json())
     }
-}
-
-fn write_json(out: &mut String, value: &Value) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Value::Float(x) if x.is_finite() => {
-            let _ = write!(out, "{x:?}");
-        }
-        Value::Float(_) => out.push_str("null"),
-        Value::Str(s) => write_json_str(out, s),
-        Value::Bytes(b) => {
-            out.push_str("{\"$bytes\":\"");
-            for byte in b {
-                let _ = write!(out, "{byte:02x}");
-            }
-            out.push_str("\"}");
-        }
-        Value::List(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_json(out, item);
-            }
-            out.push(']');
-        }
-        Value::Map(map) => write_json_map(out, map),
-    }
-}
-
-fn write_json_map(out: &mut String, map: &Args) {
-    out.push('{');
-    for (i, (k, v)) in map.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_json_str(out, k);
-        out.push(':');
-        write_json(out, v);
-    }
-    out.push('}');
-}
-
-/// Writes `s` as a JSON string literal.
-pub(crate) fn write_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 macro_rules! value_from {
@@ -402,17 +345,5 @@ mod tests {
         assert_eq!(Value::Str("a\0b".into()).as_bytes(), Some(&b"a\0b"[..]));
         assert_eq!(Value::Bytes(vec![0xff]).as_bytes(), Some(&[0xffu8][..]));
         assert_eq!(Value::Int(1).as_bytes(), None);
-    }
-
-    #[test]
-    fn json_escapes_and_orders_keys() {
-        let args = Args::new()
-            .with("b", "q\"uote\n")
-            .with("a", vec![Value::Int(1), Value::Null])
-            .with("c", vec![0xffu8, 0]);
-        assert_eq!(
-            args.to_json(),
-            r#"{"a":[1,null],"b":"q\"uote\n","c":{"$bytes":"ff00"}}"#
-        );
     }
 }

@@ -248,6 +248,8 @@ c_programs!(
     wait_for_name,
     deadlines,
     liveness,
+    log_handler,
+    stats,
     identity,
 );
 

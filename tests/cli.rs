@@ -582,3 +582,53 @@ fn demo_prints_a_transcript_and_exits_0() {
         );
     }
 }
+
+/// `--json-args` sends what words cannot (lists, maps, bytes), words add
+/// to it, and what `echo` answers prints back in the same JSON form.
+#[test]
+fn call_sends_lists_maps_and_bytes_as_json_args() {
+    let (_broker, address) = tcp_broker(&[]);
+    let service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    assert!(service.next_line().unwrap().starts_with("serving Demo"));
+
+    let json = r#"{"xs":[1,2.5,"three",null,[true]],"m":{"k":"v","n":{"deep":-7}},"b":{"$bytes":"00ff7F"}}"#;
+    let out = run(&[
+        "call",
+        "--broker",
+        &address,
+        "--json-args",
+        json,
+        "Demo",
+        "echo",
+        "w=word",
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "{\"type\":\"return\",\"args\":{\"b\":{\"$bytes\":\"00ff7f\"},\
+         \"m\":{\"k\":\"v\",\"n\":{\"deep\":-7}},\"w\":\"word\",\
+         \"xs\":[1,2.5,\"three\",null,[true]]}}\n"
+    );
+
+    // Bad JSON, a non-object, bad bytes, a name given twice: usage errors.
+    for (json, why) in [
+        ("{\"a\":", "bad JSON"),
+        ("[1]", "must be a JSON object"),
+        ("{\"b\":{\"$bytes\":\"f\"}}", "hex digits"),
+        ("{\"w\":1}", "'w' is given twice"),
+    ] {
+        let out = run(&[
+            "call",
+            "--broker",
+            &address,
+            "--json-args",
+            json,
+            "Demo",
+            "echo",
+            "w=2",
+        ]);
+        assert_eq!(out.code, Some(2), "{json}: {}", out.stderr);
+        assert!(out.stderr.contains(why), "{json}: {}", out.stderr);
+        assert!(out.stderr.contains("usage: stagebus"), "{}", out.stderr);
+    }
+}

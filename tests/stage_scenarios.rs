@@ -25,7 +25,7 @@
 mod common_requests;
 
 use common_requests::*;
-use stagebus::request::{set_diagnostic_hook, unhandled_responses, RequestBuilder};
+use stagebus::request::{unhandled_responses, RequestBuilder};
 use stagebus::*;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -365,13 +365,11 @@ fn s06_explicit_mapping_beats_role(mode: Mode) {
 
 /// S7 (port decision): a response with no handler (no mapping, no role,
 /// a role without `on_<role>_<type>`, an error nobody maps) is counted by
-/// `unhandled_responses()` and reported through the diagnostic hook; a
+/// `unhandled_responses()` and logged at warn level; a
 /// final one still ends the transaction on both sides.
 fn s07_unhandled_responses_are_counted_and_reported(mode: Mode) {
     let fx = Fixture::new(mode);
-    let reports = Log::new();
-    let r = reports.clone();
-    set_diagnostic_hook(move |m| r.push(m));
+    let reports = capture_warnings();
     let callee = Stage::new(&fx.lp, "Callee");
     let callee_ended = Counter::new();
     let e = callee_ended.clone();
@@ -535,7 +533,6 @@ fn s10_top_level_request_gets_responses_through_closures(mode: Mode) {
         ]
     );
     let before = unhandled_responses();
-    set_diagnostic_hook(|_| {});
     let role_only = Request::to(target, "work").role("knock").send().unwrap();
     run_until(&fx.lp, "the role-only request to end", || {
         !role_only.is_open()

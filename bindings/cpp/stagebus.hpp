@@ -366,6 +366,8 @@ using SessionGoneFn =
     std::function<void(std::string_view session, sb_status, std::string_view message)>;
 // Completion of a listing: a list of maps {name, methods}.
 using ListingFn = std::function<void(sb_status, ValueRef sessions, std::string_view message)>;
+// Gets the broker's report (a map value, borrowed during the call).
+using StatsFn = std::function<void(sb_status, ValueRef report, std::string_view message)>;
 // A message of an application-defined kind: its kind, id and payload
 // bytes (borrowed for the call). The broker's answer to
 // Client::send_custom arrives as kind "result" with the id sent.
@@ -393,6 +395,11 @@ inline void run_connect(void *user, sb_status status, uint64_t id, const char *m
 inline void run_session_gone(void *user, const char *session, sb_status status,
                              const char *message) noexcept {
     fn<SessionGoneFn>(user)(session, status, message);
+}
+
+inline void run_stats(void *user, sb_status status, const sb_value *report,
+                      const char *message) noexcept {
+    fn<StatsFn>(user)(status, ValueRef(report), message);
 }
 
 inline void run_listing(void *user, sb_status status, const sb_value *sessions,
@@ -429,6 +436,44 @@ sb_status register_optional(Fn f, CFn trampoline, Register reg) {
 }
 
 } // namespace detail
+
+// ---------------------------------------------------------------------
+// Logging
+
+// One key-value field of a log record ("conn" = "3").
+struct LogField {
+    std::string_view key;
+    std::string_view value;
+};
+
+// Receives one log record; every view is valid during the call only.
+using LogFn = std::function<void(sb_log_level level, std::string_view target,
+                                 std::string_view message, const std::vector<LogField> &fields)>;
+
+namespace detail {
+
+inline void run_log(void *user, sb_log_level level, const char *target, const char *message,
+                    const sb_log_field *fields, size_t n_fields) noexcept {
+    std::vector<LogField> kv;
+    kv.reserve(n_fields);
+    for (size_t i = 0; i < n_fields; i++) {
+        kv.push_back(LogField{fields[i].key, fields[i].value});
+    }
+    fn<LogFn>(user)(level, target, message, kv);
+}
+
+} // namespace detail
+
+// Sends the library's log records at `max_level` or more severe to `f`
+// (process-wide; it replaces the handler set before). The library never
+// writes to stderr itself. `f` runs on the thread that logged (a thread
+// driving a loop) and must not throw; an empty `f` stops logging.
+inline void set_log_handler(LogFn f, sb_log_level max_level = SB_LOG_WARN) {
+    detail::check(detail::register_optional(
+        std::move(f), &detail::run_log, [&](sb_log_fn c, void *user, sb_free_fn free_user) {
+            return sb_set_log_handler(c, static_cast<int32_t>(max_level), user, free_user);
+        }));
+}
 
 // ---------------------------------------------------------------------
 // The loop
@@ -602,6 +647,29 @@ public:
 
     std::size_t pending_calls() const noexcept { return sb_broker_pending_calls(raw()); }
 
+    // The broker's report of itself: a map value (see sb_broker_report).
+    Value report() const {
+        sb_value *v = nullptr;
+        detail::check(sb_broker_report(raw(), &v));
+        return Value(v);
+    }
+
+    // The report in the Prometheus text exposition format.
+    std::string report_prometheus() const {
+        std::string text(4096, '\0');
+        std::size_t len = 0;
+        for (;;) {
+            sb_status st = sb_broker_report_prometheus(raw(), text.data(), text.size(), &len);
+            if (st == SB_LIMIT_EXCEEDED && len + 1 > text.size()) {
+                text.resize(len + 1024);
+                continue;
+            }
+            detail::check(st);
+            text.resize(len);
+            return text;
+        }
+    }
+
     // Operations the policy denied (each answered SB_ACCESS_DENIED).
     std::uint64_t access_denied() const noexcept { return sb_broker_access_denied(raw()); }
 
@@ -682,6 +750,14 @@ public:
         detail::check(detail::register_fn(std::move(f), &detail::run_listing,
                                           [&](sb_listing_fn c, void *user, sb_free_fn free_user) {
                                               return sb_client_listing(raw(), c, user, free_user);
+                                          }));
+    }
+
+    // Asks the broker for its report of itself (see sb_client_stats).
+    void stats(StatsFn f) const {
+        detail::check(detail::register_fn(std::move(f), &detail::run_stats,
+                                          [&](sb_stats_fn c, void *user, sb_free_fn free_user) {
+                                              return sb_client_stats(raw(), c, user, free_user);
                                           }));
     }
 

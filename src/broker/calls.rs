@@ -21,6 +21,8 @@ impl Core {
             RoutedKind::Deliver { session, method } => {
                 match self.open_route(id, frame.id, session, method) {
                     Ok((publisher, route)) => {
+                        self.stats.calls += 1;
+                        self.counters.call(session);
                         if let Err(e) = self.forward_deliver(id, publisher, &frame, route) {
                             self.abort_route(route, e, false);
                         }
@@ -37,9 +39,13 @@ impl Core {
                 }
                 _ => self.stats.dropped_stray += 1,
             },
-            RoutedKind::Result => match self.routes.get(frame.id) {
+            RoutedKind::Result { error } => match self.routes.get(frame.id) {
                 Some(r) if r.publisher == id => {
                     let r = self.routes.close(frame.id).expect("checked above");
+                    if let Some(code) = error {
+                        self.counters.errors.add(code);
+                        self.counters.session_error(&r.session, code);
+                    }
                     if let Err(e) = self.forward(r.caller, &frame, r.caller_id) {
                         self.reply(r.caller, r.caller_id, Err(e));
                     }

@@ -26,6 +26,7 @@ use super::handshake::{check_hello, expected_hello, Tokens};
 use super::peer::{CloseReason, Full, Peer};
 use super::registry::Registry;
 use super::routes::Routes;
+use super::stats::Counters;
 use super::waiters::{WaitId, Waiters};
 use super::{BrokerConfig, BrokerStats, ConnId, Limits};
 use crate::error::{Error, ErrorCode};
@@ -57,6 +58,9 @@ pub(super) enum Effect {
     /// writes `rest` (ending with the going-away notice) before it
     /// closes: a lingering close.
     Linger { conn: ConnId, rest: Vec<u8> },
+    /// `conn` asked for the broker's report under `op`: answer it with
+    /// [`Core::answer_report`] (the shell knows the uptime and addresses).
+    Report { conn: ConnId, op: u64 },
 }
 
 /// The broker's state machine.
@@ -75,6 +79,7 @@ pub(super) struct Core {
     to_close: Vec<(ConnId, CloseReason)>,
     pub(super) effects: Vec<Effect>,
     pub(super) stats: BrokerStats,
+    pub(super) counters: Counters,
 }
 
 impl Core {
@@ -91,6 +96,7 @@ impl Core {
             to_close: Vec::new(),
             effects: Vec::new(),
             stats: BrokerStats::default(),
+            counters: Counters::default(),
         }
     }
 
@@ -132,6 +138,7 @@ impl Core {
         let id = self.next_conn;
         self.next_conn += 1;
         if self.peers.len() >= self.config.limits.max_connections {
+            self.stats.refused_connections += 1;
             return None;
         }
         let mut peer = Peer::default();
@@ -387,6 +394,7 @@ impl Core {
                 let list = self.registry.listing();
                 self.reply(id, op, Ok(Reply::Sessions(list)));
             }
+            Frame::Stats { id: op } => self.effects.push(Effect::Report { conn: id, op }),
             Frame::Subscribe { id: op, session } => {
                 let result = self.subscribe(id, &session);
                 self.reply(id, op, result.map(Reply::Methods));
@@ -482,6 +490,7 @@ impl Core {
         match reason {
             CloseReason::Protocol(_) => self.stats.protocol_errors += 1,
             CloseReason::SlowConsumer(_) => self.stats.slow_consumers += 1,
+            CloseReason::HelloRefused(_) => self.stats.refused_connections += 1,
             _ => {}
         }
     }
@@ -646,6 +655,9 @@ impl Core {
     /// Answers `id` on `to`; an answer too large to send becomes that
     /// error.
     pub(super) fn reply(&mut self, to: ConnId, id: u64, outcome: Result<Reply, Error>) {
+        if let Err(e) = &outcome {
+            self.counters.errors.add(e.code);
+        }
         if let Err(e) = self.send(to, &Frame::Result { id, outcome }) {
             let _ = self.send(
                 to,

@@ -48,6 +48,7 @@ mod registry;
 mod routes;
 mod sessions;
 mod shell;
+mod stats;
 mod waiters;
 
 use crate::error::{Error, ErrorCode};
@@ -261,7 +262,7 @@ impl BrokerConfig {
 }
 
 /// Counters, for tests, benchmarks and operators.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BrokerStats {
     /// Open connections (handshaken or not).
     pub connections: usize,
@@ -278,6 +279,11 @@ pub struct BrokerStats {
     pub protocol_errors: u64,
     /// Connections closed for not reading their output.
     pub slow_consumers: u64,
+    /// Calls delivered to publishers.
+    pub calls: u64,
+    /// Connections refused: over the connection limit, or their hello
+    /// refused (token, protocol version).
+    pub refused_connections: u64,
     /// Operations the policy denied (each answered `access_denied`).
     pub access_denied: u64,
 }
@@ -326,6 +332,14 @@ impl Broker {
     /// Current counters.
     pub fn stats(&self) -> BrokerStats {
         self.shell.stats()
+    }
+
+    /// Everything the broker reports about itself now: totals, errors by
+    /// code, each connection and each session
+    /// ([`crate::report::StatsReport::to_prometheus`] renders it for a
+    /// scrape).
+    pub fn report(&self) -> crate::report::StatsReport {
+        self.shell.report()
     }
 
     /// Stops listening and closes every connection: each client is told

@@ -34,6 +34,56 @@ pub(crate) enum CloseReason {
 }
 
 impl CloseReason {
+    /// The reason's name in logs (`slow_consumer`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CloseReason::Ended(_) => "ended",
+            CloseReason::WriteFailed(_) => "write_failed",
+            CloseReason::Protocol(_) => "protocol",
+            CloseReason::HelloRefused(_) => "hello_refused",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::Unresponsive => "unresponsive",
+            CloseReason::FrameTimeout => "frame_timeout",
+            CloseReason::SlowConsumer(_) => "slow_consumer",
+            CloseReason::Unregistered(_) => "unregistered",
+            CloseReason::BrokerClosed => "broker_closed",
+        }
+    }
+
+    /// Logs the closing of connection `conn`: at warn level when the
+    /// peer misbehaved (an operator may act on it), at info when its
+    /// socket failed, at debug for an ordinary end.
+    pub fn log(&self, conn: super::ConnId) {
+        let reason = self.name();
+        let (level, detail) = match self {
+            CloseReason::Ended(e) => (log::Level::Debug, Some(e)),
+            CloseReason::BrokerClosed => (log::Level::Debug, None),
+            CloseReason::WriteFailed(e) | CloseReason::Unregistered(e) => {
+                (log::Level::Info, Some(e))
+            }
+            CloseReason::Protocol(e)
+            | CloseReason::HelloRefused(e)
+            | CloseReason::SlowConsumer(e) => (log::Level::Warn, Some(e)),
+            CloseReason::HandshakeTimeout
+            | CloseReason::Unresponsive
+            | CloseReason::FrameTimeout => (log::Level::Warn, None),
+        };
+        match detail {
+            Some(e) => log::log!(
+                target: "stagebus::broker",
+                level,
+                conn, reason, code = e.code.as_str();
+                "connection {conn} closed ({reason}): {e}"
+            ),
+            None => log::log!(
+                target: "stagebus::broker",
+                level,
+                conn, reason;
+                "connection {conn} closed ({reason})"
+            ),
+        }
+    }
+
     /// The error the connection is refused with, if it is told before it
     /// is closed.
     pub fn refusal(&self) -> Option<&Error> {

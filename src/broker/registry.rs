@@ -63,6 +63,11 @@ impl Registry {
         self.sessions.len()
     }
 
+    /// Every published session, in no order.
+    pub fn sessions(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values()
+    }
+
     /// Publishes `name`, with the original's checks in its order.
     pub fn publish(
         &mut self,

@@ -74,6 +74,23 @@ impl Routes {
         self.table.len()
     }
 
+    /// How many calls `conn` made that are in flight, and how many it
+    /// owes an answer.
+    pub fn counts(&self, conn: ConnId) -> (usize, usize) {
+        self.links
+            .get(&conn)
+            .map_or((0, 0), |l| (l.calls.len(), l.serving.len()))
+    }
+
+    /// Calls in flight per session called.
+    pub fn in_flight_by_session(&self) -> HashMap<&str, usize> {
+        let mut counts = HashMap::new();
+        for route in self.table.values() {
+            *counts.entry(&*route.session).or_insert(0) += 1;
+        }
+        counts
+    }
+
     /// Whether `caller` may start a call under `caller_id`: the id is not
     /// in flight already, and `caller` has fewer than `max_pending` calls
     /// in flight.

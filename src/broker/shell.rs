@@ -17,6 +17,7 @@ use super::{BrokerConfig, BrokerStats, ConnId};
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
 use crate::id_hash::IdMap;
+use crate::report::StatsReport;
 use crate::transport::{
     linger, resolve_group, Address, CloseFn, Connection, Listener, ReadOutcome, UnixOptions,
 };
@@ -24,6 +25,7 @@ use crate::DEFAULT_LINGER;
 use mio::{Interest, Token};
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
+use std::time::Instant;
 
 /// A running broker's I/O and its core.
 pub(super) struct Shell {
@@ -36,6 +38,7 @@ pub(super) struct Shell {
     effects: RefCell<Vec<Effect>>,
     /// Connections of the closed broker still writing their last output.
     lingering: Rc<std::cell::Cell<usize>>,
+    started: Instant,
     me: Weak<Shell>,
 }
 
@@ -51,6 +54,8 @@ struct Io {
 /// progress) and its ping timer.
 struct Socket {
     conn: Connection,
+    /// The peer's address, for reports.
+    peer: String,
     deadline: Option<TimerId>,
     tick: Option<TimerId>,
 }
@@ -105,6 +110,7 @@ impl Shell {
             accept_retry: RefCell::new(AcceptRetry::default()),
             effects: RefCell::new(Vec::new()),
             lingering: Rc::default(),
+            started: Instant::now(),
             me: me.clone(),
         });
         for (index, mut listener) in listeners.into_iter().enumerate() {
@@ -134,6 +140,16 @@ impl Shell {
 
     pub fn stats(&self) -> BrokerStats {
         self.core.borrow().stats()
+    }
+
+    pub fn report(&self) -> StatsReport {
+        let io = self.io.borrow();
+        let peer = |id| {
+            io.sockets
+                .get(&id)
+                .map_or_else(String::new, |s| s.peer.clone())
+        };
+        self.core.borrow_mut().report(self.started.elapsed(), peer)
     }
 
     pub fn set_ping(&self, interval: std::time::Duration, max: u32) {
@@ -180,12 +196,17 @@ impl Shell {
                 Some((listener, _)) => listener.accept(),
                 None => return true,
             };
-            let stream = match accepted {
-                Ok(s) => s,
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
                 Err(e) => match accept_failure(&e) {
                     AcceptFailure::Retry => continue,
                     AcceptFailure::Pause => {
+                        log::warn!(
+                            target: "stagebus::broker",
+                            error:% = e;
+                            "cannot accept connections for now; accepting paused: {e}"
+                        );
                         self.pause_accepting();
                         return false;
                     }
@@ -194,8 +215,14 @@ impl Shell {
             // Over the connection limit, the stream is dropped: closed.
             let cred = stream.peer_cred();
             let Some(id) = self.core.borrow_mut().connect_from(cred) else {
+                log::warn!(
+                    target: "stagebus::broker",
+                    peer = peer.as_str(), reason = "connection_limit";
+                    "connection from {peer} refused: the broker is at its connection limit"
+                );
                 continue;
             };
+            log::debug!(target: "stagebus::broker", conn = id, peer = peer.as_str(); "connection {id} from {peer}");
             let source = Rc::new(PeerSource {
                 shell: self.me.clone(),
                 id,
@@ -208,6 +235,7 @@ impl Shell {
                 Ok(conn) => {
                     let socket = Socket {
                         conn,
+                        peer,
                         deadline: None,
                         tick: None,
                     };
@@ -324,8 +352,10 @@ impl Shell {
         let mut effects = std::mem::take(&mut *self.effects.borrow_mut());
         self.core.borrow_mut().take_effects(&mut effects);
         let mut freed = false;
+        let mut reports = Vec::new();
         for effect in effects.drain(..) {
             match effect {
+                Effect::Report { conn, op } => reports.push((conn, op)),
                 Effect::ArmDeadline { conn, after } => {
                     if let Some(socket) = self.io.borrow_mut().sockets.get_mut(&conn) {
                         let weak = self.me.clone();
@@ -393,9 +423,8 @@ impl Shell {
                         freed = true;
                     }
                 }
-                Effect::Close { conn, reason: _ } => {
-                    // The reason is counted in the core's stats; here it
-                    // would reach a log.
+                Effect::Close { conn, reason } => {
+                    reason.log(conn);
                     let socket = self.io.borrow_mut().sockets.remove(&conn);
                     if let Some(socket) = socket {
                         self.drop_socket(socket);
@@ -405,6 +434,14 @@ impl Shell {
             }
         }
         *self.effects.borrow_mut() = effects;
+        if !reports.is_empty() {
+            for (conn, op) in reports {
+                let report = self.report();
+                self.core.borrow_mut().answer_report(conn, op, report);
+            }
+            // Answering may have closed a connection (its queue full).
+            self.apply_effects();
+        }
         // Descriptors came free: the backlog need not wait for the timer.
         if freed {
             let paused = self.accept_retry.borrow_mut().timer.take();

@@ -22,7 +22,7 @@ use super::calls::{final_event, CallFn, Calls};
 use super::effects::{
     Closer, ConnectFn, DisconnectFn, Effect, Outbox, SessionGoneFn, Settle, UnknownFn,
 };
-use super::ops::{expect_done, expect_methods, expect_sessions, Completion, Op, Ops};
+use super::ops::{expect_done, expect_methods, expect_sessions, expect_stats, Completion, Op, Ops};
 use super::serving::{Route, ServeFn, Serving};
 use super::{CallEvent, CallId, ConnectionInfo, Inbound};
 use crate::error::{Error, ErrorCode};
@@ -557,6 +557,7 @@ impl Core {
                 (Completion::Unit(done, outcome), released)
             }
             Op::Listing { done } => (Completion::Sessions(done, expect_sessions(outcome)), None),
+            Op::Stats { done } => (Completion::Stats(done, expect_stats(outcome)), None),
             Op::Subscribe { session, done } => {
                 let outcome = expect_methods(outcome);
                 if outcome.is_ok() {

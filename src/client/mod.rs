@@ -39,6 +39,7 @@ pub(crate) use serving::Publication;
 
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;
+use crate::report::StatsReport;
 use crate::transport::Address;
 use crate::value::Args;
 use crate::wire::{Frame, Payload, SessionInfo, DEFAULT_MAX_FRAME};
@@ -403,6 +404,18 @@ impl Client {
         self.shared.start_op(
             |id| Frame::Listing { id },
             Op::Listing {
+                done: Box::new(done),
+            },
+        );
+    }
+
+    /// Asks the broker for its report of itself (totals, errors by code,
+    /// each connection and session; see [`crate::report`]); `done` gets
+    /// it once.
+    pub fn stats(&self, done: impl FnOnce(Result<StatsReport, Error>) + 'static) {
+        self.shared.start_op(
+            |id| Frame::Stats { id },
+            Op::Stats {
                 done: Box::new(done),
             },
         );

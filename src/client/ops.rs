@@ -6,6 +6,7 @@
 use super::serving::ServeFn;
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdMap;
+use crate::report::StatsReport;
 use crate::wire::{Reply, SessionInfo};
 
 /// What gets an operation's outcome.
@@ -27,6 +28,9 @@ pub(super) enum Op {
     },
     Listing {
         done: Done<Vec<SessionInfo>>,
+    },
+    Stats {
+        done: Done<StatsReport>,
     },
     Subscribe {
         session: String,
@@ -53,6 +57,7 @@ impl Op {
                 Completion::Unit(done, Err(e))
             }
             Op::Listing { done } => Completion::Sessions(done, Err(e)),
+            Op::Stats { done } => Completion::Stats(done, Err(e)),
             Op::Subscribe { done, .. } => Completion::Methods(done, Err(e)),
             Op::Custom { .. } => return None,
         })
@@ -64,6 +69,7 @@ pub(super) enum Completion {
     Unit(Done<()>, Result<(), Error>),
     Sessions(Done<Vec<SessionInfo>>, Result<Vec<SessionInfo>, Error>),
     Methods(Done<Vec<String>>, Result<Vec<String>, Error>),
+    Stats(Done<StatsReport>, Result<StatsReport, Error>),
 }
 
 impl Completion {
@@ -72,6 +78,7 @@ impl Completion {
             Completion::Unit(done, outcome) => done(outcome),
             Completion::Sessions(done, outcome) => done(outcome),
             Completion::Methods(done, outcome) => done(outcome),
+            Completion::Stats(done, outcome) => done(outcome),
         }
     }
 }
@@ -134,6 +141,14 @@ pub(super) fn expect_sessions(outcome: Result<Reply, Error>) -> Result<Vec<Sessi
     match outcome? {
         Reply::Sessions(list) => Ok(list),
         other => Err(unexpected("listing", &other)),
+    }
+}
+
+/// The outcome of a stats request.
+pub(super) fn expect_stats(outcome: Result<Reply, Error>) -> Result<StatsReport, Error> {
+    match outcome? {
+        Reply::Stats(report) => Ok(*report),
+        other => Err(unexpected("stats", &other)),
     }
 }
 

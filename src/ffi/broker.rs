@@ -5,6 +5,7 @@ use super::convert::{opt_text, text_array};
 use super::event_loop::sb_loop;
 use super::handles::{arg, boxed, take, Handle};
 use super::status::sb_status;
+use super::values::sb_value;
 use crate::broker::{Broker, BrokerConfig};
 use crate::event_loop::EventLoop;
 use crate::transport::Address;
@@ -159,5 +160,72 @@ pub unsafe extern "C" fn sb_broker_pending_calls(broker: *const sb_broker) -> us
     value_or(0, || {
         // SAFETY: NULL or a live sb_broker.
         Ok(unsafe { arg(broker, "broker") }?.stats().pending_calls)
+    })
+}
+
+/// Writes the broker's report of itself to `*out`: a map value with
+/// `uptime_ms`, `totals` (connections, sessions, pending_calls,
+/// waiting_subscribes, calls, dropped_stray, protocol_errors,
+/// slow_consumers, refused_connections), `errors` (code name → count),
+/// `connections` (a list of maps: id, peer, handshaken, sessions,
+/// calls_in_flight, serving, bytes_queued) and `sessions` (a list of
+/// maps: name, publisher, calls, errors, in_flight). Owned: free it with
+/// `sb_value_free`.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_report(
+    broker: *const sb_broker,
+    out: *mut *mut sb_value,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_broker.
+        let broker = unsafe { arg(broker, "broker") }?;
+        if out.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
+        }
+        let report = broker.report().to_value();
+        // SAFETY: checked non-NULL above.
+        unsafe { out.write(boxed::<sb_value>(report)) };
+        Ok(())
+    })
+}
+
+/// Writes the broker's report in the Prometheus text exposition format
+/// (NUL-terminated) into `buf` of `cap` bytes, and its length (without
+/// the NUL) to `*len` if `len` is not NULL. When it does not fit, the
+/// result is `SB_LIMIT_EXCEEDED`, nothing is written to `buf`, and
+/// `*len` still tells the length: call again with a larger buffer (the
+/// figures may have grown meanwhile).
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_report_prometheus(
+    broker: *const sb_broker,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_broker.
+        let broker = unsafe { arg(broker, "broker") }?;
+        let text = broker.report().to_prometheus();
+        if !len.is_null() {
+            // SAFETY: the caller's out-parameter, non-NULL.
+            unsafe { len.write(text.len()) };
+        }
+        if buf.is_null() {
+            return Err(fail(sb_status::SB_NULL_ARGUMENT, "buf is NULL"));
+        }
+        if text.len() + 1 > cap {
+            return Err(fail(
+                sb_status::SB_LIMIT_EXCEEDED,
+                format!("the report needs {} bytes", text.len() + 1),
+            ));
+        }
+        // SAFETY: buf has cap >= text.len() + 1 bytes, per the caller.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len());
+            buf.add(text.len()).write(0);
+        }
+        Ok(())
     })
 }

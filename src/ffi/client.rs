@@ -304,6 +304,51 @@ pub unsafe extern "C" fn sb_client_listing(
     })
 }
 
+/// Receives the broker's report of itself: `SB_OK` with the report (the
+/// map value `sb_broker_report` describes; borrowed, valid during the
+/// call) and an empty message, or an error status, NULL and its message.
+pub type sb_stats_fn = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        status: sb_status,
+        report: *const sb_value,
+        message: *const c_char,
+    ),
+>;
+
+/// Asks the broker for its report of itself; `f` runs once with it.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_client_stats(
+    client: *const sb_client,
+    f: sb_stats_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or a live sb_client.
+        let client = unsafe { arg(client, "client") }?;
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        client.stats(move |result| {
+            let (code, report, message) = match result {
+                Ok(report) => (sb_status::SB_OK, report.to_value(), c_string("")),
+                Err(e) => (e.code.into(), Value::Null, c_string(&e.message)),
+            };
+            let report_ptr = if code == sb_status::SB_OK {
+                borrowed::<sb_value>(&report)
+            } else {
+                std::ptr::null()
+            };
+            // SAFETY: the C caller's function with its own user pointer;
+            // the report lives until the call returns.
+            unsafe { f(user.get(), code, report_ptr, message.as_ptr()) };
+            drop(user);
+        });
+        Ok(())
+    })
+}
+
 /// Withdraws a session this client published; `done` runs once.
 /// `SB_NOT_PUBLISHER` at once (no callback) if it is not published here.
 #[doc = safety!()]

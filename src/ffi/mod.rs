@@ -131,4 +131,6 @@ mod args;
 
 mod values;
 
+mod log;
+
 mod security;

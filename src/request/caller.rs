@@ -161,16 +161,7 @@ impl CallerEnd for CallerRec {
                 parent.as_ref(),
                 Some(&rsp),
             ),
-            None => {
-                let what = match &rsp.error {
-                    Some(e) => format!(" ({e})"),
-                    None => String::new(),
-                };
-                unhandled(&format!(
-                    "unhandled '{}' response to request {} ({}){what}",
-                    rsp.kind, rec.id, rec.method
-                ));
-            }
+            None => unhandled(rec.id, &rec.method, &rsp.kind, rsp.error.as_ref()),
         }
         drop(parent);
         if last {

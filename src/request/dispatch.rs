@@ -1,7 +1,7 @@
 //! The dispatcher: runs handlers. It keeps the request stack (which
 //! stage's handler runs now, serving which request: what a request sent
 //! from a handler takes as its parent and requester), gives every id of
-//! the thread, and reports what has nobody to tell.
+//! the thread, and logs what has nobody to tell.
 
 use super::callee::{Served, ServedRequest};
 use super::caller::Response;
@@ -9,12 +9,10 @@ use super::stage::{Ctx, HandlerFn, Stage};
 use crate::error::{Error, ErrorCode};
 use crate::value::Args;
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 
 /// One entry of the request stack: the stage whose handler runs, and the
 /// request it serves.
 pub(crate) type StackFrame = (Option<Stage>, Option<ServedRequest>);
-type DiagnosticFn = Rc<dyn Fn(&str)>;
 
 thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
@@ -22,7 +20,6 @@ thread_local! {
     static CURRENT: RefCell<Vec<StackFrame>> =
         const { RefCell::new(Vec::new()) };
     static UNHANDLED: Cell<u64> = const { Cell::new(0) };
-    static DIAGNOSTIC: RefCell<Option<DiagnosticFn>> = const { RefCell::new(None) };
 }
 
 /// The next request id of this thread: every id a program sees (its own
@@ -37,30 +34,26 @@ pub(crate) fn next_id() -> u64 {
 }
 
 /// How many responses found no handler on this thread (each is also
-/// reported through the diagnostic hook).
+/// logged, at warn level, target `stagebus::request`).
 pub fn unhandled_responses() -> u64 {
     UNHANDLED.with(Cell::get)
 }
 
-/// Replaces where diagnostics go (unhandled responses, handler errors
-/// with nobody to tell). The default writes one line to stderr.
-pub fn set_diagnostic_hook(hook: impl Fn(&str) + 'static) {
-    DIAGNOSTIC.with(|d| *d.borrow_mut() = Some(Rc::new(hook)));
-}
-
-/// Reports what has nobody to tell.
-pub(crate) fn diagnose(message: &str) {
-    let hook = DIAGNOSTIC.with(|d| d.borrow().clone());
-    match hook {
-        Some(hook) => hook(message),
-        None => eprintln!("stagebus: {message}"),
-    }
-}
-
-/// Counts and reports a response no handler took.
-pub(crate) fn unhandled(message: &str) {
+/// Counts and logs a response no handler took.
+pub(crate) fn unhandled(request: u64, method: &str, kind: &str, error: Option<&Error>) {
     UNHANDLED.with(|n| n.set(n.get() + 1));
-    diagnose(message);
+    match error {
+        Some(e) => log::warn!(
+            target: "stagebus::request",
+            request, method, kind, code = e.code.as_str();
+            "unhandled '{kind}' response to request {request} ({method}) ({e})"
+        ),
+        None => log::warn!(
+            target: "stagebus::request",
+            request, method, kind;
+            "unhandled '{kind}' response to request {request} ({method})"
+        ),
+    }
 }
 
 /// Pops the request stack even if a handler panics.
@@ -107,10 +100,14 @@ pub(crate) fn run_handler(
             Some(r) => {
                 let _ = r.fail(e);
             }
-            None => diagnose(&format!(
-                "handler '{name}' of stage '{}' failed with nobody to answer: {e}",
-                stage.map_or("(none)", Stage::name)
-            )),
+            None => {
+                let stage = stage.map_or("(none)", Stage::name);
+                log::warn!(
+                    target: "stagebus::request",
+                    stage, handler = name, code = e.code.as_str();
+                    "handler '{name}' of stage '{stage}' failed with nobody to answer: {e}"
+                );
+            }
         }
     }
 }

@@ -146,7 +146,7 @@ mod stage;
 pub use builder::{RequestBuilder, Target};
 pub use callee::ServedRequest;
 pub use caller::{Request, Response};
-pub use dispatch::{set_diagnostic_hook, unhandled_responses};
+pub use dispatch::unhandled_responses;
 pub use remote::RemoteStage;
 pub use scope::Scope;
 pub use stage::{Ctx, HandlerFn, HandlerKind, Stage};

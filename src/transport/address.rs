@@ -225,11 +225,21 @@ impl Listener {
         }
     }
 
-    /// Accepts one pending connection.
-    pub fn accept(&self) -> io::Result<Stream> {
+    /// Accepts one pending connection, with the peer's address as text
+    /// for logs (`127.0.0.1:40312`; a Unix socket's peer is `unix:` and
+    /// its path, usually empty).
+    pub fn accept(&self) -> io::Result<(Stream, String)> {
         match self {
-            Listener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
-            Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            Listener::Tcp(l) => l
+                .accept()
+                .map(|(s, peer)| (Stream::Tcp(s), peer.to_string())),
+            Listener::Unix(l, _) => l.accept().map(|(s, peer)| {
+                let path = peer.as_pathname().map(|p| p.display().to_string());
+                (
+                    Stream::Unix(s),
+                    format!("unix:{}", path.unwrap_or_default()),
+                )
+            }),
         }
     }
 

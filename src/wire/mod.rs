@@ -93,6 +93,8 @@ pub enum Reply {
         /// The encoded args.
         payload: Payload,
     },
+    /// Stats: the broker's report of itself.
+    Stats(Box<crate::report::StatsReport>),
 }
 
 impl Reply {
@@ -105,6 +107,7 @@ impl Reply {
             Reply::Sessions(s) => format!("a listing of {} sessions", s.len()),
             Reply::Methods(m) => format!("a list of {} methods", m.len()),
             Reply::Return { kind, .. } => format!("a '{kind}' result"),
+            Reply::Stats(_) => "a stats report".to_string(),
         }
     }
 }
@@ -275,6 +278,12 @@ pub enum Frame {
         /// Why (code `broker_gone`).
         reason: Error,
     },
+    /// Client → broker: report yourself. Answered with
+    /// [`Reply::Stats`].
+    Stats {
+        /// Correlation id.
+        id: u64,
+    },
     /// Client → broker, first frame: a [`Frame::Hello`] that also names
     /// the client, and says that it reads [`Frame::DeliverFrom`]. Clients
     /// of this version send it instead of `Hello`; a broker takes either
@@ -342,6 +351,7 @@ impl Frame {
             Frame::Ping => "ping",
             Frame::Pong => "pong",
             Frame::GoingAway { .. } => "going_away",
+            Frame::Stats { .. } => "stats",
             Frame::Greeting { .. } => "greeting",
             Frame::DeliverFrom { .. } => "deliver_from",
         }

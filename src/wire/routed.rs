@@ -21,7 +21,7 @@ const RECALL: u32 = 10;
 const RESULT: u32 = 12;
 /// [`Frame::DeliverFrom`]'s variant number, in its encoding (a varint
 /// below 251 is that one byte).
-const DELIVER_FROM_TAG: [u8; 1] = [20];
+const DELIVER_FROM_TAG: [u8; 1] = [21];
 
 /// What kind of routed frame, with what the broker needs to route it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +37,11 @@ pub(crate) enum RoutedKind<'a> {
     Emit,
     /// [`Frame::Recall`].
     Recall,
-    /// [`Frame::Result`].
-    Result,
+    /// [`Frame::Result`], with its error's code when it is an error.
+    Result {
+        /// The code of an error result; `None` for a success.
+        error: Option<ErrorCode>,
+    },
 }
 
 /// A checked frame the broker forwards, borrowed from its body.
@@ -94,8 +97,10 @@ impl<'a> Inbound<'a> {
                 }
             }
             _ => {
-                decode_exactly::<mirror::Outcome<'a>>(tail)?;
-                RoutedKind::Result
+                let outcome: mirror::Outcome<'a> = decode_exactly(tail)?;
+                RoutedKind::Result {
+                    error: outcome.0.err().map(|e| ErrorCode::from(e.code)),
+                }
             }
         };
         Ok(Inbound::Routed(Routed {
@@ -114,7 +119,7 @@ impl Routed<'_> {
             RoutedKind::Deliver { .. } => "deliver",
             RoutedKind::Emit => "emit",
             RoutedKind::Recall => "recall",
-            RoutedKind::Result => "result",
+            RoutedKind::Result { .. } => "result",
         }
     }
 

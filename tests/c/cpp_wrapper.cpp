@@ -11,6 +11,8 @@
 //  4. Client::subscribe_waiting: a wait that expires is
 //     SB_NO_SUCH_SESSION; a subscribe made before the session is
 //     published is answered once it is.
+//  5. set_log_handler: a record with its level, target, message and
+//     fields; an empty handler stops logging.
 #include "check.h"
 #include "stagebus.hpp"
 
@@ -251,6 +253,59 @@ void deadlines()
     CHECK(seen && seen->count() > 0 && seen->count() <= 20000);
     CHECK(served_caller_id == req.id());
     OK("Client::set_default_timeout reaches the callee; Served::caller_id is the caller's id");
+
+    stagebus::Value local = broker.report();
+    CHECK(local.view().map().get<std::int64_t>("uptime_ms") >= 0);
+    std::int64_t calls = local.view().map().value("totals").map().get<std::int64_t>("calls");
+    CHECK(calls >= 1);
+    std::int64_t remote_calls = -1;
+    caller.stats([&](sb_status st, stagebus::ValueRef report, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        remote_calls = report.map().value("totals").map().get<std::int64_t>("calls");
+    });
+    RUN_UNTIL(loop.raw(), remote_calls >= 0);
+    CHECK(remote_calls == calls);
+    std::string text = broker.report_prometheus();
+    CHECK(text.find("\nstagebus_calls_total " + std::to_string(calls) + "\n") != std::string::npos);
+    OK("Broker::report, Client::stats and Broker::report_prometheus agree");
+}
+
+void logging()
+{
+    struct Record {
+        sb_log_level level;
+        std::string target, message;
+        std::vector<std::pair<std::string, std::string>> fields;
+    };
+    auto records = std::make_shared<std::vector<Record>>();
+    stagebus::set_log_handler(
+        [records](sb_log_level level, std::string_view target, std::string_view message,
+                  const std::vector<stagebus::LogField> &fields) {
+            Record r{level, std::string(target), std::string(message), {}};
+            for (const auto &f : fields)
+                r.fields.emplace_back(std::string(f.key), std::string(f.value));
+            records->push_back(std::move(r));
+        },
+        SB_LOG_WARN);
+    {
+        stagebus::Loop loop;
+        stagebus::Stage stage(loop, "Quiet");
+        stage.on("work", [](const stagebus::Ctx &ctx) { ctx.req().ret("done", stagebus::ArgsRef()); });
+        auto req = stagebus::RequestBuilder(stage, "work").send();
+        RUN_UNTIL(loop.raw(), !records->empty());
+    }
+    const Record &r = records->front();
+    CHECK(r.level == SB_LOG_WARN);
+    CHECK(r.target == "stagebus::request");
+    CHECK(r.message.find("unhandled 'done'") != std::string::npos);
+    bool has_method = false;
+    for (const auto &f : r.fields)
+        has_method = has_method || (f.first == "method" && f.second == "work");
+    CHECK(has_method);
+    stagebus::set_log_handler(nullptr);
+    CHECK(records.use_count() == 1);
+    OK("set_log_handler gets an unhandled response with its fields; an empty handler "
+       "stops logging and destroys the old one");
 }
 
 // Broker and client options; the caller identity a publisher sees; a
@@ -323,6 +378,7 @@ int main()
     strings_and_names();
     waiting_for_a_name();
     deadlines();
+    logging();
     identities();
     return test_end();
 }

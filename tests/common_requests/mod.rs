@@ -305,6 +305,31 @@ impl Counter {
     }
 }
 
+thread_local! {
+    static CAPTURED: RefCell<Option<Log>> = const { RefCell::new(None) };
+}
+
+/// Collects the library's log messages of this thread at warn level and
+/// above from now on. The log handler is process-wide and the tests of
+/// a binary run on many threads at once, so the handler installed here
+/// sends each record to the log of the thread that logged it.
+pub fn capture_warnings() -> Log {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let handler: LogHandler = std::sync::Arc::new(|entry: &LogEntry| {
+            CAPTURED.with(|c| {
+                if let Some(log) = &*c.borrow() {
+                    log.push(entry.message.clone());
+                }
+            })
+        });
+        set_log_handler(Some(handler), LogLevel::Warn).unwrap();
+    });
+    let log = Log::new();
+    CAPTURED.with(|c| *c.borrow_mut() = Some(log.clone()));
+    log
+}
+
 /// A shared, ordered log of events.
 #[derive(Debug, Clone, Default)]
 pub struct Log(Rc<RefCell<Vec<String>>>);

@@ -62,6 +62,7 @@ my @FUNCTIONS = (
     [sb_strerror   => ['sint32'] => 'string'],
     [sb_last_error => [] => 'string'],
     [sb_version    => [] => 'string'],
+    [sb_set_log_handler => ['opaque', 'sint32', 'opaque', 'opaque'] => 'sint32'],
 
     [sb_loop_new          => ['opaque*'] => 'sint32'],
     [sb_loop_free         => ['opaque'] => 'void'],
@@ -77,6 +78,8 @@ my @FUNCTIONS = (
     [sb_broker_address_count => ['opaque'] => 'size_t'],
     [sb_broker_address       => ['opaque', 'size_t', 'opaque', 'size_t'] => 'sint32'],
     [sb_broker_pending_calls => ['opaque'] => 'size_t'],
+    [sb_broker_report        => ['opaque', 'opaque*'] => 'sint32'],
+    [sb_broker_report_prometheus => ['opaque', 'opaque', 'size_t', 'size_t*'] => 'sint32'],
     [sb_broker_set_ping      => ['opaque', 'uint64', 'uint32'] => 'sint32'],
 
     [sb_client_connect         => ['opaque', 'string', 'string', 'opaque', 'opaque', 'opaque', 'opaque*'] => 'sint32'],
@@ -85,6 +88,7 @@ my @FUNCTIONS = (
     [sb_client_on_unknown_message => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_send_custom     => ['opaque', 'string', 'uint64', 'opaque', 'size_t'] => 'sint32'],
     [sb_client_listing         => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_client_stats           => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_rescind         => ['opaque', 'string', 'opaque', 'opaque', 'opaque'] => 'sint32'],
     [sb_client_close           => ['opaque'] => 'sint32'],
     [sb_client_close_graceful  => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
@@ -332,13 +336,22 @@ sub _free_all {
     _bury();
 }
 
-END { _free_all() }
+END {
+    _free_all();
+    # The handler's closure goes in global destruction; the library
+    # must not call it then.
+    StageBus::_C::sb_set_log_handler(undef, 1, undef, undef) if $StageBus::LOG_HANDLER;
+}
 
 # ---------------------------------------------------------------------
 # Diagnostics: failures with nobody to tell (a callback died where no
 # request can carry the error).
 
 our $DIAGNOSTIC;
+our $LOG_HANDLER;
+
+my @LOG_LEVELS = qw(error warn info debug trace);
+my %LOG_LEVEL_OF = map { $LOG_LEVELS[$_] => $_ + 1 } 0 .. $#LOG_LEVELS;
 
 sub set_diagnostic_hook {
     my ($hook) = @_;
@@ -346,9 +359,31 @@ sub set_diagnostic_hook {
     $DIAGNOSTIC = $hook;
 }
 
+# set_log_handler($code, $level): the library's log records at $level
+# ('error' .. 'trace', default 'warn') or more severe, and this
+# binding's own diagnostics, go to $code; undef stops logging.
+sub set_log_handler {
+    my ($code, $level) = @_;
+    $level //= 'warn';
+    my $n = $LOG_LEVEL_OF{$level}
+        // StageBus::Error->throw(code => 'invalid_argument',
+            message => "unknown log level '$level' (error, warn, info, debug, trace)");
+    if (defined $code && ref $code ne 'CODE') {
+        StageBus::Error->throw(code => 'invalid_argument', message => 'the log handler must be a code ref');
+    }
+    my $st = StageBus::_C::sb_set_log_handler($code ? _fn('log') : undef, $n, undef, undef);
+    StageBus::Error->throw(code => $st, message => StageBus::_C::sb_last_error()) if $st;
+    $LOG_HANDLER = $code;
+    return;
+}
+
 sub _diagnose {
     my ($msg) = @_;
     chomp $msg;
+    if ($LOG_HANDLER) {
+        local $@;
+        return if eval { $LOG_HANDLER->('warn', 'stagebus::perl', $msg, {}); 1 };
+    }
     if ($DIAGNOSTIC) {
         local $@;
         return if eval { $DIAGNOSTIC->($msg); 1 };
@@ -544,6 +579,27 @@ _closure(loop_fn => '(opaque,opaque)->void', sub {
         _run_cb('timer', $rec->{code}, $rec->{loop});
         1;
     } or eval { warn "stagebus: timer callback failed: $@" };
+    return;
+});
+
+# sb_log_fn: the log handler is process-wide, so its code ref is a
+# global (no user data); fields arrive as an array of two C strings each.
+_closure(log => '(opaque,sint32,string,string,opaque,size_t)->void', sub {
+    my (undef, $level, $target, $message, $fields, $n) = @_;
+    my $code = $LOG_HANDLER or return;
+    local $@;
+    eval {
+        my %fields;
+        if ($n) {
+            my @p = unpack 'J*', buffer_to_scalar($fields, $n * 2 * $ffi->sizeof('opaque'));
+            while (my ($k, $v) = splice @p, 0, 2) {
+                $fields{ _from_c($ffi->cast(opaque => string => $k)) } =
+                    _from_c($ffi->cast(opaque => string => $v));
+            }
+        }
+        $code->($LOG_LEVELS[$level - 1] // 'error', _from_c($target), _from_c($message), \%fields);
+        1;
+    } or eval { warn "stagebus: log handler failed: $@" };
     return;
 });
 
@@ -1012,8 +1068,10 @@ after a one-shot completion ran). A C<die> never unwinds through the
 library: every callback runs in an C<eval>. A handler serving a request
 that dies answers it with an error (C<handler_failed> and the message,
 or the code of a L<StageBus::Error> it died with); other failures go to
-the diagnostic hook (C<StageBus::set_diagnostic_hook(sub { my ($msg) = @_ })>,
-default: C<warn>). Do not C<exit> from inside a callback (it would
+the log handler (below) at level C<warn> with target C<stagebus::perl>,
+else to the older diagnostic hook
+(C<StageBus::set_diagnostic_hook(sub { my ($msg) = @_ })>), else to
+C<warn>. Do not C<exit> from inside a callback (it would
 unwind through the library); stop the loop and exit afterwards.
 
 Handlers should not hold their own stage or request strongly (a cycle
@@ -1032,6 +1090,21 @@ long as it should be served (dropping it rescinds its sessions). So a
 handler may use the client (or a remote stage on it) without keeping
 the client, and its session, alive after the program dropped them.
 
+=head2 Logging
+
+  StageBus::set_log_handler(sub {
+      my ($level, $target, $message, $fields) = @_;
+      # $level: 'error' .. 'trace'; $target: 'stagebus::broker', ...;
+      # $fields: { conn => 3, reason => 'protocol', ... }
+  }, 'info');
+  StageBus::set_log_handler(undef);    # stop
+
+The library logs connection lifecycle and refusals (broker), responses
+nobody handled and handler failures with nobody to tell (requests), and
+never writes to stderr itself: with no handler its records go nowhere.
+The handler is process-wide and gets the given level and every more
+severe one. It must not die (a C<die> is reported with C<warn>).
+
 =head2 Lifetimes
 
 Every handle is freed by its C<DESTROY>, in any order. Objects keep
@@ -1047,6 +1120,7 @@ touching the parent's library state.
 
 C<StageBus::bytes($octets)>, C<StageBus::version()>,
 C<StageBus::roundtrip(\%args)> (args through the library and back),
+C<StageBus::set_log_handler($code, $level)>,
 C<StageBus::set_diagnostic_hook($code)>, C<StageBus::TRUE>,
 C<StageBus::FALSE>.
 

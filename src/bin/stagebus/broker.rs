@@ -1,26 +1,38 @@
 //! `stagebus broker`: run a broker until SIGINT or SIGTERM, with a
 //! connection limit drawn from the open-file limit unless one is given.
 
-use crate::command_line::Parsed;
+use crate::command_line::{address, PingFlags};
 use crate::{stop_signals, Failure};
-use stagebus::{Broker, BrokerConfig, EventLoop, Limits};
+use stagebus::{Address, Broker, BrokerConfig, EventLoop, Limits};
 use std::io::{self, Write};
 
-pub(crate) fn cmd_broker(args: &Parsed) -> Result<(), Failure> {
-    let listen = args
-        .all("listen")
-        .map(|a| args.address(a))
-        .collect::<Result<Vec<_>, _>>()?;
-    let max_connections = match args.get("max-connections") {
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| {
-                args.usage(format!(
-                    "--max-connections wants a positive whole number, not '{text}'"
-                ))
-            })?,
+/// `stagebus broker`'s flags.
+#[derive(clap::Args, Debug)]
+pub(crate) struct BrokerArgs {
+    /// tcp://HOST:PORT or unix:PATH; repeat for more (port 0 picks one)
+    #[arg(long, value_name = "ADDR", required = true, value_parser = address)]
+    pub(crate) listen: Vec<Address>,
+    /// require this shared secret from clients
+    #[arg(long, value_name = "T")]
+    pub(crate) token: Option<String>,
+    /// most connections at once (default: the open-file limit, raised to the hard limit at start, less 32 + 2 per address)
+    #[arg(long, value_name = "N", value_parser = positive_count)]
+    pub(crate) max_connections: Option<usize>,
+    #[command(flatten)]
+    pub(crate) ping: PingFlags,
+}
+
+fn positive_count(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("--max-connections wants a positive whole number, not '{text}'"))
+}
+
+pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
+    let listen = args.listen.clone();
+    let max_connections = match args.max_connections {
+        Some(n) => n,
         None => {
             let files = raise_open_file_limit();
             connections_for(files, listen.len())
@@ -32,15 +44,14 @@ pub(crate) fn cmd_broker(args: &Parsed) -> Result<(), Failure> {
         EventLoop::new().map_err(|e| Failure::Failed(format!("cannot create the loop: {e}")))?;
     let mut limits = Limits::default();
     limits.max_connections = max_connections;
-    let (interval, max) = args.ping()?;
-    if let Some(interval) = interval {
+    if let Some(interval) = args.ping.ping_interval {
         limits.ping_interval = interval;
     }
-    if let Some(max) = max {
+    if let Some(max) = args.ping.ping_max {
         limits.ping_max = max;
     }
     let mut config = BrokerConfig::listening(listen).with_limits(limits);
-    config.token = args.token();
+    config.token = args.token.clone();
     let broker = Broker::new(&lp, config)?;
     stop_signals::stop_loop_on(&lp, signals)?;
     {

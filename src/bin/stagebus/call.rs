@@ -1,30 +1,81 @@
 //! `stagebus call`: call a method of a session, print each response as a
 //! JSON line, and optionally answer the first emit with a recall.
+//!
+//! Args come as `key=value` words, as one JSON object (`--json-args`), or
+//! both; JSON carries what words cannot: lists, maps and bytes
+//! (`{"$bytes":"<hex>"}`, the form responses print bytes in).
 
-use crate::command_line::Parsed;
+use crate::command_line::{
+    address, positive_seconds, timeout_or_default, usage_error, ClientFlags,
+};
 use crate::connect::connect;
 use crate::Failure;
-use stagebus::{Args, CallEvent, Client, EventLoop, Value};
+use stagebus::{Address, Args, CallEvent, Client, EventLoop, Value};
 use std::cell::RefCell;
 use std::io::{self, Write};
 use std::rc::Rc;
 use std::time::Duration;
 
-/// `key=value` words as args; values parse as null, bools, numbers or
-/// else strings.
-fn parse_args(parsed: &Parsed, words: &[String]) -> Result<Args, Failure> {
-    let mut args = Args::new();
+/// `stagebus call`'s flags and words.
+#[derive(clap::Args, Debug)]
+pub(crate) struct CallArgs {
+    /// the broker to call through
+    #[arg(long, value_name = "ADDR", value_parser = address)]
+    pub(crate) broker: Address,
+    #[command(flatten)]
+    pub(crate) client: ClientFlags,
+    /// cancel the call after this many seconds (default 10)
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds("--timeout"))]
+    pub(crate) timeout: Option<Duration>,
+    /// first wait up to this many seconds for SESSION to be published
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds("--wait"))]
+    pub(crate) wait: Option<Duration>,
+    /// answer the first emit by recalling method M with those args
+    #[arg(long, value_name = "'M k=v…'")]
+    pub(crate) recall: Option<String>,
+    /// args as one JSON object, e.g. '{"xs":[1,2],"m":{"k":"v"},"b":{"$bytes":"ff00"}}' (bytes as hex); key=value words add to it
+    #[arg(long, value_name = "JSON")]
+    pub(crate) json_args: Option<String>,
+    /// the session to call
+    #[arg(value_name = "SESSION")]
+    pub(crate) session: String,
+    /// the method to call
+    #[arg(value_name = "METHOD")]
+    pub(crate) method: String,
+    /// args as words; a value reads as null, true, false, a number, or else a string
+    #[arg(value_name = "key=value")]
+    pub(crate) words: Vec<String>,
+}
+
+/// `key=value` words added to `args`; values parse as null, bools,
+/// numbers or else strings. A name given twice is refused.
+fn add_words(mut args: Args, words: &[String]) -> Result<Args, Failure> {
     for word in words {
         let (key, value) = word
             .split_once('=')
             .filter(|(k, _)| !k.is_empty())
-            .ok_or_else(|| parsed.usage(format!("'{word}' is not key=value")))?;
-        args.insert(key, Value::parse_word(value));
+            .ok_or_else(|| usage_error("call", format!("'{word}' is not key=value")))?;
+        if args.insert(key, Value::parse_word(value)).is_some() {
+            return Err(usage_error(
+                "call",
+                format!("the arg '{key}' is given twice"),
+            ));
+        }
     }
     Ok(args)
 }
 
-/// One response as a JSON line.
+/// The call's args: `--json-args`, then the words.
+fn call_args(json: Option<&str>, words: &[String]) -> Result<Args, Failure> {
+    let args = match json {
+        None => Args::new(),
+        Some(text) => Args::from_json(text)
+            .map_err(|e| usage_error("call", format!("--json-args: {}", e.message)))?,
+    };
+    add_words(args, words)
+}
+
+/// One response as a JSON line: `{"type":KIND,"args":{…}}`.
 fn response_line(kind: &str, args: &Args) -> String {
     format!(
         "{{\"type\":{},\"args\":{}}}",
@@ -33,27 +84,23 @@ fn response_line(kind: &str, args: &Args) -> String {
     )
 }
 
-pub(crate) fn cmd_call(args: &Parsed) -> Result<(), Failure> {
-    let address = args.address(args.required("broker")?)?;
-    let timeout = args.timeout()?;
-    let (session, method, rest) = match args.positionals.as_slice() {
-        [session, method, rest @ ..] => (session, method, rest),
-        _ => return Err(args.usage("SESSION and METHOD are required".into())),
-    };
-    let call_args = parse_args(args, rest)?;
-    let recall = match args.get("recall") {
+pub(crate) fn cmd_call(args: &CallArgs) -> Result<(), Failure> {
+    let address = &args.broker;
+    let timeout = timeout_or_default(args.timeout);
+    let (session, method) = (&args.session, &args.method);
+    let call_args = call_args(args.json_args.as_deref(), &args.words)?;
+    let recall = match &args.recall {
         None => None,
         Some(text) => {
             let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
             let (m, rest) = words
                 .split_first()
-                .ok_or_else(|| args.usage("--recall needs a method".into()))?;
-            Some((m.clone(), parse_args(args, rest)?))
+                .ok_or_else(|| usage_error("call", "--recall needs a method"))?;
+            Some((m.clone(), add_words(Args::new(), rest)?))
         }
     };
-    let wait = args.wait()?;
-    let (lp, client) = connect(&address, args.client_config()?, timeout)?;
-    if let Some(wait) = wait {
+    let (lp, client) = connect(address, args.client.config(), timeout)?;
+    if let Some(wait) = args.wait {
         wait_for(&lp, &client, session, wait, timeout)?;
     }
     let outcome: Rc<RefCell<Option<Result<(), Failure>>>> = Rc::default();

@@ -1,21 +1,36 @@
 //! `stagebus list`: print the sessions published on a broker, as text
 //! or as JSON.
 
-use crate::command_line::Parsed;
+use crate::command_line::{address, positive_seconds, timeout_or_default, ClientFlags};
 use crate::connect::start_client;
 use crate::Failure;
-use stagebus::{Address, ClientConfig, SessionInfo, Value};
+use serde::Serialize;
+use stagebus::{Address, ClientConfig, SessionInfo};
 use std::cell::RefCell;
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::rc::Rc;
 use std::time::Duration;
 
-pub(crate) fn cmd_list(args: &Parsed) -> Result<(), Failure> {
-    let address = args.address(args.required("broker")?)?;
-    let timeout = args.timeout()?;
-    let sessions = fetch_listing(&address, args.client_config()?, timeout)?;
-    let text = if args.has("json") {
+/// `stagebus list`'s flags.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ListArgs {
+    /// the broker to ask
+    #[arg(long, value_name = "ADDR", value_parser = address)]
+    pub(crate) broker: Address,
+    #[command(flatten)]
+    pub(crate) client: ClientFlags,
+    /// print one JSON array [{"name":…,"methods":[…]}]
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// give up after this many seconds (default 10)
+    #[arg(long, value_name = "SECS", value_parser = positive_seconds("--timeout"))]
+    pub(crate) timeout: Option<Duration>,
+}
+
+pub(crate) fn cmd_list(args: &ListArgs) -> Result<(), Failure> {
+    let timeout = timeout_or_default(args.timeout);
+    let sessions = fetch_listing(&args.broker, args.client.config(), timeout)?;
+    let text = if args.json {
         listing_json(&sessions)
     } else {
         listing_text(&sessions)
@@ -94,22 +109,23 @@ fn push_printable(out: &mut String, s: &str) {
     }
 }
 
+/// One session in `--json`'s array.
+#[derive(Serialize)]
+struct JsonSession<'a> {
+    name: &'a str,
+    methods: &'a [String],
+}
+
 fn listing_json(sessions: &[SessionInfo]) -> String {
-    let json_str = |s: &str| Value::from(s).to_json();
-    let mut text = String::from("[");
-    for (i, s) in sessions.iter().enumerate() {
-        if i > 0 {
-            text.push(',');
-        }
-        let methods: Vec<String> = s.methods.iter().map(|m| json_str(m)).collect();
-        let _ = write!(
-            text,
-            "{{\"name\":{},\"methods\":[{}]}}",
-            json_str(&s.name),
-            methods.join(",")
-        );
-    }
-    text.push_str("]\n");
+    let list: Vec<JsonSession<'_>> = sessions
+        .iter()
+        .map(|s| JsonSession {
+            name: &s.name,
+            methods: &s.methods,
+        })
+        .collect();
+    let mut text = serde_json::to_string(&list).expect("names always serialize to JSON");
+    text.push('\n');
     text
 }
 

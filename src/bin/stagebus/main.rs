@@ -4,7 +4,7 @@
 //! ```text
 //! stagebus broker --listen tcp://127.0.0.1:56789 [--listen unix:/path] [--token T] [--max-connections N]
 //! stagebus list --broker ADDR [--token T] [--json] [--timeout SECS]
-//! stagebus call --broker ADDR [--token T] [--timeout SECS] SESSION METHOD [key=value…]
+//! stagebus call --broker ADDR [--token T] [--timeout SECS] [--json-args JSON] SESSION METHOD [key=value…]
 //! stagebus serve --broker ADDR --name NAME [--token T]
 //! stagebus demo
 //! ```
@@ -14,28 +14,35 @@
 //! wrong (a message and the usage go to stderr).
 //!
 //! The layout: this file is the entry (exit status, help, version,
-//! dispatch); `command_line` holds every command's flags, the usage text
-//! and the parser; each command has a module of its own (`broker`, `list`,
-//! `call`, `serve`, `demo`); `connect` is the client connection that
-//! `call` and `serve` share, and `stop_signals` turns SIGINT and SIGTERM
-//! into a stop of the loop for `broker` and `serve`.
+//! dispatch); `command_line` describes the command line for clap (the
+//! top-level parser, the flags shared by several commands, the usage text
+//! drawn from clap's model); each command has a module of its own
+//! (`broker`, `list`, `call`, `serve`, `demo`) holding its flags (a
+//! `clap::Args` struct) and its `cmd_NAME`; `generate` prints the man page
+//! and the shell completions; `connect` is the client connection that
+//! `list`, `call` and `serve` share, and `stop_signals` turns SIGINT and
+//! SIGTERM into a stop of the loop for `broker` and `serve`.
 //!
-//! Adding a command: write a module with
-//! `fn cmd_NAME(args: &Parsed) -> Result<(), Failure>` and add one
-//! `Command` entry to `command_line::COMMANDS` naming its flags; the shared
-//! parser, the usage text and the dispatch pick it up from there.
+//! Adding a command: write a module with a `#[derive(clap::Args)]` struct
+//! of its flags and `fn cmd_NAME(args: &NameArgs) -> Result<(), Failure>`,
+//! add one variant to `command_line::Cmd` and one arm to [`dispatch`]; the
+//! usage text, the man page and the completions pick it up from there.
 
 mod broker;
 mod call;
 mod command_line;
 mod connect;
 mod demo;
+mod generate;
 mod list;
 mod serve;
 mod stop_signals;
 
-use command_line::{command_usage, find_command, usage, Parsed};
+use clap::error::ErrorKind;
+use clap::FromArgMatches;
+use command_line::{usage, Cli, Cmd};
 use stagebus::Error;
+use std::ffi::OsString;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -55,8 +62,7 @@ impl From<Error> for Failure {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    match run(std::env::args_os().skip(1)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Failed(message)) => {
             eprintln!("stagebus: {message}");
@@ -69,34 +75,54 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &[String]) -> Result<(), Failure> {
-    let Some(first) = args.first() else {
-        return Err(Failure::Usage("no command given".into()));
+/// Parses the words after the program's name and runs the command.
+fn run<I>(words: I) -> Result<(), Failure>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString> + Clone,
+{
+    let all = std::iter::once(OsString::from("stagebus")).chain(words.into_iter().map(Into::into));
+    let cli = match command_line::command()
+        .try_get_matches_from(all)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        // --help, help, --version: the text goes to stdout, exit 0.
+        Err(e) if !e.use_stderr() => return print_out(&e.to_string()),
+        Err(e) => return Err(clap_failure(&e)),
     };
-    match first.as_str() {
-        "-h" | "--help" => return print_out(&usage()),
-        "help" => {
-            return match args.get(1) {
-                None => print_out(&usage()),
-                Some(name) => print_out(&command_usage(find_command(name)?)),
-            }
-        }
-        "-V" | "--version" | "version" => {
-            return print_out(&format!("stagebus {}", stagebus::VERSION))
-        }
-        _ => {}
+    dispatch(&cli.command)
+}
+
+fn dispatch(command: &Cmd) -> Result<(), Failure> {
+    match command {
+        Cmd::Broker(args) => broker::cmd_broker(args),
+        Cmd::List(args) => list::cmd_list(args),
+        Cmd::Call(args) => call::cmd_call(args),
+        Cmd::Serve(args) => serve::cmd_serve(args),
+        Cmd::Demo(args) => demo::cmd_demo(args),
+        Cmd::Version => print_out(&format!("stagebus {}", stagebus::VERSION)),
+        Cmd::Generate(args) => generate::cmd_generate(args),
     }
-    let command = find_command(first)?;
-    let parsed = Parsed::parse(command, &args[1..])?;
-    if parsed.help {
-        return print_out(&command_usage(command));
+}
+
+/// clap's complaint as a usage failure: its first line, without clap's
+/// `error: ` (the usage is printed after it).
+fn clap_failure(e: &clap::Error) -> Failure {
+    if matches!(
+        e.kind(),
+        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        return Failure::Usage("no command given".into());
     }
-    (command.run)(&parsed)
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    Failure::Usage(first.strip_prefix("error: ").unwrap_or(first).to_string())
 }
 
 fn print_out(text: &str) -> Result<(), Failure> {
     let mut out = io::stdout().lock();
-    writeln!(out, "{}", text.trim_end())
+    writeln!(out, "{}", text.trim())
         .and_then(|()| out.flush())
         .map_err(|e| Failure::Failed(format!("cannot write to stdout: {e}")))
 }

@@ -1,27 +1,40 @@
 //! `stagebus serve`: publish the demo stage on a broker until SIGINT or
 //! SIGTERM, or until the broker goes away.
 
-use crate::command_line::{Parsed, DEFAULT_TIMEOUT_SECS};
+use crate::command_line::{address, ClientFlags, DEFAULT_TIMEOUT_SECS};
 use crate::connect::connect;
 use crate::{say, stop_signals, Failure};
-use stagebus::Error;
+use stagebus::{Address, Error};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-pub(crate) fn cmd_serve(args: &Parsed) -> Result<(), Failure> {
-    let address = args.address(args.required("broker")?)?;
-    let name = args.required("name")?.to_string();
+/// `stagebus serve`'s flags.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// the broker to publish on
+    #[arg(long, value_name = "ADDR", value_parser = address)]
+    pub(crate) broker: Address,
+    /// the session name to publish as
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) client: ClientFlags,
+}
+
+pub(crate) fn cmd_serve(args: &ServeArgs) -> Result<(), Failure> {
+    let address = &args.broker;
+    let name = &args.name;
     let signals = stop_signals::block()?;
     let (lp, client) = connect(
-        &address,
-        args.client_config()?,
+        address,
+        args.client.config(),
         Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
     )?;
     let stage = stagebus::demo::stage(&lp, say);
     let published = Rc::new(RefCell::new(None));
     let p = published.clone();
-    stage.publish(&client, &name, &stagebus::demo::METHODS, move |r| {
+    stage.publish(&client, name, &stagebus::demo::METHODS, move |r| {
         *p.borrow_mut() = Some(r)
     });
     lp.run_until(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS), || {

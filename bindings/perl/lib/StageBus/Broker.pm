@@ -90,6 +90,36 @@ sub address { ($_[0]->addresses)[0] }
 
 sub pending_calls { StageBus::_C::sb_broker_pending_calls($_[0]->_p) }
 
+# The broker's report of itself, as a hash (see sb_broker_report).
+sub report {
+    my ($self) = @_;
+    my $v;
+    StageBus::_check(StageBus::_C::sb_broker_report($self->_p, \$v), 'report');
+    my $report = StageBus::_decode_value($v);
+    StageBus::_C::sb_value_free($v);
+    return $report;
+}
+
+# The report in the Prometheus text exposition format.
+sub report_prometheus {
+    my ($self) = @_;
+    my $p = $self->_p;
+    my $size = 4096;
+    for (1 .. 8) {
+        my $buf = "\0" x $size;
+        my ($ptr, $cap) = scalar_to_buffer($buf);
+        my $len = 0;
+        my $st = StageBus::_C::sb_broker_report_prometheus($p, $ptr, $cap, \$len);
+        if ($st && StageBus::_C::sb_strerror($st) eq 'limit_exceeded' && $len + 1 > $cap) {
+            $size = $len + 1024;
+            next;
+        }
+        StageBus::_check($st, 'report_prometheus');
+        return substr($buf, 0, $len);
+    }
+    StageBus::_croak(limit_exceeded => 'report_prometheus: the report kept growing');
+}
+
 # Operations the policy denied (each answered access_denied).
 sub access_denied { StageBus::_C::sb_broker_access_denied($_[0]->_p) }
 
@@ -147,6 +177,9 @@ StageBus::Broker - a stagebus broker on a loop
 
 C<new(loop, listen =E<gt> ADDRESS | [ADDRESS...], token)>, C<addresses>
 (with the real ports), C<address> (the first), C<pending_calls>,
+C<report> (a hash: C<uptime_ms>, C<totals>, C<errors> by code name,
+C<connections> and C<sessions>, as C<sb_broker_report> describes),
+C<report_prometheus> (the same in the Prometheus text format),
 C<set_ping($interval_ms, $max)> (liveness: a connection silent that long
 is pinged, one that leaves C<$max> pings unanswered is closed as a
 disconnect; defaults 120000 ms and 2; 0 ms: never),

@@ -114,6 +114,16 @@ sub listing {
     return;
 }
 
+# The broker's report of itself: on_stats gets ($error, $report hash).
+sub stats {
+    my ($self, @args) = @_;
+    my $a = StageBus::_named('stats', \@args, 'on_stats');
+    my $p = $self->_p;
+    my @cb = StageBus::_cb_args(listing => $a->{on_stats}, loop => $self->{loop}, what => 'on_stats');
+    StageBus::_check(StageBus::_C::sb_client_stats($p, @cb), 'stats');
+    return;
+}
+
 sub rescind {
     my ($self, @args) = @_;
     my $a = StageBus::_named('rescind', \@args, 'session');
@@ -273,7 +283,9 @@ payload.
 
 C<new>, C<on_disconnect($code)>, C<on_session_gone($code)>,
 C<on_unknown_message($code)> (each replacing the previous one),
-C<listing>, C<subscribe>, C<rescind>, C<send_custom>, C<close>,
+C<listing>, C<stats(on_stats =E<gt> sub { my ($err, $report) = @_ })>
+(the broker's report of itself, the hash L<StageBus::Broker/report>
+returns), C<subscribe>, C<rescind>, C<send_custom>, C<close>,
 C<close_gracefully(on_done =E<gt> $code)>, C<set_linger($ms)>,
 C<set_default_timeout($ms)>, C<set_ping($interval_ms, $max)> (a broker
 silent that long is pinged; after C<$max> unanswered pings it is taken
