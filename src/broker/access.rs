@@ -39,6 +39,7 @@ impl Core {
         };
         log::warn!(
             target: "stagebus::broker",
+            conn = peer.caller.connection, reason = "access_denied";
             "access denied: {} may not {what} ({rule})",
             describe(&peer.caller)
         );

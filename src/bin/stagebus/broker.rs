@@ -12,14 +12,34 @@ pub(crate) struct BrokerArgs {
     /// tcp://HOST:PORT or unix:PATH; repeat for more (port 0 picks one)
     #[arg(long, value_name = "ADDR", required = true, value_parser = address)]
     pub(crate) listen: Vec<Address>,
-    /// require this shared secret from clients
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", help = crate::secret::TOKEN_HELP)]
     pub(crate) token: Option<String>,
+    /// read tokens from FILE (which only its owner may read): a line SECRET is the shared token, a line NAME SECRET a named one (the client's identity); else STAGEBUS_TOKEN
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<std::path::PathBuf>,
+    /// permission bits of Unix socket files, in octal (default 0660: the owner and the group may connect)
+    #[arg(long, value_name = "MODE", value_parser = socket_mode)]
+    pub(crate) socket_mode: Option<u32>,
+    /// group (name or number) of Unix socket files
+    #[arg(long, value_name = "GROUP")]
+    pub(crate) socket_group: Option<String>,
+    /// enforce the policy in FILE: who may own, call, listen, watch, monitor, read stats
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<std::path::PathBuf>,
     /// most connections at once (default: the open-file limit, raised to the hard limit at start, less 32 + 2 per address)
     #[arg(long, value_name = "N", value_parser = positive_count)]
     pub(crate) max_connections: Option<usize>,
     #[command(flatten)]
     pub(crate) ping: PingFlags,
+}
+
+fn socket_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            format!("--socket-mode wants octal permission bits such as 0660, not '{text}'")
+        })
 }
 
 fn positive_count(text: &str) -> Result<usize, String> {
@@ -51,7 +71,17 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
         limits.ping_max = max;
     }
     let mut config = BrokerConfig::listening(listen).with_limits(limits);
-    config.token = args.token.clone();
+    let tokens = crate::secret::broker_tokens(args.token.as_deref(), args.token_file.as_deref())?;
+    config.token = tokens.shared;
+    config.named_tokens = tokens.named;
+    if let Some(mode) = args.socket_mode {
+        config.socket_mode = mode;
+    }
+    config.socket_group = args.socket_group.clone();
+    if let Some(path) = &args.policy {
+        config.policy = Some(stagebus::broker::Policy::from_file(path)?);
+    }
+    crate::log_stderr::install();
     let broker = Broker::new(&lp, config)?;
     stop_signals::stop_loop_on(&lp, signals)?;
     {

@@ -99,7 +99,7 @@ pub(crate) fn cmd_call(args: &CallArgs) -> Result<(), Failure> {
             Some((m.clone(), add_words(Args::new(), rest)?))
         }
     };
-    let (lp, client) = connect(address, args.client.config(), timeout)?;
+    let (lp, client) = connect(address, args.client.config()?, timeout)?;
     if let Some(wait) = args.wait {
         wait_for(&lp, &client, session, wait, timeout)?;
     }

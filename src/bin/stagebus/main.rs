@@ -35,6 +35,8 @@ mod connect;
 mod demo;
 mod generate;
 mod list;
+mod log_stderr;
+mod secret;
 mod serve;
 mod stop_signals;
 

@@ -28,7 +28,7 @@ pub(crate) fn cmd_serve(args: &ServeArgs) -> Result<(), Failure> {
     let signals = stop_signals::block()?;
     let (lp, client) = connect(
         address,
-        args.client.config(),
+        args.client.config()?,
         Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
     )?;
     let stage = stagebus::demo::stage(&lp, say);
