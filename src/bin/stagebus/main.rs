@@ -2,12 +2,16 @@
 //! one, call a method, serve the demo stage, or watch the in-process demo.
 //!
 //! ```text
-//! stagebus broker --listen tcp://127.0.0.1:56789 [--listen unix:/path] [--token T] [--max-connections N]
-//! stagebus list --broker ADDR [--token T] [--json] [--timeout SECS]
-//! stagebus call --broker ADDR [--token T] [--timeout SECS] [--json-args JSON] SESSION METHOD [key=value…]
-//! stagebus serve --broker ADDR --name NAME [--token T]
+//! stagebus broker --listen tcp://127.0.0.1:56789 [--listen unix:/path] [--token-file FILE] [--socket-mode MODE] [--policy FILE] [--max-connections N]
+//! stagebus list --broker ADDR [--token-file FILE] [--json] [--timeout SECS]
+//! stagebus call --broker ADDR [--token-file FILE] [--client-name NAME] [--timeout SECS] [--json-args JSON] SESSION METHOD [key=value…]
+//! stagebus serve --broker ADDR --name NAME [--token-file FILE]
 //! stagebus demo
 //! ```
+//!
+//! Every command takes its token from `--token T` (readable by other
+//! local users in `/proc/PID/cmdline`), `--token-file FILE` or
+//! `STAGEBUS_TOKEN` (see `secret`).
 //!
 //! Exit status: 0 on success, 1 when the operation failed (the reason is
 //! printed to stderr as `stagebus: <error>`), 2 when the command line is
