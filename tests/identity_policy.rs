@@ -173,3 +173,17 @@ fn unix_socket_files_default_to_0660_and_take_the_mode_asked_for() {
     assert_eq!(e.code, ErrorCode::InvalidArgument);
     assert!(e.message.contains("no group named"), "{e}");
 }
+
+#[test]
+fn a_client_name_longer_than_a_name_may_be_is_refused() {
+    let h = Harness::new(Transport::Tcp);
+    let c = Client::connect(
+        &h.lp,
+        &h.addr,
+        ClientConfig::default().with_name("n".repeat(257)),
+    );
+    let done = Slot::new();
+    c.on_connect(done.setter());
+    let e = wait(&h.lp, &done).unwrap_err();
+    assert!(e.message.contains("client name is longer than 256"), "{e}");
+}

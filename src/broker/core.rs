@@ -452,6 +452,18 @@ impl Core {
             Ok(hello) => hello,
             Err(reason) => return self.refuse(id, reason),
         };
+        let max_name = self.config.limits.max_name;
+        if hello
+            .client_name
+            .as_ref()
+            .is_some_and(|n| n.len() > max_name)
+        {
+            let e = Error::new(
+                ErrorCode::LimitExceeded,
+                format!("the client name is longer than {max_name} bytes"),
+            );
+            return self.refuse(id, CloseReason::HelloRefused(e));
+        }
         if let Some(p) = self.peers.get_mut(&id) {
             p.caller.identity = hello.identity;
             p.caller.client_name = hello.client_name;
