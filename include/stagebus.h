@@ -22,6 +22,9 @@
 #define STAGEBUS_VERSION_NUMBER ((STAGEBUS_VERSION_MAJOR << 16) | (STAGEBUS_VERSION_MINOR << 8) | STAGEBUS_VERSION_PATCH)
 
 
+// The default [`BrokerConfig::socket_mode`].
+#define DEFAULT_SOCKET_MODE 432
+
 // How deep lists and maps may nest in a value received from another
 // program: deeper payloads are refused (`SB_PROTOCOL`) rather than
 // decoded.
@@ -82,6 +85,8 @@ typedef enum sb_status {
   SB_UNANSWERED = 18,
   // A publish named another mode than the name's first publisher.
   SB_NAME_MODE_CONFLICT = 19,
+  // The broker's policy does not allow it.
+  SB_ACCESS_DENIED = 20,
   // A required pointer argument was NULL.
   SB_NULL_ARGUMENT = 100,
   // A string argument was not valid UTF-8.
@@ -201,8 +206,17 @@ typedef struct sb_args sb_args;
 // A broker serving on a loop.
 typedef struct sb_broker sb_broker;
 
+// How to start a broker: tokens, Unix socket mode and group, a policy.
+// Plain data (it belongs to no loop). Free with
+// `sb_broker_options_free`.
+typedef struct sb_broker_options sb_broker_options;
+
 // A connection to a broker.
 typedef struct sb_client sb_client;
+
+// How a client connects: token, client name. Plain data (it belongs to
+// no loop). Free with `sb_client_options_free`.
+typedef struct sb_client_options sb_client_options;
 
 // What a handler sees, borrowed for the call.
 typedef struct sb_ctx sb_ctx;
@@ -501,7 +515,7 @@ size_t sb_broker_pending_calls(const struct sb_broker *broker);
 // Writes the broker's report of itself to `*out`: a map value with
 // `uptime_ms`, `totals` (connections, sessions, pending_calls,
 // waiting_subscribes, calls, dropped_stray, protocol_errors,
-// slow_consumers, refused_connections), `errors` (code name → count),
+// slow_consumers, refused_connections, access_denied), `errors` (code name → count),
 // `connections` (a list of maps: id, peer, handshaken, sessions,
 // calls_in_flight, serving, bytes_queued) and `sessions` (a list of
 // maps: name, publisher, calls, errors, in_flight). Owned: free it with
@@ -1349,6 +1363,98 @@ enum sb_status sb_client_unwatch(const struct sb_client *client,
                                  sb_done_fn done,
                                  void *user,
                                  sb_free_fn free_user);
+
+// New broker options: no token, Unix socket files of mode 0660 and the
+// process's group, no policy (everything allowed).
+enum sb_status sb_broker_options_new(struct sb_broker_options **out);
+
+// Frees broker options. NULL is a no-op.
+void sb_broker_options_free(struct sb_broker_options *options);
+
+// Sets the shared token (NULL for none). Compared in constant time.
+enum sb_status sb_broker_options_set_token(struct sb_broker_options *options, const char *token);
+
+// Adds a named token: a client presenting `secret` is known as `name`
+// (its identity for the policy and for the publishers it calls).
+enum sb_status sb_broker_options_add_named_token(struct sb_broker_options *options,
+                                                 const char *name,
+                                                 const char *secret);
+
+// Sets the permission bits of the Unix socket files the broker creates
+// (default 0660); more than 0777 is `SB_INVALID_ARGUMENT`.
+enum sb_status sb_broker_options_set_socket_mode(struct sb_broker_options *options, uint32_t mode);
+
+// Sets the group (a name or a number; NULL for the process's own) of
+// the Unix socket files the broker creates. An unknown group fails
+// `sb_broker_new_with`.
+enum sb_status sb_broker_options_set_socket_group(struct sb_broker_options *options,
+                                                  const char *group);
+
+// Reads the policy file at `path` (NULL: no policy). A file that cannot
+// be read is `SB_IO`, a bad rule `SB_INVALID_ARGUMENT` naming its line.
+enum sb_status sb_broker_options_set_policy_file(struct sb_broker_options *options,
+                                                 const char *path);
+
+// Starts a broker on `lp` listening on `n_listen` addresses with
+// `options` (NULL for the defaults; they are copied, so they may be
+// freed after). Free with `sb_broker_free`.
+enum sb_status sb_broker_new_with(struct sb_loop *lp,
+                                  const char *const *listen,
+                                  size_t n_listen,
+                                  const struct sb_broker_options *options,
+                                  struct sb_broker **out);
+
+// The number of operations the broker's policy denied (each answered
+// `SB_ACCESS_DENIED`). 0 for NULL.
+uint64_t sb_broker_access_denied(const struct sb_broker *broker);
+
+// New client options: no token, no client name.
+enum sb_status sb_client_options_new(struct sb_client_options **out);
+
+// Frees client options. NULL is a no-op.
+void sb_client_options_free(struct sb_client_options *options);
+
+// Sets the token to present (NULL for none).
+enum sb_status sb_client_options_set_token(struct sb_client_options *options, const char *token);
+
+// Sets the name the client gives itself (NULL for none): the
+// publishers it calls see it (`sb_served_caller_client_name`). Free
+// text that proves nothing.
+enum sb_status sb_client_options_set_name(struct sb_client_options *options, const char *name);
+
+// `sb_client_connect` with `options` (NULL for the defaults; copied,
+// so they may be freed after).
+enum sb_status sb_client_connect_with(struct sb_loop *lp,
+                                      const char *address,
+                                      const struct sb_client_options *options,
+                                      sb_connect_fn on_connect,
+                                      void *user,
+                                      sb_free_fn free_user,
+                                      struct sb_client **out);
+
+// The broker's connection id of the caller of a request that came
+// through a broker; 0 for a local request (or NULL).
+uint64_t sb_served_caller_connection(const struct sb_served *s);
+
+// The caller's user id in `*out`, known when it connected to the broker
+// on a Unix socket (read from the kernel); else `SB_NOT_FOUND`.
+enum sb_status sb_served_caller_uid(const struct sb_served *s, uint32_t *out);
+
+// The caller's group id, as `sb_served_caller_uid`.
+enum sb_status sb_served_caller_gid(const struct sb_served *s, uint32_t *out);
+
+// The caller's process id (when it connected), as
+// `sb_served_caller_uid`.
+enum sb_status sb_served_caller_pid(const struct sb_served *s, uint32_t *out);
+
+// Writes the caller's identity name (the name of the token it
+// presented) NUL-terminated into `buf` of `cap` bytes; `SB_NOT_FOUND`
+// when it has none, `SB_LIMIT_EXCEEDED` when it does not fit.
+enum sb_status sb_served_caller_identity(const struct sb_served *s, char *buf, size_t cap);
+
+// Writes the name the caller gave itself, as
+// `sb_served_caller_identity`.
+enum sb_status sb_served_caller_client_name(const struct sb_served *s, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -94,6 +94,9 @@ error_codes! {
     /// A publish named another mode (`exclusive`, `queue`, `balance`)
     /// than the one the name's first publisher fixed.
     NameModeConflict = 19, "name_mode_conflict";
+    /// The broker's policy does not allow this peer to do this (own a
+    /// name, call a session or method, …).
+    AccessDenied = 20, "access_denied";
 }
 
 impl From<ErrorCode> for u16 {

@@ -161,7 +161,7 @@ pub use request::{
 pub use transport::{Address, InheritedListener};
 pub use value::{Args, Value, MAX_DEPTH};
 /// A published session as a listing reports it (see [`Client::listing`]).
-pub use wire::SessionInfo;
+pub use wire::{CallerInfo, SessionInfo};
 /// A frame the broker saw, as a monitor is told of it (see
 /// [`Client::monitor`]).
 pub use wire::TapEvent;

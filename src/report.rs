@@ -162,6 +162,12 @@ impl StatsReport {
             &plain(t.refused_connections as f64),
         );
         metric(
+            "access_denied_total",
+            "counter",
+            "Operations the policy denied (answered access_denied).",
+            &plain(t.access_denied as f64),
+        );
+        metric(
             "dropped_stray_total",
             "counter",
             "Answers that arrived for no call in flight and were dropped.",
@@ -259,7 +265,8 @@ impl StatsReport {
             .with("dropped_stray", count(t.dropped_stray))
             .with("protocol_errors", count(t.protocol_errors))
             .with("slow_consumers", count(t.slow_consumers))
-            .with("refused_connections", count(t.refused_connections));
+            .with("refused_connections", count(t.refused_connections))
+            .with("access_denied", count(t.access_denied));
         let connections = self
             .connections
             .iter()

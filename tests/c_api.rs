@@ -256,6 +256,7 @@ c_programs!(
     call_sync,
     signals,
     name_modes,
+    identity,
 );
 
 #[test]

@@ -622,10 +622,76 @@ class RemoteStage;
 using SubscribedFn =
     std::function<void(sb_status, RemoteStage remote, std::string_view message)>;
 
+// How to start a broker: tokens, named tokens, Unix socket mode and
+// group, a policy file (see sb_broker_options_*). Plain data.
+class BrokerOptions : public detail::Handle<sb_broker_options, sb_broker_options_free> {
+public:
+    BrokerOptions() {
+        sb_broker_options *o = nullptr;
+        detail::check(sb_broker_options_new(&o));
+        Handle::operator=(Handle(o));
+    }
+    BrokerOptions &token(const char *token) {
+        detail::check(sb_broker_options_set_token(raw(), token));
+        return *this;
+    }
+    // A client presenting `secret` is known as `name`.
+    BrokerOptions &named_token(CStr name, CStr secret) {
+        detail::check(sb_broker_options_add_named_token(raw(), name.c_str(), secret.c_str()));
+        return *this;
+    }
+    // Permission bits of Unix socket files (default 0660).
+    BrokerOptions &socket_mode(std::uint32_t mode) {
+        detail::check(sb_broker_options_set_socket_mode(raw(), mode));
+        return *this;
+    }
+    // Group (name or number) of Unix socket files.
+    BrokerOptions &socket_group(CStr group) {
+        detail::check(sb_broker_options_set_socket_group(raw(), group.c_str()));
+        return *this;
+    }
+    // Reads the policy file at `path` (throws on a bad rule).
+    BrokerOptions &policy_file(CStr path) {
+        detail::check(sb_broker_options_set_policy_file(raw(), path.c_str()));
+        return *this;
+    }
+};
+
+// How a client connects: token, client name (see sb_client_options_*).
+class ClientOptions : public detail::Handle<sb_client_options, sb_client_options_free> {
+public:
+    ClientOptions() {
+        sb_client_options *o = nullptr;
+        detail::check(sb_client_options_new(&o));
+        Handle::operator=(Handle(o));
+    }
+    ClientOptions &token(const char *token) {
+        detail::check(sb_client_options_set_token(raw(), token));
+        return *this;
+    }
+    // The name the client gives itself (shown to the publishers it calls).
+    ClientOptions &name(const char *name) {
+        detail::check(sb_client_options_set_name(raw(), name));
+        return *this;
+    }
+};
+
 // A broker serving on a loop.
 class Broker : public detail::Handle<sb_broker, sb_broker_free> {
 public:
     using Handle::Handle;
+    // Listens on every address with `options`.
+    Broker(Loop &loop, const std::vector<std::string> &listen, const BrokerOptions &options) {
+        std::vector<const char *> addrs;
+        addrs.reserve(listen.size());
+        for (const std::string &a : listen) {
+            addrs.push_back(a.c_str());
+        }
+        sb_broker *b = nullptr;
+        detail::check(
+            sb_broker_new_with(loop.raw(), addrs.data(), addrs.size(), options.raw(), &b));
+        Handle::operator=(Handle(b));
+    }
     // Listens on every address ("tcp://127.0.0.1:0", "unix:/path").
     Broker(Loop &loop, const std::vector<std::string> &listen, const char *token = nullptr) {
         std::vector<const char *> addrs;
@@ -677,6 +743,9 @@ public:
         }
     }
 
+    // Operations the policy denied (each answered SB_ACCESS_DENIED).
+    std::uint64_t access_denied() const noexcept { return sb_broker_access_denied(raw()); }
+
     // Pings connections silent for `interval`; one that leaves `max`
     // pings unanswered is closed as a disconnect. Defaults 120 s and 2;
     // zero turns pinging off (see sb_broker_set_ping).
@@ -715,6 +784,18 @@ public:
             [&](sb_connect_fn f, void *user, sb_free_fn free_user) {
                 return sb_client_connect(loop.raw(), address.c_str(), token, f, user, free_user,
                                          &c);
+            }));
+        Handle::operator=(Handle(c));
+    }
+
+    // Connects with `options` (token, client name).
+    Client(Loop &loop, CStr address, const ClientOptions &options, ConnectFn on_connect = {}) {
+        sb_client *c = nullptr;
+        detail::check(detail::register_optional(
+            std::move(on_connect), &detail::run_connect,
+            [&](sb_connect_fn f, void *user, sb_free_fn free_user) {
+                return sb_client_connect_with(loop.raw(), address.c_str(), options.raw(), f,
+                                              user, free_user, &c);
             }));
         Handle::operator=(Handle(c));
     }
@@ -1013,6 +1094,18 @@ inline void Client::subscribe_waiting(CStr session, std::chrono::milliseconds wa
 
 class ServedRef;
 
+// Who calls, as the broker knows the caller (Served::caller()).
+struct Caller {
+    // The broker's connection id of the caller.
+    std::uint64_t connection = 0;
+    // Known when the caller connected on a Unix socket.
+    std::optional<std::uint32_t> uid, gid, pid;
+    // The name of the token it presented, if named.
+    std::optional<std::string> identity;
+    // The name it gave itself (unverified).
+    std::optional<std::string> client_name;
+};
+
 // The callee's view of a request it serves (borrowed in a handler).
 class Served {
 public:
@@ -1024,6 +1117,33 @@ public:
     std::uint64_t id() const noexcept { return sb_served_id(p_); }
     // The caller's id of the request (unique only in the caller's process).
     std::uint64_t caller_id() const noexcept { return sb_served_caller_id(p_); }
+    // Who calls, for a request that came through a broker; none for a
+    // request from this process.
+    std::optional<Caller> caller() const {
+        Caller c;
+        c.connection = sb_served_caller_connection(p_);
+        if (c.connection == 0)
+            return std::nullopt;
+        auto number = [&](sb_status (*get)(const sb_served *, std::uint32_t *)) {
+            std::uint32_t v = 0;
+            return get(p_, &v) == SB_OK ? std::optional<std::uint32_t>(v) : std::nullopt;
+        };
+        auto text = [&](sb_status (*get)(const sb_served *, char *, std::size_t)) {
+            std::vector<char> buf(256);
+            sb_status st = get(p_, buf.data(), buf.size());
+            if (st == SB_LIMIT_EXCEEDED) {
+                buf.resize(1 << 20);
+                st = get(p_, buf.data(), buf.size());
+            }
+            return st == SB_OK ? std::optional<std::string>(buf.data()) : std::nullopt;
+        };
+        c.uid = number(sb_served_caller_uid);
+        c.gid = number(sb_served_caller_gid);
+        c.pid = number(sb_served_caller_pid);
+        c.identity = text(sb_served_caller_identity);
+        c.client_name = text(sb_served_caller_client_name);
+        return c;
+    }
     bool is_open() const noexcept { return sb_served_is_open(p_); }
     // False for a one-way request, whose answers are dropped.
     bool expects_answer() const noexcept { return sb_served_expects_answer(p_); }

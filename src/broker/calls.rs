@@ -6,6 +6,7 @@
 //! under an id of the broker's, but opens no route: nothing answers it.
 
 use super::core::Core;
+use super::policy::Action;
 use super::routes::{Route, RouteId};
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
@@ -23,7 +24,7 @@ impl Core {
                     Ok((publisher, route)) => {
                         self.stats.calls += 1;
                         self.counters.call(session);
-                        if let Err(e) = self.forward(publisher, &frame, route) {
+                        if let Err(e) = self.forward_deliver(id, publisher, &frame, route) {
                             self.abort_route(route, e, false);
                         }
                     }
@@ -110,6 +111,7 @@ impl Core {
         self.admit("a call")?;
         let max = self.limits().max_pending_per_connection;
         self.routes.admit(id, call, max)?;
+        self.check_access(id, Action::Call, session, method)?;
         let (publisher, name) = self.target(session, method)?;
         let route = self.routes.open(Route {
             caller: id,

@@ -23,7 +23,7 @@
 //! that keep their room, with no allocation per frame.
 
 use super::budget::Budget;
-use super::handshake::{check_hello, expected_hello};
+use super::handshake::{check_hello, expected_hello, Tokens};
 use super::monitor::Monitor;
 use super::peer::{CloseReason, Full, Peer};
 use super::registry::Registry;
@@ -35,7 +35,11 @@ use super::watches::Watches;
 use super::{BrokerConfig, BrokerStats, ConnId, Limits};
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdMap;
-use crate::wire::{encode_frame, Frame, Inbound, NameMode, Reply, Routed, PROTOCOL_VERSION};
+use crate::transport::PeerCred;
+use crate::wire::{
+    encode_caller, encode_frame, Frame, Inbound, NameMode, Reply, Routed, PROTOCOL_VERSION,
+};
+use std::rc::Rc;
 use std::time::Duration;
 
 /// What the core asks of its shell, in order.
@@ -132,6 +136,11 @@ impl Core {
         &mut self.config.limits
     }
 
+    /// The broker's policy, if it has one.
+    pub(super) fn policy(&self) -> Option<&super::Policy> {
+        self.config.policy.as_ref()
+    }
+
     /// New liveness settings, taken by each connection at its next tick.
     pub fn set_ping(&mut self, interval: Duration, max: u32) {
         self.config.limits.ping_interval = interval;
@@ -154,6 +163,12 @@ impl Core {
     /// A new connection: its number, and a deadline for its hello. None
     /// when over the connection limit: the shell closes it at once.
     pub fn connect(&mut self) -> Option<ConnId> {
+        self.connect_from(None)
+    }
+
+    /// [`Core::connect`] for a peer whose credentials the socket told
+    /// (a Unix socket's `SO_PEERCRED`).
+    pub fn connect_from(&mut self, cred: Option<PeerCred>) -> Option<ConnId> {
         let id = self.next_conn;
         self.next_conn += 1;
         let limits = &self.config.limits;
@@ -164,7 +179,14 @@ impl Core {
             return None;
         }
         self.unauthenticated += 1;
-        self.peers.insert(id, Peer::default());
+        let mut peer = Peer::default();
+        peer.caller.connection = id;
+        if let Some(cred) = cred {
+            peer.caller.uid = Some(cred.uid);
+            peer.caller.gid = Some(cred.gid);
+            peer.caller.pid = Some(cred.pid);
+        }
+        self.peers.insert(id, peer);
         self.effects.push(Effect::ArmDeadline {
             conn: id,
             after: self.config.limits.handshake_timeout,
@@ -419,6 +441,8 @@ impl Core {
                 self.reply(id, op, Err(e));
             }
             other @ (Frame::Hello { .. }
+            | Frame::Greeting { .. }
+            | Frame::DeliverFrom { .. }
             | Frame::Welcome { .. }
             | Frame::Refused { .. }
             | Frame::SessionGone { .. }
@@ -435,10 +459,31 @@ impl Core {
     }
 
     fn handshake(&mut self, id: ConnId, frame: Frame) {
-        if let Err(reason) = check_hello(&frame, self.config.token.as_deref()) {
-            return self.refuse(id, reason);
+        let tokens = Tokens {
+            shared: self.config.token.as_deref(),
+            named: &self.config.named_tokens,
+        };
+        let hello = match check_hello(&frame, tokens) {
+            Ok(hello) => hello,
+            Err(reason) => return self.refuse(id, reason),
+        };
+        let max_name = self.config.limits.max_name;
+        if hello
+            .client_name
+            .as_ref()
+            .is_some_and(|n| n.len() > max_name)
+        {
+            let e = Error::new(
+                ErrorCode::LimitExceeded,
+                format!("the client name is longer than {max_name} bytes"),
+            );
+            return self.refuse(id, CloseReason::HelloRefused(e));
         }
         if let Some(p) = self.peers.get_mut(&id) {
+            p.caller.identity = hello.identity;
+            p.caller.client_name = hello.client_name;
+            p.caller_bytes = Rc::from(encode_caller(&p.caller));
+            p.greeted = hello.greeted;
             p.handshaken = true;
             self.unauthenticated = self.unauthenticated.saturating_sub(1);
             self.effects.push(Effect::DisarmDeadline { conn: id });
@@ -605,6 +650,28 @@ impl Core {
             Ok(())
         });
         live && sent.is_ok() && self.peers.get(&to).is_some_and(|p| !p.condemned)
+    }
+
+    /// Forwards the deliver `frame` of `caller` to the publisher `to` as
+    /// route `id`: stamped with the caller's identity if the publisher
+    /// reads it, as a plain deliver if not.
+    pub(super) fn forward_deliver(
+        &mut self,
+        caller: ConnId,
+        to: ConnId,
+        frame: &Routed<'_>,
+        id: u64,
+    ) -> Result<(), Error> {
+        if !self.peers.get(&to).is_some_and(|p| p.greeted) {
+            return self.forward(to, frame, id);
+        }
+        let stamp = self.peers.get(&caller).map(|p| p.caller_bytes.clone());
+        let Some(stamp) = stamp else {
+            return self.forward(to, frame, id);
+        };
+        self.send_with(to, |out, max_frame| {
+            frame.encode_deliver_from(id, &stamp, out, max_frame)
+        })
     }
 
     fn send_with(

@@ -38,7 +38,11 @@
 //! * `signals`: who listens for which signals, and a signal's fan-out
 //!   (the same bytes to every listener).
 
+//! * `policy`: who may do what (a policy file's rules); `access`: the
+//!   core's checks against it, and its denials.
+
 mod accept;
+mod access;
 mod budget;
 mod calls;
 mod core;
@@ -49,6 +53,7 @@ mod handshake;
 mod limit;
 mod monitor;
 mod peer;
+pub mod policy;
 mod registry;
 mod routes;
 mod sessions;
@@ -63,6 +68,7 @@ use crate::event_loop::EventLoop;
 use crate::transport::{Address, InheritedListener};
 use crate::wire::DEFAULT_MAX_FRAME;
 pub use limit::Limit;
+pub use policy::Policy;
 use shell::Shell;
 use std::fmt;
 use std::rc::Rc;
@@ -226,7 +232,7 @@ impl Default for Limits {
 ///
 /// Not exhaustive: build it with [`BrokerConfig::listening`] and the
 /// `with_` methods, or set fields of a default one.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BrokerConfig {
     /// Where to listen (TCP and/or Unix). At least one.
@@ -242,10 +248,50 @@ pub struct BrokerConfig {
     /// activation), served after the addresses of `listen`, in this
     /// order. See [`InheritedListener`].
     pub inherited: Vec<InheritedListener>,
-    /// A shared secret clients must present in their hello.
+    /// A shared secret clients must present in their hello. Compared in
+    /// constant time. A peer that presents it has no identity name.
     pub token: Option<String>,
+    /// Named tokens, `(name, secret)`: a peer that presents `secret` is
+    /// known by `name` (its identity, for the [`policy`](Self::policy)
+    /// and for the publishers it calls). With any token here or in
+    /// [`token`](Self::token), a peer must present one of them.
+    pub named_tokens: Vec<(String, String)>,
     /// Per-connection limits.
     pub limits: Limits,
+    /// The permission bits of Unix socket files the broker creates
+    /// (default `0o660`: the owner and the group may connect, others may
+    /// not). A socket file's mode is its access control: anyone who may
+    /// write to it may connect, and without a token, use the broker.
+    /// 0660 rather than the umask's usual 0777/0755 because a broker
+    /// should be opened to a group on purpose (see
+    /// [`socket_group`](Self::socket_group)), not to every local user by
+    /// accident. The mode is set between `bind` and `listen`, so the
+    /// socket never accepts a connection with wider permissions.
+    pub socket_mode: u32,
+    /// The group of Unix socket files the broker creates (a group name
+    /// or number), or `None` to keep the creating process's group.
+    pub socket_group: Option<String>,
+    /// Who may do what; `None` (the default) lets anyone who may connect
+    /// do everything. See [`Policy`].
+    pub policy: Option<Policy>,
+}
+
+/// The default [`BrokerConfig::socket_mode`].
+pub const DEFAULT_SOCKET_MODE: u32 = 0o660;
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: Vec::new(),
+            token: None,
+            named_tokens: Vec::new(),
+            limits: Limits::default(),
+            socket_mode: DEFAULT_SOCKET_MODE,
+            socket_group: None,
+            policy: None,
+            inherited: Vec::new(),
+        }
+    }
 }
 
 impl BrokerConfig {
@@ -268,6 +314,37 @@ impl BrokerConfig {
     /// The same, requiring `token` from every client.
     pub fn with_token(mut self, token: impl Into<String>) -> BrokerConfig {
         self.token = Some(token.into());
+        self
+    }
+
+    /// The same, also taking the token `secret` and knowing whoever
+    /// presents it as `name` (see [`BrokerConfig::named_tokens`]).
+    pub fn with_named_token(
+        mut self,
+        name: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> BrokerConfig {
+        self.named_tokens.push((name.into(), secret.into()));
+        self
+    }
+
+    /// The same, creating Unix socket files with the permission bits
+    /// `mode` (see [`BrokerConfig::socket_mode`]).
+    pub fn with_socket_mode(mut self, mode: u32) -> BrokerConfig {
+        self.socket_mode = mode;
+        self
+    }
+
+    /// The same, giving Unix socket files the group `group` (a name or
+    /// a number).
+    pub fn with_socket_group(mut self, group: impl Into<String>) -> BrokerConfig {
+        self.socket_group = Some(group.into());
+        self
+    }
+
+    /// The same, enforcing `policy`.
+    pub fn with_policy(mut self, policy: Policy) -> BrokerConfig {
+        self.policy = Some(policy);
         self
     }
 
@@ -339,6 +416,8 @@ pub struct BrokerStats {
     /// Name watches held by connections (waiting subscribes not
     /// counted: see `waiting_subscribes`).
     pub name_watches: usize,
+    /// Operations the policy denied (each answered `access_denied`).
+    pub access_denied: u64,
 }
 
 /// A running broker. It lives on its loop until [`Broker::close`] or until

@@ -3,7 +3,9 @@
 //! closed.
 
 use crate::error::{Error, ErrorCode};
+use crate::wire::CallerInfo;
 use std::collections::HashSet;
+use std::rc::Rc;
 
 /// Why the broker closed a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +175,7 @@ pub(super) enum Full {
 }
 
 /// One connection's state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Peer {
     /// It said hello and was welcomed.
     pub handshaken: bool,
@@ -205,6 +207,40 @@ pub(super) struct Peer {
     /// Its input is not read until its output is down (see
     /// `Core::over_high_water`).
     pub read_paused: bool,
+    /// Who it is: its credentials from the socket, then the names its
+    /// hello gave.
+    pub caller: CallerInfo,
+    /// [`Peer::caller`] encoded once (at the hello), appended to every
+    /// deliver it makes to a publisher that reads
+    /// [`crate::wire::Frame::DeliverFrom`]. Shared, so forwarding costs a
+    /// copy of its bytes and no allocation.
+    pub caller_bytes: Rc<[u8]>,
+    /// It said a greeting: it reads `DeliverFrom`.
+    pub greeted: bool,
+}
+
+impl Default for Peer {
+    fn default() -> Self {
+        Peer {
+            handshaken: false,
+            closing: None,
+            condemned: false,
+            dirty: false,
+            outbox: Outbox::default(),
+            published: HashSet::new(),
+            subscribed: HashSet::new(),
+            liveness: Default::default(),
+            frame_deadline: false,
+            frame_progress: false,
+            input: 0,
+            registry: 0,
+            listing: 0,
+            read_paused: false,
+            caller: CallerInfo::default(),
+            caller_bytes: Rc::from(&[][..]),
+            greeted: false,
+        }
+    }
 }
 
 impl Peer {

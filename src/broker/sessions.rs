@@ -4,6 +4,7 @@
 
 use super::budget::{listing_cost, session_cost};
 use super::core::Core;
+use super::policy::Action;
 use super::registry::{check_name, Left, NameLimits};
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
@@ -52,6 +53,9 @@ impl Core {
             max_name: limits.max_name,
             max_methods: limits.max_methods,
         };
+        if !session.is_empty() {
+            self.check_access(id, Action::Own, session, "")?;
+        }
         let count = self.peers.get(&id).map_or(0, |p| p.published.len());
         // Over the limit only if this publish would add a publication
         // (the registry refuses the others with their own error).

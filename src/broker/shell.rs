@@ -18,7 +18,9 @@ use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
 use crate::id_hash::IdMap;
 use crate::report::StatsReport;
-use crate::transport::{linger, Address, CloseFn, Connection, Listener, ReadOutcome};
+use crate::transport::{
+    linger, resolve_group, Address, CloseFn, Connection, Listener, ReadOutcome, UnixOptions,
+};
 use crate::DEFAULT_LINGER;
 use mio::{Interest, Token};
 use std::cell::RefCell;
@@ -81,8 +83,27 @@ impl Shell {
     /// Fails without side effects if any address cannot be bound.
     pub fn start(lp: &EventLoop, config: BrokerConfig) -> Result<Rc<Shell>, Error> {
         let mut listeners = Vec::new();
+        let gid = match &config.socket_group {
+            Some(group) => Some(resolve_group(group).map_err(|why| {
+                Error::new(ErrorCode::InvalidArgument, format!("socket group: {why}"))
+            })?),
+            None => None,
+        };
+        if config.socket_mode > 0o777 {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "socket mode {:o} is not a permission mode (at most 0777)",
+                    config.socket_mode
+                ),
+            ));
+        }
+        let unix = UnixOptions {
+            mode: config.socket_mode,
+            gid,
+        };
         for address in &config.listen {
-            match Listener::bind(address) {
+            match Listener::bind_with(address, &unix) {
                 Ok(l) => listeners.push(l),
                 Err(e) => {
                     listeners.iter_mut().for_each(Listener::unlink);
@@ -217,7 +238,8 @@ impl Shell {
                 },
             };
             // Over the connection limit, the stream is dropped: closed.
-            let Some(id) = self.core.borrow_mut().connect() else {
+            let cred = stream.peer_cred();
+            let Some(id) = self.core.borrow_mut().connect_from(cred) else {
                 log::warn!(
                     target: "stagebus::broker",
                     peer = peer.as_str(), reason = "connection_limit";

@@ -40,6 +40,11 @@ pub struct ClientConfig {
     /// How long connecting and the handshake may take before the connect
     /// fails with `broker_gone` (default 10 s). Zero waits forever.
     pub connect_timeout: Duration,
+    /// The name this client gives itself in its hello: the publishers it
+    /// calls see it with each call (see
+    /// [`Delivery::caller`](super::Delivery::caller)), and the broker
+    /// logs it. Free text that proves nothing (default none).
+    pub name: Option<String>,
     /// How to reconnect after losing the broker; `None`, the default,
     /// closes the client on the first loss (see [`ReconnectPolicy`]).
     pub reconnect: Option<ReconnectPolicy>,
@@ -59,12 +64,19 @@ impl Default for ClientConfig {
             ping_interval: crate::liveness::DEFAULT_PING_INTERVAL,
             ping_max: crate::liveness::DEFAULT_PING_MAX,
             connect_timeout: Duration::from_secs(10),
+            name: None,
             reconnect: None,
         }
     }
 }
 
 impl ClientConfig {
+    /// The same, calling itself `name` (see [`ClientConfig::name`]).
+    pub fn with_name(mut self, name: impl Into<String>) -> ClientConfig {
+        self.name = Some(name.into());
+        self
+    }
+
     /// The same, presenting `token` to the broker.
     pub fn with_token(mut self, token: impl Into<String>) -> ClientConfig {
         self.token = Some(token.into());

@@ -35,6 +35,7 @@ use crate::transport::Address;
 use crate::value::Args;
 use crate::wire::{Frame, Payload};
 use std::collections::HashSet;
+use std::rc::Rc;
 
 /// What a call tells the publisher besides its session, method and args.
 #[derive(Debug, Clone, Copy, Default)]
@@ -482,6 +483,27 @@ impl Core {
                     session,
                     method,
                     payload,
+                    caller: None,
+                };
+                self.on_deliver(call, true, out)
+            }
+            Frame::DeliverFrom {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+                caller,
+            } => {
+                let call = Incoming {
+                    id,
+                    origin,
+                    timeout_ms,
+                    session,
+                    method,
+                    payload,
+                    caller: Some(Rc::new(caller)),
                 };
                 self.on_deliver(call, true, out)
             }
@@ -500,6 +522,7 @@ impl Core {
                     session,
                     method,
                     payload,
+                    caller: None,
                 };
                 self.on_deliver(call, false, out)
             }

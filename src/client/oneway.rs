@@ -18,7 +18,8 @@ use super::serving::Route;
 use super::{timeout_ms, Client, Inbound};
 use crate::error::{Error, ErrorCode};
 use crate::value::Args;
-use crate::wire::{Frame, Payload};
+use crate::wire::{CallerInfo, Frame, Payload};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// A call arriving for a session published here (a deliver or a post).
@@ -29,6 +30,8 @@ pub(super) struct Incoming {
     pub session: String,
     pub method: String,
     pub payload: Payload,
+    /// Who calls, when the broker stamped it.
+    pub caller: Option<Rc<CallerInfo>>,
 }
 
 impl Core {
@@ -47,6 +50,7 @@ impl Core {
             session,
             method,
             payload,
+            caller,
         } = call;
         let failure = match (self.serving.publication(&session), payload.decode()) {
             (Some((session, serve)), Ok(args)) => {
@@ -60,6 +64,7 @@ impl Core {
                     session,
                     deadline,
                     expects_answer,
+                    caller,
                 };
                 self.serving.open(route.clone(), serve.clone());
                 return Some(Effect::Serve(serve, route, Inbound::Call { method, args }));

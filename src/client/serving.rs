@@ -7,7 +7,7 @@ use super::Inbound;
 use crate::error::Error;
 use crate::id_hash::IdMap;
 use crate::value::Args;
-use crate::wire::{Frame, Payload, Reply};
+use crate::wire::{CallerInfo, Frame, Payload, Reply};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -34,6 +34,8 @@ pub(super) struct Route {
     pub deadline: Option<Instant>,
     /// False for a one-way call: its answers are dropped here.
     pub expects_answer: bool,
+    /// Who calls, when the broker said.
+    pub caller: Option<Rc<CallerInfo>>,
 }
 
 /// The sessions published here and the deliveries being served.
@@ -187,6 +189,7 @@ pub struct Delivery {
     session: Rc<str>,
     deadline: Option<Instant>,
     expects_answer: bool,
+    caller: Option<Rc<CallerInfo>>,
 }
 
 impl fmt::Debug for Delivery {
@@ -207,6 +210,7 @@ impl Delivery {
             session: route.session,
             deadline: route.deadline,
             expects_answer: route.expects_answer,
+            caller: route.caller,
         }
     }
 
@@ -217,6 +221,14 @@ impl Delivery {
     /// never sent.
     pub fn expects_answer(&self) -> bool {
         self.expects_answer
+    }
+
+    /// Who calls, as the broker knows the caller: its connection, its
+    /// uid, gid and pid on a Unix socket, the name of its token, and the
+    /// name it gave itself. `None` when the broker did not say (a broker
+    /// older than caller identities).
+    pub fn caller(&self) -> Option<&CallerInfo> {
+        self.caller.as_deref()
     }
 
     /// The broker's id of this call, unique on that broker.

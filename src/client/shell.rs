@@ -36,6 +36,7 @@ pub(crate) struct Shared {
 /// What opening a connection needs, from the [`ClientConfig`].
 struct Settings {
     token: Option<String>,
+    name: Option<String>,
     max_frame: usize,
     max_queued: usize,
     connect_timeout: Duration,
@@ -178,6 +179,7 @@ impl Shared {
             default_timeout: Cell::new(config.default_timeout),
             settings: Settings {
                 token: config.token,
+                name: config.name,
                 max_frame: config.max_frame,
                 max_queued: config.max_queued_bytes,
                 connect_timeout: config.connect_timeout,
@@ -197,10 +199,11 @@ impl Shared {
 
     /// Opens a connection to `address` and queues the hello.
     fn open(&self, address: &Address) -> Result<(), Error> {
-        let hello = Frame::Hello {
+        let hello = Frame::Greeting {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
             token: self.settings.token.clone(),
+            client_name: self.settings.name.clone(),
         };
         let attempt = Stream::connect(address).and_then(|stream| {
             let source = Rc::new(ClientSource(self.me.clone()));

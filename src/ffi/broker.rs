@@ -166,7 +166,7 @@ pub unsafe extern "C" fn sb_broker_pending_calls(broker: *const sb_broker) -> us
 /// Writes the broker's report of itself to `*out`: a map value with
 /// `uptime_ms`, `totals` (connections, sessions, pending_calls,
 /// waiting_subscribes, calls, dropped_stray, protocol_errors,
-/// slow_consumers, refused_connections), `errors` (code name → count),
+/// slow_consumers, refused_connections, access_denied), `errors` (code name → count),
 /// `connections` (a list of maps: id, peer, handshaken, sessions,
 /// calls_in_flight, serving, bytes_queued) and `sessions` (a list of
 /// maps: name, publisher, calls, errors, in_flight). Owned: free it with

@@ -1,7 +1,7 @@
 //! `sb_client`: a connection to a broker, and the callbacks it reports
 //! through.
 
-use super::boundary::{fail, status};
+use super::boundary::{fail, status, Fail};
 use super::callbacks::{c_string, done_closure, sb_done_fn, sb_free_fn, UserData};
 use super::convert::{bytes, opt_text, text};
 use super::event_loop::sb_loop;
@@ -93,38 +93,51 @@ pub unsafe extern "C" fn sb_client_connect(
 ) -> sb_status {
     let user = UserData::new(user, free_user);
     status(|| {
-        // SAFETY: NULL or live / valid strings per the conventions.
-        let (lp, addr, token) = unsafe {
-            (
-                arg(lp, "loop")?,
-                text(address, "address")?,
-                opt_text(token, "token")?,
-            )
-        };
-        let addr = addr.parse::<Address>()?;
-        if out.is_null() {
-            return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
-        }
+        // SAFETY: NULL or a valid string per the conventions.
+        let token = unsafe { opt_text(token, "token") }?;
         let config = ClientConfig {
             token: token.map(str::to_string),
             ..ClientConfig::default()
         };
-        let client = Client::connect(lp, &addr, config);
-        client.on_connect(move |result| {
-            if let Some(f) = on_connect {
-                let (code, id, message) = match &result {
-                    Ok(info) => (sb_status::SB_OK, info.connection_id, c_string("")),
-                    Err(e) => (e.code.into(), 0, c_string(&e.message)),
-                };
-                // SAFETY: the C caller's function with its own user pointer.
-                unsafe { f(user.get(), code, id, message.as_ptr()) };
-            }
-            drop(user);
-        });
-        // SAFETY: checked non-NULL above.
-        unsafe { out.write(boxed::<sb_client>(client)) };
-        Ok(())
+        // SAFETY: forwarded contract.
+        unsafe { connect_with_config(lp, address, config, on_connect, user, out) }
     })
+}
+
+/// Connects a client with `config` (the body of `sb_client_connect` and
+/// `sb_client_connect_with`).
+///
+/// # Safety
+/// As for `sb_client_connect`.
+pub(super) unsafe fn connect_with_config(
+    lp: *mut sb_loop,
+    address: *const c_char,
+    config: ClientConfig,
+    on_connect: sb_connect_fn,
+    user: UserData,
+    out: *mut *mut sb_client,
+) -> Result<(), Fail> {
+    // SAFETY: NULL or live / valid strings per the conventions.
+    let (lp, addr) = unsafe { (arg(lp, "loop")?, text(address, "address")?) };
+    let addr = addr.parse::<Address>()?;
+    if out.is_null() {
+        return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
+    }
+    let client = Client::connect(lp, &addr, config);
+    client.on_connect(move |result| {
+        if let Some(f) = on_connect {
+            let (code, id, message) = match &result {
+                Ok(info) => (sb_status::SB_OK, info.connection_id, c_string("")),
+                Err(e) => (e.code.into(), 0, c_string(&e.message)),
+            };
+            // SAFETY: the C caller's function with its own user pointer.
+            unsafe { f(user.get(), code, id, message.as_ptr()) };
+        }
+        drop(user);
+    });
+    // SAFETY: checked non-NULL above.
+    unsafe { out.write(boxed::<sb_client>(client)) };
+    Ok(())
 }
 
 /// Sets what runs when an established connection is lost (replacing and

@@ -30,6 +30,8 @@
 //! * `signals`: signals and matches of `sb_client`, and its count of
 //!   dropped one-way answers. `watches`: name watches of `sb_client`,
 //!   and publishing in a name mode (`sb_stage_publish_mode`).
+//! * `security`: `sb_broker_options`, `sb_client_options`, and a served
+//!   request's caller identity (`sb_served_caller_*`).
 //!
 //! cbindgen writes the entry points into the header in the order the
 //! modules are declared below, so that order is the header's: keep it
@@ -141,3 +143,4 @@ mod log;
 mod signals;
 
 mod watches;
+mod security;

@@ -48,6 +48,8 @@ pub enum sb_status {
     SB_UNANSWERED = 18,
     /// A publish named another mode than the name's first publisher.
     SB_NAME_MODE_CONFLICT = 19,
+    /// The broker's policy does not allow it.
+    SB_ACCESS_DENIED = 20,
     /// A required pointer argument was NULL.
     SB_NULL_ARGUMENT = 100,
     /// A string argument was not valid UTF-8.
@@ -95,6 +97,7 @@ impl sb_status {
             17 => SB_INVALID_STATE,
             18 => SB_UNANSWERED,
             19 => SB_NAME_MODE_CONFLICT,
+            20 => SB_ACCESS_DENIED,
             100 => SB_NULL_ARGUMENT,
             101 => SB_INVALID_UTF8,
             102 => SB_PANIC,
@@ -144,6 +147,7 @@ pub extern "C" fn sb_strerror(code: i32) -> *const c_char {
         SB_INVALID_STATE => c"invalid_state",
         SB_UNANSWERED => c"unanswered",
         SB_NAME_MODE_CONFLICT => c"name_mode_conflict",
+        SB_ACCESS_DENIED => c"access_denied",
         SB_NULL_ARGUMENT => c"null_argument",
         SB_INVALID_UTF8 => c"invalid_utf8",
         SB_PANIC => c"panic",

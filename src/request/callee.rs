@@ -323,6 +323,16 @@ impl ServedRequest {
         self.0.caller_id
     }
 
+    /// Who calls, for a request that came through a broker: the
+    /// caller's connection id, its uid, gid and pid where the broker
+    /// knows them (a Unix socket), the name of the token it presented,
+    /// and the name it gave itself. `None` for a request from this
+    /// process (its caller is this process), or from a broker that did
+    /// not say.
+    pub fn caller(&self) -> Option<&crate::wire::CallerInfo> {
+        self.0.link.caller()
+    }
+
     /// The method the caller asked for.
     pub fn method(&self) -> &str {
         &self.0.method

@@ -85,6 +85,14 @@ pub(crate) enum Up {
 }
 
 impl Up {
+    /// Who calls, for a caller in another program whose broker said.
+    pub(crate) fn caller(&self) -> Option<&crate::wire::CallerInfo> {
+        match self {
+            Up::Local(_) => None,
+            Up::Remote(reply) => reply.caller(),
+        }
+    }
+
     /// The way up to a caller on this loop.
     #[inline]
     pub(crate) fn local(caller: Weak<dyn CallerEnd>) -> Up {

@@ -1,6 +1,7 @@
 //! Where a broker listens: `tcp://HOST:PORT` or `unix:PATH`.
 
 use super::socket_file::{SocketFile, TakeError};
+pub(crate) use super::unix_bind::UnixOptions;
 use crate::error::{Error, ErrorCode};
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use std::fmt;
@@ -94,6 +95,15 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        }
+    }
+
+    /// The peer's credentials, on a Unix socket (None on TCP, or if the
+    /// system would not tell).
+    pub fn peer_cred(&self) -> Option<super::PeerCred> {
+        match self {
+            Stream::Tcp(_) => None,
+            Stream::Unix(s) => super::peer_cred::peer_cred(std::os::fd::AsRawFd::as_raw_fd(s)).ok(),
         }
     }
 
@@ -204,7 +214,8 @@ impl Listener {
     /// locked (`PATH.lock`) for the listener's life, so a second broker on
     /// it fails; an existing socket is replaced only when nobody listens
     /// on it (the probe connect is refused).
-    pub fn bind(address: &Address) -> Result<Listener, Error> {
+    /// A Unix socket file is created with `unix`'s mode and group.
+    pub fn bind_with(address: &Address, unix: &UnixOptions) -> Result<Listener, Error> {
         let fail = |e: &io::Error| Error::io(format_args!("cannot listen on {address}"), e);
         match address {
             Address::Tcp(addr) => Ok(Listener::Tcp(
@@ -228,8 +239,8 @@ impl Listener {
                         &err,
                     ),
                 })?;
-                let l = UnixListener::bind(path).map_err(|e| fail(&e))?;
-                file.bound().map_err(|e| fail(&e))?;
+                let l =
+                    super::unix_bind::bind(path, unix, || file.bound()).map_err(|e| fail(&e))?;
                 Ok(Listener::Unix(l, Some(file)))
             }
         }

@@ -8,9 +8,13 @@
 mod address;
 mod connection;
 mod linger;
+mod peer_cred;
 mod socket_file;
+mod unix_bind;
 
 pub use address::{Address, InheritedListener};
-pub(crate) use address::{Listener, Stream};
+pub(crate) use address::{Listener, Stream, UnixOptions};
 pub(crate) use connection::{Connection, ReadOutcome};
 pub(crate) use linger::{linger, CloseFn};
+pub(crate) use peer_cred::PeerCred;
+pub(crate) use unix_bind::resolve_group;

@@ -16,13 +16,15 @@
 //! session went away.
 
 mod codec;
+mod identity;
 mod routed;
 
 pub(crate) use codec::READ_CHUNK;
 pub use codec::{
     decode_body, encode_frame, FrameDecoder, WireError, DECODE_LIMIT, DEFAULT_MAX_FRAME,
 };
-pub(crate) use routed::{Inbound, Routed, RoutedKind};
+pub use identity::CallerInfo;
+pub(crate) use routed::{encode_caller, Inbound, Routed, RoutedKind};
 
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
@@ -431,6 +433,48 @@ pub enum Frame {
     },
     /// Broker → monitor: one frame the broker received.
     Tap(Box<TapEvent>),
+    /// Client → broker, first frame: a [`Frame::Hello`] that also names
+    /// the client, and says that it reads [`Frame::DeliverFrom`]. Clients
+    /// of this version send it instead of `Hello`; a broker takes either
+    /// (a `Hello`'s client gets plain [`Frame::Deliver`]s and has no
+    /// client name). A broker older than this frame refuses it as
+    /// malformed, so a client of this version needs a broker of this
+    /// version or later.
+    Greeting {
+        /// Always [`MAGIC`].
+        magic: [u8; 4],
+        /// The client's [`PROTOCOL_VERSION`].
+        version: u16,
+        /// The shared secret, if the broker requires one.
+        token: Option<String>,
+        /// The name the client chose for itself (shown to the publishers
+        /// it calls, and in logs); free text, not checked by anyone.
+        client_name: Option<String>,
+    },
+    /// Broker → publisher: a [`Frame::Deliver`] stamped with who calls,
+    /// sent instead of `Deliver` to clients that said
+    /// [`Frame::Greeting`]. The fields up to `payload` are those of
+    /// `Deliver`; the caller's identity comes last, so that the broker
+    /// forwards the caller's bytes unchanged and appends the identity it
+    /// encoded once when the caller connected.
+    DeliverFrom {
+        /// The route id.
+        id: u64,
+        /// As [`Frame::Deliver`].
+        origin: u64,
+        /// As [`Frame::Deliver`].
+        timeout_ms: u32,
+        /// The published name.
+        #[serde(deserialize_with = "text::deserialize")]
+        session: String,
+        /// The method.
+        #[serde(deserialize_with = "text::deserialize")]
+        method: String,
+        /// The encoded args.
+        payload: Payload,
+        /// Who calls, as the broker knows it.
+        caller: CallerInfo,
+    },
 }
 
 /// How a name takes several publishers (see [`Frame::PublishAs`]).
@@ -592,6 +636,8 @@ impl Frame {
             Frame::PublishAs { .. } => "publish_as",
             Frame::Monitor { .. } => "monitor",
             Frame::Tap(_) => "tap",
+            Frame::Greeting { .. } => "greeting",
+            Frame::DeliverFrom { .. } => "deliver_from",
         }
     }
 }

@@ -21,6 +21,9 @@ const RECALL: u32 = 10;
 const RESULT: u32 = 12;
 const POST: u32 = 20;
 const SIGNAL: u32 = 21;
+/// [`Frame::DeliverFrom`]'s variant number, in its encoding (a varint
+/// below 251 is that one byte).
+const DELIVER_FROM_TAG: [u8; 1] = [31];
 
 /// What kind of routed frame, with what the broker needs to route it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,9 +197,34 @@ impl Routed<'_> {
         out: &mut Vec<u8>,
         max_frame: usize,
     ) -> Result<(), Error> {
+        self.encode(self.tag, id, &[], out, max_frame)
+    }
+
+    /// Appends a deliver as a [`Frame::DeliverFrom`] with id `id` and the
+    /// encoded [`super::CallerInfo`] `caller` (see [`encode_caller`]); as
+    /// [`Routed::encode_with_id`] otherwise. Only for a deliver.
+    pub fn encode_deliver_from(
+        &self,
+        id: u64,
+        caller: &[u8],
+        out: &mut Vec<u8>,
+        max_frame: usize,
+    ) -> Result<(), Error> {
+        debug_assert!(matches!(self.kind, RoutedKind::Deliver { .. }));
+        self.encode(&DELIVER_FROM_TAG, id, caller, out, max_frame)
+    }
+
+    fn encode(
+        &self,
+        tag: &[u8],
+        id: u64,
+        extra: &[u8],
+        out: &mut Vec<u8>,
+        max_frame: usize,
+    ) -> Result<(), Error> {
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(self.tag);
+        out.extend_from_slice(tag);
         if let Err(e) = bincode::encode_into_std_write(id, out, config()) {
             out.truncate(start);
             return Err(Error::new(
@@ -205,6 +233,7 @@ impl Routed<'_> {
             ));
         }
         out.extend_from_slice(self.tail);
+        out.extend_from_slice(extra);
         let len = out.len() - start - 4;
         if len > max_frame || len > u32::MAX as usize {
             out.truncate(start);
@@ -216,6 +245,13 @@ impl Routed<'_> {
         out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
         Ok(())
     }
+}
+
+/// A caller's identity encoded as [`Frame::DeliverFrom`] carries it, to
+/// be appended by [`Routed::encode_deliver_from`].
+pub(crate) fn encode_caller(caller: &super::CallerInfo) -> Vec<u8> {
+    // Encoding into a Vec cannot fail for this type.
+    bincode::serde::encode_to_vec(caller, config()).unwrap_or_default()
 }
 
 fn decode_exactly<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, WireError> {
@@ -397,6 +433,52 @@ mod tests {
                 encode_frame(&with_id(&frame, new), &mut expected, DEFAULT_MAX_FRAME).unwrap();
                 assert_eq!(out, expected, "{frame:?} with id {new}");
             }
+        }
+    }
+
+    #[test]
+    fn a_deliver_is_forwarded_as_deliver_from_with_its_caller() {
+        let caller = crate::wire::CallerInfo {
+            connection: 77,
+            uid: Some(1000),
+            gid: None,
+            pid: Some(4242),
+            identity: Some("ops".into()),
+            client_name: Some("cli ü".into()),
+        };
+        let encoded = encode_caller(&caller);
+        for frame in routed_frames() {
+            let Frame::Deliver {
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+                ..
+            } = frame.clone()
+            else {
+                continue;
+            };
+            let bytes = body(&frame);
+            let Ok(Inbound::Routed(r)) = Inbound::parse(&bytes) else {
+                panic!("not routed");
+            };
+            let mut out = Vec::new();
+            r.encode_deliver_from(12, &encoded, &mut out, DEFAULT_MAX_FRAME)
+                .unwrap();
+            let mut expected = Vec::new();
+            let from = Frame::DeliverFrom {
+                id: 12,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+                caller: caller.clone(),
+            };
+            encode_frame(&from, &mut expected, DEFAULT_MAX_FRAME).unwrap();
+            assert_eq!(out, expected);
+            assert_eq!(decode_body(&out[4..]).unwrap(), from);
         }
     }
 

@@ -24,6 +24,9 @@
 //  8. Signals and one-way requests: Client::add_match / remove_match /
 //     emit_signal, RemoteStage::post, Served::expects_answer; watches
 //     and name modes: Client::watch / unwatch, Stage::publish(mode).
+//  9. BrokerOptions and ClientOptions (named tokens, socket mode, a
+//     policy file, a client name); the caller identity a publisher sees;
+//     a publish the policy denies.
 #include "check.h"
 #include "stagebus.hpp"
 
@@ -629,6 +632,68 @@ void signals_and_posts()
     RUN_UNTIL(loop.raw(), unwatched == 1);
     OK("Client::watch sees the queue's owner change; another mode is SB_NAME_MODE_CONFLICT");
 }
+// Broker and client options; the caller identity a publisher sees; a
+// publish the policy denies.
+void identities()
+{
+    char dir[] = "/tmp/stagebus-cpp-XXXXXX";
+    CHECK(mkdtemp(dir) != nullptr);
+    std::string policy = std::string(dir) + "/policy";
+    FILE *f = fopen(policy.c_str(), "w");
+    CHECK(f != nullptr);
+    fputs("allow token=ops own *\nallow anyone call *\n", f);
+    fclose(f);
+    stagebus::Loop loop;
+    stagebus::Broker broker(loop, {"unix:" + std::string(dir) + "/bus.sock"},
+                            stagebus::BrokerOptions()
+                                .named_token("ops", "o")
+                                .named_token("app", "a")
+                                .socket_mode(0600)
+                                .policy_file(policy.c_str()));
+    stagebus::Client service(loop, broker.address(), stagebus::ClientOptions().token("o"));
+    std::uint64_t caller_conn = 0;
+    stagebus::Client caller(loop, broker.address(),
+                            stagebus::ClientOptions().token("a").name("cpp caller"),
+                            [&](sb_status st, std::uint64_t id, std::string_view) {
+                                CHECK_ST(st, SB_OK);
+                                caller_conn = id;
+                            });
+    stagebus::Stage stage(loop, "Who");
+    std::optional<stagebus::Caller> who;
+    stage.on("who", [&](const stagebus::Ctx &ctx) {
+        who = ctx.req().caller();
+        ctx.req().ret();
+    });
+    bool denied = false;
+    stage.publish(caller, "Who", {"who"}, [&](sb_status st, std::string_view) {
+        denied = st == SB_ACCESS_DENIED;
+        CHECK_ST(st, SB_ACCESS_DENIED);
+    });
+    RUN_UNTIL(loop.raw(), denied);
+    stage.publish(service, "Who", {"who"});
+    stagebus::RemoteStage remote;
+    caller.subscribe_waiting("Who", std::chrono::milliseconds(20000),
+                             [&](sb_status st, stagebus::RemoteStage r, std::string_view) {
+                                 CHECK_ST(st, SB_OK);
+                                 remote = std::move(r);
+                             });
+    RUN_UNTIL(loop.raw(), bool(remote));
+    int answers = 0;
+    auto req = stagebus::RequestBuilder(remote, "who")
+                   .fallback([&](const stagebus::Ctx &) { answers++; })
+                   .send();
+    RUN_UNTIL(loop.raw(), answers == 1);
+    CHECK(broker.access_denied() == 1);
+    CHECK(who.has_value());
+    CHECK(who->uid == std::optional<std::uint32_t>(getuid()));
+    CHECK(who->pid == std::optional<std::uint32_t>(getpid()));
+    CHECK(who->identity == std::optional<std::string>("app"));
+    CHECK(who->client_name == std::optional<std::string>("cpp caller"));
+    CHECK(who->connection == caller_conn && caller_conn != 0);
+    OK("BrokerOptions/ClientOptions; Served::caller() has uid, pid, identity and name");
+    remove(policy.c_str());
+}
+
 } // namespace
 
 int main()
@@ -642,5 +707,6 @@ int main()
     reconnect();
     calls_by_name();
     signals_and_posts();
+    identities();
     return test_end();
 }

@@ -116,6 +116,34 @@ static void nulls_outside_handlers(void)
     NULLARG(sb_broker_address(NULL, 0, buf, sizeof buf));
     NULLARG(sb_broker_address(broker, 0, NULL, 64));
     CHECK_INT(sb_broker_pending_calls(NULL), 0);
+    CHECK_INT(sb_broker_access_denied(NULL), 0);
+    {
+        sb_broker_options *bo = NULL;
+        sb_client_options *co = NULL;
+        NULLARG(sb_broker_options_new(NULL));
+        sb_broker_options_free(NULL);
+        NULLARG(sb_broker_options_set_token(NULL, "t"));
+        NULLARG(sb_broker_options_add_named_token(NULL, "n", "s"));
+        NULLARG(sb_broker_options_set_socket_mode(NULL, 0600));
+        NULLARG(sb_broker_options_set_socket_group(NULL, "0"));
+        NULLARG(sb_broker_options_set_policy_file(NULL, NULL));
+        CHECK_OK(sb_broker_options_new(&bo));
+        NULLARG(sb_broker_options_add_named_token(bo, NULL, "s"));
+        BADUTF8(sb_broker_options_set_token(bo, bad));
+        NULLARG(sb_broker_new_with(NULL, listen, 1, bo, &broker_out));
+        NULLARG(sb_broker_new_with(lp, listen, 1, bo, NULL));
+        sb_broker_options_free(bo);
+        NULLARG(sb_client_options_new(NULL));
+        sb_client_options_free(NULL);
+        NULLARG(sb_client_options_set_token(NULL, "t"));
+        NULLARG(sb_client_options_set_name(NULL, "n"));
+        CHECK_OK(sb_client_options_new(&co));
+        BADUTF8(sb_client_options_set_name(co, bad));
+        REG_FAILS(SB_NULL_ARGUMENT,
+                  sb_client_connect_with(lp, NULL, co, cb_connected, U,
+                                         cb_free, &client_out));
+        sb_client_options_free(co);
+    }
 
     /* client */
     REG_FAILS(SB_NULL_ARGUMENT, sb_client_connect(NULL, addr, NULL,
@@ -287,6 +315,17 @@ static void nulls_outside_handlers(void)
     CHECK(sb_served_ref(NULL) == NULL);
     CHECK_INT(sb_served_id(NULL), 0);
     CHECK_INT(sb_served_caller_id(NULL), 0);
+    CHECK_INT(sb_served_caller_connection(NULL), 0);
+    {
+        uint32_t v = 7;
+        char name[8];
+        NULLARG(sb_served_caller_uid(NULL, &v));
+        NULLARG(sb_served_caller_gid(NULL, &v));
+        NULLARG(sb_served_caller_pid(NULL, &v));
+        CHECK_INT(v, 7);
+        NULLARG(sb_served_caller_identity(NULL, name, sizeof name));
+        NULLARG(sb_served_caller_client_name(NULL, name, sizeof name));
+    }
     CHECK(!sb_served_is_open(NULL));
     {
         int64_t left = 7;

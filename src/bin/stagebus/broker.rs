@@ -23,9 +23,20 @@ pub(crate) struct BrokerArgs {
     /// check this config file, print what is wrong (with its line) or "ok", and exit
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     pub(crate) check_config: Option<PathBuf>,
-    /// require this shared secret from clients
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", help = crate::secret::TOKEN_HELP)]
     pub(crate) token: Option<String>,
+    /// read tokens from FILE (which only its owner may read): a line SECRET is the shared token, a line NAME SECRET a named one (the client's identity); else STAGEBUS_TOKEN
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<std::path::PathBuf>,
+    /// permission bits of Unix socket files, in octal (default 0660: the owner and the group may connect)
+    #[arg(long, value_name = "MODE", value_parser = socket_mode)]
+    pub(crate) socket_mode: Option<u32>,
+    /// group (name or number) of Unix socket files
+    #[arg(long, value_name = "GROUP")]
+    pub(crate) socket_group: Option<String>,
+    /// enforce the policy in FILE: who may own, call, listen, watch, monitor, read stats
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<std::path::PathBuf>,
     /// most connections at once (default: the open-file limit, raised to the hard limit at start, less 32 + 2 per address)
     #[arg(long, value_name = "N", value_parser = positive_count)]
     pub(crate) max_connections: Option<usize>,
@@ -36,6 +47,15 @@ pub(crate) struct BrokerArgs {
     pub(crate) ping: PingFlags,
     #[command(flatten)]
     pub(crate) log: LogFlags,
+}
+
+fn socket_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            format!("--socket-mode wants octal permission bits such as 0660, not '{text}'")
+        })
 }
 
 fn positive_count(text: &str) -> Result<usize, String> {
@@ -111,7 +131,16 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
     }
     let mut config = BrokerConfig::listening(listen).with_limits(limits);
     config.inherited = inherited;
-    config.token = args.token.clone().or(file.token);
+    let tokens = crate::secret::broker_tokens(args.token.as_deref(), args.token_file.as_deref())?;
+    config.token = tokens.shared.or(file.token);
+    config.named_tokens = tokens.named;
+    if let Some(mode) = args.socket_mode {
+        config.socket_mode = mode;
+    }
+    config.socket_group = args.socket_group.clone();
+    if let Some(path) = &args.policy {
+        config.policy = Some(stagebus::broker::Policy::from_file(path)?);
+    }
     let broker = Broker::new(&lp, config)?;
     stop_signals::stop_loop_on(&lp, signals)?;
     {

@@ -102,7 +102,7 @@ pub(crate) fn cmd_call(args: &CallArgs) -> Result<(), Failure> {
             Some((m.clone(), add_words(Args::new(), rest)?))
         }
     };
-    let (lp, client) = connect(address, args.client.config(), timeout)?;
+    let (lp, client) = connect(address, args.client.config()?, timeout)?;
     if args.oneway {
         return post(&lp, &client, session, method, &call_args, timeout);
     }

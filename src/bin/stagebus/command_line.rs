@@ -81,9 +81,14 @@ pub(crate) enum Cmd {
 /// The flags of every command that connects to a broker as a client.
 #[derive(clap::Args, Debug)]
 pub(crate) struct ClientFlags {
-    /// the broker's shared secret
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", help = crate::secret::TOKEN_HELP)]
     pub(crate) token: Option<String>,
+    /// read the token from the first line of FILE (which only its owner may read); STAGEBUS_TOKEN in the environment is the other way that keeps it off the command line
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub(crate) token_file: Option<std::path::PathBuf>,
+    /// the name this client gives itself (the publishers it calls see it)
+    #[arg(long, value_name = "NAME")]
+    pub(crate) client_name: Option<String>,
     #[command(flatten)]
     pub(crate) ping: PingFlags,
 }
@@ -100,17 +105,21 @@ pub(crate) struct PingFlags {
 }
 
 impl ClientFlags {
-    /// A client's settings from `--token` and the ping flags.
-    pub(crate) fn config(&self) -> ClientConfig {
+    /// A client's settings from the token flags (or `STAGEBUS_TOKEN`),
+    /// `--client-name` and the ping flags; fails on a token file that
+    /// cannot be read or that others may read.
+    pub(crate) fn config(&self) -> Result<ClientConfig, crate::Failure> {
         let mut config = ClientConfig::default();
-        config.token = self.token.clone();
+        config.token =
+            crate::secret::client_token(self.token.as_deref(), self.token_file.as_deref())?;
+        config.name = self.client_name.clone();
         if let Some(interval) = self.ping.ping_interval {
             config.ping_interval = interval;
         }
         if let Some(max) = self.ping.ping_max {
             config.ping_max = max;
         }
-        config
+        Ok(config)
     }
 }
 
@@ -366,7 +375,7 @@ mod tests {
         else {
             panic!("not serve")
         };
-        let c = s.client.config();
+        let c = s.client.config().unwrap();
         assert_eq!((c.ping_interval, c.ping_max), (Duration::ZERO, 2));
         fails(&["broker", l, "--ping-interval", "-1"], "--ping-interval");
         fails(&["broker", l, "--ping-interval", "soon"], "--ping-interval");

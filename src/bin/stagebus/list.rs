@@ -29,7 +29,7 @@ pub(crate) struct ListArgs {
 
 pub(crate) fn cmd_list(args: &ListArgs) -> Result<(), Failure> {
     let timeout = timeout_or_default(args.timeout);
-    let sessions = fetch_listing(&args.broker, args.client.config(), timeout)?;
+    let sessions = fetch_listing(&args.broker, args.client.config()?, timeout)?;
     let text = if args.json {
         listing_json(&sessions)
     } else {

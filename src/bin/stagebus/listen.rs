@@ -53,7 +53,7 @@ pub(crate) fn run_printing(
 ) -> Result<(), Failure> {
     let signals = stop_signals::block()?;
     let timeout = Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS);
-    let (lp, client) = connect(address, flags.config(), timeout)?;
+    let (lp, client) = connect(address, flags.config()?, timeout)?;
     let failure: Rc<RefCell<Option<Failure>>> = Rc::default();
     let confirmed: Rc<RefCell<Option<Result<(), Error>>>> = Rc::default();
     let c = confirmed.clone();

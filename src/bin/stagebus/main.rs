@@ -2,16 +2,20 @@
 //! one, call a method, serve the demo stage, or watch the in-process demo.
 //!
 //! ```text
-//! stagebus broker --listen tcp://127.0.0.1:56789 [--listen unix:/path] [--token T] [--max-connections N]
-//! stagebus list --broker ADDR [--token T] [--json] [--timeout SECS]
-//! stagebus call --broker ADDR [--token T] [--timeout SECS] [--json-args JSON] [--oneway] SESSION METHOD [key=value…]
-//! stagebus serve --broker ADDR --name NAME [--token T] [--mode exclusive|queue|balance] [--no-reconnect]
-//! stagebus stats --broker ADDR [--token T] [--json | --prometheus] [--timeout SECS]
-//! stagebus monitor --broker ADDR [--token T] [--session NAME] [--json] [--payload]
-//! stagebus listen --broker ADDR [--token T] [SESSION [SIGNAL]]
-//! stagebus watch --broker ADDR [--token T] [NAME]
+//! stagebus broker --listen tcp://127.0.0.1:56789 [--listen unix:/path] [--config FILE] [--token-file FILE] [--socket-mode MODE] [--policy FILE] [--max-connections N]
+//! stagebus list --broker ADDR [--token-file FILE] [--json] [--timeout SECS]
+//! stagebus call --broker ADDR [--token-file FILE] [--client-name NAME] [--timeout SECS] [--json-args JSON] [--oneway] SESSION METHOD [key=value…]
+//! stagebus serve --broker ADDR --name NAME [--token-file FILE] [--mode exclusive|queue|balance] [--no-reconnect]
+//! stagebus stats --broker ADDR [--token-file FILE] [--json | --prometheus] [--timeout SECS]
+//! stagebus monitor --broker ADDR [--token-file FILE] [--session NAME] [--json] [--payload]
+//! stagebus listen --broker ADDR [--token-file FILE] [SESSION [SIGNAL]]
+//! stagebus watch --broker ADDR [--token-file FILE] [NAME]
 //! stagebus demo
 //! ```
+//!
+//! Every command takes its token from `--token T` (readable by other
+//! local users in `/proc/PID/cmdline`), `--token-file FILE` or
+//! `STAGEBUS_TOKEN` (see `secret`).
 //!
 //! Exit status: 0 on success, 1 when the operation failed (the reason is
 //! printed to stderr as `stagebus: <error>`), 2 when the command line is
@@ -45,6 +49,7 @@ mod list;
 mod listen;
 mod logging;
 mod monitor;
+mod secret;
 mod serve;
 mod stats;
 mod stop_signals;

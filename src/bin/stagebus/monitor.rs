@@ -33,7 +33,7 @@ pub(crate) struct MonitorArgs {
 pub(crate) fn cmd_monitor(args: &MonitorArgs) -> Result<(), Failure> {
     let signals = stop_signals::block()?;
     let timeout = Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS);
-    let (lp, client) = connect(&args.broker, args.client.config(), timeout)?;
+    let (lp, client) = connect(&args.broker, args.client.config()?, timeout)?;
     let answer: Rc<RefCell<Option<Result<(), Error>>>> = Rc::default();
     let a = answer.clone();
     let json = args.json;

@@ -58,7 +58,7 @@ fn mode(text: &str) -> Result<NameMode, String> {
 pub(crate) fn cmd_serve(args: &ServeArgs) -> Result<(), Failure> {
     let address = &args.broker;
     let name = &args.name;
-    let mut config = args.client.config();
+    let mut config = args.client.config()?;
     config.reconnect = args.reconnect();
     let signals = stop_signals::block()?;
     let (lp, client) = connect(

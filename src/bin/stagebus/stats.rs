@@ -51,7 +51,7 @@ fn fetch_report(
     args: &StatsArgs,
     timeout: Duration,
 ) -> Result<StatsReport, Failure> {
-    let (lp, client) = connect(address, args.client.config(), timeout)?;
+    let (lp, client) = connect(address, args.client.config()?, timeout)?;
     let report = Rc::new(RefCell::new(None));
     let r = report.clone();
     client.stats(move |outcome| *r.borrow_mut() = Some(outcome));

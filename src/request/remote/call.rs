@@ -76,6 +76,11 @@ impl Reply {
         Reply(delivery)
     }
 
+    /// Who calls, as the broker said.
+    pub(crate) fn caller(&self) -> Option<&crate::wire::CallerInfo> {
+        self.0.caller()
+    }
+
     /// Sends an emit (`last` false) or the return of type `kind`.
     pub(crate) fn respond(&self, kind: &str, args: &Args, last: bool) -> Result<(), Error> {
         if last {

@@ -15,10 +15,52 @@ sub new {
     @listen or StageBus::_croak(invalid_argument => 'StageBus::Broker->new: listen on at least one address');
     my @c = map { StageBus::_to_c($_, 'a listen address') } @listen;
     my $p;
-    StageBus::_check(
-        StageBus::_C::sb_broker_new($loop->_p, \@c, scalar @c, StageBus::_to_c($a->{token}, 'the token'), \$p),
-        'broker');
+    if (grep { exists $a->{$_} } qw(named_tokens socket_mode socket_group policy_file)) {
+        my $o = _options($a);
+        my $st = StageBus::_C::sb_broker_new_with($loop->_p, \@c, scalar @c, $o, \$p);
+        StageBus::_C::sb_broker_options_free($o);
+        StageBus::_check($st, 'broker');
+    } else {
+        StageBus::_check(
+            StageBus::_C::sb_broker_new($loop->_p, \@c, scalar @c, StageBus::_to_c($a->{token}, 'the token'), \$p),
+            'broker');
+    }
     return StageBus::_track(bless { p => $p, loop => $loop, pid => $$ }, $class);
+}
+
+# The sb_broker_options of new's named arguments (freed by the caller;
+# freed here when a setting is refused).
+sub _options {
+    my ($a) = @_;
+    my $o;
+    StageBus::_check(StageBus::_C::sb_broker_options_new(\$o), 'broker options');
+    my $ok = eval {
+        StageBus::_check(StageBus::_C::sb_broker_options_set_token($o, StageBus::_to_c($a->{token}, 'the token')), 'token');
+        my $named = $a->{named_tokens} // {};
+        ref $named eq 'HASH'
+            or StageBus::_croak(invalid_argument => 'StageBus::Broker->new: named_tokens must be a hash of name => secret');
+        for my $name (sort keys %$named) {
+            StageBus::_check(StageBus::_C::sb_broker_options_add_named_token(
+                $o, StageBus::_to_c($name, 'a token name'), StageBus::_to_c($named->{$name}, 'a token secret')), 'named token');
+        }
+        if (defined $a->{socket_mode}) {
+            my $m = $a->{socket_mode};
+            $m =~ /\A[0-7]{1,4}\z/
+                or StageBus::_croak(invalid_argument => "StageBus::Broker->new: socket_mode must be an octal string such as '0660', not '$m'");
+            StageBus::_check(StageBus::_C::sb_broker_options_set_socket_mode($o, oct $m), 'socket mode');
+        }
+        StageBus::_check(StageBus::_C::sb_broker_options_set_socket_group($o, StageBus::_to_c($a->{socket_group}, 'the socket group')), 'socket group')
+            if defined $a->{socket_group};
+        StageBus::_check(StageBus::_C::sb_broker_options_set_policy_file($o, StageBus::_to_c($a->{policy_file}, 'the policy file')), 'policy file')
+            if defined $a->{policy_file};
+        1;
+    };
+    if (!$ok) {
+        my $e = $@;
+        StageBus::_C::sb_broker_options_free($o);
+        die $e;
+    }
+    return $o;
 }
 
 sub _p {
@@ -77,6 +119,9 @@ sub report_prometheus {
     }
     StageBus::_croak(limit_exceeded => 'report_prometheus: the report kept growing');
 }
+
+# Operations the policy denied (each answered access_denied).
+sub access_denied { StageBus::_C::sb_broker_access_denied($_[0]->_p) }
 
 # Pings connections silent for $interval_ms; one that leaves $max pings
 # unanswered is closed as a disconnect. 0 ms: never.

@@ -21,7 +21,17 @@ sub new {
         ? StageBus::_cb_args(connect => $a->{on_connect}, loop => $loop, what => 'on_connect')
         : (undef, undef, undef);
     my $p;
-    StageBus::_check(StageBus::_C::sb_client_connect($lp, $address, $token, $fn, $user, $free, \$p), 'connect');
+    if (defined $a->{name}) {
+        my $o;
+        StageBus::_check(StageBus::_C::sb_client_options_new(\$o), 'client options');
+        my $st = StageBus::_C::sb_client_options_set_token($o, $token)
+            || StageBus::_C::sb_client_options_set_name($o, StageBus::_to_c($a->{name}, 'the client name'))
+            || StageBus::_C::sb_client_connect_with($lp, $address, $o, $fn, $user, $free, \$p);
+        StageBus::_C::sb_client_options_free($o);
+        StageBus::_check($st, 'connect');
+    } else {
+        StageBus::_check(StageBus::_C::sb_client_connect($lp, $address, $token, $fn, $user, $free, \$p), 'connect');
+    }
     my $self = StageBus::_track(bless { p => $p, loop => $loop, pid => $$, address => $a->{address} }, $class);
     $self->on_disconnect($a->{on_disconnect})     if $a->{on_disconnect};
     $self->on_session_gone($a->{on_session_gone}) if $a->{on_session_gone};

@@ -3,6 +3,7 @@ package StageBus::Context;
 use strict;
 use warnings;
 
+use FFI::Platypus::Buffer ();
 use Scalar::Util ();
 
 our $VERSION = '0.01';
@@ -128,6 +129,32 @@ sub is_open { StageBus::_C::sb_served_is_open($_[0]->_p) ? 1 : 0 }
 # False for a one-way request (StageBus::Remote::post): its answers are
 # dropped.
 sub expects_answer { StageBus::_C::sb_served_expects_answer($_[0]->_p) ? 1 : 0 }
+
+# Who calls, for a request that came through a broker: a hash ref with
+# connection, and where known uid, gid, pid (a Unix socket), identity
+# (the name of the token it presented) and client_name (the name it gave
+# itself); undef for a request from this process.
+sub caller {
+    my ($self) = @_;
+    my $p = $self->_p;
+    my $conn = StageBus::_C::sb_served_caller_connection($p);
+    return undef unless $conn;
+    my %c = (connection => $conn);
+    for my $f (qw(uid gid pid)) {
+        my $v;
+        my $fn = \&{"StageBus::_C::sb_served_caller_$f"};
+        $c{$f} = $v if $fn->($p, \$v) == 0;
+    }
+    for my $f (qw(identity client_name)) {
+        my $fn = \&{"StageBus::_C::sb_served_caller_$f"};
+        my $buf = "\0" x 65536;
+        my ($ptr, $len) = FFI::Platypus::Buffer::scalar_to_buffer($buf);
+        next unless $fn->($p, $ptr, $len) == 0;
+        $buf =~ s/\0.*//s;
+        $c{$f} = StageBus::_from_c($buf);
+    }
+    return \%c;
+}
 
 # Milliseconds left before the caller's deadline (0 once it passed), or
 # undef without one.

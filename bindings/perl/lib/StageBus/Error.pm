@@ -32,6 +32,7 @@ our %CODE_OF = (
     invalid_state    => 17,
     unanswered       => 18,
     name_mode_conflict => 19,
+    access_denied    => 20,
     null_argument    => 100,
     invalid_utf8     => 101,
     panic            => 102,
