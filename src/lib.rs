@@ -160,11 +160,11 @@ pub use request::{
 };
 pub use transport::{Address, InheritedListener};
 pub use value::{Args, Value, MAX_DEPTH};
-/// A published session as a listing reports it (see [`Client::listing`]).
-pub use wire::{CallerInfo, SessionInfo};
 /// A frame the broker saw, as a monitor is told of it (see
 /// [`Client::monitor`]).
 pub use wire::TapEvent;
+/// A published session as a listing reports it (see [`Client::listing`]).
+pub use wire::{CallerInfo, SessionInfo};
 
 /// The loop's objects are single-threaded, and the compiler holds them
 /// to it: none is `Send` (nor `Sync`), so safe Rust cannot hand one to

@@ -66,7 +66,10 @@ impl Core {
                 // No route: nothing will be waited for. The id the
                 // publisher sees is the broker's own, unique, so an
                 // answer sent all the same is dropped as stray.
-                match self.target(session, method) {
+                let target = self
+                    .check_access(id, Action::Call, session, method)
+                    .and_then(|()| self.target(session, method));
+                match target {
                     Ok((publisher, _)) => {
                         let id = self.routes.unrouted_id();
                         if self.forward(publisher, &frame, id).is_ok() {

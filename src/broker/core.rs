@@ -26,6 +26,7 @@ use super::budget::Budget;
 use super::handshake::{check_hello, expected_hello, Tokens};
 use super::monitor::Monitor;
 use super::peer::{CloseReason, Full, Peer};
+use super::policy::Action;
 use super::registry::Registry;
 use super::routes::Routes;
 use super::signals::Matches;
@@ -371,14 +372,21 @@ impl Core {
                     .map(|()| Reply::Sessions(self.registry.listing()));
                 self.reply(id, op, result);
             }
-            Frame::Stats { id: op } => self.effects.push(Effect::Report { conn: id, op }),
+            Frame::Stats { id: op } => match self.check_access(id, Action::Stats, "", "") {
+                Ok(()) => self.effects.push(Effect::Report { conn: id, op }),
+                Err(e) => self.reply(id, op, Err(e)),
+            },
             Frame::Monitor {
                 id: op,
                 session,
                 payload,
             } => {
-                self.start_monitor(id, session, payload);
-                self.reply(id, op, Ok(Reply::Done));
+                let name = session.as_deref().unwrap_or("*");
+                let result = self.check_access(id, Action::Monitor, name, "");
+                if result.is_ok() {
+                    self.start_monitor(id, session, payload);
+                }
+                self.reply(id, op, result.map(|()| Reply::Done));
             }
             Frame::Subscribe { id: op, session } => {
                 let result = self
@@ -403,7 +411,9 @@ impl Core {
                 session,
                 signal,
             } => {
-                let result = self.add_match(id, &session, &signal);
+                let result = self
+                    .check_access(id, Action::Listen, &session, &signal)
+                    .and_then(|()| self.add_match(id, &session, &signal));
                 self.reply(id, op, result.map(|()| Reply::Done));
             }
             Frame::RemoveMatch {
@@ -414,7 +424,12 @@ impl Core {
                 let result = self.remove_match(id, &session, &signal);
                 self.reply(id, op, result.map(|()| Reply::Done));
             }
-            Frame::Watch { id: op, pattern } => self.watch(id, op, &pattern),
+            Frame::Watch { id: op, pattern } => {
+                match self.check_access(id, Action::Watch, &pattern, "") {
+                    Ok(()) => self.watch(id, op, &pattern),
+                    Err(e) => self.reply(id, op, Err(e)),
+                }
+            }
             Frame::Unwatch { id: op, watch } => {
                 let result = self.unwatch(id, watch);
                 self.reply(id, op, result.map(|()| Reply::Done));

@@ -117,8 +117,8 @@ mod broker;
 
 mod client;
 
-mod reconnect;
 mod call;
+mod reconnect;
 
 mod stage;
 
@@ -142,5 +142,5 @@ mod log;
 
 mod signals;
 
-mod watches;
 mod security;
+mod watches;

@@ -306,7 +306,15 @@ mod mirror {
         Done,
         Sessions(#[serde(borrow)] Vec<SessionInfo<'a>>),
         Methods(#[serde(borrow)] Vec<&'a str>),
-        Return { kind: &'a str, payload: &'a [u8] },
+        Return {
+            kind: &'a str,
+            payload: &'a [u8],
+        },
+        /// Never an answer to a call, but a well-formed result all the
+        /// same: checked like the full decoder checks it (found by the
+        /// routed_checker fuzz target).
+        #[allow(dead_code)]
+        Stats(Box<crate::report::StatsReport>),
     }
 
     #[derive(Deserialize)]
