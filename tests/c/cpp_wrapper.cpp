@@ -437,11 +437,6 @@ void reconnect()
 }
 
 void calls_by_name()
-// Signals and one-way requests (issue 14): Client::add_match with exact
-// and wildcard patterns gets the matching signals in order;
-// remove_match stops them; RemoteStage::post runs the callee, which
-// sees Served::expects_answer false, and its answer is dropped.
-void signals_and_posts()
 {
     stagebus::Loop loop;
     stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"});
@@ -509,6 +504,17 @@ void signals_and_posts()
     RUN_UNTIL(loop.raw(), unknown != SB_OK);
     CHECK_ST(unknown, SB_NO_SUCH_SESSION);
     OK("Client::call delivers the final response and destroys the handler after it");
+}
+
+// Signals and one-way requests (issue 14): Client::add_match with exact
+// and wildcard patterns gets the matching signals in order;
+// remove_match stops them; RemoteStage::post runs the callee, which
+// sees Served::expects_answer false, and its answer is dropped.
+void signals_and_posts()
+{
+    stagebus::Loop loop;
+    stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"});
+    stagebus::Client service(loop, broker.address());
     stagebus::Client listener(loop, broker.address());
     stagebus::Stage stage(loop, "Src");
     int posted = 0;
@@ -632,6 +638,7 @@ void signals_and_posts()
     RUN_UNTIL(loop.raw(), unwatched == 1);
     OK("Client::watch sees the queue's owner change; another mode is SB_NAME_MODE_CONFLICT");
 }
+
 // Broker and client options; the caller identity a publisher sees; a
 // publish the policy denies.
 void identities()

@@ -92,10 +92,13 @@ static void free_served(void *user)
     sb_served_free((sb_served *)user);
 }
 
+static int hang_started;
+
 static int32_t s_hang(void *user, const sb_ctx *ctx)
 {
     const sb_served *req = sb_ctx_req(ctx);
     (void)user;
+    hang_started++;
     CHECK_OK(sb_served_on_cancel(req, cb_notify, hang_cancel, cb_free));
     /* Kept in its own data slot (freed when it ends): a request neither
      * answered nor kept ends at once with SB_UNANSWERED. */
@@ -200,11 +203,21 @@ static void request_errors(const sb_stage *s, const sb_remote *r,
     OK("%s: the first final answer wins", where);
 
     hang_cancel = cb_new("hang on_cancel");
-    timed = call(s, r, "hang", 30);
+    hang_started = 0;
+    timed = call(s, r, "hang", 300);
     CHECK_ST(timed->status, SB_TIMEOUT);
-    RUN_UNTIL(lp, hang_cancel->calls == 1);
-    cb_check_freed(hang_cancel, 1);
-    OK("%s: SB_TIMEOUT after timeout_ms; the callee's on_cancel ran", where);
+    if (hang_started) {
+        RUN_UNTIL(lp, hang_cancel->calls == 1);
+        cb_check_freed(hang_cancel, 1);
+    } else {
+        /* A slow machine (valgrind) let the timeout pass before the
+         * callee was reached: a request cancelled before delivery never
+         * reaches its callee, so there is nothing to cancel there. */
+        CHECK_INT(hang_cancel->calls, 0);
+        cb_free(hang_cancel);
+    }
+    OK("%s: SB_TIMEOUT after timeout_ms; the callee's on_cancel ran if it "
+       "had started", where);
 
     b = s ? sb_request_to_stage(s, "") : sb_request_to_remote(r, "");
     CHECK(b != NULL);
@@ -404,14 +417,15 @@ static const sb_status all_codes[] = {
     SB_BROKER_GONE, SB_TIMEOUT, SB_LIMIT_EXCEEDED, SB_PROTOCOL,
     SB_ALREADY_EXISTS, SB_INVALID_ARGUMENT, SB_NOT_PUBLISHER,
     SB_NOT_SUBSCRIBED, SB_REFUSED, SB_IO, SB_CANCELLED,
-    SB_HANDLER_FAILED, SB_INVALID_STATE, SB_UNANSWERED, SB_NULL_ARGUMENT,
+    SB_HANDLER_FAILED, SB_INVALID_STATE, SB_UNANSWERED, SB_NAME_MODE_CONFLICT,
+    SB_ACCESS_DENIED, SB_NULL_ARGUMENT,
     SB_INVALID_UTF8, SB_PANIC, SB_WRONG_TYPE, SB_NOT_FOUND, SB_WRONG_THREAD,
     SB_UNKNOWN};
 
 static void strerror_names(void)
 {
     size_t n = sizeof all_codes / sizeof all_codes[0], i, j;
-    static const int32_t strangers[] = {15, 19, 42, 99, 106, 1000, -1, 65534,
+    static const int32_t strangers[] = {15, 21, 42, 99, 106, 1000, -1, 65534,
                                         65536, 2147483647};
     for (i = 0; i < n; i++) {
         const char *s = sb_strerror(all_codes[i]);

@@ -203,6 +203,55 @@ static void nulls_outside_handlers(void)
     NULLARG(sb_client_add_address(NULL, "unix:/nowhere"));
     NULLARG(sb_client_set_reconnect_buffer(NULL, false, 1));
     NULLARG(sb_client_set_reconnect_restore(NULL, 1, 1));
+    /* stats, monitor, logging, limits */
+    {
+        sb_value *report = NULL;
+        char text[8];
+        size_t len = 0;
+        uint64_t n = 0;
+        NULLARG(sb_broker_report(NULL, &report));
+        NULLARG(sb_broker_report(broker, NULL));
+        NULLARG(sb_broker_report_prometheus(NULL, text, sizeof text, &len));
+        NULLARG(sb_broker_report_prometheus(broker, NULL, 0, &len));
+        NULLARG(sb_broker_set_limit(NULL, "max-frame", 1024));
+        NULLARG(sb_broker_set_limit(broker, NULL, 1024));
+        NULLARG(sb_broker_limit(NULL, "max-frame", &n));
+        NULLARG(sb_broker_limit(broker, "max-frame", NULL));
+        CHECK_INT(sb_broker_limits_exceeded(NULL), 0);
+        REG_FAILS(SB_NULL_ARGUMENT, sb_client_stats(NULL, NULL, U, cb_free));
+        REG_FAILS(SB_NULL_ARGUMENT, sb_client_stats(client, NULL, U, cb_free));
+        REG_FAILS(SB_NULL_ARGUMENT,
+                  sb_client_monitor(NULL, NULL, false, NULL, NULL, U, cb_free));
+        REG_FAILS(SB_NULL_ARGUMENT,
+                  sb_client_monitor(client, NULL, false, NULL, cb_done, U, cb_free));
+        REG_FAILS(SB_INVALID_ARGUMENT, sb_set_log_handler(NULL, 0, U, cb_free));
+        CHECK_OK(sb_set_log_handler(NULL, SB_LOG_ERROR, NULL, NULL));
+    }
+    /* signals, one-way calls, watches, name modes */
+    {
+        uint64_t id = 0;
+        NULLARG(sb_client_emit_signal(NULL, "S", "sig", NULL));
+        NULLARG(sb_client_emit_signal(client, NULL, "sig", NULL));
+        NULLARG(sb_client_emit_signal(client, "S", NULL, NULL));
+        REG_FAILS(SB_NULL_ARGUMENT,
+                  sb_client_add_match(NULL, "*", "*", NULL, NULL, U, cb_free, &id));
+        REG_FAILS(SB_NULL_ARGUMENT,
+                  sb_client_add_match(client, NULL, "*", NULL, NULL, U, cb_free, &id));
+        REG_FAILS(SB_NULL_ARGUMENT,
+                  sb_client_remove_match(NULL, 1, cb_done, U, cb_free));
+        CHECK_INT(sb_client_dropped_answers(NULL), 0);
+        REG_FAILS(SB_NULL_ARGUMENT,
+                  sb_client_watch(NULL, "*", NULL, NULL, U, cb_free, &id));
+        REG_FAILS(SB_NULL_ARGUMENT,
+                  sb_client_watch(client, NULL, NULL, NULL, U, cb_free, &id));
+        REG_FAILS(SB_NULL_ARGUMENT, sb_client_unwatch(NULL, 1, cb_done, U, cb_free));
+        REG_FAILS(SB_NULL_ARGUMENT,
+                  sb_stage_publish_mode(NULL, client, "S", methods, 1, 0, cb_done, U,
+                                        cb_free));
+        REG_FAILS(SB_NULL_ARGUMENT,
+                  sb_stage_publish_mode(stage, NULL, "S", methods, 1, 0, cb_done, U,
+                                        cb_free));
+    }
     NULLARG(sb_client_on_connection_event(NULL, NULL, NULL, NULL));
     NULLARG(sb_broker_set_ping(NULL, 100, 2));
 
@@ -244,6 +293,7 @@ static void nulls_outside_handlers(void)
     NULLARG(sb_stage_name(stage, &p, NULL));
 
     /* remote */
+    NULLARG(sb_remote_post(NULL, "m", NULL));
     REG_FAILS(SB_NULL_ARGUMENT,
               sb_remote_subscribe(NULL, "S", cb_subscribed, U, cb_free));
     REG_FAILS(SB_NULL_ARGUMENT,
@@ -327,6 +377,7 @@ static void nulls_outside_handlers(void)
         NULLARG(sb_served_caller_client_name(NULL, name, sizeof name));
     }
     CHECK(!sb_served_is_open(NULL));
+    CHECK(!sb_served_expects_answer(NULL));
     {
         int64_t left = 7;
         NULLARG(sb_served_time_left_ms(NULL, &left));

@@ -73,10 +73,10 @@ fn format_entry(format: LogFormat, time: &str, e: &LogEntry) -> String {
                 "{time} {} {} {}",
                 e.level.name().to_ascii_uppercase(),
                 e.target,
-                e.message.escape_debug()
+                one_line(&e.message)
             );
             for (k, v) in &e.fields {
-                line.push_str(&format!(" {k}={}", v.escape_debug()));
+                line.push_str(&format!(" {k}={}", one_line(v)));
             }
             line.push('\n');
             line
@@ -97,6 +97,21 @@ fn format_entry(format: LogFormat, time: &str, e: &LogEntry) -> String {
             format!("{object}\n")
         }
     }
+}
+
+/// `text` with its control characters escaped (`\n`), so that a record
+/// stays one line and a peer's text cannot forge another; quotes and
+/// everything else as they are.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The time now in RFC 3339, UTC, with milliseconds.
