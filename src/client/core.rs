@@ -35,7 +35,6 @@ use crate::transport::Address;
 use crate::value::Args;
 use crate::wire::{Frame, Payload};
 use std::collections::HashSet;
-use std::rc::Rc;
 
 /// What a call tells the publisher besides its session, method and args.
 #[derive(Debug, Clone, Copy, Default)]
@@ -468,63 +467,9 @@ impl Core {
                 };
                 Some(Effect::Call(call, CallId(id), event))
             }
-            Frame::Deliver {
-                id,
-                origin,
-                timeout_ms,
-                session,
-                method,
-                payload,
-            } => {
-                let call = Incoming {
-                    id,
-                    origin,
-                    timeout_ms,
-                    session,
-                    method,
-                    payload,
-                    caller: None,
-                };
-                self.on_deliver(call, true, out)
-            }
-            Frame::DeliverFrom {
-                id,
-                origin,
-                timeout_ms,
-                session,
-                method,
-                payload,
-                caller,
-            } => {
-                let call = Incoming {
-                    id,
-                    origin,
-                    timeout_ms,
-                    session,
-                    method,
-                    payload,
-                    caller: Some(Rc::new(caller)),
-                };
-                self.on_deliver(call, true, out)
-            }
-            Frame::Post {
-                id,
-                origin,
-                timeout_ms,
-                session,
-                method,
-                payload,
-            } => {
-                let call = Incoming {
-                    id,
-                    origin,
-                    timeout_ms,
-                    session,
-                    method,
-                    payload,
-                    caller: None,
-                };
-                self.on_deliver(call, false, out)
+            frame @ (Frame::Deliver { .. } | Frame::DeliverFrom { .. } | Frame::Post { .. }) => {
+                let (call, expects_answer) = Incoming::of(frame)?;
+                self.on_deliver(call, expects_answer, out)
             }
             Frame::Signal {
                 session,

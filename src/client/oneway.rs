@@ -34,6 +34,63 @@ pub(super) struct Incoming {
     pub caller: Option<Rc<CallerInfo>>,
 }
 
+impl Incoming {
+    /// The call a deliver, a stamped deliver or a one-way post carries,
+    /// and whether its caller expects an answer (not for a post); `None`
+    /// for any other frame.
+    pub fn of(frame: Frame) -> Option<(Incoming, bool)> {
+        let call = |id, origin, timeout_ms, session, method, payload, caller| Incoming {
+            id,
+            origin,
+            timeout_ms,
+            session,
+            method,
+            payload,
+            caller,
+        };
+        Some(match frame {
+            Frame::Deliver {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+            } => (
+                call(id, origin, timeout_ms, session, method, payload, None),
+                true,
+            ),
+            Frame::DeliverFrom {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+                caller,
+            } => {
+                let caller = Some(Rc::new(caller));
+                (
+                    call(id, origin, timeout_ms, session, method, payload, caller),
+                    true,
+                )
+            }
+            Frame::Post {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+            } => (
+                call(id, origin, timeout_ms, session, method, payload, None),
+                false,
+            ),
+            _ => return None,
+        })
+    }
+}
+
 impl Core {
     /// A call for a session published here: served, or (unknown session,
     /// bad args) failed at once, silently for a one-way call.
