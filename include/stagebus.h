@@ -310,6 +310,11 @@ typedef void (*sb_stats_fn)(void *user,
 // payloads were asked for), borrowed during the call.
 typedef void (*sb_tap_fn)(void *user, const struct sb_value *event);
 
+// A handler: return `SB_OK` (0) to carry on; any other status ends the
+// request being served with that error (`sb_last_error()` is not read:
+// call `sb_served_fail` first for a message of your own).
+typedef int32_t (*sb_handler_fn)(void *user, const struct sb_ctx *ctx);
+
 // A reconnecting client's connection changed: `event` is an
 // `sb_connection_event`; `session` is the session's name for
 // `SB_CONNECTION_REPUBLISH_FAILED`, else NULL. Strings are borrowed for
@@ -319,11 +324,6 @@ typedef void (*sb_connection_event_fn)(void *user,
                                        const char *session,
                                        enum sb_status status,
                                        const char *message);
-
-// A handler: return `SB_OK` (0) to carry on; any other status ends the
-// request being served with that error (`sb_last_error()` is not read:
-// call `sb_served_fail` first for a message of your own).
-typedef int32_t (*sb_handler_fn)(void *user, const struct sb_ctx *ctx);
 
 // Completion of a subscribe: an owned remote stage on success (free with
 // `sb_remote_free`), NULL and an error otherwise.
@@ -698,59 +698,6 @@ enum sb_status sb_client_set_ping(const struct sb_client *client,
 // and frees a client. NULL is a no-op.
 void sb_client_free(struct sb_client *client);
 
-// Turns reconnecting on (or changes its delays): after a loss the client
-// waits `initial_delay_ms` (doubling per failed attempt up to
-// `max_delay_ms`, each with up to 20% taken off at random), then
-// connects to the next address (the connect address, then those of
-// `sb_client_add_address`, round and round). `max_attempts` after one
-// loss before the client gives up and closes (its disconnect handler
-// runs); 0 tries forever. On every loss each call in flight ends once
-// with `SB_BROKER_GONE`; sessions are published again and
-// subscriptions renewed once connected. Off by default. Set right after
-// `sb_client_connect`, it covers that connect too.
-// `SB_INVALID_ARGUMENT` when `initial_delay_ms` exceeds `max_delay_ms`.
-enum sb_status sb_client_set_reconnect(const struct sb_client *client,
-                                       uint64_t initial_delay_ms,
-                                       uint64_t max_delay_ms,
-                                       uint32_t max_attempts);
-
-// Turns reconnecting off: the next loss closes the client.
-enum sb_status sb_client_disable_reconnect(const struct sb_client *client);
-
-// Adds a broker address tried in turn after the ones given so far.
-// `SB_INVALID_STATE` while reconnecting is off (`sb_client_set_reconnect`
-// first); `SB_INVALID_ARGUMENT` for an address that does not parse.
-enum sb_status sb_client_add_address(const struct sb_client *client, const char *address);
-
-// What calls and operations made while reconnecting do: with
-// `fail_fast` false they are held (at most `buffer_limit`; over it they
-// fail with `SB_LIMIT_EXCEEDED`) and sent once connected, bounded by
-// their own timeout; with `fail_fast` true they fail at once with
-// `SB_BROKER_GONE`. Default: held, 1024. `SB_INVALID_STATE` while
-// reconnecting is off.
-enum sb_status sb_client_set_reconnect_buffer(const struct sb_client *client,
-                                              bool fail_fast,
-                                              size_t buffer_limit);
-
-// How long, once reconnected, publishing a session again retries while
-// the broker still holds its name (`republish_window_ms`, default
-// 10000; after it: `SB_CONNECTION_REPUBLISH_FAILED`), and how long a
-// renewed subscription waits for its session to be published again
-// (`resubscribe_wait_ms`, default 60000; after it the session-gone
-// handler runs). `SB_INVALID_STATE` while reconnecting is off.
-enum sb_status sb_client_set_reconnect_restore(const struct sb_client *client,
-                                               uint64_t republish_window_ms,
-                                               uint64_t resubscribe_wait_ms);
-
-// Sets what hears of a reconnecting client's connection (replacing and
-// freeing a previous registration): see `sb_connection_event`.
-// `free_user` runs exactly once, when the registration is replaced or
-// the client is freed.
-enum sb_status sb_client_on_connection_event(const struct sb_client *client,
-                                             sb_connection_event_fn f,
-                                             void *user,
-                                             sb_free_fn free_user);
-
 // Calls `method` of the session published as `session`, by name: no
 // subscribe first (`SB_NO_SUCH_SESSION` reaches `on_response` if
 // nobody publishes it when the call arrives). `args` is copied (NULL
@@ -804,6 +751,59 @@ enum sb_status sb_client_call_sync(const struct sb_client *client,
                                    const struct sb_args *args,
                                    uint64_t timeout_ms,
                                    struct sb_args **reply);
+
+// Turns reconnecting on (or changes its delays): after a loss the client
+// waits `initial_delay_ms` (doubling per failed attempt up to
+// `max_delay_ms`, each with up to 20% taken off at random), then
+// connects to the next address (the connect address, then those of
+// `sb_client_add_address`, round and round). `max_attempts` after one
+// loss before the client gives up and closes (its disconnect handler
+// runs); 0 tries forever. On every loss each call in flight ends once
+// with `SB_BROKER_GONE`; sessions are published again and
+// subscriptions renewed once connected. Off by default. Set right after
+// `sb_client_connect`, it covers that connect too.
+// `SB_INVALID_ARGUMENT` when `initial_delay_ms` exceeds `max_delay_ms`.
+enum sb_status sb_client_set_reconnect(const struct sb_client *client,
+                                       uint64_t initial_delay_ms,
+                                       uint64_t max_delay_ms,
+                                       uint32_t max_attempts);
+
+// Turns reconnecting off: the next loss closes the client.
+enum sb_status sb_client_disable_reconnect(const struct sb_client *client);
+
+// Adds a broker address tried in turn after the ones given so far.
+// `SB_INVALID_STATE` while reconnecting is off (`sb_client_set_reconnect`
+// first); `SB_INVALID_ARGUMENT` for an address that does not parse.
+enum sb_status sb_client_add_address(const struct sb_client *client, const char *address);
+
+// What calls and operations made while reconnecting do: with
+// `fail_fast` false they are held (at most `buffer_limit`; over it they
+// fail with `SB_LIMIT_EXCEEDED`) and sent once connected, bounded by
+// their own timeout; with `fail_fast` true they fail at once with
+// `SB_BROKER_GONE`. Default: held, 1024. `SB_INVALID_STATE` while
+// reconnecting is off.
+enum sb_status sb_client_set_reconnect_buffer(const struct sb_client *client,
+                                              bool fail_fast,
+                                              size_t buffer_limit);
+
+// How long, once reconnected, publishing a session again retries while
+// the broker still holds its name (`republish_window_ms`, default
+// 10000; after it: `SB_CONNECTION_REPUBLISH_FAILED`), and how long a
+// renewed subscription waits for its session to be published again
+// (`resubscribe_wait_ms`, default 60000; after it the session-gone
+// handler runs). `SB_INVALID_STATE` while reconnecting is off.
+enum sb_status sb_client_set_reconnect_restore(const struct sb_client *client,
+                                               uint64_t republish_window_ms,
+                                               uint64_t resubscribe_wait_ms);
+
+// Sets what hears of a reconnecting client's connection (replacing and
+// freeing a previous registration): see `sb_connection_event`.
+// `free_user` runs exactly once, when the registration is replaced or
+// the client is freed.
+enum sb_status sb_client_on_connection_event(const struct sb_client *client,
+                                             sb_connection_event_fn f,
+                                             void *user,
+                                             sb_free_fn free_user);
 
 // Creates a stage named `name` on `lp`. Free with `sb_stage_free`.
 // `SB_INVALID_ARGUMENT` for an empty name.
@@ -1319,51 +1319,6 @@ enum sb_status sb_client_remove_match(const struct sb_client *client,
 // waits for). 0 for NULL.
 uint64_t sb_client_dropped_answers(const struct sb_client *client);
 
-// Publishes the stage as `sb_stage_publish` does, in the name mode
-// `mode` (an `sb_name_mode`): the first publisher of a name fixes its
-// mode; a publish in another mode completes with
-// `SB_NAME_MODE_CONFLICT`. Subscribers see one session however many
-// publish it. `SB_INVALID_ARGUMENT` (nothing published) for an unknown
-// mode.
-enum sb_status sb_stage_publish_mode(const struct sb_stage *stage,
-                                     const struct sb_client *client,
-                                     const char *session,
-                                     const char *const *methods,
-                                     size_t n_methods,
-                                     uint32_t mode,
-                                     sb_done_fn done,
-                                     void *user,
-                                     sb_free_fn free_user);
-
-// Watches the names matching `pattern` (a name, `prefix*`, or `*` for
-// every name; `SB_INVALID_ARGUMENT` otherwise, and nothing is
-// registered): `f` gets the current state first (an `SB_NAME_PRESENT`
-// per matching published session), then `done` (optional) runs with
-// `SB_OK`, then `f` gets every change in order, until
-// `sb_client_unwatch` or the client's close. `done` gets the broker's
-// refusal instead (`SB_LIMIT_EXCEEDED` over its watch limit). The
-// watch's number goes to `*out_watch`. `free_user` runs once, when the
-// watch has ended and `done` has run; at once if this call fails.
-enum sb_status sb_client_watch(const struct sb_client *client,
-                               const char *pattern,
-                               sb_name_event_fn f,
-                               sb_done_fn done,
-                               void *user,
-                               sb_free_fn free_user,
-                               uint64_t *out_watch);
-
-// Ends a watch of this client: its `f` runs no more from this call on;
-// `done` (optional) runs once with the broker's answer, and the watch's
-// `free_user` runs once nothing of it is left. `SB_INVALID_ARGUMENT`
-// (no callback) when `watch_id` is not one of this client's watches.
-// `free_user` of this call runs once, after `done` (at once if this
-// call fails).
-enum sb_status sb_client_unwatch(const struct sb_client *client,
-                                 uint64_t watch_id,
-                                 sb_done_fn done,
-                                 void *user,
-                                 sb_free_fn free_user);
-
 // New broker options: no token, Unix socket files of mode 0660 and the
 // process's group, no policy (everything allowed).
 enum sb_status sb_broker_options_new(struct sb_broker_options **out);
@@ -1455,6 +1410,51 @@ enum sb_status sb_served_caller_identity(const struct sb_served *s, char *buf, s
 // Writes the name the caller gave itself, as
 // `sb_served_caller_identity`.
 enum sb_status sb_served_caller_client_name(const struct sb_served *s, char *buf, size_t cap);
+
+// Publishes the stage as `sb_stage_publish` does, in the name mode
+// `mode` (an `sb_name_mode`): the first publisher of a name fixes its
+// mode; a publish in another mode completes with
+// `SB_NAME_MODE_CONFLICT`. Subscribers see one session however many
+// publish it. `SB_INVALID_ARGUMENT` (nothing published) for an unknown
+// mode.
+enum sb_status sb_stage_publish_mode(const struct sb_stage *stage,
+                                     const struct sb_client *client,
+                                     const char *session,
+                                     const char *const *methods,
+                                     size_t n_methods,
+                                     uint32_t mode,
+                                     sb_done_fn done,
+                                     void *user,
+                                     sb_free_fn free_user);
+
+// Watches the names matching `pattern` (a name, `prefix*`, or `*` for
+// every name; `SB_INVALID_ARGUMENT` otherwise, and nothing is
+// registered): `f` gets the current state first (an `SB_NAME_PRESENT`
+// per matching published session), then `done` (optional) runs with
+// `SB_OK`, then `f` gets every change in order, until
+// `sb_client_unwatch` or the client's close. `done` gets the broker's
+// refusal instead (`SB_LIMIT_EXCEEDED` over its watch limit). The
+// watch's number goes to `*out_watch`. `free_user` runs once, when the
+// watch has ended and `done` has run; at once if this call fails.
+enum sb_status sb_client_watch(const struct sb_client *client,
+                               const char *pattern,
+                               sb_name_event_fn f,
+                               sb_done_fn done,
+                               void *user,
+                               sb_free_fn free_user,
+                               uint64_t *out_watch);
+
+// Ends a watch of this client: its `f` runs no more from this call on;
+// `done` (optional) runs once with the broker's answer, and the watch's
+// `free_user` runs once nothing of it is left. `SB_INVALID_ARGUMENT`
+// (no callback) when `watch_id` is not one of this client's watches.
+// `free_user` of this call runs once, after `done` (at once if this
+// call fails).
+enum sb_status sb_client_unwatch(const struct sb_client *client,
+                                 uint64_t watch_id,
+                                 sb_done_fn done,
+                                 void *user,
+                                 sb_free_fn free_user);
 
 #ifdef __cplusplus
 }  // extern "C"
