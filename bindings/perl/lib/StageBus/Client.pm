@@ -485,6 +485,13 @@ StageBus::Client - a connection to a stagebus broker
     $loop->run_until(sub { $connected && $listed && $answered }, timeout_ms => 5000) or die 'no answers';
     print "connection $connected; sessions: ", join(', ', map { $_->{name} } @$listed), "\n";
     print "the broker says: $answered\n";
+
+    # Calls by name, without a subscribe:
+    $client->call(session => 'Foo', method => 'ping', args => { x => 1 },
+                  on_response => sub { my ($ctx) = @_ });
+    my $reply = $client->call_sync(session => 'Foo', method => 'ping',
+                                   args => { x => 1 }, timeout => 5);   # {} : ping's return args
+
     $client->rescind(session => 'Foo', on_done => sub { my ($err) = @_ });
     $loop->run_for(50);
 
@@ -498,12 +505,6 @@ StageBus::Client - a connection to a stagebus broker
         my ($event, $session, $err) = @_;   # disconnected / reconnected / republish_failed
     });
 
-    # Calls by name, without a subscribe:
-    $client->call(session => 'Foo', method => 'bar', args => { x => 1 },
-                  on_response => sub { my ($ctx) = @_ });
-    my $reply = $client->call_sync(session => 'Foo', method => 'bar',
-                                   args => { x => 1 }, timeout => 5);
-    $client->send_custom(kind => 'frob', id => 42, payload => $octets);
 
 =head1 DESCRIPTION
 
