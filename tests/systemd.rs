@@ -216,7 +216,7 @@ fn descriptors_for_another_pid_are_not_taken() {
     let status = broker.wait_exit();
     assert_eq!(status.code(), Some(2), "{}", broker.transcript());
     let stderr = broker.stderr.lock().unwrap().clone();
-    assert!(stderr.contains("--listen is required"), "{stderr}");
+    assert!(stderr.contains("nothing to listen on"), "{stderr}");
 }
 
 #[test]
