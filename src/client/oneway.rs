@@ -39,16 +39,8 @@ impl Incoming {
     /// and whether its caller expects an answer (not for a post); `None`
     /// for any other frame.
     pub fn of(frame: Frame) -> Option<(Incoming, bool)> {
-        let call = |id, origin, timeout_ms, session, method, payload, caller| Incoming {
-            id,
-            origin,
-            timeout_ms,
-            session,
-            method,
-            payload,
-            caller,
-        };
-        Some(match frame {
+        let expects_answer = !matches!(frame, Frame::Post { .. });
+        let call = match frame {
             Frame::Deliver {
                 id,
                 origin,
@@ -56,10 +48,23 @@ impl Incoming {
                 session,
                 method,
                 payload,
-            } => (
-                call(id, origin, timeout_ms, session, method, payload, None),
-                true,
-            ),
+            }
+            | Frame::Post {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+            } => Incoming {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+                caller: None,
+            },
             Frame::DeliverFrom {
                 id,
                 origin,
@@ -68,26 +73,18 @@ impl Incoming {
                 method,
                 payload,
                 caller,
-            } => {
-                let caller = Some(Rc::new(caller));
-                (
-                    call(id, origin, timeout_ms, session, method, payload, caller),
-                    true,
-                )
-            }
-            Frame::Post {
+            } => Incoming {
                 id,
                 origin,
                 timeout_ms,
                 session,
                 method,
                 payload,
-            } => (
-                call(id, origin, timeout_ms, session, method, payload, None),
-                false,
-            ),
+                caller: Some(Rc::new(caller)),
+            },
             _ => return None,
-        })
+        };
+        Some((call, expects_answer))
     }
 }
 
