@@ -13,7 +13,7 @@
 //!   and `examples/cpp/dialogue.cpp`: run alone, exit 0 expected.
 //!
 //! Set-up: `cargo build --lib` (the test's profile) into its own target
-//! dir, `<target>/examples-lib`, so that the C library is fresh without
+//! dir, `<target>/lib-build` (shared with perl.rs and install.rs), so that the C library is fresh without
 //! waiting for the build lock of the outer `cargo test` (the build, the
 //! bounded runs and the child-process guard are `tests/support`). Each test then
 //! makes a temporary directory holding `libstagebus.so` and a symlink
@@ -48,7 +48,9 @@ const COMPILE_LIMIT: Duration = Duration::from_secs(300);
 /// directory they are in.
 fn built() -> &'static Path {
     static OUT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match OUT.get_or_init(|| support::build("examples-lib", &[], &["--lib", "--examples"])) {
+    match OUT
+        .get_or_init(|| support::build(support::SHARED_BUILD_DIR, &[], &["--lib", "--examples"]))
+    {
         Ok(p) => p,
         Err(e) => panic!("cannot build the C library and the Rust examples: {e}"),
     }

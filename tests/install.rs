@@ -40,8 +40,12 @@ const STEP_LIMIT: Duration = Duration::from_secs(300);
 fn built() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        support::build("install-build", &[], &["--lib", "--bin", "stagebus"])
-            .unwrap_or_else(|e| panic!("cannot build the library and binary: {e}"))
+        support::build(
+            support::SHARED_BUILD_DIR,
+            &[],
+            &["--lib", "--bin", "stagebus"],
+        )
+        .unwrap_or_else(|e| panic!("cannot build the library and binary: {e}"))
     })
 }
 

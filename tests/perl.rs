@@ -21,7 +21,7 @@
 //!   prefix.
 //!
 //! Set-up: `cargo build --lib` (the test's profile) into its own target
-//! dir, `<target>/perl-lib`, so that the library is fresh without waiting
+//! dir, `<target>/lib-build` (shared with examples.rs and install.rs), so that the library is fresh without waiting
 //! for the build lock of the outer `cargo test` (the build, the bounded
 //! runs and the child-process guard are `tests/support`); the binding loads it by
 //! absolute path from `STAGEBUS_LIB` (`libstagebus.so`, whatever SONAME
@@ -45,7 +45,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use support::{root, run_bounded_text, Proc};
 
-/// The longest `prove` may run (the 100k-request leak check included).
+/// The longest `prove` may run (the leak check's 50,000 requests included).
 const PROVE_LIMIT: Duration = Duration::from_secs(1200);
 
 /// The Perl modules the binding and its tests need, and their packages.
@@ -113,7 +113,7 @@ fn library() -> &'static Path {
 }
 
 fn build_library() -> Result<PathBuf, String> {
-    let lib = support::build_library("perl-lib", &[])?;
+    let lib = support::build_library(support::SHARED_BUILD_DIR, &[])?;
     // The link-time name: whatever SONAME the library records, loading it
     // by this absolute path works.
     lib.canonicalize()
@@ -132,11 +132,16 @@ fn perl(args: &[&str]) -> Command {
     cmd
 }
 
+/// Test files run at once by `prove` and `make test`: each .t starts its
+/// own brokers on free ports and waits on sockets more than it computes,
+/// so two at a time roughly halves the suite on the 2-core CI machine.
+const PROVE_JOBS: &str = "2";
+
 fn prove(args: &[&str], env: &[(&str, &str)]) {
     let mut cmd = Command::new("prove");
     cmd.current_dir(root())
         .env("STAGEBUS_LIB", library())
-        .args(["-I", "bindings/perl/lib"])
+        .args(["-I", "bindings/perl/lib", "-j", PROVE_JOBS])
         .args(args);
     for (k, v) in env {
         cmd.env(k, v);
@@ -155,7 +160,7 @@ fn prove(args: &[&str], env: &[(&str, &str)]) {
 // ---------------------------------------------------------------------
 // The tests
 
-/// Held by the tests that run the whole Perl suite (its 100k-request
+/// Held by the tests that run the whole Perl suite (its 50,000-request
 /// leak check included), so that two of them never load the machine at
 /// once.
 static WHOLE_SUITE: Mutex<()> = Mutex::new(());
@@ -374,6 +379,7 @@ fn distribution_make_test_from_clean_copy() {
         &["test"],
         &[
             ("STAGEBUS_LIB", &lib),
+            ("HARNESS_OPTIONS", &format!("j{PROVE_JOBS}")),
             ("STAGEBUS_LEAK_WARMUP", "5000"),
             ("STAGEBUS_LEAK_REQUESTS", "5000"),
         ],

@@ -29,6 +29,15 @@ pub const RUN_LIMIT: Duration = Duration::from_secs(60);
 /// The longest the library build may take.
 pub const BUILD_LIMIT: Duration = Duration::from_secs(900);
 
+/// The target dir (under the test target dir) that `tests/perl.rs`,
+/// `tests/examples.rs` and `tests/install.rs` build the library and the
+/// binary into: one dir with one feature set, so that the dependencies
+/// and the library are compiled once for the three of them (test
+/// binaries run one after another, so they never build it at once).
+/// `tests/c_api.rs` builds with the `testing` feature, into a dir of its
+/// own.
+pub const SHARED_BUILD_DIR: &str = "lib-build";
+
 /// The repository root.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
