@@ -26,11 +26,17 @@ pub enum sb_connection_event {
     /// or the broker refused it): it is no longer published by this
     /// client. `status` and `message` say why.
     SB_CONNECTION_REPUBLISH_FAILED = 3,
+    /// Adding a signal match or a name watch again after reconnecting
+    /// failed (the broker refused it): it is ended, its handler runs no
+    /// more. `session` says which (`signal match 'SESSION' 'SIGNAL'` or
+    /// `watch 'PATTERN'`); `status` and `message` say why.
+    SB_CONNECTION_RESTORE_FAILED = 4,
 }
 
 /// A reconnecting client's connection changed: `event` is an
 /// `sb_connection_event`; `session` is the session's name for
-/// `SB_CONNECTION_REPUBLISH_FAILED`, else NULL. Strings are borrowed for
+/// `SB_CONNECTION_REPUBLISH_FAILED`, the match or watch for
+/// `SB_CONNECTION_RESTORE_FAILED`, else NULL. Strings are borrowed for
 /// the call.
 pub type sb_connection_event_fn = Option<
     unsafe extern "C" fn(
@@ -49,8 +55,11 @@ pub type sb_connection_event_fn = Option<
 /// `sb_client_add_address`, round and round). `max_attempts` after one
 /// loss before the client gives up and closes (its disconnect handler
 /// runs); 0 tries forever. On every loss each call in flight ends once
-/// with `SB_BROKER_GONE`; sessions are published again and
-/// subscriptions renewed once connected. Off by default. Set right after
+/// with `SB_BROKER_GONE`; once connected, sessions are published again,
+/// subscriptions renewed, signal matches added again and name watches
+/// renewed (each watch reports the names' state afresh: `SB_NAME_GONE`
+/// for a name gone meanwhile, then `SB_NAME_PRESENT` per name published
+/// now). Off by default. Set right after
 /// `sb_client_connect`, it covers that connect too.
 /// `SB_INVALID_ARGUMENT` when `initial_delay_ms` exceeds `max_delay_ms`.
 #[doc = safety!()]
@@ -199,6 +208,12 @@ pub unsafe extern "C" fn sb_client_on_connection_event(
                 ConnectionEvent::RepublishFailed { session, error } => (
                     sb_connection_event::SB_CONNECTION_REPUBLISH_FAILED,
                     Some(c_string(session)),
+                    error.code.into(),
+                    c_string(&error.message),
+                ),
+                ConnectionEvent::RestoreFailed { what, error } => (
+                    sb_connection_event::SB_CONNECTION_RESTORE_FAILED,
+                    Some(c_string(what)),
                     error.code.into(),
                     c_string(&error.message),
                 ),
