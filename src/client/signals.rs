@@ -266,17 +266,27 @@ impl Client {
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) -> Result<(), Error> {
         let removed = self.shared.with(|core, _| {
+            let holding = core.holding();
             let list = &mut core.listeners.list;
             let at = list.iter().position(|l| l.id == id.0)?;
-            Some(list.remove(at))
+            Some((list.remove(at), holding))
         });
-        let Some(listener) = removed else {
+        let Some((listener, holding)) = removed else {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
                 format!("match {} is not one of this client's", id.0),
             ));
         };
         let (session, signal) = listener.texts.clone();
+        let done: Done<()> = Box::new(done);
+        if holding && listener.active {
+            // Reconnecting: no broker holds it until the restore, which
+            // no longer replays it.
+            drop(listener);
+            let done = Completion::Unit(done, Ok(()));
+            self.shared.defer(Effect::Completed(done, None));
+            return Ok(());
+        }
         // The handler goes outside the client's borrow.
         drop(listener);
         self.shared.start_op(
@@ -285,9 +295,7 @@ impl Client {
                 session,
                 signal,
             },
-            Op::RemoveMatch {
-                done: Box::new(done),
-            },
+            Op::RemoveMatch { done },
         );
         Ok(())
     }

@@ -327,27 +327,35 @@ impl Client {
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) -> Result<(), Error> {
         let removed = self.shared.with(|core, _| {
+            let holding = core.holding();
             let list = &mut core.watchers.list;
             let at = list.iter().position(|w| w.id == id.0)?;
-            Some(list.remove(at))
+            Some((list.remove(at), holding))
         });
-        let Some(entry) = removed else {
+        let Some((entry, holding)) = removed else {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
                 format!("watch {} is not one of this client's", id.0),
             ));
         };
         let wire = entry.wire;
+        let done: Done<()> = Box::new(done);
+        let local = holding && entry.active;
         // The handler goes outside the client's borrow.
         drop(entry);
+        if local {
+            // Reconnecting: no broker holds it until the restore, which
+            // no longer replays it.
+            let done = Completion::Unit(done, Ok(()));
+            self.shared.defer(Effect::Completed(done, None));
+            return Ok(());
+        }
         self.shared.start_op(
             |op| Frame::Unwatch {
                 id: op,
                 watch: wire,
             },
-            Op::RemoveMatch {
-                done: Box::new(done),
-            },
+            Op::RemoveMatch { done },
         );
         Ok(())
     }

@@ -1,0 +1,255 @@
+//! What a reconnect restores besides publications and subscriptions:
+//! signal matches and name watches. A real `stagebus broker` is killed
+//! with -9 and restarted on the same Unix socket; the listener and the
+//! watcher reconnect by themselves, their matches and watches are
+//! registered again, a listener hears signals emitted after the restart
+//! and a watcher sees the name go and come back.
+//!
+//! The publisher runs on a loop of its own, turned only when the test
+//! says so: the watcher is back before it, so the name's absence after
+//! the restart is certain, not a race. Every wait is bounded; nothing
+//! asserts a duration.
+
+#[macro_use]
+mod common;
+mod support;
+
+use common::*;
+use stagebus::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::Proc;
+
+/// A quick policy for tests: short delays, forever.
+fn quick() -> ReconnectPolicy {
+    ReconnectPolicy::default().with_delays(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+fn broker_proc(listen: &str) -> (Proc, String) {
+    let mut broker = Proc::spawn(
+        "broker",
+        Command::new(env!("CARGO_BIN_EXE_stagebus")).args(["broker", "--listen", listen]),
+    );
+    let line = broker.wait_line("its address", |l| l.starts_with("listening on "));
+    (broker, line["listening on ".len()..].to_string())
+}
+
+fn connect(lp: &EventLoop, addr: &Address) -> Client {
+    let c = Client::connect(lp, addr, ClientConfig::default().with_reconnect(quick()));
+    let done = Slot::new();
+    c.on_connect(done.setter());
+    wait(lp, &done).expect("connect");
+    c
+}
+
+/// Turns both loops in turn until `cond` holds; fails after [`LIMIT`].
+#[track_caller]
+fn until_both(lps: [&EventLoop; 2], what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        for lp in lps {
+            lp.run_until(Duration::from_millis(5), &mut cond).unwrap();
+        }
+    }
+}
+
+fn describe(e: &NameEvent) -> String {
+    match e {
+        NameEvent::Present { name, .. } => format!("present {name}"),
+        NameEvent::Appeared { name, .. } => format!("appeared {name}"),
+        NameEvent::OwnerChanged { name, .. } => format!("owner_changed {name}"),
+        NameEvent::Gone { name, reason } => format!("gone {name} {}", reason.code),
+    }
+}
+
+#[test]
+fn matches_and_watches_live_through_a_broker_killed_and_restarted() {
+    let dir = TempDir::new("restore");
+    let listen = format!("unix:{}", dir.path().join("b.sock").display());
+    let (broker, address) = broker_proc(&listen);
+    let addr: Address = address.parse().unwrap();
+
+    // The publisher, on its own loop.
+    let plp = EventLoop::new().unwrap();
+    let publisher = connect(&plp, &addr);
+    publish(&publisher, "SvcA", &["m"], echo()).expect("publish");
+
+    let lp = EventLoop::new().unwrap();
+    let listener = connect(&lp, &addr);
+    let signals: Log<String> = log();
+    let s = signals.clone();
+    let added = Slot::new();
+    let matched = listener
+        .add_match(
+            "Svc*",
+            "tick*",
+            move |sig| {
+                s.borrow_mut()
+                    .push(format!("{} {}", sig.session, sig.signal))
+            },
+            added.setter(),
+        )
+        .unwrap();
+    wait(&lp, &added).expect("the match is confirmed");
+    let listener_events: Log<String> = log();
+    let l = listener_events.clone();
+    listener.on_connection_event(move |e| l.borrow_mut().push(format!("{e:?}")));
+
+    let watcher = connect(&lp, &addr);
+    let names: Log<String> = log();
+    let n = names.clone();
+    let watched = Slot::new();
+    let watch = watcher
+        .watch(
+            "Svc*",
+            move |e| n.borrow_mut().push(describe(e)),
+            watched.setter(),
+        )
+        .unwrap();
+    wait(&lp, &watched).expect("the watch is confirmed");
+    assert_eq!(*names.borrow(), ["present SvcA"]);
+
+    publisher
+        .emit_signal("SvcA", "tick1", &Args::new())
+        .unwrap();
+    until_both([&lp, &plp], "the first signal", || {
+        !signals.borrow().is_empty()
+    });
+    assert_eq!(*signals.borrow(), ["SvcA tick1"]);
+
+    broker.signal(libc::SIGKILL);
+    drop(broker);
+    until(&lp, "the listener and the watcher lost the broker", || {
+        !listener.is_connected() && !watcher.is_connected()
+    });
+    let (_broker, again) = broker_proc(&listen);
+    assert_eq!(again, address);
+
+    // The publisher's loop stands still: SvcA is not published yet, and
+    // the renewed watch says it went.
+    until(&lp, "the watch reports the name gone", || {
+        names.borrow().len() == 2
+    });
+    assert_eq!(names.borrow()[1], "gone SvcA publisher_gone");
+    until(&lp, "the listener is back", || {
+        listener_events
+            .borrow()
+            .iter()
+            .any(|e| e.starts_with("Reconnected"))
+    });
+
+    // The publisher comes back by itself and publishes again: the
+    // watcher sees it appear.
+    until_both([&lp, &plp], "the name comes back", || {
+        names.borrow().len() == 3
+    });
+    assert_eq!(names.borrow()[2], "appeared SvcA");
+
+    // A signal emitted after the restart reaches the old handler. The
+    // listener's match may be renewed a little after its reconnect:
+    // emit until one arrives.
+    let mut n = 0;
+    until_both([&lp, &plp], "a signal after the restart", || {
+        n += 1;
+        let _ = publisher.emit_signal("SvcA", &format!("tock{n}"), &Args::new());
+        let _ = publisher.emit_signal("SvcA", "tick2", &Args::new());
+        signals.borrow().iter().any(|s| s == "SvcA tick2")
+    });
+    assert!(
+        signals.borrow().iter().all(|s| !s.contains("tock")),
+        "the match's signal pattern still applies: {:?}",
+        signals.borrow()
+    );
+    assert_eq!(
+        signals
+            .borrow()
+            .iter()
+            .filter(|s| *s == "SvcA tick1")
+            .count(),
+        1
+    );
+    assert!(!listener_events
+        .borrow()
+        .iter()
+        .any(|e| e.starts_with("RestoreFailed")));
+
+    // The renewed match and watch end as any other.
+    let removed = Slot::new();
+    listener.remove_match(matched, removed.setter()).unwrap();
+    wait(&lp, &removed).expect("the renewed match is removed");
+    let unwatched = Slot::new();
+    watcher.unwatch(watch, unwatched.setter()).unwrap();
+    wait(&lp, &unwatched).expect("the renewed watch ends");
+    rescind(&publisher, "SvcA").expect("rescind");
+    lp.run_until(Duration::from_millis(100), || false).unwrap();
+    assert_eq!(names.borrow().len(), 3, "{:?}", names.borrow());
+}
+
+#[test]
+fn a_match_or_watch_removed_during_the_outage_is_not_restored() {
+    let dir = TempDir::new("restore-removed");
+    let listen = format!("unix:{}", dir.path().join("b.sock").display());
+    let (broker, address) = broker_proc(&listen);
+    let addr: Address = address.parse().unwrap();
+    let lp = EventLoop::new().unwrap();
+    let publisher = connect(&lp, &addr);
+    publish(&publisher, "Svc", &["m"], echo()).expect("publish");
+    let client = connect(&lp, &addr);
+    let events: Log<String> = log();
+    let e = events.clone();
+    client.on_connection_event(move |ev| e.borrow_mut().push(format!("{ev:?}")));
+    let heard: Log<String> = log();
+    let (h1, h2) = (heard.clone(), heard.clone());
+    let added = Slot::new();
+    let matched = client
+        .add_match(
+            "Svc",
+            "*",
+            move |s| h1.borrow_mut().push(s.signal.clone()),
+            added.setter(),
+        )
+        .unwrap();
+    wait(&lp, &added).expect("match");
+    let watched = Slot::new();
+    let watch = client
+        .watch(
+            "Svc",
+            move |e| h2.borrow_mut().push(describe(e)),
+            watched.setter(),
+        )
+        .unwrap();
+    wait(&lp, &watched).expect("watch");
+    assert_eq!(*heard.borrow(), ["present Svc"]);
+
+    broker.signal(libc::SIGKILL);
+    drop(broker);
+    until(&lp, "the client lost the broker", || !client.is_connected());
+    // Removed while no broker holds them: done at once, nothing to send.
+    let removed = Slot::new();
+    client.remove_match(matched, removed.setter()).unwrap();
+    wait(&lp, &removed).expect("removed while reconnecting");
+    let unwatched = Slot::new();
+    client.unwatch(watch, unwatched.setter()).unwrap();
+    wait(&lp, &unwatched).expect("unwatched while reconnecting");
+
+    let (_broker, _) = broker_proc(&listen);
+    until(&lp, "both are back", || {
+        client.is_connected() && names(&client) == vec!["Svc".to_string()]
+    });
+    let _ = publisher.emit_signal("Svc", "tick", &Args::new());
+    // A listing by the emitter after its signal, then one by the
+    // client: had the match been renewed, the broker would have
+    // forwarded the signal before either answer.
+    names(&publisher);
+    names(&client);
+    assert_eq!(*heard.borrow(), ["present Svc"]);
+    assert!(
+        !events
+            .borrow()
+            .iter()
+            .any(|e| e.starts_with("RestoreFailed")),
+        "{:?}",
+        events.borrow()
+    );
+}
