@@ -59,9 +59,13 @@ pub unsafe extern "C" fn sb_client_emit_signal(
 /// registered). `f` runs for every matching signal, in the order they
 /// were emitted, once the broker confirmed the match: `done` (optional)
 /// runs once with that confirmation or the broker's refusal
-/// (`SB_LIMIT_EXCEEDED` over its match limit). The match's number goes
-/// to `*out_match` (for `sb_client_remove_match`). `free_user` runs once,
-/// when the match has ended (removed, refused, or the client closed)
+/// (`SB_LIMIT_EXCEEDED` over its match limit). A reconnecting client
+/// (`sb_client_set_reconnect`) adds the match again once back: `f` hears
+/// the signals emitted from then on (those of the outage are lost); a
+/// refusal then ends the match (`SB_CONNECTION_RESTORE_FAILED`). The
+/// match's number goes to `*out_match` (for `sb_client_remove_match`).
+/// `free_user` runs once, when the match has ended (removed, refused,
+/// refused again after a reconnect, or the client closed)
 /// and `done` has run; at once if this call fails.
 #[doc = safety!()]
 #[no_mangle]

@@ -35,7 +35,8 @@ pub enum sb_name_mode {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum sb_name_event {
-    /// Published when the watch started (the current state).
+    /// Published when the watch started, or when its reconnecting client
+    /// came back (the current state).
     SB_NAME_PRESENT = 0,
     /// Published since.
     SB_NAME_APPEARED = 1,
@@ -113,7 +114,12 @@ pub unsafe extern "C" fn sb_stage_publish_mode(
 /// per matching published session), then `done` (optional) runs with
 /// `SB_OK`, then `f` gets every change in order, until
 /// `sb_client_unwatch` or the client's close. `done` gets the broker's
-/// refusal instead (`SB_LIMIT_EXCEEDED` over its watch limit). The
+/// refusal instead (`SB_LIMIT_EXCEEDED` over its watch limit). A
+/// reconnecting client (`sb_client_set_reconnect`) watches again once
+/// back, and `f` gets the state afresh: `SB_NAME_GONE`
+/// (`SB_PUBLISHER_GONE`) for each name it last knew published that is
+/// gone, then an `SB_NAME_PRESENT` per name published now; a refusal
+/// then ends the watch (`SB_CONNECTION_RESTORE_FAILED`). The
 /// watch's number goes to `*out_watch`. `free_user` runs once, when the
 /// watch has ended and `done` has run; at once if this call fails.
 #[doc = safety!()]

@@ -656,4 +656,23 @@ static inline int hanging_publisher(child *self, void *session)
     return 3;
 }
 
+/* A broker child: waits for its listen address, listens, reports 'B',
+ * runs until killed or its parent closes ctl. */
+static inline int broker_child(child *self, void *unused)
+{
+    sb_loop *lp = NULL;
+    sb_broker *broker;
+    char listen[256], addr[256];
+    (void)unused;
+    read_line(self->ctl, listen, sizeof listen);
+    CHECK_OK(sb_loop_new(&lp));
+    broker = start_broker(lp, listen, NULL, addr, sizeof addr);
+    child_report(self, 'B');
+    while (!fd_readable(self->ctl))
+        CHECK_OK(sb_loop_run_for(lp, 10));
+    sb_broker_free(broker);
+    sb_loop_free(lp);
+    return 0;
+}
+
 #endif /* STAGEBUS_TEST_CHECK_H */
