@@ -1,12 +1,12 @@
 //! A client's reconnect policy and connection events from C.
 
 use super::boundary::{fail, status};
-use super::callbacks::{c_string, sb_free_fn, UserData};
+use super::callbacks::{c_string, register, required, sb_free_fn, UserData};
 use super::client::sb_client;
 use super::convert::text;
 use super::handles::arg;
 use super::status::sb_status;
-use crate::client::{ConnectionEvent, WhileReconnecting};
+use crate::client::{Client, ConnectionEvent, WhileReconnecting};
 use crate::transport::Address;
 use std::ffi::{c_char, c_void};
 use std::time::Duration;
@@ -186,11 +186,8 @@ pub unsafe extern "C" fn sb_client_on_connection_event(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
-        // SAFETY: NULL or a live sb_client.
-        let client = unsafe { arg(client, "client") }?;
-        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+    let body = |client: &Client, user: UserData| {
+        let f = required(f, "f")?;
         client.on_connection_event(move |event| {
             let (kind, session, code, message) = match event {
                 ConnectionEvent::Disconnected(e) => (
@@ -223,5 +220,7 @@ pub unsafe extern "C" fn sb_client_on_connection_event(
             unsafe { f(user.get(), kind as u32, session_ptr, code, message.as_ptr()) };
         });
         Ok(())
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }
