@@ -34,12 +34,9 @@ fn broker_proc(listen: &str) -> (Proc, String) {
     (broker, line["listening on ".len()..].to_string())
 }
 
+/// A client of `addr` reconnecting with [`quick`], connected.
 fn connect(lp: &EventLoop, addr: &Address) -> Client {
-    let c = Client::connect(lp, addr, ClientConfig::default().with_reconnect(quick()));
-    let done = Slot::new();
-    c.on_connect(done.setter());
-    wait(lp, &done).expect("connect");
-    c
+    connect_with(lp, addr, ClientConfig::default().with_reconnect(quick()))
 }
 
 /// Turns both loops in turn until `cond` holds; fails after [`LIMIT`].
