@@ -60,6 +60,56 @@ fn describe(e: &NameEvent) -> String {
     }
 }
 
+/// Adds a match of `c` and waits for its confirmation; each signal goes
+/// to `heard` as `SESSION SIGNAL`.
+fn add_match(c: &Client, session: &str, signal: &str, heard: &Log<String>) -> MatchId {
+    let h = heard.clone();
+    let on_signal = move |s: &Signal| h.borrow_mut().push(format!("{} {}", s.session, s.signal));
+    let added = Slot::new();
+    let id = c.add_match(session, signal, on_signal, added.setter());
+    wait(c.event_loop(), &added).expect("the match is confirmed");
+    id.unwrap()
+}
+
+/// Watches `pattern` on `c` and waits for the current state; each event
+/// goes to `heard` (see [`describe`]).
+fn watch(c: &Client, pattern: &str, heard: &Log<String>) -> WatchId {
+    let h = heard.clone();
+    let watched = Slot::new();
+    let id = c.watch(
+        pattern,
+        move |e| h.borrow_mut().push(describe(e)),
+        watched.setter(),
+    );
+    wait(c.event_loop(), &watched).expect("the watch is confirmed");
+    id.unwrap()
+}
+
+/// Removes the match and ends the watch of `c`, waiting for both.
+fn stop(c: &Client, matched: MatchId, watched: WatchId) {
+    let (removed, unwatched) = (Slot::new(), Slot::new());
+    c.remove_match(matched, removed.setter()).unwrap();
+    c.unwatch(watched, unwatched.setter()).unwrap();
+    wait(c.event_loop(), &removed).expect("the match is removed");
+    wait(c.event_loop(), &unwatched).expect("the watch ends");
+}
+
+/// The connection events of `c`, as debug text.
+fn events(c: &Client) -> Log<String> {
+    let events: Log<String> = log();
+    let e = events.clone();
+    c.on_connection_event(move |ev| e.borrow_mut().push(format!("{ev:?}")));
+    events
+}
+
+/// Whether a match or watch failed to be restored.
+fn restore_failed(events: &Log<String>) -> bool {
+    events
+        .borrow()
+        .iter()
+        .any(|e| e.starts_with("RestoreFailed"))
+}
+
 #[test]
 fn matches_and_watches_live_through_a_broker_killed_and_restarted() {
     let dir = TempDir::new("restore");
@@ -75,36 +125,11 @@ fn matches_and_watches_live_through_a_broker_killed_and_restarted() {
     let lp = EventLoop::new().unwrap();
     let listener = connect(&lp, &addr);
     let signals: Log<String> = log();
-    let s = signals.clone();
-    let added = Slot::new();
-    let matched = listener
-        .add_match(
-            "Svc*",
-            "tick*",
-            move |sig| {
-                s.borrow_mut()
-                    .push(format!("{} {}", sig.session, sig.signal))
-            },
-            added.setter(),
-        )
-        .unwrap();
-    wait(&lp, &added).expect("the match is confirmed");
-    let listener_events: Log<String> = log();
-    let l = listener_events.clone();
-    listener.on_connection_event(move |e| l.borrow_mut().push(format!("{e:?}")));
-
+    let matched = add_match(&listener, "Svc*", "tick*", &signals);
+    let listener_events = events(&listener);
     let watcher = connect(&lp, &addr);
     let names: Log<String> = log();
-    let n = names.clone();
-    let watched = Slot::new();
-    let watch = watcher
-        .watch(
-            "Svc*",
-            move |e| n.borrow_mut().push(describe(e)),
-            watched.setter(),
-        )
-        .unwrap();
-    wait(&lp, &watched).expect("the watch is confirmed");
+    let watched = watch(&watcher, "Svc*", &names);
     assert_eq!(*names.borrow(), ["present SvcA"]);
 
     publisher
@@ -166,17 +191,14 @@ fn matches_and_watches_live_through_a_broker_killed_and_restarted() {
             .count(),
         1
     );
-    assert!(!listener_events
-        .borrow()
-        .iter()
-        .any(|e| e.starts_with("RestoreFailed")));
+    assert!(!restore_failed(&listener_events));
 
     // The renewed match and watch end as any other.
     let removed = Slot::new();
     listener.remove_match(matched, removed.setter()).unwrap();
     wait(&lp, &removed).expect("the renewed match is removed");
     let unwatched = Slot::new();
-    watcher.unwatch(watch, unwatched.setter()).unwrap();
+    watcher.unwatch(watched, unwatched.setter()).unwrap();
     wait(&lp, &unwatched).expect("the renewed watch ends");
     rescind(&publisher, "SvcA").expect("rescind");
     lp.run_until(Duration::from_millis(100), || false).unwrap();
@@ -193,42 +215,17 @@ fn a_match_or_watch_removed_during_the_outage_is_not_restored() {
     let publisher = connect(&lp, &addr);
     publish(&publisher, "Svc", &["m"], echo()).expect("publish");
     let client = connect(&lp, &addr);
-    let events: Log<String> = log();
-    let e = events.clone();
-    client.on_connection_event(move |ev| e.borrow_mut().push(format!("{ev:?}")));
+    let events = events(&client);
     let heard: Log<String> = log();
-    let (h1, h2) = (heard.clone(), heard.clone());
-    let added = Slot::new();
-    let matched = client
-        .add_match(
-            "Svc",
-            "*",
-            move |s| h1.borrow_mut().push(s.signal.clone()),
-            added.setter(),
-        )
-        .unwrap();
-    wait(&lp, &added).expect("match");
-    let watched = Slot::new();
-    let watch = client
-        .watch(
-            "Svc",
-            move |e| h2.borrow_mut().push(describe(e)),
-            watched.setter(),
-        )
-        .unwrap();
-    wait(&lp, &watched).expect("watch");
+    let matched = add_match(&client, "Svc", "*", &heard);
+    let watched = watch(&client, "Svc", &heard);
     assert_eq!(*heard.borrow(), ["present Svc"]);
 
     broker.signal(libc::SIGKILL);
     drop(broker);
     until(&lp, "the client lost the broker", || !client.is_connected());
     // Removed while no broker holds them: done at once, nothing to send.
-    let removed = Slot::new();
-    client.remove_match(matched, removed.setter()).unwrap();
-    wait(&lp, &removed).expect("removed while reconnecting");
-    let unwatched = Slot::new();
-    client.unwatch(watch, unwatched.setter()).unwrap();
-    wait(&lp, &unwatched).expect("unwatched while reconnecting");
+    stop(&client, matched, watched);
 
     let (_broker, _) = broker_proc(&listen);
     until(&lp, "both are back", || {
@@ -241,12 +238,5 @@ fn a_match_or_watch_removed_during_the_outage_is_not_restored() {
     names(&publisher);
     names(&client);
     assert_eq!(*heard.borrow(), ["present Svc"]);
-    assert!(
-        !events
-            .borrow()
-            .iter()
-            .any(|e| e.starts_with("RestoreFailed")),
-        "{:?}",
-        events.borrow()
-    );
+    assert!(!restore_failed(&events), "{:?}", events.borrow());
 }

@@ -124,6 +124,14 @@ impl Fixture {
         }
     }
 
+    /// Loses the connection and is welcomed again as `connection_id`;
+    /// the log and the outbox keep what that did.
+    fn reconnect(&mut self, connection_id: u64) {
+        self.lose(0.0);
+        self.core.next_attempt();
+        self.welcome(connection_id);
+    }
+
     fn welcome(&mut self, connection_id: u64) {
         self.frame(Frame::Welcome {
             version: PROTOCOL_VERSION,
@@ -232,9 +240,7 @@ fn a_republish_finding_its_name_held_retries_then_reports() {
     policy.republish_window = Duration::from_secs(60);
     let mut f = reconnecting(policy);
     let _serve = f.published("Svc");
-    f.lose(0.0);
-    f.core.next_attempt();
-    f.welcome(8);
+    f.reconnect(8);
     f.take_log();
     let id = f.sent_id("publish");
     let held = Error::new(ErrorCode::AlreadyExists, "Session 'Svc' already exists");
@@ -251,9 +257,7 @@ fn a_republish_finding_its_name_held_retries_then_reports() {
     policy.republish_window = Duration::ZERO;
     let mut f = reconnecting(policy);
     let _serve = f.published("Svc");
-    f.lose(0.0);
-    f.core.next_attempt();
-    f.welcome(8);
+    f.reconnect(8);
     f.take_log();
     let id = f.sent_id("publish");
     f.frame(Frame::Result {
@@ -297,9 +301,7 @@ fn a_reconnect_adds_matches_again_and_their_handlers_hear_new_signals() {
     f.accept(id, Reply::Done);
     f.signal("Svc", "tick1");
     assert_eq!(f.take_log(), ["add_match ok ()", "signal Svc tick1"]);
-    f.lose(0.0);
-    f.core.next_attempt();
-    f.welcome(8);
+    f.reconnect(8);
     f.take_log();
     let frames = f.out.flush();
     let again = match frames.as_slice() {
@@ -326,9 +328,7 @@ fn a_match_the_broker_refuses_again_ends_with_a_connection_event() {
     f.add_match("*", "*");
     let id = f.sent_id("add_match");
     f.accept(id, Reply::Done);
-    f.lose(0.0);
-    f.core.next_attempt();
-    f.welcome(8);
+    f.reconnect(8);
     f.take_log();
     let again = f.sent_id("add_match");
     f.frame(Frame::Result {
@@ -342,23 +342,22 @@ fn a_match_the_broker_refuses_again_ends_with_a_connection_event() {
     f.signal("Svc", "tick");
     assert!(f.take_log().is_empty());
     // Not restored on the next reconnect either.
-    f.lose(0.0);
-    f.core.next_attempt();
-    f.welcome(9);
+    f.reconnect(9);
     assert!(f.out.flush().is_empty());
 }
 
 #[test]
-fn a_match_unconfirmed_at_the_loss_ends_with_it_and_is_not_restored() {
+fn a_match_or_watch_unconfirmed_at_the_loss_ends_with_it_and_is_not_restored() {
     let mut f = reconnecting(policy());
     f.add_match("Svc", "tick");
+    f.watch("Svc");
     f.out.flush();
     f.lose(0.0);
     let log = f.take_log();
-    assert!(
-        log.iter().any(|l| l.starts_with("add_match broker_gone")),
-        "{log:?}"
-    );
+    for op in ["add_match", "watch"] {
+        let failed = format!("{op} broker_gone");
+        assert!(log.iter().any(|l| l.starts_with(&failed)), "{log:?}");
+    }
     f.core.next_attempt();
     f.welcome(8);
     assert!(f.out.flush().is_empty());
@@ -381,9 +380,7 @@ fn a_reconnect_renews_watches_reporting_names_gone_meanwhile_then_the_current_st
             "name appeared SvcC"
         ]
     );
-    f.lose(0.0);
-    f.core.next_attempt();
-    f.welcome(8);
+    f.reconnect(8);
     f.take_log();
     let again = f.sent_id("watch");
     assert_ne!(again, watch, "watched again under a new wire id");
@@ -403,22 +400,6 @@ fn a_reconnect_renews_watches_reporting_names_gone_meanwhile_then_the_current_st
     assert_eq!(f.take_log(), ["name appeared SvcA"]);
     // The program still names the watch by its first id.
     assert_eq!(f.core.watchers.confirmed(), [(watch, "Svc*".to_string())]);
-}
-
-#[test]
-fn a_watch_unconfirmed_at_the_loss_ends_with_it_and_is_not_restored() {
-    let mut f = reconnecting(policy());
-    f.watch("Svc");
-    f.out.flush();
-    f.lose(0.0);
-    let log = f.take_log();
-    assert!(
-        log.iter().any(|l| l.starts_with("watch broker_gone")),
-        "{log:?}"
-    );
-    f.core.next_attempt();
-    f.welcome(8);
-    assert!(f.out.flush().is_empty());
 }
 
 #[test]
