@@ -564,7 +564,7 @@ fn tables_give_memory_back_after_a_burst() {
             }
             thread::sleep(Duration::from_millis(200));
         };
-        let before = memory(&broker, "RssAnon");
+        let before = memory(broker, "RssAnon");
         let calls = 200_000u64;
         let mut caller = Wire::hello(address);
         let payload = Payload::encode(&Args::new());
@@ -579,14 +579,14 @@ fn tables_give_memory_back_after_a_burst() {
         }
         assert!(caller.send_bytes(&out));
         until(&delivered, calls);
-        let full = memory(&broker, "RssAnon");
+        let full = memory(broker, "RssAnon");
         out.clear();
         for id in 1..=calls {
             encode_frame(&Frame::Cancel { id }, &mut out, usize::MAX).unwrap();
         }
         assert!(caller.send_bytes(&out));
         until(&cancelled, calls);
-        let after = memory(&broker, "RssAnon");
+        let after = memory(broker, "RssAnon");
         eprintln!(
             "broker RssAnon {} MiB before, {} with {calls} calls pending, {} after they were cancelled",
             before / MIB,

@@ -3,7 +3,8 @@
 //! with -9 and restarted on the same Unix socket; the listener and the
 //! watcher reconnect by themselves, their matches and watches are
 //! registered again, a listener hears signals emitted after the restart
-//! and a watcher sees the name go and come back.
+//! and a watcher sees the name go and come back. The same through
+//! `stagebus listen --reconnect` and `stagebus watch --reconnect`.
 //!
 //! The publisher runs on a loop of its own, turned only when the test
 //! says so: the watcher is back before it, so the name's absence after
@@ -239,4 +240,63 @@ fn a_match_or_watch_removed_during_the_outage_is_not_restored() {
     names(&client);
     assert_eq!(*heard.borrow(), ["present Svc"]);
     assert!(!restore_failed(&events), "{:?}", events.borrow());
+}
+
+#[test]
+fn cli_listen_and_watch_with_reconnect_live_through_a_broker_killed_and_restarted() {
+    let dir = TempDir::new("restore-cli");
+    let listen = format!("unix:{}", dir.path().join("b.sock").display());
+    let (broker, address) = broker_proc(&listen);
+    let addr: Address = address.parse().unwrap();
+    let lp = EventLoop::new().unwrap();
+    let publisher = connect(&lp, &addr);
+    publish(&publisher, "Svc", &["m"], echo()).expect("publish");
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stagebus"));
+        cmd.args(args).args(["--broker", &address, "--reconnect"]);
+        Proc::spawn(args[0], &mut cmd)
+    };
+    let mut watch = cli(&["watch", "Svc"]);
+    let mut listener = cli(&["listen", "Svc", "tick"]);
+    watch.wait_line("the current state", |l| {
+        l.contains(r#""event":"present","name":"Svc""#)
+    });
+    listener.wait_stderr("match in place");
+    // Emits until the listener printed a line (run on this loop).
+    let heard = |listener: &mut Proc| {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let _ = publisher.emit_signal("Svc", "tick", &Args::new());
+            lp.run_until(Duration::from_millis(20), || false).unwrap();
+            if let Some(line) = listener.try_line() {
+                return line;
+            }
+            assert!(Instant::now() < deadline, "{}", listener.transcript());
+        }
+    };
+    let line = heard(&mut listener);
+    assert!(line.contains(r#""signal":"tick""#), "{line}");
+
+    broker.signal(libc::SIGKILL);
+    drop(broker);
+    let (_broker, _) = broker_proc(&listen);
+    // This loop stands still: the publisher is not back yet.
+    watch.wait_line("the name gone meanwhile", |l| {
+        l.contains(r#""event":"gone","name":"Svc""#) && l.contains("publisher_gone")
+    });
+    listener.wait_stderr("reconnected to");
+    let line = heard(&mut listener);
+    assert!(
+        line.contains(r#""session":"Svc","signal":"tick""#),
+        "{line}"
+    );
+    watch.wait_line("the name back", |l| {
+        l.contains(r#""event":"appeared","name":"Svc""#)
+    });
+    for p in [&mut watch, &mut listener] {
+        p.signal(libc::SIGTERM);
+        let (status, stderr) = p.wait();
+        assert!(status.success(), "{stderr}");
+        assert!(stderr.contains("lost the broker"), "{stderr}");
+    }
 }
