@@ -242,13 +242,6 @@ int main(void)
     sb_client_free(client);
     sb_loop_free(lp);
     cb_check_all_freed();
-    {
-        char path[320];
-        snprintf(path, sizeof path, "%s/b.sock", dir);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/b.sock.lock", dir);
-        unlink(path);
-        rmdir(dir);
-    }
+    remove_socket_dir(dir);
     return test_end();
 }

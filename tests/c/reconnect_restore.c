@@ -76,19 +76,6 @@ static int emitted_and_heard(const sb_client *publisher)
     return ticks[1] > 0;
 }
 
-/* Turns both loops until cond holds; fails after TEST_WAIT_MS. */
-#define RUN_BOTH_UNTIL(a, b, cond)                                          \
-    do {                                                                    \
-        double deadline_ = now_ms() + TEST_WAIT_MS;                         \
-        while (!(cond)) {                                                   \
-            if (now_ms() > deadline_)                                       \
-                FAILF("timed out after %d ms waiting for %s",               \
-                      TEST_WAIT_MS, #cond);                                 \
-            CHECK_OK(sb_loop_run_for((a), 2));                              \
-            CHECK_OK(sb_loop_run_for((b), 2));                              \
-        }                                                                   \
-    } while (0)
-
 int main(void)
 {
     child b1, b2;
@@ -182,13 +169,6 @@ int main(void)
     sb_loop_free(plp);
     sb_loop_free(lp);
     cb_check_all_freed();
-    {
-        char path[320];
-        snprintf(path, sizeof path, "%s/b.sock", dir);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/b.sock.lock", dir);
-        unlink(path);
-        rmdir(dir);
-    }
+    remove_socket_dir(dir);
     return test_end();
 }
