@@ -111,17 +111,61 @@ fn restore_failed(events: &Log<String>) -> bool {
         .any(|e| e.starts_with("RestoreFailed"))
 }
 
+/// A broker child on a Unix socket in a fresh directory: restartable on
+/// the same address with [`Restartable::restart`].
+struct Restartable {
+    _dir: TempDir,
+    listen: String,
+    broker: Option<Proc>,
+    /// The address the broker printed.
+    address: String,
+    addr: Address,
+}
+
+impl Restartable {
+    fn start(tag: &str) -> Restartable {
+        let dir = TempDir::new(tag);
+        let listen = format!("unix:{}", dir.path().join("b.sock").display());
+        let (broker, address) = broker_proc(&listen);
+        let addr = address.parse().unwrap();
+        Restartable {
+            _dir: dir,
+            listen,
+            broker: Some(broker),
+            address,
+            addr,
+        }
+    }
+
+    /// Kills the broker with -9 (and reaps it).
+    fn kill(&mut self) {
+        let broker = self.broker.take().expect("a broker runs");
+        broker.signal(libc::SIGKILL);
+        drop(broker);
+    }
+
+    /// Starts a broker again on the same address.
+    fn restart(&mut self) {
+        let (broker, again) = broker_proc(&self.listen);
+        assert_eq!(again, self.address);
+        self.broker = Some(broker);
+    }
+
+    /// A reconnecting publisher of `session` on `lp` (an echo).
+    fn publisher(&self, lp: &EventLoop, session: &str) -> Client {
+        let publisher = connect(lp, &self.addr);
+        publish(&publisher, session, &["m"], echo()).expect("publish");
+        publisher
+    }
+}
+
 #[test]
 fn matches_and_watches_live_through_a_broker_killed_and_restarted() {
-    let dir = TempDir::new("restore");
-    let listen = format!("unix:{}", dir.path().join("b.sock").display());
-    let (broker, address) = broker_proc(&listen);
-    let addr: Address = address.parse().unwrap();
-
+    let mut b = Restartable::start("restore");
+    let addr = b.addr.clone();
     // The publisher, on its own loop.
     let plp = EventLoop::new().unwrap();
-    let publisher = connect(&plp, &addr);
-    publish(&publisher, "SvcA", &["m"], echo()).expect("publish");
+    let publisher = b.publisher(&plp, "SvcA");
 
     let lp = EventLoop::new().unwrap();
     let listener = connect(&lp, &addr);
@@ -141,13 +185,11 @@ fn matches_and_watches_live_through_a_broker_killed_and_restarted() {
     });
     assert_eq!(*signals.borrow(), ["SvcA tick1"]);
 
-    broker.signal(libc::SIGKILL);
-    drop(broker);
+    b.kill();
     until(&lp, "the listener and the watcher lost the broker", || {
         !listener.is_connected() && !watcher.is_connected()
     });
-    let (_broker, again) = broker_proc(&listen);
-    assert_eq!(again, address);
+    b.restart();
 
     // The publisher's loop stands still: SvcA is not published yet, and
     // the renewed watch says it went.
@@ -208,13 +250,10 @@ fn matches_and_watches_live_through_a_broker_killed_and_restarted() {
 
 #[test]
 fn a_match_or_watch_removed_during_the_outage_is_not_restored() {
-    let dir = TempDir::new("restore-removed");
-    let listen = format!("unix:{}", dir.path().join("b.sock").display());
-    let (broker, address) = broker_proc(&listen);
-    let addr: Address = address.parse().unwrap();
+    let mut b = Restartable::start("restore-removed");
+    let addr = b.addr.clone();
     let lp = EventLoop::new().unwrap();
-    let publisher = connect(&lp, &addr);
-    publish(&publisher, "Svc", &["m"], echo()).expect("publish");
+    let publisher = b.publisher(&lp, "Svc");
     let client = connect(&lp, &addr);
     let events = events(&client);
     let heard: Log<String> = log();
@@ -222,13 +261,12 @@ fn a_match_or_watch_removed_during_the_outage_is_not_restored() {
     let watched = watch(&client, "Svc", &heard);
     assert_eq!(*heard.borrow(), ["present Svc"]);
 
-    broker.signal(libc::SIGKILL);
-    drop(broker);
+    b.kill();
     until(&lp, "the client lost the broker", || !client.is_connected());
     // Removed while no broker holds them: done at once, nothing to send.
     stop(&client, matched, watched);
 
-    let (_broker, _) = broker_proc(&listen);
+    b.restart();
     until(&lp, "both are back", || {
         client.is_connected() && names(&client) == vec!["Svc".to_string()]
     });
@@ -244,13 +282,10 @@ fn a_match_or_watch_removed_during_the_outage_is_not_restored() {
 
 #[test]
 fn cli_listen_and_watch_with_reconnect_live_through_a_broker_killed_and_restarted() {
-    let dir = TempDir::new("restore-cli");
-    let listen = format!("unix:{}", dir.path().join("b.sock").display());
-    let (broker, address) = broker_proc(&listen);
-    let addr: Address = address.parse().unwrap();
+    let mut b = Restartable::start("restore-cli");
+    let address = b.address.clone();
     let lp = EventLoop::new().unwrap();
-    let publisher = connect(&lp, &addr);
-    publish(&publisher, "Svc", &["m"], echo()).expect("publish");
+    let publisher = b.publisher(&lp, "Svc");
     let cli = |args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stagebus"));
         cmd.args(args).args(["--broker", &address, "--reconnect"]);
@@ -277,9 +312,8 @@ fn cli_listen_and_watch_with_reconnect_live_through_a_broker_killed_and_restarte
     let line = heard(&mut listener);
     assert!(line.contains(r#""signal":"tick""#), "{line}");
 
-    broker.signal(libc::SIGKILL);
-    drop(broker);
-    let (_broker, _) = broker_proc(&listen);
+    b.kill();
+    b.restart();
     // This loop stands still: the publisher is not back yet.
     watch.wait_line("the name gone meanwhile", |l| {
         l.contains(r#""event":"gone","name":"Svc""#) && l.contains("publisher_gone")
