@@ -141,7 +141,8 @@ typedef enum sb_log_level {
 
 // What a watch reports about a name (`sb_name_event_fn`).
 typedef enum sb_name_event {
-  // Published when the watch started (the current state).
+  // Published when the watch started, or when its reconnecting client
+  // came back (the current state).
   SB_NAME_PRESENT = 0,
   // Published since.
   SB_NAME_APPEARED = 1,
@@ -181,6 +182,11 @@ typedef enum sb_connection_event {
   // or the broker refused it): it is no longer published by this
   // client. `status` and `message` say why.
   SB_CONNECTION_REPUBLISH_FAILED = 3,
+  // Adding a signal match or a name watch again after reconnecting
+  // failed (the broker refused it): it is ended, its handler runs no
+  // more. `session` says which (`signal match 'SESSION' 'SIGNAL'` or
+  // `watch 'PATTERN'`); `status` and `message` say why.
+  SB_CONNECTION_RESTORE_FAILED = 4,
 } sb_connection_event;
 
 // How a name takes several publishers (`sb_stage_publish_mode`).
@@ -317,7 +323,8 @@ typedef int32_t (*sb_handler_fn)(void *user, const struct sb_ctx *ctx);
 
 // A reconnecting client's connection changed: `event` is an
 // `sb_connection_event`; `session` is the session's name for
-// `SB_CONNECTION_REPUBLISH_FAILED`, else NULL. Strings are borrowed for
+// `SB_CONNECTION_REPUBLISH_FAILED`, the match or watch for
+// `SB_CONNECTION_RESTORE_FAILED`, else NULL. Strings are borrowed for
 // the call.
 typedef void (*sb_connection_event_fn)(void *user,
                                        uint32_t event,
@@ -759,8 +766,11 @@ enum sb_status sb_client_call_sync(const struct sb_client *client,
 // `sb_client_add_address`, round and round). `max_attempts` after one
 // loss before the client gives up and closes (its disconnect handler
 // runs); 0 tries forever. On every loss each call in flight ends once
-// with `SB_BROKER_GONE`; sessions are published again and
-// subscriptions renewed once connected. Off by default. Set right after
+// with `SB_BROKER_GONE`; once connected, sessions are published again,
+// subscriptions renewed, signal matches added again and name watches
+// renewed (each watch reports the names' state afresh: `SB_NAME_GONE`
+// for a name gone meanwhile, then `SB_NAME_PRESENT` per name published
+// now). Off by default. Set right after
 // `sb_client_connect`, it covers that connect too.
 // `SB_INVALID_ARGUMENT` when `initial_delay_ms` exceeds `max_delay_ms`.
 enum sb_status sb_client_set_reconnect(const struct sb_client *client,
@@ -1289,9 +1299,13 @@ enum sb_status sb_client_emit_signal(const struct sb_client *client,
 // registered). `f` runs for every matching signal, in the order they
 // were emitted, once the broker confirmed the match: `done` (optional)
 // runs once with that confirmation or the broker's refusal
-// (`SB_LIMIT_EXCEEDED` over its match limit). The match's number goes
-// to `*out_match` (for `sb_client_remove_match`). `free_user` runs once,
-// when the match has ended (removed, refused, or the client closed)
+// (`SB_LIMIT_EXCEEDED` over its match limit). A reconnecting client
+// (`sb_client_set_reconnect`) adds the match again once back: `f` hears
+// the signals emitted from then on (those of the outage are lost); a
+// refusal then ends the match (`SB_CONNECTION_RESTORE_FAILED`). The
+// match's number goes to `*out_match` (for `sb_client_remove_match`).
+// `free_user` runs once, when the match has ended (removed, refused,
+// refused again after a reconnect, or the client closed)
 // and `done` has run; at once if this call fails.
 enum sb_status sb_client_add_match(const struct sb_client *client,
                                    const char *session,
@@ -1433,7 +1447,12 @@ enum sb_status sb_stage_publish_mode(const struct sb_stage *stage,
 // per matching published session), then `done` (optional) runs with
 // `SB_OK`, then `f` gets every change in order, until
 // `sb_client_unwatch` or the client's close. `done` gets the broker's
-// refusal instead (`SB_LIMIT_EXCEEDED` over its watch limit). The
+// refusal instead (`SB_LIMIT_EXCEEDED` over its watch limit). A
+// reconnecting client (`sb_client_set_reconnect`) watches again once
+// back, and `f` gets the state afresh: `SB_NAME_GONE`
+// (`SB_PUBLISHER_GONE`) for each name it last knew published that is
+// gone, then an `SB_NAME_PRESENT` per name published now; a refusal
+// then ends the watch (`SB_CONNECTION_RESTORE_FAILED`). The
 // watch's number goes to `*out_watch`. `free_user` runs once, when the
 // watch has ended and `done` has run; at once if this call fails.
 enum sb_status sb_client_watch(const struct sb_client *client,

@@ -19,84 +19,60 @@
 //! sit between what a bounded broker uses and what an unbounded one
 //! does at that size.
 
+mod support;
+
 use stagebus::wire::{encode_frame, Frame, FrameDecoder, Payload, Reply, MAGIC, PROTOCOL_VERSION};
 use stagebus::{Args, ErrorCode};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use support::Proc;
 
 /// How long anything may take before the test gives up on it.
 const LIMIT: Duration = Duration::from_secs(30);
 
 const MIB: u64 = 1 << 20;
 
-/// A child process, killed and reaped on drop.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
+/// `stagebus args…` as a child (see [`Proc`]).
+fn spawn(args: &[&str]) -> Proc {
+    // STAGEBUS_ATTACK_BIN runs the suite against another build (an
+    // older one, to see each row fail there).
+    let bin = std::env::var("STAGEBUS_ATTACK_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_stagebus").to_string());
+    Proc::spawn(
+        &format!("stagebus {}", args[0]),
+        Command::new(bin).args(args),
+    )
 }
 
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        // STAGEBUS_ATTACK_BIN runs the suite against another build (an
-        // older one, to see each row fail there).
-        let bin = std::env::var("STAGEBUS_ATTACK_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_stagebus").to_string());
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the stagebus binary starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc { child, lines }
-    }
-
-    fn next_line(&self) -> String {
-        self.lines.recv_timeout(LIMIT).expect("a line of output")
-    }
-
-    /// A field of /proc/PID/status, in bytes (`VmRSS`, `VmHWM`).
-    fn memory(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the child is alive");
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(&format!("{field}:")))
-            .expect("the field is there");
-        let kb: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .expect("a number of kB");
-        kb * 1024
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
+/// The next line `p` prints.
+fn next_line(p: &mut Proc) -> String {
+    p.next_line().expect("a line of output")
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A field of /proc/PID/status of `p`, in bytes (`VmRSS`, `VmHWM`).
+fn memory(p: &Proc, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id()))
+        .expect("the child is alive");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .expect("the field is there");
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a number of kB");
+    kb * 1024
+}
+
+/// Whether `p` still runs.
+fn alive(p: &mut Proc) -> bool {
+    p.child.try_wait().unwrap().is_none()
 }
 
 /// A broker child on a kernel-chosen port with `limits` (`NAME=N`), a
@@ -106,14 +82,14 @@ fn setup(limits: &[&str]) -> (Proc, Proc, String) {
     for l in limits {
         args.extend(["--limit", l]);
     }
-    let broker = Proc::spawn(&args);
-    let line = broker.next_line();
+    let mut broker = spawn(&args);
+    let line = next_line(&mut broker);
     let address = line
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
-    let serve = Proc::spawn(&["serve", "--broker", &address, "--name", "Probe"]);
-    let line = serve.next_line();
+    let mut serve = spawn(&["serve", "--broker", &address, "--name", "Probe"]);
+    let line = next_line(&mut serve);
     assert!(line.starts_with("serving Probe"), "{line}");
     (broker, serve, address)
 }
@@ -290,14 +266,14 @@ fn under_probe(limits: &[&str], attack: impl FnOnce(&str, &mut Proc, &mut Proc))
         thread::sleep(Duration::from_millis(20));
     }
     let (baseline, _) = probe.p99(start, Instant::now());
-    let before = broker.memory("VmHWM");
+    let before = memory(&broker, "VmHWM");
     let attack_start = Instant::now();
     attack(&address, &mut broker, &mut serve);
     // The probe keeps calling a little after the attack, still checked.
     thread::sleep(Duration::from_millis(300));
     let attack_end = Instant::now();
-    let peak = broker.memory("VmHWM");
-    assert!(broker.alive(), "the broker survived");
+    let peak = memory(&broker, "VmHWM");
+    assert!(alive(&mut broker), "the broker survived");
     let (during, calls) = probe.p99(attack_start, attack_end);
     let made = probe.finish();
     assert!(made >= 50 + calls as u64);
@@ -525,13 +501,13 @@ fn args_decoding_is_budgeted() {
     under_probe(&[], |address, _, _| {
         // Its own publisher: the probe's publisher is not the one busy
         // refusing the payload.
-        let serve = Proc::spawn(&["serve", "--broker", address, "--name", "Victim"]);
-        assert!(serve.next_line().starts_with("serving Victim"));
+        let mut serve = spawn(&["serve", "--broker", address, "--name", "Victim"]);
+        assert!(next_line(&mut serve).starts_with("serving Victim"));
         let n: u32 = 4 << 20;
         let mut bytes = vec![1, 1, b'x', 6, 0xfc];
         bytes.extend_from_slice(&n.to_le_bytes());
         bytes.resize(bytes.len() + n as usize, 0);
-        let before = serve.memory("VmHWM");
+        let before = memory(&serve, "VmHWM");
         let mut caller = Wire::hello(address);
         caller.send(&deliver(1, "Victim", "echo", Payload(bytes)));
         match caller.recv() {
@@ -541,7 +517,7 @@ fn args_decoding_is_budgeted() {
             }) => assert_eq!(e.code, ErrorCode::Protocol, "{e}"),
             other => panic!("expected a protocol error, got {other:?}"),
         }
-        let growth = serve.memory("VmHWM").saturating_sub(before);
+        let growth = memory(&serve, "VmHWM").saturating_sub(before);
         eprintln!("publisher peak grew {} MiB for 4 MB of nulls", growth / MIB);
         assert!(
             growth < 100 * MIB,
@@ -588,7 +564,7 @@ fn tables_give_memory_back_after_a_burst() {
             }
             thread::sleep(Duration::from_millis(200));
         };
-        let before = broker.memory("RssAnon");
+        let before = memory(broker, "RssAnon");
         let calls = 200_000u64;
         let mut caller = Wire::hello(address);
         let payload = Payload::encode(&Args::new());
@@ -603,14 +579,14 @@ fn tables_give_memory_back_after_a_burst() {
         }
         assert!(caller.send_bytes(&out));
         until(&delivered, calls);
-        let full = broker.memory("RssAnon");
+        let full = memory(broker, "RssAnon");
         out.clear();
         for id in 1..=calls {
             encode_frame(&Frame::Cancel { id }, &mut out, usize::MAX).unwrap();
         }
         assert!(caller.send_bytes(&out));
         until(&cancelled, calls);
-        let after = broker.memory("RssAnon");
+        let after = memory(broker, "RssAnon");
         eprintln!(
             "broker RssAnon {} MiB before, {} with {calls} calls pending, {} after they were cancelled",
             before / MIB,

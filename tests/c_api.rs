@@ -256,6 +256,7 @@ c_programs!(
     monitor,
     limits,
     reconnect,
+    reconnect_restore,
     call_sync,
     signals,
     name_modes,

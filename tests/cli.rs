@@ -5,15 +5,15 @@
 //! broker's `listening on …` line (never by sleeping), and every child is
 //! killed when its guard drops, so a failing test leaves no process behind.
 
+mod support;
+
 use stagebus::{Client, ClientConfig, EventLoop};
 use std::cell::RefCell;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::rc::Rc;
-use std::sync::mpsc::{self, Receiver};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use support::Proc;
 
 /// The longest any single step may take before the test fails.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -22,91 +22,12 @@ fn stagebus() -> Command {
     Command::new(env!("CARGO_BIN_EXE_stagebus"))
 }
 
-/// A running child; killed and reaped on drop unless it already exited.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        let mut child = stagebus()
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the stagebus binary starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stderr = child.stderr.take().unwrap();
-        let stderr = thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        Proc {
-            child,
-            lines,
-            stderr: Some(stderr),
-        }
-    }
-
-    /// The next line of stdout, or `None` once stdout is closed.
-    #[track_caller]
-    fn next_line(&self) -> Option<String> {
-        match self.lines.recv_timeout(LIMIT) {
-            Ok(line) => Some(line),
-            Err(mpsc::RecvTimeoutError::Disconnected) => None,
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("no output within {LIMIT:?}"),
-        }
-    }
-
-    /// Sends `signal` to the child.
-    fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill has no memory effects; the pid is our own child,
-        // not yet reaped (we only reap in `wait` and `drop`).
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-    }
-
-    /// Waits (bounded) for the child to exit; its status and its stderr.
-    #[track_caller]
-    fn wait(&mut self) -> (ExitStatus, String) {
-        let deadline = Instant::now() + LIMIT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the child did not exit within {LIMIT:?}"
-            );
-            // A bounded poll for exit: std offers no wait with a timeout.
-            thread::sleep(Duration::from_millis(5));
-        };
-        let stderr = self.stderr.take().map(|h| h.join().unwrap());
-        (status, stderr.unwrap_or_default())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// `stagebus args…` as a child, read line by line.
+fn spawn(args: &[&str]) -> Proc {
+    Proc::spawn(
+        &format!("stagebus {}", args.join(" ")),
+        stagebus().args(args),
+    )
 }
 
 /// What a short-lived command printed.
@@ -119,7 +40,7 @@ struct Output {
 /// Runs `stagebus args…` to completion (bounded).
 #[track_caller]
 fn run(args: &[&str]) -> Output {
-    let mut p = Proc::spawn(args);
+    let mut p = spawn(args);
     let mut stdout = String::new();
     while let Some(line) = p.next_line() {
         stdout.push_str(&line);
@@ -139,7 +60,7 @@ fn run(args: &[&str]) -> Output {
 fn broker(args: &[&str]) -> (Proc, Vec<String>) {
     let mut all = vec!["broker"];
     all.extend_from_slice(args);
-    let p = Proc::spawn(&all);
+    let mut p = spawn(&all);
     let count = args.iter().filter(|a| **a == "--listen").count();
     let addresses = (0..count)
         .map(|_| {
@@ -407,7 +328,7 @@ fn broker_with_a_token_refuses_list_without_it() {
 #[test]
 fn call_against_serve_prints_one_json_line_per_response() {
     let (_broker, address) = tcp_broker(&[]);
-    let mut service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    let mut service = spawn(&["serve", "--broker", &address, "--name", "Demo"]);
     let ready = service.next_line().expect("serve says it is serving");
     assert!(ready.starts_with("serving Demo on "), "{ready}");
 
@@ -500,10 +421,10 @@ fn call_with_wait_started_before_serve_succeeds() {
         out.stderr
     );
 
-    let mut caller = Proc::spawn(&[
+    let mut caller = spawn(&[
         "call", "--broker", &address, "--wait", "5", "Demo", "echo", "text=hi",
     ]);
-    let service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    let mut service = spawn(&["serve", "--broker", &address, "--name", "Demo"]);
     let ready = service.next_line().expect("serve says it is serving");
     assert!(ready.starts_with("serving Demo on "), "{ready}");
     assert_eq!(
@@ -575,7 +496,7 @@ fn call_rejects_bad_arguments_with_usage() {
 #[test]
 fn serve_no_reconnect_exits_1_when_its_broker_goes_away() {
     let (mut broker, address) = tcp_broker(&[]);
-    let mut service = Proc::spawn(&[
+    let mut service = spawn(&[
         "serve",
         "--broker",
         &address,
@@ -616,7 +537,7 @@ fn demo_prints_a_transcript_and_exits_0() {
 #[test]
 fn call_sends_lists_maps_and_bytes_as_json_args() {
     let (_broker, address) = tcp_broker(&[]);
-    let service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    let mut service = spawn(&["serve", "--broker", &address, "--name", "Demo"]);
     assert!(service.next_line().unwrap().starts_with("serving Demo"));
 
     let json = r#"{"xs":[1,2.5,"three",null,[true]],"m":{"k":"v","n":{"deep":-7}},"b":{"$bytes":"00ff7F"}}"#;
@@ -664,7 +585,7 @@ fn call_sends_lists_maps_and_bytes_as_json_args() {
 #[test]
 fn stats_prints_the_brokers_report_as_text_json_and_prometheus() {
     let (_broker, address) = tcp_broker(&[]);
-    let service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    let mut service = spawn(&["serve", "--broker", &address, "--name", "Demo"]);
     let ready = service.next_line().expect("serve says it is serving");
     assert!(ready.starts_with("serving Demo on "), "{ready}");
     for _ in 0..2 {
@@ -765,10 +686,10 @@ fn broker_logs_refusals_as_text_or_json_at_the_level_asked() {
 #[test]
 fn monitor_prints_a_calls_frames_as_json_lines_until_sigint() {
     let (_broker, address) = tcp_broker(&[]);
-    let service = Proc::spawn(&["serve", "--broker", &address, "--name", "Demo"]);
+    let mut service = spawn(&["serve", "--broker", &address, "--name", "Demo"]);
     let ready = service.next_line().expect("serve says it is serving");
     assert!(ready.starts_with("serving Demo on "), "{ready}");
-    let mut monitor = Proc::spawn(&[
+    let mut monitor = spawn(&[
         "monitor",
         "--broker",
         &address,

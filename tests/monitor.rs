@@ -4,42 +4,26 @@
 //! payloads come only when asked for; a monitor that stops reading is cut
 //! off while the traffic it watched goes on.
 
+mod common;
+
+use common::{connected, until};
 use stagebus::*;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-fn connected(lp: &EventLoop, address: &Address) -> Client {
-    let client = Client::connect(lp, address, ClientConfig::default());
-    let up = Rc::new(Cell::new(false));
-    let u = up.clone();
-    client.on_connect(move |r| u.set(r.is_ok()));
-    assert!(lp.run_until(WAIT, || up.get()).unwrap(), "connect");
-    client
-}
-
-fn publish(lp: &EventLoop, client: &Client, session: &str) {
-    let done = Rc::new(Cell::new(false));
-    let d = done.clone();
-    client.publish(
-        session,
-        &["tick", "hang"],
-        |delivery, inbound| {
-            if let Inbound::Call { method, .. } = inbound {
-                if method == "tick" {
-                    delivery.emit("step", &Args::new().with("i", 1)).unwrap();
-                    delivery.respond("done", &Args::new().with("n", 2)).unwrap();
-                }
+/// Publishes `session`: `tick` emits a step and returns, `hang` never
+/// answers.
+fn publish(client: &Client, session: &str) {
+    common::publish(client, session, &["tick", "hang"], |delivery, inbound| {
+        if let Inbound::Call { method, .. } = inbound {
+            if method == "tick" {
+                delivery.emit("step", &Args::new().with("i", 1)).unwrap();
+                delivery.respond("done", &Args::new().with("n", 2)).unwrap();
             }
-        },
-        move |r| {
-            r.unwrap();
-            d.set(true)
-        },
-    );
-    assert!(lp.run_until(WAIT, || done.get()).unwrap());
+        }
+    })
+    .expect("publish");
 }
 
 type Taps = Rc<RefCell<Vec<TapEvent>>>;
@@ -58,22 +42,13 @@ fn monitor(lp: &EventLoop, client: &Client, session: Option<&str>, payload: bool
             o.set(true)
         },
     );
-    assert!(lp.run_until(WAIT, || ok.get()).unwrap());
+    until(lp, "the monitor is taken on", || ok.get());
     taps
 }
 
 /// Calls and waits for the final event.
-fn call(lp: &EventLoop, client: &Client, session: &str, method: &str, args: &Args) {
-    let done = Rc::new(Cell::new(false));
-    let d = done.clone();
-    client
-        .call(session, method, args, move |_, event| {
-            if !matches!(event, CallEvent::Emit { .. }) {
-                d.set(true)
-            }
-        })
-        .unwrap();
-    assert!(lp.run_until(WAIT, || done.get()).unwrap());
+fn call(client: &Client, session: &str, method: &str, args: &Args) {
+    common::call(client, session, method, args);
 }
 
 fn kinds(taps: &Taps) -> Vec<String> {
@@ -94,24 +69,24 @@ fn a_monitor_sees_a_calls_frames_in_order_and_a_cancel() {
     .unwrap();
     let address = broker.local_addresses()[0].clone();
     let service = connected(&lp, &address);
-    publish(&lp, &service, "Clock");
-    publish(&lp, &service, "Other");
+    publish(&service, "Clock");
+    publish(&service, "Other");
     let watcher = connected(&lp, &address);
     let all = monitor(&lp, &watcher, None, true);
     let picky_client = connected(&lp, &address);
     let picky = monitor(&lp, &picky_client, Some("Other"), false);
     let caller = connected(&lp, &address);
 
-    call(&lp, &caller, "Clock", "tick", &Args::new().with("x", "y"));
+    call(&caller, "Clock", "tick", &Args::new().with("x", "y"));
     let hang = caller
         .call("Clock", "hang", &Args::new(), |_, _| {})
         .unwrap();
     lp.run_until(Duration::from_millis(50), || false).unwrap();
     assert!(caller.cancel(hang));
-    call(&lp, &caller, "Other", "tick", &Args::new());
-    assert!(lp
-        .run_until(WAIT, || kinds(&all).len() == 8 && kinds(&picky).len() == 3)
-        .unwrap());
+    call(&caller, "Other", "tick", &Args::new());
+    until(&lp, "the monitors' frames", || {
+        kinds(&all).len() == 8 && kinds(&picky).len() == 3
+    });
 
     assert_eq!(
         kinds(&all),
@@ -168,7 +143,7 @@ fn a_monitor_that_stops_reading_is_cut_off_and_traffic_goes_on() {
     .unwrap();
     let address = broker.local_addresses()[0].clone();
     let service = connected(&lp, &address);
-    publish(&lp, &service, "Clock");
+    publish(&service, "Clock");
 
     // A monitor on its own loop, which this test runs (with the
     // broker's) only until the broker took it on: then it reads nothing.
@@ -179,7 +154,10 @@ fn a_monitor_that_stops_reading_is_cut_off_and_traffic_goes_on() {
     stuck.monitor(None, true, |_| {}, move |r| o.set(r.is_ok()));
     let started = std::time::Instant::now();
     while !ok.get() {
-        assert!(started.elapsed() < WAIT, "the monitor was not taken on");
+        assert!(
+            started.elapsed() < common::LIMIT,
+            "the monitor was not taken on"
+        );
         lp.run_until(Duration::from_millis(5), || false).unwrap();
         stuck_lp
             .run_until(Duration::from_millis(5), || ok.get())
@@ -191,16 +169,14 @@ fn a_monitor_that_stops_reading_is_cut_off_and_traffic_goes_on() {
     // queue for the monitor fills.
     let big = Args::new().with("blob", vec![7u8; 512 * 1024]);
     for _ in 0..80 {
-        call(&lp, &caller, "Clock", "tick", &big);
+        call(&caller, "Clock", "tick", &big);
         if broker.stats().slow_consumers == 1 {
             break;
         }
     }
-    assert!(
-        lp.run_until(WAIT, || broker.stats().slow_consumers == 1)
-            .unwrap(),
-        "the stuck monitor is cut off"
-    );
+    until(&lp, "the stuck monitor is cut off", || {
+        broker.stats().slow_consumers == 1
+    });
     assert_eq!(broker.stats().connections, 2, "service and caller remain");
-    call(&lp, &caller, "Clock", "tick", &Args::new());
+    call(&caller, "Clock", "tick", &Args::new());
 }

@@ -32,14 +32,6 @@ fn broker_on(lp: &EventLoop, addr: &Address) -> Broker {
     Broker::new(lp, BrokerConfig::listening(vec![addr.clone()])).expect("the broker listens again")
 }
 
-fn connect(lp: &EventLoop, addr: &Address, config: ClientConfig) -> Client {
-    let c = Client::connect(lp, addr, config);
-    let done = Slot::new();
-    c.on_connect(done.setter());
-    wait(lp, &done).expect("connect");
-    c
-}
-
 /// Every connection event of `c`, as text.
 fn events(c: &Client) -> Rc<RefCell<Vec<String>>> {
     let log: Rc<RefCell<Vec<String>>> = Rc::default();
@@ -74,14 +66,14 @@ over_both!(
 fn restarted_broker_gets_sessions_back_and_calls_in_flight_end_once(t: Transport) {
     let h = Harness::new(t);
     let addr = h.addr.clone();
-    let publisher = connect(
+    let publisher = connect_with(
         &h.lp,
         &addr,
         ClientConfig::default().with_reconnect(quick()),
     );
     let (served, handler) = holder();
     publish(&publisher, "Svc", &["m"], handler).expect("publish");
-    let caller = connect(
+    let caller = connect_with(
         &h.lp,
         &addr,
         ClientConfig::default().with_reconnect(quick()),
@@ -153,13 +145,13 @@ fn calls_while_reconnecting_wait_and_then_succeed(t: Transport) {
     let h = Harness::new(t);
     let addr = h.addr.clone();
     let slow = quick().with_delays(Duration::from_millis(200), Duration::from_millis(400));
-    let publisher = connect(
+    let publisher = connect_with(
         &h.lp,
         &addr,
         ClientConfig::default().with_reconnect(quick()),
     );
     publish(&publisher, "Svc", &["m"], echo()).expect("publish");
-    let caller = connect(&h.lp, &addr, ClientConfig::default().with_reconnect(slow));
+    let caller = connect_with(&h.lp, &addr, ClientConfig::default().with_reconnect(slow));
     let log = events(&caller);
     drop(h.broker);
     until(&h.lp, "the caller lost the broker", || {
@@ -193,7 +185,7 @@ fn calls_while_reconnecting_fail_fast_when_asked(t: Transport) {
     let policy = quick()
         .with_delays(Duration::from_millis(200), Duration::from_millis(400))
         .with_buffering(WhileReconnecting::FailFast, 10);
-    let caller = connect(&h.lp, &addr, ClientConfig::default().with_reconnect(policy));
+    let caller = connect_with(&h.lp, &addr, ClientConfig::default().with_reconnect(policy));
     let log = events(&caller);
     drop(h.broker);
     until(&h.lp, "the caller lost the broker", || {
@@ -218,7 +210,7 @@ fn held_calls_over_the_buffer_limit_are_limit_exceeded(t: Transport) {
     let policy = quick()
         .with_delays(Duration::from_millis(300), Duration::from_millis(600))
         .with_buffering(WhileReconnecting::Wait, 2);
-    let caller = connect(&h.lp, &addr, ClientConfig::default().with_reconnect(policy));
+    let caller = connect_with(&h.lp, &addr, ClientConfig::default().with_reconnect(policy));
     let log = events(&caller);
     drop(h.broker);
     until(&h.lp, "the caller lost the broker", || {
@@ -242,14 +234,14 @@ fn republish_retries_until_the_old_holder_lets_go(t: Transport) {
     let h = Harness::new(t);
     let addr = h.addr.clone();
     let policy = quick().with_delays(Duration::from_millis(150), Duration::from_millis(300));
-    let publisher = connect(&h.lp, &addr, ClientConfig::default().with_reconnect(policy));
+    let publisher = connect_with(&h.lp, &addr, ClientConfig::default().with_reconnect(policy));
     let log = events(&publisher);
     publish(&publisher, "Svc", &["m"], echo()).expect("publish");
     drop(h.broker);
     let _broker = broker_on(&h.lp, &addr);
     // Another client takes the name before the publisher is back, as
     // the old connection would while the broker has not noticed it gone.
-    let squatter = connect(&h.lp, &addr, ClientConfig::default());
+    let squatter = connect_with(&h.lp, &addr, ClientConfig::default());
     publish(&squatter, "Svc", &["m"], |_: &Delivery, _| {}).expect("the name is free");
     until(&h.lp, "the publisher is back", || has(&log, "reconnected"));
     // Its republish found the name held and retries.
@@ -257,7 +249,7 @@ fn republish_retries_until_the_old_holder_lets_go(t: Transport) {
         .unwrap();
     squatter.close();
     until(&h.lp, "the publisher has its name again", || {
-        let probe = connect(&h.lp, &addr, ClientConfig::default());
+        let probe = connect_with(&h.lp, &addr, ClientConfig::default());
         let ok = matches!(
             call(&probe, "Svc", "m", &arg("v", 1i64)).last,
             CallEvent::Return { .. }
@@ -276,12 +268,12 @@ fn republish_fails_when_another_client_keeps_the_name(t: Transport) {
     let addr = h.addr.clone();
     let mut policy = quick().with_delays(Duration::from_millis(150), Duration::from_millis(300));
     policy.republish_window = Duration::from_millis(300);
-    let publisher = connect(&h.lp, &addr, ClientConfig::default().with_reconnect(policy));
+    let publisher = connect_with(&h.lp, &addr, ClientConfig::default().with_reconnect(policy));
     let log = events(&publisher);
     publish(&publisher, "Svc", &["m"], echo()).expect("publish");
     drop(h.broker);
     let _broker = broker_on(&h.lp, &addr);
-    let squatter = connect(&h.lp, &addr, ClientConfig::default());
+    let squatter = connect_with(&h.lp, &addr, ClientConfig::default());
     publish(&squatter, "Svc", &["m"], |_: &Delivery, _| {}).expect("the name is free");
     until(&h.lp, "the republish is reported failed", || {
         has(&log, "republish_failed Svc already_exists")
@@ -403,7 +395,7 @@ fn broker_killed_and_restarted_serve_and_remote_stage_come_back(t: Transport) {
     service.wait_line("that it serves", |l| l.starts_with("serving Demo"));
     let lp = EventLoop::new().unwrap();
     let addr: Address = address.parse().unwrap();
-    let caller = connect(&lp, &addr, ClientConfig::default().with_reconnect(quick()));
+    let caller = connect_with(&lp, &addr, ClientConfig::default().with_reconnect(quick()));
     let remote = Slot::new();
     RemoteStage::subscribe(&caller, "Demo", remote.setter());
     let remote = wait(&lp, &remote).expect("subscribed");
@@ -480,7 +472,7 @@ fn frozen_publisher_reconnects_after_sigcont(t: Transport) {
     );
     service.wait_line("that it serves", |l| l.starts_with("serving Demo"));
     let lp = EventLoop::new().unwrap();
-    let caller = connect(&lp, &address.parse().unwrap(), ClientConfig::default());
+    let caller = connect_with(&lp, &address.parse().unwrap(), ClientConfig::default());
     service.signal(libc::SIGSTOP);
     until(&lp, "the frozen publisher's name leaves", || {
         names(&caller).is_empty()

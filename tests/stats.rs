@@ -3,38 +3,18 @@
 //! code, per session, per connection), the same report reaches a client
 //! that asks for it over the wire, and its Prometheus text parses.
 
+mod common;
+
+use common::{connected, error_code, until};
 use stagebus::*;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-fn connected(lp: &EventLoop, address: &Address) -> Client {
-    let client = Client::connect(lp, address, ClientConfig::default());
-    let up = Rc::new(Cell::new(false));
-    let u = up.clone();
-    client.on_connect(move |r| u.set(r.is_ok()));
-    assert!(lp.run_until(WAIT, || up.get()).unwrap(), "connect");
-    client
-}
 
 /// Calls `method` and waits for its final event: the error code, or
 /// `None` for a return.
-fn call(lp: &EventLoop, client: &Client, session: &str, method: &str) -> Option<ErrorCode> {
-    let out: Rc<RefCell<Option<Option<ErrorCode>>>> = Rc::default();
-    let o = out.clone();
-    client
-        .call(session, method, &Args::new(), move |_, event| match event {
-            CallEvent::Return { .. } => *o.borrow_mut() = Some(None),
-            CallEvent::Error(e) => *o.borrow_mut() = Some(Some(e.code)),
-            CallEvent::Emit { .. } => {}
-        })
-        .unwrap();
-    assert!(lp.run_until(WAIT, || out.borrow().is_some()).unwrap());
-    let outcome = out.borrow_mut().take().unwrap();
-    outcome
+fn call(client: &Client, session: &str, method: &str) -> Option<ErrorCode> {
+    error_code(&common::call(client, session, method, &Args::new()))
 }
 
 /// Parses the Prometheus text exposition format strictly enough to catch
@@ -92,9 +72,8 @@ fn the_report_counts_a_scripted_run_exactly() {
     .unwrap();
     let address = broker.local_addresses()[0].clone();
     let service = connected(&lp, &address);
-    let published = Rc::new(Cell::new(false));
-    let p = published.clone();
-    service.publish(
+    common::publish(
+        &service,
         "Clock",
         &["time", "broken", "slow"],
         |delivery, inbound| {
@@ -108,26 +87,25 @@ fn the_report_counts_a_scripted_run_exactly() {
                 }
             }
         },
-        move |r| p.set(r.is_ok()),
-    );
-    assert!(lp.run_until(WAIT, || published.get()).unwrap());
+    )
+    .expect("publish");
     let caller = connected(&lp, &address);
 
     for _ in 0..5 {
-        assert_eq!(call(&lp, &caller, "Clock", "time"), None);
+        assert_eq!(call(&caller, "Clock", "time"), None);
     }
     for _ in 0..3 {
         assert_eq!(
-            call(&lp, &caller, "Clock", "broken"),
+            call(&caller, "Clock", "broken"),
             Some(ErrorCode::HandlerFailed)
         );
     }
     assert_eq!(
-        call(&lp, &caller, "Clock", "nope"),
+        call(&caller, "Clock", "nope"),
         Some(ErrorCode::NoSuchMethod)
     );
     assert_eq!(
-        call(&lp, &caller, "Nowhere", "time"),
+        call(&caller, "Nowhere", "time"),
         Some(ErrorCode::NoSuchSession)
     );
     let _pending = caller
@@ -137,7 +115,7 @@ fn the_report_counts_a_scripted_run_exactly() {
     let remote: Rc<RefCell<Option<StatsReport>>> = Rc::default();
     let r = remote.clone();
     caller.stats(move |report| *r.borrow_mut() = Some(report.unwrap()));
-    assert!(lp.run_until(WAIT, || remote.borrow().is_some()).unwrap());
+    until(&lp, "the report", || remote.borrow().is_some());
     let remote = remote.borrow_mut().take().unwrap();
     let local = broker.report();
 
@@ -208,41 +186,14 @@ fn a_session_rescinded_leaves_the_report() {
     .unwrap();
     let address = broker.local_addresses()[0].clone();
     let service = connected(&lp, &address);
-    let done = Rc::new(Cell::new(0));
-    let d = done.clone();
-    service.publish(
-        "Gone",
-        &["x"],
-        |delivery, _| delivery.respond("return", &Args::new()).unwrap(),
-        move |r| {
-            r.unwrap();
-            d.set(d.get() + 1)
-        },
-    );
-    assert!(lp.run_until(WAIT, || done.get() == 1).unwrap());
-    assert_eq!(call(&lp, &service, "Gone", "x"), None);
+    let answer = |delivery: &Delivery, _| delivery.respond("return", &Args::new()).unwrap();
+    common::publish(&service, "Gone", &["x"], answer).expect("publish");
+    assert_eq!(call(&service, "Gone", "x"), None);
     assert_eq!(broker.report().sessions[0].calls, 1);
-    let d = done.clone();
-    service
-        .rescind("Gone", move |r| {
-            r.unwrap();
-            d.set(d.get() + 1)
-        })
-        .unwrap();
-    assert!(lp.run_until(WAIT, || done.get() == 2).unwrap());
+    common::rescind(&service, "Gone").expect("rescind");
     assert!(broker.report().sessions.is_empty());
     // Published again, it starts from zero.
-    let d = done.clone();
-    service.publish(
-        "Gone",
-        &["x"],
-        |delivery, _| delivery.respond("return", &Args::new()).unwrap(),
-        move |r| {
-            r.unwrap();
-            d.set(d.get() + 1)
-        },
-    );
-    assert!(lp.run_until(WAIT, || done.get() == 3).unwrap());
+    common::publish(&service, "Gone", &["x"], answer).expect("publish");
     assert_eq!(broker.report().sessions[0].calls, 0);
     assert_eq!(broker.report().totals.calls, 1);
 }

@@ -375,7 +375,8 @@ using UnknownMessageFn =
     std::function<void(std::string_view kind, std::uint64_t id, std::string_view payload)>;
 // A reconnecting client's connection changed: `event` is an
 // sb_connection_event; `session` names the session of
-// SB_CONNECTION_REPUBLISH_FAILED (empty otherwise).
+// SB_CONNECTION_REPUBLISH_FAILED, the match or watch of
+// SB_CONNECTION_RESTORE_FAILED (empty otherwise).
 using ConnectionEventFn = std::function<void(sb_connection_event event, std::string_view session,
                                              sb_status, std::string_view message)>;
 

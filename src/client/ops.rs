@@ -63,6 +63,17 @@ pub(super) enum Op {
     Resubscribe {
         session: String,
     },
+    /// A signal match added again after a reconnect; a failure ends it.
+    Rematch {
+        listener: u64,
+    },
+    /// A name watch renewed after a reconnect (by its [`WatchId`]), answered
+    /// with the current state; a failure ends it.
+    ///
+    /// [`WatchId`]: super::WatchId
+    Rewatch {
+        watch: u64,
+    },
     /// A signal match, whose listener becomes active when confirmed.
     AddMatch {
         listener: u64,
@@ -93,7 +104,11 @@ impl Op {
             Op::Listing { done } => Completion::Sessions(done, Err(e)),
             Op::Stats { done } => Completion::Stats(done, Err(e)),
             Op::Subscribe { done, .. } => Completion::Methods(done, Err(e)),
-            Op::Custom { .. } | Op::Republish { .. } | Op::Resubscribe { .. } => return None,
+            Op::Custom { .. }
+            | Op::Republish { .. }
+            | Op::Resubscribe { .. }
+            | Op::Rematch { .. }
+            | Op::Rewatch { .. } => return None,
         })
     }
 }

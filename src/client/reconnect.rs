@@ -7,8 +7,10 @@
 //! `broker_gone`, deliveries with `Cancel`), keeps the publications and
 //! subscriptions, and hands the shell the delay before the next attempt.
 //! The shell times it and opens the next address
-//! ([`Core::next_attempt`]); once welcomed, [`Core::restore`] publishes
-//! the sessions again, re-subscribes and sends what was held meanwhile.
+//! ([`Core::next_attempt`]); once welcomed, [`Core::restore`] replays
+//! what the client holds at the broker ([`Standing`]: its publications,
+//! subscriptions, signal matches and name watches), one operation each,
+//! and sends what was held meanwhile.
 //! Randomness (the jitter) comes in from the shell, so the core stays
 //! deterministic under test.
 
@@ -46,10 +48,17 @@ pub enum WhileReconnecting {
 /// Then the client waits a back-off delay and connects to the next
 /// address (the connect address first, then [`ReconnectPolicy::addresses`]
 /// in turn, round and round). Once welcomed it publishes its sessions
-/// again and re-subscribes its subscriptions: existing
+/// again, re-subscribes its subscriptions, adds its signal matches again
+/// and renews its name watches: existing
 /// [`RemoteStage`](crate::RemoteStage) handles keep working (they name
-/// the session, never a connection). Events report each step
+/// the session, never a connection), signal handlers hear signals
+/// emitted from then on, and each watch reports the names' state afresh
+/// (a name gone during the outage as [`NameEvent::Gone`], then the ones
+/// published now as [`NameEvent::Present`]). Events report each step
 /// ([`ConnectionEvent`]).
+///
+/// [`NameEvent::Gone`]: super::NameEvent::Gone
+/// [`NameEvent::Present`]: super::NameEvent::Present
 ///
 /// Not exhaustive: start from [`ReconnectPolicy::default`].
 ///
@@ -166,6 +175,31 @@ pub enum ConnectionEvent {
         /// Why.
         error: Error,
     },
+    /// Adding a signal match or a name watch again failed (the broker
+    /// refused it, say over its limit): it is ended, its handler runs no
+    /// more.
+    RestoreFailed {
+        /// What it was: `signal match 'SESSION' 'SIGNAL'` or
+        /// `watch 'PATTERN'`, the patterns as given.
+        what: String,
+        /// Why.
+        error: Error,
+    },
+}
+
+/// What a client holds at the broker, and a reconnect replays: each is
+/// registered again by one operation, whose answer comes back through
+/// [`Core::on_result`] like any other.
+enum Standing {
+    /// A session published here: published again (retried while the
+    /// broker still holds the name).
+    Publication(String, ServeFn),
+    /// A subscription: renewed, waiting for its session.
+    Subscription(String),
+    /// A confirmed signal match: its id and patterns.
+    Match(u64, String, String),
+    /// A confirmed name watch: its id and pattern.
+    Watch(u64, String),
 }
 
 /// A frame held while not connected, with the call or operation it
@@ -338,8 +372,15 @@ impl Core {
             .flat_map(|r| r.held.iter().map(|h| h.key))
             .collect();
         for op in self.ops.drain_except(&held) {
+            // A match or a watch the broker never confirmed ends with
+            // its operation (its `done` hears of the loss); confirmed
+            // ones stay, to be restored.
+            if let Op::AddMatch { listener, .. } = &op {
+                self.listeners.forget(*listener);
+            }
             effects.extend(op.fail(gone.clone()).map(|c| Effect::Completed(c, None)));
         }
+        self.watchers.forget_unconfirmed(&held);
         for (id, call) in self.calls.drain_except(&held) {
             effects.push(Effect::Call(
                 call,
@@ -381,26 +422,10 @@ impl Core {
         let (wait, window) = (r.policy.resubscribe_wait, r.policy.republish_window);
         if again {
             effects.extend(self.connection_event(ConnectionEvent::Reconnected(info.clone())));
-            for (session, serve) in self.serving.publications() {
-                let until = Instant::now() + window;
-                self.republish(session, serve, until, out);
-            }
-            let mut sessions: Vec<String> = self.subscriptions.iter().cloned().collect();
-            sessions.sort();
-            for session in sessions {
-                let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-                let make = |id| Frame::SubscribeWait {
-                    id,
-                    session: session.clone(),
-                    wait_ms: wait_ms.max(1),
-                };
-                let _ = self.start_op(
-                    make,
-                    Op::Resubscribe {
-                        session: session.clone(),
-                    },
-                    out,
-                );
+            let until = Instant::now() + window;
+            let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            for standing in self.standing() {
+                self.replay(standing, until, wait_ms, out);
             }
         }
         for Held { key, frame } in held {
@@ -413,6 +438,80 @@ impl Core {
             }
         }
         effects
+    }
+
+    /// Everything the client holds at the broker, in the order a
+    /// reconnect replays it: publications, subscriptions, matches,
+    /// watches (each sorted, so replays are deterministic).
+    fn standing(&self) -> Vec<Standing> {
+        let mut subscriptions: Vec<String> = self.subscriptions.iter().cloned().collect();
+        subscriptions.sort();
+        let publications = self.serving.publications().into_iter();
+        publications
+            .map(|(session, serve)| Standing::Publication(session, serve))
+            .chain(subscriptions.into_iter().map(Standing::Subscription))
+            .chain(
+                self.listeners
+                    .confirmed()
+                    .into_iter()
+                    .map(|(id, session, signal)| Standing::Match(id, session, signal)),
+            )
+            .chain(
+                self.watchers
+                    .confirmed()
+                    .into_iter()
+                    .map(|(id, pattern)| Standing::Watch(id, pattern)),
+            )
+            .collect()
+    }
+
+    /// Registers `standing` again on the new connection: a republish
+    /// retried until `until`, a re-subscribe waiting `wait_ms`, a match
+    /// or a watch added again.
+    fn replay(&mut self, standing: Standing, until: Instant, wait_ms: u64, out: &mut impl Outbox) {
+        match standing {
+            Standing::Publication(session, serve) => self.republish(session, serve, until, out),
+            Standing::Subscription(session) => {
+                let make = |id| Frame::SubscribeWait {
+                    id,
+                    session: session.clone(),
+                    wait_ms,
+                };
+                let _ = self.start_op(
+                    make,
+                    Op::Resubscribe {
+                        session: session.clone(),
+                    },
+                    out,
+                );
+            }
+            Standing::Match(listener, session, signal) => {
+                let make = |id| Frame::AddMatch {
+                    id,
+                    session,
+                    signal,
+                };
+                let _ = self.start_op(make, Op::Rematch { listener }, out);
+            }
+            Standing::Watch(watch, pattern) => {
+                let mut wire = None;
+                let make = |id| {
+                    wire = Some(id);
+                    Frame::Watch { id, pattern }
+                };
+                if self.start_op(make, Op::Rewatch { watch }, out).is_none() {
+                    if let Some(wire) = wire {
+                        self.watchers.rewire(watch, wire);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A match or a watch could not be restored: the connection event
+    /// saying so, if anyone listens.
+    pub(super) fn restore_failed(&self, what: String, error: Error) -> Option<Effect> {
+        self.connection_event(ConnectionEvent::RestoreFailed { what, error })
     }
 
     /// A held frame the new connection refused: its call or operation

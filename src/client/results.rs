@@ -1,6 +1,6 @@
 //! The broker's results, as the core takes them: of an operation, of a
-//! call, of an application-defined message, of a republish or a
-//! re-subscribe after a reconnect.
+//! call, of an application-defined message, of what a reconnect
+//! restores (a republish, a re-subscribe, a match or a watch again).
 
 use super::calls::final_event;
 use super::core::Core;
@@ -53,6 +53,8 @@ impl Core {
             Op::Resubscribe { session } => {
                 return self.resubscribed(session, expect_methods(outcome).map(drop));
             }
+            Op::Rematch { listener } => return self.rematch_result(listener, outcome),
+            Op::Rewatch { watch } => return self.rewatch_result(watch, outcome),
             Op::Rescind { session, done } => {
                 let outcome = expect_done("rescind", outcome);
                 // Deliveries in progress keep their own handle on the

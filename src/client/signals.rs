@@ -8,12 +8,16 @@
 //! sends a signal once per connection however many matches of the
 //! connection it satisfies; the client hands it to each of them.
 //!
+//! A reconnecting client (see [`super::ReconnectPolicy`]) adds its
+//! confirmed matches again once reconnected: signals emitted after that
+//! reach the same handlers; those emitted during the outage are lost.
+//!
 //! A listener that does not read is cut off by the broker's limit on
 //! queued output (its connection closes as a slow consumer), so signals
 //! are never buffered forever and never slow their emitter.
 
 use super::core::Core;
-use super::effects::Effect;
+use super::effects::{Effect, Outbox};
 use super::ops::{expect_done, Completion, Done, Op};
 use super::Client;
 use crate::error::{Error, ErrorCode};
@@ -63,6 +67,22 @@ impl Listeners {
     /// Lets go of every handler (the client closed).
     pub fn take_all(&mut self) -> Vec<SignalFn> {
         self.list.drain(..).map(|l| l.f).collect()
+    }
+
+    /// The confirmed matches, to restore after a reconnect: id and the
+    /// patterns as given.
+    pub(super) fn confirmed(&self) -> Vec<(u64, String, String)> {
+        self.list
+            .iter()
+            .filter(|l| l.active)
+            .map(|l| (l.id, l.texts.0.clone(), l.texts.1.clone()))
+            .collect()
+    }
+
+    /// Forgets the match `id`: its patterns, if it was there.
+    pub(super) fn forget(&mut self, id: u64) -> Option<(String, String)> {
+        let at = self.list.iter().position(|l| l.id == id)?;
+        Some(self.list.remove(at).texts)
     }
 }
 
@@ -122,9 +142,58 @@ impl Core {
             _ => unreachable!("only match operations come here"),
         }
     }
+
+    /// The broker's answer to the match `listener` renewed after a
+    /// reconnect: a refusal ends the match, and a connection event says
+    /// so.
+    pub(super) fn rematch_result(
+        &mut self,
+        listener: u64,
+        outcome: Result<Reply, Error>,
+    ) -> Option<Effect> {
+        let error = expect_done("add_match", outcome).err()?;
+        let (session, signal) = self.listeners.forget(listener)?;
+        self.restore_failed(format!("signal match '{session}' '{signal}'"), error)
+    }
 }
 
-fn patterns(session: &str, signal: &str) -> Result<(Pattern, Pattern), Error> {
+impl Core {
+    /// Adds the match of the patterns `texts` (parsed: `session`,
+    /// `signal`) with its handler and sends it: its id, and its failure
+    /// if it could not be sent (the match is forgotten then).
+    pub(super) fn add_match(
+        &mut self,
+        (session, signal): (Pattern, Pattern),
+        texts: (String, String),
+        f: SignalFn,
+        done: Done<()>,
+        out: &mut impl Outbox,
+    ) -> (u64, Option<Completion>) {
+        self.listeners.next += 1;
+        let id = self.listeners.next;
+        let (s, g) = texts.clone();
+        self.listeners.list.push(Listener {
+            id,
+            session,
+            signal,
+            texts,
+            f,
+            active: false,
+        });
+        let make = |op| Frame::AddMatch {
+            id: op,
+            session: s,
+            signal: g,
+        };
+        let failed = self.start_op(make, Op::AddMatch { listener: id, done }, out);
+        if failed.is_some() {
+            self.listeners.forget(id);
+        }
+        (id, failed)
+    }
+}
+
+pub(super) fn patterns(session: &str, signal: &str) -> Result<(Pattern, Pattern), Error> {
     Ok((
         Pattern::parse("session pattern", session)?,
         Pattern::parse("signal pattern", signal)?,
@@ -160,7 +229,10 @@ impl Client {
     /// exact, `prefix*` or `*`; see [`crate::pattern`]), in the order
     /// they were emitted, from the moment the broker confirmed the
     /// match (`done` with `Ok`) until [`Client::remove_match`] or the
-    /// client's close. Bad patterns are refused at once
+    /// client's close. A reconnecting client adds the match again once
+    /// reconnected (signals emitted during the outage are lost); a
+    /// broker refusing it then ends the match with a
+    /// [`ConnectionEvent::RestoreFailed`](super::ConnectionEvent::RestoreFailed). Bad patterns are refused at once
     /// (`invalid_argument`, no callback); the broker may refuse more
     /// matches than its `max_matches_per_connection` (`done` gets
     /// `limit_exceeded`, and the handler is dropped).
@@ -171,30 +243,16 @@ impl Client {
         on_signal: impl FnMut(&Signal) + 'static,
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) -> Result<MatchId, Error> {
-        let (session_p, signal_p) = patterns(session, signal)?;
-        let id = self.shared.with(|core, _| {
-            let l = &mut core.listeners;
-            l.next += 1;
-            let id = l.next;
-            l.list.push(Listener {
-                id,
-                session: session_p,
-                signal: signal_p,
-                texts: (session.to_string(), signal.to_string()),
-                f: Rc::new(RefCell::new(on_signal)),
-                active: false,
-            });
-            id
-        });
+        let parsed = patterns(session, signal)?;
+        let texts = (session.to_string(), signal.to_string());
+        let f: SignalFn = Rc::new(RefCell::new(on_signal));
         let done: Done<()> = Box::new(done);
-        self.shared.start_op(
-            |op| Frame::AddMatch {
-                id: op,
-                session: session.to_string(),
-                signal: signal.to_string(),
-            },
-            Op::AddMatch { listener: id, done },
-        );
+        let (id, failed) = self
+            .shared
+            .with(|core, io| core.add_match(parsed, texts, f, done, io));
+        if let Some(failed) = failed {
+            self.shared.defer(Effect::Completed(failed, None));
+        }
         Ok(MatchId(id))
     }
 
@@ -208,17 +266,27 @@ impl Client {
         done: impl FnOnce(Result<(), Error>) + 'static,
     ) -> Result<(), Error> {
         let removed = self.shared.with(|core, _| {
+            let holding = core.holding();
             let list = &mut core.listeners.list;
             let at = list.iter().position(|l| l.id == id.0)?;
-            Some(list.remove(at))
+            Some((list.remove(at), holding))
         });
-        let Some(listener) = removed else {
+        let Some((listener, holding)) = removed else {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
                 format!("match {} is not one of this client's", id.0),
             ));
         };
         let (session, signal) = listener.texts.clone();
+        let done: Done<()> = Box::new(done);
+        if holding && listener.active {
+            // Reconnecting: no broker holds it until the restore, which
+            // no longer replays it.
+            drop(listener);
+            let done = Completion::Unit(done, Ok(()));
+            self.shared.defer(Effect::Completed(done, None));
+            return Ok(());
+        }
         // The handler goes outside the client's borrow.
         drop(listener);
         self.shared.start_op(
@@ -227,9 +295,7 @@ impl Client {
                 session,
                 signal,
             },
-            Op::RemoveMatch {
-                done: Box::new(done),
-            },
+            Op::RemoveMatch { done },
         );
         Ok(())
     }

@@ -2,9 +2,12 @@
 //! once, strings handed to a callback are NUL-terminated copies, and a
 //! scope's data slot holds the C caller's pointer.
 
+use super::boundary::{fail, status, Fail};
+use super::handles::{arg, Handle};
 use super::status::sb_status;
 use crate::error::Error;
 use crate::request::Scope;
+use std::borrow::Borrow;
 use std::ffi::{c_char, c_void, CString};
 
 /// Frees the user data of a registration.
@@ -62,8 +65,12 @@ pub(crate) fn c_string(s: &str) -> CString {
 pub type sb_done_fn =
     Option<unsafe extern "C" fn(user: *mut c_void, status: sb_status, message: *const c_char)>;
 
-/// Wraps a C completion as a Rust closure; `free_user` runs after it.
-pub(crate) fn done_closure(f: sb_done_fn, user: UserData) -> impl FnOnce(Result<(), Error>) {
+/// Wraps a C completion as a Rust closure; `free_user` runs after it
+/// (once every other holder of a shared `user` let go too).
+pub(crate) fn done_closure(
+    f: sb_done_fn,
+    user: impl Borrow<UserData>,
+) -> impl FnOnce(Result<(), Error>) {
     move |result| {
         if let Some(f) = f {
             let (code, message) = match &result {
@@ -71,10 +78,41 @@ pub(crate) fn done_closure(f: sb_done_fn, user: UserData) -> impl FnOnce(Result<
                 Err(e) => (e.code.into(), c_string(&e.message)),
             };
             // SAFETY: the C caller's function with its own user pointer.
-            unsafe { f(user.get(), code, message.as_ptr()) };
+            unsafe { f(user.borrow().get(), code, message.as_ptr()) };
         }
         drop(user);
     }
+}
+
+/// What every C call that registers callbacks on a handle does around
+/// its own work: `user` and `free_user` become one [`UserData`] before
+/// anything can fail, so `free_user` runs exactly once, at once when the
+/// call fails (a NULL or foreign handle, a NULL callback, bad input);
+/// the handle is checked (named `name` in errors), and `register` gets
+/// its target and the user data, to move into the closures it
+/// registers. Its error is the call's status.
+///
+/// # Safety
+/// `handle` must be NULL or a live handle of its type.
+pub(crate) unsafe fn register<H: Handle>(
+    handle: *const H,
+    name: &str,
+    user: *mut std::ffi::c_void,
+    free_user: sb_free_fn,
+    register: impl FnOnce(&H::Target, UserData) -> Result<(), Fail>,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: forwarded contract.
+        let target = unsafe { arg(handle, name) }?;
+        register(target, user)
+    })
+}
+
+/// A callback the C caller must give: `SB_NULL_ARGUMENT` naming it when
+/// it is NULL.
+pub(crate) fn required<F>(f: Option<F>, name: &str) -> Result<F, Fail> {
+    f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, format!("{name} is NULL")))
 }
 
 /// The key under which the C caller's data slot lives in a scope (of a

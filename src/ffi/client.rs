@@ -2,7 +2,9 @@
 //! through.
 
 use super::boundary::{fail, status, Fail};
-use super::callbacks::{c_string, done_closure, sb_done_fn, sb_free_fn, UserData};
+use super::callbacks::{
+    c_string, done_closure, register, required, sb_done_fn, sb_free_fn, UserData,
+};
 use super::convert::{bytes, opt_text, text};
 use super::event_loop::sb_loop;
 use super::handles::{arg, borrowed, boxed, take, Handle};
@@ -13,6 +15,7 @@ use crate::event_loop::EventLoop;
 use crate::transport::Address;
 use crate::value::{Args, Value};
 use std::ffi::{c_char, c_void};
+use std::rc::Rc;
 
 /// A connection to a broker.
 #[derive(Debug)]
@@ -91,8 +94,7 @@ pub unsafe extern "C" fn sb_client_connect(
     free_user: sb_free_fn,
     out: *mut *mut sb_client,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
+    let body = |lp: &EventLoop, user: UserData| {
         // SAFETY: NULL or a valid string per the conventions.
         let token = unsafe { opt_text(token, "token") }?;
         let config = ClientConfig {
@@ -101,7 +103,9 @@ pub unsafe extern "C" fn sb_client_connect(
         };
         // SAFETY: forwarded contract.
         unsafe { connect_with_config(lp, address, config, on_connect, user, out) }
-    })
+    };
+    // SAFETY: NULL or a live sb_loop.
+    unsafe { register(lp, "loop", user, free_user, body) }
 }
 
 /// Connects a client with `config` (the body of `sb_client_connect` and
@@ -110,15 +114,15 @@ pub unsafe extern "C" fn sb_client_connect(
 /// # Safety
 /// As for `sb_client_connect`.
 pub(super) unsafe fn connect_with_config(
-    lp: *mut sb_loop,
+    lp: &EventLoop,
     address: *const c_char,
     config: ClientConfig,
     on_connect: sb_connect_fn,
     user: UserData,
     out: *mut *mut sb_client,
 ) -> Result<(), Fail> {
-    // SAFETY: NULL or live / valid strings per the conventions.
-    let (lp, addr) = unsafe { (arg(lp, "loop")?, text(address, "address")?) };
+    // SAFETY: NULL or a valid string per the conventions.
+    let addr = unsafe { text(address, "address") }?;
     let addr = addr.parse::<Address>()?;
     if out.is_null() {
         return Err(fail(sb_status::SB_NULL_ARGUMENT, "out is NULL"));
@@ -150,18 +154,17 @@ pub unsafe extern "C" fn sb_client_on_disconnect(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
-        // SAFETY: NULL or a live sb_client.
-        let client = unsafe { arg(client, "client") }?;
-        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+    let body = |client: &Client, user: UserData| {
+        let f = required(f, "f")?;
         client.on_disconnect(move |e| {
             let message = c_string(&e.message);
             // SAFETY: the C caller's function with its own user pointer.
             unsafe { f(user.get(), e.code.into(), message.as_ptr()) };
         });
         Ok(())
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }
 
 /// Sets what runs when a subscribed session goes away.
@@ -173,11 +176,8 @@ pub unsafe extern "C" fn sb_client_on_session_gone(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
-        // SAFETY: NULL or a live sb_client.
-        let client = unsafe { arg(client, "client") }?;
-        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+    let body = |client: &Client, user: UserData| {
+        let f = required(f, "f")?;
         client.on_session_gone(move |session, e| {
             let (session, message) = (c_string(session), c_string(&e.message));
             // SAFETY: the C caller's function with its own user pointer.
@@ -191,7 +191,9 @@ pub unsafe extern "C" fn sb_client_on_session_gone(
             };
         });
         Ok(())
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }
 
 /// Sets what receives messages of application-defined kinds, replacing
@@ -208,11 +210,8 @@ pub unsafe extern "C" fn sb_client_on_unknown_message(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
-        // SAFETY: NULL or a live sb_client.
-        let client = unsafe { arg(client, "client") }?;
-        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+    let body = |client: &Client, user: UserData| {
+        let f = required(f, "f")?;
         client.on_unknown_message(move |kind, id, payload| {
             let kind = c_string(kind);
             // SAFETY: the C caller's function with its own user pointer;
@@ -228,7 +227,9 @@ pub unsafe extern "C" fn sb_client_on_unknown_message(
             };
         });
         Ok(())
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }
 
 /// Sends a message of the application-defined kind `kind` (NUL-terminated
@@ -271,11 +272,8 @@ pub unsafe extern "C" fn sb_client_listing(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
-        // SAFETY: NULL or a live sb_client.
-        let client = unsafe { arg(client, "client") }?;
-        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+    let body = |client: &Client, user: UserData| {
+        let f = required(f, "f")?;
         client.listing(move |result| {
             let (code, list, message) = match result {
                 Ok(sessions) => {
@@ -301,7 +299,9 @@ pub unsafe extern "C" fn sb_client_listing(
             drop(user);
         });
         Ok(())
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }
 
 /// Receives the broker's report of itself: `SB_OK` with the report (the
@@ -325,11 +325,8 @@ pub unsafe extern "C" fn sb_client_stats(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
-        // SAFETY: NULL or a live sb_client.
-        let client = unsafe { arg(client, "client") }?;
-        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+    let body = |client: &Client, user: UserData| {
+        let f = required(f, "f")?;
         client.stats(move |result| {
             let (code, report, message) = match result {
                 Ok(report) => (sb_status::SB_OK, report.to_value(), c_string("")),
@@ -346,7 +343,9 @@ pub unsafe extern "C" fn sb_client_stats(
             drop(user);
         });
         Ok(())
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }
 
 /// Receives one frame the broker saw (see `sb_client_monitor`): a map
@@ -374,11 +373,11 @@ pub unsafe extern "C" fn sb_client_monitor(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
-    let user = std::rc::Rc::new(UserData::new(user, free_user));
-    status(|| {
-        // SAFETY: NULL or a live sb_client / a valid string.
-        let (client, session) = unsafe { (arg(client, "client")?, opt_text(session, "session")?) };
-        let on_tap = on_tap.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "on_tap is NULL"))?;
+    let body = |client: &Client, user: UserData| {
+        let user = Rc::new(user);
+        // SAFETY: NULL or a valid string per the conventions.
+        let session = unsafe { opt_text(session, "session") }?;
+        let on_tap = required(on_tap, "on_tap")?;
         let tap_user = user.clone();
         client.monitor(
             session,
@@ -389,20 +388,12 @@ pub unsafe extern "C" fn sb_client_monitor(
                 // pointer; the value lives until it returns.
                 unsafe { on_tap(tap_user.get(), borrowed::<sb_value>(&value)) };
             },
-            move |outcome| {
-                if let Some(done) = done {
-                    let (code, message) = match &outcome {
-                        Ok(()) => (sb_status::SB_OK, c_string("")),
-                        Err(e) => (e.code.into(), c_string(&e.message)),
-                    };
-                    // SAFETY: the C caller's function with its own user
-                    // pointer.
-                    unsafe { done(user.get(), code, message.as_ptr()) };
-                }
-            },
+            done_closure(done, user),
         );
         Ok(())
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }
 
 /// Withdraws a session this client published; `done` runs once.
@@ -416,12 +407,13 @@ pub unsafe extern "C" fn sb_client_rescind(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
-        // SAFETY: NULL or a live sb_client / NUL-terminated string.
-        let (client, session) = unsafe { (arg(client, "client")?, text(session, "session")?) };
+    let body = |client: &Client, user: UserData| {
+        // SAFETY: NULL or a NUL-terminated string per the conventions.
+        let session = unsafe { text(session, "session") }?;
         Ok(client.rescind(session, done_closure(done, user))?)
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }
 
 /// Closes the connection; pending operations complete with
@@ -459,13 +451,12 @@ pub unsafe extern "C" fn sb_client_close_graceful(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
-        // SAFETY: NULL or a live sb_client.
-        let client = unsafe { arg(client, "client") }?;
+    let body = |client: &Client, user: UserData| {
         client.close_gracefully(done_closure(done, user));
         Ok(())
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }
 
 /// Sets how long a later close (`sb_client_close`, `sb_client_free`,

@@ -65,6 +65,23 @@ pub(crate) fn boxed<H: Handle>(value: H::Target) -> *mut H {
     Box::into_raw(Box::new(value)).cast()
 }
 
+/// Boxes `value` as a new owned handle into `*out` (the body of the
+/// `sb_*_new` calls without a loop); `SB_NULL_ARGUMENT`, and nothing
+/// kept, when `out` is NULL.
+///
+/// # Safety
+/// `out` must be NULL or writable.
+pub(crate) unsafe fn new_into<H: Handle>(out: *mut *mut H, value: H::Target) -> sb_status {
+    super::boundary::status(|| {
+        let handle = boxed::<H>(value);
+        // SAFETY: NULL or writable per the contract.
+        unsafe { super::convert::put(out, handle, "out") }.inspect_err(|_| {
+            // SAFETY: just boxed, not handed out.
+            drop(unsafe { take(handle) });
+        })
+    })
+}
+
 /// A borrowed handle for a Rust reference (valid while the reference is).
 pub(crate) fn borrowed<H: Handle>(value: &H::Target) -> *const H {
     (value as *const H::Target).cast()

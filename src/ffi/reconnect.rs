@@ -1,12 +1,12 @@
 //! A client's reconnect policy and connection events from C.
 
 use super::boundary::{fail, status};
-use super::callbacks::{c_string, sb_free_fn, UserData};
+use super::callbacks::{c_string, register, required, sb_free_fn, UserData};
 use super::client::sb_client;
 use super::convert::text;
 use super::handles::arg;
 use super::status::sb_status;
-use crate::client::{ConnectionEvent, WhileReconnecting};
+use crate::client::{Client, ConnectionEvent, WhileReconnecting};
 use crate::transport::Address;
 use std::ffi::{c_char, c_void};
 use std::time::Duration;
@@ -26,11 +26,17 @@ pub enum sb_connection_event {
     /// or the broker refused it): it is no longer published by this
     /// client. `status` and `message` say why.
     SB_CONNECTION_REPUBLISH_FAILED = 3,
+    /// Adding a signal match or a name watch again after reconnecting
+    /// failed (the broker refused it): it is ended, its handler runs no
+    /// more. `session` says which (`signal match 'SESSION' 'SIGNAL'` or
+    /// `watch 'PATTERN'`); `status` and `message` say why.
+    SB_CONNECTION_RESTORE_FAILED = 4,
 }
 
 /// A reconnecting client's connection changed: `event` is an
 /// `sb_connection_event`; `session` is the session's name for
-/// `SB_CONNECTION_REPUBLISH_FAILED`, else NULL. Strings are borrowed for
+/// `SB_CONNECTION_REPUBLISH_FAILED`, the match or watch for
+/// `SB_CONNECTION_RESTORE_FAILED`, else NULL. Strings are borrowed for
 /// the call.
 pub type sb_connection_event_fn = Option<
     unsafe extern "C" fn(
@@ -49,8 +55,11 @@ pub type sb_connection_event_fn = Option<
 /// `sb_client_add_address`, round and round). `max_attempts` after one
 /// loss before the client gives up and closes (its disconnect handler
 /// runs); 0 tries forever. On every loss each call in flight ends once
-/// with `SB_BROKER_GONE`; sessions are published again and
-/// subscriptions renewed once connected. Off by default. Set right after
+/// with `SB_BROKER_GONE`; once connected, sessions are published again,
+/// subscriptions renewed, signal matches added again and name watches
+/// renewed (each watch reports the names' state afresh: `SB_NAME_GONE`
+/// for a name gone meanwhile, then `SB_NAME_PRESENT` per name published
+/// now). Off by default. Set right after
 /// `sb_client_connect`, it covers that connect too.
 /// `SB_INVALID_ARGUMENT` when `initial_delay_ms` exceeds `max_delay_ms`.
 #[doc = safety!()]
@@ -177,11 +186,8 @@ pub unsafe extern "C" fn sb_client_on_connection_event(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
-        // SAFETY: NULL or a live sb_client.
-        let client = unsafe { arg(client, "client") }?;
-        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+    let body = |client: &Client, user: UserData| {
+        let f = required(f, "f")?;
         client.on_connection_event(move |event| {
             let (kind, session, code, message) = match event {
                 ConnectionEvent::Disconnected(e) => (
@@ -202,11 +208,19 @@ pub unsafe extern "C" fn sb_client_on_connection_event(
                     error.code.into(),
                     c_string(&error.message),
                 ),
+                ConnectionEvent::RestoreFailed { what, error } => (
+                    sb_connection_event::SB_CONNECTION_RESTORE_FAILED,
+                    Some(c_string(what)),
+                    error.code.into(),
+                    c_string(&error.message),
+                ),
             };
             let session_ptr = session.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
             // SAFETY: the C caller's function with its own user pointer.
             unsafe { f(user.get(), kind as u32, session_ptr, code, message.as_ptr()) };
         });
         Ok(())
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }

@@ -5,11 +5,11 @@
 
 use super::boundary::{fail, status, value_or, Fail};
 use super::broker::sb_broker;
-use super::callbacks::UserData;
+use super::callbacks::{register, UserData};
 use super::client::{connect_with_config, sb_client, sb_connect_fn};
 use super::convert::{opt_text, put, text, text_array};
 use super::event_loop::sb_loop;
-use super::handles::{arg, arg_mut, boxed, take, Handle};
+use super::handles::{arg, arg_mut, boxed, new_into, take, Handle};
 use super::served::sb_served;
 use super::status::sb_status;
 use crate::broker::{Broker, BrokerConfig, Policy};
@@ -55,14 +55,8 @@ impl Handle for sb_client_options {
 #[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_broker_options_new(out: *mut *mut sb_broker_options) -> sb_status {
-    status(|| {
-        let options = boxed::<sb_broker_options>(BrokerConfig::default());
-        // SAFETY: NULL or writable per the conventions.
-        unsafe { put(out, options, "out") }.inspect_err(|_| {
-            // SAFETY: just boxed, not handed out.
-            drop(unsafe { take(options) });
-        })
-    })
+    // SAFETY: NULL or writable per the conventions.
+    unsafe { new_into::<sb_broker_options>(out, BrokerConfig::default()) }
 }
 
 /// Frees broker options. NULL is a no-op.
@@ -225,14 +219,8 @@ pub unsafe extern "C" fn sb_broker_access_denied(broker: *const sb_broker) -> u6
 #[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_client_options_new(out: *mut *mut sb_client_options) -> sb_status {
-    status(|| {
-        let options = boxed::<sb_client_options>(ClientConfig::default());
-        // SAFETY: NULL or writable per the conventions.
-        unsafe { put(out, options, "out") }.inspect_err(|_| {
-            // SAFETY: just boxed, not handed out.
-            drop(unsafe { take(options) });
-        })
-    })
+    // SAFETY: NULL or writable per the conventions.
+    unsafe { new_into::<sb_client_options>(out, ClientConfig::default()) }
 }
 
 /// Frees client options. NULL is a no-op.
@@ -288,8 +276,7 @@ pub unsafe extern "C" fn sb_client_connect_with(
     free_user: super::callbacks::sb_free_fn,
     out: *mut *mut sb_client,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
+    let body = |lp: &EventLoop, user: UserData| {
         let config = if options.is_null() {
             ClientConfig::default()
         } else {
@@ -298,7 +285,9 @@ pub unsafe extern "C" fn sb_client_connect_with(
         };
         // SAFETY: forwarded contract.
         unsafe { connect_with_config(lp, address, config, on_connect, user, out) }
-    })
+    };
+    // SAFETY: NULL or a live sb_loop.
+    unsafe { register(lp, "loop", user, free_user, body) }
 }
 
 /// The served request's caller identity, or `SB_NOT_FOUND` for a request

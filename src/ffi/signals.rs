@@ -4,12 +4,14 @@
 
 use super::args::{args_or_empty, sb_args};
 use super::boundary::{fail, status, value_or};
-use super::callbacks::{c_string, sb_done_fn, sb_free_fn, UserData};
+use super::callbacks::{
+    c_string, done_closure, register, required, sb_done_fn, sb_free_fn, UserData,
+};
 use super::client::sb_client;
 use super::convert::{put, text};
 use super::handles::{arg, borrowed};
 use super::status::sb_status;
-use crate::client::MatchId;
+use crate::client::{Client, MatchId};
 use std::ffi::{c_char, c_void};
 use std::rc::Rc;
 
@@ -59,9 +61,13 @@ pub unsafe extern "C" fn sb_client_emit_signal(
 /// registered). `f` runs for every matching signal, in the order they
 /// were emitted, once the broker confirmed the match: `done` (optional)
 /// runs once with that confirmation or the broker's refusal
-/// (`SB_LIMIT_EXCEEDED` over its match limit). The match's number goes
-/// to `*out_match` (for `sb_client_remove_match`). `free_user` runs once,
-/// when the match has ended (removed, refused, or the client closed)
+/// (`SB_LIMIT_EXCEEDED` over its match limit). A reconnecting client
+/// (`sb_client_set_reconnect`) adds the match again once back: `f` hears
+/// the signals emitted from then on (those of the outage are lost); a
+/// refusal then ends the match (`SB_CONNECTION_RESTORE_FAILED`). The
+/// match's number goes to `*out_match` (for `sb_client_remove_match`).
+/// `free_user` runs once, when the match has ended (removed, refused,
+/// refused again after a reconnect, or the client closed)
 /// and `done` has run; at once if this call fails.
 #[doc = safety!()]
 #[no_mangle]
@@ -75,20 +81,14 @@ pub unsafe extern "C" fn sb_client_add_match(
     free_user: sb_free_fn,
     out_match: *mut u64,
 ) -> sb_status {
-    let user = Rc::new(UserData::new(user, free_user));
-    status(|| {
-        // SAFETY: NULL or live / NUL-terminated per the conventions.
-        let (client, session, signal) = unsafe {
-            (
-                arg(client, "client")?,
-                text(session, "session")?,
-                text(signal, "signal")?,
-            )
-        };
-        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+    let body = |client: &Client, user: UserData| {
+        // SAFETY: NULL or NUL-terminated per the conventions.
+        let (session, signal) = unsafe { (text(session, "session")?, text(signal, "signal")?) };
+        let f = required(f, "f")?;
         if out_match.is_null() {
             return Err(fail(sb_status::SB_NULL_ARGUMENT, "out_match is NULL"));
         }
+        let user = Rc::new(user);
         let on_user = user.clone();
         let on_signal = move |s: &crate::client::Signal| {
             let (session, signal) = (c_string(&s.session), c_string(&s.signal));
@@ -97,22 +97,12 @@ pub unsafe extern "C" fn sb_client_add_match(
             // the strings and args live through the call.
             unsafe { f(on_user.get(), session.as_ptr(), signal.as_ptr(), args) };
         };
-        let done_user = user.clone();
-        let on_done = move |result: Result<(), crate::Error>| {
-            if let Some(done) = done {
-                let (code, message) = match &result {
-                    Ok(()) => (sb_status::SB_OK, c_string("")),
-                    Err(e) => (e.code.into(), c_string(&e.message)),
-                };
-                // SAFETY: the C caller's function with its own user pointer.
-                unsafe { done(done_user.get(), code, message.as_ptr()) };
-            }
-            drop(done_user);
-        };
-        let id = client.add_match(session, signal, on_signal, on_done)?;
+        let id = client.add_match(session, signal, on_signal, done_closure(done, user))?;
         // SAFETY: checked non-NULL above; writable per the conventions.
         unsafe { put(out_match, id.0, "out_match") }
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }
 
 /// Ends a match of this client: its `f` runs no more from this call on;
@@ -130,15 +120,14 @@ pub unsafe extern "C" fn sb_client_remove_match(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
-        // SAFETY: NULL or a live sb_client.
-        let client = unsafe { arg(client, "client") }?;
+    let body = |client: &Client, user: UserData| {
         Ok(client.remove_match(
             MatchId(match_id),
             super::callbacks::done_closure(done, user),
         )?)
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }
 
 /// How many answers of one-way requests served through this client were

@@ -1,15 +1,18 @@
 //! Name watches of `sb_client` and publishing in a name mode
 //! (`sb_stage_publish_mode`).
 
-use super::boundary::{fail, status};
-use super::callbacks::{c_string, done_closure, sb_done_fn, sb_free_fn, UserData};
+use super::boundary::fail;
+use super::callbacks::{
+    c_string, done_closure, register, required, sb_done_fn, sb_free_fn, UserData,
+};
 use super::client::sb_client;
 use super::convert::{put, text, text_array};
 use super::handles::{arg, borrowed};
 use super::stage::sb_stage;
 use super::status::sb_status;
 use super::values::sb_value;
-use crate::client::{NameEvent, NameMode, WatchId};
+use crate::client::{Client, NameEvent, NameMode, WatchId};
+use crate::request::Stage;
 use crate::value::Value;
 use std::ffi::{c_char, c_void};
 use std::rc::Rc;
@@ -35,7 +38,8 @@ pub enum sb_name_mode {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum sb_name_event {
-    /// Published when the watch started (the current state).
+    /// Published when the watch started, or when its reconnecting client
+    /// came back (the current state).
     SB_NAME_PRESENT = 0,
     /// Published since.
     SB_NAME_APPEARED = 1,
@@ -80,12 +84,10 @@ pub unsafe extern "C" fn sb_stage_publish_mode(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
+    let body = |stage: &Stage, user: UserData| {
         // SAFETY: NULL or live / valid strings per the conventions.
-        let (stage, client, session, methods) = unsafe {
+        let (client, session, methods) = unsafe {
             (
-                arg(stage, "stage")?,
                 arg(client, "client")?,
                 text(session, "session")?,
                 text_array(methods, n_methods, "methods")?,
@@ -104,7 +106,9 @@ pub unsafe extern "C" fn sb_stage_publish_mode(
         };
         stage.publish_as(client, session, &methods, mode, done_closure(done, user));
         Ok(())
-    })
+    };
+    // SAFETY: NULL or a live sb_stage.
+    unsafe { register(stage, "stage", user, free_user, body) }
 }
 
 /// Watches the names matching `pattern` (a name, `prefix*`, or `*` for
@@ -113,7 +117,12 @@ pub unsafe extern "C" fn sb_stage_publish_mode(
 /// per matching published session), then `done` (optional) runs with
 /// `SB_OK`, then `f` gets every change in order, until
 /// `sb_client_unwatch` or the client's close. `done` gets the broker's
-/// refusal instead (`SB_LIMIT_EXCEEDED` over its watch limit). The
+/// refusal instead (`SB_LIMIT_EXCEEDED` over its watch limit). A
+/// reconnecting client (`sb_client_set_reconnect`) watches again once
+/// back, and `f` gets the state afresh: `SB_NAME_GONE`
+/// (`SB_PUBLISHER_GONE`) for each name it last knew published that is
+/// gone, then an `SB_NAME_PRESENT` per name published now; a refusal
+/// then ends the watch (`SB_CONNECTION_RESTORE_FAILED`). The
 /// watch's number goes to `*out_watch`. `free_user` runs once, when the
 /// watch has ended and `done` has run; at once if this call fails.
 #[doc = safety!()]
@@ -127,14 +136,14 @@ pub unsafe extern "C" fn sb_client_watch(
     free_user: sb_free_fn,
     out_watch: *mut u64,
 ) -> sb_status {
-    let user = Rc::new(UserData::new(user, free_user));
-    status(|| {
-        // SAFETY: NULL or live / NUL-terminated per the conventions.
-        let (client, pattern) = unsafe { (arg(client, "client")?, text(pattern, "pattern")?) };
-        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+    let body = |client: &Client, user: UserData| {
+        // SAFETY: NULL or NUL-terminated per the conventions.
+        let pattern = unsafe { text(pattern, "pattern") }?;
+        let f = required(f, "f")?;
         if out_watch.is_null() {
             return Err(fail(sb_status::SB_NULL_ARGUMENT, "out_watch is NULL"));
         }
+        let user = Rc::new(user);
         let on_user = user.clone();
         let on_event = move |e: &NameEvent| {
             let name = c_string(e.name());
@@ -180,22 +189,12 @@ pub unsafe extern "C" fn sb_client_watch(
                 )
             };
         };
-        let done_user = user.clone();
-        let on_done = move |result: Result<(), crate::Error>| {
-            if let Some(done) = done {
-                let (code, message) = match &result {
-                    Ok(()) => (sb_status::SB_OK, c_string("")),
-                    Err(e) => (e.code.into(), c_string(&e.message)),
-                };
-                // SAFETY: the C caller's function with its own user pointer.
-                unsafe { done(done_user.get(), code, message.as_ptr()) };
-            }
-            drop(done_user);
-        };
-        let id = client.watch(pattern, on_event, on_done)?;
+        let id = client.watch(pattern, on_event, done_closure(done, user))?;
         // SAFETY: checked non-NULL above; writable per the conventions.
         unsafe { put(out_watch, id.0, "out_watch") }
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }
 
 /// Ends a watch of this client: its `f` runs no more from this call on;
@@ -213,10 +212,9 @@ pub unsafe extern "C" fn sb_client_unwatch(
     user: *mut c_void,
     free_user: sb_free_fn,
 ) -> sb_status {
-    let user = UserData::new(user, free_user);
-    status(|| {
-        // SAFETY: NULL or a live sb_client.
-        let client = unsafe { arg(client, "client") }?;
+    let body = |client: &Client, user: UserData| {
         Ok(client.unwatch(WatchId(watch_id), done_closure(done, user))?)
-    })
+    };
+    // SAFETY: NULL or a live sb_client.
+    unsafe { register(client, "client", user, free_user, body) }
 }

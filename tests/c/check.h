@@ -113,17 +113,24 @@ static inline double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Drives the loop until cond holds; fails after TEST_WAIT_MS. */
-#define RUN_UNTIL(lp, cond)                                                 \
+/* Drives the loop a (and b, unless NULL, in turn) until cond holds;
+ * fails after TEST_WAIT_MS. */
+#define RUN_BOTH_UNTIL(a, b, cond)                                          \
     do {                                                                    \
         double deadline_ = now_ms() + TEST_WAIT_MS;                         \
+        sb_loop *other_ = (b);                                              \
         while (!(cond)) {                                                   \
             if (now_ms() > deadline_)                                       \
                 FAILF("timed out after %d ms waiting for %s",               \
                       TEST_WAIT_MS, #cond);                                 \
-            CHECK_OK(sb_loop_run_for((lp), 2));                             \
+            CHECK_OK(sb_loop_run_for((a), 2));                              \
+            if (other_ != NULL)                                             \
+                CHECK_OK(sb_loop_run_for(other_, 2));                       \
         }                                                                   \
     } while (0)
+
+/* Drives the loop until cond holds; fails after TEST_WAIT_MS. */
+#define RUN_UNTIL(lp, cond) RUN_BOTH_UNTIL(lp, NULL, cond)
 
 static inline void test_begin(const char *file)
 {
@@ -654,6 +661,36 @@ static inline int hanging_publisher(child *self, void *session)
     sb_client_free(client);
     sb_loop_free(lp);
     return 3;
+}
+
+/* A broker child: waits for its listen address, listens, reports 'B',
+ * runs until killed or its parent closes ctl. */
+static inline int broker_child(child *self, void *unused)
+{
+    sb_loop *lp = NULL;
+    sb_broker *broker;
+    char listen[256], addr[256];
+    (void)unused;
+    read_line(self->ctl, listen, sizeof listen);
+    CHECK_OK(sb_loop_new(&lp));
+    broker = start_broker(lp, listen, NULL, addr, sizeof addr);
+    child_report(self, 'B');
+    while (!fd_readable(self->ctl))
+        CHECK_OK(sb_loop_run_for(lp, 10));
+    sb_broker_free(broker);
+    sb_loop_free(lp);
+    return 0;
+}
+
+/* Removes the directory of a test's Unix socket (b.sock and its lock). */
+static inline void remove_socket_dir(const char *dir)
+{
+    char path[320];
+    snprintf(path, sizeof path, "%s/b.sock", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/b.sock.lock", dir);
+    unlink(path);
+    rmdir(dir);
 }
 
 #endif /* STAGEBUS_TEST_CHECK_H */

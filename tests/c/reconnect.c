@@ -49,25 +49,6 @@ static void on_event(void *user, uint32_t event, const char *session,
                      event == SB_CONNECTION_DISCONNECTED ? 'D' : 'R');
 }
 
-/* A broker child: waits for its listen address, listens, reports 'B',
- * runs until killed or its parent closes ctl. */
-static int broker_child(child *self, void *unused)
-{
-    sb_loop *lp = NULL;
-    sb_broker *broker;
-    char listen[256], addr[256];
-    (void)unused;
-    read_line(self->ctl, listen, sizeof listen);
-    CHECK_OK(sb_loop_new(&lp));
-    broker = start_broker(lp, listen, NULL, addr, sizeof addr);
-    child_report(self, 'B');
-    while (!fd_readable(self->ctl))
-        CHECK_OK(sb_loop_run_for(lp, 10));
-    sb_broker_free(broker);
-    sb_loop_free(lp);
-    return 0;
-}
-
 /* The service child: reconnecting, publishes Svc, reports 'P', then 'C'
  * per hanging call and 'D' / 'R' per connection event. */
 static int service_child(child *self, void *unused)
@@ -261,13 +242,6 @@ int main(void)
     sb_client_free(client);
     sb_loop_free(lp);
     cb_check_all_freed();
-    {
-        char path[320];
-        snprintf(path, sizeof path, "%s/b.sock", dir);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/b.sock.lock", dir);
-        unlink(path);
-        rmdir(dir);
-    }
+    remove_socket_dir(dir);
     return test_end();
 }

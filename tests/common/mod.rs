@@ -278,6 +278,22 @@ pub fn log<T>() -> Log<T> {
     Rc::new(RefCell::new(Vec::new()))
 }
 
+/// A client connected to `addr` with `config`, the handshake done.
+#[track_caller]
+pub fn connect_with(lp: &EventLoop, addr: &Address, config: ClientConfig) -> Client {
+    let c = Client::connect(lp, addr, config);
+    let done = Slot::new();
+    c.on_connect(done.setter());
+    wait(lp, &done).expect("connect");
+    c
+}
+
+/// A client connected to `addr` with the default config.
+#[track_caller]
+pub fn connected(lp: &EventLoop, addr: &Address) -> Client {
+    connect_with(lp, addr, ClientConfig::default())
+}
+
 /// Publishes and waits for the broker's answer.
 #[track_caller]
 pub fn publish(
@@ -364,6 +380,14 @@ pub fn start_call(c: &Client, session: &str, method: &str, args: &Args) -> (Call
 pub fn call(c: &Client, session: &str, method: &str, args: &Args) -> Outcome {
     let (_, done) = start_call(c, session, method, args);
     wait(c.event_loop(), &done)
+}
+
+/// The error code a call ended with, `None` for a return.
+pub fn error_code(outcome: &Outcome) -> Option<ErrorCode> {
+    match &outcome.last {
+        CallEvent::Error(e) => Some(e.code),
+        _ => None,
+    }
 }
 
 /// The error of a final event, or a test failure.

@@ -262,6 +262,57 @@ impl Proc {
         }
     }
 
+    /// The next stdout line (kept in [`Proc::seen`] too), or `None` once
+    /// stdout is closed; fails the test after [`RUN_LIMIT`].
+    pub fn next_line(&mut self) -> Option<String> {
+        match self.lines.recv_timeout(RUN_LIMIT) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "{} printed nothing within {RUN_LIMIT:?}\n{}",
+                self.name,
+                self.transcript()
+            ),
+        }
+    }
+
+    /// The next stdout line if one arrived already (kept in
+    /// [`Proc::seen`] too); never waits.
+    pub fn try_line(&mut self) -> Option<String> {
+        let line = self.lines.try_recv().ok()?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
+    /// Waits (bounded) until the process wrote `text` to stderr.
+    pub fn wait_stderr(&self, text: &str) {
+        let deadline = Instant::now() + RUN_LIMIT;
+        while !self
+            .stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(text)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{} wrote no {text:?} to stderr within {RUN_LIMIT:?}\n{}",
+                self.name,
+                self.transcript()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// [`Proc::wait_exit`], with everything it wrote to stderr.
+    pub fn wait(&mut self) -> (ExitStatus, String) {
+        let status = self.wait_exit();
+        let stderr = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        (status, stderr.clone())
+    }
+
     /// Waits (bounded) for the process to exit, then for the rest of its
     /// output.
     pub fn wait_exit(&mut self) -> ExitStatus {

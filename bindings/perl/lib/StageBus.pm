@@ -578,8 +578,10 @@ _closure(session_gone => '(opaque,string,sint32,string)->void', sub {
 });
 
 # sb_connection_event_fn: $code->($event, $session, $err), $event one of
-# disconnected, reconnected, republish_failed.
-my %CONNECTION_EVENT = (1 => 'disconnected', 2 => 'reconnected', 3 => 'republish_failed');
+# disconnected, reconnected, republish_failed, restore_failed.
+my %CONNECTION_EVENT = (
+    1 => 'disconnected', 2 => 'reconnected', 3 => 'republish_failed', 4 => 'restore_failed',
+);
 _closure(connection_event => '(opaque,uint32,string,sint32,string)->void', sub {
     my ($id, $event, $session, $status, $message) = @_;
     local $DEPTH = $DEPTH + 1;

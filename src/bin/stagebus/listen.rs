@@ -1,12 +1,14 @@
 //! `stagebus listen`: print every signal matching a session and a signal
 //! pattern, one JSON line each, until SIGINT or SIGTERM, or until the
-//! broker goes away. Once the broker confirmed the match, a line saying
-//! so goes to stderr (stdout holds only the JSON lines).
+//! broker goes away (with `--reconnect`: it reconnects to the address it
+//! was given and adds the match again). Once the broker confirmed the
+//! match, a line saying so goes to stderr (stdout holds only the JSON
+//! lines), as do the reconnects.
 
 use crate::command_line::{address, ClientFlags, DEFAULT_TIMEOUT_SECS};
 use crate::connect::connect;
 use crate::{stop_signals, Failure};
-use stagebus::{Address, Error, Signal, Value};
+use stagebus::{Address, ConnectionEvent, Error, ReconnectPolicy, Signal, Value};
 use std::cell::RefCell;
 use std::io::{self, Write};
 use std::rc::Rc;
@@ -20,12 +22,23 @@ pub(crate) struct ListenArgs {
     pub(crate) broker: Address,
     #[command(flatten)]
     pub(crate) client: ClientFlags,
+    #[command(flatten)]
+    pub(crate) reconnect: ReconnectFlag,
     /// the session pattern: a name, PREFIX* or * (default *)
     #[arg(value_name = "SESSION", default_value = "*")]
     pub(crate) session: String,
     /// the signal pattern: a name, PREFIX* or * (default *)
     #[arg(value_name = "SIGNAL", default_value = "*")]
     pub(crate) signal: String,
+}
+
+/// `--reconnect`, of `listen` and `watch`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ReconnectFlag {
+    /// when the broker goes away, reconnect to it (forever) and register
+    /// again, instead of exiting 1
+    #[arg(long)]
+    pub(crate) reconnect: bool,
 }
 
 /// One signal as a JSON line: `{"session":S,"signal":N,"args":{…}}`.
@@ -44,6 +57,7 @@ fn signal_line(s: &Signal) -> String {
 pub(crate) fn run_printing(
     address: &Address,
     flags: &ClientFlags,
+    reconnect: &ReconnectFlag,
     what: &str,
     start: impl FnOnce(
         &stagebus::Client,
@@ -53,7 +67,11 @@ pub(crate) fn run_printing(
 ) -> Result<(), Failure> {
     let signals = stop_signals::block()?;
     let timeout = Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS);
-    let (lp, client) = connect(address, flags.config()?, timeout)?;
+    let mut config = flags.config()?;
+    if reconnect.reconnect {
+        config.reconnect = Some(ReconnectPolicy::default());
+    }
+    let (lp, client) = connect(address, config, timeout)?;
     let failure: Rc<RefCell<Option<Failure>>> = Rc::default();
     let confirmed: Rc<RefCell<Option<Result<(), Error>>>> = Rc::default();
     let c = confirmed.clone();
@@ -67,6 +85,23 @@ pub(crate) fn run_printing(
     client.on_disconnect(move |e| {
         *f.borrow_mut() = Some(Failure::Failed(format!("lost the broker: {e}")));
         stopper.stop();
+    });
+    let (f, stopper, what_text) = (failure.clone(), lp.clone(), what.to_string());
+    client.on_connection_event(move |event| match event {
+        ConnectionEvent::Disconnected(e) => {
+            eprintln!("stagebus: lost the broker ({e}); reconnecting")
+        }
+        ConnectionEvent::Reconnected(info) => eprintln!(
+            "stagebus: reconnected to {} as connection {}; {what_text} renewed",
+            info.address, info.connection_id
+        ),
+        ConnectionEvent::RestoreFailed { what, error } => {
+            *f.borrow_mut() = Some(Failure::Failed(format!(
+                "cannot renew the {what} after reconnecting: {error}"
+            )));
+            stopper.stop();
+        }
+        other => eprintln!("stagebus: {other:?}"),
     });
     lp.run_until(timeout, || {
         confirmed.borrow().is_some() || failure.borrow().is_some()
@@ -107,6 +142,7 @@ pub(crate) fn cmd_listen(args: &ListenArgs) -> Result<(), Failure> {
     run_printing(
         &args.broker,
         &args.client,
+        &args.reconnect,
         "match",
         |client, failure, done| {
             let lp = client.event_loop().clone();

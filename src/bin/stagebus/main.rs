@@ -8,8 +8,8 @@
 //! stagebus serve --broker ADDR --name NAME [--token-file FILE] [--mode exclusive|queue|balance] [--no-reconnect]
 //! stagebus stats --broker ADDR [--token-file FILE] [--json | --prometheus] [--timeout SECS]
 //! stagebus monitor --broker ADDR [--token-file FILE] [--session NAME] [--json] [--payload]
-//! stagebus listen --broker ADDR [--token-file FILE] [SESSION [SIGNAL]]
-//! stagebus watch --broker ADDR [--token-file FILE] [NAME]
+//! stagebus listen --broker ADDR [--token-file FILE] [--reconnect] [SESSION [SIGNAL]]
+//! stagebus watch --broker ADDR [--token-file FILE] [--reconnect] [NAME]
 //! stagebus demo
 //! ```
 //!

@@ -1,9 +1,11 @@
 //! `stagebus watch`: print the names matching a pattern as they are now,
 //! then every change, one JSON line each, until SIGINT or SIGTERM, or
-//! until the broker goes away.
+//! until the broker goes away (with `--reconnect`: it reconnects and
+//! prints the names' state afresh, a `gone` line for each name that went
+//! meanwhile, then a `present` line per name published now).
 
 use crate::command_line::{address, ClientFlags};
-use crate::listen::{print_line, run_printing};
+use crate::listen::{print_line, run_printing, ReconnectFlag};
 use crate::Failure;
 use stagebus::{Address, NameEvent, Value};
 
@@ -15,6 +17,8 @@ pub(crate) struct WatchArgs {
     pub(crate) broker: Address,
     #[command(flatten)]
     pub(crate) client: ClientFlags,
+    #[command(flatten)]
+    pub(crate) reconnect: ReconnectFlag,
     /// the names: a name, PREFIX* or * (default *)
     #[arg(value_name = "NAME", default_value = "*")]
     pub(crate) name: String,
@@ -55,6 +59,7 @@ pub(crate) fn cmd_watch(args: &WatchArgs) -> Result<(), Failure> {
     run_printing(
         &args.broker,
         &args.client,
+        &args.reconnect,
         "watch",
         |client, failure, done| {
             let lp = client.event_loop().clone();

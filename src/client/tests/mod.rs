@@ -315,7 +315,9 @@ impl Fixture {
             | Frame::Deliver { id, .. }
             | Frame::Cancel { id }
             | Frame::Result { id, .. }
-            | Frame::Custom { id, .. } => *id,
+            | Frame::Custom { id, .. }
+            | Frame::AddMatch { id, .. }
+            | Frame::Watch { id, .. } => *id,
             other => panic!("no id: {other:?}"),
         }
     }

@@ -4,8 +4,23 @@
 
 use super::*;
 use crate::client::reconnect::{Lost, ReconnectPolicy, WhileReconnecting};
+use crate::client::signals::{patterns, Signal, SignalFn};
+use crate::client::watches::{NameEvent, WatchFn};
 use crate::client::ConnectionEvent;
+use crate::wire::NameChange;
 use std::time::Duration;
+
+fn sessions(names: &[&str]) -> Reply {
+    Reply::Sessions(
+        names
+            .iter()
+            .map(|n| SessionInfo {
+                name: n.to_string(),
+                methods: vec!["m".into()],
+            })
+            .collect(),
+    )
+}
 
 fn policy() -> ReconnectPolicy {
     ReconnectPolicy::default()
@@ -31,6 +46,9 @@ fn reconnecting(policy: ReconnectPolicy) -> Fixture {
                 ConnectionEvent::RepublishFailed { session, error } => {
                     format!("event republish_failed {session} {}", error.code)
                 }
+                ConnectionEvent::RestoreFailed { what, error } => {
+                    format!("event restore_failed {what} {}", error.code)
+                }
             })
         })));
     f.take_log();
@@ -38,6 +56,55 @@ fn reconnecting(policy: ReconnectPolicy) -> Fixture {
 }
 
 impl Fixture {
+    /// Adds a match of `session` and `signal`, logging its signals as
+    /// `signal SESSION SIGNAL`; its id.
+    fn add_match(&mut self, session: &str, signal: &str) -> u64 {
+        let l = self.log.clone();
+        let f: SignalFn = Rc::new(RefCell::new(move |s: &Signal| {
+            l.borrow_mut()
+                .push(format!("signal {} {}", s.session, s.signal))
+        }));
+        let parsed = patterns(session, signal).unwrap();
+        let texts = (session.to_string(), signal.to_string());
+        let done = self.done("add_match");
+        let (id, failed) = self.core.add_match(parsed, texts, f, done, &mut self.out);
+        assert!(failed.is_none());
+        id
+    }
+
+    /// Watches `pattern`, logging its events as `name KIND NAME`; its id.
+    fn watch(&mut self, pattern: &str) -> u64 {
+        let l = self.log.clone();
+        let f: WatchFn = Rc::new(RefCell::new(move |e: &NameEvent| {
+            l.borrow_mut().push(match e {
+                NameEvent::Present { name, .. } => format!("name present {name}"),
+                NameEvent::Appeared { name, .. } => format!("name appeared {name}"),
+                NameEvent::OwnerChanged { name, .. } => format!("name owner {name}"),
+                NameEvent::Gone { name, reason } => format!("name gone {name} {}", reason.code),
+            })
+        }));
+        let done = self.done("watch");
+        let (id, failed) = self.core.watch(pattern, f, done, &mut self.out);
+        assert!(failed.is_none());
+        id
+    }
+
+    fn signal(&mut self, session: &str, signal: &str) {
+        self.frame(Frame::Signal {
+            session: session.into(),
+            signal: signal.into(),
+            payload: payload(1),
+        });
+    }
+
+    fn name_changed(&mut self, watch: u64, name: &str, change: NameChange) {
+        self.frame(Frame::NameChanged {
+            watch,
+            name: name.into(),
+            change,
+        });
+    }
+
     /// Loses the connection; the delay before the next attempt.
     fn lose(&mut self, random: f64) -> Duration {
         let error = Error::broker_gone("connection reset");
@@ -55,6 +122,14 @@ impl Fixture {
                 Duration::MAX
             }
         }
+    }
+
+    /// Loses the connection and is welcomed again as `connection_id`;
+    /// the log and the outbox keep what that did.
+    fn reconnect(&mut self, connection_id: u64) {
+        self.lose(0.0);
+        self.core.next_attempt();
+        self.welcome(connection_id);
     }
 
     fn welcome(&mut self, connection_id: u64) {
@@ -165,9 +240,7 @@ fn a_republish_finding_its_name_held_retries_then_reports() {
     policy.republish_window = Duration::from_secs(60);
     let mut f = reconnecting(policy);
     let _serve = f.published("Svc");
-    f.lose(0.0);
-    f.core.next_attempt();
-    f.welcome(8);
+    f.reconnect(8);
     f.take_log();
     let id = f.sent_id("publish");
     let held = Error::new(ErrorCode::AlreadyExists, "Session 'Svc' already exists");
@@ -184,9 +257,7 @@ fn a_republish_finding_its_name_held_retries_then_reports() {
     policy.republish_window = Duration::ZERO;
     let mut f = reconnecting(policy);
     let _serve = f.published("Svc");
-    f.lose(0.0);
-    f.core.next_attempt();
-    f.welcome(8);
+    f.reconnect(8);
     f.take_log();
     let id = f.sent_id("publish");
     f.frame(Frame::Result {
@@ -220,4 +291,137 @@ fn a_refused_handshake_is_never_retried() {
         Lost::Closed(Some(_))
     ));
     assert!(f.core.is_closed());
+}
+
+#[test]
+fn a_reconnect_adds_matches_again_and_their_handlers_hear_new_signals() {
+    let mut f = reconnecting(policy());
+    f.add_match("Svc", "tick*");
+    let id = f.sent_id("add_match");
+    f.accept(id, Reply::Done);
+    f.signal("Svc", "tick1");
+    assert_eq!(f.take_log(), ["add_match ok ()", "signal Svc tick1"]);
+    f.reconnect(8);
+    f.take_log();
+    let frames = f.out.flush();
+    let again = match frames.as_slice() {
+        [Frame::AddMatch {
+            id,
+            session,
+            signal,
+        }] => {
+            assert_eq!((session.as_str(), signal.as_str()), ("Svc", "tick*"));
+            *id
+        }
+        other => panic!("{other:?}"),
+    };
+    f.accept(again, Reply::Done);
+    assert!(f.take_log().is_empty(), "a renewed match reports nothing");
+    f.signal("Svc", "tick2");
+    f.signal("Svc", "other");
+    assert_eq!(f.take_log(), ["signal Svc tick2"]);
+}
+
+#[test]
+fn a_match_the_broker_refuses_again_ends_with_a_connection_event() {
+    let mut f = reconnecting(policy());
+    f.add_match("*", "*");
+    let id = f.sent_id("add_match");
+    f.accept(id, Reply::Done);
+    f.reconnect(8);
+    f.take_log();
+    let again = f.sent_id("add_match");
+    f.frame(Frame::Result {
+        id: again,
+        outcome: Err(Error::new(ErrorCode::LimitExceeded, "too many matches")),
+    });
+    assert_eq!(
+        f.take_log(),
+        ["event restore_failed signal match '*' '*' limit_exceeded"]
+    );
+    f.signal("Svc", "tick");
+    assert!(f.take_log().is_empty());
+    // Not restored on the next reconnect either.
+    f.reconnect(9);
+    assert!(f.out.flush().is_empty());
+}
+
+#[test]
+fn a_match_or_watch_unconfirmed_at_the_loss_ends_with_it_and_is_not_restored() {
+    let mut f = reconnecting(policy());
+    f.add_match("Svc", "tick");
+    f.watch("Svc");
+    f.out.flush();
+    f.lose(0.0);
+    let log = f.take_log();
+    for op in ["add_match", "watch"] {
+        let failed = format!("{op} broker_gone");
+        assert!(log.iter().any(|l| l.starts_with(&failed)), "{log:?}");
+    }
+    f.core.next_attempt();
+    f.welcome(8);
+    assert!(f.out.flush().is_empty());
+}
+
+#[test]
+fn a_reconnect_renews_watches_reporting_names_gone_meanwhile_then_the_current_state() {
+    let mut f = reconnecting(policy());
+    let watch = f.watch("Svc*");
+    let id = f.sent_id("watch");
+    assert_eq!(id, watch);
+    f.accept(id, sessions(&["SvcA", "SvcB"]));
+    f.name_changed(watch, "SvcC", NameChange::Appeared { methods: vec![] });
+    assert_eq!(
+        f.take_log(),
+        [
+            "name present SvcA",
+            "name present SvcB",
+            "watch ok ()",
+            "name appeared SvcC"
+        ]
+    );
+    f.reconnect(8);
+    f.take_log();
+    let again = f.sent_id("watch");
+    assert_ne!(again, watch, "watched again under a new wire id");
+    f.accept(again, sessions(&["SvcB", "SvcD"]));
+    assert_eq!(
+        f.take_log(),
+        [
+            "name gone SvcA publisher_gone",
+            "name gone SvcC publisher_gone",
+            "name present SvcB",
+            "name present SvcD"
+        ]
+    );
+    // Changes come under the new wire id; the old one is nobody's.
+    f.name_changed(watch, "SvcE", NameChange::Appeared { methods: vec![] });
+    f.name_changed(again, "SvcA", NameChange::Appeared { methods: vec![] });
+    assert_eq!(f.take_log(), ["name appeared SvcA"]);
+    // The program still names the watch by its first id.
+    assert_eq!(f.core.watchers.confirmed(), [(watch, "Svc*".to_string())]);
+}
+
+#[test]
+fn everything_standing_is_replayed_in_one_pass_then_what_was_held() {
+    let mut f = reconnecting(policy());
+    let _serve = f.published("Svc");
+    f.subscribe("Other");
+    let id = f.sent_id("subscribe");
+    f.accept(id, Reply::Methods(vec!["m".into()]));
+    f.add_match("Other", "*");
+    let id = f.sent_id("add_match");
+    f.accept(id, Reply::Done);
+    f.watch("*");
+    let id = f.sent_id("watch");
+    f.accept(id, sessions(&[]));
+    f.lose(0.0);
+    f.listing();
+    f.core.next_attempt();
+    f.welcome(8);
+    let kinds: Vec<&str> = f.out.frames.iter().map(|(_, fr)| fr.kind_name()).collect();
+    assert_eq!(
+        kinds,
+        ["publish", "subscribe_wait", "add_match", "watch", "listing"]
+    );
 }

@@ -341,8 +341,9 @@ sub add_address {
     return;
 }
 
-# $code->($event, $session, $err): $event is disconnected, reconnected
-# or republish_failed ($session names the session then).
+# $code->($event, $session, $err): $event is disconnected, reconnected,
+# republish_failed ($session names the session then) or restore_failed
+# ($session says which match or watch).
 sub on_connection_event {
     my ($self, $code) = @_;
     my $p = $self->_p;
@@ -502,7 +503,7 @@ StageBus::Client - a connection to a stagebus broker
         republish_window_ms => 10000, resubscribe_wait_ms => 60000,
     );
     $client->on_connection_event(sub {
-        my ($event, $session, $err) = @_;   # disconnected / reconnected / republish_failed
+        my ($event, $session, $err) = @_;   # disconnected / reconnected / republish_failed / restore_failed
     });
 
 
@@ -534,9 +535,15 @@ may or may not have run it. Calls made meanwhile are held (at most
 C<buffer_limit>, then C<limit_exceeded>) or with C<fail_fast> fail at
 once with C<broker_gone>. Once connected again the client publishes its
 sessions again (retrying for C<republish_window_ms> while the broker
-still holds a name) and renews its subscriptions, so remote stages keep
-working. C<on_connection_event> hears C<disconnected>, C<reconnected>
-and C<republish_failed> (with the session's name and the error).
+still holds a name), renews its subscriptions, so remote stages keep
+working, adds its signal matches again (signals emitted during the
+outage are lost) and renews its name watches, each of which reports the
+state afresh: C<gone> (C<publisher_gone>) for a name it knew that went
+meanwhile, then C<present> per name published now.
+C<on_connection_event> hears C<disconnected>, C<reconnected>,
+C<republish_failed> (with the session's name and the error) and
+C<restore_failed> (a match or watch the broker refused again, described
+in C<$session>; it has ended).
 C<on_disconnect> then runs only when the client gives up.
 
 C<on_unknown_message> is POEx::ProxySession's C<unknown_message_event>:
