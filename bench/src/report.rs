@@ -411,11 +411,25 @@ pub fn run(args: &[String]) -> ExitCode {
             "",
         );
         line(
-            "local request+return pairs/s (local)",
-            rate("local"),
-            |v| v >= 2_000_000.0,
-            ">= 2M",
-            "rate",
+            "local pair / its baseline (local vs local.baseline)",
+            ratio("local", "local.baseline"),
+            |v| v <= 2.0,
+            "<= 2.00",
+            "",
+        );
+        line(
+            "NATS rtt / brokered rtt, TCP (nats.rtt vs rtt.tcp)",
+            ratio("nats.rtt", "rtt.tcp"),
+            |v| v >= 1.2,
+            ">= 1.20",
+            "",
+        );
+        line(
+            "NATS / brokered, 64 in flight, TCP (nats.pipe64 vs pipe.64.tcp)",
+            ratio("nats.pipe64", "pipe.64.tcp"),
+            |v| v >= 1.5,
+            ">= 1.50",
+            "",
         );
         println!("rates (median-based, and overall = all operations / all time, median of rounds):");
         let extra = [
@@ -424,6 +438,7 @@ pub fn run(args: &[String]) -> ExitCode {
             ("pipe.8x8", "calls_per_s", "brokered calls/s, 8 callers x 8 in flight"),
             ("stream", "emits_per_s", "emits/s streamed to one request"),
             ("local", "pairs_per_s", "local request+return pairs/s"),
+            ("local.baseline", "pairs_per_s", "boxed handler + callback pairs/s"),
         ];
         for (case, key, what) in extra {
             if let (Some(r), Some(v)) = (rate(case), info(case, key)) {
