@@ -104,6 +104,29 @@ impl Alarm {
     }
 }
 
+/// The loop's side of the alarm.
+impl super::EventLoop {
+    /// The timeout of [`Self::run`]'s poll: [`Self::next_timeout`],
+    /// except that a timer far away is left to the alarm, and the poll
+    /// then has no timeout (see the module doc for why).
+    pub(super) fn sleep_timeout(&self) -> Option<Duration> {
+        if self.has_work_now() {
+            return Some(Duration::ZERO);
+        }
+        let inner = &self.inner;
+        let deadline = inner.timers.borrow_mut().next_deadline()?;
+        if inner.alarm.as_ref().is_some_and(|a| a.covers(deadline)) {
+            return None;
+        }
+        let now = Instant::now();
+        let left = deadline.saturating_duration_since(now);
+        match &inner.alarm {
+            Some(alarm) if left > NEAR && alarm.cover(deadline, now).is_ok() => None,
+            _ => Some(left),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::NEAR;

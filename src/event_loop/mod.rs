@@ -444,26 +444,6 @@ impl EventLoop {
             || !inner.flush.borrow().is_empty()
     }
 
-    /// The timeout of [`EventLoop::run`]'s poll: [`EventLoop::next_timeout`],
-    /// except that a timer far away is left to the alarm, and the poll
-    /// then has no timeout (see alarm.rs for why).
-    fn sleep_timeout(&self) -> Option<Duration> {
-        if self.has_work_now() {
-            return Some(Duration::ZERO);
-        }
-        let inner = &self.inner;
-        let deadline = inner.timers.borrow_mut().next_deadline()?;
-        if inner.alarm.as_ref().is_some_and(|a| a.covers(deadline)) {
-            return None;
-        }
-        let now = Instant::now();
-        let left = deadline.saturating_duration_since(now);
-        match &inner.alarm {
-            Some(alarm) if left > alarm::NEAR && alarm.cover(deadline, now).is_ok() => None,
-            _ => Some(left),
-        }
-    }
-
     fn turn(&self, timeout: Option<Duration>) -> io::Result<()> {
         let inner = &self.inner;
         let mut ready = inner.ready.take();
