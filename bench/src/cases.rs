@@ -60,15 +60,19 @@ pub const CASES: &[CaseDef] = &[
     def("pipe.1", "brokered calls, 1 in flight, one caller (per call)", Throughput, "floor.unix"),
     def("pipe.16", "brokered calls, 16 in flight, one caller", Throughput, "floor.pipe64"),
     def("pipe.64", "brokered calls, 64 in flight, one caller", Throughput, "floor.pipe64"),
+    def("pipe.64.tcp", "pipe.64 over TCP", Throughput, "floor.pipe64"),
     def("pipe.256", "brokered calls, 256 in flight, one caller", Throughput, "floor.pipe64"),
     def("pipe.8x8", "brokered calls, 8 callers x 8 in flight", Throughput, "floor.pipe64"),
     def("balance.pipe64", "pipe.64 to a balance name of 2 publishers (vs pipe.64: 1)", Throughput, "pipe.64"),
     def("signal.fanout", "1 emitter, 16 listeners: time per signal delivery", Throughput, "floor.pipe64"),
     def("stream", "100,000 emits to one request (per emit, slices of 10k)", Throughput, "floor.pipe64"),
-    def("local", "in-process request+return, 1000 in flight (per pair)", Throughput, "floor.pipe64"),
+    def("local", "in-process request+return, 1000 in flight (per pair)", Throughput, "local.baseline"),
+    def("local.baseline", "boxed handler + boxed callback per pair, no stagebus", Throughput, "local.baseline"),
     def("dbus", "dbus-daemon method call, private bus, libdbus", Latency, "floor.unix"),
     def("zmq.ipc", "libzmq REQ->ROUTER/proxy/DEALER->REP, ipc", Latency, "floor.unix"),
     def("zmq.tcp", "libzmq REQ->ROUTER/proxy/DEALER->REP, TCP", Latency, "floor.tcp"),
+    def("nats.rtt", "nats-server request/reply, libnats, TCP, sequential", Latency, "floor.tcp"),
+    def("nats.pipe64", "nats-server request/reply, libnats, TCP, 64 in flight", Throughput, "floor.pipe64"),
     def("reconnect", "broker killed -9 and restarted -> first call answered again", Latency, "floor.unix"),
 ];
 
@@ -437,10 +441,11 @@ pub fn case(args: &[String]) -> ExitCode {
             publisher.finish();
             v
         }
-        "pipe.1" | "pipe.16" | "pipe.64" | "pipe.256" => {
-            let k: u64 = name[5..].parse().unwrap();
+        "pipe.1" | "pipe.16" | "pipe.64" | "pipe.256" | "pipe.64.tcp" => {
+            let tcp = name.ends_with(".tcp");
+            let k: u64 = name[5..].trim_end_matches(".tcp").parse().unwrap();
             let n = if k == 1 { c.pipe1_n } else { c.pipe_n };
-            let broker = start_broker(false);
+            let broker = start_broker(tcp);
             let publisher = start_publisher(&broker.addr);
             let cps = run_caller(
                 caller_cmd(&broker.addr, "pipe", c.pipe_warm, n, k),
@@ -571,6 +576,16 @@ pub fn case(args: &[String]) -> ExitCode {
             per_op(&merged, LISTENERS)
         }
         "local" => local(c.local_batches),
+        "local.baseline" => local_baseline(c.local_batches),
+        "nats.rtt" | "nats.pipe64" => {
+            let mut cmd = peer("nats_rtt");
+            if name == "nats.rtt" {
+                cmd.args(["seq", &c.seq_warm.to_string(), &c.seq_n.to_string()]);
+            } else {
+                cmd.args(["pipe", &c.pipe_warm.to_string(), &c.pipe_n.to_string(), "64"]);
+            }
+            run_caller(cmd, "SAMPLES")
+        }
         "scaled" => scaled(c),
         "reconnect" => crate::restart::case(if c.seq_n > 5000 { 30 } else { 10 }),
         other => fail(format!("unknown case '{other}' (sbbench list)")),
@@ -624,6 +639,50 @@ fn local(batches: u64) -> Vec<u64> {
             fail("local requests did not return");
         }
         held.clear();
+        if b >= warm {
+            out.push((now_ns() - t0) / BATCH);
+        }
+    }
+    let rate = 1e9 / (out.iter().sum::<u64>() as f64 / out.len() as f64);
+    println!("INFO pairs_per_s {rate:.0}");
+    out
+}
+
+/// The baseline of `local`: the least an in-process request and its
+/// answer can cost through boxed callbacks, with nothing of stagebus.
+/// Per pair: a boxed response callback is queued with a copy of the
+/// 64-byte payload (as `local` queues a request with its args), then a
+/// turn takes each from the queue, calls the boxed handler, which makes
+/// the answer (a copy of the payload), and calls the response callback
+/// with it. Batches of 1000 as in `local`; time per pair.
+fn local_baseline(batches: u64) -> Vec<u64> {
+    use std::collections::VecDeque;
+    const BATCH: u64 = 1000;
+    type Respond = Box<dyn FnOnce(Vec<u8>)>;
+    type Handler = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+    let handler: Handler = Box::new(|args| args.to_vec());
+    let payload = vec![b'x'; 64];
+    let done = Rc::new(Cell::new(0u64));
+    let mut queue: VecDeque<(Vec<u8>, Respond)> = VecDeque::with_capacity(BATCH as usize);
+    let warm = 20;
+    let mut out = Vec::with_capacity(batches as usize);
+    for b in 0..warm + batches {
+        let t0 = now_ns();
+        done.set(0);
+        for _ in 0..BATCH {
+            let d = done.clone();
+            let respond: Respond = Box::new(move |answer| {
+                std::hint::black_box(answer);
+                d.set(d.get() + 1);
+            });
+            queue.push_back((std::hint::black_box(&payload).clone(), respond));
+        }
+        while let Some((args, respond)) = queue.pop_front() {
+            respond(std::hint::black_box(&handler)(&args));
+        }
+        if done.get() != BATCH {
+            fail("baseline pairs did not complete");
+        }
         if b >= warm {
             out.push((now_ns() - t0) / BATCH);
         }

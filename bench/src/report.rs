@@ -310,7 +310,7 @@ pub fn run(args: &[String]) -> ExitCode {
             }
         }
         println!();
-        println!("targets (issue 6), {}:", mode.name());
+        println!("targets (issues 6, 12 and 20), {}:", mode.name());
         let ratio = |a: &str, b: &str| match (med(a), med(b)) {
             (Some(x), Some(y)) => Some(x as f64 / y as f64),
             _ => None,
@@ -337,8 +337,15 @@ pub fn run(args: &[String]) -> ExitCode {
         line(
             "brokered rtt / raw relay floor, Unix (rtt.unix)",
             ratio("rtt.unix", "floor.unix"),
-            |v| v <= 1.3,
-            "<= 1.30",
+            |v| v <= 1.1,
+            "<= 1.10",
+            "",
+        );
+        line(
+            "Request/RemoteStage rtt / floor, Unix (rtt.request)",
+            ratio("rtt.request", "floor.unix"),
+            |v| v <= 1.15,
+            "<= 1.15",
             "",
         );
         line(
@@ -374,11 +381,18 @@ pub fn run(args: &[String]) -> ExitCode {
         // over all time) is printed below for comparison.
         let rate = |case: &str| med(case).map(|m| 1e9 / m.max(1) as f64);
         line(
-            "brokered calls/s, 64 in flight (pipe.64)",
-            rate("pipe.64"),
-            |v| v >= 250_000.0,
-            ">= 250k",
-            "rate",
+            "64 in flight / pipelined floor (pipe.64)",
+            ratio("pipe.64", "floor.pipe64"),
+            |v| v <= 4.0,
+            "<= 4.00",
+            "",
+        );
+        line(
+            "8 callers x 8 in flight / pipelined floor (pipe.8x8)",
+            ratio("pipe.8x8", "floor.pipe64"),
+            |v| v <= 5.0,
+            "<= 5.00",
+            "",
         );
         line(
             "brokered sequential p99 / p50 (rtt.unix)",
@@ -411,11 +425,25 @@ pub fn run(args: &[String]) -> ExitCode {
             "",
         );
         line(
-            "local request+return pairs/s (local)",
-            rate("local"),
-            |v| v >= 2_000_000.0,
-            ">= 2M",
-            "rate",
+            "local pair / its baseline (local vs local.baseline)",
+            ratio("local", "local.baseline"),
+            |v| v <= 2.0,
+            "<= 2.00",
+            "",
+        );
+        line(
+            "NATS rtt / brokered rtt, TCP (nats.rtt vs rtt.tcp)",
+            ratio("nats.rtt", "rtt.tcp"),
+            |v| v >= 1.2,
+            ">= 1.20",
+            "",
+        );
+        line(
+            "NATS / brokered, 64 in flight, TCP (nats.pipe64 vs pipe.64.tcp)",
+            ratio("nats.pipe64", "pipe.64.tcp"),
+            |v| v >= 1.5,
+            ">= 1.50",
+            "",
         );
         println!("rates (median-based, and overall = all operations / all time, median of rounds):");
         let extra = [
@@ -424,6 +452,7 @@ pub fn run(args: &[String]) -> ExitCode {
             ("pipe.8x8", "calls_per_s", "brokered calls/s, 8 callers x 8 in flight"),
             ("stream", "emits_per_s", "emits/s streamed to one request"),
             ("local", "pairs_per_s", "local request+return pairs/s"),
+            ("local.baseline", "pairs_per_s", "boxed handler + callback pairs/s"),
         ];
         for (case, key, what) in extra {
             if let (Some(r), Some(v)) = (rate(case), info(case, key)) {

@@ -11,6 +11,12 @@ use super::routes::{Route, RouteId};
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
 use crate::wire::{Frame, Routed, RoutedKind};
+use std::cell::Cell;
+use std::rc::Rc;
+
+/// Who serves a call, the session's shared name, and its shared count of
+/// calls (once a call shared it).
+type Target = (ConnId, Rc<str>, Option<Rc<Cell<u64>>>);
 
 impl Core {
     /// A deliver, emit, recall or result from `id`.
@@ -23,7 +29,6 @@ impl Core {
                 match self.open_route(id, frame.id, session, method) {
                     Ok((publisher, route)) => {
                         self.stats.calls += 1;
-                        self.counters.call(session);
                         if let Err(e) = self.forward_deliver(id, publisher, &frame, route) {
                             self.abort_route(route, e, false);
                         }
@@ -70,7 +75,7 @@ impl Core {
                     .check_access(id, Action::Call, session, method)
                     .and_then(|()| self.target(session, method));
                 match target {
-                    Ok((publisher, _)) => {
+                    Ok((publisher, _, _)) => {
                         let id = self.routes.unrouted_id();
                         if self.forward(publisher, &frame, id).is_ok() {
                             self.stats.oneway_calls += 1;
@@ -115,7 +120,8 @@ impl Core {
         let max = self.limits().max_pending_per_connection;
         self.routes.admit(id, call, max)?;
         self.check_access(id, Action::Call, session, method)?;
-        let (publisher, name) = self.target(session, method)?;
+        let (publisher, name, calls) = self.target(session, method)?;
+        self.count_call(&name, calls);
         let route = self.routes.open(Route {
             caller: id,
             caller_id: call,
@@ -125,9 +131,27 @@ impl Core {
         Ok((publisher, route))
     }
 
-    /// Who serves a call of `method` on `session`, and the session's
-    /// shared name.
-    fn target(&self, session: &str, method: &str) -> Result<(ConnId, std::rc::Rc<str>), Error> {
+    /// Counts a call to the published `name`: through the count its
+    /// registry entry shares (`shared`, from [`Core::target`]'s lookup),
+    /// looked up by name only the first time.
+    fn count_call(&mut self, name: &str, shared: Option<Rc<Cell<u64>>>) {
+        let calls = match shared {
+            Some(calls) => calls,
+            None => {
+                let calls = self.counters.call_counter(name);
+                if let Some(s) = self.registry.get(name) {
+                    let _ = s.calls.set(calls.clone());
+                }
+                calls
+            }
+        };
+        calls.set(calls.get() + 1);
+    }
+
+    /// Who serves a call of `method` on `session`, the session's shared
+    /// name, and its count of calls once shared (see
+    /// [`Core::count_call`]).
+    fn target(&self, session: &str, method: &str) -> Result<Target, Error> {
         if session.is_empty() || method.is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
@@ -147,7 +171,7 @@ impl Core {
                     format!("Session '{session}' has no method '{method}'"),
                 )
             })?;
-        Ok((publisher, s.name.clone()))
+        Ok((publisher, s.name.clone(), s.calls.get().cloned()))
     }
 
     /// Ends a call that cannot go on because one of its frames is too

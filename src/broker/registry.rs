@@ -11,7 +11,7 @@ use super::ConnId;
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdSet;
 use crate::wire::{NameMode, SessionInfo};
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -58,6 +58,10 @@ pub(super) struct Session {
     /// Where `balance` starts looking next: of equally loaded
     /// publishers, the calls go round.
     cursor: Cell<usize>,
+    /// The count of calls to this name in the broker's counters, shared
+    /// once the first call looked it up: later calls count without a
+    /// lookup by name (see [`super::stats::Counters::call_counter`]).
+    pub calls: OnceCell<Rc<Cell<u64>>>,
 }
 
 /// What a publisher's leaving did to a name.
@@ -301,6 +305,7 @@ impl Registry {
                 publishers: vec![p],
                 subscribers: IdSet::default(),
                 cursor: Cell::new(0),
+                calls: OnceCell::new(),
             },
         );
         Ok(true)

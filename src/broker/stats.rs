@@ -2,20 +2,26 @@
 //! path, and the report of a moment (the figures are
 //! [`crate::report`]'s).
 //!
-//! Counting costs the call path one increment per call and a lookup of
-//! the session by name; a failed call one more per error.
+//! Counting costs the call path one increment per call: the count is
+//! shared with the session's registry entry, which the call looks up
+//! anyway (one lookup by name per published session's first call); a
+//! failed call one more lookup per error.
 
 use super::ConnId;
 use crate::error::ErrorCode;
 use crate::report::{ConnectionReport, ErrorCounts, SessionReport, StatsReport};
 use crate::wire::Reply;
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// Cumulative figures of one published name.
 #[derive(Debug, Clone, Default)]
 pub(super) struct SessionCounters {
-    pub calls: u64,
+    /// Shared with the registry's entry of the name while it is
+    /// published ([`super::registry::Session::calls`]).
+    pub calls: Rc<Cell<u64>>,
     pub errors: ErrorCounts,
 }
 
@@ -29,14 +35,18 @@ pub(super) struct Counters {
 }
 
 impl Counters {
-    /// A call to `session` was delivered.
-    pub fn call(&mut self, session: &str) {
-        match self.sessions.get_mut(session) {
-            Some(c) => c.calls += 1,
-            None => {
-                let c = self.sessions.entry(session.to_owned()).or_default();
-                c.calls = 1;
-            }
+    /// The count of calls delivered to `session`, to be increased by
+    /// the caller; the registry's entry of the name keeps it, so that
+    /// later calls need no lookup.
+    pub fn call_counter(&mut self, session: &str) -> Rc<Cell<u64>> {
+        match self.sessions.get(session) {
+            Some(c) => c.calls.clone(),
+            None => self
+                .sessions
+                .entry(session.to_owned())
+                .or_default()
+                .calls
+                .clone(),
         }
     }
 
@@ -72,7 +82,7 @@ impl super::core::Core {
                 SessionReport {
                     name: s.name.to_string(),
                     publisher: s.owner(),
-                    calls: counters.map_or(0, |c| c.calls),
+                    calls: counters.map_or(0, |c| c.calls.get()),
                     errors: counters.map(|c| c.errors.clone()).unwrap_or_default(),
                     in_flight: in_flight.get(&*s.name).copied().unwrap_or(0),
                 }

@@ -468,7 +468,7 @@ impl Core {
                 Some(Effect::Call(call, CallId(id), event))
             }
             frame @ (Frame::Deliver { .. } | Frame::DeliverFrom { .. } | Frame::Post { .. }) => {
-                let (call, expects_answer) = Incoming::of(frame)?;
+                let (call, expects_answer) = Incoming::of(frame, &mut self.serving.last_caller)?;
                 self.on_deliver(call, expects_answer, out)
             }
             Frame::Signal {

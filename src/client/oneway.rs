@@ -37,8 +37,9 @@ pub(super) struct Incoming {
 impl Incoming {
     /// The call a deliver, a stamped deliver or a one-way post carries,
     /// and whether its caller expects an answer (not for a post); `None`
-    /// for any other frame.
-    pub fn of(frame: Frame) -> Option<(Incoming, bool)> {
+    /// for any other frame. A stamp equal to `last` (the previous call's)
+    /// shares it; a new one becomes `last`.
+    pub fn of(frame: Frame, last: &mut Option<Rc<CallerInfo>>) -> Option<(Incoming, bool)> {
         let expects_answer = !matches!(frame, Frame::Post { .. });
         let call = match frame {
             Frame::Deliver {
@@ -80,7 +81,10 @@ impl Incoming {
                 session,
                 method,
                 payload,
-                caller: Some(Rc::new(caller)),
+                caller: Some(match last {
+                    Some(known) if **known == caller => known.clone(),
+                    _ => last.insert(Rc::new(caller)).clone(),
+                }),
             },
             _ => return None,
         };

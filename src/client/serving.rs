@@ -51,6 +51,10 @@ pub(super) struct Serving {
     /// rescind, and a session published again under the same name never
     /// sees the old one's routes.
     routes: IdMap<u64, (Route, ServeFn)>,
+    /// The identity of the last stamped call, shared with the calls that
+    /// carry the same one (a caller calls many times): one allocation
+    /// per caller, not per call (see [`super::oneway::Incoming::of`]).
+    pub last_caller: Option<Rc<CallerInfo>>,
 }
 
 impl Serving {

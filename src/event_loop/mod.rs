@@ -21,6 +21,7 @@
 //!   the fd readable, so the host needs no other hook.
 //! * **From other threads**: [`LoopRemote::wake`] and [`LoopRemote::post`].
 
+mod alarm;
 mod remote;
 mod timers;
 
@@ -40,6 +41,8 @@ use std::time::{Duration, Instant};
 use timers::Timers;
 
 const WAKER: Token = Token(0);
+/// The token of the loop's [`alarm::Alarm`].
+const ALARM: Token = Token(1);
 
 /// A closure run on the loop thread.
 type Task = Box<dyn FnOnce(&EventLoop)>;
@@ -78,6 +81,9 @@ struct Inner {
     sources: RefCell<Vec<Option<Rc<dyn Source>>>>,
     free_tokens: RefCell<Vec<usize>>,
     timers: RefCell<Timers<Task>>,
+    /// Wakes the loop for timers far away, so that it sleeps without a
+    /// timeout (`None` if the system gave no timerfd: timeouts then).
+    alarm: Option<alarm::Alarm>,
     deferred: RefCell<VecDeque<Task>>,
     again: RefCell<Vec<Token>>,
     flush: RefCell<Vec<Weak<dyn Flush>>>,
@@ -141,6 +147,7 @@ impl EventLoop {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let alarm = alarm::Alarm::new(poll.registry(), ALARM).ok();
         Ok(EventLoop {
             inner: Rc::new(Inner {
                 poll: RefCell::new(poll),
@@ -149,10 +156,11 @@ impl EventLoop {
                 waker,
                 remote: Arc::new(Mutex::new(RemoteQueue::default())),
                 owner: thread_token(),
-                // Slot 0 is the waker's token.
-                sources: RefCell::new(vec![None]),
+                // Slot 0 is the waker's token, slot 1 the alarm's.
+                sources: RefCell::new(vec![None, None]),
                 free_tokens: RefCell::new(Vec::new()),
                 timers: RefCell::new(Timers::new()),
+                alarm,
                 deferred: RefCell::new(VecDeque::new()),
                 again: RefCell::new(Vec::new()),
                 flush: RefCell::new(Vec::new()),
@@ -241,7 +249,7 @@ impl EventLoop {
     pub fn run(&self) -> io::Result<()> {
         self.inner.stopped.set(false);
         while !self.inner.stopped.get() {
-            self.turn(self.next_timeout())?;
+            self.turn(self.sleep_timeout())?;
         }
         Ok(())
     }
@@ -420,15 +428,20 @@ impl EventLoop {
     }
 
     fn next_timeout(&self) -> Option<Duration> {
-        let inner = &self.inner;
-        if !inner.deferred.borrow().is_empty()
-            || !inner.again.borrow().is_empty()
-            || !inner.flush.borrow().is_empty()
-        {
+        if self.has_work_now() {
             return Some(Duration::ZERO);
         }
-        let deadline = inner.timers.borrow_mut().next_deadline()?;
+        let deadline = self.inner.timers.borrow_mut().next_deadline()?;
         Some(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the next turn has work before any poll: deferred tasks,
+    /// sources to run again, output to flush.
+    fn has_work_now(&self) -> bool {
+        let inner = &self.inner;
+        !inner.deferred.borrow().is_empty()
+            || !inner.again.borrow().is_empty()
+            || !inner.flush.borrow().is_empty()
     }
 
     fn turn(&self, timeout: Option<Duration>) -> io::Result<()> {
@@ -463,22 +476,30 @@ impl EventLoop {
     fn handle(&self, ready: &mut Vec<(Token, Readiness)>) -> io::Result<()> {
         let inner = &self.inner;
         // Sources that asked to be run again go first, in the order asked.
-        let again = std::mem::take(&mut *inner.again.borrow_mut());
-        let again_events = again.into_iter().map(|t| {
-            (
-                t,
-                Readiness {
-                    readable: true,
-                    writable: true,
-                    hangup: true,
-                },
-            )
-        });
-        ready.splice(0..0, again_events);
+        if !inner.again.borrow().is_empty() {
+            let again = std::mem::take(&mut *inner.again.borrow_mut());
+            let again_events = again.into_iter().map(|t| {
+                (
+                    t,
+                    Readiness {
+                        readable: true,
+                        writable: true,
+                        hangup: true,
+                    },
+                )
+            });
+            ready.splice(0..0, again_events);
+        }
         for (token, readiness) in ready.drain(..) {
             if token == WAKER {
                 inner.wake_pending.set(false);
                 self.run_remote();
+                continue;
+            }
+            if token == ALARM {
+                if let Some(alarm) = &inner.alarm {
+                    alarm.rang();
+                }
                 continue;
             }
             // Snapshot the source: a callback may close anything, including
@@ -488,12 +509,18 @@ impl EventLoop {
                 source.ready(self, readiness);
             }
         }
-        let now = Instant::now();
-        loop {
-            let task = inner.timers.borrow_mut().pop_due(now);
-            match task {
-                Some(task) => task(self),
-                None => break,
+        // No clock read when no timer is set, nor when the alarm, not
+        // rung yet, is set for the earliest one (then none is due yet).
+        let earliest = inner.timers.borrow_mut().next_deadline();
+        let covered = |d| inner.alarm.as_ref().is_some_and(|a| a.covers(d));
+        if earliest.is_some_and(|d| !covered(d)) {
+            let now = Instant::now();
+            loop {
+                let task = inner.timers.borrow_mut().pop_due(now);
+                match task {
+                    Some(task) => task(self),
+                    None => break,
+                }
             }
         }
         // Only the tasks present now: tasks they defer wait for the next
