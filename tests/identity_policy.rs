@@ -140,7 +140,7 @@ fn the_policy_decides_who_may_publish_and_call() {
     // The publisher dies: its name is free, but only for an identity the
     // policy lets own it.
     drop(ops);
-    h.until("Admin is gone", || names(&app) == ["Public"]);
+    until_listed(&app, &["Public"]);
     let e = publish(&app, "Admin", &["shutdown"], echo()).unwrap_err();
     assert_eq!(e.code, ErrorCode::AccessDenied);
     let ops2 = h.client_with(ClientConfig::default().with_token("o"));

@@ -106,9 +106,7 @@ fn restarted_broker_gets_sessions_back_and_calls_in_flight_end_once(t: Transport
     until(&h.lp, "both are back", || {
         publisher.is_connected() && caller.is_connected() && has(&caller_events, "reconnected")
     });
-    until(&h.lp, "the session is published again", || {
-        names(&caller) == vec!["Svc".to_string()]
-    });
+    until_listed(&caller, &["Svc"]);
     assert!(caller.is_subscribed("Svc"));
     // The old publisher serves again, under its old handler.
     let (_, done) = start_call(&caller, "Svc", "m", &Args::new());
@@ -168,9 +166,7 @@ fn calls_while_reconnecting_wait_and_then_succeed(t: Transport) {
         CallEvent::Return { args, .. } => assert_eq!(args, &arg("x", 5i64)),
         other => panic!("{other:?}"),
     }
-    until(&h.lp, "the publisher is back", || {
-        names(&caller) == vec!["Svc".to_string()]
-    });
+    until_listed(&caller, &["Svc"]);
     let out = call(&caller, "Svc", "m", &arg("x", 6i64));
     assert!(
         matches!(out.last, CallEvent::Return { .. }),
@@ -433,9 +429,7 @@ fn broker_killed_and_restarted_serve_and_remote_stage_come_back(t: Transport) {
     until(&lp, "the calls in flight end", || ends.borrow().len() == 10);
     let (_broker, again) = broker_proc(&address_to_listen(&address), false);
     assert_eq!(again, address);
-    until(&lp, "the service is back", || {
-        names(&caller) == vec!["Demo".to_string()]
-    });
+    until_listed(&caller, &["Demo"]);
     // The old RemoteStage works again.
     for n in 10..15 {
         kept.push(start(n, "echo", arg("n", n as i64)));
@@ -474,13 +468,9 @@ fn frozen_publisher_reconnects_after_sigcont(t: Transport) {
     let lp = EventLoop::new().unwrap();
     let caller = connect_with(&lp, &address.parse().unwrap(), ClientConfig::default());
     service.signal(libc::SIGSTOP);
-    until(&lp, "the frozen publisher's name leaves", || {
-        names(&caller).is_empty()
-    });
+    until_listed(&caller, &[]);
     service.signal(libc::SIGCONT);
-    until(&lp, "it publishes again", || {
-        names(&caller) == vec!["Demo".to_string()]
-    });
+    until_listed(&caller, &["Demo"]);
     let out = call(&caller, "Demo", "echo", &arg("x", 1i64));
     assert!(
         matches!(out.last, CallEvent::Return { .. }),

@@ -38,6 +38,7 @@ mod effects;
 mod oneway;
 mod ops;
 mod reconnect;
+mod restore;
 mod results;
 mod serving;
 mod shell;

@@ -325,6 +325,29 @@ pub fn names(c: &Client) -> Vec<String> {
         .collect()
 }
 
+/// Turns `c`'s loop until its listing names exactly `expected`, in the
+/// broker's order; fails the test after [`LIMIT`]. Each try is a listing
+/// of its own between short turns of the loop: a listing run inside
+/// another run's condition would take the events that run waits for,
+/// and leave it waiting out its whole limit.
+#[track_caller]
+pub fn until_listed(c: &Client, expected: &[&str]) {
+    let deadline = Instant::now() + LIMIT;
+    let mut last = Vec::new();
+    while !(c.is_connected() && {
+        last = names(c);
+        last == expected
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the listing {expected:?} (last {last:?})"
+        );
+        c.event_loop()
+            .run_until(Duration::from_millis(20), || false)
+            .unwrap();
+    }
+}
+
 /// Subscribes and waits.
 #[track_caller]
 pub fn subscribe(c: &Client, session: &str) -> Result<Vec<String>, Error> {
