@@ -8,8 +8,8 @@
 //! * the broker's resident memory (the child's `VmHWM`, its peak, and
 //!   `VmRSS`) stays within a budget well under what the attack would cost
 //!   unbounded;
-//! * the probe's p99 during the attack stays within a generous bound of
-//!   its own p99 measured before the attack, in the same test;
+//! * the probe is not stalled: its p99 during the attack stays within a
+//!   generous bound (20 times its own p99 before the attack, plus 2 s);
 //! * the attacker is refused or cut off (or, for a careless client,
 //!   served without being cut off).
 //!
@@ -277,7 +277,10 @@ fn under_probe(limits: &[&str], attack: impl FnOnce(&str, &mut Proc, &mut Proc))
     let (during, calls) = probe.p99(attack_start, attack_end);
     let made = probe.finish();
     assert!(made >= 50 + calls as u64);
-    let bound = baseline * 20 + Duration::from_millis(400);
+    // A stall detector, not a speed check: a broker that let the attack
+    // block its loop holds the probe for seconds; a loaded CI machine
+    // alone has been seen to add a few hundred milliseconds.
+    let bound = baseline * 20 + Duration::from_secs(2);
     eprintln!(
         "probe p99 {baseline:?} before, {during:?} during ({calls} calls, bound {bound:?}); broker peak {} -> {} MiB",
         before / MIB,
