@@ -195,6 +195,17 @@ impl Core {
         Some(id)
     }
 
+    /// Names connection `id` by what its transport proved before its
+    /// hello (a TLS client certificate's subject): its identity, before
+    /// any named token's.
+    pub fn set_identity(&mut self, id: ConnId, name: String) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            if !p.handshaken {
+                p.caller.identity = Some(name);
+            }
+        }
+    }
+
     /// Whether input from `id` is still wanted (it is open and was not
     /// refused).
     pub fn reads(&self, id: ConnId) -> bool {
@@ -495,7 +506,8 @@ impl Core {
             return self.refuse(id, CloseReason::HelloRefused(e));
         }
         if let Some(p) = self.peers.get_mut(&id) {
-            p.caller.identity = hello.identity;
+            // A TLS certificate's subject, given before, comes first.
+            p.caller.identity = p.caller.identity.take().or(hello.identity);
             p.caller.client_name = hello.client_name;
             p.caller_bytes = Rc::from(encode_caller(&p.caller));
             p.greeted = hello.greeted;
