@@ -19,9 +19,7 @@ mod common;
 mod support;
 
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use stagebus::broker::Policy;
 use stagebus::*;
 use std::path::PathBuf;
@@ -154,8 +152,14 @@ fn identity_seen(lp: &EventLoop, publisher: &Client, caller: &Client) -> Option<
     let (delivery, _) = served.borrow()[0].clone();
     delivery.respond("return", &arg("x", 1)).unwrap();
     let outcome = wait(lp, &done);
-    assert!(matches!(outcome.last, CallEvent::Return { .. }), "{outcome:?}");
-    let seen = delivery.caller().expect("the broker stamps the caller").clone();
+    assert!(
+        matches!(outcome.last, CallEvent::Return { .. }),
+        "{outcome:?}"
+    );
+    let seen = delivery
+        .caller()
+        .expect("the broker stamps the caller")
+        .clone();
     seen.identity
 }
 
@@ -211,7 +215,11 @@ fn a_call_goes_through_tls_between_real_processes() {
         ]),
         Duration::from_secs(30),
     );
-    assert!(status.success(), "call failed: {err}\n{}", serve.transcript());
+    assert!(
+        status.success(),
+        "call failed: {err}\n{}",
+        serve.transcript()
+    );
     assert!(out.contains("\"word\":\"hello\""), "{out}");
 
     // Rust clients through the same broker: a publisher and a caller.
@@ -244,7 +252,10 @@ fn a_call_goes_through_tls_between_real_processes() {
         Duration::from_secs(30),
     );
     assert_eq!(status.code(), Some(1), "{err}");
-    assert!(err.contains("UnknownIssuer") || err.contains("certificate"), "{err}");
+    assert!(
+        err.contains("UnknownIssuer") || err.contains("certificate"),
+        "{err}"
+    );
     serve.terminate();
     broker.terminate();
 }
@@ -266,7 +277,10 @@ fn a_client_trusting_another_ca_is_refused_and_harms_nobody_else() {
     });
     // The good connection goes on.
     let outcome = call(&good, "Echo", "echo", &arg("x", 5));
-    assert!(matches!(outcome.last, CallEvent::Return { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome.last, CallEvent::Return { .. }),
+        "{outcome:?}"
+    );
 }
 
 #[test]
@@ -351,7 +365,11 @@ fn plain_and_tls_ends_that_do_not_match_fail_without_hanging() {
 
     // A plain client to the TLS port.
     let started = std::time::Instant::now();
-    let (_c, outcome) = connect(&lp, &Address::Tcp(*tls_sock), patient(ClientConfig::default()));
+    let (_c, outcome) = connect(
+        &lp,
+        &Address::Tcp(*tls_sock),
+        patient(ClientConfig::default()),
+    );
     let e = outcome.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(30), "{e}");
     assert!(!e.message.contains("no answer within"), "{e}");
@@ -369,10 +387,7 @@ fn plain_and_tls_ends_that_do_not_match_fail_without_hanging() {
 fn missing_or_invalid_pem_files_are_errors_naming_them() {
     let f = Files::new("tls-files");
     f.write("garbage.pem", "this is no PEM\n");
-    f.write(
-        "cut.pem",
-        "-----BEGIN CERTIFICATE-----\nMIIB\n",
-    );
+    f.write("cut.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n");
     let start = |tls: BrokerTls| {
         let lp = EventLoop::new().unwrap();
         Broker::new(&lp, BrokerConfig::listening([tls_any()]).with_tls(tls)).map(|_| ())
@@ -382,7 +397,10 @@ fn missing_or_invalid_pem_files_are_errors_naming_them() {
     assert!(e.message.contains("nope.pem"), "{e}");
     let e = start(BrokerTls::new(f.path("garbage.pem"), f.path("broker.key"))).unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidArgument, "{e}");
-    assert!(e.message.contains("garbage.pem") && e.message.contains("no certificate"), "{e}");
+    assert!(
+        e.message.contains("garbage.pem") && e.message.contains("no certificate"),
+        "{e}"
+    );
     let e = start(BrokerTls::new(f.path("cut.pem"), f.path("broker.key"))).unwrap_err();
     assert!(e.message.contains("cut.pem"), "{e}");
     let e = start(BrokerTls::new(f.path("broker.pem"), f.path("broker.pem"))).unwrap_err();

@@ -409,7 +409,7 @@ impl Shell {
                 }
                 completed += 1;
                 core.receive(id, body);
-            paused = core.over_high_water(id);
+                paused = core.over_high_water(id);
                 Ok(!paused && completed < BODIES_PER_READ)
             },
         );

@@ -216,7 +216,10 @@ impl Shared {
         };
         let connector = match address {
             Address::Tls { .. } => Some(self.connector().map_err(|e| {
-                Error::new(e.code, format!("cannot connect to {address}: {}", e.message))
+                Error::new(
+                    e.code,
+                    format!("cannot connect to {address}: {}", e.message),
+                )
             })?),
             _ => None,
         };
@@ -469,7 +472,11 @@ impl Shared {
                     None => return,
                 },
                 Some(ReadOutcome::Closed(e)) => {
-                    let connecting = inner.io.conn.as_ref().is_some_and(|c| c.connecting());
+                    // Before the welcome (a TCP connect, a TLS handshake,
+                    // the hello), the error is the connect's.
+                    let connecting = inner.io.conn.as_ref().is_some_and(|c| c.connecting())
+                        || (matches!(inner.core.status(), Status::Connecting)
+                            && e.message.starts_with("TLS "));
                     if connecting {
                         let address = inner.core.address();
                         Error::new(

@@ -124,7 +124,9 @@ impl Stream {
                     ));
                 };
                 let s = TcpStream::connect(*addr)?;
-                Ok(Stream::Tls(Box::new(TlsStream::client(s, connector, host)?)))
+                Ok(Stream::Tls(Box::new(TlsStream::client(
+                    s, connector, host,
+                )?)))
             }
         }
     }
@@ -546,7 +548,15 @@ mod tests {
         let t: Address = "tls://127.0.0.1:7400".parse().unwrap();
         assert!(matches!(&t, Address::Tls { host, .. } if host == "127.0.0.1"));
         assert_eq!(t.to_string(), "tls://127.0.0.1:7400");
-        for bad in ["", "http://x", "tcp://nope", "unix:", "127.0.0.1:80", "tls://:80", "tls://x"] {
+        for bad in [
+            "",
+            "http://x",
+            "tcp://nope",
+            "unix:",
+            "127.0.0.1:80",
+            "tls://:80",
+            "tls://x",
+        ] {
             let e = bad.parse::<Address>().unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidArgument, "{bad}");
         }

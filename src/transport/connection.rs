@@ -214,6 +214,14 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::NotConnected && self.connecting => {
                     return ReadOutcome::Drained
                 }
+                // TLS refused the peer (or the peer refused us): its
+                // message says what happened.
+                Err(e)
+                    if e.kind() == io::ErrorKind::InvalidData
+                        && !self.stream.short_read_drains() =>
+                {
+                    return ReadOutcome::Closed(Error::new(ErrorCode::Io, e.to_string()))
+                }
                 Err(e) => return ReadOutcome::Closed(Error::io("read failed", &e)),
             }
         }

@@ -54,7 +54,12 @@ fn invalid(message: String) -> Error {
 }
 
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|e| Error::io(format_args!("cannot read the {what} {}", path.display()), &e))
+    std::fs::read(path).map_err(|e| {
+        Error::io(
+            format_args!("cannot read the {what} {}", path.display()),
+            &e,
+        )
+    })
 }
 
 /// Every certificate of the PEM file `path`; at least one.
@@ -62,7 +67,12 @@ fn load_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, E
     let pem = read_file(path, what)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(format!("the {what} {} is no valid PEM: {e}", path.display())))?;
+        .map_err(|e| {
+            invalid(format!(
+                "the {what} {} is no valid PEM: {e}",
+                path.display()
+            ))
+        })?;
     if certs.is_empty() {
         return Err(invalid(format!(
             "the {what} {} holds no certificate (expected a PEM block 'BEGIN CERTIFICATE')",

@@ -225,7 +225,10 @@ mod tests {
             tlv(SEQUENCE, subject),
         ]
         .concat();
-        tlv(SEQUENCE, &[tlv(SEQUENCE, &tbs), tlv(SEQUENCE, &[])].concat())
+        tlv(
+            SEQUENCE,
+            &[tlv(SEQUENCE, &tbs), tlv(SEQUENCE, &[])].concat(),
+        )
     }
 
     #[test]
@@ -252,7 +255,12 @@ mod tests {
 
     #[test]
     fn bytes_that_are_no_certificate_give_none() {
-        for bad in [&[][..], &[0x30], &[0x30, 0x05, 0x30], &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]] {
+        for bad in [
+            &[][..],
+            &[0x30],
+            &[0x30, 0x05, 0x30],
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
+        ] {
             assert_eq!(subject_of(bad), None);
         }
         let full = certificate(&attribute(&[0x55, 4, 3], "alice"));
