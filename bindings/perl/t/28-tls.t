@@ -19,14 +19,17 @@ alarm 60;
 
 sub openssl_certs {
     my ($dir) = @_;
+    # openssl's chatter stays out of the TAP stream.
     my $run = sub {
-        system('openssl', @_) == 0 or die "openssl @_ failed\n";
+        open my $out, '>&', \*STDOUT or die "dup: $!";
+        open my $err, '>&', \*STDERR or die "dup: $!";
+        open STDOUT, '>', '/dev/null' or die "/dev/null: $!";
+        open STDERR, '>', '/dev/null' or die "/dev/null: $!";
+        my $st = system('openssl', @_);
+        open STDOUT, '>&', $out or die "dup: $!";
+        open STDERR, '>&', $err or die "dup: $!";
+        $st == 0 or die "openssl @_ failed\n";
     };
-    # openssl's chatter stays out of the TAP stream (Test::More keeps
-    # its own copies of the standard handles).
-    local (*STDOUT, *STDERR);
-    open STDOUT, '>', '/dev/null' or die "/dev/null: $!";
-    open STDERR, '>', '/dev/null' or die "/dev/null: $!";
     my @key = ('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes');
     $run->('req', '-x509', @key, '-keyout', "$dir/ca.key", '-out', "$dir/ca.pem",
         '-subj', '/CN=perl test CA', '-days', '2');
