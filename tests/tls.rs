@@ -14,6 +14,8 @@
 //!   with an error, not a hang;
 //! * missing and invalid PEM files are errors naming the file, at start.
 
+#![cfg(feature = "tls")]
+
 #[macro_use]
 mod common;
 mod support;

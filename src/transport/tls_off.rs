@@ -9,15 +9,23 @@ use std::io;
 
 /// A broker's loaded TLS settings (none in this build).
 #[derive(Debug, Clone)]
-pub(crate) enum TlsAcceptor {}
+pub(crate) struct TlsAcceptor {
+    _none: (),
+}
 
 /// A client's loaded TLS settings (none in this build).
 #[derive(Debug, Clone)]
-pub(crate) enum TlsConnector {}
+pub(crate) struct TlsConnector {
+    _none: (),
+}
 
 /// A TCP socket speaking TLS (none in this build).
 #[derive(Debug)]
-pub(crate) enum TlsStream {}
+pub(crate) struct TlsStream {
+    _none: (),
+}
+
+const NEVER: &str = "no TLS stream exists in a build without the feature 'tls'";
 
 fn unsupported() -> Error {
     Error::new(
@@ -37,46 +45,46 @@ pub(crate) fn load_connector(_: &ClientTls) -> Result<TlsConnector, Error> {
 }
 
 impl TlsStream {
-    pub fn client(_: TcpStream, connector: &TlsConnector, _: &str) -> io::Result<TlsStream> {
-        match *connector {}
+    pub fn client(_: TcpStream, _: &TlsConnector, _: &str) -> io::Result<TlsStream> {
+        unreachable!("{}", NEVER)
     }
-    pub fn server(_: TcpStream, acceptor: &TlsAcceptor) -> io::Result<TlsStream> {
-        match *acceptor {}
+    pub fn server(_: TcpStream, _: &TlsAcceptor) -> io::Result<TlsStream> {
+        unreachable!("{}", NEVER)
     }
     pub fn tcp(&self) -> &TcpStream {
-        match *self {}
+        unreachable!("{}", NEVER)
     }
     pub fn tcp_mut(&mut self) -> &mut TcpStream {
-        match *self {}
+        unreachable!("{}", NEVER)
     }
     pub fn wants_write(&self) -> bool {
-        match *self {}
+        unreachable!("{}", NEVER)
     }
     pub fn handshaking(&self) -> bool {
-        match *self {}
+        unreachable!("{}", NEVER)
     }
     pub fn peer_subject(&self) -> Option<String> {
-        match *self {}
+        unreachable!("{}", NEVER)
     }
     pub fn send_records(&mut self) -> io::Result<()> {
-        match *self {}
+        unreachable!("{}", NEVER)
     }
     pub fn shutdown_write(&mut self) -> io::Result<()> {
-        match *self {}
+        unreachable!("{}", NEVER)
     }
 }
 
 impl io::Read for TlsStream {
     fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        match *self {}
+        unreachable!("{}", NEVER)
     }
 }
 
 impl io::Write for TlsStream {
     fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-        match *self {}
+        unreachable!("{}", NEVER)
     }
     fn flush(&mut self) -> io::Result<()> {
-        match *self {}
+        unreachable!("{}", NEVER)
     }
 }
