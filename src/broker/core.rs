@@ -186,6 +186,7 @@ impl Core {
             peer.caller.uid = Some(cred.uid);
             peer.caller.gid = Some(cred.gid);
             peer.caller.pid = Some(cred.pid);
+            peer.groups = cred.groups;
         }
         self.peers.insert(id, peer);
         self.effects.push(Effect::ArmDeadline {
@@ -378,9 +379,12 @@ impl Core {
                 self.reply(id, op, result.map(|()| Reply::Done));
             }
             Frame::Listing { id: op } => {
-                let result = self
-                    .admit("a listing")
-                    .map(|()| Reply::Sessions(self.registry.listing()));
+                // Only the sessions the policy lets this peer see.
+                let result = self.admit("a listing").map(|()| {
+                    let mut list = self.registry.listing();
+                    list.retain(|s| self.may_see(id, &s.name));
+                    Reply::Sessions(list)
+                });
                 self.reply(id, op, result);
             }
             Frame::Stats { id: op } => match self.check_access(id, Action::Stats, "", "") {
