@@ -439,3 +439,46 @@ fn missing_or_invalid_pem_files_are_errors_naming_them() {
     assert!(!status.success());
     assert!(err.contains("missing.key"), "{err}");
 }
+
+#[test]
+fn tls_flags_that_do_not_fit_together_are_usage_errors() {
+    let cases: [&[&str]; 3] = [
+        &[
+            "broker",
+            "--listen",
+            "tls://127.0.0.1:0",
+            "--tls-client-ca",
+            "ca.pem",
+        ],
+        &[
+            "broker",
+            "--listen",
+            "tls://127.0.0.1:0",
+            "--tls-cert",
+            "c.pem",
+        ],
+        &[
+            "call",
+            "--broker",
+            "tls://127.0.0.1:1",
+            "--tls-key",
+            "k.pem",
+            "S",
+            "m",
+        ],
+    ];
+    for args in cases {
+        let (status, _, err) =
+            support::run_bounded_text(stagebus().args(args), Duration::from_secs(30));
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("--tls-"), "{args:?}: {err}");
+    }
+    // A broker listening on tls:// without a certificate: exit 1, saying
+    // what it needs.
+    let (status, _, err) = support::run_bounded_text(
+        stagebus().args(["broker", "--listen", "tls://127.0.0.1:0"]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("--tls-cert"), "{err}");
+}
