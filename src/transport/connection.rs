@@ -53,6 +53,8 @@ pub(crate) struct Connection {
     hole_bytes: usize,
     /// The TLS peer's certificate subject was handed over.
     subject_noted: bool,
+    /// A frame body was read.
+    bodies_seen: bool,
 }
 
 impl Connection {
@@ -87,6 +89,7 @@ impl Connection {
             holes: Vec::new(),
             hole_bytes: 0,
             subject_noted: false,
+            bodies_seen: false,
         })
     }
 
@@ -197,7 +200,9 @@ impl Connection {
             }
             match got {
                 Ok(0) => {
-                    let detail = if self.decoder.buffered() > 0 {
+                    let detail = if self.decoder.buffered() > 0 && self.speaks_tls() {
+                        "peer closed the connection after answering in TLS (is it a tls:// listener?)"
+                    } else if self.decoder.buffered() > 0 {
                         "peer closed the connection in the middle of a frame"
                     } else {
                         "peer closed the connection"
@@ -235,12 +240,21 @@ impl Connection {
         })
     }
 
+    /// Whether what a plain stream read before any frame is a TLS record
+    /// (an alert or a handshake, version 3.x): the peer speaks TLS.
+    fn speaks_tls(&self) -> bool {
+        !self.bodies_seen
+            && self.stream.short_read_drains()
+            && matches!(self.decoder.pending(), [0x15 | 0x16, 0x03, ..])
+    }
+
     /// Hands over every complete body; false if `on_body` asked to stop.
     fn drain_bodies(
         &mut self,
         on_body: &mut impl FnMut(&[u8]) -> Result<bool, WireError>,
     ) -> Result<bool, Error> {
         while let Some(body) = self.decoder.next_body()? {
+            self.bodies_seen = true;
             match on_body(body) {
                 Ok(true) => {}
                 Ok(false) => return Ok(false),
