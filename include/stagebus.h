@@ -1425,6 +1425,38 @@ enum sb_status sb_served_caller_identity(const struct sb_served *s, char *buf, s
 // `sb_served_caller_identity`.
 enum sb_status sb_served_caller_client_name(const struct sb_served *s, char *buf, size_t cap);
 
+// Sets the certificate chain and private key files (PEM) of the
+// broker's `tls://` listeners; both NULL removes TLS (a `tls://`
+// address then fails `sb_broker_new_with`). One NULL and not the other
+// is `SB_INVALID_ARGUMENT`.
+enum sb_status sb_broker_options_set_tls_cert(struct sb_broker_options *options,
+                                              const char *cert_file,
+                                              const char *key_file);
+
+// Asks TLS clients for a certificate issued by a CA of `ca_file`
+// (PEM), refusing those without (mutual TLS); NULL asks for none. The
+// certificate's subject becomes the client's identity
+// (`sb_served_caller_identity`, a policy's `subject=`). Needs
+// `sb_broker_options_set_tls_cert` first (else `SB_INVALID_ARGUMENT`).
+enum sb_status sb_broker_options_set_tls_client_ca(struct sb_broker_options *options,
+                                                   const char *ca_file);
+
+// The number of TLS connections the broker closed before their
+// handshake was done (a refused certificate, a client that speaks no
+// TLS). 0 for NULL.
+uint64_t sb_broker_tls_handshake_failures(const struct sb_broker *broker);
+
+// Sets the CA file (PEM) a broker's certificate must be issued by, for
+// `tls://` addresses; NULL trusts the system's certificate store.
+enum sb_status sb_client_options_set_tls_ca(struct sb_client_options *options, const char *ca_file);
+
+// Sets a client certificate chain and its key (PEM files) to present to
+// a broker that asks for one (mutual TLS); both NULL presents none. One
+// NULL and not the other is `SB_INVALID_ARGUMENT`.
+enum sb_status sb_client_options_set_tls_cert(struct sb_client_options *options,
+                                              const char *cert_file,
+                                              const char *key_file);
+
 // Publishes the stage as `sb_stage_publish` does, in the name mode
 // `mode` (an `sb_name_mode`): the first publisher of a name fixes its
 // mode; a publish in another mode completes with

@@ -158,7 +158,7 @@ pub use request::{
     unhandled_responses, CallReply, Ctx, HandlerFn, HandlerKind, RemoteStage, Request,
     RequestBuilder, Response, Scope, ServedRequest, Stage, Target,
 };
-pub use transport::{Address, InheritedListener};
+pub use transport::{Address, BrokerTls, ClientTls, InheritedListener};
 pub use value::{Args, Value, MAX_DEPTH};
 /// A frame the broker saw, as a monitor is told of it (see
 /// [`Client::monitor`]).

@@ -20,7 +20,8 @@
 //! --leak-check=full --errors-for-leak-kinds=definite,indirect`. Without
 //! valgrind that second run is skipped with a notice on stderr (the CI
 //! script installs it); `STAGEBUS_NO_VALGRIND=1` skips it on purpose.
-//! `CC` picks another compiler. A `.cpp` program is compiled the same
+//! `CC` picks another compiler. Every program gets `STAGEBUS_TEST_TLS`,
+//! a directory of certificates (see `tests/support/certs.rs`). A `.cpp` program is compiled the same
 //! way with `c++ -std=c++17` (`CXX`) and `-I bindings/cpp`.
 
 mod support;
@@ -189,7 +190,8 @@ fn valgrind_available() -> bool {
 /// Compiles, runs, and runs under valgrind one program.
 fn check_program(name: &str) {
     let exe = compile(name, name);
-    let (out, took) = run_bounded(&mut Command::new(&exe));
+    let tls = support::certs::tls_dir();
+    let (out, took) = run_bounded(Command::new(&exe).env("STAGEBUS_TEST_TLS", tls));
     assert_passed(name, &out, took);
 
     if std::env::var_os("STAGEBUS_NO_VALGRIND").is_some() {
@@ -211,7 +213,14 @@ fn check_program(name: &str) {
                 "--leak-check=full",
                 "--errors-for-leak-kinds=definite,indirect",
             ])
+            // ring's crypto assembly, which memcheck misreads (see the
+            // file).
+            .arg(format!(
+                "--suppressions={}",
+                root().join("tests/c/valgrind.supp").display()
+            ))
             .arg(&exe)
+            .env("STAGEBUS_TEST_TLS", tls)
             // Timing-bound programs (liveness) stretch their intervals:
             // code under valgrind runs many times slower.
             .env("STAGEBUS_UNDER_VALGRIND", "1"),
@@ -261,6 +270,7 @@ c_programs!(
     signals,
     name_modes,
     identity,
+    tls,
 );
 
 #[test]

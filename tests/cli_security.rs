@@ -6,6 +6,8 @@
 //!   exec): the broker's policy allows and denies publish and call by
 //!   uid, each denial is `access_denied` for the child and a broker log
 //!   line naming the uid, and a publisher sees the caller's uid and pid.
+//! * a `gid=` rule matches a child's supplementary group, not only its
+//!   primary one.
 
 mod support;
 
@@ -158,13 +160,19 @@ fn a_token_file_others_may_read_is_refused() {
 
 /// `stagebus ARGS` as `nobody` (gid nobody, no supplementary groups).
 fn as_nobody(args: &[&str]) -> Command {
+    as_nobody_in(args, &[])
+}
+
+/// `stagebus ARGS` as `nobody` (gid nobody) in the supplementary
+/// `groups`.
+fn as_nobody_in(args: &[&str], groups: &'static [libc::gid_t]) -> Command {
     let mut cmd = stagebus();
     cmd.args(args);
     // SAFETY: only async-signal-safe calls (setgroups, setgid, setuid)
-    // between fork and exec.
+    // between fork and exec; `groups` outlives the child.
     unsafe {
-        cmd.pre_exec(|| {
-            if libc::setgroups(0, std::ptr::null()) != 0
+        cmd.pre_exec(move || {
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
                 || libc::setgid(NOBODY) != 0
                 || libc::setuid(NOBODY) != 0
             {
@@ -316,4 +324,36 @@ fn the_policy_allows_and_denies_by_uid_and_the_publisher_sees_the_callers_uid_an
         denials.iter().any(|l| l.contains("own 'RootOther'")),
         "{log}"
     );
+}
+
+#[test]
+fn a_gid_rule_matches_a_supplementary_group() {
+    if !is_root() {
+        eprintln!("skipped: needs root to start children as nobody");
+        return;
+    }
+    let dir = TempDir::new("groups");
+    let policy = dir.file("policy", "allow gid=4242 own Grouped*\n", 0o644);
+    let listen = format!("unix:{}/bus.sock", dir.0.display());
+    let (_broker, address) = broker(&[
+        "--listen",
+        &listen,
+        "--socket-mode",
+        "0666",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    // nobody (primary group nobody) in the supplementary group 4242.
+    let mut own = as_nobody_in(
+        &["serve", "--broker", &address, "--name", "GroupedSvc"],
+        &[4242],
+    );
+    let mut serving = Proc::spawn("serve", &mut own);
+    serving.wait_line("serving", |l| l.starts_with("serving GroupedSvc"));
+    // nobody outside it: denied.
+    let mut take = as_nobody(&["serve", "--broker", &address, "--name", "GroupedOther"]);
+    let (code, _, err) = run(&mut take);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("access_denied"), "{err}");
+    serving.terminate();
 }

@@ -187,3 +187,37 @@ fn a_client_name_longer_than_a_name_may_be_is_refused() {
     let e = wait(&h.lp, &done).unwrap_err();
     assert!(e.message.contains("client name is longer than 256"), "{e}");
 }
+
+#[test]
+fn see_rules_filter_the_listing_and_police_subscribes() {
+    let policy = Policy::parse(
+        "allow anyone own *\n\
+         allow token=ops see Admin*\n\
+         deny anyone see Admin*\n\
+         allow anyone see *\n\
+         allow anyone call *\n",
+    )
+    .unwrap();
+    let h = Harness::with(Transport::Tcp, |c| {
+        *c = c
+            .clone()
+            .with_named_token("ops", "o")
+            .with_named_token("app", "a")
+            .with_policy(policy);
+    });
+    let ops = h.client_with(ClientConfig::default().with_token("o"));
+    let app = h.client_with(ClientConfig::default().with_token("a"));
+    publish(&ops, "AdminPanel", &["x"], echo()).unwrap();
+    publish(&ops, "Public", &["x"], echo()).unwrap();
+
+    assert_eq!(names(&ops), ["AdminPanel", "Public"]);
+    assert_eq!(names(&app), ["Public"], "app does not see AdminPanel");
+    let e = subscribe(&app, "AdminPanel").unwrap_err();
+    assert_eq!(e.code, ErrorCode::AccessDenied, "{e}");
+    assert!(e.message.contains("see 'AdminPanel'"), "{e}");
+    assert_eq!(subscribe(&app, "Public").unwrap(), ["x"]);
+    assert_eq!(subscribe(&ops, "AdminPanel").unwrap(), ["x"]);
+    // A listing leaves hidden names out without a denial: the one
+    // counted is the subscribe's.
+    assert_eq!(h.broker.stats().access_denied, 1);
+}

@@ -126,6 +126,7 @@ fn perl(args: &[&str]) -> Command {
     let mut cmd = Command::new("perl");
     cmd.current_dir(root())
         .env("STAGEBUS_LIB", library())
+        .env("STAGEBUS_TEST_TLS", support::certs::tls_dir())
         .arg("-I")
         .arg(root().join("bindings/perl/lib"))
         .args(args);
@@ -141,6 +142,7 @@ fn prove(args: &[&str], env: &[(&str, &str)]) {
     let mut cmd = Command::new("prove");
     cmd.current_dir(root())
         .env("STAGEBUS_LIB", library())
+        .env("STAGEBUS_TEST_TLS", support::certs::tls_dir())
         .args(["-I", "bindings/perl/lib", "-j", PROVE_JOBS])
         .args(args);
     for (k, v) in env {

@@ -127,7 +127,7 @@ impl TcpPort for Address {
     fn tcp_port(&self) -> Option<u16> {
         match self {
             Address::Tcp(sa) => Some(sa.port()),
-            Address::Unix(_) => None,
+            Address::Unix(_) | Address::Tls { .. } => None,
         }
     }
 }

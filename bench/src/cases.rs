@@ -53,6 +53,7 @@ pub const CASES: &[CaseDef] = &[
     def("rtt.unix", "stagebus brokered call, sequential, Unix", Latency, "floor.unix"),
     def("rtt.unix.noping", "rtt.unix with heartbeats off (broker and clients)", Latency, "floor.unix"),
     def("rtt.tcp", "stagebus brokered call, sequential, TCP", Latency, "floor.tcp"),
+    def("rtt.tls", "rtt.tcp over tls:// (rustls, TLS 1.3, ring)", Latency, "floor.tcp"),
     def("rtt.request", "same through Request/RemoteStage/Stage, Unix", Latency, "floor.unix"),
     def("embedded", "rtt.unix with the caller on a host poll() loop", Latency, "floor.unix"),
     def("rtt.monitored", "rtt.unix with `stagebus monitor --payload` attached", Latency, "floor.unix"),
@@ -199,7 +200,10 @@ impl Proc {
 
     fn send(&mut self, line: &str) {
         let input = self.input.as_mut().expect("spawned with stdin");
-        if writeln!(input, "{line}").and_then(|_| input.flush()).is_err() {
+        if writeln!(input, "{line}")
+            .and_then(|_| input.flush())
+            .is_err()
+        {
             fail(format!("{} stopped reading", self.what));
         }
     }
@@ -266,6 +270,22 @@ struct BrokerProc {
     _dir: TempDir,
 }
 
+/// `stagebus broker` on `tls://127.0.0.1:0` with certificates made now.
+fn start_tls_broker() -> BrokerProc {
+    let dir = TempDir::new();
+    let (cert, key) = crate::tls::make_certs(&dir.0);
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let (proc, addr) = broker_with(
+        "tls://127.0.0.1:0",
+        &["--tls-cert", cert.as_str(), "--tls-key", key.as_str()],
+    );
+    BrokerProc {
+        proc,
+        addr,
+        _dir: dir,
+    }
+}
+
 fn start_broker(tcp: bool) -> BrokerProc {
     let dir = TempDir::new();
     let listen = if tcp {
@@ -284,8 +304,13 @@ fn start_broker(tcp: bool) -> BrokerProc {
 /// `stagebus broker` listening on `listen` (without pings when
 /// `SBBENCH_NOPING` is set), and the address it printed.
 pub(crate) fn broker_on(listen: &str) -> (Proc, String) {
+    broker_with(listen, &[])
+}
+
+/// [`broker_on`] with more flags.
+fn broker_with(listen: &str, flags: &[&str]) -> (Proc, String) {
     let mut cmd = bounded(env_path("SBBENCH_STAGEBUS"));
-    cmd.args(["broker", "--listen", listen]);
+    cmd.args(["broker", "--listen", listen]).args(flags);
     if std::env::var_os("SBBENCH_NOPING").is_some() {
         cmd.args(["--ping-interval", "0"]);
     }
@@ -321,7 +346,10 @@ fn caller_cmd(addr: &str, mode: &str, warm: u64, n: u64, k: u64) -> Command {
 
 fn parse_list(line: &str) -> Vec<u64> {
     line.split_whitespace()
-        .map(|x| x.parse().unwrap_or_else(|_| fail(format!("bad number '{x}'"))))
+        .map(|x| {
+            x.parse()
+                .unwrap_or_else(|_| fail(format!("bad number '{x}'")))
+        })
         .collect()
 }
 
@@ -404,14 +432,18 @@ pub fn case(args: &[String]) -> ExitCode {
             cmd.args([t, &c.seq_warm.to_string(), &c.seq_n.to_string()]);
             run_caller(cmd, "SAMPLES")
         }
-        "rtt.unix" | "rtt.unix.noping" | "rtt.tcp" | "rtt.request" | "embedded"
+        "rtt.unix" | "rtt.unix.noping" | "rtt.tcp" | "rtt.tls" | "rtt.request" | "embedded"
         | "rtt.monitored" => {
             if name == "rtt.unix.noping" {
                 // Inherited by the broker, publisher and caller started
                 // below: each turns its pings off.
                 std::env::set_var("SBBENCH_NOPING", "1");
             }
-            let broker = start_broker(name == "rtt.tcp");
+            let broker = if name == "rtt.tls" {
+                start_tls_broker()
+            } else {
+                start_broker(name == "rtt.tcp")
+            };
             let publisher = start_publisher(&broker.addr);
             // A monitor printing every frame with its args to nowhere.
             let monitor = (name == "rtt.monitored").then(|| {

@@ -27,6 +27,7 @@ mod fanout;
 mod report;
 mod restart;
 mod roles;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -656,6 +656,19 @@ public:
         detail::check(sb_broker_options_set_policy_file(raw(), path.c_str()));
         return *this;
     }
+    // The certificate chain and key files (PEM) of tls:// listeners,
+    // read when the broker starts.
+    BrokerOptions &tls_cert(CStr cert_file, CStr key_file) {
+        detail::check(sb_broker_options_set_tls_cert(raw(), cert_file.c_str(), key_file.c_str()));
+        return *this;
+    }
+    // Ask TLS clients for a certificate issued by a CA of `ca_file`
+    // (mutual TLS); its subject becomes the client's identity. After
+    // tls_cert.
+    BrokerOptions &tls_client_ca(CStr ca_file) {
+        detail::check(sb_broker_options_set_tls_client_ca(raw(), ca_file.c_str()));
+        return *this;
+    }
 };
 
 // How a client connects: token, client name (see sb_client_options_*).
@@ -673,6 +686,17 @@ public:
     // The name the client gives itself (shown to the publishers it calls).
     ClientOptions &name(const char *name) {
         detail::check(sb_client_options_set_name(raw(), name));
+        return *this;
+    }
+    // The CA file (PEM) a tls:// broker's certificate must come from
+    // (default: the system's certificate store).
+    ClientOptions &tls_ca(CStr ca_file) {
+        detail::check(sb_client_options_set_tls_ca(raw(), ca_file.c_str()));
+        return *this;
+    }
+    // A client certificate chain and key (PEM files) for mutual TLS.
+    ClientOptions &tls_cert(CStr cert_file, CStr key_file) {
+        detail::check(sb_client_options_set_tls_cert(raw(), cert_file.c_str(), key_file.c_str()));
         return *this;
     }
 };
@@ -746,6 +770,11 @@ public:
 
     // Operations the policy denied (each answered SB_ACCESS_DENIED).
     std::uint64_t access_denied() const noexcept { return sb_broker_access_denied(raw()); }
+
+    // TLS connections closed before their handshake was done.
+    std::uint64_t tls_handshake_failures() const noexcept {
+        return sb_broker_tls_handshake_failures(raw());
+    }
 
     // Pings connections silent for `interval`; one that leaves `max`
     // pings unanswered is closed as a disconnect. Defaults 120 s and 2;

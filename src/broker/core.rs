@@ -186,6 +186,7 @@ impl Core {
             peer.caller.uid = Some(cred.uid);
             peer.caller.gid = Some(cred.gid);
             peer.caller.pid = Some(cred.pid);
+            peer.groups = cred.groups;
         }
         self.peers.insert(id, peer);
         self.effects.push(Effect::ArmDeadline {
@@ -193,6 +194,17 @@ impl Core {
             after: self.config.limits.handshake_timeout,
         });
         Some(id)
+    }
+
+    /// Names connection `id` by what its transport proved before its
+    /// hello (a TLS client certificate's subject): its identity, before
+    /// any named token's.
+    pub fn set_identity(&mut self, id: ConnId, name: String) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            if !p.handshaken {
+                p.caller.identity = Some(name);
+            }
+        }
     }
 
     /// Whether input from `id` is still wanted (it is open and was not
@@ -367,9 +379,12 @@ impl Core {
                 self.reply(id, op, result.map(|()| Reply::Done));
             }
             Frame::Listing { id: op } => {
-                let result = self
-                    .admit("a listing")
-                    .map(|()| Reply::Sessions(self.registry.listing()));
+                // Only the sessions the policy lets this peer see.
+                let result = self.admit("a listing").map(|()| {
+                    let mut list = self.registry.listing();
+                    list.retain(|s| self.may_see(id, &s.name));
+                    Reply::Sessions(list)
+                });
                 self.reply(id, op, result);
             }
             Frame::Stats { id: op } => match self.check_access(id, Action::Stats, "", "") {
@@ -495,7 +510,8 @@ impl Core {
             return self.refuse(id, CloseReason::HelloRefused(e));
         }
         if let Some(p) = self.peers.get_mut(&id) {
-            p.caller.identity = hello.identity;
+            // A TLS certificate's subject, given before, comes first.
+            p.caller.identity = p.caller.identity.take().or(hello.identity);
             p.caller.client_name = hello.client_name;
             p.caller_bytes = Rc::from(encode_caller(&p.caller));
             p.greeted = hello.greeted;

@@ -65,7 +65,7 @@ mod watches;
 
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::EventLoop;
-use crate::transport::{Address, InheritedListener};
+use crate::transport::{Address, BrokerTls, InheritedListener};
 use crate::wire::DEFAULT_MAX_FRAME;
 pub use limit::Limit;
 pub use policy::Policy;
@@ -274,6 +274,12 @@ pub struct BrokerConfig {
     /// Who may do what; `None` (the default) lets anyone who may connect
     /// do everything. See [`Policy`].
     pub policy: Option<Policy>,
+    /// The certificate and key of `tls://` listeners, and the CAs of the
+    /// client certificates they ask for (mutual TLS), read when the
+    /// broker starts. A `tls://` address without them fails to start.
+    /// A TLS client's certificate subject becomes its identity (before
+    /// a named token's name).
+    pub tls: Option<BrokerTls>,
 }
 
 /// The default [`BrokerConfig::socket_mode`].
@@ -290,6 +296,7 @@ impl Default for BrokerConfig {
             socket_group: None,
             policy: None,
             inherited: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -345,6 +352,13 @@ impl BrokerConfig {
     /// The same, enforcing `policy`.
     pub fn with_policy(mut self, policy: Policy) -> BrokerConfig {
         self.policy = Some(policy);
+        self
+    }
+
+    /// The same, with the TLS settings of its `tls://` listeners (see
+    /// [`BrokerConfig::tls`]).
+    pub fn with_tls(mut self, tls: BrokerTls) -> BrokerConfig {
+        self.tls = Some(tls);
         self
     }
 
@@ -418,6 +432,10 @@ pub struct BrokerStats {
     pub name_watches: usize,
     /// Operations the policy denied (each answered `access_denied`).
     pub access_denied: u64,
+    /// TLS connections closed before their handshake was done (a bad or
+    /// missing client certificate, a client that speaks no TLS, one that
+    /// left).
+    pub tls_handshake_failures: u64,
 }
 
 /// A running broker. It lives on its loop until [`Broker::close`] or until

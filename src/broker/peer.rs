@@ -210,6 +210,9 @@ pub(super) struct Peer {
     /// Who it is: its credentials from the socket, then the names its
     /// hello gave.
     pub caller: CallerInfo,
+    /// Its supplementary groups (a Unix socket's `SO_PEERGROUPS`), which
+    /// a policy's `gid=` rules match besides `caller.gid`.
+    pub groups: Vec<u32>,
     /// [`Peer::caller`] encoded once (at the hello), appended to every
     /// deliver it makes to a publisher that reads
     /// [`crate::wire::Frame::DeliverFrom`]. Shared, so forwarding costs a
@@ -237,6 +240,7 @@ impl Default for Peer {
             listing: 0,
             read_paused: false,
             caller: CallerInfo::default(),
+            groups: Vec::new(),
             caller_bytes: Rc::from(&[][..]),
             greeted: false,
         }

@@ -23,15 +23,20 @@
 //!
 //! * **verdict**: `allow` or `deny`.
 //! * **who**: `anyone`; `uid=N` or `gid=N` (the peer's credentials on a
-//!   Unix socket, read from the kernel; the gid is the primary group the
-//!   process had when it connected); `token=NAME` (the name of the token
+//!   Unix socket, read from the kernel when it connected; `gid=N` matches
+//!   its primary group or any of its supplementary groups, read with
+//!   `SO_PEERGROUPS` on Linux); `token=NAME` (the name of the token
 //!   the peer presented) or `subject=TEXT` (a TLS client certificate's
 //!   subject): both match the peer's identity name.
 //! * **what**: `own` (publish a name), `call` (call a session's
 //!   methods), `listen` (receive a session's signals), `watch` (be told
 //!   when names come and go), `monitor` (see all traffic), `stats` (read
-//!   the broker's counters).
-//! * **name** (for own, call, listen, watch): `*` (any), `PREFIX*` (any
+//!   the broker's counters), `see` (find a session in a listing and
+//!   subscribe to it). A policy without any `see` rule lets everyone see
+//!   every session; one with `see` rules lists to each peer only the
+//!   sessions it may see, and answers its subscribe to another one
+//!   `access_denied`.
+//! * **name** (for own, call, listen, watch, see): `*` (any), `PREFIX*` (any
 //!   name starting with PREFIX) or an exact name. Default `*`.
 //! * **method/signal** (for call and listen): the same patterns over the
 //!   method or signal name. Default `*`.
@@ -92,6 +97,10 @@ pub enum Action {
     Monitor,
     /// Read the broker's counters.
     Stats,
+    /// See a session: find it in a listing, subscribe to it. Policed
+    /// only by a policy that has `see` rules (see the module
+    /// documentation).
+    See,
 }
 
 impl Action {
@@ -103,6 +112,7 @@ impl Action {
             "watch" => Action::Watch,
             "monitor" => Action::Monitor,
             "stats" => Action::Stats,
+            "see" => Action::See,
             _ => return None,
         })
     }
@@ -116,6 +126,7 @@ impl Action {
             Action::Watch => "watch",
             Action::Monitor => "monitor",
             Action::Stats => "stats",
+            Action::See => "see",
         }
     }
 
@@ -123,7 +134,7 @@ impl Action {
     fn names(self) -> usize {
         match self {
             Action::Call | Action::Listen => 2,
-            Action::Own | Action::Watch => 1,
+            Action::Own | Action::Watch | Action::See => 1,
             Action::Monitor | Action::Stats => 0,
         }
     }
@@ -187,11 +198,11 @@ impl Who {
         }
     }
 
-    fn matches(&self, peer: &CallerInfo) -> bool {
+    fn matches(&self, peer: &CallerInfo, groups: &[u32]) -> bool {
         match self {
             Who::Anyone => true,
             Who::Uid(uid) => peer.uid == Some(*uid),
-            Who::Gid(gid) => peer.gid == Some(*gid),
+            Who::Gid(gid) => peer.gid == Some(*gid) || groups.contains(gid),
             Who::Identity(name) => peer.identity.as_deref() == Some(name.as_str()),
         }
     }
@@ -228,7 +239,7 @@ impl Policy {
             let who = Who::parse(who).map_err(bad)?;
             let action = Action::parse(action).ok_or_else(|| {
                 bad(format!(
-                    "'{action}' is no action (own, call, listen, watch, monitor or stats)"
+                    "'{action}' is no action (own, call, listen, watch, monitor, stats or see)"
                 ))
             })?;
             let names = &words[3..];
@@ -267,15 +278,37 @@ impl Policy {
     /// Whether `peer` may do `action` on `name` (and `member`: the method
     /// or signal), by the first rule that matches; no match denies.
     pub fn allows(&self, peer: &CallerInfo, action: Action, name: &str, member: &str) -> bool {
-        self.rules
-            .iter()
-            .find(|r| {
-                r.action == action
-                    && r.who.matches(peer)
-                    && r.name.matches(name)
-                    && r.member.matches(member)
-            })
+        self.allows_in_groups(peer, &[], action, name, member)
+    }
+
+    /// [`Policy::allows`] for a peer that is also in the supplementary
+    /// `groups`, which `gid=` rules match as well as its primary group.
+    pub fn allows_in_groups(
+        &self,
+        peer: &CallerInfo,
+        groups: &[u32],
+        action: Action,
+        name: &str,
+        member: &str,
+    ) -> bool {
+        self.deciding_rule(peer, groups, action, name, member)
             .is_some_and(|r| r.allow)
+    }
+
+    fn deciding_rule(
+        &self,
+        peer: &CallerInfo,
+        groups: &[u32],
+        action: Action,
+        name: &str,
+        member: &str,
+    ) -> Option<&Rule> {
+        self.rules.iter().find(|r| {
+            r.action == action
+                && r.who.matches(peer, groups)
+                && r.name.matches(name)
+                && r.member.matches(member)
+        })
     }
 
     /// Whether `peer` may publish (own) `name`.
@@ -305,6 +338,19 @@ impl Policy {
         self.allows(peer, Action::Monitor, "", "")
     }
 
+    /// Whether the policy has rules for `action`. A policy without `see`
+    /// rules lets everyone see every session (as before `see` existed).
+    pub fn polices(&self, action: Action) -> bool {
+        self.rules.iter().any(|r| r.action == action)
+    }
+
+    /// Whether `peer` (in the supplementary `groups`) may see `session`
+    /// in a listing and subscribe to it: yes when the policy has no
+    /// `see` rules, else as its first matching `see` rule says.
+    pub fn may_see(&self, peer: &CallerInfo, groups: &[u32], session: &str) -> bool {
+        !self.polices(Action::See) || self.allows_in_groups(peer, groups, Action::See, session, "")
+    }
+
     /// Whether `peer` may read the broker's counters.
     pub fn may_read_stats(&self, peer: &CallerInfo) -> bool {
         self.allows(peer, Action::Stats, "", "")
@@ -325,18 +371,12 @@ impl Policy {
     pub(crate) fn deciding_line(
         &self,
         peer: &CallerInfo,
+        groups: &[u32],
         action: Action,
         name: &str,
         member: &str,
     ) -> Option<usize> {
-        self.rules
-            .iter()
-            .find(|r| {
-                r.action == action
-                    && r.who.matches(peer)
-                    && r.name.matches(name)
-                    && r.member.matches(member)
-            })
+        self.deciding_rule(peer, groups, action, name, member)
             .map(|r| r.line)
     }
 }
@@ -415,7 +455,10 @@ mod tests {
         assert!(!p.may_monitor(&staff));
         assert!(p.may_read_stats(&peer(None, None, Some("CN=root"))));
         assert!(!p.may_read_stats(&root));
-        assert_eq!(p.deciding_line(&ops, Action::Call, "admin", "x"), Some(6));
+        assert_eq!(
+            p.deciding_line(&ops, &[], Action::Call, "admin", "x"),
+            Some(6)
+        );
     }
 
     #[test]

@@ -230,6 +230,7 @@ impl Core {
 
     pub(super) fn subscribe(&mut self, id: ConnId, session: &str) -> Result<Vec<String>, Error> {
         check_name("session name", session, self.limits().max_name)?;
+        self.check_see(id, session)?;
         let s = self
             .registry
             .get_mut(session)

@@ -19,7 +19,8 @@ use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
 use crate::id_hash::IdMap;
 use crate::report::StatsReport;
 use crate::transport::{
-    linger, resolve_group, Address, CloseFn, Connection, Listener, ReadOutcome, UnixOptions,
+    linger, load_acceptor, resolve_group, Address, CloseFn, Connection, Listener, ReadOutcome,
+    UnixOptions,
 };
 use crate::DEFAULT_LINGER;
 use mio::{Interest, Token};
@@ -38,6 +39,8 @@ pub(super) struct Shell {
     effects: RefCell<Vec<Effect>>,
     /// Connections of the closed broker still writing their last output.
     lingering: Rc<std::cell::Cell<usize>>,
+    /// TLS handshakes that failed (see [`BrokerStats::tls_handshake_failures`]).
+    tls_failures: std::cell::Cell<u64>,
     started: Instant,
     me: Weak<Shell>,
 }
@@ -102,8 +105,12 @@ impl Shell {
             mode: config.socket_mode,
             gid,
         };
+        let tls = match &config.tls {
+            Some(options) => Some(load_acceptor(options)?),
+            None => None,
+        };
         for address in &config.listen {
-            match Listener::bind_with(address, &unix) {
+            match Listener::bind_with(address, &unix, tls.as_ref()) {
                 Ok(l) => listeners.push(l),
                 Err(e) => {
                     listeners.iter_mut().for_each(Listener::unlink);
@@ -127,6 +134,7 @@ impl Shell {
             accept_retry: RefCell::new(AcceptRetry::default()),
             effects: RefCell::new(Vec::new()),
             lingering: Rc::default(),
+            tls_failures: std::cell::Cell::new(0),
             started: Instant::now(),
             me: me.clone(),
         });
@@ -156,7 +164,10 @@ impl Shell {
     }
 
     pub fn stats(&self) -> BrokerStats {
-        self.core.borrow().stats()
+        BrokerStats {
+            tls_handshake_failures: self.tls_failures.get(),
+            ..self.core.borrow().stats()
+        }
     }
 
     pub fn report(&self) -> StatsReport {
@@ -342,7 +353,19 @@ impl Shell {
             self.read(id, readiness.hangup);
         }
         if readiness.writable {
-            self.core.borrow_mut().writable(id);
+            // What TLS holds below the output (a handshake answer) goes
+            // first.
+            let sent = match self.io.borrow_mut().sockets.get_mut(&id) {
+                Some(socket) => socket.conn.send_pending(&self.lp),
+                None => Ok(()),
+            };
+            match sent {
+                Ok(()) => self.core.borrow_mut().writable(id),
+                Err(e) => self
+                    .core
+                    .borrow_mut()
+                    .close(id, CloseReason::WriteFailed(e)),
+            }
         }
         self.apply_effects();
         self.schedule_flush();
@@ -373,12 +396,30 @@ impl Shell {
         }
         let mut completed = 0;
         let mut paused = false;
-        let outcome = socket.conn.read_bodies_while(hangup, |body| {
-            completed += 1;
-            core.receive(id, body);
-            paused = core.over_high_water(id);
-            Ok(!paused && completed < BODIES_PER_READ)
-        });
+        // A TLS client's certificate subject, known once its handshake
+        // is done: its identity, given before its hello is read.
+        let subject = std::cell::RefCell::new(None);
+        let handshaking = socket.conn.handshaking();
+        let outcome = socket.conn.read_bodies_noting(
+            hangup,
+            |s| *subject.borrow_mut() = Some(s),
+            |body| {
+                if let Some(s) = subject.borrow_mut().take() {
+                    core.set_identity(id, s);
+                }
+                completed += 1;
+                core.receive(id, body);
+                paused = core.over_high_water(id);
+                Ok(!paused && completed < BODIES_PER_READ)
+            },
+        );
+        if let Some(s) = subject.into_inner() {
+            core.set_identity(id, s);
+        }
+        if let Err(e) = socket.conn.after_read(&self.lp) {
+            core.close(id, CloseReason::WriteFailed(e));
+            return;
+        }
         let held_back = !paused && completed >= BODIES_PER_READ;
         // Once per read: the liveness mark, the frame deadline (not for
         // whole frames held back) and the input budget.
@@ -392,7 +433,17 @@ impl Shell {
             ReadOutcome::Drained => {}
             ReadOutcome::More if core.reads(id) => self.lp.again(socket.conn.token()),
             ReadOutcome::More => {}
-            ReadOutcome::Closed(e) => core.input_ended(id, e),
+            ReadOutcome::Closed(e) => {
+                if handshaking {
+                    self.tls_failures.set(self.tls_failures.get() + 1);
+                    log::warn!(
+                        target: "stagebus::broker",
+                        conn = id, peer = socket.peer.as_str(), reason = "tls_handshake";
+                        "connection {id} from {} closed: {}", socket.peer, e.message
+                    );
+                }
+                core.input_ended(id, e)
+            }
         }
     }
 

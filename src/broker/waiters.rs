@@ -127,7 +127,9 @@ impl Core {
             let result = self.subscribe(id, session);
             return self.reply(id, op, result.map(Reply::Methods));
         }
-        if let Err(e) = check_name("session name", session, self.limits().max_name) {
+        if let Err(e) = check_name("session name", session, self.limits().max_name)
+            .and_then(|()| self.check_see(id, session))
+        {
             return self.reply(id, op, Err(e));
         }
         let max = self.limits().max_waiters_per_connection;

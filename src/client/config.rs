@@ -1,6 +1,7 @@
 //! How a client connects: [`ClientConfig`].
 
 use super::ReconnectPolicy;
+use crate::transport::ClientTls;
 use crate::wire::DEFAULT_MAX_FRAME;
 use std::time::Duration;
 
@@ -48,6 +49,12 @@ pub struct ClientConfig {
     /// How to reconnect after losing the broker; `None`, the default,
     /// closes the client on the first loss (see [`ReconnectPolicy`]).
     pub reconnect: Option<ReconnectPolicy>,
+    /// How to connect to a `tls://` address: the CAs the broker's
+    /// certificate must come from (default: the system's store) and a
+    /// client certificate to present (mutual TLS). The files are read at
+    /// the first connect to a `tls://` address; a missing or invalid one
+    /// fails that connect with an error naming it.
+    pub tls: ClientTls,
 }
 
 /// The default [`ClientConfig::linger`]: 5 seconds.
@@ -66,6 +73,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(10),
             name: None,
             reconnect: None,
+            tls: ClientTls::default(),
         }
     }
 }
@@ -103,6 +111,12 @@ impl ClientConfig {
     /// [`ClientConfig::reconnect`]).
     pub fn with_reconnect(mut self, policy: ReconnectPolicy) -> ClientConfig {
         self.reconnect = Some(policy);
+        self
+    }
+
+    /// The same, with the TLS settings `tls` (see [`ClientConfig::tls`]).
+    pub fn with_tls(mut self, tls: ClientTls) -> ClientConfig {
+        self.tls = tls;
         self
     }
 

@@ -16,7 +16,10 @@ use super::serving::ServeFn;
 use super::ClientConfig;
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
-use crate::transport::{linger, Address, CloseFn, Connection, ReadOutcome, Stream};
+use crate::transport::{
+    linger, load_connector, Address, ClientTls, CloseFn, Connection, ReadOutcome, Stream,
+    TlsConnector,
+};
 use crate::wire::{Frame, MAGIC, PROTOCOL_VERSION};
 use std::cell::{Cell, Ref, RefCell};
 use std::rc::{Rc, Weak};
@@ -40,6 +43,10 @@ struct Settings {
     max_frame: usize,
     max_queued: usize,
     connect_timeout: Duration,
+    tls: ClientTls,
+    /// `tls`'s files as read at the first connect to a `tls://` address,
+    /// kept for every reconnect.
+    connector: RefCell<Option<TlsConnector>>,
 }
 
 /// A seed for the jitter of reconnect delays: the clock, the process
@@ -183,6 +190,8 @@ impl Shared {
                 max_frame: config.max_frame,
                 max_queued: config.max_queued_bytes,
                 connect_timeout: config.connect_timeout,
+                tls: config.tls,
+                connector: RefCell::new(None),
             },
         });
         if let Err(error) = shared.open(address) {
@@ -205,10 +214,19 @@ impl Shared {
             token: self.settings.token.clone(),
             client_name: self.settings.name.clone(),
         };
-        let attempt = Stream::connect(address).and_then(|stream| {
+        let connector = match address {
+            Address::Tls { .. } => Some(self.connector().map_err(|e| {
+                Error::new(
+                    e.code,
+                    format!("cannot connect to {address}: {}", e.message),
+                )
+            })?),
+            _ => None,
+        };
+        let attempt = Stream::connect(address, connector.as_ref()).and_then(|stream| {
             let source = Rc::new(ClientSource(self.me.clone()));
             // A TCP connect completes later; a Unix one at once.
-            let connecting = matches!(address, Address::Tcp(_));
+            let connecting = matches!(address, Address::Tcp(_) | Address::Tls { .. });
             let (max_frame, max_queued) = (self.settings.max_frame, self.settings.max_queued);
             Connection::open(stream, &self.lp, source, connecting, max_frame, max_queued)
         });
@@ -225,6 +243,17 @@ impl Shared {
             }
             Err(e) => Err(Error::io(format_args!("cannot connect to {address}"), &e)),
         }
+    }
+
+    /// The TLS settings, read from their files at the first use.
+    fn connector(&self) -> Result<TlsConnector, Error> {
+        let mut kept = self.settings.connector.borrow_mut();
+        if let Some(c) = kept.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = load_connector(&self.settings.tls)?;
+        *kept = Some(c.clone());
+        Ok(c)
     }
 
     /// The back-off delay of a reconnect policy passed: the next attempt.
@@ -398,7 +427,11 @@ impl Shared {
             let mut frames = std::mem::take(&mut io.frames);
             let outcome = if readiness.readable {
                 core.heard();
-                Some(conn.read_frames(&mut frames, readiness.hangup))
+                let outcome = conn.read_frames(&mut frames, readiness.hangup);
+                match conn.after_read(&self.lp) {
+                    Ok(()) => Some(outcome),
+                    Err(e) => Some(ReadOutcome::Closed(e)),
+                }
             } else {
                 None
             };
@@ -439,7 +472,11 @@ impl Shared {
                     None => return,
                 },
                 Some(ReadOutcome::Closed(e)) => {
-                    let connecting = inner.io.conn.as_ref().is_some_and(|c| c.connecting());
+                    // Before the welcome (a TCP connect, a TLS handshake,
+                    // the hello), the error is the connect's.
+                    let connecting = inner.io.conn.as_ref().is_some_and(|c| c.connecting())
+                        || (matches!(inner.core.status(), Status::Connecting)
+                            && e.message.starts_with("TLS "));
                     if connecting {
                         let address = inner.core.address();
                         Error::new(

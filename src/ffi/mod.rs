@@ -143,4 +143,5 @@ mod log;
 mod signals;
 
 mod security;
+mod tls;
 mod watches;

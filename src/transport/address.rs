@@ -1,6 +1,8 @@
-//! Where a broker listens: `tcp://HOST:PORT` or `unix:PATH`.
+//! Where a broker listens: `tcp://HOST:PORT`, `tls://HOST:PORT` or
+//! `unix:PATH`.
 
 use super::socket_file::{SocketFile, TakeError};
+use super::tls::{TlsAcceptor, TlsConnector, TlsStream};
 pub(crate) use super::unix_bind::UnixOptions;
 use crate::error::{Error, ErrorCode};
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -18,6 +20,15 @@ pub enum Address {
     Tcp(SocketAddr),
     /// A Unix stream socket, written `unix:/path/to/socket`.
     Unix(PathBuf),
+    /// TLS on TCP, written `tls://localhost:5000`: `addr` is where to
+    /// connect or listen, `host` the name as written (a DNS name or an
+    /// IP address), which the broker's certificate must carry.
+    Tls {
+        /// The socket address the host resolved to.
+        addr: SocketAddr,
+        /// The host as written, without the port.
+        host: String,
+    },
 }
 
 impl FromStr for Address {
@@ -29,7 +40,7 @@ impl FromStr for Address {
         let bad = |why: &str| {
             Error::new(
                 ErrorCode::InvalidArgument,
-                format!("bad address '{s}': {why} (expected tcp://HOST:PORT or unix:PATH)"),
+                format!("bad address '{s}': {why} (expected tcp://HOST:PORT, tls://HOST:PORT or unix:PATH)"),
             )
         };
         if let Some(rest) = s.strip_prefix("tcp://") {
@@ -41,6 +52,27 @@ impl FromStr for Address {
                 .next()
                 .map(Address::Tcp)
                 .ok_or_else(|| bad("the host has no address"));
+        }
+        if let Some(rest) = s.strip_prefix("tls://") {
+            let Some((host, _port)) = rest.rsplit_once(':') else {
+                return Err(bad("no port"));
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() {
+                return Err(bad("no host"));
+            }
+            let addr = match rest.parse::<SocketAddr>() {
+                Ok(addr) => addr,
+                Err(_) => rest
+                    .to_socket_addrs()
+                    .map_err(|e| bad(&e.to_string()))?
+                    .next()
+                    .ok_or_else(|| bad("the host has no address"))?,
+            };
+            return Ok(Address::Tls {
+                addr,
+                host: host.to_string(),
+            });
         }
         if let Some(rest) = s.strip_prefix("unix:") {
             let path = rest.strip_prefix("//").unwrap_or(rest);
@@ -58,6 +90,10 @@ impl fmt::Display for Address {
         match self {
             Address::Tcp(addr) => write!(f, "tcp://{addr}"),
             Address::Unix(path) => write!(f, "unix:{}", path.display()),
+            Address::Tls { addr, host } => match host.parse::<std::net::IpAddr>() {
+                Ok(_) => write!(f, "tls://{addr}"),
+                Err(_) => write!(f, "tls://{host}:{}", addr.port()),
+            },
         }
     }
 }
@@ -67,17 +103,31 @@ impl fmt::Display for Address {
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<TlsStream>),
 }
 
 impl Stream {
     /// Starts a non-blocking connect; completion shows as writability.
-    pub fn connect(address: &Address) -> io::Result<Stream> {
+    /// A `tls://` address needs `tls`, the client's TLS settings.
+    pub fn connect(address: &Address, tls: Option<&TlsConnector>) -> io::Result<Stream> {
         match address {
             Address::Tcp(addr) => {
                 let s = TcpStream::connect(*addr)?;
                 Ok(Stream::Tcp(s))
             }
             Address::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path)?)),
+            Address::Tls { addr, host } => {
+                let Some(connector) = tls else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "no TLS settings for a tls:// address",
+                    ));
+                };
+                let s = TcpStream::connect(*addr)?;
+                Ok(Stream::Tls(Box::new(TlsStream::client(
+                    s, connector, host,
+                )?)))
+            }
         }
     }
 
@@ -86,15 +136,17 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.take_error(),
             Stream::Unix(s) => s.take_error(),
+            Stream::Tls(s) => s.tcp().take_error(),
         }
     }
 
-    /// Sends the end of the stream (a FIN) after what was written; reading
-    /// goes on.
-    pub fn shutdown_write(&self) -> io::Result<()> {
+    /// Sends the end of the stream (a FIN; on TLS a `close_notify`
+    /// first) after what was written; reading goes on.
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Tls(s) => s.shutdown_write(),
         }
     }
 
@@ -102,16 +154,63 @@ impl Stream {
     /// system would not tell).
     pub fn peer_cred(&self) -> Option<super::PeerCred> {
         match self {
-            Stream::Tcp(_) => None,
+            Stream::Tcp(_) | Stream::Tls(_) => None,
             Stream::Unix(s) => super::peer_cred::peer_cred(std::os::fd::AsRawFd::as_raw_fd(s)).ok(),
         }
     }
 
     /// Turns off Nagle's algorithm: we batch per loop turn ourselves.
     pub fn set_nodelay(&self) {
-        if let Stream::Tcp(s) = self {
-            let _ = s.set_nodelay(true);
-            set_keepalive(std::os::fd::AsRawFd::as_raw_fd(s));
+        let tcp = match self {
+            Stream::Tcp(s) => s,
+            Stream::Tls(s) => s.tcp(),
+            Stream::Unix(_) => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        set_keepalive(std::os::fd::AsRawFd::as_raw_fd(tcp));
+    }
+
+    /// Whether bytes the stream took wait below it to be sent (TLS
+    /// records rustls holds): the loop must report writability until
+    /// they are gone.
+    pub fn wants_write(&self) -> bool {
+        match self {
+            Stream::Tls(s) => s.wants_write(),
+            _ => false,
+        }
+    }
+
+    /// Sends what waits below the stream (see [`Stream::wants_write`]),
+    /// as far as the socket takes it.
+    pub fn send_pending(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tls(s) => s.send_records(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a read shorter than asked means the socket is empty (true
+    /// for a plain socket; not under TLS, which hands over one record's
+    /// plaintext at a time).
+    pub fn short_read_drains(&self) -> bool {
+        !matches!(self, Stream::Tls(_))
+    }
+
+    /// Whether a TLS handshake is still going on (false for a plain
+    /// stream).
+    pub fn handshaking(&self) -> bool {
+        match self {
+            Stream::Tls(s) => s.handshaking(),
+            _ => false,
+        }
+    }
+
+    /// The subject of the certificate a TLS peer presented, once its
+    /// handshake is done.
+    pub fn peer_subject(&self) -> Option<String> {
+        match self {
+            Stream::Tls(s) => s.peer_subject(),
+            _ => None,
         }
     }
 }
@@ -121,6 +220,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -130,6 +230,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -148,6 +249,7 @@ impl mio::event::Source for Stream {
         match self {
             Stream::Tcp(s) => s.register(registry, token, interests),
             Stream::Unix(s) => s.register(registry, token, interests),
+            Stream::Tls(s) => s.tcp_mut().register(registry, token, interests),
         }
     }
 
@@ -160,6 +262,7 @@ impl mio::event::Source for Stream {
         match self {
             Stream::Tcp(s) => s.reregister(registry, token, interests),
             Stream::Unix(s) => s.reregister(registry, token, interests),
+            Stream::Tls(s) => s.tcp_mut().reregister(registry, token, interests),
         }
     }
 
@@ -167,6 +270,7 @@ impl mio::event::Source for Stream {
         match self {
             Stream::Tcp(s) => s.deregister(registry),
             Stream::Unix(s) => s.deregister(registry),
+            Stream::Tls(s) => s.tcp_mut().deregister(registry),
         }
     }
 }
@@ -207,6 +311,16 @@ impl From<std::os::unix::net::UnixListener> for InheritedListener {
 pub(crate) enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener, Option<SocketFile>),
+    /// TLS on TCP: the host as written, and what handshakes start from.
+    Tls(TcpListener, TlsListen),
+}
+
+/// What a TLS listener keeps: the host it was given (for its address)
+/// and the broker's TLS settings.
+#[derive(Debug)]
+pub(crate) struct TlsListen {
+    host: String,
+    acceptor: TlsAcceptor,
 }
 
 impl Listener {
@@ -214,10 +328,33 @@ impl Listener {
     /// locked (`PATH.lock`) for the listener's life, so a second broker on
     /// it fails; an existing socket is replaced only when nobody listens
     /// on it (the probe connect is refused).
-    /// A Unix socket file is created with `unix`'s mode and group.
-    pub fn bind_with(address: &Address, unix: &UnixOptions) -> Result<Listener, Error> {
+    /// A Unix socket file is created with `unix`'s mode and group; a
+    /// `tls://` address needs `tls`, the broker's TLS settings.
+    pub fn bind_with(
+        address: &Address,
+        unix: &UnixOptions,
+        tls: Option<&TlsAcceptor>,
+    ) -> Result<Listener, Error> {
         let fail = |e: &io::Error| Error::io(format_args!("cannot listen on {address}"), e);
         match address {
+            Address::Tls { addr, host } => {
+                let Some(acceptor) = tls else {
+                    return Err(Error::new(
+                        ErrorCode::InvalidArgument,
+                        format!(
+                            "cannot listen on {address}: a tls:// listener needs a certificate and its key (--tls-cert, --tls-key)"
+                        ),
+                    ));
+                };
+                let l = TcpListener::bind(*addr).map_err(|e| fail(&e))?;
+                Ok(Listener::Tls(
+                    l,
+                    TlsListen {
+                        host: host.clone(),
+                        acceptor: acceptor.clone(),
+                    },
+                ))
+            }
             Address::Tcp(addr) => Ok(Listener::Tcp(
                 TcpListener::bind(*addr).map_err(|e| fail(&e))?,
             )),
@@ -283,6 +420,12 @@ impl Listener {
                 Ok(addr) => Address::Tcp(addr),
                 Err(_) => Address::Tcp(SocketAddr::from(([0, 0, 0, 0], 0))),
             },
+            Listener::Tls(l, tls) => Address::Tls {
+                addr: l
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+                host: tls.host.clone(),
+            },
             Listener::Unix(_, Some(file)) => Address::Unix(file.path().to_path_buf()),
             Listener::Unix(l, None) => Address::Unix(
                 l.local_addr()
@@ -301,6 +444,11 @@ impl Listener {
             Listener::Tcp(l) => l
                 .accept()
                 .map(|(s, peer)| (Stream::Tcp(s), peer.to_string())),
+            Listener::Tls(l, tls) => {
+                let (s, peer) = l.accept()?;
+                let stream = TlsStream::server(s, &tls.acceptor)?;
+                Ok((Stream::Tls(Box::new(stream)), format!("tls:{peer}")))
+            }
             Listener::Unix(l, _) => l.accept().map(|(s, peer)| {
                 let path = peer.as_pathname().map(|p| p.display().to_string());
                 (
@@ -330,6 +478,7 @@ impl mio::event::Source for Listener {
         match self {
             Listener::Tcp(l) => l.register(registry, token, interests),
             Listener::Unix(l, _) => l.register(registry, token, interests),
+            Listener::Tls(l, _) => l.register(registry, token, interests),
         }
     }
 
@@ -342,6 +491,7 @@ impl mio::event::Source for Listener {
         match self {
             Listener::Tcp(l) => l.reregister(registry, token, interests),
             Listener::Unix(l, _) => l.reregister(registry, token, interests),
+            Listener::Tls(l, _) => l.reregister(registry, token, interests),
         }
     }
 
@@ -349,6 +499,7 @@ impl mio::event::Source for Listener {
         match self {
             Listener::Tcp(l) => l.deregister(registry),
             Listener::Unix(l, _) => l.deregister(registry),
+            Listener::Tls(l, _) => l.deregister(registry),
         }
     }
 }
@@ -392,7 +543,20 @@ mod tests {
         let u: Address = "unix:/tmp/x.sock".parse().unwrap();
         assert_eq!(u, Address::Unix("/tmp/x.sock".into()));
         assert_eq!("unix:///tmp/x.sock".parse::<Address>().unwrap(), u);
-        for bad in ["", "http://x", "tcp://nope", "unix:", "127.0.0.1:80"] {
+        let t: Address = "tls://localhost:7400".parse().unwrap();
+        assert_eq!(t.to_string(), "tls://localhost:7400");
+        let t: Address = "tls://127.0.0.1:7400".parse().unwrap();
+        assert!(matches!(&t, Address::Tls { host, .. } if host == "127.0.0.1"));
+        assert_eq!(t.to_string(), "tls://127.0.0.1:7400");
+        for bad in [
+            "",
+            "http://x",
+            "tcp://nope",
+            "unix:",
+            "127.0.0.1:80",
+            "tls://:80",
+            "tls://x",
+        ] {
             let e = bad.parse::<Address>().unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidArgument, "{bad}");
         }

@@ -51,6 +51,10 @@ pub(crate) struct Connection {
     holes: Vec<(usize, usize)>,
     /// Bytes in `holes`.
     hole_bytes: usize,
+    /// The TLS peer's certificate subject was handed over.
+    subject_noted: bool,
+    /// A frame body was read.
+    bodies_seen: bool,
 }
 
 impl Connection {
@@ -84,6 +88,8 @@ impl Connection {
             retractable: Vec::new(),
             holes: Vec::new(),
             hole_bytes: 0,
+            subject_noted: false,
+            bodies_seen: false,
         })
     }
 
@@ -156,6 +162,18 @@ impl Connection {
     pub fn read_bodies_while(
         &mut self,
         hangup: bool,
+        on_body: impl FnMut(&[u8]) -> Result<bool, WireError>,
+    ) -> ReadOutcome {
+        self.read_bodies_noting(hangup, |_| {}, on_body)
+    }
+
+    /// [`Connection::read_bodies_while`] that first hands `on_subject`
+    /// the subject of the TLS peer's certificate, once, when the
+    /// handshake that brought it is done: before any body.
+    pub fn read_bodies_noting(
+        &mut self,
+        hangup: bool,
+        mut on_subject: impl FnMut(String),
         mut on_body: impl FnMut(&[u8]) -> Result<bool, WireError>,
     ) -> ReadOutcome {
         match self.drain_bodies(&mut on_body) {
@@ -166,6 +184,12 @@ impl Connection {
         let mut read = 0;
         loop {
             let got = self.decoder.read_from(&mut self.stream);
+            if !self.subject_noted && !self.stream.handshaking() {
+                if let Some(subject) = self.stream.peer_subject() {
+                    self.subject_noted = true;
+                    on_subject(subject);
+                }
+            }
             if let Ok(n) = got {
                 read += n;
                 match self.drain_bodies(&mut on_body) {
@@ -176,20 +200,32 @@ impl Connection {
             }
             match got {
                 Ok(0) => {
-                    let detail = if self.decoder.buffered() > 0 {
+                    let detail = if self.decoder.buffered() > 0 && self.speaks_tls() {
+                        "peer closed the connection after answering in TLS (is it a tls:// listener?)"
+                    } else if self.decoder.buffered() > 0 {
                         "peer closed the connection in the middle of a frame"
                     } else {
                         "peer closed the connection"
                     };
                     return ReadOutcome::Closed(Error::new(ErrorCode::BrokerGone, detail));
                 }
-                Ok(n) if n < READ_CHUNK && !hangup => return ReadOutcome::Drained,
+                Ok(n) if n < READ_CHUNK && !hangup && self.stream.short_read_drains() => {
+                    return ReadOutcome::Drained
+                }
                 Ok(_) if read >= READ_BUDGET => return ReadOutcome::More,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::NotConnected && self.connecting => {
                     return ReadOutcome::Drained
+                }
+                // TLS refused the peer (or the peer refused us): its
+                // message says what happened.
+                Err(e)
+                    if e.kind() == io::ErrorKind::InvalidData
+                        && !self.stream.short_read_drains() =>
+                {
+                    return ReadOutcome::Closed(Error::new(ErrorCode::Io, e.to_string()))
                 }
                 Err(e) => return ReadOutcome::Closed(Error::io("read failed", &e)),
             }
@@ -204,12 +240,21 @@ impl Connection {
         })
     }
 
+    /// Whether what a plain stream read before any frame is a TLS record
+    /// (an alert or a handshake, version 3.x): the peer speaks TLS.
+    fn speaks_tls(&self) -> bool {
+        !self.bodies_seen
+            && self.stream.short_read_drains()
+            && matches!(self.decoder.pending(), [0x15 | 0x16, 0x03, ..])
+    }
+
     /// Hands over every complete body; false if `on_body` asked to stop.
     fn drain_bodies(
         &mut self,
         on_body: &mut impl FnMut(&[u8]) -> Result<bool, WireError>,
     ) -> Result<bool, Error> {
         while let Some(body) = self.decoder.next_body()? {
+            self.bodies_seen = true;
             match on_body(body) {
                 Ok(true) => {}
                 Ok(false) => return Ok(false),
@@ -314,7 +359,7 @@ impl Connection {
 
     /// Ends the output stream (the peer reads to its end, then sees the
     /// end of the stream) once everything queued was written.
-    pub fn shutdown_write(&self) -> Result<(), Error> {
+    pub fn shutdown_write(&mut self) -> Result<(), Error> {
         self.stream
             .shutdown_write()
             .map_err(|e| Error::io("cannot end the output", &e))
@@ -325,6 +370,45 @@ impl Connection {
         self.out.len() - self.out_pos - self.hole_bytes
     }
 
+    /// Whether everything queued left, also what the stream holds below
+    /// the queue (TLS records).
+    pub fn all_sent(&self) -> bool {
+        self.queued() == 0 && !self.stream.wants_write()
+    }
+
+    /// Whether a TLS handshake is still going on (false on a plain
+    /// socket).
+    pub fn handshaking(&self) -> bool {
+        self.stream.handshaking()
+    }
+
+    /// Sends what the stream holds below the queue (TLS records: a
+    /// handshake answer, a write the socket did not take) once the
+    /// socket reported room, and asks for writability while some
+    /// remain. A no-op on a plain socket.
+    pub fn send_pending(&mut self, lp: &EventLoop) -> Result<(), Error> {
+        if self.connecting {
+            return Ok(());
+        }
+        self.stream
+            .send_pending()
+            .map_err(|e| Error::io("write failed", &e))?;
+        if self.stream.wants_write() {
+            self.want_writable(lp, true)?;
+        }
+        Ok(())
+    }
+
+    /// After a read: a stream that must send before it can go on (a TLS
+    /// handshake answer the socket did not take whole) is given
+    /// writability. A no-op on a plain socket.
+    pub fn after_read(&mut self, lp: &EventLoop) -> Result<(), Error> {
+        if self.stream.wants_write() && !self.connecting {
+            self.want_writable(lp, true)?;
+        }
+        Ok(())
+    }
+
     /// Writes queued bytes until done or the socket would block, and
     /// asks for writability exactly while bytes remain. Frames queued
     /// before it can no longer be taken back.
@@ -332,7 +416,8 @@ impl Connection {
         self.close_holes();
         self.retractable.clear();
         self.write_queued()?;
-        self.want_writable(lp, self.connecting || self.queued() > 0)
+        let more = self.connecting || self.queued() > 0 || self.stream.wants_write();
+        self.want_writable(lp, more)
     }
 
     /// Writes `bytes`, output that the caller keeps itself instead of
@@ -354,7 +439,8 @@ impl Connection {
                 Err(e) => return Err(Error::io("write failed", &e)),
             }
         }
-        self.want_writable(lp, written < bytes.len())?;
+        let more = written < bytes.len() || self.stream.wants_write();
+        self.want_writable(lp, more)?;
         Ok(written)
     }
 
@@ -396,6 +482,9 @@ impl Connection {
         if self.connecting {
             return Ok(());
         }
+        self.stream
+            .send_pending()
+            .map_err(|e| Error::io("write failed", &e))?;
         while self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => {

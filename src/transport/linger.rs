@@ -76,7 +76,7 @@ impl Linger {
         let Some(l) = guard.as_mut() else { return };
         if !l.ended {
             let written = l.conn.flush(lp).and_then(|()| {
-                if l.conn.queued() == 0 {
+                if l.conn.all_sent() {
                     l.conn.shutdown_write().map(|()| true)
                 } else {
                     Ok(false)

@@ -212,6 +212,11 @@ impl FrameDecoder {
         self.buf.len() - self.start
     }
 
+    /// The bytes buffered and not yet decoded (the start of a frame).
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
     /// The body of the next complete frame, `Ok(None)` if more bytes are
     /// needed. The body is not checked: see [`decode_body`].
     pub fn next_body(&mut self) -> Result<Option<&[u8]>, WireError> {

@@ -21,8 +21,10 @@ pub struct CallerInfo {
     pub gid: Option<u32>,
     /// The caller's process id (when it connected), on a Unix socket.
     pub pid: Option<u32>,
-    /// The name the broker knows the caller by: the name of the token
-    /// it presented (see `BrokerConfig::with_named_token`), if any.
+    /// The name the broker knows the caller by: the subject of the TLS
+    /// client certificate it presented (`CN=alice,O=Example`, see
+    /// `BrokerTls::with_client_ca`), else the name of the token it
+    /// presented (see `BrokerConfig::with_named_token`), if any.
     pub identity: Option<String>,
     /// The name the caller gave itself at connect (see
     /// `ClientConfig::with_name`), if any. Not verified.

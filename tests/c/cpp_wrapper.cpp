@@ -27,6 +27,10 @@
 //  9. BrokerOptions and ClientOptions (named tokens, socket mode, a
 //     policy file, a client name); the caller identity a publisher sees;
 //     a publish the policy denies.
+// 10. TLS: BrokerOptions::tls_cert / tls_client_ca, ClientOptions::tls_ca
+//     / tls_cert (certificates from $STAGEBUS_TEST_TLS): a call through
+//     tls:// whose publisher sees the identity CN=alice; a client without
+//     a certificate is refused and counted.
 #include "check.h"
 #include "stagebus.hpp"
 
@@ -701,6 +705,60 @@ void identities()
     remove(policy.c_str());
 }
 
+// TLS with mutual authentication through the wrapper.
+void tls()
+{
+    const char *env = getenv("STAGEBUS_TEST_TLS");
+    CHECK(env != nullptr && *env != '\0');
+    std::string dir(env);
+    auto file = [&](const char *name) { return dir + "/" + name; };
+    stagebus::Loop loop;
+    stagebus::Broker broker(loop, {"tls://127.0.0.1:0"},
+                            stagebus::BrokerOptions()
+                                .tls_cert(file("broker.pem").c_str(), file("broker.key").c_str())
+                                .tls_client_ca(file("ca.pem").c_str()));
+    CHECK(broker.address().rfind("tls://127.0.0.1:", 0) == 0);
+    auto options = [&] {
+        stagebus::ClientOptions o;
+        o.tls_ca(file("ca.pem").c_str())
+            .tls_cert(file("alice.pem").c_str(), file("alice.key").c_str());
+        return o;
+    };
+    stagebus::Client service(loop, broker.address(), options());
+    stagebus::Client caller(loop, broker.address(), options());
+    stagebus::Stage stage(loop, "Who");
+    std::optional<stagebus::Caller> who;
+    stage.on("who", [&](const stagebus::Ctx &ctx) {
+        who = ctx.req().caller();
+        ctx.req().ret();
+    });
+    stage.publish(service, "Who", {"who"});
+    stagebus::RemoteStage remote;
+    caller.subscribe_waiting("Who", std::chrono::milliseconds(20000),
+                             [&](sb_status st, stagebus::RemoteStage r, std::string_view) {
+                                 CHECK_ST(st, SB_OK);
+                                 remote = std::move(r);
+                             });
+    RUN_UNTIL(loop.raw(), bool(remote));
+    int answers = 0;
+    auto req = stagebus::RequestBuilder(remote, "who")
+                   .fallback([&](const stagebus::Ctx &) { answers++; })
+                   .send();
+    RUN_UNTIL(loop.raw(), answers == 1);
+    CHECK(who.has_value());
+    CHECK(who->identity == std::optional<std::string>("CN=alice"));
+    bool refused = false;
+    stagebus::Client stranger(loop, broker.address(),
+                              stagebus::ClientOptions().tls_ca(file("ca.pem").c_str()),
+                              [&](sb_status st, std::uint64_t, std::string_view message) {
+                                  CHECK(st != SB_OK);
+                                  CHECK(message.find("certificate") != std::string_view::npos);
+                                  refused = true;
+                              });
+    RUN_UNTIL(loop.raw(), refused && broker.tls_handshake_failures() >= 1);
+    OK("TLS options: a call through tls:// with identity CN=alice; no certificate, refused");
+}
+
 } // namespace
 
 int main()
@@ -715,5 +773,6 @@ int main()
     calls_by_name();
     signals_and_posts();
     identities();
+    tls();
     return test_end();
 }

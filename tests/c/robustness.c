@@ -117,6 +117,7 @@ static void nulls_outside_handlers(void)
     NULLARG(sb_broker_address(broker, 0, NULL, 64));
     CHECK_INT(sb_broker_pending_calls(NULL), 0);
     CHECK_INT(sb_broker_access_denied(NULL), 0);
+    CHECK_INT(sb_broker_tls_handshake_failures(NULL), 0);
     {
         sb_broker_options *bo = NULL;
         sb_client_options *co = NULL;
@@ -127,7 +128,10 @@ static void nulls_outside_handlers(void)
         NULLARG(sb_broker_options_set_socket_mode(NULL, 0600));
         NULLARG(sb_broker_options_set_socket_group(NULL, "0"));
         NULLARG(sb_broker_options_set_policy_file(NULL, NULL));
+        NULLARG(sb_broker_options_set_tls_cert(NULL, "c", "k"));
+        NULLARG(sb_broker_options_set_tls_client_ca(NULL, "ca"));
         CHECK_OK(sb_broker_options_new(&bo));
+        BADUTF8(sb_broker_options_set_tls_cert(bo, bad, "k"));
         NULLARG(sb_broker_options_add_named_token(bo, NULL, "s"));
         BADUTF8(sb_broker_options_set_token(bo, bad));
         NULLARG(sb_broker_new_with(NULL, listen, 1, bo, &broker_out));
@@ -137,8 +141,11 @@ static void nulls_outside_handlers(void)
         sb_client_options_free(NULL);
         NULLARG(sb_client_options_set_token(NULL, "t"));
         NULLARG(sb_client_options_set_name(NULL, "n"));
+        NULLARG(sb_client_options_set_tls_ca(NULL, "ca"));
+        NULLARG(sb_client_options_set_tls_cert(NULL, "c", "k"));
         CHECK_OK(sb_client_options_new(&co));
         BADUTF8(sb_client_options_set_name(co, bad));
+        BADUTF8(sb_client_options_set_tls_ca(co, bad));
         REG_FAILS(SB_NULL_ARGUMENT,
                   sb_client_connect_with(lp, NULL, co, cb_connected, U,
                                          cb_free, &client_out));

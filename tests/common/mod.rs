@@ -516,6 +516,7 @@ impl RawStream {
             Address::Unix(p) => {
                 RawStream::Unix(std::os::unix::net::UnixStream::connect(p).unwrap())
             }
+            Address::Tls { .. } => panic!("a raw stream speaks no TLS: {addr}"),
         }
     }
 

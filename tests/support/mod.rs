@@ -11,8 +11,13 @@
 //! * [`Proc`]: a child process read line by line, with bounded waits,
 //!   killed when dropped (so a failing test leaves nothing running).
 //!
+//! * [`certs::tls_dir`]: certificates for the TLS tests of C, C++ and
+//!   Perl programs (`STAGEBUS_TEST_TLS`).
+//!
 //! Each test uses a part of it.
 #![allow(dead_code)]
+
+pub mod certs;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

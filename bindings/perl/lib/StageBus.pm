@@ -217,6 +217,11 @@ my @FUNCTIONS = (
     [sb_broker_options_set_policy_file => ['opaque', 'string'] => 'sint32'],
     [sb_broker_new_with                => ['opaque', 'string[]', 'size_t', 'opaque', 'opaque*'] => 'sint32'],
     [sb_broker_access_denied           => ['opaque'] => 'uint64'],
+    [sb_broker_options_set_tls_cert      => ['opaque', 'string', 'string'] => 'sint32'],
+    [sb_broker_options_set_tls_client_ca => ['opaque', 'string'] => 'sint32'],
+    [sb_broker_tls_handshake_failures    => ['opaque'] => 'uint64'],
+    [sb_client_options_set_tls_ca        => ['opaque', 'string'] => 'sint32'],
+    [sb_client_options_set_tls_cert      => ['opaque', 'string', 'string'] => 'sint32'],
     [sb_client_options_new             => ['opaque*'] => 'sint32'],
     [sb_client_options_free            => ['opaque'] => 'void'],
     [sb_client_options_set_token       => ['opaque', 'string'] => 'sint32'],
@@ -1130,7 +1135,13 @@ L<StageBus::AnyEvent> and L<StageBus::POE> host it inside those loops.
 
 =item L<StageBus::Broker>, L<StageBus::Client>
 
-a broker listening on TCP / Unix sockets, and a connection to one.
+a broker listening on TCP / TLS / Unix sockets, and a connection to one.
+C<< StageBus::Broker->new(..., tls_cert => FILE, tls_key => FILE,
+tls_client_ca => FILE) >> serves C<tls://HOST:PORT> addresses (with
+C<tls_client_ca>, mutual TLS: a client certificate's subject, such as
+C<CN=alice>, is the caller's identity); C<< StageBus::Client->new(...,
+tls_ca => FILE, tls_cert => FILE, tls_key => FILE) >> connects to them
+(without C<tls_ca>, trusting the system's certificate store).
 
 =item L<StageBus::Stage>, L<StageBus::Remote>
 

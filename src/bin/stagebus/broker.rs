@@ -14,7 +14,7 @@ use std::path::PathBuf;
 /// `stagebus broker`'s flags.
 #[derive(clap::Args, Debug)]
 pub(crate) struct BrokerArgs {
-    /// tcp://HOST:PORT or unix:PATH; repeat for more (port 0 picks one); replaces the config file's; needed unless the config file or systemd (LISTEN_FDS) gives sockets
+    /// tcp://HOST:PORT, tls://HOST:PORT or unix:PATH; repeat for more (port 0 picks one); replaces the config file's; needed unless the config file or systemd (LISTEN_FDS) gives sockets
     #[arg(long, value_name = "ADDR", value_parser = address)]
     pub(crate) listen: Vec<Address>,
     /// read listeners, token, limits and logging from this TOML file; flags override it
@@ -37,6 +37,15 @@ pub(crate) struct BrokerArgs {
     /// enforce the policy in FILE: who may own, call, listen, watch, monitor, read stats
     #[arg(long, value_name = "FILE")]
     pub(crate) policy: Option<std::path::PathBuf>,
+    /// the certificate chain (PEM) of tls:// listeners; replaces the config file's [tls]
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// the private key (PEM) of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// ask TLS clients for a certificate issued by a CA of FILE (PEM) and refuse those without one (mutual TLS); its subject is the client's identity
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_client_ca: Option<PathBuf>,
     /// most connections at once (default: the open-file limit, raised to the hard limit at start, less 32 + 2 per address)
     #[arg(long, value_name = "N", value_parser = positive_count)]
     pub(crate) max_connections: Option<usize>,
@@ -140,6 +149,21 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
     config.socket_group = args.socket_group.clone();
     if let Some(path) = &args.policy {
         config.policy = Some(stagebus::broker::Policy::from_file(path)?);
+    }
+    config.tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(stagebus::BrokerTls::new(cert, key)),
+        _ => file.tls.clone(),
+    };
+    if let Some(ca) = &args.tls_client_ca {
+        match config.tls.as_mut() {
+            Some(tls) => tls.client_ca = Some(ca.clone()),
+            None => {
+                return Err(usage_error(
+                    "broker",
+                    "--tls-client-ca needs --tls-cert and --tls-key (or [tls] in the config file)",
+                ))
+            }
+        }
     }
     let broker = Broker::new(&lp, config)?;
     stop_signals::stop_loop_on(&lp, signals)?;

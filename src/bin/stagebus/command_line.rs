@@ -40,7 +40,7 @@ const EXIT_STATUS: &str = "exit status: 0 success, 1 the operation failed, 2 bad
 This command runs a broker (broker), lists the sessions published on one (list), \
 calls a method of a session and prints each response as a JSON line (call), \
 publishes a demo stage to try it with (serve), and runs all of it in one process \
-with what happens printed (demo). Addresses are tcp://HOST:PORT or unix:PATH.",
+with what happens printed (demo). Addresses are tcp://HOST:PORT, tls://HOST:PORT or unix:PATH.",
     subcommand_required = true
 )]
 pub(crate) struct Cli {
@@ -89,6 +89,15 @@ pub(crate) struct ClientFlags {
     /// the name this client gives itself (the publishers it calls see it)
     #[arg(long, value_name = "NAME")]
     pub(crate) client_name: Option<String>,
+    /// trust only brokers whose certificate a CA of FILE (PEM) issued (tls:// addresses; default: the system's certificate store)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
+    /// present this client certificate chain (PEM) to a broker that asks for one (mutual TLS)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// the private key (PEM) of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) ping: PingFlags,
 }
@@ -113,6 +122,11 @@ impl ClientFlags {
         config.token =
             crate::secret::client_token(self.token.as_deref(), self.token_file.as_deref())?;
         config.name = self.client_name.clone();
+        config.tls = stagebus::ClientTls {
+            ca: self.tls_ca.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+        };
         if let Some(interval) = self.ping.ping_interval {
             config.ping_interval = interval;
         }
@@ -128,7 +142,8 @@ pub(crate) fn timeout_or_default(timeout: Option<Duration>) -> Duration {
     timeout.unwrap_or(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS))
 }
 
-/// Checks an address flag (`tcp://HOST:PORT` or `unix:PATH`).
+/// Checks an address flag (`tcp://HOST:PORT`, `tls://HOST:PORT` or
+/// `unix:PATH`).
 pub(crate) fn address(text: &str) -> Result<Address, String> {
     text.parse::<Address>().map_err(|e| e.message)
 }

@@ -12,6 +12,11 @@
 //! [log]
 //! level = "info"            # off, error, warn, info, debug, trace
 //! format = "json"           # text, json
+//!
+//! [tls]                     # for tls:// listeners (paths as given)
+//! cert = "/etc/stagebus/broker.pem"
+//! key = "/etc/stagebus/broker.key"
+//! client-ca = "/etc/stagebus/clients-ca.pem"   # mutual TLS
 //! ```
 //!
 //! Every key is checked: an unknown key, a value of the wrong type or out
@@ -21,9 +26,9 @@
 use crate::logging::LogFormat;
 use log::LevelFilter;
 use serde::Deserialize;
-use stagebus::{Address, Limit, Limits};
+use stagebus::{Address, BrokerTls, Limit, Limits};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 /// What a config file says, checked.
@@ -35,6 +40,8 @@ pub(crate) struct BrokerFile {
     pub(crate) limits: Vec<(Limit, u64)>,
     pub(crate) log_level: Option<LevelFilter>,
     pub(crate) log_format: Option<LogFormat>,
+    /// The `[tls]` table.
+    pub(crate) tls: Option<BrokerTls>,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +51,15 @@ struct Raw {
     token: Option<String>,
     limits: Option<BTreeMap<Spanned<String>, Spanned<u64>>>,
     log: Option<RawLog>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +82,11 @@ pub(crate) fn parse(text: &str) -> Result<BrokerFile, String> {
     let at = |span: std::ops::Range<usize>| position(text, span.start);
     let mut file = BrokerFile {
         token: raw.token,
+        tls: raw.tls.map(|t| BrokerTls {
+            cert: t.cert,
+            key: t.key,
+            client_ca: t.client_ca,
+        }),
         ..BrokerFile::default()
     };
     for address in raw.listen.unwrap_or_default() {
@@ -145,9 +166,16 @@ mod tests {
              ping-interval-ms = 1500\n\
              [log]\n\
              level = \"debug\"\n\
-             format = \"json\"\n",
+             format = \"json\"\n\
+             [tls]\n\
+             cert = \"c.pem\"\n\
+             key = \"k.pem\"\n\
+             client-ca = \"ca.pem\"\n",
         )
         .unwrap();
+        let tls = file.tls.as_ref().unwrap();
+        assert_eq!(tls.cert, Path::new("c.pem"));
+        assert_eq!(tls.client_ca.as_deref(), Some(Path::new("ca.pem")));
         assert_eq!(file.listen.len(), 2);
         assert_eq!(file.token.as_deref(), Some("t"));
         assert_eq!(file.limits.len(), 2);
@@ -174,6 +202,8 @@ mod tests {
             ("[log]\ncolour = true\n", "line 2"),
             ("listen = 3\n", "line 1"),
             ("[limits\n", "line 1"),
+            ("[tls]\ncert = \"c.pem\"\n", "key"),
+            ("[tls]\ncert = \"c\"\nkey = \"k\"\nca = \"x\"\n", "line 4"),
         ];
         for (text, wanted) in cases {
             let e = parse(text).unwrap_err();

@@ -15,7 +15,7 @@ sub new {
     @listen or StageBus::_croak(invalid_argument => 'StageBus::Broker->new: listen on at least one address');
     my @c = map { StageBus::_to_c($_, 'a listen address') } @listen;
     my $p;
-    if (grep { exists $a->{$_} } qw(named_tokens socket_mode socket_group policy_file)) {
+    if (grep { exists $a->{$_} } qw(named_tokens socket_mode socket_group policy_file tls_cert tls_key tls_client_ca)) {
         my $o = _options($a);
         my $st = StageBus::_C::sb_broker_new_with($loop->_p, \@c, scalar @c, $o, \$p);
         StageBus::_C::sb_broker_options_free($o);
@@ -53,6 +53,14 @@ sub _options {
             if defined $a->{socket_group};
         StageBus::_check(StageBus::_C::sb_broker_options_set_policy_file($o, StageBus::_to_c($a->{policy_file}, 'the policy file')), 'policy file')
             if defined $a->{policy_file};
+        if (defined $a->{tls_cert} || defined $a->{tls_key}) {
+            StageBus::_check(StageBus::_C::sb_broker_options_set_tls_cert(
+                $o, StageBus::_to_c($a->{tls_cert}, 'the TLS certificate file'),
+                StageBus::_to_c($a->{tls_key}, 'the TLS key file')), 'TLS certificate');
+        }
+        StageBus::_check(StageBus::_C::sb_broker_options_set_tls_client_ca(
+            $o, StageBus::_to_c($a->{tls_client_ca}, 'the TLS client CA file')), 'TLS client CA')
+            if defined $a->{tls_client_ca};
         1;
     };
     if (!$ok) {
@@ -122,6 +130,9 @@ sub report_prometheus {
 
 # Operations the policy denied (each answered access_denied).
 sub access_denied { StageBus::_C::sb_broker_access_denied($_[0]->_p) }
+
+# TLS connections closed before their handshake was done.
+sub tls_handshake_failures { StageBus::_C::sb_broker_tls_handshake_failures($_[0]->_p) }
 
 # Pings connections silent for $interval_ms; one that leaves $max pings
 # unanswered is closed as a disconnect. 0 ms: never.

@@ -21,11 +21,15 @@ sub new {
         ? StageBus::_cb_args(connect => $a->{on_connect}, loop => $loop, what => 'on_connect')
         : (undef, undef, undef);
     my $p;
-    if (defined $a->{name}) {
+    if (grep { defined $a->{$_} } qw(name tls_ca tls_cert tls_key)) {
         my $o;
         StageBus::_check(StageBus::_C::sb_client_options_new(\$o), 'client options');
         my $st = StageBus::_C::sb_client_options_set_token($o, $token)
             || StageBus::_C::sb_client_options_set_name($o, StageBus::_to_c($a->{name}, 'the client name'))
+            || StageBus::_C::sb_client_options_set_tls_ca($o, StageBus::_to_c($a->{tls_ca}, 'the TLS CA file'))
+            || StageBus::_C::sb_client_options_set_tls_cert($o,
+                StageBus::_to_c($a->{tls_cert}, 'the TLS certificate file'),
+                StageBus::_to_c($a->{tls_key}, 'the TLS key file'))
             || StageBus::_C::sb_client_connect_with($lp, $address, $o, $fn, $user, $free, \$p);
         StageBus::_C::sb_client_options_free($o);
         StageBus::_check($st, 'connect');
