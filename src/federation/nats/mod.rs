@@ -9,6 +9,7 @@
 //!   plain protocol.
 
 pub mod conn;
+pub mod headers;
 pub mod js;
 pub mod options;
 pub mod proto;

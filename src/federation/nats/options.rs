@@ -51,9 +51,11 @@ impl ServerUrl {
         let url = url.trim();
         let rest = match url.split_once("://") {
             Some(("nats", rest)) => rest,
-            Some((scheme, _)) => return Err(format!(
+            Some((scheme, _)) => {
+                return Err(format!(
                 "{url:?}: scheme {scheme}:// is not supported (only nats://; no TLS to NATS yet)"
-            )),
+            ))
+            }
             None => url,
         };
         let rest = rest.trim_end_matches('/');
