@@ -145,6 +145,7 @@ pub mod value;
 pub mod wire;
 
 pub use broker::{Broker, BrokerConfig, BrokerStats, Limit, Limits};
+pub use federation::config::FederationConfig;
 
 #[doc(hidden)]
 pub mod fuzzing;

@@ -49,8 +49,10 @@ mod core;
 #[cfg(test)]
 mod core_tests;
 mod deadlines;
+mod federate;
 mod handshake;
 mod limit;
+mod links;
 mod monitor;
 mod peer;
 pub mod policy;
@@ -274,6 +276,10 @@ pub struct BrokerConfig {
     /// Who may do what; `None` (the default) lets anyone who may connect
     /// do everything. See [`Policy`].
     pub policy: Option<Policy>,
+    /// Join a federation of brokers over NATS (see
+    /// [`FederationConfig`](crate::FederationConfig)); `None` (the
+    /// default): a broker on its own.
+    pub federation: Option<crate::FederationConfig>,
 }
 
 /// The default [`BrokerConfig::socket_mode`].
@@ -290,6 +296,7 @@ impl Default for BrokerConfig {
             socket_group: None,
             policy: None,
             inherited: Vec::new(),
+            federation: None,
         }
     }
 }
@@ -308,6 +315,12 @@ impl BrokerConfig {
     /// (see [`InheritedListener`]).
     pub fn with_inherited(mut self, listener: impl Into<InheritedListener>) -> BrokerConfig {
         self.inherited.push(listener.into());
+        self
+    }
+
+    /// The same, joining the federation `federation` describes.
+    pub fn with_federation(mut self, federation: crate::FederationConfig) -> BrokerConfig {
+        self.federation = Some(federation);
         self
     }
 
@@ -418,6 +431,18 @@ pub struct BrokerStats {
     pub name_watches: usize,
     /// Operations the policy denied (each answered `access_denied`).
     pub access_denied: u64,
+    /// Federated: sessions of other brokers in the directory cache.
+    #[serde(default)]
+    pub remote_sessions: usize,
+    /// Federated: links to other brokers reset (either side started it).
+    #[serde(default)]
+    pub link_resets: u64,
+    /// Federated: other brokers declared dead (no heartbeat in time).
+    #[serde(default)]
+    pub peers_declared_dead: u64,
+    /// Federated: reconnects of the broker's NATS connection.
+    #[serde(default)]
+    pub nats_reconnects: u64,
 }
 
 /// A running broker. It lives on its loop until [`Broker::close`] or until

@@ -27,4 +27,8 @@
 //! move by itself; TLS, NKeys and `.creds` are not supported (a
 //! `tls://` URL is refused).
 
+pub mod config;
+pub(crate) mod directory;
+pub mod link;
 pub mod nats;
+pub(crate) mod node;

@@ -12,6 +12,13 @@
 //! [log]
 //! level = "info"            # off, error, warn, info, debug, trace
 //! format = "json"           # text, json
+//!
+//! [federation]              # join other brokers over a NATS cluster
+//! servers = ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]
+//! broker-id = "b1"
+//! namespace = "sb"          # default sb
+//! nats-user = "fed"         # or nats-token; optional
+//! nats-password = "secret"
 //! ```
 //!
 //! Every key is checked: an unknown key, a value of the wrong type or out
@@ -35,6 +42,7 @@ pub(crate) struct BrokerFile {
     pub(crate) limits: Vec<(Limit, u64)>,
     pub(crate) log_level: Option<LevelFilter>,
     pub(crate) log_format: Option<LogFormat>,
+    pub(crate) federation: Option<stagebus::FederationConfig>,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +52,18 @@ struct Raw {
     token: Option<String>,
     limits: Option<BTreeMap<Spanned<String>, Spanned<u64>>>,
     log: Option<RawLog>,
+    federation: Option<Spanned<RawFederation>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawFederation {
+    servers: Vec<String>,
+    broker_id: String,
+    namespace: Option<String>,
+    nats_user: Option<String>,
+    nats_password: Option<String>,
+    nats_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +104,20 @@ pub(crate) fn parse(text: &str) -> Result<BrokerFile, String> {
             .set(limit, *value.get_ref())
             .map_err(|e| format!("{}: limits: {}", at(value.span()), e.message))?;
         file.limits.push((limit, *value.get_ref()));
+    }
+    if let Some(f) = raw.federation {
+        let place = at(f.span());
+        let f = f.into_inner();
+        let config = crate::broker::federation_config(
+            &f.servers.join(","),
+            &f.broker_id,
+            f.namespace.as_deref(),
+            f.nats_user,
+            f.nats_password,
+            f.nats_token,
+        )
+        .map_err(|e| format!("{place}: federation: {e}"))?;
+        file.federation = Some(config);
     }
     if let Some(log) = raw.log {
         if let Some(level) = log.level {

@@ -242,6 +242,13 @@ impl Kv {
     /// Reads a direct-get answer: the entry, `None` for no such key (or a
     /// key whose last entry is a delete or purge).
     pub fn parse_get(&self, msg: &Msg) -> Result<Option<KvEntry>, JsError> {
+        Ok(self.parse_get_any(msg)?.filter(|e| e.op == KvOp::Put))
+    }
+
+    /// Reads a direct-get answer: the key's last entry, delete and purge
+    /// markers included (a create must name a marker's revision), `None`
+    /// for a key never written.
+    pub fn parse_get_any(&self, msg: &Msg) -> Result<Option<KvEntry>, JsError> {
         match msg.status() {
             Some(404) => return Ok(None),
             Some(503) => return Err(JsError::no_responders()),
@@ -266,8 +273,7 @@ impl Kv {
             .and_then(|h| h.get("Nats-Sequence"))
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| JsError::unreadable("direct get answer without Nats-Sequence"))?;
-        let entry = self.entry(subject, revision, msg)?;
-        Ok(Some(entry).filter(|e| e.op == KvOp::Put))
+        Ok(Some(self.entry(subject, revision, msg)?))
     }
 
     fn entry(&self, subject: &str, revision: u64, msg: &Msg) -> Result<KvEntry, JsError> {

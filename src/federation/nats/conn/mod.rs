@@ -435,6 +435,12 @@ impl NatsClient {
         Ok(token)
     }
 
+    /// Writes what is queued now, as far as the socket takes it (before
+    /// a close, say), instead of at the end of the loop's turn.
+    pub fn flush_now(&self) {
+        self.write_out();
+    }
+
     /// Drops the current connection (if any) and connects again, to the
     /// next server of the list.
     pub fn reconnect(&self) {
