@@ -137,7 +137,7 @@ fn calls_listings_and_names_across_three_brokers() {
         service(served.clone()),
     );
     for c in &clients {
-        until(&lp, "Svc listed everywhere", || {
+        eventually(&lp, "Svc listed everywhere", || {
             names(c).contains(&"Svc".to_string())
         });
     }
@@ -225,7 +225,7 @@ fn calls_listings_and_names_across_three_brokers() {
     until(&lp, "SessionGone at b1", || !gone.borrow().is_empty());
     assert_eq!(gone.borrow()[0].0, "Svc");
     for c in &clients {
-        until(&lp, "Svc gone everywhere", || {
+        eventually(&lp, "Svc gone everywhere", || {
             !names(c).contains(&"Svc".to_string())
         });
     }
@@ -248,7 +248,7 @@ fn calls_listings_and_names_across_three_brokers() {
     let winner = results.iter().position(|r| r.is_ok()).unwrap();
     // Every broker can call the winner.
     for c in &clients {
-        until(&lp, "Unique listed", || {
+        eventually(&lp, "Unique listed", || {
             names(c).contains(&"Unique".to_string())
         });
         let out = call(c, "Unique", "m", &arg("k", 1));
@@ -257,7 +257,7 @@ fn calls_listings_and_names_across_three_brokers() {
     // After the winner rescinds, another broker may take the name.
     rescind(&clients[winner], "Unique").unwrap();
     let other = (winner + 1) % 3;
-    until(&lp, "Unique gone", || {
+    eventually(&lp, "Unique gone", || {
         !names(&clients[other]).contains(&"Unique".to_string())
     });
     publish(&clients[other], "Unique", &["m"], echo()).expect("the name is free again");
@@ -270,4 +270,166 @@ fn calls_listings_and_names_across_three_brokers() {
     for b in &brokers {
         b.close();
     }
+}
+
+/// Checks `cond` every 50 ms until it holds (a listing asked again and
+/// again: nothing on the loop wakes it when a remote broker changes).
+#[track_caller]
+fn eventually(lp: &EventLoop, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        lp.run_until(Duration::from_millis(50), || false).unwrap();
+    }
+}
+
+/// A `stagebus broker --federate …` process, killed when dropped.
+struct BrokerProcess {
+    child: std::process::Child,
+    addr: Address,
+}
+
+impl BrokerProcess {
+    fn start(urls: &str, id: &str, ns: &str) -> BrokerProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stagebus"))
+            .args([
+                "broker",
+                "--listen",
+                "tcp://127.0.0.1:0",
+                "--federate",
+                urls,
+            ])
+            .args(["--broker-id", id, "--namespace", ns])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start stagebus broker");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("broker {id} said {line:?}"))
+            .parse::<Address>()
+            .unwrap();
+        BrokerProcess { child, addr }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn connect_to(lp: &EventLoop, addr: &Address) -> Client {
+    let c = Client::connect(lp, addr, ClientConfig::default());
+    let done = Slot::new();
+    c.on_connect(done.setter());
+    wait(lp, &done).expect("connect");
+    c
+}
+
+#[test]
+fn a_killed_broker_ends_each_call_once_and_leaves_the_listings() {
+    let bin = need_nats!();
+    let nodes = cluster(&bin, 3, &js());
+    let mut brokers: Vec<BrokerProcess> = (0..3)
+        .map(|k| BrokerProcess::start(&urls_for(&nodes, k), &format!("b{}", k + 1), "t2"))
+        .collect();
+    let lp = EventLoop::new().unwrap();
+    let caller = connect_to(&lp, &brokers[0].addr);
+    let watcher = connect_to(&lp, &brokers[2].addr);
+    let publisher = connect_to(&lp, &brokers[1].addr);
+    let (served, hold) = holder();
+    let hold = Rc::new(RefCell::new(hold));
+    let h = hold.clone();
+    publish_when_ready(&publisher, "Victim", &["hold", "echo"], move |d, i| {
+        if let Inbound::Call { method, args } = &i {
+            if method == "echo" {
+                d.respond("return", args).unwrap();
+                return;
+            }
+        }
+        (h.borrow_mut())(d, i)
+    });
+    for c in [&caller, &watcher] {
+        eventually(&lp, "Victim listed", || {
+            names(c).contains(&"Victim".to_string())
+        });
+    }
+    assert!(matches!(
+        call(&caller, "Victim", "echo", &arg("a", 1)).last,
+        CallEvent::Return { .. }
+    ));
+
+    // 16 calls in flight from b1 to b2's publisher; each counts its final
+    // events.
+    let finals: Vec<Rc<RefCell<Vec<CallEvent>>>> = (0..16)
+        .map(|i| {
+            let events = Rc::new(RefCell::new(Vec::new()));
+            let e = events.clone();
+            caller
+                .call("Victim", "hold", &arg("i", i), move |_, ev| {
+                    if !matches!(ev, CallEvent::Emit { .. }) {
+                        e.borrow_mut().push(ev);
+                    }
+                })
+                .unwrap();
+            events
+        })
+        .collect();
+    until(&lp, "16 calls at the publisher", || {
+        served.borrow().len() == 16
+    });
+
+    // kill -9 of the publisher's broker.
+    brokers[1].kill();
+    let killed = Instant::now();
+    until(&lp, "every call ended", || {
+        finals.iter().all(|f| !f.borrow().is_empty())
+    });
+    eprintln!("calls ended {:?} after the kill", killed.elapsed());
+    // Nothing more comes, for any call, for a while.
+    lp.run_until(Duration::from_millis(1500), || false).unwrap();
+    for (i, f) in finals.iter().enumerate() {
+        let f = f.borrow();
+        assert_eq!(f.len(), 1, "call {i} ended exactly once: {f:?}");
+        assert_eq!(call_error(&f[0]).code, ErrorCode::PublisherGone, "call {i}");
+    }
+    // The name leaves the listings of the other brokers within a bound.
+    for c in [&caller, &watcher] {
+        eventually(&lp, "Victim gone from the listing", || {
+            !names(c).contains(&"Victim".to_string())
+        });
+        eprintln!("listing converged {:?} after the kill", killed.elapsed());
+    }
+    // hb_timeout (2 s) and a few heartbeats of slack on a busy machine.
+    assert!(
+        killed.elapsed() < Duration::from_secs(8),
+        "listings converged in {:?}",
+        killed.elapsed()
+    );
+    // The name is free again (the dead broker's entry was deleted), and
+    // calls work on the survivors.
+    let echoing = |d: &Delivery, i: Inbound| {
+        if let Inbound::Call { args, .. } = i {
+            d.respond("return", &args).unwrap();
+        }
+    };
+    publish_when_ready(&watcher, "Victim", &["echo"], echoing);
+    eventually(&lp, "the new Victim listed at b1", || {
+        names(&caller).contains(&"Victim".to_string())
+    });
+    let out = call(&caller, "Victim", "echo", &arg("again", true));
+    assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
 }

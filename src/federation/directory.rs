@@ -130,6 +130,11 @@ impl Directory {
         self.cache.len()
     }
 
+    /// Whether the cache holds a session of `peer`.
+    pub fn serves_any(&self, peer: &str) -> bool {
+        self.cache.values().any(|r| r.broker == peer)
+    }
+
     fn synthetic(&mut self) -> u64 {
         self.next_op += 1;
         self.next_op

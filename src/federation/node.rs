@@ -509,7 +509,9 @@ impl Federation {
             Some(p) => p.link.sync(self.inc, want_reply),
             None => return,
         };
-        let _ = self.publish_link(&nats, peer, &env, false);
+        // With the no-responders reply subject: a 503 says at once that
+        // the peer is gone from NATS.
+        let _ = self.publish_link(&nats, peer, &env, true);
     }
 
     /// Ends the link with `peer` on our side (its calls end once) and
@@ -526,6 +528,15 @@ impl Federation {
         self.end_link_conn(peer, why);
         if let Some(nats) = self.nats() {
             let _ = self.publish_link(&nats, peer, &env, false);
+        }
+        self.reopen(peer);
+    }
+
+    /// After a reset, the peer's sessions (still in the directory) are
+    /// published again by a new stand-in connection.
+    fn reopen(&self, peer: &str) {
+        if self.state.borrow().dir.serves_any(peer) {
+            self.link_conn(peer);
         }
     }
 
@@ -595,6 +606,7 @@ impl Federation {
             Verdict::PeerReset => {
                 self.state.borrow_mut().counters.link_resets += 1;
                 self.end_link_conn(&from, "the peer reset the link");
+                self.reopen(&from);
             }
         }
     }
