@@ -260,6 +260,7 @@ c_programs!(
     signals,
     name_modes,
     identity,
+    federation,
 );
 
 #[test]

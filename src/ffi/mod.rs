@@ -143,4 +143,6 @@ mod log;
 mod signals;
 
 mod security;
+// Federation over NATS: its broker options.
+mod federation;
 mod watches;

@@ -701,6 +701,26 @@ void identities()
     remove(policy.c_str());
 }
 
+// Federation options: a bad broker id throws; a federated broker serves
+// its own clients while NATS is unreachable.
+void federation_options()
+{
+    bool threw = false;
+    try {
+        stagebus::BrokerOptions().federation("nats://127.0.0.1:1", "bad id");
+    } catch (const stagebus::Error &e) {
+        threw = e.status() == SB_INVALID_ARGUMENT;
+    }
+    CHECK(threw);
+    stagebus::Loop loop;
+    stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"},
+                            stagebus::BrokerOptions()
+                                .federation("nats://127.0.0.1:1", "b1", "cpp_test")
+                                .nats_credentials(nullptr, nullptr, "t"));
+    stagebus::Client client(loop, broker.address());
+    OK("BrokerOptions::federation; a federated broker starts without NATS");
+}
+
 } // namespace
 
 int main()
@@ -715,5 +735,6 @@ int main()
     calls_by_name();
     signals_and_posts();
     identities();
+    federation_options();
     return test_end();
 }
