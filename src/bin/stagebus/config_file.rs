@@ -193,6 +193,39 @@ mod tests {
     }
 
     #[test]
+    fn a_federation_table_reads_and_is_checked() {
+        let file = parse(
+            "[federation]\n\
+             servers = [\"nats://127.0.0.1:4222\", \"nats://127.0.0.1:4223\"]\n\
+             broker-id = \"b1\"\n\
+             namespace = \"prod\"\n\
+             nats-token = \"t\"\n",
+        )
+        .unwrap();
+        let f = file.federation.unwrap();
+        assert_eq!((f.servers.len(), f.broker_id.as_str()), (2, "b1"));
+        assert_eq!(f.namespace, "prod");
+        for (text, says) in [
+            (
+                "[federation]\nservers = []\nbroker-id = \"b1\"\n",
+                "no NATS server",
+            ),
+            (
+                "[federation]\nservers = [\"nats://h:1\"]\nbroker-id = \"b 1\"\n",
+                "broker id",
+            ),
+            (
+                "[federation]\nservers = [\"nats://h:1\"]\nbroker-id = \"b1\"\nnats-user = \"u\"\n",
+                "a user with a password",
+            ),
+            ("\n[federation]\nservers = [\"nats://h:1\"]\n", "broker-id"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(says) && e.contains("line"), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
     fn mistakes_name_their_line() {
         let cases = [
             ("listen = [\"tcp://x:1\"]\nlisten_typo = 1\n", "line 2"),
