@@ -18,6 +18,24 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+/// With FED_DEBUG set, the library's logs go to stderr.
+fn debug_logs() {
+    if std::env::var("FED_DEBUG").is_ok() {
+        let _ = set_log_handler(
+            Some(std::sync::Arc::new(|e: &LogEntry| {
+                if !e.target.starts_with("mio") {
+                    eprintln!("{:?} {} {} {:?}", e.level, e.target, e.message, e.fields)
+                }
+            })),
+            if std::env::var("FED_DEBUG").as_deref() == Ok("trace") {
+                LogLevel::Trace
+            } else {
+                LogLevel::Debug
+            },
+        );
+    }
+}
+
 fn js() -> Spec {
     Spec {
         jetstream: true,
@@ -113,14 +131,7 @@ fn service(log: Rc<RefCell<Vec<String>>>) -> impl FnMut(&Delivery, Inbound) + Cl
 #[test]
 fn calls_listings_and_names_across_three_brokers() {
     let bin = need_nats!();
-    if std::env::var("FED_DEBUG").is_ok() {
-        let _ = set_log_handler(
-            Some(std::sync::Arc::new(|e: &LogEntry| {
-                eprintln!("{:?} {} {} {:?}", e.level, e.target, e.message, e.fields)
-            })),
-            LogLevel::Trace,
-        );
-    }
+    debug_logs();
     let nodes = cluster(&bin, 3, &js());
     let lp = EventLoop::new().unwrap();
     let brokers: Vec<Broker> = (0..3)
@@ -432,4 +443,84 @@ fn a_killed_broker_ends_each_call_once_and_leaves_the_listings() {
     });
     let out = call(&caller, "Victim", "echo", &arg("again", true));
     assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
+}
+
+#[test]
+fn a_nats_node_killed_under_load_ends_each_call_once() {
+    let bin = need_nats!();
+    debug_logs();
+    let mut nodes = cluster(&bin, 3, &js());
+    let lp = EventLoop::new().unwrap();
+    let b1 = federated(&lp, &urls_for(&nodes, 0), "b1", "t3");
+    let b3 = federated(&lp, &urls_for(&nodes, 2), "b3", "t3");
+    let caller = connect(&lp, &b1);
+    let publisher = connect(&lp, &b3);
+    let echoing = |d: &Delivery, i: Inbound| {
+        if let Inbound::Call { args, .. } = i {
+            d.respond("return", &args).unwrap();
+        }
+    };
+    publish_when_ready(&publisher, "Load", &["echo"], echoing);
+    eventually(&lp, "Load listed at b1", || {
+        names(&caller).contains(&"Load".to_string())
+    });
+
+    // 16 calls always in flight from b1 to b3; each counts its finals.
+    type Finals = Rc<RefCell<Vec<Vec<CallEvent>>>>;
+    let finals: Finals = Rc::default();
+    fn start(c: &Client, finals: &Finals, go: &Rc<std::cell::Cell<bool>>) {
+        let index = {
+            let mut f = finals.borrow_mut();
+            f.push(Vec::new());
+            f.len() - 1
+        };
+        let (c2, f2, go2) = (c.clone(), finals.clone(), go.clone());
+        c.call("Load", "echo", &arg("i", index as i64), move |_, ev| {
+            f2.borrow_mut()[index].push(ev);
+            if go2.get() && f2.borrow()[index].len() == 1 {
+                start(&c2, &f2, &go2);
+            }
+        })
+        .unwrap();
+    }
+    let go = Rc::new(std::cell::Cell::new(true));
+    for _ in 0..16 {
+        start(&caller, &finals, &go);
+    }
+    lp.run_until(Duration::from_millis(700), || false).unwrap();
+    let before = finals.borrow().len();
+    // kill -9 of the node under the publisher's broker.
+    nodes[2].kill();
+    lp.run_until(Duration::from_millis(1500), || false).unwrap();
+    go.set(false);
+    until(&lp, "every call ended", || {
+        finals.borrow().iter().all(|f| !f.is_empty())
+    });
+    lp.run_until(Duration::from_millis(1000), || false).unwrap();
+    let finals = finals.borrow();
+    let mut gone = 0;
+    for (i, f) in finals.iter().enumerate() {
+        assert_eq!(f.len(), 1, "call {i} ended exactly once: {f:?}");
+        match &f[0] {
+            CallEvent::Return { args, .. } => assert_eq!(args, &arg("i", i as i64)),
+            CallEvent::Error(e) => {
+                assert_eq!(e.code, ErrorCode::PublisherGone, "call {i}: {e}");
+                gone += 1;
+            }
+            other => panic!("call {i}: {other:?}"),
+        }
+    }
+    eprintln!(
+        "{} calls, {before} before the kill, {gone} ended publisher_gone; b1 {:?}",
+        finals.len(),
+        b1.stats()
+    );
+    assert!(finals.len() > before, "calls went on after the kill");
+    // After recovery, new calls succeed.
+    eventually(&lp, "Load listed at b1 again", || {
+        names(&caller).contains(&"Load".to_string())
+    });
+    let out = call(&caller, "Load", "echo", &arg("after", 1));
+    assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
+    assert!(b3.stats().nats_reconnects >= 1, "{:?}", b3.stats());
 }

@@ -39,6 +39,8 @@ pub enum Body {
 /// One link message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
+    /// The sender's broker id (at most 255 bytes; ids are at most 64).
+    pub from: String,
     /// The sender's incarnation.
     pub from_inc: u64,
     /// The receiver's incarnation as the sender knows it (0: unknown).
@@ -82,6 +84,9 @@ impl Envelope {
         for n in [self.from_inc, self.to_inc, self.gen, self.seq] {
             out.extend_from_slice(&n.to_be_bytes());
         }
+        let from = &self.from.as_bytes()[..self.from.len().min(255)];
+        out.push(from.len() as u8);
+        out.extend_from_slice(from);
         if let Body::Frames(frames) = &self.body {
             out.extend_from_slice(&(frames.len() as u32).to_be_bytes());
             for f in frames {
@@ -93,12 +98,12 @@ impl Envelope {
 
     /// The size of a frames message holding frames of these sizes.
     pub fn frames_size(sizes: impl IntoIterator<Item = usize>) -> usize {
-        HEADER + 4 + sizes.into_iter().map(|s| s + 4).sum::<usize>()
+        HEADER + 1 + 64 + 4 + sizes.into_iter().map(|s| s + 4).sum::<usize>()
     }
 
     /// Reads a message.
     pub fn decode(bytes: &[u8]) -> Result<Envelope, BadEnvelope> {
-        if bytes.len() < HEADER {
+        if bytes.len() < HEADER + 1 {
             return Err(BadEnvelope("too short"));
         }
         if bytes[0] != VERSION {
@@ -106,7 +111,14 @@ impl Envelope {
         }
         let n = |i: usize| u64::from_be_bytes(bytes[2 + i * 8..10 + i * 8].try_into().unwrap());
         let (from_inc, to_inc, gen, seq) = (n(0), n(1), n(2), n(3));
-        let rest = &bytes[HEADER..];
+        let id_len = usize::from(bytes[HEADER]);
+        let Some(from) = bytes.get(HEADER + 1..HEADER + 1 + id_len) else {
+            return Err(BadEnvelope("truncated sender id"));
+        };
+        let Ok(from) = std::str::from_utf8(from) else {
+            return Err(BadEnvelope("sender id is not UTF-8"));
+        };
+        let rest = &bytes[HEADER + 1 + id_len..];
         let body = match bytes[1] {
             0 => {
                 let mut frames = Vec::new();
@@ -141,6 +153,7 @@ impl Envelope {
             return Err(BadEnvelope("bytes after a control message"));
         }
         Ok(Envelope {
+            from: from.to_string(),
             from_inc,
             to_inc,
             gen,
@@ -165,6 +178,10 @@ pub enum Verdict {
     Reset(&'static str),
     /// The peer reset the link: end every call across it; no answer.
     PeerReset,
+    /// A message of a generation older than ours: the peer has not heard
+    /// of our last reset (its reset message was lost). Drop it and send
+    /// the reset again ([`LinkState::reset_again`]).
+    Stray,
     /// A message for an earlier life of ours: answer with a reset so the
     /// peer learns our incarnation.
     Stale,
@@ -190,9 +207,10 @@ pub struct LinkState {
 impl LinkState {
     /// The envelope of the next frames message (consumes a sequence
     /// number).
-    pub fn next_frames(&mut self, my_inc: u64, frames: Vec<Vec<u8>>) -> Envelope {
+    pub fn next_frames(&mut self, me: &str, my_inc: u64, frames: Vec<Vec<u8>>) -> Envelope {
         self.sent += 1;
         Envelope {
+            from: me.to_string(),
             from_inc: my_inc,
             to_inc: self.peer_inc,
             gen: self.tx_gen,
@@ -202,8 +220,9 @@ impl LinkState {
     }
 
     /// A sync saying what we sent.
-    pub fn sync(&self, my_inc: u64, want_reply: bool) -> Envelope {
+    pub fn sync(&self, me: &str, my_inc: u64, want_reply: bool) -> Envelope {
         Envelope {
+            from: me.to_string(),
             from_inc: my_inc,
             to_inc: self.peer_inc,
             gen: self.tx_gen,
@@ -214,12 +233,25 @@ impl LinkState {
 
     /// Starts a reset on our side: a new receive generation, both
     /// sequences from zero; returns the reset message for the peer.
-    pub fn reset(&mut self, my_inc: u64) -> Envelope {
+    pub fn reset(&mut self, me: &str, my_inc: u64) -> Envelope {
         self.rx_gen += 1;
         self.received = 0;
         self.sent = 0;
         self.resets += 1;
         Envelope {
+            from: me.to_string(),
+            from_inc: my_inc,
+            to_inc: self.peer_inc,
+            gen: self.rx_gen,
+            seq: 0,
+            body: Body::Reset,
+        }
+    }
+
+    /// Our last reset again, unchanged (for a peer that missed it).
+    pub fn reset_again(&self, me: &str, my_inc: u64) -> Envelope {
+        Envelope {
+            from: me.to_string(),
             from_inc: my_inc,
             to_inc: self.peer_inc,
             gen: self.rx_gen,
@@ -265,7 +297,7 @@ impl LinkState {
                 self.resets += 1;
                 Verdict::PeerReset
             }
-            _ if env.gen < self.rx_gen => Verdict::Drop,
+            _ if env.gen < self.rx_gen => Verdict::Stray,
             _ if env.gen > self.rx_gen => Verdict::Reset("a generation from the future"),
             Body::Frames(frames) => {
                 if env.seq == self.received + 1 {
@@ -313,6 +345,7 @@ mod tests {
             Body::Sync { want_reply: false },
         ] {
             let e = Envelope {
+                from: "b1".into(),
                 from_inc: 1,
                 to_inc: 2,
                 gen: 3,
@@ -326,6 +359,7 @@ mod tests {
             }
         }
         let mut bad = Envelope {
+            from: "b1".into(),
             from_inc: 1,
             to_inc: 2,
             gen: 3,
@@ -342,47 +376,66 @@ mod tests {
     #[test]
     fn in_order_frames_pass_and_a_gap_resets() {
         let (mut a, mut b) = pair();
-        let m1 = a.next_frames(A, vec![b"1".to_vec()]);
-        let m2 = a.next_frames(A, vec![b"2".to_vec()]);
-        let m3 = a.next_frames(A, vec![b"3".to_vec()]);
+        let m1 = a.next_frames("a", A, vec![b"1".to_vec()]);
+        let m2 = a.next_frames("a", A, vec![b"2".to_vec()]);
+        let m3 = a.next_frames("a", A, vec![b"3".to_vec()]);
         assert_eq!(b.receive(B, &m1), Verdict::Deliver(vec![b"1".to_vec()]));
         // m2 lost.
         assert!(matches!(b.receive(B, &m3), Verdict::Reset(_)));
-        let reset = b.reset(B);
-        // A's stray m2 of the old generation arrives after the reset: dropped.
-        assert_eq!(b.receive(B, &m2), Verdict::Drop);
+        let reset = b.reset("b", B);
+        // A's stray m2 of the old generation arrives after the reset:
+        // dropped, and the reset is sent again in case A missed it.
+        assert_eq!(b.receive(B, &m2), Verdict::Stray);
         assert_eq!(a.receive(A, &reset), Verdict::PeerReset);
         // The next frames start at 1 of the new generation and pass.
-        let m = a.next_frames(A, vec![b"x".to_vec()]);
+        let m = a.next_frames("a", A, vec![b"x".to_vec()]);
         assert_eq!((m.seq, m.gen, m.to_inc), (1, 1, B));
         assert_eq!(b.receive(B, &m), Verdict::Deliver(vec![b"x".to_vec()]));
         // The same reset again is a duplicate: nothing.
         assert_eq!(a.receive(A, &reset), Verdict::Drop);
+        assert_eq!(a.receive(A, &b.reset_again("b", B)), Verdict::Drop);
     }
 
     #[test]
     fn syncs_find_a_lost_last_message() {
         let (mut a, mut b) = pair();
-        let m1 = a.next_frames(A, vec![b"1".to_vec()]);
+        let m1 = a.next_frames("a", A, vec![b"1".to_vec()]);
         b.receive(B, &m1);
-        let _lost = a.next_frames(A, vec![b"2".to_vec()]);
-        assert!(matches!(b.receive(B, &a.sync(A, false)), Verdict::Reset(_)));
+        let _lost = a.next_frames("a", A, vec![b"2".to_vec()]);
+        assert!(matches!(
+            b.receive(B, &a.sync("a", A, false)),
+            Verdict::Reset(_)
+        ));
         let (mut a, mut b) = pair();
-        let m1 = a.next_frames(A, vec![b"1".to_vec()]);
+        let m1 = a.next_frames("a", A, vec![b"1".to_vec()]);
         b.receive(B, &m1);
-        assert_eq!(b.receive(B, &a.sync(A, true)), Verdict::AnswerSync);
-        assert_eq!(b.receive(B, &a.sync(A, false)), Verdict::Drop);
-        assert_eq!(a.receive(A, &b.sync(B, false)), Verdict::Drop);
+        assert_eq!(b.receive(B, &a.sync("a", A, true)), Verdict::AnswerSync);
+        assert_eq!(b.receive(B, &a.sync("a", A, false)), Verdict::Drop);
+        assert_eq!(a.receive(A, &b.sync("b", B, false)), Verdict::Drop);
+    }
+
+    #[test]
+    fn a_lost_reset_is_sent_again_on_the_next_stray() {
+        let (mut a, mut b) = pair();
+        let m1 = a.next_frames("a", A, vec![b"1".to_vec()]);
+        b.receive(B, &m1);
+        // B resets; its reset message is lost. A goes on in generation 0.
+        let _lost = b.reset("b", B);
+        let m2 = a.next_frames("a", A, vec![b"2".to_vec()]);
+        assert_eq!(b.receive(B, &m2), Verdict::Stray);
+        assert_eq!(a.receive(A, &b.reset_again("b", B)), Verdict::PeerReset);
+        let m3 = a.next_frames("a", A, vec![b"3".to_vec()]);
+        assert_eq!(b.receive(B, &m3), Verdict::Deliver(vec![b"3".to_vec()]));
     }
 
     #[test]
     fn first_contact_keeps_what_we_sent() {
         let (mut a, mut b) = pair();
-        let m1 = a.next_frames(A, vec![b"1".to_vec()]);
+        let m1 = a.next_frames("a", A, vec![b"1".to_vec()]);
         assert!(matches!(b.receive(B, &m1), Verdict::Deliver(_)));
-        let r1 = b.next_frames(B, vec![b"r".to_vec()]);
+        let r1 = b.next_frames("b", B, vec![b"r".to_vec()]);
         assert!(matches!(a.receive(A, &r1), Verdict::Deliver(_)));
-        let m2 = a.next_frames(A, vec![b"2".to_vec()]);
+        let m2 = a.next_frames("a", A, vec![b"2".to_vec()]);
         assert_eq!(m2.seq, 2);
         assert!(matches!(b.receive(B, &m2), Verdict::Deliver(_)));
     }
@@ -390,15 +443,15 @@ mod tests {
     #[test]
     fn incarnations_are_checked() {
         let (mut a, mut b) = pair();
-        let m1 = a.next_frames(A, vec![b"1".to_vec()]);
+        let m1 = a.next_frames("a", A, vec![b"1".to_vec()]);
         assert!(matches!(b.receive(B, &m1), Verdict::Deliver(_)));
         // A message for an earlier life of B.
-        let mut old = a.next_frames(A, vec![b"2".to_vec()]);
+        let mut old = a.next_frames("a", A, vec![b"2".to_vec()]);
         old.to_inc = 999;
         assert_eq!(b.receive(B, &old), Verdict::Stale);
         // A restarted (new incarnation): B resets its side.
         let mut a2 = LinkState::default();
-        let n1 = a2.next_frames(A + 1, vec![b"n".to_vec()]);
+        let n1 = a2.next_frames("a", A + 1, vec![b"n".to_vec()]);
         assert!(matches!(b.receive(B, &n1), Verdict::Reset(_)));
         assert_eq!(b.peer_inc, A + 1);
     }

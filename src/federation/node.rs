@@ -481,7 +481,7 @@ impl Federation {
         let env = {
             let mut st = self.state.borrow_mut();
             let p = st.peers.entry(peer.to_string()).or_insert_with(Peer::new);
-            p.link.next_frames(self.inc, frames)
+            p.link.next_frames(&self.config.broker_id, self.inc, frames)
         };
         self.publish_link(nats, peer, &env, true)
     }
@@ -506,7 +506,7 @@ impl Federation {
     fn send_sync(&self, peer: &str, want_reply: bool) {
         let Some(nats) = self.nats() else { return };
         let env = match self.state.borrow().peers.get(peer) {
-            Some(p) => p.link.sync(self.inc, want_reply),
+            Some(p) => p.link.sync(&self.config.broker_id, self.inc, want_reply),
             None => return,
         };
         // With the no-responders reply subject: a 503 says at once that
@@ -523,7 +523,7 @@ impl Federation {
             st.counters.link_resets += 1;
             let p = st.peers.entry(peer.to_string()).or_insert_with(Peer::new);
             p.out.clear();
-            p.link.reset(self.inc)
+            p.link.reset(&self.config.broker_id, self.inc)
         };
         self.end_link_conn(peer, why);
         if let Some(nats) = self.nats() {
@@ -564,24 +564,17 @@ impl Federation {
     }
 
     fn on_link_message(&self, msg: &super::nats::Msg) {
-        // The sender is named by the no-responders reply subject.
-        let from = match msg.reply.as_deref().and_then(|r| {
-            let prefix = format!("sb.{}.nr.", self.config.namespace);
-            r.strip_prefix(&prefix)?
-                .split('.')
-                .next()
-                .map(str::to_string)
-        }) {
-            Some(f) => f,
-            None => return,
-        };
         let env = match Envelope::decode(&msg.payload) {
             Ok(e) => e,
             Err(e) => {
-                log::warn!(peer = from.as_str(); "{e}");
+                log::warn!(broker = self.config.broker_id.as_str(); "{e}");
                 return;
             }
         };
+        let from = env.from.clone();
+        if from == self.config.broker_id || from.is_empty() {
+            return;
+        }
         if self
             .state
             .borrow()
@@ -596,10 +589,22 @@ impl Federation {
             p.last_heard = Instant::now();
             p.link.receive(self.inc, &env)
         };
-        log::trace!(peer = from.as_str(), seq = env.seq, gen = env.gen; "link message: {verdict:?}");
+        log::trace!(broker = self.config.broker_id.as_str(), peer = from.as_str(), seq = env.seq, gen = env.gen; "link message {}: {}", match env.body { super::link::Body::Frames(_) => "frames", super::link::Body::Reset => "reset", super::link::Body::Sync { .. } => "sync" }, match &verdict { Verdict::Deliver(f) => format!("deliver {}", f.len()), v => format!("{v:?}") });
         match verdict {
             Verdict::Deliver(frames) => self.deliver_frames(&from, frames),
             Verdict::Drop => self.state.borrow_mut().counters.dropped_stray += 1,
+            Verdict::Stray => {
+                let env = {
+                    let mut st = self.state.borrow_mut();
+                    st.counters.dropped_stray += 1;
+                    st.peers
+                        .get(&from)
+                        .map(|p| p.link.reset_again(&self.config.broker_id, self.inc))
+                };
+                if let (Some(env), Some(nats)) = (env, self.nats()) {
+                    let _ = self.publish_link(&nats, &from, &env, false);
+                }
+            }
             Verdict::AnswerSync => self.send_sync(&from, false),
             Verdict::Reset(why) => self.reset_link(&from, why),
             Verdict::Stale => self.reset_link(&from, "a message for an earlier incarnation"),
