@@ -70,7 +70,10 @@ pub(super) fn look(shell: &Shell, core: &mut Core, id: ConnId, body: &[u8]) -> S
         // Shared names stay local; bad frames are the core's to refuse.
         _ => return Seen::Core,
     };
-    if !core.reads(id) || session.is_empty() {
+    // Before the hello, or refused by the core's own checks of a name:
+    // the core answers; nothing is claimed.
+    let handshaken = core.peers.get(&id).is_some_and(|p| p.handshaken);
+    if !core.reads(id) || !handshaken || session.is_empty() {
         return Seen::Core;
     }
     match fed.intercept_publish(id, op, &session, &methods, body) {
