@@ -47,29 +47,156 @@ use Kind::{Latency, Throughput};
 
 /// Every case, in the order they run and print.
 pub const CASES: &[CaseDef] = &[
-    def("floor.unix", "raw relay caller->middle->callee, Unix, poll()", Latency, "floor.unix"),
-    def("floor.tcp", "raw relay caller->middle->callee, TCP loopback, poll()", Latency, "floor.tcp"),
-    def("floor.pipe64", "raw relay, Unix, 64 in flight (time per call)", Throughput, "floor.pipe64"),
-    def("rtt.unix", "stagebus brokered call, sequential, Unix", Latency, "floor.unix"),
-    def("rtt.unix.noping", "rtt.unix with heartbeats off (broker and clients)", Latency, "floor.unix"),
-    def("rtt.tcp", "stagebus brokered call, sequential, TCP", Latency, "floor.tcp"),
-    def("rtt.request", "same through Request/RemoteStage/Stage, Unix", Latency, "floor.unix"),
-    def("embedded", "rtt.unix with the caller on a host poll() loop", Latency, "floor.unix"),
-    def("rtt.monitored", "rtt.unix with `stagebus monitor --payload` attached", Latency, "floor.unix"),
-    def("scaled", "rtt.unix, broker holding 100k sessions + 100k pending", Latency, "floor.unix"),
-    def("pipe.1", "brokered calls, 1 in flight, one caller (per call)", Throughput, "floor.unix"),
-    def("pipe.16", "brokered calls, 16 in flight, one caller", Throughput, "floor.pipe64"),
-    def("pipe.64", "brokered calls, 64 in flight, one caller", Throughput, "floor.pipe64"),
-    def("pipe.256", "brokered calls, 256 in flight, one caller", Throughput, "floor.pipe64"),
-    def("pipe.8x8", "brokered calls, 8 callers x 8 in flight", Throughput, "floor.pipe64"),
-    def("balance.pipe64", "pipe.64 to a balance name of 2 publishers (vs pipe.64: 1)", Throughput, "pipe.64"),
-    def("signal.fanout", "1 emitter, 16 listeners: time per signal delivery", Throughput, "floor.pipe64"),
-    def("stream", "100,000 emits to one request (per emit, slices of 10k)", Throughput, "floor.pipe64"),
-    def("local", "in-process request+return, 1000 in flight (per pair)", Throughput, "floor.pipe64"),
-    def("dbus", "dbus-daemon method call, private bus, libdbus", Latency, "floor.unix"),
-    def("zmq.ipc", "libzmq REQ->ROUTER/proxy/DEALER->REP, ipc", Latency, "floor.unix"),
-    def("zmq.tcp", "libzmq REQ->ROUTER/proxy/DEALER->REP, TCP", Latency, "floor.tcp"),
-    def("reconnect", "broker killed -9 and restarted -> first call answered again", Latency, "floor.unix"),
+    def(
+        "floor.unix",
+        "raw relay caller->middle->callee, Unix, poll()",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "floor.tcp",
+        "raw relay caller->middle->callee, TCP loopback, poll()",
+        Latency,
+        "floor.tcp",
+    ),
+    def(
+        "floor.pipe64",
+        "raw relay, Unix, 64 in flight (time per call)",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "rtt.unix",
+        "stagebus brokered call, sequential, Unix",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "rtt.unix.noping",
+        "rtt.unix with heartbeats off (broker and clients)",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "rtt.tcp",
+        "stagebus brokered call, sequential, TCP",
+        Latency,
+        "floor.tcp",
+    ),
+    def(
+        "rtt.request",
+        "same through Request/RemoteStage/Stage, Unix",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "embedded",
+        "rtt.unix with the caller on a host poll() loop",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "rtt.monitored",
+        "rtt.unix with `stagebus monitor --payload` attached",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "scaled",
+        "rtt.unix, broker holding 100k sessions + 100k pending",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "pipe.1",
+        "brokered calls, 1 in flight, one caller (per call)",
+        Throughput,
+        "floor.unix",
+    ),
+    def(
+        "pipe.16",
+        "brokered calls, 16 in flight, one caller",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "pipe.64",
+        "brokered calls, 64 in flight, one caller",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "pipe.256",
+        "brokered calls, 256 in flight, one caller",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "pipe.8x8",
+        "brokered calls, 8 callers x 8 in flight",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "balance.pipe64",
+        "pipe.64 to a balance name of 2 publishers (vs pipe.64: 1)",
+        Throughput,
+        "pipe.64",
+    ),
+    def(
+        "signal.fanout",
+        "1 emitter, 16 listeners: time per signal delivery",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "stream",
+        "100,000 emits to one request (per emit, slices of 10k)",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "local",
+        "in-process request+return, 1000 in flight (per pair)",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "dbus",
+        "dbus-daemon method call, private bus, libdbus",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "zmq.ipc",
+        "libzmq REQ->ROUTER/proxy/DEALER->REP, ipc",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "zmq.tcp",
+        "libzmq REQ->ROUTER/proxy/DEALER->REP, TCP",
+        Latency,
+        "floor.tcp",
+    ),
+    def(
+        "reconnect",
+        "broker killed -9 and restarted -> first call answered again",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "fed.rtt",
+        "federated call: broker 1 -> NATS n1 -> n2 -> broker 2, TCP",
+        Latency,
+        "floor.tcp",
+    ),
+    def(
+        "fed.pipe64",
+        "fed.rtt's path, 64 in flight (time per call)",
+        Throughput,
+        "floor.pipe64",
+    ),
 ];
 
 /// Counts for one run: full or quick.
@@ -195,7 +322,10 @@ impl Proc {
 
     fn send(&mut self, line: &str) {
         let input = self.input.as_mut().expect("spawned with stdin");
-        if writeln!(input, "{line}").and_then(|_| input.flush()).is_err() {
+        if writeln!(input, "{line}")
+            .and_then(|_| input.flush())
+            .is_err()
+        {
             fail(format!("{} stopped reading", self.what));
         }
     }
@@ -277,6 +407,28 @@ fn start_broker(tcp: bool) -> BrokerProc {
     }
 }
 
+/// Adds `--federate URLS --broker-id ID` (in namespace `bench`).
+pub(crate) fn broker_args_federated(cmd: &mut Command, urls: &str, id: &str) {
+    cmd.args([
+        "--federate",
+        urls,
+        "--broker-id",
+        id,
+        "--namespace",
+        "bench",
+    ]);
+}
+
+/// A federated `stagebus broker` on TCP: broker `k` of the NATS pair.
+fn federated_broker(pair: &crate::federated::NatsPair, k: usize) -> (Proc, String) {
+    let mut cmd = bounded(env_path("SBBENCH_STAGEBUS"));
+    cmd.args(["broker", "--listen", "tcp://127.0.0.1:0"]);
+    crate::federated::federate(&mut cmd, pair, k);
+    let mut proc = Proc::spawn(cmd, "stagebus broker --federate", false);
+    let addr = proc.expect("listening on");
+    (proc, addr)
+}
+
 /// `stagebus broker` listening on `listen` (without pings when
 /// `SBBENCH_NOPING` is set), and the address it printed.
 pub(crate) fn broker_on(listen: &str) -> (Proc, String) {
@@ -317,7 +469,10 @@ fn caller_cmd(addr: &str, mode: &str, warm: u64, n: u64, k: u64) -> Command {
 
 fn parse_list(line: &str) -> Vec<u64> {
     line.split_whitespace()
-        .map(|x| x.parse().unwrap_or_else(|_| fail(format!("bad number '{x}'"))))
+        .map(|x| {
+            x.parse()
+                .unwrap_or_else(|_| fail(format!("bad number '{x}'")))
+        })
         .collect()
 }
 
@@ -573,6 +728,30 @@ pub fn case(args: &[String]) -> ExitCode {
         "local" => local(c.local_batches),
         "scaled" => scaled(c),
         "reconnect" => crate::restart::case(if c.seq_n > 5000 { 30 } else { 10 }),
+        "fed.rtt" | "fed.pipe64" => {
+            let pair = crate::federated::NatsPair::start();
+            let (b1, a1) = federated_broker(&pair, 0);
+            let (b2, a2) = federated_broker(&pair, 1);
+            let publisher = start_publisher(&a2);
+            // The directory's watch brings the names to broker 1 in a few
+            // ms; a margin on a loaded machine.
+            std::thread::sleep(Duration::from_millis(500));
+            let v = if name == "fed.rtt" {
+                run_caller(caller_cmd(&a1, "seq", c.seq_warm, c.seq_n, 1), "SAMPLES")
+            } else {
+                let cps = run_caller(
+                    caller_cmd(&a1, "pipe", c.pipe_warm, c.pipe_n / 4, 64),
+                    "CHECKPOINTS",
+                );
+                println!("INFO calls_per_s {}", rate(&cps));
+                per_op(&cps[1..], 1)
+            };
+            b1.stop();
+            b2.stop();
+            publisher.finish();
+            drop(pair);
+            v
+        }
         other => fail(format!("unknown case '{other}' (sbbench list)")),
     };
     print_samples(&samples);

@@ -42,7 +42,10 @@ fn say(line: &str) {
 }
 
 fn wait_done(lp: &EventLoop, what: &str, done: &Rc<Cell<bool>>) {
-    if !lp.run_until(Duration::from_secs(10), || done.get()).unwrap() {
+    if !lp
+        .run_until(Duration::from_secs(10), || done.get())
+        .unwrap()
+    {
         fail(format!("{what} timed out"));
     }
 }
@@ -120,7 +123,10 @@ pub fn emitter(args: &[String]) -> ExitCode {
         r.unwrap_or_else(|e| fail(format!("flush: {e}")));
         f.set(true);
     });
-    if !lp.run_until(Duration::from_secs(60), || flushed.get()).unwrap() {
+    if !lp
+        .run_until(Duration::from_secs(60), || flushed.get())
+        .unwrap()
+    {
         fail("the signals did not leave");
     }
     ExitCode::SUCCESS

@@ -87,11 +87,7 @@ fn per_s(r: f64) -> String {
 type Info = Vec<(String, f64)>;
 
 /// Runs one case once; returns its samples and info, or why it failed.
-fn run_once(
-    mode: Mode,
-    name: &str,
-    quick: bool,
-) -> Result<(Vec<u64>, Info), String> {
+fn run_once(mode: Mode, name: &str, quick: bool) -> Result<(Vec<u64>, Info), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = match mode {
         Mode::Unpinned => Command::new(&exe),
@@ -157,7 +153,9 @@ pub fn run(args: &[String]) -> ExitCode {
                 _ => return usage(),
             },
             "--modes" => {
-                let Some(list) = it.next() else { return usage() };
+                let Some(list) = it.next() else {
+                    return usage();
+                };
                 modes = Vec::new();
                 for m in list.split(',') {
                     match m {
@@ -168,7 +166,9 @@ pub fn run(args: &[String]) -> ExitCode {
                 }
             }
             "--cases" => {
-                let Some(list) = it.next() else { return usage() };
+                let Some(list) = it.next() else {
+                    return usage();
+                };
                 let names: Vec<String> = list.split(',').map(str::to_string).collect();
                 if let Some(bad) = names.iter().find(|n| !CASES.iter().any(|c| c.name == *n)) {
                     eprintln!("sbbench: unknown case '{bad}' (sbbench list)");
@@ -296,7 +296,10 @@ pub fn run(args: &[String]) -> ExitCode {
                 "bytes_per_unauthenticated_conn",
                 "broker RSS per unauthenticated connection",
             ),
-            ("bytes_per_idle_conn", "broker RSS per authenticated idle connection"),
+            (
+                "bytes_per_idle_conn",
+                "broker RSS per authenticated idle connection",
+            ),
             ("bytes_per_pending", "broker RSS per pending call"),
             ("bytes_per_session", "broker RSS per published session"),
         ];
@@ -315,24 +318,23 @@ pub fn run(args: &[String]) -> ExitCode {
             (Some(x), Some(y)) => Some(x as f64 / y as f64),
             _ => None,
         };
-        let line = |what: &str, v: Option<f64>, ok: fn(f64) -> bool, limit: &str, fmt: &str| {
-            match v {
-                Some(v) => {
-                    let shown = if fmt == "rate" {
-                        per_s(v)
-                    } else {
-                        format!("{v:.2}")
-                    };
-                    println!(
-                        "  {:<50} {:>9}  {:<10} {}",
-                        what,
-                        shown,
-                        limit,
-                        if ok(v) { "met" } else { "MISSED" }
-                    )
-                }
-                None => println!("  {what:<50} {:>9}  {limit:<10} not measured", "-"),
+        let line = |what: &str, v: Option<f64>, ok: fn(f64) -> bool, limit: &str, fmt: &str| match v
+        {
+            Some(v) => {
+                let shown = if fmt == "rate" {
+                    per_s(v)
+                } else {
+                    format!("{v:.2}")
+                };
+                println!(
+                    "  {:<50} {:>9}  {:<10} {}",
+                    what,
+                    shown,
+                    limit,
+                    if ok(v) { "met" } else { "MISSED" }
+                )
             }
+            None => println!("  {what:<50} {:>9}  {limit:<10} not measured", "-"),
         };
         line(
             "brokered rtt / raw relay floor, Unix (rtt.unix)",
@@ -417,11 +419,17 @@ pub fn run(args: &[String]) -> ExitCode {
             ">= 2M",
             "rate",
         );
-        println!("rates (median-based, and overall = all operations / all time, median of rounds):");
+        println!(
+            "rates (median-based, and overall = all operations / all time, median of rounds):"
+        );
         let extra = [
             ("pipe.64", "calls_per_s", "brokered calls/s, 64 in flight"),
             ("pipe.256", "calls_per_s", "brokered calls/s, 256 in flight"),
-            ("pipe.8x8", "calls_per_s", "brokered calls/s, 8 callers x 8 in flight"),
+            (
+                "pipe.8x8",
+                "calls_per_s",
+                "brokered calls/s, 8 callers x 8 in flight",
+            ),
             ("stream", "emits_per_s", "emits/s streamed to one request"),
             ("local", "pairs_per_s", "local request+return pairs/s"),
         ];

@@ -315,12 +315,14 @@ pub fn caller(args: &[String]) -> ExitCode {
             let remote = Rc::new(RefCell::new(None));
             let r = remote.clone();
             RemoteStage::subscribe(&client, "bench_stage", move |res| {
-                *r.borrow_mut() =
-                    Some(res.unwrap_or_else(|e| fail(format!("subscribe: {e}"))));
+                *r.borrow_mut() = Some(res.unwrap_or_else(|e| fail(format!("subscribe: {e}"))));
             });
             lp.run_until(Duration::from_secs(10), || remote.borrow().is_some())
                 .unwrap();
-            let remote = remote.borrow_mut().take().unwrap_or_else(|| fail("subscribe timed out"));
+            let remote = remote
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| fail("subscribe timed out"));
             if warm > 0 {
                 run_requests(&lp, &remote, warm);
             }
@@ -360,7 +362,9 @@ impl ReqBurst {
                 me.complete();
                 Ok(())
             })
-            .on("error", |ctx| fail(format!("request failed: {:?}", ctx.args())))
+            .on("error", |ctx| {
+                fail(format!("request failed: {:?}", ctx.args()))
+            })
             .send()
             .unwrap_or_else(|e| fail(format!("send: {e}")));
         // Replaces the finished request (dropping a finished one is a

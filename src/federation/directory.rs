@@ -194,6 +194,10 @@ impl Federation {
     pub(crate) fn dir_connected(&self) {
         let ready = self.state.borrow().dir.ready;
         if ready {
+            // After a reconnect the whole bucket is read again: entries
+            // missed meanwhile (or dropped with peers declared dead)
+            // come back, unchanged ones change nothing.
+            self.state.borrow_mut().dir.watch = Watch::new(0);
             self.start_watch();
         } else {
             self.create_stream(self.config.kv_replicas.max(1));
@@ -570,10 +574,11 @@ impl Federation {
             (old, peer.conn.is_some())
         };
         if let Some(old) = old {
-            self.rescind_remote(&old.broker, &name);
-            if old.broker == value.broker && had_conn {
-                // Same owner, new methods: published again below.
+            if old.broker == value.broker && old.methods == value.methods {
+                // Read again (a restarted watch): nothing changed.
+                return;
             }
+            self.rescind_remote(&old.broker, &name);
         }
         let Some(conn) = self.link_conn(&value.broker) else {
             return;

@@ -269,14 +269,16 @@ impl Federation {
     fn tick(&self) {
         self.arm_tick();
         let Some(nats) = self.nats() else { return };
-        if nats.is_connected() {
-            let _ = nats.publish(
-                &self.config.heartbeat(&self.config.broker_id),
-                None,
-                None,
-                self.inc.to_string().as_bytes(),
-            );
+        if !nats.is_connected() {
+            // We hear nobody while away: nobody is declared dead for it.
+            return;
         }
+        let _ = nats.publish(
+            &self.config.heartbeat(&self.config.broker_id),
+            None,
+            None,
+            self.inc.to_string().as_bytes(),
+        );
         let Some(port) = self.port.upgrade() else {
             return;
         };
@@ -310,7 +312,15 @@ impl Federation {
         match event {
             NatsEvent::Connected { epoch, .. } => {
                 if epoch > 1 {
-                    self.state.borrow_mut().counters.nats_reconnects += 1;
+                    {
+                        let mut st = self.state.borrow_mut();
+                        st.counters.nats_reconnects += 1;
+                        // Peers get a full hb_timeout from now to be heard.
+                        let now = Instant::now();
+                        for p in st.peers.values_mut() {
+                            p.last_heard = now;
+                        }
+                    }
                     // Frames may have been lost both ways while we were
                     // away: every link checks itself with a sync.
                     let peers: Vec<String> = self.state.borrow().peers.keys().cloned().collect();
