@@ -120,10 +120,11 @@ fn publish_subscribe_request_and_no_responders() {
     assert_eq!((epoch, server), (1, format!("127.0.0.1:{}", node.port)));
     assert_eq!(c.max_payload(), 4096, "max_payload comes from INFO");
 
-    // The responder's SUB must be in place: a request answers once it is.
+    // The responder's SUB must be in place: until it is, a request gets
+    // 503 (no responders); then the echo.
     let token = c.request("svc.echo", None, b"ping").unwrap();
     let m = reply(&lp, &events, token);
-    assert!(m.status().is_none() || m.payload == b"ping", "{m:?}");
+    assert!(m.status() == Some(503) || m.payload == b"ping", "{m:?}");
     let mut answered = m.payload == b"ping";
     for _ in 0..50 {
         if answered {
