@@ -429,6 +429,25 @@ fn federated_broker(pair: &crate::federated::NatsPair, k: usize) -> (Proc, Strin
     (proc, addr)
 }
 
+/// Waits until the broker at `addr` lists `name` (`stagebus list`).
+fn wait_listed(addr: &str, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(env_path("SBBENCH_STAGEBUS"))
+            .args(["list", "--broker", addr])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| fail(format!("stagebus list: {e}")));
+        if String::from_utf8_lossy(&out.stdout).contains(name) {
+            return;
+        }
+        if Instant::now() > deadline {
+            fail(format!("{name} was never listed at {addr}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `stagebus broker` listening on `listen` (without pings when
 /// `SBBENCH_NOPING` is set), and the address it printed.
 pub(crate) fn broker_on(listen: &str) -> (Proc, String) {
@@ -733,9 +752,8 @@ pub fn case(args: &[String]) -> ExitCode {
             let (b1, a1) = federated_broker(&pair, 0);
             let (b2, a2) = federated_broker(&pair, 1);
             let publisher = start_publisher(&a2);
-            // The directory's watch brings the names to broker 1 in a few
-            // ms; a margin on a loaded machine.
-            std::thread::sleep(Duration::from_millis(500));
+            // The directory's watch brings the names to broker 1.
+            wait_listed(&a1, "bench_stage");
             let v = if name == "fed.rtt" {
                 run_caller(caller_cmd(&a1, "seq", c.seq_warm, c.seq_n, 1), "SAMPLES")
             } else {

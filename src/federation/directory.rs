@@ -503,6 +503,19 @@ impl Federation {
         for p in waiting {
             self.finish_claim(p, Err(unavailable("the directory bucket is not ready")));
         }
+        // A bucket request that could not even be sent is tried again.
+        let retry = {
+            let st = self.state.borrow();
+            !st.dir.ready
+                && !st
+                    .dir
+                    .ops
+                    .values()
+                    .any(|(op, _)| matches!(op, Op::Stream { .. }))
+        };
+        if retry && self.nats().is_some_and(|n| n.is_connected()) {
+            self.create_stream(self.config.kv_replicas.max(1));
+        }
     }
 
     /// A message on the watch's deliver subject.
