@@ -46,6 +46,7 @@ struct Remote {
 struct Claim {
     conn: ConnId,
     revision: u64,
+    methods: Vec<String>,
 }
 
 /// A publish waiting for its claim.
@@ -60,11 +61,19 @@ struct Pending {
 
 #[derive(Debug)]
 enum Op {
-    Stream { replicas: u32 },
+    Stream {
+        replicas: u32,
+    },
     Consumer,
     Claim(Pending),
     ClaimGet(Pending),
     Delete,
+    /// A name of ours deleted by someone who thought us dead, claimed
+    /// again.
+    Reclaim {
+        name: String,
+        conn: ConnId,
+    },
 }
 
 /// What the shell does with a client's publish when federated.
@@ -128,6 +137,10 @@ impl Directory {
     /// Sessions of other brokers in the cache.
     pub fn remote_count(&self) -> usize {
         self.cache.len()
+    }
+
+    fn claims_methods(&self, name: &str) -> Option<Vec<String>> {
+        self.claims.get(name).map(|c| c.methods.clone())
     }
 
     /// Whether the cache holds a session of `peer`.
@@ -303,6 +316,7 @@ impl Federation {
                     Claim {
                         conn: pending.conn,
                         revision,
+                        methods: pending.methods.clone(),
                     },
                 );
                 port.release(pending.conn, Some(pending.body));
@@ -464,6 +478,20 @@ impl Federation {
                     log::debug!(broker = self.config.broker_id.as_str(); "directory delete: {e}");
                 }
             }
+            Op::Reclaim { name, conn } => match js::parse_pub_ack(msg) {
+                Ok(revision) => {
+                    if let Some(c) = self.state.borrow_mut().dir.claims.get_mut(&name) {
+                        if c.conn == conn {
+                            c.revision = revision;
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Taken meanwhile: served here only, by local callers.
+                    log::warn!(broker = self.config.broker_id.as_str(), session = name.as_str(); "name lost to another broker while this one was cut off: {e}");
+                    self.state.borrow_mut().dir.claims.remove(&name);
+                }
+            },
         }
     }
 
@@ -497,7 +525,7 @@ impl Federation {
                 }
                 Op::Stream { replicas } => self.create_stream(replicas),
                 Op::Consumer => self.start_watch(),
-                Op::Delete => {}
+                Op::Delete | Op::Reclaim { .. } => {}
             }
         }
         for p in waiting {
@@ -549,6 +577,7 @@ impl Federation {
             if let Some(old) = old {
                 self.rescind_remote(&old.broker, &name);
             }
+            self.reclaim(&name, entry.revision);
             return;
         }
         let Ok(value) = serde_json::from_slice::<Value>(&entry.value) else {
@@ -607,6 +636,44 @@ impl Federation {
                 port.link_input(conn, &[body]);
             }
         }
+    }
+
+    /// A name this broker still serves was deleted (by a broker that
+    /// declared us dead): claim it again, after the marker.
+    fn reclaim(&self, name: &str, marker: u64) {
+        let claim = self.state.borrow().dir.claims.get(name).cloned();
+        let Some(claim) = claim else { return };
+        let serves = self
+            .port
+            .upgrade()
+            .is_some_and(|p| p.owner(name) == Some(claim.conn));
+        if !serves {
+            return;
+        }
+        let methods = self
+            .state
+            .borrow()
+            .dir
+            .claims_methods(name)
+            .unwrap_or_default();
+        let value = Value {
+            broker: self.config.broker_id.clone(),
+            inc: self.inc,
+            methods,
+        };
+        let Ok(subject) = self.state.borrow().dir.kv.key_subject(&key_of(name)) else {
+            return;
+        };
+        let payload = serde_json::to_vec(&value).unwrap_or_default();
+        self.dir_request(
+            &subject,
+            Some(&Kv::expect_revision(marker)),
+            &payload,
+            Op::Reclaim {
+                name: name.to_string(),
+                conn: claim.conn,
+            },
+        );
     }
 
     fn rescind_remote(&self, broker: &str, name: &str) {

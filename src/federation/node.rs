@@ -376,8 +376,11 @@ impl Federation {
             .and_then(|s| s.parse::<u64>().ok())
             .unwrap_or(0);
         let mut st = self.state.borrow_mut();
-        if st.dead.contains(&(peer.to_string(), inc)) {
-            return;
+        if st.dead.remove(&(peer.to_string(), inc)) {
+            // Declared dead, yet alive (it hung, or we were cut off): it
+            // is a peer again; its calls here ended already, and it claims
+            // its names again when it sees them deleted.
+            log::info!(broker = self.config.broker_id.as_str(), peer = peer; "peer broker back after being declared dead");
         }
         let p = st.peers.entry(peer.to_string()).or_insert_with(Peer::new);
         p.last_heard = Instant::now();

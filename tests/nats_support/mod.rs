@@ -278,7 +278,8 @@ pub fn cluster(binary: &Path, n: usize, spec: &Spec) -> Vec<Node> {
                 .expect("start nats-server"),
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: a loaded 2-core machine forms the cluster slowly.
+    let deadline = Instant::now() + Duration::from_secs(60);
     for node in &nodes {
         loop {
             let routes = http_get(node.monitor, "/routez")
