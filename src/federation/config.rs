@@ -37,7 +37,7 @@ pub struct FederationConfig {
     /// `timeout`.
     pub op_timeout: Duration,
     /// Copies of the directory bucket the NATS cluster keeps (default 3;
-    /// 1 when the cluster is a single server).
+    /// never more than the servers the cluster announces).
     pub kv_replicas: u32,
 }
 

@@ -213,8 +213,15 @@ impl Federation {
             self.state.borrow_mut().dir.watch = Watch::new(0);
             self.start_watch();
         } else {
-            self.create_stream(self.config.kv_replicas.max(1));
+            self.create_stream(self.replicas());
         }
+    }
+
+    /// The directory's copies: `kv_replicas`, at most one per server of
+    /// the cluster.
+    fn replicas(&self) -> u32 {
+        let servers = self.state.borrow().cluster_size.max(1);
+        self.config.kv_replicas.clamp(1, servers)
     }
 
     fn create_stream(&self, replicas: u32) {
@@ -542,7 +549,7 @@ impl Federation {
                     .any(|(op, _)| matches!(op, Op::Stream { .. }))
         };
         if retry && self.nats().is_some_and(|n| n.is_connected()) {
-            self.create_stream(self.config.kv_replicas.max(1));
+            self.create_stream(self.replicas());
         }
     }
 

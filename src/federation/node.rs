@@ -93,6 +93,8 @@ pub(crate) struct State {
     pub counters: FedCounters,
     pub dead: std::collections::HashSet<(String, u64)>,
     timer: Option<TimerId>,
+    /// Servers in the NATS cluster, as the last INFO announced them.
+    pub cluster_size: u32,
     inbox_sid: u64,
     nr_sid: u64,
     hb_sid: u64,
@@ -187,6 +189,7 @@ impl Federation {
                 counters: FedCounters::default(),
                 dead: Default::default(),
                 timer: None,
+                cluster_size: 1,
                 inbox_sid: 0,
                 nr_sid: 0,
                 hb_sid: 0,
@@ -310,7 +313,11 @@ impl Federation {
 
     fn on_event(&self, event: NatsEvent) {
         match event {
-            NatsEvent::Connected { epoch, .. } => {
+            NatsEvent::Connected { epoch, info, .. } => {
+                // The servers the cluster announces (itself included):
+                // no more directory copies than servers.
+                let servers = info.connect_urls.len().max(1) as u32;
+                self.state.borrow_mut().cluster_size = servers;
                 if epoch > 1 {
                     {
                         let mut st = self.state.borrow_mut();
