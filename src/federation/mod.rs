@@ -48,6 +48,9 @@
 //!   subscriptions, `SessionGone` and `no_such_method` work as for local
 //!   sessions. A dead broker's entries are deleted by whoever declares it
 //!   dead; a broker deletes its own entries of an earlier incarnation.
+//!   The bucket has `kv_replicas` copies, at most one per server the
+//!   cluster announces; after a NATS reconnect the whole bucket is read
+//!   again.
 //!
 //! The broker's core knows none of this beyond three queries
 //! (`broker/links.rs`); the shell's glue is `broker/federate.rs`.
@@ -60,9 +63,12 @@
 //! * A link reset closes the peer's stand-in connection, so local
 //!   subscribers of the peer's sessions are told `SessionGone`
 //!   (`publisher_gone`) although the sessions come back at once.
-//! * A broker wrongly declared dead (hung past `hb_timeout`, then back)
-//!   does not take a new incarnation nor claim its names again; its
-//!   sessions stay local until it restarts.
+//! * A broker wrongly declared dead (hung or cut off past `hb_timeout`,
+//!   then back) keeps its incarnation: its peers take it back at its
+//!   next heartbeat, and it claims again the names they deleted (a name
+//!   taken meanwhile stays local to it, with a warning in the log). The
+//!   design's new incarnation and `Reset{declared_dead}` are not written;
+//!   calls across the link in that window end as for any reset.
 //! * A frame over the server's `max_payload` resets the link (its call
 //!   and every other across the link end `publisher_gone`) instead of
 //!   failing that one call with `limit_exceeded`. Output toward NATS is
