@@ -68,7 +68,10 @@ impl NatsPair {
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         for m in monitor {
-            while !http_get(m, "/routez").is_some_and(|t| t.contains("\"num_routes\": 1")) {
+            // Routed to each other, and JetStream ready (a meta leader).
+            while !http_get(m, "/routez").is_some_and(|t| t.contains("\"num_routes\": 1"))
+                || !http_get(m, "/healthz").is_some_and(|t| t.contains("\"ok\""))
+            {
                 if Instant::now() > deadline {
                     fail("the NATS cluster did not form");
                 }

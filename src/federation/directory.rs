@@ -404,7 +404,10 @@ impl Federation {
                         }
                     }
                 }
-                Err(e) if replicas > 1 => {
+                // Not enough servers for the copies asked for (no
+                // suitable peers, insufficient resources); other errors
+                // (JetStream not ready yet) are retried at the next tick.
+                Err(e) if replicas > 1 && matches!(e.err_code, 10005 | 10023) => {
                     // A cluster smaller than the replicas asked for.
                     log::info!(broker = self.config.broker_id.as_str(); "directory with {replicas} replicas refused ({e}); trying 1");
                     self.create_stream(1);
@@ -506,13 +509,22 @@ impl Federation {
     /// `timeout`.
     pub(crate) fn dir_tick(&self, now: Instant) {
         let limit = self.config.op_timeout;
+        // The bucket and the watch are asked for again sooner, so that a
+        // publish waiting for them is served within its own limit.
+        let setup_limit = limit.min(std::time::Duration::from_secs(1));
         let (expired, waiting): (Vec<Op>, Vec<Pending>) = {
             let mut st = self.state.borrow_mut();
             let tokens: Vec<u64> = st
                 .dir
                 .ops
                 .iter()
-                .filter(|(_, (_, at))| now.duration_since(*at) > limit)
+                .filter(|(_, (op, at))| {
+                    let l = match op {
+                        Op::Stream { .. } | Op::Consumer => setup_limit,
+                        _ => limit,
+                    };
+                    now.duration_since(*at) > l
+                })
                 .map(|(t, _)| *t)
                 .collect();
             let expired = tokens
