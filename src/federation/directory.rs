@@ -52,6 +52,8 @@ struct Claim {
 /// A publish waiting for its claim.
 #[derive(Debug, Clone)]
 struct Pending {
+    /// When the client's publish arrived.
+    since: Instant,
     conn: ConnId,
     op: u64,
     name: String,
@@ -267,6 +269,7 @@ impl Federation {
             ));
         }
         let pending = Pending {
+            since: Instant::now(),
             conn,
             op,
             name: name.to_string(),
@@ -437,6 +440,23 @@ impl Federation {
                             self.finish_claim(p, Err(Error::new(ErrorCode::InvalidArgument, e)))
                         }
                     }
+                }
+                // No stream listens yet (just created, or its leader is
+                // being elected): try again shortly, within the limit.
+                Err(e) if e.code == 503 && p.since.elapsed() < self.config.op_timeout => {
+                    let weak = self.me.clone();
+                    self.lp
+                        .add_timer(std::time::Duration::from_millis(100), move |_| {
+                            if let Some(f) = weak.upgrade() {
+                                let (conn, op) = (p.conn, p.op);
+                                if !f.claim(p, 0) {
+                                    if let Some(port) = f.port.upgrade() {
+                                        port.answer(conn, op, unavailable("NATS is not connected"));
+                                        port.release(conn, None);
+                                    }
+                                }
+                            }
+                        });
                 }
                 Err(e) => self.finish_claim(p, Err(unavailable(&e.to_string()))),
             },
