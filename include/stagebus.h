@@ -25,6 +25,18 @@
 // The default [`BrokerConfig::socket_mode`].
 #define DEFAULT_SOCKET_MODE 432
 
+// JetStream's error code for a failed compare-and-set ("wrong last
+// sequence"): for a create, the key exists.
+#define ERR_WRONG_LAST_SEQUENCE 10071
+
+// JetStream's error code for "stream not found".
+#define ERR_STREAM_NOT_FOUND 10059
+
+// The longest control line (`MSG …\r\n`, `INFO {…}\r\n`) accepted.
+// nats-server's own default `max_control_line` is 4 KiB for what clients
+// send; an `INFO` with many `connect_urls` is longer, hence the margin.
+#define MAX_CONTROL_LINE (64 * 1024)
+
 // How deep lists and maps may nest in a value received from another
 // program: deeper payloads are refused (`SB_PROTOCOL`) rather than
 // decoded.
@@ -1456,6 +1468,26 @@ enum sb_status sb_client_options_set_tls_ca(struct sb_client_options *options, c
 enum sb_status sb_client_options_set_tls_cert(struct sb_client_options *options,
                                               const char *cert_file,
                                               const char *key_file);
+
+// Makes the broker join a federation: `servers` is a comma-separated
+// list of `nats://HOST:PORT` URLs (credentials may be in a URL),
+// `broker_id` this broker's id (1 to 64 letters, digits, `_` or `-`,
+// unique in the namespace), `ns` the namespace (NULL for `sb`). A bad
+// setting is `SB_INVALID_ARGUMENT`, with the reason in
+// `sb_last_error_message`. NULL `servers` turns federation off.
+enum sb_status sb_broker_options_set_federation(struct sb_broker_options *options,
+                                                const char *servers,
+                                                const char *broker_id,
+                                                const char *ns);
+
+// The credentials the broker gives NATS: a user with a password, or a
+// token (the other NULL), or all NULL for none (those of the URLs).
+// `SB_INVALID_STATE` before `sb_broker_options_set_federation`;
+// `SB_INVALID_ARGUMENT` for a user without a password or both kinds.
+enum sb_status sb_broker_options_set_nats_credentials(struct sb_broker_options *options,
+                                                      const char *user,
+                                                      const char *password,
+                                                      const char *token);
 
 // Publishes the stage as `sb_stage_publish` does, in the name mode
 // `mode` (an `sb_name_mode`): the first publisher of a name fixes its

@@ -78,6 +78,9 @@ require_pkg libglib2.0-dev
 # tests/perl.rs runs the Perl binding (FFI::Platypus) under POE and
 # AnyEvent; without these modules its tests would only skip.
 require prove perl
+# tests/nats_client.rs (and the federation tests) start their own
+# nats-server processes on free loopback ports.
+require nats-server nats-server
 # tests/install.rs runs scripts/install.sh, renders the installed man
 # page with `man -l` and loads the bash completions.
 require man man-db

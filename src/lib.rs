@@ -126,6 +126,9 @@ pub mod client;
 pub mod demo;
 pub mod error;
 pub mod event_loop;
+// Federation over NATS: work in progress, no stable API yet.
+#[doc(hidden)]
+pub mod federation;
 // The C ABI: its `#[no_mangle]` functions are exported from the cdylib
 // and read by cbindgen, but are no part of the Rust API.
 mod ffi;
@@ -142,6 +145,7 @@ pub mod value;
 pub mod wire;
 
 pub use broker::{Broker, BrokerConfig, BrokerStats, Limit, Limits};
+pub use federation::config::FederationConfig;
 
 #[doc(hidden)]
 pub mod fuzzing;

@@ -271,6 +271,7 @@ c_programs!(
     name_modes,
     identity,
     tls,
+    federation,
 );
 
 #[test]

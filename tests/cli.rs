@@ -213,6 +213,50 @@ fn bad_command_lines_exit_2_with_usage_on_stderr() {
         &["list", "--broker", "tcp://127.0.0.1:1", "--nope"],
         &["list", "--broker", "tcp://127.0.0.1:1", "extra"],
         &["list", "--broker", "tcp://127.0.0.1:1", "--timeout", "soon"],
+        // Federation: an id needs servers and servers an id; both checked.
+        &[
+            "broker",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--federate",
+            "nats://127.0.0.1:1",
+        ],
+        &[
+            "broker",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--broker-id",
+            "b1",
+        ],
+        &[
+            "broker",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--federate",
+            "nats://127.0.0.1:1",
+            "--broker-id",
+            "b 1",
+        ],
+        &[
+            "broker",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--federate",
+            "tls://127.0.0.1:1",
+            "--broker-id",
+            "b1",
+        ],
+        &[
+            "broker",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--federate",
+            "nats://h:1",
+            "--broker-id",
+            "b1",
+            "--nats-user",
+            "u",
+        ],
     ];
     for args in cases {
         let out = run(args);

@@ -75,6 +75,8 @@ pub const CASES: &[CaseDef] = &[
     def("nats.rtt", "nats-server request/reply, libnats, TCP, sequential", Latency, "floor.tcp"),
     def("nats.pipe64", "nats-server request/reply, libnats, TCP, 64 in flight", Throughput, "floor.pipe64"),
     def("reconnect", "broker killed -9 and restarted -> first call answered again", Latency, "floor.unix"),
+    def("fed.rtt", "federated call: broker 1 -> NATS n1 -> n2 -> broker 2, TCP", Latency, "floor.tcp"),
+    def("fed.pipe64", "fed.rtt's path, 64 in flight (time per call)", Throughput, "floor.pipe64"),
 ];
 
 /// Counts for one run: full or quick.
@@ -298,6 +300,47 @@ fn start_broker(tcp: bool) -> BrokerProc {
         proc,
         addr,
         _dir: dir,
+    }
+}
+
+/// Adds `--federate URLS --broker-id ID` (in namespace `bench`).
+pub(crate) fn broker_args_federated(cmd: &mut Command, urls: &str, id: &str) {
+    cmd.args([
+        "--federate",
+        urls,
+        "--broker-id",
+        id,
+        "--namespace",
+        "bench",
+    ]);
+}
+
+/// A federated `stagebus broker` on TCP: broker `k` of the NATS pair.
+fn federated_broker(pair: &crate::federated::NatsPair, k: usize) -> (Proc, String) {
+    let mut cmd = bounded(env_path("SBBENCH_STAGEBUS"));
+    cmd.args(["broker", "--listen", "tcp://127.0.0.1:0"]);
+    crate::federated::federate(&mut cmd, pair, k);
+    let mut proc = Proc::spawn(cmd, "stagebus broker --federate", false);
+    let addr = proc.expect("listening on");
+    (proc, addr)
+}
+
+/// Waits until the broker at `addr` lists `name` (`stagebus list`).
+fn wait_listed(addr: &str, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(env_path("SBBENCH_STAGEBUS"))
+            .args(["list", "--broker", addr])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| fail(format!("stagebus list: {e}")));
+        if String::from_utf8_lossy(&out.stdout).contains(name) {
+            return;
+        }
+        if Instant::now() > deadline {
+            fail(format!("{name} was never listed at {addr}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -620,6 +663,29 @@ pub fn case(args: &[String]) -> ExitCode {
         }
         "scaled" => scaled(c),
         "reconnect" => crate::restart::case(if c.seq_n > 5000 { 30 } else { 10 }),
+        "fed.rtt" | "fed.pipe64" => {
+            let pair = crate::federated::NatsPair::start();
+            let (b1, a1) = federated_broker(&pair, 0);
+            let (b2, a2) = federated_broker(&pair, 1);
+            let publisher = start_publisher(&a2);
+            // The directory's watch brings the names to broker 1.
+            wait_listed(&a1, "bench_stage");
+            let v = if name == "fed.rtt" {
+                run_caller(caller_cmd(&a1, "seq", c.seq_warm, c.seq_n, 1), "SAMPLES")
+            } else {
+                let cps = run_caller(
+                    caller_cmd(&a1, "pipe", c.pipe_warm, c.pipe_n / 4, 64),
+                    "CHECKPOINTS",
+                );
+                println!("INFO calls_per_s {}", rate(&cps));
+                per_op(&cps[1..], 1)
+            };
+            b1.stop();
+            b2.stop();
+            publisher.finish();
+            drop(pair);
+            v
+        }
         other => fail(format!("unknown case '{other}' (sbbench list)")),
     };
     print_samples(&samples);

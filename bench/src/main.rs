@@ -24,6 +24,7 @@
 
 mod cases;
 mod fanout;
+mod federated;
 mod report;
 mod restart;
 mod roles;

@@ -669,6 +669,19 @@ public:
         detail::check(sb_broker_options_set_tls_client_ca(raw(), ca_file.c_str()));
         return *this;
     }
+    // Joins a federation over NATS: `servers` is "nats://H:P,nats://H:P",
+    // `broker_id` unique in the namespace `ns` (nullptr: "sb").
+    BrokerOptions &federation(CStr servers, CStr broker_id, const char *ns = nullptr) {
+        detail::check(sb_broker_options_set_federation(raw(), servers.c_str(),
+                                                       broker_id.c_str(), ns));
+        return *this;
+    }
+    // NATS credentials: a user with a password, or a token (others nullptr).
+    BrokerOptions &nats_credentials(const char *user, const char *password,
+                                    const char *token) {
+        detail::check(sb_broker_options_set_nats_credentials(raw(), user, password, token));
+        return *this;
+    }
 };
 
 // How a client connects: token, client name (see sb_client_options_*).

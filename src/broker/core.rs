@@ -170,8 +170,7 @@ impl Core {
     /// [`Core::connect`] for a peer whose credentials the socket told
     /// (a Unix socket's `SO_PEERCRED`).
     pub fn connect_from(&mut self, cred: Option<PeerCred>) -> Option<ConnId> {
-        let id = self.next_conn;
-        self.next_conn += 1;
+        let id = self.next_conn_id();
         let limits = &self.config.limits;
         if self.peers.len() >= limits.max_connections
             || self.unauthenticated >= limits.max_unauthenticated
@@ -205,6 +204,13 @@ impl Core {
                 p.caller.identity = Some(name);
             }
         }
+    }
+
+    /// A new connection number.
+    pub(super) fn next_conn_id(&mut self) -> ConnId {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        id
     }
 
     /// Whether input from `id` is still wanted (it is open and was not

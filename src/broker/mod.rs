@@ -49,8 +49,10 @@ mod core;
 #[cfg(test)]
 mod core_tests;
 mod deadlines;
+mod federate;
 mod handshake;
 mod limit;
+mod links;
 mod monitor;
 mod peer;
 pub mod policy;
@@ -280,6 +282,10 @@ pub struct BrokerConfig {
     /// A TLS client's certificate subject becomes its identity (before
     /// a named token's name).
     pub tls: Option<BrokerTls>,
+    /// Join a federation of brokers over NATS (see
+    /// [`FederationConfig`](crate::FederationConfig)); `None` (the
+    /// default): a broker on its own.
+    pub federation: Option<crate::FederationConfig>,
 }
 
 /// The default [`BrokerConfig::socket_mode`].
@@ -297,6 +303,7 @@ impl Default for BrokerConfig {
             policy: None,
             inherited: Vec::new(),
             tls: None,
+            federation: None,
         }
     }
 }
@@ -315,6 +322,12 @@ impl BrokerConfig {
     /// (see [`InheritedListener`]).
     pub fn with_inherited(mut self, listener: impl Into<InheritedListener>) -> BrokerConfig {
         self.inherited.push(listener.into());
+        self
+    }
+
+    /// The same, joining the federation `federation` describes.
+    pub fn with_federation(mut self, federation: crate::FederationConfig) -> BrokerConfig {
+        self.federation = Some(federation);
         self
     }
 
@@ -436,6 +449,18 @@ pub struct BrokerStats {
     /// missing client certificate, a client that speaks no TLS, one that
     /// left).
     pub tls_handshake_failures: u64,
+    /// Federated: sessions of other brokers in the directory cache.
+    #[serde(default)]
+    pub remote_sessions: usize,
+    /// Federated: links to other brokers reset (either side started it).
+    #[serde(default)]
+    pub link_resets: u64,
+    /// Federated: other brokers declared dead (no heartbeat in time).
+    #[serde(default)]
+    pub peers_declared_dead: u64,
+    /// Federated: reconnects of the broker's NATS connection.
+    #[serde(default)]
+    pub nats_reconnects: u64,
 }
 
 /// A running broker. It lives on its loop until [`Broker::close`] or until

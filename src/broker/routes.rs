@@ -123,6 +123,13 @@ impl Default for Routes {
 }
 
 impl Routes {
+    /// Whether `conn` made or serves a call in flight.
+    pub fn involves(&self, conn: ConnId) -> bool {
+        self.links
+            .get(&conn)
+            .is_some_and(|l| !l.calls.is_empty() || !l.serving.is_empty())
+    }
+
     /// Calls in flight.
     pub fn len(&self) -> usize {
         self.table.len()

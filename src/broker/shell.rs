@@ -11,11 +11,13 @@
 
 use super::accept::{accept_failure, AcceptFailure, AcceptRetry};
 use super::core::{Core, Effect};
+use super::federate::{self, Seen};
 use super::peer::CloseReason;
 use super::waiters::WaitId;
 use super::{BrokerConfig, BrokerStats, ConnId};
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
+use crate::federation::node::{Federation, Port};
 use crate::id_hash::IdMap;
 use crate::report::StatsReport;
 use crate::transport::{
@@ -42,6 +44,10 @@ pub(super) struct Shell {
     /// TLS handshakes that failed (see [`BrokerStats::tls_handshake_failures`]).
     tls_failures: std::cell::Cell<u64>,
     started: Instant,
+    /// The broker's membership in a federation, if it federates.
+    fed: RefCell<Option<Rc<Federation>>>,
+    /// Client connections not read while federation holds their publish.
+    held: RefCell<crate::id_hash::IdSet<ConnId>>,
     me: Weak<Shell>,
 }
 
@@ -85,6 +91,10 @@ impl Shell {
     /// Binds every address of `config` and starts serving on `lp`.
     /// Fails without side effects if any address cannot be bound.
     pub fn start(lp: &EventLoop, config: BrokerConfig) -> Result<Rc<Shell>, Error> {
+        let federation = config.federation.clone();
+        if let Some(f) = &federation {
+            f.check()?;
+        }
         let mut listeners = Vec::new();
         let gid = match &config.socket_group {
             Some(group) => Some(resolve_group(group).map_err(|why| {
@@ -136,6 +146,8 @@ impl Shell {
             lingering: Rc::default(),
             tls_failures: std::cell::Cell::new(0),
             started: Instant::now(),
+            fed: RefCell::new(None),
+            held: RefCell::default(),
             me: me.clone(),
         });
         for (index, mut listener) in listeners.into_iter().enumerate() {
@@ -147,6 +159,16 @@ impl Shell {
                 .register(&mut listener, Interest::READABLE, source)
                 .map_err(|e| Error::io("cannot register listener", &e))?;
             shell.io.borrow_mut().listeners.push((listener, token));
+        }
+        if let Some(f) = federation {
+            let port: Weak<dyn Port> = Rc::downgrade(&shell) as Weak<dyn Port>;
+            match Federation::start(lp, f, port) {
+                Ok(fed) => *shell.fed.borrow_mut() = Some(fed),
+                Err(e) => {
+                    shell.close();
+                    return Err(e);
+                }
+            }
         }
         Ok(shell)
     }
@@ -164,10 +186,18 @@ impl Shell {
     }
 
     pub fn stats(&self) -> BrokerStats {
-        BrokerStats {
+        let mut stats = BrokerStats {
             tls_handshake_failures: self.tls_failures.get(),
             ..self.core.borrow().stats()
+        };
+        if let Some(fed) = self.federation() {
+            let c = fed.counters();
+            stats.remote_sessions = fed.remote_sessions();
+            stats.link_resets = c.link_resets;
+            stats.peers_declared_dead = c.peers_declared_dead;
+            stats.nats_reconnects = c.nats_reconnects;
         }
+        stats
     }
 
     pub fn report(&self) -> StatsReport {
@@ -199,6 +229,10 @@ impl Shell {
     /// Stops listening and closes every connection, telling each client
     /// the broker is going away. Idempotent.
     pub fn close(&self) {
+        let fed = self.fed.borrow_mut().take();
+        if let Some(fed) = fed {
+            fed.close();
+        }
         let listeners = std::mem::take(&mut self.io.borrow_mut().listeners);
         if let Some(timer) = self.accept_retry.borrow_mut().timer.take() {
             self.lp.cancel_timer(timer);
@@ -349,8 +383,9 @@ impl Shell {
     }
 
     fn peer_ready(&self, id: ConnId, readiness: Readiness) {
+        let mut claims = false;
         if readiness.readable {
-            self.read(id, readiness.hangup);
+            claims = self.read(id, readiness.hangup);
         }
         if readiness.writable {
             // What TLS holds below the output (a handshake answer) goes
@@ -369,24 +404,66 @@ impl Shell {
         }
         self.apply_effects();
         self.schedule_flush();
+        if claims {
+            if let Some(fed) = self.federation() {
+                fed.check_claims(id);
+            }
+        }
+    }
+
+    /// The federation, if the broker federates.
+    pub(super) fn federation(&self) -> Option<Rc<Federation>> {
+        self.fed.borrow().clone()
+    }
+
+    pub(super) fn core_mut(&self) -> std::cell::RefMut<'_, Core> {
+        self.core.borrow_mut()
+    }
+
+    pub(super) fn core_ref(&self) -> std::cell::Ref<'_, Core> {
+        self.core.borrow()
+    }
+
+    /// Carries out the core's effects and asks for a flush.
+    pub(super) fn settle(&self) {
+        self.apply_effects();
+        self.schedule_flush();
+    }
+
+    /// Reads `conn` again from the next turn (federation let it go).
+    pub(super) fn unhold(&self, conn: ConnId) {
+        self.held.borrow_mut().remove(&conn);
+    }
+
+    pub(super) fn read_again(&self, conn: ConnId) {
+        if let Some(socket) = self.io.borrow().sockets.get(&conn) {
+            self.lp.again(socket.conn.token());
+        }
     }
 
     /// Hands what connection `id` sent to the core, frame by frame, as it
-    /// is read.
-    fn read(&self, id: ConnId, hangup: bool) {
+    /// is read; true when federation must check the client's claims (it
+    /// rescinded).
+    fn read(&self, id: ConnId, hangup: bool) -> bool {
+        if self.held.borrow().contains(&id) {
+            return false;
+        }
+        let federated = self.fed.borrow().is_some();
+        let mut claims = false;
+        let mut held = false;
         let mut io = self.io.borrow_mut();
         let Some(socket) = io.sockets.get_mut(&id) else {
-            return;
+            return false;
         };
         let mut core = self.core.borrow_mut();
         if !core.reads(id) {
-            return;
+            return false;
         }
         // Backpressure: a peer with too much output waiting is not read
         // (its requests stay in its socket) until it reads that output;
         // the core then asks for a resume.
         if core.over_high_water(id) {
-            return;
+            return false;
         }
         if core.monitoring() {
             let now = std::time::SystemTime::now()
@@ -408,17 +485,33 @@ impl Shell {
                     core.set_identity(id, s);
                 }
                 completed += 1;
-                core.receive(id, body);
+                let seen = if federated {
+                    federate::look(self, &mut core, id, body)
+                } else {
+                    Seen::Core
+                };
+                match seen {
+                    Seen::Core => core.receive(id, body),
+                    Seen::CoreThenClaims => {
+                        core.receive(id, body);
+                        claims = true;
+                    }
+                    Seen::Held => held = true,
+                    Seen::Answered => {}
+                }
                 paused = core.over_high_water(id);
-                Ok(!paused && completed < BODIES_PER_READ)
+                Ok(!paused && !held && completed < BODIES_PER_READ)
             },
         );
         if let Some(s) = subject.into_inner() {
             core.set_identity(id, s);
         }
+        if held {
+            self.held.borrow_mut().insert(id);
+        }
         if let Err(e) = socket.conn.after_read(&self.lp) {
             core.close(id, CloseReason::WriteFailed(e));
-            return;
+            return claims;
         }
         let held_back = !paused && completed >= BODIES_PER_READ;
         // Once per read: the liveness mark, the frame deadline (not for
@@ -445,6 +538,7 @@ impl Shell {
                 core.input_ended(id, e)
             }
         }
+        claims
     }
 
     /// Carries out what the core asked since the last call: deadlines
@@ -456,6 +550,7 @@ impl Shell {
         self.core.borrow_mut().take_effects(&mut effects);
         let mut freed = false;
         let mut reports = Vec::new();
+        let mut closed = Vec::new();
         for effect in effects.drain(..) {
             match effect {
                 Effect::Report { conn, op } => reports.push((conn, op)),
@@ -533,6 +628,7 @@ impl Shell {
                 }
                 Effect::Close { conn, reason } => {
                     reason.log(conn);
+                    closed.push(conn);
                     let socket = self.io.borrow_mut().sockets.remove(&conn);
                     if let Some(socket) = socket {
                         self.drop_socket(socket);
@@ -542,6 +638,18 @@ impl Shell {
             }
         }
         *self.effects.borrow_mut() = effects;
+        if !closed.is_empty() {
+            if let Some(fed) = self.federation() {
+                for conn in closed {
+                    self.held.borrow_mut().remove(&conn);
+                    if fed.is_link(conn) {
+                        fed.link_closed(conn);
+                    } else {
+                        fed.check_claims(conn);
+                    }
+                }
+            }
+        }
         if !reports.is_empty() {
             for (conn, op) in reports {
                 let report = self.report();
@@ -634,6 +742,7 @@ impl Shell {
 
 impl Flush for Shell {
     fn flush(&self, lp: &EventLoop) {
+        let fed = self.federation();
         {
             let timeout = self.core.borrow().limits().write_timeout;
             let mut io = self.io.borrow_mut();
@@ -645,11 +754,20 @@ impl Flush for Shell {
                         self.write_deadline(id, socket, n, bytes.len(), timeout);
                         Ok(n)
                     }
-                    None => Err(Error::new(
-                        ErrorCode::BrokerGone,
-                        "the connection has no socket",
-                    )),
+                    None => match &fed {
+                        Some(f) if f.is_link(id) => {
+                            f.link_output(id, bytes);
+                            Ok(bytes.len())
+                        }
+                        _ => Err(Error::new(
+                            ErrorCode::BrokerGone,
+                            "the connection has no socket",
+                        )),
+                    },
                 });
+        }
+        if let Some(f) = fed {
+            f.flush();
         }
         self.apply_effects();
         self.schedule_flush();

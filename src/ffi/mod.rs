@@ -144,4 +144,6 @@ mod signals;
 
 mod security;
 mod tls;
+// Federation over NATS: its broker options.
+mod federation;
 mod watches;

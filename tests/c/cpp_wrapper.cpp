@@ -759,6 +759,26 @@ void tls()
     OK("TLS options: a call through tls:// with identity CN=alice; no certificate, refused");
 }
 
+// Federation options: a bad broker id throws; a federated broker serves
+// its own clients while NATS is unreachable.
+void federation_options()
+{
+    bool threw = false;
+    try {
+        stagebus::BrokerOptions().federation("nats://127.0.0.1:1", "bad id");
+    } catch (const stagebus::Error &e) {
+        threw = e.status() == SB_INVALID_ARGUMENT;
+    }
+    CHECK(threw);
+    stagebus::Loop loop;
+    stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"},
+                            stagebus::BrokerOptions()
+                                .federation("nats://127.0.0.1:1", "b1", "cpp_test")
+                                .nats_credentials(nullptr, nullptr, "t"));
+    stagebus::Client client(loop, broker.address());
+    OK("BrokerOptions::federation; a federated broker starts without NATS");
+}
+
 } // namespace
 
 int main()
@@ -774,5 +794,6 @@ int main()
     signals_and_posts();
     identities();
     tls();
+    federation_options();
     return test_end();
 }

@@ -52,6 +52,29 @@ pub(crate) struct BrokerArgs {
     /// set a broker limit by name (max-hello-frame, max-unauthenticated, max-memory, write-timeout-ms, ...; a wrong name lists them all); repeat for more
     #[arg(long = "limit", value_name = "NAME=N", value_parser = limit_setting)]
     pub(crate) limits: Vec<(Limit, u64)>,
+    /// join a federation of brokers over these NATS servers (nats://HOST:PORT, comma-separated; credentials may be in the URL); needs --broker-id
+    #[arg(long, value_name = "URLS", requires = "broker_id")]
+    pub(crate) federate: Option<String>,
+    /// this broker's id in the federation (letters, digits, _ and -; unique in the namespace)
+    #[arg(long, value_name = "ID", requires = "federate")]
+    pub(crate) broker_id: Option<String>,
+    /// the federation's namespace (default sb): clusters sharing one NATS account stay apart
+    #[arg(long, value_name = "NS", requires = "federate")]
+    pub(crate) namespace: Option<String>,
+    /// user name for NATS (with --nats-password)
+    #[arg(
+        long,
+        value_name = "USER",
+        requires = "nats_password",
+        conflicts_with = "nats_token"
+    )]
+    pub(crate) nats_user: Option<String>,
+    /// password for NATS (with --nats-user)
+    #[arg(long, value_name = "PASSWORD", requires = "nats_user")]
+    pub(crate) nats_password: Option<String>,
+    /// token for NATS
+    #[arg(long, value_name = "TOKEN")]
+    pub(crate) nats_token: Option<String>,
     #[command(flatten)]
     pub(crate) ping: PingFlags,
     #[command(flatten)]
@@ -85,6 +108,34 @@ fn limit_setting(text: &str) -> Result<(Limit, u64), String> {
         .map_err(|_| format!("--limit {name} wants a whole number, not '{value}'"))?;
     Limits::default().set(limit, value).map_err(|e| e.message)?;
     Ok((limit, value))
+}
+
+/// Federation settings from flags or the config file, checked.
+pub(crate) fn federation_config(
+    servers: &str,
+    broker_id: &str,
+    namespace: Option<&str>,
+    user: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+) -> Result<stagebus::FederationConfig, String> {
+    let mut config = stagebus::FederationConfig::new(servers, broker_id).map_err(|e| e.message)?;
+    if let Some(ns) = namespace {
+        config = config.with_namespace(ns).map_err(|e| e.message)?;
+    }
+    config.auth = match (user, password, token) {
+        (Some(user), Some(password), None) => {
+            stagebus::federation::nats::NatsAuth::UserPassword { user, password }
+        }
+        (None, None, Some(t)) => stagebus::federation::nats::NatsAuth::Token(t),
+        (None, None, None) => stagebus::federation::nats::NatsAuth::None,
+        _ => {
+            return Err(
+                "NATS credentials: a user with a password, or a token, not both".to_string(),
+            )
+        }
+    };
+    Ok(config)
 }
 
 pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
@@ -164,6 +215,19 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
                 ))
             }
         }
+    }
+    config.federation = file.federation.clone();
+    if let (Some(servers), Some(id)) = (&args.federate, &args.broker_id) {
+        let f = federation_config(
+            servers,
+            id,
+            args.namespace.as_deref(),
+            args.nats_user.clone(),
+            args.nats_password.clone(),
+            args.nats_token.clone(),
+        )
+        .map_err(|e| usage_error("broker", &e))?;
+        config.federation = Some(f);
     }
     let broker = Broker::new(&lp, config)?;
     stop_signals::stop_loop_on(&lp, signals)?;

@@ -17,6 +17,12 @@
 //! cert = "/etc/stagebus/broker.pem"
 //! key = "/etc/stagebus/broker.key"
 //! client-ca = "/etc/stagebus/clients-ca.pem"   # mutual TLS
+//! [federation]              # join other brokers over a NATS cluster
+//! servers = ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]
+//! broker-id = "b1"
+//! namespace = "sb"          # default sb
+//! nats-user = "fed"         # or nats-token; optional
+//! nats-password = "secret"
 //! ```
 //!
 //! Every key is checked: an unknown key, a value of the wrong type or out
@@ -42,6 +48,7 @@ pub(crate) struct BrokerFile {
     pub(crate) log_format: Option<LogFormat>,
     /// The `[tls]` table.
     pub(crate) tls: Option<BrokerTls>,
+    pub(crate) federation: Option<stagebus::FederationConfig>,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +59,7 @@ struct Raw {
     limits: Option<BTreeMap<Spanned<String>, Spanned<u64>>>,
     log: Option<RawLog>,
     tls: Option<RawTls>,
+    federation: Option<Spanned<RawFederation>>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +68,17 @@ struct RawTls {
     cert: PathBuf,
     key: PathBuf,
     client_ca: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawFederation {
+    servers: Vec<String>,
+    broker_id: String,
+    namespace: Option<String>,
+    nats_user: Option<String>,
+    nats_password: Option<String>,
+    nats_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +124,20 @@ pub(crate) fn parse(text: &str) -> Result<BrokerFile, String> {
             .set(limit, *value.get_ref())
             .map_err(|e| format!("{}: limits: {}", at(value.span()), e.message))?;
         file.limits.push((limit, *value.get_ref()));
+    }
+    if let Some(f) = raw.federation {
+        let place = at(f.span());
+        let f = f.into_inner();
+        let config = crate::broker::federation_config(
+            &f.servers.join(","),
+            &f.broker_id,
+            f.namespace.as_deref(),
+            f.nats_user,
+            f.nats_password,
+            f.nats_token,
+        )
+        .map_err(|e| format!("{place}: federation: {e}"))?;
+        file.federation = Some(config);
     }
     if let Some(log) = raw.log {
         if let Some(level) = log.level {
@@ -184,6 +217,39 @@ mod tests {
         assert_eq!(file.log_level, Some(LevelFilter::Debug));
         assert_eq!(file.log_format, Some(LogFormat::Json));
         assert!(parse("").unwrap().listen.is_empty());
+    }
+
+    #[test]
+    fn a_federation_table_reads_and_is_checked() {
+        let file = parse(
+            "[federation]\n\
+             servers = [\"nats://127.0.0.1:4222\", \"nats://127.0.0.1:4223\"]\n\
+             broker-id = \"b1\"\n\
+             namespace = \"prod\"\n\
+             nats-token = \"t\"\n",
+        )
+        .unwrap();
+        let f = file.federation.unwrap();
+        assert_eq!((f.servers.len(), f.broker_id.as_str()), (2, "b1"));
+        assert_eq!(f.namespace, "prod");
+        for (text, says) in [
+            (
+                "[federation]\nservers = []\nbroker-id = \"b1\"\n",
+                "no NATS server",
+            ),
+            (
+                "[federation]\nservers = [\"nats://h:1\"]\nbroker-id = \"b 1\"\n",
+                "broker id",
+            ),
+            (
+                "[federation]\nservers = [\"nats://h:1\"]\nbroker-id = \"b1\"\nnats-user = \"u\"\n",
+                "a user with a password",
+            ),
+            ("\n[federation]\nservers = [\"nats://h:1\"]\n", "broker-id"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(says) && e.contains("line"), "{text:?}: {e}");
+        }
     }
 
     #[test]

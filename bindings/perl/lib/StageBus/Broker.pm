@@ -15,7 +15,8 @@ sub new {
     @listen or StageBus::_croak(invalid_argument => 'StageBus::Broker->new: listen on at least one address');
     my @c = map { StageBus::_to_c($_, 'a listen address') } @listen;
     my $p;
-    if (grep { exists $a->{$_} } qw(named_tokens socket_mode socket_group policy_file tls_cert tls_key tls_client_ca)) {
+    if (grep { exists $a->{$_} } qw(named_tokens socket_mode socket_group policy_file tls_cert tls_key tls_client_ca
+                                   federate broker_id namespace nats_user nats_password nats_token)) {
         my $o = _options($a);
         my $st = StageBus::_C::sb_broker_new_with($loop->_p, \@c, scalar @c, $o, \$p);
         StageBus::_C::sb_broker_options_free($o);
@@ -61,6 +62,20 @@ sub _options {
         StageBus::_check(StageBus::_C::sb_broker_options_set_tls_client_ca(
             $o, StageBus::_to_c($a->{tls_client_ca}, 'the TLS client CA file')), 'TLS client CA')
             if defined $a->{tls_client_ca};
+        if (defined $a->{federate}) {
+            defined $a->{broker_id}
+                or StageBus::_croak(invalid_argument => 'StageBus::Broker->new: federate needs a broker_id');
+            StageBus::_check(StageBus::_C::sb_broker_options_set_federation($o,
+                StageBus::_to_c($a->{federate}, 'the NATS servers'),
+                StageBus::_to_c($a->{broker_id}, 'the broker id'),
+                defined $a->{namespace} ? StageBus::_to_c($a->{namespace}, 'the namespace') : undef), 'federation');
+            StageBus::_check(StageBus::_C::sb_broker_options_set_nats_credentials($o,
+                map { defined $_ ? StageBus::_to_c($_, 'a NATS credential') : undef }
+                    @{$a}{qw(nats_user nats_password nats_token)}), 'NATS credentials');
+        }
+        elsif (grep { defined $a->{$_} } qw(broker_id namespace nats_user nats_password nats_token)) {
+            StageBus::_croak(invalid_argument => 'StageBus::Broker->new: broker_id, namespace and nats_* need federate');
+        }
         1;
     };
     if (!$ok) {
@@ -242,5 +257,10 @@ is pinged, one that leaves C<$max> pings unanswered is closed as a
 disconnect; defaults 120000 ms and 2; 0 ms: never),
 C<close> (DESTROY closes it too; clients are told the broker is going
 away and their calls end with C<broker_gone>), C<loop>.
+
+Federation: C<federate =E<gt> 'nats://H:P,nats://H:P', broker_id =E<gt> ID>
+(and optionally C<namespace>, C<nats_user> with C<nats_password>, or
+C<nats_token>) make the broker join other brokers over a NATS cluster,
+as C<sb_broker_options_set_federation> describes.
 
 =cut

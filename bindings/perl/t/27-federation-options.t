@@ -1,0 +1,47 @@
+#!/usr/bin/perl
+# Federation options (issue 19): bad settings croak with invalid_argument;
+# a federated broker serves its own clients while its NATS servers are
+# unreachable. Calls across brokers are tested from Rust against a real
+# NATS cluster (tests/federation.rs).
+use strict;
+use warnings;
+
+use Test::More;
+use StageBus;
+
+alarm 60;
+
+my $loop = StageBus::Loop->new;
+for my $bad (
+    [broker_id => 'b1'],
+    [federate => 'nats://127.0.0.1:1'],
+    [federate => 'nats://127.0.0.1:1', broker_id => 'bad id'],
+    [federate => 'tls://127.0.0.1:1', broker_id => 'b1'],
+    [federate => 'nats://127.0.0.1:1', broker_id => 'b1', nats_user => 'u'],
+) {
+    my $ok = eval { StageBus::Broker->new(loop => $loop, listen => 'tcp://127.0.0.1:0', @$bad); 1 };
+    ok(!$ok, "refused: @$bad");
+    like($@, qr/invalid_argument/, '... as invalid_argument');
+}
+
+my $broker = StageBus::Broker->new(
+    loop       => $loop,
+    listen     => 'tcp://127.0.0.1:0',
+    federate   => 'nats://127.0.0.1:1,nats://127.0.0.1:2',
+    broker_id  => 'perl-b1',
+    namespace  => 'perl_test',
+    nats_token => 't',
+);
+my $connected;
+my $client = StageBus::Client->new(
+    loop       => $loop,
+    address    => $broker->address,
+    on_connect => sub { $connected = 1 },
+);
+$loop->run_until(sub { $connected }, timeout_ms => 5000);
+ok($connected, 'a federated broker serves its clients while NATS is unreachable');
+is($broker->pending_calls, 0, 'no calls pending');
+undef $client;
+$broker->close;
+
+done_testing;

@@ -1,0 +1,44 @@
+//! The core's narrow interface to federation (`crate::federation`): a
+//! peer broker is a *stand-in connection* here, handshaken at once, that
+//! publishes the peer's sessions and makes the calls of the peer's
+//! clients; what the core writes to it goes over the link. The core
+//! knows nothing else of NATS: closing the stand-in ends every call
+//! across the link exactly as any disconnect does.
+
+use super::core::Core;
+use super::ConnId;
+use crate::wire::encode_caller;
+use std::rc::Rc;
+
+impl Core {
+    /// Opens the stand-in connection of peer broker `peer`: handshaken,
+    /// known to the publishers it calls by the client name
+    /// `broker <peer>`, never pinged nor timed out (federation watches
+    /// the peer's liveness).
+    pub(super) fn connect_link(&mut self, peer: &str) -> ConnId {
+        let id = self.next_conn_id();
+        let mut p = super::peer::Peer::default();
+        p.caller.connection = id;
+        p.caller.client_name = Some(format!("broker {peer}"));
+        p.caller_bytes = Rc::from(encode_caller(&p.caller));
+        p.handshaken = true;
+        self.peers.insert(id, p);
+        id
+    }
+
+    /// Whether `conn` has calls in flight, made or served.
+    pub(super) fn has_calls(&self, conn: ConnId) -> bool {
+        self.routes.involves(conn)
+    }
+
+    /// The connection that serves calls to `name` here, if it is
+    /// published.
+    pub(super) fn session_owner(&self, name: &str) -> Option<ConnId> {
+        self.registry.get(name).map(|s| s.owner())
+    }
+
+    /// Answers operation `op` of `conn` with `error`.
+    pub(super) fn reply_error(&mut self, conn: ConnId, op: u64, error: crate::error::Error) {
+        self.reply(conn, op, Err(error));
+    }
+}

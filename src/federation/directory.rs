@@ -1,0 +1,776 @@
+//! The directory (design §7): which broker serves which session,
+//! cluster-wide, in a JetStream KV bucket.
+//!
+//! * A publish by a local client claims its name first with a
+//!   create-if-absent put (one winner cluster-wide); the client's
+//!   connection is held until the claim is answered, then the publish
+//!   goes to the core (or the client gets `already_exists`).
+//! * A rescind or a publisher's disconnect deletes the claim
+//!   (compare-and-set on its revision, with the reason in a header).
+//! * Every broker watches the bucket (an ordered push consumer) and keeps
+//!   a cache; other brokers' sessions are published in the core by their
+//!   stand-in connections, so a listing is local plus cache, and
+//!   subscribing, calling and `no_such_method` work as for local
+//!   sessions.
+//! * A dead broker's entries are deleted by whoever declares it dead; a
+//!   broker deletes its own entries of an earlier incarnation.
+
+use super::config::FederationConfig;
+use super::nats::js::{self, Kv, KvOp, Watch, WatchStep, ERR_WRONG_LAST_SEQUENCE};
+use super::nats::Msg;
+use super::node::{body_of, ConnId, Federation, SYNTHETIC_OPS};
+use crate::error::{Error, ErrorCode};
+use crate::wire::Frame;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// A directory entry's value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Value {
+    broker: String,
+    inc: u64,
+    methods: Vec<String>,
+}
+
+/// A session served by another broker.
+#[derive(Debug, Clone)]
+struct Remote {
+    broker: String,
+    methods: Vec<String>,
+    revision: u64,
+}
+
+/// A name this broker holds in the bucket for one of its clients.
+#[derive(Debug, Clone)]
+struct Claim {
+    conn: ConnId,
+    revision: u64,
+    methods: Vec<String>,
+}
+
+/// A publish waiting for its claim.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// When the client's publish arrived.
+    since: Instant,
+    conn: ConnId,
+    op: u64,
+    name: String,
+    methods: Vec<String>,
+    body: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum Op {
+    Stream {
+        replicas: u32,
+    },
+    Consumer,
+    Claim(Pending),
+    ClaimGet(Pending),
+    Delete,
+    /// A name of ours deleted by someone who thought us dead, claimed
+    /// again.
+    Reclaim {
+        name: String,
+        conn: ConnId,
+    },
+}
+
+/// What the shell does with a client's publish when federated.
+#[derive(Debug)]
+pub(crate) enum Intercept {
+    /// Held: stop reading the connection until federation releases it.
+    Hold,
+    /// Refused at once with this error.
+    Refuse(Error),
+}
+
+/// The directory's state.
+#[derive(Debug)]
+pub(crate) struct Directory {
+    kv: Kv,
+    cache: HashMap<String, Remote>,
+    claims: HashMap<String, Claim>,
+    ops: HashMap<u64, (Op, Instant)>,
+    /// Claims waiting for the bucket to exist.
+    waiting: Vec<(Pending, Instant)>,
+    ready: bool,
+    watch_sid: Option<u64>,
+    watch: Watch,
+    next_op: u64,
+}
+
+/// The key of a session name: its bytes in hex (any name fits the key
+/// alphabet, and two names never share a key).
+fn key_of(name: &str) -> String {
+    name.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn name_of(key: &str) -> Option<String> {
+    if key.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..key.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(key.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+impl Directory {
+    pub fn new(config: &FederationConfig) -> Result<Directory, Error> {
+        let kv =
+            Kv::new(&config.bucket()).map_err(|e| Error::new(ErrorCode::InvalidArgument, e))?;
+        Ok(Directory {
+            kv,
+            cache: HashMap::new(),
+            claims: HashMap::new(),
+            ops: HashMap::new(),
+            waiting: Vec::new(),
+            ready: false,
+            watch_sid: None,
+            watch: Watch::new(0),
+            next_op: SYNTHETIC_OPS,
+        })
+    }
+
+    /// Sessions of other brokers in the cache.
+    pub fn remote_count(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn claims_methods(&self, name: &str) -> Option<Vec<String>> {
+        self.claims.get(name).map(|c| c.methods.clone())
+    }
+
+    /// Whether the cache holds a session of `peer`.
+    pub fn serves_any(&self, peer: &str) -> bool {
+        self.cache.values().any(|r| r.broker == peer)
+    }
+
+    fn synthetic(&mut self) -> u64 {
+        self.next_op += 1;
+        self.next_op
+    }
+
+    /// Publish frames for every cached session of `peer` (for its new
+    /// stand-in connection).
+    pub fn publishes_of(&mut self, peer: &str) -> Vec<Vec<u8>> {
+        let mine: Vec<(String, Vec<String>)> = self
+            .cache
+            .iter()
+            .filter(|(_, r)| r.broker == peer)
+            .map(|(n, r)| (n.clone(), r.methods.clone()))
+            .collect();
+        mine.into_iter()
+            .map(|(session, methods)| {
+                let id = self.synthetic();
+                body_of(&Frame::Publish {
+                    id,
+                    session,
+                    methods,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Federation {
+    fn dir_request(
+        &self,
+        subject: &str,
+        headers: Option<&super::nats::Headers>,
+        payload: &[u8],
+        op: Op,
+    ) -> bool {
+        let Some(nats) = self.nats() else {
+            return false;
+        };
+        match nats.request(subject, headers, payload) {
+            Ok(token) => {
+                self.state
+                    .borrow_mut()
+                    .dir
+                    .ops
+                    .insert(token, (op, Instant::now()));
+                true
+            }
+            Err(e) => {
+                log::warn!(broker = self.config.broker_id.as_str(); "directory request failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// Connected to NATS: the bucket is made (first time) or the watch
+    /// restarted where it was (after a reconnect).
+    pub(crate) fn dir_connected(&self) {
+        let ready = self.state.borrow().dir.ready;
+        if ready {
+            // After a reconnect the whole bucket is read again: entries
+            // missed meanwhile (or dropped with peers declared dead)
+            // come back, unchanged ones change nothing.
+            self.state.borrow_mut().dir.watch = Watch::new(0);
+            self.start_watch();
+        } else {
+            self.create_stream(self.replicas());
+        }
+    }
+
+    /// The directory's copies: `kv_replicas`, at most one per server of
+    /// the cluster.
+    fn replicas(&self) -> u32 {
+        let servers = self.state.borrow().cluster_size.max(1);
+        self.config.kv_replicas.clamp(1, servers)
+    }
+
+    fn create_stream(&self, replicas: u32) {
+        let (subject, body) = self.state.borrow().dir.kv.create_request(replicas);
+        self.dir_request(&subject, None, &body, Op::Stream { replicas });
+    }
+
+    fn start_watch(&self) {
+        let Some(nats) = self.nats() else { return };
+        let old = self.state.borrow_mut().dir.watch_sid.take();
+        if let Some(sid) = old {
+            nats.unsubscribe(sid);
+        }
+        let inbox = nats.new_inbox();
+        let Ok(sid) = nats.subscribe(&inbox, None) else {
+            return;
+        };
+        let (subject, body) = {
+            let mut st = self.state.borrow_mut();
+            st.dir.watch_sid = Some(sid);
+            let last = st.dir.watch.last_stream_seq();
+            st.dir.watch = Watch::new(last);
+            let from = (last > 0).then_some(last + 1);
+            st.dir.kv.watch_request(&inbox, from)
+        };
+        self.dir_request(&subject, None, &body, Op::Consumer);
+    }
+
+    /// A client's publish, before the core sees it.
+    pub(crate) fn intercept_publish(
+        &self,
+        conn: ConnId,
+        op: u64,
+        name: &str,
+        methods: &[String],
+        body: &[u8],
+    ) -> Intercept {
+        let mut st = self.state.borrow_mut();
+        if st.dir.cache.contains_key(name) {
+            return Intercept::Refuse(Error::new(
+                ErrorCode::AlreadyExists,
+                format!("Session '{name}' already exists"),
+            ));
+        }
+        let pending = Pending {
+            since: Instant::now(),
+            conn,
+            op,
+            name: name.to_string(),
+            methods: methods.to_vec(),
+            body: body.to_vec(),
+        };
+        if !st.dir.ready {
+            st.dir.waiting.push((pending, Instant::now()));
+            return Intercept::Hold;
+        }
+        drop(st);
+        if self.claim(pending.clone(), 0) {
+            Intercept::Hold
+        } else {
+            Intercept::Refuse(unavailable("NATS is not connected"))
+        }
+    }
+
+    fn claim(&self, pending: Pending, expected: u64) -> bool {
+        let value = Value {
+            broker: self.config.broker_id.clone(),
+            inc: self.inc,
+            methods: pending.methods.clone(),
+        };
+        let subject = match self
+            .state
+            .borrow()
+            .dir
+            .kv
+            .key_subject(&key_of(&pending.name))
+        {
+            Ok(s) => s,
+            Err(_) => return false,
+        };
+        let payload = serde_json::to_vec(&value).unwrap_or_default();
+        self.dir_request(
+            &subject,
+            Some(&Kv::expect_revision(expected)),
+            &payload,
+            Op::Claim(pending),
+        )
+    }
+
+    /// The held client's publish ends: refused with `error`, or handed
+    /// to the core (and its claim deleted again if the core refused it).
+    fn finish_claim(&self, pending: Pending, outcome: Result<u64, Error>) {
+        let Some(port) = self.port.upgrade() else {
+            return;
+        };
+        match outcome {
+            Ok(revision) => {
+                self.state.borrow_mut().dir.claims.insert(
+                    pending.name.clone(),
+                    Claim {
+                        conn: pending.conn,
+                        revision,
+                        methods: pending.methods.clone(),
+                    },
+                );
+                port.release(pending.conn, Some(pending.body));
+                self.check_claims(pending.conn);
+            }
+            Err(e) => {
+                port.answer(pending.conn, pending.op, e);
+                port.release(pending.conn, None);
+            }
+        }
+    }
+
+    /// Drops the claims of `conn` on names it no longer serves here (a
+    /// rescind, a refused publish, a disconnect).
+    pub(crate) fn check_claims(&self, conn: ConnId) {
+        let Some(port) = self.port.upgrade() else {
+            return;
+        };
+        let names: Vec<String> = self
+            .state
+            .borrow()
+            .dir
+            .claims
+            .iter()
+            .filter(|(_, c)| c.conn == conn)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            if port.owner(&name) != Some(conn) {
+                let claim = self.state.borrow_mut().dir.claims.remove(&name);
+                if let Some(c) = claim {
+                    self.delete_entry(&name, c.revision, "rescinded");
+                }
+            }
+        }
+    }
+
+    fn delete_entry(&self, name: &str, revision: u64, reason: &str) {
+        let subject = match self.state.borrow().dir.kv.key_subject(&key_of(name)) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        let headers = Kv::delete_headers(Some(revision), &[("Sb-Reason", reason)]);
+        self.dir_request(&subject, Some(&headers), b"", Op::Delete);
+    }
+
+    /// The broker closes: its claims are deleted (best effort).
+    pub(crate) fn dir_release_all(&self) {
+        let claims: Vec<(String, Claim)> = self.state.borrow_mut().dir.claims.drain().collect();
+        for (name, c) in claims {
+            self.delete_entry(&name, c.revision, "publisher_gone");
+        }
+        if let Some(n) = self.nats() {
+            // Written before the socket closes.
+            n.flush_now();
+        }
+    }
+
+    pub(crate) fn dir_reply(&self, token: u64, msg: &Msg) {
+        let op = self.state.borrow_mut().dir.ops.remove(&token);
+        let Some((op, _)) = op else { return };
+        match op {
+            Op::Stream { replicas } => match js::parse_response(msg) {
+                Ok(_) => {
+                    let waiting = {
+                        let mut st = self.state.borrow_mut();
+                        st.dir.ready = true;
+                        std::mem::take(&mut st.dir.waiting)
+                    };
+                    self.start_watch();
+                    for (p, _) in waiting {
+                        let (conn, op) = (p.conn, p.op);
+                        if !self.claim(p, 0) {
+                            if let Some(port) = self.port.upgrade() {
+                                port.answer(conn, op, unavailable("NATS is not connected"));
+                                port.release(conn, None);
+                            }
+                        }
+                    }
+                }
+                // Not enough servers for the copies asked for (no
+                // suitable peers, insufficient resources); other errors
+                // (JetStream not ready yet) are retried at the next tick.
+                Err(e) if replicas > 1 && matches!(e.err_code, 10005 | 10023) => {
+                    // A cluster smaller than the replicas asked for.
+                    log::info!(broker = self.config.broker_id.as_str(); "directory with {replicas} replicas refused ({e}); trying 1");
+                    self.create_stream(1);
+                }
+                Err(e) => {
+                    log::warn!(broker = self.config.broker_id.as_str(); "directory bucket: {e}");
+                }
+            },
+            Op::Consumer => {
+                if let Err(e) = js::parse_response(msg) {
+                    log::warn!(broker = self.config.broker_id.as_str(); "directory watch: {e}");
+                }
+            }
+            Op::Claim(p) => match js::parse_pub_ack(msg) {
+                Ok(rev) => self.finish_claim(p, Ok(rev)),
+                Err(e) if e.err_code == ERR_WRONG_LAST_SEQUENCE => {
+                    // The key has an entry: a live owner's, a delete
+                    // marker, or our own earlier life's.
+                    let subject = self.state.borrow().dir.kv.get_request(&key_of(&p.name));
+                    match subject {
+                        Ok(s) => {
+                            if !self.dir_request(&s, None, b"", Op::ClaimGet(p.clone())) {
+                                self.finish_claim(p, Err(unavailable("NATS is not connected")));
+                            }
+                        }
+                        Err(e) => {
+                            self.finish_claim(p, Err(Error::new(ErrorCode::InvalidArgument, e)))
+                        }
+                    }
+                }
+                // No stream listens yet (just created, or its leader is
+                // being elected): try again shortly, within the limit.
+                Err(e) if e.code == 503 && p.since.elapsed() < self.config.op_timeout => {
+                    let weak = self.me.clone();
+                    self.lp
+                        .add_timer(std::time::Duration::from_millis(100), move |_| {
+                            if let Some(f) = weak.upgrade() {
+                                let (conn, op) = (p.conn, p.op);
+                                if !f.claim(p, 0) {
+                                    if let Some(port) = f.port.upgrade() {
+                                        port.answer(conn, op, unavailable("NATS is not connected"));
+                                        port.release(conn, None);
+                                    }
+                                }
+                            }
+                        });
+                }
+                Err(e) => self.finish_claim(p, Err(unavailable(&e.to_string()))),
+            },
+            Op::ClaimGet(p) => {
+                let kv = self.state.borrow().dir.kv.clone();
+                match kv.parse_get_any(msg) {
+                    Ok(Some(entry)) => {
+                        let owner: Option<Value> = serde_json::from_slice(&entry.value).ok();
+                        let free = entry.op != KvOp::Put
+                            || owner.as_ref().is_some_and(|v| {
+                                (v.broker == self.config.broker_id && v.inc != self.inc)
+                                    || self
+                                        .state
+                                        .borrow()
+                                        .dead
+                                        .contains(&(v.broker.clone(), v.inc))
+                            });
+                        if free {
+                            let (conn, op) = (p.conn, p.op);
+                            if !self.claim(p, entry.revision) {
+                                if let Some(port) = self.port.upgrade() {
+                                    port.answer(conn, op, unavailable("NATS is not connected"));
+                                    port.release(conn, None);
+                                }
+                            }
+                        } else {
+                            let e = Error::new(
+                                ErrorCode::AlreadyExists,
+                                format!("Session '{}' already exists", p.name),
+                            );
+                            self.finish_claim(p, Err(e));
+                        }
+                    }
+                    // Gone between the put and the get: try again.
+                    Ok(None) => {
+                        let (conn, op) = (p.conn, p.op);
+                        if !self.claim(p, 0) {
+                            if let Some(port) = self.port.upgrade() {
+                                port.answer(conn, op, unavailable("NATS is not connected"));
+                                port.release(conn, None);
+                            }
+                        }
+                    }
+                    Err(e) => self.finish_claim(p, Err(unavailable(&e.to_string()))),
+                }
+            }
+            Op::Delete => {
+                if let Err(e) = js::parse_pub_ack(msg) {
+                    log::debug!(broker = self.config.broker_id.as_str(); "directory delete: {e}");
+                }
+            }
+            Op::Reclaim { name, conn } => match js::parse_pub_ack(msg) {
+                Ok(revision) => {
+                    if let Some(c) = self.state.borrow_mut().dir.claims.get_mut(&name) {
+                        if c.conn == conn {
+                            c.revision = revision;
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Taken meanwhile: served here only, by local callers.
+                    log::warn!(broker = self.config.broker_id.as_str(), session = name.as_str(); "name lost to another broker while this one was cut off: {e}");
+                    self.state.borrow_mut().dir.claims.remove(&name);
+                }
+            },
+        }
+    }
+
+    /// Directory operations past `op_timeout` fail: a held publish gets
+    /// `timeout`.
+    pub(crate) fn dir_tick(&self, now: Instant) {
+        let limit = self.config.op_timeout;
+        // The bucket and the watch are asked for again sooner, so that a
+        // publish waiting for them is served within its own limit.
+        let setup_limit = limit.min(std::time::Duration::from_secs(1));
+        let (expired, waiting): (Vec<Op>, Vec<Pending>) = {
+            let mut st = self.state.borrow_mut();
+            let tokens: Vec<u64> = st
+                .dir
+                .ops
+                .iter()
+                .filter(|(_, (op, at))| {
+                    let l = match op {
+                        Op::Stream { .. } | Op::Consumer => setup_limit,
+                        _ => limit,
+                    };
+                    now.duration_since(*at) > l
+                })
+                .map(|(t, _)| *t)
+                .collect();
+            let expired = tokens
+                .into_iter()
+                .filter_map(|t| st.dir.ops.remove(&t).map(|(op, _)| op))
+                .collect();
+            let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut st.dir.waiting)
+                .into_iter()
+                .partition(|(_, at)| now.duration_since(*at) > limit);
+            st.dir.waiting = keep;
+            (expired, old.into_iter().map(|(p, _)| p).collect())
+        };
+        for op in expired {
+            match op {
+                Op::Claim(p) | Op::ClaimGet(p) => {
+                    self.finish_claim(p, Err(unavailable("no answer from JetStream")))
+                }
+                Op::Stream { replicas } => self.create_stream(replicas),
+                Op::Consumer => self.start_watch(),
+                Op::Delete | Op::Reclaim { .. } => {}
+            }
+        }
+        for p in waiting {
+            self.finish_claim(p, Err(unavailable("the directory bucket is not ready")));
+        }
+        // A bucket request that could not even be sent is tried again.
+        let retry = {
+            let st = self.state.borrow();
+            !st.dir.ready
+                && !st
+                    .dir
+                    .ops
+                    .values()
+                    .any(|(op, _)| matches!(op, Op::Stream { .. }))
+        };
+        if retry && self.nats().is_some_and(|n| n.is_connected()) {
+            self.create_stream(self.replicas());
+        }
+    }
+
+    /// A message on the watch's deliver subject.
+    pub(crate) fn dir_msg(&self, msg: &Msg) {
+        let step = {
+            let mut st = self.state.borrow_mut();
+            if st.dir.watch_sid != Some(msg.sid) {
+                return;
+            }
+            let kv = st.dir.kv.clone();
+            st.dir.watch.on_msg(&kv, msg)
+        };
+        match step {
+            WatchStep::Entry { entry, .. } => self.dir_entry(entry),
+            WatchStep::Answer(subject) => {
+                if let Some(n) = self.nats() {
+                    let _ = n.publish(&subject, None, None, b"");
+                }
+            }
+            WatchStep::Gap { .. } => self.start_watch(),
+            WatchStep::Heartbeat | WatchStep::Ignore => {}
+        }
+    }
+
+    fn dir_entry(&self, entry: js::KvEntry) {
+        let Some(name) = name_of(&entry.key) else {
+            return;
+        };
+        if entry.op != KvOp::Put {
+            let old = self.state.borrow_mut().dir.cache.remove(&name);
+            if let Some(old) = old {
+                self.rescind_remote(&old.broker, &name);
+            }
+            self.reclaim(&name, entry.revision);
+            return;
+        }
+        let Ok(value) = serde_json::from_slice::<Value>(&entry.value) else {
+            return;
+        };
+        if value.broker == self.config.broker_id {
+            if value.inc != self.inc {
+                // Left by an earlier life of this broker.
+                self.delete_entry(&name, entry.revision, "publisher_gone");
+            }
+            return;
+        }
+        if self
+            .state
+            .borrow()
+            .dead
+            .contains(&(value.broker.clone(), value.inc))
+        {
+            self.delete_entry(&name, entry.revision, "publisher_gone");
+            return;
+        }
+        let (old, had_conn) = {
+            let mut st = self.state.borrow_mut();
+            let old = st.dir.cache.insert(
+                name.clone(),
+                Remote {
+                    broker: value.broker.clone(),
+                    methods: value.methods.clone(),
+                    revision: entry.revision,
+                },
+            );
+            let peer = st
+                .peers
+                .entry(value.broker.clone())
+                .or_insert_with(super::node::Peer::new);
+            (old, peer.conn.is_some())
+        };
+        if let Some(old) = old {
+            if old.broker == value.broker && old.methods == value.methods {
+                // Read again (a restarted watch): nothing changed.
+                return;
+            }
+            self.rescind_remote(&old.broker, &name);
+        }
+        let Some(conn) = self.link_conn(&value.broker) else {
+            return;
+        };
+        if had_conn {
+            let id = self.state.borrow_mut().dir.synthetic();
+            let body = body_of(&Frame::Publish {
+                id,
+                session: name,
+                methods: value.methods,
+            });
+            if let Some(port) = self.port.upgrade() {
+                port.link_input(conn, &[body]);
+            }
+        }
+    }
+
+    /// A name this broker still serves was deleted (by a broker that
+    /// declared us dead): claim it again, after the marker.
+    fn reclaim(&self, name: &str, marker: u64) {
+        let claim = self.state.borrow().dir.claims.get(name).cloned();
+        let Some(claim) = claim else { return };
+        let serves = self
+            .port
+            .upgrade()
+            .is_some_and(|p| p.owner(name) == Some(claim.conn));
+        if !serves {
+            return;
+        }
+        let methods = self
+            .state
+            .borrow()
+            .dir
+            .claims_methods(name)
+            .unwrap_or_default();
+        let value = Value {
+            broker: self.config.broker_id.clone(),
+            inc: self.inc,
+            methods,
+        };
+        let Ok(subject) = self.state.borrow().dir.kv.key_subject(&key_of(name)) else {
+            return;
+        };
+        let payload = serde_json::to_vec(&value).unwrap_or_default();
+        self.dir_request(
+            &subject,
+            Some(&Kv::expect_revision(marker)),
+            &payload,
+            Op::Reclaim {
+                name: name.to_string(),
+                conn: claim.conn,
+            },
+        );
+    }
+
+    fn rescind_remote(&self, broker: &str, name: &str) {
+        let conn = self.state.borrow().peers.get(broker).and_then(|p| p.conn);
+        let (Some(conn), Some(port)) = (conn, self.port.upgrade()) else {
+            return;
+        };
+        let id = self.state.borrow_mut().dir.synthetic();
+        port.link_input(
+            conn,
+            &[body_of(&Frame::Rescind {
+                id,
+                session: name.to_string(),
+            })],
+        );
+    }
+
+    /// `peer` was declared dead: its entries leave the cache and the
+    /// bucket.
+    pub(crate) fn dir_peer_dead(&self, peer: &str, _inc: u64) {
+        let gone: Vec<(String, u64)> = {
+            let mut st = self.state.borrow_mut();
+            let names: Vec<String> = st
+                .dir
+                .cache
+                .iter()
+                .filter(|(_, r)| r.broker == peer)
+                .map(|(n, _)| n.clone())
+                .collect();
+            names
+                .into_iter()
+                .filter_map(|n| st.dir.cache.remove(&n).map(|r| (n, r.revision)))
+                .collect()
+        };
+        for (name, revision) in gone {
+            self.delete_entry(&name, revision, "publisher_gone");
+        }
+    }
+}
+
+fn unavailable(why: &str) -> Error {
+    Error::new(
+        ErrorCode::Timeout,
+        format!("the federation directory is unavailable: {why}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_any_name() {
+        for name in ["Greeter", "a.b c/*>", "ünï", ""] {
+            assert_eq!(name_of(&key_of(name)).as_deref(), Some(name));
+        }
+        assert!(js::valid_key(&key_of("a.b c/*>")));
+        assert_eq!(name_of("zz"), None);
+        assert_eq!(name_of("abc"), None);
+    }
+}

@@ -1,0 +1,92 @@
+//! Brokers federated over a NATS cluster (design: `FEDERATION.md`,
+//! issue 19). Clients do not change: they speak the stagebus protocol to
+//! their local broker, and a call to a session published on another
+//! broker is the same code as a call to a local one.
+//!
+//! Hidden from the API docs: the layers below are public for the tests,
+//! and free to change. The public entry is
+//! [`FederationConfig`](crate::FederationConfig) in
+//! [`BrokerConfig::federation`](crate::BrokerConfig::federation) (and
+//! `stagebus broker --federate URLS --broker-id ID [--namespace NS]`,
+//! the config file's `[federation]` table,
+//! `sb_broker_options_set_federation` from C, C++ and Perl).
+//!
+//! # Layers
+//!
+//! * [`nats`]: a NATS client for the broker's own loop, with no thread
+//!   and no async runtime. [`nats::proto`]: parser (tested split at every
+//!   byte and with random input) and encoder. [`nats::conn`]: `CONNECT`
+//!   with user and password or a token, `SUB`/`UNSUB`/`PUB`/`HPUB`,
+//!   request inboxes with no-responders statuses, `PING`/`PONG`
+//!   keepalive, `max_payload` from `INFO`, reconnect across the server
+//!   list and the servers the cluster announces, with back-off; every
+//!   connection is an *epoch* its owner sees begin and end, and nothing
+//!   is buffered across a disconnect. [`nats::js`]: the JetStream KV
+//!   requests the directory needs (bucket stream, create-if-absent and
+//!   compare-and-set puts, direct get, delete and purge markers, an
+//!   ordered push consumer with flow control and gap detection).
+//! * [`link`]: per pair of brokers, messages with incarnations, link
+//!   generations and sequence numbers; a gap, a sync that does not match,
+//!   a new incarnation or a reset from the peer resets the link; a reset
+//!   lost on the way is sent again on the next stray.
+//! * `node`: the broker's membership. Each peer broker is a *stand-in
+//!   connection* in the broker's core, which publishes the peer's
+//!   sessions and makes its clients' calls; what the core writes to it
+//!   goes over the link. Closing it (a link reset, the peer's death) ends
+//!   every call across the link exactly once, as any disconnect does:
+//!   `publisher_gone` to callers, a cancel to publishers. Liveness:
+//!   heartbeats every `hb_interval` (a peer silent for `hb_timeout` is
+//!   declared dead, its incarnation remembered), syncs on links with
+//!   calls in flight, NATS no-responders (503) on link messages, and a
+//!   sync to every peer after each NATS reconnect.
+//! * `directory`: names in a JetStream KV bucket. A client's publish of
+//!   an `exclusive` name is held until its create-if-absent claim is
+//!   answered (one winner cluster-wide; the others get
+//!   `already_exists`); a rescind or disconnect deletes the claim; every
+//!   broker watches the bucket and publishes other brokers' sessions in
+//!   its core through their stand-in connections, so listings,
+//!   subscriptions, `SessionGone` and `no_such_method` work as for local
+//!   sessions. A dead broker's entries are deleted by whoever declares it
+//!   dead; a broker deletes its own entries of an earlier incarnation.
+//!   The bucket has `kv_replicas` copies, at most one per server the
+//!   cluster announces; after a NATS reconnect the whole bucket is read
+//!   again.
+//!
+//! The broker's core knows none of this beyond three queries
+//! (`broker/links.rs`); the shell's glue is `broker/federate.rs`.
+//!
+//! # What does not exist yet
+//!
+//! * `queue` and `balance` names stay local to their broker (only
+//!   `exclusive` names are federated); signals and one-way posts to a
+//!   remote session: posts cross, signals do not.
+//! * A link reset closes the peer's stand-in connection, so local
+//!   subscribers of the peer's sessions are told `SessionGone`
+//!   (`publisher_gone`) although the sessions come back at once.
+//! * A broker wrongly declared dead (hung or cut off past `hb_timeout`,
+//!   then back) keeps its incarnation: its peers take it back at its
+//!   next heartbeat, and it claims again the names they deleted (a name
+//!   taken meanwhile stays local to it, with a warning in the log). The
+//!   design's new incarnation and `Reset{declared_dead}` are not written;
+//!   calls across the link in that window end as for any reset.
+//! * A frame over the server's `max_payload` resets the link (its call
+//!   and every other across the link end `publisher_gone`) instead of
+//!   failing that one call with `limit_exceeded`. Output toward NATS is
+//!   bounded by the client's `max_queued` (64 MiB): over it the link
+//!   resets.
+//! * Lame-duck mode is followed by moving to another server at once;
+//!   the links then check themselves with syncs.
+//! * TLS to NATS, NKeys and `.creds`, `$SYS` disconnect events, the
+//!   start-up sweep of stale entries by 503 probes: not written.
+//! * A broker policy applies to the stand-in connections as to any
+//!   client without identity: a policy that limits who may own names
+//!   also refuses remote sessions.
+//! * The caller identity a publisher sees for a remote call is the
+//!   stand-in connection's (client name `broker <id>`), not the remote
+//!   caller's.
+
+pub mod config;
+pub(crate) mod directory;
+pub mod link;
+pub mod nats;
+pub(crate) mod node;

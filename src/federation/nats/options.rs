@@ -1,0 +1,208 @@
+//! What a NATS connection is told: the servers, the credentials and the
+//! timings, and the parsing of `nats://` URLs.
+
+use std::time::Duration;
+
+/// Credentials sent in `CONNECT`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum NatsAuth {
+    /// None (or whatever the server URL carries).
+    #[default]
+    None,
+    /// User and password.
+    UserPassword {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A token.
+    Token(String),
+}
+
+impl std::fmt::Debug for NatsAuth {
+    /// Never prints a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NatsAuth::None => write!(f, "None"),
+            NatsAuth::UserPassword { user, .. } => write!(f, "UserPassword({user}, ***)"),
+            NatsAuth::Token(_) => write!(f, "Token(***)"),
+        }
+    }
+}
+
+/// One server to connect to: `host:port`, with credentials when its URL
+/// carried them (`nats://user:pass@host:port`, `nats://token@host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port (4222 when the URL names none).
+    pub port: u16,
+    /// Credentials from the URL, used when the options carry none.
+    pub auth: NatsAuth,
+}
+
+impl ServerUrl {
+    /// Parses `nats://[user:pass@|token@]host[:port]` (the scheme may be
+    /// left out). `tls://` and every other scheme are refused: this client
+    /// has no TLS yet.
+    pub fn parse(url: &str) -> Result<ServerUrl, String> {
+        let url = url.trim();
+        let rest = match url.split_once("://") {
+            Some(("nats", rest)) => rest,
+            Some((scheme, _)) => {
+                return Err(format!(
+                "{url:?}: scheme {scheme}:// is not supported (only nats://; no TLS to NATS yet)"
+            ))
+            }
+            None => url,
+        };
+        let rest = rest.trim_end_matches('/');
+        let (auth, hostport) = match rest.rsplit_once('@') {
+            Some((cred, hp)) => {
+                let auth = match cred.split_once(':') {
+                    Some((u, p)) => NatsAuth::UserPassword {
+                        user: u.to_string(),
+                        password: p.to_string(),
+                    },
+                    None => NatsAuth::Token(cred.to_string()),
+                };
+                (auth, hp)
+            }
+            None => (NatsAuth::None, rest),
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            match v6.split_once(']') {
+                Some((h, "")) => (h, 4222),
+                Some((h, p)) => match p.strip_prefix(':').and_then(|p| p.parse().ok()) {
+                    Some(port) => (h, port),
+                    None => return Err(format!("{url:?}: bad port")),
+                },
+                None => return Err(format!("{url:?}: unclosed '['")),
+            }
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => match p.parse::<u16>() {
+                    Ok(port) => (h, port),
+                    Err(_) => return Err(format!("{url:?}: bad port {p:?}")),
+                },
+                None => (hostport, 4222),
+            }
+        };
+        if host.is_empty() || host.contains(['/', ' ', '@']) {
+            return Err(format!("{url:?}: bad host {host:?}"));
+        }
+        if port == 0 {
+            return Err(format!("{url:?}: port 0"));
+        }
+        Ok(ServerUrl {
+            host: host.to_string(),
+            port,
+            auth,
+        })
+    }
+
+    /// `host:port`, for messages and for connecting.
+    pub fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parses a comma-separated list of server URLs (at least one).
+pub fn parse_servers(list: &str) -> Result<Vec<ServerUrl>, String> {
+    let servers = list
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(ServerUrl::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        return Err("no NATS server given".to_string());
+    }
+    Ok(servers)
+}
+
+/// How a [`NatsClient`](super::NatsClient) connects and stays connected.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    /// The servers, tried in order; servers the cluster announces
+    /// (`connect_urls`) are added behind them.
+    pub servers: Vec<ServerUrl>,
+    /// The connection's name (seen in the server's monitoring).
+    pub name: String,
+    /// Credentials; [`NatsAuth::None`] uses those of the server's URL.
+    pub auth: NatsAuth,
+    /// How often a `PING` checks the server.
+    pub ping_interval: Duration,
+    /// `PING`s without a `PONG` before the connection is dropped as stale.
+    pub max_pings_out: u32,
+    /// How long a connection attempt (TCP, `INFO`, `CONNECT`, `PONG`) may
+    /// take.
+    pub connect_timeout: Duration,
+    /// The first back-off after a full round of the server list failed;
+    /// doubled after each further failed round.
+    pub reconnect_wait: Duration,
+    /// The longest back-off.
+    pub reconnect_wait_max: Duration,
+    /// Bytes of output that may wait for the socket; a publish over it
+    /// is refused.
+    pub max_queued: usize,
+}
+
+impl NatsOptions {
+    /// Options for `servers` with default timings: ping every 2 s, 2
+    /// missed pongs, 2 s to connect, back-off from 50 ms to 2 s, 64 MiB
+    /// of output.
+    pub fn new(servers: Vec<ServerUrl>) -> NatsOptions {
+        NatsOptions {
+            servers,
+            name: "stagebus".to_string(),
+            auth: NatsAuth::None,
+            ping_interval: Duration::from_secs(2),
+            max_pings_out: 2,
+            connect_timeout: Duration::from_secs(2),
+            reconnect_wait: Duration::from_millis(50),
+            reconnect_wait_max: Duration::from_secs(2),
+            max_queued: 64 << 20,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        let u = ServerUrl::parse("nats://127.0.0.1:4333").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("127.0.0.1", 4333));
+        assert_eq!(u.auth, NatsAuth::None);
+        let u = ServerUrl::parse("nats://a:b@h").unwrap();
+        assert_eq!(u.port, 4222);
+        assert_eq!(
+            u.auth,
+            NatsAuth::UserPassword {
+                user: "a".into(),
+                password: "b".into()
+            }
+        );
+        let u = ServerUrl::parse("tok@[::1]:5").unwrap();
+        assert_eq!(u.host_port(), "[::1]:5");
+        assert_eq!(u.auth, NatsAuth::Token("tok".into()));
+        for bad in [
+            "tls://h:1",
+            "nats://h:x",
+            "nats://:1",
+            "h:0",
+            "nats://h:70000",
+        ] {
+            assert!(ServerUrl::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_servers("nats://a:1, nats://b:2").unwrap().len(), 2);
+        assert!(parse_servers(" , ").is_err());
+    }
+}

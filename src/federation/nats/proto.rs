@@ -1,0 +1,520 @@
+//! The NATS client protocol, pure: an incremental parser of what a server
+//! sends (`INFO`, `MSG`, `HMSG`, `PING`, `PONG`, `+OK`, `-ERR`) and an
+//! encoder of what a client sends (`CONNECT`, `PUB`, `HPUB`, `SUB`,
+//! `UNSUB`, `PING`, `PONG`). No socket, no clock: bytes in, operations
+//! out, so every split of the input is testable.
+//!
+//! The parser never trusts a length it reads: a control line longer than
+//! [`MAX_CONTROL_LINE`] or a message over the parser's payload limit is an
+//! error, never an allocation.
+
+pub use super::headers::Headers;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The longest control line (`MSG …\r\n`, `INFO {…}\r\n`) accepted.
+/// nats-server's own default `max_control_line` is 4 KiB for what clients
+/// send; an `INFO` with many `connect_urls` is longer, hence the margin.
+pub const MAX_CONTROL_LINE: usize = 64 * 1024;
+
+/// A protocol violation by the server (or garbage on the socket): the
+/// connection is unusable and must be dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtoError(pub String);
+
+impl fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NATS protocol error: {}", self.0)
+    }
+}
+
+impl std::error::Error for ProtoError {}
+
+pub(super) fn err<T>(what: impl Into<String>) -> Result<T, ProtoError> {
+    Err(ProtoError(what.into()))
+}
+
+/// What the server says about itself in `INFO` (the fields this client
+/// uses; the others are ignored).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ServerInfo {
+    /// The server's unique id.
+    #[serde(default)]
+    pub server_id: String,
+    /// The server's configured name.
+    #[serde(default)]
+    pub server_name: String,
+    /// The server's version.
+    #[serde(default)]
+    pub version: String,
+    /// The largest payload (headers included) the server accepts.
+    #[serde(default)]
+    pub max_payload: u64,
+    /// Whether the server understands `HPUB`/`HMSG`.
+    #[serde(default)]
+    pub headers: bool,
+    /// Whether `CONNECT` must carry credentials.
+    #[serde(default)]
+    pub auth_required: bool,
+    /// Other servers of the cluster a client may reconnect to.
+    #[serde(default)]
+    pub connect_urls: Vec<String>,
+    /// Lame-duck mode: the server is about to shut down.
+    #[serde(default)]
+    pub ldm: bool,
+    /// The server's client id for this connection.
+    #[serde(default)]
+    pub client_id: u64,
+}
+
+/// A message delivered to one of this client's subscriptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Msg {
+    /// The subject it was published to.
+    pub subject: String,
+    /// The subscription it arrived on.
+    pub sid: u64,
+    /// Where to answer, if the publisher asked for answers.
+    pub reply: Option<String>,
+    /// Its headers (an `HMSG`), if any.
+    pub headers: Option<Headers>,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+impl Msg {
+    /// The status of a server-made message (503 no responders, 100 flow
+    /// control or heartbeat, 404/408 from JetStream), if it has one.
+    pub fn status(&self) -> Option<u16> {
+        self.headers.as_ref().and_then(|h| h.status)
+    }
+}
+
+/// One operation read from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerOp {
+    /// `INFO`: the server's description, first on a connection and again
+    /// when the cluster changes or the server enters lame-duck mode.
+    Info(Box<ServerInfo>),
+    /// `MSG` or `HMSG`.
+    Msg(Msg),
+    /// `PING`: answer with `PONG`.
+    Ping,
+    /// `PONG`: the answer to our `PING`.
+    Pong,
+    /// `+OK` (verbose mode only).
+    Ok,
+    /// `-ERR`: the server's complaint, quotes removed.
+    Err(String),
+}
+
+impl ServerOp {
+    /// Encodes the operation as a server would send it (for tests and
+    /// fuzzing: the parser must read back what this writes).
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+        match self {
+            ServerOp::Info(info) => {
+                out.extend_from_slice(b"INFO ");
+                out.extend_from_slice(
+                    &serde_json::to_vec(info).map_err(|e| ProtoError(e.to_string()))?,
+                );
+                out.extend_from_slice(b"\r\n");
+            }
+            ServerOp::Msg(m) => {
+                check_subject(&m.subject, true)?;
+                let reply = match &m.reply {
+                    Some(r) => {
+                        check_subject(r, false)?;
+                        format!(" {r}")
+                    }
+                    None => String::new(),
+                };
+                match &m.headers {
+                    None => {
+                        out.extend_from_slice(
+                            format!(
+                                "MSG {} {}{} {}\r\n",
+                                m.subject,
+                                m.sid,
+                                reply,
+                                m.payload.len()
+                            )
+                            .as_bytes(),
+                        );
+                    }
+                    Some(h) => {
+                        let mut block = Vec::new();
+                        h.encode(&mut block)?;
+                        out.extend_from_slice(
+                            format!(
+                                "HMSG {} {}{} {} {}\r\n",
+                                m.subject,
+                                m.sid,
+                                reply,
+                                block.len(),
+                                block.len() + m.payload.len()
+                            )
+                            .as_bytes(),
+                        );
+                        out.extend_from_slice(&block);
+                    }
+                }
+                out.extend_from_slice(&m.payload);
+                out.extend_from_slice(b"\r\n");
+            }
+            ServerOp::Ping => out.extend_from_slice(b"PING\r\n"),
+            ServerOp::Pong => out.extend_from_slice(b"PONG\r\n"),
+            ServerOp::Ok => out.extend_from_slice(b"+OK\r\n"),
+            ServerOp::Err(e) => {
+                if e.contains(['\r', '\n', '\'']) {
+                    return err("bad -ERR text");
+                }
+                out.extend_from_slice(format!("-ERR '{e}'\r\n").as_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The incremental parser: push bytes as they arrive, take operations
+/// out with [`Parser::next_op`].
+#[derive(Debug)]
+pub struct Parser {
+    buf: Vec<u8>,
+    pos: usize,
+    max_payload: usize,
+}
+
+impl Parser {
+    /// A parser refusing messages whose payload (headers included) is
+    /// over `max_payload` bytes.
+    pub fn new(max_payload: usize) -> Parser {
+        Parser {
+            buf: Vec::new(),
+            pos: 0,
+            max_payload,
+        }
+    }
+
+    /// Changes the payload limit (the server's `max_payload` from INFO,
+    /// with a margin: a server never sends more than it accepts).
+    pub fn set_max_payload(&mut self, max_payload: usize) {
+        self.max_payload = max_payload;
+    }
+
+    /// Appends bytes read from the socket.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 64 * 1024 && self.pos * 2 > self.buf.len() {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held that form no complete operation yet.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Forgets everything buffered (a new connection starts clean).
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+    }
+
+    /// The next complete operation, `Ok(None)` when more bytes are
+    /// needed, or the violation that makes the stream unreadable (the
+    /// parser must then be [`reset`](Parser::reset) with the connection).
+    pub fn next_op(&mut self) -> Result<Option<ServerOp>, ProtoError> {
+        let data = &self.buf[self.pos..];
+        let Some(eol) = find_crlf(data) else {
+            if data.len() > MAX_CONTROL_LINE {
+                return err("control line too long");
+            }
+            return Ok(None);
+        };
+        if eol > MAX_CONTROL_LINE {
+            return err("control line too long");
+        }
+        let line = match std::str::from_utf8(&data[..eol]) {
+            Ok(l) => l,
+            Err(_) => return err("control line is not UTF-8"),
+        };
+        let (verb, args) = match line.find([' ', '\t']) {
+            Some(i) => (&line[..i], line[i + 1..].trim()),
+            None => (line, ""),
+        };
+        let consumed_line = eol + 2;
+        let op = match verb.to_ascii_uppercase().as_str() {
+            "PING" => ServerOp::Ping,
+            "PONG" => ServerOp::Pong,
+            "+OK" => ServerOp::Ok,
+            "-ERR" => ServerOp::Err(args.trim_matches('\'').to_string()),
+            "INFO" => match serde_json::from_str::<ServerInfo>(args) {
+                Ok(info) => ServerOp::Info(Box::new(info)),
+                Err(e) => return err(format!("bad INFO: {e}")),
+            },
+            "MSG" | "HMSG" => {
+                let with_headers = verb.eq_ignore_ascii_case("HMSG");
+                let head = parse_msg_args(args, with_headers, self.max_payload)?;
+                let total = consumed_line + head.total + 2;
+                if data.len() < total {
+                    return Ok(None);
+                }
+                let body = &data[consumed_line..consumed_line + head.total];
+                if &data[consumed_line + head.total..total] != b"\r\n" {
+                    return err("message payload not followed by CRLF");
+                }
+                let headers = match head.header_len {
+                    Some(n) => Some(Headers::parse(&body[..n])?),
+                    None => None,
+                };
+                let payload = body[head.header_len.unwrap_or(0)..].to_vec();
+                let msg = Msg {
+                    subject: head.subject,
+                    sid: head.sid,
+                    reply: head.reply,
+                    headers,
+                    payload,
+                };
+                self.pos += total;
+                return Ok(Some(ServerOp::Msg(msg)));
+            }
+            _ => return err(format!("unknown operation {:?}", truncate(verb))),
+        };
+        self.pos += consumed_line;
+        Ok(Some(op))
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(32) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+struct MsgHead {
+    subject: String,
+    sid: u64,
+    reply: Option<String>,
+    header_len: Option<usize>,
+    total: usize,
+}
+
+fn parse_msg_args(args: &str, with_headers: bool, max: usize) -> Result<MsgHead, ProtoError> {
+    let parts: Vec<&str> = args.split_ascii_whitespace().collect();
+    let lens = if with_headers { 2 } else { 1 };
+    let reply = match parts.len().checked_sub(lens) {
+        Some(2) => None,
+        Some(3) => Some(parts[2].to_string()),
+        _ => return err(format!("bad message arguments {:?}", truncate(args))),
+    };
+    let number = |s: &str| -> Result<usize, ProtoError> {
+        match s.parse::<usize>() {
+            Ok(n) if s.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+            _ => err(format!("bad size {:?}", truncate(s))),
+        }
+    };
+    let sid = match parts[1].parse::<u64>() {
+        Ok(s) => s,
+        Err(_) => return err(format!("bad sid {:?}", truncate(parts[1]))),
+    };
+    let total = number(parts[parts.len() - 1])?;
+    let header_len = if with_headers {
+        let h = number(parts[parts.len() - 2])?;
+        if h > total {
+            return err("header size over total size");
+        }
+        Some(h)
+    } else {
+        None
+    };
+    if total > max {
+        return err(format!("message of {total} bytes over the limit of {max}"));
+    }
+    Ok(MsgHead {
+        subject: parts[0].to_string(),
+        sid,
+        reply,
+        header_len,
+        total,
+    })
+}
+
+fn find_crlf(data: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = data[from..].iter().position(|&b| b == b'\r') {
+        let at = from + i;
+        match data.get(at + 1) {
+            Some(b'\n') => return Some(at),
+            Some(_) => from = at + 1,
+            None => return None,
+        }
+    }
+    None
+}
+
+/// Checks a subject: non-empty dot-separated tokens of printable
+/// characters without white space; wildcards (`*` as a token, `>` as the
+/// last token) only where `wildcards` allows (subscribing).
+pub fn check_subject(subject: &str, wildcards: bool) -> Result<(), ProtoError> {
+    if subject.is_empty() {
+        return err("empty subject");
+    }
+    if subject.len() > 4096 {
+        return err("subject over 4096 bytes");
+    }
+    let tokens: Vec<&str> = subject.split('.').collect();
+    for (i, token) in tokens.iter().enumerate() {
+        if token.is_empty() {
+            return err(format!("subject {subject:?} has an empty token"));
+        }
+        if token
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return err(format!("subject {subject:?} has white space"));
+        }
+        if *token == ">" && i + 1 != tokens.len() {
+            return err(format!("subject {subject:?}: '>' is only allowed last"));
+        }
+        if (*token == "*" || *token == ">") && !wildcards {
+            return err(format!("subject {subject:?} has a wildcard"));
+        }
+    }
+    Ok(())
+}
+
+/// What `CONNECT` tells the server.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConnectInfo {
+    /// `+OK` after every operation (always false here).
+    pub verbose: bool,
+    /// Strict subject checking by the server.
+    pub pedantic: bool,
+    /// TLS required by the client (false: no TLS yet).
+    pub tls_required: bool,
+    /// The client's name, seen in the server's monitoring.
+    pub name: String,
+    /// Client library language.
+    pub lang: String,
+    /// Client library version.
+    pub version: String,
+    /// Protocol level 1: asynchronous INFO updates.
+    pub protocol: u8,
+    /// Receive our own publications (true).
+    pub echo: bool,
+    /// Headers supported.
+    pub headers: bool,
+    /// 503 statuses on requests nobody listens to.
+    pub no_responders: bool,
+    /// User name, for user/password authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Password, for user/password authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pass: Option<String>,
+    /// Token, for token authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<String>,
+}
+
+/// Appends `CONNECT {json}\r\n`.
+pub fn encode_connect(info: &ConnectInfo, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"CONNECT ");
+    // Serializing a struct of strings and booleans cannot fail.
+    out.extend_from_slice(&serde_json::to_vec(info).unwrap_or_else(|_| b"{}".to_vec()));
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `PUB` (no headers) or `HPUB` for one message. Checks the
+/// subjects and headers first, and writes nothing if they are bad.
+pub fn encode_publish(
+    subject: &str,
+    reply: Option<&str>,
+    headers: Option<&Headers>,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), ProtoError> {
+    check_subject(subject, false)?;
+    if let Some(r) = reply {
+        check_subject(r, false)?;
+    }
+    let reply = reply.map(|r| format!(" {r}")).unwrap_or_default();
+    match headers {
+        None => {
+            out.extend_from_slice(format!("PUB {subject}{reply} {}\r\n", payload.len()).as_bytes())
+        }
+        Some(h) => {
+            let mut block = Vec::new();
+            h.encode(&mut block)?;
+            out.extend_from_slice(
+                format!(
+                    "HPUB {subject}{reply} {} {}\r\n",
+                    block.len(),
+                    block.len() + payload.len()
+                )
+                .as_bytes(),
+            );
+            out.extend_from_slice(&block);
+        }
+    }
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// The size `encode_publish` gives the payload part (headers included),
+/// which the server compares with its `max_payload`.
+pub fn payload_size(headers: Option<&Headers>, payload: &[u8]) -> usize {
+    let mut block = Vec::new();
+    match headers {
+        Some(h) if h.encode(&mut block).is_ok() => block.len() + payload.len(),
+        _ => payload.len(),
+    }
+}
+
+/// Appends `SUB subject [queue] sid`.
+pub fn encode_subscribe(
+    subject: &str,
+    queue: Option<&str>,
+    sid: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), ProtoError> {
+    check_subject(subject, true)?;
+    match queue {
+        Some(q) => {
+            if q.is_empty()
+                || q.bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+            {
+                return err(format!("bad queue group {q:?}"));
+            }
+            out.extend_from_slice(format!("SUB {subject} {q} {sid}\r\n").as_bytes());
+        }
+        None => out.extend_from_slice(format!("SUB {subject} {sid}\r\n").as_bytes()),
+    }
+    Ok(())
+}
+
+/// Appends `UNSUB sid [max]`: at once, or after `max` more messages.
+pub fn encode_unsubscribe(sid: u64, max: Option<u64>, out: &mut Vec<u8>) {
+    match max {
+        Some(m) => out.extend_from_slice(format!("UNSUB {sid} {m}\r\n").as_bytes()),
+        None => out.extend_from_slice(format!("UNSUB {sid}\r\n").as_bytes()),
+    }
+}
+
+/// Appends `PING`.
+pub fn encode_ping(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"PING\r\n");
+}
+
+/// Appends `PONG`.
+pub fn encode_pong(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"PONG\r\n");
+}
