@@ -132,6 +132,16 @@ static void nulls_outside_handlers(void)
         NULLARG(sb_broker_options_set_tls_client_ca(NULL, "ca"));
         CHECK_OK(sb_broker_options_new(&bo));
         BADUTF8(sb_broker_options_set_tls_cert(bo, bad, "k"));
+        NULLARG(sb_broker_options_set_federation(NULL, "nats://127.0.0.1:4222", "b1", NULL));
+        NULLARG(sb_broker_options_set_federation(bo, "nats://127.0.0.1:4222", NULL, NULL));
+        BADUTF8(sb_broker_options_set_federation(bo, bad, "b1", NULL));
+        BADUTF8(sb_broker_options_set_federation(bo, "nats://127.0.0.1:4222", bad, NULL));
+        NULLARG(sb_broker_options_set_nats_credentials(NULL, "u", "p", NULL));
+        CHECK_ST(sb_broker_options_set_nats_credentials(bo, NULL, NULL, "t"), SB_INVALID_STATE);
+        CHECK_OK(sb_broker_options_set_federation(bo, "nats://127.0.0.1:4222", "b1", NULL));
+        BADUTF8(sb_broker_options_set_nats_credentials(bo, bad, "p", NULL));
+        CHECK_ST(sb_broker_options_set_nats_credentials(bo, "u", NULL, NULL), SB_INVALID_ARGUMENT);
+        CHECK_OK(sb_broker_options_set_federation(bo, NULL, NULL, NULL));
         NULLARG(sb_broker_options_add_named_token(bo, NULL, "s"));
         BADUTF8(sb_broker_options_set_token(bo, bad));
         NULLARG(sb_broker_new_with(NULL, listen, 1, bo, &broker_out));
