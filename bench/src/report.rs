@@ -313,7 +313,7 @@ pub fn run(args: &[String]) -> ExitCode {
             }
         }
         println!();
-        println!("targets (issues 6, 12 and 20), {}:", mode.name());
+        println!("targets (issues 6, 12, 19 and 20), {}:", mode.name());
         let ratio = |a: &str, b: &str| match (med(a), med(b)) {
             (Some(x), Some(y)) => Some(x as f64 / y as f64),
             _ => None,
@@ -445,6 +445,27 @@ pub fn run(args: &[String]) -> ExitCode {
             ratio("nats.pipe64", "pipe.64.tcp"),
             |v| v >= 1.5,
             ">= 1.50",
+            "",
+        );
+        // Issue 19: a federated call against the two hops it is made of
+        // (a brokered TCP call and a NATS request/reply), and a
+        // federated pipeline against NATS's own (rates: time ratio).
+        let fed_over_parts = match (med("fed.rtt"), med("rtt.tcp"), med("nats.rtt")) {
+            (Some(f), Some(t), Some(n)) if t + n > 0 => Some(f as f64 / (t + n) as f64),
+            _ => None,
+        };
+        line(
+            "federated / (brokered TCP + NATS) rtt (fed.rtt)",
+            fed_over_parts,
+            |v| v <= 1.5,
+            "<= 1.50",
+            "",
+        );
+        line(
+            "federated rate / NATS rate, 64 in flight (fed.pipe64)",
+            ratio("nats.pipe64", "fed.pipe64"),
+            |v| v >= 0.5,
+            ">= 0.50",
             "",
         );
         if let Some(v) = ratio("rtt.tls", "rtt.tcp") {
