@@ -8,10 +8,18 @@
 //! its socket in the same turn, and by asking for a flush when the core
 //! queued output, so a turn's frames to one connection leave in one
 //! write.
+//!
+//! The shell's paths live in submodules: `accepting` (new connections,
+//! paused and retried), `read` (input to the core), `effects` (the core's
+//! decisions carried out) and `write` (output and its deadline).
 
-use super::accept::{accept_failure, AcceptFailure, AcceptRetry};
+mod accepting;
+mod effects;
+mod read;
+mod write;
+
+use super::accept::AcceptRetry;
 use super::core::{Core, Effect};
-use super::federate::{self, Seen};
 use super::peer::CloseReason;
 use super::waiters::WaitId;
 use super::{BrokerConfig, BrokerStats, ConnId};
@@ -20,15 +28,11 @@ use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
 use crate::federation::node::{Federation, Port};
 use crate::id_hash::IdMap;
 use crate::report::StatsReport;
-use crate::transport::{
-    linger, load_acceptor, resolve_group, Address, CloseFn, Connection, Listener, ReadOutcome,
-    UnixOptions,
-};
-use crate::DEFAULT_LINGER;
+use crate::transport::{load_acceptor, resolve_group, Address, Connection, Listener, UnixOptions};
 use mio::{Interest, Token};
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A running broker's I/O and its core.
 pub(super) struct Shell {
@@ -71,11 +75,6 @@ struct Socket {
     tick: Option<TimerId>,
     write_deadline: Option<TimerId>,
 }
-
-/// How many frames one read of a connection hands to the core before the
-/// loop turns to other sources (it comes back on the next turn): a
-/// peer that pipelines many small requests does not hold up the rest.
-const BODIES_PER_READ: usize = 256;
 
 struct ListenerSource {
     shell: Weak<Shell>,
@@ -258,105 +257,6 @@ impl Shell {
         }
     }
 
-    /// Accepts every pending connection of listener `index`; false if it
-    /// had to stop for lack of resources (the rest wait in the backlog).
-    fn accept(&self, index: usize) -> bool {
-        loop {
-            let accepted = match self.io.borrow().listeners.get(index) {
-                Some((listener, _)) => listener.accept(),
-                None => return true,
-            };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-                Err(e) => match accept_failure(&e) {
-                    AcceptFailure::Retry => continue,
-                    AcceptFailure::Pause => {
-                        log::warn!(
-                            target: "stagebus::broker",
-                            error:% = e;
-                            "cannot accept connections for now; accepting paused: {e}"
-                        );
-                        self.pause_accepting();
-                        return false;
-                    }
-                },
-            };
-            // Over the connection limit, the stream is dropped: closed.
-            let cred = stream.peer_cred();
-            let Some(id) = self.core.borrow_mut().connect_from(cred) else {
-                log::warn!(
-                    target: "stagebus::broker",
-                    peer = peer.as_str(), reason = "connection_limit";
-                    "connection from {peer} refused: the broker is at its connection limit"
-                );
-                continue;
-            };
-            log::debug!(target: "stagebus::broker", conn = id, peer = peer.as_str(); "connection {id} from {peer}");
-            let source = Rc::new(PeerSource {
-                shell: self.me.clone(),
-                id,
-            });
-            let (max_frame, max_queued, max_hello) = {
-                let core = self.core.borrow();
-                let limits = core.limits();
-                (
-                    limits.max_frame,
-                    limits.max_queued_bytes,
-                    limits.max_hello_frame,
-                )
-            };
-            match Connection::open(stream, &self.lp, source, false, max_frame, max_queued) {
-                Ok(mut conn) => {
-                    // Until the hello, frames are small.
-                    conn.limit_first_frame(max_hello);
-                    let socket = Socket {
-                        conn,
-                        peer,
-                        deadline: None,
-                        tick: None,
-                        write_deadline: None,
-                    };
-                    self.io.borrow_mut().sockets.insert(id, socket);
-                }
-                Err(e) => {
-                    let e = Error::io("cannot register a connection", &e);
-                    self.core
-                        .borrow_mut()
-                        .close(id, CloseReason::Unregistered(e));
-                }
-            }
-            self.apply_effects();
-        }
-    }
-
-    /// Arms the retry timer unless it is armed already.
-    fn pause_accepting(&self) {
-        let mut retry = self.accept_retry.borrow_mut();
-        if retry.timer.is_some() {
-            return;
-        }
-        let delay = retry.next_delay();
-        let weak = self.me.clone();
-        retry.timer = Some(self.lp.add_timer(delay, move |_| {
-            if let Some(shell) = weak.upgrade() {
-                shell.accept_retry.borrow_mut().timer = None;
-                shell.retry_accepting();
-            }
-        }));
-    }
-
-    /// Tries every listener again after accepting was paused; the back-off
-    /// starts over once every backlog is drained.
-    fn retry_accepting(&self) {
-        let count = self.io.borrow().listeners.len();
-        // Stop at the first that fails: the others would fail alike.
-        if (0..count).all(|index| self.accept(index)) {
-            *self.accept_retry.borrow_mut() = AcceptRetry::default();
-        }
-        self.schedule_flush();
-    }
-
     fn deadline_passed(&self, id: ConnId) {
         if let Some(socket) = self.io.borrow_mut().sockets.get_mut(&id) {
             socket.deadline = None;
@@ -441,336 +341,11 @@ impl Shell {
         }
     }
 
-    /// Hands what connection `id` sent to the core, frame by frame, as it
-    /// is read; true when federation must check the client's claims (it
-    /// rescinded).
-    fn read(&self, id: ConnId, hangup: bool) -> bool {
-        if self.held.borrow().contains(&id) {
-            return false;
-        }
-        let federated = self.fed.borrow().is_some();
-        let mut claims = false;
-        let mut held = false;
-        let mut io = self.io.borrow_mut();
-        let Some(socket) = io.sockets.get_mut(&id) else {
-            return false;
-        };
-        let mut core = self.core.borrow_mut();
-        if !core.reads(id) {
-            return false;
-        }
-        // Backpressure: a peer with too much output waiting is not read
-        // (its requests stay in its socket) until it reads that output;
-        // the core then asks for a resume.
-        if core.over_high_water(id) {
-            return false;
-        }
-        if core.monitoring() {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            core.set_clock(u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
-        }
-        let mut completed = 0;
-        let mut paused = false;
-        // A TLS client's certificate subject, known once its handshake
-        // is done: its identity, given before its hello is read.
-        let subject = std::cell::RefCell::new(None);
-        let handshaking = socket.conn.handshaking();
-        let outcome = socket.conn.read_bodies_noting(
-            hangup,
-            |s| *subject.borrow_mut() = Some(s),
-            |body| {
-                if let Some(s) = subject.borrow_mut().take() {
-                    core.set_identity(id, s);
-                }
-                completed += 1;
-                let seen = if federated {
-                    federate::look(self, &mut core, id, body)
-                } else {
-                    Seen::Core
-                };
-                match seen {
-                    Seen::Core => core.receive(id, body),
-                    Seen::CoreThenClaims => {
-                        core.receive(id, body);
-                        claims = true;
-                    }
-                    Seen::Held => held = true,
-                    Seen::Answered => {}
-                }
-                paused = core.over_high_water(id);
-                Ok(!paused && !held && completed < BODIES_PER_READ)
-            },
-        );
-        if let Some(s) = subject.into_inner() {
-            core.set_identity(id, s);
-        }
-        if held {
-            self.held.borrow_mut().insert(id);
-        }
-        if let Err(e) = socket.conn.after_read(&self.lp) {
-            core.close(id, CloseReason::WriteFailed(e));
-            return claims;
-        }
-        let held_back = !paused && completed >= BODIES_PER_READ;
-        // Once per read: the liveness mark, the frame deadline (not for
-        // whole frames held back) and the input budget.
-        let mid_frame = socket.conn.mid_frame() && !paused && !held_back;
-        core.read_done(id, completed > 0, mid_frame);
-        core.input_buffered(id, socket.conn.buffered());
-        // A connection closed or refused by one of its frames is finished
-        // with; what its read ended with no longer matters.
-        match outcome {
-            _ if held_back && core.reads(id) => self.lp.again(socket.conn.token()),
-            ReadOutcome::Drained => {}
-            ReadOutcome::More if core.reads(id) => self.lp.again(socket.conn.token()),
-            ReadOutcome::More => {}
-            ReadOutcome::Closed(e) => {
-                if handshaking {
-                    self.tls_failures.set(self.tls_failures.get() + 1);
-                    log::warn!(
-                        target: "stagebus::broker",
-                        conn = id, peer = socket.peer.as_str(), reason = "tls_handshake";
-                        "connection {id} from {} closed: {}", socket.peer, e.message
-                    );
-                }
-                core.input_ended(id, e)
-            }
-        }
-        claims
-    }
-
-    /// Carries out what the core asked since the last call: deadlines
-    /// armed and disarmed, sockets of closed connections deregistered and
-    /// closed. A closed socket freed a descriptor, so a paused accept is
-    /// retried at once.
-    fn apply_effects(&self) {
-        let mut effects = std::mem::take(&mut *self.effects.borrow_mut());
-        self.core.borrow_mut().take_effects(&mut effects);
-        let mut freed = false;
-        let mut reports = Vec::new();
-        let mut closed = Vec::new();
-        for effect in effects.drain(..) {
-            match effect {
-                Effect::Report { conn, op } => reports.push((conn, op)),
-                Effect::ArmDeadline { conn, after } => {
-                    if let Some(socket) = self.io.borrow_mut().sockets.get_mut(&conn) {
-                        let weak = self.me.clone();
-                        socket.deadline = Some(self.lp.add_timer(after, move |_| {
-                            if let Some(shell) = weak.upgrade() {
-                                shell.deadline_passed(conn);
-                            }
-                        }));
-                    }
-                }
-                Effect::DisarmDeadline { conn } => {
-                    let timer = self
-                        .io
-                        .borrow_mut()
-                        .sockets
-                        .get_mut(&conn)
-                        .and_then(|s| s.deadline.take());
-                    if let Some(timer) = timer {
-                        // Cancelled, so that an embedding host is not
-                        // woken for it.
-                        self.lp.cancel_timer(timer);
-                    }
-                }
-                Effect::ArmWait { wait, after } => {
-                    let weak = self.me.clone();
-                    let timer = self.lp.add_timer(after, move |_| {
-                        if let Some(shell) = weak.upgrade() {
-                            shell.wait_expired(wait);
-                        }
-                    });
-                    self.io.borrow_mut().waits.insert(wait, timer);
-                }
-                Effect::DisarmWait { wait } => {
-                    let timer = self.io.borrow_mut().waits.remove(&wait);
-                    if let Some(timer) = timer {
-                        self.lp.cancel_timer(timer);
-                    }
-                }
-                Effect::ArmTick { conn, after } => {
-                    if let Some(socket) = self.io.borrow_mut().sockets.get_mut(&conn) {
-                        let weak = self.me.clone();
-                        socket.tick = Some(self.lp.add_timer(after, move |_| {
-                            if let Some(shell) = weak.upgrade() {
-                                shell.tick(conn);
-                            }
-                        }));
-                    }
-                }
-                Effect::Linger { conn, rest } => {
-                    let socket = self.io.borrow_mut().sockets.remove(&conn);
-                    if let Some(mut socket) = socket {
-                        self.cancel_timers(&mut socket);
-                        let queued = socket.conn.send_with(|out, _| {
-                            out.extend_from_slice(&rest);
-                            Ok(())
-                        });
-                        if queued.is_err() {
-                            socket.conn.close(&self.lp);
-                        } else {
-                            let count = self.lingering.clone();
-                            count.set(count.get() + 1);
-                            let done: CloseFn = Box::new(move |_| count.set(count.get() - 1));
-                            linger(socket.conn, &self.lp, DEFAULT_LINGER, Some(done));
-                        }
-                        freed = true;
-                    }
-                }
-                Effect::Resume { conn } => {
-                    if let Some(socket) = self.io.borrow().sockets.get(&conn) {
-                        self.lp.again(socket.conn.token());
-                    }
-                }
-                Effect::Close { conn, reason } => {
-                    reason.log(conn);
-                    closed.push(conn);
-                    let socket = self.io.borrow_mut().sockets.remove(&conn);
-                    if let Some(socket) = socket {
-                        self.drop_socket(socket);
-                        freed = true;
-                    }
-                }
-            }
-        }
-        *self.effects.borrow_mut() = effects;
-        if !closed.is_empty() {
-            if let Some(fed) = self.federation() {
-                for conn in closed {
-                    self.held.borrow_mut().remove(&conn);
-                    if fed.is_link(conn) {
-                        fed.link_closed(conn);
-                    } else {
-                        fed.check_claims(conn);
-                    }
-                }
-            }
-        }
-        if !reports.is_empty() {
-            for (conn, op) in reports {
-                let report = self.report();
-                self.core.borrow_mut().answer_report(conn, op, report);
-            }
-            // Answering may have closed a connection (its queue full).
-            self.apply_effects();
-        }
-        // Descriptors came free: the backlog need not wait for the timer.
-        if freed {
-            let paused = self.accept_retry.borrow_mut().timer.take();
-            if let Some(timer) = paused {
-                self.lp.cancel_timer(timer);
-                self.retry_accepting();
-            }
-        }
-    }
-
-    fn drop_socket(&self, mut socket: Socket) {
-        self.cancel_timers(&mut socket);
-        socket.conn.close(&self.lp);
-    }
-
-    fn cancel_timers(&self, socket: &mut Socket) {
-        for timer in [
-            socket.deadline.take(),
-            socket.tick.take(),
-            socket.write_deadline.take(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            self.lp.cancel_timer(timer);
-        }
-    }
-
     fn schedule_flush(&self) {
         if self.core.borrow_mut().take_flush_request() {
             let me: Weak<dyn Flush> = self.me.clone();
             self.lp.want_flush(me);
         }
-    }
-    /// Output of `id` made no progress within the write timeout: it is
-    /// closed as a peer that does not read.
-    fn write_stalled(&self, id: ConnId) {
-        if let Some(socket) = self.io.borrow_mut().sockets.get_mut(&id) {
-            socket.write_deadline = None;
-        }
-        let timeout = self.core.borrow().limits().write_timeout;
-        let e = Error::new(
-            ErrorCode::LimitExceeded,
-            format!(
-                "no output could be written for {} ms: the peer does not read",
-                timeout.as_millis()
-            ),
-        );
-        self.core
-            .borrow_mut()
-            .close(id, CloseReason::SlowConsumer(e));
-        self.apply_effects();
-        self.schedule_flush();
-    }
-
-    /// After a write to `socket` (of `id`) that wrote `n` of `len`
-    /// bytes: the write deadline is disarmed when all left, armed when
-    /// bytes stay behind, and re-armed when some of them left.
-    fn write_deadline(
-        &self,
-        id: ConnId,
-        socket: &mut Socket,
-        n: usize,
-        len: usize,
-        after: Duration,
-    ) {
-        if n == len || n > 0 {
-            if let Some(timer) = socket.write_deadline.take() {
-                self.lp.cancel_timer(timer);
-            }
-        }
-        if n < len && socket.write_deadline.is_none() {
-            let weak = self.me.clone();
-            socket.write_deadline = Some(self.lp.add_timer(after, move |_| {
-                if let Some(shell) = weak.upgrade() {
-                    shell.write_stalled(id);
-                }
-            }));
-        }
-    }
-}
-
-impl Flush for Shell {
-    fn flush(&self, lp: &EventLoop) {
-        let fed = self.federation();
-        {
-            let timeout = self.core.borrow().limits().write_timeout;
-            let mut io = self.io.borrow_mut();
-            self.core
-                .borrow_mut()
-                .write_output(|id, bytes| match io.sockets.get_mut(&id) {
-                    Some(socket) => {
-                        let n = socket.conn.write_from(lp, bytes)?;
-                        self.write_deadline(id, socket, n, bytes.len(), timeout);
-                        Ok(n)
-                    }
-                    None => match &fed {
-                        Some(f) if f.is_link(id) => {
-                            f.link_output(id, bytes);
-                            Ok(bytes.len())
-                        }
-                        _ => Err(Error::new(
-                            ErrorCode::BrokerGone,
-                            "the connection has no socket",
-                        )),
-                    },
-                });
-        }
-        if let Some(f) = fed {
-            f.flush();
-        }
-        self.apply_effects();
-        self.schedule_flush();
     }
 }
 

@@ -17,19 +17,23 @@
 //!
 //! The core never touches a socket, the loop or a timer, and never runs a
 //! callback: it is driven in unit tests frame by frame.
+//!
+//! The broker's frames are taken in `frames`; the close that empties
+//! every table is in `closing`.
+
+mod closing;
+mod frames;
 
 use super::calls::{CallFn, Calls};
 use super::effects::{
-    Closer, ConnectFn, ConnectionEventFn, DisconnectFn, Effect, Outbox, SessionGoneFn, Settle,
-    TapFn, UnknownFn,
+    ConnectFn, ConnectionEventFn, DisconnectFn, Effect, Outbox, SessionGoneFn, TapFn, UnknownFn,
 };
-use super::oneway::Incoming;
 use super::ops::{Completion, Op, Ops};
 use super::reconnect::Reconnect;
 use super::serving::{ServeFn, Serving};
 use super::signals::Listeners;
 use super::watches::Watchers;
-use super::{CallEvent, CallId, ConnectionInfo, Inbound};
+use super::{CallEvent, CallId, ConnectionInfo};
 use crate::error::{Error, ErrorCode};
 use crate::transport::Address;
 use crate::value::Args;
@@ -433,176 +437,5 @@ impl Core {
                 format!("the broker left {max} pings unanswered"),
             ))),
         }
-    }
-
-    /// Takes one frame from the broker.
-    pub fn on_frame(&mut self, frame: Frame, out: &mut impl Outbox) -> Option<Effect> {
-        if self.is_closed() {
-            return None;
-        }
-        match frame {
-            Frame::Welcome { connection_id, .. } => {
-                let info = ConnectionInfo {
-                    connection_id,
-                    address: self.address.clone(),
-                };
-                self.status = Status::Ready(info.clone());
-                let mut effects = self.restore(&info, out);
-                if let Some(f) = self.on_connect.take() {
-                    effects.insert(0, Effect::Connected(f, Ok(info)));
-                }
-                Effect::many(effects)
-            }
-            Frame::Refused { error } => Some(Effect::Refused(error)),
-            Frame::Result { id, outcome } => self.on_result(id, outcome, out),
-            Frame::Emit { id, kind, payload } => {
-                let call = self.calls.get(id)?;
-                let event = match payload.decode() {
-                    Ok(args) => CallEvent::Emit { kind, args },
-                    Err(e) => {
-                        self.calls.remove(id);
-                        let _ = out.send(&Frame::Cancel { id });
-                        CallEvent::Error(e)
-                    }
-                };
-                Some(Effect::Call(call, CallId(id), event))
-            }
-            frame @ (Frame::Deliver { .. } | Frame::DeliverFrom { .. } | Frame::Post { .. }) => {
-                let (call, expects_answer) = Incoming::of(frame, &mut self.serving.last_caller)?;
-                self.on_deliver(call, expects_answer, out)
-            }
-            Frame::Signal {
-                session,
-                signal,
-                payload,
-            } => self.on_signal(session, signal, payload),
-            Frame::NameChanged {
-                watch,
-                name,
-                change,
-            } => self.on_name_changed(watch, name, change),
-            Frame::Recall {
-                id,
-                method,
-                payload,
-            } => {
-                let (route, serve) = self.serving.get(id)?;
-                match payload.decode() {
-                    Ok(args) => Some(Effect::Serve(
-                        serve,
-                        route,
-                        Inbound::Recall { method, args },
-                    )),
-                    Err(e) => {
-                        drop(serve);
-                        let failure = Frame::Result {
-                            id,
-                            outcome: Err(e),
-                        };
-                        let (_, ended) = self.answer(id, &failure, true, out);
-                        ended.map(Effect::Release)
-                    }
-                }
-            }
-            Frame::Cancel { id } => {
-                let (route, serve) = self.serving.end(id)?;
-                Some(Effect::Serve(serve, route, Inbound::Cancel))
-            }
-            Frame::SessionGone { session, reason } => {
-                self.subscriptions.remove(&session);
-                let f = self.on_session_gone.clone()?;
-                Some(Effect::SessionGone(f, session, reason))
-            }
-            Frame::Custom { kind, id, payload } => {
-                let f = self.on_unknown.clone()?;
-                Some(Effect::Unknown(f, kind, id, payload.0))
-            }
-            Frame::Tap(event) => {
-                let f = self.on_tap.clone()?;
-                Some(Effect::Tap(f, event))
-            }
-            Frame::Ping => {
-                let _ = out.send(&Frame::Pong);
-                None
-            }
-            // Being heard from is all a pong says; the read noted it.
-            Frame::Pong => None,
-            // The broker closes: everything settles now, with its reason
-            // (the shell wraps it as `broker_gone`).
-            Frame::GoingAway { reason } => Some(Effect::Shut(Error::new(
-                ErrorCode::BrokerGone,
-                format!("the broker is going away: {}", reason.message),
-            ))),
-            other => Some(Effect::Shut(Error::new(
-                ErrorCode::Protocol,
-                format!(
-                    "the broker sent '{}', which a client never expects",
-                    other.kind_name()
-                ),
-            ))),
-        }
-    }
-
-    /// Closes because of `error` and empties every table into what the
-    /// shell still has to run; `None` if closed already. The owner's close
-    /// takes back the delivers of the calls it settles that have not
-    /// left: no publisher starts a call its caller was told failed.
-    pub fn close(&mut self, error: Error, by: Closer, out: &mut impl Outbox) -> Option<Settle> {
-        let was_ready = matches!(self.status, Status::Ready(_))
-            || self.reconnect.as_ref().is_some_and(|r| r.welcomed);
-        self.close_as(error, by, was_ready, out)
-    }
-
-    /// [`Core::close`], telling the disconnect handler if `was_ready`.
-    pub(super) fn close_as(
-        &mut self,
-        error: Error,
-        by: Closer,
-        was_ready: bool,
-        out: &mut impl Outbox,
-    ) -> Option<Settle> {
-        if self.is_closed() {
-            return None;
-        }
-        self.status = Status::Closed(error.clone());
-        if let Some(r) = self.reconnect.as_mut() {
-            r.held.clear();
-        }
-        if by == Closer::Owner {
-            for id in self.calls.ids() {
-                out.retract(id);
-            }
-        }
-        let gone = Error::broker_gone(&error.message);
-        let mut effects = Vec::new();
-        if let Some(f) = self.on_connect.take() {
-            effects.push(Effect::Connected(f, Err(error.clone())));
-        }
-        if was_ready && by == Closer::Failure {
-            if let Some(f) = self.on_disconnect.take() {
-                effects.push(Effect::Disconnected(f, error));
-            }
-        }
-        for op in self.ops.drain_in_order() {
-            effects.extend(op.fail(gone.clone()).map(|c| Effect::Completed(c, None)));
-        }
-        for (id, call) in self.calls.drain_in_order() {
-            effects.push(Effect::Call(
-                call,
-                CallId(id),
-                CallEvent::Error(gone.clone()),
-            ));
-        }
-        let (publications, routes) = self.serving.take_all();
-        for (route, serve) in routes {
-            effects.push(Effect::Serve(serve, route, Inbound::Cancel));
-        }
-        self.subscriptions.clear();
-        Some(Settle {
-            effects,
-            publications,
-            listeners: self.listeners.take_all(),
-            watchers: self.watchers.take_all(),
-        })
     }
 }

@@ -6,21 +6,23 @@
 //! of one core call, through [`Shared::with`], and runs the [`Effect`]
 //! that comes back after the borrow ended: a callback may call the client
 //! again, close it, or drop its last handle.
+//!
+//! Opening a connection lives in `connecting`, its end (and what it
+//! settles) in `closing`.
+
+mod closing;
+mod connecting;
 
 use super::core::{Core, Status};
 use super::dispatch::{dispatch, release};
-use super::effects::{Closer, Effect, Outbox, Settle};
+use super::effects::{Effect, Outbox};
 use super::ops::Op;
-use super::reconnect::Lost;
 use super::serving::ServeFn;
 use super::ClientConfig;
-use crate::error::{Error, ErrorCode};
+use crate::error::Error;
 use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
-use crate::transport::{
-    linger, load_connector, Address, ClientTls, CloseFn, Connection, ReadOutcome, Stream,
-    TlsConnector,
-};
-use crate::wire::{Frame, MAGIC, PROTOCOL_VERSION};
+use crate::transport::{Address, ClientTls, Connection, ReadOutcome, TlsConnector};
+use crate::wire::Frame;
 use std::cell::{Cell, Ref, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -206,127 +208,6 @@ impl Shared {
         shared
     }
 
-    /// Opens a connection to `address` and queues the hello.
-    fn open(&self, address: &Address) -> Result<(), Error> {
-        let hello = Frame::Greeting {
-            magic: MAGIC,
-            version: PROTOCOL_VERSION,
-            token: self.settings.token.clone(),
-            client_name: self.settings.name.clone(),
-        };
-        let connector = match address {
-            Address::Tls { .. } => Some(self.connector().map_err(|e| {
-                Error::new(
-                    e.code,
-                    format!("cannot connect to {address}: {}", e.message),
-                )
-            })?),
-            _ => None,
-        };
-        let attempt = Stream::connect(address, connector.as_ref()).and_then(|stream| {
-            let source = Rc::new(ClientSource(self.me.clone()));
-            // A TCP connect completes later; a Unix one at once.
-            let connecting = matches!(address, Address::Tcp(_) | Address::Tls { .. });
-            let (max_frame, max_queued) = (self.settings.max_frame, self.settings.max_queued);
-            Connection::open(stream, &self.lp, source, connecting, max_frame, max_queued)
-        });
-        match attempt {
-            Ok(conn) => {
-                self.with(|_, io| {
-                    io.conn = Some(conn);
-                    io.open_error = None;
-                    // The hello goes first; operations queue behind it.
-                    let _ = io.send(&hello);
-                });
-                self.arm_timers(self.settings.connect_timeout);
-                Ok(())
-            }
-            Err(e) => Err(Error::io(format_args!("cannot connect to {address}"), &e)),
-        }
-    }
-
-    /// The TLS settings, read from their files at the first use.
-    fn connector(&self) -> Result<TlsConnector, Error> {
-        let mut kept = self.settings.connector.borrow_mut();
-        if let Some(c) = kept.as_ref() {
-            return Ok(c.clone());
-        }
-        let c = load_connector(&self.settings.tls)?;
-        *kept = Some(c.clone());
-        Ok(c)
-    }
-
-    /// The back-off delay of a reconnect policy passed: the next attempt.
-    fn next_attempt(&self) {
-        let address = {
-            let mut inner = self.inner.borrow_mut();
-            inner.io.retry_timer = None;
-            inner.core.next_attempt()
-        };
-        if let Some(address) = address {
-            if let Err(error) = self.open(&address) {
-                self.shut(error);
-            }
-        }
-    }
-
-    fn arm_timers(&self, connect_timeout: Duration) {
-        let interval = self.inner.borrow().io.ping_interval;
-        if !connect_timeout.is_zero() {
-            let me = self.me.clone();
-            let timer = self.lp.add_timer(connect_timeout, move |_| {
-                if let Some(shared) = me.upgrade() {
-                    shared.connect_timed_out(connect_timeout);
-                }
-            });
-            self.inner.borrow_mut().io.connect_timer = Some(timer);
-        }
-        if !interval.is_zero() {
-            self.arm_tick(interval);
-        }
-    }
-
-    fn arm_tick(&self, interval: Duration) {
-        let me = self.me.clone();
-        let timer = self.lp.add_timer(interval, move |_| {
-            if let Some(shared) = me.upgrade() {
-                shared.tick();
-            }
-        });
-        self.inner.borrow_mut().io.tick = Some(timer);
-    }
-
-    fn connect_timed_out(&self, limit: Duration) {
-        let waiting = {
-            let mut inner = self.inner.borrow_mut();
-            inner.io.connect_timer = None;
-            matches!(inner.core.status(), Status::Connecting)
-        };
-        if waiting {
-            let address = self.core().address().clone();
-            self.shut(Error::new(
-                ErrorCode::BrokerGone,
-                format!(
-                    "cannot connect to {address}: no answer within {} ms",
-                    limit.as_millis()
-                ),
-            ));
-        }
-    }
-
-    fn tick(&self) {
-        let (effect, interval) = self.with(|core, io| {
-            io.tick = None;
-            let effect = core.tick(io.ping_max, io);
-            (effect, io.ping_interval)
-        });
-        match effect {
-            Some(effect) => self.run(effect),
-            None if !self.core().is_closed() => self.arm_tick(interval),
-            None => {}
-        }
-    }
-
     /// Runs `f` on the core and the connection, then asks the loop for a
     /// flush if `f` queued output. Never call it from inside `f`.
     pub(super) fn with<R>(&self, f: impl FnOnce(&mut Core, &mut Io) -> R) -> R {
@@ -491,105 +372,6 @@ impl Shared {
             }
         };
         self.shut(outcome);
-    }
-
-    /// Closes the connection because of `error` and settles everything:
-    /// the connect or disconnect handler, pending operations and calls
-    /// (`broker_gone`), deliveries being served (`Cancel`).
-    ///
-    /// With a reconnect policy that allows another attempt, the client
-    /// stays open: what was in flight is settled, and the next attempt is
-    /// timed.
-    pub(super) fn shut(&self, error: Error) {
-        self.lose(error, false);
-    }
-
-    /// [`Shared::shut`]; a `refused` handshake is never retried.
-    pub(super) fn lose(&self, error: Error, refused: bool) {
-        let lost = self.with(|core, io| {
-            let random = io.next_random();
-            let lost = core.lost(error, refused, random, io);
-            io.cancel_timers(&self.lp);
-            (lost, io.conn.take())
-        });
-        let (lost, conn) = lost;
-        if let Some(conn) = conn {
-            conn.close(&self.lp);
-        }
-        match lost {
-            Lost::Closed(Some(settle)) => self.settle(settle),
-            Lost::Closed(None) => {}
-            Lost::Retry { effects, delay } => {
-                let me = self.me.clone();
-                let timer = self.lp.add_timer(delay, move |_| {
-                    if let Some(shared) = me.upgrade() {
-                        shared.next_attempt();
-                    }
-                });
-                self.inner.borrow_mut().io.retry_timer = Some(timer);
-                // Matches and watches stay with the client, as its
-                // publications do.
-                self.settle(Settle {
-                    effects,
-                    publications: Vec::new(),
-                    listeners: Vec::new(),
-                    watchers: Vec::new(),
-                });
-            }
-        }
-    }
-
-    /// Closes at the owner's request ([`Client::close`](super::Client::close),
-    /// the last handle dropped): settles everything as [`Shared::shut`]
-    /// does, without the disconnect handler, but hands an established
-    /// connection to a lingering close, so that what was accepted for
-    /// sending still leaves. Before the handshake nothing accepted can be
-    /// an answer, and operations fail anyway: the connection closes at
-    /// once.
-    pub(super) fn close_by_owner(&self, reason: &str, done: Option<CloseFn>) {
-        // Not `Error::broker_gone`: settling wraps the reason in it.
-        let error = Error::new(ErrorCode::BrokerGone, reason);
-        let closed = self.with(|core, io| {
-            let was_ready = matches!(core.status(), Status::Ready(_));
-            let settle = core.close(error, Closer::Owner, io)?;
-            io.cancel_timers(&self.lp);
-            Some((settle, io.conn.take(), was_ready, io.linger))
-        });
-        let Some((settle, conn, was_ready, limit)) = closed else {
-            if let Some(done) = done {
-                let e = Error::new(ErrorCode::InvalidState, "the client is already closed");
-                self.lp.defer(move |_| done(Err(e)));
-            }
-            return;
-        };
-        match conn {
-            Some(conn) if was_ready => linger(conn, &self.lp, limit, done),
-            other => {
-                if let Some(conn) = other {
-                    conn.close(&self.lp);
-                }
-                if let Some(done) = done {
-                    self.lp.defer(move |_| done(Ok(())));
-                }
-            }
-        }
-        self.settle(settle);
-    }
-
-    /// Lets go of the publications' handlers now, outside any borrow, and
-    /// runs what the close still owes on the next turn, never inside the
-    /// caller.
-    fn settle(&self, settle: Settle) {
-        drop(settle.publications);
-        drop(settle.listeners);
-        drop(settle.watchers);
-        let me = self.me.clone();
-        let effects = settle.effects;
-        self.lp.defer(move |lp| {
-            for effect in effects {
-                dispatch(lp, &me, effect);
-            }
-        });
     }
 }
 

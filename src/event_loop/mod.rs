@@ -23,12 +23,14 @@
 
 mod alarm;
 mod remote;
+mod sources;
 mod timers;
+mod turn;
 
 pub use remote::LoopRemote;
 pub use timers::TimerId;
 
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Poll, Registry, Token, Waker};
 use remote::{thread_token, RemoteQueue, RemoteTask};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -341,234 +343,12 @@ impl EventLoop {
         self.poke();
     }
 
-    /// Registers `source`'s I/O object for `interest` under a new token.
-    pub(crate) fn register<S: mio::event::Source + ?Sized>(
-        &self,
-        io: &mut S,
-        interest: Interest,
-        source: Rc<dyn Source>,
-    ) -> io::Result<Token> {
-        let token = {
-            let mut sources = self.inner.sources.borrow_mut();
-            match self.inner.free_tokens.borrow_mut().pop() {
-                Some(i) => {
-                    sources[i] = Some(source);
-                    Token(i)
-                }
-                None => {
-                    sources.push(Some(source));
-                    Token(sources.len() - 1)
-                }
-            }
-        };
-        if let Err(e) = self.inner.registry.register(io, token, interest) {
-            self.release_token(token);
-            return Err(e);
-        }
-        Ok(token)
-    }
-
-    /// Changes the interest of an I/O object registered under `token`.
-    pub(crate) fn reregister<S: mio::event::Source + ?Sized>(
-        &self,
-        io: &mut S,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        self.inner.registry.reregister(io, token, interest)
-    }
-
-    /// Hands the events of `token` to `source` from now on (an object that
-    /// outlives the one that registered it, such as a lingering close).
-    pub(crate) fn replace_source(&self, token: Token, source: Rc<dyn Source>) {
-        let old = match self.inner.sources.borrow_mut().get_mut(token.0) {
-            Some(slot) if slot.is_some() => slot.replace(source),
-            _ => None,
-        };
-        // Dropped outside the borrow: a destructor may use the loop.
-        drop(old);
-    }
-
-    /// Deregisters an I/O object and frees its token.
-    pub(crate) fn deregister<S: mio::event::Source + ?Sized>(&self, io: &mut S, token: Token) {
-        let _ = self.inner.registry.deregister(io);
-        self.release_token(token);
-    }
-
-    fn release_token(&self, token: Token) {
-        let mut sources = self.inner.sources.borrow_mut();
-        if let Some(slot) = sources.get_mut(token.0) {
-            if slot.take().is_some() {
-                self.inner.free_tokens.borrow_mut().push(token.0);
-            }
-        }
-    }
-
-    /// Asks for another `ready` call on the next turn: the source stopped
-    /// before draining (a fairness budget), and an edge-triggered poll
-    /// would not report it again.
-    pub(crate) fn again(&self, token: Token) {
-        self.inner.again.borrow_mut().push(token);
-        self.poke();
-    }
-
-    /// Asks for `f.flush()` before the loop next sleeps.
-    pub(crate) fn want_flush(&self, f: Weak<dyn Flush>) {
-        self.inner.flush.borrow_mut().push(f);
-        self.poke();
-    }
-
     /// Outside dispatch, new work must make the fd readable so that an
     /// embedding host calls `dispatch`; inside, the turn handles it.
     fn poke(&self) {
         if self.inner.dispatch_depth.get() == 0 && !self.inner.wake_pending.get() {
             self.inner.wake_pending.set(true);
             let _ = self.inner.waker.wake();
-        }
-    }
-
-    fn next_timeout(&self) -> Option<Duration> {
-        if self.has_work_now() {
-            return Some(Duration::ZERO);
-        }
-        let deadline = self.inner.timers.borrow_mut().next_deadline()?;
-        Some(deadline.saturating_duration_since(Instant::now()))
-    }
-
-    /// Whether the next turn has work before any poll: deferred tasks,
-    /// sources to run again, output to flush.
-    fn has_work_now(&self) -> bool {
-        let inner = &self.inner;
-        !inner.deferred.borrow().is_empty()
-            || !inner.again.borrow().is_empty()
-            || !inner.flush.borrow().is_empty()
-    }
-
-    fn turn(&self, timeout: Option<Duration>) -> io::Result<()> {
-        let inner = &self.inner;
-        let mut ready = inner.ready.take();
-        {
-            let mut events = inner.events.borrow_mut();
-            match inner.poll.borrow_mut().poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-            for ev in events.iter() {
-                ready.push((
-                    ev.token(),
-                    Readiness {
-                        readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                        writable: ev.is_writable() || ev.is_write_closed(),
-                        hangup: ev.is_read_closed() || ev.is_error(),
-                    },
-                ));
-            }
-        }
-        inner.dispatch_depth.set(inner.dispatch_depth.get() + 1);
-        let result = self.handle(&mut ready);
-        inner.dispatch_depth.set(inner.dispatch_depth.get() - 1);
-        ready.clear();
-        inner.ready.set(ready);
-        result
-    }
-
-    fn handle(&self, ready: &mut Vec<(Token, Readiness)>) -> io::Result<()> {
-        let inner = &self.inner;
-        // Sources that asked to be run again go first, in the order asked.
-        if !inner.again.borrow().is_empty() {
-            let again = std::mem::take(&mut *inner.again.borrow_mut());
-            let again_events = again.into_iter().map(|t| {
-                (
-                    t,
-                    Readiness {
-                        readable: true,
-                        writable: true,
-                        hangup: true,
-                    },
-                )
-            });
-            ready.splice(0..0, again_events);
-        }
-        for (token, readiness) in ready.drain(..) {
-            if token == WAKER {
-                inner.wake_pending.set(false);
-                self.run_remote();
-                continue;
-            }
-            if token == ALARM {
-                if let Some(alarm) = &inner.alarm {
-                    alarm.rang();
-                }
-                continue;
-            }
-            // Snapshot the source: a callback may close anything, including
-            // this source, while it runs.
-            let source = inner.sources.borrow().get(token.0).and_then(|s| s.clone());
-            if let Some(source) = source {
-                source.ready(self, readiness);
-            }
-        }
-        // No clock read when no timer is set, nor when the alarm, not
-        // rung yet, is set for the earliest one (then none is due yet).
-        let earliest = inner.timers.borrow_mut().next_deadline();
-        let covered = |d| inner.alarm.as_ref().is_some_and(|a| a.covers(d));
-        if earliest.is_some_and(|d| !covered(d)) {
-            let now = Instant::now();
-            loop {
-                let task = inner.timers.borrow_mut().pop_due(now);
-                match task {
-                    Some(task) => task(self),
-                    None => break,
-                }
-            }
-        }
-        // Only the tasks present now: tasks they defer wait for the next
-        // turn, so a task that re-defers itself cannot starve the poll.
-        let count = inner.deferred.borrow().len();
-        for _ in 0..count {
-            let task = inner.deferred.borrow_mut().pop_front();
-            match task {
-                Some(task) => task(self),
-                None => break,
-            }
-        }
-        self.flush_all();
-        Ok(())
-    }
-
-    fn run_remote(&self) {
-        let tasks = std::mem::take(
-            &mut self
-                .inner
-                .remote
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .tasks,
-        );
-        for task in tasks {
-            task(self);
-        }
-    }
-
-    fn flush_all(&self) {
-        loop {
-            let mut pending = std::mem::take(&mut *self.inner.flush.borrow_mut());
-            if pending.is_empty() {
-                *self.inner.flush.borrow_mut() = pending;
-                return;
-            }
-            for f in pending.drain(..) {
-                if let Some(f) = f.upgrade() {
-                    f.flush(self);
-                }
-            }
-            // The emptied list keeps its room for the next turn, unless
-            // flushing asked for more flushes (then it is taken next).
-            let mut slot = self.inner.flush.borrow_mut();
-            if slot.is_empty() {
-                *slot = pending;
-            }
         }
     }
 }

@@ -15,16 +15,24 @@
 //! need (emit, recall, cancel) and the broker's notice that a subscribed
 //! session went away.
 
+pub(crate) mod bytes;
 mod codec;
 mod identity;
+mod names;
+mod payload;
 mod routed;
+mod tap;
+pub(crate) mod text;
 
 pub(crate) use codec::READ_CHUNK;
 pub use codec::{
     decode_body, encode_frame, FrameDecoder, WireError, DECODE_LIMIT, DEFAULT_MAX_FRAME,
 };
 pub use identity::CallerInfo;
+pub use names::{NameChange, NameMode};
+pub use payload::Payload;
 pub(crate) use routed::{encode_caller, Inbound, Routed, RoutedKind};
+pub use tap::TapEvent;
 
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
@@ -44,57 +52,6 @@ pub const MAGIC: [u8; 4] = *b"STGB";
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 2;
-
-/// An opaque payload: encoded [`crate::Args`]. The broker forwards it
-/// without decoding it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Payload(#[serde(with = "bytes")] pub Vec<u8>);
-
-impl Payload {
-    /// Encodes args into a payload.
-    pub fn encode(args: &crate::Args) -> Payload {
-        // Room for typical small args at once, rather than growing
-        // through 8, 16, 32… bytes with a reallocation each.
-        let mut out = Vec::with_capacity(128);
-        // Encoding into a Vec cannot fail for our types.
-        let _ = bincode::serde::encode_into_std_write(args, &mut out, codec::config());
-        Payload(out)
-    }
-
-    /// Decodes the args of a payload, within the default decoding limit
-    /// ([`Payload::decode_within`] with [`DEFAULT_MAX_DECODED`]).
-    pub fn decode(&self) -> Result<crate::Args, Error> {
-        self.decode_within(DEFAULT_MAX_DECODED)
-    }
-
-    /// Decodes the args of a payload, failing with a `protocol` error
-    /// when they would take more than [`DECODE_FACTOR`] times the
-    /// payload's size (plus 4 KiB), or more than `max` bytes, in memory:
-    /// a payload of tiny elements (16 million nulls) is refused instead
-    /// of growing to many times its size.
-    pub fn decode_within(&self, max: usize) -> Result<crate::Args, Error> {
-        let budget = self
-            .0
-            .len()
-            .saturating_mul(DECODE_FACTOR)
-            .saturating_add(4096)
-            .min(max);
-        let decoded = crate::value::decode_budget(budget, || {
-            bincode::serde::decode_from_slice(&self.0, codec::config())
-        });
-        match decoded {
-            Ok((args, used)) if used == self.0.len() => Ok(args),
-            Ok(_) => Err(Error::new(
-                crate::ErrorCode::Protocol,
-                "payload has trailing bytes",
-            )),
-            Err(e) => Err(Error::new(
-                crate::ErrorCode::Protocol,
-                format!("malformed payload: {}", codec::decode_error_text(&e)),
-            )),
-        }
-    }
-}
 
 /// A published session as the broker lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -477,131 +434,6 @@ pub enum Frame {
     },
 }
 
-/// How a name takes several publishers (see [`Frame::PublishAs`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub enum NameMode {
-    /// One publisher; another's publish fails with `already_exists`.
-    #[default]
-    Exclusive,
-    /// Later publishers wait in line; when the owner goes or rescinds,
-    /// the next one takes over.
-    Queue,
-    /// Every publisher serves; each new call goes to the one with the
-    /// fewest calls in flight.
-    Balance,
-}
-
-impl NameMode {
-    /// Its name: `exclusive`, `queue` or `balance`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NameMode::Exclusive => "exclusive",
-            NameMode::Queue => "queue",
-            NameMode::Balance => "balance",
-        }
-    }
-
-    /// Reads a mode by its name.
-    pub fn parse(text: &str) -> Option<NameMode> {
-        match text {
-            "exclusive" => Some(NameMode::Exclusive),
-            "queue" => Some(NameMode::Queue),
-            "balance" => Some(NameMode::Balance),
-            _ => None,
-        }
-    }
-}
-
-/// What happened to a watched name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum NameChange {
-    /// It was published (it had no publisher): its methods.
-    Appeared {
-        /// The methods.
-        methods: Vec<String>,
-    },
-    /// Another publisher took it over (a standby of a `queue` name):
-    /// the methods it offers.
-    OwnerChanged {
-        /// The methods.
-        methods: Vec<String>,
-    },
-    /// It has no publisher any more.
-    Gone {
-        /// Why: `no_such_session` (rescinded) or `publisher_gone` (its
-        /// publisher disconnected).
-        reason: Error,
-    },
-}
-
-impl TapEvent {
-    /// The payload decoded as args, when it was sent along.
-    pub fn args(&self) -> Option<Result<crate::Args, Error>> {
-        self.payload.as_ref().map(Payload::decode)
-    }
-
-    /// The event as a map value, the shape C, Perl and the command
-    /// line's JSON see: `time_ms`, `from`, `to`, `kind`, `session`,
-    /// `name`, `id`, `size`, with `error` (a map of `code` and
-    /// `message`) for an error result and `args` when the payload came
-    /// along (`args_error` instead if it does not decode).
-    pub fn to_value(&self) -> crate::Value {
-        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let mut map = crate::Args::new()
-            .with("time_ms", int(self.time_ms))
-            .with("from", int(self.from))
-            .with("to", int(self.to))
-            .with("kind", self.kind.as_str())
-            .with("session", self.session.as_str())
-            .with("name", self.name.as_str())
-            .with("id", int(self.id))
-            .with("size", self.size);
-        if let Some(e) = &self.error {
-            let error = crate::Args::new()
-                .with("code", e.code.as_str())
-                .with("message", e.message.as_str());
-            map.insert("error", error);
-        }
-        match self.args() {
-            Some(Ok(args)) => {
-                map.insert("args", args);
-            }
-            Some(Err(e)) => {
-                map.insert("args_error", e.message);
-            }
-            None => {}
-        }
-        crate::Value::Map(map)
-    }
-}
-
-/// What a monitor is told of one frame the broker received.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TapEvent {
-    /// When the broker read it, in milliseconds since the Unix epoch.
-    pub time_ms: u64,
-    /// The connection that sent it.
-    pub from: u64,
-    /// The connection it goes to (0: the broker itself, or nobody).
-    pub to: u64,
-    /// Its kind (`deliver`, `emit`, `recall`, `result`, `cancel`,
-    /// `publish`, …).
-    pub kind: String,
-    /// The session it concerns ("" if none).
-    pub session: String,
-    /// The method (deliver, recall) or response type (emit, a result's
-    /// return type); "" if none.
-    pub name: String,
-    /// The id as its sender used it.
-    pub id: u64,
-    /// Its size in bytes, without the length prefix.
-    pub size: u32,
-    /// The error code of an error result.
-    pub error: Option<Error>,
-    /// Its payload, when the monitor asked for payloads and it has one.
-    pub payload: Option<Payload>,
-}
-
 impl Frame {
     /// The original's name of the message kind, for diagnostics.
     pub fn kind_name(&self) -> &str {
@@ -638,83 +470,6 @@ impl Frame {
             Frame::Tap(_) => "tap",
             Frame::Greeting { .. } => "greeting",
             Frame::DeliverFrom { .. } => "deliver_from",
-        }
-    }
-}
-
-/// Serde helper: byte vectors as one length-prefixed blob, not as a
-/// sequence of numbers (bincode then copies them in one go).
-pub(crate) mod bytes {
-    use serde::de::{Error, SeqAccess, Visitor};
-    use serde::{Deserializer, Serializer};
-    use std::fmt;
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct BytesVisitor;
-        impl<'de> Visitor<'de> for BytesVisitor {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
-                let mut out = Vec::new();
-                while let Some(b) = seq.next_element()? {
-                    out.push(b);
-                }
-                Ok(out)
-            }
-        }
-        // Asked for as borrowed bytes: bincode then copies them once,
-        // where its owned path first zero-fills a buffer of their size.
-        d.deserialize_bytes(BytesVisitor)
-    }
-}
-
-/// Serde helper: strings read as borrowed text and copied once, for the
-/// same reason as [`bytes`] (bincode's owned-string path zero-fills a
-/// buffer first). Other formats hand over owned strings as they like.
-pub(crate) mod text {
-    use serde::de::{Error, Visitor};
-    use serde::Deserializer;
-    use std::fmt;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        d.deserialize_str(TextVisitor)
-    }
-
-    struct TextVisitor;
-
-    impl Visitor<'_> for TextVisitor {
-        type Value = String;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string")
-        }
-        fn visit_str<E: Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_owned())
-        }
-        fn visit_string<E: Error>(self, v: String) -> Result<String, E> {
-            Ok(v)
-        }
-    }
-
-    /// A string that deserializes through [`deserialize`], for places
-    /// where no field attribute reaches (map keys).
-    #[derive(Debug)]
-    pub struct Text(pub String);
-
-    impl<'de> serde::Deserialize<'de> for Text {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
-            deserialize(d).map(Text)
         }
     }
 }
