@@ -20,6 +20,12 @@
 //!   leaves is zero. Work queued by API calls made outside `dispatch` makes
 //!   the fd readable, so the host needs no other hook.
 //! * **From other threads**: [`LoopRemote::wake`] and [`LoopRemote::post`].
+//!
+//! Layout: `sources` registers I/O objects with the poll; `turn` is one
+//! turn (the timeout, the poll, the dispatch); `timers` the deadline
+//! heap; `alarm` the timerfd that stands for far timers, so a sleeping
+//! loop arms no kernel timer per wait; `remote` what other threads may
+//! do.
 
 mod alarm;
 mod remote;

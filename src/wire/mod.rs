@@ -14,6 +14,12 @@
 //! listing, subscribe, unsubscribe, deliver, result) and add what requests
 //! need (emit, recall, cancel) and the broker's notice that a subscribed
 //! session went away.
+//!
+//! Layout: `codec` frames bytes (the decoder and the encoder); `routed`
+//! checks in place the frames the broker forwards; `payload` is the
+//! opaque body of calls, results and signals; `names` the modes and
+//! changes of names; `identity` who is at the other end of a call;
+//! `tap` what a monitor is told; `bytes` and `text` are serde helpers.
 
 pub(crate) mod bytes;
 mod codec;
