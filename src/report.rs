@@ -98,7 +98,6 @@ impl StatsReport {
     /// textfile collector or a scrape job reads.
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
-        let t = &self.totals;
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
             let _ = writeln!(out, "# HELP stagebus_{name} {help}");
             let _ = writeln!(out, "# TYPE stagebus_{name} {kind}");
@@ -106,73 +105,16 @@ impl StatsReport {
                 let _ = writeln!(out, "stagebus_{name}{labels} {value}");
             }
         };
-        let plain = |v: f64| vec![(String::new(), v)];
         metric(
             "uptime_seconds",
             "gauge",
             "Seconds since the broker started.",
-            &plain(self.uptime.as_secs_f64()),
+            &[(String::new(), self.uptime.as_secs_f64())],
         );
-        metric(
-            "connections",
-            "gauge",
-            "Open connections.",
-            &plain(t.connections as f64),
-        );
-        metric(
-            "sessions",
-            "gauge",
-            "Published sessions.",
-            &plain(t.sessions as f64),
-        );
-        metric(
-            "calls_in_flight",
-            "gauge",
-            "Calls waiting for their result.",
-            &plain(t.pending_calls as f64),
-        );
-        metric(
-            "waiting_subscribes",
-            "gauge",
-            "Subscribes waiting for their name.",
-            &plain(t.waiting_subscribes as f64),
-        );
-        metric(
-            "calls_total",
-            "counter",
-            "Calls delivered to publishers.",
-            &plain(t.calls as f64),
-        );
-        metric(
-            "protocol_errors_total",
-            "counter",
-            "Connections closed for breaking the protocol.",
-            &plain(t.protocol_errors as f64),
-        );
-        metric(
-            "slow_consumers_total",
-            "counter",
-            "Connections closed for not reading their output.",
-            &plain(t.slow_consumers as f64),
-        );
-        metric(
-            "refused_connections_total",
-            "counter",
-            "Connections refused (connection limit, hello refused).",
-            &plain(t.refused_connections as f64),
-        );
-        metric(
-            "access_denied_total",
-            "counter",
-            "Operations the policy denied (answered access_denied).",
-            &plain(t.access_denied as f64),
-        );
-        metric(
-            "dropped_stray_total",
-            "counter",
-            "Answers that arrived for no call in flight and were dropped.",
-            &plain(t.dropped_stray as f64),
-        );
+        for f in self.totals.figures() {
+            let kind = if f.counter { "counter" } else { "gauge" };
+            metric(f.metric, kind, f.help, &[(String::new(), f.value as f64)]);
+        }
         let errors: Vec<_> = self
             .errors
             .nonzero()
@@ -255,18 +197,10 @@ impl StatsReport {
     /// `connections` and `sessions` (lists of maps, keys as the fields
     /// of [`ConnectionReport`] and [`SessionReport`]).
     pub fn to_value(&self) -> Value {
-        let t = &self.totals;
-        let totals = Args::new()
-            .with("connections", count(t.connections))
-            .with("sessions", count(t.sessions))
-            .with("pending_calls", count(t.pending_calls))
-            .with("waiting_subscribes", count(t.waiting_subscribes))
-            .with("calls", count(t.calls))
-            .with("dropped_stray", count(t.dropped_stray))
-            .with("protocol_errors", count(t.protocol_errors))
-            .with("slow_consumers", count(t.slow_consumers))
-            .with("refused_connections", count(t.refused_connections))
-            .with("access_denied", count(t.access_denied));
+        let mut totals = Args::new();
+        for f in self.totals.figures() {
+            totals.insert(f.name, count(f.value));
+        }
         let connections = self
             .connections
             .iter()
@@ -300,11 +234,197 @@ impl StatsReport {
         Value::Map(
             Args::new()
                 .with("uptime_ms", count(self.uptime.as_millis()))
-                .with("totals", totals)
+                .with("totals", Value::Map(totals))
                 .with("errors", self.errors.to_value())
                 .with("connections", connections)
                 .with("sessions", sessions),
         )
+    }
+}
+
+/// One figure of [`crate::BrokerStats`], as reports render it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Figure {
+    /// The field's name: the key in [`StatsReport::to_value`]'s totals.
+    pub name: &'static str,
+    /// The Prometheus metric's name, without the `stagebus_` prefix.
+    pub metric: &'static str,
+    /// A count that only grows (a Prometheus counter), or a level
+    /// (a gauge).
+    pub counter: bool,
+    /// What it counts, for people.
+    pub help: &'static str,
+    /// Its value.
+    pub value: u64,
+}
+
+impl crate::BrokerStats {
+    /// Every figure, in one table: the map value C, Perl and the command
+    /// line see and the Prometheus rendering both come from it, so a
+    /// figure added to [`crate::BrokerStats`] and here reaches all of
+    /// them.
+    pub fn figures(&self) -> Vec<Figure> {
+        let gauge = |name, metric, help, value: usize| Figure {
+            name,
+            metric,
+            counter: false,
+            help,
+            value: value as u64,
+        };
+        let counter = |name, metric, help, value: u64| Figure {
+            name,
+            metric,
+            counter: true,
+            help,
+            value,
+        };
+        vec![
+            gauge(
+                "connections",
+                "connections",
+                "Open connections.",
+                self.connections,
+            ),
+            gauge("sessions", "sessions", "Published sessions.", self.sessions),
+            gauge(
+                "pending_calls",
+                "calls_in_flight",
+                "Calls waiting for their result.",
+                self.pending_calls,
+            ),
+            gauge(
+                "waiting_subscribes",
+                "waiting_subscribes",
+                "Subscribes waiting for their name.",
+                self.waiting_subscribes,
+            ),
+            counter(
+                "calls",
+                "calls_total",
+                "Calls delivered to publishers.",
+                self.calls,
+            ),
+            counter(
+                "protocol_errors",
+                "protocol_errors_total",
+                "Connections closed for breaking the protocol.",
+                self.protocol_errors,
+            ),
+            counter(
+                "slow_consumers",
+                "slow_consumers_total",
+                "Connections closed for not reading their output.",
+                self.slow_consumers,
+            ),
+            counter(
+                "refused_connections",
+                "refused_connections_total",
+                "Connections refused (connection limit, hello refused).",
+                self.refused_connections,
+            ),
+            counter(
+                "access_denied",
+                "access_denied_total",
+                "Operations the policy denied (answered access_denied).",
+                self.access_denied,
+            ),
+            counter(
+                "dropped_stray",
+                "dropped_stray_total",
+                "Answers that arrived for no call in flight and were dropped.",
+                self.dropped_stray,
+            ),
+            counter(
+                "limits_exceeded",
+                "limits_exceeded_total",
+                "Requests answered limit_exceeded and connections closed over a limit.",
+                self.limits_exceeded,
+            ),
+            counter(
+                "reads_paused",
+                "reads_paused_total",
+                "Times a connection's reading paused for its unread output.",
+                self.reads_paused,
+            ),
+            gauge(
+                "memory_used",
+                "memory_used_bytes",
+                "Bytes the memory budget counts now.",
+                self.memory_used,
+            ),
+            counter(
+                "oneway_calls",
+                "oneway_calls_total",
+                "One-way calls forwarded to their publisher.",
+                self.oneway_calls,
+            ),
+            counter(
+                "dropped_oneway",
+                "dropped_oneway_total",
+                "One-way calls that could not be delivered.",
+                self.dropped_oneway,
+            ),
+            counter(
+                "signals",
+                "signals_total",
+                "Signals emitted and fanned out.",
+                self.signals,
+            ),
+            counter(
+                "signal_deliveries",
+                "signal_deliveries_total",
+                "Signal copies queued for listeners.",
+                self.signal_deliveries,
+            ),
+            counter(
+                "dropped_signals",
+                "dropped_signals_total",
+                "Signals dropped (not their sender's session, no proper signal).",
+                self.dropped_signals,
+            ),
+            gauge(
+                "signal_matches",
+                "signal_matches",
+                "Signal matches held by connections.",
+                self.signal_matches,
+            ),
+            gauge(
+                "name_watches",
+                "name_watches",
+                "Name watches held by connections.",
+                self.name_watches,
+            ),
+            counter(
+                "tls_handshake_failures",
+                "tls_handshake_failures_total",
+                "TLS connections closed before their handshake was done.",
+                self.tls_handshake_failures,
+            ),
+            gauge(
+                "remote_sessions",
+                "federation_remote_sessions",
+                "Sessions of other brokers in the directory cache.",
+                self.remote_sessions,
+            ),
+            counter(
+                "link_resets",
+                "federation_link_resets_total",
+                "Links to other brokers reset.",
+                self.link_resets,
+            ),
+            counter(
+                "peers_declared_dead",
+                "federation_peers_declared_dead_total",
+                "Other brokers declared dead.",
+                self.peers_declared_dead,
+            ),
+            counter(
+                "nats_reconnects",
+                "federation_nats_reconnects_total",
+                "Reconnects of the broker's NATS connection.",
+                self.nats_reconnects,
+            ),
+        ]
     }
 }
 
@@ -359,6 +479,53 @@ mod tests {
         assert_eq!(
             e.nonzero(),
             vec![(1, "no_such_session", 1), (5, "timeout", 2)]
+        );
+    }
+
+    #[test]
+    fn every_broker_figure_reaches_the_map_and_prometheus() {
+        // A field added to BrokerStats but not to `figures` fails here.
+        let fields = match serde_json::to_value(crate::BrokerStats::default()).unwrap() {
+            serde_json::Value::Object(m) => m.keys().cloned().collect::<Vec<_>>(),
+            other => panic!("{other}"),
+        };
+        let stats = crate::BrokerStats {
+            tls_handshake_failures: 7,
+            link_resets: 3,
+            ..Default::default()
+        };
+        let mut names: Vec<String> = stats.figures().iter().map(|f| f.name.into()).collect();
+        names.sort();
+        let mut sorted = fields.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        let report = StatsReport {
+            uptime: Duration::from_secs(1),
+            totals: stats,
+            errors: ErrorCounts::default(),
+            connections: vec![],
+            sessions: vec![],
+        };
+        let Value::Map(map) = report.to_value() else {
+            panic!()
+        };
+        let Some(Value::Map(totals)) = map.get("totals") else {
+            panic!()
+        };
+        assert_eq!(totals.len(), fields.len());
+        assert_eq!(totals.get("tls_handshake_failures"), Some(&Value::Int(7)));
+        let text = report.to_prometheus();
+        assert!(
+            text.contains("\nstagebus_tls_handshake_failures_total 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nstagebus_federation_link_resets_total 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE stagebus_memory_used_bytes gauge\n"),
+            "{text}"
         );
     }
 

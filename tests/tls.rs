@@ -24,8 +24,10 @@ use common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use stagebus::broker::Policy;
 use stagebus::*;
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::Command;
+use std::rc::Rc;
 use std::time::Duration;
 use support::Proc;
 
@@ -277,6 +279,16 @@ fn a_client_trusting_another_ca_is_refused_and_harms_nobody_else() {
     until(&lp, "the broker counts the failed handshake", || {
         broker.stats().tls_handshake_failures >= 1
     });
+    // The report a client asks for over the wire counts it too.
+    let report = Rc::new(RefCell::new(None));
+    let r = report.clone();
+    good.stats(move |got| *r.borrow_mut() = Some(got.unwrap()));
+    until(&lp, "the report", || report.borrow().is_some());
+    let report = report.borrow_mut().take().unwrap();
+    assert!(report.totals.tls_handshake_failures >= 1, "{report:?}");
+    assert!(report
+        .to_prometheus()
+        .contains("\nstagebus_tls_handshake_failures_total "));
     // The good connection goes on.
     let outcome = call(&good, "Echo", "echo", &arg("x", 5));
     assert!(

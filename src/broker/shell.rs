@@ -185,10 +185,14 @@ impl Shell {
     }
 
     pub fn stats(&self) -> BrokerStats {
-        let mut stats = BrokerStats {
-            tls_handshake_failures: self.tls_failures.get(),
-            ..self.core.borrow().stats()
-        };
+        let core = self.core.borrow().stats();
+        self.with_shell_counters(core)
+    }
+
+    /// `stats` with what the shell counts and the core cannot know (TLS
+    /// handshakes, federation): one place, so every report has them.
+    fn with_shell_counters(&self, mut stats: BrokerStats) -> BrokerStats {
+        stats.tls_handshake_failures = self.tls_failures.get();
         if let Some(fed) = self.federation() {
             let c = fed.counters();
             stats.remote_sessions = fed.remote_sessions();
@@ -200,13 +204,17 @@ impl Shell {
     }
 
     pub fn report(&self) -> StatsReport {
-        let io = self.io.borrow();
-        let peer = |id| {
-            io.sockets
-                .get(&id)
-                .map_or_else(String::new, |s| s.peer.clone())
+        let mut report = {
+            let io = self.io.borrow();
+            let peer = |id| {
+                io.sockets
+                    .get(&id)
+                    .map_or_else(String::new, |s| s.peer.clone())
+            };
+            self.core.borrow_mut().report(self.started.elapsed(), peer)
         };
-        self.core.borrow_mut().report(self.started.elapsed(), peer)
+        report.totals = self.with_shell_counters(report.totals);
+        report
     }
 
     pub fn set_ping(&self, interval: std::time::Duration, max: u32) {

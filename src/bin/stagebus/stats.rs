@@ -86,6 +86,28 @@ fn report_text(report: &StatsReport) -> String {
         "protocol errors {}  slow consumers {}  refused connections {}  dropped stray {}",
         t.protocol_errors, t.slow_consumers, t.refused_connections, t.dropped_stray
     );
+    // The figures above, then every other one that is not zero (limits,
+    // signals, TLS, federation), so a new figure shows without a new line.
+    const SHOWN: [&str; 9] = [
+        "connections",
+        "sessions",
+        "calls",
+        "pending_calls",
+        "waiting_subscribes",
+        "protocol_errors",
+        "slow_consumers",
+        "refused_connections",
+        "dropped_stray",
+    ];
+    let others: Vec<String> = t
+        .figures()
+        .into_iter()
+        .filter(|f| f.value != 0 && !SHOWN.contains(&f.name))
+        .map(|f| format!("{} {}", f.name.replace('_', " "), f.value))
+        .collect();
+    if !others.is_empty() {
+        let _ = writeln!(text, "{}", others.join("  "));
+    }
     let errors = report.errors.nonzero();
     if !errors.is_empty() {
         let list: Vec<String> = errors.iter().map(|(_, c, n)| format!("{c} {n}")).collect();
