@@ -79,7 +79,7 @@ impl Files {
         );
         f.write("broker.pem", &cert);
         f.write("broker.key", &key);
-        for who in ["alice", "bob"] {
+        for who in ["alice", "bob", "Ann Lee"] {
             let (cert, key) = ca.issue(who, &[], ExtendedKeyUsagePurpose::ClientAuth);
             f.write(&format!("{who}.pem"), &cert);
             f.write(&format!("{who}.key"), &key);
@@ -337,6 +337,7 @@ fn a_policy_rule_on_the_subject_allows_and_denies() {
         "allow subject=CN=alice own Vault\n\
          allow anyone own Public\n\
          allow subject=CN=alice call Vault\n\
+         allow subject=\"CN=Ann Lee\" call Vault  # a subject with a space\n\
          deny anyone call Vault\n\
          allow anyone call *\n",
     )
@@ -357,6 +358,9 @@ fn a_policy_rule_on_the_subject_allows_and_denies() {
     let ok = call(&alice, "Vault", "open", &Args::new());
     assert!(matches!(ok.last, CallEvent::Return { .. }), "{ok:?}");
     let ok = call(&bob, "Public", "echo", &Args::new());
+    assert!(matches!(ok.last, CallEvent::Return { .. }), "{ok:?}");
+    let ann = connected(&lp, &addr, f.client("ca.pem", Some("Ann Lee")));
+    let ok = call(&ann, "Vault", "open", &Args::new());
     assert!(matches!(ok.last, CallEvent::Return { .. }), "{ok:?}");
     assert_eq!(broker.stats().access_denied, 2);
 }

@@ -5,8 +5,10 @@
 //! A line format rather than TOML: a policy is a list of ordered rules,
 //! each of four or five words, which a table format would only wrap in
 //! quoting and brackets (and the `toml` crate would add its parser to
-//! every build). One rule per line; `#` starts a comment; blank lines
-//! are skipped:
+//! every build). One rule per line; a `#` at the start of a word starts
+//! a comment; blank lines are skipped. A word may hold spaces inside
+//! double quotes (`subject="CN=Ann Lee,O=Example\, Inc."`, with `\"` and
+//! `\\` for a quote and a backslash; other backslashes stay as written):
 //!
 //! ```text
 //! # verdict  who          what     name          method/signal
@@ -208,6 +210,45 @@ impl Who {
     }
 }
 
+/// A rule line's words: split on whitespace, where a double-quoted
+/// stretch (`subject="CN=Ann Lee,O=Example"`) keeps its spaces, `\"` and
+/// `\\` inside quotes stand for `"` and `\` (any other backslash stays, so
+/// RFC 4514's `\,` is written as is), and a `#` that starts a word
+/// outside quotes comments out the rest of the line.
+fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut chars = line.chars();
+    let mut word: Option<String> = None;
+    while let Some(c) = chars.next() {
+        match c {
+            '#' if word.is_none() => break,
+            c if c.is_whitespace() => words.extend(word.take()),
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(e @ ('"' | '\\')) => w.push(e),
+                            // RFC 4514's own escapes (`\,`) stay as written.
+                            Some(other) => {
+                                w.push('\\');
+                                w.push(other);
+                            }
+                            None => return Err("a quote is not closed".into()),
+                        },
+                        Some(c) => w.push(c),
+                        None => return Err("a quote is not closed".into()),
+                    }
+                }
+            }
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    Ok(words)
+}
+
 impl Policy {
     /// Parses a policy's text. Errors name the line and what is wrong
     /// with it (`invalid_argument`).
@@ -215,17 +256,17 @@ impl Policy {
         let mut rules = Vec::new();
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
-            let content = raw.split('#').next().unwrap_or("");
-            let words: Vec<&str> = content.split_whitespace().collect();
-            if words.is_empty() {
-                continue;
-            }
             let bad = |why: String| {
                 Error::new(
                     ErrorCode::InvalidArgument,
                     format!("policy line {line}: {why}"),
                 )
             };
+            let words = split_words(raw).map_err(bad)?;
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            if words.is_empty() {
+                continue;
+            }
             let allow = match words[0] {
                 "allow" => true,
                 "deny" => false,
@@ -406,6 +447,39 @@ pub(crate) fn describe(peer: &CallerInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quoted_subject_keeps_its_spaces_and_escapes() {
+        let p = Policy::parse(
+            "allow subject=\"CN=Ann Lee,O=Example\\, Inc.\" call Vault # Ann\n\
+             allow subject=\"CN=Q\\\"x\" call *\n",
+        )
+        .unwrap();
+        let ann = peer(None, None, Some("CN=Ann Lee,O=Example\\, Inc."));
+        assert!(p.allows(&ann, Action::Call, "Vault", "open"));
+        assert!(!p.allows(&ann, Action::Call, "Other", "open"));
+        let q = peer(None, None, Some("CN=Q\"x"));
+        assert!(p.allows(&q, Action::Call, "Other", "m"));
+        let ann_lee = peer(None, None, Some("CN=Ann"));
+        assert!(!p.allows(&ann_lee, Action::Call, "Vault", "open"));
+    }
+
+    #[test]
+    fn a_quote_not_closed_is_an_error_naming_the_line() {
+        let e = Policy::parse("allow anyone own *\nallow subject=\"CN=a b call *\n").unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(
+            e.message.contains("line 2") && e.message.contains("not closed"),
+            "{e}"
+        );
+        let e = Policy::parse("allow subject=\"CN=x\\").unwrap_err();
+        assert!(
+            e.message.contains("line 1") && e.message.contains("not closed"),
+            "{e}"
+        );
+        let e = Policy::parse("allow subject=\"\" call *\n").unwrap_err();
+        assert!(e.message.contains("empty name"), "{e}");
+    }
 
     fn peer(uid: Option<u32>, gid: Option<u32>, identity: Option<&str>) -> CallerInfo {
         CallerInfo {
