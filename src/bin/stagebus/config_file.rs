@@ -13,7 +13,7 @@
 //! level = "info"            # off, error, warn, info, debug, trace
 //! format = "json"           # text, json
 //!
-//! [tls]                     # for tls:// listeners (paths as given)
+//! [tls]                     # for tls:// listeners (relative paths: from the file's folder)
 //! cert = "/etc/stagebus/broker.pem"
 //! key = "/etc/stagebus/broker.key"
 //! client-ca = "/etc/stagebus/clients-ca.pem"   # mutual TLS
@@ -92,7 +92,23 @@ struct RawLog {
 pub(crate) fn read(path: &Path) -> Result<BrokerFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
-    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let mut file = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    // A relative path means the same file wherever the broker is started
+    // from: the one beside the config file.
+    let folder = path.parent().unwrap_or(Path::new(""));
+    if let Some(tls) = &mut file.tls {
+        for p in [
+            Some(&mut tls.cert),
+            Some(&mut tls.key),
+            tls.client_ca.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *p = folder.join(&*p);
+        }
+    }
+    Ok(file)
 }
 
 /// Checks a config file's text.
@@ -188,6 +204,24 @@ fn one_line(e: &toml::de::Error, text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_tls_paths_are_read_from_the_config_files_folder() {
+        let dir = std::env::temp_dir().join(format!("sb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("broker.toml");
+        std::fs::write(
+            &path,
+            "[tls]\ncert = \"certs/b.pem\"\nkey = \"/etc/k.pem\"\nclient-ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let file = read(&path);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let tls = file.unwrap().tls.unwrap();
+        assert_eq!(tls.cert, dir.join("certs/b.pem"));
+        assert_eq!(tls.key, Path::new("/etc/k.pem"), "absolute paths stay");
+        assert_eq!(tls.client_ca, Some(dir.join("ca.pem")));
+    }
 
     #[test]
     fn a_full_file_reads() {
