@@ -10,8 +10,10 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# Each step says how long the run has taken so far, so a slow CI run
+# shows where its time went.
 step() {
-    printf '\n==> %s\n' "$*"
+    printf '\n==> [%ds] %s\n' "$SECONDS" "$*"
 }
 
 fail() {
