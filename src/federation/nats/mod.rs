@@ -11,6 +11,8 @@
 pub mod conn;
 pub mod headers;
 pub mod js;
+#[cfg(feature = "tls")]
+pub mod nkey;
 pub mod options;
 pub mod proto;
 
