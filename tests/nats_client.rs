@@ -279,6 +279,55 @@ fn user_password_and_token_authentication() {
     bad.close();
 }
 
+/// The NATS clients' test user: a seed and its public key.
+#[cfg(feature = "tls")]
+const TEST_SEED: &str = "SUAMK2FG4MI6UE3ACF3FK3OIQBCEIEZV7NSWFFEW63UXMRLFM2XLAXK4GY";
+#[cfg(feature = "tls")]
+const TEST_NKEY: &str = "UAT6BWCSCWLUKJT6K6MBJJOEOTXZ5AJDOYKNEVRFC7VNO6OA43N4TRNO";
+
+#[cfg(feature = "tls")]
+#[test]
+fn nkey_authentication_signs_the_servers_nonce() {
+    let bin = need_nats!();
+    let lp = EventLoop::new().unwrap();
+    let node = Node::start(
+        &bin,
+        "nkey",
+        &Spec {
+            extra: format!("authorization {{ users = [ {{ nkey: {TEST_NKEY} }} ] }}"),
+            ..Spec::default()
+        },
+    );
+    let mut o = options(&node.url());
+    o.auth = NatsAuth::NKey(NKeySeed::parse(TEST_SEED).unwrap());
+    let (good, events) = client(&lp, o);
+    connected(&lp, &events);
+    good.close();
+    // Another user's key is refused.
+    // Another user's key (a seed of 32 bytes 0x42) is refused.
+    let other =
+        NKeySeed::parse("SUAEEQSCIJBEEQSCIJBEEQSCIJBEEQSCIJBEEQSCIJBEEQSCIJBEEQV6RY").unwrap();
+    let mut o = options(&node.url());
+    o.auth = NatsAuth::NKey(other);
+    let (bad, events) = client(&lp, o);
+    wait_event(
+        &lp,
+        &events,
+        "an authorization error",
+        |e| matches!(e, NatsEvent::ServerError(t) if t.contains("Authorization")),
+    );
+    bad.close();
+    // No credentials at all: refused.
+    let (bad, events) = client(&lp, options(&node.url()));
+    wait_event(
+        &lp,
+        &events,
+        "an authorization error",
+        |e| matches!(e, NatsEvent::ServerError(t) if t.contains("Authorization")),
+    );
+    bad.close();
+}
+
 #[test]
 fn reconnects_across_the_server_list_with_new_epochs() {
     let bin = need_nats!();

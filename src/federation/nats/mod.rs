@@ -17,5 +17,5 @@ pub mod options;
 pub mod proto;
 
 pub use conn::{NatsClient, NatsError, NatsEvent};
-pub use options::{parse_servers, NatsAuth, NatsOptions, ServerUrl};
+pub use options::{parse_servers, NKeySeed, NatsAuth, NatsOptions, ServerUrl};
 pub use proto::{Headers, Msg, ServerInfo};

@@ -18,6 +18,76 @@ pub enum NatsAuth {
     },
     /// A token.
     Token(String),
+    /// A user's NKey: the server's nonce is signed with it.
+    NKey(NKeySeed),
+}
+
+/// A user's NKey seed, read and checked (NATS's challenge–response
+/// authentication; see [`super::nkey`]). Needs the `tls` feature, whose
+/// crypto signs.
+#[derive(Clone)]
+pub struct NKeySeed(Seed);
+
+#[cfg(feature = "tls")]
+type Seed = std::sync::Arc<super::nkey::NKey>;
+/// Without the `tls` feature no seed can be read: the type is empty.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+enum Seed {}
+
+impl NKeySeed {
+    /// Reads a user seed (`SU…`) from `text`: the seed alone, or a seed
+    /// or `.creds` file's content. The error never holds the secret.
+    pub fn parse(text: &str) -> Result<NKeySeed, String> {
+        #[cfg(feature = "tls")]
+        return super::nkey::NKey::from_seed(text).map(|k| NKeySeed(std::sync::Arc::new(k)));
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = text;
+            Err("NKeys need stagebus built with the tls feature".into())
+        }
+    }
+
+    /// Reads the seed from the file at `path`; errors name the file.
+    pub fn from_file(path: &std::path::Path) -> Result<NKeySeed, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the NKey seed file {}: {e}", path.display()))?;
+        NKeySeed::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The public key (`U…`).
+    pub fn public_key(&self) -> &str {
+        #[cfg(feature = "tls")]
+        return self.0.public_key();
+        #[cfg(not(feature = "tls"))]
+        match self.0 {}
+    }
+
+    /// The signature of the server's `nonce` (base64url).
+    pub fn sign(&self, nonce: &[u8]) -> String {
+        #[cfg(feature = "tls")]
+        return self.0.sign(nonce);
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = nonce;
+            match self.0 {}
+        }
+    }
+}
+
+impl PartialEq for NKeySeed {
+    fn eq(&self, other: &NKeySeed) -> bool {
+        self.public_key() == other.public_key()
+    }
+}
+
+impl Eq for NKeySeed {}
+
+impl std::fmt::Debug for NKeySeed {
+    /// The public key only, never the seed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NKeySeed({})", self.public_key())
+    }
 }
 
 impl std::fmt::Debug for NatsAuth {
@@ -27,6 +97,7 @@ impl std::fmt::Debug for NatsAuth {
             NatsAuth::None => write!(f, "None"),
             NatsAuth::UserPassword { user, .. } => write!(f, "UserPassword({user}, ***)"),
             NatsAuth::Token(_) => write!(f, "Token(***)"),
+            NatsAuth::NKey(k) => write!(f, "NKey({})", k.public_key()),
         }
     }
 }

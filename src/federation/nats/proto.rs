@@ -65,6 +65,9 @@ pub struct ServerInfo {
     /// The server's client id for this connection.
     #[serde(default)]
     pub client_id: u64,
+    /// The challenge an NKey user signs in `CONNECT`.
+    #[serde(default)]
+    pub nonce: String,
 }
 
 /// A message delivered to one of this client's subscriptions.
@@ -421,6 +424,12 @@ pub struct ConnectInfo {
     /// Token, for token authentication.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
+    /// The user's public NKey, for NKey authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nkey: Option<String>,
+    /// The signature of the server's nonce with that NKey (base64url).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
 }
 
 /// Appends `CONNECT {json}\r\n`.

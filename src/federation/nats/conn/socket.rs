@@ -371,6 +371,10 @@ impl NatsClient {
                             connect.pass = Some(password);
                         }
                         NatsAuth::Token(t) => connect.auth_token = Some(t),
+                        NatsAuth::NKey(key) => {
+                            connect.nkey = Some(key.public_key().to_string());
+                            connect.sig = Some(key.sign(info.nonce.as_bytes()));
+                        }
                     }
                     proto::encode_connect(&connect, &mut s.out);
                     for (sid, sub) in &inner.subs {
