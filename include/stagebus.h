@@ -1489,6 +1489,17 @@ enum sb_status sb_broker_options_set_nats_credentials(struct sb_broker_options *
                                                       const char *password,
                                                       const char *token);
 
+// Makes the broker authenticate to NATS with a user's NKey: `seed_file`
+// holds its seed (`SU…`, as `nk -gen user` writes it, or a `.creds`
+// file); the seed is read now and never leaves the process (the
+// server's challenge is signed). NULL removes it. `SB_INVALID_STATE`
+// before `sb_broker_options_set_federation`; `SB_INVALID_ARGUMENT` for a
+// file that cannot be read or holds no valid user seed (the message
+// names the file, never the seed), or when the library was built
+// without the `tls` feature, whose crypto signs.
+enum sb_status sb_broker_options_set_nats_nkey(struct sb_broker_options *options,
+                                               const char *seed_file);
+
 // Publishes the stage as `sb_stage_publish` does, in the name mode
 // `mode` (an `sb_name_mode`): the first publisher of a name fixes its
 // mode; a publish in another mode completes with

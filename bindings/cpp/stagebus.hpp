@@ -682,6 +682,11 @@ public:
         detail::check(sb_broker_options_set_nats_credentials(raw(), user, password, token));
         return *this;
     }
+    // NATS authentication with a user's NKey seed file (nullptr: none).
+    BrokerOptions &nats_nkey(const char *seed_file) {
+        detail::check(sb_broker_options_set_nats_nkey(raw(), seed_file));
+        return *this;
+    }
 };
 
 // How a client connects: token, client name (see sb_client_options_*).

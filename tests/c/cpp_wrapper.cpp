@@ -759,7 +759,8 @@ void tls()
     OK("TLS options: a call through tls:// with identity CN=alice; no certificate, refused");
 }
 
-// Federation options: a bad broker id throws; a federated broker serves
+// Federation options: a bad broker id and a missing NKey seed file throw;
+// a federated broker serves
 // its own clients while NATS is unreachable.
 void federation_options()
 {
@@ -768,6 +769,16 @@ void federation_options()
         stagebus::BrokerOptions().federation("nats://127.0.0.1:1", "bad id");
     } catch (const stagebus::Error &e) {
         threw = e.status() == SB_INVALID_ARGUMENT;
+    }
+    CHECK(threw);
+    threw = false;
+    try {
+        stagebus::BrokerOptions()
+            .federation("nats://127.0.0.1:1", "b1")
+            .nats_nkey("/nonexistent/fed.nk");
+    } catch (const stagebus::Error &e) {
+        threw = e.status() == SB_INVALID_ARGUMENT &&
+                std::string_view(e.what()).find("fed.nk") != std::string_view::npos;
     }
     CHECK(threw);
     stagebus::Loop loop;

@@ -4,7 +4,8 @@
  * credentials before the federation with SB_INVALID_STATE; a broker with
  * federation set starts and serves its own clients while its NATS
  * servers are unreachable (it keeps trying in the background), and
- * frees cleanly. Calls across brokers are tested from Rust against a
+ * frees cleanly. An NKey seed file is read when it is set: a good one is
+ * taken, a mistyped one is refused naming the file and not the seed. Calls across brokers are tested from Rust against a
  * real NATS cluster (tests/federation.rs).
  */
 #include "check.h"
@@ -49,6 +50,31 @@ int main(void)
     CHECK_OK(sb_broker_options_set_nats_credentials(bo, "u", "p", NULL));
     CHECK_OK(sb_broker_options_set_nats_credentials(bo, NULL, NULL, "t"));
     OK("federation settings and NATS credentials are taken");
+
+    {
+        /* The NATS clients' test user seed, and the same with a typo. */
+        static const char seed[] =
+            "SUAMK2FG4MI6UE3ACF3FK3OIQBCEIEZV7NSWFFEW63UXMRLFM2XLAXK4GY\n";
+        char good[] = "/tmp/sb-nkey-XXXXXX", bad[] = "/tmp/sb-nkey-XXXXXX";
+        int fd_good = mkstemp(good), fd_bad = mkstemp(bad);
+        char typo[sizeof seed];
+        CHECK(fd_good >= 0 && fd_bad >= 0);
+        memcpy(typo, seed, sizeof seed);
+        typo[20] = typo[20] == 'A' ? 'B' : 'A';
+        CHECK(write(fd_good, seed, strlen(seed)) == (ssize_t)strlen(seed));
+        CHECK(write(fd_bad, typo, strlen(typo)) == (ssize_t)strlen(typo));
+        close(fd_good);
+        close(fd_bad);
+        CHECK_OK(sb_broker_options_set_nats_nkey(bo, good));
+        CHECK_ST(sb_broker_options_set_nats_nkey(bo, bad), SB_INVALID_ARGUMENT);
+        CHECK(strstr(sb_last_error(), bad) != NULL);
+        CHECK(strstr(sb_last_error(), "checksum") != NULL);
+        CHECK(strstr(sb_last_error(), "MK2FG4MI6UE3ACF3F") == NULL);
+        CHECK_OK(sb_broker_options_set_nats_nkey(bo, NULL));
+        unlink(good);
+        unlink(bad);
+    }
+    OK("an NKey seed file is read and checked when it is set");
 
     CHECK_OK(sb_broker_new_with(lp, listens, 1, bo, &broker));
     sb_broker_options_free(bo);

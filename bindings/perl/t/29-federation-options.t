@@ -18,6 +18,9 @@ for my $bad (
     [federate => 'nats://127.0.0.1:1', broker_id => 'bad id'],
     [federate => 'tls://127.0.0.1:1', broker_id => 'b1'],
     [federate => 'nats://127.0.0.1:1', broker_id => 'b1', nats_user => 'u'],
+    [federate => 'nats://127.0.0.1:1', broker_id => 'b1', nats_nkey => '/nonexistent/fed.nk'],
+    [federate => 'nats://127.0.0.1:1', broker_id => 'b1', nats_nkey => 'x.nk', nats_token => 't'],
+    [nats_nkey => 'x.nk'],
 ) {
     my $ok = eval { StageBus::Broker->new(loop => $loop, listen => 'tcp://127.0.0.1:0', @$bad); 1 };
     ok(!$ok, "refused: @$bad");
@@ -43,5 +46,18 @@ ok($connected, 'a federated broker serves its clients while NATS is unreachable'
 is($broker->pending_calls, 0, 'no calls pending');
 undef $client;
 $broker->close;
+
+# A good NKey seed file (the NATS clients' test user) is taken.
+my $seed_file = "/tmp/sb-perl-nkey-$$.nk";
+open my $fh, '>', $seed_file or die "$seed_file: $!";
+print $fh "SUAMK2FG4MI6UE3ACF3FK3OIQBCEIEZV7NSWFFEW63UXMRLFM2XLAXK4GY\n";
+close $fh;
+my $nkeyed = eval {
+    StageBus::Broker->new(loop => $loop, listen => 'tcp://127.0.0.1:0',
+        federate => 'nats://127.0.0.1:1', broker_id => 'perl-b2', nats_nkey => $seed_file);
+};
+unlink $seed_file;
+ok($nkeyed, 'a broker with an NKey seed file starts') or diag($@);
+$nkeyed->close if $nkeyed;
 
 done_testing;

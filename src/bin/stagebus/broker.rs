@@ -73,8 +73,11 @@ pub(crate) struct BrokerArgs {
     #[arg(long, value_name = "PASSWORD", requires = "nats_user")]
     pub(crate) nats_password: Option<String>,
     /// token for NATS
-    #[arg(long, value_name = "TOKEN")]
+    #[arg(long, value_name = "TOKEN", conflicts_with = "nats_nkey")]
     pub(crate) nats_token: Option<String>,
+    /// a NATS user's NKey seed file (as `nk -gen user` writes it, or a .creds file)
+    #[arg(long, value_name = "FILE", conflicts_with = "nats_user")]
+    pub(crate) nats_nkey: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) ping: PingFlags,
     #[command(flatten)]
@@ -110,28 +113,43 @@ fn limit_setting(text: &str) -> Result<(Limit, u64), String> {
     Ok((limit, value))
 }
 
+/// Credentials for NATS from flags or the config file: a user with a
+/// password, a token, or an NKey seed file; at most one of them.
+#[derive(Debug, Default)]
+pub(crate) struct NatsCredentials {
+    pub(crate) user: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) token: Option<String>,
+    pub(crate) nkey_file: Option<PathBuf>,
+}
+
 /// Federation settings from flags or the config file, checked.
 pub(crate) fn federation_config(
     servers: &str,
     broker_id: &str,
     namespace: Option<&str>,
-    user: Option<String>,
-    password: Option<String>,
-    token: Option<String>,
+    credentials: NatsCredentials,
 ) -> Result<stagebus::FederationConfig, String> {
+    use stagebus::federation::nats::{NKeySeed, NatsAuth};
     let mut config = stagebus::FederationConfig::new(servers, broker_id).map_err(|e| e.message)?;
     if let Some(ns) = namespace {
         config = config.with_namespace(ns).map_err(|e| e.message)?;
     }
-    config.auth = match (user, password, token) {
-        (Some(user), Some(password), None) => {
-            stagebus::federation::nats::NatsAuth::UserPassword { user, password }
-        }
-        (None, None, Some(t)) => stagebus::federation::nats::NatsAuth::Token(t),
-        (None, None, None) => stagebus::federation::nats::NatsAuth::None,
+    let NatsCredentials {
+        user,
+        password,
+        token,
+        nkey_file,
+    } = credentials;
+    config.auth = match (user, password, token, nkey_file) {
+        (Some(user), Some(password), None, None) => NatsAuth::UserPassword { user, password },
+        (None, None, Some(t), None) => NatsAuth::Token(t),
+        (None, None, None, Some(path)) => NatsAuth::NKey(NKeySeed::from_file(&path)?),
+        (None, None, None, None) => NatsAuth::None,
         _ => {
             return Err(
-                "NATS credentials: a user with a password, or a token, not both".to_string(),
+                "NATS credentials: a user with a password, a token or an NKey, only one"
+                    .to_string(),
             )
         }
     };
@@ -222,9 +240,12 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
             servers,
             id,
             args.namespace.as_deref(),
-            args.nats_user.clone(),
-            args.nats_password.clone(),
-            args.nats_token.clone(),
+            NatsCredentials {
+                user: args.nats_user.clone(),
+                password: args.nats_password.clone(),
+                token: args.nats_token.clone(),
+                nkey_file: args.nats_nkey.clone(),
+            },
         )
         .map_err(|e| usage_error("broker", &e))?;
         config.federation = Some(f);

@@ -21,8 +21,9 @@
 //! servers = ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]
 //! broker-id = "b1"
 //! namespace = "sb"          # default sb
-//! nats-user = "fed"         # or nats-token; optional
+//! nats-user = "fed"         # or nats-token, or nats-nkey-file; optional
 //! nats-password = "secret"
+//! # nats-nkey-file = "fed.nk"  # a user's NKey seed (relative: from the file's folder)
 //! ```
 //!
 //! Every key is checked: an unknown key, a value of the wrong type or out
@@ -79,6 +80,7 @@ struct RawFederation {
     nats_user: Option<String>,
     nats_password: Option<String>,
     nats_token: Option<String>,
+    nats_nkey_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -92,35 +94,28 @@ struct RawLog {
 pub(crate) fn read(path: &Path) -> Result<BrokerFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
-    let mut file = parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     // A relative path means the same file wherever the broker is started
     // from: the one beside the config file.
     let folder = path.parent().unwrap_or(Path::new(""));
-    if let Some(tls) = &mut file.tls {
-        for p in [
-            Some(&mut tls.cert),
-            Some(&mut tls.key),
-            tls.client_ca.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            *p = folder.join(&*p);
-        }
-    }
-    Ok(file)
+    parse_in(&text, folder).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Checks a config file's text.
+/// Checks a config file's text, with relative paths as they stand.
+#[cfg(test)]
 pub(crate) fn parse(text: &str) -> Result<BrokerFile, String> {
+    parse_in(text, Path::new(""))
+}
+
+/// Checks a config file's text; relative paths in it are under `folder`.
+fn parse_in(text: &str, folder: &Path) -> Result<BrokerFile, String> {
     let raw: Raw = toml::from_str(text).map_err(|e| one_line(&e, text))?;
     let at = |span: std::ops::Range<usize>| position(text, span.start);
     let mut file = BrokerFile {
         token: raw.token,
         tls: raw.tls.map(|t| BrokerTls {
-            cert: t.cert,
-            key: t.key,
-            client_ca: t.client_ca,
+            cert: folder.join(t.cert),
+            key: folder.join(t.key),
+            client_ca: t.client_ca.map(|ca| folder.join(ca)),
         }),
         ..BrokerFile::default()
     };
@@ -148,9 +143,12 @@ pub(crate) fn parse(text: &str) -> Result<BrokerFile, String> {
             &f.servers.join(","),
             &f.broker_id,
             f.namespace.as_deref(),
-            f.nats_user,
-            f.nats_password,
-            f.nats_token,
+            crate::broker::NatsCredentials {
+                user: f.nats_user,
+                password: f.nats_password,
+                token: f.nats_token,
+                nkey_file: f.nats_nkey_file.map(|p| folder.join(p)),
+            },
         )
         .map_err(|e| format!("{place}: federation: {e}"))?;
         file.federation = Some(config);

@@ -10,7 +10,9 @@
 //! key and a CRC-16 (XMODEM, little-endian). A seed's prefix is two
 //! bytes, `S` and the key's type (`U` for a user), then the 32-byte
 //! Ed25519 seed; a public key's prefix is one byte. Signatures are
-//! base64url without padding.
+//! base64url without padding. A `.creds` file's user JWT, when there is
+//! one, goes in `CONNECT`'s `jwt` (operator mode); it is passed on as
+//! read, and only tested against servers without operator mode.
 //!
 //! Signing uses ring's Ed25519, which the `tls` feature brings in.
 
@@ -25,6 +27,7 @@ const PREFIX_USER: u8 = 20 << 3;
 pub struct NKey {
     pair: Ed25519KeyPair,
     public: String,
+    jwt: Option<String>,
 }
 
 impl std::fmt::Debug for NKey {
@@ -36,7 +39,8 @@ impl std::fmt::Debug for NKey {
 impl NKey {
     /// The key of a user seed (`SU…`, 58 characters). `text` may be the
     /// seed alone or a file holding it: the first line that starts with
-    /// `SU` is taken, so a seed file and a `.creds` file both read.
+    /// `SU` is taken, so a seed file and a `.creds` file (whose JWT is
+    /// kept too) both read.
     /// Errors say what is wrong without echoing the secret.
     pub fn from_seed(text: &str) -> Result<NKey, String> {
         let seed = text
@@ -54,7 +58,20 @@ impl NKey {
         let mut public = vec![PREFIX_USER];
         public.extend_from_slice(pair.public_key().as_ref());
         let public = encode_checked(&public);
-        Ok(NKey { pair, public })
+        // A `.creds` file also holds the user's JWT, which servers in
+        // operator mode want beside the signature.
+        let jwt = text
+            .lines()
+            .skip_while(|l| !l.contains("BEGIN NATS USER JWT"))
+            .nth(1)
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty() && !l.starts_with("---"));
+        Ok(NKey { pair, public, jwt })
+    }
+
+    /// The user's JWT, when the text was a `.creds` file.
+    pub fn jwt(&self) -> Option<&str> {
+        self.jwt.as_deref()
     }
 
     /// The public key (`U…`), what the server's config names.
@@ -173,9 +190,12 @@ mod tests {
 
     #[test]
     fn a_seed_is_found_in_a_file_and_bad_seeds_are_refused_without_echo() {
-        let creds =
-            format!("-----BEGIN USER NKEY SEED-----\n{SEED}\n------END USER NKEY SEED------\n");
-        assert!(NKey::from_seed(&creds).is_ok());
+        let creds = format!(
+            "-----BEGIN NATS USER JWT-----\neyJ0.e30.sig\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{SEED}\n------END USER NKEY SEED------\n"
+        );
+        assert_eq!(NKey::from_seed(&creds).unwrap().jwt(), Some("eyJ0.e30.sig"));
+        assert_eq!(NKey::from_seed(SEED).unwrap().jwt(), None);
         let mut typo = SEED.to_string();
         typo.replace_range(10..11, "B");
         let e = NKey::from_seed(&typo).unwrap_err();

@@ -63,6 +63,14 @@ impl NKeySeed {
         match self.0 {}
     }
 
+    /// The user's JWT, when the seed came from a `.creds` file.
+    pub fn jwt(&self) -> Option<&str> {
+        #[cfg(feature = "tls")]
+        return self.0.jwt();
+        #[cfg(not(feature = "tls"))]
+        match self.0 {}
+    }
+
     /// The signature of the server's `nonce` (base64url).
     pub fn sign(&self, nonce: &[u8]) -> String {
         #[cfg(feature = "tls")]

@@ -430,6 +430,9 @@ pub struct ConnectInfo {
     /// The signature of the server's nonce with that NKey (base64url).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sig: Option<String>,
+    /// The user's JWT (servers in operator mode; from a `.creds` file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<String>,
 }
 
 /// Appends `CONNECT {json}\r\n`.

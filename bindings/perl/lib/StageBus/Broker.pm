@@ -16,7 +16,7 @@ sub new {
     my @c = map { StageBus::_to_c($_, 'a listen address') } @listen;
     my $p;
     if (grep { exists $a->{$_} } qw(named_tokens socket_mode socket_group policy_file tls_cert tls_key tls_client_ca
-                                   federate broker_id namespace nats_user nats_password nats_token)) {
+                                   federate broker_id namespace nats_user nats_password nats_token nats_nkey)) {
         my $o = _options($a);
         my $st = StageBus::_C::sb_broker_new_with($loop->_p, \@c, scalar @c, $o, \$p);
         StageBus::_C::sb_broker_options_free($o);
@@ -72,8 +72,14 @@ sub _options {
             StageBus::_check(StageBus::_C::sb_broker_options_set_nats_credentials($o,
                 map { defined $_ ? StageBus::_to_c($_, 'a NATS credential') : undef }
                     @{$a}{qw(nats_user nats_password nats_token)}), 'NATS credentials');
+            if (defined $a->{nats_nkey}) {
+                grep { defined $a->{$_} } qw(nats_user nats_password nats_token)
+                    and StageBus::_croak(invalid_argument => 'StageBus::Broker->new: nats_nkey or nats_user/nats_token, not both');
+                StageBus::_check(StageBus::_C::sb_broker_options_set_nats_nkey($o,
+                    StageBus::_to_c($a->{nats_nkey}, 'the NKey seed file')), 'NATS NKey');
+            }
         }
-        elsif (grep { defined $a->{$_} } qw(broker_id namespace nats_user nats_password nats_token)) {
+        elsif (grep { defined $a->{$_} } qw(broker_id namespace nats_user nats_password nats_token nats_nkey)) {
             StageBus::_croak(invalid_argument => 'StageBus::Broker->new: broker_id, namespace and nats_* need federate');
         }
         1;
@@ -259,8 +265,9 @@ C<close> (DESTROY closes it too; clients are told the broker is going
 away and their calls end with C<broker_gone>), C<loop>.
 
 Federation: C<federate =E<gt> 'nats://H:P,nats://H:P', broker_id =E<gt> ID>
-(and optionally C<namespace>, C<nats_user> with C<nats_password>, or
-C<nats_token>) make the broker join other brokers over a NATS cluster,
+(and optionally C<namespace>, C<nats_user> with C<nats_password>,
+C<nats_token>, or C<nats_nkey> naming a user's NKey seed file) make the
+broker join other brokers over a NATS cluster,
 as C<sb_broker_options_set_federation> describes.
 
 =cut

@@ -374,6 +374,7 @@ impl NatsClient {
                         NatsAuth::NKey(key) => {
                             connect.nkey = Some(key.public_key().to_string());
                             connect.sig = Some(key.sign(info.nonce.as_bytes()));
+                            connect.jwt = key.jwt().map(str::to_string);
                         }
                     }
                     proto::encode_connect(&connect, &mut s.out);
