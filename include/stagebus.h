@@ -1474,7 +1474,7 @@ enum sb_status sb_client_options_set_tls_cert(struct sb_client_options *options,
 // `broker_id` this broker's id (1 to 64 letters, digits, `_` or `-`,
 // unique in the namespace), `ns` the namespace (NULL for `sb`). A bad
 // setting is `SB_INVALID_ARGUMENT`, with the reason in
-// `sb_last_error_message`. NULL `servers` turns federation off.
+// `sb_last_error`. NULL `servers` turns federation off.
 enum sb_status sb_broker_options_set_federation(struct sb_broker_options *options,
                                                 const char *servers,
                                                 const char *broker_id,
@@ -1499,6 +1499,20 @@ enum sb_status sb_broker_options_set_nats_credentials(struct sb_broker_options *
 // without the `tls` feature, whose crypto signs.
 enum sb_status sb_broker_options_set_nats_nkey(struct sb_broker_options *options,
                                                const char *seed_file);
+
+// TLS toward NATS: `ca_file` the CA of the servers' certificates (NULL:
+// the system's roots), `cert_file` and `key_file` a client certificate
+// for servers that verify clients (both NULL: none). With any of them
+// set every NATS connection uses TLS; without, `tls://` servers and
+// servers that require TLS get it. The files are read when the broker
+// starts (`sb_broker_new_with` fails naming a bad one).
+// `SB_INVALID_STATE` before `sb_broker_options_set_federation`;
+// `SB_INVALID_ARGUMENT` for a certificate without its key or a key
+// without its certificate.
+enum sb_status sb_broker_options_set_nats_tls(struct sb_broker_options *options,
+                                              const char *ca_file,
+                                              const char *cert_file,
+                                              const char *key_file);
 
 // Publishes the stage as `sb_stage_publish` does, in the name mode
 // `mode` (an `sb_name_mode`): the first publisher of a name fixes its

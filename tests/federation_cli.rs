@@ -1,7 +1,10 @@
 //! A federated broker started from the command line, authenticating to
 //! NATS with an NKey: from the `--nats-nkey` flag and from a config
 //! file's `nats-nkey-file` (a path relative to the file's folder), with
-//! nats-server configured for that NKey user only. The broker's publish
+//! nats-server configured for that NKey user only; and over TLS to a
+//! nats-server that verifies client certificates (`tls://`,
+//! `--nats-tls-ca/--nats-tls-cert/--nats-tls-key`), where a broker
+//! trusting another CA says why it cannot join. The broker's publish
 //! of an exclusive name waits for its claim in JetStream, so `stagebus
 //! serve` publishing and `stagebus call` answered show that the broker's
 //! NATS connection was let in.
@@ -149,4 +152,51 @@ fn bad_nkey_seed_files_are_errors_naming_the_file_without_the_secret() {
     );
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("cannot be used with"), "{err}");
+}
+
+#[test]
+fn a_broker_joins_nats_over_mutual_tls_and_a_foreign_ca_is_refused_loudly() {
+    let bin = need_nats!();
+    let certs = support::certs::tls_dir();
+    let file = |name: &str| certs.join(name).to_str().unwrap().to_string();
+    let node = Node::start(
+        &bin,
+        "tls",
+        &Spec {
+            extra: format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n  timeout: 5\n}}",
+                file("broker.pem"),
+                file("broker.key"),
+                file("ca.pem")
+            ),
+            jetstream: true,
+        },
+    );
+    let url = format!("tls://127.0.0.1:{}", node.port);
+    let (b1, address) = broker(&[
+        "--federate",
+        &url,
+        "--broker-id",
+        "b1",
+        "--nats-tls-ca",
+        &file("ca.pem"),
+        "--nats-tls-cert",
+        &file("alice.pem"),
+        "--nats-tls-key",
+        &file("alice.key"),
+    ]);
+    serve_and_call(&address, "OverTls", &b1);
+    b1.terminate();
+
+    let (b2, _address) = broker(&[
+        "--federate",
+        &url,
+        "--broker-id",
+        "b2",
+        "--nats-tls-ca",
+        &file("other-ca.pem"),
+    ]);
+    b2.wait_stderr("TLS handshake failed");
+    b2.wait_stderr("UnknownIssuer");
+    b2.terminate();
 }

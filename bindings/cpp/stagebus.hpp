@@ -682,6 +682,13 @@ public:
         detail::check(sb_broker_options_set_nats_credentials(raw(), user, password, token));
         return *this;
     }
+    // TLS toward NATS: CA file (nullptr: the system's roots), and a client
+    // certificate with its key (both nullptr: none).
+    BrokerOptions &nats_tls(const char *ca_file, const char *cert_file = nullptr,
+                            const char *key_file = nullptr) {
+        detail::check(sb_broker_options_set_nats_tls(raw(), ca_file, cert_file, key_file));
+        return *this;
+    }
     // NATS authentication with a user's NKey seed file (nullptr: none).
     BrokerOptions &nats_nkey(const char *seed_file) {
         detail::check(sb_broker_options_set_nats_nkey(raw(), seed_file));

@@ -3,6 +3,7 @@
 
 use super::nats::{parse_servers, NatsAuth, ServerUrl};
 use crate::error::{Error, ErrorCode};
+use crate::transport::ClientTls;
 use std::time::Duration;
 
 /// A broker's federation settings (see [`BrokerConfig::federation`]).
@@ -22,9 +23,15 @@ pub struct FederationConfig {
     /// The cluster namespace (default `sb`): several stagebus clusters
     /// may share one NATS account under different namespaces.
     pub namespace: String,
-    /// Credentials for NATS (user and password, or a token); those in a
-    /// server URL are used when this is [`NatsAuth::None`].
+    /// Credentials for NATS (user and password, a token or an NKey);
+    /// those in a server URL are used when this is [`NatsAuth::None`].
     pub auth: NatsAuth,
+    /// TLS toward NATS: the CA of the servers' certificates (the
+    /// system's roots when none) and a client certificate with its key
+    /// for servers that verify clients. Any of them set makes every
+    /// connection TLS; without, `tls://` servers and servers that
+    /// require TLS get it, against the system's roots.
+    pub tls: ClientTls,
     /// How often the broker says it is alive (default 500 ms), and how
     /// often a link with calls in flight is checked for lost messages.
     pub hb_interval: Duration,
@@ -60,6 +67,7 @@ impl FederationConfig {
             broker_id: broker_id.to_string(),
             namespace: "sb".to_string(),
             auth: NatsAuth::None,
+            tls: ClientTls::default(),
             hb_interval: Duration::from_millis(500),
             hb_timeout: Duration::from_secs(2),
             op_timeout: Duration::from_secs(5),
@@ -137,7 +145,8 @@ mod tests {
         assert!(FederationConfig::new("", "b1").is_err());
         assert!(FederationConfig::new("nats://h:1", "b 1").is_err());
         assert!(FederationConfig::new("nats://h:1", "").is_err());
-        assert!(FederationConfig::new("tls://h:1", "b1").is_err());
+        assert!(FederationConfig::new("wss://h:1", "b1").is_err());
+        assert!(FederationConfig::new("tls://h:1", "b1").unwrap().servers[0].tls);
         assert!(c.clone().with_namespace("a.b").is_err());
         assert_eq!(c.with_namespace("prod").unwrap().bucket(), "sb_prod");
     }

@@ -17,8 +17,10 @@
 //!   and no async runtime. [`nats::proto`]: parser (tested split at every
 //!   byte and with random input) and encoder. [`nats::conn`]: `CONNECT`
 //!   with user and password, a token or a user's NKey ([`nats::nkey`]:
-//!   the server's nonce signed; a `.creds` file's JWT passed on),
-//!   `SUB`/`UNSUB`/`PUB`/`HPUB`,
+//!   the server's nonce signed; a `.creds` file's JWT passed on), TLS
+//!   after the server's `INFO` (`tls://` servers, TLS settings given,
+//!   or a server that requires it; rustls, the server's certificate
+//!   checked against the host of its URL), `SUB`/`UNSUB`/`PUB`/`HPUB`,
 //!   request inboxes with no-responders statuses, `PING`/`PONG`
 //!   keepalive, `max_payload` from `INFO`, reconnect across the server
 //!   list and the servers the cluster announces, with back-off; every
@@ -78,7 +80,7 @@
 //!   resets.
 //! * Lame-duck mode is followed by moving to another server at once;
 //!   the links then check themselves with syncs.
-//! * TLS to NATS, `$SYS` disconnect events, the
+//! * `$SYS` disconnect events, the
 //!   start-up sweep of stale entries by 503 probes: not written.
 //! * A broker policy applies to the stand-in connections as to any
 //!   client without identity: a policy that limits who may own names

@@ -179,6 +179,7 @@ impl Federation {
         let mut options = NatsOptions::new(fed.config.servers.clone());
         options.name = format!("sb.{}.{}", fed.config.namespace, fed.config.broker_id);
         options.auth = fed.config.auth.clone();
+        options.tls = fed.config.tls.clone();
         let weak = fed.me.clone();
         let nats = NatsClient::start(lp, options, move |_, event| {
             if let Some(f) = weak.upgrade() {

@@ -1,9 +1,8 @@
-//! Federation from C: `sb_broker_options_set_federation` and
-//! `sb_broker_options_set_nats_credentials` (or `_set_nats_nkey`) make
-//! `sb_broker_new_with` start a broker that joins other brokers over a
-//! NATS cluster (see
-//! `FederationConfig`). No logic here: the settings are checked by
-//! `FederationConfig` itself.
+//! Federation from C: `sb_broker_options_set_federation`, then the NATS
+//! credentials (`_set_nats_credentials` or `_set_nats_nkey`) and TLS
+//! (`_set_nats_tls`), make `sb_broker_new_with` start a broker that joins
+//! other brokers over a NATS cluster (see `FederationConfig`). No logic
+//! here: the settings are checked by `FederationConfig` itself.
 
 use super::boundary::{fail, status};
 use super::convert::{opt_text, text};
@@ -11,8 +10,9 @@ use super::handles::arg_mut;
 use super::security::sb_broker_options;
 use super::status::sb_status;
 use crate::federation::nats::{NKeySeed, NatsAuth};
-use crate::FederationConfig;
+use crate::{ClientTls, FederationConfig};
 use std::ffi::c_char;
+use std::path::PathBuf;
 
 /// Makes the broker join a federation: `servers` is a comma-separated
 /// list of `nats://HOST:PORT` URLs (credentials may be in a URL),
@@ -132,6 +132,54 @@ pub unsafe extern "C" fn sb_broker_options_set_nats_nkey(
                     .map_err(|e| fail(sb_status::SB_INVALID_ARGUMENT, e))?,
             ),
             None => NatsAuth::None,
+        };
+        Ok(())
+    })
+}
+
+/// TLS toward NATS: `ca_file` the CA of the servers' certificates (NULL:
+/// the system's roots), `cert_file` and `key_file` a client certificate
+/// for servers that verify clients (both NULL: none). With any of them
+/// set every NATS connection uses TLS; without, `tls://` servers and
+/// servers that require TLS get it. The files are read when the broker
+/// starts (`sb_broker_new_with` fails naming a bad one).
+/// `SB_INVALID_STATE` before `sb_broker_options_set_federation`;
+/// `SB_INVALID_ARGUMENT` for a certificate without its key or a key
+/// without its certificate.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_options_set_nats_tls(
+    options: *mut sb_broker_options,
+    ca_file: *const c_char,
+    cert_file: *const c_char,
+    key_file: *const c_char,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or live / valid per the conventions.
+        let (o, ca, cert, key) = unsafe {
+            (
+                arg_mut(options, "options")?,
+                opt_text(ca_file, "ca_file")?,
+                opt_text(cert_file, "cert_file")?,
+                opt_text(key_file, "key_file")?,
+            )
+        };
+        let Some(f) = o.federation.as_mut() else {
+            return Err(fail(
+                sb_status::SB_INVALID_STATE,
+                "NATS TLS settings need sb_broker_options_set_federation first",
+            ));
+        };
+        if cert.is_some() != key.is_some() {
+            return Err(fail(
+                sb_status::SB_INVALID_ARGUMENT,
+                "a client certificate needs its key, and a key its certificate (one is NULL)",
+            ));
+        }
+        f.tls = ClientTls {
+            ca: ca.map(PathBuf::from),
+            cert: cert.map(PathBuf::from),
+            key: key.map(PathBuf::from),
         };
         Ok(())
     })

@@ -124,10 +124,30 @@ impl Stream {
                     ));
                 };
                 let s = TcpStream::connect(*addr)?;
-                Ok(Stream::Tls(Box::new(TlsStream::client(
-                    s, connector, host,
-                )?)))
+                let tls = TlsStream::client(s, connector, host).map_err(|(e, _)| e)?;
+                Ok(Stream::Tls(Box::new(tls)))
             }
+        }
+    }
+
+    /// A TCP stream connected with a plain greeting (NATS's `INFO`)
+    /// that goes on under TLS, checking that the server's certificate
+    /// names `host`. On failure the stream comes back as it was, with
+    /// the error; a stream that is not plain TCP is an error too.
+    pub fn start_tls(
+        self,
+        connector: &TlsConnector,
+        host: &str,
+    ) -> Result<Stream, (io::Error, Stream)> {
+        match self {
+            Stream::Tcp(tcp) => match TlsStream::client(tcp, connector, host) {
+                Ok(tls) => Ok(Stream::Tls(Box::new(tls))),
+                Err((e, tcp)) => Err((e, Stream::Tcp(tcp))),
+            },
+            other => Err((
+                io::Error::new(io::ErrorKind::InvalidInput, "TLS starts only on plain TCP"),
+                other,
+            )),
         }
     }
 

@@ -219,22 +219,30 @@ impl std::fmt::Debug for TlsStream {
 }
 
 impl TlsStream {
-    /// The client end over `tcp` (connected or connecting) to a broker
+    /// The client end over `tcp` (connected or connecting) to a server
     /// whose certificate must name `host` (a DNS name or an IP address).
-    pub fn client(tcp: TcpStream, connector: &TlsConnector, host: &str) -> io::Result<TlsStream> {
-        let name = ServerName::try_from(host.to_string()).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("'{host}' is no name a certificate can be checked against: {e}"),
-            )
-        })?;
-        let conn = rustls::ClientConnection::new(connector.0.clone(), name)
-            .map_err(|e| io::Error::other(format!("TLS: {e}")))?;
-        Ok(TlsStream {
-            tcp,
-            tls: conn.into(),
-            eof: false,
-        })
+    /// On failure `tcp` comes back, still open (a socket upgraded after
+    /// a plain greeting must still be deregistered).
+    pub fn client(
+        tcp: TcpStream,
+        connector: &TlsConnector,
+        host: &str,
+    ) -> Result<TlsStream, (io::Error, TcpStream)> {
+        let name = match ServerName::try_from(host.to_string()) {
+            Ok(name) => name,
+            Err(e) => {
+                let why = format!("'{host}' is no name a certificate can be checked against: {e}");
+                return Err((io::Error::new(io::ErrorKind::InvalidInput, why), tcp));
+            }
+        };
+        match rustls::ClientConnection::new(connector.0.clone(), name) {
+            Ok(conn) => Ok(TlsStream {
+                tcp,
+                tls: conn.into(),
+                eof: false,
+            }),
+            Err(e) => Err((io::Error::other(format!("TLS: {e}")), tcp)),
+        }
     }
 
     /// The broker end over the accepted `tcp`.

@@ -45,7 +45,11 @@ pub(crate) fn load_connector(_: &ClientTls) -> Result<TlsConnector, Error> {
 }
 
 impl TlsStream {
-    pub fn client(_: TcpStream, _: &TlsConnector, _: &str) -> io::Result<TlsStream> {
+    pub fn client(
+        _: TcpStream,
+        _: &TlsConnector,
+        _: &str,
+    ) -> Result<TlsStream, (io::Error, TcpStream)> {
         unreachable!("{}", NEVER)
     }
     pub fn server(_: TcpStream, _: &TlsAcceptor) -> io::Result<TlsStream> {

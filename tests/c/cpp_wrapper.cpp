@@ -781,6 +781,13 @@ void federation_options()
                 std::string_view(e.what()).find("fed.nk") != std::string_view::npos;
     }
     CHECK(threw);
+    threw = false;
+    try {
+        stagebus::BrokerOptions().federation("nats://127.0.0.1:1", "b1").nats_tls(nullptr, "c.pem");
+    } catch (const stagebus::Error &e) {
+        threw = e.status() == SB_INVALID_ARGUMENT;
+    }
+    CHECK(threw);
     stagebus::Loop loop;
     stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"},
                             stagebus::BrokerOptions()

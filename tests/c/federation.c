@@ -5,7 +5,8 @@
  * federation set starts and serves its own clients while its NATS
  * servers are unreachable (it keeps trying in the background), and
  * frees cleanly. An NKey seed file is read when it is set: a good one is
- * taken, a mistyped one is refused naming the file and not the seed. Calls across brokers are tested from Rust against a
+ * taken, a mistyped one is refused naming the file and not the seed; a
+ * NATS TLS CA file that does not exist fails the broker's start, named. Calls across brokers are tested from Rust against a
  * real NATS cluster (tests/federation.rs).
  */
 #include "check.h"
@@ -30,7 +31,7 @@ int main(void)
     CHECK_ST(sb_broker_options_set_federation(bo, "nats://127.0.0.1:1", "b1",
                                               "a.b"),
              SB_INVALID_ARGUMENT);
-    CHECK_ST(sb_broker_options_set_federation(bo, "tls://127.0.0.1:1", "b1",
+    CHECK_ST(sb_broker_options_set_federation(bo, "wss://127.0.0.1:1", "b1",
                                               NULL),
              SB_INVALID_ARGUMENT);
     CHECK_ST(sb_broker_options_set_federation(bo, "nats://127.0.0.1:1", NULL,
@@ -75,6 +76,14 @@ int main(void)
         unlink(bad);
     }
     OK("an NKey seed file is read and checked when it is set");
+
+    CHECK_ST(sb_broker_options_set_nats_tls(bo, NULL, "c.pem", NULL),
+             SB_INVALID_ARGUMENT);
+    CHECK_OK(sb_broker_options_set_nats_tls(bo, "/nonexistent/ca.pem", NULL, NULL));
+    CHECK_ST(sb_broker_new_with(lp, listens, 1, bo, &broker), SB_INVALID_ARGUMENT);
+    CHECK(strstr(sb_last_error(), "/nonexistent/ca.pem") != NULL);
+    CHECK_OK(sb_broker_options_set_nats_tls(bo, NULL, NULL, NULL));
+    OK("NATS TLS files are checked when the broker starts");
 
     CHECK_OK(sb_broker_new_with(lp, listens, 1, bo, &broker));
     sb_broker_options_free(bo);

@@ -139,9 +139,13 @@ static void nulls_outside_handlers(void)
         NULLARG(sb_broker_options_set_nats_credentials(NULL, "u", "p", NULL));
         CHECK_ST(sb_broker_options_set_nats_credentials(bo, NULL, NULL, "t"), SB_INVALID_STATE);
         CHECK_ST(sb_broker_options_set_nats_nkey(bo, "fed.nk"), SB_INVALID_STATE);
+        CHECK_ST(sb_broker_options_set_nats_tls(bo, "ca.pem", NULL, NULL), SB_INVALID_STATE);
         CHECK_OK(sb_broker_options_set_federation(bo, "nats://127.0.0.1:4222", "b1", NULL));
         BADUTF8(sb_broker_options_set_nats_credentials(bo, bad, "p", NULL));
         CHECK_ST(sb_broker_options_set_nats_credentials(bo, "u", NULL, NULL), SB_INVALID_ARGUMENT);
+        NULLARG(sb_broker_options_set_nats_tls(NULL, "ca.pem", NULL, NULL));
+        BADUTF8(sb_broker_options_set_nats_tls(bo, bad, NULL, NULL));
+        CHECK_ST(sb_broker_options_set_nats_tls(bo, NULL, "c.pem", NULL), SB_INVALID_ARGUMENT);
         NULLARG(sb_broker_options_set_nats_nkey(NULL, "fed.nk"));
         BADUTF8(sb_broker_options_set_nats_nkey(bo, bad));
         CHECK_ST(sb_broker_options_set_nats_nkey(bo, "/nonexistent/fed.nk"), SB_INVALID_ARGUMENT);

@@ -16,11 +16,14 @@ for my $bad (
     [broker_id => 'b1'],
     [federate => 'nats://127.0.0.1:1'],
     [federate => 'nats://127.0.0.1:1', broker_id => 'bad id'],
-    [federate => 'tls://127.0.0.1:1', broker_id => 'b1'],
+    [federate => 'wss://127.0.0.1:1', broker_id => 'b1'],
     [federate => 'nats://127.0.0.1:1', broker_id => 'b1', nats_user => 'u'],
     [federate => 'nats://127.0.0.1:1', broker_id => 'b1', nats_nkey => '/nonexistent/fed.nk'],
     [federate => 'nats://127.0.0.1:1', broker_id => 'b1', nats_nkey => 'x.nk', nats_token => 't'],
     [nats_nkey => 'x.nk'],
+    [federate => 'nats://127.0.0.1:1', broker_id => 'b1', nats_tls_cert => 'c.pem'],
+    [federate => 'nats://127.0.0.1:1', broker_id => 'b1', nats_tls_ca => '/nonexistent/ca.pem'],
+    [nats_tls_ca => 'ca.pem'],
 ) {
     my $ok = eval { StageBus::Broker->new(loop => $loop, listen => 'tcp://127.0.0.1:0', @$bad); 1 };
     ok(!$ok, "refused: @$bad");

@@ -52,7 +52,7 @@ pub(crate) struct BrokerArgs {
     /// set a broker limit by name (max-hello-frame, max-unauthenticated, max-memory, write-timeout-ms, ...; a wrong name lists them all); repeat for more
     #[arg(long = "limit", value_name = "NAME=N", value_parser = limit_setting)]
     pub(crate) limits: Vec<(Limit, u64)>,
-    /// join a federation of brokers over these NATS servers (nats://HOST:PORT, comma-separated; credentials may be in the URL); needs --broker-id
+    /// join a federation of brokers over these NATS servers (nats://HOST:PORT or tls://HOST:PORT, comma-separated; credentials may be in the URL); needs --broker-id
     #[arg(long, value_name = "URLS", requires = "broker_id")]
     pub(crate) federate: Option<String>,
     /// this broker's id in the federation (letters, digits, _ and -; unique in the namespace)
@@ -78,6 +78,15 @@ pub(crate) struct BrokerArgs {
     /// a NATS user's NKey seed file (as `nk -gen user` writes it, or a .creds file)
     #[arg(long, value_name = "FILE", conflicts_with = "nats_user")]
     pub(crate) nats_nkey: Option<PathBuf>,
+    /// TLS toward NATS: the CA file of the NATS servers' certificates (default: the system's roots)
+    #[arg(long, value_name = "FILE", requires = "federate")]
+    pub(crate) nats_tls_ca: Option<PathBuf>,
+    /// TLS toward NATS: a client certificate for servers that verify clients (with --nats-tls-key)
+    #[arg(long, value_name = "FILE", requires_all = ["federate", "nats_tls_key"])]
+    pub(crate) nats_tls_cert: Option<PathBuf>,
+    /// TLS toward NATS: the key of --nats-tls-cert
+    #[arg(long, value_name = "FILE", requires = "nats_tls_cert")]
+    pub(crate) nats_tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) ping: PingFlags,
     #[command(flatten)]
@@ -121,6 +130,8 @@ pub(crate) struct NatsCredentials {
     pub(crate) password: Option<String>,
     pub(crate) token: Option<String>,
     pub(crate) nkey_file: Option<PathBuf>,
+    /// TLS toward NATS (CA, client certificate and key files).
+    pub(crate) tls: stagebus::ClientTls,
 }
 
 /// Federation settings from flags or the config file, checked.
@@ -140,7 +151,9 @@ pub(crate) fn federation_config(
         password,
         token,
         nkey_file,
+        tls,
     } = credentials;
+    config.tls = tls;
     config.auth = match (user, password, token, nkey_file) {
         (Some(user), Some(password), None, None) => NatsAuth::UserPassword { user, password },
         (None, None, Some(t), None) => NatsAuth::Token(t),
@@ -245,6 +258,11 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
                 password: args.nats_password.clone(),
                 token: args.nats_token.clone(),
                 nkey_file: args.nats_nkey.clone(),
+                tls: stagebus::ClientTls {
+                    ca: args.nats_tls_ca.clone(),
+                    cert: args.nats_tls_cert.clone(),
+                    key: args.nats_tls_key.clone(),
+                },
             },
         )
         .map_err(|e| usage_error("broker", &e))?;

@@ -24,6 +24,9 @@
 //! nats-user = "fed"         # or nats-token, or nats-nkey-file; optional
 //! nats-password = "secret"
 //! # nats-nkey-file = "fed.nk"  # a user's NKey seed (relative: from the file's folder)
+//! # nats-tls-ca = "nats-ca.pem"    # TLS toward NATS (also tls:// servers)
+//! # nats-tls-cert = "fed.pem"      # a client certificate, with
+//! # nats-tls-key = "fed.key"       # its key
 //! ```
 //!
 //! Every key is checked: an unknown key, a value of the wrong type or out
@@ -81,6 +84,9 @@ struct RawFederation {
     nats_password: Option<String>,
     nats_token: Option<String>,
     nats_nkey_file: Option<PathBuf>,
+    nats_tls_ca: Option<PathBuf>,
+    nats_tls_cert: Option<PathBuf>,
+    nats_tls_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +154,11 @@ fn parse_in(text: &str, folder: &Path) -> Result<BrokerFile, String> {
                 password: f.nats_password,
                 token: f.nats_token,
                 nkey_file: f.nats_nkey_file.map(|p| folder.join(p)),
+                tls: stagebus::ClientTls {
+                    ca: f.nats_tls_ca.map(|p| folder.join(p)),
+                    cert: f.nats_tls_cert.map(|p| folder.join(p)),
+                    key: f.nats_tls_key.map(|p| folder.join(p)),
+                },
             },
         )
         .map_err(|e| format!("{place}: federation: {e}"))?;

@@ -1,6 +1,7 @@
 //! What a NATS connection is told: the servers, the credentials and the
 //! timings, and the parsing of `nats://` URLs.
 
+use crate::transport::ClientTls;
 use std::time::Duration;
 
 /// Credentials sent in `CONNECT`.
@@ -120,22 +121,25 @@ pub struct ServerUrl {
     pub port: u16,
     /// Credentials from the URL, used when the options carry none.
     pub auth: NatsAuth,
+    /// TLS demanded (`tls://`): a server that offers none is skipped.
+    pub tls: bool,
 }
 
 impl ServerUrl {
     /// Parses `nats://[user:pass@|token@]host[:port]` (the scheme may be
-    /// left out). `tls://` and every other scheme are refused: this client
-    /// has no TLS yet.
+    /// left out), or `tls://…` for a server that must speak TLS. Other
+    /// schemes are refused.
     pub fn parse(url: &str) -> Result<ServerUrl, String> {
         let url = url.trim();
-        let rest = match url.split_once("://") {
-            Some(("nats", rest)) => rest,
+        let (rest, tls) = match url.split_once("://") {
+            Some(("nats", rest)) => (rest, false),
+            Some(("tls", rest)) => (rest, true),
             Some((scheme, _)) => {
                 return Err(format!(
-                "{url:?}: scheme {scheme}:// is not supported (only nats://; no TLS to NATS yet)"
-            ))
+                    "{url:?}: scheme {scheme}:// is not supported (nats:// or tls://)"
+                ))
             }
-            None => url,
+            None => (url, false),
         };
         let rest = rest.trim_end_matches('/');
         let (auth, hostport) = match rest.rsplit_once('@') {
@@ -179,6 +183,7 @@ impl ServerUrl {
             host: host.to_string(),
             port,
             auth,
+            tls,
         })
     }
 
@@ -230,6 +235,12 @@ pub struct NatsOptions {
     /// Bytes of output that may wait for the socket; a publish over it
     /// is refused.
     pub max_queued: usize,
+    /// TLS settings: the CA that signs the servers' certificates (the
+    /// system's roots when none), and a client certificate for servers
+    /// that verify clients. With any of them set every connection uses
+    /// TLS; without, TLS is used for `tls://` servers and for servers
+    /// whose `INFO` requires it.
+    pub tls: ClientTls,
 }
 
 impl NatsOptions {
@@ -247,6 +258,7 @@ impl NatsOptions {
             reconnect_wait: Duration::from_millis(50),
             reconnect_wait_max: Duration::from_secs(2),
             max_queued: 64 << 20,
+            tls: ClientTls::default(),
         }
     }
 }
@@ -272,8 +284,10 @@ mod tests {
         let u = ServerUrl::parse("tok@[::1]:5").unwrap();
         assert_eq!(u.host_port(), "[::1]:5");
         assert_eq!(u.auth, NatsAuth::Token("tok".into()));
+        assert!(ServerUrl::parse("tls://h:1").unwrap().tls);
+        assert!(!ServerUrl::parse("nats://h:1").unwrap().tls);
         for bad in [
-            "tls://h:1",
+            "wss://h:1",
             "nats://h:x",
             "nats://:1",
             "h:0",

@@ -68,6 +68,12 @@ pub struct ServerInfo {
     /// The challenge an NKey user signs in `CONNECT`.
     #[serde(default)]
     pub nonce: String,
+    /// The server speaks only TLS after this `INFO`.
+    #[serde(default)]
+    pub tls_required: bool,
+    /// The server accepts TLS after this `INFO`, and plain connections.
+    #[serde(default)]
+    pub tls_available: bool,
 }
 
 /// A message delivered to one of this client's subscriptions.
@@ -399,7 +405,7 @@ pub struct ConnectInfo {
     pub verbose: bool,
     /// Strict subject checking by the server.
     pub pedantic: bool,
-    /// TLS required by the client (false: no TLS yet).
+    /// Whether the client speaks TLS on this connection.
     pub tls_required: bool,
     /// The client's name, seen in the server's monitoring.
     pub name: String,

@@ -16,7 +16,8 @@ sub new {
     my @c = map { StageBus::_to_c($_, 'a listen address') } @listen;
     my $p;
     if (grep { exists $a->{$_} } qw(named_tokens socket_mode socket_group policy_file tls_cert tls_key tls_client_ca
-                                   federate broker_id namespace nats_user nats_password nats_token nats_nkey)) {
+                                   federate broker_id namespace nats_user nats_password nats_token nats_nkey
+                                   nats_tls_ca nats_tls_cert nats_tls_key)) {
         my $o = _options($a);
         my $st = StageBus::_C::sb_broker_new_with($loop->_p, \@c, scalar @c, $o, \$p);
         StageBus::_C::sb_broker_options_free($o);
@@ -78,8 +79,14 @@ sub _options {
                 StageBus::_check(StageBus::_C::sb_broker_options_set_nats_nkey($o,
                     StageBus::_to_c($a->{nats_nkey}, 'the NKey seed file')), 'NATS NKey');
             }
+            if (grep { defined $a->{$_} } qw(nats_tls_ca nats_tls_cert nats_tls_key)) {
+                StageBus::_check(StageBus::_C::sb_broker_options_set_nats_tls($o,
+                    map { defined $_ ? StageBus::_to_c($_, 'a NATS TLS file') : undef }
+                        @{$a}{qw(nats_tls_ca nats_tls_cert nats_tls_key)}), 'NATS TLS');
+            }
         }
-        elsif (grep { defined $a->{$_} } qw(broker_id namespace nats_user nats_password nats_token nats_nkey)) {
+        elsif (grep { defined $a->{$_} } qw(broker_id namespace nats_user nats_password nats_token nats_nkey
+                                            nats_tls_ca nats_tls_cert nats_tls_key)) {
             StageBus::_croak(invalid_argument => 'StageBus::Broker->new: broker_id, namespace and nats_* need federate');
         }
         1;
@@ -266,8 +273,10 @@ away and their calls end with C<broker_gone>), C<loop>.
 
 Federation: C<federate =E<gt> 'nats://H:P,nats://H:P', broker_id =E<gt> ID>
 (and optionally C<namespace>, C<nats_user> with C<nats_password>,
-C<nats_token>, or C<nats_nkey> naming a user's NKey seed file) make the
-broker join other brokers over a NATS cluster,
+C<nats_token>, or C<nats_nkey> naming a user's NKey seed file; TLS toward
+NATS with C<nats_tls_ca>, and C<nats_tls_cert> with C<nats_tls_key>, or
+C<tls://> server URLs) make the broker join other brokers over a NATS
+cluster,
 as C<sb_broker_options_set_federation> describes.
 
 =cut

@@ -17,7 +17,7 @@ mod socket;
 use super::options::{NatsOptions, ServerUrl};
 use super::proto::{self, Headers, Msg, Parser, ServerInfo};
 use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
-use mio::net::TcpStream;
+use crate::transport::{Stream, TlsConnector};
 use mio::Token;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -137,10 +137,16 @@ enum Phase {
 }
 
 struct Socket {
-    stream: TcpStream,
+    /// Plain TCP until the server's `INFO`, then TLS when it is wanted.
+    stream: Stream,
     token: Token,
     phase: Phase,
+    /// `host:port`.
     server: String,
+    /// The host its certificate must name.
+    host: String,
+    /// Its URL was `tls://`.
+    tls_demanded: bool,
     out: Vec<u8>,
     written: usize,
     pings_out: u32,
@@ -177,6 +183,8 @@ struct Inner {
     flush_wanted: bool,
     closed: bool,
     random: u64,
+    /// The TLS settings, loaded when the first connection needs them.
+    tls: Option<TlsConnector>,
 }
 
 impl Inner {
@@ -256,6 +264,15 @@ impl NatsClient {
         if options.servers.is_empty() {
             return Err(NatsError::Invalid("no NATS server given".into()));
         }
+        // Files named in the options are read now, so a bad one is an
+        // error at start rather than a connection that never comes.
+        let tls = if options.tls.is_set() {
+            let connector = crate::transport::load_connector(&options.tls)
+                .map_err(|e| NatsError::Invalid(format!("NATS TLS: {}", e.message)))?;
+            Some(connector)
+        } else {
+            None
+        };
         let mut random = seed();
         let inbox_prefix = format!("_INBOX.{}", random_token(&mut random, 22));
         let mut subs = BTreeMap::new();
@@ -290,6 +307,7 @@ impl NatsClient {
                 flush_wanted: false,
                 closed: false,
                 random,
+                tls,
             }),
             handler: RefCell::new(Some(Box::new(handler))),
             me: me.clone(),

@@ -7,6 +7,7 @@ use super::{ConnSource, NatsClient, NatsEvent, Phase, Socket, DEFAULT_MAX_PAYLOA
 use crate::event_loop::{Readiness, TimerId};
 use crate::federation::nats::options::{NatsAuth, ServerUrl};
 use crate::federation::nats::proto::{self, ConnectInfo, ServerOp};
+use crate::transport::{load_connector, ClientTls, Stream};
 use mio::net::TcpStream;
 use mio::Interest;
 use std::io::{self, Read, Write};
@@ -86,8 +87,8 @@ impl NatsClient {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-        let mut stream = TcpStream::connect(addr)?;
-        let _ = stream.set_nodelay(true);
+        let mut stream = Stream::Tcp(TcpStream::connect(addr)?);
+        stream.set_nodelay();
         let source = Rc::new(ConnSource {
             client: self.me.clone(),
             attempt,
@@ -103,6 +104,8 @@ impl NatsClient {
             token,
             phase: Phase::AwaitInfo,
             server: server.host_port(),
+            host: server.host.clone(),
+            tls_demanded: server.tls,
             out: Vec::new(),
             written: 0,
             pings_out: 0,
@@ -184,8 +187,8 @@ impl NatsClient {
         let Some(s) = inner.socket.as_mut() else {
             return;
         };
-        let mut failure = None;
-        while s.written < s.out.len() {
+        let mut failure = s.stream.send_pending().err().map(|e| e.to_string());
+        while failure.is_none() && s.written < s.out.len() {
             match s.stream.write(&s.out[s.written..]) {
                 Ok(0) => {
                     failure = Some("socket closed".to_string());
@@ -261,6 +264,13 @@ impl NatsClient {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    // A certificate problem repeats at every attempt and
+                    // is the operator's to fix: said, not only traced.
+                    if let Some(s) = self.inner.borrow().socket.as_ref() {
+                        if s.stream.handshaking() {
+                            log::warn!(server = s.server.as_str(); "NATS: {e}");
+                        }
+                    }
                     self.lost(e.to_string());
                     return;
                 }
@@ -336,6 +346,7 @@ impl NatsClient {
                             // Announced servers take the credentials of the
                             // configured ones.
                             u.auth = inner.servers[0].auth.clone();
+                            u.tls = inner.servers[0].tls;
                             inner.servers.push(u);
                         }
                     }
@@ -345,6 +356,17 @@ impl NatsClient {
                     inner.parser.set_max_payload(max.saturating_mul(2));
                 }
                 if s.phase == Phase::AwaitInfo {
+                    let tls = match start_tls(inner, &info) {
+                        Ok(tls) => tls,
+                        Err(reason) => {
+                            drop(guard);
+                            self.fail_attempt(reason);
+                            return false;
+                        }
+                    };
+                    let Some(s) = inner.socket.as_mut() else {
+                        return false;
+                    };
                     let server_index = inner
                         .servers
                         .iter()
@@ -362,6 +384,7 @@ impl NatsClient {
                         echo: true,
                         headers: true,
                         no_responders: true,
+                        tls_required: tls,
                         ..ConnectInfo::default()
                     };
                     match auth {
@@ -442,4 +465,42 @@ impl NatsClient {
         self.inner.borrow_mut().ping_timer = Some(t);
         self.want_flush();
     }
+}
+
+/// After the server's first `INFO`: goes on under TLS when the server's
+/// URL (`tls://`), the options (TLS settings given) or the server
+/// (`tls_required`) want it. Ok(whether TLS is on); Err(why the attempt
+/// fails): the server offers no TLS, or the settings cannot be loaded.
+fn start_tls(inner: &mut super::Inner, info: &proto::ServerInfo) -> Result<bool, String> {
+    let Some(socket) = inner.socket.take() else {
+        return Ok(false);
+    };
+    let wanted = socket.tls_demanded || inner.tls.is_some() || info.tls_required;
+    if !wanted {
+        inner.socket = Some(socket);
+        return Ok(false);
+    }
+    let refuse = |inner: &mut super::Inner, socket, why: String| {
+        inner.socket = Some(socket);
+        Err(why)
+    };
+    if !info.tls_required && !info.tls_available {
+        let why = format!("{} offers no TLS, and TLS is wanted", socket.server);
+        return refuse(inner, socket, why);
+    }
+    if inner.tls.is_none() {
+        // The server asks for TLS and no settings were given: the
+        // system's roots.
+        match load_connector(&ClientTls::default()) {
+            Ok(c) => inner.tls = Some(c),
+            Err(e) => return refuse(inner, socket, format!("NATS TLS: {}", e.message)),
+        }
+    }
+    let connector = inner.tls.as_ref().expect("loaded above");
+    let (stream, result) = match socket.stream.start_tls(connector, &socket.host) {
+        Ok(stream) => (stream, Ok(true)),
+        Err((e, stream)) => (stream, Err(format!("NATS TLS with {}: {e}", socket.server))),
+    };
+    inner.socket = Some(super::Socket { stream, ..socket });
+    result
 }
