@@ -32,6 +32,16 @@ fn client(lp: &EventLoop, options: NatsOptions) -> (Rc<NatsClient>, Events) {
     (c, events)
 }
 
+/// Runs the loop until the server refuses the client's credentials.
+fn refused(lp: &EventLoop, events: &Events) {
+    wait_event(
+        lp,
+        events,
+        "an authorization error",
+        |e| matches!(e, NatsEvent::ServerError(t) if t.contains("Authorization")),
+    );
+}
+
 /// Runs the loop until an event matches; returns it.
 #[track_caller]
 fn wait_event(
@@ -270,12 +280,7 @@ fn user_password_and_token_authentication() {
     connected(&lp, &events);
     good.close();
     let (bad, events) = client(&lp, options(&node.url()));
-    wait_event(
-        &lp,
-        &events,
-        "an authorization error",
-        |e| matches!(e, NatsEvent::ServerError(t) if t.contains("Authorization")),
-    );
+    refused(&lp, &events);
     bad.close();
 }
 
@@ -310,21 +315,11 @@ fn nkey_authentication_signs_the_servers_nonce() {
     let mut o = options(&node.url());
     o.auth = NatsAuth::NKey(other);
     let (bad, events) = client(&lp, o);
-    wait_event(
-        &lp,
-        &events,
-        "an authorization error",
-        |e| matches!(e, NatsEvent::ServerError(t) if t.contains("Authorization")),
-    );
+    refused(&lp, &events);
     bad.close();
     // No credentials at all: refused.
     let (bad, events) = client(&lp, options(&node.url()));
-    wait_event(
-        &lp,
-        &events,
-        "an authorization error",
-        |e| matches!(e, NatsEvent::ServerError(t) if t.contains("Authorization")),
-    );
+    refused(&lp, &events);
     bad.close();
 }
 

@@ -4,7 +4,7 @@
 //! other brokers over a NATS cluster (see `FederationConfig`). No logic
 //! here: the settings are checked by `FederationConfig` itself.
 
-use super::boundary::{fail, status};
+use super::boundary::{fail, status, Fail};
 use super::convert::{opt_text, text};
 use super::handles::arg_mut;
 use super::security::sb_broker_options;
@@ -13,6 +13,20 @@ use crate::federation::nats::{NKeySeed, NatsAuth};
 use crate::{ClientTls, FederationConfig};
 use std::ffi::c_char;
 use std::path::PathBuf;
+
+/// The federation settings that a setter fills; `SB_INVALID_STATE`
+/// (saying `what` needs it) before `sb_broker_options_set_federation`.
+fn federation_of<'a>(
+    o: &'a mut crate::BrokerConfig,
+    what: &str,
+) -> Result<&'a mut FederationConfig, Fail> {
+    o.federation.as_mut().ok_or_else(|| {
+        fail(
+            sb_status::SB_INVALID_STATE,
+            format!("{what} sb_broker_options_set_federation first"),
+        )
+    })
+}
 
 /// Makes the broker join a federation: `servers` is a comma-separated
 /// list of `nats://HOST:PORT` URLs (credentials may be in a URL),
@@ -74,12 +88,7 @@ pub unsafe extern "C" fn sb_broker_options_set_nats_credentials(
                 opt_text(token, "token")?,
             )
         };
-        let Some(f) = o.federation.as_mut() else {
-            return Err(fail(
-                sb_status::SB_INVALID_STATE,
-                "NATS credentials need sb_broker_options_set_federation first",
-            ));
-        };
+        let f = federation_of(o, "NATS credentials need")?;
         f.auth = match (user, password, token) {
             (Some(u), Some(p), None) => NatsAuth::UserPassword {
                 user: u.to_string(),
@@ -120,12 +129,7 @@ pub unsafe extern "C" fn sb_broker_options_set_nats_nkey(
                 opt_text(seed_file, "seed_file")?,
             )
         };
-        let Some(f) = o.federation.as_mut() else {
-            return Err(fail(
-                sb_status::SB_INVALID_STATE,
-                "an NKey needs sb_broker_options_set_federation first",
-            ));
-        };
+        let f = federation_of(o, "an NKey needs")?;
         f.auth = match seed_file {
             Some(path) => NatsAuth::NKey(
                 NKeySeed::from_file(std::path::Path::new(path))
@@ -164,12 +168,7 @@ pub unsafe extern "C" fn sb_broker_options_set_nats_tls(
                 opt_text(key_file, "key_file")?,
             )
         };
-        let Some(f) = o.federation.as_mut() else {
-            return Err(fail(
-                sb_status::SB_INVALID_STATE,
-                "NATS TLS settings need sb_broker_options_set_federation first",
-            ));
-        };
+        let f = federation_of(o, "NATS TLS settings need")?;
         if cert.is_some() != key.is_some() {
             return Err(fail(
                 sb_status::SB_INVALID_ARGUMENT,
