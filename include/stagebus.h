@@ -436,7 +436,9 @@ int32_t sb_loop_fd(const struct sb_loop *lp);
 
 // How long a host may wait before calling `sb_loop_dispatch`: -1 for no
 // deadline (wait for the fd), 0 for now, else whole milliseconds rounded
-// up. Ask again after every dispatch.
+// up. Ask again after every dispatch. Timers far away (heartbeats, long
+// deadlines) are inside the fd (a timerfd in it turns it readable when
+// one is due), so they give -1: the host sleeps without a timeout.
 int64_t sb_loop_timeout_ms(const struct sb_loop *lp);
 
 // One non-blocking turn: runs everything ready; callbacks run inside.

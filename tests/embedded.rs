@@ -19,6 +19,7 @@ over_both!(
     poll_driven_flow_matches_run_until,
     api_calls_outside_dispatch_make_the_fd_readable,
     connected_and_idle_the_loop_has_no_deadline,
+    a_far_timer_reaches_a_host_sleeping_without_timeout,
 );
 
 /// Whether the loop's fd is readable now (a zero-timeout poll).
@@ -195,13 +196,33 @@ fn connected_and_idle_the_loop_has_no_deadline(t: Transport) {
     assert!(clients.iter().all(Client::is_connected));
     assert_eq!(h.lp.timeout_ms(), None);
     // With the default pings, the next wake-up is a ping tick, far beyond
-    // the handshake and connect deadlines (10 s).
+    // the handshake and connect deadlines (10 s): the loop's alarm inside
+    // the fd stands for it, so the host has no timeout either.
     let h = Harness::new(t);
     let clients = [h.client(), h.client()];
     settle(&h.lp);
     assert!(clients.iter().all(Client::is_connected));
-    let next = h.lp.timeout_ms().expect("a ping tick");
-    assert!(next > 60_000, "{next} ms");
+    assert_eq!(h.lp.timeout_ms(), None, "the ping tick is in the fd");
+}
+
+/// A timer far away (here 300 ms, a ping tick in real use) gives the host
+/// no timeout: the loop's alarm turns the fd readable when it is due, and
+/// a host that only waits for the fd runs it on time, never early.
+fn a_far_timer_reaches_a_host_sleeping_without_timeout(t: Transport) {
+    let h = Harness::with(t, |c| c.limits.ping_interval = Duration::ZERO);
+    let quiet = ClientConfig::default().with_ping(Duration::ZERO, 2);
+    let client = h.client_with(quiet);
+    settle(&h.lp);
+    assert!(client.is_connected());
+    let after = Duration::from_millis(300);
+    let start = Instant::now();
+    let fired = Rc::new(Cell::new(None));
+    let f = fired.clone();
+    h.lp.add_timer(after, move |_| f.set(Some(Instant::now())));
+    assert_eq!(h.lp.timeout_ms(), None, "the timer is in the fd");
+    host_loop(&h.lp, || fired.get().is_some());
+    let at = fired.get().unwrap();
+    assert!(at.duration_since(start) >= after, "never early");
 }
 
 fn api_calls_outside_dispatch_make_the_fd_readable(t: Transport) {

@@ -3,6 +3,8 @@
 # case, under callgrind.
 #
 #   [BROKER_ARGS='--ping-interval 0'] bench/profile/cg.sh OUTDIR MODE N [K]
+#   (CG_BIN=DIR: the stagebus and sbbench binaries of DIR, e.g. a copy of
+#   an earlier build, instead of bench/target/release)
 #
 # Runs `stagebus broker` (Unix socket), `sbbench publisher` and `sbbench
 # caller ADDR MODE 0 N K`, each under callgrind, writing OUTDIR/{broker,
@@ -13,7 +15,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=$1 mode=$2 n=$3 k=${4:-1}
 mkdir -p "$out"; rm -f "$out"/*.out
-bin="$here/target/release"
+bin="${CG_BIN:-$here/target/release}"
 dir=$(mktemp -d)
 sock="$dir/b.sock"
 cg=(valgrind --tool=callgrind --dump-instr=no --collect-jumps=no)

@@ -591,7 +591,8 @@ public:
     void stop() { detail::check(sb_loop_stop(raw())); }
 
     // Embedding: the fd to watch for reading, the timeout (-1 none,
-    // 0 now, else ms), and one non-blocking turn.
+    // 0 now, else ms; far timers are inside the fd, so they give -1),
+    // and one non-blocking turn.
     int fd() const noexcept { return sb_loop_fd(raw()); }
     std::int64_t timeout_ms() const noexcept { return sb_loop_timeout_ms(raw()); }
     void dispatch() { detail::check(sb_loop_dispatch(raw())); }

@@ -362,6 +362,11 @@ impl Core {
         self.trim_after_burst();
     }
 
+    /// Whether the core asked for effects not taken yet.
+    pub fn has_effects(&self) -> bool {
+        !self.effects.is_empty()
+    }
+
     /// Moves the effects produced so far to the end of `into`.
     pub fn take_effects(&mut self, into: &mut Vec<Effect>) {
         into.append(&mut self.effects);

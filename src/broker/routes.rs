@@ -9,7 +9,7 @@
 
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
-use crate::id_hash::{IdMap, IdSet};
+use crate::id_hash::{IdMap, IdSet, PeerIdMap};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -86,9 +86,10 @@ pub(super) struct Route {
 #[derive(Debug, Default)]
 struct Links {
     /// Calls the connection made: its call id → route. The peer chooses
-    /// these ids, so this map keeps the keyed SipHash: colliding ids
-    /// would otherwise slow the one-threaded broker for everyone.
-    calls: HashMap<u64, RouteId>,
+    /// these ids, so this map is keyed with secret keys of its own (see
+    /// [`crate::id_hash`]): colliding ids would otherwise slow the
+    /// one-threaded broker for everyone.
+    calls: PeerIdMap<u64, RouteId>,
     /// Routes the connection owes an answer, as publisher.
     serving: IdSet<RouteId>,
 }
@@ -373,6 +374,38 @@ mod tests {
         assert!(r.of_call(1, 10).is_none());
         assert_eq!(r.len(), 1);
         r.close(other);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_caller_choosing_ids_that_collide_still_gets_every_call_routed() {
+        // Ids that share their low bits, and strides of a power of two:
+        // what a peer would send against a weak hash.
+        let mut r = Routes::default();
+        let ids: Vec<u64> = (0..20_000u64)
+            .map(|i| {
+                if i % 2 == 0 {
+                    i << 32
+                } else {
+                    (i << 12) | 0xfff
+                }
+            })
+            .collect();
+        let routes: Vec<RouteId> = ids
+            .iter()
+            .map(|&caller_id| {
+                assert!(r.admit(1, caller_id, usize::MAX).is_ok());
+                r.open(route(1, caller_id, 2))
+            })
+            .collect();
+        assert_eq!(r.counts(1), (ids.len(), 0));
+        for (&caller_id, &id) in ids.iter().zip(&routes) {
+            assert_eq!(r.of_call(1, caller_id).map(|(i, _)| i), Some(id));
+            assert!(r.admit(1, caller_id, usize::MAX).is_err(), "in flight");
+        }
+        for id in routes {
+            assert!(r.close(id).is_some());
+        }
         assert!(r.is_empty());
     }
 }

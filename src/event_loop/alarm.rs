@@ -147,11 +147,48 @@ mod tests {
             lp.stop();
         });
         assert_eq!(lp.sleep_timeout(), None, "left to the alarm");
-        // The host's timeout is unchanged: hosts wait for the timer.
-        assert!(lp.timeout_ms().is_some_and(|ms| ms > 0));
+        // A host is given no timeout either: the alarm is inside the fd.
+        assert_eq!(lp.timeout_ms(), None);
         lp.run().unwrap();
         let at = fired.get().expect("fired");
         assert!(at.duration_since(start) >= after, "never early");
+    }
+
+    /// Whether `fd` turns readable within `ms` (-1: no limit).
+    fn host_poll(fd: i32, ms: i32) -> bool {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, ms) == 1 }
+    }
+
+    #[test]
+    fn a_host_waiting_on_the_fd_without_timeout_gets_a_far_timer_on_time() {
+        let lp = EventLoop::new().unwrap();
+        let after = NEAR * 3;
+        let start = Instant::now();
+        let fired = Rc::new(Cell::new(None));
+        let f = fired.clone();
+        lp.add_timer(after, move |_| f.set(Some(Instant::now())));
+        // A host loop: poll the fd with the loop's timeout, then dispatch.
+        let mut sleeps = 0;
+        while fired.get().is_none() {
+            let timeout = lp.timeout_ms();
+            if sleeps == 0 {
+                assert_eq!(timeout, None, "the far timer is the alarm's");
+            }
+            let ms = timeout.map_or(-1, |ms| ms.min(10_000) as i32);
+            assert!(host_poll(lp.fd(), ms) || ms >= 0, "woken by the fd");
+            lp.dispatch().unwrap();
+            sleeps += 1;
+            assert!(sleeps < 100, "the host spins");
+        }
+        let at = fired.get().unwrap();
+        assert!(at.duration_since(start) >= after, "never early");
+        assert_eq!(lp.timeout_ms(), None, "nothing left");
     }
 
     #[test]

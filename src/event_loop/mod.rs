@@ -12,8 +12,9 @@
 //! * **Run**: [`EventLoop::run`] blocks until [`EventLoop::stop`].
 //! * **Embedded** in a host loop (libevent, libev, GLib, POE, AnyEvent):
 //!   the host watches [`EventLoop::fd`] for reading (it is level-readable
-//!   for the host while work is waiting) and arms a timer of
-//!   [`EventLoop::timeout_ms`]; when either fires it calls
+//!   for the host while work is waiting, and when a far timer is due) and
+//!   arms a timer of [`EventLoop::timeout_ms`] (none when it is `None`);
+//!   when either fires it calls
 //!   [`EventLoop::dispatch`], which never blocks, and then asks for the
 //!   timeout again. `dispatch` drains every edge-triggered source; when it
 //!   stops early (work queued by callbacks during the turn) the timeout it
@@ -239,8 +240,16 @@ impl EventLoop {
     /// `None` for no deadline (wait for the fd), `Some(0)` for "now";
     /// otherwise whole milliseconds, rounded up so that a host never wakes
     /// a little early and spins.
+    ///
+    /// Timers far away (heartbeats, long deadlines) are left to the loop's
+    /// alarm, a timerfd inside the fd: the fd turns readable when one is
+    /// due, and the answer is `None`, so that the host sleeps without a
+    /// timeout, as [`EventLoop::run`] does (a finite timeout makes the
+    /// kernel arm and cancel a timer on every sleep). Only timers due
+    /// within a few milliseconds, or a system without timerfd, give a
+    /// finite timeout.
     pub fn timeout_ms(&self) -> Option<u64> {
-        self.next_timeout().map(|d| {
+        self.sleep_timeout().map(|d| {
             let ms = d.as_nanos().div_ceil(1_000_000);
             u64::try_from(ms).unwrap_or(u64::MAX)
         })
@@ -392,7 +401,8 @@ mod tests {
         let fired = Rc::new(Cell::new(false));
         let flag = fired.clone();
         lp.add_timer(Duration::MAX, move |_| flag.set(true));
-        assert!(lp.timeout_ms().unwrap() > 1_000_000_000);
+        // Left to the alarm (no timeout), or a timeout as far as it goes.
+        assert!(lp.timeout_ms().is_none_or(|ms| ms > 1_000_000_000));
         lp.dispatch().unwrap();
         assert!(!fired.get());
         assert!(lp.run_until(Duration::MAX, || true).unwrap());

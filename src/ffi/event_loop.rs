@@ -89,7 +89,9 @@ pub unsafe extern "C" fn sb_loop_fd(lp: *const sb_loop) -> i32 {
 
 /// How long a host may wait before calling `sb_loop_dispatch`: -1 for no
 /// deadline (wait for the fd), 0 for now, else whole milliseconds rounded
-/// up. Ask again after every dispatch.
+/// up. Ask again after every dispatch. Timers far away (heartbeats, long
+/// deadlines) are inside the fd (a timerfd in it turns it readable when
+/// one is due), so they give -1: the host sleeps without a timeout.
 #[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_timeout_ms(lp: *const sb_loop) -> i64 {

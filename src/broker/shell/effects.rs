@@ -15,8 +15,12 @@ impl Shell {
     /// Carries out what the core asked since the last call: deadlines
     /// armed and disarmed, sockets of closed connections deregistered and
     /// closed. A closed socket freed a descriptor, so a paused accept is
-    /// retried at once.
+    /// retried at once. Returns at once when the core asked for nothing
+    /// (the usual case: every entry from the loop ends here).
     pub(super) fn apply_effects(&self) {
+        if !self.core.borrow().has_effects() {
+            return;
+        }
         let mut effects = std::mem::take(&mut *self.effects.borrow_mut());
         self.core.borrow_mut().take_effects(&mut effects);
         let mut freed = false;
