@@ -126,4 +126,16 @@ impl Port for Shell {
         self.settle();
         self.read_again(conn);
     }
+
+    fn match_generation(&self) -> u64 {
+        self.core_ref().local_match_generation()
+    }
+
+    fn local_matches(&self) -> Vec<(String, String)> {
+        self.core_ref().local_matches()
+    }
+
+    fn clear_link_matches(&self, conn: ConnId) {
+        self.core_mut().clear_link_matches(conn);
+    }
 }

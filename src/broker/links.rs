@@ -22,6 +22,7 @@ impl Core {
         p.caller.client_name = Some(format!("broker {peer}"));
         p.caller_bytes = Rc::from(encode_caller(&p.caller));
         p.handshaken = true;
+        p.link = true;
         self.peers.insert(id, p);
         id
     }

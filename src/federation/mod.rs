@@ -51,6 +51,14 @@
 //!   The bucket has `kv_replicas` copies, at most one per server the
 //!   cluster announces; after a NATS reconnect the whole bucket is read
 //!   again.
+//! * Signals (`node/signals.rs`): each broker announces the distinct
+//!   matches of its own clients to every peer (a diff on each change; all
+//!   again, after a clearing marker, whenever the link reset or the peer
+//!   restarted), held there on its stand-in connection. A signal then
+//!   crosses to a broker only when one of its clients listens, once per
+//!   broker however many listen, and fans out there to local listeners
+//!   only (never on to a third broker); one emitter's signals keep their
+//!   order across the link.
 //!
 //! The broker's core knows none of this beyond three queries
 //! (`broker/links.rs`); the shell's glue is `broker/federate.rs`.
@@ -58,8 +66,11 @@
 //! # What does not exist yet
 //!
 //! * `queue` and `balance` names stay local to their broker (only
-//!   `exclusive` names are federated); signals and one-way posts to a
-//!   remote session: posts cross, signals do not.
+//!   `exclusive` names are federated).
+//! * A match added on one broker takes effect on the others when its
+//!   announcement arrives (one NATS hop): a signal emitted elsewhere in
+//!   between is not seen. A broker wrongly declared dead and taken back
+//!   (below) does not announce its matches again until its link resets.
 //! * A link reset closes the peer's stand-in connection, so local
 //!   subscribers of the peer's sessions are told `SessionGone`
 //!   (`publisher_gone`) although the sessions come back at once.

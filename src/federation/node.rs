@@ -14,6 +14,7 @@
 //! declared dead); `link_traffic` the data path of each link.
 
 mod link_traffic;
+mod signals;
 
 use super::config::FederationConfig;
 use super::directory::Directory;
@@ -48,6 +49,14 @@ pub(crate) trait Port {
     /// Lets held client connection `conn` go on: `body` (the publish
     /// that was held) is handed to the core first, if given.
     fn release(&self, conn: ConnId, body: Option<Vec<u8>>);
+    /// A number that changes whenever the distinct signal matches of
+    /// this broker's own clients change.
+    fn match_generation(&self) -> u64;
+    /// The distinct signal matches of this broker's own clients, as
+    /// (session pattern, signal pattern), sorted.
+    fn local_matches(&self) -> Vec<(String, String)>;
+    /// Forgets every match stand-in connection `conn` holds.
+    fn clear_link_matches(&self, conn: ConnId);
 }
 
 /// Ids at or above this are the operations federation makes on stand-in
@@ -103,6 +112,9 @@ pub(crate) struct State {
     inbox_sid: u64,
     nr_sid: u64,
     hb_sid: u64,
+    /// What this broker last announced of its signal matches to each
+    /// peer (`signals`).
+    pub announced: HashMap<String, signals::Announced>,
 }
 
 /// A broker's membership in the federation.
@@ -172,6 +184,7 @@ impl Federation {
                 inbox_sid: 0,
                 nr_sid: 0,
                 hb_sid: 0,
+                announced: HashMap::new(),
             }),
             config,
             me: me.clone(),
@@ -288,6 +301,8 @@ impl Federation {
             self.declare_dead(&peer);
         }
         self.dir_tick(now);
+        // Peers heard of since the last flush learn our signal matches.
+        self.flush();
     }
 
     fn on_event(&self, event: NatsEvent) {

@@ -36,6 +36,8 @@ fn crosses_link(body: &[u8]) -> bool {
             _ => true,
         },
         Ok(Inbound::Other(Frame::Cancel { .. })) => true,
+        // A signal for the peer's listeners (it announced a match).
+        Ok(Inbound::Signal { .. }) => true,
         _ => false,
     }
 }
@@ -95,6 +97,7 @@ impl Federation {
     /// `max_payload` per message. A link whose frames cannot go (NATS
     /// down, output full, a frame too large) resets.
     pub fn flush(&self) {
+        self.announce_matches();
         let Some(nats) = self.nats() else { return };
         let max = nats.max_payload();
         let waiting: Vec<(String, Vec<Vec<u8>>)> = {
@@ -296,6 +299,14 @@ impl Federation {
         let mut pass = Vec::with_capacity(frames.len());
         let mut refused = Vec::new();
         for body in frames {
+            if super::signals::is_clear_marker(&body) {
+                // In order: what came before it goes first.
+                if !pass.is_empty() {
+                    port.link_input(conn, &std::mem::take(&mut pass));
+                }
+                self.clear_matches(conn);
+                continue;
+            }
             if let Ok(Inbound::Routed(r)) = Inbound::parse(&body) {
                 if let RoutedKind::Deliver { session, .. } | RoutedKind::Post { session, .. } =
                     r.kind
