@@ -1,7 +1,8 @@
 //! Federation features beyond calls (issue 19), over a real 3-node NATS
 //! cluster and three brokers (nats-server from the distribution,
 //! installed when missing; skipped with a message only when it cannot
-//! be): signals across brokers.
+//! be): signals across brokers; `queue` and `balance` names with
+//! publishers on several brokers.
 
 #[macro_use]
 mod common;
@@ -213,6 +214,194 @@ fn signals_reach_listeners_on_other_brokers_once_each_in_order() {
         assert_eq!(s.dropped_signals, 0, "{s:?}");
     }
     drop(emitters);
+    for b in &brokers {
+        b.close();
+    }
+}
+
+/// Publishes `session` in `mode`, answering every call with `who`;
+/// retries while the directory is not ready (`timeout`).
+#[track_caller]
+fn publish_mode(c: &Client, mode: NameMode, session: &str, who: &str) -> Result<(), Error> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let done = Slot::new();
+        let me = who.to_string();
+        c.publish_as(
+            mode,
+            session,
+            &["whoami"],
+            move |d: &Delivery, inbound: Inbound| {
+                if let Inbound::Call { .. } = inbound {
+                    d.respond("return", &arg("who", me.as_str())).unwrap();
+                }
+            },
+            done.setter(),
+        );
+        match wait(c.event_loop(), &done) {
+            Err(e) if e.code == ErrorCode::Timeout && std::time::Instant::now() < deadline => {
+                c.event_loop()
+                    .run_until(Duration::from_millis(100), || false)
+                    .unwrap();
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Who answered a `whoami` call to `session` from `c` (or the error).
+fn whoami(c: &Client, session: &str) -> Result<String, ErrorCode> {
+    match call(c, session, "whoami", &Args::new()).last {
+        CallEvent::Return { args, .. } => match args.get("who") {
+            Some(Value::Str(s)) => Ok(s.clone()),
+            other => panic!("who: {other:?}"),
+        },
+        CallEvent::Error(e) => Err(e.code),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_queue_name_on_three_brokers_hands_over_cluster_wide() {
+    let bin = need_nats!();
+    debug_logs();
+    let nodes = cluster(&bin, 3, &js());
+    let lp = EventLoop::new().unwrap();
+    let (brokers, callers) = three(&nodes, &lp, "queue");
+    // Publishers: the first on b2, then b3, then b1.
+    let p2 = connect(&lp, &brokers[1]);
+    let p3 = connect(&lp, &brokers[2]);
+    let p1 = connect(&lp, &brokers[0]);
+    publish_mode(&p2, NameMode::Queue, "Q", "p2").unwrap();
+    for c in &callers {
+        eventually(&lp, "Q listed", || names(c).contains(&"Q".to_string()));
+    }
+    publish_mode(&p3, NameMode::Queue, "Q", "p3").unwrap();
+    publish_mode(&p1, NameMode::Queue, "Q", "p1").unwrap();
+    // The mode is the cluster's: another mode anywhere is refused.
+    let other = connect(&lp, &brokers[0]);
+    assert_eq!(
+        publish_mode(&other, NameMode::Balance, "Q", "x")
+            .unwrap_err()
+            .code,
+        ErrorCode::NameModeConflict
+    );
+    assert_eq!(
+        publish(&other, "Q", &["whoami"], echo()).unwrap_err().code,
+        ErrorCode::NameModeConflict
+    );
+    // The owner takes every call, from every broker (b1's own standby
+    // included).
+    for c in &callers {
+        for _ in 0..3 {
+            assert_eq!(whoami(c, "Q"), Ok("p2".into()));
+        }
+    }
+    // Watchers everywhere hear of the hand-over.
+    let changes: Vec<Rc<RefCell<Vec<NameEvent>>>> = callers
+        .iter()
+        .map(|c| {
+            let got: Rc<RefCell<Vec<NameEvent>>> = Rc::default();
+            let g = got.clone();
+            let done = Slot::new();
+            c.watch(
+                "Q",
+                move |e: &NameEvent| g.borrow_mut().push(e.clone()),
+                done.setter(),
+            )
+            .unwrap();
+            wait(&lp, &done).unwrap();
+            got
+        })
+        .collect();
+    // The owner goes: the next in line, on another broker, takes over
+    // everywhere.
+    rescind(&p2, "Q").unwrap();
+    for c in &callers {
+        eventually(&lp, "p3 owns Q", || whoami(c, "Q") == Ok("p3".into()));
+    }
+    for got in &changes {
+        eventually(&lp, "owner_changed at every watcher", || {
+            got.borrow()
+                .iter()
+                .any(|e| matches!(e, NameEvent::OwnerChanged { .. }))
+        });
+    }
+    // Then p3's client disconnects: p1 (on b1) takes over.
+    drop(p3);
+    for c in &callers {
+        eventually(&lp, "p1 owns Q", || whoami(c, "Q") == Ok("p1".into()));
+    }
+    // The last one goes: the name is gone everywhere.
+    rescind(&p1, "Q").unwrap();
+    for c in &callers {
+        eventually(&lp, "Q gone", || !names(c).contains(&"Q".to_string()));
+    }
+    // And free for any mode again.
+    publish_when_ready(&other, "Q", &["whoami"], echo_clone());
+    for b in &brokers {
+        let s = b.stats();
+        assert_eq!(s.link_resets, 0, "no link reset without a fault: {s:?}");
+    }
+    drop((p1, p2, other, callers));
+    for b in &brokers {
+        b.close();
+    }
+}
+
+#[test]
+fn a_balance_name_on_three_brokers_shares_the_calls() {
+    let bin = need_nats!();
+    debug_logs();
+    let nodes = cluster(&bin, 3, &js());
+    let lp = EventLoop::new().unwrap();
+    let (brokers, callers) = three(&nodes, &lp, "balance");
+    let publishers: Vec<Client> = brokers.iter().map(|b| connect(&lp, b)).collect();
+    for (k, p) in publishers.iter().enumerate() {
+        publish_mode(p, NameMode::Balance, "B", &format!("p{}", k + 1)).unwrap();
+    }
+    // Calls from each broker reach publishers on every broker.
+    for (k, c) in callers.iter().enumerate() {
+        let mut seen = std::collections::HashMap::new();
+        eventually(&lp, "every publisher serves", || {
+            for _ in 0..12 {
+                *seen.entry(whoami(c, "B").unwrap()).or_insert(0) += 1;
+            }
+            seen.len() == 3
+        });
+        // Its own broker's publisher takes a share, not all.
+        let own = seen[&format!("p{}", k + 1)];
+        let total: i32 = seen.values().sum();
+        assert!(own < total, "b{}: {seen:?}", k + 1);
+    }
+    // Another mode is refused.
+    assert_eq!(
+        publish_mode(&callers[2], NameMode::Queue, "B", "x")
+            .unwrap_err()
+            .code,
+        ErrorCode::NameModeConflict
+    );
+    // One publisher goes: the others share everything, from everywhere.
+    let mut publishers = publishers;
+    drop(publishers.remove(1));
+    for c in &callers {
+        eventually(&lp, "p2 no longer listed as serving", || {
+            (0..9).all(|_| whoami(c, "B").is_ok_and(|w| w != "p2"))
+        });
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20 {
+            seen.insert(whoami(c, "B").unwrap());
+        }
+        assert_eq!(
+            seen,
+            ["p1".to_string(), "p3".to_string()].into_iter().collect()
+        );
+    }
+    for b in &brokers {
+        let s = b.stats();
+        assert_eq!(s.link_resets, 0, "no link reset without a fault: {s:?}");
+    }
+    drop((publishers, callers));
     for b in &brokers {
         b.close();
     }

@@ -55,19 +55,19 @@ pub(super) fn look(shell: &Shell, core: &mut Core, id: ConnId, body: &[u8]) -> S
     if first != publish && first != publish_as {
         return Seen::Core;
     }
-    let (op, session, methods) = match decode_body(body) {
+    let (op, session, methods, mode) = match decode_body(body) {
         Ok(Frame::Publish {
             id,
             session,
             methods,
-        })
-        | Ok(Frame::PublishAs {
+        }) => (id, session, methods, NameMode::Exclusive),
+        Ok(Frame::PublishAs {
             id,
             session,
             methods,
-            mode: NameMode::Exclusive,
-        }) => (id, session, methods),
-        // Shared names stay local; bad frames are the core's to refuse.
+            mode,
+        }) => (id, session, methods, mode),
+        // Bad frames are the core's to refuse.
         _ => return Seen::Core,
     };
     // Before the hello, or refused by the core's own checks of a name:
@@ -76,7 +76,19 @@ pub(super) fn look(shell: &Shell, core: &mut Core, id: ConnId, body: &[u8]) -> S
     if !core.reads(id) || !handshaken || session.is_empty() {
         return Seen::Core;
     }
-    match fed.intercept_publish(id, op, &session, &methods, body) {
+    if let Some(local) = core.name_mode(&session) {
+        if local != mode {
+            let e = crate::federation::directory::mode_conflict(&session, local, mode);
+            core.reply_error(id, op, e);
+            return Seen::Answered;
+        }
+    }
+    let seen = if mode == NameMode::Exclusive {
+        fed.intercept_publish(id, op, &session, &methods, body)
+    } else {
+        fed.intercept_shared(id, op, &session, &methods, mode, body)
+    };
+    match seen {
         Intercept::Hold => Seen::Held,
         Intercept::Refuse(e) => {
             core.reply_error(id, op, e);
@@ -137,5 +149,18 @@ impl Port for Shell {
 
     fn clear_link_matches(&self, conn: ConnId) {
         self.core_mut().clear_link_matches(conn);
+    }
+
+    fn serves_locally(&self, name: &str) -> bool {
+        self.core_ref().serves_locally(name)
+    }
+
+    fn is_publisher(&self, name: &str, conn: ConnId) -> bool {
+        self.core_ref().is_publisher(name, conn)
+    }
+
+    fn order_publishers(&self, name: &str, order: &[ConnId]) {
+        self.core_mut().order_publishers(name, order);
+        self.settle();
     }
 }

@@ -7,7 +7,7 @@
 
 use super::core::Core;
 use super::ConnId;
-use crate::wire::encode_caller;
+use crate::wire::{encode_caller, NameChange, NameMode};
 use std::rc::Rc;
 
 impl Core {
@@ -41,5 +41,40 @@ impl Core {
     /// Answers operation `op` of `conn` with `error`.
     pub(super) fn reply_error(&mut self, conn: ConnId, op: u64, error: crate::error::Error) {
         self.reply(conn, op, Err(error));
+    }
+
+    /// Whether a call to `name` from a peer broker is served here: one of
+    /// this broker's own connections serves it (the owner, or under
+    /// `balance` any publisher).
+    pub(super) fn serves_locally(&self, name: &str) -> bool {
+        self.registry.get(name).is_some_and(|s| match s.mode {
+            NameMode::Balance => s.publishers.iter().any(|p| !self.is_link(p.conn)),
+            _ => !self.is_link(s.owner()),
+        })
+    }
+
+    /// Whether `conn` publishes `name` (as owner, standby or balanced
+    /// publisher).
+    pub(super) fn is_publisher(&self, name: &str, conn: ConnId) -> bool {
+        self.registry
+            .get(name)
+            .is_some_and(|s| s.has_publisher(conn))
+    }
+
+    /// The mode `name` is published in here, if it is.
+    pub(super) fn name_mode(&self, name: &str) -> Option<NameMode> {
+        self.registry.get(name).map(|s| s.mode)
+    }
+
+    /// Puts the publishers of `name` in the federation's order (the
+    /// directory's, cluster-wide); watchers hear of a new owner.
+    pub(super) fn order_publishers(&mut self, name: &str, order: &[ConnId]) {
+        let Some(s) = self.registry.get_mut(name) else {
+            return;
+        };
+        if s.reorder(order) && s.mode == NameMode::Queue {
+            let methods = s.methods().to_vec();
+            self.name_changed(name, NameChange::OwnerChanged { methods });
+        }
     }
 }

@@ -51,6 +51,15 @@
 //!   The bucket has `kv_replicas` copies, at most one per server the
 //!   cluster announces; after a NATS reconnect the whole bucket is read
 //!   again.
+//! * `queue` and `balance` names (`directory/shared.rs`, where the
+//!   semantics are defined): one entry per name listing its mode and
+//!   publishers cluster-wide in join order, changed by compare-and-set;
+//!   each core mirrors the list in that order (other brokers by their
+//!   stand-ins), so a queue's owner is the same everywhere and the next
+//!   in line takes over everywhere; a balanced name's calls are spread
+//!   over the brokers, and a call from a peer goes to the receiving
+//!   broker's own publishers only. The first publisher fixes the mode
+//!   cluster-wide (`name_mode_conflict` otherwise).
 //! * Signals (`node/signals.rs`): each broker announces the distinct
 //!   matches of its own clients to every peer (a diff on each change; all
 //!   again, after a clearing marker, whenever the link reset or the peer
@@ -65,8 +74,15 @@
 //!
 //! # What does not exist yet
 //!
-//! * `queue` and `balance` names stay local to their broker (only
-//!   `exclusive` names are federated).
+//! * `queue` and `balance` names: a publisher's methods on other
+//!   brokers are its broker's first member's (a broker's stand-in
+//!   publishes the name once); a `balance` broker counts as one
+//!   publisher in another broker's choice, however many of its clients
+//!   publish the name. A member a peer removed (it thought this broker
+//!   dead) is not added again while its client still publishes: it
+//!   serves this broker's callers only until it publishes again. A
+//!   broker's close removes its members best effort; what is left goes
+//!   when the broker is declared dead.
 //! * A match added on one broker takes effect on the others when its
 //!   announcement arrives (one NATS hop): a signal emitted elsewhere in
 //!   between is not seen. A broker wrongly declared dead and taken back

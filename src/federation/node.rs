@@ -57,6 +57,13 @@ pub(crate) trait Port {
     fn local_matches(&self) -> Vec<(String, String)>;
     /// Forgets every match stand-in connection `conn` holds.
     fn clear_link_matches(&self, conn: ConnId);
+    /// Whether a call to `name` from a peer broker is served by one of
+    /// this broker's own connections.
+    fn serves_locally(&self, name: &str) -> bool;
+    /// Whether `conn` publishes `name` here (standbys included).
+    fn is_publisher(&self, name: &str, conn: ConnId) -> bool;
+    /// Puts the publishers of `name` in this order (the directory's).
+    fn order_publishers(&self, name: &str, order: &[ConnId]);
 }
 
 /// Ids at or above this are the operations federation makes on stand-in

@@ -39,6 +39,14 @@ impl Federation {
             return;
         };
         if entry.op != KvOp::Put {
+            if self.state.borrow().dir.shared.contains_key(&name) {
+                return self.apply_shared(&name, entry.revision, None);
+            }
+            self.state
+                .borrow_mut()
+                .dir
+                .markers
+                .insert(name.clone(), entry.revision);
             let old = self.state.borrow_mut().dir.cache.remove(&name);
             if let Some(old) = old {
                 self.rescind_remote(&old.broker, &name);
@@ -49,6 +57,19 @@ impl Federation {
         let Ok(value) = serde_json::from_slice::<Value>(&entry.value) else {
             return;
         };
+        if let Some(list) = value.shared {
+            // Newer than what this broker wrote itself? (Its own write was
+            // applied when the bucket took it.)
+            let known = self.state.borrow().dir.shared.get(&name).map(|(r, _)| *r);
+            if known.is_some_and(|r| r >= entry.revision) {
+                return;
+            }
+            return self.apply_shared(&name, entry.revision, Some(list));
+        }
+        if self.state.borrow().dir.shared.contains_key(&name) {
+            // Became exclusive (the shared name went, its delete missed).
+            self.apply_shared(&name, entry.revision, None);
+        }
         if value.broker == self.config.broker_id {
             if value.inc != self.inc {
                 // Left by an earlier life of this broker.
@@ -126,6 +147,7 @@ impl Federation {
             broker: self.config.broker_id.clone(),
             inc: self.inc,
             methods,
+            shared: None,
         };
         let Ok(subject) = self.state.borrow().dir.kv.key_subject(&key_of(name)) else {
             return;
@@ -177,5 +199,6 @@ impl Federation {
         for (name, revision) in gone {
             self.delete_entry(&name, revision, "publisher_gone");
         }
+        self.shared_peer_dead(peer);
     }
 }

@@ -63,6 +63,11 @@ impl Federation {
         if !publishes.is_empty() {
             port.link_input(conn, &publishes);
         }
+        // Its shared names take their place in the lists again.
+        let shared = self.state.borrow().dir.shared_of(peer);
+        for name in shared {
+            self.order_shared(&name);
+        }
         Some(conn)
     }
 
@@ -311,7 +316,7 @@ impl Federation {
                 if let RoutedKind::Deliver { session, .. } | RoutedKind::Post { session, .. } =
                     r.kind
                 {
-                    let local = port.owner(session).is_some_and(|c| !self.is_link(c));
+                    let local = port.serves_locally(session);
                     if !local {
                         if matches!(r.kind, RoutedKind::Deliver { .. }) {
                             refused.push(body_of(&Frame::Result {
