@@ -89,7 +89,7 @@ fn calls_listings_and_names_across_three_brokers() {
         }
     );
     // Emits arrive in order, all of them, then the return.
-    let n = 2000;
+    let n = 10_000;
     let out = call(&clients[0], "Svc", "stream", &arg("n", n));
     assert_eq!(out.emits.len(), n as usize);
     for (i, e) in out.emits.iter().enumerate() {

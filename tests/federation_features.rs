@@ -2,7 +2,9 @@
 //! cluster and three brokers (nats-server from the distribution,
 //! installed when missing; skipped with a message only when it cannot
 //! be): signals across brokers; `queue` and `balance` names with
-//! publishers on several brokers.
+//! publishers on several brokers; nested calls (a handler on one broker
+//! calling a session on a third while it serves a call) with their
+//! cancels; name watches and waits seeing names of other brokers.
 
 #[macro_use]
 mod common;
@@ -402,6 +404,200 @@ fn a_balance_name_on_three_brokers_shares_the_calls() {
         assert_eq!(s.link_resets, 0, "no link reset without a fault: {s:?}");
     }
     drop((publishers, callers));
+    for b in &brokers {
+        b.close();
+    }
+}
+
+/// The nested tier: "Mid" on b2 serves b1's calls by calling "Leaf" on
+/// b3 from inside its handler; a cancel at b1 reaches b2, whose handler
+/// cancels its own call to b3.
+#[test]
+fn nested_calls_across_three_brokers_and_their_cancels() {
+    let bin = need_nats!();
+    debug_logs();
+    let nodes = cluster(&bin, 3, &js());
+    let lp = EventLoop::new().unwrap();
+    let (brokers, clients) = three(&nodes, &lp, "nested");
+    let leaf_log: Rc<RefCell<Vec<String>>> = Rc::default();
+    let l = leaf_log.clone();
+    publish_when_ready(
+        &clients[2],
+        "Leaf",
+        &["echo", "hold"],
+        move |d: &Delivery, inbound: Inbound| match inbound {
+            Inbound::Call { method, args } => {
+                l.borrow_mut().push(format!("call {method}"));
+                if method == "echo" {
+                    let mut args = args;
+                    args.insert("at", "b3");
+                    d.respond("return", &args).unwrap();
+                }
+            }
+            Inbound::Cancel => l.borrow_mut().push("cancel".into()),
+            Inbound::Recall { .. } => {}
+        },
+    );
+    let mid_log: Rc<RefCell<Vec<String>>> = Rc::default();
+    let m = mid_log.clone();
+    let mid = clients[1].clone();
+    // The nested call each held delivery made, to cancel with it.
+    let nested: Rc<RefCell<Option<CallId>>> = Rc::default();
+    publish_when_ready(
+        &clients[1],
+        "Mid",
+        &["relay", "hold"],
+        move |d: &Delivery, inbound: Inbound| match inbound {
+            Inbound::Call { method, args } => {
+                m.borrow_mut().push(format!("call {method}"));
+                let answer = d.clone();
+                let id = mid
+                    .call(
+                        "Leaf",
+                        if method == "relay" { "echo" } else { "hold" },
+                        &args,
+                        move |_, ev| match ev {
+                            CallEvent::Return { args, .. } => {
+                                let _ = answer.respond("return", &args);
+                            }
+                            CallEvent::Error(e) => {
+                                let _ = answer.respond("failed", &arg("code", e.code.as_str()));
+                            }
+                            _ => {}
+                        },
+                    )
+                    .unwrap();
+                *nested.borrow_mut() = Some(id);
+            }
+            Inbound::Cancel => {
+                m.borrow_mut().push("cancel".into());
+                if let Some(id) = nested.borrow_mut().take() {
+                    mid.cancel(id);
+                }
+            }
+            Inbound::Recall { .. } => {}
+        },
+    );
+    eventually(&lp, "Mid and Leaf listed on b1", || {
+        let n = names(&clients[0]);
+        n.contains(&"Mid".to_string()) && n.contains(&"Leaf".to_string())
+    });
+    // b1 → b2 → b3 and back, many at once, each answered once.
+    let outcomes: Vec<(CallId, Slot<Outcome>)> = (0..40)
+        .map(|k| start_call(&clients[0], "Mid", "relay", &arg("k", k)))
+        .collect();
+    for (k, (_, slot)) in outcomes.iter().enumerate() {
+        let out = wait(&lp, slot);
+        match &out.last {
+            CallEvent::Return { args, .. } => {
+                assert_eq!(args.get("k"), Some(&Value::Int(k as i64)));
+                assert_eq!(args.get("at"), Some(&Value::from("b3")));
+            }
+            other => panic!("relay {k}: {other:?}"),
+        }
+        assert_eq!(slot.times(), 1, "answered once");
+    }
+    // A cancel at b1 ends b2's delivery and, through its handler, b3's.
+    let (id, done) = start_call(&clients[0], "Mid", "hold", &Args::new());
+    until(&lp, "the held call at b3", || {
+        leaf_log.borrow().iter().any(|s| s == "call hold")
+    });
+    assert!(clients[0].cancel(id));
+    until(&lp, "the cancel at b2", || {
+        mid_log.borrow().iter().any(|s| s == "cancel")
+    });
+    until(&lp, "the cancel at b3", || {
+        leaf_log.borrow().iter().any(|s| s == "cancel")
+    });
+    lp.run_until(Duration::from_millis(200), || false).unwrap();
+    assert!(!done.is_set(), "nothing after a cancel");
+    for b in &brokers {
+        let s = b.stats();
+        assert_eq!(s.link_resets, 0, "no link reset without a fault: {s:?}");
+    }
+    drop(clients);
+    for b in &brokers {
+        b.close();
+    }
+}
+
+#[test]
+fn watches_and_waits_see_names_of_other_brokers_come_and_go() {
+    let bin = need_nats!();
+    debug_logs();
+    let nodes = cluster(&bin, 3, &js());
+    let lp = EventLoop::new().unwrap();
+    let (brokers, clients) = three(&nodes, &lp, "watch");
+    // A watch on b1 of every name starting with "W".
+    let events: Rc<RefCell<Vec<NameEvent>>> = Rc::default();
+    let e = events.clone();
+    let done = Slot::new();
+    clients[0]
+        .watch(
+            "W*",
+            move |ev: &NameEvent| e.borrow_mut().push(ev.clone()),
+            done.setter(),
+        )
+        .unwrap();
+    wait(&lp, &done).unwrap();
+    // A wait on b3 for a name nobody publishes yet.
+    let waited = Slot::new();
+    clients[2].subscribe_waiting("Wlater", Duration::from_secs(30), waited.setter());
+    lp.run_until(Duration::from_millis(200), || false).unwrap();
+    assert!(!waited.is_set());
+
+    // Published on b2: appears at b1's watch.
+    publish_when_ready(&clients[1], "Wone", &["m"], echo_clone());
+    until(&lp, "Wone appeared at b1", || {
+        events
+            .borrow()
+            .iter()
+            .any(|e| matches!(e, NameEvent::Appeared { name, methods } if name == "Wone" && methods == &["m"]))
+    });
+    // Rescinded on b2: gone, as rescinded.
+    rescind(&clients[1], "Wone").unwrap();
+    until(&lp, "Wone gone at b1", || {
+        events.borrow().iter().any(
+            |e| matches!(e, NameEvent::Gone { name, reason } if name == "Wone" && reason.code == ErrorCode::NoSuchSession),
+        )
+    });
+    // Published on b3 by a client that then disconnects: gone, as its
+    // publisher went.
+    let p3 = connect(&lp, &brokers[2]);
+    publish_when_ready(&p3, "Wtwo", &["m"], echo_clone());
+    until(&lp, "Wtwo appeared at b1", || {
+        events
+            .borrow()
+            .iter()
+            .any(|e| matches!(e, NameEvent::Appeared { name, .. } if name == "Wtwo"))
+    });
+    drop(p3);
+    until(&lp, "Wtwo gone at b1", || {
+        events.borrow().iter().any(
+            |e| matches!(e, NameEvent::Gone { name, reason } if name == "Wtwo" && reason.code == ErrorCode::PublisherGone),
+        )
+    });
+    // The wait on b3 ends when b1 publishes the name.
+    publish_when_ready(&clients[0], "Wlater", &["m", "n"], echo_clone());
+    let methods = wait(&lp, &waited).expect("the waited name");
+    assert_eq!(methods, ["m", "n"]);
+    assert_eq!(waited.times(), 1);
+    // Each change seen once at b1, in order.
+    let seen: Vec<String> = events
+        .borrow()
+        .iter()
+        .map(|e| match e {
+            NameEvent::Present { name, .. } => format!("present {name}"),
+            NameEvent::Appeared { name, .. } => format!("appeared {name}"),
+            NameEvent::OwnerChanged { name, .. } => format!("owner {name}"),
+            NameEvent::Gone { name, .. } => format!("gone {name}"),
+        })
+        .collect();
+    assert_eq!(
+        seen[..4],
+        ["appeared Wone", "gone Wone", "appeared Wtwo", "gone Wtwo"]
+    );
+    drop(clients);
     for b in &brokers {
         b.close();
     }

@@ -163,4 +163,13 @@ impl Port for Shell {
         self.core_mut().order_publishers(name, order);
         self.settle();
     }
+
+    fn withdraw(&self, conn: ConnId, name: &str, reason: Error) {
+        self.core_mut().withdraw(conn, name, reason);
+        self.settle();
+    }
+
+    fn is_open(&self, conn: ConnId) -> bool {
+        self.core_ref().is_open(conn)
+    }
 }

@@ -77,4 +77,15 @@ impl Core {
             self.name_changed(name, NameChange::OwnerChanged { methods });
         }
     }
+
+    /// Stand-in `conn` stops publishing `name`, for `reason` (told to
+    /// subscribers and watchers if the name goes).
+    pub(super) fn withdraw(&mut self, conn: ConnId, name: &str, reason: crate::error::Error) {
+        let _ = self.rescind_for(conn, name, reason);
+    }
+
+    /// Whether connection `conn` is open.
+    pub(super) fn is_open(&self, conn: ConnId) -> bool {
+        self.peers.contains_key(&conn)
+    }
 }

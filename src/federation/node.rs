@@ -64,6 +64,10 @@ pub(crate) trait Port {
     fn is_publisher(&self, name: &str, conn: ConnId) -> bool;
     /// Puts the publishers of `name` in this order (the directory's).
     fn order_publishers(&self, name: &str, order: &[ConnId]);
+    /// Stand-in `conn` stops publishing `name`, for `reason`.
+    fn withdraw(&self, conn: ConnId, name: &str, reason: Error);
+    /// Whether connection `conn` is open.
+    fn is_open(&self, conn: ConnId) -> bool;
 }
 
 /// Ids at or above this are the operations federation makes on stand-in

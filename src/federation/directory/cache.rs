@@ -6,6 +6,7 @@
 //! driven by the cluster rather than by this broker's clients.
 
 use super::{key_of, name_of, Op, Remote, Value};
+use crate::error::{Error, ErrorCode};
 use crate::federation::nats::js::{self, Kv, KvOp, WatchStep};
 use crate::federation::nats::Msg;
 use crate::federation::node::{body_of, Federation};
@@ -49,7 +50,12 @@ impl Federation {
                 .insert(name.clone(), entry.revision);
             let old = self.state.borrow_mut().dir.cache.remove(&name);
             if let Some(old) = old {
-                self.rescind_remote(&old.broker, &name);
+                let gone = entry
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Sb-Reason"))
+                    .is_some_and(|r| r == "publisher_gone");
+                self.withdraw_remote(&old.broker, &name, gone);
             }
             self.reclaim(&name, entry.revision);
             return;
@@ -165,18 +171,30 @@ impl Federation {
     }
 
     pub(super) fn rescind_remote(&self, broker: &str, name: &str) {
+        self.withdraw_remote(broker, name, false);
+    }
+
+    /// `broker`'s stand-in stops publishing `name`: subscribers and
+    /// watchers hear `publisher_gone` when `gone` (its publisher
+    /// disconnected or its broker died), else `no_such_session` (it was
+    /// rescinded).
+    pub(super) fn withdraw_remote(&self, broker: &str, name: &str, gone: bool) {
         let conn = self.state.borrow().peers.get(broker).and_then(|p| p.conn);
         let (Some(conn), Some(port)) = (conn, self.port.upgrade()) else {
             return;
         };
-        let id = self.state.borrow_mut().dir.synthetic();
-        port.link_input(
-            conn,
-            &[body_of(&Frame::Rescind {
-                id,
-                session: name.to_string(),
-            })],
-        );
+        let reason = if gone {
+            Error::new(
+                ErrorCode::PublisherGone,
+                format!("the publisher of '{name}' (on broker {broker}) disconnected"),
+            )
+        } else {
+            Error::new(
+                ErrorCode::NoSuchSession,
+                format!("Session '{name}' was rescinded"),
+            )
+        };
+        port.withdraw(conn, name, reason);
     }
 
     /// `peer` was declared dead: its entries leave the cache and the

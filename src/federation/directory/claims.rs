@@ -124,11 +124,17 @@ impl Federation {
             .filter(|(_, c)| c.conn == conn)
             .map(|(n, _)| n.clone())
             .collect();
+        // Its connection closed: its names went with their publisher.
+        let reason = if port.is_open(conn) {
+            "rescinded"
+        } else {
+            "publisher_gone"
+        };
         for name in names {
             if port.owner(&name) != Some(conn) {
                 let claim = self.state.borrow_mut().dir.claims.remove(&name);
                 if let Some(c) = claim {
-                    self.delete_entry(&name, c.revision, "rescinded");
+                    self.delete_entry(&name, c.revision, reason);
                 }
             }
         }
