@@ -4,7 +4,8 @@
 //! be): signals across brokers; `queue` and `balance` names with
 //! publishers on several brokers; nested calls (a handler on one broker
 //! calling a session on a third while it serves a call) with their
-//! cancels; name watches and waits seeing names of other brokers.
+//! cancels; name watches and waits seeing names of other brokers; the
+//! publisher seeing (and its broker's policy judging) the remote caller.
 
 #[macro_use]
 mod common;
@@ -14,6 +15,7 @@ mod nats_support;
 use common::*;
 use fed_support::*;
 use nats_support::{cluster, Node};
+use stagebus::broker::Policy;
 use stagebus::*;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -601,4 +603,79 @@ fn watches_and_waits_see_names_of_other_brokers_come_and_go() {
     for b in &brokers {
         b.close();
     }
+}
+
+/// The publisher's broker applies its policy to the caller on the other
+/// broker, as that broker stamped it (its token name), and the publisher
+/// sees that caller, marked as remote.
+#[test]
+fn a_remote_caller_is_seen_and_judged_as_itself() {
+    let bin = need_nats!();
+    debug_logs();
+    let nodes = cluster(&bin, 3, &js());
+    let lp = EventLoop::new().unwrap();
+    let b1 = federated_with(&lp, &urls_for(&nodes, 0), "b1", "who", |c| {
+        c.with_named_token("ops", "o").with_named_token("app", "a")
+    });
+    let policy = Policy::parse(
+        "
+        allow anyone own *
+        allow anyone see *
+        allow token=ops call Secure
+        allow anyone call Open
+        ",
+    )
+    .unwrap();
+    let b2 = federated_with(&lp, &urls_for(&nodes, 1), "b2", "who", |c| {
+        c.with_policy(policy)
+    });
+    let publisher = connect(&lp, &b2);
+    let tell = |d: &Delivery, inbound: Inbound| {
+        if let Inbound::Call { .. } = inbound {
+            let c = d.caller().cloned().unwrap_or_default();
+            let args = Args::new()
+                .with("identity", c.identity.unwrap_or_default())
+                .with("name", c.client_name.unwrap_or_default());
+            d.respond("return", &args).unwrap();
+        }
+    };
+    publish_when_ready(&publisher, "Secure", &["who"], tell);
+    publish_when_ready(&publisher, "Open", &["who"], tell);
+    let ops = connect_with(
+        &lp,
+        &b1.local_addresses()[0],
+        ClientConfig::default().with_token("o").with_name("alice"),
+    );
+    let app = connect_with(
+        &lp,
+        &b1.local_addresses()[0],
+        ClientConfig::default().with_token("a"),
+    );
+    eventually(&lp, "Secure listed at b1", || {
+        names(&ops).contains(&"Secure".to_string())
+    });
+    let who = |c: &Client, session: &str| match call(c, session, "who", &Args::new()).last {
+        CallEvent::Return { args, .. } => Ok((
+            args.get("identity").cloned().unwrap(),
+            args.get("name").cloned().unwrap(),
+        )),
+        CallEvent::Error(e) => Err(e.code),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        who(&ops, "Secure"),
+        Ok((Value::from("ops"), Value::from("alice (via broker b1)")))
+    );
+    assert_eq!(who(&app, "Secure"), Err(ErrorCode::AccessDenied));
+    assert_eq!(
+        who(&app, "Open"),
+        Ok((Value::from("app"), Value::from("via broker b1")))
+    );
+    // A local caller without a token: judged as itself too.
+    let local = connect(&lp, &b2);
+    assert_eq!(who(&local, "Secure"), Err(ErrorCode::AccessDenied));
+    assert_eq!(who(&local, "Open"), Ok((Value::from(""), Value::from(""))));
+    drop((publisher, ops, app, local));
+    b1.close();
+    b2.close();
 }

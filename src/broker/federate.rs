@@ -172,4 +172,9 @@ impl Port for Shell {
     fn is_open(&self, conn: ConnId) -> bool {
         self.core_ref().is_open(conn)
     }
+
+    fn deliver_as(&self, conn: ConnId, body: &[u8], caller: crate::wire::CallerInfo) {
+        self.core_mut().receive_as(conn, body, caller);
+        self.settle();
+    }
 }

@@ -7,14 +7,16 @@
 
 use super::core::Core;
 use super::ConnId;
-use crate::wire::{encode_caller, NameChange, NameMode};
+use crate::wire::{encode_caller, CallerInfo, NameChange, NameMode};
 use std::rc::Rc;
 
 impl Core {
     /// Opens the stand-in connection of peer broker `peer`: handshaken,
     /// known to the publishers it calls by the client name
-    /// `broker <peer>`, never pinged nor timed out (federation watches
-    /// the peer's liveness).
+    /// `broker <peer>` (unless a call carries its caller's identity, see
+    /// [`Core::receive_as`]), never pinged nor timed out (federation
+    /// watches the peer's liveness). Calls to it are stamped with their
+    /// caller's identity (`DeliverFrom`), which goes over the link.
     pub(super) fn connect_link(&mut self, peer: &str) -> ConnId {
         let id = self.next_conn_id();
         let mut p = super::peer::Peer::default();
@@ -23,6 +25,9 @@ impl Core {
         p.caller_bytes = Rc::from(encode_caller(&p.caller));
         p.handshaken = true;
         p.link = true;
+        // It reads DeliverFrom: its peer learns who calls (see
+        // `Core::receive_as`).
+        p.greeted = true;
         self.peers.insert(id, p);
         id
     }
@@ -87,5 +92,24 @@ impl Core {
     /// Whether connection `conn` is open.
     pub(super) fn is_open(&self, conn: ConnId) -> bool {
         self.peers.contains_key(&conn)
+    }
+
+    /// Stand-in `conn` sends `body` (a deliver) on behalf of `caller`, a
+    /// client of its broker as that broker stamped it: the policy judges
+    /// the call as `caller`'s, and the publisher sees `caller` as who
+    /// calls. The stand-in's own identity is back afterwards.
+    pub(super) fn receive_as(&mut self, conn: ConnId, body: &[u8], caller: CallerInfo) {
+        let Some(p) = self.peers.get_mut(&conn).filter(|p| p.link) else {
+            return;
+        };
+        let bytes: Rc<[u8]> = Rc::from(encode_caller(&caller));
+        let own = (
+            std::mem::replace(&mut p.caller, caller),
+            std::mem::replace(&mut p.caller_bytes, bytes),
+        );
+        self.receive(conn, body);
+        if let Some(p) = self.peers.get_mut(&conn) {
+            (p.caller, p.caller_bytes) = own;
+        }
     }
 }

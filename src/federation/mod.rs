@@ -60,6 +60,12 @@
 //!   over the brokers, and a call from a peer goes to the receiving
 //!   broker's own publishers only. The first publisher fixes the mode
 //!   cluster-wide (`name_mode_conflict` otherwise).
+//! * Who calls (`node/identity.rs`, with the trust model): a call from
+//!   another broker's client reaches the publisher stamped with that
+//!   caller's identity as its broker made it (client name marked
+//!   `(via broker <id>)`), and the publisher's broker judges it by its
+//!   policy as that caller's. A federated broker is trusted to stamp its
+//!   own clients.
 //! * Signals (`node/signals.rs`): each broker announces the distinct
 //!   matches of its own clients to every peer (a diff on each change; all
 //!   again, after a clearing marker, whenever the link reset or the peer
@@ -106,11 +112,11 @@
 //! * TLS to NATS, NKeys and `.creds`, `$SYS` disconnect events, the
 //!   start-up sweep of stale entries by 503 probes: not written.
 //! * A broker policy applies to the stand-in connections as to any
-//!   client without identity: a policy that limits who may own names
-//!   also refuses remote sessions.
-//! * The caller identity a publisher sees for a remote call is the
-//!   stand-in connection's (client name `broker <id>`), not the remote
-//!   caller's.
+//!   client without identity for publishing (`own`): a policy that
+//!   limits who may own names also refuses remote sessions. (Calls are
+//!   judged as their remote caller's, listening and watching at the
+//!   listener's own broker.) A one-way `post` across brokers is still
+//!   seen as from the stand-in (`broker <id>`), not its caller.
 
 pub mod config;
 pub(crate) mod directory;

@@ -13,6 +13,7 @@
 //! This file holds the membership (start, heartbeats, liveness, a peer
 //! declared dead); `link_traffic` the data path of each link.
 
+mod identity;
 mod link_traffic;
 mod signals;
 
@@ -68,6 +69,9 @@ pub(crate) trait Port {
     fn withdraw(&self, conn: ConnId, name: &str, reason: Error);
     /// Whether connection `conn` is open.
     fn is_open(&self, conn: ConnId) -> bool;
+    /// Hands deliver `body` to the core as sent by stand-in `conn` on
+    /// behalf of `caller` (a client of that broker, as it stamped it).
+    fn deliver_as(&self, conn: ConnId, body: &[u8], caller: crate::wire::CallerInfo);
 }
 
 /// Ids at or above this are the operations federation makes on stand-in

@@ -48,6 +48,18 @@ pub fn urls_for(nodes: &[Node], k: usize) -> String {
 }
 
 pub fn federated(lp: &EventLoop, urls: &str, id: &str, ns: &str) -> Broker {
+    federated_with(lp, urls, id, ns, |c| c)
+}
+
+/// [`federated`], with the broker's config changed by `adjust` (tokens,
+/// a policy).
+pub fn federated_with(
+    lp: &EventLoop,
+    urls: &str,
+    id: &str,
+    ns: &str,
+    adjust: impl FnOnce(BrokerConfig) -> BrokerConfig,
+) -> Broker {
     let mut f = FederationConfig::new(urls, id)
         .unwrap()
         .with_namespace(ns)
@@ -55,7 +67,7 @@ pub fn federated(lp: &EventLoop, urls: &str, id: &str, ns: &str) -> Broker {
     f.hb_interval = Duration::from_millis(200);
     // Generous on a loaded 2-core machine: a false death would fail calls.
     f.hb_timeout = Duration::from_millis(3000);
-    let config = BrokerConfig::listening([tcp_any()]).with_federation(f);
+    let config = adjust(BrokerConfig::listening([tcp_any()]).with_federation(f));
     Broker::new(lp, config).unwrap()
 }
 

@@ -36,6 +36,8 @@ fn crosses_link(body: &[u8]) -> bool {
             _ => true,
         },
         Ok(Inbound::Other(Frame::Cancel { .. })) => true,
+        // A call stamped with its caller's identity.
+        Ok(Inbound::Other(Frame::DeliverFrom { .. })) => true,
         // A signal for the peer's listeners (it announced a match).
         Ok(Inbound::Signal { .. }) => true,
         _ => false,
@@ -304,6 +306,14 @@ impl Federation {
         let mut pass = Vec::with_capacity(frames.len());
         let mut refused = Vec::new();
         for body in frames {
+            if let Some(call) = super::identity::stamped(&body) {
+                // In order: what came before it goes first.
+                if !pass.is_empty() {
+                    port.link_input(conn, &std::mem::take(&mut pass));
+                }
+                self.deliver_stamped(&port, conn, peer, call, &mut refused);
+                continue;
+            }
             if super::signals::is_clear_marker(&body) {
                 // In order: what came before it goes first.
                 if !pass.is_empty() {
