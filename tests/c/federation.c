@@ -4,8 +4,8 @@
  * credentials before the federation with SB_INVALID_STATE; a broker with
  * federation set starts and serves its own clients while its NATS
  * servers are unreachable (it keeps trying in the background), and
- * frees cleanly. Calls across brokers are tested from Rust against a
- * real NATS cluster (tests/federation.rs).
+ * frees cleanly. Calls across brokers over a real NATS cluster:
+ * federation_call.c (and tests/federation*.rs from Rust).
  */
 #include "check.h"
 
