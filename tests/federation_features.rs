@@ -336,10 +336,17 @@ fn a_queue_name_on_three_brokers_hands_over_cluster_wide() {
     for c in &callers {
         eventually(&lp, "p1 owns Q", || whoami(c, "Q") == Ok("p1".into()));
     }
-    // The last one goes: the name is gone everywhere.
+    // The last one goes: the name is gone everywhere, as rescinded.
     rescind(&p1, "Q").unwrap();
     for c in &callers {
         eventually(&lp, "Q gone", || !names(c).contains(&"Q".to_string()));
+    }
+    for got in &changes {
+        eventually(&lp, "gone (rescinded) at every watcher", || {
+            got.borrow().iter().any(
+                |e| matches!(e, NameEvent::Gone { reason, .. } if reason.code == ErrorCode::NoSuchSession),
+            )
+        });
     }
     // And free for any mode again.
     publish_when_ready(&other, "Q", &["whoami"], echo_clone());
@@ -378,6 +385,43 @@ fn a_balance_name_on_three_brokers_shares_the_calls() {
         let total: i32 = seen.values().sum();
         assert!(own < total, "b{}: {seen:?}", k + 1);
     }
+    // Three publishers joining one name at once, on three brokers: all
+    // of them serve, from everywhere (a join a concurrent write undid is
+    // made again).
+    let slots: Vec<Slot<Result<(), Error>>> = publishers
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let slot = Slot::new();
+            let me = format!("p{}", k + 1);
+            p.publish_as(
+                NameMode::Balance,
+                "C",
+                &["whoami"],
+                move |d: &Delivery, inbound: Inbound| {
+                    if let Inbound::Call { .. } = inbound {
+                        d.respond("return", &arg("who", me.as_str())).unwrap();
+                    }
+                },
+                slot.setter(),
+            );
+            slot
+        })
+        .collect();
+    for slot in &slots {
+        wait(&lp, slot).expect("a concurrent join");
+    }
+    for c in &callers {
+        let mut seen = std::collections::HashSet::new();
+        eventually(&lp, "all three serve C", || {
+            for _ in 0..9 {
+                if let Ok(w) = whoami(c, "C") {
+                    seen.insert(w);
+                }
+            }
+            seen.len() == 3
+        });
+    }
     // Another mode is refused.
     assert_eq!(
         publish_mode(&callers[2], NameMode::Queue, "B", "x")
@@ -401,11 +445,33 @@ fn a_balance_name_on_three_brokers_shares_the_calls() {
             ["p1".to_string(), "p3".to_string()].into_iter().collect()
         );
     }
+    // The last publishers disconnect: a watcher on b2 hears the name
+    // went with its publisher.
+    let events: Rc<RefCell<Vec<NameEvent>>> = Rc::default();
+    let e = events.clone();
+    let done = Slot::new();
+    callers[1]
+        .watch(
+            "B",
+            move |ev: &NameEvent| e.borrow_mut().push(ev.clone()),
+            done.setter(),
+        )
+        .unwrap();
+    wait(&lp, &done).unwrap();
+    drop(publishers);
+    eventually(&lp, "B gone, its publishers gone", || {
+        events.borrow().iter().any(
+            |e| matches!(e, NameEvent::Gone { reason, .. } if reason.code == ErrorCode::PublisherGone),
+        )
+    });
+    for c in &callers {
+        eventually(&lp, "B unlisted", || !names(c).contains(&"B".to_string()));
+    }
     for b in &brokers {
         let s = b.stats();
         assert_eq!(s.link_resets, 0, "no link reset without a fault: {s:?}");
     }
-    drop((publishers, callers));
+    drop(callers);
     for b in &brokers {
         b.close();
     }

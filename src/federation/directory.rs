@@ -116,6 +116,10 @@ pub(crate) struct Directory {
     /// The revision of the delete marker of names deleted last (what a
     /// create over it must expect).
     markers: HashMap<String, u64>,
+    /// This broker's clients whose join of a shared name is in flight.
+    joining: Vec<(String, ConnId)>,
+    /// This broker's members of shared names, as they joined.
+    own: HashMap<(String, ConnId), shared::Member>,
     claims: HashMap<String, Claim>,
     ops: HashMap<u64, (Op, Instant)>,
     /// Claims waiting for the bucket to exist.
@@ -154,6 +158,8 @@ impl Directory {
             cache: HashMap::new(),
             shared: HashMap::new(),
             markers: HashMap::new(),
+            joining: Vec::new(),
+            own: HashMap::new(),
             claims: HashMap::new(),
             ops: HashMap::new(),
             waiting: Vec::new(),

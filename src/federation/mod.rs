@@ -88,7 +88,18 @@
 //!   dead) is not added again while its client still publishes: it
 //!   serves this broker's callers only until it publishes again. A
 //!   broker's close removes its members best effort; what is left goes
-//!   when the broker is declared dead.
+//!   when the broker is declared dead. nats-server before 2.9.21 (Debian
+//!   ships 2.9.10) may accept two concurrent writes of one key expecting
+//!   the same revision in a clustered stream: each broker then compares
+//!   its own members with the list it reads and leaves or joins again,
+//!   so the list converges, but a join lost to a concurrent delete of the
+//!   whole name is not made again, and for a moment the list may show a
+//!   member that has gone (its calls get `no_such_session`).
+//! * A one-way `post` across brokers is judged by the publisher's
+//!   broker's policy as from the stand-in (no identity), so a policy that
+//!   grants calls by identity refuses remote posts. Brokers of this
+//!   version and earlier ones do not mix: calls now cross as
+//!   `DeliverFrom`, which an earlier broker refuses from a stand-in.
 //! * A match added on one broker takes effect on the others when its
 //!   announcement arrives (one NATS hop): a signal emitted elsewhere in
 //!   between is not seen. A broker wrongly declared dead and taken back
@@ -115,8 +126,7 @@
 //!   client without identity for publishing (`own`): a policy that
 //!   limits who may own names also refuses remote sessions. (Calls are
 //!   judged as their remote caller's, listening and watching at the
-//!   listener's own broker.) A one-way `post` across brokers is still
-//!   seen as from the stand-in (`broker <id>`), not its caller.
+//!   listener's own broker.)
 
 pub mod config;
 pub(crate) mod directory;

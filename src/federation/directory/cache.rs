@@ -39,9 +39,14 @@ impl Federation {
         let Some(name) = name_of(&entry.key) else {
             return;
         };
+        let gone = entry
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Sb-Reason"))
+            .is_some_and(|r| r == "publisher_gone");
         if entry.op != KvOp::Put {
             if self.state.borrow().dir.shared.contains_key(&name) {
-                return self.apply_shared(&name, entry.revision, None);
+                return self.apply_shared(&name, entry.revision, None, gone);
             }
             self.state
                 .borrow_mut()
@@ -50,11 +55,6 @@ impl Federation {
                 .insert(name.clone(), entry.revision);
             let old = self.state.borrow_mut().dir.cache.remove(&name);
             if let Some(old) = old {
-                let gone = entry
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get("Sb-Reason"))
-                    .is_some_and(|r| r == "publisher_gone");
                 self.withdraw_remote(&old.broker, &name, gone);
             }
             self.reclaim(&name, entry.revision);
@@ -70,11 +70,11 @@ impl Federation {
             if known.is_some_and(|r| r >= entry.revision) {
                 return;
             }
-            return self.apply_shared(&name, entry.revision, Some(list));
+            return self.apply_shared(&name, entry.revision, Some(list), false);
         }
         if self.state.borrow().dir.shared.contains_key(&name) {
             // Became exclusive (the shared name went, its delete missed).
-            self.apply_shared(&name, entry.revision, None);
+            self.apply_shared(&name, entry.revision, None, false);
         }
         if value.broker == self.config.broker_id {
             if value.inc != self.inc {

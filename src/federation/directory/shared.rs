@@ -38,12 +38,14 @@
 //!   broker removes members of its own earlier incarnations it finds.
 //!   The last one leaving deletes the entry.
 
+mod mirror;
+
 use super::{key_of, unavailable, Intercept, Op, Pending};
 use crate::error::{Error, ErrorCode};
 use crate::federation::nats::js::{self, Kv, ERR_WRONG_LAST_SEQUENCE};
 use crate::federation::nats::Msg;
-use crate::federation::node::{body_of, ConnId, Federation};
-use crate::wire::{Frame, NameMode};
+use crate::federation::node::{ConnId, Federation};
+use crate::wire::NameMode;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -74,6 +76,9 @@ pub(crate) struct Leave {
     not_inc: Option<u64>,
     /// Only this connection.
     conn: Option<u64>,
+    /// They went with their connection or broker (`publisher_gone` if the
+    /// name goes), rather than rescinded it (`no_such_session`).
+    gone: bool,
 }
 
 impl Leave {
@@ -92,6 +97,16 @@ pub(crate) enum Change {
     Join { pending: Pending, mode: NameMode },
     /// Members leave.
     Leave(Leave),
+    /// A member of this broker that a concurrent write lost joins again
+    /// (at the end of the list).
+    Rejoin(Member),
+}
+
+impl SharedOp {
+    /// Whether its members leave with their connection or broker.
+    fn gone(&self) -> bool {
+        matches!(&self.change, Change::Leave(l) if l.gone)
+    }
 }
 
 /// A change in flight.
@@ -139,6 +154,11 @@ impl Federation {
         if !self.state.borrow().dir.ready {
             return Intercept::Refuse(unavailable("the directory bucket is not ready"));
         }
+        self.state
+            .borrow_mut()
+            .dir
+            .joining
+            .push((name.to_string(), conn));
         let op = SharedOp {
             since: Instant::now(),
             name: name.to_string(),
@@ -195,6 +215,18 @@ impl Federation {
                 list.members.push(me);
                 Some(list)
             }
+            Change::Rejoin(me) => {
+                let mut list = match base {
+                    Some((_, s)) => s,
+                    // Gone meanwhile: not created again by a rejoin.
+                    None => return,
+                };
+                if list.members.contains(me) {
+                    return;
+                }
+                list.members.push(me.clone());
+                Some(list)
+            }
             Change::Leave(leave) => {
                 let Some((_, mut list)) = base else {
                     return;
@@ -230,7 +262,12 @@ impl Federation {
             }
             None => {
                 op.next = None;
-                let headers = Kv::delete_headers(Some(expected), &[("Sb-Reason", "rescinded")]);
+                let reason = if op.gone() {
+                    "publisher_gone"
+                } else {
+                    "rescinded"
+                };
+                let headers = Kv::delete_headers(Some(expected), &[("Sb-Reason", reason)]);
                 self.dir_request(&subject, Some(&headers), b"", Op::SharedPut(op.clone()))
             }
         };
@@ -245,7 +282,7 @@ impl Federation {
             Ok(rev) => {
                 // Ours is the newest the bucket has: applied at once (the
                 // watch brings it again, changing nothing).
-                self.apply_shared(&op.name, rev, op.next.clone());
+                self.apply_shared(&op.name, rev, op.next.clone(), op.gone());
                 self.shared_done(op, Ok(rev));
             }
             Err(e) if e.err_code == ERR_WRONG_LAST_SEQUENCE => {
@@ -296,9 +333,24 @@ impl Federation {
         let Some(port) = self.port.upgrade() else {
             return;
         };
+        if let Change::Join { pending, .. } = &op.change {
+            let key = (op.name.clone(), pending.conn);
+            self.state.borrow_mut().dir.joining.retain(|j| *j != key);
+        }
         match (op.change, outcome) {
             (Change::Join { pending, .. }, Ok(_)) => {
                 let conn = pending.conn;
+                let member = Member {
+                    broker: self.config.broker_id.clone(),
+                    inc: self.inc,
+                    conn,
+                    methods: pending.methods.clone(),
+                };
+                self.state
+                    .borrow_mut()
+                    .dir
+                    .own
+                    .insert((op.name.clone(), conn), member);
                 port.release(conn, Some(pending.body));
                 self.order_shared(&op.name);
                 // Refused by the core after all (a limit, a policy): it
@@ -309,9 +361,12 @@ impl Federation {
                 port.answer(pending.conn, pending.op, e);
                 port.release(pending.conn, None);
             }
-            (Change::Leave(_), Ok(_)) => {}
+            (Change::Leave(_) | Change::Rejoin(_), Ok(_)) => {}
             (Change::Leave(l), Err(e)) => {
                 log::warn!(broker = self.config.broker_id.as_str(), session = op.name.as_str(); "could not leave a shared name ({l:?}): {e}");
+            }
+            (Change::Rejoin(m), Err(e)) => {
+                log::warn!(broker = self.config.broker_id.as_str(), session = op.name.as_str(); "could not join a shared name again ({m:?}): {e}");
             }
         }
     }
@@ -352,6 +407,11 @@ impl Federation {
         };
         for name in names {
             if !port.is_publisher(&name, conn) {
+                self.state
+                    .borrow_mut()
+                    .dir
+                    .own
+                    .remove(&(name.clone(), conn));
                 self.shared_leave(
                     &name,
                     Leave {
@@ -359,6 +419,7 @@ impl Federation {
                         inc: Some(self.inc),
                         not_inc: None,
                         conn: Some(conn),
+                        gone: !port.is_open(conn),
                     },
                 );
             }
@@ -384,6 +445,7 @@ impl Federation {
                     inc: None,
                     not_inc: None,
                     conn: None,
+                    gone: true,
                 },
             );
         }
@@ -408,136 +470,11 @@ impl Federation {
                     inc: None,
                     not_inc: None,
                     conn: None,
+                    gone: true,
                 },
             );
         }
     }
-
-    /// The list of `name` is now `next` (at revision `rev`; `None`: the
-    /// name is gone): the core's publishers follow it.
-    pub(super) fn apply_shared(&self, name: &str, rev: u64, next: Option<Shared>) {
-        let Some(port) = self.port.upgrade() else {
-            return;
-        };
-        let me = self.config.broker_id.clone();
-        let old = {
-            let mut st = self.state.borrow_mut();
-            st.dir.markers.remove(name);
-            match &next {
-                Some(s) => st.dir.shared.insert(name.to_string(), (rev, s.clone())),
-                None => {
-                    st.dir.markers.insert(name.to_string(), rev);
-                    st.dir.shared.remove(name)
-                }
-            }
-        };
-        let old_brokers = old
-            .as_ref()
-            .map(|(_, s)| remote_brokers(s, &me))
-            .unwrap_or_default();
-        let new_brokers = next
-            .as_ref()
-            .map(|s| remote_brokers(s, &me))
-            .unwrap_or_default();
-        // Members of dead brokers, or of an earlier life of ours, leave.
-        let mut stale = Vec::new();
-        if let Some(s) = &next {
-            let st = self.state.borrow();
-            for m in &s.members {
-                if m.broker == me && m.inc != self.inc {
-                    stale.push(Leave {
-                        broker: me.clone(),
-                        inc: None,
-                        not_inc: Some(self.inc),
-                        conn: None,
-                    });
-                } else if st.dead.contains(&(m.broker.clone(), m.inc)) {
-                    stale.push(Leave {
-                        broker: m.broker.clone(),
-                        inc: Some(m.inc),
-                        not_inc: None,
-                        conn: None,
-                    });
-                }
-            }
-        }
-        // Brokers that joined publish through their stand-ins.
-        if let Some(s) = &next {
-            for (broker, methods) in &new_brokers {
-                let Some(conn) = self.link_conn(broker) else {
-                    continue;
-                };
-                if port.is_publisher(name, conn) {
-                    continue;
-                }
-                let id = self.state.borrow_mut().dir.synthetic();
-                port.link_input(
-                    conn,
-                    &[body_of(&Frame::PublishAs {
-                        id,
-                        session: name.to_string(),
-                        methods: methods.clone(),
-                        mode: s.mode,
-                    })],
-                );
-            }
-        }
-        // In the list's order, before anyone leaves: a queue's next owner
-        // is first when the owner goes.
-        self.order_shared(name);
-        for (broker, _) in &old_brokers {
-            if !new_brokers.iter().any(|(b, _)| b == broker) {
-                self.rescind_remote(broker, name);
-            }
-        }
-        let mut seen = Vec::new();
-        for l in stale {
-            if !seen.contains(&(l.broker.clone(), l.inc)) {
-                seen.push((l.broker.clone(), l.inc));
-                self.shared_leave(name, l);
-            }
-        }
-    }
-
-    /// Puts the core's publishers of `name` in the list's order.
-    pub(crate) fn order_shared(&self, name: &str) {
-        let Some(port) = self.port.upgrade() else {
-            return;
-        };
-        let order: Vec<ConnId> = {
-            let st = self.state.borrow();
-            let Some((_, s)) = st.dir.shared.get(name) else {
-                return;
-            };
-            let mut order = Vec::new();
-            for m in &s.members {
-                let conn = if m.broker == self.config.broker_id {
-                    Some(m.conn)
-                } else {
-                    st.peers.get(&m.broker).and_then(|p| p.conn)
-                };
-                if let Some(c) = conn {
-                    if !order.contains(&c) {
-                        order.push(c);
-                    }
-                }
-            }
-            order
-        };
-        port.order_publishers(name, &order);
-    }
-}
-
-/// The other brokers among `s`'s members, in the list's order (each
-/// once), with the methods of each one's first member.
-fn remote_brokers(s: &Shared, me: &str) -> Vec<(String, Vec<String>)> {
-    let mut out: Vec<(String, Vec<String>)> = Vec::new();
-    for m in &s.members {
-        if m.broker != me && !out.iter().any(|(b, _)| *b == m.broker) {
-            out.push((m.broker.clone(), m.methods.clone()));
-        }
-    }
-    out
 }
 
 pub(crate) fn mode_conflict(name: &str, is: NameMode, asked: NameMode) -> Error {
