@@ -487,3 +487,62 @@ pub(crate) fn mode_conflict(name: &str, is: NameMode, asked: NameMode) -> Error 
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(broker: &str, inc: u64, conn: u64) -> Member {
+        Member {
+            broker: broker.into(),
+            inc,
+            conn,
+            methods: vec!["m".into()],
+        }
+    }
+
+    #[test]
+    fn a_leave_takes_exactly_the_members_it_names() {
+        let of = |broker: &str, inc, not_inc, conn| Leave {
+            broker: broker.into(),
+            inc,
+            not_inc,
+            conn,
+            gone: false,
+        };
+        let a1 = member("a", 1, 7);
+        let a2 = member("a", 2, 7);
+        let b1 = member("b", 1, 7);
+        assert!(of("a", None, None, None).takes(&a1) && of("a", None, None, None).takes(&a2));
+        assert!(!of("a", None, None, None).takes(&b1));
+        assert!(of("a", Some(1), None, Some(7)).takes(&a1));
+        assert!(!of("a", Some(1), None, Some(8)).takes(&a1));
+        assert!(!of("a", Some(1), None, None).takes(&a2));
+        assert!(of("a", None, Some(2), None).takes(&a1));
+        assert!(!of("a", None, Some(2), None).takes(&a2));
+    }
+
+    #[test]
+    fn lists_round_trip_in_the_directory_value_and_old_values_still_read() {
+        let list = Shared {
+            mode: NameMode::Queue,
+            members: vec![member("a", 1, 2), member("b", 3, 4)],
+        };
+        let v = super::super::Value {
+            broker: String::new(),
+            inc: 0,
+            methods: Vec::new(),
+            shared: Some(list.clone()),
+        };
+        let bytes = serde_json::to_vec(&v).unwrap();
+        let back: super::super::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.shared, Some(list));
+        // An exclusive entry as earlier brokers wrote it.
+        let old: super::super::Value =
+            serde_json::from_slice(br#"{"broker":"b1","inc":5,"methods":["m"]}"#).unwrap();
+        assert_eq!(old.shared, None);
+        assert!(!String::from_utf8(serde_json::to_vec(&old).unwrap())
+            .unwrap()
+            .contains("shared"));
+    }
+}

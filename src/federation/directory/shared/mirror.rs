@@ -223,3 +223,36 @@ fn remote_brokers(s: &Shared, me: &str) -> Vec<(String, Vec<String>)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::NameMode;
+
+    #[test]
+    fn remote_brokers_are_each_once_in_list_order_without_this_one() {
+        let m = |b: &str, conn: u64, method: &str| Member {
+            broker: b.into(),
+            inc: 1,
+            conn,
+            methods: vec![method.into()],
+        };
+        let s = Shared {
+            mode: NameMode::Balance,
+            members: vec![
+                m("b3", 1, "x"),
+                m("me", 2, "y"),
+                m("b2", 3, "z"),
+                m("b3", 4, "w"),
+            ],
+        };
+        let got = remote_brokers(&s, "me");
+        assert_eq!(
+            got,
+            vec![
+                ("b3".to_string(), vec!["x".to_string()]),
+                ("b2".to_string(), vec!["z".to_string()])
+            ]
+        );
+    }
+}
