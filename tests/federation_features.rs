@@ -5,7 +5,9 @@
 //! publishers on several brokers; nested calls (a handler on one broker
 //! calling a session on a third while it serves a call) with their
 //! cancels; name watches and waits seeing names of other brokers; the
-//! publisher seeing (and its broker's policy judging) the remote caller.
+//! publisher seeing (and its broker's policy judging) the remote caller;
+//! a queue's owner lost with its broker (kill -9 of a broker process):
+//! the standby on another broker takes over everywhere.
 
 #[macro_use]
 mod common;
@@ -744,4 +746,34 @@ fn a_remote_caller_is_seen_and_judged_as_itself() {
     drop((publisher, ops, app, local));
     b1.close();
     b2.close();
+}
+
+#[test]
+fn a_queue_owner_whose_broker_is_killed_hands_over_to_a_standby_elsewhere() {
+    let bin = need_nats!();
+    let nodes = cluster(&bin, 3, &js());
+    let mut brokers: Vec<BrokerProcess> = (0..3)
+        .map(|k| BrokerProcess::start(&urls_for(&nodes, k), &format!("b{}", k + 1), "qkill"))
+        .collect();
+    let lp = EventLoop::new().unwrap();
+    let owner = connect_to(&lp, &brokers[0].addr);
+    let standby = connect_to(&lp, &brokers[1].addr);
+    let caller = connect_to(&lp, &brokers[2].addr);
+    publish_mode(&owner, NameMode::Queue, "Q", "p1").unwrap();
+    eventually(&lp, "Q listed at b2", || {
+        names(&standby).contains(&"Q".to_string())
+    });
+    publish_mode(&standby, NameMode::Queue, "Q", "p2").unwrap();
+    eventually(&lp, "p1 serves b3's calls", || {
+        whoami(&caller, "Q") == Ok("p1".into())
+    });
+    // kill -9 of the owner's broker: once it is declared dead, its member
+    // leaves the list and the standby on b2 serves, from b3 and from b2.
+    brokers[0].kill();
+    eventually(&lp, "p2 serves b3's calls", || {
+        whoami(&caller, "Q") == Ok("p2".into())
+    });
+    let local = connect_to(&lp, &brokers[1].addr);
+    assert_eq!(whoami(&local, "Q"), Ok("p2".into()));
+    drop((owner, standby, caller, local));
 }
