@@ -65,6 +65,16 @@ impl Pattern {
         }
     }
 
+    /// The pattern as text again (what [`Pattern::parse`] reads back to
+    /// the same pattern).
+    pub fn text(&self) -> String {
+        match self {
+            Pattern::Any => "*".to_string(),
+            Pattern::Prefix(p) => format!("{p}*"),
+            Pattern::Exact(e) => e.clone(),
+        }
+    }
+
     /// The exact name, if the pattern is one.
     pub fn exact(&self) -> Option<&str> {
         match self {

@@ -24,6 +24,7 @@
 //! a directory of certificates (see `tests/support/certs.rs`). A `.cpp` program is compiled the same
 //! way with `c++ -std=c++17` (`CXX`) and `-I bindings/cpp`.
 
+mod nats_support;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -191,7 +192,38 @@ fn valgrind_available() -> bool {
 fn check_program(name: &str) {
     let exe = compile(name, name);
     let tls = support::certs::tls_dir();
-    let (out, took) = run_bounded(Command::new(&exe).env("STAGEBUS_TEST_TLS", tls));
+    // federation_call calls across two brokers over a real NATS cluster,
+    // started here (nats-server installed when missing); each run gets a
+    // namespace of its own.
+    let mut nats: Vec<(&str, String)> = Vec::new();
+    let _cluster = if name == "federation_call" {
+        let Some(bin) = nats_support::nats_server() else {
+            eprintln!("SKIP {name}: no nats-server");
+            return;
+        };
+        let spec = nats_support::Spec {
+            jetstream: true,
+            ..nats_support::Spec::default()
+        };
+        let nodes = nats_support::cluster(&bin, 3, &spec);
+        nats.push(("STAGEBUS_TEST_NATS_A", nodes[0].url()));
+        nats.push(("STAGEBUS_TEST_NATS_B", nodes[1].url()));
+        Some(nodes)
+    } else {
+        None
+    };
+    let with_nats = |cmd: &mut Command, run: &str| {
+        for (k, v) in &nats {
+            cmd.env(k, v);
+        }
+        if !nats.is_empty() {
+            cmd.env("STAGEBUS_TEST_NATS_NS", run);
+        }
+    };
+    let mut cmd = Command::new(&exe);
+    cmd.env("STAGEBUS_TEST_TLS", tls);
+    with_nats(&mut cmd, "c1");
+    let (out, took) = run_bounded(&mut cmd);
     assert_passed(name, &out, took);
 
     if std::env::var_os("STAGEBUS_NO_VALGRIND").is_some() {
@@ -205,26 +237,26 @@ fn check_program(name: &str) {
         );
         return;
     }
-    let (out, took) = run_bounded(
-        Command::new("valgrind")
-            .args([
-                "--quiet",
-                "--error-exitcode=1",
-                "--leak-check=full",
-                "--errors-for-leak-kinds=definite,indirect",
-            ])
-            // ring's crypto assembly, which memcheck misreads (see the
-            // file).
-            .arg(format!(
-                "--suppressions={}",
-                root().join("tests/c/valgrind.supp").display()
-            ))
-            .arg(&exe)
-            .env("STAGEBUS_TEST_TLS", tls)
-            // Timing-bound programs (liveness) stretch their intervals:
-            // code under valgrind runs many times slower.
-            .env("STAGEBUS_UNDER_VALGRIND", "1"),
-    );
+    let mut vg = Command::new("valgrind");
+    vg.args([
+        "--quiet",
+        "--error-exitcode=1",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite,indirect",
+    ])
+    // ring's crypto assembly, which memcheck misreads (see the
+    // file).
+    .arg(format!(
+        "--suppressions={}",
+        root().join("tests/c/valgrind.supp").display()
+    ))
+    .arg(&exe)
+    .env("STAGEBUS_TEST_TLS", tls)
+    // Timing-bound programs (liveness) stretch their intervals:
+    // code under valgrind runs many times slower.
+    .env("STAGEBUS_UNDER_VALGRIND", "1");
+    with_nats(&mut vg, "c2");
+    let (out, took) = run_bounded(&mut vg);
     assert_passed(&format!("{name} under valgrind"), &out, took);
 }
 
@@ -272,6 +304,7 @@ c_programs!(
     identity,
     tls,
     federation,
+    federation_call,
 );
 
 #[test]

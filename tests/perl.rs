@@ -37,6 +37,7 @@
 //! Every wait is bounded and every child is killed when its test fails
 //! (a guard).
 
+mod nats_support;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -147,6 +148,11 @@ fn prove(args: &[&str], env: &[(&str, &str)]) {
         .args(args);
     for (k, v) in env {
         cmd.env(k, v);
+    }
+    // t/30-federation-call.t starts its own nats-server (installed here
+    // when missing); it skips without one.
+    if let Some(server) = nats_support::nats_server() {
+        cmd.env("NATS_SERVER", server);
     }
     let (status, stdout, stderr) = run_bounded_text(&mut cmd, PROVE_LIMIT);
     assert!(
@@ -340,6 +346,11 @@ fn make_step(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> 
     cmd.current_dir(dir).args(args).env_remove("PERL5LIB");
     for (k, v) in env {
         cmd.env(k, v);
+    }
+    // t/30-federation-call.t starts its own nats-server (installed here
+    // when missing); it skips without one.
+    if let Some(server) = nats_support::nats_server() {
+        cmd.env("NATS_SERVER", server);
     }
     let (status, stdout, stderr) = run_bounded_text(&mut cmd, PROVE_LIMIT);
     assert!(

@@ -73,7 +73,7 @@ impl Core {
                 // answer sent all the same is dropped as stray.
                 let target = self
                     .check_access(id, Action::Call, session, method)
-                    .and_then(|()| self.target(session, method));
+                    .and_then(|()| self.target(id, session, method));
                 match target {
                     Ok((publisher, _, _)) => {
                         let id = self.routes.unrouted_id();
@@ -120,7 +120,7 @@ impl Core {
         let max = self.limits().max_pending_per_connection;
         self.routes.admit(id, call, max)?;
         self.check_access(id, Action::Call, session, method)?;
-        let (publisher, name, calls) = self.target(session, method)?;
+        let (publisher, name, calls) = self.target(id, session, method)?;
         self.count_call(&name, calls);
         let route = self.routes.open(Route {
             caller: id,
@@ -148,10 +148,11 @@ impl Core {
         calls.set(calls.get() + 1);
     }
 
-    /// Who serves a call of `method` on `session`, the session's shared
-    /// name, and its count of calls once shared (see
-    /// [`Core::count_call`]).
-    fn target(&self, session: &str, method: &str) -> Result<Target, Error> {
+    /// Who serves a call of `method` on `session` from `caller`, the
+    /// session's shared name, and its count of calls once shared (see
+    /// [`Core::count_call`]). A call from a peer broker's stand-in goes
+    /// to this broker's own publishers only, never on to another broker.
+    fn target(&self, caller: ConnId, session: &str, method: &str) -> Result<Target, Error> {
         if session.is_empty() || method.is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
@@ -163,6 +164,13 @@ impl Core {
             .get(session)
             .ok_or_else(|| Error::no_such_session(session))?;
         let routes = &self.routes;
+        if self.is_link(caller) {
+            let local = |c: ConnId| !self.is_link(c);
+            return match s.choose_among(method, |c| routes.serving_count(c), local) {
+                Some(publisher) => Ok((publisher, s.name.clone(), s.calls.get().cloned())),
+                None => Err(Error::no_such_session(session)),
+            };
+        }
         let publisher = s
             .choose(method, |conn| routes.serving_count(conn))
             .ok_or_else(|| {

@@ -55,19 +55,19 @@ pub(super) fn look(shell: &Shell, core: &mut Core, id: ConnId, body: &[u8]) -> S
     if first != publish && first != publish_as {
         return Seen::Core;
     }
-    let (op, session, methods) = match decode_body(body) {
+    let (op, session, methods, mode) = match decode_body(body) {
         Ok(Frame::Publish {
             id,
             session,
             methods,
-        })
-        | Ok(Frame::PublishAs {
+        }) => (id, session, methods, NameMode::Exclusive),
+        Ok(Frame::PublishAs {
             id,
             session,
             methods,
-            mode: NameMode::Exclusive,
-        }) => (id, session, methods),
-        // Shared names stay local; bad frames are the core's to refuse.
+            mode,
+        }) => (id, session, methods, mode),
+        // Bad frames are the core's to refuse.
         _ => return Seen::Core,
     };
     // Before the hello, or refused by the core's own checks of a name:
@@ -76,7 +76,19 @@ pub(super) fn look(shell: &Shell, core: &mut Core, id: ConnId, body: &[u8]) -> S
     if !core.reads(id) || !handshaken || session.is_empty() {
         return Seen::Core;
     }
-    match fed.intercept_publish(id, op, &session, &methods, body) {
+    if let Some(local) = core.name_mode(&session) {
+        if local != mode {
+            let e = crate::federation::directory::mode_conflict(&session, local, mode);
+            core.reply_error(id, op, e);
+            return Seen::Answered;
+        }
+    }
+    let seen = if mode == NameMode::Exclusive {
+        fed.intercept_publish(id, op, &session, &methods, body)
+    } else {
+        fed.intercept_shared(id, op, &session, &methods, mode, body)
+    };
+    match seen {
         Intercept::Hold => Seen::Held,
         Intercept::Refuse(e) => {
             core.reply_error(id, op, e);
@@ -125,5 +137,44 @@ impl Port for Shell {
         }
         self.settle();
         self.read_again(conn);
+    }
+
+    fn match_generation(&self) -> u64 {
+        self.core_ref().local_match_generation()
+    }
+
+    fn local_matches(&self) -> Vec<(String, String)> {
+        self.core_ref().local_matches()
+    }
+
+    fn clear_link_matches(&self, conn: ConnId) {
+        self.core_mut().clear_link_matches(conn);
+    }
+
+    fn serves_locally(&self, name: &str) -> bool {
+        self.core_ref().serves_locally(name)
+    }
+
+    fn is_publisher(&self, name: &str, conn: ConnId) -> bool {
+        self.core_ref().is_publisher(name, conn)
+    }
+
+    fn order_publishers(&self, name: &str, order: &[ConnId]) {
+        self.core_mut().order_publishers(name, order);
+        self.settle();
+    }
+
+    fn withdraw(&self, conn: ConnId, name: &str, reason: Error) {
+        self.core_mut().withdraw(conn, name, reason);
+        self.settle();
+    }
+
+    fn is_open(&self, conn: ConnId) -> bool {
+        self.core_ref().is_open(conn)
+    }
+
+    fn deliver_as(&self, conn: ConnId, body: &[u8], caller: crate::wire::CallerInfo) {
+        self.core_mut().receive_as(conn, body, caller);
+        self.settle();
     }
 }

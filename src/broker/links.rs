@@ -7,14 +7,16 @@
 
 use super::core::Core;
 use super::ConnId;
-use crate::wire::encode_caller;
+use crate::wire::{encode_caller, CallerInfo, NameChange, NameMode};
 use std::rc::Rc;
 
 impl Core {
     /// Opens the stand-in connection of peer broker `peer`: handshaken,
     /// known to the publishers it calls by the client name
-    /// `broker <peer>`, never pinged nor timed out (federation watches
-    /// the peer's liveness).
+    /// `broker <peer>` (unless a call carries its caller's identity, see
+    /// [`Core::receive_as`]), never pinged nor timed out (federation
+    /// watches the peer's liveness). Calls to it are stamped with their
+    /// caller's identity (`DeliverFrom`), which goes over the link.
     pub(super) fn connect_link(&mut self, peer: &str) -> ConnId {
         let id = self.next_conn_id();
         let mut p = super::peer::Peer::default();
@@ -22,6 +24,10 @@ impl Core {
         p.caller.client_name = Some(format!("broker {peer}"));
         p.caller_bytes = Rc::from(encode_caller(&p.caller));
         p.handshaken = true;
+        p.link = true;
+        // It reads DeliverFrom: its peer learns who calls (see
+        // `Core::receive_as`).
+        p.greeted = true;
         self.peers.insert(id, p);
         id
     }
@@ -40,5 +46,70 @@ impl Core {
     /// Answers operation `op` of `conn` with `error`.
     pub(super) fn reply_error(&mut self, conn: ConnId, op: u64, error: crate::error::Error) {
         self.reply(conn, op, Err(error));
+    }
+
+    /// Whether a call to `name` from a peer broker is served here: one of
+    /// this broker's own connections serves it (the owner, or under
+    /// `balance` any publisher).
+    pub(super) fn serves_locally(&self, name: &str) -> bool {
+        self.registry.get(name).is_some_and(|s| match s.mode {
+            NameMode::Balance => s.publishers.iter().any(|p| !self.is_link(p.conn)),
+            _ => !self.is_link(s.owner()),
+        })
+    }
+
+    /// Whether `conn` publishes `name` (as owner, standby or balanced
+    /// publisher).
+    pub(super) fn is_publisher(&self, name: &str, conn: ConnId) -> bool {
+        self.registry
+            .get(name)
+            .is_some_and(|s| s.has_publisher(conn))
+    }
+
+    /// The mode `name` is published in here, if it is.
+    pub(super) fn name_mode(&self, name: &str) -> Option<NameMode> {
+        self.registry.get(name).map(|s| s.mode)
+    }
+
+    /// Puts the publishers of `name` in the federation's order (the
+    /// directory's, cluster-wide); watchers hear of a new owner.
+    pub(super) fn order_publishers(&mut self, name: &str, order: &[ConnId]) {
+        let Some(s) = self.registry.get_mut(name) else {
+            return;
+        };
+        if s.reorder(order) && s.mode == NameMode::Queue {
+            let methods = s.methods().to_vec();
+            self.name_changed(name, NameChange::OwnerChanged { methods });
+        }
+    }
+
+    /// Stand-in `conn` stops publishing `name`, for `reason` (told to
+    /// subscribers and watchers if the name goes).
+    pub(super) fn withdraw(&mut self, conn: ConnId, name: &str, reason: crate::error::Error) {
+        let _ = self.rescind_for(conn, name, reason);
+    }
+
+    /// Whether connection `conn` is open.
+    pub(super) fn is_open(&self, conn: ConnId) -> bool {
+        self.peers.contains_key(&conn)
+    }
+
+    /// Stand-in `conn` sends `body` (a deliver) on behalf of `caller`, a
+    /// client of its broker as that broker stamped it: the policy judges
+    /// the call as `caller`'s, and the publisher sees `caller` as who
+    /// calls. The stand-in's own identity is back afterwards.
+    pub(super) fn receive_as(&mut self, conn: ConnId, body: &[u8], caller: CallerInfo) {
+        let Some(p) = self.peers.get_mut(&conn).filter(|p| p.link) else {
+            return;
+        };
+        let bytes: Rc<[u8]> = Rc::from(encode_caller(&caller));
+        let own = (
+            std::mem::replace(&mut p.caller, caller),
+            std::mem::replace(&mut p.caller_bytes, bytes),
+        );
+        self.receive(conn, body);
+        if let Some(p) = self.peers.get_mut(&conn) {
+            (p.caller, p.caller_bytes) = own;
+        }
     }
 }

@@ -220,6 +220,10 @@ pub(super) struct Peer {
     pub caller_bytes: Rc<[u8]>,
     /// It said a greeting: it reads `DeliverFrom`.
     pub greeted: bool,
+    /// It is a federation stand-in connection (a peer broker), not a
+    /// client: the matches it holds are its broker's, and a signal it
+    /// forwards goes to local listeners only.
+    pub link: bool,
 }
 
 impl Default for Peer {
@@ -243,6 +247,7 @@ impl Default for Peer {
             groups: Vec::new(),
             caller_bytes: Rc::from(&[][..]),
             greeted: false,
+            link: false,
         }
     }
 }

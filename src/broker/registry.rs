@@ -120,19 +120,49 @@ impl Session {
     /// publisher offering it with the fewest calls in flight (`load`);
     /// of equally loaded ones, the next in turn after the last chosen.
     pub fn choose(&self, method: &str, load: impl Fn(ConnId) -> usize) -> Option<ConnId> {
+        self.choose_among(method, load, |_| true)
+    }
+
+    /// [`Session::choose`] among the publishers `allowed` (a call from a
+    /// peer broker goes to this broker's own publishers only): under
+    /// `exclusive` and `queue`, none when the owner is not allowed.
+    pub fn choose_among(
+        &self,
+        method: &str,
+        load: impl Fn(ConnId) -> usize,
+        allowed: impl Fn(ConnId) -> bool,
+    ) -> Option<ConnId> {
         match self.mode {
             NameMode::Balance => {
                 let n = self.publishers.len();
                 let start = self.cursor.get() % n;
                 let best = (0..n)
                     .map(|k| (start + k) % n)
+                    .filter(|&i| allowed(self.publishers[i].conn))
                     .filter(|&i| self.publishers[i].has_method(method))
                     .min_by_key(|&i| load(self.publishers[i].conn))?;
                 self.cursor.set(best + 1);
                 Some(self.publishers[best].conn)
             }
-            _ => self.publishers[0].has_method(method).then(|| self.owner()),
+            _ => (allowed(self.owner()) && self.publishers[0].has_method(method))
+                .then(|| self.owner()),
         }
+    }
+
+    /// Whether `conn` is one of the publishers (standbys included).
+    pub fn has_publisher(&self, conn: ConnId) -> bool {
+        self.publishers.iter().any(|p| p.conn == conn)
+    }
+
+    /// Puts the publishers in `order` first, in that order (those not
+    /// among the publishers are skipped); the others follow, in their
+    /// order. Whether the owner changed.
+    pub fn reorder(&mut self, order: &[ConnId]) -> bool {
+        let before = self.owner();
+        let rank = |c: ConnId| order.iter().position(|&o| o == c).unwrap_or(usize::MAX);
+        // A stable sort: equal ranks (the unlisted) keep their order.
+        self.publishers.sort_by_key(|p| rank(p.conn));
+        self.owner() != before
     }
 
     /// Takes `conn` out of the publishers.
@@ -428,6 +458,34 @@ mod tests {
         assert!(b.serves(3) && b.has_method("b"));
         assert!(matches!(r.leave("B", 2), Some(Left::Quietly)));
         assert!(!r.get("B").unwrap().has_method("b"));
+    }
+
+    #[test]
+    fn reorder_follows_the_given_order_and_choose_among_filters() {
+        let mut r = Registry::default();
+        for conn in [1, 2, 3] {
+            r.publish_as("Q", methods(&["a"]), conn, NameMode::Queue, LIMITS)
+                .unwrap();
+        }
+        let q = r.get_mut("Q").unwrap();
+        assert!(!q.reorder(&[1, 9, 3]), "the owner stays");
+        assert!(q.reorder(&[3, 1]), "3 owns, then 1, then the unlisted 2");
+        assert_eq!(q.owner(), 3);
+        assert!(matches!(r.leave("Q", 3), Some(Left::OwnerChanged)));
+        let q = r.get("Q").unwrap();
+        assert_eq!(q.owner(), 1);
+        assert_eq!(q.choose_among("a", |_| 0, |c| c != 1), None);
+        assert_eq!(q.choose_among("a", |_| 0, |c| c == 1), Some(1));
+        for conn in [1, 2, 3] {
+            r.publish_as("B", methods(&["a"]), conn, NameMode::Balance, LIMITS)
+                .unwrap();
+        }
+        let b = r.get("B").unwrap();
+        let turns: Vec<_> = (0..4)
+            .map(|_| b.choose_among("a", |_| 0, |c| c != 2).unwrap())
+            .collect();
+        assert!(turns.contains(&1) && turns.contains(&3) && !turns.contains(&2));
+        assert!(b.has_publisher(2) && !b.has_publisher(4));
     }
 
     const LIMITS: NameLimits = NameLimits {

@@ -141,6 +141,22 @@ impl Core {
     }
 
     pub(super) fn rescind(&mut self, id: ConnId, session: &str) -> Result<(), Error> {
+        let reason = Error::new(
+            ErrorCode::NoSuchSession,
+            format!("Session '{session}' was rescinded"),
+        );
+        self.rescind_for(id, session, reason)
+    }
+
+    /// [`Core::rescind`], with the `reason` subscribers and watchers are
+    /// told (a federated name whose publisher on another broker
+    /// disconnected: `publisher_gone`).
+    pub(super) fn rescind_for(
+        &mut self,
+        id: ConnId,
+        session: &str,
+        reason: Error,
+    ) -> Result<(), Error> {
         let (cost, listed) = self.publication_cost(session, id);
         let left = self.registry.rescind(session, id)?;
         self.budget.registry = self.budget.registry.saturating_sub(cost);
@@ -150,10 +166,6 @@ impl Core {
             p.registry = p.registry.saturating_sub(cost);
             p.listing = p.listing.saturating_sub(listed);
         }
-        let reason = Error::new(
-            ErrorCode::NoSuchSession,
-            format!("Session '{session}' was rescinded"),
-        );
         self.publisher_left(session, id, left, reason);
         Ok(())
     }

@@ -22,7 +22,7 @@ use crate::pattern::{check_matchable, Pattern};
 use std::collections::HashMap;
 
 /// One match of a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Rule {
     session: Pattern,
     signal: Pattern,
@@ -43,6 +43,12 @@ pub(super) struct Matches {
     count: usize,
     /// The connections a signal goes to, kept between signals.
     scratch: Vec<ConnId>,
+    /// The distinct matches of local connections (clients, not
+    /// federation stand-ins), each with how many connections hold it:
+    /// what this broker announces to its peer brokers.
+    local: HashMap<Rule, usize>,
+    /// Bumped whenever `local` gains or loses a distinct match.
+    local_gen: u64,
 }
 
 impl Matches {
@@ -56,7 +62,28 @@ impl Matches {
         self.by_conn.get(&conn).map_or(0, Vec::len)
     }
 
-    fn add(&mut self, conn: ConnId, rule: Rule) {
+    /// Counts `rule` of a local connection in (`up`) or out of the
+    /// distinct local matches.
+    fn count_local(&mut self, rule: &Rule, up: bool) {
+        if up {
+            let n = self.local.entry(rule.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                self.local_gen += 1;
+            }
+        } else if let Some(n) = self.local.get_mut(rule) {
+            *n -= 1;
+            if *n == 0 {
+                self.local.remove(rule);
+                self.local_gen += 1;
+            }
+        }
+    }
+
+    fn add(&mut self, conn: ConnId, rule: Rule, local: bool) {
+        if local {
+            self.count_local(&rule, true);
+        }
         match rule.session.exact() {
             Some(name) => self
                 .exact
@@ -72,7 +99,7 @@ impl Matches {
     }
 
     /// Removes one match of `conn` equal to `rule`; whether there was one.
-    fn remove(&mut self, conn: ConnId, rule: &Rule) -> bool {
+    fn remove(&mut self, conn: ConnId, rule: &Rule, local: bool) -> bool {
         let Some(rules) = self.by_conn.get_mut(&conn) else {
             return false;
         };
@@ -82,6 +109,9 @@ impl Matches {
         rules.remove(at);
         if rules.is_empty() {
             self.by_conn.remove(&conn);
+        }
+        if local {
+            self.count_local(rule, false);
         }
         self.count -= 1;
         match rule.session.exact() {
@@ -115,13 +145,16 @@ impl Matches {
     }
 
     /// Forgets every match of `conn`.
-    fn drop_conn(&mut self, conn: ConnId) {
+    fn drop_conn(&mut self, conn: ConnId, local: bool) {
         let Some(rules) = self.by_conn.remove(&conn) else {
             return;
         };
         self.count -= rules.len();
         self.wild.remove(&conn);
         for rule in rules {
+            if local {
+                self.count_local(&rule, false);
+            }
             if let Some(name) = rule.session.exact() {
                 if let Some(conns) = self.exact.get_mut(name) {
                     conns.remove(&conn);
@@ -181,13 +214,16 @@ impl Core {
         let rule = self.rule(session, signal)?;
         let max = self.limits().max_matches_per_connection;
         let count = self.signals.count_of(id);
-        if count >= max {
+        let link = self.is_link(id);
+        // A stand-in holds its whole broker's matches: the limit is each
+        // client's, checked at its own broker.
+        if count >= max && !link {
             return Err(Error::new(
                 ErrorCode::LimitExceeded,
                 format!("this connection already has {count} signal matches (limit {max})"),
             ));
         }
-        self.signals.add(id, rule);
+        self.signals.add(id, rule, !link);
         Ok(())
     }
 
@@ -199,7 +235,8 @@ impl Core {
         signal: &str,
     ) -> Result<(), Error> {
         let rule = self.rule(session, signal)?;
-        if self.signals.remove(id, &rule) {
+        let local = !self.is_link(id);
+        if self.signals.remove(id, &rule, local) {
             Ok(())
         } else {
             Err(Error::new(
@@ -224,7 +261,13 @@ impl Core {
             return;
         }
         self.stats.signals += 1;
-        let targets = self.signals.targets(session, signal);
+        let mut targets = self.signals.targets(session, signal);
+        if self.is_link(id) {
+            // From a peer broker, which sent it to every broker with a
+            // listener: it goes to this broker's own listeners only,
+            // never on to a third broker.
+            targets.retain(|to| !self.is_link(*to));
+        }
         if !targets.is_empty() {
             // Framed once; every listener gets a copy of these bytes.
             let mut framed = Vec::with_capacity(body.len() + 4);
@@ -239,9 +282,44 @@ impl Core {
         self.signals.scratch = targets;
     }
 
-    /// `conn` closed: its matches are forgotten.
-    pub(super) fn drop_matches(&mut self, conn: ConnId) {
-        self.signals.drop_conn(conn);
+    /// `conn` closed (a stand-in connection when `link`): its matches
+    /// are forgotten.
+    pub(super) fn drop_matches(&mut self, conn: ConnId, link: bool) {
+        self.signals.drop_conn(conn, !link);
+    }
+
+    /// Forgets every match of stand-in connection `conn` (its broker
+    /// announces its matches again after a link reset).
+    pub(super) fn clear_link_matches(&mut self, conn: ConnId) {
+        if self.is_link(conn) {
+            self.signals.drop_conn(conn, false);
+        }
+    }
+
+    /// Whether `conn` is a federation stand-in connection.
+    pub(super) fn is_link(&self, conn: ConnId) -> bool {
+        self.peers.get(&conn).is_some_and(|p| p.link)
+    }
+
+    /// A number that changes whenever the distinct matches of local
+    /// connections change (see [`Core::local_matches`]).
+    pub(super) fn local_match_generation(&self) -> u64 {
+        self.signals.local_gen
+    }
+
+    /// The distinct matches of local connections, as (session pattern,
+    /// signal pattern) texts, sorted: what a federated broker announces
+    /// to its peers so that they forward it the signals its clients
+    /// listen for.
+    pub(super) fn local_matches(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .signals
+            .local
+            .keys()
+            .map(|r| (r.session.text(), r.signal.text()))
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     /// The broker closes: every match is forgotten.
@@ -264,25 +342,45 @@ mod tests {
     #[test]
     fn targets_are_each_matching_connection_once() {
         let mut m = Matches::default();
-        m.add(1, rule("A", "x"));
-        m.add(1, rule("*", "*"));
-        m.add(2, rule("A", "y"));
-        m.add(3, rule("A*", "x"));
-        m.add(4, rule("B", "*"));
+        m.add(1, rule("A", "x"), true);
+        m.add(1, rule("*", "*"), true);
+        m.add(2, rule("A", "y"), true);
+        m.add(3, rule("A*", "x"), true);
+        m.add(4, rule("B", "*"), true);
         assert_eq!(m.targets("A", "x"), vec![1, 3]);
         assert_eq!(m.targets("A", "y"), vec![1, 2]);
         assert_eq!(m.targets("AB", "x"), vec![1, 3]);
         assert_eq!(m.targets("B", "z"), vec![1, 4]);
         assert_eq!(m.len(), 5);
-        assert!(m.remove(1, &rule("*", "*")));
-        assert!(!m.remove(1, &rule("*", "*")));
+        assert!(m.remove(1, &rule("*", "*"), true));
+        assert!(!m.remove(1, &rule("*", "*"), true));
         assert_eq!(m.targets("B", "z"), vec![4]);
-        m.drop_conn(4);
-        m.drop_conn(3);
+        m.drop_conn(4, true);
+        m.drop_conn(3, true);
         assert!(m.targets("B", "z").is_empty());
-        assert!(m.remove(2, &rule("A", "y")));
-        assert!(m.remove(1, &rule("A", "x")));
+        assert!(m.remove(2, &rule("A", "y"), true));
+        assert!(m.remove(1, &rule("A", "x"), true));
         assert_eq!(m.len(), 0);
         assert!(m.exact.is_empty() && m.wild.is_empty() && m.by_conn.is_empty());
+        assert!(m.local.is_empty());
+    }
+
+    #[test]
+    fn local_matches_are_counted_once_each_and_stand_ins_are_not() {
+        let mut m = Matches::default();
+        let g0 = m.local_gen;
+        m.add(1, rule("A", "x"), true);
+        m.add(2, rule("A", "x"), true);
+        m.add(3, rule("B*", "*"), false);
+        assert_eq!(m.local.len(), 1);
+        let g1 = m.local_gen;
+        assert!(g1 > g0);
+        assert!(m.remove(1, &rule("A", "x"), true));
+        assert_eq!(m.local_gen, g1, "still held by connection 2");
+        m.drop_conn(2, true);
+        assert!(m.local.is_empty());
+        assert!(m.local_gen > g1);
+        m.drop_conn(3, false);
+        assert_eq!(m.len(), 0);
     }
 }

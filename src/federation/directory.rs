@@ -21,6 +21,9 @@
 
 mod cache;
 mod claims;
+mod shared;
+
+pub(crate) use shared::mode_conflict;
 
 use super::config::FederationConfig;
 use super::nats::js::{self, Kv, KvOp, Watch, ERR_WRONG_LAST_SEQUENCE};
@@ -38,6 +41,10 @@ struct Value {
     broker: String,
     inc: u64,
     methods: Vec<String>,
+    /// A `queue` or `balance` name: its mode and publishers (`broker`,
+    /// `inc` and `methods` are then empty). Absent for `exclusive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shared: Option<shared::Shared>,
 }
 
 /// A session served by another broker.
@@ -83,6 +90,10 @@ enum Op {
         name: String,
         conn: ConnId,
     },
+    /// A change to a shared name's list.
+    SharedPut(shared::SharedOp),
+    /// A shared name's entry read again after a conflict.
+    SharedGet(shared::SharedOp),
 }
 
 /// What the shell does with a client's publish when federated.
@@ -99,6 +110,16 @@ pub(crate) enum Intercept {
 pub(crate) struct Directory {
     kv: Kv,
     cache: HashMap<String, Remote>,
+    /// `queue` and `balance` names: their revision and list (this
+    /// broker's members included).
+    shared: HashMap<String, (u64, shared::Shared)>,
+    /// The revision of the delete marker of names deleted last (what a
+    /// create over it must expect).
+    markers: HashMap<String, u64>,
+    /// This broker's clients whose join of a shared name is in flight.
+    joining: Vec<(String, ConnId)>,
+    /// This broker's members of shared names, as they joined.
+    own: HashMap<(String, ConnId), shared::Member>,
     claims: HashMap<String, Claim>,
     ops: HashMap<u64, (Op, Instant)>,
     /// Claims waiting for the bucket to exist.
@@ -107,6 +128,8 @@ pub(crate) struct Directory {
     watch_sid: Option<u64>,
     watch: Watch,
     next_op: u64,
+    /// This broker's id.
+    me: String,
 }
 
 /// The key of a session name: its bytes in hex (any name fits the key
@@ -133,6 +156,10 @@ impl Directory {
         Ok(Directory {
             kv,
             cache: HashMap::new(),
+            shared: HashMap::new(),
+            markers: HashMap::new(),
+            joining: Vec::new(),
+            own: HashMap::new(),
             claims: HashMap::new(),
             ops: HashMap::new(),
             waiting: Vec::new(),
@@ -140,12 +167,18 @@ impl Directory {
             watch_sid: None,
             watch: Watch::new(0),
             next_op: SYNTHETIC_OPS,
+            me: config.broker_id.clone(),
         })
     }
 
     /// Sessions of other brokers in the cache.
     pub fn remote_count(&self) -> usize {
         self.cache.len()
+            + self
+                .shared
+                .values()
+                .filter(|(_, s)| s.members.iter().any(|m| m.broker != self.me))
+                .count()
     }
 
     fn claims_methods(&self, name: &str) -> Option<Vec<String>> {
@@ -155,6 +188,19 @@ impl Directory {
     /// Whether the cache holds a session of `peer`.
     pub fn serves_any(&self, peer: &str) -> bool {
         self.cache.values().any(|r| r.broker == peer)
+            || self
+                .shared
+                .values()
+                .any(|(_, s)| s.members.iter().any(|m| m.broker == peer))
+    }
+
+    /// The shared names `peer` publishes.
+    pub fn shared_of(&self, peer: &str) -> Vec<String> {
+        self.shared
+            .iter()
+            .filter(|(_, (_, s))| s.members.iter().any(|m| m.broker == peer))
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     fn synthetic(&mut self) -> u64 {
@@ -171,7 +217,16 @@ impl Directory {
             .filter(|(_, r)| r.broker == peer)
             .map(|(n, r)| (n.clone(), r.methods.clone()))
             .collect();
-        mine.into_iter()
+        let shared: Vec<(String, Vec<String>, crate::wire::NameMode)> = self
+            .shared
+            .iter()
+            .filter_map(|(n, (_, s))| {
+                let m = s.members.iter().find(|m| m.broker == peer)?;
+                Some((n.clone(), m.methods.clone(), s.mode))
+            })
+            .collect();
+        let mut out: Vec<Vec<u8>> = mine
+            .into_iter()
             .map(|(session, methods)| {
                 let id = self.synthetic();
                 body_of(&Frame::Publish {
@@ -180,7 +235,17 @@ impl Directory {
                     methods,
                 })
             })
-            .collect()
+            .collect();
+        for (session, methods, mode) in shared {
+            let id = self.synthetic();
+            out.push(body_of(&Frame::PublishAs {
+                id,
+                session,
+                methods,
+                mode,
+            }));
+        }
+        out
     }
 }
 
@@ -339,6 +404,19 @@ impl Federation {
                 match kv.parse_get_any(msg) {
                     Ok(Some(entry)) => {
                         let owner: Option<Value> = serde_json::from_slice(&entry.value).ok();
+                        if entry.op == KvOp::Put {
+                            if let Some(s) = owner.as_ref().and_then(|v| v.shared.as_ref()) {
+                                let e = Error::new(
+                                    ErrorCode::NameModeConflict,
+                                    format!(
+                                        "Session '{}' is published in mode '{}', not 'exclusive'",
+                                        p.name,
+                                        s.mode.as_str()
+                                    ),
+                                );
+                                return self.finish_claim(p, Err(e));
+                            }
+                        }
                         let free = entry.op != KvOp::Put
                             || owner.as_ref().is_some_and(|v| {
                                 (v.broker == self.config.broker_id && v.inc != self.inc)
@@ -382,6 +460,8 @@ impl Federation {
                     log::debug!(broker = self.config.broker_id.as_str(); "directory delete: {e}");
                 }
             }
+            Op::SharedPut(op) => self.shared_put_reply(op, msg),
+            Op::SharedGet(op) => self.shared_get_reply(op, msg),
             Op::Reclaim { name, conn } => match js::parse_pub_ack(msg) {
                 Ok(revision) => {
                     if let Some(c) = self.state.borrow_mut().dir.claims.get_mut(&name) {
@@ -439,6 +519,9 @@ impl Federation {
                 Op::Stream { replicas } => self.create_stream(replicas),
                 Op::Consumer => self.start_watch(),
                 Op::Delete | Op::Reclaim { .. } => {}
+                Op::SharedPut(op) | Op::SharedGet(op) => {
+                    self.shared_expired(op);
+                }
             }
         }
         for p in waiting {

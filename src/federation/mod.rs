@@ -55,15 +55,59 @@
 //!   The bucket has `kv_replicas` copies, at most one per server the
 //!   cluster announces; after a NATS reconnect the whole bucket is read
 //!   again.
+//! * `queue` and `balance` names (`directory/shared.rs`, where the
+//!   semantics are defined): one entry per name listing its mode and
+//!   publishers cluster-wide in join order, changed by compare-and-set;
+//!   each core mirrors the list in that order (other brokers by their
+//!   stand-ins), so a queue's owner is the same everywhere and the next
+//!   in line takes over everywhere; a balanced name's calls are spread
+//!   over the brokers, and a call from a peer goes to the receiving
+//!   broker's own publishers only. The first publisher fixes the mode
+//!   cluster-wide (`name_mode_conflict` otherwise).
+//! * Who calls (`node/identity.rs`, with the trust model): a call from
+//!   another broker's client reaches the publisher stamped with that
+//!   caller's identity as its broker made it (client name marked
+//!   `(via broker <id>)`), and the publisher's broker judges it by its
+//!   policy as that caller's. A federated broker is trusted to stamp its
+//!   own clients.
+//! * Signals (`node/signals.rs`): each broker announces the distinct
+//!   matches of its own clients to every peer (a diff on each change; all
+//!   again, after a clearing marker, whenever the link reset or the peer
+//!   restarted), held there on its stand-in connection. A signal then
+//!   crosses to a broker only when one of its clients listens, once per
+//!   broker however many listen, and fans out there to local listeners
+//!   only (never on to a third broker); one emitter's signals keep their
+//!   order across the link.
 //!
 //! The broker's core knows none of this beyond three queries
 //! (`broker/links.rs`); the shell's glue is `broker/federate.rs`.
 //!
 //! # What does not exist yet
 //!
-//! * `queue` and `balance` names stay local to their broker (only
-//!   `exclusive` names are federated); signals and one-way posts to a
-//!   remote session: posts cross, signals do not.
+//! * `queue` and `balance` names: a publisher's methods on other
+//!   brokers are its broker's first member's (a broker's stand-in
+//!   publishes the name once); a `balance` broker counts as one
+//!   publisher in another broker's choice, however many of its clients
+//!   publish the name. A member a peer removed (it thought this broker
+//!   dead) is not added again while its client still publishes: it
+//!   serves this broker's callers only until it publishes again. A
+//!   broker's close removes its members best effort; what is left goes
+//!   when the broker is declared dead. nats-server before 2.9.21 (Debian
+//!   ships 2.9.10) may accept two concurrent writes of one key expecting
+//!   the same revision in a clustered stream: each broker then compares
+//!   its own members with the list it reads and leaves or joins again,
+//!   so the list converges, but a join lost to a concurrent delete of the
+//!   whole name is not made again, and for a moment the list may show a
+//!   member that has gone (its calls get `no_such_session`).
+//! * A one-way `post` across brokers is judged by the publisher's
+//!   broker's policy as from the stand-in (no identity), so a policy that
+//!   grants calls by identity refuses remote posts. Brokers of this
+//!   version and earlier ones do not mix: calls now cross as
+//!   `DeliverFrom`, which an earlier broker refuses from a stand-in.
+//! * A match added on one broker takes effect on the others when its
+//!   announcement arrives (one NATS hop): a signal emitted elsewhere in
+//!   between is not seen. A broker wrongly declared dead and taken back
+//!   (below) does not announce its matches again until its link resets.
 //! * A link reset closes the peer's stand-in connection, so local
 //!   subscribers of the peer's sessions are told `SessionGone`
 //!   (`publisher_gone`) although the sessions come back at once.
@@ -83,11 +127,10 @@
 //! * `$SYS` disconnect events, the
 //!   start-up sweep of stale entries by 503 probes: not written.
 //! * A broker policy applies to the stand-in connections as to any
-//!   client without identity: a policy that limits who may own names
-//!   also refuses remote sessions.
-//! * The caller identity a publisher sees for a remote call is the
-//!   stand-in connection's (client name `broker <id>`), not the remote
-//!   caller's.
+//!   client without identity for publishing (`own`): a policy that
+//!   limits who may own names also refuses remote sessions. (Calls are
+//!   judged as their remote caller's, listening and watching at the
+//!   listener's own broker.)
 
 pub mod config;
 pub(crate) mod directory;

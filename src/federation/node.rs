@@ -13,7 +13,9 @@
 //! This file holds the membership (start, heartbeats, liveness, a peer
 //! declared dead); `link_traffic` the data path of each link.
 
+mod identity;
 mod link_traffic;
+mod signals;
 
 use super::config::FederationConfig;
 use super::directory::Directory;
@@ -48,6 +50,28 @@ pub(crate) trait Port {
     /// Lets held client connection `conn` go on: `body` (the publish
     /// that was held) is handed to the core first, if given.
     fn release(&self, conn: ConnId, body: Option<Vec<u8>>);
+    /// A number that changes whenever the distinct signal matches of
+    /// this broker's own clients change.
+    fn match_generation(&self) -> u64;
+    /// The distinct signal matches of this broker's own clients, as
+    /// (session pattern, signal pattern), sorted.
+    fn local_matches(&self) -> Vec<(String, String)>;
+    /// Forgets every match stand-in connection `conn` holds.
+    fn clear_link_matches(&self, conn: ConnId);
+    /// Whether a call to `name` from a peer broker is served by one of
+    /// this broker's own connections.
+    fn serves_locally(&self, name: &str) -> bool;
+    /// Whether `conn` publishes `name` here (standbys included).
+    fn is_publisher(&self, name: &str, conn: ConnId) -> bool;
+    /// Puts the publishers of `name` in this order (the directory's).
+    fn order_publishers(&self, name: &str, order: &[ConnId]);
+    /// Stand-in `conn` stops publishing `name`, for `reason`.
+    fn withdraw(&self, conn: ConnId, name: &str, reason: Error);
+    /// Whether connection `conn` is open.
+    fn is_open(&self, conn: ConnId) -> bool;
+    /// Hands deliver `body` to the core as sent by stand-in `conn` on
+    /// behalf of `caller` (a client of that broker, as it stamped it).
+    fn deliver_as(&self, conn: ConnId, body: &[u8], caller: crate::wire::CallerInfo);
 }
 
 /// Ids at or above this are the operations federation makes on stand-in
@@ -103,6 +127,9 @@ pub(crate) struct State {
     inbox_sid: u64,
     nr_sid: u64,
     hb_sid: u64,
+    /// What this broker last announced of its signal matches to each
+    /// peer (`signals`).
+    pub announced: HashMap<String, signals::Announced>,
 }
 
 /// A broker's membership in the federation.
@@ -172,6 +199,7 @@ impl Federation {
                 inbox_sid: 0,
                 nr_sid: 0,
                 hb_sid: 0,
+                announced: HashMap::new(),
             }),
             config,
             me: me.clone(),
@@ -289,6 +317,8 @@ impl Federation {
             self.declare_dead(&peer);
         }
         self.dir_tick(now);
+        // Peers heard of since the last flush learn our signal matches.
+        self.flush();
     }
 
     fn on_event(&self, event: NatsEvent) {

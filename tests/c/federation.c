@@ -6,8 +6,9 @@
  * servers are unreachable (it keeps trying in the background), and
  * frees cleanly. An NKey seed file is read when it is set: a good one is
  * taken, a mistyped one is refused naming the file and not the seed; a
- * NATS TLS CA file that does not exist fails the broker's start, named. Calls across brokers are tested from Rust against a
- * real NATS cluster (tests/federation.rs).
+ * NATS TLS CA file that does not exist fails the broker's start, named.
+ * Calls across brokers over a real NATS cluster: federation_call.c (and
+ * tests/federation*.rs from Rust).
  */
 #include "check.h"
 

@@ -1,8 +1,8 @@
 #!/usr/bin/perl
 # Federation options (issue 19): bad settings croak with invalid_argument;
 # a federated broker serves its own clients while its NATS servers are
-# unreachable. Calls across brokers are tested from Rust against a real
-# NATS cluster (tests/federation.rs).
+# unreachable. Calls across brokers: t/30-federation-call.t (and, from
+# Rust, tests/federation*.rs).
 use strict;
 use warnings;
 

@@ -109,7 +109,7 @@ impl Core {
             }
         }
         self.drop_waiters(id);
-        self.drop_matches(id);
+        self.drop_matches(id, peer.link);
         self.drop_watches(id);
         self.effects.push(Effect::Close { conn: id, reason });
     }

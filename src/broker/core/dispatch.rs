@@ -85,9 +85,14 @@ impl Core {
                 session,
                 signal,
             } => {
-                let result = self
-                    .check_access(id, Action::Listen, &session, &signal)
-                    .and_then(|()| self.add_match(id, &session, &signal));
+                // A stand-in's matches are its broker's clients', each
+                // checked there against that broker's policy.
+                let result = if self.is_link(id) {
+                    Ok(())
+                } else {
+                    self.check_access(id, Action::Listen, &session, &signal)
+                }
+                .and_then(|()| self.add_match(id, &session, &signal));
                 self.reply(id, op, result.map(|()| Reply::Done));
             }
             Frame::RemoveMatch {

@@ -6,6 +6,7 @@
 //! driven by the cluster rather than by this broker's clients.
 
 use super::{key_of, name_of, Op, Remote, Value};
+use crate::error::{Error, ErrorCode};
 use crate::federation::nats::js::{self, Kv, KvOp, WatchStep};
 use crate::federation::nats::Msg;
 use crate::federation::node::{body_of, Federation};
@@ -38,10 +39,23 @@ impl Federation {
         let Some(name) = name_of(&entry.key) else {
             return;
         };
+        let gone = entry
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Sb-Reason"))
+            .is_some_and(|r| r == "publisher_gone");
         if entry.op != KvOp::Put {
+            if self.state.borrow().dir.shared.contains_key(&name) {
+                return self.apply_shared(&name, entry.revision, None, gone);
+            }
+            self.state
+                .borrow_mut()
+                .dir
+                .markers
+                .insert(name.clone(), entry.revision);
             let old = self.state.borrow_mut().dir.cache.remove(&name);
             if let Some(old) = old {
-                self.rescind_remote(&old.broker, &name);
+                self.withdraw_remote(&old.broker, &name, gone);
             }
             self.reclaim(&name, entry.revision);
             return;
@@ -49,6 +63,19 @@ impl Federation {
         let Ok(value) = serde_json::from_slice::<Value>(&entry.value) else {
             return;
         };
+        if let Some(list) = value.shared {
+            // Newer than what this broker wrote itself? (Its own write was
+            // applied when the bucket took it.)
+            let known = self.state.borrow().dir.shared.get(&name).map(|(r, _)| *r);
+            if known.is_some_and(|r| r >= entry.revision) {
+                return;
+            }
+            return self.apply_shared(&name, entry.revision, Some(list), false);
+        }
+        if self.state.borrow().dir.shared.contains_key(&name) {
+            // Became exclusive (the shared name went, its delete missed).
+            self.apply_shared(&name, entry.revision, None, false);
+        }
         if value.broker == self.config.broker_id {
             if value.inc != self.inc {
                 // Left by an earlier life of this broker.
@@ -126,6 +153,7 @@ impl Federation {
             broker: self.config.broker_id.clone(),
             inc: self.inc,
             methods,
+            shared: None,
         };
         let Ok(subject) = self.state.borrow().dir.kv.key_subject(&key_of(name)) else {
             return;
@@ -143,18 +171,30 @@ impl Federation {
     }
 
     pub(super) fn rescind_remote(&self, broker: &str, name: &str) {
+        self.withdraw_remote(broker, name, false);
+    }
+
+    /// `broker`'s stand-in stops publishing `name`: subscribers and
+    /// watchers hear `publisher_gone` when `gone` (its publisher
+    /// disconnected or its broker died), else `no_such_session` (it was
+    /// rescinded).
+    pub(super) fn withdraw_remote(&self, broker: &str, name: &str, gone: bool) {
         let conn = self.state.borrow().peers.get(broker).and_then(|p| p.conn);
         let (Some(conn), Some(port)) = (conn, self.port.upgrade()) else {
             return;
         };
-        let id = self.state.borrow_mut().dir.synthetic();
-        port.link_input(
-            conn,
-            &[body_of(&Frame::Rescind {
-                id,
-                session: name.to_string(),
-            })],
-        );
+        let reason = if gone {
+            Error::new(
+                ErrorCode::PublisherGone,
+                format!("the publisher of '{name}' (on broker {broker}) disconnected"),
+            )
+        } else {
+            Error::new(
+                ErrorCode::NoSuchSession,
+                format!("Session '{name}' was rescinded"),
+            )
+        };
+        port.withdraw(conn, name, reason);
     }
 
     /// `peer` was declared dead: its entries leave the cache and the
@@ -177,5 +217,6 @@ impl Federation {
         for (name, revision) in gone {
             self.delete_entry(&name, revision, "publisher_gone");
         }
+        self.shared_peer_dead(peer);
     }
 }

@@ -28,6 +28,15 @@ impl Federation {
                 format!("Session '{name}' already exists"),
             ));
         }
+        if let Some((_, s)) = st.dir.shared.get(name) {
+            return Intercept::Refuse(Error::new(
+                ErrorCode::NameModeConflict,
+                format!(
+                    "Session '{name}' is published in mode '{}', not 'exclusive'",
+                    s.mode.as_str()
+                ),
+            ));
+        }
         let pending = Pending {
             since: Instant::now(),
             conn,
@@ -53,6 +62,7 @@ impl Federation {
             broker: self.config.broker_id.clone(),
             inc: self.inc,
             methods: pending.methods.clone(),
+            shared: None,
         };
         let subject = match self
             .state
@@ -114,14 +124,21 @@ impl Federation {
             .filter(|(_, c)| c.conn == conn)
             .map(|(n, _)| n.clone())
             .collect();
+        // Its connection closed: its names went with their publisher.
+        let reason = if port.is_open(conn) {
+            "rescinded"
+        } else {
+            "publisher_gone"
+        };
         for name in names {
             if port.owner(&name) != Some(conn) {
                 let claim = self.state.borrow_mut().dir.claims.remove(&name);
                 if let Some(c) = claim {
-                    self.delete_entry(&name, c.revision, "rescinded");
+                    self.delete_entry(&name, c.revision, reason);
                 }
             }
         }
+        self.check_shared(conn);
     }
 
     pub(super) fn delete_entry(&self, name: &str, revision: u64, reason: &str) {
@@ -135,6 +152,7 @@ impl Federation {
 
     /// The broker closes: its claims are deleted (best effort).
     pub(crate) fn dir_release_all(&self) {
+        self.shared_release_all();
         let claims: Vec<(String, Claim)> = self.state.borrow_mut().dir.claims.drain().collect();
         for (name, c) in claims {
             self.delete_entry(&name, c.revision, "publisher_gone");

@@ -36,6 +36,10 @@ fn crosses_link(body: &[u8]) -> bool {
             _ => true,
         },
         Ok(Inbound::Other(Frame::Cancel { .. })) => true,
+        // A call stamped with its caller's identity.
+        Ok(Inbound::Other(Frame::DeliverFrom { .. })) => true,
+        // A signal for the peer's listeners (it announced a match).
+        Ok(Inbound::Signal { .. }) => true,
         _ => false,
     }
 }
@@ -60,6 +64,11 @@ impl Federation {
         let publishes = self.state.borrow_mut().dir.publishes_of(peer);
         if !publishes.is_empty() {
             port.link_input(conn, &publishes);
+        }
+        // Its shared names take their place in the lists again.
+        let shared = self.state.borrow().dir.shared_of(peer);
+        for name in shared {
+            self.order_shared(&name);
         }
         Some(conn)
     }
@@ -95,6 +104,7 @@ impl Federation {
     /// `max_payload` per message. A link whose frames cannot go (NATS
     /// down, output full, a frame too large) resets.
     pub fn flush(&self) {
+        self.announce_matches();
         let Some(nats) = self.nats() else { return };
         let max = nats.max_payload();
         let waiting: Vec<(String, Vec<Vec<u8>>)> = {
@@ -296,11 +306,27 @@ impl Federation {
         let mut pass = Vec::with_capacity(frames.len());
         let mut refused = Vec::new();
         for body in frames {
+            if let Some(call) = super::identity::stamped(&body) {
+                // In order: what came before it goes first.
+                if !pass.is_empty() {
+                    port.link_input(conn, &std::mem::take(&mut pass));
+                }
+                self.deliver_stamped(&port, conn, peer, call, &mut refused);
+                continue;
+            }
+            if super::signals::is_clear_marker(&body) {
+                // In order: what came before it goes first.
+                if !pass.is_empty() {
+                    port.link_input(conn, &std::mem::take(&mut pass));
+                }
+                self.clear_matches(conn);
+                continue;
+            }
             if let Ok(Inbound::Routed(r)) = Inbound::parse(&body) {
                 if let RoutedKind::Deliver { session, .. } | RoutedKind::Post { session, .. } =
                     r.kind
                 {
-                    let local = port.owner(session).is_some_and(|c| !self.is_link(c));
+                    let local = port.serves_locally(session);
                     if !local {
                         if matches!(r.kind, RoutedKind::Deliver { .. }) {
                             refused.push(body_of(&Frame::Result {
