@@ -129,11 +129,18 @@ pub struct Spec {
 }
 
 impl Node {
-    /// Starts one node (no cluster) and waits until it serves.
+    /// Starts one node (no cluster) and waits until it serves; on other
+    /// ports if one was taken meanwhile (see [`cluster`]).
     pub fn start(binary: &Path, name: &str, spec: &Spec) -> Node {
-        let mut node = Node::prepare(binary, name, spec, None);
-        node.launch();
-        node
+        let mut why = String::new();
+        for _ in 0..3 {
+            let mut node = Node::prepare(binary, name, spec, None);
+            match node.try_launch() {
+                Ok(()) => return node,
+                Err(e) => why = e,
+            }
+        }
+        panic!("nats-server {name} did not start after three tries: {why}");
     }
 
     fn prepare(binary: &Path, name: &str, spec: &Spec, cluster: Option<(u16, &[u16])>) -> Node {
@@ -178,7 +185,7 @@ impl Node {
         }
     }
 
-    fn launch(&mut self) {
+    fn try_launch(&mut self) -> Result<(), String> {
         let log = std::fs::File::create(self.dir.0.join("server.log")).unwrap();
         let child = Command::new(&self.binary)
             .arg("-c")
@@ -192,11 +199,24 @@ impl Node {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if http_get(self.monitor, "/healthz").is_some_and(|b| b.contains("ok")) {
-                return;
+                return Ok(());
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(format!("it exited ({status}):\n{}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("nats-server {} did not start:\n{}", self.name, self.log());
+        Err(format!("not serving after 20 s:\n{}", self.log()))
+    }
+
+    fn launch(&mut self) {
+        if let Err(e) = self.try_launch() {
+            panic!("nats-server {} did not start: {e}", self.name);
+        }
     }
 
     /// The server's log so far (for failure messages).
@@ -246,8 +266,25 @@ impl Drop for Node {
 }
 
 /// Starts `n` nodes as one cluster and waits until each has a route to
-/// every other.
+/// every other. Ports are picked free but taken only when the servers
+/// start, so a test running beside may take one first: a node that exits,
+/// or a cluster not formed in time, is started again on other ports (three
+/// tries).
 pub fn cluster(binary: &Path, n: usize, spec: &Spec) -> Vec<Node> {
+    let mut why = String::new();
+    for attempt in 1..=3 {
+        match try_cluster(binary, n, spec) {
+            Ok(nodes) => return nodes,
+            Err(e) => {
+                eprintln!("nats cluster, attempt {attempt}: {e}");
+                why = e;
+            }
+        }
+    }
+    panic!("no nats cluster after three tries: {why}");
+}
+
+fn try_cluster(binary: &Path, n: usize, spec: &Spec) -> Result<Vec<Node>, String> {
     let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let mut nodes: Vec<Node> = (0..n)
         .map(|i| {
@@ -279,9 +316,21 @@ pub fn cluster(binary: &Path, n: usize, spec: &Spec) -> Vec<Node> {
         );
     }
     // Generous: a loaded 2-core machine forms the cluster slowly.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for node in &nodes {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    for i in 0..nodes.len() {
         loop {
+            let node = &mut nodes[i];
+            if let Some(status) = node
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(format!(
+                    "node {} exited ({status}):\n{}",
+                    node.name,
+                    node.log()
+                ));
+            }
             let routes = http_get(node.monitor, "/routez")
                 .and_then(|b| {
                     let v: serde_json::Value = serde_json::from_str(&b).ok()?;
@@ -292,16 +341,13 @@ pub fn cluster(binary: &Path, n: usize, spec: &Spec) -> Vec<Node> {
             if routes as usize >= n - 1 && healthy {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "cluster node {} not ready:\n{}",
-                node.name,
-                node.log()
-            );
+            if Instant::now() > deadline {
+                return Err(format!("node {} not ready:\n{}", node.name, node.log()));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    nodes
+    Ok(nodes)
 }
 
 /// A plain HTTP/1.0 GET on the monitoring port; the body.
