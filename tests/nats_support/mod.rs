@@ -317,9 +317,8 @@ fn try_cluster(binary: &Path, n: usize, spec: &Spec) -> Result<Vec<Node>, String
     }
     // Generous: a loaded 2-core machine forms the cluster slowly.
     let deadline = Instant::now() + Duration::from_secs(40);
-    for i in 0..nodes.len() {
+    for node in &mut nodes {
         loop {
-            let node = &mut nodes[i];
             if let Some(status) = node
                 .child
                 .as_mut()
