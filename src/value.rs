@@ -28,6 +28,7 @@ use crate::wire::text::Text;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 mod json;
 
@@ -192,9 +193,38 @@ mod nesting {
 }
 
 /// Named values: the arguments of a request, emit, recall or return.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
-#[serde(transparent)]
-pub struct Args(BTreeMap<String, Value>);
+///
+/// Immutable once shared: the map sits behind an [`Arc`], so cloning
+/// args (as a request's handlers, a return of the args received, or a
+/// local link passing them on do) is a reference count, not a copy of
+/// every name and value; changing a shared map copies it first (copy on
+/// write). An empty map allocates nothing.
+#[derive(Clone, Default)]
+pub struct Args(Option<Arc<BTreeMap<String, Value>>>);
+
+/// The map of empty args.
+static EMPTY: BTreeMap<String, Value> = BTreeMap::new();
+
+impl fmt::Debug for Args {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Args").field(self.map()).finish()
+    }
+}
+
+impl PartialEq for Args {
+    fn eq(&self, other: &Args) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
+            _ => self.map() == other.map(),
+        }
+    }
+}
+
+impl Serialize for Args {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.map().serialize(s)
+    }
+}
 
 impl<'de> Deserialize<'de> for Args {
     /// A map, as the derived form would read it, with the names read
@@ -217,7 +247,7 @@ impl<'de> Deserialize<'de> for Args {
                     nesting::charge::<M::Error>(name.len())?;
                     args.insert(name, value);
                 }
-                Ok(Args(args))
+                Ok(Args::from_map(args))
             }
         }
         d.deserialize_map(ArgsVisitor)
@@ -227,7 +257,25 @@ impl<'de> Deserialize<'de> for Args {
 impl Args {
     /// An empty map.
     pub fn new() -> Self {
-        Args(BTreeMap::new())
+        Args(None)
+    }
+
+    fn from_map(map: BTreeMap<String, Value>) -> Self {
+        if map.is_empty() {
+            Args(None)
+        } else {
+            Args(Some(Arc::new(map)))
+        }
+    }
+
+    /// The map, shared or empty.
+    fn map(&self) -> &BTreeMap<String, Value> {
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+
+    /// The map to change: copied first if another clone shares it.
+    fn map_mut(&mut self) -> &mut BTreeMap<String, Value> {
+        Arc::make_mut(self.0.get_or_insert_with(Default::default))
     }
 
     /// Builder form of [`Args::insert`].
@@ -238,46 +286,53 @@ impl Args {
 
     /// Sets `name` to `value`, returning the previous value.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Value>) -> Option<Value> {
-        self.0.insert(name.into(), value.into())
+        self.map_mut().insert(name.into(), value.into())
     }
 
     /// The value named `name`.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name)
+        self.map().get(name)
     }
 
     /// Removes and returns the value named `name`.
     pub fn remove(&mut self, name: &str) -> Option<Value> {
-        self.0.remove(name)
+        if !self.map().contains_key(name) {
+            return None;
+        }
+        self.map_mut().remove(name)
     }
 
     /// How many values there are.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.map().len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.map().is_empty()
     }
 
     /// The values in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.0.iter()
+        self.map().iter()
     }
 }
 
 impl FromIterator<(String, Value)> for Args {
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
-        Args(iter.into_iter().collect())
+        Args::from_map(iter.into_iter().collect())
     }
 }
 
 impl IntoIterator for Args {
     type Item = (String, Value);
     type IntoIter = std::collections::btree_map::IntoIter<String, Value>;
+    /// The values in name order; a map another clone shares is copied.
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        match self.0 {
+            Some(map) => Arc::unwrap_or_clone(map).into_iter(),
+            None => BTreeMap::new().into_iter(),
+        }
     }
 }
 
