@@ -291,9 +291,7 @@ impl Connection {
     /// immediate and its bytes count against the queue limit like any
     /// other; keeping it costs no allocation beyond the list's room.
     pub fn send_retractable(&mut self, key: u64, frame: &Frame) -> Result<(), Error> {
-        self.send_retractable_with(key, |out, max_frame| {
-            encode_frame(frame, out, max_frame)
-        })
+        self.send_retractable_with(key, |out, max_frame| encode_frame(frame, out, max_frame))
     }
 
     /// [`Connection::send_retractable`] of what `encode` appends (one

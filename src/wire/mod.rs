@@ -41,8 +41,8 @@ pub use codec::{
 pub use identity::CallerInfo;
 pub use names::{NameChange, NameMode};
 pub(crate) use outgoing::Outgoing;
-pub(crate) use received::{CallerRef, Parsed};
 pub use payload::Payload;
+pub(crate) use received::{CallerRef, Parsed};
 pub(crate) use routed::{encode_caller, Inbound, Routed, RoutedKind};
 pub use tap::TapEvent;
 

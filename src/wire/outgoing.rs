@@ -250,7 +250,16 @@ mod tests {
             .with("x", Value::Bytes(vec![1; 300]))
             .with("s", "é");
         let args = [Args::new(), Args::new().with("n", 1), big];
-        let ids = [0, 1, 250, 251, 65_535, 65_536, u32::MAX as u64 + 1, u64::MAX];
+        let ids = [
+            0,
+            1,
+            250,
+            251,
+            65_535,
+            65_536,
+            u32::MAX as u64 + 1,
+            u64::MAX,
+        ];
         let payload = Payload::encode(&args[2]);
         for id in ids {
             for a in &args {

@@ -328,7 +328,11 @@ mod tests {
             // Cut short or extended: not read in place (the ordinary
             // decoding then gives its error).
             for cut in 0..bytes.len() {
-                assert_eq!(Parsed::parse(&bytes[..cut]), Parsed::Other, "{frame:?} at {cut}");
+                assert_eq!(
+                    Parsed::parse(&bytes[..cut]),
+                    Parsed::Other,
+                    "{frame:?} at {cut}"
+                );
             }
             let mut longer = bytes.clone();
             longer.push(0);
