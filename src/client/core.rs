@@ -242,7 +242,7 @@ impl Core {
         meta: CallMeta,
         session: &str,
         method: &str,
-        payload: Payload,
+        args: &Args,
         handler: CallFn,
         out: &mut impl Outbox,
     ) -> Result<(CallId, Option<Effect>), Error> {
@@ -262,7 +262,7 @@ impl Core {
             timeout_ms: meta.timeout_ms,
             session,
             method,
-            payload: &payload,
+            args,
         };
         match self.holder() {
             Some(r) => r.hold(id, deliver.to_frame())?,

@@ -26,7 +26,7 @@ const RETURN: u32 = 3;
 pub(crate) enum Outgoing<'a> {
     /// Any frame, as it is.
     Frame(&'a Frame),
-    /// [`Frame::Deliver`] with an encoded payload.
+    /// [`Frame::Deliver`] of `args`.
     Deliver {
         /// See [`Frame::Deliver`].
         id: u64,
@@ -38,8 +38,8 @@ pub(crate) enum Outgoing<'a> {
         session: &'a str,
         /// The method.
         method: &'a str,
-        /// The encoded args.
-        payload: &'a Payload,
+        /// Its args, encoded as the frame is.
+        args: &'a Args,
     },
     /// [`Frame::Emit`] of `args`.
     Emit {
@@ -79,14 +79,14 @@ impl Outgoing<'_> {
                 timeout_ms,
                 session,
                 method,
-                payload,
+                args,
             } => Frame::Deliver {
                 id,
                 origin,
                 timeout_ms,
                 session: session.to_string(),
                 method: method.to_string(),
-                payload: payload.clone(),
+                payload: Payload::encode(args),
             },
             Outgoing::Emit { id, kind, args } => Frame::Emit {
                 id,
@@ -108,12 +108,11 @@ impl Outgoing<'_> {
     pub(crate) fn encode(&self, out: &mut Vec<u8>, max_frame: usize) -> Result<(), crate::Error> {
         match *self {
             Outgoing::Frame(f) => codec::encode_frame(f, out, max_frame),
-            Outgoing::Deliver { .. } => codec::encode_value(self, out, max_frame),
-            Outgoing::Emit { args, .. } | Outgoing::Return { args, .. } => {
-                with_encoded(args, |payload| {
-                    codec::encode_value(&Answer(self, payload), out, max_frame)
-                })
-            }
+            Outgoing::Deliver { args, .. }
+            | Outgoing::Emit { args, .. }
+            | Outgoing::Return { args, .. } => with_encoded(args, |payload| {
+                codec::encode_value(&Encoded(self, payload), out, max_frame)
+            }),
         }
     }
 }
@@ -155,8 +154,8 @@ impl Serialize for Raw<'_> {
     }
 }
 
-/// An emit or a return with its args already encoded.
-struct Answer<'a>(&'a Outgoing<'a>, &'a [u8]);
+/// A deliver, an emit or a return with its args already encoded.
+struct Encoded<'a>(&'a Outgoing<'a>, &'a [u8]);
 
 /// `Ok(Reply::Return { kind, payload })`.
 struct OkReturn<'a>(&'a str, &'a [u8]);
@@ -178,9 +177,26 @@ impl Serialize for ReturnReply<'_> {
     }
 }
 
-impl Serialize for Answer<'_> {
+impl Serialize for Encoded<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match *self.0 {
+            Outgoing::Deliver {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                ..
+            } => {
+                let mut v = s.serialize_struct_variant("Frame", DELIVER, "Deliver", 6)?;
+                v.serialize_field("id", &id)?;
+                v.serialize_field("origin", &origin)?;
+                v.serialize_field("timeout_ms", &timeout_ms)?;
+                v.serialize_field("session", session)?;
+                v.serialize_field("method", method)?;
+                v.serialize_field("payload", &Bytes(self.1))?;
+                v.end()
+            }
             Outgoing::Emit { id, kind, .. } => {
                 let mut v = s.serialize_struct_variant("Frame", EMIT, "Emit", 3)?;
                 v.serialize_field("id", &id)?;
@@ -194,7 +210,7 @@ impl Serialize for Answer<'_> {
                 v.serialize_field("outcome", &OkReturn(kind, self.1))?;
                 v.end()
             }
-            _ => Err(serde::ser::Error::custom("not an answer")),
+            Outgoing::Frame(f) => f.serialize(s),
         }
     }
 }
@@ -203,25 +219,10 @@ impl Serialize for Outgoing<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match *self {
             Outgoing::Frame(f) => f.serialize(s),
-            Outgoing::Deliver {
-                id,
-                origin,
-                timeout_ms,
-                session,
-                method,
-                payload,
-            } => {
-                let mut v = s.serialize_struct_variant("Frame", DELIVER, "Deliver", 6)?;
-                v.serialize_field("id", &id)?;
-                v.serialize_field("origin", &origin)?;
-                v.serialize_field("timeout_ms", &timeout_ms)?;
-                v.serialize_field("session", session)?;
-                v.serialize_field("method", method)?;
-                v.serialize_field("payload", payload)?;
-                v.end()
-            }
-            Outgoing::Emit { args, .. } | Outgoing::Return { args, .. } => {
-                with_encoded(args, |payload| Answer(self, payload).serialize(s))
+            Outgoing::Deliver { args, .. }
+            | Outgoing::Emit { args, .. }
+            | Outgoing::Return { args, .. } => {
+                with_encoded(args, |payload| Encoded(self, payload).serialize(s))
             }
         }
     }
@@ -260,7 +261,6 @@ mod tests {
             u32::MAX as u64 + 1,
             u64::MAX,
         ];
-        let payload = Payload::encode(&args[2]);
         for id in ids {
             for a in &args {
                 for kind in ["", "return", &"k".repeat(300)] {
@@ -273,7 +273,7 @@ mod tests {
                             timeout_ms: (id % 100_000) as u32,
                             session: kind,
                             method: "m",
-                            payload: &payload,
+                            args: a,
                         },
                     ];
                     for f in frames {
