@@ -101,7 +101,7 @@ impl Serving {
     pub fn caller(&mut self, caller: CallerRef<'_>) -> Rc<CallerInfo> {
         match &self.last_caller {
             Some(known) if caller.is(known) => known.clone(),
-            _ => self.last_caller.insert(Rc::new(caller.to_owned())).clone(),
+            _ => self.last_caller.insert(Rc::new(caller.owned())).clone(),
         }
     }
 }

@@ -70,8 +70,8 @@ impl<'a> From<&'a Frame> for Outgoing<'a> {
 impl Outgoing<'_> {
     /// The owned frame of the same bytes (for a frame held while the
     /// client reconnects, and the core's tests).
-    pub(crate) fn to_frame(&self) -> Frame {
-        match *self {
+    pub(crate) fn to_frame(self) -> Frame {
+        match self {
             Outgoing::Frame(f) => f.clone(),
             Outgoing::Deliver {
                 id,

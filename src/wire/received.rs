@@ -94,7 +94,7 @@ impl CallerRef<'_> {
     }
 
     /// The owned identity.
-    pub(crate) fn to_owned(self) -> CallerInfo {
+    pub(crate) fn owned(self) -> CallerInfo {
         CallerInfo {
             connection: self.connection,
             uid: self.uid,
@@ -244,7 +244,7 @@ mod tests {
                         session,
                         method,
                         payload,
-                        caller: c.to_owned(),
+                        caller: c.owned(),
                     },
                 }
             }
