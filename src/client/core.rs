@@ -38,7 +38,7 @@ use crate::error::{Error, ErrorCode};
 use crate::transport::Address;
 use crate::value::Args;
 use crate::wire::{Frame, Outgoing, Payload};
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 /// What a call tells the publisher besides its session, method and args.
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,7 +67,10 @@ pub(super) struct Core {
     pub(super) ops: Ops,
     pub(super) calls: Calls,
     pub(super) serving: Serving,
-    pub(super) subscriptions: HashSet<String>,
+    /// Ordered, not hashed: a remote request checks it every time
+    /// (`RemoteStage` sends only while subscribed), and a program holds a
+    /// few subscriptions, where comparing names costs less than SipHash.
+    pub(super) subscriptions: BTreeSet<String>,
     /// Signal matches and their handlers.
     pub(super) listeners: Listeners,
     /// Name watches and their handlers.
@@ -95,7 +98,7 @@ impl Core {
             ops: Ops::default(),
             calls: Calls::default(),
             serving: Serving::default(),
-            subscriptions: HashSet::new(),
+            subscriptions: BTreeSet::new(),
             listeners: Listeners::default(),
             watchers: Watchers::default(),
             dropped_answers: 0,
