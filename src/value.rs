@@ -28,6 +28,7 @@ use crate::wire::text::Text;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 mod json;
 
@@ -140,8 +141,8 @@ mod nesting {
     /// vector's room).
     pub const ELEMENT: usize = 2 * std::mem::size_of::<Value>();
 
-    /// What one entry of a map costs: its key and value and the tree's
-    /// node around them.
+    /// What one entry of a map costs: its key and value, and room for
+    /// its slot as a vector grows.
     pub const ENTRY: usize = std::mem::size_of::<(String, Value)>() + 16;
 
     pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
@@ -192,9 +193,45 @@ mod nesting {
 }
 
 /// Named values: the arguments of a request, emit, recall or return.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
-#[serde(transparent)]
-pub struct Args(BTreeMap<String, Value>);
+///
+/// Immutable once shared: the entries sit behind an [`Arc`], so cloning
+/// args (as a request's handlers, a return of the args received, or a
+/// local link passing them on do) is a reference count, not a copy of
+/// every name and value; changing shared args copies them first (copy on
+/// write). The entries are one vector kept sorted by name (args hold a
+/// handful of names: a search in a short vector costs less than a tree,
+/// and decoding them allocates the vector once). Empty args allocate
+/// nothing.
+#[derive(Clone, Default)]
+pub struct Args(Option<Arc<Vec<(String, Value)>>>);
+
+impl fmt::Debug for Args {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Entries<'a>(&'a Args);
+        impl fmt::Debug for Entries<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map().entries(self.0.iter()).finish()
+            }
+        }
+        f.debug_tuple("Args").field(&Entries(self)).finish()
+    }
+}
+
+impl PartialEq for Args {
+    fn eq(&self, other: &Args) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
+            _ => self.entries() == other.entries(),
+        }
+    }
+}
+
+impl Serialize for Args {
+    /// A map in name order, as a `BTreeMap` of the same entries.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
 
 impl<'de> Deserialize<'de> for Args {
     /// A map, as the derived form would read it, with the names read
@@ -208,16 +245,18 @@ impl<'de> Deserialize<'de> for Args {
                 f.write_str("a map of names to values")
             }
             fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Args, M::Error> {
-                let mut args = BTreeMap::new();
+                // Room as announced, but never more than a small first
+                // batch: the announced length is the peer's word.
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
                 loop {
                     nesting::charge::<M::Error>(nesting::ENTRY)?;
                     let Some((Text(name), value)) = map.next_entry::<Text, Value>()? else {
                         break;
                     };
                     nesting::charge::<M::Error>(name.len())?;
-                    args.insert(name, value);
+                    entries.push((name, value));
                 }
-                Ok(Args(args))
+                Ok(Args::from_entries(entries))
             }
         }
         d.deserialize_map(ArgsVisitor)
@@ -227,7 +266,45 @@ impl<'de> Deserialize<'de> for Args {
 impl Args {
     /// An empty map.
     pub fn new() -> Self {
-        Args(BTreeMap::new())
+        Args(None)
+    }
+
+    /// Args of `entries` in any order; of a repeated name the last value
+    /// stays.
+    fn from_entries(mut entries: Vec<(String, Value)>) -> Self {
+        if entries.is_empty() {
+            return Args(None);
+        }
+        let sorted = entries.windows(2).all(|w| w[0].0 < w[1].0);
+        if !sorted {
+            // Stable: of equal names, the last one given is last.
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut unique: Vec<(String, Value)> = Vec::with_capacity(entries.len());
+            for entry in entries {
+                match unique.last_mut() {
+                    Some(last) if last.0 == entry.0 => *last = entry,
+                    _ => unique.push(entry),
+                }
+            }
+            entries = unique;
+        }
+        Args(Some(Arc::new(entries)))
+    }
+
+    /// The entries, sorted by name.
+    fn entries(&self) -> &[(String, Value)] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    /// The entries to change: copied first if another clone shares them.
+    fn entries_mut(&mut self) -> &mut Vec<(String, Value)> {
+        Arc::make_mut(self.0.get_or_insert_with(Default::default))
+    }
+
+    /// Where `name` is, or would go.
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.entries()
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
     }
 
     /// Builder form of [`Args::insert`].
@@ -238,46 +315,62 @@ impl Args {
 
     /// Sets `name` to `value`, returning the previous value.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Value>) -> Option<Value> {
-        self.0.insert(name.into(), value.into())
+        let (name, value) = (name.into(), value.into());
+        match self.find(&name) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries_mut()[i].1, value)),
+            Err(i) => {
+                self.entries_mut().insert(i, (name, value));
+                None
+            }
+        }
     }
 
     /// The value named `name`.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name)
+        let i = self.find(name).ok()?;
+        Some(&self.entries()[i].1)
     }
 
     /// Removes and returns the value named `name`.
     pub fn remove(&mut self, name: &str) -> Option<Value> {
-        self.0.remove(name)
+        let i = self.find(name).ok()?;
+        let (_, value) = self.entries_mut().remove(i);
+        if self.is_empty() {
+            self.0 = None;
+        }
+        Some(value)
     }
 
     /// How many values there are.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries().len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries().is_empty()
     }
 
     /// The values in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.0.iter()
+        self.entries().iter().map(|(k, v)| (k, v))
     }
 }
 
 impl FromIterator<(String, Value)> for Args {
+    /// Of a repeated name the last value stays.
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
-        Args(iter.into_iter().collect())
+        Args::from_entries(iter.into_iter().collect())
     }
 }
 
 impl IntoIterator for Args {
     type Item = (String, Value);
     type IntoIter = std::collections::btree_map::IntoIter<String, Value>;
+    /// The values in name order; entries another clone shares are copied.
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        let entries = self.0.map(Arc::unwrap_or_clone).unwrap_or_default();
+        entries.into_iter().collect::<BTreeMap<_, _>>().into_iter()
     }
 }
 
@@ -477,5 +570,57 @@ mod tests {
         assert_eq!(Value::Str("a\0b".into()).as_bytes(), Some(&b"a\0b"[..]));
         assert_eq!(Value::Bytes(vec![0xff]).as_bytes(), Some(&[0xffu8][..]));
         assert_eq!(Value::Int(1).as_bytes(), None);
+    }
+}
+
+#[cfg(test)]
+mod args_tests {
+    use super::*;
+
+    #[test]
+    fn args_stay_sorted_unique_and_shared_until_changed() {
+        let mut a = Args::new().with("b", 2).with("a", 1).with("c", 3);
+        assert_eq!(a.insert("b", 20), Some(Value::Int(2)));
+        let names: Vec<&str> = a.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        let shared = a.clone();
+        a.insert("d", 4);
+        assert_eq!(shared.len(), 3, "a clone keeps what it saw");
+        assert_eq!(a.remove("a"), Some(Value::Int(1)));
+        assert_eq!(a.remove("a"), None);
+        assert_eq!(a.get("b"), Some(&Value::Int(20)));
+        for k in ["b", "c", "d"] {
+            a.remove(k);
+        }
+        assert!(a.is_empty());
+        assert_eq!(a, Args::new());
+        // From an iterator: a repeated name keeps its last value, as a
+        // map collected from it does.
+        let pairs = vec![
+            ("y".to_string(), Value::Int(1)),
+            ("x".to_string(), Value::Int(2)),
+            ("y".to_string(), Value::Int(3)),
+        ];
+        let from: Args = pairs.clone().into_iter().collect();
+        let map: BTreeMap<String, Value> = pairs.into_iter().collect();
+        assert_eq!(
+            from.clone().into_iter().collect::<Vec<_>>(),
+            map.clone().into_iter().collect::<Vec<_>>()
+        );
+        // Encoded as the map of the same entries.
+        let encoded = crate::wire::Payload::encode(&from);
+        let mut plain = Vec::new();
+        bincode::serde::encode_into_std_write(&map, &mut plain, bincode::config::standard())
+            .unwrap();
+        assert_eq!(encoded.0, plain);
+        assert_eq!(format!("{from:?}"), r#"Args({"x": Int(2), "y": Int(3)})"#);
+    }
+
+    #[test]
+    fn decoding_unsorted_or_repeated_names_keeps_the_last() {
+        // {b: 1, a: 2, b: 3} as a peer might encode it.
+        let bytes = vec![3, 1, b'b', 2, 2, 1, b'a', 2, 4, 1, b'b', 2, 6];
+        let args = crate::wire::Payload(bytes).decode().unwrap();
+        assert_eq!(args, Args::new().with("a", 2).with("b", 3));
     }
 }

@@ -11,7 +11,6 @@ use crate::client::calls::CallFn;
 use crate::client::core::CallMeta;
 use crate::error::{Error, ErrorCode};
 use crate::value::Args;
-use crate::wire::Payload;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -80,7 +79,6 @@ impl Client {
                 "a call needs a session and a method",
             ));
         }
-        let payload = Payload::encode(args);
         let handler: CallFn = Rc::new(RefCell::new(on_event));
         // Held here too, so that a call the send refuses drops its handler
         // after the client's borrow ended.
@@ -90,7 +88,7 @@ impl Client {
                 CallMeta { origin, timeout_ms },
                 session,
                 method,
-                payload,
+                args,
                 handler,
                 io,
             )

@@ -37,8 +37,8 @@ use super::{CallEvent, CallId, ConnectionInfo};
 use crate::error::{Error, ErrorCode};
 use crate::transport::Address;
 use crate::value::Args;
-use crate::wire::{Frame, Payload};
-use std::collections::HashSet;
+use crate::wire::{Frame, Outgoing, Payload};
+use std::collections::BTreeSet;
 
 /// What a call tells the publisher besides its session, method and args.
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,7 +67,10 @@ pub(super) struct Core {
     pub(super) ops: Ops,
     pub(super) calls: Calls,
     pub(super) serving: Serving,
-    pub(super) subscriptions: HashSet<String>,
+    /// Ordered, not hashed: a remote request checks it every time
+    /// (`RemoteStage` sends only while subscribed), and a program holds a
+    /// few subscriptions, where comparing names costs less than SipHash.
+    pub(super) subscriptions: BTreeSet<String>,
     /// Signal matches and their handlers.
     pub(super) listeners: Listeners,
     /// Name watches and their handlers.
@@ -95,7 +98,7 @@ impl Core {
             ops: Ops::default(),
             calls: Calls::default(),
             serving: Serving::default(),
-            subscriptions: HashSet::new(),
+            subscriptions: BTreeSet::new(),
             listeners: Listeners::default(),
             watchers: Watchers::default(),
             dropped_answers: 0,
@@ -242,7 +245,7 @@ impl Core {
         meta: CallMeta,
         session: &str,
         method: &str,
-        payload: Payload,
+        args: &Args,
         handler: CallFn,
         out: &mut impl Outbox,
     ) -> Result<(CallId, Option<Effect>), Error> {
@@ -256,17 +259,17 @@ impl Core {
         // Until the output is next written the deliver may be taken back:
         // a call cancelled before the loop turns never reaches the
         // broker, as a local request cancelled at once never runs.
-        let deliver = Frame::Deliver {
+        let deliver = Outgoing::Deliver {
             id,
             origin: meta.origin.unwrap_or(id),
             timeout_ms: meta.timeout_ms,
-            session: session.to_string(),
-            method: method.to_string(),
-            payload,
+            session,
+            method,
+            args,
         };
         match self.holder() {
-            Some(r) => r.hold(id, deliver)?,
-            _ => out.send_retractable(id, &deliver)?,
+            Some(r) => r.hold(id, deliver.to_frame())?,
+            _ => out.send_retractable_out(id, &deliver)?,
         }
         self.calls.insert(id, handler);
         Ok((CallId(id), None))
@@ -351,10 +354,10 @@ impl Core {
     /// Sends an answer of a delivery being served; a final one (`last`)
     /// ends it. Hands back the handler of a delivery that ended, for the
     /// shell to let go of, also when the send failed.
-    pub fn answer(
+    pub fn answer<'f>(
         &mut self,
         route: u64,
-        frame: &Frame,
+        frame: impl Into<Outgoing<'f>>,
         last: bool,
         out: &mut impl Outbox,
     ) -> (Result<(), Error>, Option<ServeFn>) {
@@ -377,7 +380,11 @@ impl Core {
             self.dropped_answers += 1;
             return (Ok(()), ended);
         }
-        (self.send(out, frame), ended)
+        let sent = match self.gone() {
+            Some(e) => Err(e),
+            None => out.send_out(&frame.into()),
+        };
+        (sent, ended)
     }
 
     /// Rescinds `session` if `serve` is what it runs now; marks a publish

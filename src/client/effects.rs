@@ -11,7 +11,7 @@ use super::signals::{Signal, SignalFn};
 use super::watches::{NameEvent, WatchFn};
 use super::{CallEvent, CallId, ConnectionEvent, ConnectionInfo, Inbound};
 use crate::error::Error;
-use crate::wire::{Frame, TapEvent};
+use crate::wire::{Frame, Outgoing, TapEvent};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -25,6 +25,21 @@ pub(super) trait Outbox {
     fn send_retractable(&mut self, key: u64, frame: &Frame) -> Result<(), Error>;
     /// Takes back the frame queued under `key` if none of it has left.
     fn retract(&mut self, key: u64) -> bool;
+    /// [`Outbox::send`] for a frame from borrowed parts; by default its
+    /// owned form is sent.
+    fn send_out(&mut self, frame: &Outgoing<'_>) -> Result<(), Error> {
+        match frame {
+            Outgoing::Frame(f) => self.send(f),
+            other => self.send(&other.to_frame()),
+        }
+    }
+    /// [`Outbox::send_retractable`] for a frame from borrowed parts.
+    fn send_retractable_out(&mut self, key: u64, frame: &Outgoing<'_>) -> Result<(), Error> {
+        match frame {
+            Outgoing::Frame(f) => self.send_retractable(key, f),
+            other => self.send_retractable(key, &other.to_frame()),
+        }
+    }
 }
 
 pub(super) type ConnectFn = Box<dyn FnOnce(Result<ConnectionInfo, Error>)>;

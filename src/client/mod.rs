@@ -41,6 +41,7 @@ mod dispatch;
 mod effects;
 mod oneway;
 mod ops;
+mod received;
 mod reconnect;
 mod restore;
 mod results;

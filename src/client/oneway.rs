@@ -27,9 +27,11 @@ pub(super) struct Incoming {
     pub id: u64,
     pub origin: u64,
     pub timeout_ms: u32,
-    pub session: String,
+    /// The published name.
+    pub session: Rc<str>,
     pub method: String,
-    pub payload: Payload,
+    /// The args, decoded, or why they could not be.
+    pub args: Result<Args, Error>,
     /// Who calls, when the broker stamped it.
     pub caller: Option<Rc<CallerInfo>>,
 }
@@ -61,9 +63,9 @@ impl Incoming {
                 id,
                 origin,
                 timeout_ms,
-                session,
+                session: Rc::from(session),
                 method,
-                payload,
+                args: payload.decode(),
                 caller: None,
             },
             Frame::DeliverFrom {
@@ -78,9 +80,9 @@ impl Incoming {
                 id,
                 origin,
                 timeout_ms,
-                session,
+                session: Rc::from(session),
                 method,
-                payload,
+                args: payload.decode(),
                 caller: Some(match last {
                     Some(known) if **known == caller => known.clone(),
                     _ => last.insert(Rc::new(caller)).clone(),
@@ -107,10 +109,10 @@ impl Core {
             timeout_ms,
             session,
             method,
-            payload,
+            args,
             caller,
         } = call;
-        let failure = match (self.serving.publication(&session), payload.decode()) {
+        let failure = match (self.serving.publication(&session), args) {
             (Some((session, serve)), Ok(args)) => {
                 // Taken on receipt, from this host's clock: the caller's
                 // clock may read differently.

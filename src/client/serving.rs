@@ -7,7 +7,7 @@ use super::Inbound;
 use crate::error::Error;
 use crate::id_hash::IdMap;
 use crate::value::Args;
-use crate::wire::{CallerInfo, Frame, Payload, Reply};
+use crate::wire::{CallerInfo, Frame, Outgoing};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -55,6 +55,9 @@ pub(super) struct Serving {
     /// carry the same one (a caller calls many times): one allocation
     /// per caller, not per call (see [`super::oneway::Incoming::of`]).
     pub last_caller: Option<Rc<CallerInfo>>,
+    /// The session name of the last call, shared with the calls to the
+    /// same session (see [`Serving::name`]).
+    pub last_name: Option<Rc<str>>,
 }
 
 impl Serving {
@@ -274,46 +277,30 @@ impl Delivery {
 
     /// Sends an interim response of type `kind`.
     pub fn emit(&self, kind: &str, args: &Args) -> Result<(), Error> {
-        self.answer(
-            Frame::Emit {
-                id: self.route,
-                kind: kind.to_string(),
-                payload: Payload::encode(args),
-            },
-            false,
-        )
+        let id = self.route;
+        self.answer(Outgoing::Emit { id, kind, args }, false)
     }
 
     /// Sends the final response of type `kind`; the delivery ends.
     pub fn respond(&self, kind: &str, args: &Args) -> Result<(), Error> {
-        self.answer(
-            Frame::Result {
-                id: self.route,
-                outcome: Ok(Reply::Return {
-                    kind: kind.to_string(),
-                    payload: Payload::encode(args),
-                }),
-            },
-            true,
-        )
+        let id = self.route;
+        self.answer(Outgoing::Return { id, kind, args }, true)
     }
 
     /// Ends the delivery with an error for the caller.
     pub fn fail(&self, error: Error) -> Result<(), Error> {
-        self.answer(
-            Frame::Result {
-                id: self.route,
-                outcome: Err(error),
-            },
-            true,
-        )
+        let frame = Frame::Result {
+            id: self.route,
+            outcome: Err(error),
+        };
+        self.answer(Outgoing::Frame(&frame), true)
     }
 
-    fn answer(&self, frame: Frame, last: bool) -> Result<(), Error> {
+    fn answer(&self, frame: Outgoing<'_>, last: bool) -> Result<(), Error> {
         let shared = self
             .client
             .upgrade()
             .ok_or_else(|| Error::broker_gone("the client was dropped"))?;
-        shared.answer(self.route, &frame, last)
+        shared.answer(self.route, frame, last)
     }
 }

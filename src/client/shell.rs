@@ -17,12 +17,13 @@ use super::core::{Core, Status};
 use super::dispatch::{dispatch, release};
 use super::effects::{Effect, Outbox};
 use super::ops::Op;
+use super::received::Received;
 use super::serving::ServeFn;
 use super::ClientConfig;
 use crate::error::Error;
 use crate::event_loop::{EventLoop, Flush, Readiness, Source, TimerId};
 use crate::transport::{Address, ClientTls, Connection, ReadOutcome, TlsConnector};
-use crate::wire::Frame;
+use crate::wire::{Frame, Outgoing};
 use std::cell::{Cell, Ref, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -79,7 +80,7 @@ pub(super) struct Io {
     /// How long a close may take to flush what was accepted for sending.
     linger: Duration,
     /// Frames read in one readiness event, kept for the next one's room.
-    frames: Vec<Frame>,
+    frames: Vec<Received>,
     /// The ping timer and the connect timer, while armed.
     tick: Option<TimerId>,
     connect_timer: Option<TimerId>,
@@ -140,6 +141,22 @@ impl Outbox for Io {
 
     fn retract(&mut self, key: u64) -> bool {
         self.conn.as_mut().is_some_and(|c| c.retract(key))
+    }
+
+    fn send_out(&mut self, frame: &Outgoing<'_>) -> Result<(), Error> {
+        let down = &self.open_error;
+        let conn = self.conn.as_mut().ok_or_else(|| not_connected(down))?;
+        conn.send_with(|out, max| frame.encode(out, max))?;
+        self.queued = true;
+        Ok(())
+    }
+
+    fn send_retractable_out(&mut self, key: u64, frame: &Outgoing<'_>) -> Result<(), Error> {
+        let down = &self.open_error;
+        let conn = self.conn.as_mut().ok_or_else(|| not_connected(down))?;
+        conn.send_retractable_with(key, |out, max| frame.encode(out, max))?;
+        self.queued = true;
+        Ok(())
     }
 }
 
@@ -275,7 +292,7 @@ impl Shared {
     }
 
     /// Sends an answer of a delivery (see [`Core::answer`]).
-    pub(super) fn answer(&self, route: u64, frame: &Frame, last: bool) -> Result<(), Error> {
+    pub(super) fn answer(&self, route: u64, frame: Outgoing<'_>, last: bool) -> Result<(), Error> {
         let (result, ended) = self.with(|core, io| core.answer(route, frame, last, io));
         if let Some(serve) = ended {
             release(&self.lp, serve);
@@ -308,7 +325,11 @@ impl Shared {
             let mut frames = std::mem::take(&mut io.frames);
             let outcome = if readiness.readable {
                 core.heard();
-                let outcome = conn.read_frames(&mut frames, readiness.hangup);
+                let serving = &mut core.serving;
+                let outcome = conn.read_bodies(readiness.hangup, |body| {
+                    frames.push(Received::read(body, serving)?);
+                    Ok(())
+                });
                 match conn.after_read(&self.lp) {
                     Ok(()) => Some(outcome),
                     Err(e) => Some(ReadOutcome::Closed(e)),
@@ -327,7 +348,7 @@ impl Shared {
         };
         for frame in frames.drain(..) {
             // A closed core takes no more frames: they are dropped.
-            if let Some(effect) = self.with(|core, io| core.on_frame(frame, io)) {
+            if let Some(effect) = self.with(|core, io| core.on_received(frame, io)) {
                 self.run(effect);
             }
         }

@@ -9,6 +9,7 @@ use super::dispatch::{current, next_id};
 use super::ends::CallerEnd;
 use super::link::{Down, Up};
 use super::mappings::{HandlerRef, ResponseHandlers};
+use super::names::method_name;
 use super::remote::RemoteStage;
 use super::stage::{Ctx, HandlerFn, Stage};
 use crate::error::{Error, ErrorCode};
@@ -66,7 +67,7 @@ impl Request {
     pub fn to(target: impl Into<Target>, method: &str) -> RequestBuilder {
         RequestBuilder {
             target: target.into(),
-            method: Rc::from(method),
+            method: method_name(method),
             args: Args::new(),
             handlers: ResponseHandlers::default(),
             timeout: None,

@@ -7,6 +7,8 @@
 //! a tenth of a local request+return pair, so keys are built on the stack.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// The prefix of handler names (`on_foo` handles `foo`).
 pub(crate) const ON: &str = "on_";
@@ -57,6 +59,23 @@ pub(crate) fn type_name(kind: &str) -> TypeName {
         "error" => Cow::Borrowed("error"),
         other => Cow::Owned(other.to_string()),
     }
+}
+
+/// `method` as a shared name: the one of the last request made on this
+/// thread when it is the same (a program sends one method many times),
+/// else a new one that becomes the last. One allocation per change of
+/// method rather than per request.
+pub(crate) fn method_name(method: &str) -> Rc<str> {
+    thread_local! {
+        static LAST: RefCell<Option<Rc<str>>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some(name) if **name == *method => name.clone(),
+            _ => last.insert(Rc::from(method)).clone(),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -3,12 +3,12 @@
 use super::Stream;
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, Source};
-use crate::wire::{decode_body, encode_frame, Frame, FrameDecoder, WireError, READ_CHUNK};
+use crate::wire::{encode_frame, Frame, FrameDecoder, WireError, READ_CHUNK};
 use mio::{Interest, Token};
 use std::io::{self, Read, Write};
 use std::rc::Rc;
 
-/// How many bytes one `read_frames` call reads before it yields to other
+/// How many bytes one `read_bodies` call reads before it yields to other
 /// sources (the caller then asks the loop to call it again).
 const READ_BUDGET: usize = 1 << 20;
 
@@ -232,14 +232,6 @@ impl Connection {
         }
     }
 
-    /// [`Connection::read_bodies`], decoding each body into `frames`.
-    pub fn read_frames(&mut self, frames: &mut Vec<Frame>, hangup: bool) -> ReadOutcome {
-        self.read_bodies(hangup, |body| {
-            frames.push(decode_body(body)?);
-            Ok(())
-        })
-    }
-
     /// Whether what a plain stream read before any frame is a TLS record
     /// (an alert or a handshake, version 3.x): the peer speaks TLS.
     fn speaks_tls(&self) -> bool {
@@ -299,9 +291,19 @@ impl Connection {
     /// immediate and its bytes count against the queue limit like any
     /// other; keeping it costs no allocation beyond the list's room.
     pub fn send_retractable(&mut self, key: u64, frame: &Frame) -> Result<(), Error> {
+        self.send_retractable_with(key, |out, max_frame| encode_frame(frame, out, max_frame))
+    }
+
+    /// [`Connection::send_retractable`] of what `encode` appends (one
+    /// whole frame, as for [`Connection::send_with`]).
+    pub fn send_retractable_with(
+        &mut self,
+        key: u64,
+        encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         debug_assert!(self.retractable.last().map_or(true, |&(k, _, _)| k < key));
         let start = self.out.len();
-        self.send(frame)?;
+        self.send_with(encode)?;
         self.retractable.push((key, start, self.out.len()));
         Ok(())
     }

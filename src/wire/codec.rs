@@ -99,6 +99,16 @@ fn short(type_name: &str) -> &str {
 /// Fails with `limit_exceeded`, leaving `out` as it was, when the body
 /// would exceed `max_frame`.
 pub fn encode_frame(frame: &Frame, out: &mut Vec<u8>, max_frame: usize) -> Result<(), Error> {
+    encode_value(frame, out, max_frame)
+}
+
+/// [`encode_frame`] for anything that serializes as a frame does (see
+/// `wire::outgoing`).
+pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(
+    frame: &T,
+    out: &mut Vec<u8>,
+    max_frame: usize,
+) -> Result<(), Error> {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     if let Err(e) = bincode::serde::encode_into_std_write(frame, out, config()) {

@@ -19,13 +19,17 @@
 //! checks in place the frames the broker forwards; `payload` is the
 //! opaque body of calls, results and signals; `names` the modes and
 //! changes of names; `identity` who is at the other end of a call;
-//! `tap` what a monitor is told; `bytes` and `text` are serde helpers.
+//! `tap` what a monitor is told; `outgoing` the per-call frames a
+//! client encodes from borrowed parts; `received` those it reads in
+//! place; `bytes` and `text` are serde helpers.
 
 pub(crate) mod bytes;
 mod codec;
 mod identity;
 mod names;
+mod outgoing;
 mod payload;
+mod received;
 mod routed;
 mod tap;
 pub(crate) mod text;
@@ -36,7 +40,9 @@ pub use codec::{
 };
 pub use identity::CallerInfo;
 pub use names::{NameChange, NameMode};
+pub(crate) use outgoing::Outgoing;
 pub use payload::Payload;
+pub(crate) use received::{CallerRef, Parsed};
 pub(crate) use routed::{encode_caller, Inbound, Routed, RoutedKind};
 pub use tap::TapEvent;
 

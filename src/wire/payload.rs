@@ -20,9 +20,14 @@ impl Payload {
         // Room for typical small args at once, rather than growing
         // through 8, 16, 32… bytes with a reallocation each.
         let mut out = Vec::with_capacity(128);
-        // Encoding into a Vec cannot fail for our types.
-        let _ = bincode::serde::encode_into_std_write(args, &mut out, codec::config());
+        Payload::encode_into(args, &mut out);
         Payload(out)
+    }
+
+    /// Appends the encoding of args (a payload's bytes) to `out`.
+    pub(crate) fn encode_into(args: &crate::Args, out: &mut Vec<u8>) {
+        // Encoding into a Vec cannot fail for our types.
+        let _ = bincode::serde::encode_into_std_write(args, out, codec::config());
     }
 
     /// Decodes the args of a payload, within the default decoding limit
@@ -37,17 +42,22 @@ impl Payload {
     /// a payload of tiny elements (16 million nulls) is refused instead
     /// of growing to many times its size.
     pub fn decode_within(&self, max: usize) -> Result<crate::Args, Error> {
-        let budget = self
-            .0
+        Payload::decode_bytes(&self.0, max)
+    }
+
+    /// [`Payload::decode_within`] of a payload's bytes where they lie
+    /// (in a received frame).
+    pub(crate) fn decode_bytes(bytes: &[u8], max: usize) -> Result<crate::Args, Error> {
+        let budget = bytes
             .len()
             .saturating_mul(DECODE_FACTOR)
             .saturating_add(4096)
             .min(max);
         let decoded = crate::value::decode_budget(budget, || {
-            bincode::serde::decode_from_slice(&self.0, codec::config())
+            bincode::serde::decode_from_slice(bytes, codec::config())
         });
         match decoded {
-            Ok((args, used)) if used == self.0.len() => Ok(args),
+            Ok((args, used)) if used == bytes.len() => Ok(args),
             Ok(_) => Err(Error::new(
                 crate::ErrorCode::Protocol,
                 "payload has trailing bytes",

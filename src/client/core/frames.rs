@@ -9,7 +9,7 @@
 use super::{Core, Status};
 use crate::client::effects::{Effect, Outbox};
 use crate::client::oneway::Incoming;
-use crate::client::{CallEvent, CallId, ConnectionInfo, Inbound};
+use crate::client::{ConnectionInfo, Inbound};
 use crate::error::{Error, ErrorCode};
 use crate::wire::Frame;
 
@@ -34,18 +34,7 @@ impl Core {
             }
             Frame::Refused { error } => Some(Effect::Refused(error)),
             Frame::Result { id, outcome } => self.on_result(id, outcome, out),
-            Frame::Emit { id, kind, payload } => {
-                let call = self.calls.get(id)?;
-                let event = match payload.decode() {
-                    Ok(args) => CallEvent::Emit { kind, args },
-                    Err(e) => {
-                        self.calls.remove(id);
-                        let _ = out.send(&Frame::Cancel { id });
-                        CallEvent::Error(e)
-                    }
-                };
-                Some(Effect::Call(call, CallId(id), event))
-            }
+            Frame::Emit { id, kind, payload } => self.on_emit(id, kind, payload.decode(), out),
             frame @ (Frame::Deliver { .. } | Frame::DeliverFrom { .. } | Frame::Post { .. }) => {
                 let (call, expects_answer) = Incoming::of(frame, &mut self.serving.last_caller)?;
                 self.on_deliver(call, expects_answer, out)

@@ -65,7 +65,7 @@ fn a_full_queue_fails_an_operation_and_refuses_a_call() {
         CallMeta::default(),
         "S",
         "m",
-        payload(1),
+        &Args::new().with("n", 1),
         handler,
         &mut f.out,
     );

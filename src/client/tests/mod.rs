@@ -224,7 +224,7 @@ impl Fixture {
                 CallMeta::default(),
                 session,
                 method,
-                payload(1),
+                &Args::new().with("n", 1),
                 handler,
                 &mut self.out,
             )

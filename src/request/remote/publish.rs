@@ -5,13 +5,13 @@
 use super::call::Reply;
 use crate::client::{Client, Delivery, Inbound, NameMode, Publication};
 use crate::error::{Error, ErrorCode};
+use crate::id_hash::IdMap;
 use crate::request::callee::Served;
 use crate::request::dispatch::{next_id, run_method};
 use crate::request::link::Up;
-use crate::request::names::strip_on;
+use crate::request::names::{method_name, strip_on};
 use crate::request::stage::{HandlerKind, Stage, Withdraw};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 impl Stage {
@@ -61,7 +61,16 @@ impl Stage {
         } else {
             methods.iter().map(|m| m.to_string()).collect()
         };
-        let exported: HashSet<String> = names.iter().map(|m| strip_on(m).to_string()).collect();
+        // Sorted, for a binary search per call: a stage exports few
+        // methods, and a search costs less than hashing the name.
+        let mut exported: Vec<String> = names.iter().map(|m| strip_on(m).to_string()).collect();
+        exported.sort_unstable();
+        exported.dedup();
+        let exports = move |method: &str| {
+            exported
+                .binary_search_by(|m| m.as_str().cmp(strip_on(method)))
+                .is_ok()
+        };
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         // Weakly: the program's handles keep the stage served (see the
         // crate docs' ownership rules).
@@ -87,7 +96,7 @@ impl Stage {
                     let _ = delivery.fail(e);
                     return;
                 };
-                if !exported.contains(strip_on(&method)) {
+                if !exports(&method) {
                     // The broker checks this already; a publisher does not
                     // rely on it for what it exposes.
                     let _ = delivery.fail(unexported(&stage, &method));
@@ -99,7 +108,7 @@ impl Stage {
                     next_id(),
                     delivery.origin(),
                     stage,
-                    Rc::from(method),
+                    method_name(&method),
                     Up::Remote(Reply::new(delivery.clone())),
                     delivery.deadline(),
                 );
@@ -119,8 +128,7 @@ impl Stage {
                 let Some(stage) = Stage::from_weak(&stage) else {
                     return;
                 };
-                let reachable = exported.contains(strip_on(&method))
-                    || stage.kind(&method) == HandlerKind::RecallOnly;
+                let reachable = exports(&method) || stage.kind(&method) == HandlerKind::RecallOnly;
                 if reachable {
                     run_method(&served, &method, &args);
                 } else {
@@ -140,7 +148,9 @@ impl Stage {
     }
 }
 
-/// The requests a publication is serving, by the broker's route id.
+/// The requests a publication is serving, by the broker's route id (an
+/// id the broker assigns, kept in an [`IdMap`] as the client's own table
+/// of deliveries keeps it).
 ///
 /// The client drops it with the publication, once no delivery of it is
 /// left. A client that closes, or whose last handle is dropped, cancels
@@ -148,7 +158,7 @@ impl Stage {
 /// turn, whatever is still served is cancelled here, at once (as a local
 /// caller's cancel is): the callee hears of every request it started.
 #[derive(Default)]
-struct Serving(RefCell<HashMap<u64, Served>>);
+struct Serving(RefCell<IdMap<u64, Served>>);
 
 impl Drop for Serving {
     fn drop(&mut self) {

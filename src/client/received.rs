@@ -1,0 +1,160 @@
+//! The broker's frames as the shell reads them: the per-call ones (a
+//! delivery, an emit, a return) read in place from the received body
+//! (see [`crate::wire::Parsed`]), with their args decoded straight from
+//! it and their session name and caller identity shared with the
+//! previous call's when equal; every other frame decoded whole.
+//!
+//! What is read here is only decoded, never acted on: the core takes the
+//! frames in order afterwards ([`Core::on_received`]), so reading a
+//! batch ahead changes nothing of what they do.
+
+use super::core::Core;
+use super::effects::{Effect, Outbox};
+use super::oneway::Incoming;
+use super::serving::Serving;
+use super::{CallEvent, CallId};
+use crate::error::Error;
+use crate::value::Args;
+use crate::wire::{decode_body, CallerRef, Frame, Parsed, Payload, Reply, WireError};
+use crate::wire::{CallerInfo, DEFAULT_MAX_DECODED};
+use std::rc::Rc;
+
+/// One frame from the broker, read.
+pub(super) enum Received {
+    /// A frame decoded whole.
+    Frame(Frame),
+    /// A call for a session published here, and whether its caller
+    /// waits for an answer.
+    Call(Incoming, bool),
+    /// An interim response of a call made here.
+    Emit {
+        id: u64,
+        kind: String,
+        args: Result<Args, Error>,
+    },
+    /// The successful final response of a call (or, unexpectedly, of an
+    /// operation) made here.
+    Return {
+        id: u64,
+        kind: String,
+        args: Result<Args, Error>,
+    },
+}
+
+fn decode(payload: &[u8]) -> Result<Args, Error> {
+    Payload::decode_bytes(payload, DEFAULT_MAX_DECODED)
+}
+
+impl Received {
+    /// Reads one frame body; `serving` keeps the last session name and
+    /// caller identity for the next call to share.
+    pub fn read(body: &[u8], serving: &mut Serving) -> Result<Received, WireError> {
+        Ok(match Parsed::parse(body) {
+            Parsed::Call {
+                post,
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+                caller,
+            } => {
+                let call = Incoming {
+                    id,
+                    origin,
+                    timeout_ms,
+                    session: serving.name(session),
+                    method: method.to_string(),
+                    args: decode(payload),
+                    caller: caller.map(|c| serving.caller(c)),
+                };
+                Received::Call(call, !post)
+            }
+            Parsed::Emit { id, kind, payload } => Received::Emit {
+                id,
+                kind: kind.to_string(),
+                args: decode(payload),
+            },
+            Parsed::Return { id, kind, payload } => Received::Return {
+                id,
+                kind: kind.to_string(),
+                args: decode(payload),
+            },
+            Parsed::Other => Received::Frame(decode_body(body)?),
+        })
+    }
+}
+
+impl Serving {
+    /// `name` as a shared string: the last one's when equal (a publisher
+    /// serves one session many times), else a new one that becomes last.
+    pub fn name(&mut self, name: &str) -> Rc<str> {
+        match &self.last_name {
+            Some(last) if **last == *name => last.clone(),
+            _ => self.last_name.insert(Rc::from(name)).clone(),
+        }
+    }
+
+    /// The caller identity `caller`, shared with the last one when equal
+    /// (a caller calls many times), else a new one that becomes last.
+    pub fn caller(&mut self, caller: CallerRef<'_>) -> Rc<CallerInfo> {
+        match &self.last_caller {
+            Some(known) if caller.is(known) => known.clone(),
+            _ => self.last_caller.insert(Rc::new(caller.owned())).clone(),
+        }
+    }
+}
+
+impl Core {
+    /// Takes one frame from the broker, as read by [`Received::read`].
+    pub fn on_received(&mut self, received: Received, out: &mut impl Outbox) -> Option<Effect> {
+        if self.is_closed() {
+            return None;
+        }
+        match received {
+            Received::Frame(frame) => self.on_frame(frame, out),
+            Received::Call(call, expects_answer) => self.on_deliver(call, expects_answer, out),
+            Received::Emit { id, kind, args } => self.on_emit(id, kind, args, out),
+            Received::Return { id, kind, args } => match self.calls.remove(id) {
+                Some(call) => {
+                    let event = match args {
+                        Ok(args) => CallEvent::Return { kind, args },
+                        Err(e) => CallEvent::Error(e),
+                    };
+                    Some(Effect::Call(call, CallId(id), event))
+                }
+                // An operation answered with a return: what it says of
+                // it needs only the type.
+                None => {
+                    let reply = Reply::Return {
+                        kind,
+                        payload: Payload::default(),
+                    };
+                    self.on_result(id, Ok(reply), out)
+                }
+            },
+        }
+    }
+
+    /// An emit of call `id` (its args decoded, or why not): a call that
+    /// cannot read it is cancelled and ends with the error.
+    pub(super) fn on_emit(
+        &mut self,
+        id: u64,
+        kind: String,
+        args: Result<Args, Error>,
+        out: &mut impl Outbox,
+    ) -> Option<Effect> {
+        let call = self.calls.get(id)?;
+        let event = match args {
+            Ok(args) => CallEvent::Emit { kind, args },
+            Err(e) => {
+                self.calls.remove(id);
+                let _ = out.send(&Frame::Cancel { id });
+                CallEvent::Error(e)
+            }
+        };
+        Some(Effect::Call(call, CallId(id), event))
+    }
+}

@@ -1,0 +1,297 @@
+//! Frames a client sends on every call, encoded from borrowed parts: a
+//! deliver from the caller's session and method names, an emit or a
+//! return from the answer's type and its [`Args`], written straight
+//! into the output buffer without building an owned [`Frame`] (two
+//! strings and a payload allocated, moved and freed per call).
+//!
+//! The bytes are exactly those of the owned frame (tested below): the
+//! serde forms name the same enum variants by the same indices.
+
+use super::{codec, Frame, Payload, Reply};
+use crate::value::Args;
+use serde::ser::{SerializeStructVariant, Serializer};
+use serde::Serialize;
+use std::cell::RefCell;
+
+/// [`Frame`]'s variant indices, in its declaration order.
+const DELIVER: u32 = 8;
+const EMIT: u32 = 9;
+const RESULT: u32 = 12;
+/// [`Reply::Return`]'s index.
+const RETURN: u32 = 3;
+
+/// A frame to send: an owned one, or one of the per-call frames from
+/// borrowed parts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outgoing<'a> {
+    /// Any frame, as it is.
+    Frame(&'a Frame),
+    /// [`Frame::Deliver`] of `args`.
+    Deliver {
+        /// See [`Frame::Deliver`].
+        id: u64,
+        /// See [`Frame::Deliver`].
+        origin: u64,
+        /// See [`Frame::Deliver`].
+        timeout_ms: u32,
+        /// The published name.
+        session: &'a str,
+        /// The method.
+        method: &'a str,
+        /// Its args, encoded as the frame is.
+        args: &'a Args,
+    },
+    /// [`Frame::Emit`] of `args`.
+    Emit {
+        /// The route id.
+        id: u64,
+        /// The response type.
+        kind: &'a str,
+        /// Its args, encoded as the frame is.
+        args: &'a Args,
+    },
+    /// [`Frame::Result`] with a successful [`Reply::Return`] of `args`.
+    Return {
+        /// The route id.
+        id: u64,
+        /// The response type.
+        kind: &'a str,
+        /// Its args, encoded as the frame is.
+        args: &'a Args,
+    },
+}
+
+impl<'a> From<&'a Frame> for Outgoing<'a> {
+    fn from(frame: &'a Frame) -> Outgoing<'a> {
+        Outgoing::Frame(frame)
+    }
+}
+
+impl Outgoing<'_> {
+    /// The owned frame of the same bytes (for a frame held while the
+    /// client reconnects, and the core's tests).
+    pub(crate) fn to_frame(self) -> Frame {
+        match self {
+            Outgoing::Frame(f) => f.clone(),
+            Outgoing::Deliver {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                args,
+            } => Frame::Deliver {
+                id,
+                origin,
+                timeout_ms,
+                session: session.to_string(),
+                method: method.to_string(),
+                payload: Payload::encode(args),
+            },
+            Outgoing::Emit { id, kind, args } => Frame::Emit {
+                id,
+                kind: kind.to_string(),
+                payload: Payload::encode(args),
+            },
+            Outgoing::Return { id, kind, args } => Frame::Result {
+                id,
+                outcome: Ok(Reply::Return {
+                    kind: kind.to_string(),
+                    payload: Payload::encode(args),
+                }),
+            },
+        }
+    }
+
+    /// Appends the frame (length prefix and body) to `out`, as
+    /// [`codec::encode_frame`] does for the owned frame.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>, max_frame: usize) -> Result<(), crate::Error> {
+        match *self {
+            Outgoing::Frame(f) => codec::encode_frame(f, out, max_frame),
+            Outgoing::Deliver { args, .. }
+            | Outgoing::Emit { args, .. }
+            | Outgoing::Return { args, .. } => with_encoded(args, |payload| {
+                codec::encode_value(&Encoded(self, payload), out, max_frame)
+            }),
+        }
+    }
+}
+
+thread_local! {
+    /// Room for the args of an answer being encoded, kept between calls.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with `args` encoded as a payload's bytes, in a buffer kept
+/// per thread (no allocation once it has grown to the usual size).
+fn with_encoded<R>(args: &Args, f: impl FnOnce(&[u8]) -> R) -> R {
+    // Taken out while in use, so that a nested use gets a buffer of its
+    // own instead of a borrow error.
+    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    buf.clear();
+    Payload::encode_into(args, &mut buf);
+    let out = f(&buf);
+    if buf.capacity() <= 64 << 10 {
+        SCRATCH.with(|s| *s.borrow_mut() = buf);
+    }
+    out
+}
+
+/// Bytes serialized as [`Payload`] serializes its own.
+struct Bytes<'a>(&'a [u8]);
+
+impl Serialize for Bytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_newtype_struct("Payload", &Raw(self.0))
+    }
+}
+
+struct Raw<'a>(&'a [u8]);
+
+impl Serialize for Raw<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// A deliver, an emit or a return with its args already encoded.
+struct Encoded<'a>(&'a Outgoing<'a>, &'a [u8]);
+
+/// `Ok(Reply::Return { kind, payload })`.
+struct OkReturn<'a>(&'a str, &'a [u8]);
+
+impl Serialize for OkReturn<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_newtype_variant("Result", 0, "Ok", &ReturnReply(self.0, self.1))
+    }
+}
+
+struct ReturnReply<'a>(&'a str, &'a [u8]);
+
+impl Serialize for ReturnReply<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut v = s.serialize_struct_variant("Reply", RETURN, "Return", 2)?;
+        v.serialize_field("kind", self.0)?;
+        v.serialize_field("payload", &Bytes(self.1))?;
+        v.end()
+    }
+}
+
+impl Serialize for Encoded<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self.0 {
+            Outgoing::Deliver {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                ..
+            } => {
+                let mut v = s.serialize_struct_variant("Frame", DELIVER, "Deliver", 6)?;
+                v.serialize_field("id", &id)?;
+                v.serialize_field("origin", &origin)?;
+                v.serialize_field("timeout_ms", &timeout_ms)?;
+                v.serialize_field("session", session)?;
+                v.serialize_field("method", method)?;
+                v.serialize_field("payload", &Bytes(self.1))?;
+                v.end()
+            }
+            Outgoing::Emit { id, kind, .. } => {
+                let mut v = s.serialize_struct_variant("Frame", EMIT, "Emit", 3)?;
+                v.serialize_field("id", &id)?;
+                v.serialize_field("kind", kind)?;
+                v.serialize_field("payload", &Bytes(self.1))?;
+                v.end()
+            }
+            Outgoing::Return { id, kind, .. } => {
+                let mut v = s.serialize_struct_variant("Frame", RESULT, "Result", 2)?;
+                v.serialize_field("id", &id)?;
+                v.serialize_field("outcome", &OkReturn(kind, self.1))?;
+                v.end()
+            }
+            Outgoing::Frame(f) => f.serialize(s),
+        }
+    }
+}
+
+impl Serialize for Outgoing<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Outgoing::Frame(f) => f.serialize(s),
+            Outgoing::Deliver { args, .. }
+            | Outgoing::Emit { args, .. }
+            | Outgoing::Return { args, .. } => {
+                with_encoded(args, |payload| Encoded(self, payload).serialize(s))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    fn bytes(frame: &Outgoing<'_>, max: usize) -> Result<Vec<u8>, crate::Error> {
+        let mut out = vec![7];
+        frame.encode(&mut out, max)?;
+        Ok(out)
+    }
+
+    fn owned(frame: &Frame, max: usize) -> Result<Vec<u8>, crate::Error> {
+        let mut out = vec![7];
+        codec::encode_frame(frame, &mut out, max)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn borrowed_frames_encode_as_the_owned_ones() {
+        let big = Args::new()
+            .with("x", Value::Bytes(vec![1; 300]))
+            .with("s", "é");
+        let args = [Args::new(), Args::new().with("n", 1), big];
+        let ids = [
+            0,
+            1,
+            250,
+            251,
+            65_535,
+            65_536,
+            u32::MAX as u64 + 1,
+            u64::MAX,
+        ];
+        for id in ids {
+            for a in &args {
+                for kind in ["", "return", &"k".repeat(300)] {
+                    let frames = [
+                        Outgoing::Emit { id, kind, args: a },
+                        Outgoing::Return { id, kind, args: a },
+                        Outgoing::Deliver {
+                            id,
+                            origin: id / 3,
+                            timeout_ms: (id % 100_000) as u32,
+                            session: kind,
+                            method: "m",
+                            args: a,
+                        },
+                    ];
+                    for f in frames {
+                        let frame = f.to_frame();
+                        assert_eq!(bytes(&f, 1 << 20), owned(&frame, 1 << 20), "{frame:?}");
+                        let mut plain = Vec::new();
+                        bincode::serde::encode_into_std_write(f, &mut plain, codec::config())
+                            .unwrap();
+                        assert_eq!(crate::wire::decode_body(&plain), Ok(frame.clone()));
+                        // Over the maximum: refused alike, nothing left.
+                        let small = plain.len() - 1;
+                        assert_eq!(
+                            bytes(&f, small).unwrap_err().code,
+                            owned(&frame, small).unwrap_err().code
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
