@@ -1132,7 +1132,10 @@ bool sb_response_cancel(const struct sb_response *r);
 const char *sb_version(void);
 
 // Makes empty args. Free with `sb_args_free` (or hand to a function
-// that takes ownership). Never NULL except on allocation panic.
+// that takes ownership). Never NULL except on allocation panic. Args
+// keep their keys sorted: setting keys in sorted order appends each,
+// while random order moves the later ones (for many thousands of keys,
+// set them sorted).
 struct sb_args *sb_args_new(void);
 
 // Copies args (for example ones borrowed in a callback).

@@ -313,7 +313,10 @@ impl Args {
         self
     }
 
-    /// Sets `name` to `value`, returning the previous value.
+    /// Sets `name` to `value`, returning the previous value. Names that
+    /// come in order are appended; one that goes before others moves
+    /// them, so building many thousands of names in random order is
+    /// faster with `collect()` (one sort).
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Value>) -> Option<Value> {
         let (name, value) = (name.into(), value.into());
         match self.find(&name) {

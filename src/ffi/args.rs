@@ -38,7 +38,10 @@ pub(crate) unsafe fn args_or_empty(p: *const sb_args) -> Args {
 }
 
 /// Makes empty args. Free with `sb_args_free` (or hand to a function
-/// that takes ownership). Never NULL except on allocation panic.
+/// that takes ownership). Never NULL except on allocation panic. Args
+/// keep their keys sorted: setting keys in sorted order appends each,
+/// while random order moves the later ones (for many thousands of keys,
+/// set them sorted).
 #[no_mangle]
 pub extern "C" fn sb_args_new() -> *mut sb_args {
     value_or(std::ptr::null_mut(), || Ok(boxed::<sb_args>(Args::new())))

@@ -905,7 +905,10 @@ sub _encode_args {
     ref $h eq 'HASH' or _croak(invalid_argument => 'args must be a hash ref');
     my $args = StageBus::_C::sb_args_new() or _croak(panic => 'sb_args_new failed');
     my $ok = eval {
-        for my $k (keys %$h) {
+        # In name order: args keep their names sorted, and names that come
+        # in order are appended (random order would move the tail each
+        # time: quadratic for large hashes).
+        for my $k (sort keys %$h) {
             my $ck = _to_c($k, 'an args key');
             my $v  = $h->{$k};
             my $st;
