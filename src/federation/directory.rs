@@ -153,6 +153,7 @@ impl Directory {
     }
 
     /// Whether the cache holds a session of `peer`.
+    #[allow(dead_code)]
     pub fn serves_any(&self, peer: &str) -> bool {
         self.cache.values().any(|r| r.broker == peer)
     }
@@ -341,7 +342,7 @@ impl Federation {
                         let owner: Option<Value> = serde_json::from_slice(&entry.value).ok();
                         let free = entry.op != KvOp::Put
                             || owner.as_ref().is_some_and(|v| {
-                                (v.broker == self.config.broker_id && v.inc != self.inc)
+                                (v.broker == self.config.broker_id && v.inc != self.inc())
                                     || self
                                         .state
                                         .borrow()

@@ -34,6 +34,12 @@ pub enum Body {
         /// Whether the receiver should answer with its own sync.
         want_reply: bool,
     },
+    /// "You were declared dead: your incarnation `to_inc` is over" (the
+    /// design's `Reset{declared_dead}`), sent to a broker heard from
+    /// after its peers declared it dead (it hung, or was cut off, past
+    /// `hb_timeout`). It takes a new incarnation, ends every call across
+    /// its links, and claims its names again.
+    DeclaredDead,
 }
 
 /// One link message.
@@ -80,6 +86,7 @@ impl Envelope {
             Body::Reset => 1,
             Body::Sync { want_reply: false } => 2,
             Body::Sync { want_reply: true } => 3,
+            Body::DeclaredDead => 4,
         });
         for n in [self.from_inc, self.to_inc, self.gen, self.seq] {
             out.extend_from_slice(&n.to_be_bytes());
@@ -147,6 +154,7 @@ impl Envelope {
             1 => Body::Reset,
             2 => Body::Sync { want_reply: false },
             3 => Body::Sync { want_reply: true },
+            4 => Body::DeclaredDead,
             _ => return Err(BadEnvelope("unknown kind")),
         };
         if !matches!(body, Body::Frames(_)) && !rest.is_empty() {
@@ -260,7 +268,22 @@ impl LinkState {
         }
     }
 
-    /// Judges a message from the peer (and updates the state for it).
+    /// The notice that the peer's incarnation `peer_inc` was declared
+    /// dead here.
+    pub fn declared_dead(me: &str, my_inc: u64, peer_inc: u64) -> Envelope {
+        Envelope {
+            from: me.to_string(),
+            from_inc: my_inc,
+            to_inc: peer_inc,
+            gen: 0,
+            seq: 0,
+            body: Body::DeclaredDead,
+        }
+    }
+
+    /// Judges a message from the peer (and updates the state for it). A
+    /// [`Body::DeclaredDead`] is not judged here: it concerns this
+    /// broker's incarnation, not the link.
     pub fn receive(&mut self, my_inc: u64, env: &Envelope) -> Verdict {
         if env.to_inc != 0 && env.to_inc != my_inc {
             return Verdict::Stale;
@@ -297,6 +320,7 @@ impl LinkState {
                 self.resets += 1;
                 Verdict::PeerReset
             }
+            Body::DeclaredDead => Verdict::Drop,
             _ if env.gen < self.rx_gen => Verdict::Stray,
             _ if env.gen > self.rx_gen => Verdict::Reset("a generation from the future"),
             Body::Frames(frames) => {
@@ -343,6 +367,7 @@ mod tests {
             Body::Reset,
             Body::Sync { want_reply: true },
             Body::Sync { want_reply: false },
+            Body::DeclaredDead,
         ] {
             let e = Envelope {
                 from: "b1".into(),

@@ -50,7 +50,7 @@ impl Federation {
             return;
         };
         if value.broker == self.config.broker_id {
-            if value.inc != self.inc {
+            if value.inc != self.inc() {
                 // Left by an earlier life of this broker.
                 self.delete_entry(&name, entry.revision, "publisher_gone");
             }
@@ -124,7 +124,7 @@ impl Federation {
             .unwrap_or_default();
         let value = Value {
             broker: self.config.broker_id.clone(),
-            inc: self.inc,
+            inc: self.inc(),
             methods,
         };
         let Ok(subject) = self.state.borrow().dir.kv.key_subject(&key_of(name)) else {

@@ -51,7 +51,7 @@ impl Federation {
     pub(super) fn claim(&self, pending: Pending, expected: u64) -> bool {
         let value = Value {
             broker: self.config.broker_id.clone(),
-            inc: self.inc,
+            inc: self.inc(),
             methods: pending.methods.clone(),
         };
         let subject = match self
