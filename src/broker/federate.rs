@@ -114,6 +114,11 @@ impl Port for Shell {
         self.core_ref().link_load(conn)
     }
 
+    fn withdraw(&self, conn: ConnId, session: &str, reason: Error) {
+        self.core_mut().withdraw_remote(conn, session, reason);
+        self.settle();
+    }
+
     fn fed_limits(&self) -> (usize, usize) {
         let core = self.core_ref();
         let l = core.limits();

@@ -55,6 +55,25 @@ impl Core {
         self.drop_waiters(conn);
     }
 
+    /// The peer behind stand-in connection `conn` no longer serves
+    /// `session`, for `reason` (its publisher disconnected, or it was
+    /// rescinded): as a rescind, but subscribers and watchers are told
+    /// `reason`, the same as at the owner's broker.
+    pub(super) fn withdraw_remote(&mut self, conn: ConnId, session: &str, reason: crate::error::Error) {
+        let (cost, listed) = self.publication_cost(session, conn);
+        let Ok(left) = self.registry.rescind(session, conn) else {
+            return;
+        };
+        self.budget.registry = self.budget.registry.saturating_sub(cost);
+        self.budget.listing = self.budget.listing.saturating_sub(listed);
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.published.remove(session);
+            p.registry = p.registry.saturating_sub(cost);
+            p.listing = p.listing.saturating_sub(listed);
+        }
+        self.publisher_left(session, conn, left, reason);
+    }
+
     /// How many calls stand-in connection `conn` made that are in flight,
     /// and how many it serves (calls from here to the peer's sessions).
     pub(super) fn link_load(&self, conn: ConnId) -> (usize, usize) {

@@ -47,6 +47,9 @@ pub(crate) trait Port {
     /// Calls stand-in connection `conn` made that are in flight, and
     /// calls it serves (from here to the peer's sessions).
     fn link_load(&self, conn: ConnId) -> (usize, usize);
+    /// Stand-in connection `conn` no longer serves `session`, for
+    /// `reason` (told to its subscribers).
+    fn withdraw(&self, conn: ConnId, session: &str, reason: Error);
     /// The broker's `max-pending-per-link` and `max-nats-queued-bytes`
     /// limits.
     fn fed_limits(&self) -> (usize, usize);
@@ -486,6 +489,27 @@ impl Federation {
         // entries; each deletion reaching the watch claims the name
         // again, now with the new incarnation (and an entry of the old
         // one is deleted as an earlier life's, then claimed again).
+    }
+
+    /// `broker` no longer serves `name`: its stand-in connection
+    /// withdraws it, with the reason the owner gave in the delete marker
+    /// (`publisher_gone` when its publisher disconnected; a rescind
+    /// otherwise), so remote subscribers hear what local ones do.
+    pub(crate) fn withdraw_remote(&self, broker: &str, name: &str, reason: Option<&str>) {
+        let reason = match reason {
+            Some("publisher_gone") => Error::new(
+                ErrorCode::PublisherGone,
+                format!("the publisher of '{name}' on broker {broker} disconnected"),
+            ),
+            _ => Error::new(
+                ErrorCode::NoSuchSession,
+                format!("Session '{name}' was rescinded"),
+            ),
+        };
+        let conn = self.state.borrow().peers.get(broker).and_then(|p| p.conn);
+        if let (Some(conn), Some(port)) = (conn, self.port.upgrade()) {
+            port.withdraw(conn, name, reason);
+        }
     }
 
     /// Ends every link with calls in flight, as a lost frame would (a

@@ -41,7 +41,8 @@ impl Federation {
         if entry.op != KvOp::Put {
             let old = self.state.borrow_mut().dir.cache.remove(&name);
             if let Some(old) = old {
-                self.rescind_remote(&old.broker, &name);
+                let reason = entry.headers.as_ref().and_then(|h| h.get("Sb-Reason"));
+                self.withdraw_remote(&old.broker, &name, reason);
             }
             self.reclaim(&name, entry.revision);
             return;
@@ -53,6 +54,9 @@ impl Federation {
             if value.inc != self.inc() {
                 // Left by an earlier life of this broker.
                 self.delete_entry(&name, entry.revision, "publisher_gone");
+            } else if !self.state.borrow().dir.claim_known(&name) {
+                // A claim of ours that timed out here, landed later.
+                self.delete_entry(&name, entry.revision, "rescinded");
             }
             return;
         }

@@ -100,8 +100,18 @@ impl Federation {
     }
 
     /// Drops the claims of `conn` on names it no longer serves here (a
-    /// rescind, a refused publish, a disconnect).
+    /// rescind, a refused publish).
     pub(crate) fn check_claims(&self, conn: ConnId) {
+        self.drop_claims(conn, "rescinded");
+    }
+
+    /// Drops every claim of `conn`, which disconnected: other brokers'
+    /// subscribers are told `publisher_gone`, as local ones are.
+    pub(crate) fn claims_closed(&self, conn: ConnId) {
+        self.drop_claims(conn, "publisher_gone");
+    }
+
+    fn drop_claims(&self, conn: ConnId, reason: &str) {
         let Some(port) = self.port.upgrade() else {
             return;
         };
@@ -118,7 +128,7 @@ impl Federation {
             if port.owner(&name) != Some(conn) {
                 let claim = self.state.borrow_mut().dir.claims.remove(&name);
                 if let Some(c) = claim {
-                    self.delete_entry(&name, c.revision, "rescinded");
+                    self.delete_entry(&name, c.revision, reason);
                 }
             }
         }
