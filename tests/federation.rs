@@ -7,9 +7,9 @@
 
 #[macro_use]
 mod common;
-mod nats_support;
 #[path = "nats_support/brokers.rs"]
 mod brokers;
+mod nats_support;
 
 use brokers::*;
 use common::*;

@@ -25,9 +25,9 @@
 
 #[macro_use]
 mod common;
-mod nats_support;
 #[path = "nats_support/brokers.rs"]
 mod brokers;
+mod nats_support;
 
 use brokers::*;
 use common::*;
@@ -93,8 +93,12 @@ fn a_link_reset_ends_calls_once_and_keeps_remote_sessions() {
     let (seen1, serve1) = recorder();
     publish_when_ready(&c2, "Svc", &["echo", "hold"], serve2);
     publish_when_ready(&c1, "Back", &["echo", "hold"], serve1);
-    eventually(&lp, "Svc listed at b1", || names(&sub).contains(&"Svc".into()));
-    eventually(&lp, "Back listed at b2", || names(&c2).contains(&"Back".into()));
+    eventually(&lp, "Svc listed at b1", || {
+        names(&sub).contains(&"Svc".into())
+    });
+    eventually(&lp, "Back listed at b2", || {
+        names(&c2).contains(&"Back".into())
+    });
     subscribe(&sub, "Svc").unwrap();
     let gone = gone_log(&sub);
 
@@ -112,7 +116,11 @@ fn a_link_reset_ends_calls_once_and_keeps_remote_sessions() {
 
     b1.reset_federation_links();
     until(&lp, "every call ended", || {
-        there.borrow().iter().chain(back.borrow().iter()).all(|f| !f.is_empty())
+        there
+            .borrow()
+            .iter()
+            .chain(back.borrow().iter())
+            .all(|f| !f.is_empty())
     });
     until(&lp, "the publishers cancelled", || {
         count(&seen2, "cancel") == 8 && count(&seen1, "cancel") == 4
@@ -124,7 +132,11 @@ fn a_link_reset_ends_calls_once_and_keeps_remote_sessions() {
     assert_eq!((count(&seen2, "cancel"), count(&seen1, "cancel")), (8, 4));
     // b2 still serves Svc: its subscribers were told nothing, it is still
     // listed, and new calls go through at once.
-    assert!(gone.borrow().is_empty(), "no SessionGone: {:?}", gone.borrow());
+    assert!(
+        gone.borrow().is_empty(),
+        "no SessionGone: {:?}",
+        gone.borrow()
+    );
     assert!(names(&sub).contains(&"Svc".to_string()));
     let out = call(&c1, "Svc", "echo", &arg("after", 1));
     assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
@@ -153,7 +165,9 @@ fn limits_fail_one_call_and_keep_the_link() {
     let (c1, c2) = (connect(&lp, &b1), connect(&lp, &b2));
     let (seen, serve) = recorder();
     publish_when_ready(&c2, "Svc", &["echo", "big", "emitbig", "hold"], serve);
-    eventually(&lp, "Svc listed at b1", || names(&c1).contains(&"Svc".into()));
+    eventually(&lp, "Svc listed at b1", || {
+        names(&c1).contains(&"Svc".into())
+    });
     let big = 100_000;
 
     // A call whose arguments are over max_payload: that call fails.
@@ -174,7 +188,9 @@ fn limits_fail_one_call_and_keep_the_link() {
         move |_, ev| f.borrow_mut()[0].push(ev)
     })
     .unwrap();
-    until(&lp, "the emitbig call ended", || !finals.borrow()[0].is_empty());
+    until(&lp, "the emitbig call ended", || {
+        !finals.borrow()[0].is_empty()
+    });
     run_for(&lp, Duration::from_millis(500));
     assert_eq!(
         each_ended_once(&finals, &[ErrorCode::LimitExceeded]),
@@ -208,7 +224,18 @@ fn limits_fail_one_call_and_keep_the_link() {
     for id in ids {
         c1.cancel(id);
     }
-    until(&lp, "the held calls cancelled", || count(&seen, "cancel") >= 4);
+    until(&lp, "the held calls cancelled", || {
+        count(&seen, "cancel") >= 4
+    });
+    // Bytes queued toward NATS over max-nats-queued-bytes (1 byte, set
+    // while running): a new call fails at once; back to the default, it
+    // goes through.
+    b1.set_limit(Limit::MaxNatsQueuedBytes, 1).unwrap();
+    let out = call(&c1, "Svc", "echo", &arg("small", 1));
+    let e = call_error(&out.last);
+    assert_eq!(e.code, ErrorCode::LimitExceeded, "{e}");
+    assert!(e.message.contains("max-nats-queued-bytes"), "{e}");
+    b1.set_limit(Limit::MaxNatsQueuedBytes, 64 << 20).unwrap();
     // The link never reset; other calls go on.
     let out = call(&c1, "Svc", "echo", &arg("small", 1));
     assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
@@ -216,7 +243,7 @@ fn limits_fail_one_call_and_keep_the_link() {
         assert_eq!(b.stats().link_resets, 0, "{:?}", b.stats());
     }
     let refused = b1.stats().federation_limits_exceeded + b2.stats().federation_limits_exceeded;
-    assert!(refused >= 5, "{refused}");
+    assert!(refused >= 6, "{refused}");
 }
 
 /// An in-process broker b1 with a caller and a subscriber, and a
@@ -246,8 +273,12 @@ fn pair(bin: &std::path::Path, ns: &str) -> Pair {
     let (seen1, serve1) = recorder();
     publish_when_ready(&c2, "Svc", &["echo", "hold"], serve2);
     publish_when_ready(&c1, "Back", &["echo", "hold"], serve1);
-    eventually(&lp, "Svc listed at b1", || names(&sub).contains(&"Svc".into()));
-    eventually(&lp, "Back listed at b2", || names(&c2).contains(&"Back".into()));
+    eventually(&lp, "Svc listed at b1", || {
+        names(&sub).contains(&"Svc".into())
+    });
+    eventually(&lp, "Back listed at b2", || {
+        names(&c2).contains(&"Back".into())
+    });
     subscribe(&sub, "Svc").unwrap();
     Pair {
         lp,
@@ -264,7 +295,12 @@ fn pair(bin: &std::path::Path, ns: &str) -> Pair {
 
 /// Keeps 8 `echo` calls in flight from `c` to `session` while `go`
 /// holds; each call's events go to `finals`.
-fn keep_calling(c: &Client, session: &'static str, finals: &Finals, go: &Rc<std::cell::Cell<bool>>) {
+fn keep_calling(
+    c: &Client,
+    session: &'static str,
+    finals: &Finals,
+    go: &Rc<std::cell::Cell<bool>>,
+) {
     fn start(c: &Client, session: &'static str, finals: &Finals, go: &Rc<std::cell::Cell<bool>>) {
         let index = {
             let mut f = finals.borrow_mut();
@@ -306,8 +342,16 @@ fn a_broker_stopped_shorter_than_hb_timeout_loses_nothing() {
     });
     run_for(&p.lp, Duration::from_millis(500));
     let failed = each_ended_once(&finals, &[ErrorCode::PublisherGone]);
-    eprintln!("{} calls, {failed} publisher_gone; b1 {:?}", finals.borrow().len(), p.b1.stats());
-    assert!(gone.borrow().is_empty(), "no SessionGone: {:?}", gone.borrow());
+    eprintln!(
+        "{} calls, {failed} publisher_gone; b1 {:?}",
+        finals.borrow().len(),
+        p.b1.stats()
+    );
+    assert!(
+        gone.borrow().is_empty(),
+        "no SessionGone: {:?}",
+        gone.borrow()
+    );
     assert_eq!(p.b1.stats().peers_declared_dead, 0, "{:?}", p.b1.stats());
     let out = call(&p.c1, "Svc", "echo", &arg("after", 1));
     assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
@@ -336,11 +380,18 @@ fn a_broker_stopped_past_hb_timeout_comes_back_as_a_new_incarnation() {
     until(&p.lp, "b1's calls to b2 ended", || {
         there.borrow().iter().all(|f| !f.is_empty())
     });
-    until(&p.lp, "b2's calls cancelled at b1", || count(&p.seen1, "cancel") == 4);
-    eventually(&p.lp, "Svc gone from b1", || !names(&p.c1).contains(&"Svc".into()));
+    until(&p.lp, "b2's calls cancelled at b1", || {
+        count(&p.seen1, "cancel") == 4
+    });
+    eventually(&p.lp, "Svc gone from b1", || {
+        !names(&p.c1).contains(&"Svc".into())
+    });
     eprintln!("declared dead {:?} after SIGSTOP", stopped.elapsed());
     assert_eq!(each_ended_once(&there, &[ErrorCode::PublisherGone]), 8);
-    assert!(gone.borrow().iter().any(|(n, c)| n == "Svc" && *c == ErrorCode::PublisherGone));
+    assert!(gone
+        .borrow()
+        .iter()
+        .any(|(n, c)| n == "Svc" && *c == ErrorCode::PublisherGone));
     assert!(p.b1.stats().peers_declared_dead >= 1);
     run_for(&p.lp, Duration::from_millis(1000));
 
@@ -379,13 +430,22 @@ fn a_publisher_killed_during_calls_across_brokers() {
     // The publisher is a process: `stagebus serve` on b2.
     let addr = b2.local_addresses()[0].to_string();
     let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_stagebus"))
-        .args(["serve", "--broker", &addr, "--name", "Pub", "--no-reconnect"])
+        .args([
+            "serve",
+            "--broker",
+            &addr,
+            "--name",
+            "Pub",
+            "--no-reconnect",
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start stagebus serve");
-    eventually(&lp, "Pub listed at b1", || names(&sub).contains(&"Pub".into()));
+    eventually(&lp, "Pub listed at b1", || {
+        names(&sub).contains(&"Pub".into())
+    });
     subscribe(&sub, "Pub").unwrap();
     let gone = gone_log(&sub);
     let finals: Finals = Rc::default();
@@ -405,14 +465,21 @@ fn a_publisher_killed_during_calls_across_brokers() {
     until(&lp, "every call ended", || {
         finals.borrow().iter().all(|f| !f.is_empty())
     });
-    eventually(&lp, "Pub gone from b1", || !names(&sub).contains(&"Pub".into()));
+    eventually(&lp, "Pub gone from b1", || {
+        !names(&sub).contains(&"Pub".into())
+    });
     run_for(&lp, Duration::from_millis(500));
     assert_eq!(each_ended_once(&finals, &[ErrorCode::PublisherGone]), 8);
-    assert_eq!(gone.borrow().as_slice(), &[("Pub".to_string(), ErrorCode::PublisherGone)]);
+    assert_eq!(
+        gone.borrow().as_slice(),
+        &[("Pub".to_string(), ErrorCode::PublisherGone)]
+    );
     // The name is free again; calls reach its new publisher.
     let (_seen, serve2) = recorder();
     publish_when_ready(&c2, "Pub", &["echo"], serve2);
-    eventually(&lp, "Pub listed again", || names(&c1).contains(&"Pub".into()));
+    eventually(&lp, "Pub listed again", || {
+        names(&c1).contains(&"Pub".into())
+    });
     let out = call(&c1, "Pub", "echo", &arg("again", 1));
     assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
     assert_eq!(b1.stats().link_resets, 0, "{:?}", b1.stats());
@@ -429,7 +496,9 @@ fn two_nats_nodes_of_three_down_then_back() {
     let (c1, c3) = (connect(&lp, &b1), connect(&lp, &b3));
     let (_seen, serve) = recorder();
     publish_when_ready(&c3, "Svc", &["echo"], serve);
-    eventually(&lp, "Svc listed at b1", || names(&c1).contains(&"Svc".into()));
+    eventually(&lp, "Svc listed at b1", || {
+        names(&c1).contains(&"Svc".into())
+    });
     let finals: Finals = Rc::default();
     let go = Rc::new(std::cell::Cell::new(true));
     keep_calling(&c1, "Svc", &finals, &go);
@@ -455,14 +524,23 @@ fn two_nats_nodes_of_three_down_then_back() {
     nodes[1].restart();
     nodes[2].restart();
     publish_when_ready(&c1, "New", &["echo"], serve_new);
-    eventually(&lp, "New listed at b3", || names(&c3).contains(&"New".into()));
+    eventually(&lp, "New listed at b3", || {
+        names(&c3).contains(&"New".into())
+    });
     go.set(false);
     until(&lp, "every call ended", || {
         finals.borrow().iter().all(|f| !f.is_empty())
     });
     run_for(&lp, Duration::from_millis(500));
-    let failed = each_ended_once(&finals, &[ErrorCode::PublisherGone, ErrorCode::NoSuchSession]);
-    eprintln!("{} calls, {failed} failed; b1 {:?}", finals.borrow().len(), b1.stats());
+    let failed = each_ended_once(
+        &finals,
+        &[ErrorCode::PublisherGone, ErrorCode::NoSuchSession],
+    );
+    eprintln!(
+        "{} calls, {failed} failed; b1 {:?}",
+        finals.borrow().len(),
+        b1.stats()
+    );
     let out = call(&c3, "New", "echo", &arg("after", 1));
     assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
     let out = call(&c1, "Svc", "echo", &arg("after", 2));

@@ -59,7 +59,12 @@ impl Core {
     /// `session`, for `reason` (its publisher disconnected, or it was
     /// rescinded): as a rescind, but subscribers and watchers are told
     /// `reason`, the same as at the owner's broker.
-    pub(super) fn withdraw_remote(&mut self, conn: ConnId, session: &str, reason: crate::error::Error) {
+    pub(super) fn withdraw_remote(
+        &mut self,
+        conn: ConnId,
+        session: &str,
+        reason: crate::error::Error,
+    ) {
         let (cost, listed) = self.publication_cost(session, conn);
         let Ok(left) = self.registry.rescind(session, conn) else {
             return;

@@ -8,9 +8,11 @@
 //! frame bodies, a reset, or a sync. The receiving side ([`LinkState`])
 //! accepts frames only in sequence; anything else that cannot be a stray
 //! of an older generation means frames were lost, and the link resets:
-//! the broker closes the peer's stand-in connection, which ends every
-//! call across it exactly once (`publisher_gone` to callers, a cancel to
-//! publishers), and tells the peer, which does the same.
+//! the broker ends every call across it exactly once (`publisher_gone`
+//! to callers, a cancel to publishers) while the peer's sessions stay
+//! listed, and tells the peer, which does the same. A broker heard from
+//! after it was declared dead is sent [`Body::DeclaredDead`]: it takes a
+//! new incarnation.
 //!
 //! Pure: bytes in, decisions out; no socket, no clock.
 

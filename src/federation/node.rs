@@ -5,10 +5,14 @@
 //! Each peer broker B is a *stand-in connection* in this broker's core
 //! (opened with [`Port::open_link`]): B's sessions are published by it,
 //! calls from B's clients are made by it, and what the core writes to it
-//! goes to B over the link. Ending that connection ([`Port::close_link`])
-//! is how a link reset or B's death ends every call across the link
-//! exactly once: the core answers `publisher_gone` to its callers and
-//! cancels at its publishers, as for any closed connection.
+//! goes to B over the link. A link reset ends every call of that
+//! connection exactly once ([`Port::end_calls`]: `publisher_gone` to its
+//! callers, a cancel at its publishers) while B's sessions stay; B's
+//! death closes it ([`Port::close_link`]), and B's sessions leave with
+//! it. A broker that hears it was declared dead (it hung or was cut off
+//! past `hb_timeout`) takes a new incarnation ([`Federation::renew`]);
+//! a broker whose own loop did not run for a while (SIGSTOP) does not
+//! declare its peers dead for the silence it did not hear.
 //!
 //! This file holds the membership (start, heartbeats, liveness, a peer
 //! declared dead); `link_traffic` the data path of each link.

@@ -97,10 +97,7 @@ pub fn publish_when_ready(
     loop {
         match publish(c, session, methods, serve.clone()) {
             Ok(()) => return,
-            Err(e)
-                if e.code == ErrorCode::Timeout
-                    && Instant::now() < deadline =>
-            {
+            Err(e) if e.code == ErrorCode::Timeout && Instant::now() < deadline => {
                 c.event_loop()
                     .run_until(Duration::from_millis(100), || false)
                     .unwrap();

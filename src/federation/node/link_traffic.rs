@@ -107,7 +107,9 @@ impl Federation {
                 .collect()
         };
         let port = self.port.upgrade();
-        let (max_pending, max_queued) = port.as_ref().map_or((usize::MAX, usize::MAX), |p| p.fed_limits());
+        let (max_pending, max_queued) = port
+            .as_ref()
+            .map_or((usize::MAX, usize::MAX), |p| p.fed_limits());
         for (peer, frames) in waiting {
             let conn = self.state.borrow().peers.get(&peer).and_then(|p| p.conn);
             let serving = match (&port, conn) {
@@ -145,7 +147,9 @@ impl Federation {
             }
             if let Some(why) = failed {
                 self.reset_link(&peer, &why);
-            } else if let (Some(port), Some(conn), false) = (&port, conn, screened.inject.is_empty()) {
+            } else if let (Some(port), Some(conn), false) =
+                (&port, conn, screened.inject.is_empty())
+            {
                 port.link_input(conn, &screened.inject);
             }
         }
@@ -161,7 +165,8 @@ impl Federation {
         let env = {
             let mut st = self.state.borrow_mut();
             let p = st.peers.entry(peer.to_string()).or_insert_with(Peer::new);
-            p.link.next_frames(&self.config.broker_id, self.inc(), frames)
+            p.link
+                .next_frames(&self.config.broker_id, self.inc(), frames)
         };
         self.publish_link(nats, peer, &env, true)
     }
