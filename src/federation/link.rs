@@ -287,6 +287,29 @@ impl LinkState {
     /// [`Body::DeclaredDead`] is not judged here: it concerns this
     /// broker's incarnation, not the link.
     pub fn receive(&mut self, my_inc: u64, env: &Envelope) -> Verdict {
+        match self.judge(my_inc, env) {
+            Verdict::Deliver(_) => match &env.body {
+                Body::Frames(frames) => Verdict::Deliver(frames.clone()),
+                _ => unreachable!("only frames are delivered"),
+            },
+            v => v,
+        }
+    }
+
+    /// [`LinkState::receive`] of a message the caller gives up: the frames
+    /// delivered are moved out of it, not copied.
+    pub fn receive_owned(&mut self, my_inc: u64, env: Envelope) -> Verdict {
+        match self.judge(my_inc, &env) {
+            Verdict::Deliver(_) => match env.body {
+                Body::Frames(frames) => Verdict::Deliver(frames),
+                _ => unreachable!("only frames are delivered"),
+            },
+            v => v,
+        }
+    }
+
+    /// The verdict, with `Deliver` empty (the callers fill it).
+    fn judge(&mut self, my_inc: u64, env: &Envelope) -> Verdict {
         if env.to_inc != 0 && env.to_inc != my_inc {
             return Verdict::Stale;
         }
@@ -325,10 +348,10 @@ impl LinkState {
             Body::DeclaredDead => Verdict::Drop,
             _ if env.gen < self.rx_gen => Verdict::Stray,
             _ if env.gen > self.rx_gen => Verdict::Reset("a generation from the future"),
-            Body::Frames(frames) => {
+            Body::Frames(_) => {
                 if env.seq == self.received + 1 {
                     self.received = env.seq;
-                    Verdict::Deliver(frames.clone())
+                    Verdict::Deliver(Vec::new())
                 } else if env.seq <= self.received {
                     Verdict::Drop
                 } else {

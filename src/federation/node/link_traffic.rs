@@ -256,14 +256,14 @@ impl Federation {
     }
 
     pub(super) fn on_link_message(&self, msg: &crate::federation::nats::Msg) {
-        let env = match Envelope::decode(&msg.payload) {
+        let mut env = match Envelope::decode(&msg.payload) {
             Ok(e) => e,
             Err(e) => {
                 log::warn!(broker = self.config.broker_id.as_str(); "{e}");
                 return;
             }
         };
-        let from = env.from.clone();
+        let from = std::mem::take(&mut env.from);
         if from == self.config.broker_id || from.is_empty() {
             return;
         }
@@ -273,23 +273,35 @@ impl Federation {
             }
             return;
         }
-        if self
-            .state
-            .borrow()
-            .dead
-            .contains(&(from.clone(), env.from_inc))
-        {
+        let dead = {
+            let st = self.state.borrow();
+            !st.dead.is_empty() && st.dead.contains(&(from.clone(), env.from_inc))
+        };
+        if dead {
             // A life declared dead here: it learns so, and comes back new.
             self.tell_dead(&from, env.from_inc);
             return;
         }
-        let verdict = {
-            let mut st = self.state.borrow_mut();
-            let p = st.peers.entry(from.clone()).or_insert_with(Peer::new);
-            p.last_heard = Instant::now();
-            p.link.receive(self.inc(), &env)
+        let (seq, gen) = (env.seq, env.gen);
+        let kind = match env.body {
+            crate::federation::link::Body::Frames(_) => "frames",
+            crate::federation::link::Body::Reset => "reset",
+            crate::federation::link::Body::Sync { .. } => "sync",
+            crate::federation::link::Body::DeclaredDead => "declared dead",
         };
-        log::trace!(broker = self.config.broker_id.as_str(), peer = from.as_str(), seq = env.seq, gen = env.gen; "link message {}: {}", match env.body { crate::federation::link::Body::Frames(_) => "frames", crate::federation::link::Body::Reset => "reset", crate::federation::link::Body::Sync { .. } => "sync", crate::federation::link::Body::DeclaredDead => "declared dead" }, match &verdict { Verdict::Deliver(f) => format!("deliver {}", f.len()), v => format!("{v:?}") });
+        let verdict = {
+            let inc = self.inc();
+            let mut st = self.state.borrow_mut();
+            // No allocation per message once the peer is known.
+            if !st.peers.contains_key(&from) {
+                st.peers.insert(from.clone(), Peer::new());
+            }
+            let p = st.peers.get_mut(&from).expect("inserted above");
+            p.last_heard = Instant::now();
+            // The frames move to the core's input, uncopied.
+            p.link.receive_owned(inc, env)
+        };
+        log::trace!(broker = self.config.broker_id.as_str(), peer = from.as_str(), seq = seq, gen = gen; "link message {kind}: {}", match &verdict { Verdict::Deliver(f) => format!("deliver {}", f.len()), v => format!("{v:?}") });
         match verdict {
             Verdict::Deliver(frames) => self.deliver_frames(&from, frames),
             Verdict::Drop => self.state.borrow_mut().counters.dropped_stray += 1,

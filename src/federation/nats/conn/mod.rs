@@ -177,6 +177,11 @@ struct Inner {
     flush_wanted: bool,
     closed: bool,
     random: u64,
+    /// The buffer reads go through, kept between reads: zeroing a fresh
+    /// 64 KiB buffer on every readable event cost about two thirds of a
+    /// broker's instructions per federated call
+    /// (`bench/profile/fed-rtt.md`).
+    read_buf: Vec<u8>,
 }
 
 impl Inner {
@@ -290,6 +295,7 @@ impl NatsClient {
                 flush_wanted: false,
                 closed: false,
                 random,
+                read_buf: Vec::new(),
             }),
             handler: RefCell::new(Some(Box::new(handler))),
             me: me.clone(),
