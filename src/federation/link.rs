@@ -491,6 +491,27 @@ mod tests {
     }
 
     #[test]
+    fn owned_messages_deliver_the_same_frames_and_notices_are_not_judged() {
+        let (mut a, mut b) = pair();
+        let m1 = a.next_frames("a", A, vec![b"1".to_vec(), b"2".to_vec()]);
+        assert_eq!(
+            b.receive_owned(B, m1),
+            Verdict::Deliver(vec![b"1".to_vec(), b"2".to_vec()])
+        );
+        let m3 = {
+            let _lost = a.next_frames("a", A, vec![b"x".to_vec()]);
+            a.next_frames("a", A, vec![b"y".to_vec()])
+        };
+        assert!(matches!(b.receive_owned(B, m3), Verdict::Reset(_)));
+        // A declared-dead notice leaves the link as it is.
+        let before = (b.received, b.rx_gen, b.resets);
+        let notice = LinkState::declared_dead("a", A, B);
+        assert_eq!(notice.body, Body::DeclaredDead);
+        assert_eq!(b.receive(B, &notice), Verdict::Drop);
+        assert_eq!((b.received, b.rx_gen, b.resets), before);
+    }
+
+    #[test]
     fn incarnations_are_checked() {
         let (mut a, mut b) = pair();
         let m1 = a.next_frames("a", A, vec![b"1".to_vec()]);

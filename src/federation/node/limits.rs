@@ -52,18 +52,23 @@ impl Federation {
     pub(super) fn screen(&self, peer: &str, frames: Vec<Vec<u8>>, l: FlushLimits) -> Screened {
         let mut out = Screened::default();
         let mut queued = l.queued;
-        // The newest delivers are the ones over the pending limit.
-        let delivers = frames
-            .iter()
-            .filter(|f| {
-                matches!(
-                    Inbound::parse(f),
-                    Ok(Inbound::Routed(r)) if matches!(r.kind, RoutedKind::Deliver { .. })
-                )
-            })
-            .count();
+        // The newest delivers are the ones over the pending limit (the
+        // count is only needed when some are).
+        let first_refused = if l.excess_pending == 0 {
+            usize::MAX
+        } else {
+            let delivers = frames
+                .iter()
+                .filter(|f| {
+                    matches!(
+                        Inbound::parse(f),
+                        Ok(Inbound::Routed(r)) if matches!(r.kind, RoutedKind::Deliver { .. })
+                    )
+                })
+                .count();
+            delivers.saturating_sub(l.excess_pending)
+        };
         let mut deliver_index = 0;
-        let first_refused = delivers.saturating_sub(l.excess_pending);
         for f in frames {
             let Ok(Inbound::Routed(r)) = Inbound::parse(&f) else {
                 queued += f.len();
