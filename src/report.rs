@@ -424,6 +424,18 @@ impl crate::BrokerStats {
                 "Reconnects of the broker's NATS connection.",
                 self.nats_reconnects,
             ),
+            counter(
+                "incarnations",
+                "federation_incarnations_total",
+                "New incarnations taken after being declared dead.",
+                self.incarnations,
+            ),
+            counter(
+                "federation_limits_exceeded",
+                "federation_limits_exceeded_total",
+                "Calls across brokers failed with limit_exceeded.",
+                self.federation_limits_exceeded,
+            ),
         ]
     }
 }

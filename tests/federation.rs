@@ -3,22 +3,20 @@
 //! when it cannot be): calls, emits in order, recalls and cancels from a
 //! client on one broker to a session published on another; listings and
 //! subscriptions across brokers; one name published on three brokers at
-//! once (exactly one wins); and, with brokers as real processes, a
-//! broker killed with SIGKILL: the calls to its sessions end exactly once
-//! with `publisher_gone` and its names leave the other listings.
+//! once (exactly one wins). Faults are in `federation_faults.rs`.
 
 #[macro_use]
 mod common;
-mod fed_support;
+#[path = "nats_support/brokers.rs"]
+mod brokers;
 mod nats_support;
 
+use brokers::*;
 use common::*;
-use fed_support::*;
 use nats_support::cluster;
 use stagebus::*;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
 /// A publisher of "Svc": `echo` answers its args, `stream` emits `n`
 /// counters then returns, `ask` emits once and returns what the recall
@@ -204,211 +202,4 @@ fn calls_listings_and_names_across_three_brokers() {
     for b in &brokers {
         b.close();
     }
-}
-
-#[test]
-fn a_killed_broker_ends_each_call_once_and_leaves_the_listings() {
-    let bin = need_nats!();
-    let nodes = cluster(&bin, 3, &js());
-    let mut brokers: Vec<BrokerProcess> = (0..3)
-        .map(|k| BrokerProcess::start(&urls_for(&nodes, k), &format!("b{}", k + 1), "t2"))
-        .collect();
-    let lp = EventLoop::new().unwrap();
-    let caller = connect_to(&lp, &brokers[0].addr);
-    let watcher = connect_to(&lp, &brokers[2].addr);
-    let publisher = connect_to(&lp, &brokers[1].addr);
-    let (served, hold) = holder();
-    let hold = Rc::new(RefCell::new(hold));
-    let h = hold.clone();
-    publish_when_ready(&publisher, "Victim", &["hold", "echo"], move |d, i| {
-        if let Inbound::Call { method, args } = &i {
-            if method == "echo" {
-                d.respond("return", args).unwrap();
-                return;
-            }
-        }
-        (h.borrow_mut())(d, i)
-    });
-    for c in [&caller, &watcher] {
-        eventually(&lp, "Victim listed", || {
-            names(c).contains(&"Victim".to_string())
-        });
-    }
-    assert!(matches!(
-        call(&caller, "Victim", "echo", &arg("a", 1)).last,
-        CallEvent::Return { .. }
-    ));
-
-    // 16 calls in flight from b1 to b2's publisher; each counts its final
-    // events.
-    let finals: Vec<Rc<RefCell<Vec<CallEvent>>>> = (0..16)
-        .map(|i| {
-            let events = Rc::new(RefCell::new(Vec::new()));
-            let e = events.clone();
-            caller
-                .call("Victim", "hold", &arg("i", i), move |_, ev| {
-                    if !matches!(ev, CallEvent::Emit { .. }) {
-                        e.borrow_mut().push(ev);
-                    }
-                })
-                .unwrap();
-            events
-        })
-        .collect();
-    until(&lp, "16 calls at the publisher", || {
-        served.borrow().len() == 16
-    });
-
-    // kill -9 of the publisher's broker.
-    brokers[1].kill();
-    let killed = Instant::now();
-    until(&lp, "every call ended", || {
-        finals.iter().all(|f| !f.borrow().is_empty())
-    });
-    eprintln!("calls ended {:?} after the kill", killed.elapsed());
-    // Nothing more comes, for any call, for a while.
-    lp.run_until(Duration::from_millis(1500), || false).unwrap();
-    for (i, f) in finals.iter().enumerate() {
-        let f = f.borrow();
-        assert_eq!(f.len(), 1, "call {i} ended exactly once: {f:?}");
-        assert_eq!(call_error(&f[0]).code, ErrorCode::PublisherGone, "call {i}");
-    }
-    // The name leaves the listings of the other brokers within a bound.
-    for c in [&caller, &watcher] {
-        eventually(&lp, "Victim gone from the listing", || {
-            !names(c).contains(&"Victim".to_string())
-        });
-        eprintln!("listing converged {:?} after the kill", killed.elapsed());
-    }
-    // hb_timeout (2 s) and a few heartbeats of slack on a busy machine.
-    assert!(
-        killed.elapsed() < Duration::from_secs(8),
-        "listings converged in {:?}",
-        killed.elapsed()
-    );
-    // The name is free again (the dead broker's entry was deleted), and
-    // calls work on the survivors.
-    let echoing = |d: &Delivery, i: Inbound| {
-        if let Inbound::Call { args, .. } = i {
-            d.respond("return", &args).unwrap();
-        }
-    };
-    publish_when_ready(&watcher, "Victim", &["echo"], echoing);
-    eventually(&lp, "the new Victim listed at b1", || {
-        names(&caller).contains(&"Victim".to_string())
-    });
-    let out = call(&caller, "Victim", "echo", &arg("again", true));
-    assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
-}
-
-#[test]
-fn a_nats_node_killed_under_load_ends_each_call_once() {
-    load_with_faults(1);
-}
-
-/// With STAGEBUS_SOAK=N: N rounds of a random NATS node killed and
-/// restarted under the same load, each call counted.
-#[test]
-fn soak_nats_nodes_killed_and_restarted() {
-    let Some(rounds) = std::env::var("STAGEBUS_SOAK")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    else {
-        eprintln!("SKIP: set STAGEBUS_SOAK=N for N rounds of faults");
-        return;
-    };
-    load_with_faults(rounds.max(1));
-}
-
-fn load_with_faults(rounds: usize) {
-    let bin = need_nats!();
-    debug_logs();
-    let mut nodes = cluster(&bin, 3, &js());
-    let lp = EventLoop::new().unwrap();
-    let b1 = federated(&lp, &urls_for(&nodes, 0), "b1", "t3");
-    let b3 = federated(&lp, &urls_for(&nodes, 2), "b3", "t3");
-    let caller = connect(&lp, &b1);
-    let publisher = connect(&lp, &b3);
-    let echoing = |d: &Delivery, i: Inbound| {
-        if let Inbound::Call { args, .. } = i {
-            d.respond("return", &args).unwrap();
-        }
-    };
-    publish_when_ready(&publisher, "Load", &["echo"], echoing);
-    eventually(&lp, "Load listed at b1", || {
-        names(&caller).contains(&"Load".to_string())
-    });
-
-    // 16 calls always in flight from b1 to b3; each counts its finals.
-    type Finals = Rc<RefCell<Vec<Vec<CallEvent>>>>;
-    let finals: Finals = Rc::default();
-    fn start(c: &Client, finals: &Finals, go: &Rc<std::cell::Cell<bool>>) {
-        let index = {
-            let mut f = finals.borrow_mut();
-            f.push(Vec::new());
-            f.len() - 1
-        };
-        let (c2, f2, go2) = (c.clone(), finals.clone(), go.clone());
-        c.call("Load", "echo", &arg("i", index as i64), move |_, ev| {
-            f2.borrow_mut()[index].push(ev);
-            if go2.get() && f2.borrow()[index].len() == 1 {
-                start(&c2, &f2, &go2);
-            }
-        })
-        .unwrap();
-    }
-    let go = Rc::new(std::cell::Cell::new(true));
-    for _ in 0..16 {
-        start(&caller, &finals, &go);
-    }
-    lp.run_until(Duration::from_millis(700), || false).unwrap();
-    let before = finals.borrow().len();
-    // kill -9 of the node under the publisher's broker first; then (soak)
-    // of the nodes in turn, each restarted after a while.
-    for round in 0..rounds {
-        let k = (2 + round) % 3;
-        nodes[k].kill();
-        lp.run_until(Duration::from_millis(1500), || false).unwrap();
-        if rounds > 1 {
-            nodes[k].restart();
-            lp.run_until(Duration::from_millis(1500), || false).unwrap();
-        }
-    }
-    go.set(false);
-    until(&lp, "every call ended", || {
-        finals.borrow().iter().all(|f| !f.is_empty())
-    });
-    lp.run_until(Duration::from_millis(1000), || false).unwrap();
-    let finals = finals.borrow();
-    let mut gone = 0;
-    for (i, f) in finals.iter().enumerate() {
-        assert_eq!(f.len(), 1, "call {i} ended exactly once: {f:?}");
-        match &f[0] {
-            CallEvent::Return { args, .. } => assert_eq!(args, &arg("i", i as i64)),
-            // The fault errors the design allows: the link lost, or (a
-            // peer cut off long enough to be declared dead) the name
-            // gone for a moment.
-            CallEvent::Error(e) => {
-                assert!(
-                    matches!(e.code, ErrorCode::PublisherGone | ErrorCode::NoSuchSession),
-                    "call {i}: {e}"
-                );
-                gone += 1;
-            }
-            other => panic!("call {i}: {other:?}"),
-        }
-    }
-    eprintln!(
-        "{} calls, {before} before the kill, {gone} ended publisher_gone; b1 {:?}",
-        finals.len(),
-        b1.stats()
-    );
-    assert!(finals.len() > before, "calls went on after the kill");
-    // After recovery, new calls succeed.
-    eventually(&lp, "Load listed at b1 again", || {
-        names(&caller).contains(&"Load".to_string())
-    });
-    let out = call(&caller, "Load", "echo", &arg("after", 1));
-    assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
-    assert!(b3.stats().nats_reconnects >= 1, "{:?}", b3.stats());
 }

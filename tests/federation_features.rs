@@ -11,11 +11,12 @@
 
 #[macro_use]
 mod common;
-mod fed_support;
+#[path = "nats_support/brokers.rs"]
+mod brokers;
 mod nats_support;
 
+use brokers::*;
 use common::*;
-use fed_support::*;
 use nats_support::{cluster, Node};
 use stagebus::broker::Policy;
 use stagebus::*;

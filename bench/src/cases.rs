@@ -77,6 +77,8 @@ pub const CASES: &[CaseDef] = &[
     def("reconnect", "broker killed -9 and restarted -> first call answered again", Latency, "floor.unix"),
     def("fed.rtt", "federated call: broker 1 -> NATS n1 -> n2 -> broker 2, TCP", Latency, "floor.tcp"),
     def("fed.pipe64", "fed.rtt's path, 64 in flight (time per call)", Throughput, "floor.pipe64"),
+    def("fed.stream", "100,000 emits across fed.rtt's path (per emit, slices of 10k)", Throughput, "floor.pipe64"),
+    def("fed.local", "rtt.tcp on a federated broker (caller and publisher local)", Latency, "floor.tcp"),
 ];
 
 /// Counts for one run: full or quick.
@@ -680,6 +682,38 @@ pub fn case(args: &[String]) -> ExitCode {
                 println!("INFO calls_per_s {}", rate(&cps));
                 per_op(&cps[1..], 1)
             };
+            b1.stop();
+            b2.stop();
+            publisher.finish();
+            drop(pair);
+            v
+        }
+        "fed.stream" => {
+            let pair = crate::federated::NatsPair::start();
+            let (b1, a1) = federated_broker(&pair, 0);
+            let (b2, a2) = federated_broker(&pair, 1);
+            let publisher = start_publisher(&a2);
+            wait_listed(&a1, "bench_stage");
+            let cps = run_caller(
+                caller_cmd(&a1, "stream", 10_000, c.stream_n, 1),
+                "CHECKPOINTS",
+            );
+            b1.stop();
+            b2.stop();
+            publisher.finish();
+            drop(pair);
+            println!("INFO emits_per_s {}", rate(&cps));
+            per_op(&cps[1..], 10)
+        }
+        "fed.local" => {
+            // The same as rtt.tcp, on a broker that federates (another
+            // broker in the federation, so heartbeats flow): the local
+            // path must not pay for federation.
+            let pair = crate::federated::NatsPair::start();
+            let (b1, a1) = federated_broker(&pair, 0);
+            let (b2, _a2) = federated_broker(&pair, 1);
+            let publisher = start_publisher(&a1);
+            let v = run_caller(caller_cmd(&a1, "seq", c.seq_warm, c.seq_n, 1), "SAMPLES");
             b1.stop();
             b2.stop();
             publisher.finish();

@@ -468,6 +468,22 @@ pub fn run(args: &[String]) -> ExitCode {
             ">= 0.50",
             "",
         );
+        line(
+            "federated broker / plain, local call (fed.local vs rtt.tcp)",
+            ratio("fed.local", "rtt.tcp"),
+            |v| v <= 1.02,
+            "<= 1.02",
+            "",
+        );
+        if let Some(v) = ratio("fed.stream", "stream") {
+            println!(
+                "  {:<50} {:>9}  {:<10} {}",
+                "federated emits: fed.stream / stream",
+                format!("{v:.2}"),
+                "(no target)",
+                "info"
+            );
+        }
         if let Some(v) = ratio("rtt.tls", "rtt.tcp") {
             println!(
                 "  {:<50} {:>9}  {:<10} {}",

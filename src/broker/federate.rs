@@ -117,6 +117,21 @@ impl Port for Shell {
         self.settle();
     }
 
+    fn end_calls(&self, conn: ConnId, reason: Error) {
+        self.core_mut().end_link_calls(conn, &reason);
+        self.settle();
+    }
+
+    fn link_load(&self, conn: ConnId) -> (usize, usize) {
+        self.core_ref().link_load(conn)
+    }
+
+    fn fed_limits(&self) -> (usize, usize) {
+        let core = self.core_ref();
+        let l = core.limits();
+        (l.max_pending_per_link, l.max_nats_queued_bytes)
+    }
+
     fn link_busy(&self, conn: ConnId) -> bool {
         self.core_ref().has_calls(conn)
     }

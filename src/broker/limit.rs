@@ -58,6 +58,10 @@ pub enum Limit {
     MaxMatchesPerConnection,
     /// [`Limits::max_watches_per_connection`].
     MaxWatchesPerConnection,
+    /// [`Limits::max_pending_per_link`].
+    MaxPendingPerLink,
+    /// [`Limits::max_nats_queued_bytes`].
+    MaxNatsQueuedBytes,
 }
 
 impl Limit {
@@ -85,6 +89,8 @@ impl Limit {
         Limit::MaxMemory,
         Limit::MaxMatchesPerConnection,
         Limit::MaxWatchesPerConnection,
+        Limit::MaxPendingPerLink,
+        Limit::MaxNatsQueuedBytes,
     ];
 
     /// Its name, as the C API, the bindings and the command line take it
@@ -113,6 +119,8 @@ impl Limit {
             Limit::MaxMemory => "max-memory",
             Limit::MaxMatchesPerConnection => "max-matches-per-connection",
             Limit::MaxWatchesPerConnection => "max-watches-per-connection",
+            Limit::MaxPendingPerLink => "max-pending-per-link",
+            Limit::MaxNatsQueuedBytes => "max-nats-queued-bytes",
         }
     }
 
@@ -194,6 +202,8 @@ impl Limits {
             Limit::MaxMemory => self.max_memory = size(value),
             Limit::MaxMatchesPerConnection => self.max_matches_per_connection = size(value),
             Limit::MaxWatchesPerConnection => self.max_watches_per_connection = size(value),
+            Limit::MaxPendingPerLink => self.max_pending_per_link = size(value),
+            Limit::MaxNatsQueuedBytes => self.max_nats_queued_bytes = size(value),
         }
         Ok(())
     }
@@ -224,6 +234,8 @@ impl Limits {
             Limit::MaxMemory => n(self.max_memory),
             Limit::MaxMatchesPerConnection => n(self.max_matches_per_connection),
             Limit::MaxWatchesPerConnection => n(self.max_watches_per_connection),
+            Limit::MaxPendingPerLink => n(self.max_pending_per_link),
+            Limit::MaxNatsQueuedBytes => n(self.max_nats_queued_bytes),
         }
     }
 

@@ -43,6 +43,30 @@ impl Core {
         self.registry.get(name).map(|s| s.owner())
     }
 
+    /// Ends every call across stand-in connection `conn` exactly once,
+    /// as its close would, while the sessions it publishes stay: the
+    /// callers of its sessions get `reason`, the publishers of the calls
+    /// it made are cancelled, and its pending waits are forgotten (their
+    /// callers across the link had them ended on their side). A link
+    /// reset does this: the peer's sessions are still served, only the
+    /// calls in flight across the link may have lost frames.
+    pub(super) fn end_link_calls(&mut self, conn: ConnId, reason: &crate::error::Error) {
+        let ended = self.routes.end_connection(conn);
+        for r in ended.served {
+            self.reply(r.caller, r.caller_id, Err(reason.clone()));
+        }
+        for (route, r) in ended.called {
+            let _ = self.send(r.publisher, &crate::wire::Frame::Cancel { id: route });
+        }
+        self.drop_waiters(conn);
+    }
+
+    /// How many calls stand-in connection `conn` made that are in flight,
+    /// and how many it serves (calls from here to the peer's sessions).
+    pub(super) fn link_load(&self, conn: ConnId) -> (usize, usize) {
+        self.routes.counts(conn)
+    }
+
     /// Answers operation `op` of `conn` with `error`.
     pub(super) fn reply_error(&mut self, conn: ConnId, op: u64, error: crate::error::Error) {
         self.reply(conn, op, Err(error));

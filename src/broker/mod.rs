@@ -199,6 +199,15 @@ pub struct Limits {
     /// Most name watches one connection may hold (default 4096); one
     /// more is answered `limit_exceeded`.
     pub max_watches_per_connection: usize,
+    /// Federated: most calls from this broker's clients waiting for a
+    /// result from one other broker (one link); more are answered
+    /// `limit_exceeded` (default 262144).
+    pub max_pending_per_link: usize,
+    /// Federated: most bytes queued toward NATS before new calls across
+    /// brokers, and emits and results toward them, fail with
+    /// `limit_exceeded` (default 64 MiB; the NATS connection itself
+    /// refuses to queue more than 64 MiB).
+    pub max_nats_queued_bytes: usize,
 }
 
 impl Default for Limits {
@@ -226,6 +235,8 @@ impl Default for Limits {
             max_memory: 1 << 30,
             max_matches_per_connection: 4096,
             max_watches_per_connection: 4096,
+            max_pending_per_link: 1 << 18,
+            max_nats_queued_bytes: 64 << 20,
         }
     }
 }
@@ -461,6 +472,16 @@ pub struct BrokerStats {
     /// Federated: reconnects of the broker's NATS connection.
     #[serde(default)]
     pub nats_reconnects: u64,
+    /// Federated: new incarnations this broker took after learning its
+    /// peers had declared it dead (it hung or was cut off past
+    /// `hb_timeout`).
+    #[serde(default)]
+    pub incarnations: u64,
+    /// Federated: calls failed with `limit_exceeded` by federation's own
+    /// limits (a frame over the NATS server's `max_payload`, calls
+    /// pending per link, bytes queued toward NATS).
+    #[serde(default)]
+    pub federation_limits_exceeded: u64,
 }
 
 /// A running broker. It lives on its loop until [`Broker::close`] or until
@@ -549,6 +570,18 @@ impl Broker {
     /// The current value of one of the broker's limits.
     pub fn limit(&self, limit: Limit) -> u64 {
         self.shell.limit(limit)
+    }
+
+    /// Federated: ends every call across the links to other brokers as a
+    /// lost link frame would (each call once: `publisher_gone` to its
+    /// caller, a cancel to its publisher), while the other brokers'
+    /// sessions stay listed. For fault tests; a no-op when not
+    /// federated.
+    #[doc(hidden)]
+    pub fn reset_federation_links(&self) {
+        if let Some(fed) = self.shell.federation() {
+            fed.reset_all_links("reset on request");
+        }
     }
 
     /// Connections of a closed broker still writing their last output;

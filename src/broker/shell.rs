@@ -199,6 +199,8 @@ impl Shell {
             stats.link_resets = c.link_resets;
             stats.peers_declared_dead = c.peers_declared_dead;
             stats.nats_reconnects = c.nats_reconnects;
+            stats.incarnations = c.incarnations;
+            stats.federation_limits_exceeded = c.limits_exceeded;
         }
         stats
     }

@@ -185,7 +185,18 @@ impl Directory {
         self.claims.get(name).map(|c| c.methods.clone())
     }
 
+    /// Whether this broker holds, or is making, a claim of `name`.
+    fn claim_known(&self, name: &str) -> bool {
+        self.claims.contains_key(name)
+            || self.waiting.iter().any(|(p, _)| p.name == name)
+            || self.ops.values().any(|(op, _)| {
+                matches!(op, Op::Claim(p) | Op::ClaimGet(p) if p.name == name)
+                    || matches!(op, Op::Reclaim { name: n, .. } if n == name)
+            })
+    }
+
     /// Whether the cache holds a session of `peer`.
+    #[allow(dead_code)]
     pub fn serves_any(&self, peer: &str) -> bool {
         self.cache.values().any(|r| r.broker == peer)
             || self
@@ -419,7 +430,12 @@ impl Federation {
                         }
                         let free = entry.op != KvOp::Put
                             || owner.as_ref().is_some_and(|v| {
-                                (v.broker == self.config.broker_id && v.inc != self.inc)
+                                // Ours from an earlier life, or ours from a
+                                // claim that timed out here (its create
+                                // landed after the quorum came back).
+                                (v.broker == self.config.broker_id
+                                    && (v.inc != self.inc()
+                                        || !self.state.borrow().dir.claims.contains_key(&p.name)))
                                     || self
                                         .state
                                         .borrow()

@@ -8,9 +8,11 @@
 //! frame bodies, a reset, or a sync. The receiving side ([`LinkState`])
 //! accepts frames only in sequence; anything else that cannot be a stray
 //! of an older generation means frames were lost, and the link resets:
-//! the broker closes the peer's stand-in connection, which ends every
-//! call across it exactly once (`publisher_gone` to callers, a cancel to
-//! publishers), and tells the peer, which does the same.
+//! the broker ends every call across it exactly once (`publisher_gone`
+//! to callers, a cancel to publishers) while the peer's sessions stay
+//! listed, and tells the peer, which does the same. A broker heard from
+//! after it was declared dead is sent [`Body::DeclaredDead`]: it takes a
+//! new incarnation.
 //!
 //! Pure: bytes in, decisions out; no socket, no clock.
 
@@ -34,6 +36,12 @@ pub enum Body {
         /// Whether the receiver should answer with its own sync.
         want_reply: bool,
     },
+    /// "You were declared dead: your incarnation `to_inc` is over" (the
+    /// design's `Reset{declared_dead}`), sent to a broker heard from
+    /// after its peers declared it dead (it hung, or was cut off, past
+    /// `hb_timeout`). It takes a new incarnation, ends every call across
+    /// its links, and claims its names again.
+    DeclaredDead,
 }
 
 /// One link message.
@@ -80,6 +88,7 @@ impl Envelope {
             Body::Reset => 1,
             Body::Sync { want_reply: false } => 2,
             Body::Sync { want_reply: true } => 3,
+            Body::DeclaredDead => 4,
         });
         for n in [self.from_inc, self.to_inc, self.gen, self.seq] {
             out.extend_from_slice(&n.to_be_bytes());
@@ -147,6 +156,7 @@ impl Envelope {
             1 => Body::Reset,
             2 => Body::Sync { want_reply: false },
             3 => Body::Sync { want_reply: true },
+            4 => Body::DeclaredDead,
             _ => return Err(BadEnvelope("unknown kind")),
         };
         if !matches!(body, Body::Frames(_)) && !rest.is_empty() {
@@ -260,8 +270,46 @@ impl LinkState {
         }
     }
 
-    /// Judges a message from the peer (and updates the state for it).
+    /// The notice that the peer's incarnation `peer_inc` was declared
+    /// dead here.
+    pub fn declared_dead(me: &str, my_inc: u64, peer_inc: u64) -> Envelope {
+        Envelope {
+            from: me.to_string(),
+            from_inc: my_inc,
+            to_inc: peer_inc,
+            gen: 0,
+            seq: 0,
+            body: Body::DeclaredDead,
+        }
+    }
+
+    /// Judges a message from the peer (and updates the state for it). A
+    /// [`Body::DeclaredDead`] is not judged here: it concerns this
+    /// broker's incarnation, not the link.
     pub fn receive(&mut self, my_inc: u64, env: &Envelope) -> Verdict {
+        match self.judge(my_inc, env) {
+            Verdict::Deliver(_) => match &env.body {
+                Body::Frames(frames) => Verdict::Deliver(frames.clone()),
+                _ => unreachable!("only frames are delivered"),
+            },
+            v => v,
+        }
+    }
+
+    /// [`LinkState::receive`] of a message the caller gives up: the frames
+    /// delivered are moved out of it, not copied.
+    pub fn receive_owned(&mut self, my_inc: u64, env: Envelope) -> Verdict {
+        match self.judge(my_inc, &env) {
+            Verdict::Deliver(_) => match env.body {
+                Body::Frames(frames) => Verdict::Deliver(frames),
+                _ => unreachable!("only frames are delivered"),
+            },
+            v => v,
+        }
+    }
+
+    /// The verdict, with `Deliver` empty (the callers fill it).
+    fn judge(&mut self, my_inc: u64, env: &Envelope) -> Verdict {
         if env.to_inc != 0 && env.to_inc != my_inc {
             return Verdict::Stale;
         }
@@ -297,12 +345,13 @@ impl LinkState {
                 self.resets += 1;
                 Verdict::PeerReset
             }
+            Body::DeclaredDead => Verdict::Drop,
             _ if env.gen < self.rx_gen => Verdict::Stray,
             _ if env.gen > self.rx_gen => Verdict::Reset("a generation from the future"),
-            Body::Frames(frames) => {
+            Body::Frames(_) => {
                 if env.seq == self.received + 1 {
                     self.received = env.seq;
-                    Verdict::Deliver(frames.clone())
+                    Verdict::Deliver(Vec::new())
                 } else if env.seq <= self.received {
                     Verdict::Drop
                 } else {
@@ -343,6 +392,7 @@ mod tests {
             Body::Reset,
             Body::Sync { want_reply: true },
             Body::Sync { want_reply: false },
+            Body::DeclaredDead,
         ] {
             let e = Envelope {
                 from: "b1".into(),
@@ -438,6 +488,27 @@ mod tests {
         let m2 = a.next_frames("a", A, vec![b"2".to_vec()]);
         assert_eq!(m2.seq, 2);
         assert!(matches!(b.receive(B, &m2), Verdict::Deliver(_)));
+    }
+
+    #[test]
+    fn owned_messages_deliver_the_same_frames_and_notices_are_not_judged() {
+        let (mut a, mut b) = pair();
+        let m1 = a.next_frames("a", A, vec![b"1".to_vec(), b"2".to_vec()]);
+        assert_eq!(
+            b.receive_owned(B, m1),
+            Verdict::Deliver(vec![b"1".to_vec(), b"2".to_vec()])
+        );
+        let m3 = {
+            let _lost = a.next_frames("a", A, vec![b"x".to_vec()]);
+            a.next_frames("a", A, vec![b"y".to_vec()])
+        };
+        assert!(matches!(b.receive_owned(B, m3), Verdict::Reset(_)));
+        // A declared-dead notice leaves the link as it is.
+        let before = (b.received, b.rx_gen, b.resets);
+        let notice = LinkState::declared_dead("a", A, B);
+        assert_eq!(notice.body, Body::DeclaredDead);
+        assert_eq!(b.receive(B, &notice), Verdict::Drop);
+        assert_eq!((b.received, b.rx_gen, b.resets), before);
     }
 
     #[test]

@@ -36,13 +36,22 @@
 //! * `node`: the broker's membership. Each peer broker is a *stand-in
 //!   connection* in the broker's core, which publishes the peer's
 //!   sessions and makes its clients' calls; what the core writes to it
-//!   goes over the link. Closing it (a link reset, the peer's death) ends
-//!   every call across the link exactly once, as any disconnect does:
-//!   `publisher_gone` to callers, a cancel to publishers. Liveness:
-//!   heartbeats every `hb_interval` (a peer silent for `hb_timeout` is
-//!   declared dead, its incarnation remembered), syncs on links with
-//!   calls in flight, NATS no-responders (503) on link messages, and a
-//!   sync to every peer after each NATS reconnect.
+//!   goes over the link. A link reset ends every call across the link
+//!   exactly once (`publisher_gone` to callers, a cancel to publishers)
+//!   and keeps the peer's sessions: local subscribers hear nothing. The
+//!   peer's death closes the stand-in connection: its sessions leave
+//!   (`SessionGone`, `publisher_gone`). Liveness: heartbeats every
+//!   `hb_interval` (a peer silent for `hb_timeout` is declared dead, its
+//!   incarnation remembered; a broker whose own loop stalled declares
+//!   nobody dead for it), syncs on links with calls in flight, NATS
+//!   no-responders (503) on link messages, and a sync to every peer
+//!   after each NATS reconnect. A broker heard from after it was
+//!   declared dead is told so (`DeclaredDead`): it takes a new
+//!   incarnation, ends its calls across every link once, and claims its
+//!   names again as their deletions reach its watch. Limits
+//!   (`node/limits.rs`): a frame over the server's `max_payload`, calls
+//!   past `max-pending-per-link`, or data past `max-nats-queued-bytes`
+//!   fail their own call with `limit_exceeded`; the link stays up.
 //! * `directory`: names in a JetStream KV bucket. A client's publish of
 //!   an `exclusive` name is held until its create-if-absent claim is
 //!   answered (one winner cluster-wide; the others get
@@ -79,8 +88,8 @@
 //!   only (never on to a third broker); one emitter's signals keep their
 //!   order across the link.
 //!
-//! The broker's core knows none of this beyond three queries
-//! (`broker/links.rs`); the shell's glue is `broker/federate.rs`.
+//! The broker's core knows none of this beyond a few queries and
+//! operations on stand-in connections (`broker/links.rs`); the shell's glue is `broker/federate.rs`.
 //!
 //! # What does not exist yet
 //!
@@ -106,22 +115,22 @@
 //!   `DeliverFrom`, which an earlier broker refuses from a stand-in.
 //! * A match added on one broker takes effect on the others when its
 //!   announcement arrives (one NATS hop): a signal emitted elsewhere in
-//!   between is not seen. A broker wrongly declared dead and taken back
-//!   (below) does not announce its matches again until its link resets.
-//! * A link reset closes the peer's stand-in connection, so local
-//!   subscribers of the peer's sessions are told `SessionGone`
-//!   (`publisher_gone`) although the sessions come back at once.
-//! * A broker wrongly declared dead (hung or cut off past `hb_timeout`,
-//!   then back) keeps its incarnation: its peers take it back at its
-//!   next heartbeat, and it claims again the names they deleted (a name
-//!   taken meanwhile stays local to it, with a warning in the log). The
-//!   design's new incarnation and `Reset{declared_dead}` are not written;
-//!   calls across the link in that window end as for any reset.
-//! * A frame over the server's `max_payload` resets the link (its call
-//!   and every other across the link end `publisher_gone`) instead of
-//!   failing that one call with `limit_exceeded`. Output toward NATS is
-//!   bounded by the client's `max_queued` (64 MiB): over it the link
-//!   resets.
+//!   between is not seen.
+//! * A broker wrongly declared dead claims its names again through the
+//!   deletions its watch sees; a name taken meanwhile stays local to it,
+//!   with a warning in the log (no notice to its publisher, no stat).
+//!   Its new incarnation is not itself announced in the directory before
+//!   the deletions arrive, so its listings elsewhere converge within
+//!   about `hb_timeout` plus a few KV round trips (measured in
+//!   `tests/federation_faults.rs`).
+//! * A link reset fails every call across the link (phase 1 of the
+//!   design); the `Sync` refinement that would keep calls whose frames
+//!   all arrived is not written.
+//! * Bytes queued toward NATS: results may still go past
+//!   `max-nats-queued-bytes` (they end calls), up to the NATS
+//!   connection's own 64 MiB; past that a link resets.
+//! * The command line has no `--hb-interval`/`--hb-timeout` flags (Rust
+//!   and the tests set them).
 //! * Lame-duck mode is followed by moving to another server at once;
 //!   the links then check themselves with syncs.
 //! * `$SYS` disconnect events, the

@@ -5,15 +5,20 @@
 //! Each peer broker B is a *stand-in connection* in this broker's core
 //! (opened with [`Port::open_link`]): B's sessions are published by it,
 //! calls from B's clients are made by it, and what the core writes to it
-//! goes to B over the link. Ending that connection ([`Port::close_link`])
-//! is how a link reset or B's death ends every call across the link
-//! exactly once: the core answers `publisher_gone` to its callers and
-//! cancels at its publishers, as for any closed connection.
+//! goes to B over the link. A link reset ends every call of that
+//! connection exactly once ([`Port::end_calls`]: `publisher_gone` to its
+//! callers, a cancel at its publishers) while B's sessions stay; B's
+//! death closes it ([`Port::close_link`]), and B's sessions leave with
+//! it. A broker that hears it was declared dead (it hung or was cut off
+//! past `hb_timeout`) takes a new incarnation ([`Federation::renew`]);
+//! a broker whose own loop did not run for a while (SIGSTOP) does not
+//! declare its peers dead for the silence it did not hear.
 //!
 //! This file holds the membership (start, heartbeats, liveness, a peer
 //! declared dead); `link_traffic` the data path of each link.
 
 mod identity;
+mod limits;
 mod link_traffic;
 mod signals;
 
@@ -41,6 +46,16 @@ pub(crate) trait Port {
     fn link_input(&self, conn: ConnId, bodies: &[Vec<u8>]);
     /// Closes stand-in connection `conn` (every call across it ends).
     fn close_link(&self, conn: ConnId, reason: Error);
+    /// Ends every call across stand-in connection `conn` once
+    /// (`reason` to the callers of the peer's sessions, a cancel to the
+    /// publishers of the peer's calls); the peer's sessions stay.
+    fn end_calls(&self, conn: ConnId, reason: Error);
+    /// Calls stand-in connection `conn` made that are in flight, and
+    /// calls it serves (from here to the peer's sessions).
+    fn link_load(&self, conn: ConnId) -> (usize, usize);
+    /// The broker's `max-pending-per-link` and `max-nats-queued-bytes`
+    /// limits.
+    fn fed_limits(&self) -> (usize, usize);
     /// Whether `conn` has calls in flight (made or served).
     fn link_busy(&self, conn: ConnId) -> bool;
     /// The connection serving `name` here, if any.
@@ -113,6 +128,10 @@ pub(crate) struct FedCounters {
     pub peers_declared_dead: u64,
     pub nats_reconnects: u64,
     pub dropped_stray: u64,
+    /// New incarnations taken after being declared dead.
+    pub incarnations: u64,
+    /// Calls failed `limit_exceeded` by federation's limits.
+    pub limits_exceeded: u64,
 }
 
 pub(crate) struct State {
@@ -122,6 +141,13 @@ pub(crate) struct State {
     pub counters: FedCounters,
     pub dead: std::collections::HashSet<(String, u64)>,
     timer: Option<TimerId>,
+    /// When the last tick ran: a tick much later than `hb_interval`
+    /// means this broker itself was not running (stopped, or starved),
+    /// so its silence toward peers is its own, not theirs.
+    last_tick: Instant,
+    /// When each dead incarnation was last told it is dead (at most
+    /// once per `hb_interval`).
+    told_dead: HashMap<(String, u64), Instant>,
     /// Servers in the NATS cluster, as the last INFO announced them.
     pub cluster_size: u32,
     inbox_sid: u64,
@@ -136,8 +162,9 @@ pub(crate) struct State {
 pub(crate) struct Federation {
     pub lp: EventLoop,
     pub config: FederationConfig,
-    /// This broker's incarnation, random at each start.
-    pub inc: u64,
+    /// This broker's incarnation, random at each start and new after
+    /// it learns it was declared dead.
+    inc: std::cell::Cell<u64>,
     pub nats: RefCell<Option<Rc<NatsClient>>>,
     pub port: Weak<dyn Port>,
     pub state: RefCell<State>,
@@ -148,7 +175,7 @@ impl std::fmt::Debug for Federation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Federation")
             .field("broker_id", &self.config.broker_id)
-            .field("inc", &self.inc)
+            .field("inc", &self.inc())
             .finish_non_exhaustive()
     }
 }
@@ -185,7 +212,7 @@ impl Federation {
         let dir = Directory::new(&config)?;
         let fed = Rc::new_cyclic(|me| Federation {
             lp: lp.clone(),
-            inc: random_inc(),
+            inc: std::cell::Cell::new(random_inc()),
             nats: RefCell::new(None),
             port,
             state: RefCell::new(State {
@@ -195,6 +222,8 @@ impl Federation {
                 counters: FedCounters::default(),
                 dead: Default::default(),
                 timer: None,
+                last_tick: Instant::now(),
+                told_dead: HashMap::new(),
                 cluster_size: 1,
                 inbox_sid: 0,
                 nr_sid: 0,
@@ -232,6 +261,11 @@ impl Federation {
         *fed.nats.borrow_mut() = Some(nats);
         fed.arm_tick();
         Ok(fed)
+    }
+
+    /// This broker's incarnation now.
+    pub(crate) fn inc(&self) -> u64 {
+        self.inc.get()
     }
 
     pub(crate) fn nats(&self) -> Option<Rc<NatsClient>> {
@@ -279,8 +313,27 @@ impl Federation {
     /// silent too long declared dead, directory operations timed out.
     fn tick(&self) {
         self.arm_tick();
+        let now = Instant::now();
+        let stalled = {
+            let mut st = self.state.borrow_mut();
+            let gap = now.duration_since(st.last_tick);
+            st.last_tick = now;
+            let stalled = gap > (self.config.hb_interval * 4).max(self.config.hb_timeout / 2);
+            if stalled {
+                // This broker did not run (SIGSTOP, a starved machine):
+                // what it did not hear meanwhile says nothing of its
+                // peers. They get a full hb_timeout from now.
+                log::warn!(broker = self.config.broker_id.as_str(); "this broker did not run for {gap:?}");
+                for p in st.peers.values_mut() {
+                    p.last_heard = now;
+                }
+            }
+            st.told_dead
+                .retain(|_, at| now.duration_since(*at) < self.config.hb_timeout * 4);
+            stalled
+        };
         let Some(nats) = self.nats() else { return };
-        if !nats.is_connected() {
+        if !nats.is_connected() || stalled {
             // We hear nobody while away: nobody is declared dead for it.
             return;
         }
@@ -288,12 +341,11 @@ impl Federation {
             &self.config.heartbeat(&self.config.broker_id),
             None,
             None,
-            self.inc.to_string().as_bytes(),
+            self.inc().to_string().as_bytes(),
         );
         let Some(port) = self.port.upgrade() else {
             return;
         };
-        let now = Instant::now();
         let (busy, dead): (Vec<String>, Vec<String>) = {
             let st = self.state.borrow();
             let busy = st
@@ -392,16 +444,99 @@ impl Federation {
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
             .unwrap_or(0);
-        let mut st = self.state.borrow_mut();
-        if st.dead.remove(&(peer.to_string(), inc)) {
+        if self.state.borrow().dead.contains(&(peer.to_string(), inc)) {
             // Declared dead, yet alive (it hung, or we were cut off): it
-            // is a peer again; its calls here ended already, and it claims
-            // its names again when it sees them deleted.
-            log::info!(broker = self.config.broker_id.as_str(), peer = peer; "peer broker back after being declared dead");
+            // is told, and comes back as a new incarnation.
+            self.tell_dead(peer, inc);
+            return;
         }
+        let mut st = self.state.borrow_mut();
         let p = st.peers.entry(peer.to_string()).or_insert_with(Peer::new);
         p.last_heard = Instant::now();
         p.hb_inc = inc;
+    }
+
+    /// Tells incarnation `inc` of `peer` that it was declared dead here
+    /// (at most once per `hb_interval`).
+    pub(crate) fn tell_dead(&self, peer: &str, inc: u64) {
+        let now = Instant::now();
+        {
+            let mut st = self.state.borrow_mut();
+            let key = (peer.to_string(), inc);
+            if st
+                .told_dead
+                .get(&key)
+                .is_some_and(|at| now.duration_since(*at) < self.config.hb_interval)
+            {
+                return;
+            }
+            st.told_dead.insert(key, now);
+        }
+        log::info!(broker = self.config.broker_id.as_str(), peer = peer; "telling a broker declared dead that it was");
+        if let Some(nats) = self.nats() {
+            let env = LinkState::declared_dead(&self.config.broker_id, self.inc(), inc);
+            let _ = self.publish_link(&nats, peer, &env, false);
+        }
+    }
+
+    /// This broker learned (from `peer`) that it was declared dead: it
+    /// hung or was cut off past `hb_timeout`, and its peers ended its
+    /// calls and deleted its names. It starts a new incarnation, ends
+    /// every call across its links once (`publisher_gone` to its callers
+    /// of remote sessions, a cancel to its publishers of remote calls),
+    /// starts every link afresh, and claims its names again as the
+    /// deletions reach its watch (a name taken meanwhile stays local,
+    /// with a warning).
+    pub(crate) fn renew(&self, peer: &str) {
+        let old = self.inc();
+        let mut new = random_inc();
+        while new == old {
+            new = random_inc();
+        }
+        self.inc.set(new);
+        log::warn!(broker = self.config.broker_id.as_str(), peer = peer; "declared dead by broker {peer}: new incarnation {new} (was {old})");
+        let peers: Vec<String> = {
+            let mut st = self.state.borrow_mut();
+            st.counters.incarnations += 1;
+            let now = Instant::now();
+            for p in st.peers.values_mut() {
+                p.link = LinkState::default();
+                p.out.clear();
+                p.last_heard = now;
+            }
+            st.peers.keys().cloned().collect()
+        };
+        for p in &peers {
+            self.end_link_calls(p, "this broker was declared dead and starts anew");
+        }
+        if let Some(nats) = self.nats() {
+            let _ = nats.publish(
+                &self.config.heartbeat(&self.config.broker_id),
+                None,
+                None,
+                self.inc().to_string().as_bytes(),
+            );
+        }
+        // The names: peers that declared this broker dead deleted its
+        // entries; each deletion reaching the watch claims the name
+        // again, now with the new incarnation (and an entry of the old
+        // one is deleted as an earlier life's, then claimed again).
+    }
+
+    /// Ends every link with calls in flight, as a lost frame would (a
+    /// test's way to force link resets).
+    pub fn reset_all_links(&self, why: &str) {
+        let peers: Vec<String> = self
+            .state
+            .borrow()
+            .peers
+            .iter()
+            .filter(|(_, p)| p.conn.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for p in peers {
+            self.reset_link(&p, why);
+        }
     }
 
     /// A link message to `peer` came back 503: nobody reads its inbox (it

@@ -41,6 +41,12 @@ int main(void)
     CHECK_OK(sb_broker_set_limit(broker, "write-timeout-ms", 2500));
     CHECK_OK(sb_broker_limit(broker, "write-timeout-ms", &value));
     CHECK_INT(value, 2500);
+    /* Federation's limits are in the same table. */
+    CHECK_OK(sb_broker_limit(broker, "max-nats-queued-bytes", &value));
+    CHECK_INT(value, 64 << 20);
+    CHECK_OK(sb_broker_set_limit(broker, "max-pending-per-link", 8));
+    CHECK_OK(sb_broker_limit(broker, "max-pending-per-link", &value));
+    CHECK_INT(value, 8);
     CHECK_ST(sb_broker_set_limit(broker, "max-nothing", 1), SB_INVALID_ARGUMENT);
     CHECK(strstr(sb_last_error(), "max-memory") != NULL);
     CHECK_ST(sb_broker_set_limit(broker, "max-memory", 0), SB_INVALID_ARGUMENT);

@@ -17,6 +17,8 @@ my $broker = StageBus::Broker->new(loop => $loop, listen => 'tcp://127.0.0.1:0')
 is($broker->limit('max-hello-frame'), 512, 'a default read by name');
 $broker->set_limit('write-timeout-ms', 2500);
 is($broker->limit('write-timeout-ms'), 2500, 'a limit set by name');
+$broker->set_limit('max-pending-per-link', 8);
+is($broker->limit('max-pending-per-link'), 8, 'a federation limit, same table');
 my $e = do { local $@; eval { $broker->set_limit('max-nothing', 1) }; $@ };
 ok(blessed($e) && $e->is('invalid_argument'), 'an unknown name croaks');
 like("$e", qr/max-memory/, 'naming every limit');

@@ -120,7 +120,7 @@ impl Shell {
                     if fed.is_link(conn) {
                         fed.link_closed(conn);
                     } else {
-                        fed.check_claims(conn);
+                        fed.claims_closed(conn);
                     }
                 }
             }

@@ -77,9 +77,12 @@ impl Federation {
             self.apply_shared(&name, entry.revision, None, false);
         }
         if value.broker == self.config.broker_id {
-            if value.inc != self.inc {
+            if value.inc != self.inc() {
                 // Left by an earlier life of this broker.
                 self.delete_entry(&name, entry.revision, "publisher_gone");
+            } else if !self.state.borrow().dir.claim_known(&name) {
+                // A claim of ours that timed out here, landed later.
+                self.delete_entry(&name, entry.revision, "rescinded");
             }
             return;
         }
@@ -151,7 +154,7 @@ impl Federation {
             .unwrap_or_default();
         let value = Value {
             broker: self.config.broker_id.clone(),
-            inc: self.inc,
+            inc: self.inc(),
             methods,
             shared: None,
         };

@@ -60,7 +60,7 @@ impl Federation {
     pub(super) fn claim(&self, pending: Pending, expected: u64) -> bool {
         let value = Value {
             broker: self.config.broker_id.clone(),
-            inc: self.inc,
+            inc: self.inc(),
             methods: pending.methods.clone(),
             shared: None,
         };
@@ -110,8 +110,18 @@ impl Federation {
     }
 
     /// Drops the claims of `conn` on names it no longer serves here (a
-    /// rescind, a refused publish, a disconnect).
+    /// rescind, a refused publish).
     pub(crate) fn check_claims(&self, conn: ConnId) {
+        self.drop_claims(conn, "rescinded");
+    }
+
+    /// Drops every claim of `conn`, which disconnected: other brokers'
+    /// subscribers are told `publisher_gone`, as local ones are.
+    pub(crate) fn claims_closed(&self, conn: ConnId) {
+        self.drop_claims(conn, "publisher_gone");
+    }
+
+    fn drop_claims(&self, conn: ConnId, reason: &str) {
         let Some(port) = self.port.upgrade() else {
             return;
         };
@@ -124,12 +134,6 @@ impl Federation {
             .filter(|(_, c)| c.conn == conn)
             .map(|(n, _)| n.clone())
             .collect();
-        // Its connection closed: its names went with their publisher.
-        let reason = if port.is_open(conn) {
-            "rescinded"
-        } else {
-            "publisher_gone"
-        };
         for name in names {
             if port.owner(&name) != Some(conn) {
                 let claim = self.state.borrow_mut().dir.claims.remove(&name);

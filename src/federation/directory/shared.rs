@@ -205,7 +205,7 @@ impl Federation {
                 };
                 let me = Member {
                     broker: self.config.broker_id.clone(),
-                    inc: self.inc,
+                    inc: self.inc(),
                     conn: pending.conn,
                     methods: pending.methods.clone(),
                 };
@@ -342,7 +342,7 @@ impl Federation {
                 let conn = pending.conn;
                 let member = Member {
                     broker: self.config.broker_id.clone(),
-                    inc: self.inc,
+                    inc: self.inc(),
                     conn,
                     methods: pending.methods.clone(),
                 };
@@ -399,7 +399,7 @@ impl Federation {
                 .iter()
                 .filter(|(_, (_, s))| {
                     s.members.iter().any(|m| {
-                        m.broker == self.config.broker_id && m.inc == self.inc && m.conn == conn
+                        m.broker == self.config.broker_id && m.inc == self.inc() && m.conn == conn
                     })
                 })
                 .map(|(n, _)| n.clone())
@@ -416,7 +416,7 @@ impl Federation {
                     &name,
                     Leave {
                         broker: self.config.broker_id.clone(),
-                        inc: Some(self.inc),
+                        inc: Some(self.inc()),
                         not_inc: None,
                         conn: Some(conn),
                         gone: !port.is_open(conn),

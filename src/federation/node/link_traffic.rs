@@ -101,10 +101,17 @@ impl Federation {
     }
 
     /// Sends every peer's waiting frames, coalesced up to the server's
-    /// `max_payload` per message. A link whose frames cannot go (NATS
-    /// down, output full, a frame too large) resets.
+    /// `max_payload` per message. A frame over a limit fails its own call
+    /// with `limit_exceeded` (`limits`); a link whose frames cannot go
+    /// (NATS down, the connection's own queue full) resets.
     pub fn flush(&self) {
         self.announce_matches();
+        // Called after every turn of the broker's loop: nothing to do is
+        // the usual case, and costs one look per peer (a local call on a
+        // federated broker pays for nothing else).
+        if self.state.borrow().peers.values().all(|p| p.out.is_empty()) {
+            return;
+        }
         let Some(nats) = self.nats() else { return };
         let max = nats.max_payload();
         let waiting: Vec<(String, Vec<Vec<u8>>)> = {
@@ -115,19 +122,31 @@ impl Federation {
                 .map(|(id, p)| (id.clone(), std::mem::take(&mut p.out)))
                 .collect()
         };
+        let port = self.port.upgrade();
+        let (max_pending, max_queued) = port
+            .as_ref()
+            .map_or((usize::MAX, usize::MAX), |p| p.fed_limits());
         for (peer, frames) in waiting {
+            let conn = self.state.borrow().peers.get(&peer).and_then(|p| p.conn);
+            let serving = match (&port, conn) {
+                (Some(port), Some(c)) => port.link_load(c).1,
+                _ => 0,
+            };
+            let screened = self.screen(
+                &peer,
+                frames,
+                super::limits::FlushLimits {
+                    max_payload: max,
+                    queued: nats.queued_bytes(),
+                    max_queued,
+                    excess_pending: serving.saturating_sub(max_pending),
+                },
+            );
             let mut batch: Vec<Vec<u8>> = Vec::new();
             let mut size = Envelope::frames_size([]);
             let mut failed = None;
-            for f in frames {
-                if Envelope::frames_size([f.len()]) > max {
-                    failed = Some(format!(
-                        "a frame of {} bytes is over the NATS server's max_payload of {max}",
-                        f.len()
-                    ));
-                    break;
-                }
-                if size + f.len() + 4 > max {
+            for f in screened.pass {
+                if size + f.len() + 4 > max && !batch.is_empty() {
                     if let Err(e) = self.send_frames(&nats, &peer, std::mem::take(&mut batch)) {
                         failed = Some(e);
                         break;
@@ -144,6 +163,10 @@ impl Federation {
             }
             if let Some(why) = failed {
                 self.reset_link(&peer, &why);
+            } else if let (Some(port), Some(conn), false) =
+                (&port, conn, screened.inject.is_empty())
+            {
+                port.link_input(conn, &screened.inject);
             }
         }
     }
@@ -158,7 +181,8 @@ impl Federation {
         let env = {
             let mut st = self.state.borrow_mut();
             let p = st.peers.entry(peer.to_string()).or_insert_with(Peer::new);
-            p.link.next_frames(&self.config.broker_id, self.inc, frames)
+            p.link
+                .next_frames(&self.config.broker_id, self.inc(), frames)
         };
         self.publish_link(nats, peer, &env, true)
     }
@@ -183,7 +207,7 @@ impl Federation {
     pub(super) fn send_sync(&self, peer: &str, want_reply: bool) {
         let Some(nats) = self.nats() else { return };
         let env = match self.state.borrow().peers.get(peer) {
-            Some(p) => p.link.sync(&self.config.broker_id, self.inc, want_reply),
+            Some(p) => p.link.sync(&self.config.broker_id, self.inc(), want_reply),
             None => return,
         };
         // With the no-responders reply subject: a 503 says at once that
@@ -200,26 +224,33 @@ impl Federation {
             st.counters.link_resets += 1;
             let p = st.peers.entry(peer.to_string()).or_insert_with(Peer::new);
             p.out.clear();
-            p.link.reset(&self.config.broker_id, self.inc)
+            p.link.reset(&self.config.broker_id, self.inc())
         };
-        self.end_link_conn(peer, why);
+        self.end_link_calls(peer, why);
         if let Some(nats) = self.nats() {
             let _ = self.publish_link(&nats, peer, &env, false);
         }
-        self.reopen(peer);
     }
 
-    /// After a reset, the peer's sessions (still in the directory) are
-    /// published again by a new stand-in connection.
-    pub(super) fn reopen(&self, peer: &str) {
-        if self.state.borrow().dir.serves_any(peer) {
-            self.link_conn(peer);
+    /// Ends every call across the link with `peer` once (a reset), while
+    /// its stand-in connection, and so the peer's sessions here, stay:
+    /// local subscribers are told nothing, since the peer still serves.
+    pub(super) fn end_link_calls(&self, peer: &str, why: &str) {
+        let conn = self.state.borrow().peers.get(peer).and_then(|p| p.conn);
+        if let (Some(conn), Some(port)) = (conn, self.port.upgrade()) {
+            port.end_calls(
+                conn,
+                Error::new(
+                    ErrorCode::PublisherGone,
+                    format!("the link to broker {peer} was lost: {why}"),
+                ),
+            );
         }
     }
 
-    /// Closes `peer`'s stand-in connection, if open: the core ends every
-    /// call across it once. The peer's sessions come back with the next
-    /// connection (from the directory cache).
+    /// Closes `peer`'s stand-in connection, if open (the peer is dead):
+    /// the core ends every call across it once, and the peer's sessions
+    /// leave (subscribers are told `publisher_gone`).
     pub(super) fn end_link_conn(&self, peer: &str, why: &str) {
         let conn = {
             let mut st = self.state.borrow_mut();
@@ -241,32 +272,52 @@ impl Federation {
     }
 
     pub(super) fn on_link_message(&self, msg: &crate::federation::nats::Msg) {
-        let env = match Envelope::decode(&msg.payload) {
+        let mut env = match Envelope::decode(&msg.payload) {
             Ok(e) => e,
             Err(e) => {
                 log::warn!(broker = self.config.broker_id.as_str(); "{e}");
                 return;
             }
         };
-        let from = env.from.clone();
+        let from = std::mem::take(&mut env.from);
         if from == self.config.broker_id || from.is_empty() {
             return;
         }
-        if self
-            .state
-            .borrow()
-            .dead
-            .contains(&(from.clone(), env.from_inc))
-        {
+        if env.body == crate::federation::link::Body::DeclaredDead {
+            if env.to_inc == self.inc() {
+                self.renew(&from);
+            }
             return;
         }
-        let verdict = {
-            let mut st = self.state.borrow_mut();
-            let p = st.peers.entry(from.clone()).or_insert_with(Peer::new);
-            p.last_heard = Instant::now();
-            p.link.receive(self.inc, &env)
+        let dead = {
+            let st = self.state.borrow();
+            !st.dead.is_empty() && st.dead.contains(&(from.clone(), env.from_inc))
         };
-        log::trace!(broker = self.config.broker_id.as_str(), peer = from.as_str(), seq = env.seq, gen = env.gen; "link message {}: {}", match env.body { crate::federation::link::Body::Frames(_) => "frames", crate::federation::link::Body::Reset => "reset", crate::federation::link::Body::Sync { .. } => "sync" }, match &verdict { Verdict::Deliver(f) => format!("deliver {}", f.len()), v => format!("{v:?}") });
+        if dead {
+            // A life declared dead here: it learns so, and comes back new.
+            self.tell_dead(&from, env.from_inc);
+            return;
+        }
+        let (seq, gen) = (env.seq, env.gen);
+        let kind = match env.body {
+            crate::federation::link::Body::Frames(_) => "frames",
+            crate::federation::link::Body::Reset => "reset",
+            crate::federation::link::Body::Sync { .. } => "sync",
+            crate::federation::link::Body::DeclaredDead => "declared dead",
+        };
+        let verdict = {
+            let inc = self.inc();
+            let mut st = self.state.borrow_mut();
+            // No allocation per message once the peer is known.
+            if !st.peers.contains_key(&from) {
+                st.peers.insert(from.clone(), Peer::new());
+            }
+            let p = st.peers.get_mut(&from).expect("inserted above");
+            p.last_heard = Instant::now();
+            // The frames move to the core's input, uncopied.
+            p.link.receive_owned(inc, env)
+        };
+        log::trace!(broker = self.config.broker_id.as_str(), peer = from.as_str(), seq = seq, gen = gen; "link message {kind}: {}", match &verdict { Verdict::Deliver(f) => format!("deliver {}", f.len()), v => format!("{v:?}") });
         match verdict {
             Verdict::Deliver(frames) => self.deliver_frames(&from, frames),
             Verdict::Drop => self.state.borrow_mut().counters.dropped_stray += 1,
@@ -276,7 +327,7 @@ impl Federation {
                     st.counters.dropped_stray += 1;
                     st.peers
                         .get(&from)
-                        .map(|p| p.link.reset_again(&self.config.broker_id, self.inc))
+                        .map(|p| p.link.reset_again(&self.config.broker_id, self.inc()))
                 };
                 if let (Some(env), Some(nats)) = (env, self.nats()) {
                     let _ = self.publish_link(&nats, &from, &env, false);
@@ -287,8 +338,7 @@ impl Federation {
             Verdict::Stale => self.reset_link(&from, "a message for an earlier incarnation"),
             Verdict::PeerReset => {
                 self.state.borrow_mut().counters.link_resets += 1;
-                self.end_link_conn(&from, "the peer reset the link");
-                self.reopen(&from);
+                self.end_link_calls(&from, "the peer reset the link");
             }
         }
     }

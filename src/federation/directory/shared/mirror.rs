@@ -52,11 +52,11 @@ impl Federation {
         if let Some(s) = &next {
             let st = self.state.borrow();
             for m in &s.members {
-                if m.broker == me && m.inc != self.inc {
+                if m.broker == me && m.inc != self.inc() {
                     stale.push(Leave {
                         broker: me.clone(),
                         inc: None,
-                        not_inc: Some(self.inc),
+                        not_inc: Some(self.inc()),
                         conn: None,
                         gone: true,
                     });
@@ -141,7 +141,7 @@ impl Federation {
         };
         for m in &members {
             if m.broker == self.config.broker_id
-                && m.inc == self.inc
+                && m.inc == self.inc()
                 && !joining.contains(&m.conn)
                 && !port.is_publisher(name, m.conn)
             {

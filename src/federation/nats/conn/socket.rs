@@ -229,7 +229,15 @@ impl NatsClient {
     }
 
     pub(super) fn read_in(&self, attempt: u64) {
-        let mut buf = vec![0u8; READ_CHUNK];
+        let mut buf = std::mem::take(&mut self.inner.borrow_mut().read_buf);
+        if buf.len() < READ_CHUNK {
+            buf.resize(READ_CHUNK, 0);
+        }
+        self.read_with(attempt, &mut buf);
+        self.inner.borrow_mut().read_buf = buf;
+    }
+
+    fn read_with(&self, attempt: u64, buf: &mut [u8]) {
         let mut total = 0;
         loop {
             let result = {
@@ -240,7 +248,7 @@ impl NatsClient {
                 let Some(s) = inner.socket.as_mut() else {
                     return;
                 };
-                s.stream.read(&mut buf)
+                s.stream.read(buf)
             };
             match result {
                 Ok(0) => {

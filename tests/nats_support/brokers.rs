@@ -1,7 +1,8 @@
-//! Helpers shared by the federation tests (`federation.rs`,
-//! `federation_features.rs`): brokers federated over a
-//! [`nats_support`](crate::nats_support) cluster, in this process or as
-//! `stagebus broker --federate` processes, and clients of them.
+//! Federated brokers for the federation tests (`tests/federation.rs`,
+//! `tests/federation_faults.rs`): in-process brokers on the test's loop,
+//! `stagebus broker --federate` processes (killed, stopped and continued
+//! by PID), clients, and waits that poll what nothing on the loop wakes.
+//! Included with `#[path]` by the test files that also have `common`.
 #![allow(dead_code)]
 
 use crate::common::*;
@@ -27,6 +28,7 @@ pub fn debug_logs() {
     }
 }
 
+/// Nodes with JetStream on.
 pub fn js() -> Spec {
     Spec {
         jetstream: true,
@@ -36,23 +38,26 @@ pub fn js() -> Spec {
 
 /// The server list for broker `k`: its own node first, then the others.
 pub fn urls_for(nodes: &[Node], k: usize) -> String {
-    let mut urls = vec![nodes[k].url()];
+    let mut urls = vec![nodes[k % nodes.len()].url()];
     urls.extend(
         nodes
             .iter()
             .enumerate()
-            .filter(|(j, _)| *j != k)
+            .filter(|(j, _)| *j != k % nodes.len())
             .map(|(_, n)| n.url()),
     );
     urls.join(",")
 }
 
+/// An in-process federated broker on `lp`, heartbeats every 200 ms and a
+/// generous `hb_timeout` (3 s: a false death on a loaded machine would
+/// fail calls).
 pub fn federated(lp: &EventLoop, urls: &str, id: &str, ns: &str) -> Broker {
     federated_with(lp, urls, id, ns, |c| c)
 }
 
-/// [`federated`], with the broker's config changed by `adjust` (tokens,
-/// a policy).
+/// [`federated`], with the broker's config changed by `adjust` (limits,
+/// tokens, a policy).
 pub fn federated_with(
     lp: &EventLoop,
     urls: &str,
@@ -71,15 +76,22 @@ pub fn federated_with(
     Broker::new(lp, config).unwrap()
 }
 
+/// A client of an in-process broker, connected.
 pub fn connect(lp: &EventLoop, b: &Broker) -> Client {
-    let c = Client::connect(lp, &b.local_addresses()[0], ClientConfig::default());
+    connect_to(lp, &b.local_addresses()[0])
+}
+
+/// A client of the broker at `addr`, connected.
+pub fn connect_to(lp: &EventLoop, addr: &Address) -> Client {
+    let c = Client::connect(lp, addr, ClientConfig::default());
     let done = Slot::new();
     c.on_connect(done.setter());
     wait(lp, &done).expect("connect");
     c
 }
 
-/// Publishes, retrying while the directory is not ready yet (`timeout`).
+/// Publishes, retrying while the directory is not ready yet (`timeout`,
+/// `unavailable`).
 #[track_caller]
 pub fn publish_when_ready(
     c: &Client,
@@ -87,7 +99,7 @@ pub fn publish_when_ready(
     methods: &[&str],
     serve: impl FnMut(&Delivery, Inbound) + Clone + 'static,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match publish(c, session, methods, serve.clone()) {
             Ok(()) => return,
@@ -104,12 +116,31 @@ pub fn publish_when_ready(
 /// Checks `cond` every 50 ms until it holds (a listing asked again and
 /// again: nothing on the loop wakes it when a remote broker changes).
 #[track_caller]
-pub fn eventually(lp: &EventLoop, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+pub fn eventually(lp: &EventLoop, what: &str, cond: impl FnMut() -> bool) {
+    eventually_within(lp, what, Duration::from_secs(20), cond);
+}
+
+/// [`eventually`] within `limit`.
+#[track_caller]
+pub fn eventually_within(
+    lp: &EventLoop,
+    what: &str,
+    limit: Duration,
+    mut cond: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + limit;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out ({limit:?}) waiting for {what}"
+        );
         lp.run_until(Duration::from_millis(50), || false).unwrap();
     }
+}
+
+/// Runs `lp` for `d`.
+pub fn run_for(lp: &EventLoop, d: Duration) {
+    lp.run_until(d, || false).unwrap();
 }
 
 /// A `stagebus broker --federate …` process, killed when dropped.
@@ -119,6 +150,7 @@ pub struct BrokerProcess {
 }
 
 impl BrokerProcess {
+    /// Starts it and waits for its `listening on` line.
     pub fn start(urls: &str, id: &str, ns: &str) -> BrokerProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stagebus"))
@@ -148,7 +180,15 @@ impl BrokerProcess {
         BrokerProcess { child, addr }
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, …) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill with the pid of our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// kill -9 and reap.
     pub fn kill(&mut self) {
+        self.signal(libc::SIGCONT);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -160,12 +200,41 @@ impl Drop for BrokerProcess {
     }
 }
 
-pub fn connect_to(lp: &EventLoop, addr: &Address) -> Client {
-    let c = Client::connect(lp, addr, ClientConfig::default());
-    let done = Slot::new();
-    c.on_connect(done.setter());
-    wait(lp, &done).expect("connect");
-    c
+/// Every event of many calls, per call: the tests count each call's
+/// final events.
+pub type Finals = std::rc::Rc<std::cell::RefCell<Vec<Vec<CallEvent>>>>;
+
+/// Starts a call of `session.method` from `c` whose events (emits left
+/// out) go to a new entry of `finals`; returns its index.
+pub fn counted_call(c: &Client, session: &str, method: &str, finals: &Finals) -> usize {
+    let index = {
+        let mut f = finals.borrow_mut();
+        f.push(Vec::new());
+        f.len() - 1
+    };
+    let f2 = finals.clone();
+    c.call(session, method, &arg("i", index as i64), move |_, ev| {
+        if !matches!(ev, CallEvent::Emit { .. }) {
+            f2.borrow_mut()[index].push(ev);
+        }
+    })
+    .unwrap();
+    index
+}
+
+/// Asserts that each call of `finals` ended exactly once, and with one
+/// of `codes` when it failed; returns how many failed.
+#[track_caller]
+pub fn each_ended_once(finals: &Finals, codes: &[ErrorCode]) -> usize {
+    let mut failed = 0;
+    for (i, f) in finals.borrow().iter().enumerate() {
+        assert_eq!(f.len(), 1, "call {i} ended exactly once: {f:?}");
+        if let CallEvent::Error(e) = &f[0] {
+            assert!(codes.contains(&e.code), "call {i}: {e}");
+            failed += 1;
+        }
+    }
+    failed
 }
 
 /// Like [`echo`], and clonable (for [`publish_when_ready`]): a call
