@@ -46,6 +46,49 @@ pub(super) struct FlushLimits {
     pub excess_pending: usize,
 }
 
+/// What screening needs to know of a frame toward a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A call: a plain deliver, or one stamped with its caller
+    /// (`DeliverFrom`, how calls cross links).
+    Deliver,
+    Emit,
+    Recall,
+    Result,
+    Post,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Deliver => "deliver",
+            Kind::Emit => "emit",
+            Kind::Recall => "recall",
+            Kind::Result => "result",
+            Kind::Post => "post",
+        }
+    }
+}
+
+/// The call id and kind of a frame that belongs to a call; None for any
+/// other frame (they always cross).
+fn call_frame(body: &[u8]) -> Option<(u64, Kind)> {
+    match Inbound::parse(body).ok()? {
+        Inbound::Routed(r) => {
+            let kind = match r.kind {
+                RoutedKind::Deliver { .. } => Kind::Deliver,
+                RoutedKind::Emit => Kind::Emit,
+                RoutedKind::Recall => Kind::Recall,
+                RoutedKind::Result { .. } => Kind::Result,
+                RoutedKind::Post { .. } => Kind::Post,
+            };
+            Some((r.id, kind))
+        }
+        Inbound::Other(Frame::DeliverFrom { id, .. }) => Some((id, Kind::Deliver)),
+        _ => None,
+    }
+}
+
 impl Federation {
     /// Splits `frames` waiting for `peer` into those that may cross and
     /// the answers that replace the others.
@@ -73,27 +116,22 @@ impl Federation {
         } else {
             let delivers = frames
                 .iter()
-                .filter(|f| {
-                    matches!(
-                        Inbound::parse(f),
-                        Ok(Inbound::Routed(r)) if matches!(r.kind, RoutedKind::Deliver { .. })
-                    )
-                })
+                .filter(|f| matches!(call_frame(f), Some((_, Kind::Deliver))))
                 .count();
             delivers.saturating_sub(l.excess_pending)
         };
         let mut deliver_index = 0;
         for f in frames {
-            let Ok(Inbound::Routed(r)) = Inbound::parse(&f) else {
+            let Some((id, kind)) = call_frame(&f) else {
                 queued += f.len();
                 out.pass.push(f);
                 continue;
             };
-            let is_deliver = matches!(r.kind, RoutedKind::Deliver { .. });
+            let is_deliver = kind == Kind::Deliver;
             let too_large = Envelope::frames_size([f.len()]) > l.max_payload;
             // Results may take the queue past its limit (they end calls);
             // what starts or feeds a call may not.
-            let data = !matches!(r.kind, RoutedKind::Result { .. });
+            let data = kind != Kind::Result;
             let queue_full = data && queued + f.len() > l.max_queued;
             let over_pending = is_deliver && deliver_index >= first_refused;
             if is_deliver {
@@ -102,14 +140,14 @@ impl Federation {
             let why = if too_large {
                 format!(
                     "a {} of {} bytes is over the NATS server's max_payload of {} (toward broker {peer})",
-                    r.kind_name(),
+                    kind.name(),
                     f.len(),
                     l.max_payload
                 )
             } else if queue_full {
                 format!(
                     "{} bytes are queued toward NATS (max-nats-queued-bytes is {}): the {} toward broker {peer} is refused",
-                    queued, l.max_queued, r.kind_name()
+                    queued, l.max_queued, kind.name()
                 )
             } else if over_pending {
                 format!("too many calls are waiting for broker {peer} (max-pending-per-link)")
@@ -127,18 +165,18 @@ impl Federation {
                     outcome: Err(error.clone()),
                 })
             };
-            match r.kind {
-                RoutedKind::Deliver { .. } => out.inject.push(result(r.id)),
-                RoutedKind::Recall => {
-                    out.inject.push(result(r.id));
-                    out.pass.push(body_of(&Frame::Cancel { id: r.id }));
+            match kind {
+                Kind::Deliver => out.inject.push(result(id)),
+                Kind::Recall => {
+                    out.inject.push(result(id));
+                    out.pass.push(body_of(&Frame::Cancel { id }));
                 }
-                RoutedKind::Emit => {
-                    out.inject.push(body_of(&Frame::Cancel { id: r.id }));
-                    out.pass.push(result(r.id));
+                Kind::Emit => {
+                    out.inject.push(body_of(&Frame::Cancel { id }));
+                    out.pass.push(result(id));
                 }
-                RoutedKind::Result { .. } => out.pass.push(result(r.id)),
-                RoutedKind::Post { .. } => {}
+                Kind::Result => out.pass.push(result(id)),
+                Kind::Post => {}
             }
         }
         out
