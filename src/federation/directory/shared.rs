@@ -353,6 +353,16 @@ impl Federation {
                     .insert((op.name.clone(), conn), member);
                 port.release(conn, Some(pending.body));
                 self.order_shared(&op.name);
+                // A newer list may have come meanwhile without this member
+                // (a concurrent write on the same revision): it joins again.
+                let list = self
+                    .state
+                    .borrow()
+                    .dir
+                    .shared
+                    .get(&op.name)
+                    .map(|(_, s)| s.clone());
+                self.reconcile_own(&op.name, list.as_ref());
                 // Refused by the core after all (a limit, a policy): it
                 // leaves the list again.
                 self.check_claims(conn);

@@ -28,6 +28,19 @@ impl Federation {
             return;
         };
         let me = self.config.broker_id.clone();
+        // The watch may have brought a newer revision before the bucket's
+        // answer to our own write arrived: the older list must not undo it.
+        let held = {
+            let st = self.state.borrow();
+            st.dir
+                .shared
+                .get(name)
+                .map(|(r, _)| *r)
+                .or_else(|| st.dir.markers.get(name).copied())
+        };
+        if held.is_some_and(|r| r >= rev) {
+            return;
+        }
         let old = {
             let mut st = self.state.borrow_mut();
             st.dir.markers.remove(name);
@@ -117,7 +130,7 @@ impl Federation {
     /// clustered stream), so a member that no longer publishes here
     /// leaves again, and one that still publishes but is missing joins
     /// again.
-    fn reconcile_own(&self, name: &str, list: Option<&Shared>) {
+    pub(super) fn reconcile_own(&self, name: &str, list: Option<&Shared>) {
         let Some(port) = self.port.upgrade() else {
             return;
         };
