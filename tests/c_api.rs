@@ -5,12 +5,12 @@
 //! Set-up, done once per test binary:
 //!
 //! 1. `cargo build --lib --features testing` (same profile as this test)
-//!    into its own target dir, `<target>/c-api`, so that the `testing`
-//!    entry points (`sb_debug_panic`) exist without disturbing the main
-//!    build (`tests/support`, shared with examples.rs and perl.rs).
-//! 2. A lib dir `<target>/tmp/c-api-<profile>/lib` holding
-//!    `libstagebus.so.MAJOR.MINOR` (the SONAME, see build.rs) and the
-//!    link-time name `libstagebus.so`, both symlinks to the built library.
+//!    into the target dir the suites that build the library share
+//!    (`tests/support`), so that the `testing` entry points
+//!    (`sb_debug_panic`) exist without disturbing the main build.
+//! 2. A lib dir `<target>/tmp/c-api-<profile>/lib` holding a copy of the
+//!    built library under its SONAME, `libstagebus.so.MAJOR.MINOR` (see
+//!    build.rs), and the link-time name `libstagebus.so`, a symlink to it.
 //! 3. `stagebus.pc` made from `bindings/pkgconfig/stagebus.pc.in`, pointing
 //!    at the repository's `include/` and that lib dir.
 //!
@@ -66,7 +66,7 @@ fn setup() -> &'static Setup {
 
 fn make_setup() -> Result<Setup, String> {
     let profile = support::profile();
-    let built = support::build_library("c-api", &["testing"])?;
+    let built = support::build_library(support::SHARED_BUILD_DIR, &["testing"])?;
     // CARGO_TARGET_TMPDIR is <target>/tmp, wherever the target dir is.
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let work = tmp.join(format!("c-api-{profile}"));
@@ -77,12 +77,12 @@ fn make_setup() -> Result<Setup, String> {
     for d in [&libdir, &pc_dir, &bin_dir] {
         std::fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
     }
-    let link = |name: &str| {
-        std::os::unix::fs::symlink(&built, libdir.join(name))
-            .map_err(|e| format!("symlink {name}: {e}"))
-    };
-    link(&soname())?;
-    link("libstagebus.so")?;
+    // A copy: the shared build dir's `libstagebus.so` is the next
+    // suite's build (without `testing`) once this one is done.
+    std::fs::copy(&built, libdir.join(soname()))
+        .map_err(|e| format!("copy {}: {e}", built.display()))?;
+    std::os::unix::fs::symlink(soname(), libdir.join("libstagebus.so"))
+        .map_err(|e| format!("symlink libstagebus.so: {e}"))?;
 
     let template = std::fs::read_to_string(root().join("bindings/pkgconfig/stagebus.pc.in"))
         .map_err(|e| format!("cannot read the pkg-config template: {e}"))?;

@@ -5,13 +5,17 @@
 //! must start and run to its end.
 //!
 //! The tree is the repository's top-level entries as symlinks (so the
-//! build sees the real sources) with a `target` of its own, kept between
-//! runs under the test target dir so that only the first run builds the
-//! dependencies; nothing in it is prepared for the recipe (any SONAME
-//! link from an earlier run is removed first), and the test support code
-//! that links C programs for the other tests is not used. The recipe's
-//! own `cargo build --release` runs in that tree, so it does not wait for
-//! the build lock of the outer `cargo test`.
+//! build sees the real sources) with its `target` a link to the test
+//! target dir: the recipe's `cargo build --release` builds the library
+//! of the tree (a package at another path, so compiled for itself) but
+//! takes the release build of the dependencies that `scripts/test.sh`'s
+//! release pass makes (or made) there, instead of compiling them a
+//! second time. It does not wait for the outer `cargo test`, whose
+//! build lock is on its own profile's directory (`debug`; this suite
+//! runs only in the debug pass). Nothing in the tree is prepared for the
+//! recipe (any SONAME link from an earlier run is removed first), and the
+//! test support code that links C programs for the other tests is not
+//! used.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -31,7 +35,8 @@ fn sh_block_after(text: &str, heading: &str) -> Option<String> {
     Some(rest[start..end].to_string())
 }
 
-/// A tree like a fresh checkout of the repository, with its own `target`.
+/// A tree like a fresh checkout of the repository, its `target` a link to
+/// `target`.
 fn checkout_like(root: &Path, tree: &Path, target: &Path) {
     std::fs::create_dir_all(tree).unwrap();
     for entry in std::fs::read_dir(root).unwrap() {
@@ -65,7 +70,7 @@ fn readme_c_recipe_builds_a_program_that_starts() {
 
     // CARGO_TARGET_TMPDIR is <target>/tmp, wherever the target dir is.
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let target: PathBuf = tmp.parent().unwrap_or(tmp).join("readme-recipe");
+    let target: PathBuf = tmp.parent().unwrap_or(tmp).to_path_buf();
     // Always the same path: cargo keys its build on the package's path,
     // so a fixed one lets later runs reuse the first run's build.
     let tree = tmp.join("readme-recipe-tree");

@@ -34,13 +34,13 @@ pub const RUN_LIMIT: Duration = Duration::from_secs(60);
 /// The longest the library build may take.
 pub const BUILD_LIMIT: Duration = Duration::from_secs(900);
 
-/// The target dir (under the test target dir) that `tests/perl.rs`,
-/// `tests/examples.rs` and `tests/install.rs` build the library and the
-/// binary into: one dir with one feature set, so that the dependencies
-/// and the library are compiled once for the three of them (test
-/// binaries run one after another, so they never build it at once).
-/// `tests/c_api.rs` builds with the `testing` feature, into a dir of its
-/// own.
+/// The target dir (under the test target dir) that `tests/c_api.rs`,
+/// `tests/perl.rs`, `tests/examples.rs` and `tests/install.rs` build the
+/// library and the binary into, so that the dependencies are compiled
+/// once for all of them. `tests/c_api.rs` builds with the `testing`
+/// feature, the others without: cargo keeps both builds of the library
+/// side by side, and `libstagebus.so` in the dir is the last one built
+/// (`tests/c_api.rs` copies its build away at once).
 pub const SHARED_BUILD_DIR: &str = "lib-build";
 
 /// The repository root.
