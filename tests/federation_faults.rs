@@ -16,6 +16,9 @@
 //! * a broker killed with SIGKILL; a NATS node killed or terminated
 //!   (SIGTERM) under load; two NATS nodes of three down, then back; a
 //!   publisher process killed with SIGKILL during calls across brokers;
+//! * a broker killed while alone: brokers started afterwards sweep its
+//!   stale directory entry (no heartbeat, no responders) before their
+//!   hb_timeout;
 //! * limits: a frame over the NATS server's `max_payload` fails only its
 //!   call (`limit_exceeded`), and so do calls past `max-pending-per-link`;
 //!   the link stays up.
@@ -640,6 +643,59 @@ fn a_killed_broker_ends_each_call_once_and_leaves_the_listings() {
     });
     let out = call(&caller, "Victim", "echo", &arg("again", true));
     assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
+}
+
+/// The start-up sweep: a broker killed (kill -9) while no other broker
+/// ran leaves its directory entry behind, with nobody to declare it
+/// dead. Brokers started afterwards (the cluster restarted) probe the
+/// broker they never heard from, find no responders on its inbox, and
+/// delete its entry long before their hb_timeout (60 s here, beyond the
+/// wait); a live broker is never swept, and the stale name is free again.
+#[test]
+fn a_broker_killed_alone_is_swept_when_the_cluster_restarts() {
+    let bin = need_nats!();
+    let nodes = cluster(&bin, 3, &js());
+    let lp = EventLoop::new().unwrap();
+    let mut lone = BrokerProcess::start(&urls_for(&nodes, 0), "lone", "sweep");
+    let publisher = connect_to(&lp, &lone.addr);
+    publish_when_ready(&publisher, "Stale", &["echo"], echo_clone());
+    lone.kill();
+    drop(publisher);
+
+    let patient = |mut c: BrokerConfig| {
+        c.federation.as_mut().unwrap().hb_timeout = Duration::from_secs(60);
+        c
+    };
+    let b1 = federated_with(&lp, &urls_for(&nodes, 1), "b1", "sweep", patient);
+    let c1 = connect(&lp, &b1);
+    publish_when_ready(&c1, "Live", &["echo"], echo_clone());
+    let b2 = federated_with(&lp, &urls_for(&nodes, 2), "b2", "sweep", patient);
+    let c2 = connect(&lp, &b2);
+    eventually(&lp, "Live listed and Stale swept at b2", || {
+        let n = names(&c2);
+        n.contains(&"Live".to_string()) && !n.contains(&"Stale".to_string())
+    });
+    eventually(&lp, "Stale swept at b1", || {
+        !names(&c1).contains(&"Stale".to_string())
+    });
+    // b1 read the stale entry when it started and swept it; nobody
+    // declared a live broker dead.
+    let (s1, s2) = (b1.stats(), b2.stats());
+    assert_eq!((s1.peers_swept, s1.peers_declared_dead), (1, 1), "{s1:?}");
+    assert_eq!(s2.peers_declared_dead, s2.peers_swept, "{s2:?}");
+    assert_eq!(s1.link_resets + s2.link_resets, 0, "{s1:?} {s2:?}");
+    // The name is free again, and calls across the survivors work.
+    publish_when_ready(&c2, "Stale", &["echo"], echo_clone());
+    eventually(&lp, "the new Stale listed at b1", || {
+        names(&c1).contains(&"Stale".to_string())
+    });
+    for (c, session) in [(&c1, "Stale"), (&c2, "Live")] {
+        let out = call(c, session, "echo", &arg("a", 1));
+        assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
+    }
+    drop((c1, c2));
+    b1.close();
+    b2.close();
 }
 
 #[test]

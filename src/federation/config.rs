@@ -48,6 +48,23 @@ pub struct FederationConfig {
     pub kv_replicas: u32,
 }
 
+/// What is wrong with heartbeats every `interval` and a death after
+/// `timeout` of silence, if anything, naming the fields.
+fn heartbeat_fault(interval: Duration, timeout: Duration) -> Option<String> {
+    if interval.is_zero() {
+        Some("hb_interval must not be zero".into())
+    } else if timeout.is_zero() {
+        Some("hb_timeout must not be zero".into())
+    } else if timeout <= interval {
+        Some(format!(
+            "hb_timeout ({timeout:?}) must be longer than hb_interval ({interval:?}): \
+             a peer would be declared dead between two of its heartbeats"
+        ))
+    } else {
+        None
+    }
+}
+
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -84,6 +101,20 @@ impl FederationConfig {
         Ok(self)
     }
 
+    /// The same with heartbeats every `interval`, a peer silent for
+    /// `timeout` declared dead; the error names the bad one (both
+    /// non-zero, `timeout` longer than `interval`).
+    pub fn with_heartbeats(
+        mut self,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<FederationConfig, Error> {
+        self.hb_interval = interval;
+        self.hb_timeout = timeout;
+        self.check()?;
+        Ok(self)
+    }
+
     /// Checks every setting; the error names the bad one.
     pub fn check(&self) -> Result<(), Error> {
         let bad = |what: String| Err(Error::new(ErrorCode::InvalidArgument, what));
@@ -102,8 +133,8 @@ impl FederationConfig {
                 self.namespace
             ));
         }
-        if self.hb_interval.is_zero() || self.hb_timeout <= self.hb_interval {
-            return bad("federation: hb_timeout must be longer than a non-zero hb_interval".into());
+        if let Some(why) = heartbeat_fault(self.hb_interval, self.hb_timeout) {
+            return bad(format!("federation: {why}"));
         }
         if self.op_timeout.is_zero() {
             return bad("federation: op_timeout must not be zero".into());
@@ -148,6 +179,30 @@ mod tests {
         assert!(FederationConfig::new("wss://h:1", "b1").is_err());
         assert!(FederationConfig::new("tls://h:1", "b1").unwrap().servers[0].tls);
         assert!(c.clone().with_namespace("a.b").is_err());
-        assert_eq!(c.with_namespace("prod").unwrap().bucket(), "sb_prod");
+        assert_eq!(
+            c.clone().with_namespace("prod").unwrap().bucket(),
+            "sb_prod"
+        );
+        let ms = Duration::from_millis;
+        assert_eq!(
+            c.clone()
+                .with_heartbeats(ms(100), ms(900))
+                .unwrap()
+                .hb_timeout,
+            ms(900)
+        );
+        for (i, t, says) in [
+            (0, 900, "hb_interval must not be zero"),
+            (100, 0, "hb_timeout must not be zero"),
+            (500, 500, "must be longer than hb_interval"),
+            (
+                900,
+                100,
+                "hb_timeout (100ms) must be longer than hb_interval (900ms)",
+            ),
+        ] {
+            let e = c.clone().with_heartbeats(ms(i), ms(t)).unwrap_err();
+            assert!(e.message.contains(says), "{i} {t}: {}", e.message);
+        }
     }
 }

@@ -107,6 +107,10 @@ pub(crate) struct Peer {
     pub hb_inc: u64,
     /// Frames waiting for the next flush.
     pub out: Vec<Vec<u8>>,
+    /// The start-up sweep (see [`Federation::probe_unheard`]): when a
+    /// probe of this peer, never heard from, first came back with no
+    /// responders.
+    pub first_no_responders: Option<Instant>,
 }
 
 impl Peer {
@@ -117,7 +121,14 @@ impl Peer {
             last_heard: Instant::now(),
             hb_inc: 0,
             out: Vec::new(),
+            first_no_responders: None,
         }
+    }
+
+    /// Whether this peer was ever heard from (a heartbeat or a link
+    /// message), rather than only known from directory entries.
+    pub(crate) fn heard(&self) -> bool {
+        self.hb_inc != 0 || self.link.peer_inc != 0
     }
 }
 
@@ -130,6 +141,10 @@ pub(crate) struct FedCounters {
     pub dropped_stray: u64,
     /// New incarnations taken after being declared dead.
     pub incarnations: u64,
+    /// Peers declared dead by the start-up sweep (never heard from,
+    /// their inbox without responders), counted in `peers_declared_dead`
+    /// too.
+    pub peers_swept: u64,
     /// Calls failed `limit_exceeded` by federation's limits.
     pub limits_exceeded: u64,
 }
@@ -326,6 +341,7 @@ impl Federation {
                 log::warn!(broker = self.config.broker_id.as_str(); "this broker did not run for {gap:?}");
                 for p in st.peers.values_mut() {
                     p.last_heard = now;
+                    p.first_no_responders = None;
                 }
             }
             st.told_dead
@@ -368,6 +384,7 @@ impl Federation {
         for peer in dead {
             self.declare_dead(&peer);
         }
+        self.probe_unheard();
         self.dir_tick(now);
         // Peers heard of since the last flush learn our signal matches.
         self.flush();
@@ -388,6 +405,7 @@ impl Federation {
                         let now = Instant::now();
                         for p in st.peers.values_mut() {
                             p.last_heard = now;
+                            p.first_no_responders = None;
                         }
                     }
                     // Frames may have been lost both ways while we were
@@ -539,10 +557,55 @@ impl Federation {
         }
     }
 
+    /// The start-up sweep, each tick: peers known only from directory
+    /// entries (never heard from: a broker killed while nobody was there
+    /// to declare it dead leaves its entries behind) are probed with a
+    /// sync, which comes back 503 when nobody reads their inbox. Two such
+    /// answers at least `hb_interval` apart, with no heartbeat between
+    /// (a live broker sends one every `hb_interval`), declare the peer
+    /// dead at once instead of after `hb_timeout`
+    /// ([`Federation::no_responders`]).
+    fn probe_unheard(&self) {
+        let unheard: Vec<String> = self
+            .state
+            .borrow()
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.heard())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for peer in unheard {
+            self.send_sync(&peer, false);
+        }
+    }
+
     /// A link message to `peer` came back 503: nobody reads its inbox (it
     /// died, or is between two NATS connections). What was in flight is
-    /// lost: a link with calls resets; death is the heartbeat's call.
+    /// lost: a link with calls resets; death is the heartbeat's call,
+    /// but for a peer never heard from, whose second 503 at least
+    /// `hb_interval` after the first declares it dead (the start-up
+    /// sweep, [`Federation::probe_unheard`]).
     fn no_responders(&self, peer: &str) {
+        let swept = {
+            let now = Instant::now();
+            let mut st = self.state.borrow_mut();
+            match st.peers.get_mut(peer).filter(|p| !p.heard()) {
+                Some(p) => match p.first_no_responders {
+                    Some(first) => now.duration_since(first) >= self.config.hb_interval,
+                    None => {
+                        p.first_no_responders = Some(now);
+                        false
+                    }
+                },
+                None => false,
+            }
+        };
+        if swept {
+            log::info!(broker = self.config.broker_id.as_str(), peer = peer; "start-up sweep: a broker known only from the directory has no responders");
+            self.state.borrow_mut().counters.peers_swept += 1;
+            self.declare_dead(peer);
+            return;
+        }
         let Some(port) = self.port.upgrade() else {
             return;
         };

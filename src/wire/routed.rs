@@ -24,6 +24,8 @@ const SIGNAL: u32 = 21;
 /// [`Frame::DeliverFrom`]'s variant number, in its encoding (a varint
 /// below 251 is that one byte).
 const DELIVER_FROM_TAG: [u8; 1] = [31];
+/// [`Frame::PostFrom`]'s variant number, in its encoding.
+const POST_FROM_TAG: [u8; 1] = [32];
 
 /// What kind of routed frame, with what the broker needs to route it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +214,20 @@ impl Routed<'_> {
     ) -> Result<(), Error> {
         debug_assert!(matches!(self.kind, RoutedKind::Deliver { .. }));
         self.encode(&DELIVER_FROM_TAG, id, caller, out, max_frame)
+    }
+
+    /// Appends a one-way post as a [`Frame::PostFrom`] with id `id` and
+    /// the encoded caller `caller`, for a peer broker; as
+    /// [`Routed::encode_deliver_from`] otherwise. Only for a post.
+    pub fn encode_post_from(
+        &self,
+        id: u64,
+        caller: &[u8],
+        out: &mut Vec<u8>,
+        max_frame: usize,
+    ) -> Result<(), Error> {
+        debug_assert!(matches!(self.kind, RoutedKind::Post { .. }));
+        self.encode(&POST_FROM_TAG, id, caller, out, max_frame)
     }
 
     fn encode(

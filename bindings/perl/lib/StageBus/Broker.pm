@@ -79,6 +79,16 @@ sub _options {
                 StageBus::_check(StageBus::_C::sb_broker_options_set_nats_nkey($o,
                     StageBus::_to_c($a->{nats_nkey}, 'the NKey seed file')), 'NATS NKey');
             }
+            if (grep { defined $a->{$_} } qw(hb_interval_ms hb_timeout_ms)) {
+                # The one not given keeps its default (as in the C docs).
+                my ($interval, $timeout) = ($a->{hb_interval_ms} // 500, $a->{hb_timeout_ms} // 2000);
+                for ([hb_interval_ms => $interval], [hb_timeout_ms => $timeout]) {
+                    $_->[1] =~ /\A[0-9]{1,15}\z/
+                        or StageBus::_croak(invalid_argument => "StageBus::Broker->new: $_->[0] must be a whole number of milliseconds, not '$_->[1]'");
+                }
+                StageBus::_check(StageBus::_C::sb_broker_options_set_federation_heartbeat($o,
+                    $interval, $timeout), 'federation heartbeat');
+            }
             if (grep { defined $a->{$_} } qw(nats_tls_ca nats_tls_cert nats_tls_key)) {
                 StageBus::_check(StageBus::_C::sb_broker_options_set_nats_tls($o,
                     map { defined $_ ? StageBus::_to_c($_, 'a NATS TLS file') : undef }
@@ -86,8 +96,8 @@ sub _options {
             }
         }
         elsif (grep { defined $a->{$_} } qw(broker_id namespace nats_user nats_password nats_token nats_nkey
-                                            nats_tls_ca nats_tls_cert nats_tls_key)) {
-            StageBus::_croak(invalid_argument => 'StageBus::Broker->new: broker_id, namespace and nats_* need federate');
+                                            nats_tls_ca nats_tls_cert nats_tls_key hb_interval_ms hb_timeout_ms)) {
+            StageBus::_croak(invalid_argument => 'StageBus::Broker->new: broker_id, namespace, nats_* and hb_* need federate');
         }
         1;
     };
@@ -275,8 +285,10 @@ Federation: C<federate =E<gt> 'nats://H:P,nats://H:P', broker_id =E<gt> ID>
 (and optionally C<namespace>, C<nats_user> with C<nats_password>,
 C<nats_token>, or C<nats_nkey> naming a user's NKey seed file; TLS toward
 NATS with C<nats_tls_ca>, and C<nats_tls_cert> with C<nats_tls_key>, or
-C<tls://> server URLs) make the broker join other brokers over a NATS
-cluster,
+C<tls://> server URLs; heartbeats with C<hb_interval_ms> (default 500)
+and C<hb_timeout_ms>, after which a silent peer broker is declared dead
+(default 2000, longer than the interval)) make the broker join other
+brokers over a NATS cluster,
 as C<sb_broker_options_set_federation> describes.
 
 =cut
