@@ -17,7 +17,7 @@ sub new {
     my $p;
     if (grep { exists $a->{$_} } qw(named_tokens socket_mode socket_group policy_file tls_cert tls_key tls_client_ca
                                    federate broker_id namespace nats_user nats_password nats_token nats_nkey
-                                   nats_tls_ca nats_tls_cert nats_tls_key)) {
+                                   nats_tls_ca nats_tls_cert nats_tls_key hb_interval_ms hb_timeout_ms)) {
         my $o = _options($a);
         my $st = StageBus::_C::sb_broker_new_with($loop->_p, \@c, scalar @c, $o, \$p);
         StageBus::_C::sb_broker_options_free($o);
