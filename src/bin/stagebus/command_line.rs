@@ -53,7 +53,7 @@ pub(crate) struct Cli {
 #[derive(Subcommand, Debug)]
 pub(crate) enum Cmd {
     /// run a broker until SIGINT or SIGTERM
-    Broker(BrokerArgs),
+    Broker(Box<BrokerArgs>),
     /// print the sessions published on a broker
     List(ListArgs),
     /// call METHOD of SESSION; print one JSON line per response
