@@ -507,6 +507,52 @@ mod tests {
     }
 
     #[test]
+    fn a_post_is_forwarded_to_a_peer_broker_as_post_from_with_its_caller() {
+        let caller = crate::wire::CallerInfo {
+            connection: 5,
+            identity: Some("ops".into()),
+            ..Default::default()
+        };
+        let encoded = encode_caller(&caller);
+        let mut posts = 0;
+        for frame in routed_frames() {
+            let Frame::Post {
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+                ..
+            } = frame.clone()
+            else {
+                continue;
+            };
+            posts += 1;
+            let bytes = body(&frame);
+            let Ok(Inbound::Routed(r)) = Inbound::parse(&bytes) else {
+                panic!("not routed");
+            };
+            let mut out = Vec::new();
+            r.encode_post_from(300, &encoded, &mut out, DEFAULT_MAX_FRAME)
+                .unwrap();
+            let from = Frame::PostFrom {
+                id: 300,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+                caller: caller.clone(),
+            };
+            let mut expected = Vec::new();
+            encode_frame(&from, &mut expected, DEFAULT_MAX_FRAME).unwrap();
+            assert_eq!(out, expected);
+            assert_eq!(decode_body(&out[4..]).unwrap(), from);
+        }
+        assert!(posts > 0);
+    }
+
+    #[test]
     fn deliver_exposes_its_routing_fields() {
         let frame = Frame::Deliver {
             id: 9,
