@@ -1530,6 +1530,17 @@ enum sb_status sb_broker_options_set_federation_heartbeat(struct sb_broker_optio
                                                           uint64_t interval_ms,
                                                           uint64_t timeout_ms);
 
+// Makes the broker take the NATS servers' client disconnect events
+// (`$SYS.ACCOUNT.*.DISCONNECT`) as a faster sign of a peer broker's
+// death (`on`; default off): a peer whose connection closed is probed
+// at once and declared dead on two no-responders answers `hb_interval`
+// apart with no heartbeat between, instead of after the heartbeat
+// timeout. Only useful where the NATS account imports those events
+// from the system account. `SB_INVALID_STATE` before
+// `sb_broker_options_set_federation`.
+enum sb_status sb_broker_options_set_federation_sys_events(struct sb_broker_options *options,
+                                                           bool on);
+
 // Publishes the stage as `sb_stage_publish` does, in the name mode
 // `mode` (an `sb_name_mode`): the first publisher of a name fixes its
 // mode; a publish in another mode completes with

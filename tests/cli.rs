@@ -897,22 +897,24 @@ fn heartbeat_flags_and_keys_are_checked_naming_the_flag_or_key() {
         assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
         assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
     }
-    let out = run(&[
-        "broker",
-        "--listen",
-        "tcp://127.0.0.1:0",
-        "--hb-timeout",
-        "5s",
-    ]);
-    assert_eq!(out.code, Some(2), "{}", out.stderr);
-    assert!(out.stderr.contains("need --federate"), "{}", out.stderr);
+    for flag in [&["--hb-timeout", "5s"][..], &["--nats-sys-events"]] {
+        let args: Vec<&str> = ["broker", "--listen", "tcp://127.0.0.1:0"]
+            .iter()
+            .chain(flag)
+            .copied()
+            .collect();
+        let out = run(&args);
+        assert_eq!(out.code, Some(2), "{}", out.stderr);
+        assert!(out.stderr.contains("need"), "{}", out.stderr);
+        assert!(out.stderr.contains("--federate"), "{}", out.stderr);
+    }
 
     let dir = TempDir::new("hbconfig");
     let table = "[federation]\nservers = [\"nats://127.0.0.1:1\"]\nbroker-id = \"b1\"\n";
     let good = dir.path().join("good.toml");
     std::fs::write(
         &good,
-        format!("{table}hb-interval = \"100ms\"\nhb-timeout = 30\n"),
+        format!("{table}hb-interval = \"100ms\"\nhb-timeout = 30\nnats-sys-events = true\n"),
     )
     .unwrap();
     let checked = run(&["broker", "--check-config", good.to_str().unwrap()]);

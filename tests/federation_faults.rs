@@ -18,7 +18,8 @@
 //!   publisher process killed with SIGKILL during calls across brokers;
 //! * a broker killed while alone: brokers started afterwards sweep its
 //!   stale directory entry (no heartbeat, no responders) before their
-//!   hb_timeout;
+//!   hb_timeout; with `$SYS` disconnect events (where the account
+//!   imports them), a killed broker is declared dead before hb_timeout;
 //! * limits: a frame over the NATS server's `max_payload` fails only its
 //!   call (`limit_exceeded`), and so do calls past `max-pending-per-link`;
 //!   the link stays up.
@@ -696,6 +697,62 @@ fn a_broker_killed_alone_is_swept_when_the_cluster_restarts() {
     drop((c1, c2));
     b1.close();
     b2.close();
+}
+
+/// NATS accounts where brokers (user `app`) receive the servers' client
+/// disconnect events: the system account exports them, `APP` imports
+/// them.
+const SYS_EVENTS_ACCOUNTS: &str = r#"
+accounts {
+  SYS: { users: [{user: sys, password: sys}], exports: [{stream: "$SYS.ACCOUNT.*.DISCONNECT"}] }
+  APP: {
+    jetstream: enabled
+    users: [{user: app, password: app}]
+    imports: [{stream: {account: SYS, subject: "$SYS.ACCOUNT.*.DISCONNECT"}}]
+  }
+}
+system_account: SYS
+"#;
+
+/// `$SYS` disconnect events (`sys_events`, where the account imports
+/// them): a broker killed (kill -9) while its link is idle is declared
+/// dead by a peer that heard of its connection closing and probed it,
+/// long before that peer's hb_timeout (60 s here, beyond the wait).
+#[test]
+fn a_killed_broker_is_declared_dead_on_its_disconnect_event() {
+    let bin = need_nats!();
+    let spec = Spec {
+        jetstream: true,
+        extra: SYS_EVENTS_ACCOUNTS.into(),
+    };
+    let nodes = cluster(&bin, 3, &spec);
+    let urls = |k| urls_for(&nodes, k).replace("nats://", "nats://app:app@");
+    let lp = EventLoop::new().unwrap();
+    let b1 = federated_with(&lp, &urls(0), "b1", "sys", |mut c| {
+        let f = c.federation.as_mut().unwrap();
+        f.hb_timeout = Duration::from_secs(60);
+        f.sys_events = true;
+        c
+    });
+    let c1 = connect(&lp, &b1);
+    let mut b2 = BrokerProcess::start(&urls(1), "b2", "sys");
+    let publisher = connect_to(&lp, &b2.addr);
+    publish_when_ready(&publisher, "Doomed", &["echo"], echo_clone());
+    eventually(&lp, "Doomed listed at b1", || {
+        names(&c1).contains(&"Doomed".to_string())
+    });
+    // A call across: b1 has heard b2, so what follows is no start-up
+    // sweep.
+    let out = call(&c1, "Doomed", "echo", &arg("a", 1));
+    assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
+    b2.kill();
+    eventually(&lp, "Doomed gone from b1's listing", || {
+        !names(&c1).contains(&"Doomed".to_string())
+    });
+    let s = b1.stats();
+    assert_eq!((s.peers_declared_dead, s.peers_swept), (1, 0), "{s:?}");
+    drop((c1, publisher));
+    b1.close();
 }
 
 #[test]

@@ -689,6 +689,13 @@ public:
         detail::check(sb_broker_options_set_federation_heartbeat(raw(), ms(interval), ms(timeout)));
         return *this;
     }
+    // Take the NATS servers' client disconnect events ($SYS, imported into
+    // the account) as a faster sign of a peer broker's death. After
+    // federation().
+    BrokerOptions &federation_sys_events(bool on = true) {
+        detail::check(sb_broker_options_set_federation_sys_events(raw(), on));
+        return *this;
+    }
     // NATS credentials: a user with a password, or a token (others nullptr).
     BrokerOptions &nats_credentials(const char *user, const char *password,
                                     const char *token) {

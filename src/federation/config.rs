@@ -46,6 +46,15 @@ pub struct FederationConfig {
     /// Copies of the directory bucket the NATS cluster keeps (default 3;
     /// never more than the servers the cluster announces).
     pub kv_replicas: u32,
+    /// Listen to the NATS servers' client disconnect events
+    /// (`$SYS.ACCOUNT.*.DISCONNECT`) as a faster sign of a peer's death
+    /// (default off): a peer whose connection closed is probed at once
+    /// and declared dead on two no-responders answers `hb_interval`
+    /// apart with no heartbeat between, instead of after `hb_timeout`.
+    /// Only where the NATS account receives those events (the system
+    /// account's export imported into it); elsewhere nothing arrives and
+    /// nothing changes.
+    pub sys_events: bool,
 }
 
 /// What is wrong with heartbeats every `interval` and a death after
@@ -89,6 +98,7 @@ impl FederationConfig {
             hb_timeout: Duration::from_secs(2),
             op_timeout: Duration::from_secs(5),
             kv_replicas: 3,
+            sys_events: false,
         };
         config.check()?;
         Ok(config)
@@ -156,6 +166,17 @@ impl FederationConfig {
     /// no-responders statuses come back.
     pub(crate) fn no_responders(&self, from: &str, to: &str) -> String {
         format!("sb.{}.nr.{from}.{to}", self.namespace)
+    }
+
+    /// The subject of the NATS servers' client disconnect events.
+    pub(crate) fn disconnect_events(&self) -> &'static str {
+        "$SYS.ACCOUNT.*.DISCONNECT"
+    }
+
+    /// The name this broker's NATS connection gives itself (what the
+    /// servers' events name it by).
+    pub(crate) fn connection_name(&self, broker: &str) -> String {
+        format!("sb.{}.{broker}", self.namespace)
     }
 
     /// The directory bucket.

@@ -51,7 +51,12 @@
 //!   it dead) is probed with a sync each `hb_interval`; two
 //!   no-responders answers at least `hb_interval` apart with no
 //!   heartbeat between declare it dead at once, so its entries go
-//!   without waiting `hb_timeout` (stat `peers_swept`). A broker heard from after it was
+//!   without waiting `hb_timeout` (stat `peers_swept`). Optionally
+//!   (`sys_events`, off by default; the NATS account must import the
+//!   system account's `$SYS.ACCOUNT.*.DISCONNECT`), a peer whose NATS
+//!   connection the servers report closed is probed the same way until
+//!   its next heartbeat: a killed broker is declared dead in about one
+//!   `hb_interval`. A broker heard from after it was
 //!   declared dead is told so (`DeclaredDead`): it takes a new
 //!   incarnation, ends its calls across every link once, and claims its
 //!   names again as their deletions reach its watch. Limits
@@ -136,10 +141,12 @@
 //!   connection's own 64 MiB; past that a link resets.
 //! * Lame-duck mode is followed by moving to another server at once;
 //!   the links then check themselves with syncs.
-//! * `$SYS` disconnect events (a faster death signal where the NATS
-//!   account grants them): not written. The start-up sweep only judges
-//!   brokers never heard from; a broker heard once and then killed is
-//!   declared dead by `hb_timeout` (or sooner by a 503 on a busy link).
+//! * Without `sys_events`, the start-up sweep only judges brokers never
+//!   heard from; a broker heard once and then killed is declared dead by
+//!   `hb_timeout` (or sooner by a 503 on a busy link). `sys_events` was
+//!   tested against kill -9 of a broker, not under NATS node failovers
+//!   (a server that shuts down may report its clients disconnected while
+//!   they move: the two-probe rule is what keeps them alive).
 //! * A broker policy applies to the stand-in connections as to any
 //!   client without identity for publishing (`own`): a policy that
 //!   limits who may own names also refuses remote sessions. (Calls are

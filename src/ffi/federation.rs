@@ -210,3 +210,25 @@ pub unsafe extern "C" fn sb_broker_options_set_federation_heartbeat(
         Ok(())
     })
 }
+
+/// Makes the broker take the NATS servers' client disconnect events
+/// (`$SYS.ACCOUNT.*.DISCONNECT`) as a faster sign of a peer broker's
+/// death (`on`; default off): a peer whose connection closed is probed
+/// at once and declared dead on two no-responders answers `hb_interval`
+/// apart with no heartbeat between, instead of after the heartbeat
+/// timeout. Only useful where the NATS account imports those events
+/// from the system account. `SB_INVALID_STATE` before
+/// `sb_broker_options_set_federation`.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_options_set_federation_sys_events(
+    options: *mut sb_broker_options,
+    on: bool,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or live per the conventions.
+        let o = unsafe { arg_mut(options, "options")? };
+        federation_of(o, "disconnect events need")?.sys_events = on;
+        Ok(())
+    })
+}

@@ -805,6 +805,7 @@ void federation_options()
                                 .federation("nats://127.0.0.1:1", "b1", "cpp_test")
                                 .federation_heartbeat(std::chrono::milliseconds(200),
                                                       std::chrono::seconds(3))
+                                .federation_sys_events()
                                 .nats_credentials(nullptr, nullptr, "t"));
     stagebus::Client client(loop, broker.address());
     OK("BrokerOptions::federation; a federated broker starts without NATS");

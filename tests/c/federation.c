@@ -62,7 +62,8 @@ int main(void)
              SB_INVALID_ARGUMENT);
     CHECK(strstr(sb_last_error(), "hb_timeout") != NULL);
     CHECK_OK(sb_broker_options_set_federation_heartbeat(bo, 200, 3000));
-    OK("heartbeat settings are checked and taken");
+    CHECK_OK(sb_broker_options_set_federation_sys_events(bo, true));
+    OK("heartbeat and disconnect event settings are checked and taken");
 
     {
         /* The NATS clients' test user seed, and the same with a typo. */

@@ -26,6 +26,7 @@ for my $bad (
     [federate => 'nats://127.0.0.1:1', broker_id => 'b1', nats_tls_ca => '/nonexistent/ca.pem'],
     [nats_tls_ca => 'ca.pem'],
     [hb_interval_ms => 100],
+    [nats_sys_events => 1],
     [federate => 'nats://127.0.0.1:1', broker_id => 'b1', hb_interval_ms => 0],
     [federate => 'nats://127.0.0.1:1', broker_id => 'b1', hb_interval_ms => 'soon'],
     [federate => 'nats://127.0.0.1:1', broker_id => 'b1', hb_timeout_ms => 400],
@@ -45,6 +46,7 @@ my $broker = StageBus::Broker->new(
     nats_token => 't',
     hb_interval_ms => 200,
     hb_timeout_ms  => 3000,
+    nats_sys_events => 1,
 );
 my $connected;
 my $client = StageBus::Client->new(

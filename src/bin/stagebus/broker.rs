@@ -68,6 +68,9 @@ pub(crate) struct BrokerArgs {
     /// how long a peer broker may stay silent before it is declared dead (default 2s; longer than --hb-interval); replaces the config file's hb-timeout
     #[arg(long, value_name = "DURATION", value_parser = hb_duration("--hb-timeout"))]
     pub(crate) hb_timeout: Option<Duration>,
+    /// take the NATS servers' client disconnect events ($SYS.ACCOUNT.*.DISCONNECT, which the NATS account must import) as a faster sign of a peer broker's death; replaces the config file's nats-sys-events
+    #[arg(long)]
+    pub(crate) nats_sys_events: bool,
     /// user name for NATS (with --nats-password)
     #[arg(
         long,
@@ -303,6 +306,15 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
         )
         .map_err(|e| usage_error("broker", &e))?;
         config.federation = Some(f);
+    }
+    if args.nats_sys_events {
+        let Some(f) = config.federation.as_mut() else {
+            return Err(usage_error(
+                "broker",
+                "--nats-sys-events needs --federate (or [federation] in the config file)",
+            ));
+        };
+        f.sys_events = true;
     }
     if args.hb_interval.is_some() || args.hb_timeout.is_some() {
         let Some(f) = config.federation.as_mut() else {

@@ -29,6 +29,7 @@
 //! # nats-tls-key = "fed.key"       # its key
 //! hb-interval = "500ms"     # heartbeats (a number of seconds, or ms, s, m)
 //! hb-timeout = "2s"         # a peer silent this long is dead (> hb-interval)
+//! nats-sys-events = false   # $SYS disconnect events as a death sign (imported)
 //! ```
 //!
 //! Every key is checked: an unknown key, a value of the wrong type or out
@@ -91,6 +92,7 @@ struct RawFederation {
     nats_tls_key: Option<PathBuf>,
     hb_interval: Option<Spanned<RawDuration>>,
     hb_timeout: Option<Spanned<RawDuration>>,
+    nats_sys_events: Option<bool>,
 }
 
 /// A duration in the file: a number of seconds, or a string with a unit
@@ -205,6 +207,7 @@ fn parse_in(text: &str, folder: &Path) -> Result<BrokerFile, String> {
             ["hb-interval", "hb-timeout"],
         )
         .map_err(|e| format!("{place}: federation: {e}"))?;
+        config.sys_events = f.nats_sys_events.unwrap_or(false);
         file.federation = Some(config);
     }
     if let Some(log) = raw.log {
@@ -319,18 +322,21 @@ mod tests {
         assert_eq!((f.servers.len(), f.broker_id.as_str()), (2, "b1"));
         assert_eq!(f.namespace, "prod");
         assert_eq!(f.hb_timeout, std::time::Duration::from_secs(2), "default");
+        assert!(!f.sys_events, "off by default");
         let f = parse(
             "[federation]\n\
              servers = [\"nats://127.0.0.1:4222\"]\n\
              broker-id = \"b1\"\n\
              hb-interval = \"250ms\"\n\
-             hb-timeout = 1.5\n",
+             hb-timeout = 1.5\n\
+             nats-sys-events = true\n",
         )
         .unwrap()
         .federation
         .unwrap();
         let ms = std::time::Duration::from_millis;
         assert_eq!((f.hb_interval, f.hb_timeout), (ms(250), ms(1500)));
+        assert!(f.sys_events);
         for (text, says) in [
             (
                 "[federation]\nservers = []\nbroker-id = \"b1\"\n",
