@@ -721,6 +721,7 @@ system_account: SYS
 #[test]
 fn a_killed_broker_is_declared_dead_on_its_disconnect_event() {
     let bin = need_nats!();
+    debug_logs();
     let spec = Spec {
         jetstream: true,
         extra: SYS_EVENTS_ACCOUNTS.into(),
@@ -753,6 +754,61 @@ fn a_killed_broker_is_declared_dead_on_its_disconnect_event() {
     assert_eq!((s.peers_declared_dead, s.peers_swept), (1, 0), "{s:?}");
     drop((c1, publisher));
     b1.close();
+}
+
+/// With `sys_events` on, a NATS node put in lame-duck mode under a broker
+/// reports the broker's connection closed as it moves to another node:
+/// the broker is probed but keeps answering, and nobody declares it dead;
+/// calls across work afterwards.
+#[test]
+fn disconnect_events_of_a_broker_moving_off_a_lame_duck_node_declare_nobody_dead() {
+    let bin = need_nats!();
+    debug_logs();
+    let spec = Spec {
+        jetstream: true,
+        extra: SYS_EVENTS_ACCOUNTS.into(),
+    };
+    let mut nodes = cluster(&bin, 3, &spec);
+    let urls = |nodes: &[Node], k| urls_for(nodes, k).replace("nats://", "nats://app:app@");
+    let lp = EventLoop::new().unwrap();
+    let watchful = |mut c: BrokerConfig| {
+        let f = c.federation.as_mut().unwrap();
+        f.hb_timeout = Duration::from_secs(60);
+        f.sys_events = true;
+        c
+    };
+    let b1 = federated_with(&lp, &urls(&nodes, 0), "b1", "sysmove", watchful);
+    let b2 = federated_with(&lp, &urls(&nodes, 1), "b2", "sysmove", watchful);
+    let (c1, c2) = (connect(&lp, &b1), connect(&lp, &b2));
+    publish_when_ready(&c2, "Mover", &["echo"], echo_clone());
+    eventually(&lp, "Mover listed at b1", || {
+        names(&c1).contains(&"Mover".to_string())
+    });
+    let echo_ok = |c: &Client| {
+        let out = call(c, "Mover", "echo", &arg("a", 1));
+        assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
+    };
+    echo_ok(&c1);
+    // Lame-duck mode (SIGUSR2): the server tells its clients to move,
+    // b2 leaves it for another node, and the server, still up, reports
+    // b2's connection closed.
+    nodes[1].signal(libc::SIGUSR2);
+    run_for(&lp, Duration::from_millis(2500));
+    nodes[1].kill();
+    eventually(&lp, "a call across after b2 moved", || {
+        matches!(
+            call(&c1, "Mover", "echo", &arg("a", 2)).last,
+            CallEvent::Return { .. }
+        )
+    });
+    assert!(names(&c1).contains(&"Mover".to_string()));
+    for b in [&b1, &b2] {
+        let s = b.stats();
+        assert_eq!((s.peers_declared_dead, s.incarnations), (0, 0), "{s:?}");
+    }
+    drop((c1, c2));
+    b1.close();
+    b2.close();
 }
 
 #[test]

@@ -143,10 +143,12 @@
 //!   the links then check themselves with syncs.
 //! * Without `sys_events`, the start-up sweep only judges brokers never
 //!   heard from; a broker heard once and then killed is declared dead by
-//!   `hb_timeout` (or sooner by a 503 on a busy link). `sys_events` was
-//!   tested against kill -9 of a broker, not under NATS node failovers
-//!   (a server that shuts down may report its clients disconnected while
-//!   they move: the two-probe rule is what keeps them alive).
+//!   `hb_timeout` (or sooner by a 503 on a busy link). `sys_events` is
+//!   tested against kill -9 of a broker and a broker moving off a
+//!   lame-duck server (reported disconnected while it moves: the
+//!   two-probe rule keeps it alive); a broker whose server dropped its
+//!   connection (stopped past the server's ping timeout) is declared dead
+//!   then, even if `hb_timeout` is longer.
 //! * A broker policy applies to the stand-in connections as to any
 //!   client without identity for publishing (`own`): a policy that
 //!   limits who may own names also refuses remote sessions. (Calls are
