@@ -129,12 +129,11 @@ impl Core {
         frame: &crate::wire::Routed<'_>,
         id: u64,
     ) -> Result<(), crate::error::Error> {
-        let stamp = self
-            .peers
-            .get(&caller)
-            .filter(|_| self.is_link(to))
-            .map(|p| p.caller_bytes.clone());
-        match stamp {
+        // A local publisher (the usual case) costs one lookup more.
+        if !self.is_link(to) {
+            return self.forward(to, frame, id);
+        }
+        match self.peers.get(&caller).map(|p| p.caller_bytes.clone()) {
             Some(stamp) => self.send_with(to, |out, max_frame| {
                 frame.encode_post_from(id, &stamp, out, max_frame)
             }),
