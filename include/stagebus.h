@@ -1519,6 +1519,28 @@ enum sb_status sb_broker_options_set_nats_tls(struct sb_broker_options *options,
                                               const char *cert_file,
                                               const char *key_file);
 
+// Heartbeats between federated brokers: this broker says it is alive
+// every `interval_ms` (default 500), and a peer broker silent for
+// `timeout_ms` (default 2000) is declared dead: its sessions leave every
+// listing and the calls to it end with `publisher_gone`.
+// `SB_INVALID_STATE` before `sb_broker_options_set_federation` (which
+// sets the defaults again); `SB_INVALID_ARGUMENT` for a zero value or a
+// timeout not longer than the interval.
+enum sb_status sb_broker_options_set_federation_heartbeat(struct sb_broker_options *options,
+                                                          uint64_t interval_ms,
+                                                          uint64_t timeout_ms);
+
+// Makes the broker take the NATS servers' client disconnect events
+// (`$SYS.ACCOUNT.*.DISCONNECT`) as a faster sign of a peer broker's
+// death (`on`; default off): a peer whose connection closed is probed
+// at once and declared dead on two no-responders answers `hb_interval`
+// apart with no heartbeat between, instead of after the heartbeat
+// timeout. Only useful where the NATS account imports those events
+// from the system account. `SB_INVALID_STATE` before
+// `sb_broker_options_set_federation`.
+enum sb_status sb_broker_options_set_federation_sys_events(struct sb_broker_options *options,
+                                                           bool on);
+
 // Publishes the stage as `sb_stage_publish` does, in the name mode
 // `mode` (an `sb_name_mode`): the first publisher of a name fixes its
 // mode; a publish in another mode completes with

@@ -419,6 +419,12 @@ impl crate::BrokerStats {
                 self.peers_declared_dead,
             ),
             counter(
+                "peers_swept",
+                "federation_peers_swept_total",
+                "Brokers known only from the directory declared dead by the start-up sweep.",
+                self.peers_swept,
+            ),
+            counter(
                 "nats_reconnects",
                 "federation_nats_reconnects_total",
                 "Reconnects of the broker's NATS connection.",

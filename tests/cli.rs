@@ -865,3 +865,77 @@ fn broker_reads_a_config_file_that_flags_override_and_rejects_a_misspelt_key() {
     let nothing = run(&["broker"]);
     assert_eq!(nothing.code, Some(2), "{}", nothing.stderr);
 }
+
+/// `--hb-interval` / `--hb-timeout` and the config file's `hb-interval`
+/// / `hb-timeout` take durations (`0.5`, `500ms`, `2s`); a zero, a
+/// negative, a unit it does not know or a timeout not longer than the
+/// interval is an error naming the flag (exit 2) or the key and its line
+/// (exit 1); the flags need federation.
+#[test]
+fn heartbeat_flags_and_keys_are_checked_naming_the_flag_or_key() {
+    let fed = [
+        "broker",
+        "--listen",
+        "tcp://127.0.0.1:0",
+        "--federate",
+        "nats://127.0.0.1:1",
+        "--broker-id",
+        "b1",
+    ];
+    for (more, says) in [
+        (&["--hb-interval", "0"][..], "--hb-interval '0'"),
+        (&["--hb-timeout", "-2s"], "--hb-timeout '-2s'"),
+        (&["--hb-interval", "1h"], "unit 'h'"),
+        (
+            &["--hb-interval", "2s", "--hb-timeout", "1500ms"],
+            "--hb-timeout (1.5s) must be longer than --hb-interval (2s)",
+        ),
+        (&["--hb-interval", "3"], "--hb-timeout (2s) must be longer"),
+    ] {
+        let args: Vec<&str> = fed.iter().chain(more).copied().collect();
+        let out = run(&args);
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+    }
+    for flag in [&["--hb-timeout", "5s"][..], &["--nats-sys-events"]] {
+        let args: Vec<&str> = ["broker", "--listen", "tcp://127.0.0.1:0"]
+            .iter()
+            .chain(flag)
+            .copied()
+            .collect();
+        let out = run(&args);
+        assert_eq!(out.code, Some(2), "{}", out.stderr);
+        assert!(out.stderr.contains("need"), "{}", out.stderr);
+        assert!(out.stderr.contains("--federate"), "{}", out.stderr);
+    }
+
+    let dir = TempDir::new("hbconfig");
+    let table = "[federation]\nservers = [\"nats://127.0.0.1:1\"]\nbroker-id = \"b1\"\n";
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!("{table}hb-interval = \"100ms\"\nhb-timeout = 30\nnats-sys-events = true\n"),
+    )
+    .unwrap();
+    let checked = run(&["broker", "--check-config", good.to_str().unwrap()]);
+    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+    for (keys, says) in [
+        ("hb-interval = 0\n", "hb-interval '0'"),
+        ("hb-timeout = \"soon\"\n", "hb-timeout 'soon'"),
+        (
+            "hb-timeout = \"100ms\"\n",
+            "hb-timeout (100ms) must be longer than hb-interval (500ms)",
+        ),
+        ("hb-beat = 1\n", "hb-beat"),
+    ] {
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, format!("{table}{keys}")).unwrap();
+        let out = run(&["broker", "--check-config", bad.to_str().unwrap()]);
+        assert_eq!(out.code, Some(1), "{keys}: {}", out.stdout);
+        assert!(
+            out.stderr.contains(says) && out.stderr.contains("line"),
+            "{keys}: {}",
+            out.stderr
+        );
+    }
+}

@@ -16,6 +16,10 @@
 //! * a broker killed with SIGKILL; a NATS node killed or terminated
 //!   (SIGTERM) under load; two NATS nodes of three down, then back; a
 //!   publisher process killed with SIGKILL during calls across brokers;
+//! * a broker killed while alone: brokers started afterwards sweep its
+//!   stale directory entry (no heartbeat, no responders) before their
+//!   hb_timeout; with `$SYS` disconnect events (where the account
+//!   imports them), a killed broker is declared dead before hb_timeout;
 //! * limits: a frame over the NATS server's `max_payload` fails only its
 //!   call (`limit_exceeded`), and so do calls past `max-pending-per-link`;
 //!   the link stays up.
@@ -640,6 +644,171 @@ fn a_killed_broker_ends_each_call_once_and_leaves_the_listings() {
     });
     let out = call(&caller, "Victim", "echo", &arg("again", true));
     assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
+}
+
+/// The start-up sweep: a broker killed (kill -9) while no other broker
+/// ran leaves its directory entry behind, with nobody to declare it
+/// dead. Brokers started afterwards (the cluster restarted) probe the
+/// broker they never heard from, find no responders on its inbox, and
+/// delete its entry long before their hb_timeout (60 s here, beyond the
+/// wait); a live broker is never swept, and the stale name is free again.
+#[test]
+fn a_broker_killed_alone_is_swept_when_the_cluster_restarts() {
+    let bin = need_nats!();
+    let nodes = cluster(&bin, 3, &js());
+    let lp = EventLoop::new().unwrap();
+    let mut lone = BrokerProcess::start(&urls_for(&nodes, 0), "lone", "sweep");
+    let publisher = connect_to(&lp, &lone.addr);
+    publish_when_ready(&publisher, "Stale", &["echo"], echo_clone());
+    lone.kill();
+    drop(publisher);
+
+    let patient = |mut c: BrokerConfig| {
+        c.federation.as_mut().unwrap().hb_timeout = Duration::from_secs(60);
+        c
+    };
+    let b1 = federated_with(&lp, &urls_for(&nodes, 1), "b1", "sweep", patient);
+    let c1 = connect(&lp, &b1);
+    publish_when_ready(&c1, "Live", &["echo"], echo_clone());
+    let b2 = federated_with(&lp, &urls_for(&nodes, 2), "b2", "sweep", patient);
+    let c2 = connect(&lp, &b2);
+    eventually(&lp, "Live listed and Stale swept at b2", || {
+        let n = names(&c2);
+        n.contains(&"Live".to_string()) && !n.contains(&"Stale".to_string())
+    });
+    eventually(&lp, "Stale swept at b1", || {
+        !names(&c1).contains(&"Stale".to_string())
+    });
+    // b1 read the stale entry when it started and swept it; nobody
+    // declared a live broker dead.
+    let (s1, s2) = (b1.stats(), b2.stats());
+    assert_eq!((s1.peers_swept, s1.peers_declared_dead), (1, 1), "{s1:?}");
+    assert_eq!(s2.peers_declared_dead, s2.peers_swept, "{s2:?}");
+    assert_eq!(s1.link_resets + s2.link_resets, 0, "{s1:?} {s2:?}");
+    // The name is free again, and calls across the survivors work.
+    publish_when_ready(&c2, "Stale", &["echo"], echo_clone());
+    eventually(&lp, "the new Stale listed at b1", || {
+        names(&c1).contains(&"Stale".to_string())
+    });
+    for (c, session) in [(&c1, "Stale"), (&c2, "Live")] {
+        let out = call(c, session, "echo", &arg("a", 1));
+        assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
+    }
+    drop((c1, c2));
+    b1.close();
+    b2.close();
+}
+
+/// NATS accounts where brokers (user `app`) receive the servers' client
+/// disconnect events: the system account exports them, `APP` imports
+/// them.
+const SYS_EVENTS_ACCOUNTS: &str = r#"
+accounts {
+  SYS: { users: [{user: sys, password: sys}], exports: [{stream: "$SYS.ACCOUNT.*.DISCONNECT"}] }
+  APP: {
+    jetstream: enabled
+    users: [{user: app, password: app}]
+    imports: [{stream: {account: SYS, subject: "$SYS.ACCOUNT.*.DISCONNECT"}}]
+  }
+}
+system_account: SYS
+"#;
+
+/// `$SYS` disconnect events (`sys_events`, where the account imports
+/// them): a broker killed (kill -9) while its link is idle is declared
+/// dead by a peer that heard of its connection closing and probed it,
+/// long before that peer's hb_timeout (60 s here, beyond the wait).
+#[test]
+fn a_killed_broker_is_declared_dead_on_its_disconnect_event() {
+    let bin = need_nats!();
+    debug_logs();
+    let spec = Spec {
+        jetstream: true,
+        extra: SYS_EVENTS_ACCOUNTS.into(),
+    };
+    let nodes = cluster(&bin, 3, &spec);
+    let urls = |k| urls_for(&nodes, k).replace("nats://", "nats://app:app@");
+    let lp = EventLoop::new().unwrap();
+    let b1 = federated_with(&lp, &urls(0), "b1", "sys", |mut c| {
+        let f = c.federation.as_mut().unwrap();
+        f.hb_timeout = Duration::from_secs(60);
+        f.sys_events = true;
+        c
+    });
+    let c1 = connect(&lp, &b1);
+    let mut b2 = BrokerProcess::start(&urls(1), "b2", "sys");
+    let publisher = connect_to(&lp, &b2.addr);
+    publish_when_ready(&publisher, "Doomed", &["echo"], echo_clone());
+    eventually(&lp, "Doomed listed at b1", || {
+        names(&c1).contains(&"Doomed".to_string())
+    });
+    // A call across: b1 has heard b2, so what follows is no start-up
+    // sweep.
+    let out = call(&c1, "Doomed", "echo", &arg("a", 1));
+    assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
+    b2.kill();
+    eventually(&lp, "Doomed gone from b1's listing", || {
+        !names(&c1).contains(&"Doomed".to_string())
+    });
+    let s = b1.stats();
+    assert_eq!((s.peers_declared_dead, s.peers_swept), (1, 0), "{s:?}");
+    drop((c1, publisher));
+    b1.close();
+}
+
+/// With `sys_events` on, a NATS node put in lame-duck mode under a broker
+/// reports the broker's connection closed as it moves to another node:
+/// the broker is probed but keeps answering, and nobody declares it dead;
+/// calls across work afterwards.
+#[test]
+fn disconnect_events_of_a_broker_moving_off_a_lame_duck_node_declare_nobody_dead() {
+    let bin = need_nats!();
+    debug_logs();
+    let spec = Spec {
+        jetstream: true,
+        extra: SYS_EVENTS_ACCOUNTS.into(),
+    };
+    let mut nodes = cluster(&bin, 3, &spec);
+    let urls = |nodes: &[Node], k| urls_for(nodes, k).replace("nats://", "nats://app:app@");
+    let lp = EventLoop::new().unwrap();
+    let watchful = |mut c: BrokerConfig| {
+        let f = c.federation.as_mut().unwrap();
+        f.hb_timeout = Duration::from_secs(60);
+        f.sys_events = true;
+        c
+    };
+    let b1 = federated_with(&lp, &urls(&nodes, 0), "b1", "sysmove", watchful);
+    let b2 = federated_with(&lp, &urls(&nodes, 1), "b2", "sysmove", watchful);
+    let (c1, c2) = (connect(&lp, &b1), connect(&lp, &b2));
+    publish_when_ready(&c2, "Mover", &["echo"], echo_clone());
+    eventually(&lp, "Mover listed at b1", || {
+        names(&c1).contains(&"Mover".to_string())
+    });
+    let echo_ok = |c: &Client| {
+        let out = call(c, "Mover", "echo", &arg("a", 1));
+        assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
+    };
+    echo_ok(&c1);
+    // Lame-duck mode (SIGUSR2): the server tells its clients to move,
+    // b2 leaves it for another node, and the server, still up, reports
+    // b2's connection closed.
+    nodes[1].signal(libc::SIGUSR2);
+    run_for(&lp, Duration::from_millis(2500));
+    nodes[1].kill();
+    eventually(&lp, "a call across after b2 moved", || {
+        matches!(
+            call(&c1, "Mover", "echo", &arg("a", 2)).last,
+            CallEvent::Return { .. }
+        )
+    });
+    assert!(names(&c1).contains(&"Mover".to_string()));
+    for b in [&b1, &b2] {
+        let s = b.stats();
+        assert_eq!((s.peers_declared_dead, s.incarnations), (0, 0), "{s:?}");
+    }
+    drop((c1, c2));
+    b1.close();
+    b2.close();
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! publishers on several brokers; nested calls (a handler on one broker
 //! calling a session on a third while it serves a call) with their
 //! cancels; name watches and waits seeing names of other brokers; the
-//! publisher seeing (and its broker's policy judging) the remote caller;
+//! publisher seeing (and its broker's policy judging) the remote caller,
+//! for calls and for one-way posts;
 //! a queue's owner lost with its broker (kill -9 of a broker process):
 //! the standby on another broker takes over everywhere.
 
@@ -676,7 +677,8 @@ fn watches_and_waits_see_names_of_other_brokers_come_and_go() {
 
 /// The publisher's broker applies its policy to the caller on the other
 /// broker, as that broker stamped it (its token name), and the publisher
-/// sees that caller, marked as remote.
+/// sees that caller, marked as remote. One-way posts are judged the same
+/// way: the right caller's go through, the others' are dropped.
 #[test]
 fn a_remote_caller_is_seen_and_judged_as_itself() {
     let bin = need_nats!();
@@ -699,8 +701,15 @@ fn a_remote_caller_is_seen_and_judged_as_itself() {
         c.with_policy(policy)
     });
     let publisher = connect(&lp, &b2);
-    let tell = |d: &Delivery, inbound: Inbound| {
-        if let Inbound::Call { .. } = inbound {
+    let posted: Rc<RefCell<Vec<Value>>> = Rc::default();
+    let p2 = posted.clone();
+    let tell = move |d: &Delivery, inbound: Inbound| {
+        if let Inbound::Call { method, args } = inbound {
+            if method == "note" {
+                assert!(!d.expects_answer());
+                p2.borrow_mut().push(args.get("from").cloned().unwrap());
+                return;
+            }
             let c = d.caller().cloned().unwrap_or_default();
             let args = Args::new()
                 .with("identity", c.identity.unwrap_or_default())
@@ -708,7 +717,7 @@ fn a_remote_caller_is_seen_and_judged_as_itself() {
             d.respond("return", &args).unwrap();
         }
     };
-    publish_when_ready(&publisher, "Secure", &["who"], tell);
+    publish_when_ready(&publisher, "Secure", &["who", "note"], tell.clone());
     publish_when_ready(&publisher, "Open", &["who"], tell);
     let ops = connect_with(
         &lp,
@@ -739,6 +748,19 @@ fn a_remote_caller_is_seen_and_judged_as_itself() {
     assert_eq!(
         who(&app, "Open"),
         Ok((Value::from("app"), Value::from("via broker b1")))
+    );
+    // Posts: each caller's post, then its call of Open, whose answer
+    // comes after the post crossed the same link and was judged at b2.
+    for (c, from) in [(&app, "app"), (&ops, "ops"), (&app, "app")] {
+        c.post("Secure", "note", &arg("from", from)).unwrap();
+        assert!(who(c, "Open").is_ok());
+    }
+    assert_eq!(*posted.borrow(), vec![Value::from("ops")]);
+    let stats = b2.stats();
+    assert_eq!(
+        (stats.oneway_calls, stats.dropped_oneway),
+        (1, 2),
+        "{stats:?}"
     );
     // A local caller without a token: judged as itself too.
     let local = connect(&lp, &b2);

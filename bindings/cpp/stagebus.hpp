@@ -677,6 +677,25 @@ public:
                                                        broker_id.c_str(), ns));
         return *this;
     }
+    // Heartbeats between federated brokers: every `interval` (default
+    // 500 ms); a peer silent for `timeout` (default 2 s, longer than
+    // `interval`) is declared dead. After federation(); a zero or
+    // negative value throws invalid_argument.
+    BrokerOptions &federation_heartbeat(std::chrono::milliseconds interval,
+                                        std::chrono::milliseconds timeout) {
+        auto ms = [](std::chrono::milliseconds d) {
+            return d.count() > 0 ? static_cast<std::uint64_t>(d.count()) : std::uint64_t(0);
+        };
+        detail::check(sb_broker_options_set_federation_heartbeat(raw(), ms(interval), ms(timeout)));
+        return *this;
+    }
+    // Take the NATS servers' client disconnect events ($SYS, imported into
+    // the account) as a faster sign of a peer broker's death. After
+    // federation().
+    BrokerOptions &federation_sys_events(bool on = true) {
+        detail::check(sb_broker_options_set_federation_sys_events(raw(), on));
+        return *this;
+    }
     // NATS credentials: a user with a password, or a token (others nullptr).
     BrokerOptions &nats_credentials(const char *user, const char *password,
                                     const char *token) {

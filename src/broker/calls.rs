@@ -76,8 +76,8 @@ impl Core {
                     .and_then(|()| self.target(id, session, method));
                 match target {
                     Ok((publisher, _, _)) => {
-                        let id = self.routes.unrouted_id();
-                        if self.forward(publisher, &frame, id).is_ok() {
+                        let post = self.routes.unrouted_id();
+                        if self.forward_post(id, publisher, &frame, post).is_ok() {
                             self.stats.oneway_calls += 1;
                         } else {
                             self.stats.dropped_oneway += 1;

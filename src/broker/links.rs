@@ -118,7 +118,30 @@ impl Core {
         self.peers.contains_key(&conn)
     }
 
-    /// Stand-in `conn` sends `body` (a deliver) on behalf of `caller`, a
+    /// Forwards the one-way post `frame` of `caller` to `to` under the
+    /// broker's id `id`: to a peer broker's stand-in stamped with the
+    /// caller's identity (`PostFrom`), so that the publisher's broker
+    /// judges it as the caller's; to a client as a plain post.
+    pub(super) fn forward_post(
+        &mut self,
+        caller: ConnId,
+        to: ConnId,
+        frame: &crate::wire::Routed<'_>,
+        id: u64,
+    ) -> Result<(), crate::error::Error> {
+        // A local publisher (the usual case) costs one lookup more.
+        if !self.is_link(to) {
+            return self.forward(to, frame, id);
+        }
+        match self.peers.get(&caller).map(|p| p.caller_bytes.clone()) {
+            Some(stamp) => self.send_with(to, |out, max_frame| {
+                frame.encode_post_from(id, &stamp, out, max_frame)
+            }),
+            None => self.forward(to, frame, id),
+        }
+    }
+
+    /// Stand-in `conn` sends `body` (a deliver or a post) on behalf of `caller`, a
     /// client of its broker as that broker stamped it: the policy judges
     /// the call as `caller`'s, and the publisher sees `caller` as who
     /// calls. The stand-in's own identity is back afterwards.

@@ -469,6 +469,11 @@ pub struct BrokerStats {
     /// Federated: other brokers declared dead (no heartbeat in time).
     #[serde(default)]
     pub peers_declared_dead: u64,
+    /// Federated: of those, brokers known only from the directory (left
+    /// there by a broker that died unseen) found without responders and
+    /// declared dead by the start-up sweep, before `hb_timeout`.
+    #[serde(default)]
+    pub peers_swept: u64,
     /// Federated: reconnects of the broker's NATS connection.
     #[serde(default)]
     pub nats_reconnects: u64,

@@ -198,6 +198,7 @@ impl Shell {
             stats.remote_sessions = fed.remote_sessions();
             stats.link_resets = c.link_resets;
             stats.peers_declared_dead = c.peers_declared_dead;
+            stats.peers_swept = c.peers_swept;
             stats.nats_reconnects = c.nats_reconnects;
             stats.incarnations = c.incarnations;
             stats.federation_limits_exceeded = c.limits_exceeded;

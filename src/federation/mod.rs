@@ -7,9 +7,10 @@
 //! and free to change. The public entry is
 //! [`FederationConfig`](crate::FederationConfig) in
 //! [`BrokerConfig::federation`](crate::BrokerConfig::federation) (and
-//! `stagebus broker --federate URLS --broker-id ID [--namespace NS]`,
-//! the config file's `[federation]` table,
-//! `sb_broker_options_set_federation` from C, C++ and Perl).
+//! `stagebus broker --federate URLS --broker-id ID [--namespace NS]
+//! [--hb-interval D --hb-timeout D]`, the config file's `[federation]`
+//! table, `sb_broker_options_set_federation` and
+//! `_set_federation_heartbeat` from C, C++ and Perl).
 //!
 //! # Layers
 //!
@@ -45,7 +46,17 @@
 //!   incarnation remembered; a broker whose own loop stalled declares
 //!   nobody dead for it), syncs on links with calls in flight, NATS
 //!   no-responders (503) on link messages, and a sync to every peer
-//!   after each NATS reconnect. A broker heard from after it was
+//!   after each NATS reconnect. The start-up sweep: a broker known only
+//!   from directory entries (killed while no broker was there to declare
+//!   it dead) is probed with a sync each `hb_interval`; two
+//!   no-responders answers at least `hb_interval` apart with no
+//!   heartbeat between declare it dead at once, so its entries go
+//!   without waiting `hb_timeout` (stat `peers_swept`). Optionally
+//!   (`sys_events`, off by default; the NATS account must import the
+//!   system account's `$SYS.ACCOUNT.*.DISCONNECT`), a peer whose NATS
+//!   connection the servers report closed is probed the same way until
+//!   its next heartbeat: a killed broker is declared dead in about one
+//!   `hb_interval`. A broker heard from after it was
 //!   declared dead is told so (`DeclaredDead`): it takes a new
 //!   incarnation, ends its calls across every link once, and claims its
 //!   names again as their deletions reach its watch. Limits
@@ -77,8 +88,9 @@
 //!   another broker's client reaches the publisher stamped with that
 //!   caller's identity as its broker made it (client name marked
 //!   `(via broker <id>)`), and the publisher's broker judges it by its
-//!   policy as that caller's. A federated broker is trusted to stamp its
-//!   own clients.
+//!   policy as that caller's; a one-way post crosses as `PostFrom` and is
+//!   judged the same way (its publisher gets a plain post, as locally).
+//!   A federated broker is trusted to stamp its own clients.
 //! * Signals (`node/signals.rs`): each broker announces the distinct
 //!   matches of its own clients to every peer (a diff on each change; all
 //!   again, after a clearing marker, whenever the link reset or the peer
@@ -108,11 +120,9 @@
 //!   so the list converges, but a join lost to a concurrent delete of the
 //!   whole name is not made again, and for a moment the list may show a
 //!   member that has gone (its calls get `no_such_session`).
-//! * A one-way `post` across brokers is judged by the publisher's
-//!   broker's policy as from the stand-in (no identity), so a policy that
-//!   grants calls by identity refuses remote posts. Brokers of this
-//!   version and earlier ones do not mix: calls now cross as
-//!   `DeliverFrom`, which an earlier broker refuses from a stand-in.
+//! * Brokers of this version and earlier ones do not mix: calls cross
+//!   as `DeliverFrom` and posts as `PostFrom`, which an earlier broker
+//!   refuses from a stand-in.
 //! * A match added on one broker takes effect on the others when its
 //!   announcement arrives (one NATS hop): a signal emitted elsewhere in
 //!   between is not seen.
@@ -129,12 +139,16 @@
 //! * Bytes queued toward NATS: results may still go past
 //!   `max-nats-queued-bytes` (they end calls), up to the NATS
 //!   connection's own 64 MiB; past that a link resets.
-//! * The command line has no `--hb-interval`/`--hb-timeout` flags (Rust
-//!   and the tests set them).
 //! * Lame-duck mode is followed by moving to another server at once;
 //!   the links then check themselves with syncs.
-//! * `$SYS` disconnect events, the
-//!   start-up sweep of stale entries by 503 probes: not written.
+//! * Without `sys_events`, the start-up sweep only judges brokers never
+//!   heard from; a broker heard once and then killed is declared dead by
+//!   `hb_timeout` (or sooner by a 503 on a busy link). `sys_events` is
+//!   tested against kill -9 of a broker and a broker moving off a
+//!   lame-duck server (reported disconnected while it moves: the
+//!   two-probe rule keeps it alive); a broker whose server dropped its
+//!   connection (stopped past the server's ping timeout) is declared dead
+//!   then, even if `hb_timeout` is longer.
 //! * A broker policy applies to the stand-in connections as to any
 //!   client without identity for publishing (`own`): a policy that
 //!   limits who may own names also refuses remote sessions. (Calls are

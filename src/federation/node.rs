@@ -107,6 +107,14 @@ pub(crate) struct Peer {
     pub hb_inc: u64,
     /// Frames waiting for the next flush.
     pub out: Vec<Vec<u8>>,
+    /// The start-up sweep (see [`Federation::probe_unheard`]): when a
+    /// probe of this peer, never heard from, first came back with no
+    /// responders.
+    pub first_no_responders: Option<Instant>,
+    /// The NATS servers said its connection closed (`sys_events`), and
+    /// no heartbeat came since: it is probed as the start-up sweep
+    /// probes a peer never heard from.
+    pub disconnected: bool,
 }
 
 impl Peer {
@@ -117,7 +125,21 @@ impl Peer {
             last_heard: Instant::now(),
             hb_inc: 0,
             out: Vec::new(),
+            first_no_responders: None,
+            disconnected: false,
         }
+    }
+
+    /// Whether the sweep's probes judge it: never heard from, or its
+    /// connection reported closed since its last heartbeat.
+    fn in_doubt(&self) -> bool {
+        !self.heard() || self.disconnected
+    }
+
+    /// Whether this peer was ever heard from (a heartbeat or a link
+    /// message), rather than only known from directory entries.
+    pub(crate) fn heard(&self) -> bool {
+        self.hb_inc != 0 || self.link.peer_inc != 0
     }
 }
 
@@ -130,6 +152,10 @@ pub(crate) struct FedCounters {
     pub dropped_stray: u64,
     /// New incarnations taken after being declared dead.
     pub incarnations: u64,
+    /// Peers declared dead by the start-up sweep (never heard from,
+    /// their inbox without responders), counted in `peers_declared_dead`
+    /// too.
+    pub peers_swept: u64,
     /// Calls failed `limit_exceeded` by federation's limits.
     pub limits_exceeded: u64,
 }
@@ -153,6 +179,8 @@ pub(crate) struct State {
     inbox_sid: u64,
     nr_sid: u64,
     hb_sid: u64,
+    /// The subscription to disconnect events (`sys_events`), 0 without.
+    sys_sid: u64,
     /// What this broker last announced of its signal matches to each
     /// peer (`signals`).
     pub announced: HashMap<String, signals::Announced>,
@@ -228,13 +256,14 @@ impl Federation {
                 inbox_sid: 0,
                 nr_sid: 0,
                 hb_sid: 0,
+                sys_sid: 0,
                 announced: HashMap::new(),
             }),
             config,
             me: me.clone(),
         });
         let mut options = NatsOptions::new(fed.config.servers.clone());
-        options.name = format!("sb.{}.{}", fed.config.namespace, fed.config.broker_id);
+        options.name = fed.config.connection_name(&fed.config.broker_id);
         options.auth = fed.config.auth.clone();
         options.tls = fed.config.tls.clone();
         let weak = fed.me.clone();
@@ -252,8 +281,14 @@ impl Federation {
         let inbox_sid = subscribe(fed.config.inbox(id))?;
         let nr_sid = subscribe(format!("sb.{}.nr.{id}.*", fed.config.namespace))?;
         let hb_sid = subscribe(format!("sb.{}.hb.*", fed.config.namespace))?;
+        let sys_sid = if fed.config.sys_events {
+            subscribe(fed.config.disconnect_events().to_string())?
+        } else {
+            0
+        };
         {
             let mut st = fed.state.borrow_mut();
+            st.sys_sid = sys_sid;
             st.inbox_sid = inbox_sid;
             st.nr_sid = nr_sid;
             st.hb_sid = hb_sid;
@@ -326,6 +361,7 @@ impl Federation {
                 log::warn!(broker = self.config.broker_id.as_str(); "this broker did not run for {gap:?}");
                 for p in st.peers.values_mut() {
                     p.last_heard = now;
+                    p.first_no_responders = None;
                 }
             }
             st.told_dead
@@ -368,6 +404,7 @@ impl Federation {
         for peer in dead {
             self.declare_dead(&peer);
         }
+        self.probe_unheard();
         self.dir_tick(now);
         // Peers heard of since the last flush learn our signal matches.
         self.flush();
@@ -388,6 +425,7 @@ impl Federation {
                         let now = Instant::now();
                         for p in st.peers.values_mut() {
                             p.last_heard = now;
+                            p.first_no_responders = None;
                         }
                     }
                     // Frames may have been lost both ways while we were
@@ -401,9 +439,9 @@ impl Federation {
             }
             NatsEvent::Disconnected { .. } => {}
             NatsEvent::Msg(msg) => {
-                let (inbox, nr, hb) = {
+                let (inbox, nr, hb, sys) = {
                     let st = self.state.borrow();
-                    (st.inbox_sid, st.nr_sid, st.hb_sid)
+                    (st.inbox_sid, st.nr_sid, st.hb_sid, st.sys_sid)
                 };
                 if msg.sid == inbox {
                     self.on_link_message(&msg);
@@ -415,6 +453,8 @@ impl Federation {
                     }
                 } else if msg.sid == hb {
                     self.on_heartbeat(&msg.subject, &msg.payload);
+                } else if sys != 0 && msg.sid == sys {
+                    self.on_disconnect_event(&msg.payload);
                 } else {
                     self.dir_msg(&msg);
                 }
@@ -454,6 +494,44 @@ impl Federation {
         let p = st.peers.entry(peer.to_string()).or_insert_with(Peer::new);
         p.last_heard = Instant::now();
         p.hb_inc = inc;
+        // Alive: what the probes found so far says nothing more.
+        p.disconnected = false;
+        p.first_no_responders = None;
+    }
+
+    /// A NATS server says a client connection closed (`sys_events`): if
+    /// it was a peer broker's, the peer is in doubt until its next
+    /// heartbeat, and probed at once (it may only be moving to another
+    /// server, so one no-responders answer is not enough).
+    fn on_disconnect_event(&self, payload: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Event {
+            client: Client,
+        }
+        #[derive(serde::Deserialize)]
+        struct Client {
+            #[serde(default)]
+            name: String,
+        }
+        let Ok(event) = serde_json::from_slice::<Event>(payload) else {
+            return;
+        };
+        let prefix = self.config.connection_name("");
+        let Some(peer) = event.client.name.strip_prefix(&prefix) else {
+            return;
+        };
+        if peer == self.config.broker_id {
+            return;
+        }
+        {
+            let mut st = self.state.borrow_mut();
+            let Some(p) = st.peers.get_mut(peer) else {
+                return;
+            };
+            p.disconnected = true;
+        }
+        log::info!(broker = self.config.broker_id.as_str(), peer = peer; "a peer broker's NATS connection closed: probing it");
+        self.send_sync(peer, false);
     }
 
     /// Tells incarnation `inc` of `peer` that it was declared dead here
@@ -539,10 +617,67 @@ impl Federation {
         }
     }
 
+    /// The start-up sweep, each tick: peers known only from directory
+    /// entries (never heard from: a broker killed while nobody was there
+    /// to declare it dead leaves its entries behind) are probed with a
+    /// sync, which comes back 503 when nobody reads their inbox. Two such
+    /// answers at least `hb_interval` apart, with no heartbeat between
+    /// (a live broker sends one every `hb_interval`), declare the peer
+    /// dead at once instead of after `hb_timeout`
+    /// ([`Federation::no_responders`]). Peers whose connection the NATS
+    /// servers reported closed (`sys_events`) are probed the same way
+    /// until their next heartbeat.
+    fn probe_unheard(&self) {
+        let unheard: Vec<String> = self
+            .state
+            .borrow()
+            .peers
+            .iter()
+            .filter(|(_, p)| p.in_doubt())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for peer in unheard {
+            self.send_sync(&peer, false);
+        }
+    }
+
     /// A link message to `peer` came back 503: nobody reads its inbox (it
     /// died, or is between two NATS connections). What was in flight is
-    /// lost: a link with calls resets; death is the heartbeat's call.
+    /// lost: a link with calls resets; death is the heartbeat's call,
+    /// but for a peer never heard from, whose second 503 at least
+    /// `hb_interval` after the first declares it dead (the start-up
+    /// sweep, [`Federation::probe_unheard`]).
     fn no_responders(&self, peer: &str) {
+        let swept = {
+            let now = Instant::now();
+            let mut st = self.state.borrow_mut();
+            match st.peers.get_mut(peer).filter(|p| p.in_doubt()) {
+                Some(p) => match p.first_no_responders {
+                    Some(first) => now.duration_since(first) >= self.config.hb_interval,
+                    None => {
+                        p.first_no_responders = Some(now);
+                        false
+                    }
+                },
+                None => false,
+            }
+        };
+        if swept {
+            let unheard = self
+                .state
+                .borrow()
+                .peers
+                .get(peer)
+                .is_some_and(|p| !p.heard());
+            if unheard {
+                log::info!(broker = self.config.broker_id.as_str(), peer = peer; "start-up sweep: a broker known only from the directory has no responders");
+                self.state.borrow_mut().counters.peers_swept += 1;
+            } else {
+                log::warn!(broker = self.config.broker_id.as_str(), peer = peer; "a peer broker's connection closed and it has no responders");
+            }
+            self.declare_dead(peer);
+            return;
+        }
         let Some(port) = self.port.upgrade() else {
             return;
         };

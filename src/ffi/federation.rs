@@ -183,3 +183,52 @@ pub unsafe extern "C" fn sb_broker_options_set_nats_tls(
         Ok(())
     })
 }
+
+/// Heartbeats between federated brokers: this broker says it is alive
+/// every `interval_ms` (default 500), and a peer broker silent for
+/// `timeout_ms` (default 2000) is declared dead: its sessions leave every
+/// listing and the calls to it end with `publisher_gone`.
+/// `SB_INVALID_STATE` before `sb_broker_options_set_federation` (which
+/// sets the defaults again); `SB_INVALID_ARGUMENT` for a zero value or a
+/// timeout not longer than the interval.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_options_set_federation_heartbeat(
+    options: *mut sb_broker_options,
+    interval_ms: u64,
+    timeout_ms: u64,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or live per the conventions.
+        let o = unsafe { arg_mut(options, "options")? };
+        let f = federation_of(o, "heartbeat settings need")?;
+        let checked = f.clone().with_heartbeats(
+            std::time::Duration::from_millis(interval_ms),
+            std::time::Duration::from_millis(timeout_ms),
+        )?;
+        *f = checked;
+        Ok(())
+    })
+}
+
+/// Makes the broker take the NATS servers' client disconnect events
+/// (`$SYS.ACCOUNT.*.DISCONNECT`) as a faster sign of a peer broker's
+/// death (`on`; default off): a peer whose connection closed is probed
+/// at once and declared dead on two no-responders answers `hb_interval`
+/// apart with no heartbeat between, instead of after the heartbeat
+/// timeout. Only useful where the NATS account imports those events
+/// from the system account. `SB_INVALID_STATE` before
+/// `sb_broker_options_set_federation`.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_broker_options_set_federation_sys_events(
+    options: *mut sb_broker_options,
+    on: bool,
+) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or live per the conventions.
+        let o = unsafe { arg_mut(options, "options")? };
+        federation_of(o, "disconnect events need")?.sys_events = on;
+        Ok(())
+    })
+}

@@ -444,6 +444,29 @@ pub enum Frame {
         /// Who calls, as the broker knows it.
         caller: CallerInfo,
     },
+    /// Broker → peer broker, over a federation link only (never to a
+    /// client): a [`Frame::Post`] stamped with who posts, as
+    /// [`Frame::DeliverFrom`] stamps a deliver, so that the publisher's
+    /// broker judges the one-way call by its policy as that caller's.
+    /// The publisher itself receives a plain `Post`.
+    PostFrom {
+        /// The broker's id of the post.
+        id: u64,
+        /// As [`Frame::Post`].
+        origin: u64,
+        /// As [`Frame::Post`].
+        timeout_ms: u32,
+        /// The published name.
+        #[serde(deserialize_with = "text::deserialize")]
+        session: String,
+        /// The method.
+        #[serde(deserialize_with = "text::deserialize")]
+        method: String,
+        /// The encoded args.
+        payload: Payload,
+        /// Who posts, as its broker knows it.
+        caller: CallerInfo,
+    },
 }
 
 impl Frame {
@@ -482,6 +505,7 @@ impl Frame {
             Frame::Tap(_) => "tap",
             Frame::Greeting { .. } => "greeting",
             Frame::DeliverFrom { .. } => "deliver_from",
+            Frame::PostFrom { .. } => "post_from",
         }
     }
 }

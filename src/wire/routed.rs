@@ -24,6 +24,8 @@ const SIGNAL: u32 = 21;
 /// [`Frame::DeliverFrom`]'s variant number, in its encoding (a varint
 /// below 251 is that one byte).
 const DELIVER_FROM_TAG: [u8; 1] = [31];
+/// [`Frame::PostFrom`]'s variant number, in its encoding.
+const POST_FROM_TAG: [u8; 1] = [32];
 
 /// What kind of routed frame, with what the broker needs to route it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +214,20 @@ impl Routed<'_> {
     ) -> Result<(), Error> {
         debug_assert!(matches!(self.kind, RoutedKind::Deliver { .. }));
         self.encode(&DELIVER_FROM_TAG, id, caller, out, max_frame)
+    }
+
+    /// Appends a one-way post as a [`Frame::PostFrom`] with id `id` and
+    /// the encoded caller `caller`, for a peer broker; as
+    /// [`Routed::encode_deliver_from`] otherwise. Only for a post.
+    pub fn encode_post_from(
+        &self,
+        id: u64,
+        caller: &[u8],
+        out: &mut Vec<u8>,
+        max_frame: usize,
+    ) -> Result<(), Error> {
+        debug_assert!(matches!(self.kind, RoutedKind::Post { .. }));
+        self.encode(&POST_FROM_TAG, id, caller, out, max_frame)
     }
 
     fn encode(
@@ -488,6 +504,52 @@ mod tests {
             assert_eq!(out, expected);
             assert_eq!(decode_body(&out[4..]).unwrap(), from);
         }
+    }
+
+    #[test]
+    fn a_post_is_forwarded_to_a_peer_broker_as_post_from_with_its_caller() {
+        let caller = crate::wire::CallerInfo {
+            connection: 5,
+            identity: Some("ops".into()),
+            ..Default::default()
+        };
+        let encoded = encode_caller(&caller);
+        let mut posts = 0;
+        for frame in routed_frames() {
+            let Frame::Post {
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+                ..
+            } = frame.clone()
+            else {
+                continue;
+            };
+            posts += 1;
+            let bytes = body(&frame);
+            let Ok(Inbound::Routed(r)) = Inbound::parse(&bytes) else {
+                panic!("not routed");
+            };
+            let mut out = Vec::new();
+            r.encode_post_from(300, &encoded, &mut out, DEFAULT_MAX_FRAME)
+                .unwrap();
+            let from = Frame::PostFrom {
+                id: 300,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                payload,
+                caller: caller.clone(),
+            };
+            let mut expected = Vec::new();
+            encode_frame(&from, &mut expected, DEFAULT_MAX_FRAME).unwrap();
+            assert_eq!(out, expected);
+            assert_eq!(decode_body(&out[4..]).unwrap(), from);
+        }
+        assert!(posts > 0);
     }
 
     #[test]

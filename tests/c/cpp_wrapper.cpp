@@ -759,7 +759,8 @@ void tls()
     OK("TLS options: a call through tls:// with identity CN=alice; no certificate, refused");
 }
 
-// Federation options: a bad broker id and a missing NKey seed file throw;
+// Federation options: a bad broker id, a missing NKey seed file and a
+// heartbeat timeout no longer than its interval throw;
 // a federated broker serves
 // its own clients while NATS is unreachable.
 void federation_options()
@@ -788,10 +789,23 @@ void federation_options()
         threw = e.status() == SB_INVALID_ARGUMENT;
     }
     CHECK(threw);
+    threw = false;
+    try {
+        stagebus::BrokerOptions()
+            .federation("nats://127.0.0.1:1", "b1")
+            .federation_heartbeat(std::chrono::milliseconds(500), std::chrono::milliseconds(500));
+    } catch (const stagebus::Error &e) {
+        threw = e.status() == SB_INVALID_ARGUMENT &&
+                std::string_view(e.what()).find("hb_timeout") != std::string_view::npos;
+    }
+    CHECK(threw);
     stagebus::Loop loop;
     stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"},
                             stagebus::BrokerOptions()
                                 .federation("nats://127.0.0.1:1", "b1", "cpp_test")
+                                .federation_heartbeat(std::chrono::milliseconds(200),
+                                                      std::chrono::seconds(3))
+                                .federation_sys_events()
                                 .nats_credentials(nullptr, nullptr, "t"));
     stagebus::Client client(loop, broker.address());
     OK("BrokerOptions::federation; a federated broker starts without NATS");

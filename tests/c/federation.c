@@ -1,7 +1,9 @@
 /*
  * federation.c: the federation's broker options from C. Bad settings are
  * refused with SB_INVALID_ARGUMENT (a bad broker id, namespace or URL),
- * credentials before the federation with SB_INVALID_STATE; a broker with
+ * credentials before the federation with SB_INVALID_STATE, heartbeats
+ * with a zero value or a timeout not longer than the interval with
+ * SB_INVALID_ARGUMENT naming the setting; a broker with
  * federation set starts and serves its own clients while its NATS
  * servers are unreachable (it keeps trying in the background), and
  * frees cleanly. An NKey seed file is read when it is set: a good one is
@@ -52,6 +54,16 @@ int main(void)
     CHECK_OK(sb_broker_options_set_nats_credentials(bo, "u", "p", NULL));
     CHECK_OK(sb_broker_options_set_nats_credentials(bo, NULL, NULL, "t"));
     OK("federation settings and NATS credentials are taken");
+
+    CHECK_ST(sb_broker_options_set_federation_heartbeat(bo, 0, 2000),
+             SB_INVALID_ARGUMENT);
+    CHECK(strstr(sb_last_error(), "hb_interval") != NULL);
+    CHECK_ST(sb_broker_options_set_federation_heartbeat(bo, 1000, 1000),
+             SB_INVALID_ARGUMENT);
+    CHECK(strstr(sb_last_error(), "hb_timeout") != NULL);
+    CHECK_OK(sb_broker_options_set_federation_heartbeat(bo, 200, 3000));
+    CHECK_OK(sb_broker_options_set_federation_sys_events(bo, true));
+    OK("heartbeat and disconnect event settings are checked and taken");
 
     {
         /* The NATS clients' test user seed, and the same with a typo. */

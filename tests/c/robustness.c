@@ -140,7 +140,19 @@ static void nulls_outside_handlers(void)
         CHECK_ST(sb_broker_options_set_nats_credentials(bo, NULL, NULL, "t"), SB_INVALID_STATE);
         CHECK_ST(sb_broker_options_set_nats_nkey(bo, "fed.nk"), SB_INVALID_STATE);
         CHECK_ST(sb_broker_options_set_nats_tls(bo, "ca.pem", NULL, NULL), SB_INVALID_STATE);
+        CHECK_ST(sb_broker_options_set_federation_heartbeat(bo, 500, 2000), SB_INVALID_STATE);
+        CHECK_ST(sb_broker_options_set_federation_sys_events(bo, true), SB_INVALID_STATE);
+        NULLARG(sb_broker_options_set_federation_sys_events(NULL, true));
+        NULLARG(sb_broker_options_set_federation_heartbeat(NULL, 500, 2000));
         CHECK_OK(sb_broker_options_set_federation(bo, "nats://127.0.0.1:4222", "b1", NULL));
+        CHECK_ST(sb_broker_options_set_federation_heartbeat(bo, 0, 2000), SB_INVALID_ARGUMENT);
+        CHECK_ST(sb_broker_options_set_federation_heartbeat(bo, 500, 0), SB_INVALID_ARGUMENT);
+        CHECK_ST(sb_broker_options_set_federation_heartbeat(bo, 2000, 500), SB_INVALID_ARGUMENT);
+        CHECK_ST(sb_broker_options_set_federation_heartbeat(bo, UINT64_MAX, UINT64_MAX),
+                 SB_INVALID_ARGUMENT);
+        CHECK_OK(sb_broker_options_set_federation_heartbeat(bo, 100, 900));
+        CHECK_OK(sb_broker_options_set_federation_sys_events(bo, true));
+        CHECK_OK(sb_broker_options_set_federation_sys_events(bo, false));
         BADUTF8(sb_broker_options_set_nats_credentials(bo, bad, "p", NULL));
         CHECK_ST(sb_broker_options_set_nats_credentials(bo, "u", NULL, NULL), SB_INVALID_ARGUMENT);
         NULLARG(sb_broker_options_set_nats_tls(NULL, "ca.pem", NULL, NULL));

@@ -218,6 +218,8 @@ my @FUNCTIONS = (
     [sb_broker_options_set_nats_credentials => ['opaque', 'string', 'string', 'string'] => 'sint32'],
     [sb_broker_options_set_nats_nkey => ['opaque', 'string'] => 'sint32'],
     [sb_broker_options_set_nats_tls => ['opaque', 'string', 'string', 'string'] => 'sint32'],
+    [sb_broker_options_set_federation_heartbeat => ['opaque', 'uint64', 'uint64'] => 'sint32'],
+    [sb_broker_options_set_federation_sys_events => ['opaque', 'bool'] => 'sint32'],
     [sb_broker_options_set_policy_file => ['opaque', 'string'] => 'sint32'],
     [sb_broker_new_with                => ['opaque', 'string[]', 'size_t', 'opaque', 'opaque*'] => 'sint32'],
     [sb_broker_access_denied           => ['opaque'] => 'uint64'],

@@ -1,5 +1,6 @@
 #!/usr/bin/perl
-# Federation options (issue 19): bad settings croak with invalid_argument;
+# Federation options (issue 19): bad settings (heartbeats too) croak with
+# invalid_argument;
 # a federated broker serves its own clients while its NATS servers are
 # unreachable. Calls across brokers: t/30-federation-call.t (and, from
 # Rust, tests/federation*.rs).
@@ -24,6 +25,12 @@ for my $bad (
     [federate => 'nats://127.0.0.1:1', broker_id => 'b1', nats_tls_cert => 'c.pem'],
     [federate => 'nats://127.0.0.1:1', broker_id => 'b1', nats_tls_ca => '/nonexistent/ca.pem'],
     [nats_tls_ca => 'ca.pem'],
+    [hb_interval_ms => 100],
+    [nats_sys_events => 1],
+    [federate => 'nats://127.0.0.1:1', broker_id => 'b1', hb_interval_ms => 0],
+    [federate => 'nats://127.0.0.1:1', broker_id => 'b1', hb_interval_ms => 'soon'],
+    [federate => 'nats://127.0.0.1:1', broker_id => 'b1', hb_timeout_ms => 400],
+    [federate => 'nats://127.0.0.1:1', broker_id => 'b1', hb_interval_ms => 900, hb_timeout_ms => 900],
 ) {
     my $ok = eval { StageBus::Broker->new(loop => $loop, listen => 'tcp://127.0.0.1:0', @$bad); 1 };
     ok(!$ok, "refused: @$bad");
@@ -37,6 +44,9 @@ my $broker = StageBus::Broker->new(
     broker_id  => 'perl-b1',
     namespace  => 'perl_test',
     nats_token => 't',
+    hb_interval_ms => 200,
+    hb_timeout_ms  => 3000,
+    nats_sys_events => 1,
 );
 my $connected;
 my $client = StageBus::Client->new(

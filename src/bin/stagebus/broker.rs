@@ -3,13 +3,14 @@
 //! Under systemd it serves the sockets it was handed (socket activation)
 //! and reports readiness (`Type=notify`); see `systemd`.
 
-use crate::command_line::{address, usage_error, PingFlags};
+use crate::command_line::{address, positive_duration, usage_error, PingFlags};
 use crate::config_file::{self, BrokerFile};
 use crate::logging::LogFlags;
 use crate::{stop_signals, systemd, Failure};
 use stagebus::{Address, Broker, BrokerConfig, EventLoop, Limit, Limits};
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// `stagebus broker`'s flags.
 #[derive(clap::Args, Debug)]
@@ -61,6 +62,15 @@ pub(crate) struct BrokerArgs {
     /// the federation's namespace (default sb): clusters sharing one NATS account stay apart
     #[arg(long, value_name = "NS", requires = "federate")]
     pub(crate) namespace: Option<String>,
+    /// how often this broker tells the federation it is alive, as 0.5, 500ms or 2s (default 500ms); replaces the config file's hb-interval
+    #[arg(long, value_name = "DURATION", value_parser = hb_duration("--hb-interval"))]
+    pub(crate) hb_interval: Option<Duration>,
+    /// how long a peer broker may stay silent before it is declared dead (default 2s; longer than --hb-interval); replaces the config file's hb-timeout
+    #[arg(long, value_name = "DURATION", value_parser = hb_duration("--hb-timeout"))]
+    pub(crate) hb_timeout: Option<Duration>,
+    /// take the NATS servers' client disconnect events ($SYS.ACCOUNT.*.DISCONNECT, which the NATS account must import) as a faster sign of a peer broker's death; replaces the config file's nats-sys-events
+    #[arg(long)]
+    pub(crate) nats_sys_events: bool,
     /// user name for NATS (with --nats-password)
     #[arg(
         long,
@@ -91,6 +101,35 @@ pub(crate) struct BrokerArgs {
     pub(crate) ping: PingFlags,
     #[command(flatten)]
     pub(crate) log: LogFlags,
+}
+
+fn hb_duration(
+    flag: &'static str,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |text| positive_duration(text).map_err(|e| format!("{flag} '{text}': {e}"))
+}
+
+/// The heartbeat settings given (`interval`, `timeout`: flags or config
+/// keys, named by `names`) over those of `config`, checked together: a
+/// timeout no longer than the interval is refused naming both.
+pub(crate) fn set_heartbeats(
+    config: &mut stagebus::FederationConfig,
+    interval: Option<Duration>,
+    timeout: Option<Duration>,
+    names: [&str; 2],
+) -> Result<(), String> {
+    let interval = interval.unwrap_or(config.hb_interval);
+    let timeout = timeout.unwrap_or(config.hb_timeout);
+    if timeout <= interval {
+        return Err(format!(
+            "{} ({timeout:?}) must be longer than {} ({interval:?}): a peer broker would be \
+             declared dead between two of its heartbeats",
+            names[1], names[0]
+        ));
+    }
+    config.hb_interval = interval;
+    config.hb_timeout = timeout;
+    Ok(())
 }
 
 fn socket_mode(text: &str) -> Result<u32, String> {
@@ -267,6 +306,30 @@ pub(crate) fn cmd_broker(args: &BrokerArgs) -> Result<(), Failure> {
         )
         .map_err(|e| usage_error("broker", &e))?;
         config.federation = Some(f);
+    }
+    if args.nats_sys_events {
+        let Some(f) = config.federation.as_mut() else {
+            return Err(usage_error(
+                "broker",
+                "--nats-sys-events needs --federate (or [federation] in the config file)",
+            ));
+        };
+        f.sys_events = true;
+    }
+    if args.hb_interval.is_some() || args.hb_timeout.is_some() {
+        let Some(f) = config.federation.as_mut() else {
+            return Err(usage_error(
+                "broker",
+                "--hb-interval and --hb-timeout need --federate (or [federation] in the config file)",
+            ));
+        };
+        set_heartbeats(
+            f,
+            args.hb_interval,
+            args.hb_timeout,
+            ["--hb-interval", "--hb-timeout"],
+        )
+        .map_err(|e| usage_error("broker", e))?;
     }
     let broker = Broker::new(&lp, config)?;
     stop_signals::stop_loop_on(&lp, signals)?;

@@ -53,7 +53,7 @@ pub(crate) struct Cli {
 #[derive(Subcommand, Debug)]
 pub(crate) enum Cmd {
     /// run a broker until SIGINT or SIGTERM
-    Broker(BrokerArgs),
+    Broker(Box<BrokerArgs>),
     /// print the sessions published on a broker
     List(ListArgs),
     /// call METHOD of SESSION; print one JSON line per response
@@ -159,6 +159,29 @@ pub(crate) fn positive_seconds(
             .map(Duration::from_secs_f64)
             .ok_or_else(|| format!("{flag} wants a positive number of seconds, not '{text}'"))
     }
+}
+
+/// A positive duration: a number of seconds (`0.5`), or with a unit
+/// (`500ms`, `2s`, `1m`).
+pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        _ => return Err(format!("unit '{unit}': use ms, s or m")),
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * scale)
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| "wants a positive duration such as 0.5, 500ms or 2s".to_string())
 }
 
 fn seconds_or_never(text: &str) -> Result<Duration, String> {
@@ -395,6 +418,36 @@ mod tests {
         fails(&["broker", l, "--ping-interval", "-1"], "--ping-interval");
         fails(&["broker", l, "--ping-interval", "soon"], "--ping-interval");
         fails(&["broker", l, "--ping-max", "1.5"], "--ping-max");
+    }
+
+    #[test]
+    fn heartbeat_flags_take_durations_and_bad_ones_are_usage_errors() {
+        let l = "--listen=tcp://127.0.0.1:0";
+        let fed = ["--federate", "nats://127.0.0.1:1", "--broker-id", "b1"];
+        let args = |more: &[&'static str]| {
+            let mut a = vec!["broker", l];
+            a.extend(fed);
+            a.extend(more);
+            a
+        };
+        let Cmd::Broker(b) = parse(&args(&["--hb-interval", "250ms", "--hb-timeout", "1.5"]))
+            .unwrap()
+            .command
+        else {
+            panic!("not broker")
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(
+            (b.hb_interval, b.hb_timeout),
+            (Some(ms(250)), Some(ms(1500)))
+        );
+        for (text, d) in [("2s", 2000), ("0.1m", 6000), ("7", 7000), ("1.5ms", 1)] {
+            assert_eq!(positive_duration(text).unwrap().as_millis(), d, "{text}");
+        }
+        fails(&args(&["--hb-interval", "0"]), "--hb-interval '0'");
+        fails(&args(&["--hb-timeout", "-1s"]), "--hb-timeout '-1s'");
+        fails(&args(&["--hb-timeout", "2h"]), "unit 'h'");
+        fails(&args(&["--hb-interval", "soon"]), "--hb-interval");
     }
 
     #[test]

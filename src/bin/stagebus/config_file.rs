@@ -27,6 +27,9 @@
 //! # nats-tls-ca = "nats-ca.pem"    # TLS toward NATS (also tls:// servers)
 //! # nats-tls-cert = "fed.pem"      # a client certificate, with
 //! # nats-tls-key = "fed.key"       # its key
+//! hb-interval = "500ms"     # heartbeats (a number of seconds, or ms, s, m)
+//! hb-timeout = "2s"         # a peer silent this long is dead (> hb-interval)
+//! nats-sys-events = false   # $SYS disconnect events as a death sign (imported)
 //! ```
 //!
 //! Every key is checked: an unknown key, a value of the wrong type or out
@@ -87,6 +90,28 @@ struct RawFederation {
     nats_tls_ca: Option<PathBuf>,
     nats_tls_cert: Option<PathBuf>,
     nats_tls_key: Option<PathBuf>,
+    hb_interval: Option<Spanned<RawDuration>>,
+    hb_timeout: Option<Spanned<RawDuration>>,
+    nats_sys_events: Option<bool>,
+}
+
+/// A duration in the file: a number of seconds, or a string with a unit
+/// as the command line takes it (`"500ms"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Seconds(f64),
+    Text(String),
+}
+
+impl RawDuration {
+    fn duration(&self, key: &str) -> Result<std::time::Duration, String> {
+        let text = match self {
+            RawDuration::Seconds(s) => s.to_string(),
+            RawDuration::Text(t) => t.clone(),
+        };
+        crate::command_line::positive_duration(&text).map_err(|e| format!("{key} '{text}': {e}"))
+    }
 }
 
 #[derive(Deserialize)]
@@ -145,7 +170,20 @@ fn parse_in(text: &str, folder: &Path) -> Result<BrokerFile, String> {
     if let Some(f) = raw.federation {
         let place = at(f.span());
         let f = f.into_inner();
-        let config = crate::broker::federation_config(
+        let mut heartbeats = [None, None];
+        for (slot, (key, value)) in heartbeats.iter_mut().zip([
+            ("hb-interval", &f.hb_interval),
+            ("hb-timeout", &f.hb_timeout),
+        ]) {
+            if let Some(value) = value {
+                let d = value
+                    .get_ref()
+                    .duration(key)
+                    .map_err(|e| format!("{}: federation: {e}", at(value.span())))?;
+                *slot = Some(d);
+            }
+        }
+        let mut config = crate::broker::federation_config(
             &f.servers.join(","),
             &f.broker_id,
             f.namespace.as_deref(),
@@ -162,6 +200,14 @@ fn parse_in(text: &str, folder: &Path) -> Result<BrokerFile, String> {
             },
         )
         .map_err(|e| format!("{place}: federation: {e}"))?;
+        crate::broker::set_heartbeats(
+            &mut config,
+            heartbeats[0],
+            heartbeats[1],
+            ["hb-interval", "hb-timeout"],
+        )
+        .map_err(|e| format!("{place}: federation: {e}"))?;
+        config.sys_events = f.nats_sys_events.unwrap_or(false);
         file.federation = Some(config);
     }
     if let Some(log) = raw.log {
@@ -275,6 +321,22 @@ mod tests {
         let f = file.federation.unwrap();
         assert_eq!((f.servers.len(), f.broker_id.as_str()), (2, "b1"));
         assert_eq!(f.namespace, "prod");
+        assert_eq!(f.hb_timeout, std::time::Duration::from_secs(2), "default");
+        assert!(!f.sys_events, "off by default");
+        let f = parse(
+            "[federation]\n\
+             servers = [\"nats://127.0.0.1:4222\"]\n\
+             broker-id = \"b1\"\n\
+             hb-interval = \"250ms\"\n\
+             hb-timeout = 1.5\n\
+             nats-sys-events = true\n",
+        )
+        .unwrap()
+        .federation
+        .unwrap();
+        let ms = std::time::Duration::from_millis;
+        assert_eq!((f.hb_interval, f.hb_timeout), (ms(250), ms(1500)));
+        assert!(f.sys_events);
         for (text, says) in [
             (
                 "[federation]\nservers = []\nbroker-id = \"b1\"\n",
@@ -289,6 +351,18 @@ mod tests {
                 "a user with a password",
             ),
             ("\n[federation]\nservers = [\"nats://h:1\"]\n", "broker-id"),
+            (
+                "[federation]\nservers = [\"nats://h:1\"]\nbroker-id = \"b1\"\nhb-interval = 0\n",
+                "hb-interval '0': wants a positive duration",
+            ),
+            (
+                "[federation]\nservers = [\"nats://h:1\"]\nbroker-id = \"b1\"\nhb-timeout = \"2h\"\n",
+                "hb-timeout '2h': unit 'h'",
+            ),
+            (
+                "[federation]\nservers = [\"nats://h:1\"]\nbroker-id = \"b1\"\nhb-interval = \"3s\"\n",
+                "hb-timeout (2s) must be longer than hb-interval (3s)",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.contains(says) && e.contains("line"), "{text:?}: {e}");

@@ -137,6 +137,7 @@ impl Core {
             other @ (Frame::Hello { .. }
             | Frame::Greeting { .. }
             | Frame::DeliverFrom { .. }
+            | Frame::PostFrom { .. }
             | Frame::Welcome { .. }
             | Frame::Refused { .. }
             | Frame::SessionGone { .. }

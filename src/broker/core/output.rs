@@ -79,7 +79,7 @@ impl Core {
         })
     }
 
-    pub(super) fn send_with(
+    pub(in crate::broker) fn send_with(
         &mut self,
         to: ConnId,
         encode: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), Error>,

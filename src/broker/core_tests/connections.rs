@@ -139,8 +139,24 @@ fn broken_framing_is_a_protocol_error_and_a_malformed_frame_too() {
     let c = h.client();
     h.send(c, &hello(None));
     assert!(matches!(h.frames(c).as_slice(), [Frame::Refused { .. }]));
-    assert_eq!(h.core.stats().protocol_errors, 3);
-    assert_eq!(h.closes().len(), 3);
+    // Nor a post stamped with a caller (only brokers send those, over
+    // federation links): a client cannot pose as another.
+    let d = h.client();
+    h.send(
+        d,
+        &Frame::PostFrom {
+            id: 1,
+            origin: 1,
+            timeout_ms: 0,
+            session: "S".into(),
+            method: "m".into(),
+            payload: crate::wire::Payload::default(),
+            caller: crate::wire::CallerInfo::default(),
+        },
+    );
+    assert!(matches!(h.frames(d).as_slice(), [Frame::Refused { .. }]));
+    assert_eq!(h.core.stats().protocol_errors, 4);
+    assert_eq!(h.closes().len(), 4);
 }
 
 #[test]

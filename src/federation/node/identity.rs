@@ -2,7 +2,8 @@
 //! session served on broker B reaches B's publisher with the identity A
 //! stamped on its client, not as a call from A's stand-in connection.
 //!
-//! A's core forwards a deliver to B's stand-in as `DeliverFrom` (the
+//! A's core forwards a deliver to B's stand-in as `DeliverFrom`, and a
+//! one-way post as `PostFrom`, likewise judged as its caller's (the
 //! stand-in reads it, like a greeted client), carrying the caller's
 //! [`CallerInfo`] as A made it: A's connection number, uid, gid and pid
 //! (on a Unix socket, on A's host), the TLS subject or token name it
@@ -32,33 +33,40 @@ use crate::error::Error;
 use crate::wire::{decode_body, CallerInfo, Frame};
 use std::rc::Rc;
 
-/// A `DeliverFrom` from a peer, as a plain deliver: its body, its
-/// session, and who calls.
+/// A `DeliverFrom` or `PostFrom` from a peer, as a plain deliver or
+/// post: its body, its session, and who calls.
 pub(super) struct Stamped {
-    /// The route id.
+    /// The route id (a post's: the peer broker's own id of it).
     pub id: u64,
+    /// Whether it is a one-way post (nothing answers it, not even a
+    /// refusal).
+    pub post: bool,
     pub deliver: Vec<u8>,
     pub session: String,
     pub caller: CallerInfo,
 }
 
-/// The `DeliverFrom` in `body`, if it is one.
+/// The `DeliverFrom` or `PostFrom` in `body`, if it is one.
 pub(super) fn stamped(body: &[u8]) -> Option<Stamped> {
     thread_local! {
-        // The variant's tag: other frames are not decoded twice.
-        static TAG: Option<u8> = body_of(&Frame::DeliverFrom {
-            id: 0,
-            origin: 0,
-            timeout_ms: 0,
-            session: String::new(),
-            method: String::new(),
-            payload: crate::wire::Payload::default(),
-            caller: CallerInfo::default(),
-        })
-        .first()
-        .copied();
+        // The variants' tags: other frames are not decoded twice.
+        static TAGS: [Option<u8>; 2] = {
+            let call = |post: bool| {
+                let (id, origin, timeout_ms) = (0, 0, 0);
+                let (session, method) = (String::new(), String::new());
+                let (payload, caller) = (crate::wire::Payload::default(), CallerInfo::default());
+                let frame = if post {
+                    Frame::PostFrom { id, origin, timeout_ms, session, method, payload, caller }
+                } else {
+                    Frame::DeliverFrom { id, origin, timeout_ms, session, method, payload, caller }
+                };
+                body_of(&frame).first().copied()
+            };
+            [call(false), call(true)]
+        };
     }
-    if body.first().copied() != TAG.with(|t| *t) {
+    let tag = body.first().copied();
+    if !TAGS.with(|t| t.contains(&tag)) {
         return None;
     }
     match decode_body(body) {
@@ -72,7 +80,30 @@ pub(super) fn stamped(body: &[u8]) -> Option<Stamped> {
             caller,
         }) => Some(Stamped {
             id,
+            post: false,
             deliver: body_of(&Frame::Deliver {
+                id,
+                origin,
+                timeout_ms,
+                session: session.clone(),
+                method,
+                payload,
+            }),
+            session,
+            caller,
+        }),
+        Ok(Frame::PostFrom {
+            id,
+            origin,
+            timeout_ms,
+            session,
+            method,
+            payload,
+            caller,
+        }) => Some(Stamped {
+            id,
+            post: true,
+            deliver: body_of(&Frame::Post {
                 id,
                 origin,
                 timeout_ms,
@@ -97,9 +128,9 @@ pub(crate) fn remote_caller(mut caller: CallerInfo, peer: &str) -> CallerInfo {
 }
 
 impl Federation {
-    /// A stamped call from `peer` into the core, as its caller's; one for
-    /// a session not served here is answered `no_such_session` (added to
-    /// `refused`), never forwarded on.
+    /// A stamped call or post from `peer` into the core, as its caller's;
+    /// a call for a session not served here is answered `no_such_session`
+    /// (added to `refused`), a post dropped; neither is forwarded on.
     pub(super) fn deliver_stamped(
         &self,
         port: &Rc<dyn Port>,
@@ -109,6 +140,9 @@ impl Federation {
         refused: &mut Vec<Vec<u8>>,
     ) {
         if !port.serves_locally(&call.session) {
+            if call.post {
+                return;
+            }
             refused.push(body_of(&Frame::Result {
                 id: call.id,
                 outcome: Err(Error::no_such_session(&call.session)),

@@ -85,6 +85,7 @@ fn call_frame(body: &[u8]) -> Option<(u64, Kind)> {
             Some((r.id, kind))
         }
         Inbound::Other(Frame::DeliverFrom { id, .. }) => Some((id, Kind::Deliver)),
+        Inbound::Other(Frame::PostFrom { id, .. }) => Some((id, Kind::Post)),
         _ => None,
     }
 }

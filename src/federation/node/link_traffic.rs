@@ -37,7 +37,7 @@ fn crosses_link(body: &[u8]) -> bool {
         },
         Ok(Inbound::Other(Frame::Cancel { .. })) => true,
         // A call stamped with its caller's identity.
-        Ok(Inbound::Other(Frame::DeliverFrom { .. })) => true,
+        Ok(Inbound::Other(Frame::DeliverFrom { .. } | Frame::PostFrom { .. })) => true,
         // A signal for the peer's listeners (it announced a match).
         Ok(Inbound::Signal { .. }) => true,
         _ => false,

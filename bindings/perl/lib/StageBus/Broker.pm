@@ -17,7 +17,8 @@ sub new {
     my $p;
     if (grep { exists $a->{$_} } qw(named_tokens socket_mode socket_group policy_file tls_cert tls_key tls_client_ca
                                    federate broker_id namespace nats_user nats_password nats_token nats_nkey
-                                   nats_tls_ca nats_tls_cert nats_tls_key)) {
+                                   nats_tls_ca nats_tls_cert nats_tls_key hb_interval_ms hb_timeout_ms
+                                   nats_sys_events)) {
         my $o = _options($a);
         my $st = StageBus::_C::sb_broker_new_with($loop->_p, \@c, scalar @c, $o, \$p);
         StageBus::_C::sb_broker_options_free($o);
@@ -79,6 +80,19 @@ sub _options {
                 StageBus::_check(StageBus::_C::sb_broker_options_set_nats_nkey($o,
                     StageBus::_to_c($a->{nats_nkey}, 'the NKey seed file')), 'NATS NKey');
             }
+            if (grep { defined $a->{$_} } qw(hb_interval_ms hb_timeout_ms)) {
+                # The one not given keeps its default (as in the C docs).
+                my ($interval, $timeout) = ($a->{hb_interval_ms} // 500, $a->{hb_timeout_ms} // 2000);
+                for ([hb_interval_ms => $interval], [hb_timeout_ms => $timeout]) {
+                    $_->[1] =~ /\A[0-9]{1,15}\z/
+                        or StageBus::_croak(invalid_argument => "StageBus::Broker->new: $_->[0] must be a whole number of milliseconds, not '$_->[1]'");
+                }
+                StageBus::_check(StageBus::_C::sb_broker_options_set_federation_heartbeat($o,
+                    $interval, $timeout), 'federation heartbeat');
+            }
+            StageBus::_check(StageBus::_C::sb_broker_options_set_federation_sys_events($o,
+                $a->{nats_sys_events} ? 1 : 0), 'NATS disconnect events')
+                if defined $a->{nats_sys_events};
             if (grep { defined $a->{$_} } qw(nats_tls_ca nats_tls_cert nats_tls_key)) {
                 StageBus::_check(StageBus::_C::sb_broker_options_set_nats_tls($o,
                     map { defined $_ ? StageBus::_to_c($_, 'a NATS TLS file') : undef }
@@ -86,8 +100,9 @@ sub _options {
             }
         }
         elsif (grep { defined $a->{$_} } qw(broker_id namespace nats_user nats_password nats_token nats_nkey
-                                            nats_tls_ca nats_tls_cert nats_tls_key)) {
-            StageBus::_croak(invalid_argument => 'StageBus::Broker->new: broker_id, namespace and nats_* need federate');
+                                            nats_tls_ca nats_tls_cert nats_tls_key hb_interval_ms hb_timeout_ms
+                                            nats_sys_events)) {
+            StageBus::_croak(invalid_argument => 'StageBus::Broker->new: broker_id, namespace, nats_* and hb_* need federate');
         }
         1;
     };
@@ -275,8 +290,12 @@ Federation: C<federate =E<gt> 'nats://H:P,nats://H:P', broker_id =E<gt> ID>
 (and optionally C<namespace>, C<nats_user> with C<nats_password>,
 C<nats_token>, or C<nats_nkey> naming a user's NKey seed file; TLS toward
 NATS with C<nats_tls_ca>, and C<nats_tls_cert> with C<nats_tls_key>, or
-C<tls://> server URLs) make the broker join other brokers over a NATS
-cluster,
+C<tls://> server URLs; heartbeats with C<hb_interval_ms> (default 500)
+and C<hb_timeout_ms>, after which a silent peer broker is declared dead
+(default 2000, longer than the interval); C<nats_sys_events =E<gt> 1> to take
+the NATS servers' client disconnect events, imported into the account, as
+a faster sign of a peer broker's death) make the broker join other
+brokers over a NATS cluster,
 as C<sb_broker_options_set_federation> describes.
 
 =cut
