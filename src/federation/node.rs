@@ -25,6 +25,7 @@ mod signals;
 use super::config::FederationConfig;
 use super::directory::Directory;
 use super::link::LinkState;
+use super::nats::proto::Subject;
 use super::nats::{NatsClient, NatsEvent, NatsOptions};
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, TimerId};
@@ -44,6 +45,8 @@ pub(crate) trait Port {
     fn open_link(&self, peer: &str) -> ConnId;
     /// Hands frame bodies to the core as if `conn` had sent them.
     fn link_input(&self, conn: ConnId, bodies: &[Vec<u8>]);
+    /// [`Port::link_input`] of bodies borrowed from a link message.
+    fn link_input_refs(&self, conn: ConnId, bodies: &[&[u8]]);
     /// Closes stand-in connection `conn` (every call across it ends).
     fn close_link(&self, conn: ConnId, reason: Error);
     /// Ends every call across stand-in connection `conn` once
@@ -107,6 +110,9 @@ pub(crate) struct Peer {
     pub hb_inc: u64,
     /// Frames waiting for the next flush.
     pub out: Vec<Vec<u8>>,
+    /// Its inbox and our no-responders subject toward it, made once
+    /// (`link_traffic::Federation::send_frames`).
+    pub subjects: Option<(Subject, Subject)>,
 }
 
 impl Peer {
@@ -117,6 +123,7 @@ impl Peer {
             last_heard: Instant::now(),
             hb_inc: 0,
             out: Vec::new(),
+            subjects: None,
         }
     }
 }
@@ -197,7 +204,9 @@ fn random_inc() -> u64 {
 pub(crate) fn body_of(frame: &Frame) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = encode_frame(frame, &mut out, usize::MAX);
-    out.split_off(4.min(out.len()))
+    // In place: no second buffer for the body.
+    out.drain(..4.min(out.len()));
+    out
 }
 
 impl Federation {
