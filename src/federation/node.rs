@@ -113,6 +113,10 @@ pub(crate) struct Peer {
     /// Its inbox and our no-responders subject toward it, made once
     /// (`link_traffic::Federation::send_frames`).
     pub subjects: Option<(Subject, Subject)>,
+    /// What this broker last announced to it of its signal matches
+    /// (`signals`): kept with the peer, so the check after every turn
+    /// looks nothing up.
+    pub announced: signals::Announced,
 }
 
 impl Peer {
@@ -124,6 +128,7 @@ impl Peer {
             hb_inc: 0,
             out: Vec::new(),
             subjects: None,
+            announced: signals::Announced::default(),
         }
     }
 }
@@ -160,9 +165,6 @@ pub(crate) struct State {
     inbox_sid: u64,
     nr_sid: u64,
     hb_sid: u64,
-    /// What this broker last announced of its signal matches to each
-    /// peer (`signals`).
-    pub announced: HashMap<String, signals::Announced>,
 }
 
 /// A broker's membership in the federation.
@@ -237,7 +239,6 @@ impl Federation {
                 inbox_sid: 0,
                 nr_sid: 0,
                 hb_sid: 0,
-                announced: HashMap::new(),
             }),
             config,
             me: me.clone(),

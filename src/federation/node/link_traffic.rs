@@ -30,22 +30,109 @@ fn split_frames(mut bytes: &[u8], out: &mut Vec<Vec<u8>>) {
     }
 }
 
+/// The variant numbers (first byte) of the frames federation looks at.
+struct Tags {
+    deliver: u8,
+    post: u8,
+    emit: u8,
+    recall: u8,
+    result: u8,
+    cancel: u8,
+    deliver_from: u8,
+    signal: u8,
+    remove_match: u8,
+}
+
+/// The frames' variant numbers, from their encoding (bincode writes an
+/// enum's index first, in one byte below 251).
+fn tags() -> &'static Tags {
+    use crate::wire::{CallerInfo, Payload};
+    static TAGS: std::sync::OnceLock<Tags> = std::sync::OnceLock::new();
+    TAGS.get_or_init(|| {
+        let tag = |f: Frame| body_of(&f)[0];
+        let (s, m, p) = (String::new, String::new, Payload::default);
+        Tags {
+            deliver: tag(Frame::Deliver {
+                id: 0,
+                origin: 0,
+                timeout_ms: 0,
+                session: s(),
+                method: m(),
+                payload: p(),
+            }),
+            post: tag(Frame::Post {
+                id: 0,
+                origin: 0,
+                timeout_ms: 0,
+                session: s(),
+                method: m(),
+                payload: p(),
+            }),
+            emit: tag(Frame::Emit {
+                id: 0,
+                kind: s(),
+                payload: p(),
+            }),
+            recall: tag(Frame::Recall {
+                id: 0,
+                method: m(),
+                payload: p(),
+            }),
+            result: tag(Frame::Result {
+                id: 0,
+                outcome: Ok(crate::wire::Reply::Done),
+            }),
+            cancel: tag(Frame::Cancel { id: 0 }),
+            deliver_from: tag(Frame::DeliverFrom {
+                id: 0,
+                origin: 0,
+                timeout_ms: 0,
+                session: s(),
+                method: m(),
+                payload: p(),
+                caller: CallerInfo::default(),
+            }),
+            signal: tag(Frame::Signal {
+                session: s(),
+                signal: m(),
+                payload: p(),
+            }),
+            remove_match: tag(Frame::RemoveMatch {
+                id: 0,
+                session: s(),
+                signal: m(),
+            }),
+        }
+    })
+}
+
 /// Whether a frame the core wrote to a stand-in connection goes over the
 /// link: a call's frames do; the answers to federation's own operations
-/// and the handshake's welcome do not.
+/// and the handshake's welcome do not. Decided by the variant number
+/// (and a result's id): the core wrote the frame, it needs no checking
+/// here, and decoding it whole cost more than the rest of the send.
 fn crosses_link(body: &[u8]) -> bool {
-    match Inbound::parse(body) {
-        Ok(Inbound::Routed(r)) => match r.kind {
-            RoutedKind::Result { .. } => r.id < SYNTHETIC_OPS,
-            _ => true,
-        },
-        Ok(Inbound::Other(Frame::Cancel { .. })) => true,
-        // A call stamped with its caller's identity.
-        Ok(Inbound::Other(Frame::DeliverFrom { .. })) => true,
-        // A signal for the peer's listeners (it announced a match).
-        Ok(Inbound::Signal { .. }) => true,
-        _ => false,
+    let t = tags();
+    let Some(&tag) = body.first() else {
+        return false;
+    };
+    if tag == t.result {
+        let config = bincode::config::standard().with_limit::<{ crate::wire::DECODE_LIMIT }>();
+        return bincode::decode_from_slice::<u64, _>(&body[1..], config)
+            .is_ok_and(|(id, _)| id < SYNTHETIC_OPS);
     }
+    [
+        t.deliver,
+        t.post,
+        t.emit,
+        t.recall,
+        t.cancel,
+        // A call stamped with its caller's identity.
+        t.deliver_from,
+        // A signal for the peer's listeners (it announced a match).
+        t.signal,
+    ]
+    .contains(&tag)
 }
 
 impl Federation {
@@ -123,20 +210,20 @@ impl Federation {
         }
         let Some(nats) = self.nats() else { return };
         let max = nats.max_payload();
-        let waiting: Vec<(String, Vec<Vec<u8>>)> = {
+        type Waiting = (String, Option<ConnId>, Vec<Vec<u8>>);
+        let waiting: Vec<Waiting> = {
             let mut st = self.state.borrow_mut();
             st.peers
                 .iter_mut()
                 .filter(|(_, p)| !p.out.is_empty())
-                .map(|(id, p)| (id.clone(), std::mem::take(&mut p.out)))
+                .map(|(id, p)| (id.clone(), p.conn, std::mem::take(&mut p.out)))
                 .collect()
         };
         let port = self.port.upgrade();
         let (max_pending, max_queued) = port
             .as_ref()
             .map_or((usize::MAX, usize::MAX), |p| p.fed_limits());
-        for (peer, frames) in waiting {
-            let conn = self.state.borrow().peers.get(&peer).and_then(|p| p.conn);
+        for (peer, conn, frames) in waiting {
             let serving = match (&port, conn) {
                 (Some(port), Some(c)) => port.link_load(c).1,
                 _ => 0,
@@ -151,28 +238,7 @@ impl Federation {
                     excess_pending: serving.saturating_sub(max_pending),
                 },
             );
-            // Batches of consecutive frames, each one message.
-            let pass = &screened.pass;
-            let mut start = 0;
-            let mut size = Envelope::frames_size([]);
-            let mut failed = None;
-            for (i, f) in pass.iter().enumerate() {
-                if size + f.len() + 4 > max && i > start {
-                    if let Err(e) = self.send_frames(&nats, &peer, &pass[start..i]) {
-                        failed = Some(e);
-                        break;
-                    }
-                    start = i;
-                    size = Envelope::frames_size([]);
-                }
-                size += f.len() + 4;
-            }
-            if failed.is_none() && start < pass.len() {
-                if let Err(e) = self.send_frames(&nats, &peer, &pass[start..]) {
-                    failed = Some(e);
-                }
-            }
-            if let Some(why) = failed {
+            if let Err(why) = self.send_batches(&nats, &peer, screened.pass, max) {
                 self.reset_link(&peer, &why);
             } else if let (Some(port), Some(conn), false) =
                 (&port, conn, screened.inject.is_empty())
@@ -182,27 +248,47 @@ impl Federation {
         }
     }
 
-    /// Sends `frames` to `peer` as one link message, encoded straight
-    /// into the NATS output (no envelope nor buffer of its own), on the
-    /// peer's subjects made once.
-    pub(super) fn send_frames(
+    /// Sends `frames` to `peer`, coalesced up to `max` bytes per link
+    /// message, with one look-up of the peer; the emptied list goes back
+    /// to the peer for its next frames (no new list per flush).
+    fn send_batches(
         &self,
         nats: &NatsClient,
         peer: &str,
-        frames: &[Vec<u8>],
+        frames: Vec<Vec<u8>>,
+        max: usize,
     ) -> Result<(), String> {
-        log::trace!(peer = peer, frames = frames.len(); "link send");
-        let mut st = self.state.borrow_mut();
-        // One lookup for a known peer, no key made.
-        match st.peers.get_mut(peer) {
-            Some(p) => self.send_frames_on(nats, p, peer, frames),
-            None => {
-                let p = st.peers.entry(peer.to_string()).or_insert_with(Peer::new);
-                self.send_frames_on(nats, p, peer, frames)
+        let send = |p: &mut Peer| {
+            let mut start = 0;
+            let mut size = Envelope::frames_size([]);
+            for (i, f) in frames.iter().enumerate() {
+                if size + f.len() + 4 > max && i > start {
+                    self.send_frames_on(nats, p, peer, &frames[start..i])?;
+                    start = i;
+                    size = Envelope::frames_size([]);
+                }
+                size += f.len() + 4;
             }
+            if start < frames.len() {
+                self.send_frames_on(nats, p, peer, &frames[start..])?;
+            }
+            if p.out.is_empty() {
+                let mut list = frames;
+                list.clear();
+                p.out = list;
+            }
+            Ok(())
+        };
+        let mut st = self.state.borrow_mut();
+        match st.peers.get_mut(peer) {
+            Some(p) => send(p),
+            None => send(st.peers.entry(peer.to_string()).or_insert_with(Peer::new)),
         }
     }
 
+    /// Sends `frames` to `peer` (`p`) as one link message, encoded
+    /// straight into the NATS output (no envelope nor buffer of its own),
+    /// on the peer's subjects made once.
     fn send_frames_on(
         &self,
         nats: &NatsClient,
@@ -340,12 +426,12 @@ impl Federation {
             self.tell_dead(from, env.head.from_inc);
             return;
         }
-        let verdict = {
+        let (verdict, conn) = {
             let inc = self.inc();
             let mut st = self.state.borrow_mut();
             let judge = |p: &mut Peer| {
                 p.last_heard = Instant::now();
-                p.link.receive_ref(inc, &env)
+                (p.link.receive_ref(inc, &env), p.conn)
             };
             // One lookup for a known peer, no key made.
             match st.peers.get_mut(from) {
@@ -360,7 +446,7 @@ impl Federation {
             BodyRef::DeclaredDead => "declared dead",
         }, match &verdict { Verdict::Deliver(f) => format!("deliver {}", f.len()), v => format!("{v:?}") });
         match verdict {
-            Verdict::Deliver(frames) => self.deliver_frames(from, frames),
+            Verdict::Deliver(frames) => self.deliver_frames(from, conn, frames),
             Verdict::Drop => self.state.borrow_mut().counters.dropped_stray += 1,
             Verdict::Stray => {
                 let env = {
@@ -387,11 +473,12 @@ impl Federation {
     /// Frames from `peer` into the core, through its stand-in connection.
     /// A call for a session not served here (the caller's directory was
     /// stale) is answered `no_such_session` at once, never forwarded on.
-    pub(super) fn deliver_frames(&self, peer: &str, frames: FramesRef<'_>) {
+    /// `conn`: the peer's stand-in as just looked up, if open.
+    pub(super) fn deliver_frames(&self, peer: &str, conn: Option<ConnId>, frames: FramesRef<'_>) {
         let Some(port) = self.port.upgrade() else {
             return;
         };
-        let Some(conn) = self.link_conn(peer) else {
+        let Some(conn) = conn.or_else(|| self.link_conn(peer)) else {
             return;
         };
         let mut pass: Vec<&[u8]> = Vec::with_capacity(frames.len());
@@ -404,6 +491,14 @@ impl Federation {
                     pass.clear();
                 }
                 self.deliver_stamped(&port, conn, peer, call, &mut refused);
+                continue;
+            }
+            // Only these are looked into (results, emits... go as they are:
+            // the core checks every frame it receives).
+            let tag = body.first().copied();
+            let t = tags();
+            if ![Some(t.deliver), Some(t.post), Some(t.remove_match)].contains(&tag) {
+                pass.push(body);
                 continue;
             }
             match Inbound::parse(body) {
@@ -448,5 +543,101 @@ impl Federation {
             }
             self.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{CallerInfo, Payload, Reply};
+
+    /// The decision as a full parse makes it.
+    fn crosses_by_parse(body: &[u8]) -> bool {
+        match Inbound::parse(body) {
+            Ok(Inbound::Routed(r)) => match r.kind {
+                RoutedKind::Result { .. } => r.id < SYNTHETIC_OPS,
+                _ => true,
+            },
+            Ok(Inbound::Other(Frame::Cancel { .. } | Frame::DeliverFrom { .. })) => true,
+            Ok(Inbound::Signal { .. }) => true,
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn the_variant_number_decides_what_crosses_as_a_parse_would() {
+        let p = || Payload(vec![1, 2]);
+        let frames = [
+            Frame::Deliver {
+                id: 1,
+                origin: 2,
+                timeout_ms: 3,
+                session: "s".into(),
+                method: "m".into(),
+                payload: p(),
+            },
+            Frame::DeliverFrom {
+                id: 1,
+                origin: 2,
+                timeout_ms: 3,
+                session: "s".into(),
+                method: "m".into(),
+                payload: p(),
+                caller: CallerInfo::default(),
+            },
+            Frame::Post {
+                id: 1,
+                origin: 2,
+                timeout_ms: 3,
+                session: "s".into(),
+                method: "m".into(),
+                payload: p(),
+            },
+            Frame::Emit {
+                id: 300,
+                kind: "k".into(),
+                payload: p(),
+            },
+            Frame::Recall {
+                id: 300,
+                method: "m".into(),
+                payload: p(),
+            },
+            Frame::Cancel { id: 9 },
+            Frame::Result {
+                id: 300,
+                outcome: Ok(Reply::Done),
+            },
+            Frame::Result {
+                id: SYNTHETIC_OPS + 5,
+                outcome: Ok(Reply::Done),
+            },
+            Frame::Result {
+                id: u64::MAX,
+                outcome: Err(Error::no_such_session("x")),
+            },
+            Frame::Signal {
+                session: "s".into(),
+                signal: "g".into(),
+                payload: p(),
+            },
+            Frame::RemoveMatch {
+                id: 4,
+                session: "s".into(),
+                signal: "g".into(),
+            },
+            Frame::AddMatch {
+                id: 4,
+                session: "s".into(),
+                signal: "g".into(),
+            },
+            Frame::Ping,
+            Frame::Pong,
+        ];
+        for f in frames {
+            let body = body_of(&f);
+            assert_eq!(crosses_link(&body), crosses_by_parse(&body), "{f:?}");
+        }
+        assert!(!crosses_link(&[]));
     }
 }

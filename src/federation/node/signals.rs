@@ -79,19 +79,9 @@ impl Federation {
         let gen = port.match_generation();
         let mut current: Option<BTreeSet<(String, String)>> = None;
         let mut st = self.state.borrow_mut();
-        let st = &mut *st;
-        st.announced.retain(|peer, _| st.peers.contains_key(peer));
-        for (id, p) in st.peers.iter_mut() {
+        for p in st.peers.values_mut() {
             let key = (p.hb_inc, p.link.resets);
-            // The usual case, decided without making a key: nothing new.
-            if st
-                .announced
-                .get(id.as_str())
-                .is_some_and(|a| a.key == key && a.gen == gen)
-            {
-                continue;
-            }
-            let a = st.announced.entry(id.clone()).or_default();
+            let a = &mut p.announced;
             let fresh = a.key != key;
             if !fresh && a.gen == gen {
                 continue;
