@@ -665,6 +665,48 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_never_panic_and_frames_read_are_the_count_announced() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let valid = Envelope {
+            from: "b1".into(),
+            from_inc: 1,
+            to_inc: 2,
+            gen: 3,
+            seq: 4,
+            body: Body::Frames(vec![b"abc".to_vec(), vec![9; 40]]),
+        }
+        .encode();
+        for _ in 0..20_000 {
+            // A valid message with a few bytes changed, or noise.
+            let mut bytes = if next() % 2 == 0 {
+                valid.clone()
+            } else {
+                (0..next() % 120).map(|_| next() as u8).collect()
+            };
+            for _ in 0..1 + next() % 3 {
+                if !bytes.is_empty() {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] = next() as u8;
+                }
+            }
+            if let Ok(e) = EnvelopeRef::decode(&bytes) {
+                if let BodyRef::Frames(frames) = e.body {
+                    assert_eq!(frames.iter().count(), frames.len());
+                }
+                assert!(Envelope::decode(&bytes).is_ok());
+            } else {
+                assert!(Envelope::decode(&bytes).is_err());
+            }
+        }
+    }
+
+    #[test]
     fn borrowed_receive_judges_as_owned() {
         let (mut a, mut b) = pair();
         let mut b2 = LinkState::default();
