@@ -190,6 +190,46 @@ fn publish_subscribe_request_and_no_responders() {
         "nothing after unsubscribe"
     );
 
+    // A payload written in place, with a reply subject made once: the
+    // same message as a plain publish. A writer that writes other than
+    // it announced is refused, and the connection goes on.
+    let echo = proto::Subject::new("svc.echo".into()).unwrap();
+    let inbox = c.new_inbox();
+    let inbox_sid = c.subscribe(&inbox, None).unwrap();
+    let t = c.request("svc.echo", None, b"sync").unwrap();
+    reply(&lp, &events, t);
+    let reply_to = proto::Subject::new(inbox.clone()).unwrap();
+    c.publish_with(&echo, Some(&reply_to), 5, |out| {
+        out.extend_from_slice(b"in pl")
+    })
+    .unwrap();
+    let m = match wait_event(
+        &lp,
+        &events,
+        "the in-place echo",
+        |e| matches!(e, NatsEvent::Msg(m) if m.sid == inbox_sid),
+    ) {
+        NatsEvent::Msg(m) => m,
+        _ => unreachable!(),
+    };
+    assert_eq!(m.payload, b"in pl");
+    assert!(matches!(
+        c.publish_with(&echo, None, 3, |out| out.extend_from_slice(b"four")),
+        Err(NatsError::Invalid(_))
+    ));
+    assert_eq!(
+        c.publish_with(&echo, None, 5000, |_| unreachable!("refused first")),
+        Err(NatsError::TooLarge {
+            size: 5000,
+            max: 4096
+        })
+    );
+    assert!(proto::Subject::new("a b".into()).is_err());
+    assert!(proto::Subject::new("a.*".into()).is_err());
+    c.unsubscribe(inbox_sid);
+    let t = c.request("svc.echo", None, b"after").unwrap();
+    assert_eq!(reply(&lp, &events, t).payload, b"after");
+
     // Limits and bad input are refused without touching the connection.
     let big = vec![0u8; 5000];
     assert_eq!(

@@ -3,6 +3,10 @@
  *   nats_rtt seq WARM N          sequential: one sample per round trip
  *   nats_rtt pipe WARM N K       K requests in flight: time per request
  *                                over slices of 1000 (SLICE)
+ *   nats_rtt seq2 WARM N         as seq, across a two-node cluster: the
+ *                                requester on one node, the responder on
+ *                                the other (the NATS part of fed.rtt's
+ *                                path, route hop included)
  *
  * Three processes, as for a stagebus brokered call: nats-server on
  * 127.0.0.1 (a free port), a responder subscribed to "bench.echo" that
@@ -113,6 +117,41 @@ static void requester(const char *url, int pipelined, long warm, long n, long k)
 		ndie("requester subscribe", s);
 	char msg[PAYLOAD];
 	memset(msg, 'x', sizeof msg);
+	/* Across a cluster the responder's interest reaches this node over
+	 * the route some time after it subscribed: until a request is
+	 * answered (no-responders statuses and silence in between), try
+	 * again, up to 20 s. */
+	for (int tries = 0;; tries++) {
+		if (tries == 400) {
+			fprintf(stderr, "the responder never answered\n");
+			exit(1);
+		}
+		s = natsConnection_PublishRequest(nc, SUBJECT, inbox, msg, sizeof msg);
+		if (s != NATS_OK)
+			ndie("request", s);
+		natsMsg *m;
+		s = natsSubscription_NextMsg(&m, sub, 50);
+		if (s == NATS_OK) {
+			int answered = natsMsg_GetDataLength(m) == PAYLOAD;
+			natsMsg_Destroy(m);
+			if (answered)
+				break;
+		} else if (s == NATS_NO_RESPONDERS) {
+			usleep(50000);
+		} else if (s != NATS_TIMEOUT) {
+			ndie("reply", s);
+		}
+	}
+	/* Anything late of the tries above (answers, no-responders
+	 * statuses) goes before the samples start. */
+	for (;;) {
+		natsMsg *m;
+		s = natsSubscription_NextMsg(&m, sub, 200);
+		if (s == NATS_OK)
+			natsMsg_Destroy(m);
+		else if (s != NATS_NO_RESPONDERS)
+			break;
+	}
 	long total = warm + n;
 	size_t nsamples = pipelined ? (size_t)(n / SLICE) : (size_t)n;
 	uint64_t *v = malloc(sizeof *v * (nsamples ? nsamples : 1));
@@ -156,11 +195,40 @@ static void requester(const char *url, int pipelined, long warm, long n, long k)
 	natsConnection_Destroy(nc);
 }
 
+/* Starts nats-server on 127.0.0.1:port, listening for routes on
+ * `cluster` and routed to `route_to` (cluster ports) when those are
+ * non-zero. */
+static pid_t start_server(const char *server, int port, int cluster, int route_to)
+{
+	char port_s[16], cluster_s[64], route_s[64];
+	snprintf(port_s, sizeof port_s, "%d", port);
+	snprintf(cluster_s, sizeof cluster_s, "nats://127.0.0.1:%d", cluster);
+	snprintf(route_s, sizeof route_s, "nats://127.0.0.1:%d", route_to);
+	pid_t pid = fork();
+	if (pid == 0) {
+		bound_child(limit_secs);
+		/* Its log (startup lines) is not ours to print. */
+		freopen("/dev/null", "w", stdout);
+		freopen("/dev/null", "w", stderr);
+		if (route_to)
+			execlp(server, server, "-a", "127.0.0.1", "-p", port_s, "--cluster_name", "bench",
+			       "--cluster", cluster_s, "--routes", route_s, (char *)NULL);
+		else if (cluster)
+			execlp(server, server, "-a", "127.0.0.1", "-p", port_s, "--cluster_name", "bench",
+			       "--cluster", cluster_s, (char *)NULL);
+		else
+			execlp(server, server, "-a", "127.0.0.1", "-p", port_s, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
 int main(int argc, char **argv)
 {
 	int pipelined = argc >= 5 && !strcmp(argv[1], "pipe");
-	if (!(argc >= 4 && !strcmp(argv[1], "seq")) && !pipelined) {
-		fprintf(stderr, "usage: nats_rtt seq WARM N | nats_rtt pipe WARM N K\n");
+	int two_nodes = argc >= 4 && !strcmp(argv[1], "seq2");
+	if (!(argc >= 4 && !strcmp(argv[1], "seq")) && !pipelined && !two_nodes) {
+		fprintf(stderr, "usage: nats_rtt seq WARM N | nats_rtt seq2 WARM N | nats_rtt pipe WARM N K\n");
 		return 2;
 	}
 	const char *lim = getenv("SBBENCH_LIMIT");
@@ -176,19 +244,21 @@ int main(int argc, char **argv)
 	const char *server = getenv("NATS_SERVER");
 	if (!server)
 		server = access("/usr/sbin/nats-server", X_OK) == 0 ? "/usr/sbin/nats-server" : "nats-server";
-	int port = free_port();
-	char port_s[16], url[64];
-	snprintf(port_s, sizeof port_s, "%d", port);
+	int port = free_port(), port2 = two_nodes ? free_port() : 0;
+	char url[64], url2[64];
 	snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+	snprintf(url2, sizeof url2, "nats://127.0.0.1:%d", two_nodes ? port2 : port);
 	fflush(stdout);
-	pid_t ps = fork();
-	if (ps == 0) {
-		bound_child(limit_secs);
-		/* Its log (startup lines) is not ours to print. */
-		freopen("/dev/null", "w", stdout);
-		freopen("/dev/null", "w", stderr);
-		execlp(server, server, "-a", "127.0.0.1", "-p", port_s, (char *)NULL);
-		_exit(127);
+	pid_t ps, ps2 = 0;
+	if (two_nodes) {
+		int c1 = free_port(), c2 = free_port();
+		/* One route, from the second node to the first: two nodes
+		 * routing to each other would drop a duplicate route after
+		 * start, with whatever crossed it. */
+		ps = start_server(server, port, c1, 0);
+		ps2 = start_server(server, port2, c2, c1);
+	} else {
+		ps = start_server(server, port, 0, 0);
 	}
 	int rp[2];
 	if (pipe(rp) < 0)
@@ -197,7 +267,8 @@ int main(int argc, char **argv)
 	if (pr == 0) {
 		bound_child(limit_secs);
 		close(rp[0]);
-		responder(url, rp[1]);
+		/* Across the cluster: the responder on the second node. */
+		responder(url2, rp[1]);
 		_exit(0);
 	}
 	close(rp[1]);
@@ -211,7 +282,11 @@ int main(int argc, char **argv)
 	}
 	kill(pr, SIGTERM);
 	kill(ps, SIGTERM);
+	if (ps2)
+		kill(ps2, SIGTERM);
 	waitpid(pr, NULL, 0);
 	waitpid(ps, NULL, 0);
+	if (ps2)
+		waitpid(ps2, NULL, 0);
 	return rc;
 }

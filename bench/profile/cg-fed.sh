@@ -3,7 +3,9 @@
 # fed.rtt (caller -> broker b0 -> NATS n0 -> n1 -> broker b1 ->
 # publisher), the two brokers under callgrind.
 #
-#   bench/profile/cg-fed.sh OUTDIR N
+#   [CG_BIN=DIR] bench/profile/cg-fed.sh OUTDIR N
+#   (CG_BIN: the stagebus and sbbench binaries of DIR, e.g. a copy of an
+#   earlier build, instead of bench/target/release)
 #
 # Starts a 2-node nats-server cluster (JetStream on, for the directory)
 # on free loopback ports, `stagebus broker --federate` b0 and b1 under
@@ -15,7 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=$1 n=$2
 mkdir -p "$out"; rm -f "$out"/*.out
-bin="$here/target/release"
+bin="${CG_BIN:-$here/target/release}"
 dir=$(mktemp -d)
 cg=(valgrind --tool=callgrind --dump-instr=no --collect-jumps=no)
 export SBBENCH_LIMIT=900

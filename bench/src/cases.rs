@@ -47,38 +47,204 @@ use Kind::{Latency, Throughput};
 
 /// Every case, in the order they run and print.
 pub const CASES: &[CaseDef] = &[
-    def("floor.unix", "raw relay caller->middle->callee, Unix, poll()", Latency, "floor.unix"),
-    def("floor.tcp", "raw relay caller->middle->callee, TCP loopback, poll()", Latency, "floor.tcp"),
-    def("floor.pipe64", "raw relay, Unix, 64 in flight (time per call)", Throughput, "floor.pipe64"),
-    def("rtt.unix", "stagebus brokered call, sequential, Unix", Latency, "floor.unix"),
-    def("rtt.unix.noping", "rtt.unix with heartbeats off (broker and clients)", Latency, "floor.unix"),
-    def("rtt.tcp", "stagebus brokered call, sequential, TCP", Latency, "floor.tcp"),
-    def("rtt.tls", "rtt.tcp over tls:// (rustls, TLS 1.3, ring)", Latency, "floor.tcp"),
-    def("rtt.request", "same through Request/RemoteStage/Stage, Unix", Latency, "floor.unix"),
-    def("embedded", "rtt.unix with the caller on a host poll() loop", Latency, "floor.unix"),
-    def("rtt.monitored", "rtt.unix with `stagebus monitor --payload` attached", Latency, "floor.unix"),
-    def("scaled", "rtt.unix, broker holding 100k sessions + 100k pending", Latency, "floor.unix"),
-    def("pipe.1", "brokered calls, 1 in flight, one caller (per call)", Throughput, "floor.unix"),
-    def("pipe.16", "brokered calls, 16 in flight, one caller", Throughput, "floor.pipe64"),
-    def("pipe.64", "brokered calls, 64 in flight, one caller", Throughput, "floor.pipe64"),
-    def("pipe.64.tcp", "pipe.64 over TCP", Throughput, "floor.pipe64"),
-    def("pipe.256", "brokered calls, 256 in flight, one caller", Throughput, "floor.pipe64"),
-    def("pipe.8x8", "brokered calls, 8 callers x 8 in flight", Throughput, "floor.pipe64"),
-    def("balance.pipe64", "pipe.64 to a balance name of 2 publishers (vs pipe.64: 1)", Throughput, "pipe.64"),
-    def("signal.fanout", "1 emitter, 16 listeners: time per signal delivery", Throughput, "floor.pipe64"),
-    def("stream", "100,000 emits to one request (per emit, slices of 10k)", Throughput, "floor.pipe64"),
-    def("local", "in-process request+return, 1000 in flight (per pair)", Throughput, "local.baseline"),
-    def("local.baseline", "boxed handler + boxed callback per pair, no stagebus", Throughput, "local.baseline"),
-    def("dbus", "dbus-daemon method call, private bus, libdbus", Latency, "floor.unix"),
-    def("zmq.ipc", "libzmq REQ->ROUTER/proxy/DEALER->REP, ipc", Latency, "floor.unix"),
-    def("zmq.tcp", "libzmq REQ->ROUTER/proxy/DEALER->REP, TCP", Latency, "floor.tcp"),
-    def("nats.rtt", "nats-server request/reply, libnats, TCP, sequential", Latency, "floor.tcp"),
-    def("nats.pipe64", "nats-server request/reply, libnats, TCP, 64 in flight", Throughput, "floor.pipe64"),
-    def("reconnect", "broker killed -9 and restarted -> first call answered again", Latency, "floor.unix"),
-    def("fed.rtt", "federated call: broker 1 -> NATS n1 -> n2 -> broker 2, TCP", Latency, "floor.tcp"),
-    def("fed.pipe64", "fed.rtt's path, 64 in flight (time per call)", Throughput, "floor.pipe64"),
-    def("fed.stream", "100,000 emits across fed.rtt's path (per emit, slices of 10k)", Throughput, "floor.pipe64"),
-    def("fed.local", "rtt.tcp on a federated broker (caller and publisher local)", Latency, "floor.tcp"),
+    def(
+        "floor.unix",
+        "raw relay caller->middle->callee, Unix, poll()",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "floor.tcp",
+        "raw relay caller->middle->callee, TCP loopback, poll()",
+        Latency,
+        "floor.tcp",
+    ),
+    def(
+        "floor.pipe64",
+        "raw relay, Unix, 64 in flight (time per call)",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "rtt.unix",
+        "stagebus brokered call, sequential, Unix",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "rtt.unix.noping",
+        "rtt.unix with heartbeats off (broker and clients)",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "rtt.tcp",
+        "stagebus brokered call, sequential, TCP",
+        Latency,
+        "floor.tcp",
+    ),
+    def(
+        "rtt.tls",
+        "rtt.tcp over tls:// (rustls, TLS 1.3, ring)",
+        Latency,
+        "floor.tcp",
+    ),
+    def(
+        "rtt.request",
+        "same through Request/RemoteStage/Stage, Unix",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "embedded",
+        "rtt.unix with the caller on a host poll() loop",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "rtt.monitored",
+        "rtt.unix with `stagebus monitor --payload` attached",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "scaled",
+        "rtt.unix, broker holding 100k sessions + 100k pending",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "pipe.1",
+        "brokered calls, 1 in flight, one caller (per call)",
+        Throughput,
+        "floor.unix",
+    ),
+    def(
+        "pipe.16",
+        "brokered calls, 16 in flight, one caller",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "pipe.64",
+        "brokered calls, 64 in flight, one caller",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "pipe.64.tcp",
+        "pipe.64 over TCP",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "pipe.256",
+        "brokered calls, 256 in flight, one caller",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "pipe.8x8",
+        "brokered calls, 8 callers x 8 in flight",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "balance.pipe64",
+        "pipe.64 to a balance name of 2 publishers (vs pipe.64: 1)",
+        Throughput,
+        "pipe.64",
+    ),
+    def(
+        "signal.fanout",
+        "1 emitter, 16 listeners: time per signal delivery",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "stream",
+        "100,000 emits to one request (per emit, slices of 10k)",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "local",
+        "in-process request+return, 1000 in flight (per pair)",
+        Throughput,
+        "local.baseline",
+    ),
+    def(
+        "local.baseline",
+        "boxed handler + boxed callback per pair, no stagebus",
+        Throughput,
+        "local.baseline",
+    ),
+    def(
+        "dbus",
+        "dbus-daemon method call, private bus, libdbus",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "zmq.ipc",
+        "libzmq REQ->ROUTER/proxy/DEALER->REP, ipc",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "zmq.tcp",
+        "libzmq REQ->ROUTER/proxy/DEALER->REP, TCP",
+        Latency,
+        "floor.tcp",
+    ),
+    def(
+        "nats.rtt",
+        "nats-server request/reply, libnats, TCP, sequential",
+        Latency,
+        "floor.tcp",
+    ),
+    def(
+        "nats.pipe64",
+        "nats-server request/reply, libnats, TCP, 64 in flight",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "nats.rtt2",
+        "nats.rtt across a 2-node cluster (fed.rtt's NATS part)",
+        Latency,
+        "floor.tcp",
+    ),
+    def(
+        "reconnect",
+        "broker killed -9 and restarted -> first call answered again",
+        Latency,
+        "floor.unix",
+    ),
+    def(
+        "fed.rtt",
+        "federated call: broker 1 -> NATS n1 -> n2 -> broker 2, TCP",
+        Latency,
+        "floor.tcp",
+    ),
+    def(
+        "fed.pipe64",
+        "fed.rtt's path, 64 in flight (time per call)",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "fed.stream",
+        "100,000 emits across fed.rtt's path (per emit, slices of 10k)",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
+        "fed.local",
+        "rtt.tcp on a federated broker (caller and publisher local)",
+        Latency,
+        "floor.tcp",
+    ),
 ];
 
 /// Counts for one run: full or quick.
@@ -654,12 +820,18 @@ pub fn case(args: &[String]) -> ExitCode {
         }
         "local" => local(c.local_batches),
         "local.baseline" => local_baseline(c.local_batches),
-        "nats.rtt" | "nats.pipe64" => {
+        "nats.rtt" | "nats.rtt2" | "nats.pipe64" => {
             let mut cmd = peer("nats_rtt");
-            if name == "nats.rtt" {
-                cmd.args(["seq", &c.seq_warm.to_string(), &c.seq_n.to_string()]);
+            if name != "nats.pipe64" {
+                let mode = if name == "nats.rtt" { "seq" } else { "seq2" };
+                cmd.args([mode, &c.seq_warm.to_string(), &c.seq_n.to_string()]);
             } else {
-                cmd.args(["pipe", &c.pipe_warm.to_string(), &c.pipe_n.to_string(), "64"]);
+                cmd.args([
+                    "pipe",
+                    &c.pipe_warm.to_string(),
+                    &c.pipe_n.to_string(),
+                    "64",
+                ]);
             }
             run_caller(cmd, "SAMPLES")
         }

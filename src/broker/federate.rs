@@ -112,6 +112,16 @@ impl Port for Shell {
         self.settle();
     }
 
+    fn link_input_refs(&self, conn: ConnId, bodies: &[&[u8]]) {
+        {
+            let mut core = self.core_mut();
+            for body in bodies {
+                core.receive(conn, body);
+            }
+        }
+        self.settle();
+    }
+
     fn close_link(&self, conn: ConnId, reason: Error) {
         self.core_mut().close(conn, CloseReason::Ended(reason));
         self.settle();

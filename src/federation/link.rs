@@ -105,6 +105,37 @@ impl Envelope {
         }
     }
 
+    /// Appends a frames message with this header (`from_inc`, `to_inc`,
+    /// `gen`, `seq` as in [`Envelope`]) and `frames` to `out`, exactly
+    /// [`Envelope::frames_len`] bytes: what a broker sends per turn and
+    /// peer, encoded where it goes (the NATS output buffer) without an
+    /// [`Envelope`] or a buffer of its own first.
+    pub fn encode_frames<F: AsRef<[u8]>>(from: &str, head: Head, frames: &[F], out: &mut Vec<u8>) {
+        out.push(VERSION);
+        out.push(0);
+        for n in [head.from_inc, head.to_inc, head.gen, head.seq] {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        let from = &from.as_bytes()[..from.len().min(255)];
+        out.push(from.len() as u8);
+        out.extend_from_slice(from);
+        out.extend_from_slice(&(frames.len() as u32).to_be_bytes());
+        for f in frames {
+            let f = f.as_ref();
+            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            out.extend_from_slice(f);
+        }
+    }
+
+    /// The exact size [`Envelope::encode_frames`] writes.
+    pub fn frames_len<F: AsRef<[u8]>>(from: &str, frames: &[F]) -> usize {
+        HEADER
+            + 1
+            + from.len().min(255)
+            + 4
+            + frames.iter().map(|f| f.as_ref().len() + 4).sum::<usize>()
+    }
+
     /// The size of a frames message holding frames of these sizes.
     pub fn frames_size(sizes: impl IntoIterator<Item = usize>) -> usize {
         HEADER + 1 + 64 + 4 + sizes.into_iter().map(|s| s + 4).sum::<usize>()
@@ -112,6 +143,126 @@ impl Envelope {
 
     /// Reads a message.
     pub fn decode(bytes: &[u8]) -> Result<Envelope, BadEnvelope> {
+        let e = EnvelopeRef::decode(bytes)?;
+        Ok(Envelope {
+            from: e.from.to_string(),
+            from_inc: e.head.from_inc,
+            to_inc: e.head.to_inc,
+            gen: e.head.gen,
+            seq: e.head.seq,
+            body: match e.body {
+                BodyRef::Frames(frames) => {
+                    Body::Frames(frames.iter().map(<[u8]>::to_vec).collect())
+                }
+                BodyRef::Reset => Body::Reset,
+                BodyRef::Sync { want_reply } => Body::Sync { want_reply },
+                BodyRef::DeclaredDead => Body::DeclaredDead,
+            },
+        })
+    }
+
+    fn head(&self) -> (Head, Kind) {
+        let kind = match self.body {
+            Body::Frames(_) => Kind::Frames,
+            Body::Reset => Kind::Reset,
+            Body::Sync { want_reply } => Kind::Sync { want_reply },
+            Body::DeclaredDead => Kind::DeclaredDead,
+        };
+        let head = Head {
+            from_inc: self.from_inc,
+            to_inc: self.to_inc,
+            gen: self.gen,
+            seq: self.seq,
+        };
+        (head, kind)
+    }
+}
+
+/// The numbers of a link message (see [`Envelope`]'s fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// The sender's incarnation.
+    pub from_inc: u64,
+    /// The receiver's incarnation as the sender knows it (0: unknown).
+    pub to_inc: u64,
+    /// The receiver's link generation as the sender knows it.
+    pub gen: u64,
+    /// The sequence number (see [`Envelope::seq`]).
+    pub seq: u64,
+}
+
+/// What a message is, without its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Frames,
+    Reset,
+    Sync { want_reply: bool },
+    DeclaredDead,
+}
+
+/// A link message read in place: its sender id and frames borrow the
+/// received bytes (a broker reads every link message so; [`Envelope`]
+/// owns its parts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeRef<'a> {
+    /// The sender's broker id.
+    pub from: &'a str,
+    /// Its numbers.
+    pub head: Head,
+    /// What it carries.
+    pub body: BodyRef<'a>,
+}
+
+/// What a link message read in place carries ([`Body`], borrowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRef<'a> {
+    /// Stagebus frame bodies, checked: [`FramesRef::iter`] reads them.
+    Frames(FramesRef<'a>),
+    /// [`Body::Reset`].
+    Reset,
+    /// [`Body::Sync`].
+    Sync {
+        /// Whether the receiver should answer with its own sync.
+        want_reply: bool,
+    },
+    /// [`Body::DeclaredDead`].
+    DeclaredDead,
+}
+
+/// The frames of a message read in place, their lengths checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramesRef<'a> {
+    count: usize,
+    /// Each frame with its 4-byte length before it.
+    bytes: &'a [u8],
+}
+
+impl<'a> FramesRef<'a> {
+    /// How many frames.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The frames, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let mut rest = self.bytes;
+        std::iter::from_fn(move || {
+            let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let frame = &rest[4..4 + len];
+            rest = &rest[4 + len..];
+            Some(frame)
+        })
+    }
+}
+
+impl<'a> EnvelopeRef<'a> {
+    /// Reads a message in place.
+    pub fn decode(bytes: &'a [u8]) -> Result<EnvelopeRef<'a>, BadEnvelope> {
         if bytes.len() < HEADER + 1 {
             return Err(BadEnvelope("too short"));
         }
@@ -130,7 +281,6 @@ impl Envelope {
         let rest = &bytes[HEADER + 1 + id_len..];
         let body = match bytes[1] {
             0 => {
-                let mut frames = Vec::new();
                 if rest.len() < 4 {
                     return Err(BadEnvelope("no frame count"));
                 }
@@ -142,42 +292,57 @@ impl Envelope {
                     };
                     let len = u32::from_be_bytes(len.try_into().unwrap()) as usize;
                     at += 4;
-                    let Some(frame) = rest.get(at..at + len) else {
+                    if rest.len() - at < len {
                         return Err(BadEnvelope("truncated frame"));
-                    };
-                    frames.push(frame.to_vec());
+                    }
                     at += len;
                 }
                 if at != rest.len() {
                     return Err(BadEnvelope("bytes after the frames"));
                 }
-                Body::Frames(frames)
+                BodyRef::Frames(FramesRef {
+                    count,
+                    bytes: &rest[4..],
+                })
             }
-            1 => Body::Reset,
-            2 => Body::Sync { want_reply: false },
-            3 => Body::Sync { want_reply: true },
-            4 => Body::DeclaredDead,
+            1 => BodyRef::Reset,
+            2 => BodyRef::Sync { want_reply: false },
+            3 => BodyRef::Sync { want_reply: true },
+            4 => BodyRef::DeclaredDead,
             _ => return Err(BadEnvelope("unknown kind")),
         };
-        if !matches!(body, Body::Frames(_)) && !rest.is_empty() {
+        if !matches!(body, BodyRef::Frames(_)) && !rest.is_empty() {
             return Err(BadEnvelope("bytes after a control message"));
         }
-        Ok(Envelope {
-            from: from.to_string(),
-            from_inc,
-            to_inc,
-            gen,
-            seq,
+        Ok(EnvelopeRef {
+            from,
+            head: Head {
+                from_inc,
+                to_inc,
+                gen,
+                seq,
+            },
             body,
         })
     }
+
+    fn kind(&self) -> Kind {
+        match self.body {
+            BodyRef::Frames(_) => Kind::Frames,
+            BodyRef::Reset => Kind::Reset,
+            BodyRef::Sync { want_reply } => Kind::Sync { want_reply },
+            BodyRef::DeclaredDead => Kind::DeclaredDead,
+        }
+    }
 }
 
-/// What the receiver does with a message.
+/// What the receiver does with a message (`F`: the frames delivered, as
+/// owned by [`LinkState::receive`], or borrowed by
+/// [`LinkState::receive_ref`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Verdict<F = Vec<Vec<u8>>> {
     /// Hand these frames to the broker, in order.
-    Deliver(Vec<Vec<u8>>),
+    Deliver(F),
     /// Nothing to do (a stray of an older generation or incarnation, or a
     /// sync that matched).
     Drop,
@@ -214,7 +379,34 @@ pub struct LinkState {
     pub resets: u64,
 }
 
+impl<F> Verdict<F> {
+    /// The same verdict with `Deliver`'s frames replaced by `frames()`.
+    fn with_frames<G>(self, frames: impl FnOnce() -> G) -> Verdict<G> {
+        match self {
+            Verdict::Deliver(_) => Verdict::Deliver(frames()),
+            Verdict::Drop => Verdict::Drop,
+            Verdict::AnswerSync => Verdict::AnswerSync,
+            Verdict::Reset(why) => Verdict::Reset(why),
+            Verdict::PeerReset => Verdict::PeerReset,
+            Verdict::Stray => Verdict::Stray,
+            Verdict::Stale => Verdict::Stale,
+        }
+    }
+}
+
 impl LinkState {
+    /// The header of the next frames message (consumes a sequence
+    /// number), for [`Envelope::encode_frames`].
+    pub fn next_frames_head(&mut self, my_inc: u64) -> Head {
+        self.sent += 1;
+        Head {
+            from_inc: my_inc,
+            to_inc: self.peer_inc,
+            gen: self.tx_gen,
+            seq: self.sent,
+        }
+    }
+
     /// The envelope of the next frames message (consumes a sequence
     /// number).
     pub fn next_frames(&mut self, me: &str, my_inc: u64, frames: Vec<Vec<u8>>) -> Envelope {
@@ -287,29 +479,41 @@ impl LinkState {
     /// [`Body::DeclaredDead`] is not judged here: it concerns this
     /// broker's incarnation, not the link.
     pub fn receive(&mut self, my_inc: u64, env: &Envelope) -> Verdict {
-        match self.judge(my_inc, env) {
-            Verdict::Deliver(_) => match &env.body {
-                Body::Frames(frames) => Verdict::Deliver(frames.clone()),
+        let (head, kind) = env.head();
+        self.judge(my_inc, head, kind)
+            .with_frames(|| match &env.body {
+                Body::Frames(frames) => frames.clone(),
                 _ => unreachable!("only frames are delivered"),
-            },
-            v => v,
-        }
+            })
     }
 
     /// [`LinkState::receive`] of a message the caller gives up: the frames
     /// delivered are moved out of it, not copied.
     pub fn receive_owned(&mut self, my_inc: u64, env: Envelope) -> Verdict {
-        match self.judge(my_inc, &env) {
-            Verdict::Deliver(_) => match env.body {
-                Body::Frames(frames) => Verdict::Deliver(frames),
+        let (head, kind) = env.head();
+        self.judge(my_inc, head, kind)
+            .with_frames(|| match env.body {
+                Body::Frames(frames) => frames,
                 _ => unreachable!("only frames are delivered"),
-            },
-            v => v,
-        }
+            })
+    }
+
+    /// [`LinkState::receive`] of a message read in place: the frames
+    /// delivered borrow the received bytes.
+    pub fn receive_ref<'a>(
+        &mut self,
+        my_inc: u64,
+        env: &EnvelopeRef<'a>,
+    ) -> Verdict<FramesRef<'a>> {
+        self.judge(my_inc, env.head, env.kind())
+            .with_frames(|| match env.body {
+                BodyRef::Frames(frames) => frames,
+                _ => unreachable!("only frames are delivered"),
+            })
     }
 
     /// The verdict, with `Deliver` empty (the callers fill it).
-    fn judge(&mut self, my_inc: u64, env: &Envelope) -> Verdict {
+    fn judge(&mut self, my_inc: u64, env: Head, kind: Kind) -> Verdict<()> {
         if env.to_inc != 0 && env.to_inc != my_inc {
             return Verdict::Stale;
         }
@@ -322,18 +526,18 @@ impl LinkState {
                 self.received = 0;
                 self.sent = 0;
                 self.tx_gen = 0;
-                if env.body == Body::Reset {
+                if kind == Kind::Reset {
                     self.tx_gen = env.gen;
                 }
                 self.resets += 1;
-                return match &env.body {
-                    Body::Reset => Verdict::PeerReset,
+                return match kind {
+                    Kind::Reset => Verdict::PeerReset,
                     _ => Verdict::Reset("the peer broker restarted"),
                 };
             }
         }
-        match &env.body {
-            Body::Reset => {
+        match kind {
+            Kind::Reset => {
                 // The peer starts a new generation of its receive side:
                 // what we send is stamped with it from now on, from 1.
                 if env.gen <= self.tx_gen && self.tx_gen != 0 {
@@ -345,25 +549,25 @@ impl LinkState {
                 self.resets += 1;
                 Verdict::PeerReset
             }
-            Body::DeclaredDead => Verdict::Drop,
+            Kind::DeclaredDead => Verdict::Drop,
             _ if env.gen < self.rx_gen => Verdict::Stray,
             _ if env.gen > self.rx_gen => Verdict::Reset("a generation from the future"),
-            Body::Frames(_) => {
+            Kind::Frames => {
                 if env.seq == self.received + 1 {
                     self.received = env.seq;
-                    Verdict::Deliver(Vec::new())
+                    Verdict::Deliver(())
                 } else if env.seq <= self.received {
                     Verdict::Drop
                 } else {
                     Verdict::Reset("link messages were lost")
                 }
             }
-            Body::Sync { want_reply } => {
+            Kind::Sync { want_reply } => {
                 if env.seq > self.received {
                     Verdict::Reset("a sync shows link messages were lost")
                 } else if env.seq < self.received {
                     Verdict::Reset("a sync is behind what was received")
-                } else if *want_reply {
+                } else if want_reply {
                     Verdict::AnswerSync
                 } else {
                     Verdict::Drop
@@ -421,6 +625,110 @@ mod tests {
         assert!(Envelope::decode(&bad).is_err());
         bad[0] = 9;
         assert!(Envelope::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn frames_encoded_in_place_and_read_in_place_are_the_envelope() {
+        for frames in [
+            vec![b"abc".to_vec(), Vec::new(), vec![7; 300]],
+            Vec::new(),
+            vec![vec![1; 70_000]],
+        ] {
+            let mut link = LinkState {
+                peer_inc: 5,
+                tx_gen: 2,
+                sent: 8,
+                ..LinkState::default()
+            };
+            let head = link.next_frames_head(11);
+            let env = Envelope {
+                from: "b1".into(),
+                from_inc: 11,
+                to_inc: 5,
+                gen: 2,
+                seq: 9,
+                body: Body::Frames(frames.clone()),
+            };
+            // After other output: only what is appended counts.
+            let mut out = b"PUB x 1\r\n".to_vec();
+            Envelope::encode_frames("b1", head, &frames, &mut out);
+            assert_eq!(&out[9..], env.encode().as_slice());
+            assert_eq!(out.len() - 9, Envelope::frames_len("b1", &frames));
+            let read = EnvelopeRef::decode(&out[9..]).unwrap();
+            assert_eq!((read.from, read.head), ("b1", head));
+            let BodyRef::Frames(got) = read.body else {
+                panic!("not frames");
+            };
+            assert_eq!(got.len(), frames.len());
+            assert_eq!(got.iter().map(<[u8]>::to_vec).collect::<Vec<_>>(), frames);
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic_and_frames_read_are_the_count_announced() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let valid = Envelope {
+            from: "b1".into(),
+            from_inc: 1,
+            to_inc: 2,
+            gen: 3,
+            seq: 4,
+            body: Body::Frames(vec![b"abc".to_vec(), vec![9; 40]]),
+        }
+        .encode();
+        for _ in 0..20_000 {
+            // A valid message with a few bytes changed, or noise.
+            let mut bytes = if next() % 2 == 0 {
+                valid.clone()
+            } else {
+                (0..next() % 120).map(|_| next() as u8).collect()
+            };
+            for _ in 0..1 + next() % 3 {
+                if !bytes.is_empty() {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] = next() as u8;
+                }
+            }
+            if let Ok(e) = EnvelopeRef::decode(&bytes) {
+                if let BodyRef::Frames(frames) = e.body {
+                    assert_eq!(frames.iter().count(), frames.len());
+                }
+                assert!(Envelope::decode(&bytes).is_ok());
+            } else {
+                assert!(Envelope::decode(&bytes).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn borrowed_receive_judges_as_owned() {
+        let (mut a, mut b) = pair();
+        let mut b2 = LinkState::default();
+        let m1 = a.next_frames("a", A, vec![b"1".to_vec(), b"22".to_vec()]);
+        let _lost = a.next_frames("a", A, vec![b"x".to_vec()]);
+        let m3 = a.next_frames("a", A, vec![b"y".to_vec()]);
+        for m in [&m1, &m3, &a.sync("a", A, true)] {
+            let bytes = m.encode();
+            let read = EnvelopeRef::decode(&bytes).unwrap();
+            let owned = b.receive(B, m);
+            let borrowed = b2.receive_ref(B, &read);
+            match (owned, borrowed) {
+                (Verdict::Deliver(o), Verdict::Deliver(r)) => {
+                    assert_eq!(o, r.iter().map(<[u8]>::to_vec).collect::<Vec<_>>())
+                }
+                (o, r) => assert_eq!(o, r.with_frames(Vec::new)),
+            }
+            assert_eq!(
+                (b.received, b.rx_gen, b.resets),
+                (b2.received, b2.rx_gen, b2.resets)
+            );
+        }
     }
 
     #[test]

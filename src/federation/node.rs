@@ -25,6 +25,7 @@ mod signals;
 use super::config::FederationConfig;
 use super::directory::Directory;
 use super::link::LinkState;
+use super::nats::proto::Subject;
 use super::nats::{NatsClient, NatsEvent, NatsOptions};
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{EventLoop, TimerId};
@@ -44,6 +45,8 @@ pub(crate) trait Port {
     fn open_link(&self, peer: &str) -> ConnId;
     /// Hands frame bodies to the core as if `conn` had sent them.
     fn link_input(&self, conn: ConnId, bodies: &[Vec<u8>]);
+    /// [`Port::link_input`] of bodies borrowed from a link message.
+    fn link_input_refs(&self, conn: ConnId, bodies: &[&[u8]]);
     /// Closes stand-in connection `conn` (every call across it ends).
     fn close_link(&self, conn: ConnId, reason: Error);
     /// Ends every call across stand-in connection `conn` once
@@ -115,6 +118,13 @@ pub(crate) struct Peer {
     /// no heartbeat came since: it is probed as the start-up sweep
     /// probes a peer never heard from.
     pub disconnected: bool,
+    /// Its inbox and our no-responders subject toward it, made once
+    /// (`link_traffic::Federation::send_frames`).
+    pub subjects: Option<(Subject, Subject)>,
+    /// What this broker last announced to it of its signal matches
+    /// (`signals`): kept with the peer, so the check after every turn
+    /// looks nothing up.
+    pub announced: signals::Announced,
 }
 
 impl Peer {
@@ -127,6 +137,8 @@ impl Peer {
             out: Vec::new(),
             first_no_responders: None,
             disconnected: false,
+            subjects: None,
+            announced: signals::Announced::default(),
         }
     }
 
@@ -181,9 +193,6 @@ pub(crate) struct State {
     hb_sid: u64,
     /// The subscription to disconnect events (`sys_events`), 0 without.
     sys_sid: u64,
-    /// What this broker last announced of its signal matches to each
-    /// peer (`signals`).
-    pub announced: HashMap<String, signals::Announced>,
 }
 
 /// A broker's membership in the federation.
@@ -225,7 +234,9 @@ fn random_inc() -> u64 {
 pub(crate) fn body_of(frame: &Frame) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = encode_frame(frame, &mut out, usize::MAX);
-    out.split_off(4.min(out.len()))
+    // In place: no second buffer for the body.
+    out.drain(..4.min(out.len()));
+    out
 }
 
 impl Federation {
@@ -257,7 +268,6 @@ impl Federation {
                 nr_sid: 0,
                 hb_sid: 0,
                 sys_sid: 0,
-                announced: HashMap::new(),
             }),
             config,
             me: me.clone(),

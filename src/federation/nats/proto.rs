@@ -257,17 +257,11 @@ impl Parser {
             None => (line, ""),
         };
         let consumed_line = eol + 2;
-        let op = match verb.to_ascii_uppercase().as_str() {
-            "PING" => ServerOp::Ping,
-            "PONG" => ServerOp::Pong,
-            "+OK" => ServerOp::Ok,
-            "-ERR" => ServerOp::Err(args.trim_matches('\'').to_string()),
-            "INFO" => match serde_json::from_str::<ServerInfo>(args) {
-                Ok(info) => ServerOp::Info(Box::new(info)),
-                Err(e) => return err(format!("bad INFO: {e}")),
-            },
-            "MSG" | "HMSG" => {
-                let with_headers = verb.eq_ignore_ascii_case("HMSG");
+        // Compared in place: no upper-cased copy of the verb per message.
+        let is = |name: &str| verb.eq_ignore_ascii_case(name);
+        let op = match () {
+            _ if is("MSG") || is("HMSG") => {
+                let with_headers = is("HMSG");
                 let head = parse_msg_args(args, with_headers, self.max_payload)?;
                 let total = consumed_line + head.total + 2;
                 if data.len() < total {
@@ -292,6 +286,14 @@ impl Parser {
                 self.pos += total;
                 return Ok(Some(ServerOp::Msg(msg)));
             }
+            _ if is("PING") => ServerOp::Ping,
+            _ if is("PONG") => ServerOp::Pong,
+            _ if is("+OK") => ServerOp::Ok,
+            _ if is("-ERR") => ServerOp::Err(args.trim_matches('\'').to_string()),
+            _ if is("INFO") => match serde_json::from_str::<ServerInfo>(args) {
+                Ok(info) => ServerOp::Info(Box::new(info)),
+                Err(e) => return err(format!("bad INFO: {e}")),
+            },
             _ => return err(format!("unknown operation {:?}", truncate(verb))),
         };
         self.pos += consumed_line;
@@ -315,7 +317,18 @@ struct MsgHead {
 }
 
 fn parse_msg_args(args: &str, with_headers: bool, max: usize) -> Result<MsgHead, ProtoError> {
-    let parts: Vec<&str> = args.split_ascii_whitespace().collect();
+    // At most five arguments (HMSG with a reply subject): no Vec per
+    // message.
+    let mut parts = [""; 5];
+    let mut count = 0;
+    for part in args.split_ascii_whitespace() {
+        if count == parts.len() {
+            return err(format!("bad message arguments {:?}", truncate(args)));
+        }
+        parts[count] = part;
+        count += 1;
+    }
+    let parts = &parts[..count];
     let lens = if with_headers { 2 } else { 1 };
     let reply = match parts.len().checked_sub(lens) {
         Some(2) => None,
@@ -399,6 +412,25 @@ pub fn check_subject(subject: &str, wildcards: bool) -> Result<(), ProtoError> {
     Ok(())
 }
 
+/// A subject checked once for publishing (no wildcards), to publish on
+/// many times without checking it again (a link's inbox and reply
+/// subjects).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject(String);
+
+impl Subject {
+    /// `subject`, if [`check_subject`] accepts it for publishing.
+    pub fn new(subject: String) -> Result<Subject, ProtoError> {
+        check_subject(&subject, false)?;
+        Ok(Subject(subject))
+    }
+
+    /// The subject's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// What `CONNECT` tells the server.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ConnectInfo {
@@ -463,12 +495,10 @@ pub fn encode_publish(
     if let Some(r) = reply {
         check_subject(r, false)?;
     }
-    let reply = reply.map(|r| format!(" {r}")).unwrap_or_default();
     match headers {
-        None => {
-            out.extend_from_slice(format!("PUB {subject}{reply} {}\r\n", payload.len()).as_bytes())
-        }
+        None => push_pub_line(subject, reply, payload.len(), out),
         Some(h) => {
+            let reply = reply.map(|r| format!(" {r}")).unwrap_or_default();
             let mut block = Vec::new();
             h.encode(&mut block)?;
             out.extend_from_slice(
@@ -485,6 +515,36 @@ pub fn encode_publish(
     out.extend_from_slice(payload);
     out.extend_from_slice(b"\r\n");
     Ok(())
+}
+
+/// Appends `PUB subject [reply] len\r\n`, subjects unchecked (the
+/// caller checked them): written in place, no formatting machinery, as
+/// it runs for every message a broker sends.
+pub fn push_pub_line(subject: &str, reply: Option<&str>, len: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"PUB ");
+    out.extend_from_slice(subject.as_bytes());
+    if let Some(r) = reply {
+        out.push(b' ');
+        out.extend_from_slice(r.as_bytes());
+    }
+    out.push(b' ');
+    push_decimal(len, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(mut n: usize, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// The size `encode_publish` gives the payload part (headers included),

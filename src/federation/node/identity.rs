@@ -30,92 +30,120 @@
 
 use super::{body_of, ConnId, Federation, Port};
 use crate::error::Error;
-use crate::wire::{decode_body, CallerInfo, Frame};
+use crate::wire::{CallerInfo, Frame};
 use std::rc::Rc;
 
 /// A `DeliverFrom` or `PostFrom` from a peer, as a plain deliver or
 /// post: its body, its session, and who calls.
-pub(super) struct Stamped {
+pub(super) struct Stamped<'a> {
     /// The route id (a post's: the peer broker's own id of it).
     pub id: u64,
     /// Whether it is a one-way post (nothing answers it, not even a
     /// refusal).
     pub post: bool,
     pub deliver: Vec<u8>,
-    pub session: String,
+    pub session: &'a str,
     pub caller: CallerInfo,
 }
 
-/// The `DeliverFrom` or `PostFrom` in `body`, if it is one.
-pub(super) fn stamped(body: &[u8]) -> Option<Stamped> {
-    thread_local! {
-        // The variants' tags: other frames are not decoded twice.
-        static TAGS: [Option<u8>; 2] = {
-            let call = |post: bool| {
-                let (id, origin, timeout_ms) = (0, 0, 0);
-                let (session, method) = (String::new(), String::new());
-                let (payload, caller) = (crate::wire::Payload::default(), CallerInfo::default());
-                let frame = if post {
-                    Frame::PostFrom { id, origin, timeout_ms, session, method, payload, caller }
-                } else {
-                    Frame::DeliverFrom { id, origin, timeout_ms, session, method, payload, caller }
-                };
-                body_of(&frame).first().copied()
-            };
-            [call(false), call(true)]
-        };
-    }
-    let tag = body.first().copied();
-    if !TAGS.with(|t| t.contains(&tag)) {
+/// A deliver's (or post's) fields after its variant number, in
+/// [`Frame::Deliver`]'s order (which [`Frame::DeliverFrom`],
+/// [`Frame::Post`] and [`Frame::PostFrom`] share), read in place.
+#[derive(serde::Deserialize)]
+struct CallFields<'a> {
+    id: u64,
+    _origin: u64,
+    _timeout_ms: u32,
+    session: &'a str,
+    _method: &'a str,
+    _payload: &'a [u8],
+}
+
+/// The variant numbers (one byte each: bincode writes an index below
+/// 251 so) of a stamped frame and of the plain frame it becomes.
+struct Tags {
+    deliver: u8,
+    deliver_from: u8,
+    post: u8,
+    post_from: u8,
+}
+
+fn tags() -> &'static Tags {
+    static TAGS: std::sync::OnceLock<Tags> = std::sync::OnceLock::new();
+    TAGS.get_or_init(|| {
+        let (id, origin, timeout_ms) = (0, 0, 0);
+        let (s, m, p) = (String::new, String::new, crate::wire::Payload::default);
+        let caller = CallerInfo::default;
+        let tag = |f: Frame| body_of(&f)[0];
+        Tags {
+            deliver: tag(Frame::Deliver {
+                id,
+                origin,
+                timeout_ms,
+                session: s(),
+                method: m(),
+                payload: p(),
+            }),
+            deliver_from: tag(Frame::DeliverFrom {
+                id,
+                origin,
+                timeout_ms,
+                session: s(),
+                method: m(),
+                payload: p(),
+                caller: caller(),
+            }),
+            post: tag(Frame::Post {
+                id,
+                origin,
+                timeout_ms,
+                session: s(),
+                method: m(),
+                payload: p(),
+            }),
+            post_from: tag(Frame::PostFrom {
+                id,
+                origin,
+                timeout_ms,
+                session: s(),
+                method: m(),
+                payload: p(),
+                caller: caller(),
+            }),
+        }
+    })
+}
+
+/// The `DeliverFrom` or `PostFrom` in `body`, if it is one. Read in
+/// place: the plain deliver or post is the same bytes under the other
+/// variant number, without the caller (no decoding of the call into
+/// owned fields and encoding it again).
+pub(super) fn stamped(body: &[u8]) -> Option<Stamped<'_>> {
+    let t = tags();
+    let (plain_tag, post) = match body.first().copied() {
+        Some(tag) if tag == t.deliver_from => (t.deliver, false),
+        Some(tag) if tag == t.post_from => (t.post, true),
+        _ => return None,
+    };
+    let config = bincode::config::standard().with_limit::<{ crate::wire::DECODE_LIMIT }>();
+    let rest = &body[1..];
+    let (call, used) =
+        bincode::serde::borrow_decode_from_slice::<CallFields, _>(rest, config).ok()?;
+    let (caller, caller_len) =
+        bincode::serde::decode_from_slice::<CallerInfo, _>(&rest[used..], config).ok()?;
+    if used + caller_len != rest.len() {
         return None;
     }
-    match decode_body(body) {
-        Ok(Frame::DeliverFrom {
-            id,
-            origin,
-            timeout_ms,
-            session,
-            method,
-            payload,
-            caller,
-        }) => Some(Stamped {
-            id,
-            post: false,
-            deliver: body_of(&Frame::Deliver {
-                id,
-                origin,
-                timeout_ms,
-                session: session.clone(),
-                method,
-                payload,
-            }),
-            session,
-            caller,
-        }),
-        Ok(Frame::PostFrom {
-            id,
-            origin,
-            timeout_ms,
-            session,
-            method,
-            payload,
-            caller,
-        }) => Some(Stamped {
-            id,
-            post: true,
-            deliver: body_of(&Frame::Post {
-                id,
-                origin,
-                timeout_ms,
-                session: session.clone(),
-                method,
-                payload,
-            }),
-            session,
-            caller,
-        }),
-        _ => None,
-    }
+    let mut deliver = Vec::with_capacity(1 + used);
+    deliver.push(plain_tag);
+    deliver.extend_from_slice(&rest[..used]);
+    Some(Stamped {
+        id: call.id,
+        post,
+        deliver,
+        session: call.session,
+        caller,
+    })
 }
 
 /// `caller`, a client of broker `peer`, marked as remote.
@@ -136,19 +164,96 @@ impl Federation {
         port: &Rc<dyn Port>,
         conn: ConnId,
         peer: &str,
-        call: Stamped,
+        call: Stamped<'_>,
         refused: &mut Vec<Vec<u8>>,
     ) {
-        if !port.serves_locally(&call.session) {
+        if !port.serves_locally(call.session) {
             if call.post {
                 return;
             }
             refused.push(body_of(&Frame::Result {
                 id: call.id,
-                outcome: Err(Error::no_such_session(&call.session)),
+                outcome: Err(Error::no_such_session(call.session)),
             }));
             return;
         }
         port.deliver_as(conn, &call.deliver, remote_caller(call.caller, peer));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Payload;
+
+    #[test]
+    fn a_stamped_call_read_in_place_is_the_deliver_and_its_caller() {
+        let caller = CallerInfo {
+            connection: 7,
+            uid: Some(1000),
+            gid: None,
+            pid: Some(42),
+            identity: Some("CN=alice".into()),
+            client_name: Some("tool".into()),
+        };
+        for caller in [caller, CallerInfo::default()] {
+            let from = body_of(&Frame::DeliverFrom {
+                id: 300,
+                origin: 9,
+                timeout_ms: 1500,
+                session: "svc".into(),
+                method: "ping".into(),
+                payload: Payload(vec![1, 2, 3]),
+                caller: caller.clone(),
+            });
+            let call = stamped(&from).expect("a stamped call");
+            let deliver = body_of(&Frame::Deliver {
+                id: 300,
+                origin: 9,
+                timeout_ms: 1500,
+                session: "svc".into(),
+                method: "ping".into(),
+                payload: Payload(vec![1, 2, 3]),
+            });
+            assert_eq!((call.id, call.session, call.post), (300, "svc", false));
+            assert_eq!(call.deliver, deliver);
+            assert_eq!(call.caller, caller);
+            // Not one: a plain deliver, a cut or a longer body.
+            assert!(stamped(&deliver).is_none());
+            assert!(stamped(&from[..from.len() - 1]).is_none());
+            let mut longer = from.clone();
+            longer.push(0);
+            assert!(stamped(&longer).is_none());
+        }
+    }
+
+    #[test]
+    fn a_stamped_post_read_in_place_is_the_post_and_its_caller() {
+        let caller = CallerInfo {
+            identity: Some("CN=bob".into()),
+            ..CallerInfo::default()
+        };
+        let from = body_of(&Frame::PostFrom {
+            id: 5,
+            origin: 1,
+            timeout_ms: 0,
+            session: "svc".into(),
+            method: "note".into(),
+            payload: Payload(vec![9]),
+            caller: caller.clone(),
+        });
+        let post = body_of(&Frame::Post {
+            id: 5,
+            origin: 1,
+            timeout_ms: 0,
+            session: "svc".into(),
+            method: "note".into(),
+            payload: Payload(vec![9]),
+        });
+        let call = stamped(&from).expect("a stamped post");
+        assert_eq!((call.id, call.session, call.post), (5, "svc", true));
+        assert_eq!(call.deliver, post);
+        assert_eq!(call.caller, caller);
+        assert!(stamped(&post).is_none());
     }
 }

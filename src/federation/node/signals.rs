@@ -37,7 +37,7 @@
 //! a signal emitted before the match was added.
 
 use super::{body_of, ConnId, Federation, SYNTHETIC_OPS};
-use crate::wire::{Frame, Inbound};
+use crate::wire::Frame;
 use std::collections::BTreeSet;
 
 /// The operation id of a match announcement (its answer is not sent
@@ -63,17 +63,6 @@ pub(crate) struct Announced {
     set: BTreeSet<(String, String)>,
 }
 
-/// Whether `body` is the marker that empties the sender's matches.
-pub(super) fn is_clear_marker(body: &[u8]) -> bool {
-    matches!(
-        Inbound::parse(body),
-        Ok(Inbound::Other(Frame::RemoveMatch {
-            id: CLEAR_MATCHES_OP,
-            ..
-        }))
-    )
-}
-
 impl Federation {
     /// Queues, for every peer, what it must learn of this broker's
     /// matches: nothing when it knows them already, the difference when
@@ -90,11 +79,9 @@ impl Federation {
         let gen = port.match_generation();
         let mut current: Option<BTreeSet<(String, String)>> = None;
         let mut st = self.state.borrow_mut();
-        let st = &mut *st;
-        st.announced.retain(|peer, _| st.peers.contains_key(peer));
-        for (id, p) in st.peers.iter_mut() {
+        for p in st.peers.values_mut() {
             let key = (p.hb_inc, p.link.resets);
-            let a = st.announced.entry(id.clone()).or_default();
+            let a = &mut p.announced;
             let fresh = a.key != key;
             if !fresh && a.gen == gen {
                 continue;

@@ -439,6 +439,54 @@ impl NatsClient {
         Ok(())
     }
 
+    /// Publishes one message of `len` bytes that `write` appends straight
+    /// to the output buffer (a link message is encoded there, not into a
+    /// buffer of its own first). Refused, and `write` not called, as
+    /// [`NatsClient::publish`] refuses; a `write` that appends other than
+    /// `len` bytes is a bug: the message is taken back and refused.
+    pub fn publish_with(
+        &self,
+        subject: &proto::Subject,
+        reply: Option<&proto::Subject>,
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), NatsError> {
+        let max = self.max_payload();
+        let mut inner = self.inner.borrow_mut();
+        if inner.closed {
+            return Err(NatsError::Closed);
+        }
+        let max_queued = inner.options.max_queued;
+        let Some(s) = inner.socket.as_mut().filter(|s| s.phase == Phase::Ready) else {
+            return Err(NatsError::NotConnected);
+        };
+        if len > max {
+            return Err(NatsError::TooLarge { size: len, max });
+        }
+        let subject = subject.as_str();
+        if s.out.len() - s.written + len + subject.len() + 64 > max_queued {
+            return Err(NatsError::QueueFull);
+        }
+        let before = s.out.len();
+        proto::push_pub_line(subject, reply.map(proto::Subject::as_str), len, &mut s.out);
+        let start = s.out.len();
+        write(&mut s.out);
+        let written = s.out.len() - start;
+        if written != len {
+            s.out.truncate(before);
+            return Err(NatsError::Invalid(format!(
+                "a payload announced as {len} bytes was {written}"
+            )));
+        }
+        s.out.extend_from_slice(b"\r\n");
+        let flush_wanted = inner.flush_wanted;
+        drop(inner);
+        if !flush_wanted {
+            self.want_flush();
+        }
+        Ok(())
+    }
+
     /// Publishes a request whose answers come back as
     /// [`NatsEvent::Reply`] with the returned token. The client keeps no
     /// state per request: answers come for as long as responders send

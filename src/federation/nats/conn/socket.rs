@@ -176,7 +176,7 @@ impl NatsClient {
             self.write_out();
         }
         if readiness.readable || readiness.hangup {
-            self.read_in(attempt);
+            self.read_in(attempt, readiness.hangup);
         }
         self.deliver();
     }
@@ -228,19 +228,21 @@ impl NatsClient {
         }
     }
 
-    pub(super) fn read_in(&self, attempt: u64) {
+    /// Reads what the socket has (`hangup`: the peer closed, read on to
+    /// the end).
+    pub(super) fn read_in(&self, attempt: u64, hangup: bool) {
         let mut buf = std::mem::take(&mut self.inner.borrow_mut().read_buf);
         if buf.len() < READ_CHUNK {
             buf.resize(READ_CHUNK, 0);
         }
-        self.read_with(attempt, &mut buf);
+        self.read_with(attempt, hangup, &mut buf);
         self.inner.borrow_mut().read_buf = buf;
     }
 
-    fn read_with(&self, attempt: u64, buf: &mut [u8]) {
+    fn read_with(&self, attempt: u64, hangup: bool, buf: &mut [u8]) {
         let mut total = 0;
         loop {
-            let result = {
+            let (result, drains) = {
                 let mut inner = self.inner.borrow_mut();
                 if inner.attempt != attempt {
                     return;
@@ -248,7 +250,7 @@ impl NatsClient {
                 let Some(s) = inner.socket.as_mut() else {
                     return;
                 };
-                s.stream.read(buf)
+                (s.stream.read(buf), s.stream.short_read_drains())
             };
             match result {
                 Ok(0) => {
@@ -260,6 +262,12 @@ impl NatsClient {
                     total += n;
                     self.inner.borrow_mut().parser.push(&buf[..n]);
                     if !self.handle_ops() {
+                        return;
+                    }
+                    // A plain socket that gave less than asked is empty:
+                    // no second read to hear it say so (one syscall less
+                    // per wake-up; the next bytes wake the loop again).
+                    if n < buf.len() && drains && !hangup {
                         return;
                     }
                     if total >= READ_BUDGET {
