@@ -3,7 +3,15 @@
 //! costs one hash lookup and a response none.
 
 use super::names::{strip_on, with_joined, ON, ON_MY};
-use std::collections::HashMap;
+use crate::id_hash::PeerIdMap;
+
+/// Handler names to handlers. Hashed with the keyed folded multiply of
+/// [`PeerIdMap`] rather than SipHash: every request looks its method up
+/// here, and SipHash was ~250 instructions of a local request+return
+/// pair. Keyed per table, so names another program sends (remote
+/// requests and recalls) cannot be chosen to collide; they are only
+/// looked up, never added, anyway.
+type ByName<H> = PeerIdMap<String, H>;
 
 /// Handlers by name, with the method index derived from them. `H` is a
 /// shared handler (a stage's [`HandlerFn`](super::HandlerFn)); the table
@@ -13,10 +21,10 @@ use std::collections::HashMap;
 /// that exists, else `by_name[m]`, and there is no entry when neither
 /// exists; `intercepts` counts the names that start with `on_my_`.
 pub(crate) struct HandlerTable<H> {
-    by_name: HashMap<String, H>,
+    by_name: ByName<H>,
     /// What a request for method `m` runs, under `m` without a leading
     /// `on_` (POE::Stage 0.05's rule: `on_m`, else `m`).
-    methods: HashMap<String, H>,
+    methods: ByName<H>,
     /// When zero (the usual case) no response can be intercepted by its
     /// own stage, and the `on_my_<type>` lookup is skipped.
     intercepts: usize,
@@ -25,8 +33,8 @@ pub(crate) struct HandlerTable<H> {
 impl<H> Default for HandlerTable<H> {
     fn default() -> Self {
         HandlerTable {
-            by_name: HashMap::new(),
-            methods: HashMap::new(),
+            by_name: ByName::default(),
+            methods: ByName::default(),
             intercepts: 0,
         }
     }
