@@ -8,7 +8,7 @@
 use super::dispatch::{run_handler, run_method};
 use super::ends::{CalleeEnd, CallerEnd};
 use super::link::Up;
-use super::pool::{self, Pool};
+use super::pool::{self, Pool, Pooled};
 use super::scope::Scope;
 use super::stage::{Stage, StageInner};
 use crate::error::{Error, ErrorCode};
@@ -86,26 +86,8 @@ impl Served {
         link: Up,
         deadline: Option<Instant>,
     ) -> Served {
-        let rec = ServedRec {
-            id,
-            caller_id,
-            lp: Some(stage.event_loop().clone()),
-            stage: stage.downgrade(),
-            holds: RefCell::new(Some(stage)),
-            method,
-            open: Cell::new(true),
-            data: Scope::default(),
-            children: RefCell::new(Vec::new()),
-            link: Some(link),
-            on_cancel: RefCell::new(None),
-            started: Cell::new(false),
-            on_end: RefCell::new(None),
-            deadline,
-            handles: Cell::new(0),
-            emitted: Cell::new(false),
-            args: Cell::new(None),
-        };
-        Served(pool::take(&FREE, rec))
+        let parts = (id, caller_id, stage, method, link, deadline);
+        Served(pool::take(&FREE, parts))
     }
 
     /// A new reference of the callee's, for a handler.
@@ -117,6 +99,12 @@ impl Served {
     /// The method the caller asked for.
     #[inline]
     pub(crate) fn method(&self) -> &str {
+        &self.0.method
+    }
+
+    /// The method the caller asked for, as the request shares it.
+    #[inline]
+    pub(crate) fn method_name(&self) -> &Rc<str> {
         &self.0.method
     }
 
@@ -188,20 +176,6 @@ impl ServedRec {
         self.link
             .as_ref()
             .expect("a record in use has its link (only free ones have none)")
-    }
-
-    /// Lets go of what the record holds, for the pool: the loop, the
-    /// stage, the link, the hooks and the data.
-    fn empty(&mut self) {
-        self.lp = None;
-        self.stage = Weak::new();
-        *self.holds.get_mut() = None;
-        self.data = Scope::default();
-        self.children.get_mut().clear();
-        self.link = None;
-        *self.on_cancel.get_mut() = None;
-        *self.on_end.get_mut() = None;
-        *self.args.get_mut() = None;
     }
 
     /// The serving stage: always there while the request is open.
@@ -512,6 +486,64 @@ impl ServedRequest {
     }
 }
 
+/// The parts of a callee's record: id, caller's id, stage, method, link
+/// up, deadline.
+type ServedParts = (u64, u64, Stage, Rc<str>, Up, Option<Instant>);
+
+impl Pooled for ServedRec {
+    type Parts = ServedParts;
+
+    fn make((id, caller_id, stage, method, link, deadline): ServedParts) -> ServedRec {
+        ServedRec {
+            id,
+            caller_id,
+            lp: Some(stage.event_loop().clone()),
+            stage: stage.downgrade(),
+            holds: RefCell::new(Some(stage)),
+            method,
+            open: Cell::new(true),
+            data: Scope::default(),
+            children: RefCell::new(Vec::new()),
+            link: Some(link),
+            on_cancel: RefCell::new(None),
+            started: Cell::new(false),
+            on_end: RefCell::new(None),
+            deadline,
+            handles: Cell::new(0),
+            emitted: Cell::new(false),
+            args: Cell::new(None),
+        }
+    }
+
+    fn empty(&mut self) {
+        self.lp = None;
+        self.stage = Weak::new();
+        *self.holds.get_mut() = None;
+        self.data.clear();
+        // The list's room is kept for the next request.
+        self.children.get_mut().clear();
+        self.link = None;
+        *self.on_cancel.get_mut() = None;
+        *self.on_end.get_mut() = None;
+        *self.args.get_mut() = None;
+    }
+
+    fn refill(&mut self, (id, caller_id, stage, method, link, deadline): ServedParts) {
+        self.id = id;
+        self.caller_id = caller_id;
+        self.lp = Some(stage.event_loop().clone());
+        self.stage = stage.downgrade();
+        *self.holds.get_mut() = Some(stage);
+        self.method = method;
+        self.open.set(true);
+        self.link = Some(link);
+        self.started.set(false);
+        self.deadline = deadline;
+        self.handles.set(0);
+        self.emitted.set(false);
+    }
+}
+
 impl CalleeEnd for ServedRec {
     fn run(self: Rc<Self>, method: Option<&str>, args: &Args) {
         if !self.open.get() {
@@ -531,7 +563,7 @@ impl CalleeEnd for ServedRec {
     }
 
     fn let_go(self: Rc<Self>) {
-        pool::give(&FREE, self, ServedRec::empty);
+        pool::give(&FREE, self);
     }
 }
 

@@ -9,7 +9,7 @@ use super::ends::{Answer, CallerEnd, Inbox};
 use super::link::Down;
 use super::mappings::ResponseHandlers;
 use super::names::TypeName;
-use super::pool::{self, Pool};
+use super::pool::{self, Pool, Pooled};
 use super::scope::Scope;
 use super::stage::{HandlerFn, Stage, StageInner};
 use crate::error::{Error, ErrorCode};
@@ -60,21 +60,8 @@ impl CallerRec {
         handlers: ResponseHandlers<HandlerFn>,
         requester: Option<&Stage>,
     ) -> Rc<CallerRec> {
-        let rec = CallerRec {
-            id,
-            method,
-            lp: Some(lp),
-            open: Cell::new(true),
-            handlers,
-            requester: requester.map(Stage::downgrade),
-            parent: RefCell::new(None),
-            data: Scope::default(),
-            link: RefCell::new(Down::None),
-            timer: Cell::new(None),
-            kept: Cell::new(None),
-            inbox: Inbox::default(),
-        };
-        pool::take(&FREE, rec)
+        let requester = requester.map(Stage::downgrade);
+        pool::take(&FREE, (id, method, lp, handlers, requester))
     }
 
     /// The loop of the request.
@@ -83,18 +70,6 @@ impl CallerRec {
         self.lp
             .as_ref()
             .expect("a record in use has its loop (only free ones have none)")
-    }
-
-    /// Lets go of what the record holds, for the pool: the loop, the
-    /// response handlers, the links, the data.
-    fn empty(&mut self) {
-        self.lp = None;
-        self.handlers = ResponseHandlers::default();
-        self.requester = None;
-        *self.parent.get_mut() = None;
-        self.data = Scope::default();
-        *self.link.get_mut() = Down::None;
-        self.inbox = Inbox::default();
     }
 
     #[inline]
@@ -170,6 +145,58 @@ impl CallerRec {
         self.timer.take();
         self.cut_link();
         self.receive(Answer::error(e));
+    }
+}
+
+/// The parts of a caller's record: id, method, loop, response handlers,
+/// requesting stage.
+type CallerParts = (
+    u64,
+    Rc<str>,
+    EventLoop,
+    ResponseHandlers<HandlerFn>,
+    Option<Weak<StageInner>>,
+);
+
+impl Pooled for CallerRec {
+    type Parts = CallerParts;
+
+    fn make((id, method, lp, handlers, requester): CallerParts) -> CallerRec {
+        CallerRec {
+            id,
+            method,
+            lp: Some(lp),
+            open: Cell::new(true),
+            handlers,
+            requester,
+            parent: RefCell::new(None),
+            data: Scope::default(),
+            link: RefCell::new(Down::None),
+            timer: Cell::new(None),
+            kept: Cell::new(None),
+            inbox: Inbox::default(),
+        }
+    }
+
+    fn empty(&mut self) {
+        self.lp = None;
+        self.handlers = ResponseHandlers::default();
+        self.requester = None;
+        *self.parent.get_mut() = None;
+        self.data.clear();
+        *self.link.get_mut() = Down::None;
+        self.timer.set(None);
+        self.kept.set(None);
+        self.inbox.clear();
+    }
+
+    fn refill(&mut self, (id, method, lp, handlers, requester): CallerParts) {
+        self.id = id;
+        self.method = method;
+        self.lp = Some(lp);
+        self.open.set(true);
+        self.handlers = handlers;
+        self.requester = requester;
     }
 }
 
@@ -264,7 +291,7 @@ impl Drop for Request {
         if rec.kept.get().is_none() {
             rec.cancel();
         }
-        pool::give(&FREE, rec, CallerRec::empty);
+        pool::give(&FREE, rec);
     }
 }
 

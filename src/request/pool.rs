@@ -22,6 +22,21 @@ use std::thread::LocalKey;
 /// thousand requests in flight; beyond, records are freed.
 const KEPT: usize = 1024;
 
+/// A record kept in a [`Pool`]: made from its parts, emptied when kept,
+/// refilled in place when reused (so a reuse writes the parts, not the
+/// whole record).
+pub(crate) trait Pooled: Sized {
+    /// What differs from one record to the next.
+    type Parts;
+    /// A new record.
+    fn make(parts: Self::Parts) -> Self;
+    /// Lets go of everything the record holds but its parts' plain
+    /// values, leaving every other field as [`Pooled::make`] sets it.
+    fn empty(&mut self);
+    /// Makes an emptied record what `make(parts)` would be.
+    fn refill(&mut self, parts: Self::Parts);
+}
+
 /// The free records of one type, on one thread (in a `thread_local!`).
 pub(crate) struct Pool<T> {
     free: RefCell<Vec<Rc<T>>>,
@@ -36,36 +51,35 @@ impl<T> Pool<T> {
     }
 }
 
-/// A record holding `value`: a kept allocation of `pool` if there is
-/// one.
+/// A record made of `parts`: a kept allocation of `pool`, refilled, if
+/// there is one.
 #[inline]
-pub(crate) fn take<T>(pool: &'static LocalKey<Pool<T>>, value: T) -> Rc<T> {
+pub(crate) fn take<T: Pooled>(pool: &'static LocalKey<Pool<T>>, parts: T::Parts) -> Rc<T> {
     // During the thread's teardown the pool may be gone: allocate then.
     let kept = pool.try_with(|p| p.free.borrow_mut().pop()).ok().flatten();
+    // Only what nothing else refers to is kept, so `get_mut` finds it.
     match kept {
         Some(mut rc) => match Rc::get_mut(&mut rc) {
             Some(slot) => {
-                // Emptied when kept: dropping the old contents runs no
-                // user code.
-                *slot = value;
+                slot.refill(parts);
                 rc
             }
-            None => Rc::new(value),
+            None => Rc::new(T::make(parts)),
         },
-        None => Rc::new(value),
+        None => Rc::new(T::make(parts)),
     }
 }
 
-/// Keeps `rc`'s allocation in `pool` if nothing else refers to it, after
-/// `empty` let go of what its contents hold; otherwise just drops `rc`.
+/// Keeps `rc`'s allocation in `pool`, emptied, if nothing else refers to
+/// it; otherwise just drops `rc`.
 #[inline]
-pub(crate) fn give<T>(pool: &'static LocalKey<Pool<T>>, mut rc: Rc<T>, empty: impl FnOnce(&mut T)) {
+pub(crate) fn give<T: Pooled>(pool: &'static LocalKey<Pool<T>>, mut rc: Rc<T>) {
     let Some(slot) = Rc::get_mut(&mut rc) else {
         return;
     };
     // No borrow of the pool is held here: emptying may drop user values
     // whose destructors make (and end) requests.
-    empty(slot);
+    slot.empty();
     let _ = pool.try_with(move |p| {
         let mut free = p.free.borrow_mut();
         if free.len() < KEPT {
@@ -78,24 +92,37 @@ pub(crate) fn give<T>(pool: &'static LocalKey<Pool<T>>, mut rc: Rc<T>, empty: im
 mod tests {
     use super::*;
 
+    impl Pooled for String {
+        type Parts = &'static str;
+        fn make(parts: &'static str) -> String {
+            parts.to_string()
+        }
+        fn empty(&mut self) {
+            self.clear();
+        }
+        fn refill(&mut self, parts: &'static str) {
+            self.push_str(parts);
+        }
+    }
+
     thread_local! {
         static STRINGS: Pool<String> = const { Pool::new() };
     }
 
     #[test]
     fn only_allocations_nothing_refers_to_are_reused() {
-        let first = take(&STRINGS, String::from("first"));
+        let first = take(&STRINGS, "first");
         let at = Rc::as_ptr(&first);
-        give(&STRINGS, first, String::clear);
-        let again = take(&STRINGS, String::from("again"));
+        give(&STRINGS, first);
+        let again = take(&STRINGS, "again");
         assert_eq!(Rc::as_ptr(&again), at, "reused");
         assert_eq!(*again, "again");
         let weak = Rc::downgrade(&again);
-        give(&STRINGS, again, String::clear);
+        give(&STRINGS, again);
         assert!(weak.upgrade().is_none(), "a Weak keeps it out: freed");
-        let other = take(&STRINGS, String::from("other"));
+        let other = take(&STRINGS, "other");
         let shared = other.clone();
-        give(&STRINGS, other, String::clear);
+        give(&STRINGS, other);
         assert_eq!(*shared, "other", "still held: untouched");
         assert_eq!(STRINGS.with(|p| p.free.borrow().len()), 0);
     }
