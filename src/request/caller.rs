@@ -234,7 +234,7 @@ impl CallerEnd for CallerRec {
                 parent.as_ref(),
                 Some(&rsp),
             ),
-            None => unhandled(rec.id, &rec.method, &rsp.kind, rsp.error.as_ref()),
+            None => unhandled(rec.id, &rec.method, &rsp.kind, rsp.error.as_deref()),
         }
         drop(parent);
         if last {
@@ -366,7 +366,7 @@ pub struct Response {
     caller: Rc<CallerRec>,
     kind: TypeName,
     last: bool,
-    error: Option<Error>,
+    error: Option<Box<Error>>,
 }
 
 impl fmt::Debug for Response {
@@ -403,7 +403,7 @@ impl Response {
 
     /// The error, for error responses.
     pub fn error(&self) -> Option<&Error> {
-        self.error.as_ref()
+        self.error.as_deref()
     }
 
     /// The data the caller attached to the request (POE's rsp scope).

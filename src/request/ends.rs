@@ -27,7 +27,9 @@ pub(crate) struct Answer {
     pub(crate) args: Args,
     /// Whether it ends the transaction.
     pub(crate) last: bool,
-    pub(crate) error: Option<Error>,
+    /// Boxed: answers wait inline in the caller's record, and an error
+    /// is the rare answer.
+    pub(crate) error: Option<Box<Error>>,
 }
 
 impl Answer {
@@ -51,7 +53,7 @@ impl Answer {
             kind: Cow::Borrowed("error"),
             args,
             last: true,
-            error: Some(e),
+            error: Some(Box::new(e)),
         }
     }
 }
