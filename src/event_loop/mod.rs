@@ -55,6 +55,40 @@ const ALARM: Token = Token(1);
 
 /// A closure run on the loop thread.
 type Task = Box<dyn FnOnce(&EventLoop)>;
+
+/// Work deferred without a closure: an object already shared (an `Rc`)
+/// that knows what to do when its turn comes, and keeps what it needs
+/// for it. Deferring it costs no allocation, where a closure costs a box
+/// per task: the local request link sends every message this way.
+pub(crate) trait Deferred {
+    /// Its turn came (once per [`EventLoop::defer_shared`] or
+    /// [`EventLoop::defer_weak`] of it).
+    fn run_deferred(self: Rc<Self>, lp: &EventLoop);
+}
+
+/// One entry of the deferred queue, run in the order deferred whatever
+/// its form.
+enum Queued {
+    Task(Task),
+    /// Held strongly until its turn.
+    Shared(Rc<dyn Deferred>),
+    /// Run only if something else still holds it at its turn.
+    Weak(Weak<dyn Deferred>),
+}
+
+impl Queued {
+    fn run(self, lp: &EventLoop) {
+        match self {
+            Queued::Task(task) => task(lp),
+            Queued::Shared(target) => target.run_deferred(lp),
+            Queued::Weak(target) => {
+                if let Some(target) = target.upgrade() {
+                    target.run_deferred(lp);
+                }
+            }
+        }
+    }
+}
 /// What a readiness event says about a source.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Readiness {
@@ -93,7 +127,7 @@ struct Inner {
     /// Wakes the loop for timers far away, so that it sleeps without a
     /// timeout (`None` if the system gave no timerfd: timeouts then).
     alarm: Option<alarm::Alarm>,
-    deferred: RefCell<VecDeque<Task>>,
+    deferred: RefCell<VecDeque<Queued>>,
     again: RefCell<Vec<Token>>,
     flush: RefCell<Vec<Weak<dyn Flush>>>,
     /// The events of a turn, kept between turns for their room.
@@ -354,7 +388,34 @@ impl EventLoop {
             drop(task);
             return;
         }
-        self.inner.deferred.borrow_mut().push_back(Box::new(task));
+        self.push_deferred(Queued::Task(Box::new(task)));
+    }
+
+    /// Runs `target`'s [`Deferred::run_deferred`] on this loop as
+    /// [`EventLoop::defer`] runs a closure (same queue, same order),
+    /// holding `target` until then. Returns false, dropping `target`,
+    /// after the shutdown (nothing runs then).
+    pub(crate) fn defer_shared(&self, target: Rc<dyn Deferred>) -> bool {
+        if self.inner.shut.get() {
+            drop(target);
+            return false;
+        }
+        self.push_deferred(Queued::Shared(target));
+        true
+    }
+
+    /// As [`EventLoop::defer_shared`], without holding `target`: at its
+    /// turn it runs only if it is still alive.
+    pub(crate) fn defer_weak(&self, target: Weak<dyn Deferred>) -> bool {
+        if self.inner.shut.get() {
+            return false;
+        }
+        self.push_deferred(Queued::Weak(target));
+        true
+    }
+
+    fn push_deferred(&self, entry: Queued) {
+        self.inner.deferred.borrow_mut().push_back(entry);
         self.poke();
     }
 
@@ -385,6 +446,43 @@ mod tests {
         lp.dispatch().unwrap();
         assert_eq!(*log.borrow(), vec![0, 1, 2]);
         assert_eq!(lp.timeout_ms(), None);
+    }
+
+    /// Logs its name at its turn.
+    struct Named(&'static str, Rc<RefCell<Vec<&'static str>>>);
+
+    impl Deferred for Named {
+        fn run_deferred(self: Rc<Self>, _: &EventLoop) {
+            self.1.borrow_mut().push(self.0);
+        }
+    }
+
+    #[test]
+    fn shared_and_weak_entries_keep_the_order_of_closures() {
+        let lp = EventLoop::new().unwrap();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let named = |name| Rc::new(Named(name, log.clone()));
+        let kept = named("weak, kept");
+        let gone = named("weak, gone");
+        let first = log.clone();
+        lp.defer(move |_| first.borrow_mut().push("closure"));
+        assert!(lp.defer_shared(named("shared")));
+        assert!(lp.defer_weak(Rc::<Named>::downgrade(&gone)));
+        assert!(lp.defer_weak(Rc::<Named>::downgrade(&kept)));
+        let last = log.clone();
+        lp.defer(move |_| last.borrow_mut().push("closure again"));
+        drop(gone);
+        assert!(log.borrow().is_empty(), "nothing runs inline");
+        lp.dispatch().unwrap();
+        assert_eq!(
+            *log.borrow(),
+            ["closure", "shared", "weak, kept", "closure again"]
+        );
+        lp.shutdown();
+        let after = named("after the shutdown");
+        assert!(!lp.defer_shared(after.clone()));
+        assert!(!lp.defer_weak(Rc::<Named>::downgrade(&after)));
+        assert_eq!(Rc::strong_count(&after), 1, "dropped, not kept");
     }
 
     #[test]

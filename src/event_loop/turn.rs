@@ -112,9 +112,9 @@ impl EventLoop {
         // turn, so a task that re-defers itself cannot starve the poll.
         let count = inner.deferred.borrow().len();
         for _ in 0..count {
-            let task = inner.deferred.borrow_mut().pop_front();
-            match task {
-                Some(task) => task(self),
+            let entry = inner.deferred.borrow_mut().pop_front();
+            match entry {
+                Some(entry) => entry.run(self),
                 None => break,
             }
         }

@@ -64,6 +64,7 @@ impl Target {
 
 impl Request {
     /// Starts building a request of `method` to `target`.
+    #[inline]
     pub fn to(target: impl Into<Target>, method: &str) -> RequestBuilder {
         RequestBuilder {
             target: target.into(),
@@ -104,6 +105,7 @@ impl RequestBuilder {
     }
 
     /// Sets the args.
+    #[inline]
     pub fn args(mut self, args: Args) -> Self {
         self.args = args;
         self

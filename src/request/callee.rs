@@ -8,23 +8,30 @@
 use super::dispatch::{run_handler, run_method};
 use super::ends::{CalleeEnd, CallerEnd};
 use super::link::Up;
+use super::pool::{self, Pool, Pooled};
 use super::scope::Scope;
 use super::stage::{Stage, StageInner};
 use crate::error::{Error, ErrorCode};
-use crate::event_loop::EventLoop;
+use crate::event_loop::{Deferred, EventLoop};
 use crate::value::Args;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
+thread_local! {
+    /// The allocations of callee's records that ended (see [`pool`]).
+    static FREE: Pool<ServedRec> = const { Pool::new() };
+}
+
 /// The callee's record of a request.
 pub(crate) struct ServedRec {
     id: u64,
     caller_id: u64,
     /// The serving stage's loop, kept apart from the stage (which may be
-    /// gone once the request ended).
-    lp: EventLoop,
+    /// gone once the request ended). `None` only while the record is
+    /// kept free (see [`pool`]), as `link`.
+    lp: Option<EventLoop>,
     stage: Weak<StageInner>,
     /// The stage, held while the request is open (a request being served
     /// keeps its stage alive, as a local request keeps its target) and
@@ -36,7 +43,7 @@ pub(crate) struct ServedRec {
     data: Scope,
     /// The requests made on this one's behalf, cancelled when it ends.
     children: RefCell<Vec<Weak<dyn CallerEnd>>>,
-    link: Up,
+    link: Option<Up>,
     on_cancel: RefCell<Option<Box<dyn FnOnce()>>>,
     /// Whether a method of the stage ran on it (a local request cancelled
     /// before its turn never starts).
@@ -51,6 +58,8 @@ pub(crate) struct ServedRec {
     /// recall into the request, so the emit counts as a reference until
     /// the transaction ends (POE's emits hold the request's id).
     emitted: Cell<bool>,
+    /// The args of a request from this loop until its method's turn.
+    args: Cell<Option<Args>>,
 }
 
 /// The machinery's hold on a served request: the caller's link, a
@@ -77,24 +86,8 @@ impl Served {
         link: Up,
         deadline: Option<Instant>,
     ) -> Served {
-        Served(Rc::new(ServedRec {
-            id,
-            caller_id,
-            lp: stage.event_loop().clone(),
-            stage: stage.downgrade(),
-            holds: RefCell::new(Some(stage)),
-            method,
-            open: Cell::new(true),
-            data: Scope::default(),
-            children: RefCell::new(Vec::new()),
-            link,
-            on_cancel: RefCell::new(None),
-            started: Cell::new(false),
-            on_end: RefCell::new(None),
-            deadline,
-            handles: Cell::new(0),
-            emitted: Cell::new(false),
-        }))
+        let parts = (id, caller_id, stage, method, link, deadline);
+        Served(pool::take(&FREE, parts))
     }
 
     /// A new reference of the callee's, for a handler.
@@ -106,6 +99,12 @@ impl Served {
     /// The method the caller asked for.
     #[inline]
     pub(crate) fn method(&self) -> &str {
+        &self.0.method
+    }
+
+    /// The method the caller asked for, as the request shares it.
+    #[inline]
+    pub(crate) fn method_name(&self) -> &Rc<str> {
         &self.0.method
     }
 
@@ -165,6 +164,20 @@ impl Served {
 }
 
 impl ServedRec {
+    #[inline]
+    fn lp(&self) -> &EventLoop {
+        self.lp
+            .as_ref()
+            .expect("a record in use has its loop (only free ones have none)")
+    }
+
+    #[inline]
+    fn link(&self) -> &Up {
+        self.link
+            .as_ref()
+            .expect("a record in use has its link (only free ones have none)")
+    }
+
     /// The serving stage: always there while the request is open.
     fn stage(&self) -> Option<Stage> {
         Stage::from_weak(&self.stage)
@@ -184,7 +197,7 @@ impl ServedRec {
     /// Ends the request with an error for the caller.
     fn fail(&self, error: Error) -> Result<(), Error> {
         self.check_open()?;
-        self.link.fail(&self.lp, error);
+        self.link().fail(self.lp(), error);
         self.end();
         Ok(())
     }
@@ -330,7 +343,7 @@ impl ServedRequest {
     /// process (its caller is this process), or from a broker that did
     /// not say.
     pub fn caller(&self) -> Option<&crate::wire::CallerInfo> {
-        self.0.link.caller()
+        self.0.link().caller()
     }
 
     /// The method the caller asked for.
@@ -366,7 +379,7 @@ impl ServedRequest {
 
     /// The loop the request is served on.
     pub(crate) fn event_loop(&self) -> &EventLoop {
-        &self.0.lp
+        self.0.lp()
     }
 
     /// Whether its caller waits for an answer: false for a one-way
@@ -376,7 +389,7 @@ impl ServedRequest {
     /// [`Client::dropped_answers`](crate::Client::dropped_answers)). A
     /// callee may skip building an answer then.
     pub fn expects_answer(&self) -> bool {
-        self.0.link.expects_answer()
+        self.0.link().expects_answer()
     }
 
     /// Whether it can still be answered.
@@ -461,15 +474,73 @@ impl ServedRequest {
             }
             return Ok(());
         }
-        self.0.link.respond(&self.0.lp, kind, args, last)?;
+        self.0.link().respond(self.0.lp(), kind, args, last)?;
         if last {
             self.0.end();
-        } else if self.0.link.expects_answer() {
+        } else if self.0.link().expects_answer() {
             // A one-way request's emits are dropped: no recall can
             // follow them, so they keep nothing open.
             self.0.emitted.set(true);
         }
         Ok(())
+    }
+}
+
+/// The parts of a callee's record: id, caller's id, stage, method, link
+/// up, deadline.
+type ServedParts = (u64, u64, Stage, Rc<str>, Up, Option<Instant>);
+
+impl Pooled for ServedRec {
+    type Parts = ServedParts;
+
+    fn make((id, caller_id, stage, method, link, deadline): ServedParts) -> ServedRec {
+        ServedRec {
+            id,
+            caller_id,
+            lp: Some(stage.event_loop().clone()),
+            stage: stage.downgrade(),
+            holds: RefCell::new(Some(stage)),
+            method,
+            open: Cell::new(true),
+            data: Scope::default(),
+            children: RefCell::new(Vec::new()),
+            link: Some(link),
+            on_cancel: RefCell::new(None),
+            started: Cell::new(false),
+            on_end: RefCell::new(None),
+            deadline,
+            handles: Cell::new(0),
+            emitted: Cell::new(false),
+            args: Cell::new(None),
+        }
+    }
+
+    fn empty(&mut self) {
+        self.lp = None;
+        self.stage = Weak::new();
+        *self.holds.get_mut() = None;
+        self.data.clear();
+        // The list's room is kept for the next request.
+        self.children.get_mut().clear();
+        self.link = None;
+        *self.on_cancel.get_mut() = None;
+        *self.on_end.get_mut() = None;
+        *self.args.get_mut() = None;
+    }
+
+    fn refill(&mut self, (id, caller_id, stage, method, link, deadline): ServedParts) {
+        self.id = id;
+        self.caller_id = caller_id;
+        self.lp = Some(stage.event_loop().clone());
+        self.stage = stage.downgrade();
+        *self.holds.get_mut() = Some(stage);
+        self.method = method;
+        self.open.set(true);
+        self.link = Some(link);
+        self.started.set(false);
+        self.deadline = deadline;
+        self.handles.set(0);
+        self.emitted.set(false);
     }
 }
 
@@ -485,5 +556,22 @@ impl CalleeEnd for ServedRec {
 
     fn cancelled(self: Rc<Self>) {
         Served(self).cancelled();
+    }
+
+    fn keep_args(&self, args: Args) {
+        self.args.set(Some(args));
+    }
+
+    fn let_go(self: Rc<Self>) {
+        pool::give(&FREE, self);
+    }
+}
+
+/// The turn of a request from this loop (see [`CalleeEnd`]).
+impl Deferred for ServedRec {
+    fn run_deferred(self: Rc<Self>, _: &EventLoop) {
+        if let Some(args) = self.args.take() {
+            self.run(None, &args);
+        }
     }
 }

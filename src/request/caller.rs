@@ -5,24 +5,31 @@
 
 use super::callee::ServedRequest;
 use super::dispatch::{run_handler, unhandled};
-use super::ends::{Answer, CallerEnd};
+use super::ends::{Answer, CallerEnd, Inbox};
 use super::link::Down;
 use super::mappings::ResponseHandlers;
 use super::names::TypeName;
+use super::pool::{self, Pool, Pooled};
 use super::scope::Scope;
 use super::stage::{HandlerFn, Stage, StageInner};
 use crate::error::{Error, ErrorCode};
-use crate::event_loop::{EventLoop, TimerId};
+use crate::event_loop::{Deferred, EventLoop, TimerId};
 use crate::value::Args;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::{Rc, Weak};
 
+thread_local! {
+    /// The allocations of caller's records that ended (see [`pool`]).
+    static FREE: Pool<CallerRec> = const { Pool::new() };
+}
+
 /// The caller's record of a request.
 pub(crate) struct CallerRec {
     id: u64,
     method: Rc<str>,
-    lp: EventLoop,
+    /// `None` only while the record is kept free (see [`pool`](super::pool)).
+    lp: Option<EventLoop>,
     open: Cell<bool>,
     handlers: ResponseHandlers<HandlerFn>,
     /// The stage whose handler sent the request: its handlers may take
@@ -39,6 +46,8 @@ pub(crate) struct CallerRec {
     /// key under which the loop holds the record until the request ends
     /// (or the loop shuts down).
     kept: Cell<Option<u64>>,
+    /// Answers from a callee on this loop, until their turn.
+    inbox: Inbox,
 }
 
 impl CallerRec {
@@ -51,19 +60,16 @@ impl CallerRec {
         handlers: ResponseHandlers<HandlerFn>,
         requester: Option<&Stage>,
     ) -> Rc<CallerRec> {
-        Rc::new(CallerRec {
-            id,
-            method,
-            lp,
-            open: Cell::new(true),
-            handlers,
-            requester: requester.map(Stage::downgrade),
-            parent: RefCell::new(None),
-            data: Scope::default(),
-            link: RefCell::new(Down::None),
-            timer: Cell::new(None),
-            kept: Cell::new(None),
-        })
+        let requester = requester.map(Stage::downgrade);
+        pool::take(&FREE, (id, method, lp, handlers, requester))
+    }
+
+    /// The loop of the request.
+    #[inline]
+    fn lp(&self) -> &EventLoop {
+        self.lp
+            .as_ref()
+            .expect("a record in use has its loop (only free ones have none)")
     }
 
     #[inline]
@@ -107,7 +113,7 @@ impl CallerRec {
     /// of this method holds another reference.
     fn release_kept(&self) {
         if let Some(key) = self.kept.take() {
-            let held = self.lp.release(key);
+            let held = self.lp().release(key);
             drop(held);
         }
     }
@@ -120,7 +126,7 @@ impl CallerRec {
 
     fn stop_timer(&self) {
         if let Some(t) = self.timer.take() {
-            self.lp.cancel_timer(t);
+            self.lp().cancel_timer(t);
         }
     }
 
@@ -139,6 +145,58 @@ impl CallerRec {
         self.timer.take();
         self.cut_link();
         self.receive(Answer::error(e));
+    }
+}
+
+/// The parts of a caller's record: id, method, loop, response handlers,
+/// requesting stage.
+type CallerParts = (
+    u64,
+    Rc<str>,
+    EventLoop,
+    ResponseHandlers<HandlerFn>,
+    Option<Weak<StageInner>>,
+);
+
+impl Pooled for CallerRec {
+    type Parts = CallerParts;
+
+    fn make((id, method, lp, handlers, requester): CallerParts) -> CallerRec {
+        CallerRec {
+            id,
+            method,
+            lp: Some(lp),
+            open: Cell::new(true),
+            handlers,
+            requester,
+            parent: RefCell::new(None),
+            data: Scope::default(),
+            link: RefCell::new(Down::None),
+            timer: Cell::new(None),
+            kept: Cell::new(None),
+            inbox: Inbox::default(),
+        }
+    }
+
+    fn empty(&mut self) {
+        self.lp = None;
+        self.handlers = ResponseHandlers::default();
+        self.requester = None;
+        *self.parent.get_mut() = None;
+        self.data.clear();
+        *self.link.get_mut() = Down::None;
+        self.timer.set(None);
+        self.kept.set(None);
+        self.inbox.clear();
+    }
+
+    fn refill(&mut self, (id, method, lp, handlers, requester): CallerParts) {
+        self.id = id;
+        self.method = method;
+        self.lp = Some(lp);
+        self.open.set(true);
+        self.handlers = handlers;
+        self.requester = requester;
     }
 }
 
@@ -176,7 +234,7 @@ impl CallerEnd for CallerRec {
                 parent.as_ref(),
                 Some(&rsp),
             ),
-            None => unhandled(rec.id, &rec.method, &rsp.kind, rsp.error.as_ref()),
+            None => unhandled(rec.id, &rec.method, &rsp.kind, rsp.error.as_deref()),
         }
         drop(parent);
         if last {
@@ -193,27 +251,47 @@ impl CallerEnd for CallerRec {
     fn cancel(&self) -> bool {
         CallerRec::cancel(self)
     }
+
+    fn inbox(&self) -> &Inbox {
+        &self.inbox
+    }
+}
+
+/// The turn of an answer from a callee on this loop (see [`CallerEnd`]).
+impl Deferred for CallerRec {
+    fn run_deferred(self: Rc<Self>, _: &EventLoop) {
+        if let Some(answer) = self.inbox.pop() {
+            self.receive(answer);
+        }
+    }
 }
 
 /// The caller's handle on a transaction (POE::Request). Dropping it
 /// cancels the transaction if it is still open.
-pub struct Request(Rc<CallerRec>);
+pub struct Request {
+    /// `None` only inside `drop`, which hands the record to the pool.
+    rec: Option<Rc<CallerRec>>,
+}
 
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Request")
-            .field("id", &self.0.id)
-            .field("method", &self.0.method)
-            .field("open", &self.0.open.get())
+            .field("id", &self.rec().id)
+            .field("method", &self.rec().method)
+            .field("open", &self.rec().open.get())
             .finish()
     }
 }
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if self.0.kept.get().is_none() {
-            self.0.cancel();
+        let Some(rec) = self.rec.take() else {
+            return;
+        };
+        if rec.kept.get().is_none() {
+            rec.cancel();
         }
+        pool::give(&FREE, rec);
     }
 }
 
@@ -221,36 +299,43 @@ impl Request {
     /// The caller's handle on a request just linked.
     #[inline]
     pub(crate) fn from_rec(rec: Rc<CallerRec>) -> Request {
-        Request(rec)
+        Request { rec: Some(rec) }
+    }
+
+    #[inline]
+    fn rec(&self) -> &Rc<CallerRec> {
+        self.rec
+            .as_ref()
+            .expect("a request has its record until it is dropped")
     }
 
     /// The request's id; its responses carry the same id.
     pub fn id(&self) -> u64 {
-        self.0.id
+        self.rec().id
     }
 
     /// The loop the request lives on (its target's).
     pub fn event_loop(&self) -> &EventLoop {
-        &self.0.lp
+        self.rec().lp()
     }
 
     /// Whether the transaction is still open on the caller's side.
     pub fn is_open(&self) -> bool {
-        self.0.open.get()
+        self.rec().open.get()
     }
 
     /// The caller's data for this request (POE's expose): readable as
     /// `rsp.data()` in every response handler; dropped when the caller's
     /// side ends.
     pub fn data(&self) -> &Scope {
-        &self.0.data
+        &self.rec().data
     }
 
     /// Cancels the transaction and every request made on its behalf; the
     /// callee's on-cancel runs, and no response arrives afterwards.
     /// Returns whether it was open; cancelling twice is harmless.
     pub fn cancel(&self) -> bool {
-        self.0.cancel()
+        self.rec().cancel()
     }
 
     /// Lets go of the handle without cancelling: the request runs to its
@@ -267,10 +352,10 @@ impl Request {
     /// open then, with its handlers, without a response. An ended
     /// request is simply dropped.
     pub fn keep(self) {
-        if self.0.open.get() {
-            let key = self.0.lp.keep(self.0.clone());
+        if self.rec().open.get() {
+            let key = self.rec().lp().keep(self.rec().clone());
             if key != 0 {
-                self.0.kept.set(Some(key));
+                self.rec().kept.set(Some(key));
             }
         }
     }
@@ -281,7 +366,7 @@ pub struct Response {
     caller: Rc<CallerRec>,
     kind: TypeName,
     last: bool,
-    error: Option<Error>,
+    error: Option<Box<Error>>,
 }
 
 impl fmt::Debug for Response {
@@ -298,7 +383,7 @@ impl fmt::Debug for Response {
 impl Response {
     /// The loop the request it answers lives on.
     pub fn event_loop(&self) -> &EventLoop {
-        &self.caller.lp
+        self.caller.lp()
     }
 
     /// The id of the request this answers.
@@ -318,7 +403,7 @@ impl Response {
 
     /// The error, for error responses.
     pub fn error(&self) -> Option<&Error> {
-        self.error.as_ref()
+        self.error.as_deref()
     }
 
     /// The data the caller attached to the request (POE's rsp scope).
@@ -353,7 +438,7 @@ impl Response {
         self.caller
             .link
             .borrow()
-            .recall(&self.caller.lp, method, args)
+            .recall(self.caller.lp(), method, args)
     }
 
     /// Cancels the transaction from inside a response handler.

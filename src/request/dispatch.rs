@@ -122,7 +122,15 @@ pub(crate) fn run_method(served: &Served, method: &str, args: &Args) {
         return;
     };
     served.mark_started();
-    match stage.resolve(method) {
+    // The request's own method (not a recall's or a pass_to's) is the
+    // request's shared name: looked up without hashing when repeated.
+    let own = served.method_name();
+    let handler = if std::ptr::eq(method, &**own) {
+        stage.resolve_named(own)
+    } else {
+        stage.resolve(method)
+    };
+    match handler {
         Some(h) => {
             let handle = served.handle();
             run_handler(&h, Some(&stage), method, args, Some(&handle), None);

@@ -3,7 +3,17 @@
 //! costs one hash lookup and a response none.
 
 use super::names::{strip_on, with_joined, ON, ON_MY};
-use std::collections::HashMap;
+use crate::id_hash::PeerIdMap;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Handler names to handlers. Hashed with the keyed folded multiply of
+/// [`PeerIdMap`] rather than SipHash: every request looks its method up
+/// here, and SipHash was ~250 instructions of a local request+return
+/// pair. Keyed per table, so names another program sends (remote
+/// requests and recalls) cannot be chosen to collide; they are only
+/// looked up, never added, anyway.
+type ByName<H> = PeerIdMap<String, H>;
 
 /// Handlers by name, with the method index derived from them. `H` is a
 /// shared handler (a stage's [`HandlerFn`](super::HandlerFn)); the table
@@ -13,21 +23,28 @@ use std::collections::HashMap;
 /// that exists, else `by_name[m]`, and there is no entry when neither
 /// exists; `intercepts` counts the names that start with `on_my_`.
 pub(crate) struct HandlerTable<H> {
-    by_name: HashMap<String, H>,
+    by_name: ByName<H>,
     /// What a request for method `m` runs, under `m` without a leading
     /// `on_` (POE::Stage 0.05's rule: `on_m`, else `m`).
-    methods: HashMap<String, H>,
+    methods: ByName<H>,
     /// When zero (the usual case) no response can be intercepted by its
     /// own stage, and the `on_my_<type>` lookup is skipped.
     intercepts: usize,
+    /// The last shared method name looked up with
+    /// [`HandlerTable::method_named`], and what it found: a stage mostly
+    /// serves one method many times, and requests share their method's
+    /// name, so comparing pointers spares hashing the name. Holding the
+    /// name keeps its address from being reused by another one.
+    last: RefCell<Option<(Rc<str>, Option<H>)>>,
 }
 
 impl<H> Default for HandlerTable<H> {
     fn default() -> Self {
         HandlerTable {
-            by_name: HashMap::new(),
-            methods: HashMap::new(),
+            by_name: ByName::default(),
+            methods: ByName::default(),
             intercepts: 0,
+            last: RefCell::new(None),
         }
     }
 }
@@ -35,6 +52,7 @@ impl<H> Default for HandlerTable<H> {
 impl<H: Clone> HandlerTable<H> {
     /// Registers `handler` under `name`; returns the one it replaces.
     pub(crate) fn insert(&mut self, name: &str, handler: H) -> Option<H> {
+        *self.last.get_mut() = None;
         let old = self.by_name.insert(name.to_string(), handler);
         if old.is_none() && name.starts_with(ON_MY) {
             self.intercepts += 1;
@@ -45,6 +63,7 @@ impl<H: Clone> HandlerTable<H> {
 
     /// Removes the handler under `name`; returns it.
     pub(crate) fn remove(&mut self, name: &str) -> Option<H> {
+        *self.last.get_mut() = None;
         let old = self.by_name.remove(name);
         if old.is_some() {
             if name.starts_with(ON_MY) {
@@ -69,6 +88,19 @@ impl<H: Clone> HandlerTable<H> {
     /// then `on_<name>`, else `<name>`.
     pub(crate) fn method(&self, method: &str) -> Option<&H> {
         self.methods.get(strip_on(method))
+    }
+
+    /// As [`HandlerTable::method`], for a shared name: found again
+    /// without hashing when it is the last one looked up.
+    pub(crate) fn method_named(&self, method: &Rc<str>) -> Option<H> {
+        if let Some((name, found)) = &*self.last.borrow() {
+            if Rc::ptr_eq(name, method) {
+                return found.clone();
+            }
+        }
+        let found = self.method(method).cloned();
+        *self.last.borrow_mut() = Some((method.clone(), found.clone()));
+        found
     }
 
     /// The stage's `on_my_<kind>` handler, which intercepts its own
@@ -141,6 +173,25 @@ mod tests {
         t.remove("foo");
         assert!(t.method("foo").is_none());
         assert!(t.methods.is_empty());
+    }
+
+    #[test]
+    fn shared_names_find_what_the_table_holds_now() {
+        let mut t = HandlerTable::<HandlerFn>::default();
+        let (first, second) = (handler(), handler());
+        let name: Rc<str> = Rc::from("foo");
+        assert!(t.method_named(&name).is_none());
+        t.insert("foo", first.clone());
+        assert!(same(t.method_named(&name).as_ref(), &first));
+        assert!(same(t.method_named(&name).as_ref(), &first));
+        t.insert("on_foo", second.clone());
+        assert!(same(t.method_named(&name).as_ref(), &second));
+        let other: Rc<str> = Rc::from("on_foo");
+        assert!(same(t.method_named(&other).as_ref(), &second));
+        t.remove("on_foo");
+        assert!(same(t.method_named(&name).as_ref(), &first));
+        t.remove("foo");
+        assert!(t.method_named(&name).is_none());
     }
 
     #[test]

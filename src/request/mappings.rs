@@ -71,6 +71,11 @@ impl<H: Clone> ResponseHandlers<H> {
     /// `handler`, replacing an earlier mapping of the same type.
     pub(crate) fn map(&mut self, kind: &str, handler: HandlerRef<H>) {
         let kind = strip_on(kind);
+        if self.first.is_none() {
+            // The usual request maps one type: nothing to replace.
+            self.first = Some((type_name(kind), handler));
+            return;
+        }
         let slot = self
             .first
             .iter_mut()
@@ -78,8 +83,6 @@ impl<H: Clone> ResponseHandlers<H> {
             .find(|(t, _)| t == kind);
         if let Some((_, h)) = slot {
             *h = handler;
-        } else if self.first.is_none() {
-            self.first = Some((type_name(kind), handler));
         } else {
             self.rest.push((type_name(kind), handler));
         }

@@ -101,6 +101,7 @@
 // from src/request.
 //
 //   names, scope, handlers, mappings  leaves: names, data, lookup tables
+//   pool      free lists of ended records' allocations  (a leaf)
 //   ends      the halves as the link sees them (CallerEnd, CalleeEnd,
 //             Answer)                                   -> names
 //   local     the local link: deferred tasks            -> ends names
@@ -139,6 +140,7 @@ mod link;
 mod local;
 mod mappings;
 mod names;
+mod pool;
 mod remote;
 mod scope;
 mod stage;

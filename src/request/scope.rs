@@ -13,8 +13,9 @@ use std::fmt;
 pub struct Scope {
     /// Created on first use: every request has a scope on each side, and
     /// most never store anything, so an empty scope costs no hash map
-    /// (whose creation seeds its hasher).
-    values: RefCell<Option<Values>>,
+    /// (whose creation seeds its hasher). Boxed, so that the empty scope
+    /// in every request record is one word, not a map's six.
+    values: RefCell<Option<Box<Values>>>,
 }
 
 type Values = HashMap<String, Box<dyn Any>>;
@@ -22,7 +23,7 @@ type Values = HashMap<String, Box<dyn Any>>;
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let values = self.values.borrow();
-        let mut keys: Vec<_> = values.iter().flat_map(HashMap::keys).collect();
+        let mut keys: Vec<_> = values.iter().flat_map(|v| v.keys()).collect();
         keys.sort();
         f.debug_struct("Scope").field("keys", &keys).finish()
     }
@@ -45,7 +46,7 @@ impl Scope {
         let old = self
             .values
             .borrow_mut()
-            .get_or_insert_with(HashMap::new)
+            .get_or_insert_with(Box::default)
             .insert(key.to_string(), Box::new(value));
         // Dropped here, after the borrow ends: its Drop may use this scope.
         drop(old);
@@ -70,7 +71,7 @@ impl Scope {
         let replaced = self
             .values
             .borrow_mut()
-            .get_or_insert_with(HashMap::new)
+            .get_or_insert_with(Box::default)
             .insert(key.to_string(), value);
         drop(replaced);
         result
@@ -96,7 +97,7 @@ impl Scope {
 
     /// How many values are stored.
     pub fn len(&self) -> usize {
-        self.values.borrow().as_ref().map_or(0, HashMap::len)
+        self.values.borrow().as_ref().map_or(0, |v| v.len())
     }
 
     /// Whether nothing is stored.
