@@ -59,67 +59,12 @@ struct CallFields<'a> {
     _payload: &'a [u8],
 }
 
-/// The variant numbers (one byte each: bincode writes an index below
-/// 251 so) of a stamped frame and of the plain frame it becomes.
-struct Tags {
-    deliver: u8,
-    deliver_from: u8,
-    post: u8,
-    post_from: u8,
-}
-
-fn tags() -> &'static Tags {
-    static TAGS: std::sync::OnceLock<Tags> = std::sync::OnceLock::new();
-    TAGS.get_or_init(|| {
-        let (id, origin, timeout_ms) = (0, 0, 0);
-        let (s, m, p) = (String::new, String::new, crate::wire::Payload::default);
-        let caller = CallerInfo::default;
-        let tag = |f: Frame| body_of(&f)[0];
-        Tags {
-            deliver: tag(Frame::Deliver {
-                id,
-                origin,
-                timeout_ms,
-                session: s(),
-                method: m(),
-                payload: p(),
-            }),
-            deliver_from: tag(Frame::DeliverFrom {
-                id,
-                origin,
-                timeout_ms,
-                session: s(),
-                method: m(),
-                payload: p(),
-                caller: caller(),
-            }),
-            post: tag(Frame::Post {
-                id,
-                origin,
-                timeout_ms,
-                session: s(),
-                method: m(),
-                payload: p(),
-            }),
-            post_from: tag(Frame::PostFrom {
-                id,
-                origin,
-                timeout_ms,
-                session: s(),
-                method: m(),
-                payload: p(),
-                caller: caller(),
-            }),
-        }
-    })
-}
-
 /// The `DeliverFrom` or `PostFrom` in `body`, if it is one. Read in
 /// place: the plain deliver or post is the same bytes under the other
 /// variant number, without the caller (no decoding of the call into
 /// owned fields and encoding it again).
 pub(super) fn stamped(body: &[u8]) -> Option<Stamped<'_>> {
-    let t = tags();
+    let t = super::link_traffic::tags();
     let (plain_tag, post) = match body.first().copied() {
         Some(tag) if tag == t.deliver_from => (t.deliver, false),
         Some(tag) if tag == t.post_from => (t.post, true),

@@ -30,23 +30,24 @@ fn split_frames(mut bytes: &[u8], out: &mut Vec<Vec<u8>>) {
     }
 }
 
-/// The variant numbers (first byte) of the frames federation looks at.
-struct Tags {
-    deliver: u8,
-    post: u8,
-    emit: u8,
-    recall: u8,
-    result: u8,
-    cancel: u8,
-    deliver_from: u8,
-    post_from: u8,
-    signal: u8,
-    remove_match: u8,
+/// The variant numbers (first byte) of the frames federation looks at
+/// (here and in `identity`).
+pub(super) struct Tags {
+    pub(super) deliver: u8,
+    pub(super) post: u8,
+    pub(super) emit: u8,
+    pub(super) recall: u8,
+    pub(super) result: u8,
+    pub(super) cancel: u8,
+    pub(super) deliver_from: u8,
+    pub(super) post_from: u8,
+    pub(super) signal: u8,
+    pub(super) remove_match: u8,
 }
 
 /// The frames' variant numbers, from their encoding (bincode writes an
 /// enum's index first, in one byte below 251).
-fn tags() -> &'static Tags {
+pub(super) fn tags() -> &'static Tags {
     use crate::wire::{CallerInfo, Payload};
     static TAGS: std::sync::OnceLock<Tags> = std::sync::OnceLock::new();
     TAGS.get_or_init(|| {
