@@ -313,8 +313,9 @@ impl Shared {
 
     fn ready(&self, readiness: Readiness) {
         let mut first = true;
+        let mut frames = Vec::new();
         let outcome = loop {
-            let (mut frames, outcome, stopped) = {
+            let (outcome, stopped) = {
                 let mut inner = self.inner.borrow_mut();
                 let Inner { core, io } = &mut *inner;
                 // A frame acted on may have closed the client.
@@ -329,7 +330,9 @@ impl Shared {
                         return;
                     }
                 }
-                let mut frames = std::mem::take(&mut io.frames);
+                if first {
+                    frames = std::mem::take(&mut io.frames);
+                }
                 let (outcome, stopped) = if readiness.readable {
                     if first {
                         core.heard();
@@ -354,7 +357,7 @@ impl Shared {
                         return;
                     }
                 }
-                (frames, outcome, stopped)
+                (outcome, stopped)
             };
             first = false;
             for frame in frames.drain(..) {
@@ -363,16 +366,15 @@ impl Shared {
                     self.run(effect);
                 }
             }
-            let mut inner = self.inner.borrow_mut();
-            if inner.io.frames.capacity() == 0 {
-                inner.io.frames = frames;
-            }
             if !stopped {
                 break outcome;
             }
         };
         let outcome = {
             let mut inner = self.inner.borrow_mut();
+            if inner.io.frames.capacity() == 0 {
+                inner.io.frames = frames;
+            }
             // Welcomed: the connect timer is cancelled, so that an
             // embedding host is not woken for it.
             if inner.io.connect_timer.is_some() && matches!(inner.core.status(), Status::Ready(_)) {

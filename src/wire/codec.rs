@@ -148,11 +148,11 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, WireError> {
 ///
 /// Reads land in one scratch buffer per thread; a decoder keeps only the
 /// bytes of frames not yet complete, so an idle connection holds no read
-/// buffer at all (at most [`KEEP_IDLE`] bytes of room). The room a burst
-/// of frames needs is borrowed from one spare buffer per thread and given
-/// back once the burst is decoded: a burst allocates nothing (a large
-/// allocation per burst would also make the allocator sweep its caches
-/// of small blocks each time).
+/// buffer at all (at most 4 KiB of room). The room a burst of frames
+/// needs is borrowed from one spare buffer per thread and given back once
+/// the burst is decoded: a burst allocates nothing (a large allocation
+/// per burst would also make the allocator sweep its caches of small
+/// blocks each time).
 ///
 /// After the first error the decoder stays failed: a stream that lost
 /// framing cannot be trusted again, so the connection must be closed.
@@ -222,6 +222,7 @@ impl FrameDecoder {
 
     /// Moves the pending bytes into the thread's spare when it has room
     /// for them and `more`; else the buffer grows as usual.
+    #[cold]
     fn borrow_room(&mut self, more: usize) {
         let pending = self.buf.len() - self.start;
         let mut spare = SPARE.take();
