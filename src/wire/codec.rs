@@ -118,6 +118,13 @@ pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(
             format!("cannot encode frame: {}", encode_error_text(&e)),
         ));
     }
+    seal_frame(out, start, max_frame)
+}
+
+/// Writes the length prefix of the frame whose body follows the four
+/// bytes kept for it at `start` of `out`; a body over `max_frame` is cut
+/// off again (nothing of the frame stays) and refused.
+pub(crate) fn seal_frame(out: &mut Vec<u8>, start: usize, max_frame: usize) -> Result<(), Error> {
     let len = out.len() - start - 4;
     if len > max_frame || len > u32::MAX as usize {
         out.truncate(start);

@@ -111,10 +111,77 @@ impl Outgoing<'_> {
             Outgoing::Deliver { args, .. }
             | Outgoing::Emit { args, .. }
             | Outgoing::Return { args, .. } => with_encoded(args, |payload| {
-                codec::encode_value(&Encoded(self, payload), out, max_frame)
+                let start = out.len();
+                out.extend_from_slice(&[0; 4]);
+                self.put_body(payload, out);
+                codec::seal_frame(out, start, max_frame)
             }),
         }
     }
+
+    /// Appends the body of a deliver, an emit or a return whose args are
+    /// `payload`, written by hand in bincode's form of the owned frame
+    /// (what [`Encoded`] serializes, without serde's machinery per
+    /// field: this is every call's frame).
+    fn put_body(&self, payload: &[u8], out: &mut Vec<u8>) {
+        match *self {
+            Outgoing::Deliver {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                ..
+            } => {
+                put_varint(out, DELIVER.into());
+                put_varint(out, id);
+                put_varint(out, origin);
+                put_varint(out, timeout_ms.into());
+                put_bytes(out, session.as_bytes());
+                put_bytes(out, method.as_bytes());
+            }
+            Outgoing::Emit { id, kind, .. } => {
+                put_varint(out, EMIT.into());
+                put_varint(out, id);
+                put_bytes(out, kind.as_bytes());
+            }
+            Outgoing::Return { id, kind, .. } => {
+                put_varint(out, RESULT.into());
+                put_varint(out, id);
+                // Ok (variant 0 of Result), Reply::Return.
+                put_varint(out, 0);
+                put_varint(out, RETURN.into());
+                put_bytes(out, kind.as_bytes());
+            }
+            Outgoing::Frame(_) => unreachable!("owned frames go through serde"),
+        }
+        put_bytes(out, payload);
+    }
+}
+
+/// Appends `v` as bincode's standard configuration writes an integer:
+/// below 251 one byte; else a marker (251, 252, 253) and the value as a
+/// little-endian u16, u32 or u64.
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    if v < 251 {
+        out.push(v as u8);
+    } else if let Ok(v) = u16::try_from(v) {
+        out.push(251);
+        out.extend_from_slice(&v.to_le_bytes());
+    } else if let Ok(v) = u32::try_from(v) {
+        out.push(252);
+        out.extend_from_slice(&v.to_le_bytes());
+    } else {
+        out.push(253);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Appends a string's or a byte string's bytes as bincode does: their
+/// length, then them.
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
 }
 
 thread_local! {
