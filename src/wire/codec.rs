@@ -137,6 +137,33 @@ pub(crate) fn seal_frame(out: &mut Vec<u8>, start: usize, max_frame: usize) -> R
     Ok(())
 }
 
+/// Appends `v` as bincode's standard configuration writes an integer:
+/// below 251 one byte; else a marker (251, 252, 253) and the value as a
+/// little-endian u16, u32 or u64.
+#[inline]
+pub(crate) fn put_varint(out: &mut Vec<u8>, v: u64) {
+    if v < 251 {
+        out.push(v as u8);
+    } else if let Ok(v) = u16::try_from(v) {
+        out.push(251);
+        out.extend_from_slice(&v.to_le_bytes());
+    } else if let Ok(v) = u32::try_from(v) {
+        out.push(252);
+        out.extend_from_slice(&v.to_le_bytes());
+    } else {
+        out.push(253);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Appends a string's or a byte string's bytes as bincode does: their
+/// length, then them.
+#[inline]
+pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
 /// Decodes one frame body (without its length prefix), which must be
 /// consumed exactly.
 pub fn decode_body(body: &[u8]) -> Result<Frame, WireError> {

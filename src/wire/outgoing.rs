@@ -7,6 +7,7 @@
 //! The bytes are exactly those of the owned frame (tested below): the
 //! serde forms name the same enum variants by the same indices.
 
+use super::codec::{put_bytes, put_varint};
 use super::{codec, Frame, Payload, Reply};
 use crate::value::Args;
 use serde::ser::{SerializeStructVariant, Serializer};
@@ -157,31 +158,6 @@ impl Outgoing<'_> {
         }
         put_bytes(out, payload);
     }
-}
-
-/// Appends `v` as bincode's standard configuration writes an integer:
-/// below 251 one byte; else a marker (251, 252, 253) and the value as a
-/// little-endian u16, u32 or u64.
-fn put_varint(out: &mut Vec<u8>, v: u64) {
-    if v < 251 {
-        out.push(v as u8);
-    } else if let Ok(v) = u16::try_from(v) {
-        out.push(251);
-        out.extend_from_slice(&v.to_le_bytes());
-    } else if let Ok(v) = u32::try_from(v) {
-        out.push(252);
-        out.extend_from_slice(&v.to_le_bytes());
-    } else {
-        out.push(253);
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-}
-
-/// Appends a string's or a byte string's bytes as bincode does: their
-/// length, then them.
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
 }
 
 thread_local! {
