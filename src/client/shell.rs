@@ -79,7 +79,8 @@ pub(super) struct Io {
     flush_pending: bool,
     /// How long a close may take to flush what was accepted for sending.
     linger: Duration,
-    /// Frames read in one readiness event, kept for the next one's room.
+    /// Room for the frames of one batch read (see [`FRAMES_PER_BATCH`]),
+    /// kept from batch to batch.
     frames: Vec<Received>,
     /// The ping timer and the connect timer, while armed.
     tick: Option<TimerId>,
@@ -169,8 +170,11 @@ fn not_connected(open_error: &Option<Error>) -> Error {
     }
 }
 
-/// Most frames whose room [`Io::frames`] keeps between readiness events.
-const KEPT_FRAMES: usize = 256;
+/// How many frames the shell reads before it acts on them, and reads the
+/// next ones: what decoding a frame allocates (its args, its names) is
+/// freed before the allocator's per-thread cache (7 blocks a size) runs
+/// out, where a whole burst read ahead went through its slow paths.
+const FRAMES_PER_BATCH: usize = 3;
 
 /// The loop's handle on a client's socket, which does not keep it alive.
 struct ClientSource(Weak<Shared>);
@@ -308,62 +312,75 @@ impl Shared {
     }
 
     fn ready(&self, readiness: Readiness) {
-        let (mut frames, outcome) = {
-            let mut inner = self.inner.borrow_mut();
-            let Inner { core, io } = &mut *inner;
-            let Some(conn) = io.conn.as_mut() else {
-                return;
-            };
-            if readiness.writable {
-                if let Err(e) = conn.finish_connect() {
-                    let address = core.address().clone();
-                    drop(inner);
-                    self.shut(Error::io(format_args!("cannot connect to {address}"), &e));
+        let mut first = true;
+        let mut frames = Vec::new();
+        let outcome = loop {
+            let (outcome, stopped) = {
+                let mut inner = self.inner.borrow_mut();
+                let Inner { core, io } = &mut *inner;
+                // A frame acted on may have closed the client.
+                let Some(conn) = io.conn.as_mut() else {
                     return;
+                };
+                if first && readiness.writable {
+                    if let Err(e) = conn.finish_connect() {
+                        let address = core.address().clone();
+                        drop(inner);
+                        self.shut(Error::io(format_args!("cannot connect to {address}"), &e));
+                        return;
+                    }
+                }
+                if first {
+                    frames = std::mem::take(&mut io.frames);
+                }
+                let (outcome, stopped) = if readiness.readable {
+                    if first {
+                        core.heard();
+                    }
+                    let serving = &mut core.serving;
+                    let (outcome, stopped) =
+                        conn.read_bodies(readiness.hangup, FRAMES_PER_BATCH, |body| {
+                            frames.push(Received::read(body, serving)?);
+                            Ok(())
+                        });
+                    match conn.after_read(&self.lp) {
+                        Ok(()) => (Some(outcome), stopped),
+                        Err(e) => (Some(ReadOutcome::Closed(e)), false),
+                    }
+                } else {
+                    (None, false)
+                };
+                if first && readiness.writable {
+                    if let Err(e) = conn.flush(&self.lp) {
+                        drop(inner);
+                        self.shut(e);
+                        return;
+                    }
+                }
+                (outcome, stopped)
+            };
+            first = false;
+            for frame in frames.drain(..) {
+                // A closed core takes no more frames: they are dropped.
+                if let Some(effect) = self.with(|core, io| core.on_received(frame, io)) {
+                    self.run(effect);
                 }
             }
-            let mut frames = std::mem::take(&mut io.frames);
-            let outcome = if readiness.readable {
-                core.heard();
-                let serving = &mut core.serving;
-                let outcome = conn.read_bodies(readiness.hangup, |body| {
-                    frames.push(Received::read(body, serving)?);
-                    Ok(())
-                });
-                match conn.after_read(&self.lp) {
-                    Ok(()) => Some(outcome),
-                    Err(e) => Some(ReadOutcome::Closed(e)),
-                }
-            } else {
-                None
-            };
-            if readiness.writable {
-                if let Err(e) = conn.flush(&self.lp) {
-                    drop(inner);
-                    self.shut(e);
-                    return;
-                }
+            if !stopped {
+                break outcome;
             }
-            (frames, outcome)
         };
-        for frame in frames.drain(..) {
-            // A closed core takes no more frames: they are dropped.
-            if let Some(effect) = self.with(|core, io| core.on_received(frame, io)) {
-                self.run(effect);
-            }
-        }
         let outcome = {
             let mut inner = self.inner.borrow_mut();
+            if inner.io.frames.capacity() == 0 {
+                inner.io.frames = frames;
+            }
             // Welcomed: the connect timer is cancelled, so that an
             // embedding host is not woken for it.
             if inner.io.connect_timer.is_some() && matches!(inner.core.status(), Status::Ready(_)) {
                 if let Some(timer) = inner.io.connect_timer.take() {
                     self.lp.cancel_timer(timer);
                 }
-            }
-            // Room for a usual batch is kept; a burst's is given back.
-            if inner.io.frames.capacity() == 0 && frames.capacity() <= KEPT_FRAMES {
-                inner.io.frames = frames;
             }
             match outcome {
                 Some(ReadOutcome::More) => match inner.io.conn.as_ref() {

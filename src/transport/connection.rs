@@ -55,6 +55,9 @@ pub(crate) struct Connection {
     subject_noted: bool,
     /// A frame body was read.
     bodies_seen: bool,
+    /// A resumable read stopped after a read that drained the socket:
+    /// the next one hands over what is buffered and does not read.
+    drained_at_stop: bool,
 }
 
 impl Connection {
@@ -90,6 +93,7 @@ impl Connection {
             hole_bytes: 0,
             subject_noted: false,
             bodies_seen: false,
+            drained_at_stop: false,
         })
     }
 
@@ -146,40 +150,76 @@ impl Connection {
     /// emptied the socket, and bytes arriving later raise a new edge. With
     /// `hangup` (the peer closed; no new edge will come) it reads on to
     /// the end of the stream.
+    ///
+    /// At most `max` bodies are handed over; the second value says
+    /// whether the call stopped there. Then the caller calls again before
+    /// it waits for readiness: that call hands over what stayed buffered
+    /// first, and reads the socket again only if the read before the stop
+    /// did not drain it. (The client reads so: a few frames decoded, then
+    /// acted on, then the next few, so that what decoding one allocates
+    /// is freed before the next is decoded, and stays in the allocator's
+    /// fast per-thread cache, which a whole burst would overflow.)
     pub fn read_bodies(
         &mut self,
         hangup: bool,
+        max: usize,
         mut on_body: impl FnMut(&[u8]) -> Result<(), WireError>,
-    ) -> ReadOutcome {
-        self.read_bodies_while(hangup, |body| on_body(body).map(|()| true))
+    ) -> (ReadOutcome, bool) {
+        let mut count = 0;
+        let mut stopped = false;
+        let outcome = self.read_bodies_from(
+            hangup,
+            true,
+            |_| {},
+            |body| {
+                on_body(body)?;
+                count += 1;
+                stopped = count >= max;
+                Ok(!stopped)
+            },
+        );
+        (outcome, stopped)
     }
 
-    /// [`Connection::read_bodies`], where `on_body` also says whether to
-    /// go on: after a `false` the rest stays buffered, unread bodies
-    /// included, and the call returns [`ReadOutcome::Drained`]; the next
-    /// call hands over the buffered bodies before it reads again. The
-    /// broker stops so on a peer that asks faster than it reads.
-    pub fn read_bodies_while(
-        &mut self,
-        hangup: bool,
-        on_body: impl FnMut(&[u8]) -> Result<bool, WireError>,
-    ) -> ReadOutcome {
-        self.read_bodies_noting(hangup, |_| {}, on_body)
-    }
-
-    /// [`Connection::read_bodies_while`] that first hands `on_subject`
-    /// the subject of the TLS peer's certificate, once, when the
-    /// handshake that brought it is done: before any body.
+    /// [`Connection::read_bodies`] without its stop, where `on_body`
+    /// says whether to go on instead: after a `false` the rest stays
+    /// buffered, unread bodies included, and the call returns
+    /// [`ReadOutcome::Drained`]; the next call hands over the buffered
+    /// bodies before it reads again. The broker stops so on a peer that
+    /// asks faster than it reads. It first hands `on_subject` the subject
+    /// of the TLS peer's certificate, once, when the handshake that
+    /// brought it is done: before any body.
     pub fn read_bodies_noting(
         &mut self,
         hangup: bool,
+        on_subject: impl FnMut(String),
+        on_body: impl FnMut(&[u8]) -> Result<bool, WireError>,
+    ) -> ReadOutcome {
+        self.read_bodies_from(hangup, false, on_subject, on_body)
+    }
+
+    /// The reading of [`Connection::read_bodies_noting`]; with `resume`,
+    /// a call after a stop does not read a socket that the read before
+    /// the stop drained (see [`Connection::read_bodies`]): only a caller
+    /// that calls again at once, before any readiness event, may ask so.
+    fn read_bodies_from(
+        &mut self,
+        hangup: bool,
+        resume: bool,
         mut on_subject: impl FnMut(String),
         mut on_body: impl FnMut(&[u8]) -> Result<bool, WireError>,
     ) -> ReadOutcome {
+        let drained = std::mem::take(&mut self.drained_at_stop);
         match self.drain_bodies(&mut on_body) {
             Err(e) => return ReadOutcome::Closed(e),
-            Ok(false) => return ReadOutcome::Drained,
+            Ok(false) => {
+                self.drained_at_stop = drained;
+                return ReadOutcome::Drained;
+            }
             Ok(true) => {}
+        }
+        if drained && resume && !hangup {
+            return ReadOutcome::Drained;
         }
         let mut read = 0;
         loop {
@@ -194,7 +234,16 @@ impl Connection {
                 read += n;
                 match self.drain_bodies(&mut on_body) {
                     Err(e) => return ReadOutcome::Closed(e),
-                    Ok(false) => return ReadOutcome::Drained,
+                    Ok(false) => {
+                        // Whether this read emptied the socket: if so, a
+                        // resumed call need not read it again.
+                        self.drained_at_stop = resume
+                            && n > 0
+                            && n < READ_CHUNK
+                            && !hangup
+                            && self.stream.short_read_drains();
+                        return ReadOutcome::Drained;
+                    }
                     Ok(true) => {}
                 }
             }

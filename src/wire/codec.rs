@@ -118,6 +118,13 @@ pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(
             format!("cannot encode frame: {}", encode_error_text(&e)),
         ));
     }
+    seal_frame(out, start, max_frame)
+}
+
+/// Writes the length prefix of the frame whose body follows the four
+/// bytes kept for it at `start` of `out`; a body over `max_frame` is cut
+/// off again (nothing of the frame stays) and refused.
+pub(crate) fn seal_frame(out: &mut Vec<u8>, start: usize, max_frame: usize) -> Result<(), Error> {
     let len = out.len() - start - 4;
     if len > max_frame || len > u32::MAX as usize {
         out.truncate(start);
@@ -128,6 +135,33 @@ pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(
     }
     out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
     Ok(())
+}
+
+/// Appends `v` as bincode's standard configuration writes an integer:
+/// below 251 one byte; else a marker (251, 252, 253) and the value as a
+/// little-endian u16, u32 or u64.
+#[inline]
+pub(crate) fn put_varint(out: &mut Vec<u8>, v: u64) {
+    if v < 251 {
+        out.push(v as u8);
+    } else if let Ok(v) = u16::try_from(v) {
+        out.push(251);
+        out.extend_from_slice(&v.to_le_bytes());
+    } else if let Ok(v) = u32::try_from(v) {
+        out.push(252);
+        out.extend_from_slice(&v.to_le_bytes());
+    } else {
+        out.push(253);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Appends a string's or a byte string's bytes as bincode does: their
+/// length, then them.
+#[inline]
+pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
 }
 
 /// Decodes one frame body (without its length prefix), which must be
@@ -148,7 +182,11 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, WireError> {
 ///
 /// Reads land in one scratch buffer per thread; a decoder keeps only the
 /// bytes of frames not yet complete, so an idle connection holds no read
-/// buffer at all.
+/// buffer at all (at most 4 KiB of room). The room a burst of frames
+/// needs is borrowed from one spare buffer per thread and given back once
+/// the burst is decoded: a burst allocates nothing (a large allocation
+/// per burst would also make the allocator sweep its caches of small
+/// blocks each time).
 ///
 /// After the first error the decoder stays failed: a stream that lost
 /// framing cannot be trusted again, so the connection must be closed.
@@ -170,10 +208,18 @@ pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// What an idle decoder may keep of the memory a burst needed.
 const KEEP_IDLE: usize = 4 * 1024;
 
+/// The largest room given back to the thread's spare (a larger one, a
+/// burst of large frames' memory, is freed).
+const SPARE_MAX: usize = 4 * READ_CHUNK;
+
 thread_local! {
     /// The room every read of this thread uses before its bytes are
     /// decoded: one per loop thread instead of one per connection.
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+    /// Room for a burst's bytes, lent to the decoder of this thread that
+    /// needs more than it holds, and given back by it once the burst is
+    /// decoded.
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl FrameDecoder {
@@ -201,8 +247,42 @@ impl FrameDecoder {
     /// Appends received bytes.
     pub fn push(&mut self, data: &[u8]) {
         if self.failed.is_none() {
+            if self.buf.capacity() - self.buf.len() < data.len() {
+                self.borrow_room(data.len());
+            }
             self.buf.extend_from_slice(data);
         }
+    }
+
+    /// Moves the pending bytes into the thread's spare when it has room
+    /// for them and `more`; else the buffer grows as usual.
+    #[cold]
+    fn borrow_room(&mut self, more: usize) {
+        let pending = self.buf.len() - self.start;
+        let mut spare = SPARE.take();
+        if spare.capacity() < pending + more {
+            SPARE.set(spare);
+            return;
+        }
+        spare.extend_from_slice(&self.buf[self.start..]);
+        self.start = 0;
+        let own = std::mem::replace(&mut self.buf, spare);
+        Self::give_back(own);
+    }
+
+    /// Keeps `buf` as the thread's spare if it is larger than the spare
+    /// (and not over [`SPARE_MAX`]); the other one is freed.
+    fn give_back(mut buf: Vec<u8>) {
+        if buf.capacity() <= KEEP_IDLE || buf.capacity() > SPARE_MAX {
+            return;
+        }
+        buf.clear();
+        let spare = SPARE.take();
+        SPARE.set(if buf.capacity() > spare.capacity() {
+            buf
+        } else {
+            spare
+        });
     }
 
     /// Reads once from `r`, offering it [`READ_CHUNK`] bytes, and keeps
@@ -272,10 +352,11 @@ impl FrameDecoder {
     }
 
     /// Drops decoded bytes once every complete frame is out, and gives
-    /// back what a burst needed once nothing is pending.
+    /// back what a burst needed (to the thread's spare) once nothing is
+    /// pending.
     fn compact(&mut self) {
         if self.start == self.buf.len() && self.buf.capacity() > KEEP_IDLE {
-            self.buf = Vec::new();
+            Self::give_back(std::mem::take(&mut self.buf));
         } else {
             self.buf.drain(..self.start);
         }
@@ -351,6 +432,72 @@ mod tests {
             }
         }
         assert_eq!(got, frames);
+    }
+
+    /// A reader that hands out at most `step` bytes per read.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.bytes.len());
+            out[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn decoders_of_one_thread_share_the_spare_without_mixing_bytes() {
+        // Many small frames, a large one (over the spare's limit) and
+        // frames split across reads, read by two decoders in turn: each
+        // borrows the thread's buffer while it holds part of a frame.
+        let mut frames = sample();
+        frames.push(Frame::Custom {
+            kind: "big".into(),
+            id: 9,
+            payload: Payload(vec![7; 3 * SPARE_MAX]),
+        });
+        frames.extend(sample());
+        let mut bytes = Vec::new();
+        for f in &frames {
+            encode_frame(f, &mut bytes, DEFAULT_MAX_FRAME).unwrap();
+        }
+        for step in [1, 5, 4096, READ_CHUNK - 3, READ_CHUNK] {
+            let mut readers = [
+                Trickle {
+                    bytes: &bytes,
+                    step,
+                },
+                Trickle {
+                    bytes: &bytes,
+                    step,
+                },
+            ];
+            let mut decoders = [
+                FrameDecoder::new(DEFAULT_MAX_FRAME),
+                FrameDecoder::new(DEFAULT_MAX_FRAME),
+            ];
+            let mut got = [Vec::new(), Vec::new()];
+            while readers.iter().any(|r| !r.bytes.is_empty()) {
+                for i in 0..2 {
+                    decoders[i].read_from(&mut readers[i]).unwrap();
+                    while let Some(f) = decoders[i].next_frame().unwrap() {
+                        got[i].push(f);
+                    }
+                }
+            }
+            for (i, got) in got.iter().enumerate() {
+                assert!(*got == frames, "decoder {i}, reads of {step}");
+                assert_eq!(decoders[i].buffered(), 0);
+                assert!(
+                    decoders[i].buf.len() <= KEEP_IDLE,
+                    "idle holds no read buffer"
+                );
+            }
+        }
     }
 
     #[test]

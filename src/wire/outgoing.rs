@@ -7,6 +7,7 @@
 //! The bytes are exactly those of the owned frame (tested below): the
 //! serde forms name the same enum variants by the same indices.
 
+use super::codec::{put_bytes, put_varint};
 use super::{codec, Frame, Payload, Reply};
 use crate::value::Args;
 use serde::ser::{SerializeStructVariant, Serializer};
@@ -111,9 +112,51 @@ impl Outgoing<'_> {
             Outgoing::Deliver { args, .. }
             | Outgoing::Emit { args, .. }
             | Outgoing::Return { args, .. } => with_encoded(args, |payload| {
-                codec::encode_value(&Encoded(self, payload), out, max_frame)
+                let start = out.len();
+                out.extend_from_slice(&[0; 4]);
+                self.put_body(payload, out);
+                codec::seal_frame(out, start, max_frame)
             }),
         }
+    }
+
+    /// Appends the body of a deliver, an emit or a return whose args are
+    /// `payload`, written by hand in bincode's form of the owned frame
+    /// (what [`Encoded`] serializes, without serde's machinery per
+    /// field: this is every call's frame).
+    fn put_body(&self, payload: &[u8], out: &mut Vec<u8>) {
+        match *self {
+            Outgoing::Deliver {
+                id,
+                origin,
+                timeout_ms,
+                session,
+                method,
+                ..
+            } => {
+                put_varint(out, DELIVER.into());
+                put_varint(out, id);
+                put_varint(out, origin);
+                put_varint(out, timeout_ms.into());
+                put_bytes(out, session.as_bytes());
+                put_bytes(out, method.as_bytes());
+            }
+            Outgoing::Emit { id, kind, .. } => {
+                put_varint(out, EMIT.into());
+                put_varint(out, id);
+                put_bytes(out, kind.as_bytes());
+            }
+            Outgoing::Return { id, kind, .. } => {
+                put_varint(out, RESULT.into());
+                put_varint(out, id);
+                // Ok (variant 0 of Result), Reply::Return.
+                put_varint(out, 0);
+                put_varint(out, RETURN.into());
+                put_bytes(out, kind.as_bytes());
+            }
+            Outgoing::Frame(_) => unreachable!("owned frames go through serde"),
+        }
+        put_bytes(out, payload);
     }
 }
 
