@@ -366,7 +366,9 @@ impl Shared {
                     self.run(effect);
                 }
             }
-            if !stopped {
+            // The read budget spent (`More`): the loop runs timers,
+            // deferred work and other sources before the next batch.
+            if !stopped || matches!(outcome, Some(ReadOutcome::More)) {
                 break outcome;
             }
         };

@@ -58,6 +58,16 @@ pub(crate) struct Connection {
     /// A resumable read stopped after a read that drained the socket:
     /// the next one hands over what is buffered and does not read.
     drained_at_stop: bool,
+    /// Bytes read by a resumable read and the resumed calls after its
+    /// stops: the read budget spans them, so that a peer that keeps the
+    /// socket full cannot keep the caller reading batch after batch
+    /// without returning to its loop.
+    read_in_batches: usize,
+    /// The last resumable read stopped: the next call resumes it.
+    stopped_in_batches: bool,
+    /// Bytes a read takes before it returns [`ReadOutcome::More`]
+    /// ([`READ_BUDGET`]; smaller in tests).
+    read_budget: usize,
 }
 
 impl Connection {
@@ -94,6 +104,9 @@ impl Connection {
             subject_noted: false,
             bodies_seen: false,
             drained_at_stop: false,
+            read_in_batches: 0,
+            stopped_in_batches: false,
+            read_budget: READ_BUDGET,
         })
     }
 
@@ -158,7 +171,10 @@ impl Connection {
     /// did not drain it. (The client reads so: a few frames decoded, then
     /// acted on, then the next few, so that what decoding one allocates
     /// is freed before the next is decoded, and stays in the allocator's
-    /// fast per-thread cache, which a whole burst would overflow.)
+    /// fast per-thread cache, which a whole burst would overflow.) The
+    /// read budget spans a call and the calls that resume it: once it is
+    /// spent at a stop, the call returns [`ReadOutcome::More`], and the
+    /// caller lets its loop run before it reads on.
     pub fn read_bodies(
         &mut self,
         hangup: bool,
@@ -210,10 +226,14 @@ impl Connection {
         mut on_body: impl FnMut(&[u8]) -> Result<bool, WireError>,
     ) -> ReadOutcome {
         let drained = std::mem::take(&mut self.drained_at_stop);
+        if !(resume && std::mem::take(&mut self.stopped_in_batches)) {
+            self.read_in_batches = 0;
+        }
         match self.drain_bodies(&mut on_body) {
             Err(e) => return ReadOutcome::Closed(e),
             Ok(false) => {
                 self.drained_at_stop = drained;
+                self.stopped_in_batches = resume;
                 return ReadOutcome::Drained;
             }
             Ok(true) => {}
@@ -221,7 +241,7 @@ impl Connection {
         if drained && resume && !hangup {
             return ReadOutcome::Drained;
         }
-        let mut read = 0;
+        let mut read = std::mem::take(&mut self.read_in_batches);
         loop {
             let got = self.decoder.read_from(&mut self.stream);
             if !self.subject_noted && !self.stream.handshaking() {
@@ -242,6 +262,13 @@ impl Connection {
                             && n < READ_CHUNK
                             && !hangup
                             && self.stream.short_read_drains();
+                        if resume && read >= self.read_budget {
+                            // The budget is spent: the caller's loop runs
+                            // before the rest (buffered or not) is read.
+                            return ReadOutcome::More;
+                        }
+                        self.read_in_batches = read;
+                        self.stopped_in_batches = resume;
                         return ReadOutcome::Drained;
                     }
                     Ok(true) => {}
@@ -261,7 +288,7 @@ impl Connection {
                 Ok(n) if n < READ_CHUNK && !hangup && self.stream.short_read_drains() => {
                     return ReadOutcome::Drained
                 }
-                Ok(_) if read >= READ_BUDGET => return ReadOutcome::More,
+                Ok(_) if read >= self.read_budget => return ReadOutcome::More,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -559,5 +586,69 @@ impl Connection {
             self.out_pos = 0;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event_loop::Readiness;
+    use crate::wire::DEFAULT_MAX_FRAME;
+    use std::io::Write;
+
+    struct Idle;
+
+    impl Source for Idle {
+        fn ready(&self, _: &EventLoop, _: Readiness) {}
+    }
+
+    /// A peer that keeps the socket full cannot keep a reader of small
+    /// batches from its loop: the budget spans the resumed calls, and
+    /// nothing is lost or repeated across the `More`.
+    #[test]
+    fn resumed_batches_share_one_read_budget() {
+        let lp = EventLoop::new().unwrap();
+        let (ours, mut theirs) = mio::net::UnixStream::pair().unwrap();
+        let mut conn = Connection::open(
+            Stream::Unix(ours),
+            &lp,
+            Rc::new(Idle),
+            false,
+            DEFAULT_MAX_FRAME,
+            1 << 20,
+        )
+        .unwrap();
+        conn.read_budget = 64 * 1024;
+        let mut bytes = Vec::new();
+        let mut frames = 0;
+        while bytes.len() < 150_000 {
+            encode_frame(&Frame::Ping, &mut bytes, DEFAULT_MAX_FRAME).unwrap();
+            frames += 1;
+        }
+        theirs
+            .write_all(&bytes)
+            .expect("the socket buffer holds it all");
+        let frame_len = bytes.len() / frames;
+        let mut seen = 0;
+        let mut seen_at_more = Vec::new();
+        loop {
+            let (outcome, stopped) = conn.read_bodies(false, 3, |_| {
+                seen += 1;
+                Ok(())
+            });
+            match outcome {
+                ReadOutcome::More => seen_at_more.push(seen),
+                ReadOutcome::Drained if stopped => {}
+                ReadOutcome::Drained => break,
+                ReadOutcome::Closed(e) => panic!("closed: {e}"),
+            }
+        }
+        // Every 64 KiB read (two of the three chunks) ended in a `More`,
+        // each within a chunk of frames of its budget.
+        assert_eq!(seen_at_more.len(), 2, "{seen_at_more:?}");
+        for (k, at) in seen_at_more.iter().enumerate() {
+            assert!(at * frame_len <= (k + 1) * 64 * 1024, "{seen_at_more:?}");
+        }
+        assert_eq!(seen, frames);
     }
 }
