@@ -520,8 +520,11 @@ impl Pooled for ServedRec {
         self.stage = Weak::new();
         *self.holds.get_mut() = None;
         self.data.clear();
-        // The list's room is kept for the next request.
-        self.children.get_mut().clear();
+        // The list's room is kept for the next request, unless a burst
+        // of sub-requests grew it: a pooled record must not hold that.
+        let children = self.children.get_mut();
+        children.clear();
+        children.shrink_to(super::pool::KEPT_ROOM);
         self.link = None;
         *self.on_cancel.get_mut() = None;
         *self.on_end.get_mut() = None;

@@ -84,11 +84,14 @@ impl Inbox {
         }
     }
 
-    /// Drops every answer (the queue's room is kept).
+    /// Drops every answer (the queue's room is kept, up to
+    /// [`KEPT_ROOM`](super::pool::KEPT_ROOM) answers: a record kept for
+    /// reuse must not hold what a burst of emits grew).
     pub(crate) fn clear(&self) {
         *self.first.borrow_mut() = None;
         if let Some(more) = &mut *self.more.borrow_mut() {
             more.clear();
+            more.shrink_to(super::pool::KEPT_ROOM);
         }
     }
 
@@ -148,4 +151,30 @@ pub(crate) trait CalleeEnd: Deferred {
     /// the caller's side): the half may keep its allocation for later
     /// requests if nothing else holds it.
     fn let_go(self: Rc<Self>);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cleared_inbox_keeps_order_and_only_a_little_room() {
+        let inbox = Inbox::default();
+        for k in 0..1000 {
+            inbox.push(Answer::new(Cow::Borrowed("emit"), Args::new(), k == 999));
+        }
+        let mut last = Vec::new();
+        while let Some(a) = inbox.pop() {
+            last.push(a.last);
+        }
+        assert_eq!(last.len(), 1000);
+        assert!(last[999] && !last[..999].iter().any(|l| *l));
+        for _ in 0..1000 {
+            inbox.push(Answer::new(Cow::Borrowed("emit"), Args::new(), false));
+        }
+        inbox.clear();
+        assert!(inbox.pop().is_none());
+        let room = inbox.more.borrow().as_ref().map_or(0, VecDeque::capacity);
+        assert!(room <= 2 * super::super::pool::KEPT_ROOM, "{room}");
+    }
 }

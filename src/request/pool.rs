@@ -22,6 +22,10 @@ use std::thread::LocalKey;
 /// thousand requests in flight; beyond, records are freed.
 const KEPT: usize = 1024;
 
+/// The most room (in elements) a kept record's lists keep: what a burst
+/// grew beyond it is freed when the record is emptied.
+pub(crate) const KEPT_ROOM: usize = 16;
+
 /// A record kept in a [`Pool`]: made from its parts, emptied when kept,
 /// refilled in place when reused (so a reuse writes the parts, not the
 /// whole record).
