@@ -51,7 +51,11 @@
 //!   it dead) is probed with a sync each `hb_interval`; two
 //!   no-responders answers at least `hb_interval` apart with no
 //!   heartbeat between declare it dead at once, so its entries go
-//!   without waiting `hb_timeout` (stat `peers_swept`). Optionally
+//!   without waiting `hb_timeout` (stat `peers_swept`). A live broker
+//!   that is itself reconnecting to NATS for longer than that when this
+//!   one starts is swept too: its entries go, and, never heard from, it
+//!   is not told; it claims its names again from the deletions its
+//!   watch sees, as a broker wrongly declared dead does. Optionally
 //!   (`sys_events`, off by default; the NATS account must import the
 //!   system account's `$SYS.ACCOUNT.*.DISCONNECT`), a peer whose NATS
 //!   connection the servers report closed is probed the same way until
