@@ -413,30 +413,11 @@ impl NatsClient {
         headers: Option<&Headers>,
         payload: &[u8],
     ) -> Result<(), NatsError> {
-        let max = self.max_payload();
-        let mut inner = self.inner.borrow_mut();
-        if inner.closed {
-            return Err(NatsError::Closed);
-        }
-        let max_queued = inner.options.max_queued;
-        let Some(s) = inner.socket.as_mut().filter(|s| s.phase == Phase::Ready) else {
-            return Err(NatsError::NotConnected);
-        };
         let size = proto::payload_size(headers, payload);
-        if size > max {
-            return Err(NatsError::TooLarge { size, max });
-        }
-        if s.out.len() - s.written + size + subject.len() + 64 > max_queued {
-            return Err(NatsError::QueueFull);
-        }
-        let before = s.out.len();
-        if let Err(e) = proto::encode_publish(subject, reply, headers, payload, &mut s.out) {
-            s.out.truncate(before);
-            return Err(NatsError::Invalid(e.0));
-        }
-        drop(inner);
-        self.want_flush();
-        Ok(())
+        self.append_message(subject.len(), size, |out| {
+            proto::encode_publish(subject, reply, headers, payload, out)
+                .map_err(|e| NatsError::Invalid(e.0))
+        })
     }
 
     /// Publishes one message of `len` bytes that `write` appends straight
@@ -451,6 +432,33 @@ impl NatsClient {
         len: usize,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(), NatsError> {
+        let subject = subject.as_str();
+        self.append_message(subject.len(), len, |out| {
+            proto::push_pub_line(subject, reply.map(proto::Subject::as_str), len, out);
+            let start = out.len();
+            write(out);
+            let written = out.len() - start;
+            if written != len {
+                return Err(NatsError::Invalid(format!(
+                    "a payload announced as {len} bytes was {written}"
+                )));
+            }
+            out.extend_from_slice(b"\r\n");
+            Ok(())
+        })
+    }
+
+    /// Appends one message (`encode` writes it) to the current
+    /// connection's output, after the checks every publish makes: not
+    /// closed, connected, a payload of `size` within `max_payload`, room
+    /// in the output queue. What a failed `encode` appended is taken
+    /// back.
+    fn append_message(
+        &self,
+        subject_len: usize,
+        size: usize,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), NatsError>,
+    ) -> Result<(), NatsError> {
         let max = self.max_payload();
         let mut inner = self.inner.borrow_mut();
         if inner.closed {
@@ -460,25 +468,17 @@ impl NatsClient {
         let Some(s) = inner.socket.as_mut().filter(|s| s.phase == Phase::Ready) else {
             return Err(NatsError::NotConnected);
         };
-        if len > max {
-            return Err(NatsError::TooLarge { size: len, max });
+        if size > max {
+            return Err(NatsError::TooLarge { size, max });
         }
-        let subject = subject.as_str();
-        if s.out.len() - s.written + len + subject.len() + 64 > max_queued {
+        if s.out.len() - s.written + size + subject_len + 64 > max_queued {
             return Err(NatsError::QueueFull);
         }
         let before = s.out.len();
-        proto::push_pub_line(subject, reply.map(proto::Subject::as_str), len, &mut s.out);
-        let start = s.out.len();
-        write(&mut s.out);
-        let written = s.out.len() - start;
-        if written != len {
+        if let Err(e) = encode(&mut s.out) {
             s.out.truncate(before);
-            return Err(NatsError::Invalid(format!(
-                "a payload announced as {len} bytes was {written}"
-            )));
+            return Err(e);
         }
-        s.out.extend_from_slice(b"\r\n");
         let flush_wanted = inner.flush_wanted;
         drop(inner);
         if !flush_wanted {
