@@ -117,10 +117,9 @@ cargo test
 # behaviour that does not depend on speed (argument checks, the command
 # line, reports, policies), the unit tests (in the library and the
 # binary) mostly test the cores and parsers, which keep no time, and
-# the suites that build the
-# library themselves and run C, C++, Perl or installed programs against
-# it test the same C ABI in both profiles: those run once, in the debug
-# pass above. (Building the library's unit tests in release alone took
+# the suites that build the library themselves and run C, C++, Perl or
+# installed programs against it test the same C ABI in both profiles:
+# those run once, in the debug pass above. (Building the library's unit tests in release alone took
 # a minute: the whole crate compiled again as a test harness.) This
 # keeps the whole command within its time budget.
 release_suites=(
