@@ -4,14 +4,13 @@
 //! into the output buffer without building an owned [`Frame`] (two
 //! strings and a payload allocated, moved and freed per call).
 //!
-//! The bytes are exactly those of the owned frame (tested below): the
-//! serde forms name the same enum variants by the same indices.
+//! The bytes are exactly those of the owned frame (tested below): they
+//! are written by hand in bincode's form, naming the same enum variants
+//! by the same indices.
 
 use super::codec::{put_bytes, put_varint};
 use super::{codec, Frame, Payload, Reply};
 use crate::value::Args;
-use serde::ser::{SerializeStructVariant, Serializer};
-use serde::Serialize;
 use std::cell::RefCell;
 
 /// [`Frame`]'s variant indices, in its declaration order.
@@ -122,8 +121,8 @@ impl Outgoing<'_> {
 
     /// Appends the body of a deliver, an emit or a return whose args are
     /// `payload`, written by hand in bincode's form of the owned frame
-    /// (what [`Encoded`] serializes, without serde's machinery per
-    /// field: this is every call's frame).
+    /// (without serde's machinery per field: this is every call's
+    /// frame).
     fn put_body(&self, payload: &[u8], out: &mut Vec<u8>) {
         match *self {
             Outgoing::Deliver {
@@ -180,97 +179,6 @@ fn with_encoded<R>(args: &Args, f: impl FnOnce(&[u8]) -> R) -> R {
     out
 }
 
-/// Bytes serialized as [`Payload`] serializes its own.
-struct Bytes<'a>(&'a [u8]);
-
-impl Serialize for Bytes<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_newtype_struct("Payload", &Raw(self.0))
-    }
-}
-
-struct Raw<'a>(&'a [u8]);
-
-impl Serialize for Raw<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
-    }
-}
-
-/// A deliver, an emit or a return with its args already encoded.
-struct Encoded<'a>(&'a Outgoing<'a>, &'a [u8]);
-
-/// `Ok(Reply::Return { kind, payload })`.
-struct OkReturn<'a>(&'a str, &'a [u8]);
-
-impl Serialize for OkReturn<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_newtype_variant("Result", 0, "Ok", &ReturnReply(self.0, self.1))
-    }
-}
-
-struct ReturnReply<'a>(&'a str, &'a [u8]);
-
-impl Serialize for ReturnReply<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut v = s.serialize_struct_variant("Reply", RETURN, "Return", 2)?;
-        v.serialize_field("kind", self.0)?;
-        v.serialize_field("payload", &Bytes(self.1))?;
-        v.end()
-    }
-}
-
-impl Serialize for Encoded<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match *self.0 {
-            Outgoing::Deliver {
-                id,
-                origin,
-                timeout_ms,
-                session,
-                method,
-                ..
-            } => {
-                let mut v = s.serialize_struct_variant("Frame", DELIVER, "Deliver", 6)?;
-                v.serialize_field("id", &id)?;
-                v.serialize_field("origin", &origin)?;
-                v.serialize_field("timeout_ms", &timeout_ms)?;
-                v.serialize_field("session", session)?;
-                v.serialize_field("method", method)?;
-                v.serialize_field("payload", &Bytes(self.1))?;
-                v.end()
-            }
-            Outgoing::Emit { id, kind, .. } => {
-                let mut v = s.serialize_struct_variant("Frame", EMIT, "Emit", 3)?;
-                v.serialize_field("id", &id)?;
-                v.serialize_field("kind", kind)?;
-                v.serialize_field("payload", &Bytes(self.1))?;
-                v.end()
-            }
-            Outgoing::Return { id, kind, .. } => {
-                let mut v = s.serialize_struct_variant("Frame", RESULT, "Result", 2)?;
-                v.serialize_field("id", &id)?;
-                v.serialize_field("outcome", &OkReturn(kind, self.1))?;
-                v.end()
-            }
-            Outgoing::Frame(f) => f.serialize(s),
-        }
-    }
-}
-
-impl Serialize for Outgoing<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match *self {
-            Outgoing::Frame(f) => f.serialize(s),
-            Outgoing::Deliver { args, .. }
-            | Outgoing::Emit { args, .. }
-            | Outgoing::Return { args, .. } => {
-                with_encoded(args, |payload| Encoded(self, payload).serialize(s))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,10 +229,10 @@ mod tests {
                     ];
                     for f in frames {
                         let frame = f.to_frame();
-                        assert_eq!(bytes(&f, 1 << 20), owned(&frame, 1 << 20), "{frame:?}");
-                        let mut plain = Vec::new();
-                        bincode::serde::encode_into_std_write(f, &mut plain, codec::config())
-                            .unwrap();
+                        let encoded = bytes(&f, 1 << 20);
+                        assert_eq!(encoded, owned(&frame, 1 << 20), "{frame:?}");
+                        // After the test's marker byte and the length.
+                        let plain = encoded.unwrap().split_off(5);
                         assert_eq!(crate::wire::decode_body(&plain), Ok(frame.clone()));
                         // Over the maximum: refused alike, nothing left.
                         let small = plain.len() - 1;
