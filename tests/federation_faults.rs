@@ -679,10 +679,16 @@ fn a_broker_killed_alone_is_swept_when_the_cluster_restarts() {
     eventually(&lp, "Stale swept at b1", || {
         !names(&c1).contains(&"Stale".to_string())
     });
-    // b1 read the stale entry when it started and swept it; nobody
-    // declared a live broker dead.
+    // A survivor read the stale entry when it started and swept it
+    // (usually b1, the first up; on a loaded machine b2's sweep may
+    // delete the entry before b1's second probe); nobody declared a live
+    // broker dead.
     let (s1, s2) = (b1.stats(), b2.stats());
-    assert_eq!((s1.peers_swept, s1.peers_declared_dead), (1, 1), "{s1:?}");
+    assert!(
+        (1..=2).contains(&(s1.peers_swept + s2.peers_swept)),
+        "{s1:?} {s2:?}"
+    );
+    assert_eq!(s1.peers_declared_dead, s1.peers_swept, "{s1:?}");
     assert_eq!(s2.peers_declared_dead, s2.peers_swept, "{s2:?}");
     assert_eq!(s1.link_resets + s2.link_resets, 0, "{s1:?} {s2:?}");
     // The name is free again, and calls across the survivors work.
