@@ -131,6 +131,11 @@ fn run_once(mode: Mode, name: &str, quick: bool) -> Result<(Vec<u64>, Info), Str
     }
 }
 
+/// One line of the targets block for a ratio that has no target.
+fn info_line(what: &str, v: f64) {
+    println!("  {what:<64} {v:>9.2}  {:<10} info", "(no target)");
+}
+
 fn usage() -> ExitCode {
     eprintln!(
         "usage: sbbench run [--quick] [--rounds N] [--modes unpinned,pinned] [--cases a,b,…]"
@@ -327,14 +332,14 @@ pub fn run(args: &[String]) -> ExitCode {
                     format!("{v:.2}")
                 };
                 println!(
-                    "  {:<50} {:>9}  {:<10} {}",
+                    "  {:<64} {:>9}  {:<10} {}",
                     what,
                     shown,
                     limit,
                     if ok(v) { "met" } else { "MISSED" }
                 )
             }
-            None => println!("  {what:<50} {:>9}  {limit:<10} not measured", "-"),
+            None => println!("  {what:<64} {:>9}  {limit:<10} not measured", "-"),
         };
         line(
             "brokered rtt / raw relay floor, Unix (rtt.unix)",
@@ -465,13 +470,7 @@ pub fn run(args: &[String]) -> ExitCode {
             "",
         );
         if let Some(v) = fed_over("nats.rtt") {
-            println!(
-                "  {:<50} {:>9}  {:<10} {}",
-                "fed.rtt / (rtt.tcp + nats.rtt, 1 node)",
-                format!("{v:.2}"),
-                "(no target)",
-                "info"
-            );
+            info_line("fed.rtt / (rtt.tcp + nats.rtt, 1 node)", v);
         }
         line(
             "federated rate / NATS rate, 64 in flight (fed.pipe64)",
@@ -488,22 +487,10 @@ pub fn run(args: &[String]) -> ExitCode {
             "",
         );
         if let Some(v) = ratio("fed.stream", "stream") {
-            println!(
-                "  {:<50} {:>9}  {:<10} {}",
-                "federated emits: fed.stream / stream",
-                format!("{v:.2}"),
-                "(no target)",
-                "info"
-            );
+            info_line("federated emits: fed.stream / stream", v);
         }
         if let Some(v) = ratio("rtt.tls", "rtt.tcp") {
-            println!(
-                "  {:<50} {:>9}  {:<10} {}",
-                "TLS cost: rtt.tls / rtt.tcp",
-                format!("{v:.2}"),
-                "(no target)",
-                "info"
-            );
+            info_line("TLS cost: rtt.tls / rtt.tcp", v);
         }
         println!(
             "rates (median-based, and overall = all operations / all time, median of rounds):"
