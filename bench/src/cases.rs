@@ -66,6 +66,12 @@ pub const CASES: &[CaseDef] = &[
         "floor.pipe64",
     ),
     def(
+        "floor.8x8",
+        "raw relay, Unix, 8 callers x 8 in flight (pipe.8x8's shape)",
+        Throughput,
+        "floor.pipe64",
+    ),
+    def(
         "rtt.unix",
         "stagebus brokered call, sequential, Unix",
         Latency,
@@ -574,6 +580,25 @@ fn run_caller(cmd: Command, tag: &str) -> Vec<u64> {
 
 /// Time per operation over consecutive windows of `w` checkpoints, each
 /// checkpoint standing for SLICE operations.
+/// Time per call of several callers running at once, from each caller's
+/// checkpoints (its start, then one every SLICE calls): only while all
+/// of them run, from the last start to the first end, every `callers`
+/// merged checkpoints making one sample.
+fn merge_callers(lists: &[Vec<u64>]) -> Vec<u64> {
+    let start = lists.iter().map(|l| l[0]).max().unwrap();
+    let end = lists.iter().map(|l| *l.last().unwrap()).min().unwrap();
+    let mut merged: Vec<u64> = lists
+        .iter()
+        .flat_map(|l| l[1..].iter().copied())
+        .filter(|&t| t >= start && t <= end)
+        .collect();
+    merged.sort_unstable();
+    let calls = merged.len() as u64 * SLICE;
+    let secs = (end - start) as f64 / 1e9;
+    println!("INFO calls_per_s {:.0}", calls as f64 / secs);
+    per_op(&merged, lists.len())
+}
+
 fn per_op(checkpoints: &[u64], w: usize) -> Vec<u64> {
     checkpoints
         .windows(w + 1)
@@ -631,6 +656,23 @@ pub fn case(args: &[String]) -> ExitCode {
                 "64",
             ]);
             run_caller(cmd, "SAMPLES")
+        }
+        "floor.8x8" => {
+            let mut cmd = peer("relay");
+            cmd.args([
+                "unix",
+                "pipe",
+                &(c.pipe_warm / 8).to_string(),
+                &c.multi_n.to_string(),
+                "8",
+                "8",
+            ]);
+            let mut relay = Proc::spawn(cmd, "relay", false);
+            let lists: Vec<Vec<u64>> = (0..8)
+                .map(|_| parse_list(&relay.expect("CHECKPOINTS")))
+                .collect();
+            relay.finish();
+            merge_callers(&lists)
         }
         "dbus" => {
             let mut cmd = peer("dbus_rtt");
@@ -724,19 +766,7 @@ pub fn case(args: &[String]) -> ExitCode {
             }
             broker.proc.stop();
             publisher.finish();
-            // Only while all eight run: from the last start to the first end.
-            let start = lists.iter().map(|l| l[0]).max().unwrap();
-            let end = lists.iter().map(|l| *l.last().unwrap()).min().unwrap();
-            let mut merged: Vec<u64> = lists
-                .iter()
-                .flat_map(|l| l[1..].iter().copied())
-                .filter(|&t| t >= start && t <= end)
-                .collect();
-            merged.sort_unstable();
-            let calls = merged.len() as u64 * SLICE;
-            let secs = (end - start) as f64 / 1e9;
-            println!("INFO calls_per_s {:.0}", calls as f64 / secs);
-            per_op(&merged, 8)
+            merge_callers(&lists)
         }
         "stream" => {
             let broker = start_broker(false);

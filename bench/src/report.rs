@@ -401,6 +401,12 @@ pub fn run(args: &[String]) -> ExitCode {
             "<= 5.00",
             "",
         );
+        if let Some(v) = ratio("pipe.8x8", "floor.8x8") {
+            info_line("pipe.8x8 / the relay in its shape (floor.8x8)", v);
+        }
+        if let Some(v) = ratio("floor.8x8", "floor.pipe64") {
+            info_line("the shape's own cost: floor.8x8 / floor.pipe64", v);
+        }
         line(
             "brokered sequential p99 / p50 (rtt.unix)",
             acc.get(&(mode.name(), "rtt.unix"))
