@@ -235,6 +235,11 @@ impl ServedRec {
     }
 
     fn cancel_children(&self) {
+        // Most requests make none: then the list (and its room, kept
+        // for the record's next request) is left as it is.
+        if self.children.borrow().is_empty() {
+            return;
+        }
         let children = std::mem::take(&mut *self.children.borrow_mut());
         for child in children {
             if let Some(child) = child.upgrade() {
