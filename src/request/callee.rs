@@ -14,7 +14,7 @@ use super::stage::{Stage, StageInner};
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{Deferred, EventLoop};
 use crate::value::Args;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ pub(crate) struct ServedRec {
     open: Cell<bool>,
     data: Scope,
     /// The requests made on this one's behalf, cancelled when it ends.
-    children: RefCell<Vec<Weak<dyn CallerEnd>>>,
+    children: Cell<Vec<Weak<dyn CallerEnd>>>,
     link: Option<Up>,
     on_cancel: Cell<Option<Box<dyn FnOnce()>>>,
     /// Whether a method of the stage ran on it (a local request cancelled
@@ -205,11 +205,12 @@ impl ServedRec {
 
     /// Records a request made on this one's behalf.
     fn adopt(&self, child: Weak<dyn CallerEnd>) {
-        let mut children = self.children.borrow_mut();
+        let mut children = self.children.take();
         if children.len() >= 32 && children.len().is_power_of_two() {
             children.retain(|c| c.upgrade().is_some_and(|c| c.is_open()));
         }
         children.push(child);
+        self.children.set(children);
     }
 
     /// The callee's side ends: children cancelled, data dropped.
@@ -236,12 +237,13 @@ impl ServedRec {
     }
 
     fn cancel_children(&self) {
-        // Most requests make none: then the list (and its room, kept
-        // for the record's next request) is left as it is.
-        if self.children.borrow().is_empty() {
+        let children = self.children.take();
+        if children.is_empty() {
+            // Most requests make none: the list's room is kept for the
+            // record's next request.
+            self.children.set(children);
             return;
         }
-        let children = std::mem::take(&mut *self.children.borrow_mut());
         for child in children {
             if let Some(child) = child.upgrade() {
                 child.cancel();
@@ -512,7 +514,7 @@ impl Pooled for ServedRec {
             method,
             open: Cell::new(true),
             data: Scope::default(),
-            children: RefCell::new(Vec::new()),
+            children: Cell::new(Vec::new()),
             link: Some(link),
             on_cancel: Cell::new(None),
             started: Cell::new(false),

@@ -21,6 +21,7 @@ pub(crate) const ON_MY: &str = "on_my_";
 const STACK_KEY: usize = 128;
 
 /// `name` without one leading `on_`.
+#[inline]
 pub(crate) fn strip_on(name: &str) -> &str {
     name.strip_prefix(ON).unwrap_or(name)
 }
@@ -51,7 +52,9 @@ pub(crate) fn with_joined<R>(parts: &[&str], f: impl FnOnce(&str) -> R) -> R {
 /// strings, so the common response allocates no name.
 pub(crate) type TypeName = Cow<'static, str>;
 
-/// The [`TypeName`] for `kind`.
+/// The [`TypeName`] for `kind`. Inline, with the copy of a type of the
+/// callee's own out of line: every answer and every mapping names one.
+#[inline]
 pub(crate) fn type_name(kind: &str) -> TypeName {
     // By length first: each arm then compares a few bytes of known
     // length, inline, where a string match called memcmp per candidate.
@@ -59,8 +62,13 @@ pub(crate) fn type_name(kind: &str) -> TypeName {
         (6, "return") => Cow::Borrowed("return"),
         (4, "emit") => Cow::Borrowed("emit"),
         (5, "error") => Cow::Borrowed("error"),
-        (_, other) => Cow::Owned(other.to_string()),
+        (_, other) => owned_type_name(other),
     }
+}
+
+#[cold]
+fn owned_type_name(kind: &str) -> TypeName {
+    Cow::Owned(kind.to_string())
 }
 
 /// `method` as a shared name: the one of the last request made on this
