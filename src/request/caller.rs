@@ -424,7 +424,7 @@ impl Response {
         if self.last {
             return Err(Error::new(
                 ErrorCode::InvalidState,
-                format!("cannot recall from upward '{}' response", self.kind),
+                format!("cannot recall from upward '{}' response", &*self.kind),
             ));
         }
         if method.is_empty() {

@@ -15,7 +15,6 @@ use super::names::TypeName;
 use crate::error::Error;
 use crate::event_loop::Deferred;
 use crate::value::Args;
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -44,13 +43,19 @@ impl Answer {
         }
     }
 
+    /// An emit or a return of type `kind` as received whole (from
+    /// another program).
+    pub(crate) fn received(kind: String, args: Args, last: bool) -> Answer {
+        Answer::new(TypeName::from(kind), args, last)
+    }
+
     /// A final `error` response; its args are `code` and `message`.
     pub(crate) fn error(e: Error) -> Answer {
         let args = Args::new()
             .with("code", e.code.as_str())
             .with("message", e.message.as_str());
         Answer {
-            kind: Cow::Borrowed("error"),
+            kind: TypeName::Error,
             args,
             last: true,
             error: Some(Box::new(e)),
@@ -175,7 +180,7 @@ mod tests {
     fn a_cleared_inbox_keeps_order_and_only_a_little_room() {
         let inbox = Inbox::default();
         for k in 0..1000 {
-            inbox.push(Answer::new(Cow::Borrowed("emit"), Args::new(), k == 999));
+            inbox.push(Answer::new(TypeName::Emit, Args::new(), k == 999));
         }
         let mut last = Vec::new();
         while let Some(a) = inbox.pop() {
@@ -184,7 +189,7 @@ mod tests {
         assert_eq!(last.len(), 1000);
         assert!(last[999] && !last[..999].iter().any(|l| *l));
         for _ in 0..1000 {
-            inbox.push(Answer::new(Cow::Borrowed("emit"), Args::new(), false));
+            inbox.push(Answer::new(TypeName::Emit, Args::new(), false));
         }
         inbox.clear();
         assert!(inbox.pop().is_none());

@@ -130,7 +130,11 @@ impl<H: Clone> ResponseHandlers<H> {
     /// The handler of a response of type `kind`: its `on(T)` mapping (the
     /// fallback when that names a handler the requester lacks), else the
     /// requester's `on_<role>_<kind>`, else the fallback.
-    pub(crate) fn choose(&self, kind: &str, requester: Option<&impl Requester<H>>) -> Option<H> {
+    pub(crate) fn choose(
+        &self,
+        kind: &TypeName,
+        requester: Option<&impl Requester<H>>,
+    ) -> Option<H> {
         if let Some((_, h)) = self.entries().find(|(t, _)| t == kind) {
             let found = match h {
                 HandlerRef::Closure(f) => Some(f.clone()),
@@ -172,7 +176,7 @@ mod tests {
     }
 
     fn chosen(h: &ResponseHandlers<HandlerFn>, kind: &str, want: &HandlerFn) -> bool {
-        h.choose(kind, None::<&Nobody>)
+        h.choose(&type_name(kind), None::<&Nobody>)
             .is_some_and(|got| Rc::ptr_eq(&got, want))
     }
 
@@ -187,7 +191,7 @@ mod tests {
         assert!(chosen(&h, "return", &c));
         assert!(chosen(&h, "emit", &b));
         assert!(chosen(&h, "knock", &a));
-        assert!(h.choose("error", None::<&Nobody>).is_none());
+        assert!(h.choose(&type_name("error"), None::<&Nobody>).is_none());
         h.set_fallback(fb.clone());
         assert!(chosen(&h, "error", &fb));
         // A method mapping without a requesting stage falls back.

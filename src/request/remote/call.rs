@@ -7,7 +7,6 @@ use crate::client::{timeout_ms, CallEvent, CallId, Client, Delivery};
 use crate::error::Error;
 use crate::request::ends::{Answer, CallerEnd};
 use crate::value::Args;
-use std::borrow::Cow;
 use std::rc::Weak;
 use std::time::Duration;
 
@@ -36,8 +35,8 @@ impl Call {
                 return;
             };
             caller.receive(match event {
-                CallEvent::Emit { kind, args } => Answer::new(Cow::Owned(kind), args, false),
-                CallEvent::Return { kind, args } => Answer::new(Cow::Owned(kind), args, true),
+                CallEvent::Emit { kind, args } => Answer::received(kind, args, false),
+                CallEvent::Return { kind, args } => Answer::received(kind, args, true),
                 CallEvent::Error(e) => Answer::error(e),
             });
         };
