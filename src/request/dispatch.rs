@@ -84,8 +84,14 @@ pub(crate) fn run_handler(
     req: Option<&ServedRequest>,
     rsp: Option<&Response>,
 ) {
-    CURRENT.with(|c| c.borrow_mut().push((stage.cloned(), req.cloned())));
-    let guard = FrameGuard;
+    // A handler with neither stage nor request (a closure answering a
+    // top-level request) outside every other handler needs no frame:
+    // the empty stack says the same to a request it sends.
+    let framed = stage.is_some() || req.is_some() || CURRENT.with(|c| !c.borrow().is_empty());
+    let guard = framed.then(|| {
+        CURRENT.with(|c| c.borrow_mut().push((stage.cloned(), req.cloned())));
+        FrameGuard
+    });
     let ctx = Ctx {
         stage,
         name,
