@@ -62,12 +62,48 @@ impl Target {
     }
 }
 
+/// A builder's target. A remote stage is boxed: the builder is moved by
+/// every call of its chain, and a remote stage inline made a local
+/// request's builder too big to move without a call to `memcpy`.
+enum To {
+    Local(Stage),
+    Remote(Box<RemoteStage>),
+}
+
+impl From<Target> for To {
+    #[inline]
+    fn from(target: Target) -> To {
+        match target {
+            Target::Local(stage) => To::Local(stage),
+            Target::Remote(remote) => To::Remote(Box::new(remote)),
+        }
+    }
+}
+
+impl fmt::Debug for To {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            To::Local(stage) => f.debug_tuple("Local").field(stage).finish(),
+            To::Remote(remote) => f.debug_tuple("Remote").field(remote).finish(),
+        }
+    }
+}
+
+impl To {
+    fn event_loop(&self) -> &EventLoop {
+        match self {
+            To::Local(s) => s.event_loop(),
+            To::Remote(r) => r.event_loop(),
+        }
+    }
+}
+
 impl Request {
     /// Starts building a request of `method` to `target`.
     #[inline]
     pub fn to(target: impl Into<Target>, method: &str) -> RequestBuilder {
         RequestBuilder {
-            target: target.into(),
+            target: To::from(target.into()),
             method: method_name(method),
             args: Args::new(),
             handlers: ResponseHandlers::default(),
@@ -79,7 +115,7 @@ impl Request {
 
 /// Builds a [`Request`]; [`RequestBuilder::send`] posts it.
 pub struct RequestBuilder {
-    target: Target,
+    target: To,
     method: Rc<str>,
     args: Args,
     handlers: ResponseHandlers<HandlerFn>,
@@ -225,14 +261,14 @@ impl RequestBuilder {
                 ));
             }
         }
-        if let Target::Remote(remote) = &self.target {
+        if let To::Remote(remote) = &self.target {
             remote.check_sendable()?;
         }
         // The earlier of its own deadline and its parent's; with neither,
         // its client's default. No clock is read without a deadline.
         let inherited = parent.as_ref().and_then(ServedRequest::deadline);
         let own = self.timeout.or_else(|| match &self.target {
-            Target::Remote(r) if inherited.is_none() => r.default_timeout(),
+            To::Remote(r) if inherited.is_none() => r.default_timeout(),
             _ => None,
         });
         let now = (own.is_some() || inherited.is_some()).then(Instant::now);
@@ -250,7 +286,7 @@ impl RequestBuilder {
         );
         let caller: Weak<dyn CallerEnd> = Rc::<CallerRec>::downgrade(&rec);
         let link = match &self.target {
-            Target::Local(stage) => {
+            To::Local(stage) => {
                 // A request from this loop keeps its caller's id.
                 let served = Served::new(
                     rec.id(),
@@ -262,7 +298,7 @@ impl RequestBuilder {
                 );
                 Down::local(&lp, served.callee_end(), self.args)
             }
-            Target::Remote(remote) => {
+            To::Remote(remote) => {
                 let left = now
                     .zip(deadline)
                     .map(|(n, d)| d.saturating_duration_since(n));

@@ -14,7 +14,7 @@ use super::stage::{Stage, StageInner};
 use crate::error::{Error, ErrorCode};
 use crate::event_loop::{Deferred, EventLoop};
 use crate::value::Args;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
@@ -37,18 +37,18 @@ pub(crate) struct ServedRec {
     /// keeps its stage alive, as a local request keeps its target) and
     /// let go when it ends: a handle the stage's own handlers keep after
     /// the end forms no lasting cycle.
-    holds: RefCell<Option<Stage>>,
+    holds: Cell<Option<Stage>>,
     method: Rc<str>,
     open: Cell<bool>,
     data: Scope,
     /// The requests made on this one's behalf, cancelled when it ends.
-    children: RefCell<Vec<Weak<dyn CallerEnd>>>,
+    children: Cell<Vec<Weak<dyn CallerEnd>>>,
     link: Option<Up>,
-    on_cancel: RefCell<Option<Box<dyn FnOnce()>>>,
+    on_cancel: Cell<Option<Box<dyn FnOnce()>>>,
     /// Whether a method of the stage ran on it (a local request cancelled
     /// before its turn never starts).
     started: Cell<bool>,
-    on_end: RefCell<Option<Box<dyn FnOnce()>>>,
+    on_end: Cell<Option<Box<dyn FnOnce()>>>,
     /// When the caller stops waiting (its timeout, on this host's clock),
     /// inherited by the requests made on this one's behalf.
     deadline: Option<Instant>,
@@ -133,7 +133,7 @@ impl Served {
             return;
         }
         self.0.cancel_children();
-        let hook = self.0.on_cancel.borrow_mut().take();
+        let hook = self.0.on_cancel.take();
         match hook {
             Some(f) => f(),
             None if self.0.started.get() => {
@@ -159,7 +159,8 @@ impl Served {
 
     /// Internal hook run once when the callee's side ends, either way.
     pub(crate) fn set_on_end(&self, f: impl FnOnce() + 'static) {
-        *self.0.on_end.borrow_mut() = Some(Box::new(f));
+        let old = self.0.on_end.replace(Some(Box::new(f)));
+        drop(old);
     }
 }
 
@@ -204,11 +205,12 @@ impl ServedRec {
 
     /// Records a request made on this one's behalf.
     fn adopt(&self, child: Weak<dyn CallerEnd>) {
-        let mut children = self.children.borrow_mut();
+        let mut children = self.children.take();
         if children.len() >= 32 && children.len().is_power_of_two() {
             children.retain(|c| c.upgrade().is_some_and(|c| c.is_open()));
         }
         children.push(child);
+        self.children.set(children);
     }
 
     /// The callee's side ends: children cancelled, data dropped.
@@ -217,7 +219,7 @@ impl ServedRec {
         self.cancel_children();
         // Dropped outside the borrow: it may hold a reference to this
         // request (a C on-cancel's user data, say).
-        let on_cancel = self.on_cancel.borrow_mut().take();
+        let on_cancel = self.on_cancel.take();
         drop(on_cancel);
         self.data.clear();
         self.run_on_end();
@@ -226,16 +228,22 @@ impl ServedRec {
     /// The last step of either end: the internal hook, then the stage is
     /// let go.
     fn run_on_end(&self) {
-        let on_end = self.on_end.borrow_mut().take();
+        let on_end = self.on_end.take();
         if let Some(f) = on_end {
             f();
         }
-        let stage = self.holds.borrow_mut().take();
+        let stage = self.holds.take();
         drop(stage);
     }
 
     fn cancel_children(&self) {
-        let children = std::mem::take(&mut *self.children.borrow_mut());
+        let children = self.children.take();
+        if children.is_empty() {
+            // Most requests make none: the list's room is kept for the
+            // record's next request.
+            self.children.set(children);
+            return;
+        }
         for child in children {
             if let Some(child) = child.upgrade() {
                 child.cancel();
@@ -409,7 +417,10 @@ impl ServedRequest {
     /// request: a stage never hears of the cancel of a request it never
     /// saw (a local request cancelled before its turn).
     pub fn on_cancel(&self, f: impl FnOnce() + 'static) {
-        *self.0.on_cancel.borrow_mut() = Some(Box::new(f));
+        // The hook it replaces is dropped outside the record (it may
+        // hold this request).
+        let old = self.0.on_cancel.replace(Some(Box::new(f)));
+        drop(old);
     }
 
     /// Sends an interim response of type `kind` (default name: `emit`).
@@ -499,15 +510,15 @@ impl Pooled for ServedRec {
             caller_id,
             lp: Some(stage.event_loop().clone()),
             stage: stage.downgrade(),
-            holds: RefCell::new(Some(stage)),
+            holds: Cell::new(Some(stage)),
             method,
             open: Cell::new(true),
             data: Scope::default(),
-            children: RefCell::new(Vec::new()),
+            children: Cell::new(Vec::new()),
             link: Some(link),
-            on_cancel: RefCell::new(None),
+            on_cancel: Cell::new(None),
             started: Cell::new(false),
-            on_end: RefCell::new(None),
+            on_end: Cell::new(None),
             deadline,
             handles: Cell::new(0),
             emitted: Cell::new(false),

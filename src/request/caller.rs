@@ -38,14 +38,15 @@ pub(crate) struct CallerRec {
     /// The request this one was made on behalf of: a reference to it
     /// while this one is open (its response handlers may answer it), let
     /// go when this one ends.
-    parent: RefCell<Option<ServedRequest>>,
+    parent: Cell<Option<ServedRequest>>,
     data: Scope,
     link: RefCell<Down>,
     timer: Cell<Option<TimerId>>,
     /// While its caller let go of the handle with [`Request::keep`]: the
     /// key under which the loop holds the record until the request ends
-    /// (or the loop shuts down).
-    kept: Cell<Option<u64>>,
+    /// (or the loop shuts down); 0 when it does not (the loop's keys
+    /// start at 1).
+    kept: Cell<u64>,
     /// Answers from a callee on this loop, until their turn.
     inbox: Inbox,
 }
@@ -87,7 +88,8 @@ impl CallerRec {
     #[inline]
     pub(crate) fn link(&self, link: Down, parent: Option<ServedRequest>) {
         *self.link.borrow_mut() = link;
-        *self.parent.borrow_mut() = parent;
+        let old = self.parent.replace(parent);
+        drop(old);
     }
 
     /// Ends the transaction with `timeout` when `timer` fires first.
@@ -112,7 +114,8 @@ impl CallerRec {
     /// Has the loop let go of the record ([`Request::keep`]); the caller
     /// of this method holds another reference.
     fn release_kept(&self) {
-        if let Some(key) = self.kept.take() {
+        let key = self.kept.take();
+        if key != 0 {
             let held = self.lp().release(key);
             drop(held);
         }
@@ -120,7 +123,7 @@ impl CallerRec {
 
     /// Lets go of the parent request: this one can no longer answer it.
     fn release_parent(&self) {
-        let parent = self.parent.borrow_mut().take();
+        let parent = self.parent.take();
         drop(parent);
     }
 
@@ -169,11 +172,11 @@ impl Pooled for CallerRec {
             open: Cell::new(true),
             handlers,
             requester,
-            parent: RefCell::new(None),
+            parent: Cell::new(None),
             data: Scope::default(),
             link: RefCell::new(Down::None),
             timer: Cell::new(None),
-            kept: Cell::new(None),
+            kept: Cell::new(0),
             inbox: Inbox::default(),
         }
     }
@@ -186,7 +189,7 @@ impl Pooled for CallerRec {
         self.data.clear();
         *self.link.get_mut() = Down::None;
         self.timer.set(None);
-        self.kept.set(None);
+        self.kept.set(0);
         self.inbox.clear();
     }
 
@@ -224,7 +227,10 @@ impl CallerEnd for CallerRec {
         };
         let rec = &rsp.caller;
         let requester = rec.requester.as_ref().and_then(Stage::from_weak);
-        let parent = rec.parent.borrow().clone();
+        // A copy for the handler's frame; the record keeps its own.
+        let parent = rec.parent.take();
+        let held = parent.clone();
+        rec.parent.set(held);
         match rec.handlers.choose(&rsp.kind, requester.as_ref()) {
             Some(h) => run_handler(
                 &h,
@@ -288,7 +294,7 @@ impl Drop for Request {
         let Some(rec) = self.rec.take() else {
             return;
         };
-        if rec.kept.get().is_none() {
+        if rec.kept.get() == 0 {
             rec.cancel();
         }
         pool::give(&FREE, rec);
@@ -354,9 +360,7 @@ impl Request {
     pub fn keep(self) {
         if self.rec().open.get() {
             let key = self.rec().lp().keep(self.rec().clone());
-            if key != 0 {
-                self.rec().kept.set(Some(key));
-            }
+            self.rec().kept.set(key);
         }
     }
 }
@@ -420,7 +424,7 @@ impl Response {
         if self.last {
             return Err(Error::new(
                 ErrorCode::InvalidState,
-                format!("cannot recall from upward '{}' response", self.kind),
+                format!("cannot recall from upward '{}' response", &*self.kind),
             ));
         }
         if method.is_empty() {

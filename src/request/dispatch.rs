@@ -84,8 +84,14 @@ pub(crate) fn run_handler(
     req: Option<&ServedRequest>,
     rsp: Option<&Response>,
 ) {
-    CURRENT.with(|c| c.borrow_mut().push((stage.cloned(), req.cloned())));
-    let guard = FrameGuard;
+    // A handler with neither stage nor request (a closure answering a
+    // top-level request) outside every other handler needs no frame:
+    // the empty stack says the same to a request it sends.
+    let framed = stage.is_some() || req.is_some() || CURRENT.with(|c| !c.borrow().is_empty());
+    let guard = framed.then(|| {
+        CURRENT.with(|c| c.borrow_mut().push((stage.cloned(), req.cloned())));
+        FrameGuard
+    });
     let ctx = Ctx {
         stage,
         name,
@@ -142,5 +148,61 @@ pub(crate) fn run_method(served: &Served, method: &str, args: &Args) {
             );
             let _ = served.fail(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event_loop::EventLoop;
+    use crate::request::Request;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    /// What `current()` says, as (no stage, no request).
+    fn nothing_current() -> (bool, bool) {
+        let (stage, req) = current();
+        (stage.is_none(), req.is_none())
+    }
+
+    #[test]
+    fn a_handler_with_nothing_to_serve_sees_no_frame_framed_or_not() {
+        let lp = EventLoop::new().unwrap();
+        let stage = Stage::new(&lp, "s");
+        let nested = Rc::new(Cell::new(None));
+        let seen = nested.clone();
+        stage.on("echo", move |ctx| {
+            assert_eq!(nothing_current(), (false, false));
+            // Inside a stage's handler, a handler without stage or
+            // request gets a frame of its own, which hides this one.
+            let inner: HandlerFn = Rc::new(|_| {
+                assert_eq!(nothing_current(), (true, true));
+                Ok(())
+            });
+            run_handler(&inner, None, "inner", &Args::new(), None, None);
+            seen.set(Some(nothing_current()));
+            ctx.ret("return", ctx.args())
+        });
+        // Outside every handler (a top-level request's closure), the
+        // stack is empty and stays so.
+        let top = Rc::new(Cell::new(None));
+        let at_top = top.clone();
+        let _request = Request::to(&stage, "echo")
+            .on("return", move |_| {
+                at_top.set(Some(nothing_current()));
+                Ok(())
+            })
+            .send()
+            .unwrap();
+        assert!(lp
+            .run_until(Duration::from_secs(5), || top.get().is_some())
+            .unwrap());
+        assert_eq!(
+            nested.get(),
+            Some((false, false)),
+            "the outer frame is back"
+        );
+        assert_eq!(top.get(), Some((true, true)));
+        assert_eq!(nothing_current(), (true, true));
     }
 }

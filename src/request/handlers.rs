@@ -105,6 +105,7 @@ impl<H: Clone> HandlerTable<H> {
 
     /// The stage's `on_my_<kind>` handler, which intercepts its own
     /// responses of type `kind`.
+    #[inline]
     pub(crate) fn intercept(&self, kind: &str) -> Option<&H> {
         if self.intercepts == 0 {
             return None;

@@ -151,7 +151,7 @@ mod tests {
 
     impl CallerEnd for Caller {
         fn receive(self: Rc<Self>, answer: Answer) {
-            let what = format!("{} last={}", answer.kind, answer.last);
+            let what = format!("{} last={}", &*answer.kind, answer.last);
             self.0.borrow_mut().push(what);
         }
         fn is_open(&self) -> bool {

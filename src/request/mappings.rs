@@ -30,9 +30,19 @@ pub(crate) enum HandlerRef<H> {
 /// A request maps one to three types, most often only `return`: the
 /// mappings are a list searched linearly, and the first one is kept
 /// inline, so the usual request allocates nothing here (a hash map per
-/// request was 6% of a local request+return pair).
+/// request was 6% of a local request+return pair). What few requests
+/// use (further mappings, a fallback, a role) is boxed apart: the
+/// handlers are in every caller's record and move with every builder,
+/// and their drop runs twice per request (when the record is emptied
+/// and when it is refilled), so the usual case is kept to one mapping
+/// and a null pointer.
 pub(crate) struct ResponseHandlers<H> {
     first: Option<(TypeName, HandlerRef<H>)>,
+    more: Option<Box<More<H>>>,
+}
+
+/// The parts of [`ResponseHandlers`] few requests use.
+struct More<H> {
     rest: Vec<(TypeName, HandlerRef<H>)>,
     fallback: Option<H>,
     role: Option<Box<str>>,
@@ -42,16 +52,33 @@ impl<H> Default for ResponseHandlers<H> {
     fn default() -> Self {
         ResponseHandlers {
             first: None,
-            rest: Vec::new(),
-            fallback: None,
-            role: None,
+            more: None,
         }
     }
 }
 
 impl<H> ResponseHandlers<H> {
     fn entries(&self) -> impl Iterator<Item = &(TypeName, HandlerRef<H>)> {
-        self.first.iter().chain(self.rest.iter())
+        let rest = self.more.as_deref().map_or(&[][..], |m| &m.rest[..]);
+        self.first.iter().chain(rest.iter())
+    }
+
+    fn more(&mut self) -> &mut More<H> {
+        self.more.get_or_insert_with(|| {
+            Box::new(More {
+                rest: Vec::new(),
+                fallback: None,
+                role: None,
+            })
+        })
+    }
+
+    fn fallback(&self) -> Option<&H> {
+        self.more.as_deref().and_then(|m| m.fallback.as_ref())
+    }
+
+    fn role(&self) -> Option<&str> {
+        self.more.as_deref().and_then(|m| m.role.as_deref())
     }
 }
 
@@ -60,8 +87,8 @@ impl<H> fmt::Debug for ResponseHandlers<H> {
         let types: Vec<&str> = self.entries().map(|(t, _)| &**t).collect();
         f.debug_struct("ResponseHandlers")
             .field("types", &types)
-            .field("role", &self.role)
-            .field("fallback", &self.fallback.is_some())
+            .field("role", &self.role())
+            .field("fallback", &self.fallback().is_some())
             .finish()
     }
 }
@@ -76,46 +103,51 @@ impl<H: Clone> ResponseHandlers<H> {
             self.first = Some((type_name(kind), handler));
             return;
         }
-        let slot = self
-            .first
-            .iter_mut()
-            .chain(self.rest.iter_mut())
-            .find(|(t, _)| t == kind);
-        if let Some((_, h)) = slot {
-            *h = handler;
-        } else {
-            self.rest.push((type_name(kind), handler));
+        if let Some((t, h)) = &mut self.first {
+            if t == kind {
+                *h = handler;
+                return;
+            }
+        }
+        let rest = &mut self.more().rest;
+        match rest.iter_mut().find(|(t, _)| t == kind) {
+            Some((_, h)) => *h = handler,
+            None => rest.push((type_name(kind), handler)),
         }
     }
 
     /// Sets the handler of every type that nothing else handles.
     pub(crate) fn set_fallback(&mut self, handler: H) {
-        self.fallback = Some(handler);
+        self.more().fallback = Some(handler);
     }
 
     /// Sets the role: a response of type T then runs the requesting
     /// stage's `on_<role>_<T>` unless `on(T)` maps it.
     pub(crate) fn set_role(&mut self, role: &str) {
-        self.role = Some(role.into());
+        self.more().role = Some(role.into());
     }
 
     /// The handler of a response of type `kind`: its `on(T)` mapping (the
     /// fallback when that names a handler the requester lacks), else the
     /// requester's `on_<role>_<kind>`, else the fallback.
-    pub(crate) fn choose(&self, kind: &str, requester: Option<&impl Requester<H>>) -> Option<H> {
+    pub(crate) fn choose(
+        &self,
+        kind: &TypeName,
+        requester: Option<&impl Requester<H>>,
+    ) -> Option<H> {
         if let Some((_, h)) = self.entries().find(|(t, _)| t == kind) {
             let found = match h {
                 HandlerRef::Closure(f) => Some(f.clone()),
                 HandlerRef::Method(name) => requester.and_then(|s| s.handler(name)),
             };
-            return found.or_else(|| self.fallback.clone());
+            return found.or_else(|| self.fallback().cloned());
         }
-        if let (Some(role), Some(stage)) = (&self.role, requester) {
+        if let (Some(role), Some(stage)) = (self.role(), requester) {
             if let Some(h) = stage.role_handler(role, kind) {
                 return Some(h);
             }
         }
-        self.fallback.clone()
+        self.fallback().cloned()
     }
 }
 
@@ -144,7 +176,7 @@ mod tests {
     }
 
     fn chosen(h: &ResponseHandlers<HandlerFn>, kind: &str, want: &HandlerFn) -> bool {
-        h.choose(kind, None::<&Nobody>)
+        h.choose(&type_name(kind), None::<&Nobody>)
             .is_some_and(|got| Rc::ptr_eq(&got, want))
     }
 
@@ -159,7 +191,7 @@ mod tests {
         assert!(chosen(&h, "return", &c));
         assert!(chosen(&h, "emit", &b));
         assert!(chosen(&h, "knock", &a));
-        assert!(h.choose("error", None::<&Nobody>).is_none());
+        assert!(h.choose(&type_name("error"), None::<&Nobody>).is_none());
         h.set_fallback(fb.clone());
         assert!(chosen(&h, "error", &fb));
         // A method mapping without a requesting stage falls back.

@@ -6,8 +6,8 @@
 //! Building those keys with `format!` cost an allocation per lookup, about
 //! a tenth of a local request+return pair, so keys are built on the stack.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
+use std::fmt;
 use std::rc::Rc;
 
 /// The prefix of handler names (`on_foo` handles `foo`).
@@ -21,6 +21,7 @@ pub(crate) const ON_MY: &str = "on_my_";
 const STACK_KEY: usize = 128;
 
 /// `name` without one leading `on_`.
+#[inline]
 pub(crate) fn strip_on(name: &str) -> &str {
     name.strip_prefix(ON).unwrap_or(name)
 }
@@ -47,20 +48,83 @@ pub(crate) fn with_joined<R>(parts: &[&str], f: impl FnOnce(&str) -> R) -> R {
 }
 
 /// A response type (`return`, `emit`, `error`, or one of the callee's
-/// choosing) as the caller's side keeps it: the usual types are static
-/// strings, so the common response allocates no name.
-pub(crate) type TypeName = Cow<'static, str>;
+/// choosing) as the caller's side keeps it: the usual types are a tag,
+/// so the common response allocates no name, and two usual types
+/// compare without reading a string. Two words: it is in every caller's
+/// record twice (its first mapping, its first answer waiting), and a
+/// name of the callee's own, the rare case, is boxed twice to keep it so.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum TypeName {
+    Return,
+    Emit,
+    Error,
+    Other(Box<Box<str>>),
+}
 
-/// The [`TypeName`] for `kind`.
-pub(crate) fn type_name(kind: &str) -> TypeName {
+impl std::ops::Deref for TypeName {
+    type Target = str;
+
+    #[inline]
+    fn deref(&self) -> &str {
+        match self {
+            TypeName::Return => "return",
+            TypeName::Emit => "emit",
+            TypeName::Error => "error",
+            TypeName::Other(name) => name,
+        }
+    }
+}
+
+impl PartialEq<str> for TypeName {
+    #[inline]
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl fmt::Debug for TypeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl From<String> for TypeName {
+    /// A name received whole (from the wire): a usual one becomes its
+    /// tag.
+    fn from(kind: String) -> TypeName {
+        match type_name_of_usual(&kind) {
+            Some(usual) => usual,
+            None => TypeName::Other(Box::new(kind.into_boxed_str())),
+        }
+    }
+}
+
+/// The tag of a usual type name.
+#[inline]
+fn type_name_of_usual(kind: &str) -> Option<TypeName> {
     // By length first: each arm then compares a few bytes of known
     // length, inline, where a string match called memcmp per candidate.
     match (kind.len(), kind) {
-        (6, "return") => Cow::Borrowed("return"),
-        (4, "emit") => Cow::Borrowed("emit"),
-        (5, "error") => Cow::Borrowed("error"),
-        (_, other) => Cow::Owned(other.to_string()),
+        (6, "return") => Some(TypeName::Return),
+        (4, "emit") => Some(TypeName::Emit),
+        (5, "error") => Some(TypeName::Error),
+        _ => None,
     }
+}
+
+/// The [`TypeName`] for `kind`. Inline, with the copy of a type of the
+/// callee's own out of line: every answer and every mapping names one.
+#[inline]
+pub(crate) fn type_name(kind: &str) -> TypeName {
+    match type_name_of_usual(kind) {
+        Some(usual) => usual,
+        None => owned_type_name(kind),
+    }
+}
+
+#[cold]
+fn owned_type_name(kind: &str) -> TypeName {
+    TypeName::Other(Box::new(kind.into()))
 }
 
 /// `method` as a shared name: the one of the last request made on this
@@ -98,10 +162,17 @@ mod tests {
 
     #[test]
     fn usual_type_names_are_static() {
-        assert!(matches!(type_name("return"), Cow::Borrowed("return")));
-        assert!(matches!(type_name("emit"), Cow::Borrowed("emit")));
-        assert!(matches!(type_name("error"), Cow::Borrowed("error")));
-        assert_eq!(type_name("knock"), "knock");
+        assert!(matches!(type_name("return"), TypeName::Return));
+        assert!(matches!(type_name("emit"), TypeName::Emit));
+        assert!(matches!(type_name("error"), TypeName::Error));
+        assert!(matches!(
+            TypeName::from("error".to_string()),
+            TypeName::Error
+        ));
+        assert_eq!(*type_name("knock"), *"knock");
+        assert_eq!(*TypeName::from("knock".to_string()), *"knock");
+        assert!(type_name("knock") != type_name("return"));
+        assert_eq!(std::mem::size_of::<TypeName>(), 16);
         assert_eq!(strip_on("on_on_x"), "on_x");
         assert_eq!(strip_on("x"), "x");
     }

@@ -279,6 +279,7 @@ impl Stage {
 
     /// The `on_my_<kind>` handler that intercepts this stage's own
     /// responses of type `kind`.
+    #[inline]
     pub(crate) fn intercept(&self, kind: &str) -> Option<HandlerFn> {
         self.inner.handlers.borrow().intercept(kind).cloned()
     }
@@ -296,10 +297,12 @@ impl Stage {
         list.push(publication);
     }
 
+    #[inline]
     pub(crate) fn downgrade(&self) -> Weak<StageInner> {
         Rc::downgrade(&self.inner)
     }
 
+    #[inline]
     pub(crate) fn from_weak(weak: &Weak<StageInner>) -> Option<Stage> {
         weak.upgrade().map(|inner| Stage { inner })
     }

@@ -7,7 +7,6 @@ use crate::client::{timeout_ms, CallEvent, CallId, Client, Delivery};
 use crate::error::Error;
 use crate::request::ends::{Answer, CallerEnd};
 use crate::value::Args;
-use std::borrow::Cow;
 use std::rc::Weak;
 use std::time::Duration;
 
@@ -36,8 +35,8 @@ impl Call {
                 return;
             };
             caller.receive(match event {
-                CallEvent::Emit { kind, args } => Answer::new(Cow::Owned(kind), args, false),
-                CallEvent::Return { kind, args } => Answer::new(Cow::Owned(kind), args, true),
+                CallEvent::Emit { kind, args } => Answer::received(kind, args, false),
+                CallEvent::Return { kind, args } => Answer::received(kind, args, true),
                 CallEvent::Error(e) => Answer::error(e),
             });
         };
@@ -68,12 +67,14 @@ impl Call {
 }
 
 /// The callee's way up to a caller in another program: the delivery of
-/// its call.
-pub(crate) struct Reply(Delivery);
+/// its call. Boxed: the way up sits in every callee's record, local
+/// requests' included, where a delivery inline tripled its size (a
+/// local request+return pair's working set is its records).
+pub(crate) struct Reply(Box<Delivery>);
 
 impl Reply {
     pub(crate) fn new(delivery: Delivery) -> Reply {
-        Reply(delivery)
+        Reply(Box::new(delivery))
     }
 
     /// Who calls, as the broker said.
