@@ -12,7 +12,7 @@ use super::core::Core;
 use super::effects::{Effect, Outbox};
 use super::oneway::Incoming;
 use super::serving::Serving;
-use super::{CallEvent, CallId};
+use super::{CallEvent, CallId, Name};
 use crate::error::Error;
 use crate::value::Args;
 use crate::wire::{decode_body, CallerRef, Frame, Parsed, Payload, Reply, WireError};
@@ -29,14 +29,14 @@ pub(super) enum Received {
     /// An interim response of a call made here.
     Emit {
         id: u64,
-        kind: String,
+        kind: Name,
         args: Result<Args, Error>,
     },
     /// The successful final response of a call (or, unexpectedly, of an
     /// operation) made here.
     Return {
         id: u64,
-        kind: String,
+        kind: Name,
         args: Result<Args, Error>,
     },
 }
@@ -65,7 +65,7 @@ impl Received {
                     origin,
                     timeout_ms,
                     session: serving.name(session),
-                    method: method.to_string(),
+                    method: serving.names.get(method),
                     args: decode(payload),
                     caller: caller.map(|c| serving.caller(c)),
                 };
@@ -73,12 +73,12 @@ impl Received {
             }
             Parsed::Emit { id, kind, payload } => Received::Emit {
                 id,
-                kind: kind.to_string(),
+                kind: serving.names.get(kind),
                 args: decode(payload),
             },
             Parsed::Return { id, kind, payload } => Received::Return {
                 id,
-                kind: kind.to_string(),
+                kind: serving.names.get(kind),
                 args: decode(payload),
             },
             Parsed::Other => Received::Frame(decode_body(body)?),
@@ -128,7 +128,7 @@ impl Core {
                 // it needs only the type.
                 None => {
                     let reply = Reply::Return {
-                        kind,
+                        kind: kind.into(),
                         payload: Payload::default(),
                     };
                     self.on_result(id, Ok(reply), out)
@@ -142,7 +142,7 @@ impl Core {
     pub(super) fn on_emit(
         &mut self,
         id: u64,
-        kind: String,
+        kind: Name,
         args: Result<Args, Error>,
         out: &mut impl Outbox,
     ) -> Option<Effect> {

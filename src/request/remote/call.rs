@@ -36,8 +36,8 @@ impl Call {
                 return;
             };
             caller.receive(match event {
-                CallEvent::Emit { kind, args } => Answer::new(Cow::Owned(kind), args, false),
-                CallEvent::Return { kind, args } => Answer::new(Cow::Owned(kind), args, true),
+                CallEvent::Emit { kind, args } => Answer::new(type_name(kind), args, false),
+                CallEvent::Return { kind, args } => Answer::new(type_name(kind), args, true),
                 CallEvent::Error(e) => Answer::error(e),
             });
         };
@@ -99,5 +99,15 @@ impl Reply {
     /// ended (the connection closed) has nobody to tell.
     pub(crate) fn fail(&self, error: Error) {
         let _ = self.0.fail(error);
+    }
+}
+
+/// A response's type as the request machinery keeps it: the usual
+/// ones without a copy.
+fn type_name(kind: crate::Name) -> Cow<'static, str> {
+    match kind.as_str() {
+        "return" => Cow::Borrowed("return"),
+        "emit" => Cow::Borrowed("emit"),
+        _ => Cow::Owned(kind.into()),
     }
 }
