@@ -253,14 +253,18 @@ impl Shared<[u8]> {
         // A room size is a constant (an array, unsized behind the Arc):
         // a few sizes cover the common short payloads in one allocation.
         fn inline<const N: usize>(bytes: &[u8]) -> Arc<Shared<[u8]>> {
-            let mut inline = [0u8; N];
-            inline[..bytes.len()].copy_from_slice(bytes);
-            Arc::new(Shared {
+            // Zeroed in place, then filled: no room-sized copy through
+            // the stack.
+            let mut shared = Arc::new(Shared {
                 entries: OnceLock::new(),
                 spilled: Vec::new(),
                 len: bytes.len(),
-                inline,
-            })
+                inline: [0u8; N],
+            });
+            if let Some(s) = Arc::get_mut(&mut shared) {
+                s.inline[..bytes.len()].copy_from_slice(bytes);
+            }
+            shared
         }
         match bytes.len() {
             0..=48 => inline::<48>(bytes),
