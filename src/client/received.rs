@@ -15,7 +15,7 @@ use super::serving::Serving;
 use super::{CallEvent, CallId, Name};
 use crate::error::Error;
 use crate::value::Args;
-use crate::wire::{decode_body, CallerRef, Frame, Parsed, Payload, Reply, WireError};
+use crate::wire::{decode_body, Frame, Parsed, Payload, Reply, Stamp, WireError};
 use crate::wire::{CallerInfo, DEFAULT_MAX_DECODED};
 use std::rc::Rc;
 
@@ -51,7 +51,8 @@ impl Received {
     /// Reads one frame body; `serving` keeps the last session name and
     /// caller identity for the next call to share.
     pub fn read(body: &[u8], serving: &mut Serving) -> Result<Received, WireError> {
-        Ok(match Parsed::parse(body) {
+        let known = serving.last_stamp.as_ref().map_or(&[][..], |(b, _)| b);
+        Ok(match Parsed::parse_with(body, known) {
             Parsed::Call {
                 post,
                 id,
@@ -69,7 +70,7 @@ impl Received {
                     session: serving.name(session),
                     method: serving.names.get(method),
                     args: decode(payload),
-                    caller: caller.map(|c| serving.caller(c)),
+                    caller: caller.and_then(|c| serving.caller(c)),
                 };
                 Received::Call(call, !post)
             }
@@ -98,12 +99,24 @@ impl Serving {
         }
     }
 
-    /// The caller identity `caller`, shared with the last one when equal
-    /// (a caller calls many times), else a new one that becomes last.
-    pub fn caller(&mut self, caller: CallerRef<'_>) -> Rc<CallerInfo> {
-        match &self.last_caller {
-            Some(known) if caller.is(known) => known.clone(),
-            _ => self.last_caller.insert(Rc::new(caller.owned())).clone(),
+    /// The caller identity of a stamp: the last one's when its stamp
+    /// is the same bytes (a caller calls many times), else a new one
+    /// that becomes last.
+    pub fn caller(&mut self, stamp: Stamp<'_>) -> Option<Rc<CallerInfo>> {
+        match stamp {
+            Stamp::Known => self.last_stamp.as_ref().map(|(_, c)| c.clone()),
+            Stamp::New(caller, bytes) => {
+                let owned = Rc::new(caller.owned());
+                match &mut self.last_stamp {
+                    Some((kept, last)) => {
+                        kept.clear();
+                        kept.extend_from_slice(bytes);
+                        *last = owned.clone();
+                    }
+                    None => self.last_stamp = Some((bytes.to_vec(), owned.clone())),
+                }
+                Some(owned)
+            }
         }
     }
 }

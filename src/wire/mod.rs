@@ -45,7 +45,7 @@ pub use names::{NameChange, NameMode};
 pub(crate) use outgoing::Outgoing;
 pub(crate) use payload::decode_checked;
 pub use payload::Payload;
-pub(crate) use received::{CallerRef, Parsed};
+pub(crate) use received::{Parsed, Stamp};
 pub(crate) use routed::{encode_caller, Inbound, Routed, RoutedKind};
 pub use tap::TapEvent;
 

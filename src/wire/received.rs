@@ -43,7 +43,7 @@ pub(crate) enum Parsed<'a> {
         /// The encoded args.
         payload: &'a [u8],
         /// Who calls, when the broker stamped it.
-        caller: Option<CallerRef<'a>>,
+        caller: Option<Stamp<'a>>,
     },
     /// [`super::Frame::Emit`].
     Emit {
@@ -68,8 +68,17 @@ pub(crate) enum Parsed<'a> {
     Other,
 }
 
-/// A caller's identity borrowed from a stamped deliver, compared with the
-/// last one before anything is allocated.
+/// The caller's stamp of a stamped deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stamp<'a> {
+    /// The same bytes as the stamp known from before (given to
+    /// [`Parsed::parse_with`]): the same caller, not read again.
+    Known,
+    /// A stamp read, and its bytes.
+    New(CallerRef<'a>, &'a [u8]),
+}
+
+/// A caller's identity borrowed from a stamped deliver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CallerRef<'a> {
     connection: u64,
@@ -82,6 +91,7 @@ pub(crate) struct CallerRef<'a> {
 
 impl CallerRef<'_> {
     /// Whether `owned` is the same identity.
+    #[cfg(test)]
     pub(crate) fn is(&self, owned: &CallerInfo) -> bool {
         self.connection == owned.connection
             && self.uid == owned.uid
@@ -182,19 +192,28 @@ impl<'a> Reader<'a> {
 
 impl<'a> Parsed<'a> {
     /// Reads one frame body (without its length prefix) in place.
+    #[cfg(test)]
     pub(crate) fn parse(body: &'a [u8]) -> Parsed<'a> {
+        Parsed::parse_with(body, &[])
+    }
+
+    /// Reads one frame body in place; a stamped deliver whose stamp is
+    /// `known` (the bytes of the last stamp read, checked then) has
+    /// [`Stamp::Known`]: a caller calls many times, and its stamp is
+    /// then compared, not read again.
+    pub(crate) fn parse_with(body: &'a [u8], known: &[u8]) -> Parsed<'a> {
         // Bodies this long could meet the decoder's limit on bytes
         // claimed, which this reader does not count: the decoder's.
         if body.len() > DECODE_LIMIT / 16 {
             return Parsed::Other;
         }
         let mut r = Reader(body);
-        Parsed::read(&mut r)
+        Parsed::read(&mut r, known)
             .filter(|_| r.0.is_empty())
             .unwrap_or(Parsed::Other)
     }
 
-    fn read(r: &mut Reader<'a>) -> Option<Parsed<'a>> {
+    fn read(r: &mut Reader<'a>, known: &[u8]) -> Option<Parsed<'a>> {
         let tag = r.u32()?;
         Some(match tag {
             DELIVER | POST | DELIVER_FROM => Parsed::Call {
@@ -206,7 +225,16 @@ impl<'a> Parsed<'a> {
                 method: r.str()?,
                 payload: r.bytes()?,
                 caller: match tag {
-                    DELIVER_FROM => Some(r.caller()?),
+                    // The stamp is the body's last field.
+                    DELIVER_FROM if !known.is_empty() && r.0 == known => {
+                        r.0 = &[];
+                        Some(Stamp::Known)
+                    }
+                    DELIVER_FROM => {
+                        let start = r.0;
+                        let caller = r.caller()?;
+                        Some(Stamp::New(caller, &start[..start.len() - r.0.len()]))
+                    }
                     _ => None,
                 },
             },
@@ -282,7 +310,10 @@ mod tests {
                         session,
                         method,
                         payload,
-                        caller: c.owned(),
+                        caller: match c {
+                            Stamp::New(c, _) => c.owned(),
+                            Stamp::Known => return None,
+                        },
                     },
                 }
             }
@@ -373,11 +404,23 @@ mod tests {
             let parsed = Parsed::parse(&bytes);
             assert_eq!(owned(&parsed).as_ref(), Some(frame), "{frame:?}");
             if let Parsed::Call {
-                caller: Some(c), ..
+                caller: Some(Stamp::New(c, stamp)),
+                ..
             } = parsed
             {
                 assert!(c.is(&caller));
                 assert!(!c.is(&CallerInfo::default()));
+                // Given as known: not read again, the rest the same.
+                let again = Parsed::parse_with(&bytes, stamp);
+                let Parsed::Call { caller: known, .. } = again else {
+                    panic!("{again:?}");
+                };
+                assert_eq!(known, Some(Stamp::Known));
+                assert_eq!(
+                    format!("{:?}", Parsed::parse_with(&bytes, &stamp[1..])),
+                    format!("{parsed:?}"),
+                    "another stamp known: this one read"
+                );
             }
             // Cut short or extended: not read in place (the ordinary
             // decoding then gives its error).
