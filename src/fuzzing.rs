@@ -3,6 +3,8 @@
 //! panic on them, and panics only when two parts of the library that must
 //! agree do not.
 
+use crate::value::Args;
+use crate::wire::DECODE_FACTOR;
 use crate::wire::{decode_body, encode_frame, Frame, FrameDecoder, Inbound, Payload, RoutedKind};
 
 /// The frame decoder fed `bytes` in pieces of the sizes the bytes
@@ -87,16 +89,29 @@ pub fn routed_checker(body: &[u8]) {
 }
 
 /// Args decoding of a payload under a small limit: an error or args,
-/// which encode and decode to themselves.
+/// which encode and decode to themselves; accepted or refused as the
+/// eager decoder does, with its error, and read as its args.
 pub fn args_decoding(payload: &[u8]) {
-    let payload = Payload(payload.to_vec());
-    if let Ok(args) = payload.decode_within(1 << 20) {
-        let again = Payload::encode(&args)
-            .decode()
-            .expect("encoded args decode");
-        // Floats may be NaN, which is not equal to itself: compare the
-        // encodings.
-        assert_eq!(Payload::encode(&again), Payload::encode(&args));
+    let decoded = Payload(payload.to_vec()).decode_within(1 << 20);
+    let budget = payload
+        .len()
+        .saturating_mul(DECODE_FACTOR)
+        .saturating_add(4096)
+        .min(1 << 20);
+    let eager = Payload::decode_eagerly(payload, budget);
+    match (&decoded, &eager) {
+        (Ok(args), Ok(eager)) => {
+            // Floats may be NaN, which is not equal to itself: compare
+            // what they print.
+            assert_eq!(format!("{args:?}"), format!("{eager:?}"));
+            let rebuilt: Args = args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let again = Payload::encode(&rebuilt)
+                .decode()
+                .expect("encoded args decode");
+            assert_eq!(Payload::encode(&again), Payload::encode(&rebuilt));
+        }
+        (Err(e), Err(eager)) => assert_eq!(e, eager),
+        _ => panic!("the scan and the decoder disagree: {decoded:?} vs {eager:?}"),
     }
 }
 

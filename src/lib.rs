@@ -151,7 +151,7 @@ pub use federation::config::FederationConfig;
 pub mod fuzzing;
 pub use client::{
     CallEvent, CallId, Client, ClientConfig, ConnectionEvent, ConnectionInfo, Delivery, Inbound,
-    MatchId, NameEvent, NameMode, ReconnectPolicy, Signal, WatchId, WhileReconnecting,
+    MatchId, Name, NameEvent, NameMode, ReconnectPolicy, Signal, WatchId, WhileReconnecting,
     DEFAULT_LINGER,
 };
 pub use error::{Error, ErrorCode, Result};

@@ -28,7 +28,7 @@ use crate::wire::text::Text;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 mod json;
 
@@ -71,6 +71,14 @@ pub const MAX_DEPTH: usize = 128;
 pub(crate) fn decode_budget<T>(max: usize, decode: impl FnOnce() -> T) -> T {
     nesting::within(max, decode)
 }
+
+/// What decoding charges the budget for each element of a list (and
+/// once more for its end), for the validating scan to charge alike.
+pub(crate) const ELEMENT_CHARGE: usize = nesting::ELEMENT;
+
+/// What decoding charges for each entry of a map (and once more for its
+/// end), besides the name's length.
+pub(crate) const ENTRY_CHARGE: usize = nesting::ENTRY;
 
 /// Counts the nesting of the value being decoded on this thread.
 mod nesting {
@@ -202,8 +210,95 @@ mod nesting {
 /// handful of names: a search in a short vector costs less than a tree,
 /// and decoding them allocates the vector once). Empty args allocate
 /// nothing.
+///
+/// Args received from the network are checked at receipt (a malformed
+/// payload fails the call there) and kept as the bytes they came in, in
+/// one allocation, until something reads them: the first read (`get`,
+/// `iter`, `len`, a comparison, printing) decodes them once for every
+/// clone, and args sent on unchanged (an echo's answer, a forward) are
+/// written as those bytes again, never decoded. Either way they behave
+/// as the same entries would.
 #[derive(Clone, Default)]
-pub struct Args(Option<Arc<Vec<(String, Value)>>>);
+pub struct Args(Option<Arc<Shared<[u8]>>>);
+
+/// What clones of args share: the entries, and the bytes received args
+/// came in. Unsized (`B` is `[u8]` behind the `Arc`), so that short
+/// received bytes sit in the same allocation as the rest.
+struct Shared<B: ?Sized> {
+    /// The entries, sorted by name: set when built here, decoded from
+    /// the bytes on the first read when received.
+    entries: OnceLock<Vec<(String, Value)>>,
+    /// Received bytes too long for the inline room (else empty).
+    spilled: Vec<u8>,
+    /// How many bytes of `inline` are received bytes (0: none).
+    len: usize,
+    /// Room for short received bytes, of one of a few sizes.
+    inline: B,
+}
+
+impl Shared<[u8]> {
+    /// Entries built here.
+    fn built(entries: Vec<(String, Value)>) -> Arc<Shared<[u8]>> {
+        Arc::new(Shared {
+            entries: OnceLock::from(entries),
+            spilled: Vec::new(),
+            len: 0,
+            inline: [],
+        })
+    }
+
+    /// Received bytes (a payload the validating scan accepted), to
+    /// decode when first read.
+    fn received(bytes: &[u8]) -> Arc<Shared<[u8]>> {
+        // A room size is a constant (an array, unsized behind the Arc):
+        // a few sizes cover the common short payloads in one allocation.
+        fn inline<const N: usize>(bytes: &[u8]) -> Arc<Shared<[u8]>> {
+            // Zeroed in place, then filled: no room-sized copy through
+            // the stack.
+            let mut shared = Arc::new(Shared {
+                entries: OnceLock::new(),
+                spilled: Vec::new(),
+                len: bytes.len(),
+                inline: [0u8; N],
+            });
+            if let Some(s) = Arc::get_mut(&mut shared) {
+                s.inline[..bytes.len()].copy_from_slice(bytes);
+            }
+            shared
+        }
+        match bytes.len() {
+            0..=48 => inline::<48>(bytes),
+            49..=112 => inline::<112>(bytes),
+            113..=240 => inline::<240>(bytes),
+            241..=496 => inline::<496>(bytes),
+            _ => Arc::new(Shared {
+                entries: OnceLock::new(),
+                spilled: bytes.to_vec(),
+                len: 0,
+                inline: [],
+            }),
+        }
+    }
+
+    /// The bytes these entries were received as, if received.
+    fn encoded(&self) -> Option<&[u8]> {
+        if !self.spilled.is_empty() {
+            Some(&self.spilled)
+        } else if self.len > 0 {
+            Some(&self.inline[..self.len])
+        } else {
+            None
+        }
+    }
+
+    /// The entries, decoded now if not yet.
+    fn entries(&self) -> &[(String, Value)] {
+        self.entries.get_or_init(|| {
+            self.encoded()
+                .map_or_else(Vec::new, crate::wire::decode_checked)
+        })
+    }
+}
 
 impl fmt::Debug for Args {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -288,17 +383,64 @@ impl Args {
             }
             entries = unique;
         }
-        Args(Some(Arc::new(entries)))
+        Args(Some(Shared::built(entries)))
+    }
+
+    /// Args received as `bytes`: a payload of at least one entry that
+    /// the validating scan accepted. Decoded when first read.
+    pub(crate) fn received(bytes: &[u8]) -> Self {
+        Args(Some(Shared::received(bytes)))
+    }
+
+    /// The bytes these args were received as, while unchanged: their
+    /// encoding, to send on as they are.
+    pub(crate) fn encoded(&self) -> Option<&[u8]> {
+        self.0.as_deref().and_then(Shared::encoded)
+    }
+
+    /// Whether anything is allocated (`None`: no), and if so whether
+    /// the entries are decoded.
+    #[cfg(test)]
+    pub(crate) fn decoded(&self) -> Option<bool> {
+        self.0.as_ref().map(|s| s.entries.get().is_some())
     }
 
     /// The entries, sorted by name.
     fn entries(&self) -> &[(String, Value)] {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
+        self.0.as_deref().map_or(&[], Shared::entries)
     }
 
-    /// The entries to change: copied first if another clone shares them.
+    /// The entries, owned: taken when no other clone shares them, else
+    /// copied.
+    pub(crate) fn into_entries(self) -> Vec<(String, Value)> {
+        match self.0 {
+            None => Vec::new(),
+            Some(mut shared) => {
+                shared.entries();
+                Arc::get_mut(&mut shared)
+                    .and_then(|s| s.entries.take())
+                    .unwrap_or_else(|| shared.entries().to_vec())
+            }
+        }
+    }
+
+    /// The entries to change: copied first if another clone shares them,
+    /// and no longer the bytes they were received as.
     fn entries_mut(&mut self) -> &mut Vec<(String, Value)> {
-        Arc::make_mut(self.0.get_or_insert_with(Default::default))
+        let plain = match &mut self.0 {
+            Some(shared) => shared.encoded().is_none() && Arc::get_mut(shared).is_some(),
+            None => false,
+        };
+        if !plain {
+            let entries = std::mem::take(self).into_entries();
+            self.0 = Some(Shared::built(entries));
+        }
+        let shared = self.0.as_mut().and_then(Arc::get_mut);
+        let shared = shared.expect("args made unique just above");
+        shared
+            .entries
+            .get_mut()
+            .expect("args built here have their entries")
     }
 
     /// Where `name` is, or would go.
@@ -372,8 +514,10 @@ impl IntoIterator for Args {
     type IntoIter = std::collections::btree_map::IntoIter<String, Value>;
     /// The values in name order; entries another clone shares are copied.
     fn into_iter(self) -> Self::IntoIter {
-        let entries = self.0.map(Arc::unwrap_or_clone).unwrap_or_default();
-        entries.into_iter().collect::<BTreeMap<_, _>>().into_iter()
+        self.into_entries()
+            .into_iter()
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
     }
 }
 

@@ -50,7 +50,7 @@ fn a_one_way_call_runs_and_nothing_comes_back(t: Transport) {
     });
     assert_eq!(
         seen.borrow()[0],
-        ("work".to_string(), arg("n", 7), false),
+        ("work".into(), arg("n", 7), false),
         "the callee sees no answer is expected"
     );
     h.until("the callee's client dropped both answers", || {

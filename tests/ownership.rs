@@ -285,3 +285,40 @@ fn dropping_a_published_stage_rescinds_its_session() {
         Some("pong")
     );
 }
+
+/// Replacing an on_cancel hook whose drop sets another hook on the same
+/// request (a C free_user calling sb_served_on_cancel, say): the hook the
+/// replacing call sets is the one that runs, once.
+#[test]
+fn a_replaced_on_cancel_whose_drop_sets_a_hook_leaves_the_replacing_one() {
+    use std::cell::Cell;
+    struct SetsOnDrop(Option<ServedRequest>, Rc<Cell<u32>>);
+    impl Drop for SetsOnDrop {
+        fn drop(&mut self) {
+            if let Some(r) = self.0.take() {
+                let ran = self.1.clone();
+                r.on_cancel(move || ran.set(ran.get() + 10));
+            }
+        }
+    }
+    let lp = EventLoop::new().unwrap();
+    let stage = Stage::new(&lp, "s");
+    let ran = Rc::new(Cell::new(0));
+    let kept: Rc<RefCell<Option<ServedRequest>>> = Rc::default();
+    let (r, k) = (ran.clone(), kept.clone());
+    stage.on("wait", move |ctx| {
+        let req = ctx.req().unwrap();
+        *k.borrow_mut() = Some(req.clone());
+        let guard = SetsOnDrop(Some(req.clone()), r.clone());
+        req.on_cancel(move || drop(guard));
+        let r = r.clone();
+        req.on_cancel(move || r.set(r.get() + 1));
+        Ok(())
+    });
+    let req = Request::to(&stage, "wait").send().unwrap();
+    assert!(lp
+        .run_until(Duration::from_secs(2), || kept.borrow().is_some())
+        .unwrap());
+    req.cancel();
+    assert_eq!(ran.get(), 1, "the replacing hook ran, once, and no other");
+}

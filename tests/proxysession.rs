@@ -29,7 +29,7 @@ fn methods_of(list: &[&str]) -> Vec<String> {
 fn method_and_args(inbound: &Inbound) -> (String, Args) {
     match inbound {
         Inbound::Call { method, args } | Inbound::Recall { method, args } => {
-            (method.clone(), args.clone())
+            (method.to_string(), args.clone())
         }
         Inbound::Cancel => ("<cancel>".into(), Args::new()),
     }

@@ -72,7 +72,10 @@ impl Calls {
 pub(super) fn final_event(outcome: Result<Reply, Error>) -> CallEvent {
     match outcome {
         Ok(Reply::Return { kind, payload }) => match payload.decode() {
-            Ok(args) => CallEvent::Return { kind, args },
+            Ok(args) => CallEvent::Return {
+                kind: kind.into(),
+                args,
+            },
             Err(e) => CallEvent::Error(e),
         },
         Ok(other) => CallEvent::Error(Error::new(

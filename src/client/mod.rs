@@ -20,6 +20,7 @@
 // Layout, one concept a module:
 // * core: the state machine; frames and orders in, effects out, no I/O;
 // * effects: the core's seam (its outbox, the effects and a close's settle);
+// * name: the names events carry, shared per connection;
 // * config: how to connect (`ClientConfig`);
 // * calls: the caller's side, one table of calls under one id each;
 // * ops: operations on the broker waiting for their result;
@@ -39,6 +40,7 @@ mod config;
 mod core;
 mod dispatch;
 mod effects;
+mod name;
 mod oneway;
 mod ops;
 mod received;
@@ -53,6 +55,8 @@ mod tests;
 mod watches;
 
 pub use config::{ClientConfig, DEFAULT_LINGER};
+pub use name::Name;
+pub(crate) use name::Names;
 pub use reconnect::{ConnectionEvent, ReconnectPolicy, WhileReconnecting};
 pub use serving::Delivery;
 pub(crate) use serving::Publication;
@@ -90,14 +94,14 @@ pub enum CallEvent {
     /// An interim response.
     Emit {
         /// Its type (default `emit`).
-        kind: String,
+        kind: Name,
         /// Its args.
         args: Args,
     },
     /// The final response.
     Return {
         /// Its type (default `return`).
-        kind: String,
+        kind: Name,
         /// Its args.
         args: Args,
     },
@@ -113,14 +117,14 @@ pub enum Inbound {
     /// A new call of `method`.
     Call {
         /// The method named by the caller.
-        method: String,
+        method: Name,
         /// Its args.
         args: Args,
     },
     /// The caller's answer to an emit: run `method` within the same call.
     Recall {
         /// The method named by the caller.
-        method: String,
+        method: Name,
         /// Its args.
         args: Args,
     },

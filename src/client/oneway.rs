@@ -29,7 +29,7 @@ pub(super) struct Incoming {
     pub timeout_ms: u32,
     /// The published name.
     pub session: Rc<str>,
-    pub method: String,
+    pub method: super::Name,
     /// The args, decoded, or why they could not be.
     pub args: Result<Args, Error>,
     /// Who calls, when the broker stamped it.
@@ -64,7 +64,7 @@ impl Incoming {
                 origin,
                 timeout_ms,
                 session: Rc::from(session),
-                method,
+                method: method.into(),
                 args: payload.decode(),
                 caller: None,
             },
@@ -81,7 +81,7 @@ impl Incoming {
                 origin,
                 timeout_ms,
                 session: Rc::from(session),
-                method,
+                method: method.into(),
                 args: payload.decode(),
                 caller: Some(match last {
                     Some(known) if **known == caller => known.clone(),

@@ -12,31 +12,33 @@ use super::core::Core;
 use super::effects::{Effect, Outbox};
 use super::oneway::Incoming;
 use super::serving::Serving;
-use super::{CallEvent, CallId};
+use super::{CallEvent, CallId, Name};
 use crate::error::Error;
 use crate::value::Args;
-use crate::wire::{decode_body, CallerRef, Frame, Parsed, Payload, Reply, WireError};
+use crate::wire::{decode_body, Frame, Parsed, Payload, Reply, Stamp, WireError};
 use crate::wire::{CallerInfo, DEFAULT_MAX_DECODED};
 use std::rc::Rc;
 
 /// One frame from the broker, read.
 pub(super) enum Received {
-    /// A frame decoded whole.
-    Frame(Frame),
+    /// A frame decoded whole: boxed, so that the per-call items (moved
+    /// from the reading into the batch and on to the core) are not the
+    /// size of the largest frame.
+    Frame(Box<Frame>),
     /// A call for a session published here, and whether its caller
     /// waits for an answer.
     Call(Incoming, bool),
     /// An interim response of a call made here.
     Emit {
         id: u64,
-        kind: String,
+        kind: Name,
         args: Result<Args, Error>,
     },
     /// The successful final response of a call (or, unexpectedly, of an
     /// operation) made here.
     Return {
         id: u64,
-        kind: String,
+        kind: Name,
         args: Result<Args, Error>,
     },
 }
@@ -49,7 +51,8 @@ impl Received {
     /// Reads one frame body; `serving` keeps the last session name and
     /// caller identity for the next call to share.
     pub fn read(body: &[u8], serving: &mut Serving) -> Result<Received, WireError> {
-        Ok(match Parsed::parse(body) {
+        let known = serving.last_stamp.as_ref().map_or(&[][..], |(b, _)| b);
+        Ok(match Parsed::parse_with(body, known) {
             Parsed::Call {
                 post,
                 id,
@@ -65,23 +68,23 @@ impl Received {
                     origin,
                     timeout_ms,
                     session: serving.name(session),
-                    method: method.to_string(),
+                    method: serving.names.get(method),
                     args: decode(payload),
-                    caller: caller.map(|c| serving.caller(c)),
+                    caller: caller.and_then(|c| serving.caller(c)),
                 };
                 Received::Call(call, !post)
             }
             Parsed::Emit { id, kind, payload } => Received::Emit {
                 id,
-                kind: kind.to_string(),
+                kind: serving.names.get(kind),
                 args: decode(payload),
             },
             Parsed::Return { id, kind, payload } => Received::Return {
                 id,
-                kind: kind.to_string(),
+                kind: serving.names.get(kind),
                 args: decode(payload),
             },
-            Parsed::Other => Received::Frame(decode_body(body)?),
+            Parsed::Other => Received::Frame(Box::new(decode_body(body)?)),
         })
     }
 }
@@ -96,12 +99,24 @@ impl Serving {
         }
     }
 
-    /// The caller identity `caller`, shared with the last one when equal
-    /// (a caller calls many times), else a new one that becomes last.
-    pub fn caller(&mut self, caller: CallerRef<'_>) -> Rc<CallerInfo> {
-        match &self.last_caller {
-            Some(known) if caller.is(known) => known.clone(),
-            _ => self.last_caller.insert(Rc::new(caller.owned())).clone(),
+    /// The caller identity of a stamp: the last one's when its stamp
+    /// is the same bytes (a caller calls many times), else a new one
+    /// that becomes last.
+    pub fn caller(&mut self, stamp: Stamp<'_>) -> Option<Rc<CallerInfo>> {
+        match stamp {
+            Stamp::Known => self.last_stamp.as_ref().map(|(_, c)| c.clone()),
+            Stamp::New(caller, bytes) => {
+                let owned = Rc::new(caller.owned());
+                match &mut self.last_stamp {
+                    Some((kept, last)) => {
+                        kept.clear();
+                        kept.extend_from_slice(bytes);
+                        *last = owned.clone();
+                    }
+                    None => self.last_stamp = Some((bytes.to_vec(), owned.clone())),
+                }
+                Some(owned)
+            }
         }
     }
 }
@@ -113,7 +128,7 @@ impl Core {
             return None;
         }
         match received {
-            Received::Frame(frame) => self.on_frame(frame, out),
+            Received::Frame(frame) => self.on_frame(*frame, out),
             Received::Call(call, expects_answer) => self.on_deliver(call, expects_answer, out),
             Received::Emit { id, kind, args } => self.on_emit(id, kind, args, out),
             Received::Return { id, kind, args } => match self.calls.remove(id) {
@@ -128,7 +143,7 @@ impl Core {
                 // it needs only the type.
                 None => {
                     let reply = Reply::Return {
-                        kind,
+                        kind: kind.into(),
                         payload: Payload::default(),
                     };
                     self.on_result(id, Ok(reply), out)
@@ -142,7 +157,7 @@ impl Core {
     pub(super) fn on_emit(
         &mut self,
         id: u64,
-        kind: String,
+        kind: Name,
         args: Result<Args, Error>,
         out: &mut impl Outbox,
     ) -> Option<Effect> {
@@ -156,5 +171,16 @@ impl Core {
             }
         };
         Some(Effect::Call(call, CallId(id), event))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_read_frame_is_small() {
+        // Each per-call item is moved a few times between its reading
+        // and the core; the largest frames are boxed.
+        let size = std::mem::size_of::<super::Received>();
+        assert!(size <= 112, "{size} bytes");
     }
 }

@@ -58,6 +58,12 @@ pub(super) struct Serving {
     /// The session name of the last call, shared with the calls to the
     /// same session (see [`Serving::name`]).
     pub last_name: Option<Rc<str>>,
+    /// The stamp of the last call read in place, as its bytes, and the
+    /// caller identity it holds (see [`Serving::caller`]).
+    pub last_stamp: Option<(Vec<u8>, Rc<CallerInfo>)>,
+    /// The methods and response types seen before, which received ones
+    /// share (see [`super::Names`]).
+    pub names: super::Names,
 }
 
 impl Serving {

@@ -217,8 +217,8 @@ impl ServedRec {
     fn end(&self) {
         self.open.set(false);
         self.cancel_children();
-        // Dropped outside the borrow: it may hold a reference to this
-        // request (a C on-cancel's user data, say).
+        // Taken out of the record before it is dropped: it may hold a
+        // reference to this request (a C on-cancel's user data, say).
         let on_cancel = self.on_cancel.take();
         drop(on_cancel);
         self.data.clear();
@@ -417,10 +417,12 @@ impl ServedRequest {
     /// request: a stage never hears of the cancel of a request it never
     /// saw (a local request cancelled before its turn).
     pub fn on_cancel(&self, f: impl FnOnce() + 'static) {
-        // The hook it replaces is dropped outside the record (it may
-        // hold this request).
-        let old = self.0.on_cancel.replace(Some(Box::new(f)));
-        drop(old);
+        // The hook it replaces is dropped before the new one goes in:
+        // its drop (it may hold this request) may set a hook itself, and
+        // the one set last by this call is the one that stays.
+        drop(self.0.on_cancel.take());
+        let displaced = self.0.on_cancel.replace(Some(Box::new(f)));
+        drop(displaced);
     }
 
     /// Sends an interim response of type `kind` (default name: `emit`).

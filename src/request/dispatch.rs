@@ -74,7 +74,9 @@ pub(crate) fn current() -> StackFrame {
     CURRENT.with(|c| c.borrow().last().cloned().unwrap_or((None, None)))
 }
 
-/// Runs a handler with its frame on the request stack. An error ends the
+/// Runs a handler with its frame on the request stack (none for a
+/// handler with neither stage nor request outside every other handler:
+/// an empty stack tells what such a frame would). An error ends the
 /// request being served with it; with no open request it is reported.
 pub(crate) fn run_handler(
     handler: &HandlerFn,

@@ -11,7 +11,7 @@
 //! args in the callee's, answers in the caller's [`Inbox`]) and
 //! deferring the end itself, so a message costs no boxed task.
 
-use super::names::TypeName;
+use super::names::{type_name, TypeName};
 use crate::error::Error;
 use crate::event_loop::Deferred;
 use crate::value::Args;
@@ -45,8 +45,8 @@ impl Answer {
 
     /// An emit or a return of type `kind` as received whole (from
     /// another program).
-    pub(crate) fn received(kind: String, args: Args, last: bool) -> Answer {
-        Answer::new(TypeName::from(kind), args, last)
+    pub(crate) fn received(kind: &str, args: Args, last: bool) -> Answer {
+        Answer::new(type_name(kind), args, last)
     }
 
     /// A final `error` response; its args are `code` and `message`.

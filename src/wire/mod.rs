@@ -17,7 +17,8 @@
 //!
 //! Layout: `codec` frames bytes (the decoder and the encoder); `routed`
 //! checks in place the frames the broker forwards; `payload` is the
-//! opaque body of calls, results and signals; `names` the modes and
+//! opaque body of calls, results and signals, and `scan` checks one
+//! without decoding it; `names` the modes and
 //! changes of names; `identity` who is at the other end of a call;
 //! `tap` what a monitor is told; `outgoing` the per-call frames a
 //! client encodes from borrowed parts; `received` those it reads in
@@ -31,6 +32,7 @@ mod outgoing;
 mod payload;
 mod received;
 mod routed;
+mod scan;
 mod tap;
 pub(crate) mod text;
 
@@ -41,8 +43,9 @@ pub use codec::{
 pub use identity::CallerInfo;
 pub use names::{NameChange, NameMode};
 pub(crate) use outgoing::Outgoing;
+pub(crate) use payload::decode_checked;
 pub use payload::Payload;
-pub(crate) use received::{CallerRef, Parsed};
+pub(crate) use received::{Parsed, Stamp};
 pub(crate) use routed::{encode_caller, Inbound, Routed, RoutedKind};
 pub use tap::TapEvent;
 

@@ -6,7 +6,7 @@
 //! concern (a small frame must not decode into a large value).
 
 use super::codec::{put_bytes, put_varint};
-use super::{bytes, codec, DECODE_FACTOR, DEFAULT_MAX_DECODED};
+use super::{bytes, codec, scan, DECODE_FACTOR, DEFAULT_MAX_DECODED};
 use crate::error::Error;
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,11 @@ impl Payload {
     /// below): every call's args are encoded so, and serde's machinery
     /// per element cost more than the bytes.
     pub(crate) fn encode_into(args: &crate::Args, out: &mut Vec<u8>) {
+        // Received args still unchanged are their bytes.
+        if let Some(bytes) = args.encoded() {
+            out.extend_from_slice(bytes);
+            return;
+        }
         put_varint(out, args.len() as u64);
         for (name, value) in args.iter() {
             put_bytes(out, name.as_bytes());
@@ -58,12 +63,32 @@ impl Payload {
 
     /// [`Payload::decode_within`] of a payload's bytes where they lie
     /// (in a received frame).
+    ///
+    /// The bytes are checked by the validating scan ([`super::scan`])
+    /// and kept, to decode when the args are first read; only a payload
+    /// the scan refuses goes through the decoder here, for its error.
     pub(crate) fn decode_bytes(bytes: &[u8], max: usize) -> Result<crate::Args, Error> {
-        let budget = bytes
-            .len()
-            .saturating_mul(DECODE_FACTOR)
+        let budget = Payload::budget(bytes.len(), max);
+        match scan::args(bytes, budget) {
+            Some(s) if s.entries == 0 => Ok(crate::Args::new()),
+            Some(_) => Ok(crate::Args::received(bytes)),
+            // The decoder's error (or, should it take what the scan did
+            // not, its args).
+            None => Payload::decode_eagerly(bytes, budget),
+        }
+    }
+
+    /// The decoded size a payload of `len` bytes may take, at most `max`.
+    fn budget(len: usize, max: usize) -> usize {
+        len.saturating_mul(DECODE_FACTOR)
             .saturating_add(4096)
-            .min(max);
+            .min(max)
+    }
+
+    /// Decodes args at once with serde's decoder within `budget` bytes
+    /// of decoded size: what received args are read with, and the error
+    /// of a payload the scan refused.
+    pub(crate) fn decode_eagerly(bytes: &[u8], budget: usize) -> Result<crate::Args, Error> {
         let decoded = crate::value::decode_budget(budget, || {
             bincode::serde::decode_from_slice(bytes, codec::config())
         });
@@ -77,6 +102,21 @@ impl Payload {
                 crate::ErrorCode::Protocol,
                 format!("malformed payload: {}", codec::decode_error_text(&e)),
             )),
+        }
+    }
+}
+
+/// The entries of received bytes the scan accepted (see
+/// [`crate::Args`]): decoded without a budget, since the scan checked
+/// it at receipt.
+pub(crate) fn decode_checked(bytes: &[u8]) -> Vec<(String, Value)> {
+    match Payload::decode_eagerly(bytes, usize::MAX) {
+        Ok(args) => args.into_entries(),
+        Err(e) => {
+            // The scan accepts only what the decoder does (tested):
+            // unreachable, and empty args rather than a panic.
+            debug_assert!(false, "scanned args failed to decode: {e}");
+            Vec::new()
         }
     }
 }
@@ -191,5 +231,151 @@ mod tests {
                 args.len()
             );
         }
+    }
+
+    /// Args of every kind of value, nested and wide.
+    fn every_kind() -> Vec<Args> {
+        let list = Value::List(vec![
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(i64::MIN),
+            Value::Float(f64::NAN),
+            Value::Float(-0.0),
+            Value::Str("é".into()),
+            Value::Bytes(vec![0, 255]),
+            Value::List(vec![]),
+            Value::Map(Args::new()),
+        ]);
+        let every = Args::new()
+            .with("null", Value::Null)
+            .with("yes", true)
+            .with("int", i64::MAX)
+            .with("f", 1.5)
+            .with("text", "x".repeat(3000))
+            .with("bytes", vec![7u8; 64])
+            .with("list", list.clone());
+        let mut deep = Value::Int(1);
+        for _ in 0..crate::value::MAX_DEPTH {
+            deep = Value::List(vec![deep]);
+        }
+        vec![
+            Args::new().with("data", vec![b'x'; 64]),
+            Args::new().with("a", 1),
+            every.clone(),
+            Args::new()
+                .with("m", Value::Map(every.clone()))
+                .with("l", Value::List(vec![Value::Map(every), list])),
+            Args::new().with("deep", deep),
+            (0..300).fold(Args::new(), |a, i| a.with(format!("k{i}"), i)),
+        ]
+    }
+
+    #[test]
+    fn received_args_read_as_eagerly_decoded_ones_and_send_as_received() {
+        for args in every_kind() {
+            let bytes = Payload::encode(&args).0;
+            let eager = Payload::decode_eagerly(&bytes, usize::MAX).unwrap();
+            let lazy = Payload::decode_bytes(&bytes, DEFAULT_MAX_DECODED).unwrap();
+            assert_eq!(lazy.encoded(), Some(&bytes[..]), "kept as received");
+            // Sent on unchanged: the same bytes, not decoded.
+            let clone = lazy.clone();
+            assert_eq!(Payload::encode(&clone).0, bytes);
+            assert_eq!(clone.decoded(), Some(false));
+            // Read: the same entries (printed, since NaN is not equal to
+            // itself), the decoding shared with the clone.
+            assert_eq!(format!("{lazy:?}"), format!("{eager:?}"));
+            assert_eq!(clone.decoded(), Some(true));
+            assert_eq!(lazy.len(), eager.len());
+            for (name, value) in eager.iter() {
+                assert_eq!(
+                    format!("{:?}", lazy.get(name)),
+                    format!("{:?}", Some(value))
+                );
+            }
+            assert_eq!(
+                serde_json::to_string(&lazy).unwrap(),
+                serde_json::to_string(&eager).unwrap()
+            );
+            assert_eq!(lazy.to_json(), eager.to_json());
+            // Changed: no longer the bytes received; the clone keeps them.
+            let mut changed = lazy.clone();
+            changed.insert("zz", 1);
+            assert_eq!(changed.encoded(), None);
+            assert_eq!(changed.len(), eager.len() + 1);
+            assert_eq!(clone.encoded(), Some(&bytes[..]));
+            let mut removed = Payload::decode_bytes(&bytes, DEFAULT_MAX_DECODED).unwrap();
+            let first = eager.iter().next().unwrap().0.clone();
+            assert!(removed.remove(&first).is_some());
+            assert_eq!(removed.len(), eager.len() - 1);
+            assert_eq!(
+                Payload::encode(&removed).0,
+                by_serde(&removed),
+                "encoded from the entries"
+            );
+            // Taken apart: the same entries as the eager ones.
+            let a: Vec<_> = lazy.into_iter().map(|(k, v)| format!("{k}{v:?}")).collect();
+            let b: Vec<_> = eager
+                .into_iter()
+                .map(|(k, v)| format!("{k}{v:?}"))
+                .collect();
+            assert_eq!(a, b);
+        }
+        // Equal args compare equal whichever way they were decoded.
+        let plain = Args::new().with("a", 1).with("b", "x");
+        let bytes = Payload::encode(&plain).0;
+        let lazy = Payload::decode_bytes(&bytes, DEFAULT_MAX_DECODED).unwrap();
+        assert_eq!(lazy, plain);
+        assert_eq!(
+            plain,
+            Payload::decode_bytes(&bytes, DEFAULT_MAX_DECODED).unwrap()
+        );
+        assert_ne!(lazy, Args::new().with("a", 2).with("b", "x"));
+        // Empty args stay empty, with nothing allocated.
+        let empty = Payload::decode_bytes(&[0], DEFAULT_MAX_DECODED).unwrap();
+        assert_eq!(empty.decoded(), None);
+        // Repeated and unsorted names read as the eager decoding has
+        // them (the last value kept), and go on as received.
+        let repeated = vec![3, 1, b'b', 2, 2, 1, b'a', 2, 4, 1, b'b', 2, 6];
+        let lazy = Payload::decode_bytes(&repeated, DEFAULT_MAX_DECODED).unwrap();
+        assert_eq!(Payload::encode(&lazy).0, repeated);
+        assert_eq!(lazy, Args::new().with("a", 2).with("b", 3));
+        assert_eq!(lazy.len(), 2);
+    }
+
+    #[test]
+    fn malformed_payloads_are_refused_at_receipt_with_the_decoders_error() {
+        let good = Payload::encode(&Args::new().with("x", "text").with("y", 1)).0;
+        let mut bad_utf8 = good.clone();
+        let at = bad_utf8.iter().position(|&b| b == b't').unwrap();
+        bad_utf8[at] = 0xff;
+        let mut deep = vec![1, 1, b'x'];
+        for _ in 0..=crate::value::MAX_DEPTH {
+            deep.extend_from_slice(&[6, 1]);
+        }
+        deep.push(0);
+        let mut nulls = vec![1, 1, b'x', 6, 0xfc];
+        nulls.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        nulls.resize(nulls.len() + (1 << 20), 0);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (good[..good.len() - 1].to_vec(), "too early"),
+            ([&good[..], &[0]].concat(), "trailing bytes"),
+            (bad_utf8, "UTF-8"),
+            (vec![1, 1, b'x', 9], "variant index"),
+            (vec![1, 1, b'x', 1, 2], "malformed payload"),
+            (deep, "nested deeper than 128"),
+            (vec![], "too early"),
+        ];
+        for (bytes, says) in cases {
+            let e = Payload::decode_bytes(&bytes, DEFAULT_MAX_DECODED).unwrap_err();
+            let eager =
+                Payload::decode_eagerly(&bytes, Payload::budget(bytes.len(), DEFAULT_MAX_DECODED))
+                    .unwrap_err();
+            assert_eq!(e, eager);
+            assert_eq!(e.code, crate::ErrorCode::Protocol);
+            assert!(e.message.contains(says), "{says}: {}", e.message);
+        }
+        // Over the decoding limit: refused at receipt too.
+        let e = Payload::decode_bytes(&nulls, 8 << 20).unwrap_err();
+        assert!(e.message.contains("decoding limit"), "{}", e.message);
     }
 }

@@ -10,9 +10,7 @@
 //! [`decode_body`](super::decode_body), which gives every other frame,
 //! and the error of a malformed one, as before.
 
-use super::codec::config;
-use super::CallerInfo;
-use serde::Deserialize;
+use super::{CallerInfo, DECODE_LIMIT};
 
 /// [`super::Frame`]'s variant numbers (declaration order).
 const DELIVER: u32 = 8;
@@ -45,7 +43,7 @@ pub(crate) enum Parsed<'a> {
         /// The encoded args.
         payload: &'a [u8],
         /// Who calls, when the broker stamped it.
-        caller: Option<CallerRef<'a>>,
+        caller: Option<Stamp<'a>>,
     },
     /// [`super::Frame::Emit`].
     Emit {
@@ -70,9 +68,18 @@ pub(crate) enum Parsed<'a> {
     Other,
 }
 
-/// A caller's identity borrowed from a stamped deliver, compared with the
-/// last one before anything is allocated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// The caller's stamp of a stamped deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stamp<'a> {
+    /// The same bytes as the stamp known from before (given to
+    /// [`Parsed::parse_with`]): the same caller, not read again.
+    Known,
+    /// A stamp read, and its bytes.
+    New(CallerRef<'a>, &'a [u8]),
+}
+
+/// A caller's identity borrowed from a stamped deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CallerRef<'a> {
     connection: u64,
     uid: Option<u32>,
@@ -84,6 +91,7 @@ pub(crate) struct CallerRef<'a> {
 
 impl CallerRef<'_> {
     /// Whether `owned` is the same identity.
+    #[cfg(test)]
     pub(crate) fn is(&self, owned: &CallerInfo) -> bool {
         self.connection == owned.connection
             && self.uid == owned.uid
@@ -106,90 +114,148 @@ impl CallerRef<'_> {
     }
 }
 
-/// The fields of a deliver or a post, in [`super::Frame::Deliver`]'s order.
-#[derive(Deserialize)]
-struct CallFields<'a> {
-    id: u64,
-    origin: u64,
-    timeout_ms: u32,
-    session: &'a str,
-    method: &'a str,
-    payload: &'a [u8],
-}
+/// A cursor over a body, reading bincode's standard forms by hand:
+/// every per-call frame passes here, and serde's machinery per field
+/// cost more than the reading. Anything it does not read exactly as
+/// the decoder would is `None`, and the body then goes to the decoder
+/// (tested against it below).
+struct Reader<'a>(&'a [u8]);
 
-/// A stamped deliver's: a deliver's, then the caller.
-#[derive(Deserialize)]
-struct CallFromFields<'a> {
-    #[serde(borrow)]
-    call: CallFields<'a>,
-    #[serde(borrow)]
-    caller: CallerRef<'a>,
-}
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.0.len() {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
 
-/// An emit's.
-#[derive(Deserialize)]
-struct EmitFields<'a> {
-    id: u64,
-    kind: &'a str,
-    payload: &'a [u8],
-}
+    /// A varint of at most `width` bytes (2, 4 or 8): below 251 the
+    /// byte itself, 251/252/253 announce 2/4/8 little-endian bytes, and
+    /// wider than the integer is refused, as bincode reads them.
+    fn varint(&mut self, width: usize) -> Option<u64> {
+        let first = self.take(1)?[0];
+        let n = match first {
+            0..=250 => return Some(u64::from(first)),
+            251 => 2,
+            252 => 4,
+            253 => 8,
+            _ => return None,
+        };
+        if n > width {
+            return None;
+        }
+        let mut le = [0u8; 8];
+        le[..n].copy_from_slice(self.take(n)?);
+        Some(u64::from_le_bytes(le))
+    }
 
-/// A result's, read as a successful return: its two variant numbers
-/// are read as the numbers they are encoded as, then checked.
-#[derive(Deserialize)]
-struct ReturnFields<'a> {
-    id: u64,
-    ok: u32,
-    reply: u32,
-    kind: &'a str,
-    payload: &'a [u8],
-}
+    fn u64(&mut self) -> Option<u64> {
+        self.varint(8)
+    }
 
-/// `T` read from exactly all of `bytes`.
-fn exactly<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
-    match bincode::serde::borrow_decode_from_slice::<T, _>(bytes, config()) {
-        Ok((value, used)) if used == bytes.len() => Some(value),
-        _ => None,
+    fn u32(&mut self) -> Option<u32> {
+        self.varint(4).map(|n| n as u32)
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        self.take(n)
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    /// An `Option`: its tag byte (0 none, 1 some), then the value.
+    fn option<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        match self.take(1)?[0] {
+            0 => Some(None),
+            1 => read(self).map(Some),
+            _ => None,
+        }
+    }
+
+    /// A stamped caller, in [`CallerInfo`]'s field order.
+    fn caller(&mut self) -> Option<CallerRef<'a>> {
+        Some(CallerRef {
+            connection: self.u64()?,
+            uid: self.option(Self::u32)?,
+            gid: self.option(Self::u32)?,
+            pid: self.option(Self::u32)?,
+            identity: self.option(Self::str)?,
+            client_name: self.option(Self::str)?,
+        })
     }
 }
 
 impl<'a> Parsed<'a> {
     /// Reads one frame body (without its length prefix) in place.
+    #[cfg(test)]
     pub(crate) fn parse(body: &'a [u8]) -> Parsed<'a> {
-        let Ok((tag, tag_len)) = bincode::decode_from_slice::<u32, _>(body, config()) else {
+        Parsed::parse_with(body, &[])
+    }
+
+    /// Reads one frame body in place; a stamped deliver whose stamp is
+    /// `known` (the bytes of the last stamp read, checked then) has
+    /// [`Stamp::Known`]: a caller calls many times, and its stamp is
+    /// then compared, not read again.
+    pub(crate) fn parse_with(body: &'a [u8], known: &[u8]) -> Parsed<'a> {
+        // Bodies this long could meet the decoder's limit on bytes
+        // claimed, which this reader does not count: the decoder's.
+        if body.len() > DECODE_LIMIT / 16 {
             return Parsed::Other;
-        };
-        let rest = &body[tag_len..];
-        let call = |f: CallFields<'a>, post, caller| Parsed::Call {
-            post,
-            id: f.id,
-            origin: f.origin,
-            timeout_ms: f.timeout_ms,
-            session: f.session,
-            method: f.method,
-            payload: f.payload,
-            caller,
-        };
-        let parsed = match tag {
-            DELIVER | POST => exactly::<CallFields>(rest).map(|f| call(f, tag == POST, None)),
-            DELIVER_FROM => {
-                exactly::<CallFromFields>(rest).map(|f| call(f.call, false, Some(f.caller)))
+        }
+        let mut r = Reader(body);
+        Parsed::read(&mut r, known)
+            .filter(|_| r.0.is_empty())
+            .unwrap_or(Parsed::Other)
+    }
+
+    fn read(r: &mut Reader<'a>, known: &[u8]) -> Option<Parsed<'a>> {
+        let tag = r.u32()?;
+        Some(match tag {
+            DELIVER | POST | DELIVER_FROM => Parsed::Call {
+                post: tag == POST,
+                id: r.u64()?,
+                origin: r.u64()?,
+                timeout_ms: r.u32()?,
+                session: r.str()?,
+                method: r.str()?,
+                payload: r.bytes()?,
+                caller: match tag {
+                    // The stamp is the body's last field.
+                    DELIVER_FROM if !known.is_empty() && r.0 == known => {
+                        r.0 = &[];
+                        Some(Stamp::Known)
+                    }
+                    DELIVER_FROM => {
+                        let start = r.0;
+                        let caller = r.caller()?;
+                        Some(Stamp::New(caller, &start[..start.len() - r.0.len()]))
+                    }
+                    _ => None,
+                },
+            },
+            EMIT => Parsed::Emit {
+                id: r.u64()?,
+                kind: r.str()?,
+                payload: r.bytes()?,
+            },
+            RESULT => {
+                let id = r.u64()?;
+                if r.u32()? != OK || r.u32()? != RETURN {
+                    return None;
+                }
+                Parsed::Return {
+                    id,
+                    kind: r.str()?,
+                    payload: r.bytes()?,
+                }
             }
-            EMIT => exactly::<EmitFields>(rest).map(|f| Parsed::Emit {
-                id: f.id,
-                kind: f.kind,
-                payload: f.payload,
-            }),
-            RESULT => exactly::<ReturnFields>(rest)
-                .filter(|f| f.ok == OK && f.reply == RETURN)
-                .map(|f| Parsed::Return {
-                    id: f.id,
-                    kind: f.kind,
-                    payload: f.payload,
-                }),
-            _ => None,
-        };
-        parsed.unwrap_or(Parsed::Other)
+            _ => return None,
+        })
     }
 }
 
@@ -244,7 +310,10 @@ mod tests {
                         session,
                         method,
                         payload,
-                        caller: c.owned(),
+                        caller: match c {
+                            Stamp::New(c, _) => c.owned(),
+                            Stamp::Known => return None,
+                        },
                     },
                 }
             }
@@ -262,6 +331,22 @@ mod tests {
             },
             Parsed::Other => return None,
         })
+    }
+
+    /// A decoded frame of the kinds read in place (a successful return
+    /// among results).
+    fn owned_kind(f: Option<&Frame>) -> Option<()> {
+        match f? {
+            Frame::Deliver { .. }
+            | Frame::Post { .. }
+            | Frame::DeliverFrom { .. }
+            | Frame::Emit { .. }
+            | Frame::Result {
+                outcome: Ok(Reply::Return { .. }),
+                ..
+            } => Some(()),
+            _ => None,
+        }
     }
 
     #[test]
@@ -319,11 +404,23 @@ mod tests {
             let parsed = Parsed::parse(&bytes);
             assert_eq!(owned(&parsed).as_ref(), Some(frame), "{frame:?}");
             if let Parsed::Call {
-                caller: Some(c), ..
+                caller: Some(Stamp::New(c, stamp)),
+                ..
             } = parsed
             {
                 assert!(c.is(&caller));
                 assert!(!c.is(&CallerInfo::default()));
+                // Given as known: not read again, the rest the same.
+                let again = Parsed::parse_with(&bytes, stamp);
+                let Parsed::Call { caller: known, .. } = again else {
+                    panic!("{again:?}");
+                };
+                assert_eq!(known, Some(Stamp::Known));
+                assert_eq!(
+                    format!("{:?}", Parsed::parse_with(&bytes, &stamp[1..])),
+                    format!("{parsed:?}"),
+                    "another stamp known: this one read"
+                );
             }
             // Cut short or extended: not read in place (the ordinary
             // decoding then gives its error).
@@ -358,6 +455,39 @@ mod tests {
         ];
         for frame in &others {
             assert_eq!(Parsed::parse(&body(frame)), Parsed::Other, "{frame:?}");
+        }
+        // Changed bytes: read in place exactly when the decoder reads
+        // the frame, and as the same frame.
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for frame in &frames {
+            let bytes = body(frame);
+            for _ in 0..3000 {
+                let mut m = bytes.clone();
+                for _ in 0..1 + next() % 3 {
+                    let at = (next() % m.len() as u64) as usize;
+                    m[at] = match next() % 4 {
+                        0 => next() as u8,
+                        1 => m[at].wrapping_add(1),
+                        2 => m[at].wrapping_sub(1),
+                        _ => [0, 1, 2, 250, 251, 252, 253, 254, 255][(next() % 9) as usize],
+                    };
+                }
+                let parsed = Parsed::parse(&m);
+                let decoded = crate::wire::decode_body(&m).ok();
+                match owned(&parsed) {
+                    Some(f) => assert_eq!(Some(f), decoded, "{m:?}"),
+                    None => assert!(
+                        owned_kind(decoded.as_ref()).is_none(),
+                        "not read in place, yet decoded: {m:?} {decoded:?}"
+                    ),
+                }
+            }
         }
         // Text that is not UTF-8 is not read in place either.
         let mut bad = body(&frames[0]);

@@ -34,7 +34,9 @@ impl Core {
             }
             Frame::Refused { error } => Some(Effect::Refused(error)),
             Frame::Result { id, outcome } => self.on_result(id, outcome, out),
-            Frame::Emit { id, kind, payload } => self.on_emit(id, kind, payload.decode(), out),
+            Frame::Emit { id, kind, payload } => {
+                self.on_emit(id, kind.into(), payload.decode(), out)
+            }
             frame @ (Frame::Deliver { .. } | Frame::DeliverFrom { .. } | Frame::Post { .. }) => {
                 let (call, expects_answer) = Incoming::of(frame, &mut self.serving.last_caller)?;
                 self.on_deliver(call, expects_answer, out)
@@ -59,7 +61,10 @@ impl Core {
                     Ok(args) => Some(Effect::Serve(
                         serve,
                         route,
-                        Inbound::Recall { method, args },
+                        Inbound::Recall {
+                            method: method.into(),
+                            args,
+                        },
                     )),
                     Err(e) => {
                         drop(serve);

@@ -35,8 +35,8 @@ impl Call {
                 return;
             };
             caller.receive(match event {
-                CallEvent::Emit { kind, args } => Answer::received(kind, args, false),
-                CallEvent::Return { kind, args } => Answer::received(kind, args, true),
+                CallEvent::Emit { kind, args } => Answer::received(&kind, args, false),
+                CallEvent::Return { kind, args } => Answer::received(&kind, args, true),
                 CallEvent::Error(e) => Answer::error(e),
             });
         };
