@@ -114,6 +114,22 @@ static ssize_t read_ready(int fd, char *buf, size_t cap)
 	}
 }
 
+/* One read of a drain loop: >0 bytes, 0 EOF, DRAINED when nothing more
+ * is there (EAGAIN), FAILED on an error; EINTR is retried. */
+#define DRAINED (-1)
+#define FAILED (-2)
+static ssize_t read_more(int fd, char *buf, size_t cap)
+{
+	for (;;) {
+		ssize_t r = read(fd, buf, cap);
+		if (r >= 0)
+			return r;
+		if (errno == EINTR)
+			continue;
+		return errno == EAGAIN ? DRAINED : FAILED;
+	}
+}
+
 static void middle(int a, int b)
 {
 	static char buf[1 << 16];
@@ -129,16 +145,11 @@ static void middle(int a, int b)
 				continue;
 			/* Drain to EAGAIN, like an edge-triggered loop would. */
 			for (;;) {
-				ssize_t r = read(p[i].fd, buf, sizeof buf);
-				if (r == 0)
+				ssize_t r = read_more(p[i].fd, buf, sizeof buf);
+				if (r == DRAINED)
+					break;
+				if (r <= 0)
 					return;
-				if (r < 0) {
-					if (errno == EAGAIN)
-						break;
-					if (errno == EINTR)
-						continue;
-					return;
-				}
 				if (write_all(p[1 - i].fd, buf, (size_t)r) < 0)
 					return;
 			}
@@ -177,21 +188,16 @@ static void middle_many(const int *caller, int m, int callee)
 				continue;
 			/* Drain to EAGAIN, like an edge-triggered loop would. */
 			for (;;) {
-				ssize_t r = read(p[i].fd, buf, sizeof buf);
-				if (r == 0 && i == m)
+				ssize_t r = read_more(p[i].fd, buf, sizeof buf);
+				if (r == DRAINED)
+					break;
+				if (r == FAILED || (r == 0 && i == m))
 					return;
 				if (r == 0) {
 					close(p[i].fd);
 					p[i].fd = -1;
 					open_callers--;
 					break;
-				}
-				if (r < 0) {
-					if (errno == EAGAIN)
-						break;
-					if (errno == EINTR)
-						continue;
-					return;
 				}
 				/* Whole messages only: what a read ends with mid-message
 				 * waits in held[i] for the rest. */

@@ -580,11 +580,12 @@ fn run_caller(cmd: Command, tag: &str) -> Vec<u64> {
 
 /// Time per operation over consecutive windows of `w` checkpoints, each
 /// checkpoint standing for SLICE operations.
-/// Time per call of several callers running at once, from each caller's
-/// checkpoints (its start, then one every SLICE calls): only while all
-/// of them run, from the last start to the first end, every `callers`
-/// merged checkpoints making one sample.
-fn merge_callers(lists: &[Vec<u64>]) -> Vec<u64> {
+/// Time per operation of several processes running at once, from each
+/// one's checkpoints (its start, then one every SLICE operations): only
+/// while all of them run, from the last start to the first end, every
+/// `lists.len()` merged checkpoints making one sample. Prints the rate
+/// as `INFO <rate_key>`.
+fn merge_checkpoints(lists: &[Vec<u64>], rate_key: &str) -> Vec<u64> {
     let start = lists.iter().map(|l| l[0]).max().unwrap();
     let end = lists.iter().map(|l| *l.last().unwrap()).min().unwrap();
     let mut merged: Vec<u64> = lists
@@ -593,9 +594,9 @@ fn merge_callers(lists: &[Vec<u64>]) -> Vec<u64> {
         .filter(|&t| t >= start && t <= end)
         .collect();
     merged.sort_unstable();
-    let calls = merged.len() as u64 * SLICE;
+    let ops = merged.len() as u64 * SLICE;
     let secs = (end - start) as f64 / 1e9;
-    println!("INFO calls_per_s {:.0}", calls as f64 / secs);
+    println!("INFO {rate_key} {:.0}", ops as f64 / secs);
     per_op(&merged, lists.len())
 }
 
@@ -672,7 +673,7 @@ pub fn case(args: &[String]) -> ExitCode {
                 .map(|_| parse_list(&relay.expect("CHECKPOINTS")))
                 .collect();
             relay.finish();
-            merge_callers(&lists)
+            merge_checkpoints(&lists, "calls_per_s")
         }
         "dbus" => {
             let mut cmd = peer("dbus_rtt");
@@ -766,7 +767,7 @@ pub fn case(args: &[String]) -> ExitCode {
             }
             broker.proc.stop();
             publisher.finish();
-            merge_callers(&lists)
+            merge_checkpoints(&lists, "calls_per_s")
         }
         "stream" => {
             let broker = start_broker(false);
@@ -835,18 +836,7 @@ pub fn case(args: &[String]) -> ExitCode {
             emitter.finish();
             broker.proc.stop();
             // Deliveries while all sixteen take them.
-            let start = lists.iter().map(|l| l[0]).max().unwrap();
-            let end = lists.iter().map(|l| *l.last().unwrap()).min().unwrap();
-            let mut merged: Vec<u64> = lists
-                .iter()
-                .flat_map(|l| l[1..].iter().copied())
-                .filter(|&t| t >= start && t <= end)
-                .collect();
-            merged.sort_unstable();
-            let deliveries = merged.len() as u64 * SLICE;
-            let secs = (end - start) as f64 / 1e9;
-            println!("INFO deliveries_per_s {:.0}", deliveries as f64 / secs);
-            per_op(&merged, LISTENERS)
+            merge_checkpoints(&lists, "deliveries_per_s")
         }
         "local" => local(c.local_batches),
         "local.baseline" => local_baseline(c.local_batches),

@@ -26,6 +26,7 @@
 
 pub(crate) mod bytes;
 mod codec;
+mod cursor;
 mod identity;
 mod names;
 mod outgoing;

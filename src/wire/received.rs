@@ -10,6 +10,7 @@
 //! [`decode_body`](super::decode_body), which gives every other frame,
 //! and the error of a malformed one, as before.
 
+use super::cursor::Cursor;
 use super::{CallerInfo, DECODE_LIMIT};
 
 /// [`super::Frame`]'s variant numbers (declaration order).
@@ -114,41 +115,29 @@ impl CallerRef<'_> {
     }
 }
 
-/// A cursor over a body, reading bincode's standard forms by hand:
-/// every per-call frame passes here, and serde's machinery per field
-/// cost more than the reading. Anything it does not read exactly as
-/// the decoder would is `None`, and the body then goes to the decoder
-/// (tested against it below).
-struct Reader<'a>(&'a [u8]);
+/// A reader of per-call frame bodies: every per-call frame passes here,
+/// and serde's machinery per field cost more than the reading. Anything
+/// it does not read exactly as the decoder would is `None`, and the body
+/// then goes to the decoder (tested against it below).
+struct Reader<'a>(Cursor<'a>);
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.0.len() {
-            return None;
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Some(head)
+        self.0.take(n)
     }
 
-    /// A varint of at most `width` bytes (2, 4 or 8): below 251 the
-    /// byte itself, 251/252/253 announce 2/4/8 little-endian bytes, and
-    /// wider than the integer is refused, as bincode reads them.
     fn varint(&mut self, width: usize) -> Option<u64> {
-        let first = self.take(1)?[0];
-        let n = match first {
-            0..=250 => return Some(u64::from(first)),
-            251 => 2,
-            252 => 4,
-            253 => 8,
-            _ => return None,
-        };
-        if n > width {
-            return None;
-        }
-        let mut le = [0u8; 8];
-        le[..n].copy_from_slice(self.take(n)?);
-        Some(u64::from_le_bytes(le))
+        self.0.varint(width)
+    }
+
+    /// What is left unread.
+    fn rest(&self) -> &'a [u8] {
+        self.0 .0
+    }
+
+    /// Leaves nothing unread.
+    fn skip_rest(&mut self) {
+        self.0 .0 = &[];
     }
 
     fn u64(&mut self) -> Option<u64> {
@@ -207,9 +196,9 @@ impl<'a> Parsed<'a> {
         if body.len() > DECODE_LIMIT / 16 {
             return Parsed::Other;
         }
-        let mut r = Reader(body);
+        let mut r = Reader(Cursor(body));
         Parsed::read(&mut r, known)
-            .filter(|_| r.0.is_empty())
+            .filter(|_| r.rest().is_empty())
             .unwrap_or(Parsed::Other)
     }
 
@@ -226,14 +215,14 @@ impl<'a> Parsed<'a> {
                 payload: r.bytes()?,
                 caller: match tag {
                     // The stamp is the body's last field.
-                    DELIVER_FROM if !known.is_empty() && r.0 == known => {
-                        r.0 = &[];
+                    DELIVER_FROM if !known.is_empty() && r.rest() == known => {
+                        r.skip_rest();
                         Some(Stamp::Known)
                     }
                     DELIVER_FROM => {
-                        let start = r.0;
+                        let start = r.rest();
                         let caller = r.caller()?;
-                        Some(Stamp::New(caller, &start[..start.len() - r.0.len()]))
+                        Some(Stamp::New(caller, &start[..start.len() - r.rest().len()]))
                     }
                     _ => None,
                 },

@@ -12,6 +12,7 @@
 //! error; the two are compared on random and mutated payloads in the
 //! tests below.
 
+use super::cursor::Cursor;
 use super::DECODE_LIMIT;
 use crate::value::{ELEMENT_CHARGE, ENTRY_CHARGE, MAX_DEPTH};
 
@@ -27,16 +28,16 @@ pub(crate) struct Scanned {
 /// use every byte).
 pub(crate) fn args(bytes: &[u8], budget: usize) -> Option<Scanned> {
     let mut s = Scan {
-        rest: bytes,
+        rest: Cursor(bytes),
         budget,
         claimed: 0,
     };
     let entries = s.map(0)?;
-    s.rest.is_empty().then_some(Scanned { entries })
+    s.rest.0.is_empty().then_some(Scanned { entries })
 }
 
 struct Scan<'a> {
-    rest: &'a [u8],
+    rest: Cursor<'a>,
     /// Decoded size still allowed (`value`'s charges).
     budget: usize,
     /// What bincode's decoder counts against its limit: the width of
@@ -56,36 +57,15 @@ impl<'a> Scan<'a> {
     }
 
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.rest.len() {
-            return None;
-        }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Some(head)
+        self.rest.take(n)
     }
 
     fn byte(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
+        self.rest.byte()
     }
 
-    /// A varint of at most `width` bytes (2, 4 or 8), as bincode reads
-    /// one: a byte below 251 is itself, 251/252/253 announce 2/4/8
-    /// little-endian bytes; wider than the integer, it is refused.
     fn varint(&mut self, width: usize) -> Option<u64> {
-        let first = self.byte()?;
-        let n = match first {
-            0..=250 => return Some(u64::from(first)),
-            251 => 2,
-            252 => 4,
-            253 => 8,
-            _ => return None,
-        };
-        if n > width {
-            return None;
-        }
-        let mut le = [0u8; 8];
-        le[..n].copy_from_slice(self.take(n)?);
-        Some(u64::from_le_bytes(le))
+        self.rest.varint(width)
     }
 
     /// A length (bincode's `usize`).
