@@ -120,8 +120,20 @@ impl Core {
         let max = self.limits().max_pending_per_connection;
         self.routes.admit(id, call, max)?;
         self.check_access(id, Action::Call, session, method)?;
-        let (publisher, name, calls) = self.target(id, session, method)?;
-        self.count_call(&name, calls);
+        let (publisher, name, calls) = match self.remembered_target(id, session, method) {
+            Some(known) => known,
+            None => {
+                let (publisher, name, shared) = self.target(id, session, method)?;
+                let calls = self.call_counter(&name, shared);
+                if !self.is_link(id) {
+                    if let Some(s) = self.registry.get(&name) {
+                        self.registry.remember(s, method, publisher, &calls);
+                    }
+                }
+                (publisher, name, calls)
+            }
+        };
+        calls.set(calls.get() + 1);
         let route = self.routes.open(Route {
             caller: id,
             caller_id: call,
@@ -131,11 +143,28 @@ impl Core {
         Ok((publisher, route))
     }
 
-    /// Counts a call to the published `name`: through the count its
+    /// The target of the last call resolved, when this one calls the
+    /// same method on the same name (see [`Registry::resolved`]): what
+    /// [`Core::target`] and [`Core::call_counter`] would give, without
+    /// their lookups. Never for a peer broker's stand-in, whose calls
+    /// choose among local publishers only.
+    ///
+    /// [`Registry::resolved`]: super::registry::Registry::resolved
+    fn remembered_target(
+        &self,
+        caller: ConnId,
+        session: &str,
+        method: &str,
+    ) -> Option<(ConnId, Rc<str>, Rc<Cell<u64>>)> {
+        let known = self.registry.resolved(session, method)?;
+        (!self.is_link(caller)).then_some(known)
+    }
+
+    /// The count of calls to the published `name`: the count its
     /// registry entry shares (`shared`, from [`Core::target`]'s lookup),
     /// looked up by name only the first time.
-    fn count_call(&mut self, name: &str, shared: Option<Rc<Cell<u64>>>) {
-        let calls = match shared {
+    fn call_counter(&mut self, name: &str, shared: Option<Rc<Cell<u64>>>) -> Rc<Cell<u64>> {
+        match shared {
             Some(calls) => calls,
             None => {
                 let calls = self.counters.call_counter(name);
@@ -144,13 +173,12 @@ impl Core {
                 }
                 calls
             }
-        };
-        calls.set(calls.get() + 1);
+        }
     }
 
     /// Who serves a call of `method` on `session` from `caller`, the
     /// session's shared name, and its count of calls once shared (see
-    /// [`Core::count_call`]). A call from a peer broker's stand-in goes
+    /// [`Core::call_counter`]). A call from a peer broker's stand-in goes
     /// to this broker's own publishers only, never on to another broker.
     fn target(&self, caller: ConnId, session: &str, method: &str) -> Result<Target, Error> {
         if session.is_empty() || method.is_empty() {

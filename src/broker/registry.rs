@@ -11,7 +11,7 @@ use super::ConnId;
 use crate::error::{Error, ErrorCode};
 use crate::id_hash::IdSet;
 use crate::wire::{NameMode, SessionInfo};
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -213,6 +213,25 @@ pub(super) struct NameLimits {
 #[derive(Debug, Default)]
 pub(super) struct Registry {
     sessions: HashMap<String, Session>,
+    /// The last call's target, when its name has one publisher serving
+    /// it (not `balance`, whose choice depends on the load): the next
+    /// call of the same method on the same name, the usual case, is
+    /// routed without the lookups. Every `&mut self` method forgets it,
+    /// so nothing that changes the registry can leave it stale.
+    last: RefCell<Option<Resolved>>,
+}
+
+/// A call's target as [`Registry::resolved`] gives it back.
+#[derive(Debug)]
+pub(super) struct Resolved {
+    /// The session's shared name.
+    pub session: Rc<str>,
+    /// The method called.
+    method: Box<str>,
+    /// Who serves it.
+    pub publisher: ConnId,
+    /// The session's shared count of calls.
+    pub calls: Rc<Cell<u64>>,
 }
 
 impl Registry {
@@ -221,7 +240,40 @@ impl Registry {
     }
 
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Session> {
+        self.forget_resolved();
         self.sessions.get_mut(name)
+    }
+
+    /// The target remembered for a call of `method` on `session` (see
+    /// [`Registry::remember`]), if the last call resolved was that one.
+    pub fn resolved(
+        &self,
+        session: &str,
+        method: &str,
+    ) -> Option<(ConnId, Rc<str>, Rc<Cell<u64>>)> {
+        let last = self.last.borrow();
+        let r = last.as_ref()?;
+        (*r.session == *session && *r.method == *method)
+            .then(|| (r.publisher, r.session.clone(), r.calls.clone()))
+    }
+
+    /// Remembers that a call of `method` on the session `s` goes to
+    /// `publisher`, counted in `calls`; only for a name served by its
+    /// owner alone (a `balance` name chooses per call).
+    pub fn remember(&self, s: &Session, method: &str, publisher: ConnId, calls: &Rc<Cell<u64>>) {
+        if s.mode == NameMode::Balance {
+            return;
+        }
+        *self.last.borrow_mut() = Some(Resolved {
+            session: s.name.clone(),
+            method: method.into(),
+            publisher,
+            calls: calls.clone(),
+        });
+    }
+
+    fn forget_resolved(&mut self) {
+        *self.last.get_mut() = None;
     }
 
     pub fn len(&self) -> usize {
@@ -257,6 +309,7 @@ impl Registry {
         mode: NameMode,
         limits: NameLimits,
     ) -> Result<bool, Error> {
+        self.forget_resolved();
         if name.is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
@@ -344,6 +397,7 @@ impl Registry {
     /// Checks a rescind by `by`; on success takes `by` out of the name's
     /// publishers and says what that did.
     pub fn rescind(&mut self, name: &str, by: ConnId) -> Result<Left, Error> {
+        self.forget_resolved();
         if name.is_empty() {
             return Err(Error::new(
                 ErrorCode::InvalidArgument,
@@ -363,6 +417,7 @@ impl Registry {
     /// Takes `conn` out of the publishers of `name` without checks (it
     /// disconnected); None if it was none of them.
     pub fn leave(&mut self, name: &str, conn: ConnId) -> Option<Left> {
+        self.forget_resolved();
         let s = self.sessions.remove(name)?;
         let (kept, left) = s.leave(conn);
         if let Some(kept) = kept {

@@ -1,8 +1,8 @@
 //! A cursor over a frame body reading bincode's standard forms by hand,
-//! shared by the in-place reader of per-call frames
-//! ([`super::received`]) and the validating scan of args
-//! ([`super::scan`]): both read exactly what the decoder would, and
-//! say `None` where it would refuse.
+//! shared by the in-place readers of per-call frames (the client's,
+//! [`super::received`], and the broker's, [`super::routed`]) and the
+//! validating scan of args ([`super::scan`]): all read exactly what the
+//! decoder would, and say `None` where it would refuse.
 
 /// The unread rest of a body.
 pub(super) struct Cursor<'a>(pub(super) &'a [u8]);
@@ -41,5 +41,36 @@ impl<'a> Cursor<'a> {
         let mut le = [0u8; 8];
         le[..n].copy_from_slice(self.take(n)?);
         Some(u64::from_le_bytes(le))
+    }
+
+    /// What is left unread.
+    pub(super) fn rest(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// A `u64`.
+    pub(super) fn u64(&mut self) -> Option<u64> {
+        self.varint(8)
+    }
+
+    /// A `u32` (also an enum's variant number).
+    pub(super) fn u32(&mut self) -> Option<u32> {
+        self.varint(4).map(|n| n as u32)
+    }
+
+    /// A `u16`.
+    pub(super) fn u16(&mut self) -> Option<u16> {
+        self.varint(2).map(|n| n as u16)
+    }
+
+    /// A byte string: its length, then its bytes.
+    pub(super) fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        self.take(n)
+    }
+
+    /// A string: as [`Cursor::bytes`], and valid UTF-8.
+    pub(super) fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
     }
 }

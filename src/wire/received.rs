@@ -122,17 +122,25 @@ impl CallerRef<'_> {
 struct Reader<'a>(Cursor<'a>);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        self.0.take(n)
+    fn u64(&mut self) -> Option<u64> {
+        self.0.u64()
     }
 
-    fn varint(&mut self, width: usize) -> Option<u64> {
-        self.0.varint(width)
+    fn u32(&mut self) -> Option<u32> {
+        self.0.u32()
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        self.0.bytes()
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        self.0.str()
     }
 
     /// What is left unread.
     fn rest(&self) -> &'a [u8] {
-        self.0 .0
+        self.0.rest()
     }
 
     /// Leaves nothing unread.
@@ -140,26 +148,9 @@ impl<'a> Reader<'a> {
         self.0 .0 = &[];
     }
 
-    fn u64(&mut self) -> Option<u64> {
-        self.varint(8)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.varint(4).map(|n| n as u32)
-    }
-
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = usize::try_from(self.u64()?).ok()?;
-        self.take(n)
-    }
-
-    fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes()?).ok()
-    }
-
     /// An `Option`: its tag byte (0 none, 1 some), then the value.
     fn option<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
-        match self.take(1)?[0] {
+        match self.0.byte()? {
             0 => Some(None),
             1 => read(self).map(Some),
             _ => None,

@@ -250,3 +250,59 @@ fn a_frame_too_large_to_forward_fails_the_call() {
     );
     assert_eq!(h.core.stats().pending_calls, 0);
 }
+
+/// The next call of the same method on the same name skips the lookups
+/// (`Registry::resolved`): whatever changes the name in between, the
+/// call goes where a lookup would send it.
+#[test]
+fn a_repeated_call_follows_every_change_of_its_name() {
+    let mut h = Harness::new();
+    let c = h.client();
+    let p1 = h.publisher("S", &["m", "n"]);
+    h.send(c, &deliver(1, "S", "m"));
+    h.delivered(p1, &deliver(1, "S", "m"));
+    h.send(c, &deliver(2, "S", "m"));
+    h.delivered(p1, &deliver(2, "S", "m"));
+    // Another method of the same name, then the first again.
+    h.send(c, &deliver(3, "S", "n"));
+    h.delivered(p1, &deliver(3, "S", "n"));
+    h.send(c, &deliver(4, "S", "m"));
+    h.delivered(p1, &deliver(4, "S", "m"));
+    // The name rescinded: the next call finds no session.
+    h.send(
+        p1,
+        &Frame::Rescind {
+            id: 9,
+            session: "S".into(),
+        },
+    );
+    h.frames(p1);
+    h.send(c, &deliver(5, "S", "m"));
+    let got = h.frames(c);
+    assert!(
+        matches!(got.as_slice(), [Frame::Result { id: 5, outcome: Err(e) }] if e.code == ErrorCode::NoSuchSession),
+        "{got:?}"
+    );
+    // Published again by another publisher, without `m`: refused; then
+    // by a third, which serves it.
+    let p2 = h.publisher("S", &["n"]);
+    h.send(c, &deliver(6, "S", "n"));
+    h.delivered(p2, &deliver(6, "S", "n"));
+    h.send(c, &deliver(7, "S", "m"));
+    let got = h.frames(c);
+    assert!(
+        matches!(got.as_slice(), [Frame::Result { id: 7, outcome: Err(e) }] if e.code == ErrorCode::NoSuchMethod),
+        "{got:?}"
+    );
+    h.core
+        .input_ended(p2, Error::new(ErrorCode::BrokerGone, "closed"));
+    h.effects();
+    let p3 = h.publisher("S", &["m"]);
+    h.send(c, &deliver(8, "S", "m"));
+    h.delivered(p3, &deliver(8, "S", "m"));
+    h.send(c, &deliver(9, "S", "m"));
+    h.delivered(p3, &deliver(9, "S", "m"));
+    assert!(h.frames(p1).is_empty());
+    // Every call was counted, through the lookups or without them.
+    assert_eq!(h.core.stats().calls, 7);
+}
