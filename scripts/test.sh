@@ -107,33 +107,50 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 step "cargo build --all-targets"
 cargo build --all-targets
 
-step "cargo test (debug)"
-cargo test
-
-# The release pass runs again, with optimisations, the suites where
-# timing and ordering matter (concurrency, load, faults, reconnects,
-# cancellation, fuzzing, the scenario suites of SEMANTICS.md): a debug
-# build hides races that the faster code shows. The other suites test
-# behaviour that does not depend on speed (argument checks, the command
-# line, reports, policies), the unit tests (in the library and the
-# binary) mostly test the cores and parsers, which keep no time, and
-# the suites that build the library themselves and run C, C++, Perl or
-# installed programs against it test the same C ABI in both profiles:
-# those run once, in the debug pass above. (Building the library's unit tests in release alone took
-# a minute: the whole crate compiled again as a test harness.) This
-# keeps the whole command within its time budget.
-release_suites=(
+# The timing-sensitive suites (concurrency, load, faults, reconnects,
+# cancellation, fuzzing, the scenario suites of SEMANTICS.md) run once,
+# in release with stagebus's own code built with debug assertions and
+# overflow checks: optimised, because a debug build hides races that
+# faster code shows, and checked as a debug build is. (Only stagebus's
+# own crates are built differently, so the release build of the
+# dependencies, which tests/readme_recipe.rs makes, serves both.)
+# Everything else runs once in debug: the unit tests (in the library
+# and the binary, mostly the cores and parsers, which keep no time), the
+# doc tests, the suites of behaviour that does not depend on speed
+# (argument checks, the command line, reports, policies), and the suites
+# that build the library themselves and run C, C++, Perl or installed
+# programs against it. Running each suite once keeps the whole command
+# within its time budget.
+checked_suites=(
     attack broker_os cancel_cascade close_linger deadlines dropped_at_once
     embedded federation federation_faults liveness load_fault nats_client
     proxysession reconnect reconnect_restore request_properties routing
     signals stage_scenarios wire_fuzz
 )
-release_args=()
-for name in "${release_suites[@]}"; do
-    [ -f "tests/$name.rs" ] || fail "release suite tests/$name.rs does not exist"
-    release_args+=(--test "$name")
+checked_args=()
+debug_args=()
+for name in "${checked_suites[@]}"; do
+    [ -f "tests/$name.rs" ] || fail "checked suite tests/$name.rs does not exist"
+    checked_args+=(--test "$name")
 done
-step "cargo test --release (the ${#release_suites[@]} timing-sensitive suites)"
-cargo test --release "${release_args[@]}"
+for file in tests/*.rs; do
+    name=$(basename "$file" .rs)
+    case " ${checked_suites[*]} " in
+    *" $name "*) ;;
+    *) debug_args+=(--test "$name") ;;
+    esac
+done
+
+step "cargo test (debug: unit tests and ${#debug_args[@]} suites)"
+cargo test --lib --bins "${debug_args[@]}"
+
+step "cargo test --doc"
+cargo test --doc
+
+step "cargo test --release, checked (the ${#checked_suites[@]} timing-sensitive suites)"
+cargo test --release \
+    --config 'profile.release.package.stagebus.debug-assertions=true' \
+    --config 'profile.release.package.stagebus.overflow-checks=true' \
+    "${checked_args[@]}"
 
 step "all tests passed"
