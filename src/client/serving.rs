@@ -64,12 +64,17 @@ pub(super) struct Serving {
     /// The methods and response types seen before, which received ones
     /// share (see [`super::Names`]).
     pub names: super::Names,
+    /// The publication the last call was for: calls come for the same
+    /// one, found again without hashing its name. Whatever changes the
+    /// publications forgets it.
+    last_publication: Option<(Rc<str>, ServeFn)>,
 }
 
 impl Serving {
     /// Records a publication the broker accepted.
     pub fn publish(&mut self, session: String, methods: Vec<String>, serve: ServeFn) {
         let name = Rc::from(session.as_str());
+        self.last_publication = None;
         self.methods.insert(session.clone(), methods);
         self.publications.insert(session, (name, serve));
     }
@@ -111,13 +116,23 @@ impl Serving {
     /// Forgets a publication the broker rescinded, handing back its
     /// handler (deliveries in progress keep their own handle on it).
     pub fn unpublish(&mut self, session: &str) -> Option<ServeFn> {
+        self.last_publication = None;
         self.methods.remove(session);
         self.publications.remove(session).map(|(_, serve)| serve)
     }
 
     /// The shared name and handler of a published session.
-    pub fn publication(&self, session: &str) -> Option<(Rc<str>, ServeFn)> {
-        self.publications.get(session).cloned()
+    pub fn publication(&mut self, session: &str) -> Option<(Rc<str>, ServeFn)> {
+        if let Some((name, serve)) = &self.last_publication {
+            if **name == *session {
+                return Some((name.clone(), serve.clone()));
+            }
+        }
+        let found = self.publications.get(session).cloned();
+        if found.is_some() {
+            self.last_publication.clone_from(&found);
+        }
+        found
     }
 
     /// Starts serving a delivery.
@@ -150,6 +165,7 @@ impl Serving {
     /// Ends everything: the publications' handlers, and every delivery
     /// (oldest first).
     pub fn take_all(&mut self) -> (Vec<ServeFn>, Vec<(Route, ServeFn)>) {
+        self.last_publication = None;
         self.methods.clear();
         let publications = self.publications.drain().map(|(_, (_, f))| f).collect();
         let mut routes: Vec<_> = self.routes.drain().map(|(_, entry)| entry).collect();
