@@ -74,3 +74,33 @@ impl<'a> Cursor<'a> {
         std::str::from_utf8(self.bytes()?).ok()
     }
 }
+
+/// `n` bodies made from `body` by changing one to three of its bytes
+/// each (at random, the same for the same `seed`), towards the values
+/// where bincode's forms change: the tests of the in-place readers
+/// compare them with the decoder on these.
+#[cfg(test)]
+pub(super) fn mutations(body: &[u8], n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = seed | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    (0..n)
+        .map(|_| {
+            let mut m = body.to_vec();
+            for _ in 0..1 + next() % 3 {
+                let at = (next() % m.len() as u64) as usize;
+                m[at] = match next() % 4 {
+                    0 => next() as u8,
+                    1 => m[at].wrapping_add(1),
+                    2 => m[at].wrapping_sub(1),
+                    _ => [0, 1, 2, 250, 251, 252, 253, 254, 255][(next() % 9) as usize],
+                };
+            }
+            m
+        })
+        .collect()
+}

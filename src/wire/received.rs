@@ -438,26 +438,8 @@ mod tests {
         }
         // Changed bytes: read in place exactly when the decoder reads
         // the frame, and as the same frame.
-        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
-        for frame in &frames {
-            let bytes = body(frame);
-            for _ in 0..3000 {
-                let mut m = bytes.clone();
-                for _ in 0..1 + next() % 3 {
-                    let at = (next() % m.len() as u64) as usize;
-                    m[at] = match next() % 4 {
-                        0 => next() as u8,
-                        1 => m[at].wrapping_add(1),
-                        2 => m[at].wrapping_sub(1),
-                        _ => [0, 1, 2, 250, 251, 252, 253, 254, 255][(next() % 9) as usize],
-                    };
-                }
+        for (k, frame) in frames.iter().enumerate() {
+            for m in crate::wire::cursor::mutations(&body(frame), 3000, k as u64) {
                 let parsed = Parsed::parse(&m);
                 let decoded = crate::wire::decode_body(&m).ok();
                 match owned(&parsed) {

@@ -571,26 +571,8 @@ mod tests {
         // sessions, methods) is read in place.
         assert_eq!(in_place, frames.len() - 3 * 8);
         // Changed bytes: read in place only as the decoder reads them.
-        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
-        for frame in &frames {
-            let bytes = body(frame);
-            for _ in 0..500 {
-                let mut m = bytes.clone();
-                for _ in 0..1 + next() % 3 {
-                    let at = (next() % m.len() as u64) as usize;
-                    m[at] = match next() % 4 {
-                        0 => next() as u8,
-                        1 => m[at].wrapping_add(1),
-                        2 => m[at].wrapping_sub(1),
-                        _ => [0, 1, 2, 250, 251, 252, 253, 254, 255][(next() % 9) as usize],
-                    };
-                }
+        for (k, frame) in frames.iter().enumerate() {
+            for m in crate::wire::cursor::mutations(&body(frame), 500, k as u64) {
                 if let Some(fast) = Inbound::read_in_place(&m) {
                     assert_eq!(seen(&Ok(fast)), seen(&Inbound::decode(&m)), "{m:?}");
                 }
