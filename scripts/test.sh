@@ -141,7 +141,7 @@ for file in tests/*.rs; do
     esac
 done
 
-step "cargo test (debug: unit tests and ${#debug_args[@]} suites)"
+step "cargo test (debug: unit tests and $((${#debug_args[@]} / 2)) suites)"
 cargo test --lib --bins "${debug_args[@]}"
 
 step "cargo test --doc"
