@@ -5,7 +5,7 @@
 //! publication's table of calls and queued tasks keep one). Answers go up
 //! through the request's [`Up`] link, whatever is at its other end.
 
-use super::dispatch::{run_handler, run_method};
+use super::dispatch::{run_handler, run_method, Frame};
 use super::ends::{CalleeEnd, CallerEnd};
 use super::link::Up;
 use super::pool::{self, Pool, Pooled};
@@ -78,6 +78,7 @@ impl Served {
     /// An open request of `method` served by `stage`, answered through
     /// `link`: `id` is its id in this process, `caller_id` its caller's,
     /// `deadline` when its caller stops waiting.
+    #[inline]
     pub(crate) fn new(
         id: u64,
         caller_id: u64,
@@ -140,15 +141,11 @@ impl Served {
                 let stage = self.0.stage();
                 let handler = stage.as_ref().and_then(|s| s.handler("on_cancel"));
                 if let Some(h) = handler {
-                    let handle = self.handle();
-                    run_handler(
-                        &h,
-                        stage.as_ref(),
-                        "cancel",
-                        &Args::new(),
-                        Some(&handle),
-                        None,
-                    );
+                    let frame = Frame {
+                        req: Some(self.handle()),
+                        stage,
+                    };
+                    run_handler(&h, &frame, "cancel", &Args::new(), None);
                 }
             }
             None => {}
@@ -180,10 +177,12 @@ impl ServedRec {
     }
 
     /// The serving stage: always there while the request is open.
+    #[inline]
     fn stage(&self) -> Option<Stage> {
         Stage::from_weak(&self.stage)
     }
 
+    #[inline]
     fn check_open(&self) -> Result<(), Error> {
         if self.open.get() {
             Ok(())
@@ -214,6 +213,7 @@ impl ServedRec {
     }
 
     /// The callee's side ends: children cancelled, data dropped.
+    #[inline]
     fn end(&self) {
         self.open.set(false);
         self.cancel_children();
@@ -227,6 +227,7 @@ impl ServedRec {
 
     /// The last step of either end: the internal hook, then the stage is
     /// let go.
+    #[inline]
     fn run_on_end(&self) {
         let on_end = self.on_end.take();
         if let Some(f) = on_end {
@@ -236,6 +237,7 @@ impl ServedRec {
         drop(stage);
     }
 
+    #[inline]
     fn cancel_children(&self) {
         let children = self.children.take();
         if children.is_empty() {
@@ -244,11 +246,7 @@ impl ServedRec {
             self.children.set(children);
             return;
         }
-        for child in children {
-            if let Some(child) = child.upgrade() {
-                child.cancel();
-            }
-        }
+        cancel_all(children);
     }
 
     /// The callee's last reference went away: an open request that no
@@ -267,6 +265,17 @@ impl ServedRec {
             ),
         );
         let _ = self.fail(e);
+    }
+}
+
+/// Cancels the requests of `children` still there (out of line: most
+/// requests make none).
+#[cold]
+fn cancel_all(children: Vec<Weak<dyn CallerEnd>>) {
+    for child in children {
+        if let Some(child) = child.upgrade() {
+            child.cancel();
+        }
     }
 }
 
@@ -478,13 +487,19 @@ impl ServedRequest {
         if let Some(h) = stage.intercept(kind) {
             // Self-interception: nothing reaches the caller. A final one
             // still ends the request, and the caller must hear that.
-            run_handler(&h, Some(&stage), kind, args, Some(self), None);
+            let frame = Frame {
+                req: Some(self.clone()),
+                stage: Some(stage),
+            };
+            run_handler(&h, &frame, kind, args, None);
             if last && self.is_open() {
                 self.fail(Error::new(
                     ErrorCode::Cancelled,
                     format!("the callee intercepted its own '{kind}' response"),
                 ))?;
             }
+            // The frame (and with it the stage) lives to here.
+            drop(frame);
             return Ok(());
         }
         self.0.link().respond(self.0.lp(), kind, args, last)?;

@@ -4,7 +4,7 @@
 //! [`Down`] link, whatever is at its other end.
 
 use super::callee::ServedRequest;
-use super::dispatch::{run_handler, unhandled};
+use super::dispatch::{run_handler, unhandled, Frame};
 use super::ends::{Answer, CallerEnd, Inbox};
 use super::link::Down;
 use super::mappings::ResponseHandlers;
@@ -226,28 +226,27 @@ impl CallerEnd for CallerRec {
             error,
         };
         let rec = &rsp.caller;
-        let requester = rec.requester.as_ref().and_then(Stage::from_weak);
-        // A copy for the handler's frame; the record keeps its own.
+        // The handler's frame: the requester, and a copy of the parent
+        // (the record keeps its own).
         let parent = rec.parent.take();
         let held = parent.clone();
         rec.parent.set(held);
-        match rec.handlers.choose(&rsp.kind, requester.as_ref()) {
-            Some(h) => run_handler(
-                &h,
-                requester.as_ref(),
-                &rsp.kind,
-                &args,
-                parent.as_ref(),
-                Some(&rsp),
-            ),
+        let frame = Frame {
+            req: parent,
+            stage: rec.requester.as_ref().and_then(Stage::from_weak),
+        };
+        match rec.handlers.choose(&rsp.kind, frame.stage.as_ref()) {
+            Some(h) => run_handler(&h, &frame, &rsp.kind, &args, Some(&rsp)),
             None => unhandled(rec.id, &rec.method, &rsp.kind, rsp.error.as_deref()),
         }
+        let Frame { req: parent, stage } = frame;
         drop(parent);
         if last {
             rec.data.clear();
             rec.release_parent();
             rec.release_kept();
         }
+        drop(stage);
     }
 
     fn is_open(&self) -> bool {

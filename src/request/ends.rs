@@ -85,6 +85,7 @@ struct Overflow(VecDeque<Answer>);
 
 impl Inbox {
     /// Adds the newest answer.
+    #[inline]
     pub(crate) fn push(&self, answer: Answer) {
         match self.first.take() {
             None => self.first.set(Some(answer)),
@@ -112,6 +113,7 @@ impl Inbox {
     }
 
     /// Takes the oldest answer.
+    #[inline]
     pub(crate) fn pop(&self) -> Option<Answer> {
         let next = match self.more.take() {
             Some(mut more) => {
