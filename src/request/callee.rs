@@ -122,10 +122,10 @@ impl Served {
         self.0.started.set(true);
     }
 
-    /// The callee's half as the link sees it.
+    /// The callee's half as the link sees it (the link keeps this hold).
     #[inline]
-    pub(crate) fn callee_end(&self) -> Rc<dyn CalleeEnd> {
-        self.0.clone()
+    pub(crate) fn into_callee_end(self) -> Rc<dyn CalleeEnd> {
+        self.0
     }
 
     /// The caller cancelled: cascade, tell the callee, drop its data.
