@@ -113,6 +113,7 @@ impl CallerRec {
 
     /// Has the loop let go of the record ([`Request::keep`]); the caller
     /// of this method holds another reference.
+    #[inline]
     fn release_kept(&self) {
         let key = self.kept.take();
         if key != 0 {
@@ -122,6 +123,7 @@ impl CallerRec {
     }
 
     /// Lets go of the parent request: this one can no longer answer it.
+    #[inline]
     fn release_parent(&self) {
         let parent = self.parent.take();
         drop(parent);
@@ -293,7 +295,9 @@ impl Drop for Request {
         let Some(rec) = self.rec.take() else {
             return;
         };
-        if rec.kept.get() == 0 {
+        // An ended request (the usual drop, after its return) has
+        // nothing to cancel: no call.
+        if rec.kept.get() == 0 && rec.open.get() {
             rec.cancel();
         }
         pool::give(&FREE, rec);

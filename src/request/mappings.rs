@@ -98,16 +98,18 @@ impl<H: Clone> ResponseHandlers<H> {
     /// `handler`, replacing an earlier mapping of the same type.
     pub(crate) fn map(&mut self, kind: &str, handler: HandlerRef<H>) {
         let kind = strip_on(kind);
-        if self.first.is_none() {
-            // The usual request maps one type: nothing to replace.
-            self.first = Some((type_name(kind), handler));
-            return;
-        }
-        if let Some((t, h)) = &mut self.first {
-            if t == kind {
+        match &mut self.first {
+            None => {
+                // The usual request maps one type: nothing to replace
+                // (written in place, without the drop of the `None`).
+                self.first.get_or_insert((type_name(kind), handler));
+                return;
+            }
+            Some((t, h)) if t == kind => {
                 *h = handler;
                 return;
             }
+            Some(_) => {}
         }
         let rest = &mut self.more().rest;
         match rest.iter_mut().find(|(t, _)| t == kind) {
