@@ -87,7 +87,8 @@ impl CallerRec {
     /// on behalf of.
     #[inline]
     pub(crate) fn link(&self, link: Down, parent: Option<ServedRequest>) {
-        *self.link.borrow_mut() = link;
+        let unlinked = std::mem::replace(&mut *self.link.borrow_mut(), link);
+        unlinked.discard();
         let old = self.parent.replace(parent);
         drop(old);
     }
@@ -189,7 +190,7 @@ impl Pooled for CallerRec {
         self.requester = None;
         *self.parent.get_mut() = None;
         self.data.clear();
-        *self.link.get_mut() = Down::None;
+        std::mem::replace(self.link.get_mut(), Down::None).discard();
         self.timer.set(None);
         self.kept.set(0);
         self.inbox.clear();
@@ -200,7 +201,7 @@ impl Pooled for CallerRec {
         self.method = method;
         self.lp = Some(lp);
         self.open.set(true);
-        self.handlers = handlers;
+        std::mem::replace(&mut self.handlers, handlers).discard();
         self.requester = requester;
     }
 }

@@ -58,6 +58,18 @@ impl<H> Default for ResponseHandlers<H> {
 }
 
 impl<H> ResponseHandlers<H> {
+    /// Drops handlers replaced in a record; the usual ones, emptied when
+    /// the record was kept, without a call to their drop glue.
+    #[inline]
+    pub(crate) fn discard(self) {
+        if self.first.is_none() && self.more.is_none() {
+            // Nothing to drop: both fields are `None`.
+            std::mem::forget(self);
+        } else {
+            drop(self);
+        }
+    }
+
     fn entries(&self) -> impl Iterator<Item = &(TypeName, HandlerRef<H>)> {
         let rest = self.more.as_deref().map_or(&[][..], |m| &m.rest[..]);
         self.first.iter().chain(rest.iter())
