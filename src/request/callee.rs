@@ -55,7 +55,9 @@ pub(crate) struct ServedRec {
     /// inherited by the requests made on this one's behalf.
     deadline: Option<Instant>,
     /// How many [`ServedRequest`] handles exist: the callee's references.
-    handles: Cell<usize>,
+    /// A `u32` (each handle is 8 bytes: more than 4 billion cannot
+    /// exist), which packs with the flags: a word less in every record.
+    handles: Cell<u32>,
     /// Whether an emit reached the caller. From then on the caller may
     /// recall into the request, so the emit counts as a reference until
     /// the transaction ends (POE's emits hold the request's id).

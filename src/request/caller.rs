@@ -41,7 +41,9 @@ pub(crate) struct CallerRec {
     parent: Cell<Option<ServedRequest>>,
     data: Scope,
     link: RefCell<Down>,
-    timer: Cell<Option<TimerId>>,
+    /// The timeout's timer (its raw id), 0 without one (the loop's timer
+    /// ids start at 1): a word, where an `Option<TimerId>` took two.
+    timer: Cell<u64>,
     /// While its caller let go of the handle with [`Request::keep`]: the
     /// key under which the loop holds the record until the request ends
     /// (or the loop shuts down); 0 when it does not (the loop's keys
@@ -96,7 +98,7 @@ impl CallerRec {
     /// Ends the transaction with `timeout` when `timer` fires first.
     #[inline]
     pub(crate) fn set_timer(&self, timer: TimerId) {
-        self.timer.set(Some(timer));
+        self.timer.set(timer.to_raw());
     }
 
     /// Ends the caller's half without a response: the callee is told.
@@ -131,8 +133,9 @@ impl CallerRec {
     }
 
     fn stop_timer(&self) {
-        if let Some(t) = self.timer.take() {
-            self.lp().cancel_timer(t);
+        let t = self.timer.take();
+        if t != 0 {
+            self.lp().cancel_timer(TimerId::from_raw(t));
         }
     }
 
@@ -178,7 +181,7 @@ impl Pooled for CallerRec {
             parent: Cell::new(None),
             data: Scope::default(),
             link: RefCell::new(Down::None),
-            timer: Cell::new(None),
+            timer: Cell::new(0),
             kept: Cell::new(0),
             inbox: Inbox::default(),
         }
@@ -191,7 +194,7 @@ impl Pooled for CallerRec {
         *self.parent.get_mut() = None;
         self.data.clear();
         std::mem::replace(self.link.get_mut(), Down::None).discard();
-        self.timer.set(None);
+        self.timer.set(0);
         self.kept.set(0);
         self.inbox.clear();
     }
