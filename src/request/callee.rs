@@ -5,6 +5,7 @@
 //! publication's table of calls and queued tasks keep one). Answers go up
 //! through the request's [`Up`] link, whatever is at its other end.
 
+use super::children::Children;
 use super::dispatch::{run_handler, run_method, Frame};
 use super::ends::{CalleeEnd, CallerEnd};
 use super::link::Up;
@@ -42,9 +43,7 @@ pub(crate) struct ServedRec {
     open: Cell<bool>,
     data: Scope,
     /// The requests made on this one's behalf, cancelled when it ends.
-    /// Boxed, made at the first: most requests make none, and a list
-    /// inline was 16 bytes more of every record in flight.
-    children: Cell<Option<Box<Children>>>,
+    children: Children,
     link: Option<Up>,
     on_cancel: Cell<Option<Box<dyn FnOnce()>>>,
     /// Whether a method of the stage ran on it (a local request cancelled
@@ -137,7 +136,7 @@ impl Served {
         if !self.0.open.replace(false) {
             return;
         }
-        self.0.cancel_children();
+        self.0.children.cancel();
         let hook = self.0.on_cancel.take();
         match hook {
             Some(f) => f(),
@@ -208,20 +207,14 @@ impl ServedRec {
 
     /// Records a request made on this one's behalf.
     fn adopt(&self, child: Weak<dyn CallerEnd>) {
-        let mut children = self.children.take().unwrap_or_default();
-        let list = &mut children.0;
-        if list.len() >= 32 && list.len().is_power_of_two() {
-            list.retain(|c| c.upgrade().is_some_and(|c| c.is_open()));
-        }
-        list.push(child);
-        self.children.set(Some(children));
+        self.children.adopt(child);
     }
 
     /// The callee's side ends: children cancelled, data dropped.
     #[inline]
     fn end(&self) {
         self.open.set(false);
-        self.cancel_children();
+        self.children.cancel();
         // Taken out of the record before it is dropped: it may hold a
         // reference to this request (a C on-cancel's user data, say).
         let on_cancel = self.on_cancel.take();
@@ -242,30 +235,6 @@ impl ServedRec {
         drop(stage);
     }
 
-    #[inline]
-    fn cancel_children(&self) {
-        match self.children.take() {
-            // Most requests make none.
-            None => {}
-            Some(children) if children.0.is_empty() => self.children.set(Some(children)),
-            Some(children) => self.cancel_all(children),
-        }
-    }
-
-    /// Cancels the requests of `children` still there (out of line: most
-    /// requests make none). Those made meanwhile (by a cancelled child's
-    /// hooks) stay listed; the list's box is kept for the next request.
-    #[cold]
-    fn cancel_all(&self, mut children: Box<Children>) {
-        for child in std::mem::take(&mut children.0) {
-            if let Some(child) = child.upgrade() {
-                child.cancel();
-            }
-        }
-        let adopted = self.children.take();
-        self.children.set(adopted.or(Some(children)));
-    }
-
     /// The callee's last reference went away: an open request that no
     /// emit keeps open can never be answered now.
     fn unreferenced(&self) {
@@ -284,11 +253,6 @@ impl ServedRec {
         let _ = self.fail(e);
     }
 }
-
-/// The requests made on a request's behalf (a newtype, so that it can
-/// be boxed: see [`ServedRec::children`]).
-#[derive(Default)]
-struct Children(Vec<Weak<dyn CallerEnd>>);
 
 /// The callee's view of a request it serves: a counted reference.
 ///
@@ -542,7 +506,7 @@ impl Pooled for ServedRec {
             method,
             open: Cell::new(true),
             data: Scope::default(),
-            children: Cell::new(None),
+            children: Children::default(),
             link: Some(link),
             on_cancel: Cell::new(None),
             started: Cell::new(false),
@@ -559,12 +523,7 @@ impl Pooled for ServedRec {
         self.stage = Weak::new();
         *self.holds.get_mut() = None;
         self.data.clear();
-        // The list's room is kept for the next request, unless a burst
-        // of sub-requests grew it: a pooled record must not hold that.
-        if let Some(children) = self.children.get_mut() {
-            children.0.clear();
-            children.0.shrink_to(super::pool::KEPT_ROOM);
-        }
+        self.children.clear();
         self.link = None;
         *self.on_cancel.get_mut() = None;
         *self.on_end.get_mut() = None;
