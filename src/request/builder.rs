@@ -284,36 +284,32 @@ impl RequestBuilder {
             self.handlers,
             stage_now.as_ref(),
         );
+        // The builder's stage, name and weak handle move into the link
+        // (no clone and drop of each per request).
         let caller: Weak<dyn CallerEnd> = Rc::<CallerRec>::downgrade(&rec);
-        let link = match &self.target {
+        let child = parent.as_ref().map(|_| caller.clone());
+        let link = match self.target {
             To::Local(stage) => {
                 // A request from this loop keeps its caller's id.
                 let served = Served::new(
                     rec.id(),
                     rec.id(),
-                    stage.clone(),
-                    self.method.clone(),
-                    Up::local(caller.clone()),
+                    stage,
+                    self.method,
+                    Up::local(caller),
                     deadline,
                 );
-                Down::local(&lp, served.callee_end(), self.args)
+                Down::local(&lp, served.into_callee_end(), self.args)
             }
             To::Remote(remote) => {
                 let left = now
                     .zip(deadline)
                     .map(|(n, d)| d.saturating_duration_since(n));
-                Down::remote(
-                    remote,
-                    rec.id(),
-                    left,
-                    &self.method,
-                    &self.args,
-                    caller.clone(),
-                )?
+                Down::remote(&remote, rec.id(), left, &self.method, &self.args, caller)?
             }
         };
-        if let Some(p) = &parent {
-            p.adopt(caller);
+        if let (Some(p), Some(child)) = (&parent, child) {
+            p.adopt(child);
         }
         rec.link(link, parent);
         if let Some((now, deadline)) = now.zip(deadline) {

@@ -5,7 +5,8 @@
 //! publication's table of calls and queued tasks keep one). Answers go up
 //! through the request's [`Up`] link, whatever is at its other end.
 
-use super::dispatch::{run_handler, run_method};
+use super::children::Children;
+use super::dispatch::{run_handler, run_method, Frame};
 use super::ends::{CalleeEnd, CallerEnd};
 use super::link::Up;
 use super::pool::{self, Pool, Pooled};
@@ -42,7 +43,7 @@ pub(crate) struct ServedRec {
     open: Cell<bool>,
     data: Scope,
     /// The requests made on this one's behalf, cancelled when it ends.
-    children: Cell<Vec<Weak<dyn CallerEnd>>>,
+    children: Children,
     link: Option<Up>,
     on_cancel: Cell<Option<Box<dyn FnOnce()>>>,
     /// Whether a method of the stage ran on it (a local request cancelled
@@ -53,7 +54,9 @@ pub(crate) struct ServedRec {
     /// inherited by the requests made on this one's behalf.
     deadline: Option<Instant>,
     /// How many [`ServedRequest`] handles exist: the callee's references.
-    handles: Cell<usize>,
+    /// A `u32` (each handle is 8 bytes: more than 4 billion cannot
+    /// exist), which packs with the flags: a word less in every record.
+    handles: Cell<u32>,
     /// Whether an emit reached the caller. From then on the caller may
     /// recall into the request, so the emit counts as a reference until
     /// the transaction ends (POE's emits hold the request's id).
@@ -78,6 +81,7 @@ impl Served {
     /// An open request of `method` served by `stage`, answered through
     /// `link`: `id` is its id in this process, `caller_id` its caller's,
     /// `deadline` when its caller stops waiting.
+    #[inline]
     pub(crate) fn new(
         id: u64,
         caller_id: u64,
@@ -121,10 +125,10 @@ impl Served {
         self.0.started.set(true);
     }
 
-    /// The callee's half as the link sees it.
+    /// The callee's half as the link sees it (the link keeps this hold).
     #[inline]
-    pub(crate) fn callee_end(&self) -> Rc<dyn CalleeEnd> {
-        self.0.clone()
+    pub(crate) fn into_callee_end(self) -> Rc<dyn CalleeEnd> {
+        self.0
     }
 
     /// The caller cancelled: cascade, tell the callee, drop its data.
@@ -132,7 +136,7 @@ impl Served {
         if !self.0.open.replace(false) {
             return;
         }
-        self.0.cancel_children();
+        self.0.children.cancel();
         let hook = self.0.on_cancel.take();
         match hook {
             Some(f) => f(),
@@ -140,15 +144,11 @@ impl Served {
                 let stage = self.0.stage();
                 let handler = stage.as_ref().and_then(|s| s.handler("on_cancel"));
                 if let Some(h) = handler {
-                    let handle = self.handle();
-                    run_handler(
-                        &h,
-                        stage.as_ref(),
-                        "cancel",
-                        &Args::new(),
-                        Some(&handle),
-                        None,
-                    );
+                    let frame = Frame {
+                        req: Some(self.handle()),
+                        stage,
+                    };
+                    run_handler(&h, &frame, "cancel", &Args::new(), None);
                 }
             }
             None => {}
@@ -180,10 +180,12 @@ impl ServedRec {
     }
 
     /// The serving stage: always there while the request is open.
+    #[inline]
     fn stage(&self) -> Option<Stage> {
         Stage::from_weak(&self.stage)
     }
 
+    #[inline]
     fn check_open(&self) -> Result<(), Error> {
         if self.open.get() {
             Ok(())
@@ -205,18 +207,14 @@ impl ServedRec {
 
     /// Records a request made on this one's behalf.
     fn adopt(&self, child: Weak<dyn CallerEnd>) {
-        let mut children = self.children.take();
-        if children.len() >= 32 && children.len().is_power_of_two() {
-            children.retain(|c| c.upgrade().is_some_and(|c| c.is_open()));
-        }
-        children.push(child);
-        self.children.set(children);
+        self.children.adopt(child);
     }
 
     /// The callee's side ends: children cancelled, data dropped.
+    #[inline]
     fn end(&self) {
         self.open.set(false);
-        self.cancel_children();
+        self.children.cancel();
         // Taken out of the record before it is dropped: it may hold a
         // reference to this request (a C on-cancel's user data, say).
         let on_cancel = self.on_cancel.take();
@@ -227,6 +225,7 @@ impl ServedRec {
 
     /// The last step of either end: the internal hook, then the stage is
     /// let go.
+    #[inline]
     fn run_on_end(&self) {
         let on_end = self.on_end.take();
         if let Some(f) = on_end {
@@ -234,21 +233,6 @@ impl ServedRec {
         }
         let stage = self.holds.take();
         drop(stage);
-    }
-
-    fn cancel_children(&self) {
-        let children = self.children.take();
-        if children.is_empty() {
-            // Most requests make none: the list's room is kept for the
-            // record's next request.
-            self.children.set(children);
-            return;
-        }
-        for child in children {
-            if let Some(child) = child.upgrade() {
-                child.cancel();
-            }
-        }
     }
 
     /// The callee's last reference went away: an open request that no
@@ -478,13 +462,19 @@ impl ServedRequest {
         if let Some(h) = stage.intercept(kind) {
             // Self-interception: nothing reaches the caller. A final one
             // still ends the request, and the caller must hear that.
-            run_handler(&h, Some(&stage), kind, args, Some(self), None);
+            let frame = Frame {
+                req: Some(self.clone()),
+                stage: Some(stage),
+            };
+            run_handler(&h, &frame, kind, args, None);
             if last && self.is_open() {
                 self.fail(Error::new(
                     ErrorCode::Cancelled,
                     format!("the callee intercepted its own '{kind}' response"),
                 ))?;
             }
+            // The frame (and with it the stage) lives to here.
+            drop(frame);
             return Ok(());
         }
         self.0.link().respond(self.0.lp(), kind, args, last)?;
@@ -516,7 +506,7 @@ impl Pooled for ServedRec {
             method,
             open: Cell::new(true),
             data: Scope::default(),
-            children: Cell::new(Vec::new()),
+            children: Children::default(),
             link: Some(link),
             on_cancel: Cell::new(None),
             started: Cell::new(false),
@@ -533,11 +523,7 @@ impl Pooled for ServedRec {
         self.stage = Weak::new();
         *self.holds.get_mut() = None;
         self.data.clear();
-        // The list's room is kept for the next request, unless a burst
-        // of sub-requests grew it: a pooled record must not hold that.
-        let children = self.children.get_mut();
-        children.clear();
-        children.shrink_to(super::pool::KEPT_ROOM);
+        self.children.clear();
         self.link = None;
         *self.on_cancel.get_mut() = None;
         *self.on_end.get_mut() = None;

@@ -4,7 +4,7 @@
 //! [`Down`] link, whatever is at its other end.
 
 use super::callee::ServedRequest;
-use super::dispatch::{run_handler, unhandled};
+use super::dispatch::{run_handler, unhandled, Frame};
 use super::ends::{Answer, CallerEnd, Inbox};
 use super::link::Down;
 use super::mappings::ResponseHandlers;
@@ -41,7 +41,9 @@ pub(crate) struct CallerRec {
     parent: Cell<Option<ServedRequest>>,
     data: Scope,
     link: RefCell<Down>,
-    timer: Cell<Option<TimerId>>,
+    /// The timeout's timer (its raw id), 0 without one (the loop's timer
+    /// ids start at 1): a word, where an `Option<TimerId>` took two.
+    timer: Cell<u64>,
     /// While its caller let go of the handle with [`Request::keep`]: the
     /// key under which the loop holds the record until the request ends
     /// (or the loop shuts down); 0 when it does not (the loop's keys
@@ -87,7 +89,8 @@ impl CallerRec {
     /// on behalf of.
     #[inline]
     pub(crate) fn link(&self, link: Down, parent: Option<ServedRequest>) {
-        *self.link.borrow_mut() = link;
+        let unlinked = std::mem::replace(&mut *self.link.borrow_mut(), link);
+        unlinked.discard();
         let old = self.parent.replace(parent);
         drop(old);
     }
@@ -95,7 +98,7 @@ impl CallerRec {
     /// Ends the transaction with `timeout` when `timer` fires first.
     #[inline]
     pub(crate) fn set_timer(&self, timer: TimerId) {
-        self.timer.set(Some(timer));
+        self.timer.set(timer.to_raw());
     }
 
     /// Ends the caller's half without a response: the callee is told.
@@ -113,6 +116,7 @@ impl CallerRec {
 
     /// Has the loop let go of the record ([`Request::keep`]); the caller
     /// of this method holds another reference.
+    #[inline]
     fn release_kept(&self) {
         let key = self.kept.take();
         if key != 0 {
@@ -122,14 +126,16 @@ impl CallerRec {
     }
 
     /// Lets go of the parent request: this one can no longer answer it.
+    #[inline]
     fn release_parent(&self) {
         let parent = self.parent.take();
         drop(parent);
     }
 
     fn stop_timer(&self) {
-        if let Some(t) = self.timer.take() {
-            self.lp().cancel_timer(t);
+        let t = self.timer.take();
+        if t != 0 {
+            self.lp().cancel_timer(TimerId::from_raw(t));
         }
     }
 
@@ -175,7 +181,7 @@ impl Pooled for CallerRec {
             parent: Cell::new(None),
             data: Scope::default(),
             link: RefCell::new(Down::None),
-            timer: Cell::new(None),
+            timer: Cell::new(0),
             kept: Cell::new(0),
             inbox: Inbox::default(),
         }
@@ -187,8 +193,8 @@ impl Pooled for CallerRec {
         self.requester = None;
         *self.parent.get_mut() = None;
         self.data.clear();
-        *self.link.get_mut() = Down::None;
-        self.timer.set(None);
+        std::mem::replace(self.link.get_mut(), Down::None).discard();
+        self.timer.set(0);
         self.kept.set(0);
         self.inbox.clear();
     }
@@ -198,7 +204,7 @@ impl Pooled for CallerRec {
         self.method = method;
         self.lp = Some(lp);
         self.open.set(true);
-        self.handlers = handlers;
+        std::mem::replace(&mut self.handlers, handlers).discard();
         self.requester = requester;
     }
 }
@@ -226,28 +232,27 @@ impl CallerEnd for CallerRec {
             error,
         };
         let rec = &rsp.caller;
-        let requester = rec.requester.as_ref().and_then(Stage::from_weak);
-        // A copy for the handler's frame; the record keeps its own.
+        // The handler's frame: the requester, and a copy of the parent
+        // (the record keeps its own).
         let parent = rec.parent.take();
         let held = parent.clone();
         rec.parent.set(held);
-        match rec.handlers.choose(&rsp.kind, requester.as_ref()) {
-            Some(h) => run_handler(
-                &h,
-                requester.as_ref(),
-                &rsp.kind,
-                &args,
-                parent.as_ref(),
-                Some(&rsp),
-            ),
+        let frame = Frame {
+            req: parent,
+            stage: rec.requester.as_ref().and_then(Stage::from_weak),
+        };
+        match rec.handlers.choose(&rsp.kind, frame.stage.as_ref()) {
+            Some(h) => run_handler(&h, &frame, &rsp.kind, &args, Some(&rsp)),
             None => unhandled(rec.id, &rec.method, &rsp.kind, rsp.error.as_deref()),
         }
+        let Frame { req: parent, stage } = frame;
         drop(parent);
         if last {
             rec.data.clear();
             rec.release_parent();
             rec.release_kept();
         }
+        drop(stage);
     }
 
     fn is_open(&self) -> bool {
@@ -294,7 +299,9 @@ impl Drop for Request {
         let Some(rec) = self.rec.take() else {
             return;
         };
-        if rec.kept.get() == 0 {
+        // An ended request (the usual drop, after its return) has
+        // nothing to cancel: no call.
+        if rec.kept.get() == 0 && rec.open.get() {
             rec.cancel();
         }
         pool::give(&FREE, rec);

@@ -8,17 +8,27 @@ use super::caller::Response;
 use super::stage::{Ctx, HandlerFn, Stage};
 use crate::error::{Error, ErrorCode};
 use crate::value::Args;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 /// One entry of the request stack: the stage whose handler runs, and the
-/// request it serves.
-pub(crate) type StackFrame = (Option<Stage>, Option<ServedRequest>);
+/// request it serves. Owned by the code that runs the handler (a
+/// dispatcher's own stack frame) and lent to the thread for the
+/// handler's duration: nothing is cloned to make it current. The request
+/// comes first: a frame's drop lets go of the request before the stage,
+/// as the locals it replaced did.
+#[derive(Default)]
+pub(crate) struct Frame {
+    pub(crate) req: Option<ServedRequest>,
+    pub(crate) stage: Option<Stage>,
+}
+
+// The handler running now (POE's request stack): the innermost frame,
+// lent by `run_handler`; the frames around it are restored as each
+// handler returns (or unwinds).
+scoped_tls::scoped_thread_local!(static CURRENT: Frame);
 
 thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
-    /// The handlers running now, innermost last: POE's request stack.
-    static CURRENT: RefCell<Vec<StackFrame>> =
-        const { RefCell::new(Vec::new()) };
     static UNHANDLED: Cell<u64> = const { Cell::new(0) };
 }
 
@@ -56,60 +66,50 @@ pub(crate) fn unhandled(request: u64, method: &str, kind: &str, error: Option<&E
     }
 }
 
-/// Pops the request stack even if a handler panics.
-struct FrameGuard;
-
-impl Drop for FrameGuard {
-    fn drop(&mut self) {
-        // Dropped after the borrow ends: letting go of a served request
-        // may answer it (`unanswered`), which runs code that uses the
-        // stack.
-        let frame = CURRENT.with(|c| c.borrow_mut().pop());
-        drop(frame);
+/// The stage and request whose handler is running now.
+pub(crate) fn current() -> (Option<Stage>, Option<ServedRequest>) {
+    if CURRENT.is_set() {
+        CURRENT.with(|f| (f.stage.clone(), f.req.clone()))
+    } else {
+        (None, None)
     }
 }
 
-/// The stage and request whose handler is running now.
-pub(crate) fn current() -> StackFrame {
-    CURRENT.with(|c| c.borrow().last().cloned().unwrap_or((None, None)))
-}
-
-/// Runs a handler with its frame on the request stack (none for a
-/// handler with neither stage nor request outside every other handler:
-/// an empty stack tells what such a frame would). An error ends the
-/// request being served with it; with no open request it is reported.
+/// Runs a handler with `frame` as the top of the request stack (no
+/// frame for a handler with neither stage nor request outside every
+/// other handler: an empty stack tells what such a frame would). An
+/// error ends the request being served with it; with no open request it
+/// is reported.
 pub(crate) fn run_handler(
     handler: &HandlerFn,
-    stage: Option<&Stage>,
+    frame: &Frame,
     name: &str,
     args: &Args,
-    req: Option<&ServedRequest>,
     rsp: Option<&Response>,
 ) {
+    let ctx = Ctx {
+        stage: frame.stage.as_ref(),
+        name,
+        args,
+        req: frame.req.as_ref(),
+        rsp,
+    };
     // A handler with neither stage nor request (a closure answering a
     // top-level request) outside every other handler needs no frame:
     // the empty stack says the same to a request it sends.
-    let framed = stage.is_some() || req.is_some() || CURRENT.with(|c| !c.borrow().is_empty());
-    let guard = framed.then(|| {
-        CURRENT.with(|c| c.borrow_mut().push((stage.cloned(), req.cloned())));
-        FrameGuard
-    });
-    let ctx = Ctx {
-        stage,
-        name,
-        args,
-        req,
-        rsp,
+    let framed = frame.stage.is_some() || frame.req.is_some() || CURRENT.is_set();
+    let result = if framed {
+        CURRENT.set(frame, || handler(&ctx))
+    } else {
+        handler(&ctx)
     };
-    let result = handler(&ctx);
-    drop(guard);
     if let Err(e) = result {
-        match req.filter(|r| r.is_open()) {
+        match frame.req.as_ref().filter(|r| r.is_open()) {
             Some(r) => {
                 let _ = r.fail(e);
             }
             None => {
-                let stage = stage.map_or("(none)", Stage::name);
+                let stage = frame.stage.as_ref().map_or("(none)", Stage::name);
                 log::warn!(
                     target: "stagebus::request",
                     stage, handler = name, code = e.code.as_str();
@@ -140,8 +140,11 @@ pub(crate) fn run_method(served: &Served, method: &str, args: &Args) {
     };
     match handler {
         Some(h) => {
-            let handle = served.handle();
-            run_handler(&h, Some(&stage), method, args, Some(&handle), None);
+            let frame = Frame {
+                req: Some(served.handle()),
+                stage: Some(stage),
+            };
+            run_handler(&h, &frame, method, args, None);
         }
         None => {
             let e = Error::new(
@@ -181,7 +184,7 @@ mod tests {
                 assert_eq!(nothing_current(), (true, true));
                 Ok(())
             });
-            run_handler(&inner, None, "inner", &Args::new(), None, None);
+            run_handler(&inner, &Frame::default(), "inner", &Args::new(), None);
             seen.set(Some(nothing_current()));
             ctx.ret("return", ctx.args())
         });

@@ -85,6 +85,7 @@ struct Overflow(VecDeque<Answer>);
 
 impl Inbox {
     /// Adds the newest answer.
+    #[inline]
     pub(crate) fn push(&self, answer: Answer) {
         match self.first.take() {
             None => self.first.set(Some(answer)),
@@ -100,18 +101,27 @@ impl Inbox {
     /// Drops every answer (the queue's room is kept, up to
     /// [`KEPT_ROOM`](super::pool::KEPT_ROOM) answers: a record kept for
     /// reuse must not hold what a burst of emits grew).
+    #[inline]
     pub(crate) fn clear(&self) {
         drop(self.first.take());
-        if let Some(mut more) = self.more.take() {
-            // Emptied while out of the inbox: an answer's args may hold
-            // anything, whose drop may reach this inbox.
-            more.0.clear();
-            more.0.shrink_to(super::pool::KEPT_ROOM);
-            self.more.set(Some(more));
+        if let Some(more) = self.more.take() {
+            self.clear_more(more);
         }
     }
 
+    /// Empties the answers after the first and puts their queue back
+    /// (out of line: most requests have one answer).
+    #[cold]
+    fn clear_more(&self, mut more: Box<Overflow>) {
+        // Emptied while out of the inbox: an answer's args may hold
+        // anything, whose drop may reach this inbox.
+        more.0.clear();
+        more.0.shrink_to(super::pool::KEPT_ROOM);
+        self.more.set(Some(more));
+    }
+
     /// Takes the oldest answer.
+    #[inline]
     pub(crate) fn pop(&self) -> Option<Answer> {
         let next = match self.more.take() {
             Some(mut more) => {

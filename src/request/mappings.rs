@@ -36,8 +36,13 @@ pub(crate) enum HandlerRef<H> {
 /// and their drop runs twice per request (when the record is emptied
 /// and when it is refilled), so the usual case is kept to one mapping
 /// and a null pointer.
+///
+/// The mapping kept inline is a closure's (a mapping to a method of
+/// the requesting stage, rarer, is kept with the others): without a
+/// [`HandlerRef`]'s tag it is a word smaller. Each type has one mapping,
+/// inline or in the list, so where it is does not change the choice.
 pub(crate) struct ResponseHandlers<H> {
-    first: Option<(TypeName, HandlerRef<H>)>,
+    first: Option<(TypeName, H)>,
     more: Option<Box<More<H>>>,
 }
 
@@ -58,9 +63,26 @@ impl<H> Default for ResponseHandlers<H> {
 }
 
 impl<H> ResponseHandlers<H> {
-    fn entries(&self) -> impl Iterator<Item = &(TypeName, HandlerRef<H>)> {
-        let rest = self.more.as_deref().map_or(&[][..], |m| &m.rest[..]);
-        self.first.iter().chain(rest.iter())
+    /// Drops handlers replaced in a record; the usual ones, emptied when
+    /// the record was kept, without a call to their drop glue.
+    #[inline]
+    pub(crate) fn discard(self) {
+        if self.first.is_none() && self.more.is_none() {
+            // Nothing to drop: both fields are `None`.
+            std::mem::forget(self);
+        } else {
+            drop(self);
+        }
+    }
+
+    fn rest(&self) -> &[(TypeName, HandlerRef<H>)] {
+        self.more.as_deref().map_or(&[][..], |m| &m.rest[..])
+    }
+
+    /// The mapped types, inline first.
+    fn types(&self) -> impl Iterator<Item = &TypeName> {
+        let first = self.first.iter().map(|(t, _)| t);
+        first.chain(self.rest().iter().map(|(t, _)| t))
     }
 
     fn more(&mut self) -> &mut More<H> {
@@ -84,7 +106,7 @@ impl<H> ResponseHandlers<H> {
 
 impl<H> fmt::Debug for ResponseHandlers<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let types: Vec<&str> = self.entries().map(|(t, _)| &**t).collect();
+        let types: Vec<&str> = self.types().map(|t| &**t).collect();
         f.debug_struct("ResponseHandlers")
             .field("types", &types)
             .field("role", &self.role())
@@ -98,21 +120,28 @@ impl<H: Clone> ResponseHandlers<H> {
     /// `handler`, replacing an earlier mapping of the same type.
     pub(crate) fn map(&mut self, kind: &str, handler: HandlerRef<H>) {
         let kind = strip_on(kind);
-        if self.first.is_none() {
-            // The usual request maps one type: nothing to replace.
-            self.first = Some((type_name(kind), handler));
-            return;
-        }
-        if let Some((t, h)) = &mut self.first {
-            if t == kind {
-                *h = handler;
-                return;
+        match (&mut self.first, handler) {
+            (None, HandlerRef::Closure(h)) if self.more.is_none() => {
+                // The usual request maps one type: nothing to replace
+                // (written in place, without the drop of the `None`).
+                self.first.get_or_insert((type_name(kind), h));
             }
-        }
-        let rest = &mut self.more().rest;
-        match rest.iter_mut().find(|(t, _)| t == kind) {
-            Some((_, h)) => *h = handler,
-            None => rest.push((type_name(kind), handler)),
+            (Some((t, old)), HandlerRef::Closure(h)) if t == kind => {
+                *old = h;
+            }
+            (first, handler) => {
+                // The list holds the rest: a second type, any method
+                // mapping. A method mapping the inline type displaces it
+                // (each type has one mapping, here or inline).
+                if first.as_ref().is_some_and(|(t, _)| t == kind) {
+                    *first = None;
+                }
+                let rest = &mut self.more().rest;
+                match rest.iter_mut().find(|(t, _)| t == kind) {
+                    Some((_, h)) => *h = handler,
+                    None => rest.push((type_name(kind), handler)),
+                }
+            }
         }
     }
 
@@ -135,7 +164,10 @@ impl<H: Clone> ResponseHandlers<H> {
         kind: &TypeName,
         requester: Option<&impl Requester<H>>,
     ) -> Option<H> {
-        if let Some((_, h)) = self.entries().find(|(t, _)| t == kind) {
+        if let Some((_, h)) = self.first.as_ref().filter(|(t, _)| t == kind) {
+            return Some(h.clone());
+        }
+        if let Some((_, h)) = self.rest().iter().find(|(t, _)| t == kind) {
             let found = match h {
                 HandlerRef::Closure(f) => Some(f.clone()),
                 HandlerRef::Method(name) => requester.and_then(|s| s.handler(name)),
@@ -197,6 +229,14 @@ mod tests {
         // A method mapping without a requesting stage falls back.
         h.map("emit", HandlerRef::Method("on_x".into()));
         assert!(chosen(&h, "emit", &fb));
-        assert_eq!(h.entries().count(), 3);
+        assert_eq!(h.types().count(), 3);
+        // A method mapping of the inline type replaces it, and a closure
+        // mapping of it again goes where the type's mapping is.
+        h.map("return", HandlerRef::Method("on_y".into()));
+        assert!(chosen(&h, "return", &fb));
+        assert_eq!(h.types().count(), 3);
+        h.map("return", HandlerRef::Closure(a.clone()));
+        assert!(chosen(&h, "return", &a));
+        assert_eq!(h.types().count(), 3);
     }
 }

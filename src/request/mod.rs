@@ -102,6 +102,8 @@
 //
 //   names, scope, handlers, mappings  leaves: names, data, lookup tables
 //   pool      free lists of ended records' allocations  (a leaf)
+//   children  a served request's children (CallerEnd handles),
+//             cancelled when it ends                    -> ends pool
 //   ends      the halves as the link sees them (CallerEnd, CalleeEnd,
 //             Answer)                                   -> names
 //   local     the local link: deferred tasks            -> ends names
@@ -113,8 +115,8 @@
 //                                      link names stage remote/call
 //   link      Down (cancel, recall) and Up (emit, return, fail), each
 //             local or remote                           -> ends local remote
-//   callee    ServedRec, Served, ServedRequest          -> dispatch ends link
-//                                                          scope stage
+//   callee    ServedRec, Served, ServedRequest          -> children
+//                                    dispatch ends link scope stage
 //   caller    CallerRec, Request, Response              -> callee dispatch
 //                            ends link mappings names scope stage
 //   builder   Target, RequestBuilder::send              -> caller callee
@@ -133,6 +135,7 @@
 mod builder;
 mod callee;
 mod caller;
+mod children;
 mod dispatch;
 mod ends;
 mod handlers;

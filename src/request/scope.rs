@@ -113,10 +113,23 @@ impl Scope {
 
     /// Drops every value, outside the borrow so that their `Drop` may
     /// touch this scope.
+    ///
+    /// Inline, the dropping out of line: every request clears both
+    /// sides' scopes when it ends and when its record is emptied, and
+    /// most stored nothing.
+    #[inline]
     pub(crate) fn clear(&self) {
         let values = self.values.borrow_mut().take();
-        drop(values);
+        if let Some(values) = values {
+            drop_values(values);
+        }
     }
+}
+
+/// Drops what a scope stored (see [`Scope::clear`]).
+#[cold]
+fn drop_values(values: Box<Values>) {
+    drop(values);
 }
 
 #[cfg(test)]
