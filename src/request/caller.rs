@@ -89,8 +89,7 @@ impl CallerRec {
     /// on behalf of.
     #[inline]
     pub(crate) fn link(&self, link: Down, parent: Option<ServedRequest>) {
-        let unlinked = std::mem::replace(&mut *self.link.borrow_mut(), link);
-        unlinked.discard();
+        *self.link.borrow_mut() = link;
         let old = self.parent.replace(parent);
         drop(old);
     }
@@ -193,7 +192,7 @@ impl Pooled for CallerRec {
         self.requester = None;
         *self.parent.get_mut() = None;
         self.data.clear();
-        std::mem::replace(self.link.get_mut(), Down::None).discard();
+        *self.link.get_mut() = Down::None;
         self.timer.set(0);
         self.kept.set(0);
         self.inbox.clear();
@@ -204,7 +203,7 @@ impl Pooled for CallerRec {
         self.method = method;
         self.lp = Some(lp);
         self.open.set(true);
-        std::mem::replace(&mut self.handlers, handlers).discard();
+        self.handlers = handlers;
         self.requester = requester;
     }
 }

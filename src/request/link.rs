@@ -48,19 +48,6 @@ impl Down {
         ))
     }
 
-    /// Drops a link replaced in a record; the usual one, not linked
-    /// (`Down::None`), without a call to the enum's drop glue (which a
-    /// request reached three times).
-    #[inline]
-    pub(crate) fn discard(self) {
-        if matches!(self, Down::None) {
-            // Nothing to drop: no field.
-            std::mem::forget(self);
-        } else {
-            drop(self);
-        }
-    }
-
     /// Tells the callee the transaction is over on the caller's side.
     #[inline]
     pub(crate) fn cancel(self) {

@@ -63,18 +63,6 @@ impl<H> Default for ResponseHandlers<H> {
 }
 
 impl<H> ResponseHandlers<H> {
-    /// Drops handlers replaced in a record; the usual ones, emptied when
-    /// the record was kept, without a call to their drop glue.
-    #[inline]
-    pub(crate) fn discard(self) {
-        if self.first.is_none() && self.more.is_none() {
-            // Nothing to drop: both fields are `None`.
-            std::mem::forget(self);
-        } else {
-            drop(self);
-        }
-    }
-
     fn rest(&self) -> &[(TypeName, HandlerRef<H>)] {
         self.more.as_deref().map_or(&[][..], |m| &m.rest[..])
     }
