@@ -259,15 +259,11 @@ fn a_repeated_call_follows_every_change_of_its_name() {
     let mut h = Harness::new();
     let c = h.client();
     let p1 = h.publisher("S", &["m", "n"]);
-    h.send(c, &deliver(1, "S", "m"));
-    h.delivered(p1, &deliver(1, "S", "m"));
-    h.send(c, &deliver(2, "S", "m"));
-    h.delivered(p1, &deliver(2, "S", "m"));
+    reaches(&mut h, c, p1, 1, "m");
+    reaches(&mut h, c, p1, 2, "m");
     // Another method of the same name, then the first again.
-    h.send(c, &deliver(3, "S", "n"));
-    h.delivered(p1, &deliver(3, "S", "n"));
-    h.send(c, &deliver(4, "S", "m"));
-    h.delivered(p1, &deliver(4, "S", "m"));
+    reaches(&mut h, c, p1, 3, "n");
+    reaches(&mut h, c, p1, 4, "m");
     // The name rescinded: the next call finds no session.
     h.send(
         p1,
@@ -286,8 +282,7 @@ fn a_repeated_call_follows_every_change_of_its_name() {
     // Published again by another publisher, without `m`: refused; then
     // by a third, which serves it.
     let p2 = h.publisher("S", &["n"]);
-    h.send(c, &deliver(6, "S", "n"));
-    h.delivered(p2, &deliver(6, "S", "n"));
+    reaches(&mut h, c, p2, 6, "n");
     h.send(c, &deliver(7, "S", "m"));
     let got = h.frames(c);
     assert!(
@@ -298,11 +293,15 @@ fn a_repeated_call_follows_every_change_of_its_name() {
         .input_ended(p2, Error::new(ErrorCode::BrokerGone, "closed"));
     h.effects();
     let p3 = h.publisher("S", &["m"]);
-    h.send(c, &deliver(8, "S", "m"));
-    h.delivered(p3, &deliver(8, "S", "m"));
-    h.send(c, &deliver(9, "S", "m"));
-    h.delivered(p3, &deliver(9, "S", "m"));
+    reaches(&mut h, c, p3, 8, "m");
+    reaches(&mut h, c, p3, 9, "m");
     assert!(h.frames(p1).is_empty());
     // Every call was counted, through the lookups or without them.
     assert_eq!(h.core.stats().calls, 7);
+}
+
+/// `c`'s call `id` of `method` on "S" reaches the publisher `p`.
+fn reaches(h: &mut Harness, c: ConnId, p: ConnId, id: u64, method: &str) {
+    h.send(c, &deliver(id, "S", method));
+    h.delivered(p, &deliver(id, "S", method));
 }
