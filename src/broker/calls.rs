@@ -10,13 +10,15 @@ use super::policy::Action;
 use super::routes::{Route, RouteId};
 use super::ConnId;
 use crate::error::{Error, ErrorCode};
-use crate::wire::{Frame, Routed, RoutedKind};
+use crate::wire::{Frame, NameMode, Routed, RoutedKind};
 use std::cell::Cell;
 use std::rc::Rc;
 
-/// Who serves a call, the session's shared name, and its shared count of
-/// calls (once a call shared it).
-type Target = (ConnId, Rc<str>, Option<Rc<Cell<u64>>>);
+/// Who serves a call, the session's shared name, its shared count of
+/// calls (once a call shared it), and whether the next call of the same
+/// method may be routed to the same publisher without looking again (one
+/// publisher serves the name, and the caller is no peer broker).
+type Target = (ConnId, Rc<str>, Option<Rc<Cell<u64>>>, bool);
 
 impl Core {
     /// A deliver, emit, recall or result from `id`.
@@ -75,7 +77,7 @@ impl Core {
                     .check_access(id, Action::Call, session, method)
                     .and_then(|()| self.target(id, session, method));
                 match target {
-                    Ok((publisher, _, _)) => {
+                    Ok((publisher, ..)) => {
                         let post = self.routes.unrouted_id();
                         if self.forward_post(id, publisher, &frame, post).is_ok() {
                             self.stats.oneway_calls += 1;
@@ -123,12 +125,10 @@ impl Core {
         let (publisher, name, calls) = match self.remembered_target(id, session, method) {
             Some(known) => known,
             None => {
-                let (publisher, name, shared) = self.target(id, session, method)?;
+                let (publisher, name, shared, stable) = self.target(id, session, method)?;
                 let calls = self.call_counter(&name, shared);
-                if !self.is_link(id) {
-                    if let Some(s) = self.registry.get(&name) {
-                        self.registry.remember(s, method, publisher, &calls);
-                    }
+                if stable {
+                    self.registry.remember(&name, method, publisher, &calls);
                 }
                 (publisher, name, calls)
             }
@@ -195,7 +195,7 @@ impl Core {
         if self.is_link(caller) {
             let local = |c: ConnId| !self.is_link(c);
             return match s.choose_among(method, |c| routes.serving_count(c), local) {
-                Some(publisher) => Ok((publisher, s.name.clone(), s.calls.get().cloned())),
+                Some(publisher) => Ok((publisher, s.name.clone(), s.calls.get().cloned(), false)),
                 None => Err(Error::no_such_session(session)),
             };
         }
@@ -207,7 +207,8 @@ impl Core {
                     format!("Session '{session}' has no method '{method}'"),
                 )
             })?;
-        Ok((publisher, s.name.clone(), s.calls.get().cloned()))
+        let stable = s.mode != NameMode::Balance;
+        Ok((publisher, s.name.clone(), s.calls.get().cloned(), stable))
     }
 
     /// Ends a call that cannot go on because one of its frames is too

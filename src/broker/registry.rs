@@ -257,15 +257,18 @@ impl Registry {
             .then(|| (r.publisher, r.session.clone(), r.calls.clone()))
     }
 
-    /// Remembers that a call of `method` on the session `s` goes to
-    /// `publisher`, counted in `calls`; only for a name served by its
+    /// Remembers that a call of `method` on the session `session` goes
+    /// to `publisher`, counted in `calls`; only for a name served by its
     /// owner alone (a `balance` name chooses per call).
-    pub fn remember(&self, s: &Session, method: &str, publisher: ConnId, calls: &Rc<Cell<u64>>) {
-        if s.mode == NameMode::Balance {
-            return;
-        }
+    pub fn remember(
+        &self,
+        session: &Rc<str>,
+        method: &str,
+        publisher: ConnId,
+        calls: &Rc<Cell<u64>>,
+    ) {
         *self.last.borrow_mut() = Some(Resolved {
-            session: s.name.clone(),
+            session: session.clone(),
             method: method.into(),
             publisher,
             calls: calls.clone(),
