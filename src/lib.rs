@@ -155,7 +155,7 @@ pub use client::{
     DEFAULT_LINGER,
 };
 pub use error::{Error, ErrorCode, Result};
-pub use event_loop::{EventLoop, LoopRemote, TimerId};
+pub use event_loop::{EventLoop, FdEvents, LoopRemote, TimerId};
 pub use logging::{set_log_handler, LogEntry, LogHandler, LogLevel};
 pub use report::StatsReport;
 pub use request::{

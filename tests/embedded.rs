@@ -5,13 +5,19 @@
 //! driven that way and driven by `run_until` gives the same transcript.
 //! And work started outside `dispatch` by an API call makes the fd
 //! readable, so the host needs no other hook.
+//!
+//! A host that watches the loop's fds one by one ([`EventLoop::watch_fds`],
+//! [`EventLoop::dispatch_fd`]) gets the same transcript, is woken by the
+//! same API calls and timers, and is never woken by an idle loop.
 
 #[macro_use]
 mod common;
 
 use common::*;
 use stagebus::*;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +26,10 @@ over_both!(
     api_calls_outside_dispatch_make_the_fd_readable,
     connected_and_idle_the_loop_has_no_deadline,
     a_far_timer_reaches_a_host_sleeping_without_timeout,
+    fd_by_fd_flow_matches_run_until,
+    fd_by_fd_api_calls_outside_dispatch_wake_the_host,
+    fd_by_fd_a_far_timer_reaches_the_host,
+    fd_by_fd_the_host_watches_what_the_loop_has,
 );
 
 /// Whether the loop's fd is readable now (a zero-timeout poll).
@@ -67,6 +77,114 @@ fn host_loop(lp: &EventLoop, done: impl Fn() -> bool) -> u32 {
         dispatches += 1;
     }
     dispatches
+}
+
+/// A host that watches the loop's fds one by one with `poll(2)`,
+/// level-triggered, as it was told to by [`EventLoop::watch_fds`].
+struct FdHost {
+    lp: EventLoop,
+    watched: Rc<RefCell<BTreeMap<RawFd, FdEvents>>>,
+}
+
+impl FdHost {
+    fn new(lp: &EventLoop) -> FdHost {
+        let watched: Rc<RefCell<BTreeMap<RawFd, FdEvents>>> = Rc::default();
+        let w = watched.clone();
+        lp.watch_fds(move |fd, events| {
+            let mut w = w.borrow_mut();
+            if events.is_none() {
+                assert!(w.remove(&fd).is_some(), "fd {fd} dropped but never watched");
+            } else {
+                w.insert(fd, events);
+            }
+        });
+        FdHost {
+            lp: lp.clone(),
+            watched,
+        }
+    }
+
+    /// The watched fds ready within `wait_ms`, and what for.
+    fn ready(&self, wait_ms: u64) -> Vec<(RawFd, FdEvents)> {
+        let mut pfds: Vec<libc::pollfd> = self
+            .watched
+            .borrow()
+            .iter()
+            .map(|(&fd, e)| libc::pollfd {
+                fd,
+                events: if e.readable { libc::POLLIN } else { 0 }
+                    | if e.writable { libc::POLLOUT } else { 0 },
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `pfds` is a valid array of its length; the timeout fits.
+        let n = unsafe {
+            libc::poll(
+                pfds.as_mut_ptr(),
+                pfds.len() as libc::nfds_t,
+                wait_ms.min(i32::MAX as u64) as i32,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "poll: {e}");
+            return Vec::new();
+        }
+        pfds.iter()
+            .filter(|p| p.revents != 0)
+            .map(|p| {
+                let events = FdEvents {
+                    readable: p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0,
+                    writable: p.revents & libc::POLLOUT != 0,
+                };
+                (p.fd, events)
+            })
+            .collect()
+    }
+
+    /// As [`host_loop`], fd by fd: waits for any watched fd or the
+    /// timeout, then dispatches each ready fd, or the timeout. Returns how
+    /// many times it dispatched.
+    #[track_caller]
+    fn run(&self, done: impl Fn() -> bool) -> u32 {
+        let deadline = Instant::now() + LIMIT;
+        let mut dispatches = 0;
+        while !done() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the host loop timed out");
+            let wait_ms = self
+                .lp
+                .timeout_ms()
+                .unwrap_or(u64::MAX)
+                .min(left.as_millis() as u64 + 1);
+            let ready = self.ready(wait_ms);
+            if ready.is_empty() {
+                self.lp.dispatch().unwrap();
+                dispatches += 1;
+            }
+            for (fd, events) in ready {
+                self.lp.dispatch_fd(fd, events).unwrap();
+                dispatches += 1;
+            }
+        }
+        dispatches
+    }
+
+    /// Dispatches until nothing is ready and the timeout is not zero.
+    #[track_caller]
+    fn settle(&self) {
+        for _ in 0..100 {
+            let ready = self.ready(0);
+            if ready.is_empty() && self.lp.timeout_ms() != Some(0) {
+                return;
+            }
+            self.lp.dispatch().unwrap();
+            for (fd, events) in ready {
+                self.lp.dispatch_fd(fd, events).unwrap();
+            }
+        }
+        panic!("the loop never went quiet: {:?}", self.ready(0));
+    }
 }
 
 /// Sets up the whole flow as a chain of completions on `lp`; the
@@ -295,4 +413,134 @@ fn api_calls_outside_dispatch_make_the_fd_readable(t: Transport) {
         assert!(fd_readable(&h.lp), "{what}: the fd is readable at once");
         host_loop(&h.lp, || flag.get());
     }
+}
+
+fn fd_by_fd_flow_matches_run_until(t: Transport) {
+    let h = Harness::new(t);
+    let (expected, done, _keep) = start_flow(&h.lp, &h.addr);
+    h.until("the flow to finish", || done.get());
+    let expected = expected.borrow().clone();
+
+    let h2 = Harness::new(t);
+    let host = FdHost::new(&h2.lp);
+    let (got, done2, _keep2) = start_flow(&h2.lp, &h2.addr);
+    assert!(host.run(|| done2.get()) > 0);
+    assert_eq!(*got.borrow(), expected);
+    assert_eq!(h2.broker.stats().pending_calls, 0);
+    // The dispatches were the host's: dispatch_fd never asks the epoll,
+    // so its events are still there, and run_until would see them.
+}
+
+/// The same API calls as above, each made while the host is idle, make
+/// one of the watched fds ready (the loop's wake-up), and the host
+/// completes them with nothing but its poll, `dispatch_fd` and
+/// `dispatch`.
+fn fd_by_fd_api_calls_outside_dispatch_wake_the_host(t: Transport) {
+    let h = Harness::new(t);
+    let host = FdHost::new(&h.lp);
+    let publisher = h.client();
+    let caller = h.client();
+    host.settle();
+    let (p, c) = (publisher.clone(), caller.clone());
+    type Start = Box<dyn Fn(Rc<Cell<bool>>)>;
+    let steps: Vec<(&str, Start)> = vec![
+        (
+            "publish",
+            Box::new(move |f| p.publish("A", &["echo"], echo(), move |r| f.set(r.is_ok()))),
+        ),
+        ("call", {
+            let c = c.clone();
+            Box::new(move |f| {
+                c.subscribe("A", |r| {
+                    r.unwrap();
+                });
+                c.call("A", "echo", &arg("x", 1), move |_, ev| {
+                    f.set(matches!(ev, CallEvent::Return { .. }))
+                })
+                .unwrap();
+            })
+        }),
+        ("defer", {
+            let lp = h.lp.clone();
+            Box::new(move |f| lp.defer(move |_| f.set(true)))
+        }),
+        ("post from another thread", {
+            let remote = h.lp.remote();
+            Box::new(move |f| {
+                let r = remote.clone();
+                std::thread::spawn(move || r.post(|_| {}).unwrap())
+                    .join()
+                    .unwrap();
+                f.set(true);
+            })
+        }),
+    ];
+    for (what, start) in steps {
+        host.settle();
+        let flag = Rc::new(Cell::new(false));
+        start(flag.clone());
+        assert!(
+            !host.ready(0).is_empty(),
+            "{what}: a watched fd is ready at once"
+        );
+        host.run(|| flag.get());
+    }
+    // Level-triggered, the wake-up was read back: an idle loop wakes
+    // nobody.
+    host.settle();
+    assert!(host.ready(0).is_empty());
+}
+
+/// A far timer is in the alarm's fd, which the host watches: no
+/// timeout, and the timer runs on time.
+fn fd_by_fd_a_far_timer_reaches_the_host(t: Transport) {
+    let h = Harness::with(t, |c| c.limits.ping_interval = Duration::ZERO);
+    let host = FdHost::new(&h.lp);
+    let quiet = ClientConfig::default().with_ping(Duration::ZERO, 2);
+    let client = h.client_with(quiet);
+    host.run(|| client.is_connected());
+    host.settle();
+    let after = Duration::from_millis(300);
+    let start = Instant::now();
+    let fired = Rc::new(Cell::new(None));
+    let f = fired.clone();
+    h.lp.add_timer(after, move |_| f.set(Some(Instant::now())));
+    assert_eq!(h.lp.timeout_ms(), None, "the timer is in the alarm's fd");
+    host.run(|| fired.get().is_some());
+    assert!(
+        fired.get().unwrap().duration_since(start) >= after,
+        "never early"
+    );
+}
+
+/// The host is told of every fd the loop waits on as it comes and goes:
+/// the loop's own two, the broker's listener, each connection; dropped
+/// when closed, all of them when the host stops watching, after which
+/// `dispatch_fd` is refused.
+fn fd_by_fd_the_host_watches_what_the_loop_has(t: Transport) {
+    let h = Harness::new(t);
+    let host = FdHost::new(&h.lp);
+    // The wake-up, the alarm and the broker's listener.
+    assert_eq!(host.watched.borrow().len(), 3, "{:?}", host.watched);
+    let client = h.client();
+    host.run(|| client.is_connected());
+    host.settle();
+    // The client's socket and the broker's end of it.
+    assert_eq!(host.watched.borrow().len(), 5, "{:?}", host.watched);
+    assert!(host
+        .watched
+        .borrow()
+        .values()
+        .all(|e| *e == FdEvents::READABLE));
+    client.close();
+    host.settle();
+    assert_eq!(host.watched.borrow().len(), 3, "{:?}", host.watched);
+    h.lp.unwatch_fds();
+    assert!(host.watched.borrow().is_empty());
+    assert!(!h.lp.is_watched_by_fd());
+    let refused = h.lp.dispatch_fd(0, FdEvents::READABLE).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::InvalidState);
+    // Back to the one fd: run_until drives it as before.
+    let again = h.client();
+    h.until("a client to connect", || again.is_connected());
 }

@@ -51,6 +51,11 @@ impl Alarm {
         })
     }
 
+    /// The timerfd.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+
     /// Whether the alarm is set to go off at or before `deadline`: until
     /// it rings, no timer due at `deadline` or later is due, and the loop
     /// need not read the clock for them.

@@ -20,24 +20,32 @@
 //!   stops early (work queued by callbacks during the turn) the timeout it
 //!   leaves is zero. Work queued by API calls made outside `dispatch` makes
 //!   the fd readable, so the host needs no other hook.
+//! * **Embedded, fd by fd**: a host that can watch several fds is handed
+//!   each of them instead ([`EventLoop::watch_fds`]) and reports the one
+//!   ready ([`EventLoop::dispatch_fd`]), which saves the nested wait on the
+//!   epoll fd per wake-up (see `watch`).
 //! * **From other threads**: [`LoopRemote::wake`] and [`LoopRemote::post`].
 //!
 //! Layout: `sources` registers I/O objects with the poll; `turn` is one
 //! turn (the timeout, the poll, the dispatch); `timers` the deadline
 //! heap; `alarm` the timerfd that stands for far timers, so a sleeping
 //! loop arms no kernel timer per wait; `remote` what other threads may
-//! do.
+//! do; `wakeup` the eventfd they wake it with; `watch` the host that
+//! watches the loop's fds one by one.
 
 mod alarm;
 mod remote;
 mod sources;
 mod timers;
 mod turn;
+mod wakeup;
+mod watch;
 
 pub use remote::LoopRemote;
 pub use timers::TimerId;
+pub use watch::FdEvents;
 
-use mio::{Events, Poll, Registry, Token, Waker};
+use mio::{Events, Poll, Registry, Token};
 use remote::{thread_token, RemoteQueue, RemoteTask};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -48,6 +56,7 @@ use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timers::Timers;
+use wakeup::Wakeup;
 
 const WAKER: Token = Token(0);
 /// The token of the loop's [`alarm::Alarm`].
@@ -112,16 +121,24 @@ pub(crate) trait Flush {
     fn flush(&self, lp: &EventLoop);
 }
 
+/// A registered source, with the fd and events a host watching the fds
+/// one by one is told.
+struct Slot {
+    source: Rc<dyn Source>,
+    fd: RawFd,
+    events: FdEvents,
+}
+
 struct Inner {
     poll: RefCell<Poll>,
     registry: Registry,
     events: RefCell<Events>,
-    waker: Arc<Waker>,
+    waker: Arc<Wakeup>,
     remote: Arc<Mutex<RemoteQueue>>,
     /// The [`thread_token`] of the thread that created the loop; never
     /// changes, so reading it from another thread is no data race.
     owner: u64,
-    sources: RefCell<Vec<Option<Rc<dyn Source>>>>,
+    sources: RefCell<Vec<Option<Slot>>>,
     free_tokens: RefCell<Vec<usize>>,
     timers: RefCell<Timers<Task>>,
     /// Wakes the loop for timers far away, so that it sleeps without a
@@ -133,6 +150,7 @@ struct Inner {
     /// The events of a turn, kept between turns for their room.
     ready: Cell<Vec<(Token, Readiness)>>,
     dispatch_depth: Cell<u32>,
+    watch: watch::HostWatch,
     /// What the loop keeps alive for objects nobody holds (a request let
     /// go with `Request::keep`) until they release it or the loop shuts
     /// down, by key.
@@ -189,7 +207,7 @@ impl EventLoop {
     pub fn new() -> io::Result<EventLoop> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let waker = Arc::new(Wakeup::new(poll.registry(), WAKER)?);
         let alarm = alarm::Alarm::new(poll.registry(), ALARM).ok();
         Ok(EventLoop {
             inner: Rc::new(Inner {
@@ -209,6 +227,7 @@ impl EventLoop {
                 flush: RefCell::new(Vec::new()),
                 ready: Cell::new(Vec::new()),
                 dispatch_depth: Cell::new(0),
+                watch: watch::HostWatch::default(),
                 kept: RefCell::default(),
                 next_kept: Cell::new(1),
                 wake_pending: Cell::new(false),
@@ -260,7 +279,8 @@ impl EventLoop {
         self.inner.dispatch_depth.get() > 0
     }
 
-    /// The fd a host loop watches for reading.
+    /// The fd a host loop watches for reading (unless it watches the
+    /// loop's fds one by one: [`EventLoop::watch_fds`]).
     pub fn fd(&self) -> RawFd {
         self.inner.poll.borrow().as_raw_fd()
     }
@@ -291,7 +311,13 @@ impl EventLoop {
 
     /// One non-blocking turn: handles every ready source, due timer,
     /// deferred task and posted closure, then writes buffered output.
+    /// While a host watches the fds one by one ([`EventLoop::watch_fds`])
+    /// it learns of ready fds from [`EventLoop::dispatch_fd`] alone, and
+    /// this runs the rest.
     pub fn dispatch(&self) -> io::Result<()> {
+        if self.inner.watch.is_on() {
+            return self.run_turn(self.inner.ready.take());
+        }
         self.turn(Some(Duration::ZERO))
     }
 

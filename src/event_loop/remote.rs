@@ -2,9 +2,9 @@
 //! it ([`LoopRemote`]), and the thread check that tells the loop's own
 //! thread from the others.
 
+use super::wakeup::Wakeup;
 use super::EventLoop;
 use crate::error::{Error, ErrorCode};
-use mio::Waker;
 use std::cell::Cell;
 use std::fmt;
 use std::io;
@@ -43,7 +43,7 @@ pub(super) fn thread_token() -> u64 {
 /// The thread-safe handle of a loop: wake it or post closures to it.
 #[derive(Clone)]
 pub struct LoopRemote {
-    waker: Arc<Waker>,
+    waker: Arc<Wakeup>,
     remote: Arc<Mutex<RemoteQueue>>,
 }
 
@@ -54,7 +54,7 @@ impl fmt::Debug for LoopRemote {
 }
 
 impl LoopRemote {
-    pub(super) fn new(waker: Arc<Waker>, remote: Arc<Mutex<RemoteQueue>>) -> LoopRemote {
+    pub(super) fn new(waker: Arc<Wakeup>, remote: Arc<Mutex<RemoteQueue>>) -> LoopRemote {
         LoopRemote { waker, remote }
     }
 

@@ -6,28 +6,32 @@
 //! Separate from the turn that serves them: this is how the rest of the
 //! crate enters the loop.
 
-use super::{EventLoop, Flush, Source};
+use super::{EventLoop, FdEvents, Flush, Slot, Source};
 use mio::{Interest, Token};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::rc::{Rc, Weak};
 
 impl EventLoop {
     /// Registers `source`'s I/O object for `interest` under a new token.
-    pub(crate) fn register<S: mio::event::Source + ?Sized>(
+    pub(crate) fn register<S: mio::event::Source + AsRawFd + ?Sized>(
         &self,
         io: &mut S,
         interest: Interest,
         source: Rc<dyn Source>,
     ) -> io::Result<Token> {
+        let fd = io.as_raw_fd();
+        let events = FdEvents::of_interest(interest);
+        let slot = Slot { source, fd, events };
         let token = {
             let mut sources = self.inner.sources.borrow_mut();
             match self.inner.free_tokens.borrow_mut().pop() {
                 Some(i) => {
-                    sources[i] = Some(source);
+                    sources[i] = Some(slot);
                     Token(i)
                 }
                 None => {
-                    sources.push(Some(source));
+                    sources.push(Some(slot));
                     Token(sources.len() - 1)
                 }
             }
@@ -36,24 +40,36 @@ impl EventLoop {
             self.release_token(token);
             return Err(e);
         }
+        self.watched_fd_changed(fd, token, events);
         Ok(token)
     }
 
     /// Changes the interest of an I/O object registered under `token`.
-    pub(crate) fn reregister<S: mio::event::Source + ?Sized>(
+    pub(crate) fn reregister<S: mio::event::Source + AsRawFd + ?Sized>(
         &self,
         io: &mut S,
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
-        self.inner.registry.reregister(io, token, interest)
+        self.inner.registry.reregister(io, token, interest)?;
+        let events = FdEvents::of_interest(interest);
+        let fd = {
+            let mut sources = self.inner.sources.borrow_mut();
+            let Some(Some(slot)) = sources.get_mut(token.0) else {
+                return Ok(());
+            };
+            slot.events = events;
+            slot.fd
+        };
+        self.watched_fd_changed(fd, token, events);
+        Ok(())
     }
 
     /// Hands the events of `token` to `source` from now on (an object that
     /// outlives the one that registered it, such as a lingering close).
     pub(crate) fn replace_source(&self, token: Token, source: Rc<dyn Source>) {
         let old = match self.inner.sources.borrow_mut().get_mut(token.0) {
-            Some(slot) if slot.is_some() => slot.replace(source),
+            Some(Some(slot)) => Some(std::mem::replace(&mut slot.source, source)),
             _ => None,
         };
         // Dropped outside the borrow: a destructor may use the loop.
@@ -67,11 +83,18 @@ impl EventLoop {
     }
 
     fn release_token(&self, token: Token) {
-        let mut sources = self.inner.sources.borrow_mut();
-        if let Some(slot) = sources.get_mut(token.0) {
-            if slot.take().is_some() {
+        let released = {
+            let mut sources = self.inner.sources.borrow_mut();
+            let released = sources.get_mut(token.0).and_then(Option::take);
+            if released.is_some() {
                 self.inner.free_tokens.borrow_mut().push(token.0);
             }
+            released
+        };
+        if let Some(slot) = released {
+            self.watched_fd_changed(slot.fd, token, FdEvents::NONE);
+            // Dropped outside the borrow: a destructor may use the loop.
+            drop(slot);
         }
     }
 

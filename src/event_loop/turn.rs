@@ -50,6 +50,13 @@ impl EventLoop {
                 ));
             }
         }
+        self.run_turn(ready)
+    }
+
+    /// The turn after the poll: `ready` holds the events found (the
+    /// loop's own list, handed back when done).
+    pub(super) fn run_turn(&self, mut ready: Vec<(Token, Readiness)>) -> io::Result<()> {
+        let inner = &self.inner;
         inner.dispatch_depth.set(inner.dispatch_depth.get() + 1);
         let result = self.handle(&mut ready);
         inner.dispatch_depth.set(inner.dispatch_depth.get() - 1);
@@ -77,6 +84,7 @@ impl EventLoop {
         }
         for (token, readiness) in ready.drain(..) {
             if token == WAKER {
+                self.woken();
                 inner.wake_pending.set(false);
                 self.run_remote();
                 continue;
@@ -89,7 +97,11 @@ impl EventLoop {
             }
             // Snapshot the source: a callback may close anything, including
             // this source, while it runs.
-            let source = inner.sources.borrow().get(token.0).and_then(|s| s.clone());
+            let source = inner
+                .sources
+                .borrow()
+                .get(token.0)
+                .and_then(|s| s.as_ref().map(|s| s.source.clone()));
             if let Some(source) = source {
                 source.ready(self, readiness);
             }

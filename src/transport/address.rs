@@ -9,6 +9,7 @@ use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -187,7 +188,7 @@ impl Stream {
             Stream::Unix(_) => return,
         };
         let _ = tcp.set_nodelay(true);
-        set_keepalive(std::os::fd::AsRawFd::as_raw_fd(tcp));
+        set_keepalive(tcp.as_raw_fd());
     }
 
     /// Whether bytes the stream took wait below it to be sent (TLS
@@ -256,6 +257,18 @@ impl Write for Stream {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// The socket's fd: what a host that watches the loop's fds one by one
+/// is given.
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.tcp().as_raw_fd(),
+        }
     }
 }
 
@@ -484,6 +497,17 @@ impl Listener {
     pub fn unlink(&mut self) {
         if let Listener::Unix(_, Some(file)) = self {
             file.release();
+        }
+    }
+}
+
+/// The listening socket's fd (see `Stream`'s).
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l, _) => l.as_raw_fd(),
+            Listener::Tls(l, _) => l.as_raw_fd(),
         }
     }
 }

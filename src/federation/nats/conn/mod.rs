@@ -150,6 +150,12 @@ struct Socket {
     out: Vec<u8>,
     written: usize,
     pings_out: u32,
+    /// The connect completed: the socket was reported ready once.
+    connected: bool,
+    /// Registered for writability too (while connecting, and while
+    /// output waits), so that a host watching the fd level-triggered
+    /// is not woken by an idle socket's writability.
+    write_interest: bool,
 }
 
 struct Sub {

@@ -109,6 +109,8 @@ impl NatsClient {
             out: Vec::new(),
             written: 0,
             pings_out: 0,
+            connected: false,
+            write_interest: true,
         });
         Ok(())
     }
@@ -172,6 +174,9 @@ impl NatsClient {
         if self.inner.borrow().attempt != attempt || self.inner.borrow().socket.is_none() {
             return;
         }
+        if let Some(s) = self.inner.borrow_mut().socket.as_mut() {
+            s.connected = true;
+        }
         if readiness.writable {
             self.write_out();
         }
@@ -210,6 +215,18 @@ impl NatsClient {
         } else if s.written > 1 << 20 {
             s.out.drain(..s.written);
             s.written = 0;
+        }
+        let want_write = !s.connected || s.written < s.out.len() || s.stream.wants_write();
+        if failure.is_none() && want_write != s.write_interest {
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            match self.lp.reregister(&mut s.stream, s.token, interest) {
+                Ok(()) => s.write_interest = want_write,
+                Err(e) => failure = Some(format!("cannot change the socket's interest: {e}")),
+            }
         }
         drop(inner);
         if let Some(reason) = failure {
