@@ -37,6 +37,12 @@
 // send; an `INFO` with many `connect_urls` is longer, hence the margin.
 #define MAX_CONTROL_LINE (64 * 1024)
 
+// `events` bit of `sb_loop_watch_fds` and `sb_loop_dispatch_fd`: readable.
+#define SB_FD_READ 1
+
+// `events` bit of `sb_loop_watch_fds` and `sb_loop_dispatch_fd`: writable.
+#define SB_FD_WRITE 2
+
 // How deep lists and maps may nest in a value received from another
 // program: deeper payloads are refused (`SB_PROTOCOL`) rather than
 // decoded.
@@ -270,11 +276,16 @@ typedef struct sb_value sb_value;
 // from any thread.
 typedef struct sb_waker sb_waker;
 
-// A function run on the loop thread: by a timer or a post.
-typedef void (*sb_loop_fn)(void *user, struct sb_loop *lp);
+// Told of a change to the fds a host watches: watch `fd` for `events`
+// (`SB_FD_READ`, `SB_FD_WRITE`, or both), level-triggered; 0: stop
+// watching it. Runs on the loop's thread, inside the loop's calls.
+typedef void (*sb_watch_fn)(void *user, int32_t fd, uint32_t events);
 
 // Frees the user data of a registration.
 typedef void (*sb_free_fn)(void *user);
+
+// A function run on the loop thread: by a timer or a post.
+typedef void (*sb_loop_fn)(void *user, struct sb_loop *lp);
 
 // Completion of a connect: the broker's connection id on success.
 typedef void (*sb_connect_fn)(void *user,
@@ -443,6 +454,39 @@ int64_t sb_loop_timeout_ms(const struct sb_loop *lp);
 
 // One non-blocking turn: runs everything ready; callbacks run inside.
 enum sb_status sb_loop_dispatch(struct sb_loop *lp);
+
+// Hands a host that can watch several fds every fd the loop waits on,
+// instead of the one of `sb_loop_fd`: `f(user, fd, events)` runs at
+// once for each fd the loop has, and whenever the loop adds one, drops
+// one (`events` 0) or changes what it waits for. The host watches each
+// as told, level-triggered, and calls `sb_loop_dispatch_fd` when one is
+// ready, and `sb_loop_dispatch` when `sb_loop_timeout_ms` passes. This
+// saves the second wait of every wake-up (the host's on the loop's
+// epoll fd, then the loop's inside it).
+//
+// `f` should only change the host's watches. A second call replaces the
+// first (whose `f` is told to drop every fd first). `free_user` runs
+// once when the watch ends: `sb_loop_unwatch_fds`, a later
+// `sb_loop_watch_fds`, `sb_loop_free`, or a failure of this call.
+enum sb_status sb_loop_watch_fds(struct sb_loop *lp,
+                                 sb_watch_fn f,
+                                 void *user,
+                                 sb_free_fn free_user);
+
+// Back to the one fd of `sb_loop_fd`: the watch function is told to
+// drop every fd, then its `free_user` runs. Nothing happens if no host
+// watches the fds.
+enum sb_status sb_loop_unwatch_fds(struct sb_loop *lp);
+
+// One non-blocking turn for a host that watches the fds one by one
+// (`sb_loop_watch_fds`): `fd` was found ready for `events`
+// (`SB_FD_READ`, `SB_FD_WRITE`; a hang-up or error counts as
+// readable). Runs what that fd has, then due timers and queued work;
+// callbacks run inside. An fd the loop has dropped since the host
+// polled only runs the rest. `SB_INVALID_STATE` without
+// `sb_loop_watch_fds`; `SB_INVALID_ARGUMENT` for a negative fd or an
+// unknown bit.
+enum sb_status sb_loop_dispatch_fd(struct sb_loop *lp, int32_t fd, uint32_t events);
 
 // Runs until `sb_loop_stop` (from a callback, or posted by a waker).
 enum sb_status sb_loop_run(struct sb_loop *lp);

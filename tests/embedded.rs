@@ -427,8 +427,6 @@ fn fd_by_fd_flow_matches_run_until(t: Transport) {
     assert!(host.run(|| done2.get()) > 0);
     assert_eq!(*got.borrow(), expected);
     assert_eq!(h2.broker.stats().pending_calls, 0);
-    // The dispatches were the host's: dispatch_fd never asks the epoll,
-    // so its events are still there, and run_until would see them.
 }
 
 /// The same API calls as above, each made while the host is idle, make

@@ -319,6 +319,12 @@ fn libev_embed() {
 }
 
 #[test]
+fn libev_fds() {
+    // The loop's fds watched one by one (sb_loop_watch_fds).
+    check_embed("examples/c/libev_fds.c", "libev-fds", &["-lev".to_string()]);
+}
+
+#[test]
 fn glib_embed() {
     check_embed(
         "examples/c/glib_embed.c",
@@ -469,6 +475,7 @@ fn every_example_is_run() {
         "c/glib_embed.c",
         "c/hello.c",
         "c/libev_embed.c",
+        "c/libev_fds.c",
         "c/libevent_embed.c",
         "c/service.c",
         "cpp/dialogue.cpp",

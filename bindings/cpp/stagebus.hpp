@@ -412,6 +412,10 @@ inline void run_loop_fn(void *user, sb_loop *) noexcept { fn<Callback>(user)(); 
 
 inline void run_notify(void *user) noexcept { fn<Callback>(user)(); }
 
+inline void run_watch(void *user, int32_t fd, uint32_t events) noexcept {
+    fn<std::function<void(int, std::uint32_t)>>(user)(fd, events);
+}
+
 inline void run_done(void *user, sb_status status, const char *message) noexcept {
     fn<DoneFn>(user)(status, message);
 }
@@ -596,6 +600,23 @@ public:
     int fd() const noexcept { return sb_loop_fd(raw()); }
     std::int64_t timeout_ms() const noexcept { return sb_loop_timeout_ms(raw()); }
     void dispatch() { detail::check(sb_loop_dispatch(raw())); }
+
+    // Embedding fd by fd, for hosts that watch several fds: `f(fd, events)`
+    // is told every fd to watch (events SB_FD_READ | SB_FD_WRITE,
+    // level-triggered; 0: stop watching it), at once and as they change;
+    // the host calls dispatch_fd() for a ready fd and dispatch() when
+    // timeout_ms() passes. `f` must not throw. unwatch_fds() goes back to
+    // fd().
+    void watch_fds(std::function<void(int fd, std::uint32_t events)> f) {
+        detail::check(detail::register_fn(
+            std::move(f), &detail::run_watch, [&](sb_watch_fn c, void *user, sb_free_fn free_user) {
+                return sb_loop_watch_fds(raw(), c, user, free_user);
+            }));
+    }
+    void unwatch_fds() { detail::check(sb_loop_unwatch_fds(raw())); }
+    void dispatch_fd(int fd, std::uint32_t events) {
+        detail::check(sb_loop_dispatch_fd(raw(), fd, events));
+    }
 
     // Runs `f` once after `ms` milliseconds; the id cancels it.
     std::uint64_t add_timer(std::uint64_t ms, Callback f) {

@@ -311,13 +311,11 @@ impl EventLoop {
 
     /// One non-blocking turn: handles every ready source, due timer,
     /// deferred task and posted closure, then writes buffered output.
-    /// While a host watches the fds one by one ([`EventLoop::watch_fds`])
-    /// it learns of ready fds from [`EventLoop::dispatch_fd`] alone, and
-    /// this runs the rest.
+    /// (A host that watches the fds one by one calls it when
+    /// [`EventLoop::timeout_ms`] passes: the sources it reported through
+    /// [`EventLoop::dispatch_fd`] may be found ready again, which costs
+    /// them a read that finds nothing.)
     pub fn dispatch(&self) -> io::Result<()> {
-        if self.inner.watch.is_on() {
-            return self.run_turn(self.inner.ready.take());
-        }
         self.turn(Some(Duration::ZERO))
     }
 
@@ -361,7 +359,8 @@ impl EventLoop {
     }
 
     /// Drops every pending timer, deferred task and posted closure without
-    /// running them. Closures often hold objects that hold the loop, so
+    /// running them, and the host's watch function
+    /// ([`EventLoop::watch_fds`]) without telling it anything. Closures often hold objects that hold the loop, so
     /// this breaks those cycles when the owner is done with the loop
     /// (`sb_loop_free` calls it).
     ///
@@ -380,8 +379,9 @@ impl EventLoop {
         let kept = std::mem::take(&mut *self.inner.kept.borrow_mut());
         self.inner.flush.borrow_mut().clear();
         self.inner.again.borrow_mut().clear();
+        let watcher = self.inner.watch.end_untold();
         // Dropped outside every borrow: their destructors may use the loop.
-        drop((timers, deferred, remote, kept));
+        drop((timers, deferred, remote, kept, watcher));
         self.inner.stopped.set(true);
     }
 

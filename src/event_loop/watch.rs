@@ -8,9 +8,9 @@
 //! ([`EventLoop::watch_fds`]) and report the one that is ready
 //! ([`EventLoop::dispatch_fd`]): one wait per wake-up, the host's own.
 //!
-//! The loop keeps its epoll set as it is, so that [`EventLoop::run`] and
-//! the blocking calls that run the loop themselves work in either mode;
-//! only the host's `dispatch` skips asking it.
+//! The loop keeps its epoll set as it is, so that [`EventLoop::run`],
+//! [`EventLoop::dispatch`] and the blocking calls that run the loop
+//! themselves work in either mode; only `dispatch_fd` skips asking it.
 
 use super::{EventLoop, Readiness, ALARM, WAKER};
 use crate::error::{Error, ErrorCode};
@@ -29,6 +29,8 @@ pub struct FdEvents {
     pub writable: bool,
 }
 
+// Not part of the C API, which has `SB_FD_READ` and `SB_FD_WRITE`:
+/// cbindgen:ignore
 impl FdEvents {
     /// Neither: the fd is no longer the loop's (told to the host), or
     /// nothing is ready.
@@ -41,26 +43,23 @@ impl FdEvents {
         readable: true,
         writable: false,
     };
-    /// The bit of `readable` in [`FdEvents::bits`].
-    pub const READ_BIT: u32 = 1;
-    /// The bit of `writable` in [`FdEvents::bits`].
-    pub const WRITE_BIT: u32 = 2;
 
     /// Whether neither is set.
     pub fn is_none(self) -> bool {
         !self.readable && !self.writable
     }
 
-    /// As bits: [`FdEvents::READ_BIT`] | [`FdEvents::WRITE_BIT`].
+    /// As bits: 1 readable, 2 writable (C's `SB_FD_READ`, `SB_FD_WRITE`).
     pub fn bits(self) -> u32 {
-        u32::from(self.readable) * Self::READ_BIT + u32::from(self.writable) * Self::WRITE_BIT
+        u32::from(self.readable) * READ_BIT + u32::from(self.writable) * WRITE_BIT
     }
 
-    /// From bits; `None` if a bit other than the two is set.
+    /// From bits as [`FdEvents::bits`] gives them; `None` if another bit
+    /// is set.
     pub fn from_bits(bits: u32) -> Option<FdEvents> {
-        (bits & !(Self::READ_BIT | Self::WRITE_BIT) == 0).then_some(FdEvents {
-            readable: bits & Self::READ_BIT != 0,
-            writable: bits & Self::WRITE_BIT != 0,
+        (bits & !(READ_BIT | WRITE_BIT) == 0).then_some(FdEvents {
+            readable: bits & READ_BIT != 0,
+            writable: bits & WRITE_BIT != 0,
         })
     }
 
@@ -71,6 +70,9 @@ impl FdEvents {
         }
     }
 }
+
+const READ_BIT: u32 = 1;
+const WRITE_BIT: u32 = 2;
 
 /// The host's function, told of every change to the set of fds to watch.
 type Watcher = Box<dyn FnMut(RawFd, FdEvents)>;
@@ -94,6 +96,17 @@ impl HostWatch {
     pub(super) fn is_on(&self) -> bool {
         self.on.get()
     }
+
+    /// Ends the watch without telling the host (the loop is shut down:
+    /// the host's watches go with it); hands back the watcher, to be
+    /// dropped outside the loop's borrows.
+    pub(super) fn end_untold(&self) -> Option<Watcher> {
+        self.on.set(false);
+        self.tokens.borrow_mut().clear();
+        self.changes.borrow_mut().clear();
+        // Shut down from inside the watcher itself: it goes with the loop.
+        self.watcher.try_borrow_mut().ok()?.take()
+    }
 }
 
 impl EventLoop {
@@ -103,8 +116,7 @@ impl EventLoop {
     /// an fd, drops one ([`FdEvents::NONE`]) or changes what it waits for.
     /// The host watches each fd as told, level-triggered (as `poll()`
     /// does), and when one is ready calls [`EventLoop::dispatch_fd`]; when
-    /// [`EventLoop::timeout_ms`] passes it calls [`EventLoop::dispatch`],
-    /// which then runs timers and queued work without asking the epoll.
+    /// [`EventLoop::timeout_ms`] passes it calls [`EventLoop::dispatch`].
     ///
     /// `watcher` runs on the loop's thread, inside the loop's calls; it
     /// should only change the host's watches. A second call replaces the

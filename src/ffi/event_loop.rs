@@ -4,7 +4,7 @@ use super::boundary::{fail, status, value_or, Fail};
 use super::callbacks::{sb_free_fn, SendUserData, UserData};
 use super::handles::{arg, borrowed, boxed, take, Handle};
 use super::status::sb_status;
-use crate::event_loop::{EventLoop, LoopRemote, TimerId};
+use crate::event_loop::{EventLoop, FdEvents, LoopRemote, TimerId};
 use std::ffi::c_void;
 use std::time::Duration;
 
@@ -115,6 +115,94 @@ pub unsafe extern "C" fn sb_loop_dispatch(lp: *mut sb_loop) -> sb_status {
         let lp = unsafe { arg(lp, "loop") }?.clone();
         lp.dispatch()
             .map_err(|e| fail(sb_status::SB_IO, format!("poll failed: {e}")))
+    })
+}
+
+/// `events` bit of `sb_loop_watch_fds` and `sb_loop_dispatch_fd`: readable.
+pub const SB_FD_READ: u32 = 1;
+/// `events` bit of `sb_loop_watch_fds` and `sb_loop_dispatch_fd`: writable.
+pub const SB_FD_WRITE: u32 = 2;
+
+/// Told of a change to the fds a host watches: watch `fd` for `events`
+/// (`SB_FD_READ`, `SB_FD_WRITE`, or both), level-triggered; 0: stop
+/// watching it. Runs on the loop's thread, inside the loop's calls.
+pub type sb_watch_fn = Option<unsafe extern "C" fn(user: *mut c_void, fd: i32, events: u32)>;
+
+/// Hands a host that can watch several fds every fd the loop waits on,
+/// instead of the one of `sb_loop_fd`: `f(user, fd, events)` runs at
+/// once for each fd the loop has, and whenever the loop adds one, drops
+/// one (`events` 0) or changes what it waits for. The host watches each
+/// as told, level-triggered, and calls `sb_loop_dispatch_fd` when one is
+/// ready, and `sb_loop_dispatch` when `sb_loop_timeout_ms` passes. This
+/// saves the second wait of every wake-up (the host's on the loop's
+/// epoll fd, then the loop's inside it).
+///
+/// `f` should only change the host's watches. A second call replaces the
+/// first (whose `f` is told to drop every fd first). `free_user` runs
+/// once when the watch ends: `sb_loop_unwatch_fds`, a later
+/// `sb_loop_watch_fds`, `sb_loop_free`, or a failure of this call.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_watch_fds(
+    lp: *mut sb_loop,
+    f: sb_watch_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or a live sb_loop.
+        let lp = unsafe { arg(lp, "loop") }?;
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        lp.watch_fds(move |fd, events| {
+            // SAFETY: the C caller's function with its own user pointer.
+            unsafe { f(user.get(), fd, events.bits()) };
+        });
+        Ok(())
+    })
+}
+
+/// Back to the one fd of `sb_loop_fd`: the watch function is told to
+/// drop every fd, then its `free_user` runs. Nothing happens if no host
+/// watches the fds.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_unwatch_fds(lp: *mut sb_loop) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_loop.
+        unsafe { arg(lp, "loop") }?.unwatch_fds();
+        Ok(())
+    })
+}
+
+/// One non-blocking turn for a host that watches the fds one by one
+/// (`sb_loop_watch_fds`): `fd` was found ready for `events`
+/// (`SB_FD_READ`, `SB_FD_WRITE`; a hang-up or error counts as
+/// readable). Runs what that fd has, then due timers and queued work;
+/// callbacks run inside. An fd the loop has dropped since the host
+/// polled only runs the rest. `SB_INVALID_STATE` without
+/// `sb_loop_watch_fds`; `SB_INVALID_ARGUMENT` for a negative fd or an
+/// unknown bit.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_dispatch_fd(lp: *mut sb_loop, fd: i32, events: u32) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_loop; driven through a handle of its
+        // own, as in sb_loop_dispatch.
+        let lp = unsafe { arg(lp, "loop") }?.clone();
+        if fd < 0 {
+            return Err(fail(
+                sb_status::SB_INVALID_ARGUMENT,
+                format!("fd {fd} is negative"),
+            ));
+        }
+        let ready = FdEvents::from_bits(events).ok_or_else(|| {
+            fail(
+                sb_status::SB_INVALID_ARGUMENT,
+                format!("events {events:#x}: only SB_FD_READ (1) and SB_FD_WRITE (2) are known"),
+            )
+        })?;
+        Ok(lp.dispatch_fd(fd, ready)?)
     })
 }
 
@@ -273,4 +361,24 @@ pub unsafe extern "C" fn sb_waker_post(
             })
             .map_err(Fail::from)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fd_bits_are_the_loops() {
+        let both = FdEvents {
+            readable: true,
+            writable: true,
+        };
+        assert_eq!(SB_FD_READ, FdEvents::READABLE.bits());
+        assert_eq!(SB_FD_READ | SB_FD_WRITE, both.bits());
+        assert_eq!(
+            FdEvents::from_bits(SB_FD_WRITE).map(|e| e.writable),
+            Some(true)
+        );
+        assert_eq!(FdEvents::from_bits(4), None);
+    }
 }

@@ -290,6 +290,21 @@ static inline void cb_unknown(void *user, const char *kind, uint64_t id,
     c->message[n] = '\0';
 }
 
+/* sb_watch_fn: counts the fds watched now in id (each fd is told once
+ * to be watched, and once, with 0, to be dropped). */
+static inline void cb_watch(void *user, int32_t fd, uint32_t events)
+{
+    cb *c = (cb *)user;
+    cb_alive(c);
+    c->calls++;
+    if (fd < 0)
+        FAILF("watch told of fd %d", (int)fd);
+    if (events != 0)
+        c->id++;
+    else
+        c->id--;
+}
+
 /* sb_loop_fn */
 static inline void cb_loop(void *user, sb_loop *lp)
 {

@@ -34,7 +34,11 @@
 #include "check.h"
 #include "stagebus.hpp"
 
+#include <poll.h>
+
 #include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -510,6 +514,88 @@ void calls_by_name()
     OK("Client::call delivers the final response and destroys the handler after it");
 }
 
+// A host that watches the loop's fds one by one (Loop::watch_fds): a
+// poll() over what it was told, dispatch_fd() for each ready fd and
+// dispatch() on the timeout drive a publish and a call; an idle loop
+// leaves every fd quiet; unwatch_fds() drops them all.
+void fd_by_fd()
+{
+    stagebus::Loop loop;
+    std::map<int, std::uint32_t> watched;
+    loop.watch_fds([&](int fd, std::uint32_t events) {
+        if (events == 0)
+            watched.erase(fd);
+        else
+            watched[fd] = events;
+    });
+    CHECK(watched.size() == 2);
+    stagebus::Broker broker(loop, {"tcp://127.0.0.1:0"});
+    stagebus::Client service(loop, broker.address());
+    stagebus::Client caller(loop, broker.address());
+    stagebus::Stage stage(loop, "Svc");
+    stage.on("echo", [](const stagebus::Ctx &ctx) { ctx.req().ret(ctx.args()); });
+
+    // The fds ready within `ms`.
+    auto ready = [&](int ms) {
+        std::vector<pollfd> fds;
+        for (auto [fd, events] : watched)
+            fds.push_back({fd,
+                           static_cast<short>(((events & SB_FD_READ) ? POLLIN : 0) |
+                                              ((events & SB_FD_WRITE) ? POLLOUT : 0)),
+                           0});
+        std::vector<std::pair<int, std::uint32_t>> out;
+        if (poll(fds.data(), fds.size(), ms) <= 0)
+            return out;
+        for (const pollfd &p : fds) {
+            std::uint32_t e = ((p.revents & (POLLIN | POLLHUP | POLLERR)) ? SB_FD_READ : 0) |
+                              ((p.revents & POLLOUT) ? SB_FD_WRITE : 0);
+            if (e != 0)
+                out.emplace_back(p.fd, e);
+        }
+        return out;
+    };
+    auto host_until = [&](const std::function<bool()> &done) {
+        for (int turns = 0; !done(); turns++) {
+            CHECK(turns < 100000);
+            std::int64_t t = loop.timeout_ms();
+            auto now = ready(t < 0 || t > 1000 ? 1000 : static_cast<int>(t));
+            if (now.empty())
+                loop.dispatch();
+            for (auto [fd, events] : now)
+                loop.dispatch_fd(fd, events);
+        }
+    };
+
+    bool published = false;
+    stage.publish(service, "Svc", {"echo"}, [&](sb_status st, std::string_view) {
+        CHECK_ST(st, SB_OK);
+        published = true;
+    });
+    host_until([&] { return published; });
+    CHECK(watched.size() == 7);
+    std::string answer;
+    stagebus::Args a;
+    a.set("text", "fd by fd");
+    caller.call("Svc", "echo", a, [&](const stagebus::Ctx &ctx) {
+        if (ctx.rsp().is_final())
+            answer = ctx.args().get<std::string>("text");
+    });
+    host_until([&] { return !answer.empty(); });
+    CHECK_STR(answer.c_str(), "fd by fd");
+    host_until([&] { return ready(0).empty() && loop.timeout_ms() != 0; });
+    OK("Loop::watch_fds and dispatch_fd drive a call; an idle loop leaves every fd quiet");
+
+    loop.unwatch_fds();
+    CHECK(watched.empty());
+    try {
+        loop.dispatch_fd(0, SB_FD_READ);
+        FAILF("dispatch_fd without watch_fds did not throw");
+    } catch (const stagebus::Error &e) {
+        CHECK_ST(e.status(), SB_INVALID_STATE);
+    }
+    OK("Loop::unwatch_fds drops every fd; dispatch_fd then throws SB_INVALID_STATE");
+}
+
 // Signals and one-way requests (issue 14): Client::add_match with exact
 // and wildcard patterns gets the matching signals in order;
 // remove_match stops them; RemoteStage::post runs the callee, which
@@ -823,6 +909,7 @@ int main()
     logging();
     reconnect();
     calls_by_name();
+    fd_by_fd();
     signals_and_posts();
     identities();
     tls();

@@ -90,6 +90,25 @@ static void nulls_outside_handlers(void)
     REG_FAILS(SB_NULL_ARGUMENT,
               sb_loop_add_timer(lp, 1, cb_loop, U, cb_free, NULL));
     CHECK_INT(id, 777);
+    /* a host that watches the loop's fds one by one */
+    REG_FAILS(SB_NULL_ARGUMENT, sb_loop_watch_fds(NULL, cb_watch, U, cb_free));
+    REG_FAILS(SB_NULL_ARGUMENT, sb_loop_watch_fds(lp, NULL, U, cb_free));
+    NULLARG(sb_loop_unwatch_fds(NULL));
+    NULLARG(sb_loop_dispatch_fd(NULL, 0, SB_FD_READ));
+    CHECK_ST(sb_loop_dispatch_fd(lp, 0, SB_FD_READ), SB_INVALID_STATE);
+    CHECK_OK(sb_loop_unwatch_fds(lp)); /* nothing watched: nothing to do */
+    {
+        cb *w = cb_new("watch");
+        CHECK_OK(sb_loop_watch_fds(lp, cb_watch, w, cb_free));
+        CHECK(w->id == 2); /* the loop's wake-up and alarm */
+        CHECK_ST(sb_loop_dispatch_fd(lp, -1, SB_FD_READ), SB_INVALID_ARGUMENT);
+        CHECK_ST(sb_loop_dispatch_fd(lp, 0, 4), SB_INVALID_ARGUMENT);
+        /* Not one of the loop's fds: the rest of the turn runs alone. */
+        CHECK_OK(sb_loop_dispatch_fd(lp, 0, SB_FD_READ | SB_FD_WRITE));
+        CHECK_OK(sb_loop_unwatch_fds(lp));
+        CHECK(w->id == 0 && w->calls == 4);
+        cb_check_freed(w, 1);
+    }
     CHECK(sb_loop_waker(NULL) == NULL);
     NULLARG(sb_waker_wake(NULL));
     REG_FAILS(SB_NULL_ARGUMENT, sb_waker_post(NULL, cb_loop, U, cb_free));

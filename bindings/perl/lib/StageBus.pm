@@ -112,6 +112,9 @@ my @FUNCTIONS = (
     [sb_loop_fd           => ['opaque'] => 'sint32'],
     [sb_loop_timeout_ms   => ['opaque'] => 'sint64'],
     [sb_loop_dispatch     => ['opaque'] => 'sint32'],
+    [sb_loop_watch_fds    => ['opaque', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_loop_unwatch_fds  => ['opaque'] => 'sint32'],
+    [sb_loop_dispatch_fd  => ['opaque', 'sint32', 'uint32'] => 'sint32'],
     [sb_loop_stop         => ['opaque'] => 'sint32'],
     [sb_loop_add_timer    => ['opaque', 'uint64', 'opaque', 'opaque', 'opaque', 'uint64*'] => 'sint32'],
     [sb_loop_cancel_timer => ['opaque', 'uint64'] => 'sint32'],
@@ -708,6 +711,19 @@ _closure(loop_fn => '(opaque,opaque)->void', sub {
         _run_cb('timer', $rec->{code}, $rec->{loop});
         1;
     } or eval { warn "stagebus: timer callback failed: $@" };
+    return;
+});
+
+# sb_watch_fn: the fds a host watches, one by one.
+_closure(watch => '(opaque,sint32,uint32)->void', sub {
+    my ($id, $fd, $events) = @_;
+    local $DEPTH = $DEPTH + 1;
+    local $@;
+    eval {
+        my $rec = $REG{$id} or return;
+        _run_cb('watch_fds', $rec->{code}, $fd, $events);
+        1;
+    } or eval { warn "stagebus: watch callback failed: $@" };
     return;
 });
 

@@ -41,6 +41,39 @@ sub dispatch {
 
 sub in_dispatch { $_[0]{dispatching} }
 
+# SB_FD_READ and SB_FD_WRITE of the C API.
+use constant { FD_READ => 1, FD_WRITE => 2 };
+
+sub watch_fds {
+    my ($self, $cb) = @_;
+    my $p = $self->_p;
+    my ($fn, $user, $free) = StageBus::_cb_args(watch => $cb, loop => $self, what => 'watch_fds');
+    StageBus::_check(StageBus::_C::sb_loop_watch_fds($p, $fn, $user, $free), 'watch_fds');
+    return;
+}
+
+sub unwatch_fds {
+    my ($self) = @_;
+    StageBus::_check(StageBus::_C::sb_loop_unwatch_fds($self->_p), 'unwatch_fds');
+    return;
+}
+
+sub dispatch_fd {
+    my ($self, $fd, $events) = @_;
+    my $p = $self->_p;
+    defined $fd && $fd =~ /\A[0-9]+\z/
+        or StageBus::_croak(invalid_argument => 'dispatch_fd needs an fd (a whole number)');
+    defined $events && $events =~ /\A[0-9]+\z/ && $events <= 0xFFFF_FFFF
+        or StageBus::_croak(invalid_argument => 'dispatch_fd needs events (FD_READ, FD_WRITE or both)');
+    $fd <= 0x7FFF_FFFF
+        or StageBus::_croak(invalid_argument => "dispatch_fd: fd $fd is out of range");
+    $self->{dispatching}
+        and StageBus::_croak(invalid_state => 'the loop is already dispatching (a nested run from one of its callbacks)');
+    local $self->{dispatching} = 1;
+    StageBus::_check(StageBus::_C::sb_loop_dispatch_fd($p, $fd, $events), 'dispatch_fd');
+    return;
+}
+
 # Waits for the fd (at most $limit_ms, undef: no limit besides the
 # loop's own timeout), then runs one turn. Perl signal handlers run
 # while waiting (select returns on EINTR).
@@ -195,6 +228,19 @@ One non-blocking turn. Calling it (or a run method) from inside one of
 the loop's own callbacks dies with C<invalid_state>.
 
 =item fd, timeout_ms, in_dispatch, alive
+
+=item watch_fds(sub { my ($fd, $events) = @_ }), unwatch_fds, dispatch_fd($fd, $events)
+
+For a host that watches several fds: instead of C<fd>, the host is told
+every fd the loop waits on, at once and whenever one comes, goes
+(C<$events> 0) or changes; C<$events> is C<FD_READ>, C<FD_WRITE> or
+both (C<StageBus::Loop::FD_READ> is 1, C<FD_WRITE> 2). The host watches
+each as told, level-triggered, and calls C<dispatch_fd($fd, $events)>
+when one is ready (a hang-up counts as readable) and C<dispatch> when
+C<timeout_ms> passes. That spares the loop the second wait of every
+wake-up. C<unwatch_fds> goes back to C<fd> (the callback is told to drop
+every fd first); C<dispatch_fd> without C<watch_fds> dies with
+C<invalid_state>.
 
 =item timer(after_ms => $ms, cb => sub { my ($loop) = @_ })
 
