@@ -533,6 +533,13 @@ fn fd_by_fd_the_host_watches_what_the_loop_has(t: Transport) {
     client.close();
     host.settle();
     assert_eq!(host.watched.borrow().len(), 3, "{:?}", host.watched);
+    // Dropped without a close, the same.
+    let dropped = h.client();
+    host.run(|| dropped.is_connected());
+    assert_eq!(host.watched.borrow().len(), 5, "{:?}", host.watched);
+    drop(dropped);
+    host.settle();
+    assert_eq!(host.watched.borrow().len(), 3, "{:?}", host.watched);
     h.lp.unwatch_fds();
     assert!(host.watched.borrow().is_empty());
     assert!(!h.lp.is_watched_by_fd());

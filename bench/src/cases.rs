@@ -108,6 +108,12 @@ pub const CASES: &[CaseDef] = &[
         "floor.unix",
     ),
     def(
+        "embedded.fds",
+        "embedded, the host polling each of the loop's fds (watch_fds)",
+        Latency,
+        "floor.unix",
+    ),
+    def(
         "rtt.monitored",
         "rtt.unix with `stagebus monitor --payload` attached",
         Latency,
@@ -687,7 +693,7 @@ pub fn case(args: &[String]) -> ExitCode {
             run_caller(cmd, "SAMPLES")
         }
         "rtt.unix" | "rtt.unix.noping" | "rtt.tcp" | "rtt.tls" | "rtt.request" | "embedded"
-        | "rtt.monitored" => {
+        | "embedded.fds" | "rtt.monitored" => {
             if name == "rtt.unix.noping" {
                 // Inherited by the broker, publisher and caller started
                 // below: each turns its pings off.
@@ -713,6 +719,7 @@ pub fn case(args: &[String]) -> ExitCode {
             let mode = match name.as_str() {
                 "rtt.request" => "request",
                 "embedded" => "embedded",
+                "embedded.fds" => "embedded.fds",
                 _ => "seq",
             };
             let v = run_caller(

@@ -424,6 +424,13 @@ pub fn run(args: &[String]) -> ExitCode {
             "",
         );
         line(
+            "embedded fd by fd / native rtt (embedded.fds vs rtt.unix)",
+            ratio("embedded.fds", "rtt.unix"),
+            |v| v <= 1.03,
+            "<= 1.03",
+            "",
+        );
+        line(
             "loaded / empty broker rtt (scaled vs rtt.unix)",
             ratio("scaled", "rtt.unix"),
             |v| v <= 1.10,

@@ -3,8 +3,8 @@
 
 use crate::{fail, now_ns, payload, SLICE};
 use stagebus::{
-    Address, Args, CallEvent, Client, ClientConfig, Delivery, EventLoop, Inbound, RemoteStage,
-    Request, Stage, Value,
+    Address, Args, CallEvent, Client, ClientConfig, Delivery, EventLoop, FdEvents, Inbound,
+    RemoteStage, Request, Stage, Value,
 };
 use std::cell::{Cell, RefCell};
 use std::io::{BufRead, Write};
@@ -219,14 +219,73 @@ impl Burst {
     }
 }
 
+/// Who drives the caller's loop.
+#[derive(Clone, Copy, PartialEq)]
+enum Host {
+    /// The loop's own `run`.
+    Native,
+    /// A host `poll()` loop on the loop's one fd.
+    OneFd,
+    /// A host `poll()` loop on each of the loop's fds
+    /// (`EventLoop::watch_fds`).
+    FdByFd,
+}
+
 /// Runs the loop natively or as an embedded host would, until `done`.
-fn drive(lp: &EventLoop, embedded: bool, done: impl Fn() -> bool) {
-    if !embedded {
-        lp.run().unwrap();
-        return;
+fn drive(lp: &EventLoop, host: Host, done: impl Fn() -> bool) {
+    match host {
+        Host::Native => lp.run().unwrap(),
+        Host::OneFd => drive_one_fd(lp, done),
+        Host::FdByFd => drive_fd_by_fd(lp, done),
     }
-    // The host's own loop: poll() on the loop's fd with its timeout, then
-    // a non-blocking dispatch.
+}
+
+/// The host's own loop, fd by fd: `poll()` on every fd the loop told it
+/// of, with the loop's timeout; `dispatch_fd` for each ready one, or
+/// `dispatch` when none is.
+fn drive_fd_by_fd(lp: &EventLoop, done: impl Fn() -> bool) {
+    let fds: Rc<RefCell<Vec<libc::pollfd>>> = Rc::default();
+    let watched = fds.clone();
+    lp.watch_fds(move |fd, events| {
+        let mut fds = watched.borrow_mut();
+        fds.retain(|p| p.fd != fd);
+        if !events.is_none() {
+            let mask = if events.readable { libc::POLLIN } else { 0 }
+                | if events.writable { libc::POLLOUT } else { 0 };
+            fds.push(libc::pollfd {
+                fd,
+                events: mask,
+                revents: 0,
+            });
+        }
+    });
+    let mut polled: Vec<libc::pollfd> = Vec::new();
+    while !done() {
+        let timeout = lp
+            .timeout_ms()
+            .map_or(-1, |ms| ms.min(i32::MAX as u64) as i32);
+        polled.clear();
+        polled.extend_from_slice(&fds.borrow());
+        // SAFETY: `polled` is a valid array of its length.
+        let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, timeout) };
+        if n <= 0 {
+            lp.dispatch().unwrap();
+            continue;
+        }
+        for p in polled.iter().filter(|p| p.revents != 0) {
+            let events = FdEvents {
+                readable: p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0,
+                writable: p.revents & libc::POLLOUT != 0,
+            };
+            lp.dispatch_fd(p.fd, events).unwrap();
+        }
+    }
+    lp.unwatch_fds();
+}
+
+/// The host's own loop: poll() on the loop's fd with its timeout, then
+/// a non-blocking dispatch.
+fn drive_one_fd(lp: &EventLoop, done: impl Fn() -> bool) {
     let fd = lp.fd();
     while !done() {
         let timeout = lp
@@ -252,7 +311,9 @@ fn barrier() {
 /// `caller ADDR MODE WARM N K [--barrier]`.
 ///
 /// MODE: `seq` (native loop, one in flight, per-call samples), `embedded`
-/// (the same driven by a host poll() loop), `pipe` (K in flight,
+/// (the same driven by a host poll() loop on the loop's fd),
+/// `embedded.fds` (the same, the host polling each of the loop's fds),
+/// `pipe` (K in flight,
 /// checkpoints every SLICE calls), `request` (one in flight through
 /// Request/RemoteStage), `stream` (one call answered with N emits,
 /// checkpoints every SLICE emits).
@@ -272,8 +333,12 @@ pub fn caller(args: &[String]) -> ExitCode {
     let lp = EventLoop::new().unwrap();
     let client = connect(&lp, &addr);
     match mode {
-        "seq" | "embedded" | "pipe" => {
-            let embedded = mode == "embedded";
+        "seq" | "embedded" | "embedded.fds" | "pipe" => {
+            let host = match mode {
+                "embedded" => Host::OneFd,
+                "embedded.fds" => Host::FdByFd,
+                _ => Host::Native,
+            };
             let latency = mode != "pipe";
             let inflight = if latency { 1 } else { k.max(1) };
             let burst = |total| {
@@ -290,21 +355,21 @@ pub fn caller(args: &[String]) -> ExitCode {
                     samples: RefCell::new(Vec::with_capacity(total as usize)),
                     checkpoints: RefCell::new(Vec::new()),
                     finished: Cell::new(false),
-                    stop: !embedded,
+                    stop: host == Host::Native,
                     session: session.clone(),
                 })
             };
             if warm > 0 {
                 let b = burst(warm);
                 b.start();
-                drive(&lp, embedded, || b.finished.get());
+                drive(&lp, host, || b.finished.get());
             }
             if with_barrier {
                 barrier();
             }
             let b = burst(n);
             b.start();
-            drive(&lp, embedded, || b.finished.get());
+            drive(&lp, host, || b.finished.get());
             if latency {
                 print_list("SAMPLES", &b.samples.borrow());
             } else {

@@ -360,9 +360,9 @@ impl EventLoop {
 
     /// Drops every pending timer, deferred task and posted closure without
     /// running them, and the host's watch function
-    /// ([`EventLoop::watch_fds`]) without telling it anything. Closures often hold objects that hold the loop, so
-    /// this breaks those cycles when the owner is done with the loop
-    /// (`sb_loop_free` calls it).
+    /// ([`EventLoop::watch_fds`]) without telling it anything. Closures
+    /// often hold objects that hold the loop, so this breaks those cycles
+    /// when the owner is done with the loop (`sb_loop_free` calls it).
     ///
     /// Output that closed clients were still flushing (see
     /// [`Client::close`](crate::Client::close)) is dropped with their

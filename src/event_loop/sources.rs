@@ -37,7 +37,9 @@ impl EventLoop {
             }
         };
         if let Err(e) = self.inner.registry.register(io, token, interest) {
-            self.release_token(token);
+            // Never told to the host: released without telling it.
+            let slot = self.take_slot(token);
+            drop(slot);
             return Err(e);
         }
         self.watched_fd_changed(fd, token, events);
@@ -83,19 +85,22 @@ impl EventLoop {
     }
 
     fn release_token(&self, token: Token) {
-        let released = {
-            let mut sources = self.inner.sources.borrow_mut();
-            let released = sources.get_mut(token.0).and_then(Option::take);
-            if released.is_some() {
-                self.inner.free_tokens.borrow_mut().push(token.0);
-            }
-            released
-        };
-        if let Some(slot) = released {
+        if let Some(slot) = self.take_slot(token) {
             self.watched_fd_changed(slot.fd, token, FdEvents::NONE);
             // Dropped outside the borrow: a destructor may use the loop.
             drop(slot);
         }
+    }
+
+    /// Empties `token`'s slot and frees the token; the slot, to be
+    /// dropped outside the borrow.
+    fn take_slot(&self, token: Token) -> Option<Slot> {
+        let mut sources = self.inner.sources.borrow_mut();
+        let slot = sources.get_mut(token.0).and_then(Option::take);
+        if slot.is_some() {
+            self.inner.free_tokens.borrow_mut().push(token.0);
+        }
+        slot
     }
 
     /// Asks for another `ready` call on the next turn: the source stopped

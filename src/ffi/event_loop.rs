@@ -199,7 +199,10 @@ pub unsafe extern "C" fn sb_loop_dispatch_fd(lp: *mut sb_loop, fd: i32, events: 
         let ready = FdEvents::from_bits(events).ok_or_else(|| {
             fail(
                 sb_status::SB_INVALID_ARGUMENT,
-                format!("events {events:#x}: only SB_FD_READ (1) and SB_FD_WRITE (2) are known"),
+                format!(
+                    "events {events:#x}: only SB_FD_READ ({SB_FD_READ}) and \
+                     SB_FD_WRITE ({SB_FD_WRITE}) are known"
+                ),
             )
         })?;
         Ok(lp.dispatch_fd(fd, ready)?)
