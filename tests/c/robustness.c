@@ -109,6 +109,16 @@ static void nulls_outside_handlers(void)
         CHECK(w->id == 0 && w->calls == 4);
         cb_check_freed(w, 1);
     }
+    {
+        /* Freeing the loop ends the watch without telling the host. */
+        sb_loop *watched_loop = NULL;
+        cb *w = cb_new("watch, freed with its loop");
+        CHECK_OK(sb_loop_new(&watched_loop));
+        CHECK_OK(sb_loop_watch_fds(watched_loop, cb_watch, w, cb_free));
+        sb_loop_free(watched_loop);
+        CHECK(w->id == 2 && w->calls == 2);
+        cb_check_freed(w, 1);
+    }
     CHECK(sb_loop_waker(NULL) == NULL);
     NULLARG(sb_waker_wake(NULL));
     REG_FAILS(SB_NULL_ARGUMENT, sb_waker_post(NULL, cb_loop, U, cb_free));
