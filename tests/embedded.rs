@@ -13,11 +13,10 @@
 #[macro_use]
 mod common;
 
+use common::fd_host::FdHost;
 use common::*;
 use stagebus::*;
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
-use std::os::fd::RawFd;
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -77,114 +76,6 @@ fn host_loop(lp: &EventLoop, done: impl Fn() -> bool) -> u32 {
         dispatches += 1;
     }
     dispatches
-}
-
-/// A host that watches the loop's fds one by one with `poll(2)`,
-/// level-triggered, as it was told to by [`EventLoop::watch_fds`].
-struct FdHost {
-    lp: EventLoop,
-    watched: Rc<RefCell<BTreeMap<RawFd, FdEvents>>>,
-}
-
-impl FdHost {
-    fn new(lp: &EventLoop) -> FdHost {
-        let watched: Rc<RefCell<BTreeMap<RawFd, FdEvents>>> = Rc::default();
-        let w = watched.clone();
-        lp.watch_fds(move |fd, events| {
-            let mut w = w.borrow_mut();
-            if events.is_none() {
-                assert!(w.remove(&fd).is_some(), "fd {fd} dropped but never watched");
-            } else {
-                w.insert(fd, events);
-            }
-        });
-        FdHost {
-            lp: lp.clone(),
-            watched,
-        }
-    }
-
-    /// The watched fds ready within `wait_ms`, and what for.
-    fn ready(&self, wait_ms: u64) -> Vec<(RawFd, FdEvents)> {
-        let mut pfds: Vec<libc::pollfd> = self
-            .watched
-            .borrow()
-            .iter()
-            .map(|(&fd, e)| libc::pollfd {
-                fd,
-                events: if e.readable { libc::POLLIN } else { 0 }
-                    | if e.writable { libc::POLLOUT } else { 0 },
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: `pfds` is a valid array of its length; the timeout fits.
-        let n = unsafe {
-            libc::poll(
-                pfds.as_mut_ptr(),
-                pfds.len() as libc::nfds_t,
-                wait_ms.min(i32::MAX as u64) as i32,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "poll: {e}");
-            return Vec::new();
-        }
-        pfds.iter()
-            .filter(|p| p.revents != 0)
-            .map(|p| {
-                let events = FdEvents {
-                    readable: p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0,
-                    writable: p.revents & libc::POLLOUT != 0,
-                };
-                (p.fd, events)
-            })
-            .collect()
-    }
-
-    /// As [`host_loop`], fd by fd: waits for any watched fd or the
-    /// timeout, then dispatches each ready fd, or the timeout. Returns how
-    /// many times it dispatched.
-    #[track_caller]
-    fn run(&self, done: impl Fn() -> bool) -> u32 {
-        let deadline = Instant::now() + LIMIT;
-        let mut dispatches = 0;
-        while !done() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "the host loop timed out");
-            let wait_ms = self
-                .lp
-                .timeout_ms()
-                .unwrap_or(u64::MAX)
-                .min(left.as_millis() as u64 + 1);
-            let ready = self.ready(wait_ms);
-            if ready.is_empty() {
-                self.lp.dispatch().unwrap();
-                dispatches += 1;
-            }
-            for (fd, events) in ready {
-                self.lp.dispatch_fd(fd, events).unwrap();
-                dispatches += 1;
-            }
-        }
-        dispatches
-    }
-
-    /// Dispatches until nothing is ready and the timeout is not zero.
-    #[track_caller]
-    fn settle(&self) {
-        for _ in 0..100 {
-            let ready = self.ready(0);
-            if ready.is_empty() && self.lp.timeout_ms() != Some(0) {
-                return;
-            }
-            self.lp.dispatch().unwrap();
-            for (fd, events) in ready {
-                self.lp.dispatch_fd(fd, events).unwrap();
-            }
-        }
-        panic!("the loop never went quiet: {:?}", self.ready(0));
-    }
 }
 
 /// Sets up the whole flow as a chain of completions on `lp`; the
@@ -343,16 +234,14 @@ fn a_far_timer_reaches_a_host_sleeping_without_timeout(t: Transport) {
     assert!(at.duration_since(start) >= after, "never early");
 }
 
-fn api_calls_outside_dispatch_make_the_fd_readable(t: Transport) {
-    let h = Harness::new(t);
-    let publisher = h.client();
-    let caller = h.client();
+/// Starts one kind of API call; the flag is set when it completed.
+type Start = Box<dyn Fn(Rc<Cell<bool>>)>;
 
-    // Each kind of API call, made while the host is idle, wakes the host;
-    // the host's loop then completes it with nothing but poll + dispatch.
-    type Start = Box<dyn Fn(Rc<Cell<bool>>)>;
+/// Each kind of API call a host may make while idle: publish, listing,
+/// subscribe, call, timer, defer, a post from another thread, close.
+fn api_calls(lp: &EventLoop, publisher: &Client, caller: &Client) -> Vec<(&'static str, Start)> {
     let (p, c) = (publisher.clone(), caller.clone());
-    let steps: Vec<(&str, Start)> = vec![
+    vec![
         (
             "publish",
             Box::new(move |f| p.publish("A", &["echo"], echo(), move |r| f.set(r.is_ok()))),
@@ -375,17 +264,17 @@ fn api_calls_outside_dispatch_make_the_fd_readable(t: Transport) {
             })
         }),
         ("timer", {
-            let lp = h.lp.clone();
+            let lp = lp.clone();
             Box::new(move |f| {
                 lp.add_timer(Duration::from_millis(1), move |_| f.set(true));
             })
         }),
         ("defer", {
-            let lp = h.lp.clone();
+            let lp = lp.clone();
             Box::new(move |f| lp.defer(move |_| f.set(true)))
         }),
         ("post from another thread", {
-            let remote = h.lp.remote();
+            let remote = lp.remote();
             Box::new(move |f| {
                 // The flag is not Send: the other thread posts a plain
                 // wake-up and the check happens here, in the closure
@@ -404,7 +293,17 @@ fn api_calls_outside_dispatch_make_the_fd_readable(t: Transport) {
                 c.close();
             })
         }),
-    ];
+    ]
+}
+
+fn api_calls_outside_dispatch_make_the_fd_readable(t: Transport) {
+    let h = Harness::new(t);
+    let publisher = h.client();
+    let caller = h.client();
+
+    // Each kind of API call, made while the host is idle, wakes the host;
+    // the host's loop then completes it with nothing but poll + dispatch.
+    let steps = api_calls(&h.lp, &publisher, &caller);
     for (what, start) in steps {
         settle(&h.lp);
         assert!(!fd_readable(&h.lp), "{what}: idle before");
@@ -438,48 +337,13 @@ fn fd_by_fd_api_calls_outside_dispatch_wake_the_host(t: Transport) {
     let host = FdHost::new(&h.lp);
     let publisher = h.client();
     let caller = h.client();
-    host.settle();
-    let (p, c) = (publisher.clone(), caller.clone());
-    type Start = Box<dyn Fn(Rc<Cell<bool>>)>;
-    let steps: Vec<(&str, Start)> = vec![
-        (
-            "publish",
-            Box::new(move |f| p.publish("A", &["echo"], echo(), move |r| f.set(r.is_ok()))),
-        ),
-        ("call", {
-            let c = c.clone();
-            Box::new(move |f| {
-                c.subscribe("A", |r| {
-                    r.unwrap();
-                });
-                c.call("A", "echo", &arg("x", 1), move |_, ev| {
-                    f.set(matches!(ev, CallEvent::Return { .. }))
-                })
-                .unwrap();
-            })
-        }),
-        ("defer", {
-            let lp = h.lp.clone();
-            Box::new(move |f| lp.defer(move |_| f.set(true)))
-        }),
-        ("post from another thread", {
-            let remote = h.lp.remote();
-            Box::new(move |f| {
-                let r = remote.clone();
-                std::thread::spawn(move || r.post(|_| {}).unwrap())
-                    .join()
-                    .unwrap();
-                f.set(true);
-            })
-        }),
-    ];
-    for (what, start) in steps {
+    for (what, start) in api_calls(&h.lp, &publisher, &caller) {
         host.settle();
         let flag = Rc::new(Cell::new(false));
         start(flag.clone());
         assert!(
             !host.ready(0).is_empty(),
-            "{what}: a watched fd is ready at once"
+            "{what}: a watched fd (the wake-up) is ready at once"
         );
         host.run(|| flag.get());
     }

@@ -12,6 +12,7 @@ mod brokers;
 mod nats_support;
 
 use brokers::*;
+use common::fd_host::FdHost;
 use common::*;
 use nats_support::cluster;
 use stagebus::*;
@@ -207,66 +208,27 @@ fn calls_listings_and_names_across_three_brokers() {
 /// A federated broker on a loop whose host watches its fds one by one
 /// (`EventLoop::watch_fds`): once connected and idle, every fd it was
 /// told of is quiet, the NATS socket included (watched for reading
-/// only: a level-triggered host is not woken by its writability), and a
-/// session published through it is listed.
+/// only: a level-triggered host is not woken by its writability).
 #[test]
 fn an_idle_federated_broker_leaves_a_host_watching_its_fds_quiet() {
     let bin = need_nats!();
     let nodes = cluster(&bin, 3, &js());
     let lp = EventLoop::new().unwrap();
-    let watched: Rc<RefCell<std::collections::BTreeMap<i32, FdEvents>>> = Rc::default();
-    let w = watched.clone();
-    lp.watch_fds(move |fd, events| {
-        if events.is_none() {
-            w.borrow_mut().remove(&fd);
-        } else {
-            w.borrow_mut().insert(fd, events);
-        }
-    });
+    let host = FdHost::new(&lp);
     let broker = federated(&lp, &urls_for(&nodes, 0), "b1", "watched");
     let client = connect(&lp, &broker);
     publish_when_ready(&client, "Svc", &["echo"], echo_clone());
     eventually(&lp, "Svc listed", || names(&client).contains(&"Svc".into()));
-    // The fds ready now, and what for (a zero-timeout poll of them all).
-    let ready = || {
-        let mut pfds: Vec<libc::pollfd> = watched
-            .borrow()
-            .iter()
-            .map(|(&fd, e)| libc::pollfd {
-                fd,
-                events: if e.readable { libc::POLLIN } else { 0 }
-                    | if e.writable { libc::POLLOUT } else { 0 },
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: `pfds` is a valid array of its length; zero timeout.
-        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 0) };
-        pfds.into_iter()
-            .filter(|p| p.revents != 0)
-            .map(|p| (p.fd, p.revents))
-            .collect::<Vec<_>>()
-    };
-    // Whatever is still in flight settles within a few turns; then the
-    // set stays quiet.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !ready().is_empty() || lp.timeout_ms() == Some(0) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never quiet: {:?} of {:?}",
-            ready(),
-            watched.borrow()
-        );
-        lp.dispatch().unwrap();
-    }
+    host.settle();
     for _ in 0..20 {
-        assert_eq!(ready(), Vec::new(), "watched: {:?}", watched.borrow());
+        assert_eq!(host.ready(0), Vec::new(), "{:?}", host.watched.borrow());
     }
-    // The broker's own fds, its listener, both ends of the client's
-    // connection and the NATS socket, all for reading.
-    assert!(watched.borrow().len() >= 6, "{:?}", watched.borrow());
+    // The loop's own two, the broker's listener, both ends of the
+    // client's connection and the NATS socket, all for reading.
+    let watched = host.watched.borrow();
+    assert!(watched.len() >= 6, "{watched:?}");
     assert!(
-        watched.borrow().values().all(|e| *e == FdEvents::READABLE),
-        "{:?}",
-        watched.borrow()
+        watched.values().all(|e| *e == FdEvents::READABLE),
+        "{watched:?}"
     );
 }

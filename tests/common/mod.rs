@@ -14,9 +14,13 @@
 //!   can inject frames toward the client (the original test posted fake
 //!   messages straight into its client's input handler).
 //!
+//! * [`fd_host::FdHost`]: a `poll(2)` host that watches the loop's fds one by one.
+//!
 //! Nothing here sleeps to let things settle: every wait is a loop run
 //! until a condition holds, bounded by [`LIMIT`].
 #![allow(dead_code)]
+
+pub mod fd_host;
 
 use stagebus::wire::{
     encode_frame, Frame, FrameDecoder, SessionInfo, DEFAULT_MAX_FRAME, MAGIC, PROTOCOL_VERSION,
