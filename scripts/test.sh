@@ -73,10 +73,11 @@ require readelf binutils
 require make make
 require valgrind valgrind
 # tests/examples.rs builds the examples that embed the loop in libevent,
-# libev and GLib.
+# libev, GLib and libuv.
 require_pkg libevent-dev
 require_pkg libev-dev
 require_pkg libglib2.0-dev
+require_pkg libuv1-dev
 # tests/perl.rs runs the Perl binding (FFI::Platypus) under POE and
 # AnyEvent; without these modules its tests would only skip.
 require prove perl

@@ -325,6 +325,16 @@ fn libev_fds() {
 }
 
 #[test]
+fn libuv_fds() {
+    // libuv watches each of the loop's fds with a uv_poll_t.
+    check_embed(
+        "examples/c/libuv_fds.c",
+        "libuv-fds",
+        &pkg_config("libuv", "libuv1-dev"),
+    );
+}
+
+#[test]
 fn glib_embed() {
     check_embed(
         "examples/c/glib_embed.c",
@@ -477,6 +487,7 @@ fn every_example_is_run() {
         "c/libev_embed.c",
         "c/libev_fds.c",
         "c/libevent_embed.c",
+        "c/libuv_fds.c",
         "c/service.c",
         "cpp/dialogue.cpp",
         "rust/greeter_call.rs",

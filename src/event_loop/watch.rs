@@ -14,9 +14,10 @@
 
 use super::{EventLoop, Readiness, ALARM, WAKER};
 use crate::error::{Error, ErrorCode};
+use crate::id_hash::IdMap;
 use mio::{Interest, Token};
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
 /// What a host is to watch an fd for, or what it found the fd ready for.
@@ -88,8 +89,9 @@ pub(super) struct HostWatch {
     /// runs (it called into the loop) is told when that call returns, in
     /// order.
     changes: RefCell<VecDeque<(RawFd, FdEvents)>>,
-    /// Which source each watched fd belongs to.
-    tokens: RefCell<HashMap<RawFd, Token>>,
+    /// Which source each watched fd belongs to (fds are the kernel's
+    /// numbers, which no peer chooses: the fast hash).
+    tokens: RefCell<IdMap<RawFd, Token>>,
 }
 
 impl HostWatch {
