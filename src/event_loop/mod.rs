@@ -449,9 +449,17 @@ impl EventLoop {
     /// embedding host calls `dispatch`; inside, the turn handles it.
     fn poke(&self) {
         if self.inner.dispatch_depth.get() == 0 && !self.inner.wake_pending.get() {
-            self.inner.wake_pending.set(true);
-            let _ = self.inner.waker.wake();
+            self.wake_host();
         }
+    }
+
+    // Cold and out of line: inside a turn (every deferral of a local
+    // request) nothing is woken, and `poke` stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn wake_host(&self) {
+        self.inner.wake_pending.set(true);
+        let _ = self.inner.waker.wake();
     }
 }
 
