@@ -29,6 +29,7 @@ over_both!(
     fd_by_fd_api_calls_outside_dispatch_wake_the_host,
     fd_by_fd_a_far_timer_reaches_the_host,
     fd_by_fd_the_host_watches_what_the_loop_has,
+    fd_by_fd_a_peer_held_back_is_not_watched_for_reading,
 );
 
 /// Whether the loop's fd is readable now (a zero-timeout poll).
@@ -404,7 +405,7 @@ fn fd_by_fd_the_host_watches_what_the_loop_has(t: Transport) {
     drop(dropped);
     host.settle();
     assert_eq!(host.watched.borrow().len(), 3, "{:?}", host.watched);
-    h.lp.unwatch_fds();
+    h.lp.unwatch_fds().unwrap();
     assert!(host.watched.borrow().is_empty());
     assert!(!h.lp.is_watched_by_fd());
     let refused = h.lp.dispatch_fd(0, FdEvents::READABLE).unwrap_err();
@@ -412,4 +413,64 @@ fn fd_by_fd_the_host_watches_what_the_loop_has(t: Transport) {
     // Back to the one fd: run_until drives it as before.
     let again = h.client();
     h.until("a client to connect", || again.is_connected());
+}
+
+/// A peer the broker stops reading (its answers pile up unread:
+/// backpressure) is not watched for reading meanwhile, or a
+/// level-triggered host would be woken on every pass for requests nobody
+/// reads; once the peer reads its answers the broker reads on, and every
+/// request is answered.
+fn fd_by_fd_a_peer_held_back_is_not_watched_for_reading(t: Transport) {
+    let h = Harness::with(t, |c| c.limits.output_high_water = 1024);
+    let host = FdHost::new(&h.lp);
+    // More requests than the broker reads at once (160 KB), and more
+    // answers (listings of twenty sessions, 20 MB) than the sockets
+    // between broker and peer hold, TCP's included.
+    let publisher = h.client();
+    for i in 0..20 {
+        let name = format!("a_session_with_a_rather_long_name_{i:02}");
+        publish(&publisher, &name, &["method"], echo()).unwrap();
+    }
+    let mut raw = Raw::handshaken(&h.lp, &h.addr);
+    let sent = 20_000u64;
+    let mut unsent: Vec<u8> = (1..=sent)
+        .flat_map(|id| frame_bytes(&stagebus::wire::Frame::Listing { id }))
+        .collect();
+    // One pass of the host: the requests that fit written, then whatever
+    // is ready dispatched (the timeout, if nothing is). Whether it found
+    // nothing to do.
+    let pass = |unsent: &mut Vec<u8>, raw: &mut Raw| {
+        match std::io::Write::write(&mut raw.stream, unsent) {
+            Ok(n) => drop(unsent.drain(..n)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("write: {e}"),
+        }
+        let ready = host.ready(0);
+        let idle = ready.is_empty() && h.lp.timeout_ms() != Some(0);
+        if ready.is_empty() {
+            h.lp.dispatch().unwrap();
+        }
+        for (fd, events) in ready {
+            h.lp.dispatch_fd(fd, events).unwrap();
+        }
+        idle
+    };
+    // The peer reads nothing: the broker answers until the sockets are
+    // full, then stops reading it, and the host goes idle although the
+    // peer's requests wait unread.
+    let deadline = Instant::now() + LIMIT;
+    while !pass(&mut unsent, &mut raw) {
+        assert!(Instant::now() < deadline, "the host never went idle");
+    }
+    assert!(h.broker.stats().reads_paused > 0);
+    let mut answered = raw.received().len() as u64;
+    assert!(answered < sent, "all answered before a pause");
+    // The peer reads; the broker reads on and answers everything.
+    let deadline = Instant::now() + LIMIT;
+    while answered < sent {
+        assert!(Instant::now() < deadline, "{answered} of {sent} answered");
+        answered += raw.received().len() as u64;
+        pass(&mut unsent, &mut raw);
+    }
+    assert_eq!(answered, sent);
 }

@@ -258,7 +258,8 @@ fn drive_fd_by_fd(lp: &EventLoop, done: impl Fn() -> bool) {
                 revents: 0,
             });
         }
-    });
+    })
+    .unwrap();
     let mut polled: Vec<libc::pollfd> = Vec::new();
     while !done() {
         let timeout = lp
@@ -280,7 +281,7 @@ fn drive_fd_by_fd(lp: &EventLoop, done: impl Fn() -> bool) {
             lp.dispatch_fd(p.fd, events).unwrap();
         }
     }
-    lp.unwatch_fds();
+    lp.unwatch_fds().unwrap();
 }
 
 /// The host's own loop: poll() on the loop's fd with its timeout, then

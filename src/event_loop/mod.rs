@@ -45,6 +45,7 @@ pub use remote::LoopRemote;
 pub use timers::TimerId;
 pub use watch::FdEvents;
 
+use crate::id_hash;
 use mio::{Events, Poll, Registry, Token};
 use remote::{thread_token, RemoteQueue, RemoteTask};
 use std::cell::{Cell, RefCell};
@@ -121,12 +122,18 @@ pub(crate) trait Flush {
     fn flush(&self, lp: &EventLoop);
 }
 
-/// A registered source, with the fd and events a host watching the fds
-/// one by one is told.
+/// A registered source, with its fd and what a host watching the fds one
+/// by one is to watch it for.
 struct Slot {
     source: Rc<dyn Source>,
     fd: RawFd,
+    /// What it is registered for.
     events: FdEvents,
+    /// Its input is left unread for now ([`EventLoop::hold_input`]).
+    held: bool,
+    /// What the host watching the fds was last told of it (none when no
+    /// host watches).
+    told: FdEvents,
 }
 
 struct Inner {
@@ -139,6 +146,9 @@ struct Inner {
     /// changes, so reading it from another thread is no data race.
     owner: u64,
     sources: RefCell<Vec<Option<Slot>>>,
+    /// The token of each registered fd (the kernel's numbers, which no
+    /// peer chooses: the fast hash).
+    fds: RefCell<id_hash::IdMap<RawFd, Token>>,
     free_tokens: RefCell<Vec<usize>>,
     timers: RefCell<Timers<Task>>,
     /// Wakes the loop for timers far away, so that it sleeps without a
@@ -219,6 +229,7 @@ impl EventLoop {
                 owner: thread_token(),
                 // Slot 0 is the waker's token, slot 1 the alarm's.
                 sources: RefCell::new(vec![None, None]),
+                fds: RefCell::default(),
                 free_tokens: RefCell::new(Vec::new()),
                 timers: RefCell::new(Timers::new()),
                 alarm,
@@ -379,7 +390,7 @@ impl EventLoop {
         let kept = std::mem::take(&mut *self.inner.kept.borrow_mut());
         self.inner.flush.borrow_mut().clear();
         self.inner.again.borrow_mut().clear();
-        let watcher = self.inner.watch.end_untold();
+        let watcher = self.end_watch_untold();
         // Dropped outside every borrow: their destructors may use the loop.
         drop((timers, deferred, remote, kept, watcher));
         self.inner.stopped.set(true);

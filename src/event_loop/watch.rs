@@ -12,9 +12,8 @@
 //! [`EventLoop::dispatch`] and the blocking calls that run the loop
 //! themselves work in either mode; only `dispatch_fd` skips asking it.
 
-use super::{EventLoop, Readiness, ALARM, WAKER};
+use super::{EventLoop, Readiness, Slot, ALARM, WAKER};
 use crate::error::{Error, ErrorCode};
-use crate::id_hash::IdMap;
 use mio::{Interest, Token};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -89,76 +88,97 @@ pub(super) struct HostWatch {
     /// runs (it called into the loop) is told when that call returns, in
     /// order.
     changes: RefCell<VecDeque<(RawFd, FdEvents)>>,
-    /// Which source each watched fd belongs to (fds are the kernel's
-    /// numbers, which no peer chooses: the fast hash).
-    tokens: RefCell<IdMap<RawFd, Token>>,
 }
 
 impl HostWatch {
     pub(super) fn is_on(&self) -> bool {
         self.on.get()
     }
+}
 
-    /// Ends the watch without telling the host (the loop is shut down:
-    /// the host's watches go with it); hands back the watcher, to be
-    /// dropped outside the loop's borrows.
-    pub(super) fn end_untold(&self) -> Option<Watcher> {
-        self.on.set(false);
-        self.tokens.borrow_mut().clear();
-        self.changes.borrow_mut().clear();
-        // Shut down from inside the watcher itself: it goes with the loop.
-        self.watcher.try_borrow_mut().ok()?.take()
+impl Slot {
+    /// What a host watching the fds is to watch this source for.
+    fn wanted(&self) -> FdEvents {
+        FdEvents {
+            readable: self.events.readable && !self.held,
+            writable: self.events.writable,
+        }
     }
+}
+
+/// Refused while the host's function runs: it would change the watch
+/// from inside a report of it.
+fn inside_the_watcher(what: &str) -> Error {
+    Error::new(
+        ErrorCode::InvalidState,
+        format!("{what} called from inside the watch function"),
+    )
 }
 
 impl EventLoop {
     /// Hands the host every fd the loop waits on, one by one, instead of
     /// the one fd of [`EventLoop::fd`]: `watcher(fd, events)` is called
     /// at once for every fd the loop has, and then whenever the loop adds
-    /// an fd, drops one ([`FdEvents::NONE`]) or changes what it waits for.
-    /// The host watches each fd as told, level-triggered (as `poll()`
-    /// does), and when one is ready calls [`EventLoop::dispatch_fd`]; when
-    /// [`EventLoop::timeout_ms`] passes it calls [`EventLoop::dispatch`].
+    /// an fd, drops one ([`FdEvents::NONE`]) or changes what it waits for
+    /// (a source whose input waits for room elsewhere is not watched for
+    /// reading meanwhile). The host watches each fd as told,
+    /// level-triggered (as `poll()` does), and when one is ready calls
+    /// [`EventLoop::dispatch_fd`]; when [`EventLoop::timeout_ms`] passes
+    /// it calls [`EventLoop::dispatch`].
     ///
     /// `watcher` runs on the loop's thread, inside the loop's calls; it
     /// should only change the host's watches. A second call replaces the
     /// watcher: the old one is told to drop every fd first.
-    pub fn watch_fds(&self, watcher: impl FnMut(RawFd, FdEvents) + 'static) {
-        self.unwatch_fds();
+    /// `invalid_state` from inside the watcher.
+    pub fn watch_fds(&self, watcher: impl FnMut(RawFd, FdEvents) + 'static) -> Result<(), Error> {
+        self.unwatch_fds()?;
         let watch = &self.inner.watch;
-        let mut current = vec![(self.inner.waker.fd(), WAKER, FdEvents::READABLE)];
-        if let Some(alarm) = &self.inner.alarm {
-            current.push((alarm.fd(), ALARM, FdEvents::READABLE));
-        }
-        for (i, slot) in self.inner.sources.borrow().iter().enumerate() {
-            if let Some(slot) = slot {
-                current.push((slot.fd, Token(i), slot.events));
-            }
-        }
-        *watch.watcher.borrow_mut() = Some(Box::new(watcher));
+        *watch
+            .watcher
+            .try_borrow_mut()
+            .map_err(|_| inside_the_watcher("watch_fds"))? = Some(Box::new(watcher));
         watch.on.set(true);
-        for (fd, token, events) in current {
-            watch.tokens.borrow_mut().insert(fd, token);
-            self.tell_host(fd, events);
+        for fd in self.own_fds() {
+            self.tell_host(fd, FdEvents::READABLE);
         }
+        let tokens: Vec<Token> = self.inner.fds.borrow().values().copied().collect();
+        for token in tokens {
+            self.sync_host(token);
+        }
+        Ok(())
     }
 
     /// Back to the one fd of [`EventLoop::fd`]: the watcher is told to
-    /// drop every fd, then dropped. Nothing happens if no host watches.
-    pub fn unwatch_fds(&self) {
+    /// drop every fd, then dropped. Nothing happens if no host watches;
+    /// `invalid_state` from inside the watcher.
+    pub fn unwatch_fds(&self) -> Result<(), Error> {
         let watch = &self.inner.watch;
         if !watch.on.get() {
-            return;
+            return Ok(());
         }
-        let fds: Vec<RawFd> = watch.tokens.borrow().keys().copied().collect();
-        for fd in fds {
+        if watch.watcher.try_borrow_mut().is_err() {
+            return Err(inside_the_watcher("unwatch_fds"));
+        }
+        let watched: Vec<RawFd> = self
+            .inner
+            .sources
+            .borrow_mut()
+            .iter_mut()
+            .flatten()
+            .filter(|slot| !slot.told.is_none())
+            .map(|slot| {
+                slot.told = FdEvents::NONE;
+                slot.fd
+            })
+            .collect();
+        for fd in self.own_fds().into_iter().chain(watched) {
             self.tell_host(fd, FdEvents::NONE);
         }
         watch.on.set(false);
-        watch.tokens.borrow_mut().clear();
         // Dropped outside the borrow: what it holds may use the loop.
         let old = watch.watcher.borrow_mut().take();
         drop(old);
+        Ok(())
     }
 
     /// Whether a host watches the loop's fds one by one
@@ -176,51 +196,81 @@ impl EventLoop {
     /// `invalid_state` when no host watches the fds: the loop would not
     /// know to drain its wake-up.
     pub fn dispatch_fd(&self, fd: RawFd, ready: FdEvents) -> Result<(), Error> {
-        let watch = &self.inner.watch;
-        if !watch.on.get() {
+        if !self.inner.watch.on.get() {
             return Err(Error::new(
                 ErrorCode::InvalidState,
                 "dispatch_fd without watch_fds: the loop's fds are not watched one by one",
             ));
         }
-        let token = watch.tokens.borrow().get(&fd).copied();
+        let token = if fd == self.inner.waker.fd() {
+            Some(WAKER)
+        } else if self.inner.alarm.as_ref().is_some_and(|a| a.fd() == fd) {
+            Some(ALARM)
+        } else {
+            self.inner.fds.borrow().get(&fd).copied()
+        };
         let mut events = self.inner.ready.take();
-        if let Some(token) = token {
-            if !ready.is_none() {
-                events.push((
-                    token,
-                    Readiness {
-                        readable: ready.readable,
-                        writable: ready.writable,
-                        // The host watches level-triggered: whatever a
-                        // short read leaves is reported again.
-                        hangup: false,
-                    },
-                ));
-            }
+        if let Some(token) = token.filter(|_| !ready.is_none()) {
+            events.push((
+                token,
+                Readiness {
+                    readable: ready.readable,
+                    writable: ready.writable,
+                    // The host watches level-triggered: whatever a short
+                    // read leaves is reported again.
+                    hangup: false,
+                },
+            ));
         }
         self.run_turn(events)
             .map_err(|e| Error::io("the loop's turn failed", &e))
     }
 
-    /// A source's fd was added, changed or dropped (`events` none): the
-    /// host, if one watches, is told.
-    pub(super) fn watched_fd_changed(&self, fd: RawFd, token: Token, events: FdEvents) {
-        let watch = &self.inner.watch;
-        if !watch.on.get() {
+    /// The loop's own fds: its wake-up, and its alarm if it has one.
+    fn own_fds(&self) -> Vec<RawFd> {
+        let alarm = self.inner.alarm.as_ref().map(|a| a.fd());
+        std::iter::once(self.inner.waker.fd())
+            .chain(alarm)
+            .collect()
+    }
+
+    /// Tells the host watching the fds what `token`'s source now wants,
+    /// if that changed.
+    pub(super) fn sync_host(&self, token: Token) {
+        if !self.inner.watch.on.get() {
             return;
         }
-        {
-            let mut tokens = watch.tokens.borrow_mut();
-            if events.is_none() {
-                if tokens.get(&fd) == Some(&token) {
-                    tokens.remove(&fd);
-                }
-            } else {
-                tokens.insert(fd, token);
+        let change = match self.inner.sources.borrow_mut().get_mut(token.0) {
+            Some(Some(slot)) if slot.wanted() != slot.told => {
+                slot.told = slot.wanted();
+                Some((slot.fd, slot.told))
             }
+            _ => None,
+        };
+        if let Some((fd, events)) = change {
+            self.tell_host(fd, events);
         }
-        self.tell_host(fd, events);
+    }
+
+    /// A source is gone: the host stops watching its fd, if it did.
+    pub(super) fn host_lost(&self, slot: &Slot) {
+        if self.inner.watch.on.get() && !slot.told.is_none() {
+            self.tell_host(slot.fd, FdEvents::NONE);
+        }
+    }
+
+    /// Ends the watch without telling the host (the loop is shut down:
+    /// the host's watches go with it); hands back the watcher, to be
+    /// dropped outside the loop's borrows.
+    pub(super) fn end_watch_untold(&self) -> Option<Watcher> {
+        let watch = &self.inner.watch;
+        watch.on.set(false);
+        watch.changes.borrow_mut().clear();
+        for slot in self.inner.sources.borrow_mut().iter_mut().flatten() {
+            slot.told = FdEvents::NONE;
+        }
+        // Shut down from inside the watcher itself: it goes with the loop.
+        watch.watcher.try_borrow_mut().ok()?.take()
     }
 
     fn tell_host(&self, fd: RawFd, events: FdEvents) {
@@ -248,5 +298,119 @@ impl EventLoop {
         if self.inner.watch.is_on() {
             self.inner.waker.drain();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Source;
+    use super::*;
+    use mio::net::UnixStream;
+    use mio::Interest;
+    use std::collections::BTreeMap;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::rc::Rc;
+
+    /// Counts its readiness reports.
+    struct Counted(Cell<u32>);
+
+    impl Source for Counted {
+        fn ready(&self, _: &EventLoop, _: Readiness) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+
+    type Watched = Rc<RefCell<BTreeMap<RawFd, FdEvents>>>;
+
+    fn watched_by_a_host(lp: &EventLoop) -> Watched {
+        let watched: Watched = Rc::default();
+        let w = watched.clone();
+        lp.watch_fds(move |fd, events| {
+            if events.is_none() {
+                w.borrow_mut().remove(&fd);
+            } else {
+                w.borrow_mut().insert(fd, events);
+            }
+        })
+        .unwrap();
+        watched
+    }
+
+    #[test]
+    fn a_source_whose_fd_closed_unregistered_gives_its_place_to_the_next_one() {
+        let lp = EventLoop::new().unwrap();
+        let watched = watched_by_a_host(&lp);
+        let (mut a, _peer_a) = UnixStream::pair().unwrap();
+        let old = Rc::new(Counted(Cell::new(0)));
+        lp.register(&mut a, Interest::READABLE, old.clone())
+            .unwrap();
+        let fd = a.as_raw_fd();
+        // Closed without a deregister, its number taken by another
+        // socket: `dup2` does both in one step, so that no other thread
+        // of the test process can take the number in between.
+        let (fresh, _peer_b) = UnixStream::pair().unwrap();
+        // SAFETY: both descriptors are open and this test's.
+        assert_eq!(unsafe { libc::dup2(fresh.as_raw_fd(), fd) }, fd);
+        // Its number now names the fresh socket, which `b` owns.
+        std::mem::forget(a);
+        // SAFETY: `fd` is open (the dup) and owned by nothing else now.
+        let mut b = unsafe { UnixStream::from_raw_fd(fd) };
+        drop(fresh);
+        let new = Rc::new(Counted(Cell::new(0)));
+        lp.register(&mut b, Interest::READABLE, new.clone())
+            .unwrap();
+        assert_eq!(watched.borrow().get(&fd), Some(&FdEvents::READABLE));
+        lp.dispatch_fd(fd, FdEvents::READABLE).unwrap();
+        assert_eq!((old.0.get(), new.0.get()), (0, 1));
+        // Watched afresh, the fd still leads to the new source.
+        lp.unwatch_fds().unwrap();
+        let watched = watched_by_a_host(&lp);
+        assert_eq!(watched.borrow().get(&fd), Some(&FdEvents::READABLE));
+        lp.dispatch_fd(fd, FdEvents::READABLE).unwrap();
+        assert_eq!((old.0.get(), new.0.get()), (0, 2));
+    }
+
+    #[test]
+    fn held_input_is_not_watched_for_reading_until_asked_again() {
+        let lp = EventLoop::new().unwrap();
+        let watched = watched_by_a_host(&lp);
+        let (mut a, _peer) = UnixStream::pair().unwrap();
+        let src = Rc::new(Counted(Cell::new(0)));
+        let token = lp.register(&mut a, Interest::READABLE, src).unwrap();
+        let fd = a.as_raw_fd();
+        lp.hold_input(token);
+        assert_eq!(watched.borrow().get(&fd), None);
+        lp.reregister(&mut a, token, Interest::READABLE | Interest::WRITABLE)
+            .unwrap();
+        let write_only = FdEvents {
+            readable: false,
+            writable: true,
+        };
+        assert_eq!(watched.borrow().get(&fd), Some(&write_only));
+        lp.again(token);
+        let both = FdEvents {
+            readable: true,
+            writable: true,
+        };
+        assert_eq!(watched.borrow().get(&fd), Some(&both));
+        lp.deregister(&mut a, token);
+        assert_eq!(watched.borrow().get(&fd), None);
+    }
+
+    #[test]
+    fn the_watch_cannot_be_changed_from_inside_its_function() {
+        let lp = EventLoop::new().unwrap();
+        let inner = lp.clone();
+        let refused = Rc::new(RefCell::new(Vec::new()));
+        let r = refused.clone();
+        lp.watch_fds(move |_, _| {
+            let e = inner.unwatch_fds().unwrap_err();
+            r.borrow_mut().push(e.code);
+        })
+        .unwrap();
+        assert_eq!(*refused.borrow(), vec![ErrorCode::InvalidState; 2]);
+        assert!(lp.is_watched_by_fd());
+        // The closure holds the loop: shutting down breaks the cycle.
+        lp.shutdown();
     }
 }

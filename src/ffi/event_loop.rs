@@ -137,10 +137,16 @@ pub type sb_watch_fn = Option<unsafe extern "C" fn(user: *mut c_void, fd: i32, e
 /// saves the second wait of every wake-up (the host's on the loop's
 /// epoll fd, then the loop's inside it).
 ///
-/// `f` should only change the host's watches. A second call replaces the
-/// first (whose `f` is told to drop every fd first). `free_user` runs
-/// once when the watch ends: `sb_loop_unwatch_fds`, a later
-/// `sb_loop_watch_fds`, `sb_loop_free`, or a failure of this call.
+/// `f` should only change the host's watches; calling
+/// `sb_loop_watch_fds` or `sb_loop_unwatch_fds` from it fails with
+/// `SB_INVALID_STATE`. A second call replaces the first (whose `f` is
+/// told to drop every fd first). A source whose input waits (the peer
+/// has too much output queued, say) is not to be watched for reading
+/// meanwhile: `f` is told so, and told again when it is. `free_user`
+/// runs once when the watch ends: `sb_loop_unwatch_fds`, a later
+/// `sb_loop_watch_fds`, `sb_loop_free` (which tells `f` nothing: call
+/// `sb_loop_unwatch_fds` first to have the host's watches dropped), or
+/// a failure of this call.
 #[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_watch_fds(
@@ -151,27 +157,29 @@ pub unsafe extern "C" fn sb_loop_watch_fds(
 ) -> sb_status {
     let user = UserData::new(user, free_user);
     status(|| {
-        // SAFETY: NULL or a live sb_loop.
-        let lp = unsafe { arg(lp, "loop") }?;
+        // SAFETY: NULL or a live sb_loop. Through a handle of its own, as
+        // in sb_loop_dispatch: the old watch function, told to drop its
+        // fds, may free the caller's.
+        let lp = unsafe { arg(lp, "loop") }?.clone();
         let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
-        lp.watch_fds(move |fd, events| {
+        Ok(lp.watch_fds(move |fd, events| {
             // SAFETY: the C caller's function with its own user pointer.
             unsafe { f(user.get(), fd, events.bits()) };
-        });
-        Ok(())
+        })?)
     })
 }
 
 /// Back to the one fd of `sb_loop_fd`: the watch function is told to
 /// drop every fd, then its `free_user` runs. Nothing happens if no host
-/// watches the fds.
+/// watches the fds; `SB_INVALID_STATE` from inside the watch function.
 #[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_unwatch_fds(lp: *mut sb_loop) -> sb_status {
     status(|| {
-        // SAFETY: NULL or a live sb_loop.
-        unsafe { arg(lp, "loop") }?.unwatch_fds();
-        Ok(())
+        // SAFETY: NULL or a live sb_loop; through a handle of its own, as
+        // in sb_loop_watch_fds.
+        let lp = unsafe { arg(lp, "loop") }?.clone();
+        Ok(lp.unwatch_fds()?)
     })
 }
 

@@ -30,7 +30,8 @@ impl FdHost {
             } else {
                 w.insert(fd, events);
             }
-        });
+        })
+        .unwrap();
         FdHost {
             lp: lp.clone(),
             watched,

@@ -113,4 +113,18 @@ my $later;
 $loop->timer(after_ms => 1, cb => sub { $later = 1 });
 ok($loop->run_until(sub { $later }, timeout_ms => 5000), 'run_until works while the fds are watched');
 
+# A watch replaced by another is not ended by its number; destroying the
+# loop tells the watching callback to drop every fd.
+{
+    my $l = StageBus::Loop->new;
+    my (%first, %second);
+    my $one = $l->watch_fds(sub { $_[1] ? ($first{ $_[0] } = 1) : delete $first{ $_[0] } });
+    my $two = $l->watch_fds(sub { $_[1] ? ($second{ $_[0] } = 1) : delete $second{ $_[0] } });
+    ok(!%first && keys %second == 2, 'a second watch replaces the first, which drops its fds');
+    $l->unwatch_fds($one);
+    is(scalar keys %second, 2, "unwatch_fds of the first watch's number leaves the second's");
+    $l->destroy;
+    is(scalar keys %second, 0, 'destroying the loop tells the watch to drop every fd');
+}
+
 done_testing;

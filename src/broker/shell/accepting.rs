@@ -17,8 +17,8 @@ impl Shell {
     /// had to stop for lack of resources (the rest wait in the backlog).
     pub(super) fn accept(&self, index: usize) -> bool {
         loop {
-            let accepted = match self.io.borrow().listeners.get(index) {
-                Some((listener, _)) => listener.accept(),
+            let (accepted, token) = match self.io.borrow().listeners.get(index) {
+                Some((listener, token)) => (listener.accept(), *token),
                 None => return true,
             };
             let (stream, peer) = match accepted {
@@ -33,6 +33,10 @@ impl Shell {
                             "cannot accept connections for now; accepting paused: {e}"
                         );
                         self.pause_accepting();
+                        // Its backlog waits for the retry: a host watching
+                        // the fds level-triggered must not watch it
+                        // meanwhile.
+                        self.lp.hold_input(token);
                         return false;
                     }
                 },
@@ -104,7 +108,11 @@ impl Shell {
     /// Tries every listener again after accepting was paused; the back-off
     /// starts over once every backlog is drained.
     pub(super) fn retry_accepting(&self) {
-        let count = self.io.borrow().listeners.len();
+        let tokens: Vec<_> = self.io.borrow().listeners.iter().map(|(_, t)| *t).collect();
+        for token in &tokens {
+            self.lp.resume_input(*token);
+        }
+        let count = tokens.len();
         // Stop at the first that fails: the others would fail alike.
         if (0..count).all(|index| self.accept(index)) {
             *self.accept_retry.borrow_mut() = AcceptRetry::default();

@@ -21,9 +21,6 @@ impl Shell {
     /// is read; true when federation must check the client's claims (it
     /// rescinded).
     pub(super) fn read(&self, id: ConnId, hangup: bool) -> bool {
-        if self.held.borrow().contains(&id) {
-            return false;
-        }
         let federated = self.fed.borrow().is_some();
         let mut claims = false;
         let mut held = false;
@@ -32,13 +29,14 @@ impl Shell {
             return false;
         };
         let mut core = self.core.borrow_mut();
-        if !core.reads(id) {
-            return false;
-        }
-        // Backpressure: a peer with too much output waiting is not read
-        // (its requests stay in its socket) until it reads that output;
-        // the core then asks for a resume.
-        if core.over_high_water(id) {
+        // Not read now: held by federation (read again when it lets go),
+        // closing (never read again), or backpressure: a peer with too
+        // much output waiting is not read (its requests stay in its
+        // socket) until it reads that output; the core then asks for a
+        // resume. Meanwhile a host watching the fds level-triggered must
+        // not watch it for reading.
+        if self.held.borrow().contains(&id) || !core.reads(id) || core.over_high_water(id) {
+            self.lp.hold_input(socket.conn.token());
             return false;
         }
         if core.monitoring() {
@@ -84,6 +82,9 @@ impl Shell {
         }
         if held {
             self.held.borrow_mut().insert(id);
+        }
+        if held || paused {
+            self.lp.hold_input(socket.conn.token());
         }
         if let Err(e) = socket.conn.after_read(&self.lp) {
             core.close(id, CloseReason::WriteFailed(e));

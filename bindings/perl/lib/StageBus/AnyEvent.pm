@@ -18,8 +18,7 @@ sub new {
     if ($a->{fd_by_fd}) {
         # One AnyEvent watcher per fd and direction, as the loop tells.
         $self->{fds} = {};
-        $loop->watch_fds(sub { $weak->_watch(@_) if $weak });
-        $self->{watching} = 1;
+        $self->{watching} = $loop->watch_fds(sub { $weak->_watch(@_) if $weak });
     }
     else {
         # A duplicate of the loop's fd: the watcher may close its handle
@@ -83,9 +82,10 @@ sub _arm {
 # Stops watching (dropping the object does it too).
 sub stop {
     my ($self) = @_;
-    if (delete $self->{watching}) {
+    if (my $watch = delete $self->{watching}) {
         my $loop = $self->{loop};
-        $loop->unwatch_fds if $loop && $loop->alive;
+        # Only its own watch: a later host's stays.
+        $loop->unwatch_fds($watch) if $loop && $loop->alive;
         delete $self->{fds};
     }
     delete @$self{qw(io timer)};
@@ -131,8 +131,9 @@ AnyEvent callbacks makes the fd readable, so nothing else is needed.
 
 With C<< fd_by_fd => 1 >>, AnyEvent watches each of the loop's fds itself
 (C<< $loop->watch_fds >>) instead of the loop's one fd, which spares the
-loop a second wait per wake-up; a loop is watched this way by one host
-at a time.
+loop a second wait per wake-up. A loop is watched this way by one host
+at a time: a second replaces the first, and stopping the first leaves
+the second's watch alone.
 
 The watchers live as long as the object (C<stop> or dropping it ends
 them). Do not block on a condvar inside a stagebus handler: the loop is

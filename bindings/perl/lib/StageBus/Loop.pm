@@ -44,17 +44,21 @@ sub in_dispatch { $_[0]{dispatching} }
 # SB_FD_READ and SB_FD_WRITE of the C API.
 use constant { FD_READ => 1, FD_WRITE => 2 };
 
+# Returns the watch's number: unwatch_fds($number) ends that watch only,
+# not one that replaced it.
 sub watch_fds {
     my ($self, $cb) = @_;
     my $p = $self->_p;
     my ($fn, $user, $free) = StageBus::_cb_args(watch => $cb, loop => $self, what => 'watch_fds');
     StageBus::_check(StageBus::_C::sb_loop_watch_fds($p, $fn, $user, $free), 'watch_fds');
-    return;
+    return $self->{watch} = ($self->{watches} = ($self->{watches} // 0) + 1);
 }
 
 sub unwatch_fds {
-    my ($self) = @_;
+    my ($self, $which) = @_;
+    return if defined $which && ($self->{watch} // 0) != $which;
     StageBus::_check(StageBus::_C::sb_loop_unwatch_fds($self->_p), 'unwatch_fds');
+    delete $self->{watch};
     return;
 }
 
@@ -164,6 +168,9 @@ sub destroy {
 sub _free {
     my ($self) = @_;
     StageBus::_untrack($self);
+    # A host watching the fds is told to drop them (freeing the loop
+    # would not tell it): its watchers and their duplicates go now.
+    StageBus::_C::sb_loop_unwatch_fds($self->{p}) if $self->{p} && delete $self->{watch} && $self->{pid} == $$;
     my $p = delete $self->{p};
     StageBus::_C::sb_loop_free($p) if $p && $self->{pid} == $$;
     StageBus::_bury();
@@ -240,7 +247,11 @@ when one is ready (a hang-up counts as readable) and C<dispatch> when
 C<timeout_ms> passes. That spares the loop the second wait of every
 wake-up. C<unwatch_fds> goes back to C<fd> (the callback is told to drop
 every fd first); C<dispatch_fd> without C<watch_fds> dies with
-C<invalid_state>.
+C<invalid_state>. C<watch_fds> returns the watch's number, and
+C<unwatch_fds($number)> ends that watch only, not one that replaced it;
+C<destroy> ends it too, telling the callback to drop every fd. A source
+whose input waits (its peer has too much output queued) is not to be
+watched for reading meanwhile: the callback is told so, and told again.
 
 =item timer(after_ms => $ms, cb => sub { my ($loop) = @_ })
 

@@ -28,7 +28,7 @@ sub new {
                 if ($self->{fd_by_fd}) {
                     # Each fd the loop tells of, watched from this session.
                     my $id = $_[SESSION]->ID;
-                    $loop->watch_fds(sub { $poe_kernel->call($id, sb_watch => @_) });
+                    $self->{watch} = $loop->watch_fds(sub { $poe_kernel->call($id, sb_watch => @_) });
                 }
                 else {
                     $kernel->select_read($self->{fh}, 'sb_ready');
@@ -45,7 +45,8 @@ sub new {
             sb_shutdown => sub {
                 my $kernel = $_[KERNEL];
                 if ($self->{fd_by_fd}) {
-                    $loop->unwatch_fds if $loop->alive;
+                    # Only its own watch: a later host's stays.
+                    $loop->unwatch_fds($self->{watch}) if $loop->alive && $self->{watch};
                     _watch($self, $kernel, $_, 0) for keys %{ $self->{fds} };
                 }
                 else {

@@ -183,6 +183,19 @@ impl NatsClient {
         if readiness.readable || readiness.hangup {
             self.read_in(attempt, readiness.hangup);
         }
+        // What the read left to send: a TLS handshake's next records, or
+        // output that waited for the handshake. Written now (the socket
+        // asks for writability only while something waits, so no later
+        // readiness would bring it).
+        let waiting = self
+            .inner
+            .borrow()
+            .socket
+            .as_ref()
+            .is_some_and(|s| s.stream.wants_write() || s.written < s.out.len());
+        if waiting {
+            self.write_out();
+        }
         self.deliver();
     }
 
@@ -216,7 +229,10 @@ impl NatsClient {
             s.out.drain(..s.written);
             s.written = 0;
         }
-        let want_write = !s.connected || s.written < s.out.len() || s.stream.wants_write();
+        // Output waiting for a TLS handshake cannot move before it ends
+        // (the read that ends it writes it): no wake-ups for it meanwhile.
+        let output_waits = s.written < s.out.len() && !s.stream.handshaking();
+        let want_write = !s.connected || output_waits || s.stream.wants_write();
         if failure.is_none() && want_write != s.write_interest {
             let interest = if want_write {
                 Interest::READABLE | Interest::WRITABLE
