@@ -464,10 +464,16 @@ enum sb_status sb_loop_dispatch(struct sb_loop *lp);
 // saves the second wait of every wake-up (the host's on the loop's
 // epoll fd, then the loop's inside it).
 //
-// `f` should only change the host's watches. A second call replaces the
-// first (whose `f` is told to drop every fd first). `free_user` runs
-// once when the watch ends: `sb_loop_unwatch_fds`, a later
-// `sb_loop_watch_fds`, `sb_loop_free`, or a failure of this call.
+// `f` should only change the host's watches; calling
+// `sb_loop_watch_fds` or `sb_loop_unwatch_fds` from it fails with
+// `SB_INVALID_STATE`. A second call replaces the first (whose `f` is
+// told to drop every fd first). A source whose input waits (the peer
+// has too much output queued, say) is not to be watched for reading
+// meanwhile: `f` is told so, and told again when it is. `free_user`
+// runs once when the watch ends: `sb_loop_unwatch_fds`, a later
+// `sb_loop_watch_fds`, `sb_loop_free` (which tells `f` nothing: call
+// `sb_loop_unwatch_fds` first to have the host's watches dropped), or
+// a failure of this call.
 enum sb_status sb_loop_watch_fds(struct sb_loop *lp,
                                  sb_watch_fn f,
                                  void *user,
@@ -475,7 +481,7 @@ enum sb_status sb_loop_watch_fds(struct sb_loop *lp,
 
 // Back to the one fd of `sb_loop_fd`: the watch function is told to
 // drop every fd, then its `free_user` runs. Nothing happens if no host
-// watches the fds.
+// watches the fds; `SB_INVALID_STATE` from inside the watch function.
 enum sb_status sb_loop_unwatch_fds(struct sb_loop *lp);
 
 // One non-blocking turn for a host that watches the fds one by one
