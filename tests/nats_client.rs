@@ -599,3 +599,33 @@ fn jetstream_unavailable_reads_as_no_responders() {
     assert_eq!(js::parse_response(&answer).unwrap_err().code, 503);
     c.close();
 }
+
+/// A client dropped without `close` takes its socket out of the loop: a
+/// host watching the loop's fds is told to drop it, and nothing is left
+/// for the closed fd.
+#[test]
+fn a_client_dropped_without_close_leaves_nothing_in_the_loop() {
+    let bin = need_nats!();
+    let node = Node::start(&bin, "dropped", &Spec::default());
+    let lp = EventLoop::new().unwrap();
+    let watched: Rc<RefCell<std::collections::BTreeSet<i32>>> = Rc::default();
+    let w = watched.clone();
+    lp.watch_fds(move |fd, events| {
+        if events.is_none() {
+            w.borrow_mut().remove(&fd);
+        } else {
+            w.borrow_mut().insert(fd);
+        }
+    })
+    .unwrap();
+    let own = watched.borrow().len();
+    let (c, events) = client(&lp, options(&node.url()));
+    connected(&lp, &events);
+    assert_eq!(watched.borrow().len(), own + 1, "the socket is watched");
+    drop(c);
+    assert_eq!(
+        watched.borrow().len(),
+        own,
+        "the socket is dropped with the client"
+    );
+}

@@ -116,6 +116,25 @@ pub struct NatsClient {
     me: Weak<NatsClient>,
 }
 
+/// A client dropped without [`NatsClient::close`] (a federation whose
+/// start failed after the connect began, say) takes its socket out of
+/// the loop, so that the loop keeps no source for a closed fd, and
+/// cancels its timers.
+impl Drop for NatsClient {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut();
+        for t in [inner.timer.take(), inner.ping_timer.take()]
+            .into_iter()
+            .flatten()
+        {
+            self.lp.cancel_timer(t);
+        }
+        if let Some(mut s) = inner.socket.take() {
+            self.lp.deregister(&mut s.stream, s.token);
+        }
+    }
+}
+
 impl fmt::Debug for NatsClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = self.inner.borrow();
