@@ -551,6 +551,96 @@ fn two_nats_nodes_of_three_down_then_back() {
     assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
 }
 
+/// A directory watch whose consumer is lost is made again without a
+/// reconnect: here every consumer of the bucket's stream is deleted
+/// behind the brokers' backs (a JetStream node going down, or a consumer
+/// refused while the cluster has no quorum, leaves a watch as silent),
+/// and a name published afterwards at one broker is still listed at the
+/// other.
+#[test]
+fn a_lost_directory_watch_is_made_again() {
+    let bin = need_nats!();
+    debug_logs();
+    let node = Node::start(&bin, "n1", &js());
+    let lp = EventLoop::new().unwrap();
+    let b1 = federated(&lp, &node.url(), "b1", "f9");
+    let b2 = federated(&lp, &node.url(), "b2", "f9");
+    let (c1, c2) = (connect(&lp, &b1), connect(&lp, &b2));
+    let (_seen, serve) = recorder();
+    publish_when_ready(&c1, "Before", &["echo"], serve.clone());
+    eventually(&lp, "Before listed at b2", || {
+        names(&c2).contains(&"Before".into())
+    });
+
+    let deleted = delete_kv_consumers(&lp, &node.url());
+    assert!(deleted >= 2, "the two brokers' watches: {deleted} deleted");
+    publish(&c1, "After", &["echo"], serve).unwrap();
+    eventually(&lp, "After listed at b2", || {
+        names(&c2).contains(&"After".into())
+    });
+    let out = call(&c2, "After", "echo", &arg("after", 1));
+    assert!(matches!(out.last, CallEvent::Return { .. }), "{out:?}");
+}
+
+/// Deletes every consumer of every KV stream on the server at `url`
+/// through the JetStream API; returns how many.
+fn delete_kv_consumers(lp: &EventLoop, url: &str) -> usize {
+    use stagebus::federation::nats::{parse_servers, NatsClient, NatsEvent, NatsOptions};
+    /// Answers by request token, as they arrive.
+    type Replies = Rc<RefCell<Vec<(u64, Vec<u8>)>>>;
+    let replies: Replies = Rc::default();
+    let connected = Rc::new(std::cell::Cell::new(false));
+    let (log, up) = (replies.clone(), connected.clone());
+    let nats = NatsClient::start(
+        lp,
+        NatsOptions::new(parse_servers(url).unwrap()),
+        move |_, e| match e {
+            NatsEvent::Connected { .. } => up.set(true),
+            NatsEvent::Reply { token, msg } => log.borrow_mut().push((token, msg.payload)),
+            _ => {}
+        },
+    )
+    .unwrap();
+    until(lp, "the test's NATS connection", || connected.get());
+    let ask = |subject: &str| -> serde_json::Value {
+        let token = nats.request(subject, None, b"").unwrap();
+        let mut answer = None;
+        until(lp, subject, || {
+            let mut r = replies.borrow_mut();
+            if let Some(i) = r.iter().position(|(t, _)| *t == token) {
+                answer = Some(r.remove(i).1);
+            }
+            answer.is_some()
+        });
+        serde_json::from_slice(&answer.unwrap()).unwrap()
+    };
+    let list = |v: &serde_json::Value, key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut deleted = 0;
+    let streams = ask("$JS.API.STREAM.NAMES");
+    for stream in list(&streams, "streams")
+        .iter()
+        .filter(|s| s.starts_with("KV_"))
+    {
+        let consumers = ask(&format!("$JS.API.CONSUMER.NAMES.{stream}"));
+        for consumer in list(&consumers, "consumers") {
+            let done = ask(&format!("$JS.API.CONSUMER.DELETE.{stream}.{consumer}"));
+            assert_eq!(done["success"], true, "{done}");
+            deleted += 1;
+        }
+    }
+    nats.close();
+    deleted
+}
+
 #[test]
 fn a_killed_broker_ends_each_call_once_and_leaves_the_listings() {
     let bin = need_nats!();

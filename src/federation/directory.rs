@@ -26,14 +26,20 @@ mod shared;
 pub(crate) use shared::mode_conflict;
 
 use super::config::FederationConfig;
-use super::nats::js::{self, Kv, KvOp, Watch, ERR_WRONG_LAST_SEQUENCE};
+use super::nats::js::{self, Kv, KvOp, Watch, ERR_WRONG_LAST_SEQUENCE, WATCH_IDLE_HEARTBEAT};
 use super::nats::Msg;
 use super::node::{body_of, ConnId, Federation, SYNTHETIC_OPS};
 use crate::error::{Error, ErrorCode};
 use crate::wire::Frame;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a watch may be silent before it is made again: its consumer
+/// sends a heartbeat every [`WATCH_IDLE_HEARTBEAT`], so a few missed in a
+/// row mean the consumer is gone (its server went down, JetStream lost
+/// it, its creation was refused).
+const WATCH_SILENCE: Duration = WATCH_IDLE_HEARTBEAT.saturating_mul(3);
 
 /// A directory entry's value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +133,12 @@ pub(crate) struct Directory {
     ready: bool,
     watch_sid: Option<u64>,
     watch: Watch,
+    /// When the watch was last heard from (a message on its deliver
+    /// subject, seen at a tick), or made.
+    watch_heard: Instant,
+    /// Whether a message reached the watch since the last tick: set per
+    /// message, so that only the tick reads the clock.
+    watch_fresh: bool,
     next_op: u64,
     /// This broker's id.
     me: String,
@@ -166,6 +178,8 @@ impl Directory {
             ready: false,
             watch_sid: None,
             watch: Watch::new(0),
+            watch_heard: Instant::now(),
+            watch_fresh: false,
             next_op: SYNTHETIC_OPS,
             me: config.broker_id.clone(),
         })
@@ -327,6 +341,7 @@ impl Federation {
         let (subject, body) = {
             let mut st = self.state.borrow_mut();
             st.dir.watch_sid = Some(sid);
+            st.dir.watch_heard = Instant::now();
             let last = st.dir.watch.last_stream_seq();
             st.dir.watch = Watch::new(last);
             let from = (last > 0).then_some(last + 1);
@@ -370,6 +385,9 @@ impl Federation {
                 }
             },
             Op::Consumer => {
+                // Refused (JetStream without a quorum, the stream
+                // offline): the watch stays silent, and the tick makes
+                // it again (see `watch_lost`).
                 if let Err(e) = js::parse_response(msg) {
                     log::warn!(broker = self.config.broker_id.as_str(); "directory watch: {e}");
                 }
@@ -543,6 +561,10 @@ impl Federation {
         for p in waiting {
             self.finish_claim(p, Err(unavailable("the directory bucket is not ready")));
         }
+        if self.watch_lost(now) {
+            log::info!(broker = self.config.broker_id.as_str(); "directory watch silent for {WATCH_SILENCE:?}: made again");
+            self.start_watch();
+        }
         // A bucket request that could not even be sent is tried again.
         let retry = {
             let st = self.state.borrow();
@@ -556,6 +578,21 @@ impl Federation {
         if retry && self.nats().is_some_and(|n| n.is_connected()) {
             self.create_stream(self.replicas());
         }
+    }
+
+    /// Whether the watch has heard nothing for [`WATCH_SILENCE`] while no
+    /// request to make it is pending. Without this check a lost consumer
+    /// would leave the cache as it was until the next reconnect: names
+    /// published on other brokers meanwhile never listed here.
+    fn watch_lost(&self, now: Instant) -> bool {
+        let mut st = self.state.borrow_mut();
+        let dir = &mut st.dir;
+        if std::mem::take(&mut dir.watch_fresh) {
+            dir.watch_heard = now;
+        }
+        dir.watch_sid.is_some()
+            && now.duration_since(dir.watch_heard) > WATCH_SILENCE
+            && !dir.ops.values().any(|(op, _)| matches!(op, Op::Consumer))
     }
 }
 

@@ -20,6 +20,7 @@ impl Federation {
             if st.dir.watch_sid != Some(msg.sid) {
                 return;
             }
+            st.dir.watch_fresh = true;
             let kv = st.dir.kv.clone();
             st.dir.watch.on_msg(&kv, msg)
         };

@@ -19,6 +19,10 @@ pub const ERR_WRONG_LAST_SEQUENCE: u64 = 10071;
 /// JetStream's error code for "stream not found".
 pub const ERR_STREAM_NOT_FOUND: u64 = 10059;
 
+/// How often a watch's consumer sends an idle heartbeat: a watch that
+/// hears nothing for a few of these has lost its consumer.
+pub const WATCH_IDLE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// An error answered by the JetStream API (or an answer that cannot be
 /// read).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,7 +310,7 @@ impl Kv {
             "max_deliver": 1,
             "replay_policy": "instant",
             "flow_control": true,
-            "idle_heartbeat": 1_000_000_000u64,
+            "idle_heartbeat": WATCH_IDLE_HEARTBEAT.as_nanos() as u64,
             "filter_subject": format!("$KV.{}.>", self.bucket),
             "mem_storage": true,
             "num_replicas": 1,
