@@ -7,11 +7,12 @@
 //!   goes to the core (or the client gets `already_exists`).
 //! * A rescind or a publisher's disconnect deletes the claim
 //!   (compare-and-set on its revision, with the reason in a header).
-//! * Every broker watches the bucket (an ordered push consumer) and keeps
-//!   a cache; other brokers' sessions are published in the core by their
-//!   stand-in connections, so a listing is local plus cache, and
-//!   subscribing, calling and `no_such_method` work as for local
-//!   sessions.
+//! * Every broker watches the bucket (an ordered push consumer, made
+//!   again after a gap, a reconnect, or three idle heartbeats of
+//!   silence) and keeps a cache; other brokers' sessions are published
+//!   in the core by their stand-in connections, so a listing is local
+//!   plus cache, and subscribing, calling and `no_such_method` work as
+//!   for local sessions.
 //! * A dead broker's entries are deleted by whoever declares it dead; a
 //!   broker deletes its own entries of an earlier incarnation.
 //!
