@@ -92,7 +92,12 @@ impl Queued {
             Queued::Task(task) => task(lp),
             Queued::Shared(target) => target.run_deferred(lp),
             Queued::Weak(target) => {
-                if let Some(target) = target.upgrade() {
+                // The queue's reference goes before the turn, in which
+                // the target may end: its last holder may then keep its
+                // allocation (a request's record: request/pool.rs).
+                let strong = target.upgrade();
+                drop(target);
+                if let Some(target) = strong {
                     target.run_deferred(lp);
                 }
             }

@@ -25,6 +25,13 @@ thread_local! {
     static FREE: Pool<ServedRec> = const { Pool::new() };
 }
 
+/// How many callee's records this thread keeps for reuse; with `clear`,
+/// none first (see [`pool::kept`]).
+#[cfg(test)]
+pub(crate) fn kept_records(clear: bool) -> usize {
+    pool::kept(&FREE, clear)
+}
+
 /// The callee's record of a request.
 pub(crate) struct ServedRec {
     id: u64,
@@ -92,6 +99,13 @@ impl Served {
     ) -> Served {
         let parts = (id, caller_id, stage, method, link, deadline);
         Served(pool::take(&FREE, parts))
+    }
+
+    /// Lets go of this hold. The last holder of an ended request keeps
+    /// its record's allocation for the next request (see [`pool`]).
+    #[inline]
+    pub(crate) fn release(self) {
+        pool::give(&FREE, self.0);
     }
 
     /// A new reference of the callee's, for a handler.

@@ -24,6 +24,13 @@ thread_local! {
     static FREE: Pool<CallerRec> = const { Pool::new() };
 }
 
+/// How many caller's records this thread keeps for reuse; with `clear`,
+/// none first (see [`pool::kept`]).
+#[cfg(test)]
+pub(crate) fn kept_records(clear: bool) -> usize {
+    pool::kept(&FREE, clear)
+}
+
 /// The caller's record of a request.
 pub(crate) struct CallerRec {
     id: u64,
@@ -252,6 +259,10 @@ impl CallerEnd for CallerRec {
             rec.release_kept();
         }
         drop(stage);
+    }
+
+    fn let_go(self: Rc<Self>) {
+        pool::give(&FREE, self);
     }
 
     fn is_open(&self) -> bool {

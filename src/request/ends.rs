@@ -156,6 +156,12 @@ pub(crate) trait CallerEnd: Deferred {
 
     /// Answers from a callee on this loop waiting for their turn.
     fn inbox(&self) -> &Inbox;
+
+    /// The link lets go of this half after its final answer: the half
+    /// keeps its allocation for later requests if nothing else holds it
+    /// (its handler dropped the request's handle, the next request of a
+    /// sequence replacing it). By default the reference is just dropped.
+    fn let_go(self: Rc<Self>) {}
 }
 
 /// The callee's half: what the caller's messages do on the serving

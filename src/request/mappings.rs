@@ -48,6 +48,10 @@ pub(crate) struct ResponseHandlers<H> {
 
 /// The parts of [`ResponseHandlers`] few requests use.
 struct More<H> {
+    /// The second mapping: a request mapping `return` and `error` (the
+    /// usual pair) allocates the box, and no list besides.
+    second: Option<(TypeName, HandlerRef<H>)>,
+    /// The third mapping on.
     rest: Vec<(TypeName, HandlerRef<H>)>,
     fallback: Option<H>,
     role: Option<Box<str>>,
@@ -63,19 +67,24 @@ impl<H> Default for ResponseHandlers<H> {
 }
 
 impl<H> ResponseHandlers<H> {
-    fn rest(&self) -> &[(TypeName, HandlerRef<H>)] {
-        self.more.as_deref().map_or(&[][..], |m| &m.rest[..])
+    /// The mappings after the inline one, in the order made.
+    fn rest(&self) -> impl Iterator<Item = &(TypeName, HandlerRef<H>)> {
+        let more = self.more.as_deref();
+        let second = more.and_then(|m| m.second.as_ref());
+        let rest = more.map_or(&[][..], |m| &m.rest[..]);
+        second.into_iter().chain(rest)
     }
 
     /// The mapped types, inline first.
     fn types(&self) -> impl Iterator<Item = &TypeName> {
         let first = self.first.iter().map(|(t, _)| t);
-        first.chain(self.rest().iter().map(|(t, _)| t))
+        first.chain(self.rest().map(|(t, _)| t))
     }
 
     fn more(&mut self) -> &mut More<H> {
         self.more.get_or_insert_with(|| {
             Box::new(More {
+                second: None,
                 rest: Vec::new(),
                 fallback: None,
                 role: None,
@@ -124,10 +133,14 @@ impl<H: Clone> ResponseHandlers<H> {
                 if first.as_ref().is_some_and(|(t, _)| t == kind) {
                     *first = None;
                 }
-                let rest = &mut self.more().rest;
-                match rest.iter_mut().find(|(t, _)| t == kind) {
-                    Some((_, h)) => *h = handler,
-                    None => rest.push((type_name(kind), handler)),
+                let more = self.more();
+                let mut mapped = more.second.iter_mut().chain(more.rest.iter_mut());
+                if let Some((_, h)) = mapped.find(|(t, _)| t == kind) {
+                    *h = handler;
+                } else if more.second.is_none() {
+                    more.second = Some((type_name(kind), handler));
+                } else {
+                    more.rest.push((type_name(kind), handler));
                 }
             }
         }
@@ -155,7 +168,7 @@ impl<H: Clone> ResponseHandlers<H> {
         if let Some((_, h)) = self.first.as_ref().filter(|(t, _)| t == kind) {
             return Some(h.clone());
         }
-        if let Some((_, h)) = self.rest().iter().find(|(t, _)| t == kind) {
+        if let Some((_, h)) = self.rest().find(|(t, _)| t == kind) {
             let found = match h {
                 HandlerRef::Closure(f) => Some(f.clone()),
                 HandlerRef::Method(name) => requester.and_then(|s| s.handler(name)),
@@ -198,6 +211,20 @@ mod tests {
     fn chosen(h: &ResponseHandlers<HandlerFn>, kind: &str, want: &HandlerFn) -> bool {
         h.choose(&type_name(kind), None::<&Nobody>)
             .is_some_and(|got| Rc::ptr_eq(&got, want))
+    }
+
+    #[test]
+    fn two_mappings_need_no_list() {
+        let mut h = ResponseHandlers::default();
+        let (ret, err) = (closure(), closure());
+        h.map("return", HandlerRef::Closure(ret.clone()));
+        h.map("error", HandlerRef::Closure(err.clone()));
+        assert!(chosen(&h, "return", &ret) && chosen(&h, "error", &err));
+        let more = h.more.as_deref().expect("the second mapping's box");
+        assert_eq!(more.rest.capacity(), 0, "no list allocated");
+        h.map("error", HandlerRef::Closure(ret.clone()));
+        assert!(chosen(&h, "error", &ret), "replaced in place");
+        assert_eq!(h.types().count(), 2);
     }
 
     #[test]

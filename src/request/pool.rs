@@ -92,6 +92,18 @@ pub(crate) fn give<T: Pooled>(pool: &'static LocalKey<Pool<T>>, mut rc: Rc<T>) {
     });
 }
 
+/// How many records `pool` keeps; with `clear`, it lets them go first
+/// (for tests that count what a sequence of requests gives back).
+#[cfg(test)]
+pub(crate) fn kept<T>(pool: &'static LocalKey<Pool<T>>, clear: bool) -> usize {
+    pool.with(|p| {
+        if clear {
+            p.free.borrow_mut().clear();
+        }
+        p.free.borrow().len()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

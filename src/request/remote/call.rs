@@ -30,15 +30,24 @@ impl Call {
         args: &Args,
         caller: Weak<dyn CallerEnd>,
     ) -> Result<Call, Error> {
+        let mut caller = Some(caller);
         let on_event = move |_, event| {
-            let Some(caller) = caller.upgrade() else {
+            // A final event lets go of the weak reference first, so that
+            // the half may keep its allocation when the link lets go of
+            // it ([`CallerEnd::let_go`]).
+            let last = !matches!(event, CallEvent::Emit { .. });
+            let weak = if last { caller.take() } else { caller.clone() };
+            let Some(caller) = weak.and_then(|w| w.upgrade()) else {
                 return;
             };
-            caller.receive(match event {
+            caller.clone().receive(match event {
                 CallEvent::Emit { kind, args } => Answer::received(&kind, args, false),
                 CallEvent::Return { kind, args } => Answer::received(&kind, args, true),
                 CallEvent::Error(e) => Answer::error(e),
             });
+            if last {
+                caller.let_go();
+            }
         };
         let id = client.start_call(
             Some(origin),

@@ -121,6 +121,7 @@ impl Stage {
                 });
                 serving.0.borrow_mut().insert(route, served.clone());
                 run_method(&served, served.method(), &args);
+                served.release();
             }
             Inbound::Recall { method, args } => {
                 let served = serving.0.borrow().get(&delivery.id()).cloned();
@@ -178,5 +179,77 @@ impl Withdraw for Publication {
 
     fn withdraw(self: Box<Self>) {
         Publication::withdraw(*self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Requests through a broker on the test's loop.
+
+    use crate::request::{callee, caller, RemoteStage, Request, Stage};
+    use crate::{Broker, BrokerConfig, Client, ClientConfig, EventLoop};
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    fn wait(lp: &EventLoop, what: &str, mut done: impl FnMut() -> bool) {
+        let ok = lp.run_until(Duration::from_secs(10), &mut done).unwrap();
+        assert!(ok, "timed out waiting for {what}");
+    }
+
+    /// The next request of the sequence, sent from the last one's return
+    /// handler, where it replaces (and so drops) the last one's handle.
+    fn send_next(remote: &RemoteStage, left: Rc<Cell<u32>>, held: Rc<RefCell<Option<Request>>>) {
+        if left.get() == 0 {
+            return;
+        }
+        left.set(left.get() - 1);
+        let (r, l, h) = (remote.clone(), left.clone(), held.clone());
+        let request = Request::to(remote, "echo")
+            .on("return", move |_| {
+                send_next(&r, l.clone(), h.clone());
+                Ok(())
+            })
+            .send()
+            .unwrap();
+        let last = held.borrow_mut().replace(request);
+        drop(last);
+    }
+
+    #[test]
+    fn a_sequence_of_remote_requests_reuses_both_records() {
+        let lp = EventLoop::new().unwrap();
+        let any = ["tcp://127.0.0.1:0".parse().unwrap()];
+        let broker = Broker::new(&lp, BrokerConfig::listening(any)).unwrap();
+        let address = broker.local_addresses()[0].clone();
+        let publisher = Client::connect(&lp, &address, ClientConfig::default());
+        let calling = Client::connect(&lp, &address, ClientConfig::default());
+        let stage = Stage::new(&lp, "svc");
+        stage.on("echo", |ctx| ctx.ret("return", ctx.args()));
+        let published = Rc::new(Cell::new(false));
+        let p = published.clone();
+        stage.publish(&publisher, "Svc", &[], move |r| p.set(r.is_ok()));
+        wait(&lp, "the publish", || published.get());
+        let remote = Rc::new(RefCell::new(None));
+        let r = remote.clone();
+        RemoteStage::subscribe(&calling, "Svc", move |s| *r.borrow_mut() = s.ok());
+        wait(&lp, "the subscribe", || remote.borrow().is_some());
+        let remote = remote.borrow_mut().take().unwrap();
+
+        caller::kept_records(true);
+        callee::kept_records(true);
+        let left = Rc::new(Cell::new(20));
+        let held: Rc<RefCell<Option<Request>>> = Rc::default();
+        send_next(&remote, left.clone(), held.clone());
+        wait(&lp, "the sequence", || {
+            left.get() == 0 && held.borrow().as_ref().is_some_and(|r| !r.is_open())
+        });
+        // Each ended record went back to its pool, and the next request
+        // took it: one of each is kept, where every request used to
+        // allocate both.
+        assert_eq!(caller::kept_records(false), 1, "caller's records");
+        assert_eq!(callee::kept_records(false), 1, "callee's records");
+        held.borrow_mut().take();
+        assert_eq!(caller::kept_records(false), 2, "the last one's too");
     }
 }
