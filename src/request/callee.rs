@@ -120,6 +120,12 @@ impl Served {
         &self.0.method
     }
 
+    /// Whether the request can still be answered.
+    #[inline]
+    pub(crate) fn is_open(&self) -> bool {
+        self.0.open.get()
+    }
+
     /// The method the caller asked for, as the request shares it.
     #[inline]
     pub(crate) fn method_name(&self) -> &Rc<str> {

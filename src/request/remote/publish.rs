@@ -112,15 +112,23 @@ impl Stage {
                     Up::Remote(Reply::new(delivery.clone())),
                     delivery.deadline(),
                 );
-                let table = Rc::downgrade(&serving);
                 let route = delivery.id();
-                served.set_on_end(move || {
-                    if let Some(t) = table.upgrade() {
-                        t.0.borrow_mut().remove(&route);
-                    }
-                });
                 serving.0.borrow_mut().insert(route, served.clone());
                 run_method(&served, served.method(), &args);
+                if served.is_open() {
+                    // Answered later (a slow method, or an emit waiting
+                    // for a recall): it leaves the table when it ends.
+                    let table = Rc::downgrade(&serving);
+                    served.set_on_end(move || {
+                        if let Some(t) = table.upgrade() {
+                            t.0.borrow_mut().remove(&route);
+                        }
+                    });
+                } else {
+                    // Answered at once, the usual case: no hook to make.
+                    let ended = serving.0.borrow_mut().remove(&route);
+                    drop(ended);
+                }
                 served.release();
             }
             Inbound::Recall { method, args } => {
