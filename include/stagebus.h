@@ -284,6 +284,10 @@ typedef void (*sb_watch_fn)(void *user, int32_t fd, uint32_t events);
 // Frees the user data of a registration.
 typedef void (*sb_free_fn)(void *user);
 
+// Run on the loop's thread when a watched Unix signal arrives
+// (`sb_loop_on_unix_signals`).
+typedef void (*sb_unix_signal_fn)(void *user, struct sb_loop *lp, int32_t signal);
+
 // A function run on the loop thread: by a timer or a post.
 typedef void (*sb_loop_fn)(void *user, struct sb_loop *lp);
 
@@ -504,6 +508,30 @@ enum sb_status sb_loop_run_for(struct sb_loop *lp, uint64_t ms);
 // dropped: output closed clients are still flushing waits for the next
 // run or dispatch.
 enum sb_status sb_loop_stop(struct sb_loop *lp);
+
+// Takes the `count` Unix signals at `signals` (SIGTERM, SIGINT, …) on
+// the loop instead of their default action or a signal handler:
+// `f(user, loop, signal)` runs on the loop's thread when one arrives, so
+// it may call anything a loop callback may (`sb_loop_stop`, say). The
+// signals are blocked in the calling thread, which must be the loop's,
+// and read from a signalfd the loop waits on (a host watching the fds
+// is told of it). Threads started before this call must block them
+// too. A second call replaces the first. `SB_INVALID_ARGUMENT` for no
+// signal, a number that is no signal, or SIGKILL, SIGSTOP, SIGSEGV,
+// SIGBUS, SIGFPE, SIGILL. `free_user` runs once when the watch ends
+// (`sb_loop_clear_unix_signals`, a later call, `sb_loop_free`, or a
+// failure of this call); the thread's signal mask is then as before.
+enum sb_status sb_loop_on_unix_signals(struct sb_loop *lp,
+                                       const int32_t *signals,
+                                       size_t count,
+                                       sb_unix_signal_fn f,
+                                       void *user,
+                                       sb_free_fn free_user);
+
+// Ends the watch of `sb_loop_on_unix_signals`: its `free_user` runs and
+// the thread's signal mask is as before. Nothing happens without one.
+// May be called from the signal function itself.
+enum sb_status sb_loop_clear_unix_signals(struct sb_loop *lp);
 
 // Runs `f(user, loop)` once after `ms` milliseconds; `*out_id` names the
 // timer for `sb_loop_cancel_timer`. `free_user` runs once after `f` ran

@@ -194,6 +194,17 @@ fn unix_broker_serves_and_removes_its_socket_on_sigterm() {
         assert_eq!(out.stdout, "Bar go\n");
     }
 
+    // SIGTERM is read by the loop itself: no thread waits for it (a
+    // second thread would cost every system call of the broker).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap();
+    let threads = status.lines().find(|l| l.starts_with("Threads:"));
+    assert_eq!(
+        threads
+            .map(str::split_whitespace)
+            .and_then(|mut w| w.nth(1)),
+        Some("1")
+    );
+
     p.signal(libc::SIGTERM);
     let (status, stderr) = p.wait();
     assert_eq!(status.code(), Some(0), "stderr: {stderr}");

@@ -416,6 +416,10 @@ inline void run_watch(void *user, int32_t fd, uint32_t events) noexcept {
     fn<std::function<void(int, std::uint32_t)>>(user)(fd, events);
 }
 
+inline void run_unix_signal(void *user, sb_loop *, int32_t signal) noexcept {
+    fn<std::function<void(int)>>(user)(signal);
+}
+
 inline void run_done(void *user, sb_status status, const char *message) noexcept {
     fn<DoneFn>(user)(status, message);
 }
@@ -617,6 +621,21 @@ public:
     void dispatch_fd(int fd, std::uint32_t events) {
         detail::check(sb_loop_dispatch_fd(raw(), fd, events));
     }
+
+    // Takes `signals` (SIGTERM, SIGINT, ...) on the loop instead of their
+    // default action: `f(signal)` runs on the loop's thread when one
+    // arrives (see sb_loop_on_unix_signals: call it on the loop's thread,
+    // before starting other threads). `f` must not throw. A second call
+    // replaces the first; clear_unix_signals() ends it.
+    void on_unix_signals(const std::vector<int> &signals, std::function<void(int signal)> f) {
+        detail::check(detail::register_fn(
+            std::move(f), &detail::run_unix_signal,
+            [&](sb_unix_signal_fn c, void *user, sb_free_fn free_user) {
+                return sb_loop_on_unix_signals(raw(), signals.data(), signals.size(), c, user,
+                                               free_user);
+            }));
+    }
+    void clear_unix_signals() { detail::check(sb_loop_clear_unix_signals(raw())); }
 
     // Runs `f` once after `ms` milliseconds; the id cancels it.
     std::uint64_t add_timer(std::uint64_t ms, Callback f) {

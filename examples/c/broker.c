@@ -8,43 +8,24 @@
  * parent process can read it), and serves until SIGINT or SIGTERM.
  *
  * Signals: a handler may not call into the library (nothing in it is
- * async-signal-safe). Instead SIGINT and SIGTERM are blocked in every
- * thread and a small thread waits for them with sigwait(); when one
- * arrives it posts sb_loop_stop to the loop through an sb_waker, the one
- * object that may be used from another thread.
+ * async-signal-safe). Instead the loop takes SIGINT and SIGTERM itself
+ * (sb_loop_on_unix_signals: blocked, then read from a signalfd), and
+ * runs stop_on_signal on its own thread when one arrives, where any
+ * call is allowed. No thread of ours, and none of the library's.
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "stagebus.h"
 
-struct signal_watch {
-    sigset_t set;
-    sb_waker *waker;
-    int signo; /* written by the watcher thread, read after the join */
-};
-
-/* Runs on the loop thread, inside sb_loop_run. */
-static void stop_loop(void *user, sb_loop *lp) {
-    (void)user;
+/* Runs on the loop thread, inside sb_loop_run; `user` is where the
+ * signal's number goes. */
+static void stop_on_signal(void *user, sb_loop *lp, int32_t signal) {
+    *(int32_t *)user = signal;
     sb_loop_stop(lp);
-}
-
-static void *watch_signals(void *arg) {
-    struct signal_watch *w = arg;
-    int sig = 0;
-    if (sigwait(&w->set, &sig) == 0) {
-        w->signo = sig;
-        if (sb_waker_post(w->waker, stop_loop, NULL, NULL) != SB_OK) {
-            fprintf(stderr, "broker: cannot post the stop: %s\n", sb_last_error());
-        }
-    }
-    return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -53,22 +34,22 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    /* Block the signals before any thread exists, so that every thread
-     * (the library's, if any, and ours) inherits the mask. */
-    struct signal_watch watch;
-    memset(&watch, 0, sizeof watch);
-    sigemptyset(&watch.set);
-    sigaddset(&watch.set, SIGINT);
-    sigaddset(&watch.set, SIGTERM);
-    if (pthread_sigmask(SIG_BLOCK, &watch.set, NULL) != 0) {
-        fprintf(stderr, "broker: pthread_sigmask failed\n");
-        return 1;
-    }
-
     sb_loop *lp = NULL;
     sb_status st = sb_loop_new(&lp);
     if (st != SB_OK) {
         fprintf(stderr, "broker: %s: %s\n", sb_strerror(st), sb_last_error());
+        return 1;
+    }
+
+    /* First, before any thread exists (threads started later inherit the
+     * mask; the library starts none), and before the addresses are
+     * printed: a parent that reads them may signal at once. */
+    const int32_t stop_signals[] = {SIGINT, SIGTERM};
+    int32_t signo = 0;
+    st = sb_loop_on_unix_signals(lp, stop_signals, 2, stop_on_signal, &signo, NULL);
+    if (st != SB_OK) {
+        fprintf(stderr, "broker: cannot watch SIGINT/SIGTERM: %s\n", sb_last_error());
+        sb_loop_free(lp);
         return 1;
     }
 
@@ -89,16 +70,6 @@ int main(int argc, char **argv) {
     }
     fflush(stdout);
 
-    watch.waker = sb_loop_waker(lp);
-    pthread_t watcher;
-    if (watch.waker == NULL || pthread_create(&watcher, NULL, watch_signals, &watch) != 0) {
-        fprintf(stderr, "broker: cannot start the signal watcher\n");
-        sb_waker_free(watch.waker);
-        sb_broker_free(broker);
-        sb_loop_free(lp);
-        return 1;
-    }
-
     st = sb_loop_run(lp);
     int rc = 0;
     if (st != SB_OK) {
@@ -106,16 +77,11 @@ int main(int argc, char **argv) {
         rc = 1;
     }
 
-    /* If the loop ended for another reason the watcher still waits:
-     * wake it with one of its own signals (harmless if it is gone). */
-    pthread_kill(watcher, SIGTERM);
-    pthread_join(watcher, NULL);
-    if (watch.signo != 0) {
-        printf("stopping on signal %d\n", watch.signo);
+    if (signo != 0) {
+        printf("stopping on signal %d\n", (int)signo);
         fflush(stdout);
     }
 
-    sb_waker_free(watch.waker);
     sb_broker_free(broker);
     sb_loop_free(lp);
     return rc;

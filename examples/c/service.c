@@ -12,13 +12,12 @@
  *   slow           never answers; prints when the caller cancels it
  *
  * Prints "ready" (flushed) once the broker has accepted the session, a
- * line per request served, and runs until SIGINT or SIGTERM (see
- * broker.c for why signals go through a thread and an sb_waker).
+ * line per request served, and runs until SIGINT or SIGTERM (taken on
+ * the loop: see broker.c).
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -217,25 +216,10 @@ static void disconnected(void *user, sb_status st, const char *message) {
 
 /* --- signals (see broker.c) ----------------------------------------- */
 
-struct signal_watch {
-    sigset_t set;
-    sb_waker *waker;
-    int signo;
-};
-
-static void stop_loop(void *user, sb_loop *lp) {
-    (void)user;
+/* Runs on the loop thread; `user` is where the signal's number goes. */
+static void stop_on_signal(void *user, sb_loop *lp, int32_t signal) {
+    *(int32_t *)user = signal;
     sb_loop_stop(lp);
-}
-
-static void *watch_signals(void *arg) {
-    struct signal_watch *w = arg;
-    int sig = 0;
-    if (sigwait(&w->set, &sig) == 0) {
-        w->signo = sig;
-        sb_waker_post(w->waker, stop_loop, NULL, NULL);
-    }
-    return NULL;
 }
 
 static int check(sb_status st, const char *what) {
@@ -251,20 +235,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s BROKER-ADDRESS\n", argv[0]);
         return 2;
     }
-    struct signal_watch watch;
-    memset(&watch, 0, sizeof watch);
-    sigemptyset(&watch.set);
-    sigaddset(&watch.set, SIGINT);
-    sigaddset(&watch.set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &watch.set, NULL);
-
     struct service svc = {NULL, 0};
     sb_client *client = NULL;
     sb_stage *stage = NULL;
-    pthread_t watcher;
-    int watching = 0;
+    const int32_t stop_signals[] = {SIGINT, SIGTERM};
+    int32_t signo = 0;
 
     if (!check(sb_loop_new(&svc.lp), "loop")) {
+        return 1;
+    }
+    if (!check(sb_loop_on_unix_signals(svc.lp, stop_signals, 2, stop_on_signal, &signo, NULL),
+               "watch SIGINT/SIGTERM")) {
+        sb_loop_free(svc.lp);
         return 1;
     }
     if (!check(sb_client_connect(svc.lp, argv[1], NULL, connected, &svc, NULL, &client),
@@ -292,27 +274,14 @@ int main(int argc, char **argv) {
         }
     }
 
-    watch.waker = sb_loop_waker(svc.lp);
-    if (watch.waker == NULL || pthread_create(&watcher, NULL, watch_signals, &watch) != 0) {
-        fprintf(stderr, "service: cannot start the signal watcher\n");
-        svc.exit_code = 1;
-        goto out;
-    }
-    watching = 1;
-
     if (!check(sb_loop_run(svc.lp), "run")) {
         svc.exit_code = 1;
     }
 
 out:
-    if (watching) {
-        pthread_kill(watcher, SIGTERM);
-        pthread_join(watcher, NULL);
-        if (watch.signo != 0) {
-            say("stopping on signal %d", watch.signo);
-        }
+    if (signo != 0) {
+        say("stopping on signal %d", (int)signo);
     }
-    sb_waker_free(watch.waker);
     sb_stage_free(stage);
     sb_client_free(client);
     sb_loop_free(svc.lp);

@@ -31,13 +31,15 @@
 //! heap; `alarm` the timerfd that stands for far timers, so a sleeping
 //! loop arms no kernel timer per wait; `remote` what other threads may
 //! do; `wakeup` the eventfd they wake it with; `watch` the host that
-//! watches the loop's fds one by one.
+//! watches the loop's fds one by one; `unix_signals` the signalfd that turns
+//! signals into loop events.
 
 mod alarm;
 mod remote;
 mod sources;
 mod timers;
 mod turn;
+mod unix_signals;
 mod wakeup;
 mod watch;
 
@@ -174,6 +176,8 @@ struct Inner {
     wake_pending: Cell<bool>,
     stopped: Cell<bool>,
     shut: Cell<bool>,
+    /// The Unix signals taken on the loop ([`EventLoop::on_unix_signals`]).
+    signals: RefCell<Option<Rc<unix_signals::SignalWatch>>>,
 }
 
 impl Inner {
@@ -249,6 +253,7 @@ impl EventLoop {
                 wake_pending: Cell::new(false),
                 stopped: Cell::new(false),
                 shut: Cell::new(false),
+                signals: RefCell::new(None),
             }),
         })
     }
@@ -375,8 +380,9 @@ impl EventLoop {
     }
 
     /// Drops every pending timer, deferred task and posted closure without
-    /// running them, and the host's watch function
-    /// ([`EventLoop::watch_fds`]) without telling it anything. Closures
+    /// running them, the host's watch function ([`EventLoop::watch_fds`])
+    /// without telling it anything, and the signal handler
+    /// ([`EventLoop::on_unix_signals`], the signals' mask restored). Closures
     /// often hold objects that hold the loop, so this breaks those cycles
     /// when the owner is done with the loop (`sb_loop_free` calls it).
     ///
@@ -396,6 +402,7 @@ impl EventLoop {
         self.inner.flush.borrow_mut().clear();
         self.inner.again.borrow_mut().clear();
         let watcher = self.end_watch_untold();
+        self.clear_unix_signals();
         // Dropped outside every borrow: their destructors may use the loop.
         drop((timers, deferred, remote, kept, watcher));
         self.inner.stopped.set(true);

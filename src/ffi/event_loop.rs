@@ -257,6 +257,75 @@ pub unsafe extern "C" fn sb_loop_stop(lp: *mut sb_loop) -> sb_status {
     })
 }
 
+/// Run on the loop's thread when a watched Unix signal arrives
+/// (`sb_loop_on_unix_signals`).
+pub type sb_unix_signal_fn =
+    Option<unsafe extern "C" fn(user: *mut c_void, lp: *mut sb_loop, signal: i32)>;
+
+/// Takes the `count` Unix signals at `signals` (SIGTERM, SIGINT, …) on
+/// the loop instead of their default action or a signal handler:
+/// `f(user, loop, signal)` runs on the loop's thread when one arrives, so
+/// it may call anything a loop callback may (`sb_loop_stop`, say). The
+/// signals are blocked in the calling thread, which must be the loop's,
+/// and read from a signalfd the loop waits on (a host watching the fds
+/// is told of it). Threads started before this call must block them
+/// too. A second call replaces the first. `SB_INVALID_ARGUMENT` for no
+/// signal, a number that is no signal, or SIGKILL, SIGSTOP, SIGSEGV,
+/// SIGBUS, SIGFPE, SIGILL. `free_user` runs once when the watch ends
+/// (`sb_loop_clear_unix_signals`, a later call, `sb_loop_free`, or a
+/// failure of this call); the thread's signal mask is then as before.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_on_unix_signals(
+    lp: *mut sb_loop,
+    signals: *const i32,
+    count: usize,
+    f: sb_unix_signal_fn,
+    user: *mut c_void,
+    free_user: sb_free_fn,
+) -> sb_status {
+    let user = UserData::new(user, free_user);
+    status(|| {
+        // SAFETY: NULL or a live sb_loop. Through a handle of its own, as
+        // in sb_loop_dispatch: the replaced watch's free_user may free
+        // the caller's.
+        let lp = unsafe { arg(lp, "loop") }?.clone();
+        let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
+        if signals.is_null() && count > 0 {
+            return Err(fail(
+                sb_status::SB_NULL_ARGUMENT,
+                format!("signals is NULL (with a count of {count})"),
+            ));
+        }
+        let list = if count == 0 {
+            &[][..]
+        } else {
+            // SAFETY: non-NULL and `count` readable ints per the contract.
+            unsafe { std::slice::from_raw_parts(signals, count) }
+        };
+        Ok(lp.on_unix_signals(list, move |lp, signal| {
+            // SAFETY: the C caller's function with its own user pointer;
+            // the loop pointer is valid for the call.
+            unsafe { f(user.get(), loop_ptr(lp), signal) };
+        })?)
+    })
+}
+
+/// Ends the watch of `sb_loop_on_unix_signals`: its `free_user` runs and
+/// the thread's signal mask is as before. Nothing happens without one.
+/// May be called from the signal function itself.
+#[doc = safety!()]
+#[no_mangle]
+pub unsafe extern "C" fn sb_loop_clear_unix_signals(lp: *mut sb_loop) -> sb_status {
+    status(|| {
+        // SAFETY: NULL or a live sb_loop; through a handle of its own, as
+        // in sb_loop_on_unix_signals.
+        let lp = unsafe { arg(lp, "loop") }?.clone();
+        lp.clear_unix_signals();
+        Ok(())
+    })
+}
+
 /// Runs `f(user, loop)` once after `ms` milliseconds; `*out_id` names the
 /// timer for `sb_loop_cancel_timer`. `free_user` runs once after `f` ran
 /// or the timer was cancelled.

@@ -313,6 +313,16 @@ static inline void cb_loop(void *user, sb_loop *lp)
     ((cb *)user)->calls++;
 }
 
+/* sb_unix_signal_fn: counts the call, keeps the signal in id, stops
+ * the loop. */
+static inline void cb_unix_signal(void *user, sb_loop *lp, int32_t signal)
+{
+    cb_alive((cb *)user);
+    ((cb *)user)->calls++;
+    ((cb *)user)->id = (uint64_t)signal;
+    sb_loop_stop(lp);
+}
+
 /* sb_notify_fn */
 static inline void cb_notify(void *user)
 {

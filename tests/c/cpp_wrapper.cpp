@@ -35,6 +35,8 @@
 #include "stagebus.hpp"
 
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <chrono>
 #include <functional>
@@ -897,6 +899,32 @@ void federation_options()
     OK("BrokerOptions::federation; a federated broker starts without NATS");
 }
 
+// Unix signals on the loop (Loop::on_unix_signals): one raised in this
+// thread runs the function on the loop, which stops it; a bad list
+// throws; clear_unix_signals() gives the signal its default again.
+void unix_signals()
+{
+    stagebus::Loop loop;
+    std::vector<int> seen;
+    loop.on_unix_signals({SIGUSR1}, [&](int signal) {
+        seen.push_back(signal);
+        loop.stop();
+    });
+    CHECK(raise(SIGUSR1) == 0);
+    loop.run();
+    CHECK(seen.size() == 1 && seen[0] == SIGUSR1);
+    bool threw = false;
+    try {
+        loop.on_unix_signals({SIGKILL}, [](int) {});
+    } catch (const stagebus::Error &e) {
+        threw = e.status() == SB_INVALID_ARGUMENT;
+    }
+    CHECK(threw);
+    loop.clear_unix_signals();
+    sigset_t now;
+    CHECK(pthread_sigmask(SIG_BLOCK, nullptr, &now) == 0);
+    CHECK(!sigismember(&now, SIGUSR1));
+}
 } // namespace
 
 int main()
@@ -910,6 +938,7 @@ int main()
     reconnect();
     calls_by_name();
     fd_by_fd();
+    unix_signals();
     signals_and_posts();
     identities();
     tls();

@@ -21,6 +21,9 @@
 #define STAGEBUS_TESTING 1 /* declares sb_debug_panic */
 #include "check.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 static const char bad[] = {(char)0xff, (char)0xfe, 'x', 0}; /* not UTF-8 */
 
 /* Registering with a record that must be freed once, at once, because
@@ -118,6 +121,33 @@ static void nulls_outside_handlers(void)
         sb_loop_free(watched_loop);
         CHECK(w->id == 2 && w->calls == 2);
         cb_check_freed(w, 1);
+    }
+    /* Unix signals taken on the loop */
+    {
+        const int32_t usr1[1] = {SIGUSR1}, kill_[1] = {SIGKILL}, none[1] = {0};
+        sigset_t now;
+        cb *s = cb_new("unix signals");
+        REG_FAILS(SB_NULL_ARGUMENT,
+                  sb_loop_on_unix_signals(NULL, usr1, 1, cb_unix_signal, U, cb_free));
+        REG_FAILS(SB_NULL_ARGUMENT,
+                  sb_loop_on_unix_signals(lp, NULL, 1, cb_unix_signal, U, cb_free));
+        REG_FAILS(SB_NULL_ARGUMENT, sb_loop_on_unix_signals(lp, usr1, 1, NULL, U, cb_free));
+        REG_FAILS(SB_INVALID_ARGUMENT,
+                  sb_loop_on_unix_signals(lp, NULL, 0, cb_unix_signal, U, cb_free));
+        REG_FAILS(SB_INVALID_ARGUMENT,
+                  sb_loop_on_unix_signals(lp, kill_, 1, cb_unix_signal, U, cb_free));
+        REG_FAILS(SB_INVALID_ARGUMENT,
+                  sb_loop_on_unix_signals(lp, none, 1, cb_unix_signal, U, cb_free));
+        NULLARG(sb_loop_clear_unix_signals(NULL));
+        CHECK_OK(sb_loop_clear_unix_signals(lp)); /* none: nothing to do */
+        CHECK_OK(sb_loop_on_unix_signals(lp, usr1, 1, cb_unix_signal, s, cb_free));
+        CHECK(pthread_sigmask(SIG_BLOCK, NULL, &now) == 0 && sigismember(&now, SIGUSR1));
+        CHECK(raise(SIGUSR1) == 0); /* this thread: the loop's */
+        CHECK_OK(sb_loop_run(lp)); /* the signal function stops it */
+        CHECK(s->calls == 1 && s->id == SIGUSR1);
+        CHECK_OK(sb_loop_clear_unix_signals(lp));
+        cb_check_freed(s, 1);
+        CHECK(pthread_sigmask(SIG_BLOCK, NULL, &now) == 0 && !sigismember(&now, SIGUSR1));
     }
     CHECK(sb_loop_waker(NULL) == NULL);
     NULLARG(sb_waker_wake(NULL));

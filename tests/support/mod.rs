@@ -364,6 +364,11 @@ impl Proc {
         assert_eq!(rc, 0, "cannot signal {}", self.name);
     }
 
+    /// The process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         self.signal(libc::SIGTERM);

@@ -116,6 +116,8 @@ my @FUNCTIONS = (
     [sb_loop_unwatch_fds  => ['opaque'] => 'sint32'],
     [sb_loop_dispatch_fd  => ['opaque', 'sint32', 'uint32'] => 'sint32'],
     [sb_loop_stop         => ['opaque'] => 'sint32'],
+    [sb_loop_on_unix_signals    => ['opaque', 'sint32[]', 'size_t', 'opaque', 'opaque', 'opaque'] => 'sint32'],
+    [sb_loop_clear_unix_signals => ['opaque'] => 'sint32'],
     [sb_loop_add_timer    => ['opaque', 'uint64', 'opaque', 'opaque', 'opaque', 'uint64*'] => 'sint32'],
     [sb_loop_cancel_timer => ['opaque', 'uint64'] => 'sint32'],
 
@@ -711,6 +713,19 @@ _closure(loop_fn => '(opaque,opaque)->void', sub {
         _run_cb('timer', $rec->{code}, $rec->{loop});
         1;
     } or eval { warn "stagebus: timer callback failed: $@" };
+    return;
+});
+
+# sb_unix_signal_fn: a Unix signal taken on the loop, by name ('TERM').
+_closure(unix_signal => '(opaque,opaque,sint32)->void', sub {
+    my ($id, $lp, $signal) = @_;
+    local $DEPTH = $DEPTH + 1;
+    local $@;
+    eval {
+        my $rec = $REG{$id} or return;
+        _run_cb('on_unix_signals', $rec->{code}, StageBus::Loop::_signal_name($signal));
+        1;
+    } or eval { warn "stagebus: signal callback failed: $@" };
     return;
 });
 

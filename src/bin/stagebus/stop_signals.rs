@@ -1,15 +1,22 @@
-//! SIGINT and SIGTERM as a request to stop the loop: blocked in every
-//! thread and taken by `sigwait` in a thread of their own, which posts the
-//! stop to the loop.
+//! SIGINT and SIGTERM as a request to stop the loop: blocked from the
+//! command's start, then read by the loop itself
+//! ([`EventLoop::on_unix_signals`]), which stops. No thread: the process
+//! stays single-threaded, so glibc's system calls skip the cancellation
+//! bookkeeping a second thread would add to each of them.
 
 use crate::Failure;
 use stagebus::EventLoop;
 use std::io;
 
-/// The set {SIGINT, SIGTERM}, blocked in the calling thread. Call it
-/// before any thread exists, so every thread inherits the mask and the
-/// signals can only be taken by sigwait in the thread of [`stop_loop_on`].
-pub(crate) fn block() -> Result<libc::sigset_t, Failure> {
+/// The stop signals, blocked since [`block`]: until the loop reads them
+/// one arriving waits, instead of killing the command half set up.
+pub(crate) struct Blocked(());
+
+const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
+
+/// Blocks SIGINT and SIGTERM in the calling thread (the loop's), before
+/// anything else runs.
+pub(crate) fn block() -> Result<Blocked, Failure> {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it before
     // any other use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -17,8 +24,9 @@ pub(crate) fn block() -> Result<libc::sigset_t, Failure> {
     // are valid; these calls only write into `set`.
     unsafe {
         libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
+        for signal in STOP_SIGNALS {
+            libc::sigaddset(&mut set, signal);
+        }
     }
     // SAFETY: `set` is initialised; a null old-set pointer is allowed.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
@@ -28,36 +36,12 @@ pub(crate) fn block() -> Result<libc::sigset_t, Failure> {
             io::Error::from_raw_os_error(rc)
         )));
     }
-    Ok(set)
+    Ok(Blocked(()))
 }
 
-/// Starts the thread that waits for a signal of `set` (blocked by
-/// [`block`]) and then stops `lp`.
-pub(crate) fn stop_loop_on(lp: &EventLoop, set: libc::sigset_t) -> Result<(), Failure> {
-    let remote = lp.remote();
-    std::thread::Builder::new()
-        .name("stagebus-signals".into())
-        .spawn(move || {
-            if wait_for_signal(&set).is_some() {
-                // A failed post means the loop is gone, so it has stopped.
-                let _ = remote.post(|lp| lp.stop());
-            }
-        })
-        .map(|_| ())
-        .map_err(|e| Failure::Failed(format!("cannot start the signal thread: {e}")))
-}
-
-/// Blocks until a signal of `set` arrives; `None` if sigwait fails.
-fn wait_for_signal(set: &libc::sigset_t) -> Option<libc::c_int> {
-    loop {
-        let mut signal: libc::c_int = 0;
-        // SAFETY: `set` is an initialised sigset_t and `signal` a valid
-        // place for the result.
-        let rc = unsafe { libc::sigwait(set, &mut signal) };
-        match rc {
-            0 => return Some(signal),
-            libc::EINTR => continue,
-            _ => return None,
-        }
-    }
+/// Stops `lp` when SIGINT or SIGTERM arrives (one that arrived since
+/// [`block`] stops it at its first turn).
+pub(crate) fn stop_loop_on(lp: &EventLoop, _: Blocked) -> Result<(), Failure> {
+    lp.on_unix_signals(&STOP_SIGNALS, |lp, _| lp.stop())
+        .map_err(|e| Failure::Failed(format!("cannot watch SIGINT/SIGTERM: {e}")))
 }

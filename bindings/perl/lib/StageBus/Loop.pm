@@ -3,6 +3,7 @@ package StageBus::Loop;
 use strict;
 use warnings;
 
+use Config ();
 use Scalar::Util ();
 use Time::HiRes ();
 
@@ -75,6 +76,48 @@ sub dispatch_fd {
         and StageBus::_croak(invalid_state => 'the loop is already dispatching (a nested run from one of its callbacks)');
     local $self->{dispatching} = 1;
     StageBus::_check(StageBus::_C::sb_loop_dispatch_fd($p, $fd, $events), 'dispatch_fd');
+    return;
+}
+
+# Signal names and numbers of this system ('TERM' <=> 15).
+my (%SIGNAL_NUMBER, %SIGNAL_NAME);
+{
+    my @names = split ' ', $Config::Config{sig_name};
+    my @numbers = split ' ', $Config::Config{sig_num};
+    for my $i (0 .. $#names) {
+        $SIGNAL_NUMBER{$names[$i]} //= $numbers[$i];
+        $SIGNAL_NAME{$numbers[$i]} //= $names[$i];
+    }
+}
+
+sub _signal_name { $SIGNAL_NAME{$_[0]} // $_[0] }
+
+sub _signal_number {
+    my ($signal) = @_;
+    return $signal if defined $signal && $signal =~ /\A[0-9]+\z/ && $signal <= 0x7FFF_FFFF;
+    my $name = defined $signal ? $signal =~ s/\ASIG//r : '';
+    return $SIGNAL_NUMBER{$name} if $name ne '' && $name ne 'ZERO' && exists $SIGNAL_NUMBER{$name};
+    StageBus::_croak(invalid_argument => 'on_unix_signals: ' . ($signal // 'undef') . ' is not a signal name or number');
+}
+
+# Takes the signals (names such as 'TERM' or numbers) on the loop: the
+# code runs with the signal's name when one arrives.
+sub on_unix_signals {
+    my ($self, $signals, $cb) = @_;
+    my $p = $self->_p;
+    ref $signals eq 'ARRAY'
+        or StageBus::_croak(invalid_argument => 'on_unix_signals needs a list of signals (an array ref)');
+    my @numbers = map { _signal_number($_) } @$signals;
+    my ($fn, $user, $free) = StageBus::_cb_args(unix_signal => $cb, loop => $self, what => 'on_unix_signals');
+    StageBus::_check(
+        StageBus::_C::sb_loop_on_unix_signals($p, \@numbers, scalar @numbers, $fn, $user, $free),
+        'on_unix_signals');
+    return;
+}
+
+sub clear_unix_signals {
+    my ($self) = @_;
+    StageBus::_check(StageBus::_C::sb_loop_clear_unix_signals($self->_p), 'clear_unix_signals');
     return;
 }
 
@@ -252,6 +295,18 @@ C<unwatch_fds($number)> ends that watch only, not one that replaced it;
 C<destroy> ends it too, telling the callback to drop every fd. A source
 whose input waits (its peer has too much output queued) is not to be
 watched for reading meanwhile: the callback is told so, and told again.
+
+=item on_unix_signals([qw(TERM INT)], sub { my ($name) = @_ }), clear_unix_signals
+
+Takes the Unix signals listed (names with or without C<SIG>, or numbers)
+on the loop instead of their default action or a C<%SIG> handler: the
+code runs on the loop, with the signal's name (C<TERM>), whenever one
+arrives, so it may C<stop> the loop or close clients gracefully. The
+signals are blocked in the program and read from a signalfd the loop
+waits on. A second call replaces the first; C<clear_unix_signals> and
+C<destroy> end it, and the signals have their default action (or
+C<%SIG> handler) again. Dies with C<invalid_argument> for an empty list,
+an unknown name, or C<KILL>, C<STOP>, C<SEGV>, C<BUS>, C<FPE>, C<ILL>.
 
 =item timer(after_ms => $ms, cb => sub { my ($loop) = @_ })
 
