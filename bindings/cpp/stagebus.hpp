@@ -628,6 +628,7 @@ public:
     // before starting other threads). `f` must not throw. A second call
     // replaces the first; clear_unix_signals() ends it.
     void on_unix_signals(const std::vector<int> &signals, std::function<void(int signal)> f) {
+        static_assert(sizeof(int) == sizeof(int32_t), "signal numbers are passed as int32_t");
         detail::check(detail::register_fn(
             std::move(f), &detail::run_unix_signal,
             [&](sb_unix_signal_fn c, void *user, sb_free_fn free_user) {

@@ -26,9 +26,10 @@ type Handler = Box<dyn FnMut(&EventLoop, i32)>;
 pub(super) struct SignalWatch {
     fd: OwnedFd,
     token: Cell<Option<Token>>,
-    /// The signals this watch blocked; those the thread had blocked
-    /// before stay blocked when it ends.
-    blocked: libc::sigset_t,
+    /// The signals this watch blocked, unblocked when it ends; those the
+    /// thread had blocked before it stay blocked. A watch replacing this
+    /// one takes over the signals both list.
+    blocked: Cell<libc::sigset_t>,
     /// Taken out while it runs (it may end the watch, or replace it).
     handler: RefCell<Option<Handler>>,
 }
@@ -37,10 +38,37 @@ impl Drop for SignalWatch {
     /// The mask is as it was: a signal arriving from now on has its
     /// default action (or the program's handler) again.
     fn drop(&mut self) {
-        // SAFETY: `blocked` is an initialised sigset_t; a null old-set
-        // pointer is allowed. Unblocking cannot fail for a valid set.
-        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &self.blocked, std::ptr::null_mut()) };
+        unblock(&self.blocked.get());
     }
+}
+
+/// A set without signals.
+fn empty_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before
+    // any other use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    set
+}
+
+/// Unblocks `set` in the calling thread.
+fn unblock(set: &libc::sigset_t) {
+    // SAFETY: `set` is an initialised sigset_t; a null old-set pointer is
+    // allowed. Unblocking cannot fail for a valid set.
+    unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, set, std::ptr::null_mut()) };
+}
+
+/// Whether `signal` is in `set`.
+fn has(set: &libc::sigset_t, signal: i32) -> bool {
+    // SAFETY: `set` is initialised; the number was checked by `signal_set`.
+    unsafe { libc::sigismember(set, signal) == 1 }
+}
+
+/// Takes `signal` out of `set`.
+fn remove(set: &mut libc::sigset_t, signal: i32) {
+    // SAFETY: as in `has`.
+    unsafe { libc::sigdelset(set, signal) };
 }
 
 /// A borrowed fd as mio registers it (mio's `SourceFd` is not `AsRawFd`,
@@ -85,11 +113,7 @@ fn signal_set(signals: &[i32]) -> Result<libc::sigset_t, Error> {
             "no signal to watch given",
         ));
     }
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it before
-    // any other use.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable sigset_t.
-    unsafe { libc::sigemptyset(&mut set) };
+    let mut set = empty_set();
     for &signal in signals {
         let refused = [
             libc::SIGKILL,
@@ -125,11 +149,19 @@ impl EventLoop {
     ///
     /// Threads the program started before this call must block these
     /// signals themselves (threads started after inherit the mask), or
-    /// the kernel may hand a signal to one of them instead. A second call
-    /// replaces the first; [`EventLoop::clear_unix_signals`] and
-    /// [`EventLoop::shutdown`] end the watch. When it ends, the thread's
-    /// mask is as it was before: a signal it did not block before has its
-    /// default action again.
+    /// the kernel may hand a signal to one of them instead; so do child
+    /// processes (unblock them in a child that should get them). One
+    /// watch per thread: two loops of one thread watching one signal
+    /// would unblock it for each other.
+    ///
+    /// A second call replaces the first without a gap: a signal the
+    /// first had not read yet goes to the second if it lists it; a
+    /// failed call leaves the first as it was. The handler may call
+    /// either function. [`EventLoop::clear_unix_signals`] and
+    /// [`EventLoop::shutdown`] end the watch; the thread's mask is then as
+    /// it was before: a signal the program did not block has its default
+    /// action again, one still pending included (block the signals
+    /// yourself first to keep them blocked after the loop).
     ///
     /// `invalid_argument` for an empty list, a number that is no signal,
     /// or one a program cannot catch or must not block (SIGKILL, SIGSTOP,
@@ -147,48 +179,76 @@ impl EventLoop {
                 "the loop was shut down: no signal would be watched",
             ));
         }
-        self.clear_unix_signals();
-        // SAFETY: as in `signal_set`.
-        let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // The new set is blocked before a watch it replaces lets go of
+        // anything: a signal pending meanwhile waits for the new fd
+        // instead of meeting its default action.
+        let mut before = empty_set();
         // SAFETY: `set` is initialised and `before` is writable.
         let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut before) };
         if rc != 0 {
             let e = io::Error::from_raw_os_error(rc);
             return Err(Error::io("cannot block the signals", &e));
         }
+        // Ours to unblock at the end: what was not blocked, or what the
+        // watch being replaced blocked (the program had not).
+        let old = self.inner.signals.borrow().clone();
+        let old_blocked = old.as_ref().map(|w| w.blocked.get());
         let mut blocked = set;
-        for signal in signals {
-            // SAFETY: both sets are initialised; the numbers were checked.
-            if unsafe { libc::sigismember(&before, *signal) } == 1 {
-                // SAFETY: as above.
-                unsafe { libc::sigdelset(&mut blocked, *signal) };
+        let mut newly = set;
+        for &signal in signals {
+            if has(&before, signal) {
+                remove(&mut newly, signal);
+                if !old_blocked.as_ref().is_some_and(|b| has(b, signal)) {
+                    remove(&mut blocked, signal);
+                }
             }
         }
-        // SAFETY: `set` is initialised; -1 asks for a new descriptor.
-        let raw = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
-        let fd = if raw < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            // SAFETY: `raw` is a descriptor just created, owned by nobody else.
-            Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-        };
-        // From here on the watch's drop restores the mask, whatever fails.
-        let watch = fd.map(|fd| {
-            Rc::new(SignalWatch {
-                fd,
-                token: Cell::new(None),
-                blocked,
-                handler: RefCell::new(Some(Box::new(handler))),
-            })
-        });
+        let watch = self.watch_signals(set, blocked, Box::new(handler));
         let watch = match watch {
             Ok(watch) => watch,
             Err(e) => {
-                // SAFETY: `blocked` is initialised.
-                unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &blocked, std::ptr::null_mut()) };
-                return Err(Error::io("cannot create a signalfd", &e));
+                // The first watch stays as it was.
+                unblock(&newly);
+                return Err(e);
             }
         };
+        if let Some(old) = &old {
+            // Its signals that this watch lists are this watch's now.
+            let mut left = old.blocked.get();
+            for &signal in signals {
+                remove(&mut left, signal);
+            }
+            old.blocked.set(left);
+        }
+        let replaced = self.inner.signals.borrow_mut().replace(watch);
+        self.end_watch(replaced);
+        Ok(())
+    }
+
+    /// A watch of `set` through a new signalfd registered with the loop;
+    /// `blocked` is what it unblocks when it ends.
+    fn watch_signals(
+        &self,
+        set: libc::sigset_t,
+        blocked: libc::sigset_t,
+        handler: Handler,
+    ) -> Result<Rc<SignalWatch>, Error> {
+        // SAFETY: `set` is initialised; -1 asks for a new descriptor.
+        let raw = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+        if raw < 0 {
+            let e = io::Error::last_os_error();
+            return Err(Error::io("cannot create a signalfd", &e));
+        }
+        // SAFETY: `raw` is a descriptor just created, owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // Nothing blocked is the watch's until it is registered: the
+        // caller unblocks what this call blocked if it fails.
+        let watch = Rc::new(SignalWatch {
+            fd,
+            token: Cell::new(None),
+            blocked: Cell::new(empty_set()),
+            handler: RefCell::new(Some(handler)),
+        });
         let token = self
             .register(
                 &mut Fd(watch.fd.as_raw_fd()),
@@ -197,15 +257,13 @@ impl EventLoop {
             )
             .map_err(|e| Error::io("cannot watch the signalfd", &e))?;
         watch.token.set(Some(token));
-        *self.inner.signals.borrow_mut() = Some(watch);
-        Ok(())
+        watch.blocked.set(blocked);
+        Ok(watch)
     }
 
-    /// Ends the watch of [`EventLoop::on_unix_signals`]: its handler is dropped
-    /// and the thread's mask is as it was before. Nothing happens without
-    /// one. May be called from the handler itself.
-    pub fn clear_unix_signals(&self) {
-        let watch = self.inner.signals.borrow_mut().take();
+    /// Deregisters `watch` and drops it with its handler (outside the
+    /// loop's borrows: the handler may hold anything).
+    fn end_watch(&self, watch: Option<Rc<SignalWatch>>) {
         let Some(watch) = watch else {
             return;
         };
@@ -214,12 +272,19 @@ impl EventLoop {
             self.deregister(&mut mio::unix::SourceFd(&raw), token);
         }
         let handler = watch.handler.borrow_mut().take();
-        // Dropped outside the borrows: the handler may hold anything.
         drop((handler, watch));
     }
 
-    /// The watch's signals, if `watch` is still the loop's.
-    fn runs_unix_signals(&self, watch: &SignalWatch) -> bool {
+    /// Ends the watch of [`EventLoop::on_unix_signals`]: its handler is dropped
+    /// and the thread's mask is as it was before. Nothing happens without
+    /// one. May be called from the handler itself.
+    pub fn clear_unix_signals(&self) {
+        let watch = self.inner.signals.borrow_mut().take();
+        self.end_watch(watch);
+    }
+
+    /// Whether `watch` is still the loop's.
+    fn is_current_watch(&self, watch: &SignalWatch) -> bool {
         self.inner
             .signals
             .borrow()
@@ -231,6 +296,12 @@ impl EventLoop {
 impl Source for SignalWatch {
     fn ready(&self, lp: &EventLoop, _: Readiness) {
         const BATCH: usize = 8;
+        if self.handler.borrow().is_none() {
+            // The handler runs the loop inside itself: the read of the
+            // turn that called it goes on when it returns, and takes
+            // what arrived meanwhile.
+            return;
+        }
         // SAFETY: signalfd_siginfo is plain data, all zeroes valid.
         let mut infos: [libc::signalfd_siginfo; BATCH] = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
@@ -239,19 +310,29 @@ impl Source for SignalWatch {
             // descriptor is non-blocking.
             let n =
                 unsafe { libc::read(self.fd.as_raw_fd(), infos.as_mut_ptr().cast(), size * BATCH) };
-            if n <= 0 {
-                // EAGAIN: drained (EINTR is retried by the next readiness).
+            if n == 0 {
                 return;
             }
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => return,
+                    _ => {
+                        log::warn!(target: "stagebus::loop", "cannot read the signalfd: {e}");
+                        return;
+                    }
+                }
+            }
             for info in &infos[..n as usize / size] {
-                if !lp.runs_unix_signals(self) {
+                if !lp.is_current_watch(self) {
                     // Ended by the handler: the rest has nobody to hear it.
                     return;
                 }
                 let handler = self.handler.borrow_mut().take();
                 let Some(mut handler) = handler else { return };
                 handler(lp, info.ssi_signo as i32);
-                if lp.runs_unix_signals(self) {
+                if lp.is_current_watch(self) {
                     *self.handler.borrow_mut() = Some(handler);
                 } else {
                     drop(handler);
@@ -269,8 +350,7 @@ mod tests {
 
     /// Whether `signal` is blocked in the calling thread.
     fn blocked(signal: i32) -> bool {
-        // SAFETY: as in `signal_set`.
-        let mut now: libc::sigset_t = unsafe { std::mem::zeroed() };
+        let mut now = empty_set();
         // SAFETY: a null new set only reads the mask into `now`.
         unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut now) };
         // SAFETY: `now` is initialised.
@@ -309,10 +389,9 @@ mod tests {
     #[test]
     fn a_handler_may_end_its_own_watch_and_a_signal_blocked_before_stays_blocked() {
         let lp = EventLoop::new().unwrap();
-        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `set` is a valid sigset_t, initialised first.
+        let mut set = empty_set();
+        // SAFETY: `set` is initialised; SIGUSR2 is a signal.
         unsafe {
-            libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, libc::SIGUSR2);
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         }
@@ -332,6 +411,71 @@ mod tests {
         assert!(blocked(libc::SIGUSR2), "blocked before: still blocked");
         // SAFETY: as above.
         unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    }
+
+    #[test]
+    fn a_watch_replaced_keeps_its_signals_blocked_and_hands_over_a_pending_one() {
+        let lp = EventLoop::new().unwrap();
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let s = seen.clone();
+        lp.on_unix_signals(&[libc::SIGURG], move |_, signal| {
+            s.borrow_mut().push(("first", signal))
+        })
+        .unwrap();
+        // Pending, not read yet: the replacing watch takes it.
+        raise(libc::SIGURG);
+        let s = seen.clone();
+        lp.on_unix_signals(&[libc::SIGURG, libc::SIGWINCH], move |lp, signal| {
+            s.borrow_mut().push(("second", signal));
+            // Replaced from inside its own handler: the signals stay
+            // blocked throughout, and the third watch hears them.
+            let s = s.clone();
+            lp.on_unix_signals(&[libc::SIGWINCH], move |_, signal| {
+                s.borrow_mut().push(("third", signal))
+            })
+            .unwrap();
+        })
+        .unwrap();
+        let count = |n: usize| {
+            let seen = seen.clone();
+            move || seen.borrow().len() >= n
+        };
+        assert!(lp.run_until(Duration::from_secs(5), count(1)).unwrap());
+        assert!(
+            blocked(libc::SIGWINCH),
+            "still blocked after the handler replaced its watch"
+        );
+        assert!(!blocked(libc::SIGURG), "no longer watched: unblocked");
+        raise(libc::SIGWINCH);
+        assert!(lp.run_until(Duration::from_secs(5), count(2)).unwrap());
+        assert_eq!(
+            *seen.borrow(),
+            [("second", libc::SIGURG), ("third", libc::SIGWINCH)]
+        );
+        lp.clear_unix_signals();
+        assert!(!blocked(libc::SIGWINCH));
+    }
+
+    #[test]
+    fn a_handler_running_the_loop_inside_itself_loses_no_signal() {
+        let lp = EventLoop::new().unwrap();
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let s = seen.clone();
+        lp.on_unix_signals(&[libc::SIGUSR1, libc::SIGUSR2], move |lp, signal| {
+            s.borrow_mut().push(signal);
+            if signal == libc::SIGUSR1 {
+                raise(libc::SIGUSR2);
+                let _ = lp.run_until(Duration::from_millis(30), || false);
+            }
+        })
+        .unwrap();
+        raise(libc::SIGUSR1);
+        let all = lp
+            .run_until(Duration::from_secs(5), || seen.borrow().len() == 2)
+            .unwrap();
+        assert!(all, "{:?}", seen.borrow());
+        assert_eq!(*seen.borrow(), [libc::SIGUSR1, libc::SIGUSR2]);
+        lp.clear_unix_signals();
     }
 
     #[test]

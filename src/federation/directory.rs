@@ -140,6 +140,9 @@ pub(crate) struct Directory {
     /// Whether a message reached the watch since the last tick: set per
     /// message, so that only the tick reads the clock.
     watch_fresh: bool,
+    /// Watches made again since the watch was last heard (logged once:
+    /// without a quorum, JetStream refuses them every few seconds).
+    watch_remakes: u32,
     next_op: u64,
     /// This broker's id.
     me: String,
@@ -181,6 +184,7 @@ impl Directory {
             watch: Watch::new(0),
             watch_heard: Instant::now(),
             watch_fresh: false,
+            watch_remakes: 0,
             next_op: SYNTHETIC_OPS,
             me: config.broker_id.clone(),
         })
@@ -563,7 +567,14 @@ impl Federation {
             self.finish_claim(p, Err(unavailable("the directory bucket is not ready")));
         }
         if self.watch_lost(now) {
-            log::info!(broker = self.config.broker_id.as_str(); "directory watch silent for {WATCH_SILENCE:?}: made again");
+            let first = {
+                let mut st = self.state.borrow_mut();
+                st.dir.watch_remakes += 1;
+                st.dir.watch_remakes == 1
+            };
+            if first {
+                log::info!(broker = self.config.broker_id.as_str(); "directory watch silent for {WATCH_SILENCE:?}: made again (until it is heard)");
+            }
             self.start_watch();
         }
         // A bucket request that could not even be sent is tried again.
@@ -590,6 +601,7 @@ impl Federation {
         let dir = &mut st.dir;
         if std::mem::take(&mut dir.watch_fresh) {
             dir.watch_heard = now;
+            dir.watch_remakes = 0;
         }
         dir.watch_sid.is_some()
             && now.duration_since(dir.watch_heard) > WATCH_SILENCE

@@ -269,11 +269,14 @@ pub type sb_unix_signal_fn =
 /// signals are blocked in the calling thread, which must be the loop's,
 /// and read from a signalfd the loop waits on (a host watching the fds
 /// is told of it). Threads started before this call must block them
-/// too. A second call replaces the first. `SB_INVALID_ARGUMENT` for no
-/// signal, a number that is no signal, or SIGKILL, SIGSTOP, SIGSEGV,
-/// SIGBUS, SIGFPE, SIGILL. `free_user` runs once when the watch ends
-/// (`sb_loop_clear_unix_signals`, a later call, `sb_loop_free`, or a
-/// failure of this call); the thread's signal mask is then as before.
+/// too, and child processes inherit the mask. A second call replaces the
+/// first without a gap (a failed one leaves it). `SB_INVALID_ARGUMENT`
+/// for no signal, a number that is no signal, or SIGKILL, SIGSTOP,
+/// SIGSEGV, SIGBUS, SIGFPE, SIGILL. `free_user` runs once when the watch
+/// ends (`sb_loop_clear_unix_signals`, a later call, `sb_loop_free`, or
+/// a failure of this call); the thread's signal mask is then as before,
+/// so a signal the program did not block itself has its default action
+/// again, even one still pending (a second SIGTERM during the exit).
 #[doc = safety!()]
 #[no_mangle]
 pub unsafe extern "C" fn sb_loop_on_unix_signals(

@@ -102,10 +102,17 @@ impl Served {
     }
 
     /// Lets go of this hold. The last holder of an ended request keeps
-    /// its record's allocation for the next request (see [`pool`]).
+    /// its record's allocation for the next request (see [`pool`]), as
+    /// [`CalleeEnd::let_go`] does for the local link.
     #[inline]
-    pub(crate) fn release(self) {
+    pub(crate) fn let_go(self) {
         pool::give(&FREE, self.0);
+    }
+
+    /// Whether both are holds on the same request.
+    #[inline]
+    pub(crate) fn is(&self, other: &Served) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
     }
 
     /// A new reference of the callee's, for a handler.

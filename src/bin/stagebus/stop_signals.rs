@@ -8,8 +8,9 @@ use crate::Failure;
 use stagebus::EventLoop;
 use std::io;
 
-/// The stop signals, blocked since [`block`]: until the loop reads them
-/// one arriving waits, instead of killing the command half set up.
+/// Proof that the stop signals are blocked since [`block`]: until the
+/// loop reads them one arriving waits, instead of killing the command
+/// half set up.
 pub(crate) struct Blocked(());
 
 const STOP_SIGNALS: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
@@ -40,7 +41,10 @@ pub(crate) fn block() -> Result<Blocked, Failure> {
 }
 
 /// Stops `lp` when SIGINT or SIGTERM arrives (one that arrived since
-/// [`block`] stops it at its first turn).
+/// [`block`] stops it at its first turn). Still watched while the
+/// command closes gracefully: a second signal then cuts the linger
+/// short, as a second Ctrl-C is meant to. The signals stay blocked
+/// after the watch ends (they were blocked before it).
 pub(crate) fn stop_loop_on(lp: &EventLoop, _: Blocked) -> Result<(), Failure> {
     lp.on_unix_signals(&STOP_SIGNALS, |lp, _| lp.stop())
         .map_err(|e| Failure::Failed(format!("cannot watch SIGINT/SIGTERM: {e}")))

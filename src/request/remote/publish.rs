@@ -126,10 +126,16 @@ impl Stage {
                     });
                 } else {
                     // Answered at once, the usual case: no hook to make.
-                    let ended = serving.0.borrow_mut().remove(&route);
+                    // (Its own entry only: a handler that ran the loop
+                    // inside itself may have seen another call begin.)
+                    let ended = {
+                        let mut table = serving.0.borrow_mut();
+                        let own = table.get(&route).is_some_and(|s| s.is(&served));
+                        own.then(|| table.remove(&route)).flatten()
+                    };
                     drop(ended);
                 }
-                served.release();
+                served.let_go();
             }
             Inbound::Recall { method, args } => {
                 let served = serving.0.borrow().get(&delivery.id()).cloned();

@@ -303,10 +303,12 @@ on the loop instead of their default action or a C<%SIG> handler: the
 code runs on the loop, with the signal's name (C<TERM>), whenever one
 arrives, so it may C<stop> the loop or close clients gracefully. The
 signals are blocked in the program and read from a signalfd the loop
-waits on. A second call replaces the first; C<clear_unix_signals> and
-C<destroy> end it, and the signals have their default action (or
-C<%SIG> handler) again. Dies with C<invalid_argument> for an empty list,
-an unknown name, or C<KILL>, C<STOP>, C<SEGV>, C<BUS>, C<FPE>, C<ILL>.
+waits on (child processes inherit that: unblock them in a child that
+should get them). A second call replaces the first without a gap;
+C<clear_unix_signals> and C<destroy> end it, and the signals have their
+default action (or C<%SIG> handler) again. Dies with
+C<invalid_argument> for an empty list, an unknown name, or C<KILL>,
+C<STOP>, C<SEGV>, C<BUS>, C<FPE>, C<ILL>.
 
 =item timer(after_ms => $ms, cb => sub { my ($loop) = @_ })
 
