@@ -377,19 +377,19 @@ fn fd_by_fd_a_far_timer_reaches_the_host(t: Transport) {
 }
 
 /// The host is told of every fd the loop waits on as it comes and goes:
-/// the loop's own one, the broker's listener, each connection; dropped
+/// the loop's own two, the broker's listener, each connection; dropped
 /// when closed, all of them when the host stops watching, after which
 /// `dispatch_fd` is refused.
 fn fd_by_fd_the_host_watches_what_the_loop_has(t: Transport) {
     let h = Harness::new(t);
     let host = FdHost::new(&h.lp);
-    // The wake-up (the alarm's fd too) and the broker's listener.
-    assert_eq!(host.watched.borrow().len(), 2, "{:?}", host.watched);
+    // The wake-up, the alarm and the broker's listener.
+    assert_eq!(host.watched.borrow().len(), 3, "{:?}", host.watched);
     let client = h.client();
     host.run(|| client.is_connected());
     host.settle();
     // The client's socket and the broker's end of it.
-    assert_eq!(host.watched.borrow().len(), 4, "{:?}", host.watched);
+    assert_eq!(host.watched.borrow().len(), 5, "{:?}", host.watched);
     assert!(host
         .watched
         .borrow()
@@ -397,14 +397,14 @@ fn fd_by_fd_the_host_watches_what_the_loop_has(t: Transport) {
         .all(|e| *e == FdEvents::READABLE));
     client.close();
     host.settle();
-    assert_eq!(host.watched.borrow().len(), 2, "{:?}", host.watched);
+    assert_eq!(host.watched.borrow().len(), 3, "{:?}", host.watched);
     // Dropped without a close, the same.
     let dropped = h.client();
     host.run(|| dropped.is_connected());
-    assert_eq!(host.watched.borrow().len(), 4, "{:?}", host.watched);
+    assert_eq!(host.watched.borrow().len(), 5, "{:?}", host.watched);
     drop(dropped);
     host.settle();
-    assert_eq!(host.watched.borrow().len(), 2, "{:?}", host.watched);
+    assert_eq!(host.watched.borrow().len(), 3, "{:?}", host.watched);
     h.lp.unwatch_fds().unwrap();
     assert!(host.watched.borrow().is_empty());
     assert!(!h.lp.is_watched_by_fd());

@@ -223,10 +223,10 @@ fn an_idle_federated_broker_leaves_a_host_watching_its_fds_quiet() {
     for _ in 0..20 {
         assert_eq!(host.ready(0), Vec::new(), "{:?}", host.watched.borrow());
     }
-    // The loop's own one, the broker's listener, both ends of the
+    // The loop's own two, the broker's listener, both ends of the
     // client's connection and the NATS socket, all for reading.
     let watched = host.watched.borrow();
-    assert!(watched.len() >= 5, "{watched:?}");
+    assert!(watched.len() >= 6, "{watched:?}");
     assert!(
         watched.values().all(|e| *e == FdEvents::READABLE),
         "{watched:?}"

@@ -1,5 +1,5 @@
-//! The loop's alarm: the wake-up's timerfd (see `wakeup`), set to stand
-//! for timers far away, so that the loop sleeps without a timeout.
+//! The loop's alarm: a timerfd in the loop's epoll set that stands for
+//! timers far away, so that the loop sleeps without a timeout.
 //!
 //! A finite `epoll_wait` timeout makes the kernel arm and cancel a
 //! high-resolution timer on every sleep. With heartbeats on, every
@@ -11,59 +11,101 @@
 //! with no timeout and the timerfd wakes it. Timers due soon still use the
 //! poll's timeout (no system call to set them).
 
-use super::wakeup::Wakeup;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
 use std::cell::Cell;
 use std::io;
-use std::sync::Arc;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// Timers due within this are waited for with the poll's timeout: the
 /// alarm is for timers far away (heartbeats, long deadlines).
 pub(super) const NEAR: Duration = Duration::from_millis(20);
 
-/// The loop's wake-up timerfd, as an alarm.
+/// A timerfd registered in the loop's poll.
 pub(super) struct Alarm {
-    bell: Arc<Wakeup>,
+    fd: OwnedFd,
     /// When it is set to go off, if it is set.
     set_for: Cell<Option<Instant>>,
 }
 
 impl Alarm {
-    /// The alarm of a wake-up that is a timerfd; `None` for an eventfd.
-    pub fn new(bell: &Arc<Wakeup>) -> Option<Alarm> {
-        bell.is_timer().then(|| Alarm {
-            bell: bell.clone(),
+    /// A new, unset alarm registered under `token`.
+    pub fn new(registry: &Registry, token: Token) -> io::Result<Alarm> {
+        // SAFETY: timerfd_create takes no pointers; the result is checked.
+        let raw = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a descriptor just created and owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)?;
+        Ok(Alarm {
+            fd,
             set_for: Cell::new(None),
         })
     }
 
-    /// Whether it is set to go off by `deadline`.
+    /// The timerfd.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Whether the alarm is set to go off at or before `deadline`: until
+    /// it rings, no timer due at `deadline` or later is due, and the loop
+    /// need not read the clock for them.
     pub fn covers(&self, deadline: Instant) -> bool {
         self.set_for.get().is_some_and(|at| at <= deadline)
     }
 
-    /// Sets it to go off at `deadline` (`now` is the current time),
-    /// unless it already goes off by then. A wake it replaced rings
-    /// again (see `wakeup`).
+    /// Makes sure the alarm goes off no later than `deadline` (`now` is
+    /// the clock just read): set only when unset or set for later. Fails
+    /// only if the system call does (the caller then waits with a
+    /// timeout instead).
     pub fn cover(&self, deadline: Instant, now: Instant) -> io::Result<()> {
         if self.covers(deadline) {
             return Ok(());
         }
-        self.bell
-            .set_timer(deadline.saturating_duration_since(now))?;
-        self.set_for.set(Some(deadline));
-        if self.bell.rung() {
-            self.set_for.set(None);
-            self.bell.ring()?;
+        // At least a nanosecond: a zero value would disarm it.
+        let after = deadline
+            .saturating_duration_since(now)
+            .max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: `spec` is a valid itimerspec; the old value is not asked for.
+        let rc =
+            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
         }
+        self.set_for.set(Some(deadline));
         Ok(())
     }
 
-    /// The timerfd went off, for its deadline or for a wake, or a wake of
-    /// this thread replaced its setting: it stands for no deadline now,
-    /// and the next timeout sets it again if needed.
-    pub fn unset(&self) {
-        self.set_for.set(None);
+    /// The alarm went off (its token was ready): its count is read so
+    /// that it can go off again, and it is unset. The due timers run in
+    /// the same turn; the next timeout sets it again if needed.
+    pub fn rang(&self) {
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into `count`; the descriptor is
+        // non-blocking, so an alarm not gone off yet gives EAGAIN.
+        let n = unsafe { libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+        if n == 8 {
+            self.set_for.set(None);
+        }
     }
 }
 
@@ -176,54 +218,5 @@ mod tests {
         });
         lp.run().unwrap();
         assert!(fired.get());
-    }
-
-    /// Wakes from another thread while the loop re-arms the alarm (the
-    /// same timerfd) before every sleep: no wake may be lost to a setting
-    /// of the alarm. Each post sets a far timer earlier than the last, so
-    /// the next sleep sets the alarm again; a lost wake would leave the
-    /// loop asleep until that timer, 5 s away (the poster notes a wait of
-    /// more than 2 s as a stall: a loop that is not asleep runs a post
-    /// within microseconds).
-    #[test]
-    fn wakes_from_another_thread_survive_the_alarm_being_set_between_them() {
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        use std::sync::Arc;
-        use std::time::Duration;
-        const POSTS: usize = 20_000;
-        let lp = EventLoop::new().unwrap();
-        let ran = Arc::new(AtomicUsize::new(0));
-        let stalled = Arc::new(AtomicBool::new(false));
-        let remote = lp.remote();
-        let (counter, stall) = (ran.clone(), stalled.clone());
-        let poster = std::thread::spawn(move || {
-            for k in 0..POSTS {
-                let c = counter.clone();
-                remote
-                    .post(move |lp| {
-                        let far = Duration::from_secs(5) - Duration::from_micros(k as u64);
-                        lp.add_timer(far, |_| {});
-                        if c.fetch_add(1, Ordering::SeqCst) + 1 == POSTS {
-                            lp.stop();
-                        }
-                    })
-                    .unwrap();
-                // Every other post waits for the last to run, so that
-                // posts meet the loop both asleep and busy.
-                let since = Instant::now();
-                while k % 2 == 0 && counter.load(Ordering::SeqCst) <= k {
-                    if since.elapsed() > Duration::from_secs(2) {
-                        stall.store(true, Ordering::SeqCst);
-                        break;
-                    }
-                    std::thread::yield_now();
-                }
-            }
-        });
-        lp.run().unwrap();
-        poster.join().unwrap();
-        assert_eq!(ran.load(Ordering::SeqCst), POSTS);
-        assert!(!stalled.load(Ordering::SeqCst), "a wake was lost");
-        lp.shutdown();
     }
 }

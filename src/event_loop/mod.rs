@@ -30,7 +30,7 @@
 //! turn (the timeout, the poll, the dispatch); `timers` the deadline
 //! heap; `alarm` the timerfd that stands for far timers, so a sleeping
 //! loop arms no kernel timer per wait; `remote` what other threads may
-//! do; `wakeup` the fd they wake it with (the alarm's timerfd); `watch` the host that
+//! do; `wakeup` the eventfd they wake it with; `watch` the host that
 //! watches the loop's fds one by one; `unix_signals` the signalfd that turns
 //! signals into loop events.
 
@@ -61,8 +61,9 @@ use std::time::{Duration, Instant};
 use timers::Timers;
 use wakeup::Wakeup;
 
-/// The token of the loop's wake-up (and alarm: the same fd).
 const WAKER: Token = Token(0);
+/// The token of the loop's [`alarm::Alarm`].
+const ALARM: Token = Token(1);
 
 /// A closure run on the loop thread.
 type Task = Box<dyn FnOnce(&EventLoop)>;
@@ -226,7 +227,7 @@ impl EventLoop {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = Arc::new(Wakeup::new(poll.registry(), WAKER)?);
-        let alarm = alarm::Alarm::new(&waker);
+        let alarm = alarm::Alarm::new(poll.registry(), ALARM).ok();
         Ok(EventLoop {
             inner: Rc::new(Inner {
                 poll: RefCell::new(poll),
@@ -235,8 +236,8 @@ impl EventLoop {
                 waker,
                 remote: Arc::new(Mutex::new(RemoteQueue::default())),
                 owner: thread_token(),
-                // Slot 0 is the wake-up's token.
-                sources: RefCell::new(vec![None]),
+                // Slot 0 is the waker's token, slot 1 the alarm's.
+                sources: RefCell::new(vec![None, None]),
                 fds: RefCell::default(),
                 free_tokens: RefCell::new(Vec::new()),
                 timers: RefCell::new(Timers::new()),
@@ -481,10 +482,6 @@ impl EventLoop {
     #[inline(never)]
     fn wake_host(&self) {
         self.inner.wake_pending.set(true);
-        if let Some(alarm) = &self.inner.alarm {
-            // The wake replaces the alarm's setting.
-            alarm.unset();
-        }
         let _ = self.inner.waker.wake();
     }
 }

@@ -6,7 +6,7 @@
 //! Separate from the loop's API (run, dispatch, timers, defer): this is
 //! the engine under all of them.
 
-use super::{EventLoop, Readiness, WAKER};
+use super::{EventLoop, Readiness, ALARM, WAKER};
 use mio::Token;
 use std::io;
 use std::time::{Duration, Instant};
@@ -84,15 +84,15 @@ impl EventLoop {
         }
         for (token, readiness) in ready.drain(..) {
             if token == WAKER {
-                // A wake or the alarm (one fd): the alarm stands for no
-                // deadline any more, and what was posted runs.
                 self.woken();
-                if let Some(alarm) = &inner.alarm {
-                    alarm.unset();
-                }
                 inner.wake_pending.set(false);
-                inner.waker.take_rung();
                 self.run_remote();
+                continue;
+            }
+            if token == ALARM {
+                if let Some(alarm) = &inner.alarm {
+                    alarm.rang();
+                }
                 continue;
             }
             // Snapshot the source: a callback may close anything, including

@@ -12,7 +12,7 @@
 //! [`EventLoop::dispatch`] and the blocking calls that run the loop
 //! themselves work in either mode; only `dispatch_fd` skips asking it.
 
-use super::{EventLoop, Readiness, Slot, WAKER};
+use super::{EventLoop, Readiness, Slot, ALARM, WAKER};
 use crate::error::{Error, ErrorCode};
 use mio::{Interest, Token};
 use std::cell::{Cell, RefCell};
@@ -138,7 +138,9 @@ impl EventLoop {
             .try_borrow_mut()
             .map_err(|_| inside_the_watcher("watch_fds"))? = Some(Box::new(watcher));
         watch.on.set(true);
-        self.tell_host(self.own_fd(), FdEvents::READABLE);
+        for fd in self.own_fds() {
+            self.tell_host(fd, FdEvents::READABLE);
+        }
         let tokens: Vec<Token> = self.inner.fds.borrow().values().copied().collect();
         for token in tokens {
             self.sync_host(token);
@@ -169,7 +171,7 @@ impl EventLoop {
                 slot.fd
             })
             .collect();
-        for fd in std::iter::once(self.own_fd()).chain(watched) {
+        for fd in self.own_fds().into_iter().chain(watched) {
             self.tell_host(fd, FdEvents::NONE);
         }
         watch.on.set(false);
@@ -202,6 +204,8 @@ impl EventLoop {
         }
         let token = if fd == self.inner.waker.fd() {
             Some(WAKER)
+        } else if self.inner.alarm.as_ref().is_some_and(|a| a.fd() == fd) {
+            Some(ALARM)
         } else {
             self.inner.fds.borrow().get(&fd).copied()
         };
@@ -222,9 +226,12 @@ impl EventLoop {
             .map_err(|e| Error::io("the loop's turn failed", &e))
     }
 
-    /// The loop's own fd: its wake-up, which is its alarm too.
-    fn own_fd(&self) -> RawFd {
-        self.inner.waker.fd()
+    /// The loop's own fds: its wake-up, and its alarm if it has one.
+    fn own_fds(&self) -> Vec<RawFd> {
+        let alarm = self.inner.alarm.as_ref().map(|a| a.fd());
+        std::iter::once(self.inner.waker.fd())
+            .chain(alarm)
+            .collect()
     }
 
     /// Tells the host watching the fds what `token`'s source now wants,
@@ -401,8 +408,7 @@ mod tests {
             r.borrow_mut().push(e.code);
         })
         .unwrap();
-        // Told of the loop's one fd: refused once.
-        assert_eq!(*refused.borrow(), vec![ErrorCode::InvalidState]);
+        assert_eq!(*refused.borrow(), vec![ErrorCode::InvalidState; 2]);
         assert!(lp.is_watched_by_fd());
         // The closure holds the loop: shutting down breaks the cycle.
         lp.shutdown();

@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # A host that watches the loop's fds one by one: watch_fds tells it every
-# fd to watch (the loop's own one, the broker's listener, each
+# fd to watch (the loop's own two, the broker's listener, each
 # connection) as they come and go; a select() over them, dispatch_fd for
 # each ready fd and dispatch when timeout_ms passes drive a publish and
 # calls to the end. An idle loop leaves every watched fd quiet.
@@ -21,10 +21,10 @@ $loop->watch_fds(sub {
     my ($fd, $events) = @_;
     if ($events) { $watched{$fd} = $events } else { delete $watched{$fd} }
 });
-is(scalar keys %watched, 1, 'the loop\'s own fd (wake-up and alarm) is watched at once');
+is(scalar keys %watched, 2, 'the loop\'s own fds are watched at once');
 
 my $broker = StageBus::Broker->new(loop => $loop, listen => 'tcp://127.0.0.1:0');
-is(scalar keys %watched, 2, '... and the broker\'s listener');
+is(scalar keys %watched, 3, '... and the broker\'s listener');
 ok(!grep({ $_ & StageBus::Loop::FD_WRITE } values %watched), 'all for reading');
 
 # The fds ready within $ms (undef: no limit), with what they are ready for.
@@ -73,7 +73,7 @@ my $published;
 $stage->publish(client => $svc, session => 'Svc', on_done => sub { $published = !$_[0] });
 host_until(sub { defined $published });
 ok($published, 'published, driven fd by fd');
-is(scalar keys %watched, 6, 'both connections, both ends, are watched');
+is(scalar keys %watched, 7, 'both connections, both ends, are watched');
 
 my @replies;
 for my $i (1 .. 5) {
@@ -91,8 +91,8 @@ host_until(sub { !ready(0) && $loop->timeout_ms != 0 });
 is_deeply([ready(0)], [], 'an idle loop leaves every watched fd quiet');
 
 $caller->close;
-host_until(sub { keys %watched == 4 });
-is(scalar keys %watched, 4, 'a closed connection\'s fds are dropped');
+host_until(sub { keys %watched == 5 });
+is(scalar keys %watched, 5, 'a closed connection\'s fds are dropped');
 
 $loop->unwatch_fds;
 is(scalar keys %watched, 0, 'unwatch_fds drops them all');
@@ -120,9 +120,9 @@ ok($loop->run_until(sub { $later }, timeout_ms => 5000), 'run_until works while 
     my (%first, %second);
     my $one = $l->watch_fds(sub { $_[1] ? ($first{ $_[0] } = 1) : delete $first{ $_[0] } });
     my $two = $l->watch_fds(sub { $_[1] ? ($second{ $_[0] } = 1) : delete $second{ $_[0] } });
-    ok(!%first && keys %second == 1, 'a second watch replaces the first, which drops its fds');
+    ok(!%first && keys %second == 2, 'a second watch replaces the first, which drops its fds');
     $l->unwatch_fds($one);
-    is(scalar keys %second, 1, "unwatch_fds of the first watch's number leaves the second's");
+    is(scalar keys %second, 2, "unwatch_fds of the first watch's number leaves the second's");
     $l->destroy;
     is(scalar keys %second, 0, 'destroying the loop tells the watch to drop every fd');
 }
