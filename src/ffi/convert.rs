@@ -107,6 +107,16 @@ pub(crate) unsafe fn text_array<'a>(
 /// # Safety
 /// `p` must be NULL or point to `len` readable bytes alive for the call.
 pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, name: &str) -> Result<&'a [u8], Fail> {
+    // SAFETY: the caller's contract, as `slice` asks.
+    unsafe { slice(p, len, name) }
+}
+
+/// A required array of `len` items at `p` (`p` may be NULL only when
+/// `len` is 0).
+///
+/// # Safety
+/// `p` must be NULL or point to `len` readable items alive for the call.
+pub(crate) unsafe fn slice<'a, T>(p: *const T, len: usize, name: &str) -> Result<&'a [T], Fail> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -116,6 +126,6 @@ pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, name: &str) -> Result<&
             format!("{name} is NULL (with a length of {len})"),
         ));
     }
-    // SAFETY: non-NULL and `len` readable bytes per the caller's contract.
+    // SAFETY: non-NULL and `len` readable items per the caller's contract.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }

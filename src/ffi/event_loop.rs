@@ -2,6 +2,7 @@
 
 use super::boundary::{fail, status, value_or, Fail};
 use super::callbacks::{sb_free_fn, SendUserData, UserData};
+use super::convert::slice;
 use super::handles::{arg, borrowed, boxed, take, Handle};
 use super::status::sb_status;
 use crate::event_loop::{EventLoop, FdEvents, LoopRemote, TimerId};
@@ -294,18 +295,8 @@ pub unsafe extern "C" fn sb_loop_on_unix_signals(
         // the caller's.
         let lp = unsafe { arg(lp, "loop") }?.clone();
         let f = f.ok_or_else(|| fail(sb_status::SB_NULL_ARGUMENT, "f is NULL"))?;
-        if signals.is_null() && count > 0 {
-            return Err(fail(
-                sb_status::SB_NULL_ARGUMENT,
-                format!("signals is NULL (with a count of {count})"),
-            ));
-        }
-        let list = if count == 0 {
-            &[][..]
-        } else {
-            // SAFETY: non-NULL and `count` readable ints per the contract.
-            unsafe { std::slice::from_raw_parts(signals, count) }
-        };
+        // SAFETY: NULL (with no count) or `count` readable ints.
+        let list = unsafe { slice(signals, count, "signals") }?;
         Ok(lp.on_unix_signals(list, move |lp, signal| {
             // SAFETY: the C caller's function with its own user pointer;
             // the loop pointer is valid for the call.
