@@ -31,8 +31,8 @@
 //! heap; `alarm` the timerfd that stands for far timers, so a sleeping
 //! loop arms no kernel timer per wait; `remote` what other threads may
 //! do; `wakeup` the eventfd they wake it with; `watch` the host that
-//! watches the loop's fds one by one; `unix_signals` the signalfd that turns
-//! signals into loop events.
+//! watches the loop's fds one by one; `unix_signals` the signalfd that
+//! turns signals into loop events.
 
 mod alarm;
 mod remote;
