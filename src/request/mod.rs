@@ -115,8 +115,9 @@
 //                                      link names stage remote/call
 //   link      Down (cancel, recall) and Up (emit, return, fail), each
 //             local or remote                           -> ends local remote
-//   callee    ServedRec, Served, ServedRequest          -> children
+//   callee/   ServedRec, Served, ServedRequest          -> children
 //                                    dispatch ends link scope stage
+//     reuse.rs   the records' free list, make/empty/refill
 //   caller    CallerRec, Request, Response              -> callee dispatch
 //                            ends link mappings names scope stage
 //   builder   Target, RequestBuilder::send              -> caller callee
